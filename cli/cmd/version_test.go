@@ -1,0 +1,45 @@
+package cmd
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/conduit-mesh/conduit/pkg/version"
+)
+
+func run(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	root := NewRootCmd(&Options{Out: &out, Err: &errb, In: strings.NewReader("")})
+	root.SetArgs(args)
+	err := root.Execute()
+	return out.String(), err
+}
+
+func TestVersion(t *testing.T) {
+	old := version.Version
+	version.Version = "v9.9.9-test"
+	t.Cleanup(func() { version.Version = old })
+
+	out, err := run(t, "version", "--client")
+	if err != nil || !strings.Contains(out, "Client version: v9.9.9-test") {
+		t.Fatalf("version --client = %q, %v", out, err)
+	}
+	out, err = run(t, "version", "--short", "--client")
+	if err != nil || out != "v9.9.9-test\n" {
+		t.Fatalf("version --short = %q, %v", out, err)
+	}
+	out, err = run(t, "version", "--client", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v struct{ Client version.Info }
+	if err := json.Unmarshal([]byte(out), &v); err != nil || v.Client.Version != "v9.9.9-test" {
+		t.Fatalf("json = %q, %v", out, err)
+	}
+	if _, err := run(t, "version", "-o", "yaml"); err == nil || !strings.Contains(err.Error(), "accepted: text, json") {
+		t.Fatalf("bad -o accepted: %v", err)
+	}
+}
