@@ -1,0 +1,253 @@
+package pki
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"time"
+)
+
+// CA is a certificate together with its private key: a trust anchor or an issuer.
+type CA struct {
+	Cert *x509.Certificate
+	Key  crypto.Signer
+	// Chain holds the certificates between Cert and its root, Cert's issuer first (empty for a root).
+	Chain []*x509.Certificate
+}
+
+// clockSkew back-dates NotBefore so that a peer whose clock is slightly behind accepts a fresh certificate.
+const clockSkew = 20 * time.Second
+
+// NewKey returns a new ECDSA P-256 private key.
+func NewKey() (*ecdsa.PrivateKey, error) {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("pki: generate key: %w", err)
+	}
+	return k, nil
+}
+
+func serial() (*big.Int, error) {
+	s, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return nil, fmt.Errorf("pki: serial number: %w", err)
+	}
+	return s, nil
+}
+
+// NewRoot creates a self-signed trust anchor valid for validity.
+func NewRoot(commonName string, validity time.Duration) (*CA, error) {
+	key, err := NewKey()
+	if err != nil {
+		return nil, err
+	}
+	sn, err := serial()
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber:          sn,
+		Subject:               pkix.Name{CommonName: commonName},
+		NotBefore:             now.Add(-clockSkew),
+		NotAfter:              now.Add(validity),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLen:            1,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		return nil, fmt.Errorf("pki: create root %q: %w", commonName, err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("pki: parse root: %w", err)
+	}
+	return &CA{Cert: cert, Key: key}, nil
+}
+
+// NewIssuer creates an intermediate CA signed by ca, valid for validity
+// (capped at ca's own expiry).
+func (ca *CA) NewIssuer(commonName string, validity time.Duration) (*CA, error) {
+	key, err := NewKey()
+	if err != nil {
+		return nil, err
+	}
+	sn, err := serial()
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	notAfter := now.Add(validity)
+	if notAfter.After(ca.Cert.NotAfter) {
+		notAfter = ca.Cert.NotAfter
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          sn,
+		Subject:               pkix.Name{CommonName: commonName},
+		NotBefore:             now.Add(-clockSkew),
+		NotAfter:              notAfter,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLenZero:        true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.Key)
+	if err != nil {
+		return nil, fmt.Errorf("pki: create issuer %q: %w", commonName, err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("pki: parse issuer: %w", err)
+	}
+	return &CA{Cert: cert, Key: key, Chain: append([]*x509.Certificate{ca.Cert}, ca.Chain...)}, nil
+}
+
+// SignLeaf signs a workload certificate for pub whose only DNS SAN is name,
+// usable for both TLS server and client authentication. validity is capped at
+// the issuer's expiry.
+func (ca *CA) SignLeaf(name string, pub crypto.PublicKey, validity time.Duration) (*x509.Certificate, error) {
+	sn, err := serial()
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	notAfter := now.Add(validity)
+	if notAfter.After(ca.Cert.NotAfter) {
+		notAfter = ca.Cert.NotAfter
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: sn,
+		Subject:      pkix.Name{CommonName: name},
+		DNSNames:     []string{name},
+		NotBefore:    now.Add(-clockSkew),
+		NotAfter:     notAfter,
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, pub, ca.Key)
+	if err != nil {
+		return nil, fmt.Errorf("pki: sign leaf %q: %w", name, err)
+	}
+	return x509.ParseCertificate(der)
+}
+
+// CertPEM encodes c as PEM.
+func CertPEM(c *x509.Certificate) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+}
+
+// KeyPEM encodes an ECDSA key as a PKCS#8 PEM block.
+func KeyPEM(k crypto.Signer) ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		return nil, fmt.Errorf("pki: marshal key: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
+
+// ParseCertificates decodes every CERTIFICATE block of a PEM bundle. It fails
+// when the bundle holds no certificate or a block does not parse.
+func ParseCertificates(pemBytes []byte) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	rest := pemBytes
+	for {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("pki: certificate %d: %w", len(out)+1, err)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("pki: no PEM CERTIFICATE block found")
+	}
+	return out, nil
+}
+
+// ParseKey decodes a PEM private key (PKCS#8, SEC 1 "EC PRIVATE KEY" or PKCS#1).
+func ParseKey(pemBytes []byte) (crypto.Signer, error) {
+	b, _ := pem.Decode(pemBytes)
+	if b == nil {
+		return nil, errors.New("pki: no PEM block found in key")
+	}
+	var k any
+	var err error
+	switch b.Type {
+	case "PRIVATE KEY":
+		k, err = x509.ParsePKCS8PrivateKey(b.Bytes)
+	case "EC PRIVATE KEY":
+		k, err = x509.ParseECPrivateKey(b.Bytes)
+	case "RSA PRIVATE KEY":
+		k, err = x509.ParsePKCS1PrivateKey(b.Bytes)
+	default:
+		return nil, fmt.Errorf("pki: unsupported key PEM type %q", b.Type)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pki: parse %s: %w", b.Type, err)
+	}
+	s, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("pki: key of type %T cannot sign", k)
+	}
+	return s, nil
+}
+
+// LoadCA builds a CA from PEM certificate(s) (the CA first, then its chain) and its PEM key,
+// and checks that the key matches the certificate and that the certificate may sign.
+func LoadCA(certPEM, keyPEM []byte) (*CA, error) {
+	certs, err := ParseCertificates(certPEM)
+	if err != nil {
+		return nil, err
+	}
+	key, err := ParseKey(keyPEM)
+	if err != nil {
+		return nil, err
+	}
+	c := certs[0]
+	if !c.IsCA || c.KeyUsage&x509.KeyUsageCertSign == 0 {
+		return nil, fmt.Errorf("pki: certificate %q is not a CA (needs CA:TRUE and keyCertSign)", c.Subject.CommonName)
+	}
+	if !publicKeysEqual(c.PublicKey, key.Public()) {
+		return nil, fmt.Errorf("pki: key does not match certificate %q", c.Subject.CommonName)
+	}
+	return &CA{Cert: c, Key: key, Chain: certs[1:]}, nil
+}
+
+func publicKeysEqual(a, b crypto.PublicKey) bool {
+	type equaler interface{ Equal(crypto.PublicKey) bool }
+	e, ok := a.(equaler)
+	return ok && e.Equal(b)
+}
+
+// VerifyIssuer checks that issuer chains to one of roots at time now.
+func VerifyIssuer(issuer *CA, roots []*x509.Certificate, now time.Time) error {
+	pool := x509.NewCertPool()
+	for _, r := range roots {
+		pool.AddCert(r)
+	}
+	inter := x509.NewCertPool()
+	for _, c := range issuer.Chain {
+		inter.AddCert(c)
+	}
+	_, err := issuer.Cert.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	if err != nil {
+		return fmt.Errorf("pki: issuer %q does not chain to the trust anchors: %w", issuer.Cert.Subject.CommonName, err)
+	}
+	return nil
+}
