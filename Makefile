@@ -32,7 +32,8 @@ BINARIES := \
   proxy=./proxy/cmd/proxy \
   proxy-init=./proxy/cmd/proxy-init
 
--include $(wildcard extensions/*/extension.mk)
+# Components add their own targets and binaries (BINARIES += name=pkg) in these files.
+-include $(wildcard mk/*.mk extensions/*/extension.mk)
 
 .PHONY: help
 help: ## Show this help.
