@@ -19,6 +19,8 @@ type Options struct {
 	ControlPlaneNamespace string
 	Out, Err              io.Writer
 	In                    io.Reader
+	// NewKube, when set, replaces the clients built from the kubeconfig (tests use fakes).
+	NewKube func() (*Kube, error)
 }
 
 // exitError carries an exit code through cobra without printing twice.
@@ -48,6 +50,7 @@ Get started:
 	pf := root.PersistentFlags()
 	pf.StringVar(&o.Kubeconfig, "kubeconfig", "", "path to the kubeconfig file (default $KUBECONFIG or ~/.kube/config)")
 	pf.StringVar(&o.Context, "context", "", "name of the kubeconfig context to use")
+	pf.StringVarP(&o.Namespace, "namespace", "n", "", "namespace of the workloads a command looks at (default: the kubeconfig context's)")
 	pf.StringVar(&o.ControlPlaneNamespace, "conduit-namespace", "conduit", "namespace of the Conduit control plane")
 
 	root.AddCommand(
