@@ -1,0 +1,112 @@
+// Command proxy-init is the init container that the injector adds to every
+// meshed pod: it programs the pod network namespace's nat table so that all
+// inbound TCP reaches the proxy's inbound port and all outbound TCP its
+// outbound port, except skipped ports and subnets and the proxy's own
+// traffic (matched by its UID). See proxy/iptables and docs/injector.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/conduit-mesh/conduit/pkg/logging"
+	"github.com/conduit-mesh/conduit/pkg/procutil"
+	"github.com/conduit-mesh/conduit/proxy/iptables"
+)
+
+func main() {
+	if err := newCmd(os.Stdout, iptables.Exec{}).Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "proxy-init:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	inboundPort, outboundPort uint16
+	proxyUID                  uint32
+	inboundSkip, outboundSkip string
+	subnetsSkip               string
+	mode, logLevel, logFormat string
+	dryRun                    bool
+}
+
+func newCmd(stdout io.Writer, runner iptables.Runner) *cobra.Command {
+	o := options{}
+	cmd := &cobra.Command{
+		Use:           "proxy-init",
+		Short:         "Program the pod's nat table to route TCP through the Conduit proxy",
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return run(cmd.Context(), o, stdout, runner)
+		},
+	}
+	f := cmd.Flags()
+	f.Uint16Var(&o.inboundPort, "incoming-proxy-port", iptables.DefaultInboundPort, "port of the proxy's inbound listener")
+	f.Uint16Var(&o.outboundPort, "outgoing-proxy-port", iptables.DefaultOutboundPort, "port of the proxy's outbound listener")
+	f.Uint32Var(&o.proxyUID, "proxy-uid", iptables.DefaultProxyUID, "UID the proxy runs as; its traffic is never redirected")
+	f.StringVar(&o.inboundSkip, "inbound-ports-to-ignore", "", "comma-separated inbound ports or ranges (8000-8100) that bypass the proxy (4190,4191 always do)")
+	f.StringVar(&o.outboundSkip, "outbound-ports-to-ignore", "", "comma-separated outbound destination ports or ranges that bypass the proxy")
+	f.StringVar(&o.subnetsSkip, "subnets-to-ignore", "", "comma-separated IPv4 CIDRs whose outbound traffic bypasses the proxy")
+	f.StringVar(&o.mode, "iptables-mode", string(iptables.ModeAuto), "iptables backend: auto, legacy or nft")
+	f.BoolVar(&o.dryRun, "dry-run", false, "print the iptables-restore ruleset and change nothing")
+	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
+	return cmd
+}
+
+func run(ctx context.Context, o options, stdout io.Writer, runner iptables.Runner) error {
+	level, err := logging.ParseLevel(o.logLevel)
+	if err != nil {
+		return err
+	}
+	log := logging.New(os.Stderr, "proxy-init", level, o.logFormat)
+	procutil.Setup(log)
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, cancel := procutil.SignalContext(ctx)
+	defer cancel()
+
+	cfg := iptables.Config{InboundPort: o.inboundPort, OutboundPort: o.outboundPort, ProxyUID: o.proxyUID}
+	var errs []error
+	if cfg.InboundPortsToIgnore, err = iptables.ParsePortRanges(o.inboundSkip); err != nil {
+		errs = append(errs, fmt.Errorf("--inbound-ports-to-ignore: %w", err))
+	}
+	if cfg.OutboundPortsToIgnore, err = iptables.ParsePortRanges(o.outboundSkip); err != nil {
+		errs = append(errs, fmt.Errorf("--outbound-ports-to-ignore: %w", err))
+	}
+	if cfg.SubnetsToIgnore, err = iptables.ParseSubnets(o.subnetsSkip); err != nil {
+		errs = append(errs, fmt.Errorf("--subnets-to-ignore: %w", err))
+	}
+	mode, err := iptables.ParseMode(o.mode)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("--iptables-mode: %w", err))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+
+	in := &iptables.Installer{Runner: runner, Log: log}
+	if o.dryRun {
+		// Without access to a table (no privileges, no binaries) show the
+		// ruleset for an empty nat table.
+		m, ruleset, err := in.Plan(ctx, mode, cfg)
+		if err != nil {
+			log.Debug("cannot read the current nat table; showing the ruleset for an empty one", "err", err)
+			m, ruleset = mode, cfg.Ruleset("")
+		}
+		fmt.Fprintf(stdout, "# iptables-mode: %s\n%s", m, ruleset)
+		return nil
+	}
+	return in.Install(ctx, mode, cfg)
+}

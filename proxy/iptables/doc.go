@@ -1,0 +1,14 @@
+// Package iptables builds and installs the nat rules that route a meshed
+// pod's TCP traffic through its Conduit proxy: inbound connections
+// (PREROUTING) are redirected to the proxy's inbound port, outbound
+// connections (OUTPUT) to its outbound port, except the proxy's own traffic
+// (matched by UID), loopback traffic, and the ports and subnets the user
+// asked to skip.
+//
+// The rules are generated as an iptables-restore ruleset for the nat table:
+// the current table is read with iptables-save, every Conduit chain and jump
+// is removed from it, the Conduit rules are added, and the result is
+// restored atomically. Running it again therefore rebuilds the Conduit
+// chains and leaves every other rule as it was. Both the legacy and the
+// nf_tables backends of iptables are supported.
+package iptables

@@ -1,0 +1,333 @@
+package iptables
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Chain names owned by Conduit. Every rule that lives in them or jumps to
+// them is rebuilt on each run.
+const (
+	InboundChain  = "CONDUIT_INBOUND"
+	OutboundChain = "CONDUIT_OUTBOUND"
+	chainPrefix   = "CONDUIT_"
+)
+
+// Defaults from docs/architecture.md.
+const (
+	DefaultInboundPort  = 4143
+	DefaultOutboundPort = 4140
+	DefaultProxyUID     = 2102
+)
+
+// AlwaysSkippedInboundPorts are never redirected inbound: the proxy's admin
+// port (4191) and 4190, reserved for the proxy's own use.
+var AlwaysSkippedInboundPorts = []PortRange{{4190, 4191}}
+
+// multiportMax is the number of ports (a range counts twice) one multiport
+// match accepts.
+const multiportMax = 15
+
+// PortRange is an inclusive range of TCP ports; a single port has From == To.
+type PortRange struct {
+	From, To uint16
+}
+
+func (r PortRange) String() string {
+	if r.From == r.To {
+		return strconv.Itoa(int(r.From))
+	}
+	return fmt.Sprintf("%d-%d", r.From, r.To)
+}
+
+// iptables spells a range with a colon.
+func (r PortRange) rule() string {
+	if r.From == r.To {
+		return strconv.Itoa(int(r.From))
+	}
+	return fmt.Sprintf("%d:%d", r.From, r.To)
+}
+
+// ParsePortRanges parses a comma-separated list of ports and ranges such as
+// "25,587,8000-8100". Empty items are ignored; an empty string yields nil.
+func ParsePortRanges(s string) ([]PortRange, error) {
+	var out []PortRange
+	for _, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		lo, hi, isRange := strings.Cut(item, "-")
+		from, err := parsePort(lo)
+		if err != nil {
+			return nil, fmt.Errorf("iptables: port %q: %w", item, err)
+		}
+		to := from
+		if isRange {
+			if to, err = parsePort(hi); err != nil {
+				return nil, fmt.Errorf("iptables: port range %q: %w", item, err)
+			}
+			if to < from {
+				return nil, fmt.Errorf("iptables: port range %q: end is below start", item)
+			}
+		}
+		out = append(out, PortRange{from, to})
+	}
+	return out, nil
+}
+
+func parsePort(s string) (uint16, error) {
+	n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 16)
+	if err != nil || n == 0 {
+		return 0, errors.New("not a port number (1-65535)")
+	}
+	return uint16(n), nil
+}
+
+// ParseSubnets parses a comma-separated list of IPv4 CIDRs ("10.0.0.0/8").
+// A bare address is taken as a /32.
+func ParseSubnets(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		var p netip.Prefix
+		if strings.Contains(item, "/") {
+			var err error
+			if p, err = netip.ParsePrefix(item); err != nil {
+				return nil, fmt.Errorf("iptables: subnet %q: not a CIDR", item)
+			}
+		} else {
+			a, err := netip.ParseAddr(item)
+			if err != nil {
+				return nil, fmt.Errorf("iptables: subnet %q: not a CIDR or an address", item)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		if !p.Addr().Is4() {
+			return nil, fmt.Errorf("iptables: subnet %q: only IPv4 is supported", item)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+// Config says what to redirect where.
+type Config struct {
+	InboundPort  uint16 // the proxy's inbound listener (4143)
+	OutboundPort uint16 // the proxy's outbound listener (4140)
+	ProxyUID     uint32 // the proxy's UID (2102): its traffic is never redirected
+	// InboundPortsToIgnore are destination ports of inbound connections that
+	// bypass the proxy; AlwaysSkippedInboundPorts are added to them.
+	InboundPortsToIgnore []PortRange
+	// OutboundPortsToIgnore are destination ports of outbound connections
+	// that bypass the proxy.
+	OutboundPortsToIgnore []PortRange
+	// SubnetsToIgnore are destinations of outbound connections that bypass
+	// the proxy.
+	SubnetsToIgnore []netip.Prefix
+}
+
+// Validate checks the ports and the UID.
+func (c Config) Validate() error {
+	var errs []error
+	if c.InboundPort == 0 {
+		errs = append(errs, errors.New("iptables: inbound proxy port must be 1-65535"))
+	}
+	if c.OutboundPort == 0 {
+		errs = append(errs, errors.New("iptables: outbound proxy port must be 1-65535"))
+	}
+	if c.InboundPort == c.OutboundPort && c.InboundPort != 0 {
+		errs = append(errs, fmt.Errorf("iptables: inbound and outbound proxy ports are both %d", c.InboundPort))
+	}
+	if c.ProxyUID == 0 {
+		errs = append(errs, errors.New("iptables: proxy UID must not be 0 (root's traffic would bypass the proxy)"))
+	}
+	for _, r := range c.InboundPortsToIgnore {
+		if r.From <= c.InboundPort && c.InboundPort <= r.To {
+			errs = append(errs, fmt.Errorf("iptables: inbound port to ignore %s contains the inbound proxy port %d", r, c.InboundPort))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Rules returns the Conduit rules of the nat table in iptables-restore
+// syntax (without the table header, chain declarations and COMMIT): first
+// the jumps from the built-in chains, then the two Conduit chains.
+func (c Config) Rules() []string {
+	var r []string
+	r = append(r,
+		fmt.Sprintf("-A PREROUTING -p tcp -m comment --comment \"conduit: inbound\" -j %s", InboundChain),
+		fmt.Sprintf("-A OUTPUT -p tcp -m comment --comment \"conduit: outbound\" -j %s", OutboundChain),
+	)
+
+	// Inbound: everything but the skipped ports goes to the inbound proxy.
+	for _, ports := range multiport(mergePorts(append(append([]PortRange{}, AlwaysSkippedInboundPorts...), c.InboundPortsToIgnore...))) {
+		r = append(r, fmt.Sprintf("-A %s -p tcp -m multiport --dports %s -m comment --comment \"conduit: skip inbound ports\" -j RETURN", InboundChain, ports))
+	}
+	r = append(r, fmt.Sprintf("-A %s -p tcp -m comment --comment \"conduit: to inbound proxy\" -j REDIRECT --to-ports %d", InboundChain, c.InboundPort))
+
+	// Outbound.
+	r = append(r,
+		// The proxy's own connections (to peers, to the control plane, and
+		// to the application on behalf of the inbound side) are final.
+		fmt.Sprintf("-A %s -m owner --uid-owner %d -m comment --comment \"conduit: proxy's own traffic\" -j RETURN", OutboundChain, c.ProxyUID),
+		// The application connecting to its own pod IP leaves through lo and
+		// never crosses PREROUTING: send it through the inbound chain so it
+		// reaches the inbound proxy like any other inbound connection (the
+		// proxy forwards it to the application as UID 2102, so no loop).
+		fmt.Sprintf("-A %s -o lo ! -d 127.0.0.0/8 -m comment --comment \"conduit: own pod IP via inbound\" -j %s", OutboundChain, InboundChain),
+		// Loopback (127.0.0.0/8, and the skipped inbound ports of the pod
+		// IP returning from the inbound chain) stays local.
+		fmt.Sprintf("-A %s -o lo -m comment --comment \"conduit: loopback\" -j RETURN", OutboundChain),
+	)
+	for _, ports := range multiport(mergePorts(c.OutboundPortsToIgnore)) {
+		r = append(r, fmt.Sprintf("-A %s -p tcp -m multiport --dports %s -m comment --comment \"conduit: skip outbound ports\" -j RETURN", OutboundChain, ports))
+	}
+	for _, p := range mergeSubnets(c.SubnetsToIgnore) {
+		r = append(r, fmt.Sprintf("-A %s -d %s -m comment --comment \"conduit: skip subnet\" -j RETURN", OutboundChain, p))
+	}
+	r = append(r, fmt.Sprintf("-A %s -p tcp -m comment --comment \"conduit: to outbound proxy\" -j REDIRECT --to-ports %d", OutboundChain, c.OutboundPort))
+	return r
+}
+
+// mergePorts sorts ranges and merges overlapping or adjacent ones.
+func mergePorts(in []PortRange) []PortRange {
+	if len(in) == 0 {
+		return nil
+	}
+	s := append([]PortRange(nil), in...)
+	sort.Slice(s, func(i, j int) bool { return s[i].From < s[j].From || (s[i].From == s[j].From && s[i].To < s[j].To) })
+	out := []PortRange{s[0]}
+	for _, r := range s[1:] {
+		last := &out[len(out)-1]
+		if uint32(r.From) <= uint32(last.To)+1 {
+			if r.To > last.To {
+				last.To = r.To
+			}
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// multiport splits ranges into multiport argument lists of at most
+// multiportMax ports each (a range counts as two).
+func multiport(ranges []PortRange) []string {
+	var out, cur []string
+	n := 0
+	for _, r := range ranges {
+		w := 1
+		if r.From != r.To {
+			w = 2
+		}
+		if n+w > multiportMax {
+			out = append(out, strings.Join(cur, ","))
+			cur, n = nil, 0
+		}
+		cur = append(cur, r.rule())
+		n += w
+	}
+	if len(cur) > 0 {
+		out = append(out, strings.Join(cur, ","))
+	}
+	return out
+}
+
+// mergeSubnets sorts prefixes and drops those contained in another.
+func mergeSubnets(in []netip.Prefix) []netip.Prefix {
+	s := append([]netip.Prefix(nil), in...)
+	sort.Slice(s, func(i, j int) bool {
+		if s[i].Bits() != s[j].Bits() {
+			return s[i].Bits() < s[j].Bits()
+		}
+		return s[i].Addr().Less(s[j].Addr())
+	})
+	var out []netip.Prefix
+next:
+	for _, p := range s {
+		for _, q := range out {
+			if q.Contains(p.Addr()) && q.Bits() <= p.Bits() {
+				continue next
+			}
+		}
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Addr().Less(out[j].Addr()) })
+	return out
+}
+
+var builtinNatChains = []string{"PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"}
+
+// Ruleset returns the complete iptables-restore input for the nat table:
+// the table as found in current (iptables-save output, possibly holding
+// several tables or none), minus every Conduit chain and jump, plus the
+// Conduit rules. The Conduit jumps come first in PREROUTING and OUTPUT.
+func (c Config) Ruleset(current string) string {
+	var decls, rules []string
+	inNat := false
+	for _, line := range strings.Split(current, "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case line == "" || strings.HasPrefix(line, "#"):
+		case strings.HasPrefix(line, "*"):
+			inNat = line == "*nat"
+		case !inNat:
+		case line == "COMMIT":
+			inNat = false
+		case strings.HasPrefix(line, ":"):
+			if !strings.HasPrefix(line, ":"+chainPrefix) {
+				decls = append(decls, line)
+			}
+		case strings.HasPrefix(line, "-A "):
+			if !ownedRule(line) {
+				rules = append(rules, line)
+			}
+		}
+	}
+	have := map[string]bool{}
+	for _, d := range decls {
+		have[strings.Fields(d)[0][1:]] = true
+	}
+	var b strings.Builder
+	b.WriteString("*nat\n")
+	for _, ch := range builtinNatChains {
+		if !have[ch] {
+			fmt.Fprintf(&b, ":%s ACCEPT [0:0]\n", ch)
+		}
+	}
+	for _, d := range decls {
+		b.WriteString(d + "\n")
+	}
+	fmt.Fprintf(&b, ":%s - [0:0]\n:%s - [0:0]\n", InboundChain, OutboundChain)
+	for _, r := range c.Rules() {
+		b.WriteString(r + "\n")
+	}
+	for _, r := range rules {
+		b.WriteString(r + "\n")
+	}
+	b.WriteString("COMMIT\n")
+	return b.String()
+}
+
+// ownedRule reports whether an iptables-save rule lives in or jumps to a
+// Conduit chain.
+func ownedRule(line string) bool {
+	f := strings.Fields(line)
+	if len(f) >= 2 && strings.HasPrefix(f[1], chainPrefix) {
+		return true
+	}
+	for i := 0; i+1 < len(f); i++ {
+		if (f[i] == "-j" || f[i] == "-g") && strings.HasPrefix(f[i+1], chainPrefix) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,154 @@
+package iptables
+
+import (
+	"flag"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update)", err)
+	}
+	if got != string(want) {
+		t.Errorf("%s differs from the golden file:\n--- got\n%s--- want\n%s", name, got, want)
+	}
+}
+
+func defaults() Config {
+	return Config{InboundPort: DefaultInboundPort, OutboundPort: DefaultOutboundPort, ProxyUID: DefaultProxyUID}
+}
+
+func mustPorts(t *testing.T, s string) []PortRange {
+	t.Helper()
+	p, err := ParsePortRanges(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestRulesetGolden(t *testing.T) {
+	existing, err := os.ReadFile("testdata/existing.save")
+	if err != nil {
+		t.Fatal(err)
+	}
+	skips := defaults()
+	skips.InboundPortsToIgnore = mustPorts(t, "22,8000-8100,9000")
+	skips.OutboundPortsToIgnore = mustPorts(t, "3306,5432,6379,11211,443,1-10,20-30,40-50,60-70,80-90,100-110,120-130,140-150")
+	skips.SubnetsToIgnore = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("10.1.0.0/16"), netip.MustParsePrefix("169.254.169.254/32")}
+	for _, tc := range []struct {
+		name, current string
+		cfg           Config
+	}{
+		{"defaults.rules", "", defaults()},
+		{"skips.rules", "", skips},
+		// Other tables and foreign nat rules are kept; old Conduit rules are replaced.
+		{"existing.rules", string(existing), skips},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			golden(t, tc.name, tc.cfg.Ruleset(tc.current))
+		})
+	}
+}
+
+func TestRulesetIdempotent(t *testing.T) {
+	c := defaults()
+	c.OutboundPortsToIgnore = mustPorts(t, "443")
+	first := c.Ruleset("")
+	if second := c.Ruleset(first); second != first {
+		t.Errorf("rebuilding over our own output changed it:\n%s\nvs\n%s", first, second)
+	}
+	// A different configuration replaces, never accumulates.
+	d := defaults()
+	if got := d.Ruleset(first); got != d.Ruleset("") {
+		t.Errorf("old rules survived:\n%s", got)
+	}
+}
+
+func TestParsePortRanges(t *testing.T) {
+	for _, tc := range []struct {
+		in      string
+		want    string
+		wantErr bool
+	}{
+		{"", "", false},
+		{"25, 587 ,8000-8100", "25,587,8000-8100", false},
+		{"0", "", true},
+		{"65536", "", true},
+		{"80-70", "", true},
+		{"http", "", true},
+		{"1-", "", true},
+	} {
+		got, err := ParsePortRanges(tc.in)
+		if (err != nil) != tc.wantErr {
+			t.Errorf("ParsePortRanges(%q) error = %v, wantErr %v", tc.in, err, tc.wantErr)
+			continue
+		}
+		var s []string
+		for _, r := range got {
+			s = append(s, r.String())
+		}
+		if strings.Join(s, ",") != tc.want {
+			t.Errorf("ParsePortRanges(%q) = %v, want %s", tc.in, s, tc.want)
+		}
+	}
+}
+
+func TestParseSubnets(t *testing.T) {
+	for _, tc := range []struct {
+		in      string
+		want    string
+		wantErr bool
+	}{
+		{"10.0.0.0/8,192.168.1.7", "10.0.0.0/8,192.168.1.7/32", false},
+		{"10.1.2.3/8", "10.0.0.0/8", false},
+		{"fd00::/8", "", true},
+		{"10.0.0.0/33", "", true},
+		{"nope", "", true},
+	} {
+		got, err := ParseSubnets(tc.in)
+		if (err != nil) != tc.wantErr {
+			t.Errorf("ParseSubnets(%q) error = %v, wantErr %v", tc.in, err, tc.wantErr)
+			continue
+		}
+		var s []string
+		for _, p := range got {
+			s = append(s, p.String())
+		}
+		if strings.Join(s, ",") != tc.want {
+			t.Errorf("ParseSubnets(%q) = %v, want %s", tc.in, s, tc.want)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	bad := []Config{
+		{InboundPort: 0, OutboundPort: 4140, ProxyUID: 2102},
+		{InboundPort: 4143, OutboundPort: 4143, ProxyUID: 2102},
+		{InboundPort: 4143, OutboundPort: 4140, ProxyUID: 0},
+		{InboundPort: 4143, OutboundPort: 4140, ProxyUID: 2102, InboundPortsToIgnore: []PortRange{{4100, 4200}}},
+	}
+	for _, c := range bad {
+		if err := c.Validate(); err == nil {
+			t.Errorf("Validate(%+v) = nil, want an error", c)
+		}
+	}
+	if err := defaults().Validate(); err != nil {
+		t.Errorf("defaults: %v", err)
+	}
+}
