@@ -1,0 +1,11 @@
+// Command mesh-hello is an example third-party Conduit extension, built with
+// the plugin SDK only. It shows every capability a plugin can have:
+//
+//   - commands: `mesh hello greet [name]`, `mesh hello echo` (stdin to
+//     stdout), `mesh hello exit <code>`;
+//   - checks: one "hello" category for `mesh check`;
+//   - an injector hook: a pod annotated hello.conduit.dev/greeting=<text>
+//     gets the environment variable HELLO_GREETING=<text> in every container.
+//
+// Build it with `go build -o mesh-hello .` and put it in ~/.conduit/plugins.
+package main

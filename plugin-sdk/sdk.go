@@ -1,0 +1,233 @@
+package sdk
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+)
+
+// Version is the version of this SDK, reported to the host in Info.
+const Version = "0.1.0"
+
+// Protocol constants shared with the host (the mesh). They change only with a
+// new protocol version.
+const (
+	// APIVersion is the protocol this SDK speaks.
+	APIVersion = "conduit.plugin.v1"
+	// ProtocolVersion is the go-plugin protocol version of APIVersion.
+	ProtocolVersion = 1
+	// PluginName is the name of the plugin in go-plugin's plugin set.
+	PluginName = "extension"
+	// MagicCookieKey and MagicCookieValue are go-plugin's handshake: the host
+	// sets the variable, so a plugin run by hand says how to run it instead.
+	MagicCookieKey   = "CONDUIT_PLUGIN"
+	MagicCookieValue = "a3f1c9e2-conduit-plugin-v1"
+)
+
+// Info describes an extension.
+type Info struct {
+	// Name is the extension's name, a lowercase DNS label: the binary is
+	// mesh-<Name>, the CLI runs it as `mesh <Name>`, and its namespace is
+	// labelled conduit.dev/extension=<Name>.
+	Name string
+	// Version is the extension's semantic version, e.g. "1.2.0".
+	Version string
+	// Description is one line shown by `mesh extensions list`.
+	Description string
+}
+
+// Extension is what every plugin implements. The value passed to Serve may
+// also implement any of Commander, Installer, Checker, InjectorHook and
+// DestinationHook.
+type Extension interface {
+	Info() Info
+}
+
+// KubeFlags are the user's cluster selection, passed through from `mesh`'s
+// flags. Empty fields mean the defaults ($KUBECONFIG, current context, the
+// context's namespace, "conduit").
+type KubeFlags struct {
+	Kubeconfig       string
+	Context          string
+	Namespace        string
+	ConduitNamespace string
+}
+
+// Command describes one CLI subcommand of a Commander, for help output.
+type Command struct {
+	Name  string
+	Short string
+}
+
+// Invocation is one run of `mesh <name> args...`.
+type Invocation struct {
+	// Args are the arguments after `mesh <name>`.
+	Args []string
+	Kube KubeFlags
+	// Stdin reads the user's standard input; the host forwards it only once
+	// the command reads it.
+	Stdin io.Reader
+	// Stdout and Stderr stream to the user's terminal.
+	Stdout, Stderr io.Writer
+	// StdoutIsTerminal tells whether the user's stdout is a terminal.
+	StdoutIsTerminal bool
+}
+
+// Commander serves the extension's CLI subcommands. Run's error becomes the
+// exit status: nil is 0, an error made by Exit(code) is code, and any other
+// error is printed to stderr as "Error: ..." with status 1.
+//
+// `mesh <name> install`, `uninstall` and `check` are handled by the host
+// when the extension is an Installer or a Checker: do not define them here.
+type Commander interface {
+	Commands() []Command
+	Run(ctx context.Context, inv *Invocation) error
+}
+
+// ExitError ends a command with a given exit status, printing nothing more.
+type ExitError struct{ Code int }
+
+func (e *ExitError) Error() string { return fmt.Sprintf("exit status %d", e.Code) }
+
+// Exit returns an error that makes a Commander's Run exit with code.
+func Exit(code int) error { return &ExitError{Code: code} }
+
+// InstallRequest asks for the manifests of the extension.
+type InstallRequest struct {
+	// Values are Helm values (from `--set` and `-f`), possibly empty.
+	Values map[string]any
+	// Namespace to install into; empty means "conduit-<name>".
+	Namespace string
+	Kube      KubeFlags
+}
+
+// Installer renders the extension's manifests, usually from the Helm chart
+// embedded in the binary (see the chart sub-package). The output is
+// multi-document YAML for `kubectl apply -f -` (Install) or
+// `kubectl delete -f -` (Uninstall).
+type Installer interface {
+	Install(ctx context.Context, req InstallRequest) ([]byte, error)
+	Uninstall(ctx context.Context, req InstallRequest) ([]byte, error)
+}
+
+// CheckStatus is the outcome of one check.
+type CheckStatus string
+
+// Check outcomes, as `mesh check -o json` prints them.
+const (
+	StatusOK   CheckStatus = "ok"
+	StatusWarn CheckStatus = "warn"
+	StatusFail CheckStatus = "fail"
+)
+
+// CheckCategory is a group of checks, in the JSON shape of `mesh check -o json`.
+type CheckCategory struct {
+	Name   string        `json:"name"`
+	Checks []CheckResult `json:"checks"`
+}
+
+// CheckResult is one check.
+type CheckResult struct {
+	Description string      `json:"description"`
+	Status      CheckStatus `json:"status"`
+	// Hint says what to do about a warn or a fail.
+	Hint string `json:"hint,omitempty"`
+}
+
+// Checker runs the extension's health checks for `mesh check`. A check that
+// fails is a result with StatusFail; an error means the checks could not run.
+type Checker interface {
+	Check(ctx context.Context, kube KubeFlags) ([]CheckCategory, error)
+}
+
+// PodPatchRequest is a pod the injector is admitting.
+type PodPatchRequest struct {
+	// Pod is the JSON of the core/v1 Pod after the core's own mutation.
+	Pod       []byte
+	Namespace string
+	// NamespaceLabels and NamespaceAnnotations are those of the pod's namespace.
+	NamespaceLabels      map[string]string
+	NamespaceAnnotations map[string]string
+}
+
+// PatchOp is one RFC 6902 JSON patch operation.
+type PatchOp struct {
+	Op    string `json:"op"`
+	Path  string `json:"path"`
+	Value any    `json:"value"`
+}
+
+// MarshalJSON leaves out the value of a "remove", and keeps it (even when
+// zero) for the other operations.
+func (p PatchOp) MarshalJSON() ([]byte, error) {
+	if p.Op == "remove" {
+		return json.Marshal(struct {
+			Op   string `json:"op"`
+			Path string `json:"path"`
+		}{p.Op, p.Path})
+	}
+	type plain PatchOp
+	return json.Marshal(plain(p))
+}
+
+// InjectorHook contributes JSON patch operations, against the pod in the
+// request, to pods being injected. It must be fast: the injector calls it
+// with a short deadline and admits the pod without the patch on any error.
+type InjectorHook interface {
+	PatchPod(ctx context.Context, req *PodPatchRequest) ([]PatchOp, error)
+}
+
+// Endpoint is an endpoint the destination service is about to send.
+type Endpoint struct {
+	// Address is "ip:port".
+	Address      string
+	PodName      string
+	PodNamespace string
+	PodLabels    map[string]string
+}
+
+// DestinationHook adds metadata to endpoints. The result maps an endpoint's
+// Address to its extra metadata; endpoints not in it get none. Like
+// InjectorHook it runs under a short deadline and errors are ignored.
+type DestinationHook interface {
+	AnnotateEndpoints(ctx context.Context, authority string, endpoints []Endpoint) (map[string]map[string]string, error)
+}
+
+var nameRE = regexp.MustCompile(`^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$`)
+var semverRE = regexp.MustCompile(`^v?\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$`)
+
+// Validate reports what is wrong with an Info.
+func (i Info) Validate() error {
+	var errs []error
+	if !nameRE.MatchString(i.Name) {
+		errs = append(errs, fmt.Errorf("name %q must be a lowercase DNS label of at most 40 characters (it names the binary mesh-<name>)", i.Name))
+	}
+	if !semverRE.MatchString(i.Version) {
+		errs = append(errs, fmt.Errorf("version %q must be a semantic version such as 1.2.0", i.Version))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("plugin-sdk: invalid Info: %w", err)
+	}
+	return nil
+}
+
+// EscapePointer escapes s for use as one segment of a JSON pointer in a
+// PatchOp path, e.g. an annotation key: "/metadata/annotations/" +
+// EscapePointer("conduit.dev/tap").
+func EscapePointer(s string) string {
+	out := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '~':
+			out = append(out, '~', '0')
+		case '/':
+			out = append(out, '~', '1')
+		default:
+			out = append(out, s[i])
+		}
+	}
+	return string(out)
+}

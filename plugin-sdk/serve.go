@@ -1,0 +1,155 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+)
+
+// grpcPlugin is the go-plugin glue: the plugin side only serves.
+type grpcPlugin struct {
+	plugin.NetRPCUnsupportedPlugin
+	ext Extension
+}
+
+func (p *grpcPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+	register(s, p.ext, false)
+	return nil
+}
+
+func (p *grpcPlugin) GRPCClient(context.Context, *plugin.GRPCBroker, *grpc.ClientConn) (any, error) {
+	return nil, errors.New("plugin-sdk: the SDK serves plugins; hosts use their own client")
+}
+
+// Serve runs ext as a Conduit plugin and returns when the host is done with
+// it. Call it from main, and nothing else: the host talks to the plugin over
+// its stdout, so write logs with Logger() (they reach the host's log under
+// the plugin's name) and command output to the Invocation's writers.
+//
+// Run by hand rather than by `mesh`, the binary says how to use it and exits 1.
+// An Info that does not validate is reported and exits 1.
+func Serve(ext Extension) {
+	if err := serve(ext); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+func serve(ext Extension) error {
+	info := ext.Info()
+	if err := info.Validate(); err != nil {
+		return err
+	}
+	if os.Getenv(MagicCookieKey) != MagicCookieValue {
+		return fmt.Errorf("%s is the Conduit extension %q (version %s): run it through the mesh CLI as `mesh %s ...`, "+
+			"with this binary in $MESH_PLUGINS_DIR, ~/.conduit/plugins or $PATH", filepath.Base(os.Args[0]), info.Name, info.Version, info.Name)
+	}
+	plugin.Serve(&plugin.ServeConfig{
+		HandshakeConfig: handshake(),
+		VersionedPlugins: map[int]plugin.PluginSet{
+			ProtocolVersion: {PluginName: &grpcPlugin{ext: ext}},
+		},
+		GRPCServer: plugin.DefaultGRPCServer,
+		Logger: hclog.New(&hclog.LoggerOptions{
+			Name:       "plugin",
+			Output:     os.Stderr,
+			Level:      hclog.Warn,
+			JSONFormat: true,
+		}),
+	})
+	return nil
+}
+
+func handshake() plugin.HandshakeConfig {
+	return plugin.HandshakeConfig{
+		ProtocolVersion:  ProtocolVersion,
+		MagicCookieKey:   MagicCookieKey,
+		MagicCookieValue: MagicCookieValue,
+	}
+}
+
+// ServeHooks serves ext's hook services (InjectorHook, DestinationHook,
+// Checker, and Extension for Info) as plain gRPC on addr, e.g. ":8089", until
+// ctx ends, then drains gracefully. An extension's controller calls it so
+// that the injector and destination pods can reach its hooks; advertise the
+// address with the conduit.dev/injector-hook and conduit.dev/destination-hook
+// annotations on the extension's namespace (see docs/extensions.md).
+func ServeHooks(ctx context.Context, addr string, ext Extension, opts ...grpc.ServerOption) error {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("plugin-sdk: listen on %s: %w", addr, err)
+	}
+	return ServeHooksListener(ctx, lis, ext, opts...)
+}
+
+// ServeHooksListener is ServeHooks on a listener the caller opened.
+func ServeHooksListener(ctx context.Context, lis net.Listener, ext Extension, opts ...grpc.ServerOption) error {
+	if err := ext.Info().Validate(); err != nil {
+		lis.Close()
+		return err
+	}
+	s := grpc.NewServer(opts...)
+	register(s, ext, true)
+	errCh := make(chan error, 1)
+	go func() { errCh <- s.Serve(lis) }()
+	select {
+	case err := <-errCh:
+		return fmt.Errorf("plugin-sdk: serve hooks: %w", err)
+	case <-ctx.Done():
+		s.GracefulStop()
+		<-errCh
+		return nil
+	}
+}
+
+// Logger returns a logger for a plugin served with Serve. It writes to
+// stderr in the JSON form the host parses, so that each record reaches the
+// host's log at its level, under the plugin's name.
+func Logger() *slog.Logger {
+	return NewLogger(os.Stderr, slog.LevelDebug)
+}
+
+// NewLogger is Logger writing to w, dropping records below level.
+func NewLogger(w io.Writer, level slog.Level) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{
+		Level: level,
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) > 0 {
+				return a
+			}
+			switch a.Key {
+			case slog.TimeKey:
+				return slog.Attr{} // the host stamps the time
+			case slog.MessageKey:
+				a.Key = "@message"
+			case slog.LevelKey:
+				a.Key = "@level"
+				if l, ok := a.Value.Any().(slog.Level); ok {
+					a.Value = slog.StringValue(hclogLevel(l))
+				}
+			}
+			return a
+		},
+	}))
+}
+
+func hclogLevel(l slog.Level) string {
+	switch {
+	case l < slog.LevelInfo:
+		return "debug"
+	case l < slog.LevelWarn:
+		return "info"
+	case l < slog.LevelError:
+		return "warn"
+	}
+	return "error"
+}
