@@ -1,0 +1,244 @@
+package metrics
+
+import (
+	"context"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/conduit-mesh/conduit/extensions/viz/internal/fixture"
+	"github.com/conduit-mesh/conduit/extensions/viz/internal/promfake"
+)
+
+func TestQuantile(t *testing.T) {
+	inf := math.Inf(1)
+	h := []bucket{{5, 8}, {1, 2}, {10, 10}, {inf, 10}} // unsorted on purpose
+	for _, tc := range []struct {
+		q    float64
+		b    []bucket
+		want float64
+		ok   bool
+	}{
+		{0.5, h, 3, true},
+		{0.95, h, 8.75, true},
+		{0.99, h, 9.75, true},
+		{0.1, h, 0.5, true},
+		{0.99, []bucket{{1, 5}, {inf, 10}}, 1, true}, // rank in +Inf: upper bound of the previous bucket
+		{0.5, []bucket{{1, 0}, {inf, 0}}, 0, false},  // no observations
+		{0.5, []bucket{{1, 3}, {5, 6}}, 0, false},    // no +Inf bucket
+		{0.5, nil, 0, false},
+		{1.5, h, 0, false},
+	} {
+		got, ok := quantile(tc.q, tc.b)
+		if ok != tc.ok || math.Abs(got-tc.want) > 1e-9 {
+			t.Errorf("quantile(%v, %v) = %v, %v; want %v, %v", tc.q, tc.b, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestParseResource(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want Resource
+		err  string
+	}{
+		{[]string{"deploy"}, Resource{Kind: KindDeployment, Namespace: "ns"}, ""},
+		{[]string{"deploy/web"}, Resource{Kind: KindDeployment, Namespace: "ns", Name: "web"}, ""},
+		{[]string{"svc", "web"}, Resource{Kind: KindService, Namespace: "ns", Name: "web"}, ""},
+		{[]string{"ns/emojivoto"}, Resource{Kind: KindNamespace, Name: "emojivoto"}, ""},
+		{[]string{"STS"}, Resource{Kind: KindStatefulSet, Namespace: "ns"}, ""},
+		{[]string{"cronjob"}, Resource{}, "unknown resource type"},
+		{[]string{"deploy/"}, Resource{}, "empty name"},
+		{[]string{"deploy/web", "web"}, Resource{}, "not both"},
+		{nil, Resource{}, "want a resource"},
+	} {
+		got, err := ParseResource(tc.args, "ns")
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("ParseResource(%v) err = %v, want %q", tc.args, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("ParseResource(%v) = %+v, %v; want %+v", tc.args, got, err, tc.want)
+		}
+	}
+}
+
+func TestBuildStatQueries(t *testing.T) {
+	q := buildStatQueries(selector{"direction": "inbound", "namespace": "emojivoto", "pod": "~a|b"}, []string{"namespace", "deployment"}, 90*time.Second)
+	want := statQueries{
+		requests: `sum by (namespace, deployment, classification, tls) (rate(response_total{direction="inbound", namespace="emojivoto", pod=~"a|b"}[90s]))`,
+		latency:  `sum by (namespace, deployment, le) (rate(response_latency_ms_bucket{direction="inbound", namespace="emojivoto", pod=~"a|b"}[90s]))`,
+		tcp:      `sum by (namespace, deployment) (tcp_open_connections{direction="inbound", namespace="emojivoto", pod=~"a|b"})`,
+	}
+	if q != want {
+		t.Errorf("queries =\n%+v\nwant\n%+v", q, want)
+	}
+}
+
+func newEngine(t *testing.T) (*Engine, *promfake.Server) {
+	t.Helper()
+	p := promfake.New(fixture.Series())
+	t.Cleanup(p.Close)
+	return &Engine{Prom: &Prometheus{URL: p.URL}, Kube: fixture.Kube()}, p
+}
+
+func f(v float64) *float64 { return &v }
+
+func eq(a, b *float64) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return math.Abs(*a-*b) < 1e-9
+}
+
+func TestStat(t *testing.T) {
+	type want struct {
+		name                        string
+		meshed, total               int
+		sr, rps, p50, p99, tcp, tls *float64
+	}
+	emoji := &Resource{Kind: KindDeployment, Namespace: "emojivoto", Name: "emoji"}
+	web := &Resource{Kind: KindDeployment, Namespace: "emojivoto", Name: "web"}
+	for _, tc := range []struct {
+		name string
+		req  StatRequest
+		want []want
+	}{
+		{"deployments", StatRequest{Resource: Resource{Kind: KindDeployment, Namespace: "emojivoto"}}, []want{
+			{name: "emoji", meshed: 1, total: 1, sr: f(1), rps: f(6), p50: f(1), p99: f(4.92), tcp: f(1), tls: f(1)},
+			{name: "vote-bot", meshed: 0, total: 1},
+			{name: "web", meshed: 2, total: 2, sr: f(0.9), rps: f(10), p50: f(3), p99: f(9.75), tcp: f(4), tls: f(0)},
+		}},
+		{"one deployment", StatRequest{Resource: *web}, []want{
+			{name: "web", meshed: 2, total: 2, sr: f(0.9), rps: f(10), p50: f(3), p99: f(9.75), tcp: f(4), tls: f(0)},
+		}},
+		{"services from their pods", StatRequest{Resource: Resource{Kind: KindService, Namespace: "emojivoto"}}, []want{
+			{name: "emoji-svc", meshed: 1, total: 1, sr: f(1), rps: f(6), p50: f(1), p99: f(4.92), tcp: f(1), tls: f(1)},
+			{name: "web-svc", meshed: 2, total: 2, sr: f(0.9), rps: f(10), p50: f(3), p99: f(9.75), tcp: f(4), tls: f(0)},
+		}},
+		{"namespaces", StatRequest{Resource: Resource{Kind: KindNamespace}}, []want{
+			{name: "emojivoto", meshed: 4, total: 5, sr: f(15.0 / 16), rps: f(16)},
+			{name: "other"},
+		}},
+		{"to a deployment", StatRequest{Resource: Resource{Kind: KindDeployment, Namespace: "emojivoto"}, To: emoji}, []want{
+			{name: "emoji", meshed: 1, total: 1},
+			{name: "vote-bot", meshed: 0, total: 1},
+			{name: "web", meshed: 2, total: 2, sr: f(1), rps: f(6), p50: f(1), tcp: f(1), tls: f(1)},
+		}},
+		{"from a deployment", StatRequest{Resource: Resource{Kind: KindDeployment, Namespace: "emojivoto"}, From: web}, []want{
+			{name: "emoji", meshed: 1, total: 1, sr: f(1), rps: f(6), p50: f(1), tcp: f(1), tls: f(1)},
+			{name: "vote-bot", meshed: 0, total: 1},
+			{name: "web", meshed: 2, total: 2},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, _ := newEngine(t)
+			rows, err := e.Stat(context.Background(), tc.req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rows) != len(tc.want) {
+				t.Fatalf("rows = %+v, want %d", rows, len(tc.want))
+			}
+			for i, w := range tc.want {
+				r := rows[i]
+				if r.Name != w.name || r.MeshedPods != w.meshed || r.TotalPods != w.total {
+					t.Errorf("row %d = %s %d/%d, want %s %d/%d", i, r.Name, r.MeshedPods, r.TotalPods, w.name, w.meshed, w.total)
+				}
+				if tc.name == "namespaces" { // latency and tcp of a whole namespace are not asserted
+					w.p50, w.p99, w.tcp, w.tls = r.LatencyP50, r.LatencyP99, r.TCPConnections, r.TLSRate
+				}
+				if w.p99 == nil {
+					w.p99 = r.LatencyP99
+				}
+				for _, c := range []struct {
+					n         string
+					got, want *float64
+				}{{"success", r.SuccessRate, w.sr}, {"rps", r.RPS, w.rps}, {"p50", r.LatencyP50, w.p50}, {"p99", r.LatencyP99, w.p99}, {"tcp", r.TCPConnections, w.tcp}, {"tls", r.TLSRate, w.tls}} {
+					if !eq(c.got, c.want) {
+						t.Errorf("%s: %s = %v, want %v", w.name, c.n, deref(c.got), deref(c.want))
+					}
+				}
+			}
+		})
+	}
+}
+
+func deref(p *float64) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+func TestStatErrors(t *testing.T) {
+	e, _ := newEngine(t)
+	web := &Resource{Kind: KindDeployment, Namespace: "emojivoto", Name: "web"}
+	for _, tc := range []struct {
+		req  StatRequest
+		want string
+	}{
+		{StatRequest{Resource: Resource{Kind: KindDeployment, Namespace: "emojivoto", Name: "nope"}}, `deployment "nope" not found in namespace emojivoto`},
+		{StatRequest{Resource: Resource{Kind: KindDeployment}}, "needs a namespace"},
+		{StatRequest{Resource: Resource{Kind: KindDeployment, Namespace: "x"}, Window: "1s"}, "out of range"},
+		{StatRequest{Resource: Resource{Kind: KindDeployment, Namespace: "x"}, Window: "soon"}, "e.g. 30s"},
+		{StatRequest{Resource: Resource{Kind: KindDeployment, Namespace: "emojivoto"}, From: web, To: web}, "cannot be combined"},
+		{StatRequest{Resource: Resource{Kind: KindDeployment, Namespace: "emojivoto"}, To: &Resource{Kind: KindService, Namespace: "emojivoto"}}, "--to must name"},
+	} {
+		if _, err := e.Stat(context.Background(), tc.req); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Stat(%+v) err = %v, want %q", tc.req, err, tc.want)
+		}
+	}
+}
+
+func TestPrometheusErrors(t *testing.T) {
+	for _, tc := range []struct {
+		body string
+		want string
+	}{
+		{`{"status":"error","errorType":"bad_data","error":"parse error"}`, "bad_data: parse error"},
+		{`<html>proxy error</html>`, "not its API's JSON"},
+		{`{"status":"success","data":{"resultType":"matrix","result":[]}}`, "want a vector"},
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte(tc.body)) }))
+		_, err := (&Prometheus{URL: srv.URL}).Query(context.Background(), "up")
+		srv.Close()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("body %s: err = %v, want %q", tc.body, err, tc.want)
+		}
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte(`{"status":"success","data":{"resultType":"vector","result":[{"metric":{"a":"1"},"value":[1,"NaN"]},{"metric":{"a":"2"},"value":[1,"2.5"]}]}}`))
+	}))
+	defer srv.Close()
+	s, err := (&Prometheus{URL: srv.URL, Now: func() time.Time { return time.Unix(100, 0) }}).Query(context.Background(), "up")
+	if err != nil || len(s) != 1 || s[0].Value != 2.5 || s[0].Labels["a"] != "2" {
+		t.Errorf("NaN not dropped: %+v, %v", s, err)
+	}
+}
+
+func TestEdges(t *testing.T) {
+	e, p := newEngine(t)
+	edges, err := e.Edges(context.Background(), EdgesRequest{Resource: Resource{Kind: KindDeployment, Namespace: "emojivoto"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(edges) != 1 {
+		t.Fatalf("edges = %+v, want web -> emoji", edges)
+	}
+	ed := edges[0]
+	if ed.Src.Name != "web" || ed.Dst.Name != "emoji" || ed.ClientID != fixture.WebID || ed.ServerID != fixture.EmojiID || !ed.Secured || ed.RPS != 6 {
+		t.Errorf("edge = %+v", ed)
+	}
+	if qs := p.Queries(); !strings.Contains(strings.Join(qs, "\n"), `client_id`) {
+		t.Errorf("client identities were not queried: %v", qs)
+	}
+	if _, err := e.Edges(context.Background(), EdgesRequest{Resource: Resource{Kind: KindService, Namespace: "emojivoto"}}); err == nil {
+		t.Error("edges of services accepted")
+	}
+}
