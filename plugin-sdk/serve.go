@@ -115,8 +115,13 @@ func ServeHooksListener(ctx context.Context, lis net.Listener, ext Extension, op
 // stderr in the JSON form the host parses, so that each record reaches the
 // host's log at its level, under the plugin's name.
 func Logger() *slog.Logger {
-	return NewLogger(os.Stderr, slog.LevelDebug)
+	return NewLogger(logOutput, slog.LevelDebug)
 }
+
+// logOutput is the process's stderr, which go-plugin forwards to the host's
+// logger; it is captured before Serve redirects os.Stderr to the host's
+// stray-output stream.
+var logOutput io.Writer = os.Stderr
 
 // NewLogger is Logger writing to w, dropping records below level.
 func NewLogger(w io.Writer, level slog.Level) *slog.Logger {

@@ -18,6 +18,9 @@ var version = "0.1.0"
 // GreetingAnnotation drives the injector hook.
 const GreetingAnnotation = "hello.conduit.dev/greeting"
 
+// log reaches the mesh's log under the plugin's name (mesh -v shows it).
+var log = sdk.Logger()
+
 type hello struct{}
 
 func (hello) Info() sdk.Info {
@@ -57,6 +60,7 @@ func (hello) Run(ctx context.Context, inv *sdk.Invocation) error {
 		if ns == "" {
 			ns = "default"
 		}
+		log.Debug("greeting", "name", name)
 		fmt.Fprintf(inv.Stdout, "Hello, %s%s (namespace %s)\n", name, punct, ns)
 		return nil
 	case "echo":
