@@ -1,0 +1,88 @@
+package destination
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+// target is a parsed authority.
+type target struct {
+	// ip is set for "ip:port" authorities.
+	ip netip.Addr
+	// ns/name of the Service for DNS authorities; known is false for a
+	// well-formed name outside the cluster domain.
+	ns, name string
+	// hostname selects one pod of a headless Service ("web-0.web.ns.svc...").
+	hostname string
+	port     uint32
+	known    bool
+}
+
+func (t target) id() string {
+	if t.ip.IsValid() {
+		return net.JoinHostPort(t.ip.String(), strconv.Itoa(int(t.port)))
+	}
+	return fmt.Sprintf("%s.%s.%s:%d", t.hostname, t.name, t.ns, t.port)
+}
+
+// parseAuthority parses "name.ns.svc.<domain>[:port]",
+// "host.name.ns.svc.<domain>[:port]" or "ip:port". The port defaults to 80 for
+// names. An error means the authority is malformed; a well-formed name outside
+// the cluster domain parses with known=false.
+func parseAuthority(auth, clusterDomain string) (target, error) {
+	var t target
+	if auth == "" {
+		return t, fmt.Errorf("empty authority")
+	}
+	host, portStr, err := net.SplitHostPort(auth)
+	if err != nil {
+		// No port: a bare name (a bare IPv6 must be bracketed with a port).
+		if strings.Contains(err.Error(), "missing port") {
+			host, portStr = auth, "80"
+		} else {
+			return t, fmt.Errorf("authority %q: %w", auth, err)
+		}
+	}
+	p, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil || p == 0 {
+		return t, fmt.Errorf("authority %q: port %q is not a number in 1-65535", auth, portStr)
+	}
+	t.port = uint32(p)
+	if ip, err := netip.ParseAddr(host); err == nil {
+		if portStr == "80" && !strings.Contains(auth, ":") {
+			return t, fmt.Errorf("authority %q: an IP address needs a port", auth)
+		}
+		t.ip = ip.Unmap()
+		t.known = true
+		return t, nil
+	}
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	if errs := validation.IsDNS1123Subdomain(host); len(errs) > 0 {
+		return t, fmt.Errorf("authority %q: host is neither an IP nor a DNS name: %s", auth, strings.Join(errs, "; "))
+	}
+	suffix := ".svc." + strings.Trim(strings.ToLower(clusterDomain), ".")
+	if !strings.HasSuffix(host, suffix) {
+		return t, nil // outside the cluster domain: unknown
+	}
+	labels := strings.Split(strings.TrimSuffix(host, suffix), ".")
+	switch len(labels) {
+	case 2:
+		t.name, t.ns = labels[0], labels[1]
+	case 3:
+		t.hostname, t.name, t.ns = labels[0], labels[1], labels[2]
+	default:
+		return t, fmt.Errorf("authority %q: expected <service>.<namespace>%s or <pod>.<service>.<namespace>%s", auth, suffix, suffix)
+	}
+	for _, l := range labels {
+		if errs := validation.IsDNS1123Label(l); len(errs) > 0 {
+			return t, fmt.Errorf("authority %q: label %q: %s", auth, l, strings.Join(errs, "; "))
+		}
+	}
+	t.known = true
+	return t, nil
+}

@@ -1,0 +1,302 @@
+package destination
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	pb "github.com/conduit-mesh/conduit/proto/destination/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+)
+
+// epState is the immutable endpoint set of a target at one point in time.
+type epState struct {
+	exists bool
+	// addrs by "ip:port".
+	addrs map[string]*pb.WeightedAddr
+	// labels common to the set (namespace, service).
+	labels map[string]string
+}
+
+// endpointTopic returns the topic id, dependencies and compute function of t.
+func (x *Index) endpointTopic(t target) (string, []depKey, func() *epState) {
+	switch {
+	case !t.known:
+		return "unknown", nil, func() *epState { return &epState{} }
+	case t.ip.IsValid():
+		if svc := x.serviceByIP(t.ip.String()); svc != nil {
+			st := target{ns: svc.Namespace, name: svc.Name, port: t.port, known: true}
+			return "svc:" + st.id(), []depKey{serviceDep(st.ns, st.name)}, func() *epState { return x.serviceEndpoints(st) }
+		}
+		return "ip:" + t.id(), []depKey{ipDep(t.ip.String())}, func() *epState { return x.podIPEndpoints(t) }
+	default:
+		return "svc:" + t.id(), []depKey{serviceDep(t.ns, t.name)}, func() *epState { return x.serviceEndpoints(t) }
+	}
+}
+
+func (x *Index) serviceByIP(ip string) *corev1.Service {
+	objs, _ := x.services.GetIndexer().ByIndex(indexIP, ip)
+	for _, o := range objs {
+		if s, ok := o.(*corev1.Service); ok {
+			return s
+		}
+	}
+	return nil
+}
+
+// podByIP returns the running pod whose IP is ip.
+func (x *Index) podByIP(ip string) *corev1.Pod {
+	objs, _ := x.pods.GetIndexer().ByIndex(indexIP, ip)
+	var best *corev1.Pod
+	for _, o := range objs {
+		p, ok := o.(*corev1.Pod)
+		if !ok || podTerminal(p) {
+			continue
+		}
+		if best == nil || p.Status.Phase == corev1.PodRunning {
+			best = p
+		}
+	}
+	return best
+}
+
+// podIPEndpoints resolves "ip:port" of a pod to that pod.
+func (x *Index) podIPEndpoints(t target) *epState {
+	p := x.podByIP(t.ip.String())
+	if p == nil {
+		return &epState{}
+	}
+	wa := x.podAddr(p, t.ip.String(), t.port, nil, 0)
+	return &epState{
+		exists: true,
+		addrs:  map[string]*pb.WeightedAddr{addrKey(wa.Addr): wa},
+		labels: map[string]string{"namespace": p.Namespace},
+	}
+}
+
+// serviceEndpoints resolves a Service (or one pod of a headless Service) and port.
+func (x *Index) serviceEndpoints(t target) *epState {
+	svc, err := x.svcLister.Services(t.ns).Get(t.name)
+	if err != nil || svc.Spec.Type == corev1.ServiceTypeExternalName {
+		// Unknown, or ExternalName: the proxy forwards to the original destination.
+		return &epState{}
+	}
+	st := &epState{exists: true, addrs: map[string]*pb.WeightedAddr{}, labels: map[string]string{"namespace": t.ns, "service": t.name}}
+
+	// The authority's port is a Service port; each slice resolves its name to a target port.
+	var portName string
+	matched := false
+	for _, sp := range svc.Spec.Ports {
+		if uint32(sp.Port) == t.port {
+			portName, matched = sp.Name, true
+			break
+		}
+	}
+	headless := svc.Spec.ClusterIP == corev1.ClusterIPNone
+	if !matched && !headless {
+		return st // a port the Service does not expose
+	}
+	svcOpaque := x.serviceOpaquePorts(svc)
+
+	objs, _ := x.slices.GetIndexer().ByIndex(indexService, t.ns+"/"+t.name)
+	for _, o := range objs {
+		s, ok := o.(*discoveryv1.EndpointSlice)
+		if !ok || s.AddressType == discoveryv1.AddressTypeFQDN {
+			continue
+		}
+		targetPort := uint32(0)
+		if matched {
+			for _, p := range s.Ports {
+				name := ""
+				if p.Name != nil {
+					name = *p.Name
+				}
+				if name == portName && p.Port != nil {
+					targetPort = uint32(*p.Port)
+				}
+			}
+		} else {
+			targetPort = t.port // headless, unexposed port: pods are reached directly
+		}
+		if targetPort == 0 {
+			continue
+		}
+		for i := range s.Endpoints {
+			ep := &s.Endpoints[i]
+			if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
+				continue
+			}
+			if t.hostname != "" && (ep.Hostname == nil || *ep.Hostname != t.hostname) {
+				if ep.TargetRef == nil || ep.TargetRef.Name != t.hostname {
+					continue
+				}
+			}
+			if len(ep.Addresses) == 0 {
+				continue
+			}
+			ip := ep.Addresses[0]
+			var wa *pb.WeightedAddr
+			if p := x.endpointPod(s, ep); p != nil {
+				wa = x.podAddr(p, ip, targetPort, svcOpaque, t.port)
+			} else {
+				wa = &pb.WeightedAddr{Addr: tcpAddr(ip, targetPort), Weight: DefaultWeight, MetricLabels: map[string]string{}}
+				x.setZone(wa, ep.Zone, deref(ep.NodeName))
+			}
+			if ep.Zone != nil && *ep.Zone != "" {
+				wa.MetricLabels["zone"] = *ep.Zone
+			}
+			st.addrs[addrKey(wa.Addr)] = wa
+		}
+	}
+	return st
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+func (x *Index) endpointPod(s *discoveryv1.EndpointSlice, ep *discoveryv1.Endpoint) *corev1.Pod {
+	if ep.TargetRef == nil || ep.TargetRef.Kind != "Pod" {
+		return nil
+	}
+	ns := ep.TargetRef.Namespace
+	if ns == "" {
+		ns = s.Namespace
+	}
+	p, err := x.podLister.Pods(ns).Get(ep.TargetRef.Name)
+	if err != nil {
+		if !apierrors.IsNotFound(err) {
+			x.log.Debug("pod lookup failed", "pod", ns+"/"+ep.TargetRef.Name, "err", err)
+		}
+		return nil
+	}
+	return p
+}
+
+func (x *Index) setZone(wa *pb.WeightedAddr, zone *string, node string) {
+	if zone != nil && *zone != "" {
+		wa.MetricLabels["zone"] = *zone
+		return
+	}
+	if node == "" {
+		return
+	}
+	if n, err := x.nodeLister.Get(node); err == nil && n.Labels[ZoneLabel] != "" {
+		wa.MetricLabels["zone"] = n.Labels[ZoneLabel]
+	}
+}
+
+// serviceOpaquePorts returns the Service's opaque ports (Service port
+// numbers), or nil when the Service does not set the annotation.
+func (x *Index) serviceOpaquePorts(svc *corev1.Service) portSet {
+	v, ok := svc.Annotations[OpaquePortsAnnotation]
+	if !ok {
+		return nil
+	}
+	s, err := parsePorts(v, nil)
+	if err != nil {
+		x.log.Warn("bad opaque-ports annotation on service", "service", svc.Namespace+"/"+svc.Name, "err", err)
+	}
+	return s
+}
+
+// podOpaquePorts returns the pod's opaque ports, or the default list.
+func (x *Index) podOpaquePorts(p *corev1.Pod) portSet {
+	v, ok := p.Annotations[OpaquePortsAnnotation]
+	if !ok {
+		return x.defaultOpaque
+	}
+	s, err := parsePorts(v, p)
+	if err != nil {
+		x.log.Warn("bad opaque-ports annotation on pod", "pod", p.Namespace+"/"+p.Name, "err", err)
+	}
+	return s
+}
+
+// meshed reports whether the pod runs Conduit's proxy.
+func meshed(p *corev1.Pod) bool { return p.Labels[ControlPlaneNSLabel] != "" }
+
+// identity returns the pod's workload identity.
+func (x *Index) identity(p *corev1.Pod) string {
+	sa := p.Spec.ServiceAccountName
+	if sa == "" {
+		sa = "default"
+	}
+	return sa + "." + p.Namespace + ".serviceaccount.identity." + p.Labels[ControlPlaneNSLabel] + "." + x.cfg.TrustDomain
+}
+
+// podAddr builds the endpoint of pod p at ip:port. svcOpaque and svcPort,
+// when set, add the Service's opaque ports to the pod's.
+func (x *Index) podAddr(p *corev1.Pod, ip string, port uint32, svcOpaque portSet, svcPort uint32) *pb.WeightedAddr {
+	wa := &pb.WeightedAddr{
+		Addr:         tcpAddr(ip, port),
+		Weight:       DefaultWeight,
+		MetricLabels: podLabels(p),
+	}
+	x.setZone(wa, nil, p.Spec.NodeName)
+	if meshed(p) && !x.skippedInbound(p, port) {
+		id := x.identity(p)
+		wa.TlsIdentity = &pb.TlsIdentity{DnsLikeIdentity: id, ServerName: id}
+		if x.podOpaquePorts(p).has(port) || (svcOpaque != nil && svcOpaque.has(svcPort)) {
+			wa.ProtocolHint = &pb.ProtocolHint{Protocol: &pb.ProtocolHint_Opaque_{Opaque: &pb.ProtocolHint_Opaque{}}, InboundPort: ProxyInboundPort}
+		} else {
+			wa.ProtocolHint = &pb.ProtocolHint{Protocol: &pb.ProtocolHint_H2_{H2: &pb.ProtocolHint_H2{}}}
+		}
+	}
+	for _, a := range x.cfg.Annotators {
+		a.Annotate(context.Background(), wa, p)
+	}
+	return wa
+}
+
+func (x *Index) skippedInbound(p *corev1.Pod, port uint32) bool {
+	v, ok := p.Annotations[SkipInboundPortsAnnotation]
+	if !ok {
+		return false
+	}
+	s, _ := parsePorts(v, p)
+	return s.has(port)
+}
+
+// podLabels are the per-endpoint metric labels of a pod.
+func podLabels(p *corev1.Pod) map[string]string {
+	l := map[string]string{"pod": p.Name}
+	sa := p.Spec.ServiceAccountName
+	if sa == "" {
+		sa = "default"
+	}
+	l["serviceaccount"] = sa
+	for _, o := range p.OwnerReferences {
+		if o.Controller == nil || !*o.Controller {
+			continue
+		}
+		kind := strings.ToLower(o.Kind)
+		name := o.Name
+		// A ReplicaSet named <deployment>-<pod-template-hash> belongs to a Deployment.
+		if o.Kind == "ReplicaSet" {
+			if h := p.Labels["pod-template-hash"]; h != "" && strings.HasSuffix(name, "-"+h) {
+				kind, name = "deployment", strings.TrimSuffix(name, "-"+h)
+			}
+		}
+		l[kind] = name
+	}
+	return l
+}
+
+func tcpAddr(ip string, port uint32) *pb.TcpAddress {
+	if a, err := netip.ParseAddr(ip); err == nil {
+		ip = a.Unmap().String()
+	}
+	return &pb.TcpAddress{Ip: ip, Port: port}
+}
+
+func addrKey(a *pb.TcpAddress) string {
+	return net.JoinHostPort(a.GetIp(), strconv.Itoa(int(a.GetPort())))
+}
