@@ -1,0 +1,208 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/conduit-mesh/conduit/proxy/admin"
+	"github.com/conduit-mesh/conduit/proxy/config"
+	"github.com/conduit-mesh/conduit/proxy/discovery"
+	"github.com/conduit-mesh/conduit/proxy/identity"
+	"github.com/conduit-mesh/conduit/proxy/inbound"
+	"github.com/conduit-mesh/conduit/proxy/metrics"
+	"github.com/conduit-mesh/conduit/proxy/origdst"
+	"github.com/conduit-mesh/conduit/proxy/outbound"
+	"github.com/conduit-mesh/conduit/proxy/tlsconf"
+)
+
+// Overrides replace kernel facilities in tests.
+type Overrides struct {
+	InboundOrigDst  origdst.Resolver
+	OutboundOrigDst origdst.Resolver
+}
+
+// Proxy is a running proxy.
+type Proxy struct {
+	cfg      *config.Config
+	log      *slog.Logger
+	Identity *identity.Manager
+	Metrics  *metrics.Registry
+
+	inL, outL, adminL net.Listener
+	in                *inbound.Proxy
+	out               *outbound.Proxy
+	admin             *http.Server
+	cc                *grpc.ClientConn
+	cancel            context.CancelFunc
+	shutdown          chan struct{}
+	shutdownOnce      sync.Once
+	errs              chan error
+}
+
+// InboundAddr, OutboundAddr and AdminAddr are the bound addresses.
+func (p *Proxy) InboundAddr() net.Addr  { return p.inL.Addr() }
+func (p *Proxy) OutboundAddr() net.Addr { return p.outL.Addr() }
+func (p *Proxy) AdminAddr() net.Addr    { return p.adminL.Addr() }
+
+// Start binds the listeners and starts serving; background work stops when
+// ctx ends, but serving continues until Wait drains.
+func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, ov Overrides) (*Proxy, error) {
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	p := &Proxy{cfg: cfg, log: log, Metrics: metrics.New(), cancel: cancel, shutdown: make(chan struct{}), errs: make(chan error, 3)}
+	ok := false
+	defer func() {
+		if !ok {
+			p.closeAll()
+		}
+	}()
+
+	var err error
+	p.Identity, err = identity.New(identity.Options{
+		Addr: cfg.IdentityAddr, ServerName: cfg.IdentityServerName, Name: cfg.IdentityName,
+		TokenFile: cfg.IdentityTokenFile, Anchors: cfg.TrustAnchors, Logger: log.With("sub", "identity"),
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	var creds credentials.TransportCredentials
+	if cfg.DestinationName == "" {
+		creds = insecure.NewCredentials()
+	} else {
+		creds = credentials.NewTLS(tlsconf.Client(p.Identity, cfg.TrustAnchors, cfg.DestinationName, tlsconf.ALPNH2, nil))
+	}
+	p.cc, err = grpc.NewClient(cfg.DestinationAddr, grpc.WithTransportCredentials(creds),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}))
+	if err != nil {
+		return nil, fmt.Errorf("proxy: destination client: %w", err)
+	}
+	disco := discovery.New(bg, p.cc, discovery.Options{ContextToken: cfg.DestinationContext, Logger: log.With("sub", "discovery")})
+
+	inOrig, outOrig := ov.InboundOrigDst, ov.OutboundOrigDst
+	if outOrig == nil {
+		outOrig = origdst.Kernel{}
+		if cfg.OutboundOrigDstOverride != "" {
+			ap, err := netip.ParseAddrPort(cfg.OutboundOrigDstOverride)
+			if err != nil {
+				return nil, fmt.Errorf("proxy: CONDUIT_PROXY_OUTBOUND_ORIG_DST_OVERRIDE must be ip:port: %w", err)
+			}
+			outOrig = origdst.Static(ap)
+		}
+	}
+	var target netip.AddrPort
+	if cfg.InboundTargetOverride != "" {
+		if target, err = netip.ParseAddrPort(cfg.InboundTargetOverride); err != nil {
+			return nil, fmt.Errorf("proxy: CONDUIT_PROXY_INBOUND_TARGET_OVERRIDE must be ip:port: %w", err)
+		}
+	}
+	if inOrig == nil {
+		inOrig = origdst.Kernel{}
+	}
+
+	p.in = inbound.New(inbound.Options{
+		Log: log.With("sub", "inbound"), Metrics: p.Metrics, OrigDst: inOrig, Identity: p.Identity,
+		TLS: tlsconf.Server(p.Identity, cfg.TrustAnchors), OpaquePort: cfg.InboundOpaquePorts, Target: target,
+		DetectTimeout: cfg.DetectTimeout, ConnectTimeout: cfg.ConnectTimeout,
+	})
+	p.out = outbound.New(outbound.Options{
+		Log: log.With("sub", "outbound"), Metrics: p.Metrics, OrigDst: outOrig, Discovery: disco,
+		Certs: p.Identity, Anchors: cfg.TrustAnchors, Namespace: cfg.PodNamespace, ClusterDomain: cfg.ClusterDomain,
+		DetectTimeout: cfg.DetectTimeout, ConnectTimeout: cfg.ConnectTimeout, DiscoveryTimeout: cfg.DiscoveryTimeout,
+	})
+	p.admin = &http.Server{
+		Handler: admin.Handler(admin.Options{
+			Metrics:  p.Metrics,
+			Ready:    p.Identity.IsReady,
+			Shutdown: p.Shutdown,
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+
+	if p.inL, err = net.Listen("tcp", cfg.InboundAddr); err != nil {
+		return nil, fmt.Errorf("proxy: inbound listener: %w", err)
+	}
+	if p.outL, err = net.Listen("tcp", cfg.OutboundAddr); err != nil {
+		return nil, fmt.Errorf("proxy: outbound listener: %w", err)
+	}
+	if p.adminL, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
+		return nil, fmt.Errorf("proxy: admin listener: %w", err)
+	}
+	ok = true
+	go func() {
+		if err := p.Identity.Run(bg); err != nil {
+			log.Error("identity stopped", "err", err)
+		}
+	}()
+	go func() { p.errs <- p.in.Serve(p.inL) }()
+	go func() { p.errs <- p.out.Serve(p.outL) }()
+	go func() {
+		if err := p.admin.Serve(p.adminL); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			p.errs <- fmt.Errorf("proxy: admin: %w", err)
+		}
+	}()
+	log.Info("proxy started", "inbound", p.inL.Addr().String(), "outbound", p.outL.Addr().String(),
+		"admin", p.adminL.Addr().String(), "identity", cfg.IdentityName)
+	return p, nil
+}
+
+// Shutdown asks the proxy to drain (like SIGTERM).
+func (p *Proxy) Shutdown() { p.shutdownOnce.Do(func() { close(p.shutdown) }) }
+
+func (p *Proxy) closeAll() {
+	for _, l := range []net.Listener{p.inL, p.outL, p.adminL} {
+		if l != nil {
+			_ = l.Close()
+		}
+	}
+	if p.cc != nil {
+		_ = p.cc.Close()
+	}
+	p.cancel()
+}
+
+// Wait serves until ctx ends or Shutdown is called, then stops accepting,
+// drains in-flight work within the grace period and returns.
+func (p *Proxy) Wait(ctx context.Context) error {
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case <-p.shutdown:
+	case serveErr = <-p.errs:
+		if serveErr == nil {
+			serveErr = errors.New("proxy: a listener stopped")
+		}
+	}
+	p.log.Info("draining", "grace", p.cfg.ShutdownGrace)
+	_ = p.inL.Close()
+	_ = p.outL.Close()
+	drain, cancel := context.WithTimeout(context.Background(), p.cfg.ShutdownGrace)
+	defer cancel()
+	var wg sync.WaitGroup
+	var inErr, outErr error
+	wg.Add(2)
+	go func() { defer wg.Done(); inErr = p.in.Shutdown(drain) }()
+	go func() { defer wg.Done(); outErr = p.out.Shutdown(drain) }()
+	wg.Wait()
+	_ = p.admin.Close()
+	p.closeAll()
+	if serveErr != nil {
+		return serveErr
+	}
+	if err := errors.Join(inErr, outErr); err != nil {
+		return fmt.Errorf("proxy: drain incomplete after %s: %w", p.cfg.ShutdownGrace, err)
+	}
+	p.log.Info("drained")
+	return nil
+}

@@ -1,0 +1,408 @@
+package app_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/conduit-mesh/conduit/pkg/pki"
+	destinationv1 "github.com/conduit-mesh/conduit/proto/destination/v1"
+	identityv1 "github.com/conduit-mesh/conduit/proto/identity/v1"
+	"github.com/conduit-mesh/conduit/proxy/app"
+	"github.com/conduit-mesh/conduit/proxy/config"
+	"github.com/conduit-mesh/conduit/proxy/origdst"
+)
+
+const (
+	identityName    = "conduit-identity.conduit.serviceaccount.identity.conduit.cluster.local"
+	destinationName = "conduit-destination.conduit.serviceaccount.identity.conduit.cluster.local"
+	clientID        = "client.test.serviceaccount.identity.conduit.cluster.local"
+	serverID        = "web.test.serviceaccount.identity.conduit.cluster.local"
+	token           = "good-token"
+)
+
+// mesh is an in-process control plane: a CA, an identity service and a
+// destination service, both over TLS on loopback.
+type mesh struct {
+	t          *testing.T
+	issuer     *pki.CA
+	anchorsPEM []byte
+	identity   string // address
+	dest       string // address
+	tokenFile  string
+
+	mu        sync.Mutex
+	endpoints map[string][]*destinationv1.WeightedAddr     // Get path -> endpoints
+	profiles  map[string]*destinationv1.DestinationProfile // GetProfile path -> profile
+	certified []string
+}
+
+func newMesh(t *testing.T) *mesh {
+	t.Helper()
+	root, err := pki.NewRoot("root.test", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuer, err := root.NewIssuer("issuer.test", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &mesh{t: t, issuer: issuer, anchorsPEM: pki.CertPEM(root.Cert),
+		endpoints: map[string][]*destinationv1.WeightedAddr{}, profiles: map[string]*destinationv1.DestinationProfile{}}
+	m.tokenFile = filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(m.tokenFile, []byte(token), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m.identity = m.serve(identityName, func(s *grpc.Server) { identityv1.RegisterIdentityServer(s, &identitySrv{m: m}) })
+	m.dest = m.serve(destinationName, func(s *grpc.Server) { destinationv1.RegisterDestinationServer(s, &destSrv{m: m}) })
+	return m
+}
+
+func (m *mesh) serverCert(name string) tls.Certificate {
+	key, err := pki.NewKey()
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	leaf, err := m.issuer.SignLeaf(name, key.Public(), time.Hour)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{leaf.Raw, m.issuer.Cert.Raw}, PrivateKey: key, Leaf: leaf}
+}
+
+func (m *mesh) serve(name string, register func(*grpc.Server)) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(m.anchorsPEM)
+	s := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{
+		Certificates: []tls.Certificate{m.serverCert(name)},
+		ClientAuth:   tls.VerifyClientCertIfGiven, ClientCAs: pool,
+	})))
+	register(s)
+	go func() { _ = s.Serve(l) }()
+	m.t.Cleanup(s.Stop)
+	return l.Addr().String()
+}
+
+type identitySrv struct {
+	identityv1.UnimplementedIdentityServer
+	m *mesh
+}
+
+func (s *identitySrv) Certify(_ context.Context, req *identityv1.CertifyRequest) (*identityv1.CertifyResponse, error) {
+	if string(req.GetToken()) != token {
+		return nil, status.Error(codes.Unauthenticated, "bad token")
+	}
+	csr, err := x509.ParseCertificateRequest(req.GetCertificateSigningRequest())
+	if err != nil || csr.CheckSignature() != nil || len(csr.DNSNames) != 1 || csr.DNSNames[0] != req.GetIdentity() {
+		return nil, status.Error(codes.InvalidArgument, "bad CSR")
+	}
+	leaf, err := s.m.issuer.SignLeaf(req.GetIdentity(), csr.PublicKey, time.Hour)
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	s.m.mu.Lock()
+	s.m.certified = append(s.m.certified, req.GetIdentity())
+	s.m.mu.Unlock()
+	return &identityv1.CertifyResponse{LeafCertificate: leaf.Raw,
+		IntermediateCertificates: [][]byte{s.m.issuer.Cert.Raw}, ValidUntil: timestamppb.New(leaf.NotAfter)}, nil
+}
+
+type destSrv struct {
+	destinationv1.UnimplementedDestinationServer
+	m *mesh
+}
+
+func (s *destSrv) Get(req *destinationv1.GetDestination, stream grpc.ServerStreamingServer[destinationv1.Update]) error {
+	s.m.mu.Lock()
+	eps, ok := s.m.endpoints[req.GetPath()]
+	s.m.mu.Unlock()
+	var u *destinationv1.Update
+	if ok {
+		u = &destinationv1.Update{Update: &destinationv1.Update_Add{Add: &destinationv1.WeightedAddrSet{
+			Addrs: eps, MetricLabels: map[string]string{"namespace": "test", "service": "web"}}}}
+	} else {
+		u = &destinationv1.Update{Update: &destinationv1.Update_NoEndpoints{NoEndpoints: &destinationv1.NoEndpoints{Exists: false}}}
+	}
+	if err := stream.Send(u); err != nil {
+		return err
+	}
+	<-stream.Context().Done()
+	return nil
+}
+
+func (s *destSrv) GetProfile(req *destinationv1.GetDestination, stream grpc.ServerStreamingServer[destinationv1.DestinationProfile]) error {
+	s.m.mu.Lock()
+	p, ok := s.m.profiles[req.GetPath()]
+	s.m.mu.Unlock()
+	if !ok {
+		p = &destinationv1.DestinationProfile{}
+	}
+	if err := stream.Send(p); err != nil {
+		return err
+	}
+	<-stream.Context().Done()
+	return nil
+}
+
+func meshedAddr(addr, id string) *destinationv1.WeightedAddr {
+	host, port, _ := net.SplitHostPort(addr)
+	p, _ := strconv.Atoi(port)
+	return &destinationv1.WeightedAddr{
+		Addr: &destinationv1.TcpAddress{Ip: host, Port: uint32(p)}, Weight: 1,
+		MetricLabels: map[string]string{"pod": "web-0"},
+		TlsIdentity:  &destinationv1.TlsIdentity{DnsLikeIdentity: id},
+		ProtocolHint: &destinationv1.ProtocolHint{Protocol: &destinationv1.ProtocolHint_H2_{H2: &destinationv1.ProtocolHint_H2{}}},
+	}
+}
+
+// startProxy runs a proxy with identity id whose inbound forwards to inTarget
+// and whose outbound original destination is outDst.
+func (m *mesh) startProxy(t *testing.T, id string, inTarget, outDst string) *app.Proxy {
+	t.Helper()
+	env := map[string]string{
+		"CONDUIT_PROXY_OUTBOUND_LISTEN_ADDR":    "127.0.0.1:0",
+		"CONDUIT_PROXY_INBOUND_LISTEN_ADDR":     "127.0.0.1:0",
+		"CONDUIT_PROXY_ADMIN_LISTEN_ADDR":       "127.0.0.1:0",
+		"CONDUIT_PROXY_DESTINATION_ADDR":        m.dest,
+		"CONDUIT_PROXY_DESTINATION_NAME":        destinationName,
+		"CONDUIT_PROXY_DESTINATION_CONTEXT":     `{"ns":"test","pod":"p"}`,
+		"CONDUIT_PROXY_IDENTITY_ADDR":           m.identity,
+		"CONDUIT_PROXY_IDENTITY_SERVER_NAME":    identityName,
+		"CONDUIT_PROXY_IDENTITY_NAME":           id,
+		"CONDUIT_PROXY_IDENTITY_TOKEN_FILE":     m.tokenFile,
+		"CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS":  string(m.anchorsPEM),
+		"CONDUIT_PROXY_SHUTDOWN_GRACE_PERIOD":   "2s",
+		"CONDUIT_PROXY_DETECT_PROTOCOL_TIMEOUT": "500ms",
+	}
+	cfg, err := config.Load(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	in := netip.MustParseAddrPort(inTarget)
+	out := netip.MustParseAddrPort(outDst)
+	ctx, cancel := context.WithCancel(context.Background())
+	p, err := app.Start(ctx, cfg, log, app.Overrides{InboundOrigDst: origdst.Static(in), OutboundOrigDst: origdst.Static(out)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = p.Wait(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case <-p.Identity.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatalf("proxy %s got no certificate", id)
+	}
+	return p
+}
+
+// app records what the application saw.
+type seen struct {
+	ClientIDs []string
+	Proto     string
+	Host      string
+}
+
+func startApp(t *testing.T) (addr string, last func() seen) {
+	t.Helper()
+	var mu sync.Mutex
+	var s seen
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		s = seen{ClientIDs: r.Header.Values("Conduit-Client-Id"), Proto: r.Proto, Host: r.Host}
+		mu.Unlock()
+		if r.Header.Get(http.CanonicalHeaderKey("conduit-orig-proto")) != "" {
+			http.Error(w, "orig-proto leaked", http.StatusTeapot)
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "hello %s %d", r.URL.Path, len(body))
+	})
+	var protos http.Protocols
+	protos.SetHTTP1(true)
+	protos.SetUnencryptedHTTP2(true)
+	srv := &http.Server{Handler: h, Protocols: &protos}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return l.Addr().String(), func() seen { mu.Lock(); defer mu.Unlock(); return s }
+}
+
+func h1Client(dial string) *http.Client {
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "tcp", dial)
+		}}}
+}
+
+func h2cClient(dial string) *http.Client {
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http2.Transport{AllowHTTP: true,
+		DialTLSContext: func(ctx context.Context, _, _ string, _ *tls.Config) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "tcp", dial)
+		}}}
+}
+
+func TestTwoProxiesMTLS(t *testing.T) {
+	m := newMesh(t)
+	appAddr, last := startApp(t)
+	server := m.startProxy(t, serverID, appAddr, "127.0.0.1:1")
+	m.mu.Lock()
+	m.endpoints["web.test.svc.cluster.local:80"] = []*destinationv1.WeightedAddr{meshedAddr(server.InboundAddr().String(), serverID)}
+	m.mu.Unlock()
+	client := m.startProxy(t, clientID, "127.0.0.1:1", "10.255.255.1:80")
+	out := client.OutboundAddr().String()
+
+	tests := []struct {
+		name   string
+		client *http.Client
+		url    string
+		proto  string
+		wantID []string
+	}{
+		{"http1 short name", h1Client(out), "http://web/a", "HTTP/1.1", []string{clientID}},
+		{"http1 fqdn", h1Client(out), "http://web.test.svc.cluster.local/b", "HTTP/1.1", []string{clientID}},
+		{"h2c (gRPC-like)", h2cClient(out), "http://web.test:80/c", "HTTP/2.0", []string{clientID}},
+		{"unmeshed client straight to inbound", h1Client(server.InboundAddr().String()), "http://web/d", "HTTP/1.1", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodPost, tt.url, strings.NewReader("12345"))
+			req.Header.Set("Conduit-Client-Id", "spoofed.identity")
+			resp, err := tt.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("status %d: %s (%s)", resp.StatusCode, body, resp.Header.Get("l5d-proxy-error"))
+			}
+			path := tt.url[strings.LastIndex(tt.url, "/"):]
+			if want := "hello " + path + " 5"; string(body) != want {
+				t.Errorf("body %q, want %q", body, want)
+			}
+			s := last()
+			if fmt.Sprint(s.ClientIDs) != fmt.Sprint(tt.wantID) {
+				t.Errorf("app saw conduit-client-id %q, want %q", s.ClientIDs, tt.wantID)
+			}
+			if s.Proto != tt.proto {
+				t.Errorf("app saw %s, want %s", s.Proto, tt.proto)
+			}
+		})
+	}
+
+	// Metrics carry Linkerd's names and the peer labels from discovery.
+	resp, err := http.Get("http://" + client.AdminAddr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metricsText, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`request_total{direction="outbound",authority="web.test.svc.cluster.local:80",route="",tls="true",server_id="` + serverID + `",dst_namespace="test",dst_pod="web-0",dst_service="web"}`,
+		`response_total{direction="outbound",authority="web.test.svc.cluster.local:80"`,
+		`response_latency_ms_bucket{`,
+		`tcp_open_connections{direction="outbound",peer="dst",tls="true",server_id="` + serverID + `"`,
+	} {
+		if !strings.Contains(string(metricsText), want) {
+			t.Errorf("client metrics lack %s", want)
+		}
+	}
+	resp, err = http.Get("http://" + server.AdminAddr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metricsText, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := `request_total{direction="inbound",authority="web.test.svc.cluster.local",route="",tls="true",client_id="` + clientID + `"}`; !strings.Contains(string(metricsText), want) {
+		t.Errorf("server metrics lack %s\n%s", want, metricsText)
+	}
+}
+
+func TestOpaqueMTLS(t *testing.T) {
+	m := newMesh(t)
+	// A TCP echo server that speaks first, like MySQL or SMTP.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_, _ = io.WriteString(c, "220 hello\n")
+				_, _ = io.Copy(c, c)
+			}()
+		}
+	}()
+	server := m.startProxy(t, serverID, l.Addr().String(), "127.0.0.1:1")
+	ep := meshedAddr(server.InboundAddr().String(), serverID)
+	ep.ProtocolHint = &destinationv1.ProtocolHint{Protocol: &destinationv1.ProtocolHint_Opaque_{Opaque: &destinationv1.ProtocolHint_Opaque{}}}
+	m.mu.Lock()
+	m.profiles["10.9.9.9:3306"] = &destinationv1.DestinationProfile{OpaqueProtocol: true, Endpoint: ep}
+	m.mu.Unlock()
+	client := m.startProxy(t, clientID, "127.0.0.1:1", "10.9.9.9:3306")
+
+	c, err := net.Dial("tcp", client.OutboundAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	r := bufio.NewReader(c)
+	greeting, err := r.ReadString('\n')
+	if err != nil || greeting != "220 hello\n" {
+		t.Fatalf("server-speaks-first greeting: %q, %v", greeting, err)
+	}
+	_, _ = io.WriteString(c, "ping\n")
+	if echo, err := r.ReadString('\n'); err != nil || echo != "ping\n" {
+		t.Fatalf("echo %q, %v", echo, err)
+	}
+	resp, err := http.Get("http://" + server.AdminAddr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	// The server side saw an mTLS connection from the client identity.
+	if !strings.Contains(string(text), `tcp_open_total{direction="inbound",peer="src",tls="false"}`) {
+		t.Logf("%s", text)
+	}
+}

@@ -1,0 +1,327 @@
+package config
+
+import (
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/conduit-mesh/conduit/pkg/pki"
+)
+
+// DefaultOpaquePorts are the well-known server-speaks-first ports.
+var DefaultOpaquePorts = []uint16{25, 587, 3306, 4444, 5432, 6379, 9300, 11211}
+
+// Config is the proxy's validated configuration.
+type Config struct {
+	LogLevel  string
+	LogFormat string
+
+	OutboundAddr string
+	InboundAddr  string
+	AdminAddr    string
+
+	DestinationAddr string
+	DestinationName string
+	// DestinationContext is the raw JSON context token sent to the destination service.
+	DestinationContext string
+
+	IdentityAddr       string
+	IdentityServerName string
+	IdentityName       string
+	IdentityTokenFile  string
+	TrustAnchorsPEM    []byte
+	TrustAnchors       *x509.CertPool
+
+	InboundOpaquePorts map[uint16]bool
+	ShutdownGrace      time.Duration
+	DetectTimeout      time.Duration
+	ConnectTimeout     time.Duration
+	DiscoveryTimeout   time.Duration
+
+	PodName       string
+	PodNamespace  string
+	ClusterDomain string
+
+	// InboundTargetOverride ("host:port"), when set, replaces 127.0.0.1:<original port>
+	// as the inbound target. For benchmarks and local runs without iptables.
+	InboundTargetOverride string
+	// OutboundOrigDstOverride ("ip:port"), when set, is used as the original
+	// destination of every outbound connection. For benchmarks and local runs without iptables.
+	OutboundOrigDstOverride string
+}
+
+// Getenv looks up one variable; os.LookupEnv fits.
+type Getenv func(string) (string, bool)
+
+// FromEnv reads the process environment.
+func FromEnv() (*Config, error) { return Load(os.LookupEnv) }
+
+func get(env Getenv, name, def string) string {
+	if v, ok := env(name); ok && strings.TrimSpace(v) != "" {
+		return strings.TrimSpace(v)
+	}
+	return def
+}
+
+// Load validates the configuration found through env.
+func Load(env Getenv) (*Config, error) {
+	c := &Config{
+		LogLevel:                get(env, "CONDUIT_PROXY_LOG_LEVEL", "info"),
+		LogFormat:               get(env, "CONDUIT_PROXY_LOG_FORMAT", "json"),
+		OutboundAddr:            get(env, "CONDUIT_PROXY_OUTBOUND_LISTEN_ADDR", "127.0.0.1:4140"),
+		InboundAddr:             get(env, "CONDUIT_PROXY_INBOUND_LISTEN_ADDR", "0.0.0.0:4143"),
+		AdminAddr:               get(env, "CONDUIT_PROXY_ADMIN_LISTEN_ADDR", "0.0.0.0:4191"),
+		DestinationAddr:         get(env, "CONDUIT_PROXY_DESTINATION_ADDR", "conduit-destination.conduit.svc.cluster.local:8086"),
+		DestinationName:         get(env, "CONDUIT_PROXY_DESTINATION_NAME", "conduit-destination.conduit.serviceaccount.identity.conduit.cluster.local"),
+		DestinationContext:      get(env, "CONDUIT_PROXY_DESTINATION_CONTEXT", ""),
+		IdentityAddr:            get(env, "CONDUIT_PROXY_IDENTITY_ADDR", "conduit-identity.conduit.svc.cluster.local:8080"),
+		IdentityName:            get(env, "CONDUIT_PROXY_IDENTITY_NAME", ""),
+		IdentityTokenFile:       get(env, "CONDUIT_PROXY_IDENTITY_TOKEN_FILE", "/var/run/conduit/identity/token"),
+		PodName:                 get(env, "CONDUIT_PROXY_POD_NAME", ""),
+		PodNamespace:            get(env, "CONDUIT_PROXY_POD_NAMESPACE", ""),
+		ClusterDomain:           get(env, "CONDUIT_PROXY_CLUSTER_DOMAIN", "cluster.local"),
+		InboundTargetOverride:   get(env, "CONDUIT_PROXY_INBOUND_TARGET_OVERRIDE", ""),
+		OutboundOrigDstOverride: get(env, "CONDUIT_PROXY_OUTBOUND_ORIG_DST_OVERRIDE", ""),
+	}
+	// The identity server name may be set to the empty string on purpose (plaintext, loopback only).
+	if v, ok := env("CONDUIT_PROXY_IDENTITY_SERVER_NAME"); ok {
+		c.IdentityServerName = strings.TrimSpace(v)
+	} else {
+		c.IdentityServerName = "conduit-identity.conduit.serviceaccount.identity.conduit.cluster.local"
+	}
+
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "warning", "error":
+	default:
+		return nil, fmt.Errorf("config: CONDUIT_PROXY_LOG_LEVEL=%q is invalid (accepted: debug, info, warn, error)", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "json", "text":
+	default:
+		return nil, fmt.Errorf("config: CONDUIT_PROXY_LOG_FORMAT=%q is invalid (accepted: json, text)", c.LogFormat)
+	}
+	for _, a := range []struct{ name, val string }{
+		{"CONDUIT_PROXY_OUTBOUND_LISTEN_ADDR", c.OutboundAddr},
+		{"CONDUIT_PROXY_INBOUND_LISTEN_ADDR", c.InboundAddr},
+		{"CONDUIT_PROXY_ADMIN_LISTEN_ADDR", c.AdminAddr},
+	} {
+		if err := checkListen(a.val); err != nil {
+			return nil, fmt.Errorf("config: %s=%q is invalid (accepted: ip:port with a port in 0-65535, 0 picks a free port): %w", a.name, a.val, err)
+		}
+	}
+	for _, a := range []struct{ name, val string }{
+		{"CONDUIT_PROXY_DESTINATION_ADDR", c.DestinationAddr},
+		{"CONDUIT_PROXY_IDENTITY_ADDR", c.IdentityAddr},
+	} {
+		if err := checkHostPort(a.val); err != nil {
+			return nil, fmt.Errorf("config: %s=%q is invalid (accepted: host:port with a port in 1-65535): %w", a.name, a.val, err)
+		}
+	}
+	for _, a := range []struct{ name, val string }{
+		{"CONDUIT_PROXY_INBOUND_TARGET_OVERRIDE", c.InboundTargetOverride},
+		{"CONDUIT_PROXY_OUTBOUND_ORIG_DST_OVERRIDE", c.OutboundOrigDstOverride},
+	} {
+		if a.val == "" {
+			continue
+		}
+		if err := checkHostPort(a.val); err != nil {
+			return nil, fmt.Errorf("config: %s=%q is invalid (accepted: empty or host:port): %w", a.name, a.val, err)
+		}
+	}
+	if c.IdentityName == "" {
+		return nil, fmt.Errorf("config: CONDUIT_PROXY_IDENTITY_NAME is required (accepted: <sa>.<ns>.serviceaccount.identity.<control-plane-ns>.<trust-domain>)")
+	}
+	if err := checkDNSName(c.IdentityName); err != nil {
+		return nil, fmt.Errorf("config: CONDUIT_PROXY_IDENTITY_NAME=%q is invalid (accepted: a DNS name such as web.emojivoto.serviceaccount.identity.conduit.cluster.local): %w", c.IdentityName, err)
+	}
+	if c.DestinationName != "" {
+		if err := checkDNSName(c.DestinationName); err != nil {
+			return nil, fmt.Errorf("config: CONDUIT_PROXY_DESTINATION_NAME=%q is invalid (accepted: the destination service's identity, a DNS name): %w", c.DestinationName, err)
+		}
+	}
+	if c.IdentityServerName == "" {
+		host, _, _ := net.SplitHostPort(c.IdentityAddr)
+		if !IsLoopbackHost(host) {
+			return nil, fmt.Errorf("config: CONDUIT_PROXY_IDENTITY_SERVER_NAME is empty but CONDUIT_PROXY_IDENTITY_ADDR=%q is not a loopback address (accepted: an identity name, or empty only with a loopback identity address)", c.IdentityAddr)
+		}
+	} else if err := checkDNSName(c.IdentityServerName); err != nil {
+		return nil, fmt.Errorf("config: CONDUIT_PROXY_IDENTITY_SERVER_NAME=%q is invalid (accepted: the identity service's identity, a DNS name, or empty for loopback plaintext): %w", c.IdentityServerName, err)
+	}
+
+	anchors := get(env, "CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS", "")
+	if anchors == "" {
+		return nil, fmt.Errorf("config: CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS is required (accepted: a PEM bundle of one or more CA certificates)")
+	}
+	certs, err := pki.ParseCertificates([]byte(anchors))
+	if err != nil {
+		return nil, fmt.Errorf("config: CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS is invalid (accepted: a PEM bundle of one or more CA certificates): %w", err)
+	}
+	c.TrustAnchorsPEM = []byte(anchors)
+	c.TrustAnchors = x509.NewCertPool()
+	for _, crt := range certs {
+		c.TrustAnchors.AddCert(crt)
+	}
+
+	ports := get(env, "CONDUIT_PROXY_INBOUND_OPAQUE_PORTS", "")
+	if _, set := env("CONDUIT_PROXY_INBOUND_OPAQUE_PORTS"); !set {
+		ports = joinPorts(DefaultOpaquePorts)
+	}
+	if c.InboundOpaquePorts, err = ParsePorts(ports); err != nil {
+		return nil, fmt.Errorf("config: CONDUIT_PROXY_INBOUND_OPAQUE_PORTS=%q is invalid (accepted: comma-separated ports or ranges in 1-65535, e.g. 25,3306,8000-8010): %w", ports, err)
+	}
+
+	durations := []struct {
+		name string
+		def  string
+		dst  *time.Duration
+	}{
+		{"CONDUIT_PROXY_SHUTDOWN_GRACE_PERIOD", "30s", &c.ShutdownGrace},
+		{"CONDUIT_PROXY_DETECT_PROTOCOL_TIMEOUT", "10s", &c.DetectTimeout},
+		{"CONDUIT_PROXY_CONNECT_TIMEOUT", "1s", &c.ConnectTimeout},
+		{"CONDUIT_PROXY_DISCOVERY_TIMEOUT", "1s", &c.DiscoveryTimeout},
+	}
+	for _, d := range durations {
+		v := get(env, d.name, d.def)
+		dur, err := time.ParseDuration(v)
+		if err != nil || dur < 0 {
+			return nil, fmt.Errorf("config: %s=%q is invalid (accepted: a non-negative Go duration such as 500ms, 10s, 1m)", d.name, v)
+		}
+		*d.dst = dur
+	}
+	if c.DetectTimeout == 0 {
+		return nil, fmt.Errorf("config: CONDUIT_PROXY_DETECT_PROTOCOL_TIMEOUT=0s is invalid (accepted: a positive Go duration such as 10s)")
+	}
+
+	if c.DestinationContext != "" {
+		var ctx map[string]any
+		if err := json.Unmarshal([]byte(c.DestinationContext), &ctx); err != nil {
+			return nil, fmt.Errorf("config: CONDUIT_PROXY_DESTINATION_CONTEXT is invalid (accepted: a JSON object such as {\"ns\":\"emojivoto\",\"pod\":\"web-0\"}): %w", err)
+		}
+		if ns, ok := ctx["ns"].(string); ok && c.PodNamespace == "" {
+			c.PodNamespace = ns
+		}
+		if pod, ok := ctx["pod"].(string); ok && c.PodName == "" {
+			c.PodName = pod
+		}
+	}
+	if v := get(env, "CONDUIT_PROXY_TAP_ENABLED", "false"); v != "" {
+		if _, err := strconv.ParseBool(v); err != nil {
+			return nil, fmt.Errorf("config: CONDUIT_PROXY_TAP_ENABLED=%q is invalid (accepted: true, false)", v)
+		}
+	}
+	return c, nil
+}
+
+// IsLoopbackHost reports whether host is "localhost" or a loopback IP.
+func IsLoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func checkListen(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return err
+	}
+	if host != "" && net.ParseIP(host) == nil && host != "localhost" {
+		return fmt.Errorf("host %q is not an IP address", host)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("port %q out of range", port)
+	}
+	return nil
+}
+
+func checkHostPort(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return err
+	}
+	_ = host
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || p == 0 {
+		return fmt.Errorf("port %q out of range", port)
+	}
+	return nil
+}
+
+func checkDNSName(s string) error {
+	if len(s) > 253 {
+		return fmt.Errorf("longer than 253 characters")
+	}
+	for _, label := range strings.Split(s, ".") {
+		if label == "" || len(label) > 63 {
+			return fmt.Errorf("label %q must be 1-63 characters", label)
+		}
+		for i := 0; i < len(label); i++ {
+			ch := label[i]
+			ok := ch >= 'a' && ch <= 'z' || ch >= '0' && ch <= '9' || ch == '-' || ch >= 'A' && ch <= 'Z'
+			if !ok {
+				return fmt.Errorf("label %q has character %q", label, ch)
+			}
+		}
+		if label[0] == '-' || label[len(label)-1] == '-' {
+			return fmt.Errorf("label %q starts or ends with '-'", label)
+		}
+	}
+	return nil
+}
+
+// ParsePorts parses "25,587,8000-8010" into a set. Empty means no port.
+func ParsePorts(s string) (map[uint16]bool, error) {
+	out := map[uint16]bool{}
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return out, nil
+	}
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := parsePort(lo)
+		if err != nil {
+			return nil, err
+		}
+		b := a
+		if isRange {
+			if b, err = parsePort(hi); err != nil {
+				return nil, err
+			}
+			if b < a {
+				return nil, fmt.Errorf("range %q is reversed", part)
+			}
+			if int(b)-int(a) > 65535 {
+				return nil, fmt.Errorf("range %q too large", part)
+			}
+		}
+		for p := int(a); p <= int(b); p++ {
+			out[uint16(p)] = true
+		}
+	}
+	return out, nil
+}
+
+func parsePort(s string) (uint16, error) {
+	p, err := strconv.ParseUint(strings.TrimSpace(s), 10, 16)
+	if err != nil || p == 0 {
+		return 0, fmt.Errorf("%q is not a port in 1-65535", s)
+	}
+	return uint16(p), nil
+}
+
+func joinPorts(ps []uint16) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = strconv.Itoa(int(p))
+	}
+	sort.Strings(s)
+	return strings.Join(s, ",")
+}

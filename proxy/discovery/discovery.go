@@ -1,0 +1,370 @@
+package discovery
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	destinationv1 "github.com/conduit-mesh/conduit/proto/destination/v1"
+	"github.com/conduit-mesh/conduit/proxy/identity"
+	"github.com/conduit-mesh/conduit/proxy/metrics"
+	"github.com/conduit-mesh/conduit/proxy/profile"
+)
+
+// Addr is one endpoint.
+type Addr struct {
+	// Addr is "ip:port".
+	Addr   string
+	Weight uint32
+	// Labels is the rendered dst_* metric label fragment.
+	Labels string
+	// Identity is the peer's TLS identity; empty when the endpoint is not meshed.
+	Identity string
+	// ServerName is the SNI to use (defaults to Identity).
+	ServerName string
+	H2         bool
+	Opaque     bool
+}
+
+// Endpoints is an immutable snapshot of a destination.
+type Endpoints struct {
+	// Known is false until the destination service answered once.
+	Known bool
+	// Exists is false when the name is not a known Service.
+	Exists bool
+	Addrs  []*Addr
+}
+
+// ProfileState is an immutable snapshot of a profile.
+type ProfileState struct {
+	Known    bool
+	Profile  *profile.Profile
+	Endpoint *Addr
+}
+
+// Client watches destinations. It is safe for concurrent use.
+type Client struct {
+	api      destinationv1.DestinationClient
+	token    string
+	log      *slog.Logger
+	idle     time.Duration
+	minBack  time.Duration
+	maxBack  time.Duration
+	ctx      context.Context
+	mu       sync.Mutex
+	dests    map[string]*Resolution
+	profiles map[string]*ProfileWatch
+}
+
+// Options tune a Client.
+type Options struct {
+	ContextToken string
+	Logger       *slog.Logger
+	// IdleTimeout drops watches unused for this long (default 5m).
+	IdleTimeout time.Duration
+	// MinBackoff and MaxBackoff bound reconnect delays (defaults 100ms, 10s).
+	MinBackoff, MaxBackoff time.Duration
+}
+
+// New returns a client of cc's destination API; watches stop when ctx ends.
+func New(ctx context.Context, cc grpc.ClientConnInterface, o Options) *Client {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = 5 * time.Minute
+	}
+	if o.MinBackoff <= 0 {
+		o.MinBackoff = 100 * time.Millisecond
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 10 * time.Second
+	}
+	c := &Client{
+		api: destinationv1.NewDestinationClient(cc), token: o.ContextToken, log: o.Logger,
+		idle: o.IdleTimeout, minBack: o.MinBackoff, maxBack: o.MaxBackoff, ctx: ctx,
+		dests: map[string]*Resolution{}, profiles: map[string]*ProfileWatch{},
+	}
+	go c.reap()
+	return c
+}
+
+func (c *Client) reap() {
+	t := time.NewTicker(c.idle / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+		}
+		cutoff := time.Now().Add(-c.idle).UnixNano()
+		c.mu.Lock()
+		for k, r := range c.dests {
+			if r.used.Load() < cutoff {
+				r.cancel()
+				delete(c.dests, k)
+			}
+		}
+		for k, p := range c.profiles {
+			if p.used.Load() < cutoff {
+				p.cancel()
+				delete(c.profiles, k)
+			}
+		}
+		c.mu.Unlock()
+	}
+}
+
+// Resolution is a live view of one destination.
+type Resolution struct {
+	state  atomic.Pointer[Endpoints]
+	ready  chan struct{}
+	once   sync.Once
+	used   atomic.Int64
+	cancel context.CancelFunc
+}
+
+// Endpoints returns the current snapshot (never nil).
+func (r *Resolution) Endpoints() *Endpoints {
+	r.used.Store(time.Now().UnixNano())
+	return r.state.Load()
+}
+
+// Wait returns the snapshot once known, or the current one when ctx ends first.
+func (r *Resolution) Wait(ctx context.Context) *Endpoints {
+	select {
+	case <-r.ready:
+	case <-ctx.Done():
+	}
+	return r.Endpoints()
+}
+
+func (r *Resolution) set(e *Endpoints) {
+	r.state.Store(e)
+	r.once.Do(func() { close(r.ready) })
+}
+
+// ProfileWatch is a live view of one profile.
+type ProfileWatch struct {
+	state  atomic.Pointer[ProfileState]
+	ready  chan struct{}
+	once   sync.Once
+	used   atomic.Int64
+	cancel context.CancelFunc
+}
+
+// State returns the current snapshot (never nil).
+func (p *ProfileWatch) State() *ProfileState {
+	p.used.Store(time.Now().UnixNano())
+	return p.state.Load()
+}
+
+// Wait returns the snapshot once known, or the current one when ctx ends first.
+func (p *ProfileWatch) Wait(ctx context.Context) *ProfileState {
+	select {
+	case <-p.ready:
+	case <-ctx.Done():
+	}
+	return p.State()
+}
+
+func (p *ProfileWatch) set(s *ProfileState) {
+	p.state.Store(s)
+	p.once.Do(func() { close(p.ready) })
+}
+
+// Resolve returns the watch of path ("name.ns.svc.cluster.local:port"), starting it if needed.
+func (c *Client) Resolve(path string) *Resolution {
+	c.mu.Lock()
+	r := c.dests[path]
+	if r == nil {
+		ctx, cancel := context.WithCancel(c.ctx)
+		r = &Resolution{ready: make(chan struct{}), cancel: cancel}
+		r.state.Store(&Endpoints{})
+		r.used.Store(time.Now().UnixNano())
+		c.dests[path] = r
+		go c.watchDest(ctx, path, r)
+	}
+	c.mu.Unlock()
+	return r
+}
+
+// Profile returns the profile watch of path (an authority or "ip:port").
+func (c *Client) Profile(path string) *ProfileWatch {
+	c.mu.Lock()
+	p := c.profiles[path]
+	if p == nil {
+		ctx, cancel := context.WithCancel(c.ctx)
+		p = &ProfileWatch{ready: make(chan struct{}), cancel: cancel}
+		p.state.Store(&ProfileState{})
+		p.used.Store(time.Now().UnixNano())
+		c.profiles[path] = p
+		go c.watchProfile(ctx, path, p)
+	}
+	c.mu.Unlock()
+	return p
+}
+
+func (c *Client) sleep(ctx context.Context, failures int) bool {
+	t := time.NewTimer(identity.Backoff(failures, c.minBack, c.maxBack))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// permanent reports errors that retrying will not fix for this name.
+func permanent(err error) bool {
+	switch status.Code(err) {
+	case codes.InvalidArgument, codes.NotFound:
+		return true
+	}
+	return false
+}
+
+func (c *Client) watchDest(ctx context.Context, path string, r *Resolution) {
+	failures := 0
+	for ctx.Err() == nil {
+		stream, err := c.api.Get(ctx, &destinationv1.GetDestination{Path: path, ContextToken: c.token})
+		if err == nil {
+			addrs := map[string]*Addr{}
+			first := true
+			for {
+				var u *destinationv1.Update
+				if u, err = stream.Recv(); err != nil {
+					break
+				}
+				failures = 0
+				if first {
+					clear(addrs)
+					first = false
+				}
+				exists := true
+				switch v := u.GetUpdate().(type) {
+				case *destinationv1.Update_Add:
+					for _, wa := range v.Add.GetAddrs() {
+						if a := convert(wa, v.Add.GetMetricLabels()); a != nil {
+							addrs[a.Addr] = a
+						}
+					}
+				case *destinationv1.Update_Remove:
+					for _, ta := range v.Remove.GetAddrs() {
+						delete(addrs, hostPort(ta))
+					}
+				case *destinationv1.Update_NoEndpoints:
+					clear(addrs)
+					exists = v.NoEndpoints.GetExists()
+				}
+				r.set(snapshot(addrs, exists))
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if permanent(err) {
+			c.log.Debug("destination rejected name", "path", path, "err", err)
+			r.set(&Endpoints{Known: true, Exists: false})
+		} else {
+			c.log.Warn("destination stream failed; keeping last endpoints", "path", path, "err", err)
+		}
+		failures++
+		if !c.sleep(ctx, failures) {
+			return
+		}
+	}
+}
+
+func (c *Client) watchProfile(ctx context.Context, path string, p *ProfileWatch) {
+	failures := 0
+	for ctx.Err() == nil {
+		stream, err := c.api.GetProfile(ctx, &destinationv1.GetDestination{Path: path, ContextToken: c.token})
+		if err == nil {
+			for {
+				var dp *destinationv1.DestinationProfile
+				if dp, err = stream.Recv(); err != nil {
+					break
+				}
+				failures = 0
+				prof, cerr := profile.Compile(dp)
+				if cerr != nil {
+					// A bad profile must not break traffic: keep the previous one.
+					c.log.Warn("ignoring invalid service profile", "path", path, "err", cerr)
+					continue
+				}
+				st := &ProfileState{Known: true, Profile: prof}
+				if ep := dp.GetEndpoint(); ep != nil {
+					st.Endpoint = convert(ep, nil)
+				}
+				p.set(st)
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if permanent(err) {
+			p.set(&ProfileState{Known: true})
+		} else {
+			c.log.Warn("profile stream failed; keeping last profile", "path", path, "err", err)
+		}
+		failures++
+		if !c.sleep(ctx, failures) {
+			return
+		}
+	}
+}
+
+func hostPort(t *destinationv1.TcpAddress) string {
+	return net.JoinHostPort(t.GetIp(), strconv.Itoa(int(t.GetPort())))
+}
+
+func convert(wa *destinationv1.WeightedAddr, setLabels map[string]string) *Addr {
+	ta := wa.GetAddr()
+	if ta == nil || net.ParseIP(ta.GetIp()) == nil || ta.GetPort() == 0 || ta.GetPort() > 65535 {
+		return nil
+	}
+	labels := make(map[string]string, len(setLabels)+len(wa.GetMetricLabels()))
+	for k, v := range setLabels {
+		labels[k] = v
+	}
+	for k, v := range wa.GetMetricLabels() {
+		labels[k] = v
+	}
+	a := &Addr{Addr: hostPort(ta), Weight: wa.GetWeight(), Labels: metrics.Labels("dst_", labels)}
+	if a.Weight == 0 {
+		a.Weight = 1
+	}
+	if id := wa.GetTlsIdentity(); id != nil && id.GetDnsLikeIdentity() != "" {
+		a.Identity = id.GetDnsLikeIdentity()
+		a.ServerName = id.GetServerName()
+		if a.ServerName == "" {
+			a.ServerName = a.Identity
+		}
+	}
+	if h := wa.GetProtocolHint(); h != nil {
+		a.H2 = h.GetH2() != nil
+		a.Opaque = h.GetOpaque() != nil
+	}
+	return a
+}
+
+func snapshot(m map[string]*Addr, exists bool) *Endpoints {
+	e := &Endpoints{Known: true, Exists: exists || len(m) > 0}
+	for _, a := range m {
+		e.Addrs = append(e.Addrs, a)
+	}
+	sort.Slice(e.Addrs, func(i, j int) bool { return e.Addrs[i].Addr < e.Addrs[j].Addr })
+	return e
+}

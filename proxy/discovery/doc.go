@@ -1,0 +1,5 @@
+// Package discovery is the proxy's client of the destination API. It keeps
+// one Get or GetProfile stream per name in use, applies snapshots and deltas,
+// keeps the last known state while the control plane is unreachable and
+// reconnects with backoff. Names unused for a while are dropped.
+package discovery

@@ -1,0 +1,247 @@
+package identity
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	mrand "math/rand/v2"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/conduit-mesh/conduit/pkg/pki"
+	identityv1 "github.com/conduit-mesh/conduit/proto/identity/v1"
+)
+
+// Options configure a Manager.
+type Options struct {
+	// Addr of the identity service, host:port.
+	Addr string
+	// ServerName is the identity service's identity; empty means plaintext
+	// (the caller has checked that Addr is loopback).
+	ServerName string
+	// Name is this workload's identity.
+	Name string
+	// TokenFile holds the projected ServiceAccount token; it is re-read on every request.
+	TokenFile string
+	// Anchors verify the identity service and, later, every peer.
+	Anchors *x509.CertPool
+	Logger  *slog.Logger
+	// RenewAt is the fraction of the lifetime after which to renew (default 0.7).
+	RenewAt float64
+	// MinBackoff and MaxBackoff bound retry delays (defaults 1s and 1m).
+	MinBackoff, MaxBackoff time.Duration
+}
+
+// Manager holds the current certificate.
+type Manager struct {
+	opts  Options
+	key   *ecdsa.PrivateKey
+	csr   []byte
+	cert  atomic.Pointer[tls.Certificate]
+	ready chan struct{}
+	once  sync.Once
+}
+
+// New generates the private key and the CSR.
+func New(opts Options) (*Manager, error) {
+	if opts.RenewAt <= 0 || opts.RenewAt >= 1 {
+		opts.RenewAt = 0.7
+	}
+	if opts.MinBackoff <= 0 {
+		opts.MinBackoff = time.Second
+	}
+	if opts.MaxBackoff <= 0 {
+		opts.MaxBackoff = time.Minute
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	key, err := pki.NewKey()
+	if err != nil {
+		return nil, fmt.Errorf("identity: %w", err)
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject:  pkix.Name{CommonName: opts.Name},
+		DNSNames: []string{opts.Name},
+	}, key)
+	if err != nil {
+		return nil, fmt.Errorf("identity: create CSR: %w", err)
+	}
+	return &Manager{opts: opts, key: key, csr: csr, ready: make(chan struct{})}, nil
+}
+
+// Name is the workload identity.
+func (m *Manager) Name() string { return m.opts.Name }
+
+// Anchors are the trust anchors.
+func (m *Manager) Anchors() *x509.CertPool { return m.opts.Anchors }
+
+// Ready is closed once a certificate is available.
+func (m *Manager) Ready() <-chan struct{} { return m.ready }
+
+// IsReady reports whether a certificate is available.
+func (m *Manager) IsReady() bool { return m.cert.Load() != nil }
+
+// Certificate returns the current certificate, or nil before the first one.
+func (m *Manager) Certificate() *tls.Certificate { return m.cert.Load() }
+
+// GetCertificate is a tls.Config.GetCertificate callback.
+func (m *Manager) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if c := m.cert.Load(); c != nil {
+		return c, nil
+	}
+	return nil, errors.New("identity: no certificate yet")
+}
+
+// GetClientCertificate is a tls.Config.GetClientCertificate callback; before
+// the first certificate it presents none.
+func (m *Manager) GetClientCertificate(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	if c := m.cert.Load(); c != nil {
+		return c, nil
+	}
+	return &tls.Certificate{}, nil
+}
+
+// SetCertificate installs a certificate (used by Run and by tests).
+func (m *Manager) SetCertificate(leaf *x509.Certificate, chain []*x509.Certificate) {
+	c := &tls.Certificate{PrivateKey: m.key, Leaf: leaf}
+	c.Certificate = append(c.Certificate, leaf.Raw)
+	for _, ic := range chain {
+		c.Certificate = append(c.Certificate, ic.Raw)
+	}
+	m.cert.Store(c)
+	m.once.Do(func() { close(m.ready) })
+}
+
+// Key is the in-memory private key's public half, for tests.
+func (m *Manager) PublicKey() any { return &m.key.PublicKey }
+
+// Run obtains and renews the certificate until ctx ends.
+func (m *Manager) Run(ctx context.Context) error {
+	var creds credentials.TransportCredentials
+	if m.opts.ServerName == "" {
+		creds = insecure.NewCredentials()
+	} else {
+		creds = credentials.NewTLS(&tls.Config{
+			MinVersion: tls.VersionTLS12,
+			ServerName: m.opts.ServerName,
+			RootCAs:    m.opts.Anchors,
+		})
+	}
+	cc, err := grpc.NewClient(m.opts.Addr, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		return fmt.Errorf("identity: client for %s: %w", m.opts.Addr, err)
+	}
+	defer cc.Close()
+	client := identityv1.NewIdentityClient(cc)
+	log := m.opts.Logger
+	failures := 0
+	for {
+		var wait time.Duration
+		leaf, err := m.certify(ctx, client)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			failures++
+			wait = Backoff(failures, m.opts.MinBackoff, m.opts.MaxBackoff)
+			// Never wait past the current certificate's expiry without trying.
+			if c := m.cert.Load(); c != nil {
+				if left := time.Until(c.Leaf.NotAfter); left/4 < wait && left > 0 {
+					wait = max(left/4, m.opts.MinBackoff)
+				}
+			}
+			log.Warn("certify failed; retrying", "err", err, "in", wait)
+		} else {
+			failures = 0
+			life := leaf.NotAfter.Sub(leaf.NotBefore)
+			wait = time.Until(leaf.NotBefore.Add(time.Duration(float64(life) * m.opts.RenewAt)))
+			if wait < m.opts.MinBackoff {
+				wait = m.opts.MinBackoff
+			}
+			log.Info("certified", "identity", m.opts.Name, "expiry", leaf.NotAfter, "renew_in", wait.Round(time.Second))
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (m *Manager) certify(ctx context.Context, client identityv1.IdentityClient) (*x509.Certificate, error) {
+	token, err := os.ReadFile(m.opts.TokenFile)
+	if err != nil {
+		return nil, fmt.Errorf("identity: read token: %w", err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	resp, err := client.Certify(cctx, &identityv1.CertifyRequest{
+		Identity:                  m.opts.Name,
+		Token:                     token,
+		CertificateSigningRequest: m.csr,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("identity: certify: %w", err)
+	}
+	leaf, err := x509.ParseCertificate(resp.GetLeafCertificate())
+	if err != nil {
+		return nil, fmt.Errorf("identity: parse leaf: %w", err)
+	}
+	var chain []*x509.Certificate
+	inter := x509.NewCertPool()
+	for _, der := range resp.GetIntermediateCertificates() {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, fmt.Errorf("identity: parse intermediate: %w", err)
+		}
+		chain = append(chain, c)
+		inter.AddCert(c)
+	}
+	if err := Validate(leaf, inter, m.opts.Anchors, m.opts.Name, &m.key.PublicKey); err != nil {
+		return nil, err
+	}
+	m.SetCertificate(leaf, chain)
+	return leaf, nil
+}
+
+// Validate checks that leaf chains to anchors, names exactly identity, and
+// holds pub.
+func Validate(leaf *x509.Certificate, inter, anchors *x509.CertPool, identity string, pub *ecdsa.PublicKey) error {
+	if _, err := leaf.Verify(x509.VerifyOptions{
+		Roots: anchors, Intermediates: inter, DNSName: identity,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+	}); err != nil {
+		return fmt.Errorf("identity: issued certificate does not verify: %w", err)
+	}
+	lp, ok := leaf.PublicKey.(*ecdsa.PublicKey)
+	if !ok || !lp.Equal(pub) {
+		return errors.New("identity: issued certificate is not for our key")
+	}
+	return nil
+}
+
+// Backoff is an exponential delay with jitter for the n-th failure (n >= 1).
+func Backoff(n int, lo, hi time.Duration) time.Duration {
+	d := float64(lo) * math.Pow(2, float64(min(n-1, 30)))
+	if d > float64(hi) {
+		d = float64(hi)
+	}
+	// Full jitter in [d/2, d].
+	return time.Duration(d/2 + mrand.Float64()*d/2)
+}

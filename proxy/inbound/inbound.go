@@ -1,0 +1,329 @@
+package inbound
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http2"
+
+	"github.com/conduit-mesh/conduit/proxy/detect"
+	"github.com/conduit-mesh/conduit/proxy/internal/netx"
+	"github.com/conduit-mesh/conduit/proxy/metrics"
+	"github.com/conduit-mesh/conduit/proxy/origdst"
+	"github.com/conduit-mesh/conduit/proxy/tlsconf"
+)
+
+// Header names shared with the outbound side.
+const (
+	HeaderClientID  = "Conduit-Client-Id"
+	HeaderOrigProto = "Conduit-Orig-Proto"
+)
+
+// Certs is what inbound needs from the identity manager.
+type Certs interface {
+	tlsconf.Certs
+	Name() string
+}
+
+// Options configure the inbound proxy.
+type Options struct {
+	Log        *slog.Logger
+	Metrics    *metrics.Registry
+	OrigDst    origdst.Resolver
+	Identity   Certs
+	TLS        *tls.Config // server mTLS configuration
+	OpaquePort map[uint16]bool
+	// Target, when valid, replaces 127.0.0.1:<original port>.
+	Target         netip.AddrPort
+	DetectTimeout  time.Duration
+	ConnectTimeout time.Duration
+}
+
+// Proxy is the inbound side.
+type Proxy struct {
+	o       Options
+	http    *http.Server
+	cl      *netx.ChanListener
+	tracker netx.Tracker
+	rp      *httputil.ReverseProxy
+	h1      *http.Transport
+	h2c     *http2.Transport
+	dialer  net.Dialer
+	wg      sync.WaitGroup
+}
+
+// New returns the inbound proxy.
+func New(o Options) *Proxy {
+	if o.DetectTimeout <= 0 {
+		o.DetectTimeout = 10 * time.Second
+	}
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = time.Second
+	}
+	p := &Proxy{o: o}
+	p.dialer = net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}
+	p.h1 = &http.Transport{
+		DialContext:         p.dialer.DialContext,
+		MaxIdleConns:        1000,
+		MaxIdleConnsPerHost: 100,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+		ForceAttemptHTTP2:   false,
+	}
+	p.h2c = &http2.Transport{
+		AllowHTTP: true,
+		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+			return p.dialer.DialContext(ctx, network, addr)
+		},
+		ReadIdleTimeout: 30 * time.Second,
+		PingTimeout:     10 * time.Second,
+	}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:       rewrite,
+		Transport:     roundTripper{p},
+		FlushInterval: -1,
+		ErrorLog:      slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
+		ErrorHandler:  errorHandler,
+	}
+	var protos http.Protocols
+	protos.SetHTTP1(true)
+	protos.SetHTTP2(true)
+	protos.SetUnencryptedHTTP2(true)
+	p.http = &http.Server{
+		Handler:           p,
+		Protocols:         &protos,
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       10 * time.Minute,
+		ConnContext:       connContext,
+		ErrorLog:          slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
+	}
+	return p
+}
+
+// rewrite keeps the request as transparent as possible: ReverseProxy's
+// X-Forwarded-* handling is undone.
+func rewrite(pr *httputil.ProxyRequest) {
+	for _, h := range []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded"} {
+		if v, ok := pr.In.Header[h]; ok {
+			pr.Out.Header[h] = v
+		}
+	}
+}
+
+func errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	status := http.StatusBadGateway
+	if errors.Is(err, context.DeadlineExceeded) {
+		status = http.StatusGatewayTimeout
+	}
+	w.Header().Set("l5d-proxy-error", err.Error())
+	w.WriteHeader(status)
+}
+
+type ctxKey struct{}
+
+func connContext(ctx context.Context, c net.Conn) context.Context {
+	if info := netx.InfoOf(c); info != nil {
+		return context.WithValue(ctx, ctxKey{}, info)
+	}
+	return ctx
+}
+
+// InfoFrom returns the connection info of a request context.
+func InfoFrom(ctx context.Context) *netx.Info {
+	if i, ok := ctx.Value(ctxKey{}).(*netx.Info); ok {
+		return i
+	}
+	return &netx.Info{}
+}
+
+// Serve accepts on l until it is closed.
+func (p *Proxy) Serve(l net.Listener) error {
+	p.cl = netx.NewChanListener(l.Addr())
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		_ = p.http.Serve(p.cl)
+	}()
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			return fmt.Errorf("inbound: accept: %w", err)
+		}
+		done := p.tracker.Add(c)
+		go func() {
+			defer done()
+			p.handle(c)
+		}()
+	}
+}
+
+// Shutdown drains: net/http connections get GOAWAY / close when idle,
+// opaque ones are waited for until ctx ends.
+func (p *Proxy) Shutdown(ctx context.Context) error {
+	var err error
+	if p.cl != nil {
+		err = p.http.Shutdown(ctx)
+	}
+	if werr := p.tracker.Wait(ctx); err == nil {
+		err = werr
+	}
+	if err != nil {
+		_ = p.http.Close()
+	}
+	p.h1.CloseIdleConnections()
+	p.h2c.CloseIdleConnections()
+	return err
+}
+
+func (p *Proxy) target(dst netip.AddrPort) string {
+	if p.o.Target.IsValid() {
+		return p.o.Target.String()
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(int(dst.Port())))
+}
+
+// handle serves one accepted connection. It returns once the connection is
+// owned by net/http or finished.
+func (p *Proxy) handle(raw net.Conn) {
+	info := &netx.Info{}
+	dst, err := p.o.OrigDst.OriginalDst(raw)
+	if err != nil && !p.o.Target.IsValid() {
+		p.o.Log.Debug("no original destination; closing", "remote", raw.RemoteAddr(), "err", err)
+		_ = raw.Close()
+		return
+	}
+	info.OrigDst = dst
+	info.Stats = p.o.Metrics.Open(metrics.TCPKey{Direction: "inbound", Peer: "src"})
+	c := netx.Wrap(raw, info)
+	timeout := p.o.DetectTimeout
+	opaque := p.o.OpaquePort[dst.Port()]
+	if opaque {
+		// Only look for a meshed client's ClientHello, briefly: server-speaks-first must not stall.
+		timeout = min(timeout, 200*time.Millisecond)
+	}
+	proto, hello, err := netx.Peek(c, timeout)
+	if err != nil {
+		_ = c.Close()
+		info.Done()
+		return
+	}
+	if opaque && proto != detect.TLS {
+		proto = detect.Opaque
+	}
+	switch proto {
+	case detect.TLS:
+		if hello != nil && string(hello.SNI) == p.o.Identity.Name() {
+			p.serveTLS(c, info)
+			return
+		}
+		p.opaque(c, info)
+	case detect.HTTP1, detect.HTTP2:
+		p.pushHTTP(c, info)
+	default:
+		p.opaque(c, info)
+	}
+}
+
+func (p *Proxy) pushHTTP(c net.Conn, info *netx.Info) {
+	sc := &netx.Owned{Conn: c, Info: info}
+	if err := p.cl.Push(sc); err != nil {
+		_ = sc.Close()
+	}
+}
+
+func (p *Proxy) serveTLS(c *netx.Conn, info *netx.Info) {
+	sc := &netx.Owned{Conn: c, Info: info}
+	tc := tls.Server(sc, p.o.TLS)
+	ctx, cancel := context.WithTimeout(context.Background(), p.o.DetectTimeout)
+	err := tc.HandshakeContext(ctx)
+	cancel()
+	if err != nil {
+		p.o.Log.Debug("inbound TLS handshake failed", "remote", c.RemoteAddr(), "err", err)
+		_ = sc.Close()
+		return
+	}
+	cs := tc.ConnectionState()
+	info.TLS = true
+	info.PeerID = tlsconf.PeerID(&cs)
+	if cs.NegotiatedProtocol == tlsconf.ALPNOpaque {
+		p.opaque(tc, info)
+		return
+	}
+	// net/http switches to HTTP/2 on ALPN h2 only for a *tls.Conn.
+	if err := p.cl.Push(tc); err != nil {
+		_ = tc.Close()
+	}
+}
+
+func (p *Proxy) opaque(c net.Conn, info *netx.Info) {
+	defer info.Done()
+	defer c.Close()
+	target := p.target(info.OrigDst)
+	out, err := p.dialer.Dial("tcp", target)
+	if err != nil {
+		p.o.Log.Debug("inbound opaque connect failed", "target", target, "err", err)
+		return
+	}
+	defer out.Close()
+	stats := p.o.Metrics.Open(metrics.TCPKey{Direction: "inbound", Peer: "dst", TLS: false})
+	defer stats.Close()
+	netx.Pipe(c, out, stats)
+}
+
+// ServeHTTP forwards a request to the application.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	info := InfoFrom(r.Context())
+	r.Header.Del(HeaderClientID)
+	if info.PeerID != "" {
+		r.Header[HeaderClientID] = []string{info.PeerID}
+	}
+	r.URL.Scheme = "http"
+	r.URL.Host = p.target(info.OrigDst)
+	p.rp.ServeHTTP(w, r)
+}
+
+type roundTripper struct{ p *Proxy }
+
+func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
+	p := rt.p
+	info := InfoFrom(r.Context())
+	h1 := r.ProtoMajor == 1
+	if v, ok := r.Header[HeaderOrigProto]; ok {
+		h1 = len(v) > 0 && v[0] == "HTTP/1.1"
+		delete(r.Header, HeaderOrigProto)
+	}
+	key := metrics.RequestKey{Direction: "inbound", Authority: r.Host, TLS: info.TLS, PeerID: info.PeerID}
+	p.o.Metrics.Request(key)
+	start := time.Now()
+	var resp *http.Response
+	var err error
+	if h1 {
+		resp, err = p.h1.RoundTrip(r)
+	} else {
+		resp, err = p.h2c.RoundTrip(r)
+	}
+	if err != nil {
+		p.o.Metrics.Response(key, 0, true, time.Since(start))
+		return nil, err
+	}
+	resp.Body = &metrics.Body{ReadCloser: resp.Body, Reg: p.o.Metrics, Key: key, Start: start, Resp: resp}
+	return resp, nil
+}

@@ -1,0 +1,5 @@
+// Package netx holds the connection plumbing shared by the inbound and
+// outbound sides: peeking the first bytes for protocol detection, a listener
+// fed with already-accepted connections (for net/http), bidirectional copies
+// with byte accounting, and tracking of open connections for a graceful drain.
+package netx

@@ -1,0 +1,559 @@
+package outbound
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http2"
+
+	"github.com/conduit-mesh/conduit/proxy/balance"
+	"github.com/conduit-mesh/conduit/proxy/detect"
+	"github.com/conduit-mesh/conduit/proxy/discovery"
+	"github.com/conduit-mesh/conduit/proxy/internal/netx"
+	"github.com/conduit-mesh/conduit/proxy/metrics"
+	"github.com/conduit-mesh/conduit/proxy/origdst"
+	"github.com/conduit-mesh/conduit/proxy/profile"
+	"github.com/conduit-mesh/conduit/proxy/tlsconf"
+)
+
+// HeaderOrigProto marks an HTTP/1 request carried over HTTP/2 between proxies.
+const HeaderOrigProto = "Conduit-Orig-Proto"
+
+// maxRetryBody is the largest request body buffered to allow a retry.
+const maxRetryBody = 64 << 10
+
+// maxRetries bounds the retries of one request (the budget bounds the rate).
+const maxRetries = 3
+
+// Discovery is what outbound needs from the destination client.
+type Discovery interface {
+	Resolve(path string) *discovery.Resolution
+	Profile(path string) *discovery.ProfileWatch
+}
+
+// Options configure the outbound proxy.
+type Options struct {
+	Log       *slog.Logger
+	Metrics   *metrics.Registry
+	OrigDst   origdst.Resolver
+	Discovery Discovery
+	Certs     tlsconf.Certs
+	Anchors   *x509.CertPool
+	// Namespace and ClusterDomain qualify short names.
+	Namespace, ClusterDomain string
+	DetectTimeout            time.Duration
+	ConnectTimeout           time.Duration
+	DiscoveryTimeout         time.Duration
+}
+
+// Proxy is the outbound side.
+type Proxy struct {
+	o         Options
+	http      *http.Server
+	cl        *netx.ChanListener
+	tracker   netx.Tracker
+	rp        *httputil.ReverseProxy
+	h1        *http.Transport
+	h2c       *http2.Transport
+	dialer    net.Dialer
+	sessions  tls.ClientSessionCache
+	ups       sync.Map // key string -> *upstream
+	lbs       sync.Map // authority -> *lbState
+	p2c       balance.P2C
+	defBudget *profile.Budget
+}
+
+// New returns the outbound proxy.
+func New(o Options) *Proxy {
+	if o.DetectTimeout <= 0 {
+		o.DetectTimeout = 10 * time.Second
+	}
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = time.Second
+	}
+	if o.DiscoveryTimeout <= 0 {
+		o.DiscoveryTimeout = time.Second
+	}
+	if o.ClusterDomain == "" {
+		o.ClusterDomain = "cluster.local"
+	}
+	p := &Proxy{o: o, sessions: tls.NewLRUClientSessionCache(256)}
+	p.defBudget = profile.NewBudget(0.2, 10, 10*time.Second)
+	p.dialer = net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}
+	p.h1 = &http.Transport{
+		DialContext:         p.dialer.DialContext,
+		MaxIdleConns:        1000,
+		MaxIdleConnsPerHost: 100,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+	}
+	p.h2c = &http2.Transport{
+		AllowHTTP: true,
+		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+			return p.dialer.DialContext(ctx, network, addr)
+		},
+		ReadIdleTimeout: 30 * time.Second,
+		PingTimeout:     10 * time.Second,
+	}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:       rewrite,
+		Transport:     roundTripper{p},
+		FlushInterval: -1,
+		ErrorLog:      slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
+		ErrorHandler:  errorHandler,
+	}
+	var protos http.Protocols
+	protos.SetHTTP1(true)
+	protos.SetUnencryptedHTTP2(true)
+	p.http = &http.Server{
+		Handler:           p,
+		Protocols:         &protos,
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       10 * time.Minute,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if info := netx.InfoOf(c); info != nil {
+				return context.WithValue(ctx, connKey{}, info)
+			}
+			return ctx
+		},
+		ErrorLog: slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
+	}
+	return p
+}
+
+type connKey struct{}
+type callKey struct{}
+
+func rewrite(pr *httputil.ProxyRequest) {
+	for _, h := range []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded"} {
+		if v, ok := pr.In.Header[h]; ok {
+			pr.Out.Header[h] = v
+		}
+	}
+}
+
+func errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	status := http.StatusBadGateway
+	var se statusError
+	switch {
+	case errors.As(err, &se):
+		status = int(se)
+	case errors.Is(err, context.DeadlineExceeded):
+		status = http.StatusGatewayTimeout
+	}
+	w.Header().Set("l5d-proxy-error", err.Error())
+	w.WriteHeader(status)
+}
+
+type statusError int
+
+func (s statusError) Error() string { return http.StatusText(int(s)) }
+
+// Serve accepts on l until it is closed.
+func (p *Proxy) Serve(l net.Listener) error {
+	p.cl = netx.NewChanListener(l.Addr())
+	go func() { _ = p.http.Serve(p.cl) }()
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			return fmt.Errorf("outbound: accept: %w", err)
+		}
+		done := p.tracker.Add(c)
+		go func() {
+			defer done()
+			p.handle(c)
+		}()
+	}
+}
+
+// Shutdown drains in-flight requests and connections until ctx ends.
+func (p *Proxy) Shutdown(ctx context.Context) error {
+	var err error
+	if p.cl != nil {
+		err = p.http.Shutdown(ctx)
+	}
+	if werr := p.tracker.Wait(ctx); err == nil {
+		err = werr
+	}
+	if err != nil {
+		_ = p.http.Close()
+	}
+	p.h1.CloseIdleConnections()
+	p.h2c.CloseIdleConnections()
+	p.ups.Range(func(_, v any) bool {
+		if u := v.(*upstream); u.h2 != nil {
+			u.h2.CloseIdleConnections()
+		}
+		return true
+	})
+	return err
+}
+
+func (p *Proxy) waitProfile(ctx context.Context, path string) *discovery.ProfileState {
+	if p.o.Discovery == nil {
+		return &discovery.ProfileState{}
+	}
+	pw := p.o.Discovery.Profile(path)
+	if st := pw.State(); st.Known {
+		return st
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.o.DiscoveryTimeout)
+	defer cancel()
+	return pw.Wait(ctx)
+}
+
+func (p *Proxy) handle(raw net.Conn) {
+	info := &netx.Info{Stats: p.o.Metrics.Open(metrics.TCPKey{Direction: "outbound", Peer: "src"})}
+	dst, err := p.o.OrigDst.OriginalDst(raw)
+	if err == nil {
+		info.OrigDst = dst
+	}
+	c := netx.Wrap(raw, info)
+	var st *discovery.ProfileState
+	if info.OrigDst.IsValid() {
+		st = p.waitProfile(context.Background(), info.OrigDst.String())
+	}
+	proto := detect.Opaque
+	if st == nil || st.Profile == nil || !st.Profile.Opaque {
+		if proto, _, err = netx.Peek(c, p.o.DetectTimeout); err != nil {
+			_ = c.Close()
+			info.Done()
+			return
+		}
+	}
+	switch proto {
+	case detect.HTTP1, detect.HTTP2:
+		oc := &netx.Owned{Conn: c, Info: info}
+		if err := p.cl.Push(oc); err != nil {
+			_ = oc.Close()
+		}
+	default:
+		p.opaque(c, info, st)
+	}
+}
+
+func (p *Proxy) opaque(c net.Conn, info *netx.Info, st *discovery.ProfileState) {
+	defer info.Done()
+	defer c.Close()
+	if !info.OrigDst.IsValid() {
+		p.o.Log.Debug("opaque connection without original destination; closing", "remote", c.RemoteAddr())
+		return
+	}
+	target := &discovery.Addr{Addr: info.OrigDst.String()}
+	if st != nil {
+		switch {
+		case st.Endpoint != nil:
+			target = st.Endpoint
+		case st.Profile != nil && st.Profile.FQN != "":
+			name := net.JoinHostPort(st.Profile.FQN, strconv.Itoa(int(info.OrigDst.Port())))
+			if ep := p.pick(context.Background(), name); ep != nil {
+				target = ep.Value.(*upstream).addr
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), p.o.ConnectTimeout*2)
+	out, err := p.dial(ctx, target, tlsconf.ALPNOpaque)
+	cancel()
+	if err != nil {
+		p.o.Log.Debug("outbound opaque connect failed", "target", target.Addr, "err", err)
+		return
+	}
+	defer out.Close()
+	netx.Pipe(c, out, out.(*netx.Owned).Info.Stats)
+}
+
+// dial connects to addr, with mTLS when it has an identity. The returned
+// connection is an *netx.Owned carrying its stats.
+func (p *Proxy) dial(ctx context.Context, a *discovery.Addr, alpn string) (net.Conn, error) {
+	raw, err := p.dialer.DialContext(ctx, "tcp", a.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("outbound: connect %s: %w", a.Addr, err)
+	}
+	info := &netx.Info{TLS: a.Identity != "", PeerID: a.Identity}
+	info.Stats = p.o.Metrics.Open(metrics.TCPKey{Direction: "outbound", Peer: "dst", TLS: info.TLS, PeerID: a.Identity, PeerLabels: a.Labels})
+	var c net.Conn = &netx.Owned{Conn: netx.Wrap(raw, info), Info: info}
+	if a.Identity == "" {
+		return c, nil
+	}
+	tc := tls.Client(c, tlsconf.Client(p.o.Certs, p.o.Anchors, a.ServerName, alpn, p.sessions))
+	if err := tc.HandshakeContext(ctx); err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("outbound: mTLS to %s (%s): %w", a.Addr, a.ServerName, err)
+	}
+	if got := tc.ConnectionState().NegotiatedProtocol; got != alpn {
+		_ = tc.Close()
+		return nil, fmt.Errorf("outbound: %s negotiated ALPN %q, want %q", a.Addr, got, alpn)
+	}
+	return &netx.Owned{Conn: tc, Info: info}, nil
+}
+
+// upstream is one endpoint and, when meshed, its HTTP/2 connection pool.
+type upstream struct {
+	addr *discovery.Addr
+	h2   *http2.Transport
+}
+
+func (p *Proxy) upstreamFor(a *discovery.Addr) *upstream {
+	key := a.Addr + "|" + a.ServerName + "|" + a.Labels
+	if v, ok := p.ups.Load(key); ok {
+		return v.(*upstream)
+	}
+	u := &upstream{addr: a}
+	if a.Identity != "" {
+		u.h2 = &http2.Transport{
+			AllowHTTP: true,
+			DialTLSContext: func(ctx context.Context, _, _ string, _ *tls.Config) (net.Conn, error) {
+				return p.dial(ctx, a, tlsconf.ALPNH2)
+			},
+			ReadIdleTimeout: 30 * time.Second,
+			PingTimeout:     10 * time.Second,
+		}
+	}
+	v, _ := p.ups.LoadOrStore(key, u)
+	return v.(*upstream)
+}
+
+type lbState struct {
+	res *discovery.Resolution
+	cur atomic.Pointer[lbSnap]
+	mu  sync.Mutex
+}
+
+type lbSnap struct {
+	src *discovery.Endpoints
+	eps []*balance.Endpoint
+}
+
+// endpoints returns the balancer set of a service name; ok is false when the
+// name is not a Service with endpoints known.
+func (p *Proxy) endpoints(ctx context.Context, name string) (eps []*balance.Endpoint, exists bool) {
+	if p.o.Discovery == nil {
+		return nil, false
+	}
+	v, ok := p.lbs.Load(name)
+	if !ok {
+		v, _ = p.lbs.LoadOrStore(name, &lbState{res: p.o.Discovery.Resolve(name)})
+	}
+	lb := v.(*lbState)
+	src := lb.res.Endpoints()
+	if !src.Known {
+		wctx, cancel := context.WithTimeout(ctx, p.o.DiscoveryTimeout)
+		src = lb.res.Wait(wctx)
+		cancel()
+	}
+	snap := lb.cur.Load()
+	if snap == nil || snap.src != src {
+		lb.mu.Lock()
+		if snap = lb.cur.Load(); snap == nil || snap.src != src {
+			old := map[string]*balance.Endpoint{}
+			if snap != nil {
+				for _, e := range snap.eps {
+					old[e.Value.(*upstream).addr.Addr] = e
+				}
+			}
+			ns := &lbSnap{src: src}
+			for _, a := range src.Addrs {
+				if e, ok := old[a.Addr]; ok && e.Value.(*upstream).addr == a {
+					ns.eps = append(ns.eps, e)
+					continue
+				}
+				ns.eps = append(ns.eps, balance.NewEndpoint(p.upstreamFor(a), a.Weight))
+			}
+			lb.cur.Store(ns)
+			snap = ns
+		}
+		lb.mu.Unlock()
+	}
+	return snap.eps, src.Exists
+}
+
+func (p *Proxy) pick(ctx context.Context, name string) *balance.Endpoint {
+	eps, _ := p.endpoints(ctx, name)
+	return p.p2c.Pick(eps)
+}
+
+// call is the routing decision of one request.
+type call struct {
+	authority string
+	eps       []*balance.Endpoint // balanced service endpoints
+	fixed     *balance.Endpoint   // or a single endpoint
+	route     *profile.Route
+	budget    *profile.Budget
+}
+
+// ServeHTTP routes one request.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	info, _ := r.Context().Value(connKey{}).(*netx.Info)
+	if info == nil {
+		info = &netx.Info{}
+	}
+	delete(r.Header, HeaderOrigProto)
+	cl := &call{}
+	ctx := r.Context()
+	name, isSvc := Normalize(r.Host, p.o.Namespace, p.o.ClusterDomain)
+	var st *discovery.ProfileState
+	if isSvc {
+		st = p.waitProfile(ctx, name)
+	} else if info.OrigDst.IsValid() {
+		st = p.waitProfile(ctx, info.OrigDst.String())
+		if st.Profile != nil && st.Profile.FQN != "" {
+			name, isSvc = net.JoinHostPort(st.Profile.FQN, strconv.Itoa(int(info.OrigDst.Port()))), true
+		}
+	}
+	cl.authority = r.Host
+	if isSvc {
+		cl.authority = name
+		dst := name
+		if split := st.Profile.PickSplit(); split != "" {
+			dst = split
+		}
+		eps, exists := p.endpoints(ctx, dst)
+		switch {
+		case len(eps) > 0:
+			cl.eps = eps
+		case exists:
+			errorHandler(w, r, statusError(http.StatusServiceUnavailable))
+			p.o.Metrics.Response(metrics.RequestKey{Direction: "outbound", Authority: name}, http.StatusServiceUnavailable, true, 0)
+			return
+		}
+		if dst != name && len(cl.eps) == 0 {
+			// A split backend without endpoints: fall back to the apex service.
+			cl.eps, _ = p.endpoints(ctx, name)
+		}
+		cl.route = st.Profile.Match(r)
+		cl.budget = p.defBudget
+		if st.Profile != nil && st.Profile.Budget != nil {
+			cl.budget = st.Profile.Budget
+		}
+	}
+	if len(cl.eps) == 0 {
+		switch {
+		case st != nil && st.Endpoint != nil:
+			cl.fixed = balance.NewEndpoint(p.upstreamFor(st.Endpoint), 1)
+		case info.OrigDst.IsValid():
+			cl.fixed = balance.NewEndpoint(p.upstreamFor(&discovery.Addr{Addr: info.OrigDst.String()}), 1)
+		default:
+			errorHandler(w, r, fmt.Errorf("outbound: %q is not a known service and the connection has no original destination", r.Host))
+			return
+		}
+	}
+	r.URL.Scheme = "http"
+	r.URL.Host = "upstream"
+	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(ctx, callKey{}, cl)))
+}
+
+type roundTripper struct{ p *Proxy }
+
+func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
+	p := rt.p
+	cl := r.Context().Value(callKey{}).(*call)
+	var body []byte
+	retryable := cl.route != nil && cl.route.Retryable
+	if retryable && r.Body != nil && r.Body != http.NoBody {
+		if r.ContentLength <= 0 || r.ContentLength > maxRetryBody {
+			retryable = false
+		} else {
+			var err error
+			if body, err = io.ReadAll(io.LimitReader(r.Body, maxRetryBody+1)); err != nil {
+				return nil, fmt.Errorf("outbound: read request body: %w", err)
+			}
+			_ = r.Body.Close()
+			if len(body) > maxRetryBody {
+				retryable = false
+				r.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body), r.Body))
+			}
+		}
+	}
+	if cl.budget != nil {
+		cl.budget.Deposit()
+	}
+	ctx := r.Context()
+	var cancel context.CancelFunc = func() {}
+	if cl.route != nil && cl.route.Timeout > 0 {
+		ctx, cancel = context.WithTimeout(ctx, cl.route.Timeout)
+	}
+	routeName := ""
+	if cl.route != nil {
+		routeName = cl.route.Name
+	}
+	for attempt := 0; ; attempt++ {
+		ep := cl.fixed
+		if ep == nil {
+			ep = p.p2c.Pick(cl.eps)
+		}
+		u := ep.Value.(*upstream)
+		req := r
+		if attempt > 0 || ctx != r.Context() {
+			req = r.Clone(ctx)
+		}
+		if body != nil {
+			req.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		req.URL.Host = u.addr.Addr
+		key := metrics.RequestKey{Direction: "outbound", Authority: cl.authority, Route: routeName,
+			TLS: u.h2 != nil, PeerID: u.addr.Identity, PeerLabels: u.addr.Labels}
+		p.o.Metrics.Request(key)
+		start := time.Now()
+		t0 := ep.Start()
+		resp, err := p.send(u, req)
+		ep.Done(t0, balance.DefaultDecay)
+		if err != nil {
+			p.o.Metrics.Response(key, 0, true, time.Since(start))
+			if retryable && attempt < maxRetries && ctx.Err() == nil && cl.budget.Withdraw() {
+				continue
+			}
+			cancel()
+			return nil, err
+		}
+		failure := profile.IsFailure(cl.route, resp.StatusCode)
+		if gs := resp.Header.Get("Grpc-Status"); gs != "" && gs != "0" {
+			failure = true
+		}
+		if failure && retryable && attempt < maxRetries && ctx.Err() == nil && cl.budget.Withdraw() {
+			p.o.Metrics.Response(key, resp.StatusCode, true, time.Since(start))
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			_ = resp.Body.Close()
+			continue
+		}
+		route := cl.route
+		resp.Body = &metrics.Body{ReadCloser: resp.Body, Reg: p.o.Metrics, Key: key, Start: start, Resp: resp,
+			IsFailure: func(s int) bool { return profile.IsFailure(route, s) }, OnDone: cancel}
+		return resp, nil
+	}
+}
+
+func (p *Proxy) send(u *upstream, r *http.Request) (*http.Response, error) {
+	upgrade := r.Header.Get("Upgrade") != ""
+	switch {
+	case u.h2 != nil && !upgrade:
+		if r.ProtoMajor == 1 {
+			r.Header[HeaderOrigProto] = []string{"HTTP/1.1"}
+		}
+		return u.h2.RoundTrip(r)
+	case r.ProtoMajor == 2:
+		return p.h2c.RoundTrip(r)
+	default:
+		return p.h1.RoundTrip(r)
+	}
+}
