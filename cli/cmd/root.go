@@ -55,6 +55,10 @@ Get started:
 
 	root.AddCommand(
 		newVersionCmd(o),
+		newInstallCmd(o),
+		newUpgradeCmd(o),
+		newUninstallCmd(o),
+		newCheckCmd(o),
 	)
 	return root
 }
