@@ -8,6 +8,7 @@ require (
 )
 
 require (
+	github.com/conduit-mesh/conduit/plugin-sdk v0.0.0-00010101000000-000000000000
 	github.com/conduit-mesh/conduit/proto v0.0.0-00010101000000-000000000000 // indirect
 	github.com/fatih/color v1.13.0 // indirect
 	github.com/golang/protobuf v1.5.4 // indirect

@@ -52,10 +52,10 @@ func (e *Engine) Edges(ctx context.Context, req EdgesRequest) ([]Edge, error) {
 	switch r.Kind {
 	case KindDeployment, KindStatefulSet, KindDaemonSet, KindJob, KindPod:
 	default:
-		return nil, fmt.Errorf("metrics: edges are reported between workloads (deploy, sts, ds, job, pod), not %ss", r.Kind)
+		return nil, badRequest("edges are reported between workloads (deploy, sts, ds, job, pod), not %ss", r.Kind)
 	}
 	if !req.AllNamespaces && r.Namespace == "" {
-		return nil, fmt.Errorf("metrics: edges of %s need a namespace or all namespaces", r)
+		return nil, badRequest("edges of %s need a namespace or all namespaces", r)
 	}
 	lbl, dst := promLabel(r.Kind), dstLabel(r.Kind)
 	w := promDuration(window)

@@ -96,7 +96,9 @@ func objects(ctx context.Context, kc kubernetes.Interface, r Resource, all bool)
 		var l *corev1.PodList
 		if l, err = kc.CoreV1().Pods(ns).List(ctx, list); err == nil {
 			for _, o := range l.Items {
-				add(o.ObjectMeta)
+				if live(&o) {
+					add(o.ObjectMeta)
+				}
 			}
 		}
 	case KindDeployment:

@@ -1,7 +1,6 @@
 package metrics
 
 import (
-	"fmt"
 	"strings"
 )
 
@@ -31,7 +30,7 @@ func ParseKind(s string) (string, error) {
 	if k, ok := kindAliases[strings.ToLower(s)]; ok {
 		return k, nil
 	}
-	return "", fmt.Errorf("metrics: unknown resource type %q (accepted: deploy, pod, ns, svc, sts, ds, job)", s)
+	return "", badRequest("unknown resource type %q (accepted: deploy, pod, ns, svc, sts, ds, job)", s)
 }
 
 // Resource names a Kubernetes object, or every object of a kind when Name is empty.
@@ -51,15 +50,15 @@ func (r Resource) String() string {
 // ParseResource parses "kind", "kind/name" or, with a second argument, "kind name".
 func ParseResource(args []string, namespace string) (Resource, error) {
 	if len(args) == 0 || len(args) > 2 {
-		return Resource{}, fmt.Errorf("metrics: want a resource: TYPE, TYPE/NAME or TYPE NAME (e.g. deploy/web)")
+		return Resource{}, badRequest("want a resource: TYPE, TYPE/NAME or TYPE NAME (e.g. deploy/web)")
 	}
 	kind, name, slash := strings.Cut(args[0], "/")
 	if slash && name == "" {
-		return Resource{}, fmt.Errorf("metrics: resource %q has an empty name", args[0])
+		return Resource{}, badRequest("resource %q has an empty name", args[0])
 	}
 	if len(args) == 2 {
 		if slash {
-			return Resource{}, fmt.Errorf("metrics: give the name either as TYPE/NAME or as a second argument, not both")
+			return Resource{}, badRequest("give the name either as TYPE/NAME or as a second argument, not both")
 		}
 		name = args[1]
 	}

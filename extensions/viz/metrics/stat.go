@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -18,8 +19,12 @@ const DefaultWindow = time.Minute
 type Engine struct {
 	Prom Querier
 	Kube kubernetes.Interface
+	// Dynamic reads service profiles; nil lists only routes with traffic.
+	Dynamic dynamic.Interface
 	// ControlPlaneNamespace and TrustDomain name workload identities.
 	ControlPlaneNamespace, TrustDomain string
+	// ClusterDomain names services (default cluster.local).
+	ClusterDomain string
 }
 
 // StatRequest asks for the golden metrics of Resource (every object of its
@@ -56,10 +61,10 @@ func ParseWindow(s string) (time.Duration, error) {
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil {
-		return 0, fmt.Errorf("metrics: window %q: %w (e.g. 30s, 1m, 1h)", s, err)
+		return 0, badRequest("window %q: %v (e.g. 30s, 1m, 1h)", s, err)
 	}
 	if d < 10*time.Second || d > 24*time.Hour {
-		return 0, fmt.Errorf("metrics: window %s is out of range: between 10s and 24h (the proxies are scraped every 10s)", d)
+		return 0, badRequest("window %s is out of range: between 10s and 24h (the proxies are scraped every 10s)", d)
 	}
 	return d, nil
 }
@@ -115,7 +120,7 @@ func (e *Engine) plan(req StatRequest, objs []*object) (plan, error) {
 		// Outbound traffic of the source, grouped by its destinations.
 		f := req.From
 		if f.Name == "" || f.Kind == KindService {
-			return plan{}, fmt.Errorf("metrics: --from must name a workload, pod or namespace (e.g. deploy/web), not %s", f)
+			return plan{}, badRequest("--from must name a workload, pod or namespace (e.g. deploy/web), not %s", f)
 		}
 		sel := selector{"direction": "outbound"}
 		if f.Kind != KindNamespace {
@@ -141,7 +146,7 @@ func (e *Engine) plan(req StatRequest, objs []*object) (plan, error) {
 	if req.To != nil {
 		t := req.To
 		if t.Name == "" {
-			return plan{}, fmt.Errorf("metrics: --to must name a resource (e.g. svc/web), not %s", t)
+			return plan{}, badRequest("--to must name a resource (e.g. svc/web), not %s", t)
 		}
 		sel["direction"] = "outbound"
 		if t.Kind == KindNamespace {
@@ -198,13 +203,13 @@ func (e *Engine) Stat(ctx context.Context, req StatRequest) ([]StatRow, error) {
 		return nil, err
 	}
 	if req.Resource.Kind == "" {
-		return nil, fmt.Errorf("metrics: stat needs a resource type")
+		return nil, badRequest("stat needs a resource type")
 	}
 	if !req.AllNamespaces && req.Resource.Kind != KindNamespace && req.Resource.Namespace == "" {
-		return nil, fmt.Errorf("metrics: stat of %s needs a namespace or all namespaces", req.Resource)
+		return nil, badRequest("stat of %s needs a namespace or all namespaces", req.Resource)
 	}
 	if req.From != nil && req.To != nil {
-		return nil, fmt.Errorf("metrics: --from and --to cannot be combined")
+		return nil, badRequest("--from and --to cannot be combined")
 	}
 	objs, err := objects(ctx, e.Kube, req.Resource, req.AllNamespaces)
 	if err != nil {

@@ -1,0 +1,96 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/conduit-mesh/conduit/extensions/viz/metrics"
+	"github.com/conduit-mesh/conduit/extensions/viz/metricsapi"
+	sdk "github.com/conduit-mesh/conduit/plugin-sdk"
+	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// ExtensionLabel marks the extension's namespace.
+const ExtensionLabel = "conduit.dev/extension"
+
+// Scraper reports how Prometheus scrapes the proxies (the metrics API client).
+type Scraper interface {
+	Scrapes(context.Context) (metrics.ScrapeStatus, error)
+}
+
+// Check runs the viz health checks against the cluster: the namespace, its
+// deployments, the metrics API (api; nil: through the API server's service
+// proxy), and Prometheus scraping the proxies.
+func Check(ctx context.Context, kc kubernetes.Interface, api Scraper, vizNS string) []sdk.CheckCategory {
+	cat := sdk.CheckCategory{Name: "conduit-viz"}
+	add := func(desc string, st sdk.CheckStatus, hint string) {
+		cat.Checks = append(cat.Checks, sdk.CheckResult{Description: desc, Status: st, Hint: hint})
+	}
+	ns, err := kc.CoreV1().Namespaces().Get(ctx, vizNS, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		add(fmt.Sprintf("viz namespace %s exists", vizNS), sdk.StatusFail, "install viz: mesh viz install | kubectl apply -f -")
+		return []sdk.CheckCategory{cat}
+	case err != nil:
+		add(fmt.Sprintf("viz namespace %s exists", vizNS), sdk.StatusFail, err.Error())
+		return []sdk.CheckCategory{cat}
+	}
+	if ns.Labels[ExtensionLabel] != "viz" {
+		add(fmt.Sprintf("namespace %s is labelled %s=viz", vizNS, ExtensionLabel), sdk.StatusFail,
+			"the namespace exists but was not created by 'mesh viz install': pick another with --viz-namespace")
+		return []sdk.CheckCategory{cat}
+	}
+	add(fmt.Sprintf("viz namespace %s exists", vizNS), sdk.StatusOK, "")
+
+	deps, err := kc.AppsV1().Deployments(vizNS).List(ctx, metav1.ListOptions{LabelSelector: ExtensionLabel + "=viz"})
+	if err != nil {
+		add("viz deployments are available", sdk.StatusFail, err.Error())
+		return []sdk.CheckCategory{cat}
+	}
+	var notReady []string
+	for _, d := range deps.Items {
+		if !available(&d) {
+			notReady = append(notReady, d.Name)
+		}
+	}
+	switch {
+	case len(deps.Items) == 0:
+		add("viz deployments are available", sdk.StatusFail, "no viz deployment found: reinstall with mesh viz install | kubectl apply -f -")
+	case len(notReady) > 0:
+		add("viz deployments are available", sdk.StatusFail, fmt.Sprintf("not available yet: %v (kubectl -n %s get pods)", notReady, vizNS))
+	default:
+		add("viz deployments are available", sdk.StatusOK, "")
+	}
+
+	if api == nil {
+		api = metricsapi.NewKubeClient(kc, vizNS)
+	}
+	s, err := api.Scrapes(ctx)
+	if err != nil {
+		add("metrics API answers and reaches Prometheus", sdk.StatusFail, err.Error())
+		return []sdk.CheckCategory{cat}
+	}
+	add("metrics API answers and reaches Prometheus", sdk.StatusOK, "")
+	switch {
+	case s.Targets == 0:
+		add("Prometheus scrapes the proxies", sdk.StatusWarn, "no meshed pod found yet: mesh some workloads (conduit.dev/inject=enabled)")
+	case s.Up < s.Targets:
+		add(fmt.Sprintf("Prometheus scrapes the proxies (%d of %d up)", s.Up, s.Targets), sdk.StatusWarn,
+			"some proxies' admin port 4191 cannot be scraped: check the pods' proxies")
+	default:
+		add(fmt.Sprintf("Prometheus scrapes the proxies (%d up)", s.Up), sdk.StatusOK, "")
+	}
+	return []sdk.CheckCategory{cat}
+}
+
+func available(d *appsv1.Deployment) bool {
+	for _, c := range d.Status.Conditions {
+		if c.Type == appsv1.DeploymentAvailable && c.Status == "True" {
+			return d.Status.AvailableReplicas > 0 || (d.Spec.Replicas != nil && *d.Spec.Replicas == 0)
+		}
+	}
+	return false
+}

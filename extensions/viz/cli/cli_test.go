@@ -1,0 +1,168 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/conduit-mesh/conduit/extensions/viz/internal/fixture"
+	"github.com/conduit-mesh/conduit/extensions/viz/internal/promfake"
+	"github.com/conduit-mesh/conduit/extensions/viz/metrics"
+	"github.com/conduit-mesh/conduit/extensions/viz/metricsapi"
+	sdk "github.com/conduit-mesh/conduit/plugin-sdk"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	p := filepath.Join("testdata", name)
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatalf("%v (run go test -update)", err)
+	}
+	if string(want) != got {
+		t.Errorf("%s differs from the golden file (go test -update, then review the diff):\n--- got\n%s--- want\n%s", name, got, want)
+	}
+}
+
+// run runs `viz args...` against a metrics API served from the fixture's
+// fake Prometheus and fake cluster.
+func run(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	prom := promfake.New(fixture.Series())
+	t.Cleanup(prom.Close)
+	eng := &metrics.Engine{Prom: &metrics.Prometheus{URL: prom.URL}, Kube: fixture.Kube()}
+	api := httptest.NewServer(metricsapi.Handler(eng, slog.New(slog.DiscardHandler)))
+	t.Cleanup(api.Close)
+	var out, errb bytes.Buffer
+	env := &Env{Out: &out, Err: &errb, In: strings.NewReader(""),
+		NewAPI: func(_ context.Context, k KubeFlags, vizNS string) (API, string, error) {
+			if vizNS != DefaultVizNamespace {
+				t.Errorf("viz namespace = %q", vizNS)
+			}
+			ns := k.Namespace
+			if ns == "" {
+				ns = "emojivoto"
+			}
+			return metricsapi.NewHTTPClient(api.URL, nil), ns, nil
+		}}
+	root := NewCommand(env)
+	root.SetArgs(args)
+	err := root.ExecuteContext(context.Background())
+	return out.String(), err
+}
+
+func TestGoldenOutput(t *testing.T) {
+	for _, tc := range []struct {
+		golden string
+		args   []string
+	}{
+		{"stat_deploy.golden", []string{"stat", "deploy"}},
+		{"stat_deploy_wide.golden", []string{"stat", "deploy", "-o", "wide"}},
+		{"stat_deploy_web.json", []string{"stat", "deploy/web", "-o", "json"}},
+		{"stat_deploy_all.golden", []string{"stat", "deploy", "-A"}},
+		{"stat_svc.golden", []string{"stat", "svc", "-t", "5m"}},
+		{"stat_ns.golden", []string{"stat", "ns"}},
+		{"stat_pod.golden", []string{"stat", "po", "-n", "emojivoto"}},
+		{"stat_sts.golden", []string{"stat", "sts"}},
+		{"stat_to.golden", []string{"stat", "deploy", "--to", "deploy/emoji"}},
+		{"stat_from.golden", []string{"stat", "deploy", "--from", "deploy/web"}},
+		{"stat_empty_ns.golden", []string{"stat", "ds", "-n", "other"}},
+		{"edges.golden", []string{"edges", "deploy"}},
+		{"edges_wide.golden", []string{"edges", "deploy/web", "-o", "wide"}},
+		{"edges.json", []string{"edges", "deploy", "-o", "json"}},
+		{"routes.golden", []string{"routes", "svc/web-svc"}},
+	} {
+		t.Run(tc.golden, func(t *testing.T) {
+			out, err := run(t, tc.args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden(t, tc.golden, out)
+		})
+	}
+}
+
+func TestCommandErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"stat", "cronjob"}, "unknown resource type"},
+		{[]string{"stat", "deploy", "-o", "yaml"}, "accepted: table, wide, json"},
+		{[]string{"stat", "deploy", "-t", "1ms"}, "out of range"},
+		{[]string{"stat", "deploy/nope"}, `deployment "nope" not found in namespace emojivoto`},
+		{[]string{"stat", "deploy", "--from", "deploy/web", "--to", "deploy/emoji"}, "cannot be combined"},
+		{[]string{"edges", "svc"}, "between workloads"},
+		{[]string{"routes", "svc"}, "one service or workload"},
+		{[]string{"stat"}, "accepts between 1 and 2 arg"},
+	} {
+		if _, err := run(t, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: err = %v, want %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+type scraper struct {
+	s   metrics.ScrapeStatus
+	err error
+}
+
+func (f scraper) Scrapes(context.Context) (metrics.ScrapeStatus, error) { return f.s, f.err }
+
+func TestCheck(t *testing.T) {
+	cats := Check(context.Background(), fake.NewClientset(), nil, "conduit-viz")
+	if len(cats) != 1 || len(cats[0].Checks) != 1 || cats[0].Checks[0].Status != sdk.StatusFail || !strings.Contains(cats[0].Checks[0].Hint, "mesh viz install") {
+		t.Fatalf("check = %+v", cats)
+	}
+	foreign := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "conduit-viz"}}
+	cats = Check(context.Background(), fake.NewClientset(foreign), nil, "conduit-viz")
+	if last := cats[0].Checks[len(cats[0].Checks)-1]; last.Status != sdk.StatusFail || !strings.Contains(last.Description, "labelled") {
+		t.Fatalf("unlabelled namespace passed: %+v", cats)
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "conduit-viz", Labels: map[string]string{ExtensionLabel: "viz"}}}
+	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "conduit-viz", Labels: map[string]string{ExtensionLabel: "viz"}}}
+	cats = Check(context.Background(), fake.NewClientset(ns, dep), scraper{s: metrics.ScrapeStatus{Targets: 3, Up: 3}}, "conduit-viz")
+	if c := cats[0].Checks; len(c) < 2 || c[0].Status != sdk.StatusOK || c[1].Status != sdk.StatusFail || !strings.Contains(c[1].Hint, "web") {
+		t.Fatalf("unavailable deployment passed: %+v", cats)
+	}
+
+	dep.Status = appsv1.DeploymentStatus{AvailableReplicas: 1, Conditions: []appsv1.DeploymentCondition{{Type: appsv1.DeploymentAvailable, Status: "True"}}}
+	for _, tc := range []struct {
+		s    scraper
+		last sdk.CheckStatus
+		desc string
+	}{
+		{scraper{s: metrics.ScrapeStatus{Targets: 3, Up: 3}}, sdk.StatusOK, "(3 up)"},
+		{scraper{s: metrics.ScrapeStatus{Targets: 3, Up: 2}}, sdk.StatusWarn, "2 of 3 up"},
+		{scraper{}, sdk.StatusWarn, "scrapes the proxies"},
+		{scraper{err: errors.New("boom")}, sdk.StatusFail, "metrics API"},
+	} {
+		cats = Check(context.Background(), fake.NewClientset(ns, dep), tc.s, "conduit-viz")
+		c := cats[0].Checks
+		last := c[len(c)-1]
+		if c[1].Status != sdk.StatusOK || last.Status != tc.last || !strings.Contains(last.Description, tc.desc) {
+			t.Errorf("scrapes %+v: checks = %+v", tc.s, c)
+		}
+	}
+}

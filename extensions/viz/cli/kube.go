@@ -1,0 +1,56 @@
+package cli
+
+import (
+	"fmt"
+	"time"
+
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// KubeFlags select the cluster, as the mesh CLI passes them.
+type KubeFlags struct {
+	Kubeconfig, Context, Namespace, ConduitNamespace string
+}
+
+// Kube is a connection to the selected cluster.
+type Kube struct {
+	Config    *rest.Config
+	Client    kubernetes.Interface
+	Dynamic   dynamic.Interface
+	Namespace string // -n, or the kubeconfig context's namespace, or "default"
+}
+
+// Connect builds the clients of the cluster k selects.
+func Connect(k KubeFlags) (*Kube, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if k.Kubeconfig != "" {
+		rules.ExplicitPath = k.Kubeconfig
+	}
+	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: k.Context})
+	cfg, err := cc.ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("viz: loading kubeconfig: %w (set --kubeconfig or $KUBECONFIG)", err)
+	}
+	cfg.UserAgent = "mesh-viz"
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 60 * time.Second
+	}
+	ns := k.Namespace
+	if ns == "" {
+		if ns, _, err = cc.Namespace(); err != nil || ns == "" {
+			ns = "default"
+		}
+	}
+	kc, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("viz: kubernetes client: %w", err)
+	}
+	dc, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("viz: kubernetes dynamic client: %w", err)
+	}
+	return &Kube{Config: cfg, Client: kc, Dynamic: dc, Namespace: ns}, nil
+}

@@ -1,0 +1,213 @@
+package cli
+
+import (
+	"context"
+	"io"
+
+	"github.com/conduit-mesh/conduit/extensions/viz/metrics"
+	"github.com/conduit-mesh/conduit/extensions/viz/metricsapi"
+	"github.com/spf13/cobra"
+)
+
+// DefaultVizNamespace is where `mesh viz install` puts the extension.
+const DefaultVizNamespace = "conduit-viz"
+
+// API is what the query commands need from the metrics API.
+type API interface {
+	Stat(context.Context, metrics.StatRequest) ([]metrics.StatRow, error)
+	Edges(context.Context, metrics.EdgesRequest) ([]metrics.Edge, error)
+	Routes(context.Context, metrics.RoutesRequest) ([]metrics.RouteRow, error)
+}
+
+// Env is what a command runs with: the user's streams and cluster selection.
+type Env struct {
+	Out, Err io.Writer
+	In       io.Reader
+	Kube     KubeFlags
+	// NewAPI returns the metrics API client and the default namespace; nil
+	// connects to the cluster and goes through the API server's service proxy.
+	NewAPI func(ctx context.Context, k KubeFlags, vizNamespace string) (API, string, error)
+}
+
+func (e *Env) api(ctx context.Context, vizNS string) (API, string, error) {
+	if e.NewAPI != nil {
+		return e.NewAPI(ctx, e.Kube, vizNS)
+	}
+	k, err := Connect(e.Kube)
+	if err != nil {
+		return nil, "", err
+	}
+	return metricsapi.NewKubeClient(k.Client, vizNS), k.Namespace, nil
+}
+
+// Commands are the subcommands the plugin serves (install, uninstall and
+// check are the SDK's Installer and Checker).
+var Commands = []struct{ Name, Short string }{
+	{"stat", "Golden metrics (success rate, RPS, latency, TCP connections) of resources"},
+	{"routes", "Per-route metrics of a service or workload, from its service profile"},
+	{"edges", "Connections between workloads, with the identities mTLS authenticated"},
+	{"dashboard", "Open the viz dashboard through a port-forward"},
+}
+
+// NewCommand builds the `viz` command tree.
+func NewCommand(env *Env) *cobra.Command {
+	var vizNS string
+	root := &cobra.Command{
+		Use:           "viz",
+		Short:         "Metrics, edges and a dashboard for the Conduit mesh",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(env.Out)
+	root.SetErr(env.Err)
+	root.SetIn(env.In)
+	pf := root.PersistentFlags()
+	pf.StringVar(&vizNS, "viz-namespace", DefaultVizNamespace, "namespace of the viz extension")
+	pf.StringVar(&env.Kube.Kubeconfig, "kubeconfig", env.Kube.Kubeconfig, "path to the kubeconfig file")
+	pf.StringVar(&env.Kube.Context, "context", env.Kube.Context, "kubeconfig context to use")
+	pf.StringVarP(&env.Kube.Namespace, "namespace", "n", env.Kube.Namespace, "namespace of the resources (default: the context's)")
+	root.AddCommand(newStatCmd(env, &vizNS), newEdgesCmd(env, &vizNS), newRoutesCmd(env, &vizNS), newDashboardCmd(env, &vizNS))
+	return root
+}
+
+type queryFlags struct {
+	all    bool
+	output string
+	window string
+}
+
+func (q *queryFlags) register(c *cobra.Command, all bool) {
+	if all {
+		c.Flags().BoolVarP(&q.all, "all-namespaces", "A", false, "report on every namespace")
+	}
+	c.Flags().StringVarP(&q.output, "output", "o", OutputTable, "output format: table, wide or json")
+	c.Flags().StringVarP(&q.window, "time-window", "t", "1m", "time window of the metrics (10s to 24h)")
+}
+
+func newStatCmd(env *Env, vizNS *string) *cobra.Command {
+	var q queryFlags
+	var from, to, fromNS, toNS string
+	c := &cobra.Command{
+		Use:   "stat TYPE[/NAME] [NAME]",
+		Short: "Golden metrics of resources: meshed pods, success rate, RPS, latency, TCP connections",
+		Long: `stat shows the golden metrics of Kubernetes resources, computed by the viz metrics
+API from the proxies' metrics over a time window. TYPE is one of deploy, pod, ns,
+svc, sts, ds, job. Without --from/--to the metrics are of the traffic the resources
+receive; --to limits them to the traffic the resources send to one resource, --from to
+the traffic they receive from one.`,
+		Example: `  mesh viz stat deploy -n emojivoto
+  mesh viz stat deploy/web -n emojivoto -t 5m
+  mesh viz stat ns
+  mesh viz stat deploy -A -o wide
+  mesh viz stat deploy -n emojivoto --to svc/emoji-svc
+  mesh viz stat deploy -n emojivoto --from deploy/vote-bot -o json`,
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(q.output); err != nil {
+				return err
+			}
+			if _, err := metrics.ParseWindow(q.window); err != nil {
+				return err
+			}
+			api, ns, err := env.api(cmd.Context(), *vizNS)
+			if err != nil {
+				return err
+			}
+			res, err := metrics.ParseResource(args, ns)
+			if err != nil {
+				return err
+			}
+			req := metrics.StatRequest{Resource: res, AllNamespaces: q.all, Window: q.window}
+			for _, p := range []struct {
+				arg, ns string
+				dst     **metrics.Resource
+			}{{from, fromNS, &req.From}, {to, toNS, &req.To}} {
+				if p.arg == "" {
+					continue
+				}
+				if p.ns == "" {
+					p.ns = ns
+				}
+				r, err := metrics.ParseResource([]string{p.arg}, p.ns)
+				if err != nil {
+					return err
+				}
+				*p.dst = &r
+			}
+			rows, err := api.Stat(cmd.Context(), req)
+			if err != nil {
+				return err
+			}
+			return WriteStat(env.Out, rows, q.output, q.all)
+		},
+	}
+	q.register(c, true)
+	c.Flags().StringVar(&from, "from", "", "only the traffic from this resource (TYPE/NAME)")
+	c.Flags().StringVar(&to, "to", "", "only the traffic to this resource (TYPE/NAME)")
+	c.Flags().StringVar(&fromNS, "from-namespace", "", "namespace of --from (default: -n)")
+	c.Flags().StringVar(&toNS, "to-namespace", "", "namespace of --to (default: -n)")
+	return c
+}
+
+func newEdgesCmd(env *Env, vizNS *string) *cobra.Command {
+	var q queryFlags
+	c := &cobra.Command{
+		Use:   "edges TYPE[/NAME]",
+		Short: "Connections between workloads with the client and server identities mTLS authenticated",
+		Example: `  mesh viz edges deploy -n emojivoto
+  mesh viz edges deploy/web -n emojivoto -o wide
+  mesh viz edges po -A -o json`,
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(q.output); err != nil {
+				return err
+			}
+			api, ns, err := env.api(cmd.Context(), *vizNS)
+			if err != nil {
+				return err
+			}
+			res, err := metrics.ParseResource(args, ns)
+			if err != nil {
+				return err
+			}
+			edges, err := api.Edges(cmd.Context(), metrics.EdgesRequest{Resource: res, AllNamespaces: q.all, Window: q.window})
+			if err != nil {
+				return err
+			}
+			return WriteEdges(env.Out, edges, q.output)
+		},
+	}
+	q.register(c, true)
+	return c
+}
+
+func newRoutesCmd(env *Env, vizNS *string) *cobra.Command {
+	var q queryFlags
+	c := &cobra.Command{
+		Use:   "routes (svc|deploy)/NAME",
+		Short: "Per-route metrics of a service or a workload, by the routes of its service profile",
+		Example: `  mesh viz routes svc/web-svc -n emojivoto
+  mesh viz routes deploy/web -n emojivoto -o json`,
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(q.output); err != nil {
+				return err
+			}
+			api, ns, err := env.api(cmd.Context(), *vizNS)
+			if err != nil {
+				return err
+			}
+			res, err := metrics.ParseResource(args, ns)
+			if err != nil {
+				return err
+			}
+			routes, err := api.Routes(cmd.Context(), metrics.RoutesRequest{Resource: res, Window: q.window})
+			if err != nil {
+				return err
+			}
+			return WriteRoutes(env.Out, routes, q.output)
+		},
+	}
+	q.register(c, false)
+	return c
+}
