@@ -1,19 +1,70 @@
 package main
 
 import (
+	"fmt"
+	"os"
+
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/conduit-mesh/conduit/core/injector"
+	"github.com/conduit-mesh/conduit/pkg/logging"
+	"github.com/conduit-mesh/conduit/pkg/procutil"
 )
 
 // newInjectorCmd returns `controller injector`, the proxy-injecting
 // mutating admission webhook (core/injector).
 func newInjectorCmd() *cobra.Command {
+	var (
+		opts                injector.Options
+		sidecarMode         string
+		kubeconfig          string
+		logLevel, logFormat string
+	)
 	cmd := &cobra.Command{
 		Use:   "injector",
 		Short: "Run the proxy injector (mutating admission webhook)",
-		Args:  cobra.NoArgs,
+		Long: `Run the proxy injector: an HTTPS admission webhook (/inject) that adds the
+Conduit proxy and proxy-init to pods annotated conduit.dev/inject: enabled
+(or in namespaces so annotated). See docs/injector.md.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return nil
+			level, err := logging.ParseLevel(logLevel)
+			if err != nil {
+				return err
+			}
+			log := logging.New(os.Stderr, "injector", level, logFormat)
+			procutil.Setup(log)
+			ctx, cancel := procutil.SignalContext(cmd.Context())
+			defer cancel()
+			var cfg *rest.Config
+			if kubeconfig != "" {
+				cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
+			} else {
+				cfg, err = rest.InClusterConfig()
+			}
+			if err != nil {
+				return fmt.Errorf("injector: kubernetes client config: %w", err)
+			}
+			cfg.UserAgent = "conduit-injector"
+			client, err := kubernetes.NewForConfig(cfg)
+			if err != nil {
+				return fmt.Errorf("injector: kubernetes client: %w", err)
+			}
+			opts.SidecarMode = injector.SidecarMode(sidecarMode)
+			return injector.Run(ctx, client, opts, log)
 		},
 	}
+	f := cmd.Flags()
+	f.StringVar(&opts.Namespace, "conduit-namespace", injector.DefaultNamespace, "control-plane namespace (never injected; holds conduit-config and conduit-injector-tls)")
+	f.StringVar(&opts.Addr, "addr", ":8443", "HTTPS address of the admission webhook")
+	f.StringVar(&opts.AdminAddr, "admin-addr", ":9995", "address of /metrics, /ready and /live")
+	f.StringVar(&sidecarMode, "sidecar-mode", string(injector.SidecarAuto), "how the proxy is added: auto (native on Kubernetes >= 1.29), native or regular")
+	f.DurationVar(&opts.CertCheckInterval, "cert-check-interval", 0, "how often to check the serving certificate and caBundle (default 10m)")
+	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster configuration)")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.StringVar(&logFormat, "log-format", "json", "log format: json or text")
 	return cmd
 }

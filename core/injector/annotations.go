@@ -1,0 +1,158 @@
+package injector
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/conduit-mesh/conduit/pkg/logging"
+	"github.com/conduit-mesh/conduit/proxy/iptables"
+)
+
+// Annotations and labels of docs/architecture.md.
+const (
+	AnnotationInject       = "conduit.dev/inject"
+	AnnotationInjectStatus = "conduit.dev/inject-status"
+	AnnotationIdentityMode = "conduit.dev/identity-mode"
+	LabelProxyVersion      = "conduit.dev/proxy-version"
+	LabelControlPlaneNS    = "conduit.dev/control-plane-ns"
+
+	InjectEnabled  = "enabled"
+	InjectDisabled = "disabled"
+	StatusInjected = "injected"
+
+	configPrefix = "config.conduit.dev/"
+
+	AnnotationOpaquePorts         = configPrefix + "opaque-ports"
+	AnnotationSkipInboundPorts    = configPrefix + "skip-inbound-ports"
+	AnnotationSkipOutboundPorts   = configPrefix + "skip-outbound-ports"
+	AnnotationSkipSubnets         = configPrefix + "skip-subnets"
+	AnnotationProxyCPURequest     = configPrefix + "proxy-cpu-request"
+	AnnotationProxyMemoryRequest  = configPrefix + "proxy-memory-request"
+	AnnotationProxyCPULimit       = configPrefix + "proxy-cpu-limit"
+	AnnotationProxyMemoryLimit    = configPrefix + "proxy-memory-limit"
+	AnnotationProxyLogLevel       = configPrefix + "proxy-log-level"
+	AnnotationProxyImage          = configPrefix + "proxy-image"
+	AnnotationProxyVersion        = configPrefix + "proxy-version"
+	AnnotationShutdownGracePeriod = configPrefix + "shutdown-grace-period"
+)
+
+// Outcome is what an invalid annotation value leads to.
+type Outcome int
+
+const (
+	// Refuse denies the pod with a message naming the annotation and the
+	// accepted values.
+	Refuse Outcome = iota
+	// Default injects the pod with the default value and records a Warning
+	// Event (and an admission warning) saying so.
+	Default
+)
+
+func (o Outcome) String() string {
+	if o == Refuse {
+		return "refuse"
+	}
+	return "default + Event"
+}
+
+// setting is one config.conduit.dev annotation: how to validate it and
+// what an invalid value leads to.
+type setting struct {
+	Name     string
+	Accepted string // human description of the accepted values
+	Outcome  Outcome
+	check    func(string) error
+}
+
+func portsCheck(s string) error { _, err := iptables.ParsePortRanges(s); return err }
+
+func quantityCheck(s string) error {
+	q, err := resource.ParseQuantity(s)
+	if err != nil {
+		return err
+	}
+	if q.Sign() < 0 {
+		return fmt.Errorf("negative quantity")
+	}
+	return nil
+}
+
+// Settings lists every config annotation with its outcome on an invalid
+// value; docs/injector.md renders the same table.
+var Settings = []setting{
+	{AnnotationOpaquePorts, "comma-separated ports or ranges, e.g. 3306,8000-8100", Refuse, portsCheck},
+	{AnnotationSkipInboundPorts, "comma-separated ports or ranges, e.g. 22,8000-8100", Refuse, portsCheck},
+	{AnnotationSkipOutboundPorts, "comma-separated ports or ranges, e.g. 443,5432", Refuse, portsCheck},
+	{AnnotationSkipSubnets, "comma-separated IPv4 CIDRs, e.g. 10.0.0.0/8,169.254.169.254/32", Refuse,
+		func(s string) error { _, err := iptables.ParseSubnets(s); return err }},
+	{AnnotationProxyCPURequest, "a CPU quantity, e.g. 100m or 1", Default, quantityCheck},
+	{AnnotationProxyMemoryRequest, "a memory quantity, e.g. 20Mi", Default, quantityCheck},
+	{AnnotationProxyCPULimit, "a CPU quantity, e.g. 500m or 1", Default, quantityCheck},
+	{AnnotationProxyMemoryLimit, "a memory quantity, e.g. 250Mi", Default, quantityCheck},
+	{AnnotationProxyLogLevel, "debug, info, warn or error", Default,
+		func(s string) error { _, err := logging.ParseLevel(s); return err }},
+	{AnnotationProxyImage, "an image repository without tag, e.g. registry.example.com/conduit/proxy", Refuse, validImage},
+	{AnnotationProxyVersion, "an image tag, e.g. v1.2.3", Refuse, func(s string) error {
+		if !validTag(s) {
+			return fmt.Errorf("not an image tag")
+		}
+		return nil
+	}},
+	{AnnotationShutdownGracePeriod, "a positive Go duration, e.g. 30s or 2m", Default, func(s string) error {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return err
+		}
+		if d <= 0 {
+			return fmt.Errorf("not positive")
+		}
+		return nil
+	}},
+}
+
+// Denial is an admission refusal with a message for the user.
+type Denial struct{ Message string }
+
+func (d *Denial) Error() string { return d.Message }
+
+// resolved holds the effective config annotations of a pod (the pod's
+// value, else its namespace's) after validation.
+type resolved struct {
+	values   map[string]string // valid values only
+	warnings []string          // invalid values replaced by the default
+}
+
+// resolveAnnotations merges namespace and pod annotations (the pod wins)
+// and validates every config annotation. Values with outcome Refuse make it
+// return a *Denial listing all of them.
+func resolveAnnotations(nsAnn, podAnn map[string]string) (resolved, error) {
+	r := resolved{values: map[string]string{}}
+	var refusals []string
+	for _, s := range Settings {
+		v, from := podAnn[s.Name], "pod"
+		if _, ok := podAnn[s.Name]; !ok {
+			if v, ok = nsAnn[s.Name]; !ok {
+				continue
+			}
+			from = "namespace"
+		}
+		v = strings.TrimSpace(v)
+		if err := s.check(v); err != nil {
+			msg := fmt.Sprintf("annotation %s=%q (on the %s) is invalid: %v; accepted: %s", s.Name, v, from, err, s.Accepted)
+			if s.Outcome == Refuse {
+				refusals = append(refusals, msg)
+			} else {
+				r.warnings = append(r.warnings, msg+"; the default is used")
+			}
+			continue
+		}
+		r.values[s.Name] = v
+	}
+	if len(refusals) > 0 {
+		return r, &Denial{Message: "conduit injector: " + strings.Join(refusals, "; ")}
+	}
+	return r, nil
+}

@@ -1,0 +1,396 @@
+package injector
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+func goldenFile(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update)", err)
+	}
+	if string(got) != string(want) {
+		t.Errorf("%s differs from the golden file (go test -update to accept):\n--- got\n%s\n--- want\n%s", name, got, want)
+	}
+}
+
+func testConfig(t testing.TB) Config {
+	pem, err := os.ReadFile("testdata/trust-anchors.pem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := DefaultConfig("conduit")
+	c.Version = "v0.1.0"
+	c.Identity.TrustAnchorsPEM = string(pem)
+	return c
+}
+
+func newTestInjector(t testing.TB, native bool) *Injector {
+	c := testConfig(t)
+	return &Injector{ControlPlaneNamespace: "conduit", Config: func() Config { return c }, NativeSidecar: native}
+}
+
+// pod returns a minimal Deployment-made pod, modified by opts.
+func pod(opts ...func(*corev1.Pod)) *corev1.Pod {
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			GenerateName: "web-7d4b9c-",
+			Namespace:    "emojivoto",
+			Labels:       map[string]string{"app": "web"},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-7d4b9c", UID: "rs-uid",
+				Controller: ptr(true)}},
+		},
+		Spec: corev1.PodSpec{
+			ServiceAccountName: "web",
+			Containers:         []corev1.Container{{Name: "web", Image: "example/web:1", Ports: []corev1.ContainerPort{{ContainerPort: 8080}}}},
+		},
+	}
+	for _, o := range opts {
+		o(p)
+	}
+	return p
+}
+
+func podAnn(kv ...string) func(*corev1.Pod) {
+	return func(p *corev1.Pod) {
+		if p.Annotations == nil {
+			p.Annotations = map[string]string{}
+		}
+		for i := 0; i < len(kv); i += 2 {
+			p.Annotations[kv[i]] = kv[i+1]
+		}
+	}
+}
+
+func ann(kv ...string) map[string]string {
+	m := map[string]string{}
+	for i := 0; i < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return m
+}
+
+var nsEnabled = ann(AnnotationInject, InjectEnabled)
+
+type injectCase struct {
+	name   string
+	ns     string
+	nsAnn  map[string]string
+	pod    *corev1.Pod
+	native bool
+	cfg    func(*Config)
+}
+
+func injectCases() []injectCase {
+	cases := []injectCase{
+		{name: "namespace-enabled", nsAnn: nsEnabled, pod: pod(), native: true},
+		{name: "namespace-enabled-regular-sidecar", nsAnn: nsEnabled, pod: pod(), native: false},
+		{name: "pod-enabled-existing-init-volumes", pod: pod(podAnn(AnnotationInject, InjectEnabled, "team", "a"), func(p *corev1.Pod) {
+			p.Spec.InitContainers = []corev1.Container{{Name: "migrate", Image: "example/migrate:1"}}
+			p.Spec.Volumes = []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+			p.Spec.ServiceAccountName = ""
+		}), native: true},
+		{name: "pod-enabled-no-labels", pod: pod(podAnn(AnnotationInject, InjectEnabled), func(p *corev1.Pod) { p.Labels = nil }), native: true},
+		{name: "pod-disabled-overrides-namespace", nsAnn: nsEnabled, pod: pod(podAnn(AnnotationInject, InjectDisabled)), native: true},
+		{name: "no-annotation", pod: pod(), native: true},
+		{name: "kube-system", ns: "kube-system", nsAnn: nsEnabled, pod: pod(podAnn(AnnotationInject, InjectEnabled)), native: true},
+		{name: "control-plane-namespace", ns: "conduit", pod: pod(podAnn(AnnotationInject, InjectEnabled)), native: true},
+		{name: "already-injected-annotation", nsAnn: nsEnabled, pod: pod(podAnn(AnnotationInjectStatus, StatusInjected)), native: true},
+		{name: "already-injected-container", nsAnn: nsEnabled, pod: pod(func(p *corev1.Pod) {
+			p.Spec.InitContainers = []corev1.Container{{Name: ProxyContainerName, Image: "x"}}
+		}), native: true},
+		{name: "host-network", nsAnn: nsEnabled, pod: pod(func(p *corev1.Pod) { p.Spec.HostNetwork = true }), native: true},
+		{name: "inject-invalid-on-pod", nsAnn: nsEnabled, pod: pod(podAnn(AnnotationInject, "true")), native: true},
+		{name: "inject-invalid-on-namespace", nsAnn: ann(AnnotationInject, "yes"), pod: pod(), native: true},
+		{name: "no-trust-anchors", nsAnn: nsEnabled, pod: pod(), native: true, cfg: func(c *Config) { c.Identity.TrustAnchorsPEM = "" }},
+		{name: "annotations-valid-pod-wins", native: true,
+			nsAnn: ann(AnnotationInject, InjectEnabled, AnnotationProxyLogLevel, "debug", AnnotationSkipOutboundPorts, "5432", AnnotationProxyCPURequest, "1"),
+			pod: pod(podAnn(
+				AnnotationOpaquePorts, "3306,9000-9010",
+				AnnotationSkipInboundPorts, "22,8000-8100",
+				AnnotationSkipOutboundPorts, "443",
+				AnnotationSkipSubnets, "10.0.0.0/8,169.254.169.254",
+				AnnotationProxyCPURequest, "200m",
+				AnnotationProxyMemoryRequest, "64Mi",
+				AnnotationProxyCPULimit, "1",
+				AnnotationProxyMemoryLimit, "512Mi",
+				AnnotationProxyImage, "registry.example.com:5000/mesh/proxy",
+				AnnotationProxyVersion, "v0.2.0-rc.1",
+				AnnotationShutdownGracePeriod, "2m",
+			))},
+		{name: "request-above-limit", nsAnn: nsEnabled, pod: pod(podAnn(AnnotationProxyMemoryRequest, "1Gi", AnnotationProxyMemoryLimit, "512Mi")), native: true},
+		{name: "skip-inbound-proxy-port", nsAnn: nsEnabled, pod: pod(podAnn(AnnotationSkipInboundPorts, "4100-4200")), native: true},
+		{name: "config-defaults-from-configmap", nsAnn: nsEnabled, pod: pod(), native: true, cfg: func(c *Config) {
+			c.ProxyInit.SkipOutboundPorts = "25"
+			c.ProxyInit.SkipSubnets = "192.168.0.0/16"
+			c.ProxyInit.IPTablesMode = "nft"
+			c.Proxy.Resources.MemoryLimit = ""
+		}},
+	}
+	invalid := map[string]string{
+		AnnotationOpaquePorts:         "mysql",
+		AnnotationSkipInboundPorts:    "0",
+		AnnotationSkipOutboundPorts:   "443-80",
+		AnnotationSkipSubnets:         "10.0.0.0/33",
+		AnnotationProxyCPURequest:     "lots",
+		AnnotationProxyMemoryRequest:  "-1Mi",
+		AnnotationProxyCPULimit:       "1 core",
+		AnnotationProxyMemoryLimit:    "big",
+		AnnotationProxyLogLevel:       "verbose",
+		AnnotationProxyImage:          "Example/Proxy:v1",
+		AnnotationProxyVersion:        "v1 beta",
+		AnnotationShutdownGracePeriod: "30",
+	}
+	for _, s := range Settings {
+		cases = append(cases, injectCase{
+			name: "invalid-" + strings.TrimPrefix(s.Name, configPrefix), nsAnn: nsEnabled, native: true,
+			pod: pod(podAnn(s.Name, invalid[s.Name])),
+		})
+	}
+	return cases
+}
+
+// outcome is what the golden files record.
+type outcome struct {
+	Injected bool          `json:"injected"`
+	Reason   string        `json:"reason,omitempty"`
+	Denied   string        `json:"denied,omitempty"`
+	Warnings []string      `json:"warnings,omitempty"`
+	Patch    []JSONPatchOp `json:"patch,omitempty"`
+}
+
+func run(t *testing.T, tc injectCase) (*Result, error) {
+	t.Helper()
+	inj := newTestInjector(t, tc.native)
+	if tc.cfg != nil {
+		c := inj.Config()
+		tc.cfg(&c)
+		inj.Config = func() Config { return c }
+	}
+	ns := tc.ns
+	if ns == "" {
+		ns = "emojivoto"
+	}
+	return inj.Inject(context.Background(), Request{Pod: tc.pod, Namespace: ns, NamespaceAnnotations: tc.nsAnn})
+}
+
+func TestInjectGolden(t *testing.T) {
+	for _, tc := range injectCases() {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := run(t, tc)
+			var o outcome
+			var d *Denial
+			switch {
+			case errors.As(err, &d):
+				o.Denied = d.Message
+			case err != nil:
+				t.Fatal(err)
+			default:
+				o = outcome{Injected: res.Injected, Reason: res.Reason, Warnings: res.Warnings, Patch: res.Patch}
+			}
+			out, err := yaml.Marshal(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			goldenFile(t, "inject/"+tc.name+".yaml", out)
+		})
+	}
+}
+
+// TestInjectedPodInvariants applies every patch and checks what must hold
+// for any injected pod, independently of the golden files.
+func TestInjectedPodInvariants(t *testing.T) {
+	for _, tc := range injectCases() {
+		res, err := run(t, tc)
+		if err != nil || !res.Injected {
+			continue
+		}
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := ApplyPatch(tc.pod, res.Patch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var proxy, init *corev1.Container
+			if tc.native {
+				if len(p.Spec.InitContainers) < 2 || p.Spec.InitContainers[0].Name != ProxyInitContainerName || p.Spec.InitContainers[1].Name != ProxyContainerName {
+					t.Fatalf("init containers must start with %s, %s: %v", ProxyInitContainerName, ProxyContainerName, names(p.Spec.InitContainers))
+				}
+				proxy = &p.Spec.InitContainers[1]
+				if proxy.RestartPolicy == nil || *proxy.RestartPolicy != corev1.ContainerRestartPolicyAlways {
+					t.Error("native sidecar without restartPolicy Always")
+				}
+			} else {
+				if p.Spec.InitContainers[0].Name != ProxyInitContainerName || p.Spec.Containers[0].Name != ProxyContainerName {
+					t.Fatalf("want %s first init container and %s first container", ProxyInitContainerName, ProxyContainerName)
+				}
+				proxy = &p.Spec.Containers[0]
+				if proxy.Lifecycle == nil || proxy.Lifecycle.PostStart == nil {
+					t.Error("regular sidecar without a postStart hook")
+				}
+			}
+			init = &p.Spec.InitContainers[0]
+			if len(p.Spec.Containers) != len(tc.pod.Spec.Containers)+map[bool]int{true: 0, false: 1}[tc.native] {
+				t.Error("application containers changed")
+			}
+			sc := proxy.SecurityContext
+			if *sc.RunAsUser != 2102 || !*sc.RunAsNonRoot || !*sc.ReadOnlyRootFilesystem || *sc.AllowPrivilegeEscalation || len(sc.Capabilities.Add) != 0 {
+				t.Errorf("proxy security context too permissive: %+v", sc)
+			}
+			isc := init.SecurityContext
+			if *isc.RunAsUser != 0 || !*isc.ReadOnlyRootFilesystem || strings.Join(capNames(isc.Capabilities.Add), ",") != "NET_ADMIN,NET_RAW" || capNames(isc.Capabilities.Drop)[0] != "ALL" {
+				t.Errorf("proxy-init security context: %+v", isc)
+			}
+			env := map[string]string{}
+			for _, e := range proxy.Env {
+				env[e.Name] = e.Value
+			}
+			sa := tc.pod.Spec.ServiceAccountName
+			if sa == "" {
+				sa = "default"
+			}
+			if want := sa + ".emojivoto.serviceaccount.identity.conduit.cluster.local"; env["CONDUIT_PROXY_IDENTITY_NAME"] != want {
+				t.Errorf("identity name %q, want %q", env["CONDUIT_PROXY_IDENTITY_NAME"], want)
+			}
+			if !strings.Contains(env["CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS"], "BEGIN CERTIFICATE") {
+				t.Error("no trust anchors")
+			}
+			if p.Labels[LabelControlPlaneNS] != "conduit" || p.Labels[LabelProxyVersion] == "" || p.Annotations[AnnotationInjectStatus] != StatusInjected {
+				t.Errorf("labels/annotations: %v %v", p.Labels, p.Annotations)
+			}
+			for k, v := range tc.pod.Labels {
+				if p.Labels[k] != v {
+					t.Errorf("label %s lost", k)
+				}
+			}
+			var token bool
+			for _, v := range p.Spec.Volumes {
+				if v.Name == TokenVolumeName {
+					s := v.Projected.Sources[0].ServiceAccountToken
+					token = s.Audience == "identity.conduit.dev" && *s.ExpirationSeconds == 86400 && s.Path == "token"
+				}
+			}
+			if !token {
+				t.Error("projected token volume missing or wrong")
+			}
+			// Injecting the result again changes nothing.
+			again, err := newTestInjector(t, tc.native).Inject(context.Background(), Request{Pod: p, Namespace: "emojivoto", NamespaceAnnotations: nsEnabled})
+			if err != nil || again.Injected {
+				t.Errorf("second injection: %v, %+v", err, again)
+			}
+		})
+	}
+}
+
+// TestInvalidAnnotationOutcomes checks that each annotation's documented
+// outcome is what happens.
+func TestInvalidAnnotationOutcomes(t *testing.T) {
+	for _, tc := range injectCases() {
+		if !strings.HasPrefix(tc.name, "invalid-") {
+			continue
+		}
+		name := configPrefix + strings.TrimPrefix(tc.name, "invalid-")
+		var s setting
+		for _, x := range Settings {
+			if x.Name == name {
+				s = x
+			}
+		}
+		res, err := run(t, tc)
+		var d *Denial
+		switch s.Outcome {
+		case Refuse:
+			if !errors.As(err, &d) || !strings.Contains(d.Message, name) || !strings.Contains(d.Message, "accepted:") {
+				t.Errorf("%s: want a refusal naming it and the accepted values, got %v", name, err)
+			}
+		case Default:
+			if err != nil || !res.Injected || len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0], name) {
+				t.Errorf("%s: want injection with one warning, got %v %+v", name, err, res)
+			}
+		}
+	}
+}
+
+type addEnv struct{}
+
+func (addEnv) Contribute(_ context.Context, _ *corev1.Pod) ([]JSONPatchOp, error) {
+	return []JSONPatchOp{{Op: "add", Path: ProxyPath(true) + "/env/-", Value: corev1.EnvVar{Name: "CONDUIT_PROXY_TAP_ENABLED", Value: "true"}}}, nil
+}
+
+type failing struct{}
+
+func (failing) Contribute(context.Context, *corev1.Pod) ([]JSONPatchOp, error) {
+	return nil, errors.New("boom")
+}
+
+func TestContributors(t *testing.T) {
+	inj := newTestInjector(t, true)
+	inj.Contributors = []PatchContributor{addEnv{}}
+	p := pod()
+	res, err := inj.Inject(context.Background(), Request{Pod: p, Namespace: "emojivoto", NamespaceAnnotations: nsEnabled})
+	if err != nil {
+		t.Fatal(err)
+	}
+	patched, err := ApplyPatch(p, res.Patch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := patched.Spec.InitContainers[1].Env
+	if last := env[len(env)-1]; last.Name != "CONDUIT_PROXY_TAP_ENABLED" {
+		t.Errorf("contribution not applied to the proxy: %v", last)
+	}
+	inj.Contributors = []PatchContributor{failing{}}
+	if _, err := inj.Inject(context.Background(), Request{Pod: p, Namespace: "emojivoto", NamespaceAnnotations: nsEnabled}); err == nil || !strings.Contains(err.Error(), "boom") {
+		t.Errorf("a failing contributor must fail the injection, got %v", err)
+	}
+	// Pods that are not injected are not offered to contributors.
+	if res, err := inj.Inject(context.Background(), Request{Pod: p, Namespace: "emojivoto"}); err != nil || res.Injected {
+		t.Errorf("got %v %+v", err, res)
+	}
+}
+
+func TestSupportsNativeSidecars(t *testing.T) {
+	for _, tc := range []struct {
+		major, minor string
+		want         bool
+	}{{"1", "28", false}, {"1", "29", true}, {"1", "32+", true}, {"2", "0", true}, {"1", "x", false}} {
+		if got := SupportsNativeSidecars(tc.major, tc.minor); got != tc.want {
+			t.Errorf("%s.%s: %v", tc.major, tc.minor, got)
+		}
+	}
+}
+
+func names(cs []corev1.Container) []string {
+	var n []string
+	for _, c := range cs {
+		n = append(n, c.Name)
+	}
+	return n
+}
+
+func capNames(cs []corev1.Capability) []string {
+	var n []string
+	for _, c := range cs {
+		n = append(n, string(c))
+	}
+	return n
+}

@@ -1,0 +1,165 @@
+package injector
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// WebhookPath is where the API server sends AdmissionReviews.
+const WebhookPath = "/inject"
+
+// maxReviewBytes bounds a request body (the API server's own limit is 3 MiB).
+const maxReviewBytes = 4 << 20
+
+// NamespaceLookup returns the annotations of a namespace (a lister in
+// production, a map in tests). A missing namespace yields nil, nil.
+type NamespaceLookup func(name string) (map[string]string, error)
+
+// EventSink records a Warning Event about a pod being admitted.
+type EventSink interface {
+	Warn(ctx context.Context, pod *corev1.Pod, namespace, reason, message string)
+}
+
+// Webhook serves the AdmissionReview v1 endpoint.
+type Webhook struct {
+	Injector   *Injector
+	Namespaces NamespaceLookup
+	Events     EventSink // may be nil
+	Log        *slog.Logger
+	Metrics    *Metrics // may be nil
+}
+
+// Metrics of the webhook.
+type Metrics struct {
+	Admissions *prometheus.CounterVec
+	Latency    prometheus.Histogram
+}
+
+// NewMetrics registers the webhook metrics on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Admissions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "conduit_injector_admissions_total",
+			Help: "Pod admission reviews by result (injected, skipped, denied, error).",
+		}, []string{"result"}),
+		Latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "conduit_injector_admission_duration_seconds",
+			Help:    "Time to answer one admission review.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
+		}),
+	}
+	reg.MustRegister(m.Admissions, m.Latency)
+	return m
+}
+
+func (w *Webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	if r.Method != http.MethodPost {
+		http.Error(rw, "injector: POST an AdmissionReview", http.StatusMethodNotAllowed)
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxReviewBytes+1))
+	if err != nil || len(body) > maxReviewBytes {
+		http.Error(rw, "injector: request body unreadable or above 4 MiB", http.StatusRequestEntityTooLarge)
+		return
+	}
+	var review admissionv1.AdmissionReview
+	if err := json.Unmarshal(body, &review); err != nil || review.Request == nil {
+		http.Error(rw, "injector: body is not an admission.k8s.io/v1 AdmissionReview with a request", http.StatusBadRequest)
+		return
+	}
+	resp, result := w.review(r.Context(), review.Request)
+	resp.UID = review.Request.UID
+	out := admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Response: resp,
+	}
+	data, err := json.Marshal(out)
+	if err != nil {
+		http.Error(rw, "injector: encode response: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	rw.Header().Set("Content-Type", "application/json")
+	_, _ = rw.Write(data)
+	if w.Metrics != nil {
+		w.Metrics.Admissions.WithLabelValues(result).Inc()
+		w.Metrics.Latency.Observe(time.Since(start).Seconds())
+	}
+}
+
+// review answers one request; result is the metric label.
+func (w *Webhook) review(ctx context.Context, req *admissionv1.AdmissionRequest) (*admissionv1.AdmissionResponse, string) {
+	allow := &admissionv1.AdmissionResponse{Allowed: true}
+	if req.Kind.Group != "" || req.Kind.Kind != "Pod" || req.Operation != admissionv1.Create || req.SubResource != "" {
+		return allow, "skipped"
+	}
+	var pod corev1.Pod
+	if err := json.Unmarshal(req.Object.Raw, &pod); err != nil {
+		w.Log.Error("undecodable pod", "namespace", req.Namespace, "err", err)
+		return deny(fmt.Sprintf("conduit injector: cannot decode the pod: %v", err)), "error"
+	}
+	log := w.Log.With("namespace", req.Namespace, "pod", podName(&pod))
+	nsAnn, err := w.Namespaces(req.Namespace)
+	if err != nil {
+		log.Error("namespace lookup", "err", err)
+		// The failurePolicy decides; an error is never a silent skip.
+		return &admissionv1.AdmissionResponse{Result: &metav1.Status{Status: metav1.StatusFailure, Code: http.StatusInternalServerError,
+			Message: fmt.Sprintf("conduit injector: namespace %s: %v", req.Namespace, err)}}, "error"
+	}
+	res, err := w.Injector.Inject(ctx, Request{Pod: &pod, Namespace: req.Namespace, NamespaceAnnotations: nsAnn})
+	var denial *Denial
+	switch {
+	case errors.As(err, &denial):
+		log.Info("pod refused", "reason", denial.Message)
+		return deny(denial.Message), "denied"
+	case err != nil:
+		log.Error("injection failed", "err", err)
+		return &admissionv1.AdmissionResponse{Result: &metav1.Status{Status: metav1.StatusFailure, Code: http.StatusInternalServerError,
+			Message: err.Error()}}, "error"
+	}
+	resp := &admissionv1.AdmissionResponse{Allowed: true, Warnings: res.Warnings}
+	for _, msg := range res.Warnings {
+		log.Warn("annotation defaulted", "msg", msg)
+		if w.Events != nil && (req.DryRun == nil || !*req.DryRun) {
+			w.Events.Warn(ctx, &pod, req.Namespace, "ConduitInjection", msg)
+		}
+	}
+	if !res.Injected {
+		log.Debug("pod not injected", "reason", res.Reason)
+		return resp, "skipped"
+	}
+	patch, err := json.Marshal(res.Patch)
+	if err != nil {
+		return &admissionv1.AdmissionResponse{Result: &metav1.Status{Status: metav1.StatusFailure, Code: http.StatusInternalServerError,
+			Message: "conduit injector: encode patch: " + err.Error()}}, "error"
+	}
+	pt := admissionv1.PatchTypeJSONPatch
+	resp.Patch, resp.PatchType = patch, &pt
+	log.Info("pod injected")
+	return resp, "injected"
+}
+
+func deny(msg string) *admissionv1.AdmissionResponse {
+	return &admissionv1.AdmissionResponse{Allowed: false, Result: &metav1.Status{
+		Status: metav1.StatusFailure, Code: http.StatusForbidden, Reason: metav1.StatusReasonForbidden, Message: msg,
+	}}
+}
+
+func podName(p *corev1.Pod) string {
+	if p.Name != "" {
+		return p.Name
+	}
+	return p.GenerateName + "*"
+}
