@@ -116,24 +116,31 @@ type Installer interface {
 // CheckStatus is the outcome of one check.
 type CheckStatus string
 
-// Check outcomes, as `mesh check -o json` prints them.
+// Check outcomes, as `mesh check -o json` prints them (docs/check-json.md).
+// A warning is shown but does not fail `mesh check`; an error fails it.
 const (
-	StatusOK   CheckStatus = "ok"
-	StatusWarn CheckStatus = "warn"
-	StatusFail CheckStatus = "fail"
+	StatusOK      CheckStatus = "success"
+	StatusWarn    CheckStatus = "warning"
+	StatusFail    CheckStatus = "error"
+	StatusSkipped CheckStatus = "skipped"
 )
 
-// CheckCategory is a group of checks, in the JSON shape of `mesh check -o json`.
+// CheckCategory is a group of checks, in the JSON shape of a category of
+// `mesh check -o json`. Name it after the extension ("viz", "viz-data-plane")
+// so that it does not collide with the core's categories.
 type CheckCategory struct {
-	Name   string        `json:"name"`
+	Name   string        `json:"categoryName"`
 	Checks []CheckResult `json:"checks"`
 }
 
 // CheckResult is one check.
 type CheckResult struct {
+	// Description says what must hold, e.g. "the metrics API is ready".
 	Description string      `json:"description"`
-	Status      CheckStatus `json:"status"`
-	// Hint says what to do about a warn or a fail.
+	Status      CheckStatus `json:"result"`
+	// Error says what went wrong, for a warning or an error.
+	Error string `json:"error,omitempty"`
+	// Hint says what to do about a warning or an error.
 	Hint string `json:"hint,omitempty"`
 }
 

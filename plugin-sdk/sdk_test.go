@@ -51,7 +51,7 @@ func (full) Uninstall(context.Context, sdk.InstallRequest) ([]byte, error) {
 func (full) Check(context.Context, sdk.KubeFlags) ([]sdk.CheckCategory, error) {
 	return []sdk.CheckCategory{{Name: "full", Checks: []sdk.CheckResult{
 		{Description: "a", Status: sdk.StatusOK},
-		{Description: "b", Status: sdk.StatusFail, Hint: "fix b"},
+		{Description: "b", Status: sdk.StatusFail, Error: "b is broken", Hint: "fix b"},
 	}}}, nil
 }
 
@@ -170,7 +170,7 @@ func TestCapabilities(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _ := json.Marshal(cats)
-	want := `[{"name":"full","checks":[{"description":"a","status":"ok"},{"description":"b","status":"fail","hint":"fix b"}]}]`
+	want := `[{"categoryName":"full","checks":[{"description":"a","result":"success"},{"description":"b","result":"error","error":"b is broken","hint":"fix b"}]}]`
 	if string(b) != want {
 		t.Errorf("Check JSON:\n%s\nwant\n%s", b, want)
 	}
@@ -208,11 +208,13 @@ func TestValidateCheckJSON(t *testing.T) {
 		in string
 		ok bool
 	}{
-		{`[{"name":"a","checks":[{"description":"d","status":"ok"}]}]`, true},
-		{`[{"name":"a","checks":[{"description":"d","status":"warn"}]}]`, false}, // no hint
-		{`[{"name":"a","checks":[{"description":"d","status":"maybe","hint":"h"}]}]`, false},
-		{`[{"name":"","checks":[]}]`, false},
-		{`[{"name":"a","checks":[],"extra":1}]`, false},
+		{`[{"categoryName":"a","checks":[{"description":"d","result":"success"},{"description":"e","result":"skipped"}]}]`, true},
+		{`[{"categoryName":"a","checks":[{"description":"d","result":"warning","error":"e","hint":"h"}]}]`, true},
+		{`[{"categoryName":"a","checks":[{"description":"d","result":"warning"}]}]`, false}, // no hint
+		{`[{"categoryName":"a","checks":[{"description":"d","result":"ok","hint":"h"}]}]`, false},
+		{`[{"categoryName":"","checks":[]}]`, false},
+		{`[{"categoryName":"a","checks":[],"extra":1}]`, false},
+		{`[{"name":"a","checks":[]}]`, false},
 		{`{}`, false},
 	} {
 		if err := sdktest.ValidateCheckJSON([]byte(tc.in)); (err == nil) != tc.ok {

@@ -280,7 +280,7 @@ type checkerServer struct {
 	c Checker
 }
 
-// StatusToProto and StatusFromProto convert check statuses.
+// statusToProto converts a check status to its wire form.
 func statusToProto(s CheckStatus) (pluginv1.CheckStatus, error) {
 	switch s {
 	case StatusOK:
@@ -289,8 +289,10 @@ func statusToProto(s CheckStatus) (pluginv1.CheckStatus, error) {
 		return pluginv1.CheckStatus_CHECK_STATUS_WARN, nil
 	case StatusFail:
 		return pluginv1.CheckStatus_CHECK_STATUS_FAIL, nil
+	case StatusSkipped:
+		return pluginv1.CheckStatus_CHECK_STATUS_SKIPPED, nil
 	}
-	return 0, fmt.Errorf("plugin-sdk: check status %q is not one of ok, warn, fail", s)
+	return 0, fmt.Errorf("plugin-sdk: check status %q is not one of %s, %s, %s, %s", s, StatusOK, StatusWarn, StatusFail, StatusSkipped)
 }
 
 // CategoriesToProto converts check categories to their wire form, rejecting
@@ -310,7 +312,7 @@ func CategoriesToProto(cats []CheckCategory) ([]*pluginv1.CheckCategory, error) 
 			if r.Description == "" {
 				return nil, fmt.Errorf("plugin-sdk: a check of category %q has no description", c.Name)
 			}
-			pc.Checks = append(pc.Checks, &pluginv1.CheckResult{Description: r.Description, Status: st, Hint: r.Hint})
+			pc.Checks = append(pc.Checks, &pluginv1.CheckResult{Description: r.Description, Status: st, Hint: r.Hint, Error: r.Error})
 		}
 		out = append(out, pc)
 	}
@@ -318,7 +320,7 @@ func CategoriesToProto(cats []CheckCategory) ([]*pluginv1.CheckCategory, error) 
 }
 
 // CategoriesFromProto converts check categories from their wire form; an
-// unspecified status becomes fail.
+// unspecified or unknown status becomes StatusFail.
 func CategoriesFromProto(cats []*pluginv1.CheckCategory) []CheckCategory {
 	out := make([]CheckCategory, 0, len(cats))
 	for _, c := range cats {
@@ -330,8 +332,10 @@ func CategoriesFromProto(cats []*pluginv1.CheckCategory) []CheckCategory {
 				st = StatusOK
 			case pluginv1.CheckStatus_CHECK_STATUS_WARN:
 				st = StatusWarn
+			case pluginv1.CheckStatus_CHECK_STATUS_SKIPPED:
+				st = StatusSkipped
 			}
-			cc.Checks = append(cc.Checks, CheckResult{Description: r.GetDescription(), Status: st, Hint: r.GetHint()})
+			cc.Checks = append(cc.Checks, CheckResult{Description: r.GetDescription(), Status: st, Error: r.GetError(), Hint: r.GetHint()})
 		}
 		out = append(out, cc)
 	}

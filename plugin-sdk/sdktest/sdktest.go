@@ -167,8 +167,9 @@ func Conformance(t *testing.T, ext sdk.Extension, opts Options) {
 }
 
 // ValidateCheckJSON checks that b is the JSON of `mesh check -o json`'s
-// categories: [{"name", "checks": [{"description", "status": ok|warn|fail, "hint"}]}],
-// with no unknown field.
+// categories (docs/check-json.md): [{"categoryName", "checks":
+// [{"description", "result": success|warning|error|skipped, "error", "hint"}]}],
+// with no unknown field, and a hint on every warning and error.
 func ValidateCheckJSON(b []byte) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
@@ -186,13 +187,13 @@ func ValidateCheckJSON(b []byte) error {
 				errs = append(errs, fmt.Errorf("category %q check %d has no description", c.Name, j))
 			}
 			switch r.Status {
-			case sdk.StatusOK:
+			case sdk.StatusOK, sdk.StatusSkipped:
 			case sdk.StatusWarn, sdk.StatusFail:
 				if r.Hint == "" {
 					errs = append(errs, fmt.Errorf("category %q check %q is %s without a hint saying what to do", c.Name, r.Description, r.Status))
 				}
 			default:
-				errs = append(errs, fmt.Errorf("category %q check %q has status %q, not ok, warn or fail", c.Name, r.Description, r.Status))
+				errs = append(errs, fmt.Errorf("category %q check %q has result %q, not success, warning, error or skipped", c.Name, r.Description, r.Status))
 			}
 		}
 	}

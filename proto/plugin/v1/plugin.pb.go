@@ -95,6 +95,7 @@ const (
 	CheckStatus_CHECK_STATUS_OK          CheckStatus = 1
 	CheckStatus_CHECK_STATUS_WARN        CheckStatus = 2
 	CheckStatus_CHECK_STATUS_FAIL        CheckStatus = 3
+	CheckStatus_CHECK_STATUS_SKIPPED     CheckStatus = 4
 )
 
 // Enum value maps for CheckStatus.
@@ -104,12 +105,14 @@ var (
 		1: "CHECK_STATUS_OK",
 		2: "CHECK_STATUS_WARN",
 		3: "CHECK_STATUS_FAIL",
+		4: "CHECK_STATUS_SKIPPED",
 	}
 	CheckStatus_value = map[string]int32{
 		"CHECK_STATUS_UNSPECIFIED": 0,
 		"CHECK_STATUS_OK":          1,
 		"CHECK_STATUS_WARN":        2,
 		"CHECK_STATUS_FAIL":        3,
+		"CHECK_STATUS_SKIPPED":     4,
 	}
 )
 
@@ -997,8 +1000,9 @@ func (x *CheckResponse) GetCategories() []*CheckCategory {
 	return nil
 }
 
-// CheckCategory and CheckResult mirror the JSON of `mesh check -o json`:
-// {"name": ..., "checks": [{"description", "status": "ok|warn|fail", "hint"}]}.
+// CheckCategory and CheckResult mirror the JSON of `mesh check -o json`
+// (docs/check-json.md): {"categoryName": ..., "checks": [{"description",
+// "result": "success|warning|error|skipped", "error", "hint"}]}.
 type CheckCategory struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -1056,7 +1060,9 @@ type CheckResult struct {
 	Description string                 `protobuf:"bytes,1,opt,name=description,proto3" json:"description,omitempty"`
 	Status      CheckStatus            `protobuf:"varint,2,opt,name=status,proto3,enum=conduit.plugin.v1.CheckStatus" json:"status,omitempty"`
 	// What to do about a warn or fail.
-	Hint          string `protobuf:"bytes,3,opt,name=hint,proto3" json:"hint,omitempty"`
+	Hint string `protobuf:"bytes,3,opt,name=hint,proto3" json:"hint,omitempty"`
+	// What went wrong, for a warn or fail.
+	Error         string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1108,6 +1114,13 @@ func (x *CheckResult) GetStatus() CheckStatus {
 func (x *CheckResult) GetHint() string {
 	if x != nil {
 		return x.Hint
+	}
+	return ""
+}
+
+func (x *CheckResult) GetError() string {
+	if x != nil {
+		return x.Error
 	}
 	return ""
 }
@@ -1504,11 +1517,12 @@ const file_plugin_v1_plugin_proto_rawDesc = "" +
 	"categories\"[\n" +
 	"\rCheckCategory\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x126\n" +
-	"\x06checks\x18\x02 \x03(\v2\x1e.conduit.plugin.v1.CheckResultR\x06checks\"{\n" +
+	"\x06checks\x18\x02 \x03(\v2\x1e.conduit.plugin.v1.CheckResultR\x06checks\"\x91\x01\n" +
 	"\vCheckResult\x12 \n" +
 	"\vdescription\x18\x01 \x01(\tR\vdescription\x126\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x1e.conduit.plugin.v1.CheckStatusR\x06status\x12\x12\n" +
-	"\x04hint\x18\x03 \x01(\tR\x04hint\"\xa5\x03\n" +
+	"\x04hint\x18\x03 \x01(\tR\x04hint\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"\xa5\x03\n" +
 	"\x0fPatchPodRequest\x12\x10\n" +
 	"\x03pod\x18\x01 \x01(\fR\x03pod\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12b\n" +
@@ -1552,12 +1566,13 @@ const file_plugin_v1_plugin_proto_rawDesc = "" +
 	"\x12CAPABILITY_INSTALL\x10\x02\x12\x15\n" +
 	"\x11CAPABILITY_CHECKS\x10\x03\x12\x1c\n" +
 	"\x18CAPABILITY_INJECTOR_HOOK\x10\x04\x12\x1f\n" +
-	"\x1bCAPABILITY_DESTINATION_HOOK\x10\x05*n\n" +
+	"\x1bCAPABILITY_DESTINATION_HOOK\x10\x05*\x88\x01\n" +
 	"\vCheckStatus\x12\x1c\n" +
 	"\x18CHECK_STATUS_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fCHECK_STATUS_OK\x10\x01\x12\x15\n" +
 	"\x11CHECK_STATUS_WARN\x10\x02\x12\x15\n" +
-	"\x11CHECK_STATUS_FAIL\x10\x032T\n" +
+	"\x11CHECK_STATUS_FAIL\x10\x03\x12\x18\n" +
+	"\x14CHECK_STATUS_SKIPPED\x10\x042T\n" +
 	"\tExtension\x12G\n" +
 	"\x04Info\x12\x1e.conduit.plugin.v1.InfoRequest\x1a\x1f.conduit.plugin.v1.InfoResponse2U\n" +
 	"\tCommander\x12H\n" +
