@@ -59,6 +59,7 @@ Get started:
 		newUpgradeCmd(o),
 		newUninstallCmd(o),
 		newCheckCmd(o),
+		newDiagnosticsCmd(o),
 	)
 	return root
 }

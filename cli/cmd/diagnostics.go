@@ -1,0 +1,158 @@
+package cmd
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Admin ports (docs/architecture.md).
+const proxyAdminPort = 4191
+
+var controllerAdminPorts = map[string]int{"identity": 9990, "destination": 9996, "injector": 9995}
+
+// forwardFunc opens a port-forward to ns/pod:port; tests replace it.
+type forwardFunc func(ctx context.Context, k *Kube, ns, pod string, port int) (addr string, stop func(), err error)
+
+var portForward forwardFunc = func(ctx context.Context, k *Kube, ns, pod string, port int) (string, func(), error) {
+	return k.PortForward(ctx, ns, pod, port)
+}
+
+func newDiagnosticsCmd(o *Options) *cobra.Command {
+	c := &cobra.Command{
+		Use:     "diagnostics",
+		Aliases: []string{"diag"},
+		Short:   "Fetch metrics and discovery state from the mesh's components",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return cmd.Help()
+		},
+	}
+	c.AddCommand(newProxyMetricsCmd(o), newControllerMetricsCmd(o))
+	c.AddCommand(diagnosticsExtra(o)...)
+	return c
+}
+
+func newProxyMetricsCmd(o *Options) *cobra.Command {
+	return &cobra.Command{
+		Use:   "proxy-metrics POD",
+		Short: "Print the Prometheus metrics of a pod's proxy",
+		Long: `proxy-metrics port-forwards to the proxy's admin port (4191) of the pod and
+prints its /metrics. POD is a pod name (or pod/NAME) in -n's namespace.`,
+		Example: `  mesh diagnostics proxy-metrics -n emojivoto web-5d8c7b9f4-x2kq7`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			pod := strings.TrimPrefix(args[0], "pod/")
+			pod = strings.TrimPrefix(pod, "pods/")
+			k, err := o.Kube()
+			if err != nil {
+				return fmt.Errorf("diagnostics: %w", err)
+			}
+			ns := k.Namespace
+			if o.Namespace != "" {
+				ns = o.Namespace
+			}
+			body, err := fetchMetrics(cmd.Context(), k, ns, pod, proxyAdminPort)
+			if err != nil {
+				return fmt.Errorf("diagnostics: %w (is %s/%s meshed? 'kubectl -n %s get pod %s -o jsonpath={.metadata.labels}')", err, ns, pod, ns, pod)
+			}
+			_, err = o.Out.Write(body)
+			return err
+		},
+	}
+}
+
+func newControllerMetricsCmd(o *Options) *cobra.Command {
+	var component string
+	c := &cobra.Command{
+		Use:   "controller-metrics",
+		Short: "Print the Prometheus metrics of the control plane's controllers",
+		Long: `controller-metrics port-forwards to the admin port of every control-plane pod
+(identity 9990, destination 9996, injector 9995) and prints its /metrics,
+each preceded by a comment naming the pod.`,
+		Example: `  mesh diagnostics controller-metrics
+  mesh diagnostics controller-metrics --component destination`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			sel := componentLabel
+			if component != "" {
+				if _, ok := controllerAdminPorts[component]; !ok {
+					return fmt.Errorf("diagnostics: unknown component %q (accepted: destination, identity, injector)", component)
+				}
+				sel += "=" + component
+			}
+			k, err := o.Kube()
+			if err != nil {
+				return fmt.Errorf("diagnostics: %w", err)
+			}
+			ns := o.controlPlaneNS()
+			ctx := cmd.Context()
+			pods, err := k.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: sel})
+			if err != nil {
+				return fmt.Errorf("diagnostics: list control-plane pods: %w", err)
+			}
+			if len(pods.Items) == 0 {
+				return fmt.Errorf("diagnostics: no control-plane pod in namespace %s: is Conduit installed? ('mesh check')", ns)
+			}
+			slices.SortFunc(pods.Items, func(a, b corev1.Pod) int { return strings.Compare(a.Name, b.Name) })
+			var failed []string
+			for _, p := range pods.Items {
+				port := controllerAdminPorts[p.Labels[componentLabel]]
+				if port == 0 {
+					continue
+				}
+				body, err := fetchMetrics(ctx, k, ns, p.Name, port)
+				if err != nil {
+					failed = append(failed, fmt.Sprintf("%s: %v", p.Name, err))
+					continue
+				}
+				fmt.Fprintf(o.Out, "#\n# POD %s (admin port %d)\n#\n", p.Name, port)
+				if _, err := o.Out.Write(body); err != nil {
+					return err
+				}
+			}
+			if len(failed) > 0 {
+				return fmt.Errorf("diagnostics: could not fetch the metrics of %s (check the pods with 'mesh check')", strings.Join(failed, "; "))
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&component, "component", "", "only this controller: identity, destination or injector")
+	return c
+}
+
+// fetchMetrics port-forwards to ns/pod:port and GETs /metrics.
+func fetchMetrics(ctx context.Context, k *Kube, ns, pod string, port int) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	addr, stop, err := portForward(ctx, k, ns, pod, port)
+	if err != nil {
+		return nil, err
+	}
+	defer stop()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("GET /metrics on %s/%s:%d: %w", ns, pod, port, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("read /metrics of %s/%s:%d: %w", ns, pod, port, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /metrics on %s/%s:%d: %s", ns, pod, port, resp.Status)
+	}
+	return body, nil
+}
