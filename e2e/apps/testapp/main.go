@@ -1,0 +1,59 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+
+	"github.com/conduit-mesh/conduit/pkg/logging"
+	"github.com/conduit-mesh/conduit/pkg/procutil"
+)
+
+const usage = `usage:
+  testapp serve [-addr :8080] [-tcp-addr :9000]
+  testapp get [-H 'Key: value']... [-n count] [-expect-status code] [-timeout 5s] URL
+  testapp lookup NAME
+  testapp tcp [-timeout 5s] ADDR MESSAGE
+  testapp sleep
+`
+
+func main() {
+	log := logging.New(os.Stderr, "testapp", slog.LevelInfo, "json")
+	procutil.Setup(log)
+	ctx, cancel := procutil.SignalContext(context.Background())
+	err := run(ctx, log, os.Args[1:], os.Stdout)
+	cancel()
+	if errors.Is(err, errUsage) {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+var errUsage = errors.New("testapp: usage")
+
+func run(ctx context.Context, log *slog.Logger, args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return errUsage
+	}
+	switch args[0] {
+	case "serve":
+		return serveCmd(ctx, log, args[1:])
+	case "get":
+		return getCmd(ctx, args[1:], stdout)
+	case "lookup":
+		return lookupCmd(ctx, args[1:], stdout)
+	case "tcp":
+		return tcpCmd(ctx, args[1:], stdout)
+	case "sleep":
+		<-ctx.Done()
+		return nil
+	}
+	return errUsage
+}
