@@ -109,6 +109,9 @@ the traffic they receive from one.`,
 			if _, err := metrics.ParseWindow(q.window); err != nil {
 				return err
 			}
+			if _, err := metrics.ParseResource(args, ""); err != nil {
+				return err // before connecting: bad input says so first
+			}
 			api, ns, err := env.api(cmd.Context(), *vizNS)
 			if err != nil {
 				return err
@@ -162,6 +165,9 @@ func newEdgesCmd(env *Env, vizNS *string) *cobra.Command {
 			if err := checkOutput(q.output); err != nil {
 				return err
 			}
+			if _, err := metrics.ParseResource(args, ""); err != nil {
+				return err // before connecting: bad input says so first
+			}
 			api, ns, err := env.api(cmd.Context(), *vizNS)
 			if err != nil {
 				return err
@@ -192,6 +198,9 @@ func newRoutesCmd(env *Env, vizNS *string) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutput(q.output); err != nil {
 				return err
+			}
+			if _, err := metrics.ParseResource(args, ""); err != nil {
+				return err // before connecting: bad input says so first
 			}
 			api, ns, err := env.api(cmd.Context(), *vizNS)
 			if err != nil {

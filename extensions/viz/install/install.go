@@ -27,25 +27,11 @@ const ReleaseName = "conduit-viz"
 type Options struct {
 	// ValuesYAML are values files' contents, applied in order.
 	ValuesYAML [][]byte
-	// Set are helm-style key=value overrides (a.b=c), applied after ValuesYAML.
+	// Values are values as a map (the plugin SDK's InstallRequest), applied
+	// after ValuesYAML.
+	Values map[string]any
+	// Set are helm-style key=value overrides (a.b=c), applied last.
 	Set []string
-}
-
-// Values returns the chart's default values merged with the overrides.
-func Values(o Options) (map[string]any, error) {
-	ch, err := load()
-	if err != nil {
-		return nil, err
-	}
-	vals, err := userValues(o)
-	if err != nil {
-		return nil, err
-	}
-	merged, err := chartutil.CoalesceValues(ch, vals)
-	if err != nil {
-		return nil, fmt.Errorf("install: merging values: %w", err)
-	}
-	return merged, nil
 }
 
 func userValues(o Options) (map[string]any, error) {
@@ -57,12 +43,28 @@ func userValues(o Options) (map[string]any, error) {
 		}
 		vals = chartutil.MergeTables(v, vals)
 	}
+	if o.Values != nil {
+		vals = chartutil.MergeTables(copyValues(o.Values), vals)
+	}
 	for _, s := range o.Set {
 		if err := strvals.ParseInto(s, vals); err != nil {
 			return nil, fmt.Errorf("install: --set %q: %w", s, err)
 		}
 	}
 	return vals, nil
+}
+
+// copyValues deep-copies m through YAML so that merging never aliases the caller's maps.
+func copyValues(m map[string]any) map[string]any {
+	b, err := yaml.Marshal(m)
+	if err != nil {
+		return m
+	}
+	out := map[string]any{}
+	if yaml.Unmarshal(b, &out) != nil {
+		return m
+	}
+	return out
 }
 
 func load() (*chart.Chart, error) {

@@ -80,7 +80,7 @@ func (c *Client) call(ctx context.Context, path string, q url.Values, out any) e
 	if code/100 != 2 {
 		var e ErrorResponse
 		if json.Unmarshal(body, &e) == nil && e.Error != "" {
-			return fmt.Errorf("metricsapi: %s", e.Error)
+			return &APIError{Code: code, Message: e.Error}
 		}
 		msg := strings.TrimSpace(string(body))
 		if len(msg) > 300 {
@@ -93,6 +93,14 @@ func (c *Client) call(ctx context.Context, path string, q url.Values, out any) e
 	}
 	return nil
 }
+
+// APIError is an error the metrics API answered with.
+type APIError struct {
+	Code    int // HTTP status: 400 bad request, 404 not found, 502 Prometheus failed
+	Message string
+}
+
+func (e *APIError) Error() string { return e.Message }
 
 // Stat calls the stat query.
 func (c *Client) Stat(ctx context.Context, req metrics.StatRequest) ([]metrics.StatRow, error) {
