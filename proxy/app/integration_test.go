@@ -56,6 +56,7 @@ type mesh struct {
 	endpoints map[string][]*destinationv1.WeightedAddr     // Get path -> endpoints
 	profiles  map[string]*destinationv1.DestinationProfile // GetProfile path -> profile
 	certified []string
+	stops     []func()
 }
 
 func newMesh(t *testing.T) *mesh {
@@ -105,6 +106,7 @@ func (m *mesh) serve(name string, register func(*grpc.Server)) string {
 	register(s)
 	go func() { _ = s.Serve(l) }()
 	m.t.Cleanup(s.Stop)
+	m.stops = append(m.stops, s.Stop)
 	return l.Addr().String()
 }
 

@@ -105,7 +105,8 @@ func (p P2C) Pick(eps []*Endpoint) *Endpoint {
 	}
 	a, b := eps[i], eps[j]
 	now := nanotime()
-	if a.load(now, float64(decay)) <= b.load(now, float64(decay)) {
+	// Loads within 1 % are a tie; a is already a uniform random choice.
+	if a.load(now, float64(decay)) <= b.load(now, float64(decay))*1.01 {
 		return a
 	}
 	return b

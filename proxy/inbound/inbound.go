@@ -263,6 +263,9 @@ func (p *Proxy) serveTLS(c *netx.Conn, info *netx.Info) {
 	cs := tc.ConnectionState()
 	info.TLS = true
 	info.PeerID = tlsconf.PeerID(&cs)
+	if info.PeerID != "" {
+		info.PeerIDHeader = []string{info.PeerID}
+	}
 	if cs.NegotiatedProtocol == tlsconf.ALPNOpaque {
 		p.opaque(tc, info)
 		return
@@ -291,13 +294,23 @@ func (p *Proxy) opaque(c net.Conn, info *netx.Info) {
 // ServeHTTP forwards a request to the application.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	info := InfoFrom(r.Context())
-	r.Header.Del(HeaderClientID)
-	if info.PeerID != "" {
-		r.Header[HeaderClientID] = []string{info.PeerID}
-	}
+	SetClientID(r.Header, info)
 	r.URL.Scheme = "http"
 	r.URL.Host = p.target(info.OrigDst)
 	p.rp.ServeHTTP(w, r)
+}
+
+// SetClientID replaces any client-supplied conduit-client-id with the
+// connection's authenticated peer identity (none for unauthenticated peers).
+func SetClientID(h http.Header, info *netx.Info) {
+	if info.PeerID == "" {
+		delete(h, HeaderClientID)
+		return
+	}
+	if len(info.PeerIDHeader) == 0 {
+		info.PeerIDHeader = []string{info.PeerID}
+	}
+	h[HeaderClientID] = info.PeerIDHeader
 }
 
 type roundTripper struct{ p *Proxy }

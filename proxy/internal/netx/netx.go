@@ -19,8 +19,10 @@ type Info struct {
 	OrigDst netip.AddrPort
 	TLS     bool
 	PeerID  string
-	Stats   metrics.TCP
-	once    sync.Once
+	// PeerIDHeader is []string{PeerID}, built once per connection.
+	PeerIDHeader []string
+	Stats        metrics.TCP
+	once         sync.Once
 }
 
 // Done closes the connection's stats once.

@@ -1,0 +1,129 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/conduit-mesh/conduit/pkg/pki"
+)
+
+func anchors(t *testing.T) string {
+	t.Helper()
+	root, err := pki.NewRoot("root", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pki.CertPEM(root.Cert))
+}
+
+func TestLoad(t *testing.T) {
+	pem := anchors(t)
+	base := map[string]string{
+		"CONDUIT_PROXY_IDENTITY_NAME":          "web.ns.serviceaccount.identity.conduit.cluster.local",
+		"CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS": pem,
+	}
+	tests := []struct {
+		name    string
+		env     map[string]string
+		wantErr string // substring; empty means success
+		check   func(*testing.T, *Config)
+	}{
+		{name: "defaults", check: func(t *testing.T, c *Config) {
+			if c.InboundAddr != "0.0.0.0:4143" || c.OutboundAddr != "127.0.0.1:4140" || c.AdminAddr != "0.0.0.0:4191" {
+				t.Errorf("listen addrs %s %s %s", c.InboundAddr, c.OutboundAddr, c.AdminAddr)
+			}
+			if c.ShutdownGrace != 30*time.Second || !c.InboundOpaquePorts[3306] || !c.InboundOpaquePorts[25] || c.InboundOpaquePorts[80] {
+				t.Errorf("grace %v opaque %v", c.ShutdownGrace, c.InboundOpaquePorts)
+			}
+			if c.IdentityServerName != "conduit-identity.conduit.serviceaccount.identity.conduit.cluster.local" {
+				t.Errorf("identity server name %q", c.IdentityServerName)
+			}
+		}},
+		{name: "context gives namespace", env: map[string]string{"CONDUIT_PROXY_DESTINATION_CONTEXT": `{"ns":"emojivoto","pod":"web-0"}`},
+			check: func(t *testing.T, c *Config) {
+				if c.PodNamespace != "emojivoto" || c.PodName != "web-0" {
+					t.Errorf("ns %q pod %q", c.PodNamespace, c.PodName)
+				}
+			}},
+		{name: "opaque ports empty disables", env: map[string]string{"CONDUIT_PROXY_INBOUND_OPAQUE_PORTS": ""},
+			check: func(t *testing.T, c *Config) {
+				if len(c.InboundOpaquePorts) != 0 {
+					t.Errorf("opaque %v", c.InboundOpaquePorts)
+				}
+			}},
+		{name: "plaintext identity on loopback", env: map[string]string{"CONDUIT_PROXY_IDENTITY_SERVER_NAME": "", "CONDUIT_PROXY_IDENTITY_ADDR": "127.0.0.1:8080"},
+			check: func(t *testing.T, c *Config) {
+				if c.IdentityServerName != "" {
+					t.Errorf("server name %q", c.IdentityServerName)
+				}
+			}},
+		{name: "plaintext identity off loopback", env: map[string]string{"CONDUIT_PROXY_IDENTITY_SERVER_NAME": ""}, wantErr: "CONDUIT_PROXY_IDENTITY_SERVER_NAME is empty"},
+		{name: "bad level", env: map[string]string{"CONDUIT_PROXY_LOG_LEVEL": "loud"}, wantErr: "CONDUIT_PROXY_LOG_LEVEL=\"loud\" is invalid (accepted: debug, info, warn, error)"},
+		{name: "bad format", env: map[string]string{"CONDUIT_PROXY_LOG_FORMAT": "xml"}, wantErr: "CONDUIT_PROXY_LOG_FORMAT"},
+		{name: "bad grace", env: map[string]string{"CONDUIT_PROXY_SHUTDOWN_GRACE_PERIOD": "30"}, wantErr: "CONDUIT_PROXY_SHUTDOWN_GRACE_PERIOD=\"30\" is invalid (accepted: a non-negative Go duration"},
+		{name: "bad port list", env: map[string]string{"CONDUIT_PROXY_INBOUND_OPAQUE_PORTS": "25,http"}, wantErr: "CONDUIT_PROXY_INBOUND_OPAQUE_PORTS"},
+		{name: "reversed range", env: map[string]string{"CONDUIT_PROXY_INBOUND_OPAQUE_PORTS": "90-80"}, wantErr: "reversed"},
+		{name: "bad listen", env: map[string]string{"CONDUIT_PROXY_INBOUND_LISTEN_ADDR": "4143"}, wantErr: "CONDUIT_PROXY_INBOUND_LISTEN_ADDR"},
+		{name: "bad destination addr", env: map[string]string{"CONDUIT_PROXY_DESTINATION_ADDR": "dest:0"}, wantErr: "CONDUIT_PROXY_DESTINATION_ADDR"},
+		{name: "missing identity", env: map[string]string{"CONDUIT_PROXY_IDENTITY_NAME": ""}, wantErr: "CONDUIT_PROXY_IDENTITY_NAME is required"},
+		{name: "bad identity", env: map[string]string{"CONDUIT_PROXY_IDENTITY_NAME": "web_ns"}, wantErr: "CONDUIT_PROXY_IDENTITY_NAME"},
+		{name: "bad anchors", env: map[string]string{"CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS": "not pem"}, wantErr: "CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS is invalid"},
+		{name: "bad context", env: map[string]string{"CONDUIT_PROXY_DESTINATION_CONTEXT": "ns=x"}, wantErr: "CONDUIT_PROXY_DESTINATION_CONTEXT"},
+		{name: "bad tap", env: map[string]string{"CONDUIT_PROXY_TAP_ENABLED": "maybe"}, wantErr: "CONDUIT_PROXY_TAP_ENABLED"},
+		{name: "bad override", env: map[string]string{"CONDUIT_PROXY_INBOUND_TARGET_OVERRIDE": "x"}, wantErr: "CONDUIT_PROXY_INBOUND_TARGET_OVERRIDE"},
+		{name: "zero detect timeout", env: map[string]string{"CONDUIT_PROXY_DETECT_PROTOCOL_TIMEOUT": "0s"}, wantErr: "CONDUIT_PROXY_DETECT_PROTOCOL_TIMEOUT"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := map[string]string{}
+			for k, v := range base {
+				env[k] = v
+			}
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			c, err := Load(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, c)
+		})
+	}
+}
+
+func TestParsePorts(t *testing.T) {
+	got, err := ParsePorts(" 25, 8000-8002,25 ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 4 || !got[25] || !got[8001] || got[8003] {
+		t.Errorf("got %v", got)
+	}
+	for _, bad := range []string{"0", "65536", "a", "1-", "-1", "5-3", "1,,2"} {
+		if _, err := ParsePorts(bad); err == nil {
+			t.Errorf("ParsePorts(%q) accepted", bad)
+		}
+	}
+}
+
+func FuzzParsePorts(f *testing.F) {
+	for _, s := range []string{"25,587", "1-65535", "", "80-80, 443"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		m, err := ParsePorts(s)
+		if err != nil {
+			return
+		}
+		if m[0] {
+			t.Fatal("port 0 accepted")
+		}
+	})
+}
