@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,10 @@ import (
 
 	"github.com/conduit-mesh/conduit/extensions/viz/internal/fixture"
 	"github.com/conduit-mesh/conduit/extensions/viz/internal/promfake"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
 )
 
 func TestQuantile(t *testing.T) {
@@ -240,5 +245,33 @@ func TestEdges(t *testing.T) {
 	}
 	if _, err := e.Edges(context.Background(), EdgesRequest{Resource: Resource{Kind: KindService, Namespace: "emojivoto"}}); err == nil {
 		t.Error("edges of services accepted")
+	}
+}
+
+func TestRoutes(t *testing.T) {
+	e, _ := newEngine(t)
+	sp := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "conduit.dev/v1alpha2", "kind": "ServiceProfile",
+		"metadata": map[string]any{"name": "web-svc.emojivoto.svc.cluster.local", "namespace": "emojivoto"},
+		"spec": map[string]any{"routes": []any{
+			map[string]any{"name": "GET /api/list"}, map[string]any{"name": "POST /api/vote"},
+		}},
+	}}
+	scheme := runtime.NewScheme()
+	e.Dynamic = dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme, map[schema.GroupVersionResource]string{ServiceProfileGVR: "ServiceProfileList"}, sp)
+	routes, err := e.Routes(context.Background(), RoutesRequest{Resource: Resource{Kind: KindService, Namespace: "emojivoto", Name: "web-svc"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range routes {
+		got = append(got, fmt.Sprintf("%s %v %v", r.Route, deref(r.SuccessRate), deref(r.RPS)))
+	}
+	want := []string{"GET /api/list 0.75 4", "POST /api/vote <nil> <nil>", "[DEFAULT] 1 6"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("routes = %q, want %q", got, want)
+	}
+	if _, err := e.Routes(context.Background(), RoutesRequest{Resource: Resource{Kind: KindService, Namespace: "emojivoto"}}); err == nil {
+		t.Error("routes without a name accepted")
 	}
 }

@@ -34,9 +34,9 @@ type RouteRow struct {
 }
 
 // Routes computes per-route metrics of the inbound traffic of a service or a
-// workload, from the proxies' route_* metrics (labelled rt_route by the
-// service profile's route name); the routes of the service profiles that
-// carry no traffic are listed too.
+// workload, from the proxies' response metrics labelled with the service
+// profile's route name (label route, empty when no route matched); the routes
+// of the service's profile that carry no traffic are listed too.
 func (e *Engine) Routes(ctx context.Context, req RoutesRequest) ([]RouteRow, error) {
 	window, err := ParseWindow(req.Window)
 	if err != nil {
@@ -64,20 +64,20 @@ func (e *Engine) Routes(ctx context.Context, req RoutesRequest) ([]RouteRow, err
 	}
 	if p.rowOf != nil {
 		w := promDuration(window)
-		reqs, err := e.Prom.Query(ctx, fmt.Sprintf("sum by (rt_route, dst, classification) (rate(route_response_total{%s}[%s]))", p.sel, w))
+		reqs, err := e.Prom.Query(ctx, fmt.Sprintf("sum by (route, authority, classification) (rate(response_total{%s}[%s]))", p.sel, w))
 		if err != nil {
 			return nil, err
 		}
-		lat, err := e.Prom.Query(ctx, fmt.Sprintf("sum by (rt_route, dst, le) (rate(route_response_latency_ms_bucket{%s}[%s]))", p.sel, w))
+		lat, err := e.Prom.Query(ctx, fmt.Sprintf("sum by (route, authority, le) (rate(response_latency_ms_bucket{%s}[%s]))", p.sel, w))
 		if err != nil {
 			return nil, err
 		}
 		keyOf := func(l map[string]string) rk {
-			route := l["rt_route"]
+			route := l["route"]
 			if route == "" {
 				route = DefaultRoute
 			}
-			return rk{route, l["dst"]}
+			return rk{route, l["authority"]}
 		}
 		for _, s := range reqs {
 			a := get(keyOf(s.Labels))
