@@ -132,8 +132,11 @@ type checker struct {
 	now  func() time.Time
 }
 
+// checkNow is the clock of the checks (tests move it).
+var checkNow = time.Now
+
 func coreCategories(o *Options, co checkOptions) []healthcheck.Category {
-	ch := &checker{o: o, ns: o.controlPlaneNS(), now: time.Now}
+	ch := &checker{o: o, ns: o.controlPlaneNS(), now: checkNow}
 	cats := []healthcheck.Category{ch.kubernetesAPI()}
 	if co.pre {
 		return append(cats, ch.preInstall())
