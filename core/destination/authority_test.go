@@ -1,0 +1,64 @@
+package destination
+
+import "testing"
+
+func TestParseAuthority(t *testing.T) {
+	tests := []struct {
+		in                 string
+		wantErr, known     bool
+		ns, name, host, ip string
+		port               uint32
+	}{
+		{in: "web.emojivoto.svc.cluster.local:8080", known: true, ns: "emojivoto", name: "web", port: 8080},
+		{in: "WEB.emojivoto.svc.cluster.local.:80", known: true, ns: "emojivoto", name: "web", port: 80},
+		{in: "web.emojivoto.svc.cluster.local", known: true, ns: "emojivoto", name: "web", port: 80},
+		{in: "db-0.db.emojivoto.svc.cluster.local:5432", known: true, ns: "emojivoto", name: "db", host: "db-0", port: 5432},
+		{in: "10.0.0.1:8080", known: true, ip: "10.0.0.1", port: 8080},
+		{in: "[fd00::1]:8080", known: true, ip: "fd00::1", port: 8080},
+		{in: "example.com:443", known: false, port: 443},
+		{in: "", wantErr: true},
+		{in: "web.emojivoto.svc.cluster.local:0", wantErr: true},
+		{in: "web.emojivoto.svc.cluster.local:http", wantErr: true},
+		{in: "web.emojivoto.svc.cluster.local:70000", wantErr: true},
+		{in: "10.0.0.1", wantErr: true},
+		{in: "a.b.c.d.svc.cluster.local:80", wantErr: true},
+		{in: "we_b.emojivoto.svc.cluster.local:80", wantErr: true},
+		{in: "[fd00::1:80", wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := parseAuthority(tc.in, "cluster.local")
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("err = %v, want error %v", err, tc.wantErr)
+			}
+			if tc.wantErr {
+				return
+			}
+			ip := ""
+			if got.ip.IsValid() {
+				ip = got.ip.String()
+			}
+			if got.known != tc.known || got.ns != tc.ns || got.name != tc.name || got.hostname != tc.host || ip != tc.ip || got.port != tc.port {
+				t.Fatalf("got %+v (ip %s)", got, ip)
+			}
+		})
+	}
+}
+
+func TestParsePorts(t *testing.T) {
+	s, err := parsePorts("25, 3306-3308,http", nil)
+	if err == nil {
+		t.Fatal("an unknown port name without a pod must be reported")
+	}
+	for _, p := range []uint32{25, 3306, 3307, 3308} {
+		if !s.has(p) {
+			t.Errorf("port %d missing", p)
+		}
+	}
+	if s.has(3309) || s.has(80) {
+		t.Error("extra ports")
+	}
+	if _, err := parsePorts("10-5", nil); err == nil {
+		t.Error("reversed range accepted")
+	}
+}
