@@ -26,3 +26,4 @@ gotool() { # name module@version
 gotool protoc-gen-go "google.golang.org/protobuf/cmd/protoc-gen-go@$PROTOC_GEN_GO_VERSION"
 gotool protoc-gen-go-grpc "google.golang.org/grpc/cmd/protoc-gen-go-grpc@$PROTOC_GEN_GO_GRPC_VERSION"
 gotool staticcheck "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
+gotool helm "helm.sh/helm/v3/cmd/helm@${HELM_VERSION:-v3.22.0}"
