@@ -60,6 +60,7 @@ Get started:
 		newUninstallCmd(o),
 		newCheckCmd(o),
 		newDiagnosticsCmd(o),
+		newExtensionsCmd(o),
 	)
 	return root
 }
@@ -68,6 +69,9 @@ Get started:
 func Execute() int {
 	o := &Options{Out: os.Stdout, Err: os.Stderr, In: os.Stdin}
 	root := NewRootCmd(o)
+	if code, ok := RunPlugin(context.Background(), o, root, os.Args[1:]); ok { // mesh <extension> ...: plugins.go
+		return code
+	}
 	if err := root.ExecuteContext(context.Background()); err != nil {
 		var ee exitError
 		if errors.As(err, &ee) {

@@ -85,7 +85,7 @@ func (hello) Check(ctx context.Context, kube sdk.KubeFlags) ([]sdk.CheckCategory
 		Name: "hello",
 		Checks: []sdk.CheckResult{
 			{Description: "hello can greet", Status: sdk.StatusOK},
-			{Description: "hello has a friend", Status: sdk.StatusWarn, Hint: "hello is an example: write your own extension (docs/extensions.md)"},
+			{Description: "hello has a friend", Status: sdk.StatusWarn, Error: "hello has no friend yet", Hint: "hello is an example: write your own extension (docs/extensions.md)"},
 		},
 	}}, nil
 }

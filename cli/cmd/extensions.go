@@ -1,0 +1,111 @@
+package cmd
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/conduit-mesh/conduit/pkg/pluginhost"
+	"github.com/spf13/cobra"
+)
+
+func newExtensionsCmd(o *Options) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "extensions",
+		Short: "Manage Conduit extensions (plugins run as 'mesh <name>')",
+		Long: `An extension is a plugin binary mesh-<name>, run as 'mesh <name> ...', found in
+$MESH_PLUGINS_DIR, ~/.conduit/plugins, then $PATH (the first wins), plus what it
+installs in the cluster (a namespace labelled conduit.dev/extension=<name>).
+'mesh <name> install | kubectl apply -f -' installs one; 'mesh check' runs the
+checks of every installed extension. See docs/extensions.md.`,
+		Args: cobra.NoArgs,
+	}
+	c.AddCommand(newExtensionsListCmd(o))
+	return c
+}
+
+func newExtensionsListCmd(o *Options) *cobra.Command {
+	var output string
+	c := &cobra.Command{
+		Use:   "list",
+		Short: "List the extensions installed in the cluster and the plugins on this machine",
+		Long: `list shows every extension installed in the cluster (namespaces labelled
+conduit.dev/extension=<name>, version from conduit.dev/extension-version) and every
+plugin mesh-<name> on this machine, with its version and capabilities. An extension
+installed without its plugin is a warning that says how to get the plugin. When the
+cluster cannot be reached, only the plugins on this machine are listed.`,
+		Example: `  mesh extensions list
+  mesh extensions list -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "table" && output != "json" {
+				return fmt.Errorf("extensions: unknown output format %q (accepted: table, json)", output)
+			}
+			h := newPluginHost(o)
+			k, err := o.Kube()
+			var rows []pluginhost.Extension
+			if err == nil {
+				rows, err = h.List(cmd.Context(), k.Client)
+			}
+			if err != nil {
+				fmt.Fprintf(o.Err, "Warning: cannot list the extensions installed in the cluster, showing only the plugins on this machine: %v\n", err)
+				if rows, err = h.List(cmd.Context(), nil); err != nil {
+					return err
+				}
+			}
+			if output == "json" {
+				return writeExtensionsJSON(o.Out, rows)
+			}
+			writeExtensionsTable(o.Out, rows)
+			return nil
+		},
+	}
+	c.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	return c
+}
+
+func writeExtensionsJSON(w io.Writer, rows []pluginhost.Extension) error {
+	if rows == nil {
+		rows = []pluginhost.Extension{}
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(map[string]any{"extensions": rows})
+}
+
+func writeExtensionsTable(w io.Writer, rows []pluginhost.Extension) {
+	if len(rows) == 0 {
+		fmt.Fprintln(w, "No extension installed in the cluster, and no plugin mesh-<name> on this machine.")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tNAMESPACE\tCLUSTER VERSION\tPLUGIN VERSION\tCAPABILITIES\tPLUGIN")
+	for _, r := range rows {
+		caps := make([]string, len(r.Capabilities))
+		for i, c := range r.Capabilities {
+			caps[i] = string(c)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, dash(r.Namespace), dash(r.ClusterVersion), dash(r.PluginVersion), dash(strings.Join(caps, ",")), dash(r.Plugin))
+	}
+	tw.Flush()
+	for _, r := range rows {
+		for _, warn := range r.Warnings {
+			fmt.Fprintf(w, "\n‼ %s: %s", r.Name, warn)
+		}
+	}
+	for _, r := range rows {
+		if len(r.Warnings) > 0 {
+			fmt.Fprintln(w)
+			break
+		}
+	}
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

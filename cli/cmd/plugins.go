@@ -1,0 +1,304 @@
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+
+	"github.com/conduit-mesh/conduit/cli/healthcheck"
+	"github.com/conduit-mesh/conduit/cli/render"
+	"github.com/conduit-mesh/conduit/pkg/logging"
+	"github.com/conduit-mesh/conduit/pkg/pluginhost"
+	"github.com/conduit-mesh/conduit/pkg/version"
+	sdk "github.com/conduit-mesh/conduit/plugin-sdk"
+	"github.com/conduit-mesh/conduit/plugin-sdk/client"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// EnvLogLevel sets the level of mesh's own log (and of its plugins' logs),
+// written to stderr: debug, info, warn (default) or error.
+const EnvLogLevel = "MESH_LOG_LEVEL"
+
+// cliLogger is the logger of the CLI and of the plugins it runs.
+func cliLogger(w io.Writer) *slog.Logger {
+	level, err := logging.ParseLevel(os.Getenv(EnvLogLevel))
+	if err != nil || os.Getenv(EnvLogLevel) == "" {
+		level = slog.LevelWarn
+	}
+	return logging.New(w, "mesh", level, "text")
+}
+
+// newPluginHost returns the host that finds and runs plugins for o.
+func newPluginHost(o *Options) *pluginhost.Host {
+	return pluginhost.NewHost(cliLogger(o.Err), version.Version)
+}
+
+func (o *Options) kubeFlags() sdk.KubeFlags {
+	return sdk.KubeFlags{Kubeconfig: o.Kubeconfig, Context: o.Context, Namespace: o.Namespace, ConduitNamespace: o.ControlPlaneNamespace}
+}
+
+// RunPlugin runs `mesh <name> args...` with the plugin mesh-<name> when
+// args name no built-in command. handled is false when cobra should run
+// args itself (a built-in command, help, a flag error before the name).
+func RunPlugin(ctx context.Context, o *Options, root *cobra.Command, args []string) (code int, handled bool) {
+	fs := pflag.NewFlagSet("mesh", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.AddFlagSet(root.PersistentFlags())
+	fs.SetInterspersed(false)
+	if err := fs.Parse(args); err != nil || fs.NArg() == 0 {
+		return 0, false
+	}
+	name := fs.Arg(0)
+	if isBuiltin(root, name) || !pluginhost.ValidName(name) {
+		return 0, false
+	}
+	rest, err := extractKubeFlags(fs, fs.Args()[1:])
+	if err != nil {
+		fmt.Fprintf(o.Err, "Error: %v\n", err)
+		return 1, true
+	}
+	h := newPluginHost(o)
+	path, err := h.Finder.Find(name)
+	if errors.Is(err, pluginhost.ErrNotFound) {
+		fmt.Fprintf(o.Err, "Error: unknown command %q for \"mesh\": it is no built-in command, and no plugin %s%s is in $%s, ~/.conduit/plugins or $PATH\n"+
+			"Run 'mesh --help' for the commands, and 'mesh extensions list' for the extensions installed in the cluster.\n",
+			name, pluginhost.BinaryPrefix, name, pluginhost.EnvPluginsDir)
+		return 1, true
+	}
+	if err != nil {
+		fmt.Fprintf(o.Err, "Error: %v\n", err)
+		return 1, true
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	p, err := pluginhost.Launch(ctx, path, h.Launch)
+	if err != nil {
+		fmt.Fprintf(o.Err, "Error: %v\n", err)
+		return 1, true
+	}
+	defer p.Close() // mesh stops its plugin when it exits
+	code, err = runPluginCommand(ctx, o, p, rest)
+	if err != nil {
+		fmt.Fprintf(o.Err, "Error: %s: %v\n", name, err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	return code, true
+}
+
+func isBuiltin(root *cobra.Command, name string) bool {
+	switch name {
+	case "help", "completion", cobra.ShellCompRequestCmd, cobra.ShellCompNoDescRequestCmd:
+		return true
+	}
+	for _, c := range root.Commands() {
+		if c.Name() == name || slices.Contains(c.Aliases, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// extractKubeFlags removes mesh's persistent flags (--kubeconfig, --context,
+// -n/--namespace, --conduit-namespace) from a plugin's arguments, wherever
+// they are, setting them in fs; arguments after "--" are left alone.
+func extractKubeFlags(fs *pflag.FlagSet, args []string) ([]string, error) {
+	var rest []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return append(rest, args[i:]...), nil
+		}
+		var f *pflag.Flag
+		var value string
+		hasValue := false
+		switch {
+		case strings.HasPrefix(a, "--"):
+			n, v, ok := strings.Cut(a[2:], "=")
+			f, value, hasValue = fs.Lookup(n), v, ok
+		case len(a) >= 2 && a[0] == '-':
+			f = fs.ShorthandLookup(a[1:2])
+			if len(a) > 2 {
+				value, hasValue = strings.TrimPrefix(a[2:], "="), true
+			}
+		}
+		if f == nil {
+			rest = append(rest, a)
+			continue
+		}
+		if !hasValue {
+			if i+1 >= len(args) {
+				return nil, fmt.Errorf("flag %s needs a value", a)
+			}
+			i++
+			value = args[i]
+		}
+		if err := fs.Set(f.Name, value); err != nil {
+			return nil, fmt.Errorf("flag %s: %w", a, err)
+		}
+	}
+	return rest, nil
+}
+
+// runPluginCommand dispatches: install, uninstall and check are the host's
+// when the plugin declares them; anything else goes to its commands.
+func runPluginCommand(ctx context.Context, o *Options, p *pluginhost.Plugin, args []string) (int, error) {
+	sub := ""
+	if len(args) > 0 {
+		sub = args[0]
+	}
+	switch {
+	case (sub == "install" || sub == "uninstall") && p.Info.Has(client.Install):
+		return 0, pluginInstall(ctx, o, p, sub, args[1:])
+	case sub == "check" && p.Info.Has(client.Checks):
+		return pluginCheck(ctx, o, p, args[1:])
+	case p.Info.Has(client.Commands):
+		return p.Run(ctx, args, o.kubeFlags(), client.Stdio{In: o.In, Out: o.Out, Err: o.Err, OutIsTerminal: isTerminal(o.Out)})
+	}
+	printPluginUsage(o.Err, p.Info)
+	if sub == "" || sub == "help" || sub == "--help" || sub == "-h" {
+		return 0, nil
+	}
+	return 2, fmt.Errorf("unknown command %q", sub)
+}
+
+func printPluginUsage(w io.Writer, info pluginhost.Info) {
+	fmt.Fprintf(w, "%s %s — %s\n\nUsage:\n", info.Name, info.Version, info.Description)
+	if info.Has(client.Install) {
+		fmt.Fprintf(w, "  mesh %s install [--set k=v] [-f values.yaml] | kubectl apply -f -\n", info.Name)
+		fmt.Fprintf(w, "  mesh %s uninstall | kubectl delete -f -\n", info.Name)
+	}
+	if info.Has(client.Checks) {
+		fmt.Fprintf(w, "  mesh %s check [-o table|short|json]\n", info.Name)
+	}
+	for _, c := range info.Commands {
+		fmt.Fprintf(w, "  mesh %s %-12s %s\n", info.Name, c.Name, c.Short)
+	}
+}
+
+func pluginInstall(ctx context.Context, o *Options, p *pluginhost.Plugin, sub string, args []string) error {
+	fs := pflag.NewFlagSet(sub, pflag.ContinueOnError)
+	fs.SetOutput(o.Err)
+	var ov render.Overrides
+	var files []string
+	fs.StringArrayVarP(&files, "values", "f", nil, "values file (repeatable)")
+	fs.StringArrayVar(&ov.Set, "set", nil, "set a value, e.g. --set replicas=2 (repeatable)")
+	fs.StringArrayVar(&ov.SetString, "set-string", nil, "set a string value (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%s: %w", sub, err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%s takes no arguments, got %q", sub, fs.Args())
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("%s: values file: %w", sub, err)
+		}
+		ov.Files = append(ov.Files, b)
+	}
+	vals, err := ov.Merge()
+	if err != nil {
+		return fmt.Errorf("%s: %w", sub, err)
+	}
+	req := sdk.InstallRequest{Values: vals, Kube: o.kubeFlags()}
+	var out []byte
+	if sub == "install" {
+		out, err = p.Install(ctx, req)
+	} else {
+		out, err = p.Uninstall(ctx, req)
+	}
+	if err != nil {
+		return err
+	}
+	_, err = o.Out.Write(out)
+	return err
+}
+
+func pluginCheck(ctx context.Context, o *Options, p *pluginhost.Plugin, args []string) (int, error) {
+	fs := pflag.NewFlagSet("check", pflag.ContinueOnError)
+	fs.SetOutput(o.Err)
+	co := checkOptions{}
+	fs.StringVarP(&co.output, "output", "o", healthcheck.FormatTable, "output format: table, short or json")
+	if err := fs.Parse(args); err != nil {
+		return 2, fmt.Errorf("check: %w", err)
+	}
+	switch co.output {
+	case healthcheck.FormatTable, healthcheck.FormatShort, healthcheck.FormatJSON:
+	default:
+		return 2, fmt.Errorf("check: unknown output format %q (accepted: table, short, json)", co.output)
+	}
+	cats, err := p.Check(ctx, o.kubeFlags())
+	if err != nil {
+		return 1, err
+	}
+	if !runChecks(ctx, o, healthcheckCategories(cats), co).Success {
+		return 1, nil
+	}
+	return 0, nil
+}
+
+// healthcheckCategories turns an extension's check results into categories
+// of the core's check runner, so that they print and merge like the core's.
+func healthcheckCategories(cats []sdk.CheckCategory) []healthcheck.Category {
+	out := make([]healthcheck.Category, 0, len(cats))
+	for _, c := range cats {
+		hc := healthcheck.Static{CategoryName: c.Name}
+		for _, r := range c.Checks {
+			hc.List = append(hc.List, healthcheck.Check{Description: r.Description, Hint: r.Hint, Run: resultFunc(r)})
+		}
+		out = append(out, hc)
+	}
+	return out
+}
+
+func resultFunc(r sdk.CheckResult) func(context.Context) error {
+	msg := r.Error
+	if msg == "" {
+		msg = "reported by the extension"
+	}
+	return func(context.Context) error {
+		switch r.Status {
+		case sdk.StatusOK:
+			return nil
+		case sdk.StatusSkipped:
+			return healthcheck.Skip(msg)
+		case sdk.StatusWarn:
+			return healthcheck.Warning(errors.New(msg))
+		}
+		return errors.New(msg)
+	}
+}
+
+// extensionCheckCategories runs the checks of the extensions installed in
+// the cluster for `mesh check` (the hook ExtraCheckCategories of check.go).
+func extensionCheckCategories(ctx context.Context, o *Options) []healthcheck.Category {
+	k, err := o.Kube()
+	if err != nil {
+		return nil // the kubernetes-api category reports it
+	}
+	cats, err := newPluginHost(o).ExtensionChecks(ctx, k.Client, o.kubeFlags())
+	if err != nil {
+		return []healthcheck.Category{healthcheck.Static{CategoryName: "extensions", List: []healthcheck.Check{{
+			Description: "can list the extensions installed in the cluster",
+			Hint:        "check that you may list namespaces",
+			Run:         func(context.Context) error { return err },
+		}}}}
+	}
+	return healthcheckCategories(cats)
+}
+
+func init() {
+	if ExtraCheckCategories == nil {
+		ExtraCheckCategories = extensionCheckCategories
+	}
+}

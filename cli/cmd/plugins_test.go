@@ -1,0 +1,146 @@
+package cmd
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/conduit-mesh/conduit/pkg/pluginhost"
+	"github.com/spf13/pflag"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+func TestExtractKubeFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args     []string
+		rest     string
+		ns, ctx  string
+		kubeconf string
+		wantErr  bool
+	}{
+		{args: []string{"stat", "deploy"}, rest: "stat deploy"},
+		{args: []string{"stat", "-n", "web", "deploy"}, rest: "stat deploy", ns: "web"},
+		{args: []string{"stat", "-nweb", "--context=kind", "x"}, rest: "stat x", ns: "web", ctx: "kind"},
+		{args: []string{"--namespace", "a", "--kubeconfig", "/k", "stat"}, rest: "stat", ns: "a", kubeconf: "/k"},
+		{args: []string{"stat", "--", "-n", "raw"}, rest: "stat -- -n raw"},
+		{args: []string{"stat", "--shout", "-x"}, rest: "stat --shout -x"},
+		{args: []string{"stat", "-n"}, wantErr: true},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			o := &Options{}
+			root := NewRootCmd(o)
+			fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+			fs.AddFlagSet(root.PersistentFlags())
+			rest, err := extractKubeFlags(fs, tc.args)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("err %v", err)
+			}
+			if err != nil {
+				return
+			}
+			if strings.Join(rest, " ") != tc.rest || o.Namespace != tc.ns || o.Context != tc.ctx || o.Kubeconfig != tc.kubeconf {
+				t.Errorf("rest %q ns %q ctx %q kubeconfig %q", rest, o.Namespace, o.Context, o.Kubeconfig)
+			}
+		})
+	}
+}
+
+// buildHello builds the example plugin into a directory used as
+// $MESH_PLUGINS_DIR, with an empty home and PATH.
+func buildHello(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds the example plugin")
+	}
+	dir := t.TempDir()
+	cmd := exec.Command("go", "build", "-o", filepath.Join(dir, "mesh-hello"), "github.com/conduit-mesh/conduit/plugin-sdk/examples/hello")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	t.Setenv(pluginhost.EnvPluginsDir, dir)
+	t.Setenv("HOME", t.TempDir())
+	t.Setenv("PATH", "")
+	return dir
+}
+
+func TestPlugins(t *testing.T) {
+	dir := buildHello(t)
+	k, _ := fakeKube(false,
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "conduit-hello", Labels: map[string]string{pluginhost.LabelExtension: "hello", pluginhost.LabelExtensionVersion: "0.1.0"}}},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "conduit-viz", Labels: map[string]string{pluginhost.LabelExtension: "viz"}}},
+	)
+	run := func(stdin string, args ...string) (int, bool, string, string) {
+		var out, errb bytes.Buffer
+		o := &Options{Out: &out, Err: &errb, In: strings.NewReader(stdin), NewKube: func() (*Kube, error) { return k, nil }}
+		code, handled := RunPlugin(context.Background(), o, NewRootCmd(o), args)
+		return code, handled, out.String(), errb.String()
+	}
+	for _, tc := range []struct {
+		name           string
+		args           []string
+		stdin          string
+		code           int
+		handled        bool
+		stdout, stderr string
+	}{
+		{name: "command with kube flags anywhere", args: []string{"--context", "c", "hello", "greet", "-n", "web", "Ada"}, handled: true, stdout: "Hello, Ada. (namespace web)\n"},
+		{name: "exit status", args: []string{"hello", "exit", "3"}, handled: true, code: 3, stderr: "exiting with 3\n"},
+		{name: "stdin", args: []string{"hello", "echo"}, stdin: "piped\n", handled: true, stdout: "piped\n"},
+		{name: "built-in", args: []string{"version", "--client"}},
+		{name: "help", args: []string{"help"}},
+		{name: "flag error goes to cobra", args: []string{"--bogus", "hello"}},
+		{name: "unknown", args: []string{"nope", "x"}, handled: true, code: 1,
+			stderr: "Error: unknown command \"nope\" for \"mesh\": it is no built-in command, and no plugin mesh-nope is in $MESH_PLUGINS_DIR, ~/.conduit/plugins or $PATH\n" +
+				"Run 'mesh --help' for the commands, and 'mesh extensions list' for the extensions installed in the cluster.\n"},
+		{name: "install is the plugin's command when it is no Installer", args: []string{"hello", "install"}, handled: true, code: 1,
+			stderr: "Error: unknown command \"install\" (commands: greet, echo, exit)\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, handled, out, errs := run(tc.stdin, tc.args...)
+			if code != tc.code || handled != tc.handled || out != tc.stdout || errs != tc.stderr {
+				t.Errorf("got code %d handled %v stdout %q stderr %q\nwant code %d handled %v stdout %q stderr %q", code, handled, out, errs, tc.code, tc.handled, tc.stdout, tc.stderr)
+			}
+		})
+	}
+
+	t.Run("check", func(t *testing.T) {
+		code, _, out, errs := run("", "hello", "check", "-o", "json")
+		if code != 0 || errs != "" {
+			t.Fatalf("code %d stderr %q", code, errs)
+		}
+		golden(t, "plugin_check.golden", out)
+	})
+	t.Run("extensions list", func(t *testing.T) {
+		for _, format := range []string{"table", "json"} {
+			out, errs, err := runWith(t, k, "extensions", "list", "-o", format)
+			if err != nil || errs != "" {
+				t.Fatalf("%v %q", err, errs)
+			}
+			golden(t, "extensions_list_"+format+".golden", strings.ReplaceAll(out, dir, "$MESH_PLUGINS_DIR"))
+		}
+	})
+	t.Run("mesh check runs the extensions' checks", func(t *testing.T) {
+		var out bytes.Buffer
+		o := &Options{Out: &out, Err: &out, NewKube: func() (*Kube, error) { return k, nil }}
+		cats := extensionCheckCategories(context.Background(), o)
+		rep := runChecks(context.Background(), o, cats, checkOptions{output: "json"})
+		if !rep.Success {
+			t.Errorf("warnings only, yet the run fails")
+		}
+		golden(t, "extension_checks.golden", out.String())
+	})
+	t.Run("missing binary", func(t *testing.T) {
+		if err := os.Remove(filepath.Join(dir, "mesh-hello")); err != nil {
+			t.Fatal(err)
+		}
+		out, _, err := runWith(t, k, "extensions", "list")
+		if err != nil || !strings.Contains(out, pluginhost.MissingPluginWarning("hello", "conduit-hello")) {
+			t.Errorf("%v\n%s", err, out)
+		}
+	})
+}
