@@ -1,0 +1,175 @@
+package destination
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/conduit-mesh/conduit/core/apis/conduit/v1alpha2"
+	pb "github.com/conduit-mesh/conduit/proto/destination/v1"
+	"google.golang.org/protobuf/encoding/prototext"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+func TestGetProfile(t *testing.T) {
+	e := newEnv(t, readFixture(t, "cluster.yaml"), readFixture(t, "profiles.yaml"))
+	wantRoutes := []*pb.Route{
+		{
+			Condition: &pb.RequestMatch{Match: &pb.RequestMatch_All{All: &pb.RequestMatch_Seq{Matches: []*pb.RequestMatch{
+				{Match: &pb.RequestMatch_Method{Method: "GET"}},
+				{Match: &pb.RequestMatch_Path{Path: &pb.PathMatch{Regex: "/api/list(/.*)?"}}},
+			}}}},
+			ResponseClasses: []*pb.ResponseClass{{
+				Condition: &pb.ResponseMatch{Match: &pb.ResponseMatch_Status{Status: &pb.HttpStatusRange{Min: 500, Max: 599}}},
+				IsFailure: true,
+			}},
+			MetricsLabels: map[string]string{"route": "GET /api/list"},
+			IsRetryable:   true,
+			Timeout:       durationpb.New(250 * time.Millisecond),
+		},
+		{
+			Condition:     &pb.RequestMatch{Match: &pb.RequestMatch_Not{Not: &pb.RequestMatch{Match: &pb.RequestMatch_Method{Method: "GET"}}}},
+			MetricsLabels: map[string]string{"route": "POST"},
+		},
+	}
+	tests := []struct {
+		name, auth, token string
+		want              *pb.DestinationProfile
+	}{
+		{"service profile, invalid route left out", "web.emojivoto.svc.cluster.local:80", "", &pb.DestinationProfile{
+			FullyQualifiedName: "web.emojivoto.svc.cluster.local",
+			Routes:             wantRoutes,
+			RetryBudget:        &pb.RetryBudget{RetryRatio: 0.5, MinRetriesPerSecond: 5, Ttl: durationpb.New(30 * time.Second)},
+		}},
+		{"cluster IP looks up the service's profile", "10.96.0.10:80", `{"ns":"emojivoto"}`, &pb.DestinationProfile{
+			FullyQualifiedName: "web.emojivoto.svc.cluster.local",
+			Routes:             wantRoutes,
+			RetryBudget:        &pb.RetryBudget{RetryRatio: 0.5, MinRetriesPerSecond: 5, Ttl: durationpb.New(30 * time.Second)},
+		}},
+		{"client namespace override", "web.emojivoto.svc.cluster.local:80", `{"ns":"canary"}`, &pb.DestinationProfile{
+			FullyQualifiedName: "web.emojivoto.svc.cluster.local",
+			RetryBudget:        defaultRetryBudget,
+			DstOverrides:       []*pb.WeightedDst{{Authority: "web-v2.emojivoto.svc.cluster.local:80", Weight: 100}},
+		}},
+		{"opaque service port", "web.emojivoto.svc.cluster.local:6379", "", &pb.DestinationProfile{
+			FullyQualifiedName: "web.emojivoto.svc.cluster.local",
+			OpaqueProtocol:     true,
+			Routes:             wantRoutes,
+			RetryBudget:        &pb.RetryBudget{RetryRatio: 0.5, MinRetriesPerSecond: 5, Ttl: durationpb.New(30 * time.Second)},
+		}},
+		{"SMI TrafficSplit as dstOverrides", "db.emojivoto.svc.cluster.local:5432", "", &pb.DestinationProfile{
+			FullyQualifiedName: "db.emojivoto.svc.cluster.local",
+			OpaqueProtocol:     true,
+			RetryBudget:        defaultRetryBudget,
+			DstOverrides: []*pb.WeightedDst{
+				{Authority: "db.emojivoto.svc.cluster.local:5432", Weight: 900},
+				{Authority: "db-next.emojivoto.svc.cluster.local:5432", Weight: 100},
+			},
+		}},
+		{"unknown service", "nope.emojivoto.svc.cluster.local:80", "", &pb.DestinationProfile{RetryBudget: defaultRetryBudget}},
+		{"unknown ip", "10.9.9.9:3306", "", &pb.DestinationProfile{
+			RetryBudget: defaultRetryBudget, OpaqueProtocol: true,
+			Endpoint: &pb.WeightedAddr{Addr: &pb.TcpAddress{Ip: "10.9.9.9", Port: 3306}, Weight: DefaultWeight},
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := e.getProfile(t, tc.auth, tc.token)
+			got := s.next(t)
+			if !proto.Equal(got, tc.want) {
+				t.Fatalf("profile of %s:\n got %s\nwant %s", tc.auth, prototext.Format(got), prototext.Format(tc.want))
+			}
+		})
+	}
+	select {
+	case ev := <-e.recorder.Events:
+		if !strings.Contains(ev, "InvalidRoute") || !strings.Contains(ev, "spec.routes[1].condition.pathRegex") {
+			t.Errorf("event = %q", ev)
+		}
+	default:
+		t.Error("no Event for the invalid route")
+	}
+	select {
+	case ev := <-e.recorder.Events:
+		t.Errorf("the same invalid profile was reported twice: %q", ev)
+	default:
+	}
+}
+
+func TestGetProfilePodIP(t *testing.T) {
+	e := newEnv(t, readFixture(t, "cluster.yaml"))
+	p := e.getProfile(t, "10.0.0.2:8080", "").next(t)
+	if !p.OpaqueProtocol {
+		t.Error("port 8080 of a pod annotated opaque-ports=8080 is not opaque")
+	}
+	ep := p.GetEndpoint()
+	if ep.GetTlsIdentity().GetDnsLikeIdentity() != "web.emojivoto.serviceaccount.identity.conduit.cluster.local" ||
+		ep.GetProtocolHint().GetOpaque() == nil || ep.GetProtocolHint().GetInboundPort() != ProxyInboundPort ||
+		ep.GetMetricLabels()["pod"] != "web-7d4b9c-bbbbb" {
+		t.Errorf("endpoint = %s", prototext.Format(ep))
+	}
+	// Pod DNS names of a headless Service carry their pod too.
+	p = e.getProfile(t, "db-0.db.emojivoto.svc.cluster.local:5432", "").next(t)
+	if p.GetEndpoint().GetAddr().GetIp() != "10.0.1.1" || p.FullyQualifiedName != "db.emojivoto.svc.cluster.local" {
+		t.Errorf("profile = %s", prototext.Format(p))
+	}
+}
+
+func TestGetProfileUpdates(t *testing.T) {
+	e := newEnv(t, readFixture(t, "cluster.yaml"))
+	s := e.getProfile(t, "web.emojivoto.svc.cluster.local:80", "")
+	if p := s.next(t); len(p.Routes) != 0 {
+		t.Fatalf("routes before any profile: %v", p.Routes)
+	}
+	e.apply(t, `apiVersion: conduit.dev/v1alpha2
+kind: ServiceProfile
+metadata:
+  name: web.emojivoto.svc.cluster.local
+  namespace: emojivoto
+spec:
+  routes:
+  - name: all
+    condition: {pathRegex: "/.*"}
+`)
+	if p := s.next(t); len(p.Routes) != 1 || p.Routes[0].MetricsLabels["route"] != "all" {
+		t.Fatalf("after creating the profile: %s", prototext.Format(p))
+	}
+	// A change of the Service that does not change the profile sends nothing.
+	e.apply(t, `apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: emojivoto
+  labels: {touched: "yes"}
+spec:
+  clusterIP: 10.96.0.10
+  clusterIPs: [10.96.0.10]
+  selector: {app: web}
+  ports:
+  - {name: http, port: 80, targetPort: http}
+`)
+	s.none(t, 100*time.Millisecond)
+}
+
+func TestTranslateRoutesErrors(t *testing.T) {
+	tests := []struct {
+		name  string
+		route v1alpha2.RouteSpec
+		field string
+	}{
+		{"no condition", v1alpha2.RouteSpec{Name: "a"}, "spec.routes[0].condition: required"},
+		{"two fields", v1alpha2.RouteSpec{Name: "a", Condition: &v1alpha2.RequestMatch{Method: "GET", PathRegex: "/"}}, "exactly one"},
+		{"bad regex deep", v1alpha2.RouteSpec{Name: "a", Condition: &v1alpha2.RequestMatch{Any: []v1alpha2.RequestMatch{{Method: "GET"}, {Not: &v1alpha2.RequestMatch{PathRegex: "a**"}}}}}, "spec.routes[0].condition.any[1].not.pathRegex"},
+		{"negative timeout", v1alpha2.RouteSpec{Name: "a", Condition: &v1alpha2.RequestMatch{Method: "GET"}, Timeout: "-1s"}, "spec.routes[0].timeout"},
+		{"status range", v1alpha2.RouteSpec{Name: "a", Condition: &v1alpha2.RequestMatch{Method: "GET"}, ResponseClasses: []v1alpha2.ResponseClass{{Condition: &v1alpha2.ResponseMatch{Status: &v1alpha2.Range{Min: 500, Max: 400}}}}}, "responseClasses[0].condition.status: min 500 is greater than max 400"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			routes, errs := TranslateRoutes([]v1alpha2.RouteSpec{tc.route})
+			if len(routes) != 0 || len(errs) != 1 || !strings.Contains(errs[0].Error(), tc.field) {
+				t.Fatalf("routes=%v errs=%v, want an error naming %q", routes, errs, tc.field)
+			}
+		})
+	}
+}
