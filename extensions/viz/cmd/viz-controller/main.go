@@ -1,6 +1,7 @@
 // Command viz-controller is the multi-call binary of the viz extension's
 // in-cluster components: `viz-controller metrics-api` (the metrics API and
-// the plugin SDK's injector hook) and `viz-controller web` (the dashboard).
+// the plugin SDK's injector hook), `viz-controller web` (the dashboard) and
+// `viz-controller loadgen` (a constant-rate traffic generator for tests and demos).
 package main
 
 import (
@@ -24,7 +25,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newMetricsAPICmd(), newWebCmd())
+	root.AddCommand(newMetricsAPICmd(), newWebCmd(), newLoadgenCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "viz-controller:", err)
 		os.Exit(1)

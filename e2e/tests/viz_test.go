@@ -1,0 +1,224 @@
+//go:build e2e
+
+package tests
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/conduit-mesh/conduit/e2e/framework"
+)
+
+// vizApp is a meshed HTTP server and two constant-rate generators: one at
+// 10 rps that always succeeds, one at 4 rps on a path answering 500.
+const vizApp = `
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: server}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: loadgen}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: server}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: server}}
+  template:
+    metadata: {labels: {app: server}}
+    spec:
+      serviceAccountName: server
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: server
+        image: %[1]s
+        imagePullPolicy: IfNotPresent
+        args: [serve, -addr, ":8080"]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: server}
+spec:
+  selector: {app: server}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: loadgen}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: loadgen}}
+  template:
+    metadata: {labels: {app: loadgen}}
+    spec:
+      serviceAccountName: loadgen
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: loadgen
+        image: %[2]s
+        imagePullPolicy: IfNotPresent
+        args: [loadgen, --rps, "10", "http://server.%[3]s.svc.cluster.local/ok"]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: failing}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: failing}}
+  template:
+    metadata: {labels: {app: failing}}
+    spec:
+      serviceAccountName: loadgen
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: loadgen
+        image: %[2]s
+        imagePullPolicy: IfNotPresent
+        args: [loadgen, --rps, "4", "http://server.%[3]s.svc.cluster.local/status/500"]
+`
+
+type statRow struct {
+	Name        string   `json:"name"`
+	MeshedPods  int      `json:"meshedPods"`
+	TotalPods   int      `json:"totalPods"`
+	SuccessRate *float64 `json:"successRate"`
+	RPS         *float64 `json:"rps"`
+}
+
+type edge struct {
+	Src      struct{ Name string } `json:"src"`
+	Dst      struct{ Name string } `json:"dst"`
+	ClientID string                `json:"clientId"`
+	ServerID string                `json:"serverId"`
+	Secured  bool                  `json:"secured"`
+}
+
+// TestViz installs viz as a user does and checks what it reports about a
+// meshed app with known traffic: rates, success rates, and the identities of
+// its edges.
+func TestViz(t *testing.T) {
+	f := framework.New(t)
+	f.InstallMesh(t)
+	// mesh finds mesh-viz next to itself (make build puts both in bin/).
+	t.Setenv("MESH_PLUGINS_DIR", filepath.Dir(f.Mesh))
+	f.RequireMesh(t, "viz", "stat")
+	f.CollectOnFailure(t, "conduit-viz")
+	ctx := framework.Context(t, 15*time.Minute)
+
+	manifests := f.MeshCmd(t, "viz", "install")
+	f.KubectlCmd(t, manifests, "apply", "--server-side", "--force-conflicts", "-f", "-")
+	t.Cleanup(func() {
+		if r := f.RunMesh(context.Background(), "viz", "uninstall"); r.Err == nil {
+			f.RunKubectl(context.Background(), r.Stdout, "delete", "--ignore-not-found", "--wait=false", "-f", "-")
+		}
+	})
+	for _, d := range []string{"prometheus", "metrics-api", "web"} {
+		f.WaitRollout(t, "conduit-viz", "deployment/"+d, 5*time.Minute)
+	}
+
+	ns := f.NewNamespace(t, "viz", map[string]string{"conduit.dev/inject": "enabled"})
+	f.Apply(t, ns, fmt.Sprintf(vizApp, f.Image("testapp"), f.Image("viz-controller"), ns))
+	for _, d := range []string{"server", "loadgen", "failing"} {
+		f.WaitRollout(t, ns, "deployment/"+d, 3*time.Minute)
+	}
+
+	stat := func(ctx context.Context, args ...string) (map[string]statRow, error) {
+		r := f.RunMesh(ctx, append([]string{"viz", "stat", "-n", ns, "-o", "json"}, args...)...)
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		var rows []statRow
+		if err := json.Unmarshal([]byte(r.Stdout), &rows); err != nil {
+			return nil, fmt.Errorf("stat output %q: %w", r.Stdout, err)
+		}
+		out := map[string]statRow{}
+		for _, row := range rows {
+			out[row.Name] = row
+		}
+		return out, nil
+	}
+
+	// 10 rps at 100 % from loadgen and 4 rps at 0 % from failing reach the
+	// server; once a full minute of traffic is in Prometheus, the outbound
+	// stats of each generator show its own rate and success rate.
+	var last string
+	f.WaitFor(t, "viz stat to show the generators' rates", 4*time.Minute, func(ctx context.Context) (bool, error) {
+		rows, err := stat(ctx, "deploy", "--to", "deploy/server")
+		if err != nil {
+			return false, err
+		}
+		lg, fl := rows["loadgen"], rows["failing"]
+		last = fmt.Sprintf("loadgen %+v failing %+v", lg, fl)
+		return near(lg.RPS, 10, 0.1) && eq(lg.SuccessRate, 1) && near(fl.RPS, 4, 0.1) && eq(fl.SuccessRate, 0), nil
+	})
+	t.Logf("stat --to deploy/server: %s", last)
+
+	rows, err := stat(ctx, "deploy/server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := rows["server"]
+	if srv.MeshedPods != 1 || srv.TotalPods != 1 {
+		t.Errorf("server meshed pods = %d/%d, want 1/1", srv.MeshedPods, srv.TotalPods)
+	}
+	// Inbound at the server: 14 rps, 10/14 succeed.
+	if !near(srv.RPS, 14, 0.1) || !near(srv.SuccessRate, 10.0/14, 0.05) {
+		t.Errorf("server stat = rps %v success %v, want 14 rps at 71.4 %%", val(srv.RPS), val(srv.SuccessRate))
+	}
+
+	// edges: the identities on both sides of the mTLS connection.
+	r := f.RunMesh(ctx, "viz", "edges", "deploy", "-n", ns, "-o", "json")
+	if r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	var edges []edge
+	if err := json.Unmarshal([]byte(r.Stdout), &edges); err != nil {
+		t.Fatalf("edges output %q: %v", r.Stdout, err)
+	}
+	id := func(sa string) string {
+		return fmt.Sprintf("%s.%s.serviceaccount.identity.%s.cluster.local", sa, ns, framework.ControlPlaneNamespace)
+	}
+	found := false
+	for _, e := range edges {
+		if e.Src.Name == "loadgen" && e.Dst.Name == "server" {
+			found = true
+			if !e.Secured || e.ClientID != id("loadgen") || e.ServerID != id("server") {
+				t.Errorf("edge loadgen -> server = %+v, want mTLS between %s and %s", e, id("loadgen"), id("server"))
+			}
+		}
+	}
+	if !found {
+		t.Errorf("no edge loadgen -> server in %s", r.Stdout)
+	}
+	table := f.MeshCmd(t, "viz", "edges", "deploy", "-n", ns)
+	if !strings.Contains(table, id("server")) {
+		t.Errorf("edges table does not show the server identity:\n%s", table)
+	}
+
+	// check passes once Prometheus scrapes the proxies.
+	if r := f.RunMesh(ctx, "viz", "check"); r.Err != nil {
+		t.Errorf("mesh viz check: %v\n%s", r.Err, r.Stdout)
+	}
+}
+
+func val(p *float64) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+func eq(p *float64, want float64) bool { return p != nil && math.Abs(*p-want) < 1e-6 }
+
+// near reports whether p is within rel (relative) of want.
+func near(p *float64, want, rel float64) bool {
+	return p != nil && math.Abs(*p-want) <= want*rel
+}
