@@ -68,7 +68,7 @@ func TestUpgrade(t *testing.T) {
 		if dataOf(find(ms, "Secret", issuerSecretName))["tls.key"] != dataOf(find(before, "Secret", issuerSecretName))["tls.key"] {
 			t.Errorf("upgrade changed the issuer")
 		}
-		for _, want := range []string{"localhost/conduit/controller:dev", `cpu: "300m"`, `value: "warn"`, `CONDUIT_PROXY_LOG_LEVEL
+		for _, want := range []string{"localhost/conduit/controller:dev", `cpu: "300m"`, "--log-level=warn", `CONDUIT_PROXY_LOG_LEVEL
           value: "debug"`, "replicas: 3"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("upgrade output lacks %q", want)

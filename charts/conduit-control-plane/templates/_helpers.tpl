@@ -62,7 +62,7 @@ seccompProfile:
 {{- define "conduit.proxyInit" -}}
 {{- $v := .root.Values -}}
 - name: conduit-init
-  image: {{ include "conduit.image" (dict "root" .root "name" $v.proxyInit.image.name "version" $v.proxyInit.image.version) }}
+  image: {{ include "conduit.image" (dict "root" .root "name" $v.proxyInit.image.name "version" (include "conduit.proxyVersion" .root)) }}
   imagePullPolicy: {{ $v.image.pullPolicy }}
   args:
   - --incoming-proxy-port={{ $v.proxy.ports.inbound }}
@@ -176,7 +176,7 @@ seccompProfile:
 
 {{/*
 A controller Deployment with its meshed pod. Call with
-(dict "root" $ "component" "identity" "port" 8080 "adminPort" 9990 "args" (list) "plaintextIdentity" false "skipInbound" "")
+(dict "root" $ "component" "identity" "port" 8080 "portName" "grpc" "adminPort" 9990 "args" (list) "extraArgs" (list) "plaintextIdentity" false "skipInbound" "")
 */}}
 {{- define "conduit.deployment" -}}
 {{- $v := .root.Values -}}
@@ -261,20 +261,14 @@ spec:
         {{- range .args }}
         - {{ . | quote }}
         {{- end }}
-        env:
-        - name: CONDUIT_CONTROL_PLANE_NAMESPACE
-          valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
-        - name: CONDUIT_CLUSTER_DOMAIN
-          value: {{ $v.clusterDomain | quote }}
-        - name: CONDUIT_IDENTITY_TRUST_DOMAIN
-          value: {{ $v.identityTrustDomain | quote }}
-        - name: CONDUIT_LOG_LEVEL
-          value: {{ $v.controllerLogLevel | quote }}
-        - name: CONDUIT_LOG_FORMAT
-          value: {{ $v.controllerLogFormat | quote }}
-        {{- with .env }}
-        {{- toYaml . | nindent 8 }}
+        - --log-level={{ $v.controllerLogLevel }}
+        - --log-format={{ $v.controllerLogFormat }}
+        {{- range .extraArgs }}
+        - {{ . | quote }}
         {{- end }}
+        env:
+        - name: POD_NAMESPACE
+          valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
         ports:
         - name: {{ .portName }}
           containerPort: {{ .port }}
