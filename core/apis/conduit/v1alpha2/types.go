@@ -77,7 +77,9 @@ type RouteSpec struct {
 }
 
 // RequestMatch matches requests. Exactly one field is set. PathRegex is an
-// RE2 regular expression anchored at both ends.
+// RE2 regular expression anchored at both ends. The CRD schema allows three
+// levels: a condition, its all/any/not, and theirs (which only take method and
+// pathRegex).
 type RequestMatch struct {
 	All       []RequestMatch `json:"all,omitempty"`
 	Any       []RequestMatch `json:"any,omitempty"`
@@ -92,7 +94,7 @@ type ResponseClass struct {
 	IsFailure bool           `json:"isFailure,omitempty"`
 }
 
-// ResponseMatch matches responses. Exactly one field is set.
+// ResponseMatch matches responses. Exactly one field is set; three levels, as RequestMatch.
 type ResponseMatch struct {
 	All    []ResponseMatch `json:"all,omitempty"`
 	Any    []ResponseMatch `json:"any,omitempty"`
