@@ -25,8 +25,8 @@ func TestCRDMatchesGoTypes(t *testing.T) {
 	var crd struct {
 		Metadata struct{ Name string }
 		Spec     struct {
-			Group string
-			Names struct{ Kind, Plural, ListKind string }
+			Group    string
+			Names    struct{ Kind, Plural, ListKind string }
 			Versions []struct {
 				Name            string
 				Served, Storage bool
