@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/conduit-mesh/conduit/cli/healthcheck"
-	"github.com/conduit-mesh/conduit/core/identity"
 	"github.com/conduit-mesh/conduit/pkg/pki"
 	"github.com/conduit-mesh/conduit/pkg/version"
 	"github.com/spf13/cobra"
@@ -511,15 +510,54 @@ func (ch *checker) anchors(ctx context.Context) ([]*x509.Certificate, error) {
 	return certs, nil
 }
 
-// findings turns identity.CheckExpiry's findings into a check result.
-func findings(fs []identity.Finding) error {
+// expiryWarning is how long before a certificate's expiry check warns.
+const expiryWarning = 60 * 24 * time.Hour
+
+// expiryFinding is the expiry status of a trust anchor or of the issuer.
+type expiryFinding struct {
+	fail, warn bool
+	message    string
+}
+
+// checkExpiry reports each anchor and the issuer (may be nil): a failure
+// when expired or not yet valid, a warning within expiryWarning of expiry.
+// (core/identity has the same rules in CheckExpiry; the CLI keeps its own
+// copy so that it does not link the identity service.)
+func checkExpiry(anchors []*x509.Certificate, issuer *x509.Certificate, now time.Time) []expiryFinding {
+	var out []expiryFinding
+	one := func(what string, c *x509.Certificate, fix string) {
+		name := c.Subject.CommonName
+		if name == "" {
+			name = c.Subject.String()
+		}
+		left := c.NotAfter.Sub(now)
+		switch {
+		case now.Before(c.NotBefore):
+			out = append(out, expiryFinding{fail: true, message: fmt.Sprintf("%s %q is not valid before %s (check the clocks): %s", what, name, c.NotBefore.UTC().Format(time.RFC3339), fix)})
+		case left <= 0:
+			out = append(out, expiryFinding{fail: true, message: fmt.Sprintf("%s %q expired at %s: %s", what, name, c.NotAfter.UTC().Format(time.RFC3339), fix)})
+		case left <= expiryWarning:
+			out = append(out, expiryFinding{warn: true, message: fmt.Sprintf("%s %q expires in %d days (%s): %s", what, name, int(left.Hours()/24), c.NotAfter.UTC().Format(time.RFC3339), fix)})
+		}
+	}
+	for _, a := range anchors {
+		one("trust anchor", a, "rotate the trust anchors before they expire (docs/identity.md)")
+	}
+	if issuer != nil {
+		one("issuer", issuer, "replace the conduit-identity-issuer Secret with an issuer signed by a current trust anchor")
+	}
+	return out
+}
+
+// findings turns expiry findings into a check result.
+func findings(fs []expiryFinding) error {
 	var fails, warns []string
 	for _, f := range fs {
-		switch f.Severity {
-		case identity.SeverityFailure:
-			fails = append(fails, f.Message)
-		case identity.SeverityWarning:
-			warns = append(warns, f.Message)
+		switch {
+		case f.fail:
+			fails = append(fails, f.message)
+		case f.warn:
+			warns = append(warns, f.message)
 		}
 	}
 	if len(fails) > 0 {
@@ -541,7 +579,7 @@ func (ch *checker) trustAnchors(ctx context.Context) error {
 			return fmt.Errorf("trust anchor %q is not a CA certificate", c.Subject.CommonName)
 		}
 	}
-	return findings(identity.CheckExpiry(certs, nil, ch.now()))
+	return findings(checkExpiry(certs, nil, ch.now()))
 }
 
 func (ch *checker) issuer(ctx context.Context) error {
@@ -558,12 +596,12 @@ func (ch *checker) issuer(ctx context.Context) error {
 		return fmt.Errorf("Secret %s: %w", issuerSecretName, err)
 	}
 	if err := pki.VerifyIssuer(iss, roots, ch.now()); err != nil {
-		if f := findings(identity.CheckExpiry(nil, iss.Cert, ch.now())); f != nil {
+		if f := findings(checkExpiry(nil, iss.Cert, ch.now())); f != nil {
 			return f
 		}
 		return err
 	}
-	return findings(identity.CheckExpiry(nil, iss.Cert, ch.now()))
+	return findings(checkExpiry(nil, iss.Cert, ch.now()))
 }
 
 func (ch *checker) dataPlane(ns string) healthcheck.Category {

@@ -77,9 +77,9 @@ func TestUninstallGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	var kept []string
-	for _, d := range strings.SplitAfter(out, "---\n") {
+	for _, d := range strings.Split(strings.TrimPrefix(out, "---\n"), "---\n") {
 		if !strings.Contains(d, "kind: CustomResourceDefinition\n") {
-			kept = append(kept, d)
+			kept = append(kept, "---\n"+d)
 		}
 	}
 	golden(t, "uninstall.golden", strings.Join(kept, ""))
