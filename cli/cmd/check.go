@@ -495,7 +495,7 @@ func (ch *checker) webhookReachable(ctx context.Context) error {
 			}
 		}
 	}
-	return fmt.Errorf("Service %s/%s has no ready endpoint", ch.ns, injectorServiceName)
+	return fmt.Errorf("the Service %s/%s has no ready endpoint", ch.ns, injectorServiceName)
 }
 
 func (ch *checker) anchors(ctx context.Context) ([]*x509.Certificate, error) {
@@ -593,7 +593,7 @@ func (ch *checker) issuer(ctx context.Context) error {
 	}
 	iss, err := pki.LoadCA(s.Data["tls.crt"], s.Data["tls.key"])
 	if err != nil {
-		return fmt.Errorf("Secret %s: %w", issuerSecretName, err)
+		return fmt.Errorf("the Secret %s: %w", issuerSecretName, err)
 	}
 	if err := pki.VerifyIssuer(iss, roots, ch.now()); err != nil {
 		if f := findings(checkExpiry(nil, iss.Cert, ch.now())); f != nil {
