@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -34,20 +35,44 @@ type JSONPatchOp struct {
 
 // PatchContributor lets an extension add to the patch of a pod that is
 // being injected (for instance an environment variable of the proxy). It is
-// called after the core patch is computed, with the pod as it was
-// submitted; its operations are appended after the core ones, so they may
-// refer to the proxy container (ProxyContainerName) through the index that
-// Result.ProxyPath gives.
+// only called for pods that are injected, after the core patch is
+// computed; its operations are applied after the core ones (and after
+// those of the contributors before it), so their paths address
+// req.Patched. A contributor runs under ContributorTimeout; when it fails,
+// times out or returns operations that do not apply, the pod is injected
+// without its operations and a warning (admission warning and Event) says so.
 type PatchContributor interface {
-	Contribute(ctx context.Context, pod *corev1.Pod) ([]JSONPatchOp, error)
+	Contribute(ctx context.Context, req *ContributionRequest) ([]JSONPatchOp, error)
 }
+
+// ContributionRequest is what a PatchContributor sees.
+type ContributionRequest struct {
+	// Pod is the pod as submitted (do not modify it).
+	Pod *corev1.Pod
+	// Patched is the pod with the core patch and the earlier contributions
+	// applied: the contributor's operations apply to it.
+	Patched *corev1.Pod
+	// Namespace is the pod's namespace; NamespaceLabels and
+	// NamespaceAnnotations are the namespace's.
+	Namespace            string
+	NamespaceLabels      map[string]string
+	NamespaceAnnotations map[string]string
+	// ProxyPath is the JSON pointer of the proxy container in Patched
+	// ("/spec/initContainers/1" for a native sidecar, "/spec/containers/0"
+	// otherwise).
+	ProxyPath string
+}
+
+// ContributorTimeout bounds each PatchContributor call.
+const ContributorTimeout = time.Second
 
 // Request is what the injector needs to decide about one pod.
 type Request struct {
 	Pod *corev1.Pod
 	// Namespace is the pod's namespace name (the pod's own field may be empty at admission).
 	Namespace string
-	// NamespaceAnnotations are the annotations of the pod's namespace.
+	// NamespaceLabels and NamespaceAnnotations are those of the pod's namespace.
+	NamespaceLabels      map[string]string
 	NamespaceAnnotations map[string]string
 }
 
@@ -121,14 +146,41 @@ func (inj *Injector) Inject(ctx context.Context, req Request) (*Result, error) {
 	res := &Result{Injected: true, Warnings: ann.warnings}
 	res.Warnings = append(res.Warnings, b.warnings...)
 	res.Patch = b.patch(initC, proxy, inj.NativeSidecar)
+	if len(inj.Contributors) > 0 {
+		res.Warnings = append(res.Warnings, inj.contribute(ctx, req, ns, res)...)
+	}
+	return res, nil
+}
+
+// contribute appends the contributors' operations to res.Patch and returns
+// a warning for each contributor whose operations were left out.
+func (inj *Injector) contribute(ctx context.Context, req Request, ns string, res *Result) []string {
+	patched, err := ApplyPatch(req.Pod, res.Patch)
+	if err != nil {
+		return []string{fmt.Sprintf("extensions' patches skipped: the core patch does not apply: %v", err)}
+	}
+	var warnings []string
 	for _, c := range inj.Contributors {
-		ops, err := c.Contribute(ctx, pod)
+		cctx, cancel := context.WithTimeout(ctx, ContributorTimeout)
+		ops, err := c.Contribute(cctx, &ContributionRequest{
+			Pod: req.Pod, Patched: patched, Namespace: ns,
+			NamespaceLabels: req.NamespaceLabels, NamespaceAnnotations: req.NamespaceAnnotations,
+			ProxyPath: ProxyPath(inj.NativeSidecar),
+		})
+		cancel()
+		if err == nil && len(ops) > 0 {
+			var next *corev1.Pod
+			if next, err = ApplyPatch(patched, ops); err == nil {
+				patched = next
+			}
+		}
 		if err != nil {
-			return nil, fmt.Errorf("injector: patch contributor %T: %w", c, err)
+			warnings = append(warnings, fmt.Sprintf("extension patch %T left out: %v", c, err))
+			continue
 		}
 		res.Patch = append(res.Patch, ops...)
 	}
-	return res, nil
+	return warnings
 }
 
 // ProxyPath is the JSON pointer of the injected proxy container in the

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -332,35 +333,64 @@ func TestInvalidAnnotationOutcomes(t *testing.T) {
 
 type addEnv struct{}
 
-func (addEnv) Contribute(_ context.Context, _ *corev1.Pod) ([]JSONPatchOp, error) {
-	return []JSONPatchOp{{Op: "add", Path: ProxyPath(true) + "/env/-", Value: corev1.EnvVar{Name: "CONDUIT_PROXY_TAP_ENABLED", Value: "true"}}}, nil
+func (addEnv) Contribute(_ context.Context, req *ContributionRequest) ([]JSONPatchOp, error) {
+	return []JSONPatchOp{{Op: "add", Path: req.ProxyPath + "/env/-", Value: corev1.EnvVar{Name: "CONDUIT_PROXY_TAP_ENABLED", Value: "true"}}}, nil
 }
 
 type failing struct{}
 
-func (failing) Contribute(context.Context, *corev1.Pod) ([]JSONPatchOp, error) {
+func (failing) Contribute(context.Context, *ContributionRequest) ([]JSONPatchOp, error) {
 	return nil, errors.New("boom")
 }
 
+// badPath returns an operation that does not apply.
+type badPath struct{}
+
+func (badPath) Contribute(context.Context, *ContributionRequest) ([]JSONPatchOp, error) {
+	return []JSONPatchOp{{Op: "replace", Path: "/spec/nope/3", Value: 1}}, nil
+}
+
+// slow ignores nothing: it waits for its deadline.
+type slow struct{}
+
+func (slow) Contribute(ctx context.Context, _ *ContributionRequest) ([]JSONPatchOp, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
 func TestContributors(t *testing.T) {
-	inj := newTestInjector(t, true)
-	inj.Contributors = []PatchContributor{addEnv{}}
 	p := pod()
+	for _, native := range []bool{true, false} {
+		inj := newTestInjector(t, native)
+		// The broken ones are left out with a warning; the good one still applies.
+		inj.Contributors = []PatchContributor{failing{}, addEnv{}, badPath{}}
+		res, err := inj.Inject(context.Background(), Request{Pod: p, Namespace: "emojivoto", NamespaceAnnotations: nsEnabled})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Warnings) != 2 || !strings.Contains(res.Warnings[0], "boom") || !strings.Contains(res.Warnings[1], "badPath") {
+			t.Errorf("warnings: %q", res.Warnings)
+		}
+		patched, err := ApplyPatch(p, res.Patch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var proxy corev1.Container
+		if native {
+			proxy = patched.Spec.InitContainers[1]
+		} else {
+			proxy = patched.Spec.Containers[0]
+		}
+		if last := proxy.Env[len(proxy.Env)-1]; proxy.Name != ProxyContainerName || last.Name != "CONDUIT_PROXY_TAP_ENABLED" {
+			t.Errorf("native=%v: contribution not applied to the proxy: %s %v", native, proxy.Name, last)
+		}
+	}
+	inj := newTestInjector(t, true)
+	inj.Contributors = []PatchContributor{slow{}}
+	start := time.Now()
 	res, err := inj.Inject(context.Background(), Request{Pod: p, Namespace: "emojivoto", NamespaceAnnotations: nsEnabled})
-	if err != nil {
-		t.Fatal(err)
-	}
-	patched, err := ApplyPatch(p, res.Patch)
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := patched.Spec.InitContainers[1].Env
-	if last := env[len(env)-1]; last.Name != "CONDUIT_PROXY_TAP_ENABLED" {
-		t.Errorf("contribution not applied to the proxy: %v", last)
-	}
-	inj.Contributors = []PatchContributor{failing{}}
-	if _, err := inj.Inject(context.Background(), Request{Pod: p, Namespace: "emojivoto", NamespaceAnnotations: nsEnabled}); err == nil || !strings.Contains(err.Error(), "boom") {
-		t.Errorf("a failing contributor must fail the injection, got %v", err)
+	if err != nil || !res.Injected || len(res.Warnings) != 1 || time.Since(start) > ContributorTimeout+time.Second {
+		t.Errorf("slow contributor: %v %+v after %s", err, res, time.Since(start))
 	}
 	// Pods that are not injected are not offered to contributors.
 	if res, err := inj.Inject(context.Background(), Request{Pod: p, Namespace: "emojivoto"}); err != nil || res.Injected {

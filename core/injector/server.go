@@ -149,15 +149,15 @@ func Run(ctx context.Context, client kubernetes.Interface, opts Options, log *sl
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	wh := &Webhook{
 		Injector: &Injector{ControlPlaneNamespace: opts.Namespace, Config: store.Get, NativeSidecar: native, Contributors: opts.Contributors},
-		Namespaces: func(name string) (map[string]string, error) {
+		Namespaces: func(name string) (map[string]string, map[string]string, error) {
 			ns, err := nsLister.Get(name)
 			if apierrors.IsNotFound(err) {
-				return nil, nil
+				return nil, nil, nil
 			}
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
-			return ns.Annotations, nil
+			return ns.Labels, ns.Annotations, nil
 		},
 		Events:  &KubeEvents{Client: client, Log: log, Component: "conduit-injector"},
 		Log:     log,

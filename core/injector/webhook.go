@@ -23,9 +23,9 @@ const WebhookPath = "/inject"
 // maxReviewBytes bounds a request body (the API server's own limit is 3 MiB).
 const maxReviewBytes = 4 << 20
 
-// NamespaceLookup returns the annotations of a namespace (a lister in
-// production, a map in tests). A missing namespace yields nil, nil.
-type NamespaceLookup func(name string) (map[string]string, error)
+// NamespaceLookup returns the labels and annotations of a namespace (a
+// lister in production, a map in tests). A missing namespace yields nils.
+type NamespaceLookup func(name string) (labels, annotations map[string]string, err error)
 
 // EventSink records a Warning Event about a pod being admitted.
 type EventSink interface {
@@ -111,14 +111,14 @@ func (w *Webhook) review(ctx context.Context, req *admissionv1.AdmissionRequest)
 		return deny(fmt.Sprintf("conduit injector: cannot decode the pod: %v", err)), "error"
 	}
 	log := w.Log.With("namespace", req.Namespace, "pod", podName(&pod))
-	nsAnn, err := w.Namespaces(req.Namespace)
+	nsLabels, nsAnn, err := w.Namespaces(req.Namespace)
 	if err != nil {
 		log.Error("namespace lookup", "err", err)
 		// The failurePolicy decides; an error is never a silent skip.
 		return &admissionv1.AdmissionResponse{Result: &metav1.Status{Status: metav1.StatusFailure, Code: http.StatusInternalServerError,
 			Message: fmt.Sprintf("conduit injector: namespace %s: %v", req.Namespace, err)}}, "error"
 	}
-	res, err := w.Injector.Inject(ctx, Request{Pod: &pod, Namespace: req.Namespace, NamespaceAnnotations: nsAnn})
+	res, err := w.Injector.Inject(ctx, Request{Pod: &pod, Namespace: req.Namespace, NamespaceLabels: nsLabels, NamespaceAnnotations: nsAnn})
 	var denial *Denial
 	switch {
 	case errors.As(err, &denial):
