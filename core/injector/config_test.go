@@ -31,14 +31,18 @@ func TestParseConfig(t *testing.T) {
 	}{
 		{name: "empty takes the defaults", values: "", check: func(c Config) bool { return reflect.DeepEqual(c, DefaultConfig("conduit")) }},
 		{name: "json works", values: `{"version":"v9.9.9","proxy":{"logLevel":"debug"}}`,
-			check: func(c Config) bool { return c.Version == "v9.9.9" && c.Proxy.LogLevel == "debug" && c.Proxy.UID == 2102 }},
+			check: func(c Config) bool {
+				return c.Version == "v9.9.9" && c.Proxy.LogLevel == "debug" && c.Proxy.UID == 2102
+			}},
 		{name: "trust domain derives the server names", values: "trustDomain: example.org",
 			check: func(c Config) bool {
 				return c.Identity.ServerName == "conduit-identity.conduit.serviceaccount.identity.conduit.example.org" &&
 					strings.HasSuffix(c.Destination.ServerName, ".example.org")
 			}},
 		{name: "zero disables a default resource", values: "proxy: {resources: {memoryLimit: \"0\"}}",
-			check: func(c Config) bool { return c.Proxy.Resources.MemoryLimit == "" && c.Proxy.Resources.MemoryRequest == "20Mi" }},
+			check: func(c Config) bool {
+				return c.Proxy.Resources.MemoryLimit == "" && c.Proxy.Resources.MemoryRequest == "20Mi"
+			}},
 		{name: "unknown key", values: "proxy: {imag: x}", wantErr: "unknown field"},
 		{name: "bad image", values: "proxy: {image: \"localhost/conduit/proxy:v1\"}", wantErr: "proxy.image"},
 		{name: "bad tag", values: "version: \"v 1\"", wantErr: "version"},
