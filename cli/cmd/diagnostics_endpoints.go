@@ -1,0 +1,195 @@
+package cmd
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	destinationv1 "github.com/conduit-mesh/conduit/proto/destination/v1"
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// destinationGRPCPort is the destination service's gRPC port (docs/architecture.md).
+const destinationGRPCPort = 8086
+
+// newDiagnosticsEndpointsCmd returns `mesh diagnostics endpoints`: what the
+// destination service sends a proxy for an authority.
+func newDiagnosticsEndpointsCmd(o *Options) *cobra.Command {
+	var output string
+	var timeout time.Duration
+	c := &cobra.Command{
+		Use:   "endpoints AUTHORITY",
+		Short: "Print the endpoints the destination service sends a proxy for an authority",
+		Long: `endpoints port-forwards to a destination pod of the control plane (port 8086), asks it
+for AUTHORITY as a proxy would (Get) and prints the first answer: every endpoint with its
+pod, identity, protocol hint and zone. AUTHORITY is "<service>.<namespace>.svc.<cluster-domain>:<port>",
+a pod of a headless Service ("<pod>.<service>.<namespace>.svc.<cluster-domain>:<port>"),
+or "<ip>:<port>".`,
+		Example: `  mesh diagnostics endpoints web.emojivoto.svc.cluster.local:80
+  mesh diagnostics endpoints 10.42.0.12:8080 -o json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if output != "table" && output != "json" {
+				return fmt.Errorf("diagnostics endpoints: -o %q: accepted: table, json", output)
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			u, err := fetchEndpoints(ctx, o, args[0])
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				return writeEndpointsJSON(cmd.OutOrStdout(), args[0], u)
+			}
+			return writeEndpointsTable(cmd.OutOrStdout(), args[0], u)
+		},
+	}
+	c.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	c.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for the destination service")
+	return c
+}
+
+// fetchEndpoints returns the first Get message for authority.
+func fetchEndpoints(ctx context.Context, o *Options, authority string) (*destinationv1.Update, error) {
+	k, err := o.Kube()
+	if err != nil {
+		return nil, fmt.Errorf("diagnostics endpoints: %w", err)
+	}
+	ns := o.ControlPlaneNamespace
+	pods, err := k.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "conduit.dev/control-plane-component=destination"})
+	if err != nil {
+		return nil, fmt.Errorf("diagnostics endpoints: list destination pods in %s: %w", ns, err)
+	}
+	var pod string
+	for _, p := range pods.Items {
+		if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil {
+			pod = p.Name
+			break
+		}
+	}
+	if pod == "" {
+		return nil, fmt.Errorf("diagnostics endpoints: no running destination pod in namespace %s (is the control plane installed? try 'mesh check')", ns)
+	}
+	addr, stop, err := portForward(ctx, k, ns, pod, destinationGRPCPort)
+	if err != nil {
+		return nil, fmt.Errorf("diagnostics endpoints: %w", err)
+	}
+	defer stop()
+	// The port-forward reaches the destination container itself, behind its proxy: plaintext.
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("diagnostics endpoints: connect to %s: %w", addr, err)
+	}
+	defer conn.Close()
+	stream, err := destinationv1.NewDestinationClient(conn).Get(ctx, &destinationv1.GetDestination{Path: authority})
+	if err != nil {
+		return nil, fmt.Errorf("diagnostics endpoints: Get %s: %w", authority, err)
+	}
+	u, err := stream.Recv()
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			err = errors.New("the stream ended without a message")
+		}
+		return nil, fmt.Errorf("diagnostics endpoints: Get %s: %w", authority, err)
+	}
+	return u, nil
+}
+
+// endpointRow is one endpoint as printed (also the JSON form).
+type endpointRow struct {
+	IP           string            `json:"ip"`
+	Port         uint32            `json:"port"`
+	Weight       uint32            `json:"weight"`
+	Namespace    string            `json:"namespace,omitempty"`
+	Pod          string            `json:"pod,omitempty"`
+	Identity     string            `json:"identity,omitempty"`
+	ProtocolHint string            `json:"protocolHint,omitempty"`
+	InboundPort  uint32            `json:"inboundPort,omitempty"`
+	Zone         string            `json:"zone,omitempty"`
+	Labels       map[string]string `json:"labels,omitempty"`
+	Metadata     map[string]string `json:"metadata,omitempty"`
+}
+
+func endpointRows(u *destinationv1.Update) []endpointRow {
+	add := u.GetAdd()
+	if add == nil {
+		return nil
+	}
+	rows := make([]endpointRow, 0, len(add.Addrs))
+	for _, a := range add.Addrs {
+		r := endpointRow{
+			IP: a.GetAddr().GetIp(), Port: a.GetAddr().GetPort(), Weight: a.GetWeight(),
+			Namespace: add.GetMetricLabels()["namespace"], Pod: a.GetMetricLabels()["pod"],
+			Identity: a.GetTlsIdentity().GetDnsLikeIdentity(), Zone: a.GetMetricLabels()["zone"],
+			Labels: a.GetMetricLabels(), Metadata: a.GetMetadata(),
+		}
+		switch {
+		case a.GetProtocolHint().GetH2() != nil:
+			r.ProtocolHint = "h2"
+		case a.GetProtocolHint().GetOpaque() != nil:
+			r.ProtocolHint = "opaque"
+			r.InboundPort = a.GetProtocolHint().GetInboundPort()
+		}
+		rows = append(rows, r)
+	}
+	sort.Slice(rows, func(i, j int) bool {
+		if rows[i].IP != rows[j].IP {
+			return rows[i].IP < rows[j].IP
+		}
+		return rows[i].Port < rows[j].Port
+	})
+	return rows
+}
+
+func writeEndpointsTable(w io.Writer, authority string, u *destinationv1.Update) error {
+	if ne := u.GetNoEndpoints(); ne != nil || u.GetAdd() == nil {
+		if ne.GetExists() {
+			_, err := fmt.Fprintf(w, "No endpoints: %s exists but has no ready endpoints.\n", authority)
+			return err
+		}
+		_, err := fmt.Fprintf(w, "No endpoints: %s is not known to the destination service (the proxy forwards such traffic to its original destination).\n", authority)
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAMESPACE\tIP\tPORT\tPOD\tIDENTITY\tPROTOCOL\tZONE\tWEIGHT")
+	for _, r := range endpointRows(u) {
+		hint := epDash(r.ProtocolHint)
+		if r.InboundPort != 0 {
+			hint = fmt.Sprintf("%s:%d", r.ProtocolHint, r.InboundPort)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%d\n", epDash(r.Namespace), r.IP, r.Port, epDash(r.Pod), epDash(r.Identity), hint, epDash(r.Zone), r.Weight)
+	}
+	return tw.Flush()
+}
+
+func epDash(s string) string {
+	if strings.TrimSpace(s) == "" {
+		return "-"
+	}
+	return s
+}
+
+func writeEndpointsJSON(w io.Writer, authority string, u *destinationv1.Update) error {
+	out := struct {
+		Authority string        `json:"authority"`
+		Exists    bool          `json:"exists"`
+		Endpoints []endpointRow `json:"endpoints"`
+	}{Authority: authority, Endpoints: endpointRows(u)}
+	out.Exists = u.GetAdd() != nil || u.GetNoEndpoints().GetExists()
+	if out.Endpoints == nil {
+		out.Endpoints = []endpointRow{}
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}

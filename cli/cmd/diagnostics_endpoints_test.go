@@ -1,0 +1,156 @@
+package cmd
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+
+	destinationv1 "github.com/conduit-mesh/conduit/proto/destination/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// fakeDestination answers Get with one canned message per authority.
+type fakeDestination struct {
+	destinationv1.UnimplementedDestinationServer
+	answers map[string]*destinationv1.Update
+}
+
+func (f *fakeDestination) Get(req *destinationv1.GetDestination, s grpc.ServerStreamingServer[destinationv1.Update]) error {
+	u, ok := f.answers[req.GetPath()]
+	if !ok {
+		return status.Error(codes.InvalidArgument, "destination: malformed authority")
+	}
+	if err := s.Send(u); err != nil {
+		return err
+	}
+	<-s.Context().Done()
+	return nil
+}
+
+func startFakeDestination(t *testing.T) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer()
+	destinationv1.RegisterDestinationServer(g, &fakeDestination{answers: map[string]*destinationv1.Update{
+		"web.emojivoto.svc.cluster.local:80": {Update: &destinationv1.Update_Add{Add: &destinationv1.WeightedAddrSet{
+			MetricLabels: map[string]string{"namespace": "emojivoto", "service": "web"},
+			Addrs: []*destinationv1.WeightedAddr{
+				{
+					Addr: &destinationv1.TcpAddress{Ip: "10.0.0.2", Port: 8080}, Weight: 10000,
+					MetricLabels: map[string]string{"pod": "web-2", "zone": "zone-a"},
+					TlsIdentity:  &destinationv1.TlsIdentity{DnsLikeIdentity: "web.emojivoto.serviceaccount.identity.conduit.cluster.local"},
+					ProtocolHint: &destinationv1.ProtocolHint{Protocol: &destinationv1.ProtocolHint_Opaque_{Opaque: &destinationv1.ProtocolHint_Opaque{}}, InboundPort: 4143},
+				},
+				{
+					Addr: &destinationv1.TcpAddress{Ip: "10.0.0.1", Port: 8080}, Weight: 10000,
+					MetricLabels: map[string]string{"pod": "web-1", "zone": "zone-a"},
+					TlsIdentity:  &destinationv1.TlsIdentity{DnsLikeIdentity: "web.emojivoto.serviceaccount.identity.conduit.cluster.local"},
+					ProtocolHint: &destinationv1.ProtocolHint{Protocol: &destinationv1.ProtocolHint_H2_{H2: &destinationv1.ProtocolHint_H2{}}},
+				},
+				{Addr: &destinationv1.TcpAddress{Ip: "10.0.0.9", Port: 8080}, Weight: 10000},
+			},
+		}}},
+		"empty.emojivoto.svc.cluster.local:80": {Update: &destinationv1.Update_NoEndpoints{NoEndpoints: &destinationv1.NoEndpoints{Exists: true}}},
+		"nope.emojivoto.svc.cluster.local:80":  {Update: &destinationv1.Update_NoEndpoints{NoEndpoints: &destinationv1.NoEndpoints{}}},
+	}})
+	go func() { _ = g.Serve(lis) }()
+	t.Cleanup(g.Stop)
+	return lis.Addr().String()
+}
+
+// runEndpoints runs `diagnostics endpoints` against a fake cluster whose
+// destination pod is port-forwarded to addr.
+func runEndpoints(t *testing.T, addr string, pods []corev1.Pod, args ...string) (string, error) {
+	t.Helper()
+	objs := make([]corev1.Pod, len(pods))
+	copy(objs, pods)
+	k, _ := fakeKube(false)
+	for i := range objs {
+		if _, err := k.Client.CoreV1().Pods(objs[i].Namespace).Create(context.Background(), &objs[i], metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var forwardedTo string
+	old := portForward
+	portForward = func(_ context.Context, _ *Kube, ns, pod string, port int) (string, func(), error) {
+		forwardedTo = fmt.Sprintf("%s/%s:%d", ns, pod, port)
+		return addr, func() {}, nil
+	}
+	t.Cleanup(func() { portForward = old })
+	var out bytes.Buffer
+	o := &Options{Out: &out, Err: &out, ControlPlaneNamespace: "conduit", NewKube: func() (*Kube, error) { return k, nil }}
+	c := newDiagnosticsEndpointsCmd(o)
+	c.SetArgs(args)
+	c.SetOut(&out)
+	c.SetErr(&out)
+	err := c.ExecuteContext(context.Background())
+	if err == nil && forwardedTo != "conduit/destination-1:8086" {
+		t.Errorf("port-forwarded to %q, want conduit/destination-1:8086", forwardedTo)
+	}
+	return out.String(), err
+}
+
+func destinationPods() []corev1.Pod {
+	pod := func(name string, phase corev1.PodPhase) corev1.Pod {
+		return corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "conduit", Labels: map[string]string{"conduit.dev/control-plane-component": "destination"}},
+			Status:     corev1.PodStatus{Phase: phase},
+		}
+	}
+	return []corev1.Pod{pod("destination-0", corev1.PodPending), pod("destination-1", corev1.PodRunning)}
+}
+
+func TestDiagnosticsEndpoints(t *testing.T) {
+	addr := startFakeDestination(t)
+	tests := []struct {
+		name, golden string
+		args         []string
+	}{
+		{"table", "diagnostics_endpoints_table.golden", []string{"web.emojivoto.svc.cluster.local:80"}},
+		{"json", "diagnostics_endpoints_json.golden", []string{"web.emojivoto.svc.cluster.local:80", "-o", "json"}},
+		{"no ready endpoints", "diagnostics_endpoints_empty.golden", []string{"empty.emojivoto.svc.cluster.local:80"}},
+		{"unknown", "diagnostics_endpoints_unknown.golden", []string{"nope.emojivoto.svc.cluster.local:80"}},
+		{"unknown json", "diagnostics_endpoints_unknown_json.golden", []string{"nope.emojivoto.svc.cluster.local:80", "-o", "json"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := runEndpoints(t, addr, destinationPods(), tc.args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden(t, tc.golden, out)
+		})
+	}
+}
+
+func TestDiagnosticsEndpointsErrors(t *testing.T) {
+	addr := startFakeDestination(t)
+	tests := []struct {
+		name string
+		pods []corev1.Pod
+		args []string
+		want string
+	}{
+		{"malformed authority", destinationPods(), []string{"bad:authority"}, "InvalidArgument"},
+		{"no destination pod", nil, []string{"web.emojivoto.svc.cluster.local:80"}, "no running destination pod in namespace conduit"},
+		{"bad output", destinationPods(), []string{"web.emojivoto.svc.cluster.local:80", "-o", "yaml"}, `-o "yaml"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := runEndpoints(t, addr, tc.pods, tc.args...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
