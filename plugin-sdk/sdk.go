@@ -152,12 +152,20 @@ type Checker interface {
 
 // PodPatchRequest is a pod the injector is admitting.
 type PodPatchRequest struct {
-	// Pod is the JSON of the core/v1 Pod after the core's own mutation.
-	Pod       []byte
+	// Pod is the JSON of the core/v1 Pod being injected: the core's patch
+	// (the proxy container) and the patches of the hooks called before this
+	// one are applied. The hook's operations apply to this pod.
+	Pod []byte
+	// Namespace of the pod.
 	Namespace string
-	// NamespaceLabels and NamespaceAnnotations are those of the pod's namespace.
+	// NamespaceLabels and NamespaceAnnotations are those of the pod's
+	// namespace, when the injector passes them.
 	NamespaceLabels      map[string]string
 	NamespaceAnnotations map[string]string
+	// ProxyPath is the JSON pointer of the proxy container in Pod
+	// ("/spec/initContainers/1" for a native sidecar, else "/spec/containers/0");
+	// empty if the caller did not say.
+	ProxyPath string
 }
 
 // PatchOp is one RFC 6902 JSON patch operation.
@@ -181,7 +189,7 @@ func (p PatchOp) MarshalJSON() ([]byte, error) {
 }
 
 // InjectorHook contributes JSON patch operations, against the pod in the
-// request, to pods being injected. It must be fast: the injector calls it
+// request, to pods being injected (only pods that get the proxy). It must be fast: the injector calls it
 // with a short deadline and admits the pod without the patch on any error.
 type InjectorHook interface {
 	PatchPod(ctx context.Context, req *PodPatchRequest) ([]PatchOp, error)

@@ -365,6 +365,7 @@ func (s *injectorServer) PatchPod(ctx context.Context, r *pluginv1.PatchPodReque
 		Namespace:            r.GetNamespace(),
 		NamespaceLabels:      r.GetNamespaceLabels(),
 		NamespaceAnnotations: r.GetNamespaceAnnotations(),
+		ProxyPath:            r.GetProxyPath(),
 	})
 	if err != nil {
 		return nil, toStatus(err)

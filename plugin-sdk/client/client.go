@@ -272,7 +272,7 @@ func (c *Client) PatchPod(ctx context.Context, req *sdk.PodPatchRequest) ([]byte
 		return nil, err
 	}
 	resp, err := pluginv1.NewInjectorHookClient(c.conn).PatchPod(ctx, &pluginv1.PatchPodRequest{
-		Pod: req.Pod, Namespace: req.Namespace, NamespaceLabels: req.NamespaceLabels, NamespaceAnnotations: req.NamespaceAnnotations,
+		Pod: req.Pod, Namespace: req.Namespace, NamespaceLabels: req.NamespaceLabels, NamespaceAnnotations: req.NamespaceAnnotations, ProxyPath: req.ProxyPath,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("plugin: patch pod: %w", err)

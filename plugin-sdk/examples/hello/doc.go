@@ -5,7 +5,8 @@
 //     stdout), `mesh hello exit <code>`;
 //   - checks: one "hello" category for `mesh check`;
 //   - an injector hook: a pod annotated hello.conduit.dev/greeting=<text>
-//     gets the environment variable HELLO_GREETING=<text> in every container.
+//     gets the environment variable HELLO_GREETING=<text> in every container
+//     but the proxy.
 //
 // Build it with `go build -o mesh-hello .` and put it in ~/.conduit/plugins.
 package main

@@ -114,11 +114,16 @@ func (hello) PatchPod(ctx context.Context, req *sdk.PodPatchRequest) ([]sdk.Patc
 	}
 	env := map[string]string{"name": "HELLO_GREETING", "value": greeting}
 	var ops []sdk.PatchOp
+	// The pod already has the proxy (at req.ProxyPath): leave it alone.
 	for i, c := range p.Spec.Containers {
+		path := fmt.Sprintf("/spec/containers/%d", i)
+		if path == req.ProxyPath {
+			continue
+		}
 		if c.Env == nil {
-			ops = append(ops, sdk.PatchOp{Op: "add", Path: fmt.Sprintf("/spec/containers/%d/env", i), Value: []any{env}})
+			ops = append(ops, sdk.PatchOp{Op: "add", Path: path + "/env", Value: []any{env}})
 		} else {
-			ops = append(ops, sdk.PatchOp{Op: "add", Path: fmt.Sprintf("/spec/containers/%d/env/-", i), Value: env})
+			ops = append(ops, sdk.PatchOp{Op: "add", Path: path + "/env/-", Value: env})
 		}
 	}
 	return ops, nil

@@ -1127,16 +1127,20 @@ func (x *CheckResult) GetError() string {
 
 type PatchPodRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The pod as the injector is about to admit it (JSON of core/v1 Pod),
-	// after the core's own mutation.
+	// The pod being injected (JSON of core/v1 Pod), with the core's patch
+	// (the proxy) and the patches of the hooks called before this one
+	// applied: the hook's operations apply to this pod.
 	Pod []byte `protobuf:"bytes,1,opt,name=pod,proto3" json:"pod,omitempty"`
 	// Namespace of the pod.
 	Namespace string `protobuf:"bytes,2,opt,name=namespace,proto3" json:"namespace,omitempty"`
 	// Labels and annotations of the pod's namespace.
 	NamespaceLabels      map[string]string `protobuf:"bytes,3,rep,name=namespace_labels,json=namespaceLabels,proto3" json:"namespace_labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	NamespaceAnnotations map[string]string `protobuf:"bytes,4,rep,name=namespace_annotations,json=namespaceAnnotations,proto3" json:"namespace_annotations,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// JSON pointer of the proxy container in pod, e.g.
+	// "/spec/initContainers/1" (native sidecar) or "/spec/containers/0".
+	ProxyPath     string `protobuf:"bytes,5,opt,name=proxy_path,json=proxyPath,proto3" json:"proxy_path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PatchPodRequest) Reset() {
@@ -1197,9 +1201,16 @@ func (x *PatchPodRequest) GetNamespaceAnnotations() map[string]string {
 	return nil
 }
 
+func (x *PatchPodRequest) GetProxyPath() string {
+	if x != nil {
+		return x.ProxyPath
+	}
+	return ""
+}
+
 type PatchPodResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// RFC 6902 JSON patch (a JSON array of operations) against the pod in the
+	// RFC 6902 JSON patch (a JSON array of operations) against the pod of the
 	// request; empty means no change.
 	JsonPatch     []byte `protobuf:"bytes,1,opt,name=json_patch,json=jsonPatch,proto3" json:"json_patch,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1315,7 +1326,8 @@ func (x *Endpoint) GetPodLabels() map[string]string {
 
 type AnnotateEndpointsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The service the endpoints belong to: "<name>.<namespace>.svc.<domain>:<port>".
+	// The service the endpoints belong to: "<name>.<namespace>.svc.<domain>:<port>";
+	// empty when the destination service annotates endpoints one at a time.
 	Authority     string      `protobuf:"bytes,1,opt,name=authority,proto3" json:"authority,omitempty"`
 	Endpoints     []*Endpoint `protobuf:"bytes,2,rep,name=endpoints,proto3" json:"endpoints,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1522,12 +1534,14 @@ const file_plugin_v1_plugin_proto_rawDesc = "" +
 	"\vdescription\x18\x01 \x01(\tR\vdescription\x126\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x1e.conduit.plugin.v1.CheckStatusR\x06status\x12\x12\n" +
 	"\x04hint\x18\x03 \x01(\tR\x04hint\x12\x14\n" +
-	"\x05error\x18\x04 \x01(\tR\x05error\"\xa5\x03\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"\xc4\x03\n" +
 	"\x0fPatchPodRequest\x12\x10\n" +
 	"\x03pod\x18\x01 \x01(\fR\x03pod\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12b\n" +
 	"\x10namespace_labels\x18\x03 \x03(\v27.conduit.plugin.v1.PatchPodRequest.NamespaceLabelsEntryR\x0fnamespaceLabels\x12q\n" +
-	"\x15namespace_annotations\x18\x04 \x03(\v2<.conduit.plugin.v1.PatchPodRequest.NamespaceAnnotationsEntryR\x14namespaceAnnotations\x1aB\n" +
+	"\x15namespace_annotations\x18\x04 \x03(\v2<.conduit.plugin.v1.PatchPodRequest.NamespaceAnnotationsEntryR\x14namespaceAnnotations\x12\x1d\n" +
+	"\n" +
+	"proxy_path\x18\x05 \x01(\tR\tproxyPath\x1aB\n" +
 	"\x14NamespaceLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1aG\n" +
