@@ -57,7 +57,7 @@ type ProxyConfig struct {
 	Resources           Resources `json:"resources"`
 	// AwaitCommand runs in the proxy container as a postStart hook on
 	// clusters without native sidecars: it must block until the proxy's
-	// /ready answers (default: ["/proxy", "await"]).
+	// /ready answers (default: ["/usr/local/bin/proxy", "await"]).
 	AwaitCommand []string `json:"awaitCommand,omitempty"`
 }
 
@@ -121,7 +121,7 @@ func DefaultConfig(ns string) Config {
 			OpaquePorts:         DefaultOpaquePorts,
 			ShutdownGracePeriod: "30s",
 			Resources:           Resources{CPURequest: "100m", MemoryRequest: "20Mi", MemoryLimit: "250Mi"},
-			AwaitCommand:        []string{"/proxy", "await"},
+			AwaitCommand:        []string{"/usr/local/bin/proxy", "await"},
 		},
 		ProxyInit: ProxyInitConfig{
 			Image:        "localhost/conduit/proxy-init",
