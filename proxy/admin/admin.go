@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"runtime"
 	"strconv"
@@ -20,6 +21,8 @@ type Options struct {
 	Ready func() bool
 	// Shutdown starts a graceful shutdown.
 	Shutdown func()
+	// Pprof serves /debug/pprof/ to loopback clients (for profiling benchmarks).
+	Pprof bool
 }
 
 // Handler returns the admin mux.
@@ -56,6 +59,19 @@ func Handler(o Options) http.Handler {
 			go o.Shutdown()
 		}
 	})
+	if o.Pprof {
+		loopbackOnly := func(h http.HandlerFunc) http.HandlerFunc {
+			return func(w http.ResponseWriter, r *http.Request) {
+				if !IsLoopback(r.RemoteAddr) {
+					http.Error(w, "loopback only", http.StatusForbidden)
+					return
+				}
+				h(w, r)
+			}
+		}
+		mux.HandleFunc("/debug/pprof/", loopbackOnly(pprof.Index))
+		mux.HandleFunc("/debug/pprof/profile", loopbackOnly(pprof.Profile))
+	}
 	return mux
 }
 

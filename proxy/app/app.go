@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"sync"
 	"time"
 
@@ -123,6 +124,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, ov Overrid
 	})
 	p.admin = &http.Server{
 		Handler: admin.Handler(admin.Options{
+			Pprof:    os.Getenv("CONDUIT_PROXY_DEBUG_PPROF") == "true",
 			Metrics:  p.Metrics,
 			Ready:    p.Identity.IsReady,
 			Shutdown: p.Shutdown,

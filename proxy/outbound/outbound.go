@@ -109,9 +109,12 @@ func New(o Options) *Proxy {
 		PingTimeout:     10 * time.Second,
 	}
 	p.rp = &httputil.ReverseProxy{
-		Rewrite:       rewrite,
-		Transport:     roundTripper{p},
-		FlushInterval: -1,
+		Rewrite:   rewrite,
+		Transport: roundTripper{p},
+		// 0: fixed-length responses are written at once (DATA with
+		// END_STREAM in one frame on HTTP/2); streaming ones (gRPC,
+		// unknown length) are flushed after every write by ReverseProxy.
+		FlushInterval: 0,
 		ErrorLog:      slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
 		ErrorHandler:  errorHandler,
 	}

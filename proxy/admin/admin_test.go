@@ -1,0 +1,52 @@
+package admin
+
+import (
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/conduit-mesh/conduit/proxy/metrics"
+)
+
+func TestAdmin(t *testing.T) {
+	var ready, shut atomic.Bool
+	h := Handler(Options{Metrics: metrics.New(), Ready: ready.Load, Shutdown: func() { shut.Store(true) }})
+	do := func(method, path, remote string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(method, path, nil)
+		r.RemoteAddr = remote
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w
+	}
+	if c := do("GET", "/ready", "127.0.0.1:1").Code; c != 503 {
+		t.Errorf("/ready before cert = %d", c)
+	}
+	ready.Store(true)
+	if c := do("GET", "/ready", "127.0.0.1:1").Code; c != 200 {
+		t.Errorf("/ready after cert = %d", c)
+	}
+	if c := do("GET", "/live", "10.0.0.1:1").Code; c != 200 {
+		t.Errorf("/live = %d", c)
+	}
+	if w := do("GET", "/metrics", "10.0.0.1:1"); w.Code != 200 || !strings.Contains(w.Body.String(), "# TYPE request_total counter") || !strings.Contains(w.Body.String(), "process_resident_memory_bytes") {
+		t.Errorf("/metrics = %d %s", w.Code, w.Body)
+	}
+	if c := do("POST", "/shutdown", "10.0.0.1:1").Code; c != 403 || shut.Load() {
+		t.Errorf("remote /shutdown = %d, shut=%v", c, shut.Load())
+	}
+	if c := do("GET", "/shutdown", "127.0.0.1:1").Code; c != 405 || shut.Load() {
+		t.Errorf("GET /shutdown = %d", c)
+	}
+	if c := do("POST", "/shutdown", "[::1]:5").Code; c != 200 {
+		t.Errorf("loopback /shutdown = %d", c)
+	}
+	deadline := time.Now().Add(time.Second)
+	for !shut.Load() && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if !shut.Load() {
+		t.Error("shutdown not triggered")
+	}
+}

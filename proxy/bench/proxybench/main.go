@@ -1,0 +1,652 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	destinationv1 "github.com/conduit-mesh/conduit/proto/destination/v1"
+	"github.com/conduit-mesh/conduit/proxy/internal/testcp"
+)
+
+const (
+	backendHTTP = "127.0.0.1:18080"
+	backendGRPC = "127.0.0.1:18079"
+	sinkAddr    = "127.0.0.1:18090"
+	clientOut   = "127.0.0.1:14140"
+	serverIn    = "127.0.0.1:24143"
+	nginxHTTP   = "127.0.0.1:28080"
+	nginxGRPC   = "127.0.0.1:28079"
+	haHTTP      = "127.0.0.1:38080"
+	haGRPC      = "127.0.0.1:38079"
+
+	clientID = "client.bench.serviceaccount.identity.conduit.cluster.local"
+	serverID = "server.bench.serviceaccount.identity.conduit.cluster.local"
+)
+
+var (
+	proxyBin  = flag.String("proxy", "bin/proxy", "proxy binary")
+	fortioBin = flag.String("fortio", "fortio", "fortio binary")
+	nginxBin  = flag.String("nginx", "/usr/sbin/nginx", "nginx binary (empty: skip)")
+	haBin     = flag.String("haproxy", "/usr/sbin/haproxy", "haproxy binary (empty: skip)")
+	duration  = flag.Duration("d", 10*time.Second, "duration of each load cell")
+	rates     = flag.String("rates", "1000,5000", "request rates")
+	tcpDur    = flag.Duration("tcp", 5*time.Second, "duration of each opaque throughput run")
+	verbose   = flag.Bool("v", false, "log progress to stderr")
+	only      = flag.String("only", "", "run only paths whose name contains this (direct, conduit, nginx, haproxy, tcp)")
+	protos    = flag.String("protos", "http1,grpc", "protocols to load")
+)
+
+func logf(format string, a ...any) {
+	if *verbose {
+		fmt.Fprintf(os.Stderr, format+"\n", a...)
+	}
+}
+
+func main() {
+	flag.Parse()
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "proxybench:", err)
+		os.Exit(1)
+	}
+}
+
+// proc is a started child process.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	pids func() []int // processes to account (nginx: master + workers)
+}
+
+func start(name string, env []string, args ...string) (*proc, error) {
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Dir = os.TempDir() // fortio server writes its data directory here
+	if *verbose {
+		cmd.Stderr = os.Stderr
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	p := &proc{name: name, cmd: cmd}
+	p.pids = func() []int { return append([]int{cmd.Process.Pid}, children(cmd.Process.Pid)...) }
+	return p, nil
+}
+
+func (p *proc) stop() {
+	if p == nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-done
+	}
+}
+
+func children(pid int) []int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, f := range strings.Fields(string(b)) {
+		if n, err := strconv.Atoi(f); err == nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// cpuTicks returns utime+stime of the processes in clock ticks (100 Hz).
+func cpuTicks(pids []int) int64 {
+	var total int64
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		s = s[strings.LastIndexByte(s, ')')+2:]
+		f := strings.Fields(s)
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		total += u + st
+	}
+	return total
+}
+
+func rssKB(pids []int) int64 {
+	var total int64
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "VmRSS:") {
+				n, _ := strconv.ParseInt(strings.Fields(line)[1], 10, 64)
+				total += n
+			}
+		}
+	}
+	return total
+}
+
+func waitTCP(addr string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+			c.Close()
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%s did not come up", addr)
+}
+
+func waitReady(admin string) error {
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + admin + "/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("proxy at %s never became ready", admin)
+}
+
+// conduit starts a client and a server proxy; the server's inbound forwards
+// to target and the client's original destination is origDst.
+func conduit(cp *testcp.CP, target, origDst string) (client, server *proc, err error) {
+	common := []string{
+		"CONDUIT_PROXY_LOG_LEVEL=warn",
+		"CONDUIT_PROXY_DESTINATION_ADDR=" + cp.DestAddr,
+		"CONDUIT_PROXY_DESTINATION_NAME=" + testcp.DestinationName,
+		`CONDUIT_PROXY_DESTINATION_CONTEXT={"ns":"bench","pod":"p"}`,
+		"CONDUIT_PROXY_IDENTITY_ADDR=" + cp.IdentityAddr,
+		"CONDUIT_PROXY_IDENTITY_SERVER_NAME=" + testcp.IdentityName,
+		"CONDUIT_PROXY_IDENTITY_TOKEN_FILE=" + cp.TokenFile,
+		"CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS=" + string(cp.AnchorsPEM),
+		"CONDUIT_PROXY_SHUTDOWN_GRACE_PERIOD=5s",
+		"CONDUIT_PROXY_DEBUG_PPROF=" + os.Getenv("CONDUIT_PROXY_DEBUG_PPROF"),
+	}
+	server, err = start("conduit-server", append(common,
+		"CONDUIT_PROXY_IDENTITY_NAME="+serverID,
+		"CONDUIT_PROXY_INBOUND_LISTEN_ADDR="+serverIn,
+		"CONDUIT_PROXY_OUTBOUND_LISTEN_ADDR=127.0.0.1:24140",
+		"CONDUIT_PROXY_ADMIN_LISTEN_ADDR=127.0.0.1:24191",
+		"CONDUIT_PROXY_INBOUND_TARGET_OVERRIDE="+target,
+	), *proxyBin)
+	if err != nil {
+		return nil, nil, err
+	}
+	client, err = start("conduit-client", append(common,
+		"CONDUIT_PROXY_IDENTITY_NAME="+clientID,
+		"CONDUIT_PROXY_INBOUND_LISTEN_ADDR=127.0.0.1:14143",
+		"CONDUIT_PROXY_OUTBOUND_LISTEN_ADDR="+clientOut,
+		"CONDUIT_PROXY_ADMIN_LISTEN_ADDR=127.0.0.1:14191",
+		"CONDUIT_PROXY_OUTBOUND_ORIG_DST_OVERRIDE="+origDst,
+	), *proxyBin)
+	if err != nil {
+		server.stop()
+		return nil, nil, err
+	}
+	if err = waitReady("127.0.0.1:24191"); err == nil {
+		err = waitReady("127.0.0.1:14191")
+	}
+	if err != nil {
+		client.stop()
+		server.stop()
+		return nil, nil, err
+	}
+	return client, server, nil
+}
+
+type fortioResult struct {
+	ActualQPS         float64
+	DurationHistogram struct {
+		Count       int64
+		Max         float64
+		Percentiles []struct {
+			Percentile float64
+			Value      float64
+		}
+	}
+	RetCodes map[string]int64
+}
+
+type cell struct {
+	mode, proto         string
+	rps                 int
+	p50, p99, p999, max float64 // ms
+	ok, total           int64
+	cpu                 []float64 // CPU seconds per 1,000 requests, per proxy
+	rssIdle             []int64   // KiB per proxy
+	rssLoad             []int64
+	note                string
+}
+
+// load runs fortio and samples the proxies while it runs.
+func load(mode, proto string, rps int, target string, host string, procs []*proc, idle []int64) (cell, error) {
+	c := cell{mode: mode, proto: proto, rps: rps, rssIdle: idle}
+	out := filepath.Join(os.TempDir(), fmt.Sprintf("fortio-%d.json", time.Now().UnixNano()))
+	defer os.Remove(out)
+	conns := max(8, rps/150)
+	args := []string{*fortioBin, "load", "-quiet", "-qps", strconv.Itoa(rps), "-t", duration.String(), "-c", strconv.Itoa(conns),
+		"-r", "0.00001", "-p", "50,99,99.9", "-payload-size", "1024", "-json", out, "-allow-initial-errors"}
+	if proto == "grpc" {
+		args = append(args, "-grpc", "-ping", target)
+	} else {
+		if host != "" {
+			args = append(args, "-H", "Host: "+host)
+		}
+		args = append(args, "http://"+target+"/echo")
+	}
+	var before []int64
+	for _, p := range procs {
+		before = append(before, cpuTicks(p.pids()))
+	}
+	peak := make([]int64, len(procs))
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				for i, p := range procs {
+					peak[i] = max(peak[i], rssKB(p.pids()))
+				}
+			}
+		}
+	}()
+	cmd := exec.Command(args[0], args[1:]...)
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		close(stop)
+		wg.Wait()
+		return c, fmt.Errorf("fortio %v: %w: %s", args, err, msg)
+	}
+	close(stop)
+	wg.Wait()
+	var r fortioResult
+	b, err := os.ReadFile(out)
+	if err != nil {
+		return c, err
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		return c, err
+	}
+	for _, p := range r.DurationHistogram.Percentiles {
+		switch p.Percentile {
+		case 50:
+			c.p50 = p.Value * 1000
+		case 99:
+			c.p99 = p.Value * 1000
+		case 99.9:
+			c.p999 = p.Value * 1000
+		}
+	}
+	c.max = r.DurationHistogram.Max * 1000
+	c.total = r.DurationHistogram.Count
+	c.ok = r.RetCodes["200"] + r.RetCodes["SERVING"]
+	for i, p := range procs {
+		ticks := cpuTicks(p.pids()) - before[i]
+		c.cpu = append(c.cpu, float64(ticks)/100/(float64(c.total)/1000))
+		c.rssLoad = append(c.rssLoad, peak[i])
+	}
+	logf("%s %s %d: p50 %.3f p99 %.3f max %.3f ok %d/%d cpu %v rss %v", mode, proto, rps, c.p50, c.p99, c.max, c.ok, c.total, c.cpu, c.rssLoad)
+	return c, nil
+}
+
+func idleRSS(procs []*proc) []int64 {
+	time.Sleep(time.Second)
+	var out []int64
+	for _, p := range procs {
+		out = append(out, rssKB(p.pids()))
+	}
+	return out
+}
+
+func parseRates() []int {
+	var out []int
+	for _, s := range strings.Split(*rates, ",") {
+		if n, err := strconv.Atoi(strings.TrimSpace(s)); err == nil && n > 0 {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func run() error {
+	dir, err := os.MkdirTemp("", "proxybench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	cp, err := testcp.New(dir)
+	if err != nil {
+		return err
+	}
+	defer cp.Stop()
+	cp.SetEndpoints("web.bench.svc.cluster.local:80", testcp.Meshed(serverIn, serverID, false))
+	cp.SetProfile("10.96.0.10:8079", &destinationv1.DestinationProfile{FullyQualifiedName: "grpc.bench.svc.cluster.local"})
+	cp.SetEndpoints("grpc.bench.svc.cluster.local:8079", testcp.Meshed(serverIn, serverID, false))
+	cp.SetProfile("10.96.0.20:5201", &destinationv1.DestinationProfile{OpaqueProtocol: true, Endpoint: testcp.Meshed(serverIn, serverID, true)})
+
+	backend, err := start("fortio-server", nil, *fortioBin, "server", "-quiet", "-http-port", backendHTTP, "-grpc-port", backendGRPC, "-redirect-port", "disabled", "-tcp-port", "disabled", "-udp-port", "disabled")
+	if err != nil {
+		return err
+	}
+	defer backend.stop()
+	if err := waitTCP(backendHTTP); err != nil {
+		return err
+	}
+	if err := waitTCP(backendGRPC); err != nil {
+		return err
+	}
+
+	var cells []cell
+	rs := parseRates()
+	want := func(mode string) bool { return *only == "" || strings.Contains(mode, *only) }
+	for _, proto := range strings.Split(*protos, ",") {
+		target := backendHTTP
+		if proto == "grpc" {
+			target = backendGRPC
+		}
+		// Direct.
+		for _, rps := range rs {
+			if !want("direct") {
+				break
+			}
+			c, err := load("direct", proto, rps, target, "", nil, nil)
+			if err != nil {
+				return err
+			}
+			cells = append(cells, c)
+		}
+		// Conduit: fresh proxies per protocol.
+		if want("conduit") {
+			cs, err := runConduit(cp, proto, target, rs)
+			if err != nil {
+				return err
+			}
+			cells = append(cells, cs...)
+		}
+		// nginx and haproxy.
+		for _, rp := range []struct {
+			name string
+			bin  string
+			fn   func(dir string) (*proc, error)
+			addr string
+		}{
+			{"nginx", *nginxBin, startNginx, map[bool]string{true: nginxGRPC, false: nginxHTTP}[proto == "grpc"]},
+			{"haproxy", *haBin, startHAProxy, map[bool]string{true: haGRPC, false: haHTTP}[proto == "grpc"]},
+		} {
+			if rp.bin == "" || !want(rp.name) {
+				continue
+			}
+			p, err := rp.fn(dir)
+			if err != nil {
+				return err
+			}
+			if err := waitTCP(rp.addr); err != nil {
+				p.stop()
+				return err
+			}
+			idle := idleRSS([]*proc{p})
+			for _, rps := range rs {
+				c, err := load(rp.name, proto, rps, rp.addr, "", []*proc{p}, idle)
+				if err != nil {
+					p.stop()
+					return err
+				}
+				cells = append(cells, c)
+			}
+			p.stop()
+		}
+	}
+
+	if !want("tcp") {
+		printTable(cells, 0, 0)
+		return nil
+	}
+	// Opaque TCP throughput.
+	sink, err := startSink()
+	if err != nil {
+		return err
+	}
+	defer sink.Close()
+	direct, err := throughput(sinkAddr)
+	if err != nil {
+		return err
+	}
+	client, server, err := conduit(cp, sinkAddr, "10.96.0.20:5201")
+	if err != nil {
+		return err
+	}
+	meshed, err := throughput(clientOut)
+	client.stop()
+	server.stop()
+	if err != nil {
+		return err
+	}
+	printTable(cells, direct, meshed)
+	return nil
+}
+
+func runConduit(cp *testcp.CP, proto, target string, rs []int) ([]cell, error) {
+	client, server, err := conduit(cp, target, "10.96.0.10:8079")
+	if err != nil {
+		return nil, err
+	}
+	defer client.stop()
+	defer server.stop()
+	procs := []*proc{client, server}
+	idle := idleRSS(procs)
+	var cells []cell
+	for _, rps := range rs {
+		c, err := load("conduit (2 proxies, mTLS)", proto, rps, clientOut, "web.bench.svc.cluster.local", procs, idle)
+		if err != nil {
+			return nil, err
+		}
+		cells = append(cells, c)
+	}
+	return cells, nil
+}
+
+func startNginx(dir string) (*proc, error) {
+	d := filepath.Join(dir, "nginx")
+	if err := os.MkdirAll(filepath.Join(d, "logs"), 0o755); err != nil {
+		return nil, err
+	}
+	conf := fmt.Sprintf(`daemon off;
+master_process on;
+worker_processes 1;
+pid %[1]s/nginx.pid;
+error_log %[1]s/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path %[1]s/body;
+  proxy_temp_path %[1]s/proxy;
+  fastcgi_temp_path %[1]s/fastcgi;
+  uwsgi_temp_path %[1]s/uwsgi;
+  scgi_temp_path %[1]s/scgi;
+  upstream be { server %[2]s; keepalive 128; }
+  upstream grpcbe { server %[3]s; keepalive 128; }
+  server {
+    listen %[4]s;
+    location / { proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; }
+  }
+  server {
+    listen %[5]s http2;
+    location / { grpc_pass grpc://grpcbe; }
+  }
+}
+`, d, backendHTTP, backendGRPC, nginxHTTP, nginxGRPC)
+	path := filepath.Join(d, "nginx.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	return start("nginx", nil, *nginxBin, "-p", d, "-c", path, "-e", filepath.Join(d, "logs", "error.log"))
+}
+
+func startHAProxy(dir string) (*proc, error) {
+	conf := fmt.Sprintf(`global
+  nbthread 1
+  maxconn 4000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend fh
+  bind %s
+  default_backend bh
+backend bh
+  http-reuse always
+  server s1 %s
+frontend fg
+  bind %s proto h2
+  default_backend bg
+backend bg
+  server s1 %s proto h2
+`, haHTTP, backendHTTP, haGRPC, backendGRPC)
+	path := filepath.Join(dir, "haproxy.cfg")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	return start("haproxy", nil, *haBin, "-db", "-f", path)
+}
+
+// sinkDone receives the byte count of every connection the sink finished.
+var sinkDone = make(chan int64, 4)
+
+func startSink() (net.Listener, error) {
+	l, err := net.Listen("tcp", sinkAddr)
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 256<<10)
+				var n int64
+				for {
+					m, err := c.Read(buf)
+					n += int64(m)
+					if err != nil {
+						break
+					}
+				}
+				sinkDone <- n
+			}()
+		}
+	}()
+	return l, nil
+}
+
+// throughput writes as fast as possible for *tcpDur and returns MB/s as
+// counted by the sink.
+func throughput(addr string) (float64, error) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return 0, err
+	}
+	buf := make([]byte, 256<<10)
+	for i := range buf {
+		buf[i] = byte(i*7 + 1) // not an HTTP or TLS prefix
+	}
+	var sent int64
+	start := time.Now()
+	end := start.Add(*tcpDur)
+	for time.Now().Before(end) {
+		n, err := c.Write(buf)
+		sent += int64(n)
+		if err != nil {
+			c.Close()
+			return 0, err
+		}
+	}
+	c.Close()
+	select {
+	case got := <-sinkDone:
+		elapsed := time.Since(start)
+		if got != sent {
+			return 0, fmt.Errorf("sink received %d bytes of %d", got, sent)
+		}
+		return float64(got) / elapsed.Seconds() / 1e6, nil
+	case <-time.After(30 * time.Second):
+		return 0, fmt.Errorf("sink never finished")
+	}
+}
+
+func ms(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }
+
+func join[T any](vs []T, f func(T) string) string {
+	if len(vs) == 0 {
+		return "–"
+	}
+	s := make([]string, len(vs))
+	for i, v := range vs {
+		s[i] = f(v)
+	}
+	return strings.Join(s, " / ")
+}
+
+func printTable(cells []cell, direct, meshed float64) {
+	base := map[string]cell{}
+	for _, c := range cells {
+		if c.mode == "direct" {
+			base[c.proto+strconv.Itoa(c.rps)] = c
+		}
+	}
+	fmt.Println("| path | proto | rps | ok/total | p50 ms | p99 ms | p99.9 ms | max ms | added p50 ms | added p99 ms | CPU s per 1k req (per proxy) | RSS idle MiB | RSS load MiB |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	for _, c := range cells {
+		b := base[c.proto+strconv.Itoa(c.rps)]
+		added50, added99 := "–", "–"
+		if c.mode != "direct" {
+			added50, added99 = ms(c.p50-b.p50), ms(c.p99-b.p99)
+		}
+		mib := func(kb int64) string { return strconv.FormatFloat(float64(kb)/1024, 'f', 1, 64) }
+		fmt.Printf("| %s | %s | %d | %d/%d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			c.mode, c.proto, c.rps, c.ok, c.total, ms(c.p50), ms(c.p99), ms(c.p999), ms(c.max), added50, added99,
+			join(c.cpu, func(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }),
+			join(c.rssIdle, mib), join(c.rssLoad, mib))
+	}
+	if direct == 0 {
+		return
+	}
+	fmt.Printf("| opaque TCP throughput | tcp | – | – | direct %.0f MB/s | conduit (2 proxies, mTLS) %.0f MB/s | ratio %.0f %% | | | | | | |\n", direct, meshed, 100*meshed/direct)
+}

@@ -1,0 +1,138 @@
+package identity
+
+import (
+	"context"
+	"crypto/x509"
+	"net"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/conduit-mesh/conduit/pkg/pki"
+	identityv1 "github.com/conduit-mesh/conduit/proto/identity/v1"
+)
+
+type fakeCA struct {
+	identityv1.UnimplementedIdentityServer
+	issuer   *pki.CA
+	validity time.Duration
+	calls    atomic.Int32
+	failures int32 // the first n calls fail
+	name     string
+}
+
+func (f *fakeCA) Certify(_ context.Context, req *identityv1.CertifyRequest) (*identityv1.CertifyResponse, error) {
+	n := f.calls.Add(1)
+	if n <= f.failures {
+		return nil, status.Error(codes.Unavailable, "not yet")
+	}
+	if string(req.GetToken()) != "tok" {
+		return nil, status.Error(codes.Unauthenticated, "token")
+	}
+	csr, err := x509.ParseCertificateRequest(req.GetCertificateSigningRequest())
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	name := req.GetIdentity()
+	if f.name != "" {
+		name = f.name
+	}
+	leaf, err := f.issuer.SignLeaf(name, csr.PublicKey, f.validity)
+	if err != nil {
+		return nil, err
+	}
+	return &identityv1.CertifyResponse{LeafCertificate: leaf.Raw, IntermediateCertificates: [][]byte{f.issuer.Cert.Raw}}, nil
+}
+
+func setup(t *testing.T, ca *fakeCA) (*Manager, context.CancelFunc) {
+	t.Helper()
+	root, err := pki.NewRoot("root", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ca.issuer, err = root.NewIssuer("issuer", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer()
+	identityv1.RegisterIdentityServer(s, ca)
+	go func() { _ = s.Serve(l) }()
+	t.Cleanup(s.Stop)
+	tok := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tok, []byte("tok"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(root.Cert)
+	// Plaintext (empty server name) on loopback, as for the identity pod's own proxy.
+	m, err := New(Options{Addr: l.Addr().String(), Name: "web.ns.serviceaccount.identity.conduit.cluster.local",
+		TokenFile: tok, Anchors: pool, MinBackoff: 20 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { _ = m.Run(ctx) }()
+	t.Cleanup(cancel)
+	return m, cancel
+}
+
+func TestCertifyRetriesThenRenews(t *testing.T) {
+	ca := &fakeCA{validity: 3 * time.Second, failures: 2}
+	m, _ := setup(t, ca)
+	if m.IsReady() {
+		t.Fatal("ready before any certificate")
+	}
+	select {
+	case <-m.Ready():
+	case <-time.After(5 * time.Second):
+		t.Fatal("no certificate")
+	}
+	first := m.Certificate().Leaf
+	if first.DNSNames[0] != m.Name() {
+		t.Errorf("SAN %v", first.DNSNames)
+	}
+	// The leaf is back-dated 20 s by pki, so 70 % of its life has passed at once: renewal follows within MinBackoff.
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) && m.Certificate().Leaf.SerialNumber.Cmp(first.SerialNumber) == 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if m.Certificate().Leaf.SerialNumber.Cmp(first.SerialNumber) == 0 {
+		t.Error("certificate not renewed")
+	}
+	if ca.calls.Load() < 4 {
+		t.Errorf("calls %d, want 2 failures + issue + renewal", ca.calls.Load())
+	}
+}
+
+func TestRejectsWrongIdentity(t *testing.T) {
+	ca := &fakeCA{validity: time.Hour, name: "someone.else.serviceaccount.identity.conduit.cluster.local"}
+	m, _ := setup(t, ca)
+	time.Sleep(300 * time.Millisecond)
+	if m.IsReady() {
+		t.Error("accepted a certificate for another identity")
+	}
+	if ca.calls.Load() < 2 {
+		t.Errorf("did not retry: %d calls", ca.calls.Load())
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	for n := 1; n < 40; n++ {
+		d := Backoff(n, time.Second, time.Minute)
+		if d < time.Second/2 || d > time.Minute {
+			t.Fatalf("Backoff(%d) = %v", n, d)
+		}
+	}
+	if d := Backoff(3, time.Second, time.Minute); d < 2*time.Second || d > 4*time.Second {
+		t.Errorf("Backoff(3) = %v, want 2-4s", d)
+	}
+}
