@@ -26,6 +26,7 @@ func getCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	n := fs.Int("n", 1, "number of requests")
 	expect := fs.Int("expect-status", 0, "status code every answer must have (0: any 2xx)")
 	timeout := fs.Duration("timeout", 5*time.Second, "timeout of each request")
+	newConn := fs.Bool("new-conn", false, "open a new connection for every request (no keep-alive)")
 	if err := fs.Parse(args); err != nil || fs.NArg() != 1 || *n < 1 {
 		return errUsage
 	}
@@ -33,7 +34,7 @@ func getCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	if !strings.Contains(url, "://") {
 		url = "http://" + url
 	}
-	client := &http.Client{Timeout: *timeout}
+	client := &http.Client{Timeout: *timeout, Transport: &http.Transport{DisableKeepAlives: *newConn, Proxy: nil}}
 	for i := 0; i < *n; i++ {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {

@@ -2,7 +2,7 @@
 // in the image localhost/conduit/testapp:
 //
 //	testapp serve [-addr :8080] [-tcp-addr :9000]  HTTP echo server (and TCP echo)
-//	testapp get [-H 'K: V']... [-n N] [-expect-status C] URL
+//	testapp get [-H 'K: V']... [-n N] [-new-conn] [-expect-status C] URL
 //	testapp lookup NAME                           resolve NAME, print its addresses
 //	testapp tcp ADDR MESSAGE                      send MESSAGE, print what comes back
 //	testapp sleep                                 idle until SIGTERM (a client pod)

@@ -76,7 +76,7 @@ func TestGetCommand(t *testing.T) {
 		wantOut string
 	}{
 		{name: "sends headers", args: []string{"-H", "Conduit-Client-Id: spoofed", srv.URL + "/x"}, wantOut: `"Conduit-Client-Id":["spoofed"]`},
-		{name: "repeats", args: []string{"-n", "3", srv.URL}, wantOut: `"pod":"web-0"`},
+		{name: "repeats", args: []string{"-n", "3", "-new-conn", srv.URL}, wantOut: `"pod":"web-0"`},
 		{name: "fails on 5xx", args: []string{srv.URL + "/status/500"}, wantErr: "status 500"},
 		{name: "expected status", args: []string{"-expect-status", "404", srv.URL + "/status/404"}},
 		{name: "unexpected status", args: []string{"-expect-status", "404", srv.URL}, wantErr: "status 200"},
