@@ -19,7 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/net/http2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -31,6 +30,7 @@ import (
 	identityv1 "github.com/conduit-mesh/conduit/proto/identity/v1"
 	"github.com/conduit-mesh/conduit/proxy/app"
 	"github.com/conduit-mesh/conduit/proxy/config"
+	"github.com/conduit-mesh/conduit/proxy/inbound"
 	"github.com/conduit-mesh/conduit/proxy/origdst"
 )
 
@@ -242,7 +242,7 @@ func startApp(t *testing.T) (addr string, last func() seen) {
 		mu.Lock()
 		s = seen{ClientIDs: r.Header.Values("Conduit-Client-Id"), Proto: r.Proto, Host: r.Host}
 		mu.Unlock()
-		if r.Header.Get(http.CanonicalHeaderKey("conduit-orig-proto")) != "" {
+		if r.Header.Get("conduit-orig-proto") != "" {
 			http.Error(w, "orig-proto leaked", http.StatusTeapot)
 			return
 		}
@@ -270,10 +270,10 @@ func h1Client(dial string) *http.Client {
 }
 
 func h2cClient(dial string) *http.Client {
-	return &http.Client{Timeout: 10 * time.Second, Transport: &http2.Transport{AllowHTTP: true,
-		DialTLSContext: func(ctx context.Context, _, _ string, _ *tls.Config) (net.Conn, error) {
+	return &http.Client{Timeout: 10 * time.Second, Transport: inbound.H2CTransport(
+		func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, "tcp", dial)
-		}}}
+		})}
 }
 
 func TestTwoProxiesMTLS(t *testing.T) {

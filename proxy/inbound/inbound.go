@@ -14,8 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/net/http2"
-
 	"github.com/conduit-mesh/conduit/proxy/detect"
 	"github.com/conduit-mesh/conduit/proxy/internal/netx"
 	"github.com/conduit-mesh/conduit/proxy/metrics"
@@ -57,7 +55,7 @@ type Proxy struct {
 	tracker netx.Tracker
 	rp      *httputil.ReverseProxy
 	h1      *http.Transport
-	h2c     *http2.Transport
+	h2c     *http.Transport
 	dialer  net.Dialer
 	wg      sync.WaitGroup
 }
@@ -80,14 +78,7 @@ func New(o Options) *Proxy {
 		DisableCompression:  true,
 		ForceAttemptHTTP2:   false,
 	}
-	p.h2c = &http2.Transport{
-		AllowHTTP: true,
-		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-			return p.dialer.DialContext(ctx, network, addr)
-		},
-		ReadIdleTimeout: 30 * time.Second,
-		PingTimeout:     10 * time.Second,
-	}
+	p.h2c = H2CTransport(p.dialer.DialContext)
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:   rewrite,
 		Transport: roundTripper{p},
@@ -111,6 +102,20 @@ func New(o Options) *Proxy {
 		ErrorLog:          slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
 	}
 	return p
+}
+
+// H2CTransport returns a transport speaking prior-knowledge HTTP/2 over
+// plain TCP (h2c), for gRPC to applications.
+func H2CTransport(dial func(ctx context.Context, network, addr string) (net.Conn, error)) *http.Transport {
+	var protos http.Protocols
+	protos.SetUnencryptedHTTP2(true)
+	return &http.Transport{
+		Protocols:          &protos,
+		DialContext:        dial,
+		DisableCompression: true,
+		IdleConnTimeout:    90 * time.Second,
+		HTTP2:              &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 10 * time.Second},
+	}
 }
 
 // rewrite keeps the request as transparent as possible: ReverseProxy's

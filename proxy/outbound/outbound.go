@@ -17,11 +17,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/net/http2"
-
 	"github.com/conduit-mesh/conduit/proxy/balance"
 	"github.com/conduit-mesh/conduit/proxy/detect"
 	"github.com/conduit-mesh/conduit/proxy/discovery"
+	"github.com/conduit-mesh/conduit/proxy/inbound"
 	"github.com/conduit-mesh/conduit/proxy/internal/netx"
 	"github.com/conduit-mesh/conduit/proxy/metrics"
 	"github.com/conduit-mesh/conduit/proxy/origdst"
@@ -67,7 +66,7 @@ type Proxy struct {
 	tracker   netx.Tracker
 	rp        *httputil.ReverseProxy
 	h1        *http.Transport
-	h2c       *http2.Transport
+	h2c       *http.Transport
 	dialer    net.Dialer
 	sessions  tls.ClientSessionCache
 	ups       sync.Map // key string -> *upstream
@@ -100,14 +99,7 @@ func New(o Options) *Proxy {
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
 	}
-	p.h2c = &http2.Transport{
-		AllowHTTP: true,
-		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-			return p.dialer.DialContext(ctx, network, addr)
-		},
-		ReadIdleTimeout: 30 * time.Second,
-		PingTimeout:     10 * time.Second,
-	}
+	p.h2c = inbound.H2CTransport(p.dialer.DialContext)
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:   rewrite,
 		Transport: roundTripper{p},
@@ -276,45 +268,46 @@ func (p *Proxy) opaque(c net.Conn, info *netx.Info, st *discovery.ProfileState) 
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), p.o.ConnectTimeout*2)
-	out, err := p.dial(ctx, target, tlsconf.ALPNOpaque)
+	out, outInfo, err := p.dial(ctx, target, tlsconf.ALPNOpaque)
 	cancel()
 	if err != nil {
 		p.o.Log.Debug("outbound opaque connect failed", "target", target.Addr, "err", err)
 		return
 	}
 	defer out.Close()
-	netx.Pipe(c, out, out.(*netx.Owned).Info.Stats)
+	netx.Pipe(c, out, outInfo.Stats)
 }
 
-// dial connects to addr, with mTLS when it has an identity. The returned
-// connection is an *netx.Owned carrying its stats.
-func (p *Proxy) dial(ctx context.Context, a *discovery.Addr, alpn string) (net.Conn, error) {
+// dial connects to addr, with mTLS when it has an identity (then the
+// connection is a *tls.Conn, which net/http needs to speak HTTP/2). Closing
+// it closes its stats.
+func (p *Proxy) dial(ctx context.Context, a *discovery.Addr, alpn string) (net.Conn, *netx.Info, error) {
 	raw, err := p.dialer.DialContext(ctx, "tcp", a.Addr)
 	if err != nil {
-		return nil, fmt.Errorf("outbound: connect %s: %w", a.Addr, err)
+		return nil, nil, fmt.Errorf("outbound: connect %s: %w", a.Addr, err)
 	}
 	info := &netx.Info{TLS: a.Identity != "", PeerID: a.Identity}
 	info.Stats = p.o.Metrics.Open(metrics.TCPKey{Direction: "outbound", Peer: "dst", TLS: info.TLS, PeerID: a.Identity, PeerLabels: a.Labels})
 	var c net.Conn = &netx.Owned{Conn: netx.Wrap(raw, info), Info: info}
 	if a.Identity == "" {
-		return c, nil
+		return c, info, nil
 	}
 	tc := tls.Client(c, tlsconf.Client(p.o.Certs, p.o.Anchors, a.ServerName, alpn, p.sessions))
 	if err := tc.HandshakeContext(ctx); err != nil {
 		_ = c.Close()
-		return nil, fmt.Errorf("outbound: mTLS to %s (%s): %w", a.Addr, a.ServerName, err)
+		return nil, nil, fmt.Errorf("outbound: mTLS to %s (%s): %w", a.Addr, a.ServerName, err)
 	}
 	if got := tc.ConnectionState().NegotiatedProtocol; got != alpn {
 		_ = tc.Close()
-		return nil, fmt.Errorf("outbound: %s negotiated ALPN %q, want %q", a.Addr, got, alpn)
+		return nil, nil, fmt.Errorf("outbound: %s negotiated ALPN %q, want %q", a.Addr, got, alpn)
 	}
-	return &netx.Owned{Conn: tc, Info: info}, nil
+	return tc, info, nil
 }
 
 // upstream is one endpoint and, when meshed, its HTTP/2 connection pool.
 type upstream struct {
 	addr *discovery.Addr
-	h2   *http2.Transport
+	h2   *http.Transport
 }
 
 func (p *Proxy) upstreamFor(a *discovery.Addr) *upstream {
@@ -324,13 +317,17 @@ func (p *Proxy) upstreamFor(a *discovery.Addr) *upstream {
 	}
 	u := &upstream{addr: a}
 	if a.Identity != "" {
-		u.h2 = &http2.Transport{
-			AllowHTTP: true,
-			DialTLSContext: func(ctx context.Context, _, _ string, _ *tls.Config) (net.Conn, error) {
-				return p.dial(ctx, a, tlsconf.ALPNH2)
+		var protos http.Protocols
+		protos.SetHTTP2(true)
+		u.h2 = &http.Transport{
+			Protocols: &protos,
+			DialTLSContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				c, _, err := p.dial(ctx, a, tlsconf.ALPNH2)
+				return c, err
 			},
-			ReadIdleTimeout: 30 * time.Second,
-			PingTimeout:     10 * time.Second,
+			DisableCompression: true,
+			IdleConnTimeout:    10 * time.Minute,
+			HTTP2:              &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 10 * time.Second},
 		}
 	}
 	v, _ := p.ups.LoadOrStore(key, u)
@@ -546,13 +543,16 @@ func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 }
 
+var origProtoH1 = []string{"HTTP/1.1"}
+
 func (p *Proxy) send(u *upstream, r *http.Request) (*http.Response, error) {
 	upgrade := r.Header.Get("Upgrade") != ""
 	switch {
 	case u.h2 != nil && !upgrade:
 		if r.ProtoMajor == 1 {
-			r.Header[HeaderOrigProto] = []string{"HTTP/1.1"}
+			r.Header[HeaderOrigProto] = origProtoH1
 		}
+		r.URL.Scheme = "https" // the transport dials mTLS itself
 		return u.h2.RoundTrip(r)
 	case r.ProtoMajor == 2:
 		return p.h2c.RoundTrip(r)

@@ -257,7 +257,6 @@ type Budget struct {
 
 	mu      sync.Mutex
 	slot    time.Duration
-	start   time.Time
 	reqs    [10]float64
 	retries [10]float64
 	head    int

@@ -243,7 +243,6 @@ type cell struct {
 	cpu                 []float64 // CPU seconds per 1,000 requests, per proxy
 	rssIdle             []int64   // KiB per proxy
 	rssLoad             []int64
-	note                string
 }
 
 // load runs fortio and samples the proxies while it runs.
