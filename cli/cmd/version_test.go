@@ -43,3 +43,23 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("bad -o accepted: %v", err)
 	}
 }
+
+func TestServerVersion(t *testing.T) {
+	withVersion(t, "v1.2.3")
+	objs := healthyCluster(t)
+	objs["old"] = meshedPod("api-1", "shop", "v1.1.0", true)
+	k := kubeOf(objs)
+	out, _, err := runWith(t, k, "version", "--proxy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "version_proxy.golden", strings.SplitN(out, "\n", 2)[0]+"\n"+out[strings.Index(out, "Server version"):])
+	out, _, err = runWith(t, k, "version", "--short")
+	if err != nil || out != "v1.2.3\nv1.2.3\n" {
+		t.Fatalf("--short = %q, %v", out, err)
+	}
+	out, _, err = runWith(t, must(fakeKube(true)), "version")
+	if err != nil || !strings.Contains(out, "Server version: unavailable (no Conduit control plane found in namespace conduit)") {
+		t.Fatalf("without control plane = %q, %v", out, err)
+	}
+}
