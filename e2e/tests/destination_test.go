@@ -1,0 +1,406 @@
+//go:build e2e
+
+package tests
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/conduit-mesh/conduit/core/apis/conduit/v1alpha2"
+	"github.com/conduit-mesh/conduit/core/destination"
+	"github.com/conduit-mesh/conduit/e2e/framework"
+	pb "github.com/conduit-mesh/conduit/proto/destination/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/tools/record"
+)
+
+// repoFile is a path from the repository root.
+func repoFile(t *testing.T, rel string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// ensureProfileCRD applies the ServiceProfile CRD of the conduit-crds chart
+// (its template lines stripped: it has no other templating).
+func ensureProfileCRD(t *testing.T, f *framework.Framework) {
+	t.Helper()
+	crd := regexp.MustCompile(`(?m)^\s*\{\{-.*\}\}\s*$\n?`).ReplaceAllString(repoFile(t, "charts/conduit-crds/templates/serviceprofile.yaml"), "")
+	f.Apply(t, "", crd)
+}
+
+// startDestination runs the destination service in-process against the
+// real API server and returns a client of its gRPC service.
+func startDestination(t *testing.T, f *framework.Framework) (pb.DestinationClient, *record.FakeRecorder) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	sp, err := destination.HasResource(f.Client.Discovery(), v1alpha2.GroupVersionResource)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := record.NewFakeRecorder(100)
+	x, err := destination.NewIndex(destination.Config{
+		Client: f.Client, Dynamic: f.Dynamic, ServiceProfiles: sp, Recorder: rec,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := x.Run(ctx); err != nil {
+			t.Errorf("destination index: %v", err)
+		}
+	}()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer()
+	destination.NewServer(x, nil).Register(g)
+	go func() { _ = g.Serve(lis) }()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		conn.Close()
+		g.Stop()
+		cancel()
+		<-done
+	})
+	select {
+	case <-x.Synced():
+	case <-time.After(time.Minute):
+		t.Fatal("destination: caches did not sync within a minute")
+	}
+	return pb.NewDestinationClient(conn), rec
+}
+
+// endpointView follows a Get stream and keeps its current endpoint set.
+type endpointView struct {
+	mu      sync.Mutex
+	addrs   map[string]time.Time // ip -> when it was added
+	removed map[string]time.Time // ip -> when it was last removed
+	exists  bool
+	changed chan struct{}
+	err     error
+}
+
+func watchEndpoints(t *testing.T, c pb.DestinationClient, auth string) *endpointView {
+	t.Helper()
+	ctx := framework.Context(t, 10*time.Minute)
+	s, err := c.Get(ctx, &pb.GetDestination{Path: auth})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &endpointView{addrs: map[string]time.Time{}, removed: map[string]time.Time{}, changed: make(chan struct{}, 1)}
+	go func() {
+		for {
+			u, err := s.Recv()
+			now := time.Now()
+			v.mu.Lock()
+			if err != nil {
+				v.err = err
+				v.mu.Unlock()
+				return
+			}
+			switch m := u.Update.(type) {
+			case *pb.Update_Add:
+				v.exists = true
+				for _, a := range m.Add.Addrs {
+					v.addrs[a.Addr.Ip] = now
+				}
+			case *pb.Update_Remove:
+				for _, a := range m.Remove.Addrs {
+					delete(v.addrs, a.Ip)
+					v.removed[a.Ip] = now
+				}
+			case *pb.Update_NoEndpoints:
+				v.exists = m.NoEndpoints.Exists
+				for ip := range v.addrs {
+					v.removed[ip] = now
+				}
+				clear(v.addrs)
+			}
+			v.mu.Unlock()
+			select {
+			case v.changed <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return v
+}
+
+func (v *endpointView) ips() []string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	out := make([]string, 0, len(v.addrs))
+	for ip := range v.addrs {
+		out = append(out, ip)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// waitFor waits until the stream's set is want (and exists matches).
+func (v *endpointView) waitFor(t *testing.T, want []string, exists bool, timeout time.Duration) {
+	t.Helper()
+	sort.Strings(want)
+	deadline := time.After(timeout)
+	for {
+		v.mu.Lock()
+		ok, err := v.exists == exists, v.err
+		v.mu.Unlock()
+		if err != nil {
+			t.Fatalf("stream failed: %v", err)
+		}
+		if ok && slices.Equal(v.ips(), want) {
+			return
+		}
+		select {
+		case <-v.changed:
+		case <-deadline:
+			t.Fatalf("stream has %v (exists=%t), want %v (exists=%t) within %s", v.ips(), v.exists, want, exists, timeout)
+		}
+	}
+}
+
+// TestDestinationProfileValidation applies good and bad ServiceProfiles: the
+// API server refuses each bad one with a message naming the field.
+func TestDestinationProfileValidation(t *testing.T) {
+	f := framework.New(t)
+	ensureProfileCRD(t, f)
+	ns := f.NewNamespace(t, "dst-crd", nil)
+	dir := filepath.Join("..", "..", "core", "destination", "testdata", "crd")
+	ctx := framework.Context(t, 2*time.Minute)
+	if r := f.RunKubectl(ctx, "", "apply", "--dry-run=server", "-n", ns, "-f", filepath.Join(dir, "good.yaml")); r.Err != nil {
+		t.Fatalf("the good profile was refused: %v\n%s", r.Err, r.Stderr)
+	}
+	for file, field := range map[string]string{
+		"bad-negative-timeout.yaml": "spec.routes[0].timeout",
+		"bad-retry-ratio.yaml":      "spec.retryBudget.retryRatio",
+		"bad-status-range.yaml":     "spec.routes[0].responseClasses[0].condition.status",
+		"bad-two-conditions.yaml":   "spec.routes[0].condition",
+		"bad-name.yaml":             "metadata.name",
+		"bad-ttl.yaml":              "spec.retryBudget.ttl",
+		"bad-duplicate-route.yaml":  "route names must be unique",
+		"bad-weights.yaml":          "spec.dstOverrides",
+	} {
+		t.Run(file, func(t *testing.T) {
+			r := f.RunKubectl(ctx, "", "apply", "--dry-run=server", "-n", ns, "-f", filepath.Join(dir, file))
+			if r.Err == nil {
+				t.Fatalf("%s was accepted", file)
+			}
+			if !strings.Contains(r.Stderr, field) {
+				t.Fatalf("the error does not name %s:\n%s", field, r.Stderr)
+			}
+		})
+	}
+}
+
+// TestDestinationIntegration drives a selector-less Service through its
+// EndpointSlices and a ServiceProfile with an invalid route, against the
+// real API server.
+func TestDestinationIntegration(t *testing.T) {
+	f := framework.New(t)
+	ensureProfileCRD(t, f)
+	ns := f.NewNamespace(t, "dst-int", nil)
+	c, rec := startDestination(t, f)
+	auth := "manual." + ns + ".svc.cluster.local:80"
+	v := watchEndpoints(t, c, auth)
+	v.waitFor(t, nil, false, 5*time.Second)
+
+	slice := func(ips ...string) string {
+		var eps strings.Builder
+		for _, ip := range ips {
+			fmt.Fprintf(&eps, "\n- addresses: [%s]\n  conditions: {ready: true}", ip)
+		}
+		if len(ips) == 0 {
+			eps.WriteString(" []")
+		}
+		return `apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: manual-1, labels: {kubernetes.io/service-name: manual}}
+addressType: IPv4
+ports: [{name: http, port: 8080}]
+endpoints:` + eps.String()
+	}
+	f.Apply(t, ns, `apiVersion: v1
+kind: Service
+metadata: {name: manual}
+spec:
+  ports: [{name: http, port: 80}]
+`)
+	v.waitFor(t, nil, true, 2*time.Second)
+	steps := []struct {
+		name string
+		ips  []string
+	}{
+		{"two endpoints", []string{"192.0.2.1", "192.0.2.2"}},
+		{"scale up", []string{"192.0.2.1", "192.0.2.2", "192.0.2.3"}},
+		{"scale down", []string{"192.0.2.3"}},
+		{"scale to zero", nil},
+	}
+	for _, st := range steps {
+		start := time.Now()
+		f.Apply(t, ns, slice(st.ips...))
+		v.waitFor(t, st.ips, true, time.Second)
+		t.Logf("%s: stream updated %s after the apply returned", st.name, time.Since(start).Round(time.Millisecond))
+	}
+
+	// Profiles: a route with a regex RE2 rejects is left out and reported.
+	p, err := c.GetProfile(framework.Context(t, time.Minute), &pb.GetDestination{Path: auth})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first, err := p.Recv(); err != nil || len(first.Routes) != 0 {
+		t.Fatalf("first profile: %v, %v", first, err)
+	}
+	f.Apply(t, ns, fmt.Sprintf(`apiVersion: conduit.dev/v1alpha2
+kind: ServiceProfile
+metadata: {name: manual.%s.svc.cluster.local}
+spec:
+  routes:
+  - name: ok
+    condition: {pathRegex: "/api/.*"}
+    timeout: 1s
+  - name: broken
+    condition: {pathRegex: "/api/(unclosed"}
+`, ns))
+	got, err := p.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Routes) != 1 || got.Routes[0].MetricsLabels["route"] != "ok" || got.Routes[0].Timeout.AsDuration() != time.Second {
+		t.Fatalf("profile routes = %v", got.Routes)
+	}
+	select {
+	case ev := <-rec.Events:
+		if !strings.Contains(ev, "InvalidRoute") || !strings.Contains(ev, "pathRegex") {
+			t.Errorf("event = %q", ev)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("no InvalidRoute event")
+	}
+
+	if err := f.Client.CoreV1().Services(ns).Delete(framework.Context(t, time.Minute), "manual", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	v.waitFor(t, nil, false, time.Second)
+}
+
+// TestDestinationRollout follows a Deployment through a rollout: the stream
+// tracks the ready pods, and no endpoint outlives its pod by more than a second.
+func TestDestinationRollout(t *testing.T) {
+	f := framework.New(t)
+	ns := f.NewNamespace(t, "dst-roll", nil)
+	c, _ := startDestination(t, f)
+	f.Apply(t, ns, fmt.Sprintf(echoApp, f.Image("testapp")))
+	f.WaitRollout(t, ns, "deployment/echo", 2*time.Minute)
+
+	readyIPs := func() []string {
+		pods := f.DeploymentPods(t, ns, "echo")
+		var ips []string
+		for _, p := range pods {
+			if p.DeletionTimestamp == nil && framework.PodReady(&p) {
+				ips = append(ips, p.Status.PodIP)
+			}
+		}
+		return ips
+	}
+	v := watchEndpoints(t, c, "echo."+ns+".svc.cluster.local:80")
+	v.waitFor(t, readyIPs(), true, 5*time.Second)
+
+	// Record when each pod is deleted from the API.
+	ctx := framework.Context(t, 5*time.Minute)
+	w, err := f.Client.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{LabelSelector: "app=echo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	deleted := map[string]time.Time{}
+	go func() {
+		for ev := range w.ResultChan() {
+			if p, ok := ev.Object.(*corev1.Pod); ok && ev.Type == watch.Deleted && p.Status.PodIP != "" {
+				mu.Lock()
+				deleted[p.Status.PodIP] = time.Now()
+				mu.Unlock()
+			}
+		}
+	}()
+	defer w.Stop()
+
+	for _, step := range []struct{ name, kubectl string }{
+		{"scale up", "scale deployment/echo --replicas=3"},
+		{"rollout restart", "rollout restart deployment/echo"},
+		{"scale down", "scale deployment/echo --replicas=1"},
+	} {
+		t.Run(step.name, func(t *testing.T) {
+			r := f.RunKubectl(ctx, "", append([]string{"-n", ns}, strings.Fields(step.kubectl)...)...)
+			if r.Err != nil {
+				t.Fatalf("kubectl %s: %v\n%s", step.kubectl, r.Err, r.Stderr)
+			}
+			time.Sleep(time.Second) // let the controller observe the change
+			f.WaitRollout(t, ns, "deployment/echo", 3*time.Minute)
+			// Wait for the old pods to be gone, then for the stream to match.
+			f.WaitFor(t, "old pods gone", 2*time.Minute, func(ctx context.Context) (bool, error) {
+				pods, err := f.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=echo"})
+				if err != nil {
+					return false, err
+				}
+				n := 0
+				for _, p := range pods.Items {
+					if p.DeletionTimestamp != nil {
+						n++
+					}
+				}
+				return n == 0, nil
+			})
+			v.waitFor(t, readyIPs(), true, 2*time.Second)
+		})
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if len(deleted) == 0 {
+		t.Fatal("no pod was deleted during the rollout")
+	}
+	for ip, gone := range deleted {
+		if _, still := v.addrs[ip]; still {
+			t.Errorf("endpoint %s is still served after its pod was deleted at %s", ip, gone.Format(time.RFC3339Nano))
+			continue
+		}
+		removed, ok := v.removed[ip]
+		if !ok {
+			continue // never served (deleted before it became ready)
+		}
+		if late := removed.Sub(gone); late > time.Second {
+			t.Errorf("endpoint %s outlived its pod by %s", ip, late)
+		} else {
+			t.Logf("endpoint %s removed %s before its pod was deleted", ip, gone.Sub(removed).Round(time.Millisecond))
+		}
+	}
+}
