@@ -3,7 +3,7 @@ package cmd
 import "github.com/spf13/cobra"
 
 // diagnosticsExtra returns the diagnostics subcommands written by other
-// components (endpoints, by the destination component).
-func diagnosticsExtra(_ *Options) []*cobra.Command {
-	return nil
+// components: endpoints (destination, diagnostics_endpoints.go).
+func diagnosticsExtra(o *Options) []*cobra.Command {
+	return []*cobra.Command{newDiagnosticsEndpointsCmd(o)}
 }
