@@ -86,6 +86,7 @@ func New(o Options) *Proxy {
 		// END_STREAM in one frame on HTTP/2); streaming ones (gRPC,
 		// unknown length) are flushed after every write by ReverseProxy.
 		FlushInterval: 0,
+		BufferPool:    netx.BufferPool{},
 		ErrorLog:      slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
 		ErrorHandler:  errorHandler,
 	}

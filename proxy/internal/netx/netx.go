@@ -249,6 +249,21 @@ func (t *Tracker) Wait(ctx context.Context) error {
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b }}
 
+// BufferPool lends 32 KiB buffers to httputil.ReverseProxy, which otherwise
+// allocates one per response.
+type BufferPool struct{}
+
+// Get implements httputil.BufferPool.
+func (BufferPool) Get() []byte { return *(bufPool.Get().(*[]byte)) }
+
+// Put implements httputil.BufferPool.
+func (BufferPool) Put(b []byte) {
+	if cap(b) >= 32*1024 {
+		b = b[:32*1024]
+		bufPool.Put(&b)
+	}
+}
+
 type closeWriter interface{ CloseWrite() error }
 
 // Pipe copies both ways between a (accepted) and b (dialed) until both
