@@ -66,6 +66,15 @@ for t in iptables ip6tables; do
   "$t-save" | grep -vE '(^:|-j |-g |-A )(KUBE-|CNI-)' | "$t-restore"
 done
 while iptables -D FORWARD -s "$POD_CIDR" ! -d "$POD_CIDR" -j DROP 2> /dev/null; do :; done
+# nft tables that iptables created for the cluster and that hold no rule any more.
+if [ -f "$RUN/nft-tables.saved" ]; then
+  nft list tables | while read -r _ family table; do
+    grep -qxF "table $family $table" "$RUN/nft-tables.saved" && continue
+    rules=$(nft list table "$family" "$table" | grep -cvE '^[[:space:]]*(table .*|chain .*|type .*|\}|)$')
+    [ "$rules" = 0 ] && nft delete table "$family" "$table"
+  done
+  rm -f "$RUN/nft-tables.saved"
+fi
 for n in /run/netns/cni-*; do
   [ -e "$n" ] || continue
   umount "$n" 2> /dev/null; rm -f "$n"

@@ -67,3 +67,13 @@ kctl() { "$BIN/kubectl" --kubeconfig "$KUBECONFIG_ADMIN" "$@"; }
 
 # running NAME: the component recorded in $RUN/NAME.pid is alive.
 running() { local f=$RUN/$1.pid; [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null; }
+
+COMPONENTS="etcd containerd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy"
+
+# healthy: every component runs, the API server is ready and the node is Ready.
+healthy() {
+  local c
+  for c in $COMPONENTS; do running "$c" || return 1; done
+  kctl get --raw /readyz > /dev/null 2>&1 &&
+    kctl wait --for=condition=Ready "node/$NODE" --timeout=1s > /dev/null 2>&1
+}

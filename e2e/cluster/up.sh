@@ -7,7 +7,6 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
-COMPONENTS="etcd containerd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy"
 
 for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl; do
   [ -x "$BIN/$b" ] || die "$BIN/$b is missing: run 'make cluster-build' first"
@@ -17,11 +16,6 @@ for b in containerd runc ctr iptables conntrack; do
 done
 [ "$(id -u)" = 0 ] || die "the cluster runs as root (containerd, kubelet, iptables)"
 
-healthy() {
-  for c in $COMPONENTS; do running "$c" || return 1; done
-  kctl get --raw /readyz > /dev/null 2>&1 &&
-    kctl wait --for=condition=Ready "node/$NODE" --timeout=1s > /dev/null 2>&1
-}
 if healthy; then log "cluster already up (KUBECONFIG=$KUBECONFIG_ADMIN)"; exit 0; fi
 for c in $COMPONENTS; do
   if running "$c"; then log "cluster is half up: stopping it first"; bash "$HERE/down.sh"; break; fi
@@ -41,6 +35,8 @@ start() {
 
 # ---- host: save what we change, so that down.sh can put it back.
 [ -f "$RUN/sysctl.saved" ] || sysctl -e $HOST_SYSCTLS > "$RUN/sysctl.saved" 2> /dev/null
+# iptables (nft back end) creates its tables on first use: remember which exist already.
+[ -f "$RUN/nft-tables.saved" ] || nft list tables > "$RUN/nft-tables.saved"
 sysctl -qw net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1
 
 # Directories outside $CLUSTER_DIR that the runtime, CNI or kubelet create: remember the ones
