@@ -3,10 +3,15 @@
 package tests
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
+	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -207,6 +212,70 @@ func TestViz(t *testing.T) {
 	if r := f.RunMesh(ctx, "viz", "check"); r.Err != nil {
 		t.Errorf("mesh viz check: %v\n%s", r.Err, r.Stdout)
 	}
+
+	t.Run("dashboard", func(t *testing.T) { vizDashboard(t, f, ns) })
+}
+
+// vizDashboard opens the dashboard through `mesh viz dashboard` and checks
+// that the workload page renders the server with its edge, in headless
+// Chromium when installed (screenshot kept in the artifacts).
+func vizDashboard(t *testing.T, f *framework.Framework, ns string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, f.Mesh, "viz", "dashboard", "--port", "0")
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+f.Kubeconfig)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }()
+	var base string
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), "http://") {
+			base = strings.TrimSpace(sc.Text())
+			break
+		}
+	}
+	if base == "" {
+		t.Fatal("mesh viz dashboard printed no URL")
+	}
+	page := strings.TrimSuffix(base, "/") + "/namespaces/" + ns + "/deployment/server"
+	resp, err := http.Get(page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "loadgen") {
+		t.Fatalf("GET %s = %d:\n%s", page, resp.StatusCode, body)
+	}
+	bin, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Skip("no chromium: browser check skipped")
+	}
+	dir := filepath.Join(f.Artifacts, "viz")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	flags := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--user-data-dir=" + t.TempDir(), "--window-size=1400,900"}
+	shot := filepath.Join(dir, "e2e-workload.png")
+	if b, err := exec.CommandContext(ctx, bin, append(flags, "--screenshot="+shot, page)...).CombinedOutput(); err != nil {
+		t.Fatalf("chromium screenshot: %v\n%s", err, b)
+	}
+	dom, err := exec.CommandContext(ctx, bin, append(flags, "--dump-dom", page)...).Output()
+	if err != nil {
+		t.Fatalf("chromium dump-dom: %v", err)
+	}
+	if !strings.Contains(string(dom), "deployment/server") || !strings.Contains(string(dom), "loadgen") {
+		t.Errorf("the rendered page lacks the workload or its edge")
+	}
+	t.Logf("screenshot: %s", shot)
 }
 
 func val(p *float64) any {

@@ -67,7 +67,7 @@ func run(t *testing.T, args ...string) (string, error) {
 			return metricsapi.NewHTTPClient(api.URL, nil), ns, nil
 		}}
 	root := NewCommand(env)
-	root.SetArgs(args)
+	root.SetArgs(append([]string{"viz"}, args...))
 	err := root.ExecuteContext(context.Background())
 	return out.String(), err
 }

@@ -49,12 +49,31 @@ var Commands = []struct{ Name, Short string }{
 	{"dashboard", "Open the viz dashboard through a port-forward"},
 }
 
-// NewCommand builds the `viz` command tree.
+// NewCommand builds the command tree `mesh viz ...`: run it with the
+// arguments prefixed by "viz" (help and usage then read "mesh viz stat").
 func NewCommand(env *Env) *cobra.Command {
+	mesh := &cobra.Command{Use: "mesh", SilenceUsage: true, SilenceErrors: true}
+	mesh.CompletionOptions.DisableDefaultCmd = true
+	mesh.SetOut(env.Out)
+	mesh.SetErr(env.Err)
+	mesh.SetIn(env.In)
+	mesh.AddCommand(newVizCmd(env))
+	return mesh
+}
+
+func newVizCmd(env *Env) *cobra.Command {
 	var vizNS string
 	root := &cobra.Command{
-		Use:           "viz",
-		Short:         "Metrics, edges and a dashboard for the Conduit mesh",
+		Use:   "viz",
+		Short: "Metrics, edges and a dashboard for the Conduit mesh",
+		Long: `viz reports the golden metrics of the mesh (success rate, requests per second,
+latency, TCP connections) per resource, per edge and per route, from the proxies'
+metrics, and serves a dashboard.
+
+Install, check and remove it with:
+  mesh viz install | kubectl apply -f -
+  mesh viz check
+  mesh viz uninstall | kubectl delete -f -`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

@@ -44,7 +44,7 @@ func (Viz) Commands() []sdk.Command {
 func (Viz) Run(ctx context.Context, inv *sdk.Invocation) error {
 	env := &cli.Env{Out: inv.Stdout, Err: inv.Stderr, In: inv.Stdin, Kube: kubeFlags(inv.Kube)}
 	root := cli.NewCommand(env)
-	root.SetArgs(inv.Args)
+	root.SetArgs(append([]string{"viz"}, inv.Args...))
 	return root.ExecuteContext(ctx)
 }
 
