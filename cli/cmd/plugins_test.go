@@ -97,8 +97,10 @@ func TestPlugins(t *testing.T) {
 		{name: "unknown", args: []string{"nope", "x"}, handled: true, code: 1,
 			stderr: "Error: unknown command \"nope\" for \"mesh\": it is no built-in command, and no plugin mesh-nope is in $MESH_PLUGINS_DIR, ~/.conduit/plugins or $PATH\n" +
 				"Run 'mesh --help' for the commands, and 'mesh extensions list' for the extensions installed in the cluster.\n"},
-		{name: "install is the plugin's command when it is no Installer", args: []string{"hello", "install"}, handled: true, code: 1,
-			stderr: "Error: unknown command \"install\" (commands: greet, echo, exit)\n"},
+		{name: "install flags", args: []string{"hello", "install", "--bogus"}, handled: true, code: 1,
+			stderr: "Error: hello: install: unknown flag: --bogus\n"},
+		{name: "install arguments", args: []string{"hello", "install", "x"}, handled: true, code: 1,
+			stderr: "Error: hello: install takes no arguments, got [\"x\"]\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, handled, out, errs := run(tc.stdin, tc.args...)
@@ -108,6 +110,21 @@ func TestPlugins(t *testing.T) {
 		})
 	}
 
+	t.Run("install", func(t *testing.T) {
+		values := filepath.Join(t.TempDir(), "values.yaml")
+		if err := os.WriteFile(values, []byte("replicas: 2\nimage: {tag: v9}\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		code, _, out, errs := run("", "hello", "install", "-f", values, "--set", "replicas=3", "--set-string", "hookPort=9000")
+		if code != 0 || errs != "" {
+			t.Fatalf("code %d stderr %q", code, errs)
+		}
+		golden(t, "plugin_install.golden", out)
+		code, _, out, errs = run("", "hello", "uninstall")
+		if code != 0 || errs != "" || !strings.Contains(out, "kind: Namespace") {
+			t.Fatalf("uninstall: code %d stderr %q\n%s", code, errs, out)
+		}
+	})
 	t.Run("check", func(t *testing.T) {
 		code, _, out, errs := run("", "hello", "check", "-o", "json")
 		if code != 0 || errs != "" {

@@ -64,7 +64,7 @@ func TestList(t *testing.T) {
 	}
 	hello := byName["hello"]
 	if hello.Namespace != "conduit-hello" || hello.ClusterVersion != "0.2.0" || hello.PluginVersion != "0.1.0" ||
-		hello.Plugin != filepath.Join(plugins(t), "mesh-hello") || len(hello.Capabilities) != 3 {
+		hello.Plugin != filepath.Join(plugins(t), "mesh-hello") || len(hello.Capabilities) != 4 {
 		t.Errorf("hello %+v", hello)
 	}
 	if len(hello.Warnings) != 1 || !strings.Contains(hello.Warnings[0], "the cluster runs version 0.2.0 but the plugin is version 0.1.0") {

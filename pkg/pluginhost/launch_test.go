@@ -107,7 +107,7 @@ func TestHelloOverGoPlugin(t *testing.T) {
 	if p.Info.Name != "hello" || p.Info.Version != "0.1.0" || p.Info.SDKVersion != sdk.Version {
 		t.Errorf("info %+v", p.Info)
 	}
-	want := []client.Capability{client.Commands, client.Checks, client.InjectorHook}
+	want := []client.Capability{client.Commands, client.Install, client.Checks, client.InjectorHook}
 	if fmt.Sprint(p.Info.Capabilities) != fmt.Sprint(want) {
 		t.Errorf("capabilities %v, want %v", p.Info.Capabilities, want)
 	}
@@ -138,12 +138,12 @@ func TestHelloOverGoPlugin(t *testing.T) {
 	if err != nil || len(cats) != 1 || cats[0].Name != "hello" || len(cats[0].Checks) != 2 || cats[0].Checks[1].Status != sdk.StatusWarn {
 		t.Errorf("checks %+v, %v", cats, err)
 	}
-	_, err = p.Install(ctx, sdk.InstallRequest{})
-	if !errors.Is(err, client.ErrNotSupported) || !strings.Contains(err.Error(), `extension "hello" (version 0.1.0) does not provide install (it provides: commands, checks, injector-hook)`) {
-		t.Errorf("install on a plugin without it: %v", err)
+	manifests, err := p.Install(ctx, sdk.InstallRequest{Values: map[string]any{"replicas": 3}})
+	if err != nil || !strings.Contains(string(manifests), "replicas: 3") || !strings.Contains(string(manifests), "namespace: conduit-hello") {
+		t.Errorf("install: %v\n%s", err, manifests)
 	}
 	_, err = p.AnnotateEndpoints(ctx, "web:80", nil)
-	if !errors.Is(err, client.ErrNotSupported) {
+	if !errors.Is(err, client.ErrNotSupported) || !strings.Contains(err.Error(), `extension "hello" (version 0.1.0) does not provide destination-hook (it provides: commands, install, checks, injector-hook)`) {
 		t.Errorf("destination hook on a plugin without it: %v", err)
 	}
 	patch, err := p.PatchPod(ctx, &sdk.PodPatchRequest{Pod: []byte(`{"metadata":{"annotations":{"hello.conduit.dev/greeting":"hi"}},"spec":{"containers":[{"name":"a"},{"name":"b","env":[{"name":"X","value":"1"}]}]}}`)})

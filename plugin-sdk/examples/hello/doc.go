@@ -4,6 +4,9 @@
 //   - commands: `mesh hello greet [name]`, `mesh hello echo` (stdin to
 //     stdout), `mesh hello exit <code>`;
 //   - checks: one "hello" category for `mesh check`;
+//   - install: `mesh hello install | kubectl apply -f -` renders its Helm
+//     chart (embedded, charts/hello): a Deployment running
+//     `mesh-hello serve-hooks`, which serves the injector hook in the cluster;
 //   - an injector hook: a pod annotated hello.conduit.dev/greeting=<text>
 //     gets the environment variable HELLO_GREETING=<text> in every container
 //     but the proxy.

@@ -7,7 +7,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"os"
+	"os/signal"
 	"strconv"
+	"syscall"
 
 	sdk "github.com/conduit-mesh/conduit/plugin-sdk"
 )
@@ -130,5 +134,29 @@ func (hello) PatchPod(ctx context.Context, req *sdk.PodPatchRequest) ([]sdk.Patc
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "serve-hooks" {
+		if err := serveHooks(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "mesh-hello:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	sdk.Serve(hello{})
+}
+
+// serveHooks runs the in-cluster hook server (the chart's Deployment): the
+// injector calls PatchPod over gRPC at the address the namespace advertises.
+func serveHooks(args []string) error {
+	fs := flag.NewFlagSet("serve-hooks", flag.ContinueOnError)
+	addr := fs.String("addr", ":8089", "address of the gRPC hook server")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log := sdk.NewLogger(os.Stderr, slog.LevelInfo)
+	log.Info("serving hooks", "addr", *addr, "version", version)
+	err := sdk.ServeHooks(ctx, *addr, hello{})
+	log.Info("stopped")
+	return err
 }
