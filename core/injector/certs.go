@@ -43,6 +43,9 @@ type CertManager struct {
 	Client    kubernetes.Interface
 	Namespace string
 	Log       *slog.Logger
+	// WebhookConfig is the MutatingWebhookConfiguration to keep in sync
+	// (WebhookConfigName when empty).
+	WebhookConfig string
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 
@@ -222,14 +225,15 @@ func (m *CertManager) generate(ctx context.Context, old *corev1.Secret) (*tls.Ce
 // may create it after the injector starts; the next Reconcile retries).
 func (m *CertManager) syncCABundle(ctx context.Context, ca []byte) error {
 	api := m.Client.AdmissionregistrationV1().MutatingWebhookConfigurations()
+	name := nonEmpty(m.WebhookConfig, WebhookConfigName)
 	for attempt := 0; attempt < 5; attempt++ {
-		mwc, err := api.Get(ctx, WebhookConfigName, metav1.GetOptions{})
+		mwc, err := api.Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
-			m.Log.Warn("MutatingWebhookConfiguration not found; caBundle not synced yet", "name", WebhookConfigName)
+			m.Log.Warn("MutatingWebhookConfiguration not found; caBundle not synced yet", "name", name)
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("injector: get MutatingWebhookConfiguration %s: %w", WebhookConfigName, err)
+			return fmt.Errorf("injector: get MutatingWebhookConfiguration %s: %w", name, err)
 		}
 		if !needsCA(mwc, ca) {
 			return nil
@@ -243,12 +247,12 @@ func (m *CertManager) syncCABundle(ctx context.Context, ca []byte) error {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("injector: update caBundle of %s: %w", WebhookConfigName, err)
+			return fmt.Errorf("injector: update caBundle of %s: %w", name, err)
 		}
-		m.Log.Info("caBundle synced", "webhookConfiguration", WebhookConfigName)
+		m.Log.Info("caBundle synced", "webhookConfiguration", name)
 		return nil
 	}
-	return fmt.Errorf("injector: update caBundle of %s: too many conflicts", WebhookConfigName)
+	return fmt.Errorf("injector: update caBundle of %s: too many conflicts", name)
 }
 
 func needsCA(mwc *admissionregistrationv1.MutatingWebhookConfiguration, ca []byte) bool {

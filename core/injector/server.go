@@ -46,6 +46,9 @@ type Options struct {
 	// checked (besides Secret events).
 	CertCheckInterval time.Duration
 	Contributors      []PatchContributor
+	// WebhookConfig names the MutatingWebhookConfiguration whose caBundle
+	// is kept in sync (default conduit-proxy-injector).
+	WebhookConfig string
 }
 
 // Run serves the webhook until ctx is cancelled, then drains.
@@ -79,7 +82,7 @@ func Run(ctx context.Context, client kubernetes.Interface, opts Options, log *sl
 	nsLister := nsFactory.Core().V1().Namespaces().Lister()
 	nsInformer := nsFactory.Core().V1().Namespaces().Informer()
 
-	certs := &CertManager{Client: client, Namespace: opts.Namespace, Log: log}
+	certs := &CertManager{Client: client, Namespace: opts.Namespace, Log: log, WebhookConfig: opts.WebhookConfig}
 	secretFactory := informers.NewSharedInformerFactoryWithOptions(client, 10*time.Minute, informers.WithNamespace(opts.Namespace),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", TLSSecretName).String()

@@ -131,7 +131,7 @@ func (w *Webhook) review(ctx context.Context, req *admissionv1.AdmissionRequest)
 	}
 	resp := &admissionv1.AdmissionResponse{Allowed: true, Warnings: res.Warnings}
 	for _, msg := range res.Warnings {
-		log.Warn("annotation defaulted", "msg", msg)
+		log.Warn("injected with a warning", "warning", msg)
 		if w.Events != nil && (req.DryRun == nil || !*req.DryRun) {
 			w.Events.Warn(ctx, &pod, req.Namespace, "ConduitInjection", msg)
 		}

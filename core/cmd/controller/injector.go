@@ -63,6 +63,7 @@ Conduit proxy and proxy-init to pods annotated conduit.dev/inject: enabled
 	f.StringVar(&opts.AdminAddr, "admin-addr", ":9995", "address of /metrics, /ready and /live")
 	f.StringVar(&sidecarMode, "sidecar-mode", string(injector.SidecarAuto), "how the proxy is added: auto (native on Kubernetes >= 1.29), native or regular")
 	f.DurationVar(&opts.CertCheckInterval, "cert-check-interval", 0, "how often to check the serving certificate and caBundle (default 10m)")
+	f.StringVar(&opts.WebhookConfig, "webhook-config-name", injector.WebhookConfigName, "MutatingWebhookConfiguration whose caBundle the injector keeps in sync")
 	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster configuration)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&logFormat, "log-format", "json", "log format: json or text")

@@ -1,0 +1,247 @@
+//go:build e2e
+
+package tests
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/conduit-mesh/conduit/e2e/framework"
+)
+
+// injectorApps: in the meshed namespace a server (HTTP on 8080, TCP echo on
+// 9000, a skipped inbound port) behind a Service, a client and a Job.
+const injectorApps = `
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: server}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: server}}
+  template:
+    metadata:
+      labels: {app: server}
+      annotations: {config.conduit.dev/skip-inbound-ports: "9000"}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: server
+        image: %[1]s
+        imagePullPolicy: IfNotPresent
+        args: [serve, -addr, ":8080", -tcp-addr, ":9000"]
+        env: [{name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]
+        ports: [{name: http, containerPort: 8080}, {name: echo, containerPort: 9000}]
+        readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: server}
+spec:
+  selector: {app: server}
+  ports: [{name: http, port: 8080, targetPort: http}, {name: echo, port: 9000, targetPort: echo}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, labels: {app: client}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers: [{name: client, image: %[1]s, imagePullPolicy: IfNotPresent, args: [sleep]}]
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: once}
+spec:
+  backoffLimit: 0
+  activeDeadlineSeconds: 180
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: once, image: %[1]s, imagePullPolicy: IfNotPresent, args: [get, "http://server:8080/"]}]
+`
+
+const plainPod = `
+apiVersion: v1
+kind: Pod
+metadata: {name: plain, labels: {app: plain}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers: [{name: plain, image: %[1]s, imagePullPolicy: IfNotPresent, args: [sleep]}]
+`
+
+func injected(p *corev1.Pod) bool {
+	return len(p.Spec.InitContainers) >= 2 && p.Spec.InitContainers[0].Name == "conduit-init" &&
+		p.Spec.InitContainers[1].Name == "conduit-proxy" && p.Annotations["conduit.dev/inject-status"] == "injected"
+}
+
+// proxyCounter sums a counter of a pod's proxy, over the series whose labels contain match.
+func proxyCounter(t *testing.T, f *framework.Framework, ns, pod, name, match string) float64 {
+	t.Helper()
+	port := f.PortForward(t, ns, pod, 4191)
+	resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(port) + "/metrics")
+	if err != nil {
+		t.Fatalf("metrics of %s/%s: %v", ns, pod, err)
+	}
+	defer resp.Body.Close()
+	sum := 0.0
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name+"{") || !strings.Contains(line, match) {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+		if err == nil {
+			sum += v
+		}
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return sum
+}
+
+// TestInjector covers the injector with the installed mesh: an annotated
+// namespace's Deployment is injected and its inbound and outbound traffic
+// goes through the proxy (its metrics), a skipped port bypasses it, a Job
+// completes, a pod without the annotation is untouched, and invalid
+// annotations get their documented outcome (docs/injector.md).
+func TestInjector(t *testing.T) {
+	f := framework.New(t)
+	f.InstallMesh(t)
+	ctx := framework.Context(t, 5*time.Minute)
+
+	meshed := f.NewNamespace(t, "inject", nil)
+	nsObj, err := f.Client.CoreV1().Namespaces().Get(ctx, meshed, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nsObj.Annotations = map[string]string{"conduit.dev/inject": "enabled"}
+	if _, err := f.Client.CoreV1().Namespaces().Update(ctx, nsObj, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	plain := f.NewNamespace(t, "inject-plain", nil)
+	f.Apply(t, meshed, fmt.Sprintf(injectorApps, f.Image("testapp")))
+	f.Apply(t, plain, fmt.Sprintf(plainPod, f.Image("testapp")))
+
+	servers := f.WaitPodsReady(t, meshed, "app=server", 1, 3*time.Minute)
+	f.WaitPodsReady(t, meshed, "app=client", 1, 3*time.Minute)
+	f.WaitPodsReady(t, plain, "app=plain", 1, 2*time.Minute)
+	server := servers[0]
+
+	t.Run("annotated pods are injected", func(t *testing.T) {
+		for _, name := range []string{server.Name, "client"} {
+			p, err := f.Client.CoreV1().Pods(meshed).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !injected(p) || p.Labels["conduit.dev/control-plane-ns"] != framework.ControlPlaneNamespace || p.Labels["conduit.dev/proxy-version"] == "" {
+				t.Errorf("%s not injected: init %v, labels %v", name, p.Spec.InitContainers, p.Labels)
+			}
+		}
+	})
+	t.Run("a pod without the annotation is untouched", func(t *testing.T) {
+		p, err := f.Client.CoreV1().Pods(plain).Get(ctx, "plain", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p.Spec.InitContainers) != 0 || len(p.Spec.Containers) != 1 || p.Annotations["conduit.dev/inject-status"] != "" {
+			t.Errorf("plain pod changed: %+v", p.Spec)
+		}
+	})
+	t.Run("meshed traffic goes through both proxies", func(t *testing.T) {
+		in0 := proxyCounter(t, f, meshed, server.Name, "request_total", `direction="inbound"`)
+		out0 := proxyCounter(t, f, meshed, "client", "request_total", `direction="outbound"`)
+		out := f.Exec(t, meshed, "client", "client", "testapp", "get", "-n", "5", "http://server:8080/")
+		es := decodeEchoes(t, out)
+		if len(es) != 5 {
+			t.Fatalf("%d answers, want 5:\n%s", len(es), out)
+		}
+		want := "default." + meshed + ".serviceaccount.identity." + framework.ControlPlaneNamespace + ".cluster.local"
+		if got := es[0].Headers["Conduit-Client-Id"]; len(got) != 1 || got[0] != want {
+			t.Errorf("conduit-client-id = %v, want %s (mTLS between the proxies)", got, want)
+		}
+		if in := proxyCounter(t, f, meshed, server.Name, "request_total", `direction="inbound"`); in < in0+5 {
+			t.Errorf("server proxy inbound requests %v -> %v, want +5", in0, in)
+		}
+		if o := proxyCounter(t, f, meshed, "client", "request_total", `direction="outbound"`); o < out0+5 {
+			t.Errorf("client proxy outbound requests %v -> %v, want +5", out0, o)
+		}
+	})
+	t.Run("a skipped inbound port bypasses the proxy", func(t *testing.T) {
+		ip := server.Status.PodIP
+		before := proxyCounter(t, f, meshed, server.Name, "tcp_open_total", `direction="inbound"`)
+		out := f.Exec(t, plain, "plain", "plain", "testapp", "tcp", ip+":9000", "hello")
+		if !strings.Contains(out, "hello") {
+			t.Fatalf("TCP echo on the skipped port: %q", out)
+		}
+		if after := proxyCounter(t, f, meshed, server.Name, "tcp_open_total", `direction="inbound"`); after != before {
+			t.Errorf("the skipped port went through the proxy: inbound connections %v -> %v", before, after)
+		}
+		// The same client on a port that is not skipped does reach the proxy.
+		f.Exec(t, plain, "plain", "plain", "testapp", "get", "http://"+ip+":8080/")
+		if after := proxyCounter(t, f, meshed, server.Name, "tcp_open_total", `direction="inbound"`); after <= before {
+			t.Errorf("port 8080 did not go through the proxy: inbound connections %v -> %v", before, after)
+		}
+	})
+	t.Run("a Job completes", func(t *testing.T) {
+		f.WaitFor(t, "job once to succeed", 3*time.Minute, func(ctx context.Context) (bool, error) {
+			j, err := f.Client.BatchV1().Jobs(meshed).Get(ctx, "once", metav1.GetOptions{})
+			if err != nil {
+				return false, err
+			}
+			if j.Status.Failed > 0 {
+				return false, fmt.Errorf("job failed: %+v", j.Status)
+			}
+			return j.Status.Succeeded == 1, nil
+		})
+	})
+	t.Run("an invalid refused annotation refuses the pod", func(t *testing.T) {
+		p := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "refused", Annotations: map[string]string{"config.conduit.dev/skip-outbound-ports": "https"}},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: f.Image("testapp"), Args: []string{"sleep"}}}},
+		}
+		_, err := f.Client.CoreV1().Pods(meshed).Create(ctx, p, metav1.CreateOptions{})
+		if err == nil || !strings.Contains(err.Error(), "config.conduit.dev/skip-outbound-ports") || !strings.Contains(err.Error(), "accepted") {
+			t.Errorf("want a refusal naming the annotation and the accepted values, got %v", err)
+		}
+	})
+	t.Run("an invalid defaulted annotation injects with an Event", func(t *testing.T) {
+		p := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "defaulted", Annotations: map[string]string{"config.conduit.dev/proxy-log-level": "chatty"}},
+			Spec:       corev1.PodSpec{TerminationGracePeriodSeconds: new(int64), Containers: []corev1.Container{{Name: "c", Image: f.Image("testapp"), Args: []string{"sleep"}}}},
+		}
+		created, err := f.Client.CoreV1().Pods(meshed).Create(ctx, p, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !injected(created) {
+			t.Errorf("not injected")
+		}
+		for _, e := range created.Spec.InitContainers[1].Env {
+			if e.Name == "CONDUIT_PROXY_LOG_LEVEL" && e.Value != "info" {
+				t.Errorf("log level %q, want the default info", e.Value)
+			}
+		}
+		f.WaitFor(t, "a ConduitInjection event", time.Minute, func(ctx context.Context) (bool, error) {
+			evs, err := f.Client.CoreV1().Events(meshed).List(ctx, metav1.ListOptions{FieldSelector: "reason=ConduitInjection"})
+			if err != nil {
+				return false, err
+			}
+			for _, e := range evs.Items {
+				if e.InvolvedObject.Name == "defaulted" && strings.Contains(e.Message, "proxy-log-level") {
+					return true, nil
+				}
+			}
+			return false, nil
+		})
+	})
+}
