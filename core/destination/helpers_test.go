@@ -94,6 +94,12 @@ func readFixture(t *testing.T, name string) string {
 // newEnv starts an Index over the fixtures and waits until every informer watches.
 func newEnv(t *testing.T, docs ...string) *env {
 	t.Helper()
+	return newEnvWith(t, nil, docs...)
+}
+
+// newEnvWith is newEnv with a hook to adjust the Config.
+func newEnvWith(t *testing.T, adjust func(*Config), docs ...string) *env {
+	t.Helper()
 	typed, custom := decodeYAML(t, docs...)
 	client := fake.NewClientset(typed...)
 	var watching atomic.Int32
@@ -110,10 +116,14 @@ func newEnv(t *testing.T, docs ...string) *env {
 		return false, nil, nil
 	})
 	rec := record.NewFakeRecorder(100)
-	x, err := NewIndex(Config{
+	cfg := Config{
 		Client: client, Dynamic: dyn, ServiceProfiles: true, TrafficSplits: true,
 		Recorder: rec, ControllerNamespace: "conduit",
-	})
+	}
+	if adjust != nil {
+		adjust(&cfg)
+	}
+	x, err := NewIndex(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
