@@ -309,7 +309,7 @@ func TestTwoProxiesMTLS(t *testing.T) {
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode != 200 {
-				t.Fatalf("status %d: %s (%s)", resp.StatusCode, body, resp.Header.Get("l5d-proxy-error"))
+				t.Fatalf("status %d: %s (%s)", resp.StatusCode, body, resp.Header.Get("conduit-proxy-error"))
 			}
 			path := tt.url[strings.LastIndex(tt.url, "/"):]
 			if want := "hello " + path + " 5"; string(body) != want {

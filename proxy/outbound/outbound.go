@@ -150,7 +150,7 @@ func errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, context.DeadlineExceeded):
 		status = http.StatusGatewayTimeout
 	}
-	w.Header().Set("l5d-proxy-error", err.Error())
+	w.Header().Set("conduit-proxy-error", err.Error())
 	w.WriteHeader(status)
 }
 

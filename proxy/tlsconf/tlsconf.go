@@ -20,9 +20,13 @@ type Certs interface {
 // Server is the inbound mTLS configuration: the client certificate is
 // optional (a client without one is served as unauthenticated TLS).
 func Server(certs Certs, anchors *x509.CertPool) *tls.Config {
+	var getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+	if certs != nil {
+		getCert = certs.GetCertificate
+	}
 	return &tls.Config{
 		MinVersion:     tls.VersionTLS13,
-		GetCertificate: certs.GetCertificate,
+		GetCertificate: getCert,
 		ClientAuth:     tls.VerifyClientCertIfGiven,
 		ClientCAs:      anchors,
 		NextProtos:     []string{ALPNH2, ALPNOpaque, "http/1.1"},
@@ -32,11 +36,15 @@ func Server(certs Certs, anchors *x509.CertPool) *tls.Config {
 // Client is the configuration to reach the peer whose identity is serverName,
 // negotiating alpn.
 func Client(certs Certs, anchors *x509.CertPool, serverName, alpn string, cache tls.ClientSessionCache) *tls.Config {
+	var getCert func(*tls.CertificateRequestInfo) (*tls.Certificate, error)
+	if certs != nil {
+		getCert = certs.GetClientCertificate
+	}
 	return &tls.Config{
 		MinVersion:           tls.VersionTLS13,
 		ServerName:           serverName,
 		RootCAs:              anchors,
-		GetClientCertificate: certs.GetClientCertificate,
+		GetClientCertificate: getCert,
 		NextProtos:           []string{alpn},
 		ClientSessionCache:   cache,
 	}

@@ -55,6 +55,14 @@ func logf(format string, a ...any) {
 
 func main() {
 	flag.Parse()
+	// Children run in the temporary directory: make paths absolute.
+	for _, p := range []*string{proxyBin, fortioBin} {
+		if strings.Contains(*p, "/") {
+			if abs, err := filepath.Abs(*p); err == nil {
+				*p = abs
+			}
+		}
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "proxybench:", err)
 		os.Exit(1)
