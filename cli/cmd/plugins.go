@@ -38,7 +38,9 @@ func cliLogger(w io.Writer) *slog.Logger {
 
 // newPluginHost returns the host that finds and runs plugins for o.
 func newPluginHost(o *Options) *pluginhost.Host {
-	return pluginhost.NewHost(cliLogger(o.Err), version.Version)
+	h := pluginhost.NewHost(cliLogger(o.Err), version.Version)
+	h.Launch.Stray = o.Err // what a plugin writes to os.Stdout/os.Stderr by mistake
+	return h
 }
 
 func (o *Options) kubeFlags() sdk.KubeFlags {

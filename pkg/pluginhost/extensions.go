@@ -116,7 +116,7 @@ func versionSkew(cluster, plugin string) string {
 // ExtensionChecks runs the checks of every extension installed in the
 // cluster with its plugin and returns their categories, in the JSON shape of
 // `mesh check -o json`, for `mesh check` to append to the core's. Per
-// extension, a category "<name> extension" says whether its plugin is
+// extension, a category "<name>-extension" says whether its plugin is
 // present (warn, with how to get it, if not), runs, and matches the
 // installed version; the extension's own categories follow. An extension
 // that does not implement checks contributes only that category. The error
@@ -143,7 +143,7 @@ func (h *Host) ExtensionChecks(ctx context.Context, cs kubernetes.Interface, kub
 }
 
 func (h *Host) checkOne(ctx context.Context, ce ClusterExtension, kube sdk.KubeFlags, timeout time.Duration) []sdk.CheckCategory {
-	cat := sdk.CheckCategory{Name: ce.Name + " extension"}
+	cat := sdk.CheckCategory{Name: ce.Name + "-extension"}
 	pluginCheck := fmt.Sprintf("%s%s plugin is on this machine", BinaryPrefix, ce.Name)
 	path, err := h.Finder.Find(ce.Name)
 	if err != nil {

@@ -94,7 +94,7 @@ func TestExtensionChecks(t *testing.T) {
 	b, _ := json.MarshalIndent(cats, "", "  ")
 	type c = sdk.CheckResult
 	want := []sdk.CheckCategory{
-		{Name: "hello extension", Checks: []c{
+		{Name: "hello-extension", Checks: []c{
 			{Description: "mesh-hello plugin is on this machine", Status: sdk.StatusOK},
 			{Description: "mesh-hello plugin matches the installed version", Status: sdk.StatusWarn, Error: "the cluster runs version 0.2.0 but the plugin is version 0.1.0: use the same version for both",
 				Hint: "install the plugin of the version in the cluster, or upgrade the extension with `mesh hello install | kubectl apply -f -`"},
@@ -103,7 +103,7 @@ func TestExtensionChecks(t *testing.T) {
 			{Description: "hello can greet", Status: sdk.StatusOK},
 			{Description: "hello has a friend", Status: sdk.StatusWarn, Error: "hello has no friend yet", Hint: "hello is an example: write your own extension (docs/extensions.md)"},
 		}},
-		{Name: "viz extension", Checks: []c{
+		{Name: "viz-extension", Checks: []c{
 			{Description: "mesh-viz plugin is on this machine", Status: sdk.StatusWarn, Error: "no mesh-viz in $MESH_PLUGINS_DIR, ~/.conduit/plugins or $PATH", Hint: MissingPluginWarning("viz", "conduit-viz")},
 		}},
 	}
