@@ -61,6 +61,7 @@ Get started:
 		newCheckCmd(o),
 		newDiagnosticsCmd(o),
 		newExtensionsCmd(o),
+		newIdentityCmd(o),
 		newProfileCmd(o),
 	)
 	return root
