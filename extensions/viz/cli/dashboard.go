@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os/exec"
 	"runtime"
 	"strconv"
+	"sync"
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
@@ -69,38 +71,48 @@ func readyPod(ctx context.Context, k *Kube, ns, component string) (string, error
 	return "", fmt.Errorf("viz: no ready %s pod in namespace %s (is viz installed? run 'mesh viz check')", component, ns)
 }
 
+// portForward forwards a local port on address (0: any free port) to
+// remotePort of pod; stop ends it. done reports the end of the forward.
+func portForward(k *Kube, ns, pod, address string, localPort, remotePort int, errw io.Writer) (port int, stop func(), done <-chan error, err error) {
+	u := k.Client.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name(pod).SubResource("portforward").URL()
+	transport, upgrader, err := spdy.RoundTripperFor(k.Config)
+	if err != nil {
+		return 0, nil, nil, fmt.Errorf("viz: port-forward transport: %w", err)
+	}
+	dialer := spdy.NewDialer(upgrader, &http.Client{Transport: transport}, http.MethodPost, u)
+	stopCh, ready := make(chan struct{}), make(chan struct{})
+	fw, err := portforward.NewOnAddresses(dialer, []string{address}, []string{fmt.Sprintf("%d:%d", localPort, remotePort)}, stopCh, ready, io.Discard, errw)
+	if err != nil {
+		return 0, nil, nil, fmt.Errorf("viz: port-forward: %w", err)
+	}
+	errCh := make(chan error, 1)
+	go func() { errCh <- fw.ForwardPorts() }()
+	var once sync.Once
+	stop = func() { once.Do(func() { close(stopCh) }) }
+	select {
+	case <-ready:
+	case err := <-errCh:
+		return 0, nil, nil, fmt.Errorf("viz: port-forward to %s/%s: %w", ns, pod, err)
+	}
+	ports, err := fw.GetPorts()
+	if err != nil || len(ports) == 0 {
+		stop()
+		return 0, nil, nil, fmt.Errorf("viz: port-forward ports: %v", err)
+	}
+	return int(ports[0].Local), stop, errCh, nil
+}
+
 func dashboard(ctx context.Context, k *Kube, ns, address string, port int, show string, out, errw io.Writer) error {
 	pod, err := readyPod(ctx, k, ns, "web")
 	if err != nil {
 		return err
 	}
-	u := k.Client.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name(pod).SubResource("portforward").URL()
-	transport, upgrader, err := spdy.RoundTripperFor(k.Config)
+	local, stop, done, err := portForward(k, ns, pod, address, port, WebPort, errw)
 	if err != nil {
-		return fmt.Errorf("viz: port-forward transport: %w", err)
+		return err
 	}
-	dialer := spdy.NewDialer(upgrader, &http.Client{Transport: transport}, http.MethodPost, u)
-	stop, ready := make(chan struct{}), make(chan struct{})
-	fw, err := portforward.NewOnAddresses(dialer, []string{address}, []string{fmt.Sprintf("%d:%d", port, WebPort)}, stop, ready, io.Discard, errw)
-	if err != nil {
-		return fmt.Errorf("viz: port-forward: %w", err)
-	}
-	errCh := make(chan error, 1)
-	go func() { errCh <- fw.ForwardPorts() }()
-	select {
-	case <-ready:
-	case err := <-errCh:
-		return fmt.Errorf("viz: port-forward to %s/%s: %w", ns, pod, err)
-	case <-ctx.Done():
-		close(stop)
-		return nil
-	}
-	ports, err := fw.GetPorts()
-	if err != nil || len(ports) == 0 {
-		close(stop)
-		return fmt.Errorf("viz: port-forward ports: %v", err)
-	}
-	dash := (&url.URL{Scheme: "http", Host: address + ":" + strconv.Itoa(int(ports[0].Local)), Path: "/"}).String()
+	defer stop()
+	dash := (&url.URL{Scheme: "http", Host: net.JoinHostPort(address, strconv.Itoa(local)), Path: "/"}).String()
 	fmt.Fprintf(out, "Conduit viz dashboard available at:\n%s\n", dash)
 	if show == "browser" {
 		if err := openBrowser(dash); err != nil {
@@ -109,10 +121,8 @@ func dashboard(ctx context.Context, k *Kube, ns, address string, port int, show 
 	}
 	select {
 	case <-ctx.Done():
-		close(stop)
-		<-errCh
 		return nil
-	case err := <-errCh:
+	case err := <-done:
 		if err != nil {
 			return fmt.Errorf("viz: port-forward ended: %w", err)
 		}

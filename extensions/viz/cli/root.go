@@ -27,6 +27,9 @@ type Env struct {
 	// NewAPI returns the metrics API client and the default namespace; nil
 	// connects to the cluster and goes through the API server's service proxy.
 	NewAPI func(ctx context.Context, k KubeFlags, vizNamespace string) (API, string, error)
+	// NewTap returns what tap and top need; nil connects to the cluster and
+	// port-forwards to the proxies.
+	NewTap func(k KubeFlags) (*TapEnv, error)
 }
 
 func (e *Env) api(ctx context.Context, vizNS string) (API, string, error) {
@@ -46,6 +49,8 @@ var Commands = []struct{ Name, Short string }{
 	{"stat", "Golden metrics (success rate, RPS, latency, TCP connections) of resources"},
 	{"routes", "Per-route metrics of a service or workload, from its service profile"},
 	{"edges", "Connections between workloads, with the identities mTLS authenticated"},
+	{"tap", "Stream the live requests of a resource's proxies"},
+	{"top", "The busiest paths of a resource, from its live requests"},
 	{"dashboard", "Open the viz dashboard through a port-forward"},
 }
 
@@ -85,7 +90,7 @@ Install, check and remove it with:
 	pf.StringVar(&env.Kube.Kubeconfig, "kubeconfig", env.Kube.Kubeconfig, "path to the kubeconfig file")
 	pf.StringVar(&env.Kube.Context, "context", env.Kube.Context, "kubeconfig context to use")
 	pf.StringVarP(&env.Kube.Namespace, "namespace", "n", env.Kube.Namespace, "namespace of the resources (default: the context's)")
-	root.AddCommand(newStatCmd(env, &vizNS), newEdgesCmd(env, &vizNS), newRoutesCmd(env, &vizNS), newDashboardCmd(env, &vizNS))
+	root.AddCommand(newStatCmd(env, &vizNS), newEdgesCmd(env, &vizNS), newRoutesCmd(env, &vizNS), newTapCmd(env), newTopCmd(env), newDashboardCmd(env, &vizNS))
 	return root
 }
 

@@ -199,3 +199,21 @@ func objects(ctx context.Context, kc kubernetes.Interface, r Resource, all bool)
 	})
 	return out, nil
 }
+
+// PodsOf returns the live pods of the object r names (a workload, a
+// service's selected pods, a pod, or every pod of a namespace).
+func PodsOf(ctx context.Context, kc kubernetes.Interface, r Resource) ([]*corev1.Pod, error) {
+	if r.Name == "" {
+		return nil, badRequest("name one %s (e.g. %s/web)", r.Kind, r.Kind)
+	}
+	objs, err := objects(ctx, kc, r, false)
+	if err != nil {
+		return nil, err
+	}
+	var pods []*corev1.Pod
+	for _, o := range objs {
+		pods = append(pods, o.pods...)
+	}
+	sort.Slice(pods, func(i, j int) bool { return pods[i].Name < pods[j].Name })
+	return pods, nil
+}

@@ -26,17 +26,14 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// Tap streams the HTTP requests a proxy routes, live, to the viz extension's
-// tap service (never to users directly: users go through the tap service,
-// which authorizes them with a Kubernetes SubjectAccessReview).
+// Tap streams the HTTP requests a proxy routes, live.
 //
 // The proxy serves Tap only when CONDUIT_PROXY_TAP_ENABLED=true (set by the
-// viz injector hook), on its tap port 4190 (0.0.0.0; proxy-init never
-// redirects it), over TLS 1.3 with its workload certificate, ALPN "h2". It
-// requires a client certificate issued by its trust anchors whose identity is
-// CONDUIT_PROXY_TAP_AUTHORIZED_IDENTITY (default
-// "tap.conduit-viz.serviceaccount.identity.<control-plane-ns>.<trust-domain>")
-// and refuses any other client with PERMISSION_DENIED.
+// viz extension's injector hook), as plaintext gRPC on 127.0.0.1:4190 — the
+// tap port proxy-init never redirects, bound to loopback only. Outside the
+// pod it is reachable only through the Kubernetes API server's port-forward
+// (`create pods/portforward` on the pod), so Kubernetes RBAC decides who may
+// tap which pods, and the proxy needs no authentication of its own.
 type TapClient interface {
 	// Observe streams the events of the requests that match, until the client
 	// cancels, Limit events were sent, or the proxy shuts down.
@@ -74,17 +71,14 @@ type Tap_ObserveClient = grpc.ServerStreamingClient[TapEvent]
 // All implementations must embed UnimplementedTapServer
 // for forward compatibility.
 //
-// Tap streams the HTTP requests a proxy routes, live, to the viz extension's
-// tap service (never to users directly: users go through the tap service,
-// which authorizes them with a Kubernetes SubjectAccessReview).
+// Tap streams the HTTP requests a proxy routes, live.
 //
 // The proxy serves Tap only when CONDUIT_PROXY_TAP_ENABLED=true (set by the
-// viz injector hook), on its tap port 4190 (0.0.0.0; proxy-init never
-// redirects it), over TLS 1.3 with its workload certificate, ALPN "h2". It
-// requires a client certificate issued by its trust anchors whose identity is
-// CONDUIT_PROXY_TAP_AUTHORIZED_IDENTITY (default
-// "tap.conduit-viz.serviceaccount.identity.<control-plane-ns>.<trust-domain>")
-// and refuses any other client with PERMISSION_DENIED.
+// viz extension's injector hook), as plaintext gRPC on 127.0.0.1:4190 — the
+// tap port proxy-init never redirects, bound to loopback only. Outside the
+// pod it is reachable only through the Kubernetes API server's port-forward
+// (`create pods/portforward` on the pod), so Kubernetes RBAC decides who may
+// tap which pods, and the proxy needs no authentication of its own.
 type TapServer interface {
 	// Observe streams the events of the requests that match, until the client
 	// cancels, Limit events were sent, or the proxy shuts down.
