@@ -91,7 +91,8 @@ func (x *Index) serviceEndpoints(t target) *epState {
 	var portName string
 	matched := false
 	for _, sp := range svc.Spec.Ports {
-		if uint32(sp.Port) == t.port {
+		// The proxies carry TCP: a UDP port of the same number (DNS) is not it.
+		if uint32(sp.Port) == t.port && (sp.Protocol == "" || sp.Protocol == corev1.ProtocolTCP) {
 			portName, matched = sp.Name, true
 			break
 		}

@@ -68,6 +68,7 @@ func TestGetSnapshot(t *testing.T) {
 		{"statefulset pod DNS name", "db-1.db.emojivoto.svc.cluster.local:5432", "add 10.0.1.2:5432/opaque:4143/db.emojivoto"},
 		{"headless service", "db.emojivoto.svc.cluster.local:5432", "add 10.0.1.1:5432/opaque:4143/db.emojivoto 10.0.1.2:5432/opaque:4143/db.emojivoto"},
 		{"service without selector", "external-db.emojivoto.svc.cluster.local:3306", "add 192.168.5.5:13306"},
+		{"TCP port of a port number also served over UDP", "dns.emojivoto.svc.cluster.local:53", "add 10.0.3.1:2053"},
 		{"ExternalName", "search.emojivoto.svc.cluster.local:80", "none exists=false"},
 		{"service with no endpoints", "empty.emojivoto.svc.cluster.local:80", "none exists=true"},
 		{"port the service does not expose", "web.emojivoto.svc.cluster.local:81", "none exists=true"},
