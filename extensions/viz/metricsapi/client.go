@@ -82,6 +82,16 @@ func (c *Client) call(ctx context.Context, path string, q url.Values, out any) e
 		if json.Unmarshal(body, &e) == nil && e.Error != "" {
 			return &APIError{Code: code, Message: e.Error}
 		}
+		var st struct {
+			Kind, Message, Reason string
+		}
+		if json.Unmarshal(body, &st) == nil && st.Kind == "Status" && st.Message != "" {
+			hint := "is viz installed and ready? run 'mesh viz check'"
+			if st.Reason == "Forbidden" {
+				hint = "reading viz metrics needs 'get services/proxy' on " + c.desc
+			}
+			return fmt.Errorf("metricsapi: %s (%s)", st.Message, hint)
+		}
 		msg := strings.TrimSpace(string(body))
 		if len(msg) > 300 {
 			msg = msg[:300] + "..."
