@@ -4,6 +4,7 @@ package tests
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -401,6 +402,100 @@ func TestDestinationRollout(t *testing.T) {
 			t.Errorf("endpoint %s outlived its pod by %s", ip, late)
 		} else {
 			t.Logf("endpoint %s removed %s before its pod was deleted", ip, gone.Sub(removed).Round(time.Millisecond))
+		}
+	}
+}
+
+// TestDestinationInCluster asks the installed destination service, through
+// `mesh diagnostics endpoints`, for a Deployment in an injected namespace:
+// meshed pods carry their identity and the h2 hint.
+func TestDestinationInCluster(t *testing.T) {
+	f := framework.New(t)
+	f.InstallMesh(t)
+	f.RequireMesh(t, "diagnostics", "endpoints")
+	checkControlPlaneEndpoints(t, f)
+	checkInClusterEndpoints(t, f)
+}
+
+// checkControlPlaneEndpoints: the control-plane pods are meshed (the chart
+// renders their proxy), so the identity service's endpoints carry its identity.
+func checkControlPlaneEndpoints(t *testing.T, f *framework.Framework) {
+	ns := framework.ControlPlaneNamespace
+	out := f.MeshCmd(t, "diagnostics", "endpoints", "conduit-identity."+ns+".svc.cluster.local:8080", "-o", "json")
+	var got struct {
+		Endpoints []struct{ Identity, ProtocolHint string } `json:"endpoints"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("decode %q: %v", out, err)
+	}
+	want := "conduit-identity." + ns + ".serviceaccount.identity." + ns + ".cluster.local"
+	if len(got.Endpoints) == 0 {
+		t.Fatalf("no endpoints for the identity service: %s", out)
+	}
+	for _, e := range got.Endpoints {
+		if e.Identity != want || e.ProtocolHint != "h2" {
+			t.Errorf("identity endpoint: identity %q hint %q, want %q h2", e.Identity, e.ProtocolHint, want)
+		}
+	}
+}
+
+func checkInClusterEndpoints(t *testing.T, f *framework.Framework) {
+	ns := f.NewNamespace(t, "dst-mesh", map[string]string{"conduit.dev/inject": "enabled"})
+	f.Apply(t, ns, fmt.Sprintf(echoApp, f.Image("testapp")))
+	f.WaitRollout(t, ns, "deployment/echo", 3*time.Minute)
+	pods := f.DeploymentPods(t, ns, "echo")
+	want := map[string]corev1.Pod{}
+	for _, p := range pods {
+		if p.DeletionTimestamp == nil && framework.PodReady(&p) {
+			want[p.Status.PodIP] = p
+		}
+	}
+	auth := "echo." + ns + ".svc.cluster.local:80"
+	var got struct {
+		Exists    bool `json:"exists"`
+		Endpoints []struct {
+			IP, Pod, Identity, ProtocolHint string
+			Port                            uint32
+		} `json:"endpoints"`
+	}
+	// The stream may briefly lag the rollout: retry until the sets agree.
+	f.WaitFor(t, "mesh diagnostics endpoints "+auth+" lists the ready pods", time.Minute, func(ctx context.Context) (bool, error) {
+		r := f.RunMesh(ctx, "diagnostics", "endpoints", auth, "-o", "json")
+		if r.Err != nil {
+			return false, fmt.Errorf("%v: %s", r.Err, r.Stderr)
+		}
+		if err := json.Unmarshal([]byte(r.Stdout), &got); err != nil {
+			return false, fmt.Errorf("decode %q: %w", r.Stdout, err)
+		}
+		if !got.Exists || len(got.Endpoints) != len(want) {
+			return false, nil
+		}
+		for _, e := range got.Endpoints {
+			if _, ok := want[e.IP]; !ok {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	for _, e := range got.Endpoints {
+		p := want[e.IP]
+		if e.Pod != p.Name || e.Port != 8080 {
+			t.Errorf("endpoint %s: pod %q port %d, want %q 8080", e.IP, e.Pod, e.Port, p.Name)
+		}
+		meshed := p.Labels["conduit.dev/control-plane-ns"] != ""
+		wantID := ""
+		wantHint := ""
+		if meshed {
+			sa := p.Spec.ServiceAccountName
+			if sa == "" {
+				sa = "default"
+			}
+			wantID = sa + "." + ns + ".serviceaccount.identity." + framework.ControlPlaneNamespace + ".cluster.local"
+			wantHint = "h2"
+		}
+		t.Logf("endpoint %s pod %s meshed=%t identity=%q hint=%q", e.IP, e.Pod, meshed, e.Identity, e.ProtocolHint)
+		if e.Identity != wantID || e.ProtocolHint != wantHint {
+			t.Errorf("endpoint %s (meshed %t): identity %q hint %q, want %q %q", e.IP, meshed, e.Identity, e.ProtocolHint, wantID, wantHint)
 		}
 	}
 }
