@@ -125,7 +125,9 @@ func (h *Hooks) Refresh(ctx context.Context) error {
 		}
 		t, ok := h.targets[addr]
 		if !ok || t.ext != ce.Name {
-			conn, err := grpc.NewClient(addr, h.opts.DialOptions...)
+			// passthrough: the address is dialled as given (a ClusterIP
+			// Service name resolves to one address anyway).
+			conn, err := grpc.NewClient("passthrough:///"+addr, h.opts.DialOptions...)
 			if err != nil {
 				h.opts.Logger.Warn("invalid extension hook address", "extension", ce.Name, "namespace", ce.Namespace, "address", addr, "err", err)
 				return nil
