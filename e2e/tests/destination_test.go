@@ -499,3 +499,76 @@ func checkInClusterEndpoints(t *testing.T, f *framework.Framework) {
 		}
 	}
 }
+
+// statefulApp is a 2-replica StatefulSet behind a headless Service.
+const statefulApp = `
+apiVersion: v1
+kind: Service
+metadata: {name: db}
+spec:
+  clusterIP: None
+  selector: {app: db}
+  ports: [{name: http, port: 8080}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  serviceName: db
+  replicas: 2
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: db
+        image: %[1]s
+        imagePullPolicy: IfNotPresent
+        args: [serve, -addr, ":8080"]
+        ports: [{name: http, containerPort: 8080}]
+        readinessProbe:
+          httpGet: {path: /healthz, port: 8080}
+          periodSeconds: 1
+        securityContext:
+          allowPrivilegeEscalation: false
+          readOnlyRootFilesystem: true
+          capabilities: {drop: [ALL]}
+`
+
+// TestDestinationStatefulSet resolves a StatefulSet pod's DNS name to that
+// pod, and follows it when the pod is recreated.
+func TestDestinationStatefulSet(t *testing.T) {
+	f := framework.New(t)
+	ns := f.NewNamespace(t, "dst-sts", nil)
+	c, _ := startDestination(t, f)
+	f.Apply(t, ns, fmt.Sprintf(statefulApp, f.Image("testapp")))
+	f.WaitRollout(t, ns, "statefulset/db", 3*time.Minute)
+	ctx := framework.Context(t, 3*time.Minute)
+	podIP := func(name string) string {
+		p, err := f.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p.Status.PodIP
+	}
+	db0 := watchEndpoints(t, c, "db-0.db."+ns+".svc.cluster.local:8080")
+	db0.waitFor(t, []string{podIP("db-0")}, true, 5*time.Second)
+	all := watchEndpoints(t, c, "db."+ns+".svc.cluster.local:8080")
+	all.waitFor(t, []string{podIP("db-0"), podIP("db-1")}, true, 5*time.Second)
+
+	// Recreate db-0: its name follows the new pod.
+	old := podIP("db-0")
+	if err := f.Client.CoreV1().Pods(ns).Delete(ctx, "db-0", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.WaitFor(t, "db-0 recreated and ready", 2*time.Minute, func(ctx context.Context) (bool, error) {
+		p, err := f.Client.CoreV1().Pods(ns).Get(ctx, "db-0", metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		return p.DeletionTimestamp == nil && framework.PodReady(p), nil
+	})
+	db0.waitFor(t, []string{podIP("db-0")}, true, 2*time.Second)
+	t.Logf("db-0 moved from %s to %s", old, podIP("db-0"))
+}
