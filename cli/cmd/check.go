@@ -332,6 +332,12 @@ func (ch *checker) controlPlane() healthcheck.Category {
 			},
 		},
 		{
+			Description: "the control plane's RBAC (cluster roles and bindings) exists",
+			Hint:        "re-apply the control plane: 'mesh upgrade | kubectl apply -f -'",
+			Retry:       true,
+			Run:         ch.controlPlaneRBAC,
+		},
+		{
 			Description: "control plane pods are ready",
 			Hint:        fmt.Sprintf("inspect them: 'kubectl -n %s get pods' and 'kubectl -n %s describe pod <pod>'", ch.ns, ch.ns),
 			Retry:       true,
@@ -375,6 +381,23 @@ func (ch *checker) controlPlane() healthcheck.Category {
 			},
 		},
 	}}
+}
+
+func (ch *checker) controlPlaneRBAC(ctx context.Context) error {
+	var missing []string
+	for _, c := range controlPlaneComponents {
+		name := fmt.Sprintf("conduit-%s-%s", ch.ns, c)
+		if _, err := ch.kube.Client.RbacV1().ClusterRoles().Get(ctx, name, metav1.GetOptions{}); err != nil {
+			missing = append(missing, "ClusterRole "+name)
+		}
+		if _, err := ch.kube.Client.RbacV1().ClusterRoleBindings().Get(ctx, name, metav1.GetOptions{}); err != nil {
+			missing = append(missing, "ClusterRoleBinding "+name)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing: %s", strings.Join(missing, ", "))
+	}
+	return nil
 }
 
 func (ch *checker) controlPlanePodsReady(ctx context.Context) error {

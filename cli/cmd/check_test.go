@@ -13,6 +13,7 @@ import (
 	coordv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	kversion "k8s.io/apimachinery/pkg/version"
@@ -73,6 +74,11 @@ func healthyCluster(t *testing.T) map[string]runtime.Object {
 		Labels: map[string]string{discoveryv1.LabelServiceName: injectorServiceName}},
 		Endpoints: []discoveryv1.Endpoint{{Addresses: []string{"10.0.0.5"}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}}}}
 	objs["meshed"] = meshedPod("web-1", "shop", "v1.2.3", true)
+	for _, c := range controlPlaneComponents {
+		name := "conduit-conduit-" + c
+		objs["cr-"+c] = &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}}
+		objs["crb-"+c] = &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	}
 	return objs
 }
 
@@ -144,6 +150,9 @@ func TestCheckFindings(t *testing.T) {
 		{"injector cert not from the caBundle", nil, func(o map[string]runtime.Object) {
 			o["injector-tls"].(*corev1.Secret).Data["tls.crt"] = pki.CertPEM(other.Cert)
 		}, 0, false, []string{"does not verify against the caBundle"}},
+		{"RBAC missing", nil, func(o map[string]runtime.Object) {
+			delete(o, "crb-identity")
+		}, 0, false, []string{"× the control plane's RBAC", "ClusterRoleBinding conduit-conduit-identity"}},
 		{"no ready injector endpoint", nil, func(o map[string]runtime.Object) {
 			f := false
 			o["endpoints"].(*discoveryv1.EndpointSlice).Endpoints[0].Conditions.Ready = &f
