@@ -62,3 +62,18 @@ func TestUnstructuredRoundTrip(t *testing.T) {
 		t.Fatal("decoding a malformed object succeeded")
 	}
 }
+
+// JSON numbers without a fraction arrive as int64 from the API server.
+func TestFromUnstructuredIntegralNumbers(t *testing.T) {
+	sp, err := FromUnstructured(map[string]any{"spec": map[string]any{
+		"retryBudget": map[string]any{"retryRatio": int64(1), "minRetriesPerSecond": int64(3), "ttl": "1s"},
+		"routes": []any{map[string]any{"name": "r", "condition": map[string]any{"method": "GET"},
+			"responseClasses": []any{map[string]any{"condition": map[string]any{"status": map[string]any{"min": int64(500)}}}}}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sp.Spec.RetryBudget.RetryRatio != 1 || sp.Spec.RetryBudget.MinRetriesPerSecond != 3 || sp.Spec.Routes[0].ResponseClasses[0].Condition.Status.Min != 500 {
+		t.Fatalf("decoded %+v", sp.Spec)
+	}
+}
