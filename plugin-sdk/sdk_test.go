@@ -8,12 +8,17 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	sdk "github.com/conduit-mesh/conduit/plugin-sdk"
 	"github.com/conduit-mesh/conduit/plugin-sdk/client"
 	"github.com/conduit-mesh/conduit/plugin-sdk/sdktest"
 )
+
+// blockEnded receives the context error of the "block" command.
+var blockEnded = make(chan error, 1)
 
 // full implements every capability.
 type full struct{ minimal }
@@ -34,6 +39,11 @@ func (full) Run(ctx context.Context, inv *sdk.Invocation) error {
 		return err
 	case "exit":
 		return sdk.Exit(7)
+	case "block":
+		fmt.Fprintln(inv.Stdout, "blocking")
+		<-ctx.Done()
+		blockEnded <- ctx.Err()
+		return ctx.Err()
 	case "panic":
 		panic("boom")
 	}
@@ -135,6 +145,54 @@ func TestRun(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestRunCancel(t *testing.T) {
+	c := sdktest.Start(t, full{})
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Run(ctx, []string{"block"}, sdk.KubeFlags{}, client.Stdio{Out: out})
+		done <- err
+	}()
+	for !strings.Contains(out.String(), "blocking") {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel() // Ctrl-C in mesh
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Run: %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+	select {
+	case err := <-blockEnded:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("the command's context ended with %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the command's context was not cancelled")
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func TestAbsentCapability(t *testing.T) {

@@ -160,6 +160,33 @@ func (h *Hooks) Refresh(ctx context.Context) error {
 	return nil
 }
 
+// DefaultRefreshInterval is how often StartHooks lists the extensions.
+const DefaultRefreshInterval = 30 * time.Second
+
+// StartHooks returns hooks that are refreshed now and then every
+// DefaultRefreshInterval until ctx ends. This is the whole wiring of a
+// control-plane component:
+//
+//	hooks := pluginhost.StartHooks(ctx, client, pluginhost.HooksOptions{Logger: log, Events: events, Registerer: prometheus.DefaultRegisterer})
+//	opts.Contributors = append(opts.Contributors, pluginhost.InjectorContributor{Hooks: hooks})   // injector
+//	cfg.Annotators = append(cfg.Annotators, &pluginhost.EndpointAnnotator{Hooks: hooks})          // destination
+func StartHooks(ctx context.Context, cs kubernetes.Interface, opts HooksOptions) *Hooks {
+	h := NewHooks(cs, opts)
+	if err := h.Refresh(ctx); err != nil {
+		h.opts.Logger.Warn("cannot list extensions yet", "err", err)
+	}
+	go func() {
+		t := time.NewTimer(DefaultRefreshInterval)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		h.Run(ctx, DefaultRefreshInterval)
+	}()
+	return h
+}
+
 // Run refreshes every interval until ctx ends, then closes the connections.
 func (h *Hooks) Run(ctx context.Context, interval time.Duration) {
 	tick := time.NewTicker(interval)

@@ -161,6 +161,23 @@ func TestHelloOverGoPlugin(t *testing.T) {
 	}
 }
 
+func TestCloseStopsThePlugin(t *testing.T) {
+	p, err := Launch(context.Background(), filepath.Join(plugins(t), "mesh-hello"), LaunchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Exited() {
+		t.Fatal("the plugin exited on its own")
+	}
+	p.Close()
+	if !p.Exited() {
+		t.Error("the plugin still runs after Close")
+	}
+	if _, err := p.Run(context.Background(), []string{"greet"}, sdk.KubeFlags{}, client.Stdio{}); err == nil {
+		t.Error("a closed plugin still runs commands")
+	}
+}
+
 func TestVersionMismatch(t *testing.T) {
 	_, err := Launch(context.Background(), filepath.Join(plugins(t), "mesh-future"), LaunchOptions{})
 	if err == nil || !strings.Contains(err.Error(), "does not speak this mesh's plugin protocol conduit.plugin.v1 (go-plugin protocol version 1)") ||
