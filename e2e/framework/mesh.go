@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -22,12 +23,15 @@ var installOnce struct {
 
 // InstallMesh installs the mesh exactly as a user does, once per test binary:
 //
-//	mesh install --crds | kubectl apply -f -
-//	mesh install        | kubectl apply -f -
+//	mesh install --crds --registry R --tag T | kubectl apply -f -
+//	mesh install        --registry R --tag T | kubectl apply -f -
 //
-// then waits for the control plane to roll out. The control plane's namespace is collected on
-// the test's failure. It skips the test if the CLI has no install command yet. The mesh stays
-// installed for the following tests.
+// with the images of this build (E2E_REGISTRY, E2E_TAG), then waits for every Deployment of
+// the control plane to roll out. The local cluster keeps its state across restarts, so an
+// installation left by an earlier run is first removed (mesh uninstall --force | kubectl
+// delete -f -): the tests always run against the control plane of this build. The control
+// plane's namespace is collected on the test's failure. The test is skipped if the CLI has no
+// install command yet. The mesh stays installed for the following tests.
 func (f *Framework) InstallMesh(t testing.TB) {
 	t.Helper()
 	f.RequireMesh(t, "install")
@@ -37,18 +41,45 @@ func (f *Framework) InstallMesh(t testing.TB) {
 	if installOnce.done {
 		return
 	}
-	ctx := Context(t, 5*time.Minute)
-	for _, args := range [][]string{{"install", "--crds"}, {"install"}} {
+	ctx := Context(t, 10*time.Minute)
+	if _, err := f.Client.CoreV1().Namespaces().Get(ctx, ControlPlaneNamespace, metav1.GetOptions{}); err == nil {
+		t.Logf("e2e: removing the control plane left by an earlier run")
+		f.UninstallMesh(t)
+	}
+	image := []string{"--registry", f.Registry, "--tag", f.Tag}
+	for _, args := range [][]string{append([]string{"install", "--crds"}, image...), append([]string{"install"}, image...)} {
 		r := f.RunMesh(ctx, args...)
 		if r.Err != nil {
 			t.Fatalf("e2e: installing the mesh: %v", r.Err)
 		}
-		if a := f.RunKubectl(ctx, r.Stdout, "apply", "--server-side", "--force-conflicts", "-f", "-"); a.Err != nil {
+		if a := f.RunKubectl(ctx, r.Stdout, "apply", "-f", "-"); a.Err != nil {
 			t.Fatalf("e2e: mesh %v | kubectl apply -f -: %v", args, a.Err)
 		}
 	}
 	f.WaitControlPlane(t, 5*time.Minute)
 	installOnce.done = true
+}
+
+// UninstallMesh removes the mesh as a user does (mesh uninstall --force | kubectl delete -f -)
+// and waits until the control plane namespace is gone.
+func (f *Framework) UninstallMesh(t testing.TB) {
+	t.Helper()
+	ctx := Context(t, 5*time.Minute)
+	r := f.RunMesh(ctx, "uninstall", "--force")
+	if r.Err != nil {
+		t.Fatalf("e2e: uninstalling the mesh: %v", r.Err)
+	}
+	if d := f.RunKubectl(ctx, r.Stdout, "delete", "--ignore-not-found", "--wait=false", "-f", "-"); d.Err != nil {
+		t.Fatalf("e2e: mesh uninstall | kubectl delete -f -: %v", d.Err)
+	}
+	f.WaitFor(t, "namespace "+ControlPlaneNamespace+" deleted", 3*time.Minute, func(ctx context.Context) (bool, error) {
+		_, err := f.Client.CoreV1().Namespaces().Get(ctx, ControlPlaneNamespace, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return true, nil
+		}
+		return false, err
+	})
+	installOnce.done = false
 }
 
 // WaitControlPlane waits for every Deployment of the control plane namespace to roll out.

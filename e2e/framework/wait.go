@@ -158,3 +158,28 @@ func (f *Framework) DeploymentPods(t testing.TB, ns, name string) []corev1.Pod {
 	}
 	return list.Items
 }
+
+// WaitEndpoints waits until the EndpointSlices of a Service list n ready endpoints. kube-proxy
+// programs a Service from these, a moment after the pods become Ready.
+func (f *Framework) WaitEndpoints(t testing.TB, ns, service string, n int, timeout time.Duration) {
+	t.Helper()
+	var ready int
+	err := poll(context.Background(), timeout, func(ctx context.Context) (bool, error) {
+		slices, err := f.Client.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=" + service})
+		if err != nil {
+			return false, err
+		}
+		ready = 0
+		for _, s := range slices.Items {
+			for _, e := range s.Endpoints {
+				if e.Conditions.Ready == nil || *e.Conditions.Ready {
+					ready++
+				}
+			}
+		}
+		return ready == n, nil
+	})
+	if err != nil {
+		t.Fatalf("e2e: endpoints of service %s/%s: %v (%d ready, want %d)", ns, service, err, ready, n)
+	}
+}

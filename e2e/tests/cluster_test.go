@@ -150,28 +150,37 @@ func TestCluster(t *testing.T) {
 	})
 
 	t.Run("Service serves traffic from another pod", func(t *testing.T) {
-		out := f.Exec(t, ns, "client", "", "testapp", "get", "-n", "20", "-new-conn", "-H", "X-E2e: yes", "http://echo/hello")
-		answers := decodeEchoes(t, out)
-		if len(answers) != 20 {
-			t.Fatalf("%d answers, want 20", len(answers))
-		}
+		f.WaitEndpoints(t, ns, "echo", 2, time.Minute)
 		backends := map[string]bool{}
 		for _, p := range f.DeploymentPods(t, ns, "echo") {
 			backends[p.Name] = true
 		}
+		// Every answer comes from a pod of the Deployment, through the Service name; new
+		// connections reach both replicas (kube-proxy may need a moment to program the second).
 		seen := map[string]int{}
-		for _, a := range answers {
-			if !backends[a.Pod] {
-				t.Errorf("answer from %q, which is not a pod of deployment echo %v", a.Pod, backends)
+		f.WaitFor(t, "answers from both replicas", time.Minute, func(ctx context.Context) (bool, error) {
+			// kube-proxy programs the Service a moment after its endpoints are ready: retry
+			// "connection refused" until then.
+			out, _, err := f.ExecE(ctx, ns, "client", "", nil, "testapp", "get", "-n", "10", "-new-conn", "-H", "X-E2e: yes", "http://echo/hello")
+			if err != nil {
+				return false, err
 			}
-			if a.Path != "/hello" || strings.Join(a.Headers["X-E2e"], "") != "yes" {
-				t.Errorf("the server saw path %q headers %v", a.Path, a.Headers)
+			answers := decodeEchoes(t, out)
+			if len(answers) != 10 {
+				t.Fatalf("%d answers, want 10", len(answers))
 			}
-			seen[a.Pod]++
-		}
-		if len(seen) != 2 {
-			t.Errorf("20 new connections reached %v, want both replicas", seen)
-		}
+			for _, a := range answers {
+				if !backends[a.Pod] {
+					t.Fatalf("answer from %q, which is not a pod of deployment echo %v", a.Pod, backends)
+				}
+				if a.Path != "/hello" || strings.Join(a.Headers["X-E2e"], "") != "yes" {
+					t.Fatalf("the server saw path %q headers %v", a.Path, a.Headers)
+				}
+				seen[a.Pod]++
+			}
+			return len(seen) == 2, nil
+		})
+		t.Logf("answers per pod: %v", seen)
 	})
 
 	t.Run("port-forward reaches a pod", func(t *testing.T) {
