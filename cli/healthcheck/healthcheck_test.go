@@ -122,3 +122,17 @@ func TestJSON(t *testing.T) {
 		t.Fatalf("json = %s", b.String())
 	}
 }
+
+func TestPrinterSpinnerOnlyOnTTY(t *testing.T) {
+	for _, tty := range []bool{false, true} {
+		var b bytes.Buffer
+		p := &Printer{Out: &b, TTY: tty}
+		rep := Run(context.Background(), []Category{Static{"a", []Check{{Description: "pods ready", Retry: true, Run: flaky(1)}}}},
+			Options{Wait: time.Minute, RetryInterval: time.Millisecond, Observer: p})
+		p.Summary(rep)
+		spun := strings.Contains(b.String(), "waiting") && strings.Contains(b.String(), "\r\033[K")
+		if spun != tty || !strings.Contains(b.String(), "√ pods ready") {
+			t.Errorf("tty=%v output %q", tty, b.String())
+		}
+	}
+}
