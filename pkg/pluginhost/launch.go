@@ -136,6 +136,8 @@ func launchError(path string, err error) error {
 			"install a version of the plugin and of mesh built for the same protocol", path, sdk.APIVersion, sdk.ProtocolVersion, err)
 	case strings.Contains(msg, "Incompatible core API version"), strings.Contains(msg, "incompatible core API version"):
 		return fmt.Errorf("pluginhost: %s was built with an incompatible go-plugin: %w", path, err)
+	case strings.Contains(msg, "Unrecognized remote plugin message"), strings.Contains(msg, "plugin exited before we could connect"):
+		return fmt.Errorf("pluginhost: %s is not a Conduit plugin (one built with the plugin SDK), or it failed to start: %w", path, err)
 	}
 	return fmt.Errorf("pluginhost: start %s: %w", path, err)
 }

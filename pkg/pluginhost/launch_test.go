@@ -217,3 +217,38 @@ func TestNameMismatch(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+func TestNotAPlugin(t *testing.T) {
+	dir := t.TempDir()
+	for name, script := range map[string]string{
+		"mesh-talker":  "#!/bin/sh\necho 'I am a shell script'\nsleep 1\n",
+		"mesh-quitter": "#!/bin/sh\nexit 3\n",
+	} {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Launch(context.Background(), p, LaunchOptions{StartTimeout: 5 * time.Second})
+		if err == nil || !strings.Contains(err.Error(), "is not a Conduit plugin") {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+func TestSlogWriter(t *testing.T) {
+	rec := &recorder{}
+	w := &slogWriter{l: slog.New(rec)}
+	// Records arrive in pieces; levels, the plugin's name and attributes are kept.
+	in := `{"@level":"warn","@message":"low disk","@module":"pluginhost.mesh-viz","@timestamp":"2026-01-01T00:00:00.000000Z","free":"1%"}` + "\n" +
+		`{"@level":"debug","@message":"tick"}` + "\n" + "not json\n"
+	for i := 0; i < len(in); i += 7 {
+		end := min(i+7, len(in))
+		if _, err := w.Write([]byte(in[i:end])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{"WARN low disk plugin=mesh-viz free=1%", "DEBUG tick", "INFO not json"}
+	if strings.Join(rec.recs, "|") != strings.Join(want, "|") {
+		t.Errorf("records %q, want %q", rec.recs, want)
+	}
+}
