@@ -13,7 +13,9 @@ import (
 	"testing"
 	"time"
 
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/conduit-mesh/conduit/e2e/framework"
@@ -61,7 +63,7 @@ apiVersion: batch/v1
 kind: Job
 metadata: {name: once}
 spec:
-  backoffLimit: 0
+  backoffLimit: 3
   activeDeadlineSeconds: 180
   template:
     spec:
@@ -81,6 +83,30 @@ spec:
 func injected(p *corev1.Pod) bool {
 	return len(p.Spec.InitContainers) >= 2 && p.Spec.InitContainers[0].Name == "conduit-init" &&
 		p.Spec.InitContainers[1].Name == "conduit-proxy" && p.Annotations["conduit.dev/inject-status"] == "injected"
+}
+
+// createInjected creates p and returns it once injected, or the API
+// server's refusal. The webhook's failurePolicy is Ignore, so a pod created
+// while the injector is restarting (other tests reinstall the mesh) is
+// admitted as is: such a pod is deleted and created again, for a minute.
+func createInjected(t *testing.T, f *framework.Framework, ns string, p *corev1.Pod) (*corev1.Pod, error) {
+	t.Helper()
+	f.WaitPodsReady(t, framework.ControlPlaneNamespace, "conduit.dev/control-plane-component=injector", 1, 2*time.Minute)
+	var created *corev1.Pod
+	var createErr error
+	f.WaitFor(t, "pod "+p.Name+" to be injected or refused", time.Minute, func(ctx context.Context) (bool, error) {
+		created, createErr = f.Client.CoreV1().Pods(ns).Create(ctx, p.DeepCopy(), metav1.CreateOptions{})
+		if createErr != nil {
+			return !apierrors.IsAlreadyExists(createErr), nil
+		}
+		if injected(created) {
+			return true, nil
+		}
+		zero := int64(0)
+		_ = f.Client.CoreV1().Pods(ns).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
+		return false, nil
+	})
+	return created, createErr
 }
 
 // proxyCounter sums a counter of a pod's proxy, over the series whose labels contain match.
@@ -192,24 +218,12 @@ func TestInjector(t *testing.T) {
 			t.Errorf("port 8080 did not go through the proxy: inbound connections %v -> %v", before, after)
 		}
 	})
-	t.Run("a Job completes", func(t *testing.T) {
-		f.WaitFor(t, "job once to succeed", 3*time.Minute, func(ctx context.Context) (bool, error) {
-			j, err := f.Client.BatchV1().Jobs(meshed).Get(ctx, "once", metav1.GetOptions{})
-			if err != nil {
-				return false, err
-			}
-			if j.Status.Failed > 0 {
-				return false, fmt.Errorf("job failed: %+v", j.Status)
-			}
-			return j.Status.Succeeded == 1, nil
-		})
-	})
 	t.Run("an invalid refused annotation refuses the pod", func(t *testing.T) {
 		p := &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Name: "refused", Annotations: map[string]string{"config.conduit.dev/skip-outbound-ports": "https"}},
 			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: f.Image("testapp"), Args: []string{"sleep"}}}},
 		}
-		_, err := f.Client.CoreV1().Pods(meshed).Create(ctx, p, metav1.CreateOptions{})
+		_, err := createInjected(t, f, meshed, p)
 		if err == nil || !strings.Contains(err.Error(), "config.conduit.dev/skip-outbound-ports") || !strings.Contains(err.Error(), "accepted") {
 			t.Errorf("want a refusal naming the annotation and the accepted values, got %v", err)
 		}
@@ -219,12 +233,9 @@ func TestInjector(t *testing.T) {
 			ObjectMeta: metav1.ObjectMeta{Name: "defaulted", Annotations: map[string]string{"config.conduit.dev/proxy-log-level": "chatty"}},
 			Spec:       corev1.PodSpec{TerminationGracePeriodSeconds: new(int64), Containers: []corev1.Container{{Name: "c", Image: f.Image("testapp"), Args: []string{"sleep"}}}},
 		}
-		created, err := f.Client.CoreV1().Pods(meshed).Create(ctx, p, metav1.CreateOptions{})
+		created, err := createInjected(t, f, meshed, p)
 		if err != nil {
 			t.Fatal(err)
-		}
-		if !injected(created) {
-			t.Errorf("not injected")
 		}
 		for _, e := range created.Spec.InitContainers[1].Env {
 			if e.Name == "CONDUIT_PROXY_LOG_LEVEL" && e.Value != "info" {
@@ -243,5 +254,32 @@ func TestInjector(t *testing.T) {
 			}
 			return false, nil
 		})
+	})
+	t.Run("a Job completes", func(t *testing.T) {
+		f.WaitFor(t, "job once to succeed", 3*time.Minute, func(ctx context.Context) (bool, error) {
+			j, err := f.Client.BatchV1().Jobs(meshed).Get(ctx, "once", metav1.GetOptions{})
+			if err != nil {
+				return false, err
+			}
+			for _, c := range j.Status.Conditions {
+				if c.Type == batchv1.JobFailed && c.Status == corev1.ConditionTrue {
+					return false, fmt.Errorf("job failed: %s", c.Message)
+				}
+			}
+			return j.Status.Succeeded == 1, nil
+		})
+		// The pod that succeeded ran with the proxy as a native sidecar: its
+		// main container's exit completed the Job although the proxy runs on.
+		pods, err := f.Client.CoreV1().Pods(meshed).List(ctx, metav1.ListOptions{LabelSelector: "job-name=once"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ok := false
+		for _, p := range pods.Items {
+			ok = ok || (p.Status.Phase == corev1.PodSucceeded && injected(&p))
+		}
+		if !ok {
+			t.Errorf("no injected pod of the Job succeeded")
+		}
 	})
 }
