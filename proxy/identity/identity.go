@@ -164,7 +164,7 @@ func (m *Manager) Run(ctx context.Context) error {
 					wait = max(left/4, m.opts.MinBackoff)
 				}
 			}
-			log.Warn("certify failed; retrying", "err", err, "in", wait)
+			log.Warn("certify failed; retrying", "err", err, "in", wait.Round(time.Millisecond).String())
 		} else {
 			failures = 0
 			life := leaf.NotAfter.Sub(leaf.NotBefore)
@@ -172,7 +172,7 @@ func (m *Manager) Run(ctx context.Context) error {
 			if wait < m.opts.MinBackoff {
 				wait = m.opts.MinBackoff
 			}
-			log.Info("certified", "identity", m.opts.Name, "expiry", leaf.NotAfter, "renew_in", wait.Round(time.Second))
+			log.Info("certified", "identity", m.opts.Name, "expiry", leaf.NotAfter, "renew_in", wait.Round(time.Second).String())
 		}
 		t := time.NewTimer(wait)
 		select {

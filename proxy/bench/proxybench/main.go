@@ -45,6 +45,7 @@ var (
 	verbose   = flag.Bool("v", false, "log progress to stderr")
 	only      = flag.String("only", "", "run only paths whose name contains this (direct, conduit, nginx, haproxy, tcp)")
 	protos    = flag.String("protos", "http1,grpc", "protocols to load")
+	proxyEnv  = flag.String("proxy-env", "", "extra environment for the Conduit proxies, comma-separated (e.g. GOGC=200,GOMAXPROCS=1)")
 )
 
 func logf(format string, a ...any) {
@@ -197,6 +198,9 @@ func conduit(cp *testcp.CP, target, origDst string) (client, server *proc, err e
 		"CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS=" + string(cp.AnchorsPEM),
 		"CONDUIT_PROXY_SHUTDOWN_GRACE_PERIOD=5s",
 		"CONDUIT_PROXY_DEBUG_PPROF=" + os.Getenv("CONDUIT_PROXY_DEBUG_PPROF"),
+	}
+	if *proxyEnv != "" {
+		common = append(common, strings.Split(*proxyEnv, ",")...)
 	}
 	server, err = start("conduit-server", append(common,
 		"CONDUIT_PROXY_IDENTITY_NAME="+serverID,
