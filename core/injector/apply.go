@@ -1,6 +1,7 @@
 package injector
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 
@@ -33,4 +34,19 @@ func ApplyPatch(pod *corev1.Pod, ops []JSONPatchOp) (*corev1.Pod, error) {
 		return nil, fmt.Errorf("injector: decode patched pod: %w", err)
 	}
 	return &patched, nil
+}
+
+// Render is Inject followed by ApplyPatch: the injected pod, or nil when
+// the pod is not injected (res.Reason says why). `mesh inject --manual`
+// renders a workload's pod template through it.
+func (inj *Injector) Render(ctx context.Context, req Request) (*corev1.Pod, *Result, error) {
+	res, err := inj.Inject(ctx, req)
+	if err != nil || !res.Injected {
+		return nil, res, err
+	}
+	pod, err := ApplyPatch(req.Pod, res.Patch)
+	if err != nil {
+		return nil, res, err
+	}
+	return pod, res, nil
 }

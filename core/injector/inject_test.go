@@ -424,3 +424,15 @@ func capNames(cs []corev1.Capability) []string {
 	}
 	return n
 }
+
+func TestRender(t *testing.T) {
+	inj := newTestInjector(t, true)
+	p, res, err := inj.Render(context.Background(), Request{Pod: pod(), Namespace: "emojivoto", NamespaceAnnotations: nsEnabled})
+	if err != nil || p == nil || !res.Injected || p.Spec.InitContainers[1].Name != ProxyContainerName {
+		t.Fatalf("Render: %v %+v", err, res)
+	}
+	p, res, err = inj.Render(context.Background(), Request{Pod: pod(), Namespace: "emojivoto"})
+	if err != nil || p != nil || res.Injected || res.Reason == "" {
+		t.Errorf("Render of a pod without the annotation: %v %v %+v", p, err, res)
+	}
+}
