@@ -113,15 +113,25 @@ type rotation struct {
 	issuerCertPEM []byte
 	issuerKeyPEM  []byte
 
-	// waitRollouts waits for restarted workloads (replaced in tests).
+	// waitRollouts waits for restarted workloads and sleep waits (both replaced in tests).
 	waitRollouts func(ctx context.Context, ws []workloadRef) error
+	sleep        func(ctx context.Context, d time.Duration) error
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
 }
 
 func newRotation(f rotateFlags, k *Kube, ns string, out io.Writer) (*rotation, error) {
 	if f.fromStep < 1 || f.toStep > rotateSteps || f.fromStep > f.toStep {
 		return nil, fmt.Errorf("rotate-anchors: --from-step %d and --to-step %d must satisfy 1 <= from <= to <= %d", f.fromStep, f.toStep, rotateSteps)
 	}
-	r := &rotation{k: k, ns: ns, out: out, restart: f.restart, timeout: f.timeout, poll: 2 * time.Second, now: time.Now}
+	r := &rotation{k: k, ns: ns, out: out, restart: f.restart, timeout: f.timeout, poll: 2 * time.Second, now: time.Now, sleep: sleepCtx}
 	r.waitRollouts = func(ctx context.Context, ws []workloadRef) error {
 		return waitRollouts(ctx, r.k, ws, r.poll, r.timeout, func(s string) { r.printf("    %s\n", s) })
 	}
@@ -382,7 +392,7 @@ func (r *rotation) trustNewAnchor(ctx context.Context) error {
 		return errors.New("the new anchor is not in the bundle: run step 1 first")
 	}
 	at := changedAt(cm)
-	return r.restartStale(ctx, "does not trust the new anchor", func(p *corev1.Pod) bool {
+	return r.restartStale(ctx, "does not trust the new anchor", at, func(p *corev1.Pod) bool {
 		anchors, known, _ := proxyAnchors(p)
 		if known {
 			return !containsCert(anchors, r.anchor)
@@ -486,10 +496,8 @@ func (r *rotation) waitIssuerLoaded(ctx context.Context, fp string) (time.Time, 
 			}
 			return time.Time{}, fmt.Errorf("the identity service did not report loading the new issuer within %s: check 'kubectl -n %s logs deploy/conduit-identity'", r.timeout, r.ns)
 		}
-		select {
-		case <-ctx.Done():
-			return time.Time{}, ctx.Err()
-		case <-time.After(r.poll):
+		if err := r.sleep(ctx, r.poll); err != nil {
+			return time.Time{}, err
 		}
 	}
 }
@@ -534,7 +542,7 @@ func (r *rotation) renewLeaves(ctx context.Context) error {
 		r.printf("  no %s event for issuer %q (events expire after an hour): restarting every meshed proxy\n", issuerUpdatedReason, iss.Subject.CommonName)
 		at = r.now()
 	}
-	return r.restartStale(ctx, "holds a certificate from the old issuer", func(p *corev1.Pod) bool {
+	return r.restartStale(ctx, "holds a certificate from the old issuer", at, func(p *corev1.Pod) bool {
 		return !p.CreationTimestamp.After(at)
 	})
 }
@@ -575,7 +583,7 @@ func (r *rotation) dropOldAnchors(ctx context.Context) error {
 		return errors.New("the bundle still holds other anchors: run step 5 first")
 	}
 	at := changedAt(cm)
-	return r.restartStale(ctx, "still trusts an old anchor", func(p *corev1.Pod) bool {
+	return r.restartStale(ctx, "still trusts an old anchor", at, func(p *corev1.Pod) bool {
 		anchors, known, _ := proxyAnchors(p)
 		if known {
 			return len(anchors) != 1 || !anchors[0].Equal(r.anchor)
@@ -606,7 +614,11 @@ func (r *rotation) meshedPods(ctx context.Context) ([]corev1.Pod, error) {
 // restartStale restarts the workloads of the meshed pods for which stale
 // holds, the control plane first, waits for their rollouts, and checks that
 // no stale pod remains.
-func (r *rotation) restartStale(ctx context.Context, why string, stale func(*corev1.Pod) bool) error {
+//
+// since is the change the restart catches up with (zero: none). Creation
+// times have a resolution of one second, so restarts wait until the second
+// after since has begun: a pod created from then on is known to be newer.
+func (r *rotation) restartStale(ctx context.Context, why string, since time.Time, stale func(*corev1.Pod) bool) error {
 	pods, err := r.meshedPods(ctx)
 	if err != nil {
 		return err
@@ -662,6 +674,13 @@ func (r *rotation) restartStale(ctx context.Context, why string, stale func(*cor
 			cp = append(cp, w)
 		} else {
 			dp = append(dp, w)
+		}
+	}
+	if !since.IsZero() {
+		if d := since.Truncate(time.Second).Add(time.Second).Sub(r.now()); d > 0 {
+			if err := r.sleep(ctx, d); err != nil {
+				return err
+			}
 		}
 	}
 	for _, group := range [][]workloadRef{cp, dp} {

@@ -168,6 +168,7 @@ func (c *rotationCluster) rotation(t *testing.T, out *bytes.Buffer, issuer bool)
 	r.now = func() time.Time { return c.clock }
 	r.poll = time.Millisecond
 	r.waitRollouts = c.rollout
+	r.sleep = func(context.Context, time.Duration) error { c.tick(); return nil }
 	return r
 }
 
