@@ -292,3 +292,34 @@ func TestLogger(t *testing.T) {
 		t.Errorf("log record %v", m)
 	}
 }
+
+func TestValidateManifests(t *testing.T) {
+	for _, tc := range []struct {
+		in string
+		ok bool
+	}{
+		{"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n", true},
+		{"---\n# Source: x\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n---\n# empty\n", true},
+		{"# only comments\n---\n", false},
+		{"apiVersion: v1\nkind: Namespace\nmetadata: {}\n", false},
+		{"apiVersion: v1\nkind: [\n", false},
+	} {
+		if err := sdktest.ValidateManifests([]byte(tc.in)); (err == nil) != tc.ok {
+			t.Errorf("%q: %v", tc.in, err)
+		}
+	}
+}
+
+// badPatch returns an operation the SDK refuses to send.
+type badPatch struct{ minimal }
+
+func (badPatch) PatchPod(context.Context, *sdk.PodPatchRequest) ([]sdk.PatchOp, error) {
+	return []sdk.PatchOp{{Op: "move", Path: "/a"}}, nil
+}
+
+func TestPatchPodInvalidOp(t *testing.T) {
+	_, err := sdktest.Start(t, badPatch{}).PatchPod(context.Background(), &sdk.PodPatchRequest{Pod: []byte(`{}`)})
+	if err == nil || !strings.Contains(err.Error(), `patch op "move" on "/a" is not one of add, remove, replace, test`) {
+		t.Errorf("got %v", err)
+	}
+}
