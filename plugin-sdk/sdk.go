@@ -168,7 +168,9 @@ type PodPatchRequest struct {
 	ProxyPath string
 }
 
-// PatchOp is one RFC 6902 JSON patch operation.
+// PatchOp is one RFC 6902 JSON patch operation: Op is add, remove, replace
+// or test (move and copy are refused, as they could reach into what the core
+// or other extensions added).
 type PatchOp struct {
 	Op    string `json:"op"`
 	Path  string `json:"path"`
