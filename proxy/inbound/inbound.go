@@ -220,8 +220,8 @@ func (p *Proxy) handle(raw net.Conn) {
 		return
 	}
 	info.OrigDst = dst
-	info.Stats = p.o.Metrics.Open(metrics.TCPKey{Direction: "inbound", Peer: "src"})
 	c := netx.Wrap(raw, info)
+	plain := metrics.TCPKey{Direction: "inbound", Peer: "src"}
 	timeout := p.o.DetectTimeout
 	opaque := p.o.OpaquePort[dst.Port()]
 	if opaque {
@@ -230,6 +230,7 @@ func (p *Proxy) handle(raw net.Conn) {
 	}
 	proto, hello, err := netx.Peek(c, timeout)
 	if err != nil {
+		info.Open(p.o.Metrics, plain)
 		_ = c.Close()
 		info.Done()
 		return
@@ -243,10 +244,13 @@ func (p *Proxy) handle(raw net.Conn) {
 			p.serveTLS(c, info)
 			return
 		}
+		info.Open(p.o.Metrics, plain)
 		p.opaque(c, info)
 	case detect.HTTP1, detect.HTTP2:
+		info.Open(p.o.Metrics, plain)
 		p.pushHTTP(c, info)
 	default:
+		info.Open(p.o.Metrics, plain)
 		p.opaque(c, info)
 	}
 }
@@ -266,6 +270,7 @@ func (p *Proxy) serveTLS(c *netx.Conn, info *netx.Info) {
 	cancel()
 	if err != nil {
 		p.o.Log.Debug("inbound TLS handshake failed", "remote", c.RemoteAddr(), "err", err)
+		info.Open(p.o.Metrics, metrics.TCPKey{Direction: "inbound", Peer: "src", TLS: true})
 		_ = sc.Close()
 		return
 	}
@@ -275,6 +280,7 @@ func (p *Proxy) serveTLS(c *netx.Conn, info *netx.Info) {
 	if info.PeerID != "" {
 		info.PeerIDHeader = []string{info.PeerID}
 	}
+	info.Open(p.o.Metrics, metrics.TCPKey{Direction: "inbound", Peer: "src", TLS: true, PeerID: info.PeerID})
 	if cs.NegotiatedProtocol == tlsconf.ALPNOpaque {
 		p.opaque(tc, info)
 		return

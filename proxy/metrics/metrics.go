@@ -131,6 +131,9 @@ func (r *Registry) Open(k TCPKey) TCP {
 	return TCP{s}
 }
 
+// Valid reports whether t was returned by Open.
+func (t TCP) Valid() bool { return t.s != nil }
+
 // Read adds n bytes read from the peer.
 func (t TCP) Read(n int) {
 	if t.s != nil && n > 0 {

@@ -23,10 +23,37 @@ type Info struct {
 	PeerIDHeader []string
 	Stats        metrics.TCP
 	once         sync.Once
+	// Bytes moved before Open (detection, TLS handshake).
+	pendingR, pendingW int
 }
 
 // Done closes the connection's stats once.
 func (i *Info) Done() { i.once.Do(i.Stats.Close) }
+
+// Open starts the connection's stats under k once its labels (TLS, peer)
+// are known; bytes moved before are added to it.
+func (i *Info) Open(reg *metrics.Registry, k metrics.TCPKey) {
+	i.Stats = reg.Open(k)
+	i.Stats.Read(i.pendingR)
+	i.Stats.Write(i.pendingW)
+	i.pendingR, i.pendingW = 0, 0
+}
+
+func (i *Info) addRead(n int) {
+	if i.Stats.Valid() {
+		i.Stats.Read(n)
+	} else if n > 0 {
+		i.pendingR += n
+	}
+}
+
+func (i *Info) addWrite(n int) {
+	if i.Stats.Valid() {
+		i.Stats.Write(n)
+	} else if n > 0 {
+		i.pendingW += n
+	}
+}
 
 // Owned is a connection handed to net/http: closing it closes its stats.
 type Owned struct {
@@ -75,14 +102,14 @@ func (c *Conn) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	n, err := c.Conn.Read(p)
-	c.Info.Stats.Read(n)
+	c.Info.addRead(n)
 	return n, err
 }
 
 // Write counts bytes.
 func (c *Conn) Write(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
-	c.Info.Stats.Write(n)
+	c.Info.addWrite(n)
 	return n, err
 }
 
@@ -112,7 +139,7 @@ func Peek(c *Conn, timeout time.Duration) (detect.Protocol, *detect.ClientHello,
 	for {
 		m, err := c.Conn.Read(buf[n:limit])
 		n += m
-		c.Info.Stats.Read(m)
+		c.Info.addRead(m)
 		if n > 0 {
 			proto = detect.Detect(buf[:n])
 			if proto == detect.TLS {
@@ -300,10 +327,10 @@ func copyHalf(dst, src net.Conn) int64 {
 	bufPool.Put(bp)
 	n += m
 	if c, ok := src.(*Conn); ok && rs != src {
-		c.Info.Stats.Read(int(m))
+		c.Info.addRead(int(m))
 	}
 	if c, ok := dst.(*Conn); ok && rd != dst {
-		c.Info.Stats.Write(int(m))
+		c.Info.addWrite(int(m))
 	}
 	if err != nil {
 		_ = src.Close()
