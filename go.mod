@@ -7,6 +7,8 @@ require (
 	github.com/spf13/cobra v1.10.2
 )
 
+require golang.org/x/term v0.47.0 // indirect
+
 require (
 	github.com/conduit-mesh/conduit/plugin-sdk v0.0.0-00010101000000-000000000000
 	github.com/conduit-mesh/conduit/proto v0.0.0-00010101000000-000000000000 // indirect
