@@ -3,16 +3,21 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/conduit-mesh/conduit/cli/cmd"
 	"github.com/conduit-mesh/conduit/core/identity"
 	"github.com/conduit-mesh/conduit/e2e/framework"
 	"github.com/conduit-mesh/conduit/pkg/pki"
@@ -189,4 +194,107 @@ func TestIdentityAgainstAPIServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	verify(resp, b)
+}
+
+// meshedWeb imitates a meshed Deployment of the control plane in namespace %[2]s:
+// its "proxy" reads the trust anchors from the ConfigMap at start, as the
+// control plane's own proxies do.
+const meshedWeb = `
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web, conduit.dev/control-plane-ns: %[2]s}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: conduit-proxy
+        image: %[1]s
+        imagePullPolicy: IfNotPresent
+        args: [serve, -addr, ":8080"]
+        env:
+        - name: CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS
+          valueFrom: {configMapKeyRef: {name: conduit-identity-trust-roots, key: ca-bundle.crt}}
+        readinessProbe:
+          httpGet: {path: /healthz, port: 8080}
+          periodSeconds: 1
+        securityContext:
+          allowPrivilegeEscalation: false
+          readOnlyRootFilesystem: true
+          capabilities: {drop: [ALL]}
+`
+
+// TestIdentityRotateAnchors runs `mesh identity rotate-anchors` against the
+// real API server and controllers: a control plane of its own namespace (the
+// identity service in-process, its Secret and ConfigMap) and a Deployment whose
+// pods count as meshed. It checks the real rollouts, change times and events
+// the command relies on; traffic through real proxies is not part of it.
+func TestIdentityRotateAnchors(t *testing.T) {
+	f := framework.New(t)
+	ns := f.NewNamespace(t, "identity-rotate", nil)
+	ctx := framework.Context(t, 8*time.Minute)
+	core := f.Client.CoreV1()
+	log := slog.New(slog.DiscardHandler)
+
+	a, _ := pki.NewRoot("root.a", 24*time.Hour)
+	aIss, _ := a.NewIssuer("identity.a", 12*time.Hour)
+	aKey, _ := pki.KeyPEM(aIss.Key)
+	if _, err := core.ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "conduit-identity-trust-roots"},
+		Data: map[string]string{"ca-bundle.crt": string(pki.CertPEM(a.Cert))}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := core.Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "conduit-identity-issuer"}, Type: corev1.SecretTypeTLS,
+		Data: map[string][]byte{"tls.crt": pki.CertPEM(aIss.Cert), "tls.key": aKey, "ca.crt": pki.CertPEM(a.Cert)}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	store := &identity.IssuerStore{}
+	rec, stopEvents := identity.NewEventRecorder(f.Client, ns, "conduit-identity")
+	defer stopEvents()
+	w := &identity.Watcher{Client: f.Client, Namespace: ns, SecretName: "conduit-identity-issuer", ConfigMapName: "conduit-identity-trust-roots",
+		Store: store, Recorder: rec, Metrics: identity.NewMetrics(nil), Log: log}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { _ = w.Run(wctx) }()
+
+	f.Apply(t, ns, fmt.Sprintf(meshedWeb, f.Image("testapp"), ns))
+	f.WaitRollout(t, ns, "deployment/web", 3*time.Minute)
+	start := time.Now().Add(-time.Second)
+
+	dir := t.TempDir()
+	var out, errb bytes.Buffer
+	root := cmd.NewRootCmd(&cmd.Options{Out: &out, Err: &errb, In: strings.NewReader("")})
+	root.SetArgs([]string{"--kubeconfig", f.Kubeconfig, "--conduit-namespace", ns, "identity", "rotate-anchors",
+		"--generate-dir", filepath.Join(dir, "b"), "--timeout", "3m"})
+	err := root.ExecuteContext(ctx)
+	t.Logf("rotate-anchors output:\n%s%s", out.String(), errb.String())
+	if err != nil {
+		t.Fatalf("rotate-anchors: %v", err)
+	}
+
+	bPEM, err := os.ReadFile(filepath.Join(dir, "b", "anchor.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := pki.ParseCertificates(bPEM)
+	cm, _ := core.ConfigMaps(ns).Get(ctx, "conduit-identity-trust-roots", metav1.GetOptions{})
+	if got, _ := pki.ParseCertificates([]byte(cm.Data["ca-bundle.crt"])); len(got) != 1 || !got[0].Equal(b[0]) {
+		t.Errorf("the bundle is not B alone: %d certificates", len(got))
+	}
+	if cur := store.Current(); cur == nil || cur.CA.Cert.CheckSignatureFrom(b[0]) != nil {
+		t.Error("the identity service does not sign with B's issuer")
+	}
+	pods := f.DeploymentPods(t, ns, "web")
+	for _, p := range pods {
+		if p.CreationTimestamp.Time.Before(start) {
+			t.Errorf("pod %s predates the rotation: it was not restarted", p.Name)
+		}
+	}
+	for _, want := range []string{"Step 2/6", "restarted deployment/web", "rollout of deployment/web", "Step 6/6", "Done"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
 }
