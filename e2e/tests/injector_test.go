@@ -269,17 +269,18 @@ func TestInjector(t *testing.T) {
 			return j.Status.Succeeded == 1, nil
 		})
 		// The pod that succeeded ran with the proxy as a native sidecar: its
-		// main container's exit completed the Job although the proxy runs on.
-		pods, err := f.Client.CoreV1().Pods(meshed).List(ctx, metav1.ListOptions{LabelSelector: "job-name=once"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ok := false
-		for _, p := range pods.Items {
-			ok = ok || (p.Status.Phase == corev1.PodSucceeded && injected(&p))
-		}
-		if !ok {
-			t.Errorf("no injected pod of the Job succeeded")
-		}
+		// main container's exit completed the Job although the proxy ran on.
+		f.WaitFor(t, "an injected pod of the Job to succeed", time.Minute, func(ctx context.Context) (bool, error) {
+			pods, err := f.Client.CoreV1().Pods(meshed).List(ctx, metav1.ListOptions{LabelSelector: "job-name=once"})
+			if err != nil {
+				return false, err
+			}
+			for _, p := range pods.Items {
+				if p.Status.Phase == corev1.PodSucceeded && injected(&p) {
+					return true, nil
+				}
+			}
+			return false, nil
+		})
 	})
 }
