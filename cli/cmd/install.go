@@ -273,6 +273,9 @@ func (f *installFlags) identityMaterial(user map[string]any, generate bool) erro
 		return errors.New("install: --identity-trust-anchors-file without an issuer: also give --identity-issuer-certificate-file and --identity-issuer-key-file, or --identity-external-issuer")
 	}
 	if crt != "" && !external {
+		if anchors == "" {
+			return errors.New("install: an issuer is set but no trust anchors: pass --identity-trust-anchors-file (the roots that signed the issuer)")
+		}
 		roots, err := pki.ParseCertificates([]byte(anchors))
 		if err != nil {
 			return fmt.Errorf("install: trust anchors: %w", err)

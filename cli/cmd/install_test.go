@@ -171,6 +171,7 @@ func TestInstallErrors(t *testing.T) {
 		{"key is not a certificate", []string{"install", "--ignore-cluster", "--identity-trust-anchors-file", "testdata/issuer.key"}, "expected a PEM bundle"},
 		{"anchors without issuer", []string{"install", "--ignore-cluster", "--identity-trust-anchors-file", "testdata/ca.crt"}, "without an issuer"},
 		{"external issuer without anchors", []string{"install", "--ignore-cluster", "--identity-external-issuer"}, "needs --identity-trust-anchors-file"},
+		{"issuer without anchors via --set", []string{"install", "--ignore-cluster", "--set", "identity.issuer.crtPEM=x"}, "no trust anchors"},
 		{"bad log level", []string{"install", "--ignore-cluster", "--proxy-log-level", "loud"}, "value must be one of"},
 		{"bad set", []string{"install", "--ignore-cluster", "--set", "proxy"}, "--set \"proxy\""},
 		{"unknown value", []string{"install", "--ignore-cluster", "--set", "proxy.colour=blue"}, "colour"},

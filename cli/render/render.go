@@ -2,6 +2,7 @@ package render
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io/fs"
 	"path"
@@ -183,7 +184,12 @@ func sortManifests(ms []Manifest) {
 func cleanEngineError(err error) error {
 	msg := err.Error()
 	if i := strings.LastIndex(msg, "error calling fail: "); i >= 0 {
-		return fmt.Errorf("%s", msg[i+len("error calling fail: "):])
+		return errors.New(msg[i+len("error calling fail: "):])
+	}
+	if i := strings.Index(msg, "execution error at ("); i >= 0 {
+		if j := strings.Index(msg[i:], "): "); j >= 0 {
+			return errors.New(msg[i+j+len("): "):])
+		}
 	}
 	return err
 }
