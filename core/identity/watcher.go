@@ -26,7 +26,11 @@ import (
 const (
 	EventIssuerUpdated = "IssuerUpdated"
 	EventIssuerInvalid = "IssuerInvalid"
+	EventIssuerExpired = "IssuerExpired"
 )
+
+// expiryCheckInterval is how often the Watcher checks that the loaded issuer has not expired.
+const expiryCheckInterval = time.Minute
 
 // Watcher keeps an IssuerStore in step with the issuer Secret and the trust
 // anchor ConfigMap. On every change it validates the pair with LoadIssuer; a
@@ -50,6 +54,8 @@ type Watcher struct {
 	// last digests the inputs of the last reload, so that an unchanged pair
 	// (an informer resync, a label change) records no new event.
 	last string
+	// expiredWarned is the fingerprint of the issuer last reported expired.
+	expiredWarned string
 }
 
 // NewEventRecorder returns a recorder writing Events in namespace as component.
@@ -106,12 +112,16 @@ func (w *Watcher) Run(ctx context.Context) error {
 		}
 	}
 	poke()
+	tick := time.NewTicker(expiryCheckInterval)
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-kick:
 			w.Reload()
+		case <-tick.C:
+			w.CheckExpired()
 		}
 	}
 }
@@ -181,6 +191,24 @@ func stateOf(secret map[string][]byte, bundle []byte, errs ...error) string {
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// CheckExpired records a Warning IssuerExpired event (once per issuer) when
+// the loaded issuer has expired: Certify refuses every request until the
+// Secret holds a valid issuer. Run calls it every minute.
+func (w *Watcher) CheckExpired() {
+	cur := w.Store.Current()
+	if cur == nil || !w.now().After(cur.CA.Cert.NotAfter) {
+		return
+	}
+	fp := Fingerprint(cur.CA.Cert)
+	if fp == w.expiredWarned {
+		return
+	}
+	w.expiredWarned = fp
+	w.Log.Error("issuer expired: every Certify request fails until the issuer Secret is replaced", "issuer", cur.String())
+	w.Recorder.Eventf(w.secretRef(), corev1.EventTypeWarning, EventIssuerExpired,
+		"issuer %s has expired: every Certify request fails until the Secret holds an issuer signed by a current trust anchor", cur)
 }
 
 func (w *Watcher) readSecret() (map[string][]byte, error) {

@@ -183,3 +183,22 @@ func TestWatcherStartsWithoutSecret(t *testing.T) {
 	}
 	waitIssuer(t, store, a.issuer)
 }
+
+func TestWatcherCheckExpired(t *testing.T) {
+	iss := newTestPKI(t, "a").loaded(t)
+	store := &IssuerStore{}
+	rec := record.NewFakeRecorder(10)
+	now := time.Now()
+	w := &Watcher{Namespace: testCPNS, SecretName: testSecret, Store: store, Recorder: rec, Log: discardLog(), Now: func() time.Time { return now }}
+	w.CheckExpired() // no issuer: nothing to say
+	store.Set(iss)
+	w.CheckExpired() // valid: nothing to say
+	noEvent(t, rec)
+	now = iss.CA.Cert.NotAfter.Add(time.Second)
+	w.CheckExpired()
+	if e := nextEvent(t, rec); !strings.HasPrefix(e, "Warning IssuerExpired") || !strings.Contains(e, `"a issuer"`) {
+		t.Fatalf("event %q, want Warning IssuerExpired", e)
+	}
+	w.CheckExpired() // once per issuer
+	noEvent(t, rec)
+}
