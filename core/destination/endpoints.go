@@ -141,7 +141,14 @@ func (x *Index) serviceEndpoints(t target) *epState {
 			}
 			ip := ep.Addresses[0]
 			var wa *pb.WeightedAddr
-			if p := x.endpointPod(s, ep); p != nil {
+			if ep.TargetRef != nil && ep.TargetRef.Kind == "Pod" {
+				// The pod cache is authoritative for the pod's life: an endpoint
+				// whose pod is gone or terminating is dropped at once, even while
+				// the EndpointSlice controller has yet to catch up.
+				p := x.endpointPod(s, ep)
+				if p == nil || p.DeletionTimestamp != nil || podTerminal(p) {
+					continue
+				}
 				wa = x.podAddr(p, ip, targetPort, svcOpaque, t.port)
 			} else {
 				wa = &pb.WeightedAddr{Addr: tcpAddr(ip, targetPort), Weight: DefaultWeight, MetricLabels: map[string]string{}}

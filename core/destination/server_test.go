@@ -310,3 +310,29 @@ func TestTopicsAreShared(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// An endpoint whose pod is deleted or terminating leaves the stream at once,
+// before the EndpointSlice controller updates the slice.
+func TestGetDropsEndpointsOfGonePods(t *testing.T) {
+	e := newEnv(t, readFixture(t, "cluster.yaml"))
+	s, _, _ := e.get(t, "web.emojivoto.svc.cluster.local:80")
+	_ = s.next(t)
+	p, err := e.client.CoreV1().Pods("emojivoto").Get(context.Background(), "web-7d4b9c-aaaaa", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := metav1.Now()
+	p.DeletionTimestamp = &now
+	if _, err := e.client.CoreV1().Pods("emojivoto").Update(context.Background(), p, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := summary(s.next(t)), "remove 10.0.0.1:8080"; got != want {
+		t.Fatalf("terminating pod: got %s, want %s", got, want)
+	}
+	if err := e.client.CoreV1().Pods("emojivoto").Delete(context.Background(), "web-7d4b9c-bbbbb", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := summary(s.next(t)), "none exists=true"; got != want {
+		t.Fatalf("deleted pod: got %s, want %s", got, want)
+	}
+}
