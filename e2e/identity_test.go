@@ -13,7 +13,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +29,8 @@ import (
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 )
 
 // TestIdentityAgainstAPIServer runs the identity service in-process against
@@ -297,4 +301,80 @@ func TestIdentityRotateAnchors(t *testing.T) {
 			t.Errorf("output lacks %q", want)
 		}
 	}
+}
+
+// TestIdentityCertifyLatency measures Certify with 50 concurrent callers, each
+// call checked by a real TokenReview, and logs p50/p99.
+func TestIdentityCertifyLatency(t *testing.T) {
+	f := framework.New(t)
+	ns := f.NewNamespace(t, "identity-bench", nil)
+	ctx := framework.Context(t, 3*time.Minute)
+	core := f.Client.CoreV1()
+	a, _ := pki.NewRoot("root.a", 24*time.Hour)
+	aIss, _ := a.NewIssuer("identity.a", 12*time.Hour)
+	key, _ := pki.KeyPEM(aIss.Key)
+	iss, err := identity.LoadIssuer(map[string][]byte{"tls.crt": pki.CertPEM(aIss.Cert), "tls.key": key}, pki.CertPEM(a.Cert), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &identity.IssuerStore{}
+	store.Set(iss)
+	// The rate limits of controller identity (--kube-api-qps, --kube-api-burst), not the framework's.
+	cfg := rest.CopyConfig(f.Config)
+	cfg.QPS, cfg.Burst = 100, 200
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := identity.NewService(identity.Config{ControlPlaneNamespace: ns, TrustDomain: "cluster.local", CertLifetime: time.Hour},
+		&identity.TokenReviewValidator{Client: client, Audience: "identity.conduit.dev"}, store, identity.NewMetrics(nil), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := core.ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "web"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	exp := int64(600)
+	tr, err := core.ServiceAccounts(ns).CreateToken(ctx, "web", &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{Audiences: []string{"identity.conduit.dev"}, ExpirationSeconds: &exp}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := identity.Name("web", ns, ns, "cluster.local")
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{DNSNames: []string{id}}, k)
+	req := &identityv1.CertifyRequest{Identity: id, Token: []byte(tr.Status.Token), CertificateSigningRequest: csr}
+
+	const callers, perCaller = 50, 20
+	lat := make([]time.Duration, 0, callers*perCaller)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	errs := make(chan error, callers)
+	start := time.Now()
+	for range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range perCaller {
+				t0 := time.Now()
+				if _, err := svc.Certify(ctx, req); err != nil {
+					errs <- err
+					return
+				}
+				d := time.Since(t0)
+				mu.Lock()
+				lat = append(lat, d)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	total := time.Since(start)
+	slices.Sort(lat)
+	t.Logf("Certify with TokenReview, %d concurrent callers, %d calls in %s (%.0f/s): p50 %s, p99 %s, max %s",
+		callers, len(lat), total.Round(time.Millisecond), float64(len(lat))/total.Seconds(),
+		lat[len(lat)/2].Round(time.Microsecond), lat[len(lat)*99/100].Round(time.Microsecond), lat[len(lat)-1].Round(time.Microsecond))
 }

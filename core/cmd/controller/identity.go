@@ -25,6 +25,8 @@ func newIdentityCmd() *cobra.Command {
 		Config: identity.Config{ControlPlaneNamespace: ns, TrustDomain: "cluster.local", CertLifetime: 24 * time.Hour},
 	}
 	var logLevel, logFormat, kubeconfig string
+	var qps float32
+	var burst int
 	cmd := &cobra.Command{
 		Use:   "identity",
 		Short: "Run the identity service (the mesh's certificate authority)",
@@ -48,6 +50,9 @@ trust anchors from a ConfigMap; both are reloaded when they change.`,
 				return err
 			}
 			restCfg.UserAgent = "conduit-identity/" + version.Version
+			// Every Certify costs a TokenReview: client-go's default (5/s, burst 10)
+			// would queue a rollout of a few hundred pods for a minute.
+			restCfg.QPS, restCfg.Burst = qps, burst
 			client, err := kubernetes.NewForConfig(restCfg)
 			if err != nil {
 				return fmt.Errorf("identity: kubernetes client: %w", err)
@@ -68,6 +73,8 @@ trust anchors from a ConfigMap; both are reloaded when they change.`,
 	f.StringVar(&cfg.TokenAudience, "token-audience", "identity.conduit.dev", "audience the ServiceAccount tokens must carry")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&logFormat, "log-format", "json", "log format: json or text")
+	f.Float32Var(&qps, "kube-api-qps", 100, "requests per second to the API server (each Certify makes a TokenReview)")
+	f.IntVar(&burst, "kube-api-burst", 200, "burst of requests to the API server")
 	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig to use outside a cluster (default: the in-cluster configuration)")
 	return cmd
 }
