@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -41,6 +42,7 @@ const (
 	maxClockSkew            = 5 * time.Minute
 	injectorServiceName     = "conduit-injector"
 	injectorTLSSecret       = "conduit-injector-tls"
+	injectorWebhookPort     = 8443
 	serviceProfileCRDPlural = "serviceprofiles"
 )
 
@@ -350,7 +352,7 @@ func (ch *checker) controlPlane() healthcheck.Category {
 			Run:         ch.webhookConfigured,
 		},
 		{
-			Description: "the proxy injector webhook is reachable (its Service has ready endpoints)",
+			Description: "the proxy injector webhook is reachable and serves a certificate the caBundle trusts",
 			Hint:        fmt.Sprintf("check the injector pods: 'kubectl -n %s get pods -l %s=injector'", ch.ns, componentLabel),
 			Retry:       true,
 			Run:         ch.webhookReachable,
@@ -449,6 +451,9 @@ func podProblems(ctx context.Context, k *Kube, d *appsv1.Deployment) string {
 
 func (ch *checker) webhookConfigured(ctx context.Context) error {
 	w, err := ch.kube.Client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, webhookName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return fmt.Errorf("MutatingWebhookConfiguration %s not found: re-apply the control plane ('mesh upgrade | kubectl apply -f -'); the injector fills its caBundle within 10 minutes, or at once when restarted", webhookName)
+	}
 	if err != nil {
 		return err
 	}
@@ -511,14 +516,53 @@ func (ch *checker) webhookReachable(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var pod string
+	ready := false
 	for _, s := range eps.Items {
 		for _, e := range s.Endpoints {
 			if e.Conditions.Ready == nil || *e.Conditions.Ready {
-				return nil
+				ready = true
+				if e.TargetRef != nil && e.TargetRef.Kind == "Pod" && pod == "" {
+					pod = e.TargetRef.Name
+				}
 			}
 		}
 	}
-	return fmt.Errorf("the Service %s/%s has no ready endpoint", ch.ns, injectorServiceName)
+	if !ready {
+		return fmt.Errorf("the Service %s/%s has no ready endpoint", ch.ns, injectorServiceName)
+	}
+	if pod == "" || ch.kube.Config == nil {
+		return nil // no pod to probe, or no real cluster (unit tests without a REST config)
+	}
+	return ch.probeWebhookTLS(ctx, pod)
+}
+
+// probeWebhookTLS port-forwards to the injector pod's webhook port and checks
+// that it answers TLS with a certificate the webhook's caBundle trusts for
+// the Service's name, as the API server will.
+func (ch *checker) probeWebhookTLS(ctx context.Context, pod string) error {
+	w, err := ch.kube.Client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, webhookName, metav1.GetOptions{})
+	if err != nil || len(w.Webhooks) == 0 || len(w.Webhooks[0].ClientConfig.CABundle) == 0 {
+		return nil // reported by the webhook configuration check
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(w.Webhooks[0].ClientConfig.CABundle) {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	addr, stop, err := portForward(ctx, ch.kube, ch.ns, pod, injectorWebhookPort)
+	if err != nil {
+		return fmt.Errorf("port-forward to the injector %s: %w", pod, err)
+	}
+	defer stop()
+	name := fmt.Sprintf("%s.%s.svc", injectorServiceName, ch.ns)
+	d := &tls.Dialer{Config: &tls.Config{RootCAs: roots, ServerName: name, MinVersion: tls.VersionTLS12}}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("the injector %s does not answer TLS on port %d with a certificate the caBundle trusts for %s: %w", pod, injectorWebhookPort, name, err)
+	}
+	return conn.Close()
 }
 
 func (ch *checker) anchors(ctx context.Context) ([]*x509.Certificate, error) {

@@ -147,6 +147,9 @@ func TestCheckFindings(t *testing.T) {
 		{"webhook without caBundle", nil, func(o map[string]runtime.Object) {
 			o["webhook"].(*admv1.MutatingWebhookConfiguration).Webhooks[0].ClientConfig.CABundle = nil
 		}, 0, false, []string{"× the proxy injector webhook is configured", "has no caBundle yet"}},
+		{"webhook configuration deleted", nil, func(o map[string]runtime.Object) {
+			delete(o, "webhook")
+		}, 0, false, []string{"MutatingWebhookConfiguration conduit-proxy-injector not found: re-apply"}},
 		{"injector cert not from the caBundle", nil, func(o map[string]runtime.Object) {
 			o["injector-tls"].(*corev1.Secret).Data["tls.crt"] = pki.CertPEM(other.Cert)
 		}, 0, false, []string{"does not verify against the caBundle"}},
