@@ -382,6 +382,18 @@ func startedBefore(p *corev1.Pod, t time.Time) bool {
 	return t.IsZero() || !p.CreationTimestamp.After(t)
 }
 
+// lacksNewAnchor is the staleness rule of step 2: the proxy does not trust B.
+func (r *rotation) lacksNewAnchor(cm *corev1.ConfigMap) func(*corev1.Pod) bool {
+	at := changedAt(cm)
+	return func(p *corev1.Pod) bool {
+		anchors, known, _ := proxyAnchors(p)
+		if known {
+			return !containsCert(anchors, r.anchor)
+		}
+		return startedBefore(p, at)
+	}
+}
+
 // Step 2.
 func (r *rotation) trustNewAnchor(ctx context.Context) error {
 	cm, certs, err := r.bundle(ctx)
@@ -391,14 +403,22 @@ func (r *rotation) trustNewAnchor(ctx context.Context) error {
 	if !containsCert(certs, r.anchor) {
 		return errors.New("the new anchor is not in the bundle: run step 1 first")
 	}
-	at := changedAt(cm)
-	return r.restartStale(ctx, "does not trust the new anchor", at, func(p *corev1.Pod) bool {
-		anchors, known, _ := proxyAnchors(p)
-		if known {
-			return !containsCert(anchors, r.anchor)
+	return r.restartStale(ctx, "does not trust the new anchor", changedAt(cm), r.lacksNewAnchor(cm))
+}
+
+// staleNames lists the meshed pods for which stale holds.
+func (r *rotation) staleNames(ctx context.Context, stale func(*corev1.Pod) bool) ([]string, error) {
+	pods, err := r.meshedPods(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for i := range pods {
+		if stale(&pods[i]) {
+			out = append(out, pods[i].Namespace+"/"+pods[i].Name)
 		}
-		return startedBefore(p, at)
-	})
+	}
+	return out, nil
 }
 
 // Step 3.
@@ -416,7 +436,25 @@ func (r *rotation) switchIssuer(ctx context.Context) error {
 		return fmt.Errorf("read Secret %s/%s: %w", r.ns, issuerSecretName, err)
 	}
 	fp := fingerprint(r.issuer.Cert)
+	switched := false
 	if cur, err := pki.ParseCertificates(s.Data[corev1.TLSCertKey]); err == nil && cur[0].Equal(r.issuer.Cert) {
+		switched = true
+	}
+	if !switched {
+		// A proxy that does not trust B would refuse every certificate B's issuer signs.
+		cm, _, err := r.bundle(ctx)
+		if err != nil {
+			return err
+		}
+		left, err := r.staleNames(ctx, r.lacksNewAnchor(cm))
+		if err != nil {
+			return err
+		}
+		if len(left) > 0 {
+			return fmt.Errorf("%d meshed pods do not trust the new anchor yet (%s): run step 2 first", len(left), strings.Join(left, ", "))
+		}
+	}
+	if switched {
 		r.printf("  the Secret %s/%s already holds the new issuer\n", r.ns, issuerSecretName)
 	} else if name := s.Annotations[certManagerCertAnno]; name != "" {
 		return fmt.Errorf("cert-manager manages the Secret %s/%s (Certificate %q): point its Issuer at the new anchor's issuer, wait for cert-manager to renew the Secret, then resume with --from-step 4 (see docs/identity.md)", r.ns, issuerSecretName, name)
@@ -533,23 +571,44 @@ func (r *rotation) renewLeaves(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	at, ok, _, err := r.issuerLoaded(ctx, fingerprint(iss))
+	at, err := r.switchedAt(ctx, iss)
 	if err != nil {
 		return err
-	}
-	if !ok {
-		// Events expire (after an hour by default): without one, restart every proxy.
-		r.printf("  no %s event for issuer %q (events expire after an hour): restarting every meshed proxy\n", issuerUpdatedReason, iss.Subject.CommonName)
-		at = r.now()
 	}
 	return r.restartStale(ctx, "holds a certificate from the old issuer", at, func(p *corev1.Pod) bool {
 		return !p.CreationTimestamp.After(at)
 	})
 }
 
+// switchedAt is when the identity service started signing with iss: the
+// IssuerUpdated event, else (events expire after an hour) the Secret's last
+// change, else now (then every proxy counts as holding an old certificate).
+func (r *rotation) switchedAt(ctx context.Context, iss *x509.Certificate) (time.Time, error) {
+	at, ok, _, err := r.issuerLoaded(ctx, fingerprint(iss))
+	if err != nil || ok {
+		return at, err
+	}
+	s, err := r.k.Client.CoreV1().Secrets(r.ns).Get(ctx, issuerSecretName, metav1.GetOptions{})
+	if err != nil {
+		return time.Time{}, fmt.Errorf("read Secret %s/%s: %w", r.ns, issuerSecretName, err)
+	}
+	for _, m := range s.ManagedFields {
+		if m.Time != nil && m.Time.After(at) {
+			at = m.Time.Time
+		}
+	}
+	if at.IsZero() {
+		r.printf("  no %s event for issuer %q and no change time on the Secret: counting every proxy as stale\n", issuerUpdatedReason, iss.Subject.CommonName)
+		return r.now(), nil
+	}
+	r.printf("  no %s event for issuer %q (events expire after an hour): using the Secret's last change, %s\n", issuerUpdatedReason, iss.Subject.CommonName, at.UTC().Format(time.RFC3339))
+	return at, nil
+}
+
 // Step 5.
 func (r *rotation) removeOldAnchors(ctx context.Context) error {
-	if _, err := r.signedByNewAnchor(ctx); err != nil {
+	iss, err := r.signedByNewAnchor(ctx)
+	if err != nil {
 		return err
 	}
 	cm, certs, err := r.bundle(ctx)
@@ -559,6 +618,18 @@ func (r *rotation) removeOldAnchors(ctx context.Context) error {
 	if len(certs) == 1 && certs[0].Equal(r.anchor) {
 		r.printf("  the bundle holds only the new anchor: nothing to do\n")
 		return nil
+	}
+	// A proxy started with B alone would refuse a certificate of the old issuer.
+	at, err := r.switchedAt(ctx, iss)
+	if err != nil {
+		return err
+	}
+	left, err := r.staleNames(ctx, func(p *corev1.Pod) bool { return !p.CreationTimestamp.After(at) })
+	if err != nil {
+		return err
+	}
+	if len(left) > 0 {
+		return fmt.Errorf("%d meshed pods may still hold a certificate from the old issuer (%s): run step 4 first", len(left), strings.Join(left, ", "))
 	}
 	var old []*x509.Certificate
 	for _, c := range certs {
@@ -697,15 +768,9 @@ func (r *rotation) restartStale(ctx context.Context, why string, since time.Time
 			return err
 		}
 	}
-	pods, err = r.meshedPods(ctx)
+	left, err := r.staleNames(ctx, stale)
 	if err != nil {
 		return err
-	}
-	var left []string
-	for i := range pods {
-		if stale(&pods[i]) {
-			left = append(left, pods[i].Namespace+"/"+pods[i].Name)
-		}
 	}
 	if len(left) > 0 {
 		return fmt.Errorf("%d pods still need a restart (no Deployment, StatefulSet or DaemonSet restarts them: delete them, or let their Job finish): %s", len(left), strings.Join(left, ", "))

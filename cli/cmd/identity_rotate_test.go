@@ -246,6 +246,31 @@ func TestRotateAnchorsRefusals(t *testing.T) {
 			t.Error("the issuer was switched although a proxy does not trust B")
 		}
 	})
+	t.Run("step 3 before step 2", func(t *testing.T) {
+		c := newRotationCluster(t, false)
+		r := c.rotation(t, &bytes.Buffer{}, true)
+		if err := r.run(ctx, 1, 1); err != nil {
+			t.Fatal(err)
+		}
+		err := r.run(ctx, 3, 3)
+		if err == nil || !strings.Contains(err.Error(), "2 meshed pods do not trust the new anchor yet") || !strings.Contains(err.Error(), "emojivoto/web-0") {
+			t.Fatalf("err = %v, want step 3 to refuse while proxies lack B", err)
+		}
+	})
+	t.Run("step 5 before step 4", func(t *testing.T) {
+		c := newRotationCluster(t, false)
+		r := c.rotation(t, &bytes.Buffer{}, true)
+		if err := r.run(ctx, 1, 3); err != nil {
+			t.Fatal(err)
+		}
+		err := r.run(ctx, 5, 5)
+		if err == nil || !strings.Contains(err.Error(), "may still hold a certificate from the old issuer") {
+			t.Fatalf("err = %v, want step 5 to refuse before the leaves are renewed", err)
+		}
+		if got := c.bundle(t); len(got) != 2 {
+			t.Errorf("bundle changed to %v", got)
+		}
+	})
 	t.Run("step 3 before step 1", func(t *testing.T) {
 		c := newRotationCluster(t, false)
 		err := c.rotation(t, &bytes.Buffer{}, true).run(ctx, 3, 3)
