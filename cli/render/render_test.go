@@ -88,3 +88,24 @@ func TestRenderFailMessage(t *testing.T) {
 		t.Error("cleanEngineError changed an error without a fail call")
 	}
 }
+
+func TestHAAntiAffinity(t *testing.T) {
+	base := map[string]any{"highAvailability": true, "identity": map[string]any{"externalIssuer": true, "trustAnchorsPEM": "x"}}
+	for mode, want := range map[string]string{"required": "requiredDuringScheduling", "preferred": "preferredDuringScheduling"} {
+		vals := map[string]any{"podAntiAffinity": mode}
+		for k, v := range base {
+			vals[k] = v
+		}
+		ms, err := Render(charts.ControlPlane, vals, "conduit")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := string(YAML(ms))
+		if !strings.Contains(out, want) || (mode == "preferred" && strings.Contains(out, "requiredDuringScheduling")) {
+			t.Errorf("podAntiAffinity=%s: output lacks %s or still requires", mode, want)
+		}
+		if strings.Count(out, "kind: PodDisruptionBudget") != 3 || strings.Count(out, "replicas: 3") != 3 {
+			t.Errorf("podAntiAffinity=%s: want 3 PDBs and 3 replicas per controller", mode)
+		}
+	}
+}

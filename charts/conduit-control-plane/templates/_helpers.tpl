@@ -228,12 +228,22 @@ spec:
       {{- if $v.highAvailability }}
       affinity:
         podAntiAffinity:
+          {{- if eq $v.podAntiAffinity "required" }}
           requiredDuringSchedulingIgnoredDuringExecution:
           - topologyKey: kubernetes.io/hostname
             labelSelector:
               matchLabels:
                 conduit.dev/control-plane-component: {{ .component }}
+          {{- end }}
           preferredDuringSchedulingIgnoredDuringExecution:
+          {{- if ne $v.podAntiAffinity "required" }}
+          - weight: 100
+            podAffinityTerm:
+              topologyKey: kubernetes.io/hostname
+              labelSelector:
+                matchLabels:
+                  conduit.dev/control-plane-component: {{ .component }}
+          {{- end }}
           - weight: 100
             podAffinityTerm:
               topologyKey: topology.kubernetes.io/zone
