@@ -98,4 +98,3 @@ func TestRunRefusesBadConfig(t *testing.T) {
 		t.Fatal("Run without a token audience succeeded")
 	}
 }
-
