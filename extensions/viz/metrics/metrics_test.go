@@ -275,3 +275,33 @@ func TestRoutes(t *testing.T) {
 		t.Error("routes without a name accepted")
 	}
 }
+
+func TestTimeseries(t *testing.T) {
+	e, p := newEngine(t)
+	e.Now = func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) }
+	ts, err := e.Timeseries(context.Background(), TimeseriesRequest{Resource: Resource{Kind: KindService, Namespace: "emojivoto", Name: "web-svc"}, Range: "10m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ts.Step != 10*time.Second || len(ts.RPS) != 61 || len(ts.SuccessRate) != 61 || len(ts.LatencyP95) != 61 {
+		t.Fatalf("step %s, %d/%d/%d points", ts.Step, len(ts.RPS), len(ts.SuccessRate), len(ts.LatencyP95))
+	}
+	first, last := ts.RPS[0], ts.RPS[len(ts.RPS)-1]
+	if !last.T.Equal(time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC)) || last.T.Sub(first.T) != 10*time.Minute {
+		t.Errorf("points from %s to %s", first.T, last.T)
+	}
+	if last.V != 10 || ts.SuccessRate[0].V != 0.9 || ts.LatencyP95[0].V != 8.75 {
+		t.Errorf("rps %v success %v p95 %v", last.V, ts.SuccessRate[0].V, ts.LatencyP95[0].V)
+	}
+	if qs := strings.Join(p.Queries(), "\n"); !strings.Contains(qs, `pod=~"web-6d9f7c8b5-abcde|web-6d9f7c8b5-fghij"`) {
+		t.Errorf("queries = %s", qs)
+	}
+	for _, req := range []TimeseriesRequest{
+		{Resource: Resource{Kind: KindDeployment, Namespace: "emojivoto"}},
+		{Resource: Resource{Kind: KindDeployment, Namespace: "emojivoto", Name: "web"}, Range: "1s"},
+	} {
+		if _, err := e.Timeseries(context.Background(), req); err == nil {
+			t.Errorf("%+v accepted", req)
+		}
+	}
+}

@@ -25,6 +25,8 @@ type Engine struct {
 	ControlPlaneNamespace, TrustDomain string
 	// ClusterDomain names services (default cluster.local).
 	ClusterDomain string
+	// Now is the clock of charts (default time.Now).
+	Now func() time.Time
 }
 
 // StatRequest asks for the golden metrics of Resource (every object of its

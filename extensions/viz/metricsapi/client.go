@@ -140,3 +140,10 @@ func (c *Client) Scrapes(ctx context.Context) (metrics.ScrapeStatus, error) {
 	var r CheckResponse
 	return r.Scrapes, c.call(ctx, PathCheck, url.Values{}, &r)
 }
+
+// Timeseries calls the charts query.
+func (c *Client) Timeseries(ctx context.Context, req metrics.TimeseriesRequest) (metrics.Timeseries, error) {
+	q := url.Values{"resource": {req.Resource.String()}, "namespace": {req.Resource.Namespace}, "window": {req.Window}, "range": {req.Range}}
+	var r metrics.Timeseries
+	return r, c.call(ctx, PathSeries, q, &r)
+}

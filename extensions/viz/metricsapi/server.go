@@ -18,6 +18,7 @@ const (
 	PathEdges  = "/api/v1/edges"
 	PathRoutes = "/api/v1/routes"
 	PathCheck  = "/api/v1/check"
+	PathSeries = "/api/v1/timeseries"
 )
 
 // Backend answers the queries (a *metrics.Engine).
@@ -26,6 +27,7 @@ type Backend interface {
 	Edges(context.Context, metrics.EdgesRequest) ([]metrics.Edge, error)
 	Routes(context.Context, metrics.RoutesRequest) ([]metrics.RouteRow, error)
 	Scrapes(context.Context) (metrics.ScrapeStatus, error)
+	Timeseries(context.Context, metrics.TimeseriesRequest) (metrics.Timeseries, error)
 }
 
 // StatResponse is the body of a stat answer.
@@ -87,6 +89,16 @@ func Handler(b Backend, log *slog.Logger) http.Handler {
 		}
 		routes, err := b.Routes(r.Context(), metrics.RoutesRequest{Resource: res, Window: q.Get("window")})
 		reply(w, log, RoutesResponse{Routes: routes}, err)
+	})
+	mux.HandleFunc("GET "+PathSeries, func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		res, err := parseResource(q.Get("resource"), q.Get("namespace"))
+		if err != nil {
+			reply(w, log, nil, err)
+			return
+		}
+		ts, err := b.Timeseries(r.Context(), metrics.TimeseriesRequest{Resource: res, Window: q.Get("window"), Range: q.Get("range")})
+		reply(w, log, ts, err)
 	})
 	mux.HandleFunc("GET "+PathCheck, func(w http.ResponseWriter, r *http.Request) {
 		s, err := b.Scrapes(r.Context())

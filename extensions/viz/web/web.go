@@ -22,6 +22,7 @@ type API interface {
 	Stat(context.Context, metrics.StatRequest) ([]metrics.StatRow, error)
 	Edges(context.Context, metrics.EdgesRequest) ([]metrics.Edge, error)
 	Routes(context.Context, metrics.RoutesRequest) ([]metrics.RouteRow, error)
+	Timeseries(context.Context, metrics.TimeseriesRequest) (metrics.Timeseries, error)
 }
 
 // workloadKinds are the kinds a namespace page lists, in order.
@@ -208,6 +209,8 @@ type workloadData struct {
 	Edges                 []metrics.Edge
 	Routes                []metrics.RouteRow
 	RoutesError           string
+	Charts                []chart
+	ChartsError           string
 }
 
 func (s *Server) workload(w http.ResponseWriter, r *http.Request) {
@@ -242,6 +245,11 @@ func (s *Server) workload(w http.ResponseWriter, r *http.Request) {
 	}
 	if d.Routes, err = s.api.Routes(r.Context(), metrics.RoutesRequest{Resource: res, Window: win}); err != nil {
 		d.RoutesError = err.Error()
+	}
+	if ts, err := s.api.Timeseries(r.Context(), metrics.TimeseriesRequest{Resource: res, Window: win}); err != nil {
+		d.ChartsError = err.Error()
+	} else {
+		d.Charts = charts(ts)
 	}
 	p.Data = d
 	s.render(w, "workload.html", p, http.StatusOK)

@@ -61,6 +61,28 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		_ = json.NewEncoder(w).Encode(map[string]any{"status": "error", "errorType": "bad_data", "error": err.Error()})
 		return
 	}
+	if r.URL.Path == "/api/v1/query_range" {
+		// A range query: every series is constant over [start, end].
+		start, err1 := strconv.ParseFloat(r.FormValue("start"), 64)
+		end, err2 := strconv.ParseFloat(r.FormValue("end"), 64)
+		step, err3 := strconv.ParseFloat(r.FormValue("step"), 64)
+		if err1 != nil || err2 != nil || err3 != nil || step <= 0 || end < start {
+			w.WriteHeader(http.StatusBadRequest)
+			_ = json.NewEncoder(w).Encode(map[string]any{"status": "error", "errorType": "bad_data", "error": "bad start, end or step"})
+			return
+		}
+		for _, e := range res {
+			v := e["value"].([]any)[1]
+			var values [][]any
+			for t := start; t <= end; t += step {
+				values = append(values, []any{t, v})
+			}
+			delete(e, "value")
+			e["values"] = values
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"status": "success", "data": map[string]any{"resultType": "matrix", "result": res}})
+		return
+	}
 	_ = json.NewEncoder(w).Encode(map[string]any{"status": "success", "data": map[string]any{"resultType": "vector", "result": res}})
 }
 
