@@ -55,6 +55,12 @@ func (f *Framework) InstallMesh(t testing.TB) {
 		if a := f.RunKubectl(ctx, r.Stdout, "apply", "-f", "-"); a.Err != nil {
 			t.Fatalf("e2e: mesh %v | kubectl apply -f -: %v", args, a.Err)
 		}
+		// mesh install refuses to run until the API server serves the CRDs' group.
+		if args[1] == "--crds" {
+			if w := f.RunKubectl(ctx, r.Stdout, "wait", "--for=condition=Established", "--timeout=60s", "-f", "-"); w.Err != nil {
+				t.Fatalf("e2e: waiting for the CRDs to be established: %v", w.Err)
+			}
+		}
 	}
 	f.WaitControlPlane(t, 5*time.Minute)
 	installOnce.done = true
