@@ -19,6 +19,7 @@ import (
 
 	authnv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
@@ -134,7 +135,11 @@ func TestViz(t *testing.T) {
 		f.WaitRollout(t, "conduit-viz", "deployment/"+d, 5*time.Minute)
 	}
 
-	ns := f.NewNamespace(t, "viz", map[string]string{"conduit.dev/inject": "enabled"})
+	ns := f.NewNamespace(t, "viz", nil)
+	patch := []byte(`{"metadata":{"annotations":{"conduit.dev/inject":"enabled"}}}`)
+	if _, err := f.Client.CoreV1().Namespaces().Patch(ctx, ns, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	f.Apply(t, ns, fmt.Sprintf(vizApp, f.Image("testapp"), f.Image("viz-controller"), ns))
 	for _, d := range []string{"server", "loadgen", "failing"} {
 		f.WaitRollout(t, ns, "deployment/"+d, 3*time.Minute)
