@@ -8,32 +8,41 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
 mkdir -p "$RUN"
 
-# stop NAME [SECONDS]: SIGTERM the recorded pid, SIGKILL it after SECONDS (default 20).
+# stop NAME...: SIGTERM the recorded pids together, wait up to 20 s for each, then SIGKILL.
 stop() {
-  local f=$RUN/$1.pid timeout=${2:-20} pid
-  [ -f "$f" ] || return 0
-  pid=$(cat "$f")
-  if kill -0 "$pid" 2> /dev/null; then
-    kill -TERM "$pid"
-    for _ in $(seq $((timeout * 5))); do kill -0 "$pid" 2> /dev/null || break; sleep 0.2; done
-    if kill -0 "$pid" 2> /dev/null; then log "SIGKILL $1 (pid $pid)"; kill -KILL "$pid"; fi
-    log "stopped $1 (pid $pid)"
-  fi
-  rm -f "$f"
+  local name pid f deadline
+  local -a names=() pids=()
+  for name in "$@"; do
+    f=$RUN/$name.pid
+    [ -f "$f" ] || continue
+    pid=$(cat "$f"); rm -f "$f"
+    kill -0 "$pid" 2> /dev/null || continue
+    kill -TERM "$pid"; names+=("$name"); pids+=("$pid")
+  done
+  deadline=$((SECONDS + 20))
+  for i in "${!pids[@]}"; do
+    while kill -0 "${pids[$i]}" 2> /dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
+    if kill -0 "${pids[$i]}" 2> /dev/null; then log "SIGKILL ${names[$i]} (pid ${pids[$i]})"; kill -KILL "${pids[$i]}"; fi
+    log "stopped ${names[$i]} (pid ${pids[$i]})"
+  done
 }
 ctrk() { ctr --address "$CSOCK" -n k8s.io "$@"; }
 
-# 1. No new pods; remove the running ones through the kubelet so that CNI DEL and unmounts run.
-stop kube-controller-manager
-stop kube-scheduler
+# 1. No new pods; delete the running ones through the kubelet, so that CNI DEL and unmounts run.
+#    Only the containers matter, not the API objects (a Job's pod keeps a finalizer that the
+#    stopped controller-manager would remove): wait until no container of ours runs any more.
+stop kube-controller-manager kube-scheduler
 if running kubelet && kctl get --raw /readyz > /dev/null 2>&1; then
   kctl delete mutatingwebhookconfigurations,validatingwebhookconfigurations --all --wait=false > /dev/null 2>&1
-  kctl delete pods --all --all-namespaces --grace-period=1 --timeout=60s > /dev/null 2>&1 ||
-    log "WARN: some pods were not deleted in time; removing their containers directly"
-  log "pods deleted"
+  kctl delete pods --all --all-namespaces --grace-period=1 --wait=false > /dev/null 2>&1
+  deadline=$((SECONDS + 45))
+  while [ "$(ctr --address "$CSOCK" -n k8s.io tasks ls 2> /dev/null | awk 'NR > 1 && $3 == "RUNNING"' | wc -l)" != 0 ]; do
+    if [ $SECONDS -ge $deadline ]; then log "WARN: pods still running after 45s; removing their containers directly"; break; fi
+    sleep 0.5
+  done
+  log "pods stopped"
 fi
-stop kubelet
-stop kube-proxy
+stop kubelet kube-proxy
 
 # 2. Whatever the kubelet left: kill and delete tasks and containers through containerd.
 if running containerd && ctr --address "$CSOCK" version > /dev/null 2>&1; then
@@ -41,8 +50,7 @@ if running containerd && ctr --address "$CSOCK" version > /dev/null 2>&1; then
   for t in $(ctrk tasks ls -q 2> /dev/null); do ctrk tasks delete -f "$t" > /dev/null 2>&1; done
   for c in $(ctrk containers ls -q 2> /dev/null); do ctrk containers delete "$c" > /dev/null 2>&1; done
 fi
-stop kube-apiserver
-stop containerd
+stop kube-apiserver containerd
 stop etcd
 
 # 3. Processes started by this cluster that outlived containerd: shims of our containerd (found by
@@ -84,6 +92,11 @@ ip route del "$SVC_CIDR" dev "$GUARD_BRIDGE" 2> /dev/null
 ip link del "$GUARD_BRIDGE" 2> /dev/null
 conntrack -D -s "$POD_CIDR" > /dev/null 2>&1
 conntrack -D -d "$SVC_CIDR" > /dev/null 2>&1
+
+# Pod logs live in $DATA/pod-logs; the kubelet's links to them in /var/log/containers are ours.
+for l in /var/log/containers/*; do
+  [ -L "$l" ] && case "$(readlink "$l")" in "$DATA"/*) rm -f "$l" ;; esac
+done
 
 # 5. Mounts under the cluster directory (container rootfs, kubelet volumes), deepest first.
 awk -v d="$CLUSTER_DIR" 'index($2, d) == 1 {print $2}' /proc/self/mounts | sort -r | xargs -r -n1 umount -l 2> /dev/null

@@ -103,6 +103,7 @@ containerRuntimeEndpoint: unix://$CSOCK
 clusterDNS: [$DNS_IP]
 clusterDomain: cluster.local
 resolvConf: $ETC/resolv.conf
+podLogsDir: $DATA/pod-logs
 tlsCertFile: $PKI/kubelet-serving.crt
 tlsPrivateKeyFile: $PKI/kubelet-serving.key
 readOnlyPort: 0
