@@ -20,6 +20,7 @@ wait_rollouts() { # namespace
 install_core() {
   if kubectl get ns conduit >/dev/null 2>&1 && kubectl -n conduit get deploy conduit-destination >/dev/null 2>&1; then
     echo "    control plane already installed: upgrading in place"
+    "${MESH[@]}" upgrade --crds | kubectl apply -f - >/dev/null
     "${MESH[@]}" upgrade --registry localhost/conduit --tag dev | kubectl apply -f - >/dev/null
   else
     "${MESH[@]}" install --crds | kubectl apply -f - >/dev/null
@@ -34,12 +35,29 @@ install_viz() {
   wait_rollouts conduit-viz
 }
 deploy_demo() {
+  local existed=0
+  kubectl get ns conduit-demo >/dev/null 2>&1 && existed=1
   kubectl apply -f demo/k8s/demo.yaml >/dev/null
+  if [ $existed = 1 ]; then
+    # Same manifest, same tag: restart so that the pods run the image just
+    # built and get proxies of the control plane just installed.
+    echo "    demo already deployed: restarting it on the new images"
+    kubectl -n conduit-demo rollout restart deploy >/dev/null
+  fi
   wait_rollouts conduit-demo
 }
 stat() {
-  echo "    letting the load generator run for 30 s so the proxies have metrics"
-  sleep 30
+  # Prometheus scrapes the proxies every 10 s: wait (up to 3 min) until the
+  # three services show a request rate, then print the table.
+  echo "    waiting for the load generator's traffic to show in the metrics"
+  local deadline=$(( $(date +%s) + 180 ))
+  until [ "$("${MESH[@]}" viz stat deploy -n conduit-demo -o json 2>/dev/null | grep -c '"rps": [0-9]')" -ge 3 ]; do
+    if [ "$(date +%s)" -ge $deadline ]; then
+      echo "    no traffic after 3 min: see 'mesh viz check' and 'kubectl -n conduit-demo get pods'" >&2
+      break
+    fi
+    sleep 5
+  done
   "${MESH[@]}" viz stat deploy -n conduit-demo
 }
 
@@ -59,5 +77,6 @@ Demo ready in $(( $(date +%s) - T0 ))s.
   mesh viz stat deploy -n conduit-demo     # success rate, RPS, latency per workload
   mesh viz edges deploy -n conduit-demo    # who talks to whom, with mTLS identities
   mesh viz dashboard                       # opens the dashboard through a port-forward
+  kubectl delete -f demo/k8s/demo.yaml     # removes the demo app only
   make cluster-down                        # tears it all down (the build caches stay)
 MSG
