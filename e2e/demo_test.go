@@ -65,6 +65,7 @@ type demoStatRow struct {
 	TotalPods   int      `json:"totalPods"`
 	SuccessRate *float64 `json:"successRate"`
 	RPS         *float64 `json:"rps"`
+	TLSRate     *float64 `json:"tlsRate"`
 }
 
 func (r demoStatRow) String() string {
@@ -74,7 +75,7 @@ func (r demoStatRow) String() string {
 		}
 		return strconv.FormatFloat(*p, 'f', 3, 64)
 	}
-	return fmt.Sprintf("%s meshed %d/%d rps %s success %s", r.Name, r.MeshedPods, r.TotalPods, f(r.RPS), f(r.SuccessRate))
+	return fmt.Sprintf("%s meshed %d/%d rps %s success %s tls %s", r.Name, r.MeshedPods, r.TotalPods, f(r.RPS), f(r.SuccessRate), f(r.TLSRate))
 }
 
 // TestDemo follows the getting-started path (make demo, README "Quick start",
@@ -247,6 +248,10 @@ func TestDemo(t *testing.T) {
 				row, ok := byName[d]
 				if !ok || row.TotalPods == 0 || row.MeshedPods != row.TotalPods || row.RPS == nil || *row.RPS <= 0 || row.SuccessRate == nil {
 					return fmt.Errorf("%s not meshed with traffic yet; stat:\n%s", d, last)
+				}
+				// Every caller is meshed: every request arrives over mTLS.
+				if row.TLSRate == nil || *row.TLSRate < 1 {
+					return fmt.Errorf("%s: not every request arrives over mTLS (tls rate below 1); stat:\n%s", d, last)
 				}
 			}
 			if c := byName["counter"]; *c.SuccessRate >= 1 || *c.SuccessRate < 0.5 {
