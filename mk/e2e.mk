@@ -46,7 +46,7 @@ e2e: build cluster-deps cluster-build images ## End-to-end tests on the local cl
 	rc=0; \
 	KUBECONFIG=$(KUBECONFIG_E2E) E2E_REGISTRY=$(REGISTRY) E2E_TAG=$(TAG) E2E_MESH=$(CURDIR)/bin/mesh \
 	  E2E_KUBECTL=$(CONDUIT_CACHE)/k8s/bin/kubectl E2E_ARTIFACTS=$(CURDIR)/e2e/artifacts \
-	  go test -tags e2e ./e2e/... -v -count=1 -timeout $(E2E_TIMEOUT) $(if $(E2E_RUN),-run '$(E2E_RUN)') || rc=$$?; \
+	  go test -tags e2e -p 1 ./e2e/... -v -count=1 -timeout $(E2E_TIMEOUT) $(if $(E2E_RUN),-run '$(E2E_RUN)') || rc=$$?; \
 	if [ "$(E2E_TEARDOWN)" = 1 ] || { [ "$(E2E_TEARDOWN)" = auto ] && [ $$was_up = 0 ]; }; then \
 	  $(CLUSTER_ENV) bash e2e/cluster/down.sh || rc=1; \
 	else echo "e2e: the cluster stays up (make cluster-down to stop it)"; fi; \
