@@ -155,7 +155,14 @@ func Run(ctx context.Context, client kubernetes.Interface, opts Options, log *sl
 		Namespaces: func(name string) (map[string]string, map[string]string, error) {
 			ns, err := nsLister.Get(name)
 			if apierrors.IsNotFound(err) {
-				return nil, nil, nil
+				// A namespace created a moment ago may not be in the cache
+				// yet: ask the API server rather than miss its annotation.
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				defer cancel()
+				ns, err = client.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
+				if apierrors.IsNotFound(err) {
+					return nil, nil, nil
+				}
 			}
 			if err != nil {
 				return nil, nil, err
