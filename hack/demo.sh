@@ -28,6 +28,14 @@ install_core() {
     "${MESH[@]}" install --registry localhost/conduit --tag dev | kubectl apply -f - >/dev/null
   fi
   wait_rollouts conduit
+  # The injector writes the webhook's caBundle at startup and every 10 min: a
+  # webhook configuration re-created since (make cluster-down deletes it, the
+  # upgrade re-creates it) has none, and pods would be created unmeshed.
+  if [ -z "$(kubectl get mutatingwebhookconfiguration conduit-proxy-injector -o jsonpath='{.webhooks[0].clientConfig.caBundle}')" ]; then
+    echo "    the injector webhook has no caBundle yet: restarting the injector so that it writes it"
+    kubectl -n conduit rollout restart deploy/conduit-injector >/dev/null
+    kubectl -n conduit rollout status deploy/conduit-injector --timeout=180s
+  fi
   "${MESH[@]}" check --wait 3m
 }
 install_viz() {
