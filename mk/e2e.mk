@@ -44,7 +44,7 @@ e2e: build cluster-deps cluster-build images ## End-to-end tests on the local cl
 	@was_up=0; $(CLUSTER_ENV) bash e2e/cluster/status.sh > /dev/null 2>&1 && was_up=1; \
 	$(CLUSTER_ENV) bash e2e/cluster/up.sh || { [ $$was_up = 1 ] || $(CLUSTER_ENV) bash e2e/cluster/down.sh; exit 1; }; \
 	rc=0; \
-	KUBECONFIG=$(KUBECONFIG_E2E) E2E_REGISTRY=$(REGISTRY) E2E_TAG=$(TAG) E2E_MESH=$(CURDIR)/bin/mesh \
+	E2E_RUN_ID=run-$$(date +%s) KUBECONFIG=$(KUBECONFIG_E2E) E2E_REGISTRY=$(REGISTRY) E2E_TAG=$(TAG) E2E_MESH=$(CURDIR)/bin/mesh \
 	  E2E_KUBECTL=$(CONDUIT_CACHE)/k8s/bin/kubectl E2E_ARTIFACTS=$(CURDIR)/e2e/artifacts \
 	  go test -tags e2e -p 1 ./e2e/... -v -count=1 -timeout $(E2E_TIMEOUT) $(if $(E2E_RUN),-run '$(E2E_RUN)') || rc=$$?; \
 	if [ "$(E2E_TEARDOWN)" = 1 ] || { [ "$(E2E_TEARDOWN)" = auto ] && [ $$was_up = 0 ]; }; then \

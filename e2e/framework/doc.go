@@ -9,5 +9,5 @@
 //
 // Settings come from the environment that `make e2e` sets: KUBECONFIG,
 // E2E_MESH (bin/mesh), E2E_KUBECTL, E2E_REGISTRY and E2E_TAG (image
-// references), E2E_ARTIFACTS (artifacts root).
+// references), E2E_ARTIFACTS (artifacts root), E2E_RUN_ID (one per make e2e).
 package framework

@@ -34,6 +34,7 @@ type Framework struct {
 	Registry  string // image registry of the project's images (localhost/conduit)
 	Tag       string // their tag (dev)
 	Artifacts string // root of the failure artifacts (e2e/artifacts)
+	RunID     string // identifies one `make e2e` (E2E_RUN_ID); test packages of a run share the mesh
 
 	mu    sync.Mutex
 	tests map[string]*testState // by test name
@@ -71,6 +72,7 @@ func load() (*Framework, error) {
 		Registry:   env("E2E_REGISTRY", "localhost/conduit"),
 		Tag:        env("E2E_TAG", "dev"),
 		Artifacts:  env("E2E_ARTIFACTS", filepath.Join(root, "e2e", "artifacts")),
+		RunID:      env("E2E_RUN_ID", fmt.Sprintf("pid-%d-%d", os.Getpid(), time.Now().UnixNano())),
 		tests:      map[string]*testState{},
 	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", f.Kubeconfig)

@@ -2,16 +2,22 @@ package framework
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // ControlPlaneNamespace is the namespace `mesh install` installs into (docs/architecture.md).
 const ControlPlaneNamespace = "conduit"
+
+// RunAnnotation on the control plane namespace names the e2e run (E2E_RUN_ID) that installed
+// it, so that the test packages of one `make e2e` share one installation.
+const RunAnnotation = "e2e.conduit.dev/run"
 
 // ControlPlaneDeployments are the Deployments of the control plane.
 var ControlPlaneDeployments = []string{"conduit-identity", "conduit-destination", "conduit-injector"}
@@ -21,14 +27,14 @@ var installOnce struct {
 	done bool
 }
 
-// InstallMesh installs the mesh exactly as a user does, once per test binary:
+// InstallMesh installs the mesh exactly as a user does, once per run (E2E_RUN_ID):
 //
 //	mesh install --crds --registry R --tag T | kubectl apply -f -
 //	mesh install        --registry R --tag T | kubectl apply -f -
 //
 // with the images of this build (E2E_REGISTRY, E2E_TAG), then waits for every Deployment of
 // the control plane to roll out. The local cluster keeps its state across restarts, so an
-// installation left by an earlier run is first removed (mesh uninstall --force | kubectl
+// installation left by an earlier run (another E2E_RUN_ID) is first removed (mesh uninstall --force | kubectl
 // delete -f -): the tests always run against the control plane of this build. The control
 // plane's namespace is collected on the test's failure. The test is skipped if the CLI has no
 // install command yet. The mesh stays installed for the following tests.
@@ -42,7 +48,13 @@ func (f *Framework) InstallMesh(t testing.TB) {
 		return
 	}
 	ctx := Context(t, 10*time.Minute)
-	if _, err := f.Client.CoreV1().Namespaces().Get(ctx, ControlPlaneNamespace, metav1.GetOptions{}); err == nil {
+	if ns, err := f.Client.CoreV1().Namespaces().Get(ctx, ControlPlaneNamespace, metav1.GetOptions{}); err == nil {
+		if ns.Annotations[RunAnnotation] == f.RunID && ns.DeletionTimestamp == nil {
+			// Installed by another test package of this same run (make e2e): keep it.
+			f.WaitControlPlane(t, 5*time.Minute)
+			installOnce.done = true
+			return
+		}
 		t.Logf("e2e: removing the control plane left by an earlier run")
 		f.UninstallMesh(t)
 	}
@@ -63,6 +75,10 @@ func (f *Framework) InstallMesh(t testing.TB) {
 		}
 	}
 	f.WaitControlPlane(t, 5*time.Minute)
+	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, RunAnnotation, f.RunID)
+	if _, err := f.Client.CoreV1().Namespaces().Patch(ctx, ControlPlaneNamespace, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatalf("e2e: marking the control plane namespace: %v", err)
+	}
 	installOnce.done = true
 }
 
