@@ -87,8 +87,8 @@ func (r demoStatRow) String() string {
 func TestDemo(t *testing.T) {
 	f := framework.New(t)
 	// Registered first so that it runs after the framework has collected the
-	// artifacts of a failure: remove what this test created (a namespace
-	// left by `make demo` is replaced by a fresh one and kept).
+	// artifacts of a failure: remove the demo namespace (one left by `make
+	// demo` is replaced at the start) and viz if this test installed it.
 	var createdDemo, createdViz bool
 	t.Cleanup(func() {
 		if os.Getenv("E2E_KEEP_NAMESPACES") == "1" {
@@ -125,6 +125,10 @@ func TestDemo(t *testing.T) {
 	f.CollectOnFailure(t, "conduit-viz", demoNS)
 	manifests := f.MeshCmd(t, "viz", "install", "--set", "image.registry="+f.Registry, "--set", "image.tag="+f.Tag)
 	f.KubectlCmd(t, manifests, "apply", "-f", "-")
+	if !createdViz {
+		// Its proxies were injected with the trust anchors of an earlier control plane.
+		f.KubectlCmd(t, "", "-n", "conduit-viz", "rollout", "restart", "deployment")
+	}
 	for _, d := range []string{"prometheus", "metrics-api", "web"} {
 		f.WaitRollout(t, "conduit-viz", "deployment/"+d, 5*time.Minute)
 	}
