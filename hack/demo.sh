@@ -56,10 +56,12 @@ deploy_demo() {
 }
 stat() {
   # Prometheus scrapes the proxies every 10 s: wait (up to 3 min) until the
-  # three services show a request rate, then print the table.
+  # three services show a request rate and open connections (the pods just
+  # started: not only what earlier pods left in the 1-minute window).
   echo "    waiting for the load generator's traffic to show in the metrics"
-  local deadline=$(( $(date +%s) + 180 ))
-  until [ "$("${MESH[@]}" viz stat deploy -n conduit-demo -o json 2>/dev/null | grep -c '"rps": [0-9]')" -ge 3 ]; do
+  local deadline=$(( $(date +%s) + 180 )) json
+  until json=$("${MESH[@]}" viz stat deploy -n conduit-demo -o json 2>/dev/null) &&
+    [ "$(grep -c '"rps": [0-9]' <<<"$json")" -ge 3 ] && [ "$(grep -c '"tcpConnections": [0-9]' <<<"$json")" -ge 3 ]; do
     if [ "$(date +%s)" -ge $deadline ]; then
       echo "    no traffic after 3 min: see 'mesh viz check' and 'kubectl -n conduit-demo get pods'" >&2
       break
