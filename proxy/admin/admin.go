@@ -23,6 +23,9 @@ type Options struct {
 	Shutdown func()
 	// Pprof serves /debug/pprof/ to loopback clients (for profiling benchmarks).
 	Pprof bool
+	// CertificatePEM returns the current leaf certificate chain as PEM, nil
+	// before the first certificate (GET /identity/certificate).
+	CertificatePEM func() []byte
 }
 
 // Handler returns the admin mux.
@@ -40,6 +43,19 @@ func Handler(o Options) http.Handler {
 			return
 		}
 		_, _ = io.WriteString(w, "ready\n")
+	})
+	mux.HandleFunc("GET /identity/certificate", func(w http.ResponseWriter, r *http.Request) {
+		var chain []byte
+		if o.CertificatePEM != nil {
+			chain = o.CertificatePEM()
+		}
+		if len(chain) == 0 {
+			http.Error(w, "no certificate yet", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-pem-file")
+		w.Header().Set("Cache-Control", "no-store")
+		_, _ = w.Write(chain)
 	})
 	mux.HandleFunc("GET /live", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "live\n")

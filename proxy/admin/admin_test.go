@@ -50,3 +50,32 @@ func TestAdmin(t *testing.T) {
 		t.Error("shutdown not triggered")
 	}
 }
+
+func TestIdentityCertificate(t *testing.T) {
+	var chain atomic.Pointer[[]byte]
+	h := Handler(Options{Metrics: metrics.New(), CertificatePEM: func() []byte {
+		if p := chain.Load(); p != nil {
+			return *p
+		}
+		return nil
+	}})
+	get := func() *httptest.ResponseRecorder {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("GET", "/identity/certificate", nil))
+		return w
+	}
+	if w := get(); w.Code != 503 || !strings.Contains(w.Body.String(), "no certificate yet") {
+		t.Errorf("before the certificate: %d %q", w.Code, w.Body)
+	}
+	pem := []byte("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+	chain.Store(&pem)
+	w := get()
+	if w.Code != 200 || w.Header().Get("Content-Type") != "application/x-pem-file" || w.Body.String() != string(pem) {
+		t.Errorf("after the certificate: %d %q %q", w.Code, w.Header().Get("Content-Type"), w.Body)
+	}
+	w = httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("POST", "/identity/certificate", nil))
+	if w.Code != 405 {
+		t.Errorf("POST /identity/certificate = %d", w.Code)
+	}
+}

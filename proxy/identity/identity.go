@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -97,6 +98,21 @@ func (m *Manager) IsReady() bool { return m.cert.Load() != nil }
 
 // Certificate returns the current certificate, or nil before the first one.
 func (m *Manager) Certificate() *tls.Certificate { return m.cert.Load() }
+
+// CertificateChainPEM returns the current leaf certificate followed by its
+// intermediates, PEM-encoded, or nil before the first certificate. It never
+// includes the private key.
+func (m *Manager) CertificateChainPEM() []byte {
+	c := m.cert.Load()
+	if c == nil {
+		return nil
+	}
+	var out []byte
+	for _, der := range c.Certificate {
+		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
+	return out
+}
 
 // GetCertificate is a tls.Config.GetCertificate callback.
 func (m *Manager) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {

@@ -1,11 +1,14 @@
 package identity
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/pem"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -134,5 +137,44 @@ func TestBackoff(t *testing.T) {
 	}
 	if d := Backoff(3, time.Second, time.Minute); d < 2*time.Second || d > 4*time.Second {
 		t.Errorf("Backoff(3) = %v, want 2-4s", d)
+	}
+}
+
+func TestCertificateChainPEM(t *testing.T) {
+	ca := &fakeCA{validity: time.Hour, failures: 1}
+	m, _ := setup(t, ca)
+	select {
+	case <-m.Ready():
+	case <-time.After(5 * time.Second):
+		t.Fatal("no certificate")
+	}
+	out := m.CertificateChainPEM()
+	if strings.Contains(string(out), "PRIVATE") {
+		t.Fatal("the private key is in the chain")
+	}
+	var ders [][]byte
+	for rest := out; ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			t.Fatalf("block %q", b.Type)
+		}
+		ders = append(ders, b.Bytes)
+	}
+	cur := m.Certificate()
+	if len(ders) != 2 || len(cur.Certificate) != 2 || !bytes.Equal(ders[0], cur.Leaf.Raw) || !bytes.Equal(ders[1], ca.issuer.Cert.Raw) {
+		t.Errorf("chain of %d certificates is not leaf + issuer", len(ders))
+	}
+}
+
+func TestCertificateChainPEMBeforeFirst(t *testing.T) {
+	m, err := New(Options{Name: "web.ns.serviceaccount.identity.conduit.cluster.local"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.CertificateChainPEM(); got != nil {
+		t.Errorf("chain before the first certificate: %q", got)
 	}
 }
