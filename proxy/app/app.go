@@ -25,6 +25,7 @@ import (
 	"github.com/conduit-mesh/conduit/proxy/metrics"
 	"github.com/conduit-mesh/conduit/proxy/origdst"
 	"github.com/conduit-mesh/conduit/proxy/outbound"
+	"github.com/conduit-mesh/conduit/proxy/tap"
 	"github.com/conduit-mesh/conduit/proxy/tlsconf"
 )
 
@@ -45,6 +46,9 @@ type Proxy struct {
 	in                *inbound.Proxy
 	out               *outbound.Proxy
 	admin             *http.Server
+	tap               *tap.Hub // nil when tap is disabled
+	tapL              net.Listener
+	tapSrv            *grpc.Server
 	cc                *grpc.ClientConn
 	cancel            context.CancelFunc
 	shutdown          chan struct{}
@@ -57,11 +61,19 @@ func (p *Proxy) InboundAddr() net.Addr  { return p.inL.Addr() }
 func (p *Proxy) OutboundAddr() net.Addr { return p.outL.Addr() }
 func (p *Proxy) AdminAddr() net.Addr    { return p.adminL.Addr() }
 
+// TapAddr is the tap listener's address, nil when tap is disabled.
+func (p *Proxy) TapAddr() net.Addr {
+	if p.tapL == nil {
+		return nil
+	}
+	return p.tapL.Addr()
+}
+
 // Start binds the listeners and starts serving; background work stops when
 // ctx ends, but serving continues until Wait drains.
 func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, ov Overrides) (*Proxy, error) {
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	p := &Proxy{cfg: cfg, log: log, Metrics: metrics.New(), cancel: cancel, shutdown: make(chan struct{}), errs: make(chan error, 3)}
+	p := &Proxy{cfg: cfg, log: log, Metrics: metrics.New(), cancel: cancel, shutdown: make(chan struct{}), errs: make(chan error, 4)}
 	ok := false
 	defer func() {
 		if !ok {
@@ -112,15 +124,19 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, ov Overrid
 		inOrig = origdst.Kernel{}
 	}
 
+	if cfg.TapEnabled {
+		p.tap = tap.NewHub(tap.Options{Log: log.With("sub", "tap")})
+	}
 	p.in = inbound.New(inbound.Options{
 		Log: log.With("sub", "inbound"), Metrics: p.Metrics, OrigDst: inOrig, Identity: p.Identity,
 		TLS: tlsconf.Server(p.Identity, cfg.TrustAnchors), OpaquePort: cfg.InboundOpaquePorts, Target: target,
-		DetectTimeout: cfg.DetectTimeout, ConnectTimeout: cfg.ConnectTimeout,
+		DetectTimeout: cfg.DetectTimeout, ConnectTimeout: cfg.ConnectTimeout, Tap: p.tap,
 	})
 	p.out = outbound.New(outbound.Options{
 		Log: log.With("sub", "outbound"), Metrics: p.Metrics, OrigDst: outOrig, Discovery: disco,
 		Certs: p.Identity, Anchors: cfg.TrustAnchors, Namespace: cfg.PodNamespace, ClusterDomain: cfg.ClusterDomain,
 		DetectTimeout: cfg.DetectTimeout, ConnectTimeout: cfg.ConnectTimeout, DiscoveryTimeout: cfg.DiscoveryTimeout,
+		Tap: p.tap,
 	})
 	p.admin = &http.Server{
 		Handler: admin.Handler(admin.Options{
@@ -128,6 +144,8 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, ov Overrid
 			Metrics:  p.Metrics,
 			Ready:    p.Identity.IsReady,
 			Shutdown: p.Shutdown,
+
+			CertificatePEM: p.Identity.CertificateChainPEM,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
@@ -140,6 +158,15 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, ov Overrid
 	}
 	if p.adminL, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
 		return nil, fmt.Errorf("proxy: admin listener: %w", err)
+	}
+	if p.tap != nil {
+		// Plaintext on loopback (config enforces it): access is decided by
+		// Kubernetes RBAC on port-forward.
+		if p.tapL, err = net.Listen("tcp", cfg.TapAddr); err != nil {
+			return nil, fmt.Errorf("proxy: tap listener: %w", err)
+		}
+		p.tapSrv = grpc.NewServer()
+		tap.NewServer(p.tap).Register(p.tapSrv)
 	}
 	ok = true
 	go func() {
@@ -154,6 +181,14 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, ov Overrid
 			p.errs <- fmt.Errorf("proxy: admin: %w", err)
 		}
 	}()
+	if p.tapSrv != nil {
+		go func() {
+			if err := p.tapSrv.Serve(p.tapL); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+				p.errs <- fmt.Errorf("proxy: tap: %w", err)
+			}
+		}()
+		log.Info("tap enabled", "addr", p.tapL.Addr().String())
+	}
 	log.Info("proxy started", "inbound", p.inL.Addr().String(), "outbound", p.outL.Addr().String(),
 		"admin", p.adminL.Addr().String(), "identity", cfg.IdentityName)
 	return p, nil
@@ -163,7 +198,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, ov Overrid
 func (p *Proxy) Shutdown() { p.shutdownOnce.Do(func() { close(p.shutdown) }) }
 
 func (p *Proxy) closeAll() {
-	for _, l := range []net.Listener{p.inL, p.outL, p.adminL} {
+	for _, l := range []net.Listener{p.inL, p.outL, p.adminL, p.tapL} {
 		if l != nil {
 			_ = l.Close()
 		}
@@ -189,6 +224,7 @@ func (p *Proxy) Wait(ctx context.Context) error {
 	p.log.Info("draining", "grace", p.cfg.ShutdownGrace)
 	_ = p.inL.Close()
 	_ = p.outL.Close()
+	p.stopTap()
 	drain, cancel := context.WithTimeout(context.Background(), p.cfg.ShutdownGrace)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -207,4 +243,19 @@ func (p *Proxy) Wait(ctx context.Context) error {
 	}
 	p.log.Info("drained")
 	return nil
+}
+
+// stopTap ends the tap streams and stops the tap server.
+func (p *Proxy) stopTap() {
+	if p.tapSrv == nil {
+		return
+	}
+	p.tap.Close()
+	done := make(chan struct{})
+	go func() { p.tapSrv.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(time.Second):
+		p.tapSrv.Stop()
+	}
 }

@@ -186,6 +186,13 @@ func meshedAddr(addr, id string) *destinationv1.WeightedAddr {
 // and whose outbound original destination is outDst.
 func (m *mesh) startProxy(t *testing.T, id string, inTarget, outDst string) *app.Proxy {
 	t.Helper()
+	return m.startProxyEnv(t, id, inTarget, outDst, nil, true)
+}
+
+// startProxyEnv is startProxy with extra environment; waitReady waits for
+// the first certificate.
+func (m *mesh) startProxyEnv(t *testing.T, id string, inTarget, outDst string, extra map[string]string, waitReady bool) *app.Proxy {
+	t.Helper()
 	env := map[string]string{
 		"CONDUIT_PROXY_OUTBOUND_LISTEN_ADDR":    "127.0.0.1:0",
 		"CONDUIT_PROXY_INBOUND_LISTEN_ADDR":     "127.0.0.1:0",
@@ -200,6 +207,9 @@ func (m *mesh) startProxy(t *testing.T, id string, inTarget, outDst string) *app
 		"CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS":  string(m.anchorsPEM),
 		"CONDUIT_PROXY_SHUTDOWN_GRACE_PERIOD":   "2s",
 		"CONDUIT_PROXY_DETECT_PROTOCOL_TIMEOUT": "500ms",
+	}
+	for k, v := range extra {
+		env[k] = v
 	}
 	cfg, err := config.Load(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 	if err != nil {
@@ -219,6 +229,9 @@ func (m *mesh) startProxy(t *testing.T, id string, inTarget, outDst string) *app
 	done := make(chan struct{})
 	go func() { _ = p.Wait(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
+	if !waitReady {
+		return p
+	}
 	select {
 	case <-p.Identity.Ready():
 	case <-time.After(10 * time.Second):

@@ -54,6 +54,11 @@ type Config struct {
 	// OutboundOrigDstOverride ("ip:port"), when set, is used as the original
 	// destination of every outbound connection. For benchmarks and local runs without iptables.
 	OutboundOrigDstOverride string
+
+	// TapEnabled serves conduit.tap.v1.Tap on TapAddr (CONDUIT_PROXY_TAP_ENABLED=true).
+	TapEnabled bool
+	// TapAddr is the tap listener, loopback only (CONDUIT_PROXY_TAP_ADDR, default 127.0.0.1:4190).
+	TapAddr string
 }
 
 // Getenv looks up one variable; os.LookupEnv fits.
@@ -88,6 +93,7 @@ func Load(env Getenv) (*Config, error) {
 		ClusterDomain:           get(env, "CONDUIT_PROXY_CLUSTER_DOMAIN", "cluster.local"),
 		InboundTargetOverride:   get(env, "CONDUIT_PROXY_INBOUND_TARGET_OVERRIDE", ""),
 		OutboundOrigDstOverride: get(env, "CONDUIT_PROXY_OUTBOUND_ORIG_DST_OVERRIDE", ""),
+		TapAddr:                 get(env, "CONDUIT_PROXY_TAP_ADDR", "127.0.0.1:4190"),
 	}
 	// The identity server name may be set to the empty string on purpose (plaintext, loopback only).
 	if v, ok := env("CONDUIT_PROXY_IDENTITY_SERVER_NAME"); ok {
@@ -211,9 +217,18 @@ func Load(env Getenv) (*Config, error) {
 		}
 	}
 	if v := get(env, "CONDUIT_PROXY_TAP_ENABLED", "false"); v != "" {
-		if _, err := strconv.ParseBool(v); err != nil {
+		on, err := strconv.ParseBool(v)
+		if err != nil {
 			return nil, fmt.Errorf("config: CONDUIT_PROXY_TAP_ENABLED=%q is invalid (accepted: true, false)", v)
 		}
+		c.TapEnabled = on
+	}
+	// Tap has no authentication of its own: it must stay on loopback.
+	if err := checkListen(c.TapAddr); err != nil {
+		return nil, fmt.Errorf("config: CONDUIT_PROXY_TAP_ADDR=%q is invalid (accepted: a loopback ip:port such as 127.0.0.1:4190): %w", c.TapAddr, err)
+	}
+	if host, _, _ := net.SplitHostPort(c.TapAddr); !IsLoopbackHost(host) {
+		return nil, fmt.Errorf("config: CONDUIT_PROXY_TAP_ADDR=%q is invalid (accepted: a loopback ip:port such as 127.0.0.1:4190): tap has no authentication and is served on loopback only", c.TapAddr)
 	}
 	return c, nil
 }

@@ -71,6 +71,25 @@ func TestLoad(t *testing.T) {
 		{name: "bad anchors", env: map[string]string{"CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS": "not pem"}, wantErr: "CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS is invalid"},
 		{name: "bad context", env: map[string]string{"CONDUIT_PROXY_DESTINATION_CONTEXT": "ns=x"}, wantErr: "CONDUIT_PROXY_DESTINATION_CONTEXT"},
 		{name: "bad tap", env: map[string]string{"CONDUIT_PROXY_TAP_ENABLED": "maybe"}, wantErr: "CONDUIT_PROXY_TAP_ENABLED"},
+		{name: "tap off by default", check: func(t *testing.T, c *Config) {
+			if c.TapEnabled || c.TapAddr != "127.0.0.1:4190" {
+				t.Errorf("tap %v on %s", c.TapEnabled, c.TapAddr)
+			}
+		}},
+		{name: "tap enabled", env: map[string]string{"CONDUIT_PROXY_TAP_ENABLED": "true", "CONDUIT_PROXY_TAP_ADDR": "127.0.0.1:0"},
+			check: func(t *testing.T, c *Config) {
+				if !c.TapEnabled || c.TapAddr != "127.0.0.1:0" {
+					t.Errorf("tap %v on %s", c.TapEnabled, c.TapAddr)
+				}
+			}},
+		{name: "tap disabled explicitly", env: map[string]string{"CONDUIT_PROXY_TAP_ENABLED": "false"},
+			check: func(t *testing.T, c *Config) {
+				if c.TapEnabled {
+					t.Error("tap enabled")
+				}
+			}},
+		{name: "tap off loopback", env: map[string]string{"CONDUIT_PROXY_TAP_ADDR": "0.0.0.0:4190"}, wantErr: "CONDUIT_PROXY_TAP_ADDR=\"0.0.0.0:4190\" is invalid"},
+		{name: "bad tap addr", env: map[string]string{"CONDUIT_PROXY_TAP_ADDR": "4190"}, wantErr: "CONDUIT_PROXY_TAP_ADDR"},
 		{name: "bad override", env: map[string]string{"CONDUIT_PROXY_INBOUND_TARGET_OVERRIDE": "x"}, wantErr: "CONDUIT_PROXY_INBOUND_TARGET_OVERRIDE"},
 		{name: "zero detect timeout", env: map[string]string{"CONDUIT_PROXY_DETECT_PROTOCOL_TIMEOUT": "0s"}, wantErr: "CONDUIT_PROXY_DETECT_PROTOCOL_TIMEOUT"},
 	}

@@ -27,6 +27,8 @@ type Addr struct {
 	Weight uint32
 	// Labels is the rendered dst_* metric label fragment.
 	Labels string
+	// LabelMap holds the same labels without the prefix (tap); never modified.
+	LabelMap map[string]string
 	// Identity is the peer's TLS identity; empty when the endpoint is not meshed.
 	Identity string
 	// ServerName is the SNI to use (defaults to Identity).
@@ -342,7 +344,7 @@ func convert(wa *destinationv1.WeightedAddr, setLabels map[string]string) *Addr 
 	for k, v := range wa.GetMetricLabels() {
 		labels[k] = v
 	}
-	a := &Addr{Addr: hostPort(ta), Weight: wa.GetWeight(), Labels: metrics.Labels("dst_", labels)}
+	a := &Addr{Addr: hostPort(ta), Weight: wa.GetWeight(), Labels: metrics.Labels("dst_", labels), LabelMap: labels}
 	if a.Weight == 0 {
 		a.Weight = 1
 	}

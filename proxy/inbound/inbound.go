@@ -14,10 +14,12 @@ import (
 	"sync"
 	"time"
 
+	tapv1 "github.com/conduit-mesh/conduit/proto/tap/v1"
 	"github.com/conduit-mesh/conduit/proxy/detect"
 	"github.com/conduit-mesh/conduit/proxy/internal/netx"
 	"github.com/conduit-mesh/conduit/proxy/metrics"
 	"github.com/conduit-mesh/conduit/proxy/origdst"
+	"github.com/conduit-mesh/conduit/proxy/tap"
 	"github.com/conduit-mesh/conduit/proxy/tlsconf"
 )
 
@@ -45,6 +47,8 @@ type Options struct {
 	Target         netip.AddrPort
 	DetectTimeout  time.Duration
 	ConnectTimeout time.Duration
+	// Tap receives the requests (nil: tap disabled).
+	Tap *tap.Hub
 }
 
 // Proxy is the inbound side.
@@ -340,6 +344,10 @@ func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	key := metrics.RequestKey{Direction: "inbound", Authority: r.Host, TLS: info.TLS, PeerID: info.PeerID}
 	p.o.Metrics.Request(key)
+	var tp *tap.Tap
+	if p.o.Tap.Observing() {
+		tp = p.o.Tap.Start(tapRequest(r, info))
+	}
 	start := time.Now()
 	var resp *http.Response
 	var err error
@@ -350,8 +358,25 @@ func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	if err != nil {
 		p.o.Metrics.Response(key, 0, true, time.Since(start))
+		tp.Fail(err)
 		return nil, err
 	}
-	resp.Body = &metrics.Body{ReadCloser: resp.Body, Reg: p.o.Metrics, Key: key, Start: start, Resp: resp}
+	body := &metrics.Body{ReadCloser: resp.Body, Reg: p.o.Metrics, Key: key, Start: start, Resp: resp}
+	if tp != nil {
+		tp.Response(resp.StatusCode)
+		body.OnEnd = tp
+	}
+	resp.Body = body
 	return resp, nil
+}
+
+// tapRequest describes an inbound request to tap: the source is the
+// client's address, the destination the original destination.
+func tapRequest(r *http.Request, info *netx.Info) tap.Request {
+	tr := tap.Request{Direction: tapv1.Direction_INBOUND, Source: r.RemoteAddr, TLS: info.TLS, ClientID: info.PeerID,
+		Method: r.Method, Scheme: "http", Authority: r.Host, Path: r.URL.Path}
+	if info.OrigDst.IsValid() {
+		tr.Destination = info.OrigDst.String()
+	}
+	return tr
 }

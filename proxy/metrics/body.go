@@ -20,13 +20,28 @@ type Body struct {
 	IsFailure func(status int) bool
 	// OnDone runs once after recording (e.g. to release a timeout).
 	OnDone func()
-	once   sync.Once
+	// OnEnd, when set, observes the end of the stream (tap).
+	OnEnd EndHook
+	once  sync.Once
+	n     uint64 // body bytes read
+}
+
+// EndHook observes the end of a response stream: the body bytes, the gRPC
+// status ("" when none), the classification, and the error when the stream
+// failed instead of completing (nil otherwise).
+type EndHook interface {
+	End(bytes uint64, grpcStatus string, failure bool, err error)
 }
 
 func (b *Body) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
+	b.n += uint64(n)
 	if err != nil {
-		b.record(err != io.EOF)
+		if err == io.EOF {
+			b.record(nil)
+		} else {
+			b.record(err)
+		}
 	}
 	return n, err
 }
@@ -34,11 +49,12 @@ func (b *Body) Read(p []byte) (int, error) {
 // Close records the response if not done yet.
 func (b *Body) Close() error {
 	err := b.ReadCloser.Close()
-	b.record(false)
+	b.record(nil)
 	return err
 }
 
-func (b *Body) record(streamErr bool) {
+// record runs once; streamErr is the read error that ended the stream.
+func (b *Body) record(streamErr error) {
 	b.once.Do(func() {
 		status := b.Resp.StatusCode
 		var failure bool
@@ -47,15 +63,20 @@ func (b *Body) record(streamErr bool) {
 		} else {
 			failure = status >= 500
 		}
-		if gs := b.Resp.Trailer.Get("Grpc-Status"); gs != "" && gs != "0" {
-			failure = true
-		} else if gs := b.Resp.Header.Get("Grpc-Status"); gs != "" && gs != "0" {
+		gs := b.Resp.Trailer.Get("Grpc-Status")
+		if gs == "" {
+			gs = b.Resp.Header.Get("Grpc-Status")
+		}
+		if gs != "" && gs != "0" {
 			failure = true
 		}
-		if streamErr {
+		if streamErr != nil {
 			failure = true
 		}
 		b.Reg.Response(b.Key, status, failure, time.Since(b.Start))
+		if b.OnEnd != nil {
+			b.OnEnd.End(b.n, gs, failure, streamErr)
+		}
 		if b.OnDone != nil {
 			b.OnDone()
 		}

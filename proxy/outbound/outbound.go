@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	tapv1 "github.com/conduit-mesh/conduit/proto/tap/v1"
 	"github.com/conduit-mesh/conduit/proxy/balance"
 	"github.com/conduit-mesh/conduit/proxy/detect"
 	"github.com/conduit-mesh/conduit/proxy/discovery"
@@ -25,6 +26,7 @@ import (
 	"github.com/conduit-mesh/conduit/proxy/metrics"
 	"github.com/conduit-mesh/conduit/proxy/origdst"
 	"github.com/conduit-mesh/conduit/proxy/profile"
+	"github.com/conduit-mesh/conduit/proxy/tap"
 	"github.com/conduit-mesh/conduit/proxy/tlsconf"
 )
 
@@ -56,6 +58,8 @@ type Options struct {
 	DetectTimeout            time.Duration
 	ConnectTimeout           time.Duration
 	DiscoveryTimeout         time.Duration
+	// Tap receives the requests (nil: tap disabled).
+	Tap *tap.Hub
 }
 
 // Proxy is the outbound side.
@@ -515,12 +519,20 @@ func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 		key := metrics.RequestKey{Direction: "outbound", Authority: cl.authority, Route: routeName,
 			TLS: u.h2 != nil, PeerID: u.addr.Identity, PeerLabels: u.addr.Labels}
 		p.o.Metrics.Request(key)
+		var tp *tap.Tap
+		if p.o.Tap.Observing() {
+			// Each attempt is tapped, as each is counted.
+			tp = p.o.Tap.Start(tap.Request{Direction: tapv1.Direction_OUTBOUND, Source: r.RemoteAddr, Destination: u.addr.Addr,
+				TLS: key.TLS, ServerID: u.addr.Identity, DestinationLabels: u.addr.LabelMap, Route: routeName,
+				Method: r.Method, Scheme: "http", Authority: cl.authority, Path: r.URL.Path})
+		}
 		start := time.Now()
 		t0 := ep.Start()
 		resp, err := p.send(u, req)
 		ep.Done(t0, balance.DefaultDecay)
 		if err != nil {
 			p.o.Metrics.Response(key, 0, true, time.Since(start))
+			tp.Fail(err)
 			if retryable && attempt < maxRetries && ctx.Err() == nil && cl.budget.Withdraw() {
 				continue
 			}
@@ -531,15 +543,21 @@ func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 		if gs := resp.Header.Get("Grpc-Status"); gs != "" && gs != "0" {
 			failure = true
 		}
+		tp.Response(resp.StatusCode)
 		if failure && retryable && attempt < maxRetries && ctx.Err() == nil && cl.budget.Withdraw() {
 			p.o.Metrics.Response(key, resp.StatusCode, true, time.Since(start))
-			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			n, _ := io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 			_ = resp.Body.Close()
+			tp.End(uint64(n), resp.Header.Get("Grpc-Status"), true, nil)
 			continue
 		}
 		route := cl.route
-		resp.Body = &metrics.Body{ReadCloser: resp.Body, Reg: p.o.Metrics, Key: key, Start: start, Resp: resp,
+		body := &metrics.Body{ReadCloser: resp.Body, Reg: p.o.Metrics, Key: key, Start: start, Resp: resp,
 			IsFailure: func(s int) bool { return profile.IsFailure(route, s) }, OnDone: cancel}
+		if tp != nil {
+			body.OnEnd = tp
+		}
+		resp.Body = body
 		return resp, nil
 	}
 }

@@ -1,0 +1,73 @@
+package metrics
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+type endRecord struct {
+	calls      int
+	bytes      uint64
+	grpcStatus string
+	failure    bool
+	err        error
+}
+
+func (e *endRecord) End(bytes uint64, grpcStatus string, failure bool, err error) {
+	e.calls++
+	e.bytes, e.grpcStatus, e.failure, e.err = bytes, grpcStatus, failure, err
+}
+
+type failingReader struct{ err error }
+
+func (f failingReader) Read([]byte) (int, error) { return 0, f.err }
+
+func TestBodyOnEnd(t *testing.T) {
+	reset := errors.New("stream reset")
+	tests := []struct {
+		name        string
+		status      int
+		header      http.Header
+		trailer     http.Header
+		body        io.Reader
+		closeEarly  bool
+		wantBytes   uint64
+		wantGRPC    string
+		wantFailure bool
+		wantErr     error
+	}{
+		{name: "ok at EOF", status: 200, body: strings.NewReader("hello"), wantBytes: 5},
+		{name: "5xx", status: 503, body: strings.NewReader("no"), wantBytes: 2, wantFailure: true},
+		{name: "grpc ok in trailers", status: 200, trailer: http.Header{"Grpc-Status": {"0"}}, body: strings.NewReader("abc"), wantBytes: 3, wantGRPC: "0"},
+		{name: "grpc error in trailers", status: 200, trailer: http.Header{"Grpc-Status": {"14"}}, body: strings.NewReader(""), wantGRPC: "14", wantFailure: true},
+		{name: "grpc trailers-only", status: 200, header: http.Header{"Grpc-Status": {"5"}}, body: strings.NewReader(""), wantGRPC: "5", wantFailure: true},
+		{name: "stream error", status: 200, body: io.MultiReader(strings.NewReader("par"), failingReader{reset}), wantBytes: 3, wantFailure: true, wantErr: reset},
+		{name: "closed before EOF", status: 200, body: strings.NewReader("hello"), closeEarly: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := &http.Response{StatusCode: tt.status, Header: tt.header, Trailer: tt.trailer}
+			if resp.Header == nil {
+				resp.Header = http.Header{}
+			}
+			rec := &endRecord{}
+			b := &Body{ReadCloser: io.NopCloser(tt.body), Reg: New(), Key: RequestKey{Direction: "inbound"},
+				Start: time.Now(), Resp: resp, OnEnd: rec}
+			if !tt.closeEarly {
+				_, _ = io.Copy(io.Discard, b)
+			}
+			_ = b.Close()
+			if rec.calls != 1 {
+				t.Fatalf("OnEnd called %d times", rec.calls)
+			}
+			if rec.bytes != tt.wantBytes || rec.grpcStatus != tt.wantGRPC || rec.failure != tt.wantFailure || !errors.Is(rec.err, tt.wantErr) || (tt.wantErr == nil && rec.err != nil) {
+				t.Errorf("OnEnd(%d, %q, %v, %v), want (%d, %q, %v, %v)", rec.bytes, rec.grpcStatus, rec.failure, rec.err,
+					tt.wantBytes, tt.wantGRPC, tt.wantFailure, tt.wantErr)
+			}
+		})
+	}
+}
