@@ -16,5 +16,5 @@ bench-proxy: $(TOOLS)/fortio ## Proxy load benchmark: direct vs 2 Conduit proxie
 	bin/proxybench -proxy bin/proxy -fortio $(TOOLS)/fortio $(BENCH_PROXY_FLAGS)
 
 .PHONY: bench-proxy-go
-bench-proxy-go: ## Go micro-benchmarks of the proxy's hot paths (detection, balancer pick, headers, metrics).
-	go test -run '^$$' -bench . -benchmem ./proxy/detect ./proxy/balance ./proxy/inbound ./proxy/outbound ./proxy/metrics
+bench-proxy-go: ## Go micro-benchmarks of the proxy's hot paths (detection, balancer pick, headers, metrics, tap).
+	go test -run '^$$' -bench . -benchmem ./proxy/detect ./proxy/balance ./proxy/inbound ./proxy/outbound ./proxy/metrics ./proxy/tap
