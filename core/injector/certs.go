@@ -15,7 +15,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/conduit-mesh/conduit/pkg/pki"
 )
@@ -253,6 +256,44 @@ func (m *CertManager) syncCABundle(ctx context.Context, ca []byte) error {
 		return nil
 	}
 	return fmt.Errorf("injector: update caBundle of %s: too many conflicts", name)
+}
+
+// watchWebhookConfig returns an informer factory (not started) that watches
+// the MutatingWebhookConfiguration by name (a metadata.name field selector,
+// which RBAC's resourceNames can authorize) and calls poke whenever it is
+// added or updated with a caBundle other than the one served, so that a
+// re-created or reset configuration is repaired within moments instead of
+// at the next periodic check. Its own update (the caBundle it writes) does
+// not call poke again.
+func (m *CertManager) watchWebhookConfig(poke func(any)) (informers.SharedInformerFactory, error) {
+	name := nonEmpty(m.WebhookConfig, WebhookConfigName)
+	factory := informers.NewSharedInformerFactoryWithOptions(m.Client, 0,
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", name).String()
+		}))
+	onChange := func(obj any) {
+		mwc, ok := obj.(*admissionregistrationv1.MutatingWebhookConfiguration)
+		if !ok || mwc.Name != name {
+			return
+		}
+		ca := m.CABundle()
+		if ca == nil { // no certificate yet: the first Reconcile syncs it
+			poke(obj)
+			return
+		}
+		if needsCA(mwc, ca) {
+			m.Log.Info("MutatingWebhookConfiguration lacks the serving CA; syncing its caBundle", "name", name)
+			poke(obj)
+		}
+	}
+	_, err := factory.Admissionregistration().V1().MutatingWebhookConfigurations().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    onChange,
+		UpdateFunc: func(_, o any) { onChange(o) },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("injector: watch MutatingWebhookConfiguration %s: %w", name, err)
+	}
+	return factory, nil
 }
 
 func needsCA(mwc *admissionregistrationv1.MutatingWebhookConfiguration, ca []byte) bool {

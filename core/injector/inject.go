@@ -61,6 +61,9 @@ type ContributionRequest struct {
 	// ("/spec/initContainers/1" for a native sidecar, "/spec/containers/0"
 	// otherwise).
 	ProxyPath string
+	// DryRun tells that the admission is a dry run: a contributor must have
+	// no side effect (no Event).
+	DryRun bool
 }
 
 // ContributorTimeout bounds each PatchContributor call.
@@ -74,6 +77,8 @@ type Request struct {
 	// NamespaceLabels and NamespaceAnnotations are those of the pod's namespace.
 	NamespaceLabels      map[string]string
 	NamespaceAnnotations map[string]string
+	// DryRun is set for dry-run admissions (passed on to contributors).
+	DryRun bool
 }
 
 // Result is the injector's decision about one pod.
@@ -165,7 +170,7 @@ func (inj *Injector) contribute(ctx context.Context, req Request, ns string, res
 		ops, err := c.Contribute(cctx, &ContributionRequest{
 			Pod: req.Pod, Patched: patched, Namespace: ns,
 			NamespaceLabels: req.NamespaceLabels, NamespaceAnnotations: req.NamespaceAnnotations,
-			ProxyPath: ProxyPath(inj.NativeSidecar),
+			ProxyPath: ProxyPath(inj.NativeSidecar), DryRun: req.DryRun,
 		})
 		cancel()
 		if err == nil && len(ops) > 0 {

@@ -49,6 +49,10 @@ type Options struct {
 	// WebhookConfig names the MutatingWebhookConfiguration whose caBundle
 	// is kept in sync (default conduit-proxy-injector).
 	WebhookConfig string
+	// Registry, if set, holds the injector's metrics and is served on
+	// /metrics, so that the caller can register its own collectors on it
+	// (e.g. the extension hooks'); a new registry by default.
+	Registry *prometheus.Registry
 }
 
 // Run serves the webhook until ctx is cancelled, then drains.
@@ -100,10 +104,24 @@ func Run(ctx context.Context, client kubernetes.Interface, opts Options, log *sl
 		return fmt.Errorf("injector: watch Secret: %w", err)
 	}
 
+	// The MutatingWebhookConfiguration, by name: re-created (a fresh
+	// install) or edited without our caBundle, it is repaired at once rather
+	// than at the next periodic check.
+	webhookFactory, err := certs.watchWebhookConfig(poke)
+	if err != nil {
+		return err
+	}
+
 	cpFactory.Start(ctx.Done())
 	nsFactory.Start(ctx.Done())
 	secretFactory.Start(ctx.Done())
-	defer func() { cpFactory.Shutdown(); nsFactory.Shutdown(); secretFactory.Shutdown() }()
+	webhookFactory.Start(ctx.Done())
+	defer func() {
+		cpFactory.Shutdown()
+		nsFactory.Shutdown()
+		secretFactory.Shutdown()
+		webhookFactory.Shutdown()
+	}()
 
 	var synced atomic.Bool
 	go func() {
@@ -144,11 +162,17 @@ func Run(ctx context.Context, client kubernetes.Interface, opts Options, log *sl
 			}
 			if err := certs.Reconcile(ctx); err != nil {
 				log.Error("webhook certificate", "err", err)
+				// Retry soon rather than at the next interval: the
+				// event that asked for this check will not come again.
+				time.AfterFunc(5*time.Second, func() { poke(nil) })
 			}
 		}
 	}()
 
-	reg := prometheus.NewRegistry()
+	reg := opts.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	wh := &Webhook{
 		Injector: &Injector{ControlPlaneNamespace: opts.Namespace, Config: store.Get, NativeSidecar: native, Contributors: opts.Contributors},

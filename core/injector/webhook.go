@@ -118,7 +118,8 @@ func (w *Webhook) review(ctx context.Context, req *admissionv1.AdmissionRequest)
 		return &admissionv1.AdmissionResponse{Result: &metav1.Status{Status: metav1.StatusFailure, Code: http.StatusInternalServerError,
 			Message: fmt.Sprintf("conduit injector: namespace %s: %v", req.Namespace, err)}}, "error"
 	}
-	res, err := w.Injector.Inject(ctx, Request{Pod: &pod, Namespace: req.Namespace, NamespaceLabels: nsLabels, NamespaceAnnotations: nsAnn})
+	dryRun := req.DryRun != nil && *req.DryRun
+	res, err := w.Injector.Inject(ctx, Request{Pod: &pod, Namespace: req.Namespace, NamespaceLabels: nsLabels, NamespaceAnnotations: nsAnn, DryRun: dryRun})
 	var denial *Denial
 	switch {
 	case errors.As(err, &denial):
@@ -132,7 +133,7 @@ func (w *Webhook) review(ctx context.Context, req *admissionv1.AdmissionRequest)
 	resp := &admissionv1.AdmissionResponse{Allowed: true, Warnings: res.Warnings}
 	for _, msg := range res.Warnings {
 		log.Warn("injected with a warning", "warning", msg)
-		if w.Events != nil && (req.DryRun == nil || !*req.DryRun) {
+		if w.Events != nil && !dryRun {
 			w.Events.Warn(ctx, &pod, req.Namespace, "ConduitInjection", msg)
 		}
 	}
