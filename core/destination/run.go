@@ -31,6 +31,10 @@ type RunConfig struct {
 	AdminAddr string // /metrics, /ready, /live, ":9996"
 	// DrainTimeout bounds the graceful stop of open streams on shutdown.
 	DrainTimeout time.Duration
+	// Registry, if set, holds the service's metrics and is served on
+	// /metrics, so that the caller can add its own collectors (e.g. the
+	// extension hooks'); a new registry by default.
+	Registry *prometheus.Registry
 }
 
 // HasResource reports whether the API server serves gvr.
@@ -83,7 +87,10 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	if err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
+	reg := cfg.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv := NewServer(x, reg)
 

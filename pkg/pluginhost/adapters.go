@@ -42,7 +42,7 @@ func (c InjectorContributor) Contribute(ctx context.Context, req *injector.Contr
 	for _, t := range targets {
 		next, ops, err := c.one(ctx, t, req, current)
 		if err != nil {
-			c.Hooks.reportPatchFailure(ctx, t, req.Pod, req.Namespace, err)
+			c.Hooks.reportPatchFailure(ctx, t, req.Pod, req.Namespace, req.DryRun, err)
 			continue
 		}
 		current = next

@@ -165,9 +165,10 @@ const DefaultRefreshInterval = 30 * time.Second
 
 // StartHooks returns hooks that are refreshed now and then every
 // DefaultRefreshInterval until ctx ends. This is the whole wiring of a
-// control-plane component:
+// control-plane component (core/cmd/controller), with reg the registry its
+// admin server serves:
 //
-//	hooks := pluginhost.StartHooks(ctx, client, pluginhost.HooksOptions{Logger: log, Events: events, Registerer: prometheus.DefaultRegisterer})
+//	hooks := pluginhost.StartHooks(ctx, client, pluginhost.HooksOptions{Logger: log, Events: events, Registerer: reg})
 //	opts.Contributors = append(opts.Contributors, pluginhost.InjectorContributor{Hooks: hooks})   // injector
 //	cfg.Annotators = append(cfg.Annotators, &pluginhost.EndpointAnnotator{Hooks: hooks})          // destination
 func StartHooks(ctx context.Context, cs kubernetes.Interface, opts HooksOptions) *Hooks {
@@ -266,10 +267,11 @@ func (h *Hooks) patchOne(ctx context.Context, t *target, req *sdk.PodPatchReques
 	return patch, err
 }
 
-// reportPatchFailure logs, and records as an Event, that t's patch was left out.
-func (h *Hooks) reportPatchFailure(ctx context.Context, t *target, pod *corev1.Pod, namespace string, err error) {
+// reportPatchFailure logs, and records as an Event (except for a dry run),
+// that t's patch was left out.
+func (h *Hooks) reportPatchFailure(ctx context.Context, t *target, pod *corev1.Pod, namespace string, dryRun bool, err error) {
 	h.opts.Logger.Warn("extension injector hook failed; pod admitted without its patch", "extension", t.ext, "address", t.addr, "err", err)
-	if h.opts.Events != nil && pod != nil {
+	if h.opts.Events != nil && pod != nil && !dryRun {
 		h.opts.Events.Warn(ctx, pod, namespace, "ExtensionHookFailed",
 			fmt.Sprintf("extension %s: injector hook at %s failed, the pod is injected without its patch: %v", t.ext, t.addr, err))
 	}

@@ -3,12 +3,15 @@ package main
 import (
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/conduit-mesh/conduit/core/destination"
 	"github.com/conduit-mesh/conduit/pkg/logging"
+	"github.com/conduit-mesh/conduit/pkg/pluginhost"
 	"github.com/conduit-mesh/conduit/pkg/procutil"
 	"github.com/conduit-mesh/conduit/pkg/version"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -59,6 +62,19 @@ their CRD exists, SMI TrafficSplits. See docs/destination.md.`,
 				return fmt.Errorf("destination: kubernetes dynamic client: %w", err)
 			}
 			cfg.Client, cfg.Dynamic, cfg.Logger = client, dyn, log
+			// Extensions' destination hooks (docs/extensions.md): endpoint
+			// metadata from the extensions found by their namespace label; a
+			// failing one is skipped (logged, counted on /metrics).
+			cfg.Registry = prometheus.NewRegistry()
+			hooks := pluginhost.StartHooks(ctx, client, pluginhost.HooksOptions{
+				Logger:      log.With("subsystem", "extension-hooks"),
+				Registerer:  cfg.Registry,
+				HostVersion: version.Version,
+			})
+			if cfg.Annotators == nil {
+				cfg.Annotators = destination.DefaultAnnotators
+			}
+			cfg.Annotators = append(slices.Clip(cfg.Annotators), &pluginhost.EndpointAnnotator{Hooks: hooks})
 			log.Info("starting", "version", version.Version, "controller_namespace", cfg.ControllerNamespace)
 			return destination.Run(ctx, cfg)
 		},

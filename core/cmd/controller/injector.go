@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -11,7 +12,9 @@ import (
 
 	"github.com/conduit-mesh/conduit/core/injector"
 	"github.com/conduit-mesh/conduit/pkg/logging"
+	"github.com/conduit-mesh/conduit/pkg/pluginhost"
 	"github.com/conduit-mesh/conduit/pkg/procutil"
+	"github.com/conduit-mesh/conduit/pkg/version"
 )
 
 // newInjectorCmd returns `controller injector`, the proxy-injecting
@@ -54,6 +57,18 @@ Conduit proxy and proxy-init to pods annotated conduit.dev/inject: enabled
 				return fmt.Errorf("injector: kubernetes client: %w", err)
 			}
 			opts.SidecarMode = injector.SidecarMode(sidecarMode)
+			// Extensions' injector hooks (docs/extensions.md): found from
+			// the namespaces labelled conduit.dev/extension, called over
+			// gRPC; a failing or absent one is logged, recorded as an Event
+			// and counted on the injector's /metrics, never fatal.
+			opts.Registry = prometheus.NewRegistry()
+			hooks := pluginhost.StartHooks(ctx, client, pluginhost.HooksOptions{
+				Logger:      log.With("subsystem", "extension-hooks"),
+				Events:      &injector.KubeEvents{Client: client, Log: log, Component: injector.ServiceName},
+				Registerer:  opts.Registry,
+				HostVersion: version.Version,
+			})
+			opts.Contributors = append(opts.Contributors, pluginhost.InjectorContributor{Hooks: hooks})
 			return injector.Run(ctx, client, opts, log)
 		},
 	}
