@@ -63,6 +63,8 @@ Get started:
 		newExtensionsCmd(o),
 		newIdentityCmd(o),
 		newProfileCmd(o),
+		newInjectCmd(o),
+		newUninjectCmd(o),
 	)
 	return root
 }
