@@ -1,0 +1,182 @@
+//go:build e2e
+
+package tests
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/conduit-mesh/conduit/e2e/framework"
+)
+
+// checkJSON is the part of `mesh check -o json` (docs/check-json.md) that
+// TestExtensionHello reads.
+type checkJSON struct {
+	Success    bool `json:"success"`
+	Categories []struct {
+		CategoryName string `json:"categoryName"`
+		Checks       []struct {
+			Description string `json:"description"`
+			Result      string `json:"result"`
+			Error       string `json:"error"`
+			Hint        string `json:"hint"`
+		} `json:"checks"`
+	} `json:"categories"`
+}
+
+func (c checkJSON) category(name string) (int, bool) {
+	for i, cat := range c.Categories {
+		if cat.CategoryName == name {
+			return i, true
+		}
+	}
+	return -1, false
+}
+
+// TestExtensionHello follows a third-party extension's life as a user sees
+// it, with the plugin SDK's example (plugin-sdk/examples/hello):
+// `mesh hello install | kubectl apply -f -`; the core's injector finds its
+// injector hook through the extension's namespace and newly injected pods
+// get the hook's patch; `mesh check` runs the extension's checks; without
+// the plugin binary on the machine they turn into the documented warning.
+func TestExtensionHello(t *testing.T) {
+	f := framework.New(t)
+	f.InstallMesh(t)
+	bin := filepath.Dir(f.Mesh) // make build puts mesh-hello beside mesh
+	t.Setenv("MESH_PLUGINS_DIR", bin)
+	f.RequireMesh(t, "hello", "greet")
+	const extNS = "conduit-hello"
+	f.CollectOnFailure(t, extNS)
+	ctx := framework.Context(t, 10*time.Minute)
+
+	manifests := f.MeshCmd(t, "hello", "install")
+	if !strings.Contains(manifests, "conduit.dev/extension: hello") {
+		t.Fatalf("mesh hello install: the namespace is not labelled as an extension:\n%s", manifests)
+	}
+	f.KubectlCmd(t, manifests, "apply", "-f", "-")
+	t.Cleanup(func() {
+		if r := f.RunMesh(context.Background(), "hello", "uninstall"); r.Err == nil {
+			f.RunKubectl(context.Background(), r.Stdout, "delete", "--ignore-not-found", "--wait=false", "-f", "-")
+		}
+	})
+	f.WaitRollout(t, extNS, "deployment/hello", 3*time.Minute)
+
+	// The injector lists the extensions every 30 s: a dry-run create (which
+	// goes through the admission webhooks, and makes the hooks skip their
+	// side effects) shows when the hook's patch is in.
+	ns := f.NewNamespace(t, "hello", nil)
+	pod := func(name, greeting string) *corev1.Pod {
+		p := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: map[string]string{"conduit.dev/inject": "enabled"}},
+			Spec: corev1.PodSpec{
+				TerminationGracePeriodSeconds: vizPtr(int64(1)),
+				Containers: []corev1.Container{{Name: "app", Image: f.Image("testapp"),
+					ImagePullPolicy: corev1.PullIfNotPresent, Args: []string{"sleep"}}},
+			},
+		}
+		if greeting != "" {
+			p.Annotations["hello.conduit.dev/greeting"] = greeting
+		}
+		return p
+	}
+	greetingOf := func(p *corev1.Pod) (string, bool) {
+		for _, c := range p.Spec.Containers {
+			if c.Name != "app" {
+				continue
+			}
+			for _, e := range c.Env {
+				if e.Name == "HELLO_GREETING" {
+					return e.Value, true
+				}
+			}
+		}
+		return "", false
+	}
+	var last *corev1.Pod
+	f.WaitFor(t, "the injector to call the hello extension's hook", 3*time.Minute, func(ctx context.Context) (bool, error) {
+		p, err := f.Client.CoreV1().Pods(ns).Create(ctx, pod("probe", "from e2e"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err != nil {
+			return false, err
+		}
+		last = p
+		g, ok := greetingOf(p)
+		return ok && g == "from e2e" && injected(p), nil
+	})
+	if testing.Verbose() && last != nil {
+		t.Logf("dry-run pod containers: %d init, %d regular", len(last.Spec.InitContainers), len(last.Spec.Containers))
+	}
+
+	// A real pod gets the patch, runs, and sees the variable; a pod without
+	// the annotation is injected without it.
+	created, err := f.Client.CoreV1().Pods(ns).Create(ctx, pod("greeted", "hi from e2e"), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, ok := greetingOf(created); !ok || g != "hi from e2e" || !injected(created) {
+		t.Fatalf("pod greeted: injected %v, HELLO_GREETING %q (set %v); want injected with the hook's variable", injected(created), g, ok)
+	}
+	plain, err := f.Client.CoreV1().Pods(ns).Create(ctx, pod("plain", ""), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, ok := greetingOf(plain); ok || !injected(plain) {
+		t.Errorf("pod plain: injected %v, HELLO_GREETING %q (set %v); want injected without the variable", injected(plain), g, ok)
+	}
+	f.WaitPodsReady(t, ns, "", 2, 3*time.Minute)
+	if out := f.Exec(t, ns, "greeted", "app", "env"); !strings.Contains(out, "HELLO_GREETING=hi from e2e") {
+		t.Errorf("env in pod greeted:\n%s", out)
+	}
+
+	// mesh check merges the extension's checks.
+	check := func(t *testing.T) checkJSON {
+		t.Helper()
+		r := f.RunMesh(ctx, "check", "-o", "json")
+		var c checkJSON
+		if err := json.Unmarshal([]byte(r.Stdout), &c); err != nil {
+			t.Fatalf("mesh check -o json (err %v): %v\n%s\n%s", r.Err, err, r.Stdout, r.Stderr)
+		}
+		return c
+	}
+	c := check(t)
+	i, ok := c.category("hello-extension")
+	if !ok {
+		t.Fatalf("mesh check has no hello-extension category: %+v", c)
+	}
+	for _, ck := range c.Categories[i].Checks {
+		if ck.Result != "success" {
+			t.Errorf("hello-extension check %q: %s %s (%s)", ck.Description, ck.Result, ck.Error, ck.Hint)
+		}
+	}
+	if _, ok := c.category("hello"); !ok {
+		t.Errorf("mesh check lacks the extension's own category hello: %+v", c)
+	}
+
+	// Without the binary: a warning that says how to get it, not a failure.
+	t.Setenv("MESH_PLUGINS_DIR", t.TempDir())
+	t.Setenv("HOME", t.TempDir())
+	var path []string
+	for _, d := range filepath.SplitList(os.Getenv("PATH")) {
+		if _, err := os.Stat(filepath.Join(d, "mesh-hello")); err != nil {
+			path = append(path, d)
+		}
+	}
+	t.Setenv("PATH", strings.Join(path, string(os.PathListSeparator)))
+	c = check(t)
+	i, ok = c.category("hello-extension")
+	if !ok || len(c.Categories[i].Checks) == 0 {
+		t.Fatalf("mesh check without the plugin has no hello-extension checks: %+v", c)
+	}
+	first := c.Categories[i].Checks[0]
+	const want = "its plugin mesh-hello is not on this machine"
+	if first.Result != "warning" || !strings.Contains(first.Error+first.Hint, want) {
+		t.Errorf("without the plugin: %+v; want a warning containing %q", first, want)
+	}
+}
