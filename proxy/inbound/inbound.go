@@ -224,6 +224,7 @@ func (p *Proxy) handle(raw net.Conn) {
 		return
 	}
 	info.OrigDst = dst
+	info.Target = p.target(dst) // once per connection, not per request
 	c := netx.Wrap(raw, info)
 	plain := metrics.TCPKey{Direction: "inbound", Peer: "src"}
 	timeout := p.o.DetectTimeout
@@ -298,7 +299,7 @@ func (p *Proxy) serveTLS(c *netx.Conn, info *netx.Info) {
 func (p *Proxy) opaque(c net.Conn, info *netx.Info) {
 	defer info.Done()
 	defer c.Close()
-	target := p.target(info.OrigDst)
+	target := info.Target
 	out, err := p.dialer.Dial("tcp", target)
 	if err != nil {
 		p.o.Log.Debug("inbound opaque connect failed", "target", target, "err", err)
@@ -315,7 +316,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	info := InfoFrom(r.Context())
 	SetClientID(r.Header, info)
 	r.URL.Scheme = "http"
-	r.URL.Host = p.target(info.OrigDst)
+	if info.Target != "" {
+		r.URL.Host = info.Target
+	} else {
+		r.URL.Host = p.target(info.OrigDst)
+	}
 	p.rp.ServeHTTP(w, r)
 }
 
@@ -352,7 +357,9 @@ func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 	var resp *http.Response
 	var err error
 	if h1 {
-		resp, err = p.h1.RoundTrip(r)
+		if err = netx.BufferSmallBody(r); err == nil {
+			resp, err = p.h1.RoundTrip(r)
+		}
 	} else {
 		resp, err = p.h2c.RoundTrip(r)
 	}

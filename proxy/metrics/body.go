@@ -16,14 +16,21 @@ type Body struct {
 	Key   RequestKey
 	Start time.Time
 	Resp  *http.Response
-	// IsFailure classifies the HTTP status (nil: 5xx is a failure).
-	IsFailure func(status int) bool
+	// Class classifies the HTTP status (nil: 5xx is a failure). An
+	// interface rather than a func so that a route (a pointer) is passed
+	// without allocating a closure per request.
+	Class Classifier
 	// OnDone runs once after recording (e.g. to release a timeout).
 	OnDone func()
 	// OnEnd, when set, observes the end of the stream (tap).
 	OnEnd EndHook
 	once  sync.Once
 	n     uint64 // body bytes read
+}
+
+// Classifier tells whether an HTTP status is a failure.
+type Classifier interface {
+	IsFailure(status int) bool
 }
 
 // EndHook observes the end of a response stream: the body bytes, the gRPC
@@ -58,8 +65,8 @@ func (b *Body) record(streamErr error) {
 	b.once.Do(func() {
 		status := b.Resp.StatusCode
 		var failure bool
-		if b.IsFailure != nil {
-			failure = b.IsFailure(status)
+		if b.Class != nil {
+			failure = b.Class.IsFailure(status)
 		} else {
 			failure = status >= 500
 		}

@@ -551,9 +551,8 @@ func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 			tp.End(uint64(n), resp.Header.Get("Grpc-Status"), true, nil)
 			continue
 		}
-		route := cl.route
 		body := &metrics.Body{ReadCloser: resp.Body, Reg: p.o.Metrics, Key: key, Start: start, Resp: resp,
-			IsFailure: func(s int) bool { return profile.IsFailure(route, s) }, OnDone: cancel}
+			Class: cl.route, OnDone: cancel}
 		if tp != nil {
 			body.OnEnd = tp
 		}
@@ -576,6 +575,9 @@ func (p *Proxy) send(u *upstream, r *http.Request) (*http.Response, error) {
 	case r.ProtoMajor == 2:
 		return p.h2c.RoundTrip(r)
 	default:
+		if err := netx.BufferSmallBody(r); err != nil {
+			return nil, err
+		}
 		return p.h1.RoundTrip(r)
 	}
 }

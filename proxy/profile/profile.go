@@ -230,6 +230,9 @@ func IsFailure(rt *Route, status int) bool {
 	return status >= 500
 }
 
+// IsFailure classifies a response status for rt; rt may be nil (the default).
+func (rt *Route) IsFailure(status int) bool { return IsFailure(rt, status) }
+
 // PickSplit chooses a traffic-split authority by weight; "" when there is no split.
 func (p *Profile) PickSplit() string {
 	if p == nil || p.total == 0 {

@@ -1,13 +1,19 @@
 package netx
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
+	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/conduit-mesh/conduit/proxy/detect"
@@ -21,8 +27,10 @@ type Info struct {
 	PeerID  string
 	// PeerIDHeader is []string{PeerID}, built once per connection.
 	PeerIDHeader []string
-	Stats        metrics.TCP
-	once         sync.Once
+	// Target is the inbound application address, built once per connection.
+	Target string
+	Stats  metrics.TCP
+	once   sync.Once
 	// Bytes moved before Open (detection, TLS handshake).
 	pendingR, pendingW int
 }
@@ -87,11 +95,14 @@ func InfoOf(c net.Conn) *Info {
 	return nil
 }
 
-// Conn is an accepted connection whose first bytes were peeked.
+// Conn is an accepted connection whose first bytes were peeked, or a dialed
+// one; it counts the bytes moved.
 type Conn struct {
 	net.Conn
 	pre  []byte
 	Info *Info
+	// ck, once set (by copyBuffered under TLS), lets writes be batched.
+	ck atomic.Pointer[corker]
 }
 
 // Read returns the peeked bytes first.
@@ -106,11 +117,104 @@ func (c *Conn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// Write counts bytes.
+// Write counts bytes. While corked, bytes are kept until flush.
 func (c *Conn) Write(p []byte) (int, error) {
+	if k := c.ck.Load(); k != nil {
+		return k.write(p)
+	}
 	n, err := c.Conn.Write(p)
 	c.Info.addWrite(n)
 	return n, err
+}
+
+// corker batches the writes of a Conn: TLS writes one record per
+// underlying Write, so a 64 KiB chunk would take four system calls.
+// Writes from other goroutines (TLS alerts, key updates) take the same lock,
+// so nothing is reordered.
+type corker struct {
+	c     *Conn
+	mu    sync.Mutex
+	on    bool
+	buf   []byte
+	spare *[]byte // pooled backing of buf
+}
+
+// corkOf returns the corker of the Conn under w (TLS over Owned over Conn),
+// nil when w is not TLS over a Conn.
+func corkOf(w io.Writer) *corker {
+	nc, ok := w.(interface{ NetConn() net.Conn })
+	if !ok {
+		return nil
+	}
+	if _, isTLS := w.(*tls.Conn); !isTLS {
+		return nil
+	}
+	under := nc.NetConn()
+	if o, ok := under.(*Owned); ok {
+		under = o.Conn
+	}
+	c, ok := under.(*Conn)
+	if !ok {
+		return nil
+	}
+	if k := c.ck.Load(); k != nil {
+		return k
+	}
+	k := &corker{c: c}
+	if !c.ck.CompareAndSwap(nil, k) {
+		return c.ck.Load()
+	}
+	return k
+}
+
+func (k *corker) write(p []byte) (int, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.on {
+		if k.buf == nil {
+			k.spare = corkBufs.Get().(*[]byte)
+			k.buf = (*k.spare)[:0]
+		}
+		k.buf = append(k.buf, p...)
+		return len(p), nil
+	}
+	n, err := k.c.Conn.Write(p)
+	k.c.Info.addWrite(n)
+	return n, err
+}
+
+func (k *corker) cork() {
+	k.mu.Lock()
+	k.on = true
+	k.mu.Unlock()
+}
+
+// flush writes what was batched and uncorks.
+func (k *corker) flush() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.on = false
+	if len(k.buf) == 0 {
+		return nil
+	}
+	n, err := k.c.Conn.Write(k.buf)
+	k.c.Info.addWrite(n)
+	k.buf = k.buf[:0]
+	return err
+}
+
+// uncork flushes and returns the buffer to the pool.
+func (k *corker) uncork() {
+	_ = k.flush()
+	k.mu.Lock()
+	if k.spare != nil {
+		if cap(k.buf) == corkBufSize {
+			*k.spare = k.buf[:corkBufSize]
+			corkBufs.Put(k.spare)
+		}
+		k.spare, k.buf = nil, nil
+	}
+	k.mu.Unlock()
 }
 
 // Peeked returns the bytes not yet consumed from the peek buffer.
@@ -274,27 +378,56 @@ func (t *Tracker) Wait(ctx context.Context) error {
 	}
 }
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b }}
+// httpBufSize is the size of the buffers lent to httputil.ReverseProxy.
+const httpBufSize = 32 << 10
+
+// pipeBufSize is the size of the opaque copy buffers: 64 KiB reads from a
+// socket take a whole burst in one system call and, through TLS, yield
+// four full 16 KiB records written at once (see Conn.cork).
+const pipeBufSize = 64 << 10
+
+const corkBufSize = pipeBufSize + 4<<10
+
+var (
+	httpBufs = sync.Pool{New: func() any { b := make([]byte, httpBufSize); return &b }}
+	pipeBufs = sync.Pool{New: func() any { b := make([]byte, pipeBufSize); return &b }}
+	// corkBufs hold a 64 KiB chunk once encrypted: four records and their
+	// overhead (plus the small records TLS starts with).
+	corkBufs = sync.Pool{New: func() any { b := make([]byte, corkBufSize); return &b }}
+	// holders are empty *[]byte boxes, so that BufferPool.Put does not
+	// allocate a new box for every buffer returned.
+	holders = sync.Pool{New: func() any { return new([]byte) }}
+)
 
 // BufferPool lends 32 KiB buffers to httputil.ReverseProxy, which otherwise
-// allocates one per response.
+// allocates one per response. Get and Put do not allocate in steady state.
 type BufferPool struct{}
 
 // Get implements httputil.BufferPool.
-func (BufferPool) Get() []byte { return *(bufPool.Get().(*[]byte)) }
+func (BufferPool) Get() []byte {
+	bp := httpBufs.Get().(*[]byte)
+	b := *bp
+	*bp = nil
+	holders.Put(bp)
+	return b
+}
 
 // Put implements httputil.BufferPool.
 func (BufferPool) Put(b []byte) {
-	if cap(b) >= 32*1024 {
-		b = b[:32*1024]
-		bufPool.Put(&b)
+	if cap(b) < httpBufSize {
+		return
 	}
+	bp := holders.Get().(*[]byte)
+	*bp = b[:httpBufSize]
+	httpBufs.Put(bp)
 }
 
 type closeWriter interface{ CloseWrite() error }
 
 // Pipe copies both ways between a (accepted) and b (dialed) until both
-// directions end. Plain TCP on both sides uses splice.
+// directions end. Plain TCP on both sides uses splice; otherwise (TLS on a
+// side) the copy goes through a pooled 64 KiB buffer and each chunk is
+// encrypted into one write.
 func Pipe(a, b net.Conn, bStats metrics.TCP) {
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -322,9 +455,15 @@ func copyHalf(dst, src net.Conn) int64 {
 	// Unwrap to the raw sockets so io.Copy can splice; our wrapper's
 	// counters are updated with the totals instead.
 	rs, rd := unwrap(src), unwrap(dst)
-	bp := bufPool.Get().(*[]byte)
-	m, err := io.CopyBuffer(rd, rs, *bp)
-	bufPool.Put(bp)
+	var m int64
+	var err error
+	_, tcpSrc := rs.(*net.TCPConn)
+	_, tcpDst := rd.(*net.TCPConn)
+	if tcpSrc && tcpDst {
+		m, err = io.Copy(rd, rs) // splice(2)
+	} else {
+		m, err = copyBuffered(rd, rs)
+	}
 	n += m
 	if c, ok := src.(*Conn); ok && rs != src {
 		c.Info.addRead(int(m))
@@ -345,9 +484,112 @@ func copyHalf(dst, src net.Conn) int64 {
 	return n
 }
 
+// copyBuffered copies src to dst through a pooled 64 KiB buffer (net's
+// generic ReadFrom/WriteTo would allocate 32 KiB ones). When dst is TLS over
+// a Conn, the records of each chunk are sent in one write.
+func copyBuffered(dst io.Writer, src io.Reader) (int64, error) {
+	bp := pipeBufs.Get().(*[]byte)
+	defer pipeBufs.Put(bp)
+	buf := *bp
+	k := corkOf(dst)
+	if k != nil {
+		defer k.uncork()
+	}
+	tc, _ := src.(*tls.Conn)
+	var n int64
+	for {
+		nr, rerr := src.Read(buf)
+		if tc != nil && rerr == nil && nr > 0 && nr < len(buf) {
+			nr, rerr = drainTLS(tc, buf, nr)
+		}
+		if nr > 0 {
+			if k != nil {
+				k.cork()
+			}
+			nw, werr := dst.Write(buf[:nr])
+			if k != nil && werr == nil {
+				werr = k.flush()
+			}
+			n += int64(nw)
+			if werr != nil {
+				return n, werr
+			}
+			if nw != nr {
+				return n, io.ErrShortWrite
+			}
+		}
+		if rerr != nil {
+			if rerr == io.EOF {
+				return n, nil
+			}
+			return n, rerr
+		}
+	}
+}
+
+// aLongTimeAgo is a read deadline that fails reads needing the socket at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// drainTLS appends to buf[:n] the records tc already holds (a TLS Read
+// returns one record, 16 KiB at most, while one socket read often brings
+// several): reads that would need the socket fail at once on an expired
+// deadline, which tls.Conn treats as temporary (net/http aborts reads on
+// TLS connections the same way). The deadline is then cleared.
+func drainTLS(tc *tls.Conn, buf []byte, n int) (int, error) {
+	if tc.SetReadDeadline(aLongTimeAgo) != nil {
+		return n, nil
+	}
+	var err error
+	for n < len(buf) {
+		var m int
+		m, err = tc.Read(buf[n:])
+		n += m
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				err = nil
+			}
+			break
+		}
+	}
+	if derr := tc.SetReadDeadline(time.Time{}); derr != nil && err == nil {
+		err = derr
+	}
+	return n, err
+}
+
 func unwrap(c net.Conn) net.Conn {
 	if w, ok := c.(*Conn); ok && len(w.pre) == 0 {
 		return w.Conn
 	}
 	return c
+}
+
+// inMemoryBody is the type of io.NopCloser(*bytes.Reader), a body net/http
+// already knows to be in memory (e.g. one buffered for retries).
+var inMemoryBody = reflect.TypeOf(io.NopCloser(bytes.NewReader(nil)))
+
+// SmallBody is the largest request body BufferSmallBody reads ahead.
+const SmallBody = 16 << 10
+
+// BufferSmallBody reads a request body of known length up to SmallBody
+// bytes before the request is forwarded over HTTP/1.1: net/http writes the
+// headers and an in-memory body in one write, while for any other body it
+// flushes the headers first (one more system call and wake-up of the
+// application per request). Requests that wait for the server before sending
+// their body (Expect: 100-continue) and bodies of unknown length are left
+// streaming.
+func BufferSmallBody(r *http.Request) error {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength <= 0 || r.ContentLength > SmallBody {
+		return nil
+	}
+	if _, ok := r.Header["Expect"]; ok || reflect.TypeOf(r.Body) == inMemoryBody {
+		return nil
+	}
+	buf := make([]byte, r.ContentLength)
+	if _, err := io.ReadFull(r.Body, buf); err != nil {
+		return fmt.Errorf("proxy: read request body: %w", err)
+	}
+	_ = r.Body.Close()
+	r.Body = io.NopCloser(bytes.NewReader(buf))
+	return nil
 }
