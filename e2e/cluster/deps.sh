@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Host packages of the local cluster (Debian 12): container runtime, CNI plugins, netfilter
-# tools, a C compiler for the pause binary. Idempotent: apt-get runs only when something is missing.
+# tools, a C compiler for the pause binary; and of the e2e tests: headless Chromium (and a font)
+# for the viz dashboard's browser test. Idempotent: apt-get runs only when something is missing.
 set -euo pipefail
-pkgs=(containerd runc containernetworking-plugins iptables nftables conntrack gcc libc6-dev openssl curl ca-certificates)
+pkgs=(containerd runc containernetworking-plugins iptables nftables conntrack gcc libc6-dev openssl curl ca-certificates chromium fonts-liberation)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

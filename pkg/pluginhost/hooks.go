@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -163,8 +164,8 @@ func (h *Hooks) Refresh(ctx context.Context) error {
 // DefaultRefreshInterval is how often StartHooks lists the extensions.
 const DefaultRefreshInterval = 30 * time.Second
 
-// StartHooks returns hooks that are refreshed now and then every
-// DefaultRefreshInterval until ctx ends. This is the whole wiring of a
+// StartHooks returns hooks that are refreshed now, then on every change to
+// an extension's namespace and every DefaultRefreshInterval until ctx ends. This is the whole wiring of a
 // control-plane component (core/cmd/controller), with reg the registry its
 // admin server serves:
 //
@@ -176,22 +177,20 @@ func StartHooks(ctx context.Context, cs kubernetes.Interface, opts HooksOptions)
 	if err := h.Refresh(ctx); err != nil {
 		h.opts.Logger.Warn("cannot list extensions yet", "err", err)
 	}
-	go func() {
-		t := time.NewTimer(DefaultRefreshInterval)
-		defer t.Stop()
-		select {
-		case <-ctx.Done():
-		case <-t.C:
-		}
-		h.Run(ctx, DefaultRefreshInterval)
-	}()
+	go h.Run(ctx, DefaultRefreshInterval)
 	return h
 }
 
-// Run refreshes every interval until ctx ends, then closes the connections.
+// Run refreshes every interval, and within a moment of any change to an
+// extension's namespace (a watch on the label conduit.dev/extension), until
+// ctx ends, then closes the connections. The watch makes an extension's hooks
+// apply to the pods created right after its install; the interval is the
+// safety net when the watch is down.
 func (h *Hooks) Run(ctx context.Context, interval time.Duration) {
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
+	kick := make(chan struct{}, 1)
+	go h.watchNamespaces(ctx, kick)
 	for {
 		if err := h.Refresh(ctx); err != nil && ctx.Err() == nil {
 			h.opts.Logger.Warn("cannot list extensions", "err", err)
@@ -206,7 +205,40 @@ func (h *Hooks) Run(ctx context.Context, interval time.Duration) {
 			h.mu.Unlock()
 			return
 		case <-tick.C:
+		case <-kick:
 		}
+	}
+}
+
+// watchNamespaces signals kick on every change to a namespace labelled
+// conduit.dev/extension, re-opening the watch with backoff until ctx ends.
+func (h *Hooks) watchNamespaces(ctx context.Context, kick chan<- struct{}) {
+	backoff := time.Second
+	for ctx.Err() == nil {
+		w, err := h.cs.CoreV1().Namespaces().Watch(ctx, metav1.ListOptions{LabelSelector: LabelExtension})
+		if err != nil {
+			h.opts.Logger.Debug("cannot watch extension namespaces", "err", err, "retry", backoff)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, time.Minute)
+			continue
+		}
+		backoff = time.Second
+		// Anything may have changed while the watch was down.
+		select {
+		case kick <- struct{}{}:
+		default:
+		}
+		for range w.ResultChan() {
+			select {
+			case kick <- struct{}{}:
+			default:
+			}
+		}
+		w.Stop()
 	}
 }
 

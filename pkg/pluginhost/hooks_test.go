@@ -257,3 +257,36 @@ func sampleCount(t *testing.T, reg *prometheus.Registry, name string, labels map
 	}
 	return 0
 }
+
+// TestRunPicksUpNewExtensionAtOnce: an extension installed after the hooks
+// started is called within a moment, not at the next periodic refresh.
+func TestRunPicksUpNewExtensionAtOnce(t *testing.T) {
+	cs := fake.NewClientset()
+	h := NewHooks(cs, HooksOptions{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() { h.Run(ctx, time.Hour); close(done) }()
+	if got := h.snapshot(false); len(got) != 0 {
+		t.Fatalf("hooks before any extension: %d", len(got))
+	}
+	ns := extNamespace("conduit-late", "late", "", map[string]string{AnnotationInjectorHook: "late.conduit-late.svc:8089"})
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(h.snapshot(false)) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the new extension's injector hook was not picked up within 5s (Run's interval is 1h)")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := h.snapshot(false)[0]; got.ext != "late" || got.addr != "late.conduit-late.svc:8089" {
+		t.Errorf("hook target %s at %s", got.ext, got.addr)
+	}
+	cancel()
+	<-done
+	if got := h.snapshot(false); len(got) != 0 {
+		t.Errorf("hooks after Run returned: %d, want none", len(got))
+	}
+}
