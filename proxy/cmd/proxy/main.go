@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/conduit-mesh/conduit/pkg/logging"
@@ -67,6 +68,25 @@ func await(adminAddr string, timeout time.Duration) error {
 	}
 }
 
+// defaultGOGC is the proxy's GC target when GOGC is unset. The proxy's live
+// heap is small (1-2 MiB), so at 100 the heap goal stays at the runtime's 4 MiB
+// minimum and a loaded proxy collects several times per second; 200 cuts
+// the collections (and the stack shrinking/regrowth they cause) by about
+// three, in go test -bench TwoHops ./proxy/app: 139 -> 46 cycles per 10k
+// requests, GC CPU 3 % -> 1 %, for a heap goal of 8 MiB. The GOMEMLIMIT
+// derived from the container's limit still bounds the heap.
+const defaultGOGC = 200
+
+// tuneGC sets the GC target to defaultGOGC unless GOGC is set; it returns
+// the value set and whether it set one.
+func tuneGC(getenv func(string) string) (int, bool) {
+	if getenv("GOGC") != "" {
+		return 0, false
+	}
+	debug.SetGCPercent(defaultGOGC)
+	return defaultGOGC, true
+}
+
 func run() error {
 	cfg, err := config.FromEnv()
 	if err != nil {
@@ -78,6 +98,9 @@ func run() error {
 	}
 	log := logging.New(os.Stderr, "proxy", level, cfg.LogFormat)
 	procutil.Setup(log)
+	if gc, set := tuneGC(os.Getenv); set {
+		log.Debug("runtime sized", "gogc", gc)
+	}
 	ctx, cancel := procutil.SignalContext(context.Background())
 	defer cancel()
 	p, err := app.Start(ctx, cfg, log, app.Overrides{})

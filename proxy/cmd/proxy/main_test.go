@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime/debug"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -27,5 +28,30 @@ func TestAwait(t *testing.T) {
 	}
 	if err := await("bad", time.Second); err == nil {
 		t.Error("bad address accepted")
+	}
+}
+
+func TestTuneGC(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	tests := []struct {
+		name string
+		env  map[string]string
+		want int // GC percent afterwards
+		set  bool
+	}{
+		{"unset: the proxy's default", nil, defaultGOGC, true},
+		{"GOGC set: left to the runtime", map[string]string{"GOGC": "50"}, 100, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			debug.SetGCPercent(100)
+			_, set := tuneGC(func(k string) string { return tt.env[k] })
+			if set != tt.set {
+				t.Errorf("set = %v, want %v", set, tt.set)
+			}
+			if got := debug.SetGCPercent(100); got != tt.want {
+				t.Errorf("GC percent %d, want %d", got, tt.want)
+			}
+		})
 	}
 }
