@@ -50,6 +50,9 @@ func (hello) Run(ctx context.Context, inv *sdk.Invocation) error {
 		fs.SetOutput(inv.Stderr)
 		shout := fs.Bool("shout", false, "greet loudly")
 		if err := fs.Parse(inv.Args[1:]); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil // --help asked for the usage, printed above
+			}
 			return sdk.Exit(2)
 		}
 		name := "world"

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	sdk "github.com/conduit-mesh/conduit/plugin-sdk"
@@ -96,5 +98,26 @@ func TestPatchPod(t *testing.T) {
 	}
 	if _, err := (hello{}).PatchPod(context.Background(), &sdk.PodPatchRequest{Pod: []byte(`not json`)}); err == nil {
 		t.Error("a pod that is not JSON gives no error")
+	}
+}
+
+func TestGreet(t *testing.T) {
+	for _, tc := range []struct {
+		args    []string
+		wantErr bool
+		out     string
+	}{
+		{args: []string{"greet"}, out: "Hello, world"},
+		{args: []string{"greet", "--help"}, out: ""},
+		{args: []string{"greet", "--bogus"}, wantErr: true},
+	} {
+		var stdout, stderr bytes.Buffer
+		err := hello{}.Run(context.Background(), &sdk.Invocation{Args: tc.args, Stdout: &stdout, Stderr: &stderr})
+		if (err != nil) != tc.wantErr {
+			t.Errorf("%v: err %v, want error %v (stderr %q)", tc.args, err, tc.wantErr, stderr.String())
+		}
+		if tc.out != "" && !strings.Contains(stdout.String(), tc.out) {
+			t.Errorf("%v: stdout %q, want %q", tc.args, stdout.String(), tc.out)
+		}
 	}
 }
