@@ -26,7 +26,8 @@ func Static(addr netip.AddrPort) Resolver {
 	return Func(func(net.Conn) (netip.AddrPort, error) { return addr, nil })
 }
 
-// ErrNotRedirected means the kernel has no NAT record for the connection.
+// ErrNotRedirected means no NAT rule redirected the connection: the kernel
+// has no record of it, or its original destination is the listener itself.
 var ErrNotRedirected = errors.New("origdst: connection was not redirected")
 
 // Kernel reads the original destination from the kernel's conntrack.
@@ -73,6 +74,15 @@ func (Kernel) OriginalDst(c net.Conn) (netip.AddrPort, error) {
 			return netip.AddrPort{}, ErrNotRedirected
 		}
 		return netip.AddrPort{}, fmt.Errorf("origdst: getsockopt: %w", serr)
+	}
+	// With conntrack loaded, a connection that no NAT rule touched has a
+	// record too, whose original destination is the socket's own address:
+	// the connection came straight to the listener. Forwarding it there
+	// would loop back into the proxy.
+	if local != nil {
+		if la, ok := netip.AddrFromSlice(local.IP); ok && out.Addr().Unmap() == la.Unmap() && out.Port() == uint16(local.Port) {
+			return netip.AddrPort{}, ErrNotRedirected
+		}
 	}
 	return out, nil
 }
