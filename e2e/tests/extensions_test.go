@@ -132,7 +132,7 @@ func TestExtensionHello(t *testing.T) {
 		t.Errorf("pod plain: injected %v, HELLO_GREETING %q (set %v); want injected without the variable", injected(plain), g, ok)
 	}
 	f.WaitPodsReady(t, ns, "", 2, 3*time.Minute)
-	if out := f.Exec(t, ns, "greeted", "app", "env"); !strings.Contains(out, "HELLO_GREETING=hi from e2e") {
+	if out := f.Exec(t, ns, "greeted", "app", "testapp", "env"); !strings.Contains(out, "HELLO_GREETING=hi from e2e") {
 		t.Errorf("env in pod greeted:\n%s", out)
 	}
 

@@ -18,6 +18,7 @@ const usage = `usage:
   testapp lookup NAME
   testapp tcp [-timeout 5s] ADDR MESSAGE
   testapp sleep
+  testapp env     print the environment, one NAME=value per line
 `
 
 func main() {
@@ -53,6 +54,15 @@ func run(ctx context.Context, log *slog.Logger, args []string, stdout io.Writer)
 		return tcpCmd(ctx, args[1:], stdout)
 	case "sleep":
 		<-ctx.Done()
+		return nil
+	case "env":
+		// The image has no shell: this shows what the pod's spec (and the
+		// injector and its hooks) put in the environment.
+		for _, kv := range os.Environ() {
+			if _, err := fmt.Fprintln(stdout, kv); err != nil {
+				return err
+			}
+		}
 		return nil
 	}
 	return errUsage

@@ -130,6 +130,14 @@ func TestTCPEchoAndLookup(t *testing.T) {
 	if !strings.Contains(out.String(), "127.0.0.1") && !strings.Contains(out.String(), "::1") {
 		t.Errorf("lookup localhost = %q", out.String())
 	}
+	t.Setenv("TESTAPP_PROBE", "a b=c")
+	out.Reset()
+	if err := run(ctx, slog.New(slog.DiscardHandler), []string{"env"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "\nTESTAPP_PROBE=a b=c\n") && !strings.HasPrefix(out.String(), "TESTAPP_PROBE=a b=c\n") {
+		t.Errorf("env output lacks TESTAPP_PROBE:\n%s", out.String())
+	}
 	if err := run(ctx, slog.New(slog.DiscardHandler), []string{"nope"}, io.Discard); err != errUsage {
 		t.Errorf("unknown command: err = %v, want usage", err)
 	}
