@@ -13,6 +13,7 @@ import (
 	"github.com/conduit-mesh/conduit/plugin-sdk/client"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
@@ -31,7 +32,7 @@ type HooksOptions struct {
 	Logger *slog.Logger
 	// Timeout bounds each hook call (default 1s).
 	Timeout time.Duration
-	// Backoff is how long a hook that failed is skipped (default 10s), so
+	// Backoff is how long a hook that failed is skipped (default 3s), so
 	// that a dead extension does not add its timeout to every call.
 	Backoff time.Duration
 	// Events, if set, records a Warning Event when an injector hook fails.
@@ -83,7 +84,7 @@ func NewHooks(cs kubernetes.Interface, opts HooksOptions) *Hooks {
 		opts.Timeout = time.Second
 	}
 	if opts.Backoff == 0 {
-		opts.Backoff = 10 * time.Second
+		opts.Backoff = 3 * time.Second
 	}
 	if opts.DialOptions == nil {
 		opts.DialOptions = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
@@ -160,6 +161,10 @@ func (h *Hooks) Refresh(ctx context.Context) error {
 	h.targets = keep
 	return nil
 }
+
+// retryUnavailableAfter is the pause before the one retry of a call that
+// failed with codes.Unavailable.
+const retryUnavailableAfter = 150 * time.Millisecond
 
 // DefaultRefreshInterval is how often StartHooks lists the extensions.
 const DefaultRefreshInterval = 30 * time.Second
@@ -264,6 +269,16 @@ func (h *Hooks) call(ctx context.Context, t *target, method string, fn func(ctx 
 	defer cancel()
 	start := time.Now()
 	err := fn(ctx)
+	// Unavailable is mostly transient (a connection being set up, the
+	// extension's pod or the mesh's proxy just restarted): try once more
+	// within the deadline before giving up and backing off.
+	if err != nil && status.Code(unwrapStatus(err)) == codes.Unavailable {
+		select {
+		case <-ctx.Done():
+		case <-time.After(retryUnavailableAfter):
+			err = fn(ctx)
+		}
+	}
 	code := "OK"
 	if err != nil {
 		code = status.Code(unwrapStatus(err)).String()

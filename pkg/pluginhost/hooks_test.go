@@ -15,6 +15,8 @@ import (
 	sdk "github.com/conduit-mesh/conduit/plugin-sdk"
 	destinationv1 "github.com/conduit-mesh/conduit/proto/destination/v1"
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
@@ -288,5 +290,37 @@ func TestRunPicksUpNewExtensionAtOnce(t *testing.T) {
 	<-done
 	if got := h.snapshot(false); len(got) != 0 {
 		t.Errorf("hooks after Run returned: %d, want none", len(got))
+	}
+}
+
+// TestHookRetriesUnavailableOnce: a hook that answers Unavailable once (an
+// extension pod or a proxy just restarted) is retried within the call, and
+// its patch applies; it is not put in backoff.
+func TestHookRetriesUnavailableOnce(t *testing.T) {
+	flaky := &hookExt{name: "flaky"}
+	flaky.patch = func(*sdk.PodPatchRequest) ([]sdk.PatchOp, error) {
+		if flaky.calls.Load() == 1 {
+			return nil, status.Error(codes.Unavailable, "warming up")
+		}
+		return []sdk.PatchOp{{Op: "add", Path: "/metadata/annotations/flaky.dev~1ok", Value: "yes"}}, nil
+	}
+	cs := fake.NewClientset(extNamespace("conduit-flaky", "flaky", "", map[string]string{AnnotationInjectorHook: serveHooks(t, flaky)}))
+	h := NewHooks(cs, HooksOptions{Timeout: 2 * time.Second, Backoff: time.Hour})
+	if err := h.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-0", Annotations: map[string]string{"app": "web"}}}
+	req := &injector.ContributionRequest{Pod: pod, Patched: pod, Namespace: "web", ProxyPath: "/spec/initContainers/1"}
+	for i := 0; i < 2; i++ {
+		ops, err := InjectorContributor{Hooks: h}.Contribute(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := json.Marshal(ops); !strings.Contains(string(b), "flaky.dev~1ok") {
+			t.Fatalf("call %d: ops %s, want the flaky hook's patch after its retry", i, b)
+		}
+	}
+	if got := flaky.calls.Load(); got != 3 {
+		t.Errorf("hook calls = %d, want 3 (one retried call, then one call)", got)
 	}
 }
