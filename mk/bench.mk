@@ -8,8 +8,14 @@ $(TOOLS)/fortio:
 	@mkdir -p $(TOOLS)
 	cd /tmp && GOWORK=off GOBIN=$(TOOLS) go install fortio.org/fortio@$(FORTIO_VERSION)
 
+.PHONY: bench-deps
+bench-deps: ## Install the benchmark peers from Debian (nginx, haproxy) if missing.
+	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] && { command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ]; } || \
+	  { echo "bench: apt-get install nginx haproxy"; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx haproxy >/dev/null || \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx haproxy >/dev/null; }; }
+
 .PHONY: bench-proxy
-bench-proxy: $(TOOLS)/fortio ## Proxy load benchmark: direct vs 2 Conduit proxies (mTLS) vs nginx vs haproxy; prints one table.
+bench-proxy: $(TOOLS)/fortio bench-deps ## Proxy load benchmark: direct vs 2 Conduit proxies (mTLS) vs nginx vs haproxy; prints one table.
 	@mkdir -p bin
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/proxy ./proxy/cmd/proxy
 	go build -o bin/proxybench ./proxy/bench/proxybench
