@@ -5,9 +5,13 @@ package tests
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -202,6 +206,37 @@ func TestInjector(t *testing.T) {
 			t.Errorf("client proxy outbound requests %v -> %v, want +5", out0, o)
 		}
 	})
+	t.Run("no plaintext between meshed pods on the wire", func(t *testing.T) {
+		newMarker := func() string {
+			b := make([]byte, 8)
+			_, _ = rand.Read(b)
+			return "conduit-e2e-secret-" + hex.EncodeToString(b)
+		}
+		// Control: from a pod without a proxy the request crosses the pod
+		// network in clear, and the capture sees it (else the check below
+		// would prove nothing).
+		marker := newMarker()
+		c := captureMarker(t, marker)
+		f.Exec(t, plain, "plain", "plain", "testapp", "get", "-H", "X-E2e-Secret: "+marker, "http://"+server.Status.PodIP+":8080/")
+		time.Sleep(500 * time.Millisecond)
+		c.Stop()
+		if c.Seen() == 0 {
+			t.Fatalf("the capture did not see an unmeshed client's plaintext request (%d frames captured)", c.Frames())
+		}
+		// Meshed client to meshed server: only mTLS records on the wire.
+		marker = newMarker()
+		c = captureMarker(t, marker)
+		out := f.Exec(t, meshed, "client", "client", "testapp", "get", "-n", "5", "-H", "X-E2e-Secret: "+marker, "http://server:8080/")
+		time.Sleep(500 * time.Millisecond)
+		c.Stop()
+		if !strings.Contains(out, marker) {
+			t.Fatalf("the server did not echo the request's header:\n%s", out)
+		}
+		if c.Seen() != 0 {
+			t.Errorf("a meshed request crossed the pod network in clear: %d of %d frames carried its header", c.Seen(), c.Frames())
+		}
+		t.Logf("%d frames captured, none with the meshed request's header in clear", c.Frames())
+	})
 	t.Run("a skipped inbound port bypasses the proxy", func(t *testing.T) {
 		ip := server.Status.PodIP
 		before := proxyCounter(t, f, meshed, server.Name, "tcp_open_total", `direction="inbound"`)
@@ -254,6 +289,50 @@ func TestInjector(t *testing.T) {
 			}
 			return false, nil
 		})
+	})
+	t.Run("mesh inject and mesh inject --manual", func(t *testing.T) {
+		// In a namespace without the annotation: `mesh inject` adds it to
+		// the pod (the webhook then injects), `--manual` adds the proxy
+		// itself (the webhook leaves the pod as it is).
+		manifest := func(name string) string {
+			p := filepath.Join(t.TempDir(), name+".yaml")
+			pod := fmt.Sprintf("apiVersion: v1\nkind: Pod\nmetadata: {name: %s, labels: {app: %s}}\nspec:\n  terminationGracePeriodSeconds: 1\n"+
+				"  containers: [{name: app, image: %s, imagePullPolicy: IfNotPresent, args: [sleep]}]\n", name, name, f.Image("testapp"))
+			if err := os.WriteFile(p, []byte(pod), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}
+		annotated := f.MeshCmd(t, "inject", manifest("by-annotation"))
+		if !strings.Contains(annotated, "conduit.dev/inject: enabled") {
+			t.Fatalf("mesh inject output:\n%s", annotated)
+		}
+		f.KubectlCmd(t, annotated, "apply", "-n", plain, "-f", "-")
+		// The proxy's identity names the namespace: -n says which one, as kubectl apply -n.
+		manual := f.MeshCmd(t, "inject", "--manual", "-n", plain, manifest("by-hand"))
+		f.KubectlCmd(t, manual, "apply", "-n", plain, "-f", "-")
+		for _, name := range []string{"by-annotation", "by-hand"} {
+			pods := f.WaitPodsReady(t, plain, "app="+name, 1, 3*time.Minute)
+			if !injected(&pods[0]) {
+				t.Errorf("pod %s not injected: init containers %d, annotations %v", name, len(pods[0].Spec.InitContainers), pods[0].Annotations)
+			}
+		}
+		// uninject gives back a pod without the proxy.
+		p, err := f.Client.CoreV1().Pods(plain).Get(ctx, "by-hand", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Annotations["conduit.dev/inject-status"] != "injected" {
+			t.Errorf("by-hand annotations %v", p.Annotations)
+		}
+		injectedFile := filepath.Join(t.TempDir(), "by-hand-injected.yaml")
+		if err := os.WriteFile(injectedFile, []byte(manual), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		back := f.MeshCmd(t, "uninject", injectedFile)
+		if strings.Contains(back, "conduit-proxy") || strings.Contains(back, "conduit-init") || !strings.Contains(back, "name: app") {
+			t.Errorf("mesh uninject of the manually injected pod:\n%s", back)
+		}
 	})
 	t.Run("a Job completes", func(t *testing.T) {
 		f.WaitFor(t, "job once to succeed", 3*time.Minute, func(ctx context.Context) (bool, error) {
