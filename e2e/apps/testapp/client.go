@@ -27,6 +27,8 @@ func getCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	expect := fs.Int("expect-status", 0, "status code every answer must have (0: any 2xx)")
 	timeout := fs.Duration("timeout", 5*time.Second, "timeout of each request")
 	newConn := fs.Bool("new-conn", false, "open a new connection for every request (no keep-alive)")
+	interval := fs.Duration("interval", 0, "pause between two requests")
+	summary := fs.Bool("summary", false, "print one line 'N ok' at the end instead of the bodies")
 	if err := fs.Parse(args); err != nil || fs.NArg() != 1 || *n < 1 {
 		return errUsage
 	}
@@ -49,22 +51,36 @@ func getCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		resp, err := client.Do(req)
 		if err != nil {
-			return fmt.Errorf("testapp: GET %s: %w", url, err)
+			return fmt.Errorf("testapp: GET %s: request %d of %d: %w", url, i+1, *n, err)
 		}
 		body, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if err != nil {
 			return fmt.Errorf("testapp: GET %s: reading body: %w", url, err)
 		}
-		if _, err := stdout.Write(body); err != nil {
-			return fmt.Errorf("testapp: %w", err)
+		if !*summary {
+			if _, err := stdout.Write(body); err != nil {
+				return fmt.Errorf("testapp: %w", err)
+			}
 		}
 		ok := resp.StatusCode >= 200 && resp.StatusCode < 300
 		if *expect != 0 {
 			ok = resp.StatusCode == *expect
 		}
 		if !ok {
-			return fmt.Errorf("testapp: GET %s: status %d", url, resp.StatusCode)
+			return fmt.Errorf("testapp: GET %s: request %d of %d: status %d", url, i+1, *n, resp.StatusCode)
+		}
+		if *interval > 0 && i+1 < *n {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("testapp: %w after %d requests", ctx.Err(), i+1)
+			case <-time.After(*interval):
+			}
+		}
+	}
+	if *summary {
+		if _, err := fmt.Fprintf(stdout, "%d ok\n", *n); err != nil {
+			return fmt.Errorf("testapp: %w", err)
 		}
 	}
 	return nil

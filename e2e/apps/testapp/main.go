@@ -14,7 +14,7 @@ import (
 
 const usage = `usage:
   testapp serve [-addr :8080] [-tcp-addr :9000]
-  testapp get [-H 'Key: value']... [-n count] [-new-conn] [-expect-status code] [-timeout 5s] URL
+  testapp get [-H 'Key: value']... [-n count] [-new-conn] [-expect-status code] [-timeout 5s] [-interval 0] [-summary] URL
   testapp lookup NAME
   testapp tcp [-timeout 5s] ADDR MESSAGE
   testapp sleep

@@ -77,6 +77,7 @@ func TestGetCommand(t *testing.T) {
 	}{
 		{name: "sends headers", args: []string{"-H", "Conduit-Client-Id: spoofed", srv.URL + "/x"}, wantOut: `"Conduit-Client-Id":["spoofed"]`},
 		{name: "repeats", args: []string{"-n", "3", "-new-conn", srv.URL}, wantOut: `"pod":"web-0"`},
+		{name: "summary with interval", args: []string{"-summary", "-n", "3", "-interval", "10ms", srv.URL}, wantOut: "3 ok\n"},
 		{name: "fails on 5xx", args: []string{srv.URL + "/status/500"}, wantErr: "status 500"},
 		{name: "expected status", args: []string{"-expect-status", "404", srv.URL + "/status/404"}},
 		{name: "unexpected status", args: []string{"-expect-status", "404", srv.URL}, wantErr: "status 200"},
@@ -96,6 +97,9 @@ func TestGetCommand(t *testing.T) {
 			}
 			if err != nil {
 				t.Fatal(err)
+			}
+			if tt.name == "summary with interval" && out.String() != tt.wantOut {
+				t.Errorf("summary output %q, want only %q", out.String(), tt.wantOut)
 			}
 			if !strings.Contains(out.String(), tt.wantOut) {
 				t.Errorf("output %q does not contain %q", out.String(), tt.wantOut)
