@@ -13,6 +13,11 @@ KUBECONFIG_E2E := $(CLUSTER_DIR)/admin.kubeconfig
 E2E_RUN      ?=
 E2E_TIMEOUT  ?= 40m
 E2E_TEARDOWN ?= auto
+# The packages of make e2e: the suite, and the control plane's lifecycle (cli/e2e: it removes
+# the mesh it finds, installs, upgrades and uninstalls one; the suite installs again as needed).
+# `make e2e-lifecycle` runs the lifecycle alone.
+E2E_PKGS     ?= ./e2e/... ./cli/e2e
+E2E_LIFECYCLE ?= 1
 CLUSTER_ENV  := CONDUIT_CACHE=$(CONDUIT_CACHE) CLUSTER_DIR=$(CLUSTER_DIR)
 
 .PHONY: cluster-deps
@@ -45,9 +50,13 @@ e2e: build cluster-deps cluster-build images ## End-to-end tests on the local cl
 	$(CLUSTER_ENV) bash e2e/cluster/up.sh || { [ $$was_up = 1 ] || $(CLUSTER_ENV) bash e2e/cluster/down.sh; exit 1; }; \
 	rc=0; \
 	E2E_RUN_ID=run-$$(date +%s) KUBECONFIG=$(KUBECONFIG_E2E) E2E_REGISTRY=$(REGISTRY) E2E_TAG=$(TAG) E2E_MESH=$(CURDIR)/bin/mesh \
-	  E2E_KUBECTL=$(CONDUIT_CACHE)/k8s/bin/kubectl E2E_ARTIFACTS=$(CURDIR)/e2e/artifacts \
-	  go test -tags e2e -p 1 ./e2e/... -v -count=1 -timeout $(E2E_TIMEOUT) $(if $(E2E_RUN),-run '$(E2E_RUN)') || rc=$$?; \
+	  E2E_KUBECTL=$(CONDUIT_CACHE)/k8s/bin/kubectl E2E_ARTIFACTS=$(CURDIR)/e2e/artifacts E2E_LIFECYCLE=$(E2E_LIFECYCLE) \
+	  go test -tags e2e -p 1 $(E2E_PKGS) -v -count=1 -timeout $(E2E_TIMEOUT) $(if $(E2E_RUN),-run '$(E2E_RUN)') || rc=$$?; \
 	if [ "$(E2E_TEARDOWN)" = 1 ] || { [ "$(E2E_TEARDOWN)" = auto ] && [ $$was_up = 0 ]; }; then \
 	  $(CLUSTER_ENV) bash e2e/cluster/down.sh || rc=1; \
 	else echo "e2e: the cluster stays up (make cluster-down to stop it)"; fi; \
 	exit $$rc
+
+.PHONY: e2e-lifecycle
+e2e-lifecycle: ## The whole life of a control plane on the local cluster: install, check, upgrade, uninstall (cli/e2e; removes the mesh and extensions make e2e left).
+	@$(MAKE) --no-print-directory e2e E2E_PKGS=./cli/e2e E2E_LIFECYCLE=1

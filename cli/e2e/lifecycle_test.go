@@ -23,12 +23,22 @@ const cpNS = framework.ControlPlaneNamespace
 // --pre passes again.
 func TestLifecycle(t *testing.T) {
 	if os.Getenv("E2E_LIFECYCLE") != "1" {
-		t.Skip("set E2E_LIFECYCLE=1: this test installs and removes the control plane")
+		t.Skip("make e2e-lifecycle runs it (E2E_LIFECYCLE=1): it removes any control plane, then installs, upgrades and uninstalls one")
 	}
 	f := framework.New(t)
 	ctx := framework.Context(t, 20*time.Minute)
+	// Start from a cluster without Conduit: remove what make e2e left.
+	exts, err := f.Client.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: "conduit.dev/extension"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range exts.Items {
+		t.Logf("removing the extension namespace %s left by an earlier run", ns.Name)
+		f.DeleteNamespace(t, ns.Name, true)
+	}
 	if _, err := f.Client.CoreV1().Namespaces().Get(ctx, cpNS, metav1.GetOptions{}); err == nil {
-		t.Skipf("a control plane is installed in %s: this test needs a cluster without one", cpNS)
+		t.Logf("removing the control plane in %s left by an earlier run", cpNS)
+		f.UninstallMesh(t)
 	}
 	f.CollectOnFailure(t, cpNS)
 	mesh := func(args ...string) string {
