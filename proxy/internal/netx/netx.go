@@ -454,7 +454,7 @@ func copyHalf(dst, src net.Conn) int64 {
 	}
 	// Unwrap to the raw sockets so io.Copy can splice; our wrapper's
 	// counters are updated with the totals instead.
-	rs, rd := unwrap(src), unwrap(dst)
+	rs, rd := unwrap(src), unwrapWriter(dst)
 	var m int64
 	var err error
 	_, tcpSrc := rs.(*net.TCPConn)
@@ -555,6 +555,16 @@ func drainTLS(tc *tls.Conn, buf []byte, n int) (int, error) {
 		err = derr
 	}
 	return n, err
+}
+
+// unwrapWriter is the raw connection to write to. Only reads care about
+// the peeked bytes (pre), which the other direction's copy owns: a writer
+// never looks at them.
+func unwrapWriter(c net.Conn) net.Conn {
+	if w, ok := c.(*Conn); ok {
+		return w.Conn
+	}
+	return c
 }
 
 func unwrap(c net.Conn) net.Conn {
