@@ -13,11 +13,10 @@ KUBECONFIG_E2E := $(CLUSTER_DIR)/admin.kubeconfig
 E2E_RUN      ?=
 E2E_TIMEOUT  ?= 40m
 E2E_TEARDOWN ?= auto
-# The packages of make e2e: the suite, and the control plane's lifecycle (cli/e2e: it removes
-# the mesh it finds, installs, upgrades and uninstalls one; the suite installs again as needed).
-# `make e2e-lifecycle` runs the lifecycle alone.
-E2E_PKGS     ?= ./e2e/... ./cli/e2e
-E2E_LIFECYCLE ?= 1
+# The packages of make e2e. The control plane's lifecycle (cli/e2e: it removes the mesh it finds,
+# installs, upgrades and uninstalls one) runs apart: `make e2e-lifecycle`.
+E2E_PKGS     ?= ./e2e/...
+E2E_LIFECYCLE ?=
 CLUSTER_ENV  := CONDUIT_CACHE=$(CONDUIT_CACHE) CLUSTER_DIR=$(CLUSTER_DIR)
 
 .PHONY: cluster-deps

@@ -36,10 +36,18 @@ func TestLifecycle(t *testing.T) {
 		t.Logf("removing the extension namespace %s left by an earlier run", ns.Name)
 		f.DeleteNamespace(t, ns.Name, true)
 	}
-	if _, err := f.Client.CoreV1().Namespaces().Get(ctx, cpNS, metav1.GetOptions{}); err == nil {
-		t.Logf("removing the control plane in %s left by an earlier run", cpNS)
+	_, nsErr := f.Client.CoreV1().Namespaces().Get(ctx, cpNS, metav1.GetOptions{})
+	_, apiErr := f.Client.Discovery().ServerResourcesForGroupVersion("conduit.dev/v1alpha2")
+	if nsErr == nil || apiErr == nil {
+		t.Logf("removing the control plane and CRDs left by an earlier run")
 		f.UninstallMesh(t)
 	}
+	// The CRDs go last and asynchronously: applying them again while they
+	// are still being deleted would leave none.
+	f.WaitFor(t, "the CRDs of an earlier install to be gone", 3*time.Minute, func(ctx context.Context) (bool, error) {
+		r := f.RunKubectl(ctx, "", "get", "crd", "serviceprofiles.conduit.dev", "--ignore-not-found", "-o", "name")
+		return r.Err == nil && strings.TrimSpace(r.Stdout) == "", r.Err
+	})
 	f.CollectOnFailure(t, cpNS)
 	mesh := func(args ...string) string {
 		t.Helper()
@@ -59,6 +67,7 @@ func TestLifecycle(t *testing.T) {
 
 	mesh("check", "--pre", "--wait", "2m")
 	kubectl(mesh("install", "--crds"), "apply", "-f", "-")
+	kubectl("", "wait", "--for", "condition=established", "--timeout", "60s", "crd/serviceprofiles.conduit.dev")
 	kubectl(mesh(append([]string{"install"}, images...)...), "apply", "-f", "-")
 	if r := f.RunMesh(ctx, append([]string{"install"}, images...)...); r.Err == nil || !strings.Contains(r.Stderr, "mesh upgrade") {
 		t.Errorf("a second install was not refused with a pointer to mesh upgrade: %v", r.Err)
