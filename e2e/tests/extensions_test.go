@@ -14,27 +14,14 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/conduit-mesh/conduit/cli/healthcheck"
 	"github.com/conduit-mesh/conduit/e2e/framework"
 )
 
-// checkJSON is the part of `mesh check -o json` (docs/check-json.md) that
-// TestExtensionHello reads.
-type checkJSON struct {
-	Success    bool `json:"success"`
-	Categories []struct {
-		CategoryName string `json:"categoryName"`
-		Checks       []struct {
-			Description string `json:"description"`
-			Result      string `json:"result"`
-			Error       string `json:"error"`
-			Hint        string `json:"hint"`
-		} `json:"checks"`
-	} `json:"categories"`
-}
-
-func (c checkJSON) category(name string) (int, bool) {
-	for i, cat := range c.Categories {
-		if cat.CategoryName == name {
+// category finds a category of a `mesh check -o json` report by name.
+func category(r healthcheck.Report, name string) (int, bool) {
+	for i, cat := range r.Categories {
+		if cat.Name == name {
 			return i, true
 		}
 	}
@@ -137,26 +124,26 @@ func TestExtensionHello(t *testing.T) {
 	}
 
 	// mesh check merges the extension's checks.
-	check := func(t *testing.T) checkJSON {
+	check := func(t *testing.T) healthcheck.Report {
 		t.Helper()
 		r := f.RunMesh(ctx, "check", "-o", "json")
-		var c checkJSON
+		var c healthcheck.Report
 		if err := json.Unmarshal([]byte(r.Stdout), &c); err != nil {
 			t.Fatalf("mesh check -o json (err %v): %v\n%s\n%s", r.Err, err, r.Stdout, r.Stderr)
 		}
 		return c
 	}
 	c := check(t)
-	i, ok := c.category("hello-extension")
+	i, ok := category(c, "hello-extension")
 	if !ok {
 		t.Fatalf("mesh check has no hello-extension category: %+v", c)
 	}
 	for _, ck := range c.Categories[i].Checks {
-		if ck.Result != "success" {
-			t.Errorf("hello-extension check %q: %s %s (%s)", ck.Description, ck.Result, ck.Error, ck.Hint)
+		if ck.Status != healthcheck.Success {
+			t.Errorf("hello-extension check %q: %s %s (%s)", ck.Description, ck.Status, ck.Error, ck.Hint)
 		}
 	}
-	if _, ok := c.category("hello"); !ok {
+	if _, ok := category(c, "hello"); !ok {
 		t.Errorf("mesh check lacks the extension's own category hello: %+v", c)
 	}
 
@@ -171,13 +158,13 @@ func TestExtensionHello(t *testing.T) {
 	}
 	t.Setenv("PATH", strings.Join(path, string(os.PathListSeparator)))
 	c = check(t)
-	i, ok = c.category("hello-extension")
+	i, ok = category(c, "hello-extension")
 	if !ok || len(c.Categories[i].Checks) == 0 {
 		t.Fatalf("mesh check without the plugin has no hello-extension checks: %+v", c)
 	}
 	first := c.Categories[i].Checks[0]
 	const want = "its plugin mesh-hello is not on this machine"
-	if first.Result != "warning" || !strings.Contains(first.Error+first.Hint, want) {
+	if first.Status != healthcheck.Warn || !strings.Contains(first.Error+first.Hint, want) {
 		t.Errorf("without the plugin: %+v; want a warning containing %q", first, want)
 	}
 }
