@@ -196,10 +196,9 @@ func (h *Hooks) Run(ctx context.Context, interval time.Duration) {
 	defer tick.Stop()
 	kick := make(chan struct{}, 1)
 	go h.watchNamespaces(ctx, kick)
+	// No list up front: the watch kicks once it is open (and StartHooks has
+	// just listed).
 	for {
-		if err := h.Refresh(ctx); err != nil && ctx.Err() == nil {
-			h.opts.Logger.Warn("cannot list extensions", "err", err)
-		}
 		select {
 		case <-ctx.Done():
 			h.mu.Lock()
@@ -211,6 +210,9 @@ func (h *Hooks) Run(ctx context.Context, interval time.Duration) {
 			return
 		case <-tick.C:
 		case <-kick:
+		}
+		if err := h.Refresh(ctx); err != nil && ctx.Err() == nil {
+			h.opts.Logger.Warn("cannot list extensions", "err", err)
 		}
 	}
 }
