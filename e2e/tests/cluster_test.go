@@ -74,9 +74,10 @@ spec:
 
 // echo is the answer of the testapp server.
 type echo struct {
-	Pod     string              `json:"pod"`
-	Path    string              `json:"path"`
-	Headers map[string][]string `json:"headers"`
+	Pod        string              `json:"pod"`
+	Path       string              `json:"path"`
+	RemoteAddr string              `json:"remoteAddr"`
+	Headers    map[string][]string `json:"headers"`
 }
 
 func decodeEchoes(t *testing.T, out string) []echo {

@@ -117,7 +117,9 @@ func serveCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	return nil
 }
 
-// tcpEcho answers each line received on a connection with "<pod> <line>".
+// tcpEcho answers each line received on a connection with
+// "<pod> <line> from <peer-ip>": the peer is the address the application saw,
+// the client's own when the proxy was bypassed, the proxy's when it was not.
 func tcpEcho(ctx context.Context, ln net.Listener, log *slog.Logger) {
 	go func() { <-ctx.Done(); ln.Close() }()
 	pod := podName()
@@ -131,9 +133,10 @@ func tcpEcho(ctx context.Context, ln net.Listener, log *slog.Logger) {
 		}
 		go func() {
 			defer c.Close()
+			peer, _, _ := net.SplitHostPort(c.RemoteAddr().String())
 			s := bufio.NewScanner(c)
 			for s.Scan() {
-				if _, err := fmt.Fprintf(c, "%s %s\n", pod, s.Text()); err != nil {
+				if _, err := fmt.Fprintf(c, "%s %s from %s\n", pod, s.Text(), peer); err != nil {
 					return
 				}
 			}

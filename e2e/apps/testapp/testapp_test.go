@@ -124,8 +124,8 @@ func TestTCPEchoAndLookup(t *testing.T) {
 	if err := tcpCmd(ctx, []string{ln.Addr().String(), "ping"}, &out); err != nil {
 		t.Fatal(err)
 	}
-	if out.String() != "db-1 ping\n" {
-		t.Errorf("tcp answer %q, want %q", out.String(), "db-1 ping\n")
+	if want := "db-1 ping from 127.0.0.1\n"; out.String() != want {
+		t.Errorf("tcp answer %q, want %q", out.String(), want)
 	}
 	out.Reset()
 	if err := lookupCmd(ctx, []string{"localhost"}, &out); err != nil {
