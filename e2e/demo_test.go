@@ -132,6 +132,7 @@ func TestDemo(t *testing.T) {
 	for _, d := range []string{"prometheus", "metrics-api", "web"} {
 		f.WaitRollout(t, "conduit-viz", "deployment/"+d, 5*time.Minute)
 	}
+	f.MeshCmd(t, "extensions", "allow", "viz")
 
 	// 3. The demo: kubectl apply -f demo/k8s/demo.yaml. A namespace left by an
 	// earlier run has proxies certified by an earlier control plane: start afresh.

@@ -41,6 +41,8 @@ install_core() {
 install_viz() {
   "${MESH[@]}" viz install --set image.registry=localhost/conduit --set image.tag=dev | kubectl apply -f - >/dev/null
   wait_rollouts conduit-viz
+  # The injector runs viz's hook (tap in every new proxy) once allowed.
+  "${MESH[@]}" extensions allow viz
 }
 deploy_demo() {
   local existed=0

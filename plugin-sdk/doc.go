@@ -10,8 +10,9 @@
 //
 //	func main() { sdk.Serve(&myExtension{}) }
 //
-// The hooks also run in the cluster: an extension's controller calls
-// ServeHooks to serve them over the network for the injector and destination.
+// The hooks also run in the cluster, as plugins of the injector and
+// destination: an extension's controller calls ServeHooks to hand out its own
+// binary, which calls Serve when LaunchedAsPlugin.
 // Helm chart rendering lives in the sub-package chart, so that this package
 // stays free of Helm's dependencies. See docs/extensions.md and README.md
 // for the compatibility promise.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 
+	pluginv1 "github.com/conduit-mesh/conduit/proto/plugin/v1"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
@@ -22,7 +23,7 @@ type grpcPlugin struct {
 }
 
 func (p *grpcPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
-	register(s, p.ext, false)
+	register(s, p.ext)
 	return nil
 }
 
@@ -77,12 +78,15 @@ func handshake() plugin.HandshakeConfig {
 	}
 }
 
-// ServeHooks serves ext's hook services (InjectorHook, DestinationHook,
-// Checker, and Extension for Info) as plain gRPC on addr, e.g. ":8089", until
-// ctx ends, then drains gracefully. An extension's controller calls it so
-// that the injector and destination pods can reach its hooks; advertise the
-// address with the conduit.dev/injector-hook and conduit.dev/destination-hook
-// annotations on the extension's namespace (see docs/extensions.md).
+// ServeHooks serves on addr (e.g. ":8089"), as plain gRPC until ctx ends,
+// what the control plane needs to run ext's hooks: Info, and Distribution,
+// which hands out this very executable. The injector and destination fetch
+// it, check its SHA-256 against the cluster's allow-list (`mesh extensions
+// allow <name>`), and run it as a go-plugin subprocess in their own pods:
+// so the binary calling ServeHooks must call Serve(ext) when
+// LaunchedAsPlugin(). Advertise addr with the conduit.dev/injector-hook and
+// conduit.dev/destination-hook annotations on the extension's namespace (see
+// docs/extensions.md).
 func ServeHooks(ctx context.Context, addr string, ext Extension, opts ...grpc.ServerOption) error {
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -98,7 +102,8 @@ func ServeHooksListener(ctx context.Context, lis net.Listener, ext Extension, op
 		return err
 	}
 	s := grpc.NewServer(opts...)
-	register(s, ext, true)
+	pluginv1.RegisterExtensionServer(s, &extensionServer{ext: ext})
+	pluginv1.RegisterDistributionServer(s, newDistributionServer())
 	errCh := make(chan error, 1)
 	go func() { errCh <- s.Serve(lis) }()
 	select {

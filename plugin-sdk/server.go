@@ -39,20 +39,18 @@ func capabilities(ext Extension) []pluginv1.Capability {
 // RegisterServices registers on s the conduit.plugin.v1 services of ext, for
 // hosts and tests that serve an extension on their own gRPC server (Serve
 // and ServeHooks do it for you).
-func RegisterServices(s grpc.ServiceRegistrar, ext Extension) { register(s, ext, false) }
+func RegisterServices(s grpc.ServiceRegistrar, ext Extension) { register(s, ext) }
 
 // register registers on s the services ext implements: Extension always, the
 // others only for the capabilities ext has (a call to any other service gets
 // codes.Unimplemented from gRPC).
-func register(s grpc.ServiceRegistrar, ext Extension, hooksOnly bool) {
+func register(s grpc.ServiceRegistrar, ext Extension) {
 	pluginv1.RegisterExtensionServer(s, &extensionServer{ext: ext})
-	if !hooksOnly {
-		if c, ok := ext.(Commander); ok {
-			pluginv1.RegisterCommanderServer(s, &commanderServer{c: c})
-		}
-		if i, ok := ext.(Installer); ok {
-			pluginv1.RegisterInstallerServer(s, &installerServer{i: i})
-		}
+	if c, ok := ext.(Commander); ok {
+		pluginv1.RegisterCommanderServer(s, &commanderServer{c: c})
+	}
+	if i, ok := ext.(Installer); ok {
+		pluginv1.RegisterInstallerServer(s, &installerServer{i: i})
 	}
 	if c, ok := ext.(Checker); ok {
 		pluginv1.RegisterCheckerServer(s, &checkerServer{c: c})

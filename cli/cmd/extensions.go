@@ -19,10 +19,11 @@ func newExtensionsCmd(o *Options) *cobra.Command {
 $MESH_PLUGINS_DIR, ~/.conduit/plugins, then $PATH (the first wins), plus what it
 installs in the cluster (a namespace labelled conduit.dev/extension=<name>).
 'mesh <name> install | kubectl apply -f -' installs one; 'mesh check' runs the
-checks of every installed extension. See docs/extensions.md.`,
+checks of every installed extension. The control plane runs an extension's hooks
+only once 'mesh extensions allow <name>' has pinned its binary. See docs/extensions.md.`,
 		Args: cobra.NoArgs,
 	}
-	c.AddCommand(newExtensionsListCmd(o))
+	c.AddCommand(newExtensionsListCmd(o), newExtensionsAllowCmd(o), newExtensionsDisallowCmd(o))
 	return c
 }
 
@@ -81,13 +82,13 @@ func writeExtensionsTable(w io.Writer, rows []pluginhost.Extension) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tNAMESPACE\tCLUSTER VERSION\tPLUGIN VERSION\tCAPABILITIES\tPLUGIN")
+	fmt.Fprintln(tw, "NAME\tNAMESPACE\tCLUSTER VERSION\tPLUGIN VERSION\tCAPABILITIES\tHOOKS\tPLUGIN")
 	for _, r := range rows {
 		caps := make([]string, len(r.Capabilities))
 		for i, c := range r.Capabilities {
 			caps[i] = string(c)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, dash(r.Namespace), dash(r.ClusterVersion), dash(r.PluginVersion), dash(strings.Join(caps, ",")), dash(r.Plugin))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, dash(r.Namespace), dash(r.ClusterVersion), dash(r.PluginVersion), dash(strings.Join(caps, ",")), dash(r.Hooks), dash(r.Plugin))
 	}
 	tw.Flush()
 	for _, r := range rows {

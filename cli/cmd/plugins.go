@@ -40,6 +40,7 @@ func cliLogger(w io.Writer) *slog.Logger {
 func newPluginHost(o *Options) *pluginhost.Host {
 	h := pluginhost.NewHost(cliLogger(o.Err), version.Version)
 	h.Launch.Stray = o.Err // what a plugin writes to os.Stdout/os.Stderr by mistake
+	h.ControlPlaneNamespace = o.ControlPlaneNamespace
 	return h
 }
 

@@ -88,9 +88,54 @@ func TestExtensionHello(t *testing.T) {
 		}
 		return "", false
 	}
+	dryRun := func(ctx context.Context) (*corev1.Pod, error) {
+		return f.Client.CoreV1().Pods(ns).Create(ctx, pod("probe", "from e2e"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	}
+	hookState := func(t *testing.T) string {
+		t.Helper()
+		r := f.RunMesh(ctx, "extensions", "list", "-o", "json")
+		var l struct {
+			Extensions []struct{ Name, Hooks string } `json:"extensions"`
+		}
+		if err := json.Unmarshal([]byte(r.Stdout), &l); err != nil {
+			t.Fatalf("mesh extensions list -o json (err %v): %v\n%s%s", r.Err, err, r.Stdout, r.Stderr)
+		}
+		for _, e := range l.Extensions {
+			if e.Name == "hello" {
+				return e.Hooks
+			}
+		}
+		return ""
+	}
+
+	// Installed but not allowed: the control plane does not run its hook,
+	// and says so (mesh extensions list, mesh check).
+	if got := hookState(t); got != "not allowed" {
+		t.Errorf("mesh extensions list: hello hooks %q, want \"not allowed\"", got)
+	}
+	time.Sleep(3 * time.Second) // what the injector needs to see the new namespace
+	if p, err := dryRun(ctx); err != nil {
+		t.Fatal(err)
+	} else if g, ok := greetingOf(p); ok {
+		t.Fatalf("the hook of an extension missing from the allow-list ran (HELLO_GREETING %q)", g)
+	}
+	if r := f.RunMesh(ctx, "check", "-o", "json"); !strings.Contains(r.Stdout, "mesh extensions allow hello") {
+		t.Errorf("mesh check does not say how to allow the extension's hooks:\n%s", r.Stdout)
+	}
+
+	// mesh extensions allow hello: fetches the binary the extension hands
+	// out, pins its SHA-256; the injector fetches it too, checks it and runs it.
+	allowed := f.MeshCmd(t, "extensions", "allow", "hello")
+	if !strings.Contains(allowed, "Extension hello allowed (sha256:") {
+		t.Fatalf("mesh extensions allow hello:\n%s", allowed)
+	}
+	t.Cleanup(func() { f.RunMesh(context.Background(), "extensions", "disallow", "hello") })
+	if got := hookState(t); got != "allowed" {
+		t.Errorf("mesh extensions list: hello hooks %q after allow, want \"allowed\"", got)
+	}
 	var last *corev1.Pod
 	f.WaitFor(t, "the injector to call the hello extension's hook", 3*time.Minute, func(ctx context.Context) (bool, error) {
-		p, err := f.Client.CoreV1().Pods(ns).Create(ctx, pod("probe", "from e2e"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		p, err := dryRun(ctx)
 		if err != nil {
 			return false, err
 		}
@@ -122,6 +167,27 @@ func TestExtensionHello(t *testing.T) {
 	if out := f.Exec(t, ns, "greeted", "app", "testapp", "env"); !strings.Contains(out, "HELLO_GREETING=hi from e2e") {
 		t.Errorf("env in pod greeted:\n%s", out)
 	}
+
+	// A digest that is not the binary's (an upgraded or tampered image):
+	// the injector refuses to run it, and pods are injected without the hook.
+	f.MeshCmd(t, "extensions", "allow", "hello", "--sha256", strings.Repeat("0", 64))
+	f.WaitFor(t, "the injector to refuse a binary whose digest is not the allowed one", time.Minute, func(ctx context.Context) (bool, error) {
+		p, err := dryRun(ctx)
+		if err != nil {
+			return false, err
+		}
+		_, ok := greetingOf(p)
+		return !ok && injected(p), nil
+	})
+	f.MeshCmd(t, "extensions", "allow", "hello")
+	f.WaitFor(t, "the hook to run again once its digest is allowed", time.Minute, func(ctx context.Context) (bool, error) {
+		p, err := dryRun(ctx)
+		if err != nil {
+			return false, err
+		}
+		g, ok := greetingOf(p)
+		return ok && g == "from e2e", nil
+	})
 
 	// mesh check merges the extension's checks.
 	check := func(t *testing.T) healthcheck.Report {
@@ -162,9 +228,17 @@ func TestExtensionHello(t *testing.T) {
 	if !ok || len(c.Categories[i].Checks) == 0 {
 		t.Fatalf("mesh check without the plugin has no hello-extension checks: %+v", c)
 	}
-	first := c.Categories[i].Checks[0]
 	const want = "its plugin mesh-hello is not on this machine"
-	if first.Status != healthcheck.Warn || !strings.Contains(first.Error+first.Hint, want) {
-		t.Errorf("without the plugin: %+v; want a warning containing %q", first, want)
+	var found bool
+	for _, ck := range c.Categories[i].Checks {
+		if strings.Contains(ck.Error+ck.Hint, want) {
+			found = true
+			if ck.Status != healthcheck.Warn {
+				t.Errorf("without the plugin: %+v; want a warning", ck)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("without the plugin: %+v; want a warning containing %q", c.Categories[i].Checks, want)
 	}
 }

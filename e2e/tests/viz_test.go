@@ -135,6 +135,8 @@ func TestViz(t *testing.T) {
 	for _, d := range []string{"prometheus", "metrics-api", "web"} {
 		f.WaitRollout(t, "conduit-viz", "deployment/"+d, 5*time.Minute)
 	}
+	// The control plane runs viz's injector hook (tap) once it is allowed.
+	f.MeshCmd(t, "extensions", "allow", "viz")
 
 	ns := f.NewNamespace(t, "viz", nil)
 	patch := []byte(`{"metadata":{"annotations":{"conduit.dev/inject":"enabled"}}}`)

@@ -10,12 +10,15 @@
 //     installed in the cluster are the namespaces labelled
 //     conduit.dev/extension=<name>; `mesh extensions list` and `mesh check`
 //     join them with the plugins on disk.
-//   - Hooks (hooks.go, adapters.go): in the cluster an extension's
-//     controller serves its hooks over gRPC (sdk.ServeHooks) at the address
-//     its namespace advertises in the conduit.dev/injector-hook and
-//     conduit.dev/destination-hook annotations; the injector and destination
-//     call them with a short deadline, and a failure never fails admission
-//     or discovery (it is logged, recorded as an Event and counted).
+//   - Hooks (hooks.go, adapters.go, allowlist.go): in the cluster an
+//     extension's controller hands out its hook binary (sdk.ServeHooks) at
+//     the address its namespace advertises in the conduit.dev/injector-hook
+//     and conduit.dev/destination-hook annotations; the injector and
+//     destination fetch it, check its SHA-256 against the allow-list
+//     (ConfigMap conduit-extension-allowlist), run it as a go-plugin
+//     subprocess and call its hooks with a short deadline; a failure never
+//     fails admission or discovery (it is logged, recorded as an Event and
+//     counted).
 //
 // See docs/extensions.md for the design.
 package pluginhost

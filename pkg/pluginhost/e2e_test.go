@@ -105,9 +105,22 @@ func TestE2EHello(t *testing.T) {
 		t.Errorf("checks without the plugin: %+v", cats)
 	}
 
-	// The injector hook, reached through a port-forward to the hook server.
+	// The injector hook: its binary fetched through a port-forward to the
+	// extension's pod, allowed (an allow-list in the test's namespace), run.
 	local := portForward(ctx, t, cfg, ns, pod, 8089)
-	hooks := NewHooks(cs, HooksOptions{Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)), Timeout: 5 * time.Second, DialOptions: []grpc.DialOption{
+	conn, err := grpc.NewClient("passthrough:///"+local, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_, sum, err := BinaryDigest(ctx, conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CoreV1().ConfigMaps(ns).Create(ctx, AllowListConfigMap(ns, AllowList{"hello": sum}), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	hooks := NewHooks(cs, HooksOptions{Namespace: ns, PluginDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)), Timeout: 5 * time.Second, DialOptions: []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
 			if addr != found.InjectorHook {
@@ -119,6 +132,7 @@ func TestE2EHello(t *testing.T) {
 	if err := hooks.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
+	defer hooks.Close()
 	app := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "app", Annotations: map[string]string{"hello.conduit.dev/greeting": "from e2e"}},
 		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "conduit-proxy"}, {Name: "app"}}},

@@ -19,6 +19,43 @@ type Host struct {
 	Launch LaunchOptions
 	// CheckTimeout bounds each extension's checks (default 2m).
 	CheckTimeout time.Duration
+	// ControlPlaneNamespace holds the allow-list (default "conduit").
+	ControlPlaneNamespace string
+}
+
+// allowList reads the allow-list of the control plane in ns (or the Host's).
+func (h *Host) allowList(ctx context.Context, cs kubernetes.Interface, ns string) AllowList {
+	if ns == "" {
+		ns = h.ControlPlaneNamespace
+	}
+	if ns == "" {
+		ns = "conduit"
+	}
+	al, _, err := ReadAllowList(ctx, cs, ns)
+	if err != nil {
+		return nil
+	}
+	return al
+}
+
+// HookStatus says whether the control plane runs the hooks of an extension
+// that serves some: "allowed" or "not allowed" ("" when it serves none, or
+// the allow-list cannot be read).
+func hookStatus(ce ClusterExtension, al AllowList) string {
+	if al == nil || (ce.InjectorHook == "" && ce.DestinationHook == "") {
+		return ""
+	}
+	if _, ok := al[ce.Name]; ok {
+		return "allowed"
+	}
+	return "not allowed"
+}
+
+// NotAllowedWarning says that an extension's hooks do not run, and how to
+// allow them.
+func NotAllowedWarning(name string) string {
+	return fmt.Sprintf("the extension %q serves control-plane hooks, but the control plane does not run them: it is not in the allow-list "+
+		"(ConfigMap %s); run `mesh extensions allow %s` to pin its hook binary and run them", name, AllowListName, name)
 }
 
 // NewHost returns a Host with the default search path, logging to logger.
@@ -39,7 +76,10 @@ type Extension struct {
 	SDKVersion    string              `json:"sdkVersion,omitempty"`
 	Description   string              `json:"description,omitempty"`
 	Capabilities  []client.Capability `json:"capabilities,omitempty"`
-	Warnings      []string            `json:"warnings,omitempty"`
+	// Hooks is "allowed" or "not allowed" for an installed extension that
+	// serves control-plane hooks (see `mesh extensions allow`).
+	Hooks    string   `json:"hooks,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // MissingPluginWarning says that an extension installed in the cluster has
@@ -55,12 +95,14 @@ func MissingPluginWarning(name, namespace string) string {
 // plugin that does not start is listed with a warning.
 func (h *Host) List(ctx context.Context, cs kubernetes.Interface) ([]Extension, error) {
 	var installed []ClusterExtension
+	var al AllowList
 	if cs != nil {
 		var err error
 		installed, err = ClusterExtensions(ctx, cs)
 		if err != nil {
 			return nil, err
 		}
+		al = h.allowList(ctx, cs, "")
 	}
 	rows := map[string]*Extension{}
 	var order []string
@@ -79,6 +121,9 @@ func (h *Host) List(ctx context.Context, cs kubernetes.Interface) ([]Extension, 
 			continue
 		}
 		r.Namespace, r.ClusterVersion = ce.Namespace, ce.Version
+		if r.Hooks = hookStatus(ce, al); r.Hooks == "not allowed" {
+			r.Warnings = append(r.Warnings, NotAllowedWarning(ce.Name))
+		}
 	}
 	for _, f := range h.Finder.All() {
 		r := row(f.Name)
@@ -130,6 +175,7 @@ func (h *Host) ExtensionChecks(ctx context.Context, cs kubernetes.Interface, kub
 	if timeout == 0 {
 		timeout = 2 * time.Minute
 	}
+	al := h.allowList(ctx, cs, kube.ConduitNamespace)
 	var out []sdk.CheckCategory
 	seen := map[string]bool{}
 	for _, ce := range installed {
@@ -137,13 +183,25 @@ func (h *Host) ExtensionChecks(ctx context.Context, cs kubernetes.Interface, kub
 			continue
 		}
 		seen[ce.Name] = true
-		out = append(out, h.checkOne(ctx, ce, kube, timeout)...)
+		var hook *sdk.CheckResult
+		switch hookStatus(ce, al) {
+		case "allowed":
+			hook = &sdk.CheckResult{Description: "control-plane hooks are allowed", Status: sdk.StatusOK}
+		case "not allowed":
+			hook = &sdk.CheckResult{Description: "control-plane hooks are allowed", Status: sdk.StatusWarn,
+				Error: fmt.Sprintf("not in the allow-list (ConfigMap %s): the injector and destination do not run its hooks", AllowListName),
+				Hint:  fmt.Sprintf("run `mesh extensions allow %s` (it pins the SHA-256 of the extension's hook binary)", ce.Name)}
+		}
+		out = append(out, h.checkOne(ctx, ce, kube, timeout, hook)...)
 	}
 	return out, nil
 }
 
-func (h *Host) checkOne(ctx context.Context, ce ClusterExtension, kube sdk.KubeFlags, timeout time.Duration) []sdk.CheckCategory {
+func (h *Host) checkOne(ctx context.Context, ce ClusterExtension, kube sdk.KubeFlags, timeout time.Duration, hook *sdk.CheckResult) []sdk.CheckCategory {
 	cat := sdk.CheckCategory{Name: ce.Name + "-extension"}
+	if hook != nil {
+		cat.Checks = append(cat.Checks, *hook)
+	}
 	pluginCheck := fmt.Sprintf("%s%s plugin is on this machine", BinaryPrefix, ce.Name)
 	path, err := h.Finder.Find(ce.Name)
 	if err != nil {

@@ -67,8 +67,22 @@ func TestList(t *testing.T) {
 		hello.Plugin != filepath.Join(plugins(t), "mesh-hello") || len(hello.Capabilities) != 4 {
 		t.Errorf("hello %+v", hello)
 	}
-	if len(hello.Warnings) != 1 || !strings.Contains(hello.Warnings[0], "the cluster runs version 0.2.0 but the plugin is version 0.1.0") {
-		t.Errorf("hello warnings %q", hello.Warnings)
+	// hello serves an injector hook that the allow-list does not name.
+	if hello.Hooks != "not allowed" || len(hello.Warnings) != 2 || hello.Warnings[0] != NotAllowedWarning("hello") ||
+		!strings.Contains(hello.Warnings[1], "the cluster runs version 0.2.0 but the plugin is version 0.1.0") {
+		t.Errorf("hello hooks %q, warnings %q", hello.Hooks, hello.Warnings)
+	}
+	if _, err := cs.CoreV1().ConfigMaps("conduit").Create(context.Background(), AllowListConfigMap("conduit", AllowList{"hello": strings.Repeat("0", 64)}), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rows, err = h.List(context.Background(), cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		if r.Name == "hello" && (r.Hooks != "allowed" || len(r.Warnings) != 1) {
+			t.Errorf("allowed hello: hooks %q, warnings %q", r.Hooks, r.Warnings)
+		}
 	}
 	viz := byName["viz"]
 	if viz.Plugin != "" || len(viz.Warnings) != 1 || viz.Warnings[0] != MissingPluginWarning("viz", "conduit-viz") {
@@ -95,6 +109,9 @@ func TestExtensionChecks(t *testing.T) {
 	type c = sdk.CheckResult
 	want := []sdk.CheckCategory{
 		{Name: "hello-extension", Checks: []c{
+			{Description: "control-plane hooks are allowed", Status: sdk.StatusWarn,
+				Error: "not in the allow-list (ConfigMap conduit-extension-allowlist): the injector and destination do not run its hooks",
+				Hint:  "run `mesh extensions allow hello` (it pins the SHA-256 of the extension's hook binary)"},
 			{Description: "mesh-hello plugin is on this machine", Status: sdk.StatusOK},
 			{Description: "mesh-hello plugin matches the installed version", Status: sdk.StatusWarn, Error: "the cluster runs version 0.2.0 but the plugin is version 0.1.0: use the same version for both",
 				Hint: "install the plugin of the version in the cluster, or upgrade the extension with `mesh hello install | kubectl apply -f -`"},

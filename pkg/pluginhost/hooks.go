@@ -2,15 +2,24 @@ package pluginhost
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
 	"sort"
 	"sync"
 	"time"
 
 	sdk "github.com/conduit-mesh/conduit/plugin-sdk"
 	"github.com/conduit-mesh/conduit/plugin-sdk/client"
+	pluginv1 "github.com/conduit-mesh/conduit/proto/plugin/v1"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -18,6 +27,7 @@ import (
 	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -30,6 +40,12 @@ type EventSink interface {
 // HooksOptions tune Hooks.
 type HooksOptions struct {
 	Logger *slog.Logger
+	// Namespace is the control plane's namespace, where the allow-list
+	// (ConfigMap conduit-extension-allowlist) lives. Required.
+	Namespace string
+	// PluginDir is where the extensions' hook binaries are written and run
+	// from (an emptyDir in the control plane's pods). Required.
+	PluginDir string
 	// Timeout bounds each hook call (default 1s).
 	Timeout time.Duration
 	// Backoff is how long a hook that failed is skipped (default 3s), so
@@ -39,40 +55,62 @@ type HooksOptions struct {
 	Events EventSink
 	// Registerer, if set, registers the call metrics.
 	Registerer prometheus.Registerer
-	// DialOptions for the hooks' gRPC connections (default: plaintext; the
-	// mesh's proxies provide mTLS between meshed pods).
+	// DialOptions for the connections to the extensions' Distribution
+	// services (default: plaintext; the mesh's proxies provide mTLS between
+	// meshed pods).
 	DialOptions []grpc.DialOption
 	// HostVersion is reported to the extensions.
 	HostVersion string
+	// MaxBinarySize bounds a hook binary (default 256 MiB).
+	MaxBinarySize int64
 }
 
-// Hooks calls the injector and destination hooks that extensions serve in
-// the cluster. The extensions are the namespaces labelled
-// conduit.dev/extension=<name>, with the address of their hooks in the
-// annotations conduit.dev/injector-hook and conduit.dev/destination-hook.
-// Refresh (or Run) keeps the list current. A failing, slow or absent hook
-// never fails its caller: the call is skipped, logged, counted, and (for
-// the injector) recorded as an Event.
+// Hooks runs the injector and destination hooks of the extensions installed
+// in the cluster, as go-plugin subprocesses of the calling component. An
+// extension is a namespace labelled conduit.dev/extension=<name> whose
+// annotations conduit.dev/injector-hook and conduit.dev/destination-hook give
+// the address where its controller hands out the hook binary (sdk.ServeHooks).
+// Hooks runs a binary only when the allow-list names the extension with that
+// binary's SHA-256, checked when the binary is fetched and again by go-plugin
+// (SecureConfig) right before it runs; the plugin gets an empty environment.
+// Refresh (or Run) keeps the set current and restarts a plugin that crashed.
+// A failing, slow, crashed or refused hook never fails its caller: the call
+// is skipped, logged, counted, and (for the injector) recorded as an Event.
 type Hooks struct {
 	cs       kubernetes.Interface
 	opts     HooksOptions
 	duration *prometheus.HistogramVec
+	status   *prometheus.GaugeVec
+	kick     chan struct{}
+
+	refreshMu sync.Mutex // one Refresh at a time
 
 	mu          sync.RWMutex
-	targets     map[string]*target // by address
+	targets     map[string]*target // by extension name
 	injector    []*target
 	destination []*target
+	// reported remembers the last problem logged per extension, so that a
+	// refused extension is logged when its state changes, not every refresh.
+	reported map[string]string
 }
 
-// target is one extension's hook server.
+// target is one extension's running hook plugin.
 type target struct {
-	ext, namespace, addr string
-	conn                 *grpc.ClientConn
-	client               *client.Client
+	ext, namespace, addr, sha string
+	plugin                    *Plugin
+	client                    *client.Client
 
 	mu          sync.Mutex
 	failedUntil time.Time
 }
+
+// Plugin states of the conduit_extension_hook_plugin gauge.
+const (
+	stateRunning    = "running"
+	stateNotAllowed = "not-allowed"
+	stateRefused    = "refused"
+	stateFailed     = "failed"
+)
 
 // NewHooks returns hooks that find extensions with cs. Call Refresh or Run
 // before use; with no extension every call is a no-op.
@@ -86,6 +124,9 @@ func NewHooks(cs kubernetes.Interface, opts HooksOptions) *Hooks {
 	if opts.Backoff == 0 {
 		opts.Backoff = 3 * time.Second
 	}
+	if opts.MaxBinarySize == 0 {
+		opts.MaxBinarySize = 256 << 20
+	}
 	if opts.DialOptions == nil {
 		opts.DialOptions = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
 	}
@@ -97,69 +138,234 @@ func NewHooks(cs kubernetes.Interface, opts HooksOptions) *Hooks {
 			Help:    "Duration of the calls to extensions' hooks, by extension, method and gRPC code.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}, []string{"extension", "method", "code"}),
-		targets: map[string]*target{},
+		status: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "conduit_extension_hook_plugin",
+			Help: "1 for the state of each extension's hook plugin: running, not-allowed (not in the allow-list), refused (digest mismatch), failed (fetch or start failed).",
+		}, []string{"extension", "state"}),
+		kick:     make(chan struct{}, 1),
+		targets:  map[string]*target{},
+		reported: map[string]string{},
 	}
 	if opts.Registerer != nil {
-		if err := opts.Registerer.Register(h.duration); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if errors.As(err, &are) {
-				h.duration = are.ExistingCollector.(*prometheus.HistogramVec)
-			} else {
-				opts.Logger.Warn("cannot register hook metrics", "err", err)
-			}
-		}
+		h.duration = register(opts, h.duration)
+		h.status = register(opts, h.status)
 	}
 	return h
 }
 
-// Refresh lists the extensions' namespaces and connects to their hooks.
+// register registers c, or returns the collector already registered.
+func register[C prometheus.Collector](opts HooksOptions, c C) C {
+	if err := opts.Registerer.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+		opts.Logger.Warn("cannot register hook metrics", "err", err)
+	}
+	return c
+}
+
+// report logs msg for ext once per change of state, and sets the gauge.
+func (h *Hooks) report(ext, state, msg string, attrs ...any) {
+	for _, st := range []string{stateRunning, stateNotAllowed, stateRefused, stateFailed} {
+		v := 0.0
+		if st == state {
+			v = 1
+		}
+		h.status.WithLabelValues(ext, st).Set(v)
+	}
+	if h.reported[ext] == state+msg {
+		return
+	}
+	h.reported[ext] = state + msg
+	attrs = append([]any{"extension", ext, "state", state}, attrs...)
+	if state == stateRunning {
+		h.opts.Logger.Info(msg, attrs...)
+	} else {
+		h.opts.Logger.Warn(msg, attrs...)
+	}
+}
+
+// Refresh lists the extensions and the allow-list, starts the hook plugins
+// of the allowed extensions that are not running (or crashed, or changed),
+// and stops those of the extensions that are gone or no longer allowed.
 func (h *Hooks) Refresh(ctx context.Context) error {
+	h.refreshMu.Lock()
+	defer h.refreshMu.Unlock()
 	exts, err := ClusterExtensions(ctx, h.cs)
 	if err != nil {
 		return err
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	keep := map[string]*target{}
-	get := func(ce ClusterExtension, addr string) *target {
-		if t, ok := keep[addr]; ok {
-			return t
-		}
-		t, ok := h.targets[addr]
-		if !ok || t.ext != ce.Name {
-			// passthrough: the address is dialled as given (a ClusterIP
-			// Service name resolves to one address anyway).
-			conn, err := grpc.NewClient("passthrough:///"+addr, h.opts.DialOptions...)
-			if err != nil {
-				h.opts.Logger.Warn("invalid extension hook address", "extension", ce.Name, "namespace", ce.Namespace, "address", addr, "err", err)
-				return nil
-			}
-			t = &target{ext: ce.Name, namespace: ce.Namespace, addr: addr, conn: conn, client: client.New(conn, h.opts.HostVersion)}
-			h.opts.Logger.Info("extension hook found", "extension", ce.Name, "namespace", ce.Namespace, "address", addr)
-		}
-		keep[addr] = t
-		return t
+	allow, bad, err := ReadAllowList(ctx, h.cs, h.opts.Namespace)
+	if err != nil {
+		return err
 	}
-	h.injector, h.destination = nil, nil
+	for _, e := range bad {
+		h.opts.Logger.Warn("invalid allow-list entry ignored", "err", e)
+	}
+	h.mu.RLock()
+	current := maps.Clone(h.targets)
+	h.mu.RUnlock()
+
+	next := map[string]*target{}
+	var injectorTargets, destinationTargets []*target
+	seen := map[string]bool{}
 	for _, ce := range exts {
-		if ce.InjectorHook != "" {
-			if t := get(ce, ce.InjectorHook); t != nil {
-				h.injector = append(h.injector, t)
+		addr := ce.InjectorHook
+		if addr == "" {
+			addr = ce.DestinationHook
+		}
+		if addr == "" || seen[ce.Name] {
+			continue
+		}
+		seen[ce.Name] = true
+		sha, ok := allow[ce.Name]
+		if !ok {
+			h.report(ce.Name, stateNotAllowed, "extension hooks not run: the extension is not in the allow-list",
+				"namespace", ce.Namespace, "hint", "mesh extensions allow "+ce.Name)
+			continue
+		}
+		t := current[ce.Name]
+		if t == nil || t.sha != sha || t.addr != addr || t.plugin.Exited() {
+			t, err = h.start(ctx, ce, addr, sha)
+			if err != nil {
+				state := stateFailed
+				if errors.Is(err, errDigest) {
+					state = stateRefused
+				}
+				h.report(ce.Name, state, "extension hooks not run", "namespace", ce.Namespace, "address", addr, "err", err)
+				continue
 			}
 		}
-		if ce.DestinationHook != "" {
-			if t := get(ce, ce.DestinationHook); t != nil {
-				h.destination = append(h.destination, t)
-			}
+		h.report(ce.Name, stateRunning, "extension hook plugin running", "namespace", ce.Namespace, "address", addr, "sha256", sha, "version", t.plugin.Info.Version)
+		next[ce.Name] = t
+		caps := t.plugin.Info.Capabilities
+		if ce.InjectorHook != "" && slices.Contains(caps, client.InjectorHook) {
+			injectorTargets = append(injectorTargets, t)
+		}
+		if ce.DestinationHook != "" && slices.Contains(caps, client.DestinationHook) {
+			destinationTargets = append(destinationTargets, t)
 		}
 	}
-	for addr, t := range h.targets {
-		if keep[addr] != t {
-			t.conn.Close()
+	h.mu.Lock()
+	h.targets, h.injector, h.destination = next, injectorTargets, destinationTargets
+	h.mu.Unlock()
+	for name, t := range current {
+		if next[name] != t {
+			t.plugin.Close()
+			h.opts.Logger.Info("extension hook plugin stopped", "extension", name)
 		}
 	}
-	h.targets = keep
+	for name := range h.reported {
+		if !seen[name] {
+			delete(h.reported, name)
+			h.status.DeletePartialMatch(prometheus.Labels{"extension": name})
+		}
+	}
 	return nil
+}
+
+// errDigest marks a binary whose SHA-256 is not the allowed one.
+var errDigest = errors.New("digest mismatch")
+
+// start fetches ce's hook binary from addr, checks it against sha, and runs it.
+func (h *Hooks) start(ctx context.Context, ce ClusterExtension, addr, sha string) (*target, error) {
+	if h.opts.PluginDir == "" {
+		return nil, errors.New("pluginhost: no plugin directory configured")
+	}
+	path, err := h.fetch(ctx, ce.Name, addr, sha)
+	if err != nil {
+		return nil, err
+	}
+	p, err := Launch(ctx, path, LaunchOptions{
+		Logger:      h.opts.Logger,
+		HostVersion: h.opts.HostVersion,
+		SHA256:      sha,
+		Env:         []string{"HOME=" + filepath.Dir(path), "TMPDIR=" + filepath.Dir(path)},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &target{ext: ce.Name, namespace: ce.Namespace, addr: addr, sha: sha, plugin: p, client: p.Client}, nil
+}
+
+// fetch downloads ce's binary into PluginDir/<sha[:16]>/mesh-<name>, unless
+// it is already there, checking size and digest. (The directory is also the
+// plugin's TMPDIR, where go-plugin puts its Unix socket: its path must stay
+// short.)
+func (h *Hooks) fetch(ctx context.Context, name, addr, sha string) (string, error) {
+	dir := filepath.Join(h.opts.PluginDir, sha[:16])
+	path := filepath.Join(dir, BinaryPrefix+name)
+	if _, err := os.Stat(path); err == nil {
+		return path, nil // go-plugin checks its digest again before running it
+	}
+	conn, err := grpc.NewClient("passthrough:///"+addr, h.opts.DialOptions...)
+	if err != nil {
+		return "", fmt.Errorf("pluginhost: extension %s: invalid hook address %q: %w", name, addr, err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	stream, err := pluginv1.NewDistributionClient(conn).Binary(ctx, &pluginv1.BinaryRequest{Os: runtime.GOOS, Arch: runtime.GOARCH})
+	if err != nil {
+		return "", fmt.Errorf("pluginhost: extension %s: fetch the hook binary from %s: %w", name, addr, err)
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		return "", fmt.Errorf("pluginhost: extension %s: fetch the hook binary from %s: %w", name, addr, err)
+	}
+	if first.GetSha256() != sha {
+		return "", fmt.Errorf("pluginhost: extension %s: %w: %s hands out a binary with SHA-256 %s, the allow-list (ConfigMap %s) names %s; "+
+			"if the extension was upgraded and you trust it, run `mesh extensions allow %s` again", name, errDigest, addr, first.GetSha256(), AllowListName, sha, name)
+	}
+	if first.GetSize() <= 0 || first.GetSize() > h.opts.MaxBinarySize {
+		return "", fmt.Errorf("pluginhost: extension %s: hook binary of %d bytes (limit %d)", name, first.GetSize(), h.opts.MaxBinarySize)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("pluginhost: extension %s: %w", name, err)
+	}
+	f, err := os.CreateTemp(dir, ".fetch-*")
+	if err != nil {
+		return "", fmt.Errorf("pluginhost: extension %s: %w", name, err)
+	}
+	defer os.Remove(f.Name())
+	hash := sha256.New()
+	var n int64
+	for {
+		c, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			f.Close()
+			return "", fmt.Errorf("pluginhost: extension %s: fetch the hook binary from %s: %w", name, addr, err)
+		}
+		n += int64(len(c.GetData()))
+		if n > first.GetSize() {
+			f.Close()
+			return "", fmt.Errorf("pluginhost: extension %s: the hook binary is longer than the %d bytes announced", name, first.GetSize())
+		}
+		hash.Write(c.GetData())
+		if _, err := f.Write(c.GetData()); err != nil {
+			f.Close()
+			return "", fmt.Errorf("pluginhost: extension %s: write the hook binary: %w", name, err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		return "", fmt.Errorf("pluginhost: extension %s: write the hook binary: %w", name, err)
+	}
+	if got := hex.EncodeToString(hash.Sum(nil)); n != first.GetSize() || got != sha {
+		return "", fmt.Errorf("pluginhost: extension %s: %w: received %d bytes with SHA-256 %s, want %d bytes with %s", name, errDigest, n, got, first.GetSize(), sha)
+	}
+	if err := os.Chmod(f.Name(), 0o500); err != nil {
+		return "", fmt.Errorf("pluginhost: extension %s: %w", name, err)
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return "", fmt.Errorf("pluginhost: extension %s: %w", name, err)
+	}
+	return path, nil
 }
 
 // retryUnavailableAfter is the pause before the one retry of a call that
@@ -170,11 +376,12 @@ const retryUnavailableAfter = 150 * time.Millisecond
 const DefaultRefreshInterval = 30 * time.Second
 
 // StartHooks returns hooks that are refreshed now, then on every change to
-// an extension's namespace and every DefaultRefreshInterval until ctx ends. This is the whole wiring of a
+// an extension's namespace or to the allow-list, when a plugin crashes, and
+// every DefaultRefreshInterval until ctx ends. This is the whole wiring of a
 // control-plane component (core/cmd/controller), with reg the registry its
 // admin server serves:
 //
-//	hooks := pluginhost.StartHooks(ctx, client, pluginhost.HooksOptions{Logger: log, Events: events, Registerer: reg})
+//	hooks := pluginhost.StartHooks(ctx, client, pluginhost.HooksOptions{Logger: log, Namespace: ns, PluginDir: dir, Events: events, Registerer: reg})
 //	opts.Contributors = append(opts.Contributors, pluginhost.InjectorContributor{Hooks: hooks})   // injector
 //	cfg.Annotators = append(cfg.Annotators, &pluginhost.EndpointAnnotator{Hooks: hooks})          // destination
 func StartHooks(ctx context.Context, cs kubernetes.Interface, opts HooksOptions) *Hooks {
@@ -187,29 +394,28 @@ func StartHooks(ctx context.Context, cs kubernetes.Interface, opts HooksOptions)
 }
 
 // Run refreshes every interval, and within a moment of any change to an
-// extension's namespace (a watch on the label conduit.dev/extension), until
-// ctx ends, then closes the connections. The watch makes an extension's hooks
-// apply to the pods created right after its install; the interval is the
-// safety net when the watch is down.
+// extension's namespace (a watch on the label conduit.dev/extension) or to
+// the allow-list, or of a plugin's crash, until ctx ends; then it stops the
+// plugins. The watches make an extension's hooks apply to the pods created
+// right after it is allowed; the interval is the safety net when they are down.
 func (h *Hooks) Run(ctx context.Context, interval time.Duration) {
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
-	kick := make(chan struct{}, 1)
-	go h.watchNamespaces(ctx, kick)
-	// No list up front: the watch kicks once it is open (and StartHooks has
-	// just listed).
+	go h.watch(ctx, func(ctx context.Context) (watch.Interface, error) {
+		return h.cs.CoreV1().Namespaces().Watch(ctx, metav1.ListOptions{LabelSelector: LabelExtension})
+	})
+	go h.watch(ctx, func(ctx context.Context) (watch.Interface, error) {
+		return h.cs.CoreV1().ConfigMaps(h.opts.Namespace).Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + AllowListName})
+	})
+	// No list up front: the watches kick once they are open (and StartHooks
+	// has just listed).
 	for {
 		select {
 		case <-ctx.Done():
-			h.mu.Lock()
-			for _, t := range h.targets {
-				t.conn.Close()
-			}
-			h.targets, h.injector, h.destination = map[string]*target{}, nil, nil
-			h.mu.Unlock()
+			h.Close()
 			return
 		case <-tick.C:
-		case <-kick:
+		case <-h.kick:
 		}
 		if err := h.Refresh(ctx); err != nil && ctx.Err() == nil {
 			h.opts.Logger.Warn("cannot list extensions", "err", err)
@@ -217,14 +423,32 @@ func (h *Hooks) Run(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// watchNamespaces signals kick on every change to a namespace labelled
-// conduit.dev/extension, re-opening the watch with backoff until ctx ends.
-func (h *Hooks) watchNamespaces(ctx context.Context, kick chan<- struct{}) {
+// Close stops every plugin.
+func (h *Hooks) Close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, t := range h.targets {
+		t.plugin.Close()
+	}
+	h.targets, h.injector, h.destination = map[string]*target{}, nil, nil
+}
+
+// poke asks Run for a refresh.
+func (h *Hooks) poke() {
+	select {
+	case h.kick <- struct{}{}:
+	default:
+	}
+}
+
+// watch pokes Run on every event of the watch open opens, re-opening it
+// with backoff until ctx ends.
+func (h *Hooks) watch(ctx context.Context, open func(context.Context) (watch.Interface, error)) {
 	backoff := time.Second
 	for ctx.Err() == nil {
-		w, err := h.cs.CoreV1().Namespaces().Watch(ctx, metav1.ListOptions{LabelSelector: LabelExtension})
+		w, err := open(ctx)
 		if err != nil {
-			h.opts.Logger.Debug("cannot watch extension namespaces", "err", err, "retry", backoff)
+			h.opts.Logger.Debug("cannot watch", "err", err, "retry", backoff)
 			select {
 			case <-ctx.Done():
 				return
@@ -235,15 +459,9 @@ func (h *Hooks) watchNamespaces(ctx context.Context, kick chan<- struct{}) {
 		}
 		backoff = time.Second
 		// Anything may have changed while the watch was down.
-		select {
-		case kick <- struct{}{}:
-		default:
-		}
+		h.poke()
 		for range w.ResultChan() {
-			select {
-			case kick <- struct{}{}:
-			default:
-			}
+			h.poke()
 		}
 		w.Stop()
 	}
@@ -265,7 +483,7 @@ func (h *Hooks) call(ctx context.Context, t *target, method string, fn func(ctx 
 	skip := time.Now().Before(t.failedUntil)
 	t.mu.Unlock()
 	if skip {
-		return fmt.Errorf("pluginhost: hook of extension %q at %s is backing off after a failure", t.ext, t.addr)
+		return fmt.Errorf("pluginhost: hook of extension %q is backing off after a failure", t.ext)
 	}
 	ctx, cancel := context.WithTimeout(ctx, h.opts.Timeout)
 	defer cancel()
@@ -290,6 +508,10 @@ func (h *Hooks) call(ctx context.Context, t *target, method string, fn func(ctx 
 		t.mu.Lock()
 		t.failedUntil = time.Now().Add(h.opts.Backoff)
 		t.mu.Unlock()
+		if t.plugin.Exited() {
+			err = fmt.Errorf("pluginhost: the hook plugin of extension %q exited (it is restarted): %w", t.ext, err)
+			h.poke()
+		}
 	}
 	h.duration.WithLabelValues(t.ext, method, code).Observe(time.Since(start).Seconds())
 	return err
@@ -319,10 +541,10 @@ func (h *Hooks) patchOne(ctx context.Context, t *target, req *sdk.PodPatchReques
 // reportPatchFailure logs, and records as an Event (except for a dry run),
 // that t's patch was left out.
 func (h *Hooks) reportPatchFailure(ctx context.Context, t *target, pod *corev1.Pod, namespace string, dryRun bool, err error) {
-	h.opts.Logger.Warn("extension injector hook failed; pod admitted without its patch", "extension", t.ext, "address", t.addr, "err", err)
+	h.opts.Logger.Warn("extension injector hook failed; pod admitted without its patch", "extension", t.ext, "err", err)
 	if h.opts.Events != nil && pod != nil && !dryRun {
 		h.opts.Events.Warn(ctx, pod, namespace, "ExtensionHookFailed",
-			fmt.Sprintf("extension %s: injector hook at %s failed, the pod is injected without its patch: %v", t.ext, t.addr, err))
+			fmt.Sprintf("extension %s: injector hook failed, the pod is injected without its patch: %v", t.ext, err))
 	}
 }
 
@@ -348,7 +570,7 @@ func (h *Hooks) AnnotateEndpoint(ctx context.Context, authority, addr string, po
 			return err
 		})
 		if err != nil {
-			h.opts.Logger.Debug("extension destination hook failed", "extension", t.ext, "address", t.addr, "err", err)
+			h.opts.Logger.Debug("extension destination hook failed", "extension", t.ext, "err", err)
 			failed = true
 			continue
 		}

@@ -4,7 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,8 +16,6 @@ import (
 	sdk "github.com/conduit-mesh/conduit/plugin-sdk"
 	destinationv1 "github.com/conduit-mesh/conduit/proto/destination/v1"
 	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
@@ -54,20 +53,6 @@ func (e *hookExt) AnnotateEndpoints(_ context.Context, _ string, eps []sdk.Endpo
 	return out, nil
 }
 
-// serveHooks serves ext's hooks on a loopback port and returns its address.
-func serveHooks(t *testing.T, ext sdk.Extension) string {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = sdk.ServeHooksListener(ctx, lis, ext) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return lis.Addr().String()
-}
-
 type events struct {
 	mu   sync.Mutex
 	msgs []string
@@ -86,40 +71,21 @@ func annotate(key, value string) func(*sdk.PodPatchRequest) ([]sdk.PatchOp, erro
 }
 
 func TestInjectorContributor(t *testing.T) {
-	a := &hookExt{name: "a", patch: annotate("a.dev/on", "")}
-	// b sees a's patch, since it is called with the pod a patched.
-	b := &hookExt{name: "b", patch: func(req *sdk.PodPatchRequest) ([]sdk.PatchOp, error) {
-		var pod corev1.Pod
-		if err := json.Unmarshal(req.Pod, &pod); err != nil {
-			return nil, err
-		}
-		if _, ok := pod.Annotations["a.dev/on"]; !ok || req.ProxyPath != "/spec/initContainers/1" || req.Namespace != "web" {
-			return nil, errors.New("b did not get a's patch, the proxy path or the namespace")
-		}
-		return annotate("b.dev/saw-a", "true")(req)
-	}}
-	failing := &hookExt{name: "c-failing", patch: func(*sdk.PodPatchRequest) ([]sdk.PatchOp, error) { return nil, errors.New("boom") }}
-	bad := &hookExt{name: "d-bad", patch: func(*sdk.PodPatchRequest) ([]sdk.PatchOp, error) {
-		return []sdk.PatchOp{{Op: "remove", Path: "/metadata/labels/missing"}}, nil
-	}}
-	slow := &hookExt{name: "e-slow", patch: func(*sdk.PodPatchRequest) ([]sdk.PatchOp, error) {
-		time.Sleep(500 * time.Millisecond)
-		return annotate("e.dev/late", "x")(nil)
-	}}
-	var objs []*corev1.Namespace
-	for _, e := range []*hookExt{a, b, failing, bad, slow} {
-		objs = append(objs, extNamespace("conduit-"+e.name, e.name, "", map[string]string{AnnotationInjectorHook: serveHooks(t, e)}))
-	}
-	objs = append(objs, extNamespace("conduit-nohook", "nohook", "", nil))
-	cs := fake.NewClientset()
-	for _, ns := range objs {
+	sum := selfDigest(t)
+	names := []string{"a", "b", "c-failing", "d-bad", "e-slow"}
+	cs := fake.NewClientset(allowConfigMap(sum, names...))
+	for _, name := range names {
+		ns := extNamespace("conduit-"+name, name, "", map[string]string{AnnotationInjectorHook: distribute(t, name)})
 		if _, err := cs.CoreV1().Namespaces().Create(context.Background(), ns, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
+	if _, err := cs.CoreV1().Namespaces().Create(context.Background(), extNamespace("conduit-nohook", "nohook", "", nil), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	ev := &events{}
 	reg := prometheus.NewRegistry()
-	h := NewHooks(cs, HooksOptions{Timeout: 200 * time.Millisecond, Backoff: time.Hour, Events: ev, Registerer: reg})
+	h := newTestHooks(t, cs, HooksOptions{Timeout: 200 * time.Millisecond, Backoff: time.Hour, Events: ev, Registerer: reg})
 	if err := h.Refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -143,15 +109,18 @@ func TestInjectorContributor(t *testing.T) {
 			t.Errorf("%v: %d calls measured, want 1", lbl, c)
 		}
 	}
+	if v := gaugeValue(t, reg, "conduit_extension_hook_plugin", map[string]string{"extension": "a", "state": "running"}); v != 1 {
+		t.Errorf("plugin state of a: running = %v, want 1", v)
+	}
 	// A failed hook backs off: the next call skips it.
-	calls := failing.calls.Load()
 	if _, err := (InjectorContributor{Hooks: h}).Contribute(context.Background(), req); err != nil {
 		t.Fatal(err)
 	}
-	if failing.calls.Load() != calls {
-		t.Errorf("the failed hook was called again during its backoff")
+	if c := sampleCount(t, reg, "conduit_extension_hook_duration_seconds", map[string]string{"extension": "c-failing"}); c != 1 {
+		t.Errorf("the failed hook was called again during its backoff (%d calls)", c)
 	}
-	// Removing the annotation removes the hook.
+	// Removing the annotation removes the hook, and stops its plugin.
+	aPlugin := h.targets["a"].plugin
 	ns, _ := cs.CoreV1().Namespaces().Get(context.Background(), "conduit-a", metav1.GetOptions{})
 	delete(ns.Annotations, AnnotationInjectorHook)
 	if _, err := cs.CoreV1().Namespaces().Update(context.Background(), ns, metav1.UpdateOptions{}); err != nil {
@@ -160,17 +129,130 @@ func TestInjectorContributor(t *testing.T) {
 	if err := h.Refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	calls = a.calls.Load()
+	calls := sampleCount(t, reg, "conduit_extension_hook_duration_seconds", map[string]string{"extension": "a"})
 	if _, err := (InjectorContributor{Hooks: h}).Contribute(context.Background(), req); err != nil {
 		t.Fatal(err)
 	}
-	if a.calls.Load() != calls {
+	if c := sampleCount(t, reg, "conduit_extension_hook_duration_seconds", map[string]string{"extension": "a"}); c != calls {
 		t.Errorf("a hook whose annotation was removed is still called")
+	}
+	if !aPlugin.Exited() {
+		t.Errorf("the plugin of a hook whose annotation was removed still runs")
+	}
+}
+
+// TestAllowList: a hook runs only when the allow-list names its extension
+// with the digest of the binary it hands out; anything else is refused,
+// reported in the gauge, and never run.
+func TestAllowList(t *testing.T) {
+	sum := selfDigest(t)
+	other := strings.Repeat("ab", 32)
+	cs := fake.NewClientset(extNamespace("conduit-a", "a", "", map[string]string{AnnotationInjectorHook: distribute(t, "a")}))
+	reg := prometheus.NewRegistry()
+	dir := t.TempDir()
+	h := newTestHooks(t, cs, HooksOptions{Registerer: reg, PluginDir: dir})
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-0", Annotations: map[string]string{"app": "web"}}}
+	req := &injector.ContributionRequest{Pod: pod, Patched: pod, Namespace: "web", ProxyPath: "/spec/initContainers/1"}
+	patched := func() bool {
+		t.Helper()
+		if err := h.Refresh(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		ops, err := InjectorContributor{Hooks: h}.Contribute(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ops) == 1
+	}
+	state := func(s string) float64 {
+		return gaugeValue(t, reg, "conduit_extension_hook_plugin", map[string]string{"extension": "a", "state": s})
+	}
+	for _, tc := range []struct {
+		name  string
+		cm    *corev1.ConfigMap
+		want  bool
+		state string
+	}{
+		{"no allow-list", nil, false, stateNotAllowed},
+		{"not in the allow-list", allowConfigMap(sum, "b"), false, stateNotAllowed},
+		{"another digest", allowConfigMap(other, "a"), false, stateRefused},
+		{"an invalid digest", AllowListConfigMap(testControlPlane, AllowList{"a": "sha256:xyz"}), false, stateNotAllowed},
+		{"allowed", allowConfigMap(sum, "a"), true, stateRunning},
+		{"allowed, with a new digest", allowConfigMap(other, "a"), false, stateRefused},
+		{"allowed again", allowConfigMap(sum, "a"), true, stateRunning},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.cm != nil {
+				setAllowList(t, cs, tc.cm)
+			}
+			if got := patched(); got != tc.want {
+				t.Errorf("hook ran = %v, want %v", got, tc.want)
+			}
+			if v := state(tc.state); v != 1 {
+				t.Errorf("state %s = %v, want 1", tc.state, v)
+			}
+		})
+	}
+	// A binary changed on disk after its fetch is refused by go-plugin's
+	// SecureConfig before it runs.
+	h.Close()
+	path := filepath.Join(dir, sum[:16], BinaryPrefix+"a")
+	if err := os.Chmod(path, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = f.Write([]byte("tampered"))
+	f.Close()
+	if patched() {
+		t.Error("a tampered binary ran")
+	}
+	if v := state(stateFailed); v != 1 {
+		t.Errorf("state failed = %v, want 1 after a tampered binary", v)
+	}
+}
+
+// TestCrashedPluginRestarts: a plugin that dies during a call fails that
+// call only (the pod is admitted without its patch); the next refresh, which
+// the crash triggers, starts it again.
+func TestCrashedPluginRestarts(t *testing.T) {
+	sum := selfDigest(t)
+	cs := fake.NewClientset(allowConfigMap(sum, "crashy"),
+		extNamespace("conduit-crashy", "crashy", "", map[string]string{AnnotationInjectorHook: distribute(t, "crashy")}))
+	ev := &events{}
+	h := newTestHooks(t, cs, HooksOptions{Backoff: time.Millisecond, Events: ev, Timeout: 2 * time.Second})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := h.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	go h.Run(ctx, time.Hour)
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-0", Annotations: map[string]string{"app": "web"}}}
+	req := &injector.ContributionRequest{Pod: pod, Patched: pod, Namespace: "web", ProxyPath: "/spec/initContainers/1"}
+	ops, err := InjectorContributor{Hooks: h}.Contribute(ctx, req)
+	if err != nil || len(ops) != 0 {
+		t.Fatalf("call that crashed the plugin: ops %v, err %v", ops, err)
+	}
+	if len(ev.msgs) != 1 || !strings.Contains(ev.msgs[0], "exited") {
+		t.Errorf("events %q, want one saying the plugin exited", ev.msgs)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ops, _ := InjectorContributor{Hooks: h}.Contribute(ctx, req)
+		if len(ops) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the crashed plugin was not restarted within 10s (Run's interval is 1h)")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
 func TestInjectorContributorNoHooks(t *testing.T) {
-	h := NewHooks(fake.NewClientset(), HooksOptions{})
+	h := newTestHooks(t, fake.NewClientset(), HooksOptions{})
 	if err := h.Refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -182,17 +264,18 @@ func TestInjectorContributorNoHooks(t *testing.T) {
 }
 
 func TestEndpointAnnotator(t *testing.T) {
-	x := &hookExt{name: "x", md: map[string]string{"zone": "x-zone", "team": "x"}}
-	y := &hookExt{name: "y", md: map[string]string{"team": "y", "tier": "gold"}}
-	broken := &hookExt{name: "z", fail: true}
-	cs := fake.NewClientset(
-		extNamespace("conduit-x", "x", "", map[string]string{AnnotationDestinationHook: serveHooks(t, x)}),
-		extNamespace("conduit-y", "y", "", map[string]string{AnnotationDestinationHook: serveHooks(t, y)}),
-		extNamespace("conduit-z", "z", "", map[string]string{AnnotationDestinationHook: serveHooks(t, broken)}),
+	cs := fake.NewClientset(allowConfigMap(selfDigest(t), "x", "y", "z"),
+		extNamespace("conduit-x", "x", "", map[string]string{AnnotationDestinationHook: distribute(t, "x")}),
+		extNamespace("conduit-y", "y", "", map[string]string{AnnotationDestinationHook: distribute(t, "y")}),
+		extNamespace("conduit-z", "z", "", map[string]string{AnnotationDestinationHook: distribute(t, "z")}),
 	)
-	h := NewHooks(cs, HooksOptions{Backoff: time.Millisecond})
+	reg := prometheus.NewRegistry()
+	h := newTestHooks(t, cs, HooksOptions{Backoff: time.Millisecond, Registerer: reg})
 	if err := h.Refresh(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+	xCalls := func() uint64 {
+		return sampleCount(t, reg, "conduit_extension_hook_duration_seconds", map[string]string{"extension": "x"})
 	}
 	a := &EndpointAnnotator{Hooks: h}
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-0", Namespace: "web", UID: "u1", ResourceVersion: "7"}}
@@ -217,16 +300,16 @@ func TestEndpointAnnotator(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.Annotate(context.Background(), newAddr(), pod)
-	n := x.calls.Load()
+	n := xCalls()
 	addr = newAddr()
 	a.Annotate(context.Background(), addr, pod)
-	if x.calls.Load() != n || addr.Metadata["tier"] != "gold" {
-		t.Errorf("cached result not used: calls %d→%d, metadata %v", n, x.calls.Load(), addr.Metadata)
+	if xCalls() != n || addr.Metadata["tier"] != "gold" {
+		t.Errorf("cached result not used: calls %d→%d, metadata %v", n, xCalls(), addr.Metadata)
 	}
 	// A new pod version asks again.
 	pod.ResourceVersion = "8"
 	a.Annotate(context.Background(), newAddr(), pod)
-	if x.calls.Load() != n+1 {
+	if xCalls() != n+1 {
 		t.Errorf("a new pod version did not call the hook")
 	}
 }
@@ -264,7 +347,7 @@ func sampleCount(t *testing.T, reg *prometheus.Registry, name string, labels map
 // started is called within a moment, not at the next periodic refresh.
 func TestRunPicksUpNewExtensionAtOnce(t *testing.T) {
 	cs := fake.NewClientset()
-	h := NewHooks(cs, HooksOptions{})
+	h := newTestHooks(t, cs, HooksOptions{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan struct{})
@@ -272,24 +355,32 @@ func TestRunPicksUpNewExtensionAtOnce(t *testing.T) {
 	if got := h.snapshot(false); len(got) != 0 {
 		t.Fatalf("hooks before any extension: %d", len(got))
 	}
-	ns := extNamespace("conduit-late", "late", "", map[string]string{AnnotationInjectorHook: "late.conduit-late.svc:8089"})
+	addr := distribute(t, "late")
+	ns := extNamespace("conduit-late", "late", "", map[string]string{AnnotationInjectorHook: addr})
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	time.Sleep(200 * time.Millisecond)
+	if got := h.snapshot(false); len(got) != 0 {
+		t.Fatalf("an extension missing from the allow-list runs: %d hooks", len(got))
+	}
+	// Allowing it (mesh extensions allow late) starts it at once.
+	setAllowList(t, cs, allowConfigMap(selfDigest(t), "late"))
+	deadline := time.Now().Add(10 * time.Second)
 	for len(h.snapshot(false)) == 0 {
 		if time.Now().After(deadline) {
-			t.Fatal("the new extension's injector hook was not picked up within 5s (Run's interval is 1h)")
+			t.Fatal("the allowed extension's injector hook was not picked up within 10s (Run's interval is 1h)")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if got := h.snapshot(false)[0]; got.ext != "late" || got.addr != "late.conduit-late.svc:8089" {
+	got := h.snapshot(false)[0]
+	if got.ext != "late" || got.addr != addr || got.plugin.Info.Name != "late" {
 		t.Errorf("hook target %s at %s", got.ext, got.addr)
 	}
 	cancel()
 	<-done
-	if got := h.snapshot(false); len(got) != 0 {
-		t.Errorf("hooks after Run returned: %d, want none", len(got))
+	if len(h.snapshot(false)) != 0 || !got.plugin.Exited() {
+		t.Errorf("after Run returned: %d hooks, plugin exited %v; want none, true", len(h.snapshot(false)), got.plugin.Exited())
 	}
 }
 
@@ -297,15 +388,10 @@ func TestRunPicksUpNewExtensionAtOnce(t *testing.T) {
 // extension pod or a proxy just restarted) is retried within the call, and
 // its patch applies; it is not put in backoff.
 func TestHookRetriesUnavailableOnce(t *testing.T) {
-	flaky := &hookExt{name: "flaky"}
-	flaky.patch = func(*sdk.PodPatchRequest) ([]sdk.PatchOp, error) {
-		if flaky.calls.Load() == 1 {
-			return nil, status.Error(codes.Unavailable, "warming up")
-		}
-		return []sdk.PatchOp{{Op: "add", Path: "/metadata/annotations/flaky.dev~1ok", Value: "yes"}}, nil
-	}
-	cs := fake.NewClientset(extNamespace("conduit-flaky", "flaky", "", map[string]string{AnnotationInjectorHook: serveHooks(t, flaky)}))
-	h := NewHooks(cs, HooksOptions{Timeout: 2 * time.Second, Backoff: time.Hour})
+	cs := fake.NewClientset(allowConfigMap(selfDigest(t), "flaky"),
+		extNamespace("conduit-flaky", "flaky", "", map[string]string{AnnotationInjectorHook: distribute(t, "flaky")}))
+	reg := prometheus.NewRegistry()
+	h := newTestHooks(t, cs, HooksOptions{Timeout: 2 * time.Second, Backoff: time.Hour, Registerer: reg})
 	if err := h.Refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -320,7 +406,33 @@ func TestHookRetriesUnavailableOnce(t *testing.T) {
 			t.Fatalf("call %d: ops %s, want the flaky hook's patch after its retry", i, b)
 		}
 	}
-	if got := flaky.calls.Load(); got != 3 {
-		t.Errorf("hook calls = %d, want 3 (one retried call, then one call)", got)
+	// Two measured calls, both OK: the first one's Unavailable was retried
+	// within it, and did not put the hook in backoff.
+	if c := sampleCount(t, reg, "conduit_extension_hook_duration_seconds", map[string]string{"extension": "flaky", "code": "OK"}); c != 2 {
+		t.Errorf("OK calls = %d, want 2", c)
 	}
+}
+
+// gaugeValue returns the value of the gauge series of name with labels.
+func gaugeValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if v, ok := labels[lp.GetName()]; ok && v != lp.GetValue() {
+					continue next
+				}
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return 0
 }

@@ -3,6 +3,8 @@ package pluginhost
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -59,6 +61,13 @@ type LaunchOptions struct {
 	Stray io.Writer
 	// StartTimeout bounds the start and handshake (default 10s).
 	StartTimeout time.Duration
+	// SHA256, if set (lower-case hex), is the digest the binary must have:
+	// go-plugin's SecureConfig checks it right before running the binary,
+	// and refuses to run one that differs.
+	SHA256 string
+	// Env, if not nil, is the plugin's whole environment (besides
+	// go-plugin's own variables); nil passes the host's.
+	Env []string
 }
 
 // Plugin is a running plugin subprocess. Close it when done.
@@ -86,17 +95,30 @@ func Launch(ctx context.Context, path string, opts LaunchOptions) (*Plugin, erro
 	}
 	base := filepath.Base(path)
 	name := strings.TrimPrefix(base, BinaryPrefix)
-	gp := plugin.NewClient(&plugin.ClientConfig{
+	cmd := exec.Command(path)
+	cfg := &plugin.ClientConfig{
 		HandshakeConfig:  Handshake(),
 		VersionedPlugins: PluginSets(),
-		Cmd:              exec.Command(path),
+		Cmd:              cmd,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
 		StartTimeout:     opts.StartTimeout,
 		Logger:           newHCLogger(opts.Logger, "pluginhost"),
 		SyncStdout:       opts.Stray,
 		SyncStderr:       opts.Stray,
-	})
+	}
+	if opts.Env != nil {
+		cmd.Env = append([]string{}, opts.Env...)
+		cfg.SkipHostEnv = true
+	}
+	if opts.SHA256 != "" {
+		sum, err := hex.DecodeString(opts.SHA256)
+		if err != nil || len(sum) != sha256.Size {
+			return nil, fmt.Errorf("pluginhost: %s: invalid SHA-256 %q", base, opts.SHA256)
+		}
+		cfg.SecureConfig = &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
+	}
+	gp := plugin.NewClient(cfg)
 	rpc, err := gp.Client()
 	if err != nil {
 		gp.Kill()
@@ -136,6 +158,8 @@ func launchError(path string, err error) error {
 			"install a version of the plugin and of mesh built for the same protocol", path, sdk.APIVersion, sdk.ProtocolVersion, err)
 	case strings.Contains(msg, "Incompatible core API version"), strings.Contains(msg, "incompatible core API version"):
 		return fmt.Errorf("pluginhost: %s was built with an incompatible go-plugin: %w", path, err)
+	case strings.Contains(msg, "checksums did not match"):
+		return fmt.Errorf("pluginhost: %s is not the binary the allow-list names (its SHA-256 differs): refused to run it: %w", path, err)
 	case strings.Contains(msg, "Unrecognized remote plugin message"), strings.Contains(msg, "plugin exited before we could connect"):
 		return fmt.Errorf("pluginhost: %s is not a Conduit plugin (one built with the plugin SDK), or it failed to start: %w", path, err)
 	}

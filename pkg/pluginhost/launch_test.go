@@ -25,6 +25,12 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	// Launched by Hooks as mesh-<name>: serve the test extension <name>
+	// (testplugin_test.go).
+	if sdk.LaunchedAsPlugin() {
+		sdk.Serve(testExtension(strings.TrimPrefix(filepath.Base(os.Args[0]), BinaryPrefix)))
+		return
+	}
 	code := m.Run()
 	if binDir != "" {
 		os.RemoveAll(binDir)

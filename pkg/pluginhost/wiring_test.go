@@ -70,20 +70,21 @@ func deadAddr(t *testing.T) string {
 // the injector as controller injector does (Injector.Contributors) and
 // checks the admission response that the API server gets: the pod's
 // proxy, added by the core, gets the extension's variable; the patch
-// applies to the pod as submitted; an extension whose hook server is down
-// costs a warning and an Event (none for a dry run), never the injection.
+// applies to the pod as submitted; an extension whose hook fails costs a
+// warning and an Event (none for a dry run), and one whose binary cannot be
+// fetched is not run; neither fails the injection.
 func TestInjectorContributorThroughTheWebhook(t *testing.T) {
 	root, err := pki.NewRoot("test-root", time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tap := &hookExt{name: "tap", patch: tapLike}
-	cs := fake.NewClientset(
-		extNamespace("conduit-tap", "tap", "", map[string]string{AnnotationInjectorHook: serveHooks(t, tap)}),
+	cs := fake.NewClientset(allowConfigMap(selfDigest(t), "tap", "c-failing", "gone"),
+		extNamespace("conduit-tap", "tap", "", map[string]string{AnnotationInjectorHook: distribute(t, "tap")}),
+		extNamespace("conduit-c-failing", "c-failing", "", map[string]string{AnnotationInjectorHook: distribute(t, "c-failing")}),
 		extNamespace("conduit-gone", "gone", "", map[string]string{AnnotationInjectorHook: deadAddr(t)}),
 	)
 	ev := &events{}
-	h := NewHooks(cs, HooksOptions{Timeout: 500 * time.Millisecond, Backoff: time.Millisecond, Events: ev})
+	h := newTestHooks(t, cs, HooksOptions{Timeout: 500 * time.Millisecond, Backoff: time.Millisecond, Events: ev})
 	if err := h.Refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -153,8 +154,8 @@ func TestInjectorContributorThroughTheWebhook(t *testing.T) {
 				if dryRun && len(msgs) != 0 {
 					t.Errorf("events recorded for a dry run: %q", msgs)
 				}
-				if !dryRun && (len(msgs) != 1 || !strings.Contains(msgs[0], "ExtensionHookFailed extension gone")) {
-					t.Errorf("events %q, want one about the extension gone", msgs)
+				if !dryRun && (len(msgs) != 1 || !strings.Contains(msgs[0], "ExtensionHookFailed extension c-failing")) {
+					t.Errorf("events %q, want one about the failing extension", msgs)
 				}
 			}
 		})

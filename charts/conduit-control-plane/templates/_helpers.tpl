@@ -361,3 +361,14 @@ metadata:
   labels:
     {{- include "conduit.componentLabels" . | nindent 4 }}
 {{- end -}}
+
+{{/* Where the injector and destination run the extensions' hook binaries
+(pkg/pluginhost): fetched at run time, never part of the image. */}}
+{{- define "conduit.pluginVolumes" -}}
+- name: extension-plugins
+  emptyDir: {sizeLimit: 512Mi}
+{{- end -}}
+{{- define "conduit.pluginMounts" -}}
+- name: extension-plugins
+  mountPath: /var/run/conduit/plugins
+{{- end -}}

@@ -27,7 +27,7 @@ func newDestinationCmd() *cobra.Command {
 		ns = "conduit"
 	}
 	cfg := destination.RunConfig{Config: destination.Config{ControllerNamespace: ns}}
-	var logLevel, logFormat, kubeconfig string
+	var logLevel, logFormat, kubeconfig, pluginDir string
 	cmd := &cobra.Command{
 		Use:   "destination",
 		Short: "Run the destination service (service discovery and service profiles)",
@@ -63,11 +63,14 @@ their CRD exists, SMI TrafficSplits. See docs/destination.md.`,
 			}
 			cfg.Client, cfg.Dynamic, cfg.Logger = client, dyn, log
 			// Extensions' destination hooks (docs/extensions.md): endpoint
-			// metadata from the extensions found by their namespace label; a
-			// failing one is skipped (logged, counted on /metrics).
+			// metadata from the allowed extensions' hook binaries, run as
+			// go-plugin subprocesses; a failing one is skipped (logged,
+			// counted on /metrics).
 			cfg.Registry = prometheus.NewRegistry()
 			hooks := pluginhost.StartHooks(ctx, client, pluginhost.HooksOptions{
 				Logger:      log.With("subsystem", "extension-hooks"),
+				Namespace:   cfg.ControllerNamespace,
+				PluginDir:   pluginDir,
 				Registerer:  cfg.Registry,
 				HostVersion: version.Version,
 			})
@@ -91,6 +94,7 @@ their CRD exists, SMI TrafficSplits. See docs/destination.md.`,
 	f.DurationVar(&cfg.DrainTimeout, "drain-timeout", 10*time.Second, "how long a shutdown waits for streams to end")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&logFormat, "log-format", "json", "log format: json or text")
+	f.StringVar(&pluginDir, "plugin-dir", defaultPluginDir(), "writable directory where the allowed extensions' hook binaries are fetched and run")
 	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig to use outside a cluster (default: the in-cluster configuration)")
 	return cmd
 }

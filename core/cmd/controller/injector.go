@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
@@ -24,6 +25,7 @@ func newInjectorCmd() *cobra.Command {
 		opts                injector.Options
 		sidecarMode         string
 		kubeconfig          string
+		pluginDir           string
 		logLevel, logFormat string
 	)
 	cmd := &cobra.Command{
@@ -57,13 +59,16 @@ Conduit proxy and proxy-init to pods annotated conduit.dev/inject: enabled
 				return fmt.Errorf("injector: kubernetes client: %w", err)
 			}
 			opts.SidecarMode = injector.SidecarMode(sidecarMode)
-			// Extensions' injector hooks (docs/extensions.md): found from
-			// the namespaces labelled conduit.dev/extension, called over
-			// gRPC; a failing or absent one is logged, recorded as an Event
-			// and counted on the injector's /metrics, never fatal.
+			// Extensions' injector hooks (docs/extensions.md): the binaries
+			// of the extensions in the allow-list, fetched into pluginDir
+			// and run as go-plugin subprocesses; a failing, refused or
+			// absent one is logged, recorded as an Event and counted on the
+			// injector's /metrics, never fatal.
 			opts.Registry = prometheus.NewRegistry()
 			hooks := pluginhost.StartHooks(ctx, client, pluginhost.HooksOptions{
 				Logger:      log.With("subsystem", "extension-hooks"),
+				Namespace:   opts.Namespace,
+				PluginDir:   pluginDir,
 				Events:      &injector.KubeEvents{Client: client, Log: log, Component: injector.ServiceName},
 				Registerer:  opts.Registry,
 				HostVersion: version.Version,
@@ -79,8 +84,13 @@ Conduit proxy and proxy-init to pods annotated conduit.dev/inject: enabled
 	f.StringVar(&sidecarMode, "sidecar-mode", string(injector.SidecarAuto), "how the proxy is added: auto (native on Kubernetes >= 1.29), native or regular")
 	f.DurationVar(&opts.CertCheckInterval, "cert-check-interval", 0, "how often to check the serving certificate and caBundle (default 10m)")
 	f.StringVar(&opts.WebhookConfig, "webhook-config-name", injector.WebhookConfigName, "MutatingWebhookConfiguration whose caBundle the injector keeps in sync")
+	f.StringVar(&pluginDir, "plugin-dir", defaultPluginDir(), "writable directory where the allowed extensions' hook binaries are fetched and run")
 	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster configuration)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&logFormat, "log-format", "json", "log format: json or text")
 	return cmd
 }
+
+// defaultPluginDir is where hook binaries go when --plugin-dir is not given
+// (the chart gives an emptyDir): a directory of the temporary directory.
+func defaultPluginDir() string { return filepath.Join(os.TempDir(), "conduit-plugins") }

@@ -6,7 +6,9 @@
 //   - checks: one "hello" category for `mesh check`;
 //   - install: `mesh hello install | kubectl apply -f -` renders its Helm
 //     chart (embedded, charts/hello): a Deployment running
-//     `mesh-hello serve-hooks`, which serves the injector hook in the cluster;
+//     `mesh-hello serve-hooks`, which hands this binary out to the control
+//     plane, where it runs as the injector hook's plugin once allowed
+//     (`mesh extensions allow hello`);
 //   - an injector hook: a pod annotated hello.conduit.dev/greeting=<text>
 //     gets the environment variable HELLO_GREETING=<text> in every container
 //     but the proxy.

@@ -148,7 +148,9 @@ func main() {
 }
 
 // serveHooks runs the in-cluster hook server (the chart's Deployment): the
-// injector calls PatchPod over gRPC at the address the namespace advertises.
+// injector fetches this binary from the address the namespace advertises and,
+// once the allow-list names its SHA-256, runs it as a plugin (main's default
+// branch) and calls PatchPod.
 func serveHooks(args []string) error {
 	fs := flag.NewFlagSet("serve-hooks", flag.ContinueOnError)
 	addr := fs.String("addr", ":8089", "address of the gRPC hook server")

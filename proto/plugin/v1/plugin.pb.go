@@ -143,6 +143,122 @@ func (CheckStatus) EnumDescriptor() ([]byte, []int) {
 	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{1}
 }
 
+type BinaryRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The platform the host runs on (GOOS, GOARCH); the server refuses with
+	// FAILED_PRECONDITION when its binary is for another.
+	Os            string `protobuf:"bytes,1,opt,name=os,proto3" json:"os,omitempty"`
+	Arch          string `protobuf:"bytes,2,opt,name=arch,proto3" json:"arch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BinaryRequest) Reset() {
+	*x = BinaryRequest{}
+	mi := &file_plugin_v1_plugin_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BinaryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BinaryRequest) ProtoMessage() {}
+
+func (x *BinaryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_v1_plugin_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BinaryRequest.ProtoReflect.Descriptor instead.
+func (*BinaryRequest) Descriptor() ([]byte, []int) {
+	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *BinaryRequest) GetOs() string {
+	if x != nil {
+		return x.Os
+	}
+	return ""
+}
+
+func (x *BinaryRequest) GetArch() string {
+	if x != nil {
+		return x.Arch
+	}
+	return ""
+}
+
+type BinaryChunk struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Set in the first message only.
+	Size int64 `protobuf:"varint,1,opt,name=size,proto3" json:"size,omitempty"`
+	// Lower-case hex SHA-256 of the whole binary; set in the first message only.
+	Sha256        string `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Data          []byte `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BinaryChunk) Reset() {
+	*x = BinaryChunk{}
+	mi := &file_plugin_v1_plugin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BinaryChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BinaryChunk) ProtoMessage() {}
+
+func (x *BinaryChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_v1_plugin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BinaryChunk.ProtoReflect.Descriptor instead.
+func (*BinaryChunk) Descriptor() ([]byte, []int) {
+	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *BinaryChunk) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *BinaryChunk) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *BinaryChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
 type InfoRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Version of the host (`mesh` or the controller), for the extension's information.
@@ -153,7 +269,7 @@ type InfoRequest struct {
 
 func (x *InfoRequest) Reset() {
 	*x = InfoRequest{}
-	mi := &file_plugin_v1_plugin_proto_msgTypes[0]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -165,7 +281,7 @@ func (x *InfoRequest) String() string {
 func (*InfoRequest) ProtoMessage() {}
 
 func (x *InfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_v1_plugin_proto_msgTypes[0]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -178,7 +294,7 @@ func (x *InfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoRequest.ProtoReflect.Descriptor instead.
 func (*InfoRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{0}
+	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *InfoRequest) GetHostVersion() string {
@@ -211,7 +327,7 @@ type InfoResponse struct {
 
 func (x *InfoResponse) Reset() {
 	*x = InfoResponse{}
-	mi := &file_plugin_v1_plugin_proto_msgTypes[1]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -223,7 +339,7 @@ func (x *InfoResponse) String() string {
 func (*InfoResponse) ProtoMessage() {}
 
 func (x *InfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_v1_plugin_proto_msgTypes[1]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -236,7 +352,7 @@ func (x *InfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoResponse.ProtoReflect.Descriptor instead.
 func (*InfoResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{1}
+	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *InfoResponse) GetName() string {
@@ -298,7 +414,7 @@ type CommandInfo struct {
 
 func (x *CommandInfo) Reset() {
 	*x = CommandInfo{}
-	mi := &file_plugin_v1_plugin_proto_msgTypes[2]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -310,7 +426,7 @@ func (x *CommandInfo) String() string {
 func (*CommandInfo) ProtoMessage() {}
 
 func (x *CommandInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_v1_plugin_proto_msgTypes[2]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -323,7 +439,7 @@ func (x *CommandInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandInfo.ProtoReflect.Descriptor instead.
 func (*CommandInfo) Descriptor() ([]byte, []int) {
-	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{2}
+	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *CommandInfo) GetName() string {
@@ -355,7 +471,7 @@ type KubeFlags struct {
 
 func (x *KubeFlags) Reset() {
 	*x = KubeFlags{}
-	mi := &file_plugin_v1_plugin_proto_msgTypes[3]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -367,7 +483,7 @@ func (x *KubeFlags) String() string {
 func (*KubeFlags) ProtoMessage() {}
 
 func (x *KubeFlags) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_v1_plugin_proto_msgTypes[3]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -380,7 +496,7 @@ func (x *KubeFlags) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KubeFlags.ProtoReflect.Descriptor instead.
 func (*KubeFlags) Descriptor() ([]byte, []int) {
-	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{3}
+	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *KubeFlags) GetKubeconfig() string {
@@ -425,7 +541,7 @@ type RunRequest struct {
 
 func (x *RunRequest) Reset() {
 	*x = RunRequest{}
-	mi := &file_plugin_v1_plugin_proto_msgTypes[4]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -437,7 +553,7 @@ func (x *RunRequest) String() string {
 func (*RunRequest) ProtoMessage() {}
 
 func (x *RunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_v1_plugin_proto_msgTypes[4]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -450,7 +566,7 @@ func (x *RunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunRequest.ProtoReflect.Descriptor instead.
 func (*RunRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{4}
+	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RunRequest) GetMsg() isRunRequest_Msg {
@@ -524,7 +640,7 @@ type RunStart struct {
 
 func (x *RunStart) Reset() {
 	*x = RunStart{}
-	mi := &file_plugin_v1_plugin_proto_msgTypes[5]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -536,7 +652,7 @@ func (x *RunStart) String() string {
 func (*RunStart) ProtoMessage() {}
 
 func (x *RunStart) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_v1_plugin_proto_msgTypes[5]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -549,7 +665,7 @@ func (x *RunStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunStart.ProtoReflect.Descriptor instead.
 func (*RunStart) Descriptor() ([]byte, []int) {
-	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{5}
+	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RunStart) GetArgs() []string {
@@ -581,7 +697,7 @@ type StdinEOF struct {
 
 func (x *StdinEOF) Reset() {
 	*x = StdinEOF{}
-	mi := &file_plugin_v1_plugin_proto_msgTypes[6]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -593,7 +709,7 @@ func (x *StdinEOF) String() string {
 func (*StdinEOF) ProtoMessage() {}
 
 func (x *StdinEOF) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_v1_plugin_proto_msgTypes[6]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -606,7 +722,7 @@ func (x *StdinEOF) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StdinEOF.ProtoReflect.Descriptor instead.
 func (*StdinEOF) Descriptor() ([]byte, []int) {
-	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{6}
+	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{8}
 }
 
 type RunResponse struct {
@@ -624,7 +740,7 @@ type RunResponse struct {
 
 func (x *RunResponse) Reset() {
 	*x = RunResponse{}
-	mi := &file_plugin_v1_plugin_proto_msgTypes[7]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -636,7 +752,7 @@ func (x *RunResponse) String() string {
 func (*RunResponse) ProtoMessage() {}
 
 func (x *RunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_v1_plugin_proto_msgTypes[7]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -649,7 +765,7 @@ func (x *RunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunResponse.ProtoReflect.Descriptor instead.
 func (*RunResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{7}
+	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RunResponse) GetMsg() isRunResponse_Msg {
@@ -732,7 +848,7 @@ type StdinRequest struct {
 
 func (x *StdinRequest) Reset() {
 	*x = StdinRequest{}
-	mi := &file_plugin_v1_plugin_proto_msgTypes[8]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -744,7 +860,7 @@ func (x *StdinRequest) String() string {
 func (*StdinRequest) ProtoMessage() {}
 
 func (x *StdinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_v1_plugin_proto_msgTypes[8]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -757,7 +873,7 @@ func (x *StdinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StdinRequest.ProtoReflect.Descriptor instead.
 func (*StdinRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{8}
+	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{10}
 }
 
 type Exit struct {
@@ -769,7 +885,7 @@ type Exit struct {
 
 func (x *Exit) Reset() {
 	*x = Exit{}
-	mi := &file_plugin_v1_plugin_proto_msgTypes[9]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -781,7 +897,7 @@ func (x *Exit) String() string {
 func (*Exit) ProtoMessage() {}
 
 func (x *Exit) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_v1_plugin_proto_msgTypes[9]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -794,7 +910,7 @@ func (x *Exit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Exit.ProtoReflect.Descriptor instead.
 func (*Exit) Descriptor() ([]byte, []int) {
-	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{9}
+	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Exit) GetCode() int32 {
@@ -818,7 +934,7 @@ type InstallRequest struct {
 
 func (x *InstallRequest) Reset() {
 	*x = InstallRequest{}
-	mi := &file_plugin_v1_plugin_proto_msgTypes[10]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -830,7 +946,7 @@ func (x *InstallRequest) String() string {
 func (*InstallRequest) ProtoMessage() {}
 
 func (x *InstallRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_v1_plugin_proto_msgTypes[10]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -843,7 +959,7 @@ func (x *InstallRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstallRequest.ProtoReflect.Descriptor instead.
 func (*InstallRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{10}
+	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *InstallRequest) GetValuesJson() []byte {
@@ -877,7 +993,7 @@ type ManifestResponse struct {
 
 func (x *ManifestResponse) Reset() {
 	*x = ManifestResponse{}
-	mi := &file_plugin_v1_plugin_proto_msgTypes[11]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -889,7 +1005,7 @@ func (x *ManifestResponse) String() string {
 func (*ManifestResponse) ProtoMessage() {}
 
 func (x *ManifestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_v1_plugin_proto_msgTypes[11]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -902,7 +1018,7 @@ func (x *ManifestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManifestResponse.ProtoReflect.Descriptor instead.
 func (*ManifestResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{11}
+	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ManifestResponse) GetManifests() []byte {
@@ -921,7 +1037,7 @@ type CheckRequest struct {
 
 func (x *CheckRequest) Reset() {
 	*x = CheckRequest{}
-	mi := &file_plugin_v1_plugin_proto_msgTypes[12]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -933,7 +1049,7 @@ func (x *CheckRequest) String() string {
 func (*CheckRequest) ProtoMessage() {}
 
 func (x *CheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_v1_plugin_proto_msgTypes[12]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -946,7 +1062,7 @@ func (x *CheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckRequest.ProtoReflect.Descriptor instead.
 func (*CheckRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{12}
+	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CheckRequest) GetKube() *KubeFlags {
@@ -965,7 +1081,7 @@ type CheckResponse struct {
 
 func (x *CheckResponse) Reset() {
 	*x = CheckResponse{}
-	mi := &file_plugin_v1_plugin_proto_msgTypes[13]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -977,7 +1093,7 @@ func (x *CheckResponse) String() string {
 func (*CheckResponse) ProtoMessage() {}
 
 func (x *CheckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_v1_plugin_proto_msgTypes[13]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -990,7 +1106,7 @@ func (x *CheckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckResponse.ProtoReflect.Descriptor instead.
 func (*CheckResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{13}
+	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CheckResponse) GetCategories() []*CheckCategory {
@@ -1013,7 +1129,7 @@ type CheckCategory struct {
 
 func (x *CheckCategory) Reset() {
 	*x = CheckCategory{}
-	mi := &file_plugin_v1_plugin_proto_msgTypes[14]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1025,7 +1141,7 @@ func (x *CheckCategory) String() string {
 func (*CheckCategory) ProtoMessage() {}
 
 func (x *CheckCategory) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_v1_plugin_proto_msgTypes[14]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1038,7 +1154,7 @@ func (x *CheckCategory) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckCategory.ProtoReflect.Descriptor instead.
 func (*CheckCategory) Descriptor() ([]byte, []int) {
-	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{14}
+	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CheckCategory) GetName() string {
@@ -1069,7 +1185,7 @@ type CheckResult struct {
 
 func (x *CheckResult) Reset() {
 	*x = CheckResult{}
-	mi := &file_plugin_v1_plugin_proto_msgTypes[15]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1081,7 +1197,7 @@ func (x *CheckResult) String() string {
 func (*CheckResult) ProtoMessage() {}
 
 func (x *CheckResult) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_v1_plugin_proto_msgTypes[15]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1094,7 +1210,7 @@ func (x *CheckResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckResult.ProtoReflect.Descriptor instead.
 func (*CheckResult) Descriptor() ([]byte, []int) {
-	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{15}
+	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CheckResult) GetDescription() string {
@@ -1145,7 +1261,7 @@ type PatchPodRequest struct {
 
 func (x *PatchPodRequest) Reset() {
 	*x = PatchPodRequest{}
-	mi := &file_plugin_v1_plugin_proto_msgTypes[16]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1157,7 +1273,7 @@ func (x *PatchPodRequest) String() string {
 func (*PatchPodRequest) ProtoMessage() {}
 
 func (x *PatchPodRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_v1_plugin_proto_msgTypes[16]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1170,7 +1286,7 @@ func (x *PatchPodRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PatchPodRequest.ProtoReflect.Descriptor instead.
 func (*PatchPodRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{16}
+	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PatchPodRequest) GetPod() []byte {
@@ -1219,7 +1335,7 @@ type PatchPodResponse struct {
 
 func (x *PatchPodResponse) Reset() {
 	*x = PatchPodResponse{}
-	mi := &file_plugin_v1_plugin_proto_msgTypes[17]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1231,7 +1347,7 @@ func (x *PatchPodResponse) String() string {
 func (*PatchPodResponse) ProtoMessage() {}
 
 func (x *PatchPodResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_v1_plugin_proto_msgTypes[17]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1244,7 +1360,7 @@ func (x *PatchPodResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PatchPodResponse.ProtoReflect.Descriptor instead.
 func (*PatchPodResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{17}
+	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PatchPodResponse) GetJsonPatch() []byte {
@@ -1268,7 +1384,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_plugin_v1_plugin_proto_msgTypes[18]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1280,7 +1396,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_v1_plugin_proto_msgTypes[18]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1293,7 +1409,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{18}
+	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Endpoint) GetAddress() string {
@@ -1336,7 +1452,7 @@ type AnnotateEndpointsRequest struct {
 
 func (x *AnnotateEndpointsRequest) Reset() {
 	*x = AnnotateEndpointsRequest{}
-	mi := &file_plugin_v1_plugin_proto_msgTypes[19]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1348,7 +1464,7 @@ func (x *AnnotateEndpointsRequest) String() string {
 func (*AnnotateEndpointsRequest) ProtoMessage() {}
 
 func (x *AnnotateEndpointsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_v1_plugin_proto_msgTypes[19]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1361,7 +1477,7 @@ func (x *AnnotateEndpointsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnnotateEndpointsRequest.ProtoReflect.Descriptor instead.
 func (*AnnotateEndpointsRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{19}
+	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AnnotateEndpointsRequest) GetAuthority() string {
@@ -1388,7 +1504,7 @@ type AnnotateEndpointsResponse struct {
 
 func (x *AnnotateEndpointsResponse) Reset() {
 	*x = AnnotateEndpointsResponse{}
-	mi := &file_plugin_v1_plugin_proto_msgTypes[20]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1400,7 +1516,7 @@ func (x *AnnotateEndpointsResponse) String() string {
 func (*AnnotateEndpointsResponse) ProtoMessage() {}
 
 func (x *AnnotateEndpointsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_v1_plugin_proto_msgTypes[20]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1413,7 +1529,7 @@ func (x *AnnotateEndpointsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnnotateEndpointsResponse.ProtoReflect.Descriptor instead.
 func (*AnnotateEndpointsResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{20}
+	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AnnotateEndpointsResponse) GetMetadata() map[string]*EndpointMetadata {
@@ -1432,7 +1548,7 @@ type EndpointMetadata struct {
 
 func (x *EndpointMetadata) Reset() {
 	*x = EndpointMetadata{}
-	mi := &file_plugin_v1_plugin_proto_msgTypes[21]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1444,7 +1560,7 @@ func (x *EndpointMetadata) String() string {
 func (*EndpointMetadata) ProtoMessage() {}
 
 func (x *EndpointMetadata) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_v1_plugin_proto_msgTypes[21]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1457,7 +1573,7 @@ func (x *EndpointMetadata) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointMetadata.ProtoReflect.Descriptor instead.
 func (*EndpointMetadata) Descriptor() ([]byte, []int) {
-	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{21}
+	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *EndpointMetadata) GetEntries() map[string]string {
@@ -1471,7 +1587,14 @@ var File_plugin_v1_plugin_proto protoreflect.FileDescriptor
 
 const file_plugin_v1_plugin_proto_rawDesc = "" +
 	"\n" +
-	"\x16plugin/v1/plugin.proto\x12\x11conduit.plugin.v1\"0\n" +
+	"\x16plugin/v1/plugin.proto\x12\x11conduit.plugin.v1\"3\n" +
+	"\rBinaryRequest\x12\x0e\n" +
+	"\x02os\x18\x01 \x01(\tR\x02os\x12\x12\n" +
+	"\x04arch\x18\x02 \x01(\tR\x04arch\"M\n" +
+	"\vBinaryChunk\x12\x12\n" +
+	"\x04size\x18\x01 \x01(\x03R\x04size\x12\x16\n" +
+	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x12\x12\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\"0\n" +
 	"\vInfoRequest\x12!\n" +
 	"\fhost_version\x18\x01 \x01(\tR\vhostVersion\"\xa1\x02\n" +
 	"\fInfoResponse\x12\x12\n" +
@@ -1599,7 +1722,9 @@ const file_plugin_v1_plugin_proto_rawDesc = "" +
 	"\fInjectorHook\x12S\n" +
 	"\bPatchPod\x12\".conduit.plugin.v1.PatchPodRequest\x1a#.conduit.plugin.v1.PatchPodResponse2\x81\x01\n" +
 	"\x0fDestinationHook\x12n\n" +
-	"\x11AnnotateEndpoints\x12+.conduit.plugin.v1.AnnotateEndpointsRequest\x1a,.conduit.plugin.v1.AnnotateEndpointsResponseB:Z8github.com/conduit-mesh/conduit/proto/plugin/v1;pluginv1b\x06proto3"
+	"\x11AnnotateEndpoints\x12+.conduit.plugin.v1.AnnotateEndpointsRequest\x1a,.conduit.plugin.v1.AnnotateEndpointsResponse2\\\n" +
+	"\fDistribution\x12L\n" +
+	"\x06Binary\x12 .conduit.plugin.v1.BinaryRequest\x1a\x1e.conduit.plugin.v1.BinaryChunk0\x01B:Z8github.com/conduit-mesh/conduit/proto/plugin/v1;pluginv1b\x06proto3"
 
 var (
 	file_plugin_v1_plugin_proto_rawDescOnce sync.Once
@@ -1614,74 +1739,78 @@ func file_plugin_v1_plugin_proto_rawDescGZIP() []byte {
 }
 
 var file_plugin_v1_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_plugin_v1_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_plugin_v1_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_plugin_v1_plugin_proto_goTypes = []any{
 	(Capability)(0),                   // 0: conduit.plugin.v1.Capability
 	(CheckStatus)(0),                  // 1: conduit.plugin.v1.CheckStatus
-	(*InfoRequest)(nil),               // 2: conduit.plugin.v1.InfoRequest
-	(*InfoResponse)(nil),              // 3: conduit.plugin.v1.InfoResponse
-	(*CommandInfo)(nil),               // 4: conduit.plugin.v1.CommandInfo
-	(*KubeFlags)(nil),                 // 5: conduit.plugin.v1.KubeFlags
-	(*RunRequest)(nil),                // 6: conduit.plugin.v1.RunRequest
-	(*RunStart)(nil),                  // 7: conduit.plugin.v1.RunStart
-	(*StdinEOF)(nil),                  // 8: conduit.plugin.v1.StdinEOF
-	(*RunResponse)(nil),               // 9: conduit.plugin.v1.RunResponse
-	(*StdinRequest)(nil),              // 10: conduit.plugin.v1.StdinRequest
-	(*Exit)(nil),                      // 11: conduit.plugin.v1.Exit
-	(*InstallRequest)(nil),            // 12: conduit.plugin.v1.InstallRequest
-	(*ManifestResponse)(nil),          // 13: conduit.plugin.v1.ManifestResponse
-	(*CheckRequest)(nil),              // 14: conduit.plugin.v1.CheckRequest
-	(*CheckResponse)(nil),             // 15: conduit.plugin.v1.CheckResponse
-	(*CheckCategory)(nil),             // 16: conduit.plugin.v1.CheckCategory
-	(*CheckResult)(nil),               // 17: conduit.plugin.v1.CheckResult
-	(*PatchPodRequest)(nil),           // 18: conduit.plugin.v1.PatchPodRequest
-	(*PatchPodResponse)(nil),          // 19: conduit.plugin.v1.PatchPodResponse
-	(*Endpoint)(nil),                  // 20: conduit.plugin.v1.Endpoint
-	(*AnnotateEndpointsRequest)(nil),  // 21: conduit.plugin.v1.AnnotateEndpointsRequest
-	(*AnnotateEndpointsResponse)(nil), // 22: conduit.plugin.v1.AnnotateEndpointsResponse
-	(*EndpointMetadata)(nil),          // 23: conduit.plugin.v1.EndpointMetadata
-	nil,                               // 24: conduit.plugin.v1.PatchPodRequest.NamespaceLabelsEntry
-	nil,                               // 25: conduit.plugin.v1.PatchPodRequest.NamespaceAnnotationsEntry
-	nil,                               // 26: conduit.plugin.v1.Endpoint.PodLabelsEntry
-	nil,                               // 27: conduit.plugin.v1.AnnotateEndpointsResponse.MetadataEntry
-	nil,                               // 28: conduit.plugin.v1.EndpointMetadata.EntriesEntry
+	(*BinaryRequest)(nil),             // 2: conduit.plugin.v1.BinaryRequest
+	(*BinaryChunk)(nil),               // 3: conduit.plugin.v1.BinaryChunk
+	(*InfoRequest)(nil),               // 4: conduit.plugin.v1.InfoRequest
+	(*InfoResponse)(nil),              // 5: conduit.plugin.v1.InfoResponse
+	(*CommandInfo)(nil),               // 6: conduit.plugin.v1.CommandInfo
+	(*KubeFlags)(nil),                 // 7: conduit.plugin.v1.KubeFlags
+	(*RunRequest)(nil),                // 8: conduit.plugin.v1.RunRequest
+	(*RunStart)(nil),                  // 9: conduit.plugin.v1.RunStart
+	(*StdinEOF)(nil),                  // 10: conduit.plugin.v1.StdinEOF
+	(*RunResponse)(nil),               // 11: conduit.plugin.v1.RunResponse
+	(*StdinRequest)(nil),              // 12: conduit.plugin.v1.StdinRequest
+	(*Exit)(nil),                      // 13: conduit.plugin.v1.Exit
+	(*InstallRequest)(nil),            // 14: conduit.plugin.v1.InstallRequest
+	(*ManifestResponse)(nil),          // 15: conduit.plugin.v1.ManifestResponse
+	(*CheckRequest)(nil),              // 16: conduit.plugin.v1.CheckRequest
+	(*CheckResponse)(nil),             // 17: conduit.plugin.v1.CheckResponse
+	(*CheckCategory)(nil),             // 18: conduit.plugin.v1.CheckCategory
+	(*CheckResult)(nil),               // 19: conduit.plugin.v1.CheckResult
+	(*PatchPodRequest)(nil),           // 20: conduit.plugin.v1.PatchPodRequest
+	(*PatchPodResponse)(nil),          // 21: conduit.plugin.v1.PatchPodResponse
+	(*Endpoint)(nil),                  // 22: conduit.plugin.v1.Endpoint
+	(*AnnotateEndpointsRequest)(nil),  // 23: conduit.plugin.v1.AnnotateEndpointsRequest
+	(*AnnotateEndpointsResponse)(nil), // 24: conduit.plugin.v1.AnnotateEndpointsResponse
+	(*EndpointMetadata)(nil),          // 25: conduit.plugin.v1.EndpointMetadata
+	nil,                               // 26: conduit.plugin.v1.PatchPodRequest.NamespaceLabelsEntry
+	nil,                               // 27: conduit.plugin.v1.PatchPodRequest.NamespaceAnnotationsEntry
+	nil,                               // 28: conduit.plugin.v1.Endpoint.PodLabelsEntry
+	nil,                               // 29: conduit.plugin.v1.AnnotateEndpointsResponse.MetadataEntry
+	nil,                               // 30: conduit.plugin.v1.EndpointMetadata.EntriesEntry
 }
 var file_plugin_v1_plugin_proto_depIdxs = []int32{
 	0,  // 0: conduit.plugin.v1.InfoResponse.capabilities:type_name -> conduit.plugin.v1.Capability
-	4,  // 1: conduit.plugin.v1.InfoResponse.commands:type_name -> conduit.plugin.v1.CommandInfo
-	7,  // 2: conduit.plugin.v1.RunRequest.start:type_name -> conduit.plugin.v1.RunStart
-	8,  // 3: conduit.plugin.v1.RunRequest.stdin_eof:type_name -> conduit.plugin.v1.StdinEOF
-	5,  // 4: conduit.plugin.v1.RunStart.kube:type_name -> conduit.plugin.v1.KubeFlags
-	10, // 5: conduit.plugin.v1.RunResponse.stdin_request:type_name -> conduit.plugin.v1.StdinRequest
-	11, // 6: conduit.plugin.v1.RunResponse.exit:type_name -> conduit.plugin.v1.Exit
-	5,  // 7: conduit.plugin.v1.InstallRequest.kube:type_name -> conduit.plugin.v1.KubeFlags
-	5,  // 8: conduit.plugin.v1.CheckRequest.kube:type_name -> conduit.plugin.v1.KubeFlags
-	16, // 9: conduit.plugin.v1.CheckResponse.categories:type_name -> conduit.plugin.v1.CheckCategory
-	17, // 10: conduit.plugin.v1.CheckCategory.checks:type_name -> conduit.plugin.v1.CheckResult
+	6,  // 1: conduit.plugin.v1.InfoResponse.commands:type_name -> conduit.plugin.v1.CommandInfo
+	9,  // 2: conduit.plugin.v1.RunRequest.start:type_name -> conduit.plugin.v1.RunStart
+	10, // 3: conduit.plugin.v1.RunRequest.stdin_eof:type_name -> conduit.plugin.v1.StdinEOF
+	7,  // 4: conduit.plugin.v1.RunStart.kube:type_name -> conduit.plugin.v1.KubeFlags
+	12, // 5: conduit.plugin.v1.RunResponse.stdin_request:type_name -> conduit.plugin.v1.StdinRequest
+	13, // 6: conduit.plugin.v1.RunResponse.exit:type_name -> conduit.plugin.v1.Exit
+	7,  // 7: conduit.plugin.v1.InstallRequest.kube:type_name -> conduit.plugin.v1.KubeFlags
+	7,  // 8: conduit.plugin.v1.CheckRequest.kube:type_name -> conduit.plugin.v1.KubeFlags
+	18, // 9: conduit.plugin.v1.CheckResponse.categories:type_name -> conduit.plugin.v1.CheckCategory
+	19, // 10: conduit.plugin.v1.CheckCategory.checks:type_name -> conduit.plugin.v1.CheckResult
 	1,  // 11: conduit.plugin.v1.CheckResult.status:type_name -> conduit.plugin.v1.CheckStatus
-	24, // 12: conduit.plugin.v1.PatchPodRequest.namespace_labels:type_name -> conduit.plugin.v1.PatchPodRequest.NamespaceLabelsEntry
-	25, // 13: conduit.plugin.v1.PatchPodRequest.namespace_annotations:type_name -> conduit.plugin.v1.PatchPodRequest.NamespaceAnnotationsEntry
-	26, // 14: conduit.plugin.v1.Endpoint.pod_labels:type_name -> conduit.plugin.v1.Endpoint.PodLabelsEntry
-	20, // 15: conduit.plugin.v1.AnnotateEndpointsRequest.endpoints:type_name -> conduit.plugin.v1.Endpoint
-	27, // 16: conduit.plugin.v1.AnnotateEndpointsResponse.metadata:type_name -> conduit.plugin.v1.AnnotateEndpointsResponse.MetadataEntry
-	28, // 17: conduit.plugin.v1.EndpointMetadata.entries:type_name -> conduit.plugin.v1.EndpointMetadata.EntriesEntry
-	23, // 18: conduit.plugin.v1.AnnotateEndpointsResponse.MetadataEntry.value:type_name -> conduit.plugin.v1.EndpointMetadata
-	2,  // 19: conduit.plugin.v1.Extension.Info:input_type -> conduit.plugin.v1.InfoRequest
-	6,  // 20: conduit.plugin.v1.Commander.Run:input_type -> conduit.plugin.v1.RunRequest
-	12, // 21: conduit.plugin.v1.Installer.Install:input_type -> conduit.plugin.v1.InstallRequest
-	12, // 22: conduit.plugin.v1.Installer.Uninstall:input_type -> conduit.plugin.v1.InstallRequest
-	14, // 23: conduit.plugin.v1.Checker.Check:input_type -> conduit.plugin.v1.CheckRequest
-	18, // 24: conduit.plugin.v1.InjectorHook.PatchPod:input_type -> conduit.plugin.v1.PatchPodRequest
-	21, // 25: conduit.plugin.v1.DestinationHook.AnnotateEndpoints:input_type -> conduit.plugin.v1.AnnotateEndpointsRequest
-	3,  // 26: conduit.plugin.v1.Extension.Info:output_type -> conduit.plugin.v1.InfoResponse
-	9,  // 27: conduit.plugin.v1.Commander.Run:output_type -> conduit.plugin.v1.RunResponse
-	13, // 28: conduit.plugin.v1.Installer.Install:output_type -> conduit.plugin.v1.ManifestResponse
-	13, // 29: conduit.plugin.v1.Installer.Uninstall:output_type -> conduit.plugin.v1.ManifestResponse
-	15, // 30: conduit.plugin.v1.Checker.Check:output_type -> conduit.plugin.v1.CheckResponse
-	19, // 31: conduit.plugin.v1.InjectorHook.PatchPod:output_type -> conduit.plugin.v1.PatchPodResponse
-	22, // 32: conduit.plugin.v1.DestinationHook.AnnotateEndpoints:output_type -> conduit.plugin.v1.AnnotateEndpointsResponse
-	26, // [26:33] is the sub-list for method output_type
-	19, // [19:26] is the sub-list for method input_type
+	26, // 12: conduit.plugin.v1.PatchPodRequest.namespace_labels:type_name -> conduit.plugin.v1.PatchPodRequest.NamespaceLabelsEntry
+	27, // 13: conduit.plugin.v1.PatchPodRequest.namespace_annotations:type_name -> conduit.plugin.v1.PatchPodRequest.NamespaceAnnotationsEntry
+	28, // 14: conduit.plugin.v1.Endpoint.pod_labels:type_name -> conduit.plugin.v1.Endpoint.PodLabelsEntry
+	22, // 15: conduit.plugin.v1.AnnotateEndpointsRequest.endpoints:type_name -> conduit.plugin.v1.Endpoint
+	29, // 16: conduit.plugin.v1.AnnotateEndpointsResponse.metadata:type_name -> conduit.plugin.v1.AnnotateEndpointsResponse.MetadataEntry
+	30, // 17: conduit.plugin.v1.EndpointMetadata.entries:type_name -> conduit.plugin.v1.EndpointMetadata.EntriesEntry
+	25, // 18: conduit.plugin.v1.AnnotateEndpointsResponse.MetadataEntry.value:type_name -> conduit.plugin.v1.EndpointMetadata
+	4,  // 19: conduit.plugin.v1.Extension.Info:input_type -> conduit.plugin.v1.InfoRequest
+	8,  // 20: conduit.plugin.v1.Commander.Run:input_type -> conduit.plugin.v1.RunRequest
+	14, // 21: conduit.plugin.v1.Installer.Install:input_type -> conduit.plugin.v1.InstallRequest
+	14, // 22: conduit.plugin.v1.Installer.Uninstall:input_type -> conduit.plugin.v1.InstallRequest
+	16, // 23: conduit.plugin.v1.Checker.Check:input_type -> conduit.plugin.v1.CheckRequest
+	20, // 24: conduit.plugin.v1.InjectorHook.PatchPod:input_type -> conduit.plugin.v1.PatchPodRequest
+	23, // 25: conduit.plugin.v1.DestinationHook.AnnotateEndpoints:input_type -> conduit.plugin.v1.AnnotateEndpointsRequest
+	2,  // 26: conduit.plugin.v1.Distribution.Binary:input_type -> conduit.plugin.v1.BinaryRequest
+	5,  // 27: conduit.plugin.v1.Extension.Info:output_type -> conduit.plugin.v1.InfoResponse
+	11, // 28: conduit.plugin.v1.Commander.Run:output_type -> conduit.plugin.v1.RunResponse
+	15, // 29: conduit.plugin.v1.Installer.Install:output_type -> conduit.plugin.v1.ManifestResponse
+	15, // 30: conduit.plugin.v1.Installer.Uninstall:output_type -> conduit.plugin.v1.ManifestResponse
+	17, // 31: conduit.plugin.v1.Checker.Check:output_type -> conduit.plugin.v1.CheckResponse
+	21, // 32: conduit.plugin.v1.InjectorHook.PatchPod:output_type -> conduit.plugin.v1.PatchPodResponse
+	24, // 33: conduit.plugin.v1.DestinationHook.AnnotateEndpoints:output_type -> conduit.plugin.v1.AnnotateEndpointsResponse
+	3,  // 34: conduit.plugin.v1.Distribution.Binary:output_type -> conduit.plugin.v1.BinaryChunk
+	27, // [27:35] is the sub-list for method output_type
+	19, // [19:27] is the sub-list for method input_type
 	19, // [19:19] is the sub-list for extension type_name
 	19, // [19:19] is the sub-list for extension extendee
 	0,  // [0:19] is the sub-list for field type_name
@@ -1692,12 +1821,12 @@ func file_plugin_v1_plugin_proto_init() {
 	if File_plugin_v1_plugin_proto != nil {
 		return
 	}
-	file_plugin_v1_plugin_proto_msgTypes[4].OneofWrappers = []any{
+	file_plugin_v1_plugin_proto_msgTypes[6].OneofWrappers = []any{
 		(*RunRequest_Start)(nil),
 		(*RunRequest_Stdin)(nil),
 		(*RunRequest_StdinEof)(nil),
 	}
-	file_plugin_v1_plugin_proto_msgTypes[7].OneofWrappers = []any{
+	file_plugin_v1_plugin_proto_msgTypes[9].OneofWrappers = []any{
 		(*RunResponse_Stdout)(nil),
 		(*RunResponse_Stderr)(nil),
 		(*RunResponse_StdinRequest)(nil),
@@ -1709,9 +1838,9 @@ func file_plugin_v1_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugin_v1_plugin_proto_rawDesc), len(file_plugin_v1_plugin_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   27,
+			NumMessages:   29,
 			NumExtensions: 0,
-			NumServices:   6,
+			NumServices:   7,
 		},
 		GoTypes:           file_plugin_v1_plugin_proto_goTypes,
 		DependencyIndexes: file_plugin_v1_plugin_proto_depIdxs,

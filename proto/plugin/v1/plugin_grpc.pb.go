@@ -706,3 +706,120 @@ var DestinationHook_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "plugin/v1/plugin.proto",
 }
+
+const (
+	Distribution_Binary_FullMethodName = "/conduit.plugin.v1.Distribution/Binary"
+)
+
+// DistributionClient is the client API for Distribution service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Distribution hands out the binary that serves the extension's hooks, for
+// the control plane to run as a plugin (served by sdk.ServeHooks in the
+// extension's controller, never over go-plugin).
+type DistributionClient interface {
+	// Binary streams the executable: the first message carries its size and
+	// SHA-256, then chunks of at most 1 MiB follow until the stream ends.
+	Binary(ctx context.Context, in *BinaryRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BinaryChunk], error)
+}
+
+type distributionClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewDistributionClient(cc grpc.ClientConnInterface) DistributionClient {
+	return &distributionClient{cc}
+}
+
+func (c *distributionClient) Binary(ctx context.Context, in *BinaryRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BinaryChunk], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Distribution_ServiceDesc.Streams[0], Distribution_Binary_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[BinaryRequest, BinaryChunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Distribution_BinaryClient = grpc.ServerStreamingClient[BinaryChunk]
+
+// DistributionServer is the server API for Distribution service.
+// All implementations must embed UnimplementedDistributionServer
+// for forward compatibility.
+//
+// Distribution hands out the binary that serves the extension's hooks, for
+// the control plane to run as a plugin (served by sdk.ServeHooks in the
+// extension's controller, never over go-plugin).
+type DistributionServer interface {
+	// Binary streams the executable: the first message carries its size and
+	// SHA-256, then chunks of at most 1 MiB follow until the stream ends.
+	Binary(*BinaryRequest, grpc.ServerStreamingServer[BinaryChunk]) error
+	mustEmbedUnimplementedDistributionServer()
+}
+
+// UnimplementedDistributionServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedDistributionServer struct{}
+
+func (UnimplementedDistributionServer) Binary(*BinaryRequest, grpc.ServerStreamingServer[BinaryChunk]) error {
+	return status.Error(codes.Unimplemented, "method Binary not implemented")
+}
+func (UnimplementedDistributionServer) mustEmbedUnimplementedDistributionServer() {}
+func (UnimplementedDistributionServer) testEmbeddedByValue()                      {}
+
+// UnsafeDistributionServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to DistributionServer will
+// result in compilation errors.
+type UnsafeDistributionServer interface {
+	mustEmbedUnimplementedDistributionServer()
+}
+
+func RegisterDistributionServer(s grpc.ServiceRegistrar, srv DistributionServer) {
+	// If the following call panics, it indicates UnimplementedDistributionServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Distribution_ServiceDesc, srv)
+}
+
+func _Distribution_Binary_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(BinaryRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(DistributionServer).Binary(m, &grpc.GenericServerStream[BinaryRequest, BinaryChunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Distribution_BinaryServer = grpc.ServerStreamingServer[BinaryChunk]
+
+// Distribution_ServiceDesc is the grpc.ServiceDesc for Distribution service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Distribution_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "conduit.plugin.v1.Distribution",
+	HandlerType: (*DistributionServer)(nil),
+	Methods:     []grpc.MethodDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Binary",
+			Handler:       _Distribution_Binary_Handler,
+			ServerStreams: true,
+		},
+	},
+	Metadata: "plugin/v1/plugin.proto",
+}

@@ -13,12 +13,20 @@ import (
 	"os"
 	"time"
 
+	"github.com/conduit-mesh/conduit/extensions/viz/plugin"
 	"github.com/conduit-mesh/conduit/pkg/logging"
 	"github.com/conduit-mesh/conduit/pkg/procutil"
+	sdk "github.com/conduit-mesh/conduit/plugin-sdk"
 	"github.com/spf13/cobra"
 )
 
 func main() {
+	// The injector and destination run this binary as viz's hook plugin
+	// (handed out by `metrics-api`, see docs/extensions.md).
+	if sdk.LaunchedAsPlugin() {
+		sdk.Serve(plugin.Viz{})
+		return
+	}
 	root := &cobra.Command{
 		Use:           "viz-controller",
 		Short:         "Conduit viz extension components",

@@ -57,7 +57,7 @@ func newMetricsAPICmd() *cobra.Command {
 			if hooksAddr != "" {
 				n++
 				go func() {
-					log.Info("serving injector hook", "addr", hooksAddr)
+					log.Info("handing out the hook plugin (this binary) to the control plane", "addr", hooksAddr)
 					errCh <- sdk.ServeHooks(ctx, hooksAddr, plugin.Viz{})
 				}()
 			}

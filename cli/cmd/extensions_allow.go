@@ -1,0 +1,293 @@
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/conduit-mesh/conduit/pkg/pluginhost"
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/yaml"
+)
+
+func newExtensionsAllowCmd(o *Options) *cobra.Command {
+	var digest, output string
+	c := &cobra.Command{
+		Use:   "allow NAME",
+		Short: "Let the control plane run an installed extension's hooks, pinned to its binary's SHA-256",
+		Long: `The injector and destination run an extension's hooks (its injector hook, its
+destination hook) as plugins inside their own pods, with their permissions. They
+run only the extensions listed in the ConfigMap conduit-extension-allowlist of
+the control plane's namespace, each pinned to the SHA-256 of its hook binary.
+
+allow fetches the hook binary that the installed extension hands out (through a
+port-forward to the pod behind its conduit.dev/injector-hook address), hashes
+it, and writes the digest into the allow-list; or pins the digest you give with
+--sha256 (for example the one published with a release) without fetching. The
+control plane picks the change up within seconds. A binary whose digest differs
+(an upgraded or tampered image) is refused until you allow it again.
+
+-o yaml prints the allow-list ConfigMap instead of writing it (for GitOps).`,
+		Example: `  mesh extensions allow viz
+  mesh extensions allow hello --sha256 sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+  mesh extensions allow viz -o yaml > allowlist.yaml`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			if output != "" && output != "yaml" {
+				return fmt.Errorf("extensions allow: unknown output format %q (accepted: yaml)", output)
+			}
+			k, err := o.Kube()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			ce, err := clusterExtension(ctx, k, name)
+			if err != nil {
+				return err
+			}
+			addr := ce.InjectorHook
+			if addr == "" {
+				addr = ce.DestinationHook
+			}
+			if addr == "" {
+				return fmt.Errorf("extensions allow: the extension %q (namespace %s) serves no control-plane hook (no %s or %s annotation): there is nothing to allow",
+					name, ce.Namespace, pluginhost.AnnotationInjectorHook, pluginhost.AnnotationDestinationHook)
+			}
+			if digest != "" {
+				if digest, err = pluginhost.ParseDigest(digest); err != nil {
+					return fmt.Errorf("extensions allow: --sha256: %w", err)
+				}
+			} else {
+				size, sum, where, err := fetchHookDigest(ctx, k, ce, addr)
+				if err != nil {
+					return err
+				}
+				digest = sum
+				fmt.Fprintf(o.Err, "Fetched the hook binary of %s from %s: %d bytes, sha256:%s\n", name, where, size, sum)
+			}
+			al, bad, err := pluginhost.ReadAllowList(ctx, k.Client, o.ControlPlaneNamespace)
+			if err != nil {
+				return fmt.Errorf("extensions allow: %w", err)
+			}
+			for _, e := range bad {
+				fmt.Fprintf(o.Err, "Warning: %v (the entry is replaced or kept as it is)\n", e)
+			}
+			al[name] = digest
+			if output == "yaml" {
+				return printAllowList(o, al)
+			}
+			if err := writeAllowList(ctx, k, o.ControlPlaneNamespace, name, digest, false); err != nil {
+				return err
+			}
+			fmt.Fprintf(o.Out, "Extension %s allowed (sha256:%s): the injector and destination run its hooks from now on.\n", name, digest)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&digest, "sha256", "", "pin this digest instead of fetching the binary from the cluster")
+	c.Flags().StringVarP(&output, "output", "o", "", "yaml: print the allow-list ConfigMap instead of writing it")
+	return c
+}
+
+func newExtensionsDisallowCmd(o *Options) *cobra.Command {
+	var output string
+	c := &cobra.Command{
+		Use:   "disallow NAME",
+		Short: "Stop the control plane running an extension's hooks",
+		Long: `disallow removes the extension from the allow-list (ConfigMap
+conduit-extension-allowlist): the injector and destination stop its hook plugin
+within seconds, and inject and discover without it. The extension itself stays
+installed.`,
+		Example: `  mesh extensions disallow viz`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			if output != "" && output != "yaml" {
+				return fmt.Errorf("extensions disallow: unknown output format %q (accepted: yaml)", output)
+			}
+			k, err := o.Kube()
+			if err != nil {
+				return err
+			}
+			al, _, err := pluginhost.ReadAllowList(cmd.Context(), k.Client, o.ControlPlaneNamespace)
+			if err != nil {
+				return fmt.Errorf("extensions disallow: %w", err)
+			}
+			if _, ok := al[name]; !ok && output == "" {
+				fmt.Fprintf(o.Out, "Extension %s is not in the allow-list: nothing to do.\n", name)
+				return nil
+			}
+			delete(al, name)
+			if output == "yaml" {
+				return printAllowList(o, al)
+			}
+			if err := writeAllowList(cmd.Context(), k, o.ControlPlaneNamespace, name, "", true); err != nil {
+				return err
+			}
+			fmt.Fprintf(o.Out, "Extension %s removed from the allow-list: its hooks no longer run.\n", name)
+			return nil
+		},
+	}
+	c.Flags().StringVarP(&output, "output", "o", "", "yaml: print the allow-list ConfigMap instead of writing it")
+	return c
+}
+
+// clusterExtension finds the installed extension name.
+func clusterExtension(ctx context.Context, k *Kube, name string) (pluginhost.ClusterExtension, error) {
+	exts, err := pluginhost.ClusterExtensions(ctx, k.Client)
+	if err != nil {
+		return pluginhost.ClusterExtension{}, fmt.Errorf("extensions: %w", err)
+	}
+	for _, ce := range exts {
+		if ce.Name == name {
+			return ce, nil
+		}
+	}
+	return pluginhost.ClusterExtension{}, fmt.Errorf("extensions: %q is not installed in the cluster (no namespace labelled %s=%s): install it first, e.g. `mesh %s install | kubectl apply -f -`",
+		name, pluginhost.LabelExtension, name, name)
+}
+
+// fetchHookDigest port-forwards to a ready pod behind the hook address
+// ("<service>.<namespace>.svc[...]:<port>") and hashes the binary it hands out.
+func fetchHookDigest(ctx context.Context, k *Kube, ce pluginhost.ClusterExtension, addr string) (int64, string, string, error) {
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0, "", "", fmt.Errorf("extensions allow: hook address %q of %s: %w", addr, ce.Name, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return 0, "", "", fmt.Errorf("extensions allow: hook address %q of %s: invalid port", addr, ce.Name)
+	}
+	parts := strings.Split(host, ".")
+	svcName, ns := parts[0], ce.Namespace
+	if len(parts) > 1 {
+		ns = parts[1]
+	}
+	svc, err := k.Client.CoreV1().Services(ns).Get(ctx, svcName, metav1.GetOptions{})
+	if err != nil {
+		return 0, "", "", fmt.Errorf("extensions allow: the hook address %s of %s is not a Service of this cluster: %w (pin a digest with --sha256 instead)", addr, ce.Name, err)
+	}
+	var target *corev1.ServicePort
+	for i := range svc.Spec.Ports {
+		if int(svc.Spec.Ports[i].Port) == port {
+			target = &svc.Spec.Ports[i]
+		}
+	}
+	if target == nil || len(svc.Spec.Selector) == 0 {
+		return 0, "", "", fmt.Errorf("extensions allow: Service %s/%s has no port %d with a pod selector", ns, svcName, port)
+	}
+	pods, err := k.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: labels.SelectorFromSet(svc.Spec.Selector).String()})
+	if err != nil {
+		return 0, "", "", fmt.Errorf("extensions allow: list the pods of Service %s/%s: %w", ns, svcName, err)
+	}
+	for _, p := range pods.Items {
+		if !podReady(&p) {
+			continue
+		}
+		podPort := target.TargetPort.IntValue()
+		if target.TargetPort.Type == intstr.String {
+			for _, c := range p.Spec.Containers {
+				for _, cp := range c.Ports {
+					if cp.Name == target.TargetPort.StrVal {
+						podPort = int(cp.ContainerPort)
+					}
+				}
+			}
+		}
+		if podPort == 0 {
+			podPort = port
+		}
+		fctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		local, stop, err := k.PortForward(fctx, ns, p.Name, podPort)
+		if err != nil {
+			return 0, "", "", fmt.Errorf("extensions allow: %w", err)
+		}
+		defer stop()
+		conn, err := grpc.NewClient("passthrough:///"+local, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return 0, "", "", fmt.Errorf("extensions allow: %w", err)
+		}
+		defer conn.Close()
+		size, sum, err := pluginhost.BinaryDigest(fctx, conn)
+		if err != nil {
+			return 0, "", "", fmt.Errorf("extensions allow: pod %s/%s: %w", ns, p.Name, err)
+		}
+		return size, sum, "pod " + ns + "/" + p.Name, nil
+	}
+	return 0, "", "", fmt.Errorf("extensions allow: no ready pod behind Service %s/%s (is the extension running? kubectl -n %s get pods)", ns, svcName, ns)
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+			return true
+		}
+	}
+	return false
+}
+
+// writeAllowList sets (or, with remove, deletes) one entry of the
+// allow-list, creating the ConfigMap if needed, retrying on conflicts.
+func writeAllowList(ctx context.Context, k *Kube, ns, name, digest string, remove bool) error {
+	cms := k.Client.CoreV1().ConfigMaps(ns)
+	for attempt := 0; attempt < 5; attempt++ {
+		cm, err := cms.Get(ctx, pluginhost.AllowListName, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			if remove {
+				return nil
+			}
+			_, err = cms.Create(ctx, pluginhost.AllowListConfigMap(ns, pluginhost.AllowList{name: digest}), metav1.CreateOptions{})
+			if apierrors.IsAlreadyExists(err) {
+				continue
+			}
+			if apierrors.IsNotFound(err) {
+				return fmt.Errorf("extensions: the control plane's namespace %s does not exist (is Conduit installed? --conduit-namespace)", ns)
+			}
+			if err != nil {
+				return fmt.Errorf("extensions: create ConfigMap %s/%s: %w", ns, pluginhost.AllowListName, err)
+			}
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("extensions: read ConfigMap %s/%s: %w", ns, pluginhost.AllowListName, err)
+		}
+		if cm.Data == nil {
+			cm.Data = map[string]string{}
+		}
+		if remove {
+			delete(cm.Data, name)
+		} else {
+			cm.Data[name] = "sha256:" + digest
+		}
+		_, err = cms.Update(ctx, cm, metav1.UpdateOptions{})
+		if apierrors.IsConflict(err) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("extensions: update ConfigMap %s/%s: %w", ns, pluginhost.AllowListName, err)
+		}
+		return nil
+	}
+	return errors.New("extensions: the allow-list kept changing under us: try again")
+}
+
+func printAllowList(o *Options, al pluginhost.AllowList) error {
+	b, err := yaml.Marshal(pluginhost.AllowListConfigMap(o.ControlPlaneNamespace, al))
+	if err != nil {
+		return err
+	}
+	_, err = o.Out.Write(b)
+	return err
+}

@@ -1,0 +1,121 @@
+package pluginhost
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"runtime"
+	"sort"
+	"strings"
+
+	pluginv1 "github.com/conduit-mesh/conduit/proto/plugin/v1"
+	"google.golang.org/grpc"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// AllowListName is the ConfigMap, in the control plane's namespace, that
+// lists the extensions whose hooks the injector and destination may run:
+// each key is an extension's name, its value the SHA-256 (lower-case hex,
+// optionally prefixed "sha256:") of the hook binary the extension hands out.
+// `mesh extensions allow|disallow` write it; an extension that is not in it,
+// or whose binary has another digest, is never run.
+const AllowListName = "conduit-extension-allowlist"
+
+// AllowList maps an extension's name to the SHA-256 of its hook binary.
+type AllowList map[string]string
+
+// ParseDigest validates a SHA-256 digest ("sha256:<hex>" or "<hex>") and
+// returns its lower-case hex form.
+func ParseDigest(s string) (string, error) {
+	h := strings.ToLower(strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(s), "sha256:")))
+	if b, err := hex.DecodeString(h); err != nil || len(b) != 32 {
+		return "", fmt.Errorf("%q is not a SHA-256 digest (64 hex digits, optionally prefixed sha256:)", s)
+	}
+	return h, nil
+}
+
+// ParseAllowList reads the allow-list from its ConfigMap's data. Entries
+// that are not a valid digest are returned as errors (and left out), so that
+// one bad entry does not disable the others.
+func ParseAllowList(data map[string]string) (AllowList, []error) {
+	out := AllowList{}
+	var errs []error
+	keys := make([]string, 0, len(data))
+	for k := range data {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		d, err := ParseDigest(data[k])
+		if err != nil {
+			errs = append(errs, fmt.Errorf("pluginhost: ConfigMap %s, key %s: %w", AllowListName, k, err))
+			continue
+		}
+		out[k] = d
+	}
+	return out, errs
+}
+
+// ReadAllowList reads the allow-list of the control plane in namespace ns;
+// a missing ConfigMap is an empty list.
+func ReadAllowList(ctx context.Context, cs kubernetes.Interface, ns string) (AllowList, []error, error) {
+	cm, err := cs.CoreV1().ConfigMaps(ns).Get(ctx, AllowListName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return AllowList{}, nil, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("pluginhost: read ConfigMap %s/%s: %w", ns, AllowListName, err)
+	}
+	al, errs := ParseAllowList(cm.Data)
+	return al, errs, nil
+}
+
+// AllowListConfigMap returns the ConfigMap holding al, for `kubectl apply`.
+func AllowListConfigMap(ns string, al AllowList) *corev1.ConfigMap {
+	data := map[string]string{}
+	for k, v := range al {
+		data[k] = "sha256:" + v
+	}
+	return &corev1.ConfigMap{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
+		ObjectMeta: metav1.ObjectMeta{Name: AllowListName, Namespace: ns, Labels: map[string]string{"conduit.dev/control-plane-component": "extension-allowlist"}},
+		Data:       data,
+	}
+}
+
+// BinaryDigest downloads the hook binary an extension hands out on conn (its
+// Distribution service) and returns its size and SHA-256, computed over
+// what was received: what `mesh extensions allow` pins.
+func BinaryDigest(ctx context.Context, conn grpc.ClientConnInterface) (size int64, sha string, err error) {
+	stream, err := pluginv1.NewDistributionClient(conn).Binary(ctx, &pluginv1.BinaryRequest{Os: "linux", Arch: runtime.GOARCH})
+	if err != nil {
+		return 0, "", fmt.Errorf("pluginhost: fetch the hook binary: %w", err)
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		return 0, "", fmt.Errorf("pluginhost: fetch the hook binary: %w", err)
+	}
+	h := sha256.New()
+	for {
+		c, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return 0, "", fmt.Errorf("pluginhost: fetch the hook binary: %w", err)
+		}
+		size += int64(len(c.GetData()))
+		h.Write(c.GetData())
+	}
+	sha = hex.EncodeToString(h.Sum(nil))
+	if size != first.GetSize() || sha != first.GetSha256() {
+		return 0, "", fmt.Errorf("pluginhost: the hook binary received (%d bytes, SHA-256 %s) is not the one announced (%d bytes, %s)", size, sha, first.GetSize(), first.GetSha256())
+	}
+	return size, sha, nil
+}
