@@ -212,6 +212,7 @@ func (h *Hooks) Refresh(ctx context.Context) error {
 	next := map[string]*target{}
 	var injectorTargets, destinationTargets []*target
 	seen := map[string]bool{}
+	retry := false
 	for _, ce := range exts {
 		addr := ce.InjectorHook
 		if addr == "" {
@@ -234,6 +235,10 @@ func (h *Hooks) Refresh(ctx context.Context) error {
 				state := stateFailed
 				if errors.Is(err, errDigest) {
 					state = stateRefused
+				} else {
+					// Mostly the extension's pod not serving yet: try
+					// again soon rather than at the next interval.
+					retry = true
 				}
 				h.report(ce.Name, state, "extension hooks not run", "namespace", ce.Namespace, "address", addr, "err", err)
 				continue
@@ -252,6 +257,9 @@ func (h *Hooks) Refresh(ctx context.Context) error {
 	h.mu.Lock()
 	h.targets, h.injector, h.destination = next, injectorTargets, destinationTargets
 	h.mu.Unlock()
+	if retry {
+		time.AfterFunc(retryStartAfter, h.poke)
+	}
 	for name, t := range current {
 		if next[name] != t {
 			t.plugin.Close()
@@ -367,6 +375,10 @@ func (h *Hooks) fetch(ctx context.Context, name, addr, sha string) (string, erro
 	}
 	return path, nil
 }
+
+// retryStartAfter is when Run refreshes again after a plugin could not be
+// fetched or started.
+const retryStartAfter = 5 * time.Second
 
 // retryUnavailableAfter is the pause before the one retry of a call that
 // failed with codes.Unavailable.
