@@ -29,7 +29,15 @@ mkdir -p "$DATA" "$RUN" "$LOGS" "$ETC/cni"
 start() {
   local name=$1; shift
   [ -f "$LOGS/$name.log" ] && mv -f "$LOGS/$name.log" "$LOGS/$name.log.1"
-  setsid "$@" > "$LOGS/$name.log" 2>&1 < /dev/null &
+  (
+    # The daemons outlive this script: they must not keep what it inherited
+    # beyond stdio (a lock its caller holds with flock, a pipe someone reads).
+    for fd in /proc/self/fd/*; do
+      fd=${fd##*/}
+      if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" 2> /dev/null || true; fi
+    done
+    exec setsid "$@" > "$LOGS/$name.log" 2>&1 < /dev/null
+  ) &
   echo $! > "$RUN/$name.pid"
 }
 
