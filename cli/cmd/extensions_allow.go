@@ -22,7 +22,7 @@ import (
 )
 
 func newExtensionsAllowCmd(o *Options) *cobra.Command {
-	var digest, output string
+	var digest, output, policyFlag string
 	c := &cobra.Command{
 		Use:   "allow NAME",
 		Short: "Let the control plane run an installed extension's hooks, pinned to its binary's SHA-256",
@@ -38,6 +38,10 @@ it, and writes the digest into the allow-list; or pins the digest you give with
 control plane picks the change up within seconds. A binary whose digest differs
 (an upgraded or tampered image) is refused until you allow it again.
 
+--failure-policy Fail makes the injector refuse pods when the extension's
+injector hook fails or does not run (for a patch pods cannot do without); the
+default, Ignore, injects them without its patch, with a warning and an Event.
+
 -o yaml prints the allow-list ConfigMap instead of writing it (for GitOps).`,
 		Example: `  mesh extensions allow viz
   mesh extensions allow hello --sha256 sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
@@ -47,6 +51,10 @@ control plane picks the change up within seconds. A binary whose digest differs
 			name := args[0]
 			if output != "" && output != "yaml" {
 				return fmt.Errorf("extensions allow: unknown output format %q (accepted: yaml)", output)
+			}
+			policy, err := pluginhost.ParseFailurePolicy(policyFlag)
+			if err != nil {
+				return fmt.Errorf("extensions allow: --failure-policy: %w", err)
 			}
 			k, err := o.Kube()
 			if err != nil {
@@ -84,18 +92,19 @@ control plane picks the change up within seconds. A binary whose digest differs
 			for _, e := range bad {
 				fmt.Fprintf(o.Err, "Warning: %v (the entry is replaced or kept as it is)\n", e)
 			}
-			al[name] = digest
+			al[name] = pluginhost.AllowEntry{SHA256: digest, FailurePolicy: policy}
 			if output == "yaml" {
 				return printAllowList(o, al)
 			}
-			if err := writeAllowList(ctx, k, o.ControlPlaneNamespace, name, digest, false); err != nil {
+			if err := writeAllowList(ctx, k, o.ControlPlaneNamespace, name, al[name].String(), false); err != nil {
 				return err
 			}
-			fmt.Fprintf(o.Out, "Extension %s allowed (sha256:%s): the injector and destination run its hooks from now on.\n", name, digest)
+			fmt.Fprintf(o.Out, "Extension %s allowed (sha256:%s, failure policy %s): the injector and destination run its hooks from now on.\n", name, digest, policy)
 			return nil
 		},
 	}
 	c.Flags().StringVar(&digest, "sha256", "", "pin this digest instead of fetching the binary from the cluster")
+	c.Flags().StringVar(&policyFlag, "failure-policy", "Ignore", "what a failing injector hook does to the pod: Ignore (inject without its patch) or Fail (refuse the pod)")
 	c.Flags().StringVarP(&output, "output", "o", "", "yaml: print the allow-list ConfigMap instead of writing it")
 	return c
 }
@@ -239,8 +248,9 @@ func podReady(p *corev1.Pod) bool {
 }
 
 // writeAllowList sets (or, with remove, deletes) one entry of the
-// allow-list, creating the ConfigMap if needed, retrying on conflicts.
-func writeAllowList(ctx context.Context, k *Kube, ns, name, digest string, remove bool) error {
+// allow-list (value in its ConfigMap form), creating the ConfigMap if
+// needed, retrying on conflicts.
+func writeAllowList(ctx context.Context, k *Kube, ns, name, value string, remove bool) error {
 	cms := k.Client.CoreV1().ConfigMaps(ns)
 	for attempt := 0; attempt < 5; attempt++ {
 		cm, err := cms.Get(ctx, pluginhost.AllowListName, metav1.GetOptions{})
@@ -248,7 +258,9 @@ func writeAllowList(ctx context.Context, k *Kube, ns, name, digest string, remov
 			if remove {
 				return nil
 			}
-			_, err = cms.Create(ctx, pluginhost.AllowListConfigMap(ns, pluginhost.AllowList{name: digest}), metav1.CreateOptions{})
+			cm := pluginhost.AllowListConfigMap(ns, nil)
+			cm.Data = map[string]string{name: value}
+			_, err = cms.Create(ctx, cm, metav1.CreateOptions{})
 			if apierrors.IsAlreadyExists(err) {
 				continue
 			}
@@ -269,7 +281,7 @@ func writeAllowList(ctx context.Context, k *Kube, ns, name, digest string, remov
 		if remove {
 			delete(cm.Data, name)
 		} else {
-			cm.Data[name] = "sha256:" + digest
+			cm.Data[name] = value
 		}
 		_, err = cms.Update(ctx, cm, metav1.UpdateOptions{})
 		if apierrors.IsConflict(err) {

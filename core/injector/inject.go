@@ -3,6 +3,7 @@ package injector
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -40,10 +41,16 @@ type JSONPatchOp struct {
 // those of the contributors before it), so their paths address
 // req.Patched. A contributor runs under ContributorTimeout; when it fails,
 // times out or returns operations that do not apply, the pod is injected
-// without its operations and a warning (admission warning and Event) says so.
+// without its operations and a warning (admission warning and Event) says so,
+// unless its error wraps ErrContributionRequired: then the pod is refused.
 type PatchContributor interface {
 	Contribute(ctx context.Context, req *ContributionRequest) ([]JSONPatchOp, error)
 }
+
+// ErrContributionRequired, wrapped in a contributor's error, refuses the pod
+// instead of injecting it without the contribution (an extension whose
+// failure policy is Fail).
+var ErrContributionRequired = errors.New("a required extension patch failed")
 
 // ContributionRequest is what a PatchContributor sees.
 type ContributionRequest struct {
@@ -152,17 +159,22 @@ func (inj *Injector) Inject(ctx context.Context, req Request) (*Result, error) {
 	res.Warnings = append(res.Warnings, b.warnings...)
 	res.Patch = b.patch(initC, proxy, inj.NativeSidecar)
 	if len(inj.Contributors) > 0 {
-		res.Warnings = append(res.Warnings, inj.contribute(ctx, req, ns, res)...)
+		warnings, err := inj.contribute(ctx, req, ns, res)
+		if err != nil {
+			return nil, err
+		}
+		res.Warnings = append(res.Warnings, warnings...)
 	}
 	return res, nil
 }
 
 // contribute appends the contributors' operations to res.Patch and returns
-// a warning for each contributor whose operations were left out.
-func (inj *Injector) contribute(ctx context.Context, req Request, ns string, res *Result) []string {
+// a warning for each contributor whose operations were left out, or the
+// error of one that requires its operations (ErrContributionRequired).
+func (inj *Injector) contribute(ctx context.Context, req Request, ns string, res *Result) ([]string, error) {
 	patched, err := ApplyPatch(req.Pod, res.Patch)
 	if err != nil {
-		return []string{fmt.Sprintf("extensions' patches skipped: the core patch does not apply: %v", err)}
+		return []string{fmt.Sprintf("extensions' patches skipped: the core patch does not apply: %v", err)}, nil
 	}
 	var warnings []string
 	for _, c := range inj.Contributors {
@@ -179,13 +191,18 @@ func (inj *Injector) contribute(ctx context.Context, req Request, ns string, res
 				patched = next
 			}
 		}
+		if errors.Is(err, ErrContributionRequired) {
+			// A Denial: the pod is refused with this message, whatever the
+			// webhook's own failure policy.
+			return nil, &Denial{Message: "conduit injector: " + err.Error()}
+		}
 		if err != nil {
 			warnings = append(warnings, fmt.Sprintf("extension patch %T left out: %v", c, err))
 			continue
 		}
 		res.Patch = append(res.Patch, ops...)
 	}
-	return warnings
+	return warnings, nil
 }
 
 // ProxyPath is the JSON pointer of the injected proxy container in the

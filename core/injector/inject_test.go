@@ -3,6 +3,7 @@ package injector
 import (
 	"context"
 	"errors"
+	"fmt"
 	"flag"
 	"os"
 	"path/filepath"
@@ -350,6 +351,14 @@ func (badPath) Contribute(context.Context, *ContributionRequest) ([]JSONPatchOp,
 	return []JSONPatchOp{{Op: "replace", Path: "/spec/nope/3", Value: 1}}, nil
 }
 
+// required fails with ErrContributionRequired (an extension whose failure
+// policy is Fail).
+type required struct{}
+
+func (required) Contribute(context.Context, *ContributionRequest) ([]JSONPatchOp, error) {
+	return nil, fmt.Errorf("%w: extension tracing: tracing is down", ErrContributionRequired)
+}
+
 // slow ignores nothing: it waits for its deadline.
 type slow struct{}
 
@@ -391,6 +400,13 @@ func TestContributors(t *testing.T) {
 	res, err := inj.Inject(context.Background(), Request{Pod: p, Namespace: "emojivoto", NamespaceAnnotations: nsEnabled})
 	if err != nil || !res.Injected || len(res.Warnings) != 1 || time.Since(start) > ContributorTimeout+time.Second {
 		t.Errorf("slow contributor: %v %+v after %s", err, res, time.Since(start))
+	}
+	// A contributor that requires its patch refuses the pod when it fails.
+	inj.Contributors = []PatchContributor{addEnv{}, required{}}
+	_, err = inj.Inject(context.Background(), Request{Pod: p, Namespace: "emojivoto", NamespaceAnnotations: nsEnabled})
+	var d *Denial
+	if !errors.As(err, &d) || !strings.Contains(d.Message, "tracing is down") || !strings.Contains(d.Message, ErrContributionRequired.Error()) {
+		t.Errorf("required contributor failing: %v; want a Denial with its error", err)
 	}
 	// Pods that are not injected are not offered to contributors.
 	if res, err := inj.Inject(context.Background(), Request{Pod: p, Namespace: "emojivoto"}); err != nil || res.Injected {

@@ -179,6 +179,12 @@ func TestExtensionHello(t *testing.T) {
 		_, ok := greetingOf(p)
 		return !ok && injected(p), nil
 	})
+	// The same with failurePolicy=Fail: pods are refused, saying why.
+	f.MeshCmd(t, "extensions", "allow", "hello", "--sha256", strings.Repeat("0", 64), "--failure-policy", "Fail")
+	f.WaitFor(t, "the injector to refuse pods while a Fail extension's hook cannot run", time.Minute, func(ctx context.Context) (bool, error) {
+		_, err := dryRun(ctx)
+		return err != nil && strings.Contains(err.Error(), "extension hello (failurePolicy=Fail)"), nil
+	})
 	f.MeshCmd(t, "extensions", "allow", "hello")
 	f.WaitFor(t, "the hook to run again once its digest is allowed", time.Minute, func(ctx context.Context) (bool, error) {
 		p, err := dryRun(ctx)

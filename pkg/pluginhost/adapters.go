@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -19,8 +21,10 @@ import (
 // core/injector.PatchContributor. It calls the hooks in extension-name
 // order, each with the pod patched by the ones before; a hook that fails,
 // times out, or returns operations that do not apply is left out (logged,
-// counted, and recorded as an Event) and never fails the admission, so
-// Contribute returns no error.
+// counted, and recorded as an Event) and does not fail the admission,
+// unless the allow-list gives its extension failurePolicy=Fail: then
+// Contribute returns an error wrapping injector.ErrContributionRequired,
+// which refuses the pod (also when that extension's plugin is not running).
 type InjectorContributor struct {
 	Hooks *Hooks
 }
@@ -29,6 +33,11 @@ var _ injector.PatchContributor = InjectorContributor{}
 
 // Contribute implements injector.PatchContributor.
 func (c InjectorContributor) Contribute(ctx context.Context, req *injector.ContributionRequest) ([]injector.JSONPatchOp, error) {
+	failClosed, unavailable := c.Hooks.policies()
+	if len(unavailable) > 0 {
+		name := slices.Sorted(maps.Keys(unavailable))[0]
+		return nil, fmt.Errorf("%w: extension %s (failurePolicy=Fail) is not running its injector hook: %s", injector.ErrContributionRequired, name, unavailable[name])
+	}
 	targets := c.Hooks.snapshot(false)
 	if len(targets) == 0 {
 		return nil, nil
@@ -41,6 +50,9 @@ func (c InjectorContributor) Contribute(ctx context.Context, req *injector.Contr
 	var all []injector.JSONPatchOp
 	for _, t := range targets {
 		next, ops, err := c.one(ctx, t, req, current)
+		if err != nil && failClosed[t.ext] {
+			return nil, fmt.Errorf("%w: extension %s (failurePolicy=Fail): %v", injector.ErrContributionRequired, t.ext, err)
+		}
 		if err != nil {
 			c.Hooks.reportPatchFailure(ctx, t, req.Pod, req.Namespace, req.DryRun, err)
 			continue

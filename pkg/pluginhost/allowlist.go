@@ -22,13 +22,75 @@ import (
 // AllowListName is the ConfigMap, in the control plane's namespace, that
 // lists the extensions whose hooks the injector and destination may run:
 // each key is an extension's name, its value the SHA-256 (lower-case hex,
-// optionally prefixed "sha256:") of the hook binary the extension hands out.
+// optionally prefixed "sha256:") of the hook binary the extension hands out,
+// optionally followed by " failurePolicy=Fail" (see AllowEntry).
 // `mesh extensions allow|disallow` write it; an extension that is not in it,
 // or whose binary has another digest, is never run.
 const AllowListName = "conduit-extension-allowlist"
 
-// AllowList maps an extension's name to the SHA-256 of its hook binary.
-type AllowList map[string]string
+// FailurePolicy says what a failed injector hook does to the pod.
+type FailurePolicy string
+
+const (
+	// Ignore (the default) injects the pod without the hook's patch.
+	Ignore FailurePolicy = "Ignore"
+	// Fail refuses the pod, as a webhook's failurePolicy: Fail does: for
+	// an extension whose patch the pods cannot do without. It applies to
+	// the injector only; discovery never fails because of an extension.
+	Fail FailurePolicy = "Fail"
+)
+
+// AllowEntry is what the allow-list says of one extension.
+type AllowEntry struct {
+	// SHA256 is the digest of the hook binary (lower-case hex).
+	SHA256        string
+	FailurePolicy FailurePolicy
+}
+
+// String is the entry's form in the ConfigMap.
+func (e AllowEntry) String() string {
+	if e.FailurePolicy == Fail {
+		return "sha256:" + e.SHA256 + " failurePolicy=Fail"
+	}
+	return "sha256:" + e.SHA256
+}
+
+// ParseAllowEntry reads "sha256:<hex>[ failurePolicy=Ignore|Fail]".
+func ParseAllowEntry(s string) (AllowEntry, error) {
+	fields := strings.Fields(s)
+	if len(fields) == 0 {
+		return AllowEntry{}, fmt.Errorf("empty entry: want sha256:<64 hex digits>[ failurePolicy=Ignore|Fail]")
+	}
+	d, err := ParseDigest(fields[0])
+	if err != nil {
+		return AllowEntry{}, err
+	}
+	e := AllowEntry{SHA256: d, FailurePolicy: Ignore}
+	for _, f := range fields[1:] {
+		v, ok := strings.CutPrefix(f, "failurePolicy=")
+		if !ok {
+			return AllowEntry{}, fmt.Errorf("unknown option %q (accepted: failurePolicy=Ignore|Fail)", f)
+		}
+		if e.FailurePolicy, err = ParseFailurePolicy(v); err != nil {
+			return AllowEntry{}, err
+		}
+	}
+	return e, nil
+}
+
+// ParseFailurePolicy reads Ignore or Fail (any case).
+func ParseFailurePolicy(s string) (FailurePolicy, error) {
+	switch strings.ToLower(s) {
+	case "ignore", "":
+		return Ignore, nil
+	case "fail":
+		return Fail, nil
+	}
+	return "", fmt.Errorf("failure policy %q: accepted: Ignore, Fail", s)
+}
+
+// AllowList maps an extension's name to its entry.
+type AllowList map[string]AllowEntry
 
 // ParseDigest validates a SHA-256 digest ("sha256:<hex>" or "<hex>") and
 // returns its lower-case hex form.
@@ -52,12 +114,12 @@ func ParseAllowList(data map[string]string) (AllowList, []error) {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		d, err := ParseDigest(data[k])
+		e, err := ParseAllowEntry(data[k])
 		if err != nil {
 			errs = append(errs, fmt.Errorf("pluginhost: ConfigMap %s, key %s: %w", AllowListName, k, err))
 			continue
 		}
-		out[k] = d
+		out[k] = e
 	}
 	return out, errs
 }
@@ -80,7 +142,7 @@ func ReadAllowList(ctx context.Context, cs kubernetes.Interface, ns string) (All
 func AllowListConfigMap(ns string, al AllowList) *corev1.ConfigMap {
 	data := map[string]string{}
 	for k, v := range al {
-		data[k] = "sha256:" + v
+		data[k] = v.String()
 	}
 	return &corev1.ConfigMap{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},

@@ -117,7 +117,7 @@ func TestE2EHello(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cs.CoreV1().ConfigMaps(ns).Create(ctx, AllowListConfigMap(ns, AllowList{"hello": sum}), metav1.CreateOptions{}); err != nil {
+	if _, err := cs.CoreV1().ConfigMaps(ns).Create(ctx, AllowListConfigMap(ns, AllowList{"hello": {SHA256: sum}}), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	hooks := NewHooks(cs, HooksOptions{Namespace: ns, PluginDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)), Timeout: 5 * time.Second, DialOptions: []grpc.DialOption{

@@ -72,7 +72,7 @@ func TestList(t *testing.T) {
 		!strings.Contains(hello.Warnings[1], "the cluster runs version 0.2.0 but the plugin is version 0.1.0") {
 		t.Errorf("hello hooks %q, warnings %q", hello.Hooks, hello.Warnings)
 	}
-	if _, err := cs.CoreV1().ConfigMaps("conduit").Create(context.Background(), AllowListConfigMap("conduit", AllowList{"hello": strings.Repeat("0", 64)}), metav1.CreateOptions{}); err != nil {
+	if _, err := cs.CoreV1().ConfigMaps("conduit").Create(context.Background(), AllowListConfigMap("conduit", AllowList{"hello": {SHA256: strings.Repeat("0", 64)}}), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	rows, err = h.List(context.Background(), cs)

@@ -89,6 +89,10 @@ type Hooks struct {
 	targets     map[string]*target // by extension name
 	injector    []*target
 	destination []*target
+	// failClosed names the extensions whose failure policy is Fail;
+	// unavailable those of them whose injector hook is not running (why).
+	failClosed  map[string]bool
+	unavailable map[string]string
 	// reported remembers the last problem logged per extension, so that a
 	// refused extension is logged when its state changes, not every refresh.
 	reported map[string]string
@@ -213,6 +217,7 @@ func (h *Hooks) Refresh(ctx context.Context) error {
 	var injectorTargets, destinationTargets []*target
 	seen := map[string]bool{}
 	retry := false
+	failClosed, unavailable := map[string]bool{}, map[string]string{}
 	for _, ce := range exts {
 		addr := ce.InjectorHook
 		if addr == "" {
@@ -222,7 +227,11 @@ func (h *Hooks) Refresh(ctx context.Context) error {
 			continue
 		}
 		seen[ce.Name] = true
-		sha, ok := allow[ce.Name]
+		entry, ok := allow[ce.Name]
+		sha := entry.SHA256
+		if ok && entry.FailurePolicy == Fail {
+			failClosed[ce.Name] = true
+		}
 		if !ok {
 			h.report(ce.Name, stateNotAllowed, "extension hooks not run: the extension is not in the allow-list",
 				"namespace", ce.Namespace, "hint", "mesh extensions allow "+ce.Name)
@@ -241,6 +250,9 @@ func (h *Hooks) Refresh(ctx context.Context) error {
 					retry = true
 				}
 				h.report(ce.Name, state, "extension hooks not run", "namespace", ce.Namespace, "address", addr, "err", err)
+				if failClosed[ce.Name] && ce.InjectorHook != "" {
+					unavailable[ce.Name] = err.Error()
+				}
 				continue
 			}
 		}
@@ -249,6 +261,8 @@ func (h *Hooks) Refresh(ctx context.Context) error {
 		caps := t.plugin.Info.Capabilities
 		if ce.InjectorHook != "" && slices.Contains(caps, client.InjectorHook) {
 			injectorTargets = append(injectorTargets, t)
+		} else if failClosed[ce.Name] && ce.InjectorHook != "" {
+			unavailable[ce.Name] = "its plugin does not implement the injector hook"
 		}
 		if ce.DestinationHook != "" && slices.Contains(caps, client.DestinationHook) {
 			destinationTargets = append(destinationTargets, t)
@@ -256,6 +270,7 @@ func (h *Hooks) Refresh(ctx context.Context) error {
 	}
 	h.mu.Lock()
 	h.targets, h.injector, h.destination = next, injectorTargets, destinationTargets
+	h.failClosed, h.unavailable = failClosed, unavailable
 	h.mu.Unlock()
 	if retry {
 		time.AfterFunc(retryStartAfter, h.poke)
@@ -477,6 +492,14 @@ func (h *Hooks) watch(ctx context.Context, open func(context.Context) (watch.Int
 		}
 		w.Stop()
 	}
+}
+
+// policies returns the extensions whose failure policy is Fail, and those
+// of them whose injector hook is not running, with why.
+func (h *Hooks) policies() (failClosed map[string]bool, unavailable map[string]string) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.failClosed, h.unavailable
 }
 
 func (h *Hooks) snapshot(destination bool) []*target {

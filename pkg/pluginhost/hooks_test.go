@@ -176,7 +176,8 @@ func TestAllowList(t *testing.T) {
 		{"no allow-list", nil, false, stateNotAllowed},
 		{"not in the allow-list", allowConfigMap(sum, "b"), false, stateNotAllowed},
 		{"another digest", allowConfigMap(other, "a"), false, stateRefused},
-		{"an invalid digest", AllowListConfigMap(testControlPlane, AllowList{"a": "sha256:xyz"}), false, stateNotAllowed},
+		{"an invalid digest", &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: AllowListName, Namespace: testControlPlane},
+			Data: map[string]string{"a": "sha256:xyz"}}, false, stateNotAllowed},
 		{"allowed", allowConfigMap(sum, "a"), true, stateRunning},
 		{"allowed, with a new digest", allowConfigMap(other, "a"), false, stateRefused},
 		{"allowed again", allowConfigMap(sum, "a"), true, stateRunning},
@@ -435,4 +436,90 @@ func gaugeValue(t *testing.T, reg *prometheus.Registry, name string, labels map[
 		}
 	}
 	return 0
+}
+
+// TestFailurePolicyFail: an extension allowed with failurePolicy=Fail
+// refuses the pod when its hook fails or its plugin does not run; the
+// others' failures are still ignored.
+func TestFailurePolicyFail(t *testing.T) {
+	sum := selfDigest(t)
+	dead := deadAddr(t)
+	cm := allowConfigMap(sum, "a", "c-failing")
+	cs := fake.NewClientset(cm,
+		extNamespace("conduit-a", "a", "", map[string]string{AnnotationInjectorHook: distribute(t, "a")}),
+		extNamespace("conduit-c-failing", "c-failing", "", map[string]string{AnnotationInjectorHook: distribute(t, "c-failing")}),
+		extNamespace("conduit-gone", "gone", "", map[string]string{AnnotationInjectorHook: dead}),
+	)
+	h := newTestHooks(t, cs, HooksOptions{Backoff: time.Millisecond, Events: &events{}})
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-0", Annotations: map[string]string{"app": "web"}}}
+	req := &injector.ContributionRequest{Pod: pod, Patched: pod, Namespace: "web", ProxyPath: "/spec/initContainers/1"}
+	contribute := func(t *testing.T, policies map[string]FailurePolicy) ([]injector.JSONPatchOp, error) {
+		t.Helper()
+		for name, p := range policies {
+			e, err := ParseAllowEntry(cm.Data[name])
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.FailurePolicy = p
+			cm.Data[name] = e.String()
+		}
+		setAllowList(t, cs, cm)
+		if err := h.Refresh(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Millisecond) // past the failed hooks' backoff
+		return InjectorContributor{Hooks: h}.Contribute(context.Background(), req)
+	}
+	// Ignore (the default): c-failing's failure is left out.
+	if ops, err := contribute(t, nil); err != nil || len(ops) != 1 {
+		t.Fatalf("all Ignore: ops %v, err %v; want a's patch", ops, err)
+	}
+	// Fail on a hook that works: nothing changes.
+	if ops, err := contribute(t, map[string]FailurePolicy{"a": Fail}); err != nil || len(ops) != 1 {
+		t.Fatalf("a Fail: ops %v, err %v; want a's patch", ops, err)
+	}
+	// Fail on the failing hook: the pod is refused, saying which and why.
+	_, err := contribute(t, map[string]FailurePolicy{"c-failing": Fail})
+	if !errors.Is(err, injector.ErrContributionRequired) || !strings.Contains(err.Error(), "c-failing") || !strings.Contains(err.Error(), "boom") {
+		t.Errorf("c-failing Fail: %v; want a refusal naming c-failing and its error", err)
+	}
+	// Fail on an extension whose plugin cannot be fetched: refused too.
+	cm.Data["c-failing"] = AllowEntry{SHA256: sum}.String()
+	cm.Data["gone"] = AllowEntry{SHA256: sum, FailurePolicy: Fail}.String()
+	_, err = contribute(t, nil)
+	if !errors.Is(err, injector.ErrContributionRequired) || !strings.Contains(err.Error(), "gone") || !strings.Contains(err.Error(), "not running") {
+		t.Errorf("gone Fail: %v; want a refusal saying its hook is not running", err)
+	}
+}
+
+func TestParseAllowEntry(t *testing.T) {
+	d := strings.Repeat("ab", 32)
+	for _, tc := range []struct {
+		in   string
+		want AllowEntry
+		err  string
+	}{
+		{"sha256:" + d, AllowEntry{SHA256: d, FailurePolicy: Ignore}, ""},
+		{strings.ToUpper(d), AllowEntry{SHA256: d, FailurePolicy: Ignore}, ""},
+		{"sha256:" + d + " failurePolicy=Fail", AllowEntry{SHA256: d, FailurePolicy: Fail}, ""},
+		{"sha256:" + d + " failurePolicy=ignore", AllowEntry{SHA256: d, FailurePolicy: Ignore}, ""},
+		{"sha256:" + d + " failurePolicy=Sometimes", AllowEntry{}, "accepted: Ignore, Fail"},
+		{"sha256:" + d + " retries=3", AllowEntry{}, "unknown option"},
+		{"sha256:abc", AllowEntry{}, "not a SHA-256 digest"},
+		{"", AllowEntry{}, "empty entry"},
+	} {
+		got, err := ParseAllowEntry(tc.in)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: err %v, want %q", tc.in, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("%q: %+v, %v; want %+v", tc.in, got, err, tc.want)
+		}
+		if back, err := ParseAllowEntry(got.String()); err != nil || back != got {
+			t.Errorf("%q: String() %q does not parse back: %+v, %v", tc.in, got.String(), back, err)
+		}
+	}
 }

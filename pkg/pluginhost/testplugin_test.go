@@ -140,7 +140,7 @@ const testControlPlane = "conduit"
 func allowConfigMap(digest string, exts ...string) *corev1.ConfigMap {
 	al := AllowList{}
 	for _, e := range exts {
-		al[e] = digest
+		al[e] = AllowEntry{SHA256: digest}
 	}
 	return AllowListConfigMap(testControlPlane, al)
 }
