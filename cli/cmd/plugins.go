@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -223,8 +224,14 @@ func pluginInstall(ctx context.Context, o *Options, p *pluginhost.Plugin, sub st
 	if err != nil {
 		return err
 	}
-	_, err = o.Out.Write(out)
-	return err
+	if _, err = o.Out.Write(out); err != nil {
+		return err
+	}
+	// The manifests advertise hooks: say that they run only once allowed.
+	if sub == "install" && (bytes.Contains(out, []byte(pluginhost.AnnotationInjectorHook+":")) || bytes.Contains(out, []byte(pluginhost.AnnotationDestinationHook+":"))) {
+		fmt.Fprintf(o.Err, "Once applied, the control plane runs the hooks of %s only when allowed: mesh extensions allow %s\n", p.Info.Name, p.Info.Name)
+	}
+	return nil
 }
 
 func pluginCheck(ctx context.Context, o *Options, p *pluginhost.Plugin, args []string) (int, error) {
