@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
@@ -27,6 +28,7 @@ func newInjectorCmd() *cobra.Command {
 		kubeconfig          string
 		pluginDir           string
 		logLevel, logFormat string
+		shutdownDelay       time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "injector",
@@ -42,8 +44,15 @@ Conduit proxy and proxy-init to pods annotated conduit.dev/inject: enabled
 			}
 			log := logging.New(os.Stderr, "injector", level, logFormat)
 			procutil.Setup(log)
-			ctx, cancel := procutil.SignalContext(cmd.Context())
+			signal, cancel := procutil.SignalContext(cmd.Context())
 			defer cancel()
+			// Keep serving (webhook, informers, extension hooks) for the
+			// delay after SIGTERM, while kube-proxy's rules still send the
+			// API server's calls here: see injector.DefaultShutdownDelay.
+			ctx, stop := injector.DelayCancel(signal, shutdownDelay, func() {
+				log.Info("terminating: serving for the shutdown delay while the Service drops this replica", "delay", shutdownDelay.String())
+			})
+			defer stop()
 			var cfg *rest.Config
 			if kubeconfig != "" {
 				cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
@@ -85,6 +94,7 @@ Conduit proxy and proxy-init to pods annotated conduit.dev/inject: enabled
 	f.DurationVar(&opts.CertCheckInterval, "cert-check-interval", 0, "how often to check the serving certificate and caBundle (default 10m)")
 	f.StringVar(&opts.WebhookConfig, "webhook-config-name", injector.WebhookConfigName, "MutatingWebhookConfiguration whose caBundle the injector keeps in sync")
 	f.StringVar(&pluginDir, "plugin-dir", defaultPluginDir(), "writable directory where the allowed extensions' hook binaries are fetched and run")
+	f.DurationVar(&shutdownDelay, "shutdown-delay", injector.DefaultShutdownDelay, "on SIGTERM, keep serving this long (while the Service's endpoints drop this replica) before draining")
 	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster configuration)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&logFormat, "log-format", "json", "log format: json or text")

@@ -2,13 +2,17 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -17,73 +21,169 @@ type headerFlags []string
 func (h *headerFlags) String() string     { return strings.Join(*h, ", ") }
 func (h *headerFlags) Set(v string) error { *h = append(*h, v); return nil }
 
-// getCmd sends N GET requests and prints each body. It fails on a transport error or, with
-// -expect-status, on any other status code (default: any status outside 2xx).
-func getCmd(ctx context.Context, args []string, stdout io.Writer) error {
+// getCmd sends GET requests and prints each body. It fails on a transport error or, with
+// -expect-status, on any other status code (default: any status outside 2xx), or with
+// -expect-body on a body lacking the string. By default it sends -n requests and stops at
+// the first failure; as a load generator it sends until -duration has passed or (with
+// -until-eof) stdin is closed, and with -keep-going counts failures, printing each on
+// stderr, and fails at the end if any request failed. It never retries a request.
+func getCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("get", flag.ContinueOnError)
 	var headers headerFlags
 	fs.Var(&headers, "H", "request header 'Key: value' (repeatable)")
-	n := fs.Int("n", 1, "number of requests")
+	n := fs.Int("n", 1, "number of requests (0: no limit, with -duration or -until-eof)")
 	expect := fs.Int("expect-status", 0, "status code every answer must have (0: any 2xx)")
+	expectBody := fs.String("expect-body", "", "string every answer's body must contain")
 	timeout := fs.Duration("timeout", 5*time.Second, "timeout of each request")
 	newConn := fs.Bool("new-conn", false, "open a new connection for every request (no keep-alive)")
 	interval := fs.Duration("interval", 0, "pause between two requests")
-	summary := fs.Bool("summary", false, "print one line 'N ok' at the end instead of the bodies")
-	if err := fs.Parse(args); err != nil || fs.NArg() != 1 || *n < 1 {
+	duration := fs.Duration("duration", 0, "stop sending after this long (0: no limit)")
+	untilEOF := fs.Bool("until-eof", false, "stop sending when stdin is closed (a generator driven through kubectl exec -i)")
+	keepGoing := fs.Bool("keep-going", false, "count failed requests instead of stopping at the first; fail at the end if any failed")
+	summary := fs.Bool("summary", false, "print one line 'N ok' (', M failed' with -keep-going) at the end instead of the bodies")
+	stats := fs.Bool("stats", false, "with -summary, also print the latencies and how many answers each pod gave (X-Testapp-Pod, X-Testapp-Upstream-Pod)")
+	if err := fs.Parse(args); err != nil || fs.NArg() != 1 || *n < 0 || (*n == 0 && *duration <= 0 && !*untilEOF) {
 		return errUsage
 	}
 	url := fs.Arg(0)
 	if !strings.Contains(url, "://") {
 		url = "http://" + url
 	}
+	for _, h := range headers {
+		if _, _, ok := strings.Cut(h, ":"); !ok {
+			return fmt.Errorf("testapp: header %q: want 'Key: value'", h)
+		}
+	}
+	// stop closes when -duration has passed or stdin reached its end. A
+	// request under way when it does is completed (and counted).
+	stop := make(chan struct{})
+	var stopOnce sync.Once
+	stopNow := func() { stopOnce.Do(func() { close(stop) }) }
+	if *duration > 0 {
+		t := time.AfterFunc(*duration, stopNow)
+		defer t.Stop()
+	}
+	if *untilEOF {
+		go func() { _, _ = io.Copy(io.Discard, stdin); stopNow() }()
+	}
 	client := &http.Client{Timeout: *timeout, Transport: &http.Transport{DisableKeepAlives: *newConn, Proxy: nil}}
-	for i := 0; i < *n; i++ {
+	var (
+		ok, failed int
+		latencies  []time.Duration
+		pods       = map[string]int{}
+	)
+	one := func(i int) error {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
-			return fmt.Errorf("testapp: %w", err)
+			return err
 		}
 		for _, h := range headers {
-			k, v, ok := strings.Cut(h, ":")
-			if !ok {
-				return fmt.Errorf("testapp: header %q: want 'Key: value'", h)
-			}
+			k, v, _ := strings.Cut(h, ":")
 			req.Header.Add(strings.TrimSpace(k), strings.TrimSpace(v))
 		}
+		start := time.Now()
 		resp, err := client.Do(req)
 		if err != nil {
-			return fmt.Errorf("testapp: GET %s: request %d of %d: %w", url, i+1, *n, err)
+			return fmt.Errorf("GET %s: request %d: %w", url, i, err)
 		}
 		body, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if err != nil {
-			return fmt.Errorf("testapp: GET %s: reading body: %w", url, err)
+			return fmt.Errorf("GET %s: request %d: reading body: %w", url, i, err)
+		}
+		latencies = append(latencies, time.Since(start))
+		for _, h := range []string{"X-Testapp-Pod", "X-Testapp-Upstream-Pod"} {
+			if p := resp.Header.Get(h); p != "" {
+				pods[p]++
+			}
 		}
 		if !*summary {
 			if _, err := stdout.Write(body); err != nil {
-				return fmt.Errorf("testapp: %w", err)
+				return err
 			}
 		}
-		ok := resp.StatusCode >= 200 && resp.StatusCode < 300
+		good := resp.StatusCode >= 200 && resp.StatusCode < 300
 		if *expect != 0 {
-			ok = resp.StatusCode == *expect
+			good = resp.StatusCode == *expect
 		}
-		if !ok {
-			return fmt.Errorf("testapp: GET %s: request %d of %d: status %d", url, i+1, *n, resp.StatusCode)
+		if !good {
+			return fmt.Errorf("GET %s: request %d: status %d: %s", url, i, resp.StatusCode, bytes.TrimSpace(body))
 		}
-		if *interval > 0 && i+1 < *n {
+		if *expectBody != "" && !bytes.Contains(body, []byte(*expectBody)) {
+			return fmt.Errorf("GET %s: request %d: the answer lacks %q: %s", url, i, *expectBody, bytes.TrimSpace(body))
+		}
+		return nil
+	}
+loop:
+	for i := 1; *n == 0 || i <= *n; i++ {
+		select {
+		case <-stop:
+			break loop
+		default:
+		}
+		if err := one(i); err != nil {
+			if !*keepGoing {
+				return fmt.Errorf("testapp: %w", err)
+			}
+			failed++
+			fmt.Fprintf(stderr, "%s testapp: %v\n", time.Now().UTC().Format(time.RFC3339Nano), err)
+		} else {
+			ok++
+		}
+		if *n != 0 && i == *n {
+			break
+		}
+		if *interval > 0 {
 			select {
 			case <-ctx.Done():
-				return fmt.Errorf("testapp: %w after %d requests", ctx.Err(), i+1)
+			case <-stop:
+				break loop
 			case <-time.After(*interval):
 			}
 		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("testapp: %w after %d requests", ctx.Err(), i)
+		}
 	}
 	if *summary {
-		if _, err := fmt.Fprintf(stdout, "%d ok\n", *n); err != nil {
+		line := fmt.Sprintf("%d ok", ok)
+		if failed > 0 {
+			line += fmt.Sprintf(", %d failed", failed)
+		}
+		if *stats {
+			line += "\n" + latencySummary(latencies) + "\n" + podSummary(pods)
+		}
+		if _, err := fmt.Fprintln(stdout, line); err != nil {
 			return fmt.Errorf("testapp: %w", err)
 		}
 	}
+	if failed > 0 {
+		return fmt.Errorf("testapp: %d of %d requests failed", failed, ok+failed)
+	}
 	return nil
+}
+
+// latencySummary is "latency p50=… p99=… max=…" of the answered requests.
+func latencySummary(ls []time.Duration) string {
+	if len(ls) == 0 {
+		return "latency: no answer"
+	}
+	slices.Sort(ls)
+	at := func(q float64) time.Duration {
+		return ls[min(len(ls)-1, int(q*float64(len(ls))))].Round(time.Millisecond)
+	}
+	return fmt.Sprintf("latency p50=%s p99=%s max=%s", at(0.5), at(0.99), ls[len(ls)-1].Round(time.Millisecond))
+}
+
+// podSummary is "pods a=N b=M …", sorted by name.
+func podSummary(pods map[string]int) string {
+	names := slices.Sorted(maps.Keys(pods))
+	var b strings.Builder
+	b.WriteString("pods")
+	for _, p := range names {
+		fmt.Fprintf(&b, " %s=%d", p, pods[p])
+	}
+	return b.String()
 }
 
 func lookupCmd(ctx context.Context, args []string, stdout io.Writer) error {

@@ -3,6 +3,7 @@
 //
 //	testapp serve [-addr :8080] [-tcp-addr :9000]  HTTP echo server (and TCP echo)
 //	testapp get [-H 'K: V']... [-n N] [-new-conn] [-expect-status C] URL
+//	testapp get -n 0 -until-eof -keep-going -summary URL  load generator
 //	testapp lookup NAME                           resolve NAME, print its addresses
 //	testapp tcp ADDR MESSAGE                      send MESSAGE, print what comes back
 //	testapp sleep                                 idle until SIGTERM (a client pod)
@@ -11,5 +12,15 @@
 // it (POD_NAME, POD_NAMESPACE from the downward API, else the hostname) and the
 // request as received, headers included, so that tests can check what a proxy
 // added or removed (for example conduit-client-id). GET /status/<code> answers
-// with that status code; ?delay=<duration> waits before answering.
+// with that status code; ?delay=<duration> waits before answering. With
+// -upstream URL it passes every request on to URL (path and query included)
+// and answers with its own Echo holding the upstream's under "upstream" (a
+// web tier in front of a server); with -drain D it answers on SIGTERM for D
+// more, /healthz failing, before shutting down, as an application behind a
+// Service should while the endpoints and load balancers catch up.
+//
+// As a load generator, get sends requests until -duration has passed or
+// (-until-eof) its stdin is closed; -keep-going counts failures instead of
+// stopping at the first (each one printed on stderr) and exits 1 at the end
+// if any; -expect-body fails answers lacking a string. It never retries.
 package main

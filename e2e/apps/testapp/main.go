@@ -13,8 +13,9 @@ import (
 )
 
 const usage = `usage:
-  testapp serve [-addr :8080] [-tcp-addr :9000]
-  testapp get [-H 'Key: value']... [-n count] [-new-conn] [-expect-status code] [-timeout 5s] [-interval 0] [-summary] URL
+  testapp serve [-addr :8080] [-tcp-addr :9000] [-upstream URL] [-drain 0]
+  testapp get [-H 'Key: value']... [-n count] [-new-conn] [-expect-status code] [-expect-body S] [-timeout 5s] [-interval 0] [-summary [-stats]] URL
+  testapp get -n 0 {-duration D | -until-eof} [-keep-going] ... URL   (a load generator)
   testapp lookup NAME
   testapp tcp [-timeout 5s] ADDR MESSAGE
   testapp sleep
@@ -25,7 +26,7 @@ func main() {
 	log := logging.New(os.Stderr, "testapp", slog.LevelInfo, "json")
 	procutil.Setup(log)
 	ctx, cancel := procutil.SignalContext(context.Background())
-	err := run(ctx, log, os.Args[1:], os.Stdout)
+	err := run(ctx, log, os.Args[1:], stdio{in: os.Stdin, out: os.Stdout, err: os.Stderr})
 	cancel()
 	if errors.Is(err, errUsage) {
 		fmt.Fprint(os.Stderr, usage)
@@ -39,7 +40,14 @@ func main() {
 
 var errUsage = errors.New("testapp: usage")
 
-func run(ctx context.Context, log *slog.Logger, args []string, stdout io.Writer) error {
+// stdio is a command's standard streams.
+type stdio struct {
+	in       io.Reader
+	out, err io.Writer
+}
+
+func run(ctx context.Context, log *slog.Logger, args []string, std stdio) error {
+	stdout := std.out
 	if len(args) == 0 {
 		return errUsage
 	}
@@ -47,7 +55,7 @@ func run(ctx context.Context, log *slog.Logger, args []string, stdout io.Writer)
 	case "serve":
 		return serveCmd(ctx, log, args[1:])
 	case "get":
-		return getCmd(ctx, args[1:], stdout)
+		return getCmd(ctx, args[1:], std.in, stdout, std.err)
 	case "lookup":
 		return lookupCmd(ctx, args[1:], stdout)
 	case "tcp":

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -27,6 +28,10 @@ type Echo struct {
 	Proto      string              `json:"proto"`
 	RemoteAddr string              `json:"remoteAddr"`
 	Headers    map[string][]string `json:"headers"`
+	// Upstream is the answer of the -upstream server this request was
+	// passed to (serve -upstream), whose headers show what the upstream
+	// received, e.g. the conduit-client-id its proxy set.
+	Upstream *Echo `json:"upstream,omitempty"`
 }
 
 // podName is the name the server reports: POD_NAME, else the hostname.
@@ -39,10 +44,32 @@ func podName() string {
 }
 
 func echoHandler(pod, namespace string, log *slog.Logger) http.Handler {
+	return newHandler(handlerConfig{pod: pod, namespace: namespace, log: log})
+}
+
+// handlerConfig is what the HTTP server's handler needs.
+type handlerConfig struct {
+	pod, namespace string
+	log            *slog.Logger
+	// upstream, when set, is the base URL every request (but /healthz) is
+	// passed on to, with its path and query, through client.
+	upstream string
+	client   *http.Client
+	// draining, when set and true, makes /healthz answer 503 (serve -drain).
+	draining *atomic.Bool
+}
+
+func newHandler(c handlerConfig) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if c.draining != nil && c.draining.Load() {
+			http.Error(w, "draining", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		if d := r.URL.Query().Get("delay"); d != "" {
+		if d := r.URL.Query().Get("delay"); d != "" && c.upstream == "" {
 			delay, err := time.ParseDuration(d)
 			if err != nil {
 				http.Error(w, "testapp: bad delay: "+err.Error(), http.StatusBadRequest)
@@ -55,42 +82,83 @@ func echoHandler(pod, namespace string, log *slog.Logger) http.Handler {
 			}
 		}
 		status := http.StatusOK
-		if code, ok := strings.CutPrefix(r.URL.Path, "/status/"); ok {
-			c, err := strconv.Atoi(code)
-			if err != nil || c < 200 || c > 599 {
+		if code, ok := strings.CutPrefix(r.URL.Path, "/status/"); ok && c.upstream == "" {
+			n, err := strconv.Atoi(code)
+			if err != nil || n < 200 || n > 599 {
 				http.Error(w, "testapp: /status/<code> wants a code in 200..599", http.StatusBadRequest)
 				return
 			}
-			status = c
+			status = n
 		}
 		e := Echo{
-			Pod: pod, Namespace: namespace, Method: r.Method, Host: r.Host, Path: r.URL.RequestURI(),
+			Pod: c.pod, Namespace: c.namespace, Method: r.Method, Host: r.Host, Path: r.URL.RequestURI(),
 			Proto: r.Proto, RemoteAddr: r.RemoteAddr, Headers: r.Header,
 		}
+		if c.upstream != "" {
+			up, upPod, code, err := callUpstream(r, c.client, c.upstream)
+			if err != nil {
+				c.log.Warn("upstream", "err", err)
+				http.Error(w, "testapp: upstream: "+err.Error(), http.StatusBadGateway)
+				return
+			}
+			e.Upstream, status = up, code
+			w.Header().Set("X-Testapp-Upstream-Pod", upPod)
+		}
 		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("X-Testapp-Pod", pod)
+		w.Header().Set("X-Testapp-Pod", c.pod)
 		w.WriteHeader(status)
 		if err := json.NewEncoder(w).Encode(e); err != nil {
-			log.Warn("writing answer", "err", err)
+			c.log.Warn("writing answer", "err", err)
 		}
 	})
 	return mux
+}
+
+// callUpstream sends GET base+<r's path and query> and returns the
+// upstream's Echo, the pod that served it and its status code. A transport
+// error or an answer that is not an Echo is an error (the caller answers 502).
+func callUpstream(r *http.Request, client *http.Client, base string) (*Echo, string, int, error) {
+	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, strings.TrimSuffix(base, "/")+r.URL.RequestURI(), nil)
+	if err != nil {
+		return nil, "", 0, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, "", 0, err
+	}
+	defer resp.Body.Close()
+	var up Echo
+	if err := json.NewDecoder(resp.Body).Decode(&up); err != nil {
+		return nil, "", 0, fmt.Errorf("GET %s: status %d, not an echo: %w", req.URL, resp.StatusCode, err)
+	}
+	return &up, resp.Header.Get("X-Testapp-Pod"), resp.StatusCode, nil
 }
 
 func serveCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	addr := fs.String("addr", ":8080", "HTTP listen address")
 	tcpAddr := fs.String("tcp-addr", "", "TCP echo listen address (empty: none)")
-	if err := fs.Parse(args); err != nil {
+	upstream := fs.String("upstream", "", "pass every request on to this base URL (http://server:8080) and answer with its echo inside ours")
+	drain := fs.Duration("drain", 0, "on SIGTERM, fail /healthz and keep serving this long before shutting down")
+	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || *drain < 0 {
 		return errUsage
 	}
-	srv := &http.Server{Addr: *addr, Handler: echoHandler(podName(), os.Getenv("POD_NAMESPACE"), log), ReadHeaderTimeout: 10 * time.Second}
+	if *upstream != "" && !strings.Contains(*upstream, "://") {
+		*upstream = "http://" + *upstream
+	}
+	var draining atomic.Bool
+	h := newHandler(handlerConfig{
+		pod: podName(), namespace: os.Getenv("POD_NAMESPACE"), log: log, upstream: *upstream, draining: &draining,
+		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 16}},
+	})
+	srv := &http.Server{Addr: *addr, Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return fmt.Errorf("testapp: %w", err)
 	}
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)
+	// The TCP echo stops with ctx; the HTTP server, with -drain, only later.
 	if *tcpAddr != "" {
 		tl, err := net.Listen("tcp", *tcpAddr)
 		if err != nil {
@@ -101,11 +169,23 @@ func serveCmd(ctx context.Context, log *slog.Logger, args []string) error {
 		log.Info("tcp echo listening", "addr", tl.Addr().String())
 	}
 	go func() { errs <- srv.Serve(ln) }()
-	log.Info("http listening", "addr", ln.Addr().String(), "pod", podName())
+	log.Info("http listening", "addr", ln.Addr().String(), "pod", podName(), "upstream", *upstream)
 	select {
 	case err := <-errs:
 		return fmt.Errorf("testapp: %w", err)
 	case <-ctx.Done():
+	}
+	if *drain > 0 {
+		// What an application behind a Service does: endpoints and the
+		// proxies' load balancers take a moment to learn that this pod is
+		// going away, and until they have, new requests still arrive.
+		draining.Store(true)
+		log.Info("draining", "for", drain.String())
+		select {
+		case err := <-errs:
+			return fmt.Errorf("testapp: %w", err)
+		case <-time.After(*drain):
+		}
 	}
 	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -114,6 +194,7 @@ func serveCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("testapp: shutdown: %w", err)
 	}
+	log.Info("stopped")
 	return nil
 }
 

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -84,11 +86,14 @@ func TestGetCommand(t *testing.T) {
 		{name: "bad header", args: []string{"-H", "nocolon", srv.URL}, wantErr: "want 'Key: value'"},
 		{name: "no url", args: nil, wantErr: "usage"},
 		{name: "no server", args: []string{"-timeout", "1s", "http://127.0.0.1:1/"}, wantErr: "GET"},
+		{name: "expected body", args: []string{"-expect-body", `"pod":"web-0"`, srv.URL}, wantOut: `"pod":"web-0"`},
+		{name: "unexpected body", args: []string{"-expect-body", "nope", srv.URL}, wantErr: `lacks "nope"`},
+		{name: "no limit without a stop", args: []string{"-n", "0", srv.URL}, wantErr: "usage"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var out bytes.Buffer
-			err := getCmd(context.Background(), tt.args, &out)
+			err := getCmd(context.Background(), tt.args, nil, &out, io.Discard)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tt.wantErr)
@@ -136,13 +141,13 @@ func TestTCPEchoAndLookup(t *testing.T) {
 	}
 	t.Setenv("TESTAPP_PROBE", "a b=c")
 	out.Reset()
-	if err := run(ctx, slog.New(slog.DiscardHandler), []string{"env"}, &out); err != nil {
+	if err := run(ctx, slog.New(slog.DiscardHandler), []string{"env"}, stdio{out: &out}); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "\nTESTAPP_PROBE=a b=c\n") && !strings.HasPrefix(out.String(), "TESTAPP_PROBE=a b=c\n") {
 		t.Errorf("env output lacks TESTAPP_PROBE:\n%s", out.String())
 	}
-	if err := run(ctx, slog.New(slog.DiscardHandler), []string{"nope"}, io.Discard); err != errUsage {
+	if err := run(ctx, slog.New(slog.DiscardHandler), []string{"nope"}, stdio{out: io.Discard}); err != errUsage {
 		t.Errorf("unknown command: err = %v, want usage", err)
 	}
 }
@@ -162,5 +167,206 @@ func TestServeShutsDownOnCancel(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("serve did not stop after cancel")
+	}
+}
+
+func TestGetLoadGenerator(t *testing.T) {
+	var fail atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if fail.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("X-Testapp-Pod", "web-0")
+		w.Header().Set("X-Testapp-Upstream-Pod", "server-0")
+		fmt.Fprintln(w, "fine")
+	}))
+	defer srv.Close()
+
+	t.Run("duration", func(t *testing.T) {
+		var out bytes.Buffer
+		start := time.Now()
+		err := getCmd(context.Background(), []string{"-n", "0", "-duration", "200ms", "-interval", "10ms", "-summary", "-stats", srv.URL}, nil, &out, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(start); d < 200*time.Millisecond || d > 5*time.Second {
+			t.Errorf("ran %s, want about 200ms", d)
+		}
+		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+		var ok int
+		if len(lines) != 3 {
+			t.Fatalf("output %q, want 3 lines", out.String())
+		}
+		if _, err := fmt.Sscanf(lines[0], "%d ok", &ok); err != nil || ok < 5 || strings.Contains(lines[0], "failed") {
+			t.Errorf("summary %q, want at least 5 ok", lines[0])
+		}
+		if !strings.HasPrefix(lines[1], "latency p50=") {
+			t.Errorf("latency line %q", lines[1])
+		}
+		if want := fmt.Sprintf("pods server-0=%d web-0=%d", ok, ok); lines[2] != want {
+			t.Errorf("pods line %q, want %q", lines[2], want)
+		}
+	})
+
+	t.Run("until stdin closes", func(t *testing.T) {
+		pr, pw := io.Pipe()
+		done := make(chan error, 1)
+		var out bytes.Buffer
+		go func() {
+			done <- getCmd(context.Background(), []string{"-n", "0", "-until-eof", "-interval", "5ms", "-summary", srv.URL}, pr, &out, io.Discard)
+		}()
+		time.Sleep(100 * time.Millisecond)
+		select {
+		case err := <-done:
+			t.Fatalf("stopped before stdin closed: %v", err)
+		default:
+		}
+		pw.Close()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("still running 5s after stdin closed")
+		}
+		if !strings.HasSuffix(out.String(), " ok\n") || strings.HasPrefix(out.String(), "0 ok") {
+			t.Errorf("summary %q", out.String())
+		}
+	})
+
+	t.Run("keep going counts failures", func(t *testing.T) {
+		var out, errOut bytes.Buffer
+		var calls atomic.Int32
+		flaky := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if calls.Add(1)%2 == 0 {
+				http.Error(w, "boom", http.StatusBadGateway)
+				return
+			}
+			fmt.Fprintln(w, "fine")
+		}))
+		defer flaky.Close()
+		err := getCmd(context.Background(), []string{"-n", "6", "-keep-going", "-summary", flaky.URL}, nil, &out, &errOut)
+		if err == nil || !strings.Contains(err.Error(), "3 of 6 requests failed") {
+			t.Fatalf("err = %v, want 3 of 6 failed", err)
+		}
+		if out.String() != "3 ok, 3 failed\n" {
+			t.Errorf("summary %q", out.String())
+		}
+		if n := strings.Count(errOut.String(), "status 502: boom"); n != 3 {
+			t.Errorf("stderr names %d failures, want 3:\n%s", n, errOut.String())
+		}
+	})
+
+	t.Run("stops at the first failure without keep-going", func(t *testing.T) {
+		fail.Store(true)
+		defer fail.Store(false)
+		err := getCmd(context.Background(), []string{"-n", "0", "-duration", "10s", "-summary", srv.URL}, nil, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "request 1: status 503") {
+			t.Fatalf("err = %v, want request 1 to fail with 503", err)
+		}
+	})
+}
+
+func TestServeUpstream(t *testing.T) {
+	server := httptest.NewServer(echoHandler("server-0", "shop", slog.New(slog.DiscardHandler)))
+	defer server.Close()
+	web := httptest.NewServer(newHandler(handlerConfig{pod: "web-0", namespace: "shop", log: slog.New(slog.DiscardHandler), upstream: server.URL, client: http.DefaultClient}))
+	defer web.Close()
+
+	resp, err := http.Get(web.URL + "/x?y=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var e Echo
+	if err := json.NewDecoder(resp.Body).Decode(&e); err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 || e.Pod != "web-0" || e.Upstream == nil || e.Upstream.Pod != "server-0" || e.Upstream.Path != "/x?y=1" {
+		t.Fatalf("status %d, echo %+v (upstream %+v)", resp.StatusCode, e, e.Upstream)
+	}
+	if resp.Header.Get("X-Testapp-Upstream-Pod") != "server-0" || resp.Header.Get("X-Testapp-Pod") != "web-0" {
+		t.Errorf("headers %v", resp.Header)
+	}
+
+	// The upstream's status is passed on; an unreachable upstream is a 502.
+	resp, err = http.Get(web.URL + "/status/503")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 {
+		t.Errorf("status %d, want the upstream's 503", resp.StatusCode)
+	}
+	server.Close()
+	resp, err = http.Get(web.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(b), "testapp: upstream:") {
+		t.Errorf("status %d %q, want 502 naming the upstream", resp.StatusCode, b)
+	}
+}
+
+// TestServeDrain: on cancel (SIGTERM) with -drain, /healthz fails at once,
+// requests are still served for the drain period, then the server stops.
+func TestServeDrain(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- serveCmd(ctx, slog.New(slog.DiscardHandler), []string{"-addr", addr, "-drain", "500ms"})
+	}()
+	get := func(path string) (int, error) {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if code, err := get("/healthz"); err == nil && code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("server not up")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	stopped := time.Now()
+	time.Sleep(50 * time.Millisecond)
+	if code, err := get("/healthz"); err != nil || code != http.StatusServiceUnavailable {
+		t.Errorf("draining: /healthz = %d, %v; want 503", code, err)
+	}
+	// A new connection is still served while draining.
+	http.DefaultClient.CloseIdleConnections()
+	if code, err := get("/"); err != nil || code != 200 {
+		t.Errorf("draining: / = %d, %v; want 200", code, err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(stopped); d < 500*time.Millisecond {
+			t.Errorf("stopped %s after cancel, want after the 500ms drain", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not stop after the drain")
+	}
+	if _, err := get("/"); err == nil {
+		t.Error("still serving after the drain")
 	}
 }
