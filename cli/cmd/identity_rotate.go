@@ -682,6 +682,40 @@ func (r *rotation) meshedPods(ctx context.Context) ([]corev1.Pod, error) {
 	return out, nil
 }
 
+// unmeshed lists the running pods of the workloads ws that have no proxy.
+func (r *rotation) unmeshed(ctx context.Context, ws []workloadRef) ([]string, error) {
+	var out []string
+	done := map[string]bool{}
+	for _, w := range ws {
+		if done[w.Namespace] {
+			continue
+		}
+		done[w.Namespace] = true
+		l, err := r.k.Client.CoreV1().Pods(w.Namespace).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("list pods in %s: %w", w.Namespace, err)
+		}
+		for i := range l.Items {
+			p := &l.Items[i]
+			if p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+				continue
+			}
+			if _, _, meshed := proxyAnchors(p); meshed {
+				continue
+			}
+			owner, ok, err := ownerWorkload(ctx, r.k, p)
+			if err != nil {
+				return nil, err
+			}
+			if ok && slices.Contains(ws, owner) {
+				out = append(out, p.Namespace+"/"+p.Name)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
 // restartStale restarts the workloads of the meshed pods for which stale
 // holds, the control plane first, waits for their rollouts, and checks that
 // no stale pod remains.
@@ -766,6 +800,15 @@ func (r *rotation) restartStale(ctx context.Context, why string, since time.Time
 		}
 		if err := r.waitRollouts(ctx, group); err != nil {
 			return err
+		}
+		out, err := r.unmeshed(ctx, group)
+		if err != nil {
+			return err
+		}
+		if len(out) > 0 {
+			return fmt.Errorf("%d pods of the restarted workloads came back without a proxy, out of the mesh: %s. The injector did not inject them "+
+				"(it was unreachable and its webhook's failurePolicy let the pods through): check it (mesh check; kubectl -n %s logs deploy/conduit-injector), "+
+				"then delete those pods and run this step again", len(out), strings.Join(out, ", "), r.ns)
 		}
 	}
 	left, err := r.staleNames(ctx, stale)

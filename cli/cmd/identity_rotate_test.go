@@ -232,6 +232,43 @@ func TestRotateAnchors(t *testing.T) {
 	}
 }
 
+// TestRotateAnchorsPodsLeftUnmeshed: a restarted workload whose new pod
+// has no proxy (the injector was down, its webhook ignored the failure)
+// stops the rotation, naming the pod, instead of reporting success.
+func TestRotateAnchorsPodsLeftUnmeshed(t *testing.T) {
+	c := newRotationCluster(t, false)
+	var out bytes.Buffer
+	r := c.rotation(t, &out, true)
+	ctx := context.Background()
+	r.waitRollouts = func(ctx context.Context, ws []workloadRef) error {
+		if err := c.rollout(ctx, ws); err != nil {
+			return err
+		}
+		for _, w := range ws {
+			if w.Name != "web" {
+				continue
+			}
+			c.gen++
+			p := &corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{Name: "web-plain", Namespace: w.Namespace, OwnerReferences: []metav1.OwnerReference{ctrlRef("ReplicaSet", "web-rs")}},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app"}}},
+				Status:     corev1.PodStatus{Phase: corev1.PodRunning},
+			}
+			if _, err := c.cs.CoreV1().Pods(w.Namespace).Create(ctx, p, metav1.CreateOptions{}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	err := r.run(ctx, 1, rotateSteps)
+	if err == nil || !strings.Contains(err.Error(), "emojivoto/web-plain") || !strings.Contains(err.Error(), "without a proxy") {
+		t.Fatalf("err %v; want the unmeshed pod named\noutput:\n%s", err, out.String())
+	}
+	if strings.Contains(out.String(), "Step 3/6") {
+		t.Errorf("the rotation went on past step 2:\n%s", out.String())
+	}
+}
+
 func TestRotateAnchorsRefusals(t *testing.T) {
 	ctx := context.Background()
 	t.Run("unowned pod stops step 2", func(t *testing.T) {
