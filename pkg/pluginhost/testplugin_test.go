@@ -92,7 +92,7 @@ var (
 
 // selfDigest is the SHA-256 of this test binary: the digest of every test
 // extension's hook binary.
-func selfDigest(t *testing.T) string {
+func selfDigest(t testing.TB) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("runs plugin subprocesses")
@@ -120,7 +120,7 @@ func selfDigest(t *testing.T) string {
 
 // distribute serves the Distribution of the test extension name (this
 // binary) on a loopback port and returns its address.
-func distribute(t *testing.T, name string) string {
+func distribute(t testing.TB, name string) string {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
