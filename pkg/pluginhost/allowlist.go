@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"runtime"
 	"sort"
 	"strings"
 
@@ -153,31 +152,53 @@ func AllowListConfigMap(ns string, al AllowList) *corev1.ConfigMap {
 
 // BinaryDigest downloads the hook binary an extension hands out on conn (its
 // Distribution service) and returns its size and SHA-256, computed over
-// what was received: what `mesh extensions allow` pins.
+// what was received: what `mesh extensions allow` pins. It asks for no
+// platform: the binary is the one the extension's pods run.
 func BinaryDigest(ctx context.Context, conn grpc.ClientConnInterface) (size int64, sha string, err error) {
-	stream, err := pluginv1.NewDistributionClient(conn).Binary(ctx, &pluginv1.BinaryRequest{Os: "linux", Arch: runtime.GOARCH})
+	return receiveBinary(ctx, conn, &pluginv1.BinaryRequest{}, io.Discard, 0, func(string) error { return nil })
+}
+
+// receiveBinary streams the binary of a Distribution service into w and
+// returns its size and the SHA-256 of what was received, which must match
+// what the server announced. check vets the announced digest before
+// anything is read; maxSize (0: none) bounds the announced size.
+func receiveBinary(ctx context.Context, conn grpc.ClientConnInterface, req *pluginv1.BinaryRequest, w io.Writer, maxSize int64, check func(announced string) error) (int64, string, error) {
+	stream, err := pluginv1.NewDistributionClient(conn).Binary(ctx, req)
 	if err != nil {
-		return 0, "", fmt.Errorf("pluginhost: fetch the hook binary: %w", err)
+		return 0, "", fmt.Errorf("fetch the hook binary: %w", err)
 	}
 	first, err := stream.Recv()
 	if err != nil {
-		return 0, "", fmt.Errorf("pluginhost: fetch the hook binary: %w", err)
+		return 0, "", fmt.Errorf("fetch the hook binary: %w", err)
+	}
+	if err := check(first.GetSha256()); err != nil {
+		return 0, "", err
+	}
+	want := first.GetSize()
+	if want <= 0 || (maxSize > 0 && want > maxSize) {
+		return 0, "", fmt.Errorf("hook binary of %d bytes (limit %d)", want, maxSize)
 	}
 	h := sha256.New()
+	var n int64
 	for {
 		c, err := stream.Recv()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return 0, "", fmt.Errorf("pluginhost: fetch the hook binary: %w", err)
+			return 0, "", fmt.Errorf("fetch the hook binary: %w", err)
 		}
-		size += int64(len(c.GetData()))
+		if n += int64(len(c.GetData())); n > want {
+			return 0, "", fmt.Errorf("the hook binary is longer than the %d bytes announced", want)
+		}
 		h.Write(c.GetData())
+		if _, err := w.Write(c.GetData()); err != nil {
+			return 0, "", fmt.Errorf("write the hook binary: %w", err)
+		}
 	}
-	sha = hex.EncodeToString(h.Sum(nil))
-	if size != first.GetSize() || sha != first.GetSha256() {
-		return 0, "", fmt.Errorf("pluginhost: the hook binary received (%d bytes, SHA-256 %s) is not the one announced (%d bytes, %s)", size, sha, first.GetSize(), first.GetSha256())
+	sum := hex.EncodeToString(h.Sum(nil))
+	if n != want || sum != first.GetSha256() {
+		return 0, "", fmt.Errorf("%w: received %d bytes with SHA-256 %s, announced %d bytes with %s", errDigest, n, sum, want, first.GetSha256())
 	}
-	return size, sha, nil
+	return n, sum, nil
 }

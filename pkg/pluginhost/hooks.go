@@ -2,11 +2,8 @@ package pluginhost
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
 	"os"
@@ -329,23 +326,6 @@ func (h *Hooks) fetch(ctx context.Context, name, addr, sha string) (string, erro
 		return "", fmt.Errorf("pluginhost: extension %s: invalid hook address %q: %w", name, addr, err)
 	}
 	defer conn.Close()
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	stream, err := pluginv1.NewDistributionClient(conn).Binary(ctx, &pluginv1.BinaryRequest{Os: runtime.GOOS, Arch: runtime.GOARCH})
-	if err != nil {
-		return "", fmt.Errorf("pluginhost: extension %s: fetch the hook binary from %s: %w", name, addr, err)
-	}
-	first, err := stream.Recv()
-	if err != nil {
-		return "", fmt.Errorf("pluginhost: extension %s: fetch the hook binary from %s: %w", name, addr, err)
-	}
-	if first.GetSha256() != sha {
-		return "", fmt.Errorf("pluginhost: extension %s: %w: %s hands out a binary with SHA-256 %s, the allow-list (ConfigMap %s) names %s; "+
-			"if the extension was upgraded and you trust it, run `mesh extensions allow %s` again", name, errDigest, addr, first.GetSha256(), AllowListName, sha, name)
-	}
-	if first.GetSize() <= 0 || first.GetSize() > h.opts.MaxBinarySize {
-		return "", fmt.Errorf("pluginhost: extension %s: hook binary of %d bytes (limit %d)", name, first.GetSize(), h.opts.MaxBinarySize)
-	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("pluginhost: extension %s: %w", name, err)
 	}
@@ -354,33 +334,23 @@ func (h *Hooks) fetch(ctx context.Context, name, addr, sha string) (string, erro
 		return "", fmt.Errorf("pluginhost: extension %s: %w", name, err)
 	}
 	defer os.Remove(f.Name())
-	hash := sha256.New()
-	var n int64
-	for {
-		c, err := stream.Recv()
-		if err == io.EOF {
-			break
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	// The announced digest is checked before the download, the received
+	// one after it.
+	allowed := func(announced string) error {
+		if announced != sha {
+			return fmt.Errorf("%w: %s hands out a binary with SHA-256 %s, the allow-list (ConfigMap %s) names %s; "+
+				"if the extension was upgraded and you trust it, run `mesh extensions allow %s` again", errDigest, addr, announced, AllowListName, sha, name)
 		}
-		if err != nil {
-			f.Close()
-			return "", fmt.Errorf("pluginhost: extension %s: fetch the hook binary from %s: %w", name, addr, err)
-		}
-		n += int64(len(c.GetData()))
-		if n > first.GetSize() {
-			f.Close()
-			return "", fmt.Errorf("pluginhost: extension %s: the hook binary is longer than the %d bytes announced", name, first.GetSize())
-		}
-		hash.Write(c.GetData())
-		if _, err := f.Write(c.GetData()); err != nil {
-			f.Close()
-			return "", fmt.Errorf("pluginhost: extension %s: write the hook binary: %w", name, err)
-		}
+		return nil
 	}
-	if err := f.Close(); err != nil {
-		return "", fmt.Errorf("pluginhost: extension %s: write the hook binary: %w", name, err)
+	_, _, err = receiveBinary(ctx, conn, &pluginv1.BinaryRequest{Os: runtime.GOOS, Arch: runtime.GOARCH}, f, h.opts.MaxBinarySize, allowed)
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("write the hook binary: %w", cerr)
 	}
-	if got := hex.EncodeToString(hash.Sum(nil)); n != first.GetSize() || got != sha {
-		return "", fmt.Errorf("pluginhost: extension %s: %w: received %d bytes with SHA-256 %s, want %d bytes with %s", name, errDigest, n, got, first.GetSize(), sha)
+	if err != nil {
+		return "", fmt.Errorf("pluginhost: extension %s: from %s: %w", name, addr, err)
 	}
 	if err := os.Chmod(f.Name(), 0o500); err != nil {
 		return "", fmt.Errorf("pluginhost: extension %s: %w", name, err)
