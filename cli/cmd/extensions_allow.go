@@ -2,7 +2,7 @@ package cmd
 
 import (
 	"context"
-	"errors"
+	"encoding/json"
 	"fmt"
 	"net"
 	"strconv"
@@ -17,6 +17,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 )
@@ -248,51 +249,35 @@ func podReady(p *corev1.Pod) bool {
 }
 
 // writeAllowList sets (or, with remove, deletes) one entry of the
-// allow-list (value in its ConfigMap form), creating the ConfigMap if
-// needed, retrying on conflicts.
+// allow-list (value in its ConfigMap form) with a merge patch, which leaves
+// the other entries to whoever else writes them; it creates the ConfigMap
+// when there is none.
 func writeAllowList(ctx context.Context, k *Kube, ns, name, value string, remove bool) error {
-	cms := k.Client.CoreV1().ConfigMaps(ns)
-	for attempt := 0; attempt < 5; attempt++ {
-		cm, err := cms.Get(ctx, pluginhost.AllowListName, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			if remove {
-				return nil
-			}
-			cm := pluginhost.AllowListConfigMap(ns, nil)
-			cm.Data = map[string]string{name: value}
-			_, err = cms.Create(ctx, cm, metav1.CreateOptions{})
-			if apierrors.IsAlreadyExists(err) {
-				continue
-			}
-			if apierrors.IsNotFound(err) {
-				return fmt.Errorf("extensions: the control plane's namespace %s does not exist (is Conduit installed? --conduit-namespace)", ns)
-			}
-			if err != nil {
-				return fmt.Errorf("extensions: create ConfigMap %s/%s: %w", ns, pluginhost.AllowListName, err)
-			}
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("extensions: read ConfigMap %s/%s: %w", ns, pluginhost.AllowListName, err)
-		}
-		if cm.Data == nil {
-			cm.Data = map[string]string{}
-		}
-		if remove {
-			delete(cm.Data, name)
-		} else {
-			cm.Data[name] = value
-		}
-		_, err = cms.Update(ctx, cm, metav1.UpdateOptions{})
-		if apierrors.IsConflict(err) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("extensions: update ConfigMap %s/%s: %w", ns, pluginhost.AllowListName, err)
-		}
-		return nil
+	entry := any(value)
+	if remove {
+		entry = nil // a merge patch deletes a key set to null
 	}
-	return errors.New("extensions: the allow-list kept changing under us: try again")
+	patch, err := json.Marshal(map[string]any{"data": map[string]any{name: entry}})
+	if err != nil {
+		return err
+	}
+	cms := k.Client.CoreV1().ConfigMaps(ns)
+	_, err = cms.Patch(ctx, pluginhost.AllowListName, types.MergePatchType, patch, metav1.PatchOptions{})
+	if apierrors.IsNotFound(err) && !remove {
+		cm := pluginhost.AllowListConfigMap(ns, pluginhost.AllowList{})
+		cm.Data = map[string]string{name: value}
+		if _, err = cms.Create(ctx, cm, metav1.CreateOptions{}); apierrors.IsAlreadyExists(err) {
+			// Created meanwhile: patch that one.
+			_, err = cms.Patch(ctx, pluginhost.AllowListName, types.MergePatchType, patch, metav1.PatchOptions{})
+		}
+		if apierrors.IsNotFound(err) {
+			return fmt.Errorf("extensions: the control plane's namespace %s does not exist (is Conduit installed? --conduit-namespace)", ns)
+		}
+	}
+	if err != nil && !(remove && apierrors.IsNotFound(err)) {
+		return fmt.Errorf("extensions: write ConfigMap %s/%s: %w", ns, pluginhost.AllowListName, err)
+	}
+	return nil
 }
 
 func printAllowList(o *Options, al pluginhost.AllowList) error {
