@@ -16,6 +16,7 @@ import (
 	sdk "github.com/conduit-mesh/conduit/plugin-sdk"
 	destinationv1 "github.com/conduit-mesh/conduit/proto/destination/v1"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
@@ -315,14 +316,14 @@ func TestEndpointAnnotator(t *testing.T) {
 	}
 }
 
-// sampleCount returns the number of observations of the histogram series
-// of name with labels.
-func sampleCount(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) uint64 {
+// series returns the series of the metric name whose labels include labels.
+func series(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) []*dto.Metric {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
+	var out []*dto.Metric
 	for _, mf := range mfs {
 		if mf.GetName() != name {
 			continue
@@ -338,10 +339,31 @@ func sampleCount(t *testing.T, reg *prometheus.Registry, name string, labels map
 					continue next
 				}
 			}
-			return m.GetHistogram().GetSampleCount()
+			out = append(out, m)
 		}
 	}
-	return 0
+	return out
+}
+
+// sampleCount is the number of observations of the histogram name over the
+// series with labels.
+func sampleCount(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) uint64 {
+	t.Helper()
+	var n uint64
+	for _, m := range series(t, reg, name, labels) {
+		n += m.GetHistogram().GetSampleCount()
+	}
+	return n
+}
+
+// gaugeValue is the value of the gauge name with labels (0 if absent).
+func gaugeValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	t.Helper()
+	ms := series(t, reg, name, labels)
+	if len(ms) != 1 {
+		return 0
+	}
+	return ms[0].GetGauge().GetValue()
 }
 
 // TestRunPicksUpNewExtensionAtOnce: an extension installed after the hooks
@@ -412,30 +434,6 @@ func TestHookRetriesUnavailableOnce(t *testing.T) {
 	if c := sampleCount(t, reg, "conduit_extension_hook_duration_seconds", map[string]string{"extension": "flaky", "code": "OK"}); c != 2 {
 		t.Errorf("OK calls = %d, want 2", c)
 	}
-}
-
-// gaugeValue returns the value of the gauge series of name with labels.
-func gaugeValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if v, ok := labels[lp.GetName()]; ok && v != lp.GetValue() {
-					continue next
-				}
-			}
-			return m.GetGauge().GetValue()
-		}
-	}
-	return 0
 }
 
 // TestFailurePolicyFail: an extension allowed with failurePolicy=Fail
