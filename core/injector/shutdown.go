@@ -1,12 +1,9 @@
 package injector
 
-import (
-	"context"
-	"time"
-)
+import "time"
 
 // DefaultShutdownDelay is how long the injector keeps serving after SIGTERM
-// (controller injector --shutdown-delay).
+// (controller injector --shutdown-delay, through procutil.DelayCancel).
 //
 // The API server reaches the webhook through the conduit-injector Service,
 // that is through kube-proxy's rules, which drop a terminating replica only
@@ -17,33 +14,3 @@ import (
 // That is what a rolling restart of the injector (mesh upgrade, mesh identity
 // rotate-anchors) followed by pod creations hit.
 const DefaultShutdownDelay = 5 * time.Second
-
-// DelayCancel returns a context that ends delay after parent does, so that a
-// server keeps serving (and its informers and hooks keep running) while the
-// Service's endpoints drop it, then drains as usual. onStop, if not nil, runs
-// when parent ends. cancel ends the returned context at once.
-func DelayCancel(parent context.Context, delay time.Duration, onStop func()) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
-	go func() {
-		select {
-		case <-parent.Done():
-		case <-ctx.Done():
-			return
-		}
-		if onStop != nil {
-			onStop()
-		}
-		if delay <= 0 {
-			cancel()
-			return
-		}
-		t := time.NewTimer(delay)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-		}
-		cancel()
-	}()
-	return ctx, cancel
-}

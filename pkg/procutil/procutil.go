@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"runtime"
 	"syscall"
+	"time"
 
 	"github.com/KimMachineGun/automemlimit/memlimit"
 )
@@ -51,4 +52,35 @@ func SignalContext(parent context.Context) (context.Context, context.CancelFunc)
 		os.Exit(1)
 	}()
 	return ctx, func() { signal.Stop(ch); cancel() }
+}
+
+// DelayCancel returns a context that ends delay after parent does, so that a
+// server keeps serving while its Service's endpoints drop the replica, then
+// drains as usual (core/injector.DefaultShutdownDelay says why the
+// injector needs it). onStop, if not nil, runs
+// when parent ends. cancel ends the returned context at once.
+func DelayCancel(parent context.Context, delay time.Duration, onStop func()) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
+	go func() {
+		select {
+		case <-parent.Done():
+		case <-ctx.Done():
+			return
+		}
+		if onStop != nil {
+			onStop()
+		}
+		if delay <= 0 {
+			cancel()
+			return
+		}
+		t := time.NewTimer(delay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		cancel()
+	}()
+	return ctx, cancel
 }

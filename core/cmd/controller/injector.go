@@ -49,7 +49,7 @@ Conduit proxy and proxy-init to pods annotated conduit.dev/inject: enabled
 			// Keep serving (webhook, informers, extension hooks) for the
 			// delay after SIGTERM, while kube-proxy's rules still send the
 			// API server's calls here: see injector.DefaultShutdownDelay.
-			ctx, stop := injector.DelayCancel(signal, shutdownDelay, func() {
+			ctx, stop := procutil.DelayCancel(signal, shutdownDelay, func() {
 				log.Info("terminating: serving for the shutdown delay while the Service drops this replica", "delay", shutdownDelay.String())
 			})
 			defer stop()
