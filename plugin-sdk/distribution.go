@@ -34,52 +34,49 @@ const binaryChunk = 1 << 20
 // plane runs as the extension's hook plugin.
 type distributionServer struct {
 	pluginv1.UnimplementedDistributionServer
-	path func() (string, error)
+	// self is the executable, hashed once: it does not change while it runs.
+	self func() (executable, error)
+}
 
-	once sync.Once
-	sum  string
-	size int64
-	err  error
+type executable struct {
+	path, sha256 string
+	size         int64
 }
 
 func newDistributionServer() *distributionServer {
-	return &distributionServer{path: os.Executable}
+	return &distributionServer{self: sync.OnceValues(hashExecutable)}
 }
 
-// digest hashes the executable once: it does not change while it runs.
-func (s *distributionServer) digest() (string, string, int64, error) {
-	p, err := s.path()
+func hashExecutable() (executable, error) {
+	p, err := os.Executable()
 	if err != nil {
-		return "", "", 0, err
+		return executable{}, err
 	}
-	s.once.Do(func() {
-		f, err := os.Open(p)
-		if err != nil {
-			s.err = err
-			return
-		}
-		defer f.Close()
-		h := sha256.New()
-		s.size, s.err = io.Copy(h, f)
-		s.sum = hex.EncodeToString(h.Sum(nil))
-	})
-	return p, s.sum, s.size, s.err
+	f, err := os.Open(p)
+	if err != nil {
+		return executable{}, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	return executable{path: p, sha256: hex.EncodeToString(h.Sum(nil)), size: n}, err
 }
 
 func (s *distributionServer) Binary(req *pluginv1.BinaryRequest, stream pluginv1.Distribution_BinaryServer) error {
 	if (req.GetOs() != "" && req.GetOs() != runtime.GOOS) || (req.GetArch() != "" && req.GetArch() != runtime.GOARCH) {
 		return status.Errorf(codes.FailedPrecondition, "plugin-sdk: this extension's binary is for %s/%s, not %s/%s", runtime.GOOS, runtime.GOARCH, req.GetOs(), req.GetArch())
 	}
-	p, sum, size, err := s.digest()
+	self, err := s.self()
 	if err != nil {
 		return status.Errorf(codes.Internal, "plugin-sdk: read own executable: %v", err)
 	}
-	f, err := os.Open(p)
+	size := self.size
+	f, err := os.Open(self.path)
 	if err != nil {
 		return status.Errorf(codes.Internal, "plugin-sdk: read own executable: %v", err)
 	}
 	defer f.Close()
-	if err := stream.Send(&pluginv1.BinaryChunk{Size: size, Sha256: sum}); err != nil {
+	if err := stream.Send(&pluginv1.BinaryChunk{Size: size, Sha256: self.sha256}); err != nil {
 		return err
 	}
 	buf := make([]byte, binaryChunk)
