@@ -14,6 +14,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/version"
 	fakediscovery "k8s.io/client-go/discovery/fake"
 	"k8s.io/client-go/kubernetes/fake"
@@ -29,22 +30,48 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
+// runClient is a fake API server for Run: the webhook configuration, an
+// annotated namespace emojivoto, the trust roots, Kubernetes 1.<minor>, and
+// objs.
+func runClient(t *testing.T, minor string, objs ...runtime.Object) *fake.Clientset {
+	t.Helper()
+	pem, err := os.ReadFile("testdata/trust-anchors.pem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := fake.NewClientset(append([]runtime.Object{
+		webhookConfig(),
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "emojivoto", Annotations: nsEnabled}},
+		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: TrustRootsName, Namespace: "conduit"}, Data: map[string]string{TrustRootsKey: string(pem)}},
+	}, objs...)...)
+	client.Discovery().(*fakediscovery.FakeDiscovery).FakedServerVersion = &version.Info{Major: "1", Minor: minor}
+	return client
+}
+
+// waitReady waits until the admin server at admin says /ready.
+func waitReady(t *testing.T, admin string) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		resp, err := http.Get("http://" + admin + "/ready")
+		if err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready: %v", err)
+		}
+	}
+}
+
 // TestRun starts the whole injector against a fake API: it generates its
 // certificate, syncs the caBundle, becomes ready, injects a pod with the
 // configuration of conduit-config, applies a change of conduit-config to
 // the next pod without a restart, and drains on cancel.
 func TestRun(t *testing.T) {
-	pem, err := os.ReadFile("testdata/trust-anchors.pem")
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := fake.NewClientset(
-		webhookConfig(),
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "emojivoto", Annotations: nsEnabled}},
-		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: ConfigMapName, Namespace: "conduit"}, Data: map[string]string{ConfigMapKey: "version: v1.0.0"}},
-		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: TrustRootsName, Namespace: "conduit"}, Data: map[string]string{TrustRootsKey: string(pem)}},
-	)
-	client.Discovery().(*fakediscovery.FakeDiscovery).FakedServerVersion = &version.Info{Major: "1", Minor: "28"}
+	client := runClient(t, "28",
+		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: ConfigMapName, Namespace: "conduit"}, Data: map[string]string{ConfigMapKey: "version: v1.0.0"}})
 	addr, admin := freeAddr(t), freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -63,20 +90,7 @@ func TestRun(t *testing.T) {
 		}
 	}()
 
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get("http://" + admin + "/ready")
-		if err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not ready: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitReady(t, admin)
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(caBundle(t, client)) {
 		t.Fatal("caBundle not synced")

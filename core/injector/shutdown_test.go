@@ -5,32 +5,17 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"net/http"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/conduit-mesh/conduit/pkg/procutil"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/version"
-	fakediscovery "k8s.io/client-go/discovery/fake"
-	"k8s.io/client-go/kubernetes/fake"
 )
 
 // TestRunServesDuringShutdownDelay: Run under DelayCancel (what
 // `controller injector` does) still injects pods after the signal, for the
 // delay, then stops.
 func TestRunServesDuringShutdownDelay(t *testing.T) {
-	pem, err := os.ReadFile("testdata/trust-anchors.pem")
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := fake.NewClientset(
-		webhookConfig(),
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "emojivoto", Annotations: nsEnabled}},
-		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: TrustRootsName, Namespace: "conduit"}, Data: map[string]string{TrustRootsKey: string(pem)}},
-	)
-	client.Discovery().(*fakediscovery.FakeDiscovery).FakedServerVersion = &version.Info{Major: "1", Minor: "32"}
+	client := runClient(t, "32")
 	addr, admin := freeAddr(t), freeAddr(t)
 	signal, stop := context.WithCancel(context.Background())
 	defer stop()
@@ -41,18 +26,7 @@ func TestRunServesDuringShutdownDelay(t *testing.T) {
 	go func() {
 		done <- Run(ctx, client, Options{Namespace: "conduit", Addr: addr, AdminAddr: admin}, quietLog())
 	}()
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		resp, err := http.Get("http://" + admin + "/ready")
-		if err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not ready: %v", err)
-		}
-	}
+	waitReady(t, admin)
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(caBundle(t, client)) {
 		t.Fatal("caBundle not synced")

@@ -7,18 +7,13 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"net/http"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/version"
 	"k8s.io/apimachinery/pkg/watch"
-	fakediscovery "k8s.io/client-go/discovery/fake"
-	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 )
 
@@ -30,16 +25,7 @@ import (
 // contributor changes the admission response, and the metrics are served
 // from the given registry.
 func TestRunWatchesWebhookConfig(t *testing.T) {
-	pem, err := os.ReadFile("testdata/trust-anchors.pem")
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := fake.NewClientset(
-		webhookConfig(),
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "emojivoto", Annotations: nsEnabled}},
-		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: TrustRootsName, Namespace: "conduit"}, Data: map[string]string{TrustRootsKey: string(pem)}},
-	)
-	client.Discovery().(*fakediscovery.FakeDiscovery).FakedServerVersion = &version.Info{Major: "1", Minor: "29"}
+	client := runClient(t, "29")
 	// The watch reactor tells when the injector's watch is open, so that
 	// the changes below are not made before it (they would be missed).
 	gvr := admissionregistrationv1.SchemeGroupVersion.WithResource("mutatingwebhookconfigurations")
@@ -74,18 +60,7 @@ func TestRunWatchesWebhookConfig(t *testing.T) {
 			t.Error("Run did not return after cancel")
 		}
 	}()
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		resp, err := http.Get("http://" + admin + "/ready")
-		if err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not ready: %v", err)
-		}
-	}
+	waitReady(t, admin)
 	select {
 	case <-watching:
 	case <-time.After(10 * time.Second):
