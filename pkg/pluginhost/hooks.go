@@ -361,6 +361,9 @@ func (h *Hooks) fetch(ctx context.Context, name, addr, sha string) (string, erro
 	return path, nil
 }
 
+// startRefreshTimeout bounds StartHooks' first refresh.
+const startRefreshTimeout = 5 * time.Second
+
 // retryStartAfter is when Run refreshes again after a plugin could not be
 // fetched or started.
 const retryStartAfter = 5 * time.Second
@@ -381,9 +384,16 @@ const DefaultRefreshInterval = 30 * time.Second
 //	hooks := pluginhost.StartHooks(ctx, client, pluginhost.HooksOptions{Logger: log, Namespace: ns, PluginDir: dir, Events: events, Registerer: reg})
 //	opts.Contributors = append(opts.Contributors, pluginhost.InjectorContributor{Hooks: hooks})   // injector
 //	cfg.Annotators = append(cfg.Annotators, &pluginhost.EndpointAnnotator{Hooks: hooks})          // destination
+//
+// The first refresh, which fetches and starts the plugins, is bounded by
+// startRefreshTimeout: an unreachable extension must not hold up the
+// component's start (a plugin not started by then is retried in the
+// background).
 func StartHooks(ctx context.Context, cs kubernetes.Interface, opts HooksOptions) *Hooks {
 	h := NewHooks(cs, opts)
-	if err := h.Refresh(ctx); err != nil {
+	rctx, cancel := context.WithTimeout(ctx, startRefreshTimeout)
+	defer cancel()
+	if err := h.Refresh(rctx); err != nil {
 		h.opts.Logger.Warn("cannot list extensions yet", "err", err)
 	}
 	go h.Run(ctx, DefaultRefreshInterval)
