@@ -31,23 +31,25 @@ var demoDeployments = []string{"quotes", "counter", "web", "loadgen"}
 
 // demoClient is a meshed pod of the demo namespace with a curl-like tool:
 // the demo image has no shell, so the test calls the front end from here.
+// Arguments: name, pod annotations (a YAML flow mapping), image.
 const demoClient = `
 apiVersion: v1
 kind: ServiceAccount
-metadata: {name: demo-client, namespace: conduit-demo}
+metadata: {name: %[1]s, namespace: conduit-demo}
 ---
 apiVersion: v1
 kind: Pod
 metadata:
-  name: demo-client
+  name: %[1]s
   namespace: conduit-demo
-  labels: {app: demo-client}
+  labels: {app: %[1]s}
+  annotations: %[2]s
 spec:
-  serviceAccountName: demo-client
+  serviceAccountName: %[1]s
   terminationGracePeriodSeconds: 1
   containers:
   - name: client
-    image: %s
+    image: %[3]s
     imagePullPolicy: IfNotPresent
     args: [sleep]
     securityContext:
@@ -168,38 +170,17 @@ func TestDemo(t *testing.T) {
 	}
 
 	// 5a. The front end answers a meshed caller through its Service, and its
-	// inbound proxy authenticated the caller's identity (mTLS).
-	t.Run("mTLS identity through the web Service", func(t *testing.T) {
-		f.Apply(t, demoNS, fmt.Sprintf(demoClient, f.Image("testapp")))
-		pods := f.WaitPodsReady(t, demoNS, "app=demo-client", 1, 3*time.Minute)
-		if err := demoMeshed(&pods[0]); err != nil {
-			t.Fatalf("demo-client: %v", err)
-		}
-		want := fmt.Sprintf("demo-client.%s.serviceaccount.identity.%s.cluster.local", demoNS, framework.ControlPlaneNamespace)
-		var answer struct {
-			Quote, QuoteServedBy, CounterServedBy, ClientID string
-		}
-		// The counter fails 10 % of its calls (the front end answers 502 then),
-		// and a new pod's first requests may race its proxy's discovery: retry.
-		demoWait(t, "web to answer the meshed client", 2*time.Minute, time.Second, func(ctx context.Context) error {
-			out, _, err := f.ExecE(ctx, demoNS, pods[0].Name, "client", nil,
-				"testapp", "get", "http://web."+demoNS+".svc.cluster.local:8080/api/quote")
-			if err != nil {
-				return fmt.Errorf("%w; output %q", err, out)
-			}
-			if err := json.Unmarshal([]byte(out), &answer); err != nil {
-				return fmt.Errorf("web answer %q: %w", out, err)
-			}
-			return nil
+	// inbound proxy authenticated the caller's identity (mTLS): with HTTP/1
+	// carried over HTTP/2 between the proxies (the default), and as pooled
+	// HTTP/1.1 (annotation config.conduit.dev/proxy-http1-transport: http1).
+	for _, client := range []struct{ name, annotations, transport string }{
+		{name: "demo-client", annotations: "{}"},
+		{name: "demo-client-h1", annotations: `{config.conduit.dev/proxy-http1-transport: http1}`, transport: "http1"},
+	} {
+		t.Run("mTLS identity through the web Service/"+client.name, func(t *testing.T) {
+			demoCallWeb(t, f, client.name, client.annotations, client.transport)
 		})
-		t.Logf("web answered: %+v", answer)
-		if answer.ClientID != want {
-			t.Errorf("web saw client identity %q, want %q (the header conduit-client-id set by its inbound proxy)", answer.ClientID, want)
-		}
-		if answer.Quote == "" || answer.QuoteServedBy == "" || answer.CounterServedBy == "" {
-			t.Errorf("incomplete answer %+v: the front end did not reach both backends", answer)
-		}
-	})
+	}
 
 	// 5b. The proxies count requests over TLS.
 	t.Run("proxy metrics show TLS requests", func(t *testing.T) {
@@ -273,6 +254,61 @@ func TestDemo(t *testing.T) {
 			}
 		}
 	})
+}
+
+// demoCallWeb starts the meshed client pod name and calls the front end
+// from it: the answer must be complete and name the client's identity, and
+// the client's proxy must count its requests to web as TLS. transport, when
+// set, is the CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT the injector must have
+// given the client's proxy.
+func demoCallWeb(t *testing.T, f *framework.Framework, name, annotations, transport string) {
+	f.Apply(t, demoNS, fmt.Sprintf(demoClient, name, annotations, f.Image("testapp")))
+	pods := f.WaitPodsReady(t, demoNS, "app="+name, 1, 3*time.Minute)
+	if err := demoMeshed(&pods[0]); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	got := ""
+	for _, c := range pods[0].Spec.InitContainers {
+		for _, e := range c.Env {
+			if c.Name == "conduit-proxy" && e.Name == "CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT" {
+				got = e.Value
+			}
+		}
+	}
+	if got != transport {
+		t.Errorf("%s's proxy has CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT=%q, want %q", name, got, transport)
+	}
+	want := fmt.Sprintf("%s.%s.serviceaccount.identity.%s.cluster.local", name, demoNS, framework.ControlPlaneNamespace)
+	var answer struct {
+		Quote, QuoteServedBy, CounterServedBy, ClientID string
+	}
+	// The counter fails 10 % of its calls (the front end answers 502 then),
+	// and a new pod's first requests may race its proxy's discovery: retry.
+	demoWait(t, "web to answer the meshed client", 2*time.Minute, time.Second, func(ctx context.Context) error {
+		out, _, err := f.ExecE(ctx, demoNS, pods[0].Name, "client", nil,
+			"testapp", "get", "http://web."+demoNS+".svc.cluster.local:8080/api/quote")
+		if err != nil {
+			return fmt.Errorf("%w; output %q", err, out)
+		}
+		if err := json.Unmarshal([]byte(out), &answer); err != nil {
+			return fmt.Errorf("web answer %q: %w", out, err)
+		}
+		return nil
+	})
+	t.Logf("web answered: %+v", answer)
+	if answer.ClientID != want {
+		t.Errorf("web saw client identity %q, want %q (the header conduit-client-id set by its inbound proxy)", answer.ClientID, want)
+	}
+	if answer.Quote == "" || answer.QuoteServedBy == "" || answer.CounterServedBy == "" {
+		t.Errorf("incomplete answer %+v: the front end did not reach both backends", answer)
+	}
+	metrics, err := demoProxyMetrics(framework.Context(t, time.Minute), t, f, pods[0].Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, lines := demoRequests(metrics, `direction="outbound"`, `tls="true"`, `dst_deployment="web"`); n == 0 {
+		t.Errorf("%s's proxy counts no outbound TLS request to web:\n%s", name, strings.Join(lines, "\n"))
+	}
 }
 
 // demoMeshed says why p is not a meshed pod: injected by the injector, with

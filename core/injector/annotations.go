@@ -37,6 +37,7 @@ const (
 	AnnotationProxyImage          = configPrefix + "proxy-image"
 	AnnotationProxyVersion        = configPrefix + "proxy-version"
 	AnnotationShutdownGracePeriod = configPrefix + "shutdown-grace-period"
+	AnnotationProxyHTTP1Transport = configPrefix + "proxy-http1-transport"
 )
 
 // Outcome is what an invalid annotation value leads to.
@@ -108,6 +109,12 @@ var Settings = []setting{
 		}
 		if d <= 0 {
 			return fmt.Errorf("not positive")
+		}
+		return nil
+	}},
+	{AnnotationProxyHTTP1Transport, "h2 (HTTP/1 multiplexed on one HTTP/2 connection per endpoint) or http1 (pooled HTTP/1.1)", Default, func(s string) error {
+		if s != "h2" && s != "http1" {
+			return fmt.Errorf("not h2 or http1")
 		}
 		return nil
 	}},

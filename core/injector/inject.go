@@ -368,6 +368,10 @@ func (b *builder) proxyContainer(native bool) (corev1.Container, error) {
 		{Name: "CONDUIT_PROXY_INBOUND_OPAQUE_PORTS", Value: b.get(AnnotationOpaquePorts, p.OpaquePorts)},
 		{Name: "CONDUIT_PROXY_SHUTDOWN_GRACE_PERIOD", Value: b.get(AnnotationShutdownGracePeriod, p.ShutdownGracePeriod)},
 	}
+	// The proxy's own default (h2) applies unless the workload asks.
+	if v, ok := b.ann[AnnotationProxyHTTP1Transport]; ok {
+		env = append(env, corev1.EnvVar{Name: "CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT", Value: v})
+	}
 	probe := func(path string, period, failures int32) *corev1.Probe {
 		return &corev1.Probe{
 			ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intstr.FromInt32(p.AdminPort)}},

@@ -139,6 +139,7 @@ func injectCases() []injectCase {
 				AnnotationProxyImage, "registry.example.com:5000/mesh/proxy",
 				AnnotationProxyVersion, "v0.2.0-rc.1",
 				AnnotationShutdownGracePeriod, "2m",
+				AnnotationProxyHTTP1Transport, "http1",
 			))},
 		{name: "request-above-limit", nsAnn: nsEnabled, pod: pod(podAnn(AnnotationProxyMemoryRequest, "1Gi", AnnotationProxyMemoryLimit, "512Mi")), native: true},
 		{name: "skip-inbound-proxy-port", nsAnn: nsEnabled, pod: pod(podAnn(AnnotationSkipInboundPorts, "4100-4200")), native: true},
@@ -162,6 +163,7 @@ func injectCases() []injectCase {
 		AnnotationProxyImage:          "Example/Proxy:v1",
 		AnnotationProxyVersion:        "v1 beta",
 		AnnotationShutdownGracePeriod: "30",
+		AnnotationProxyHTTP1Transport: "h3",
 	}
 	for _, s := range Settings {
 		cases = append(cases, injectCase{

@@ -260,6 +260,9 @@ func startApp(t *testing.T) (addr string, last func() seen) {
 			return
 		}
 		body, _ := io.ReadAll(r.Body)
+		if strings.HasPrefix(r.URL.Path, "/slow/") {
+			time.Sleep(200 * time.Millisecond) // long enough for concurrent requests to overlap
+		}
 		fmt.Fprintf(w, "hello %s %d", r.URL.Path, len(body))
 	})
 	var protos http.Protocols
@@ -289,14 +292,65 @@ func h2cClient(dial string) *http.Client {
 		})}
 }
 
+// metricSum adds up the samples of the metric name whose labels contain
+// every one of labels (as name="value" text).
+func metricSum(t *testing.T, admin string, name string, labels ...string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var sum float64
+lines:
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(line, name+"{") {
+			continue
+		}
+		for _, l := range labels {
+			if !strings.Contains(line, l) {
+				continue lines
+			}
+		}
+		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+		if err != nil {
+			t.Fatalf("metric line %q: %v", line, err)
+		}
+		sum += v
+	}
+	return sum
+}
+
+// TestTwoProxiesMTLS runs HTTP/1.1 and h2c through a client and a server
+// proxy over mTLS, with each way HTTP/1 can travel between them: over the
+// endpoint's one HTTP/2 connection (the default), on pooled HTTP/1.1
+// connections (the fast path's meshed transport), and through net/http
+// only (fast path off).
 func TestTwoProxiesMTLS(t *testing.T) {
+	for _, mode := range []struct {
+		name string
+		env  map[string]string
+		// newConns is how many inbound connections four concurrent HTTP/1
+		// requests open, after one was pooled.
+		newConns float64
+	}{
+		{name: "HTTP/1 over one HTTP/2 connection", newConns: 0},
+		{name: "HTTP/1.1 between proxies", env: map[string]string{"CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT": "http1"}, newConns: 3},
+		{name: "fast path off", env: map[string]string{"CONDUIT_PROXY_HTTP1_FAST_PATH": "false"}, newConns: 0},
+	} {
+		t.Run(mode.name, func(t *testing.T) { testTwoProxies(t, mode.env, mode.newConns) })
+	}
+}
+
+func testTwoProxies(t *testing.T, env map[string]string, newConns float64) {
 	m := newMesh(t)
 	appAddr, last := startApp(t)
-	server := m.startProxy(t, serverID, appAddr, "127.0.0.1:1")
+	server := m.startProxyEnv(t, serverID, appAddr, "127.0.0.1:1", env, true)
 	m.mu.Lock()
 	m.endpoints["web.test.svc.cluster.local:80"] = []*destinationv1.WeightedAddr{meshedAddr(server.InboundAddr().String(), serverID)}
 	m.mu.Unlock()
-	client := m.startProxy(t, clientID, "127.0.0.1:1", "10.255.255.1:80")
+	client := m.startProxyEnv(t, clientID, "127.0.0.1:1", "10.255.255.1:80", env, true)
 	out := client.OutboundAddr().String()
 
 	tests := []struct {
@@ -363,6 +417,42 @@ func TestTwoProxiesMTLS(t *testing.T) {
 	resp.Body.Close()
 	if want := `request_total{direction="inbound",authority="web.test.svc.cluster.local",route="",tls="true",client_id="` + clientID + `"}`; !strings.Contains(string(metricsText), want) {
 		t.Errorf("server metrics lack %s\n%s", want, metricsText)
+	}
+
+	// Concurrent HTTP/1 requests: multiplexed on the one HTTP/2 connection
+	// between the proxies, or each on its own pooled HTTP/1.1 connection.
+	inboundOpen := func() float64 {
+		return metricSum(t, server.AdminAddr().String(), "tcp_open_total", `direction="inbound"`, `tls="true"`)
+	}
+	before := inboundOpen()
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := h1Client(out).Get(fmt.Sprintf("http://web/slow/%d", i))
+			if err != nil {
+				errs <- err
+				return
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				errs <- fmt.Errorf("status %d: %s", resp.StatusCode, body)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if got := inboundOpen() - before; got != newConns {
+		t.Errorf("4 concurrent requests opened %v mTLS connections to the server proxy, want %v", got, newConns)
+	}
+	if got := metricSum(t, server.AdminAddr().String(), "response_total", `direction="inbound"`, `client_id="`+clientID+`"`, `status_code="200"`); got < 7 {
+		t.Errorf("server proxy counted %v authenticated 200 responses, want at least 7", got)
 	}
 }
 

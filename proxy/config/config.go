@@ -59,7 +59,23 @@ type Config struct {
 	TapEnabled bool
 	// TapAddr is the tap listener, loopback only (CONDUIT_PROXY_TAP_ADDR, default 127.0.0.1:4190).
 	TapAddr string
+
+	// HTTP1FastPath forwards HTTP/1.1 requests on the proxy's own
+	// HTTP/1.1 path instead of net/http (CONDUIT_PROXY_HTTP1_FAST_PATH,
+	// default true).
+	HTTP1FastPath bool
+	// MeshedHTTP1 says how HTTP/1 requests travel to a meshed endpoint
+	// (CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT): "h2" (default) multiplexes
+	// them on one HTTP/2 mTLS connection per endpoint; "http1" sends them
+	// on pooled HTTP/1.1 mTLS connections, on the fast path.
+	MeshedHTTP1 string
 }
+
+// Transports of HTTP/1 requests between meshed proxies.
+const (
+	MeshedH2    = "h2"
+	MeshedHTTP1 = "http1"
+)
 
 // Getenv looks up one variable; os.LookupEnv fits.
 type Getenv func(string) (string, bool)
@@ -222,6 +238,22 @@ func Load(env Getenv) (*Config, error) {
 			return nil, fmt.Errorf("config: CONDUIT_PROXY_TAP_ENABLED=%q is invalid (accepted: true, false)", v)
 		}
 		c.TapEnabled = on
+	}
+	if v := get(env, "CONDUIT_PROXY_HTTP1_FAST_PATH", "true"); v != "" {
+		on, err := strconv.ParseBool(v)
+		if err != nil {
+			return nil, fmt.Errorf("config: CONDUIT_PROXY_HTTP1_FAST_PATH=%q is invalid (accepted: true, false)", v)
+		}
+		c.HTTP1FastPath = on
+	}
+	switch c.MeshedHTTP1 = get(env, "CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT", MeshedH2); c.MeshedHTTP1 {
+	case MeshedH2:
+	case MeshedHTTP1:
+		if !c.HTTP1FastPath {
+			return nil, fmt.Errorf("config: CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT=%q needs CONDUIT_PROXY_HTTP1_FAST_PATH=true", c.MeshedHTTP1)
+		}
+	default:
+		return nil, fmt.Errorf("config: CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT=%q is invalid (accepted: h2, http1)", c.MeshedHTTP1)
 	}
 	// Tap has no authentication of its own: it must stay on loopback.
 	if err := checkListen(c.TapAddr); err != nil {

@@ -88,6 +88,26 @@ func TestLoad(t *testing.T) {
 					t.Error("tap enabled")
 				}
 			}},
+		{name: "http1 defaults", check: func(t *testing.T, c *Config) {
+			if !c.HTTP1FastPath || c.MeshedHTTP1 != MeshedH2 {
+				t.Errorf("fast path %v, meshed transport %q", c.HTTP1FastPath, c.MeshedHTTP1)
+			}
+		}},
+		{name: "meshed http1", env: map[string]string{"CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT": "http1"},
+			check: func(t *testing.T, c *Config) {
+				if c.MeshedHTTP1 != MeshedHTTP1 {
+					t.Errorf("meshed transport %q", c.MeshedHTTP1)
+				}
+			}},
+		{name: "fast path off", env: map[string]string{"CONDUIT_PROXY_HTTP1_FAST_PATH": "false"},
+			check: func(t *testing.T, c *Config) {
+				if c.HTTP1FastPath {
+					t.Error("fast path on")
+				}
+			}},
+		{name: "bad fast path", env: map[string]string{"CONDUIT_PROXY_HTTP1_FAST_PATH": "fast"}, wantErr: "CONDUIT_PROXY_HTTP1_FAST_PATH=\"fast\" is invalid (accepted: true, false)"},
+		{name: "bad meshed transport", env: map[string]string{"CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT": "h3"}, wantErr: "CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT=\"h3\" is invalid (accepted: h2, http1)"},
+		{name: "meshed http1 without fast path", env: map[string]string{"CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT": "http1", "CONDUIT_PROXY_HTTP1_FAST_PATH": "false"}, wantErr: "needs CONDUIT_PROXY_HTTP1_FAST_PATH=true"},
 		{name: "tap off loopback", env: map[string]string{"CONDUIT_PROXY_TAP_ADDR": "0.0.0.0:4190"}, wantErr: "CONDUIT_PROXY_TAP_ADDR=\"0.0.0.0:4190\" is invalid"},
 		{name: "bad tap addr", env: map[string]string{"CONDUIT_PROXY_TAP_ADDR": "4190"}, wantErr: "CONDUIT_PROXY_TAP_ADDR"},
 		{name: "bad override", env: map[string]string{"CONDUIT_PROXY_INBOUND_TARGET_OVERRIDE": "x"}, wantErr: "CONDUIT_PROXY_INBOUND_TARGET_OVERRIDE"},

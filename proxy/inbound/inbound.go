@@ -16,6 +16,7 @@ import (
 
 	tapv1 "github.com/conduit-mesh/conduit/proto/tap/v1"
 	"github.com/conduit-mesh/conduit/proxy/detect"
+	"github.com/conduit-mesh/conduit/proxy/internal/h1"
 	"github.com/conduit-mesh/conduit/proxy/internal/netx"
 	"github.com/conduit-mesh/conduit/proxy/metrics"
 	"github.com/conduit-mesh/conduit/proxy/origdst"
@@ -49,6 +50,9 @@ type Options struct {
 	ConnectTimeout time.Duration
 	// Tap receives the requests (nil: tap disabled).
 	Tap *tap.Hub
+	// NoFastPath serves every HTTP/1 request with net/http instead of the
+	// HTTP/1.1 fast path.
+	NoFastPath bool
 }
 
 // Proxy is the inbound side.
@@ -62,6 +66,8 @@ type Proxy struct {
 	h2c     *http.Transport
 	dialer  net.Dialer
 	wg      sync.WaitGroup
+	fast    h1.Server
+	apps    sync.Map // target -> *h1.Pool
 }
 
 // New returns the inbound proxy.
@@ -74,6 +80,7 @@ func New(o Options) *Proxy {
 	}
 	p := &Proxy{o: o}
 	p.dialer = net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}
+	p.fast.DialTimeout = 2 * o.ConnectTimeout
 	p.h1 = &http.Transport{
 		DialContext:         p.dialer.DialContext,
 		MaxIdleConns:        1000,
@@ -192,6 +199,7 @@ func (p *Proxy) Serve(l net.Listener) error {
 // opaque ones are waited for until ctx ends.
 func (p *Proxy) Shutdown(ctx context.Context) error {
 	var err error
+	p.fast.Shutdown()
 	if p.cl != nil {
 		err = p.http.Shutdown(ctx)
 	}
@@ -203,6 +211,10 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	}
 	p.h1.CloseIdleConnections()
 	p.h2c.CloseIdleConnections()
+	p.apps.Range(func(_, v any) bool {
+		v.(*h1.Pool).CloseIdle(true)
+		return true
+	})
 	return err
 }
 
@@ -253,6 +265,10 @@ func (p *Proxy) handle(raw net.Conn) {
 		p.opaque(c, info)
 	case detect.HTTP1, detect.HTTP2:
 		info.Open(p.o.Metrics, plain)
+		if proto == detect.HTTP1 && !p.o.NoFastPath {
+			p.serveFast(c, info, false)
+			return
+		}
 		p.pushHTTP(c, info)
 	default:
 		info.Open(p.o.Metrics, plain)
@@ -288,6 +304,10 @@ func (p *Proxy) serveTLS(c *netx.Conn, info *netx.Info) {
 	info.Open(p.o.Metrics, metrics.TCPKey{Direction: "inbound", Peer: "src", TLS: true, PeerID: info.PeerID})
 	if cs.NegotiatedProtocol == tlsconf.ALPNOpaque {
 		p.opaque(tc, info)
+		return
+	}
+	if cs.NegotiatedProtocol != tlsconf.ALPNH2 && !p.o.NoFastPath {
+		p.serveFast(tc, info, true)
 		return
 	}
 	// net/http switches to HTTP/2 on ALPN h2 only for a *tls.Conn.

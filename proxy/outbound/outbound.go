@@ -22,6 +22,7 @@ import (
 	"github.com/conduit-mesh/conduit/proxy/detect"
 	"github.com/conduit-mesh/conduit/proxy/discovery"
 	"github.com/conduit-mesh/conduit/proxy/inbound"
+	"github.com/conduit-mesh/conduit/proxy/internal/h1"
 	"github.com/conduit-mesh/conduit/proxy/internal/netx"
 	"github.com/conduit-mesh/conduit/proxy/metrics"
 	"github.com/conduit-mesh/conduit/proxy/origdst"
@@ -60,6 +61,13 @@ type Options struct {
 	DiscoveryTimeout         time.Duration
 	// Tap receives the requests (nil: tap disabled).
 	Tap *tap.Hub
+	// NoFastPath sends every HTTP/1 request through net/http instead of
+	// the HTTP/1.1 fast path.
+	NoFastPath bool
+	// MeshedHTTP1 sends HTTP/1 requests to a meshed endpoint on pooled
+	// HTTP/1.1 mTLS connections, on the fast path; by default they go
+	// through net/http, multiplexed on the endpoint's HTTP/2 connection.
+	MeshedHTTP1 bool
 }
 
 // Proxy is the outbound side.
@@ -73,6 +81,7 @@ type Proxy struct {
 	h2c       *http.Transport
 	dialer    net.Dialer
 	sessions  tls.ClientSessionCache
+	fast      h1.Server
 	ups       sync.Map // key string -> *upstream
 	lbs       sync.Map // authority -> *lbState
 	p2c       balance.P2C
@@ -96,6 +105,7 @@ func New(o Options) *Proxy {
 	p := &Proxy{o: o, sessions: tls.NewLRUClientSessionCache(256)}
 	p.defBudget = profile.NewBudget(0.2, 10, 10*time.Second)
 	p.dialer = net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}
+	p.fast.DialTimeout = 2 * o.ConnectTimeout
 	p.h1 = &http.Transport{
 		DialContext:         p.dialer.DialContext,
 		MaxIdleConns:        1000,
@@ -190,6 +200,7 @@ func (p *Proxy) Serve(l net.Listener) error {
 // Shutdown drains in-flight requests and connections until ctx ends.
 func (p *Proxy) Shutdown(ctx context.Context) error {
 	var err error
+	p.fast.Shutdown()
 	if p.cl != nil {
 		err = p.http.Shutdown(ctx)
 	}
@@ -202,8 +213,12 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	p.h1.CloseIdleConnections()
 	p.h2c.CloseIdleConnections()
 	p.ups.Range(func(_, v any) bool {
-		if u := v.(*upstream); u.h2 != nil {
+		u := v.(*upstream)
+		if u.h2 != nil {
 			u.h2.CloseIdleConnections()
+		}
+		if u.fast != nil {
+			u.fast.CloseIdle(true)
 		}
 		return true
 	})
@@ -244,6 +259,10 @@ func (p *Proxy) handle(raw net.Conn) {
 	}
 	switch proto {
 	case detect.HTTP1, detect.HTTP2:
+		if proto == detect.HTTP1 && !p.o.NoFastPath {
+			p.serveFast(c, info)
+			return
+		}
 		oc := &netx.Owned{Conn: c, Info: info}
 		if err := p.cl.Push(oc); err != nil {
 			_ = oc.Close()
@@ -309,10 +328,13 @@ func (p *Proxy) dial(ctx context.Context, a *discovery.Addr, alpn string) (net.C
 	return tc, info, nil
 }
 
-// upstream is one endpoint and, when meshed, its HTTP/2 connection pool.
+// upstream is one endpoint and, when meshed, its HTTP/2 connection pool;
+// fast is its HTTP/1.1 pool for the fast path, made on first use.
 type upstream struct {
-	addr *discovery.Addr
-	h2   *http.Transport
+	addr     *discovery.Addr
+	h2       *http.Transport
+	fastOnce sync.Once
+	fast     *h1.Pool
 }
 
 func (p *Proxy) upstreamFor(a *discovery.Addr) *upstream {
@@ -416,7 +438,24 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	delete(r.Header, HeaderOrigProto)
 	cl := &call{}
 	ctx := r.Context()
-	name, isSvc := Normalize(r.Host, p.o.Namespace, p.o.ClusterDomain)
+	prof, err := p.routeCall(ctx, cl, r.Host, info)
+	if err != nil {
+		errorHandler(w, r, err)
+		return
+	}
+	cl.route = prof.Match(r)
+	r.URL.Scheme = "http"
+	r.URL.Host = "upstream"
+	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(ctx, callKey{}, cl)))
+}
+
+// routeCall decides where a request for host goes: the balanced endpoints
+// of a Service (or of its traffic split backend) with its retry budget, or
+// a single endpoint. It returns the Service's profile, for the caller to
+// match the route. A Service without endpoints is a statusError(503),
+// counted here.
+func (p *Proxy) routeCall(ctx context.Context, cl *call, host string, info *netx.Info) (*profile.Profile, error) {
+	name, isSvc := Normalize(host, p.o.Namespace, p.o.ClusterDomain)
 	var st *discovery.ProfileState
 	if isSvc {
 		st = p.waitProfile(ctx, name)
@@ -426,7 +465,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			name, isSvc = net.JoinHostPort(st.Profile.FQN, strconv.Itoa(int(info.OrigDst.Port()))), true
 		}
 	}
-	cl.authority = r.Host
+	cl.authority = host
+	var prof *profile.Profile
 	if isSvc {
 		cl.authority = name
 		dst := name
@@ -438,15 +478,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case len(eps) > 0:
 			cl.eps = eps
 		case exists:
-			errorHandler(w, r, statusError(http.StatusServiceUnavailable))
 			p.o.Metrics.Response(metrics.RequestKey{Direction: "outbound", Authority: name}, http.StatusServiceUnavailable, true, 0)
-			return
+			return nil, statusError(http.StatusServiceUnavailable)
 		}
 		if dst != name && len(cl.eps) == 0 {
 			// A split backend without endpoints: fall back to the apex service.
 			cl.eps, _ = p.endpoints(ctx, name)
 		}
-		cl.route = st.Profile.Match(r)
+		prof = st.Profile
 		cl.budget = p.defBudget
 		if st.Profile != nil && st.Profile.Budget != nil {
 			cl.budget = st.Profile.Budget
@@ -459,13 +498,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case info.OrigDst.IsValid():
 			cl.fixed = balance.NewEndpoint(p.upstreamFor(&discovery.Addr{Addr: info.OrigDst.String()}), 1)
 		default:
-			errorHandler(w, r, fmt.Errorf("outbound: %q is not a known service and the connection has no original destination", r.Host))
-			return
+			return nil, fmt.Errorf("outbound: %q is not a known service and the connection has no original destination", host)
 		}
 	}
-	r.URL.Scheme = "http"
-	r.URL.Host = "upstream"
-	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(ctx, callKey{}, cl)))
+	return prof, nil
 }
 
 type roundTripper struct{ p *Proxy }

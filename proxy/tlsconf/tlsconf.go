@@ -8,6 +8,7 @@ import (
 // ALPN protocol names.
 const (
 	ALPNH2     = "h2"
+	ALPNHTTP1  = "http/1.1"
 	ALPNOpaque = "conduit.opaque"
 )
 
@@ -29,7 +30,7 @@ func Server(certs Certs, anchors *x509.CertPool) *tls.Config {
 		GetCertificate: getCert,
 		ClientAuth:     tls.VerifyClientCertIfGiven,
 		ClientCAs:      anchors,
-		NextProtos:     []string{ALPNH2, ALPNOpaque, "http/1.1"},
+		NextProtos:     []string{ALPNH2, ALPNOpaque, ALPNHTTP1},
 	}
 }
 

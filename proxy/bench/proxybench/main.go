@@ -186,7 +186,7 @@ func waitReady(admin string) error {
 
 // conduit starts a client and a server proxy; the server's inbound forwards
 // to target and the client's original destination is origDst.
-func conduit(cp *testcp.CP, target, origDst string) (client, server *proc, err error) {
+func conduit(cp *testcp.CP, target, origDst string, extra ...string) (client, server *proc, err error) {
 	common := []string{
 		"CONDUIT_PROXY_LOG_LEVEL=warn",
 		"CONDUIT_PROXY_DESTINATION_ADDR=" + cp.DestAddr,
@@ -199,6 +199,7 @@ func conduit(cp *testcp.CP, target, origDst string) (client, server *proc, err e
 		"CONDUIT_PROXY_SHUTDOWN_GRACE_PERIOD=5s",
 		"CONDUIT_PROXY_DEBUG_PPROF=" + os.Getenv("CONDUIT_PROXY_DEBUG_PPROF"),
 	}
+	common = append(common, extra...)
 	if *proxyEnv != "" {
 		common = append(common, strings.Split(*proxyEnv, ",")...)
 	}
@@ -400,9 +401,13 @@ func run() error {
 			}
 			cells = append(cells, c)
 		}
-		// Conduit: fresh proxies per protocol.
-		if want("conduit") {
-			cs, err := runConduit(cp, proto, target, rs)
+		// Conduit: fresh proxies per protocol and per way HTTP/1 travels
+		// between them (over HTTP/2, the default, or as pooled HTTP/1.1).
+		for _, v := range conduitVariants(proto) {
+			if !want(v.name) {
+				continue
+			}
+			cs, err := runConduit(cp, v.name, proto, target, rs, v.env...)
 			if err != nil {
 				return err
 			}
@@ -470,8 +475,23 @@ func run() error {
 	return nil
 }
 
-func runConduit(cp *testcp.CP, proto, target string, rs []int) ([]cell, error) {
-	client, server, err := conduit(cp, target, "10.96.0.10:8079")
+type variant struct {
+	name string
+	env  []string
+}
+
+// conduitVariants are the Conduit configurations loaded with proto.
+func conduitVariants(proto string) []variant {
+	vs := []variant{{name: "conduit (2 proxies, mTLS)"}}
+	if proto == "http1" {
+		vs[0].name = "conduit (2 proxies, mTLS, HTTP/1 over h2)"
+		vs = append(vs, variant{name: "conduit (2 proxies, mTLS, HTTP/1.1 between)", env: []string{"CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT=http1"}})
+	}
+	return vs
+}
+
+func runConduit(cp *testcp.CP, mode, proto, target string, rs []int, env ...string) ([]cell, error) {
+	client, server, err := conduit(cp, target, "10.96.0.10:8079", env...)
 	if err != nil {
 		return nil, err
 	}
@@ -481,7 +501,7 @@ func runConduit(cp *testcp.CP, proto, target string, rs []int) ([]cell, error) {
 	idle := idleRSS(procs)
 	var cells []cell
 	for _, rps := range rs {
-		c, err := load("conduit (2 proxies, mTLS)", proto, rps, clientOut, "web.bench.svc.cluster.local", procs, idle)
+		c, err := load(mode, proto, rps, clientOut, "web.bench.svc.cluster.local", procs, idle)
 		if err != nil {
 			return nil, err
 		}

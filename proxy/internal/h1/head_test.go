@@ -1,0 +1,261 @@
+package h1
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+func readReq(t testing.TB, s string) (*Head, error) {
+	t.Helper()
+	var h Head
+	err := h.ReadRequest(bufio.NewReaderSize(strings.NewReader(s), 16))
+	return &h, err
+}
+
+func TestReadRequest(t *testing.T) {
+	tests := []struct {
+		name        string
+		in          string
+		err         error
+		forwardable bool
+		method      string
+		target      string
+		host        string
+		cl          int64
+		chunked     bool
+		close       bool
+	}{
+		{name: "get", in: "GET /a?b=c HTTP/1.1\r\nHost: web\r\nAccept: */*\r\n\r\n", forwardable: true, method: "GET", target: "/a?b=c", host: "web", cl: -1},
+		{name: "bare LF", in: "GET / HTTP/1.1\nHost: web\n\n", forwardable: true, method: "GET", target: "/", host: "web", cl: -1},
+		{name: "post with length", in: "POST /p HTTP/1.1\r\nHost: w\r\nContent-Length: 5\r\n\r\nhello", forwardable: true, method: "POST", target: "/p", host: "w", cl: 5},
+		{name: "repeated equal lengths", in: "POST /p HTTP/1.1\r\nHost: w\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", forwardable: true, method: "POST", target: "/p", host: "w", cl: 5},
+		{name: "chunked", in: "POST /p HTTP/1.1\r\nHost: w\r\nTransfer-Encoding: chunked\r\n\r\n", forwardable: true, method: "POST", target: "/p", host: "w", cl: -1, chunked: true},
+		{name: "close", in: "GET / HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", forwardable: true, method: "GET", target: "/", host: "w", cl: -1, close: true},
+		{name: "percent escapes", in: "GET /a%20b?q=%2F HTTP/1.1\r\nHost: w\r\n\r\n", forwardable: true, method: "GET", target: "/a%20b?q=%2F", host: "w", cl: -1},
+		{name: "options asterisk", in: "OPTIONS * HTTP/1.1\r\nHost: w\r\n\r\n", forwardable: true, method: "OPTIONS", target: "*", host: "w", cl: -1},
+
+		{name: "http/1.0 goes to net/http", in: "GET / HTTP/1.0\r\nHost: w\r\n\r\n", method: "GET", target: "/", host: "w", cl: -1},
+		{name: "no host", in: "GET / HTTP/1.1\r\n\r\n", method: "GET", target: "/", cl: -1},
+		{name: "two hosts", in: "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", method: "GET", target: "/", host: "b", cl: -1},
+		{name: "upgrade", in: "GET / HTTP/1.1\r\nHost: w\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", method: "GET", target: "/", host: "w", cl: -1},
+		{name: "expect", in: "PUT / HTTP/1.1\r\nHost: w\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n", method: "PUT", target: "/", host: "w", cl: 1},
+		{name: "connect", in: "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", method: "CONNECT", target: "a:443", host: "a:443", cl: -1},
+		{name: "absolute form", in: "GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n", method: "GET", target: "http://a/", host: "a", cl: -1},
+		{name: "length and chunked (smuggling)", in: "POST / HTTP/1.1\r\nHost: w\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", method: "POST", target: "/", host: "w", cl: 3, chunked: true},
+		{name: "gzip, chunked", in: "POST / HTTP/1.1\r\nHost: w\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", method: "POST", target: "/", host: "w", cl: -1},
+		{name: "empty transfer-encoding", in: "POST / HTTP/1.1\r\nHost: w\r\nTransfer-Encoding: \r\n\r\n", method: "POST", target: "/", host: "w", cl: -1},
+		{name: "chunked in a list", in: "POST / HTTP/1.1\r\nHost: w\r\nTransfer-Encoding: chunked,\r\n\r\n", method: "POST", target: "/", host: "w", cl: -1},
+		{name: "chunked twice", in: "POST / HTTP/1.1\r\nHost: w\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", method: "POST", target: "/", host: "w", cl: -1},
+		{name: "bad percent escape", in: "GET /a%zz HTTP/1.1\r\nHost: w\r\n\r\n", method: "GET", target: "/a%zz", host: "w", cl: -1},
+		{name: "truncated percent escape", in: "GET /a% HTTP/1.1\r\nHost: w\r\n\r\n", method: "GET", target: "/a%", host: "w", cl: -1},
+		{name: "hop-by-hop named by connection", in: "GET / HTTP/1.1\r\nHost: w\r\nConnection: x-secret\r\nX-Secret: 1\r\n\r\n", method: "GET", target: "/", host: "w", cl: -1},
+
+		{name: "length list", in: "POST / HTTP/1.1\r\nHost: w\r\nContent-Length: 5, 5\r\n\r\n", err: ErrMalformed},
+		{name: "conflicting lengths", in: "POST / HTTP/1.1\r\nHost: w\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", err: ErrMalformed},
+		{name: "signed length", in: "POST / HTTP/1.1\r\nHost: w\r\nContent-Length: +5\r\n\r\n", err: ErrMalformed},
+		{name: "empty length", in: "POST / HTTP/1.1\r\nHost: w\r\nContent-Length: \r\n\r\n", err: ErrMalformed},
+		{name: "obs-fold", in: "GET / HTTP/1.1\r\nHost: w\r\nX: a\r\n b\r\n\r\n", err: ErrMalformed},
+		{name: "space before colon", in: "GET / HTTP/1.1\r\nHost : w\r\n\r\n", err: ErrMalformed},
+		{name: "control character in value", in: "GET / HTTP/1.1\r\nHost: w\x00\r\n\r\n", err: ErrMalformed},
+		{name: "bare CR in value", in: "GET / HTTP/1.1\r\nHost: w\rX: y\r\n\r\n", err: ErrMalformed},
+		{name: "version", in: "GET / HTTP/2.0\r\nHost: w\r\n\r\n", err: ErrMalformed},
+		{name: "HTTP/2 preface", in: "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", err: ErrMalformed},
+		{name: "space in target", in: "GET /a b HTTP/1.1\r\nHost: w\r\n\r\n", err: ErrMalformed},
+		{name: "empty line first (net/http refuses it)", in: "\r\nGET / HTTP/1.1\r\nHost: w\r\n\r\n", err: ErrMalformed},
+		{name: "too large", in: "GET / HTTP/1.1\r\nX: " + strings.Repeat("a", MaxHeadBytes) + "\r\n\r\n", err: ErrHeadTooLarge},
+		{name: "truncated", in: "GET / HTTP/1.1\r\nHost: w\r\n", err: io.ErrUnexpectedEOF},
+		{name: "nothing", in: "", err: io.EOF},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h, err := readReq(t, tt.in)
+			if tt.err != nil {
+				if !errors.Is(err, tt.err) {
+					t.Fatalf("err = %v, want %v", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := h.Forwardable(); got != tt.forwardable {
+				t.Errorf("Forwardable = %v, want %v", got, tt.forwardable)
+			}
+			if h.Method() != tt.method || h.Target() != tt.target || h.Host() != tt.host {
+				t.Errorf("method, target, host = %q %q %q, want %q %q %q", h.Method(), h.Target(), h.Host(), tt.method, tt.target, tt.host)
+			}
+			if h.ContentLength != tt.cl || h.Chunked != tt.chunked || h.Close != tt.close {
+				t.Errorf("length, chunked, close = %d %v %v, want %d %v %v", h.ContentLength, h.Chunked, h.Close, tt.cl, tt.chunked, tt.close)
+			}
+		})
+	}
+}
+
+func TestForwardedHead(t *testing.T) {
+	h, err := readReq(t, "GET /x HTTP/1.1\r\nHost: web\r\nConnection: keep-alive\r\nKeep-Alive: 5\r\nTE: trailers\r\n"+
+		"Conduit-Client-Id: forged\r\nX-A:  1 \r\n\r\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Drop("conduit-client-id")
+	h.Add("Conduit-Client-Id", "real")
+	var out bytes.Buffer
+	w := bufio.NewWriter(&out)
+	h.writeRequest(w)
+	_ = w.Flush()
+	want := "GET /x HTTP/1.1\r\nHost: web\r\nTE: trailers\r\nX-A: 1\r\nConduit-Client-Id: real\r\n\r\n"
+	if out.String() != want {
+		t.Fatalf("forwarded head\n%q\nwant\n%q", out.String(), want)
+	}
+	if got := h.Get("x-a"); got != "1" {
+		t.Errorf("Get = %q", got)
+	}
+}
+
+func TestReadResponse(t *testing.T) {
+	tests := []struct {
+		name   string
+		in     string
+		head   bool
+		status int
+		mode   bodyMode
+		err    error
+	}{
+		{name: "length", in: "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", status: 200, mode: bodyFixed},
+		{name: "no reason", in: "HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n", status: 200, mode: bodyNone},
+		{name: "chunked", in: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", status: 200, mode: bodyChunked},
+		{name: "until close", in: "HTTP/1.0 200 OK\r\n\r\n", status: 200, mode: bodyUntilClose},
+		{name: "other coding", in: "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", status: 200, mode: bodyUntilClose},
+		{name: "head", in: "HTTP/1.1 200 OK\r\nContent-Length: 30\r\n\r\n", head: true, status: 200, mode: bodyNone},
+		{name: "no content", in: "HTTP/1.1 204 No Content\r\n\r\n", status: 204, mode: bodyNone},
+		{name: "not modified", in: "HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n", status: 304, mode: bodyNone},
+		{name: "continue", in: "HTTP/1.1 100 Continue\r\n\r\n", status: 100, mode: bodyNone},
+		{name: "bad code", in: "HTTP/1.1 2x0 OK\r\n\r\n", err: ErrMalformed},
+		{name: "bad version", in: "HTTP/3.0 200 OK\r\n\r\n", err: ErrMalformed},
+		{name: "bad lengths", in: "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", err: ErrMalformed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var h Head
+			err := h.ReadResponse(bufio.NewReader(strings.NewReader(tt.in)))
+			if tt.err != nil {
+				if !errors.Is(err, tt.err) {
+					t.Fatalf("err = %v, want %v", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h.Status != tt.status || h.responseBody(tt.head) != tt.mode {
+				t.Errorf("status, mode = %d %d, want %d %d", h.Status, h.responseBody(tt.head), tt.status, tt.mode)
+			}
+		})
+	}
+}
+
+func TestCopyChunked(t *testing.T) {
+	tests := []struct {
+		name, in, out string
+		err           bool
+	}{
+		{name: "chunks", in: "5\r\nhello\r\n1;ext=1\r\n!\r\n0\r\n\r\n", out: "5\r\nhello\r\n1;ext=1\r\n!\r\n0\r\n\r\n"},
+		{name: "trailer with bare LF", in: "3\r\nabc\r\n0\r\nGrpc-Status: 0\n\n", out: "3\r\nabc\r\n0\r\nGrpc-Status: 0\r\n\r\n"},
+		{name: "size line with bare LF", in: "3\nabc\r\n0\r\n\r\n", err: true},
+		{name: "data end with bare LF", in: "3\r\nabc\n0\r\n\r\n", err: true},
+		{name: "upper hex", in: "A\r\n0123456789\r\n0\r\n\r\n", out: "A\r\n0123456789\r\n0\r\n\r\n"},
+		{name: "data longer than size", in: "2\r\nabc\r\n0\r\n\r\n", err: true},
+		{name: "no size", in: ";x\r\n", err: true},
+		{name: "bad size", in: "5x\r\nhello\r\n", err: true},
+		{name: "huge size", in: "1000000000000000\r\n", err: true},
+		{name: "truncated", in: "5\r\nhel", err: true},
+		{name: "bad trailer", in: "0\r\nno colon\r\n\r\n", err: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			w := bufio.NewWriter(&out)
+			_, err := copyChunked(w, bufio.NewReader(strings.NewReader(tt.in)))
+			_ = w.Flush()
+			if tt.err {
+				if err == nil {
+					t.Fatalf("no error; wrote %q", out.String())
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if out.String() != tt.out {
+				t.Fatalf("wrote %q, want %q", out.String(), tt.out)
+			}
+		})
+	}
+}
+
+// FuzzReadRequest checks the parser against net/http's: a head this package
+// forwards must be one net/http reads the same way, so that the fast path
+// never forwards what the general path would refuse or frame differently.
+func FuzzReadRequest(f *testing.F) {
+	for _, s := range []string{
+		"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+		"POST /p?q HTTP/1.1\r\nHost: a:80\r\nContent-Length: 3\r\n\r\nabc",
+		"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nConnection: close\r\n\r\n",
+		"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		var h Head
+		if err := h.ReadRequest(bufio.NewReader(bytes.NewReader(in))); err != nil || !h.Forwardable() {
+			return
+		}
+		r, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(in)))
+		if err != nil {
+			t.Fatalf("forwardable here, refused by net/http: %v\n%q", err, in)
+		}
+		if r.Method != h.Method() || r.RequestURI != h.Target() || r.Host != h.Host() {
+			t.Fatalf("method, target, host %q %q %q; net/http %q %q %q", h.Method(), h.Target(), h.Host(), r.Method, r.RequestURI, r.Host)
+		}
+		chunked := len(r.TransferEncoding) > 0 && r.TransferEncoding[0] == "chunked"
+		if chunked != h.Chunked {
+			t.Fatalf("chunked %v; net/http %v", h.Chunked, chunked)
+		}
+		if !chunked && max(h.ContentLength, 0) != r.ContentLength {
+			t.Fatalf("length %d; net/http %d", h.ContentLength, r.ContentLength)
+		}
+		if h.Close != r.Close {
+			t.Fatalf("close %v; net/http %v", h.Close, r.Close)
+		}
+	})
+}
+
+// FuzzCopyChunked checks the chunked framing against net/http's decoder:
+// what is copied decodes to the same data as what was read.
+func FuzzCopyChunked(f *testing.F) {
+	for _, s := range []string{"5\r\nhello\r\n0\r\n\r\n", "1;a=b\r\nx\r\n0\r\nT: v\r\n\r\n", "0\r\n\r\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		var out bytes.Buffer
+		w := bufio.NewWriter(&out)
+		if _, err := copyChunked(w, bufio.NewReader(bytes.NewReader(in))); err != nil {
+			return
+		}
+		_ = w.Flush()
+		want, err := io.ReadAll(httputilChunked(in))
+		if err != nil {
+			t.Fatalf("copied, refused by net/http: %v\n%q", err, in)
+		}
+		got, err := io.ReadAll(httputilChunked(out.Bytes()))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("copy decodes to %q (%v), input to %q", got, err, want)
+		}
+	})
+}

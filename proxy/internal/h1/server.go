@@ -1,0 +1,387 @@
+package h1
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// maxReplayBody is the largest request body kept in memory, so that the
+// request can be sent again when a pooled connection turns out closed.
+const maxReplayBody = bufSize
+
+// Observer follows one forwarded request.
+type Observer interface {
+	// ResponseHead is called when the final response head arrived.
+	ResponseHead(resp *Head)
+	// Done is called once when the exchange ended: status is 0 when no
+	// response came, err nil when the exchange completed.
+	Done(status int, err error)
+}
+
+// Call is the routing decision of one request.
+type Call struct {
+	// Pool is where the request goes.
+	Pool *Pool
+	// Obs, when set, follows the exchange.
+	Obs Observer
+	// Status and Err, when Pool is nil, are the error answered.
+	Status int
+	Err    error
+}
+
+// Router routes the requests of one connection.
+type Router interface {
+	// Route decides a forwardable request; ok false hands the connection
+	// over to the general path, this request included. Route may Drop and
+	// Add fields of req.
+	Route(req *Head) (call Call, ok bool)
+}
+
+// Server runs the fast path of one listener.
+type Server struct {
+	// IdleTimeout closes a connection idle between requests (default 10 min).
+	IdleTimeout time.Duration
+	// HeadTimeout bounds reading a request head (default 30 s).
+	HeadTimeout time.Duration
+	// DialTimeout bounds connecting upstream (default 2 s).
+	DialTimeout time.Duration
+
+	mu       sync.Mutex
+	conns    map[*srvConn]struct{}
+	draining atomic.Bool
+}
+
+type srvConn struct {
+	c    net.Conn
+	mu   sync.Mutex
+	idle bool
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+// Shutdown makes every connection close once its current exchange ends, and
+// idle ones at once.
+func (s *Server) Shutdown() {
+	s.draining.Store(true)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for sc := range s.conns {
+		sc.mu.Lock()
+		if sc.idle {
+			_ = sc.c.SetReadDeadline(time.Unix(1, 0))
+		}
+		sc.mu.Unlock()
+	}
+}
+
+func (s *Server) track(sc *srvConn, add bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conns == nil {
+		s.conns = map[*srvConn]struct{}{}
+	}
+	if add {
+		s.conns[sc] = struct{}{}
+	} else {
+		delete(s.conns, sc)
+	}
+}
+
+// replayConn reads pre before the connection.
+type replayConn struct {
+	net.Conn
+	pre []byte
+}
+
+func (r *replayConn) Read(p []byte) (int, error) {
+	if len(r.pre) > 0 {
+		n := copy(p, r.pre)
+		r.pre = r.pre[n:]
+		return n, nil
+	}
+	return r.Conn.Read(p)
+}
+
+// NetConn returns the wrapped connection.
+func (r *replayConn) NetConn() net.Conn { return r.Conn }
+
+// exchange is the per-connection state, reused for every request.
+type exchange struct {
+	s       *Server
+	c       net.Conn
+	br      *bufio.Reader
+	bw      *bufio.Writer
+	req     Head
+	resp    Head
+	closing bool
+}
+
+// ServeConn serves c until it ends or a request must take the general path;
+// then handover receives the connection, which replays the bytes already
+// read. ServeConn closes c unless it hands it over.
+func (s *Server) ServeConn(c net.Conn, rt Router, handover func(net.Conn)) {
+	sc := &srvConn{c: c}
+	s.track(sc, true)
+	defer s.track(sc, false)
+	x := &exchange{s: s, c: c, br: bufio.NewReaderSize(c, bufSize), bw: bufio.NewWriterSize(c, bufSize)}
+	idleTimeout, headTimeout := orDefault(s.IdleTimeout, 10*time.Minute), orDefault(s.HeadTimeout, 30*time.Second)
+	for {
+		if s.draining.Load() {
+			break
+		}
+		sc.mu.Lock()
+		sc.idle = true
+		_ = c.SetReadDeadline(time.Now().Add(idleTimeout))
+		sc.mu.Unlock()
+		if _, err := x.br.Peek(1); err != nil {
+			break
+		}
+		sc.mu.Lock()
+		sc.idle = false
+		_ = c.SetReadDeadline(time.Now().Add(headTimeout))
+		sc.mu.Unlock()
+		err := x.req.ReadRequest(x.br)
+		if err != nil && !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrHeadTooLarge) {
+			break // I/O error or timeout: nothing to answer
+		}
+		var call Call
+		ok := err == nil && x.req.Forwardable()
+		if ok {
+			call, ok = rt.Route(&x.req)
+		}
+		if !ok {
+			_ = c.SetReadDeadline(time.Time{})
+			pre := append([]byte(nil), x.req.Raw...)
+			if n := x.br.Buffered(); n > 0 {
+				b, _ := x.br.Peek(n)
+				pre = append(pre, b...)
+			}
+			handover(&replayConn{Conn: c, pre: pre})
+			return
+		}
+		_ = c.SetReadDeadline(time.Time{})
+		if !x.forward(&call) {
+			break
+		}
+	}
+	_ = c.Close()
+}
+
+// forward runs one exchange; it reports whether the client connection can
+// serve another request.
+func (x *exchange) forward(call *Call) (keep bool) {
+	req := &x.req
+	x.resp.reset()
+	x.closing = req.Close || x.s.draining.Load()
+	if call.Pool == nil {
+		return x.fail(call, call.Status, call.Err, x.skipBody())
+	}
+	// A body that fits the buffer is kept so that the request can be sent again.
+	var body []byte
+	replay := true
+	switch req.requestBody() {
+	case bodyFixed:
+		if req.ContentLength <= maxReplayBody {
+			var err error
+			if body, err = x.br.Peek(int(req.ContentLength)); err != nil {
+				return x.fail(call, 0, fmt.Errorf("h1: read request body: %w", err), false)
+			}
+		} else {
+			replay = false
+		}
+	case bodyChunked:
+		replay = false
+	}
+	maxIdle := call.Pool.idleTimeout()
+	if !replay {
+		// A request that cannot be sent twice avoids connections that may
+		// have been closed by the upstream while idle.
+		maxIdle = 2 * time.Second
+	}
+	var u *upConn
+	var err error
+	for attempt := 0; ; attempt++ {
+		u = nil
+		if attempt == 0 {
+			u = call.Pool.take(maxIdle)
+		}
+		if u == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), orDefault(x.s.DialTimeout, 2*time.Second))
+			u, err = call.Pool.dial(ctx)
+			cancel()
+			if err != nil {
+				return x.fail(call, http.StatusBadGateway, err, replay && x.discard(len(body)))
+			}
+		}
+		if err = x.sendRequest(u, body); err == nil {
+			err = x.readResponseHead(u)
+		}
+		if err == nil {
+			break
+		}
+		_ = u.c.Close()
+		// A pooled connection closed by the upstream: nothing was answered.
+		if u.reused && replay && attempt == 0 && len(x.resp.Raw) == 0 {
+			continue
+		}
+		return x.fail(call, http.StatusBadGateway, err, replay && x.discard(len(body)))
+	}
+	if body != nil {
+		x.discard(len(body))
+	}
+	resp := &x.resp
+	if call.Obs != nil {
+		call.Obs.ResponseHead(resp)
+	}
+	mode := resp.responseBody(req.IsHEAD())
+	if mode == bodyUntilClose || x.s.draining.Load() {
+		x.closing = true
+	}
+	resp.writeResponse(x.bw, x.closing)
+	switch mode {
+	case bodyFixed:
+		_, err = copyFixed(x.bw, u.br, resp.ContentLength)
+	case bodyChunked:
+		_, err = copyChunked(x.bw, u.br)
+	case bodyUntilClose:
+		_, err = copyUntilEOF(x.bw, u.br)
+	}
+	if err == nil {
+		if ferr := x.bw.Flush(); ferr != nil {
+			err = &writeError{ferr}
+		}
+	}
+	if err == nil && mode != bodyUntilClose && !resp.Close && (resp.Minor == 1 || resp.KeepAlive) {
+		call.Pool.put(u)
+	} else {
+		_ = u.c.Close()
+	}
+	if call.Obs != nil {
+		call.Obs.Done(resp.Status, err)
+	}
+	return err == nil && !x.closing
+}
+
+// sendRequest writes the request head and body upstream.
+func (x *exchange) sendRequest(u *upConn, body []byte) error {
+	req := &x.req
+	req.writeRequest(u.bw)
+	var err error
+	switch {
+	case body != nil:
+		_, err = u.bw.Write(body)
+	case req.requestBody() == bodyFixed:
+		_, err = copyFixed(u.bw, x.br, req.ContentLength)
+	case req.requestBody() == bodyChunked:
+		_, err = copyChunked(u.bw, x.br)
+	}
+	if err == nil {
+		err = u.bw.Flush()
+	}
+	if err != nil {
+		return fmt.Errorf("h1: send request: %w", err)
+	}
+	return nil
+}
+
+// readResponseHead reads the final response head, passing 1xx ones on.
+func (x *exchange) readResponseHead(u *upConn) error {
+	for {
+		if err := x.resp.ReadResponse(u.br); err != nil {
+			return fmt.Errorf("h1: read response: %w", err)
+		}
+		switch {
+		case x.resp.Status == http.StatusSwitchingProtocols:
+			return errors.New("h1: upstream switched protocols without an upgrade request")
+		case x.resp.Status < 200:
+			x.resp.writeResponse(x.bw, false)
+			if err := x.bw.Flush(); err != nil {
+				return fmt.Errorf("h1: write informational response: %w", err)
+			}
+			continue
+		}
+		return nil
+	}
+}
+
+// skipBody consumes the request body so that the connection can go on; it
+// reports whether that succeeded.
+func (x *exchange) skipBody() bool {
+	switch x.req.requestBody() {
+	case bodyFixed:
+		if x.req.ContentLength > maxReplayBody {
+			return false
+		}
+		_, err := x.br.Discard(int(x.req.ContentLength))
+		return err == nil
+	case bodyChunked:
+		return false
+	}
+	return true
+}
+
+func (x *exchange) discard(n int) bool {
+	_, err := x.br.Discard(n)
+	return err == nil
+}
+
+// fail answers the request, whose final response was not started, with an
+// error status, and reports whether the connection can go on.
+func (x *exchange) fail(call *Call, status int, err error, bodyDone bool) bool {
+	if errors.Is(err, context.DeadlineExceeded) {
+		status = http.StatusGatewayTimeout
+	}
+	if status == 0 {
+		status = http.StatusBadGateway
+	}
+	closing := x.closing || !bodyDone
+	w := x.bw
+	w.WriteString("HTTP/1.1 ")
+	w.WriteString(strconv.Itoa(status))
+	w.WriteByte(' ')
+	w.WriteString(http.StatusText(status))
+	w.WriteString("\r\nConduit-Proxy-Error: ")
+	w.WriteString(fieldValue(err))
+	w.WriteString("\r\nContent-Length: 0\r\n")
+	if closing {
+		w.WriteString("Connection: close\r\n")
+	}
+	w.WriteString("\r\n")
+	if w.Flush() != nil {
+		closing = true
+	}
+	if call.Obs != nil {
+		call.Obs.Done(0, err)
+	}
+	return !closing
+}
+
+// fieldValue makes an error message safe as a header field value.
+func fieldValue(err error) string {
+	if err == nil {
+		return ""
+	}
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, err.Error())
+}
+
+var _ io.Reader = (*replayConn)(nil)

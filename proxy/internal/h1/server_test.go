@@ -1,0 +1,552 @@
+package h1
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// chanListener is a net.Listener fed by the handover function, so that a
+// real net/http server serves what the fast path hands over.
+type chanListener struct {
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
+}
+
+func newChanListener() *chanListener {
+	return &chanListener{ch: make(chan net.Conn, 16), done: make(chan struct{})}
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *chanListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
+
+// recObs records what the server reports of each exchange.
+type recObs struct {
+	mu     sync.Mutex
+	heads  []int
+	status []int
+	errs   []error
+}
+
+func (o *recObs) ResponseHead(resp *Head) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.heads = append(o.heads, resp.Status)
+}
+
+func (o *recObs) Done(status int, err error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.status = append(o.status, status)
+	o.errs = append(o.errs, err)
+}
+
+// done waits a little for n exchanges to end (Done follows the response
+// the client already read) and returns what was recorded.
+func (o *recObs) done(n int) ([]int, []error) {
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		o.mu.Lock()
+		got := len(o.status)
+		o.mu.Unlock()
+		if got >= n {
+			break
+		}
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]int(nil), o.status...), append([]error(nil), o.errs...)
+}
+
+// testRouter sends every request to pool, except those decline names (to
+// the general path) and, with status, answers an error itself.
+type testRouter struct {
+	pool    *Pool
+	obs     *recObs
+	decline func(*Head) bool
+	status  int
+}
+
+func (r *testRouter) Route(h *Head) (Call, bool) {
+	if r.decline != nil && r.decline(h) {
+		return Call{}, false
+	}
+	var obs Observer
+	if r.obs != nil {
+		obs = r.obs
+	}
+	if r.status != 0 {
+		return Call{Status: r.status, Err: errors.New("no endpoints"), Obs: obs}, true
+	}
+	h.Drop("X-Drop")
+	h.Add("X-Routed", "yes")
+	return Call{Pool: r.pool, Obs: obs}, true
+}
+
+type fixture struct {
+	addr    string
+	srv     *Server
+	handed  atomic.Int32
+	general *http.Server
+}
+
+// startFast serves the fast path on a loopback listener with rt; what it
+// hands over is answered by net/http with "general".
+func startFast(t *testing.T, rt Router) *fixture {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{srv: &Server{}}
+	f.addr = l.Addr().String()
+	cl := newChanListener()
+	f.general = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Path", "general")
+		_, _ = io.Copy(io.Discard, r.Body)
+		fmt.Fprintf(w, "general %s %s", r.Method, r.URL.Path)
+	})}
+	go func() { _ = f.general.Serve(cl) }()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go f.srv.ServeConn(c, rt, func(hc net.Conn) {
+				f.handed.Add(1)
+				cl.ch <- hc
+			})
+		}
+	}()
+	t.Cleanup(func() {
+		_ = l.Close()
+		_ = f.general.Close()
+	})
+	return f
+}
+
+func poolTo(addr string) *Pool {
+	var d net.Dialer
+	return &Pool{Dial: func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }}
+}
+
+// upstream is a net/http server that answers what the tests ask of it.
+func upstream(t *testing.T) *httptest.Server {
+	t.Helper()
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("X-Got-Routed", r.Header.Get("X-Routed"))
+		w.Header().Set("X-Got-Drop", r.Header.Get("X-Drop"))
+		w.Header().Set("X-Got-Keep-Alive", r.Header.Get("Keep-Alive"))
+		w.Header().Set("X-Got-TE", strings.Join(r.TransferEncoding, ","))
+		w.Header().Set("X-Got-Length", strconv.Itoa(len(body)))
+		switch r.URL.Path {
+		case "/nocontent":
+			w.WriteHeader(http.StatusNoContent)
+			return
+		case "/chunked":
+			w.Header().Set("Trailer", "X-Sum")
+			for i := range 3 {
+				fmt.Fprintf(w, "part%d;", i)
+				w.(http.Flusher).Flush()
+			}
+			w.Header().Set("X-Sum", "3")
+			return
+		case "/close":
+			w.Header().Set("Connection", "close")
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(r.Method)+1+len(body)))
+		_, _ = io.WriteString(w, r.Method+" ")
+		_, _ = w.Write(body)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func TestServerForwards(t *testing.T) {
+	up := upstream(t)
+	obs := &recObs{}
+	f := startFast(t, &testRouter{pool: poolTo(up.Listener.Addr().String()), obs: obs})
+	big := strings.Repeat("b", 3*bufSize+7)
+	tests := []struct {
+		name     string
+		method   string
+		path     string
+		body     string
+		chunked  bool
+		status   int
+		want     string
+		trailer  string
+		wantLen  string
+		wantTE   string
+		upClosed bool
+	}{
+		{name: "get", method: "GET", path: "/", status: 200, want: "GET ", wantLen: "0"},
+		{name: "post small body", method: "POST", path: "/", body: "hello", status: 200, want: "POST hello", wantLen: "5"},
+		{name: "post body larger than the buffer", method: "POST", path: "/", body: big, status: 200, want: "POST " + big, wantLen: strconv.Itoa(len(big))},
+		{name: "chunked request body", method: "PUT", path: "/", body: "streamed", chunked: true, status: 200, want: "PUT streamed", wantLen: "8", wantTE: "chunked"},
+		{name: "chunked response with trailer", method: "GET", path: "/chunked", status: 200, want: "part0;part1;part2;", trailer: "3", wantLen: "0"},
+		{name: "head", method: "HEAD", path: "/", status: 200, want: "", wantLen: "0"},
+		{name: "no content", method: "DELETE", path: "/nocontent", status: 204, want: "", wantLen: "0"},
+		{name: "upstream closes after the response", method: "GET", path: "/close", status: 200, want: "GET ", wantLen: "0", upClosed: true},
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var body io.Reader
+			if tt.body != "" {
+				body = strings.NewReader(tt.body)
+				if tt.chunked {
+					body = io.MultiReader(strings.NewReader(tt.body)) // unknown length: chunked
+				}
+			}
+			req, err := http.NewRequest(tt.method, "http://"+f.addr+tt.path, body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("X-Drop", "secret")
+			req.Header.Set("Keep-Alive", "timeout=5")
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != tt.status || string(got) != tt.want {
+				t.Fatalf("got %d %.40q, want %d %.40q", resp.StatusCode, got, tt.status, tt.want)
+			}
+			if resp.Header.Get("X-Path") != "" {
+				t.Fatal("served by the general path")
+			}
+			if h := resp.Header; h.Get("X-Got-Routed") != "yes" || h.Get("X-Got-Drop") != "" || h.Get("X-Got-Keep-Alive") != "" {
+				t.Errorf("upstream saw X-Routed %q, X-Drop %q, Keep-Alive %q; want yes, dropped, dropped",
+					h.Get("X-Got-Routed"), h.Get("X-Got-Drop"), h.Get("X-Got-Keep-Alive"))
+			}
+			if l := resp.Header.Get("X-Got-Length"); tt.wantLen != "" && tt.method != "HEAD" && l != tt.wantLen {
+				t.Errorf("upstream read %s body bytes, want %s", l, tt.wantLen)
+			}
+			if te := resp.Header.Get("X-Got-TE"); te != tt.wantTE {
+				t.Errorf("upstream saw Transfer-Encoding %q, want %q", te, tt.wantTE)
+			}
+			if resp.Trailer.Get("X-Sum") != tt.trailer {
+				t.Errorf("trailer X-Sum %q, want %q", resp.Trailer.Get("X-Sum"), tt.trailer)
+			}
+			if resp.Close {
+				t.Error("the proxy closed the client connection")
+			}
+		})
+	}
+	if n := f.handed.Load(); n != 0 {
+		t.Errorf("%d connections handed over", n)
+	}
+	status, errs := obs.done(len(tests))
+	if len(status) != len(tests) {
+		t.Fatalf("observer saw %d exchanges, want %d", len(status), len(tests))
+	}
+	for i, err := range errs {
+		if err != nil || status[i] != tests[i].status {
+			t.Errorf("exchange %d: observer status %d err %v, want %d", i, status[i], err, tests[i].status)
+		}
+	}
+}
+
+// rawExchange writes raw to a new connection and reads n responses.
+func rawExchange(t *testing.T, addr, raw string, n int, method string) ([]*http.Response, []string, net.Conn) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	var resps []*http.Response
+	var bodies []string
+	for range n {
+		resp, err := http.ReadResponse(br, &http.Request{Method: method})
+		for err == nil && resp.StatusCode < 200 {
+			resp, err = http.ReadResponse(br, &http.Request{Method: method})
+		}
+		if err != nil {
+			t.Fatalf("response %d: %v", len(resps), err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resps, bodies = append(resps, resp), append(bodies, string(b))
+	}
+	return resps, bodies, c
+}
+
+func TestServerPipelinedAndClose(t *testing.T) {
+	up := upstream(t)
+	f := startFast(t, &testRouter{pool: poolTo(up.Listener.Addr().String())})
+	raw := "POST /a HTTP/1.1\r\nHost: w\r\nContent-Length: 3\r\n\r\none" +
+		"GET /b HTTP/1.1\r\nHost: w\r\n\r\n" +
+		"POST /c HTTP/1.1\r\nHost: w\r\nConnection: close\r\nContent-Length: 5\r\n\r\nthree"
+	resps, bodies, c := rawExchange(t, f.addr, raw, 3, "POST")
+	if want := []string{"POST one", "GET ", "POST three"}; strings.Join(bodies, "|") != strings.Join(want, "|") {
+		t.Fatalf("bodies %q, want %q", bodies, want)
+	}
+	if !resps[2].Close || resps[0].Close || resps[1].Close {
+		t.Errorf("Connection: close on responses %v %v %v, want only the last", resps[0].Close, resps[1].Close, resps[2].Close)
+	}
+	// The proxy closes the connection after the request that asked for it.
+	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("read after close: %v, want EOF", err)
+	}
+}
+
+func TestServerHandover(t *testing.T) {
+	up := upstream(t)
+	tests := []struct {
+		name string
+		raw  string
+	}{
+		{name: "upgrade", raw: "GET /ws HTTP/1.1\r\nHost: w\r\nConnection: Upgrade\r\nUpgrade: foo\r\n\r\n"},
+		{name: "expect continue", raw: "PUT /e HTTP/1.1\r\nHost: w\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi"},
+		{name: "http/1.0", raw: "GET /old HTTP/1.0\r\nHost: w\r\n\r\n"},
+		{name: "router declines", raw: "GET /declined HTTP/1.1\r\nHost: w\r\n\r\n"},
+		{name: "after a fast request", raw: "GET /fast HTTP/1.1\r\nHost: w\r\n\r\nGET /declined HTTP/1.1\r\nHost: w\r\n\r\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := startFast(t, &testRouter{pool: poolTo(up.Listener.Addr().String()), decline: func(h *Head) bool {
+				return h.Target() == "/declined"
+			}})
+			n := strings.Count(tt.raw, "HTTP/1.")
+			resps, bodies, _ := rawExchange(t, f.addr, tt.raw, n, "GET")
+			last := resps[n-1]
+			if last.Header.Get("X-Path") != "general" || !strings.HasPrefix(bodies[n-1], "general ") {
+				t.Fatalf("last response %d %q not from the general path", last.StatusCode, bodies[n-1])
+			}
+			if n > 1 && resps[0].Header.Get("X-Path") != "" {
+				t.Error("first request not on the fast path")
+			}
+			if f.handed.Load() != 1 {
+				t.Errorf("%d handovers, want 1", f.handed.Load())
+			}
+		})
+	}
+}
+
+func TestServerMalformedGoesToNetHTTP(t *testing.T) {
+	f := startFast(t, &testRouter{})
+	resps, _, _ := rawExchange(t, f.addr, "GET / HTTP/1.1\r\nHost: w\r\nContent-Length: 1, 2\r\n\r\n", 1, "GET")
+	if resps[0].StatusCode != http.StatusBadRequest {
+		t.Fatalf("status %d, want 400 from net/http", resps[0].StatusCode)
+	}
+}
+
+func TestServerErrors(t *testing.T) {
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	tests := []struct {
+		name   string
+		rt     *testRouter
+		status int
+		reason string
+	}{
+		{name: "router answers", rt: &testRouter{status: http.StatusServiceUnavailable}, status: 503, reason: "no endpoints"},
+		{name: "upstream refuses", rt: &testRouter{pool: poolTo(deadAddr)}, status: 502, reason: "refused"},
+		{name: "dial times out", rt: &testRouter{pool: &Pool{Dial: func(ctx context.Context) (net.Conn, error) {
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}}}, status: 504, reason: "deadline"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.rt.obs = &recObs{}
+			f := startFast(t, tt.rt)
+			f.srv.DialTimeout = 100 * time.Millisecond
+			raw := "POST / HTTP/1.1\r\nHost: w\r\nContent-Length: 4\r\n\r\nbody" + "GET / HTTP/1.1\r\nHost: w\r\n\r\n"
+			resps, _, _ := rawExchange(t, f.addr, raw, 2, "GET")
+			for i, resp := range resps {
+				if resp.StatusCode != tt.status || !strings.Contains(resp.Header.Get("Conduit-Proxy-Error"), tt.reason) {
+					t.Errorf("response %d: %d %q, want %d with %q", i, resp.StatusCode, resp.Header.Get("Conduit-Proxy-Error"), tt.status, tt.reason)
+				}
+			}
+			// The connection survived the first error: the second request was read.
+			if resps[0].Close {
+				t.Error("connection closed after an error whose request body was read")
+			}
+			status, errs := tt.rt.obs.done(2)
+			if len(status) != 2 || status[0] != 0 || errs[0] == nil {
+				t.Errorf("observer: status %v errs %v, want two failures without status", status, errs)
+			}
+		})
+	}
+}
+
+// oneShot is an upstream that answers one request per connection and then
+// closes it without saying so, like a server whose keep-alive timer fired.
+func oneShot(t *testing.T) (string, *atomic.Int32) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	var conns atomic.Int32
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go func() {
+				defer c.Close()
+				req, err := http.ReadRequest(bufio.NewReader(c))
+				if err != nil {
+					return
+				}
+				b, _ := io.ReadAll(req.Body)
+				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(b), b)
+			}()
+		}
+	}()
+	return l.Addr().String(), &conns
+}
+
+func TestServerRetriesStalePooledConnection(t *testing.T) {
+	addr, conns := oneShot(t)
+	pool := poolTo(addr)
+	f := startFast(t, &testRouter{pool: pool})
+	c, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for i := range 3 {
+		body := fmt.Sprintf("req%d", i)
+		fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: w\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || string(b) != body {
+			t.Fatalf("request %d: %d %q (%s)", i, resp.StatusCode, b, resp.Header.Get("Conduit-Proxy-Error"))
+		}
+		// Let the upstream's close reach the pooled connection.
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := conns.Load(); n < 3 {
+		t.Errorf("upstream saw %d connections, want one per request", n)
+	}
+}
+
+func TestServerPoolsUpstreamConnections(t *testing.T) {
+	up := upstream(t)
+	var dials atomic.Int32
+	var d net.Dialer
+	pool := &Pool{Dial: func(ctx context.Context) (net.Conn, error) {
+		dials.Add(1)
+		return d.DialContext(ctx, "tcp", up.Listener.Addr().String())
+	}}
+	f := startFast(t, &testRouter{pool: pool})
+	raw := strings.Repeat("GET / HTTP/1.1\r\nHost: w\r\n\r\n", 5)
+	rawExchange(t, f.addr, raw, 5, "GET")
+	// The connection returns to the pool after the response is flushed.
+	for deadline := time.Now().Add(5 * time.Second); pool.Idle() == 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	if dials.Load() != 1 || pool.Idle() != 1 {
+		t.Errorf("%d dials, %d idle; want 1 and 1", dials.Load(), pool.Idle())
+	}
+	pool.CloseIdle(true)
+	if pool.Idle() != 0 {
+		t.Error("idle connections after CloseIdle")
+	}
+}
+
+func TestServerShutdownClosesIdleConnections(t *testing.T) {
+	up := upstream(t)
+	f := startFast(t, &testRouter{pool: poolTo(up.Listener.Addr().String())})
+	_, _, c := rawExchange(t, f.addr, "GET / HTTP/1.1\r\nHost: w\r\n\r\n", 1, "GET")
+	f.srv.Shutdown()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("idle connection after Shutdown: read %v, want EOF", err)
+	}
+	// New connections are closed without being served.
+	c2, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	_ = c2.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c2.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("new connection after Shutdown: read %v, want EOF", err)
+	}
+}
+
+func TestServerShutdownLetsExchangeFinish(t *testing.T) {
+	release := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		_, _ = io.WriteString(w, "late")
+	}))
+	defer up.Close()
+	f := startFast(t, &testRouter{pool: poolTo(up.Listener.Addr().String())})
+	c, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: w\r\n\r\n")
+	time.Sleep(50 * time.Millisecond) // the request is upstream
+	f.srv.Shutdown()
+	close(release)
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if string(b) != "late" || !resp.Close {
+		t.Fatalf("in-flight response %q close %v; want it whole, with Connection: close", b, resp.Close)
+	}
+}

@@ -1,0 +1,132 @@
+package outbound
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/conduit-mesh/conduit/proxy/balance"
+	"github.com/conduit-mesh/conduit/proxy/internal/h1"
+	"github.com/conduit-mesh/conduit/proxy/internal/netx"
+	"github.com/conduit-mesh/conduit/proxy/metrics"
+	"github.com/conduit-mesh/conduit/proxy/profile"
+	"github.com/conduit-mesh/conduit/proxy/tlsconf"
+)
+
+// serveFast serves an HTTP/1 connection on the fast path; requests it does
+// not handle (tap, retries, timeouts, upgrades, to a meshed endpoint unless
+// MeshedHTTP1, ...) move the connection to net/http.
+func (p *Proxy) serveFast(c *netx.Conn, info *netx.Info) {
+	handed := false
+	p.fast.ServeConn(c, &fastConn{p: p, info: info}, func(hc net.Conn) {
+		handed = true
+		oc := &netx.Owned{Conn: hc, Info: info}
+		if err := p.cl.Push(oc); err != nil {
+			_ = oc.Close()
+		}
+	})
+	if !handed {
+		info.Done()
+	}
+}
+
+// fastConn routes the requests of one fast-path connection; its fields are
+// the state of the current request, reused.
+type fastConn struct {
+	p       *Proxy
+	info    *netx.Info
+	cl      call
+	ep      *balance.Endpoint
+	key     metrics.RequestKey
+	start   time.Time
+	t0      int64
+	epDone  bool
+	failure bool
+	match   http.Request // for route matching, when the profile has routes
+}
+
+// Route implements h1.Router.
+func (f *fastConn) Route(h *h1.Head) (h1.Call, bool) {
+	p := f.p
+	if p.o.Tap.Observing() {
+		return h1.Call{}, false
+	}
+	h.Drop(HeaderOrigProto)
+	f.cl = call{}
+	prof, err := p.routeCall(context.Background(), &f.cl, h.Host(), f.info)
+	if err != nil {
+		status := http.StatusBadGateway
+		var se statusError
+		if errors.As(err, &se) {
+			status = int(se)
+		}
+		return h1.Call{Status: status, Err: err}, true
+	}
+	if prof != nil && len(prof.Routes) > 0 {
+		u, err := url.ParseRequestURI(h.Target())
+		if err != nil {
+			return h1.Call{}, false
+		}
+		f.match.Method, f.match.URL = h.Method(), u
+		f.cl.route = prof.Match(&f.match)
+		if rt := f.cl.route; rt != nil && (rt.Retryable || rt.Timeout > 0) {
+			return h1.Call{}, false
+		}
+	}
+	ep := f.cl.fixed
+	if ep == nil {
+		ep = p.p2c.Pick(f.cl.eps)
+	}
+	u := ep.Value.(*upstream)
+	if u.addr.Identity != "" && !p.o.MeshedHTTP1 {
+		// To a meshed endpoint, HTTP/1 rides its HTTP/2 connection.
+		return h1.Call{}, false
+	}
+	if f.cl.budget != nil {
+		f.cl.budget.Deposit()
+	}
+	routeName := ""
+	if f.cl.route != nil {
+		routeName = f.cl.route.Name
+	}
+	f.key = metrics.RequestKey{Direction: "outbound", Authority: f.cl.authority, Route: routeName,
+		TLS: u.addr.Identity != "", PeerID: u.addr.Identity, PeerLabels: u.addr.Labels}
+	p.o.Metrics.Request(f.key)
+	f.ep, f.epDone, f.failure = ep, false, false
+	f.start = time.Now()
+	f.t0 = ep.Start()
+	return h1.Call{Pool: u.fastPool(p), Obs: f}, true
+}
+
+// ResponseHead implements h1.Observer.
+func (f *fastConn) ResponseHead(resp *h1.Head) {
+	f.ep.Done(f.t0, balance.DefaultDecay)
+	f.epDone = true
+	f.failure = profile.IsFailure(f.cl.route, resp.Status)
+	if gs := resp.Get("Grpc-Status"); gs != "" && gs != "0" {
+		f.failure = true
+	}
+}
+
+// Done implements h1.Observer.
+func (f *fastConn) Done(status int, err error) {
+	if !f.epDone {
+		f.ep.Done(f.t0, balance.DefaultDecay)
+	}
+	f.p.o.Metrics.Response(f.key, status, f.failure || err != nil || status == 0, time.Since(f.start))
+}
+
+// fastPool returns the endpoint's HTTP/1.1 connection pool: mTLS with ALPN
+// http/1.1 to a meshed endpoint, plain TCP otherwise.
+func (u *upstream) fastPool(p *Proxy) *h1.Pool {
+	u.fastOnce.Do(func() {
+		u.fast = &h1.Pool{Dial: func(ctx context.Context) (net.Conn, error) {
+			c, _, err := p.dial(ctx, u.addr, tlsconf.ALPNHTTP1)
+			return c, err
+		}}
+	})
+	return u.fast
+}
