@@ -140,6 +140,11 @@ seccompProfile:
     value: {{ $v.proxy.defaultOpaquePorts | quote }}
   - name: CONDUIT_PROXY_SHUTDOWN_GRACE_PERIOD
     value: {{ $v.proxy.shutdownGracePeriod | quote }}
+  {{- if not $v.proxy.resources.cpu.limit }}
+  {{- /* One core without a CPU limit, as the injector does (docs/proxy.md, Tuning). */}}
+  - name: GOMAXPROCS
+    value: "1"
+  {{- end }}
   ports:
   - name: conduit-proxy
     containerPort: {{ $v.proxy.ports.inbound }}

@@ -197,6 +197,8 @@ func conduit(cp *testcp.CP, target, origDst string, extra ...string) (client, se
 		"CONDUIT_PROXY_IDENTITY_TOKEN_FILE=" + cp.TokenFile,
 		"CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS=" + string(cp.AnchorsPEM),
 		"CONDUIT_PROXY_SHUTDOWN_GRACE_PERIOD=5s",
+		// As injected into a pod without a proxy CPU limit (the default).
+		"GOMAXPROCS=1",
 		"CONDUIT_PROXY_DEBUG_PPROF=" + os.Getenv("CONDUIT_PROXY_DEBUG_PPROF"),
 	}
 	common = append(common, extra...)
