@@ -362,9 +362,9 @@ type roundTripper struct{ p *Proxy }
 func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 	p := rt.p
 	info := InfoFrom(r.Context())
-	h1 := r.ProtoMajor == 1
+	toH1 := r.ProtoMajor == 1
 	if v, ok := r.Header[HeaderOrigProto]; ok {
-		h1 = len(v) > 0 && v[0] == "HTTP/1.1"
+		toH1 = len(v) > 0 && v[0] == "HTTP/1.1"
 		delete(r.Header, HeaderOrigProto)
 	}
 	key := metrics.RequestKey{Direction: "inbound", Authority: r.Host, TLS: info.TLS, PeerID: info.PeerID}
@@ -376,11 +376,16 @@ func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 	start := time.Now()
 	var resp *http.Response
 	var err error
-	if h1 {
+	switch {
+	case toH1 && !p.o.NoFastPath && h1.Supports(r):
+		// Pooled HTTP/1.1 in this goroutine (http.Transport adds two); the
+		// head and a body up to 16 KiB leave in one write.
+		resp, err = p.appPool(r.URL.Host).RoundTrip(r)
+	case toH1:
 		if err = netx.BufferSmallBody(r); err == nil {
 			resp, err = p.h1.RoundTrip(r)
 		}
-	} else {
+	default:
 		resp, err = p.h2c.RoundTrip(r)
 	}
 	if err != nil {

@@ -16,7 +16,7 @@ var errBadChunk = errors.New("h1: malformed chunked body")
 // none are; w is flushed before blocking, so nothing waits in it while the
 // peer is slow, and everything available goes out in one write.
 func fill(w *bufio.Writer, br *bufio.Reader) ([]byte, error) {
-	if br.Buffered() == 0 {
+	if w != nil && br.Buffered() == 0 {
 		if err := w.Flush(); err != nil {
 			return nil, &writeError{err}
 		}
@@ -121,7 +121,7 @@ func copyChunked(w *bufio.Writer, br *bufio.Reader) (int64, error) {
 // 9112 erratum 7633; trailer fields may end with a bare LF, as header
 // fields). The returned slice is valid until the next read from br.
 func chunkLine(w *bufio.Writer, br *bufio.Reader, crlf bool) ([]byte, error) {
-	if br.Buffered() == 0 {
+	if w != nil && br.Buffered() == 0 {
 		if err := w.Flush(); err != nil {
 			return nil, &writeError{err}
 		}

@@ -31,6 +31,7 @@ type upConn struct {
 	bw     *bufio.Writer
 	idleAt time.Time
 	reused bool
+	head   Head // response heads read by RoundTrip, reused
 }
 
 func (p *Pool) idleTimeout() time.Duration {

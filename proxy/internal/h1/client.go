@@ -1,0 +1,410 @@
+package h1
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// ErrUnsupported is returned by RoundTrip for requests it leaves to
+// http.Transport: protocol upgrades and Expect: 100-continue.
+var ErrUnsupported = errors.New("h1: request needs http.Transport")
+
+// Supports reports whether RoundTrip handles r.
+func Supports(r *http.Request) bool {
+	_, up := r.Header["Upgrade"]
+	_, exp := r.Header["Expect"]
+	return !up && !exp
+}
+
+// hopHeaders are not forwarded (RFC 9110 7.6.1); framing fields are written
+// by RoundTrip itself.
+var hopHeaders = map[string]bool{
+	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true, "Proxy-Authenticate": true,
+	"Proxy-Authorization": true, "Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
+	"Content-Length": true, "Host": true,
+}
+
+var chunkBufs = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
+
+// RoundTrip sends r as HTTP/1.1 on a pooled connection, in the calling
+// goroutine (http.Transport uses two more per connection), and returns the
+// response; reading its body to the end returns the connection to the pool.
+// Cancelling r's context aborts the exchange. Requests Supports refuses get
+// ErrUnsupported.
+func (p *Pool) RoundTrip(r *http.Request) (*http.Response, error) {
+	if !Supports(r) {
+		return nil, ErrUnsupported
+	}
+	hasBody := r.Body != nil && r.Body != http.NoBody
+	replay := !hasBody
+	maxIdle := p.idleTimeout()
+	if !replay {
+		maxIdle = 2 * time.Second // see Server: a body sent once avoids stale connections
+	}
+	ctx := r.Context()
+	for attempt := 0; ; attempt++ {
+		var u *upConn
+		if attempt == 0 {
+			u = p.take(maxIdle)
+		}
+		if u == nil {
+			var err error
+			if u, err = p.dial(ctx); err != nil {
+				return nil, fmt.Errorf("h1: connect: %w", err)
+			}
+		}
+		// Cancellation interrupts blocked reads and writes without a
+		// goroutine of our own.
+		stop := context.AfterFunc(ctx, func() { _ = u.c.SetDeadline(time.Unix(1, 0)) })
+		resp, err := p.exchange(u, r, hasBody)
+		if err == nil {
+			if resp.Body == http.NoBody {
+				p.finish(u, stop, resp.Close || r.Close)
+			} else {
+				resp.Body.(*clientBody).stop = stop
+			}
+			return resp, nil
+		}
+		stop()
+		_ = u.c.Close()
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("h1: %w", context.Cause(ctx))
+		}
+		var se *sentError
+		if u.reused && replay && attempt == 0 && !errors.As(err, &se) {
+			continue // a pooled connection the upstream had closed: nothing was answered
+		}
+		return nil, err
+	}
+}
+
+// sentError is a failure after response bytes arrived: never retried.
+type sentError struct{ err error }
+
+func (e *sentError) Error() string { return e.err.Error() }
+func (e *sentError) Unwrap() error { return e.err }
+
+// finish ends an exchange: the connection returns to the pool unless it
+// must close or the context fired during the exchange.
+func (p *Pool) finish(u *upConn, stop func() bool, closing bool) {
+	if !stop() || closing {
+		_ = u.c.Close()
+		return
+	}
+	p.put(u)
+}
+
+// exchange writes r and reads the final response head.
+func (p *Pool) exchange(u *upConn, r *http.Request, hasBody bool) (*http.Response, error) {
+	w := u.bw
+	host := r.Host
+	if host == "" {
+		host = r.URL.Host
+	}
+	if !validValue(host) {
+		return nil, fmt.Errorf("h1: invalid Host %q", host)
+	}
+	w.WriteString(r.Method)
+	w.WriteByte(' ')
+	w.WriteString(r.URL.RequestURI())
+	w.WriteString(" HTTP/1.1\r\nHost: ")
+	w.WriteString(host)
+	w.WriteString("\r\n")
+	for k, vs := range r.Header {
+		if hopHeaders[k] {
+			continue
+		}
+		for _, v := range vs {
+			if !validValue(k) || !validValue(v) {
+				return nil, fmt.Errorf("h1: invalid header field %q", k)
+			}
+			w.WriteString(k)
+			w.WriteString(": ")
+			w.WriteString(v)
+			w.WriteString("\r\n")
+		}
+	}
+	if r.Header.Get("Te") == "trailers" {
+		w.WriteString("Te: trailers\r\n")
+	}
+	chunked := false
+	switch {
+	case r.ContentLength > 0:
+		w.WriteString("Content-Length: ")
+		w.Write(strconv.AppendInt(w.AvailableBuffer(), r.ContentLength, 10))
+		w.WriteString("\r\n")
+	case hasBody:
+		chunked = true
+		w.WriteString("Transfer-Encoding: chunked\r\n")
+	case r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch:
+		w.WriteString("Content-Length: 0\r\n")
+	}
+	if r.Close {
+		w.WriteString("Connection: close\r\n")
+	}
+	w.WriteString("\r\n")
+	if hasBody {
+		if err := writeBody(w, r, chunked); err != nil {
+			return nil, err
+		}
+	}
+	if err := w.Flush(); err != nil {
+		return nil, fmt.Errorf("h1: send request: %w", err)
+	}
+	h := &u.head
+	for {
+		if err := h.ReadResponse(u.br); err != nil {
+			if len(h.Raw) > 0 {
+				err = &sentError{err}
+			}
+			return nil, fmt.Errorf("h1: read response: %w", err)
+		}
+		if h.Status == http.StatusSwitchingProtocols {
+			return nil, &sentError{errors.New("h1: upstream switched protocols without an upgrade request")}
+		}
+		if h.Status >= 200 {
+			break
+		}
+	}
+	return p.response(u, r, h), nil
+}
+
+// writeBody copies the request body, chunk-encoded when chunked.
+func writeBody(w *bufio.Writer, r *http.Request, chunked bool) error {
+	if !chunked {
+		n, err := io.CopyN(w, r.Body, r.ContentLength)
+		if err != nil {
+			return fmt.Errorf("h1: send request body (%d of %d bytes): %w", n, r.ContentLength, err)
+		}
+		return nil
+	}
+	bp := chunkBufs.Get().(*[]byte)
+	defer chunkBufs.Put(bp)
+	buf := *bp
+	for {
+		n, err := r.Body.Read(buf)
+		if n > 0 {
+			w.Write(strconv.AppendInt(w.AvailableBuffer(), int64(n), 16))
+			w.WriteString("\r\n")
+			w.Write(buf[:n])
+			w.WriteString("\r\n")
+			// A streaming body is sent as it arrives.
+			if ferr := w.Flush(); ferr != nil {
+				return fmt.Errorf("h1: send request body: %w", ferr)
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("h1: read request body: %w", err)
+		}
+	}
+	w.WriteString("0\r\n")
+	for k, vs := range r.Trailer {
+		for _, v := range vs {
+			if !validValue(k) || !validValue(v) {
+				return fmt.Errorf("h1: invalid trailer field %q", k)
+			}
+			w.WriteString(k)
+			w.WriteString(": ")
+			w.WriteString(v)
+			w.WriteString("\r\n")
+		}
+	}
+	w.WriteString("\r\n")
+	return nil
+}
+
+// validValue rejects what would break the message framing.
+func validValue(s string) bool {
+	return !strings.ContainsAny(s, "\r\n\x00")
+}
+
+// response builds the http.Response of head h.
+func (p *Pool) response(u *upConn, r *http.Request, h *Head) *http.Response {
+	resp := &http.Response{
+		StatusCode: h.Status, Proto: "HTTP/1." + strconv.Itoa(h.Minor), ProtoMajor: 1, ProtoMinor: h.Minor,
+		Header: make(http.Header, len(h.fields)), Request: r, ContentLength: -1,
+	}
+	resp.Status = strconv.Itoa(h.Status) + " " + string(h.Raw[h.reason.a:h.reason.b])
+	for _, f := range h.fields {
+		if f.drop {
+			continue
+		}
+		k := textproto.CanonicalMIMEHeaderKey(string(h.Raw[f.name.a:f.name.b]))
+		switch k {
+		case "Transfer-Encoding", "Content-Length":
+			continue
+		case "Trailer":
+			tokens(h.Raw[f.value.a:f.value.b], func(t []byte) {
+				if resp.Trailer == nil {
+					resp.Trailer = http.Header{}
+				}
+				resp.Trailer[textproto.CanonicalMIMEHeaderKey(string(t))] = nil
+			})
+		}
+		resp.Header[k] = append(resp.Header[k], string(h.Raw[f.value.a:f.value.b]))
+	}
+	mode := h.responseBody(r.Method == http.MethodHead)
+	resp.Close = h.Close || mode == bodyUntilClose || (h.Minor == 0 && !h.KeepAlive)
+	switch mode {
+	case bodyNone:
+		resp.Body = http.NoBody
+		if h.ContentLength >= 0 {
+			resp.ContentLength = h.ContentLength
+			resp.Header["Content-Length"] = []string{strconv.FormatInt(h.ContentLength, 10)}
+		} else if h.Status != http.StatusNoContent && h.Status != http.StatusNotModified && r.Method != http.MethodHead {
+			resp.ContentLength = 0
+		}
+		return resp
+	case bodyFixed:
+		resp.ContentLength = h.ContentLength
+		resp.Header["Content-Length"] = []string{strconv.FormatInt(h.ContentLength, 10)}
+	case bodyChunked:
+		resp.TransferEncoding = []string{"chunked"}
+	}
+	left := h.ContentLength
+	if mode != bodyFixed {
+		left = 0
+	}
+	resp.Body = &clientBody{p: p, u: u, resp: resp, mode: mode, left: left, closing: resp.Close || r.Close}
+	return resp
+}
+
+// clientBody reads a response body off its connection and returns the
+// connection to the pool at the end.
+type clientBody struct {
+	p       *Pool
+	u       *upConn
+	resp    *http.Response
+	stop    func() bool
+	mode    bodyMode
+	left    int64 // fixed: bytes left; chunked: bytes left in the chunk
+	closing bool
+	done    bool
+	err     error
+}
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
+	}
+	n, err := b.read(p)
+	if err == io.EOF {
+		b.done = true
+		b.p.finish(b.u, b.stop, b.closing || b.mode == bodyUntilClose)
+	}
+	if err != nil {
+		if err != io.EOF {
+			err = fmt.Errorf("h1: read response body: %w", err)
+			b.stop()
+			_ = b.u.c.Close()
+		}
+		b.err = err
+	}
+	return n, err
+}
+
+func (b *clientBody) read(p []byte) (int, error) {
+	br := b.u.br
+	switch b.mode {
+	case bodyFixed:
+		if b.left == 0 {
+			return 0, io.EOF
+		}
+		if int64(len(p)) > b.left {
+			p = p[:b.left]
+		}
+		n, err := br.Read(p)
+		b.left -= int64(n)
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		if err == nil && b.left == 0 {
+			err = io.EOF
+		}
+		return n, err
+	case bodyUntilClose:
+		return br.Read(p)
+	}
+	// Chunked.
+	if b.left == 0 {
+		line, err := chunkLine(nil, br, true)
+		if err != nil {
+			return 0, err
+		}
+		size, err := chunkSize(line)
+		if err != nil {
+			return 0, err
+		}
+		if size == 0 {
+			return 0, b.readTrailer()
+		}
+		b.left = size
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := br.Read(p)
+	b.left -= int64(n)
+	if err == io.EOF {
+		return n, io.ErrUnexpectedEOF
+	}
+	if err == nil && b.left == 0 {
+		end, err := chunkLine(nil, br, true)
+		if err != nil {
+			return n, err
+		}
+		if len(end) != 0 {
+			return n, fmt.Errorf("%w: chunk data longer than its size", errBadChunk)
+		}
+	}
+	return n, err
+}
+
+// readTrailer reads the trailer section into resp.Trailer; io.EOF when done.
+func (b *clientBody) readTrailer() error {
+	total := 0
+	for {
+		line, err := chunkLine(nil, b.u.br, false)
+		if err != nil {
+			return err
+		}
+		if len(line) == 0 {
+			return io.EOF
+		}
+		if total += len(line); total > MaxHeadBytes {
+			return fmt.Errorf("%w: trailer larger than %d bytes", errBadChunk, MaxHeadBytes)
+		}
+		i := indexColon(line)
+		if i <= 0 || !isToken(line[:i]) {
+			return fmt.Errorf("%w: bad trailer field", errBadChunk)
+		}
+		if b.resp.Trailer == nil {
+			b.resp.Trailer = http.Header{}
+		}
+		k := textproto.CanonicalMIMEHeaderKey(string(line[:i]))
+		b.resp.Trailer[k] = append(b.resp.Trailer[k], strings.Trim(string(line[i+1:]), " \t"))
+	}
+}
+
+// Close releases the connection: to the pool after the whole body was
+// read, else closed (the rest of the body is not drained).
+func (b *clientBody) Close() error {
+	if b.done || b.err != nil {
+		return nil
+	}
+	b.err = errors.New("h1: read on closed response body")
+	b.stop()
+	return b.u.c.Close()
+}
