@@ -57,8 +57,8 @@ func (f *fastConn) Route(h *h1.Head) (h1.Call, bool) {
 }
 
 // ResponseHead implements h1.Observer.
-func (f *fastConn) ResponseHead(resp *h1.Head) {
-	f.fail = resp.Status >= 500
+func (f *fastConn) ResponseHead(resp h1.Response) {
+	f.fail = resp.Code() >= 500
 	if gs := resp.Get("Grpc-Status"); gs != "" && gs != "0" {
 		f.fail = true
 	}

@@ -17,8 +17,9 @@ import (
 )
 
 // serveFast serves an HTTP/1 connection on the fast path; requests it does
-// not handle (tap, retries, timeouts, upgrades, to a meshed endpoint unless
-// MeshedHTTP1, ...) move the connection to net/http.
+// not handle (tap, retries, timeouts, upgrades, ...) move the connection to
+// net/http. To a meshed endpoint a request goes on its HTTP/2 connection,
+// or with MeshedHTTP1 on pooled HTTP/1.1 mTLS connections.
 func (p *Proxy) serveFast(c *netx.Conn, info *netx.Info) {
 	handed := false
 	p.fast.ServeConn(c, &fastConn{p: p, info: info}, func(hc net.Conn) {
@@ -81,10 +82,6 @@ func (f *fastConn) Route(h *h1.Head) (h1.Call, bool) {
 		ep = p.p2c.Pick(f.cl.eps)
 	}
 	u := ep.Value.(*upstream)
-	if u.addr.Identity != "" && !p.o.MeshedHTTP1 {
-		// To a meshed endpoint, HTTP/1 rides its HTTP/2 connection.
-		return h1.Call{}, false
-	}
 	if f.cl.budget != nil {
 		f.cl.budget.Deposit()
 	}
@@ -98,14 +95,18 @@ func (f *fastConn) Route(h *h1.Head) (h1.Call, bool) {
 	f.ep, f.epDone, f.failure = ep, false, false
 	f.start = time.Now()
 	f.t0 = ep.Start()
+	if u.viaH2 != nil && !p.o.MeshedHTTP1 {
+		// To a meshed endpoint, HTTP/1 rides its HTTP/2 connection.
+		return h1.Call{RoundTrip: u.viaH2, Obs: f}, true
+	}
 	return h1.Call{Pool: u.fastPool(p), Obs: f}, true
 }
 
 // ResponseHead implements h1.Observer.
-func (f *fastConn) ResponseHead(resp *h1.Head) {
+func (f *fastConn) ResponseHead(resp h1.Response) {
 	f.ep.Done(f.t0, balance.DefaultDecay)
 	f.epDone = true
-	f.failure = profile.IsFailure(f.cl.route, resp.Status)
+	f.failure = profile.IsFailure(f.cl.route, resp.Code())
 	if gs := resp.Get("Grpc-Status"); gs != "" && gs != "0" {
 		f.failure = true
 	}

@@ -333,6 +333,7 @@ func (p *Proxy) dial(ctx context.Context, a *discovery.Addr, alpn string) (net.C
 type upstream struct {
 	addr     *discovery.Addr
 	h2       *http.Transport
+	viaH2    func(*http.Request) (*http.Response, error) // sendH2, for the fast path
 	fastOnce sync.Once
 	fast     *h1.Pool
 }
@@ -356,6 +357,7 @@ func (p *Proxy) upstreamFor(a *discovery.Addr) *upstream {
 			IdleConnTimeout:    10 * time.Minute,
 			HTTP2:              &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 10 * time.Second},
 		}
+		u.viaH2 = u.sendH2
 	}
 	v, _ := p.ups.LoadOrStore(key, u)
 	return v.(*upstream)
@@ -598,6 +600,14 @@ func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 var origProtoH1 = []string{"HTTP/1.1"}
+
+// sendH2 sends an HTTP/1 request from the fast path on the endpoint's
+// HTTP/2 connection.
+func (u *upstream) sendH2(r *http.Request) (*http.Response, error) {
+	r.Header[HeaderOrigProto] = origProtoH1
+	r.URL.Scheme, r.URL.Host = "https", u.addr.Addr
+	return u.h2.RoundTrip(r)
+}
 
 func (p *Proxy) send(u *upstream, r *http.Request) (*http.Response, error) {
 	upgrade := r.Header.Get("Upgrade") != ""

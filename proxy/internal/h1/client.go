@@ -374,28 +374,10 @@ func (b *clientBody) read(p []byte) (int, error) {
 
 // readTrailer reads the trailer section into resp.Trailer; io.EOF when done.
 func (b *clientBody) readTrailer() error {
-	total := 0
-	for {
-		line, err := chunkLine(nil, b.u.br, false)
-		if err != nil {
-			return err
-		}
-		if len(line) == 0 {
-			return io.EOF
-		}
-		if total += len(line); total > MaxHeadBytes {
-			return fmt.Errorf("%w: trailer larger than %d bytes", errBadChunk, MaxHeadBytes)
-		}
-		i := indexColon(line)
-		if i <= 0 || !isToken(line[:i]) {
-			return fmt.Errorf("%w: bad trailer field", errBadChunk)
-		}
-		if b.resp.Trailer == nil {
-			b.resp.Trailer = http.Header{}
-		}
-		k := textproto.CanonicalMIMEHeaderKey(string(line[:i]))
-		b.resp.Trailer[k] = append(b.resp.Trailer[k], strings.Trim(string(line[i+1:]), " \t"))
+	if b.resp.Trailer == nil {
+		b.resp.Trailer = http.Header{}
 	}
+	return readTrailer(b.u.br, b.resp.Trailer)
 }
 
 // Close releases the connection: to the pool after the whole body was

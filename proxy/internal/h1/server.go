@@ -19,10 +19,21 @@ import (
 // request can be sent again when a pooled connection turns out closed.
 const maxReplayBody = bufSize
 
+// Response is what an Observer sees of a response head.
+type Response interface {
+	// Code is the status code.
+	Code() int
+	// Get returns the first value of a header field, or "".
+	Get(name string) string
+}
+
+// Code implements Response.
+func (h *Head) Code() int { return h.Status }
+
 // Observer follows one forwarded request.
 type Observer interface {
 	// ResponseHead is called when the final response head arrived.
-	ResponseHead(resp *Head)
+	ResponseHead(resp Response)
 	// Done is called once when the exchange ended: status is 0 when no
 	// response came, err nil when the exchange completed.
 	Done(status int, err error)
@@ -32,6 +43,9 @@ type Observer interface {
 type Call struct {
 	// Pool is where the request goes.
 	Pool *Pool
+	// RoundTrip, when set instead of Pool, sends the request as an
+	// http.Request (an HTTP/2 connection to a peer proxy, say).
+	RoundTrip func(*http.Request) (*http.Response, error)
 	// Obs, when set, follows the exchange.
 	Obs Observer
 	// Status and Err, when Pool is nil, are the error answered.
@@ -188,6 +202,9 @@ func (x *exchange) forward(call *Call) (keep bool) {
 	req := &x.req
 	x.resp.reset()
 	x.closing = req.Close || x.s.draining.Load()
+	if call.RoundTrip != nil {
+		return x.forwardRT(call)
+	}
 	if call.Pool == nil {
 		return x.fail(call, call.Status, call.Err, x.skipBody())
 	}

@@ -53,10 +53,10 @@ type recObs struct {
 	errs   []error
 }
 
-func (o *recObs) ResponseHead(resp *Head) {
+func (o *recObs) ResponseHead(resp Response) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.heads = append(o.heads, resp.Status)
+	o.heads = append(o.heads, resp.Code())
 }
 
 func (o *recObs) Done(status int, err error) {
@@ -86,6 +86,7 @@ func (o *recObs) done(n int) ([]int, []error) {
 // the general path) and, with status, answers an error itself.
 type testRouter struct {
 	pool    *Pool
+	rt      func(*http.Request) (*http.Response, error)
 	obs     *recObs
 	decline func(*Head) bool
 	status  int
@@ -104,6 +105,9 @@ func (r *testRouter) Route(h *Head) (Call, bool) {
 	}
 	h.Drop("X-Drop")
 	h.Add("X-Routed", "yes")
+	if r.rt != nil {
+		return Call{RoundTrip: r.rt, Obs: obs}, true
+	}
 	return Call{Pool: r.pool, Obs: obs}, true
 }
 
@@ -192,10 +196,30 @@ func upstream(t *testing.T) *httptest.Server {
 	return s
 }
 
+// viaTransport is a Call.RoundTrip through an http.Transport to addr, as
+// the outbound proxy sends requests on an HTTP/2 connection.
+func viaTransport(addr string) func(*http.Request) (*http.Response, error) {
+	tr := &http.Transport{}
+	return func(r *http.Request) (*http.Response, error) {
+		r.URL.Scheme, r.URL.Host = "http", addr
+		r.RequestURI = ""
+		return tr.RoundTrip(r)
+	}
+}
+
 func TestServerForwards(t *testing.T) {
+	t.Run("pool", func(t *testing.T) {
+		testServerForwards(t, func(addr string, obs *recObs) Router { return &testRouter{pool: poolTo(addr), obs: obs} })
+	})
+	t.Run("round tripper", func(t *testing.T) {
+		testServerForwards(t, func(addr string, obs *recObs) Router { return &testRouter{rt: viaTransport(addr), obs: obs} })
+	})
+}
+
+func testServerForwards(t *testing.T, router func(addr string, obs *recObs) Router) {
 	up := upstream(t)
 	obs := &recObs{}
-	f := startFast(t, &testRouter{pool: poolTo(up.Listener.Addr().String()), obs: obs})
+	f := startFast(t, router(up.Listener.Addr().String(), obs))
 	big := strings.Repeat("b", 3*bufSize+7)
 	tests := []struct {
 		name     string
@@ -548,5 +572,65 @@ func TestServerShutdownLetsExchangeFinish(t *testing.T) {
 	b, _ := io.ReadAll(resp.Body)
 	if string(b) != "late" || !resp.Close {
 		t.Fatalf("in-flight response %q close %v; want it whole, with Connection: close", b, resp.Close)
+	}
+}
+
+func TestServerRoundTripErrors(t *testing.T) {
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	obs := &recObs{}
+	f := startFast(t, &testRouter{rt: viaTransport(deadAddr), obs: obs})
+	// A request without a body: the connection goes on after the error.
+	resps, _, _ := rawExchange(t, f.addr, "GET / HTTP/1.1\r\nHost: w\r\n\r\nGET / HTTP/1.1\r\nHost: w\r\n\r\n", 2, "GET")
+	for i, resp := range resps {
+		if resp.StatusCode != http.StatusBadGateway || !strings.Contains(resp.Header.Get("Conduit-Proxy-Error"), "refused") {
+			t.Errorf("response %d: %d %q, want 502 naming the refusal", i, resp.StatusCode, resp.Header.Get("Conduit-Proxy-Error"))
+		}
+	}
+	if resps[0].Close {
+		t.Error("connection closed after an error on a request without a body")
+	}
+	// A body the round tripper never read: the connection closes.
+	resps, _, c := rawExchange(t, f.addr, "POST / HTTP/1.1\r\nHost: w\r\nContent-Length: 5\r\n\r\nhello", 1, "POST")
+	if resps[0].StatusCode != http.StatusBadGateway || !resps[0].Close {
+		t.Errorf("POST: %d close %v, want 502 with Connection: close", resps[0].StatusCode, resps[0].Close)
+	}
+	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("read after close: %v, want EOF", err)
+	}
+	if status, errs := obs.done(3); len(status) != 3 || errs[2] == nil {
+		t.Errorf("observer: %v %v, want three failures", status, errs)
+	}
+}
+
+func TestServerRoundTripEarlyResponse(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Answers without reading the (large) body.
+		w.Header().Set("Connection", "close")
+		http.Error(w, "too large", http.StatusRequestEntityTooLarge)
+	}))
+	defer up.Close()
+	f := startFast(t, &testRouter{rt: viaTransport(up.Listener.Addr().String())})
+	c, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	size := 4 << 20
+	go func() {
+		fmt.Fprintf(c, "PUT /upload HTTP/1.1\r\nHost: w\r\nContent-Length: %d\r\n\r\n", size)
+		_, _ = c.Write(make([]byte, size)) // may fail once the proxy closes
+	}()
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || !resp.Close {
+		t.Fatalf("%d close %v, want the upstream's 413 and Connection: close", resp.StatusCode, resp.Close)
 	}
 }
