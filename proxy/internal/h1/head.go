@@ -458,6 +458,13 @@ func (h *Head) responseBody(head bool) bodyMode {
 	switch {
 	case head || h.Status < 200 || h.Status == 204 || h.Status == 304:
 		return bodyNone
+	case h.Minor == 0 && h.ContentLength < 0:
+		// HTTP/1.0 has no transfer codings (net/http ignores the field too).
+		return bodyUntilClose
+	case h.Minor == 0 && h.ContentLength == 0:
+		return bodyNone
+	case h.Minor == 0:
+		return bodyFixed
 	case h.Chunked:
 		return bodyChunked
 	case h.OtherTE:

@@ -259,3 +259,56 @@ func FuzzCopyChunked(f *testing.F) {
 		}
 	})
 }
+
+// FuzzReadResponse checks the response head parser against net/http's: a
+// head read here must be read by net/http with the same status and body
+// framing (the fast path and http.Transport must agree on where a
+// response ends).
+func FuzzReadResponse(f *testing.F) {
+	for _, s := range []string{
+		"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X\r\n\r\n0\r\nX: 1\r\n\r\n",
+		"HTTP/1.1 204 No Content\r\n\r\n",
+		"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nbody",
+	} {
+		f.Add([]byte(s), false)
+	}
+	f.Fuzz(func(t *testing.T, in []byte, head bool) {
+		var h Head
+		if err := h.ReadResponse(bufio.NewReader(bytes.NewReader(in))); err != nil || h.OtherTE {
+			return
+		}
+		method := "GET"
+		if head {
+			method = "HEAD"
+		}
+		r, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(in)), &http.Request{Method: method})
+		if err != nil {
+			t.Fatalf("read here, refused by net/http: %v\n%q", err, in)
+		}
+		if r.StatusCode != h.Status {
+			t.Fatalf("status %d; net/http %d", h.Status, r.StatusCode)
+		}
+		mode := h.responseBody(head)
+		chunked := len(r.TransferEncoding) > 0 && r.TransferEncoding[0] == "chunked"
+		if mode != bodyNone && (mode == bodyChunked) != chunked {
+			t.Fatalf("chunked %v; net/http %v", mode == bodyChunked, chunked)
+		}
+		switch mode {
+		case bodyNone:
+			if b, _ := io.ReadAll(r.Body); len(b) != 0 {
+				t.Fatalf("no body here; net/http reads %q", b)
+			}
+		case bodyFixed:
+			if r.ContentLength != h.ContentLength {
+				t.Fatalf("length %d; net/http %d", h.ContentLength, r.ContentLength)
+			}
+		case bodyUntilClose:
+			if r.ContentLength != -1 || chunked {
+				t.Fatalf("read until close here; net/http length %d chunked %v", r.ContentLength, chunked)
+			}
+		}
+	})
+}
