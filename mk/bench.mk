@@ -23,4 +23,4 @@ bench-proxy: $(TOOLS)/fortio bench-deps ## Proxy load benchmark: direct vs 2 Con
 
 .PHONY: bench-proxy-go
 bench-proxy-go: ## Go micro-benchmarks of the proxy's hot paths (detection, balancer pick, headers, metrics, tap).
-	go test -run '^$$' -bench . -benchmem ./proxy/detect ./proxy/balance ./proxy/inbound ./proxy/outbound ./proxy/metrics ./proxy/tap
+	go test -run '^$$' -bench . -benchmem ./proxy/detect ./proxy/balance ./proxy/inbound ./proxy/outbound ./proxy/metrics ./proxy/tap ./proxy/internal/h1
