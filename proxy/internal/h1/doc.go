@@ -8,4 +8,10 @@
 // chunked. Anything else, including a head that does not parse, is handed
 // over (with the bytes already read) to the general net/http path at a
 // request boundary, so behaviour at the edges stays net/http's.
+//
+// Two bridges join it to net/http: a Call may name a RoundTrip function
+// instead of a Pool, and the server then sends the request as an
+// http.Request (to an HTTP/2 connection) and writes the http.Response back
+// as HTTP/1.1; and Pool.RoundTrip sends an http.Request on a pooled
+// connection in the caller's goroutine, for net/http handlers.
 package h1
