@@ -192,38 +192,18 @@ rest:
 
 // copyTrailer copies the trailer section and the final blank line.
 func copyTrailer(w *bufio.Writer, br *bufio.Reader) error {
-	total := 0
-	for {
-		line, err := chunkLine(w, br, false)
-		if err != nil {
-			return err
-		}
-		if len(line) == 0 {
-			if _, err := w.WriteString("\r\n"); err != nil {
-				return &writeError{err}
-			}
-			return nil
-		}
-		if total += len(line); total > MaxHeadBytes {
-			return fmt.Errorf("%w: trailer larger than %d bytes", errBadChunk, MaxHeadBytes)
-		}
-		if c := line[0]; c == ' ' || c == '\t' || !isToken(line[:max(0, indexColon(line))]) {
-			return fmt.Errorf("%w: bad trailer field", errBadChunk)
-		}
-		if _, err := w.Write(line); err != nil {
-			return &writeError{err}
-		}
+	err := trailerLines(w, br, func(line []byte, _ int) error {
+		w.Write(line)
 		if _, err := w.WriteString("\r\n"); err != nil {
 			return &writeError{err}
 		}
+		return nil
+	})
+	if err != io.EOF {
+		return err
 	}
-}
-
-func indexColon(b []byte) int {
-	for i, c := range b {
-		if c == ':' {
-			return i
-		}
+	if _, err := w.WriteString("\r\n"); err != nil {
+		return &writeError{err}
 	}
-	return -1
+	return nil
 }

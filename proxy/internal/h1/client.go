@@ -9,8 +9,6 @@ import (
 	"net/http"
 	"net/textproto"
 	"strconv"
-	"strings"
-	"sync"
 	"time"
 )
 
@@ -24,16 +22,6 @@ func Supports(r *http.Request) bool {
 	_, exp := r.Header["Expect"]
 	return !up && !exp
 }
-
-// hopHeaders are not forwarded (RFC 9110 7.6.1); framing fields are written
-// by RoundTrip itself.
-var hopHeaders = map[string]bool{
-	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true, "Proxy-Authenticate": true,
-	"Proxy-Authorization": true, "Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
-	"Content-Length": true, "Host": true,
-}
-
-var chunkBufs = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
 
 // RoundTrip sends r as HTTP/1.1 on a pooled connection, in the calling
 // goroutine (http.Transport uses two more per connection), and returns the
@@ -119,19 +107,8 @@ func (p *Pool) exchange(u *upConn, r *http.Request, hasBody bool) (*http.Respons
 	w.WriteString(" HTTP/1.1\r\nHost: ")
 	w.WriteString(host)
 	w.WriteString("\r\n")
-	for k, vs := range r.Header {
-		if hopHeaders[k] {
-			continue
-		}
-		for _, v := range vs {
-			if !validValue(k) || !validValue(v) {
-				return nil, fmt.Errorf("h1: invalid header field %q", k)
-			}
-			w.WriteString(k)
-			w.WriteString(": ")
-			w.WriteString(v)
-			w.WriteString("\r\n")
-		}
+	if err := writeHeader(w, r.Header, skipInRequest); err != nil {
+		return nil, err
 	}
 	if r.Header.Get("Te") == "trailers" {
 		w.WriteString("Te: trailers\r\n")
@@ -180,80 +157,37 @@ func (p *Pool) exchange(u *upConn, r *http.Request, hasBody bool) (*http.Respons
 
 // writeBody copies the request body, chunk-encoded when chunked.
 func writeBody(w *bufio.Writer, r *http.Request, chunked bool) error {
-	if !chunked {
-		n, err := io.CopyN(w, r.Body, r.ContentLength)
-		if err != nil {
-			return fmt.Errorf("h1: send request body (%d of %d bytes): %w", n, r.ContentLength, err)
-		}
-		return nil
-	}
-	bp := chunkBufs.Get().(*[]byte)
-	defer chunkBufs.Put(bp)
-	buf := *bp
-	for {
-		n, err := r.Body.Read(buf)
-		if n > 0 {
-			w.Write(strconv.AppendInt(w.AvailableBuffer(), int64(n), 16))
-			w.WriteString("\r\n")
-			w.Write(buf[:n])
-			w.WriteString("\r\n")
-			// A streaming body is sent as it arrives.
-			if ferr := w.Flush(); ferr != nil {
-				return fmt.Errorf("h1: send request body: %w", ferr)
-			}
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("h1: read request body: %w", err)
+	var err error
+	if chunked {
+		err = writeChunked(w, r.Body, &r.Trailer)
+	} else {
+		var n int64
+		if n, err = io.CopyN(w, r.Body, r.ContentLength); err != nil {
+			err = fmt.Errorf("(%d of %d bytes): %w", n, r.ContentLength, err)
 		}
 	}
-	w.WriteString("0\r\n")
-	for k, vs := range r.Trailer {
-		for _, v := range vs {
-			if !validValue(k) || !validValue(v) {
-				return fmt.Errorf("h1: invalid trailer field %q", k)
-			}
-			w.WriteString(k)
-			w.WriteString(": ")
-			w.WriteString(v)
-			w.WriteString("\r\n")
-		}
+	if err != nil {
+		return fmt.Errorf("h1: send request body: %w", err)
 	}
-	w.WriteString("\r\n")
 	return nil
-}
-
-// validValue rejects what would break the message framing.
-func validValue(s string) bool {
-	return !strings.ContainsAny(s, "\r\n\x00")
 }
 
 // response builds the http.Response of head h.
 func (p *Pool) response(u *upConn, r *http.Request, h *Head) *http.Response {
 	resp := &http.Response{
 		StatusCode: h.Status, Proto: "HTTP/1." + strconv.Itoa(h.Minor), ProtoMajor: 1, ProtoMinor: h.Minor,
-		Header: make(http.Header, len(h.fields)), Request: r, ContentLength: -1,
+		Header: h.httpHeader(), Request: r, ContentLength: -1,
 	}
 	resp.Status = strconv.Itoa(h.Status) + " " + string(h.Raw[h.reason.a:h.reason.b])
-	for _, f := range h.fields {
-		if f.drop {
-			continue
-		}
-		k := textproto.CanonicalMIMEHeaderKey(string(h.Raw[f.name.a:f.name.b]))
-		switch k {
-		case "Transfer-Encoding", "Content-Length":
-			continue
-		case "Trailer":
-			tokens(h.Raw[f.value.a:f.value.b], func(t []byte) {
-				if resp.Trailer == nil {
-					resp.Trailer = http.Header{}
-				}
-				resp.Trailer[textproto.CanonicalMIMEHeaderKey(string(t))] = nil
-			})
-		}
-		resp.Header[k] = append(resp.Header[k], string(h.Raw[f.value.a:f.value.b]))
+	// Trailer announces the trailer fields: net/http lists them, empty, in
+	// resp.Trailer before the body is read.
+	for _, v := range resp.Header["Trailer"] {
+		tokens([]byte(v), func(t []byte) {
+			if resp.Trailer == nil {
+				resp.Trailer = http.Header{}
+			}
+			resp.Trailer[textproto.CanonicalMIMEHeaderKey(string(t))] = nil
+		})
 	}
 	mode := h.responseBody(r.Method == http.MethodHead)
 	resp.Close = h.Close || mode == bodyUntilClose || (h.Minor == 0 && !h.KeepAlive)
@@ -272,24 +206,25 @@ func (p *Pool) response(u *upConn, r *http.Request, h *Head) *http.Response {
 		resp.Header["Content-Length"] = []string{strconv.FormatInt(h.ContentLength, 10)}
 	case bodyChunked:
 		resp.TransferEncoding = []string{"chunked"}
+		if resp.Trailer == nil {
+			resp.Trailer = http.Header{}
+		}
 	}
-	left := h.ContentLength
-	if mode != bodyFixed {
-		left = 0
+	b := &clientBody{p: p, u: u, bodyReader: bodyReader{br: u.br, mode: mode, trailer: resp.Trailer}, closing: resp.Close || r.Close}
+	if mode == bodyFixed {
+		b.left = h.ContentLength
 	}
-	resp.Body = &clientBody{p: p, u: u, resp: resp, mode: mode, left: left, closing: resp.Close || r.Close}
+	resp.Body = b
 	return resp
 }
 
 // clientBody reads a response body off its connection and returns the
 // connection to the pool at the end.
 type clientBody struct {
+	bodyReader
 	p       *Pool
 	u       *upConn
-	resp    *http.Response
 	stop    func() bool
-	mode    bodyMode
-	left    int64 // fixed: bytes left; chunked: bytes left in the chunk
 	closing bool
 	done    bool
 	err     error
@@ -313,71 +248,6 @@ func (b *clientBody) Read(p []byte) (int, error) {
 		b.err = err
 	}
 	return n, err
-}
-
-func (b *clientBody) read(p []byte) (int, error) {
-	br := b.u.br
-	switch b.mode {
-	case bodyFixed:
-		if b.left == 0 {
-			return 0, io.EOF
-		}
-		if int64(len(p)) > b.left {
-			p = p[:b.left]
-		}
-		n, err := br.Read(p)
-		b.left -= int64(n)
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
-		if err == nil && b.left == 0 {
-			err = io.EOF
-		}
-		return n, err
-	case bodyUntilClose:
-		return br.Read(p)
-	}
-	// Chunked.
-	if b.left == 0 {
-		line, err := chunkLine(nil, br, true)
-		if err != nil {
-			return 0, err
-		}
-		size, err := chunkSize(line)
-		if err != nil {
-			return 0, err
-		}
-		if size == 0 {
-			return 0, b.readTrailer()
-		}
-		b.left = size
-	}
-	if int64(len(p)) > b.left {
-		p = p[:b.left]
-	}
-	n, err := br.Read(p)
-	b.left -= int64(n)
-	if err == io.EOF {
-		return n, io.ErrUnexpectedEOF
-	}
-	if err == nil && b.left == 0 {
-		end, err := chunkLine(nil, br, true)
-		if err != nil {
-			return n, err
-		}
-		if len(end) != 0 {
-			return n, fmt.Errorf("%w: chunk data longer than its size", errBadChunk)
-		}
-	}
-	return n, err
-}
-
-// readTrailer reads the trailer section into resp.Trailer; io.EOF when done.
-func (b *clientBody) readTrailer() error {
-	if b.resp.Trailer == nil {
-		b.resp.Trailer = http.Header{}
-	}
-	return readTrailer(b.u.br, b.resp.Trailer)
 }
 
 // Close releases the connection: to the pool after the whole body was

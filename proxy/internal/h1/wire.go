@@ -1,0 +1,211 @@
+package h1
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// This file is what the two bridges to net/http share: a message body
+// decoded off a connection (bodyReader), an http.Header from a parsed head
+// and back to the wire, and a body written chunked with its trailers.
+
+// bodyReader decodes a message body framed as mode from br.
+type bodyReader struct {
+	br   *bufio.Reader
+	mode bodyMode
+	// left is, for bodyFixed, the bytes left; for bodyChunked, the bytes
+	// left in the current chunk.
+	left int64
+	// trailer receives the trailer fields of a chunked body.
+	trailer http.Header
+}
+
+// read is io.Reader's Read; it returns io.EOF with the last bytes of a
+// fixed-length body.
+func (b *bodyReader) read(p []byte) (int, error) {
+	switch b.mode {
+	case bodyNone:
+		return 0, io.EOF
+	case bodyUntilClose:
+		return b.br.Read(p)
+	case bodyFixed:
+		if b.left == 0 {
+			return 0, io.EOF
+		}
+		n, err := b.readData(p)
+		if err == nil && b.left == 0 {
+			err = io.EOF
+		}
+		return n, err
+	}
+	if b.left == 0 {
+		line, err := chunkLine(nil, b.br, true)
+		if err != nil {
+			return 0, err
+		}
+		size, err := chunkSize(line)
+		if err != nil {
+			return 0, err
+		}
+		if size == 0 {
+			return 0, trailerLines(nil, b.br, b.addTrailer)
+		}
+		b.left = size
+	}
+	n, err := b.readData(p)
+	if err == nil && b.left == 0 {
+		end, err := chunkLine(nil, b.br, true)
+		if err != nil {
+			return n, err
+		}
+		if len(end) != 0 {
+			return n, fmt.Errorf("%w: chunk data longer than its size", errBadChunk)
+		}
+	}
+	return n, err
+}
+
+// readData reads at most left bytes; the connection ending first is
+// io.ErrUnexpectedEOF.
+func (b *bodyReader) readData(p []byte) (int, error) {
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.br.Read(p)
+	b.left -= int64(n)
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+func (b *bodyReader) addTrailer(line []byte, colon int) error {
+	k := textproto.CanonicalMIMEHeaderKey(string(line[:colon]))
+	b.trailer[k] = append(b.trailer[k], string(bytes.Trim(line[colon+1:], " \t")))
+	return nil
+}
+
+// trailerLines reads the trailer section of a chunked body up to its blank
+// line, checking each field and passing it to fn (line without its line
+// ending, index of the colon). w, if not nil, is flushed before blocking.
+func trailerLines(w *bufio.Writer, br *bufio.Reader, fn func(line []byte, colon int) error) error {
+	total := 0
+	for {
+		line, err := chunkLine(w, br, false)
+		if err != nil {
+			return err
+		}
+		if len(line) == 0 {
+			return io.EOF
+		}
+		if total += len(line); total > MaxHeadBytes {
+			return fmt.Errorf("%w: trailer larger than %d bytes", errBadChunk, MaxHeadBytes)
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 || !isToken(line[:colon]) {
+			return fmt.Errorf("%w: bad trailer field", errBadChunk)
+		}
+		if err := fn(line, colon); err != nil {
+			return err
+		}
+	}
+}
+
+// httpHeader returns the head's forwarded fields (kept and added) as an
+// http.Header, without the body framing fields.
+func (h *Head) httpHeader() http.Header {
+	hdr := make(http.Header, len(h.fields)+len(h.add)/2)
+	for _, f := range h.fields {
+		if !f.drop {
+			k := textproto.CanonicalMIMEHeaderKey(string(h.Raw[f.name.a:f.name.b]))
+			hdr[k] = append(hdr[k], string(h.Raw[f.value.a:f.value.b]))
+		}
+	}
+	for i := 0; i+1 < len(h.add); i += 2 {
+		k := textproto.CanonicalMIMEHeaderKey(h.add[i])
+		hdr[k] = append(hdr[k], h.add[i+1])
+	}
+	delete(hdr, "Content-Length")
+	delete(hdr, "Transfer-Encoding")
+	return hdr
+}
+
+// hopHeaders are not forwarded (RFC 9110 7.6.1); the framing fields and
+// Host are written from the message itself.
+var hopHeaders = map[string]bool{
+	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true, "Proxy-Authenticate": true,
+	"Proxy-Authorization": true, "Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
+	"Content-Length": true, "Host": true,
+}
+
+// skipInRequest and skipInResponse say which fields writeHeader leaves out;
+// a response keeps Trailer, which announces its trailer fields.
+func skipInRequest(k string) bool  { return hopHeaders[k] }
+func skipInResponse(k string) bool { return k != "Trailer" && hopHeaders[k] }
+
+// writeHeader writes the fields of hdr that skip (if not nil) keeps,
+// refusing a name or value that would break the framing.
+func writeHeader(w *bufio.Writer, hdr http.Header, skip func(string) bool) error {
+	for k, vs := range hdr {
+		if skip != nil && skip(k) {
+			continue
+		}
+		for _, v := range vs {
+			if !validValue(k) || !validValue(v) {
+				return fmt.Errorf("h1: invalid header field %q", k)
+			}
+			w.WriteString(k)
+			w.WriteString(": ")
+			w.WriteString(v)
+			w.WriteString("\r\n")
+		}
+	}
+	return nil
+}
+
+// validValue rejects what would break the message framing.
+func validValue(s string) bool {
+	return !strings.ContainsAny(s, "\r\n\x00")
+}
+
+var chunkBufs = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
+
+// writeChunked copies body to w chunk-encoded, flushing each chunk (a
+// stream passes through as it comes), then the last chunk with the fields
+// *trailer holds once body ended. A failed write is a *writeError.
+func writeChunked(w *bufio.Writer, body io.Reader, trailer *http.Header) error {
+	bp := chunkBufs.Get().(*[]byte)
+	defer chunkBufs.Put(bp)
+	buf := *bp
+	for {
+		n, err := body.Read(buf)
+		if n > 0 {
+			w.Write(strconv.AppendInt(w.AvailableBuffer(), int64(n), 16))
+			w.WriteString("\r\n")
+			w.Write(buf[:n])
+			w.WriteString("\r\n")
+			if ferr := w.Flush(); ferr != nil {
+				return &writeError{ferr}
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("h1: read body: %w", err)
+		}
+	}
+	w.WriteString("0\r\n")
+	if err := writeHeader(w, *trailer, nil); err != nil {
+		return err
+	}
+	w.WriteString("\r\n")
+	return nil
+}
