@@ -137,7 +137,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, ov Overrid
 		Log: log.With("sub", "outbound"), Metrics: p.Metrics, OrigDst: outOrig, Discovery: disco,
 		Certs: p.Identity, Anchors: cfg.TrustAnchors, Namespace: cfg.PodNamespace, ClusterDomain: cfg.ClusterDomain,
 		DetectTimeout: cfg.DetectTimeout, ConnectTimeout: cfg.ConnectTimeout, DiscoveryTimeout: cfg.DiscoveryTimeout,
-		Tap: p.tap, NoFastPath: !cfg.HTTP1FastPath, MeshedHTTP1: cfg.MeshedHTTP1 == config.MeshedHTTP1,
+		Tap: p.tap, NoFastPath: !cfg.HTTP1FastPath, MeshedHTTP1: cfg.MeshedHTTP1,
 	})
 	p.admin = &http.Server{
 		Handler: admin.Handler(admin.Options{

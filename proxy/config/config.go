@@ -64,18 +64,12 @@ type Config struct {
 	// HTTP/1.1 path instead of net/http (CONDUIT_PROXY_HTTP1_FAST_PATH,
 	// default true).
 	HTTP1FastPath bool
-	// MeshedHTTP1 says how HTTP/1 requests travel to a meshed endpoint
-	// (CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT): "h2" (default) multiplexes
-	// them on one HTTP/2 mTLS connection per endpoint; "http1" sends them
-	// on pooled HTTP/1.1 mTLS connections, on the fast path.
-	MeshedHTTP1 string
+	// MeshedHTTP1 sends HTTP/1 requests to a meshed endpoint on pooled
+	// HTTP/1.1 mTLS connections, on the fast path
+	// (CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT=http1); by default (h2) they are
+	// multiplexed on one HTTP/2 mTLS connection per endpoint.
+	MeshedHTTP1 bool
 }
-
-// Transports of HTTP/1 requests between meshed proxies.
-const (
-	MeshedH2    = "h2"
-	MeshedHTTP1 = "http1"
-)
 
 // Getenv looks up one variable; os.LookupEnv fits.
 type Getenv func(string) (string, bool)
@@ -246,14 +240,15 @@ func Load(env Getenv) (*Config, error) {
 		}
 		c.HTTP1FastPath = on
 	}
-	switch c.MeshedHTTP1 = get(env, "CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT", MeshedH2); c.MeshedHTTP1 {
-	case MeshedH2:
-	case MeshedHTTP1:
+	switch v := get(env, "CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT", "h2"); v {
+	case "h2":
+	case "http1":
 		if !c.HTTP1FastPath {
-			return nil, fmt.Errorf("config: CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT=%q needs CONDUIT_PROXY_HTTP1_FAST_PATH=true", c.MeshedHTTP1)
+			return nil, fmt.Errorf("config: CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT=%q needs CONDUIT_PROXY_HTTP1_FAST_PATH=true", v)
 		}
+		c.MeshedHTTP1 = true
 	default:
-		return nil, fmt.Errorf("config: CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT=%q is invalid (accepted: h2, http1)", c.MeshedHTTP1)
+		return nil, fmt.Errorf("config: CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT=%q is invalid (accepted: h2, http1)", v)
 	}
 	// Tap has no authentication of its own: it must stay on loopback.
 	if err := checkListen(c.TapAddr); err != nil {

@@ -89,14 +89,14 @@ func TestLoad(t *testing.T) {
 				}
 			}},
 		{name: "http1 defaults", check: func(t *testing.T, c *Config) {
-			if !c.HTTP1FastPath || c.MeshedHTTP1 != MeshedH2 {
-				t.Errorf("fast path %v, meshed transport %q", c.HTTP1FastPath, c.MeshedHTTP1)
+			if !c.HTTP1FastPath || c.MeshedHTTP1 {
+				t.Errorf("fast path %v, meshed HTTP/1.1 %v; want the fast path and h2", c.HTTP1FastPath, c.MeshedHTTP1)
 			}
 		}},
 		{name: "meshed http1", env: map[string]string{"CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT": "http1"},
 			check: func(t *testing.T, c *Config) {
-				if c.MeshedHTTP1 != MeshedHTTP1 {
-					t.Errorf("meshed transport %q", c.MeshedHTTP1)
+				if !c.MeshedHTTP1 {
+					t.Error("meshed HTTP/1.1 off")
 				}
 			}},
 		{name: "fast path off", env: map[string]string{"CONDUIT_PROXY_HTTP1_FAST_PATH": "false"},

@@ -377,16 +377,17 @@ func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 	var resp *http.Response
 	var err error
 	switch {
-	case toH1 && !p.o.NoFastPath && h1.Supports(r):
-		// Pooled HTTP/1.1 in this goroutine (http.Transport adds two); the
-		// head and a body up to 16 KiB leave in one write.
-		resp, err = p.appPool(r.URL.Host).RoundTrip(r)
-	case toH1:
-		if err = netx.BufferSmallBody(r); err == nil {
-			resp, err = p.h1.RoundTrip(r)
-		}
-	default:
+	case !toH1:
 		resp, err = p.h2c.RoundTrip(r)
+	case p.o.NoFastPath:
+		resp, err = p.viaTransport(r)
+	default:
+		// Pooled HTTP/1.1 in this goroutine (http.Transport adds two); the
+		// head and a body up to 16 KiB leave in one write. Upgrades and
+		// Expect: 100-continue go through http.Transport.
+		if resp, err = p.appPool(r.URL.Host).RoundTrip(r); errors.Is(err, h1.ErrUnsupported) {
+			resp, err = p.viaTransport(r)
+		}
 	}
 	if err != nil {
 		p.o.Metrics.Response(key, 0, true, time.Since(start))
@@ -400,6 +401,15 @@ func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	resp.Body = body
 	return resp, nil
+}
+
+// viaTransport sends an HTTP/1 request to the application through
+// http.Transport, a small body buffered so that it leaves with the head.
+func (p *Proxy) viaTransport(r *http.Request) (*http.Response, error) {
+	if err := netx.BufferSmallBody(r); err != nil {
+		return nil, err
+	}
+	return p.h1.RoundTrip(r)
 }
 
 // tapRequest describes an inbound request to tap: the source is the

@@ -12,12 +12,12 @@ import (
 	"time"
 )
 
-// ErrUnsupported is returned by RoundTrip for requests it leaves to
-// http.Transport: protocol upgrades and Expect: 100-continue.
+// ErrUnsupported is returned by RoundTrip, before any I/O, for requests it
+// leaves to http.Transport: protocol upgrades and Expect: 100-continue.
 var ErrUnsupported = errors.New("h1: request needs http.Transport")
 
-// Supports reports whether RoundTrip handles r.
-func Supports(r *http.Request) bool {
+// supports reports whether RoundTrip handles r.
+func supports(r *http.Request) bool {
 	_, up := r.Header["Upgrade"]
 	_, exp := r.Header["Expect"]
 	return !up && !exp
@@ -26,10 +26,9 @@ func Supports(r *http.Request) bool {
 // RoundTrip sends r as HTTP/1.1 on a pooled connection, in the calling
 // goroutine (http.Transport uses two more per connection), and returns the
 // response; reading its body to the end returns the connection to the pool.
-// Cancelling r's context aborts the exchange. Requests Supports refuses get
-// ErrUnsupported.
+// Cancelling r's context aborts the exchange.
 func (p *Pool) RoundTrip(r *http.Request) (*http.Response, error) {
-	if !Supports(r) {
+	if !supports(r) {
 		return nil, ErrUnsupported
 	}
 	hasBody := r.Body != nil && r.Body != http.NoBody
