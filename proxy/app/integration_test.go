@@ -259,6 +259,18 @@ func startApp(t *testing.T) (addr string, last func() seen) {
 			http.Error(w, "orig-proto leaked", http.StatusTeapot)
 			return
 		}
+		if r.Header.Get("Upgrade") == "echo" {
+			// A protocol switch: after the 101 the connection echoes.
+			c, brw, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+			_ = brw.Flush()
+			_, _ = io.Copy(c, brw)
+			return
+		}
 		body, _ := io.ReadAll(r.Body)
 		if strings.HasPrefix(r.URL.Path, "/slow/") {
 			time.Sleep(200 * time.Millisecond) // long enough for concurrent requests to overlap
@@ -454,6 +466,46 @@ func testTwoProxies(t *testing.T, env map[string]string, newConns float64) {
 	if got := metricSum(t, server.AdminAddr().String(), "response_total", `direction="inbound"`, `client_id="`+clientID+`"`, `status_code="200"`); got < 7 {
 		t.Errorf("server proxy counted %v authenticated 200 responses, want at least 7", got)
 	}
+	// What the fast path hands to http.Transport still goes through.
+	t.Run("expect 100-continue", func(t *testing.T) {
+		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{ExpectContinueTimeout: 5 * time.Second,
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, "tcp", out)
+			}}}
+		req, _ := http.NewRequest(http.MethodPut, "http://web/expect", strings.NewReader("12345"))
+		req.Header.Set("Expect", "100-continue")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(body) != "hello /expect 5" {
+			t.Fatalf("%d %q", resp.StatusCode, body)
+		}
+	})
+	t.Run("upgrade", func(t *testing.T) {
+		c, err := net.Dial("tcp", out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		_, _ = io.WriteString(c, "GET /up HTTP/1.1\r\nHost: web\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusSwitchingProtocols {
+			t.Fatalf("status %d (%s), want 101", resp.StatusCode, resp.Header.Get("conduit-proxy-error"))
+		}
+		_, _ = io.WriteString(c, "ping")
+		got := make([]byte, 4)
+		if _, err := io.ReadFull(br, got); err != nil || string(got) != "ping" {
+			t.Fatalf("echo after the switch: %q %v", got, err)
+		}
+	})
 }
 
 func TestOpaqueMTLS(t *testing.T) {

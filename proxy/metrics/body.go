@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"errors"
 	"io"
 	"net/http"
 	"sync"
@@ -38,6 +39,21 @@ type Classifier interface {
 // failed instead of completing (nil otherwise).
 type EndHook interface {
 	End(bytes uint64, grpcStatus string, failure bool, err error)
+}
+
+// errNotWritable is Write's error for a body that is not an upgraded
+// connection.
+var errNotWritable = errors.New("metrics: response body is not writable")
+
+// Write passes through to the body of a 101 Switching Protocols response,
+// which net/http makes an io.ReadWriteCloser (the upgraded connection):
+// httputil.ReverseProxy refuses to proxy an upgrade whose body cannot be
+// written.
+func (b *Body) Write(p []byte) (int, error) {
+	if w, ok := b.ReadCloser.(io.Writer); ok {
+		return w.Write(p)
+	}
+	return 0, errNotWritable
 }
 
 func (b *Body) Read(p []byte) (int, error) {

@@ -71,3 +71,25 @@ func TestBodyOnEnd(t *testing.T) {
 		})
 	}
 }
+
+// rwc is an upgraded connection's body: readable and writable.
+type rwc struct {
+	io.Reader
+	written []byte
+}
+
+func (c *rwc) Write(p []byte) (int, error) { c.written = append(c.written, p...); return len(p), nil }
+func (c *rwc) Close() error                { return nil }
+
+func TestBodyWritePassesThrough(t *testing.T) {
+	up := &rwc{Reader: strings.NewReader("")}
+	b := &Body{ReadCloser: up, Reg: New()}
+	var _ io.ReadWriteCloser = b
+	if n, err := b.Write([]byte("ping")); n != 4 || err != nil || string(up.written) != "ping" {
+		t.Fatalf("Write = %d, %v; upstream got %q", n, err, up.written)
+	}
+	plain := &Body{ReadCloser: io.NopCloser(strings.NewReader("")), Reg: New()}
+	if _, err := plain.Write([]byte("x")); err == nil {
+		t.Fatal("Write to a read-only body succeeded")
+	}
+}
