@@ -26,75 +26,20 @@ func countingPool(addr string) (*Pool, *atomic.Int32) {
 func TestRoundTrip(t *testing.T) {
 	up := upstream(t)
 	pool, dials := countingPool(up.Listener.Addr().String())
-	big := strings.Repeat("b", 3*bufSize+7)
-	tests := []struct {
-		name      string
-		method    string
-		path      string
-		body      string
-		streaming bool
-		trailer   http.Header
-		status    int
-		want      string
-		wantLen   string
-		wantTE    string
-		respTrail string
-		close     bool
-	}{
-		{name: "get", method: "GET", path: "/", status: 200, want: "GET ", wantLen: "0"},
-		{name: "post", method: "POST", path: "/", body: "hello", status: 200, want: "POST hello", wantLen: "5"},
-		{name: "large body", method: "POST", path: "/", body: big, status: 200, want: "POST " + big, wantLen: "49159"},
-		{name: "streaming body with trailer", method: "PUT", path: "/", body: "streamed", streaming: true,
-			trailer: http.Header{"X-Check": {"1"}}, status: 200, want: "PUT streamed", wantLen: "8", wantTE: "chunked"},
-		{name: "chunked response with trailer", method: "GET", path: "/chunked", status: 200, want: "part0;part1;part2;", wantLen: "0", respTrail: "3"},
-		{name: "head", method: "HEAD", path: "/", status: 200, want: ""},
-		{name: "no content", method: "DELETE", path: "/nocontent", status: 204, want: ""},
-		{name: "upstream closes", method: "GET", path: "/close", status: 200, want: "GET ", wantLen: "0", close: true},
-		{name: "after a closed one", method: "GET", path: "/", status: 200, want: "GET ", wantLen: "0"},
-	}
-	for _, tt := range tests {
+	for _, tt := range echoCases() {
 		t.Run(tt.name, func(t *testing.T) {
-			var body io.Reader
-			if tt.body != "" {
-				body = strings.NewReader(tt.body)
-			}
-			r := httptest.NewRequest(tt.method, "http://web.test/"+strings.TrimPrefix(tt.path, "/"), body)
-			r.RequestURI = ""
-			if tt.streaming {
-				r.Body = io.NopCloser(io.MultiReader(strings.NewReader(tt.body)))
-				r.ContentLength = -1
-				r.Trailer = tt.trailer
-			}
+			// What the router does on the server path, the caller does here.
+			r := tt.request(t, "http://web.test")
+			r.Header.Del("X-Drop")
 			r.Header.Set("X-Routed", "yes")
-			r.Header.Set("Connection", "x-drop")
-			r.Header.Set("Keep-Alive", "timeout=5")
 			resp, err := pool.RoundTrip(r)
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if err != nil {
-				t.Fatal(err)
+			if resp.Close != tt.upClosed {
+				t.Errorf("resp.Close %v, want %v", resp.Close, tt.upClosed)
 			}
-			if resp.StatusCode != tt.status || string(got) != tt.want {
-				t.Fatalf("got %d %.40q, want %d %.40q", resp.StatusCode, got, tt.status, tt.want)
-			}
-			if tt.wantLen != "" && resp.Header.Get("X-Got-Length") != tt.wantLen {
-				t.Errorf("upstream read %s body bytes, want %s", resp.Header.Get("X-Got-Length"), tt.wantLen)
-			}
-			if tt.method != "HEAD" && tt.status == 200 && resp.Header.Get("X-Got-TE") != tt.wantTE {
-				t.Errorf("upstream saw Transfer-Encoding %q, want %q", resp.Header.Get("X-Got-TE"), tt.wantTE)
-			}
-			if tt.status == 200 && (resp.Header.Get("X-Got-Routed") != "yes" || resp.Header.Get("X-Got-Keep-Alive") != "") {
-				t.Errorf("upstream saw X-Routed %q Keep-Alive %q", resp.Header.Get("X-Got-Routed"), resp.Header.Get("X-Got-Keep-Alive"))
-			}
-			if resp.Trailer.Get("X-Sum") != tt.respTrail {
-				t.Errorf("response trailer X-Sum %q, want %q", resp.Trailer.Get("X-Sum"), tt.respTrail)
-			}
-			if resp.Close != tt.close {
-				t.Errorf("resp.Close %v, want %v", resp.Close, tt.close)
-			}
+			tt.check(t, resp)
 		})
 	}
 	// One connection for all but the one the upstream closed.
@@ -157,8 +102,10 @@ func TestRoundTripCancel(t *testing.T) {
 }
 
 func TestRoundTripRefuses(t *testing.T) {
-	up := upstream(t)
-	pool, dials := countingPool(up.Listener.Addr().String())
+	var served atomic.Int32
+	up := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { served.Add(1) }))
+	defer up.Close()
+	pool, _ := countingPool(up.Listener.Addr().String())
 	tests := []struct {
 		name string
 		mod  func(*http.Request)
@@ -180,8 +127,10 @@ func TestRoundTripRefuses(t *testing.T) {
 			}
 		})
 	}
-	if dials.Load() > 2 {
-		t.Errorf("%d dials for refused requests", dials.Load())
+	// Nothing reached the upstream: no request was smuggled in a header.
+	time.Sleep(50 * time.Millisecond)
+	if n := served.Load(); n != 0 {
+		t.Errorf("upstream served %d requests", n)
 	}
 }
 

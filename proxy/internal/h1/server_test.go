@@ -173,6 +173,7 @@ func upstream(t *testing.T) *httptest.Server {
 		w.Header().Set("X-Got-Keep-Alive", r.Header.Get("Keep-Alive"))
 		w.Header().Set("X-Got-TE", strings.Join(r.TransferEncoding, ","))
 		w.Header().Set("X-Got-Length", strconv.Itoa(len(body)))
+		w.Header().Set("X-Got-Trailer", r.Trailer.Get("X-Check"))
 		switch r.URL.Path {
 		case "/nocontent":
 			w.WriteHeader(http.StatusNoContent)
@@ -194,6 +195,85 @@ func upstream(t *testing.T) *httptest.Server {
 	}))
 	t.Cleanup(s.Close)
 	return s
+}
+
+// echoCase is one request to upstream() and what its answer must show.
+type echoCase struct {
+	name, method, path, body string
+	chunked                  bool // the body is sent without a length, with trailer X-Check: 1
+	status                   int
+	want                     string // response body
+	wantLen                  string // body bytes the upstream read ("": not checked)
+	wantTE                   string // Transfer-Encoding the upstream saw
+	trailer                  string // response trailer X-Sum
+	upClosed                 bool   // the upstream closes the connection after answering
+}
+
+// echoCases are the exchanges both the server and RoundTrip must forward.
+func echoCases() []echoCase {
+	big := strings.Repeat("b", 3*bufSize+7)
+	return []echoCase{
+		{name: "get", method: "GET", path: "/", status: 200, want: "GET ", wantLen: "0"},
+		{name: "post small body", method: "POST", path: "/", body: "hello", status: 200, want: "POST hello", wantLen: "5"},
+		{name: "post body larger than the buffer", method: "POST", path: "/", body: big, status: 200, want: "POST " + big, wantLen: strconv.Itoa(len(big))},
+		{name: "chunked request body with trailer", method: "PUT", path: "/", body: "streamed", chunked: true, status: 200, want: "PUT streamed", wantLen: "8", wantTE: "chunked"},
+		{name: "chunked response with trailer", method: "GET", path: "/chunked", status: 200, want: "part0;part1;part2;", trailer: "3", wantLen: "0"},
+		{name: "head", method: "HEAD", path: "/", status: 200, want: ""},
+		{name: "no content", method: "DELETE", path: "/nocontent", status: 204, want: ""},
+		{name: "upstream closes after the response", method: "GET", path: "/close", status: 200, want: "GET ", wantLen: "0", upClosed: true},
+		{name: "after a closed connection", method: "GET", path: "/", status: 200, want: "GET ", wantLen: "0"},
+	}
+}
+
+// request builds the case's request to base (scheme and host), with a
+// field the router drops and hop-by-hop fields the proxy must not forward.
+func (c echoCase) request(t *testing.T, base string) *http.Request {
+	t.Helper()
+	var body io.Reader
+	if c.body != "" {
+		body = strings.NewReader(c.body)
+	}
+	r, err := http.NewRequest(c.method, base+c.path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.chunked {
+		r.Body, r.ContentLength = io.NopCloser(io.MultiReader(strings.NewReader(c.body))), -1
+		r.Trailer = http.Header{"X-Check": {"1"}}
+	}
+	r.Header.Set("X-Drop", "secret")
+	r.Header.Set("Keep-Alive", "timeout=5")
+	return r
+}
+
+// check reads resp and compares it with what upstream() answers to c.
+func (c echoCase) check(t *testing.T, resp *http.Response) {
+	t.Helper()
+	got, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != c.status || string(got) != c.want {
+		t.Fatalf("got %d %.40q, want %d %.40q", resp.StatusCode, got, c.status, c.want)
+	}
+	h := resp.Header
+	if h.Get("X-Got-Routed") != "yes" || h.Get("X-Got-Drop") != "" || h.Get("X-Got-Keep-Alive") != "" {
+		t.Errorf("upstream saw X-Routed %q, X-Drop %q, Keep-Alive %q; want yes, dropped, dropped",
+			h.Get("X-Got-Routed"), h.Get("X-Got-Drop"), h.Get("X-Got-Keep-Alive"))
+	}
+	if l := h.Get("X-Got-Length"); c.wantLen != "" && c.method != "HEAD" && l != c.wantLen {
+		t.Errorf("upstream read %s body bytes, want %s", l, c.wantLen)
+	}
+	if te := h.Get("X-Got-TE"); te != c.wantTE {
+		t.Errorf("upstream saw Transfer-Encoding %q, want %q", te, c.wantTE)
+	}
+	if tr, want := h.Get("X-Got-Trailer"), map[bool]string{true: "1"}[c.chunked]; tr != want {
+		t.Errorf("upstream saw request trailer X-Check %q, want %q", tr, want)
+	}
+	if resp.Trailer.Get("X-Sum") != c.trailer {
+		t.Errorf("trailer X-Sum %q, want %q", resp.Trailer.Get("X-Sum"), c.trailer)
+	}
 }
 
 // viaTransport is a Call.RoundTrip through an http.Transport to addr, as
@@ -220,76 +300,21 @@ func testServerForwards(t *testing.T, router func(addr string, obs *recObs) Rout
 	up := upstream(t)
 	obs := &recObs{}
 	f := startFast(t, router(up.Listener.Addr().String(), obs))
-	big := strings.Repeat("b", 3*bufSize+7)
-	tests := []struct {
-		name     string
-		method   string
-		path     string
-		body     string
-		chunked  bool
-		status   int
-		want     string
-		trailer  string
-		wantLen  string
-		wantTE   string
-		upClosed bool
-	}{
-		{name: "get", method: "GET", path: "/", status: 200, want: "GET ", wantLen: "0"},
-		{name: "post small body", method: "POST", path: "/", body: "hello", status: 200, want: "POST hello", wantLen: "5"},
-		{name: "post body larger than the buffer", method: "POST", path: "/", body: big, status: 200, want: "POST " + big, wantLen: strconv.Itoa(len(big))},
-		{name: "chunked request body", method: "PUT", path: "/", body: "streamed", chunked: true, status: 200, want: "PUT streamed", wantLen: "8", wantTE: "chunked"},
-		{name: "chunked response with trailer", method: "GET", path: "/chunked", status: 200, want: "part0;part1;part2;", trailer: "3", wantLen: "0"},
-		{name: "head", method: "HEAD", path: "/", status: 200, want: "", wantLen: "0"},
-		{name: "no content", method: "DELETE", path: "/nocontent", status: 204, want: "", wantLen: "0"},
-		{name: "upstream closes after the response", method: "GET", path: "/close", status: 200, want: "GET ", wantLen: "0", upClosed: true},
-	}
+	tests := echoCases()
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var body io.Reader
-			if tt.body != "" {
-				body = strings.NewReader(tt.body)
-				if tt.chunked {
-					body = io.MultiReader(strings.NewReader(tt.body)) // unknown length: chunked
-				}
-			}
-			req, err := http.NewRequest(tt.method, "http://"+f.addr+tt.path, body)
+			resp, err := client.Do(tt.request(t, "http://"+f.addr))
 			if err != nil {
 				t.Fatal(err)
-			}
-			req.Header.Set("X-Drop", "secret")
-			req.Header.Set("Keep-Alive", "timeout=5")
-			resp, err := client.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if resp.StatusCode != tt.status || string(got) != tt.want {
-				t.Fatalf("got %d %.40q, want %d %.40q", resp.StatusCode, got, tt.status, tt.want)
 			}
 			if resp.Header.Get("X-Path") != "" {
 				t.Fatal("served by the general path")
 			}
-			if h := resp.Header; h.Get("X-Got-Routed") != "yes" || h.Get("X-Got-Drop") != "" || h.Get("X-Got-Keep-Alive") != "" {
-				t.Errorf("upstream saw X-Routed %q, X-Drop %q, Keep-Alive %q; want yes, dropped, dropped",
-					h.Get("X-Got-Routed"), h.Get("X-Got-Drop"), h.Get("X-Got-Keep-Alive"))
-			}
-			if l := resp.Header.Get("X-Got-Length"); tt.wantLen != "" && tt.method != "HEAD" && l != tt.wantLen {
-				t.Errorf("upstream read %s body bytes, want %s", l, tt.wantLen)
-			}
-			if te := resp.Header.Get("X-Got-TE"); te != tt.wantTE {
-				t.Errorf("upstream saw Transfer-Encoding %q, want %q", te, tt.wantTE)
-			}
-			if resp.Trailer.Get("X-Sum") != tt.trailer {
-				t.Errorf("trailer X-Sum %q, want %q", resp.Trailer.Get("X-Sum"), tt.trailer)
-			}
 			if resp.Close {
 				t.Error("the proxy closed the client connection")
 			}
+			tt.check(t, resp)
 		})
 	}
 	if n := f.handed.Load(); n != 0 {
@@ -299,11 +324,26 @@ func testServerForwards(t *testing.T, router func(addr string, obs *recObs) Rout
 	if len(status) != len(tests) {
 		t.Fatalf("observer saw %d exchanges, want %d", len(status), len(tests))
 	}
+	obs.mu.Lock()
+	heads := obs.heads
+	obs.mu.Unlock()
 	for i, err := range errs {
-		if err != nil || status[i] != tests[i].status {
-			t.Errorf("exchange %d: observer status %d err %v, want %d", i, status[i], err, tests[i].status)
+		if err != nil || status[i] != tests[i].status || heads[i] != tests[i].status {
+			t.Errorf("exchange %d: observer head %d, done %d, err %v; want %d", i, heads[i], status[i], err, tests[i].status)
 		}
 	}
+}
+
+// closedPort returns a loopback address nothing listens on.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
 }
 
 // rawExchange writes raw to a new connection and reads n responses.
@@ -399,12 +439,7 @@ func TestServerMalformedGoesToNetHTTP(t *testing.T) {
 }
 
 func TestServerErrors(t *testing.T) {
-	dead, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadAddr := dead.Addr().String()
-	dead.Close()
+	deadAddr := closedPort(t)
 	tests := []struct {
 		name   string
 		rt     *testRouter
@@ -576,12 +611,7 @@ func TestServerShutdownLetsExchangeFinish(t *testing.T) {
 }
 
 func TestServerRoundTripErrors(t *testing.T) {
-	dead, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadAddr := dead.Addr().String()
-	dead.Close()
+	deadAddr := closedPort(t)
 	obs := &recObs{}
 	f := startFast(t, &testRouter{rt: viaTransport(deadAddr), obs: obs})
 	// A request without a body: the connection goes on after the error.
