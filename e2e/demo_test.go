@@ -260,23 +260,29 @@ func TestDemo(t *testing.T) {
 // from it: the answer must be complete and name the client's identity, and
 // the client's proxy must count its requests to web as TLS. transport, when
 // set, is the CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT the injector must have
-// given the client's proxy.
+// given the client's proxy; GOMAXPROCS must be 1 (no CPU limit).
 func demoCallWeb(t *testing.T, f *framework.Framework, name, annotations, transport string) {
 	f.Apply(t, demoNS, fmt.Sprintf(demoClient, name, annotations, f.Image("testapp")))
 	pods := f.WaitPodsReady(t, demoNS, "app="+name, 1, 3*time.Minute)
 	if err := demoMeshed(&pods[0]); err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
-	got := ""
-	for _, c := range pods[0].Spec.InitContainers {
-		for _, e := range c.Env {
-			if c.Name == "conduit-proxy" && e.Name == "CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT" {
-				got = e.Value
+	proxyEnv := func(name string) string {
+		for _, c := range pods[0].Spec.InitContainers {
+			for _, e := range c.Env {
+				if c.Name == "conduit-proxy" && e.Name == name {
+					return e.Value
+				}
 			}
 		}
+		return ""
 	}
-	if got != transport {
+	if got := proxyEnv("CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT"); got != transport {
 		t.Errorf("%s's proxy has CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT=%q, want %q", name, got, transport)
+	}
+	// No proxy CPU limit by default: the injector gives the proxy one core.
+	if got := proxyEnv("GOMAXPROCS"); got != "1" {
+		t.Errorf("%s's proxy has GOMAXPROCS=%q, want 1 (no proxy CPU limit)", name, got)
 	}
 	want := fmt.Sprintf("%s.%s.serviceaccount.identity.%s.cluster.local", name, demoNS, framework.ControlPlaneNamespace)
 	var answer struct {
