@@ -333,7 +333,7 @@ func (p *Proxy) dial(ctx context.Context, a *discovery.Addr, alpn string) (net.C
 type upstream struct {
 	addr     *discovery.Addr
 	h2       *http.Transport
-	viaH2    func(*http.Request) (*http.Response, error) // sendH2, for the fast path
+	viaH2    func(*http.Request) (*http.Response, error) // u.sendH2 for h1.Call, bound once (a method value per request would allocate); nil when unmeshed
 	fastOnce sync.Once
 	fast     *h1.Pool
 }
