@@ -40,7 +40,7 @@ func tapClient(t *testing.T, p *app.Proxy) tapv1.TapClient {
 // server's inbound each stream exactly its three events.
 func TestTap(t *testing.T) {
 	m := newMesh(t)
-	appAddr, _ := startApp(t)
+	appAddr := startApp(t).addr
 	server := m.startProxyEnv(t, serverID, appAddr, "127.0.0.1:1", tapOn, true)
 	m.mu.Lock()
 	m.endpoints["web.test.svc.cluster.local:80"] = []*destinationv1.WeightedAddr{meshedAddr(server.InboundAddr().String(), serverID)}
