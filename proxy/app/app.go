@@ -131,13 +131,13 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, ov Overrid
 		Log: log.With("sub", "inbound"), Metrics: p.Metrics, OrigDst: inOrig, Identity: p.Identity,
 		TLS: tlsconf.Server(p.Identity, cfg.TrustAnchors), OpaquePort: cfg.InboundOpaquePorts, Target: target,
 		DetectTimeout: cfg.DetectTimeout, ConnectTimeout: cfg.ConnectTimeout, Tap: p.tap,
-		NoFastPath: !cfg.HTTP1FastPath,
+		NoFastPath: !cfg.HTTP1FastPath, NoH2FastPath: !cfg.HTTP2FastPath,
 	})
 	p.out = outbound.New(outbound.Options{
 		Log: log.With("sub", "outbound"), Metrics: p.Metrics, OrigDst: outOrig, Discovery: disco,
 		Certs: p.Identity, Anchors: cfg.TrustAnchors, Namespace: cfg.PodNamespace, ClusterDomain: cfg.ClusterDomain,
 		DetectTimeout: cfg.DetectTimeout, ConnectTimeout: cfg.ConnectTimeout, DiscoveryTimeout: cfg.DiscoveryTimeout,
-		Tap: p.tap, NoFastPath: !cfg.HTTP1FastPath, MeshedHTTP1: cfg.MeshedHTTP1,
+		Tap: p.tap, NoFastPath: !cfg.HTTP1FastPath, MeshedHTTP1: cfg.MeshedHTTP1, NoH2FastPath: !cfg.HTTP2FastPath,
 	})
 	p.admin = &http.Server{
 		Handler: admin.Handler(admin.Options{

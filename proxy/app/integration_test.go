@@ -22,6 +22,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -266,12 +269,18 @@ func startApp(t *testing.T) *testApp {
 	var s seen
 	a := &testApp{slowArrived: make(chan struct{}, 64), slowRelease: make(chan struct{})}
 	a.last = func() seen { mu.Lock(); defer mu.Unlock(); return s }
+	grpcApp := grpc.NewServer()
+	testgrpc.RegisterTestServiceServer(grpcApp, grpcEcho{})
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		s = seen{ClientIDs: r.Header.Values("Conduit-Client-Id"), Proto: r.Proto, Host: r.Host}
 		mu.Unlock()
 		if r.Header.Get("conduit-orig-proto") != "" {
 			http.Error(w, "orig-proto leaked", http.StatusTeapot)
+			return
+		}
+		if strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+			grpcApp.ServeHTTP(w, r)
 			return
 		}
 		if r.Header.Get("Upgrade") == "echo" {
@@ -305,6 +314,106 @@ func startApp(t *testing.T) *testApp {
 	t.Cleanup(func() { _ = srv.Close() })
 	a.addr = l.Addr().String()
 	return a
+}
+
+// grpcEcho is the test app's gRPC service: UnaryCall echoes the payload
+// or fails with the status asked for; FullDuplexCall echoes each message.
+// Both answer with the caller's conduit-client-id in a header and a
+// trailer.
+type grpcEcho struct {
+	testgrpc.UnimplementedTestServiceServer
+}
+
+func (grpcEcho) UnaryCall(ctx context.Context, in *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	_ = grpc.SetHeader(ctx, metadata.Pairs("seen-client-id", strings.Join(md.Get("conduit-client-id"), ",")))
+	_ = grpc.SetTrailer(ctx, metadata.Pairs("echo-trailer", "done"))
+	if st := in.GetResponseStatus(); st != nil {
+		return nil, status.Error(codes.Code(st.GetCode()), st.GetMessage())
+	}
+	return &testgrpc.SimpleResponse{Payload: in.GetPayload()}, nil
+}
+
+func (grpcEcho) FullDuplexCall(stream testgrpc.TestService_FullDuplexCallServer) error {
+	for {
+		in, err := stream.Recv()
+		if err == io.EOF {
+			stream.SetTrailer(metadata.Pairs("echo-trailer", "done"))
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := stream.Send(&testgrpc.StreamingOutputCallResponse{Payload: in.GetPayload()}); err != nil {
+			return err
+		}
+	}
+}
+
+// testGRPC runs real gRPC calls through the client proxy at out: unary
+// with headers and trailers, an error status, a 1 MiB message, and a
+// full-duplex stream where each message must come back before the next is
+// sent (it hangs if a hop buffers).
+func testGRPC(t *testing.T, out string) {
+	conn, err := grpc.NewClient("passthrough:///web.test:80", grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "tcp", out)
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := testgrpc.NewTestServiceClient(conn)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+
+	var header, trailer metadata.MD
+	big := &testgrpc.Payload{Body: []byte(strings.Repeat("0123456789abcdef", 1<<16))}
+	resp, err := c.UnaryCall(ctx, &testgrpc.SimpleRequest{Payload: big}, grpc.Header(&header), grpc.Trailer(&trailer))
+	if err != nil {
+		t.Fatalf("unary: %v", err)
+	}
+	if len(resp.GetPayload().GetBody()) != len(big.Body) {
+		t.Errorf("unary echoed %d bytes, want %d", len(resp.GetPayload().GetBody()), len(big.Body))
+	}
+	if got := header.Get("seen-client-id"); fmt.Sprint(got) != "["+clientID+"]" {
+		t.Errorf("app saw conduit-client-id %q, want %q", got, clientID)
+	}
+	if got := trailer.Get("echo-trailer"); fmt.Sprint(got) != "[done]" {
+		t.Errorf("trailer echo-trailer %q, want done", got)
+	}
+
+	_, err = c.UnaryCall(ctx, &testgrpc.SimpleRequest{ResponseStatus: &testgrpc.EchoStatus{Code: int32(codes.FailedPrecondition), Message: "not yet"}})
+	if st, _ := status.FromError(err); st.Code() != codes.FailedPrecondition || st.Message() != "not yet" {
+		t.Errorf("error status %v, want FailedPrecondition \"not yet\"", err)
+	}
+
+	stream, err := c.FullDuplexCall(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		msg := fmt.Sprintf("message %d %s", i, strings.Repeat("x", i*500))
+		if err := stream.Send(&testgrpc.StreamingOutputCallRequest{Payload: &testgrpc.Payload{Body: []byte(msg)}}); err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+		in, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("receive %d: %v", i, err)
+		}
+		if string(in.GetPayload().GetBody()) != msg {
+			t.Fatalf("message %d came back as %.40q", i, in.GetPayload().GetBody())
+		}
+	}
+	if err := stream.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != io.EOF {
+		t.Fatalf("end of stream: %v, want EOF", err)
+	}
+	if got := stream.Trailer().Get("echo-trailer"); fmt.Sprint(got) != "[done]" {
+		t.Errorf("stream trailer echo-trailer %q, want done", got)
+	}
 }
 
 func h1Client(dial string) *http.Client {
@@ -355,7 +464,8 @@ lines:
 // proxy over mTLS, with each way HTTP/1 can travel between them: over the
 // endpoint's one HTTP/2 connection (the default), on pooled HTTP/1.1
 // connections (the fast path's meshed transport), and through net/http
-// only (fast path off).
+// only (fast path off); HTTP/2 between the proxies travels on the proxy's
+// own client and server (internal/h2) or on net/http's.
 func TestTwoProxiesMTLS(t *testing.T) {
 	for _, mode := range []struct {
 		name string
@@ -369,6 +479,8 @@ func TestTwoProxiesMTLS(t *testing.T) {
 		{name: "HTTP/1 over one HTTP/2 connection", minConns: 1, maxConns: 1},
 		{name: "HTTP/1.1 between proxies", env: map[string]string{"CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT": "http1"}, minConns: slowRequests, maxConns: slowRequests + 1},
 		{name: "fast path off", env: map[string]string{"CONDUIT_PROXY_HTTP1_FAST_PATH": "false"}, minConns: 1, maxConns: 1},
+		{name: "net/http HTTP/2 between proxies", env: map[string]string{"CONDUIT_PROXY_HTTP2_FAST_PATH": "false"}, minConns: 1, maxConns: 1},
+		{name: "both fast paths off", env: map[string]string{"CONDUIT_PROXY_HTTP1_FAST_PATH": "false", "CONDUIT_PROXY_HTTP2_FAST_PATH": "false"}, minConns: 1, maxConns: 1},
 	} {
 		t.Run(mode.name, func(t *testing.T) { testTwoProxies(t, mode.env, mode.minConns, mode.maxConns) })
 	}
@@ -423,6 +535,8 @@ func testTwoProxies(t *testing.T, env map[string]string, minConns, maxConns floa
 			}
 		})
 	}
+
+	t.Run("gRPC", func(t *testing.T) { testGRPC(t, out) })
 
 	// Metrics carry Linkerd's names and the peer labels from discovery.
 	resp, err := http.Get("http://" + client.AdminAddr().String() + "/metrics")

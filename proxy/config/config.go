@@ -69,6 +69,10 @@ type Config struct {
 	// (CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT=http1); by default (h2) they are
 	// multiplexed on one HTTP/2 mTLS connection per endpoint.
 	MeshedHTTP1 bool
+	// HTTP2FastPath carries HTTP/2 between meshed proxies on the proxy's
+	// own HTTP/2 client and server instead of net/http's
+	// (CONDUIT_PROXY_HTTP2_FAST_PATH, default true).
+	HTTP2FastPath bool
 }
 
 // Getenv looks up one variable; os.LookupEnv fits.
@@ -239,6 +243,13 @@ func Load(env Getenv) (*Config, error) {
 			return nil, fmt.Errorf("config: CONDUIT_PROXY_HTTP1_FAST_PATH=%q is invalid (accepted: true, false)", v)
 		}
 		c.HTTP1FastPath = on
+	}
+	if v := get(env, "CONDUIT_PROXY_HTTP2_FAST_PATH", "true"); v != "" {
+		on, err := strconv.ParseBool(v)
+		if err != nil {
+			return nil, fmt.Errorf("config: CONDUIT_PROXY_HTTP2_FAST_PATH=%q is invalid (accepted: true, false)", v)
+		}
+		c.HTTP2FastPath = on
 	}
 	switch v := get(env, "CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT", "h2"); v {
 	case "h2":

@@ -89,8 +89,8 @@ func TestLoad(t *testing.T) {
 				}
 			}},
 		{name: "http1 defaults", check: func(t *testing.T, c *Config) {
-			if !c.HTTP1FastPath || c.MeshedHTTP1 {
-				t.Errorf("fast path %v, meshed HTTP/1.1 %v; want the fast path and h2", c.HTTP1FastPath, c.MeshedHTTP1)
+			if !c.HTTP1FastPath || c.MeshedHTTP1 || !c.HTTP2FastPath {
+				t.Errorf("fast path %v, meshed HTTP/1.1 %v, HTTP/2 fast path %v; want both fast paths and h2", c.HTTP1FastPath, c.MeshedHTTP1, c.HTTP2FastPath)
 			}
 		}},
 		{name: "meshed http1", env: map[string]string{"CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT": "http1"},
@@ -105,6 +105,13 @@ func TestLoad(t *testing.T) {
 					t.Error("fast path on")
 				}
 			}},
+		{name: "HTTP/2 fast path off", env: map[string]string{"CONDUIT_PROXY_HTTP2_FAST_PATH": "false"},
+			check: func(t *testing.T, c *Config) {
+				if c.HTTP2FastPath || !c.HTTP1FastPath {
+					t.Errorf("HTTP/2 fast path %v, HTTP/1 fast path %v; want off, on", c.HTTP2FastPath, c.HTTP1FastPath)
+				}
+			}},
+		{name: "bad HTTP/2 fast path", env: map[string]string{"CONDUIT_PROXY_HTTP2_FAST_PATH": "yes please"}, wantErr: "CONDUIT_PROXY_HTTP2_FAST_PATH=\"yes please\" is invalid (accepted: true, false)"},
 		{name: "bad fast path", env: map[string]string{"CONDUIT_PROXY_HTTP1_FAST_PATH": "fast"}, wantErr: "CONDUIT_PROXY_HTTP1_FAST_PATH=\"fast\" is invalid (accepted: true, false)"},
 		{name: "bad meshed transport", env: map[string]string{"CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT": "h3"}, wantErr: "CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT=\"h3\" is invalid (accepted: h2, http1)"},
 		{name: "meshed http1 without fast path", env: map[string]string{"CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT": "http1", "CONDUIT_PROXY_HTTP1_FAST_PATH": "false"}, wantErr: "needs CONDUIT_PROXY_HTTP1_FAST_PATH=true"},

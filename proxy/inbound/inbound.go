@@ -17,6 +17,7 @@ import (
 	tapv1 "github.com/conduit-mesh/conduit/proto/tap/v1"
 	"github.com/conduit-mesh/conduit/proxy/detect"
 	"github.com/conduit-mesh/conduit/proxy/internal/h1"
+	"github.com/conduit-mesh/conduit/proxy/internal/h2"
 	"github.com/conduit-mesh/conduit/proxy/internal/netx"
 	"github.com/conduit-mesh/conduit/proxy/metrics"
 	"github.com/conduit-mesh/conduit/proxy/origdst"
@@ -53,6 +54,9 @@ type Options struct {
 	// NoFastPath serves every HTTP/1 request with net/http instead of the
 	// HTTP/1.1 fast path.
 	NoFastPath bool
+	// NoH2FastPath serves HTTP/2 from meshed proxies with net/http's
+	// server instead of the proxy's own (internal/h2).
+	NoH2FastPath bool
 }
 
 // Proxy is the inbound side.
@@ -67,6 +71,7 @@ type Proxy struct {
 	dialer  net.Dialer
 	wg      sync.WaitGroup
 	fast    h1.Server
+	fast2   h2.Server
 	apps    sync.Map // target -> *h1.Pool
 }
 
@@ -79,6 +84,7 @@ func New(o Options) *Proxy {
 		o.ConnectTimeout = time.Second
 	}
 	p := &Proxy{o: o}
+	p.fast2.Handler = h2Handler{p}
 	p.dialer = net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}
 	p.fast.DialTimeout = 2 * o.ConnectTimeout
 	p.h1 = &http.Transport{
@@ -200,6 +206,7 @@ func (p *Proxy) Serve(l net.Listener) error {
 func (p *Proxy) Shutdown(ctx context.Context) error {
 	var err error
 	p.fast.Shutdown()
+	p.fast2.Shutdown()
 	if p.cl != nil {
 		err = p.http.Shutdown(ctx)
 	}
@@ -310,6 +317,12 @@ func (p *Proxy) serveTLS(c *netx.Conn, info *netx.Info) {
 		p.serveFast(tc, info, true)
 		return
 	}
+	if !p.o.NoH2FastPath {
+		if err := p.fast2.ServeConn(context.WithValue(context.Background(), ctxKey{}, info), tc); err != nil {
+			p.o.Log.Debug("inbound HTTP/2 connection failed", "remote", c.RemoteAddr(), "err", err)
+		}
+		return
+	}
 	// net/http switches to HTTP/2 on ALPN h2 only for a *tls.Conn.
 	if err := p.cl.Push(tc); err != nil {
 		_ = tc.Close()
@@ -342,6 +355,24 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.URL.Host = p.target(info.OrigDst)
 	}
 	p.rp.ServeHTTP(w, r)
+}
+
+// h2Handler forwards a request of the HTTP/2 fast path (internal/h2) to
+// the application, as ServeHTTP does for net/http; h2.Server writes the
+// response back.
+type h2Handler struct{ p *Proxy }
+
+func (h h2Handler) RoundTrip(r *http.Request) (*http.Response, error) {
+	info := InfoFrom(r.Context())
+	SetClientID(r.Header, info)
+	r.RequestURI = ""
+	r.URL.Scheme = "http"
+	if info.Target != "" {
+		r.URL.Host = info.Target
+	} else {
+		r.URL.Host = h.p.target(info.OrigDst)
+	}
+	return roundTripper(h).RoundTrip(r)
 }
 
 // SetClientID replaces any client-supplied conduit-client-id with the

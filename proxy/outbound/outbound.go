@@ -23,6 +23,7 @@ import (
 	"github.com/conduit-mesh/conduit/proxy/discovery"
 	"github.com/conduit-mesh/conduit/proxy/inbound"
 	"github.com/conduit-mesh/conduit/proxy/internal/h1"
+	"github.com/conduit-mesh/conduit/proxy/internal/h2"
 	"github.com/conduit-mesh/conduit/proxy/internal/netx"
 	"github.com/conduit-mesh/conduit/proxy/metrics"
 	"github.com/conduit-mesh/conduit/proxy/origdst"
@@ -68,6 +69,9 @@ type Options struct {
 	// HTTP/1.1 mTLS connections, on the fast path; by default they go
 	// through net/http, multiplexed on the endpoint's HTTP/2 connection.
 	MeshedHTTP1 bool
+	// NoH2FastPath sends HTTP/2 to meshed endpoints with net/http's client
+	// instead of the proxy's own (internal/h2).
+	NoH2FastPath bool
 }
 
 // Proxy is the outbound side.
@@ -215,7 +219,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	p.ups.Range(func(_, v any) bool {
 		u := v.(*upstream)
 		if u.h2 != nil {
-			u.h2.CloseIdleConnections()
+			u.h2.CloseIdle()
 		}
 		if u.fast != nil {
 			u.fast.CloseIdle(true)
@@ -332,7 +336,7 @@ func (p *Proxy) dial(ctx context.Context, a *discovery.Addr, alpn string) (net.C
 // fast is its HTTP/1.1 pool for the fast path, made on first use.
 type upstream struct {
 	addr     *discovery.Addr
-	h2       *http.Transport
+	h2       h2Client
 	viaH2    func(*http.Request) (*http.Response, error) // u.sendH2 for h1.Call, bound once (a method value per request would allocate); nil when unmeshed
 	fastOnce sync.Once
 	fast     *h1.Pool
@@ -345,23 +349,39 @@ func (p *Proxy) upstreamFor(a *discovery.Addr) *upstream {
 	}
 	u := &upstream{addr: a}
 	if a.Identity != "" {
-		var protos http.Protocols
-		protos.SetHTTP2(true)
-		u.h2 = &http.Transport{
-			Protocols: &protos,
-			DialTLSContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				c, _, err := p.dial(ctx, a, tlsconf.ALPNH2)
-				return c, err
-			},
-			DisableCompression: true,
-			IdleConnTimeout:    10 * time.Minute,
-			HTTP2:              &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 10 * time.Second},
+		dial := func(ctx context.Context) (net.Conn, error) {
+			c, _, err := p.dial(ctx, a, tlsconf.ALPNH2)
+			return c, err
+		}
+		if p.o.NoH2FastPath {
+			var protos http.Protocols
+			protos.SetHTTP2(true)
+			u.h2 = transportClient{&http.Transport{
+				Protocols:          &protos,
+				DialTLSContext:     func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) },
+				DisableCompression: true,
+				IdleConnTimeout:    10 * time.Minute,
+				HTTP2:              &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 10 * time.Second},
+			}}
+		} else {
+			u.h2 = &h2.Client{Dial: dial, DialTimeout: 2 * p.o.ConnectTimeout, IdleTimeout: 10 * time.Minute}
 		}
 		u.viaH2 = u.sendH2
 	}
 	v, _ := p.ups.LoadOrStore(key, u)
 	return v.(*upstream)
 }
+
+// h2Client is a meshed endpoint's HTTP/2 connection pool: the proxy's
+// own (h2.Client), or net/http's.
+type h2Client interface {
+	RoundTrip(*http.Request) (*http.Response, error)
+	CloseIdle()
+}
+
+type transportClient struct{ *http.Transport }
+
+func (t transportClient) CloseIdle() { t.CloseIdleConnections() }
 
 type lbState struct {
 	res *discovery.Resolution

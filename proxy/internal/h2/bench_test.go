@@ -1,0 +1,131 @@
+package h2
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// benchEcho answers with the request body and a header naming the path.
+type benchEcho struct{}
+
+func (benchEcho) RoundTrip(r *http.Request) (*http.Response, error) {
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		return nil, err
+	}
+	return &http.Response{StatusCode: 200, Header: http.Header{"X-Path": {r.URL.Path}}, ContentLength: int64(len(b)), Body: io.NopCloser(bytes.NewReader(b))}, nil
+}
+
+// pair starts a Server with h on loopback and returns a Client to it.
+func benchPair(tb testing.TB, h http.RoundTripper) *Client {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	srv := &Server{Handler: h}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _ = srv.ServeConn(context.Background(), c) }()
+		}
+	}()
+	cl := &Client{Dial: func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", l.Addr().String())
+	}}
+	tb.Cleanup(func() {
+		_ = l.Close()
+		srv.Shutdown()
+		cl.CloseIdle()
+	})
+	return cl
+}
+
+func TestSmoke(t *testing.T) {
+	cl := benchPair(t, benchEcho{})
+	for _, body := range []string{"", "hello", strings.Repeat("x", 100<<10)} {
+		req, _ := http.NewRequest("POST", "http://svc/p?q=1", strings.NewReader(body))
+		if body == "" {
+			req, _ = http.NewRequest("GET", "http://svc/p?q=1", nil)
+		}
+		resp, err := cl.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		if err != nil || string(got) != body || resp.Header.Get("X-Path") != "/p" || resp.StatusCode != 200 {
+			t.Fatalf("len %d: got %d bytes, err %v, header %v, status %d", len(body), len(got), err, resp.Header, resp.StatusCode)
+		}
+	}
+}
+
+// BenchmarkRoundTrip is one request with a 1 KiB body and its 1 KiB
+// response through Client and Server on loopback.
+func BenchmarkRoundTrip(b *testing.B) {
+	cl := benchPair(b, benchEcho{})
+	body := bytes.Repeat([]byte("x"), 1024)
+	buf := make([]byte, 4096)
+	b.ReportAllocs()
+	for b.Loop() {
+		req, _ := http.NewRequest("POST", "http://svc/p", bytes.NewReader(body))
+		resp, err := cl.RoundTrip(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for {
+			if _, err := resp.Body.Read(buf); err != nil {
+				break
+			}
+		}
+		_ = resp.Body.Close()
+	}
+}
+
+// BenchmarkRoundTripNetHTTP is the same exchange through net/http's HTTP/2
+// client and server (h2c), for comparison.
+func BenchmarkRoundTripNetHTTP(b *testing.B) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var protos http.Protocols
+	protos.SetUnencryptedHTTP2(true)
+	srv := &http.Server{Protocols: &protos, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		resp, err := benchEcho{}.RoundTrip(r)
+		if err != nil {
+			w.WriteHeader(502)
+			return
+		}
+		w.Header()["X-Path"] = resp.Header["X-Path"]
+		w.Header().Set("Content-Length", "1024")
+		_, _ = io.Copy(w, resp.Body)
+	})}
+	go func() { _ = srv.Serve(l) }()
+	b.Cleanup(func() { _ = srv.Close() })
+	tr := &http.Transport{Protocols: &protos}
+	body := bytes.Repeat([]byte("x"), 1024)
+	buf := make([]byte, 4096)
+	b.ReportAllocs()
+	for b.Loop() {
+		req, _ := http.NewRequest("POST", "http://"+l.Addr().String()+"/p", bytes.NewReader(body))
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for {
+			if _, err := resp.Body.Read(buf); err != nil {
+				break
+			}
+		}
+		_ = resp.Body.Close()
+	}
+}

@@ -1,0 +1,654 @@
+package h2
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http2"
+)
+
+// smallBody is the largest request body read before the HEADERS are
+// written, so that both leave in one write.
+const smallBody = maxFrame
+
+// Client sends requests on HTTP/2 connections to one upstream, multiplexed.
+type Client struct {
+	// Dial opens a connection that has negotiated HTTP/2 (ALPN h2, or h2c).
+	Dial func(ctx context.Context) (net.Conn, error)
+	// DialTimeout bounds Dial (default 10 s).
+	DialTimeout time.Duration
+	// IdleTimeout closes a connection without streams for longer (default 10 min).
+	IdleTimeout time.Duration
+	// PingTimeout: a connection with streams in flight that has read
+	// nothing for this long is sent a PING, and closed if nothing more
+	// arrives within as long again (default 15 s).
+	PingTimeout time.Duration
+
+	mu      sync.Mutex
+	conns   []*clientConn
+	dialing *dialCall
+	closed  bool
+}
+
+type dialCall struct {
+	done chan struct{}
+	err  error
+}
+
+type clientConn struct {
+	conn
+	cl *Client
+
+	nextID uint32 // under wmu
+
+	// Under mu.
+	active     int
+	maxStreams int
+	goingAway  bool
+	idle       *time.Timer
+	health     *time.Timer
+	pinging    bool
+
+	lastRead atomic.Int64 // UnixNano of the last frame read
+}
+
+func (c *Client) idleTimeout() time.Duration {
+	if c.IdleTimeout > 0 {
+		return c.IdleTimeout
+	}
+	return 10 * time.Minute
+}
+
+func (c *Client) pingTimeout() time.Duration {
+	if c.PingTimeout > 0 {
+		return c.PingTimeout
+	}
+	return 15 * time.Second
+}
+
+// RoundTrip sends r and returns its response once the response head
+// arrives; the body streams. Cancelling r's context resets the stream.
+// A request the server refused unprocessed (REFUSED_STREAM, or above a
+// GOAWAY's last stream) is sent again on another connection when its body
+// allows.
+func (c *Client) RoundTrip(r *http.Request) (*http.Response, error) {
+	ctx := r.Context()
+	hasBody := r.Body != nil && r.Body != http.NoBody
+	var small []byte
+	if hasBody && r.ContentLength > 0 && r.ContentLength <= smallBody && len(r.Trailer) == 0 {
+		bp := bufPool.Get().(*[]byte)
+		defer bufPool.Put(bp)
+		small = (*bp)[:r.ContentLength]
+		_, err := io.ReadFull(r.Body, small)
+		_ = r.Body.Close()
+		if err != nil {
+			return nil, fmt.Errorf("h2: read request body: %w", err)
+		}
+	} else if !hasBody && r.Body != nil {
+		_ = r.Body.Close()
+	}
+	replay := !hasBody || small != nil
+	for attempt := 0; ; attempt++ {
+		cc, err := c.get(ctx)
+		if err != nil {
+			if hasBody && small == nil {
+				_ = r.Body.Close()
+			}
+			return nil, err
+		}
+		resp, err := cc.roundTrip(r, hasBody, small)
+		if err != nil && errors.Is(err, errRefused) && replay && attempt < 3 && ctx.Err() == nil {
+			continue
+		}
+		return resp, err
+	}
+}
+
+// get returns a connection with a stream slot taken, dialing one when
+// none has room.
+func (c *Client) get(ctx context.Context) (*clientConn, error) {
+	for {
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return nil, errClosed
+		}
+		for _, cc := range c.conns {
+			if cc.take() {
+				c.mu.Unlock()
+				return cc, nil
+			}
+		}
+		d := c.dialing
+		if d == nil {
+			d = &dialCall{done: make(chan struct{})}
+			c.dialing = d
+			c.mu.Unlock()
+			cc, err := c.dial(ctx)
+			c.mu.Lock()
+			c.dialing = nil
+			d.err = err
+			if err == nil {
+				c.conns = append(c.conns, cc)
+			}
+			close(d.done)
+			c.mu.Unlock()
+			if err != nil {
+				return nil, err
+			}
+			continue
+		}
+		c.mu.Unlock()
+		select {
+		case <-d.done:
+			if d.err != nil {
+				return nil, d.err
+			}
+		case <-ctx.Done():
+			return nil, fmt.Errorf("h2: %w", context.Cause(ctx))
+		}
+	}
+}
+
+func (c *Client) dial(ctx context.Context) (*clientConn, error) {
+	timeout := c.DialTimeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	nc, err := c.Dial(dctx)
+	if err != nil {
+		return nil, fmt.Errorf("h2: connect: %w", err)
+	}
+	cc := &clientConn{cl: c, nextID: 1, maxStreams: 100}
+	cc.init(nc, bufio.NewReaderSize(nc, bufSize))
+	cc.lastRead.Store(time.Now().UnixNano())
+	cc.lock()
+	_, cc.werr = cc.bw.WriteString(http2.ClientPreface)
+	if cc.werr == nil {
+		cc.werr = cc.wfr.WriteSettings(
+			http2.Setting{ID: http2.SettingEnablePush, Val: 0},
+			http2.Setting{ID: http2.SettingInitialWindowSize, Val: streamWindow},
+			http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: maxHeaderList})
+	}
+	if cc.werr == nil {
+		cc.werr = cc.wfr.WriteWindowUpdate(0, connWindow-initialWindow)
+	}
+	werr := cc.werr
+	cc.unlock()
+	if werr != nil {
+		_ = nc.Close()
+		return nil, fmt.Errorf("h2: connect: %w", werr)
+	}
+	cc.mu.Lock()
+	cc.idle = time.AfterFunc(c.idleTimeout(), cc.idleExpired)
+	cc.health = time.AfterFunc(c.pingTimeout()/2, cc.checkHealth)
+	cc.mu.Unlock()
+	go cc.readLoop()
+	return cc, nil
+}
+
+// take reserves a stream slot if the connection has one.
+func (cc *clientConn) take() bool {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.err != nil || cc.goingAway || cc.active >= cc.maxStreams {
+		return false
+	}
+	cc.active++
+	cc.idle.Stop()
+	return true
+}
+
+// release gives back a stream slot.
+func (cc *clientConn) release() {
+	cc.mu.Lock()
+	cc.active--
+	idle := cc.active == 0
+	if idle {
+		cc.idle.Reset(cc.cl.idleTimeout())
+	}
+	closing := idle && cc.goingAway
+	cc.mu.Unlock()
+	if closing {
+		cc.close()
+	}
+}
+
+func (cc *clientConn) idleExpired() {
+	cc.mu.Lock()
+	idle := cc.active == 0
+	if idle {
+		cc.goingAway = true
+	}
+	cc.mu.Unlock()
+	if idle {
+		cc.close()
+	}
+}
+
+// checkHealth pings a connection with streams in flight that has been
+// quiet for PingTimeout, and closes it when the quiet lasts twice as long:
+// a peer gone without a FIN must not hold requests until TCP gives up.
+func (cc *clientConn) checkHealth() {
+	timeout := cc.cl.pingTimeout()
+	quiet := time.Since(time.Unix(0, cc.lastRead.Load()))
+	cc.mu.Lock()
+	if cc.err != nil {
+		cc.mu.Unlock()
+		return
+	}
+	var ping, dead bool
+	switch {
+	case cc.active == 0 || quiet < timeout:
+		cc.pinging = false
+	case !cc.pinging:
+		cc.pinging, ping = true, true
+	case quiet >= 2*timeout:
+		dead = true
+	}
+	cc.health.Reset(timeout / 2)
+	cc.mu.Unlock()
+	if ping {
+		cc.lock()
+		if cc.werr == nil {
+			cc.werr = cc.wfr.WritePing(false, [8]byte{'c', 'o', 'n', 'd', 'u', 'i', 't'})
+		}
+		cc.unlock()
+	}
+	if dead {
+		cc.fail(fmt.Errorf("h2: no frame from the server in %v (PING unanswered)", quiet.Round(time.Second)))
+		cc.cl.forget(cc)
+	}
+}
+
+// close ends the connection and forgets it.
+func (cc *clientConn) close() {
+	cc.fail(errClosed)
+	cc.cl.forget(cc)
+}
+
+func (c *Client) forget(cc *clientConn) {
+	c.mu.Lock()
+	c.conns = slices.DeleteFunc(c.conns, func(x *clientConn) bool { return x == cc })
+	c.mu.Unlock()
+}
+
+// CloseIdle closes connections without streams in flight.
+func (c *Client) CloseIdle() {
+	c.mu.Lock()
+	conns := slices.Clone(c.conns)
+	c.mu.Unlock()
+	for _, cc := range conns {
+		cc.idleExpired()
+	}
+}
+
+// roundTrip sends r on a taken slot.
+func (cc *clientConn) roundTrip(r *http.Request, hasBody bool, small []byte) (*http.Response, error) {
+	ctx := r.Context()
+	streaming := hasBody && small == nil
+	trailer := len(r.Trailer) > 0
+	st := &stream{c: &cc.conn, recvWin: streamWindow, readable: make(chan struct{}, 1), respc: make(chan *http.Response, 1), req: r}
+	var stop func() bool // under cc.mu
+	st.onClose = func() {
+		cc.mu.Lock()
+		s := stop
+		stop = nil
+		cc.mu.Unlock()
+		if s != nil {
+			s()
+		}
+		cc.release()
+	}
+
+	cc.lock()
+	cc.mu.Lock()
+	if cc.err != nil || cc.goingAway || cc.nextID > 1<<31-1 {
+		cc.goingAway = true
+		cc.mu.Unlock()
+		cc.unlock()
+		cc.release()
+		return nil, errRefused
+	}
+	st.id = cc.nextID
+	cc.nextID += 2
+	st.sendWin = int64(cc.peerInit)
+	cc.streams[st.id] = st
+	cc.mu.Unlock()
+	endHeaders := !hasBody
+	err := cc.writeHeaders(st.id, endHeaders, func(enc func(string, string)) {
+		host := r.Host
+		if host == "" {
+			host = r.URL.Host
+		}
+		scheme := r.URL.Scheme
+		if scheme == "" {
+			scheme = "https"
+		}
+		enc(":method", r.Method)
+		enc(":scheme", scheme)
+		enc(":authority", host)
+		enc(":path", r.URL.RequestURI())
+		encodeHeader(r.Header, enc)
+		if trailer {
+			for k := range r.Trailer {
+				enc("trailer", lowerCommon(k))
+			}
+		}
+		if hasBody && r.ContentLength > 0 {
+			if _, ok := r.Header["Content-Length"]; !ok {
+				enc("content-length", strconv.FormatInt(r.ContentLength, 10))
+			}
+		}
+	})
+	sentSmall := false
+	if err == nil && small != nil && cc.tryReserve(st, len(small)) {
+		err = cc.dataLocked(st, small, true)
+		sentSmall = true
+	}
+	cc.unlock()
+	if err != nil {
+		cc.resetStream(st, http2.ErrCodeInternal, err)
+		if streaming {
+			_ = r.Body.Close()
+		}
+		return nil, fmt.Errorf("h2: write request: %w", err)
+	}
+	switch {
+	case endHeaders || sentSmall:
+		cc.endSend(st)
+	case small != nil:
+		if err := cc.writeData(st, small, true); err != nil {
+			cc.resetStream(st, http2.ErrCodeCancel, err)
+			return nil, fmt.Errorf("h2: write request body: %w", err)
+		}
+		cc.endSend(st)
+	default:
+		go cc.sendBody(st, r)
+	}
+	if ctx.Done() != nil {
+		s := context.AfterFunc(ctx, func() { cc.resetStream(st, http2.ErrCodeCancel, context.Cause(ctx)) })
+		cc.mu.Lock()
+		closed := st.sentEnd && st.recvEnd
+		if !closed {
+			stop = s
+		}
+		cc.mu.Unlock()
+		if closed {
+			s()
+		}
+	}
+	for {
+		select {
+		case resp := <-st.respc:
+			return resp, nil
+		case <-st.readable:
+			cc.mu.Lock()
+			err := st.rerr
+			got := st.gotHead
+			cc.mu.Unlock()
+			if err != nil && !got {
+				select {
+				case resp := <-st.respc:
+					return resp, nil
+				default:
+				}
+				if errors.Is(err, errRefused) {
+					return nil, err
+				}
+				return nil, fmt.Errorf("h2: %w", err)
+			}
+		case <-ctx.Done():
+			cc.resetStream(st, http2.ErrCodeCancel, context.Cause(ctx))
+			return nil, fmt.Errorf("h2: %w", context.Cause(ctx))
+		}
+	}
+}
+
+// sendBody streams a request body, then its trailers or END_STREAM.
+func (cc *clientConn) sendBody(st *stream, r *http.Request) {
+	defer r.Body.Close()
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	for {
+		n, err := r.Body.Read(buf)
+		end := err == io.EOF && !hasValues(r.Trailer)
+		if n > 0 || end {
+			if werr := cc.writeData(st, buf[:n], end); werr != nil {
+				return // the stream or connection ended; its reader has the error
+			}
+		}
+		if end {
+			cc.endSend(st)
+			return
+		}
+		if err == io.EOF {
+			cc.lock()
+			werr := cc.writeHeaders(st.id, true, func(enc func(string, string)) { encodeHeader(r.Trailer, enc) })
+			cc.unlock()
+			if werr != nil {
+				cc.resetStream(st, http2.ErrCodeInternal, werr)
+				return
+			}
+			cc.endSend(st)
+			return
+		}
+		if err != nil {
+			cc.resetStream(st, http2.ErrCodeCancel, fmt.Errorf("h2: read request body: %w", err))
+			return
+		}
+	}
+}
+
+// readLoop reads the connection's frames until it fails.
+func (cc *clientConn) readLoop() {
+	err := cc.read()
+	cc.fail(err)
+	cc.cl.forget(cc)
+	cc.mu.Lock()
+	cc.idle.Stop()
+	cc.health.Stop()
+	cc.mu.Unlock()
+}
+
+func (cc *clientConn) read() error {
+	first := true
+	for {
+		f, err := cc.rfr.ReadFrame()
+		cc.lastRead.Store(time.Now().UnixNano())
+		if err != nil {
+			var se http2.StreamError
+			if errors.As(err, &se) {
+				cc.streamError(se.StreamID, se.Code, err)
+				continue
+			}
+			var ce http2.ConnectionError
+			if errors.As(err, &ce) {
+				cc.goAway(0, err)
+			}
+			return fmt.Errorf("h2: read: %w", err)
+		}
+		if first {
+			if sf, ok := f.(*http2.SettingsFrame); !ok || sf.IsAck() {
+				cc.goAway(0, http2.ConnectionError(http2.ErrCodeProtocol))
+				return errors.New("h2: server did not start with SETTINGS")
+			}
+			first = false
+		}
+		switch f := f.(type) {
+		case *http2.MetaHeadersFrame:
+			cc.onHeaders(f)
+		case *http2.DataFrame:
+			err = cc.onData(f)
+		case *http2.SettingsFrame:
+			err = cc.onSettings(f, func(s http2.Setting) {
+				if s.ID == http2.SettingMaxConcurrentStreams {
+					cc.maxStreams = int(min(s.Val, 1<<20))
+				}
+			})
+		case *http2.WindowUpdateFrame:
+			err = cc.onWindowUpdate(f)
+		case *http2.PingFrame:
+			if !f.IsAck() {
+				cc.queue(control{kind: ctlPingAck, ping: f.Data})
+			}
+		case *http2.RSTStreamFrame:
+			cc.onReset(f)
+		case *http2.GoAwayFrame:
+			cc.onGoAway(f)
+		case *http2.PushPromiseFrame:
+			err = http2.ConnectionError(http2.ErrCodeProtocol)
+		}
+		if err != nil {
+			cc.goAway(0, err)
+			return fmt.Errorf("h2: %w", err)
+		}
+	}
+}
+
+// streamError resets a stream whose frame was invalid.
+func (cc *clientConn) streamError(id uint32, code http2.ErrCode, err error) {
+	cc.mu.Lock()
+	st := cc.streams[id]
+	cc.mu.Unlock()
+	if st != nil {
+		cc.resetStream(st, code, err)
+		return
+	}
+	cc.queue(control{kind: ctlReset, id: id, val: uint32(code)})
+}
+
+func (cc *clientConn) onHeaders(f *http2.MetaHeadersFrame) {
+	cc.mu.Lock()
+	st := cc.streams[f.StreamID]
+	if st == nil || st.recvEnd {
+		cc.mu.Unlock()
+		if st != nil {
+			cc.resetStream(st, http2.ErrCodeStreamClosed, errReset)
+		}
+		return
+	}
+	if st.gotHead {
+		// Trailers.
+		if !f.StreamEnded() {
+			cc.mu.Unlock()
+			cc.resetStream(st, http2.ErrCodeProtocol, errors.New("h2: trailers without END_STREAM"))
+			return
+		}
+		st.trailer = http.Header{}
+		if err := trailerOf(st.trailer, f.Fields); err != nil {
+			cc.mu.Unlock()
+			cc.resetStream(st, http2.ErrCodeProtocol, err)
+			return
+		}
+		st.endRecv(io.EOF)
+		done := cc.maybeClose(st)
+		cc.mu.Unlock()
+		if done != nil {
+			done()
+		}
+		return
+	}
+	cc.mu.Unlock()
+	code, err := strconv.Atoi(f.PseudoValue("status"))
+	if err != nil || code < 100 || code > 999 || code == http.StatusSwitchingProtocols {
+		cc.resetStream(st, http2.ErrCodeProtocol, fmt.Errorf("h2: bad :status %q", f.PseudoValue("status")))
+		return
+	}
+	if code < 200 {
+		if f.StreamEnded() {
+			cc.resetStream(st, http2.ErrCodeProtocol, errors.New("h2: informational response ends the stream"))
+		}
+		return // 100 Continue, 103 Early Hints: not passed on
+	}
+	h, cl, err := headerOf(f.Fields)
+	if err != nil {
+		cc.resetStream(st, http2.ErrCodeProtocol, err)
+		return
+	}
+	if f.Truncated {
+		cc.resetStream(st, http2.ErrCodeProtocol, errors.New("h2: response header list too large"))
+		return
+	}
+	resp := &http.Response{
+		Status:        statusString(code) + " " + http.StatusText(code),
+		StatusCode:    code,
+		Proto:         "HTTP/2.0",
+		ProtoMajor:    2,
+		Header:        h,
+		ContentLength: cl,
+		Request:       st.req,
+		Trailer:       declaredTrailer(h),
+	}
+	var done func()
+	cc.mu.Lock()
+	st.gotHead = true
+	st.rtrailer = &resp.Trailer
+	if f.StreamEnded() {
+		resp.Body = http.NoBody
+		if cl < 0 {
+			resp.ContentLength = 0
+		}
+		st.endRecv(io.EOF)
+		done = cc.maybeClose(st)
+	} else {
+		resp.Body = &respBody{st: st}
+	}
+	cc.mu.Unlock()
+	st.respc <- resp
+	if done != nil {
+		done()
+	}
+}
+
+// onGoAway stops new streams; those above the last one the server will
+// process fail as refused, to be retried elsewhere.
+func (cc *clientConn) onGoAway(f *http2.GoAwayFrame) {
+	cc.mu.Lock()
+	cc.goingAway = true
+	var refused []*stream
+	for id, st := range cc.streams {
+		if id > f.LastStreamID {
+			refused = append(refused, st)
+		}
+	}
+	idle := cc.active == 0
+	cc.mu.Unlock()
+	for _, st := range refused {
+		cc.mu.Lock()
+		st.reset, st.sentEnd = true, true
+		st.endRecv(errRefused)
+		done := cc.maybeClose(st)
+		cc.mu.Unlock()
+		cc.sendCond.Broadcast()
+		if done != nil {
+			done()
+		}
+	}
+	cc.cl.forget(cc)
+	if idle {
+		cc.close()
+	}
+}
+
+// respBody is a response body.
+type respBody struct{ st *stream }
+
+func (b *respBody) Read(p []byte) (int, error) { return b.st.read(p) }
+func (b *respBody) Close() error {
+	b.st.closeRead(true)
+	return nil
+}

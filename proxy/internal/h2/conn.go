@@ -1,0 +1,850 @@
+package h2
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+const (
+	// initialWindow is the protocol's default flow-control window.
+	initialWindow = 65535
+	// streamWindow and connWindow are the receive windows advertised.
+	streamWindow = 4 << 20
+	connWindow   = 16 << 20
+	// maxFrame is the largest frame payload read (the protocol's default).
+	maxFrame = 16384
+	// maxHeaderList bounds a decoded header list (SETTINGS_MAX_HEADER_LIST_SIZE).
+	maxHeaderList = 1 << 20
+	// maxControl bounds the control frames queued while the connection
+	// cannot be written; a peer exceeding it is not reading.
+	maxControl = 4096
+	bufSize    = 32 << 10
+)
+
+var (
+	errClosed  = errors.New("h2: connection closed")
+	errReset   = errors.New("h2: stream reset")
+	errGoAway  = errors.New("h2: connection going away")
+	errRefused = errors.New("h2: stream refused")
+)
+
+// conn is the part of a connection both ends share: a reader framer for
+// the one reader goroutine, a writer framer behind wmu, flow control and
+// the streams.
+type conn struct {
+	nc  net.Conn
+	rfr *http2.Framer
+
+	// Writing. A writer holds wmu; control frames (acknowledgements,
+	// window updates, resets) are queued and written by whoever holds wmu
+	// next, so the reader never blocks on a write.
+	wmu     sync.Mutex
+	bw      *bufio.Writer
+	wfr     *http2.Framer
+	henc    *hpack.Encoder
+	hbuf    bytes.Buffer
+	writers atomic.Int32 // writers holding or waiting for wmu
+	ctlMu   sync.Mutex
+	ctl     []control
+	ctlN    atomic.Int32
+	werr    error // under wmu
+	// tableLimit is the peer's SETTINGS_HEADER_TABLE_SIZE not yet applied
+	// to henc, or -1.
+	tableLimit atomic.Int64
+
+	// mu guards the rest.
+	mu        sync.Mutex
+	sendCond  sync.Cond // flow-control window grew, or the connection closed
+	streams   map[uint32]*stream
+	err       error // set once the connection is finished
+	sendConn  int64 // connection send window
+	peerInit  int32 // peer's SETTINGS_INITIAL_WINDOW_SIZE
+	peerFrame int   // peer's SETTINGS_MAX_FRAME_SIZE
+	recvConn  int64 // connection receive window left to the peer
+	ackConn   int64 // bytes consumed, not yet returned by WINDOW_UPDATE
+}
+
+type controlKind uint8
+
+const (
+	ctlSettingsAck controlKind = iota
+	ctlPingAck
+	ctlWindow
+	ctlReset
+	ctlGoAway
+)
+
+type control struct {
+	kind controlKind
+	id   uint32
+	val  uint32
+	ping [8]byte
+}
+
+func (c *conn) init(nc net.Conn, br io.Reader) {
+	c.nc = nc
+	c.rfr = http2.NewFramer(nil, br)
+	c.rfr.SetMaxReadFrameSize(maxFrame)
+	c.rfr.MaxHeaderListSize = maxHeaderList
+	c.rfr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	c.bw = bufio.NewWriterSize(nc, bufSize)
+	c.wfr = http2.NewFramer(c.bw, nil)
+	c.henc = hpack.NewEncoder(&c.hbuf)
+	c.tableLimit.Store(-1)
+	c.sendCond.L = &c.mu
+	c.streams = map[uint32]*stream{}
+	c.sendConn = initialWindow
+	c.peerInit = initialWindow
+	c.peerFrame = maxFrame
+	c.recvConn = connWindow
+}
+
+// stream is one request/response exchange's state, shared by both ends.
+type stream struct {
+	c  *conn
+	id uint32
+
+	// Under c.mu.
+	rbuf     []byte // received DATA not read yet, from roff
+	roff     int
+	rerr     error        // io.EOF after END_STREAM, or why the stream ended
+	trailer  http.Header  // trailing HEADERS received
+	rtrailer *http.Header // where the reader gets them, at EOF (made on demand)
+	recvWin  int64        // receive window left to the peer
+	ack      int64        // consumed, not yet returned
+	sendWin  int64
+	sentEnd  bool // END_STREAM or RST_STREAM sent
+	recvEnd  bool // END_STREAM or RST_STREAM received
+	reset    bool
+	discard  bool // the reader is gone: DATA is consumed on arrival
+	gotHead  bool
+	readable chan struct{} // capacity 1: data, trailers or an error arrived
+
+	// Set before the stream is shared.
+	abort   func()              // the peer reset the stream or the connection ended
+	onClose func()              // both halves ended (called without c.mu)
+	respc   chan *http.Response // client: the response head
+	req     *http.Request       // client: the request
+}
+
+func (c *conn) newStream(id uint32) *stream {
+	return &stream{c: c, id: id, recvWin: streamWindow, sendWin: int64(c.peerInit), readable: make(chan struct{}, 1)}
+}
+
+func (s *stream) notify() {
+	select {
+	case s.readable <- struct{}{}:
+	default:
+	}
+}
+
+// queue adds a control frame and writes it unless a writer holds wmu, in
+// which case that writer will.
+func (c *conn) queue(ctl control) {
+	c.ctlMu.Lock()
+	if len(c.ctl) >= maxControl {
+		c.ctlMu.Unlock()
+		_ = c.nc.Close() // the peer is not reading: the reader fails and ends the streams
+		return
+	}
+	c.ctl = append(c.ctl, ctl)
+	c.ctlN.Store(int32(len(c.ctl)))
+	c.ctlMu.Unlock()
+	c.kick()
+}
+
+// kick writes queued control frames if wmu is free; every writer calls it
+// after releasing wmu, so none is left behind.
+func (c *conn) kick() {
+	for c.ctlN.Load() > 0 && c.writers.Load() == 0 && c.wmu.TryLock() {
+		c.writeControl()
+		c.flush()
+		c.wmu.Unlock()
+	}
+}
+
+// writeControl writes the queued control frames; wmu is held.
+func (c *conn) writeControl() {
+	if c.ctlN.Load() == 0 {
+		return
+	}
+	c.ctlMu.Lock()
+	q := c.ctl
+	c.ctl = nil
+	c.ctlN.Store(0)
+	c.ctlMu.Unlock()
+	for _, f := range q {
+		if c.werr != nil {
+			return
+		}
+		switch f.kind {
+		case ctlSettingsAck:
+			c.werr = c.wfr.WriteSettingsAck()
+		case ctlPingAck:
+			c.werr = c.wfr.WritePing(true, f.ping)
+		case ctlWindow:
+			c.werr = c.wfr.WriteWindowUpdate(f.id, f.val)
+		case ctlReset:
+			c.werr = c.wfr.WriteRSTStream(f.id, http2.ErrCode(f.val))
+		case ctlGoAway:
+			c.werr = c.wfr.WriteGoAway(f.id, http2.ErrCode(f.val), nil)
+		}
+	}
+}
+
+// lock takes wmu for a writer; unlock flushes unless another writer is
+// waiting (it will flush both), then writes late control frames.
+func (c *conn) lock() {
+	c.writers.Add(1)
+	c.wmu.Lock()
+	c.writeControl()
+}
+
+func (c *conn) unlock() {
+	if c.writers.Add(-1) == 0 {
+		c.writeControl()
+		c.flush()
+	}
+	c.wmu.Unlock()
+	c.kick()
+}
+
+func (c *conn) flush() {
+	if c.werr == nil && c.bw.Buffered() > 0 {
+		if c.werr = c.bw.Flush(); c.werr != nil {
+			_ = c.nc.Close()
+		}
+	}
+}
+
+// writeHeaders encodes fields as a header block on id; wmu is held.
+func (c *conn) writeHeaders(id uint32, end bool, fields func(enc func(name, value string))) error {
+	if c.werr != nil {
+		return c.werr
+	}
+	if v := c.tableLimit.Swap(-1); v >= 0 {
+		c.henc.SetMaxDynamicTableSizeLimit(uint32(v))
+	}
+	c.hbuf.Reset()
+	fields(func(name, value string) {
+		_ = c.henc.WriteField(hpack.HeaderField{Name: name, Value: value})
+	})
+	c.mu.Lock()
+	max := c.peerFrame
+	c.mu.Unlock()
+	block := c.hbuf.Bytes()
+	first := true
+	for first || len(block) > 0 {
+		frag := block
+		if len(frag) > max {
+			frag = frag[:max]
+		}
+		block = block[len(frag):]
+		if first {
+			c.werr = c.wfr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: frag, EndStream: end, EndHeaders: len(block) == 0})
+			first = false
+		} else {
+			c.werr = c.wfr.WriteContinuation(id, len(block) == 0, frag)
+		}
+		if c.werr != nil {
+			return c.werr
+		}
+	}
+	return nil
+}
+
+// reserve waits for send window for up to n bytes of DATA on s and takes
+// it; it returns 0 and an error once the stream or connection ended.
+func (c *conn) reserve(s *stream, n int) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for {
+		if c.err != nil {
+			return 0, c.err
+		}
+		if s.reset {
+			return 0, errReset
+		}
+		avail := min(int64(n), c.sendConn, s.sendWin, int64(c.peerFrame))
+		if avail > 0 {
+			c.sendConn -= avail
+			s.sendWin -= avail
+			return int(avail), nil
+		}
+		c.sendCond.Wait()
+	}
+}
+
+// writeData sends p as DATA frames on s within flow control, with
+// END_STREAM on the last when end. If the connection is locked (held) it
+// must have window for all of p; held is used for a small first DATA frame
+// written with the HEADERS.
+func (c *conn) writeData(s *stream, p []byte, end bool) error {
+	if len(p) == 0 {
+		if !end {
+			return nil
+		}
+		c.lock()
+		err := c.dataLocked(s, nil, true)
+		c.unlock()
+		return err
+	}
+	for len(p) > 0 {
+		n, err := c.reserve(s, len(p))
+		if err != nil {
+			return err
+		}
+		c.lock()
+		err = c.dataLocked(s, p[:n], end && n == len(p))
+		c.unlock()
+		if err != nil {
+			return err
+		}
+		p = p[n:]
+	}
+	return nil
+}
+
+// dataLocked writes one DATA frame; wmu is held and the window reserved.
+func (c *conn) dataLocked(s *stream, p []byte, end bool) error {
+	if c.werr != nil {
+		return c.werr
+	}
+	if end {
+		c.mu.Lock()
+		s.sentEnd = true
+		c.mu.Unlock()
+	}
+	c.werr = c.wfr.WriteData(s.id, end, p)
+	return c.werr
+}
+
+// tryReserve takes send window for all of n bytes on s if it is there now.
+func (c *conn) tryReserve(s *stream, n int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil || s.reset || int64(n) > min(c.sendConn, s.sendWin) || n > c.peerFrame {
+		return false
+	}
+	c.sendConn -= int64(n)
+	s.sendWin -= int64(n)
+	return true
+}
+
+// resetStream ends s with RST_STREAM code (unless it has ended both ways)
+// and wakes its reader and writer.
+func (c *conn) resetStream(s *stream, code http2.ErrCode, why error) {
+	c.mu.Lock()
+	send := !s.sentEnd || !s.recvEnd
+	s.reset = true
+	s.sentEnd = true
+	s.endRecv(why)
+	done := c.maybeClose(s)
+	c.mu.Unlock()
+	if send {
+		c.queue(control{kind: ctlReset, id: s.id, val: uint32(code)})
+	}
+	c.sendCond.Broadcast()
+	if done != nil {
+		done()
+	}
+}
+
+// endRecv ends the receive half with err (io.EOF for END_STREAM); data not
+// read yet stays readable only after a clean end. c.mu is held.
+func (s *stream) endRecv(err error) {
+	if s.recvEnd && s.rerr != nil {
+		return
+	}
+	s.recvEnd = true
+	if s.rerr == nil {
+		s.rerr = err
+	}
+	if err != io.EOF {
+		// Unread data is dropped: return it to the connection window.
+		s.c.ackConn += int64(len(s.rbuf) - s.roff)
+		s.rbuf, s.roff = nil, 0
+	}
+	s.notify()
+}
+
+// maybeClose removes s once both halves ended and returns its onClose;
+// c.mu is held.
+func (c *conn) maybeClose(s *stream) func() {
+	if !s.sentEnd || !s.recvEnd {
+		return nil
+	}
+	if _, ok := c.streams[s.id]; !ok {
+		return nil
+	}
+	delete(c.streams, s.id)
+	return s.onClose
+}
+
+// read is the body reader of s: it returns received DATA and, at the end,
+// io.EOF (with the last data) or the error that ended the stream.
+func (s *stream) read(p []byte) (int, error) {
+	c := s.c
+	for {
+		c.mu.Lock()
+		if s.roff < len(s.rbuf) {
+			n := copy(p, s.rbuf[s.roff:])
+			s.roff += n
+			if s.roff == len(s.rbuf) {
+				s.rbuf, s.roff = s.rbuf[:0], 0
+			}
+			var err error
+			if s.roff == 0 && s.rerr == io.EOF {
+				err = io.EOF
+				s.giveTrailer()
+			}
+			ws, wc := c.consumed(s, n)
+			c.mu.Unlock()
+			c.sendWindow(s.id, ws, wc)
+			return n, err
+		}
+		if s.rerr != nil {
+			err := s.rerr
+			if err == io.EOF {
+				s.giveTrailer()
+			}
+			c.mu.Unlock()
+			return 0, err
+		}
+		c.mu.Unlock()
+		<-s.readable
+	}
+}
+
+// giveTrailer moves received trailers to the reader's Trailer map; it
+// runs in the reader's goroutine at EOF, as net/http's do, so the map is
+// never written while its owner reads it. c.mu is held.
+func (s *stream) giveTrailer() {
+	if s.trailer == nil || s.rtrailer == nil {
+		return
+	}
+	if *s.rtrailer == nil {
+		*s.rtrailer = make(http.Header, len(s.trailer))
+	}
+	for k, vs := range s.trailer {
+		(*s.rtrailer)[k] = vs
+	}
+	s.trailer = nil
+}
+
+// consumed accounts n bytes read from s and returns the window updates
+// due; c.mu is held. Updates are batched to a quarter of each window.
+func (c *conn) consumed(s *stream, n int) (ws, wc uint32) {
+	c.ackConn += int64(n)
+	if c.ackConn >= connWindow/4 {
+		wc = uint32(c.ackConn)
+		c.recvConn += c.ackConn
+		c.ackConn = 0
+	}
+	if !s.recvEnd {
+		s.ack += int64(n)
+		if s.ack >= streamWindow/4 {
+			ws = uint32(s.ack)
+			s.recvWin += s.ack
+			s.ack = 0
+		}
+	}
+	return ws, wc
+}
+
+func (c *conn) sendWindow(id, ws, wc uint32) {
+	if wc > 0 {
+		c.queue(control{kind: ctlWindow, id: 0, val: wc})
+	}
+	if ws > 0 {
+		c.queue(control{kind: ctlWindow, id: id, val: ws})
+	}
+}
+
+// closeRead stops reading s. With cancel an unfinished stream is reset
+// (a client dropping a response); otherwise DATA still arriving is
+// consumed and returned to the peer at once (a server done with a request
+// body before its response is).
+func (s *stream) closeRead(cancel bool) {
+	c := s.c
+	c.mu.Lock()
+	open := !s.recvEnd || !s.sentEnd
+	if !cancel || !open {
+		s.discard = true
+		c.ackConn += int64(len(s.rbuf) - s.roff)
+		s.ack += int64(len(s.rbuf) - s.roff)
+		s.rbuf, s.roff = nil, 0
+		ws, wc := c.consumed(s, 0)
+		c.mu.Unlock()
+		c.sendWindow(s.id, ws, wc)
+		return
+	}
+	c.mu.Unlock()
+	c.resetStream(s, http2.ErrCodeCancel, errReset)
+}
+
+// endSend records that END_STREAM was written on s.
+func (c *conn) endSend(s *stream) {
+	c.mu.Lock()
+	s.sentEnd = true
+	done := c.maybeClose(s)
+	c.mu.Unlock()
+	if done != nil {
+		done()
+	}
+}
+
+// onData handles a DATA frame: flow control, then the payload for the
+// stream's reader. It returns a connection error only.
+func (c *conn) onData(f *http2.DataFrame) error {
+	n := int64(f.Length)
+	c.mu.Lock()
+	if n > c.recvConn {
+		c.mu.Unlock()
+		return http2.ConnectionError(http2.ErrCodeFlowControl)
+	}
+	c.recvConn -= n
+	s := c.streams[f.StreamID]
+	if s == nil || s.recvEnd {
+		// A stream we reset or finished: the bytes still count on the
+		// connection, and go back at once.
+		c.ackConn += n
+		wc := c.returnConn()
+		c.mu.Unlock()
+		c.sendWindow(0, 0, wc)
+		if s != nil && !s.reset {
+			c.resetStream(s, http2.ErrCodeStreamClosed, errReset)
+		}
+		return nil
+	}
+	if n > s.recvWin {
+		c.mu.Unlock()
+		c.resetStream(s, http2.ErrCodeFlowControl, fmt.Errorf("h2: peer exceeded the stream window"))
+		return nil
+	}
+	s.recvWin -= n
+	data := f.Data()
+	if s.discard {
+		c.ackConn += n
+		s.ack += n
+	} else {
+		c.ackConn += n - int64(len(data)) // padding is consumed at once
+		s.ack += n - int64(len(data))
+		s.rbuf = append(s.rbuf, data...)
+	}
+	var done func()
+	if f.StreamEnded() {
+		s.endRecv(io.EOF)
+		done = c.maybeClose(s)
+	} else if len(data) > 0 {
+		s.notify()
+	}
+	ws, wc := c.consumed(s, 0)
+	c.mu.Unlock()
+	c.sendWindow(s.id, ws, wc)
+	if done != nil {
+		done()
+	}
+	return nil
+}
+
+// returnConn returns the connection window update due; c.mu is held.
+func (c *conn) returnConn() uint32 {
+	if c.ackConn < connWindow/4 {
+		return 0
+	}
+	wc := uint32(c.ackConn)
+	c.recvConn += c.ackConn
+	c.ackConn = 0
+	return wc
+}
+
+// onSettings applies the peer's settings and acknowledges them.
+func (c *conn) onSettings(f *http2.SettingsFrame, apply func(http2.Setting)) error {
+	if f.IsAck() {
+		return nil
+	}
+	var err error
+	c.mu.Lock()
+	_ = f.ForeachSetting(func(st http2.Setting) error {
+		if e := st.Valid(); e != nil {
+			err = e
+			return e
+		}
+		switch st.ID {
+		case http2.SettingInitialWindowSize:
+			delta := int64(st.Val) - int64(c.peerInit)
+			c.peerInit = int32(st.Val)
+			for _, s := range c.streams {
+				s.sendWin += delta
+			}
+		case http2.SettingMaxFrameSize:
+			c.peerFrame = int(st.Val)
+		}
+		if apply != nil {
+			apply(st)
+		}
+		return nil
+	})
+	c.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if v, ok := f.Value(http2.SettingHeaderTableSize); ok {
+		c.tableLimit.Store(int64(v)) // applied by the next header writer
+	}
+	c.sendCond.Broadcast()
+	c.queue(control{kind: ctlSettingsAck})
+	return nil
+}
+
+// onWindowUpdate grows a send window.
+func (c *conn) onWindowUpdate(f *http2.WindowUpdateFrame) error {
+	c.mu.Lock()
+	if f.StreamID == 0 {
+		c.sendConn += int64(f.Increment)
+		if c.sendConn > 1<<31-1 {
+			c.mu.Unlock()
+			return http2.ConnectionError(http2.ErrCodeFlowControl)
+		}
+	} else if s := c.streams[f.StreamID]; s != nil {
+		s.sendWin += int64(f.Increment)
+		if s.sendWin > 1<<31-1 {
+			c.mu.Unlock()
+			c.resetStream(s, http2.ErrCodeFlowControl, fmt.Errorf("h2: peer overflowed the stream window"))
+			return nil
+		}
+	}
+	c.mu.Unlock()
+	c.sendCond.Broadcast()
+	return nil
+}
+
+// onReset ends a stream the peer reset.
+func (c *conn) onReset(f *http2.RSTStreamFrame) {
+	c.mu.Lock()
+	s := c.streams[f.StreamID]
+	c.mu.Unlock()
+	if s == nil {
+		return
+	}
+	err := error(errReset)
+	if f.ErrCode == http2.ErrCodeRefusedStream {
+		err = errRefused
+	} else if f.ErrCode != http2.ErrCodeNo && f.ErrCode != http2.ErrCodeCancel {
+		err = fmt.Errorf("%w by peer: %v", errReset, f.ErrCode)
+	}
+	c.mu.Lock()
+	s.reset = true
+	s.sentEnd = true // no RST in answer to RST
+	if f.ErrCode == http2.ErrCodeNo && s.recvEnd {
+		// A server's "stop sending": the response is complete.
+		err = io.EOF
+	}
+	s.endRecv(err)
+	done := c.maybeClose(s)
+	c.mu.Unlock()
+	c.sendCond.Broadcast()
+	if s.abort != nil {
+		s.abort()
+	}
+	if done != nil {
+		done()
+	}
+}
+
+// fail ends the connection and every stream with err.
+func (c *conn) fail(err error) {
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return
+	}
+	c.err = err
+	var done []func()
+	for _, s := range c.streams {
+		s.reset = true
+		s.sentEnd = true
+		s.endRecv(err)
+		if s.abort != nil {
+			done = append(done, s.abort)
+		}
+		if f := c.maybeClose(s); f != nil {
+			done = append(done, f)
+		}
+	}
+	c.mu.Unlock()
+	c.sendCond.Broadcast()
+	_ = c.nc.Close()
+	for _, f := range done {
+		f()
+	}
+}
+
+// goAway queues GOAWAY with the error's code.
+func (c *conn) goAway(last uint32, err error) {
+	code := http2.ErrCodeInternal
+	var ce http2.ConnectionError
+	switch {
+	case errors.As(err, &ce):
+		code = http2.ErrCode(ce)
+	case err == nil:
+		code = http2.ErrCodeNo
+	}
+	c.queue(control{kind: ctlGoAway, id: last, val: uint32(code)})
+}
+
+// headerOf builds an http.Header from a header block's regular fields:
+// cookies are joined as RFC 9113 8.2.3 asks for HTTP/1. A connection-specific
+// field or a bad content-length is an error.
+func headerOf(fields []hpack.HeaderField) (http.Header, int64, error) {
+	h := make(http.Header, len(fields))
+	cl := int64(-1)
+	var cookies []string
+	for _, f := range fields {
+		if strings.HasPrefix(f.Name, ":") {
+			continue
+		}
+		switch f.Name {
+		case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
+			return nil, 0, fmt.Errorf("h2: connection-specific header %q", f.Name)
+		case "te":
+			if f.Value != "trailers" {
+				return nil, 0, fmt.Errorf("h2: te: %q", f.Value)
+			}
+		case "cookie":
+			cookies = append(cookies, f.Value)
+			continue
+		case "content-length":
+			n, err := strconv.ParseInt(f.Value, 10, 64)
+			if err != nil || n < 0 || (cl >= 0 && n != cl) {
+				return nil, 0, fmt.Errorf("h2: bad content-length %q", f.Value)
+			}
+			cl = n
+		}
+		k := canonical(f.Name)
+		h[k] = append(h[k], f.Value)
+	}
+	if len(cookies) > 0 {
+		h["Cookie"] = []string{strings.Join(cookies, "; ")}
+	}
+	return h, cl, nil
+}
+
+// trailerOf fills dst with a trailing header block; pseudo-fields are an
+// error.
+func trailerOf(dst http.Header, fields []hpack.HeaderField) error {
+	for _, f := range fields {
+		if strings.HasPrefix(f.Name, ":") {
+			return fmt.Errorf("h2: pseudo-header %q in trailers", f.Name)
+		}
+		k := canonical(f.Name)
+		dst[k] = append(dst[k], f.Value)
+	}
+	return nil
+}
+
+// declaredTrailer returns the trailer keys a Trailer header announces.
+func declaredTrailer(h http.Header) http.Header {
+	vs := h["Trailer"]
+	if len(vs) == 0 {
+		return nil
+	}
+	t := http.Header{}
+	for _, v := range vs {
+		for k := range strings.SplitSeq(v, ",") {
+			if k = strings.TrimSpace(k); k != "" {
+				t[canonical(k)] = nil
+			}
+		}
+	}
+	return t
+}
+
+var common = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{"accept", "accept-encoding", "accept-language", "authorization", "cache-control",
+		"content-encoding", "content-length", "content-type", "cookie", "date", "etag", "grpc-encoding",
+		"grpc-accept-encoding", "grpc-message", "grpc-status", "grpc-timeout", "host", "if-modified-since",
+		"if-none-match", "last-modified", "location", "server", "set-cookie", "te", "trailer", "user-agent",
+		"vary", "via", "x-forwarded-for", "x-request-id", "conduit-client-id", "conduit-orig-proto",
+		"conduit-proxy-error", "traceparent", "tracestate"} {
+		m[k] = http.CanonicalHeaderKey(k)
+	}
+	return m
+}()
+
+func canonical(name string) string {
+	if k, ok := common[name]; ok {
+		return k
+	}
+	return http.CanonicalHeaderKey(name)
+}
+
+// skipHeader reports header fields not sent on HTTP/2.
+func skipHeader(k string) bool {
+	switch k {
+	case "Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Host":
+		return true
+	}
+	return false
+}
+
+// lower returns the wire name of a header key.
+func lower(k string) string {
+	for i := 0; i < len(k); i++ {
+		if c := k[i]; 'A' <= c && c <= 'Z' {
+			return strings.ToLower(k)
+		}
+	}
+	return k
+}
+
+// encodeHeader writes h's fields, lowercased, skipping connection-specific
+// ones and a te other than "trailers".
+func encodeHeader(h http.Header, enc func(name, value string)) {
+	for k, vs := range h {
+		if skipHeader(k) {
+			continue
+		}
+		name := lowerCommon(k)
+		if name == "te" {
+			for _, v := range vs {
+				if strings.EqualFold(v, "trailers") {
+					enc("te", "trailers")
+				}
+			}
+			continue
+		}
+		for _, v := range vs {
+			enc(name, v)
+		}
+	}
+}
+
+var lowerOf = func() map[string]string {
+	m := map[string]string{}
+	for l, k := range common {
+		m[k] = l
+	}
+	return m
+}()
+
+func lowerCommon(k string) string {
+	if l, ok := lowerOf[k]; ok {
+		return l
+	}
+	return lower(k)
+}

@@ -1,0 +1,509 @@
+package h2
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http2"
+)
+
+// Server serves HTTP/2 connections whose TLS (or h2c prior-knowledge)
+// set-up is done: each request is passed to Handler, in a goroutine of its
+// own, and the response it returns is written back. A Handler error is
+// answered 502 (504 for a deadline) with the header conduit-proxy-error.
+type Server struct {
+	Handler http.RoundTripper
+	// MaxConcurrentStreams advertised to clients (default 1000).
+	MaxConcurrentStreams uint32
+	// IdleTimeout closes a connection without streams for longer (default 10 min).
+	IdleTimeout time.Duration
+
+	mu    sync.Mutex
+	conns map[*serverConn]struct{}
+	shut  bool
+}
+
+type serverConn struct {
+	conn
+	srv  *Server
+	ctx  context.Context
+	wg   sync.WaitGroup
+	addr string
+
+	// Under mu.
+	lastID    uint32 // highest stream opened by the client
+	active    int
+	goingAway bool
+	idle      *time.Timer
+}
+
+func (s *Server) maxStreams() uint32 {
+	if s.MaxConcurrentStreams > 0 {
+		return s.MaxConcurrentStreams
+	}
+	return 1000
+}
+
+func (s *Server) idleTimeout() time.Duration {
+	if s.IdleTimeout > 0 {
+		return s.IdleTimeout
+	}
+	return 10 * time.Minute
+}
+
+// ServeConn serves c until the client closes it, a protocol error, or
+// Shutdown; each request's context derives from ctx and is cancelled when
+// its stream is reset or the connection ends. It returns once the
+// connection's handlers have returned.
+func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
+	defer c.Close()
+	br := bufio.NewReaderSize(c, bufSize)
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var pre [len(http2.ClientPreface)]byte
+	if _, err := io.ReadFull(br, pre[:]); err != nil {
+		return fmt.Errorf("h2: read client preface: %w", err)
+	}
+	if string(pre[:]) != http2.ClientPreface {
+		return errors.New("h2: bad client preface")
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	sc := &serverConn{srv: s, ctx: ctx, addr: c.RemoteAddr().String()}
+	sc.init(c, br)
+	sc.lock()
+	sc.werr = sc.wfr.WriteSettings(
+		http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: s.maxStreams()},
+		http2.Setting{ID: http2.SettingInitialWindowSize, Val: streamWindow},
+		http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: maxHeaderList})
+	if sc.werr == nil {
+		sc.werr = sc.wfr.WriteWindowUpdate(0, connWindow-initialWindow)
+	}
+	sc.unlock()
+
+	s.mu.Lock()
+	if s.conns == nil {
+		s.conns = map[*serverConn]struct{}{}
+	}
+	s.conns[sc] = struct{}{}
+	shut := s.shut
+	s.mu.Unlock()
+	sc.mu.Lock()
+	sc.idle = time.AfterFunc(s.idleTimeout(), sc.idleExpired)
+	sc.mu.Unlock()
+	if shut {
+		sc.shutdown()
+	}
+
+	err := sc.serve()
+	sc.mu.Lock()
+	graceful := sc.goingAway
+	sc.idle.Stop()
+	sc.mu.Unlock()
+	sc.fail(fmt.Errorf("h2: connection ended: %w", err))
+	sc.wg.Wait()
+	s.mu.Lock()
+	delete(s.conns, sc)
+	s.mu.Unlock()
+	if graceful || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown sends GOAWAY on every connection: streams in flight finish,
+// then the connections close.
+func (s *Server) Shutdown() {
+	s.mu.Lock()
+	s.shut = true
+	conns := make([]*serverConn, 0, len(s.conns))
+	for sc := range s.conns {
+		conns = append(conns, sc)
+	}
+	s.mu.Unlock()
+	for _, sc := range conns {
+		sc.shutdown()
+	}
+}
+
+// shutdown stops accepting streams; the connection closes when the last
+// one ends.
+func (sc *serverConn) shutdown() {
+	sc.mu.Lock()
+	if sc.goingAway {
+		sc.mu.Unlock()
+		return
+	}
+	sc.goingAway = true
+	last, idle := sc.lastID, sc.active == 0
+	sc.mu.Unlock()
+	sc.goAway(last, nil)
+	if idle {
+		go sc.closeFlushed()
+	}
+}
+
+// closeFlushed flushes what is queued and closes the connection.
+func (sc *serverConn) closeFlushed() {
+	sc.lock()
+	sc.unlock()
+	_ = sc.nc.Close()
+}
+
+func (sc *serverConn) idleExpired() {
+	sc.mu.Lock()
+	idle := sc.active == 0
+	sc.mu.Unlock()
+	if idle {
+		sc.shutdown()
+	}
+}
+
+// serve is the reader loop.
+func (sc *serverConn) serve() error {
+	first := true
+	for {
+		f, err := sc.rfr.ReadFrame()
+		if err != nil {
+			var se http2.StreamError
+			if errors.As(err, &se) {
+				sc.mu.Lock()
+				if se.StreamID > sc.lastID && se.StreamID%2 == 1 {
+					sc.lastID = se.StreamID
+				}
+				sc.mu.Unlock()
+				sc.refuse(se.StreamID, se.Code)
+				continue
+			}
+			return sc.connError(err)
+		}
+		if first {
+			if sf, ok := f.(*http2.SettingsFrame); !ok || sf.IsAck() {
+				return sc.connError(http2.ConnectionError(http2.ErrCodeProtocol))
+			}
+			first = false
+		}
+		switch f := f.(type) {
+		case *http2.MetaHeadersFrame:
+			err = sc.onHeaders(f)
+		case *http2.DataFrame:
+			err = sc.onData(f)
+		case *http2.SettingsFrame:
+			err = sc.onSettings(f, nil)
+		case *http2.WindowUpdateFrame:
+			err = sc.onWindowUpdate(f)
+		case *http2.PingFrame:
+			if !f.IsAck() {
+				sc.queue(control{kind: ctlPingAck, ping: f.Data})
+			}
+		case *http2.RSTStreamFrame:
+			sc.onReset(f)
+		case *http2.PushPromiseFrame:
+			err = http2.ConnectionError(http2.ErrCodeProtocol)
+		}
+		if err != nil {
+			return sc.connError(err)
+		}
+	}
+}
+
+// connError answers a connection error with GOAWAY and returns it.
+func (sc *serverConn) connError(err error) error {
+	var ce http2.ConnectionError
+	if errors.As(err, &ce) {
+		sc.mu.Lock()
+		last := sc.lastID
+		sc.mu.Unlock()
+		sc.goAway(last, err)
+	}
+	return err
+}
+
+func (sc *serverConn) refuse(id uint32, code http2.ErrCode) {
+	sc.queue(control{kind: ctlReset, id: id, val: uint32(code)})
+}
+
+func (sc *serverConn) onHeaders(f *http2.MetaHeadersFrame) error {
+	id := f.StreamID
+	sc.mu.Lock()
+	st := sc.streams[id]
+	if st != nil {
+		// Trailers.
+		if st.recvEnd || !f.StreamEnded() {
+			sc.mu.Unlock()
+			sc.resetStream(st, http2.ErrCodeProtocol, errors.New("h2: HEADERS after the request head without END_STREAM"))
+			return nil
+		}
+		st.trailer = http.Header{}
+		err := trailerOf(st.trailer, f.Fields)
+		if err != nil {
+			sc.mu.Unlock()
+			sc.resetStream(st, http2.ErrCodeProtocol, err)
+			return nil
+		}
+		st.endRecv(io.EOF)
+		done := sc.maybeClose(st)
+		sc.mu.Unlock()
+		if done != nil {
+			done()
+		}
+		return nil
+	}
+	if id%2 == 0 || id <= sc.lastID {
+		sc.mu.Unlock()
+		return http2.ConnectionError(http2.ErrCodeStreamClosed)
+	}
+	sc.lastID = id
+	if sc.goingAway {
+		sc.mu.Unlock()
+		sc.refuse(id, http2.ErrCodeRefusedStream)
+		return nil
+	}
+	if sc.active >= int(sc.srv.maxStreams()) {
+		sc.mu.Unlock()
+		sc.refuse(id, http2.ErrCodeRefusedStream)
+		return nil
+	}
+	sc.mu.Unlock()
+
+	req, err := sc.request(f)
+	if err != nil {
+		sc.refuse(id, http2.ErrCodeProtocol)
+		return nil
+	}
+	st = sc.newStream(id)
+	ctx, cancel := context.WithCancel(sc.ctx)
+	req = req.WithContext(ctx)
+	st.abort = cancel
+	st.onClose = sc.streamClosed
+	if f.StreamEnded() {
+		req.Body = http.NoBody
+		req.ContentLength = 0
+		st.recvEnd, st.rerr = true, io.EOF
+	} else {
+		req.Body = &reqBody{st: st}
+	}
+	st.rtrailer = &req.Trailer
+	sc.mu.Lock()
+	sc.streams[id] = st
+	sc.active++
+	sc.idle.Stop()
+	sc.mu.Unlock()
+	sc.wg.Add(1)
+	go sc.handle(st, req, cancel, f.Truncated)
+	return nil
+}
+
+// request builds the request of a header block.
+func (sc *serverConn) request(f *http2.MetaHeadersFrame) (*http.Request, error) {
+	method, path := f.PseudoValue("method"), f.PseudoValue("path")
+	scheme, authority := f.PseudoValue("scheme"), f.PseudoValue("authority")
+	if method == "" || method == http.MethodConnect || f.PseudoValue("protocol") != "" || path == "" || scheme == "" {
+		return nil, errors.New("h2: unsupported or incomplete request pseudo-headers")
+	}
+	h, cl, err := headerOf(f.Fields)
+	if err != nil {
+		return nil, err
+	}
+	u, err := url.ParseRequestURI(path)
+	if err != nil {
+		return nil, fmt.Errorf("h2: bad :path: %w", err)
+	}
+	if authority == "" {
+		authority = h.Get("Host")
+	}
+	delete(h, "Host")
+	r := &http.Request{
+		Method:        method,
+		URL:           u,
+		Proto:         "HTTP/2.0",
+		ProtoMajor:    2,
+		Header:        h,
+		ContentLength: cl,
+		Host:          authority,
+		RemoteAddr:    sc.addr,
+		RequestURI:    path,
+		Trailer:       declaredTrailer(h),
+	}
+	return r, nil
+}
+
+// streamClosed is a stream's onClose.
+func (sc *serverConn) streamClosed() {
+	sc.mu.Lock()
+	sc.active--
+	idle := sc.active == 0
+	if idle {
+		sc.idle.Reset(sc.srv.idleTimeout())
+	}
+	closing := idle && sc.goingAway
+	sc.mu.Unlock()
+	if closing {
+		go sc.closeFlushed()
+	}
+}
+
+// handle runs the handler for one stream and writes its response.
+func (sc *serverConn) handle(st *stream, req *http.Request, cancel context.CancelFunc, truncated bool) {
+	defer sc.wg.Done()
+	defer cancel()
+	var resp *http.Response
+	var err error
+	if truncated {
+		resp = &http.Response{StatusCode: http.StatusRequestHeaderFieldsTooLarge, Header: http.Header{}, Body: http.NoBody, ContentLength: 0}
+	} else {
+		resp, err = sc.srv.Handler.RoundTrip(req)
+	}
+	if err != nil {
+		resp = errorResponse(err)
+	}
+	sc.writeResponse(st, req, resp)
+	if req.Body != http.NoBody {
+		st.closeRead(false)
+	}
+	// A response written before the request ended: stop the client sending.
+	sc.mu.Lock()
+	stop := st.sentEnd && !st.recvEnd
+	sc.mu.Unlock()
+	if stop {
+		sc.resetStream(st, http2.ErrCodeNo, errReset)
+	}
+}
+
+// errorResponse is the answer to a handler error.
+func errorResponse(err error) *http.Response {
+	code := http.StatusBadGateway
+	if errors.Is(err, context.DeadlineExceeded) {
+		code = http.StatusGatewayTimeout
+	}
+	msg := strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, err.Error())
+	return &http.Response{StatusCode: code, Header: http.Header{"Conduit-Proxy-Error": {msg}}, Body: http.NoBody, ContentLength: 0}
+}
+
+var statusText [600]string
+
+func init() {
+	for i := 100; i < len(statusText); i++ {
+		statusText[i] = strconv.Itoa(i)
+	}
+}
+
+func statusString(code int) string {
+	if code >= 100 && code < len(statusText) {
+		return statusText[code]
+	}
+	return strconv.Itoa(code)
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, maxFrame); return &b }}
+
+// writeResponse writes resp on st: a fixed-length body's first read goes
+// out with the HEADERS; a streaming one is flushed as it is read.
+func (sc *serverConn) writeResponse(st *stream, req *http.Request, resp *http.Response) {
+	body := resp.Body
+	if body == nil {
+		body = http.NoBody
+	}
+	defer body.Close()
+	code := resp.StatusCode
+	noBody := body == http.NoBody || req.Method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	var n int
+	var rerr error
+	if noBody {
+		rerr = io.EOF
+	} else if resp.ContentLength >= 0 {
+		n, rerr = body.Read(buf)
+		if rerr == nil && int64(n) == resp.ContentLength && n < len(buf) {
+			// Read the end too, so a pooled upstream connection is released.
+			var m int
+			m, rerr = body.Read(buf[n:])
+			n += m
+		}
+	}
+	// dataEnd: the body ended without trailers, END_STREAM goes on DATA.
+	dataEnd := rerr == io.EOF && !hasValues(resp.Trailer)
+
+	sc.lock()
+	err := sc.writeHeaders(st.id, dataEnd && n == 0, func(enc func(string, string)) {
+		enc(":status", statusString(code))
+		encodeHeader(resp.Header, enc)
+		if _, ok := resp.Header["Content-Length"]; !ok && resp.ContentLength >= 0 && !noBody {
+			enc("content-length", strconv.FormatInt(resp.ContentLength, 10))
+		}
+	})
+	if err == nil && n > 0 && sc.tryReserve(st, n) {
+		err = sc.dataLocked(st, buf[:n], dataEnd)
+		n = 0
+	}
+	sc.unlock()
+	if err == nil && dataEnd && n == 0 { // END_STREAM went with the HEADERS or the DATA
+		sc.endSend(st)
+		return
+	}
+	for {
+		if err == nil && (n > 0 || dataEnd) {
+			err = sc.writeData(st, buf[:n], dataEnd)
+		}
+		if err != nil {
+			sc.resetStream(st, http2.ErrCodeInternal, err)
+			return
+		}
+		if dataEnd {
+			sc.endSend(st)
+			return
+		}
+		if rerr != nil {
+			break
+		}
+		n, rerr = body.Read(buf)
+		if rerr != nil && rerr != io.EOF {
+			sc.resetStream(st, http2.ErrCodeInternal, rerr)
+			return
+		}
+		dataEnd = rerr == io.EOF && !hasValues(resp.Trailer)
+	}
+	// The body ended with trailers.
+	sc.lock()
+	err = sc.writeHeaders(st.id, true, func(enc func(string, string)) { encodeHeader(resp.Trailer, enc) })
+	sc.unlock()
+	if err != nil {
+		sc.resetStream(st, http2.ErrCodeInternal, err)
+		return
+	}
+	sc.endSend(st)
+}
+
+// hasValues reports whether a trailer map has a field with a value.
+func hasValues(h http.Header) bool {
+	for _, vs := range h {
+		if len(vs) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// reqBody is a request body.
+type reqBody struct{ st *stream }
+
+func (b *reqBody) Read(p []byte) (int, error) { return b.st.read(p) }
+func (b *reqBody) Close() error {
+	b.st.closeRead(false)
+	return nil
+}
