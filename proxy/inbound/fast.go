@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/conduit-mesh/conduit/proxy/internal/h1"
+	"github.com/conduit-mesh/conduit/proxy/internal/h2"
 	"github.com/conduit-mesh/conduit/proxy/internal/netx"
 	"github.com/conduit-mesh/conduit/proxy/metrics"
 )
@@ -79,4 +80,16 @@ func (p *Proxy) appPool(target string) *h1.Pool {
 	}}
 	v, _ := p.apps.LoadOrStore(target, pool)
 	return v.(*h1.Pool)
+}
+
+// appH2 returns the HTTP/2 (h2c) client to the application at target.
+func (p *Proxy) appH2(target string) *h2.Client {
+	if v, ok := p.apps2.Load(target); ok {
+		return v.(*h2.Client)
+	}
+	c := &h2.Client{Dial: func(ctx context.Context) (net.Conn, error) {
+		return p.dialer.DialContext(ctx, "tcp", target)
+	}, DialTimeout: 2 * p.o.ConnectTimeout, IdleTimeout: 90 * time.Second}
+	v, _ := p.apps2.LoadOrStore(target, c)
+	return v.(*h2.Client)
 }

@@ -73,6 +73,7 @@ type Proxy struct {
 	fast    h1.Server
 	fast2   h2.Server
 	apps    sync.Map // target -> *h1.Pool
+	apps2   sync.Map // target -> *h2.Client
 }
 
 // New returns the inbound proxy.
@@ -222,6 +223,10 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 		v.(*h1.Pool).CloseIdle(true)
 		return true
 	})
+	p.apps2.Range(func(_, v any) bool {
+		v.(*h2.Client).CloseIdle()
+		return true
+	})
 	return err
 }
 
@@ -276,6 +281,11 @@ func (p *Proxy) handle(raw net.Conn) {
 			p.serveFast(c, info, false)
 			return
 		}
+		if proto == detect.HTTP2 && !p.o.NoH2FastPath {
+			defer info.Done()
+			p.serveH2(c, info)
+			return
+		}
 		p.pushHTTP(c, info)
 	default:
 		info.Open(p.o.Metrics, plain)
@@ -318,9 +328,7 @@ func (p *Proxy) serveTLS(c *netx.Conn, info *netx.Info) {
 		return
 	}
 	if !p.o.NoH2FastPath {
-		if err := p.fast2.ServeConn(context.WithValue(context.Background(), ctxKey{}, info), tc); err != nil {
-			p.o.Log.Debug("inbound HTTP/2 connection failed", "remote", c.RemoteAddr(), "err", err)
-		}
+		p.serveH2(tc, info)
 		return
 	}
 	// net/http switches to HTTP/2 on ALPN h2 only for a *tls.Conn.
@@ -355,6 +363,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.URL.Host = p.target(info.OrigDst)
 	}
 	p.rp.ServeHTTP(w, r)
+}
+
+// serveH2 serves an HTTP/2 connection (mTLS with ALPN h2, or h2c) on the
+// HTTP/2 fast path; it closes c.
+func (p *Proxy) serveH2(c net.Conn, info *netx.Info) {
+	if err := p.fast2.ServeConn(context.WithValue(context.Background(), ctxKey{}, info), c); err != nil {
+		p.o.Log.Debug("inbound HTTP/2 connection failed", "remote", c.RemoteAddr(), "err", err)
+	}
 }
 
 // h2Handler forwards a request of the HTTP/2 fast path (internal/h2) to
@@ -408,8 +424,10 @@ func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 	var resp *http.Response
 	var err error
 	switch {
-	case !toH1:
+	case !toH1 && p.o.NoH2FastPath:
 		resp, err = p.h2c.RoundTrip(r)
+	case !toH1:
+		resp, err = p.appH2(r.URL.Host).RoundTrip(r)
 	case p.o.NoFastPath:
 		resp, err = p.viaTransport(r)
 	default:

@@ -56,6 +56,15 @@ func (b *Body) Write(p []byte) (int, error) {
 	return 0, errNotWritable
 }
 
+// WouldBlock tells whether a Read would block, when the wrapped body can
+// tell (the HTTP/2 fast path's bodies can); otherwise it says it may.
+func (b *Body) WouldBlock() bool {
+	if bb, ok := b.ReadCloser.(interface{ WouldBlock() bool }); ok {
+		return bb.WouldBlock()
+	}
+	return true
+}
+
 func (b *Body) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	b.n += uint64(n)

@@ -34,6 +34,49 @@ func (p *Proxy) serveFast(c *netx.Conn, info *netx.Info) {
 	}
 }
 
+// serveH2 serves an HTTP/2 (h2c) connection from the application on the
+// HTTP/2 fast path.
+func (p *Proxy) serveH2(c *netx.Conn, info *netx.Info) {
+	defer info.Done()
+	if err := p.fast2.ServeConn(context.WithValue(context.Background(), connKey{}, info), c); err != nil {
+		p.o.Log.Debug("outbound HTTP/2 connection failed", "remote", c.RemoteAddr(), "err", err)
+	}
+}
+
+// h2Handler routes a request of the HTTP/2 fast path as ServeHTTP does,
+// without httputil.ReverseProxy: h2.Server writes the response back.
+type h2Handler struct{ p *Proxy }
+
+func (h h2Handler) RoundTrip(r *http.Request) (*http.Response, error) {
+	p := h.p
+	info, _ := r.Context().Value(connKey{}).(*netx.Info)
+	if info == nil {
+		info = &netx.Info{}
+	}
+	delete(r.Header, HeaderOrigProto)
+	cl := &call{}
+	ctx := r.Context()
+	prof, err := p.routeCall(ctx, cl, r.Host, info)
+	if err != nil {
+		return errorResponse(err), nil
+	}
+	cl.route = prof.Match(r)
+	r.RequestURI = ""
+	r.URL.Scheme = "http"
+	r.URL.Host = "upstream"
+	resp, err := roundTripper{p}.RoundTrip(r.WithContext(context.WithValue(ctx, callKey{}, cl)))
+	if err != nil {
+		return errorResponse(err), nil
+	}
+	return resp, nil
+}
+
+// errorResponse answers err as errorHandler does.
+func errorResponse(err error) *http.Response {
+	return &http.Response{StatusCode: errorStatus(err), Header: http.Header{"Conduit-Proxy-Error": {err.Error()}},
+		Body: http.NoBody, ContentLength: 0}
+}
+
 // fastConn routes the requests of one fast-path connection; its fields are
 // the state of the current request, reused.
 type fastConn struct {

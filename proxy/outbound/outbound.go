@@ -86,6 +86,7 @@ type Proxy struct {
 	dialer    net.Dialer
 	sessions  tls.ClientSessionCache
 	fast      h1.Server
+	fast2     h2.Server
 	ups       sync.Map // key string -> *upstream
 	lbs       sync.Map // authority -> *lbState
 	p2c       balance.P2C
@@ -107,6 +108,7 @@ func New(o Options) *Proxy {
 		o.ClusterDomain = "cluster.local"
 	}
 	p := &Proxy{o: o, sessions: tls.NewLRUClientSessionCache(256)}
+	p.fast2.Handler = h2Handler{p}
 	p.defBudget = profile.NewBudget(0.2, 10, 10*time.Second)
 	p.dialer = net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}
 	p.fast.DialTimeout = 2 * o.ConnectTimeout
@@ -160,16 +162,21 @@ func rewrite(pr *httputil.ProxyRequest) {
 }
 
 func errorHandler(w http.ResponseWriter, r *http.Request, err error) {
-	status := http.StatusBadGateway
+	w.Header().Set("conduit-proxy-error", err.Error())
+	w.WriteHeader(errorStatus(err))
+}
+
+// errorStatus is the status answering a routing or forwarding error: 503
+// for a Service without endpoints, 504 for a deadline, else 502.
+func errorStatus(err error) int {
 	var se statusError
 	switch {
 	case errors.As(err, &se):
-		status = int(se)
+		return int(se)
 	case errors.Is(err, context.DeadlineExceeded):
-		status = http.StatusGatewayTimeout
+		return http.StatusGatewayTimeout
 	}
-	w.Header().Set("conduit-proxy-error", err.Error())
-	w.WriteHeader(status)
+	return http.StatusBadGateway
 }
 
 type statusError int
@@ -205,6 +212,7 @@ func (p *Proxy) Serve(l net.Listener) error {
 func (p *Proxy) Shutdown(ctx context.Context) error {
 	var err error
 	p.fast.Shutdown()
+	p.fast2.Shutdown()
 	if p.cl != nil {
 		err = p.http.Shutdown(ctx)
 	}
@@ -220,6 +228,9 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 		u := v.(*upstream)
 		if u.h2 != nil {
 			u.h2.CloseIdle()
+		}
+		if u.plain2 != nil {
+			u.plain2.CloseIdle()
 		}
 		if u.fast != nil {
 			u.fast.CloseIdle(true)
@@ -265,6 +276,10 @@ func (p *Proxy) handle(raw net.Conn) {
 	case detect.HTTP1, detect.HTTP2:
 		if proto == detect.HTTP1 && !p.o.NoFastPath {
 			p.serveFast(c, info)
+			return
+		}
+		if proto == detect.HTTP2 && !p.o.NoH2FastPath {
+			p.serveH2(c, info)
 			return
 		}
 		oc := &netx.Owned{Conn: c, Info: info}
@@ -340,6 +355,10 @@ type upstream struct {
 	viaH2    func(*http.Request) (*http.Response, error) // u.sendH2 for h1.Call, bound once (a method value per request would allocate); nil when unmeshed
 	fastOnce sync.Once
 	fast     *h1.Pool
+	// plain2 is the HTTP/2 (h2c) client of an unmeshed endpoint, for the
+	// HTTP/2 fast path; made on first use.
+	plain2Once sync.Once
+	plain2     *h2.Client
 }
 
 func (p *Proxy) upstreamFor(a *discovery.Addr) *upstream {
@@ -638,8 +657,15 @@ func (p *Proxy) send(u *upstream, r *http.Request) (*http.Response, error) {
 		}
 		r.URL.Scheme = "https" // the transport dials mTLS itself
 		return u.h2.RoundTrip(r)
-	case r.ProtoMajor == 2:
+	case r.ProtoMajor == 2 && p.o.NoH2FastPath:
 		return p.h2c.RoundTrip(r)
+	case r.ProtoMajor == 2:
+		u.plain2Once.Do(func() {
+			u.plain2 = &h2.Client{Dial: func(ctx context.Context) (net.Conn, error) {
+				return p.dialer.DialContext(ctx, "tcp", u.addr.Addr)
+			}, DialTimeout: 2 * p.o.ConnectTimeout, IdleTimeout: 90 * time.Second}
+		})
+		return u.plain2.RoundTrip(r)
 	default:
 		if err := netx.BufferSmallBody(r); err != nil {
 			return nil, err

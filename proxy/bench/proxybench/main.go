@@ -484,9 +484,11 @@ type variant struct {
 
 // conduitVariants are the Conduit configurations loaded with proto.
 func conduitVariants(proto string) []variant {
-	vs := []variant{{name: "conduit (2 proxies, mTLS)"}}
+	vs := []variant{{name: "conduit (2 proxies, mTLS)"},
+		{name: "conduit (2 proxies, mTLS, net/http h2)", env: []string{"CONDUIT_PROXY_HTTP2_FAST_PATH=false"}}}
 	if proto == "http1" {
 		vs[0].name = "conduit (2 proxies, mTLS, HTTP/1 over h2)"
+		vs[1].name = "conduit (2 proxies, mTLS, HTTP/1 over net/http h2)"
 		vs = append(vs, variant{name: "conduit (2 proxies, mTLS, HTTP/1.1 between)", env: []string{"CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT=http1"}})
 	}
 	return vs

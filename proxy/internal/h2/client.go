@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -313,7 +314,7 @@ func (cc *clientConn) roundTrip(r *http.Request, hasBody bool, small []byte) (*h
 		cc.release()
 	}
 
-	cc.lock()
+	cc.lock() // stream IDs must go out in order: taken under wmu
 	cc.mu.Lock()
 	if cc.err != nil || cc.goingAway || cc.nextID > 1<<31-1 {
 		cc.goingAway = true
@@ -327,8 +328,9 @@ func (cc *clientConn) roundTrip(r *http.Request, hasBody bool, small []byte) (*h
 	st.sendWin = int64(cc.peerInit)
 	cc.streams[st.id] = st
 	cc.mu.Unlock()
+	w := sender{c: &cc.conn, s: st, locked: true}
 	endHeaders := !hasBody
-	err := cc.writeHeaders(st.id, endHeaders, func(enc func(string, string)) {
+	err := w.c.writeHeaders(st.id, endHeaders, func(enc func(string, string)) {
 		host := r.Host
 		if host == "" {
 			host = r.URL.Host
@@ -353,29 +355,33 @@ func (cc *clientConn) roundTrip(r *http.Request, hasBody bool, small []byte) (*h
 			}
 		}
 	})
-	sentSmall := false
-	if err == nil && small != nil && cc.tryReserve(st, len(small)) {
-		err = cc.dataLocked(st, small, true)
-		sentSmall = true
+	done := endHeaders
+	switch {
+	case err != nil || endHeaders:
+	case small != nil:
+		err = w.data(small, true)
+		done = true
+	default:
+		// What of a stream's body is there already goes with the HEADERS;
+		// the rest is sent from a goroutine of its own.
+		bp := bufPool.Get().(*[]byte)
+		done, err = w.copyBody(r.Body, *bp, false, 0, nil, func() http.Header { return r.Trailer }, true)
+		bufPool.Put(bp)
+		if done {
+			_ = r.Body.Close()
+		}
 	}
-	cc.unlock()
+	w.flush()
 	if err != nil {
-		cc.resetStream(st, http2.ErrCodeInternal, err)
 		if streaming {
 			_ = r.Body.Close()
 		}
+		cc.resetStream(st, http2.ErrCodeCancel, err)
 		return nil, fmt.Errorf("h2: write request: %w", err)
 	}
-	switch {
-	case endHeaders || sentSmall:
+	if done {
 		cc.endSend(st)
-	case small != nil:
-		if err := cc.writeData(st, small, true); err != nil {
-			cc.resetStream(st, http2.ErrCodeCancel, err)
-			return nil, fmt.Errorf("h2: write request body: %w", err)
-		}
-		cc.endSend(st)
-	default:
+	} else {
 		go cc.sendBody(st, r)
 	}
 	if ctx.Done() != nil {
@@ -405,10 +411,7 @@ func (cc *clientConn) roundTrip(r *http.Request, hasBody bool, small []byte) (*h
 					return resp, nil
 				default:
 				}
-				if errors.Is(err, errRefused) {
-					return nil, err
-				}
-				return nil, fmt.Errorf("h2: %w", err)
+				return nil, prefixed(err)
 			}
 		case <-ctx.Done():
 			cc.resetStream(st, http2.ErrCodeCancel, context.Cause(ctx))
@@ -417,40 +420,26 @@ func (cc *clientConn) roundTrip(r *http.Request, hasBody bool, small []byte) (*h
 	}
 }
 
-// sendBody streams a request body, then its trailers or END_STREAM.
+// prefixed returns err with the package's prefix, once.
+func prefixed(err error) error {
+	if strings.HasPrefix(err.Error(), "h2: ") {
+		return err
+	}
+	return fmt.Errorf("h2: %w", err)
+}
+
+// sendBody streams the rest of a request body, then its trailers or
+// END_STREAM.
 func (cc *clientConn) sendBody(st *stream, r *http.Request) {
 	defer r.Body.Close()
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
-	buf := *bp
-	for {
-		n, err := r.Body.Read(buf)
-		end := err == io.EOF && !hasValues(r.Trailer)
-		if n > 0 || end {
-			if werr := cc.writeData(st, buf[:n], end); werr != nil {
-				return // the stream or connection ended; its reader has the error
-			}
-		}
-		if end {
-			cc.endSend(st)
-			return
-		}
-		if err == io.EOF {
-			cc.lock()
-			werr := cc.writeHeaders(st.id, true, func(enc func(string, string)) { encodeHeader(r.Trailer, enc) })
-			cc.unlock()
-			if werr != nil {
-				cc.resetStream(st, http2.ErrCodeInternal, werr)
-				return
-			}
-			cc.endSend(st)
-			return
-		}
-		if err != nil {
-			cc.resetStream(st, http2.ErrCodeCancel, fmt.Errorf("h2: read request body: %w", err))
-			return
-		}
+	w := sender{c: &cc.conn, s: st}
+	if _, err := w.copyBody(r.Body, *bp, false, 0, nil, func() http.Header { return r.Trailer }, false); err != nil {
+		cc.resetStream(st, http2.ErrCodeCancel, fmt.Errorf("h2: request body: %w", err))
+		return
 	}
+	cc.endSend(st)
 }
 
 // readLoop reads the connection's frames until it fails.

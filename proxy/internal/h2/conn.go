@@ -36,7 +36,6 @@ const (
 var (
 	errClosed  = errors.New("h2: connection closed")
 	errReset   = errors.New("h2: stream reset")
-	errGoAway  = errors.New("h2: connection going away")
 	errRefused = errors.New("h2: stream refused")
 )
 

@@ -410,8 +410,9 @@ func statusString(code int) string {
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, maxFrame); return &b }}
 
-// writeResponse writes resp on st: a fixed-length body's first read goes
-// out with the HEADERS; a streaming one is flushed as it is read.
+// writeResponse writes resp on st. A fixed-length body's first read, or
+// whatever of a stream's body is already there, goes out with the HEADERS;
+// a streaming body is flushed whenever the next read may block.
 func (sc *serverConn) writeResponse(st *stream, req *http.Request, resp *http.Response) {
 	body := resp.Body
 	if body == nil {
@@ -425,9 +426,11 @@ func (sc *serverConn) writeResponse(st *stream, req *http.Request, resp *http.Re
 	buf := *bp
 	var n int
 	var rerr error
-	if noBody {
+	have := true
+	switch {
+	case noBody:
 		rerr = io.EOF
-	} else if resp.ContentLength >= 0 {
+	case resp.ContentLength >= 0 || !mayBlock(body):
 		n, rerr = body.Read(buf)
 		if rerr == nil && int64(n) == resp.ContentLength && n < len(buf) {
 			// Read the end too, so a pooled upstream connection is released.
@@ -435,53 +438,26 @@ func (sc *serverConn) writeResponse(st *stream, req *http.Request, resp *http.Re
 			m, rerr = body.Read(buf[n:])
 			n += m
 		}
+	default:
+		have = false
 	}
-	// dataEnd: the body ended without trailers, END_STREAM goes on DATA.
-	dataEnd := rerr == io.EOF && !hasValues(resp.Trailer)
-
-	sc.lock()
-	err := sc.writeHeaders(st.id, dataEnd && n == 0, func(enc func(string, string)) {
+	if rerr != nil && rerr != io.EOF {
+		sc.resetStream(st, http2.ErrCodeInternal, rerr)
+		return
+	}
+	w := sender{c: &sc.conn, s: st}
+	end := have && n == 0 && rerr == io.EOF && !hasValues(resp.Trailer)
+	err := w.headers(end, func(enc func(string, string)) {
 		enc(":status", statusString(code))
 		encodeHeader(resp.Header, enc)
 		if _, ok := resp.Header["Content-Length"]; !ok && resp.ContentLength >= 0 && !noBody {
 			enc("content-length", strconv.FormatInt(resp.ContentLength, 10))
 		}
 	})
-	if err == nil && n > 0 && sc.tryReserve(st, n) {
-		err = sc.dataLocked(st, buf[:n], dataEnd)
-		n = 0
+	if err == nil && !end {
+		_, err = w.copyBody(body, buf, have, n, rerr, func() http.Header { return resp.Trailer }, false)
 	}
-	sc.unlock()
-	if err == nil && dataEnd && n == 0 { // END_STREAM went with the HEADERS or the DATA
-		sc.endSend(st)
-		return
-	}
-	for {
-		if err == nil && (n > 0 || dataEnd) {
-			err = sc.writeData(st, buf[:n], dataEnd)
-		}
-		if err != nil {
-			sc.resetStream(st, http2.ErrCodeInternal, err)
-			return
-		}
-		if dataEnd {
-			sc.endSend(st)
-			return
-		}
-		if rerr != nil {
-			break
-		}
-		n, rerr = body.Read(buf)
-		if rerr != nil && rerr != io.EOF {
-			sc.resetStream(st, http2.ErrCodeInternal, rerr)
-			return
-		}
-		dataEnd = rerr == io.EOF && !hasValues(resp.Trailer)
-	}
-	// The body ended with trailers.
-	sc.lock()
-	err = sc.writeHeaders(st.id, true, func(enc func(string, string)) { encodeHeader(resp.Trailer, enc) })
-	sc.unlock()
+	w.flush()
 	if err != nil {
 		sc.resetStream(st, http2.ErrCodeInternal, err)
 		return
