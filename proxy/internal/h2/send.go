@@ -55,6 +55,12 @@ func (w *sender) flush() {
 }
 
 func (w *sender) headers(end bool, fields func(enc func(name, value string))) error {
+	w.c.mu.Lock()
+	reset := w.s.reset
+	w.c.mu.Unlock()
+	if reset {
+		return errReset // the peer is done with the stream: nothing more is written on it
+	}
 	w.lock()
 	return w.c.writeHeaders(w.s.id, end, fields)
 }

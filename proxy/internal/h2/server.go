@@ -42,7 +42,8 @@ type serverConn struct {
 
 	// Under mu.
 	lastID    uint32 // highest stream opened by the client
-	active    int
+	active    int    // open streams
+	running   int    // handlers running: a reset stream's may outlive it
 	goingAway bool
 	idle      *time.Timer
 }
@@ -267,7 +268,9 @@ func (sc *serverConn) onHeaders(f *http2.MetaHeadersFrame) error {
 		sc.refuse(id, http2.ErrCodeRefusedStream)
 		return nil
 	}
-	if sc.active >= int(sc.srv.maxStreams()) {
+	if sc.active >= int(sc.srv.maxStreams()) || sc.running >= int(sc.srv.maxStreams()) {
+		// The second bound keeps a client that opens and resets streams
+		// quickly from piling up handlers.
 		sc.mu.Unlock()
 		sc.refuse(id, http2.ErrCodeRefusedStream)
 		return nil
@@ -295,6 +298,7 @@ func (sc *serverConn) onHeaders(f *http2.MetaHeadersFrame) error {
 	sc.mu.Lock()
 	sc.streams[id] = st
 	sc.active++
+	sc.running++
 	sc.idle.Stop()
 	sc.mu.Unlock()
 	sc.wg.Add(1)
@@ -354,6 +358,11 @@ func (sc *serverConn) streamClosed() {
 // handle runs the handler for one stream and writes its response.
 func (sc *serverConn) handle(st *stream, req *http.Request, cancel context.CancelFunc, truncated bool) {
 	defer sc.wg.Done()
+	defer func() {
+		sc.mu.Lock()
+		sc.running--
+		sc.mu.Unlock()
+	}()
 	defer cancel()
 	var resp *http.Response
 	var err error
