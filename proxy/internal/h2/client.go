@@ -38,7 +38,6 @@ type Client struct {
 	mu      sync.Mutex
 	conns   []*clientConn
 	dialing *dialCall
-	closed  bool
 }
 
 type dialCall struct {
@@ -120,10 +119,6 @@ func (c *Client) RoundTrip(r *http.Request) (*http.Response, error) {
 func (c *Client) get(ctx context.Context) (*clientConn, error) {
 	for {
 		c.mu.Lock()
-		if c.closed {
-			c.mu.Unlock()
-			return nil, errClosed
-		}
 		for _, cc := range c.conns {
 			if cc.take() {
 				c.mu.Unlock()

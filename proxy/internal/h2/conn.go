@@ -286,10 +286,9 @@ func (c *conn) reserve(s *stream, n int) (int, error) {
 	}
 }
 
-// writeData sends p as DATA frames on s within flow control, with
-// END_STREAM on the last when end. If the connection is locked (held) it
-// must have window for all of p; held is used for a small first DATA frame
-// written with the HEADERS.
+// writeData sends p as DATA frames on s within flow control, waiting for
+// window as needed, with END_STREAM on the last when end; wmu is taken per
+// frame, not held.
 func (c *conn) writeData(s *stream, p []byte, end bool) error {
 	if len(p) == 0 {
 		if !end {
