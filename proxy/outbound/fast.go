@@ -48,27 +48,14 @@ func (p *Proxy) serveH2(c *netx.Conn, info *netx.Info) {
 type h2Handler struct{ p *Proxy }
 
 func (h h2Handler) RoundTrip(r *http.Request) (*http.Response, error) {
-	p := h.p
-	info, _ := r.Context().Value(connKey{}).(*netx.Info)
-	if info == nil {
-		info = &netx.Info{}
+	req, err := h.p.route(r)
+	if err == nil {
+		var resp *http.Response
+		if resp, err = roundTripper(h).RoundTrip(req); err == nil {
+			return resp, nil
+		}
 	}
-	delete(r.Header, HeaderOrigProto)
-	cl := &call{}
-	ctx := r.Context()
-	prof, err := p.routeCall(ctx, cl, r.Host, info)
-	if err != nil {
-		return errorResponse(err), nil
-	}
-	cl.route = prof.Match(r)
-	r.RequestURI = ""
-	r.URL.Scheme = "http"
-	r.URL.Host = "upstream"
-	resp, err := roundTripper{p}.RoundTrip(r.WithContext(context.WithValue(ctx, callKey{}, cl)))
-	if err != nil {
-		return errorResponse(err), nil
-	}
-	return resp, nil
+	return errorResponse(err), nil
 }
 
 // errorResponse answers err as errorHandler does.

@@ -472,6 +472,17 @@ type call struct {
 
 // ServeHTTP routes one request.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	req, err := p.route(r)
+	if err != nil {
+		errorHandler(w, r, err)
+		return
+	}
+	p.rp.ServeHTTP(w, req)
+}
+
+// route decides where a served request goes and returns it ready for
+// roundTripper, its call in its context.
+func (p *Proxy) route(r *http.Request) (*http.Request, error) {
 	info, _ := r.Context().Value(connKey{}).(*netx.Info)
 	if info == nil {
 		info = &netx.Info{}
@@ -481,13 +492,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	prof, err := p.routeCall(ctx, cl, r.Host, info)
 	if err != nil {
-		errorHandler(w, r, err)
-		return
+		return nil, err
 	}
 	cl.route = prof.Match(r)
+	r.RequestURI = ""
 	r.URL.Scheme = "http"
 	r.URL.Host = "upstream"
-	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(ctx, callKey{}, cl)))
+	return r.WithContext(context.WithValue(ctx, callKey{}, cl)), nil
 }
 
 // routeCall decides where a request for host goes: the balanced endpoints

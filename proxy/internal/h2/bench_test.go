@@ -71,13 +71,18 @@ func TestSmoke(t *testing.T) {
 // BenchmarkRoundTrip is one request with a 1 KiB body and its 1 KiB
 // response through Client and Server on loopback.
 func BenchmarkRoundTrip(b *testing.B) {
-	cl := benchPair(b, benchEcho{})
+	benchExchanges(b, benchPair(b, benchEcho{}), "http://svc/p")
+}
+
+// benchExchanges sends 1 KiB POSTs to url through rt and reads each
+// response to the end.
+func benchExchanges(b *testing.B, rt http.RoundTripper, url string) {
 	body := bytes.Repeat([]byte("x"), 1024)
 	buf := make([]byte, 4096)
 	b.ReportAllocs()
 	for b.Loop() {
-		req, _ := http.NewRequest("POST", "http://svc/p", bytes.NewReader(body))
-		resp, err := cl.RoundTrip(req)
+		req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
+		resp, err := rt.RoundTrip(req)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -111,21 +116,5 @@ func BenchmarkRoundTripNetHTTP(b *testing.B) {
 	})}
 	go func() { _ = srv.Serve(l) }()
 	b.Cleanup(func() { _ = srv.Close() })
-	tr := &http.Transport{Protocols: &protos}
-	body := bytes.Repeat([]byte("x"), 1024)
-	buf := make([]byte, 4096)
-	b.ReportAllocs()
-	for b.Loop() {
-		req, _ := http.NewRequest("POST", "http://"+l.Addr().String()+"/p", bytes.NewReader(body))
-		resp, err := tr.RoundTrip(req)
-		if err != nil {
-			b.Fatal(err)
-		}
-		for {
-			if _, err := resp.Body.Read(buf); err != nil {
-				break
-			}
-		}
-		_ = resp.Body.Close()
-	}
+	benchExchanges(b, &http.Transport{Protocols: &protos}, "http://"+l.Addr().String()+"/p")
 }

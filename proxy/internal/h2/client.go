@@ -52,10 +52,7 @@ type clientConn struct {
 	nextID uint32 // under wmu
 
 	// Under mu.
-	active     int
 	maxStreams int
-	goingAway  bool
-	idle       *time.Timer
 	health     *time.Timer
 	pinging    bool
 
@@ -209,15 +206,7 @@ func (cc *clientConn) take() bool {
 
 // release gives back a stream slot.
 func (cc *clientConn) release() {
-	cc.mu.Lock()
-	cc.active--
-	idle := cc.active == 0
-	if idle {
-		cc.idle.Reset(cc.cl.idleTimeout())
-	}
-	closing := idle && cc.goingAway
-	cc.mu.Unlock()
-	if closing {
+	if cc.streamEnded(cc.cl.idleTimeout()) {
 		cc.close()
 	}
 }

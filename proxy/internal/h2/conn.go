@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -73,6 +74,23 @@ type conn struct {
 	peerFrame int   // peer's SETTINGS_MAX_FRAME_SIZE
 	recvConn  int64 // connection receive window left to the peer
 	ackConn   int64 // bytes consumed, not yet returned by WINDOW_UPDATE
+	active    int   // open streams (client: slots taken)
+	goingAway bool  // no new streams; close when the last ends
+	idle      *time.Timer
+}
+
+// streamEnded counts a stream out and restarts the idle timer when it was
+// the last; closing reports that the connection, going away, has no stream
+// left.
+func (c *conn) streamEnded(idleTimeout time.Duration) (closing bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.active--
+	if c.active > 0 {
+		return false
+	}
+	c.idle.Reset(idleTimeout)
+	return c.goingAway
 }
 
 type controlKind uint8
@@ -98,6 +116,7 @@ func (c *conn) init(nc net.Conn, br io.Reader) {
 	c.rfr.SetMaxReadFrameSize(maxFrame)
 	c.rfr.MaxHeaderListSize = maxHeaderList
 	c.rfr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	c.rfr.SetReuseFrames() // DATA is copied out before the next read
 	c.bw = bufio.NewWriterSize(nc, bufSize)
 	c.wfr = http2.NewFramer(c.bw, nil)
 	c.henc = hpack.NewEncoder(&c.hbuf)
@@ -709,9 +728,12 @@ func (c *conn) goAway(last uint32, err error) {
 // field or a bad content-length is an error.
 func headerOf(fields []hpack.HeaderField) (http.Header, int64, error) {
 	h := make(http.Header, len(fields))
+	// One backing array for the values: a field's first value takes a
+	// one-element slice of it instead of an allocation of its own.
+	vals := make([]string, len(fields))
 	cl := int64(-1)
 	var cookies []string
-	for _, f := range fields {
+	for i, f := range fields {
 		if strings.HasPrefix(f.Name, ":") {
 			continue
 		}
@@ -733,7 +755,12 @@ func headerOf(fields []hpack.HeaderField) (http.Header, int64, error) {
 			cl = n
 		}
 		k := canonical(f.Name)
-		h[k] = append(h[k], f.Value)
+		if vs, ok := h[k]; ok {
+			h[k] = append(vs, f.Value)
+		} else {
+			vals[i] = f.Value
+			h[k] = vals[i : i+1 : i+1]
+		}
 	}
 	if len(cookies) > 0 {
 		h["Cookie"] = []string{strings.Join(cookies, "; ")}

@@ -1277,33 +1277,13 @@ func testLargeHeaders(t *testing.T, e *env) {
 	readBody(t, wait, resp)
 }
 
-func testServerIdleTimeout(t *testing.T, e *env) {
-	// A stream in flight for longer than the idle timeout keeps the
-	// connection.
-	resp := e.roundTrip(t, e.newReq(t, t.Context(), "GET", "/sleep?900ms", nil))
-	wantStatus(t, resp, 200)
-	if b := readBody(t, wait, resp); string(b) != "head slept" {
-		t.Fatalf("body %q, want %q", b, "head slept")
-	}
-	select {
-	case <-e.serveDone:
-		t.Fatalf("the connection was closed for idleness with a stream in flight")
-	default:
-	}
-	start := time.Now()
-	e.waitServeDone(t, 5*time.Second, nil)
-	t.Logf("idle connection closed by the server after %v", time.Since(start))
-	time.Sleep(200 * time.Millisecond) // let the client see the GOAWAY and EOF
-	resp = e.roundTrip(t, e.newReq(t, t.Context(), "POST", "/echo", strings.NewReader("again")))
-	if b := readBody(t, wait, resp); string(b) != "again" {
-		t.Errorf("body %q", b)
-	}
-	if n := e.dials.Load(); n != 2 {
-		t.Errorf("%d dials, want 2", n)
-	}
-}
+func testServerIdleTimeout(t *testing.T, e *env) { testIdleTimeout(t, e, "server") }
+func testClientIdleTimeout(t *testing.T, e *env) { testIdleTimeout(t, e, "client") }
 
-func testClientIdleTimeout(t *testing.T, e *env) {
+// testIdleTimeout: a stream in flight for longer than the idle timeout
+// keeps the connection; once idle, the side with the short timeout (by)
+// closes it, and the next request dials again.
+func testIdleTimeout(t *testing.T, e *env, by string) {
 	resp := e.roundTrip(t, e.newReq(t, t.Context(), "GET", "/sleep?900ms", nil))
 	wantStatus(t, resp, 200)
 	if b := readBody(t, wait, resp); string(b) != "head slept" {
@@ -1316,7 +1296,10 @@ func testClientIdleTimeout(t *testing.T, e *env) {
 	}
 	start := time.Now()
 	e.waitServeDone(t, 5*time.Second, nil)
-	t.Logf("idle connection closed by the client after %v", time.Since(start))
+	t.Logf("idle connection closed by the %s after %v", by, time.Since(start))
+	if by == "server" {
+		time.Sleep(200 * time.Millisecond) // let the client see the GOAWAY and EOF
+	}
 	resp = e.roundTrip(t, e.newReq(t, t.Context(), "POST", "/echo", strings.NewReader("again")))
 	if b := readBody(t, wait, resp); string(b) != "again" {
 		t.Errorf("body %q", b)

@@ -41,11 +41,8 @@ type serverConn struct {
 	addr string
 
 	// Under mu.
-	lastID    uint32 // highest stream opened by the client
-	active    int    // open streams
-	running   int    // handlers running: a reset stream's may outlive it
-	goingAway bool
-	idle      *time.Timer
+	lastID  uint32 // highest stream opened by the client
+	running int    // handlers running: a reset stream's may outlive it
 }
 
 func (s *Server) maxStreams() uint32 {
@@ -292,7 +289,7 @@ func (sc *serverConn) onHeaders(f *http2.MetaHeadersFrame) error {
 		req.ContentLength = 0
 		st.recvEnd, st.rerr = true, io.EOF
 	} else {
-		req.Body = &reqBody{st: st}
+		req.Body = &reqBody{st: st, expect: strings.EqualFold(req.Header.Get("Expect"), "100-continue")}
 	}
 	st.rtrailer = &req.Trailer
 	sc.mu.Lock()
@@ -342,15 +339,7 @@ func (sc *serverConn) request(f *http2.MetaHeadersFrame) (*http.Request, error) 
 
 // streamClosed is a stream's onClose.
 func (sc *serverConn) streamClosed() {
-	sc.mu.Lock()
-	sc.active--
-	idle := sc.active == 0
-	if idle {
-		sc.idle.Reset(sc.srv.idleTimeout())
-	}
-	closing := idle && sc.goingAway
-	sc.mu.Unlock()
-	if closing {
+	if sc.streamEnded(sc.srv.idleTimeout()) {
 		go sc.closeFlushed()
 	}
 }
@@ -485,9 +474,24 @@ func hasValues(h http.Header) bool {
 }
 
 // reqBody is a request body.
-type reqBody struct{ st *stream }
+type reqBody struct {
+	st *stream
+	// expect: the client waits for 100 Continue before the body, sent at
+	// the handler's first read (as net/http does).
+	expect bool
+}
 
-func (b *reqBody) Read(p []byte) (int, error) { return b.st.read(p) }
+func (b *reqBody) Read(p []byte) (int, error) {
+	if b.expect {
+		b.expect = false
+		if b.st.wouldBlock() {
+			w := sender{c: b.st.c, s: b.st}
+			_ = w.headers(false, func(enc func(string, string)) { enc(":status", "100") })
+			w.flush()
+		}
+	}
+	return b.st.read(p)
+}
 func (b *reqBody) Close() error {
 	b.st.closeRead(false)
 	return nil

@@ -3,8 +3,10 @@ package h2
 import (
 	"bytes"
 	"context"
+	"io"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -93,5 +95,43 @@ func TestServerRapidReset(t *testing.T) {
 	}
 	if n := len(started); n != 0 {
 		t.Errorf("%d handlers started past the limit", n)
+	}
+}
+
+// TestServerExpectContinue: a client that waits for 100 Continue before
+// sending its body gets it when the handler starts reading, not after its
+// own timeout.
+func TestServerExpectContinue(t *testing.T) {
+	cl := &http.Client{Transport: &http.Transport{Protocols: h2cOnly(), ExpectContinueTimeout: 5 * time.Second}}
+	srv := &Server{Handler: benchEcho{}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _ = srv.ServeConn(context.Background(), c) }()
+		}
+	}()
+	defer srv.Shutdown()
+	req, _ := http.NewRequest(http.MethodPut, "http://"+ln.Addr().String()+"/up", strings.NewReader("payload"))
+	req.Header.Set("Expect", "100-continue")
+	start := time.Now()
+	resp, err := cl.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "payload" {
+		t.Errorf("body %q, want the request's", body)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("exchange took %v: the client waited out its 100-continue timeout", d)
 	}
 }
