@@ -68,3 +68,77 @@ func TestControlPlaneDownAndDrain(t *testing.T) {
 		t.Errorf("in-flight request during drain: %d %v", r.code, r.err)
 	}
 }
+
+// TestServerProxyDrainHTTP2: the server proxy drains the HTTP/2 connection
+// from the client proxy on shutdown. Requests in flight on it (an HTTP/1
+// request carried over HTTP/2, and an h2c one) complete; once it has gone,
+// a new request is answered with an error, not left hanging.
+func TestServerProxyDrainHTTP2(t *testing.T) {
+	m := newMesh(t)
+	arrived := make(chan struct{}, 4)
+	appAddr := startHandler(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			arrived <- struct{}{}
+			time.Sleep(400 * time.Millisecond)
+		}
+		io.WriteString(w, "ok")
+	}))
+	server := m.startProxy(t, serverID, appAddr, "127.0.0.1:1")
+	m.mu.Lock()
+	m.endpoints["web.test.svc.cluster.local:80"] = []*destinationv1.WeightedAddr{meshedAddr(server.InboundAddr().String(), serverID)}
+	m.mu.Unlock()
+	client := m.startProxy(t, clientID, "127.0.0.1:1", "10.255.255.1:80")
+	out := client.OutboundAddr().String()
+	clients := map[string]*http.Client{"HTTP/1 over h2": h1Client(out), "h2c": h2cClient(out)}
+	get := func(c *http.Client, path string) (int, error) {
+		resp, err := c.Get("http://web.test:80" + path)
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		if _, err := io.ReadAll(resp.Body); err != nil {
+			return 0, err
+		}
+		return resp.StatusCode, nil
+	}
+	for name, c := range clients {
+		if code, err := get(c, "/"); err != nil || code != 200 {
+			t.Fatalf("%s before: %d %v", name, code, err)
+		}
+	}
+	type result struct {
+		name string
+		code int
+		err  error
+	}
+	done := make(chan result, len(clients))
+	for name, c := range clients {
+		go func() { code, err := get(c, "/slow"); done <- result{name, code, err} }()
+	}
+	for range clients {
+		select {
+		case <-arrived:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the slow requests did not reach the app")
+		}
+	}
+	server.Shutdown()
+	for range clients {
+		r := <-done
+		if r.err != nil || r.code != 200 {
+			t.Errorf("%s in flight during the server proxy's drain: %d %v", r.name, r.code, r.err)
+		}
+	}
+	// The server proxy is gone: a new request fails fast with a proxy error.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		code, err := get(clients["h2c"], "/")
+		if err == nil && code >= 500 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the server proxy stopped: %d %v, want a 5xx from the client proxy", code, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
