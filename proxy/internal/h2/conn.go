@@ -257,7 +257,7 @@ func (c *conn) writeHeaders(id uint32, end bool, fields func(enc func(name, valu
 	}
 	c.hbuf.Reset()
 	fields(func(name, value string) {
-		_ = c.henc.WriteField(hpack.HeaderField{Name: name, Value: value})
+		_ = c.henc.WriteField(hpack.HeaderField{Name: name, Value: value, Sensitive: sensitive(name)})
 	})
 	c.mu.Lock()
 	max := c.peerFrame
@@ -281,6 +281,17 @@ func (c *conn) writeHeaders(id uint32, end bool, fields func(enc func(name, valu
 		}
 	}
 	return nil
+}
+
+// sensitive names the fields sent as never indexed (RFC 7541, 7.1):
+// credentials, since one connection carries the requests of every
+// application in the pod and a shared compression table could leak them.
+func sensitive(name string) bool {
+	switch name {
+	case "authorization", "proxy-authorization", "cookie", "set-cookie":
+		return true
+	}
+	return false
 }
 
 // reserve waits for send window for up to n bytes of DATA on s and takes
