@@ -2,7 +2,9 @@ package h2
 
 import (
 	"bytes"
+	"io"
 	"net"
+	"net/http"
 	"testing"
 
 	"golang.org/x/net/http2"
@@ -52,5 +54,55 @@ func TestHeadersSensitive(t *testing.T) {
 				t.Errorf("block %d: %s sensitive %v, want %v", i, hf.Name, hf.Sensitive, want)
 			}
 		}
+	}
+}
+
+// eagerBody is a body whose reads never block: 16 KiB chunks up to n bytes.
+type eagerBody struct {
+	n      int
+	onRead func()
+}
+
+func (b *eagerBody) WouldBlock() bool { return false }
+func (b *eagerBody) Read(p []byte) (int, error) {
+	b.onRead()
+	if b.n == 0 {
+		return 0, io.EOF
+	}
+	k := min(len(p), b.n)
+	b.n -= k
+	return k, nil
+}
+
+// TestSenderTakesTurns: a body that is always ready does not keep the
+// connection to itself: the sender lets go of it every maxHeld bytes.
+func TestSenderTakesTurns(t *testing.T) {
+	nc := &bufConn{}
+	var c conn
+	c.init(nc, bytes.NewReader(nil))
+	c.sendConn = 1 << 30
+	st := c.newStream(1)
+	st.sendWin = 1 << 30
+	w := sender{c: &c, s: st}
+	maxSeen, releases, wasLocked := 0, 0, false
+	body := &eagerBody{n: 1 << 20, onRead: func() {
+		maxSeen = max(maxSeen, w.held)
+		if wasLocked && !w.locked {
+			releases++
+		}
+		wasLocked = w.locked
+	}}
+	done, err := w.copyBody(body, make([]byte, maxFrame), false, 0, nil, func() http.Header { return nil }, false)
+	if err != nil || !done {
+		t.Fatalf("copyBody: done %v, %v", done, err)
+	}
+	if maxSeen > maxHeld {
+		t.Errorf("held the connection for %d bytes, want at most %d", maxSeen, maxHeld)
+	}
+	if want := (1 << 20) / maxHeld; releases < want-1 {
+		t.Errorf("let go of the connection %d times while sending 1 MiB, want about %d", releases, want)
+	}
+	if got := nc.out.Len(); got < 1<<20 {
+		t.Errorf("wrote %d bytes, want the 1 MiB body and its frame headers", got)
 	}
 }

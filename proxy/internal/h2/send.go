@@ -37,7 +37,12 @@ type sender struct {
 	c      *conn
 	s      *stream
 	locked bool
+	held   int // bytes written under the current hold of wmu
 }
+
+// maxHeld bounds what one sender writes before it lets the connection's
+// other streams (and its control frames) have a turn.
+const maxHeld = 64 << 10
 
 func (w *sender) lock() {
 	if !w.locked {
@@ -51,6 +56,7 @@ func (w *sender) flush() {
 	if w.locked {
 		w.c.unlock()
 		w.locked = false
+		w.held = 0
 	}
 }
 
@@ -75,7 +81,11 @@ func (w *sender) data(p []byte, end bool) error {
 		return w.c.writeData(w.s, p, end)
 	}
 	w.lock()
-	return w.c.dataLocked(w.s, p, end)
+	err := w.c.dataLocked(w.s, p, end)
+	if w.held += len(p); w.held >= maxHeld {
+		w.flush()
+	}
+	return err
 }
 
 // copyBody sends body: DATA, then trailer()'s fields or END_STREAM, and
