@@ -1,11 +1,12 @@
 // Command testapp is the workload of the end-to-end tests, one static binary
 // in the image localhost/conduit/testapp:
 //
-//	testapp serve [-addr :8080] [-tcp-addr :9000]  HTTP echo server (and TCP echo)
+//	testapp serve [-addr :8080] [-tcp-addr :9000] [-grpc-addr :9090]  HTTP echo server (and TCP, gRPC echo)
 //	testapp get [-H 'K: V']... [-n N] [-new-conn] [-expect-status C] URL
 //	testapp get -n 0 -until-eof -keep-going -summary URL  load generator
 //	testapp lookup NAME                           resolve NAME, print its addresses
 //	testapp tcp ADDR MESSAGE                      send MESSAGE, print what comes back
+//	testapp grpc [-n N] ADDR                      a full-duplex gRPC stream of N echoed messages
 //	testapp sleep                                 idle until SIGTERM (a client pod)
 //
 // The HTTP server answers every request with a JSON Echo: the pod that served
@@ -18,6 +19,12 @@
 // web tier in front of a server); with -drain D it answers on SIGTERM for D
 // more, /healthz failing, before shutting down, as an application behind a
 // Service should while the endpoints and load balancers catch up.
+//
+// The gRPC server (-grpc-addr) is grpc.testing.TestService echoing payloads;
+// it answers with its pod and the conduit-client-id it received in a
+// response header, and with a trailer. The grpc command checks all of it
+// over one full-duplex stream, each message echoed before the next is sent
+// (which hangs if a hop buffers), and an error status on a unary call.
 //
 // As a load generator, get sends requests until -duration has passed or
 // (-until-eof) its stdin is closed; -keep-going counts failures instead of

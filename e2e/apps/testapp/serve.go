@@ -138,6 +138,7 @@ func serveCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	addr := fs.String("addr", ":8080", "HTTP listen address")
 	tcpAddr := fs.String("tcp-addr", "", "TCP echo listen address (empty: none)")
+	grpcAddr := fs.String("grpc-addr", "", "gRPC echo (grpc.testing.TestService) listen address (empty: none)")
 	upstream := fs.String("upstream", "", "pass every request on to this base URL (http://server:8080) and answer with its echo inside ours")
 	drain := fs.Duration("drain", 0, "on SIGTERM, fail /healthz and keep serving this long before shutting down")
 	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || *drain < 0 {
@@ -157,7 +158,7 @@ func serveCmd(ctx context.Context, log *slog.Logger, args []string) error {
 		return fmt.Errorf("testapp: %w", err)
 	}
 	var wg sync.WaitGroup
-	errs := make(chan error, 2)
+	errs := make(chan error, 3)
 	// The TCP echo stops with ctx; the HTTP server, with -drain, only later.
 	if *tcpAddr != "" {
 		tl, err := net.Listen("tcp", *tcpAddr)
@@ -167,6 +168,19 @@ func serveCmd(ctx context.Context, log *slog.Logger, args []string) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); tcpEcho(ctx, tl, log) }()
 		log.Info("tcp echo listening", "addr", tl.Addr().String())
+	}
+	if *grpcAddr != "" {
+		gl, err := net.Listen("tcp", *grpcAddr)
+		if err != nil {
+			return fmt.Errorf("testapp: %w", err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := serveGRPC(ctx, gl, log); err != nil {
+				errs <- err
+			}
+		}()
 	}
 	go func() { errs <- srv.Serve(ln) }()
 	log.Info("http listening", "addr", ln.Addr().String(), "pod", podName(), "upstream", *upstream)

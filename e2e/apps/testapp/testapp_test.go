@@ -370,3 +370,32 @@ func TestServeDrain(t *testing.T) {
 		t.Error("still serving after the drain")
 	}
 }
+
+// TestGRPCEcho runs the grpc command against serve's gRPC echo: a
+// full-duplex stream of echoed messages with its trailer, and an error
+// status on a unary call.
+func TestGRPCEcho(t *testing.T) {
+	t.Setenv("POD_NAME", "grpc-0")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- serveGRPC(ctx, ln, slog.New(slog.DiscardHandler)) }()
+	var out bytes.Buffer
+	if err := grpcCmd(t.Context(), []string{"-n", "5", "-size", "70000", "-timeout", "10s", ln.Addr().String()}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.TrimSpace(out.String()), "5 ok pod=grpc-0 client-id="; got != want {
+		t.Errorf("output %q, want %q", got, want)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("serveGRPC after cancel: %v", err)
+	}
+	// Nothing listening: the command fails instead of hanging.
+	if err := grpcCmd(t.Context(), []string{"-timeout", "2s", ln.Addr().String()}, io.Discard); err == nil {
+		t.Error("grpc against a closed port succeeded")
+	}
+}
