@@ -285,7 +285,7 @@ func (cc *clientConn) roundTrip(r *http.Request, hasBody bool, small []byte) (*h
 	ctx := r.Context()
 	streaming := hasBody && small == nil
 	trailer := len(r.Trailer) > 0
-	st := &stream{c: &cc.conn, recvWin: streamWindow, readable: make(chan struct{}, 1), respc: make(chan *http.Response, 1), req: r}
+	st := &stream{c: &cc.conn, recvWin: streamWindow, readable: make(chan struct{}, 1), respc: make(chan *http.Response, 1), req: r, want: -1}
 	var stop func() bool // under cc.mu
 	st.onClose = func() {
 		cc.mu.Lock()
@@ -522,7 +522,11 @@ func (cc *clientConn) onHeaders(f *http2.MetaHeadersFrame) {
 			return
 		}
 		st.trailer = http.Header{}
-		if err := trailerOf(st.trailer, f.Fields); err != nil {
+		err := trailerOf(st.trailer, f.Fields)
+		if err == nil {
+			err = st.checkLength(true)
+		}
+		if err != nil {
 			cc.mu.Unlock()
 			cc.resetStream(st, http2.ErrCodeProtocol, err)
 			return
@@ -566,8 +570,19 @@ func (cc *clientConn) onHeaders(f *http2.MetaHeadersFrame) {
 		Request:       st.req,
 		Trailer:       declaredTrailer(h),
 	}
+	// A HEAD response, 204 and 304 have no body whatever their
+	// content-length says.
+	bodyless := st.req.Method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified
 	var done func()
 	cc.mu.Lock()
+	if !bodyless {
+		st.want = cl
+	}
+	if err := st.checkLength(f.StreamEnded()); err != nil {
+		cc.mu.Unlock()
+		cc.resetStream(st, http2.ErrCodeProtocol, err)
+		return
+	}
 	st.gotHead = true
 	st.rtrailer = &resp.Trailer
 	if f.StreamEnded() {

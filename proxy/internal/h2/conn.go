@@ -149,6 +149,8 @@ type stream struct {
 	discard  bool // the reader is gone: DATA is consumed on arrival
 	gotHead  bool
 	readable chan struct{} // capacity 1: data, trailers or an error arrived
+	want     int64         // the body's content-length, or -1
+	got      int64         // DATA bytes received (padding excluded)
 
 	// Set before the stream is shared.
 	abort   func()              // the peer reset the stream or the connection ended
@@ -158,7 +160,7 @@ type stream struct {
 }
 
 func (c *conn) newStream(id uint32) *stream {
-	return &stream{c: c, id: id, recvWin: streamWindow, sendWin: int64(c.peerInit), readable: make(chan struct{}, 1)}
+	return &stream{c: c, id: id, recvWin: streamWindow, sendWin: int64(c.peerInit), readable: make(chan struct{}, 1), want: -1}
 }
 
 func (s *stream) notify() {
@@ -564,6 +566,13 @@ func (c *conn) onData(f *http2.DataFrame) error {
 	}
 	s.recvWin -= n
 	data := f.Data()
+	s.got += int64(len(data))
+	if err := s.checkLength(f.StreamEnded()); err != nil {
+		c.ackConn += n
+		c.mu.Unlock()
+		c.resetStream(s, http2.ErrCodeProtocol, err)
+		return nil
+	}
 	if s.discard {
 		c.ackConn += n
 		s.ack += n
@@ -584,6 +593,21 @@ func (c *conn) onData(f *http2.DataFrame) error {
 	c.sendWindow(s.id, ws, wc)
 	if done != nil {
 		done()
+	}
+	return nil
+}
+
+// checkLength holds the body to its content-length (RFC 9113, 8.1.1): a
+// body that ran past it, or ended short of it, is malformed; passed on, it
+// would desync an HTTP/1.1 connection framed by that length. c.mu is held.
+func (s *stream) checkLength(end bool) error {
+	switch {
+	case s.want < 0:
+		return nil
+	case s.got > s.want:
+		return fmt.Errorf("h2: body longer than its content-length %d", s.want)
+	case end && s.got != s.want:
+		return fmt.Errorf("h2: body of %d bytes ended short of its content-length %d", s.got, s.want)
 	}
 	return nil
 }

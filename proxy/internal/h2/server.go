@@ -242,6 +242,9 @@ func (sc *serverConn) onHeaders(f *http2.MetaHeadersFrame) error {
 		}
 		st.trailer = http.Header{}
 		err := trailerOf(st.trailer, f.Fields)
+		if err == nil {
+			err = st.checkLength(true)
+		}
 		if err != nil {
 			sc.mu.Unlock()
 			sc.resetStream(st, http2.ErrCodeProtocol, err)
@@ -285,10 +288,15 @@ func (sc *serverConn) onHeaders(f *http2.MetaHeadersFrame) error {
 	st.abort = cancel
 	st.onClose = sc.streamClosed
 	if f.StreamEnded() {
+		if req.ContentLength > 0 {
+			sc.refuse(id, http2.ErrCodeProtocol) // a length with no body: malformed
+			return nil
+		}
 		req.Body = http.NoBody
 		req.ContentLength = 0
 		st.recvEnd, st.rerr = true, io.EOF
 	} else {
+		st.want = req.ContentLength
 		req.Body = &reqBody{st: st, expect: strings.EqualFold(req.Header.Get("Expect"), "100-continue")}
 	}
 	st.rtrailer = &req.Trailer

@@ -1,0 +1,159 @@
+package h2
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// lengthCases are bodies against their declared content-length.
+var lengthCases = []struct {
+	name     string
+	declared int
+	body     string
+	ok       bool
+}{
+	{"exact", 5, "01234", true},
+	{"longer than declared", 5, "0123456789", false},
+	{"shorter than declared", 10, "01234", false},
+}
+
+// headerBlock encodes fields as one header block.
+func headerBlock(fields ...string) []byte {
+	var buf bytes.Buffer
+	enc := hpack.NewEncoder(&buf)
+	for i := 0; i+1 < len(fields); i += 2 {
+		_ = enc.WriteField(hpack.HeaderField{Name: fields[i], Value: fields[i+1]})
+	}
+	return buf.Bytes()
+}
+
+// TestServerContentLength: a request body that does not match its
+// content-length reaches the handler as a read error, and the stream is
+// reset with PROTOCOL_ERROR; a matching one is read whole.
+func TestServerContentLength(t *testing.T) {
+	for _, tc := range lengthCases {
+		t.Run(tc.name, func(t *testing.T) {
+			read := make(chan error, 1)
+			srv := &Server{Handler: rtFunc(func(r *http.Request) (*http.Response, error) {
+				b, err := io.ReadAll(r.Body)
+				if err == nil && string(b) != tc.body {
+					err = io.ErrUnexpectedEOF
+				}
+				read <- err
+				return &http.Response{StatusCode: 200, Body: http.NoBody}, nil
+			})}
+			cc, sc := net.Pipe()
+			defer cc.Close()
+			go func() { _ = srv.ServeConn(context.Background(), sc) }()
+			_ = cc.SetDeadline(time.Now().Add(10 * time.Second))
+			fr := http2.NewFramer(cc, cc)
+			resets := make(chan http2.ErrCode, 4)
+			go func() {
+				for {
+					f, err := fr.ReadFrame()
+					if err != nil {
+						close(resets)
+						return
+					}
+					if rst, ok := f.(*http2.RSTStreamFrame); ok {
+						resets <- rst.ErrCode
+					}
+				}
+			}()
+			_, _ = cc.Write([]byte(http2.ClientPreface))
+			_ = fr.WriteSettings()
+			_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndHeaders: true, BlockFragment: headerBlock(
+				":method", "POST", ":scheme", "http", ":authority", "x", ":path", "/", "content-length", strconv.Itoa(tc.declared))})
+			_ = fr.WriteData(1, true, []byte(tc.body))
+			select {
+			case err := <-read:
+				if (err == nil) != tc.ok {
+					t.Fatalf("handler read error %v, want ok=%v", err, tc.ok)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("handler did not finish reading")
+			}
+			if tc.ok {
+				return
+			}
+			select {
+			case code := <-resets:
+				if code != http2.ErrCodeProtocol {
+					t.Errorf("RST_STREAM %v, want PROTOCOL_ERROR", code)
+				}
+			case <-time.After(5 * time.Second):
+				t.Error("no RST_STREAM for the malformed body")
+			}
+		})
+	}
+}
+
+// TestClientContentLength: a response body that does not match its
+// content-length ends in a read error, not in more or fewer bytes than
+// declared (an HTTP/1.1 client framed by that length would desync).
+func TestClientContentLength(t *testing.T) {
+	for _, tc := range lengthCases {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0") // buffered, unlike net.Pipe: both ends write first
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				// A scripted server: preface and SETTINGS read, the response
+				// written as soon as the request's HEADERS arrive.
+				sc, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				defer sc.Close()
+				_ = sc.SetDeadline(time.Now().Add(10 * time.Second))
+				pre := make([]byte, len(http2.ClientPreface))
+				if _, err := io.ReadFull(sc, pre); err != nil {
+					return
+				}
+				fr := http2.NewFramer(sc, sc)
+				_ = fr.WriteSettings()
+				for {
+					f, err := fr.ReadFrame()
+					if err != nil {
+						return
+					}
+					if h, ok := f.(*http2.HeadersFrame); ok {
+						_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: h.StreamID, EndHeaders: true,
+							BlockFragment: headerBlock(":status", "200", "content-length", strconv.Itoa(tc.declared))})
+						_ = fr.WriteData(h.StreamID, true, []byte(tc.body))
+					}
+				}
+			}()
+			cl := &Client{Dial: func(ctx context.Context) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, "tcp", ln.Addr().String())
+			}}
+			defer cl.CloseIdle()
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://x/", nil)
+			resp, err := cl.RoundTrip(req)
+			if err == nil {
+				var b []byte
+				b, err = io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err == nil && string(b) != tc.body {
+					t.Fatalf("read %q, want %q", b, tc.body)
+				}
+			}
+			if (err == nil) != tc.ok {
+				t.Fatalf("error %v, want ok=%v", err, tc.ok)
+			}
+		})
+	}
+}
