@@ -157,3 +157,60 @@ func TestClientContentLength(t *testing.T) {
 		})
 	}
 }
+
+// TestServerRefusesMalformedRequests: request heads the server does not
+// take are reset with PROTOCOL_ERROR before any handler runs.
+func TestServerRefusesMalformedRequests(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		fields []string
+	}{
+		{"no :path", []string{":method", "GET", ":scheme", "http", ":authority", "x"}},
+		{"absolute :path", []string{":method", "GET", ":scheme", "http", ":authority", "x", ":path", "http://evil/x"}},
+		{"asterisk for GET", []string{":method", "GET", ":scheme", "http", ":authority", "x", ":path", "*"}},
+		{"CONNECT", []string{":method", "CONNECT", ":authority", "x:443"}},
+		{"connection-specific field", []string{":method", "GET", ":scheme", "http", ":authority", "x", ":path", "/", "connection", "close"}},
+		{"te other than trailers", []string{":method", "GET", ":scheme", "http", ":authority", "x", ":path", "/", "te", "gzip"}},
+		{"length without a body", []string{":method", "GET", ":scheme", "http", ":authority", "x", ":path", "/", "content-length", "3"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			called := make(chan struct{}, 1)
+			srv := &Server{Handler: rtFunc(func(r *http.Request) (*http.Response, error) {
+				called <- struct{}{}
+				return &http.Response{StatusCode: 200, Body: http.NoBody}, nil
+			})}
+			cc, sc := net.Pipe()
+			defer cc.Close()
+			go func() { _ = srv.ServeConn(context.Background(), sc) }()
+			_ = cc.SetDeadline(time.Now().Add(10 * time.Second))
+			fr := http2.NewFramer(cc, cc)
+			resets := make(chan http2.ErrCode, 4)
+			go func() {
+				for {
+					f, err := fr.ReadFrame()
+					if err != nil {
+						close(resets)
+						return
+					}
+					if rst, ok := f.(*http2.RSTStreamFrame); ok {
+						resets <- rst.ErrCode
+					}
+				}
+			}()
+			_, _ = cc.Write([]byte(http2.ClientPreface))
+			_ = fr.WriteSettings()
+			_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndHeaders: true, EndStream: true, BlockFragment: headerBlock(tc.fields...)})
+			select {
+			case code, ok := <-resets:
+				if !ok || code != http2.ErrCodeProtocol {
+					t.Errorf("RST_STREAM %v (open %v), want PROTOCOL_ERROR", code, ok)
+				}
+			case <-time.After(5 * time.Second):
+				t.Error("no RST_STREAM")
+			}
+			if len(called) > 0 {
+				t.Error("the handler ran")
+			}
+		})
+	}
+}

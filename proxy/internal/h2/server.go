@@ -318,6 +318,9 @@ func (sc *serverConn) request(f *http2.MetaHeadersFrame) (*http.Request, error) 
 	if method == "" || method == http.MethodConnect || f.PseudoValue("protocol") != "" || path == "" || scheme == "" {
 		return nil, errors.New("h2: unsupported or incomplete request pseudo-headers")
 	}
+	if path[0] != '/' && (path != "*" || method != http.MethodOptions) {
+		return nil, fmt.Errorf("h2: :path %q is not origin-form", path) // RFC 9113, 8.3.1
+	}
 	h, cl, err := headerOf(f.Fields)
 	if err != nil {
 		return nil, err
