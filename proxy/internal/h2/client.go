@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -56,7 +55,8 @@ type clientConn struct {
 	health     *time.Timer
 	pinging    bool
 
-	lastRead atomic.Int64 // UnixNano of the last frame read
+	seen       uint64    // conn.frames at the last health check
+	quietSince time.Time // when conn.frames last moved
 }
 
 func (c *Client) idleTimeout() time.Duration {
@@ -166,7 +166,7 @@ func (c *Client) dial(ctx context.Context) (*clientConn, error) {
 	}
 	cc := &clientConn{cl: c, nextID: 1, maxStreams: 100}
 	cc.init(nc, bufio.NewReaderSize(nc, bufSize))
-	cc.lastRead.Store(time.Now().UnixNano())
+	cc.quietSince = time.Now()
 	cc.lock()
 	_, cc.werr = cc.bw.WriteString(http2.ClientPreface)
 	if cc.werr == nil {
@@ -228,12 +228,17 @@ func (cc *clientConn) idleExpired() {
 // a peer gone without a FIN must not hold requests until TCP gives up.
 func (cc *clientConn) checkHealth() {
 	timeout := cc.cl.pingTimeout()
-	quiet := time.Since(time.Unix(0, cc.lastRead.Load()))
+	now := time.Now()
 	cc.mu.Lock()
 	if cc.err != nil {
 		cc.mu.Unlock()
 		return
 	}
+	// A frame counter rather than a clock read per frame on the hot path.
+	if n := cc.frames.Load(); n != cc.seen {
+		cc.seen, cc.quietSince = n, now
+	}
+	quiet := now.Sub(cc.quietSince)
 	var ping, dead bool
 	switch {
 	case cc.active == 0 || quiet < timeout:
@@ -428,8 +433,8 @@ func (cc *clientConn) sendBody(st *stream, r *http.Request) {
 
 // readLoop reads the connection's frames until it fails.
 func (cc *clientConn) readLoop() {
-	err := cc.read()
-	cc.fail(err)
+	err := cc.readFrames(cc)
+	cc.fail(prefixed(err))
 	cc.cl.forget(cc)
 	cc.mu.Lock()
 	cc.idle.Stop()
@@ -437,74 +442,20 @@ func (cc *clientConn) readLoop() {
 	cc.mu.Unlock()
 }
 
-func (cc *clientConn) read() error {
-	first := true
-	for {
-		f, err := cc.rfr.ReadFrame()
-		cc.lastRead.Store(time.Now().UnixNano())
-		if err != nil {
-			var se http2.StreamError
-			if errors.As(err, &se) {
-				cc.streamError(se.StreamID, se.Code, err)
-				continue
-			}
-			var ce http2.ConnectionError
-			if errors.As(err, &ce) {
-				cc.goAway(0, err)
-			}
-			return fmt.Errorf("h2: read: %w", err)
-		}
-		if first {
-			if sf, ok := f.(*http2.SettingsFrame); !ok || sf.IsAck() {
-				cc.goAway(0, http2.ConnectionError(http2.ErrCodeProtocol))
-				return errors.New("h2: server did not start with SETTINGS")
-			}
-			first = false
-		}
-		switch f := f.(type) {
-		case *http2.MetaHeadersFrame:
-			cc.onHeaders(f)
-		case *http2.DataFrame:
-			err = cc.onData(f)
-		case *http2.SettingsFrame:
-			err = cc.onSettings(f, func(s http2.Setting) {
-				if s.ID == http2.SettingMaxConcurrentStreams {
-					cc.maxStreams = int(min(s.Val, 1<<20))
-				}
-			})
-		case *http2.WindowUpdateFrame:
-			err = cc.onWindowUpdate(f)
-		case *http2.PingFrame:
-			if !f.IsAck() {
-				cc.queue(control{kind: ctlPingAck, ping: f.Data})
-			}
-		case *http2.RSTStreamFrame:
-			cc.onReset(f)
-		case *http2.GoAwayFrame:
-			cc.onGoAway(f)
-		case *http2.PushPromiseFrame:
-			err = http2.ConnectionError(http2.ErrCodeProtocol)
-		}
-		if err != nil {
-			cc.goAway(0, err)
-			return fmt.Errorf("h2: %w", err)
-		}
+// The client's side of the reader loop (see side).
+
+func (cc *clientConn) lastStream() uint32 { return 0 }
+func (cc *clientConn) sawStream(uint32)   {}
+
+func (cc *clientConn) setting(s http2.Setting) {
+	if s.ID == http2.SettingMaxConcurrentStreams {
+		cc.maxStreams = int(min(s.Val, 1<<20))
 	}
 }
 
-// streamError resets a stream whose frame was invalid.
-func (cc *clientConn) streamError(id uint32, code http2.ErrCode, err error) {
-	cc.mu.Lock()
-	st := cc.streams[id]
-	cc.mu.Unlock()
-	if st != nil {
-		cc.resetStream(st, code, err)
-		return
-	}
-	cc.queue(control{kind: ctlReset, id: id, val: uint32(code)})
-}
-
-func (cc *clientConn) onHeaders(f *http2.MetaHeadersFrame) {
+// onHeaders takes a response head or its trailers; what is wrong with
+// them resets the stream, never the connection.
+func (cc *clientConn) onHeaders(f *http2.MetaHeadersFrame) error {
 	cc.mu.Lock()
 	st := cc.streams[f.StreamID]
 	if st == nil || st.recvEnd {
@@ -512,14 +463,14 @@ func (cc *clientConn) onHeaders(f *http2.MetaHeadersFrame) {
 		if st != nil {
 			cc.resetStream(st, http2.ErrCodeStreamClosed, errReset)
 		}
-		return
+		return nil
 	}
 	if st.gotHead {
 		// Trailers.
 		if !f.StreamEnded() {
 			cc.mu.Unlock()
 			cc.resetStream(st, http2.ErrCodeProtocol, errors.New("h2: trailers without END_STREAM"))
-			return
+			return nil
 		}
 		st.trailer = http.Header{}
 		err := trailerOf(st.trailer, f.Fields)
@@ -529,7 +480,7 @@ func (cc *clientConn) onHeaders(f *http2.MetaHeadersFrame) {
 		if err != nil {
 			cc.mu.Unlock()
 			cc.resetStream(st, http2.ErrCodeProtocol, err)
-			return
+			return nil
 		}
 		st.endRecv(io.EOF)
 		done := cc.maybeClose(st)
@@ -537,28 +488,28 @@ func (cc *clientConn) onHeaders(f *http2.MetaHeadersFrame) {
 		if done != nil {
 			done()
 		}
-		return
+		return nil
 	}
 	cc.mu.Unlock()
 	code, err := strconv.Atoi(f.PseudoValue("status"))
 	if err != nil || code < 100 || code > 999 || code == http.StatusSwitchingProtocols {
 		cc.resetStream(st, http2.ErrCodeProtocol, fmt.Errorf("h2: bad :status %q", f.PseudoValue("status")))
-		return
+		return nil
 	}
 	if code < 200 {
 		if f.StreamEnded() {
 			cc.resetStream(st, http2.ErrCodeProtocol, errors.New("h2: informational response ends the stream"))
 		}
-		return // 100 Continue, 103 Early Hints: not passed on
+		return nil // 100 Continue, 103 Early Hints: not passed on
 	}
 	h, cl, err := headerOf(f.Fields)
 	if err != nil {
 		cc.resetStream(st, http2.ErrCodeProtocol, err)
-		return
+		return nil
 	}
 	if f.Truncated {
 		cc.resetStream(st, http2.ErrCodeProtocol, errors.New("h2: response header list too large"))
-		return
+		return nil
 	}
 	resp := &http.Response{
 		Status:        statusString(code) + " " + http.StatusText(code),
@@ -581,7 +532,7 @@ func (cc *clientConn) onHeaders(f *http2.MetaHeadersFrame) {
 	if err := st.checkLength(f.StreamEnded()); err != nil {
 		cc.mu.Unlock()
 		cc.resetStream(st, http2.ErrCodeProtocol, err)
-		return
+		return nil
 	}
 	st.gotHead = true
 	st.rtrailer = &resp.Trailer
@@ -600,6 +551,7 @@ func (cc *clientConn) onHeaders(f *http2.MetaHeadersFrame) {
 	if done != nil {
 		done()
 	}
+	return nil
 }
 
 // onGoAway stops new streams; those above the last one the server will

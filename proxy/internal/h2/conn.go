@@ -68,14 +68,15 @@ type conn struct {
 	mu        sync.Mutex
 	sendCond  sync.Cond // flow-control window grew, or the connection closed
 	streams   map[uint32]*stream
-	err       error // set once the connection is finished
-	sendConn  int64 // connection send window
-	peerInit  int32 // peer's SETTINGS_INITIAL_WINDOW_SIZE
-	peerFrame int   // peer's SETTINGS_MAX_FRAME_SIZE
-	recvConn  int64 // connection receive window left to the peer
-	ackConn   int64 // bytes consumed, not yet returned by WINDOW_UPDATE
-	active    int   // open streams (client: slots taken)
-	goingAway bool  // no new streams; close when the last ends
+	err       error         // set once the connection is finished
+	sendConn  int64         // connection send window
+	peerInit  int32         // peer's SETTINGS_INITIAL_WINDOW_SIZE
+	peerFrame int           // peer's SETTINGS_MAX_FRAME_SIZE
+	recvConn  int64         // connection receive window left to the peer
+	ackConn   int64         // bytes consumed, not yet returned by WINDOW_UPDATE
+	frames    atomic.Uint64 // frames read, for the client's health check
+	active    int           // open streams (client: slots taken)
+	goingAway bool          // no new streams; close when the last ends
 	idle      *time.Timer
 }
 
@@ -743,6 +744,92 @@ func (c *conn) fail(err error) {
 	for _, f := range done {
 		f()
 	}
+}
+
+// side is what the two ends' reader loops do differently.
+type side interface {
+	// onHeaders takes a header block: a request, a response or trailers.
+	onHeaders(*http2.MetaHeadersFrame) error
+	onGoAway(*http2.GoAwayFrame)
+	// setting applies one of the peer's settings; c.mu is held.
+	setting(http2.Setting)
+	// lastStream is what our GOAWAY names: the highest stream the peer
+	// opened (0 on a client).
+	lastStream() uint32
+	// sawStream notes a stream the peer opened with a frame rejected as a
+	// stream error.
+	sawStream(id uint32)
+}
+
+// readFrames is both ends' reader loop. It handles what the ends do
+// alike, passes the rest to sd, and returns the error that ended the
+// connection; a connection error has been answered with GOAWAY.
+func (c *conn) readFrames(sd side) error {
+	first := true
+	for {
+		f, err := c.rfr.ReadFrame()
+		c.frames.Add(1)
+		if err != nil {
+			var se http2.StreamError
+			if errors.As(err, &se) {
+				sd.sawStream(se.StreamID)
+				c.streamError(se.StreamID, se.Code, err)
+				continue
+			}
+			return c.connError(sd, err)
+		}
+		if first {
+			if sf, ok := f.(*http2.SettingsFrame); !ok || sf.IsAck() {
+				return c.connError(sd, fmt.Errorf("h2: the peer did not start with SETTINGS: %w", http2.ConnectionError(http2.ErrCodeProtocol)))
+			}
+			first = false
+		}
+		switch f := f.(type) {
+		case *http2.MetaHeadersFrame:
+			err = sd.onHeaders(f)
+		case *http2.DataFrame:
+			err = c.onData(f)
+		case *http2.SettingsFrame:
+			err = c.onSettings(f, sd.setting)
+		case *http2.WindowUpdateFrame:
+			err = c.onWindowUpdate(f)
+		case *http2.PingFrame:
+			if !f.IsAck() {
+				c.queue(control{kind: ctlPingAck, ping: f.Data})
+			}
+		case *http2.RSTStreamFrame:
+			c.onReset(f)
+		case *http2.GoAwayFrame:
+			sd.onGoAway(f)
+		case *http2.PushPromiseFrame:
+			err = http2.ConnectionError(http2.ErrCodeProtocol) // neither end enables push
+		}
+		if err != nil {
+			return c.connError(sd, err)
+		}
+	}
+}
+
+// connError answers a connection error with GOAWAY and returns it.
+func (c *conn) connError(sd side, err error) error {
+	var ce http2.ConnectionError
+	if errors.As(err, &ce) {
+		c.goAway(sd.lastStream(), err)
+	}
+	return err
+}
+
+// streamError resets the stream of a frame rejected as a stream error: an
+// open one ends for its reader and writer too.
+func (c *conn) streamError(id uint32, code http2.ErrCode, err error) {
+	c.mu.Lock()
+	s := c.streams[id]
+	c.mu.Unlock()
+	if s != nil {
+		c.resetStream(s, code, err)
+		return
+	}
+	c.queue(control{kind: ctlReset, id: id, val: uint32(code)})
 }
 
 // goAway queues GOAWAY with the error's code.

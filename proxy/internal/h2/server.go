@@ -101,7 +101,7 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
 		sc.shutdown()
 	}
 
-	err := sc.serve()
+	err := sc.readFrames(sc)
 	sc.mu.Lock()
 	graceful := sc.goingAway
 	sc.idle.Stop()
@@ -165,64 +165,23 @@ func (sc *serverConn) idleExpired() {
 	}
 }
 
-// serve is the reader loop.
-func (sc *serverConn) serve() error {
-	first := true
-	for {
-		f, err := sc.rfr.ReadFrame()
-		if err != nil {
-			var se http2.StreamError
-			if errors.As(err, &se) {
-				sc.mu.Lock()
-				if se.StreamID > sc.lastID && se.StreamID%2 == 1 {
-					sc.lastID = se.StreamID
-				}
-				sc.mu.Unlock()
-				sc.refuse(se.StreamID, se.Code)
-				continue
-			}
-			return sc.connError(err)
-		}
-		if first {
-			if sf, ok := f.(*http2.SettingsFrame); !ok || sf.IsAck() {
-				return sc.connError(http2.ConnectionError(http2.ErrCodeProtocol))
-			}
-			first = false
-		}
-		switch f := f.(type) {
-		case *http2.MetaHeadersFrame:
-			err = sc.onHeaders(f)
-		case *http2.DataFrame:
-			err = sc.onData(f)
-		case *http2.SettingsFrame:
-			err = sc.onSettings(f, nil)
-		case *http2.WindowUpdateFrame:
-			err = sc.onWindowUpdate(f)
-		case *http2.PingFrame:
-			if !f.IsAck() {
-				sc.queue(control{kind: ctlPingAck, ping: f.Data})
-			}
-		case *http2.RSTStreamFrame:
-			sc.onReset(f)
-		case *http2.PushPromiseFrame:
-			err = http2.ConnectionError(http2.ErrCodeProtocol)
-		}
-		if err != nil {
-			return sc.connError(err)
-		}
-	}
+// The server's side of the reader loop (see side).
+
+func (sc *serverConn) onGoAway(*http2.GoAwayFrame) {} // a client's GOAWAY: its streams go on
+func (sc *serverConn) setting(http2.Setting)       {}
+
+func (sc *serverConn) lastStream() uint32 {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	return sc.lastID
 }
 
-// connError answers a connection error with GOAWAY and returns it.
-func (sc *serverConn) connError(err error) error {
-	var ce http2.ConnectionError
-	if errors.As(err, &ce) {
-		sc.mu.Lock()
-		last := sc.lastID
-		sc.mu.Unlock()
-		sc.goAway(last, err)
+func (sc *serverConn) sawStream(id uint32) {
+	sc.mu.Lock()
+	if id > sc.lastID && id%2 == 1 {
+		sc.lastID = id
 	}
-	return err
+	sc.mu.Unlock()
 }
 
 func (sc *serverConn) refuse(id uint32, code http2.ErrCode) {

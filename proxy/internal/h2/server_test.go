@@ -1,7 +1,6 @@
 package h2
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net"
@@ -11,7 +10,6 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
 )
 
 // TestServerRapidReset: a client that opens streams and resets them at
@@ -27,42 +25,11 @@ func TestServerRapidReset(t *testing.T) {
 		return nil, r.Context().Err()
 	})}
 	defer close(release)
-	cc, sc := net.Pipe()
-	defer cc.Close()
-	go func() { _ = srv.ServeConn(context.Background(), sc) }()
-	_ = cc.SetDeadline(time.Now().Add(10 * time.Second))
-
-	fr := http2.NewFramer(cc, cc)
-	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-	// net.Pipe is synchronous: read the server's frames concurrently.
-	refused := make(chan uint32, 100)
-	go func() {
-		for {
-			f, err := fr.ReadFrame()
-			if err != nil {
-				close(refused)
-				return
-			}
-			if rst, ok := f.(*http2.RSTStreamFrame); ok && rst.ErrCode == http2.ErrCodeRefusedStream {
-				refused <- rst.StreamID
-			}
-		}
-	}()
-	if _, err := cc.Write([]byte(http2.ClientPreface)); err != nil {
-		t.Fatal(err)
-	}
-	if err := fr.WriteSettings(); err != nil {
-		t.Fatal(err)
-	}
-	var hbuf bytes.Buffer
-	enc := hpack.NewEncoder(&hbuf)
+	fr, resets := rawClient(t, srv)
 	for i := range 2 * max {
 		id := uint32(2*i + 1)
-		hbuf.Reset()
-		for _, f := range [][2]string{{":method", "GET"}, {":scheme", "http"}, {":authority", "x"}, {":path", "/"}} {
-			_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
-		}
-		if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hbuf.Bytes(), EndStream: true, EndHeaders: true}); err != nil {
+		if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, EndStream: true, EndHeaders: true,
+			BlockFragment: headerBlock(":method", "GET", ":scheme", "http", ":authority", "x", ":path", "/")}); err != nil {
 			t.Fatal(err)
 		}
 		if i < max {
@@ -79,11 +46,13 @@ func TestServerRapidReset(t *testing.T) {
 	var got []uint32
 	for len(got) < max {
 		select {
-		case id, ok := <-refused:
+		case rst, ok := <-resets:
 			if !ok {
 				t.Fatalf("connection ended; refused %v", got)
 			}
-			got = append(got, id)
+			if rst.code == http2.ErrCodeRefusedStream {
+				got = append(got, rst.id)
+			}
 		case <-time.After(5 * time.Second):
 			t.Fatalf("refused streams %v, want the last %d", got, max)
 		}
@@ -96,6 +65,84 @@ func TestServerRapidReset(t *testing.T) {
 	if n := len(started); n != 0 {
 		t.Errorf("%d handlers started past the limit", n)
 	}
+}
+
+// rstFrame is an RST_STREAM the server sent.
+type rstFrame struct {
+	id   uint32
+	code http2.ErrCode
+}
+
+// rawClient serves srv on one end of a pipe and returns a framer on the
+// other, the preface and SETTINGS sent. The server's RST_STREAM frames
+// arrive on resets (read concurrently, net.Pipe being synchronous), which
+// is closed when the connection ends.
+func rawClient(t *testing.T, srv *Server) (*http2.Framer, <-chan rstFrame) {
+	t.Helper()
+	cc, sc := net.Pipe()
+	t.Cleanup(func() { cc.Close() })
+	go func() { _ = srv.ServeConn(context.Background(), sc) }()
+	_ = cc.SetDeadline(time.Now().Add(10 * time.Second))
+	fr := http2.NewFramer(cc, cc)
+	resets := make(chan rstFrame, 100)
+	go func() {
+		defer close(resets)
+		for {
+			f, err := fr.ReadFrame()
+			if err != nil {
+				return
+			}
+			if rst, ok := f.(*http2.RSTStreamFrame); ok {
+				resets <- rstFrame{rst.StreamID, rst.ErrCode}
+			}
+		}
+	}()
+	if _, err := cc.Write([]byte(http2.ClientPreface)); err != nil {
+		t.Fatal(err)
+	}
+	if err := fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	return fr, resets
+}
+
+// wantReset waits for an RST_STREAM with code.
+func wantReset(t *testing.T, resets <-chan rstFrame, code http2.ErrCode) {
+	t.Helper()
+	select {
+	case rst, ok := <-resets:
+		if !ok || rst.code != code {
+			t.Errorf("RST_STREAM %v (connection open %v), want %v", rst.code, ok, code)
+		}
+	case <-time.After(5 * time.Second):
+		t.Errorf("no RST_STREAM, want %v", code)
+	}
+}
+
+// TestServerStreamErrorEndsBody: trailers the framer rejects (a field name
+// that is not lowercase) reset the stream, and the handler reading its
+// body gets an error instead of waiting for a body that will not come.
+func TestServerStreamErrorEndsBody(t *testing.T) {
+	read := make(chan error, 1)
+	srv := &Server{Handler: rtFunc(func(r *http.Request) (*http.Response, error) {
+		_, err := io.ReadAll(r.Body)
+		read <- err
+		return &http.Response{StatusCode: 200, Body: http.NoBody}, nil
+	})}
+	fr, resets := rawClient(t, srv)
+	_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndHeaders: true,
+		BlockFragment: headerBlock(":method", "POST", ":scheme", "http", ":authority", "x", ":path", "/")})
+	_ = fr.WriteData(1, false, []byte("abc"))
+	_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndHeaders: true, EndStream: true, BlockFragment: headerBlock("Bad-Name", "x")})
+	select {
+	case err := <-read:
+		if err == nil {
+			t.Error("the handler read the body to EOF across a rejected trailer")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the handler's body read is still waiting")
+	}
+	wantReset(t, resets, http2.ErrCodeProtocol)
 }
 
 // TestServerExpectContinue: a client that waits for 100 Continue before
