@@ -51,26 +51,7 @@ func TestServerContentLength(t *testing.T) {
 				read <- err
 				return &http.Response{StatusCode: 200, Body: http.NoBody}, nil
 			})}
-			cc, sc := net.Pipe()
-			defer cc.Close()
-			go func() { _ = srv.ServeConn(context.Background(), sc) }()
-			_ = cc.SetDeadline(time.Now().Add(10 * time.Second))
-			fr := http2.NewFramer(cc, cc)
-			resets := make(chan http2.ErrCode, 4)
-			go func() {
-				for {
-					f, err := fr.ReadFrame()
-					if err != nil {
-						close(resets)
-						return
-					}
-					if rst, ok := f.(*http2.RSTStreamFrame); ok {
-						resets <- rst.ErrCode
-					}
-				}
-			}()
-			_, _ = cc.Write([]byte(http2.ClientPreface))
-			_ = fr.WriteSettings()
+			fr, resets := rawClient(t, srv)
 			_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndHeaders: true, BlockFragment: headerBlock(
 				":method", "POST", ":scheme", "http", ":authority", "x", ":path", "/", "content-length", strconv.Itoa(tc.declared))})
 			_ = fr.WriteData(1, true, []byte(tc.body))
@@ -85,14 +66,7 @@ func TestServerContentLength(t *testing.T) {
 			if tc.ok {
 				return
 			}
-			select {
-			case code := <-resets:
-				if code != http2.ErrCodeProtocol {
-					t.Errorf("RST_STREAM %v, want PROTOCOL_ERROR", code)
-				}
-			case <-time.After(5 * time.Second):
-				t.Error("no RST_STREAM for the malformed body")
-			}
+			wantReset(t, resets, http2.ErrCodeProtocol)
 		})
 	}
 }
@@ -179,35 +153,9 @@ func TestServerRefusesMalformedRequests(t *testing.T) {
 				called <- struct{}{}
 				return &http.Response{StatusCode: 200, Body: http.NoBody}, nil
 			})}
-			cc, sc := net.Pipe()
-			defer cc.Close()
-			go func() { _ = srv.ServeConn(context.Background(), sc) }()
-			_ = cc.SetDeadline(time.Now().Add(10 * time.Second))
-			fr := http2.NewFramer(cc, cc)
-			resets := make(chan http2.ErrCode, 4)
-			go func() {
-				for {
-					f, err := fr.ReadFrame()
-					if err != nil {
-						close(resets)
-						return
-					}
-					if rst, ok := f.(*http2.RSTStreamFrame); ok {
-						resets <- rst.ErrCode
-					}
-				}
-			}()
-			_, _ = cc.Write([]byte(http2.ClientPreface))
-			_ = fr.WriteSettings()
+			fr, resets := rawClient(t, srv)
 			_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndHeaders: true, EndStream: true, BlockFragment: headerBlock(tc.fields...)})
-			select {
-			case code, ok := <-resets:
-				if !ok || code != http2.ErrCodeProtocol {
-					t.Errorf("RST_STREAM %v (open %v), want PROTOCOL_ERROR", code, ok)
-				}
-			case <-time.After(5 * time.Second):
-				t.Error("no RST_STREAM")
-			}
+			wantReset(t, resets, http2.ErrCodeProtocol)
 			if len(called) > 0 {
 				t.Error("the handler ran")
 			}
