@@ -23,11 +23,10 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
-	testgrpc "google.golang.org/grpc/interop/grpc_testing"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/conduit-mesh/conduit/pkg/grpcecho"
 	"github.com/conduit-mesh/conduit/pkg/pki"
 	destinationv1 "github.com/conduit-mesh/conduit/proto/destination/v1"
 	identityv1 "github.com/conduit-mesh/conduit/proto/identity/v1"
@@ -270,7 +269,7 @@ func startApp(t *testing.T) *testApp {
 	a := &testApp{slowArrived: make(chan struct{}, 64), slowRelease: make(chan struct{})}
 	a.last = func() seen { mu.Lock(); defer mu.Unlock(); return s }
 	grpcApp := grpc.NewServer()
-	testgrpc.RegisterTestServiceServer(grpcApp, grpcEcho{})
+	grpcecho.Register(grpcApp, "web-0")
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		s = seen{ClientIDs: r.Header.Values("Conduit-Client-Id"), Proto: r.Proto, Host: r.Host}
@@ -316,44 +315,10 @@ func startApp(t *testing.T) *testApp {
 	return a
 }
 
-// grpcEcho is the test app's gRPC service: UnaryCall echoes the payload
-// or fails with the status asked for; FullDuplexCall echoes each message.
-// Both answer with the caller's conduit-client-id in a header and a
-// trailer.
-type grpcEcho struct {
-	testgrpc.UnimplementedTestServiceServer
-}
-
-func (grpcEcho) UnaryCall(ctx context.Context, in *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	_ = grpc.SetHeader(ctx, metadata.Pairs("seen-client-id", strings.Join(md.Get("conduit-client-id"), ",")))
-	_ = grpc.SetTrailer(ctx, metadata.Pairs("echo-trailer", "done"))
-	if st := in.GetResponseStatus(); st != nil {
-		return nil, status.Error(codes.Code(st.GetCode()), st.GetMessage())
-	}
-	return &testgrpc.SimpleResponse{Payload: in.GetPayload()}, nil
-}
-
-func (grpcEcho) FullDuplexCall(stream testgrpc.TestService_FullDuplexCallServer) error {
-	for {
-		in, err := stream.Recv()
-		if err == io.EOF {
-			stream.SetTrailer(metadata.Pairs("echo-trailer", "done"))
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if err := stream.Send(&testgrpc.StreamingOutputCallResponse{Payload: in.GetPayload()}); err != nil {
-			return err
-		}
-	}
-}
-
-// testGRPC runs real gRPC calls through the client proxy at out: unary
-// with headers and trailers, an error status, a 1 MiB message, and a
+// testGRPC runs grpcecho.Check through the client proxy at out: unary
+// calls (a 1 MiB message, headers and trailers, an error status) and a
 // full-duplex stream where each message must come back before the next is
-// sent (it hangs if a hop buffers).
+// sent (it hangs if a hop buffers). The app must see the client's identity.
 func testGRPC(t *testing.T, out string) {
 	conn, err := grpc.NewClient("passthrough:///web.test:80", grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
@@ -363,56 +328,14 @@ func testGRPC(t *testing.T, out string) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	c := testgrpc.NewTestServiceClient(conn)
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-
-	var header, trailer metadata.MD
-	big := &testgrpc.Payload{Body: []byte(strings.Repeat("0123456789abcdef", 1<<16))}
-	resp, err := c.UnaryCall(ctx, &testgrpc.SimpleRequest{Payload: big}, grpc.Header(&header), grpc.Trailer(&trailer))
-	if err != nil {
-		t.Fatalf("unary: %v", err)
-	}
-	if len(resp.GetPayload().GetBody()) != len(big.Body) {
-		t.Errorf("unary echoed %d bytes, want %d", len(resp.GetPayload().GetBody()), len(big.Body))
-	}
-	if got := header.Get("seen-client-id"); fmt.Sprint(got) != "["+clientID+"]" {
-		t.Errorf("app saw conduit-client-id %q, want %q", got, clientID)
-	}
-	if got := trailer.Get("echo-trailer"); fmt.Sprint(got) != "[done]" {
-		t.Errorf("trailer echo-trailer %q, want done", got)
-	}
-
-	_, err = c.UnaryCall(ctx, &testgrpc.SimpleRequest{ResponseStatus: &testgrpc.EchoStatus{Code: int32(codes.FailedPrecondition), Message: "not yet"}})
-	if st, _ := status.FromError(err); st.Code() != codes.FailedPrecondition || st.Message() != "not yet" {
-		t.Errorf("error status %v, want FailedPrecondition \"not yet\"", err)
-	}
-
-	stream, err := c.FullDuplexCall(ctx)
+	res, err := grpcecho.Check(ctx, conn, 20, 9500)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range 20 {
-		msg := fmt.Sprintf("message %d %s", i, strings.Repeat("x", i*500))
-		if err := stream.Send(&testgrpc.StreamingOutputCallRequest{Payload: &testgrpc.Payload{Body: []byte(msg)}}); err != nil {
-			t.Fatalf("send %d: %v", i, err)
-		}
-		in, err := stream.Recv()
-		if err != nil {
-			t.Fatalf("receive %d: %v", i, err)
-		}
-		if string(in.GetPayload().GetBody()) != msg {
-			t.Fatalf("message %d came back as %.40q", i, in.GetPayload().GetBody())
-		}
-	}
-	if err := stream.CloseSend(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := stream.Recv(); err != io.EOF {
-		t.Fatalf("end of stream: %v, want EOF", err)
-	}
-	if got := stream.Trailer().Get("echo-trailer"); fmt.Sprint(got) != "[done]" {
-		t.Errorf("stream trailer echo-trailer %q, want done", got)
+	if res.ClientID != clientID {
+		t.Errorf("app saw conduit-client-id %q, want %q", res.ClientID, clientID)
 	}
 }
 

@@ -1,0 +1,139 @@
+package grpcecho
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// Register adds the echo service to s. Its UnaryCall and FullDuplexCall
+// echo payloads (UnaryCall fails with the status a request asks for);
+// each call answers with the header "pod" (pod) and "seen-client-id" (the
+// conduit-client-id it received) and the trailer "echo-trailer: done".
+func Register(s *grpc.Server, pod string) {
+	testgrpc.RegisterTestServiceServer(s, echo{pod: pod})
+}
+
+type echo struct {
+	testgrpc.UnimplementedTestServiceServer
+	pod string
+}
+
+func (e echo) header(ctx context.Context) metadata.MD {
+	md, _ := metadata.FromIncomingContext(ctx)
+	return metadata.Pairs("pod", e.pod, "seen-client-id", strings.Join(md.Get("conduit-client-id"), ","))
+}
+
+var trailer = metadata.Pairs("echo-trailer", "done")
+
+func (e echo) UnaryCall(ctx context.Context, in *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
+	_ = grpc.SetHeader(ctx, e.header(ctx))
+	_ = grpc.SetTrailer(ctx, trailer)
+	if st := in.GetResponseStatus(); st != nil {
+		return nil, status.Error(codes.Code(st.GetCode()), st.GetMessage())
+	}
+	return &testgrpc.SimpleResponse{Payload: in.GetPayload()}, nil
+}
+
+func (e echo) FullDuplexCall(stream testgrpc.TestService_FullDuplexCallServer) error {
+	if err := stream.SendHeader(e.header(stream.Context())); err != nil {
+		return err
+	}
+	for {
+		in, err := stream.Recv()
+		if err == io.EOF {
+			stream.SetTrailer(trailer)
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := stream.Send(&testgrpc.StreamingOutputCallResponse{Payload: in.GetPayload()}); err != nil {
+			return err
+		}
+	}
+}
+
+// Result is what the server reported to Check.
+type Result struct {
+	Pod, ClientID string
+}
+
+// Check drives the echo service on conn and fails at the first mismatch:
+//   - a unary call with a 1 MiB payload, echoed whole, with its header
+//     and trailer;
+//   - a unary call answered with the error status it asks for;
+//   - a full-duplex stream of n messages of size bytes, each echoed back
+//     before the next is sent (it hangs if a hop buffers), ending with its
+//     trailer.
+func Check(ctx context.Context, conn grpc.ClientConnInterface, n, size int) (Result, error) {
+	c := testgrpc.NewTestServiceClient(conn)
+	var header, tr metadata.MD
+	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<16)
+	resp, err := c.UnaryCall(ctx, &testgrpc.SimpleRequest{Payload: &testgrpc.Payload{Body: big}}, grpc.Header(&header), grpc.Trailer(&tr))
+	if err != nil {
+		return Result{}, fmt.Errorf("grpcecho: unary: %w", err)
+	}
+	if !bytes.Equal(resp.GetPayload().GetBody(), big) {
+		return Result{}, fmt.Errorf("grpcecho: unary echoed %d bytes, want the %d sent", len(resp.GetPayload().GetBody()), len(big))
+	}
+	if err := wantTrailer(tr); err != nil {
+		return Result{}, fmt.Errorf("grpcecho: unary: %w", err)
+	}
+	res := Result{Pod: strings.Join(header.Get("pod"), ","), ClientID: strings.Join(header.Get("seen-client-id"), ",")}
+
+	_, err = c.UnaryCall(ctx, &testgrpc.SimpleRequest{ResponseStatus: &testgrpc.EchoStatus{Code: int32(codes.FailedPrecondition), Message: "as asked"}})
+	if st, _ := status.FromError(err); st.Code() != codes.FailedPrecondition || st.Message() != "as asked" {
+		return Result{}, fmt.Errorf("grpcecho: unary error status %v, want FailedPrecondition \"as asked\"", err)
+	}
+
+	stream, err := c.FullDuplexCall(ctx)
+	if err != nil {
+		return Result{}, fmt.Errorf("grpcecho: open stream: %w", err)
+	}
+	for i := range n {
+		body := fmt.Sprintf("%d:%s", i, strings.Repeat("x", size))
+		if err := stream.Send(&testgrpc.StreamingOutputCallRequest{Payload: &testgrpc.Payload{Body: []byte(body)}}); err != nil {
+			return Result{}, fmt.Errorf("grpcecho: send %d: %w", i, err)
+		}
+		in, err := stream.Recv()
+		if err != nil {
+			return Result{}, fmt.Errorf("grpcecho: receive %d: %w", i, err)
+		}
+		if got := string(in.GetPayload().GetBody()); got != body {
+			return Result{}, fmt.Errorf("grpcecho: message %d came back as %.40q", i, got)
+		}
+	}
+	if err := stream.CloseSend(); err != nil {
+		return Result{}, fmt.Errorf("grpcecho: close: %w", err)
+	}
+	if _, err := stream.Recv(); err != io.EOF {
+		return Result{}, fmt.Errorf("grpcecho: end of stream: %v, want EOF", err)
+	}
+	if err := wantTrailer(stream.Trailer()); err != nil {
+		return Result{}, fmt.Errorf("grpcecho: stream: %w", err)
+	}
+	sh, err := stream.Header()
+	if err != nil {
+		return Result{}, fmt.Errorf("grpcecho: stream header: %w", err)
+	}
+	if got := strings.Join(sh.Get("seen-client-id"), ","); got != res.ClientID {
+		return Result{}, fmt.Errorf("grpcecho: the stream saw client id %q, the unary call %q", got, res.ClientID)
+	}
+	return res, nil
+}
+
+func wantTrailer(md metadata.MD) error {
+	if got := md.Get("echo-trailer"); len(got) != 1 || got[0] != "done" {
+		return fmt.Errorf("trailer echo-trailer %q, want done", got)
+	}
+	return nil
+}
