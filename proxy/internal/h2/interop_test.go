@@ -1117,19 +1117,20 @@ func testCancelBeforeHead(t *testing.T, e *env) {
 }
 
 func testHandlerError(t *testing.T, e *env) {
-	resp := e.roundTrip(t, e.newReq(t, t.Context(), "GET", "/error", nil))
-	wantStatus(t, resp, http.StatusBadGateway)
-	if v := resp.Header.Get("Conduit-Proxy-Error"); !strings.Contains(v, "upstream exploded") {
-		t.Errorf("conduit-proxy-error: %q, want the handler's error text", v)
-	}
-	readBody(t, wait, resp)
+	testHandlerFailure(t, e, "/error", http.StatusBadGateway, "upstream exploded")
 }
 
 func testHandlerDeadline(t *testing.T, e *env) {
-	resp := e.roundTrip(t, e.newReq(t, t.Context(), "GET", "/deadline", nil))
-	wantStatus(t, resp, http.StatusGatewayTimeout)
-	if v := resp.Header.Get("Conduit-Proxy-Error"); !strings.Contains(v, "context deadline exceeded") {
-		t.Errorf("conduit-proxy-error: %q, want the handler's error text", v)
+	testHandlerFailure(t, e, "/deadline", http.StatusGatewayTimeout, "context deadline exceeded")
+}
+
+// testHandlerFailure: a handler error at path is answered with status and
+// the error's text in conduit-proxy-error.
+func testHandlerFailure(t *testing.T, e *env, path string, status int, text string) {
+	resp := e.roundTrip(t, e.newReq(t, t.Context(), "GET", path, nil))
+	wantStatus(t, resp, status)
+	if v := resp.Header.Get("Conduit-Proxy-Error"); !strings.Contains(v, text) {
+		t.Errorf("conduit-proxy-error: %q, want the handler's error text %q", v, text)
 	}
 	readBody(t, wait, resp)
 }
