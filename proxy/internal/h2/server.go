@@ -196,7 +196,7 @@ func (sc *serverConn) onHeaders(f *http2.MetaHeadersFrame) error {
 		// Trailers.
 		if st.recvEnd || !f.StreamEnded() {
 			sc.mu.Unlock()
-			sc.resetStream(st, http2.ErrCodeProtocol, errors.New("h2: HEADERS after the request head without END_STREAM"))
+			sc.resetStream(st, http2.ErrCodeProtocol, errors.New("h2: HEADERS after the request's end, or trailers without END_STREAM"))
 			return nil
 		}
 		st.trailer = http.Header{}
@@ -237,6 +237,9 @@ func (sc *serverConn) onHeaders(f *http2.MetaHeadersFrame) error {
 	sc.mu.Unlock()
 
 	req, err := sc.request(f)
+	if err == nil && f.StreamEnded() && req.ContentLength > 0 {
+		err = errors.New("h2: a content-length with no body") // malformed
+	}
 	if err != nil {
 		sc.refuse(id, http2.ErrCodeProtocol)
 		return nil
@@ -247,10 +250,6 @@ func (sc *serverConn) onHeaders(f *http2.MetaHeadersFrame) error {
 	st.abort = cancel
 	st.onClose = sc.streamClosed
 	if f.StreamEnded() {
-		if req.ContentLength > 0 {
-			sc.refuse(id, http2.ErrCodeProtocol) // a length with no body: malformed
-			return nil
-		}
 		req.Body = http.NoBody
 		req.ContentLength = 0
 		st.recvEnd, st.rerr = true, io.EOF
