@@ -354,15 +354,22 @@ func (p *Proxy) opaque(c net.Conn, info *netx.Info) {
 
 // ServeHTTP forwards a request to the application.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p.prepare(r)
+	p.rp.ServeHTTP(w, r)
+}
+
+// prepare addresses a served request to the application, with the peer's
+// identity in conduit-client-id.
+func (p *Proxy) prepare(r *http.Request) {
 	info := InfoFrom(r.Context())
 	SetClientID(r.Header, info)
+	r.RequestURI = ""
 	r.URL.Scheme = "http"
 	if info.Target != "" {
 		r.URL.Host = info.Target
 	} else {
 		r.URL.Host = p.target(info.OrigDst)
 	}
-	p.rp.ServeHTTP(w, r)
 }
 
 // serveH2 serves an HTTP/2 connection (mTLS with ALPN h2, or h2c) on the
@@ -379,15 +386,7 @@ func (p *Proxy) serveH2(c net.Conn, info *netx.Info) {
 type h2Handler struct{ p *Proxy }
 
 func (h h2Handler) RoundTrip(r *http.Request) (*http.Response, error) {
-	info := InfoFrom(r.Context())
-	SetClientID(r.Header, info)
-	r.RequestURI = ""
-	r.URL.Scheme = "http"
-	if info.Target != "" {
-		r.URL.Host = info.Target
-	} else {
-		r.URL.Host = h.p.target(info.OrigDst)
-	}
+	h.p.prepare(r)
 	return roundTripper(h).RoundTrip(r)
 }
 
