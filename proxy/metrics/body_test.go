@@ -93,3 +93,30 @@ func TestBodyWritePassesThrough(t *testing.T) {
 		t.Fatal("Write to a read-only body succeeded")
 	}
 }
+
+// ready is a body that says whether a read would block.
+type ready struct {
+	io.ReadCloser
+	block bool
+}
+
+func (r ready) WouldBlock() bool { return r.block }
+
+// TestBodyWouldBlock: the wrapper passes the HTTP/2 fast path's capability
+// through, and says a read may block when the body cannot tell.
+func TestBodyWouldBlock(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		body io.ReadCloser
+		want bool
+	}{
+		{"ready body", ready{io.NopCloser(strings.NewReader("x")), false}, false},
+		{"waiting body", ready{io.NopCloser(strings.NewReader("")), true}, true},
+		{"body that cannot tell", io.NopCloser(strings.NewReader("x")), true},
+	} {
+		b := &Body{ReadCloser: tt.body, Reg: New()}
+		if got := b.WouldBlock(); got != tt.want {
+			t.Errorf("%s: WouldBlock() = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
