@@ -290,7 +290,8 @@ func (cc *clientConn) roundTrip(r *http.Request, hasBody bool, small []byte) (*h
 	ctx := r.Context()
 	streaming := hasBody && small == nil
 	trailer := len(r.Trailer) > 0
-	st := &stream{c: &cc.conn, recvWin: streamWindow, readable: make(chan struct{}, 1), respc: make(chan *http.Response, 1), req: r, want: -1}
+	st := cc.newStream(0) // its ID and send window are set under the locks below
+	st.respc, st.req = make(chan *http.Response, 1), r
 	var stop func() bool // under cc.mu
 	st.onClose = func() {
 		cc.mu.Lock()

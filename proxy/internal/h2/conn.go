@@ -160,8 +160,10 @@ type stream struct {
 	req     *http.Request       // client: the request
 }
 
+// newStream returns a stream's initial state; its send window is set from
+// the peer's SETTINGS under c.mu when it joins c.streams.
 func (c *conn) newStream(id uint32) *stream {
-	return &stream{c: c, id: id, recvWin: streamWindow, sendWin: int64(c.peerInit), readable: make(chan struct{}, 1), want: -1}
+	return &stream{c: c, id: id, recvWin: streamWindow, readable: make(chan struct{}, 1), want: -1}
 }
 
 func (s *stream) notify() {

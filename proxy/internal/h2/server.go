@@ -259,6 +259,7 @@ func (sc *serverConn) onHeaders(f *http2.MetaHeadersFrame) error {
 	}
 	st.rtrailer = &req.Trailer
 	sc.mu.Lock()
+	st.sendWin = int64(sc.peerInit)
 	sc.streams[id] = st
 	sc.active++
 	sc.running++
