@@ -170,6 +170,14 @@ func TestAnchorRotationUnderTraffic(t *testing.T) {
 			t.Fatalf("%s: server %s saw conduit-client-id %q from web %s, want %q (mTLS between the meshed pods)", when, e.Upstream.Pod, got, e.Pod, webID)
 		}
 	}
+	// The load pod is unmeshed, so it reaches web through kube-proxy, which programs
+	// the Service a moment after its endpoints are ready: until then a connection is
+	// refused. Wait for web to answer before the first check and the generator.
+	f.WaitEndpoints(t, ns, "web", 2, time.Minute)
+	f.WaitFor(t, "service web answering the unmeshed load pod", time.Minute, func(ctx context.Context) (bool, error) {
+		_, _, err := f.ExecE(ctx, ns, "load", "load", nil, "testapp", "get", "-timeout", "5s", "http://web:8080/")
+		return err == nil, err
+	})
 	checkMTLS(t, "before the rotation")
 
 	// The generator: a request every 50 ms, each on a new connection through
