@@ -43,7 +43,7 @@ var (
 	rates     = flag.String("rates", "1000,5000", "request rates")
 	tcpDur    = flag.Duration("tcp", 5*time.Second, "duration of each opaque throughput run")
 	verbose   = flag.Bool("v", false, "log progress to stderr")
-	only      = flag.String("only", "", "run only paths whose name contains this (direct, conduit, nginx, haproxy, tcp)")
+	only      = flag.String("only", "", "run only paths whose name contains this (direct, conduit, nginx, haproxy, x2, tcp)")
 	protos    = flag.String("protos", "http1,grpc", "protocols to load")
 	proxyEnv  = flag.String("proxy-env", "", "extra environment for the Conduit proxies, comma-separated (e.g. GOGC=200,GOMAXPROCS=1)")
 )
@@ -385,6 +385,7 @@ func run() error {
 	}
 
 	var cells []cell
+	var pki *chainPKI
 	rs := parseRates()
 	want := func(mode string) bool { return *only == "" || strings.Contains(mode, *only) }
 	for _, proto := range strings.Split(*protos, ",") {
@@ -446,6 +447,49 @@ func run() error {
 				cells = append(cells, c)
 			}
 			p.stop()
+		}
+		// The same two-hop shape as the mesh, with nginx or haproxy on
+		// both sides and mutual TLS between them.
+		for _, rp := range []struct {
+			name string
+			bin  string
+			fn   func(dir string, pki *chainPKI) (*proc, *proc, error)
+			addr string
+		}{
+			{"nginx x2 (mTLS)", *nginxBin, startNginx2, map[bool]string{true: nginx2GRPC, false: nginx2HTTP}[proto == "grpc"]},
+			{"haproxy x2 (mTLS)", *haBin, startHAProxy2, map[bool]string{true: ha2GRPC, false: ha2HTTP}[proto == "grpc"]},
+		} {
+			if rp.bin == "" || !want(rp.name) {
+				continue
+			}
+			if pki == nil {
+				if pki, err = newChainPKI(dir); err != nil {
+					return err
+				}
+			}
+			client, server, err := rp.fn(dir, pki)
+			if err != nil {
+				return err
+			}
+			procs := []*proc{client, server}
+			stop := func() {
+				client.stop()
+				server.stop()
+			}
+			if err := waitTCP(rp.addr); err != nil {
+				stop()
+				return err
+			}
+			idle := idleRSS(procs)
+			for _, rps := range rs {
+				c, err := load(rp.name, proto, rps, rp.addr, "", procs, idle)
+				if err != nil {
+					stop()
+					return err
+				}
+				cells = append(cells, c)
+			}
+			stop()
 		}
 	}
 
@@ -515,40 +559,17 @@ func runConduit(cp *testcp.CP, mode, proto, target string, rs []int, env ...stri
 }
 
 func startNginx(dir string) (*proc, error) {
-	d := filepath.Join(dir, "nginx")
-	if err := os.MkdirAll(filepath.Join(d, "logs"), 0o755); err != nil {
-		return nil, err
-	}
-	conf := fmt.Sprintf(`daemon off;
-master_process on;
-worker_processes 1;
-pid %[1]s/nginx.pid;
-error_log %[1]s/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path %[1]s/body;
-  proxy_temp_path %[1]s/proxy;
-  fastcgi_temp_path %[1]s/fastcgi;
-  uwsgi_temp_path %[1]s/uwsgi;
-  scgi_temp_path %[1]s/scgi;
-  upstream be { server %[2]s; keepalive 128; }
-  upstream grpcbe { server %[3]s; keepalive 128; }
+	return startNginxConf("nginx", filepath.Join(dir, "nginx"), fmt.Sprintf(`
+  upstream be { server %[1]s; keepalive 128; }
+  upstream grpcbe { server %[2]s; keepalive 128; }
   server {
-    listen %[4]s;
+    listen %[3]s;
     location / { proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; }
   }
   server {
-    listen %[5]s http2;
+    listen %[4]s http2;
     location / { grpc_pass grpc://grpcbe; }
-  }
-}
-`, d, backendHTTP, backendGRPC, nginxHTTP, nginxGRPC)
-	path := filepath.Join(d, "nginx.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
-		return nil, err
-	}
-	return start("nginx", nil, *nginxBin, "-p", d, "-c", path, "-e", filepath.Join(d, "logs", "error.log"))
+  }`, backendHTTP, backendGRPC, nginxHTTP, nginxGRPC))
 }
 
 func startHAProxy(dir string) (*proc, error) {
