@@ -1,17 +1,12 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/conduit-mesh/conduit/pkg/pki"
 )
 
 // Two-hop peers: the same shape as the mesh (a client-side proxy and a
@@ -41,73 +36,44 @@ func newChainPKI(dir string) (*chainPKI, error) {
 	if err := os.MkdirAll(d, 0o700); err != nil {
 		return nil, err
 	}
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "bench CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		return nil, err
-	}
-	ca, err := x509.ParseCertificate(caDER)
+	ca, err := pki.NewRoot("bench CA", 24*time.Hour)
 	if err != nil {
 		return nil, err
 	}
 	p := &chainPKI{ca: filepath.Join(d, "ca.pem")}
-	if err := writePEM(p.ca, pem.Block{Type: "CERTIFICATE", Bytes: caDER}); err != nil {
+	if err := os.WriteFile(p.ca, pki.CertPEM(ca.Cert), 0o600); err != nil {
 		return nil, err
 	}
-	leaf := func(name string, serial int64, usage x509.ExtKeyUsage) (certFile, keyFile, both string, err error) {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	// leaf writes a certificate for name, its key, and both in one file.
+	leaf := func(name string) (certFile, keyFile, both string, err error) {
+		key, err := pki.NewKey()
 		if err != nil {
 			return "", "", "", err
 		}
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
-			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+		cert, err := ca.SignLeaf(name, key.Public(), 24*time.Hour)
 		if err != nil {
 			return "", "", "", err
 		}
-		kder, err := x509.MarshalPKCS8PrivateKey(key)
+		kp, err := pki.KeyPEM(key)
 		if err != nil {
 			return "", "", "", err
 		}
+		cp := pki.CertPEM(cert)
 		certFile, keyFile, both = filepath.Join(d, name+".crt"), filepath.Join(d, name+".key"), filepath.Join(d, name+".pem")
-		cb, kb := pem.Block{Type: "CERTIFICATE", Bytes: der}, pem.Block{Type: "PRIVATE KEY", Bytes: kder}
-		for _, w := range []struct {
-			f  string
-			bs []pem.Block
-		}{{certFile, []pem.Block{cb}}, {keyFile, []pem.Block{kb}}, {both, []pem.Block{cb, kb}}} {
-			if err := writePEM(w.f, w.bs...); err != nil {
+		for f, b := range map[string][]byte{certFile: cp, keyFile: kp, both: append(cp, kp...)} {
+			if err := os.WriteFile(f, b, 0o600); err != nil {
 				return "", "", "", err
 			}
 		}
 		return certFile, keyFile, both, nil
 	}
-	if p.serverCert, p.serverKey, p.serverPEM, err = leaf(chainSrvName, 2, x509.ExtKeyUsageServerAuth); err != nil {
+	if p.serverCert, p.serverKey, p.serverPEM, err = leaf(chainSrvName); err != nil {
 		return nil, err
 	}
-	if p.clientCert, p.clientKey, p.clientPEM, err = leaf("client.bench", 3, x509.ExtKeyUsageClientAuth); err != nil {
+	if p.clientCert, p.clientKey, p.clientPEM, err = leaf("client.bench"); err != nil {
 		return nil, err
 	}
 	return p, nil
-}
-
-func writePEM(path string, blocks ...pem.Block) error {
-	var b []byte
-	for i := range blocks {
-		b = append(b, pem.EncodeToMemory(&blocks[i])...)
-	}
-	return os.WriteFile(path, b, 0o600)
 }
 
 // nginxConf writes an nginx configuration (one worker, no logs) whose http
