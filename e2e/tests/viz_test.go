@@ -105,6 +105,11 @@ type vizStatRow struct {
 	RPS         *float64 `json:"rps"`
 }
 
+// String shows a row's values (its rates are pointers: null when unknown).
+func (r vizStatRow) String() string {
+	return fmt.Sprintf("{meshed %d/%d, success %v, rps %v}", r.MeshedPods, r.TotalPods, vizVal(r.SuccessRate), vizVal(r.RPS))
+}
+
 type vizEdge struct {
 	Src      struct{ Name string } `json:"src"`
 	Dst      struct{ Name string } `json:"dst"`
@@ -196,7 +201,7 @@ func TestViz(t *testing.T) {
 			return false, err
 		}
 		lg, fl := rows["loadgen"], rows["failing"]
-		last = fmt.Sprintf("loadgen %+v failing %+v", lg, fl)
+		last = fmt.Sprintf("loadgen %s, failing %s", lg, fl)
 		return vizNear(lg.RPS, 10, 0.1) && vizEq(lg.SuccessRate, 1) && vizNear(fl.RPS, 4, 0.1) && vizEq(fl.SuccessRate, 0), nil
 	})
 	t.Logf("stat --to deploy/server: %s", last)
