@@ -41,6 +41,7 @@ var (
 	haBin     = flag.String("haproxy", "/usr/sbin/haproxy", "haproxy binary (empty: skip)")
 	duration  = flag.Duration("d", 10*time.Second, "duration of each load cell")
 	rates     = flag.String("rates", "1000,5000", "request rates")
+	warmup    = flag.Duration("warmup", time.Second, "load at the cell's rate before each measured cell (0: none)")
 	tcpDur    = flag.Duration("tcp", 5*time.Second, "duration of each opaque throughput run")
 	verbose   = flag.Bool("v", false, "log progress to stderr")
 	only      = flag.String("only", "", "run only paths whose name contains this (direct, conduit, nginx, haproxy, x2, tcp)")
@@ -275,6 +276,19 @@ func load(mode, proto string, rps int, target string, host string, procs []*proc
 			args = append(args, "-H", "Host: "+host)
 		}
 		args = append(args, "http://"+target+"/echo")
+	}
+	// Warm up (connections, TLS sessions, discovery, pools) at the same
+	// rate before measuring, so the cell shows the steady state.
+	if *warmup > 0 {
+		w := append([]string(nil), args...)
+		for i := range w {
+			if w[i] == "-t" {
+				w[i+1] = warmup.String()
+			}
+		}
+		if msg, err := exec.Command(w[0], w[1:]...).CombinedOutput(); err != nil {
+			return c, fmt.Errorf("fortio warm-up %v: %w: %s", w, err, msg)
+		}
 	}
 	var before []int64
 	for _, p := range procs {

@@ -372,7 +372,7 @@ func (cc *clientConn) roundTrip(r *http.Request, hasBody bool, small []byte) (*h
 	if done {
 		cc.endSend(st)
 	} else {
-		go cc.sendBody(st, r)
+		pool.run(func() { cc.sendBody(st, r) })
 	}
 	if ctx.Done() != nil {
 		s := context.AfterFunc(ctx, func() { cc.resetStream(st, http2.ErrCodeCancel, context.Cause(ctx)) })

@@ -266,7 +266,8 @@ func (sc *serverConn) onHeaders(f *http2.MetaHeadersFrame) error {
 	sc.idle.Stop()
 	sc.mu.Unlock()
 	sc.wg.Add(1)
-	go sc.handle(st, req, cancel, f.Truncated)
+	truncated := f.Truncated
+	pool.run(func() { sc.handle(st, req, cancel, truncated) })
 	return nil
 }
 
