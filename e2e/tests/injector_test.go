@@ -114,8 +114,9 @@ func createInjected(t *testing.T, f *framework.Framework, ns string, p *corev1.P
 	return created, createErr
 }
 
-// proxyCounter sums a counter of a pod's proxy, over the series whose labels contain match.
-func proxyCounter(t *testing.T, f *framework.Framework, ns, pod, name, match string) float64 {
+// proxyCounter sums a counter of a pod's proxy, over the series whose labels contain every
+// string of match.
+func proxyCounter(t *testing.T, f *framework.Framework, ns, pod, name string, match ...string) float64 {
 	t.Helper()
 	port := f.PortForward(t, ns, pod, 4191)
 	resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(port) + "/metrics")
@@ -128,7 +129,7 @@ func proxyCounter(t *testing.T, f *framework.Framework, ns, pod, name, match str
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, name+"{") || !strings.Contains(line, match) {
+		if !strings.HasPrefix(line, name+"{") || !containsAll(line, match) {
 			continue
 		}
 		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
@@ -138,6 +139,15 @@ func proxyCounter(t *testing.T, f *framework.Framework, ns, pod, name, match str
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	return sum
+}
+
+func containsAll(s string, subs []string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
 }
 
 // TestInjector covers the injector with the installed mesh: an annotated
