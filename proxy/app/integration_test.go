@@ -191,6 +191,20 @@ func (m *mesh) startProxy(t *testing.T, id string, inTarget, outDst string) *app
 	return m.startProxyEnv(t, id, inTarget, outDst, nil, true)
 }
 
+// twoProxies starts a server proxy whose inbound forwards to appAddr, makes
+// it the only endpoint of web.test, and starts a client proxy whose outbound
+// sends there (its original destination is 10.255.255.1:80); env goes to
+// both.
+func (m *mesh) twoProxies(t *testing.T, appAddr string, env map[string]string) (client, server *app.Proxy) {
+	t.Helper()
+	server = m.startProxyEnv(t, serverID, appAddr, "127.0.0.1:1", env, true)
+	m.mu.Lock()
+	m.endpoints["web.test.svc.cluster.local:80"] = []*destinationv1.WeightedAddr{meshedAddr(server.InboundAddr().String(), serverID)}
+	m.mu.Unlock()
+	client = m.startProxyEnv(t, clientID, "127.0.0.1:1", "10.255.255.1:80", env, true)
+	return client, server
+}
+
 // startProxyEnv is startProxy with extra environment; waitReady waits for
 // the first certificate.
 func (m *mesh) startProxyEnv(t *testing.T, id string, inTarget, outDst string, extra map[string]string, waitReady bool) *app.Proxy {
@@ -413,11 +427,7 @@ func testTwoProxies(t *testing.T, env map[string]string, minConns, maxConns floa
 	m := newMesh(t)
 	app := startApp(t)
 	appAddr, last := app.addr, app.last
-	server := m.startProxyEnv(t, serverID, appAddr, "127.0.0.1:1", env, true)
-	m.mu.Lock()
-	m.endpoints["web.test.svc.cluster.local:80"] = []*destinationv1.WeightedAddr{meshedAddr(server.InboundAddr().String(), serverID)}
-	m.mu.Unlock()
-	client := m.startProxyEnv(t, clientID, "127.0.0.1:1", "10.255.255.1:80", env, true)
+	client, server := m.twoProxies(t, appAddr, env)
 	out := client.OutboundAddr().String()
 
 	tests := []struct {

@@ -6,8 +6,6 @@ import (
 	"net/http"
 	"testing"
 	"time"
-
-	destinationv1 "github.com/conduit-mesh/conduit/proto/destination/v1"
 )
 
 // TestControlPlaneDownAndDrain: with the control plane gone, known endpoints
@@ -21,11 +19,7 @@ func TestControlPlaneDownAndDrain(t *testing.T) {
 		}
 		io.WriteString(w, "ok")
 	}))
-	server := m.startProxy(t, serverID, appAddr, "127.0.0.1:1")
-	m.mu.Lock()
-	m.endpoints["web.test.svc.cluster.local:80"] = []*destinationv1.WeightedAddr{meshedAddr(server.InboundAddr().String(), serverID)}
-	m.mu.Unlock()
-	client := m.startProxy(t, clientID, "127.0.0.1:1", "10.255.255.1:80")
+	client, _ := m.twoProxies(t, appAddr, nil)
 	hc := h1Client(client.OutboundAddr().String())
 	get := func(path string) (int, error) {
 		resp, err := hc.Get("http://web" + path)
@@ -83,11 +77,7 @@ func TestServerProxyDrainHTTP2(t *testing.T) {
 		}
 		io.WriteString(w, "ok")
 	}))
-	server := m.startProxy(t, serverID, appAddr, "127.0.0.1:1")
-	m.mu.Lock()
-	m.endpoints["web.test.svc.cluster.local:80"] = []*destinationv1.WeightedAddr{meshedAddr(server.InboundAddr().String(), serverID)}
-	m.mu.Unlock()
-	client := m.startProxy(t, clientID, "127.0.0.1:1", "10.255.255.1:80")
+	client, server := m.twoProxies(t, appAddr, nil)
 	out := client.OutboundAddr().String()
 	clients := map[string]*http.Client{"HTTP/1 over h2": h1Client(out), "h2c": h2cClient(out)}
 	get := func(c *http.Client, path string) (int, error) {

@@ -41,15 +41,13 @@ func tapClient(t *testing.T, p *app.Proxy) tapv1.TapClient {
 func TestTap(t *testing.T) {
 	m := newMesh(t)
 	appAddr := startApp(t).addr
-	server := m.startProxyEnv(t, serverID, appAddr, "127.0.0.1:1", tapOn, true)
 	m.mu.Lock()
-	m.endpoints["web.test.svc.cluster.local:80"] = []*destinationv1.WeightedAddr{meshedAddr(server.InboundAddr().String(), serverID)}
 	m.profiles["web.test.svc.cluster.local:80"] = &destinationv1.DestinationProfile{
 		FullyQualifiedName: "web.test.svc.cluster.local",
 		Routes:             []*destinationv1.Route{route("tapped-post", "POST", "/tapped/.*", false, 0)},
 	}
 	m.mu.Unlock()
-	client := m.startProxyEnv(t, clientID, "127.0.0.1:1", "10.255.255.1:80", tapOn, true)
+	client, server := m.twoProxies(t, appAddr, tapOn)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -49,13 +49,14 @@ type h2Handler struct{ p *Proxy }
 
 func (h h2Handler) RoundTrip(r *http.Request) (*http.Response, error) {
 	req, err := h.p.route(r)
-	if err == nil {
-		var resp *http.Response
-		if resp, err = roundTripper(h).RoundTrip(req); err == nil {
-			return resp, nil
-		}
+	if err != nil {
+		return errorResponse(err), nil
 	}
-	return errorResponse(err), nil
+	resp, err := roundTripper(h).RoundTrip(req)
+	if err != nil {
+		return errorResponse(err), nil
+	}
+	return resp, nil
 }
 
 // errorResponse answers err as errorHandler does.
