@@ -473,22 +473,7 @@ func (cc *clientConn) onHeaders(f *http2.MetaHeadersFrame) error {
 			cc.resetStream(st, http2.ErrCodeProtocol, errors.New("h2: trailers without END_STREAM"))
 			return nil
 		}
-		st.trailer = http.Header{}
-		err := trailerOf(st.trailer, f.Fields)
-		if err == nil {
-			err = st.checkLength(true)
-		}
-		if err != nil {
-			cc.mu.Unlock()
-			cc.resetStream(st, http2.ErrCodeProtocol, err)
-			return nil
-		}
-		st.endRecv(io.EOF)
-		done := cc.maybeClose(st)
-		cc.mu.Unlock()
-		if done != nil {
-			done()
-		}
+		cc.onTrailers(st, f.Fields)
 		return nil
 	}
 	cc.mu.Unlock()

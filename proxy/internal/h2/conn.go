@@ -905,6 +905,28 @@ func trailerOf(dst http.Header, fields []hpack.HeaderField) error {
 	return nil
 }
 
+// onTrailers ends s's receiving side with its trailing header block, or
+// resets s when the block or the body's length is wrong. c.mu is held and
+// released.
+func (c *conn) onTrailers(s *stream, fields []hpack.HeaderField) {
+	s.trailer = http.Header{}
+	err := trailerOf(s.trailer, fields)
+	if err == nil {
+		err = s.checkLength(true)
+	}
+	if err != nil {
+		c.mu.Unlock()
+		c.resetStream(s, http2.ErrCodeProtocol, err)
+		return
+	}
+	s.endRecv(io.EOF)
+	done := c.maybeClose(s)
+	c.mu.Unlock()
+	if done != nil {
+		done()
+	}
+}
+
 // declaredTrailer returns the trailer keys a Trailer header announces.
 func declaredTrailer(h http.Header) http.Header {
 	vs := h["Trailer"]

@@ -199,22 +199,7 @@ func (sc *serverConn) onHeaders(f *http2.MetaHeadersFrame) error {
 			sc.resetStream(st, http2.ErrCodeProtocol, errors.New("h2: HEADERS after the request's end, or trailers without END_STREAM"))
 			return nil
 		}
-		st.trailer = http.Header{}
-		err := trailerOf(st.trailer, f.Fields)
-		if err == nil {
-			err = st.checkLength(true)
-		}
-		if err != nil {
-			sc.mu.Unlock()
-			sc.resetStream(st, http2.ErrCodeProtocol, err)
-			return nil
-		}
-		st.endRecv(io.EOF)
-		done := sc.maybeClose(st)
-		sc.mu.Unlock()
-		if done != nil {
-			done()
-		}
+		sc.onTrailers(st, f.Fields)
 		return nil
 	}
 	if id%2 == 0 || id <= sc.lastID {
