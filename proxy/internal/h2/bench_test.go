@@ -21,14 +21,14 @@ func (benchEcho) RoundTrip(r *http.Request) (*http.Response, error) {
 	return &http.Response{StatusCode: 200, Header: http.Header{"X-Path": {r.URL.Path}}, ContentLength: int64(len(b)), Body: io.NopCloser(bytes.NewReader(b))}, nil
 }
 
-// pair starts a Server with h on loopback and returns a Client to it.
-func benchPair(tb testing.TB, h http.RoundTripper) *Client {
+// serveLoopback serves srv on a loopback listener until the test ends and
+// returns its address.
+func serveLoopback(tb testing.TB, srv *Server) string {
 	tb.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	srv := &Server{Handler: h}
 	go func() {
 		for {
 			c, err := l.Accept()
@@ -38,15 +38,22 @@ func benchPair(tb testing.TB, h http.RoundTripper) *Client {
 			go func() { _ = srv.ServeConn(context.Background(), c) }()
 		}
 	}()
-	cl := &Client{Dial: func(ctx context.Context) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "tcp", l.Addr().String())
-	}}
 	tb.Cleanup(func() {
 		_ = l.Close()
 		srv.Shutdown()
-		cl.CloseIdle()
 	})
+	return l.Addr().String()
+}
+
+// benchPair starts a Server with h on loopback and returns a Client to it.
+func benchPair(tb testing.TB, h http.RoundTripper) *Client {
+	tb.Helper()
+	addr := serveLoopback(tb, &Server{Handler: h})
+	cl := &Client{Dial: func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", addr)
+	}}
+	tb.Cleanup(cl.CloseIdle)
 	return cl
 }
 

@@ -150,23 +150,8 @@ func TestServerStreamErrorEndsBody(t *testing.T) {
 // own timeout.
 func TestServerExpectContinue(t *testing.T) {
 	cl := &http.Client{Transport: &http.Transport{Protocols: h2cOnly(), ExpectContinueTimeout: 5 * time.Second}}
-	srv := &Server{Handler: benchEcho{}}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { _ = srv.ServeConn(context.Background(), c) }()
-		}
-	}()
-	defer srv.Shutdown()
-	req, _ := http.NewRequest(http.MethodPut, "http://"+ln.Addr().String()+"/up", strings.NewReader("payload"))
+	addr := serveLoopback(t, &Server{Handler: benchEcho{}})
+	req, _ := http.NewRequest(http.MethodPut, "http://"+addr+"/up", strings.NewReader("payload"))
 	req.Header.Set("Expect", "100-continue")
 	start := time.Now()
 	resp, err := cl.Do(req)
