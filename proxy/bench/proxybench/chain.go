@@ -166,22 +166,7 @@ func startNginx2(dir string, pki *chainPKI) (client, server *proc, err error) {
 // startHAProxy2 is startNginx2 with haproxy: mutual TLS 1.3 between the
 // hops, HTTP/1.1 with connection reuse and gRPC over HTTP/2.
 func startHAProxy2(dir string, pki *chainPKI) (client, server *proc, err error) {
-	common := `global
-  nbthread 1
-  maxconn 4000
-  ssl-default-bind-options ssl-min-ver TLSv1.3
-  ssl-default-server-options ssl-min-ver TLSv1.3
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 60s
-  timeout server 60s
-`
-	write := func(name, conf string) (string, error) {
-		path := filepath.Join(dir, name+".cfg")
-		return path, os.WriteFile(path, []byte(common+conf), 0o644)
-	}
-	path, err := write("haproxy2-server", fmt.Sprintf(`frontend fh
+	server, err = startHAProxyConf("haproxy-server", dir, fmt.Sprintf(`frontend fh
   bind %[3]s ssl crt %[1]s ca-file %[2]s verify required
   default_backend bh
 backend bh
@@ -196,10 +181,7 @@ backend bg
 	if err != nil {
 		return nil, nil, err
 	}
-	if server, err = start("haproxy-server", nil, *haBin, "-db", "-f", path); err != nil {
-		return nil, nil, err
-	}
-	path, err = write("haproxy2-client", fmt.Sprintf(`frontend fh
+	client, err = startHAProxyConf("haproxy-client", dir, fmt.Sprintf(`frontend fh
   bind %[4]s
   default_backend bh
 backend bh
@@ -211,9 +193,6 @@ frontend fg
 backend bg
   server s1 %[7]s ssl crt %[1]s ca-file %[2]s verify required sni str(%[3]s) verifyhost %[3]s alpn h2
 `, pki.clientPEM, pki.ca, chainSrvName, ha2HTTP, ha2HTTPS, ha2GRPC, ha2GRPCS))
-	if err == nil {
-		client, err = start("haproxy-client", nil, *haBin, "-db", "-f", path)
-	}
 	if err != nil {
 		server.stop()
 		return nil, nil, err

@@ -267,29 +267,26 @@ func load(mode, proto string, rps int, target string, host string, procs []*proc
 	out := filepath.Join(os.TempDir(), fmt.Sprintf("fortio-%d.json", time.Now().UnixNano()))
 	defer os.Remove(out)
 	conns := max(8, rps/150)
-	args := []string{*fortioBin, "load", "-quiet", "-qps", strconv.Itoa(rps), "-t", duration.String(), "-c", strconv.Itoa(conns),
-		"-r", "0.00001", "-p", "50,99,99.9", "-payload-size", "1024", "-json", out, "-allow-initial-errors"}
-	if proto == "grpc" {
-		args = append(args, "-grpc", "-ping", target)
-	} else {
+	fortio := func(d time.Duration) []string {
+		args := []string{*fortioBin, "load", "-quiet", "-qps", strconv.Itoa(rps), "-t", d.String(), "-c", strconv.Itoa(conns),
+			"-r", "0.00001", "-p", "50,99,99.9", "-payload-size", "1024", "-json", out, "-allow-initial-errors"}
+		if proto == "grpc" {
+			return append(args, "-grpc", "-ping", target)
+		}
 		if host != "" {
 			args = append(args, "-H", "Host: "+host)
 		}
-		args = append(args, "http://"+target+"/echo")
+		return append(args, "http://"+target+"/echo")
 	}
 	// Warm up (connections, TLS sessions, discovery, pools) at the same
 	// rate before measuring, so the cell shows the steady state.
 	if *warmup > 0 {
-		w := append([]string(nil), args...)
-		for i := range w {
-			if w[i] == "-t" {
-				w[i+1] = warmup.String()
-			}
-		}
+		w := fortio(*warmup)
 		if msg, err := exec.Command(w[0], w[1:]...).CombinedOutput(); err != nil {
 			return c, fmt.Errorf("fortio warm-up %v: %w: %s", w, err, msg)
 		}
 	}
+	args := fortio(*duration)
 	var before []int64
 	for _, p := range procs {
 		before = append(before, cpuTicks(p.pids()))
@@ -430,80 +427,32 @@ func run() error {
 			}
 			cells = append(cells, cs...)
 		}
-		// nginx and haproxy.
+		// nginx and haproxy: one plaintext hop each, then two of them with
+		// mutual TLS between, the same shape as the mesh.
+		grpc := proto == "grpc"
 		for _, rp := range []struct {
-			name string
-			bin  string
-			fn   func(dir string) (*proc, error)
-			addr string
+			name  string
+			bin   string
+			start func() ([]*proc, error)
+			addr  string
 		}{
-			{"nginx", *nginxBin, startNginx, map[bool]string{true: nginxGRPC, false: nginxHTTP}[proto == "grpc"]},
-			{"haproxy", *haBin, startHAProxy, map[bool]string{true: haGRPC, false: haHTTP}[proto == "grpc"]},
+			{"nginx", *nginxBin, func() ([]*proc, error) { return one(startNginx(dir)) }, pick(grpc, nginxGRPC, nginxHTTP)},
+			{"haproxy", *haBin, func() ([]*proc, error) { return one(startHAProxy(dir)) }, pick(grpc, haGRPC, haHTTP)},
+			{"nginx x2 (mTLS)", *nginxBin, func() ([]*proc, error) { return withPKI(&pki, dir, startNginx2) }, pick(grpc, nginx2GRPC, nginx2HTTP)},
+			{"haproxy x2 (mTLS)", *haBin, func() ([]*proc, error) { return withPKI(&pki, dir, startHAProxy2) }, pick(grpc, ha2GRPC, ha2HTTP)},
 		} {
 			if rp.bin == "" || !want(rp.name) {
 				continue
 			}
-			p, err := rp.fn(dir)
+			procs, err := rp.start()
 			if err != nil {
 				return err
 			}
-			if err := waitTCP(rp.addr); err != nil {
-				p.stop()
-				return err
-			}
-			idle := idleRSS([]*proc{p})
-			for _, rps := range rs {
-				c, err := load(rp.name, proto, rps, rp.addr, "", []*proc{p}, idle)
-				if err != nil {
-					p.stop()
-					return err
-				}
-				cells = append(cells, c)
-			}
-			p.stop()
-		}
-		// The same two-hop shape as the mesh, with nginx or haproxy on
-		// both sides and mutual TLS between them.
-		for _, rp := range []struct {
-			name string
-			bin  string
-			fn   func(dir string, pki *chainPKI) (*proc, *proc, error)
-			addr string
-		}{
-			{"nginx x2 (mTLS)", *nginxBin, startNginx2, map[bool]string{true: nginx2GRPC, false: nginx2HTTP}[proto == "grpc"]},
-			{"haproxy x2 (mTLS)", *haBin, startHAProxy2, map[bool]string{true: ha2GRPC, false: ha2HTTP}[proto == "grpc"]},
-		} {
-			if rp.bin == "" || !want(rp.name) {
-				continue
-			}
-			if pki == nil {
-				if pki, err = newChainPKI(dir); err != nil {
-					return err
-				}
-			}
-			client, server, err := rp.fn(dir, pki)
+			cs, err := loadPeer(rp.name, proto, rp.addr, "", rs, procs)
 			if err != nil {
 				return err
 			}
-			procs := []*proc{client, server}
-			stop := func() {
-				client.stop()
-				server.stop()
-			}
-			if err := waitTCP(rp.addr); err != nil {
-				stop()
-				return err
-			}
-			idle := idleRSS(procs)
-			for _, rps := range rs {
-				c, err := load(rp.name, proto, rps, rp.addr, "", procs, idle)
-				if err != nil {
-					stop()
-					return err
-				}
-				cells = append(cells, c)
-			}
-			stop()
+			cells = append(cells, cs...)
 		}
 	}
 
@@ -557,13 +506,53 @@ func runConduit(cp *testcp.CP, mode, proto, target string, rs []int, env ...stri
 	if err != nil {
 		return nil, err
 	}
-	defer client.stop()
-	defer server.stop()
-	procs := []*proc{client, server}
+	return loadPeer(mode, proto, clientOut, "web.bench.svc.cluster.local", rs, []*proc{client, server})
+}
+
+func pick(grpc bool, grpcAddr, httpAddr string) string {
+	if grpc {
+		return grpcAddr
+	}
+	return httpAddr
+}
+
+func one(p *proc, err error) ([]*proc, error) {
+	if err != nil {
+		return nil, err
+	}
+	return []*proc{p}, nil
+}
+
+// withPKI starts a two-hop peer, making the certificates on first use.
+func withPKI(p **chainPKI, dir string, start func(dir string, pki *chainPKI) (client, server *proc, err error)) ([]*proc, error) {
+	if *p == nil {
+		var err error
+		if *p, err = newChainPKI(dir); err != nil {
+			return nil, err
+		}
+	}
+	client, server, err := start(dir, *p)
+	if err != nil {
+		return nil, err
+	}
+	return []*proc{client, server}, nil
+}
+
+// loadPeer loads a started peer listening on addr at each rate (with the
+// Host header host, if any), then stops its processes.
+func loadPeer(name, proto, addr, host string, rs []int, procs []*proc) ([]cell, error) {
+	defer func() {
+		for _, p := range procs {
+			p.stop()
+		}
+	}()
+	if err := waitTCP(addr); err != nil {
+		return nil, err
+	}
 	idle := idleRSS(procs)
 	var cells []cell
 	for _, rps := range rs {
-		c, err := load(mode, proto, rps, clientOut, "web.bench.svc.cluster.local", procs, idle)
+		c, err := load(name, proto, rps, addr, host, procs, idle)
 		if err != nil {
 			return nil, err
 		}
@@ -587,15 +576,7 @@ func startNginx(dir string) (*proc, error) {
 }
 
 func startHAProxy(dir string) (*proc, error) {
-	conf := fmt.Sprintf(`global
-  nbthread 1
-  maxconn 4000
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 60s
-  timeout server 60s
-frontend fh
+	return startHAProxyConf("haproxy", dir, fmt.Sprintf(`frontend fh
   bind %s
   default_backend bh
 backend bh
@@ -606,12 +587,29 @@ frontend fg
   default_backend bg
 backend bg
   server s1 %s proto h2
-`, haHTTP, backendHTTP, haGRPC, backendGRPC)
-	path := filepath.Join(dir, "haproxy.cfg")
+`, haHTTP, backendHTTP, haGRPC, backendGRPC))
+}
+
+// startHAProxyConf starts haproxy (one thread, TLS 1.3 where TLS is
+// configured) with the proxies of body, its configuration written to
+// dir/name.cfg.
+func startHAProxyConf(name, dir, body string) (*proc, error) {
+	conf := `global
+  nbthread 1
+  maxconn 4000
+  ssl-default-bind-options ssl-min-ver TLSv1.3
+  ssl-default-server-options ssl-min-ver TLSv1.3
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+` + body
+	path := filepath.Join(dir, name+".cfg")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
-	return start("haproxy", nil, *haBin, "-db", "-f", path)
+	return start(name, nil, *haBin, "-db", "-f", path)
 }
 
 // sinkDone receives the byte count of every connection the sink finished.
