@@ -173,7 +173,6 @@ func TestAnchorRotationUnderTraffic(t *testing.T) {
 	// The load pod is unmeshed, so it reaches web through kube-proxy, which programs
 	// the Service a moment after its endpoints are ready: until then a connection is
 	// refused. Wait for web to answer before the first check and the generator.
-	f.WaitEndpoints(t, ns, "web", 2, time.Minute)
 	f.WaitFor(t, "service web answering the unmeshed load pod", time.Minute, func(ctx context.Context) (bool, error) {
 		_, _, err := f.ExecE(ctx, ns, "load", "load", nil, "testapp", "get", "-timeout", "5s", "http://web:8080/")
 		return err == nil, err
