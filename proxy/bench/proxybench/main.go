@@ -44,8 +44,9 @@ var (
 	warmup    = flag.Duration("warmup", time.Second, "load at the cell's rate before each measured cell (0: none)")
 	tcpDur    = flag.Duration("tcp", 5*time.Second, "duration of each opaque throughput run")
 	verbose   = flag.Bool("v", false, "log progress to stderr")
-	only      = flag.String("only", "", "run only paths whose name contains this (direct, conduit, nginx, haproxy, x2, tcp)")
+	only      = flag.String("only", "", "run only paths whose name contains one of these, comma-separated (direct, conduit, nginx, haproxy, x2, tcp)")
 	protos    = flag.String("protos", "http1,grpc", "protocols to load")
+	uniform   = flag.Bool("uniform", true, "spread fortio's connections evenly over each request interval (fortio -uniform); false starts them in step, so requests arrive in bursts of one per connection")
 	proxyEnv  = flag.String("proxy-env", "", "extra environment for the Conduit proxies, comma-separated (e.g. GOGC=200,GOMAXPROCS=1)")
 )
 
@@ -270,6 +271,9 @@ func load(mode, proto string, rps int, target string, host string, procs []*proc
 	fortio := func(d time.Duration) []string {
 		args := []string{*fortioBin, "load", "-quiet", "-qps", strconv.Itoa(rps), "-t", d.String(), "-c", strconv.Itoa(conns),
 			"-r", "0.00001", "-p", "50,99,99.9", "-payload-size", "1024", "-json", out, "-allow-initial-errors"}
+		if *uniform {
+			args = append(args, "-uniform")
+		}
 		if proto == "grpc" {
 			return append(args, "-grpc", "-ping", target)
 		}
@@ -398,7 +402,17 @@ func run() error {
 	var cells []cell
 	var pki *chainPKI
 	rs := parseRates()
-	want := func(mode string) bool { return *only == "" || strings.Contains(mode, *only) }
+	want := func(mode string) bool {
+		if *only == "" {
+			return true
+		}
+		for _, o := range strings.Split(*only, ",") {
+			if o != "" && strings.Contains(mode, o) {
+				return true
+			}
+		}
+		return false
+	}
 	for _, proto := range strings.Split(*protos, ",") {
 		target := backendHTTP
 		if proto == "grpc" {
