@@ -68,7 +68,7 @@ type Proxy struct {
 	rp      *httputil.ReverseProxy
 	h1      *http.Transport
 	h2c     *http.Transport
-	dialer  net.Dialer
+	dialer  netx.Dialer
 	wg      sync.WaitGroup
 	fast    h1.Server
 	fast2   h2.Server
@@ -86,7 +86,7 @@ func New(o Options) *Proxy {
 	}
 	p := &Proxy{o: o}
 	p.fast2.Handler = h2Handler{p}
-	p.dialer = net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}
+	p.dialer = netx.Dialer{Dialer: net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}}
 	p.fast.DialTimeout = 2 * o.ConnectTimeout
 	p.h1 = &http.Transport{
 		DialContext:         p.dialer.DialContext,

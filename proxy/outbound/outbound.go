@@ -83,7 +83,7 @@ type Proxy struct {
 	rp        *httputil.ReverseProxy
 	h1        *http.Transport
 	h2c       *http.Transport
-	dialer    net.Dialer
+	dialer    netx.Dialer
 	sessions  tls.ClientSessionCache
 	fast      h1.Server
 	fast2     h2.Server
@@ -110,7 +110,7 @@ func New(o Options) *Proxy {
 	p := &Proxy{o: o, sessions: tls.NewLRUClientSessionCache(256)}
 	p.fast2.Handler = h2Handler{p}
 	p.defBudget = profile.NewBudget(0.2, 10, 10*time.Second)
-	p.dialer = net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}
+	p.dialer = netx.Dialer{Dialer: net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}}
 	p.fast.DialTimeout = 2 * o.ConnectTimeout
 	p.h1 = &http.Transport{
 		DialContext:         p.dialer.DialContext,

@@ -221,7 +221,7 @@ func (k *corker) uncork() {
 func (c *Conn) Peeked() []byte { return c.pre }
 
 // Wrap returns c as a Conn without peeking.
-func Wrap(c net.Conn, info *Info) *Conn { return &Conn{Conn: c, Info: info} }
+func Wrap(c net.Conn, info *Info) *Conn { return &Conn{Conn: NewSysConn(c), Info: info} }
 
 const peekSize = 16384 + 5 + 64
 
@@ -457,10 +457,8 @@ func copyHalf(dst, src net.Conn) int64 {
 	rs, rd := unwrap(src), unwrapWriter(dst)
 	var m int64
 	var err error
-	_, tcpSrc := rs.(*net.TCPConn)
-	_, tcpDst := rd.(*net.TCPConn)
-	if tcpSrc && tcpDst {
-		m, err = io.Copy(rd, rs) // splice(2)
+	if ts, td := tcpOf(rs), tcpOf(rd); ts != nil && td != nil {
+		m, err = io.Copy(td, ts) // splice(2)
 	} else {
 		m, err = copyBuffered(rd, rs)
 	}
@@ -565,6 +563,17 @@ func unwrapWriter(c net.Conn) net.Conn {
 		return w.Conn
 	}
 	return c
+}
+
+// tcpOf is the *net.TCPConn of a raw connection, nil if it is not TCP.
+func tcpOf(c net.Conn) *net.TCPConn {
+	switch v := c.(type) {
+	case *net.TCPConn:
+		return v
+	case *SysConn:
+		return v.TCPConn
+	}
+	return nil
 }
 
 func unwrap(c net.Conn) net.Conn {
