@@ -25,19 +25,39 @@ import (
 // ReadFrom) is the embedded *net.TCPConn's.
 type SysConn struct {
 	*net.TCPConn
-	rc syscall.RawConn
+	rc   syscall.RawConn
+	r, w half
+}
 
-	rmu  sync.Mutex
-	rbuf []byte
-	rn   int
-	rerr error
-	rfn  func(uintptr) bool
+// half is one direction's call in progress: the buffer and results that the
+// function handed to syscall.RawConn (made once per connection, so that a
+// call allocates nothing) works on. mu keeps concurrent callers apart.
+type half struct {
+	mu  sync.Mutex
+	buf []byte
+	n   int
+	err error
+	fn  func(fd uintptr) bool
+}
 
-	wmu  sync.Mutex
-	wbuf []byte
-	wn   int
-	werr error
-	wfn  func(uintptr) bool
+// do runs h.fn on the descriptor for p, waiting for the poller between
+// tries (reading or writing as write says).
+func (h *half) do(rc syscall.RawConn, write bool, p []byte) (int, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.buf, h.n, h.err = p, 0, nil
+	var err error
+	if write {
+		err = rc.Write(h.fn)
+	} else {
+		err = rc.Read(h.fn)
+	}
+	if err == nil {
+		err = h.err
+	}
+	n := h.n
+	h.buf, h.err = nil, nil
+	return n, err
 }
 
 // NewSysConn wraps c; when c is not a *net.TCPConn (or its raw descriptor
@@ -52,8 +72,8 @@ func NewSysConn(c net.Conn) net.Conn {
 		return c
 	}
 	s := &SysConn{TCPConn: tc, rc: rc}
-	s.rfn = s.readFD
-	s.wfn = s.writeFD
+	s.r.fn = s.r.readFD
+	s.w.fn = s.w.writeFD
 	return s
 }
 
@@ -65,15 +85,7 @@ func (s *SysConn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	s.rmu.Lock()
-	s.rbuf, s.rn, s.rerr = p, 0, nil
-	err := s.rc.Read(s.rfn)
-	n := s.rn
-	if err == nil {
-		err = s.rerr
-	}
-	s.rbuf, s.rerr = nil, nil
-	s.rmu.Unlock()
+	n, err := s.r.do(s.rc, false, p)
 	if err != nil {
 		return n, s.opError("read", err)
 	}
@@ -83,56 +95,50 @@ func (s *SysConn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func (s *SysConn) readFD(fd uintptr) bool {
-	for {
-		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&s.rbuf[0])), uintptr(len(s.rbuf)))
-		switch e {
-		case 0:
-			s.rn = int(n)
-			return true
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			return false // wait for the poller, then call again
-		default:
-			s.rerr = os.NewSyscallError("read", e)
-			return true
-		}
-	}
-}
-
 // Write implements net.Conn: it writes all of p or fails.
 func (s *SysConn) Write(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	s.wmu.Lock()
-	s.wbuf, s.wn, s.werr = p, 0, nil
-	err := s.rc.Write(s.wfn)
-	n := s.wn
-	if err == nil {
-		err = s.werr
-	}
-	s.wbuf, s.werr = nil, nil
-	s.wmu.Unlock()
+	n, err := s.w.do(s.rc, true, p)
 	if err != nil {
 		return n, s.opError("write", err)
 	}
 	return n, nil
 }
 
-func (s *SysConn) writeFD(fd uintptr) bool {
-	for s.wn < len(s.wbuf) {
-		rest := s.wbuf[s.wn:]
+// readFD reads once into h.buf; false asks the poller to wait.
+func (h *half) readFD(fd uintptr) bool {
+	for {
+		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&h.buf[0])), uintptr(len(h.buf)))
+		switch e {
+		case 0:
+			h.n = int(n)
+			return true
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		default:
+			h.err = os.NewSyscallError("read", e)
+			return true
+		}
+	}
+}
+
+// writeFD writes what is left of h.buf; false asks the poller to wait.
+func (h *half) writeFD(fd uintptr) bool {
+	for h.n < len(h.buf) {
+		rest := h.buf[h.n:]
 		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)))
 		switch e {
 		case 0:
-			s.wn += int(n)
+			h.n += int(n)
 		case syscall.EINTR:
 		case syscall.EAGAIN:
 			return false
 		default:
-			s.werr = os.NewSyscallError("write", e)
+			h.err = os.NewSyscallError("write", e)
 			return true
 		}
 	}
