@@ -174,10 +174,10 @@ func writeBody(w *bufio.Writer, r *http.Request, chunked bool) error {
 // response builds the http.Response of head h.
 func (p *Pool) response(u *upConn, r *http.Request, h *Head) *http.Response {
 	resp := &http.Response{
-		StatusCode: h.Status, Proto: "HTTP/1." + strconv.Itoa(h.Minor), ProtoMajor: 1, ProtoMinor: h.Minor,
+		StatusCode: h.Status, Proto: protoName(h.Minor), ProtoMajor: 1, ProtoMinor: h.Minor,
 		Header: h.httpHeader(), Request: r, ContentLength: -1,
 	}
-	resp.Status = strconv.Itoa(h.Status) + " " + string(h.Raw[h.reason.a:h.reason.b])
+	resp.Status = h.statusText()
 	// Trailer announces the trailer fields: net/http lists them, empty, in
 	// resp.Trailer before the body is read.
 	for _, v := range resp.Header["Trailer"] {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strconv"
 )
 
@@ -33,6 +34,9 @@ type field struct {
 // that a connection can be handed over with them.
 type Head struct {
 	Raw []byte
+	// text is Raw as a string, copied once (see str): the strings a head
+	// hands out (method, target, field values) are slices of it.
+	text string
 
 	method, target, reason span
 	// Minor is the x of HTTP/1.x.
@@ -65,6 +69,7 @@ type Head struct {
 
 func (h *Head) reset() {
 	h.Raw = h.Raw[:0]
+	h.text = ""
 	h.fields = h.fields[:0]
 	h.add = h.add[:0]
 	h.method, h.target, h.reason, h.host = span{}, span{}, span{}, span{}
@@ -74,7 +79,16 @@ func (h *Head) reset() {
 		false, false, false, false, false, false, false, false
 }
 
-func (h *Head) str(s span) string { return string(h.Raw[s.a:s.b]) }
+func (h *Head) str(s span) string { return h.rawText()[s.a:s.b] }
+
+// rawText returns Raw as a string, copying it on first use: one allocation
+// per head for all of its strings instead of one per string.
+func (h *Head) rawText() string {
+	if len(h.text) != len(h.Raw) {
+		h.text = string(h.Raw)
+	}
+	return h.text
+}
 
 // Method returns the request method.
 func (h *Head) Method() string { return h.str(h.method) }
@@ -517,4 +531,36 @@ func (h *Head) writeResponse(w *bufio.Writer, closing bool) {
 	w.Write(h.Raw[h.reason.a:h.reason.b])
 	w.WriteString("\r\n")
 	h.writeFields(w, closing)
+}
+
+// protoName is "HTTP/1.x" for minor version x, without allocating for 0 and 1.
+func protoName(minor int) string {
+	switch minor {
+	case 0:
+		return "HTTP/1.0"
+	case 1:
+		return "HTTP/1.1"
+	}
+	return "HTTP/1." + strconv.Itoa(minor)
+}
+
+// statusLines holds "code reason" for the standard reasons (e.g. "200 OK").
+var statusLines = func() map[int]string {
+	m := map[int]string{}
+	for code := 100; code < 600; code++ {
+		if t := http.StatusText(code); t != "" {
+			m[code] = strconv.Itoa(code) + " " + t
+		}
+	}
+	return m
+}()
+
+// statusText is the response's status code and reason phrase as net/http's
+// Response.Status has them; a standard pair does not allocate.
+func (h *Head) statusText() string {
+	reason := h.Raw[h.reason.a:h.reason.b]
+	if line, ok := statusLines[h.Status]; ok && len(line) == 4+len(reason) && line[4:] == string(reason) {
+		return line
+	}
+	return strconv.Itoa(h.Status) + " " + string(reason)
 }

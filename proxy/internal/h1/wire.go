@@ -121,19 +121,39 @@ func trailerLines(w *bufio.Writer, br *bufio.Reader, fn func(line []byte, colon 
 // httpHeader returns the head's forwarded fields (kept and added) as an
 // http.Header, without the body framing fields.
 func (h *Head) httpHeader() http.Header {
-	hdr := make(http.Header, len(h.fields)+len(h.add)/2)
+	raw := h.rawText()
+	n := len(h.add) / 2
 	for _, f := range h.fields {
 		if !f.drop {
-			k := textproto.CanonicalMIMEHeaderKey(string(h.Raw[f.name.a:f.name.b]))
-			hdr[k] = append(hdr[k], string(h.Raw[f.value.a:f.value.b]))
+			n++
 		}
 	}
-	for i := 0; i+1 < len(h.add); i += 2 {
-		k := textproto.CanonicalMIMEHeaderKey(h.add[i])
-		hdr[k] = append(hdr[k], h.add[i+1])
+	hdr := make(http.Header, n)
+	// One backing array for the values: a name's first value takes a
+	// one-element slice of it instead of an allocation of its own. Names
+	// and values are slices of raw (a canonical name is not copied).
+	vals := make([]string, n)
+	i := 0
+	put := func(k, v string) {
+		if k == "Content-Length" || k == "Transfer-Encoding" {
+			return
+		}
+		if vs, ok := hdr[k]; ok {
+			hdr[k] = append(vs, v)
+			return
+		}
+		vals[i] = v
+		hdr[k] = vals[i : i+1 : i+1]
+		i++
 	}
-	delete(hdr, "Content-Length")
-	delete(hdr, "Transfer-Encoding")
+	for _, f := range h.fields {
+		if !f.drop {
+			put(textproto.CanonicalMIMEHeaderKey(raw[f.name.a:f.name.b]), raw[f.value.a:f.value.b])
+		}
+	}
+	for j := 0; j+1 < len(h.add); j += 2 {
+		put(textproto.CanonicalMIMEHeaderKey(h.add[j]), h.add[j+1])
+	}
 	return hdr
 }
 

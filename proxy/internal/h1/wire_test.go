@@ -1,0 +1,114 @@
+package h1
+
+import (
+	"bufio"
+	"net/http"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestHTTPHeader(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		drop []string
+		add  []string
+		want http.Header
+	}{
+		{
+			name: "names canonical, framing fields left out",
+			in:   "POST /p HTTP/1.1\r\nHost: w\r\ncontent-type: text/plain\r\nContent-Length: 3\r\nX-ID: 1\r\n\r\n",
+			want: http.Header{"Host": {"w"}, "Content-Type": {"text/plain"}, "X-Id": {"1"}},
+		},
+		{
+			name: "repeated names keep their order",
+			in:   "GET / HTTP/1.1\r\nHost: w\r\nAccept: a\r\nX: 1\r\naccept: b\r\n\r\n",
+			want: http.Header{"Host": {"w"}, "Accept": {"a", "b"}, "X": {"1"}},
+		},
+		{
+			name: "dropped and added fields",
+			in:   "GET / HTTP/1.1\r\nHost: w\r\nConduit-Client-Id: forged\r\nTransfer-Encoding: chunked\r\n\r\n",
+			drop: []string{"conduit-client-id"},
+			add:  []string{"conduit-client-id", "web.ns", "x-b3", "1"},
+			want: http.Header{"Host": {"w"}, "Conduit-Client-Id": {"web.ns"}, "X-B3": {"1"}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h, err := readReq(t, tt.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range tt.drop {
+				h.Drop(n)
+			}
+			for i := 0; i+1 < len(tt.add); i += 2 {
+				h.Add(tt.add[i], tt.add[i+1])
+			}
+			if got := h.httpHeader(); !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("httpHeader() = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// The header's values share one backing array and the head's text: appending
+// to one name must not touch another, and reading the next message into the
+// same Head must not change the strings already handed out.
+func TestHTTPHeaderOutlivesTheHead(t *testing.T) {
+	in := "GET /one HTTP/1.1\r\nHost: w\r\nA: 1\r\nB: 2\r\n\r\n" + "GET /two HTTP/1.1\r\nHost: x\r\nA: 9\r\nB: 8\r\n\r\n"
+	br := bufio.NewReader(strings.NewReader(in))
+	var h Head
+	if err := h.ReadRequest(br); err != nil {
+		t.Fatal(err)
+	}
+	hdr, target := h.httpHeader(), h.Target()
+	hdr["A"] = append(hdr["A"], "extra")
+	if got := hdr["B"]; len(got) != 1 || got[0] != "2" {
+		t.Fatalf("appending to A changed B: %q", got)
+	}
+	if err := h.ReadRequest(br); err != nil {
+		t.Fatal(err)
+	}
+	if h.Target() != "/two" || h.httpHeader().Get("A") != "9" {
+		t.Fatalf("second head read as %q A=%q", h.Target(), h.httpHeader().Get("A"))
+	}
+	if target != "/one" || hdr.Get("Host") != "w" || !reflect.DeepEqual(hdr["A"], []string{"1", "extra"}) {
+		t.Fatalf("the first head's strings changed: %q %v", target, hdr)
+	}
+}
+
+func TestStatusText(t *testing.T) {
+	tests := []struct {
+		in, want string
+		allocs   float64
+	}{
+		{"HTTP/1.1 200 OK\r\n\r\n", "200 OK", 0},
+		{"HTTP/1.1 404 Not Found\r\n\r\n", "404 Not Found", 0},
+		{"HTTP/1.1 200 Fine\r\n\r\n", "200 Fine", -1},
+		{"HTTP/1.1 299 Whatever\r\n\r\n", "299 Whatever", -1},
+		{"HTTP/1.0 503 Service Unavailable\r\n\r\n", "503 Service Unavailable", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) {
+			var h Head
+			if err := h.ReadResponse(bufio.NewReader(strings.NewReader(tt.in))); err != nil {
+				t.Fatal(err)
+			}
+			if got := h.statusText(); got != tt.want {
+				t.Fatalf("statusText() = %q, want %q", got, tt.want)
+			}
+			if tt.allocs >= 0 {
+				if n := testing.AllocsPerRun(100, func() { _ = h.statusText() }); n != tt.allocs {
+					t.Fatalf("%v allocations, want %v", n, tt.allocs)
+				}
+			}
+		})
+	}
+	for minor, want := range map[int]string{0: "HTTP/1.0", 1: "HTTP/1.1", 2: "HTTP/1.2"} {
+		if got := protoName(minor); got != want {
+			t.Errorf("protoName(%d) = %q, want %q", minor, got, want)
+		}
+	}
+}
