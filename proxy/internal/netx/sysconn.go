@@ -18,8 +18,8 @@ import (
 // call through syscall.Syscall, it does not wake the runtime's monitor thread
 // (sysmon) when the process was idle. A proxy at a constant moderate rate is
 // idle between requests, so on every request that wake-up and the monitor's
-// 20 µs polling sleeps that follow cost context switches, which are most of
-// its CPU on a virtual machine (see docs/proxy.md).
+// 20 µs polling sleeps that follow cost context switches, a large part of its
+// CPU on a virtual machine (see Tuning in docs/proxy.md).
 //
 // Everything but Read and Write (deadlines, Close, CloseWrite, splice through
 // ReadFrom) is the embedded *net.TCPConn's.
