@@ -25,39 +25,43 @@ import (
 // ReadFrom) is the embedded *net.TCPConn's.
 type SysConn struct {
 	*net.TCPConn
-	rc   syscall.RawConn
 	r, w half
 }
 
-// half is one direction's call in progress: the buffer and results that the
-// function handed to syscall.RawConn (made once per connection, so that a
-// call allocates nothing) works on. mu keeps concurrent callers apart.
+// half is one direction: its operation, and the call in progress (the
+// buffer and results that fn, handed to syscall.RawConn, works on; fn is made
+// once per connection, so that a call allocates nothing). mu keeps concurrent
+// callers apart.
 type half struct {
+	op   string                            // "read" or "write", for errors
+	wait func(func(fd uintptr) bool) error // RawConn.Read or RawConn.Write
+	fn   func(fd uintptr) bool
+
 	mu  sync.Mutex
 	buf []byte
 	n   int
 	err error
-	fn  func(fd uintptr) bool
 }
 
-// do runs h.fn on the descriptor for p, waiting for the poller between
-// tries (reading or writing as write says).
-func (h *half) do(rc syscall.RawConn, write bool, p []byte) (int, error) {
+// do runs fn on the descriptor for p, waiting for the poller between tries,
+// and returns what it moved; an error is a *net.OpError, as net.Conn's are.
+func (h *half) do(s *SysConn, p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.buf, h.n, h.err = p, 0, nil
-	var err error
-	if write {
-		err = rc.Write(h.fn)
-	} else {
-		err = rc.Read(h.fn)
-	}
+	err := h.wait(h.fn)
 	if err == nil {
 		err = h.err
 	}
 	n := h.n
 	h.buf, h.err = nil, nil
-	return n, err
+	if err != nil {
+		return n, &net.OpError{Op: h.op, Net: "tcp", Source: s.LocalAddr(), Addr: s.RemoteAddr(), Err: err}
+	}
+	return n, nil
 }
 
 // NewSysConn wraps c; when c is not a *net.TCPConn (or its raw descriptor
@@ -71,9 +75,9 @@ func NewSysConn(c net.Conn) net.Conn {
 	if err != nil {
 		return c
 	}
-	s := &SysConn{TCPConn: tc, rc: rc}
-	s.r.fn = s.r.readFD
-	s.w.fn = s.w.writeFD
+	s := &SysConn{TCPConn: tc}
+	s.r.op, s.r.wait, s.r.fn = "read", rc.Read, s.r.readFD
+	s.w.op, s.w.wait, s.w.fn = "write", rc.Write, s.w.writeFD
 	return s
 }
 
@@ -82,30 +86,15 @@ func (s *SysConn) NetConn() net.Conn { return s.TCPConn }
 
 // Read implements net.Conn.
 func (s *SysConn) Read(p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
+	n, err := s.r.do(s, p)
+	if n == 0 && err == nil && len(p) > 0 {
+		return 0, io.EOF // the peer closed its side
 	}
-	n, err := s.r.do(s.rc, false, p)
-	if err != nil {
-		return n, s.opError("read", err)
-	}
-	if n == 0 {
-		return 0, io.EOF
-	}
-	return n, nil
+	return n, err
 }
 
 // Write implements net.Conn: it writes all of p or fails.
-func (s *SysConn) Write(p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	n, err := s.w.do(s.rc, true, p)
-	if err != nil {
-		return n, s.opError("write", err)
-	}
-	return n, nil
-}
+func (s *SysConn) Write(p []byte) (int, error) { return s.w.do(s, p) }
 
 // readFD reads once into h.buf; false asks the poller to wait.
 func (h *half) readFD(fd uintptr) bool {
@@ -143,10 +132,6 @@ func (h *half) writeFD(fd uintptr) bool {
 		}
 	}
 	return true
-}
-
-func (s *SysConn) opError(op string, err error) error {
-	return &net.OpError{Op: op, Net: "tcp", Source: s.LocalAddr(), Addr: s.RemoteAddr(), Err: err}
 }
 
 // Dialer dials TCP connections as SysConns.
