@@ -34,8 +34,8 @@ type field struct {
 // that a connection can be handed over with them.
 type Head struct {
 	Raw []byte
-	// text is Raw as a string, copied once (see str): the strings a head
-	// hands out (method, target, field values) are slices of it.
+	// text is Raw as a string, copied on first use (see rawText): the
+	// strings a head hands out (method, target, field values) are slices of it.
 	text string
 
 	method, target, reason span
@@ -555,8 +555,8 @@ var statusLines = func() map[int]string {
 	return m
 }()
 
-// statusText is the response's status code and reason phrase as net/http's
-// Response.Status has them; a standard pair does not allocate.
+// statusText is the response's status code and reason phrase joined by a
+// space, for http.Response.Status; a standard pair does not allocate.
 func (h *Head) statusText() string {
 	reason := h.Raw[h.reason.a:h.reason.b]
 	if line, ok := statusLines[h.Status]; ok && len(line) == 4+len(reason) && line[4:] == string(reason) {

@@ -122,12 +122,7 @@ func trailerLines(w *bufio.Writer, br *bufio.Reader, fn func(line []byte, colon 
 // http.Header, without the body framing fields.
 func (h *Head) httpHeader() http.Header {
 	raw := h.rawText()
-	n := len(h.add) / 2
-	for _, f := range h.fields {
-		if !f.drop {
-			n++
-		}
-	}
+	n := len(h.fields) + len(h.add)/2 // at most; dropped fields leave room unused
 	hdr := make(http.Header, n)
 	// One backing array for the values: a name's first value takes a
 	// one-element slice of it instead of an allocation of its own. Names
