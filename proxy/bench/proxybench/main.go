@@ -25,10 +25,14 @@ const (
 	sinkAddr    = "127.0.0.1:18090"
 	clientOut   = "127.0.0.1:14140"
 	serverIn    = "127.0.0.1:24143"
-	nginxHTTP   = "127.0.0.1:28080"
-	nginxGRPC   = "127.0.0.1:28079"
-	haHTTP      = "127.0.0.1:38080"
-	haGRPC      = "127.0.0.1:38079"
+	// Original destinations the client proxy is given: a Service it routes
+	// as HTTP (or gRPC), and an opaque-port one it relays as bytes.
+	serviceDst = "10.96.0.10:8079"
+	opaqueDst  = "10.96.0.20:5201"
+	nginxHTTP  = "127.0.0.1:28080"
+	nginxGRPC  = "127.0.0.1:28079"
+	haHTTP     = "127.0.0.1:38080"
+	haGRPC     = "127.0.0.1:38079"
 
 	clientID = "client.bench.serviceaccount.identity.conduit.cluster.local"
 	serverID = "server.bench.serviceaccount.identity.conduit.cluster.local"
@@ -383,9 +387,9 @@ func run() error {
 	}
 	defer cp.Stop()
 	cp.SetEndpoints("web.bench.svc.cluster.local:80", testcp.Meshed(serverIn, serverID, false))
-	cp.SetProfile("10.96.0.10:8079", &destinationv1.DestinationProfile{FullyQualifiedName: "grpc.bench.svc.cluster.local"})
+	cp.SetProfile(serviceDst, &destinationv1.DestinationProfile{FullyQualifiedName: "grpc.bench.svc.cluster.local"})
 	cp.SetEndpoints("grpc.bench.svc.cluster.local:8079", testcp.Meshed(serverIn, serverID, false))
-	cp.SetProfile("10.96.0.20:5201", &destinationv1.DestinationProfile{OpaqueProtocol: true, Endpoint: testcp.Meshed(serverIn, serverID, true)})
+	cp.SetProfile(opaqueDst, &destinationv1.DestinationProfile{OpaqueProtocol: true, Endpoint: testcp.Meshed(serverIn, serverID, true)})
 
 	backend, err := start("fortio-server", nil, *fortioBin, "server", "-quiet", "-http-port", backendHTTP, "-grpc-port", backendGRPC, "-redirect-port", "disabled", "-tcp-port", "disabled", "-udp-port", "disabled")
 	if err != nil {
@@ -435,7 +439,7 @@ func run() error {
 			if !want(v.name) {
 				continue
 			}
-			cs, err := runConduit(cp, v.name, proto, target, rs, v.env...)
+			cs, err := runConduit(cp, v.name, proto, target, v.origDst, rs, v.env...)
 			if err != nil {
 				return err
 			}
@@ -484,7 +488,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	client, server, err := conduit(cp, sinkAddr, "10.96.0.20:5201")
+	client, server, err := conduit(cp, sinkAddr, opaqueDst)
 	if err != nil {
 		return err
 	}
@@ -499,8 +503,9 @@ func run() error {
 }
 
 type variant struct {
-	name string
-	env  []string
+	name    string
+	env     []string
+	origDst string // the client proxy's original destination; empty: serviceDst
 }
 
 // conduitVariants are the Conduit configurations loaded with proto.
@@ -512,11 +517,18 @@ func conduitVariants(proto string) []variant {
 		vs[1].name = "conduit (2 proxies, mTLS, HTTP/1 over net/http h2)"
 		vs = append(vs, variant{name: "conduit (2 proxies, mTLS, HTTP/1.1 between)", env: []string{"CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT=http1"}})
 	}
+	// The same requests through an opaque-port Service: the proxies relay
+	// bytes over mTLS without parsing HTTP, the floor for any proxy here
+	// that does the same hops with TLS.
+	vs = append(vs, variant{name: "conduit (2 proxies, mTLS, opaque)", origDst: opaqueDst})
 	return vs
 }
 
-func runConduit(cp *testcp.CP, mode, proto, target string, rs []int, env ...string) ([]cell, error) {
-	client, server, err := conduit(cp, target, "10.96.0.10:8079", env...)
+func runConduit(cp *testcp.CP, mode, proto, target, origDst string, rs []int, env ...string) ([]cell, error) {
+	if origDst == "" {
+		origDst = serviceDst
+	}
+	client, server, err := conduit(cp, target, origDst, env...)
 	if err != nil {
 		return nil, err
 	}

@@ -134,8 +134,14 @@ func (h *half) writeFD(fd uintptr) bool {
 	return true
 }
 
-// Dialer dials TCP connections as SysConns.
+// Dialer dials TCP connections as SysConns. Both of its dial methods wrap:
+// the embedded net.Dialer's Dial, if it were promoted, would not.
 type Dialer struct{ net.Dialer }
+
+// Dial is DialContext with a background context.
+func (d *Dialer) Dial(network, addr string) (net.Conn, error) {
+	return d.DialContext(context.Background(), network, addr)
+}
 
 // DialContext dials like net.Dialer and wraps a TCP connection in a SysConn.
 func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {

@@ -208,29 +208,41 @@ func TestDialerWrapsTCP(t *testing.T) {
 	}
 	defer l.Close()
 	go func() {
-		c, err := l.Accept()
-		if err == nil {
-			_, _ = io.Copy(c, c)
-			c.Close()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				_, _ = io.Copy(c, c)
+				c.Close()
+			}()
 		}
 	}()
 	var d Dialer
-	c, err := d.DialContext(context.Background(), "tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, ok := c.(*SysConn); !ok {
-		t.Fatalf("DialContext returned %T, want *SysConn", c)
-	}
-	if _, err := io.WriteString(c, "ping"); err != nil {
-		t.Fatal(err)
-	}
-	got := make([]byte, 4)
-	if _, err := io.ReadFull(c, got); err != nil || string(got) != "ping" {
-		t.Fatalf("echo = %q, %v", got, err)
-	}
-	if _, err := d.DialContext(context.Background(), "tcp", "127.0.0.1:1"); err == nil {
-		t.Fatal("dialing a closed port succeeded")
+	for name, dial := range map[string]func(addr string) (net.Conn, error){
+		"DialContext": func(addr string) (net.Conn, error) { return d.DialContext(context.Background(), "tcp", addr) },
+		"Dial":        func(addr string) (net.Conn, error) { return d.Dial("tcp", addr) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, err := dial(l.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if _, ok := c.(*SysConn); !ok {
+				t.Fatalf("%s returned %T, want *SysConn", name, c)
+			}
+			if _, err := io.WriteString(c, "ping"); err != nil {
+				t.Fatal(err)
+			}
+			got := make([]byte, 4)
+			if _, err := io.ReadFull(c, got); err != nil || string(got) != "ping" {
+				t.Fatalf("echo = %q, %v", got, err)
+			}
+			if _, err := dial("127.0.0.1:1"); err == nil {
+				t.Fatal("dialing a closed port succeeded")
+			}
+		})
 	}
 }
