@@ -189,7 +189,8 @@ func (k *corker) cork() {
 	k.mu.Unlock()
 }
 
-// flush writes what was batched and uncorks.
+// flush writes what was batched, uncorks, and returns the buffer to the
+// pool: an idle connection holds none.
 func (k *corker) flush() error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -199,22 +200,12 @@ func (k *corker) flush() error {
 	}
 	n, err := k.c.Conn.Write(k.buf)
 	k.c.Info.addWrite(n)
-	k.buf = k.buf[:0]
-	return err
-}
-
-// uncork flushes and returns the buffer to the pool.
-func (k *corker) uncork() {
-	_ = k.flush()
-	k.mu.Lock()
-	if k.spare != nil {
-		if cap(k.buf) == corkBufSize {
-			*k.spare = k.buf[:corkBufSize]
-			corkBufs.Put(k.spare)
-		}
-		k.spare, k.buf = nil, nil
+	if cap(k.buf) == corkBufSize {
+		*k.spare = k.buf[:corkBufSize]
+		corkBufs.Put(k.spare)
 	}
-	k.mu.Unlock()
+	k.spare, k.buf = nil, nil
+	return err
 }
 
 // Peeked returns the bytes not yet consumed from the peek buffer.
@@ -386,6 +377,13 @@ const httpBufSize = 32 << 10
 // four full 16 KiB records written at once (see Conn.cork).
 const pipeBufSize = 64 << 10
 
+// bigLent counts the 64 KiB copy buffers in use (for tests).
+var bigLent atomic.Int64
+
+// smallPipeBufSize is the size of the buffer an opaque copy reads into
+// after a pause (see copyBuffered).
+const smallPipeBufSize = 4 << 10
+
 const corkBufSize = pipeBufSize + 4<<10
 
 var (
@@ -482,16 +480,25 @@ func copyHalf(dst, src net.Conn) int64 {
 	return n
 }
 
-// copyBuffered copies src to dst through a pooled 64 KiB buffer (net's
-// generic ReadFrom/WriteTo would allocate 32 KiB ones). When dst is TLS over
+// copyBuffered copies src to dst. A connection that waits holds no large
+// buffer: a read that follows a short one (the peer had paused) goes into
+// a 4 KiB buffer of the half's own; a read that fills it moves the copy to
+// a pooled 64 KiB buffer (net's generic ReadFrom/WriteTo would allocate
+// 32 KiB ones), kept until a read comes back short. When dst is TLS over
 // a Conn, the records of each chunk are sent in one write.
 func copyBuffered(dst io.Writer, src io.Reader) (int64, error) {
-	bp := pipeBufs.Get().(*[]byte)
-	defer pipeBufs.Put(bp)
-	buf := *bp
+	small := make([]byte, smallPipeBufSize)
+	var big *[]byte
+	defer func() {
+		if big != nil {
+			pipeBufs.Put(big)
+			bigLent.Add(-1)
+		}
+	}()
+	buf := small
 	k := corkOf(dst)
 	if k != nil {
-		defer k.uncork()
+		defer func() { _ = k.flush() }()
 	}
 	tc, _ := src.(*tls.Conn)
 	var n int64
@@ -521,6 +528,16 @@ func copyBuffered(dst io.Writer, src io.Reader) (int64, error) {
 				return n, nil
 			}
 			return n, rerr
+		}
+		switch {
+		case nr == len(buf) && big == nil:
+			big = pipeBufs.Get().(*[]byte)
+			bigLent.Add(1)
+			buf = *big
+		case nr < len(buf) && big != nil:
+			pipeBufs.Put(big)
+			bigLent.Add(-1)
+			big, buf = nil, small
 		}
 	}
 }

@@ -162,3 +162,42 @@ func TestBufferSmallBody(t *testing.T) {
 		t.Error("truncated body accepted")
 	}
 }
+
+// A piped TLS connection that pauses after a burst keeps neither the 64 KiB
+// copy buffer nor the cork buffer: memory of idle connections is small.
+func TestPipeIdleHoldsNoLargeBuffers(t *testing.T) {
+	a1, a2 := pair(t)
+	dstInfo := &Info{}
+	tc, ts := tlsPair(t, dstInfo)
+	go func() { _, _ = io.Copy(ts, ts) }()
+	go Pipe(Wrap(a2, &Info{}), tc, metrics.New().Open(metrics.TCPKey{Direction: "outbound", Peer: "pipe"}))
+	_ = a1.SetDeadline(time.Now().Add(10 * time.Second))
+	echo := func(n int) {
+		t.Helper()
+		msg := bytes.Repeat([]byte{'x'}, n)
+		go func() { _, _ = a1.Write(msg) }()
+		if _, err := io.ReadFull(a1, make([]byte, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	corked := func() bool {
+		k := tc.NetConn().(*Owned).Conn.(*Conn).ck.Load()
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		return k.buf != nil
+	}
+	echo(1 << 20) // a burst: both copies read into 64 KiB buffers
+	echo(100)     // then a short message: each copy's next read is short
+	// The copies have written the short message, so each has finished the
+	// read that came back short; the buffers return before their next read.
+	deadline := time.Now().Add(5 * time.Second)
+	for bigLent.Load() != 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if n := bigLent.Load(); n != 0 {
+		t.Errorf("%d 64 KiB copy buffers still lent to an idle pipe", n)
+	}
+	if corked() {
+		t.Error("the cork buffer is kept after its chunk was written")
+	}
+}
