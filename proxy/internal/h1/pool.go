@@ -27,7 +27,7 @@ type Pool struct {
 
 type upConn struct {
 	c      net.Conn
-	br     *bufio.Reader
+	br     *bufio.Reader // nil while idle in the pool (see bufs.go)
 	bw     *bufio.Writer
 	idleAt time.Time
 	reused bool
@@ -63,6 +63,9 @@ func (p *Pool) take(maxIdle time.Duration) *upConn {
 	}
 	if u != nil {
 		u.reused = true
+		if u.br == nil {
+			u.br, u.bw = getReader(u.c), getWriter(u.c)
+		}
 	}
 	return u
 }
@@ -73,12 +76,16 @@ func (p *Pool) dial(ctx context.Context) (*upConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &upConn{c: c, br: bufio.NewReaderSize(c, bufSize), bw: bufio.NewWriterSize(c, bufSize)}, nil
+	return &upConn{c: c, br: getReader(c), bw: getWriter(c)}, nil
 }
 
-// put returns a connection after a complete exchange.
+// put returns a connection after a complete exchange; its buffers go back
+// to their pools while it waits.
 func (p *Pool) put(u *upConn) {
 	u.idleAt = time.Now()
+	if putBuffers(u.br, u.bw) {
+		u.br, u.bw = nil, nil
+	}
 	max := p.MaxIdle
 	if max <= 0 {
 		max = 64

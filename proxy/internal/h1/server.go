@@ -138,8 +138,10 @@ func (r *replayConn) NetConn() net.Conn { return r.Conn }
 type exchange struct {
 	s       *Server
 	c       net.Conn
-	br      *bufio.Reader
+	br      *bufio.Reader // nil between exchanges (see bufs.go)
 	bw      *bufio.Writer
+	src     firstReader // what br reads: c after the bytes of idle
+	idle    []byte      // what the connection waits for a request with
 	req     Head
 	resp    Head
 	closing bool
@@ -152,7 +154,7 @@ func (s *Server) ServeConn(c net.Conn, rt Router, handover func(net.Conn)) {
 	sc := &srvConn{c: c}
 	s.track(sc, true)
 	defer s.track(sc, false)
-	x := &exchange{s: s, c: c, br: bufio.NewReaderSize(c, bufSize), bw: bufio.NewWriterSize(c, bufSize)}
+	x := &exchange{s: s, c: c, src: firstReader{c: c}}
 	idleTimeout, headTimeout := orDefault(s.IdleTimeout, 10*time.Minute), orDefault(s.HeadTimeout, 30*time.Second)
 	for {
 		if s.draining.Load() {
@@ -162,7 +164,7 @@ func (s *Server) ServeConn(c net.Conn, rt Router, handover func(net.Conn)) {
 		sc.idle = true
 		_ = c.SetReadDeadline(time.Now().Add(idleTimeout))
 		sc.mu.Unlock()
-		if _, err := x.br.Peek(1); err != nil {
+		if !x.await() {
 			break
 		}
 		sc.mu.Lock()
@@ -185,6 +187,7 @@ func (s *Server) ServeConn(c net.Conn, rt Router, handover func(net.Conn)) {
 				b, _ := x.br.Peek(n)
 				pre = append(pre, b...)
 			}
+			pre = append(pre, x.src.pre...)
 			handover(&replayConn{Conn: c, pre: pre})
 			return
 		}
@@ -192,8 +195,38 @@ func (s *Server) ServeConn(c net.Conn, rt Router, handover func(net.Conn)) {
 		if !x.forward(&call) {
 			break
 		}
+		if putBuffers(x.br, x.bw) {
+			x.br, x.bw = nil, nil
+		}
 	}
 	_ = c.Close()
+}
+
+// await waits for the next request. Between exchanges the connection holds
+// only its small idle buffer: the first bytes land there, and the large
+// buffers are taken once they came. It reports false when the connection
+// ended (EOF, error, or the idle deadline).
+func (x *exchange) await() bool {
+	if x.br != nil { // bytes of the next request are already buffered
+		_, err := x.br.Peek(1)
+		return err == nil
+	}
+	if x.idle == nil {
+		x.idle = make([]byte, idleReadSize)
+	}
+	var n int
+	for range 100 { // a reader that keeps returning nothing is broken (as bufio says)
+		var err error
+		if n, err = x.c.Read(x.idle); n > 0 || err != nil {
+			break
+		}
+	}
+	if n == 0 {
+		return false
+	}
+	x.src.pre = x.idle[:n]
+	x.br, x.bw = getReader(&x.src), getWriter(x.c)
+	return true
 }
 
 // forward runs one exchange; it reports whether the client connection can

@@ -667,3 +667,50 @@ func TestServerRoundTripEarlyResponse(t *testing.T) {
 		t.Fatalf("after the early response: read %v, want EOF", err)
 	}
 }
+
+// Between exchanges neither the client connection nor the pooled upstream
+// one holds its 16 KiB buffers; they come back for the next request,
+// whose head may be larger than the idle buffer.
+func TestIdleConnectionsLendTheirBuffers(t *testing.T) {
+	up := upstream(t)
+	pool := poolTo(up.Listener.Addr().String())
+	f := startFast(t, &testRouter{pool: pool})
+	settle := func(want int64) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for lent.Load() > want && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		if got := lent.Load(); got > want {
+			t.Fatalf("%d buffer pairs lent, want %d: an idle connection keeps its buffers", got, want)
+		}
+	}
+	base := lent.Load()
+	c, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	for i, req := range []string{
+		"POST /a HTTP/1.1\r\nHost: w\r\nContent-Length: 3\r\n\r\none",
+		"POST /b HTTP/1.1\r\nHost: w\r\nX-Big: " + strings.Repeat("h", 2*idleReadSize) + "\r\nContent-Length: 3\r\n\r\ntwo",
+	} {
+		if _, err := io.WriteString(c, req); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, &http.Request{Method: "POST"})
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if want := []string{"POST one", "POST two"}[i]; string(b) != want || resp.Header.Get("X-Got-Routed") != "yes" {
+			t.Fatalf("request %d: body %q, want %q", i, b, want)
+		}
+		settle(base)
+		if pool.Idle() != 1 {
+			t.Fatalf("%d idle upstream connections, want 1", pool.Idle())
+		}
+	}
+}
