@@ -110,6 +110,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 	if len(c.pre) > 0 {
 		n := copy(p, c.pre) // counted when peeked
 		c.pre = c.pre[n:]
+		if len(c.pre) == 0 {
+			c.pre = nil // the copy is not kept for the connection's life
+		}
 		return n, nil
 	}
 	n, err := c.Conn.Read(p)
