@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"syscall"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,7 +47,7 @@ type benchMesh struct {
 	opaqueOb string // client proxy's outbound listener (opaque)
 }
 
-func startBenchMesh(b *testing.B, proxies bool) *benchMesh {
+func startBenchMesh(b *testing.B, proxies bool, clientEnv ...string) *benchMesh {
 	b.Helper()
 	m := &benchMesh{httpAddr: startEchoServer(b), sinkAddr: startSink(b)}
 	if !proxies {
@@ -62,12 +63,14 @@ func startBenchMesh(b *testing.B, proxies bool) *benchMesh {
 	cp.SetEndpoints("web.bench.svc.cluster.local:80", testcp.Meshed(httpSrv.InboundAddr().String(), benchServerID, false))
 	cp.SetProfile("10.96.0.20:5201", &destinationv1.DestinationProfile{OpaqueProtocol: true,
 		Endpoint: testcp.Meshed(sinkSrv.InboundAddr().String(), benchServerID, true)})
-	m.outbound = benchProxy(b, cp, benchClientID, "127.0.0.1:1", "10.96.0.10:80").OutboundAddr().String()
+	m.outbound = benchProxy(b, cp, benchClientID, "127.0.0.1:1", "10.96.0.10:80", clientEnv...).OutboundAddr().String()
 	m.opaqueOb = benchProxy(b, cp, benchClientID, "127.0.0.1:1", "10.96.0.20:5201").OutboundAddr().String()
 	return m
 }
 
-func benchProxy(b *testing.B, cp *testcp.CP, id, inTarget, outDst string) *app.Proxy {
+// benchProxy starts a proxy; extra holds more of its environment as
+// name=value pairs.
+func benchProxy(b *testing.B, cp *testcp.CP, id, inTarget, outDst string, extra ...string) *app.Proxy {
 	b.Helper()
 	env := map[string]string{
 		"CONDUIT_PROXY_OUTBOUND_LISTEN_ADDR":   "127.0.0.1:0",
@@ -82,6 +85,10 @@ func benchProxy(b *testing.B, cp *testcp.CP, id, inTarget, outDst string) *app.P
 		"CONDUIT_PROXY_IDENTITY_TOKEN_FILE":    cp.TokenFile,
 		"CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS": string(cp.AnchorsPEM),
 		"CONDUIT_PROXY_SHUTDOWN_GRACE_PERIOD":  "1s",
+	}
+	for _, kv := range extra {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
 	}
 	cfg, err := config.Load(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 	if err != nil {
@@ -266,6 +273,13 @@ func BenchmarkDirectHTTP1(b *testing.B) {
 
 func BenchmarkTwoHopsHTTP1(b *testing.B) {
 	m := startBenchMesh(b, true)
+	benchHTTP(b, m.outbound, "http://web.bench/echo", false)
+}
+
+// BenchmarkTwoHopsHTTP1Between carries the requests between the proxies
+// as HTTP/1.1 instead of over HTTP/2.
+func BenchmarkTwoHopsHTTP1Between(b *testing.B) {
+	m := startBenchMesh(b, true, "CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT=http1")
 	benchHTTP(b, m.outbound, "http://web.bench/echo", false)
 }
 
