@@ -9,8 +9,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"syscall"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
