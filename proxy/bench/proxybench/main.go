@@ -51,6 +51,7 @@ var (
 	only      = flag.String("only", "", "run only paths whose name contains one of these, comma-separated (direct, conduit, nginx, haproxy, x2, tcp)")
 	protos    = flag.String("protos", "http1,grpc", "protocols to load")
 	uniform   = flag.Bool("uniform", true, "spread fortio's connections evenly over each request interval (fortio -uniform); false starts them in step, so requests arrive in bursts of one per connection")
+	idleConns = flag.Int("idle-conns", 1000, "after the HTTP/1.1 cells of each proxied path, open this many idle keep-alive connections through it and report RSS per connection (0: skip)")
 	proxyEnv  = flag.String("proxy-env", "", "extra environment for the Conduit proxies, comma-separated (e.g. GOGC=200,GOMAXPROCS=1)")
 )
 
@@ -264,6 +265,7 @@ type cell struct {
 	cpu                 []float64 // CPU seconds per 1,000 requests, per proxy
 	rssIdle             []int64   // KiB per proxy
 	rssLoad             []int64
+	idleConns           int // > 0: an idle-connection cell (see idleCell); rssIdle is before them, rssLoad with them
 }
 
 // load runs fortio and samples the proxies while it runs.
@@ -584,6 +586,13 @@ func loadPeer(name, proto, addr, host string, rs []int, procs []*proc) ([]cell, 
 		}
 		cells = append(cells, c)
 	}
+	if proto == "http1" && *idleConns > 0 {
+		c, err := idleCell(name, addr, host, *idleConns, 3*time.Second, procs)
+		if err != nil {
+			return nil, err
+		}
+		cells = append(cells, c)
+	}
 	return cells, nil
 }
 
@@ -728,6 +737,9 @@ func printTable(cells []cell, direct, meshed float64) {
 	fmt.Println("| path | proto | rps | ok/total | p50 ms | p99 ms | p99.9 ms | max ms | added p50 ms | added p99 ms | CPU s per 1k req (per proxy) | RSS idle MiB | RSS load MiB |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, c := range cells {
+		if c.idleConns > 0 {
+			continue
+		}
 		b := base[c.proto+strconv.Itoa(c.rps)]
 		added50, added99 := "–", "–"
 		if c.mode != "direct" {
@@ -739,8 +751,8 @@ func printTable(cells []cell, direct, meshed float64) {
 			join(c.cpu, func(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }),
 			join(c.rssIdle, mib), join(c.rssLoad, mib))
 	}
-	if direct == 0 {
-		return
+	if direct != 0 {
+		fmt.Printf("| opaque TCP throughput | tcp | – | – | direct %.0f MB/s | conduit (2 proxies, mTLS) %.0f MB/s | ratio %.0f %% | | | | | | |\n", direct, meshed, 100*meshed/direct)
 	}
-	fmt.Printf("| opaque TCP throughput | tcp | – | – | direct %.0f MB/s | conduit (2 proxies, mTLS) %.0f MB/s | ratio %.0f %% | | | | | | |\n", direct, meshed, 100*meshed/direct)
+	printIdle(cells)
 }
