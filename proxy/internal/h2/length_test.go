@@ -146,6 +146,15 @@ func TestServerRefusesMalformedRequests(t *testing.T) {
 		{"connection-specific field", []string{":method", "GET", ":scheme", "http", ":authority", "x", ":path", "/", "connection", "close"}},
 		{"te other than trailers", []string{":method", "GET", ":scheme", "http", ":authority", "x", ":path", "/", "te", "gzip"}},
 		{"length without a body", []string{":method", "GET", ":scheme", "http", ":authority", "x", ":path", "/", "content-length", "3"}},
+		// RFC 9113 8.2 and 8.3: what the header block itself may not hold.
+		{"pseudo-header after a regular field", []string{":method", "GET", ":scheme", "http", "x-a", "1", ":authority", "x", ":path", "/"}},
+		{"uppercase field name", []string{":method", "GET", ":scheme", "http", ":authority", "x", ":path", "/", "X-Upper", "1"}},
+		{"field name that is not a token", []string{":method", "GET", ":scheme", "http", ":authority", "x", ":path", "/", "x a", "1"}},
+		{"empty field name", []string{":method", "GET", ":scheme", "http", ":authority", "x", ":path", "/", "", "1"}},
+		{"field value with a line break", []string{":method", "GET", ":scheme", "http", ":authority", "x", ":path", "/", "x-a", "1\r\nx-b: 2"}},
+		{"unknown pseudo-header", []string{":method", "GET", ":scheme", "http", ":authority", "x", ":path", "/", ":foo", "bar"}},
+		{"duplicate pseudo-header", []string{":method", "GET", ":scheme", "http", ":authority", "x", ":path", "/", ":path", "/b"}},
+		{"response pseudo-header in a request", []string{":method", "GET", ":scheme", "http", ":authority", "x", ":path", "/", ":status", "200"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			called := make(chan struct{}, 1)
