@@ -88,7 +88,10 @@ func TestServerHeaderBlocks(t *testing.T) {
 				_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, EndHeaders: true, EndStream: true, BlockFragment: []byte(buf.String())})
 			}
 		}, func(t *testing.T, fs []http2.Frame) {
-			if n := count(fs, func(f http2.Frame) bool { mh, ok := f.(*http2.MetaHeadersFrame); return ok && mh.PseudoValue("status") == "200" }); n != 2 {
+			if n := count(fs, func(f http2.Frame) bool {
+				mh, ok := f.(*http2.MetaHeadersFrame)
+				return ok && mh.PseudoValue("status") == "200"
+			}); n != 2 {
 				t.Errorf("%d responses with 200, want 2: %v", n, fs)
 			}
 		}},
