@@ -456,7 +456,7 @@ func (cc *clientConn) setting(s http2.Setting) {
 
 // onHeaders takes a response head or its trailers; what is wrong with
 // them resets the stream, never the connection.
-func (cc *clientConn) onHeaders(f *http2.MetaHeadersFrame) error {
+func (cc *clientConn) onHeaders(f *hblock) error {
 	cc.mu.Lock()
 	st := cc.streams[f.StreamID]
 	if st == nil || st.recvEnd {

@@ -46,6 +46,7 @@ var (
 type conn struct {
 	nc  net.Conn
 	rfr *http2.Framer
+	hb  *hblock // the reader's header block, reused
 
 	// Writing. A writer holds wmu; control frames (acknowledgements,
 	// window updates, resets) are queued and written by whoever holds wmu
@@ -115,8 +116,7 @@ func (c *conn) init(nc net.Conn, br io.Reader) {
 	c.nc = nc
 	c.rfr = http2.NewFramer(nil, br)
 	c.rfr.SetMaxReadFrameSize(maxFrame)
-	c.rfr.MaxHeaderListSize = maxHeaderList
-	c.rfr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	c.hb = newHBlock()
 	c.rfr.SetReuseFrames() // DATA is copied out before the next read
 	c.bw = bufio.NewWriterSize(nc, bufSize)
 	c.wfr = http2.NewFramer(c.bw, nil)
@@ -751,7 +751,7 @@ func (c *conn) fail(err error) {
 // side is what the two ends' reader loops do differently.
 type side interface {
 	// onHeaders takes a header block: a request, a response or trailers.
-	onHeaders(*http2.MetaHeadersFrame) error
+	onHeaders(*hblock) error
 	onGoAway(*http2.GoAwayFrame)
 	// setting applies one of the peer's settings; c.mu is held.
 	setting(http2.Setting)
@@ -787,8 +787,17 @@ func (c *conn) readFrames(sd side) error {
 			first = false
 		}
 		switch f := f.(type) {
-		case *http2.MetaHeadersFrame:
-			err = sd.onHeaders(f)
+		case *http2.HeadersFrame:
+			var b *hblock
+			var se http2.StreamError
+			switch b, err = c.readBlock(f); {
+			case err == nil:
+				err = sd.onHeaders(b)
+			case errors.As(err, &se):
+				sd.sawStream(se.StreamID)
+				c.streamError(se.StreamID, se.Code, err)
+				err = nil
+			}
 		case *http2.DataFrame:
 			err = c.onData(f)
 		case *http2.SettingsFrame:

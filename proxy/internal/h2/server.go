@@ -188,7 +188,7 @@ func (sc *serverConn) refuse(id uint32, code http2.ErrCode) {
 	sc.queue(control{kind: ctlReset, id: id, val: uint32(code)})
 }
 
-func (sc *serverConn) onHeaders(f *http2.MetaHeadersFrame) error {
+func (sc *serverConn) onHeaders(f *hblock) error {
 	id := f.StreamID
 	sc.mu.Lock()
 	st := sc.streams[id]
@@ -257,7 +257,7 @@ func (sc *serverConn) onHeaders(f *http2.MetaHeadersFrame) error {
 }
 
 // request builds the request of a header block.
-func (sc *serverConn) request(f *http2.MetaHeadersFrame) (*http.Request, error) {
+func (sc *serverConn) request(f *hblock) (*http.Request, error) {
 	method, path := f.PseudoValue("method"), f.PseudoValue("path")
 	scheme, authority := f.PseudoValue("scheme"), f.PseudoValue("authority")
 	if method == "" || method == http.MethodConnect || f.PseudoValue("protocol") != "" || path == "" || scheme == "" {
