@@ -166,6 +166,7 @@ func (c *Client) dial(ctx context.Context) (*clientConn, error) {
 	}
 	cc := &clientConn{cl: c, nextID: 1, maxStreams: 100}
 	cc.init(nc, bufio.NewReaderSize(nc, bufSize))
+	cc.onClosed = cc.streamClosed
 	cc.quietSince = time.Now()
 	cc.lock()
 	_, cc.werr = cc.bw.WriteString(http2.ClientPreface)
@@ -202,6 +203,19 @@ func (cc *clientConn) take() bool {
 	cc.active++
 	cc.idle.Stop()
 	return true
+}
+
+// streamClosed is the connection's onClosed: the request context's
+// AfterFunc stops, and the slot is given back.
+func (cc *clientConn) streamClosed(st *stream) {
+	cc.mu.Lock()
+	s := st.stop
+	st.stop = nil
+	cc.mu.Unlock()
+	if s != nil {
+		s()
+	}
+	cc.release()
 }
 
 // release gives back a stream slot.
@@ -291,18 +305,7 @@ func (cc *clientConn) roundTrip(r *http.Request, hasBody bool, small []byte) (*h
 	streaming := hasBody && small == nil
 	trailer := len(r.Trailer) > 0
 	st := cc.newStream(0) // its ID and send window are set under the locks below
-	st.respc, st.req = make(chan *http.Response, 1), r
-	var stop func() bool // under cc.mu
-	st.onClose = func() {
-		cc.mu.Lock()
-		s := stop
-		stop = nil
-		cc.mu.Unlock()
-		if s != nil {
-			s()
-		}
-		cc.release()
-	}
+	st.req = r
 
 	cc.lock() // stream IDs must go out in order: taken under wmu
 	cc.mu.Lock()
@@ -379,7 +382,7 @@ func (cc *clientConn) roundTrip(r *http.Request, hasBody bool, small []byte) (*h
 		cc.mu.Lock()
 		closed := st.sentEnd && st.recvEnd
 		if !closed {
-			stop = s
+			st.stop = s
 		}
 		cc.mu.Unlock()
 		if closed {
@@ -388,19 +391,18 @@ func (cc *clientConn) roundTrip(r *http.Request, hasBody bool, small []byte) (*h
 	}
 	for {
 		select {
-		case resp := <-st.respc:
-			return resp, nil
 		case <-st.readable:
+			// The head, or an error before it. A body's DATA may have
+			// sent the same signal: the body's reader looks at the
+			// stream before it waits, so nothing is lost.
 			cc.mu.Lock()
-			err := st.rerr
-			got := st.gotHead
+			resp, err := st.resp, st.rerr
+			st.resp = nil
 			cc.mu.Unlock()
-			if err != nil && !got {
-				select {
-				case resp := <-st.respc:
-					return resp, nil
-				default:
-				}
+			if resp != nil {
+				return resp, nil
+			}
+			if err != nil {
 				return nil, prefixed(err)
 			}
 		case <-ctx.Done():
@@ -510,7 +512,7 @@ func (cc *clientConn) onHeaders(f *hblock) error {
 	// A HEAD response, 204 and 304 have no body whatever their
 	// content-length says.
 	bodyless := st.req.Method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified
-	var done func()
+	var done *stream
 	cc.mu.Lock()
 	if !bodyless {
 		st.want = cl
@@ -532,11 +534,10 @@ func (cc *clientConn) onHeaders(f *hblock) error {
 	} else {
 		resp.Body = &respBody{st: st}
 	}
+	st.resp = resp
 	cc.mu.Unlock()
-	st.respc <- resp
-	if done != nil {
-		done()
-	}
+	st.notify()
+	cc.closed(done)
 	return nil
 }
 
@@ -560,9 +561,7 @@ func (cc *clientConn) onGoAway(f *http2.GoAwayFrame) {
 		done := cc.maybeClose(st)
 		cc.mu.Unlock()
 		cc.sendCond.Broadcast()
-		if done != nil {
-			done()
-		}
+		cc.closed(done)
 	}
 	cc.cl.forget(cc)
 	if idle {

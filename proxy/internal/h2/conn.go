@@ -47,6 +47,12 @@ type conn struct {
 	nc  net.Conn
 	rfr *http2.Framer
 	hb  *hblock // the reader's header block, reused
+	// onClosed, set before the connection starts, learns of each stream
+	// that ended both ways (called without c.mu).
+	onClosed func(*stream)
+	// encode writes one field with henc (bound once: a closure per header
+	// block would be an allocation).
+	encode func(name, value string)
 
 	// Writing. A writer holds wmu; control frames (acknowledgements,
 	// window updates, resets) are queued and written by whoever holds wmu
@@ -121,6 +127,7 @@ func (c *conn) init(nc net.Conn, br io.Reader) {
 	c.bw = bufio.NewWriterSize(nc, bufSize)
 	c.wfr = http2.NewFramer(c.bw, nil)
 	c.henc = hpack.NewEncoder(&c.hbuf)
+	c.encode = c.encodeField
 	c.tableLimit.Store(-1)
 	c.sendCond.L = &c.mu
 	c.streams = map[uint32]*stream{}
@@ -154,10 +161,10 @@ type stream struct {
 	got      int64         // DATA bytes received (padding excluded)
 
 	// Set before the stream is shared.
-	abort   func()              // the peer reset the stream or the connection ended
-	onClose func()              // both halves ended (called without c.mu)
-	respc   chan *http.Response // client: the response head
-	req     *http.Request       // client: the request
+	abort func()         // the peer reset the stream or the connection ended
+	req   *http.Request  // client: the request
+	resp  *http.Response // client: the response head, until roundTrip takes it
+	stop  func() bool    // client: stops the request context's AfterFunc; under c.mu
 }
 
 // newStream returns a stream's initial state; its send window is set from
@@ -252,6 +259,10 @@ func (c *conn) flush() {
 	}
 }
 
+func (c *conn) encodeField(name, value string) {
+	_ = c.henc.WriteField(hpack.HeaderField{Name: name, Value: value, Sensitive: sensitive(name)})
+}
+
 // writeHeaders encodes fields as a header block on id; wmu is held.
 func (c *conn) writeHeaders(id uint32, end bool, fields func(enc func(name, value string))) error {
 	if c.werr != nil {
@@ -261,9 +272,7 @@ func (c *conn) writeHeaders(id uint32, end bool, fields func(enc func(name, valu
 		c.henc.SetMaxDynamicTableSizeLimit(uint32(v))
 	}
 	c.hbuf.Reset()
-	fields(func(name, value string) {
-		_ = c.henc.WriteField(hpack.HeaderField{Name: name, Value: value, Sensitive: sensitive(name)})
-	})
+	fields(c.encode)
 	c.mu.Lock()
 	max := c.peerFrame
 	c.mu.Unlock()
@@ -390,9 +399,7 @@ func (c *conn) resetStream(s *stream, code http2.ErrCode, why error) {
 		c.queue(control{kind: ctlReset, id: s.id, val: uint32(code)})
 	}
 	c.sendCond.Broadcast()
-	if done != nil {
-		done()
-	}
+	c.closed(done)
 }
 
 // endRecv ends the receive half with err (io.EOF for END_STREAM); data not
@@ -413,9 +420,9 @@ func (s *stream) endRecv(err error) {
 	s.notify()
 }
 
-// maybeClose removes s once both halves ended and returns its onClose;
-// c.mu is held.
-func (c *conn) maybeClose(s *stream) func() {
+// maybeClose removes s once both halves ended and returns it, for the
+// caller to pass to closed once c.mu is released; else nil. c.mu is held.
+func (c *conn) maybeClose(s *stream) *stream {
 	if !s.sentEnd || !s.recvEnd {
 		return nil
 	}
@@ -423,7 +430,15 @@ func (c *conn) maybeClose(s *stream) func() {
 		return nil
 	}
 	delete(c.streams, s.id)
-	return s.onClose
+	return s
+}
+
+// closed tells the connection's side that s ended both ways, if s is not
+// nil; c.mu is not held.
+func (c *conn) closed(s *stream) {
+	if s != nil && c.onClosed != nil {
+		c.onClosed(s)
+	}
 }
 
 // read is the body reader of s: it returns received DATA and, at the end,
@@ -534,9 +549,7 @@ func (c *conn) endSend(s *stream) {
 	s.sentEnd = true
 	done := c.maybeClose(s)
 	c.mu.Unlock()
-	if done != nil {
-		done()
-	}
+	c.closed(done)
 }
 
 // onData handles a DATA frame: flow control, then the payload for the
@@ -584,7 +597,7 @@ func (c *conn) onData(f *http2.DataFrame) error {
 		s.ack += n - int64(len(data))
 		s.rbuf = append(s.rbuf, data...)
 	}
-	var done func()
+	var done *stream
 	if f.StreamEnded() {
 		s.endRecv(io.EOF)
 		done = c.maybeClose(s)
@@ -594,9 +607,7 @@ func (c *conn) onData(f *http2.DataFrame) error {
 	ws, wc := c.consumed(s, 0)
 	c.mu.Unlock()
 	c.sendWindow(s.id, ws, wc)
-	if done != nil {
-		done()
-	}
+	c.closed(done)
 	return nil
 }
 
@@ -715,9 +726,7 @@ func (c *conn) onReset(f *http2.RSTStreamFrame) {
 	if s.abort != nil {
 		s.abort()
 	}
-	if done != nil {
-		done()
-	}
+	c.closed(done)
 }
 
 // fail ends the connection and every stream with err.
@@ -728,23 +737,27 @@ func (c *conn) fail(err error) {
 		return
 	}
 	c.err = err
-	var done []func()
+	var aborts []func()
+	var ended []*stream
 	for _, s := range c.streams {
 		s.reset = true
 		s.sentEnd = true
 		s.endRecv(err)
 		if s.abort != nil {
-			done = append(done, s.abort)
+			aborts = append(aborts, s.abort)
 		}
-		if f := c.maybeClose(s); f != nil {
-			done = append(done, f)
+		if d := c.maybeClose(s); d != nil {
+			ended = append(ended, d)
 		}
 	}
 	c.mu.Unlock()
 	c.sendCond.Broadcast()
 	_ = c.nc.Close()
-	for _, f := range done {
+	for _, f := range aborts {
 		f()
+	}
+	for _, s := range ended {
+		c.closed(s)
 	}
 }
 
@@ -789,11 +802,9 @@ func (c *conn) readFrames(sd side) error {
 		switch f := f.(type) {
 		case *http2.HeadersFrame:
 			var b *hblock
-			var se http2.StreamError
-			switch b, err = c.readBlock(f); {
-			case err == nil:
+			if b, err = c.readBlock(f); err == nil {
 				err = sd.onHeaders(b)
-			case errors.As(err, &se):
+			} else if se, ok := asStreamError(err); ok {
 				sd.sawStream(se.StreamID)
 				c.streamError(se.StreamID, se.Code, err)
 				err = nil
@@ -819,6 +830,14 @@ func (c *conn) readFrames(sd side) error {
 			return c.connError(sd, err)
 		}
 	}
+}
+
+// asStreamError returns the stream error err is, if it is one (a function
+// of its own, so that the target escapes only when there is an error).
+func asStreamError(err error) (http2.StreamError, bool) {
+	var se http2.StreamError
+	ok := errors.As(err, &se)
+	return se, ok
 }
 
 // connError answers a connection error with GOAWAY and returns it.
@@ -931,9 +950,7 @@ func (c *conn) onTrailers(s *stream, fields []hpack.HeaderField) {
 	s.endRecv(io.EOF)
 	done := c.maybeClose(s)
 	c.mu.Unlock()
-	if done != nil {
-		done()
-	}
+	c.closed(done)
 }
 
 // declaredTrailer returns the trailer keys a Trailer header announces.

@@ -77,6 +77,7 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
 	_ = c.SetReadDeadline(time.Time{})
 	sc := &serverConn{srv: s, ctx: ctx, addr: c.RemoteAddr().String()}
 	sc.init(c, br)
+	sc.onClosed = sc.streamClosed
 	sc.lock()
 	sc.werr = sc.wfr.WriteSettings(
 		http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: s.maxStreams()},
@@ -233,7 +234,6 @@ func (sc *serverConn) onHeaders(f *hblock) error {
 	ctx, cancel := context.WithCancel(sc.ctx)
 	req = req.WithContext(ctx)
 	st.abort = cancel
-	st.onClose = sc.streamClosed
 	if f.StreamEnded() {
 		req.Body = http.NoBody
 		req.ContentLength = 0
@@ -293,8 +293,8 @@ func (sc *serverConn) request(f *hblock) (*http.Request, error) {
 	return r, nil
 }
 
-// streamClosed is a stream's onClose.
-func (sc *serverConn) streamClosed() {
+// streamClosed is the connection's onClosed.
+func (sc *serverConn) streamClosed(*stream) {
 	if sc.streamEnded(sc.srv.idleTimeout()) {
 		go sc.closeFlushed()
 	}
