@@ -3,7 +3,6 @@ package h1
 import (
 	"bufio"
 	"io"
-	"net"
 	"sync"
 	"sync/atomic"
 )
@@ -53,20 +52,4 @@ func putBuffers(br *bufio.Reader, bw *bufio.Writer) bool {
 	readers.Put(br)
 	writers.Put(bw)
 	return true
-}
-
-// firstReader reads the bytes that ended a connection's idle wait, then
-// the connection.
-type firstReader struct {
-	c   net.Conn
-	pre []byte
-}
-
-func (f *firstReader) Read(p []byte) (int, error) {
-	if len(f.pre) > 0 {
-		n := copy(p, f.pre)
-		f.pre = f.pre[n:]
-		return n, nil
-	}
-	return f.c.Read(p)
 }

@@ -140,8 +140,8 @@ type exchange struct {
 	c       net.Conn
 	br      *bufio.Reader // nil between exchanges (see bufs.go)
 	bw      *bufio.Writer
-	src     firstReader // what br reads: c after the bytes of idle
-	idle    []byte      // what the connection waits for a request with
+	src     replayConn // what br reads: the bytes that ended the idle wait, then c
+	idle    []byte     // what the connection waits for a request with
 	req     Head
 	resp    Head
 	closing bool
@@ -154,7 +154,7 @@ func (s *Server) ServeConn(c net.Conn, rt Router, handover func(net.Conn)) {
 	sc := &srvConn{c: c}
 	s.track(sc, true)
 	defer s.track(sc, false)
-	x := &exchange{s: s, c: c, src: firstReader{c: c}}
+	x := &exchange{s: s, c: c, src: replayConn{Conn: c}}
 	idleTimeout, headTimeout := orDefault(s.IdleTimeout, 10*time.Minute), orDefault(s.HeadTimeout, 30*time.Second)
 	for {
 		if s.draining.Load() {
