@@ -52,6 +52,7 @@ var (
 	protos    = flag.String("protos", "http1,grpc", "protocols to load")
 	uniform   = flag.Bool("uniform", true, "spread fortio's connections evenly over each request interval (fortio -uniform); false starts them in step, so requests arrive in bursts of one per connection")
 	idleConns = flag.Int("idle-conns", 1000, "after the HTTP/1.1 cells of each proxied path, open this many idle keep-alive connections through it and report RSS per connection (0: skip)")
+	repeat    = flag.Int("repeat", 1, "run every cell this many times, in rounds (each round loads every path once), and print each figure's median")
 	proxyEnv  = flag.String("proxy-env", "", "extra environment for the Conduit proxies, comma-separated (e.g. GOGC=200,GOMAXPROCS=1)")
 )
 
@@ -266,6 +267,7 @@ type cell struct {
 	rssIdle             []int64   // KiB per proxy
 	rssLoad             []int64
 	idleConns           int // > 0: an idle-connection cell (see idleCell); rssIdle is before them, rssLoad with them
+	rounds              int // how many rounds' cells medianCells merged into this one
 }
 
 // load runs fortio and samples the proxies while it runs.
@@ -419,62 +421,65 @@ func run() error {
 		}
 		return false
 	}
-	for _, proto := range strings.Split(*protos, ",") {
-		target := backendHTTP
-		if proto == "grpc" {
-			target = backendGRPC
-		}
-		// Direct.
-		for _, rps := range rs {
-			if !want("direct") {
-				break
+	for round := 0; round < *repeat; round++ {
+		for _, proto := range strings.Split(*protos, ",") {
+			target := backendHTTP
+			if proto == "grpc" {
+				target = backendGRPC
 			}
-			c, err := load("direct", proto, rps, target, "", nil, nil)
-			if err != nil {
-				return err
+			// Direct.
+			for _, rps := range rs {
+				if !want("direct") {
+					break
+				}
+				c, err := load("direct", proto, rps, target, "", nil, nil)
+				if err != nil {
+					return err
+				}
+				cells = append(cells, c)
 			}
-			cells = append(cells, c)
-		}
-		// Conduit: fresh proxies per protocol and per way HTTP/1 travels
-		// between them (over HTTP/2, the default, or as pooled HTTP/1.1).
-		for _, v := range conduitVariants(proto) {
-			if !want(v.name) {
-				continue
+			// Conduit: fresh proxies per protocol and per way HTTP/1 travels
+			// between them (over HTTP/2, the default, or as pooled HTTP/1.1).
+			for _, v := range conduitVariants(proto) {
+				if !want(v.name) {
+					continue
+				}
+				cs, err := runConduit(cp, v.name, proto, target, v.origDst, rs, v.env...)
+				if err != nil {
+					return err
+				}
+				cells = append(cells, cs...)
 			}
-			cs, err := runConduit(cp, v.name, proto, target, v.origDst, rs, v.env...)
-			if err != nil {
-				return err
+			// nginx and haproxy: one plaintext hop each, then two of them with
+			// mutual TLS between, the same shape as the mesh.
+			grpc := proto == "grpc"
+			for _, rp := range []struct {
+				name  string
+				bin   string
+				start func() ([]*proc, error)
+				addr  string
+			}{
+				{"nginx", *nginxBin, func() ([]*proc, error) { return one(startNginx(dir)) }, pick(grpc, nginxGRPC, nginxHTTP)},
+				{"haproxy", *haBin, func() ([]*proc, error) { return one(startHAProxy(dir)) }, pick(grpc, haGRPC, haHTTP)},
+				{"nginx x2 (mTLS)", *nginxBin, func() ([]*proc, error) { return withPKI(&pki, dir, startNginx2) }, pick(grpc, nginx2GRPC, nginx2HTTP)},
+				{"haproxy x2 (mTLS)", *haBin, func() ([]*proc, error) { return withPKI(&pki, dir, startHAProxy2) }, pick(grpc, ha2GRPC, ha2HTTP)},
+			} {
+				if rp.bin == "" || !want(rp.name) {
+					continue
+				}
+				procs, err := rp.start()
+				if err != nil {
+					return err
+				}
+				cs, err := loadPeer(rp.name, proto, rp.addr, "", rs, procs)
+				if err != nil {
+					return err
+				}
+				cells = append(cells, cs...)
 			}
-			cells = append(cells, cs...)
-		}
-		// nginx and haproxy: one plaintext hop each, then two of them with
-		// mutual TLS between, the same shape as the mesh.
-		grpc := proto == "grpc"
-		for _, rp := range []struct {
-			name  string
-			bin   string
-			start func() ([]*proc, error)
-			addr  string
-		}{
-			{"nginx", *nginxBin, func() ([]*proc, error) { return one(startNginx(dir)) }, pick(grpc, nginxGRPC, nginxHTTP)},
-			{"haproxy", *haBin, func() ([]*proc, error) { return one(startHAProxy(dir)) }, pick(grpc, haGRPC, haHTTP)},
-			{"nginx x2 (mTLS)", *nginxBin, func() ([]*proc, error) { return withPKI(&pki, dir, startNginx2) }, pick(grpc, nginx2GRPC, nginx2HTTP)},
-			{"haproxy x2 (mTLS)", *haBin, func() ([]*proc, error) { return withPKI(&pki, dir, startHAProxy2) }, pick(grpc, ha2GRPC, ha2HTTP)},
-		} {
-			if rp.bin == "" || !want(rp.name) {
-				continue
-			}
-			procs, err := rp.start()
-			if err != nil {
-				return err
-			}
-			cs, err := loadPeer(rp.name, proto, rp.addr, "", rs, procs)
-			if err != nil {
-				return err
-			}
-			cells = append(cells, cs...)
 		}
 	}
+	cells = medianCells(cells)
 
 	if !want("tcp") {
 		printTable(cells, 0, 0)
@@ -486,21 +491,25 @@ func run() error {
 		return err
 	}
 	defer sink.Close()
-	direct, err := throughput(sinkAddr)
-	if err != nil {
-		return err
+	var directs, mesheds []float64
+	for round := 0; round < *repeat; round++ {
+		direct, err := throughput(sinkAddr)
+		if err != nil {
+			return err
+		}
+		client, server, err := conduit(cp, sinkAddr, opaqueDst)
+		if err != nil {
+			return err
+		}
+		meshed, err := throughput(clientOut)
+		client.stop()
+		server.stop()
+		if err != nil {
+			return err
+		}
+		directs, mesheds = append(directs, direct), append(mesheds, meshed)
 	}
-	client, server, err := conduit(cp, sinkAddr, opaqueDst)
-	if err != nil {
-		return err
-	}
-	meshed, err := throughput(clientOut)
-	client.stop()
-	server.stop()
-	if err != nil {
-		return err
-	}
-	printTable(cells, direct, meshed)
+	printTable(cells, median(directs), median(mesheds))
 	return nil
 }
 
@@ -734,6 +743,7 @@ func printTable(cells []cell, direct, meshed float64) {
 			base[c.proto+strconv.Itoa(c.rps)] = c
 		}
 	}
+	fmt.Print(roundsNote(cells))
 	fmt.Println("| path | proto | rps | ok/total | p50 ms | p99 ms | p99.9 ms | max ms | added p50 ms | added p99 ms | CPU s per 1k req (per proxy) | RSS idle MiB | RSS load MiB |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, c := range cells {
