@@ -143,7 +143,8 @@ type stream struct {
 	id uint32
 
 	// Under c.mu.
-	rbuf     []byte // received DATA not read yet, from roff
+	rbuf     []byte  // received DATA not read yet, from roff
+	rbufp    *[]byte // pooled backing array of rbuf, until the reader is done (see dropRbuf)
 	roff     int
 	rerr     error        // io.EOF after END_STREAM, or why the stream ended
 	trailer  http.Header  // trailing HEADERS received
@@ -402,6 +403,21 @@ func (c *conn) resetStream(s *stream, code http2.ErrCode, why error) {
 	c.closed(done)
 }
 
+// rbufs lend streams the buffer their received DATA waits in: most bodies
+// are small and read soon after they arrive.
+var rbufs = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+
+// dropRbuf forgets the stream's unread data and returns its buffer to the
+// pool; DATA that still arrives takes another. c.mu is held.
+func (s *stream) dropRbuf() {
+	if s.rbufp != nil {
+		*s.rbufp = (*s.rbufp)[:0]
+		rbufs.Put(s.rbufp)
+		s.rbufp = nil
+	}
+	s.rbuf, s.roff = nil, 0
+}
+
 // endRecv ends the receive half with err (io.EOF for END_STREAM); data not
 // read yet stays readable only after a clean end. c.mu is held.
 func (s *stream) endRecv(err error) {
@@ -415,7 +431,7 @@ func (s *stream) endRecv(err error) {
 	if err != io.EOF {
 		// Unread data is dropped: return it to the connection window.
 		s.c.ackConn += int64(len(s.rbuf) - s.roff)
-		s.rbuf, s.roff = nil, 0
+		s.dropRbuf()
 	}
 	s.notify()
 }
@@ -457,6 +473,7 @@ func (s *stream) read(p []byte) (int, error) {
 			if s.roff == 0 && s.rerr == io.EOF {
 				err = io.EOF
 				s.giveTrailer()
+				s.dropRbuf()
 			}
 			ws, wc := c.consumed(s, n)
 			c.mu.Unlock()
@@ -468,6 +485,7 @@ func (s *stream) read(p []byte) (int, error) {
 			if err == io.EOF {
 				s.giveTrailer()
 			}
+			s.dropRbuf()
 			c.mu.Unlock()
 			return 0, err
 		}
@@ -533,7 +551,7 @@ func (s *stream) closeRead(cancel bool) {
 		s.discard = true
 		c.ackConn += int64(len(s.rbuf) - s.roff)
 		s.ack += int64(len(s.rbuf) - s.roff)
-		s.rbuf, s.roff = nil, 0
+		s.dropRbuf()
 		ws, wc := c.consumed(s, 0)
 		c.mu.Unlock()
 		c.sendWindow(s.id, ws, wc)
@@ -595,6 +613,10 @@ func (c *conn) onData(f *http2.DataFrame) error {
 	} else {
 		c.ackConn += n - int64(len(data)) // padding is consumed at once
 		s.ack += n - int64(len(data))
+		if s.rbuf == nil && s.rbufp == nil && len(data) > 0 {
+			s.rbufp = rbufs.Get().(*[]byte)
+			s.rbuf = *s.rbufp
+		}
 		s.rbuf = append(s.rbuf, data...)
 	}
 	var done *stream
