@@ -18,10 +18,10 @@ const (
 	nginx2GRPC   = "127.0.0.1:28179"
 	nginx2HTTPS  = "127.0.0.1:28280" // server side, mTLS in
 	nginx2GRPCS  = "127.0.0.1:28279"
-	ha2HTTP      = "127.0.0.1:38180"
-	ha2GRPC      = "127.0.0.1:38179"
-	ha2HTTPS     = "127.0.0.1:38280"
-	ha2GRPCS     = "127.0.0.1:38279"
+	ha2HTTP      = "127.0.0.1:29180"
+	ha2GRPC      = "127.0.0.1:29179"
+	ha2HTTPS     = "127.0.0.1:29280"
+	ha2GRPCS     = "127.0.0.1:29279"
 	chainSrvName = "server.bench"
 )
 

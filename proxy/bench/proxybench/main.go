@@ -19,6 +19,10 @@ import (
 	"github.com/conduit-mesh/conduit/proxy/internal/testcp"
 )
 
+// Listening ports stay below 32768, out of Linux's default range for
+// outgoing connections' local ports: the idle-connection cells and opaque
+// paths open thousands of connections, one of which could otherwise hold a
+// peer's port when it starts.
 const (
 	backendHTTP = "127.0.0.1:18080"
 	backendGRPC = "127.0.0.1:18079"
@@ -31,8 +35,8 @@ const (
 	opaqueDst  = "10.96.0.20:5201"
 	nginxHTTP  = "127.0.0.1:28080"
 	nginxGRPC  = "127.0.0.1:28079"
-	haHTTP     = "127.0.0.1:38080"
-	haGRPC     = "127.0.0.1:38079"
+	haHTTP     = "127.0.0.1:29080"
+	haGRPC     = "127.0.0.1:29079"
 
 	clientID = "client.bench.serviceaccount.identity.conduit.cluster.local"
 	serverID = "server.bench.serviceaccount.identity.conduit.cluster.local"
