@@ -807,8 +807,7 @@ func (c *conn) readFrames(sd side) error {
 		f, err := c.rfr.ReadFrame()
 		c.frames.Add(1)
 		if err != nil {
-			var se http2.StreamError
-			if errors.As(err, &se) {
+			if se, ok := asStreamError(err); ok {
 				sd.sawStream(se.StreamID)
 				c.streamError(se.StreamID, se.Code, err)
 				continue
