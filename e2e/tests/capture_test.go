@@ -4,6 +4,8 @@ package tests
 
 import (
 	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -28,6 +30,13 @@ type wireCapture struct {
 	stop     chan struct{}
 	done     chan struct{}
 	once     sync.Once
+}
+
+// newMarker returns a string unlikely to appear on the wire by chance.
+func newMarker() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return "conduit-e2e-secret-" + hex.EncodeToString(b)
 }
 
 // captureMarker starts counting the frames whose bytes contain marker. It

@@ -78,6 +78,7 @@ type echo struct {
 	Path       string              `json:"path"`
 	RemoteAddr string              `json:"remoteAddr"`
 	Headers    map[string][]string `json:"headers"`
+	Attempt    int                 `json:"attempt"`
 }
 
 func decodeEchoes(t *testing.T, out string) []echo {

@@ -5,8 +5,6 @@ package tests
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
@@ -218,11 +216,6 @@ func TestInjector(t *testing.T) {
 		}
 	})
 	t.Run("no plaintext between meshed pods on the wire", func(t *testing.T) {
-		newMarker := func() string {
-			b := make([]byte, 8)
-			_, _ = rand.Read(b)
-			return "conduit-e2e-secret-" + hex.EncodeToString(b)
-		}
 		// Control: from a pod without a proxy the request crosses the pod
 		// network in clear, and the capture sees it (else the check below
 		// would prove nothing).

@@ -205,7 +205,8 @@ func lookupCmd(ctx context.Context, args []string, stdout io.Writer) error {
 func tcpCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("tcp", flag.ContinueOnError)
 	timeout := fs.Duration("timeout", 5*time.Second, "timeout of the exchange")
-	if err := fs.Parse(args); err != nil || fs.NArg() != 2 {
+	banner := fs.Duration("banner", 0, "the server speaks first: read and print its line, which must arrive within this long of the connection, before sending (0: the client speaks first)")
+	if err := fs.Parse(args); err != nil || fs.NArg() != 2 || *banner < 0 {
 		return errUsage
 	}
 	d := net.Dialer{Timeout: *timeout}
@@ -217,10 +218,27 @@ func tcpCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := c.SetDeadline(time.Now().Add(*timeout)); err != nil {
 		return fmt.Errorf("testapp: %w", err)
 	}
+	r := bufio.NewReader(c)
+	if *banner > 0 {
+		start := time.Now()
+		if err := c.SetReadDeadline(start.Add(min(*banner, *timeout))); err != nil {
+			return fmt.Errorf("testapp: %w", err)
+		}
+		greeting, err := r.ReadString('\n')
+		if err != nil {
+			return fmt.Errorf("testapp: no banner from %s within %v of connecting (did a proxy wait for the client to speak first?): %w", fs.Arg(0), *banner, err)
+		}
+		if _, err := io.WriteString(stdout, greeting); err != nil {
+			return err
+		}
+		if err := c.SetDeadline(time.Now().Add(*timeout)); err != nil {
+			return fmt.Errorf("testapp: %w", err)
+		}
+	}
 	if _, err := fmt.Fprintln(c, fs.Arg(1)); err != nil {
 		return fmt.Errorf("testapp: %w", err)
 	}
-	line, err := bufio.NewReader(c).ReadString('\n')
+	line, err := r.ReadString('\n')
 	if err != nil {
 		return fmt.Errorf("testapp: reading answer: %w", err)
 	}

@@ -1,11 +1,11 @@
 // Command testapp is the workload of the end-to-end tests, one static binary
 // in the image localhost/conduit/testapp:
 //
-//	testapp serve [-addr :8080] [-tcp-addr :9000] [-grpc-addr :9090]  HTTP echo server (and TCP, gRPC echo)
+//	testapp serve [-addr :8080] [-tcp-addr :9000] [-banner-addrs :3306] [-grpc-addr :9090]  HTTP echo server (and TCP, gRPC echo)
 //	testapp get [-H 'K: V']... [-n N] [-new-conn] [-expect-status C] URL
 //	testapp get -n 0 -until-eof -keep-going -summary URL  load generator
 //	testapp lookup NAME                           resolve NAME, print its addresses
-//	testapp tcp ADDR MESSAGE                      send MESSAGE, print what comes back
+//	testapp tcp [-banner D] ADDR MESSAGE          send MESSAGE, print what comes back (-banner: read the server's greeting first)
 //	testapp grpc [-n N] ADDR                      a full-duplex gRPC stream of N echoed messages
 //	testapp sleep                                 idle until SIGTERM (a client pod)
 //
@@ -13,12 +13,19 @@
 // it (POD_NAME, POD_NAMESPACE from the downward API, else the hostname) and the
 // request as received, headers included, so that tests can check what a proxy
 // added or removed (for example conduit-client-id). GET /status/<code> answers
-// with that status code; ?delay=<duration> waits before answering. With
+// with that status code; ?delay=<duration> waits before answering;
+// ?fail-first=N&key=K answers 503 to the first N requests with key K (a flaky
+// backend, for retries), with the count so far in X-Testapp-Attempt. With
 // -upstream URL it passes every request on to URL (path and query included)
 // and answers with its own Echo holding the upstream's under "upstream" (a
 // web tier in front of a server); with -drain D it answers on SIGTERM for D
 // more, /healthz failing, before shutting down, as an application behind a
 // Service should while the endpoints and load balancers catch up.
+//
+// The TCP echo (-tcp-addr) answers each line; the server-speaks-first echo
+// (-banner-addrs) greets each connection with a line before it reads, as MySQL
+// or SMTP servers do, so that a proxy waiting for the client to speak first
+// stalls it (tcp -banner D fails when the greeting is later than D).
 //
 // The gRPC server (-grpc-addr) is grpc.testing.TestService echoing payloads;
 // it answers with its pod and the conduit-client-id it received in a

@@ -28,6 +28,9 @@ type Echo struct {
 	Proto      string              `json:"proto"`
 	RemoteAddr string              `json:"remoteAddr"`
 	Headers    map[string][]string `json:"headers"`
+	// Attempt is how many requests with this ?key= the pod has seen, this
+	// one included (with ?fail-first=).
+	Attempt int `json:"attempt,omitempty"`
 	// Upstream is the answer of the -upstream server this request was
 	// passed to (serve -upstream), whose headers show what the upstream
 	// received, e.g. the conduit-client-id its proxy set.
@@ -59,7 +62,25 @@ type handlerConfig struct {
 	draining *atomic.Bool
 }
 
+// counters counts requests by key.
+type counters struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+// next counts one more request with key and returns how many there were.
+func (c *counters) next(key string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == nil {
+		c.n = map[string]int{}
+	}
+	c.n[key]++
+	return c.n[key]
+}
+
 func newHandler(c handlerConfig) http.Handler {
+	var attempts counters
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if c.draining != nil && c.draining.Load() {
@@ -81,7 +102,7 @@ func newHandler(c handlerConfig) http.Handler {
 				return
 			}
 		}
-		status := http.StatusOK
+		status, attempt := http.StatusOK, 0
 		if code, ok := strings.CutPrefix(r.URL.Path, "/status/"); ok && c.upstream == "" {
 			n, err := strconv.Atoi(code)
 			if err != nil || n < 200 || n > 599 {
@@ -90,9 +111,23 @@ func newHandler(c handlerConfig) http.Handler {
 			}
 			status = n
 		}
+		if v := r.URL.Query().Get("fail-first"); v != "" && c.upstream == "" {
+			// ?fail-first=N&key=K: the first N requests with key K answer
+			// 503, later ones as usual (a flaky backend for retries).
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				http.Error(w, "testapp: fail-first wants a count >= 0", http.StatusBadRequest)
+				return
+			}
+			attempt = attempts.next(r.URL.Query().Get("key"))
+			w.Header().Set("X-Testapp-Attempt", strconv.Itoa(attempt))
+			if attempt <= n {
+				status = http.StatusServiceUnavailable
+			}
+		}
 		e := Echo{
 			Pod: c.pod, Namespace: c.namespace, Method: r.Method, Host: r.Host, Path: r.URL.RequestURI(),
-			Proto: r.Proto, RemoteAddr: r.RemoteAddr, Headers: r.Header,
+			Proto: r.Proto, RemoteAddr: r.RemoteAddr, Headers: r.Header, Attempt: attempt,
 		}
 		if c.upstream != "" {
 			up, upPod, code, err := callUpstream(r, c.client, c.upstream)
@@ -138,6 +173,7 @@ func serveCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	addr := fs.String("addr", ":8080", "HTTP listen address")
 	tcpAddr := fs.String("tcp-addr", "", "TCP echo listen address (empty: none)")
+	bannerAddrs := fs.String("banner-addrs", "", "comma-separated listen addresses of a server-speaks-first TCP echo, which greets each connection before reading (as MySQL or SMTP do; empty: none)")
 	grpcAddr := fs.String("grpc-addr", "", "gRPC echo (grpc.testing.TestService) listen address (empty: none)")
 	upstream := fs.String("upstream", "", "pass every request on to this base URL (http://server:8080) and answer with its echo inside ours")
 	drain := fs.Duration("drain", 0, "on SIGTERM, fail /healthz and keep serving this long before shutting down")
@@ -159,15 +195,28 @@ func serveCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	}
 	var wg sync.WaitGroup
 	errs := make(chan error, 3)
-	// The TCP echo stops with ctx; the HTTP server, with -drain, only later.
+	// The TCP echoes stop with ctx; the HTTP server, with -drain, only later.
+	type echoAddr struct {
+		addr   string
+		banner bool
+	}
+	var echoes []echoAddr
 	if *tcpAddr != "" {
-		tl, err := net.Listen("tcp", *tcpAddr)
+		echoes = append(echoes, echoAddr{*tcpAddr, false})
+	}
+	if *bannerAddrs != "" {
+		for _, a := range strings.Split(*bannerAddrs, ",") {
+			echoes = append(echoes, echoAddr{strings.TrimSpace(a), true})
+		}
+	}
+	for _, e := range echoes {
+		tl, err := net.Listen("tcp", e.addr)
 		if err != nil {
 			return fmt.Errorf("testapp: %w", err)
 		}
 		wg.Add(1)
-		go func() { defer wg.Done(); tcpEcho(ctx, tl, log) }()
-		log.Info("tcp echo listening", "addr", tl.Addr().String())
+		go func() { defer wg.Done(); tcpEcho(ctx, tl, log, e.banner) }()
+		log.Info("tcp echo listening", "addr", tl.Addr().String(), "server-speaks-first", e.banner)
 	}
 	if *grpcAddr != "" {
 		gl, err := net.Listen("tcp", *grpcAddr)
@@ -215,7 +264,9 @@ func serveCmd(ctx context.Context, log *slog.Logger, args []string) error {
 // tcpEcho answers each line received on a connection with
 // "<pod> <line> from <peer-ip>": the peer is the address the application saw,
 // the client's own when the proxy was bypassed, the proxy's when it was not.
-func tcpEcho(ctx context.Context, ln net.Listener, log *slog.Logger) {
+// With banner it speaks first: "<pod> banner for <peer-ip>" as soon as the
+// connection is accepted, before reading anything.
+func tcpEcho(ctx context.Context, ln net.Listener, log *slog.Logger, banner bool) {
 	go func() { <-ctx.Done(); ln.Close() }()
 	pod := podName()
 	for {
@@ -229,6 +280,11 @@ func tcpEcho(ctx context.Context, ln net.Listener, log *slog.Logger) {
 		go func() {
 			defer c.Close()
 			peer, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+			if banner {
+				if _, err := fmt.Fprintf(c, "%s banner for %s\n", pod, peer); err != nil {
+					return
+				}
+			}
 			s := bufio.NewScanner(c)
 			for s.Scan() {
 				if _, err := fmt.Fprintf(c, "%s %s from %s\n", pod, s.Text(), peer); err != nil {

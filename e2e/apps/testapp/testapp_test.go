@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -25,12 +26,20 @@ func TestEchoHandler(t *testing.T) {
 		header     map[string]string
 		wantStatus int
 		wantPath   string
+		// wantAttempt is X-Testapp-Attempt, also the echo's attempt.
+		wantAttempt string
 	}{
 		{name: "echoes pod and headers", path: "/hello?x=1", header: map[string]string{"Conduit-Client-Id": "a.b"}, wantStatus: 200, wantPath: "/hello?x=1"},
 		{name: "status code", path: "/status/503", wantStatus: 503, wantPath: "/status/503"},
 		{name: "bad status code", path: "/status/99", wantStatus: 400},
 		{name: "bad delay", path: "/?delay=soon", wantStatus: 400},
 		{name: "delay", path: "/?delay=10ms", wantStatus: 200, wantPath: "/?delay=10ms"},
+		// The rows run in order against one server: a key's count carries over.
+		{name: "fail-first: first of key a fails", path: "/?fail-first=2&key=a", wantStatus: 503},
+		{name: "fail-first: second of key a fails", path: "/?fail-first=2&key=a", wantStatus: 503},
+		{name: "fail-first: key b counts apart", path: "/?fail-first=1&key=b", wantStatus: 503},
+		{name: "fail-first: third of key a succeeds", path: "/?fail-first=2&key=a", wantStatus: 200, wantPath: "/?fail-first=2&key=a", wantAttempt: "3"},
+		{name: "bad fail-first", path: "/?fail-first=-1", wantStatus: 400},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -60,6 +69,9 @@ func TestEchoHandler(t *testing.T) {
 				if got := strings.Join(e.Headers[k], ","); got != v {
 					t.Errorf("header %s = %q, want %q", k, got, v)
 				}
+			}
+			if got := resp.Header.Get("X-Testapp-Attempt"); got != tt.wantAttempt || (got != "" && strconv.Itoa(e.Attempt) != got) {
+				t.Errorf("attempt: header %q, echo %d, want %q", got, e.Attempt, tt.wantAttempt)
 			}
 			if resp.Header.Get("X-Testapp-Pod") != "web-0" {
 				t.Errorf("X-Testapp-Pod = %q", resp.Header.Get("X-Testapp-Pod"))
@@ -124,13 +136,38 @@ func TestTCPEchoAndLookup(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	t.Setenv("POD_NAME", "db-1")
-	go tcpEcho(ctx, ln, slog.New(slog.DiscardHandler))
+	go tcpEcho(ctx, ln, slog.New(slog.DiscardHandler), false)
 	var out bytes.Buffer
 	if err := tcpCmd(ctx, []string{ln.Addr().String(), "ping"}, &out); err != nil {
 		t.Fatal(err)
 	}
 	if want := "db-1 ping from 127.0.0.1\n"; out.String() != want {
 		t.Errorf("tcp answer %q, want %q", out.String(), want)
+	}
+	// A client waiting for a banner from a server that never speaks first
+	// fails within the banner's time, naming the cause.
+	out.Reset()
+	start := time.Now()
+	err = tcpCmd(ctx, []string{"-banner", "200ms", ln.Addr().String(), "ping"}, &out)
+	if err == nil || !strings.Contains(err.Error(), "no banner") {
+		t.Errorf("banner from a client-speaks-first server: err = %v, want no banner", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("waited %v for a banner of 200ms", d)
+	}
+
+	// A server-speaks-first echo greets before it reads.
+	bl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go tcpEcho(ctx, bl, slog.New(slog.DiscardHandler), true)
+	out.Reset()
+	if err := tcpCmd(ctx, []string{"-banner", "2s", bl.Addr().String(), "ping"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if want := "db-1 banner for 127.0.0.1\ndb-1 ping from 127.0.0.1\n"; out.String() != want {
+		t.Errorf("banner exchange %q, want %q", out.String(), want)
 	}
 	out.Reset()
 	if err := lookupCmd(ctx, []string{"localhost"}, &out); err != nil {

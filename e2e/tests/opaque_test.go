@@ -1,0 +1,182 @@
+//go:build e2e
+
+package tests
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/conduit-mesh/conduit/e2e/framework"
+)
+
+// opaqueApps is a meshed server-speaks-first echo (it greets each connection
+// before reading, as MySQL does) on 3306, one of the default opaque ports, and
+// on 7000, which the Service "banner" marks opaque with its annotation
+// (and the Service "unmarked" does not); and a meshed client.
+const opaqueApps = `
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: db}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata:
+      labels: {app: db}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: db
+        image: %[1]s
+        imagePullPolicy: IfNotPresent
+        args: [serve, -addr, ":8080", -banner-addrs, ":3306,:7000"]
+        env: [{name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]
+        ports: [{name: http, containerPort: 8080}, {name: mysql, containerPort: 3306}, {name: banner, containerPort: 7000}]
+        readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: mysql}
+spec:
+  selector: {app: db}
+  ports: [{name: mysql, port: 3306, targetPort: mysql}]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: banner
+  annotations: {config.conduit.dev/opaque-ports: "7000"}
+spec:
+  selector: {app: db}
+  ports: [{name: banner, port: 7000, targetPort: banner}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: unmarked}
+spec:
+  selector: {app: db}
+  ports: [{name: banner, port: 7000, targetPort: banner}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, labels: {app: client}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers: [{name: client, image: %[1]s, imagePullPolicy: IfNotPresent, args: [sleep]}]
+`
+
+// TestOpaquePortsThroughTheMesh: server-speaks-first protocols do not stall
+// in the mesh. Ports marked opaque (by default, or by a Service's
+// config.conduit.dev/opaque-ports) skip protocol detection, so a server's
+// greeting reaches a meshed client at once, where detection would wait for
+// the client to speak first (up to 10 s); between meshed pods the bytes are
+// carried over mTLS (the server's proxy counts the connections with the
+// client's identity, and none of their bytes crosses the pod network in
+// clear); an unmeshed client is greeted too, after the server's proxy has
+// briefly looked for a ClientHello.
+func TestOpaquePortsThroughTheMesh(t *testing.T) {
+	f := framework.New(t)
+	f.InstallMesh(t)
+	f.CollectOnFailure(t, framework.ControlPlaneNamespace)
+	ns := f.NewNamespace(t, "opaque", nil)
+	f.KubectlCmd(t, "", "annotate", "namespace", ns, "conduit.dev/inject=enabled")
+	plain := f.NewNamespace(t, "opaque-plain", nil)
+	f.Apply(t, ns, fmt.Sprintf(opaqueApps, f.Image("testapp")))
+	f.Apply(t, plain, fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: plain}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers: [{name: plain, image: %s, imagePullPolicy: IfNotPresent, args: [sleep]}]
+`, f.Image("testapp")))
+	server := f.WaitPodsReady(t, ns, "app=db", 1, 3*time.Minute)[0]
+	f.WaitPodsReady(t, ns, "app=client", 1, 3*time.Minute)
+	if !injected(&server) {
+		t.Fatalf("pod %s has no proxy", server.Name)
+	}
+	clientID := "default." + ns + ".serviceaccount.identity." + framework.ControlPlaneNamespace + ".cluster.local"
+	mtlsOpens := func() float64 {
+		return proxyCounter(t, f, ns, server.Name, "tcp_open_total",
+			`direction="inbound"`, `tls="true"`, `client_id="`+clientID+`"`)
+	}
+
+	for _, tc := range []struct{ name, addr string }{
+		{"a default opaque port (3306)", "mysql:3306"},
+		{"a port the Service marks opaque (7000)", "banner:7000"},
+	} {
+		t.Run("the server speaks first on "+tc.name, func(t *testing.T) {
+			before := mtlsOpens()
+			msg := "hello-" + strings.Split(tc.addr, ":")[1]
+			// A new Service: until the client's proxy has its profile
+			// (waited for up to the discovery timeout) the greeting may
+			// be late; once it has, every connection must be greeted
+			// within 1 s.
+			var out string
+			f.WaitFor(t, "a greeting within 1 s through both proxies", 2*time.Minute, func(ctx context.Context) (bool, error) {
+				o, stderr, err := f.ExecE(ctx, ns, "client", "client", nil, "testapp", "tcp", "-banner", "1s", tc.addr, msg)
+				if err != nil {
+					return false, fmt.Errorf("testapp tcp: %w: %s %s", err, o, stderr)
+				}
+				out = o
+				return true, nil
+			})
+			// Five more connections, each greeted at once.
+			for range 5 {
+				out = f.Exec(t, ns, "client", "client", "testapp", "tcp", "-banner", "1s", tc.addr, msg)
+			}
+			lines := strings.Split(strings.TrimSpace(out), "\n")
+			if len(lines) != 2 || !strings.HasPrefix(lines[0], server.Name+" banner for ") || !strings.HasPrefix(lines[1], server.Name+" "+msg+" from ") {
+				t.Fatalf("testapp tcp printed %q, want the greeting and the echo of %q from %s", out, msg, server.Name)
+			}
+			// The server's proxy accepted them over mTLS from the client's identity.
+			if n := mtlsOpens() - before; n < 6 {
+				t.Errorf("the server's proxy counts %v new mTLS connections from %s, want at least 6", n, clientID)
+			}
+		})
+	}
+
+	t.Run("control: a port not marked opaque waits for the client to speak", func(t *testing.T) {
+		// The same server port through a Service without the annotation:
+		// the client's proxy detects the protocol from the client's first
+		// bytes, which a server-speaks-first client never sends first.
+		// Without this, the greetings above would prove nothing.
+		out, stderr, err := f.ExecE(context.Background(), ns, "client", "client", nil, "testapp", "tcp", "-banner", "1s", "unmarked:7000", "hello")
+		if err == nil || !strings.Contains(out+stderr, "no banner") {
+			t.Fatalf("want no greeting within 1 s through a port that is not opaque, got %v: %s %s", err, out, stderr)
+		}
+	})
+
+	t.Run("opaque bytes cross the pod network only inside mTLS", func(t *testing.T) {
+		// Control: an unmeshed client is greeted too (the server's proxy
+		// waits at most 200 ms for a meshed client's ClientHello on an
+		// opaque port, then relays the connection as it is), and its bytes
+		// cross in clear, so the capture does see them.
+		marker := newMarker()
+		c := captureMarker(t, marker)
+		out := f.Exec(t, plain, "plain", "plain", "testapp", "tcp", "-banner", "1s", server.Status.PodIP+":3306", marker)
+		time.Sleep(500 * time.Millisecond)
+		c.Stop()
+		if !strings.HasPrefix(out, server.Name+" banner for ") || !strings.Contains(out, server.Name+" "+marker+" from ") {
+			t.Fatalf("unmeshed client: testapp tcp printed %q", out)
+		}
+		if c.Seen() == 0 {
+			t.Fatalf("the capture did not see an unmeshed client's bytes (%d frames captured)", c.Frames())
+		}
+		// Meshed client to meshed server: only mTLS records on the wire.
+		marker = newMarker()
+		c = captureMarker(t, marker)
+		out = f.Exec(t, ns, "client", "client", "testapp", "tcp", "-banner", "1s", "banner:7000", marker)
+		time.Sleep(500 * time.Millisecond)
+		c.Stop()
+		if !strings.Contains(out, marker) {
+			t.Fatalf("the server did not echo the marker: %q", out)
+		}
+		if c.Seen() != 0 {
+			t.Errorf("opaque bytes crossed the pod network in clear: %d of %d frames carried the marker", c.Seen(), c.Frames())
+		}
+		t.Logf("%d frames captured, none with the marker in clear", c.Frames())
+	})
+}
