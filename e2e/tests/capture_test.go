@@ -108,3 +108,16 @@ func (c *wireCapture) Seen() int64 { return c.seen.Load() }
 
 // Frames is the number of frames captured.
 func (c *wireCapture) Frames() int64 { return c.frames.Load() }
+
+// capturedMarker runs send with a new marker while the wire is captured,
+// and waits half a second for the last frames; it returns what send
+// returned and the capture, stopped.
+func capturedMarker(t *testing.T, send func(marker string) string) (string, *wireCapture) {
+	t.Helper()
+	marker := newMarker()
+	c := captureMarker(t, marker)
+	out := send(marker)
+	time.Sleep(500 * time.Millisecond)
+	c.Stop()
+	return out, c
+}

@@ -219,20 +219,18 @@ func TestInjector(t *testing.T) {
 		// Control: from a pod without a proxy the request crosses the pod
 		// network in clear, and the capture sees it (else the check below
 		// would prove nothing).
-		marker := newMarker()
-		c := captureMarker(t, marker)
-		f.Exec(t, plain, "plain", "plain", "testapp", "get", "-H", "X-E2e-Secret: "+marker, "http://"+server.Status.PodIP+":8080/")
-		time.Sleep(500 * time.Millisecond)
-		c.Stop()
+		_, c := capturedMarker(t, func(marker string) string {
+			return f.Exec(t, plain, "plain", "plain", "testapp", "get", "-H", "X-E2e-Secret: "+marker, "http://"+server.Status.PodIP+":8080/")
+		})
 		if c.Seen() == 0 {
 			t.Fatalf("the capture did not see an unmeshed client's plaintext request (%d frames captured)", c.Frames())
 		}
 		// Meshed client to meshed server: only mTLS records on the wire.
-		marker = newMarker()
-		c = captureMarker(t, marker)
-		out := f.Exec(t, meshed, "client", "client", "testapp", "get", "-n", "5", "-H", "X-E2e-Secret: "+marker, "http://server:8080/")
-		time.Sleep(500 * time.Millisecond)
-		c.Stop()
+		var marker string
+		out, c := capturedMarker(t, func(m string) string {
+			marker = m
+			return f.Exec(t, meshed, "client", "client", "testapp", "get", "-n", "5", "-H", "X-E2e-Secret: "+m, "http://server:8080/")
+		})
 		if !strings.Contains(out, marker) {
 			t.Fatalf("the server did not echo the request's header:\n%s", out)
 		}

@@ -16,35 +16,16 @@ import (
 // before reading, as MySQL does) on 3306, one of the default opaque ports, and
 // on 7000, which the Service "banner" marks opaque with its annotation
 // (and the Service "unmarked" does not); and a meshed client.
-const opaqueApps = `
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: db}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: db}}
-  template:
-    metadata:
-      labels: {app: db}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: db
-        image: %[1]s
-        imagePullPolicy: IfNotPresent
-        args: [serve, -addr, ":8080", -banner-addrs, ":3306,:7000"]
-        env: [{name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]
-        ports: [{name: http, containerPort: 8080}, {name: mysql, containerPort: 3306}, {name: banner, containerPort: 7000}]
-        readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1}
----
-apiVersion: v1
+func opaqueApps(image string) string {
+	return manifests(
+		echoDeployment("db", image, []string{"-banner-addrs", ":3306,:7000"}, "mysql:3306", "banner:7000"),
+		`apiVersion: v1
 kind: Service
 metadata: {name: mysql}
 spec:
   selector: {app: db}
   ports: [{name: mysql, port: 3306, targetPort: mysql}]
----
-apiVersion: v1
+`, `apiVersion: v1
 kind: Service
 metadata:
   name: banner
@@ -52,21 +33,15 @@ metadata:
 spec:
   selector: {app: db}
   ports: [{name: banner, port: 7000, targetPort: banner}]
----
-apiVersion: v1
+`, `apiVersion: v1
 kind: Service
 metadata: {name: unmarked}
 spec:
   selector: {app: db}
   ports: [{name: banner, port: 7000, targetPort: banner}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: client, labels: {app: client}}
-spec:
-  terminationGracePeriodSeconds: 1
-  containers: [{name: client, image: %[1]s, imagePullPolicy: IfNotPresent, args: [sleep]}]
-`
+`,
+		sleeperPod("client", image))
+}
 
 // greetWithin is how soon a server's greeting must reach the client: well
 // under the 10 s that a proxy waits for the client's first bytes on a port
@@ -86,17 +61,10 @@ func TestOpaquePortsThroughTheMesh(t *testing.T) {
 	f := framework.New(t)
 	f.InstallMesh(t)
 	f.CollectOnFailure(t, framework.ControlPlaneNamespace)
-	ns := f.NewNamespace(t, "opaque", nil)
-	f.KubectlCmd(t, "", "annotate", "namespace", ns, "conduit.dev/inject=enabled")
+	ns := meshedNamespace(t, f, "opaque")
 	plain := f.NewNamespace(t, "opaque-plain", nil)
-	f.Apply(t, ns, fmt.Sprintf(opaqueApps, f.Image("testapp")))
-	f.Apply(t, plain, fmt.Sprintf(`apiVersion: v1
-kind: Pod
-metadata: {name: plain}
-spec:
-  terminationGracePeriodSeconds: 1
-  containers: [{name: plain, image: %s, imagePullPolicy: IfNotPresent, args: [sleep]}]
-`, f.Image("testapp")))
+	f.Apply(t, ns, opaqueApps(f.Image("testapp")))
+	f.Apply(t, plain, sleeperPod("plain", f.Image("testapp")))
 	server := f.WaitPodsReady(t, ns, "app=db", 1, 3*time.Minute)[0]
 	f.WaitPodsReady(t, ns, "app=client", 1, 3*time.Minute)
 	if !injected(&server) {
@@ -159,23 +127,22 @@ spec:
 		// waits at most 200 ms for a meshed client's ClientHello on an
 		// opaque port, then relays the connection as it is), and its bytes
 		// cross in clear, so the capture does see them.
-		marker := newMarker()
-		c := captureMarker(t, marker)
-		out := f.Exec(t, plain, "plain", "plain", "testapp", "tcp", "-banner", greetWithin, server.Status.PodIP+":3306", marker)
-		time.Sleep(500 * time.Millisecond)
-		c.Stop()
-		if !strings.HasPrefix(out, server.Name+" banner for ") || !strings.Contains(out, server.Name+" "+marker+" from ") {
-			t.Fatalf("unmeshed client: testapp tcp printed %q", out)
-		}
+		out, c := capturedMarker(t, func(marker string) string {
+			out := f.Exec(t, plain, "plain", "plain", "testapp", "tcp", "-banner", greetWithin, server.Status.PodIP+":3306", marker)
+			if !strings.HasPrefix(out, server.Name+" banner for ") || !strings.Contains(out, server.Name+" "+marker+" from ") {
+				t.Fatalf("unmeshed client: testapp tcp printed %q", out)
+			}
+			return out
+		})
 		if c.Seen() == 0 {
-			t.Fatalf("the capture did not see an unmeshed client's bytes (%d frames captured)", c.Frames())
+			t.Fatalf("the capture did not see an unmeshed client's bytes (%d frames captured): %q", c.Frames(), out)
 		}
 		// Meshed client to meshed server: only mTLS records on the wire.
-		marker = newMarker()
-		c = captureMarker(t, marker)
-		out = f.Exec(t, ns, "client", "client", "testapp", "tcp", "-banner", greetWithin, "banner:7000", marker)
-		time.Sleep(500 * time.Millisecond)
-		c.Stop()
+		var marker string
+		out, c = capturedMarker(t, func(m string) string {
+			marker = m
+			return f.Exec(t, ns, "client", "client", "testapp", "tcp", "-banner", greetWithin, "banner:7000", m)
+		})
 		if !strings.Contains(out, marker) {
 			t.Fatalf("the server did not echo the marker: %q", out)
 		}

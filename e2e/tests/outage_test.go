@@ -15,41 +15,15 @@ import (
 )
 
 // outageApps is a meshed echo server behind a Service and a meshed client.
-const outageApps = `
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: server}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: server}}
-  template:
-    metadata:
-      labels: {app: server}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: server
-        image: %[1]s
-        imagePullPolicy: IfNotPresent
-        args: [serve, -addr, ":8080"]
-        env: [{name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]
-        ports: [{name: http, containerPort: 8080}]
-        readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1}
----
-apiVersion: v1
+func outageApps(image string) string {
+	return manifests(echoDeployment("server", image, nil), `apiVersion: v1
 kind: Service
 metadata: {name: server}
 spec:
   selector: {app: server}
   ports: [{name: http, port: 8080, targetPort: http}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: client, labels: {app: client}}
-spec:
-  terminationGracePeriodSeconds: 1
-  containers: [{name: client, image: %[1]s, imagePullPolicy: IfNotPresent, args: [sleep]}]
-`
+`, sleeperPod("client", image))
+}
 
 // TestControlPlaneOutage: with the destination and identity controllers gone,
 // meshed traffic goes on with the endpoints and certificates the proxies
@@ -59,9 +33,8 @@ func TestControlPlaneOutage(t *testing.T) {
 	f := framework.New(t)
 	f.InstallMesh(t)
 	f.CollectOnFailure(t, framework.ControlPlaneNamespace)
-	ns := f.NewNamespace(t, "outage", nil)
-	f.KubectlCmd(t, "", "annotate", "namespace", ns, "conduit.dev/inject=enabled")
-	f.Apply(t, ns, fmt.Sprintf(outageApps, f.Image("testapp")))
+	ns := meshedNamespace(t, f, "outage")
+	f.Apply(t, ns, outageApps(f.Image("testapp")))
 	first := f.WaitPodsReady(t, ns, "app=server", 1, 3*time.Minute)[0].Name
 	f.WaitPodsReady(t, ns, "app=client", 1, 3*time.Minute)
 	clientID := "default." + ns + ".serviceaccount.identity." + framework.ControlPlaneNamespace + ".cluster.local"

@@ -13,68 +13,19 @@ import (
 
 // profileApps is two meshed echo servers, each behind its own Service (web,
 // and web-v2 as the other backend of a traffic split), and a meshed client.
-const profileApps = `
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata:
-      labels: {app: web}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: web
-        image: %[1]s
-        imagePullPolicy: IfNotPresent
-        args: [serve, -addr, ":8080"]
-        env: [{name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]
-        ports: [{name: http, containerPort: 8080}]
-        readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web-v2}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: web-v2}}
-  template:
-    metadata:
-      labels: {app: web-v2}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: web
-        image: %[1]s
-        imagePullPolicy: IfNotPresent
-        args: [serve, -addr, ":8080"]
-        env: [{name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]
-        ports: [{name: http, containerPort: 8080}]
-        readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1}
----
-apiVersion: v1
+func profileApps(image string) string {
+	docs := []string{sleeperPod("client", image)}
+	for _, name := range []string{"web", "web-v2"} {
+		docs = append(docs, echoDeployment(name, image, nil), fmt.Sprintf(`apiVersion: v1
 kind: Service
-metadata: {name: web}
+metadata: {name: %[1]s}
 spec:
-  selector: {app: web}
+  selector: {app: %[1]s}
   ports: [{name: http, port: 8080, targetPort: http}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: web-v2}
-spec:
-  selector: {app: web-v2}
-  ports: [{name: http, port: 8080, targetPort: http}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: client, labels: {app: client}}
-spec:
-  terminationGracePeriodSeconds: 1
-  containers: [{name: client, image: %[1]s, imagePullPolicy: IfNotPresent, args: [sleep]}]
-`
+`, name))
+	}
+	return manifests(docs...)
+}
 
 // webProfile is web's ServiceProfile: a retryable route, one that is not,
 // and one with a timeout, with a budget that allows a retry of every
@@ -106,9 +57,8 @@ func TestServiceProfilesThroughTheMesh(t *testing.T) {
 	f.InstallMesh(t)
 	ensureProfileCRD(t, f)
 	f.CollectOnFailure(t, framework.ControlPlaneNamespace)
-	ns := f.NewNamespace(t, "profile", nil)
-	f.KubectlCmd(t, "", "annotate", "namespace", ns, "conduit.dev/inject=enabled")
-	f.Apply(t, ns, fmt.Sprintf(profileApps, f.Image("testapp")))
+	ns := meshedNamespace(t, f, "profile")
+	f.Apply(t, ns, profileApps(f.Image("testapp")))
 	v1 := f.WaitPodsReady(t, ns, "app=web", 1, 3*time.Minute)[0].Name
 	v2 := f.WaitPodsReady(t, ns, "app=web-v2", 1, 3*time.Minute)[0].Name
 	f.WaitPodsReady(t, ns, "app=client", 1, 3*time.Minute)

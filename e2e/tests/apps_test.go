@@ -1,0 +1,69 @@
+//go:build e2e
+
+package tests
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/conduit-mesh/conduit/e2e/framework"
+)
+
+// meshedNamespace creates a namespace whose new pods the injector meshes.
+func meshedNamespace(t *testing.T, f *framework.Framework, prefix string) string {
+	t.Helper()
+	ns := f.NewNamespace(t, prefix, nil)
+	f.KubectlCmd(t, "", "annotate", "namespace", ns, "conduit.dev/inject=enabled")
+	return ns
+}
+
+// echoDeployment is the manifest of a one-replica Deployment of
+// "testapp serve" named name (pods labelled app=name, POD_NAME from the
+// downward API, ready once /healthz on 8080 answers), with args after
+// "serve -addr :8080" and ports ("name:port") besides http:8080.
+func echoDeployment(name, image string, args []string, ports ...string) string {
+	var a, p strings.Builder
+	for _, s := range append([]string{"serve", "-addr", ":8080"}, args...) {
+		fmt.Fprintf(&a, "%q, ", s)
+	}
+	for _, s := range append([]string{"http:8080"}, ports...) {
+		n, port, _ := strings.Cut(s, ":")
+		fmt.Fprintf(&p, "{name: %s, containerPort: %s}, ", n, port)
+	}
+	return fmt.Sprintf(`apiVersion: apps/v1
+kind: Deployment
+metadata: {name: %[1]s}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: %[1]s}}
+  template:
+    metadata:
+      labels: {app: %[1]s}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: server
+        image: %[2]s
+        imagePullPolicy: IfNotPresent
+        args: [%[3]s]
+        env: [{name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]
+        ports: [%[4]s]
+        readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1}
+`, name, image, strings.TrimSuffix(a.String(), ", "), strings.TrimSuffix(p.String(), ", "))
+}
+
+// sleeperPod is the manifest of a pod named name (labelled app=name) whose
+// one container, also name, idles: a client to run testapp commands in.
+func sleeperPod(name, image string) string {
+	return fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: %[1]s, labels: {app: %[1]s}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers: [{name: %[1]s, image: %[2]s, imagePullPolicy: IfNotPresent, args: [sleep]}]
+`, name, image)
+}
+
+// manifests joins manifests into one YAML stream.
+func manifests(docs ...string) string { return strings.Join(docs, "---\n") }
