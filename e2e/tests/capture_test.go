@@ -111,13 +111,13 @@ func (c *wireCapture) Frames() int64 { return c.frames.Load() }
 
 // capturedMarker runs send with a new marker while the wire is captured,
 // and waits half a second for the last frames; it returns what send
-// returned and the capture, stopped.
-func capturedMarker(t *testing.T, send func(marker string) string) (string, *wireCapture) {
+// returned, the marker and the capture, stopped.
+func capturedMarker(t *testing.T, send func(marker string) string) (string, string, *wireCapture) {
 	t.Helper()
 	marker := newMarker()
 	c := captureMarker(t, marker)
 	out := send(marker)
 	time.Sleep(500 * time.Millisecond)
 	c.Stop()
-	return out, c
+	return out, marker, c
 }

@@ -219,16 +219,14 @@ func TestInjector(t *testing.T) {
 		// Control: from a pod without a proxy the request crosses the pod
 		// network in clear, and the capture sees it (else the check below
 		// would prove nothing).
-		_, c := capturedMarker(t, func(marker string) string {
+		_, _, c := capturedMarker(t, func(marker string) string {
 			return f.Exec(t, plain, "plain", "plain", "testapp", "get", "-H", "X-E2e-Secret: "+marker, "http://"+server.Status.PodIP+":8080/")
 		})
 		if c.Seen() == 0 {
 			t.Fatalf("the capture did not see an unmeshed client's plaintext request (%d frames captured)", c.Frames())
 		}
 		// Meshed client to meshed server: only mTLS records on the wire.
-		var marker string
-		out, c := capturedMarker(t, func(m string) string {
-			marker = m
+		out, marker, c := capturedMarker(t, func(m string) string {
 			return f.Exec(t, meshed, "client", "client", "testapp", "get", "-n", "5", "-H", "X-E2e-Secret: "+m, "http://server:8080/")
 		})
 		if !strings.Contains(out, marker) {

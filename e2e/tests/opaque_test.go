@@ -127,7 +127,7 @@ func TestOpaquePortsThroughTheMesh(t *testing.T) {
 		// waits at most 200 ms for a meshed client's ClientHello on an
 		// opaque port, then relays the connection as it is), and its bytes
 		// cross in clear, so the capture does see them.
-		out, c := capturedMarker(t, func(marker string) string {
+		out, _, c := capturedMarker(t, func(marker string) string {
 			out := f.Exec(t, plain, "plain", "plain", "testapp", "tcp", "-banner", greetWithin, server.Status.PodIP+":3306", marker)
 			if !strings.HasPrefix(out, server.Name+" banner for ") || !strings.Contains(out, server.Name+" "+marker+" from ") {
 				t.Fatalf("unmeshed client: testapp tcp printed %q", out)
@@ -139,8 +139,7 @@ func TestOpaquePortsThroughTheMesh(t *testing.T) {
 		}
 		// Meshed client to meshed server: only mTLS records on the wire.
 		var marker string
-		out, c = capturedMarker(t, func(m string) string {
-			marker = m
+		out, marker, c = capturedMarker(t, func(m string) string {
 			return f.Exec(t, ns, "client", "client", "testapp", "tcp", "-banner", greetWithin, "banner:7000", m)
 		})
 		if !strings.Contains(out, marker) {
