@@ -138,8 +138,7 @@ func TestOpaquePortsThroughTheMesh(t *testing.T) {
 			t.Fatalf("the capture did not see an unmeshed client's bytes (%d frames captured): %q", c.Frames(), out)
 		}
 		// Meshed client to meshed server: only mTLS records on the wire.
-		var marker string
-		out, marker, c = capturedMarker(t, func(m string) string {
+		out, marker, c := capturedMarker(t, func(m string) string {
 			return f.Exec(t, ns, "client", "client", "testapp", "tcp", "-banner", greetWithin, "banner:7000", m)
 		})
 		if !strings.Contains(out, marker) {
