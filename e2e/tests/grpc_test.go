@@ -14,41 +14,18 @@ import (
 
 // grpcApps is a meshed gRPC echo server behind a Service and a meshed
 // client pod (testapp serve -grpc-addr, testapp grpc).
-const grpcApps = `
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: grpc-server}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: grpc-server}}
-  template:
-    metadata:
-      labels: {app: grpc-server}
-    spec:
-      terminationGracePeriodSeconds: 1
-      containers:
-      - name: server
-        image: %[1]s
-        imagePullPolicy: IfNotPresent
-        args: [serve, -addr, ":8080", -grpc-addr, ":9090"]
-        env: [{name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]
-        ports: [{name: http, containerPort: 8080}, {name: grpc, containerPort: 9090}]
-        readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1}
----
-apiVersion: v1
+func grpcApps(image string) string {
+	return manifests(
+		echoDeployment("grpc-server", image, []string{"-grpc-addr", ":9090"}, "grpc:9090"),
+		`apiVersion: v1
 kind: Service
 metadata: {name: grpc-server}
 spec:
   selector: {app: grpc-server}
   ports: [{name: grpc, port: 9090, targetPort: grpc}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: client, labels: {app: client}}
-spec:
-  terminationGracePeriodSeconds: 1
-  containers: [{name: client, image: %[1]s, imagePullPolicy: IfNotPresent, args: [sleep]}]
-`
+`,
+		sleeperPod("client", image))
+}
 
 // TestGRPCThroughTheMesh: a meshed client calls a meshed gRPC server through
 // both proxies (their HTTP/2 fast path, mTLS between them): a full-duplex
@@ -60,9 +37,8 @@ func TestGRPCThroughTheMesh(t *testing.T) {
 	f := framework.New(t)
 	f.InstallMesh(t)
 	f.CollectOnFailure(t, framework.ControlPlaneNamespace)
-	ns := f.NewNamespace(t, "grpc", nil)
-	f.KubectlCmd(t, "", "annotate", "namespace", ns, "conduit.dev/inject=enabled")
-	f.Apply(t, ns, fmt.Sprintf(grpcApps, f.Image("testapp")))
+	ns := meshedNamespace(t, f, "grpc")
+	f.Apply(t, ns, grpcApps(f.Image("testapp")))
 	server := f.WaitPodsReady(t, ns, "app=grpc-server", 1, 3*time.Minute)[0]
 	f.WaitPodsReady(t, ns, "app=client", 1, 3*time.Minute)
 

@@ -26,7 +26,12 @@ import (
 
 // injectorApps: in the meshed namespace a server (HTTP on 8080, TCP echo on
 // 9000, a skipped inbound port) behind a Service, a client and a Job.
-const injectorApps = `
+func injectorApps(image string) string {
+	return manifests(fmt.Sprintf(injectorServerAndJob, image), sleeperPod("client", image))
+}
+
+// injectorServerAndJob is injectorApps without the client.
+const injectorServerAndJob = `
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: server}
@@ -55,13 +60,6 @@ spec:
   selector: {app: server}
   ports: [{name: http, port: 8080, targetPort: http}, {name: echo, port: 9000, targetPort: echo}]
 ---
-apiVersion: v1
-kind: Pod
-metadata: {name: client, labels: {app: client}}
-spec:
-  terminationGracePeriodSeconds: 1
-  containers: [{name: client, image: %[1]s, imagePullPolicy: IfNotPresent, args: [sleep]}]
----
 apiVersion: batch/v1
 kind: Job
 metadata: {name: once}
@@ -72,15 +70,6 @@ spec:
     spec:
       restartPolicy: Never
       containers: [{name: once, image: %[1]s, imagePullPolicy: IfNotPresent, args: [get, "http://server:8080/"]}]
-`
-
-const plainPod = `
-apiVersion: v1
-kind: Pod
-metadata: {name: plain, labels: {app: plain}}
-spec:
-  terminationGracePeriodSeconds: 1
-  containers: [{name: plain, image: %[1]s, imagePullPolicy: IfNotPresent, args: [sleep]}]
 `
 
 func injected(p *corev1.Pod) bool {
@@ -168,8 +157,8 @@ func TestInjector(t *testing.T) {
 		t.Fatal(err)
 	}
 	plain := f.NewNamespace(t, "inject-plain", nil)
-	f.Apply(t, meshed, fmt.Sprintf(injectorApps, f.Image("testapp")))
-	f.Apply(t, plain, fmt.Sprintf(plainPod, f.Image("testapp")))
+	f.Apply(t, meshed, injectorApps(f.Image("testapp")))
+	f.Apply(t, plain, sleeperPod("plain", f.Image("testapp")))
 
 	servers := f.WaitPodsReady(t, meshed, "app=server", 1, 3*time.Minute)
 	f.WaitPodsReady(t, meshed, "app=client", 1, 3*time.Minute)

@@ -87,22 +87,24 @@ func TestOpaquePortsThroughTheMesh(t *testing.T) {
 			// (waited for up to the discovery timeout) the greeting may
 			// be late; once it has, every connection must be greeted
 			// within greetWithin.
-			var out string
+			greeted := func(out string) {
+				t.Helper()
+				lines := strings.Split(strings.TrimSpace(out), "\n")
+				if len(lines) != 2 || !strings.HasPrefix(lines[0], server.Name+" banner for ") || !strings.HasPrefix(lines[1], server.Name+" "+msg+" from ") {
+					t.Fatalf("testapp tcp printed %q, want the greeting and the echo of %q from %s", out, msg, server.Name)
+				}
+			}
 			f.WaitFor(t, "a greeting within "+greetWithin+" through both proxies", 2*time.Minute, func(ctx context.Context) (bool, error) {
 				o, stderr, err := f.ExecE(ctx, ns, "client", "client", nil, "testapp", "tcp", "-banner", greetWithin, tc.addr, msg)
 				if err != nil {
 					return false, fmt.Errorf("testapp tcp: %w: %s %s", err, o, stderr)
 				}
-				out = o
+				greeted(o)
 				return true, nil
 			})
 			// Five more connections, each greeted at once.
 			for range 5 {
-				out = f.Exec(t, ns, "client", "client", "testapp", "tcp", "-banner", greetWithin, tc.addr, msg)
-			}
-			lines := strings.Split(strings.TrimSpace(out), "\n")
-			if len(lines) != 2 || !strings.HasPrefix(lines[0], server.Name+" banner for ") || !strings.HasPrefix(lines[1], server.Name+" "+msg+" from ") {
-				t.Fatalf("testapp tcp printed %q, want the greeting and the echo of %q from %s", out, msg, server.Name)
+				greeted(f.Exec(t, ns, "client", "client", "testapp", "tcp", "-banner", greetWithin, tc.addr, msg))
 			}
 			// The server's proxy accepted them over mTLS from the client's identity.
 			if n := mtlsOpens() - before; n < 6 {

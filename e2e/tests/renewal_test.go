@@ -35,9 +35,8 @@ func TestIdentityRenewalUnderTraffic(t *testing.T) {
 	upgrade(t, "1m0s")
 	t.Cleanup(func() { upgrade(t, "24h0m0s") })
 
-	ns := f.NewNamespace(t, "renewal", nil)
-	f.KubectlCmd(t, "", "annotate", "namespace", ns, "conduit.dev/inject=enabled")
-	f.Apply(t, ns, fmt.Sprintf(injectorApps, f.Image("testapp")))
+	ns := meshedNamespace(t, f, "renewal")
+	f.Apply(t, ns, injectorApps(f.Image("testapp")))
 	server := f.WaitPodsReady(t, ns, "app=server", 1, 3*time.Minute)[0]
 	f.WaitPodsReady(t, ns, "app=client", 1, 3*time.Minute)
 

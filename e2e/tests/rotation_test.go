@@ -114,8 +114,7 @@ func TestAnchorRotationUnderTraffic(t *testing.T) {
 	f.CollectOnFailure(t, framework.ControlPlaneNamespace)
 	ctx := framework.Context(t, 25*time.Minute)
 
-	ns := f.NewNamespace(t, "rotation", nil)
-	f.KubectlCmd(t, "", "annotate", "namespace", ns, "conduit.dev/inject=enabled")
+	ns := meshedNamespace(t, f, "rotation")
 	// The injector must be up, else (failurePolicy Ignore) the pods would be admitted without a proxy.
 	f.WaitPodsReady(t, framework.ControlPlaneNamespace, "conduit.dev/control-plane-component=injector", 1, 2*time.Minute)
 	f.Apply(t, ns, fmt.Sprintf(rotationApps, f.Image("testapp")))
