@@ -96,7 +96,9 @@ func start(name string, env []string, args ...string) (*proc, error) {
 	if *verbose {
 		cmd.Stderr = os.Stderr
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Pdeathsig: a proxybench that is killed takes its children with it,
+	// else they keep the fixed ports and the next run measures them.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
