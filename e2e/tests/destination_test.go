@@ -440,13 +440,20 @@ func checkControlPlaneEndpoints(t *testing.T, f *framework.Framework) {
 }
 
 func checkInClusterEndpoints(t *testing.T, f *framework.Framework) {
-	ns := f.NewNamespace(t, "dst-mesh", map[string]string{"conduit.dev/inject": "enabled"})
+	// The injector reads the namespace's annotation: the pods are meshed,
+	// so their endpoints must carry an identity and the h2 hint.
+	ns := meshedNamespace(t, f, "dst-mesh")
+	// The injector must be up, else (failurePolicy Ignore) the pods would be admitted without a proxy.
+	f.WaitPodsReady(t, framework.ControlPlaneNamespace, "conduit.dev/control-plane-component=injector", 1, 2*time.Minute)
 	f.Apply(t, ns, fmt.Sprintf(echoApp, f.Image("testapp")))
 	f.WaitRollout(t, ns, "deployment/echo", 3*time.Minute)
 	pods := f.DeploymentPods(t, ns, "echo")
 	want := map[string]corev1.Pod{}
 	for _, p := range pods {
 		if p.DeletionTimestamp == nil && framework.PodReady(&p) {
+			if !injected(&p) {
+				t.Fatalf("pod %s in a namespace annotated conduit.dev/inject=enabled was not injected", p.Name)
+			}
 			want[p.Status.PodIP] = p
 		}
 	}
