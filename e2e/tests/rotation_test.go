@@ -115,6 +115,9 @@ func TestAnchorRotationUnderTraffic(t *testing.T) {
 	ctx := framework.Context(t, 25*time.Minute)
 
 	ns := meshedNamespace(t, f, "rotation")
+	// The rotation replaces every pod; keep the logs of those it replaces.
+	f.FollowLogs(t, ns)
+	f.FollowLogs(t, framework.ControlPlaneNamespace)
 	// The injector must be up, else (failurePolicy Ignore) the pods would be admitted without a proxy.
 	f.WaitPodsReady(t, framework.ControlPlaneNamespace, "conduit.dev/control-plane-component=injector", 1, 2*time.Minute)
 	f.Apply(t, ns, fmt.Sprintf(rotationApps, f.Image("testapp")))

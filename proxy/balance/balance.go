@@ -14,12 +14,22 @@ const DefaultDecay = 10 * time.Second
 // defaultRTT seeds new endpoints so they are tried without being flooded.
 const defaultRTT = float64(time.Millisecond)
 
+// FailBackoff is how long an endpoint that could not be reached is avoided
+// while another one can be picked. A refused connection fails fast, and to
+// a latency-based balancer fast looks good: without it, a dead endpoint
+// would draw the traffic.
+const FailBackoff = time.Second
+
 // Endpoint carries the load statistics of one backend. It is safe for
 // concurrent use; Value is the caller's payload.
 type Endpoint struct {
 	Value   any
 	Weight  uint32
 	pending atomic.Int64
+
+	// failedUntil is the time (ns) until which the endpoint is avoided
+	// after a failed connection; 0 when it is not.
+	failedUntil atomic.Int64
 
 	mu    sync.Mutex
 	cost  float64 // ns, peak-EWMA
@@ -63,10 +73,29 @@ func (e *Endpoint) Start() int64 {
 	return nanotime()
 }
 
+// Failed ends a request that started at start and could not reach the
+// endpoint (its connection failed): not a latency sample, and the endpoint
+// is avoided for FailBackoff.
+func (e *Endpoint) Failed(start int64) {
+	e.pending.Add(-1)
+	e.failedUntil.Store(nanotime() + int64(FailBackoff))
+}
+
+// Failing reports whether the endpoint is avoided after a failed connection.
+func (e *Endpoint) Failing() bool { return e.failing(nanotime()) }
+
+func (e *Endpoint) failing(now int64) bool {
+	until := e.failedUntil.Load()
+	return until != 0 && now < until
+}
+
 // Done records a completed request that started at start.
 func (e *Endpoint) Done(start int64, decay time.Duration) {
 	now := nanotime()
 	e.pending.Add(-1)
+	if e.failedUntil.Load() != 0 {
+		e.failedUntil.Store(0) // it answered
+	}
 	rtt := float64(now - start)
 	e.mu.Lock()
 	if rtt > e.cost {
@@ -85,7 +114,8 @@ type P2C struct {
 	Decay time.Duration
 }
 
-// Pick returns the less loaded of two random endpoints, or nil if eps is empty.
+// Pick returns the less loaded of two random endpoints, or nil if eps is
+// empty. An endpoint that is Failing is picked only when all are.
 func (p P2C) Pick(eps []*Endpoint) *Endpoint {
 	switch len(eps) {
 	case 0:
@@ -105,6 +135,20 @@ func (p P2C) Pick(eps []*Endpoint) *Endpoint {
 	}
 	a, b := eps[i], eps[j]
 	now := nanotime()
+	switch fa, fb := a.failing(now), b.failing(now); {
+	case fa && fb:
+		// Both failing: the next one that is not, if any (rare: no
+		// cost while the endpoints answer).
+		for k := uint(1); k < n; k++ {
+			if e := eps[(i+k)%n]; !e.failing(now) {
+				return e
+			}
+		}
+	case fa:
+		return b
+	case fb:
+		return a
+	}
 	// Loads within 1 % are a tie; a is already a uniform random choice.
 	if a.load(now, float64(decay)) <= b.load(now, float64(decay))*1.01 {
 		return a

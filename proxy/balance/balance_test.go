@@ -89,3 +89,70 @@ func BenchmarkPick(b *testing.B) {
 		e.Done(e.Start(), DefaultDecay)
 	}
 }
+
+// A refused connection fails fast, which a latency-based balancer would
+// reward: Failed must instead keep the endpoint out of the picks for
+// FailBackoff while another endpoint can be picked, without counting it
+// as a latency sample, and an answer clears it.
+func TestPickAvoidsFailedEndpoint(t *testing.T) {
+	dead, slow, slower := NewEndpoint("dead", 1), NewEndpoint("slow", 1), NewEndpoint("slower", 1)
+	for _, e := range []*Endpoint{slow, slower} {
+		s := e.Start()
+		e.Done(s-int64(20*time.Millisecond), DefaultDecay)
+	}
+	s := dead.Start()
+	dead.Failed(s)
+	if dead.Pending() != 0 || !dead.Failing() {
+		t.Fatalf("after Failed: pending %d, failing %v; want 0, true", dead.Pending(), dead.Failing())
+	}
+	if dead.cost != defaultRTT {
+		t.Errorf("Failed changed the latency estimate to %v", time.Duration(dead.cost))
+	}
+	eps := []*Endpoint{dead, slow, slower}
+	for i := 0; i < 1000; i++ {
+		if got := (P2C{}).Pick(eps); got == dead {
+			t.Fatalf("pick %d chose the failing endpoint, though its latency is the lowest", i)
+		}
+	}
+	// With most endpoints failing, the one that is not is found.
+	for _, e := range []*Endpoint{slow, slower} {
+		e.Failed(e.Start())
+	}
+	spare := NewEndpoint("spare", 1)
+	many := []*Endpoint{slow, slower, dead, spare}
+	for i := 0; i < 1000; i++ {
+		if got := (P2C{}).Pick(many); got != spare {
+			t.Fatalf("pick %d chose %v of three failing endpoints and one that is not", i, got.Value)
+		}
+	}
+	// Alone, or with only failing ones, it is still picked: there is nothing better.
+	if (P2C{}).Pick([]*Endpoint{dead}) != dead {
+		t.Error("a failing endpoint alone must still be picked")
+	}
+	if got := (P2C{}).Pick([]*Endpoint{dead, slow}); got == nil {
+		t.Error("all failing: nothing picked")
+	}
+	for _, e := range []*Endpoint{slow, slower} {
+		e.Done(e.Start(), DefaultDecay)
+	}
+	// The backoff ends.
+	dead.failedUntil.Store(nanotime() - 1)
+	if dead.Failing() {
+		t.Error("still failing after its backoff")
+	}
+	picked := false
+	for i := 0; i < 1000 && !picked; i++ {
+		picked = (P2C{}).Pick(eps) == dead
+	}
+	if !picked {
+		t.Error("after its backoff the endpoint (lowest latency) was never picked in 1000 picks")
+	}
+	// An answer clears it at once.
+	s = dead.Start()
+	dead.Failed(s)
+	s = dead.Start()
+	dead.Done(s, DefaultDecay)
+	if dead.Failing() {
+		t.Error("still failing after it answered")
+	}
+}

@@ -76,7 +76,7 @@ func (p *Proxy) appPool(target string) *h1.Pool {
 		return v.(*h1.Pool)
 	}
 	pool := &h1.Pool{Dial: func(ctx context.Context) (net.Conn, error) {
-		return p.dialer.DialContext(ctx, "tcp", target)
+		return p.appDial(ctx, "tcp", target)
 	}}
 	v, _ := p.apps.LoadOrStore(target, pool)
 	return v.(*h1.Pool)
@@ -88,7 +88,7 @@ func (p *Proxy) appH2(target string) *h2.Client {
 		return v.(*h2.Client)
 	}
 	c := &h2.Client{Dial: func(ctx context.Context) (net.Conn, error) {
-		return p.dialer.DialContext(ctx, "tcp", target)
+		return p.appDial(ctx, "tcp", target)
 	}, DialTimeout: 2 * p.o.ConnectTimeout, IdleTimeout: 90 * time.Second}
 	v, _ := p.apps2.LoadOrStore(target, c)
 	return v.(*h2.Client)

@@ -89,14 +89,14 @@ func New(o Options) *Proxy {
 	p.dialer = netx.Dialer{Dialer: net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}}
 	p.fast.DialTimeout = 2 * o.ConnectTimeout
 	p.h1 = &http.Transport{
-		DialContext:         p.dialer.DialContext,
+		DialContext:         p.appDial,
 		MaxIdleConns:        1000,
 		MaxIdleConnsPerHost: 100,
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
 		ForceAttemptHTTP2:   false,
 	}
-	p.h2c = H2CTransport(p.dialer.DialContext)
+	p.h2c = H2CTransport(p.appDial)
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:   rewrite,
 		Transport: roundTripper{p},
@@ -154,6 +154,16 @@ func errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	w.Header().Set("conduit-proxy-error", err.Error())
 	w.WriteHeader(status)
+}
+
+// appDial connects to the application; its error names the inbound side, so
+// that a client reading Conduit-Proxy-Error knows which proxy failed.
+func (p *Proxy) appDial(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := p.dialer.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, fmt.Errorf("inbound: connect to the application at %s: %w", addr, err)
+	}
+	return c, nil
 }
 
 type ctxKey struct{}

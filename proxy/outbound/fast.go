@@ -77,6 +77,8 @@ type fastConn struct {
 	t0      int64
 	epDone  bool
 	failure bool
+	ended   bool         // the current attempt was counted
+	rerouts int          // attempts sent elsewhere after a failed connection
 	match   http.Request // for route matching, when the profile has routes
 }
 
@@ -112,10 +114,17 @@ func (f *fastConn) Route(h *h1.Head) (h1.Call, bool) {
 	if ep == nil {
 		ep = p.p2c.Pick(f.cl.eps)
 	}
-	u := ep.Value.(*upstream)
 	if f.cl.budget != nil {
 		f.cl.budget.Deposit()
 	}
+	f.rerouts = 0
+	return f.attempt(ep), true
+}
+
+// attempt starts sending the current request to ep.
+func (f *fastConn) attempt(ep *balance.Endpoint) h1.Call {
+	p := f.p
+	u := ep.Value.(*upstream)
 	routeName := ""
 	if f.cl.route != nil {
 		routeName = f.cl.route.Name
@@ -123,14 +132,30 @@ func (f *fastConn) Route(h *h1.Head) (h1.Call, bool) {
 	f.key = metrics.RequestKey{Direction: "outbound", Authority: f.cl.authority, Route: routeName,
 		TLS: u.addr.Identity != "", PeerID: u.addr.Identity, PeerLabels: u.addr.Labels}
 	p.o.Metrics.Request(f.key)
-	f.ep, f.epDone, f.failure = ep, false, false
+	f.ep, f.epDone, f.failure, f.ended = ep, false, false, false
 	f.start = time.Now()
 	f.t0 = ep.Start()
 	if u.viaH2 != nil && !p.o.MeshedHTTP1 {
 		// To a meshed endpoint, HTTP/1 rides its HTTP/2 connection.
-		return h1.Call{RoundTrip: u.viaH2, Obs: f}, true
+		return h1.Call{RoundTrip: u.viaH2, Obs: f}
 	}
-	return h1.Call{Pool: u.fastPool(p), Obs: f}, true
+	return h1.Call{Pool: u.fastPool(p), Obs: f}
+}
+
+// Reroute implements h1.Rerouter: a request whose endpoint could not be
+// reached goes to another endpoint of the Service, maxReroutes times at
+// most. The failed attempt counts as a failed response.
+func (f *fastConn) Reroute(err error) (h1.Call, bool) {
+	if f.cl.fixed != nil || len(f.cl.eps) < 2 || f.rerouts >= maxReroutes {
+		return h1.Call{}, false
+	}
+	f.Done(0, err) // the endpoint is now Failing
+	ep := f.p.pickOther(f.cl.eps, f.ep)
+	if ep == nil {
+		return h1.Call{}, false
+	}
+	f.rerouts++
+	return f.attempt(ep), true
 }
 
 // ResponseHead implements h1.Observer.
@@ -143,9 +168,18 @@ func (f *fastConn) ResponseHead(resp h1.Response) {
 	}
 }
 
-// Done implements h1.Observer.
+// Done implements h1.Observer. After Reroute declined, it is called for
+// an attempt already ended: nothing is counted twice.
 func (f *fastConn) Done(status int, err error) {
-	if !f.epDone {
+	if f.ended {
+		return
+	}
+	f.ended = true
+	switch {
+	case f.epDone:
+	case errors.Is(err, netx.ErrUnsent):
+		f.ep.Failed(f.t0)
+	default:
 		f.ep.Done(f.t0, balance.DefaultDecay)
 	}
 	f.p.o.Metrics.Response(f.key, status, f.failure || err != nil || status == 0, time.Since(f.start))

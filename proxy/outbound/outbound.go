@@ -41,6 +41,12 @@ const maxRetryBody = 64 << 10
 // maxRetries bounds the retries of one request (the budget bounds the rate).
 const maxRetries = 3
 
+// maxReroutes bounds how many more endpoints a request is sent to after its
+// endpoint could not be reached (netx.ErrUnsent). These need no retryable
+// route and spend no budget: the request was not sent, so any method is
+// safe to send elsewhere, and it cost the endpoint nothing.
+const maxReroutes = 2
+
 // Discovery is what outbound needs from the destination client.
 type Discovery interface {
 	Resolve(path string) *discovery.Resolution
@@ -376,8 +382,11 @@ func (p *Proxy) upstreamFor(a *discovery.Addr) *upstream {
 			var protos http.Protocols
 			protos.SetHTTP2(true)
 			u.h2 = transportClient{&http.Transport{
-				Protocols:          &protos,
-				DialTLSContext:     func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) },
+				Protocols: &protos,
+				DialTLSContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+					c, err := dial(ctx)
+					return c, netx.Unsent(err)
+				},
 				DisableCompression: true,
 				IdleConnTimeout:    10 * time.Minute,
 				HTTP2:              &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 10 * time.Second},
@@ -398,7 +407,23 @@ type h2Client interface {
 	CloseIdle()
 }
 
+// transportClient is net/http's HTTP/2 client to a meshed endpoint. Its
+// dial errors are marked netx.ErrUnsent, and it does not close a request
+// body (net/http would, even when it could not connect), so that a request
+// it could not send can go to another endpoint.
 type transportClient struct{ *http.Transport }
+
+func (t transportClient) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = keepOpen{r.Body}
+	}
+	return t.Transport.RoundTrip(r)
+}
+
+// keepOpen is a body whose Close is left to its owner.
+type keepOpen struct{ io.ReadCloser }
+
+func (keepOpen) Close() error { return nil }
 
 func (t transportClient) CloseIdle() { t.CloseIdleConnections() }
 
@@ -454,6 +479,29 @@ func (p *Proxy) endpoints(ctx context.Context, name string) (eps []*balance.Endp
 		lb.mu.Unlock()
 	}
 	return snap.eps, src.Exists
+}
+
+// pickOther picks the endpoint for a request that could not reach failed:
+// one that is not Failing when there is one, else another that is.
+func (p *Proxy) pickOther(eps []*balance.Endpoint, failed *balance.Endpoint) *balance.Endpoint {
+	ep := p.p2c.Pick(eps)
+	if ep != failed && !ep.Failing() {
+		return ep
+	}
+	for _, e := range eps {
+		if e != failed && !e.Failing() {
+			return e
+		}
+	}
+	if ep == failed {
+		for _, e := range eps {
+			if e != failed {
+				return e
+			}
+		}
+		return nil
+	}
+	return ep
 }
 
 func (p *Proxy) pick(ctx context.Context, name string) *balance.Endpoint {
@@ -590,14 +638,19 @@ func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 	if cl.route != nil {
 		routeName = cl.route.Name
 	}
-	for attempt := 0; ; attempt++ {
+	reroutes := 0
+	var next *balance.Endpoint // where a request that was not sent goes
+	for attempt, tries := 0, 0; ; tries++ {
 		ep := cl.fixed
-		if ep == nil {
+		switch {
+		case next != nil:
+			ep, next = next, nil
+		case ep == nil:
 			ep = p.p2c.Pick(cl.eps)
 		}
 		u := ep.Value.(*upstream)
 		req := r
-		if attempt > 0 || ctx != r.Context() {
+		if tries > 0 || ctx != r.Context() {
 			req = r.Clone(ctx)
 		}
 		if body != nil {
@@ -617,11 +670,25 @@ func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 		start := time.Now()
 		t0 := ep.Start()
 		resp, err := p.send(u, req)
-		ep.Done(t0, balance.DefaultDecay)
+		unsent := err != nil && errors.Is(err, netx.ErrUnsent)
+		if unsent {
+			ep.Failed(t0) // avoided for a while: Pick prefers the others
+		} else {
+			ep.Done(t0, balance.DefaultDecay)
+		}
 		if err != nil {
 			p.o.Metrics.Response(key, 0, true, time.Since(start))
 			tp.Fail(err)
+			if unsent && cl.fixed == nil && len(cl.eps) > 1 && reroutes < maxReroutes && ctx.Err() == nil {
+				if next = p.pickOther(cl.eps, ep); next != nil {
+					// Not sent: its body is unread or restored (netx.ErrUnsent), on req.
+					r.Body = req.Body
+					reroutes++
+					continue
+				}
+			}
 			if retryable && attempt < maxRetries && ctx.Err() == nil && cl.budget.Withdraw() {
+				attempt++
 				continue
 			}
 			cancel()
@@ -633,6 +700,7 @@ func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 		}
 		tp.Response(resp.StatusCode)
 		if failure && retryable && attempt < maxRetries && ctx.Err() == nil && cl.budget.Withdraw() {
+			attempt++
 			p.o.Metrics.Response(key, resp.StatusCode, true, time.Since(start))
 			n, _ := io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 			_ = resp.Body.Close()

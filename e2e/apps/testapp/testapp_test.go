@@ -337,12 +337,30 @@ func TestServeUpstream(t *testing.T) {
 	if resp.StatusCode != 503 {
 		t.Errorf("status %d, want the upstream's 503", resp.StatusCode)
 	}
+	// A proxy's error answer (no echo) is named in web's 502.
+	proxyErr := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Conduit-Proxy-Error", "inbound: dial 127.0.0.1:8080: connection refused")
+		w.WriteHeader(http.StatusBadGateway)
+	}))
+	defer proxyErr.Close()
+	web2 := httptest.NewServer(newHandler(handlerConfig{pod: "web-0", namespace: "shop", log: slog.New(slog.DiscardHandler), upstream: proxyErr.URL, client: http.DefaultClient}))
+	defer web2.Close()
+	resp, err = http.Get(web2.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := "status 502 (conduit-proxy-error: inbound: dial 127.0.0.1:8080: connection refused), not an echo"; resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(b), want) {
+		t.Errorf("status %d %q, want 502 with %q", resp.StatusCode, b, want)
+	}
+
 	server.Close()
 	resp, err = http.Get(web.URL + "/")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := io.ReadAll(resp.Body)
+	b, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(b), "testapp: upstream:") {
 		t.Errorf("status %d %q, want 502 naming the upstream", resp.StatusCode, b)

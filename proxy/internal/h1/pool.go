@@ -6,6 +6,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/conduit-mesh/conduit/proxy/internal/netx"
 )
 
 // bufSize is the size of the read and write buffers of every connection.
@@ -70,11 +72,11 @@ func (p *Pool) take(maxIdle time.Duration) *upConn {
 	return u
 }
 
-// dial opens a new connection.
+// dial opens a new connection. Its error is marked netx.ErrUnsent.
 func (p *Pool) dial(ctx context.Context) (*upConn, error) {
 	c, err := p.Dial(ctx)
 	if err != nil {
-		return nil, err
+		return nil, netx.Unsent(err)
 	}
 	return &upConn{c: c, br: getReader(c), bw: getWriter(c)}, nil
 }

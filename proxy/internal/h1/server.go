@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/conduit-mesh/conduit/proxy/internal/netx"
 )
 
 // maxReplayBody is the largest request body kept in memory, so that the
@@ -37,6 +39,16 @@ type Observer interface {
 	// Done is called once when the exchange ended: status is 0 when no
 	// response came, err nil when the exchange completed.
 	Done(status int, err error)
+}
+
+// Rerouter is an optional capability of an Observer: a request that was
+// not sent (connecting to its upstream failed: an error marked
+// netx.ErrUnsent) is offered to Reroute, which may return another call for
+// it (another endpoint of the same service). Before it returns, Reroute
+// ends the failed attempt as Done would. The server offers a request again
+// as long as Reroute accepts it: Reroute bounds the attempts.
+type Rerouter interface {
+	Reroute(err error) (call Call, ok bool)
 }
 
 // Call is the routing decision of one request.
@@ -275,6 +287,11 @@ func (x *exchange) forward(call *Call) (keep bool) {
 			u, err = call.Pool.dial(ctx)
 			cancel()
 			if err != nil {
+				// The body is still unread on the client connection: the
+				// request can go anywhere else.
+				if next, ok := reroute(call, err); ok {
+					return x.forward(&next)
+				}
 				return x.fail(call, http.StatusBadGateway, err, replay && x.discard(len(body)))
 			}
 		}
@@ -388,6 +405,16 @@ func (x *exchange) skipBody() bool {
 func (x *exchange) discard(n int) bool {
 	_, err := x.br.Discard(n)
 	return err == nil
+}
+
+// reroute offers call's request, which failed with err, to its Rerouter
+// when err says the request was not sent.
+func reroute(call *Call, err error) (Call, bool) {
+	rr, ok := call.Obs.(Rerouter)
+	if !ok || !errors.Is(err, netx.ErrUnsent) {
+		return Call{}, false
+	}
+	return rr.Reroute(err)
 }
 
 // fail answers the request, whose final response was not started, with an

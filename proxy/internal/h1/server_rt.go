@@ -18,8 +18,9 @@ import (
 type reqBody struct {
 	mu sync.Mutex // held by Read
 	bodyReader
-	err  error
-	done atomic.Bool // read to the end
+	err     error
+	done    atomic.Bool // read to the end
+	touched atomic.Bool // Read was called
 }
 
 var errBodyClosed = errors.New("h1: request body closed")
@@ -29,6 +30,9 @@ func (b *reqBody) Read(p []byte) (int, error) {
 	defer b.mu.Unlock()
 	if b.err != nil {
 		return 0, b.err
+	}
+	if !b.touched.Load() {
+		b.touched.Store(true)
 	}
 	n, err := b.read(p)
 	if err != nil {
@@ -108,6 +112,13 @@ func (x *exchange) forwardRT(call *Call) (keep bool) {
 		return body.done.Load()
 	}
 	if err != nil {
+		// A request whose body is still unread on the client connection
+		// (or that has none) can be forwarded again from its head.
+		if body.mode == bodyNone || !body.touched.Load() {
+			if next, ok := reroute(call, err); ok {
+				return x.forward(&next)
+			}
+		}
 		return x.fail(call, http.StatusBadGateway, err, waitBody())
 	}
 	if call.Obs != nil {

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/conduit-mesh/conduit/proxy/internal/netx"
 )
 
 // chanListener is a net.Listener fed by the handover function, so that a
@@ -713,4 +715,122 @@ func TestIdleConnectionsLendTheirBuffers(t *testing.T) {
 			t.Fatalf("%d idle upstream connections, want 1", pool.Idle())
 		}
 	}
+}
+
+// rerouteObs is a recObs that is a Rerouter: it sends a request that was
+// not sent to next, at most once per request.
+type rerouteObs struct {
+	*recObs
+	next     Call
+	decline  bool
+	reroutes atomic.Int32
+	errs     chan error
+}
+
+func (o *rerouteObs) Reroute(err error) (Call, bool) {
+	o.errs <- err
+	if o.decline {
+		return Call{}, false
+	}
+	o.reroutes.Add(1)
+	o.Done(0, err) // the failed attempt ends here, as the contract says
+	next := o.next
+	next.Obs = o.recObs // the second attempt is not rerouted again
+	return next, true
+}
+
+// rerouteRouter sends each request first to a call that cannot connect.
+type rerouteRouter struct {
+	first Call
+	obs   *rerouteObs
+}
+
+func (r *rerouteRouter) Route(h *Head) (Call, bool) {
+	h.Drop("X-Drop")
+	h.Add("X-Routed", "yes")
+	c := r.first
+	c.Obs = r.obs
+	return c, true
+}
+
+// TestServerReroutes: a request whose upstream could not be reached
+// (netx.ErrUnsent) is offered to a Rerouter and forwarded, whole, to the
+// call it returns, from either kind of call to either kind, whatever its
+// body; a request that was sent is never offered.
+func TestServerReroutes(t *testing.T) {
+	up := upstream(t).Listener.Addr().String()
+	dead := closedPort(t)
+	// unsentRT fails as the outbound's HTTP/2 client does when it cannot
+	// connect: before reading the body.
+	unsentRT := func(*http.Request) (*http.Response, error) {
+		return nil, netx.Unsent(fmt.Errorf("h2: connect: dial tcp %s: connection refused", dead))
+	}
+	firsts := map[string]Call{"pool": {Pool: poolTo(dead)}, "round tripper": {RoundTrip: unsentRT}}
+	nexts := map[string]Call{"pool": {Pool: poolTo(up)}, "round tripper": {RoundTrip: viaTransport(up)}}
+	for fname, first := range firsts {
+		for nname, next := range nexts {
+			t.Run(fname+" to "+nname, func(t *testing.T) {
+				obs := &rerouteObs{recObs: &recObs{}, next: next, errs: make(chan error, 64)}
+				f := startFast(t, &rerouteRouter{first: first, obs: obs})
+				client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+				cases := echoCases()
+				for _, tt := range cases {
+					t.Run(tt.name, func(t *testing.T) {
+						resp, err := client.Do(tt.request(t, "http://"+f.addr))
+						if err != nil {
+							t.Fatal(err)
+						}
+						tt.check(t, resp)
+						if err := <-obs.errs; !errors.Is(err, netx.ErrUnsent) {
+							t.Errorf("offered %v, want an error marked unsent", err)
+						}
+					})
+				}
+				if n := obs.reroutes.Load(); n != int32(len(cases)) {
+					t.Errorf("%d reroutes for %d requests", n, len(cases))
+				}
+				// Each request: its failed attempt and the answered one.
+				if status, _ := obs.done(2 * len(cases)); len(status) != 2*len(cases) {
+					t.Errorf("observer saw %d attempts end, want %d", len(status), 2*len(cases))
+				}
+			})
+		}
+	}
+
+	t.Run("declined", func(t *testing.T) {
+		obs := &rerouteObs{recObs: &recObs{}, decline: true, errs: make(chan error, 4)}
+		f := startFast(t, &rerouteRouter{first: Call{Pool: poolTo(dead)}, obs: obs})
+		resps, _, _ := rawExchange(t, f.addr, "GET / HTTP/1.1\r\nHost: w\r\n\r\n", 1, "GET")
+		if resps[0].StatusCode != http.StatusBadGateway || !strings.Contains(resps[0].Header.Get("Conduit-Proxy-Error"), "refused") {
+			t.Errorf("%d %q, want 502 naming the refusal", resps[0].StatusCode, resps[0].Header.Get("Conduit-Proxy-Error"))
+		}
+		if status, errs := obs.done(1); len(status) != 1 || status[0] != 0 || errs[0] == nil {
+			t.Errorf("observer: %v %v, want one failure", status, errs)
+		}
+	})
+
+	t.Run("sent, then failed: not offered", func(t *testing.T) {
+		// An upstream that reads the request and closes without answering.
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				_, _ = c.Read(make([]byte, 4096))
+				c.Close()
+			}
+		}()
+		obs := &rerouteObs{recObs: &recObs{}, next: Call{Pool: poolTo(up)}, errs: make(chan error, 4)}
+		f := startFast(t, &rerouteRouter{first: Call{Pool: poolTo(l.Addr().String())}, obs: obs})
+		resps, _, _ := rawExchange(t, f.addr, "GET / HTTP/1.1\r\nHost: w\r\n\r\n", 1, "GET")
+		if resps[0].StatusCode != http.StatusBadGateway || obs.reroutes.Load() != 0 {
+			t.Errorf("%d after %d reroutes; want 502 and none", resps[0].StatusCode, obs.reroutes.Load())
+		}
+	})
 }

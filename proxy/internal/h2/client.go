@@ -2,6 +2,7 @@ package h2
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+
+	"github.com/conduit-mesh/conduit/proxy/internal/netx"
 )
 
 // smallBody is the largest request body read before the HEADERS are
@@ -77,37 +80,53 @@ func (c *Client) pingTimeout() time.Duration {
 // arrives; the body streams. Cancelling r's context resets the stream.
 // A request the server refused unprocessed (REFUSED_STREAM, or above a
 // GOAWAY's last stream) is sent again on another connection when its body
-// allows.
+// allows. An error marked netx.ErrUnsent says r was not sent and can be
+// sent elsewhere as it is: its body is unread, or restored.
 func (c *Client) RoundTrip(r *http.Request) (*http.Response, error) {
 	ctx := r.Context()
 	hasBody := r.Body != nil && r.Body != http.NoBody
-	var small []byte
-	if hasBody && r.ContentLength > 0 && r.ContentLength <= smallBody && len(r.Trailer) == 0 {
-		bp := bufPool.Get().(*[]byte)
-		defer bufPool.Put(bp)
-		small = (*bp)[:r.ContentLength]
-		_, err := io.ReadFull(r.Body, small)
-		_ = r.Body.Close()
-		if err != nil {
-			return nil, fmt.Errorf("h2: read request body: %w", err)
-		}
-	} else if !hasBody && r.Body != nil {
+	if !hasBody && r.Body != nil {
 		_ = r.Body.Close()
 	}
-	replay := !hasBody || small != nil
+	// A small body is read whole once a connection is at hand (so that a
+	// failed connection leaves it unread), and sent in one DATA frame.
+	isSmall := hasBody && r.ContentLength > 0 && r.ContentLength <= smallBody && len(r.Trailer) == 0
+	var small []byte
+	replay := !hasBody || isSmall
 	for attempt := 0; ; attempt++ {
 		cc, err := c.get(ctx)
 		if err != nil {
-			if hasBody && small == nil {
-				_ = r.Body.Close()
+			restoreBody(r, small)
+			return nil, netx.Unsent(err) // no connection: nothing was sent
+		}
+		if isSmall && small == nil {
+			bp := bufPool.Get().(*[]byte)
+			defer bufPool.Put(bp)
+			small = (*bp)[:r.ContentLength]
+			_, err := io.ReadFull(r.Body, small)
+			_ = r.Body.Close()
+			if err != nil {
+				cc.release()
+				return nil, fmt.Errorf("h2: read request body: %w", err)
 			}
-			return nil, err
 		}
 		resp, err := cc.roundTrip(r, hasBody, small)
-		if err != nil && errors.Is(err, errRefused) && replay && attempt < 3 && ctx.Err() == nil {
-			continue
+		if err != nil && errors.Is(err, errRefused) && replay {
+			if attempt < 3 && ctx.Err() == nil {
+				continue
+			}
+			restoreBody(r, small)
+			err = netx.Unsent(err)
 		}
 		return resp, err
+	}
+}
+
+// restoreBody gives r back the small body read from it, for r to be sent
+// elsewhere: a copy, as small returns to its pool.
+func restoreBody(r *http.Request, small []byte) {
+	if small != nil {
+		r.Body = io.NopCloser(bytes.NewReader(bytes.Clone(small)))
 	}
 }
 

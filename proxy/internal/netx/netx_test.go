@@ -1,8 +1,11 @@
 package netx
 
 import (
+	"errors"
+	"fmt"
 	"io"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -101,5 +104,22 @@ func TestPipeSplicesAndHalfCloses(t *testing.T) {
 	case <-done:
 	case <-time.After(2 * time.Second):
 		t.Fatal("Pipe did not finish after both halves closed")
+	}
+}
+
+func TestUnsent(t *testing.T) {
+	base := fmt.Errorf("outbound: connect 10.0.0.1:80: %w", syscall.ECONNREFUSED)
+	err := Unsent(base)
+	if !errors.Is(err, ErrUnsent) || !errors.Is(err, syscall.ECONNREFUSED) || err.Error() != base.Error() {
+		t.Fatalf("Unsent(%v) = %v: want the same message, ErrUnsent and the cause", base, err)
+	}
+	if wrapped := fmt.Errorf("h2: %w", err); !errors.Is(wrapped, ErrUnsent) {
+		t.Fatalf("%v: the mark is lost when wrapped", wrapped)
+	}
+	if Unsent(nil) != nil || errors.Is(base, ErrUnsent) {
+		t.Fatal("Unsent(nil) must be nil, and an unmarked error is not unsent")
+	}
+	if again := Unsent(err); again != err {
+		t.Fatalf("Unsent twice wraps twice: %#v", again)
 	}
 }

@@ -1,0 +1,117 @@
+package app_test
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	destinationv1 "github.com/conduit-mesh/conduit/proto/destination/v1"
+	"github.com/conduit-mesh/conduit/proxy/balance"
+)
+
+// TestDeadEndpointsAreSkipped: a Service whose endpoints include two that
+// cannot be reached, as happens while discovery has yet to drop pods that
+// are gone: one refuses connections, the other accepts and closes them
+// (the mTLS handshake fails). Every request, whatever its method, body and
+// protocol, must still be answered by the live endpoint: a request that
+// was not sent goes to another endpoint. And a dead endpoint must not draw
+// the traffic (a refused connection is the fastest answer there is): after
+// a failure it is avoided for balance.FailBackoff.
+func TestDeadEndpointsAreSkipped(t *testing.T) {
+	for _, mode := range []struct {
+		name string
+		env  map[string]string
+	}{
+		{name: "HTTP/1 over one HTTP/2 connection"},
+		{name: "HTTP/1.1 between proxies", env: map[string]string{"CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT": "http1"}},
+		{name: "fast path off", env: map[string]string{"CONDUIT_PROXY_HTTP1_FAST_PATH": "false"}},
+		{name: "net/http HTTP/2 between proxies", env: map[string]string{"CONDUIT_PROXY_HTTP2_FAST_PATH": "false"}},
+	} {
+		t.Run(mode.name, func(t *testing.T) { testDeadEndpoints(t, mode.env) })
+	}
+}
+
+func testDeadEndpoints(t *testing.T, env map[string]string) {
+	m := newMesh(t)
+	app := startApp(t)
+	server := m.startProxyEnv(t, serverID, app.addr, "127.0.0.1:1", env, true)
+
+	// refused: a port nothing listens on any more.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := l.Addr().String()
+	l.Close()
+	// closing: accepts, counts and closes.
+	cl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	var accepted atomic.Int64
+	go func() {
+		for {
+			c, err := cl.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			c.Close()
+		}
+	}()
+	m.mu.Lock()
+	m.endpoints["web.test.svc.cluster.local:80"] = []*destinationv1.WeightedAddr{
+		meshedAddr(refused, serverID), meshedAddr(cl.Addr().String(), serverID), meshedAddr(server.InboundAddr().String(), serverID)}
+	m.mu.Unlock()
+	client := m.startProxyEnv(t, clientID, "127.0.0.1:1", "10.255.255.1:80", env, true)
+	out := client.OutboundAddr().String()
+
+	h1, h2c := h1Client(out), h2cClient(out)
+	start := time.Now()
+	const rounds = 10
+	for i := range rounds {
+		for _, c := range []struct {
+			name   string
+			client *http.Client
+			method string
+			body   string
+		}{
+			{"HTTP/1 GET", h1, http.MethodGet, ""},
+			{"HTTP/1 POST", h1, http.MethodPost, "12345"},
+			{"h2c POST", h2c, http.MethodPost, "123"},
+		} {
+			path := fmt.Sprintf("/r%d", i)
+			req, _ := http.NewRequest(c.method, "http://web.test"+path, strings.NewReader(c.body))
+			if c.body == "" {
+				req.Body = http.NoBody
+			}
+			resp, err := c.client.Do(req)
+			if err != nil {
+				t.Fatalf("round %d, %s: %v", i, c.name, err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if want := fmt.Sprintf("hello %s %d", path, len(c.body)); resp.StatusCode != 200 || string(b) != want {
+				t.Fatalf("round %d, %s: status %d %q (conduit-proxy-error %q), want 200 %q", i, c.name, resp.StatusCode, b,
+					resp.Header.Get("Conduit-Proxy-Error"), want)
+			}
+		}
+	}
+	elapsed := time.Since(start)
+	// Unary and streaming gRPC: bodies of unknown length.
+	testGRPC(t, out)
+
+	// Without the backoff, the closing endpoint would be tried on about a
+	// third of the 3*rounds requests (more: it fails fastest). With it, once
+	// per FailBackoff at most, plus the first try.
+	if n, limit := accepted.Load(), 1+int64(elapsed/balance.FailBackoff); n > limit {
+		t.Errorf("the endpoint that closes every connection was dialed %d times in %s, want at most %d", n, elapsed.Round(time.Millisecond), limit)
+	}
+	t.Logf("%d requests in %s; the closing endpoint was dialed %d times", 3*rounds, elapsed.Round(time.Millisecond), accepted.Load())
+}
