@@ -92,6 +92,12 @@ func (c *Client) RoundTrip(r *http.Request) (*http.Response, error) {
 	// failed connection leaves it unread), and sent in one DATA frame.
 	isSmall := hasBody && r.ContentLength > 0 && r.ContentLength <= smallBody && len(r.Trailer) == 0
 	var small []byte
+	var bp *[]byte
+	defer func() {
+		if bp != nil {
+			bufPool.Put(bp)
+		}
+	}()
 	replay := !hasBody || isSmall
 	for attempt := 0; ; attempt++ {
 		cc, err := c.get(ctx)
@@ -100,8 +106,7 @@ func (c *Client) RoundTrip(r *http.Request) (*http.Response, error) {
 			return nil, netx.Unsent(err) // no connection: nothing was sent
 		}
 		if isSmall && small == nil {
-			bp := bufPool.Get().(*[]byte)
-			defer bufPool.Put(bp)
+			bp = bufPool.Get().(*[]byte)
 			small = (*bp)[:r.ContentLength]
 			_, err := io.ReadFull(r.Body, small)
 			_ = r.Body.Close()
