@@ -115,3 +115,69 @@ func testDeadEndpoints(t *testing.T, env map[string]string) {
 	}
 	t.Logf("%d requests in %s; the closing endpoint was dialed %d times", 3*rounds, elapsed.Round(time.Millisecond), accepted.Load())
 }
+
+// TestStoppedApplicationIsSkipped: an endpoint whose proxy runs but whose
+// application no longer listens (it stopped, while discovery still lists
+// the pod). Its proxy refuses each request unprocessed (REFUSED_STREAM on
+// the HTTP/2 connection between the proxies), and the client's proxy sends
+// it to the other endpoint: every request is answered there.
+func TestStoppedApplicationIsSkipped(t *testing.T) {
+	for _, mode := range []struct {
+		name string
+		env  map[string]string
+	}{
+		{name: "HTTP/1 over one HTTP/2 connection"},
+		{name: "fast path off", env: map[string]string{"CONDUIT_PROXY_HTTP1_FAST_PATH": "false"}},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			m := newMesh(t)
+			app := startApp(t)
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			stopped := l.Addr().String()
+			l.Close()
+			live := m.startProxyEnv(t, serverID, app.addr, "127.0.0.1:1", mode.env, true)
+			gone := m.startProxyEnv(t, serverID, stopped, "127.0.0.1:1", mode.env, true)
+			m.mu.Lock()
+			m.endpoints["web.test.svc.cluster.local:80"] = []*destinationv1.WeightedAddr{
+				meshedAddr(gone.InboundAddr().String(), serverID), meshedAddr(live.InboundAddr().String(), serverID)}
+			m.mu.Unlock()
+			client := m.startProxyEnv(t, clientID, "127.0.0.1:1", "10.255.255.1:80", mode.env, true)
+			out := client.OutboundAddr().String()
+			h1, h2c := h1Client(out), h2cClient(out)
+			for i := range 10 {
+				for _, c := range []struct {
+					name   string
+					client *http.Client
+					method string
+					body   string
+				}{
+					{"HTTP/1 GET", h1, http.MethodGet, ""},
+					{"HTTP/1 POST", h1, http.MethodPost, "12345"},
+					{"h2c POST", h2c, http.MethodPost, "123"},
+				} {
+					path := fmt.Sprintf("/s%d", i)
+					req, _ := http.NewRequest(c.method, "http://web.test"+path, strings.NewReader(c.body))
+					resp, err := c.client.Do(req)
+					if err != nil {
+						t.Fatalf("round %d, %s: %v", i, c.name, err)
+					}
+					b, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if want := fmt.Sprintf("hello %s %d", path, len(c.body)); resp.StatusCode != 200 || string(b) != want {
+						t.Fatalf("round %d, %s: status %d %q (conduit-proxy-error %q), want 200 %q", i, c.name, resp.StatusCode, b,
+							resp.Header.Get("Conduit-Proxy-Error"), want)
+					}
+				}
+			}
+			testGRPC(t, out)
+			// The stopped endpoint's proxy saw requests and failed them: it was
+			// tried, so the test tested something.
+			if n := metricSum(t, gone.AdminAddr().String(), "response_total", `direction="inbound"`); n == 0 {
+				t.Error("the endpoint whose application stopped was never tried")
+			}
+		})
+	}
+}

@@ -161,7 +161,7 @@ func errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 func (p *Proxy) appDial(ctx context.Context, network, addr string) (net.Conn, error) {
 	c, err := p.dialer.DialContext(ctx, network, addr)
 	if err != nil {
-		return nil, fmt.Errorf("inbound: connect to the application at %s: %w", addr, err)
+		return nil, netx.Unsent(fmt.Errorf("inbound: connect to the application at %s: %w", addr, err))
 	}
 	return c, nil
 }
@@ -397,7 +397,14 @@ type h2Handler struct{ p *Proxy }
 
 func (h h2Handler) RoundTrip(r *http.Request) (*http.Response, error) {
 	h.p.prepare(r)
-	return roundTripper(h).RoundTrip(r)
+	resp, err := roundTripper(h).RoundTrip(r)
+	if err != nil && errors.Is(err, netx.ErrUnsent) && InfoFrom(r.Context()).PeerID != "" {
+		// The application never saw it (it is not listening: stopping,
+		// say). A meshed client's proxy sends a refused stream to another
+		// endpoint.
+		return nil, fmt.Errorf("%w: %w", h2.ErrRefuse, err)
+	}
+	return resp, err
 }
 
 // SetClientID replaces any client-supplied conduit-client-id with the

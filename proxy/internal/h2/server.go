@@ -21,6 +21,11 @@ import (
 // set-up is done: each request is passed to Handler, in a goroutine of its
 // own, and the response it returns is written back. A Handler error is
 // answered 502 (504 for a deadline) with the header conduit-proxy-error.
+// ErrRefuse, wrapped in a Handler's error, answers the request with
+// RST_STREAM(REFUSED_STREAM) instead of a 502: the handler did not process
+// it (RFC 9113 §8.7), so the client may send it again, elsewhere.
+var ErrRefuse = errors.New("h2: request refused unprocessed")
+
 type Server struct {
 	Handler http.RoundTripper
 	// MaxConcurrentStreams advertised to clients (default 1000).
@@ -315,6 +320,10 @@ func (sc *serverConn) handle(st *stream, req *http.Request, cancel context.Cance
 		resp = &http.Response{StatusCode: http.StatusRequestHeaderFieldsTooLarge, Header: http.Header{}, Body: http.NoBody, ContentLength: 0}
 	} else {
 		resp, err = sc.srv.Handler.RoundTrip(req)
+	}
+	if err != nil && errors.Is(err, ErrRefuse) {
+		sc.resetStream(st, http2.ErrCodeRefusedStream, errRefused)
+		return
 	}
 	if err != nil {
 		resp = errorResponse(err)

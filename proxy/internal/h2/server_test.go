@@ -2,14 +2,19 @@ package h2
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/net/http2"
+
+	"github.com/conduit-mesh/conduit/proxy/internal/netx"
 )
 
 // TestServerRapidReset: a client that opens streams and resets them at
@@ -166,4 +171,40 @@ func TestServerExpectContinue(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("exchange took %v: the client waited out its 100-continue timeout", d)
 	}
+}
+
+// TestServerRefuse: a handler error wrapping ErrRefuse resets the stream
+// with REFUSED_STREAM. Client retries such a request on its own (three
+// times), then fails with an error marked netx.ErrUnsent, the request's
+// small body restored for a caller to send elsewhere.
+func TestServerRefuse(t *testing.T) {
+	var calls atomic.Int32
+	addr := serveLoopback(t, &Server{Handler: rtFunc(func(r *http.Request) (*http.Response, error) {
+		calls.Add(1)
+		_, _ = io.Copy(io.Discard, r.Body)
+		return nil, fmt.Errorf("inbound: connect to the application: %w", ErrRefuse)
+	})})
+	cl := &Client{Dial: func(ctx context.Context) (net.Conn, error) { return (&net.Dialer{}).DialContext(ctx, "tcp", addr) }}
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/", strings.NewReader("payload"))
+	_, err := cl.RoundTrip(req)
+	if !errors.Is(err, netx.ErrUnsent) || !errors.Is(err, errRefused) {
+		t.Fatalf("err %v, want a refused stream marked unsent", err)
+	}
+	if n := calls.Load(); n != 4 {
+		t.Errorf("the handler was called %d times, want 4 (the request and three retries)", n)
+	}
+	if b, err := io.ReadAll(req.Body); err != nil || string(b) != "payload" {
+		t.Errorf("request body after the failure: %q %v, want it restored", b, err)
+	}
+	// A handler error without ErrRefuse is a 502, as before.
+	addr = serveLoopback(t, &Server{Handler: rtFunc(func(*http.Request) (*http.Response, error) {
+		return nil, errors.New("upstream broke")
+	})})
+	cl2 := &Client{Dial: func(ctx context.Context) (net.Conn, error) { return (&net.Dialer{}).DialContext(ctx, "tcp", addr) }}
+	req, _ = http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
+	resp, err := cl2.RoundTrip(req)
+	if err != nil || resp.StatusCode != http.StatusBadGateway || resp.Header.Get("Conduit-Proxy-Error") != "upstream broke" {
+		t.Fatalf("%v %v, want a 502 naming the error", resp, err)
+	}
+	resp.Body.Close()
 }
