@@ -72,37 +72,9 @@ func testDeadEndpoints(t *testing.T, env map[string]string) {
 	client := m.startProxyEnv(t, clientID, "127.0.0.1:1", "10.255.255.1:80", env, true)
 	out := client.OutboundAddr().String()
 
-	h1, h2c := h1Client(out), h2cClient(out)
 	start := time.Now()
 	const rounds = 10
-	for i := range rounds {
-		for _, c := range []struct {
-			name   string
-			client *http.Client
-			method string
-			body   string
-		}{
-			{"HTTP/1 GET", h1, http.MethodGet, ""},
-			{"HTTP/1 POST", h1, http.MethodPost, "12345"},
-			{"h2c POST", h2c, http.MethodPost, "123"},
-		} {
-			path := fmt.Sprintf("/r%d", i)
-			req, _ := http.NewRequest(c.method, "http://web.test"+path, strings.NewReader(c.body))
-			if c.body == "" {
-				req.Body = http.NoBody
-			}
-			resp, err := c.client.Do(req)
-			if err != nil {
-				t.Fatalf("round %d, %s: %v", i, c.name, err)
-			}
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if want := fmt.Sprintf("hello %s %d", path, len(c.body)); resp.StatusCode != 200 || string(b) != want {
-				t.Fatalf("round %d, %s: status %d %q (conduit-proxy-error %q), want 200 %q", i, c.name, resp.StatusCode, b,
-					resp.Header.Get("Conduit-Proxy-Error"), want)
-			}
-		}
-	}
+	requestMix(t, out, "/r", rounds)
 	elapsed := time.Since(start)
 	// Unary and streaming gRPC: bodies of unknown length.
 	testGRPC(t, out)
@@ -146,32 +118,7 @@ func TestStoppedApplicationIsSkipped(t *testing.T) {
 			m.mu.Unlock()
 			client := m.startProxyEnv(t, clientID, "127.0.0.1:1", "10.255.255.1:80", mode.env, true)
 			out := client.OutboundAddr().String()
-			h1, h2c := h1Client(out), h2cClient(out)
-			for i := range 10 {
-				for _, c := range []struct {
-					name   string
-					client *http.Client
-					method string
-					body   string
-				}{
-					{"HTTP/1 GET", h1, http.MethodGet, ""},
-					{"HTTP/1 POST", h1, http.MethodPost, "12345"},
-					{"h2c POST", h2c, http.MethodPost, "123"},
-				} {
-					path := fmt.Sprintf("/s%d", i)
-					req, _ := http.NewRequest(c.method, "http://web.test"+path, strings.NewReader(c.body))
-					resp, err := c.client.Do(req)
-					if err != nil {
-						t.Fatalf("round %d, %s: %v", i, c.name, err)
-					}
-					b, _ := io.ReadAll(resp.Body)
-					resp.Body.Close()
-					if want := fmt.Sprintf("hello %s %d", path, len(c.body)); resp.StatusCode != 200 || string(b) != want {
-						t.Fatalf("round %d, %s: status %d %q (conduit-proxy-error %q), want 200 %q", i, c.name, resp.StatusCode, b,
-							resp.Header.Get("Conduit-Proxy-Error"), want)
-					}
-				}
-			}
+			requestMix(t, out, "/s", 10)
 			testGRPC(t, out)
 			// The stopped endpoint's proxy saw requests and failed them: it was
 			// tried, so the test tested something.
@@ -179,5 +126,41 @@ func TestStoppedApplicationIsSkipped(t *testing.T) {
 				t.Error("the endpoint whose application stopped was never tried")
 			}
 		})
+	}
+}
+
+// requestMix sends, rounds times, an HTTP/1 GET, an HTTP/1 POST and an h2c
+// POST to web.test through the outbound proxy at out; each must be
+// answered by the test application.
+func requestMix(t *testing.T, out, prefix string, rounds int) {
+	t.Helper()
+	h1, h2c := h1Client(out), h2cClient(out)
+	for i := range rounds {
+		for _, c := range []struct {
+			name   string
+			client *http.Client
+			method string
+			body   string
+		}{
+			{"HTTP/1 GET", h1, http.MethodGet, ""},
+			{"HTTP/1 POST", h1, http.MethodPost, "12345"},
+			{"h2c POST", h2c, http.MethodPost, "123"},
+		} {
+			path := fmt.Sprintf("%s%d", prefix, i)
+			req, _ := http.NewRequest(c.method, "http://web.test"+path, strings.NewReader(c.body))
+			if c.body == "" {
+				req.Body = http.NoBody
+			}
+			resp, err := c.client.Do(req)
+			if err != nil {
+				t.Fatalf("round %d, %s: %v", i, c.name, err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if want := fmt.Sprintf("hello %s %d", path, len(c.body)); resp.StatusCode != 200 || string(b) != want {
+				t.Fatalf("round %d, %s: status %d %q (conduit-proxy-error %q), want 200 %q", i, c.name, resp.StatusCode, b,
+					resp.Header.Get("Conduit-Proxy-Error"), want)
+			}
+		}
 	}
 }

@@ -107,6 +107,9 @@ func getCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 			good = resp.StatusCode == *expect
 		}
 		if !good {
+			if pe := resp.Header.Get("Conduit-Proxy-Error"); pe != "" {
+				return fmt.Errorf("GET %s: request %d: status %d (conduit-proxy-error: %s): %s", url, i, resp.StatusCode, pe, bytes.TrimSpace(body))
+			}
 			return fmt.Errorf("GET %s: request %d: status %d: %s", url, i, resp.StatusCode, bytes.TrimSpace(body))
 		}
 		if *expectBody != "" && !bytes.Contains(body, []byte(*expectBody)) {

@@ -296,6 +296,18 @@ func TestGetLoadGenerator(t *testing.T) {
 		}
 	})
 
+	t.Run("a proxy's error is named", func(t *testing.T) {
+		proxyErr := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Conduit-Proxy-Error", "outbound: connect 10.0.0.9:8080: connection refused")
+			w.WriteHeader(http.StatusBadGateway)
+		}))
+		defer proxyErr.Close()
+		err := getCmd(context.Background(), []string{"-summary", proxyErr.URL}, nil, io.Discard, io.Discard)
+		if want := "status 502 (conduit-proxy-error: outbound: connect 10.0.0.9:8080: connection refused)"; err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("err = %v, want it to contain %q", err, want)
+		}
+	})
+
 	t.Run("stops at the first failure without keep-going", func(t *testing.T) {
 		fail.Store(true)
 		defer fail.Store(false)

@@ -1,0 +1,113 @@
+//go:build e2e
+
+package tests
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/conduit-mesh/conduit/e2e/framework"
+)
+
+// muteApps: a Service "server" whose pods are one meshed testapp server
+// and two pods that are Ready but do not listen on the Service's port, as
+// a pod looks to a client while it stops: one meshed (its proxy runs, its
+// application is gone), one unmeshed (nothing answers at all). And a
+// meshed client pod.
+func muteApps(image string) string {
+	mute := func(name, annotations string) string {
+		return fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata:
+  name: %[1]s
+  labels: {app: server}
+  annotations: {%[3]s}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers: [{name: mute, image: %[2]s, imagePullPolicy: IfNotPresent, args: [sleep]}]
+`, name, image, annotations)
+	}
+	return manifests(
+		echoDeployment("server", image, nil),
+		`apiVersion: v1
+kind: Service
+metadata: {name: server}
+spec:
+  selector: {app: server}
+  ports: [{name: http, port: 8080, targetPort: 8080}]
+`,
+		mute("mute-meshed", ""),
+		mute("mute-unmeshed", "conduit.dev/inject: disabled"),
+		sleeperPod("client", image))
+}
+
+// TestUnreachableEndpointsAreSkipped: of a Service's three ready
+// endpoints, two cannot answer: a meshed pod whose application does not
+// listen (its proxy refuses each request unprocessed) and an unmeshed pod
+// where nothing listens (the connection is refused). A meshed client's
+// requests must all be answered, by the one pod that serves: its proxy
+// sends each request that was not sent to another endpoint. Both mute
+// endpoints must have been tried, or the test proved nothing.
+func TestUnreachableEndpointsAreSkipped(t *testing.T) {
+	f := framework.New(t)
+	f.InstallMesh(t)
+	f.CollectOnFailure(t, framework.ControlPlaneNamespace)
+	ns := meshedNamespace(t, f, "reroute")
+	f.WaitPodsReady(t, framework.ControlPlaneNamespace, "conduit.dev/control-plane-component=injector", 1, 2*time.Minute)
+	f.Apply(t, ns, muteApps(f.Image("testapp")))
+	server := f.WaitPodsReady(t, ns, "app=server", 3, 3*time.Minute)
+	var serving string
+	for _, p := range server {
+		switch {
+		case p.Name == "mute-unmeshed" && injected(&p):
+			t.Fatal("mute-unmeshed was injected; it must stay unmeshed (annotation conduit.dev/inject: disabled)")
+		case p.Name != "mute-unmeshed" && !injected(&p):
+			t.Fatalf("pod %s has no proxy: admitted while the injector was unreachable?", p.Name)
+		case strings.HasPrefix(p.Name, "server-"):
+			serving = p.Name
+		}
+	}
+	f.WaitPodsReady(t, ns, "app=client", 1, 3*time.Minute)
+
+	// Until discovery knows the Service, the client's proxy forwards to the
+	// original destination (the ClusterIP, any pod): wait for an answer that
+	// came through both proxies with mTLS.
+	clientID := "default." + ns + ".serviceaccount.identity." + framework.ControlPlaneNamespace + ".cluster.local"
+	mtls := fmt.Sprintf(`"Conduit-Client-Id":[%q]`, clientID)
+	f.WaitFor(t, "an answer through both proxies", 2*time.Minute, func(ctx context.Context) (bool, error) {
+		out, stderr, err := f.ExecE(ctx, ns, "client", "client", nil, "testapp", "get", "-timeout", "5s", "-expect-body", mtls, "http://server:8080/")
+		if err != nil {
+			return false, fmt.Errorf("%w: %s %s", err, out, stderr)
+		}
+		return true, nil
+	})
+
+	// 100 requests over about 3 s: each mute endpoint is avoided for 1 s
+	// after it failed, then tried again.
+	out, stderr, err := f.ExecE(context.Background(), ns, "client", "client", nil, "testapp", "get", "-n", "100", "-interval", "30ms",
+		"-keep-going", "-summary", "-stats", "-timeout", "5s", "-expect-body", mtls, "http://server:8080/")
+	summary, stats, _ := strings.Cut(strings.TrimSpace(out), "\n")
+	t.Logf("100 requests: %s\n%s", summary, stats)
+	if err != nil || summary != "100 ok" {
+		t.Fatalf("requests failed: %v\n%s\n%s", err, out, firstLines(stderr, 20))
+	}
+	if want := serving + "=100"; !strings.Contains(stats, want) {
+		t.Errorf("answers by pod: %s, want all from %s", stats, want)
+	}
+
+	// The client's proxy counted failed attempts (status 0) to both mute
+	// pods, each labelled with its pod; the meshed one's proxy counted the
+	// requests it refused.
+	authority := `authority="server.` + ns + `.svc.cluster.local:8080"`
+	for _, pod := range []string{"mute-meshed", "mute-unmeshed"} {
+		if n := proxyCounter(t, f, ns, "client", "response_total", `direction="outbound"`, authority, `dst_pod="`+pod+`"`, `classification="failure"`); n < 1 {
+			t.Errorf("the client's proxy counts %v failed attempts to %s: it was never tried", n, pod)
+		}
+	}
+	if n := proxyCounter(t, f, ns, "mute-meshed", "response_total", `direction="inbound"`, `classification="failure"`); n < 1 {
+		t.Errorf("mute-meshed's proxy counts %v failed inbound requests, want the ones it refused", n)
+	}
+}
