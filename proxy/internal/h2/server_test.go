@@ -208,3 +208,25 @@ func TestServerRefuse(t *testing.T) {
 	}
 	resp.Body.Close()
 }
+
+// TestClientUnsentLeavesBody: when no connection can be made, RoundTrip
+// fails with an error marked netx.ErrUnsent and has not read the body,
+// small or streaming, so that the request can go elsewhere as it is.
+func TestClientUnsentLeavesBody(t *testing.T) {
+	refused := errors.New("connect: connection refused")
+	cl := &Client{Dial: func(context.Context) (net.Conn, error) { return nil, refused }}
+	for _, tc := range []struct {
+		name   string
+		length int64
+	}{{"small body", 7}, {"streaming body", -1}} {
+		req, _ := http.NewRequest(http.MethodPost, "http://x/", io.NopCloser(strings.NewReader("payload")))
+		req.ContentLength = tc.length
+		_, err := cl.RoundTrip(req)
+		if !errors.Is(err, netx.ErrUnsent) || !errors.Is(err, refused) {
+			t.Fatalf("%s: err %v, want the dial error marked unsent", tc.name, err)
+		}
+		if b, err := io.ReadAll(req.Body); err != nil || string(b) != "payload" {
+			t.Errorf("%s: body after the failure %q %v, want it unread", tc.name, b, err)
+		}
+	}
+}
