@@ -115,11 +115,22 @@ func TestStoppedApplicationIsSkipped(t *testing.T) {
 			m.mu.Lock()
 			m.endpoints["web.test.svc.cluster.local:80"] = []*destinationv1.WeightedAddr{
 				meshedAddr(gone.InboundAddr().String(), serverID), meshedAddr(live.InboundAddr().String(), serverID)}
+			m.endpoints["solo.test.svc.cluster.local:80"] = []*destinationv1.WeightedAddr{meshedAddr(gone.InboundAddr().String(), serverID)}
 			m.mu.Unlock()
 			client := m.startProxyEnv(t, clientID, "127.0.0.1:1", "10.255.255.1:80", mode.env, true)
 			out := client.OutboundAddr().String()
 			requestMix(t, out, "/s", 10)
 			testGRPC(t, out)
+			// With no other endpoint the request fails, and the error says why.
+			resp, err := h1Client(out).Get("http://solo.test/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if pe := resp.Header.Get("Conduit-Proxy-Error"); resp.StatusCode != http.StatusBadGateway ||
+				!strings.Contains(pe, "refused the request unprocessed (a meshed pod's proxy does when its application does not accept the connection)") {
+				t.Errorf("the only endpoint's application stopped: %d %q, want 502 saying why", resp.StatusCode, pe)
+			}
 			// The stopped endpoint's proxy saw requests and failed them: it was
 			// tried, so the test tested something.
 			if n := metricSum(t, gone.AdminAddr().String(), "response_total", `direction="inbound"`); n == 0 {

@@ -68,18 +68,18 @@ func errorResponse(err error) *http.Response {
 // fastConn routes the requests of one fast-path connection; its fields are
 // the state of the current request, reused.
 type fastConn struct {
-	p       *Proxy
-	info    *netx.Info
-	cl      call
-	ep      *balance.Endpoint
-	key     metrics.RequestKey
-	start   time.Time
-	t0      int64
-	epDone  bool
-	failure bool
-	ended   bool         // the current attempt was counted
-	rerouts int          // attempts sent elsewhere after a failed connection
-	match   http.Request // for route matching, when the profile has routes
+	p        *Proxy
+	info     *netx.Info
+	cl       call
+	ep       *balance.Endpoint
+	key      metrics.RequestKey
+	start    time.Time
+	t0       int64
+	epDone   bool
+	failure  bool
+	ended    bool         // the current attempt was counted
+	reroutes int          // attempts sent elsewhere after a failed connection
+	match    http.Request // for route matching, when the profile has routes
 }
 
 // Route implements h1.Router.
@@ -117,7 +117,7 @@ func (f *fastConn) Route(h *h1.Head) (h1.Call, bool) {
 	if f.cl.budget != nil {
 		f.cl.budget.Deposit()
 	}
-	f.rerouts = 0
+	f.reroutes = 0
 	return f.attempt(ep), true
 }
 
@@ -146,7 +146,7 @@ func (f *fastConn) attempt(ep *balance.Endpoint) h1.Call {
 // reached goes to another endpoint of the Service, maxReroutes times at
 // most. The failed attempt counts as a failed response.
 func (f *fastConn) Reroute(err error) (h1.Call, bool) {
-	if f.cl.fixed != nil || len(f.cl.eps) < 2 || f.rerouts >= maxReroutes {
+	if f.cl.fixed != nil || len(f.cl.eps) < 2 || f.reroutes >= maxReroutes {
 		return h1.Call{}, false
 	}
 	f.Done(0, err) // the endpoint is now Failing
@@ -154,7 +154,7 @@ func (f *fastConn) Reroute(err error) (h1.Call, bool) {
 	if ep == nil {
 		return h1.Call{}, false
 	}
-	f.rerouts++
+	f.reroutes++
 	return f.attempt(ep), true
 }
 

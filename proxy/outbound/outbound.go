@@ -724,7 +724,20 @@ var origProtoH1 = []string{"HTTP/1.1"}
 func (u *upstream) sendH2(r *http.Request) (*http.Response, error) {
 	r.Header[HeaderOrigProto] = origProtoH1
 	r.URL.Scheme, r.URL.Host = "https", u.addr.Addr
-	return u.h2.RoundTrip(r)
+	resp, err := u.h2.RoundTrip(r)
+	if err != nil {
+		return nil, u.refused(err)
+	}
+	return resp, nil
+}
+
+// refused says why a meshed endpoint refused a request, for the error that
+// reaches the client when no other endpoint took it.
+func (u *upstream) refused(err error) error {
+	if errors.Is(err, h2.ErrRefused) {
+		return fmt.Errorf("outbound: %s refused the request unprocessed (a meshed pod's proxy does when its application does not accept the connection): %w", u.addr.Addr, err)
+	}
+	return err
 }
 
 func (p *Proxy) send(u *upstream, r *http.Request) (*http.Response, error) {
@@ -735,7 +748,11 @@ func (p *Proxy) send(u *upstream, r *http.Request) (*http.Response, error) {
 			r.Header[HeaderOrigProto] = origProtoH1
 		}
 		r.URL.Scheme = "https" // the transport dials mTLS itself
-		return u.h2.RoundTrip(r)
+		resp, err := u.h2.RoundTrip(r)
+		if err != nil {
+			return nil, u.refused(err)
+		}
+		return resp, nil
 	case r.ProtoMajor == 2 && p.o.NoH2FastPath:
 		return p.h2c.RoundTrip(r)
 	case r.ProtoMajor == 2:

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/conduit-mesh/conduit/proxy/internal/netx"
 )
 
 // reqBody is a request body read off the client connection by the
@@ -111,14 +113,28 @@ func (x *exchange) forwardRT(call *Call) (keep bool) {
 		_ = body.Close()
 		return body.done.Load()
 	}
-	if err != nil {
+	for err != nil && errors.Is(err, netx.ErrUnsent) {
 		// A request whose body is still unread on the client connection
 		// (or that has none) can be forwarded again from its head.
 		if body.mode == bodyNone || !body.touched.Load() {
 			if next, ok := reroute(call, err); ok {
 				return x.forward(&next)
 			}
+			break
 		}
+		// Its body was read, and restored on r (netx.ErrUnsent): r goes
+		// as it is, to a call that takes an http.Request.
+		next, ok := reroute(call, err)
+		if !ok {
+			break
+		}
+		call = &next
+		if call.RoundTrip == nil {
+			return x.fail(call, http.StatusBadGateway, err, waitBody())
+		}
+		resp, err = call.RoundTrip(r)
+	}
+	if err != nil {
 		return x.fail(call, http.StatusBadGateway, err, waitBody())
 	}
 	if call.Obs != nil {

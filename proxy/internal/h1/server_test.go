@@ -2,6 +2,7 @@ package h1
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -765,10 +766,24 @@ func TestServerReroutes(t *testing.T) {
 	unsentRT := func(*http.Request) (*http.Response, error) {
 		return nil, netx.Unsent(fmt.Errorf("h2: connect: dial tcp %s: connection refused", dead))
 	}
-	firsts := map[string]Call{"pool": {Pool: poolTo(dead)}, "round tripper": {RoundTrip: unsentRT}}
+	// restoringRT fails as the HTTP/2 client does after the peer refused
+	// the stream: the body was read, and is given back on the request.
+	restoringRT := func(r *http.Request) (*http.Response, error) {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			return nil, err
+		}
+		r.Body = io.NopCloser(bytes.NewReader(b))
+		return nil, netx.Unsent(errors.New("h2: stream refused unprocessed"))
+	}
+	firsts := map[string]Call{"pool": {Pool: poolTo(dead)}, "round tripper": {RoundTrip: unsentRT},
+		"round tripper that read the body": {RoundTrip: restoringRT}}
 	nexts := map[string]Call{"pool": {Pool: poolTo(up)}, "round tripper": {RoundTrip: viaTransport(up)}}
 	for fname, first := range firsts {
 		for nname, next := range nexts {
+			if first.RoundTrip != nil && nname == "pool" && fname == "round tripper that read the body" {
+				continue // the body is no longer on the client connection: "body read, then a pool" below
+			}
 			t.Run(fname+" to "+nname, func(t *testing.T) {
 				obs := &rerouteObs{recObs: &recObs{}, next: next, errs: make(chan error, 64)}
 				f := startFast(t, &rerouteRouter{first: first, obs: obs})
@@ -796,6 +811,15 @@ func TestServerReroutes(t *testing.T) {
 			})
 		}
 	}
+
+	t.Run("body read, then a pool", func(t *testing.T) {
+		obs := &rerouteObs{recObs: &recObs{}, next: Call{Pool: poolTo(up)}, errs: make(chan error, 4)}
+		f := startFast(t, &rerouteRouter{first: Call{RoundTrip: restoringRT}, obs: obs})
+		resps, _, _ := rawExchange(t, f.addr, "POST / HTTP/1.1\r\nHost: w\r\nContent-Length: 5\r\n\r\nhello", 1, "POST")
+		if resps[0].StatusCode != http.StatusBadGateway {
+			t.Errorf("%d, want 502: a pool sends the body from the client connection, which no longer holds it", resps[0].StatusCode)
+		}
+	})
 
 	t.Run("declined", func(t *testing.T) {
 		obs := &rerouteObs{recObs: &recObs{}, decline: true, errs: make(chan error, 4)}

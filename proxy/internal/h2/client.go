@@ -116,7 +116,7 @@ func (c *Client) RoundTrip(r *http.Request) (*http.Response, error) {
 			}
 		}
 		resp, err := cc.roundTrip(r, hasBody, small)
-		if err != nil && errors.Is(err, errRefused) && replay {
+		if err != nil && errors.Is(err, ErrRefused) && replay {
 			if attempt < 3 && ctx.Err() == nil {
 				continue
 			}
@@ -338,7 +338,7 @@ func (cc *clientConn) roundTrip(r *http.Request, hasBody bool, small []byte) (*h
 		cc.mu.Unlock()
 		cc.unlock()
 		cc.release()
-		return nil, errRefused
+		return nil, ErrRefused
 	}
 	st.id = cc.nextID
 	cc.nextID += 2
@@ -581,7 +581,7 @@ func (cc *clientConn) onGoAway(f *http2.GoAwayFrame) {
 	for _, st := range refused {
 		cc.mu.Lock()
 		st.reset, st.sentEnd = true, true
-		st.endRecv(errRefused)
+		st.endRecv(ErrRefused)
 		done := cc.maybeClose(st)
 		cc.mu.Unlock()
 		cc.sendCond.Broadcast()

@@ -35,9 +35,11 @@ const (
 )
 
 var (
-	errClosed  = errors.New("h2: connection closed")
-	errReset   = errors.New("h2: stream reset")
-	errRefused = errors.New("h2: stream refused")
+	errClosed = errors.New("h2: connection closed")
+	errReset  = errors.New("h2: stream reset")
+	// ErrRefused is a stream the server refused unprocessed (REFUSED_STREAM,
+	// or above a GOAWAY's last stream).
+	ErrRefused = errors.New("h2: stream refused unprocessed")
 )
 
 // conn is the part of a connection both ends share: a reader framer for
@@ -730,7 +732,7 @@ func (c *conn) onReset(f *http2.RSTStreamFrame) {
 	}
 	err := error(errReset)
 	if f.ErrCode == http2.ErrCodeRefusedStream {
-		err = errRefused
+		err = ErrRefused
 	} else if f.ErrCode != http2.ErrCodeNo && f.ErrCode != http2.ErrCodeCancel {
 		err = fmt.Errorf("%w by peer: %v", errReset, f.ErrCode)
 	}

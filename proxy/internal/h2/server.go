@@ -322,7 +322,7 @@ func (sc *serverConn) handle(st *stream, req *http.Request, cancel context.Cance
 		resp, err = sc.srv.Handler.RoundTrip(req)
 	}
 	if err != nil && errors.Is(err, ErrRefuse) {
-		sc.resetStream(st, http2.ErrCodeRefusedStream, errRefused)
+		sc.resetStream(st, http2.ErrCodeRefusedStream, ErrRefused)
 		return
 	}
 	if err != nil {

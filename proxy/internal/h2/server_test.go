@@ -187,7 +187,7 @@ func TestServerRefuse(t *testing.T) {
 	cl := &Client{Dial: func(ctx context.Context) (net.Conn, error) { return (&net.Dialer{}).DialContext(ctx, "tcp", addr) }}
 	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/", strings.NewReader("payload"))
 	_, err := cl.RoundTrip(req)
-	if !errors.Is(err, netx.ErrUnsent) || !errors.Is(err, errRefused) {
+	if !errors.Is(err, netx.ErrUnsent) || !errors.Is(err, ErrRefused) {
 		t.Fatalf("err %v, want a refused stream marked unsent", err)
 	}
 	if n := calls.Load(); n != 4 {
