@@ -42,11 +42,13 @@ type Observer interface {
 }
 
 // Rerouter is an optional capability of an Observer: a request that was
-// not sent (connecting to its upstream failed: an error marked
-// netx.ErrUnsent) is offered to Reroute, which may return another call for
-// it (another endpoint of the same service). Before it returns, Reroute
-// ends the failed attempt as Done would. The server offers a request again
-// as long as Reroute accepts it: Reroute bounds the attempts.
+// not sent (an error marked netx.ErrUnsent: its upstream could not be
+// reached, or refused it unprocessed) is offered to Reroute, which may
+// return another call for it (another endpoint of the same service). When
+// it accepts, Reroute has ended the failed attempt as Done would; when it
+// declines, the server fails the request and calls Done. The server offers
+// a request again as long as Reroute accepts it: Reroute bounds the
+// attempts.
 type Rerouter interface {
 	Reroute(err error) (call Call, ok bool)
 }
