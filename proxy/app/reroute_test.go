@@ -175,3 +175,55 @@ func requestMix(t *testing.T, out, prefix string, rounds int) {
 		}
 	}
 }
+
+// TestServiceDownCostsOneAttempt: when no endpoint of a Service answers,
+// a request fails after one attempt (two for the first, which has yet to
+// learn that the second is down too): rerouting adds no load to a Service
+// that is down.
+func TestServiceDownCostsOneAttempt(t *testing.T) {
+	m := newMesh(t)
+	var accepted atomic.Int64
+	var eps []*destinationv1.WeightedAddr
+	for range 2 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				accepted.Add(1)
+				c.Close()
+			}
+		}()
+		eps = append(eps, meshedAddr(l.Addr().String(), serverID))
+	}
+	m.mu.Lock()
+	m.endpoints["web.test.svc.cluster.local:80"] = eps
+	m.mu.Unlock()
+	client := m.startProxyEnv(t, clientID, "127.0.0.1:1", "10.255.255.1:80", nil, true)
+	h1 := h1Client(client.OutboundAddr().String())
+	const requests = 10
+	start := time.Now()
+	for i := range requests {
+		resp, err := h1.Get("http://web.test/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadGateway {
+			t.Fatalf("request %d: %d, want 502 (no endpoint answers)", i, resp.StatusCode)
+		}
+	}
+	// Each endpoint Failing for balance.FailBackoff after its failure; a slow
+	// run may see a backoff end, and one more attempt then.
+	limit := int64(requests+1) + 2*int64(time.Since(start)/balance.FailBackoff)
+	if n := accepted.Load(); n > limit {
+		t.Errorf("%d requests made %d connection attempts, want at most %d", requests, n, limit)
+	}
+	t.Logf("%d requests, %d connection attempts", requests, accepted.Load())
+}

@@ -482,10 +482,11 @@ func (p *Proxy) endpoints(ctx context.Context, name string) (eps []*balance.Endp
 }
 
 // pickOther picks the endpoint for a request that could not reach failed:
-// one that is not Failing when there is one, else another that is.
+// one that is not Failing, or nil when every endpoint is. When all of a
+// Service's endpoints fail, a request costs one attempt, not three: no
+// load is added to a Service that is down.
 func (p *Proxy) pickOther(eps []*balance.Endpoint, failed *balance.Endpoint) *balance.Endpoint {
-	ep := p.p2c.Pick(eps)
-	if ep != failed && !ep.Failing() {
+	if ep := p.p2c.Pick(eps); ep != failed && !ep.Failing() {
 		return ep
 	}
 	for _, e := range eps {
@@ -493,15 +494,7 @@ func (p *Proxy) pickOther(eps []*balance.Endpoint, failed *balance.Endpoint) *ba
 			return e
 		}
 	}
-	if ep == failed {
-		for _, e := range eps {
-			if e != failed {
-				return e
-			}
-		}
-		return nil
-	}
-	return ep
+	return nil
 }
 
 func (p *Proxy) pick(ctx context.Context, name string) *balance.Endpoint {
