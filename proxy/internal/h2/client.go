@@ -79,8 +79,8 @@ func (c *Client) pingTimeout() time.Duration {
 // RoundTrip sends r and returns its response once the response head
 // arrives; the body streams. Cancelling r's context resets the stream.
 // A request the server refused unprocessed (REFUSED_STREAM, or above a
-// GOAWAY's last stream) is sent again on another connection when its body
-// allows. An error marked netx.ErrUnsent says r was not sent and can be
+// GOAWAY's last stream) is sent again when its body allows: once after a
+// REFUSED_STREAM, up to three times past a GOAWAY. An error marked netx.ErrUnsent says r was not sent and can be
 // sent elsewhere as it is: its body is unread, or restored.
 func (c *Client) RoundTrip(r *http.Request) (*http.Response, error) {
 	ctx := r.Context()
@@ -117,7 +117,14 @@ func (c *Client) RoundTrip(r *http.Request) (*http.Response, error) {
 		}
 		resp, err := cc.roundTrip(r, hasBody, small)
 		if err != nil && errors.Is(err, ErrRefused) && replay {
-			if attempt < 3 && ctx.Err() == nil {
+			// Past a GOAWAY another connection may take it (three tries);
+			// a stream the server reset as refused is tried once more (a
+			// meshed peer whose application is gone refuses them all).
+			tries := 3
+			if errors.Is(err, errRefusedReset) {
+				tries = 1
+			}
+			if attempt < tries && ctx.Err() == nil {
 				continue
 			}
 			restoreBody(r, small)

@@ -40,6 +40,9 @@ var (
 	// ErrRefused is a stream the server refused unprocessed (REFUSED_STREAM,
 	// or above a GOAWAY's last stream).
 	ErrRefused = errors.New("h2: stream refused unprocessed")
+	// errRefusedReset is ErrRefused by RST_STREAM rather than GOAWAY: the
+	// connection stays, and the server said no to this stream.
+	errRefusedReset = fmt.Errorf("%w (RST_STREAM)", ErrRefused)
 )
 
 // conn is the part of a connection both ends share: a reader framer for
@@ -732,7 +735,7 @@ func (c *conn) onReset(f *http2.RSTStreamFrame) {
 	}
 	err := error(errReset)
 	if f.ErrCode == http2.ErrCodeRefusedStream {
-		err = ErrRefused
+		err = errRefusedReset
 	} else if f.ErrCode != http2.ErrCodeNo && f.ErrCode != http2.ErrCodeCancel {
 		err = fmt.Errorf("%w by peer: %v", errReset, f.ErrCode)
 	}
