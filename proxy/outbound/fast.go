@@ -3,6 +3,7 @@ package outbound
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/url"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/conduit-mesh/conduit/proxy/balance"
 	"github.com/conduit-mesh/conduit/proxy/internal/h1"
+	"github.com/conduit-mesh/conduit/proxy/internal/h2"
 	"github.com/conduit-mesh/conduit/proxy/internal/netx"
 	"github.com/conduit-mesh/conduit/proxy/metrics"
 	"github.com/conduit-mesh/conduit/proxy/profile"
@@ -54,6 +56,14 @@ func (h h2Handler) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	resp, err := roundTripper(h).RoundTrip(req)
 	if err != nil {
+		if errors.Is(err, h2.ErrRefused) && !errors.Is(err, netx.ErrUnsent) {
+			// The endpoint refused it unprocessed, and its body (of unknown
+			// length, as gRPC's) was not kept to send it elsewhere: refuse
+			// it in turn, for the application's client to send it again
+			// (gRPC does, transparently), and the balancer to avoid that
+			// endpoint then.
+			return nil, fmt.Errorf("%w: %w", h2.ErrRefuse, err)
+		}
 		return errorResponse(err), nil
 	}
 	return resp, nil
@@ -177,7 +187,7 @@ func (f *fastConn) Done(status int, err error) {
 	f.ended = true
 	switch {
 	case f.epDone:
-	case errors.Is(err, netx.ErrUnsent):
+	case errors.Is(err, netx.ErrUnsent), errors.Is(err, h2.ErrRefused):
 		f.ep.Failed(f.t0)
 	default:
 		f.ep.Done(f.t0, balance.DefaultDecay)

@@ -664,8 +664,11 @@ func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 		t0 := ep.Start()
 		resp, err := p.send(u, req)
 		unsent := err != nil && errors.Is(err, netx.ErrUnsent)
-		if unsent {
-			ep.Failed(t0) // avoided for a while: Pick prefers the others
+		if unsent || err != nil && errors.Is(err, h2.ErrRefused) {
+			// Avoided for a while: Pick prefers the others. A refused
+			// stream whose body could not be kept (unknown length, as
+			// gRPC's) is not sent again, but its endpoint is avoided too.
+			ep.Failed(t0)
 		} else {
 			ep.Done(t0, balance.DefaultDecay)
 		}
