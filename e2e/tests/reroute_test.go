@@ -31,13 +31,13 @@ spec:
 `, name, image, annotations)
 	}
 	return manifests(
-		echoDeployment("server", image, nil),
+		echoDeployment("server", image, []string{"-grpc-addr", ":9090"}, "grpc:9090"),
 		`apiVersion: v1
 kind: Service
 metadata: {name: server}
 spec:
   selector: {app: server}
-  ports: [{name: http, port: 8080, targetPort: 8080}]
+  ports: [{name: http, port: 8080, targetPort: 8080}, {name: grpc, port: 9090, targetPort: 9090}]
 `,
 		mute("mute-meshed", ""),
 		mute("mute-unmeshed", "conduit.dev/inject: disabled"),
@@ -49,8 +49,10 @@ spec:
 // listen (its proxy refuses each request unprocessed) and an unmeshed pod
 // where nothing listens (the connection is refused). A meshed client's
 // requests must all be answered, by the one pod that serves: its proxy
-// sends each request that was not sent to another endpoint. Both mute
-// endpoints must have been tried, or the test proved nothing.
+// sends each request that was not sent to another endpoint. Then gRPC
+// calls (bodies the proxy does not keep): one that the meshed mute pod
+// refused is refused in turn to the gRPC client, which sends it again.
+// The mute endpoints must have been tried, or the test proved nothing.
 func TestUnreachableEndpointsAreSkipped(t *testing.T) {
 	f := framework.New(t)
 	f.InstallMesh(t)
@@ -109,5 +111,35 @@ func TestUnreachableEndpointsAreSkipped(t *testing.T) {
 	}
 	if n := proxyCounter(t, f, ns, "mute-meshed", "response_total", `direction="inbound"`, `classification="failure"`); n < 1 {
 		t.Errorf("mute-meshed's proxy counts %v failed inbound requests, want the ones it refused", n)
+	}
+
+	// gRPC: bodies of unknown length, which the client's proxy does not
+	// keep. A call that mute-meshed's proxy refused is refused in turn to
+	// the gRPC client, which sends it again, transparently. Each run of
+	// testapp grpc makes three calls (a 1 MiB unary one, an error status,
+	// a full-duplex stream); ten runs over a few seconds.
+	grpcWant := fmt.Sprintf("5 ok pod=%s client-id=%s", serving, clientID)
+	grpcRun := func(ctx context.Context) (string, error) {
+		out, stderr, err := f.ExecE(ctx, ns, "client", "client", nil, "testapp", "grpc", "-n", "5", "-timeout", "20s", "server:9090")
+		if err != nil {
+			return "", fmt.Errorf("testapp grpc: %w: %s %s", err, out, stderr)
+		}
+		if got := strings.TrimSpace(out); got != grpcWant {
+			return "", fmt.Errorf("testapp grpc printed %q, want %q", got, grpcWant)
+		}
+		return out, nil
+	}
+	// Until discovery answers for the gRPC port, calls go to the ClusterIP.
+	f.WaitFor(t, "a gRPC call through both proxies", 2*time.Minute, func(ctx context.Context) (bool, error) {
+		_, err := grpcRun(ctx)
+		return err == nil, err
+	})
+	for i := range 10 {
+		if _, err := grpcRun(context.Background()); err != nil {
+			t.Fatalf("gRPC run %d: %v", i, err)
+		}
+	}
+	if n := proxyCounter(t, f, ns, "mute-meshed", "response_total", `direction="inbound"`, `authority="server:9090"`); n < 1 {
+		t.Errorf("mute-meshed's proxy counts %v gRPC requests: none was refused there, so the test proved nothing", n)
 	}
 }
