@@ -334,14 +334,7 @@ func startApp(t *testing.T) *testApp {
 // full-duplex stream where each message must come back before the next is
 // sent (it hangs if a hop buffers). The app must see the client's identity.
 func testGRPC(t *testing.T, out string) {
-	conn, err := grpc.NewClient("passthrough:///web.test:80", grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "tcp", out)
-		}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := grpcConn(t, out)
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	res, err := grpcecho.Check(ctx, conn, 20, 9500)
@@ -351,6 +344,21 @@ func testGRPC(t *testing.T, out string) {
 	if res.ClientID != clientID {
 		t.Errorf("app saw conduit-client-id %q, want %q", res.ClientID, clientID)
 	}
+}
+
+// grpcConn is a gRPC client connection to web.test:80 through the
+// outbound proxy at out, closed when t ends.
+func grpcConn(t *testing.T, out string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient("passthrough:///web.test:80", grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "tcp", out)
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
 }
 
 func h1Client(dial string) *http.Client {

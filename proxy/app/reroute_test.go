@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 
 	destinationv1 "github.com/conduit-mesh/conduit/proto/destination/v1"
@@ -46,33 +44,10 @@ func testDeadEndpoints(t *testing.T, env map[string]string) {
 	app := startApp(t)
 	server := m.startProxyEnv(t, serverID, app.addr, "127.0.0.1:1", env, true)
 
-	// refused: a port nothing listens on any more.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	refused := l.Addr().String()
-	l.Close()
-	// closing: accepts, counts and closes.
-	cl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cl.Close() })
 	var accepted atomic.Int64
-	go func() {
-		for {
-			c, err := cl.Accept()
-			if err != nil {
-				return
-			}
-			accepted.Add(1)
-			c.Close()
-		}
-	}()
 	m.mu.Lock()
 	m.endpoints["web.test.svc.cluster.local:80"] = []*destinationv1.WeightedAddr{
-		meshedAddr(refused, serverID), meshedAddr(cl.Addr().String(), serverID), meshedAddr(server.InboundAddr().String(), serverID)}
+		meshedAddr(refusingAddr(t), serverID), meshedAddr(closingAddr(t, &accepted), serverID), meshedAddr(server.InboundAddr().String(), serverID)}
 	m.mu.Unlock()
 	client := m.startProxyEnv(t, clientID, "127.0.0.1:1", "10.255.255.1:80", env, true)
 	out := client.OutboundAddr().String()
@@ -109,14 +84,8 @@ func TestStoppedApplicationIsSkipped(t *testing.T) {
 		t.Run(mode.name, func(t *testing.T) {
 			m := newMesh(t)
 			app := startApp(t)
-			l, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			stopped := l.Addr().String()
-			l.Close()
 			live := m.startProxyEnv(t, serverID, app.addr, "127.0.0.1:1", mode.env, true)
-			gone := m.startProxyEnv(t, serverID, stopped, "127.0.0.1:1", mode.env, true)
+			gone := m.startProxyEnv(t, serverID, refusingAddr(t), "127.0.0.1:1", mode.env, true)
 			m.mu.Lock()
 			m.endpoints["web.test.svc.cluster.local:80"] = []*destinationv1.WeightedAddr{
 				meshedAddr(gone.InboundAddr().String(), serverID), meshedAddr(live.InboundAddr().String(), serverID)}
@@ -188,27 +157,9 @@ func requestMix(t *testing.T, out, prefix string, rounds int) {
 func TestServiceDownCostsOneAttempt(t *testing.T) {
 	m := newMesh(t)
 	var accepted atomic.Int64
-	var eps []*destinationv1.WeightedAddr
-	for range 2 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { l.Close() })
-		go func() {
-			for {
-				c, err := l.Accept()
-				if err != nil {
-					return
-				}
-				accepted.Add(1)
-				c.Close()
-			}
-		}()
-		eps = append(eps, meshedAddr(l.Addr().String(), serverID))
-	}
 	m.mu.Lock()
-	m.endpoints["web.test.svc.cluster.local:80"] = eps
+	m.endpoints["web.test.svc.cluster.local:80"] = []*destinationv1.WeightedAddr{
+		meshedAddr(closingAddr(t, &accepted), serverID), meshedAddr(closingAddr(t, &accepted), serverID)}
 	m.mu.Unlock()
 	client := m.startProxyEnv(t, clientID, "127.0.0.1:1", "10.255.255.1:80", nil, true)
 	h1 := h1Client(client.OutboundAddr().String())
@@ -244,29 +195,15 @@ func TestServiceDownCostsOneAttempt(t *testing.T) {
 func TestRefusedGRPCIsRetried(t *testing.T) {
 	m := newMesh(t)
 	app := startApp(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	stopped := l.Addr().String()
-	l.Close()
 	live := m.startProxyEnv(t, serverID, app.addr, "127.0.0.1:1", nil, true)
-	gone := m.startProxyEnv(t, serverID, stopped, "127.0.0.1:1", nil, true)
+	gone := m.startProxyEnv(t, serverID, refusingAddr(t), "127.0.0.1:1", nil, true)
 	m.mu.Lock()
 	m.endpoints["web.test.svc.cluster.local:80"] = []*destinationv1.WeightedAddr{
 		meshedAddr(gone.InboundAddr().String(), serverID), meshedAddr(live.InboundAddr().String(), serverID)}
 	m.mu.Unlock()
 	client := m.startProxyEnv(t, clientID, "127.0.0.1:1", "10.255.255.1:80", nil, true)
 	out := client.OutboundAddr().String()
-	conn, err := grpc.NewClient("passthrough:///web.test:80", grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "tcp", out)
-		}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	c := testgrpc.NewTestServiceClient(conn)
+	c := testgrpc.NewTestServiceClient(grpcConn(t, out))
 	const calls = 40
 	failed := 0
 	start := time.Now()
@@ -287,4 +224,39 @@ func TestRefusedGRPCIsRetried(t *testing.T) {
 		t.Error("the endpoint whose application stopped was never tried")
 	}
 	t.Logf("%d of %d calls failed in %s; the stopped endpoint refused %v", failed, calls, elapsed.Round(time.Millisecond), refused)
+}
+
+// refusingAddr returns a loopback address where nothing listens any more:
+// connections are refused.
+func refusingAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// closingAddr returns the address of a listener that accepts every
+// connection, counts it in accepted and closes it.
+func closingAddr(t *testing.T, accepted *atomic.Int64) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			c.Close()
+		}
+	}()
+	return l.Addr().String()
 }
