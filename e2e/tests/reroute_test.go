@@ -115,12 +115,14 @@ func TestUnreachableEndpointsAreSkipped(t *testing.T) {
 
 	// gRPC: bodies of unknown length, which the client's proxy does not
 	// keep. A call that mute-meshed's proxy refused is refused in turn to
-	// the gRPC client, which sends it again, transparently. Each run of
-	// testapp grpc makes three calls (a 1 MiB unary one, an error status,
-	// a full-duplex stream); ten runs over a few seconds.
+	// the gRPC client, which sends it again, transparently: grpc-go does so
+	// for a call it still holds whole (up to 256 KiB of messages; a larger
+	// one fails Unavailable, REFUSED_STREAM). Each run of testapp grpc
+	// makes three calls (a 64 KiB unary one, an error status, a full-duplex
+	// stream); ten runs over a few seconds.
 	grpcWant := fmt.Sprintf("5 ok pod=%s client-id=%s", serving, clientID)
 	grpcRun := func(ctx context.Context) (string, error) {
-		out, stderr, err := f.ExecE(ctx, ns, "client", "client", nil, "testapp", "grpc", "-n", "5", "-timeout", "20s", "server:9090")
+		out, stderr, err := f.ExecE(ctx, ns, "client", "client", nil, "testapp", "grpc", "-n", "5", "-unary-size", "65536", "-timeout", "20s", "server:9090")
 		if err != nil {
 			return "", fmt.Errorf("testapp grpc: %w: %s %s", err, out, stderr)
 		}

@@ -75,9 +75,15 @@ type Result struct {
 //     before the next is sent (it hangs if a hop buffers), ending with its
 //     trailer.
 func Check(ctx context.Context, conn grpc.ClientConnInterface, n, size int) (Result, error) {
+	return CheckUnary(ctx, conn, n, size, 1<<20)
+}
+
+// CheckUnary is Check with a first unary payload of unarySize bytes (a
+// multiple of 16).
+func CheckUnary(ctx context.Context, conn grpc.ClientConnInterface, n, size, unarySize int) (Result, error) {
 	c := testgrpc.NewTestServiceClient(conn)
 	var header, tr metadata.MD
-	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<16)
+	big := bytes.Repeat([]byte("0123456789abcdef"), unarySize/16)
 	resp, err := c.UnaryCall(ctx, &testgrpc.SimpleRequest{Payload: &testgrpc.Payload{Body: big}}, grpc.Header(&header), grpc.Trailer(&tr))
 	if err != nil {
 		return Result{}, fmt.Errorf("grpcecho: unary: %w", err)

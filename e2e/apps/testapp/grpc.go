@@ -41,7 +41,8 @@ func grpcCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	n := fs.Int("n", 20, "messages on the full-duplex stream")
 	size := fs.Int("size", 1000, "bytes per message")
 	timeout := fs.Duration("timeout", 30*time.Second, "for the whole exchange")
-	if err := fs.Parse(args); err != nil || fs.NArg() != 1 || *n < 1 || *size < 0 {
+	unary := fs.Int("unary-size", 1<<20, "bytes of the first unary call's payload (a multiple of 16)")
+	if err := fs.Parse(args); err != nil || fs.NArg() != 1 || *n < 1 || *size < 0 || *unary < 16 || *unary%16 != 0 {
 		return errUsage
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
@@ -51,7 +52,7 @@ func grpcCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("testapp: grpc: %w", err)
 	}
 	defer conn.Close()
-	res, err := grpcecho.Check(ctx, conn, *n, *size)
+	res, err := grpcecho.CheckUnary(ctx, conn, *n, *size, *unary)
 	if err != nil {
 		return fmt.Errorf("testapp: %w", err)
 	}
