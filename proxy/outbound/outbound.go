@@ -481,18 +481,14 @@ func (p *Proxy) endpoints(ctx context.Context, name string) (eps []*balance.Endp
 	return snap.eps, src.Exists
 }
 
-// pickOther picks the endpoint for a request that could not reach failed:
-// one that is not Failing, or nil when every endpoint is. When all of a
+// pickOther picks the endpoint for a request that could not reach failed
+// (now Failing): one that is not Failing, or nil when every endpoint is.
+// Pick returns a Failing endpoint only when all are. When all of a
 // Service's endpoints fail, a request costs one attempt, not three: no
 // load is added to a Service that is down.
 func (p *Proxy) pickOther(eps []*balance.Endpoint, failed *balance.Endpoint) *balance.Endpoint {
 	if ep := p.p2c.Pick(eps); ep != failed && !ep.Failing() {
 		return ep
-	}
-	for _, e := range eps {
-		if e != failed && !e.Failing() {
-			return e
-		}
 	}
 	return nil
 }
