@@ -185,12 +185,8 @@ func (f *fastConn) Done(status int, err error) {
 		return
 	}
 	f.ended = true
-	switch {
-	case f.epDone:
-	case errors.Is(err, netx.ErrUnsent), errors.Is(err, h2.ErrRefused):
-		f.ep.Failed(f.t0)
-	default:
-		f.ep.Done(f.t0, balance.DefaultDecay)
+	if !f.epDone {
+		endAttempt(f.ep, f.t0, err)
 	}
 	f.p.o.Metrics.Response(f.key, status, f.failure || err != nil || status == 0, time.Since(f.start))
 }

@@ -481,6 +481,18 @@ func (p *Proxy) endpoints(ctx context.Context, name string) (eps []*balance.Endp
 	return snap.eps, src.Exists
 }
 
+// endAttempt ends a request to ep that started at t0 and ended with err.
+// An endpoint that could not take it (not sent; or refused unprocessed,
+// whose body of unknown length was not kept, as gRPC's) is avoided for a
+// while: Pick prefers the others. Otherwise its latency counts.
+func endAttempt(ep *balance.Endpoint, t0 int64, err error) {
+	if err != nil && (errors.Is(err, netx.ErrUnsent) || errors.Is(err, h2.ErrRefused)) {
+		ep.Failed(t0)
+		return
+	}
+	ep.Done(t0, balance.DefaultDecay)
+}
+
 // pickOther picks the endpoint for a request that could not reach failed
 // (now Failing): one that is not Failing, or nil when every endpoint is.
 // Pick returns a Failing endpoint only when all are. When all of a
@@ -659,15 +671,8 @@ func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 		start := time.Now()
 		t0 := ep.Start()
 		resp, err := p.send(u, req)
+		endAttempt(ep, t0, err)
 		unsent := err != nil && errors.Is(err, netx.ErrUnsent)
-		if unsent || err != nil && errors.Is(err, h2.ErrRefused) {
-			// Avoided for a while: Pick prefers the others. A refused
-			// stream whose body could not be kept (unknown length, as
-			// gRPC's) is not sent again, but its endpoint is avoided too.
-			ep.Failed(t0)
-		} else {
-			ep.Done(t0, balance.DefaultDecay)
-		}
 		if err != nil {
 			p.o.Metrics.Response(key, 0, true, time.Since(start))
 			tp.Fail(err)
