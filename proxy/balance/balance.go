@@ -73,10 +73,10 @@ func (e *Endpoint) Start() int64 {
 	return nanotime()
 }
 
-// Failed ends a request that started at start and could not reach the
+// Failed ends a request (begun with Start) that could not reach the
 // endpoint (its connection failed): not a latency sample, and the endpoint
 // is avoided for FailBackoff.
-func (e *Endpoint) Failed(start int64) {
+func (e *Endpoint) Failed() {
 	e.pending.Add(-1)
 	e.failedUntil.Store(nanotime() + int64(FailBackoff))
 }

@@ -100,8 +100,8 @@ func TestPickAvoidsFailedEndpoint(t *testing.T) {
 		s := e.Start()
 		e.Done(s-int64(20*time.Millisecond), DefaultDecay)
 	}
-	s := dead.Start()
-	dead.Failed(s)
+	dead.Start()
+	dead.Failed()
 	if dead.Pending() != 0 || !dead.Failing() {
 		t.Fatalf("after Failed: pending %d, failing %v; want 0, true", dead.Pending(), dead.Failing())
 	}
@@ -116,7 +116,8 @@ func TestPickAvoidsFailedEndpoint(t *testing.T) {
 	}
 	// With most endpoints failing, the one that is not is found.
 	for _, e := range []*Endpoint{slow, slower} {
-		e.Failed(e.Start())
+		e.Start()
+		e.Failed()
 	}
 	spare := NewEndpoint("spare", 1)
 	many := []*Endpoint{slow, slower, dead, spare}
@@ -148,9 +149,9 @@ func TestPickAvoidsFailedEndpoint(t *testing.T) {
 		t.Error("after its backoff the endpoint (lowest latency) was never picked in 1000 picks")
 	}
 	// An answer clears it at once.
-	s = dead.Start()
-	dead.Failed(s)
-	s = dead.Start()
+	dead.Start()
+	dead.Failed()
+	s := dead.Start()
 	dead.Done(s, DefaultDecay)
 	if dead.Failing() {
 		t.Error("still failing after it answered")

@@ -487,7 +487,7 @@ func (p *Proxy) endpoints(ctx context.Context, name string) (eps []*balance.Endp
 // while: Pick prefers the others. Otherwise its latency counts.
 func endAttempt(ep *balance.Endpoint, t0 int64, err error) {
 	if err != nil && (errors.Is(err, netx.ErrUnsent) || errors.Is(err, h2.ErrRefused)) {
-		ep.Failed(t0)
+		ep.Failed()
 		return
 	}
 	ep.Done(t0, balance.DefaultDecay)
