@@ -156,11 +156,10 @@ func (f *fastConn) attempt(ep *balance.Endpoint) h1.Call {
 // reached goes to another endpoint of the Service, maxReroutes times at
 // most. The failed attempt counts as a failed response.
 func (f *fastConn) Reroute(err error) (h1.Call, bool) {
-	if f.cl.fixed != nil || len(f.cl.eps) < 2 || f.reroutes >= maxReroutes {
-		return h1.Call{}, false
-	}
-	f.Done(0, err) // the endpoint is now Failing
-	ep := f.p.pickOther(f.cl.eps, f.ep)
+	// The failed attempt ends here either way (the server's Done after a
+	// decline is then a no-op), and its endpoint is now Failing.
+	f.Done(0, err)
+	ep := f.p.reroute(&f.cl, f.ep, f.reroutes)
 	if ep == nil {
 		return h1.Call{}, false
 	}

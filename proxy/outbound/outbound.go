@@ -493,13 +493,18 @@ func endAttempt(ep *balance.Endpoint, t0 int64, err error) {
 	ep.Done(t0, balance.DefaultDecay)
 }
 
-// pickOther picks the endpoint for a request that could not reach failed
-// (now Failing): one that is not Failing, or nil when every endpoint is.
-// Pick returns a Failing endpoint only when all are. When all of a
-// Service's endpoints fail, a request costs one attempt, not three: no
-// load is added to a Service that is down.
-func (p *Proxy) pickOther(eps []*balance.Endpoint, failed *balance.Endpoint) *balance.Endpoint {
-	if ep := p.p2c.Pick(eps); ep != failed && !ep.Failing() {
+// reroute picks where a request of cl goes after failed (now Failing)
+// could not take it, for its reroutes+1-th time: an endpoint that is not
+// Failing, or nil when there is none, the request has no Service endpoints
+// to choose from, or it was rerouted maxReroutes times. Pick returns a
+// Failing endpoint only when all are: when all of a Service's endpoints
+// fail, a request costs one attempt, not three, and adds no load to a
+// Service that is down.
+func (p *Proxy) reroute(cl *call, failed *balance.Endpoint, reroutes int) *balance.Endpoint {
+	if cl.fixed != nil || len(cl.eps) == 0 || reroutes >= maxReroutes {
+		return nil
+	}
+	if ep := p.p2c.Pick(cl.eps); ep != failed && !ep.Failing() {
 		return ep
 	}
 	return nil
@@ -676,8 +681,8 @@ func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 		if err != nil {
 			p.o.Metrics.Response(key, 0, true, time.Since(start))
 			tp.Fail(err)
-			if unsent && cl.fixed == nil && len(cl.eps) > 1 && reroutes < maxReroutes && ctx.Err() == nil {
-				if next = p.pickOther(cl.eps, ep); next != nil {
+			if unsent && ctx.Err() == nil {
+				if next = p.reroute(cl, ep, reroutes); next != nil {
 					// Not sent: its body is unread or restored (netx.ErrUnsent), on req.
 					r.Body = req.Body
 					reroutes++
