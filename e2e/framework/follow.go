@@ -1,7 +1,6 @@
 package framework
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -33,8 +32,7 @@ func (f *Framework) FollowLogs(t testing.TB, ns string) {
 		t.Fatalf("e2e: follow logs of %s: %v", ns, err)
 	}
 	var wg sync.WaitGroup
-	var mu sync.Mutex
-	started := map[string]bool{} // pod/container streams begun
+	started := map[string]bool{} // pod/container streams begun; the watch goroutine's alone
 	follow := func(pod, container string) {
 		defer wg.Done()
 		out, err := os.Create(filepath.Join(dir, pod+"."+container+".log"))
@@ -49,9 +47,7 @@ func (f *Framework) FollowLogs(t testing.TB, ns string) {
 			return
 		}
 		defer rc.Close()
-		bw := bufio.NewWriter(out)
-		_, _ = io.Copy(bw, rc)
-		_ = bw.Flush()
+		_, _ = io.Copy(out, rc)
 	}
 	wg.Add(1)
 	go func() {
@@ -70,12 +66,8 @@ func (f *Framework) FollowLogs(t testing.TB, ns string) {
 				if s.State.Running == nil && s.State.Terminated == nil {
 					continue // no logs yet
 				}
-				key := p.Name + "/" + s.Name
-				mu.Lock()
-				begin := !started[key]
-				started[key] = true
-				mu.Unlock()
-				if begin {
+				if key := p.Name + "/" + s.Name; !started[key] {
+					started[key] = true
 					wg.Add(1)
 					go follow(p.Name, s.Name)
 				}
