@@ -107,10 +107,7 @@ func getCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 			good = resp.StatusCode == *expect
 		}
 		if !good {
-			if pe := resp.Header.Get("Conduit-Proxy-Error"); pe != "" {
-				return fmt.Errorf("GET %s: request %d: status %d (conduit-proxy-error: %s): %s", url, i, resp.StatusCode, pe, bytes.TrimSpace(body))
-			}
-			return fmt.Errorf("GET %s: request %d: status %d: %s", url, i, resp.StatusCode, bytes.TrimSpace(body))
+			return fmt.Errorf("GET %s: request %d: status %d%s: %s", url, i, resp.StatusCode, proxyError(resp.Header), bytes.TrimSpace(body))
 		}
 		if *expectBody != "" && !bytes.Contains(body, []byte(*expectBody)) {
 			return fmt.Errorf("GET %s: request %d: the answer lacks %q: %s", url, i, *expectBody, bytes.TrimSpace(body))

@@ -164,14 +164,19 @@ func callUpstream(r *http.Request, client *http.Client, base string) (*Echo, str
 	defer resp.Body.Close()
 	var up Echo
 	if err := json.NewDecoder(resp.Body).Decode(&up); err != nil {
-		// A proxy's own answer names its error in a header: keep it, it says
-		// which proxy failed and why.
-		if pe := resp.Header.Get("Conduit-Proxy-Error"); pe != "" {
-			return nil, "", 0, fmt.Errorf("GET %s: status %d (conduit-proxy-error: %s), not an echo: %w", req.URL, resp.StatusCode, pe, err)
-		}
-		return nil, "", 0, fmt.Errorf("GET %s: status %d, not an echo: %w", req.URL, resp.StatusCode, err)
+		return nil, "", 0, fmt.Errorf("GET %s: status %d%s, not an echo: %w", req.URL, resp.StatusCode, proxyError(resp.Header), err)
 	}
 	return &up, resp.Header.Get("X-Testapp-Pod"), resp.StatusCode, nil
+}
+
+// proxyError is " (conduit-proxy-error: <reason>)" when a Conduit proxy
+// answered a request itself (it names its error in that header: which
+// proxy failed, and why), else "".
+func proxyError(h http.Header) string {
+	if pe := h.Get("Conduit-Proxy-Error"); pe != "" {
+		return " (conduit-proxy-error: " + pe + ")"
+	}
+	return ""
 }
 
 func serveCmd(ctx context.Context, log *slog.Logger, args []string) error {
