@@ -69,7 +69,6 @@ type Proxy struct {
 	h1      *http.Transport
 	h2c     *http.Transport
 	dialer  netx.Dialer
-	wg      sync.WaitGroup
 	fast    h1.Server
 	fast2   h2.Server
 	apps    sync.Map // target -> *h1.Pool
@@ -186,30 +185,11 @@ func InfoFrom(ctx context.Context) *netx.Info {
 // Serve accepts on l until it is closed.
 func (p *Proxy) Serve(l net.Listener) error {
 	p.cl = netx.NewChanListener(l.Addr())
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		_ = p.http.Serve(p.cl)
-	}()
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(10 * time.Millisecond)
-				continue
-			}
-			return fmt.Errorf("inbound: accept: %w", err)
-		}
-		done := p.tracker.Add(c)
-		go func() {
-			defer done()
-			p.handle(c)
-		}()
+	go func() { _ = p.http.Serve(p.cl) }()
+	if err := p.tracker.Serve(l, p.handle); err != nil {
+		return fmt.Errorf("inbound: %w", err)
 	}
+	return nil
 }
 
 // Shutdown drains: net/http connections get GOAWAY / close when idle,

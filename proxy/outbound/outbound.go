@@ -193,25 +193,10 @@ func (s statusError) Error() string { return http.StatusText(int(s)) }
 func (p *Proxy) Serve(l net.Listener) error {
 	p.cl = netx.NewChanListener(l.Addr())
 	go func() { _ = p.http.Serve(p.cl) }()
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(10 * time.Millisecond)
-				continue
-			}
-			return fmt.Errorf("outbound: accept: %w", err)
-		}
-		done := p.tracker.Add(c)
-		go func() {
-			defer done()
-			p.handle(c)
-		}()
+	if err := p.tracker.Serve(l, p.handle); err != nil {
+		return fmt.Errorf("outbound: %w", err)
 	}
+	return nil
 }
 
 // Shutdown drains in-flight requests and connections until ctx ends.

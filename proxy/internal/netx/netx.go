@@ -354,6 +354,32 @@ func (t *Tracker) Add(c io.Closer) func() {
 	}
 }
 
+// Serve accepts on l until it is closed (then it returns nil), and handles
+// each connection in a goroutine of its own, tracked until handle returns.
+// An accept error that is a timeout (out of file descriptors, say) is
+// retried after 10 ms; any other ends the loop.
+func (t *Tracker) Serve(l net.Listener, handle func(net.Conn)) error {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			return fmt.Errorf("accept: %w", err)
+		}
+		done := t.Add(c)
+		go func() {
+			defer done()
+			handle(c)
+		}()
+	}
+}
+
 // Wait waits for every tracked connection until ctx ends, then closes the rest.
 func (t *Tracker) Wait(ctx context.Context) error {
 	done := make(chan struct{})
