@@ -1,7 +1,6 @@
 package cmd
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -9,6 +8,7 @@ import (
 
 	"github.com/conduit-mesh/conduit/charts"
 	"github.com/conduit-mesh/conduit/cli/render"
+	sdkchart "github.com/conduit-mesh/conduit/plugin-sdk/chart"
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -103,14 +103,5 @@ func uninstallYAML(ns string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("uninstall: %w", err)
 	}
-	all := append(crds, cp...)
-	slices.Reverse(all)
-	var b bytes.Buffer
-	for _, m := range all {
-		fmt.Fprintf(&b, "---\napiVersion: %s\nkind: %s\nmetadata:\n  name: %s\n", m.APIVersion, m.Kind, m.Name)
-		if m.Namespace != "" {
-			fmt.Fprintf(&b, "  namespace: %s\n", m.Namespace)
-		}
-	}
-	return b.Bytes(), nil
+	return sdkchart.UninstallYAML(append(crds, cp...)), nil
 }

@@ -1,6 +1,7 @@
 // Package render renders Conduit's embedded Helm charts (package charts)
-// in-process with the Helm v3 engine, as `mesh install` and `mesh upgrade`
-// print them: values are merged like helm does (chart defaults, values files,
-// then --set and --set-string), checked against the chart's values.schema.json,
-// and the objects come out in a deterministic install order.
+// in-process, as `mesh install` and `mesh upgrade` print them, through
+// pkg/chartrender: values are merged like helm does (chart defaults, values
+// files, then --set and --set-string), checked against the chart's
+// values.schema.json, and the objects come out in a deterministic install
+// order.
 package render

@@ -10,7 +10,7 @@ func testFS() fstest.MapFS {
 	return fstest.MapFS{
 		"c/Chart.yaml":              {Data: []byte("apiVersion: v2\nname: demo\nversion: 1.0.0\nappVersion: 1.0.0\n")},
 		"c/values.yaml":             {Data: []byte("replicas: 1\nenabled: true\n")},
-		"c/values.schema.json":      {Data: []byte(`{"type":"object","properties":{"replicas":{"type":"integer","minimum":0}}}`)},
+		"c/values.schema.json":      {Data: []byte(`{"type":"object","required":["replicas"],"properties":{"replicas":{"type":"integer","minimum":0}}}`)},
 		"c/templates/NOTES.txt":     {Data: []byte("thanks\n")},
 		"c/templates/_helpers.tpl":  {Data: []byte(`{{- define "demo.name" -}}demo{{- end -}}`)},
 		"c/templates/deploy.yaml":   {Data: []byte("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{ include \"demo.name\" . }}\n  namespace: {{ .Release.Namespace }}\nspec:\n  replicas: {{ .Values.replicas }}\n")},
@@ -37,12 +37,14 @@ func TestRender(t *testing.T) {
 		contains  []string
 		wantErrIn string
 	}{
+		// The schema requires replicas, which the defaults give: it checks
+		// the merged values, not the user's alone.
 		{name: "defaults", opts: Options{Namespace: "conduit-demo"}, kinds: "Namespace,Deployment",
 			contains: []string{"# Source: demo/templates/deploy.yaml", "replicas: 1", "namespace: conduit-demo"}},
 		{name: "values", opts: Options{Values: map[string]any{"replicas": 3, "enabled": false}}, kinds: "Namespace,ConfigMap,Deployment",
 			contains: []string{"replicas: 3", "namespace: default"}},
 		{name: "uninstall order", opts: Options{Uninstall: true}, kinds: "Deployment,Namespace"},
-		{name: "schema", opts: Options{Values: map[string]any{"replicas": -1}}, wantErrIn: "chart: values"},
+		{name: "schema", opts: Options{Values: map[string]any{"replicas": -1}}, wantErrIn: "chart: demo: values"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := Render(testFS(), "c", tc.opts)
