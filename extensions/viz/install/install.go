@@ -64,8 +64,9 @@ func validate(v map[string]any) error {
 // Manifest is one rendered Kubernetes object.
 type Manifest = sdkchart.Manifest
 
-// Render renders the chart with the overrides; objects come in install order
-// (namespace, RBAC, config, workloads, services).
+// Render renders the chart with the overrides; objects come in Helm's install
+// order of kinds (namespace, service accounts, config, RBAC, services, then
+// workloads), then by name.
 func Render(o Options) ([]Manifest, error) {
 	ch, err := load()
 	if err != nil {
