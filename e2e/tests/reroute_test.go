@@ -15,8 +15,11 @@ import (
 // muteApps: a Service "server" whose pods are one meshed testapp server
 // and two pods that are Ready but do not listen on the Service's port, as
 // a pod looks to a client while it stops: one meshed (its proxy runs, its
-// application is gone), one unmeshed (nothing answers at all). And a
-// meshed client pod.
+// application is gone), one unmeshed (nothing answers at all). And two
+// meshed client pods: "client" with the proxy's defaults (HTTP/1 between
+// proxies on one HTTP/2 connection, where a refusal is a REFUSED_STREAM),
+// "client-http1" sending HTTP/1 to meshed endpoints as HTTP/1.1 (where a
+// refusal is a 502 marked Conduit-Proxy-Unsent).
 func muteApps(image string) string {
 	mute := func(name, annotations string) string {
 		return fmt.Sprintf(`apiVersion: v1
@@ -41,7 +44,17 @@ spec:
 `,
 		mute("mute-meshed", ""),
 		mute("mute-unmeshed", "conduit.dev/inject: disabled"),
-		sleeperPod("client", image))
+		sleeperPod("client", image),
+		fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata:
+  name: client-http1
+  labels: {app: client-http1}
+  annotations: {config.conduit.dev/proxy-http1-transport: http1}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers: [{name: client, image: %s, imagePullPolicy: IfNotPresent, args: [sleep]}]
+`, image))
 }
 
 // TestUnreachableEndpointsAreSkipped: of a Service's three ready
@@ -49,7 +62,8 @@ spec:
 // listen (its proxy refuses each request unprocessed) and an unmeshed pod
 // where nothing listens (the connection is refused). A meshed client's
 // requests must all be answered, by the one pod that serves: its proxy
-// sends each request that was not sent to another endpoint. Then gRPC
+// sends each request that was not sent to another endpoint. So must those
+// of a client whose proxy sends HTTP/1.1 between proxies. Then gRPC
 // calls (bodies the proxy does not keep): one that the meshed mute pod
 // refused is refused in turn to the gRPC client, which sends it again.
 // The mute endpoints must have been tried, or the test proved nothing.
@@ -73,42 +87,45 @@ func TestUnreachableEndpointsAreSkipped(t *testing.T) {
 		}
 	}
 	f.WaitPodsReady(t, ns, "app=client", 1, 3*time.Minute)
+	f.WaitPodsReady(t, ns, "app=client-http1", 1, 3*time.Minute)
 
-	// Until discovery knows the Service, the client's proxy forwards to the
-	// original destination (the ClusterIP, any pod): wait for an answer that
-	// came through both proxies with mTLS.
 	clientID := "default." + ns + ".serviceaccount.identity." + framework.ControlPlaneNamespace + ".cluster.local"
 	mtls := fmt.Sprintf(`"Conduit-Client-Id":[%q]`, clientID)
-	f.WaitFor(t, "an answer through both proxies", 2*time.Minute, func(ctx context.Context) (bool, error) {
-		out, stderr, err := f.ExecE(ctx, ns, "client", "client", nil, "testapp", "get", "-timeout", "5s", "-expect-body", mtls, "http://server:8080/")
-		if err != nil {
-			return false, fmt.Errorf("%w: %s %s", err, out, stderr)
-		}
-		return true, nil
-	})
-
-	// 100 requests over about 3 s: each mute endpoint is avoided for 1 s
-	// after it failed, then tried again.
-	out, stderr, err := f.ExecE(context.Background(), ns, "client", "client", nil, "testapp", "get", "-n", "100", "-interval", "30ms",
-		"-keep-going", "-summary", "-stats", "-timeout", "5s", "-expect-body", mtls, "http://server:8080/")
-	summary, stats, _ := strings.Cut(strings.TrimSpace(out), "\n")
-	t.Logf("100 requests: %s\n%s", summary, stats)
-	if err != nil || summary != "100 ok" {
-		t.Fatalf("requests failed: %v\n%s\n%s", err, out, firstLines(stderr, 20))
-	}
-	if want := serving + "=100"; !strings.Contains(stats, want) {
-		t.Errorf("answers by pod: %s, want all from %s", stats, want)
-	}
-
-	// The client's proxy counted failed attempts (status 0) to both mute
-	// pods, each labelled with its pod; the meshed one's proxy counted the
-	// requests it refused.
 	authority := `authority="server.` + ns + `.svc.cluster.local:8080"`
-	for _, pod := range []string{"mute-meshed", "mute-unmeshed"} {
-		if n := proxyCounter(t, f, ns, "client", "response_total", `direction="outbound"`, authority, `dst_pod="`+pod+`"`, `classification="failure"`); n < 1 {
-			t.Errorf("the client's proxy counts %v failed attempts to %s: it was never tried", n, pod)
+	for _, client := range []string{"client", "client-http1"} {
+		// Until discovery knows the Service, the client's proxy forwards to
+		// the original destination (the ClusterIP, any pod): wait for an
+		// answer that came through both proxies with mTLS.
+		f.WaitFor(t, client+": an answer through both proxies", 2*time.Minute, func(ctx context.Context) (bool, error) {
+			out, stderr, err := f.ExecE(ctx, ns, client, "client", nil, "testapp", "get", "-timeout", "5s", "-expect-body", mtls, "http://server:8080/")
+			if err != nil {
+				return false, fmt.Errorf("%w: %s %s", err, out, stderr)
+			}
+			return true, nil
+		})
+
+		// 100 requests over about 3 s: each mute endpoint is avoided for 1 s
+		// after it failed, then tried again.
+		out, stderr, err := f.ExecE(context.Background(), ns, client, "client", nil, "testapp", "get", "-n", "100", "-interval", "30ms",
+			"-keep-going", "-summary", "-stats", "-timeout", "5s", "-expect-body", mtls, "http://server:8080/")
+		summary, stats, _ := strings.Cut(strings.TrimSpace(out), "\n")
+		t.Logf("%s, 100 requests: %s\n%s", client, summary, stats)
+		if err != nil || summary != "100 ok" {
+			t.Fatalf("%s: requests failed: %v\n%s\n%s", client, err, out, firstLines(stderr, 20))
+		}
+		if want := serving + "=100"; !strings.Contains(stats, want) {
+			t.Errorf("%s: answers by pod: %s, want all from %s", client, stats, want)
+		}
+
+		// The client's proxy counted failed attempts (status 0) to both
+		// mute pods, each labelled with its pod.
+		for _, pod := range []string{"mute-meshed", "mute-unmeshed"} {
+			if n := proxyCounter(t, f, ns, client, "response_total", `direction="outbound"`, authority, `dst_pod="`+pod+`"`, `classification="failure"`); n < 1 {
+				t.Errorf("%s's proxy counts %v failed attempts to %s: it was never tried", client, n, pod)
+			}
 		}
 	}
+	// The meshed mute pod's proxy counted the requests it refused.
 	if n := proxyCounter(t, f, ns, "mute-meshed", "response_total", `direction="inbound"`, `classification="failure"`); n < 1 {
 		t.Errorf("mute-meshed's proxy counts %v failed inbound requests, want the ones it refused", n)
 	}

@@ -15,6 +15,7 @@ import (
 
 	destinationv1 "github.com/conduit-mesh/conduit/proto/destination/v1"
 	"github.com/conduit-mesh/conduit/proxy/balance"
+	"github.com/conduit-mesh/conduit/proxy/internal/netx"
 )
 
 // TestDeadEndpointsAreSkipped: a Service whose endpoints include two that
@@ -74,14 +75,29 @@ func testDeadEndpoints(t *testing.T, env map[string]string) {
 // the HTTP/2 connection between the proxies), and the client's proxy sends
 // it to the other endpoint: every request is answered there.
 func TestStoppedApplicationIsSkipped(t *testing.T) {
+	// The server proxy refuses with REFUSED_STREAM on its HTTP/2 fast path,
+	// which cannot say why; else with a 502 marked Conduit-Proxy-Unsent,
+	// whose reason the client's proxy quotes.
+	const refusedStream = "refused the request unprocessed (a meshed pod's proxy does when its application does not accept the connection)"
+	const marked = "inbound: connect to the application at "
 	for _, mode := range []struct {
-		name string
-		env  map[string]string
+		name      string
+		env       map[string]string
+		clientEnv map[string]string // when not nil, the client proxy's (env is the server proxies')
+		why       string
 	}{
-		{name: "HTTP/1 over one HTTP/2 connection"},
-		{name: "fast path off", env: map[string]string{"CONDUIT_PROXY_HTTP1_FAST_PATH": "false"}},
+		{name: "HTTP/1 over one HTTP/2 connection", why: refusedStream},
+		{name: "fast path off", env: map[string]string{"CONDUIT_PROXY_HTTP1_FAST_PATH": "false"}, why: refusedStream},
+		{name: "HTTP/1.1 between proxies", env: map[string]string{"CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT": "http1"}, why: marked},
+		{name: "net/http HTTP/2", env: map[string]string{"CONDUIT_PROXY_HTTP2_FAST_PATH": "false"}, why: marked},
+		{name: "net/http HTTP/2 server side only", env: map[string]string{"CONDUIT_PROXY_HTTP2_FAST_PATH": "false"},
+			clientEnv: map[string]string{}, why: marked},
 	} {
 		t.Run(mode.name, func(t *testing.T) {
+			clientEnv := mode.env
+			if mode.clientEnv != nil {
+				clientEnv = mode.clientEnv
+			}
 			m := newMesh(t)
 			app := startApp(t)
 			live := m.startProxyEnv(t, serverID, app.addr, "127.0.0.1:1", mode.env, true)
@@ -91,7 +107,7 @@ func TestStoppedApplicationIsSkipped(t *testing.T) {
 				meshedAddr(gone.InboundAddr().String(), serverID), meshedAddr(live.InboundAddr().String(), serverID)}
 			m.endpoints["solo.test.svc.cluster.local:80"] = []*destinationv1.WeightedAddr{meshedAddr(gone.InboundAddr().String(), serverID)}
 			m.mu.Unlock()
-			client := m.startProxyEnv(t, clientID, "127.0.0.1:1", "10.255.255.1:80", mode.env, true)
+			client := m.startProxyEnv(t, clientID, "127.0.0.1:1", "10.255.255.1:80", clientEnv, true)
 			out := client.OutboundAddr().String()
 			requestMix(t, out, "/s", 10)
 			testGRPC(t, out)
@@ -102,8 +118,11 @@ func TestStoppedApplicationIsSkipped(t *testing.T) {
 			}
 			resp.Body.Close()
 			if pe := resp.Header.Get("Conduit-Proxy-Error"); resp.StatusCode != http.StatusBadGateway ||
-				!strings.Contains(pe, "refused the request unprocessed (a meshed pod's proxy does when its application does not accept the connection)") {
-				t.Errorf("the only endpoint's application stopped: %d %q, want 502 saying why", resp.StatusCode, pe)
+				!strings.Contains(pe, "refused the request unprocessed") || !strings.Contains(pe, mode.why) {
+				t.Errorf("the only endpoint's application stopped: %d %q, want 502 saying %q", resp.StatusCode, pe, mode.why)
+			}
+			if _, ok := resp.Header[netx.HeaderUnsent]; ok {
+				t.Errorf("%s reached the client: it is between proxies", netx.HeaderUnsent)
 			}
 			// The stopped endpoint's proxy saw requests and failed them: it was
 			// tried, so the test tested something.
@@ -193,37 +212,51 @@ func TestServiceDownCostsOneAttempt(t *testing.T) {
 // (a refusal is fast, and peak-EWMA would otherwise send it most calls).
 // Before either: 39 of these 40 calls failed.
 func TestRefusedGRPCIsRetried(t *testing.T) {
-	m := newMesh(t)
-	app := startApp(t)
-	live := m.startProxyEnv(t, serverID, app.addr, "127.0.0.1:1", nil, true)
-	gone := m.startProxyEnv(t, serverID, refusingAddr(t), "127.0.0.1:1", nil, true)
-	m.mu.Lock()
-	m.endpoints["web.test.svc.cluster.local:80"] = []*destinationv1.WeightedAddr{
-		meshedAddr(gone.InboundAddr().String(), serverID), meshedAddr(live.InboundAddr().String(), serverID)}
-	m.mu.Unlock()
-	client := m.startProxyEnv(t, clientID, "127.0.0.1:1", "10.255.255.1:80", nil, true)
-	out := client.OutboundAddr().String()
-	c := testgrpc.NewTestServiceClient(grpcConn(t, out))
-	const calls = 40
-	failed := 0
-	start := time.Now()
-	for range calls {
-		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-		_, err := c.UnaryCall(ctx, &testgrpc.SimpleRequest{Payload: &testgrpc.Payload{Body: []byte("ping")}})
-		cancel()
-		if err != nil {
-			failed++
-		}
+	for _, mode := range []struct {
+		name string
+		env  map[string]string
+		// maxFailed: with net/http's HTTP/2 server the client's proxy
+		// cannot refuse the call in turn, so a call fails each time the
+		// stopped endpoint is tried (then avoided for a second).
+		maxFailed int
+	}{
+		{name: "HTTP/2 fast path"},
+		{name: "net/http HTTP/2", env: map[string]string{"CONDUIT_PROXY_HTTP2_FAST_PATH": "false"}, maxFailed: 2},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			m := newMesh(t)
+			app := startApp(t)
+			live := m.startProxyEnv(t, serverID, app.addr, "127.0.0.1:1", mode.env, true)
+			gone := m.startProxyEnv(t, serverID, refusingAddr(t), "127.0.0.1:1", mode.env, true)
+			m.mu.Lock()
+			m.endpoints["web.test.svc.cluster.local:80"] = []*destinationv1.WeightedAddr{
+				meshedAddr(gone.InboundAddr().String(), serverID), meshedAddr(live.InboundAddr().String(), serverID)}
+			m.mu.Unlock()
+			client := m.startProxyEnv(t, clientID, "127.0.0.1:1", "10.255.255.1:80", mode.env, true)
+			out := client.OutboundAddr().String()
+			c := testgrpc.NewTestServiceClient(grpcConn(t, out))
+			const calls = 40
+			failed := 0
+			start := time.Now()
+			for range calls {
+				ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+				_, err := c.UnaryCall(ctx, &testgrpc.SimpleRequest{Payload: &testgrpc.Payload{Body: []byte("ping")}})
+				cancel()
+				if err != nil {
+					failed++
+				}
+			}
+			elapsed := time.Since(start)
+			if failed > mode.maxFailed {
+				t.Errorf("%d of %d calls failed in %s, want %d at most", failed, calls, elapsed.Round(time.Millisecond), mode.maxFailed)
+			}
+			refused := metricSum(t, gone.AdminAddr().String(), "response_total", `direction="inbound"`)
+			if refused == 0 {
+				t.Error("the endpoint whose application stopped was never tried")
+			}
+			t.Logf("%d of %d calls failed in %s; the stopped endpoint refused %v", failed, calls, elapsed.Round(time.Millisecond), refused)
+		})
 	}
-	elapsed := time.Since(start)
-	if failed > 0 {
-		t.Errorf("%d of %d calls failed in %s, want none", failed, calls, elapsed.Round(time.Millisecond))
-	}
-	refused := metricSum(t, gone.AdminAddr().String(), "response_total", `direction="inbound"`)
-	if refused == 0 {
-		t.Error("the endpoint whose application stopped was never tried")
-	}
-	t.Logf("%d of %d calls failed in %s; the stopped endpoint refused %v", failed, calls, elapsed.Round(time.Millisecond), refused)
 }
 
 // refusingAddr returns a loopback address where nothing listens any more:
@@ -259,4 +292,73 @@ func closingAddr(t *testing.T, accepted *atomic.Int64) string {
 		}
 	}()
 	return l.Addr().String()
+}
+
+// TestApplicationCannotForgeUnsent: an application's response that carries
+// Conduit-Proxy-Unsent is its own answer, not a proxy's refusal: the request
+// is not sent to another endpoint (it would run twice), and the mark does
+// not reach the client.
+func TestApplicationCannotForgeUnsent(t *testing.T) {
+	for _, mode := range []struct {
+		name string
+		env  map[string]string
+	}{
+		{name: "HTTP/1 over one HTTP/2 connection"},
+		{name: "fast path off", env: map[string]string{"CONDUIT_PROXY_HTTP1_FAST_PATH": "false"}},
+		{name: "HTTP/1.1 between proxies", env: map[string]string{"CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT": "http1"}},
+		{name: "net/http HTTP/2", env: map[string]string{"CONDUIT_PROXY_HTTP2_FAST_PATH": "false"}},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			m := newMesh(t)
+			var served atomic.Int64
+			forger := func() string {
+				var protos http.Protocols
+				protos.SetHTTP1(true)
+				protos.SetUnencryptedHTTP2(true)
+				srv := &http.Server{Protocols: &protos, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					served.Add(1)
+					_, _ = io.Copy(io.Discard, r.Body)
+					w.Header().Set(netx.HeaderUnsent, "1")
+					w.WriteHeader(http.StatusBadGateway)
+					_, _ = io.WriteString(w, "the application's own 502")
+				})}
+				l, err := net.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					t.Fatal(err)
+				}
+				go func() { _ = srv.Serve(l) }()
+				t.Cleanup(func() { _ = srv.Close() })
+				return l.Addr().String()
+			}
+			a := m.startProxyEnv(t, serverID, forger(), "127.0.0.1:1", mode.env, true)
+			b := m.startProxyEnv(t, serverID, forger(), "127.0.0.1:1", mode.env, true)
+			m.mu.Lock()
+			m.endpoints["web.test.svc.cluster.local:80"] = []*destinationv1.WeightedAddr{
+				meshedAddr(a.InboundAddr().String(), serverID), meshedAddr(b.InboundAddr().String(), serverID)}
+			m.mu.Unlock()
+			client := m.startProxyEnv(t, clientID, "127.0.0.1:1", "10.255.255.1:80", mode.env, true)
+			out := client.OutboundAddr().String()
+			sent := int64(0)
+			for _, c := range []*http.Client{h1Client(out), h2cClient(out)} {
+				for range 5 {
+					resp, err := c.Post("http://web.test/", "text/plain", strings.NewReader("once"))
+					if err != nil {
+						t.Fatal(err)
+					}
+					body, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					sent++
+					if resp.StatusCode != http.StatusBadGateway || string(body) != "the application's own 502" {
+						t.Errorf("%s: %d %q, want the application's 502", resp.Proto, resp.StatusCode, body)
+					}
+					if _, ok := resp.Header[netx.HeaderUnsent]; ok {
+						t.Errorf("%s: %s reached the client", resp.Proto, netx.HeaderUnsent)
+					}
+				}
+			}
+			if n := served.Load(); n != sent {
+				t.Errorf("the applications served %d requests for %d sent: a request ran more than once", n, sent)
+			}
+		})
+	}
 }

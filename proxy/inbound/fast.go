@@ -54,7 +54,7 @@ func (f *fastConn) Route(h *h1.Head) (h1.Call, bool) {
 	f.key = metrics.RequestKey{Direction: "inbound", Authority: h.Host(), TLS: f.info.TLS, PeerID: f.info.PeerID}
 	p.o.Metrics.Request(f.key)
 	f.start, f.fail = time.Now(), false
-	return h1.Call{Pool: p.appPool(f.info.Target), Obs: f}, true
+	return h1.Call{Pool: p.appPool(f.info.Target), Obs: f, MarkUnsent: f.info.PeerID != ""}, true
 }
 
 // ResponseHead implements h1.Observer.

@@ -152,6 +152,11 @@ func errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 		status = http.StatusGatewayTimeout
 	}
 	w.Header().Set("conduit-proxy-error", err.Error())
+	if errors.Is(err, netx.ErrUnsent) && InfoFrom(r.Context()).PeerID != "" {
+		// The application never saw it: a meshed client's proxy sends it
+		// to another endpoint.
+		w.Header().Set(netx.HeaderUnsent, "1")
+	}
 	w.WriteHeader(status)
 }
 
@@ -419,6 +424,9 @@ func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 	start := time.Now()
 	var resp *http.Response
 	var err error
+	// The application's netx.HeaderUnsent is removed (h1's parser drops
+	// it): only this proxy says what it did not send.
+	h1Parsed := false
 	switch {
 	case !toH1 && p.o.NoH2FastPath:
 		resp, err = p.h2c.RoundTrip(r)
@@ -430,7 +438,9 @@ func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 		// Pooled HTTP/1.1 in this goroutine (http.Transport adds two); the
 		// head and a body up to 16 KiB leave in one write. Upgrades and
 		// Expect: 100-continue go through http.Transport.
+		h1Parsed = true
 		if resp, err = p.appPool(r.URL.Host).RoundTrip(r); errors.Is(err, h1.ErrUnsupported) {
+			h1Parsed = false
 			resp, err = p.viaTransport(r)
 		}
 	}
@@ -438,6 +448,9 @@ func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 		p.o.Metrics.Response(key, 0, true, time.Since(start))
 		tp.Fail(err)
 		return nil, err
+	}
+	if !h1Parsed {
+		delete(resp.Header, netx.HeaderUnsent)
 	}
 	body := &metrics.Body{ReadCloser: resp.Body, Reg: p.o.Metrics, Key: key, Start: start, Resp: resp}
 	if tp != nil {

@@ -198,6 +198,11 @@ func (u *upstream) fastPool(p *Proxy) *h1.Pool {
 			c, _, err := p.dial(ctx, u.addr, tlsconf.ALPNHTTP1)
 			return c, err
 		}}
+		if u.addr.Identity != "" {
+			// A meshed endpoint's proxy says when it refused a request
+			// unprocessed (and mTLS proves it is that proxy).
+			u.fast.Refused = u.refusedBy
+		}
 	})
 	return u.fast
 }

@@ -375,9 +375,10 @@ func (p *Proxy) upstreamFor(a *discovery.Addr) *upstream {
 				DisableCompression: true,
 				IdleConnTimeout:    10 * time.Minute,
 				HTTP2:              &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 10 * time.Second},
-			}}
+			}, u.peerRefused}
 		} else {
-			u.h2 = &h2.Client{Dial: dial, DialTimeout: 2 * p.o.ConnectTimeout, IdleTimeout: 10 * time.Minute}
+			u.h2 = &h2.Client{Dial: dial, DialTimeout: 2 * p.o.ConnectTimeout, IdleTimeout: 10 * time.Minute,
+				Refused: u.peerRefused}
 		}
 		u.viaH2 = u.sendH2
 	}
@@ -395,14 +396,50 @@ type h2Client interface {
 // transportClient is net/http's HTTP/2 client to a meshed endpoint. Its
 // dial errors are marked netx.ErrUnsent, and it does not close a request
 // body (net/http would, even when it could not connect), so that a request
-// it could not send can go to another endpoint.
-type transportClient struct{ *http.Transport }
+// it could not send can go to another endpoint. It keeps a small body (of
+// known length) for as long as the response head takes: a request the
+// endpoint's proxy refused unprocessed (refused says so) goes elsewhere
+// with it, as when no connection could be made.
+type transportClient struct {
+	*http.Transport
+	refused func(*http.Response) error
+}
 
 func (t transportClient) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.Body != nil && r.Body != http.NoBody {
+	var kept []byte
+	replay := r.Body == nil || r.Body == http.NoBody
+	if !replay {
+		if r.ContentLength > 0 && r.ContentLength <= netx.SmallBody && len(r.Trailer) == 0 {
+			kept = make([]byte, r.ContentLength)
+			if _, err := io.ReadFull(r.Body, kept); err != nil {
+				return nil, fmt.Errorf("outbound: read request body: %w", err)
+			}
+			_ = r.Body.Close()
+			r.Body, replay = io.NopCloser(bytes.NewReader(kept)), true
+		}
 		r.Body = keepOpen{r.Body}
 	}
-	return t.Transport.RoundTrip(r)
+	restore := func() {
+		if kept != nil {
+			r.Body = io.NopCloser(bytes.NewReader(kept))
+		}
+	}
+	resp, err := t.Transport.RoundTrip(r)
+	if err != nil {
+		if errors.Is(err, netx.ErrUnsent) {
+			restore()
+		}
+		return nil, err
+	}
+	if rerr := t.refused(resp); rerr != nil {
+		_ = resp.Body.Close()
+		if !replay {
+			return nil, rerr
+		}
+		restore()
+		return nil, netx.Unsent(rerr)
+	}
+	return resp, nil
 }
 
 // keepOpen is a body whose Close is left to its owner.
@@ -718,9 +755,36 @@ func (u *upstream) sendH2(r *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
+// peerRefused is the error of a response from the endpoint's proxy that
+// refused the request unprocessed (netx.HeaderUnsent: its application does
+// not accept connections), saying why; nil for any other response.
+func (u *upstream) peerRefused(resp *http.Response) error {
+	if _, ok := resp.Header[netx.HeaderUnsent]; !ok {
+		return nil
+	}
+	return u.refusedBy(resp.Header.Get("Conduit-Proxy-Error"))
+}
+
+// refusedBy is the error of a request the endpoint's proxy refused
+// unprocessed for reason (its Conduit-Proxy-Error). It is an h2.ErrRefused
+// (a REFUSED_STREAM in an answer): a request whose body was not kept is
+// refused in turn to an HTTP/2 client, as gRPC's calls are.
+func (u *upstream) refusedBy(reason string) error {
+	return peerRefusal{fmt.Errorf("outbound: %s refused the request unprocessed: %s", u.addr.Addr, reason)}
+}
+
+// peerRefusal is an error of refusedBy: h2.ErrRefused, with its own message.
+type peerRefusal struct{ error }
+
+func (e peerRefusal) Unwrap() error      { return e.error }
+func (peerRefusal) Is(target error) bool { return target == h2.ErrRefused }
+
 // refused says why a meshed endpoint refused a request, for the error that
 // reaches the client when no other endpoint took it.
 func (u *upstream) refused(err error) error {
+	if pr := (peerRefusal{}); errors.As(err, &pr) {
+		return err // says so already
+	}
 	if errors.Is(err, h2.ErrRefused) {
 		return fmt.Errorf("outbound: %s refused the request unprocessed (a meshed pod's proxy does when its application does not accept the connection): %w", u.addr.Addr, err)
 	}

@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+
+	"github.com/conduit-mesh/conduit/proxy/internal/netx"
 )
 
 // MaxHeadBytes bounds a message head (request or status line and fields).
@@ -62,6 +64,9 @@ type Head struct {
 	ConnTokens bool
 	Upgrade    bool
 	Expect     bool
+	// Unsent: the head carried netx.HeaderUnsent, which is dropped (it is
+	// hop-by-hop: it never travels on).
+	Unsent     bool
 	hosts      int
 	host       span
 	teTrailers bool
@@ -75,8 +80,8 @@ func (h *Head) reset() {
 	h.method, h.target, h.reason, h.host = span{}, span{}, span{}, span{}
 	h.Minor, h.Status, h.hosts = 0, 0, 0
 	h.ContentLength = -1
-	h.Chunked, h.OtherTE, h.Close, h.KeepAlive, h.ConnTokens, h.Upgrade, h.Expect, h.teTrailers =
-		false, false, false, false, false, false, false, false
+	h.Chunked, h.OtherTE, h.Close, h.KeepAlive, h.ConnTokens, h.Upgrade, h.Expect, h.Unsent, h.teTrailers =
+		false, false, false, false, false, false, false, false, false
 }
 
 func (h *Head) str(s span) string { return h.rawText()[s.a:s.b] }
@@ -323,6 +328,8 @@ func (h *Head) parseField(l span) error {
 		h.Upgrade = true
 	case bytes.EqualFold(name, []byte("Expect")):
 		h.Expect = true
+	case len(name) == len(netx.HeaderUnsent) && bytes.EqualFold(name, []byte(netx.HeaderUnsent)):
+		h.Unsent, f.drop = true, true
 	case bytes.EqualFold(name, []byte("Host")):
 		h.hosts++
 		h.host = f.value

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/conduit-mesh/conduit/proxy/internal/netx"
 )
 
 func readReq(t testing.TB, s string) (*Head, error) {
@@ -114,6 +116,36 @@ func TestForwardedHead(t *testing.T) {
 	}
 	if got := h.Get("x-a"); got != "1" {
 		t.Errorf("Get = %q", got)
+	}
+}
+
+// TestUnsentMark: netx.HeaderUnsent sets Head.Unsent, in any case, and
+// never travels on: it is hop-by-hop between two proxies.
+func TestUnsentMark(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want bool
+	}{
+		{"HTTP/1.1 502 Bad Gateway\r\nConduit-Proxy-Unsent: 1\r\nContent-Length: 0\r\n\r\n", true},
+		{"HTTP/1.1 502 Bad Gateway\r\nconduit-proxy-unsent: 1\r\nX-A: b\r\n\r\n", true},
+		{"HTTP/1.1 502 Bad Gateway\r\nConduit-Proxy-Error: x\r\nContent-Length: 0\r\n\r\n", false},
+	} {
+		var h Head
+		if err := h.ReadResponse(bufio.NewReader(strings.NewReader(tt.in))); err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		w := bufio.NewWriter(&out)
+		h.writeResponse(w, false)
+		_ = w.Flush()
+		if h.Unsent != tt.want || strings.Contains(strings.ToLower(out.String()), "unsent") || h.Get(netx.HeaderUnsent) != "" ||
+			len(h.httpHeader()[netx.HeaderUnsent]) != 0 {
+			t.Errorf("%q: Unsent %v (want %v), forwarded as %q", tt.in, h.Unsent, tt.want, out.String())
+		}
+		h.reset()
+		if h.Unsent {
+			t.Error("reset kept Unsent")
+		}
 	}
 }
 

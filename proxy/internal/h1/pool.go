@@ -21,6 +21,13 @@ type Pool struct {
 	MaxIdle int
 	// IdleTimeout closes connections idle for longer (default 90 s).
 	IdleTimeout time.Duration
+	// Refused, when set, says the upstream is an authenticated peer proxy
+	// whose netx.HeaderUnsent is believed. Such a response to a request
+	// the server can send again (its body buffered) is not forwarded: the
+	// error Refused makes of the response's Conduit-Proxy-Error, marked
+	// netx.ErrUnsent, is offered to the call's Rerouter, as a failed
+	// connection is.
+	Refused func(reason string) error
 
 	mu     sync.Mutex
 	idle   []*upConn

@@ -65,6 +65,10 @@ type Call struct {
 	// Status and Err, when Pool is nil, are the error answered.
 	Status int
 	Err    error
+	// MarkUnsent says the client is a meshed peer's proxy: the error that
+	// answers a request not sent upstream (netx.ErrUnsent) carries
+	// netx.HeaderUnsent, for that proxy to send the request elsewhere.
+	MarkUnsent bool
 }
 
 // Router routes the requests of one connection.
@@ -310,6 +314,20 @@ func (x *exchange) forward(call *Call) (keep bool) {
 		}
 		return x.fail(call, http.StatusBadGateway, err, replay && x.discard(len(body)))
 	}
+	if x.resp.Unsent && call.Pool.Refused != nil && replay {
+		// The peer's proxy did not send it on: it can go elsewhere, its
+		// body still buffered on the client connection.
+		err = netx.Unsent(call.Pool.Refused(x.resp.Get("Conduit-Proxy-Error")))
+		if r := &x.resp; r.responseBody(req.IsHEAD()) == bodyNone && !r.Close && (r.Minor == 1 || r.KeepAlive) {
+			call.Pool.put(u)
+		} else {
+			_ = u.c.Close()
+		}
+		if next, ok := reroute(call, err); ok {
+			return x.forward(&next)
+		}
+		return x.fail(call, http.StatusBadGateway, err, x.discard(len(body)))
+	}
 	if body != nil {
 		x.discard(len(body))
 	}
@@ -436,6 +454,9 @@ func (x *exchange) fail(call *Call, status int, err error, bodyDone bool) bool {
 	w.WriteString(http.StatusText(status))
 	w.WriteString("\r\nConduit-Proxy-Error: ")
 	w.WriteString(fieldValue(err))
+	if call.MarkUnsent && errors.Is(err, netx.ErrUnsent) {
+		w.WriteString("\r\n" + netx.HeaderUnsent + ": 1")
+	}
 	w.WriteString("\r\nContent-Length: 0\r\n")
 	if closing {
 		w.WriteString("Connection: close\r\n")

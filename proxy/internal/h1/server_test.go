@@ -858,3 +858,138 @@ func TestServerReroutes(t *testing.T) {
 		}
 	})
 }
+
+// refusingPeer is a peer proxy that refuses every request unprocessed, as
+// an inbound proxy does when its application is gone: 502 marked
+// netx.HeaderUnsent. It counts the requests and the connections.
+func refusingPeer(t *testing.T, requests, conns *atomic.Int32) string {
+	t.Helper()
+	s := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Conduit-Proxy-Error", "inbound: connect to the application at 10.0.0.9:80: connection refused")
+		w.Header().Set(netx.HeaderUnsent, "1")
+		w.WriteHeader(http.StatusBadGateway)
+	}))
+	s.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	s.Start()
+	t.Cleanup(s.Close)
+	return s.Listener.Addr().String()
+}
+
+// TestServerPeerRefused: a response marked netx.HeaderUnsent from a pool
+// whose Refused believes it is an unsent request, offered to the Rerouter
+// with Refused's error, when its body is still buffered; otherwise it is
+// answered as it came, without the mark.
+func TestServerPeerRefused(t *testing.T) {
+	up := upstream(t).Listener.Addr().String()
+	var requests, conns atomic.Int32
+	peer := refusingPeer(t, &requests, &conns)
+	believing := poolTo(peer)
+	believing.Refused = func(reason string) error { return fmt.Errorf("peer refused it unprocessed: %s", reason) }
+	big := strings.Repeat("x", maxReplayBody+1)
+	for _, tt := range []struct {
+		name, method, body string
+		pool               *Pool
+		rerouted           bool
+	}{
+		{"get", "GET", "", believing, true},
+		{"post", "POST", "hello", believing, true},
+		{"second post, same peer connection", "POST", "again", believing, true},
+		{"body larger than the buffer", "POST", big, believing, false},
+		{"peer not believed", "GET", "", poolTo(peer), false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			obs := &rerouteObs{recObs: &recObs{}, next: Call{Pool: poolTo(up)}, errs: make(chan error, 4)}
+			f := startFast(t, &rerouteRouter{first: Call{Pool: tt.pool}, obs: obs})
+			req, _ := http.NewRequest(tt.method, "http://"+f.addr+"/", strings.NewReader(tt.body))
+			if tt.body == "" {
+				req.Body = http.NoBody
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if _, ok := resp.Header[netx.HeaderUnsent]; ok {
+				t.Errorf("%s reached the client", netx.HeaderUnsent)
+			}
+			if !tt.rerouted {
+				if resp.StatusCode != http.StatusBadGateway || obs.reroutes.Load() != 0 {
+					t.Errorf("%d after %d reroutes, want the peer's 502 and none", resp.StatusCode, obs.reroutes.Load())
+				}
+				return
+			}
+			if want := tt.method + " " + tt.body; resp.StatusCode != 200 || string(got) != want {
+				t.Fatalf("%d %q, want 200 %q", resp.StatusCode, got, want)
+			}
+			if err := <-obs.errs; !errors.Is(err, netx.ErrUnsent) || !strings.Contains(err.Error(), "peer refused it unprocessed: inbound: connect to the application") {
+				t.Errorf("offered %v, want Refused's error, with the peer's reason, marked unsent", err)
+			}
+			if status, _ := obs.done(2); len(status) != 2 || status[0] != 0 || status[1] != 200 {
+				t.Errorf("observer saw attempts end with %v, want [0 200]", status)
+			}
+		})
+	}
+	if n := conns.Load(); n != 2 {
+		// A refusal leaves the connection usable: one for the believing
+		// pool's four requests, one for the other pool's.
+		t.Errorf("the peer saw %d connections for %d requests, want 2", n, requests.Load())
+	}
+
+	t.Run("declined", func(t *testing.T) {
+		obs := &rerouteObs{recObs: &recObs{}, decline: true, errs: make(chan error, 4)}
+		f := startFast(t, &rerouteRouter{first: Call{Pool: believing}, obs: obs})
+		resps, _, _ := rawExchange(t, f.addr, "GET / HTTP/1.1\r\nHost: w\r\n\r\n", 1, "GET")
+		pe := resps[0].Header.Get("Conduit-Proxy-Error")
+		if resps[0].StatusCode != http.StatusBadGateway || !strings.Contains(pe, "peer refused it unprocessed: inbound: connect") {
+			t.Errorf("%d %q, want 502 with Refused's error", resps[0].StatusCode, pe)
+		}
+	})
+}
+
+// TestServerMarksUnsent: with Call.MarkUnsent, the error answering a
+// request that was not sent upstream carries netx.HeaderUnsent; one that
+// was sent, or without MarkUnsent, does not.
+func TestServerMarksUnsent(t *testing.T) {
+	dead := closedPort(t)
+	// An upstream that reads the request and closes without answering.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = c.Read(make([]byte, 4096))
+			c.Close()
+		}
+	}()
+	for _, tt := range []struct {
+		name string
+		call Call
+		want bool
+	}{
+		{"not sent, marked", Call{Pool: poolTo(dead), MarkUnsent: true}, true},
+		{"not sent, not marked", Call{Pool: poolTo(dead)}, false},
+		{"sent, then failed", Call{Pool: poolTo(l.Addr().String()), MarkUnsent: true}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := startFast(t, &rerouteRouter{first: tt.call, obs: &rerouteObs{recObs: &recObs{}, decline: true, errs: make(chan error, 4)}})
+			resps, _, _ := rawExchange(t, f.addr, "POST / HTTP/1.1\r\nHost: w\r\nContent-Length: 2\r\n\r\nhi", 1, "POST")
+			_, got := resps[0].Header[netx.HeaderUnsent]
+			if resps[0].StatusCode != http.StatusBadGateway || got != tt.want {
+				t.Errorf("%d, marked %v; want 502, marked %v", resps[0].StatusCode, got, tt.want)
+			}
+		})
+	}
+}

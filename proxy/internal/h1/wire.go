@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/conduit-mesh/conduit/proxy/internal/netx"
 )
 
 // This file is what the two bridges to net/http share: a message body
@@ -153,11 +155,12 @@ func (h *Head) httpHeader() http.Header {
 }
 
 // hopHeaders are not forwarded (RFC 9110 7.6.1); the framing fields and
-// Host are written from the message itself.
+// Host are written from the message itself. netx.HeaderUnsent is
+// hop-by-hop between two proxies.
 var hopHeaders = map[string]bool{
 	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true, "Proxy-Authenticate": true,
 	"Proxy-Authorization": true, "Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
-	"Content-Length": true, "Host": true,
+	"Content-Length": true, "Host": true, netx.HeaderUnsent: true,
 }
 
 // skipInRequest and skipInResponse say which fields writeHeader leaves out;

@@ -36,6 +36,13 @@ type Client struct {
 	// nothing for this long is sent a PING, and closed if nothing more
 	// arrives within as long again (default 15 s).
 	PingTimeout time.Duration
+	// Refused, when set, is shown every response: an error from it says
+	// the server refused the request unprocessed in an answer of its own
+	// (a peer proxy's netx.HeaderUnsent). RoundTrip then closes the
+	// response and returns that error: marked netx.ErrUnsent, the body
+	// restored, when r's body allows, as after a REFUSED_STREAM (but
+	// without trying again); as it is otherwise.
+	Refused func(*http.Response) error
 
 	mu      sync.Mutex
 	conns   []*clientConn
@@ -116,6 +123,16 @@ func (c *Client) RoundTrip(r *http.Request) (*http.Response, error) {
 			}
 		}
 		resp, err := cc.roundTrip(r, hasBody, small)
+		if err == nil && c.Refused != nil {
+			if rerr := c.Refused(resp); rerr != nil {
+				_ = resp.Body.Close()
+				if !replay {
+					return nil, rerr
+				}
+				restoreBody(r, small)
+				return nil, netx.Unsent(rerr)
+			}
+		}
 		if err != nil && errors.Is(err, ErrRefused) && replay {
 			// Past a GOAWAY another connection may take it (three tries);
 			// a stream the server reset as refused is tried once more (a
