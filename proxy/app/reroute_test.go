@@ -14,6 +14,7 @@ import (
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 
 	destinationv1 "github.com/conduit-mesh/conduit/proto/destination/v1"
+	"github.com/conduit-mesh/conduit/proxy/app"
 	"github.com/conduit-mesh/conduit/proxy/balance"
 	"github.com/conduit-mesh/conduit/proxy/internal/netx"
 )
@@ -27,17 +28,21 @@ import (
 // the traffic (a refused connection is the fastest answer there is): after
 // a failure it is avoided for balance.FailBackoff.
 func TestDeadEndpointsAreSkipped(t *testing.T) {
-	for _, mode := range []struct {
-		name string
-		env  map[string]string
-	}{
-		{name: "HTTP/1 over one HTTP/2 connection"},
-		{name: "HTTP/1.1 between proxies", env: map[string]string{"CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT": "http1"}},
-		{name: "fast path off", env: map[string]string{"CONDUIT_PROXY_HTTP1_FAST_PATH": "false"}},
-		{name: "net/http HTTP/2 between proxies", env: map[string]string{"CONDUIT_PROXY_HTTP2_FAST_PATH": "false"}},
-	} {
+	for _, mode := range transportModes {
 		t.Run(mode.name, func(t *testing.T) { testDeadEndpoints(t, mode.env) })
 	}
+}
+
+// transportModes are the ways two proxies can carry HTTP between them: the
+// proxy's environment for each.
+var transportModes = []struct {
+	name string
+	env  map[string]string
+}{
+	{name: "HTTP/1 over one HTTP/2 connection"},
+	{name: "HTTP/1.1 between proxies", env: map[string]string{"CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT": "http1"}},
+	{name: "fast path off", env: map[string]string{"CONDUIT_PROXY_HTTP1_FAST_PATH": "false"}},
+	{name: "net/http HTTP/2 between proxies", env: map[string]string{"CONDUIT_PROXY_HTTP2_FAST_PATH": "false"}},
 }
 
 func testDeadEndpoints(t *testing.T, env map[string]string) {
@@ -98,16 +103,7 @@ func TestStoppedApplicationIsSkipped(t *testing.T) {
 			if mode.clientEnv != nil {
 				clientEnv = mode.clientEnv
 			}
-			m := newMesh(t)
-			app := startApp(t)
-			live := m.startProxyEnv(t, serverID, app.addr, "127.0.0.1:1", mode.env, true)
-			gone := m.startProxyEnv(t, serverID, refusingAddr(t), "127.0.0.1:1", mode.env, true)
-			m.mu.Lock()
-			m.endpoints["web.test.svc.cluster.local:80"] = []*destinationv1.WeightedAddr{
-				meshedAddr(gone.InboundAddr().String(), serverID), meshedAddr(live.InboundAddr().String(), serverID)}
-			m.endpoints["solo.test.svc.cluster.local:80"] = []*destinationv1.WeightedAddr{meshedAddr(gone.InboundAddr().String(), serverID)}
-			m.mu.Unlock()
-			client := m.startProxyEnv(t, clientID, "127.0.0.1:1", "10.255.255.1:80", clientEnv, true)
+			client, gone := oneAppStopped(t, mode.env, clientEnv)
 			out := client.OutboundAddr().String()
 			requestMix(t, out, "/s", 10)
 			testGRPC(t, out)
@@ -131,6 +127,23 @@ func TestStoppedApplicationIsSkipped(t *testing.T) {
 			}
 		})
 	}
+}
+
+// oneAppStopped starts the endpoints of web.test, two server proxies with
+// env: one before the test application, and gone, whose application
+// stopped (nothing listens where it forwards). solo.test's only endpoint
+// is gone. It returns a client proxy (with clientEnv) and gone.
+func oneAppStopped(t *testing.T, env, clientEnv map[string]string) (client, gone *app.Proxy) {
+	t.Helper()
+	m := newMesh(t)
+	live := m.startProxyEnv(t, serverID, startApp(t).addr, "127.0.0.1:1", env, true)
+	gone = m.startProxyEnv(t, serverID, refusingAddr(t), "127.0.0.1:1", env, true)
+	m.mu.Lock()
+	m.endpoints["web.test.svc.cluster.local:80"] = []*destinationv1.WeightedAddr{
+		meshedAddr(gone.InboundAddr().String(), serverID), meshedAddr(live.InboundAddr().String(), serverID)}
+	m.endpoints["solo.test.svc.cluster.local:80"] = []*destinationv1.WeightedAddr{meshedAddr(gone.InboundAddr().String(), serverID)}
+	m.mu.Unlock()
+	return m.startProxyEnv(t, clientID, "127.0.0.1:1", "10.255.255.1:80", clientEnv, true), gone
 }
 
 // requestMix sends, rounds times, an HTTP/1 GET, an HTTP/1 POST and an h2c
@@ -224,15 +237,7 @@ func TestRefusedGRPCIsRetried(t *testing.T) {
 		{name: "net/http HTTP/2", env: map[string]string{"CONDUIT_PROXY_HTTP2_FAST_PATH": "false"}, maxFailed: 2},
 	} {
 		t.Run(mode.name, func(t *testing.T) {
-			m := newMesh(t)
-			app := startApp(t)
-			live := m.startProxyEnv(t, serverID, app.addr, "127.0.0.1:1", mode.env, true)
-			gone := m.startProxyEnv(t, serverID, refusingAddr(t), "127.0.0.1:1", mode.env, true)
-			m.mu.Lock()
-			m.endpoints["web.test.svc.cluster.local:80"] = []*destinationv1.WeightedAddr{
-				meshedAddr(gone.InboundAddr().String(), serverID), meshedAddr(live.InboundAddr().String(), serverID)}
-			m.mu.Unlock()
-			client := m.startProxyEnv(t, clientID, "127.0.0.1:1", "10.255.255.1:80", mode.env, true)
+			client, gone := oneAppStopped(t, mode.env, mode.env)
 			out := client.OutboundAddr().String()
 			c := testgrpc.NewTestServiceClient(grpcConn(t, out))
 			const calls = 40
@@ -299,15 +304,7 @@ func closingAddr(t *testing.T, accepted *atomic.Int64) string {
 // is not sent to another endpoint (it would run twice), and the mark does
 // not reach the client.
 func TestApplicationCannotForgeUnsent(t *testing.T) {
-	for _, mode := range []struct {
-		name string
-		env  map[string]string
-	}{
-		{name: "HTTP/1 over one HTTP/2 connection"},
-		{name: "fast path off", env: map[string]string{"CONDUIT_PROXY_HTTP1_FAST_PATH": "false"}},
-		{name: "HTTP/1.1 between proxies", env: map[string]string{"CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT": "http1"}},
-		{name: "net/http HTTP/2", env: map[string]string{"CONDUIT_PROXY_HTTP2_FAST_PATH": "false"}},
-	} {
+	for _, mode := range transportModes {
 		t.Run(mode.name, func(t *testing.T) {
 			m := newMesh(t)
 			var served atomic.Int64

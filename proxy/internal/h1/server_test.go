@@ -834,29 +834,36 @@ func TestServerReroutes(t *testing.T) {
 	})
 
 	t.Run("sent, then failed: not offered", func(t *testing.T) {
-		// An upstream that reads the request and closes without answering.
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		go func() {
-			for {
-				c, err := l.Accept()
-				if err != nil {
-					return
-				}
-				_, _ = c.Read(make([]byte, 4096))
-				c.Close()
-			}
-		}()
+		mute := mutePeer(t)
 		obs := &rerouteObs{recObs: &recObs{}, next: Call{Pool: poolTo(up)}, errs: make(chan error, 4)}
-		f := startFast(t, &rerouteRouter{first: Call{Pool: poolTo(l.Addr().String())}, obs: obs})
+		f := startFast(t, &rerouteRouter{first: Call{Pool: poolTo(mute)}, obs: obs})
 		resps, _, _ := rawExchange(t, f.addr, "GET / HTTP/1.1\r\nHost: w\r\n\r\n", 1, "GET")
 		if resps[0].StatusCode != http.StatusBadGateway || obs.reroutes.Load() != 0 {
 			t.Errorf("%d after %d reroutes; want 502 and none", resps[0].StatusCode, obs.reroutes.Load())
 		}
 	})
+}
+
+// mutePeer returns the address of an upstream that reads a request and
+// closes the connection without answering: the request was sent.
+func mutePeer(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = c.Read(make([]byte, 4096))
+			c.Close()
+		}
+	}()
+	return l.Addr().String()
 }
 
 // refusingPeer is a peer proxy that refuses every request unprocessed, as
@@ -958,22 +965,7 @@ func TestServerPeerRefused(t *testing.T) {
 // was sent, or without MarkUnsent, does not.
 func TestServerMarksUnsent(t *testing.T) {
 	dead := closedPort(t)
-	// An upstream that reads the request and closes without answering.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			_, _ = c.Read(make([]byte, 4096))
-			c.Close()
-		}
-	}()
+	mute := mutePeer(t)
 	for _, tt := range []struct {
 		name string
 		call Call
@@ -981,7 +973,7 @@ func TestServerMarksUnsent(t *testing.T) {
 	}{
 		{"not sent, marked", Call{Pool: poolTo(dead), MarkUnsent: true}, true},
 		{"not sent, not marked", Call{Pool: poolTo(dead)}, false},
-		{"sent, then failed", Call{Pool: poolTo(l.Addr().String()), MarkUnsent: true}, false},
+		{"sent, then failed", Call{Pool: poolTo(mute), MarkUnsent: true}, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f := startFast(t, &rerouteRouter{first: tt.call, obs: &rerouteObs{recObs: &recObs{}, decline: true, errs: make(chan error, 4)}})
