@@ -105,7 +105,8 @@ func TestUnreachableEndpointsAreSkipped(t *testing.T) {
 		})
 
 		// 100 requests over about 3 s: each mute endpoint is avoided for 1 s
-		// after it failed, then tried again.
+		// after it failed, then tried again (after 2 s, then 4 s, if it
+		// failed again).
 		out, stderr, err := f.ExecE(context.Background(), ns, client, "client", nil, "testapp", "get", "-n", "100", "-interval", "30ms",
 			"-keep-going", "-summary", "-stats", "-timeout", "5s", "-expect-body", mtls, "http://server:8080/")
 		summary, stats, _ := strings.Cut(strings.TrimSpace(out), "\n")

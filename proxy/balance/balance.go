@@ -17,8 +17,21 @@ const defaultRTT = float64(time.Millisecond)
 // FailBackoff is how long an endpoint that could not be reached is avoided
 // while another one can be picked. A refused connection fails fast, and to
 // a latency-based balancer fast looks good: without it, a dead endpoint
-// would draw the traffic.
+// would draw the traffic. Each further failure without an answer between
+// doubles it, up to MaxFailBackoff: an endpoint that stays unreachable
+// (listed, but not listening) costs a failed attempt ever more rarely.
 const FailBackoff = time.Second
+
+// MaxFailBackoff bounds the backoff of an endpoint that keeps failing.
+const MaxFailBackoff = 30 * time.Second
+
+// failBackoff is the backoff after the n-th failure in a row (n ≥ 1).
+func failBackoff(n int64) time.Duration {
+	if n > 6 { // 1 s << 5 = 32 s: past the bound already
+		return MaxFailBackoff
+	}
+	return min(FailBackoff<<(n-1), MaxFailBackoff)
+}
 
 // Endpoint carries the load statistics of one backend. It is safe for
 // concurrent use; Value is the caller's payload.
@@ -30,6 +43,8 @@ type Endpoint struct {
 	// failedUntil is the time (ns) until which the endpoint is avoided
 	// after a failed connection; 0 when it is not.
 	failedUntil atomic.Int64
+	// fails counts the failures since the last answer.
+	fails atomic.Int64
 
 	mu    sync.Mutex
 	cost  float64 // ns, peak-EWMA
@@ -75,10 +90,11 @@ func (e *Endpoint) Start() int64 {
 
 // Failed ends a request (begun with Start) that could not reach the
 // endpoint (its connection failed): not a latency sample, and the endpoint
-// is avoided for FailBackoff.
+// is avoided for FailBackoff, doubled for each failure before it since the
+// last answer (MaxFailBackoff at most).
 func (e *Endpoint) Failed() {
 	e.pending.Add(-1)
-	e.failedUntil.Store(nanotime() + int64(FailBackoff))
+	e.failedUntil.Store(nanotime() + int64(failBackoff(e.fails.Add(1))))
 }
 
 // Failing reports whether the endpoint is avoided after a failed connection.
@@ -95,6 +111,7 @@ func (e *Endpoint) Done(start int64, decay time.Duration) {
 	e.pending.Add(-1)
 	if e.failedUntil.Load() != 0 {
 		e.failedUntil.Store(0) // it answered
+		e.fails.Store(0)
 	}
 	rtt := float64(now - start)
 	e.mu.Lock()

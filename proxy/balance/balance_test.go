@@ -157,3 +157,30 @@ func TestPickAvoidsFailedEndpoint(t *testing.T) {
 		t.Error("still failing after it answered")
 	}
 }
+
+// TestFailBackoffGrows: each failure without an answer between doubles the
+// time an endpoint is avoided, up to MaxFailBackoff; an answer starts it
+// over at FailBackoff.
+func TestFailBackoffGrows(t *testing.T) {
+	e := NewEndpoint("flaky", 1)
+	backoff := func() time.Duration { return time.Duration(e.failedUntil.Load() - nanotime()) }
+	want := []time.Duration{1, 2, 4, 8, 16, 30, 30, 30}
+	for i, w := range want {
+		e.Start()
+		e.Failed()
+		if got, w := backoff(), w*time.Second; got > w || got < w-time.Second/2 {
+			t.Fatalf("after failure %d: avoided for %v, want %v", i+1, got.Round(time.Millisecond), w)
+		}
+	}
+	e.Done(e.Start(), DefaultDecay)
+	e.Start()
+	e.Failed()
+	if got := backoff(); got > FailBackoff || got < FailBackoff/2 {
+		t.Errorf("a failure after an answer: avoided for %v, want %v", got.Round(time.Millisecond), FailBackoff)
+	}
+	for n := int64(1); n < 100; n++ {
+		if b := failBackoff(n); b <= 0 || b > MaxFailBackoff {
+			t.Fatalf("failBackoff(%d) = %v, out of (0, %v]", n, b, MaxFailBackoff)
+		}
+	}
+}
