@@ -33,6 +33,13 @@ func failBackoff(n int64) time.Duration {
 	return min(FailBackoff<<(n-1), MaxFailBackoff)
 }
 
+// jittered shortens d by up to a fifth, at random: the client proxies that
+// saw an endpoint fail at the same moment do not all try it again at the
+// same moment.
+func jittered(d time.Duration) time.Duration {
+	return d - rand.N(d/5+1)
+}
+
 // Endpoint carries the load statistics of one backend. It is safe for
 // concurrent use; Value is the caller's payload.
 type Endpoint struct {
@@ -91,10 +98,10 @@ func (e *Endpoint) Start() int64 {
 // Failed ends a request (begun with Start) that could not reach the
 // endpoint (its connection failed): not a latency sample, and the endpoint
 // is avoided for FailBackoff, doubled for each failure before it since the
-// last answer (MaxFailBackoff at most).
+// last answer (MaxFailBackoff at most), less up to a fifth (jitter).
 func (e *Endpoint) Failed() {
 	e.pending.Add(-1)
-	e.failedUntil.Store(nanotime() + int64(failBackoff(e.fails.Add(1))))
+	e.failedUntil.Store(nanotime() + int64(jittered(failBackoff(e.fails.Add(1)))))
 }
 
 // Failing reports whether the endpoint is avoided after a failed connection.

@@ -159,8 +159,8 @@ func TestPickAvoidsFailedEndpoint(t *testing.T) {
 }
 
 // TestFailBackoffGrows: each failure without an answer between doubles the
-// time an endpoint is avoided, up to MaxFailBackoff; an answer starts it
-// over at FailBackoff.
+// time an endpoint is avoided (less a jitter of up to a fifth), up to
+// MaxFailBackoff; an answer starts it over at FailBackoff.
 func TestFailBackoffGrows(t *testing.T) {
 	e := NewEndpoint("flaky", 1)
 	backoff := func() time.Duration { return time.Duration(e.failedUntil.Load() - nanotime()) }
@@ -168,19 +168,31 @@ func TestFailBackoffGrows(t *testing.T) {
 	for i, w := range want {
 		e.Start()
 		e.Failed()
-		if got, w := backoff(), w*time.Second; got > w || got < w-time.Second/2 {
+		if got, w := backoff(), w*time.Second; got > w || got < w*4/5-50*time.Millisecond {
 			t.Fatalf("after failure %d: avoided for %v, want %v", i+1, got.Round(time.Millisecond), w)
 		}
 	}
 	e.Done(e.Start(), DefaultDecay)
 	e.Start()
 	e.Failed()
-	if got := backoff(); got > FailBackoff || got < FailBackoff/2 {
+	if got := backoff(); got > FailBackoff || got < FailBackoff*4/5-50*time.Millisecond {
 		t.Errorf("a failure after an answer: avoided for %v, want %v", got.Round(time.Millisecond), FailBackoff)
 	}
 	for n := int64(1); n < 100; n++ {
 		if b := failBackoff(n); b <= 0 || b > MaxFailBackoff {
 			t.Fatalf("failBackoff(%d) = %v, out of (0, %v]", n, b, MaxFailBackoff)
 		}
+	}
+	// The jitter spreads the backoffs over the last fifth of the range.
+	seen := map[time.Duration]bool{}
+	for range 100 {
+		j := jittered(FailBackoff)
+		if j > FailBackoff || j < FailBackoff*4/5 {
+			t.Fatalf("jittered(%v) = %v, out of [%v, %v]", FailBackoff, j, FailBackoff*4/5, FailBackoff)
+		}
+		seen[j] = true
+	}
+	if len(seen) < 50 {
+		t.Errorf("100 jittered backoffs took %d values: not spread", len(seen))
 	}
 }
