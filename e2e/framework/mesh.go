@@ -36,7 +36,8 @@ var installOnce struct {
 // the control plane to roll out. The local cluster keeps its state across restarts, so an
 // installation left by an earlier run (another E2E_RUN_ID) is first removed (mesh uninstall --force | kubectl
 // delete -f -): the tests always run against the control plane of this build. The control
-// plane's namespace is collected on the test's failure. The test is skipped if the CLI has no
+// plane's namespace is collected on the test's failure. Test namespaces an earlier run left are
+// deleted first. The test is skipped if the CLI has no
 // install command yet. The mesh stays installed for the following tests.
 func (f *Framework) InstallMesh(t testing.TB) {
 	t.Helper()
@@ -47,6 +48,7 @@ func (f *Framework) InstallMesh(t testing.TB) {
 	if installOnce.done {
 		return
 	}
+	f.removeEarlierNamespaces(t)
 	ctx := Context(t, 10*time.Minute)
 	if ns, err := f.Client.CoreV1().Namespaces().Get(ctx, ControlPlaneNamespace, metav1.GetOptions{}); err == nil {
 		if ns.Annotations[RunAnnotation] == f.RunID && ns.DeletionTimestamp == nil {

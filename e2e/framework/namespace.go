@@ -28,7 +28,7 @@ func (f *Framework) NewNamespace(t testing.TB, prefix string, labels map[string]
 	for k, v := range labels {
 		l[k] = v
 	}
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: l}}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: l, Annotations: map[string]string{RunAnnotation: f.RunID}}}
 	ctx := Context(t, 30*time.Second)
 	if _, err := f.Client.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("e2e: creating namespace %s: %v", name, err)
@@ -57,6 +57,33 @@ func (f *Framework) DeleteNamespace(t testing.TB, name string, wait bool) {
 		}
 		return false, err
 	})
+}
+
+// removeEarlierNamespaces deletes the test namespaces (NamespaceLabel) that another run
+// (RunAnnotation other than f.RunID, or none) left behind, and waits until they are gone. The
+// local cluster keeps its state across restarts, so a run that was interrupted leaves its
+// namespaces, and their meshed pods hold proxies of an earlier control plane that no workload
+// restarts: the tests must not meet them.
+func (f *Framework) removeEarlierNamespaces(t testing.TB) {
+	t.Helper()
+	ctx := Context(t, time.Minute)
+	l, err := f.Client.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: NamespaceLabel})
+	if err != nil {
+		t.Fatalf("e2e: listing the test namespaces: %v", err)
+	}
+	var earlier []string
+	for _, ns := range l.Items {
+		if ns.Annotations[RunAnnotation] != f.RunID {
+			earlier = append(earlier, ns.Name)
+		}
+	}
+	if len(earlier) == 0 {
+		return
+	}
+	t.Logf("e2e: removing the namespaces an earlier run left: %v", earlier)
+	for _, ns := range earlier {
+		f.DeleteNamespace(t, ns, true)
+	}
 }
 
 // CollectOnFailure registers namespaces (shared ones such as the control plane's) whose logs
