@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -232,23 +233,37 @@ func TestRefusedGRPCIsRetried(t *testing.T) {
 		// cannot refuse the call in turn, so a call fails each time the
 		// stopped endpoint is tried (then avoided for a second).
 		maxFailed int
+		// payload: a call above grpc-go's 256 KiB retry buffer is not
+		// sent again by the application's client: the client's proxy
+		// must send it to the other endpoint itself (h2's replayBody).
+		// Before it did: 2 of these 40 failed, each time the stopped
+		// endpoint was tried.
+		payload int
 	}{
 		{name: "HTTP/2 fast path"},
+		{name: "HTTP/2 fast path, 1 MiB calls", payload: 1 << 20},
 		{name: "net/http HTTP/2", env: map[string]string{"CONDUIT_PROXY_HTTP2_FAST_PATH": "false"}, maxFailed: 2},
 	} {
 		t.Run(mode.name, func(t *testing.T) {
 			client, gone := oneAppStopped(t, mode.env, mode.env)
 			out := client.OutboundAddr().String()
 			c := testgrpc.NewTestServiceClient(grpcConn(t, out))
+			payload := []byte("ping")
+			if mode.payload > 0 {
+				payload = bytes.Repeat([]byte{'p'}, mode.payload)
+			}
 			const calls = 40
 			failed := 0
 			start := time.Now()
 			for range calls {
 				ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-				_, err := c.UnaryCall(ctx, &testgrpc.SimpleRequest{Payload: &testgrpc.Payload{Body: []byte("ping")}})
+				resp, err := c.UnaryCall(ctx, &testgrpc.SimpleRequest{Payload: &testgrpc.Payload{Body: payload}})
 				cancel()
 				if err != nil {
+					t.Logf("call failed: %v", err)
 					failed++
+				} else if mode.payload > 0 && len(resp.GetPayload().GetBody()) != mode.payload {
+					t.Errorf("answer of %d bytes, want the %d sent echoed", len(resp.GetPayload().GetBody()), mode.payload)
 				}
 			}
 			elapsed := time.Since(start)

@@ -87,8 +87,10 @@ func (c *Client) pingTimeout() time.Duration {
 // arrives; the body streams. Cancelling r's context resets the stream.
 // A request the server refused unprocessed (REFUSED_STREAM, or above a
 // GOAWAY's last stream) is sent again when its body allows: once after a
-// REFUSED_STREAM, up to three times past a GOAWAY. An error marked netx.ErrUnsent says r was not sent and can be
-// sent elsewhere as it is: its body is unread, or restored.
+// REFUSED_STREAM, up to three times past a GOAWAY. A streaming body
+// allows it when no more than replayLimit of it had been read (see
+// replayBody). An error marked netx.ErrUnsent says r was not sent and can
+// be sent elsewhere as it is: its body is unread, or restored.
 func (c *Client) RoundTrip(r *http.Request) (*http.Response, error) {
 	ctx := r.Context()
 	hasBody := r.Body != nil && r.Body != http.NoBody
@@ -105,7 +107,25 @@ func (c *Client) RoundTrip(r *http.Request) (*http.Response, error) {
 			bufPool.Put(bp)
 		}
 	}()
-	replay := !hasBody || isSmall
+	// A streaming body is kept as it is read, until the response head.
+	var rb *replayBody
+	if hasBody && !isSmall {
+		rb = newReplayBody(r.Body)
+		r.Body = &rb.first
+		defer rb.commit()
+	}
+	// rewind readies r to be sent again after a refusal; false when its
+	// body cannot be.
+	rewind := func() bool {
+		if rb == nil {
+			return true
+		}
+		body, ok := rb.rewind()
+		if ok {
+			r.Body = body
+		}
+		return ok
+	}
 	for attempt := 0; ; attempt++ {
 		cc, err := c.get(ctx)
 		if err != nil {
@@ -126,14 +146,14 @@ func (c *Client) RoundTrip(r *http.Request) (*http.Response, error) {
 		if err == nil && c.Refused != nil {
 			if rerr := c.Refused(resp); rerr != nil {
 				_ = resp.Body.Close()
-				if !replay {
+				if !rewind() {
 					return nil, rerr
 				}
 				restoreBody(r, small)
 				return nil, netx.Unsent(rerr)
 			}
 		}
-		if err != nil && errors.Is(err, ErrRefused) && replay {
+		if err != nil && errors.Is(err, ErrRefused) && rewind() {
 			// Past a GOAWAY another connection may take it (three tries);
 			// a stream the server reset as refused is tried once more (a
 			// meshed peer whose application is gone refuses them all).
@@ -417,13 +437,22 @@ func (cc *clientConn) roundTrip(r *http.Request, hasBody bool, small []byte) (*h
 		if streaming {
 			_ = r.Body.Close()
 		}
+		cc.mu.Lock()
+		why := st.rerr
+		cc.mu.Unlock()
+		if why != nil && errors.Is(why, ErrRefused) {
+			// Refused while the body was going out (waiting for window):
+			// a refusal all the same, for RoundTrip to send it again.
+			return nil, why
+		}
 		cc.resetStream(st, http2.ErrCodeCancel, err)
 		return nil, fmt.Errorf("h2: write request: %w", err)
 	}
 	if done {
 		cc.endSend(st)
 	} else {
-		pool.run(func() { cc.sendBody(st, r) })
+		body := r.Body // a later attempt may give r another (replayBody)
+		pool.run(func() { cc.sendBody(st, body, r) })
 	}
 	if ctx.Done() != nil {
 		s := context.AfterFunc(ctx, func() { cc.resetStream(st, http2.ErrCodeCancel, context.Cause(ctx)) })
@@ -468,14 +497,14 @@ func prefixed(err error) error {
 	return fmt.Errorf("h2: %w", err)
 }
 
-// sendBody streams the rest of a request body, then its trailers or
+// sendBody streams the rest of r's body, then its trailers or
 // END_STREAM.
-func (cc *clientConn) sendBody(st *stream, r *http.Request) {
-	defer r.Body.Close()
+func (cc *clientConn) sendBody(st *stream, body io.ReadCloser, r *http.Request) {
+	defer body.Close()
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	w := sender{c: &cc.conn, s: st}
-	if _, err := w.copyBody(r.Body, *bp, false, 0, nil, func() http.Header { return r.Trailer }, false); err != nil {
+	if _, err := w.copyBody(body, *bp, false, 0, nil, func() http.Header { return r.Trailer }, false); err != nil {
 		cc.resetStream(st, http2.ErrCodeCancel, fmt.Errorf("h2: request body: %w", err))
 		return
 	}

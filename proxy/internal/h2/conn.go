@@ -156,6 +156,8 @@ type stream struct {
 	rtrailer *http.Header // where the reader gets them, at EOF (made on demand)
 	recvWin  int64        // receive window left to the peer
 	ack      int64        // consumed, not yet returned
+	narrow   bool         // server: the window is the protocol's initial one until the handler reads (see open)
+	grow     int64        // window to add to the next update (see open)
 	sendWin  int64
 	sentEnd  bool // END_STREAM or RST_STREAM sent
 	recvEnd  bool // END_STREAM or RST_STREAM received
@@ -526,13 +528,36 @@ func (c *conn) consumed(s *stream, n int) (ws, wc uint32) {
 	}
 	if !s.recvEnd {
 		s.ack += int64(n)
-		if s.ack >= streamWindow/4 {
-			ws = uint32(s.ack)
-			s.recvWin += s.ack
-			s.ack = 0
+		due := int64(streamWindow / 4)
+		if s.narrow || s.grow > 0 {
+			due = initialWindow / 4
+		}
+		if s.ack >= due {
+			ws = uint32(s.ack + s.grow)
+			s.recvWin += s.ack + s.grow
+			s.ack, s.grow = 0, 0
 		}
 	}
 	return ws, wc
+}
+
+// open widens a server stream's receive window from the protocol's
+// initial 65,535 bytes to streamWindow, with the next window update, once
+// its handler reads the body or closes it: it has taken the request. Until
+// then a client can have sent at most the initial window of its body, so a
+// request refused unprocessed (REFUSED_STREAM, as the inbound proxy does
+// when the application cannot be reached) cost the client no more than
+// that: few enough bytes to keep and send elsewhere (see replayBody). A
+// body that ends within the initial window, the usual case, needs no
+// update at all.
+func (s *stream) open() {
+	c := s.c
+	c.mu.Lock()
+	if s.narrow {
+		s.narrow = false
+		s.grow = streamWindow - initialWindow
+	}
+	c.mu.Unlock()
 }
 
 func (c *conn) sendWindow(id, ws, wc uint32) {

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,11 +25,16 @@ func serverFrames(t *testing.T, srv *Server, write func(fr *http2.Framer)) []htt
 	fr := http2.NewFramer(cc, cc)
 	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	got := make(chan []http2.Frame, 1)
+	var written atomic.Bool // quiet counts only once write is done (a loaded machine is slow to write)
 	go func() {
 		var fs []http2.Frame
 		defer func() { got <- fs }()
 		for {
-			_ = cc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+			quiet := 500 * time.Millisecond
+			if !written.Load() {
+				quiet = 10 * time.Second
+			}
+			_ = cc.SetReadDeadline(time.Now().Add(quiet))
 			f, err := fr.ReadFrame()
 			if err != nil {
 				return
@@ -48,6 +54,8 @@ func serverFrames(t *testing.T, srv *Server, write func(fr *http2.Framer)) []htt
 		t.Fatal(err)
 	}
 	write(fr)
+	written.Store(true)
+	_ = cc.SetReadDeadline(time.Now().Add(500 * time.Millisecond)) // the reader's pending read
 	return <-got
 }
 

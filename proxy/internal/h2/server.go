@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -85,8 +86,9 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
 	sc.onClosed = sc.streamClosed
 	sc.lock()
 	sc.werr = sc.wfr.WriteSettings(
+		// No SETTINGS_INITIAL_WINDOW_SIZE: a stream's window stays the
+		// protocol's initial one until its handler reads (stream.open).
 		http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: s.maxStreams()},
-		http2.Setting{ID: http2.SettingInitialWindowSize, Val: streamWindow},
 		http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: maxHeaderList})
 	if sc.werr == nil {
 		sc.werr = sc.wfr.WriteWindowUpdate(0, connWindow-initialWindow)
@@ -236,6 +238,7 @@ func (sc *serverConn) onHeaders(f *hblock) error {
 		return nil
 	}
 	st = sc.newStream(id)
+	st.recvWin, st.narrow = initialWindow, true
 	ctx, cancel := context.WithCancel(sc.ctx)
 	req = req.WithContext(ctx)
 	st.abort = cancel
@@ -444,9 +447,14 @@ type reqBody struct {
 	// expect: the client waits for 100 Continue before the body, sent at
 	// the handler's first read (as net/http does).
 	expect bool
+	opened atomic.Bool // the stream's window was widened (stream.open)
 }
 
 func (b *reqBody) Read(p []byte) (int, error) {
+	if !b.opened.Load() {
+		b.opened.Store(true)
+		b.st.open()
+	}
 	if b.expect {
 		b.expect = false
 		if b.st.wouldBlock() {
@@ -458,6 +466,10 @@ func (b *reqBody) Read(p []byte) (int, error) {
 	return b.st.read(p)
 }
 func (b *reqBody) Close() error {
+	if !b.opened.Load() {
+		b.opened.Store(true)
+		b.st.open()
+	}
 	b.st.closeRead(false)
 	return nil
 }
