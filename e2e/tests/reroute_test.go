@@ -64,8 +64,8 @@ spec:
 // requests must all be answered, by the one pod that serves: its proxy
 // sends each request that was not sent to another endpoint. So must those
 // of a client whose proxy sends HTTP/1.1 between proxies. Then gRPC
-// calls (bodies the proxy does not keep): one that the meshed mute pod
-// refused is refused in turn to the gRPC client, which sends it again.
+// calls of 1 MiB: one that the meshed mute pod refused goes to the serving
+// pod too.
 // The mute endpoints must have been tried, or the test proved nothing.
 func TestUnreachableEndpointsAreSkipped(t *testing.T) {
 	f := framework.New(t)
@@ -131,16 +131,17 @@ func TestUnreachableEndpointsAreSkipped(t *testing.T) {
 		t.Errorf("mute-meshed's proxy counts %v failed inbound requests, want the ones it refused", n)
 	}
 
-	// gRPC: bodies of unknown length, which the client's proxy does not
-	// keep. A call that mute-meshed's proxy refused is refused in turn to
-	// the gRPC client, which sends it again, transparently: grpc-go does so
-	// for a call it still holds whole (up to 256 KiB of messages; a larger
-	// one fails Unavailable, REFUSED_STREAM). Each run of testapp grpc
-	// makes three calls (a 64 KiB unary one, an error status, a full-duplex
-	// stream); ten runs over a few seconds.
+	// gRPC: bodies of unknown length. A call that mute-meshed's proxy
+	// refused goes to the serving pod: the client's proxy keeps what it
+	// read of the body until the answer's head, and mute-meshed's proxy let
+	// it send no more than 64 KiB before refusing. The unary calls are of
+	// 1 MiB, above grpc-go's own retry buffer (256 KiB): one refused used to
+	// fail Unavailable (REFUSED_STREAM). Each run of testapp grpc makes
+	// three calls (the unary one, an error status, a full-duplex stream);
+	// ten runs over a few seconds.
 	grpcWant := fmt.Sprintf("5 ok pod=%s client-id=%s", serving, clientID)
 	grpcRun := func(ctx context.Context) (string, error) {
-		out, stderr, err := f.ExecE(ctx, ns, "client", "client", nil, "testapp", "grpc", "-n", "5", "-unary-size", "65536", "-timeout", "20s", "server:9090")
+		out, stderr, err := f.ExecE(ctx, ns, "client", "client", nil, "testapp", "grpc", "-n", "5", "-unary-size", "1048576", "-timeout", "20s", "server:9090")
 		if err != nil {
 			return "", fmt.Errorf("testapp grpc: %w: %s %s", err, out, stderr)
 		}
