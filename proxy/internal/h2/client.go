@@ -142,7 +142,7 @@ func (c *Client) RoundTrip(r *http.Request) (*http.Response, error) {
 				return nil, fmt.Errorf("h2: read request body: %w", err)
 			}
 		}
-		resp, err := cc.roundTrip(r, hasBody, small)
+		resp, err := cc.roundTrip(r, hasBody, small, rb)
 		if err == nil && c.Refused != nil {
 			if rerr := c.Refused(resp); rerr != nil {
 				_ = resp.Body.Close()
@@ -367,13 +367,15 @@ func (c *Client) CloseIdle() {
 	}
 }
 
-// roundTrip sends r on a taken slot.
-func (cc *clientConn) roundTrip(r *http.Request, hasBody bool, small []byte) (*http.Response, error) {
+// roundTrip sends r on a taken slot; rb, when not nil, is r's body kept
+// for a refusal.
+func (cc *clientConn) roundTrip(r *http.Request, hasBody bool, small []byte, rb *replayBody) (*http.Response, error) {
 	ctx := r.Context()
 	streaming := hasBody && small == nil
 	trailer := len(r.Trailer) > 0
 	st := cc.newStream(0) // its ID and send window are set under the locks below
 	st.req = r
+	st.kept = rb
 
 	cc.lock() // stream IDs must go out in order: taken under wmu
 	cc.mu.Lock()

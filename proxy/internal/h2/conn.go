@@ -173,6 +173,7 @@ type stream struct {
 	req   *http.Request  // client: the request
 	resp  *http.Response // client: the response head, until roundTrip takes it
 	stop  func() bool    // client: stops the request context's AfterFunc; under c.mu
+	kept  *replayBody    // client: the body kept for a refusal, until the server widens the window; under c.mu
 }
 
 // newStream returns a stream's initial state; its send window is set from
@@ -742,6 +743,15 @@ func (c *conn) onWindowUpdate(f *http2.WindowUpdateFrame) error {
 		if s.sendWin > 1<<31-1 {
 			c.mu.Unlock()
 			c.resetStream(s, http2.ErrCodeFlowControl, fmt.Errorf("h2: peer overflowed the stream window"))
+			return nil
+		}
+		// The server read the body: it took the request (stream.open), so
+		// the client need not keep the body any longer.
+		if kept := s.kept; kept != nil {
+			s.kept = nil
+			c.mu.Unlock()
+			c.sendCond.Broadcast()
+			kept.commit()
 			return nil
 		}
 	}

@@ -204,3 +204,25 @@ func TestReplayBodyHandOff(t *testing.T) {
 		t.Errorf("rewind past the limit allowed (kept %d)", len(b.kept))
 	}
 }
+
+// TestStreamingBodyTakenNotReplayed: once the server has read some of the
+// body (its window update says so), the client keeps it no longer: a
+// refusal after that is not sent again, though little was read.
+func TestStreamingBodyTakenNotReplayed(t *testing.T) {
+	var calls atomic.Int32
+	addr := serveLoopback(t, &Server{Handler: rtFunc(func(r *http.Request) (*http.Response, error) {
+		calls.Add(1)
+		_, _ = io.CopyN(io.Discard, r.Body, 32<<10) // past a quarter of the window: an update goes out
+		time.Sleep(50 * time.Millisecond)           // and arrives
+		return nil, fmt.Errorf("test: %w", ErrRefuse)
+	})})
+	var read atomic.Int64
+	req, _ := streamingRequest(t, addr, 100<<10, &read) // within replayLimit: only the commit stops a replay
+	_, err := loopbackClient(addr).RoundTrip(req)
+	if !errors.Is(err, ErrRefused) || errors.Is(err, netx.ErrUnsent) {
+		t.Fatalf("err %v, want refused, not marked unsent", err)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("handler called %d times, want 1 (the body was taken)", n)
+	}
+}
