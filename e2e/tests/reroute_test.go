@@ -160,7 +160,9 @@ func TestUnreachableEndpointsAreSkipped(t *testing.T) {
 			t.Fatalf("gRPC run %d: %v", i, err)
 		}
 	}
-	if n := proxyCounter(t, f, ns, "mute-meshed", "response_total", `direction="inbound"`, `authority="server:9090"`); n < 1 {
+	n := proxyCounter(t, f, ns, "mute-meshed", "response_total", `direction="inbound"`, `authority="server:9090"`)
+	if n < 1 {
 		t.Errorf("mute-meshed's proxy counts %v gRPC requests: none was refused there, so the test proved nothing", n)
 	}
+	t.Logf("gRPC: 10 runs ok; mute-meshed's proxy refused %v calls", n)
 }
