@@ -544,7 +544,7 @@ func (c *conn) consumed(s *stream, n int) (ws, wc uint32) {
 
 // open widens a server stream's receive window from the protocol's
 // initial 65,535 bytes to streamWindow, with the next window update, once
-// its handler reads the body or closes it: it has taken the request. Until
+// its handler reads the body: it has taken the request. Until
 // then a client can have sent at most the initial window of its body, so a
 // request refused unprocessed (REFUSED_STREAM, as the inbound proxy does
 // when the application cannot be reached) cost the client no more than

@@ -466,10 +466,9 @@ func (b *reqBody) Read(p []byte) (int, error) {
 	return b.st.read(p)
 }
 func (b *reqBody) Close() error {
-	if !b.opened.Load() {
-		b.opened.Store(true)
-		b.st.open()
-	}
+	// Not stream.open: a body closed unread was not taken, and a handler
+	// may close it before it refuses the request. What still arrives is
+	// discarded and its window returned at the initial window's pace.
 	b.st.closeRead(false)
 	return nil
 }
