@@ -156,8 +156,16 @@ type stream struct {
 	rtrailer *http.Header // where the reader gets them, at EOF (made on demand)
 	recvWin  int64        // receive window left to the peer
 	ack      int64        // consumed, not yet returned
-	narrow   bool         // server: the window is the protocol's initial one until the handler reads (see open)
-	grow     int64        // window to add to the next update (see open)
+	// narrow: a server stream's window stays the protocol's initial
+	// 65,535 bytes until its handler first reads the body (it took the
+	// request); read then adds grow to the next window update. Until then
+	// a client can have sent no more of the body than that, so a request
+	// refused unprocessed (REFUSED_STREAM, as the inbound proxy does when
+	// the application cannot be reached) cost the client little to keep
+	// and send elsewhere (see replayBody). A body that ends within the
+	// initial window, the usual case, needs no update at all.
+	narrow   bool
+	grow     int64 // window to add to the next update
 	sendWin  int64
 	sentEnd  bool // END_STREAM or RST_STREAM sent
 	recvEnd  bool // END_STREAM or RST_STREAM received
@@ -471,6 +479,9 @@ func (s *stream) read(p []byte) (int, error) {
 	c := s.c
 	for {
 		c.mu.Lock()
+		if s.narrow {
+			s.narrow, s.grow = false, streamWindow-initialWindow
+		}
 		if s.roff < len(s.rbuf) {
 			n := copy(p, s.rbuf[s.roff:])
 			s.roff += n
@@ -540,25 +551,6 @@ func (c *conn) consumed(s *stream, n int) (ws, wc uint32) {
 		}
 	}
 	return ws, wc
-}
-
-// open widens a server stream's receive window from the protocol's
-// initial 65,535 bytes to streamWindow, with the next window update, once
-// its handler reads the body: it has taken the request. Until
-// then a client can have sent at most the initial window of its body, so a
-// request refused unprocessed (REFUSED_STREAM, as the inbound proxy does
-// when the application cannot be reached) cost the client no more than
-// that: few enough bytes to keep and send elsewhere (see replayBody). A
-// body that ends within the initial window, the usual case, needs no
-// update at all.
-func (s *stream) open() {
-	c := s.c
-	c.mu.Lock()
-	if s.narrow {
-		s.narrow = false
-		s.grow = streamWindow - initialWindow
-	}
-	c.mu.Unlock()
 }
 
 func (c *conn) sendWindow(id, ws, wc uint32) {
@@ -745,7 +737,7 @@ func (c *conn) onWindowUpdate(f *http2.WindowUpdateFrame) error {
 			c.resetStream(s, http2.ErrCodeFlowControl, fmt.Errorf("h2: peer overflowed the stream window"))
 			return nil
 		}
-		// The server read the body: it took the request (stream.open), so
+		// The server read the body: it took the request (stream.narrow), so
 		// the client need not keep the body any longer.
 		if kept := s.kept; kept != nil {
 			s.kept = nil

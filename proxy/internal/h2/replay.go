@@ -10,7 +10,7 @@ import (
 // as gRPC's) the client keeps until the response head arrives, to send it
 // again when the server refuses the stream unprocessed. A server of this
 // package widens a stream's window past the protocol's initial 65,535 bytes
-// only once its handler reads the body (stream.open), so a refused stream
+// only once its handler reads the body (stream.narrow), so a refused stream
 // has cost at most that much plus the one buffer the sender had read and
 // not sent yet; the limit leaves room for both. Past it the body is not
 // kept, and a refusal fails the request as it did before.

@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -87,7 +86,7 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
 	sc.lock()
 	sc.werr = sc.wfr.WriteSettings(
 		// No SETTINGS_INITIAL_WINDOW_SIZE: a stream's window stays the
-		// protocol's initial one until its handler reads (stream.open).
+		// protocol's initial one until its handler reads (stream.narrow).
 		http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: s.maxStreams()},
 		http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: maxHeaderList})
 	if sc.werr == nil {
@@ -447,14 +446,9 @@ type reqBody struct {
 	// expect: the client waits for 100 Continue before the body, sent at
 	// the handler's first read (as net/http does).
 	expect bool
-	opened atomic.Bool // the stream's window was widened (stream.open)
 }
 
 func (b *reqBody) Read(p []byte) (int, error) {
-	if !b.opened.Load() {
-		b.opened.Store(true)
-		b.st.open()
-	}
 	if b.expect {
 		b.expect = false
 		if b.st.wouldBlock() {
@@ -466,9 +460,10 @@ func (b *reqBody) Read(p []byte) (int, error) {
 	return b.st.read(p)
 }
 func (b *reqBody) Close() error {
-	// Not stream.open: a body closed unread was not taken, and a handler
-	// may close it before it refuses the request. What still arrives is
-	// discarded and its window returned at the initial window's pace.
+	// The window stays narrow: a body closed unread was not taken, and a
+	// handler may close it before it refuses the request. What still
+	// arrives is discarded and its window returned at the initial
+	// window's pace.
 	b.st.closeRead(false)
 	return nil
 }
