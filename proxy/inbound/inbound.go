@@ -424,9 +424,6 @@ func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 	start := time.Now()
 	var resp *http.Response
 	var err error
-	// The application's netx.HeaderUnsent is removed (h1's parser drops
-	// it): only this proxy says what it did not send.
-	h1Parsed := false
 	switch {
 	case !toH1 && p.o.NoH2FastPath:
 		resp, err = p.h2c.RoundTrip(r)
@@ -438,9 +435,7 @@ func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 		// Pooled HTTP/1.1 in this goroutine (http.Transport adds two); the
 		// head and a body up to 16 KiB leave in one write. Upgrades and
 		// Expect: 100-continue go through http.Transport.
-		h1Parsed = true
 		if resp, err = p.appPool(r.URL.Host).RoundTrip(r); errors.Is(err, h1.ErrUnsupported) {
-			h1Parsed = false
 			resp, err = p.viaTransport(r)
 		}
 	}
@@ -449,9 +444,9 @@ func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 		tp.Fail(err)
 		return nil, err
 	}
-	if !h1Parsed {
-		delete(resp.Header, netx.HeaderUnsent)
-	}
+	// Only this proxy says what it did not send: the application's
+	// netx.HeaderUnsent goes (h1's parser has dropped it already).
+	delete(resp.Header, netx.HeaderUnsent)
 	body := &metrics.Body{ReadCloser: resp.Body, Reg: p.o.Metrics, Key: key, Start: start, Resp: resp}
 	if tp != nil {
 		tp.Response(resp.StatusCode)
