@@ -72,6 +72,10 @@ type Head struct {
 	teTrailers bool
 }
 
+// persistent reports whether the connection stays open after this
+// message: HTTP/1.1 without Connection: close, or HTTP/1.0 keep-alive.
+func (h *Head) persistent() bool { return !h.Close && (h.Minor == 1 || h.KeepAlive) }
+
 func (h *Head) reset() {
 	h.Raw = h.Raw[:0]
 	h.text = ""

@@ -318,7 +318,7 @@ func (x *exchange) forward(call *Call) (keep bool) {
 		// The peer's proxy did not send it on: it can go elsewhere, its
 		// body still buffered on the client connection.
 		err = netx.Unsent(call.Pool.Refused(x.resp.Get("Conduit-Proxy-Error")))
-		if r := &x.resp; r.responseBody(req.IsHEAD()) == bodyNone && !r.Close && (r.Minor == 1 || r.KeepAlive) {
+		if r := &x.resp; r.responseBody(req.IsHEAD()) == bodyNone && r.persistent() {
 			call.Pool.put(u)
 		} else {
 			_ = u.c.Close()
@@ -353,7 +353,7 @@ func (x *exchange) forward(call *Call) (keep bool) {
 			err = &writeError{ferr}
 		}
 	}
-	if err == nil && mode != bodyUntilClose && !resp.Close && (resp.Minor == 1 || resp.KeepAlive) {
+	if err == nil && mode != bodyUntilClose && resp.persistent() {
 		call.Pool.put(u)
 	} else {
 		_ = u.c.Close()
