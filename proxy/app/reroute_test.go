@@ -323,27 +323,15 @@ func TestApplicationCannotForgeUnsent(t *testing.T) {
 		t.Run(mode.name, func(t *testing.T) {
 			m := newMesh(t)
 			var served atomic.Int64
-			forger := func() string {
-				var protos http.Protocols
-				protos.SetHTTP1(true)
-				protos.SetUnencryptedHTTP2(true)
-				srv := &http.Server{Protocols: &protos, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-					served.Add(1)
-					_, _ = io.Copy(io.Discard, r.Body)
-					w.Header().Set(netx.HeaderUnsent, "1")
-					w.WriteHeader(http.StatusBadGateway)
-					_, _ = io.WriteString(w, "the application's own 502")
-				})}
-				l, err := net.Listen("tcp", "127.0.0.1:0")
-				if err != nil {
-					t.Fatal(err)
-				}
-				go func() { _ = srv.Serve(l) }()
-				t.Cleanup(func() { _ = srv.Close() })
-				return l.Addr().String()
-			}
-			a := m.startProxyEnv(t, serverID, forger(), "127.0.0.1:1", mode.env, true)
-			b := m.startProxyEnv(t, serverID, forger(), "127.0.0.1:1", mode.env, true)
+			forger := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				served.Add(1)
+				_, _ = io.Copy(io.Discard, r.Body)
+				w.Header().Set(netx.HeaderUnsent, "1")
+				w.WriteHeader(http.StatusBadGateway)
+				_, _ = io.WriteString(w, "the application's own 502")
+			})
+			a := m.startProxyEnv(t, serverID, startHandler(t, forger), "127.0.0.1:1", mode.env, true)
+			b := m.startProxyEnv(t, serverID, startHandler(t, forger), "127.0.0.1:1", mode.env, true)
 			m.mu.Lock()
 			m.endpoints["web.test.svc.cluster.local:80"] = []*destinationv1.WeightedAddr{
 				meshedAddr(a.InboundAddr().String(), serverID), meshedAddr(b.InboundAddr().String(), serverID)}
