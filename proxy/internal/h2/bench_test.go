@@ -48,7 +48,12 @@ func serveLoopback(tb testing.TB, srv *Server) string {
 // benchPair starts a Server with h on loopback and returns a Client to it.
 func benchPair(tb testing.TB, h http.RoundTripper) *Client {
 	tb.Helper()
-	addr := serveLoopback(tb, &Server{Handler: h})
+	return clientTo(tb, serveLoopback(tb, &Server{Handler: h}))
+}
+
+// clientTo returns a Client that dials addr, its idle connections closed
+// when the test ends.
+func clientTo(tb testing.TB, addr string) *Client {
 	cl := &Client{Dial: func(ctx context.Context) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "tcp", addr)

@@ -109,10 +109,7 @@ func TestClientContentLength(t *testing.T) {
 					}
 				}
 			}()
-			cl := &Client{Dial: func(ctx context.Context) (net.Conn, error) {
-				return (&net.Dialer{}).DialContext(ctx, "tcp", ln.Addr().String())
-			}}
-			defer cl.CloseIdle()
+			cl := clientTo(t, ln.Addr().String())
 			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 			defer cancel()
 			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://x/", nil)

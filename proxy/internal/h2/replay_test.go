@@ -22,7 +22,7 @@ import (
 // streamingRequest is a POST whose body, size bytes of a pattern, comes
 // through a pipe (unknown length, as gRPC's); read counts what the client
 // took of it.
-func streamingRequest(t *testing.T, addr string, size int, read *atomic.Int64) (*http.Request, []byte) {
+func streamingRequest(t *testing.T, size int, read *atomic.Int64) (*http.Request, []byte) {
 	t.Helper()
 	body := bytes.Repeat([]byte("0123456789abcdef"), size/16)
 	pr, pw := io.Pipe()
@@ -34,7 +34,7 @@ func streamingRequest(t *testing.T, addr string, size int, read *atomic.Int64) (
 		}
 		pw.Close()
 	}()
-	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/", countingReader{pr, read})
+	req, _ := http.NewRequest(http.MethodPost, "http://svc/", countingReader{pr, read})
 	req.ContentLength = -1
 	return req, body
 }
@@ -48,10 +48,6 @@ func (c countingReader) Read(p []byte) (int, error) {
 	n, err := c.ReadCloser.Read(p)
 	c.n.Add(int64(n))
 	return n, err
-}
-
-func loopbackClient(addr string) *Client {
-	return &Client{Dial: func(ctx context.Context) (net.Conn, error) { return (&net.Dialer{}).DialContext(ctx, "tcp", addr) }}
 }
 
 // digestHandler answers the SHA-256 and length of the request body.
@@ -74,16 +70,16 @@ func digestBody(r *http.Request) (*http.Response, error) {
 // and failed the request.
 func TestStreamingBodyReplayedAfterRefusal(t *testing.T) {
 	var calls atomic.Int32
-	addr := serveLoopback(t, &Server{Handler: rtFunc(func(r *http.Request) (*http.Response, error) {
+	cl := benchPair(t, rtFunc(func(r *http.Request) (*http.Response, error) {
 		if calls.Add(1) == 1 {
 			time.Sleep(50 * time.Millisecond) // the client sends what the window allows
 			return nil, fmt.Errorf("inbound: connect to the application: %w", ErrRefuse)
 		}
 		return digestBody(r)
-	})})
+	}))
 	var read atomic.Int64
-	req, body := streamingRequest(t, addr, 1<<20, &read)
-	resp, err := loopbackClient(addr).RoundTrip(req)
+	req, body := streamingRequest(t, 1<<20, &read)
+	resp, err := cl.RoundTrip(req)
 	if err != nil {
 		t.Fatalf("RoundTrip: %v, want the refused request sent again", err)
 	}
@@ -102,19 +98,19 @@ func TestStreamingBodyReplayedAfterRefusal(t *testing.T) {
 // the window widens and the rest flows.
 func TestServerWindowOpensOnRead(t *testing.T) {
 	release := make(chan struct{})
-	addr := serveLoopback(t, &Server{Handler: rtFunc(func(r *http.Request) (*http.Response, error) {
+	cl := benchPair(t, rtFunc(func(r *http.Request) (*http.Response, error) {
 		<-release
 		return digestBody(r)
-	})})
+	}))
 	var read atomic.Int64
-	req, body := streamingRequest(t, addr, 1<<20, &read)
+	req, body := streamingRequest(t, 1<<20, &read)
 	type result struct {
 		resp *http.Response
 		err  error
 	}
 	done := make(chan result, 1)
 	go func() {
-		resp, err := loopbackClient(addr).RoundTrip(req)
+		resp, err := cl.RoundTrip(req)
 		done <- result{resp, err}
 	}()
 	time.Sleep(200 * time.Millisecond)
@@ -180,10 +176,10 @@ func TestStreamingBodyPastLimitNotReplayed(t *testing.T) {
 		}
 	}()
 	var read atomic.Int64
-	req, _ := streamingRequest(t, l.Addr().String(), 1<<20, &read)
+	req, _ := streamingRequest(t, 1<<20, &read)
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
-	_, err = loopbackClient(l.Addr().String()).RoundTrip(req.WithContext(ctx))
+	_, err = clientTo(t, l.Addr().String()).RoundTrip(req.WithContext(ctx))
 	if !errors.Is(err, ErrRefused) || errors.Is(err, netx.ErrUnsent) {
 		t.Fatalf("err %v, want refused, not marked unsent", err)
 	}
@@ -248,15 +244,15 @@ func TestReplayBodyHandOff(t *testing.T) {
 // refusal after that is not sent again, though little was read.
 func TestStreamingBodyTakenNotReplayed(t *testing.T) {
 	var calls atomic.Int32
-	addr := serveLoopback(t, &Server{Handler: rtFunc(func(r *http.Request) (*http.Response, error) {
+	cl := benchPair(t, rtFunc(func(r *http.Request) (*http.Response, error) {
 		calls.Add(1)
 		_, _ = io.CopyN(io.Discard, r.Body, 32<<10) // past a quarter of the window: an update goes out
 		time.Sleep(50 * time.Millisecond)           // and arrives
 		return nil, fmt.Errorf("test: %w", ErrRefuse)
-	})})
+	}))
 	var read atomic.Int64
-	req, _ := streamingRequest(t, addr, 100<<10, &read) // within replayLimit: only the commit stops a replay
-	_, err := loopbackClient(addr).RoundTrip(req)
+	req, _ := streamingRequest(t, 100<<10, &read) // within replayLimit: only the commit stops a replay
+	_, err := cl.RoundTrip(req)
 	if !errors.Is(err, ErrRefused) || errors.Is(err, netx.ErrUnsent) {
 		t.Fatalf("err %v, want refused, not marked unsent", err)
 	}

@@ -184,7 +184,7 @@ func TestServerRefuse(t *testing.T) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		return nil, fmt.Errorf("inbound: connect to the application: %w", ErrRefuse)
 	})})
-	cl := &Client{Dial: func(ctx context.Context) (net.Conn, error) { return (&net.Dialer{}).DialContext(ctx, "tcp", addr) }}
+	cl := clientTo(t, addr)
 	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/", strings.NewReader("payload"))
 	_, err := cl.RoundTrip(req)
 	if !errors.Is(err, netx.ErrUnsent) || !errors.Is(err, ErrRefused) {
@@ -200,7 +200,7 @@ func TestServerRefuse(t *testing.T) {
 	addr = serveLoopback(t, &Server{Handler: rtFunc(func(*http.Request) (*http.Response, error) {
 		return nil, errors.New("upstream broke")
 	})})
-	cl2 := &Client{Dial: func(ctx context.Context) (net.Conn, error) { return (&net.Dialer{}).DialContext(ctx, "tcp", addr) }}
+	cl2 := clientTo(t, addr)
 	req, _ = http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
 	resp, err := cl2.RoundTrip(req)
 	if err != nil || resp.StatusCode != http.StatusBadGateway || resp.Header.Get("Conduit-Proxy-Error") != "upstream broke" {
