@@ -55,14 +55,15 @@ spec:
 
 // sleeperPod is the manifest of a pod named name (labelled app=name) whose
 // one container, also name, idles: a client to run testapp commands in.
-func sleeperPod(name, image string) string {
+// annotations ("key: value") go on the pod.
+func sleeperPod(name, image string, annotations ...string) string {
 	return fmt.Sprintf(`apiVersion: v1
 kind: Pod
-metadata: {name: %[1]s, labels: {app: %[1]s}}
+metadata: {name: %[1]s, labels: {app: %[1]s}, annotations: {%[3]s}}
 spec:
   terminationGracePeriodSeconds: 1
   containers: [{name: %[1]s, image: %[2]s, imagePullPolicy: IfNotPresent, args: [sleep]}]
-`, name, image)
+`, name, image, strings.Join(annotations, ", "))
 }
 
 // manifests joins manifests into one YAML stream.

@@ -45,16 +45,7 @@ spec:
 		mute("mute-meshed", ""),
 		mute("mute-unmeshed", "conduit.dev/inject: disabled"),
 		sleeperPod("client", image),
-		fmt.Sprintf(`apiVersion: v1
-kind: Pod
-metadata:
-  name: client-http1
-  labels: {app: client-http1}
-  annotations: {config.conduit.dev/proxy-http1-transport: http1}
-spec:
-  terminationGracePeriodSeconds: 1
-  containers: [{name: client, image: %s, imagePullPolicy: IfNotPresent, args: [sleep]}]
-`, image))
+		sleeperPod("client-http1", image, "config.conduit.dev/proxy-http1-transport: http1"))
 }
 
 // TestUnreachableEndpointsAreSkipped: of a Service's three ready
@@ -97,7 +88,7 @@ func TestUnreachableEndpointsAreSkipped(t *testing.T) {
 		// the original destination (the ClusterIP, any pod): wait for an
 		// answer that came through both proxies with mTLS.
 		f.WaitFor(t, client+": an answer through both proxies", 2*time.Minute, func(ctx context.Context) (bool, error) {
-			out, stderr, err := f.ExecE(ctx, ns, client, "client", nil, "testapp", "get", "-timeout", "5s", "-expect-body", mtls, "http://server:8080/")
+			out, stderr, err := f.ExecE(ctx, ns, client, client, nil, "testapp", "get", "-timeout", "5s", "-expect-body", mtls, "http://server:8080/")
 			if err != nil {
 				return false, fmt.Errorf("%w: %s %s", err, out, stderr)
 			}
@@ -107,7 +98,7 @@ func TestUnreachableEndpointsAreSkipped(t *testing.T) {
 		// 100 requests over about 3 s: each mute endpoint is avoided for 1 s
 		// after it failed, then tried again (after 2 s, then 4 s, if it
 		// failed again).
-		out, stderr, err := f.ExecE(context.Background(), ns, client, "client", nil, "testapp", "get", "-n", "100", "-interval", "30ms",
+		out, stderr, err := f.ExecE(context.Background(), ns, client, client, nil, "testapp", "get", "-n", "100", "-interval", "30ms",
 			"-keep-going", "-summary", "-stats", "-timeout", "5s", "-expect-body", mtls, "http://server:8080/")
 		summary, stats, _ := strings.Cut(strings.TrimSpace(out), "\n")
 		t.Logf("%s, 100 requests: %s\n%s", client, summary, stats)
