@@ -723,6 +723,7 @@ func (c *conn) onSettings(f *http2.SettingsFrame, apply func(http2.Setting)) err
 
 // onWindowUpdate grows a send window.
 func (c *conn) onWindowUpdate(f *http2.WindowUpdateFrame) error {
+	var kept *replayBody
 	c.mu.Lock()
 	if f.StreamID == 0 {
 		c.sendConn += int64(f.Increment)
@@ -739,16 +740,13 @@ func (c *conn) onWindowUpdate(f *http2.WindowUpdateFrame) error {
 		}
 		// The server read the body: it took the request (stream.narrow), so
 		// the client need not keep the body any longer.
-		if kept := s.kept; kept != nil {
-			s.kept = nil
-			c.mu.Unlock()
-			c.sendCond.Broadcast()
-			kept.commit()
-			return nil
-		}
+		kept, s.kept = s.kept, nil
 	}
 	c.mu.Unlock()
 	c.sendCond.Broadcast()
+	if kept != nil {
+		kept.commit()
+	}
 	return nil
 }
 
