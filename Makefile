@@ -7,7 +7,11 @@ SHELL := /bin/bash
 CONDUIT_CACHE ?= /var/tmp/conduit
 TOOLS         := $(CONDUIT_CACHE)/tools
 export PATH   := $(TOOLS):$(PATH)
-export GOFLAGS := -buildvcs=false
+# grpcnotrace drops grpc-go's golang.org/x/net/trace, whose html/template keeps every exported method of every
+# reachable type in the binary (the linker cannot prune methods once text/template is linked): 2 MB of the proxy's
+# 14 MB, and of its idle RSS. Tests, lint and builds all use it, so what is tested is what ships.
+GO_TAGS       := grpcnotrace
+export GOFLAGS := -buildvcs=false -tags=$(GO_TAGS)
 
 # Pinned tool versions (built from the Go module proxy by `make deps`).
 PROTOC_GEN_GO_VERSION      := v1.36.11
