@@ -53,6 +53,12 @@ type Options struct {
 	// /metrics, so that the caller can register its own collectors on it
 	// (e.g. the extension hooks'); a new registry by default.
 	Registry *prometheus.Registry
+	// Terminating, if set, is closed when the replica starts to terminate,
+	// before ctx ends (the shutdown delay lies between): from then on the
+	// webhook still answers, but closes each connection after its answer
+	// (HTTP/2: GOAWAY), so that the API server reconnects, through the
+	// Service, to a replica that stays. See DefaultShutdownDelay.
+	Terminating <-chan struct{}
 }
 
 // Run serves the webhook until ctx is cancelled, then drains.
@@ -226,6 +232,16 @@ func Run(ctx context.Context, client kubernetes.Interface, opts Options, log *sl
 	if err != nil {
 		_ = ln.Close()
 		return fmt.Errorf("injector: listen %s: %w", opts.AdminAddr, err)
+	}
+	if opts.Terminating != nil {
+		go func() {
+			select {
+			case <-opts.Terminating:
+				log.Info("terminating: closing the webhook's connections after their answers")
+				srv.SetKeepAlivesEnabled(false)
+			case <-ctx.Done():
+			}
+		}()
 	}
 	errc := make(chan error, 2)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()

@@ -13,4 +13,12 @@ import "time"
 // failurePolicy Ignore every pod created then is admitted without a proxy.
 // That is what a rolling restart of the injector (mesh upgrade, mesh identity
 // rotate-anchors) followed by pod creations hit.
+//
+// The Service's rules only steer new connections: the API server keeps its
+// open connection to this replica, and a connection closed at the end of the
+// delay races the API server's next call on it ("write: broken pipe", the
+// call fails open). So during the delay the webhook closes each connection
+// once it has answered on it (Options.Terminating): Connection: close on
+// HTTP/1.1, GOAWAY on HTTP/2, after which the API server's next call opens a
+// new connection, to a replica that stays.
 const DefaultShutdownDelay = 5 * time.Second

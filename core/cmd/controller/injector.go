@@ -49,8 +49,11 @@ Conduit proxy and proxy-init to pods annotated conduit.dev/inject: enabled
 			// Keep serving (webhook, informers, extension hooks) for the
 			// delay after SIGTERM, while kube-proxy's rules still send the
 			// API server's calls here: see injector.DefaultShutdownDelay.
+			terminating := make(chan struct{})
+			opts.Terminating = terminating
 			ctx, stop := procutil.DelayCancel(signal, shutdownDelay, func() {
 				log.Info("terminating: serving for the shutdown delay while the Service drops this replica", "delay", shutdownDelay.String())
+				close(terminating)
 			})
 			defer stop()
 			var cfg *rest.Config
