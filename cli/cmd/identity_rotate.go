@@ -113,9 +113,11 @@ type rotation struct {
 	issuerCertPEM []byte
 	issuerKeyPEM  []byte
 
-	// waitRollouts waits for restarted workloads and sleep waits (both replaced in tests).
-	waitRollouts func(ctx context.Context, ws []workloadRef) error
-	sleep        func(ctx context.Context, d time.Duration) error
+	// waitRollouts waits for restarted workloads, waitTerminated for their
+	// old pods to exit, and sleep waits (all replaced in tests).
+	waitRollouts   func(ctx context.Context, ws []workloadRef) error
+	waitTerminated func(ctx context.Context, ws []workloadRef) error
+	sleep          func(ctx context.Context, d time.Duration) error
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
@@ -134,6 +136,9 @@ func newRotation(f rotateFlags, k *Kube, ns string, out io.Writer) (*rotation, e
 	r := &rotation{k: k, ns: ns, out: out, restart: f.restart, timeout: f.timeout, poll: 2 * time.Second, now: time.Now, sleep: sleepCtx}
 	r.waitRollouts = func(ctx context.Context, ws []workloadRef) error {
 		return waitRollouts(ctx, r.k, ws, r.poll, r.timeout, func(s string) { r.printf("    %s\n", s) })
+	}
+	r.waitTerminated = func(ctx context.Context, ws []workloadRef) error {
+		return waitTerminated(ctx, r.k, ws, r.poll, r.timeout, func(s string) { r.printf("    %s\n", s) })
 	}
 	var err error
 	if f.generateDir != "" {
@@ -788,7 +793,7 @@ func (r *rotation) restartStale(ctx context.Context, why string, since time.Time
 			}
 		}
 	}
-	for _, group := range [][]workloadRef{cp, dp} {
+	for i, group := range [][]workloadRef{cp, dp} {
 		if len(group) == 0 {
 			continue
 		}
@@ -800,6 +805,15 @@ func (r *rotation) restartStale(ctx context.Context, why string, since time.Time
 		}
 		if err := r.waitRollouts(ctx, group); err != nil {
 			return err
+		}
+		// The data plane's new pods wait until the control plane's old ones
+		// have exited: until then the API server may still call the old
+		// injector on the connection it holds, and a pod admitted while
+		// that connection closes would come back without a proxy.
+		if i == 0 && len(dp) > 0 {
+			if err := r.waitTerminated(ctx, group); err != nil {
+				return err
+			}
 		}
 		out, err := r.unmeshed(ctx, group)
 		if err != nil {

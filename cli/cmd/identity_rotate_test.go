@@ -193,8 +193,23 @@ func TestRotateAnchors(t *testing.T) {
 	var out bytes.Buffer
 	r := c.rotation(t, &out, true)
 	ctx := context.Background()
+	// The data plane restarts only once the control plane's old pods have exited.
+	waits := 0
+	r.waitTerminated = func(ctx context.Context, ws []workloadRef) error {
+		waits++
+		if len(ws) != 1 || ws[0] != (workloadRef{"Deployment", "conduit", "conduit-identity"}) {
+			t.Errorf("waited for the old pods of %v, want the control plane's only", ws)
+		}
+		if strings.Contains(out.String()[strings.LastIndex(out.String(), "Step "):], "restarted deployment/web") {
+			t.Error("the data plane restarted before the control plane's old pods exited")
+		}
+		return nil
+	}
 	if err := r.run(ctx, 1, rotateSteps); err != nil {
 		t.Fatalf("%v\noutput:\n%s", err, out.String())
+	}
+	if waits != 3 {
+		t.Errorf("waited for the control plane's old pods %d times, want 3 (steps 2, 4 and 6)", waits)
 	}
 	if got := c.bundle(t); len(got) != 1 || got[0] != "root.b" {
 		t.Errorf("final bundle %v, want [root.b]", got)

@@ -178,3 +178,63 @@ func waitRollouts(ctx context.Context, k *Kube, ws []workloadRef, poll, timeout 
 		}
 	}
 }
+
+// terminatingPods returns the pods of the workloads ws that are terminating,
+// as namespace/name, sorted.
+func terminatingPods(ctx context.Context, k *Kube, ws []workloadRef) ([]string, error) {
+	var out []string
+	seen := map[string]bool{}
+	for _, w := range ws {
+		if seen[w.Namespace] {
+			continue
+		}
+		seen[w.Namespace] = true
+		l, err := k.Client.CoreV1().Pods(w.Namespace).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("list pods in %s: %w", w.Namespace, err)
+		}
+		for i := range l.Items {
+			p := &l.Items[i]
+			if p.DeletionTimestamp == nil {
+				continue
+			}
+			owner, ok, err := ownerWorkload(ctx, k, p)
+			if err != nil {
+				return nil, err
+			}
+			if ok && slices.Contains(ws, owner) {
+				out = append(out, p.Namespace+"/"+p.Name)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// waitTerminated polls until no pod of the workloads ws is terminating or
+// timeout passes. A rollout is complete while its old pods still run out
+// their termination: the injector's, for one, keeps answering the API
+// server on its open connections for its shutdown delay.
+func waitTerminated(ctx context.Context, k *Kube, ws []workloadRef, poll, timeout time.Duration, progress func(string)) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	told := false
+	for {
+		left, err := terminatingPods(ctx, k, ws)
+		if err != nil {
+			return err
+		}
+		if len(left) == 0 {
+			return nil
+		}
+		if !told {
+			progress(fmt.Sprintf("waiting for the old pods to exit: %s", strings.Join(left, ", ")))
+			told = true
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("old pods still terminating after %s: %s", timeout, strings.Join(left, ", "))
+		case <-time.After(poll):
+		}
+	}
+}

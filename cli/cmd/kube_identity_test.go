@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -94,5 +95,49 @@ func TestOwnerWorkload(t *testing.T) {
 				t.Fatalf("ownerWorkload = %+v, %v, %v; want %+v, %v", got, ok, err, tt.want, tt.ok)
 			}
 		})
+	}
+}
+
+// TestWaitTerminated: it waits for the terminating pods of the given
+// workloads only, and names them when they outlast the timeout.
+func TestWaitTerminated(t *testing.T) {
+	now := metav1.Now()
+	rs := func(name, deploy string) *appsv1.ReplicaSet {
+		return &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "conduit", OwnerReferences: []metav1.OwnerReference{ctrlRef("Deployment", deploy)}}}
+	}
+	pod := func(name, rs string, terminating bool) *corev1.Pod {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "conduit", OwnerReferences: []metav1.OwnerReference{ctrlRef("ReplicaSet", rs)}}}
+		if terminating {
+			p.DeletionTimestamp = &now
+			p.Finalizers = []string{"test"} // a terminating object keeps a finalizer
+		}
+		return p
+	}
+	k, cs := fakeKube(false,
+		rs("injector-old", "conduit-injector"), rs("injector-new", "conduit-injector"), rs("other-old", "other"),
+		pod("injector-old-1", "injector-old", true), pod("injector-new-1", "injector-new", false), pod("other-old-1", "other-old", true))
+	ws := []workloadRef{{"Deployment", "conduit", "conduit-injector"}}
+	ctx := context.Background()
+
+	var told []string
+	progress := func(s string) { told = append(told, s) }
+	err := waitTerminated(ctx, k, ws, 5*time.Millisecond, 50*time.Millisecond, progress)
+	if err == nil || !strings.Contains(err.Error(), "conduit/injector-old-1") || strings.Contains(err.Error(), "other-old-1") {
+		t.Fatalf("waitTerminated with an old pod left = %v, want an error naming conduit/injector-old-1 only", err)
+	}
+	if len(told) != 1 || !strings.Contains(told[0], "waiting for the old pods to exit: conduit/injector-old-1") {
+		t.Errorf("progress = %q, want one line naming the old pod", told)
+	}
+
+	go func() {
+		time.Sleep(30 * time.Millisecond)
+		_ = cs.CoreV1().Pods("conduit").Delete(ctx, "injector-old-1", metav1.DeleteOptions{})
+	}()
+	start := time.Now()
+	if err := waitTerminated(ctx, k, ws, 5*time.Millisecond, 10*time.Second, func(string) {}); err != nil {
+		t.Fatalf("waitTerminated once the old pod exited: %v", err)
+	}
+	if d := time.Since(start); d < 25*time.Millisecond {
+		t.Errorf("waitTerminated returned after %s, before the old pod exited", d)
 	}
 }
