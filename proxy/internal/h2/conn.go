@@ -148,9 +148,7 @@ type stream struct {
 	id uint32
 
 	// Under c.mu.
-	rbuf     []byte  // received DATA not read yet, from roff
-	rbufp    *[]byte // pooled backing array of rbuf, until the reader is done (see dropRbuf)
-	roff     int
+	rq       recvBuf      // received DATA not read yet
 	rerr     error        // io.EOF after END_STREAM, or why the stream ended
 	trailer  http.Header  // trailing HEADERS received
 	rtrailer *http.Header // where the reader gets them, at EOF (made on demand)
@@ -419,20 +417,9 @@ func (c *conn) resetStream(s *stream, code http2.ErrCode, why error) {
 	c.closed(done)
 }
 
-// rbufs lend streams the buffer their received DATA waits in: most bodies
-// are small and read soon after they arrive.
-var rbufs = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
-
-// dropRbuf forgets the stream's unread data and returns its buffer to the
-// pool; DATA that still arrives takes another. c.mu is held.
-func (s *stream) dropRbuf() {
-	if s.rbufp != nil {
-		*s.rbufp = (*s.rbufp)[:0]
-		rbufs.Put(s.rbufp)
-		s.rbufp = nil
-	}
-	s.rbuf, s.roff = nil, 0
-}
+// dropRbuf forgets the stream's unread data and returns its buffers to
+// their pools; DATA that still arrives takes others. c.mu is held.
+func (s *stream) dropRbuf() { s.rq.drop() }
 
 // endRecv ends the receive half with err (io.EOF for END_STREAM); data not
 // read yet stays readable only after a clean end. c.mu is held.
@@ -446,7 +433,7 @@ func (s *stream) endRecv(err error) {
 	}
 	if err != io.EOF {
 		// Unread data is dropped: return it to the connection window.
-		s.c.ackConn += int64(len(s.rbuf) - s.roff)
+		s.c.ackConn += int64(s.rq.n)
 		s.dropRbuf()
 	}
 	s.notify()
@@ -482,14 +469,10 @@ func (s *stream) read(p []byte) (int, error) {
 		if s.narrow {
 			s.narrow, s.grow = false, streamWindow-initialWindow
 		}
-		if s.roff < len(s.rbuf) {
-			n := copy(p, s.rbuf[s.roff:])
-			s.roff += n
-			if s.roff == len(s.rbuf) {
-				s.rbuf, s.roff = s.rbuf[:0], 0
-			}
+		if s.rq.n > 0 {
+			n := s.rq.read(p)
 			var err error
-			if s.roff == 0 && s.rerr == io.EOF {
+			if s.rq.n == 0 && s.rerr == io.EOF {
 				err = io.EOF
 				s.giveTrailer()
 				s.dropRbuf()
@@ -572,8 +555,8 @@ func (s *stream) closeRead(cancel bool) {
 	open := !s.recvEnd || !s.sentEnd
 	if !cancel || !open {
 		s.discard = true
-		c.ackConn += int64(len(s.rbuf) - s.roff)
-		s.ack += int64(len(s.rbuf) - s.roff)
+		c.ackConn += int64(s.rq.n)
+		s.ack += int64(s.rq.n)
 		s.dropRbuf()
 		ws, wc := c.consumed(s, 0)
 		c.mu.Unlock()
@@ -636,11 +619,7 @@ func (c *conn) onData(f *http2.DataFrame) error {
 	} else {
 		c.ackConn += n - int64(len(data)) // padding is consumed at once
 		s.ack += n - int64(len(data))
-		if s.rbuf == nil && s.rbufp == nil && len(data) > 0 {
-			s.rbufp = rbufs.Get().(*[]byte)
-			s.rbuf = *s.rbufp
-		}
-		s.rbuf = append(s.rbuf, data...)
+		s.rq.write(data)
 	}
 	var done *stream
 	if f.StreamEnded() {

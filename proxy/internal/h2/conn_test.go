@@ -5,7 +5,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"testing"
+	"time"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -104,5 +106,64 @@ func TestSenderTakesTurns(t *testing.T) {
 	}
 	if got := nc.out.Len(); got < 1<<20 {
 		t.Errorf("wrote %d bytes, want the 1 MiB body and its frame headers", got)
+	}
+}
+
+// raceEnabled is set when the tests run under the race detector.
+var raceEnabled bool
+
+// zeros reads as an endless run of zero bytes.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// laggard reads from r, pausing for a millisecond every 64 KiB: a reader
+// slower than loopback, which the window keeps fed.
+type laggard struct {
+	r io.Reader
+	n int
+}
+
+func (l *laggard) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	if l.n += n; l.n >= 64<<10 {
+		l.n = 0
+		time.Sleep(time.Millisecond)
+	}
+	return n, err
+}
+
+// TestLongBodyMemoryBounded: a body far longer than the stream window,
+// read in small pieces by a reader that never quite catches up, costs the
+// receiver about a window of memory, not the body's length: the space already
+// read is reused before the buffer grows.
+func TestLongBodyMemoryBounded(t *testing.T) {
+	if raceEnabled {
+		t.Skip("under the race detector sync.Pool drops buffers at random")
+	}
+	const size = 64 << 20
+	cl := benchPair(t, rtFunc(func(r *http.Request) (*http.Response, error) {
+		return &http.Response{StatusCode: 200, Header: http.Header{}, Body: io.NopCloser(io.LimitReader(zeros{}, size)), ContentLength: -1}, nil
+	}))
+	req, _ := http.NewRequest("GET", "http://svc/big", nil)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	resp, err := cl.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.CopyBuffer(io.Discard, &laggard{r: resp.Body}, make([]byte, 1<<10))
+	resp.Body.Close()
+	runtime.ReadMemStats(&after)
+	if err != nil || n != size {
+		t.Fatalf("read %d bytes (%v), want %d", n, err, size)
+	}
+	// Client and server in this process; a buffer that grew with the body
+	// would have allocated more than twice its length.
+	alloc := after.TotalAlloc - before.TotalAlloc
+	t.Logf("a %d MiB body read slowly allocated %.1f MiB", size>>20, float64(alloc)/(1<<20))
+	if alloc > 4*streamWindow {
+		t.Errorf("a %d MiB body allocated %d MiB, want at most %d MiB (four stream windows)", size>>20, alloc>>20, 4*streamWindow>>20)
 	}
 }

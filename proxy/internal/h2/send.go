@@ -23,7 +23,7 @@ func (b *respBody) WouldBlock() bool { return b.st.wouldBlock() }
 func (s *stream) wouldBlock() bool {
 	s.c.mu.Lock()
 	defer s.c.mu.Unlock()
-	return s.roff == len(s.rbuf) && s.rerr == nil
+	return s.rq.n == 0 && s.rerr == nil
 }
 
 func mayBlock(body io.Reader) bool {
