@@ -689,36 +689,13 @@ func (r *rotation) meshedPods(ctx context.Context) ([]corev1.Pod, error) {
 
 // unmeshed lists the running pods of the workloads ws that have no proxy.
 func (r *rotation) unmeshed(ctx context.Context, ws []workloadRef) ([]string, error) {
-	var out []string
-	done := map[string]bool{}
-	for _, w := range ws {
-		if done[w.Namespace] {
-			continue
+	return workloadPods(ctx, r.k, ws, func(p *corev1.Pod) bool {
+		if p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			return false
 		}
-		done[w.Namespace] = true
-		l, err := r.k.Client.CoreV1().Pods(w.Namespace).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return nil, fmt.Errorf("list pods in %s: %w", w.Namespace, err)
-		}
-		for i := range l.Items {
-			p := &l.Items[i]
-			if p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
-				continue
-			}
-			if _, _, meshed := proxyAnchors(p); meshed {
-				continue
-			}
-			owner, ok, err := ownerWorkload(ctx, r.k, p)
-			if err != nil {
-				return nil, err
-			}
-			if ok && slices.Contains(ws, owner) {
-				out = append(out, p.Namespace+"/"+p.Name)
-			}
-		}
-	}
-	slices.Sort(out)
-	return out, nil
+		_, _, meshed := proxyAnchors(p)
+		return !meshed
+	})
 }
 
 // restartStale restarts the workloads of the meshed pods for which stale

@@ -179,9 +179,9 @@ func waitRollouts(ctx context.Context, k *Kube, ws []workloadRef, poll, timeout 
 	}
 }
 
-// terminatingPods returns the pods of the workloads ws that are terminating,
+// workloadPods returns the pods of the workloads ws for which keep holds,
 // as namespace/name, sorted.
-func terminatingPods(ctx context.Context, k *Kube, ws []workloadRef) ([]string, error) {
+func workloadPods(ctx context.Context, k *Kube, ws []workloadRef, keep func(*corev1.Pod) bool) ([]string, error) {
 	var out []string
 	seen := map[string]bool{}
 	for _, w := range ws {
@@ -195,7 +195,7 @@ func terminatingPods(ctx context.Context, k *Kube, ws []workloadRef) ([]string, 
 		}
 		for i := range l.Items {
 			p := &l.Items[i]
-			if p.DeletionTimestamp == nil {
+			if !keep(p) {
 				continue
 			}
 			owner, ok, err := ownerWorkload(ctx, k, p)
@@ -211,6 +211,9 @@ func terminatingPods(ctx context.Context, k *Kube, ws []workloadRef) ([]string, 
 	return out, nil
 }
 
+// terminating holds for a pod being deleted.
+func terminating(p *corev1.Pod) bool { return p.DeletionTimestamp != nil }
+
 // waitTerminated polls until no pod of the workloads ws is terminating or
 // timeout passes. A rollout is complete while its old pods still run out
 // their termination: the injector's, for one, keeps answering the API
@@ -220,7 +223,7 @@ func waitTerminated(ctx context.Context, k *Kube, ws []workloadRef, poll, timeou
 	defer cancel()
 	told := false
 	for {
-		left, err := terminatingPods(ctx, k, ws)
+		left, err := workloadPods(ctx, k, ws, terminating)
 		if err != nil {
 			return err
 		}
