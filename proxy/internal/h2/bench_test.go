@@ -8,6 +8,9 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
 )
 
 // benchEcho answers with the request body and a header naming the path.
@@ -42,6 +45,51 @@ func serveLoopback(tb testing.TB, srv *Server) string {
 		_ = l.Close()
 		srv.Shutdown()
 	})
+	return l.Addr().String()
+}
+
+// serveScript accepts one connection on loopback and plays a scripted
+// HTTP/2 server on it until the test ends: it reads the preface, writes its
+// first frames with hello (nil: an empty SETTINGS), then acks every SETTINGS
+// and hands every other frame to onFrame. It returns the address.
+func serveScript(tb testing.TB, hello func(*http2.Framer), onFrame func(*http2.Framer, http2.Frame)) string {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0") // buffered, unlike net.Pipe: both ends write first
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = l.Close() })
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		pre := make([]byte, len(http2.ClientPreface))
+		if _, err := io.ReadFull(c, pre); err != nil {
+			return
+		}
+		fr := http2.NewFramer(c, c)
+		if hello == nil {
+			_ = fr.WriteSettings()
+		} else {
+			hello(fr)
+		}
+		for {
+			f, err := fr.ReadFrame()
+			if err != nil {
+				return
+			}
+			if sf, ok := f.(*http2.SettingsFrame); ok {
+				if !sf.IsAck() {
+					_ = fr.WriteSettingsAck()
+				}
+				continue
+			}
+			onFrame(fr, f)
+		}
+	}()
 	return l.Addr().String()
 }
 

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"testing"
@@ -77,39 +76,15 @@ func TestServerContentLength(t *testing.T) {
 func TestClientContentLength(t *testing.T) {
 	for _, tc := range lengthCases {
 		t.Run(tc.name, func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0") // buffered, unlike net.Pipe: both ends write first
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			go func() {
-				// A scripted server: preface and SETTINGS read, the response
-				// written as soon as the request's HEADERS arrive.
-				sc, err := ln.Accept()
-				if err != nil {
-					return
+			// The response is written as soon as the request's HEADERS arrive.
+			addr := serveScript(t, nil, func(fr *http2.Framer, f http2.Frame) {
+				if h, ok := f.(*http2.HeadersFrame); ok {
+					_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: h.StreamID, EndHeaders: true,
+						BlockFragment: headerBlock(":status", "200", "content-length", strconv.Itoa(tc.declared))})
+					_ = fr.WriteData(h.StreamID, true, []byte(tc.body))
 				}
-				defer sc.Close()
-				_ = sc.SetDeadline(time.Now().Add(10 * time.Second))
-				pre := make([]byte, len(http2.ClientPreface))
-				if _, err := io.ReadFull(sc, pre); err != nil {
-					return
-				}
-				fr := http2.NewFramer(sc, sc)
-				_ = fr.WriteSettings()
-				for {
-					f, err := fr.ReadFrame()
-					if err != nil {
-						return
-					}
-					if h, ok := f.(*http2.HeadersFrame); ok {
-						_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: h.StreamID, EndHeaders: true,
-							BlockFragment: headerBlock(":status", "200", "content-length", strconv.Itoa(tc.declared))})
-						_ = fr.WriteData(h.StreamID, true, []byte(tc.body))
-					}
-				}
-			}()
-			cl := clientTo(t, ln.Addr().String())
+			})
+			cl := clientTo(t, addr)
 			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 			defer cancel()
 			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://x/", nil)

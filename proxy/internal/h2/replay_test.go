@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -136,50 +135,26 @@ func TestServerWindowOpensOnRead(t *testing.T) {
 // more than the limit, so the refusal fails the request: refused, not
 // marked unsent (the caller must not send it elsewhere either).
 func TestStreamingBodyPastLimitNotReplayed(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
+	// A raw server granting 4 MiB of window at once: it takes twice the
+	// limit, then refuses; a stream sent again is never answered (the
+	// request's deadline ends it).
 	var refused atomic.Int32
-	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		pre := make([]byte, len(http2.ClientPreface))
-		if _, err := io.ReadFull(c, pre); err != nil {
-			return
-		}
-		fr := http2.NewFramer(c, c)
+	got := 0
+	addr := serveScript(t, func(fr *http2.Framer) {
 		_ = fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 4 << 20})
 		_ = fr.WriteWindowUpdate(0, 16<<20)
-		got := 0
-		for {
-			f, err := fr.ReadFrame()
-			if err != nil {
-				return
-			}
-			switch f := f.(type) {
-			case *http2.SettingsFrame:
-				if !f.IsAck() {
-					_ = fr.WriteSettingsAck()
-				}
-			case *http2.DataFrame:
-				// Take twice the limit, then refuse; a stream sent again is
-				// never answered (the request's deadline ends it).
-				if got += len(f.Data()); got > 2*replayLimit && refused.Add(1) == 1 {
-					_ = fr.WriteRSTStream(f.StreamID, http2.ErrCodeRefusedStream)
-				}
+	}, func(fr *http2.Framer, f http2.Frame) {
+		if d, ok := f.(*http2.DataFrame); ok {
+			if got += len(d.Data()); got > 2*replayLimit && refused.Add(1) == 1 {
+				_ = fr.WriteRSTStream(d.StreamID, http2.ErrCodeRefusedStream)
 			}
 		}
-	}()
+	})
 	var read atomic.Int64
 	req, _ := streamingRequest(t, 1<<20, &read)
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
-	_, err = clientTo(t, l.Addr().String()).RoundTrip(req.WithContext(ctx))
+	_, err := clientTo(t, addr).RoundTrip(req.WithContext(ctx))
 	if !errors.Is(err, ErrRefused) || errors.Is(err, netx.ErrUnsent) {
 		t.Fatalf("err %v, want refused, not marked unsent", err)
 	}
