@@ -101,8 +101,9 @@ func createInjected(t *testing.T, f *framework.Framework, ns string, p *corev1.P
 	return created, createErr
 }
 
-// proxyCounter sums a counter of a pod's proxy, over the series whose labels contain every
-// string of match.
+// proxyCounter sums a metric of a pod's proxy (a counter, or a gauge such as
+// process_resident_memory_bytes), over the series whose labels contain every
+// string of match; 0 when there is none.
 func proxyCounter(t *testing.T, f *framework.Framework, ns, pod, name string, match ...string) float64 {
 	t.Helper()
 	port := f.PortForward(t, ns, pod, 4191)
@@ -116,7 +117,7 @@ func proxyCounter(t *testing.T, f *framework.Framework, ns, pod, name string, ma
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, name+"{") || !containsAll(line, match) {
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") || !containsAll(line, match) {
 			continue
 		}
 		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)

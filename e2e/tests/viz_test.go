@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -259,7 +258,7 @@ func TestViz(t *testing.T) {
 
 	t.Run("dashboard", func(t *testing.T) { vizDashboard(t, f, ns) })
 	t.Run("tap", func(t *testing.T) { vizTap(t, f, ns) })
-	t.Run("proxy memory", func(t *testing.T) { vizProxyMemory(t, f, ns) })
+	t.Run("proxy memory", func(t *testing.T) { vizProxyMemory(t, f) })
 }
 
 // proxyRSSLimit bounds a proxy's resident memory after the tests above:
@@ -269,71 +268,34 @@ func TestViz(t *testing.T) {
 // reader read slowly), viz's metrics-api proxy read 43-106 MiB here.
 const proxyRSSLimit = 40 << 20
 
-// vizProxyMemory reads process_resident_memory_bytes from the proxy of
-// every pod of the control plane, viz and the test namespace (mesh
-// diagnostics proxy-metrics), after the dashboard, tap and stat traffic.
-func vizProxyMemory(t *testing.T, f *framework.Framework, ns string) {
-	ctx := framework.Context(t, 3*time.Minute)
+// vizProxyMemory reads process_resident_memory_bytes from every meshed
+// proxy (the control plane's, viz's, this test's and any other test's still
+// running), after the dashboard, tap and stat traffic.
+func vizProxyMemory(t *testing.T, f *framework.Framework) {
+	ctx := framework.Context(t, time.Minute)
+	pods, err := f.Client.CoreV1().Pods("").List(ctx, metav1.ListOptions{LabelSelector: "conduit.dev/control-plane-ns=" + framework.ControlPlaneNamespace})
+	if err != nil {
+		t.Fatal(err)
+	}
 	var read []string
-	for _, n := range []string{framework.ControlPlaneNamespace, "conduit-viz", ns} {
-		pods, err := f.Client.CoreV1().Pods(n).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			t.Fatal(err)
+	for _, p := range pods.Items {
+		if p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil {
+			continue
 		}
-		for _, p := range pods.Items {
-			if p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil || !hasProxy(&p) {
-				continue
-			}
-			r := f.RunMesh(ctx, "diagnostics", "proxy-metrics", "-n", n, p.Name)
-			if r.Err != nil {
-				t.Errorf("mesh diagnostics proxy-metrics -n %s %s: %v: %s", n, p.Name, r.Err, r.Stderr)
-				continue
-			}
-			rss, ok := metricValue(r.Stdout, "process_resident_memory_bytes")
-			if !ok {
-				t.Errorf("%s/%s: no process_resident_memory_bytes in the proxy's metrics", n, p.Name)
-				continue
-			}
-			read = append(read, fmt.Sprintf("%s/%s %.1f MiB", n, p.Name, rss/(1<<20)))
-			if rss > proxyRSSLimit {
-				t.Errorf("%s/%s: the proxy's RSS is %.1f MiB, above %d MiB", n, p.Name, rss/(1<<20), proxyRSSLimit>>20)
-			}
+		rss := proxyCounter(t, f, p.Namespace, p.Name, "process_resident_memory_bytes")
+		if rss == 0 {
+			t.Errorf("%s/%s: no process_resident_memory_bytes in the proxy's metrics", p.Namespace, p.Name)
+			continue
+		}
+		read = append(read, fmt.Sprintf("%s/%s %.1f MiB", p.Namespace, p.Name, rss/(1<<20)))
+		if rss > proxyRSSLimit {
+			t.Errorf("%s/%s: the proxy's RSS is %.1f MiB, above %d MiB", p.Namespace, p.Name, rss/(1<<20), proxyRSSLimit>>20)
 		}
 	}
 	if len(read) < 4 {
 		t.Fatalf("read the RSS of %d proxies, want those of the control plane, viz and the test pods: %v", len(read), read)
 	}
 	t.Logf("proxy RSS: %s", strings.Join(read, ", "))
-}
-
-// hasProxy reports whether p runs the Conduit proxy (a sidecar, native or not).
-func hasProxy(p *corev1.Pod) bool {
-	for _, c := range append(p.Spec.InitContainers, p.Spec.Containers...) {
-		if c.Name == "conduit-proxy" {
-			return true
-		}
-	}
-	return false
-}
-
-// metricValue returns the value of the first sample of name in a
-// Prometheus text exposition.
-func metricValue(text, name string) (float64, bool) {
-	for _, line := range strings.Split(text, "\n") {
-		rest, ok := strings.CutPrefix(line, name)
-		if !ok || (rest != "" && rest[0] != ' ' && rest[0] != '{') {
-			continue
-		}
-		fields := strings.Fields(rest[strings.LastIndex(rest, "}")+1:])
-		if len(fields) == 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(fields[0], 64)
-		if err == nil {
-			return v, true
-		}
-	}
-	return 0, false
 }
 
 // vizTap checks that tap is refused to a user without the permission, and
