@@ -15,7 +15,7 @@ IMAGE_LDFLAGS := -s -w \
   -X github.com/conduit-mesh/conduit/pkg/version.Date=$(IMAGE_DATE)
 IMAGEBUILD := $(TOOLS)/imagebuild
 IMAGEBUILD_FLAGS = -config images.yaml -registry $(REGISTRY) -tag $(TAG) -ldflags "$(IMAGE_LDFLAGS)" \
-  -version $(VERSION) -revision $(COMMIT)
+  -tags "$(GO_TAGS)" -version $(VERSION) -revision $(COMMIT)
 
 .PHONY: imagebuild
 imagebuild:
