@@ -135,8 +135,8 @@ func (l *laggard) Read(p []byte) (int, error) {
 
 // TestLongBodyMemoryBounded: a body far longer than the stream window,
 // read in small pieces by a reader that never quite catches up, costs the
-// receiver about a window of memory, not the body's length: the space already
-// read is reused before the buffer grows.
+// receiver about a window of memory, not the body's length: what was read
+// goes back to the pools (recvBuf).
 func TestLongBodyMemoryBounded(t *testing.T) {
 	if raceEnabled {
 		t.Skip("under the race detector sync.Pool drops buffers at random")

@@ -16,8 +16,8 @@ var frameChunks = sync.Pool{New: func() any { b := make([]byte, 0, maxFrame); re
 // read too, as long as the reader never quite caught up: a 64 MiB body read
 // slowly cost 319 MiB of allocations.) The zero value is empty.
 type recvBuf struct {
-	chunks []*[]byte // chunks[0] is read from off; each chunk's length is what was written to it
-	first  [1]*[]byte
+	chunks []*[]byte  // chunks[0] is read from off; each chunk's length is what was written to it
+	first  [1]*[]byte // chunks' backing array while it holds one chunk: a small body allocates no slice
 	off    int
 	n      int // unread bytes
 }
