@@ -236,7 +236,7 @@ func waitTerminated(ctx context.Context, k *Kube, ws []workloadRef, poll, timeou
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("old pods still terminating after %s: %s", timeout, strings.Join(left, ", "))
+			return fmt.Errorf("old pods still terminating after %s: %s (a finalizer or a long terminationGracePeriodSeconds holds them: kubectl describe pod)", timeout, strings.Join(left, ", "))
 		case <-time.After(poll):
 		}
 	}
