@@ -32,6 +32,10 @@ const (
 	// cannot be written; a peer exceeding it is not reading.
 	maxControl = 4096
 	bufSize    = 32 << 10
+	// ackDelay bounds how long a PING's ACK waits for other frames to
+	// ride with (see conn.acks), and ackBatch how many ACKs wait.
+	ackDelay = 10 * time.Millisecond
+	ackBatch = 16
 )
 
 var (
@@ -71,7 +75,19 @@ type conn struct {
 	ctlMu   sync.Mutex
 	ctl     []control
 	ctlN    atomic.Int32
-	werr    error // under wmu
+	// acks are the payloads of PINGs received and not yet acknowledged
+	// (under ctlMu). An ACK goes out after the next frames written on the
+	// connection, in the same flush, or alone once ackDelay has passed
+	// (ackTimer). A peer's write wakes the other end once; a PING's ACK
+	// written alone costs both ends one more write and one more wake-up
+	// for no data. grpc-go sends a PING (its bandwidth probe) on the first
+	// DATA it receives after the previous probe's ACK; with the ACK after
+	// the next request's or response's DATA, that DATA does not start a
+	// new probe, so a request/response peer sends half as many.
+	acks     [][8]byte
+	ackSpare [][8]byte   // the other of acks' two arrays, under wmu
+	ackTimer *time.Timer // nil until the first PING
+	werr     error       // under wmu
 	// tableLimit is the peer's SETTINGS_HEADER_TABLE_SIZE not yet applied
 	// to henc, or -1.
 	tableLimit atomic.Int64
@@ -110,7 +126,6 @@ type controlKind uint8
 
 const (
 	ctlSettingsAck controlKind = iota
-	ctlPingAck
 	ctlWindow
 	ctlReset
 	ctlGoAway
@@ -120,7 +135,6 @@ type control struct {
 	kind controlKind
 	id   uint32
 	val  uint32
-	ping [8]byte
 }
 
 func (c *conn) init(nc net.Conn, br io.Reader) {
@@ -215,9 +229,66 @@ func (c *conn) queue(ctl control) {
 func (c *conn) kick() {
 	for c.ctlN.Load() > 0 && c.writers.Load() == 0 && c.wmu.TryLock() {
 		c.writeControl()
+		c.writeAcks()
 		c.flush()
 		c.wmu.Unlock()
 	}
+}
+
+// ping queues the ACK of a PING, to be written with the next frames, after
+// ackDelay, or at once when ackBatch are waiting (see acks).
+func (c *conn) ping(data [8]byte) {
+	c.ctlMu.Lock()
+	if len(c.ctl)+len(c.acks) >= maxControl {
+		c.ctlMu.Unlock()
+		_ = c.nc.Close() // the peer is not reading: the reader fails and ends the streams
+		return
+	}
+	c.acks = append(c.acks, data)
+	n := len(c.acks)
+	if n == 1 {
+		if c.ackTimer == nil {
+			c.ackTimer = time.AfterFunc(ackDelay, c.flushAcks)
+		} else {
+			c.ackTimer.Reset(ackDelay)
+		}
+	}
+	c.ctlMu.Unlock()
+	if n >= ackBatch {
+		c.flushAcks()
+	}
+}
+
+// flushAcks writes the waiting ACKs now, unless a writer holds wmu (it
+// writes them when it is done).
+func (c *conn) flushAcks() {
+	if c.writers.Load() == 0 && c.wmu.TryLock() {
+		c.writeControl()
+		c.writeAcks()
+		c.flush()
+		c.wmu.Unlock()
+	}
+}
+
+// writeAcks writes the queued PING ACKs; wmu is held. The queue's two
+// arrays take turns, so that a PING costs no allocation.
+func (c *conn) writeAcks() {
+	c.ctlMu.Lock()
+	q := c.acks
+	if len(q) == 0 {
+		c.ctlMu.Unlock()
+		return
+	}
+	c.acks, c.ackSpare = c.ackSpare[:0], nil
+	c.ackTimer.Stop()
+	c.ctlMu.Unlock()
+	for _, d := range q {
+		if c.werr != nil {
+			break
+		}
+		c.werr = c.wfr.WritePing(true, d)
+	}
+	c.ackSpare = q
 }
 
 // writeControl writes the queued control frames; wmu is held.
@@ -237,8 +308,6 @@ func (c *conn) writeControl() {
 		switch f.kind {
 		case ctlSettingsAck:
 			c.werr = c.wfr.WriteSettingsAck()
-		case ctlPingAck:
-			c.werr = c.wfr.WritePing(true, f.ping)
 		case ctlWindow:
 			c.werr = c.wfr.WriteWindowUpdate(f.id, f.val)
 		case ctlReset:
@@ -260,6 +329,7 @@ func (c *conn) lock() {
 func (c *conn) unlock() {
 	if c.writers.Add(-1) == 0 {
 		c.writeControl()
+		c.writeAcks()
 		c.flush()
 	}
 	c.wmu.Unlock()
@@ -847,7 +917,7 @@ func (c *conn) readFrames(sd side) error {
 			err = c.onWindowUpdate(f)
 		case *http2.PingFrame:
 			if !f.IsAck() {
-				c.queue(control{kind: ctlPingAck, ping: f.Data})
+				c.ping(f.Data)
 			}
 		case *http2.RSTStreamFrame:
 			c.onReset(f)
