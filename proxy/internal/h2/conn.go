@@ -854,6 +854,11 @@ func (c *conn) fail(err error) {
 	c.mu.Unlock()
 	c.sendCond.Broadcast()
 	_ = c.nc.Close()
+	c.ctlMu.Lock()
+	if c.ackTimer != nil {
+		c.ackTimer.Stop() // the ACKs waiting have nowhere to go
+	}
+	c.ctlMu.Unlock()
 	for _, f := range aborts {
 		f()
 	}
