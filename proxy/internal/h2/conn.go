@@ -227,12 +227,21 @@ func (c *conn) queue(ctl control) {
 // kick writes queued control frames if wmu is free; every writer calls it
 // after releasing wmu, so none is left behind.
 func (c *conn) kick() {
-	for c.ctlN.Load() > 0 && c.writers.Load() == 0 && c.wmu.TryLock() {
-		c.writeControl()
-		c.writeAcks()
-		c.flush()
-		c.wmu.Unlock()
+	for c.ctlN.Load() > 0 && c.tryWrite() {
 	}
+}
+
+// tryWrite writes the queued control frames and ACKs unless a writer
+// holds or waits for wmu (it will write them); it reports whether it did.
+func (c *conn) tryWrite() bool {
+	if c.writers.Load() != 0 || !c.wmu.TryLock() {
+		return false
+	}
+	c.writeControl()
+	c.writeAcks()
+	c.flush()
+	c.wmu.Unlock()
+	return true
 }
 
 // ping queues the ACK of a PING, to be written with the next frames, after
@@ -261,14 +270,7 @@ func (c *conn) ping(data [8]byte) {
 
 // flushAcks writes the waiting ACKs now, unless a writer holds wmu (it
 // writes them when it is done).
-func (c *conn) flushAcks() {
-	if c.writers.Load() == 0 && c.wmu.TryLock() {
-		c.writeControl()
-		c.writeAcks()
-		c.flush()
-		c.wmu.Unlock()
-	}
-}
+func (c *conn) flushAcks() { c.tryWrite() }
 
 // writeAcks writes the queued PING ACKs; wmu is held. The queue's two
 // arrays take turns, so that a PING costs no allocation.
