@@ -87,7 +87,10 @@ type conn struct {
 	acks     [][8]byte
 	ackSpare [][8]byte   // the other of acks' two arrays, under wmu
 	ackTimer *time.Timer // nil until the first PING
-	werr     error       // under wmu
+	// ackDue: the ACKs waiting must go now (the timer fired, or a batch is
+	// full) but wmu was taken; the holder's kick writes them.
+	ackDue atomic.Bool
+	werr   error // under wmu
 	// tableLimit is the peer's SETTINGS_HEADER_TABLE_SIZE not yet applied
 	// to henc, or -1.
 	tableLimit atomic.Int64
@@ -227,7 +230,7 @@ func (c *conn) queue(ctl control) {
 // kick writes queued control frames if wmu is free; every writer calls it
 // after releasing wmu, so none is left behind.
 func (c *conn) kick() {
-	for c.ctlN.Load() > 0 && c.tryWrite() {
+	for (c.ctlN.Load() > 0 || c.ackDue.Load()) && c.tryWrite() {
 	}
 }
 
@@ -268,13 +271,20 @@ func (c *conn) ping(data [8]byte) {
 	}
 }
 
-// flushAcks writes the waiting ACKs now, unless a writer holds wmu (it
-// writes them when it is done).
-func (c *conn) flushAcks() { c.tryWrite() }
+// flushAcks writes the waiting ACKs now, or has the goroutine holding wmu
+// write them when it lets go. ackDue is set first: a holder already past
+// its own writeAcks (flushing, or blocked on a peer slow to read) then
+// finds it in kick, and the ACKs are not left for the next frames, which
+// an idle connection may never write.
+func (c *conn) flushAcks() {
+	c.ackDue.Store(true)
+	c.tryWrite()
+}
 
 // writeAcks writes the queued PING ACKs; wmu is held. The queue's two
 // arrays take turns, so that a PING costs no allocation.
 func (c *conn) writeAcks() {
+	c.ackDue.Store(false)
 	c.ctlMu.Lock()
 	q := c.acks
 	if len(q) == 0 {

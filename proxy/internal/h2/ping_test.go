@@ -2,6 +2,7 @@ package h2
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -162,4 +163,39 @@ func TestPingAckBatch(t *testing.T) {
 		t.Logf("attempt %d: ACKs after %v", attempt, d)
 	}
 	t.Fatalf("%d PINGs in a row were held for ackDelay (%v)", ackBatch, ackDelay)
+}
+
+// TestPingAckDueWhileWriting: when the ACK's time comes while another
+// goroutine holds the connection's writer, past its own ACKs (here: wmu
+// held, as during a flush blocked on a slow peer), that goroutine writes
+// the ACK when it lets go. Left for the next frames, it would wait forever
+// on a connection that goes idle, and the peer's keepalive would fail.
+func TestPingAckDueWhileWriting(t *testing.T) {
+	local, peer := net.Pipe()
+	defer local.Close()
+	defer peer.Close()
+	c := &conn{}
+	c.init(local, local)
+	c.wmu.Lock() // a writer past its writeAcks, still flushing
+	data := [8]byte{'d', 'u', 'e'}
+	c.ping(data)
+	time.Sleep(3 * ackDelay) // the timer fires and finds wmu taken
+	got := make(chan error, 1)
+	go func() { // net.Pipe: a write waits for this read
+		fr := http2.NewFramer(nil, peer)
+		f, err := fr.ReadFrame()
+		if err == nil {
+			if pf, ok := f.(*http2.PingFrame); !ok || !pf.IsAck() || pf.Data != data {
+				err = fmt.Errorf("got %v, want the ACK of %q", f, data)
+			}
+		}
+		got <- err
+	}()
+	_ = local.SetWriteDeadline(time.Now().Add(time.Second))
+	c.wmu.Unlock()
+	c.kick() // what unlock does after letting go
+	_ = peer.SetReadDeadline(time.Now().Add(time.Second))
+	if err := <-got; err != nil {
+		t.Fatalf("no PING ACK after the writer let go: %v", err)
+	}
 }
