@@ -66,31 +66,29 @@ type conn struct {
 	// Writing. A writer holds wmu; control frames (acknowledgements,
 	// window updates, resets) are queued and written by whoever holds wmu
 	// next, so the reader never blocks on a write.
-	wmu     sync.Mutex
-	bw      *bufio.Writer
-	wfr     *http2.Framer
-	henc    *hpack.Encoder
-	hbuf    bytes.Buffer
-	writers atomic.Int32 // writers holding or waiting for wmu
-	ctlMu   sync.Mutex
-	ctl     []control
-	ctlN    atomic.Int32
-	// acks are the payloads of PINGs received and not yet acknowledged
-	// (under ctlMu). An ACK goes out after the next frames written on the
-	// connection, in the same flush, or alone once ackDelay has passed
-	// (ackTimer). A peer's write wakes the other end once; a PING's ACK
+	wmu      sync.Mutex
+	bw       *bufio.Writer
+	wfr      *http2.Framer
+	henc     *hpack.Encoder
+	hbuf     bytes.Buffer
+	writers  atomic.Int32 // writers holding or waiting for wmu
+	ctlMu    sync.Mutex
+	ctl      []control
+	ctlSpare []control // the other of ctl's two arrays, under wmu: queueing allocates nothing
+	ctlN     atomic.Int32
+	// acks are the payloads of PINGs received whose ACKs are held (under
+	// ctlMu; ackN their number). Released into ctl (releaseAcks), they go
+	// out after the next frames written on the connection, in the same
+	// flush, or alone once ackDelay has passed (ackTimer). A peer's write wakes the other end once; a PING's ACK
 	// written alone costs both ends one more write and one more wake-up
 	// for no data. grpc-go sends a PING (its bandwidth probe) on the first
 	// DATA it receives after the previous probe's ACK; with the ACK after
 	// the next request's or response's DATA, that DATA does not start a
 	// new probe, so a request/response peer sends half as many.
 	acks     [][8]byte
-	ackSpare [][8]byte   // the other of acks' two arrays, under wmu
+	ackN     atomic.Int32
 	ackTimer *time.Timer // nil until the first PING
-	// ackDue: the ACKs waiting must go now (the timer fired, or a batch is
-	// full) but wmu was taken; the holder's kick writes them.
-	ackDue atomic.Bool
-	werr   error // under wmu
+	werr     error       // under wmu
 	// tableLimit is the peer's SETTINGS_HEADER_TABLE_SIZE not yet applied
 	// to henc, or -1.
 	tableLimit atomic.Int64
@@ -129,6 +127,7 @@ type controlKind uint8
 
 const (
 	ctlSettingsAck controlKind = iota
+	ctlPingAck
 	ctlWindow
 	ctlReset
 	ctlGoAway
@@ -138,6 +137,7 @@ type control struct {
 	kind controlKind
 	id   uint32
 	val  uint32
+	ping [8]byte
 }
 
 func (c *conn) init(nc net.Conn, br io.Reader) {
@@ -230,21 +230,12 @@ func (c *conn) queue(ctl control) {
 // kick writes queued control frames if wmu is free; every writer calls it
 // after releasing wmu, so none is left behind.
 func (c *conn) kick() {
-	for (c.ctlN.Load() > 0 || c.ackDue.Load()) && c.tryWrite() {
+	for c.ctlN.Load() > 0 && c.writers.Load() == 0 && c.wmu.TryLock() {
+		c.releaseAcks()
+		c.writeControl()
+		c.flush()
+		c.wmu.Unlock()
 	}
-}
-
-// tryWrite writes the queued control frames and ACKs unless a writer
-// holds or waits for wmu (it will write them); it reports whether it did.
-func (c *conn) tryWrite() bool {
-	if c.writers.Load() != 0 || !c.wmu.TryLock() {
-		return false
-	}
-	c.writeControl()
-	c.writeAcks()
-	c.flush()
-	c.wmu.Unlock()
-	return true
 }
 
 // ping queues the ACK of a PING, to be written with the next frames, after
@@ -258,49 +249,42 @@ func (c *conn) ping(data [8]byte) {
 	}
 	c.acks = append(c.acks, data)
 	n := len(c.acks)
+	c.ackN.Store(int32(n))
 	if n == 1 {
 		if c.ackTimer == nil {
-			c.ackTimer = time.AfterFunc(ackDelay, c.flushAcks)
+			c.ackTimer = time.AfterFunc(ackDelay, c.ackNow)
 		} else {
 			c.ackTimer.Reset(ackDelay)
 		}
 	}
 	c.ctlMu.Unlock()
 	if n >= ackBatch {
-		c.flushAcks()
+		c.ackNow()
 	}
 }
 
-// flushAcks writes the waiting ACKs now, or has the goroutine holding wmu
-// write them when it lets go. ackDue is set first: a holder already past
-// its own writeAcks (flushing, or blocked on a peer slow to read) then
-// finds it in kick, and the ACKs are not left for the next frames, which
-// an idle connection may never write.
-func (c *conn) flushAcks() {
-	c.ackDue.Store(true)
-	c.tryWrite()
+// ackNow sends the held ACKs as ordinary control frames: written at once,
+// or by the writer holding wmu when it lets go (kick).
+func (c *conn) ackNow() {
+	c.releaseAcks()
+	c.kick()
 }
 
-// writeAcks writes the queued PING ACKs; wmu is held. The queue's two
-// arrays take turns, so that a PING costs no allocation.
-func (c *conn) writeAcks() {
-	c.ackDue.Store(false)
-	c.ctlMu.Lock()
-	q := c.acks
-	if len(q) == 0 {
-		c.ctlMu.Unlock()
+// releaseAcks moves the held ACKs to the control queue, behind what is
+// there.
+func (c *conn) releaseAcks() {
+	if c.ackN.Load() == 0 {
 		return
 	}
-	c.acks, c.ackSpare = c.ackSpare[:0], nil
+	c.ctlMu.Lock()
+	for _, d := range c.acks {
+		c.ctl = append(c.ctl, control{kind: ctlPingAck, ping: d})
+	}
+	c.acks = c.acks[:0] // copied out: the array is reused
+	c.ackN.Store(0)
+	c.ctlN.Store(int32(len(c.ctl)))
 	c.ackTimer.Stop()
 	c.ctlMu.Unlock()
-	for _, d := range q {
-		if c.werr != nil {
-			break
-		}
-		c.werr = c.wfr.WritePing(true, d)
-	}
-	c.ackSpare = q
 }
 
 // writeControl writes the queued control frames; wmu is held.
@@ -310,16 +294,18 @@ func (c *conn) writeControl() {
 	}
 	c.ctlMu.Lock()
 	q := c.ctl
-	c.ctl = nil
+	c.ctl, c.ctlSpare = c.ctlSpare[:0], nil
 	c.ctlN.Store(0)
 	c.ctlMu.Unlock()
 	for _, f := range q {
 		if c.werr != nil {
-			return
+			break
 		}
 		switch f.kind {
 		case ctlSettingsAck:
 			c.werr = c.wfr.WriteSettingsAck()
+		case ctlPingAck:
+			c.werr = c.wfr.WritePing(true, f.ping)
 		case ctlWindow:
 			c.werr = c.wfr.WriteWindowUpdate(f.id, f.val)
 		case ctlReset:
@@ -328,6 +314,7 @@ func (c *conn) writeControl() {
 			c.werr = c.wfr.WriteGoAway(f.id, http2.ErrCode(f.val), nil)
 		}
 	}
+	c.ctlSpare = q
 }
 
 // lock takes wmu for a writer; unlock flushes unless another writer is
@@ -340,8 +327,8 @@ func (c *conn) lock() {
 
 func (c *conn) unlock() {
 	if c.writers.Add(-1) == 0 {
+		c.releaseAcks() // after the frames just written
 		c.writeControl()
-		c.writeAcks()
 		c.flush()
 	}
 	c.wmu.Unlock()

@@ -166,8 +166,9 @@ func TestPingAckBatch(t *testing.T) {
 }
 
 // TestPingAckDueWhileWriting: when the ACK's time comes while another
-// goroutine holds the connection's writer, past its own ACKs (here: wmu
-// held, as during a flush blocked on a slow peer), that goroutine writes
+// goroutine holds the connection's writer, past its own control frames
+// (here: wmu held, as during a flush blocked on a slow peer), that
+// goroutine writes
 // the ACK when it lets go. Left for the next frames, it would wait forever
 // on a connection that goes idle, and the peer's keepalive would fail.
 func TestPingAckDueWhileWriting(t *testing.T) {
@@ -176,7 +177,7 @@ func TestPingAckDueWhileWriting(t *testing.T) {
 	defer peer.Close()
 	c := &conn{}
 	c.init(local, local)
-	c.wmu.Lock() // a writer past its writeAcks, still flushing
+	c.wmu.Lock() // a writer past its writeControl, still flushing
 	data := [8]byte{'d', 'u', 'e'}
 	c.ping(data)
 	time.Sleep(3 * ackDelay) // the timer fires and finds wmu taken
