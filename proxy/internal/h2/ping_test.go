@@ -1,7 +1,6 @@
 package h2
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -20,18 +19,7 @@ func pingPeer(t *testing.T) *http2.Framer {
 	srv := &Server{Handler: rtFunc(func(r *http.Request) (*http.Response, error) {
 		return &http.Response{StatusCode: 200, Header: http.Header{}, Body: io.NopCloser(strings.NewReader("pong"))}, nil
 	})}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		c, err := ln.Accept()
-		if err == nil {
-			_ = srv.ServeConn(context.Background(), c)
-		}
-	}()
-	nc, err := net.Dial("tcp", ln.Addr().String())
+	nc, err := net.Dial("tcp", serveLoopback(t, srv))
 	if err != nil {
 		t.Fatal(err)
 	}
