@@ -32,7 +32,9 @@ spec:
 // stream of 50 messages, each echoed back before the next is sent, with its
 // trailer, and a unary call's error status. The server sees the client's
 // identity in conduit-client-id, and both proxies count the calls as TLS
-// requests with gRPC classification.
+// requests with gRPC classification. Then a stream held open with nothing
+// on it, on a channel with keepalive, outlives the proxies' and the
+// client's PINGs.
 func TestGRPCThroughTheMesh(t *testing.T) {
 	f := framework.New(t)
 	f.InstallMesh(t)
@@ -75,4 +77,24 @@ func TestGRPCThroughTheMesh(t *testing.T) {
 			t.Errorf("%s's proxy counts %v requests matching %v, want at least 2", c.pod, n, c.labels)
 		}
 	}
+
+	// A stream that stays open with nothing on it, as a watch does. The
+	// client's grpc-go keepalive PINGs its proxy every 10 s and gives the
+	// connection up if an ACK takes 2 s; the server proxy checks the
+	// stream's upstream connection after 15 s of quiet; a grpc-go server
+	// with its default policy counts a PING less than 5 minutes after the
+	// previous one, with no data sent between, as a strike, and closes the
+	// connection (GOAWAY "too_many_pings") at the third.
+	// The channel must stay READY and the stream must still echo after
+	// quiet longer than four such checks.
+	const quiet = 95 * time.Second
+	out, stderr, err := f.ExecE(framework.Context(t, quiet+time.Minute), ns, "client", "client", nil,
+		"testapp", "grpc", "-n", "1", "-keepalive", "10s", "-quiet", quiet.String(), "-timeout", (quiet + 30*time.Second).String(), "grpc-server:9090")
+	if err != nil {
+		t.Fatalf("a gRPC stream quiet for %v through both proxies: %v: %s %s", quiet, err, out, stderr)
+	}
+	if !strings.Contains(out, "quiet "+quiet.String()+" ok") {
+		t.Fatalf("testapp grpc -quiet printed %q", out)
+	}
+	t.Logf("testapp grpc -quiet: %s", strings.ReplaceAll(strings.TrimSpace(out), "\n", "; "))
 }

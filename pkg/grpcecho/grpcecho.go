@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -135,6 +136,47 @@ func CheckUnary(ctx context.Context, conn grpc.ClientConnInterface, n, size, una
 		return Result{}, fmt.Errorf("grpcecho: the stream saw client id %q, the unary call %q", got, res.ClientID)
 	}
 	return res, nil
+}
+
+// CheckQuiet opens a full-duplex stream on conn, sends nothing on it for
+// quiet, then has one message echoed and ends it, checking its trailer: a
+// hop that pings a quiet stream more often than a gRPC server allows (a
+// third early PING is answered with GOAWAY "too_many_pings"), or that
+// times it out, fails it.
+func CheckQuiet(ctx context.Context, conn grpc.ClientConnInterface, quiet time.Duration) error {
+	stream, err := testgrpc.NewTestServiceClient(conn).FullDuplexCall(ctx)
+	if err != nil {
+		return fmt.Errorf("grpcecho: open quiet stream: %w", err)
+	}
+	if _, err := stream.Header(); err != nil {
+		return fmt.Errorf("grpcecho: quiet stream header: %w", err)
+	}
+	select {
+	case <-time.After(quiet):
+	case <-ctx.Done():
+		return fmt.Errorf("grpcecho: quiet stream: %w", ctx.Err())
+	}
+	body := []byte("after " + quiet.String())
+	if err := stream.Send(&testgrpc.StreamingOutputCallRequest{Payload: &testgrpc.Payload{Body: body}}); err != nil {
+		return fmt.Errorf("grpcecho: send after %v quiet: %w", quiet, err)
+	}
+	in, err := stream.Recv()
+	if err != nil {
+		return fmt.Errorf("grpcecho: receive after %v quiet: %w", quiet, err)
+	}
+	if !bytes.Equal(in.GetPayload().GetBody(), body) {
+		return fmt.Errorf("grpcecho: the message after %v quiet came back as %.40q", quiet, in.GetPayload().GetBody())
+	}
+	if err := stream.CloseSend(); err != nil {
+		return fmt.Errorf("grpcecho: close quiet stream: %w", err)
+	}
+	if _, err := stream.Recv(); err != io.EOF {
+		return fmt.Errorf("grpcecho: end of quiet stream: %v, want EOF", err)
+	}
+	if err := wantTrailer(stream.Trailer()); err != nil {
+		return fmt.Errorf("grpcecho: quiet stream: %w", err)
+	}
+	return nil
 }
 
 func wantTrailer(md metadata.MD) error {

@@ -123,7 +123,10 @@ func New(o Options) *Proxy {
 }
 
 // H2CTransport returns a transport speaking prior-knowledge HTTP/2 over
-// plain TCP (h2c), for gRPC to applications.
+// plain TCP (h2c), for gRPC to applications. Its health-check PINGs come
+// only after h2.DefaultMinPingInterval without a frame, which no gRPC server
+// counts as a strike (net/http pings on every SendPingTimeout of quiet,
+// answered or not).
 func H2CTransport(dial func(ctx context.Context, network, addr string) (net.Conn, error)) *http.Transport {
 	var protos http.Protocols
 	protos.SetUnencryptedHTTP2(true)
@@ -132,7 +135,7 @@ func H2CTransport(dial func(ctx context.Context, network, addr string) (net.Conn
 		DialContext:        dial,
 		DisableCompression: true,
 		IdleConnTimeout:    90 * time.Second,
-		HTTP2:              &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 10 * time.Second},
+		HTTP2:              &http.HTTP2Config{SendPingTimeout: h2.DefaultMinPingInterval + 10*time.Second, PingTimeout: 10 * time.Second},
 	}
 }
 

@@ -377,8 +377,10 @@ func (p *Proxy) upstreamFor(a *discovery.Addr) *upstream {
 				HTTP2:              &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 10 * time.Second},
 			}, u.peerRefused}
 		} else {
+			// The peer is a Conduit proxy, which has no PING policy: a
+			// quiet stream's peer is checked every PingTimeout (15 s).
 			u.h2 = &h2.Client{Dial: dial, DialTimeout: 2 * p.o.ConnectTimeout, IdleTimeout: 10 * time.Minute,
-				Refused: u.peerRefused}
+				MinPingInterval: 15 * time.Second, Refused: u.peerRefused}
 		}
 		u.viaH2 = u.sendH2
 	}

@@ -6,7 +6,7 @@
 //	testapp get -n 0 -until-eof -keep-going -summary URL  load generator
 //	testapp lookup NAME                           resolve NAME, print its addresses
 //	testapp tcp [-banner D] ADDR MESSAGE          send MESSAGE, print what comes back (-banner: read the server's greeting first)
-//	testapp grpc [-n N] ADDR                      a full-duplex gRPC stream of N echoed messages
+//	testapp grpc [-n N] [-quiet D] ADDR           a full-duplex gRPC stream of N echoed messages (then one quiet for D)
 //	testapp sleep                                 idle until SIGTERM (a client pod)
 //
 // The HTTP server answers every request with a JSON Echo: the pod that served

@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/conduit-mesh/conduit/pkg/grpcecho"
 )
@@ -32,22 +34,33 @@ func serveGRPC(ctx context.Context, ln net.Listener, log *slog.Logger) error {
 	return nil
 }
 
-// grpcCmd is `testapp grpc [-n N] [-size B] [-timeout D] ADDR`: grpcecho.Check
-// against the server at ADDR (unary calls, then a full-duplex stream of N
-// messages of B bytes). It prints "N ok" with the pod and client identity
-// the server reported, and fails at the first mismatch.
+// grpcCmd is `testapp grpc [-n N] [-size B] [-timeout D] [-keepalive K]
+// [-quiet Q] ADDR`: grpcecho.Check against the server at ADDR (unary calls,
+// then a full-duplex stream of N messages of B bytes). It prints "N ok" with
+// the pod and client identity the server reported, and fails at the first
+// mismatch. With -quiet it then holds a stream open without a message for Q
+// (grpcecho.CheckQuiet), fails if the channel left READY meanwhile (its
+// connection closed), and prints "quiet Q ok". -keepalive has the channel
+// ping after K without a frame, with or without streams, and give up on the
+// connection when the PING is not answered within 2 s.
 func grpcCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("grpc", flag.ContinueOnError)
 	n := fs.Int("n", 20, "messages on the full-duplex stream")
 	size := fs.Int("size", 1000, "bytes per message")
 	timeout := fs.Duration("timeout", 30*time.Second, "for the whole exchange")
 	unary := fs.Int("unary-size", 1<<20, "bytes of the first unary call's payload (a multiple of 16)")
-	if err := fs.Parse(args); err != nil || fs.NArg() != 1 || *n < 1 || *size < 0 || *unary < 16 || *unary%16 != 0 {
+	ka := fs.Duration("keepalive", 0, "client keepalive time (0: none; grpc-go raises less than 10s to 10s)")
+	quiet := fs.Duration("quiet", 0, "then hold a stream without a message for this long (0: no)")
+	if err := fs.Parse(args); err != nil || fs.NArg() != 1 || *n < 1 || *size < 0 || *unary < 16 || *unary%16 != 0 || *ka < 0 || *quiet < 0 {
 		return errUsage
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	conn, err := grpc.NewClient("passthrough:///"+fs.Arg(0), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	if *ka > 0 {
+		opts = append(opts, grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: *ka, Timeout: 2 * time.Second, PermitWithoutStream: true}))
+	}
+	conn, err := grpc.NewClient("passthrough:///"+fs.Arg(0), opts...)
 	if err != nil {
 		return fmt.Errorf("testapp: grpc: %w", err)
 	}
@@ -56,6 +69,36 @@ func grpcCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("testapp: %w", err)
 	}
-	_, err = fmt.Fprintf(stdout, "%d ok pod=%s client-id=%s\n", *n, res.Pod, res.ClientID)
+	if _, err := fmt.Fprintf(stdout, "%d ok pod=%s client-id=%s\n", *n, res.Pod, res.ClientID); err != nil || *quiet == 0 {
+		return err
+	}
+	left := watchState(ctx, conn)
+	err = grpcecho.CheckQuiet(ctx, conn, *quiet)
+	if states := left(); len(states) > 0 {
+		return fmt.Errorf("testapp: the channel left READY while a stream was quiet: %v (%v)", states, err)
+	}
+	if err != nil {
+		return fmt.Errorf("testapp: %w", err)
+	}
+	_, err = fmt.Fprintf(stdout, "quiet %v ok\n", *quiet)
 	return err
+}
+
+// watchState records conn's state changes until the returned function is
+// called, which returns them.
+func watchState(ctx context.Context, conn *grpc.ClientConn) func() []connectivity.State {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan []connectivity.State, 1)
+	go func() {
+		var seen []connectivity.State
+		for s := conn.GetState(); conn.WaitForStateChange(ctx, s); {
+			s = conn.GetState()
+			seen = append(seen, s)
+		}
+		done <- seen
+	}()
+	return func() []connectivity.State {
+		cancel()
+		return <-done
+	}
 }

@@ -15,6 +15,11 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/conduit-mesh/conduit/pkg/grpcecho"
 )
 
 func TestEchoHandler(t *testing.T) {
@@ -440,7 +445,7 @@ func TestServeDrain(t *testing.T) {
 
 // TestGRPCEcho runs the grpc command against serve's gRPC echo: a
 // full-duplex stream of echoed messages with its trailer, and an error
-// status on a unary call.
+// status on a unary call; then with a quiet stream.
 func TestGRPCEcho(t *testing.T) {
 	t.Setenv("POD_NAME", "grpc-0")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -457,6 +462,14 @@ func TestGRPCEcho(t *testing.T) {
 	if got, want := strings.TrimSpace(out.String()), "5 ok pod=grpc-0 client-id="; got != want {
 		t.Errorf("output %q, want %q", got, want)
 	}
+	// Then a stream held without a message, on a channel with keepalive.
+	out.Reset()
+	if err := grpcCmd(t.Context(), []string{"-n", "1", "-keepalive", "10s", "-quiet", "300ms", "-timeout", "10s", ln.Addr().String()}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.TrimSpace(out.String()), "1 ok pod=grpc-0 client-id=\nquiet 300ms ok"; got != want {
+		t.Errorf("output %q, want %q", got, want)
+	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("serveGRPC after cancel: %v", err)
@@ -464,5 +477,23 @@ func TestGRPCEcho(t *testing.T) {
 	// Nothing listening: the command fails instead of hanging.
 	if err := grpcCmd(t.Context(), []string{"-timeout", "2s", ln.Addr().String()}, io.Discard); err == nil {
 		t.Error("grpc against a closed port succeeded")
+	}
+}
+
+// TestGRPCQuietFails: a server that closes the connection while the stream
+// is quiet (here at its maximum connection age) fails the grpc command,
+// which names the channel's state changes.
+func TestGRPCQuietFails(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer(grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionAge: 500 * time.Millisecond, MaxConnectionAgeGrace: 100 * time.Millisecond}))
+	grpcecho.Register(srv, "grpc-0")
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(srv.Stop)
+	err = grpcCmd(t.Context(), []string{"-n", "1", "-unary-size", "16", "-quiet", "2s", "-timeout", "10s", ln.Addr().String()}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "left READY") {
+		t.Errorf("grpc with the connection closed under a quiet stream: %v, want the channel's state changes", err)
 	}
 }

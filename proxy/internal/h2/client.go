@@ -36,6 +36,11 @@ type Client struct {
 	// nothing for this long is sent a PING, and closed if nothing more
 	// arrives within as long again (default 15 s).
 	PingTimeout time.Duration
+	// MinPingInterval: a PING follows the previous one only once the
+	// server has sent HEADERS or DATA since, or this long has passed
+	// (default DefaultMinPingInterval; see checkHealth). A server with
+	// no such policy, another Conduit proxy, may be given less.
+	MinPingInterval time.Duration
 	// Refused, when set, is shown every response: an error from it says
 	// the server refused the request unprocessed in an answer of its own
 	// (a peer proxy's netx.HeaderUnsent). RoundTrip then closes the
@@ -48,6 +53,13 @@ type Client struct {
 	conns   []*clientConn
 	dialing *dialCall
 }
+
+// DefaultMinPingInterval is how long a PING waits after the previous one
+// when the server has sent neither HEADERS nor DATA in between: gRPC servers
+// count an earlier one as a strike (grpc-go's and gRPC core's default
+// "minimum time between pings" is 5 minutes, and a third strike closes
+// the connection with GOAWAY ENHANCE_YOUR_CALM "too_many_pings").
+const DefaultMinPingInterval = 5 * time.Minute
 
 type dialCall struct {
 	done chan struct{}
@@ -63,10 +75,11 @@ type clientConn struct {
 	// Under mu.
 	maxStreams int
 	health     *time.Timer
-	pinging    bool
+	pinging    bool      // a PING sent at pingAt is unanswered
+	pingAt     time.Time // when the last PING was sent
 
-	seen       uint64    // conn.frames at the last health check
-	quietSince time.Time // when conn.frames last moved
+	seen       uint64    // conn.frames + conn.pingAcks at the last health check
+	quietSince time.Time // when either last moved
 }
 
 func (c *Client) idleTimeout() time.Duration {
@@ -81,6 +94,13 @@ func (c *Client) pingTimeout() time.Duration {
 		return c.PingTimeout
 	}
 	return 15 * time.Second
+}
+
+func (c *Client) minPingInterval() time.Duration {
+	if c.MinPingInterval > 0 {
+		return c.MinPingInterval
+	}
+	return DefaultMinPingInterval
 }
 
 // RoundTrip sends r and returns its response once the response head
@@ -254,6 +274,7 @@ func (c *Client) dial(ctx context.Context) (*clientConn, error) {
 		return nil, fmt.Errorf("h2: connect: %w", werr)
 	}
 	cc.mu.Lock()
+	cc.quietSince = time.Now()
 	cc.idle = time.AfterFunc(c.idleTimeout(), cc.idleExpired)
 	cc.health = time.AfterFunc(c.pingTimeout()/2, cc.checkHealth)
 	cc.mu.Unlock()
@@ -306,8 +327,14 @@ func (cc *clientConn) idleExpired() {
 }
 
 // checkHealth pings a connection with streams in flight that has been
-// quiet for PingTimeout, and closes it when the quiet lasts twice as long:
-// a peer gone without a FIN must not hold requests until TCP gives up.
+// quiet for PingTimeout, and closes it when the PING is not answered
+// within PingTimeout: a peer gone without a FIN must not hold requests
+// until TCP gives up.
+//
+// It pings no more than a gRPC server allows (see DefaultMinPingInterval):
+// a long stream on which nothing moves, a watch or a subscription, is
+// pinged once, and then every MinPingInterval, not every PingTimeout,
+// which would have the server close it within a minute.
 func (cc *clientConn) checkHealth() {
 	timeout := cc.cl.pingTimeout()
 	now := time.Now()
@@ -316,19 +343,28 @@ func (cc *clientConn) checkHealth() {
 		cc.mu.Unlock()
 		return
 	}
-	// A frame counter rather than a clock read per frame on the hot path.
-	if n := cc.frames.Load(); n != cc.seen {
+	// Frame counters rather than a clock read per frame on the hot path.
+	payload := cc.frames.Load()
+	if n := payload + cc.pingAcks.Load(); n != cc.seen {
 		cc.seen, cc.quietSince = n, now
-	}
-	quiet := now.Sub(cc.quietSince)
-	var ping, dead bool
-	switch {
-	case cc.active == 0 || quiet < timeout:
 		cc.pinging = false
-	case !cc.pinging:
+	}
+	var ping bool
+	var dead error
+	switch {
+	case cc.active == 0 || now.Sub(cc.quietSince) < timeout:
+		cc.pinging = false
+	case cc.pinging:
+		if now.Sub(cc.pingAt) >= timeout {
+			dead = fmt.Errorf("h2: PING unanswered for %v, sent after %v with nothing from the server",
+				now.Sub(cc.pingAt).Round(time.Millisecond), cc.pingAt.Sub(cc.quietSince).Round(time.Millisecond))
+		}
+	// HEADERS or DATA read after the last ACK were written after the
+	// server had counted that PING: a gRPC server then counts the next
+	// one as no strike.
+	case payload != cc.ackFrames.Load() || now.Sub(cc.pingAt) >= cc.cl.minPingInterval():
 		cc.pinging, ping = true, true
-	case quiet >= 2*timeout:
-		dead = true
+		cc.pingAt = now
 	}
 	cc.health.Reset(timeout / 2)
 	cc.mu.Unlock()
@@ -339,8 +375,8 @@ func (cc *clientConn) checkHealth() {
 		}
 		cc.unlock()
 	}
-	if dead {
-		cc.fail(fmt.Errorf("h2: no frame from the server in %v (PING unanswered)", quiet.Round(time.Second)))
+	if dead != nil {
+		cc.fail(dead)
 		cc.cl.forget(cc)
 	}
 }

@@ -103,7 +103,9 @@ type conn struct {
 	peerFrame int           // peer's SETTINGS_MAX_FRAME_SIZE
 	recvConn  int64         // connection receive window left to the peer
 	ackConn   int64         // bytes consumed, not yet returned by WINDOW_UPDATE
-	frames    atomic.Uint64 // frames read, for the client's health check
+	frames    atomic.Uint64 // HEADERS and DATA frames read, for the client's health check
+	pingAcks  atomic.Uint64 // PING ACKs read, for the same
+	ackFrames atomic.Uint64 // frames when the last PING ACK was read
 	active    int           // open streams (client: slots taken)
 	goingAway bool          // no new streams; close when the last ends
 	idle      *time.Timer
@@ -888,7 +890,6 @@ func (c *conn) readFrames(sd side) error {
 	first := true
 	for {
 		f, err := c.rfr.ReadFrame()
-		c.frames.Add(1)
 		if err != nil {
 			if se, ok := asStreamError(err); ok {
 				sd.sawStream(se.StreamID)
@@ -905,6 +906,7 @@ func (c *conn) readFrames(sd side) error {
 		}
 		switch f := f.(type) {
 		case *http2.HeadersFrame:
+			c.frames.Add(1)
 			var b *hblock
 			if b, err = c.readBlock(f); err == nil {
 				err = sd.onHeaders(b)
@@ -914,6 +916,7 @@ func (c *conn) readFrames(sd side) error {
 				err = nil
 			}
 		case *http2.DataFrame:
+			c.frames.Add(1)
 			err = c.onData(f)
 		case *http2.SettingsFrame:
 			err = c.onSettings(f, sd.setting)
@@ -922,6 +925,9 @@ func (c *conn) readFrames(sd side) error {
 		case *http2.PingFrame:
 			if !f.IsAck() {
 				c.ping(f.Data)
+			} else {
+				c.ackFrames.Store(c.frames.Load())
+				c.pingAcks.Add(1)
 			}
 		case *http2.RSTStreamFrame:
 			c.onReset(f)

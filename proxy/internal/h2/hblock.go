@@ -149,7 +149,6 @@ func (c *conn) readBlock(h *http2.HeadersFrame) (*hblock, error) {
 			break
 		}
 		f, err := c.rfr.ReadFrame()
-		c.frames.Add(1)
 		if err != nil {
 			return nil, err
 		}
