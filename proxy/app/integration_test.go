@@ -274,13 +274,18 @@ type testApp struct {
 	last        func() seen
 	slowArrived chan struct{}
 	slowRelease chan struct{}
+	// next lets /events write its next event.
+	next chan struct{}
+	// held receives a /hold request's path when it arrives and again
+	// when its context ends (its client went).
+	held chan string
 }
 
 func startApp(t *testing.T) *testApp {
 	t.Helper()
 	var mu sync.Mutex
 	var s seen
-	a := &testApp{slowArrived: make(chan struct{}, 64), slowRelease: make(chan struct{})}
+	a := &testApp{slowArrived: make(chan struct{}, 64), slowRelease: make(chan struct{}), next: make(chan struct{}), held: make(chan string, 4)}
 	a.last = func() seen { mu.Lock(); defer mu.Unlock(); return s }
 	grpcApp := grpc.NewServer()
 	grpcecho.Register(grpcApp, "web-0")
@@ -306,6 +311,33 @@ func startApp(t *testing.T) *testApp {
 			_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
 			_ = brw.Flush()
 			_, _ = io.Copy(c, brw)
+			return
+		}
+		if strings.HasPrefix(r.URL.Path, "/hold/") {
+			a.held <- r.URL.Path + " arrived"
+			select {
+			case <-r.Context().Done():
+				a.held <- r.URL.Path + " cancelled"
+			case <-time.After(15 * time.Second):
+			}
+			return
+		}
+		if r.URL.Path == "/events" {
+			// Server-sent events, each written only once the client
+			// has the one before: a hop that buffers a response body
+			// stalls it.
+			w.Header().Set("Content-Type", "text/event-stream")
+			for i := range 3 {
+				if i > 0 {
+					select {
+					case <-a.next:
+					case <-r.Context().Done():
+						return
+					}
+				}
+				fmt.Fprintf(w, "data: event %d\n\n", i)
+				w.(http.Flusher).Flush()
+			}
 			return
 		}
 		body, _ := io.ReadAll(r.Body)
@@ -563,6 +595,60 @@ func testTwoProxies(t *testing.T, env map[string]string, minConns, maxConns floa
 		resp.Body.Close()
 		if resp.StatusCode != 200 || string(body) != "hello /expect 5" {
 			t.Fatalf("%d %q", resp.StatusCode, body)
+		}
+	})
+	t.Run("server-sent events arrive one by one", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://web/events", nil)
+		resp, err := h1Client(out).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d (%s)", resp.StatusCode, resp.Header.Get("conduit-proxy-error"))
+		}
+		br := bufio.NewReader(resp.Body)
+		for i := range 3 {
+			if i > 0 {
+				select {
+				case app.next <- struct{}{}:
+				case <-ctx.Done():
+					t.Fatalf("the app did not wait to write event %d", i)
+				}
+			}
+			line, err := br.ReadString('\n')
+			if want := fmt.Sprintf("data: event %d\n", i); err != nil || line != want {
+				t.Fatalf("event %d: %q %v, want %q (a hop holds the response body back)", i, line, err, want)
+			}
+			if blank, err := br.ReadString('\n'); err != nil || blank != "\n" {
+				t.Fatalf("after event %d: %q %v", i, blank, err)
+			}
+		}
+		if rest, err := io.ReadAll(br); err != nil || len(rest) > 0 {
+			t.Fatalf("after the last event: %q %v, want the end", rest, err)
+		}
+	})
+	// A client that hangs up while the app works on its request (a long
+	// poll): the app's request ends too, through both proxies.
+	t.Run("a client's hang-up reaches the app", func(t *testing.T) {
+		c, err := net.Dial("tcp", out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_, _ = io.WriteString(c, "GET /hold/1 HTTP/1.1\r\nHost: web\r\n\r\n")
+		for _, want := range []string{"/hold/1 arrived", "/hold/1 cancelled"} {
+			select {
+			case got := <-app.held:
+				if got != want {
+					t.Fatalf("app: %s, want %s", got, want)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("app: no %q in 10 s", want)
+			}
+			_ = c.Close()
 		}
 	})
 	t.Run("upgrade", func(t *testing.T) {

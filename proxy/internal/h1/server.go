@@ -163,6 +163,7 @@ type exchange struct {
 	req     Head
 	resp    Head
 	closing bool
+	hang    hangup
 }
 
 // ServeConn serves c until it ends or a request must take the general path;
@@ -210,7 +211,10 @@ func (s *Server) ServeConn(c net.Conn, rt Router, handover func(net.Conn)) {
 			return
 		}
 		_ = c.SetReadDeadline(time.Time{})
-		if !x.forward(&call) {
+		x.startWatch()
+		keep := x.forward(&call)
+		x.stopWatch()
+		if !keep || x.hang.gone.Load() {
 			break
 		}
 		if putBuffers(x.br, x.bw) {
@@ -228,6 +232,10 @@ func (x *exchange) await() bool {
 	if x.br != nil { // bytes of the next request are already buffered
 		_, err := x.br.Peek(1)
 		return err == nil
+	}
+	if len(x.src.pre) > 0 { // read by the hang-up watch (stopWatch)
+		x.br, x.bw = getReader(&x.src), getWriter(x.c)
+		return true
 	}
 	if x.idle == nil {
 		x.idle = make([]byte, idleReadSize)
@@ -253,6 +261,9 @@ func (x *exchange) forward(call *Call) (keep bool) {
 	req := &x.req
 	x.resp.reset()
 	x.closing = req.Close || x.s.draining.Load()
+	if x.hang.gone.Load() { // not sent elsewhere after the client went
+		return x.fail(call, http.StatusBadGateway, errClientGone, false)
+	}
 	if call.RoundTrip != nil {
 		return x.forwardRT(call)
 	}
@@ -274,6 +285,9 @@ func (x *exchange) forward(call *Call) (keep bool) {
 		}
 	case bodyChunked:
 		replay = false
+	}
+	if replay {
+		x.watchReady(x.br.Buffered() - len(body))
 	}
 	maxIdle := call.Pool.idleTimeout()
 	if !replay {
@@ -301,16 +315,24 @@ func (x *exchange) forward(call *Call) (keep bool) {
 				return x.fail(call, http.StatusBadGateway, err, replay && x.discard(len(body)))
 			}
 		}
+		x.watchAbort(nil, u)
 		if err = x.sendRequest(u, body); err == nil {
+			if !replay {
+				x.watchReady(x.br.Buffered())
+			}
 			err = x.readResponseHead(u)
 		}
 		if err == nil {
 			break
 		}
+		x.watchAbort(nil, nil)
 		_ = u.c.Close()
 		// A pooled connection closed by the upstream: nothing was answered.
-		if u.reused && replay && attempt == 0 && len(x.resp.Raw) == 0 {
+		if u.reused && replay && attempt == 0 && len(x.resp.Raw) == 0 && !x.hang.gone.Load() {
 			continue
+		}
+		if x.hang.gone.Load() {
+			err = errClientGone
 		}
 		return x.fail(call, http.StatusBadGateway, err, replay && x.discard(len(body)))
 	}
@@ -353,7 +375,8 @@ func (x *exchange) forward(call *Call) (keep bool) {
 			err = &writeError{ferr}
 		}
 	}
-	if err == nil && mode != bodyUntilClose && resp.persistent() {
+	x.watchAbort(nil, nil)
+	if err == nil && mode != bodyUntilClose && resp.persistent() && !x.hang.gone.Load() {
 		call.Pool.put(u)
 	} else {
 		_ = u.c.Close()

@@ -1,6 +1,7 @@
 package h1
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -97,6 +98,16 @@ func (x *exchange) forwardRT(call *Call) (keep bool) {
 	if err != nil {
 		return x.fail(call, http.StatusBadRequest, err, x.skipBody())
 	}
+	// A hang-up cancels the round trip (see hangup).
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	r = r.WithContext(ctx)
+	if body.mode == bodyNone {
+		x.watchReady(x.br.Buffered())
+	} else {
+		x.watchBody(body)
+	}
+	x.watchAbort(cancel, nil)
 	resp, err := call.RoundTrip(r)
 	// The request body may still be read by the round tripper's goroutine:
 	// the client connection's reader is ours again once it is closed. A
