@@ -13,7 +13,8 @@
 // it (POD_NAME, POD_NAMESPACE from the downward API, else the hostname) and the
 // request as received, headers included, so that tests can check what a proxy
 // added or removed (for example conduit-client-id). GET /status/<code> answers
-// with that status code; ?delay=<duration> waits before answering;
+// with that status code; ?delay=<duration> waits before answering (GET /abandoned
+// counts the delayed requests whose client went first);
 // ?fail-first=N&key=K answers 503 to the first N requests with key K (a flaky
 // backend, for retries), with the count so far in X-Testapp-Attempt. With
 // -upstream URL it passes every request on to URL (path and query included)

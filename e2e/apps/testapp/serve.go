@@ -81,7 +81,11 @@ func (c *counters) next(key string) int {
 
 func newHandler(c handlerConfig) http.Handler {
 	var attempts counters
+	var abandoned atomic.Int64 // delayed requests whose context ended first
 	mux := http.NewServeMux()
+	mux.HandleFunc("/abandoned", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, abandoned.Load())
+	})
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if c.draining != nil && c.draining.Load() {
 			http.Error(w, "draining", http.StatusServiceUnavailable)
@@ -99,6 +103,8 @@ func newHandler(c handlerConfig) http.Handler {
 			select {
 			case <-time.After(delay):
 			case <-r.Context().Done():
+				abandoned.Add(1)
+				c.log.Info("request abandoned by its client", "path", r.URL.RequestURI(), "err", context.Cause(r.Context()))
 				return
 			}
 		}

@@ -497,3 +497,29 @@ func TestGRPCQuietFails(t *testing.T) {
 		t.Errorf("grpc with the connection closed under a quiet stream: %v, want the channel's state changes", err)
 	}
 }
+
+// TestAbandonedCount: a delayed request whose client goes first is counted
+// by /abandoned.
+func TestAbandonedCount(t *testing.T) {
+	srv := httptest.NewServer(echoHandler("web-0", "shop", slog.New(slog.DiscardHandler)))
+	defer srv.Close()
+	c := &http.Client{Timeout: 100 * time.Millisecond}
+	if resp, err := c.Get(srv.URL + "/?delay=10s"); err == nil {
+		resp.Body.Close()
+		t.Fatal("a 10 s delay answered within 100 ms")
+	}
+	for start := time.Now(); ; time.Sleep(10 * time.Millisecond) {
+		resp, err := http.Get(srv.URL + "/abandoned")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.TrimSpace(string(b)) == "1" {
+			return
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("/abandoned: %q, want 1", b)
+		}
+	}
+}
