@@ -340,7 +340,8 @@ func (x *exchange) forward(call *Call) (keep bool) {
 		// The peer's proxy did not send it on: it can go elsewhere, its
 		// body still buffered on the client connection.
 		err = netx.Unsent(call.Pool.Refused(x.resp.Get("Conduit-Proxy-Error")))
-		if r := &x.resp; r.responseBody(req.IsHEAD()) == bodyNone && r.persistent() {
+		x.watchAbort(nil, nil) // u is the pool's again: a hang-up must not touch it
+		if r := &x.resp; r.responseBody(req.IsHEAD()) == bodyNone && r.persistent() && !x.hang.gone.Load() {
 			call.Pool.put(u)
 		} else {
 			_ = u.c.Close()
