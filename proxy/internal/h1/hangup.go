@@ -86,7 +86,10 @@ func (x *exchange) watchBody(body *reqBody) {
 func (x *exchange) watch() {
 	h := &x.hang
 	h.mu.Lock()
-	if !h.armed {
+	// A run of the timer can start as the exchange ends, and get the lock
+	// only once the next one is armed: it then serves that one, and a
+	// later run finds it watching.
+	if !h.armed || h.watching {
 		h.mu.Unlock()
 		return
 	}
@@ -106,7 +109,8 @@ func (x *exchange) watch() {
 		return
 	}
 	h.watching = true
-	h.done = make(chan struct{})
+	done := make(chan struct{})
+	h.done = done
 	h.mu.Unlock()
 
 	n, err := x.c.Read(h.peek[:])
@@ -125,7 +129,7 @@ func (x *exchange) watch() {
 		}
 	}
 	h.watching = false
-	close(h.done)
+	close(done)
 	h.mu.Unlock()
 }
 

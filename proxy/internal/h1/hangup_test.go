@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -157,6 +158,40 @@ func TestHangupWatchKeepsPipelinedRequest(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		if resp.StatusCode != 200 || string(b) != want {
 			t.Fatalf("answer %d %q, want 200 %q", resp.StatusCode, b, want)
+		}
+	}
+}
+
+// TestHangupWatchAcrossExchanges runs exchanges that end about when the
+// watch's timer fires, one after another on a connection: a run of the
+// timer that starts as one exchange ends must not disturb the next (it
+// once found the next one's watch running, and closed its channel twice).
+func TestHangupWatchAcrossExchanges(t *testing.T) {
+	var n atomic.Int32
+	rt := func(r *http.Request) (*http.Response, error) {
+		// From just before watchDelay to just after it.
+		time.Sleep(watchDelay - 5*time.Millisecond + time.Duration(n.Add(1)%10)*time.Millisecond)
+		return &http.Response{StatusCode: 200, Header: http.Header{}, ContentLength: 2, Body: io.NopCloser(strings.NewReader("ok"))}, nil
+	}
+	f := startFast(t, &testRouter{rt: rt})
+	c, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	br := bufio.NewReader(c)
+	for i := range 40 {
+		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: w\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("exchange %d: %v", i, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || string(b) != "ok" {
+			t.Fatalf("exchange %d: %d %q", i, resp.StatusCode, b)
 		}
 	}
 }
