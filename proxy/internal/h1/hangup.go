@@ -59,6 +59,13 @@ func (x *exchange) startWatch() {
 	}
 }
 
+// watchReset forgets what an earlier attempt at the exchange's request set.
+func (x *exchange) watchReset() {
+	x.hang.mu.Lock()
+	x.hang.ready, x.hang.extra, x.hang.body, x.hang.cancel, x.hang.up = false, 0, nil, nil, nil
+	x.hang.mu.Unlock()
+}
+
 // watchReady says the request has been read off the client connection
 // whole; extra bytes of a next request are buffered.
 func (x *exchange) watchReady(extra int) {
@@ -142,7 +149,7 @@ func (x *exchange) stopWatch() {
 	h.mu.Lock()
 	h.armed = false
 	watching, done := h.watching, h.done
-	h.body, h.cancel, h.up = nil, nil, nil
+	h.ready, h.body, h.cancel, h.up = false, nil, nil, nil
 	h.mu.Unlock()
 	if watching {
 		_ = x.c.SetReadDeadline(time.Unix(1, 0))

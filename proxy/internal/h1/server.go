@@ -264,6 +264,7 @@ func (x *exchange) forward(call *Call) (keep bool) {
 	if x.hang.gone.Load() { // not sent elsewhere after the client went
 		return x.fail(call, http.StatusBadGateway, errClientGone, false)
 	}
+	x.watchReset() // a rerouted request is read again (see hangup)
 	if call.RoundTrip != nil {
 		return x.forwardRT(call)
 	}
