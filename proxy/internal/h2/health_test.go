@@ -84,11 +84,7 @@ func TestHealthCheck(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			done := make(chan error, 1)
-			go func() {
-				_, err := io.Copy(io.Discard, resp.Body)
-				done <- err
-			}()
+			done := readAll(resp.Body)
 			var got error
 			select {
 			case got = <-done:
@@ -138,11 +134,7 @@ func TestHealthCheckKeepsGRPCStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() {
-		_, err := io.Copy(io.Discard, resp.Body)
-		done <- err
-	}()
+	done := readAll(resp.Body)
 	select {
 	case err := <-done:
 		t.Fatalf("the quiet call ended early: %v (trailer %v)", err, resp.Trailer)
@@ -157,4 +149,15 @@ func TestHealthCheckKeepsGRPCStream(t *testing.T) {
 	case <-time.After(wait):
 		t.Fatal("the call did not end after the client's half-close")
 	}
+}
+
+// readAll reads body to its end in a goroutine of its own and sends what
+// ended it (nil for EOF).
+func readAll(body io.Reader) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(io.Discard, body)
+		done <- err
+	}()
+	return done
 }
