@@ -50,7 +50,8 @@ func (x *exchange) startWatch() {
 	h := &x.hang
 	h.gone.Store(false)
 	h.mu.Lock()
-	h.armed, h.ready, h.extra, h.body, h.cancel, h.up = true, false, 0, nil, nil, nil
+	h.armed = true
+	h.clear()
 	h.mu.Unlock()
 	if h.timer == nil {
 		h.timer = time.AfterFunc(watchDelay, x.watch)
@@ -62,8 +63,13 @@ func (x *exchange) startWatch() {
 // watchReset forgets what an earlier attempt at the exchange's request set.
 func (x *exchange) watchReset() {
 	x.hang.mu.Lock()
-	x.hang.ready, x.hang.extra, x.hang.body, x.hang.cancel, x.hang.up = false, 0, nil, nil, nil
+	x.hang.clear()
 	x.hang.mu.Unlock()
+}
+
+// clear forgets the current request's state; mu is held.
+func (h *hangup) clear() {
+	h.ready, h.extra, h.body, h.cancel, h.up = false, 0, nil, nil, nil
 }
 
 // watchReady says the request has been read off the client connection
@@ -149,7 +155,7 @@ func (x *exchange) stopWatch() {
 	h.mu.Lock()
 	h.armed = false
 	watching, done := h.watching, h.done
-	h.ready, h.body, h.cancel, h.up = false, nil, nil, nil
+	h.clear()
 	h.mu.Unlock()
 	if watching {
 		_ = x.c.SetReadDeadline(time.Unix(1, 0))
