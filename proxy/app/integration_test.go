@@ -59,6 +59,7 @@ type mesh struct {
 	profiles  map[string]*destinationv1.DestinationProfile // GetProfile path -> profile
 	certified []string
 	stops     []func()
+	waited    map[*app.Proxy]chan struct{} // closed when the proxy's Wait returns
 }
 
 func newMesh(t *testing.T) *mesh {
@@ -72,7 +73,8 @@ func newMesh(t *testing.T) *mesh {
 		t.Fatal(err)
 	}
 	m := &mesh{t: t, issuer: issuer, anchorsPEM: pki.CertPEM(root.Cert),
-		endpoints: map[string][]*destinationv1.WeightedAddr{}, profiles: map[string]*destinationv1.DestinationProfile{}}
+		endpoints: map[string][]*destinationv1.WeightedAddr{}, profiles: map[string]*destinationv1.DestinationProfile{},
+		waited: map[*app.Proxy]chan struct{}{}}
 	m.tokenFile = filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(m.tokenFile, []byte(token), 0o600); err != nil {
 		t.Fatal(err)
@@ -245,6 +247,9 @@ func (m *mesh) startProxyEnv(t *testing.T, id string, inTarget, outDst string, e
 	done := make(chan struct{})
 	go func() { _ = p.Wait(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
+	m.mu.Lock()
+	m.waited[p] = done
+	m.mu.Unlock()
 	if !waitReady {
 		return p
 	}
@@ -658,7 +663,7 @@ func testTwoProxies(t *testing.T, env map[string]string, minConns, maxConns floa
 		}
 		defer c.Close()
 		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-		_, _ = io.WriteString(c, "GET /up HTTP/1.1\r\nHost: web\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		_, _ = io.WriteString(c, "GET /up HTTP/1.1\r\nHost: web\r\nConnection: Upgrade\r\nUpgrade: echo\r\nConduit-Client-Id: spoofed.identity\r\n\r\n")
 		br := bufio.NewReader(c)
 		resp, err := http.ReadResponse(br, nil)
 		if err != nil {
@@ -666,6 +671,11 @@ func testTwoProxies(t *testing.T, env map[string]string, minConns, maxConns floa
 		}
 		if resp.StatusCode != http.StatusSwitchingProtocols {
 			t.Fatalf("status %d (%s), want 101", resp.StatusCode, resp.Header.Get("conduit-proxy-error"))
+		}
+		// It crossed with mTLS, as every request between the proxies:
+		// the server proxy names the client's identity.
+		if s := last(); fmt.Sprint(s.ClientIDs) != fmt.Sprint([]string{clientID}) {
+			t.Errorf("app saw conduit-client-id %q on the upgrade, want %q", s.ClientIDs, clientID)
 		}
 		_, _ = io.WriteString(c, "ping")
 		got := make([]byte, 4)

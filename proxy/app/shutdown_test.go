@@ -1,11 +1,15 @@
 package app_test
 
 import (
+	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/conduit-mesh/conduit/proxy/app"
 )
 
 // TestControlPlaneDownAndDrain: with the control plane gone, known endpoints
@@ -130,5 +134,112 @@ func TestServerProxyDrainHTTP2(t *testing.T) {
 			t.Fatalf("after the server proxy stopped: %d %v, want a 5xx from the client proxy", code, err)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestDrainWaitsForSwitchedConnections: a connection that switched protocols
+// (an Upgrade, as a WebSocket does) keeps the client's or the server's proxy
+// draining until the application closes it, or until the grace period (2 s
+// here) ends and the proxy closes it. net/http forgets a hijacked
+// connection, so a proxy that only waited for net/http exited at once, under
+// a WebSocket whose application was about to close it cleanly.
+func TestDrainWaitsForSwitchedConnections(t *testing.T) {
+	for _, tc := range []struct {
+		proxy string // the one shut down
+		end   string // how the switched connection ends
+	}{
+		{"client", "the app closes"},
+		{"server", "the app closes"},
+		{"client", "the grace period ends"},
+		{"server", "the grace period ends"},
+	} {
+		t.Run(tc.proxy+"/"+tc.end, func(t *testing.T) {
+			m := newMesh(t)
+			appConns := make(chan net.Conn, 1)
+			appAddr := startHandler(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				c, brw, err := http.NewResponseController(w).Hijack()
+				if err != nil {
+					return
+				}
+				defer c.Close()
+				_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+				_ = brw.Flush()
+				appConns <- c
+				_, _ = io.Copy(c, brw)
+			}))
+			client, server := m.twoProxies(t, appAddr, nil)
+			c, err := net.Dial("tcp", client.OutboundAddr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			_, _ = io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: web\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+			br := bufio.NewReader(c)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+				t.Fatalf("upgrade: %v %v", resp, err)
+			}
+			appConn := <-appConns
+			echo := func(msg string) error {
+				if _, err := io.WriteString(c, msg); err != nil {
+					return err
+				}
+				got := make([]byte, len(msg))
+				if _, err := io.ReadFull(br, got); err != nil {
+					return err
+				}
+				if string(got) != msg {
+					return fmt.Errorf("echoed %q, want %q", got, msg)
+				}
+				return nil
+			}
+			if err := echo("before"); err != nil {
+				t.Fatal(err)
+			}
+			p := map[string]*app.Proxy{"client": client, "server": server}[tc.proxy]
+			m.mu.Lock()
+			waited := m.waited[p]
+			m.mu.Unlock()
+			start := time.Now()
+			p.Shutdown()
+			time.Sleep(300 * time.Millisecond)
+			select {
+			case <-waited:
+				t.Fatalf("the %s proxy finished draining after %v with a switched connection open", tc.proxy, time.Since(start))
+			default:
+			}
+			if err := echo("during the drain"); err != nil {
+				t.Fatalf("switched connection during the drain: %v", err)
+			}
+			if tc.end == "the app closes" {
+				_, _ = io.WriteString(appConn, "bye")
+				_ = appConn.Close()
+			}
+			rest, err := io.ReadAll(br)
+			if err != nil {
+				t.Fatalf("reading to the end: %v (got %q)", err, rest)
+			}
+			select {
+			case <-waited:
+			case <-time.After(5 * time.Second):
+				t.Fatalf("the %s proxy still draining 5 s after the end", tc.proxy)
+			}
+			took := time.Since(start)
+			switch tc.end {
+			case "the app closes":
+				if string(rest) != "bye" {
+					t.Errorf("the app's last words: %q, want \"bye\"", rest)
+				}
+				if took > 1500*time.Millisecond {
+					t.Errorf("drained in %v: it did not end when the app closed (at 0.3 s)", took)
+				}
+			default:
+				if took < 1900*time.Millisecond {
+					t.Errorf("drained in %v, before the 2 s grace period", took)
+				}
+			}
+			t.Logf("drained in %v", took.Round(time.Millisecond))
+		})
 	}
 }

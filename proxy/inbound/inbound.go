@@ -325,11 +325,12 @@ func (p *Proxy) serveTLS(c *netx.Conn, info *netx.Info) {
 		p.serveFast(tc, info, true)
 		return
 	}
-	if !p.o.NoH2FastPath {
+	if cs.NegotiatedProtocol == tlsconf.ALPNH2 && !p.o.NoH2FastPath {
 		p.serveH2(tc, info)
 		return
 	}
-	// net/http switches to HTTP/2 on ALPN h2 only for a *tls.Conn.
+	// net/http switches to HTTP/2 on ALPN h2 only for a *tls.Conn; it
+	// serves HTTP/1.1 on http/1.1 (with the fast path off).
 	if err := p.cl.Push(tc); err != nil {
 		_ = tc.Close()
 	}
@@ -352,6 +353,8 @@ func (p *Proxy) opaque(c net.Conn, info *netx.Info) {
 
 // ServeHTTP forwards a request to the application.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	r, done := p.tracker.Switching(r)
+	defer done()
 	p.prepare(r)
 	p.rp.ServeHTTP(w, r)
 }

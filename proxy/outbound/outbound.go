@@ -350,6 +350,12 @@ type upstream struct {
 	// HTTP/2 fast path; made on first use.
 	plain2Once sync.Once
 	plain2     *h2.Client
+	// switching sends a meshed endpoint the requests that ask to switch
+	// protocols (Upgrade: WebSockets), which HTTP/2 cannot carry: over
+	// mTLS HTTP/1.1 (ALPN http/1.1), a connection per request; made on
+	// first use.
+	switchingOnce sync.Once
+	switching     *http.Transport
 }
 
 func (p *Proxy) upstreamFor(a *discovery.Addr) *upstream {
@@ -550,6 +556,8 @@ type call struct {
 
 // ServeHTTP routes one request.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	r, done := p.tracker.Switching(r)
+	defer done()
 	req, err := p.route(r)
 	if err != nil {
 		errorHandler(w, r, err)
@@ -793,6 +801,24 @@ func (u *upstream) refused(err error) error {
 	return err
 }
 
+// switchingTransport is u.switching, made on first use.
+func (p *Proxy) switchingTransport(u *upstream) *http.Transport {
+	u.switchingOnce.Do(func() {
+		u.switching = &http.Transport{
+			DialTLSContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				c, _, err := p.dial(ctx, u.addr, tlsconf.ALPNHTTP1)
+				return c, netx.Unsent(err)
+			},
+			// A switched connection is not reused; one refused by the
+			// endpoint (no 101) may be, briefly.
+			MaxIdleConnsPerHost: 2,
+			IdleConnTimeout:     30 * time.Second,
+			DisableCompression:  true,
+		}
+	})
+	return u.switching
+}
+
 func (p *Proxy) send(u *upstream, r *http.Request) (*http.Response, error) {
 	upgrade := r.Header.Get("Upgrade") != ""
 	switch {
@@ -806,6 +832,9 @@ func (p *Proxy) send(u *upstream, r *http.Request) (*http.Response, error) {
 			return nil, u.refused(err)
 		}
 		return resp, nil
+	case u.addr.Identity != "" && upgrade:
+		r.URL.Scheme = "https" // the transport dials mTLS itself
+		return p.switchingTransport(u).RoundTrip(r)
 	case r.ProtoMajor == 2 && p.o.NoH2FastPath:
 		return p.h2c.RoundTrip(r)
 	case r.ProtoMajor == 2:

@@ -7,6 +7,7 @@
 //	testapp lookup NAME                           resolve NAME, print its addresses
 //	testapp tcp [-banner D] ADDR MESSAGE          send MESSAGE, print what comes back (-banner: read the server's greeting first)
 //	testapp grpc [-n N] [-quiet D] ADDR           a full-duplex gRPC stream of N echoed messages (then one quiet for D)
+//	testapp ws [-n N] [-hold D] URL               a WebSocket of N echoed messages (then wait up to D for the server to close it)
 //	testapp sleep                                 idle until SIGTERM (a client pod)
 //
 // The HTTP server answers every request with a JSON Echo: the pod that served
@@ -22,6 +23,13 @@
 // web tier in front of a server); with -drain D it answers on SIGTERM for D
 // more, /healthz failing, before shutting down, as an application behind a
 // Service should while the endpoints and load balancers catch up.
+//
+// GET /ws is a WebSocket echo: it greets with "hello pod=<pod>
+// client-id=<conduit-client-id>" and answers each message with "<pod>
+// <message>"; GET /websockets counts the open ones. When the server stops
+// (after -drain) it closes each with a close frame, 1001 going away, as an
+// application that shuts down cleanly does; ws -hold expects that frame and
+// fails on a connection lost without one.
 //
 // The TCP echo (-tcp-addr) answers each line; the server-speaks-first echo
 // (-banner-addrs) greets each connection with a line before it reads, as MySQL

@@ -60,6 +60,8 @@ type handlerConfig struct {
 	client   *http.Client
 	// draining, when set and true, makes /healthz answer 503 (serve -drain).
 	draining *atomic.Bool
+	// ws serves /ws (a WebSocket echo); nil: a hub of the handler's own.
+	ws *wsHub
 }
 
 // counters counts requests by key.
@@ -83,6 +85,13 @@ func newHandler(c handlerConfig) http.Handler {
 	var attempts counters
 	var abandoned atomic.Int64 // delayed requests whose context ended first
 	mux := http.NewServeMux()
+	if c.ws == nil {
+		c.ws = newWSHub(c.pod, c.log)
+	}
+	mux.Handle("/ws", c.ws)
+	mux.HandleFunc("/websockets", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, c.ws.open())
+	})
 	mux.HandleFunc("/abandoned", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, abandoned.Load())
 	})
@@ -192,7 +201,7 @@ func serveCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	bannerAddrs := fs.String("banner-addrs", "", "comma-separated listen addresses of a server-speaks-first TCP echo, which greets each connection before reading (as MySQL or SMTP do; empty: none)")
 	grpcAddr := fs.String("grpc-addr", "", "gRPC echo (grpc.testing.TestService) listen address (empty: none)")
 	upstream := fs.String("upstream", "", "pass every request on to this base URL (http://server:8080) and answer with its echo inside ours")
-	drain := fs.Duration("drain", 0, "on SIGTERM, fail /healthz and keep serving this long before shutting down")
+	drain := fs.Duration("drain", 0, "on SIGTERM, fail /healthz and keep serving this long before shutting down (WebSockets are then closed with 1001, going away)")
 	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || *drain < 0 {
 		return errUsage
 	}
@@ -200,8 +209,9 @@ func serveCmd(ctx context.Context, log *slog.Logger, args []string) error {
 		*upstream = "http://" + *upstream
 	}
 	var draining atomic.Bool
+	ws := newWSHub(podName(), log)
 	h := newHandler(handlerConfig{
-		pod: podName(), namespace: os.Getenv("POD_NAMESPACE"), log: log, upstream: *upstream, draining: &draining,
+		pod: podName(), namespace: os.Getenv("POD_NAMESPACE"), log: log, upstream: *upstream, draining: &draining, ws: ws,
 		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 16}},
 	})
 	srv := &http.Server{Addr: *addr, Handler: h, ReadHeaderTimeout: 10 * time.Second}
@@ -268,6 +278,11 @@ func serveCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	}
 	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	// net/http's Shutdown does not wait for hijacked connections: close
+	// the WebSockets first, each with a close frame (1001, going away).
+	closing, cancelClosing := context.WithTimeout(shutdown, 2*time.Second)
+	ws.closeAll(closing)
+	cancelClosing()
 	err = srv.Shutdown(shutdown)
 	wg.Wait()
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {

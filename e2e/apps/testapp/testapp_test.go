@@ -523,3 +523,79 @@ func TestAbandonedCount(t *testing.T) {
 		}
 	}
 }
+
+// TestWebSocket: ws echoes through /ws and closes (1000); with -hold it
+// waits for the server's close frame, which closeAll sends (1001, going
+// away), and it fails when the connection is lost without one.
+func TestWebSocket(t *testing.T) {
+	hub := newWSHub("web-0", slog.New(slog.DiscardHandler))
+	srv := httptest.NewServer(newHandler(handlerConfig{pod: "web-0", log: slog.New(slog.DiscardHandler), ws: hub}))
+	defer srv.Close()
+	url := "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws"
+	open := func() int {
+		resp, err := http.Get(srv.URL + "/websockets")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		return n
+	}
+	waitOpen := func(want int) {
+		t.Helper()
+		for start := time.Now(); open() != want; time.Sleep(10 * time.Millisecond) {
+			if time.Since(start) > 5*time.Second {
+				t.Fatalf("/websockets: %d, want %d", open(), want)
+			}
+		}
+	}
+
+	var out strings.Builder
+	if err := wsCmd(t.Context(), []string{"-n", "3", url}, &out); err != nil {
+		t.Fatalf("ws: %v (printed %q)", err, out.String())
+	}
+	if want := "hello pod=web-0 client-id=\n3 ok\n"; out.String() != want {
+		t.Errorf("ws printed %q, want %q", out.String(), want)
+	}
+	waitOpen(0)
+
+	for _, tc := range []struct {
+		name string
+		end  func()
+		want string // in the output, or the error
+	}{
+		{"the server closes cleanly", func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			hub.closeAll(ctx)
+		}, "closed by the server after"},
+		{"the connection is lost", func() {
+			hub.mu.Lock()
+			for c := range hub.conns {
+				_ = c.NetConn().Close()
+			}
+			hub.mu.Unlock()
+		}, "connection lost without a close frame"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out strings.Builder
+			done := make(chan error, 1)
+			go func() { done <- wsCmd(t.Context(), []string{"-n", "0", "-hold", "10s", url}, &out) }()
+			waitOpen(1)
+			tc.end()
+			err := <-done
+			got := out.String()
+			if err != nil {
+				got += err.Error()
+			}
+			if !strings.Contains(got, tc.want) || (err == nil) != (tc.name == "the server closes cleanly") {
+				t.Fatalf("ws -hold: %q (err %v), want %q", out.String(), err, tc.want)
+			}
+			if err == nil && !strings.Contains(got, ": 1001 server stopping") {
+				t.Errorf("ws -hold printed %q, want the code 1001 and its reason", got)
+			}
+			waitOpen(0)
+		})
+	}
+}

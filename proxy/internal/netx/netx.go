@@ -329,12 +329,15 @@ func (l *ChanListener) Close() error {
 // Addr implements net.Listener.
 func (l *ChanListener) Addr() net.Addr { return l.addr }
 
-// Tracker counts connections that net/http does not own (opaque, detecting)
-// so that shutdown can wait for them and then close them.
+// Tracker counts connections that net/http does not own (opaque, detecting,
+// and those net/http let go of when a request switched protocols) so that
+// shutdown can wait for them and then close them. Add may be called at any
+// time, during a Wait too.
 type Tracker struct {
-	mu    sync.Mutex
-	conns map[io.Closer]struct{}
-	wg    sync.WaitGroup
+	mu      sync.Mutex
+	conns   map[io.Closer]struct{}
+	empty   chan struct{} // closed when conns empties, made by Wait
+	closing bool          // Wait's time is up: what is added now is closed at once
 }
 
 // Add tracks c; call the returned func when done.
@@ -344,13 +347,19 @@ func (t *Tracker) Add(c io.Closer) func() {
 		t.conns = map[io.Closer]struct{}{}
 	}
 	t.conns[c] = struct{}{}
-	t.wg.Add(1)
+	closing := t.closing
 	t.mu.Unlock()
+	if closing {
+		_ = c.Close()
+	}
 	return func() {
 		t.mu.Lock()
 		delete(t.conns, c)
+		if len(t.conns) == 0 && t.empty != nil {
+			close(t.empty)
+			t.empty = nil
+		}
 		t.mu.Unlock()
-		t.wg.Done()
 	}
 }
 
@@ -380,22 +389,52 @@ func (t *Tracker) Serve(l net.Listener, handle func(net.Conn)) error {
 	}
 }
 
-// Wait waits for every tracked connection until ctx ends, then closes the rest.
+// Switching tracks a request that asks to switch protocols (Upgrade, as
+// WebSockets do) until the returned func is called. net/http forgets a
+// connection once its handler hijacks it, so its Shutdown would not wait
+// for the switched connection, and the proxy would exit under it. The
+// request returned carries a context that Wait cancels when its time is
+// up; httputil.ReverseProxy then closes both sides.
+func (t *Tracker) Switching(r *http.Request) (*http.Request, func()) {
+	if r.Header.Get("Upgrade") == "" {
+		return r, func() {}
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	done := t.Add(&canceler{cancel})
+	return r.WithContext(ctx), func() { done(); cancel() }
+}
+
+// canceler closes by cancelling a context (a pointer, to be a map key).
+type canceler struct{ cancel context.CancelFunc }
+
+func (c *canceler) Close() error { c.cancel(); return nil }
+
+// Wait waits for every tracked connection until ctx ends, then closes the
+// rest and waits for them to be done.
 func (t *Tracker) Wait(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() { t.wg.Wait(); close(done) }()
+	t.mu.Lock()
+	if len(t.conns) == 0 {
+		t.mu.Unlock()
+		return nil
+	}
+	if t.empty == nil {
+		t.empty = make(chan struct{})
+	}
+	empty := t.empty
+	t.mu.Unlock()
 	select {
-	case <-done:
+	case <-empty:
 		return nil
 	case <-ctx.Done():
-		t.mu.Lock()
-		for c := range t.conns {
-			_ = c.Close()
-		}
-		t.mu.Unlock()
-		<-done
-		return ctx.Err()
 	}
+	t.mu.Lock()
+	t.closing = true
+	for c := range t.conns {
+		_ = c.Close()
+	}
+	t.mu.Unlock()
+	<-empty
+	return ctx.Err()
 }
 
 // httpBufSize is the size of the buffers lent to httputil.ReverseProxy.

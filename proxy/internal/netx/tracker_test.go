@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -115,3 +116,86 @@ type blockConn struct {
 func newBlockConn() *blockConn { return &blockConn{closed: make(chan struct{})} }
 
 func (c *blockConn) Close() error { c.once.Do(func() { close(c.closed) }); return nil }
+
+// TestTrackerWait: Wait returns once everything tracked is done, counting
+// what is added while it waits; when its time is up it closes the rest, and
+// closes at once what is added after.
+func TestTrackerWait(t *testing.T) {
+	t.Run("nothing tracked", func(t *testing.T) {
+		var tr Tracker
+		if err := tr.Wait(context.Background()); err != nil {
+			t.Fatalf("Wait = %v", err)
+		}
+	})
+	t.Run("added while waiting", func(t *testing.T) {
+		var tr Tracker
+		doneA := tr.Add(newBlockConn())
+		waited := make(chan error, 1)
+		go func() { waited <- tr.Wait(context.Background()) }()
+		time.Sleep(10 * time.Millisecond)
+		doneB := tr.Add(newBlockConn())
+		doneA()
+		select {
+		case err := <-waited:
+			t.Fatalf("Wait = %v with a connection added during it still open", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+		doneB()
+		select {
+		case err := <-waited:
+			if err != nil {
+				t.Fatalf("Wait = %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("Wait did not return once both were done")
+		}
+	})
+	t.Run("time is up", func(t *testing.T) {
+		var tr Tracker
+		c := newBlockConn()
+		done := tr.Add(c)
+		go func() { <-c.closed; done() }()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		defer cancel()
+		if err := tr.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Wait = %v, want the deadline", err)
+		}
+		late := newBlockConn()
+		defer tr.Add(late)()
+		select {
+		case <-late.closed:
+		default:
+			t.Fatal("a connection added after Wait's time was up was left open")
+		}
+	})
+}
+
+// TestTrackerSwitching: a request asking to switch protocols is tracked
+// until done, and Wait cancels its context when time is up; any other
+// request is not tracked.
+func TestTrackerSwitching(t *testing.T) {
+	var tr Tracker
+	plain := httptest.NewRequest("GET", "/", nil)
+	r, done := tr.Switching(plain)
+	if r != plain {
+		t.Fatal("a request without Upgrade was changed")
+	}
+	if err := tr.Wait(context.Background()); err != nil {
+		t.Fatalf("Wait = %v with only a plain request", err)
+	}
+	done()
+
+	up := httptest.NewRequest("GET", "/ws", nil)
+	up.Header.Set("Connection", "Upgrade")
+	up.Header.Set("Upgrade", "websocket")
+	r, done = tr.Switching(up)
+	go func() { <-r.Context().Done(); done() }()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if err := tr.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait = %v with a switching request running, want the deadline", err)
+	}
+	if r.Context().Err() == nil {
+		t.Fatal("the switching request's context was not cancelled")
+	}
+}
