@@ -17,14 +17,16 @@ import (
 // TestWebSocketThroughTheMesh: WebSockets (an HTTP/1.1 Upgrade) from meshed
 // clients to a meshed server, through both proxies with mTLS: echoes, the
 // client's identity at the server, from a client on the default transport
-// and from one whose proxy sends HTTP/1.1 between the proxies. Then the
-// server pod is deleted while both hold a WebSocket open: its application
-// closes them cleanly (1001, going away) 2 s after SIGTERM, and the clients
-// must get that close frame. The server's proxy is a regular container
-// (mesh inject --manual --sidecar-mode regular, as on Kubernetes before
-// 1.29), so it gets SIGTERM with the application: a proxy that finished its
-// drain without waiting for switched connections exited at once, and the
-// clients saw their WebSockets cut without a close frame (1006).
+// and from one whose proxy sends HTTP/1.1 between the proxies; an AF_PACKET
+// capture sees none of their messages in clear on the pod network (it sees
+// an unmeshed client's, the control). Then the server pod is deleted while
+// both hold a WebSocket open: its application closes them cleanly (1001,
+// going away) 2 s after SIGTERM, and the clients must get that close frame.
+// The server's proxy is a regular container (mesh inject --manual
+// --sidecar-mode regular, as on Kubernetes before 1.29), so it gets SIGTERM
+// with the application: a proxy that finished its drain without waiting for
+// switched connections exited at once, and the clients saw their WebSockets
+// cut without a close frame (1006).
 func TestWebSocketThroughTheMesh(t *testing.T) {
 	f := framework.New(t)
 	f.InstallMesh(t)
@@ -59,7 +61,8 @@ spec:
   ports: [{name: http, port: 8080, targetPort: http}]
 `,
 		sleeperPod("client", f.Image("testapp")),
-		sleeperPod("client-h1", f.Image("testapp"), `config.conduit.dev/proxy-http1-transport: http1`)))
+		sleeperPod("client-h1", f.Image("testapp"), `config.conduit.dev/proxy-http1-transport: http1`),
+		sleeperPod("plain", f.Image("testapp"), `conduit.dev/inject: disabled`)))
 	pod := f.WaitPodsReady(t, ns, "app=ws-server", 1, 3*time.Minute)[0]
 	regular := false
 	for _, c := range pod.Spec.Containers {
@@ -69,7 +72,7 @@ spec:
 		t.Fatalf("ws-server's proxy is not a regular container: containers %v", pod.Spec.Containers)
 	}
 	clients := []string{"client", "client-h1"}
-	f.WaitPodsReady(t, ns, "app in (client, client-h1)", len(clients), 3*time.Minute)
+	f.WaitPodsReady(t, ns, "app in (client, client-h1, plain)", len(clients)+1, 3*time.Minute)
 
 	clientID := "default." + ns + ".serviceaccount.identity." + framework.ControlPlaneNamespace + ".cluster.local"
 	want := fmt.Sprintf("hello pod=ws-server client-id=%s\n20 ok", clientID)
@@ -86,6 +89,27 @@ spec:
 			}
 			return true, nil
 		})
+	}
+
+	// No message crosses the pod network in clear. The server's echoes
+	// are not masked (a client's frames are), so an echo in clear carries
+	// the marker. Control: from a pod without a proxy, it does.
+	_, _, c := capturedMarker(t, func(marker string) string {
+		return f.Exec(t, ns, "plain", "plain", "testapp", "ws", "-n", "3", "-message", marker, "ws://"+pod.Status.PodIP+":8080/ws")
+	})
+	if c.Seen() == 0 {
+		t.Fatalf("the capture did not see an unmeshed client's WebSocket echoes in clear (%d frames captured)", c.Frames())
+	}
+	for _, client := range clients {
+		out, marker, c := capturedMarker(t, func(m string) string {
+			return f.Exec(t, ns, client, client, "testapp", "ws", "-n", "3", "-message", m, "ws://ws-server:8080/ws")
+		})
+		if !strings.Contains(out, "3 ok") {
+			t.Fatalf("%s: testapp ws -message %s printed %q", client, marker, out)
+		}
+		if c.Seen() != 0 {
+			t.Errorf("%s: a meshed WebSocket crossed the pod network in clear: %d of %d frames carried its messages", client, c.Seen(), c.Frames())
+		}
 	}
 
 	// Both clients hold a WebSocket open; the server pod goes away.

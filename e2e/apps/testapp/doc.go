@@ -7,7 +7,7 @@
 //	testapp lookup NAME                           resolve NAME, print its addresses
 //	testapp tcp [-banner D] ADDR MESSAGE          send MESSAGE, print what comes back (-banner: read the server's greeting first)
 //	testapp grpc [-n N] [-quiet D] ADDR           a full-duplex gRPC stream of N echoed messages (then one quiet for D)
-//	testapp ws [-n N] [-hold D] URL               a WebSocket of N echoed messages (then wait up to D for the server to close it)
+//	testapp ws [-n N] [-message M] [-hold D] URL  a WebSocket of N echoed messages "M i" (then wait up to D for the server to close it)
 //	testapp sleep                                 idle until SIGTERM (a client pod)
 //
 // The HTTP server answers every request with a JSON Echo: the pod that served

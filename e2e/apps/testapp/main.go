@@ -18,7 +18,7 @@ const usage = `usage:
   testapp get -n 0 {-duration D | -until-eof} [-keep-going] ... URL   (a load generator)
   testapp lookup NAME
   testapp tcp [-timeout 5s] [-banner 1s] ADDR MESSAGE
-  testapp ws [-n 20] [-hold 0] [-timeout 30s] URL
+  testapp ws [-n 20] [-message message] [-hold 0] [-timeout 30s] URL
   testapp grpc [-n 20] [-size 1000] [-unary-size 1048576] [-timeout 30s] [-keepalive 0] [-quiet 0] ADDR
   testapp sleep
   testapp env     print the environment, one NAME=value per line

@@ -103,9 +103,10 @@ func (h *wsHub) closeAll(ctx context.Context) {
 	}
 }
 
-// wsCmd is `testapp ws [-n N] [-hold D] [-timeout T] URL`: it opens a
-// WebSocket, prints the server's greeting ("hello pod=... client-id=..."),
-// sends N messages, each echoed before the next, and prints "N ok". Then,
+// wsCmd is `testapp ws [-n N] [-message M] [-hold D] [-timeout T] URL`: it
+// opens a WebSocket, prints the server's greeting ("hello pod=...
+// client-id=..."), sends N messages ("M 1", "M 2"...), each echoed before
+// the next, and prints "N ok". Then,
 // without -hold, it closes (1000) and waits for the server's answer; with
 // -hold it waits up to D for the server to close and prints "closed by the
 // server after <time>: <code> <reason>", failing unless the code is 1000
@@ -116,6 +117,7 @@ func wsCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	n := fs.Int("n", 20, "messages to echo")
 	hold := fs.Duration("hold", 0, "then wait this long for the server to close (0: close from this side)")
 	timeout := fs.Duration("timeout", 30*time.Second, "for the opening and the echoes")
+	text := fs.String("message", "message", "the messages are \"<message> 1\", \"<message> 2\"...")
 	if err := fs.Parse(args); err != nil || fs.NArg() != 1 || *n < 0 || *hold < 0 {
 		return errUsage
 	}
@@ -143,7 +145,7 @@ func wsCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		pod = strings.TrimPrefix(f[1], "pod=")
 	}
 	for i := 1; i <= *n; i++ {
-		msg := fmt.Sprintf("message %d", i)
+		msg := fmt.Sprintf("%s %d", *text, i)
 		if err := c.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
 			return fmt.Errorf("testapp ws: send %d: %w", i, err)
 		}
