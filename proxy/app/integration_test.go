@@ -657,32 +657,45 @@ func testTwoProxies(t *testing.T, env map[string]string, minConns, maxConns floa
 		}
 	})
 	t.Run("upgrade", func(t *testing.T) {
-		c, err := net.Dial("tcp", out)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c, _ := switchProtocols(t, out, "web", "Conduit-Client-Id: spoofed.identity\r\n")
 		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-		_, _ = io.WriteString(c, "GET /up HTTP/1.1\r\nHost: web\r\nConnection: Upgrade\r\nUpgrade: echo\r\nConduit-Client-Id: spoofed.identity\r\n\r\n")
-		br := bufio.NewReader(c)
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if resp.StatusCode != http.StatusSwitchingProtocols {
-			t.Fatalf("status %d (%s), want 101", resp.StatusCode, resp.Header.Get("conduit-proxy-error"))
-		}
 		// It crossed with mTLS, as every request between the proxies:
 		// the server proxy names the client's identity.
 		if s := last(); fmt.Sprint(s.ClientIDs) != fmt.Sprint([]string{clientID}) {
 			t.Errorf("app saw conduit-client-id %q on the upgrade, want %q", s.ClientIDs, clientID)
 		}
-		_, _ = io.WriteString(c, "ping")
-		got := make([]byte, 4)
-		if _, err := io.ReadFull(br, got); err != nil || string(got) != "ping" {
-			t.Fatalf("echo after the switch: %q %v", got, err)
-		}
 	})
+}
+
+// switchProtocols sends GET /up to host through the outbound proxy at out
+// with "Upgrade: echo" (and extra header lines), wants 101, and checks
+// that the switched connection echoes. It returns the connection and its
+// reader.
+func switchProtocols(t *testing.T, out, host, extra string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.Dial("tcp", out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	_, _ = io.WriteString(c, "GET /up HTTP/1.1\r\nHost: "+host+"\r\nConnection: Upgrade\r\nUpgrade: echo\r\n"+extra+"\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		c.Close()
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		c.Close()
+		t.Fatalf("upgrade: status %d (%s), want 101", resp.StatusCode, resp.Header.Get("conduit-proxy-error"))
+	}
+	_, _ = io.WriteString(c, "ping")
+	got := make([]byte, 4)
+	if _, err := io.ReadFull(br, got); err != nil || string(got) != "ping" {
+		c.Close()
+		t.Fatalf("echo after the switch: %q %v", got, err)
+	}
+	return c, br
 }
 
 func TestOpaqueMTLS(t *testing.T) {

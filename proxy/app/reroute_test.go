@@ -106,6 +106,13 @@ func TestStoppedApplicationIsSkipped(t *testing.T) {
 			}
 			client, gone := oneAppStopped(t, mode.env, clientEnv)
 			out := client.OutboundAddr().String()
+			// A request to switch protocols (a WebSocket's) goes to
+			// another endpoint too. (First: once the balancer has seen
+			// the stopped endpoint fail, it rarely picks it.)
+			for range 10 {
+				c, _ := switchProtocols(t, out, "web.test", "")
+				c.Close()
+			}
 			requestMix(t, out, "/s", 10)
 			testGRPC(t, out)
 			// With no other endpoint the request fails, and the error says why.

@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"net"
@@ -168,18 +167,8 @@ func TestDrainWaitsForSwitchedConnections(t *testing.T) {
 				_, _ = io.Copy(c, brw)
 			}))
 			client, server := m.twoProxies(t, appAddr, nil)
-			c, err := net.Dial("tcp", client.OutboundAddr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
+			c, br := switchProtocols(t, client.OutboundAddr().String(), "web", "")
 			defer c.Close()
-			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-			_, _ = io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: web\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
-			br := bufio.NewReader(c)
-			resp, err := http.ReadResponse(br, nil)
-			if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
-				t.Fatalf("upgrade: %v %v", resp, err)
-			}
 			appConn := <-appConns
 			echo := func(msg string) error {
 				if _, err := io.WriteString(c, msg); err != nil {
@@ -193,9 +182,6 @@ func TestDrainWaitsForSwitchedConnections(t *testing.T) {
 					return fmt.Errorf("echoed %q, want %q", got, msg)
 				}
 				return nil
-			}
-			if err := echo("before"); err != nil {
-				t.Fatal(err)
 			}
 			p := map[string]*app.Proxy{"client": client, "server": server}[tc.proxy]
 			m.mu.Lock()

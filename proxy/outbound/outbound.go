@@ -834,7 +834,16 @@ func (p *Proxy) send(u *upstream, r *http.Request) (*http.Response, error) {
 		return resp, nil
 	case u.addr.Identity != "" && upgrade:
 		r.URL.Scheme = "https" // the transport dials mTLS itself
-		return p.switchingTransport(u).RoundTrip(r)
+		resp, err := p.switchingTransport(u).RoundTrip(r)
+		if err == nil && (r.Body == nil || r.Body == http.NoBody) {
+			if rerr := u.peerRefused(resp); rerr != nil {
+				// Refused unprocessed by the endpoint's proxy: without a
+				// body to lose, it can go to another endpoint.
+				_ = resp.Body.Close()
+				return nil, netx.Unsent(rerr)
+			}
+		}
+		return resp, err
 	case r.ProtoMajor == 2 && p.o.NoH2FastPath:
 		return p.h2c.RoundTrip(r)
 	case r.ProtoMajor == 2:
