@@ -165,3 +165,30 @@ func TestProfilesRetriesTimeoutsSplit(t *testing.T) {
 		}
 	}
 }
+
+// TestRouteTimeoutSparesSwitchedConnections: a route's timeout bounds the
+// wait for the answer to an Upgrade, not the connection that switched
+// protocols (a WebSocket outlives it).
+func TestRouteTimeoutSparesSwitchedConnections(t *testing.T) {
+	m := newMesh(t)
+	app := startApp(t)
+	m.mu.Lock()
+	m.profiles["web.test.svc.cluster.local:80"] = &destinationv1.DestinationProfile{
+		FullyQualifiedName: "web.test.svc.cluster.local",
+		Routes:             []*destinationv1.Route{route("up", "GET", "/up", false, 200*time.Millisecond)},
+	}
+	m.mu.Unlock()
+	client, _ := m.twoProxies(t, app.addr, nil)
+	c, br := switchProtocols(t, client.OutboundAddr().String(), "web.test", "")
+	defer c.Close()
+	time.Sleep(600 * time.Millisecond)
+	_, _ = io.WriteString(c, "pong")
+	got := make([]byte, 4)
+	if _, err := io.ReadFull(br, got); err != nil || string(got) != "pong" {
+		t.Fatalf("echo 600 ms after the switch, on a route with a 200 ms timeout: %q %v", got, err)
+	}
+	// The route was the one matched.
+	if n := metricSum(t, client.AdminAddr().String(), "request_total", `route="up"`); n != 1 {
+		t.Errorf("request_total{route=\"up\"} = %v, want 1", n)
+	}
+}
