@@ -156,4 +156,21 @@ func TestUnreachableEndpointsAreSkipped(t *testing.T) {
 		t.Errorf("mute-meshed's proxy counts %v gRPC requests: none was refused there, so the test proved nothing", n)
 	}
 	t.Logf("gRPC: 10 runs ok; mute-meshed's proxy refused %v calls", n)
+
+	// WebSockets: an Upgrade that mute-meshed's proxy refused goes to the
+	// serving pod too. Under a name of their own, so that mute-meshed's
+	// proxy counts them apart from the HTTP requests above.
+	wsHost := "server." + ns + ".svc.cluster.local:8080"
+	wsWant := fmt.Sprintf("hello pod=%s client-id=%s\n1 ok", serving, clientID)
+	for i := range 20 {
+		out, stderr, err := f.ExecE(context.Background(), ns, "client", "client", nil, "testapp", "ws", "-n", "1", "-timeout", "10s", "ws://"+wsHost+"/ws")
+		if err != nil || strings.TrimSpace(out) != wsWant {
+			t.Fatalf("WebSocket %d: %v: printed %q, want %q: %s", i, err, out, wsWant, stderr)
+		}
+	}
+	n = proxyCounter(t, f, ns, "mute-meshed", "response_total", `direction="inbound"`, `authority="`+wsHost+`"`)
+	if n < 1 {
+		t.Errorf("mute-meshed's proxy counts %v WebSocket upgrades: none was refused there, so the test proved nothing", n)
+	}
+	t.Logf("WebSockets: 20 ok; mute-meshed's proxy refused %v", n)
 }
