@@ -369,3 +369,44 @@ func TestApplicationCannotForgeUnsent(t *testing.T) {
 		})
 	}
 }
+
+// TestUnmeshedDeadEndpointIsSkipped: an endpoint without a proxy (no
+// identity) where nothing listens is skipped as a meshed one is: HTTP/1,
+// h2c and Upgrade requests go to the endpoint that answers, with the HTTP/1
+// fast path on and off.
+func TestUnmeshedDeadEndpointIsSkipped(t *testing.T) {
+	for _, mode := range []struct {
+		name string
+		env  map[string]string
+	}{
+		{name: "fast path"},
+		{name: "fast path off", env: map[string]string{"CONDUIT_PROXY_HTTP1_FAST_PATH": "false"}},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			m := newMesh(t)
+			app := startApp(t)
+			m.mu.Lock()
+			m.endpoints["web.test.svc.cluster.local:80"] = []*destinationv1.WeightedAddr{plainAddr(refusingAddr(t)), plainAddr(app.addr)}
+			m.mu.Unlock()
+			client := m.startProxyEnv(t, clientID, "127.0.0.1:1", "10.255.255.1:80", mode.env, true)
+			out := client.OutboundAddr().String()
+			// Upgrades first: once the balancer has seen the dead
+			// endpoint fail, it rarely picks it.
+			for range 10 {
+				c, _ := switchProtocols(t, out, "web.test", "")
+				c.Close()
+			}
+			requestMix(t, out, "/u", 10)
+			if n := metricSum(t, client.AdminAddr().String(), "response_total", `direction="outbound"`, `classification="failure"`); n < 1 {
+				t.Error("the dead endpoint was never tried")
+			}
+		})
+	}
+}
+
+// plainAddr is an endpoint without a proxy: no identity, no protocol hint.
+func plainAddr(addr string) *destinationv1.WeightedAddr {
+	a := meshedAddr(addr, "")
+	a.TlsIdentity, a.ProtocolHint = nil, nil
+	return a
+}

@@ -119,7 +119,12 @@ func New(o Options) *Proxy {
 	p.dialer = netx.Dialer{Dialer: net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}}
 	p.fast.DialTimeout = 2 * o.ConnectTimeout
 	p.h1 = &http.Transport{
-		DialContext:         p.dialer.DialContext,
+		// A request whose connection could not be made goes to another
+		// endpoint (sendKeepingBody).
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := p.dialer.DialContext(ctx, network, addr)
+			return c, netx.Unsent(err)
+		},
 		MaxIdleConns:        1000,
 		MaxIdleConnsPerHost: 100,
 		IdleConnTimeout:     90 * time.Second,
@@ -834,7 +839,7 @@ func (p *Proxy) send(u *upstream, r *http.Request) (*http.Response, error) {
 		return resp, nil
 	case u.addr.Identity != "" && upgrade:
 		r.URL.Scheme = "https" // the transport dials mTLS itself
-		resp, err := p.switchingTransport(u).RoundTrip(r)
+		resp, err := sendKeepingBody(p.switchingTransport(u), r)
 		if err == nil && (r.Body == nil || r.Body == http.NoBody) {
 			if rerr := u.peerRefused(resp); rerr != nil {
 				// Refused unprocessed by the endpoint's proxy: without a
@@ -857,6 +862,21 @@ func (p *Proxy) send(u *upstream, r *http.Request) (*http.Response, error) {
 		if err := netx.BufferSmallBody(r); err != nil {
 			return nil, err
 		}
-		return p.h1.RoundTrip(r)
+		return sendKeepingBody(p.h1, r)
 	}
+}
+
+// sendKeepingBody sends r on t, an http.Transport whose dial errors are
+// netx.ErrUnsent, with r's body kept open: the transport closes a body even
+// when it could not connect, and a request not sent goes to another
+// endpoint with that body, unread. (Its owner, the server, closes it. A
+// body in memory needs no such care, and net/http writes it with the head
+// only unwrapped.)
+func sendKeepingBody(t *http.Transport, r *http.Request) (*http.Response, error) {
+	if r.Body != nil && r.Body != http.NoBody && !netx.InMemoryBody(r.Body) {
+		if _, ok := r.Body.(keepOpen); !ok {
+			r.Body = keepOpen{r.Body}
+		}
+	}
+	return t.RoundTrip(r)
 }

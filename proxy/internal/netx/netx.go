@@ -672,6 +672,11 @@ func unwrap(c net.Conn) net.Conn {
 // already knows to be in memory (e.g. one buffered for retries).
 var inMemoryBody = reflect.TypeOf(io.NopCloser(bytes.NewReader(nil)))
 
+// InMemoryBody reports whether body is io.NopCloser(*bytes.Reader) (as
+// BufferSmallBody leaves it): net/http writes it with the head, and closing
+// it loses nothing.
+func InMemoryBody(body io.ReadCloser) bool { return reflect.TypeOf(body) == inMemoryBody }
+
 // SmallBody is the largest request body BufferSmallBody reads ahead.
 const SmallBody = 16 << 10
 
@@ -686,7 +691,7 @@ func BufferSmallBody(r *http.Request) error {
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength <= 0 || r.ContentLength > SmallBody {
 		return nil
 	}
-	if _, ok := r.Header["Expect"]; ok || reflect.TypeOf(r.Body) == inMemoryBody {
+	if _, ok := r.Header["Expect"]; ok || InMemoryBody(r.Body) {
 		return nil
 	}
 	buf := make([]byte, r.ContentLength)
