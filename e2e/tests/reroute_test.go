@@ -12,7 +12,8 @@ import (
 	"github.com/conduit-mesh/conduit/e2e/framework"
 )
 
-// muteApps: a Service "server" whose pods are one meshed testapp server
+// muteApps: a Service "server" (and "server-ws", the same pods for
+// WebSockets, so that a client's proxy balances them afresh) whose pods are one meshed testapp server
 // and two pods that are Ready but do not listen on the Service's port, as
 // a pod looks to a client while it stops: one meshed (its proxy runs, its
 // application is gone), one unmeshed (nothing answers at all). And two
@@ -41,6 +42,13 @@ metadata: {name: server}
 spec:
   selector: {app: server}
   ports: [{name: http, port: 8080, targetPort: 8080}, {name: grpc, port: 9090, targetPort: 9090}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: server-ws}
+spec:
+  selector: {app: server}
+  ports: [{name: http, port: 8080, targetPort: 8080}]
 `,
 		mute("mute-meshed", ""),
 		mute("mute-unmeshed", "conduit.dev/inject: disabled"),
@@ -157,20 +165,31 @@ func TestUnreachableEndpointsAreSkipped(t *testing.T) {
 	}
 	t.Logf("gRPC: 10 runs ok; mute-meshed's proxy refused %v calls", n)
 
-	// WebSockets: an Upgrade that mute-meshed's proxy refused goes to the
-	// serving pod too. Under a name of their own, so that mute-meshed's
-	// proxy counts them apart from the HTTP requests above.
-	wsHost := "server." + ns + ".svc.cluster.local:8080"
+	// WebSockets: an Upgrade that mute-meshed's proxy refused, or that
+	// mute-unmeshed's connection refused, goes to the serving pod too.
+	// Through a Service of their own, which the client's proxy has not
+	// balanced yet: both mute pods are tried.
 	wsWant := fmt.Sprintf("hello pod=%s client-id=%s\n1 ok", serving, clientID)
+	f.WaitFor(t, "a WebSocket through both proxies", 2*time.Minute, func(ctx context.Context) (bool, error) {
+		// Until discovery knows server-ws, the first goes to its ClusterIP.
+		out, stderr, err := f.ExecE(ctx, ns, "client", "client", nil, "testapp", "ws", "-n", "1", "-timeout", "10s", "ws://server-ws:8080/ws")
+		if err != nil || strings.TrimSpace(out) != wsWant {
+			return false, fmt.Errorf("testapp ws: %v: printed %q, want %q: %s", err, out, wsWant, stderr)
+		}
+		return true, nil
+	})
 	for i := range 20 {
-		out, stderr, err := f.ExecE(context.Background(), ns, "client", "client", nil, "testapp", "ws", "-n", "1", "-timeout", "10s", "ws://"+wsHost+"/ws")
+		out, stderr, err := f.ExecE(context.Background(), ns, "client", "client", nil, "testapp", "ws", "-n", "1", "-timeout", "10s", "ws://server-ws:8080/ws")
 		if err != nil || strings.TrimSpace(out) != wsWant {
 			t.Fatalf("WebSocket %d: %v: printed %q, want %q: %s", i, err, out, wsWant, stderr)
 		}
 	}
-	n = proxyCounter(t, f, ns, "mute-meshed", "response_total", `direction="inbound"`, `authority="`+wsHost+`"`)
-	if n < 1 {
-		t.Errorf("mute-meshed's proxy counts %v WebSocket upgrades: none was refused there, so the test proved nothing", n)
+	wsAuthority := `authority="server-ws.` + ns + `.svc.cluster.local:8080"`
+	for _, pod := range []string{"mute-meshed", "mute-unmeshed"} {
+		n := proxyCounter(t, f, ns, "client", "response_total", `direction="outbound"`, wsAuthority, `dst_pod="`+pod+`"`, `classification="failure"`)
+		if n < 1 {
+			t.Errorf("the client's proxy counts %v failed WebSocket upgrades to %s: it was never tried", n, pod)
+		}
+		t.Logf("WebSockets: 20 ok; %v refused by %s", n, pod)
 	}
-	t.Logf("WebSockets: 20 ok; mute-meshed's proxy refused %v", n)
 }
