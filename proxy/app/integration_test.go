@@ -307,15 +307,7 @@ func startApp(t *testing.T) *testApp {
 			return
 		}
 		if r.Header.Get("Upgrade") == "echo" {
-			// A protocol switch: after the 101 the connection echoes.
-			c, brw, err := http.NewResponseController(w).Hijack()
-			if err != nil {
-				return
-			}
-			defer c.Close()
-			_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
-			_ = brw.Flush()
-			_, _ = io.Copy(c, brw)
+			echoSwitched(w, nil)
 			return
 		}
 		if strings.HasPrefix(r.URL.Path, "/hold/") {
@@ -665,6 +657,23 @@ func testTwoProxies(t *testing.T, env map[string]string, minConns, maxConns floa
 			t.Errorf("app saw conduit-client-id %q on the upgrade, want %q", s.ClientIDs, clientID)
 		}
 	})
+}
+
+// echoSwitched answers a request with "Upgrade: echo": 101, then the
+// switched connection echoes until it closes. switched, when not nil, gets
+// the connection first.
+func echoSwitched(w http.ResponseWriter, switched func(net.Conn)) {
+	c, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+	_ = brw.Flush()
+	if switched != nil {
+		switched(c)
+	}
+	_, _ = io.Copy(c, brw)
 }
 
 // switchProtocols sends GET /up to host through the outbound proxy at out

@@ -156,15 +156,7 @@ func TestDrainWaitsForSwitchedConnections(t *testing.T) {
 			m := newMesh(t)
 			appConns := make(chan net.Conn, 1)
 			appAddr := startHandler(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				c, brw, err := http.NewResponseController(w).Hijack()
-				if err != nil {
-					return
-				}
-				defer c.Close()
-				_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
-				_ = brw.Flush()
-				appConns <- c
-				_, _ = io.Copy(c, brw)
+				echoSwitched(w, func(c net.Conn) { appConns <- c })
 			}))
 			client, server := m.twoProxies(t, appAddr, nil)
 			c, br := switchProtocols(t, client.OutboundAddr().String(), "web", "")
