@@ -657,6 +657,37 @@ func testTwoProxies(t *testing.T, env map[string]string, minConns, maxConns floa
 			t.Errorf("app saw conduit-client-id %q on the upgrade, want %q", s.ClientIDs, clientID)
 		}
 	})
+	t.Run("an upgrade the app declines", func(t *testing.T) {
+		// curl --http2 on http:// asks for h2c this way; a server that
+		// does not switch answers as usual, over mTLS, and the
+		// connection serves the next request.
+		c, err := net.Dial("tcp", out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		br := bufio.NewReader(c)
+		for _, req := range []string{
+			"GET /h2c HTTP/1.1\r\nHost: web\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n",
+			"GET /next HTTP/1.1\r\nHost: web\r\n\r\n",
+		} {
+			_, _ = io.WriteString(c, req)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			path := strings.Fields(req)[1]
+			if want := "hello " + path + " 0"; resp.StatusCode != 200 || string(b) != want {
+				t.Fatalf("%s: %d %q (%s), want 200 %q", path, resp.StatusCode, b, resp.Header.Get("Conduit-Proxy-Error"), want)
+			}
+			if s := last(); fmt.Sprint(s.ClientIDs) != fmt.Sprint([]string{clientID}) {
+				t.Errorf("%s: app saw conduit-client-id %q, want %q", path, s.ClientIDs, clientID)
+			}
+		}
+	})
 }
 
 // echoSwitched answers a request with "Upgrade: echo": 101, then the
