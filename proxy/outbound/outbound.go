@@ -360,7 +360,7 @@ type upstream struct {
 	// mTLS HTTP/1.1 (ALPN http/1.1), a connection per request; made on
 	// first use.
 	switchingOnce sync.Once
-	switching     *http.Transport
+	switching     transportClient
 }
 
 func (p *Proxy) upstreamFor(a *discovery.Addr) *upstream {
@@ -406,8 +406,9 @@ type h2Client interface {
 	CloseIdle()
 }
 
-// transportClient is net/http's HTTP/2 client to a meshed endpoint. Its
-// dial errors are marked netx.ErrUnsent, and it does not close a request
+// transportClient is net/http's client to a meshed endpoint: HTTP/2 (with
+// the HTTP/2 fast path off), or HTTP/1.1 for the requests that switch
+// protocols. Its dial errors are marked netx.ErrUnsent, and it does not close a request
 // body (net/http would, even when it could not connect), so that a request
 // it could not send can go to another endpoint. It keeps a small body (of
 // known length) for as long as the response head takes: a request the
@@ -430,14 +431,13 @@ func (t transportClient) RoundTrip(r *http.Request) (*http.Response, error) {
 			_ = r.Body.Close()
 			r.Body, replay = io.NopCloser(bytes.NewReader(kept)), true
 		}
-		r.Body = keepOpen{r.Body}
 	}
 	restore := func() {
 		if kept != nil {
 			r.Body = io.NopCloser(bytes.NewReader(kept))
 		}
 	}
-	resp, err := t.Transport.RoundTrip(r)
+	resp, err := sendKeepingBody(t.Transport, r)
 	if err != nil {
 		if errors.Is(err, netx.ErrUnsent) {
 			restore()
@@ -806,10 +806,10 @@ func (u *upstream) refused(err error) error {
 	return err
 }
 
-// switchingTransport is u.switching, made on first use.
-func (p *Proxy) switchingTransport(u *upstream) *http.Transport {
+// switchingClient is u.switching, made on first use.
+func (p *Proxy) switchingClient(u *upstream) transportClient {
 	u.switchingOnce.Do(func() {
-		u.switching = &http.Transport{
+		u.switching = transportClient{&http.Transport{
 			DialTLSContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 				c, _, err := p.dial(ctx, u.addr, tlsconf.ALPNHTTP1)
 				return c, netx.Unsent(err)
@@ -819,7 +819,7 @@ func (p *Proxy) switchingTransport(u *upstream) *http.Transport {
 			MaxIdleConnsPerHost: 2,
 			IdleConnTimeout:     30 * time.Second,
 			DisableCompression:  true,
-		}
+		}, u.peerRefused}
 	})
 	return u.switching
 }
@@ -827,28 +827,19 @@ func (p *Proxy) switchingTransport(u *upstream) *http.Transport {
 func (p *Proxy) send(u *upstream, r *http.Request) (*http.Response, error) {
 	upgrade := r.Header.Get("Upgrade") != ""
 	switch {
-	case u.h2 != nil && !upgrade:
-		if r.ProtoMajor == 1 {
+	case u.h2 != nil: // meshed: mTLS, which the clients dial themselves
+		var rt http.RoundTripper = u.h2
+		if upgrade {
+			rt = p.switchingClient(u) // HTTP/2 cannot carry it
+		} else if r.ProtoMajor == 1 {
 			r.Header[HeaderOrigProto] = origProtoH1
 		}
-		r.URL.Scheme = "https" // the transport dials mTLS itself
-		resp, err := u.h2.RoundTrip(r)
+		r.URL.Scheme = "https"
+		resp, err := rt.RoundTrip(r)
 		if err != nil {
 			return nil, u.refused(err)
 		}
 		return resp, nil
-	case u.addr.Identity != "" && upgrade:
-		r.URL.Scheme = "https" // the transport dials mTLS itself
-		resp, err := sendKeepingBody(p.switchingTransport(u), r)
-		if err == nil && (r.Body == nil || r.Body == http.NoBody) {
-			if rerr := u.peerRefused(resp); rerr != nil {
-				// Refused unprocessed by the endpoint's proxy: without a
-				// body to lose, it can go to another endpoint.
-				_ = resp.Body.Close()
-				return nil, netx.Unsent(rerr)
-			}
-		}
-		return resp, err
 	case r.ProtoMajor == 2 && p.o.NoH2FastPath:
 		return p.h2c.RoundTrip(r)
 	case r.ProtoMajor == 2:
@@ -871,7 +862,9 @@ func (p *Proxy) send(u *upstream, r *http.Request) (*http.Response, error) {
 // when it could not connect, and a request not sent goes to another
 // endpoint with that body, unread. (Its owner, the server, closes it. A
 // body in memory needs no such care, and net/http writes it with the head
-// only unwrapped.)
+// only unwrapped.) transportClient sends on it; the unmeshed endpoints'
+// HTTP/1.1 (p.h1) too, without transportClient's copy of a small body,
+// which BufferSmallBody has already made.
 func sendKeepingBody(t *http.Transport, r *http.Request) (*http.Response, error) {
 	if r.Body != nil && r.Body != http.NoBody && !netx.InMemoryBody(r.Body) {
 		if _, ok := r.Body.(keepOpen); !ok {
