@@ -729,13 +729,26 @@ func switchProtocols(t *testing.T, out, host, extra string) (net.Conn, *bufio.Re
 		c.Close()
 		t.Fatalf("upgrade: status %d (%s), want 101", resp.StatusCode, resp.Header.Get("conduit-proxy-error"))
 	}
-	_, _ = io.WriteString(c, "ping")
-	got := make([]byte, 4)
-	if _, err := io.ReadFull(br, got); err != nil || string(got) != "ping" {
+	if err := echoes(c, br, "ping"); err != nil {
 		c.Close()
-		t.Fatalf("echo after the switch: %q %v", got, err)
+		t.Fatalf("after the switch: %v", err)
 	}
 	return c, br
+}
+
+// echoes writes msg on a switched connection c and reads it back from br.
+func echoes(c net.Conn, br *bufio.Reader, msg string) error {
+	if _, err := io.WriteString(c, msg); err != nil {
+		return err
+	}
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(br, got); err != nil {
+		return fmt.Errorf("echo of %q: %w (got %q)", msg, err, got)
+	}
+	if string(got) != msg {
+		return fmt.Errorf("echoed %q, want %q", got, msg)
+	}
+	return nil
 }
 
 func TestOpaqueMTLS(t *testing.T) {

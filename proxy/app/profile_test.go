@@ -182,10 +182,8 @@ func TestRouteTimeoutSparesSwitchedConnections(t *testing.T) {
 	c, br := switchProtocols(t, client.OutboundAddr().String(), "web.test", "")
 	defer c.Close()
 	time.Sleep(600 * time.Millisecond)
-	_, _ = io.WriteString(c, "pong")
-	got := make([]byte, 4)
-	if _, err := io.ReadFull(br, got); err != nil || string(got) != "pong" {
-		t.Fatalf("echo 600 ms after the switch, on a route with a 200 ms timeout: %q %v", got, err)
+	if err := echoes(c, br, "pong"); err != nil {
+		t.Fatalf("600 ms after the switch, on a route with a 200 ms timeout: %v", err)
 	}
 	// The route was the one matched.
 	if n := metricSum(t, client.AdminAddr().String(), "request_total", `route="up"`); n != 1 {

@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -162,19 +161,6 @@ func TestDrainWaitsForSwitchedConnections(t *testing.T) {
 			c, br := switchProtocols(t, client.OutboundAddr().String(), "web", "")
 			defer c.Close()
 			appConn := <-appConns
-			echo := func(msg string) error {
-				if _, err := io.WriteString(c, msg); err != nil {
-					return err
-				}
-				got := make([]byte, len(msg))
-				if _, err := io.ReadFull(br, got); err != nil {
-					return err
-				}
-				if string(got) != msg {
-					return fmt.Errorf("echoed %q, want %q", got, msg)
-				}
-				return nil
-			}
 			p := map[string]*app.Proxy{"client": client, "server": server}[tc.proxy]
 			m.mu.Lock()
 			waited := m.waited[p]
@@ -187,7 +173,7 @@ func TestDrainWaitsForSwitchedConnections(t *testing.T) {
 				t.Fatalf("the %s proxy finished draining after %v with a switched connection open", tc.proxy, time.Since(start))
 			default:
 			}
-			if err := echo("during the drain"); err != nil {
+			if err := echoes(c, br, "during the drain"); err != nil {
 				t.Fatalf("switched connection during the drain: %v", err)
 			}
 			if tc.end == "the app closes" {
