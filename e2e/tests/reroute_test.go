@@ -13,8 +13,9 @@ import (
 )
 
 // muteApps: a Service "server" (and "server-ws", the same pods for
-// WebSockets, so that a client's proxy balances them afresh) whose pods are one meshed testapp server
-// and two pods that are Ready but do not listen on the Service's port, as
+// WebSockets, so that a client's proxy balances them afresh) whose pods are
+// one meshed testapp server and two pods that are Ready but do not listen
+// on the Service's port, as
 // a pod looks to a client while it stops: one meshed (its proxy runs, its
 // application is gone), one unmeshed (nothing answers at all). And two
 // meshed client pods: "client" with the proxy's defaults (HTTP/1 between
@@ -64,8 +65,9 @@ spec:
 // sends each request that was not sent to another endpoint. So must those
 // of a client whose proxy sends HTTP/1.1 between proxies. Then gRPC
 // calls of 1 MiB: one that the meshed mute pod refused goes to the serving
-// pod too.
-// The mute endpoints must have been tried, or the test proved nothing.
+// pod too; and WebSockets, through server-ws: an Upgrade that either mute
+// pod could not take opens on the serving pod. The mute endpoints must have
+// been tried, or the test proved nothing.
 func TestUnreachableEndpointsAreSkipped(t *testing.T) {
 	f := framework.New(t)
 	f.InstallMesh(t)

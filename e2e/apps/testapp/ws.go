@@ -30,8 +30,8 @@ func newWSHub(pod string, log *slog.Logger) *wsHub {
 }
 
 // ServeHTTP upgrades the request, greets the client with
-// "hello pod=<pod> client-id=<conduit-client-id>" and answers each text
-// message with "<pod> <message>".
+// "hello pod=<pod> client-id=<conduit-client-id>" and answers each
+// message with "<pod> <message>", of the same kind (text or binary).
 func (h *wsHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	up := websocket.Upgrader{HandshakeTimeout: 10 * time.Second}
 	c, err := up.Upgrade(w, r, nil)
@@ -106,12 +106,11 @@ func (h *wsHub) closeAll(ctx context.Context) {
 // wsCmd is `testapp ws [-n N] [-message M] [-hold D] [-timeout T] URL`: it
 // opens a WebSocket, prints the server's greeting ("hello pod=...
 // client-id=..."), sends N messages ("M 1", "M 2"...), each echoed before
-// the next, and prints "N ok". Then,
-// without -hold, it closes (1000) and waits for the server's answer; with
-// -hold it waits up to D for the server to close and prints "closed by the
-// server after <time>: <code> <reason>", failing unless the code is 1000
-// or 1001 (going away): a connection lost without a close frame (1006) is
-// an error.
+// the next, and prints "N ok". Then, without -hold, it closes (1000) and
+// waits for the server's answer; with -hold it waits up to D for the server
+// to close and prints "closed by the server after <time>: <code> <reason>",
+// failing unless the code is 1000 or 1001 (going away): a connection lost
+// without a close frame (1006) is an error.
 func wsCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("ws", flag.ContinueOnError)
 	n := fs.Int("n", 20, "messages to echo")
