@@ -38,6 +38,7 @@ const (
 	AnnotationProxyVersion        = configPrefix + "proxy-version"
 	AnnotationShutdownGracePeriod = configPrefix + "shutdown-grace-period"
 	AnnotationProxyHTTP1Transport = configPrefix + "proxy-http1-transport"
+	AnnotationWaitForAppExit      = configPrefix + "wait-for-app-exit"
 )
 
 // Outcome is what an invalid annotation value leads to.
@@ -109,6 +110,16 @@ var Settings = []setting{
 		}
 		if d <= 0 {
 			return fmt.Errorf("not positive")
+		}
+		return nil
+	}},
+	{AnnotationWaitForAppExit, "a Go duration ≥ 0, e.g. 30s (0s: the proxy drains at SIGTERM at once)", Default, func(s string) error {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return err
+		}
+		if d < 0 {
+			return fmt.Errorf("negative")
 		}
 		return nil
 	}},

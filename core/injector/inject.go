@@ -367,6 +367,7 @@ func (b *builder) proxyContainer(native bool) (corev1.Container, error) {
 		{Name: "CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS", Value: cfg.Identity.TrustAnchorsPEM},
 		{Name: "CONDUIT_PROXY_INBOUND_OPAQUE_PORTS", Value: b.get(AnnotationOpaquePorts, p.OpaquePorts)},
 		{Name: "CONDUIT_PROXY_SHUTDOWN_GRACE_PERIOD", Value: b.get(AnnotationShutdownGracePeriod, p.ShutdownGracePeriod)},
+		{Name: "CONDUIT_PROXY_WAIT_FOR_APP_EXIT", Value: b.get(AnnotationWaitForAppExit, b.podGracePeriod())},
 	}
 	// Without a CPU limit the Go runtime would size itself to the node's
 	// cores; a sidecar forwards on one core unless given a limit (the runtime
@@ -421,6 +422,17 @@ func (b *builder) proxyContainer(native bool) (corev1.Container, error) {
 		c.Lifecycle = &corev1.Lifecycle{PostStart: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: p.AwaitCommand}}}
 	}
 	return c, nil
+}
+
+// podGracePeriod is the pod's terminationGracePeriodSeconds as a duration
+// (the API server's default, 30 s, when unset): by default the proxy serves
+// for as long as the kubelet lets the application stop.
+func (b *builder) podGracePeriod() string {
+	s := int64(corev1.DefaultTerminationGracePeriodSeconds)
+	if g := b.pod.Spec.TerminationGracePeriodSeconds; g != nil && *g >= 0 {
+		s = *g
+	}
+	return (time.Duration(s) * time.Second).String()
 }
 
 func (b *builder) proxyInitContainer() (corev1.Container, error) {

@@ -140,7 +140,10 @@ func injectCases() []injectCase {
 				AnnotationProxyVersion, "v0.2.0-rc.1",
 				AnnotationShutdownGracePeriod, "2m",
 				AnnotationProxyHTTP1Transport, "http1",
+				AnnotationWaitForAppExit, "0s",
 			))},
+		{name: "wait-for-app-exit-from-pod-grace-period", nsAnn: nsEnabled, native: false,
+			pod: pod(func(p *corev1.Pod) { p.Spec.TerminationGracePeriodSeconds = ptr(int64(120)) })},
 		{name: "request-above-limit", nsAnn: nsEnabled, pod: pod(podAnn(AnnotationProxyMemoryRequest, "1Gi", AnnotationProxyMemoryLimit, "512Mi")), native: true},
 		{name: "skip-inbound-proxy-port", nsAnn: nsEnabled, pod: pod(podAnn(AnnotationSkipInboundPorts, "4100-4200")), native: true},
 		{name: "config-defaults-from-configmap", nsAnn: nsEnabled, pod: pod(), native: true, cfg: func(c *Config) {
@@ -164,6 +167,7 @@ func injectCases() []injectCase {
 		AnnotationProxyVersion:        "v1 beta",
 		AnnotationShutdownGracePeriod: "30",
 		AnnotationProxyHTTP1Transport: "h3",
+		AnnotationWaitForAppExit:      "-5s",
 	}
 	for _, s := range Settings {
 		cases = append(cases, injectCase{

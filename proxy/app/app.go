@@ -22,6 +22,7 @@ import (
 	"github.com/conduit-mesh/conduit/proxy/discovery"
 	"github.com/conduit-mesh/conduit/proxy/identity"
 	"github.com/conduit-mesh/conduit/proxy/inbound"
+	"github.com/conduit-mesh/conduit/proxy/internal/appsockets"
 	"github.com/conduit-mesh/conduit/proxy/metrics"
 	"github.com/conduit-mesh/conduit/proxy/origdst"
 	"github.com/conduit-mesh/conduit/proxy/outbound"
@@ -33,6 +34,9 @@ import (
 type Overrides struct {
 	InboundOrigDst  origdst.Resolver
 	OutboundOrigDst origdst.Resolver
+	// AppSockets replaces the look at /proc/net for the sockets the
+	// application holds (CONDUIT_PROXY_WAIT_FOR_APP_EXIT).
+	AppSockets func() ([]appsockets.Socket, error)
 }
 
 // Proxy is a running proxy.
@@ -53,6 +57,7 @@ type Proxy struct {
 	cancel            context.CancelFunc
 	shutdown          chan struct{}
 	shutdownOnce      sync.Once
+	appSockets        func() ([]appsockets.Socket, error)
 	errs              chan error
 }
 
@@ -74,6 +79,11 @@ func (p *Proxy) TapAddr() net.Addr {
 func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, ov Overrides) (*Proxy, error) {
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	p := &Proxy{cfg: cfg, log: log, Metrics: metrics.New(), cancel: cancel, shutdown: make(chan struct{}), errs: make(chan error, 4)}
+	p.appSockets = ov.AppSockets
+	if p.appSockets == nil {
+		uid := uint32(os.Geteuid())
+		p.appSockets = func() ([]appsockets.Socket, error) { return appsockets.Held("/proc", uid) }
+	}
 	ok := false
 	defer func() {
 		if !ok {
@@ -211,11 +221,14 @@ func (p *Proxy) closeAll() {
 }
 
 // Wait serves until ctx ends or Shutdown is called, then stops accepting,
-// drains in-flight work within the grace period and returns.
+// drains in-flight work within the grace period and returns. When ctx ends
+// (SIGTERM) and WaitForAppExit is set, it first keeps serving while the
+// application holds sockets, for at most that long.
 func (p *Proxy) Wait(ctx context.Context) error {
 	var serveErr error
 	select {
 	case <-ctx.Done():
+		serveErr = p.awaitApp()
 	case <-p.shutdown:
 	case serveErr = <-p.errs:
 		if serveErr == nil {
@@ -244,6 +257,59 @@ func (p *Proxy) Wait(ctx context.Context) error {
 	}
 	p.log.Info("drained")
 	return nil
+}
+
+// appPoll is how often awaitApp looks at the application's sockets.
+const appPoll = 100 * time.Millisecond
+
+// awaitApp serves on while the application holds sockets, for at most
+// WaitForAppExit: with the proxy as a regular container, the kubelet sends
+// SIGTERM to the proxy and the application at once, and an application that
+// still serves or calls out while it stops needs the proxy until it exits.
+// Shutdown (POST /shutdown) ends the wait; so does a listener's failure,
+// whose error it returns.
+func (p *Proxy) awaitApp() error {
+	limit := p.cfg.WaitForAppExit
+	if limit <= 0 {
+		return nil
+	}
+	held, err := p.appSockets()
+	if err != nil {
+		p.log.Warn("cannot tell whether the application still runs: draining now", "err", err)
+		return nil
+	}
+	if len(held) == 0 {
+		return nil
+	}
+	p.log.Info("serving until the application exits", "max", limit, "sockets", len(held), "first", held[0].String())
+	start := time.Now()
+	deadline := time.NewTimer(limit)
+	defer deadline.Stop()
+	tick := time.NewTicker(appPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-p.shutdown:
+			return nil
+		case err := <-p.errs:
+			if err == nil {
+				err = errors.New("proxy: a listener stopped")
+			}
+			return err
+		case <-deadline.C:
+			p.log.Warn("the application still holds sockets: draining now", "after", limit, "sockets", len(held), "first", held[0].String())
+			return nil
+		case <-tick.C:
+			if held, err = p.appSockets(); err != nil {
+				p.log.Warn("cannot tell whether the application still runs: draining now", "err", err)
+				return nil
+			}
+			if len(held) == 0 {
+				p.log.Info("the application has exited", "after", time.Since(start).Round(time.Millisecond))
+				return nil
+			}
+		}
+	}
 }
 
 // stopTap ends the tap streams and stops the tap server.

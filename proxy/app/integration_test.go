@@ -211,6 +211,15 @@ func (m *mesh) twoProxies(t *testing.T, appAddr string, env map[string]string) (
 // the first certificate.
 func (m *mesh) startProxyEnv(t *testing.T, id string, inTarget, outDst string, extra map[string]string, waitReady bool) *app.Proxy {
 	t.Helper()
+	p, _ := m.startProxyCtl(t, id, inTarget, outDst, extra, waitReady, app.Overrides{})
+	return p
+}
+
+// startProxyCtl is startProxyEnv with overrides (the original destinations
+// are always the static ones given); stop ends the proxy's context, as
+// SIGTERM does.
+func (m *mesh) startProxyCtl(t *testing.T, id string, inTarget, outDst string, extra map[string]string, waitReady bool, ov app.Overrides) (p *app.Proxy, stop context.CancelFunc) {
+	t.Helper()
 	env := map[string]string{
 		"CONDUIT_PROXY_OUTBOUND_LISTEN_ADDR":    "127.0.0.1:0",
 		"CONDUIT_PROXY_INBOUND_LISTEN_ADDR":     "127.0.0.1:0",
@@ -240,7 +249,8 @@ func (m *mesh) startProxyEnv(t *testing.T, id string, inTarget, outDst string, e
 	in := netip.MustParseAddrPort(inTarget)
 	out := netip.MustParseAddrPort(outDst)
 	ctx, cancel := context.WithCancel(context.Background())
-	p, err := app.Start(ctx, cfg, log, app.Overrides{InboundOrigDst: origdst.Static(in), OutboundOrigDst: origdst.Static(out)})
+	ov.InboundOrigDst, ov.OutboundOrigDst = origdst.Static(in), origdst.Static(out)
+	p, err = app.Start(ctx, cfg, log, ov)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,14 +261,14 @@ func (m *mesh) startProxyEnv(t *testing.T, id string, inTarget, outDst string, e
 	m.waited[p] = done
 	m.mu.Unlock()
 	if !waitReady {
-		return p
+		return p, cancel
 	}
 	select {
 	case <-p.Identity.Ready():
 	case <-time.After(10 * time.Second):
 		t.Fatalf("proxy %s got no certificate", id)
 	}
-	return p
+	return p, cancel
 }
 
 // app records what the application saw.

@@ -40,9 +40,12 @@ type Config struct {
 
 	InboundOpaquePorts map[uint16]bool
 	ShutdownGrace      time.Duration
-	DetectTimeout      time.Duration
-	ConnectTimeout     time.Duration
-	DiscoveryTimeout   time.Duration
+	// WaitForAppExit is how long, at most, the proxy keeps serving after
+	// SIGTERM while the application still holds sockets (0: it drains at once).
+	WaitForAppExit   time.Duration
+	DetectTimeout    time.Duration
+	ConnectTimeout   time.Duration
+	DiscoveryTimeout time.Duration
 
 	PodName       string
 	PodNamespace  string
@@ -202,6 +205,7 @@ func Load(env Getenv) (*Config, error) {
 		dst  *time.Duration
 	}{
 		{"CONDUIT_PROXY_SHUTDOWN_GRACE_PERIOD", "30s", &c.ShutdownGrace},
+		{"CONDUIT_PROXY_WAIT_FOR_APP_EXIT", "0s", &c.WaitForAppExit},
 		{"CONDUIT_PROXY_DETECT_PROTOCOL_TIMEOUT", "10s", &c.DetectTimeout},
 		{"CONDUIT_PROXY_CONNECT_TIMEOUT", "1s", &c.ConnectTimeout},
 		{"CONDUIT_PROXY_DISCOVERY_TIMEOUT", "1s", &c.DiscoveryTimeout},

@@ -62,6 +62,17 @@ func TestLoad(t *testing.T) {
 		{name: "bad level", env: map[string]string{"CONDUIT_PROXY_LOG_LEVEL": "loud"}, wantErr: "CONDUIT_PROXY_LOG_LEVEL=\"loud\" is invalid (accepted: debug, info, warn, error)"},
 		{name: "bad format", env: map[string]string{"CONDUIT_PROXY_LOG_FORMAT": "xml"}, wantErr: "CONDUIT_PROXY_LOG_FORMAT"},
 		{name: "bad grace", env: map[string]string{"CONDUIT_PROXY_SHUTDOWN_GRACE_PERIOD": "30"}, wantErr: "CONDUIT_PROXY_SHUTDOWN_GRACE_PERIOD=\"30\" is invalid (accepted: a non-negative Go duration"},
+		{name: "wait for app exit off by default", check: func(t *testing.T, c *Config) {
+			if c.WaitForAppExit != 0 {
+				t.Errorf("wait for app exit %v", c.WaitForAppExit)
+			}
+		}},
+		{name: "wait for app exit", env: map[string]string{"CONDUIT_PROXY_WAIT_FOR_APP_EXIT": "45s"}, check: func(t *testing.T, c *Config) {
+			if c.WaitForAppExit != 45*time.Second {
+				t.Errorf("wait for app exit %v", c.WaitForAppExit)
+			}
+		}},
+		{name: "bad wait for app exit", env: map[string]string{"CONDUIT_PROXY_WAIT_FOR_APP_EXIT": "-1s"}, wantErr: "CONDUIT_PROXY_WAIT_FOR_APP_EXIT=\"-1s\" is invalid (accepted: a non-negative Go duration"},
 		{name: "bad port list", env: map[string]string{"CONDUIT_PROXY_INBOUND_OPAQUE_PORTS": "25,http"}, wantErr: "CONDUIT_PROXY_INBOUND_OPAQUE_PORTS"},
 		{name: "reversed range", env: map[string]string{"CONDUIT_PROXY_INBOUND_OPAQUE_PORTS": "90-80"}, wantErr: "reversed"},
 		{name: "bad listen", env: map[string]string{"CONDUIT_PROXY_INBOUND_LISTEN_ADDR": "4143"}, wantErr: "CONDUIT_PROXY_INBOUND_LISTEN_ADDR"},

@@ -22,7 +22,10 @@
 // and answers with its own Echo holding the upstream's under "upstream" (a
 // web tier in front of a server); with -drain D it answers on SIGTERM for D
 // more, /healthz failing, before shutting down, as an application behind a
-// Service should while the endpoints and load balancers catch up.
+// Service should while the endpoints and load balancers catch up. With
+// -on-stop URL it then GETs URL and logs the answer ("on-stop answered", with
+// the status and the body) or the error ("on-stop failed"), as an application
+// that calls another service while it stops.
 //
 // GET /ws is a WebSocket echo: it greets with "hello pod=<pod>
 // client-id=<conduit-client-id>" and answers each message with "<pod>

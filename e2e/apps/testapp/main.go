@@ -13,7 +13,7 @@ import (
 )
 
 const usage = `usage:
-  testapp serve [-addr :8080] [-tcp-addr :9000] [-banner-addrs :3306,...] [-grpc-addr :9090] [-upstream URL] [-drain 0]
+  testapp serve [-addr :8080] [-tcp-addr :9000] [-banner-addrs :3306,...] [-grpc-addr :9090] [-upstream URL] [-drain 0] [-on-stop URL]
   testapp get [-H 'Key: value']... [-n count] [-new-conn] [-expect-status code] [-expect-body S] [-timeout 5s] [-interval 0] [-summary [-stats]] URL
   testapp get -n 0 {-duration D | -until-eof} [-keep-going] ... URL   (a load generator)
   testapp lookup NAME

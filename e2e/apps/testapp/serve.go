@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -202,6 +203,7 @@ func serveCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	grpcAddr := fs.String("grpc-addr", "", "gRPC echo (grpc.testing.TestService) listen address (empty: none)")
 	upstream := fs.String("upstream", "", "pass every request on to this base URL (http://server:8080) and answer with its echo inside ours")
 	drain := fs.Duration("drain", 0, "on SIGTERM, fail /healthz and keep serving this long before shutting down (WebSockets are then closed with 1001, going away)")
+	onStop := fs.String("on-stop", "", "on SIGTERM, after -drain, GET this URL and log the answer (\"on-stop answered\", its status and body) or the error (\"on-stop failed\"), as an application that calls another service while it stops")
 	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || *drain < 0 {
 		return errUsage
 	}
@@ -276,6 +278,9 @@ func serveCmd(ctx context.Context, log *slog.Logger, args []string) error {
 		case <-time.After(*drain):
 		}
 	}
+	if *onStop != "" {
+		getOnStop(log, *onStop)
+	}
 	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	// net/http's Shutdown does not wait for hijacked connections: close
@@ -290,6 +295,23 @@ func serveCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// getOnStop GETs url on a new connection and logs the outcome.
+func getOnStop(log *slog.Logger, url string) {
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+	resp, err := c.Get(url)
+	if err != nil {
+		log.Warn("on-stop failed", "url", url, "err", err)
+		return
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		log.Warn("on-stop failed", "url", url, "status", resp.StatusCode, "err", err)
+		return
+	}
+	log.Info("on-stop answered", "url", url, "status", resp.StatusCode, "body", string(body))
 }
 
 // tcpEcho answers each line received on a connection with

@@ -1,0 +1,227 @@
+//go:build e2e
+
+package tests
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/conduit-mesh/conduit/e2e/framework"
+)
+
+// TestApplicationStopsThroughTheMesh: an application whose proxy is a
+// regular container (mesh inject --manual --sidecar-mode regular, as on
+// Kubernetes before 1.29) gets SIGTERM with its proxy. While it stops it
+// still serves (-drain 4s) and then calls another meshed service (-on-stop).
+// Its proxy keeps serving while the application holds sockets: a request
+// from a meshed client reaches the stopping pod, and the application's last
+// call reaches the server over mTLS, with its identity. The proxy drains as
+// soon as the application has exited, so the pod is gone long before its
+// 30 s grace period. The control, config.conduit.dev/wait-for-app-exit: 0s:
+// the proxy drains at SIGTERM, the request to the pod fails and so does the
+// application's last call.
+func TestApplicationStopsThroughTheMesh(t *testing.T) {
+	f := framework.New(t)
+	f.InstallMesh(t)
+	f.CollectOnFailure(t, framework.ControlPlaneNamespace)
+	ns := meshedNamespace(t, f, "appstop")
+
+	stopper := func(name, annotations string) string {
+		return fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: %[1]s, labels: {app: %[1]s}, annotations: {%[3]s}}
+spec:
+  terminationGracePeriodSeconds: 30
+  containers:
+  - name: app
+    image: %[2]s
+    imagePullPolicy: IfNotPresent
+    args: [serve, -addr, ":8080", -drain, 4s, -on-stop, "http://server:8080/last-call/%[1]s"]
+    env: [{name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]
+    ports: [{name: http, containerPort: 8080}]
+    readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1}
+`, name, f.Image("testapp"), annotations)
+	}
+	file := filepath.Join(t.TempDir(), "stoppers.yaml")
+	if err := os.WriteFile(file, []byte(manifests(stopper("stopper", ""),
+		stopper("stopper-off", `config.conduit.dev/wait-for-app-exit: 0s`))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	injected := f.MeshCmd(t, "inject", "--manual", "--sidecar-mode", "regular", "-n", ns, file)
+	f.Apply(t, ns, manifests(injected,
+		echoDeployment("server", f.Image("testapp"), nil),
+		`apiVersion: v1
+kind: Service
+metadata: {name: server}
+spec:
+  selector: {app: server}
+  ports: [{name: http, port: 8080, targetPort: http}]
+`,
+		sleeperPod("client", f.Image("testapp"))))
+	pods := map[string]corev1.Pod{}
+	for _, p := range f.WaitPodsReady(t, ns, "app in (stopper, stopper-off)", 2, 3*time.Minute) {
+		pods[p.Name] = p
+		env := map[string]string{}
+		for _, c := range p.Spec.Containers {
+			if c.Name == "conduit-proxy" {
+				for _, e := range c.Env {
+					env[e.Name] = e.Value
+				}
+			}
+		}
+		want := map[string]string{"stopper": "30s", "stopper-off": "0s"}[p.Name]
+		if got, ok := env["CONDUIT_PROXY_WAIT_FOR_APP_EXIT"]; !ok || got != want {
+			t.Fatalf("%s: no regular proxy container with CONDUIT_PROXY_WAIT_FOR_APP_EXIT=%s (%q, %v)", p.Name, want, got, ok)
+		}
+	}
+	f.WaitPodsReady(t, ns, "app in (server, client)", 2, 3*time.Minute)
+
+	clientID := "default." + ns + ".serviceaccount.identity." + framework.ControlPlaneNamespace + ".cluster.local"
+	for name := range pods {
+		// Until discovery knows the Service, the proxy forwards without mTLS.
+		f.WaitFor(t, name+": the server through both proxies with mTLS", 2*time.Minute, func(ctx context.Context) (bool, error) {
+			out, stderr, err := f.ExecE(ctx, ns, name, "app", nil, "testapp", "get", "http://server:8080/")
+			if err != nil {
+				return false, fmt.Errorf("testapp get: %w: %s", err, stderr)
+			}
+			if !strings.Contains(out, clientID) {
+				return false, fmt.Errorf("the server saw no client identity %s: %s", clientID, out)
+			}
+			return true, nil
+		})
+	}
+
+	for _, tc := range []struct {
+		pod  string
+		wait bool
+	}{{"stopper", true}, {"stopper-off", false}} {
+		t.Run(tc.pod, func(t *testing.T) {
+			ctx := framework.Context(t, 2*time.Minute)
+			appLog := followLines(ctx, f, ns, tc.pod, "app")
+			proxyLog := followLines(ctx, f, ns, tc.pod, "conduit-proxy")
+			start := time.Now()
+			f.KubectlCmd(t, "", "delete", "pod", "-n", ns, tc.pod, "--wait=false")
+
+			// The proxy got SIGTERM: it waits for the application, or drains.
+			mark := "\"draining\""
+			if tc.wait {
+				mark = "serving until the application exits"
+			}
+			var proxyLines []string
+			if !waitLine(t, proxyLog, &proxyLines, mark, 20*time.Second) {
+				t.Fatalf("the proxy never logged %s; it logged:\n%s", mark, strings.Join(proxyLines, "\n"))
+			}
+			// The application is draining (4 s): a meshed client's request to the pod.
+			out, stderr, err := f.ExecE(ctx, ns, "client", "client", nil, "testapp", "get", "-timeout", "2s",
+				"http://"+pods[tc.pod].Status.PodIP+":8080/")
+			switch {
+			case tc.wait && err != nil:
+				t.Errorf("a request to the stopping pod, its application still serving: %v: %s %s", err, out, stderr)
+			case tc.wait && !strings.Contains(out, `"pod":"`+tc.pod+`"`):
+				t.Errorf("a request to the stopping pod was answered by something else: %s", out)
+			case !tc.wait && err == nil:
+				t.Errorf("a request to the pod whose proxy drained at SIGTERM was answered: %s", out)
+			}
+
+			// The application's last call, in its log when it has exited.
+			var appLines []string
+			waitLine(t, appLog, &appLines, "", 30*time.Second)
+			last := ""
+			for _, l := range appLines {
+				if strings.Contains(l, "on-stop") {
+					last = l
+				}
+			}
+			if tc.wait {
+				if !strings.Contains(last, "on-stop answered") || !strings.Contains(last, `"status":200`) || !strings.Contains(last, clientID) {
+					t.Errorf("the application's call while it stopped did not reach the server over mTLS with its identity %s: %q", clientID, last)
+				}
+			} else if !strings.Contains(last, "on-stop failed") {
+				t.Errorf("with wait-for-app-exit 0s, the application's call while it stopped: %q, want it failed", last)
+			}
+
+			f.WaitFor(t, tc.pod+" gone", time.Minute, func(ctx context.Context) (bool, error) {
+				_, err := f.Client.CoreV1().Pods(ns).Get(ctx, tc.pod, metav1.GetOptions{})
+				if apierrors.IsNotFound(err) {
+					return true, nil
+				}
+				return false, err
+			})
+			took := time.Since(start)
+			waitLine(t, proxyLog, &proxyLines, "", 10*time.Second)
+			t.Logf("%s: gone %v after its deletion; the application's last call: %s", tc.pod, took.Round(100*time.Millisecond), last)
+			if tc.wait {
+				if !containsLine(proxyLines, "the application has exited") {
+					t.Errorf("the proxy did not log that the application exited:\n%s", strings.Join(proxyLines, "\n"))
+				}
+				// The application stops in about 4.5 s; a proxy that waited
+				// for the whole limit would keep the pod for 30 s.
+				if took > 20*time.Second {
+					t.Errorf("the pod took %v to go: the proxy did not drain when the application exited", took)
+				}
+			}
+		})
+	}
+}
+
+// followLines streams the log lines of a container until it ends or ctx
+// does; the channel closes then.
+func followLines(ctx context.Context, f *framework.Framework, ns, pod, container string) <-chan string {
+	lines := make(chan string, 256)
+	go func() {
+		defer close(lines)
+		rc, err := f.Client.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: container, Follow: true}).Stream(ctx)
+		if err != nil {
+			lines <- "(no logs: " + err.Error() + ")"
+			return
+		}
+		defer rc.Close()
+		s := bufio.NewScanner(rc)
+		s.Buffer(nil, 1<<20)
+		for s.Scan() {
+			lines <- s.Text()
+		}
+	}()
+	return lines
+}
+
+// waitLine appends the lines of ch to *seen until one contains mark, ch
+// closes (mark "": until then) or timeout passes; it reports whether it saw
+// mark.
+func waitLine(t *testing.T, ch <-chan string, seen *[]string, mark string, timeout time.Duration) bool {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case l, ok := <-ch:
+			if !ok {
+				return false
+			}
+			*seen = append(*seen, l)
+			if mark != "" && strings.Contains(l, mark) {
+				return true
+			}
+		case <-deadline:
+			return false
+		}
+	}
+}
+
+func containsLine(lines []string, s string) bool {
+	for _, l := range lines {
+		if strings.Contains(l, s) {
+			return true
+		}
+	}
+	return false
+}
