@@ -161,8 +161,10 @@ spec:
 			waitLine(t, proxyLog, &proxyLines, "", 10*time.Second)
 			t.Logf("%s: gone %v after its deletion; the application's last call: %s", tc.pod, took.Round(100*time.Millisecond), last)
 			if tc.wait {
-				if !containsLine(proxyLines, "the application has exited") {
+				if l := lineWith(proxyLines, "the application has exited"); l == "" {
 					t.Errorf("the proxy did not log that the application exited:\n%s", strings.Join(proxyLines, "\n"))
+				} else {
+					t.Logf("%s's proxy: %s", tc.pod, l)
 				}
 				// The application stops in about 4.5 s; a proxy that waited
 				// for the whole limit would keep the pod for 30 s.
@@ -217,11 +219,12 @@ func waitLine(t *testing.T, ch <-chan string, seen *[]string, mark string, timeo
 	}
 }
 
-func containsLine(lines []string, s string) bool {
+// lineWith is the first of lines that contains s, or "".
+func lineWith(lines []string, s string) string {
 	for _, l := range lines {
 		if strings.Contains(l, s) {
-			return true
+			return l
 		}
 	}
-	return false
+	return ""
 }

@@ -24,7 +24,9 @@ import (
 // going away) 2 s after SIGTERM, and the clients must get that close frame.
 // The server's proxy is a regular container (mesh inject --manual
 // --sidecar-mode regular, as on Kubernetes before 1.29), so it gets SIGTERM
-// with the application: a proxy that finished its drain without waiting for
+// with the application. Its wait for the application to exit is off
+// (config.conduit.dev/wait-for-app-exit: 0s), so that the drain alone must
+// keep the WebSockets: a proxy that finished its drain without waiting for
 // switched connections exited at once, and the clients saw their WebSockets
 // cut without a close frame (1006).
 func TestWebSocketThroughTheMesh(t *testing.T) {
@@ -35,7 +37,7 @@ func TestWebSocketThroughTheMesh(t *testing.T) {
 
 	server := fmt.Sprintf(`apiVersion: v1
 kind: Pod
-metadata: {name: ws-server, labels: {app: ws-server}}
+metadata: {name: ws-server, labels: {app: ws-server}, annotations: {config.conduit.dev/wait-for-app-exit: 0s}}
 spec:
   terminationGracePeriodSeconds: 20
   containers:

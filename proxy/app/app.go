@@ -281,7 +281,7 @@ func (p *Proxy) awaitApp() error {
 	if len(held) == 0 {
 		return nil
 	}
-	p.log.Info("serving until the application exits", "max", limit, "sockets", len(held), "first", held[0].String())
+	p.log.Info("serving until the application exits", "max", limit.String(), "sockets", len(held), "first", held[0].String())
 	start := time.Now()
 	deadline := time.NewTimer(limit)
 	defer deadline.Stop()
@@ -297,7 +297,7 @@ func (p *Proxy) awaitApp() error {
 			}
 			return err
 		case <-deadline.C:
-			p.log.Warn("the application still holds sockets: draining now", "after", limit, "sockets", len(held), "first", held[0].String())
+			p.log.Warn("the application still holds sockets: draining now", "after", limit.String(), "sockets", len(held), "first", held[0].String())
 			return nil
 		case <-tick.C:
 			if held, err = p.appSockets(); err != nil {
@@ -305,7 +305,7 @@ func (p *Proxy) awaitApp() error {
 				return nil
 			}
 			if len(held) == 0 {
-				p.log.Info("the application has exited", "after", time.Since(start).Round(time.Millisecond))
+				p.log.Info("the application has exited", "after", time.Since(start).Round(time.Millisecond).String())
 				return nil
 			}
 		}
