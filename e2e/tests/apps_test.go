@@ -23,10 +23,7 @@ func meshedNamespace(t *testing.T, f *framework.Framework, prefix string) string
 // downward API, ready once /healthz on 8080 answers), with args after
 // "serve -addr :8080" and ports ("name:port") besides http:8080.
 func echoDeployment(name, image string, args []string, ports ...string) string {
-	var a, p strings.Builder
-	for _, s := range append([]string{"serve", "-addr", ":8080"}, args...) {
-		fmt.Fprintf(&a, "%q, ", s)
-	}
+	var p strings.Builder
 	for _, s := range append([]string{"http:8080"}, ports...) {
 		n, port, _ := strings.Cut(s, ":")
 		fmt.Fprintf(&p, "{name: %s, containerPort: %s}, ", n, port)
@@ -50,7 +47,37 @@ spec:
         env: [{name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]
         ports: [%[4]s]
         readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1}
-`, name, image, strings.TrimSuffix(a.String(), ", "), strings.TrimSuffix(p.String(), ", "))
+`, name, image, serveArgs(args), strings.TrimSuffix(p.String(), ", "))
+}
+
+// servePod is the manifest of a Pod named name (labelled app=name) that runs
+// "testapp serve -addr :8080" with args, its termination grace period grace
+// seconds, annotations ("key: value", ...) on it: for a test that injects it
+// by hand (mesh inject --manual) or deletes it while it serves.
+func servePod(name, image string, grace int, annotations string, args ...string) string {
+	return fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: %[1]s, labels: {app: %[1]s}, annotations: {%[3]s}}
+spec:
+  terminationGracePeriodSeconds: %[4]d
+  containers:
+  - name: app
+    image: %[2]s
+    imagePullPolicy: IfNotPresent
+    args: [%[5]s]
+    env: [{name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]
+    ports: [{name: http, containerPort: 8080}]
+    readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1}
+`, name, image, annotations, grace, serveArgs(args))
+}
+
+// serveArgs is the YAML flow list of "testapp serve -addr :8080" and args.
+func serveArgs(args []string) string {
+	var a strings.Builder
+	for _, s := range append([]string{"serve", "-addr", ":8080"}, args...) {
+		fmt.Fprintf(&a, "%q, ", s)
+	}
+	return strings.TrimSuffix(a.String(), ", ")
 }
 
 // sleeperPod is the manifest of a pod named name (labelled app=name) whose

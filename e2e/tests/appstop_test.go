@@ -37,20 +37,7 @@ func TestApplicationStopsThroughTheMesh(t *testing.T) {
 	ns := meshedNamespace(t, f, "appstop")
 
 	stopper := func(name, annotations string) string {
-		return fmt.Sprintf(`apiVersion: v1
-kind: Pod
-metadata: {name: %[1]s, labels: {app: %[1]s}, annotations: {%[3]s}}
-spec:
-  terminationGracePeriodSeconds: 30
-  containers:
-  - name: app
-    image: %[2]s
-    imagePullPolicy: IfNotPresent
-    args: [serve, -addr, ":8080", -drain, 4s, -on-stop, "http://server:8080/last-call/%[1]s"]
-    env: [{name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]
-    ports: [{name: http, containerPort: 8080}]
-    readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1}
-`, name, f.Image("testapp"), annotations)
+		return servePod(name, f.Image("testapp"), 30, annotations, "-drain", "4s", "-on-stop", "http://server:8080/last-call/"+name)
 	}
 	file := filepath.Join(t.TempDir(), "stoppers.yaml")
 	if err := os.WriteFile(file, []byte(manifests(stopper("stopper", ""),

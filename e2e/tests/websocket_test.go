@@ -35,20 +35,7 @@ func TestWebSocketThroughTheMesh(t *testing.T) {
 	f.CollectOnFailure(t, framework.ControlPlaneNamespace)
 	ns := meshedNamespace(t, f, "ws")
 
-	server := fmt.Sprintf(`apiVersion: v1
-kind: Pod
-metadata: {name: ws-server, labels: {app: ws-server}, annotations: {config.conduit.dev/wait-for-app-exit: 0s}}
-spec:
-  terminationGracePeriodSeconds: 20
-  containers:
-  - name: server
-    image: %s
-    imagePullPolicy: IfNotPresent
-    args: [serve, -addr, ":8080", -drain, 2s]
-    env: [{name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]
-    ports: [{name: http, containerPort: 8080}]
-    readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1}
-`, f.Image("testapp"))
+	server := servePod("ws-server", f.Image("testapp"), 20, "config.conduit.dev/wait-for-app-exit: 0s", "-drain", "2s")
 	file := filepath.Join(t.TempDir(), "ws-server.yaml")
 	if err := os.WriteFile(file, []byte(server), 0o644); err != nil {
 		t.Fatal(err)
