@@ -155,6 +155,7 @@ func (inj *Injector) Inject(ctx context.Context, req Request) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	b.checkUsers()
 	res := &Result{Injected: true, Warnings: ann.warnings}
 	res.Warnings = append(res.Warnings, b.warnings...)
 	res.Patch = b.patch(initC, proxy, inj.NativeSidecar)
@@ -267,6 +268,28 @@ func (b *builder) get(annotation, def string) string {
 		return v
 	}
 	return def
+}
+
+// checkUsers warns about the pod's containers that run as the proxy's user:
+// proxy-init's rules exempt that user's traffic from redirection (the
+// proxy's own connections must not loop back into it), so theirs bypasses
+// the proxy, in clear and uncounted, and the proxy cannot see them when it
+// waits for the application to exit. Only a uid the spec sets is known here;
+// an image's USER is not.
+func (b *builder) checkUsers() {
+	var podUID *int64
+	if sc := b.pod.Spec.SecurityContext; sc != nil {
+		podUID = sc.RunAsUser
+	}
+	for _, c := range append(append([]corev1.Container{}, b.pod.Spec.InitContainers...), b.pod.Spec.Containers...) {
+		uid := podUID
+		if c.SecurityContext != nil && c.SecurityContext.RunAsUser != nil {
+			uid = c.SecurityContext.RunAsUser
+		}
+		if uid != nil && *uid == b.cfg.Proxy.UID {
+			b.warnings = append(b.warnings, fmt.Sprintf("container %q runs as uid %d, the proxy's (proxy.uid): its traffic bypasses the proxy (no mTLS, no metrics) and the proxy cannot tell when it exits; run it as another user", c.Name, *uid))
+		}
+	}
 }
 
 // version is the proxy image tag and the proxy-version label.

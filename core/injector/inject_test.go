@@ -142,6 +142,11 @@ func injectCases() []injectCase {
 				AnnotationProxyHTTP1Transport, "http1",
 				AnnotationWaitForAppExit, "0s",
 			))},
+		{name: "app-runs-as-proxy-uid", nsAnn: nsEnabled, native: true, pod: pod(func(p *corev1.Pod) {
+			p.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsUser: ptr(int64(2102))}
+			p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: "other", Image: "other",
+				SecurityContext: &corev1.SecurityContext{RunAsUser: ptr(int64(1000))}})
+		})},
 		{name: "wait-for-app-exit-from-pod-grace-period", nsAnn: nsEnabled, native: false,
 			pod: pod(func(p *corev1.Pod) { p.Spec.TerminationGracePeriodSeconds = ptr(int64(120)) })},
 		{name: "request-above-limit", nsAnn: nsEnabled, pod: pod(podAnn(AnnotationProxyMemoryRequest, "1Gi", AnnotationProxyMemoryLimit, "512Mi")), native: true},
