@@ -29,7 +29,9 @@ import (
 // soon as the application has exited, so the pod is gone long before its
 // 30 s grace period. The control, config.conduit.dev/wait-for-app-exit: 0s:
 // the proxy drains at SIGTERM, the request to the pod fails and so does the
-// application's last call.
+// application's last call. And the same application with a native sidecar
+// (the injector's default here): the kubelet stops the proxy once the
+// application has exited, so the proxy finds no socket and drains at once.
 func TestApplicationStopsThroughTheMesh(t *testing.T) {
 	f := framework.New(t)
 	f.InstallMesh(t)
@@ -55,20 +57,25 @@ spec:
   ports: [{name: http, port: 8080, targetPort: http}]
 `,
 		sleeperPod("client", f.Image("testapp"))))
+	f.Apply(t, ns, stopper("stopper-native", ""))
 	pods := map[string]corev1.Pod{}
-	for _, p := range f.WaitPodsReady(t, ns, "app in (stopper, stopper-off)", 2, 3*time.Minute) {
+	for _, p := range f.WaitPodsReady(t, ns, "app in (stopper, stopper-off, stopper-native)", 3, 3*time.Minute) {
 		pods[p.Name] = p
 		env := map[string]string{}
-		for _, c := range p.Spec.Containers {
+		proxies := p.Spec.Containers
+		if p.Name == "stopper-native" {
+			proxies = p.Spec.InitContainers
+		}
+		for _, c := range proxies {
 			if c.Name == "conduit-proxy" {
 				for _, e := range c.Env {
 					env[e.Name] = e.Value
 				}
 			}
 		}
-		want := map[string]string{"stopper": "30s", "stopper-off": "0s"}[p.Name]
+		want := map[string]string{"stopper": "30s", "stopper-off": "0s", "stopper-native": "30s"}[p.Name]
 		if got, ok := env["CONDUIT_PROXY_WAIT_FOR_APP_EXIT"]; !ok || got != want {
-			t.Fatalf("%s: no regular proxy container with CONDUIT_PROXY_WAIT_FOR_APP_EXIT=%s (%q, %v)", p.Name, want, got, ok)
+			t.Fatalf("%s: no proxy container with CONDUIT_PROXY_WAIT_FOR_APP_EXIT=%s where expected (%q, %v)", p.Name, want, got, ok)
 		}
 	}
 	f.WaitPodsReady(t, ns, "app in (server, client)", 2, 3*time.Minute)
@@ -89,9 +96,14 @@ spec:
 	}
 
 	for _, tc := range []struct {
-		pod  string
-		wait bool
-	}{{"stopper", true}, {"stopper-off", false}} {
+		pod   string
+		serve bool   // the pod serves, and calls out, until its application exits
+		mark  string // what its proxy logs at SIGTERM, before the request to the pod ("": nothing, SIGTERM comes later)
+	}{
+		{"stopper", true, "serving until the application exits"},
+		{"stopper-off", false, `"draining"`},
+		{"stopper-native", true, ""},
+	} {
 		t.Run(tc.pod, func(t *testing.T) {
 			ctx := framework.Context(t, 2*time.Minute)
 			appLog := followLines(ctx, f, ns, tc.pod, "app")
@@ -99,29 +111,26 @@ spec:
 			start := time.Now()
 			f.KubectlCmd(t, "", "delete", "pod", "-n", ns, tc.pod, "--wait=false")
 
-			// The proxy got SIGTERM: it waits for the application, or drains.
-			mark := "\"draining\""
-			if tc.wait {
-				mark = "serving until the application exits"
+			var appLines, proxyLines []string
+			if !waitLine(t, appLog, &appLines, `"draining"`, 20*time.Second) {
+				t.Fatalf("the application never logged that it is draining; it logged:\n%s", strings.Join(appLines, "\n"))
 			}
-			var proxyLines []string
-			if !waitLine(t, proxyLog, &proxyLines, mark, 20*time.Second) {
-				t.Fatalf("the proxy never logged %s; it logged:\n%s", mark, strings.Join(proxyLines, "\n"))
+			if tc.mark != "" && !waitLine(t, proxyLog, &proxyLines, tc.mark, 20*time.Second) {
+				t.Fatalf("the proxy never logged %s; it logged:\n%s", tc.mark, strings.Join(proxyLines, "\n"))
 			}
 			// The application is draining (4 s): a meshed client's request to the pod.
 			out, stderr, err := f.ExecE(ctx, ns, "client", "client", nil, "testapp", "get", "-timeout", "2s",
 				"http://"+pods[tc.pod].Status.PodIP+":8080/")
 			switch {
-			case tc.wait && err != nil:
+			case tc.serve && err != nil:
 				t.Errorf("a request to the stopping pod, its application still serving: %v: %s %s", err, out, stderr)
-			case tc.wait && !strings.Contains(out, `"pod":"`+tc.pod+`"`):
+			case tc.serve && !strings.Contains(out, `"pod":"`+tc.pod+`"`):
 				t.Errorf("a request to the stopping pod was answered by something else: %s", out)
-			case !tc.wait && err == nil:
+			case !tc.serve && err == nil:
 				t.Errorf("a request to the pod whose proxy drained at SIGTERM was answered: %s", out)
 			}
 
 			// The application's last call, in its log when it has exited.
-			var appLines []string
 			waitLine(t, appLog, &appLines, "", 30*time.Second)
 			last := ""
 			for _, l := range appLines {
@@ -129,7 +138,7 @@ spec:
 					last = l
 				}
 			}
-			if tc.wait {
+			if tc.serve {
 				if !strings.Contains(last, "on-stop answered") || !strings.Contains(last, `"status":200`) || !strings.Contains(last, clientID) {
 					t.Errorf("the application's call while it stopped did not reach the server over mTLS with its identity %s: %q", clientID, last)
 				}
@@ -147,17 +156,25 @@ spec:
 			took := time.Since(start)
 			waitLine(t, proxyLog, &proxyLines, "", 10*time.Second)
 			t.Logf("%s: gone %v after its deletion; the application's last call: %s", tc.pod, took.Round(100*time.Millisecond), last)
-			if tc.wait {
+			switch tc.pod {
+			case "stopper":
 				if l := lineWith(proxyLines, "the application has exited"); l == "" {
 					t.Errorf("the proxy did not log that the application exited:\n%s", strings.Join(proxyLines, "\n"))
 				} else {
 					t.Logf("%s's proxy: %s", tc.pod, l)
 				}
-				// The application stops in about 4.5 s; a proxy that waited
-				// for the whole limit would keep the pod for 30 s.
-				if took > 20*time.Second {
-					t.Errorf("the pod took %v to go: the proxy did not drain when the application exited", took)
+			case "stopper-native":
+				if l := lineWith(proxyLines, "serving until the application exits"); l != "" {
+					t.Errorf("the native sidecar waited for an application that had exited: %s", l)
 				}
+				if lineWith(proxyLines, `"drained"`) == "" {
+					t.Errorf("the native sidecar did not log its drain:\n%s", strings.Join(proxyLines, "\n"))
+				}
+			}
+			// The application stops in about 4.5 s; a proxy that waited
+			// for the whole limit would keep the pod for 30 s.
+			if took > 20*time.Second {
+				t.Errorf("the pod took %v to go: the proxy did not drain when the application exited", took)
 			}
 		})
 	}
