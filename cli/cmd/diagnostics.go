@@ -12,6 +12,8 @@ import (
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/conduit-mesh/conduit/pkg/logging"
 )
 
 // Admin ports (docs/architecture.md).
@@ -36,7 +38,7 @@ func newDiagnosticsCmd(o *Options) *cobra.Command {
 			return cmd.Help()
 		},
 	}
-	c.AddCommand(newProxyMetricsCmd(o), newControllerMetricsCmd(o))
+	c.AddCommand(newProxyMetricsCmd(o), newProxyLogLevelCmd(o), newControllerMetricsCmd(o))
 	c.AddCommand(diagnosticsExtra(o)...)
 	return c
 }
@@ -131,6 +133,12 @@ each preceded by a comment naming the pod.`,
 
 // fetchMetrics port-forwards to ns/pod:port and GETs /metrics.
 func fetchMetrics(ctx context.Context, k *Kube, ns, pod string, port int) ([]byte, error) {
+	return adminRequest(ctx, k, ns, pod, port, http.MethodGet, "/metrics", "")
+}
+
+// adminRequest port-forwards to ns/pod:port and sends method path with
+// body; an answer other than 200 is an error quoting the answer's body.
+func adminRequest(ctx context.Context, k *Kube, ns, pod string, port int, method, path, body string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	addr, stop, err := portForward(ctx, k, ns, pod, port)
@@ -138,21 +146,66 @@ func fetchMetrics(ctx context.Context, k *Kube, ns, pod string, port int) ([]byt
 		return nil, err
 	}
 	defer stop()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, strings.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("GET /metrics on %s/%s:%d: %w", ns, pod, port, err)
+		return nil, fmt.Errorf("%s %s on %s/%s:%d: %w", method, path, ns, pod, port, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return nil, fmt.Errorf("read /metrics of %s/%s:%d: %w", ns, pod, port, err)
+		return nil, fmt.Errorf("read %s of %s/%s:%d: %w", path, ns, pod, port, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET /metrics on %s/%s:%d: %s", ns, pod, port, resp.Status)
+		if msg := strings.TrimSpace(string(answer)); msg != "" && len(msg) < 300 {
+			return nil, fmt.Errorf("%s %s on %s/%s:%d: %s: %s", method, path, ns, pod, port, resp.Status, msg)
+		}
+		return nil, fmt.Errorf("%s %s on %s/%s:%d: %s", method, path, ns, pod, port, resp.Status)
 	}
-	return body, nil
+	return answer, nil
+}
+
+func newProxyLogLevelCmd(o *Options) *cobra.Command {
+	return &cobra.Command{
+		Use:   "proxy-log-level POD [LEVEL]",
+		Short: "Print or change the log level of a pod's proxy, without a restart",
+		Long: `proxy-log-level port-forwards to the proxy's admin port (4191) of the pod.
+Without LEVEL it prints the proxy's log level; with LEVEL (debug, info, warn or
+error) it sets it, until the proxy restarts, and prints the new level. The
+proxy logs the change. The lasting setting is the pod's annotation
+config.conduit.dev/proxy-log-level, which applies when the pod is re-created.
+POD is a pod name (or pod/NAME) in -n's namespace.`,
+		Example: `  # Debug one pod's proxy, then back to the default.
+  mesh diagnostics proxy-log-level -n emojivoto web-5d8c7b9f4-x2kq7 debug
+  kubectl logs -n emojivoto web-5d8c7b9f4-x2kq7 -c conduit-proxy -f
+  mesh diagnostics proxy-log-level -n emojivoto web-5d8c7b9f4-x2kq7 info`,
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			pod := strings.TrimPrefix(strings.TrimPrefix(args[0], "pod/"), "pods/")
+			method, body := http.MethodGet, ""
+			if len(args) == 2 {
+				if _, err := logging.ParseLevel(args[1]); err != nil || strings.TrimSpace(args[1]) == "" {
+					return fmt.Errorf("diagnostics: invalid level %q (accepted: debug, info, warn, error)", args[1])
+				}
+				method, body = http.MethodPut, args[1]
+			}
+			k, err := o.Kube()
+			if err != nil {
+				return fmt.Errorf("diagnostics: %w", err)
+			}
+			ns := k.Namespace
+			if o.Namespace != "" {
+				ns = o.Namespace
+			}
+			answer, err := adminRequest(cmd.Context(), k, ns, pod, proxyAdminPort, method, "/proxy-log-level", body)
+			if err != nil {
+				return fmt.Errorf("diagnostics: %w (is %s/%s meshed? 'kubectl -n %s get pod %s -o jsonpath={.metadata.labels}')", err, ns, pod, ns, pod)
+			}
+			_, err = o.Out.Write(answer)
+			return err
+		},
+	}
 }

@@ -3,6 +3,7 @@ package cmd
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -11,6 +12,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/conduit-mesh/conduit/proxy/admin"
+	"github.com/conduit-mesh/conduit/proxy/metrics"
 )
 
 // fakeForward serves /metrics for every pod: "<pod>:<port> 1".
@@ -87,4 +91,51 @@ func TestControllerMetrics(t *testing.T) {
 			t.Fatalf("err = %v", err)
 		}
 	})
+}
+
+// TestProxyLogLevel drives the proxy's own admin handler through the
+// (faked) port-forward: print, set, a bad level refused before any
+// port-forward, a pod without a proxy.
+func TestProxyLogLevel(t *testing.T) {
+	lv := new(slog.LevelVar)
+	var forwarded []string
+	old := portForward
+	portForward = func(_ context.Context, _ *Kube, ns, pod string, port int) (string, func(), error) {
+		forwarded = append(forwarded, fmt.Sprintf("%s/%s:%d", ns, pod, port))
+		if pod == "plain" {
+			return "", nil, fmt.Errorf("pod %s/%s has no port %d", ns, pod, port)
+		}
+		srv := httptest.NewServer(admin.Handler(admin.Options{Metrics: metrics.New(), LogLevel: lv}))
+		return strings.TrimPrefix(srv.URL, "http://"), srv.Close, nil
+	}
+	t.Cleanup(func() { portForward = old })
+	k, _ := fakeKube(true)
+	for _, tc := range []struct {
+		args  []string
+		out   string
+		err   string
+		level slog.Level
+	}{
+		{args: []string{"web-1"}, out: "info\n", level: slog.LevelInfo},
+		{args: []string{"pod/web-1", "debug"}, out: "debug\n", level: slog.LevelDebug},
+		{args: []string{"web-1"}, out: "debug\n", level: slog.LevelDebug},
+		{args: []string{"web-1", "loud"}, err: `invalid level "loud" (accepted: debug, info, warn, error)`, level: slog.LevelDebug},
+		{args: []string{"plain", "info"}, err: "has no port 4191 (is shop/plain meshed?", level: slog.LevelDebug},
+		{args: []string{"web-1", "info"}, out: "info\n", level: slog.LevelInfo},
+	} {
+		out, _, err := runWith(t, k, append([]string{"diagnostics", "proxy-log-level", "-n", "shop"}, tc.args...)...)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%v: error %v, want one containing %q", tc.args, err, tc.err)
+			}
+		} else if err != nil || out != tc.out {
+			t.Errorf("%v: %q %v, want %q", tc.args, out, err, tc.out)
+		}
+		if lv.Level() != tc.level {
+			t.Errorf("%v: the proxy's level is %v, want %v", tc.args, lv.Level(), tc.level)
+		}
+	}
+	if want := "shop/web-1:4191 shop/web-1:4191 shop/web-1:4191 shop/plain:4191 shop/web-1:4191"; strings.Join(forwarded, " ") != want {
+		t.Errorf("port-forwards %q, want %q (none for a bad level)", forwarded, want)
+	}
 }

@@ -26,8 +26,9 @@ func ParseLevel(s string) (slog.Level, error) {
 }
 
 // New returns the logger of component, writing JSON (format "json") or
-// logfmt-style text (format "text") to w.
-func New(w io.Writer, component string, level slog.Level, format string) *slog.Logger {
+// logfmt-style text (format "text") to w. A *slog.LevelVar as level lets
+// the level change while the component runs.
+func New(w io.Writer, component string, level slog.Leveler, format string) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: level}
 	var h slog.Handler
 	if format == "text" {

@@ -3,6 +3,7 @@ package admin
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -11,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/conduit-mesh/conduit/pkg/logging"
 )
 
 // Options configure the admin handler.
@@ -26,6 +29,11 @@ type Options struct {
 	// CertificatePEM returns the current leaf certificate chain as PEM, nil
 	// before the first certificate (GET /identity/certificate).
 	CertificatePEM func() []byte
+	// LogLevel is the level of the proxy's logger: GET /proxy-log-level
+	// prints it, PUT (from loopback) changes it. Nil: neither is served.
+	LogLevel *slog.LevelVar
+	// Log records a change of level.
+	Log *slog.Logger
 }
 
 // Handler returns the admin mux.
@@ -75,6 +83,40 @@ func Handler(o Options) http.Handler {
 			go o.Shutdown()
 		}
 	})
+	if o.LogLevel != nil {
+		mux.HandleFunc("/proxy-log-level", func(w http.ResponseWriter, r *http.Request) {
+			switch r.Method {
+			case http.MethodGet, http.MethodHead:
+				_, _ = io.WriteString(w, levelName(o.LogLevel.Level())+"\n")
+			case http.MethodPut:
+				if !IsLoopback(r.RemoteAddr) {
+					http.Error(w, "the log level can only be changed from loopback (kubectl port-forward, or mesh diagnostics proxy-log-level)", http.StatusForbidden)
+					return
+				}
+				body, err := io.ReadAll(io.LimitReader(r.Body, 64))
+				if err != nil {
+					http.Error(w, "reading the level: "+err.Error(), http.StatusBadRequest)
+					return
+				}
+				level, err := logging.ParseLevel(string(body))
+				if err != nil || strings.TrimSpace(string(body)) == "" {
+					http.Error(w, fmt.Sprintf("invalid level %q (accepted: debug, info, warn, error)", strings.TrimSpace(string(body))), http.StatusBadRequest)
+					return
+				}
+				old := o.LogLevel.Level()
+				o.LogLevel.Set(level)
+				if o.Log != nil {
+					// At warn, or at the new level when above: the change
+					// shows whatever the level.
+					o.Log.Log(r.Context(), max(slog.LevelWarn, level), "log level changed", "from", levelName(old), "to", levelName(level))
+				}
+				_, _ = io.WriteString(w, levelName(level)+"\n")
+			default:
+				w.Header().Set("Allow", "GET, HEAD, PUT")
+				http.Error(w, "use GET or PUT", http.StatusMethodNotAllowed)
+			}
+		})
+	}
 	if o.Pprof {
 		loopbackOnly := func(h http.HandlerFunc) http.HandlerFunc {
 			return func(w http.ResponseWriter, r *http.Request) {
@@ -90,6 +132,9 @@ func Handler(o Options) http.Handler {
 	}
 	return mux
 }
+
+// levelName is the name ParseLevel accepts for l.
+func levelName(l slog.Level) string { return strings.ToLower(l.String()) }
 
 // IsLoopback reports whether a "host:port" remote address is a loopback IP.
 func IsLoopback(remote string) bool {

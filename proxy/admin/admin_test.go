@@ -1,6 +1,8 @@
 package admin
 
 import (
+	"bytes"
+	"log/slog"
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
@@ -77,5 +79,50 @@ func TestIdentityCertificate(t *testing.T) {
 	h.ServeHTTP(w, httptest.NewRequest("POST", "/identity/certificate", nil))
 	if w.Code != 405 {
 		t.Errorf("POST /identity/certificate = %d", w.Code)
+	}
+}
+
+// TestProxyLogLevel: GET /proxy-log-level prints the level, PUT from
+// loopback changes it (and the change is logged at warn), and a bad level, a
+// remote PUT or another method change nothing.
+func TestProxyLogLevel(t *testing.T) {
+	lv := new(slog.LevelVar)
+	var logged bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logged, &slog.HandlerOptions{Level: lv}))
+	h := Handler(Options{Metrics: metrics.New(), LogLevel: lv, Log: log})
+	for _, tc := range []struct {
+		method, remote, body string
+		code                 int
+		answer               string // substring of the body
+		level                slog.Level
+	}{
+		{"GET", "10.0.0.1:1", "", 200, "info\n", slog.LevelInfo},
+		{"PUT", "127.0.0.1:1", "debug", 200, "debug\n", slog.LevelDebug},
+		{"GET", "10.0.0.1:1", "", 200, "debug\n", slog.LevelDebug},
+		{"PUT", "[::1]:1", " WARN\n", 200, "warn\n", slog.LevelWarn},
+		{"PUT", "10.0.0.1:1", "debug", 403, "only be changed from loopback", slog.LevelWarn},
+		{"PUT", "127.0.0.1:1", "verbose", 400, `invalid level "verbose" (accepted: debug, info, warn, error)`, slog.LevelWarn},
+		{"PUT", "127.0.0.1:1", "", 400, `invalid level ""`, slog.LevelWarn},
+		{"POST", "127.0.0.1:1", "debug", 405, "use GET or PUT", slog.LevelWarn},
+		{"PUT", "127.0.0.1:1", "error", 200, "error\n", slog.LevelError},
+	} {
+		r := httptest.NewRequest(tc.method, "/proxy-log-level", strings.NewReader(tc.body))
+		r.RemoteAddr = tc.remote
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != tc.code || !strings.Contains(w.Body.String(), tc.answer) || lv.Level() != tc.level {
+			t.Errorf("%s %q from %s: %d %q, level %v; want %d %q, level %v", tc.method, tc.body, tc.remote, w.Code, w.Body, lv.Level(), tc.code, tc.answer, tc.level)
+		}
+	}
+	for _, want := range []string{"from=info to=debug", "from=debug to=warn", "from=warn to=error"} {
+		if !strings.Contains(logged.String(), want) {
+			t.Errorf("the log lacks %q:\n%s", want, logged.String())
+		}
+	}
+	// Without a LevelVar, the endpoint does not exist.
+	w := httptest.NewRecorder()
+	Handler(Options{Metrics: metrics.New()}).ServeHTTP(w, httptest.NewRequest("GET", "/proxy-log-level", nil))
+	if w.Code != 404 {
+		t.Errorf("GET /proxy-log-level without a LevelVar: %d", w.Code)
 	}
 }

@@ -30,13 +30,17 @@ import (
 	"github.com/conduit-mesh/conduit/proxy/tlsconf"
 )
 
-// Overrides replace kernel facilities in tests.
+// Overrides replace kernel facilities in tests, and give the proxy what its
+// main owns (the logger's level).
 type Overrides struct {
 	InboundOrigDst  origdst.Resolver
 	OutboundOrigDst origdst.Resolver
 	// AppSockets replaces the look at /proc/net for the sockets the
 	// application holds (CONDUIT_PROXY_WAIT_FOR_APP_EXIT).
 	AppSockets func() ([]appsockets.Socket, error)
+	// LogLevel, when set, is the level of the logger given to Start: the
+	// admin's /proxy-log-level reads and changes it.
+	LogLevel *slog.LevelVar
 }
 
 // Proxy is a running proxy.
@@ -157,6 +161,8 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, ov Overrid
 			Shutdown: p.Shutdown,
 
 			CertificatePEM: p.Identity.CertificateChainPEM,
+			LogLevel:       ov.LogLevel,
+			Log:            log.With("sub", "admin"),
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}

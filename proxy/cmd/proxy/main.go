@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -97,14 +98,17 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("config: CONDUIT_PROXY_LOG_LEVEL: %w", err)
 	}
-	log := logging.New(os.Stderr, "proxy", level, cfg.LogFormat)
+	// The admin's /proxy-log-level changes it while the proxy runs.
+	lv := new(slog.LevelVar)
+	lv.Set(level)
+	log := logging.New(os.Stderr, "proxy", lv, cfg.LogFormat)
 	procutil.Setup(log)
 	if gc, set := tuneGC(os.Getenv); set {
 		log.Debug("runtime sized", "gogc", gc)
 	}
 	ctx, cancel := procutil.SignalContext(context.Background())
 	defer cancel()
-	p, err := app.Start(ctx, cfg, log, app.Overrides{})
+	p, err := app.Start(ctx, cfg, log, app.Overrides{LogLevel: lv})
 	if err != nil {
 		return err
 	}
