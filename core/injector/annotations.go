@@ -39,6 +39,7 @@ const (
 	AnnotationShutdownGracePeriod = configPrefix + "shutdown-grace-period"
 	AnnotationProxyHTTP1Transport = configPrefix + "proxy-http1-transport"
 	AnnotationWaitForAppExit      = configPrefix + "wait-for-app-exit"
+	AnnotationAccessLog           = configPrefix + "access-log"
 )
 
 // Outcome is what an invalid annotation value leads to.
@@ -120,6 +121,12 @@ var Settings = []setting{
 		}
 		if d < 0 {
 			return fmt.Errorf("negative")
+		}
+		return nil
+	}},
+	{AnnotationAccessLog, "json (one line per request on the proxy's stderr; the proxy then takes its slower, observed paths)", Default, func(s string) error {
+		if s != "json" {
+			return fmt.Errorf("not json")
 		}
 		return nil
 	}},

@@ -399,6 +399,9 @@ func (b *builder) proxyContainer(native bool) (corev1.Container, error) {
 	if _, limited := res.Limits[corev1.ResourceCPU]; !limited {
 		env = append(env, corev1.EnvVar{Name: "GOMAXPROCS", Value: "1"})
 	}
+	if v, ok := b.ann[AnnotationAccessLog]; ok {
+		env = append(env, corev1.EnvVar{Name: "CONDUIT_PROXY_ACCESS_LOG", Value: v})
+	}
 	// The proxy's own default (h2) applies unless the workload asks.
 	if v, ok := b.ann[AnnotationProxyHTTP1Transport]; ok {
 		env = append(env, corev1.EnvVar{Name: "CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT", Value: v})

@@ -141,6 +141,7 @@ func injectCases() []injectCase {
 				AnnotationShutdownGracePeriod, "2m",
 				AnnotationProxyHTTP1Transport, "http1",
 				AnnotationWaitForAppExit, "0s",
+				AnnotationAccessLog, "json",
 			))},
 		{name: "app-runs-as-proxy-uid", nsAnn: nsEnabled, native: true, pod: pod(func(p *corev1.Pod) {
 			p.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsUser: ptr(int64(2102))}
@@ -173,6 +174,7 @@ func injectCases() []injectCase {
 		AnnotationShutdownGracePeriod: "30",
 		AnnotationProxyHTTP1Transport: "h3",
 		AnnotationWaitForAppExit:      "-5s",
+		AnnotationAccessLog:           "apache",
 	}
 	for _, s := range Settings {
 		cases = append(cases, injectCase{

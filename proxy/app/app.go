@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -41,6 +42,9 @@ type Overrides struct {
 	// LogLevel, when set, is the level of the logger given to Start: the
 	// admin's /proxy-log-level reads and changes it.
 	LogLevel *slog.LevelVar
+	// AccessLog is where the access log goes (CONDUIT_PROXY_ACCESS_LOG;
+	// default os.Stderr).
+	AccessLog io.Writer
 }
 
 // Proxy is a running proxy.
@@ -62,6 +66,7 @@ type Proxy struct {
 	shutdown          chan struct{}
 	shutdownOnce      sync.Once
 	appSockets        func() ([]appsockets.Socket, error)
+	access            *tap.AccessLog
 	errs              chan error
 }
 
@@ -138,8 +143,16 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, ov Overrid
 		inOrig = origdst.Kernel{}
 	}
 
-	if cfg.TapEnabled {
+	if cfg.TapEnabled || cfg.AccessLog != "" {
 		p.tap = tap.NewHub(tap.Options{Log: log.With("sub", "tap")})
+	}
+	if cfg.AccessLog != "" {
+		w := ov.AccessLog
+		if w == nil {
+			w = os.Stderr
+		}
+		// Its own handler: the access log does not follow the log level.
+		p.access = p.tap.StartAccessLog(slog.New(slog.NewJSONHandler(w, nil)).With("component", "proxy", "log", "access"))
 	}
 	p.in = inbound.New(inbound.Options{
 		Log: log.With("sub", "inbound"), Metrics: p.Metrics, OrigDst: inOrig, Identity: p.Identity,
@@ -176,7 +189,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, ov Overrid
 	if p.adminL, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
 		return nil, fmt.Errorf("proxy: admin listener: %w", err)
 	}
-	if p.tap != nil {
+	if cfg.TapEnabled {
 		// Plaintext on loopback (config enforces it): access is decided by
 		// Kubernetes RBAC on port-forward.
 		if p.tapL, err = net.Listen("tcp", cfg.TapAddr); err != nil {
@@ -255,6 +268,9 @@ func (p *Proxy) Wait(ctx context.Context) error {
 	wg.Wait()
 	_ = p.admin.Close()
 	p.closeAll()
+	if p.access != nil {
+		p.access.Close()
+	}
 	if serveErr != nil {
 		return serveErr
 	}

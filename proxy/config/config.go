@@ -60,6 +60,9 @@ type Config struct {
 
 	// TapEnabled serves conduit.tap.v1.Tap on TapAddr (CONDUIT_PROXY_TAP_ENABLED=true).
 	TapEnabled bool
+	// AccessLog is the access log's format: "" (none) or "json"
+	// (CONDUIT_PROXY_ACCESS_LOG).
+	AccessLog string
 	// TapAddr is the tap listener, loopback only (CONDUIT_PROXY_TAP_ADDR, default 127.0.0.1:4190).
 	TapAddr string
 
@@ -240,6 +243,12 @@ func Load(env Getenv) (*Config, error) {
 			return nil, fmt.Errorf("config: CONDUIT_PROXY_TAP_ENABLED=%q is invalid (accepted: true, false)", v)
 		}
 		c.TapEnabled = on
+	}
+	switch v := get(env, "CONDUIT_PROXY_ACCESS_LOG", ""); v {
+	case "", "json":
+		c.AccessLog = v
+	default:
+		return nil, fmt.Errorf("config: CONDUIT_PROXY_ACCESS_LOG=%q is invalid (accepted: json, or empty for none)", v)
 	}
 	if v := get(env, "CONDUIT_PROXY_HTTP1_FAST_PATH", "true"); v != "" {
 		on, err := strconv.ParseBool(v)

@@ -73,6 +73,12 @@ func TestLoad(t *testing.T) {
 			}
 		}},
 		{name: "bad wait for app exit", env: map[string]string{"CONDUIT_PROXY_WAIT_FOR_APP_EXIT": "-1s"}, wantErr: "CONDUIT_PROXY_WAIT_FOR_APP_EXIT=\"-1s\" is invalid (accepted: a non-negative Go duration"},
+		{name: "access log", env: map[string]string{"CONDUIT_PROXY_ACCESS_LOG": "json"}, check: func(t *testing.T, c *Config) {
+			if c.AccessLog != "json" {
+				t.Errorf("access log %q", c.AccessLog)
+			}
+		}},
+		{name: "bad access log", env: map[string]string{"CONDUIT_PROXY_ACCESS_LOG": "apache"}, wantErr: "CONDUIT_PROXY_ACCESS_LOG=\"apache\" is invalid (accepted: json, or empty for none)"},
 		{name: "bad port list", env: map[string]string{"CONDUIT_PROXY_INBOUND_OPAQUE_PORTS": "25,http"}, wantErr: "CONDUIT_PROXY_INBOUND_OPAQUE_PORTS"},
 		{name: "reversed range", env: map[string]string{"CONDUIT_PROXY_INBOUND_OPAQUE_PORTS": "90-80"}, wantErr: "reversed"},
 		{name: "bad listen", env: map[string]string{"CONDUIT_PROXY_INBOUND_LISTEN_ADDR": "4143"}, wantErr: "CONDUIT_PROXY_INBOUND_LISTEN_ADDR"},
