@@ -124,7 +124,7 @@ var Settings = []setting{
 		}
 		return nil
 	}},
-	{AnnotationAccessLog, "json (one line per request on the proxy's stderr; the proxy then takes its slower, observed paths)", Default, func(s string) error {
+	{AnnotationAccessLog, "json (one line per request on the proxy's stderr; HTTP/1 then leaves the fast path)", Default, func(s string) error {
 		if s != "json" {
 			return fmt.Errorf("not json")
 		}
