@@ -236,6 +236,10 @@ func (p *Proxy) closeAll() {
 	if p.cc != nil {
 		_ = p.cc.Close()
 	}
+	if p.access != nil {
+		// After the drain: the lines of the last requests are written.
+		p.access.Close()
+	}
 	p.cancel()
 }
 
@@ -268,9 +272,6 @@ func (p *Proxy) Wait(ctx context.Context) error {
 	wg.Wait()
 	_ = p.admin.Close()
 	p.closeAll()
-	if p.access != nil {
-		p.access.Close()
-	}
 	if serveErr != nil {
 		return serveErr
 	}
