@@ -52,24 +52,38 @@ prints its /metrics. POD is a pod name (or pod/NAME) in -n's namespace.`,
 		Example: `  mesh diagnostics proxy-metrics -n emojivoto web-5d8c7b9f4-x2kq7`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			pod := strings.TrimPrefix(args[0], "pod/")
-			pod = strings.TrimPrefix(pod, "pods/")
-			k, err := o.Kube()
+			k, ns, pod, err := o.proxyPod(args[0])
 			if err != nil {
-				return fmt.Errorf("diagnostics: %w", err)
-			}
-			ns := k.Namespace
-			if o.Namespace != "" {
-				ns = o.Namespace
+				return err
 			}
 			body, err := fetchMetrics(cmd.Context(), k, ns, pod, proxyAdminPort)
 			if err != nil {
-				return fmt.Errorf("diagnostics: %w (is %s/%s meshed? 'kubectl -n %s get pod %s -o jsonpath={.metadata.labels}')", err, ns, pod, ns, pod)
+				return notMeshed(err, ns, pod)
 			}
 			_, err = o.Out.Write(body)
 			return err
 		},
 	}
+}
+
+// proxyPod resolves a proxy command's POD argument (a name, pod/NAME or
+// pods/NAME) in -n's namespace, or the kubeconfig's.
+func (o *Options) proxyPod(arg string) (k *Kube, ns, pod string, err error) {
+	pod = strings.TrimPrefix(strings.TrimPrefix(arg, "pod/"), "pods/")
+	if k, err = o.Kube(); err != nil {
+		return nil, "", "", fmt.Errorf("diagnostics: %w", err)
+	}
+	ns = k.Namespace
+	if o.Namespace != "" {
+		ns = o.Namespace
+	}
+	return k, ns, pod, nil
+}
+
+// notMeshed wraps a failed call to a pod's proxy with how to check that the
+// pod has one.
+func notMeshed(err error, ns, pod string) error {
+	return fmt.Errorf("diagnostics: %w (is %s/%s meshed? 'kubectl -n %s get pod %s -o jsonpath={.metadata.labels}')", err, ns, pod, ns, pod)
 }
 
 func newControllerMetricsCmd(o *Options) *cobra.Command {
@@ -184,7 +198,6 @@ POD is a pod name (or pod/NAME) in -n's namespace.`,
   mesh diagnostics proxy-log-level -n emojivoto web-5d8c7b9f4-x2kq7 info`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			pod := strings.TrimPrefix(strings.TrimPrefix(args[0], "pod/"), "pods/")
 			method, body := http.MethodGet, ""
 			if len(args) == 2 {
 				if _, err := logging.ParseLevel(args[1]); err != nil || strings.TrimSpace(args[1]) == "" {
@@ -192,17 +205,13 @@ POD is a pod name (or pod/NAME) in -n's namespace.`,
 				}
 				method, body = http.MethodPut, args[1]
 			}
-			k, err := o.Kube()
+			k, ns, pod, err := o.proxyPod(args[0])
 			if err != nil {
-				return fmt.Errorf("diagnostics: %w", err)
-			}
-			ns := k.Namespace
-			if o.Namespace != "" {
-				ns = o.Namespace
+				return err
 			}
 			answer, err := adminRequest(cmd.Context(), k, ns, pod, proxyAdminPort, method, "/proxy-log-level", body)
 			if err != nil {
-				return fmt.Errorf("diagnostics: %w (is %s/%s meshed? 'kubectl -n %s get pod %s -o jsonpath={.metadata.labels}')", err, ns, pod, ns, pod)
+				return notMeshed(err, ns, pod)
 			}
 			_, err = o.Out.Write(answer)
 			return err

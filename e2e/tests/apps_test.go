@@ -80,6 +80,18 @@ func serveArgs(args []string) string {
 	return strings.TrimSuffix(a.String(), ", ")
 }
 
+// httpService is the manifest of a Service named name for the pods labelled
+// app=name: port 8080 to their port named http.
+func httpService(name string) string {
+	return fmt.Sprintf(`apiVersion: v1
+kind: Service
+metadata: {name: %[1]s}
+spec:
+  selector: {app: %[1]s}
+  ports: [{name: http, port: 8080, targetPort: http}]
+`, name)
+}
+
 // sleeperPod is the manifest of a pod named name (labelled app=name) whose
 // one container, also name, idles: a client to run testapp commands in.
 // annotations ("key: value") go on the pod.

@@ -49,13 +49,7 @@ func TestApplicationStopsThroughTheMesh(t *testing.T) {
 	injected := f.MeshCmd(t, "inject", "--manual", "--sidecar-mode", "regular", "-n", ns, file)
 	f.Apply(t, ns, manifests(injected,
 		echoDeployment("server", f.Image("testapp"), nil),
-		`apiVersion: v1
-kind: Service
-metadata: {name: server}
-spec:
-  selector: {app: server}
-  ports: [{name: http, port: 8080, targetPort: http}]
-`,
+		httpService("server"),
 		sleeperPod("client", f.Image("testapp"))))
 	f.Apply(t, ns, stopper("stopper-native", ""))
 	pods := map[string]corev1.Pod{}

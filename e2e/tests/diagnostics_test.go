@@ -70,13 +70,7 @@ func TestProxyAccessLog(t *testing.T) {
 	ns := meshedNamespace(t, f, "accesslog")
 	f.KubectlCmd(t, "", "annotate", "namespace", ns, "config.conduit.dev/access-log=json")
 	f.Apply(t, ns, manifests(echoDeployment("server", f.Image("testapp"), nil),
-		`apiVersion: v1
-kind: Service
-metadata: {name: server}
-spec:
-  selector: {app: server}
-  ports: [{name: http, port: 8080, targetPort: http}]
-`,
+		httpService("server"),
 		sleeperPod("client", f.Image("testapp"))))
 	server := f.WaitPodsReady(t, ns, "app=server", 1, 3*time.Minute)[0]
 	f.WaitPodsReady(t, ns, "app=client", 1, 3*time.Minute)

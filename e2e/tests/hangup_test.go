@@ -25,13 +25,7 @@ func TestClientHangUpReachesTheApp(t *testing.T) {
 	ns := meshedNamespace(t, f, "hangup")
 	f.Apply(t, ns, manifests(
 		echoDeployment("server", f.Image("testapp"), nil),
-		`apiVersion: v1
-kind: Service
-metadata: {name: server}
-spec:
-  selector: {app: server}
-  ports: [{name: http, port: 8080, targetPort: http}]
-`,
+		httpService("server"),
 		sleeperPod("client", f.Image("testapp")),
 		sleeperPod("client-h1", f.Image("testapp"), `config.conduit.dev/proxy-http1-transport: http1`)))
 	f.WaitPodsReady(t, ns, "app=server", 1, 3*time.Minute)

@@ -16,13 +16,7 @@ import (
 
 // outageApps is a meshed echo server behind a Service and a meshed client.
 func outageApps(image string) string {
-	return manifests(echoDeployment("server", image, nil), `apiVersion: v1
-kind: Service
-metadata: {name: server}
-spec:
-  selector: {app: server}
-  ports: [{name: http, port: 8080, targetPort: http}]
-`, sleeperPod("client", image))
+	return manifests(echoDeployment("server", image, nil), httpService("server"), sleeperPod("client", image))
 }
 
 // TestControlPlaneOutage: with the destination and identity controllers gone,

@@ -42,13 +42,7 @@ func TestWebSocketThroughTheMesh(t *testing.T) {
 	}
 	injected := f.MeshCmd(t, "inject", "--manual", "--sidecar-mode", "regular", "-n", ns, file)
 	f.Apply(t, ns, manifests(injected,
-		`apiVersion: v1
-kind: Service
-metadata: {name: ws-server}
-spec:
-  selector: {app: ws-server}
-  ports: [{name: http, port: 8080, targetPort: http}]
-`,
+		httpService("ws-server"),
 		sleeperPod("client", f.Image("testapp")),
 		sleeperPod("client-h1", f.Image("testapp"), `config.conduit.dev/proxy-http1-transport: http1`),
 		sleeperPod("plain", f.Image("testapp"), `conduit.dev/inject: disabled`)))

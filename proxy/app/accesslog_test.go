@@ -1,35 +1,17 @@
 package app_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	destinationv1 "github.com/conduit-mesh/conduit/proto/destination/v1"
 	"github.com/conduit-mesh/conduit/proxy/app"
 )
-
-// lockedBuffer collects a proxy's access log.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestAccessLog: with CONDUIT_PROXY_ACCESS_LOG=json each proxy writes one
 // line per request, the client proxy's outbound with the server's identity,
@@ -45,12 +27,22 @@ func TestAccessLog(t *testing.T) {
 		io.WriteString(w, "hello")
 	}))
 	env := map[string]string{"CONDUIT_PROXY_ACCESS_LOG": "json"}
-	var clientLog, serverLog lockedBuffer
-	server, stopServer := m.startProxyCtl(t, serverID, appAddr, "127.0.0.1:1", env, true, app.Overrides{AccessLog: &serverLog})
+	// Each proxy's access log goes to a file of its own, read once it has
+	// stopped.
+	logFile := func(name string) *os.File {
+		f, err := os.Create(filepath.Join(t.TempDir(), name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		return f
+	}
+	clientLog, serverLog := logFile("client.log"), logFile("server.log")
+	server, stopServer := m.startProxyCtl(t, serverID, appAddr, "127.0.0.1:1", env, true, app.Overrides{AccessLog: serverLog})
 	m.mu.Lock()
 	m.endpoints["web.test.svc.cluster.local:80"] = []*destinationv1.WeightedAddr{meshedAddr(server.InboundAddr().String(), serverID)}
 	m.mu.Unlock()
-	client, stopClient := m.startProxyCtl(t, clientID, "127.0.0.1:1", "10.255.255.1:80", env, true, app.Overrides{AccessLog: &clientLog})
+	client, stopClient := m.startProxyCtl(t, clientID, "127.0.0.1:1", "10.255.255.1:80", env, true, app.Overrides{AccessLog: clientLog})
 	hc := h1Client(client.OutboundAddr().String())
 	for _, path := range []string{"/books?id=1", "/missing"} {
 		resp, err := hc.Get("http://web" + path)
@@ -71,7 +63,12 @@ func TestAccessLog(t *testing.T) {
 		<-w
 	}
 
-	parse := func(name, s string) []map[string]any {
+	parse := func(name string, f *os.File) []map[string]any {
+		b, err := os.ReadFile(f.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := string(b)
 		var out []map[string]any
 		for _, l := range strings.Split(strings.TrimSpace(s), "\n") {
 			var e map[string]any
@@ -102,8 +99,8 @@ func TestAccessLog(t *testing.T) {
 			t.Errorf("%s: paths and sizes: %v", name, lines)
 		}
 	}
-	check("client proxy", parse("client proxy", clientLog.String()),
+	check("client proxy", parse("client proxy", clientLog),
 		map[string]any{"direction": "outbound", "server_id": serverID, "tls": true, "authority": "web.test.svc.cluster.local:80"})
-	check("server proxy", parse("server proxy", serverLog.String()),
+	check("server proxy", parse("server proxy", serverLog),
 		map[string]any{"direction": "inbound", "client_id": clientID, "tls": true})
 }
