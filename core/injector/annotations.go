@@ -40,6 +40,7 @@ const (
 	AnnotationProxyHTTP1Transport = configPrefix + "proxy-http1-transport"
 	AnnotationWaitForAppExit      = configPrefix + "wait-for-app-exit"
 	AnnotationAccessLog           = configPrefix + "access-log"
+	AnnotationSidecarMode         = configPrefix + "sidecar-mode"
 )
 
 // Outcome is what an invalid annotation value leads to.
@@ -127,6 +128,12 @@ var Settings = []setting{
 	{AnnotationAccessLog, "json (one line per request on the proxy's stderr; HTTP/1 then leaves the fast path)", Default, func(s string) error {
 		if s != "json" {
 			return fmt.Errorf("not json")
+		}
+		return nil
+	}},
+	{AnnotationSidecarMode, "native (an init container with restartPolicy Always, where the injector runs native) or regular (a regular container)", Default, func(s string) error {
+		if s != "native" && s != "regular" {
+			return fmt.Errorf("not native or regular")
 		}
 		return nil
 	}},

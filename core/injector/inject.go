@@ -147,7 +147,8 @@ func (inj *Injector) Inject(ctx context.Context, req Request) (*Result, error) {
 			inj.ControlPlaneNamespace, ConfigMapName, ConfigMapKey, inj.ControlPlaneNamespace, TrustRootsName)}
 	}
 	b := builder{cfg: cfg, ann: ann.values, ns: ns, cpns: inj.ControlPlaneNamespace, pod: pod}
-	proxy, err := b.proxyContainer(inj.NativeSidecar)
+	native := b.native(inj.NativeSidecar)
+	proxy, err := b.proxyContainer(native)
 	if err != nil {
 		return nil, err
 	}
@@ -158,9 +159,9 @@ func (inj *Injector) Inject(ctx context.Context, req Request) (*Result, error) {
 	b.checkUsers()
 	res := &Result{Injected: true, Warnings: ann.warnings}
 	res.Warnings = append(res.Warnings, b.warnings...)
-	res.Patch = b.patch(initC, proxy, inj.NativeSidecar)
+	res.Patch = b.patch(initC, proxy, native)
 	if len(inj.Contributors) > 0 {
-		warnings, err := inj.contribute(ctx, req, ns, res)
+		warnings, err := inj.contribute(ctx, req, ns, native, res)
 		if err != nil {
 			return nil, err
 		}
@@ -172,7 +173,7 @@ func (inj *Injector) Inject(ctx context.Context, req Request) (*Result, error) {
 // contribute appends the contributors' operations to res.Patch and returns
 // a warning for each contributor whose operations were left out, or the
 // error of one that requires its operations (ErrContributionRequired).
-func (inj *Injector) contribute(ctx context.Context, req Request, ns string, res *Result) ([]string, error) {
+func (inj *Injector) contribute(ctx context.Context, req Request, ns string, native bool, res *Result) ([]string, error) {
 	patched, err := ApplyPatch(req.Pod, res.Patch)
 	if err != nil {
 		return []string{fmt.Sprintf("extensions' patches skipped: the core patch does not apply: %v", err)}, nil
@@ -183,7 +184,7 @@ func (inj *Injector) contribute(ctx context.Context, req Request, ns string, res
 		ops, err := c.Contribute(cctx, &ContributionRequest{
 			Pod: req.Pod, Patched: patched, Namespace: ns,
 			NamespaceLabels: req.NamespaceLabels, NamespaceAnnotations: req.NamespaceAnnotations,
-			ProxyPath: ProxyPath(inj.NativeSidecar), DryRun: req.DryRun,
+			ProxyPath: ProxyPath(native), DryRun: req.DryRun,
 		})
 		cancel()
 		if err == nil && len(ops) > 0 {
@@ -290,6 +291,23 @@ func (b *builder) checkUsers() {
 			b.warnings = append(b.warnings, fmt.Sprintf("container %q runs as uid %d, the proxy's (proxy.uid): its traffic bypasses the proxy (no mTLS, no metrics) and the proxy cannot tell when it exits; run it as another user", c.Name, *uid))
 		}
 	}
+}
+
+// native is how the proxy is added: as the injector runs (native, its
+// default on Kubernetes 1.29 and later), unless the pod's sidecar-mode
+// annotation asks for a regular container; native where the injector runs
+// regular (an older cluster, or --sidecar-mode regular) is not granted, with
+// a warning.
+func (b *builder) native(injectorNative bool) bool {
+	switch b.ann[AnnotationSidecarMode] {
+	case "regular":
+		return false
+	case "native":
+		if !injectorNative {
+			b.warnings = append(b.warnings, fmt.Sprintf("annotation %s=native: the injector adds regular containers (Kubernetes before 1.29, or its --sidecar-mode regular); the proxy is a regular container", AnnotationSidecarMode))
+		}
+	}
+	return injectorNative
 }
 
 // version is the proxy image tag and the proxy-version label.

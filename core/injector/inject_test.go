@@ -143,6 +143,9 @@ func injectCases() []injectCase {
 				AnnotationWaitForAppExit, "0s",
 				AnnotationAccessLog, "json",
 			))},
+		{name: "sidecar-mode-regular-on-native", nsAnn: nsEnabled, native: true, pod: pod(podAnn(AnnotationSidecarMode, "regular"))},
+		{name: "sidecar-mode-native-on-regular", nsAnn: nsEnabled, native: false, pod: pod(podAnn(AnnotationSidecarMode, "native"))},
+		{name: "sidecar-mode-native-on-native", nsAnn: nsEnabled, native: true, pod: pod(podAnn(AnnotationSidecarMode, "native"))},
 		{name: "app-runs-as-proxy-uid", nsAnn: nsEnabled, native: true, pod: pod(func(p *corev1.Pod) {
 			p.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsUser: ptr(int64(2102))}
 			p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: "other", Image: "other",
@@ -175,6 +178,7 @@ func injectCases() []injectCase {
 		AnnotationProxyHTTP1Transport: "h3",
 		AnnotationWaitForAppExit:      "-5s",
 		AnnotationAccessLog:           "apache",
+		AnnotationSidecarMode:         "sidecar",
 	}
 	for _, s := range Settings {
 		cases = append(cases, injectCase{
@@ -245,8 +249,10 @@ func TestInjectedPodInvariants(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// The pod's sidecar-mode annotation may ask for a regular container.
+			native := tc.native && tc.pod.Annotations[AnnotationSidecarMode] != "regular"
 			var proxy, init *corev1.Container
-			if tc.native {
+			if native {
 				if len(p.Spec.InitContainers) < 2 || p.Spec.InitContainers[0].Name != ProxyInitContainerName || p.Spec.InitContainers[1].Name != ProxyContainerName {
 					t.Fatalf("init containers must start with %s, %s: %v", ProxyInitContainerName, ProxyContainerName, names(p.Spec.InitContainers))
 				}
@@ -264,7 +270,7 @@ func TestInjectedPodInvariants(t *testing.T) {
 				}
 			}
 			init = &p.Spec.InitContainers[0]
-			if len(p.Spec.Containers) != len(tc.pod.Spec.Containers)+map[bool]int{true: 0, false: 1}[tc.native] {
+			if len(p.Spec.Containers) != len(tc.pod.Spec.Containers)+map[bool]int{true: 0, false: 1}[native] {
 				t.Error("application containers changed")
 			}
 			sc := proxy.SecurityContext

@@ -20,8 +20,9 @@ import (
 )
 
 // TestApplicationStopsThroughTheMesh: an application whose proxy is a
-// regular container (mesh inject --manual --sidecar-mode regular, as on
-// Kubernetes before 1.29) gets SIGTERM with its proxy. While it stops it
+// regular container (as on Kubernetes before 1.29; here the pod asks with
+// config.conduit.dev/sidecar-mode: regular, and the control is injected with
+// mesh inject --manual --sidecar-mode regular) gets SIGTERM with its proxy. While it stops it
 // still serves (-drain 4s) and then calls another meshed service (-on-stop).
 // Its proxy keeps serving while the application holds sockets: a request
 // from a meshed client reaches the stopping pod, and the application's last
@@ -42,8 +43,7 @@ func TestApplicationStopsThroughTheMesh(t *testing.T) {
 		return servePod(name, f.Image("testapp"), 30, annotations, "-drain", "4s", "-on-stop", "http://server:8080/last-call/"+name)
 	}
 	file := filepath.Join(t.TempDir(), "stoppers.yaml")
-	if err := os.WriteFile(file, []byte(manifests(stopper("stopper", ""),
-		stopper("stopper-off", `config.conduit.dev/wait-for-app-exit: 0s`))), 0o644); err != nil {
+	if err := os.WriteFile(file, []byte(stopper("stopper-off", `config.conduit.dev/wait-for-app-exit: 0s`)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	injected := f.MeshCmd(t, "inject", "--manual", "--sidecar-mode", "regular", "-n", ns, file)
@@ -51,7 +51,8 @@ func TestApplicationStopsThroughTheMesh(t *testing.T) {
 		echoDeployment("server", f.Image("testapp"), nil),
 		httpService("server"),
 		sleeperPod("client", f.Image("testapp"))))
-	f.Apply(t, ns, stopper("stopper-native", ""))
+	// The webhook's: native by default here, regular when the pod asks.
+	f.Apply(t, ns, manifests(stopper("stopper", `config.conduit.dev/sidecar-mode: regular`), stopper("stopper-native", "")))
 	pods := map[string]corev1.Pod{}
 	for _, p := range f.WaitPodsReady(t, ns, "app in (stopper, stopper-off, stopper-native)", 3, 3*time.Minute) {
 		pods[p.Name] = p
