@@ -388,18 +388,29 @@ func (slow) Contribute(ctx context.Context, _ *ContributionRequest) ([]JSONPatch
 
 func TestContributors(t *testing.T) {
 	p := pod()
-	for _, native := range []bool{true, false} {
-		inj := newTestInjector(t, native)
+	// The contribution reaches the proxy wherever the pod has it: a native
+	// sidecar, a regular container, a regular one the pod asked for.
+	for _, tc := range []struct {
+		injectorNative bool
+		podMode        string // config.conduit.dev/sidecar-mode
+		native         bool
+	}{{true, "", true}, {false, "", false}, {true, "regular", false}} {
+		native := tc.native
+		pp := p
+		if tc.podMode != "" {
+			pp = pod(podAnn(AnnotationSidecarMode, tc.podMode))
+		}
+		inj := newTestInjector(t, tc.injectorNative)
 		// The broken ones are left out with a warning; the good one still applies.
 		inj.Contributors = []PatchContributor{failing{}, addEnv{}, badPath{}}
-		res, err := inj.Inject(context.Background(), Request{Pod: p, Namespace: "emojivoto", NamespaceAnnotations: nsEnabled})
+		res, err := inj.Inject(context.Background(), Request{Pod: pp, Namespace: "emojivoto", NamespaceAnnotations: nsEnabled})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(res.Warnings) != 2 || !strings.Contains(res.Warnings[0], "boom") || !strings.Contains(res.Warnings[1], "badPath") {
 			t.Errorf("warnings: %q", res.Warnings)
 		}
-		patched, err := ApplyPatch(p, res.Patch)
+		patched, err := ApplyPatch(pp, res.Patch)
 		if err != nil {
 			t.Fatal(err)
 		}
