@@ -253,10 +253,8 @@ func (p *Proxy) Wait(ctx context.Context) error {
 	case <-ctx.Done():
 		serveErr = p.awaitApp()
 	case <-p.shutdown:
-	case serveErr = <-p.errs:
-		if serveErr == nil {
-			serveErr = errors.New("proxy: a listener stopped")
-		}
+	case err := <-p.errs:
+		serveErr = listenerStopped(err)
 	}
 	p.log.Info("draining", "grace", p.cfg.ShutdownGrace)
 	_ = p.inL.Close()
@@ -296,43 +294,45 @@ func (p *Proxy) awaitApp() error {
 	if limit <= 0 {
 		return nil
 	}
-	held, err := p.appSockets()
-	if err != nil {
-		p.log.Warn("cannot tell whether the application still runs: draining now", "err", err)
-		return nil
-	}
-	if len(held) == 0 {
-		return nil
-	}
-	p.log.Info("serving until the application exits", "max", limit.String(), "sockets", len(held), "first", held[0].String())
 	start := time.Now()
 	deadline := time.NewTimer(limit)
 	defer deadline.Stop()
 	tick := time.NewTicker(appPoll)
 	defer tick.Stop()
-	for {
+	for polls := 0; ; polls++ {
+		held, err := p.appSockets()
+		switch {
+		case err != nil:
+			p.log.Warn("cannot tell whether the application still runs: draining now", "err", err)
+			return nil
+		case len(held) == 0 && polls > 0:
+			p.log.Info("the application has exited", "after", time.Since(start).Round(time.Millisecond).String())
+			return nil
+		case len(held) == 0:
+			return nil // exited already (a native sidecar is stopped after it)
+		case polls == 0:
+			p.log.Info("serving until the application exits", "max", limit.String(), "sockets", len(held), "first", held[0].String())
+		}
 		select {
 		case <-p.shutdown:
 			return nil
 		case err := <-p.errs:
-			if err == nil {
-				err = errors.New("proxy: a listener stopped")
-			}
-			return err
+			return listenerStopped(err)
 		case <-deadline.C:
 			p.log.Warn("the application still holds sockets: draining now", "after", limit.String(), "sockets", len(held), "first", held[0].String())
 			return nil
 		case <-tick.C:
-			if held, err = p.appSockets(); err != nil {
-				p.log.Warn("cannot tell whether the application still runs: draining now", "err", err)
-				return nil
-			}
-			if len(held) == 0 {
-				p.log.Info("the application has exited", "after", time.Since(start).Round(time.Millisecond).String())
-				return nil
-			}
 		}
 	}
+}
+
+// listenerStopped is the error of a listener's Serve that returned: nil
+// means it stopped without one.
+func listenerStopped(err error) error {
+	if err == nil {
+		return errors.New("proxy: a listener stopped")
+	}
+	return err
 }
 
 // stopTap ends the tap streams and stops the tap server.

@@ -408,8 +408,8 @@ type h2Client interface {
 
 // transportClient is net/http's client to a meshed endpoint: HTTP/2 (with
 // the HTTP/2 fast path off), or HTTP/1.1 for the requests that switch
-// protocols. Its dial errors are marked netx.ErrUnsent, and it does not close a request
-// body (net/http would, even when it could not connect), so that a request
+// protocols. Its dial errors are marked netx.ErrUnsent, and it does not
+// close a request body (net/http would, even when it could not connect), so that a request
 // it could not send can go to another endpoint. It keeps a small body (of
 // known length) for as long as the response head takes: a request the
 // endpoint's proxy refused unprocessed (refused says so) goes elsewhere

@@ -22,19 +22,17 @@ type AccessLog struct {
 	log     *slog.Logger
 	stop    chan struct{}
 	done    chan struct{}
-	pending map[uint64]*accessEntry // the consumer's alone
-	lost    uint64                  // dropped events already reported
+	pending map[uint64]int // request id -> response status (0: none yet); the consumer's alone
+	lost    uint64         // dropped events already reported
 }
-
-type accessEntry struct{ status int }
 
 // StartAccessLog registers the access log on h: from now on every request
 // is observed (so the data path takes its observed, slower, paths) and
 // written to log, at Info, as "access" with the request's fields. Close
 // writes what is queued and stops it.
 func (h *Hub) StartAccessLog(log *slog.Logger) *AccessLog {
-	o := &observer{events: make(chan event, AccessLogQueue), rate: math.Inf(1), tokens: math.Inf(1), last: h.now(), limitDone: make(chan struct{})}
-	a := &AccessLog{hub: h, o: o, log: log, stop: make(chan struct{}), done: make(chan struct{}), pending: map[uint64]*accessEntry{}}
+	o := &observer{events: make(chan event, AccessLogQueue), rate: math.Inf(1), tokens: math.Inf(1), last: h.now()}
+	a := &AccessLog{hub: h, o: o, log: log, stop: make(chan struct{}), done: make(chan struct{}), pending: map[uint64]int{}}
 	h.add(o)
 	go a.run()
 	return a
@@ -79,14 +77,14 @@ func (a *AccessLog) write(e *event) {
 			// Ends lost to a full queue: forget their requests.
 			clear(a.pending)
 		}
-		a.pending[e.id] = &accessEntry{}
+		a.pending[e.id] = 0
 	case kindResponseInit:
-		if p := a.pending[e.id]; p != nil {
-			p.status = e.status
+		if _, ok := a.pending[e.id]; ok {
+			a.pending[e.id] = e.status
 		}
 	case kindResponseEnd:
-		p := a.pending[e.id]
-		if p == nil {
+		status, ok := a.pending[e.id]
+		if !ok {
 			return
 		}
 		delete(a.pending, e.id)
@@ -100,7 +98,7 @@ func (a *AccessLog) write(e *event) {
 		attrs = append(attrs,
 			slog.String("source", r.Source), slog.String("destination", r.Destination), slog.Bool("tls", r.TLS),
 			slog.String("method", r.Method), slog.String("authority", r.Authority), slog.String("path", r.Path),
-			slog.String("route", r.Route), slog.Int("status", p.status))
+			slog.String("route", r.Route), slog.Int("status", status))
 		if e.grpcStatus >= 0 {
 			attrs = append(attrs, slog.Int64("grpc_status", e.grpcStatus))
 		}

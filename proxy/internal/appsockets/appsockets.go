@@ -31,15 +31,15 @@ func (s Socket) String() string {
 	return fmt.Sprintf("%s %s uid %d state %02X", s.Proto, s.Local, s.UID, s.State)
 }
 
-// Protos are the /proc/net files read, in order.
-var Protos = []string{"tcp", "tcp6", "udp", "udp6"}
+// protos are the /proc/net files read, in order.
+var protos = []string{"tcp", "tcp6", "udp", "udp6"}
 
 // Held lists the sockets of /proc/net/{tcp,tcp6,udp,udp6} under procRoot
 // ("/proc": the caller's network namespace) that a process of a user other
 // than uid holds. A file that does not exist (no IPv6) lists none.
 func Held(procRoot string, uid uint32) ([]Socket, error) {
 	var out []Socket
-	for _, proto := range Protos {
+	for _, proto := range protos {
 		f, err := os.Open(filepath.Join(procRoot, "net", proto))
 		if errors.Is(err, fs.ErrNotExist) {
 			continue

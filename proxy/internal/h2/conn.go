@@ -81,10 +81,11 @@ type conn struct {
 	// out after the next frames written on the connection, in the same
 	// flush, or alone once ackDelay has passed (ackTimer). A peer's write
 	// wakes the other end once; a PING's ACK written alone costs both ends
-	// one more write and one more wake-up for no data. grpc-go sends a PING (its bandwidth probe) on the first
-	// DATA it receives after the previous probe's ACK; with the ACK after
-	// the next request's or response's DATA, that DATA does not start a
-	// new probe, so a request/response peer sends half as many.
+	// one more write and one more wake-up for no data. grpc-go sends a PING
+	// (its bandwidth probe) on the first DATA it receives after the previous
+	// probe's ACK; with the ACK after the next request's or response's DATA,
+	// that DATA does not start a new probe, so a request/response peer sends
+	// half as many.
 	acks     [][8]byte
 	ackN     atomic.Int32
 	ackTimer *time.Timer // nil until the first PING
