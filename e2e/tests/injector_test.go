@@ -278,18 +278,19 @@ func TestInjector(t *testing.T) {
 				t.Errorf("log level %q, want the default info", e.Value)
 			}
 		}
-		f.WaitFor(t, "a ConduitInjection event", time.Minute, func(ctx context.Context) (bool, error) {
-			evs, err := f.Client.CoreV1().Events(meshed).List(ctx, metav1.ListOptions{FieldSelector: "reason=ConduitInjection"})
-			if err != nil {
-				return false, err
-			}
-			for _, e := range evs.Items {
-				if e.InvolvedObject.Name == "defaulted" && strings.Contains(e.Message, "proxy-log-level") {
-					return true, nil
-				}
-			}
-			return false, nil
-		})
+		waitInjectionEvent(t, f, meshed, "defaulted", "proxy-log-level")
+	})
+	t.Run("an application as the proxy's user injects with an Event", func(t *testing.T) {
+		// Its traffic would bypass the proxy (proxy-init exempts that user).
+		p := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "proxy-uid"},
+			Spec: corev1.PodSpec{TerminationGracePeriodSeconds: new(int64), Containers: []corev1.Container{{Name: "c", Image: f.Image("testapp"), Args: []string{"sleep"},
+				SecurityContext: &corev1.SecurityContext{RunAsUser: new(int64(2102))}}}},
+		}
+		if _, err := createInjected(t, f, meshed, p); err != nil {
+			t.Fatal(err)
+		}
+		waitInjectionEvent(t, f, meshed, "proxy-uid", `container "c" runs as uid 2102, the proxy's`)
 	})
 	t.Run("mesh inject and mesh inject --manual", func(t *testing.T) {
 		// In a namespace without the annotation: `mesh inject` adds it to
@@ -362,5 +363,23 @@ func TestInjector(t *testing.T) {
 			}
 			return false, nil
 		})
+	})
+}
+
+// waitInjectionEvent waits for the injector's Warning Event (reason
+// ConduitInjection) on pod whose message contains want.
+func waitInjectionEvent(t *testing.T, f *framework.Framework, ns, pod, want string) {
+	t.Helper()
+	f.WaitFor(t, "a ConduitInjection event on "+pod, time.Minute, func(ctx context.Context) (bool, error) {
+		evs, err := f.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "reason=ConduitInjection"})
+		if err != nil {
+			return false, err
+		}
+		for _, e := range evs.Items {
+			if e.InvolvedObject.Name == pod && strings.Contains(e.Message, want) {
+				return true, nil
+			}
+		}
+		return false, nil
 	})
 }
