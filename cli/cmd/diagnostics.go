@@ -200,7 +200,7 @@ POD is a pod name (or pod/NAME) in -n's namespace.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			method, body := http.MethodGet, ""
 			if len(args) == 2 {
-				if _, err := logging.ParseLevel(args[1]); err != nil || strings.TrimSpace(args[1]) == "" {
+				if _, err := logging.ParseNamedLevel(args[1]); err != nil {
 					return fmt.Errorf("diagnostics: invalid level %q (accepted: debug, info, warn, error)", args[1])
 				}
 				method, body = http.MethodPut, args[1]

@@ -25,6 +25,18 @@ func ParseLevel(s string) (slog.Level, error) {
 	return 0, fmt.Errorf("logging: unknown level %q (accepted: debug, info, warn, error)", s)
 }
 
+// ParseNamedLevel is ParseLevel for a level a user names (a runtime
+// change): empty is not "info" but an error.
+func ParseNamedLevel(s string) (slog.Level, error) {
+	if strings.TrimSpace(s) == "" {
+		return 0, fmt.Errorf("logging: no level (accepted: debug, info, warn, error)")
+	}
+	return ParseLevel(s)
+}
+
+// LevelName is the name ParseLevel accepts for l: debug, info, warn, error.
+func LevelName(l slog.Level) string { return strings.ToLower(l.String()) }
+
 // New returns the logger of component, writing JSON (format "json") or
 // logfmt-style text (format "text") to w. A *slog.LevelVar as level lets
 // the level change while the component runs.

@@ -43,3 +43,15 @@ func TestNewTagsComponent(t *testing.T) {
 		t.Fatalf("info logged at warn level: %s", buf.String())
 	}
 }
+
+func TestParseNamedLevelAndLevelName(t *testing.T) {
+	if _, err := ParseNamedLevel("  "); err == nil {
+		t.Error("an empty level named at runtime was accepted")
+	}
+	for _, name := range []string{"debug", "info", "warn", "error"} {
+		l, err := ParseNamedLevel(name)
+		if err != nil || LevelName(l) != name {
+			t.Errorf("%s: %v %v -> %q", name, l, err, LevelName(l))
+		}
+	}
+}

@@ -87,7 +87,7 @@ func Handler(o Options) http.Handler {
 		mux.HandleFunc("/proxy-log-level", func(w http.ResponseWriter, r *http.Request) {
 			switch r.Method {
 			case http.MethodGet, http.MethodHead:
-				_, _ = io.WriteString(w, levelName(o.LogLevel.Level())+"\n")
+				_, _ = io.WriteString(w, logging.LevelName(o.LogLevel.Level())+"\n")
 			case http.MethodPut:
 				if !IsLoopback(r.RemoteAddr) {
 					http.Error(w, "the log level can only be changed from loopback (kubectl port-forward, or mesh diagnostics proxy-log-level)", http.StatusForbidden)
@@ -98,8 +98,8 @@ func Handler(o Options) http.Handler {
 					http.Error(w, "reading the level: "+err.Error(), http.StatusBadRequest)
 					return
 				}
-				level, err := logging.ParseLevel(string(body))
-				if err != nil || strings.TrimSpace(string(body)) == "" {
+				level, err := logging.ParseNamedLevel(string(body))
+				if err != nil {
 					http.Error(w, fmt.Sprintf("invalid level %q (accepted: debug, info, warn, error)", strings.TrimSpace(string(body))), http.StatusBadRequest)
 					return
 				}
@@ -108,9 +108,9 @@ func Handler(o Options) http.Handler {
 				if o.Log != nil {
 					// At warn, or at the new level when above: the change
 					// shows whatever the level.
-					o.Log.Log(r.Context(), max(slog.LevelWarn, level), "log level changed", "from", levelName(old), "to", levelName(level))
+					o.Log.Log(r.Context(), max(slog.LevelWarn, level), "log level changed", "from", logging.LevelName(old), "to", logging.LevelName(level))
 				}
-				_, _ = io.WriteString(w, levelName(level)+"\n")
+				_, _ = io.WriteString(w, logging.LevelName(level)+"\n")
 			default:
 				w.Header().Set("Allow", "GET, HEAD, PUT")
 				http.Error(w, "use GET or PUT", http.StatusMethodNotAllowed)
@@ -132,9 +132,6 @@ func Handler(o Options) http.Handler {
 	}
 	return mux
 }
-
-// levelName is the name ParseLevel accepts for l.
-func levelName(l slog.Level) string { return strings.ToLower(l.String()) }
 
 // IsLoopback reports whether a "host:port" remote address is a loopback IP.
 func IsLoopback(remote string) bool {
