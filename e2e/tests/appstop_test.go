@@ -22,8 +22,9 @@ import (
 // TestApplicationStopsThroughTheMesh: an application whose proxy is a
 // regular container (as on Kubernetes before 1.29; here the pod asks with
 // config.conduit.dev/sidecar-mode: regular, and the control is injected with
-// mesh inject --manual --sidecar-mode regular) gets SIGTERM with its proxy. While it stops it
-// still serves (-drain 4s) and then calls another meshed service (-on-stop).
+// mesh inject --manual --sidecar-mode regular) gets SIGTERM with its proxy.
+// While it stops it still serves (-drain 4s) and then calls another meshed
+// service (-on-stop).
 // Its proxy keeps serving while the application holds sockets: a request
 // from a meshed client reaches the stopping pod, and the application's last
 // call reaches the server over mTLS, with its identity. The proxy drains as
