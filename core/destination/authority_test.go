@@ -1,6 +1,10 @@
 package destination
 
-import "testing"
+import (
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+)
 
 func TestParseAuthority(t *testing.T) {
 	tests := []struct {
@@ -60,5 +64,12 @@ func TestParsePorts(t *testing.T) {
 	}
 	if _, err := parsePorts("10-5", nil); err == nil {
 		t.Error("reversed range accepted")
+	}
+	// As the injector and the proxy read it: space around a range's bounds,
+	// an empty item, and the names of the pod's container ports.
+	pod := &corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Ports: []corev1.ContainerPort{{Name: "greeting", ContainerPort: 7200}}}}}}
+	s, err = parsePorts("8000 - 8002, greeting,", pod)
+	if err != nil || len(s) != 4 || !s.has(8001) || !s.has(7200) {
+		t.Errorf("got %v, %v", s, err)
 	}
 }

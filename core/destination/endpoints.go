@@ -20,6 +20,10 @@ type epState struct {
 	addrs map[string]*pb.WeightedAddr
 	// labels common to the set (namespace, service).
 	labels map[string]string
+	// allOpaque: every address is a pod that marks its port opaque (its
+	// config.conduit.dev/opaque-ports, which the injector copies from its
+	// namespace). A Service without the annotation is opaque then.
+	allOpaque bool
 }
 
 // endpointTopic returns the topic id, dependencies and compute function of t.
@@ -103,6 +107,7 @@ func (x *Index) serviceEndpoints(t target) *epState {
 	}
 	svcOpaque := x.serviceOpaquePorts(svc)
 
+	opaque := 0
 	objs, _ := x.slices.GetIndexer().ByIndex(indexService, t.ns+"/"+t.name)
 	for _, o := range objs {
 		s, ok := o.(*discoveryv1.EndpointSlice)
@@ -150,6 +155,9 @@ func (x *Index) serviceEndpoints(t target) *epState {
 					continue
 				}
 				wa = x.podAddr(p, ip, targetPort, svcOpaque, t.port)
+				if _, seen := st.addrs[addrKey(wa.Addr)]; !seen && x.podOpaquePorts(p).has(targetPort) && !x.skippedInbound(p, targetPort) {
+					opaque++
+				}
 			} else {
 				wa = &pb.WeightedAddr{Addr: tcpAddr(ip, targetPort), Weight: DefaultWeight, MetricLabels: map[string]string{}}
 				x.setZone(wa, ep.Zone, deref(ep.NodeName))
@@ -160,6 +168,7 @@ func (x *Index) serviceEndpoints(t target) *epState {
 			st.addrs[addrKey(wa.Addr)] = wa
 		}
 	}
+	st.allOpaque = len(st.addrs) > 0 && opaque == len(st.addrs)
 	return st
 }
 

@@ -2,10 +2,11 @@ package destination
 
 import (
 	"fmt"
-	"strconv"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/conduit-mesh/conduit/pkg/ports"
+	"github.com/conduit-mesh/conduit/pkg/ports/podports"
 )
 
 // Annotations and labels the destination service reads.
@@ -25,51 +26,23 @@ type portSet map[uint32]struct{}
 
 func (s portSet) has(p uint32) bool { _, ok := s[p]; return ok }
 
-// parsePorts parses "25,587,3306-3310" and, when pod is given, container port
-// names. Unknown names and bad ranges are reported.
+// parsePorts reads a list of ports, ranges and, when pod is given, the
+// names of its containers' ports, as the injector and the proxy read it
+// (pkg/ports). On an invalid item it returns the valid ones and an error.
 func parsePorts(spec string, pod *corev1.Pod) (portSet, error) {
-	s := portSet{}
-	var bad []string
-	for _, f := range strings.Split(spec, ",") {
-		f = strings.TrimSpace(f)
-		if f == "" {
-			continue
-		}
-		if lo, hi, ok := strings.Cut(f, "-"); ok {
-			a, err1 := strconv.ParseUint(lo, 10, 16)
-			b, err2 := strconv.ParseUint(hi, 10, 16)
-			if err1 != nil || err2 != nil || a > b || b-a > 65535 {
-				bad = append(bad, f)
-				continue
-			}
-			for p := a; p <= b; p++ {
-				s[uint32(p)] = struct{}{}
-			}
-			continue
-		}
-		if p, err := strconv.ParseUint(f, 10, 16); err == nil {
-			s[uint32(p)] = struct{}{}
-			continue
-		}
-		if pod != nil && namedPort(pod, f, s) {
-			continue
-		}
-		bad = append(bad, f)
+	var names ports.Names
+	if pod != nil {
+		names = podports.Names(pod)
 	}
-	if len(bad) > 0 {
-		return s, fmt.Errorf("destination: bad ports %q in %q", bad, spec)
+	rs, err := ports.Parse(spec, names)
+	s := portSet{}
+	for _, r := range rs {
+		for p := uint32(r.From); p <= uint32(r.To); p++ {
+			s[p] = struct{}{}
+		}
+	}
+	if err != nil {
+		return s, fmt.Errorf("destination: %w", err)
 	}
 	return s, nil
-}
-
-func namedPort(pod *corev1.Pod, name string, s portSet) bool {
-	for _, c := range pod.Spec.Containers {
-		for _, cp := range c.Ports {
-			if cp.Name == name {
-				s[uint32(cp.ContainerPort)] = struct{}{}
-				return true
-			}
-		}
-	}
-	return false
 }

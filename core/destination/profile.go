@@ -80,7 +80,10 @@ func (x *Index) serviceProfile(t target, clientNS string) *profileState {
 	if s := x.serviceOpaquePorts(svc); s != nil {
 		out.OpaqueProtocol = s.has(t.port)
 	} else {
-		out.OpaqueProtocol = x.defaultOpaque.has(t.port)
+		// A port opaque on every pod behind it is opaque through the
+		// Service too, or client proxies would wait for a
+		// server-speaks-first client to speak.
+		out.OpaqueProtocol = x.defaultOpaque.has(t.port) || x.serviceEndpoints(t).allOpaque
 	}
 	if t.hostname != "" {
 		// One pod of a headless Service: tell the proxy which one.

@@ -152,6 +152,50 @@ spec:
 	s.none(t, 100*time.Millisecond)
 }
 
+// TestGetProfileOpaqueFromPods: a Service port without the Service's
+// annotation is opaque once every ready pod behind it marks its target port
+// opaque (their own annotation, or their namespace's that the injector
+// copied), so that client proxies do not wait for a server-speaks-first
+// client to speak; one pod alone does not make it so.
+func TestGetProfileOpaqueFromPods(t *testing.T) {
+	e := newEnv(t, readFixture(t, "cluster.yaml"))
+	s := e.getProfile(t, "web.emojivoto.svc.cluster.local:80", "")
+	if p := s.next(t); p.OpaqueProtocol {
+		t.Fatal("opaque while one of the two ready pods (10.0.0.2) marks 8080 opaque")
+	}
+	aaaaa := func(annotations string) string {
+		return `apiVersion: v1
+kind: Pod
+metadata:
+  name: web-7d4b9c-aaaaa
+  namespace: emojivoto
+  labels: {app: web, pod-template-hash: 7d4b9c, conduit.dev/control-plane-ns: conduit}
+  annotations: {` + annotations + `}
+  ownerReferences:
+  - {apiVersion: apps/v1, kind: ReplicaSet, name: web-7d4b9c, uid: rs1, controller: true}
+spec:
+  serviceAccountName: web
+  nodeName: node-a
+  containers:
+  - name: web
+    ports: [{name: http, containerPort: 8080}]
+status:
+  phase: Running
+  podIP: 10.0.0.1
+  podIPs: [{ip: 10.0.0.1}]
+`
+	}
+	// The other ready pod marks it too, by its port's name.
+	e.apply(t, aaaaa(`config.conduit.dev/opaque-ports: "http, 6379,"`))
+	if p := s.next(t); !p.OpaqueProtocol {
+		t.Fatalf("not opaque once every ready pod marks the target port opaque: %s", prototext.Format(p))
+	}
+	e.apply(t, aaaaa(""))
+	if p := s.next(t); p.OpaqueProtocol {
+		t.Fatalf("still opaque after a pod dropped its annotation: %s", prototext.Format(p))
+	}
+}
+
 func TestTranslateRoutesErrors(t *testing.T) {
 	tests := []struct {
 		name  string

@@ -5,9 +5,12 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/conduit-mesh/conduit/pkg/logging"
+	"github.com/conduit-mesh/conduit/pkg/ports"
+	"github.com/conduit-mesh/conduit/pkg/ports/podports"
 	"github.com/conduit-mesh/conduit/proxy/iptables"
 )
 
@@ -71,7 +74,14 @@ type setting struct {
 	check    func(string) error
 }
 
-func portsCheck(s string) error { _, err := iptables.ParsePortRanges(s); return err }
+func portsCheck(s string) error { _, err := ports.Parse(s, nil); return err }
+
+// namedPorts are the port lists that, on a pod, may also name its
+// containers' ports ("mysql"): they concern the pod's own ports. The
+// injector gives the proxy and proxy-init their numbers; the destination
+// service reads the names from the pod as well. A namespace's list names
+// no port: its pods differ.
+var namedPorts = map[string]bool{AnnotationOpaquePorts: true, AnnotationSkipInboundPorts: true}
 
 func quantityCheck(s string) error {
 	q, err := resource.ParseQuantity(s)
@@ -87,8 +97,8 @@ func quantityCheck(s string) error {
 // Settings lists every config annotation with its outcome on an invalid
 // value; docs/injector.md renders the same table.
 var Settings = []setting{
-	{AnnotationOpaquePorts, "comma-separated ports or ranges, e.g. 3306,8000-8100", Refuse, portsCheck},
-	{AnnotationSkipInboundPorts, "comma-separated ports or ranges, e.g. 22,8000-8100", Refuse, portsCheck},
+	{AnnotationOpaquePorts, "comma-separated ports or ranges, e.g. 3306,8000-8100, and on a pod the names of its containers' ports", Refuse, portsCheck},
+	{AnnotationSkipInboundPorts, "comma-separated ports or ranges, e.g. 22,8000-8100, and on a pod the names of its containers' ports", Refuse, portsCheck},
 	{AnnotationSkipOutboundPorts, "comma-separated ports or ranges, e.g. 443,5432", Refuse, portsCheck},
 	{AnnotationSkipSubnets, "comma-separated IPv4 CIDRs, e.g. 10.0.0.0/8,169.254.169.254/32", Refuse,
 		func(s string) error { _, err := iptables.ParseSubnets(s); return err }},
@@ -160,19 +170,23 @@ type resolved struct {
 // resolveAnnotations merges namespace and pod annotations (the pod wins)
 // and validates every config annotation. Values with outcome Refuse make it
 // return a *Denial listing all of them.
-func resolveAnnotations(nsAnn, podAnn map[string]string) (resolved, error) {
+func resolveAnnotations(nsAnn map[string]string, pod *corev1.Pod) (resolved, error) {
 	r := resolved{values: map[string]string{}}
 	var refusals []string
 	for _, s := range Settings {
-		v, from := podAnn[s.Name], "pod"
-		if _, ok := podAnn[s.Name]; !ok {
+		v, from := pod.Annotations[s.Name], "pod"
+		if _, ok := pod.Annotations[s.Name]; !ok {
 			if v, ok = nsAnn[s.Name]; !ok {
 				continue
 			}
 			from = "namespace"
 		}
 		v = strings.TrimSpace(v)
-		if err := s.check(v); err != nil {
+		check := s.check
+		if from == "pod" && namedPorts[s.Name] {
+			check = func(v string) error { _, err := ports.Parse(v, podports.Names(pod)); return err }
+		}
+		if err := check(v); err != nil {
 			msg := fmt.Sprintf("annotation %s=%q (on the %s) is invalid: %v; accepted: %s", s.Name, v, from, err, s.Accepted)
 			if s.Outcome == Refuse {
 				refusals = append(refusals, msg)

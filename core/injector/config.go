@@ -11,6 +11,7 @@ import (
 
 	"github.com/conduit-mesh/conduit/pkg/logging"
 	"github.com/conduit-mesh/conduit/pkg/pki"
+	"github.com/conduit-mesh/conduit/pkg/ports"
 	"github.com/conduit-mesh/conduit/proxy/iptables"
 )
 
@@ -264,7 +265,7 @@ func (c Config) Validate() error {
 			bad(key, "%d is not a port", p)
 		}
 	}
-	if _, err := iptables.ParsePortRanges(c.Proxy.OpaquePorts); err != nil {
+	if _, err := ports.Parse(c.Proxy.OpaquePorts, nil); err != nil {
 		bad("proxy.opaquePorts", "%v", err)
 	}
 	if d, err := time.ParseDuration(c.Proxy.ShutdownGracePeriod); err != nil || d <= 0 {
@@ -273,10 +274,10 @@ func (c Config) Validate() error {
 	if _, err := iptables.ParseMode(c.ProxyInit.IPTablesMode); err != nil {
 		bad("proxyInit.iptablesMode", "%v", err)
 	}
-	if _, err := iptables.ParsePortRanges(c.ProxyInit.SkipInboundPorts); err != nil {
+	if _, err := ports.Parse(c.ProxyInit.SkipInboundPorts, nil); err != nil {
 		bad("proxyInit.skipInboundPorts", "%v", err)
 	}
-	if _, err := iptables.ParsePortRanges(c.ProxyInit.SkipOutboundPorts); err != nil {
+	if _, err := ports.Parse(c.ProxyInit.SkipOutboundPorts, nil); err != nil {
 		bad("proxyInit.skipOutboundPorts", "%v", err)
 	}
 	if _, err := iptables.ParseSubnets(c.ProxyInit.SkipSubnets); err != nil {

@@ -14,7 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
-	"github.com/conduit-mesh/conduit/proxy/iptables"
+	"github.com/conduit-mesh/conduit/pkg/ports"
+	"github.com/conduit-mesh/conduit/pkg/ports/podports"
 )
 
 // Names of what the injector adds to a pod.
@@ -137,7 +138,7 @@ func (inj *Injector) Inject(ctx context.Context, req Request) (*Result, error) {
 			Warnings: []string{"pod uses hostNetwork: the proxy is not injected (its nat rules would apply to the node)"},
 		}, nil
 	}
-	ann, err := resolveAnnotations(req.NamespaceAnnotations, pod.Annotations)
+	ann, err := resolveAnnotations(req.NamespaceAnnotations, pod)
 	if err != nil {
 		return nil, err
 	}
@@ -269,6 +270,17 @@ func (b *builder) get(annotation, def string) string {
 		return v
 	}
 	return def
+}
+
+// ports returns the port list of an annotation in numbers (the names of the
+// pod's container ports resolved), else def.
+func (b *builder) ports(annotation, def string) string {
+	v, ok := b.ann[annotation]
+	if !ok {
+		return def
+	}
+	rs, _ := ports.Parse(v, podports.Names(b.pod)) // valid: resolveAnnotations checked it
+	return ports.Format(rs)
 }
 
 // checkUsers warns about the pod's containers that run as the proxy's user:
@@ -406,7 +418,7 @@ func (b *builder) proxyContainer(native bool) (corev1.Container, error) {
 		{Name: "CONDUIT_PROXY_IDENTITY_NAME", Value: b.identityName()},
 		{Name: "CONDUIT_PROXY_IDENTITY_TOKEN_FILE", Value: TokenFile},
 		{Name: "CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS", Value: cfg.Identity.TrustAnchorsPEM},
-		{Name: "CONDUIT_PROXY_INBOUND_OPAQUE_PORTS", Value: b.get(AnnotationOpaquePorts, p.OpaquePorts)},
+		{Name: "CONDUIT_PROXY_INBOUND_OPAQUE_PORTS", Value: b.ports(AnnotationOpaquePorts, p.OpaquePorts)},
 		{Name: "CONDUIT_PROXY_SHUTDOWN_GRACE_PERIOD", Value: b.get(AnnotationShutdownGracePeriod, p.ShutdownGracePeriod)},
 		{Name: "CONDUIT_PROXY_WAIT_FOR_APP_EXIT", Value: b.get(AnnotationWaitForAppExit, b.podGracePeriod())},
 	}
@@ -491,8 +503,8 @@ func (b *builder) proxyInitContainer() (corev1.Container, error) {
 		}
 		return strings.Join(out, ",")
 	}
-	inboundSkip := join(cfg.ProxyInit.SkipInboundPorts, b.ann[AnnotationSkipInboundPorts])
-	if ranges, _ := iptables.ParsePortRanges(inboundSkip); containsPort(ranges, p.InboundPort) {
+	inboundSkip := join(cfg.ProxyInit.SkipInboundPorts, b.ports(AnnotationSkipInboundPorts, ""))
+	if ranges, _ := ports.Parse(inboundSkip, nil); ports.Contains(ranges, uint16(p.InboundPort)) {
 		return corev1.Container{}, &Denial{Message: fmt.Sprintf("conduit injector: annotation %s=%q skips the proxy's own inbound port %d; accepted: ports other than %d",
 			AnnotationSkipInboundPorts, b.ann[AnnotationSkipInboundPorts], p.InboundPort, p.InboundPort)}
 	}
@@ -535,15 +547,6 @@ func (b *builder) proxyInitContainer() (corev1.Container, error) {
 		VolumeMounts:             []corev1.VolumeMount{{Name: XtablesVolumeName, MountPath: "/run"}},
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 	}, nil
-}
-
-func containsPort(ranges []iptables.PortRange, port int32) bool {
-	for _, r := range ranges {
-		if int32(r.From) <= port && port <= int32(r.To) {
-			return true
-		}
-	}
-	return false
 }
 
 func (b *builder) volumes() []corev1.Volume {
@@ -592,10 +595,21 @@ func (b *builder) patch(initC, proxy corev1.Container, native bool) []JSONPatchO
 		LabelProxyVersion:   b.version(),
 		LabelControlPlaneNS: b.cpns,
 	})...)
-	ops = append(ops, mapOps("/metadata/annotations", b.pod.Annotations, map[string]string{
+	ann := map[string]string{
 		AnnotationInjectStatus: StatusInjected,
 		AnnotationIdentityMode: "default",
-	})...)
+	}
+	// The destination service reads these from the pod, to tell the client
+	// proxies that a port is opaque, or skips the proxy: a value the pod
+	// has from its namespace goes on the pod.
+	for _, a := range []string{AnnotationOpaquePorts, AnnotationSkipInboundPorts} {
+		if _, own := b.pod.Annotations[a]; !own {
+			if v, ok := b.ann[a]; ok {
+				ann[a] = v
+			}
+		}
+	}
+	ops = append(ops, mapOps("/metadata/annotations", b.pod.Annotations, ann)...)
 	return ops
 }
 

@@ -143,6 +143,23 @@ func injectCases() []injectCase {
 				AnnotationWaitForAppExit, "0s",
 				AnnotationAccessLog, "json",
 			))},
+		// A namespace's port lists go on the pod too, where the destination
+		// service reads them; written loosely, they still parse.
+		{name: "port-lists-from-namespace", native: true,
+			nsAnn: ann(AnnotationInject, InjectEnabled, AnnotationOpaquePorts, " 3306, 7100,", AnnotationSkipInboundPorts, "22 ,"),
+			pod:   pod()},
+		// On a pod, the names of its containers' ports are resolved for the
+		// proxy and proxy-init; its own annotations stay as they are.
+		{name: "port-lists-named-on-pod", nsAnn: nsEnabled, native: true,
+			pod: pod(podAnn(AnnotationOpaquePorts, "greeting, 25", AnnotationSkipInboundPorts, "debug"), func(p *corev1.Pod) {
+				p.Spec.Containers[0].Ports = append(p.Spec.Containers[0].Ports,
+					corev1.ContainerPort{Name: "greeting", ContainerPort: 7200}, corev1.ContainerPort{Name: "debug", ContainerPort: 9229})
+			})},
+		// A namespace's list names no port: its pods differ.
+		{name: "port-names-on-namespace", native: true, nsAnn: ann(AnnotationInject, InjectEnabled, AnnotationOpaquePorts, "greeting"),
+			pod: pod(func(p *corev1.Pod) {
+				p.Spec.Containers[0].Ports = append(p.Spec.Containers[0].Ports, corev1.ContainerPort{Name: "greeting", ContainerPort: 7200})
+			})},
 		{name: "sidecar-mode-regular-on-native", nsAnn: nsEnabled, native: true, pod: pod(podAnn(AnnotationSidecarMode, "regular"))},
 		{name: "sidecar-mode-native-on-regular", nsAnn: nsEnabled, native: false, pod: pod(podAnn(AnnotationSidecarMode, "native"))},
 		{name: "sidecar-mode-native-on-native", nsAnn: nsEnabled, native: true, pod: pod(podAnn(AnnotationSidecarMode, "native"))},

@@ -9,16 +9,23 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/conduit-mesh/conduit/e2e/framework"
 )
 
 // opaqueApps is a meshed server-speaks-first echo (it greets each connection
 // before reading, as MySQL does) on 3306, one of the default opaque ports, and
-// on 7000, which the Service "banner" marks opaque with its annotation
-// (and the Service "unmarked" does not); and a meshed client.
+// on 7000, which the Service "banner" marks opaque with its annotation (and
+// the Service "unmarked" does not); a second one, "named", on 7200, which its
+// pod marks opaque by the port's name; and a meshed client.
 func opaqueApps(image string) string {
+	named := echoDeployment("named", image, []string{"-banner-addrs", ":7200"}, "greeting:7200")
+	named = strings.Replace(named, "      labels: {app: named}\n",
+		"      labels: {app: named}\n      annotations: {config.conduit.dev/opaque-ports: greeting}\n", 1)
 	return manifests(
 		echoDeployment("db", image, []string{"-banner-addrs", ":3306,:7000"}, "mysql:3306", "banner:7000"),
+		named,
 		`apiVersion: v1
 kind: Service
 metadata: {name: mysql}
@@ -39,9 +46,36 @@ metadata: {name: unmarked}
 spec:
   selector: {app: db}
   ports: [{name: banner, port: 7000, targetPort: banner}]
+`, `apiVersion: v1
+kind: Service
+metadata: {name: named}
+spec:
+  selector: {app: named}
+  ports: [{name: greeting, port: 7200, targetPort: greeting}]
 `,
 		sleeperPod("client", image))
 }
+
+// opaqueNamespaceApps is the server-speaks-first echo "nsdb" on 7100, which
+// its namespace marks opaque (opaqueNamespacePorts), and its Service.
+func opaqueNamespaceApps(image string) string {
+	return manifests(
+		echoDeployment("nsdb", image, []string{"-banner-addrs", ":7100"}, "nsbanner:7100"),
+		`apiVersion: v1
+kind: Service
+metadata: {name: nsmarked}
+spec:
+  selector: {app: nsdb}
+  ports: [{name: nsbanner, port: 7100, targetPort: nsbanner}]
+`)
+}
+
+// opaqueNamespacePorts is the config.conduit.dev/opaque-ports of nsdb's
+// namespace, written loosely as people do (space, a trailing comma). The
+// injector accepts it, so the proxy must too; and the destination service,
+// which reads pods and Services, not namespaces, must learn it from the pod,
+// or the client's proxy would wait for the client to speak first on 7100.
+const opaqueNamespacePorts = "3306, 7100,"
 
 // greetWithin is how soon a server's greeting must reach the client: well
 // under the 10 s that a proxy waits for the client's first bytes on a port
@@ -49,8 +83,9 @@ spec:
 const greetWithin = "3s"
 
 // TestOpaquePortsThroughTheMesh: server-speaks-first protocols do not stall
-// in the mesh. Ports marked opaque (by default, or by a Service's
-// config.conduit.dev/opaque-ports) skip protocol detection, so a server's
+// in the mesh. Ports marked opaque (by default, by a Service's, a
+// namespace's or a pod's config.conduit.dev/opaque-ports, the pod's by the
+// port's name) skip protocol detection, so a server's
 // greeting reaches a meshed client at once, where detection would wait for
 // the client to speak first (up to 10 s); between meshed pods the bytes are
 // carried over mTLS (the server's proxy counts the connections with the
@@ -62,26 +97,42 @@ func TestOpaquePortsThroughTheMesh(t *testing.T) {
 	f.InstallMesh(t)
 	f.CollectOnFailure(t, framework.ControlPlaneNamespace)
 	ns := meshedNamespace(t, f, "opaque")
+	nsOpaque := meshedNamespace(t, f, "opaque-ns")
+	f.KubectlCmd(t, "", "annotate", "namespace", nsOpaque, "config.conduit.dev/opaque-ports="+opaqueNamespacePorts)
 	plain := f.NewNamespace(t, "opaque-plain", nil)
 	f.Apply(t, ns, opaqueApps(f.Image("testapp")))
+	f.Apply(t, nsOpaque, opaqueNamespaceApps(f.Image("testapp")))
 	f.Apply(t, plain, sleeperPod("plain", f.Image("testapp")))
 	server := f.WaitPodsReady(t, ns, "app=db", 1, 3*time.Minute)[0]
+	named := f.WaitPodsReady(t, ns, "app=named", 1, 3*time.Minute)[0]
+	nsdb := f.WaitPodsReady(t, nsOpaque, "app=nsdb", 1, 3*time.Minute)[0]
 	f.WaitPodsReady(t, ns, "app=client", 1, 3*time.Minute)
-	if !injected(&server) {
-		t.Fatalf("pod %s has no proxy", server.Name)
+	for _, p := range []corev1.Pod{server, named, nsdb} {
+		if !injected(&p) {
+			t.Fatalf("pod %s has no proxy", p.Name)
+		}
+	}
+	if got := nsdb.Annotations["config.conduit.dev/opaque-ports"]; got != strings.TrimSpace(opaqueNamespacePorts) {
+		t.Errorf("pod %s has opaque-ports %q, want its namespace's %q", nsdb.Name, got, opaqueNamespacePorts)
 	}
 	clientID := "default." + ns + ".serviceaccount.identity." + framework.ControlPlaneNamespace + ".cluster.local"
-	mtlsOpens := func() float64 {
-		return proxyCounter(t, f, ns, server.Name, "tcp_open_total",
+	mtlsOpens := func(server corev1.Pod) float64 {
+		return proxyCounter(t, f, server.Namespace, server.Name, "tcp_open_total",
 			`direction="inbound"`, `tls="true"`, `client_id="`+clientID+`"`)
 	}
 
-	for _, tc := range []struct{ name, addr string }{
-		{"a default opaque port (3306)", "mysql:3306"},
-		{"a port the Service marks opaque (7000)", "banner:7000"},
+	for _, tc := range []struct {
+		name, addr string
+		server     corev1.Pod
+	}{
+		{"a default opaque port (3306)", "mysql:3306", server},
+		{"a port the Service marks opaque (7000)", "banner:7000", server},
+		{"a port its namespace marks opaque (7100)", "nsmarked." + nsOpaque + ":7100", nsdb},
+		{"a port its pod marks opaque by name (7200)", "named:7200", named},
 	} {
 		t.Run("the server speaks first on "+tc.name, func(t *testing.T) {
-			before := mtlsOpens()
+			server := tc.server
+			before := mtlsOpens(server)
 			msg := "hello-" + strings.Split(tc.addr, ":")[1]
 			// A new Service: until the client's proxy has its profile
 			// (waited for up to the discovery timeout) the greeting may
@@ -107,7 +158,7 @@ func TestOpaquePortsThroughTheMesh(t *testing.T) {
 				greeted(f.Exec(t, ns, "client", "client", "testapp", "tcp", "-banner", greetWithin, tc.addr, msg))
 			}
 			// The server's proxy accepted them over mTLS from the client's identity.
-			if n := mtlsOpens() - before; n < 6 {
+			if n := mtlsOpens(server) - before; n < 6 {
 				t.Errorf("the server's proxy counts %v new mTLS connections from %s, want at least 6", n, clientID)
 			}
 		})

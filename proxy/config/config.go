@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/conduit-mesh/conduit/pkg/pki"
+	"github.com/conduit-mesh/conduit/pkg/ports"
 )
 
 // DefaultOpaquePorts are the well-known server-speaks-first ports.
@@ -194,12 +195,12 @@ func Load(env Getenv) (*Config, error) {
 		c.TrustAnchors.AddCert(crt)
 	}
 
-	ports := get(env, "CONDUIT_PROXY_INBOUND_OPAQUE_PORTS", "")
+	opaque := get(env, "CONDUIT_PROXY_INBOUND_OPAQUE_PORTS", "")
 	if _, set := env("CONDUIT_PROXY_INBOUND_OPAQUE_PORTS"); !set {
-		ports = joinPorts(DefaultOpaquePorts)
+		opaque = joinPorts(DefaultOpaquePorts)
 	}
-	if c.InboundOpaquePorts, err = ParsePorts(ports); err != nil {
-		return nil, fmt.Errorf("config: CONDUIT_PROXY_INBOUND_OPAQUE_PORTS=%q is invalid (accepted: comma-separated ports or ranges in 1-65535, e.g. 25,3306,8000-8010): %w", ports, err)
+	if c.InboundOpaquePorts, err = ParsePorts(opaque); err != nil {
+		return nil, fmt.Errorf("config: CONDUIT_PROXY_INBOUND_OPAQUE_PORTS=%q is invalid (accepted: comma-separated ports or ranges in 1-65535, e.g. 25,3306,8000-8010): %w", opaque, err)
 	}
 
 	durations := []struct {
@@ -342,45 +343,21 @@ func checkDNSName(s string) error {
 	return nil
 }
 
-// ParsePorts parses "25,587,8000-8010" into a set. Empty means no port.
+// ParsePorts parses a list of ports and ranges ("25,587,8000-8010", read
+// as the injector and the destination service read it: see pkg/ports) into
+// a set. Empty means no port.
 func ParsePorts(s string) (map[uint16]bool, error) {
-	out := map[uint16]bool{}
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return out, nil
+	rs, err := ports.Parse(s, nil)
+	if err != nil {
+		return nil, err
 	}
-	for _, part := range strings.Split(s, ",") {
-		part = strings.TrimSpace(part)
-		lo, hi, isRange := strings.Cut(part, "-")
-		a, err := parsePort(lo)
-		if err != nil {
-			return nil, err
-		}
-		b := a
-		if isRange {
-			if b, err = parsePort(hi); err != nil {
-				return nil, err
-			}
-			if b < a {
-				return nil, fmt.Errorf("range %q is reversed", part)
-			}
-			if int(b)-int(a) > 65535 {
-				return nil, fmt.Errorf("range %q too large", part)
-			}
-		}
-		for p := int(a); p <= int(b); p++ {
+	out := map[uint16]bool{}
+	for _, r := range rs {
+		for p := int(r.From); p <= int(r.To); p++ {
 			out[uint16(p)] = true
 		}
 	}
 	return out, nil
-}
-
-func parsePort(s string) (uint16, error) {
-	p, err := strconv.ParseUint(strings.TrimSpace(s), 10, 16)
-	if err != nil || p == 0 {
-		return 0, fmt.Errorf("%q is not a port in 1-65535", s)
-	}
-	return uint16(p), nil
 }
 
 func joinPorts(ps []uint16) string {

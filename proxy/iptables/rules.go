@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/conduit-mesh/conduit/pkg/ports"
 )
 
 // Chain names owned by Conduit. Every rule that lives in them or jumps to
@@ -26,66 +28,18 @@ const (
 
 // AlwaysSkippedInboundPorts are never redirected inbound: the proxy's admin
 // port (4191) and 4190, reserved for the proxy's own use.
-var AlwaysSkippedInboundPorts = []PortRange{{4190, 4191}}
+var AlwaysSkippedInboundPorts = []ports.Range{{From: 4190, To: 4191}}
 
 // multiportMax is the number of ports (a range counts twice) one multiport
 // match accepts.
 const multiportMax = 15
 
-// PortRange is an inclusive range of TCP ports; a single port has From == To.
-type PortRange struct {
-	From, To uint16
-}
-
-func (r PortRange) String() string {
-	if r.From == r.To {
-		return strconv.Itoa(int(r.From))
-	}
-	return fmt.Sprintf("%d-%d", r.From, r.To)
-}
-
-// iptables spells a range with a colon.
-func (r PortRange) rule() string {
+// rulePorts spells a range as iptables does, with a colon.
+func rulePorts(r ports.Range) string {
 	if r.From == r.To {
 		return strconv.Itoa(int(r.From))
 	}
 	return fmt.Sprintf("%d:%d", r.From, r.To)
-}
-
-// ParsePortRanges parses a comma-separated list of ports and ranges such as
-// "25,587,8000-8100". Empty items are ignored; an empty string yields nil.
-func ParsePortRanges(s string) ([]PortRange, error) {
-	var out []PortRange
-	for _, item := range strings.Split(s, ",") {
-		item = strings.TrimSpace(item)
-		if item == "" {
-			continue
-		}
-		lo, hi, isRange := strings.Cut(item, "-")
-		from, err := parsePort(lo)
-		if err != nil {
-			return nil, fmt.Errorf("iptables: port %q: %w", item, err)
-		}
-		to := from
-		if isRange {
-			if to, err = parsePort(hi); err != nil {
-				return nil, fmt.Errorf("iptables: port range %q: %w", item, err)
-			}
-			if to < from {
-				return nil, fmt.Errorf("iptables: port range %q: end is below start", item)
-			}
-		}
-		out = append(out, PortRange{from, to})
-	}
-	return out, nil
-}
-
-func parsePort(s string) (uint16, error) {
-	n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 16)
-	if err != nil || n == 0 {
-		return 0, errors.New("not a port number (1-65535)")
-	}
-	return uint16(n), nil
 }
 
 // ParseSubnets parses a comma-separated list of IPv4 CIDRs ("10.0.0.0/8").
@@ -125,10 +79,10 @@ type Config struct {
 	ProxyUID     uint32 // the proxy's UID (2102): its traffic is never redirected
 	// InboundPortsToIgnore are destination ports of inbound connections that
 	// bypass the proxy; AlwaysSkippedInboundPorts are added to them.
-	InboundPortsToIgnore []PortRange
+	InboundPortsToIgnore []ports.Range
 	// OutboundPortsToIgnore are destination ports of outbound connections
 	// that bypass the proxy.
-	OutboundPortsToIgnore []PortRange
+	OutboundPortsToIgnore []ports.Range
 	// SubnetsToIgnore are destinations of outbound connections that bypass
 	// the proxy.
 	SubnetsToIgnore []netip.Prefix
@@ -168,8 +122,8 @@ func (c Config) Rules() []string {
 	)
 
 	// Inbound: everything but the skipped ports goes to the inbound proxy.
-	for _, ports := range multiport(mergePorts(append(append([]PortRange{}, AlwaysSkippedInboundPorts...), c.InboundPortsToIgnore...))) {
-		r = append(r, fmt.Sprintf("-A %s -p tcp -m multiport --dports %s -m comment --comment \"conduit: skip inbound ports\" -j RETURN", InboundChain, ports))
+	for _, list := range multiport(mergePorts(append(append([]ports.Range{}, AlwaysSkippedInboundPorts...), c.InboundPortsToIgnore...))) {
+		r = append(r, fmt.Sprintf("-A %s -p tcp -m multiport --dports %s -m comment --comment \"conduit: skip inbound ports\" -j RETURN", InboundChain, list))
 	}
 	r = append(r, fmt.Sprintf("-A %s -p tcp -m comment --comment \"conduit: to inbound proxy\" -j REDIRECT --to-ports %d", InboundChain, c.InboundPort))
 
@@ -187,8 +141,8 @@ func (c Config) Rules() []string {
 		// IP returning from the inbound chain) stays local.
 		fmt.Sprintf("-A %s -o lo -m comment --comment \"conduit: loopback\" -j RETURN", OutboundChain),
 	)
-	for _, ports := range multiport(mergePorts(c.OutboundPortsToIgnore)) {
-		r = append(r, fmt.Sprintf("-A %s -p tcp -m multiport --dports %s -m comment --comment \"conduit: skip outbound ports\" -j RETURN", OutboundChain, ports))
+	for _, list := range multiport(mergePorts(c.OutboundPortsToIgnore)) {
+		r = append(r, fmt.Sprintf("-A %s -p tcp -m multiport --dports %s -m comment --comment \"conduit: skip outbound ports\" -j RETURN", OutboundChain, list))
 	}
 	for _, p := range mergeSubnets(c.SubnetsToIgnore) {
 		r = append(r, fmt.Sprintf("-A %s -d %s -m comment --comment \"conduit: skip subnet\" -j RETURN", OutboundChain, p))
@@ -198,13 +152,13 @@ func (c Config) Rules() []string {
 }
 
 // mergePorts sorts ranges and merges overlapping or adjacent ones.
-func mergePorts(in []PortRange) []PortRange {
+func mergePorts(in []ports.Range) []ports.Range {
 	if len(in) == 0 {
 		return nil
 	}
-	s := append([]PortRange(nil), in...)
+	s := append([]ports.Range(nil), in...)
 	sort.Slice(s, func(i, j int) bool { return s[i].From < s[j].From || (s[i].From == s[j].From && s[i].To < s[j].To) })
-	out := []PortRange{s[0]}
+	out := []ports.Range{s[0]}
 	for _, r := range s[1:] {
 		last := &out[len(out)-1]
 		if uint32(r.From) <= uint32(last.To)+1 {
@@ -220,7 +174,7 @@ func mergePorts(in []PortRange) []PortRange {
 
 // multiport splits ranges into multiport argument lists of at most
 // multiportMax ports each (a range counts as two).
-func multiport(ranges []PortRange) []string {
+func multiport(ranges []ports.Range) []string {
 	var out, cur []string
 	n := 0
 	for _, r := range ranges {
@@ -232,7 +186,7 @@ func multiport(ranges []PortRange) []string {
 			out = append(out, strings.Join(cur, ","))
 			cur, n = nil, 0
 		}
-		cur = append(cur, r.rule())
+		cur = append(cur, rulePorts(r))
 		n += w
 	}
 	if len(cur) > 0 {

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/conduit-mesh/conduit/pkg/ports"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -33,9 +35,9 @@ func defaults() Config {
 	return Config{InboundPort: DefaultInboundPort, OutboundPort: DefaultOutboundPort, ProxyUID: DefaultProxyUID}
 }
 
-func mustPorts(t *testing.T, s string) []PortRange {
+func mustPorts(t testing.TB, s string) []ports.Range {
 	t.Helper()
-	p, err := ParsePortRanges(s)
+	p, err := ports.Parse(s, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,35 +82,6 @@ func TestRulesetIdempotent(t *testing.T) {
 	}
 }
 
-func TestParsePortRanges(t *testing.T) {
-	for _, tc := range []struct {
-		in      string
-		want    string
-		wantErr bool
-	}{
-		{"", "", false},
-		{"25, 587 ,8000-8100", "25,587,8000-8100", false},
-		{"0", "", true},
-		{"65536", "", true},
-		{"80-70", "", true},
-		{"http", "", true},
-		{"1-", "", true},
-	} {
-		got, err := ParsePortRanges(tc.in)
-		if (err != nil) != tc.wantErr {
-			t.Errorf("ParsePortRanges(%q) error = %v, wantErr %v", tc.in, err, tc.wantErr)
-			continue
-		}
-		var s []string
-		for _, r := range got {
-			s = append(s, r.String())
-		}
-		if strings.Join(s, ",") != tc.want {
-			t.Errorf("ParsePortRanges(%q) = %v, want %s", tc.in, s, tc.want)
-		}
-	}
-}
-
 func TestParseSubnets(t *testing.T) {
 	for _, tc := range []struct {
 		in      string
@@ -141,7 +114,7 @@ func TestValidate(t *testing.T) {
 		{InboundPort: 0, OutboundPort: 4140, ProxyUID: 2102},
 		{InboundPort: 4143, OutboundPort: 4143, ProxyUID: 2102},
 		{InboundPort: 4143, OutboundPort: 4140, ProxyUID: 0},
-		{InboundPort: 4143, OutboundPort: 4140, ProxyUID: 2102, InboundPortsToIgnore: []PortRange{{4100, 4200}}},
+		{InboundPort: 4143, OutboundPort: 4140, ProxyUID: 2102, InboundPortsToIgnore: []ports.Range{{From: 4100, To: 4200}}},
 	}
 	for _, c := range bad {
 		if err := c.Validate(); err == nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/conduit-mesh/conduit/pkg/logging"
+	"github.com/conduit-mesh/conduit/pkg/ports"
 	"github.com/conduit-mesh/conduit/pkg/procutil"
 	"github.com/conduit-mesh/conduit/proxy/iptables"
 )
@@ -76,10 +77,10 @@ func run(ctx context.Context, o options, stdout io.Writer, runner iptables.Runne
 
 	cfg := iptables.Config{InboundPort: o.inboundPort, OutboundPort: o.outboundPort, ProxyUID: o.proxyUID}
 	var errs []error
-	if cfg.InboundPortsToIgnore, err = iptables.ParsePortRanges(o.inboundSkip); err != nil {
+	if cfg.InboundPortsToIgnore, err = ports.Parse(o.inboundSkip, nil); err != nil {
 		errs = append(errs, fmt.Errorf("--inbound-ports-to-ignore: %w", err))
 	}
-	if cfg.OutboundPortsToIgnore, err = iptables.ParsePortRanges(o.outboundSkip); err != nil {
+	if cfg.OutboundPortsToIgnore, err = ports.Parse(o.outboundSkip, nil); err != nil {
 		errs = append(errs, fmt.Errorf("--outbound-ports-to-ignore: %w", err))
 	}
 	if cfg.SubnetsToIgnore, err = iptables.ParseSubnets(o.subnetsSkip); err != nil {

@@ -1,0 +1,73 @@
+package iptables
+
+import (
+	"strings"
+	"testing"
+)
+
+// FuzzRuleset feeds arbitrary iptables-save output to Ruleset: whatever it
+// holds, the result is one nat table with the Conduit rules first in
+// PREROUTING and OUTPUT, and rebuilding over it changes nothing, as
+// proxy-init run twice (a restarted pod) must not.
+func FuzzRuleset(f *testing.F) {
+	f.Add("")
+	f.Add("*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n*nat\n:PREROUTING ACCEPT [0:0]\n:KUBE-X - [0:0]\n-A PREROUTING -j KUBE-X\n:CONDUIT_INBOUND - [0:0]\n-A CONDUIT_INBOUND -j RETURN\nCOMMIT\n")
+	f.Add("*nat\n:\n-A \n-A OUTPUT -g CONDUIT_OUTBOUND\n# comment\r\n*nat\n")
+	c := defaults()
+	c.OutboundPortsToIgnore = mustPorts(f, "443,8000-8100")
+	f.Fuzz(func(t *testing.T, current string) {
+		got := c.Ruleset(current)
+		lines := strings.Split(got, "\n")
+		tables, commits := 0, 0
+		for _, l := range lines {
+			switch {
+			case strings.HasPrefix(l, "*"):
+				tables++
+			case l == "COMMIT":
+				commits++
+			}
+		}
+		if !strings.HasPrefix(got, "*nat\n") || !strings.HasSuffix(got, "\nCOMMIT\n") || tables != 1 || commits != 1 {
+			t.Fatalf("not one nat table:\n%s", got)
+		}
+		ours := c.Rules()
+		first := map[string]string{}
+		for _, l := range lines {
+			f := strings.Fields(l)
+			if len(f) >= 2 && f[0] == "-A" && first[f[1]] == "" {
+				first[f[1]] = l
+			}
+		}
+		if first["PREROUTING"] != ours[0] || first["OUTPUT"] != ours[1] {
+			t.Fatalf("the Conduit jumps are not first:\n%s", got)
+		}
+		if again := c.Ruleset(got); again != got {
+			t.Fatalf("rebuilding changed the ruleset:\n%s\nvs\n%s", got, again)
+		}
+	})
+}
+
+// FuzzParseSubnets: an accepted list holds only masked IPv4 prefixes, and
+// their rendering reads back the same.
+func FuzzParseSubnets(f *testing.F) {
+	for _, s := range []string{"10.0.0.0/8,192.168.1.7", "10.1.2.3/8", "fd00::/8", "::ffff:10.0.0.1", " , 1.2.3.4/32,"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		ps, err := ParseSubnets(s)
+		if err != nil {
+			return
+		}
+		var back []string
+		for _, p := range ps {
+			if !p.Addr().Is4() || p != p.Masked() {
+				t.Fatalf("ParseSubnets(%q) returned %s", s, p)
+			}
+			back = append(back, p.String())
+		}
+		again, err := ParseSubnets(strings.Join(back, ","))
+		if err != nil || len(again) != len(ps) {
+			t.Fatalf("ParseSubnets(%q) = %v reads back as %v, %v", s, ps, again, err)
+		}
+	})
+}
