@@ -61,36 +61,11 @@ or "<ip>:<port>".`,
 
 // fetchEndpoints returns the first Get message for authority.
 func fetchEndpoints(ctx context.Context, o *Options, authority string) (*destinationv1.Update, error) {
-	k, err := o.Kube()
+	conn, stop, err := dialDestination(ctx, o, "diagnostics endpoints")
 	if err != nil {
-		return nil, fmt.Errorf("diagnostics endpoints: %w", err)
-	}
-	ns := o.ControlPlaneNamespace
-	pods, err := k.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "conduit.dev/control-plane-component=destination"})
-	if err != nil {
-		return nil, fmt.Errorf("diagnostics endpoints: list destination pods in %s: %w", ns, err)
-	}
-	var pod string
-	for _, p := range pods.Items {
-		if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil {
-			pod = p.Name
-			break
-		}
-	}
-	if pod == "" {
-		return nil, fmt.Errorf("diagnostics endpoints: no running destination pod in namespace %s (is the control plane installed? try 'mesh check')", ns)
-	}
-	addr, stop, err := portForward(ctx, k, ns, pod, destinationGRPCPort)
-	if err != nil {
-		return nil, fmt.Errorf("diagnostics endpoints: %w", err)
+		return nil, err
 	}
 	defer stop()
-	// The port-forward reaches the destination container itself, behind its proxy: plaintext.
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return nil, fmt.Errorf("diagnostics endpoints: connect to %s: %w", addr, err)
-	}
-	defer conn.Close()
 	stream, err := destinationv1.NewDestinationClient(conn).Get(ctx, &destinationv1.GetDestination{Path: authority})
 	if err != nil {
 		return nil, fmt.Errorf("diagnostics endpoints: Get %s: %w", authority, err)
@@ -103,6 +78,41 @@ func fetchEndpoints(ctx context.Context, o *Options, authority string) (*destina
 		return nil, fmt.Errorf("diagnostics endpoints: Get %s: %w", authority, err)
 	}
 	return u, nil
+}
+
+// dialDestination port-forwards to a running destination pod of the control
+// plane and connects to its gRPC port; stop closes both. what prefixes errors.
+func dialDestination(ctx context.Context, o *Options, what string) (conn *grpc.ClientConn, stop func(), err error) {
+	k, err := o.Kube()
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", what, err)
+	}
+	ns := o.ControlPlaneNamespace
+	pods, err := k.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "conduit.dev/control-plane-component=destination"})
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: list destination pods in %s: %w", what, ns, err)
+	}
+	var pod string
+	for _, p := range pods.Items {
+		if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil {
+			pod = p.Name
+			break
+		}
+	}
+	if pod == "" {
+		return nil, nil, fmt.Errorf("%s: no running destination pod in namespace %s (is the control plane installed? try 'mesh check')", what, ns)
+	}
+	addr, stopForward, err := portForward(ctx, k, ns, pod, destinationGRPCPort)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", what, err)
+	}
+	// The port-forward reaches the destination container itself, behind its proxy: plaintext.
+	conn, err = grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		stopForward()
+		return nil, nil, fmt.Errorf("%s: connect to %s: %w", what, addr, err)
+	}
+	return conn, func() { conn.Close(); stopForward() }, nil
 }
 
 // endpointRow is one endpoint as printed (also the JSON form).

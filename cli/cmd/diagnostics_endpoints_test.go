@@ -3,12 +3,14 @@ package cmd
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"strings"
 	"testing"
 
 	destinationv1 "github.com/conduit-mesh/conduit/proto/destination/v1"
+	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -16,10 +18,32 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// fakeDestination answers Get with one canned message per authority.
+// fakeDestination answers Get and GetProfile with one canned message per
+// authority (GetProfile's per authority and client namespace, "auth@ns").
 type fakeDestination struct {
 	destinationv1.UnimplementedDestinationServer
-	answers map[string]*destinationv1.Update
+	answers  map[string]*destinationv1.Update
+	profiles map[string]*destinationv1.DestinationProfile
+}
+
+func (f *fakeDestination) GetProfile(req *destinationv1.GetDestination, s grpc.ServerStreamingServer[destinationv1.DestinationProfile]) error {
+	key := req.GetPath()
+	if tok := req.GetContextToken(); tok != "" {
+		var t struct{ NS string }
+		if err := json.Unmarshal([]byte(tok), &t); err != nil {
+			return status.Error(codes.InvalidArgument, "bad context token")
+		}
+		key += "@" + t.NS
+	}
+	p, ok := f.profiles[key]
+	if !ok {
+		return status.Error(codes.InvalidArgument, "destination: malformed authority")
+	}
+	if err := s.Send(p); err != nil {
+		return err
+	}
+	<-s.Context().Done()
+	return nil
 }
 
 func (f *fakeDestination) Get(req *destinationv1.GetDestination, s grpc.ServerStreamingServer[destinationv1.Update]) error {
@@ -41,7 +65,7 @@ func startFakeDestination(t *testing.T) string {
 		t.Fatal(err)
 	}
 	g := grpc.NewServer()
-	destinationv1.RegisterDestinationServer(g, &fakeDestination{answers: map[string]*destinationv1.Update{
+	destinationv1.RegisterDestinationServer(g, &fakeDestination{profiles: fakeProfiles(), answers: map[string]*destinationv1.Update{
 		"web.emojivoto.svc.cluster.local:80": {Update: &destinationv1.Update_Add{Add: &destinationv1.WeightedAddrSet{
 			MetricLabels: map[string]string{"namespace": "emojivoto", "service": "web"},
 			Addrs: []*destinationv1.WeightedAddr{
@@ -72,11 +96,18 @@ func startFakeDestination(t *testing.T) string {
 // destination pod is port-forwarded to addr.
 func runEndpoints(t *testing.T, addr string, pods []corev1.Pod, args ...string) (string, error) {
 	t.Helper()
-	objs := make([]corev1.Pod, len(pods))
-	copy(objs, pods)
+	return runDestinationCmd(t, addr, pods, "", newDiagnosticsEndpointsCmd, args...)
+}
+
+// runDestinationCmd runs a command that asks the destination service, in a
+// fake cluster (with pods, -n namespace when set) whose destination pod is
+// port-forwarded to addr; it checks the pod port-forwarded to.
+func runDestinationCmd(t *testing.T, addr string, pods []corev1.Pod, namespace string, newCmd func(*Options) *cobra.Command, args ...string) (string, error) {
+	t.Helper()
 	k, _ := fakeKube(false)
-	for i := range objs {
-		if _, err := k.Client.CoreV1().Pods(objs[i].Namespace).Create(context.Background(), &objs[i], metav1.CreateOptions{}); err != nil {
+	for i := range pods {
+		p := pods[i]
+		if _, err := k.Client.CoreV1().Pods(p.Namespace).Create(context.Background(), &p, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -88,8 +119,8 @@ func runEndpoints(t *testing.T, addr string, pods []corev1.Pod, args ...string) 
 	}
 	t.Cleanup(func() { portForward = old })
 	var out bytes.Buffer
-	o := &Options{Out: &out, Err: &out, ControlPlaneNamespace: "conduit", NewKube: func() (*Kube, error) { return k, nil }}
-	c := newDiagnosticsEndpointsCmd(o)
+	o := &Options{Out: &out, Err: &out, Namespace: namespace, ControlPlaneNamespace: "conduit", NewKube: func() (*Kube, error) { return k, nil }}
+	c := newCmd(o)
 	c.SetArgs(args)
 	c.SetOut(&out)
 	c.SetErr(&out)

@@ -4,7 +4,9 @@ package tests
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -163,6 +165,36 @@ func TestOpaquePortsThroughTheMesh(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("mesh diagnostics profile shows which ports the client proxies treat as opaque", func(t *testing.T) {
+		for _, tc := range []struct {
+			authority string
+			opaque    bool
+		}{
+			{"mysql." + ns + ".svc.cluster.local:3306", true},
+			{"banner." + ns + ".svc.cluster.local:7000", true},
+			{"nsmarked." + nsOpaque + ".svc.cluster.local:7100", true},
+			{"named." + ns + ".svc.cluster.local:7200", true},
+			{"unmarked." + ns + ".svc.cluster.local:7000", false},
+		} {
+			var got struct {
+				Authority string
+				Opaque    bool
+				Profile   struct{ FullyQualifiedName string }
+			}
+			out := f.MeshCmd(t, "diagnostics", "profile", tc.authority, "-o", "json")
+			if err := json.Unmarshal([]byte(out), &got); err != nil {
+				t.Fatalf("mesh diagnostics profile %s -o json: %v\n%s", tc.authority, err, out)
+			}
+			if got.Opaque != tc.opaque || got.Profile.FullyQualifiedName != strings.Split(tc.authority, ":")[0] {
+				t.Errorf("mesh diagnostics profile %s: opaque %v, service %q; want opaque %v\n%s", tc.authority, got.Opaque, got.Profile.FullyQualifiedName, tc.opaque, out)
+			}
+		}
+		table := f.MeshCmd(t, "diagnostics", "profile", "nsmarked."+nsOpaque+".svc.cluster.local:7100")
+		if !regexp.MustCompile(`(?m)^OPAQUE\s+yes`).MatchString(table) {
+			t.Errorf("mesh diagnostics profile (table) does not say the port is opaque:\n%s", table)
+		}
+	})
 
 	t.Run("control: a port not marked opaque waits for the client to speak", func(t *testing.T) {
 		// The same server port through a Service without the annotation:
