@@ -164,7 +164,9 @@ func TestDiagnosticsEndpoints(t *testing.T) {
 	}
 }
 
-func TestDiagnosticsEndpointsErrors(t *testing.T) {
+// TestDiagnosticsDestinationErrors: both commands that ask the destination
+// service say what went wrong, prefixed with their name.
+func TestDiagnosticsDestinationErrors(t *testing.T) {
 	addr := startFakeDestination(t)
 	tests := []struct {
 		name string
@@ -176,12 +178,17 @@ func TestDiagnosticsEndpointsErrors(t *testing.T) {
 		{"no destination pod", nil, []string{"web.emojivoto.svc.cluster.local:80"}, "no running destination pod in namespace conduit"},
 		{"bad output", destinationPods(), []string{"web.emojivoto.svc.cluster.local:80", "-o", "yaml"}, `-o "yaml"`},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := runEndpoints(t, addr, tc.pods, tc.args...)
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("err = %v, want it to contain %q", err, tc.want)
-			}
-		})
+	for _, cmd := range []struct {
+		name string
+		new  func(*Options) *cobra.Command
+	}{{"endpoints", newDiagnosticsEndpointsCmd}, {"profile", newDiagnosticsProfileCmd}} {
+		for _, tc := range tests {
+			t.Run(cmd.name+"/"+tc.name, func(t *testing.T) {
+				_, err := runDestinationCmd(t, addr, tc.pods, "", cmd.new, tc.args...)
+				if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "diagnostics "+cmd.name+": ") {
+					t.Fatalf("err = %v, want it to start with %q and contain %q", err, "diagnostics "+cmd.name+": ", tc.want)
+				}
+			})
+		}
 	}
 }
