@@ -10,6 +10,7 @@ import (
 
 	"github.com/conduit-mesh/conduit/charts"
 	"github.com/conduit-mesh/conduit/cli/render"
+	"github.com/conduit-mesh/conduit/core/injector"
 	"github.com/conduit-mesh/conduit/pkg/pki"
 	"github.com/conduit-mesh/conduit/pkg/version"
 	"github.com/spf13/cobra"
@@ -370,11 +371,37 @@ func renderControlPlane(o *Options, f *installFlags, user map[string]any, genera
 	}
 	defaultTag(user)
 	ms, err := render.Render(charts.ControlPlane, user, o.controlPlaneNS())
+	if err == nil {
+		err = checkInjectorConfig(ms, o.controlPlaneNS())
+	}
 	if err != nil {
 		return fmt.Errorf("install: %w (check your --set and --values against 'mesh install --help' and the chart's values.yaml)", err)
 	}
 	_, err = o.Out.Write(render.YAML(ms))
 	return err
+}
+
+// checkInjectorConfig reads the rendered injector configuration as the
+// injector will (injector.ParseConfig): a value that the chart's schema lets
+// through but the control plane refuses (port 0 in --default-opaque-ports, a
+// range that ends below its start) is refused here, before it is applied,
+// rather than by the control plane's pods once installed.
+func checkInjectorConfig(ms []render.Manifest, ns string) error {
+	for _, m := range ms {
+		if m.Kind != "ConfigMap" || m.Name != injector.ConfigMapName {
+			continue
+		}
+		var cm corev1.ConfigMap
+		if err := yaml.Unmarshal([]byte(m.Content), &cm); err != nil {
+			return fmt.Errorf("rendered ConfigMap %s: %w", m.Name, err)
+		}
+		if v, ok := cm.Data[injector.ConfigMapKey]; ok {
+			if _, err := injector.ParseConfig(ns, []byte(v)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // preInstallChecks refuses to install without CRDs or over an existing control plane.

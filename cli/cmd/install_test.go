@@ -177,6 +177,11 @@ func TestInstallErrors(t *testing.T) {
 		{"unknown value", []string{"install", "--ignore-cluster", "--set", "proxy.colour=blue"}, "colour"},
 		{"missing values file", []string{"install", "--ignore-cluster", "-f", "testdata/nope.yaml"}, "read values file"},
 		{"bad namespace", []string{"install", "--ignore-cluster", "--conduit-namespace", "Bad_NS"}, "controlPlaneNamespace"},
+		// The schema lets these through; the injector, the destination service
+		// and the proxies would refuse them once installed.
+		{"opaque port 0", []string{"install", "--ignore-cluster", "--default-opaque-ports", "3306,0"}, `proxy.opaquePorts: ports: "0" is not a port in 1-65535`},
+		{"reversed range", []string{"install", "--ignore-cluster", "--set", "proxyInit.skipOutboundPorts=90-80"}, `proxyInit.skipOutboundPorts: ports: "90-80" is a range that ends below its start`},
+		{"port not a number", []string{"install", "--ignore-cluster", "--default-opaque-ports", "mysql"}, "defaultOpaquePorts"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
