@@ -73,3 +73,29 @@ func TestParsePorts(t *testing.T) {
 		t.Errorf("got %v, %v", s, err)
 	}
 }
+
+// TestTrimKeepsPortNames: the pod cache keeps what parsePorts reads, the
+// names of its containers' ports, native sidecars' included, as the injector
+// resolves them; it drops the rest of the containers.
+func TestTrimKeepsPortNames(t *testing.T) {
+	always := corev1.ContainerRestartPolicyAlways
+	pod := &corev1.Pod{Spec: corev1.PodSpec{
+		Containers: []corev1.Container{{Name: "app", Image: "app:1", Args: []string{"serve"},
+			Ports: []corev1.ContainerPort{{Name: "greeting", ContainerPort: 7200}}}},
+		InitContainers: []corev1.Container{{Name: "sidecar", Image: "sidecar:1", RestartPolicy: &always,
+			Ports: []corev1.ContainerPort{{Name: "metrics", ContainerPort: 9102}}}},
+		Volumes: []corev1.Volume{{Name: "data"}},
+	}}
+	obj, err := trim(pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := obj.(*corev1.Pod)
+	if p.Spec.Containers[0].Image != "" || p.Spec.InitContainers[0].Image != "" || p.Spec.Volumes != nil {
+		t.Errorf("trim kept more than the ports: %+v", p.Spec)
+	}
+	s, err := parsePorts("greeting, metrics", p)
+	if err != nil || !s.has(7200) || !s.has(9102) {
+		t.Errorf("parsePorts on the trimmed pod = %v, %v", s, err)
+	}
+}

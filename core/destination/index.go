@@ -168,10 +168,13 @@ func trim(obj any) (any, error) {
 	}
 	if p, ok := obj.(*corev1.Pod); ok {
 		p.Spec.Volumes = nil
-		p.Spec.InitContainers = nil
-		for i := range p.Spec.Containers {
-			c := &p.Spec.Containers[i]
-			p.Spec.Containers[i] = corev1.Container{Name: c.Name, Ports: c.Ports}
+		// Only the containers' port names are read (opaque-ports and
+		// skip-inbound-ports may name them; native sidecars' too, as the
+		// injector resolves them: pkg/ports/podports).
+		for _, cs := range [][]corev1.Container{p.Spec.Containers, p.Spec.InitContainers} {
+			for i := range cs {
+				cs[i] = corev1.Container{Name: cs[i].Name, Ports: cs[i].Ports}
+			}
 		}
 		p.Status.ContainerStatuses = nil
 		p.Status.InitContainerStatuses = nil
