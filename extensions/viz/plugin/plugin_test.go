@@ -2,7 +2,6 @@ package plugin
 
 import (
 	"context"
-	"encoding/json"
 	"strings"
 	"testing"
 
@@ -16,35 +15,6 @@ func TestConformance(t *testing.T) {
 		InstallValues: map[string]any{"prometheusUrl": "http://prom.monitoring:9090"},
 		Pod:           []byte(`{"spec":{"initContainers":[{"name":"conduit-proxy"}],"containers":[{"name":"app"}]}}`),
 	})
-}
-
-func TestPatchPod(t *testing.T) {
-	for _, tc := range []struct {
-		name, pod, want string
-	}{
-		{"native sidecar without env", `{"spec":{"initContainers":[{"name":"proxy-init"},{"name":"conduit-proxy"}],"containers":[{"name":"app"}]}}`,
-			`[{"op":"add","path":"/spec/initContainers/1/env","value":[{"name":"CONDUIT_PROXY_TAP_ENABLED","value":"true"}]}]`},
-		{"native sidecar with env", `{"spec":{"initContainers":[{"name":"conduit-proxy","env":[{"name":"A","value":"b"}]}]}}`,
-			`[{"op":"add","path":"/spec/initContainers/0/env/-","value":{"name":"CONDUIT_PROXY_TAP_ENABLED","value":"true"}}]`},
-		{"plain sidecar", `{"spec":{"containers":[{"name":"app"},{"name":"conduit-proxy","env":[]}]}}`,
-			`[{"op":"add","path":"/spec/containers/1/env/-","value":{"name":"CONDUIT_PROXY_TAP_ENABLED","value":"true"}}]`},
-		{"already set", `{"spec":{"initContainers":[{"name":"conduit-proxy","env":[{"name":"CONDUIT_PROXY_TAP_ENABLED","value":"false"}]}]}}`, `null`},
-		{"not meshed", `{"spec":{"containers":[{"name":"app"}]}}`, `null`},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			ops, err := Viz{}.PatchPod(context.Background(), &sdk.PodPatchRequest{Pod: []byte(tc.pod)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, _ := json.Marshal(ops)
-			if string(got) != tc.want {
-				t.Errorf("patch = %s\nwant    %s", got, tc.want)
-			}
-		})
-	}
-	if _, err := (Viz{}).PatchPod(context.Background(), &sdk.PodPatchRequest{Pod: []byte(`{`)}); err == nil {
-		t.Error("a broken pod was accepted")
-	}
 }
 
 func TestInstallNamespace(t *testing.T) {

@@ -13,7 +13,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/conduit-mesh/conduit/extensions/viz/plugin"
+	"github.com/conduit-mesh/conduit/extensions/viz/hooks"
 	"github.com/conduit-mesh/conduit/pkg/logging"
 	"github.com/conduit-mesh/conduit/pkg/procutil"
 	sdk "github.com/conduit-mesh/conduit/plugin-sdk"
@@ -24,7 +24,7 @@ func main() {
 	// The injector and destination run this binary as viz's hook plugin
 	// (handed out by `metrics-api`, see docs/extensions.md).
 	if sdk.LaunchedAsPlugin() {
-		sdk.Serve(plugin.Viz{})
+		sdk.Serve(hooks.Hooks{})
 		return
 	}
 	root := &cobra.Command{

@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"net/url"
 
+	"github.com/conduit-mesh/conduit/extensions/viz/hooks"
 	"github.com/conduit-mesh/conduit/extensions/viz/metrics"
 	"github.com/conduit-mesh/conduit/extensions/viz/metricsapi"
-	"github.com/conduit-mesh/conduit/extensions/viz/plugin"
 	"github.com/conduit-mesh/conduit/pkg/procutil"
 	sdk "github.com/conduit-mesh/conduit/plugin-sdk"
 	"github.com/spf13/cobra"
@@ -58,7 +58,7 @@ func newMetricsAPICmd() *cobra.Command {
 				n++
 				go func() {
 					log.Info("handing out the hook plugin (this binary) to the control plane", "addr", hooksAddr)
-					errCh <- sdk.ServeHooks(ctx, hooksAddr, plugin.Viz{})
+					errCh <- sdk.ServeHooks(ctx, hooksAddr, hooks.Hooks{})
 				}()
 			}
 			var first error
