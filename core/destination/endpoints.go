@@ -2,11 +2,13 @@ package destination
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"strconv"
 	"strings"
 
+	"github.com/conduit-mesh/conduit/pkg/ports"
 	pb "github.com/conduit-mesh/conduit/proto/destination/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -211,17 +213,61 @@ func (x *Index) setZone(wa *pb.WeightedAddr, zone *string, node string) {
 }
 
 // serviceOpaquePorts returns the Service's opaque ports (Service port
-// numbers), or nil when the Service does not set the annotation.
+// numbers, or the names of its ports), or nil when the Service does not set
+// the annotation. An invalid item is left out and reported once, with a
+// Warning Event on the Service: no webhook checks a Service's annotations.
 func (x *Index) serviceOpaquePorts(svc *corev1.Service) portSet {
 	v, ok := svc.Annotations[OpaquePortsAnnotation]
 	if !ok {
 		return nil
 	}
-	s, err := parsePorts(v, nil)
+	s, err := parseServicePorts(v, svc)
 	if err != nil {
-		x.log.Warn("bad opaque-ports annotation on service", "service", svc.Namespace+"/"+svc.Name, "err", err)
+		x.reportBadService(svc, v, err)
 	}
 	return s
+}
+
+// parseServicePorts reads a Service's port list: numbers, ranges, and the
+// names of the Service's own TCP ports.
+func parseServicePorts(spec string, svc *corev1.Service) (portSet, error) {
+	rs, err := ports.Parse(spec, func(name string) (uint16, bool) {
+		for _, p := range svc.Spec.Ports {
+			if p.Name == name && (p.Protocol == "" || p.Protocol == corev1.ProtocolTCP) && p.Port > 0 && p.Port <= 65535 {
+				return uint16(p.Port), true
+			}
+		}
+		return 0, false
+	})
+	s := portSet{}
+	for _, r := range rs {
+		for p := uint32(r.From); p <= uint32(r.To); p++ {
+			s[p] = struct{}{}
+		}
+	}
+	if err != nil {
+		return s, fmt.Errorf("destination: %w", err)
+	}
+	return s, nil
+}
+
+// reportBadService logs an invalid opaque-ports annotation of a Service and
+// records a Warning Event on it, once per Service and value.
+func (x *Index) reportBadService(svc *corev1.Service, value string, err error) {
+	key := "svc/" + string(svc.UID) + "/" + svc.Namespace + "/" + svc.Name + "=" + value
+	x.badMu.Lock()
+	_, seen := x.badProfileSeen[key]
+	x.badProfileSeen[key] = struct{}{}
+	x.badMu.Unlock()
+	if seen {
+		return
+	}
+	msg := fmt.Sprintf("annotation %s=%q: %v; the valid items apply (accepted: ports, ranges and names of the Service's ports, e.g. 3306,8000-8100,mysql)", OpaquePortsAnnotation, value, err)
+	x.log.Warn("invalid opaque-ports annotation on a Service", "service", svc.Namespace+"/"+svc.Name, "err", msg)
+	if x.cfg.Recorder != nil {
+		ref := &corev1.ObjectReference{APIVersion: "v1", Kind: "Service", Namespace: svc.Namespace, Name: svc.Name, UID: svc.UID, ResourceVersion: svc.ResourceVersion}
+		x.cfg.Recorder.Event(ref, corev1.EventTypeWarning, "InvalidOpaquePorts", msg)
+	}
 }
 
 // podOpaquePorts returns the pod's opaque ports, or the default list.

@@ -53,7 +53,8 @@ type Config struct {
 	ControllerNamespace string // conduit
 	DefaultOpaquePorts  string // DefaultOpaquePorts
 	Annotators          []EndpointAnnotator
-	// Recorder records Events on ServiceProfiles that have invalid routes; may be nil.
+	// Recorder records Events on ServiceProfiles that have invalid routes and
+	// on Services whose opaque-ports annotation is invalid; may be nil.
 	Recorder record.EventRecorder
 	Logger   *slog.Logger
 }

@@ -217,3 +217,42 @@ func TestTranslateRoutesErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestServiceOpaquePortsAnnotation: a Service's opaque-ports may name its
+// own ports; an invalid item is left out and reported once with a Warning
+// Event on the Service (no webhook checks a Service's annotations).
+func TestServiceOpaquePortsAnnotation(t *testing.T) {
+	e := newEnv(t, readFixture(t, "cluster.yaml"), `apiVersion: v1
+kind: Service
+metadata:
+  name: banner
+  namespace: emojivoto
+  uid: banner-uid
+  annotations: {config.conduit.dev/opaque-ports: "greeting, bogus"}
+spec:
+  clusterIP: 10.96.0.70
+  clusterIPs: [10.96.0.70]
+  selector: {app: banner}
+  ports:
+  - {name: greeting, port: 7000, targetPort: 7000}
+  - {name: other, port: 7001, targetPort: 7001}
+`)
+	for port, want := range map[string]bool{"7000": true, "7001": false} {
+		if p := e.getProfile(t, "banner.emojivoto.svc.cluster.local:"+port, "").next(t); p.OpaqueProtocol != want {
+			t.Errorf("banner:%s opaque = %v, want %v", port, p.OpaqueProtocol, want)
+		}
+	}
+	select {
+	case ev := <-e.recorder.Events:
+		if !strings.Contains(ev, "Warning InvalidOpaquePorts") || !strings.Contains(ev, `"bogus" is not a port`) || strings.Contains(ev, `"greeting"`) {
+			t.Errorf("event = %q", ev)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no Event for the invalid opaque-ports item")
+	}
+	select {
+	case ev := <-e.recorder.Events:
+		t.Errorf("the same annotation was reported twice: %q", ev)
+	case <-time.After(200 * time.Millisecond):
+	}
+}
