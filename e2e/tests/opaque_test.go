@@ -12,6 +12,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/conduit-mesh/conduit/e2e/framework"
 )
@@ -19,7 +20,8 @@ import (
 // opaqueApps is a meshed server-speaks-first echo (it greets each connection
 // before reading, as MySQL does) on 3306, one of the default opaque ports, and
 // on 7000, which the Service "banner" marks opaque with its annotation (and
-// the Service "unmarked" does not); a second one, "named", on 7200, which its
+// the Service "unmarked" does not, and "banner-named" does by the port's name,
+// beside an invalid item); a second one, "named", on 7200, which its
 // pod marks opaque by the port's name; and a meshed client.
 func opaqueApps(image string) string {
 	named := echoDeployment("named", image, []string{"-banner-addrs", ":7200"}, "greeting:7200")
@@ -39,6 +41,14 @@ kind: Service
 metadata:
   name: banner
   annotations: {config.conduit.dev/opaque-ports: "7000"}
+spec:
+  selector: {app: db}
+  ports: [{name: banner, port: 7000, targetPort: banner}]
+`, `apiVersion: v1
+kind: Service
+metadata:
+  name: banner-named
+  annotations: {config.conduit.dev/opaque-ports: "banner, nope"}
 spec:
   selector: {app: db}
   ports: [{name: banner, port: 7000, targetPort: banner}]
@@ -175,6 +185,7 @@ func TestOpaquePortsThroughTheMesh(t *testing.T) {
 			{"banner." + ns + ".svc.cluster.local:7000", true},
 			{"nsmarked." + nsOpaque + ".svc.cluster.local:7100", true},
 			{"named." + ns + ".svc.cluster.local:7200", true},
+			{"banner-named." + ns + ".svc.cluster.local:7000", true},
 			{"unmarked." + ns + ".svc.cluster.local:7000", false},
 		} {
 			var got struct {
@@ -190,6 +201,17 @@ func TestOpaquePortsThroughTheMesh(t *testing.T) {
 				t.Errorf("mesh diagnostics profile %s: opaque %v, service %q; want opaque %v\n%s", tc.authority, got.Opaque, got.Profile.FullyQualifiedName, tc.opaque, out)
 			}
 		}
+		// No webhook checks a Service: its invalid item is reported on it.
+		f.WaitFor(t, "a Warning Event InvalidOpaquePorts on Service banner-named", time.Minute, func(ctx context.Context) (bool, error) {
+			evs, err := f.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=banner-named,reason=InvalidOpaquePorts"})
+			if err != nil || len(evs.Items) == 0 {
+				return false, err
+			}
+			if m := evs.Items[0].Message; !strings.Contains(m, `"nope" is not a port`) || strings.Contains(m, `"banner" is not`) {
+				return false, fmt.Errorf("event message %q", m)
+			}
+			return true, nil
+		})
 		table := f.MeshCmd(t, "diagnostics", "profile", "nsmarked."+nsOpaque+".svc.cluster.local:7100")
 		if !regexp.MustCompile(`(?m)^OPAQUE\s+yes`).MatchString(table) {
 			t.Errorf("mesh diagnostics profile (table) does not say the port is opaque:\n%s", table)
