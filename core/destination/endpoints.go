@@ -256,8 +256,8 @@ func parseServicePorts(spec string, svc *corev1.Service) (portSet, error) {
 func (x *Index) reportBadService(svc *corev1.Service, value string, err error) {
 	key := "svc/" + string(svc.UID) + "/" + svc.Namespace + "/" + svc.Name + "=" + value
 	x.badMu.Lock()
-	_, seen := x.badProfileSeen[key]
-	x.badProfileSeen[key] = struct{}{}
+	_, seen := x.badSeen[key]
+	x.badSeen[key] = struct{}{}
 	x.badMu.Unlock()
 	if seen {
 		return

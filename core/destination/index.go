@@ -61,26 +61,26 @@ type Config struct {
 
 // Index watches the cluster and computes the state of the watched targets.
 type Index struct {
-	cfg            Config
-	log            *slog.Logger
-	defaultOpaque  portSet
-	factory        informers.SharedInformerFactory
-	dynFactory     dynamicinformer.DynamicSharedInformerFactory
-	services       cache.SharedIndexInformer
-	slices         cache.SharedIndexInformer
-	pods           cache.SharedIndexInformer
-	nodes          cache.SharedIndexInformer
-	profilesInf    cache.SharedIndexInformer // nil when disabled
-	splitsInf      cache.SharedIndexInformer // nil when disabled
-	svcLister      listerscorev1.ServiceLister
-	podLister      listerscorev1.PodLister
-	nodeLister     listerscorev1.NodeLister
-	queue          *workqueue.Typed[depKey]
-	endpoints      *hub[*epState]
-	profiles       *hub[*profileState]
-	badMu          sync.Mutex
-	badProfileSeen map[string]struct{} // uid/resourceVersion of profiles already reported
-	synced         chan struct{}
+	cfg           Config
+	log           *slog.Logger
+	defaultOpaque portSet
+	factory       informers.SharedInformerFactory
+	dynFactory    dynamicinformer.DynamicSharedInformerFactory
+	services      cache.SharedIndexInformer
+	slices        cache.SharedIndexInformer
+	pods          cache.SharedIndexInformer
+	nodes         cache.SharedIndexInformer
+	profilesInf   cache.SharedIndexInformer // nil when disabled
+	splitsInf     cache.SharedIndexInformer // nil when disabled
+	svcLister     listerscorev1.ServiceLister
+	podLister     listerscorev1.PodLister
+	nodeLister    listerscorev1.NodeLister
+	queue         *workqueue.Typed[depKey]
+	endpoints     *hub[*epState]
+	profiles      *hub[*profileState]
+	badMu         sync.Mutex
+	badSeen       map[string]struct{} // invalid profiles (uid@resourceVersion) and Service annotations (uid=value) already reported
+	synced        chan struct{}
 }
 
 // NewIndex builds the informers; Run starts them.
@@ -114,14 +114,14 @@ func NewIndex(cfg Config) (*Index, error) {
 		return nil, fmt.Errorf("destination: --default-opaque-ports: %w", err)
 	}
 	x := &Index{
-		cfg:            cfg,
-		log:            cfg.Logger,
-		defaultOpaque:  def,
-		queue:          workqueue.NewTyped[depKey](),
-		endpoints:      newHub[*epState](),
-		profiles:       newHub[*profileState](),
-		badProfileSeen: map[string]struct{}{},
-		synced:         make(chan struct{}),
+		cfg:           cfg,
+		log:           cfg.Logger,
+		defaultOpaque: def,
+		queue:         workqueue.NewTyped[depKey](),
+		endpoints:     newHub[*epState](),
+		profiles:      newHub[*profileState](),
+		badSeen:       map[string]struct{}{},
+		synced:        make(chan struct{}),
 	}
 	x.factory = informers.NewSharedInformerFactoryWithOptions(cfg.Client, 0, informers.WithTransform(trim))
 	x.services = x.factory.Core().V1().Services().Informer()

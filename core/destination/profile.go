@@ -183,8 +183,8 @@ func (x *Index) trafficSplit(t target) []*pb.WeightedDst {
 func (x *Index) reportBadProfile(sp *v1alpha2.ServiceProfile, errs []error) {
 	key := string(sp.UID) + "/" + sp.Namespace + "/" + sp.Name + "@" + sp.ResourceVersion
 	x.badMu.Lock()
-	_, seen := x.badProfileSeen[key]
-	x.badProfileSeen[key] = struct{}{}
+	_, seen := x.badSeen[key]
+	x.badSeen[key] = struct{}{}
 	x.badMu.Unlock()
 	if seen {
 		return
