@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/conduit-mesh/conduit/pkg/ports"
 	pb "github.com/conduit-mesh/conduit/proto/destination/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -228,38 +227,10 @@ func (x *Index) serviceOpaquePorts(svc *corev1.Service) portSet {
 	return s
 }
 
-// parseServicePorts reads a Service's port list: numbers, ranges, and the
-// names of the Service's own TCP ports.
-func parseServicePorts(spec string, svc *corev1.Service) (portSet, error) {
-	rs, err := ports.Parse(spec, func(name string) (uint16, bool) {
-		for _, p := range svc.Spec.Ports {
-			if p.Name == name && (p.Protocol == "" || p.Protocol == corev1.ProtocolTCP) && p.Port > 0 && p.Port <= 65535 {
-				return uint16(p.Port), true
-			}
-		}
-		return 0, false
-	})
-	s := portSet{}
-	for _, r := range rs {
-		for p := uint32(r.From); p <= uint32(r.To); p++ {
-			s[p] = struct{}{}
-		}
-	}
-	if err != nil {
-		return s, fmt.Errorf("destination: %w", err)
-	}
-	return s, nil
-}
-
 // reportBadService logs an invalid opaque-ports annotation of a Service and
 // records a Warning Event on it, once per Service and value.
 func (x *Index) reportBadService(svc *corev1.Service, value string, err error) {
-	key := "svc/" + string(svc.UID) + "/" + svc.Namespace + "/" + svc.Name + "=" + value
-	x.badMu.Lock()
-	_, seen := x.badSeen[key]
-	x.badSeen[key] = struct{}{}
-	x.badMu.Unlock()
-	if seen {
+	if !x.firstReport("svc/" + string(svc.UID) + "/" + svc.Namespace + "/" + svc.Name + "=" + value) {
 		return
 	}
 	msg := fmt.Sprintf("annotation %s=%q: %v; the valid items apply (accepted: ports, ranges and names of the Service's ports, e.g. 3306,8000-8100,mysql)", OpaquePortsAnnotation, value, err)

@@ -34,6 +34,16 @@ func parsePorts(spec string, pod *corev1.Pod) (portSet, error) {
 	if pod != nil {
 		names = podports.Names(pod)
 	}
+	return parsePortList(spec, names)
+}
+
+// parseServicePorts reads a Service's port list: numbers, ranges, and the
+// names of the Service's own TCP ports.
+func parseServicePorts(spec string, svc *corev1.Service) (portSet, error) {
+	return parsePortList(spec, podports.ServiceNames(svc))
+}
+
+func parsePortList(spec string, names ports.Names) (portSet, error) {
 	rs, err := ports.Parse(spec, names)
 	s := portSet{}
 	for _, r := range rs {

@@ -180,13 +180,20 @@ func (x *Index) trafficSplit(t target) []*pb.WeightedDst {
 }
 
 // reportBadProfile logs and records an Event once per profile version.
-func (x *Index) reportBadProfile(sp *v1alpha2.ServiceProfile, errs []error) {
-	key := string(sp.UID) + "/" + sp.Namespace + "/" + sp.Name + "@" + sp.ResourceVersion
+// firstReport reports whether key (an invalid object's version) is reported
+// for the first time, and remembers it.
+func (x *Index) firstReport(key string) bool {
 	x.badMu.Lock()
-	_, seen := x.badSeen[key]
+	defer x.badMu.Unlock()
+	if _, seen := x.badSeen[key]; seen {
+		return false
+	}
 	x.badSeen[key] = struct{}{}
-	x.badMu.Unlock()
-	if seen {
+	return true
+}
+
+func (x *Index) reportBadProfile(sp *v1alpha2.ServiceProfile, errs []error) {
+	if !x.firstReport(string(sp.UID) + "/" + sp.Namespace + "/" + sp.Name + "@" + sp.ResourceVersion) {
 		return
 	}
 	msg := errors.Join(errs...).Error()

@@ -22,3 +22,16 @@ func Names(pod *corev1.Pod) ports.Names {
 		return 0, false
 	}
 }
+
+// ServiceNames resolves the name of one of svc's own TCP ports to its
+// (Service) port number.
+func ServiceNames(svc *corev1.Service) ports.Names {
+	return func(name string) (uint16, bool) {
+		for _, p := range svc.Spec.Ports {
+			if p.Name == name && (p.Protocol == "" || p.Protocol == corev1.ProtocolTCP) && p.Port > 0 && p.Port <= 65535 {
+				return uint16(p.Port), true
+			}
+		}
+		return 0, false
+	}
+}

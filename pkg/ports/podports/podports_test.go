@@ -27,3 +27,16 @@ func TestNames(t *testing.T) {
 		}
 	}
 }
+
+func TestServiceNames(t *testing.T) {
+	svc := &corev1.Service{Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{
+		{Name: "mysql", Port: 3306}, {Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP},
+	}}}
+	got, err := ports.Parse("mysql, 7000", ServiceNames(svc))
+	if err != nil || ports.Format(got) != "3306,7000" {
+		t.Errorf("got %q, %v", ports.Format(got), err)
+	}
+	if _, err := ports.Parse("dns", ServiceNames(svc)); err == nil {
+		t.Error("a UDP port's name resolved")
+	}
+}
