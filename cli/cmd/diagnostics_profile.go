@@ -202,7 +202,7 @@ func joinMatches[M any](ms []M, sep string, str func(M) string) string {
 }
 
 func writeProfileJSON(w io.Writer, authority, clientNS string, p *destinationv1.DestinationProfile) error {
-	raw, err := protojson.MarshalOptions{UseProtoNames: false}.Marshal(p)
+	raw, err := protojson.Marshal(p)
 	if err != nil {
 		return fmt.Errorf("diagnostics profile: %w", err)
 	}

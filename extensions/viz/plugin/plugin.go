@@ -9,9 +9,6 @@ import (
 	sdk "github.com/conduit-mesh/conduit/plugin-sdk"
 )
 
-// TapEnv is the proxy setting the injector hook turns on.
-const TapEnv = hooks.TapEnv
-
 // Viz is the viz extension as mesh-viz serves it to the CLI: the in-cluster
 // hooks (Info, PatchPod) and the CLI's commands, manifests and checks.
 type Viz struct{ hooks.Hooks }
