@@ -1,9 +1,14 @@
 package destination
 
 import (
+	"bytes"
+	"log/slog"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
 )
 
 func TestParseAuthority(t *testing.T) {
@@ -69,7 +74,7 @@ func TestParsePorts(t *testing.T) {
 	// an empty item, and the names of the pod's container ports.
 	pod := &corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Ports: []corev1.ContainerPort{{Name: "greeting", ContainerPort: 7200}}}}}}
 	s, err = parsePorts("8000 - 8002, greeting,", pod)
-	if err != nil || len(s) != 4 || !s.has(8001) || !s.has(7200) {
+	if err != nil || !s.has(8000) || !s.has(8001) || !s.has(8002) || !s.has(7200) || s.has(7999) || s.has(8003) {
 		t.Errorf("got %v, %v", s, err)
 	}
 }
@@ -97,5 +102,51 @@ func TestTrimKeepsPortNames(t *testing.T) {
 	s, err := parsePorts("greeting, metrics", p)
 	if err != nil || !s.has(7200) || !s.has(9102) {
 		t.Errorf("parsePorts on the trimmed pod = %v, %v", s, err)
+	}
+}
+
+// BenchmarkParsePortsWide: a pod that marks every port opaque is read at
+// every endpoint recompute; its list must not cost by its width.
+func BenchmarkParsePortsWide(b *testing.B) {
+	pod := &corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}}}}}}
+	b.ReportAllocs()
+	for b.Loop() {
+		s, err := parsePorts("1-65535", pod)
+		if err != nil || !s.has(8080) {
+			b.Fatal(s, err)
+		}
+	}
+}
+
+// TestPodOpaquePortsReportedOnce: a pod's list is read at every recompute of
+// every Service it is behind; a bad item is logged once per pod and value,
+// and the valid items still apply.
+func TestPodOpaquePortsReportedOnce(t *testing.T) {
+	var log bytes.Buffer
+	x, err := NewIndex(Config{Client: fake.NewClientset(), Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "db-0", Namespace: "data", UID: "db-0-uid",
+			Annotations: map[string]string{OpaquePortsAnnotation: "greeting, bogus"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Ports: []corev1.ContainerPort{{Name: "greeting", ContainerPort: 7200}}}}},
+	}
+	reports := func() int { return strings.Count(log.String(), "bad opaque-ports annotation on pod") }
+	for range 3 {
+		if s := x.podOpaquePorts(pod); !s.has(7200) || s.has(7201) {
+			t.Fatalf("podOpaquePorts = %v, want the valid item 7200 only", s)
+		}
+	}
+	if n := reports(); n != 1 {
+		t.Errorf("reported %d times over 3 reads, want once:\n%s", n, log.String())
+	}
+	if !strings.Contains(log.String(), `\"bogus\" is not a port`) {
+		t.Errorf("the report does not name the bad item:\n%s", log.String())
+	}
+	pod.Annotations[OpaquePortsAnnotation] = "greeting, bogus2"
+	x.podOpaquePorts(pod)
+	if n := reports(); n != 2 {
+		t.Errorf("a new bad value: %d reports, want 2", n)
 	}
 }

@@ -248,8 +248,11 @@ func (x *Index) podOpaquePorts(p *corev1.Pod) portSet {
 		return x.defaultOpaque
 	}
 	s, err := parsePorts(v, p)
-	if err != nil {
-		x.log.Warn("bad opaque-ports annotation on pod", "pod", p.Namespace+"/"+p.Name, "err", err)
+	if err != nil && x.firstReport("pod/"+string(p.UID)+"/"+p.Namespace+"/"+p.Name+"="+v) {
+		// Read at every recompute of every Service the pod is behind: logged
+		// once per pod and value. (The injector refuses such a value in the
+		// pods it injects; an uninjected pod may still carry one.)
+		x.log.Warn("bad opaque-ports annotation on pod; the valid items apply", "pod", p.Namespace+"/"+p.Name, "err", err)
 	}
 	return s
 }

@@ -21,10 +21,12 @@ const (
 // DefaultOpaquePorts are the server-speaks-first ports of the architecture contract.
 const DefaultOpaquePorts = "25,587,3306,4444,5432,6379,9300,11211"
 
-// portSet is a set of ports.
-type portSet map[uint32]struct{}
+// portSet is a set of ports, kept as the ranges it was written with: a
+// pod's "1-65535" costs one range, not 65,535 entries, at every endpoint
+// recompute.
+type portSet []ports.Range
 
-func (s portSet) has(p uint32) bool { _, ok := s[p]; return ok }
+func (s portSet) has(p uint32) bool { return p <= 65535 && ports.Contains(s, uint16(p)) }
 
 // parsePorts reads a list of ports, ranges and, when pod is given, the
 // names of its containers' ports, as the injector and the proxy read it
@@ -45,11 +47,9 @@ func parseServicePorts(spec string, svc *corev1.Service) (portSet, error) {
 
 func parsePortList(spec string, names ports.Names) (portSet, error) {
 	rs, err := ports.Parse(spec, names)
-	s := portSet{}
-	for _, r := range rs {
-		for p := uint32(r.From); p <= uint32(r.To); p++ {
-			s[p] = struct{}{}
-		}
+	s := portSet(rs)
+	if s == nil {
+		s = portSet{} // set but empty: not the same as no annotation
 	}
 	if err != nil {
 		return s, fmt.Errorf("destination: %w", err)
