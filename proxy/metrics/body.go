@@ -105,7 +105,7 @@ func (b *Body) record(streamErr error) {
 		if streamErr != nil {
 			failure = true
 		}
-		b.Reg.Response(b.Key, status, failure, time.Since(b.Start))
+		b.Reg.response(b.Key, status, grpcLabel(gs), failure, time.Since(b.Start))
 		if b.OnEnd != nil {
 			b.OnEnd.End(b.n, gs, failure, streamErr)
 		}

@@ -120,3 +120,43 @@ func TestBodyWouldBlock(t *testing.T) {
 		}
 	}
 }
+
+// TestBodyGRPCStatusLabel: as Linkerd's, response_total of a gRPC response
+// carries its grpc_status; only gRPC's codes become label values.
+func TestBodyGRPCStatusLabel(t *testing.T) {
+	const labels = `direction="outbound",authority="a:80",route="",tls="false"`
+	tests := []struct {
+		name    string
+		header  http.Header
+		trailer http.Header
+		want    string
+	}{
+		{name: "not gRPC", want: `classification="success",status_code="200"}`},
+		{name: "ok in trailers", trailer: http.Header{"Grpc-Status": {"0"}}, want: `classification="success",status_code="200",grpc_status="0"}`},
+		{name: "unavailable in trailers", trailer: http.Header{"Grpc-Status": {"14"}}, want: `classification="failure",status_code="200",grpc_status="14"}`},
+		{name: "trailers-only", header: http.Header{"Grpc-Status": {"5"}}, want: `classification="failure",status_code="200",grpc_status="5"}`},
+		{name: "last code", trailer: http.Header{"Grpc-Status": {"16"}}, want: `classification="failure",status_code="200",grpc_status="16"}`},
+		{name: "not a code", trailer: http.Header{"Grpc-Status": {"17"}}, want: `classification="failure",status_code="200"}`},
+		{name: "not a number", trailer: http.Header{"Grpc-Status": {"x"}}, want: `classification="failure",status_code="200"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := &http.Response{StatusCode: 200, Header: tt.header, Trailer: tt.trailer}
+			if resp.Header == nil {
+				resp.Header = http.Header{}
+			}
+			reg := New()
+			b := &Body{ReadCloser: io.NopCloser(strings.NewReader("x")), Reg: reg,
+				Key: RequestKey{Direction: "outbound", Authority: "a:80"}, Start: time.Now(), Resp: resp}
+			_, _ = io.Copy(io.Discard, b)
+			_ = b.Close()
+			var out strings.Builder
+			if _, err := reg.WriteTo(&out); err != nil {
+				t.Fatal(err)
+			}
+			if want := "\nresponse_total{" + labels + "," + tt.want + " 1\n"; !strings.Contains(out.String(), want) {
+				t.Errorf("exposition lacks %q:\n%s", want, out.String())
+			}
+		})
+	}
+}

@@ -10,11 +10,28 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 )
 
 // LatencyBucketsMs are the upper bounds of response_latency_ms (Linkerd's).
 var LatencyBucketsMs = [...]float64{1, 2, 3, 4, 5, 10, 20, 30, 40, 50, 100, 200, 300, 400, 500,
 	1000, 2000, 3000, 4000, 5000, 10000, 20000, 30000, 40000, 50000}
+
+// MaxAuthorities is how many distinct authority label values a direction
+// may have. The authority is the client's Host (inbound) or, for a name
+// discovery does not know, the application's (outbound): past the limit,
+// and for a value that cannot be a host name (longer than maxAuthorityLen,
+// or not UTF-8, which would make the whole exposition unreadable), a request
+// is counted under OverflowAuthority, so that random Host headers cannot
+// grow the metrics without bound.
+const MaxAuthorities = 1000
+
+// OverflowAuthority is the authority label of requests whose authority is
+// not a label value of its own (see MaxAuthorities).
+const OverflowAuthority = "(overflow)"
+
+// maxAuthorityLen is the longest DNS name and a port.
+const maxAuthorityLen = 253 + len(":65535")
 
 // RequestKey identifies a request series. PeerLabels is a pre-rendered label
 // fragment (e.g. `dst_namespace="ns",dst_pod="p"`), built once per endpoint
@@ -32,6 +49,7 @@ type responseKey struct {
 	RequestKey
 	Status  int
 	Failure bool
+	GRPC    uint8 // grpc-status + 1; 0: none (see grpcLabel)
 }
 
 type responseStats struct {
@@ -54,12 +72,18 @@ type tcpStats struct {
 	active                   atomic.Int64
 }
 
+type authKey struct{ direction, authority string }
+
 // Registry holds every series.
 type Registry struct {
 	mu   sync.RWMutex
 	reqs map[RequestKey]*atomic.Uint64
 	resp map[responseKey]*responseStats
 	tcp  map[TCPKey]*tcpStats
+	// auths are the authority label values in use, nauths their number
+	// per direction (see MaxAuthorities).
+	auths  map[authKey]struct{}
+	nauths map[string]int
 	// Extra is appended to the exposition (e.g. process metrics).
 	Extra func(w io.Writer)
 }
@@ -67,19 +91,47 @@ type Registry struct {
 // New returns an empty registry.
 func New() *Registry {
 	return &Registry{
-		reqs: map[RequestKey]*atomic.Uint64{},
-		resp: map[responseKey]*responseStats{},
-		tcp:  map[TCPKey]*tcpStats{},
+		reqs:   map[RequestKey]*atomic.Uint64{},
+		resp:   map[responseKey]*responseStats{},
+		tcp:    map[TCPKey]*tcpStats{},
+		auths:  map[authKey]struct{}{},
+		nauths: map[string]int{},
 	}
+}
+
+// bound returns k, or k with OverflowAuthority when its authority is not,
+// and may not become, a label value (see MaxAuthorities). With admit (the
+// write lock held) a new authority becomes one while there is room. It runs
+// only for a key without a series yet.
+func (r *Registry) bound(k RequestKey, admit bool) RequestKey {
+	ak := authKey{k.Direction, k.Authority}
+	if _, ok := r.auths[ak]; ok || k.Authority == OverflowAuthority {
+		return k
+	}
+	if len(k.Authority) > maxAuthorityLen || !utf8.ValidString(k.Authority) || r.nauths[k.Direction] >= MaxAuthorities {
+		k.Authority = OverflowAuthority
+		return k
+	}
+	if admit {
+		r.auths[ak] = struct{}{}
+		r.nauths[k.Direction]++
+	}
+	return k
 }
 
 // Request counts one request.
 func (r *Registry) Request(k RequestKey) {
 	r.mu.RLock()
 	c := r.reqs[k]
+	if c == nil {
+		if b := r.bound(k, false); b.Authority != k.Authority {
+			c = r.reqs[b]
+		}
+	}
 	r.mu.RUnlock()
 	if c == nil {
 		r.mu.Lock()
+		k = r.bound(k, true)
 		if c = r.reqs[k]; c == nil {
 			c = new(atomic.Uint64)
 			r.reqs[k] = c
@@ -91,12 +143,35 @@ func (r *Registry) Request(k RequestKey) {
 
 // Response records one response (status 0: no response, e.g. a connection error).
 func (r *Registry) Response(k RequestKey, status int, failure bool, latency time.Duration) {
-	rk := responseKey{RequestKey: k, Status: status, Failure: failure}
+	r.response(k, status, 0, failure, latency)
+}
+
+// grpcLabel is the grpc_status label of a grpc-status value, plus one: 0
+// (no label) when there is none or it is not one of gRPC's codes (0-16),
+// which a server could otherwise make into any number of series.
+func grpcLabel(gs string) uint8 {
+	switch {
+	case len(gs) == 1 && gs[0] >= '0' && gs[0] <= '9':
+		return gs[0] - '0' + 1
+	case len(gs) == 2 && gs[0] == '1' && gs[1] >= '0' && gs[1] <= '6':
+		return 10 + gs[1] - '0' + 1
+	}
+	return 0
+}
+
+func (r *Registry) response(k RequestKey, status int, grpc uint8, failure bool, latency time.Duration) {
+	rk := responseKey{RequestKey: k, Status: status, Failure: failure, GRPC: grpc}
 	r.mu.RLock()
 	s := r.resp[rk]
+	if s == nil {
+		if b := r.bound(k, false); b.Authority != k.Authority {
+			s = r.resp[responseKey{RequestKey: b, Status: status, Failure: failure, GRPC: grpc}]
+		}
+	}
 	r.mu.RUnlock()
 	if s == nil {
 		r.mu.Lock()
+		rk.RequestKey = r.bound(k, true)
 		if s = r.resp[rk]; s == nil {
 			s = new(responseStats)
 			r.resp[rk] = s
@@ -260,6 +335,9 @@ func (r *Registry) WriteTo(w io.Writer) (int64, error) {
 		status := ""
 		if k.Status != 0 {
 			status = `,status_code="` + strconv.Itoa(k.Status) + `"`
+		}
+		if k.GRPC != 0 {
+			status += `,grpc_status="` + strconv.Itoa(int(k.GRPC)-1) + `"`
 		}
 		rl := l + `,classification="` + class + `"` + status
 		resps = append(resps, fmt.Sprintf("response_total{%s} %d", rl, s.count.Load()))

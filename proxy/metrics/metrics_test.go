@@ -2,9 +2,12 @@ package metrics
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 )
 
 func TestExposition(t *testing.T) {
@@ -50,6 +53,79 @@ func TestExposition(t *testing.T) {
 	if strings.Contains(out, "le=\"+Inf\"} 0") {
 		t.Error("an +Inf bucket is below its count")
 	}
+}
+
+// TestAuthorityBounded: the authority label comes from the client's Host;
+// random or malformed ones must neither grow the series without bound nor
+// make the exposition unreadable, and every request is still counted.
+func TestAuthorityBounded(t *testing.T) {
+	tests := []struct {
+		name  string
+		auths []string // requests, in order, on the inbound side
+		want  map[string]int
+	}{
+		{name: "distinct authorities", auths: []string{"web:80", "web.ns:80", "web:80"},
+			want: map[string]int{"web:80": 2, "web.ns:80": 1}},
+		{name: "not UTF-8", auths: []string{"web:80", "bad\xff:80", "bad\xfe:80"},
+			want: map[string]int{"web:80": 1, OverflowAuthority: 2}},
+		{name: "longer than a host name", auths: []string{strings.Repeat("a", 300), "web:80"},
+			want: map[string]int{"web:80": 1, OverflowAuthority: 1}},
+		{name: "random hosts past the limit", auths: randomHosts(MaxAuthorities + 500),
+			want: map[string]int{"h0": 1, fmt.Sprintf("h%d", MaxAuthorities-1): 1, OverflowAuthority: 500}},
+		{name: "known authority after the limit", auths: append(append([]string{"web:80"}, randomHosts(MaxAuthorities+5)...), "web:80"),
+			want: map[string]int{"web:80": 2, OverflowAuthority: 6}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := New()
+			for _, a := range tt.auths {
+				k := RequestKey{Direction: "inbound", Authority: a}
+				r.Request(k)
+				r.Response(k, 200, false, time.Millisecond)
+			}
+			var buf bytes.Buffer
+			if _, err := r.WriteTo(&buf); err != nil {
+				t.Fatal(err)
+			}
+			if len(tt.auths) <= 10 { // the linter is quadratic
+				if _, err := promlint.New(bytes.NewReader(buf.Bytes())).Lint(); err != nil {
+					t.Fatalf("exposition does not parse: %v", err)
+				}
+			}
+			var series, total int
+			for _, l := range strings.Split(buf.String(), "\n") {
+				if strings.HasPrefix(l, "request_total{") {
+					series++
+					var n int
+					_, _ = fmt.Sscan(l[strings.LastIndexByte(l, ' ')+1:], &n)
+					total += n
+				}
+			}
+			if series > MaxAuthorities+1 {
+				t.Errorf("%d request_total series, want at most %d", series, MaxAuthorities+1)
+			}
+			if total != len(tt.auths) {
+				t.Errorf("request_total sums to %d, want %d", total, len(tt.auths))
+			}
+			for a, n := range tt.want {
+				l := `direction="inbound",authority="` + a + `",route="",tls="false"`
+				if want := fmt.Sprintf("request_total{%s} %d\n", l, n); !strings.Contains(buf.String(), want) {
+					t.Errorf("exposition lacks %q", want)
+				}
+				if want := fmt.Sprintf("response_total{%s,classification=\"success\",status_code=\"200\"} %d\n", l, n); !strings.Contains(buf.String(), want) {
+					t.Errorf("exposition lacks %q", want)
+				}
+			}
+		})
+	}
+}
+
+func randomHosts(n int) []string {
+	hs := make([]string, n)
+	for i := range hs {
+		hs[i] = fmt.Sprintf("h%d", i)
+	}
+	return hs
 }
 
 func TestLabelsSanitize(t *testing.T) {

@@ -287,12 +287,12 @@ func (e *event) proto() *tapv1.TapEvent {
 	switch e.kind {
 	case kindRequestInit:
 		ev.Event = &tapv1.TapEvent_RequestInit{RequestInit: &tapv1.RequestInit{
-			Method: r.Method, Scheme: r.Scheme, Authority: r.Authority, Path: r.Path, At: timestamppb.New(e.t.at)}}
+			Method: utf8Str(r.Method), Scheme: r.Scheme, Authority: utf8Str(r.Authority), Path: utf8Str(r.Path), At: timestamppb.New(e.t.at)}}
 	case kindResponseInit:
 		ev.Event = &tapv1.TapEvent_ResponseInit{ResponseInit: &tapv1.ResponseInit{
 			HttpStatus: uint32(e.status), SinceRequestInit: durationpb.New(e.since)}}
 	case kindResponseEnd:
-		end := &tapv1.ResponseEnd{SinceRequestInit: durationpb.New(e.since), ResponseBytes: e.bytes, Error: e.err, Failure: e.failure}
+		end := &tapv1.ResponseEnd{SinceRequestInit: durationpb.New(e.since), ResponseBytes: e.bytes, Error: utf8Str(e.err), Failure: e.failure}
 		if e.grpcStatus >= 0 {
 			gs := uint32(e.grpcStatus)
 			end.GrpcStatus = &gs
@@ -301,6 +301,11 @@ func (e *event) proto() *tapv1.TapEvent {
 	}
 	return ev
 }
+
+// utf8Str makes a string from the request (the client's bytes, or a path
+// decoded from %XX) valid UTF-8: protobuf refuses to marshal a string field
+// that is not, which would end the observer's stream.
+func utf8Str(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }
 
 // observer is one Observe stream.
 type observer struct {

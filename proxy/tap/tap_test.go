@@ -491,6 +491,64 @@ func TestObserveLimit(t *testing.T) {
 	waitObservers(t, h, 0)
 }
 
+// TestObserveNotUTF8: a request's path (decoded from %FF), authority or a
+// stream's error need not be UTF-8; its events still reach the observer
+// (protobuf refuses to send such strings) and the stream goes on.
+func TestObserveNotUTF8(t *testing.T) {
+	tests := []struct {
+		name   string
+		modify func(*Request)
+		err    error
+		check  func(req *tapv1.RequestInit, end *tapv1.ResponseEnd) bool
+	}{
+		{name: "path", modify: func(r *Request) { r.Path = "/caf\xe9" },
+			check: func(req *tapv1.RequestInit, _ *tapv1.ResponseEnd) bool { return req.GetPath() == "/caf\uFFFD" }},
+		{name: "authority", modify: func(r *Request) { r.Authority = "web\xff:80" },
+			check: func(req *tapv1.RequestInit, _ *tapv1.ResponseEnd) bool { return req.GetAuthority() == "web\uFFFD:80" }},
+		{name: "method", modify: func(r *Request) { r.Method = "G\xc3T" },
+			check: func(req *tapv1.RequestInit, _ *tapv1.ResponseEnd) bool { return req.GetMethod() == "G\uFFFDT" }},
+		{name: "error", err: errors.New("bad header \"\xfe\""),
+			check: func(_ *tapv1.RequestInit, end *tapv1.ResponseEnd) bool {
+				return end.GetError() == "bad header \"\uFFFD\""
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := NewHub(Options{})
+			client := serve(t, h)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			s, err := client.Observe(ctx, &tapv1.ObserveRequest{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitObservers(t, h, 1)
+			r := inReq("/x")
+			if tt.modify != nil {
+				tt.modify(&r)
+			}
+			tp := h.Start(r)
+			tp.Response(200)
+			tp.End(3, "", false, tt.err)
+			h.Start(inReq("/next")).End(0, "", false, nil)
+			var got []*tapv1.TapEvent
+			for range 5 {
+				ev, err := s.Recv()
+				if err != nil {
+					t.Fatalf("after %d events: %v", len(got), err)
+				}
+				got = append(got, ev)
+			}
+			if !tt.check(got[0].GetRequestInit(), got[2].GetResponseEnd()) {
+				t.Errorf("events %v", got[:3])
+			}
+			if got[3].GetRequestInit().GetPath() != "/next" {
+				t.Errorf("next request's event %v", got[3])
+			}
+		})
+	}
+}
+
 func TestObserveEndsOnCancelAndClose(t *testing.T) {
 	h := NewHub(Options{})
 	client := serve(t, h)
