@@ -97,12 +97,18 @@ func (p *Pool) exchange(u *upConn, r *http.Request, hasBody bool) (*http.Respons
 	if host == "" {
 		host = r.URL.Host
 	}
-	if !validValue(host) {
+	if !validHost(host) {
 		return nil, fmt.Errorf("h1: invalid Host %q", host)
+	}
+	// Neither may end the request line's fields early (net/url leaves a
+	// query as it is, spaces included).
+	uri := r.URL.RequestURI()
+	if !isToken(r.Method) || !validURI(uri) {
+		return nil, fmt.Errorf("h1: invalid request line %q %q", r.Method, uri)
 	}
 	w.WriteString(r.Method)
 	w.WriteByte(' ')
-	w.WriteString(r.URL.RequestURI())
+	w.WriteString(uri)
 	w.WriteString(" HTTP/1.1\r\nHost: ")
 	w.WriteString(host)
 	w.WriteString("\r\n")
@@ -137,9 +143,9 @@ func (p *Pool) exchange(u *upConn, r *http.Request, hasBody bool) (*http.Respons
 		return nil, fmt.Errorf("h1: send request: %w", err)
 	}
 	h := &u.head
-	for {
+	for interim := false; ; interim = true {
 		if err := h.ReadResponse(u.br); err != nil {
-			if len(h.Raw) > 0 {
+			if interim || len(h.Raw) > 0 { // the upstream has the request
 				err = &sentError{err}
 			}
 			return nil, fmt.Errorf("h1: read response: %w", err)
@@ -152,6 +158,17 @@ func (p *Pool) exchange(u *upConn, r *http.Request, hasBody bool) (*http.Respons
 		}
 	}
 	return p.response(u, r, h), nil
+}
+
+// validURI reports whether a request target has no whitespace or control
+// character.
+func validURI(uri string) bool {
+	for i := 0; i < len(uri); i++ {
+		if c := uri[i]; c <= ' ' || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // writeBody copies the request body, chunk-encoded when chunked.

@@ -115,6 +115,10 @@ func TestRoundTripRefuses(t *testing.T) {
 		{name: "expect", mod: func(r *http.Request) { r.Header.Set("Expect", "100-continue") }, want: ErrUnsupported},
 		{name: "CRLF in a value", mod: func(r *http.Request) { r.Header["X-Evil"] = []string{"a\r\nX-Injected: 1"} }},
 		{name: "CRLF in the host", mod: func(r *http.Request) { r.Host = "w\r\nX: y" }},
+		{name: "space in the host", mod: func(r *http.Request) { r.Host = "w x" }},
+		{name: "space in the method", mod: func(r *http.Request) { r.Method = "GET /admin HTTP/1.1" }},
+		{name: "space in the query", mod: func(r *http.Request) { r.URL.RawQuery = "a HTTP/1.1" }},
+		{name: "field name not a token", mod: func(r *http.Request) { r.Header["X-A: b"] = []string{"c"} }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

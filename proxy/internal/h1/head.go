@@ -69,6 +69,7 @@ type Head struct {
 	Unsent     bool
 	hosts      int
 	host       span
+	cl         span // the first Content-Length value
 	teTrailers bool
 }
 
@@ -81,7 +82,7 @@ func (h *Head) reset() {
 	h.text = ""
 	h.fields = h.fields[:0]
 	h.add = h.add[:0]
-	h.method, h.target, h.reason, h.host = span{}, span{}, span{}, span{}
+	h.method, h.target, h.reason, h.host, h.cl = span{}, span{}, span{}, span{}, span{}
 	h.Minor, h.Status, h.hosts = 0, 0, 0
 	h.ContentLength = -1
 	h.Chunked, h.OtherTE, h.Close, h.KeepAlive, h.ConnTokens, h.Upgrade, h.Expect, h.Unsent, h.teTrailers =
@@ -126,6 +127,16 @@ func (h *Head) Drop(name string) {
 	for i := range h.fields {
 		f := &h.fields[i]
 		if bytes.EqualFold(h.Raw[f.name.a:f.name.b], []byte(name)) {
+			f.drop = true
+		}
+	}
+}
+
+// dropName is Drop for a name read off the wire.
+func (h *Head) dropName(name []byte) {
+	for i := range h.fields {
+		f := &h.fields[i]
+		if bytes.EqualFold(h.Raw[f.name.a:f.name.b], name) {
 			f.drop = true
 		}
 	}
@@ -191,7 +202,43 @@ func (h *Head) ReadResponse(br *bufio.Reader) error {
 	if err := h.parseStatusLine(line); err != nil {
 		return err
 	}
-	return h.readFields(br)
+	if err := h.readFields(br); err != nil {
+		return err
+	}
+	h.dropResponseFields()
+	return nil
+}
+
+// dropResponseFields keeps from being forwarded, as HTTP/1.1, the fields of
+// a response head that are hop-by-hop or do not frame its body here:
+//   - the fields its Connection names (RFC 9110 7.6.1), but not the framing
+//     fields, by which the body is still copied as it is;
+//   - Transfer-Encoding of HTTP/1.0, which has no transfer codings: the body
+//     is read by its length or until close, and a client reading it chunked
+//     would take bytes of the body for the next response;
+//   - Content-Length next to a transfer coding, which overrides it (RFC 9112
+//     6.3: a sender must remove it).
+func (h *Head) dropResponseFields() {
+	te := h.Chunked || h.OtherTE
+	switch {
+	case te && h.Minor == 0:
+		h.Drop("Transfer-Encoding")
+	case te && h.ContentLength >= 0:
+		h.Drop("Content-Length")
+	}
+	if !h.ConnTokens {
+		return
+	}
+	for _, f := range h.fields {
+		if !bytes.EqualFold(h.Raw[f.name.a:f.name.b], []byte("Connection")) {
+			continue
+		}
+		tokens(h.Raw[f.value.a:f.value.b], func(t []byte) {
+			if !bytes.EqualFold(t, []byte("Content-Length")) && !bytes.EqualFold(t, []byte("Transfer-Encoding")) {
+				h.dropName(t)
+			}
+		})
+	}
 }
 
 func (h *Head) readFields(br *bufio.Reader) error {
@@ -306,7 +353,7 @@ func (h *Head) parseField(l span) error {
 	name, value := b[:colon], b[va:vb]
 	switch {
 	case bytes.EqualFold(name, []byte("Content-Length")):
-		if err := h.contentLength(value); err != nil {
+		if err := h.contentLength(value, f.value); err != nil {
 			return err
 		}
 	case bytes.EqualFold(name, []byte("Transfer-Encoding")):
@@ -342,9 +389,10 @@ func (h *Head) parseField(l span) error {
 	return nil
 }
 
-func (h *Head) contentLength(v []byte) error {
-	// One decimal number per field, as net/http reads it (no lists); equal
-	// repeated fields are accepted.
+func (h *Head) contentLength(v []byte, s span) error {
+	// One decimal number per field, as net/http reads it (no lists);
+	// repeated fields are accepted when they are the same text ("5" and
+	// "05" are not: net/http refuses them).
 	if len(v) == 0 || len(v) > 18 || v[0] == '+' {
 		return fmt.Errorf("%w: bad Content-Length", ErrMalformed)
 	}
@@ -352,10 +400,10 @@ func (h *Head) contentLength(v []byte) error {
 	if err != nil {
 		return fmt.Errorf("%w: bad Content-Length", ErrMalformed)
 	}
-	if h.ContentLength >= 0 && h.ContentLength != int64(n) {
+	if h.ContentLength >= 0 && !bytes.Equal(v, h.Raw[h.cl.a:h.cl.b]) {
 		return fmt.Errorf("%w: conflicting Content-Length", ErrMalformed)
 	}
-	h.ContentLength = int64(n)
+	h.ContentLength, h.cl = int64(n), s
 	return nil
 }
 
@@ -390,12 +438,12 @@ func tokens(v []byte, fn func([]byte)) {
 }
 
 // isToken reports whether b is a non-empty RFC 9110 token.
-func isToken(b []byte) bool {
+func isToken[T ~string | ~[]byte](b T) bool {
 	if len(b) == 0 {
 		return false
 	}
-	for _, c := range b {
-		if c >= 0x80 || !tokenChar[c] {
+	for i := 0; i < len(b); i++ {
+		if c := b[i]; c >= 0x80 || !tokenChar[c] {
 			return false
 		}
 	}
@@ -416,8 +464,35 @@ var tokenChar = func() (t [128]bool) {
 	return t
 }()
 
+// hostChar are the bytes of a Host field value (RFC 9110 7.2): uri-host
+// (RFC 3986 3.2.2: unreserved, pct-encoded, sub-delims, IP-literal
+// brackets) and ":" port. net/http answers a request with another 400.
+var hostChar = func() (t [128]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+		t[c-'a'+'A'] = true
+	}
+	for _, c := range "-._~%!$&'()*+,;=:[]" {
+		t[c] = true
+	}
+	return t
+}()
+
+// validHost reports whether a Host field value has only hostChar bytes.
+func validHost[T ~string | ~[]byte](v T) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c >= 0x80 || !hostChar[c] {
+			return false
+		}
+	}
+	return true
+}
+
 // Forwardable tells whether a request head is one the fast path forwards:
-// HTTP/1.1, origin-form or asterisk target, one Host, framed by
+// HTTP/1.1, origin-form or asterisk target, one valid Host, framed by
 // Content-Length or chunked (not both), and no Upgrade, Expect, CONNECT or
 // hop-by-hop fields named by Connection.
 func (h *Head) Forwardable() bool {
@@ -431,7 +506,7 @@ func (h *Head) Forwardable() bool {
 	if t[0] != '/' && !(len(t) == 1 && t[0] == '*') {
 		return false
 	}
-	if !validTarget(t) {
+	if !validTarget(t) || !validHost(h.Raw[h.host.a:h.host.b]) {
 		return false
 	}
 	return string(h.Raw[h.method.a:h.method.b]) != "CONNECT"

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/conduit-mesh/conduit/proxy/internal/netx"
+	"golang.org/x/net/http/httpguts"
 )
 
 func readReq(t testing.TB, s string) (*Head, error) {
@@ -39,6 +40,7 @@ func TestReadRequest(t *testing.T) {
 		{name: "chunked", in: "POST /p HTTP/1.1\r\nHost: w\r\nTransfer-Encoding: chunked\r\n\r\n", forwardable: true, method: "POST", target: "/p", host: "w", cl: -1, chunked: true},
 		{name: "close", in: "GET / HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", forwardable: true, method: "GET", target: "/", host: "w", cl: -1, close: true},
 		{name: "percent escapes", in: "GET /a%20b?q=%2F HTTP/1.1\r\nHost: w\r\n\r\n", forwardable: true, method: "GET", target: "/a%20b?q=%2F", host: "w", cl: -1},
+		{name: "host literals", in: "GET / HTTP/1.1\r\nHost: [fe80::1%25eth0]:8080\r\n\r\n", forwardable: true, method: "GET", target: "/", host: "[fe80::1%25eth0]:8080", cl: -1},
 		{name: "options asterisk", in: "OPTIONS * HTTP/1.1\r\nHost: w\r\n\r\n", forwardable: true, method: "OPTIONS", target: "*", host: "w", cl: -1},
 
 		{name: "http/1.0 goes to net/http", in: "GET / HTTP/1.0\r\nHost: w\r\n\r\n", method: "GET", target: "/", host: "w", cl: -1},
@@ -55,10 +57,13 @@ func TestReadRequest(t *testing.T) {
 		{name: "chunked twice", in: "POST / HTTP/1.1\r\nHost: w\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", method: "POST", target: "/", host: "w", cl: -1},
 		{name: "bad percent escape", in: "GET /a%zz HTTP/1.1\r\nHost: w\r\n\r\n", method: "GET", target: "/a%zz", host: "w", cl: -1},
 		{name: "truncated percent escape", in: "GET /a% HTTP/1.1\r\nHost: w\r\n\r\n", method: "GET", target: "/a%", host: "w", cl: -1},
+		{name: "space in the host", in: "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", method: "GET", target: "/", host: "a b", cl: -1},
+		{name: "path in the host", in: "GET / HTTP/1.1\r\nHost: a/b?c\r\n\r\n", method: "GET", target: "/", host: "a/b?c", cl: -1},
 		{name: "hop-by-hop named by connection", in: "GET / HTTP/1.1\r\nHost: w\r\nConnection: x-secret\r\nX-Secret: 1\r\n\r\n", method: "GET", target: "/", host: "w", cl: -1},
 
 		{name: "length list", in: "POST / HTTP/1.1\r\nHost: w\r\nContent-Length: 5, 5\r\n\r\n", err: ErrMalformed},
 		{name: "conflicting lengths", in: "POST / HTTP/1.1\r\nHost: w\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", err: ErrMalformed},
+		{name: "repeated lengths, differently written", in: "POST / HTTP/1.1\r\nHost: w\r\nContent-Length: 5\r\nContent-Length: 05\r\n\r\n", err: ErrMalformed},
 		{name: "signed length", in: "POST / HTTP/1.1\r\nHost: w\r\nContent-Length: +5\r\n\r\n", err: ErrMalformed},
 		{name: "empty length", in: "POST / HTTP/1.1\r\nHost: w\r\nContent-Length: \r\n\r\n", err: ErrMalformed},
 		{name: "obs-fold", in: "GET / HTTP/1.1\r\nHost: w\r\nX: a\r\n b\r\n\r\n", err: ErrMalformed},
@@ -251,6 +256,9 @@ func FuzzReadRequest(f *testing.F) {
 		r, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(in)))
 		if err != nil {
 			t.Fatalf("forwardable here, refused by net/http: %v\n%q", err, in)
+		}
+		if !httpguts.ValidHostHeader(r.Host) { // net/http's server answers 400
+			t.Fatalf("forwardable here, Host refused by net/http: %q", r.Host)
 		}
 		if r.Method != h.Method() || r.RequestURI != h.Target() || r.Host != h.Host() {
 			t.Fatalf("method, target, host %q %q %q; net/http %q %q %q", h.Method(), h.Target(), h.Host(), r.Method, r.RequestURI, r.Host)

@@ -91,6 +91,13 @@ func (p *Pool) dial(ctx context.Context) (*upConn, error) {
 // put returns a connection after a complete exchange; its buffers go back
 // to their pools while it waits.
 func (p *Pool) put(u *upConn) {
+	if u.br.Buffered() > 0 {
+		// Bytes past the response (a body on a HEAD, 204 or 304 response,
+		// or longer than its Content-Length) would be read as the response
+		// to the next request sent on it, another client's maybe.
+		_ = u.c.Close()
+		return
+	}
 	u.idleAt = time.Now()
 	if putBuffers(u.br, u.bw) {
 		u.br, u.bw = nil, nil

@@ -317,19 +317,21 @@ func (x *exchange) forward(call *Call) (keep bool) {
 			}
 		}
 		x.watchAbort(nil, u)
+		interim := false
 		if err = x.sendRequest(u, body); err == nil {
 			if !replay {
 				x.watchReady(x.br.Buffered())
 			}
-			err = x.readResponseHead(u)
+			interim, err = x.readResponseHead(u)
 		}
 		if err == nil {
 			break
 		}
 		x.watchAbort(nil, nil)
 		_ = u.c.Close()
-		// A pooled connection closed by the upstream: nothing was answered.
-		if u.reused && replay && attempt == 0 && len(x.resp.Raw) == 0 && !x.hang.gone.Load() {
+		// A pooled connection closed by the upstream: nothing was answered
+		// (an interim response says the upstream has the request).
+		if u.reused && replay && attempt == 0 && !interim && len(x.resp.Raw) == 0 && !x.hang.gone.Load() {
 			continue
 		}
 		if x.hang.gone.Load() {
@@ -411,23 +413,24 @@ func (x *exchange) sendRequest(u *upConn, body []byte) error {
 	return nil
 }
 
-// readResponseHead reads the final response head, passing 1xx ones on.
-func (x *exchange) readResponseHead(u *upConn) error {
-	for {
+// readResponseHead reads the final response head, passing 1xx ones on; it
+// reports whether one came.
+func (x *exchange) readResponseHead(u *upConn) (interim bool, err error) {
+	for ; ; interim = true {
 		if err := x.resp.ReadResponse(u.br); err != nil {
-			return fmt.Errorf("h1: read response: %w", err)
+			return interim, fmt.Errorf("h1: read response: %w", err)
 		}
 		switch {
 		case x.resp.Status == http.StatusSwitchingProtocols:
-			return errors.New("h1: upstream switched protocols without an upgrade request")
+			return interim, errors.New("h1: upstream switched protocols without an upgrade request")
 		case x.resp.Status < 200:
 			x.resp.writeResponse(x.bw, false)
 			if err := x.bw.Flush(); err != nil {
-				return fmt.Errorf("h1: write informational response: %w", err)
+				return interim, fmt.Errorf("h1: write informational response: %w", err)
 			}
 			continue
 		}
-		return nil
+		return interim, nil
 	}
 }
 

@@ -176,7 +176,7 @@ func writeHeader(w *bufio.Writer, hdr http.Header, skip func(string) bool) error
 			continue
 		}
 		for _, v := range vs {
-			if !validValue(k) || !validValue(v) {
+			if !isToken(k) || !validValue(v) {
 				return fmt.Errorf("h1: invalid header field %q", k)
 			}
 			w.WriteString(k)
