@@ -3,9 +3,8 @@ package discovery
 import (
 	"context"
 	"log/slog"
-	"net"
+	"net/netip"
 	"sort"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -113,6 +112,7 @@ func (c *Client) reap() {
 		c.mu.Lock()
 		for k, r := range c.dests {
 			if r.used.Load() < cutoff {
+				r.dropped.Store(true)
 				r.cancel()
 				delete(c.dests, k)
 			}
@@ -134,7 +134,14 @@ type Resolution struct {
 	once   sync.Once
 	used   atomic.Int64
 	cancel context.CancelFunc
+	// dropped is set when the watch is dropped for lack of use.
+	dropped atomic.Bool
 }
+
+// Dropped reports whether the watch was dropped, unused for the idle
+// timeout: its state no longer changes. A caller that keeps a Resolution
+// must then Resolve the path again.
+func (r *Resolution) Dropped() bool { return r.dropped.Load() }
 
 // Endpoints returns the current snapshot (never nil).
 func (r *Resolution) Endpoints() *Endpoints {
@@ -242,35 +249,18 @@ func (c *Client) watchDest(ctx context.Context, path string, r *Resolution) {
 	for ctx.Err() == nil {
 		stream, err := c.api.Get(ctx, &destinationv1.GetDestination{Path: path, ContextToken: c.token})
 		if err == nil {
-			addrs := map[string]*Addr{}
-			first := true
+			// A new stream starts from nothing: its first message, a
+			// snapshot, replaces the state.
+			var st destState
 			for {
 				var u *destinationv1.Update
 				if u, err = stream.Recv(); err != nil {
 					break
 				}
 				failures = 0
-				if first {
-					clear(addrs)
-					first = false
+				if st.apply(c.log, path, u) {
+					r.set(snapshot(st.addrs, st.exists))
 				}
-				exists := true
-				switch v := u.GetUpdate().(type) {
-				case *destinationv1.Update_Add:
-					for _, wa := range v.Add.GetAddrs() {
-						if a := convert(wa, v.Add.GetMetricLabels()); a != nil {
-							addrs[a.Addr] = a
-						}
-					}
-				case *destinationv1.Update_Remove:
-					for _, ta := range v.Remove.GetAddrs() {
-						delete(addrs, hostPort(ta))
-					}
-				case *destinationv1.Update_NoEndpoints:
-					clear(addrs)
-					exists = v.NoEndpoints.GetExists()
-				}
-				r.set(snapshot(addrs, exists))
 			}
 		}
 		if ctx.Err() != nil {
@@ -303,8 +293,17 @@ func (c *Client) watchProfile(ctx context.Context, path string, p *ProfileWatch)
 				prof, cerr := profile.Compile(dp)
 				if cerr != nil {
 					// A bad profile must not break traffic: keep the previous one.
-					c.log.Warn("ignoring invalid service profile", "path", path, "err", cerr)
-					continue
+					if p.state.Load().Known {
+						c.log.Warn("ignoring invalid service profile", "path", path, "err", cerr)
+						continue
+					}
+					// There is none: without an answer every request would
+					// wait for one (the discovery timeout). Use what does
+					// not depend on the invalid parts: the name, whether
+					// the port is opaque, the endpoint; no routes, retry
+					// budget or split.
+					c.log.Warn("invalid service profile; using it without routes, retry budget or split", "path", path, "err", cerr)
+					prof = &profile.Profile{FQN: dp.GetFullyQualifiedName(), Opaque: dp.GetOpaqueProtocol()}
 				}
 				st := &ProfileState{Known: true, Profile: prof}
 				if ep := dp.GetEndpoint(); ep != nil {
@@ -328,13 +327,64 @@ func (c *Client) watchProfile(ctx context.Context, path string, p *ProfileWatch)
 	}
 }
 
-func hostPort(t *destinationv1.TcpAddress) string {
-	return net.JoinHostPort(t.GetIp(), strconv.Itoa(int(t.GetPort())))
+// destState is the endpoint set of one Get stream.
+type destState struct {
+	addrs  map[string]*Addr
+	exists bool // the name is a Service, with or without endpoints
+}
+
+// apply applies an update of path to st and reports whether it is one (an
+// update of no known kind is logged and ignored). Addresses that are not
+// an IP and a port are logged and left out. Whether the name is a Service
+// is the state's: an Add says it is, NoEndpoints says whether it is, and a
+// Remove (of an address known or not) leaves that as it was.
+func (st *destState) apply(log *slog.Logger, path string, u *destinationv1.Update) bool {
+	if st.addrs == nil {
+		st.addrs = map[string]*Addr{}
+	}
+	switch v := u.GetUpdate().(type) {
+	case *destinationv1.Update_Add:
+		st.exists = true
+		for _, wa := range v.Add.GetAddrs() {
+			a := convert(wa, v.Add.GetMetricLabels())
+			if a == nil {
+				log.Warn("ignoring invalid endpoint from the destination service", "path", path,
+					"ip", wa.GetAddr().GetIp(), "port", wa.GetAddr().GetPort())
+				continue
+			}
+			st.addrs[a.Addr] = a
+		}
+	case *destinationv1.Update_Remove:
+		for _, ta := range v.Remove.GetAddrs() {
+			if hp, ok := hostPort(ta); ok {
+				delete(st.addrs, hp)
+			}
+		}
+	case *destinationv1.Update_NoEndpoints:
+		clear(st.addrs)
+		st.exists = v.NoEndpoints.GetExists()
+	default:
+		log.Warn("ignoring destination update of no known kind", "path", path)
+		return false
+	}
+	return true
+}
+
+// hostPort is t's "ip:port" in canonical form (IPv4-mapped IPv6 as IPv4,
+// IPv6 compressed and lower case), so that an address is the same key in
+// whatever form an Add and a Remove write it; ok is false when t is not an
+// IP address without zone and a port in 1-65535.
+func hostPort(t *destinationv1.TcpAddress) (s string, ok bool) {
+	ip, err := netip.ParseAddr(t.GetIp())
+	if err != nil || ip.Zone() != "" || t.GetPort() == 0 || t.GetPort() > 65535 {
+		return "", false
+	}
+	return netip.AddrPortFrom(ip.Unmap(), uint16(t.GetPort())).String(), true
 }
 
 func convert(wa *destinationv1.WeightedAddr, setLabels map[string]string) *Addr {
-	ta := wa.GetAddr()
-	if ta == nil || net.ParseIP(ta.GetIp()) == nil || ta.GetPort() == 0 || ta.GetPort() > 65535 {
+	hp, ok := hostPort(wa.GetAddr())
+	if !ok {
 		return nil
 	}
 	labels := make(map[string]string, len(setLabels)+len(wa.GetMetricLabels()))
@@ -344,7 +394,7 @@ func convert(wa *destinationv1.WeightedAddr, setLabels map[string]string) *Addr 
 	for k, v := range wa.GetMetricLabels() {
 		labels[k] = v
 	}
-	a := &Addr{Addr: hostPort(ta), Weight: wa.GetWeight(), Labels: metrics.Labels("dst_", labels), LabelMap: labels}
+	a := &Addr{Addr: hp, Weight: wa.GetWeight(), Labels: metrics.Labels("dst_", labels), LabelMap: labels}
 	if a.Weight == 0 {
 		a.Weight = 1
 	}

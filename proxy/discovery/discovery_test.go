@@ -1,8 +1,14 @@
 package discovery
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
+	"math"
 	"net"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,11 +25,15 @@ import (
 type scriptSrv struct {
 	destinationv1.UnimplementedDestinationServer
 	streams chan []*destinationv1.Update // one script per stream
+	gets    chan struct{}                // when set, told of every Get
 }
 
 func (s *scriptSrv) Get(req *destinationv1.GetDestination, stream grpc.ServerStreamingServer[destinationv1.Update]) error {
 	if req.GetPath() == "bad" {
 		return status.Error(codes.InvalidArgument, "not a service")
+	}
+	if s.gets != nil {
+		s.gets <- struct{}{}
 	}
 	script, ok := <-s.streams
 	if !ok {
@@ -148,6 +158,218 @@ func TestNoEndpointsAndRejectedNames(t *testing.T) {
 	}
 	if a := convert(&destinationv1.WeightedAddr{Addr: &destinationv1.TcpAddress{Ip: "10.0.0.1", Port: 70000}}, nil); a != nil {
 		t.Errorf("accepted port 70000")
+	}
+	close(srv.streams)
+}
+
+func noEndpoints(exists bool) *destinationv1.Update {
+	return &destinationv1.Update{Update: &destinationv1.Update_NoEndpoints{NoEndpoints: &destinationv1.NoEndpoints{Exists: exists}}}
+}
+
+// A delta that adds nothing valid or removes what is not there must not
+// turn a name that is not a Service (forwarded to its original
+// destination) into a Service without endpoints (503), nor drop endpoints.
+func TestDeltasKeepState(t *testing.T) {
+	tests := []struct {
+		name       string
+		script     []*destinationv1.Update
+		wantExists bool
+		wantAddrs  []string
+	}{
+		{"remove of unknown endpoint after not-a-service", []*destinationv1.Update{noEndpoints(false), remove("10.0.0.9", 80)}, false, nil},
+		{"empty update after not-a-service", []*destinationv1.Update{noEndpoints(false), {}}, false, nil},
+		{"empty update keeps endpoints", []*destinationv1.Update{add(addr("10.0.0.1", 80)), {}}, true, []string{"10.0.0.1:80"}},
+		{"remove of unknown endpoint keeps endpoints", []*destinationv1.Update{add(addr("10.0.0.1", 80)), remove("10.0.0.9", 80)}, true, []string{"10.0.0.1:80"}},
+		{"duplicate add", []*destinationv1.Update{add(addr("10.0.0.1", 80)), add(addr("10.0.0.1", 80))}, true, []string{"10.0.0.1:80"}},
+		{"invalid addresses ignored", []*destinationv1.Update{add(addr("10.0.0.1", 80)), add(addr("nope", 80), addr("10.0.0.2", 0))}, true, []string{"10.0.0.1:80"}},
+		{"service emptied stays a service", []*destinationv1.Update{add(addr("10.0.0.1", 80)), remove("10.0.0.1", 80)}, true, nil},
+		{"no endpoints while in use", []*destinationv1.Update{add(addr("10.0.0.1", 80)), noEndpoints(true)}, true, nil},
+		{"remove of an IPv6 address in another form", []*destinationv1.Update{add(addr("fd00:0:0::1", 80), addr("fd00::2", 80)), remove("FD00::1", 80)}, true, []string{"[fd00::2]:80"}},
+		{"remove of an IPv4-mapped address as IPv4", []*destinationv1.Update{add(addr("::ffff:10.0.0.1", 80), addr("10.0.0.2", 80)), remove("10.0.0.1", 80)}, true, []string{"10.0.0.2:80"}},
+		{"zoned address ignored", []*destinationv1.Update{add(addr("fe80::1%eth0", 80), addr("10.0.0.2", 80))}, true, []string{"10.0.0.2:80"}},
+		{"added after not-a-service", []*destinationv1.Update{noEndpoints(false), add(addr("10.0.0.1", 80))}, true, []string{"10.0.0.1:80"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := &scriptSrv{streams: make(chan []*destinationv1.Update, 1), gets: make(chan struct{}, 2)}
+			// The stream fails after the script: the client reconnects
+			// once it has applied every message before the failure.
+			srv.streams <- append(tt.script, nil)
+			r := client(t, srv).Resolve("web.ns.svc.cluster.local:80")
+			for range 2 {
+				select {
+				case <-srv.gets:
+				case <-time.After(3 * time.Second):
+					t.Fatal("no reconnection")
+				}
+			}
+			e := r.Endpoints()
+			if !e.Known || e.Exists != tt.wantExists || !slices.Equal(addrs(e), tt.wantAddrs) {
+				t.Errorf("state Known=%v Exists=%v %v, want Exists=%v %v", e.Known, e.Exists, addrs(e), tt.wantExists, tt.wantAddrs)
+			}
+			close(srv.streams)
+		})
+	}
+}
+
+// profileSrv sends a script of profiles on each GetProfile stream, then
+// holds it open.
+type profileSrv struct {
+	destinationv1.UnimplementedDestinationServer
+	script []*destinationv1.DestinationProfile
+}
+
+func (s *profileSrv) GetProfile(_ *destinationv1.GetDestination, stream grpc.ServerStreamingServer[destinationv1.DestinationProfile]) error {
+	for _, p := range s.script {
+		if err := stream.Send(p); err != nil {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	<-stream.Context().Done()
+	return nil
+}
+
+func profileClient(t *testing.T, srv destinationv1.DestinationServer, log *slog.Logger) *Client {
+	t.Helper()
+	return clientOpts(t, srv, Options{Logger: log})
+}
+
+func clientOpts(t *testing.T, srv destinationv1.DestinationServer, o Options) *Client {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer()
+	destinationv1.RegisterDestinationServer(s, srv)
+	go func() { _ = s.Serve(l) }()
+	t.Cleanup(s.Stop)
+	cc, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	o.MinBackoff, o.MaxBackoff = 10*time.Millisecond, 20*time.Millisecond
+	return New(ctx, cc, o)
+}
+
+// syncBuffer is a log destination read while the client writes to it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func badRegexRoute() []*destinationv1.Route {
+	return []*destinationv1.Route{{Condition: &destinationv1.RequestMatch{Match: &destinationv1.RequestMatch_Path{Path: &destinationv1.PathMatch{Regex: "("}}}}}
+}
+
+// An invalid profile keeps the previous one; when there is none, the name
+// still gets an answer (else every request waits the discovery timeout
+// for one), without the invalid parts.
+func TestInvalidProfile(t *testing.T) {
+	ep := addr("10.0.0.7", 8080)
+	tests := []struct {
+		name       string
+		script     []*destinationv1.DestinationProfile
+		wantFQN    string
+		wantOpaque bool
+		wantRoutes int
+		wantEP     string
+	}{
+		{"invalid first: answered without routes", []*destinationv1.DestinationProfile{
+			{FullyQualifiedName: "web.ns.svc.cluster.local", OpaqueProtocol: true, Routes: badRegexRoute(), Endpoint: ep},
+		}, "web.ns.svc.cluster.local", true, 0, "10.0.0.7:8080"},
+		{"invalid after valid: previous kept", []*destinationv1.DestinationProfile{
+			{FullyQualifiedName: "web.ns.svc.cluster.local", Routes: []*destinationv1.Route{{MetricsLabels: map[string]string{"route": "all"}}}},
+			{FullyQualifiedName: "other.ns.svc.cluster.local", Routes: badRegexRoute()},
+		}, "web.ns.svc.cluster.local", false, 1, ""},
+		{"NaN retry ratio first", []*destinationv1.DestinationProfile{
+			{FullyQualifiedName: "web.ns.svc.cluster.local", RetryBudget: &destinationv1.RetryBudget{RetryRatio: float32(math.NaN())}},
+		}, "web.ns.svc.cluster.local", false, 0, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs syncBuffer
+			c := profileClient(t, &profileSrv{script: tt.script}, slog.New(slog.NewTextHandler(&logs, nil)))
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			st := c.Profile("web.ns.svc.cluster.local:80").Wait(ctx)
+			if !st.Known {
+				t.Fatal("no profile state after an invalid profile")
+			}
+			time.Sleep(time.Duration(len(tt.script)) * 40 * time.Millisecond) // the rest of the script
+			st = c.Profile("web.ns.svc.cluster.local:80").State()
+			if st.Profile == nil || st.Profile.FQN != tt.wantFQN || st.Profile.Opaque != tt.wantOpaque || len(st.Profile.Routes) != tt.wantRoutes {
+				t.Errorf("profile %+v", st.Profile)
+			}
+			if got := ""; st.Endpoint != nil || tt.wantEP != "" {
+				if st.Endpoint != nil {
+					got = st.Endpoint.Addr
+				}
+				if got != tt.wantEP {
+					t.Errorf("endpoint %q, want %q", got, tt.wantEP)
+				}
+			}
+			if !strings.Contains(logs.String(), "invalid service profile") {
+				t.Errorf("not logged: %s", logs.String())
+			}
+		})
+	}
+}
+
+func TestInvalidEndpointLogged(t *testing.T) {
+	var logs syncBuffer
+	srv := &scriptSrv{streams: make(chan []*destinationv1.Update, 1)}
+	srv.streams <- []*destinationv1.Update{add(addr("10.0.0.1", 80), addr("10.0.0.2", 0), addr("nope", 80))}
+	c := profileClient(t, srv, slog.New(slog.NewTextHandler(&logs, nil)))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if got := addrs(c.Resolve("web.ns.svc.cluster.local:80").Wait(ctx)); !slices.Equal(got, []string{"10.0.0.1:80"}) {
+		t.Errorf("endpoints %v", got)
+	}
+	for _, want := range []string{"ip=10.0.0.2 port=0", "ip=nope port=80"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("invalid endpoint %s not logged: %s", want, logs.String())
+		}
+	}
+	close(srv.streams)
+}
+
+// A watch unused for the idle timeout is dropped and says so: whoever kept
+// it resolves the name again and gets a live one.
+func TestDroppedWhenUnused(t *testing.T) {
+	srv := &scriptSrv{streams: make(chan []*destinationv1.Update, 2)}
+	srv.streams <- []*destinationv1.Update{add(addr("10.0.0.1", 80))}
+	srv.streams <- []*destinationv1.Update{add(addr("10.0.0.2", 80))}
+	c := clientOpts(t, srv, Options{IdleTimeout: 50 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	r := c.Resolve("web.ns.svc.cluster.local:80")
+	if got := addrs(r.Wait(ctx)); len(got) != 1 || got[0] != "10.0.0.1:80" || r.Dropped() {
+		t.Fatalf("first watch: %v, dropped %v", got, r.Dropped())
+	}
+	eventually(t, "the watch dropped", r.Dropped)
+	r2 := c.Resolve("web.ns.svc.cluster.local:80")
+	if r2 == r || r2.Dropped() {
+		t.Fatal("a dropped watch returned again")
+	}
+	if got := addrs(r2.Wait(ctx)); len(got) != 1 || got[0] != "10.0.0.2:80" {
+		t.Errorf("new watch: %v", got)
 	}
 	close(srv.streams)
 }

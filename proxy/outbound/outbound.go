@@ -484,6 +484,13 @@ func (p *Proxy) endpoints(ctx context.Context, name string) (eps []*balance.Endp
 		v, _ = p.lbs.LoadOrStore(name, &lbState{res: p.o.Discovery.Resolve(name)})
 	}
 	lb := v.(*lbState)
+	if lb.res.Dropped() {
+		// Unused for a while, its watch was dropped and its endpoints
+		// no longer change: watch the name again.
+		p.lbs.CompareAndSwap(name, lb, &lbState{res: p.o.Discovery.Resolve(name)})
+		v, _ = p.lbs.Load(name)
+		lb = v.(*lbState)
+	}
 	src := lb.res.Endpoints()
 	if !src.Known {
 		wctx, cancel := context.WithTimeout(ctx, p.o.DiscoveryTimeout)
@@ -617,16 +624,17 @@ func (p *Proxy) routeCall(ctx context.Context, cl *call, host string, info *netx
 			dst = split
 		}
 		eps, exists := p.endpoints(ctx, dst)
+		if dst != name && len(eps) == 0 {
+			// A split backend without endpoints (scaled to zero, or not a
+			// Service): fall back to the apex service.
+			eps, exists = p.endpoints(ctx, name)
+		}
 		switch {
 		case len(eps) > 0:
 			cl.eps = eps
 		case exists:
 			p.o.Metrics.Response(metrics.RequestKey{Direction: "outbound", Authority: name}, http.StatusServiceUnavailable, true, 0)
 			return nil, statusError(http.StatusServiceUnavailable)
-		}
-		if dst != name && len(cl.eps) == 0 {
-			// A split backend without endpoints: fall back to the apex service.
-			cl.eps, _ = p.endpoints(ctx, name)
 		}
 		prof = st.Profile
 		cl.budget = p.defBudget

@@ -2,6 +2,7 @@ package profile
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"regexp"
@@ -71,6 +72,9 @@ func Compile(p *destinationv1.DestinationProfile) (*Profile, error) {
 		out.Routes = append(out.Routes, rt)
 	}
 	if b := p.GetRetryBudget(); b != nil {
+		if r := b.GetRetryRatio(); math.IsNaN(float64(r)) {
+			return nil, fmt.Errorf("profile: retry budget: retry_ratio is NaN")
+		}
 		ttl := time.Duration(0)
 		if b.GetTtl() != nil {
 			ttl = b.GetTtl().AsDuration()
@@ -268,11 +272,16 @@ type Budget struct {
 }
 
 // NewBudget returns a budget; ttl defaults to 10s and is clamped to [1s, 60s]
-// as in Linkerd; ratio is clamped to [0, 1000].
+// as in Linkerd; ratio is clamped to [0, 1000] (NaN, which no comparison
+// bounds, is 0: the retries are those of minPerSecond only).
 func NewBudget(ratio float64, minPerSecond int, ttl time.Duration) *Budget {
 	if ttl <= 0 {
 		ttl = 10 * time.Second
 	}
+	if math.IsNaN(ratio) {
+		ratio = 0
+	}
+	minPerSecond = max(minPerSecond, 0)
 	ttl = min(max(ttl, time.Second), time.Minute)
 	ratio = min(max(ratio, 0), 1000)
 	b := &Budget{ratio: ratio, minPerSec: minPerSecond, ttl: ttl, slot: ttl / 10, now: time.Now}

@@ -1,6 +1,7 @@
 package profile
 
 import (
+	"math"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -157,5 +158,50 @@ func TestBudget(t *testing.T) {
 	// Clamping.
 	if nb := NewBudget(5000, 0, 0); nb.ratio != 1000 || nb.ttl != 10*time.Second {
 		t.Errorf("clamp: ratio %v ttl %v", nb.ratio, nb.ttl)
+	}
+}
+
+// A retry budget from the control plane with a value no budget can use
+// (NaN, negative, zero) must never allow unlimited retries.
+func TestBudgetBadValues(t *testing.T) {
+	tests := []struct {
+		name    string
+		ratio   float64
+		minPS   int
+		ttl     time.Duration
+		allowed int // retries allowed after 10 requests
+	}{
+		{"NaN ratio", math.NaN(), 1, time.Second, 1},
+		{"negative ratio", -1, 1, time.Second, 1},
+		{"+Inf ratio clamped to 1000", math.Inf(1), 0, time.Second, 10000},
+		{"zero everything", 0, 0, 0, 0},
+		{"negative ttl defaults", 0, 1, -time.Second, 10},
+		{"negative min per second is 0", 1, -5, time.Second, 10},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			now := time.Unix(1000, 0)
+			b := NewBudget(tt.ratio, tt.minPS, tt.ttl)
+			b.now = func() time.Time { return now }
+			b.headAt = now
+			for i := 0; i < 10; i++ {
+				b.Deposit()
+			}
+			got := 0
+			for i := 0; i < 20000 && b.Withdraw(); i++ {
+				got++
+			}
+			if got != tt.allowed {
+				t.Errorf("allowed %d retries, want %d", got, tt.allowed)
+			}
+		})
+	}
+}
+
+func TestCompileRejectsNaNRetryRatio(t *testing.T) {
+	p := testProfile()
+	p.RetryBudget.RetryRatio = float32(math.NaN())
+	if _, err := Compile(p); err == nil {
+		t.Error("NaN retry ratio accepted")
 	}
 }
