@@ -97,7 +97,19 @@ type Proxy struct {
 	lbs       sync.Map // authority -> *lbState
 	p2c       balance.P2C
 	defBudget *profile.Budget
+	// stop ends the sweep (see sweep), at Shutdown.
+	stop     chan struct{}
+	stopOnce sync.Once
 }
+
+// Sweep timing: every sweepEvery, an endpoint that no current endpoint
+// set holds and that no request has asked for in upstreamIdle is
+// forgotten. upstreamIdle is longer than the pools' idle timeouts, so its
+// connections have closed by then.
+const (
+	sweepEvery   = time.Minute
+	upstreamIdle = 15 * time.Minute
+)
 
 // New returns the outbound proxy.
 func New(o Options) *Proxy {
@@ -113,7 +125,7 @@ func New(o Options) *Proxy {
 	if o.ClusterDomain == "" {
 		o.ClusterDomain = "cluster.local"
 	}
-	p := &Proxy{o: o, sessions: tls.NewLRUClientSessionCache(256)}
+	p := &Proxy{o: o, sessions: tls.NewLRUClientSessionCache(256), stop: make(chan struct{})}
 	p.fast2.Handler = h2Handler{p}
 	p.defBudget = profile.NewBudget(0.2, 10, 10*time.Second)
 	p.dialer = netx.Dialer{Dialer: net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}}
@@ -198,6 +210,7 @@ func (s statusError) Error() string { return http.StatusText(int(s)) }
 func (p *Proxy) Serve(l net.Listener) error {
 	p.cl = netx.NewChanListener(l.Addr())
 	go func() { _ = p.http.Serve(p.cl) }()
+	go p.sweepLoop()
 	if err := p.tracker.Serve(l, p.handle); err != nil {
 		return fmt.Errorf("outbound: %w", err)
 	}
@@ -207,6 +220,7 @@ func (p *Proxy) Serve(l net.Listener) error {
 // Shutdown drains in-flight requests and connections until ctx ends.
 func (p *Proxy) Shutdown(ctx context.Context) error {
 	var err error
+	p.stopOnce.Do(func() { close(p.stop) })
 	p.fast.Shutdown()
 	p.fast2.Shutdown()
 	if p.cl != nil {
@@ -221,16 +235,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	p.h1.CloseIdleConnections()
 	p.h2c.CloseIdleConnections()
 	p.ups.Range(func(_, v any) bool {
-		u := v.(*upstream)
-		if u.h2 != nil {
-			u.h2.CloseIdle()
-		}
-		if u.plain2 != nil {
-			u.plain2.CloseIdle()
-		}
-		if u.fast != nil {
-			u.fast.CloseIdle(true)
-		}
+		v.(*upstream).closeIdle()
 		return true
 	})
 	return err
@@ -347,6 +352,7 @@ func (p *Proxy) dial(ctx context.Context, a *discovery.Addr, alpn string) (net.C
 // fast is its HTTP/1.1 pool for the fast path, made on first use.
 type upstream struct {
 	addr     *discovery.Addr
+	used     atomic.Int64 // when upstreamFor last returned it (Unix ns)
 	h2       h2Client
 	viaH2    func(*http.Request) (*http.Response, error) // u.sendH2 for h1.Call, bound once (a method value per request would allocate); nil when unmeshed
 	fastOnce sync.Once
@@ -366,9 +372,12 @@ type upstream struct {
 func (p *Proxy) upstreamFor(a *discovery.Addr) *upstream {
 	key := a.Addr + "|" + a.ServerName + "|" + a.Labels
 	if v, ok := p.ups.Load(key); ok {
-		return v.(*upstream)
+		u := v.(*upstream)
+		u.used.Store(nanotime())
+		return u
 	}
 	u := &upstream{addr: a}
+	u.used.Store(nanotime())
 	if a.Identity != "" {
 		dial := func(ctx context.Context) (net.Conn, error) {
 			c, _, err := p.dial(ctx, a, tlsconf.ALPNH2)
@@ -397,6 +406,21 @@ func (p *Proxy) upstreamFor(a *discovery.Addr) *upstream {
 	}
 	v, _ := p.ups.LoadOrStore(key, u)
 	return v.(*upstream)
+}
+
+func nanotime() int64 { return time.Now().UnixNano() }
+
+// closeIdle closes the upstream's idle connections.
+func (u *upstream) closeIdle() {
+	if u.h2 != nil {
+		u.h2.CloseIdle()
+	}
+	if u.plain2 != nil {
+		u.plain2.CloseIdle()
+	}
+	if u.fast != nil {
+		u.fast.CloseIdle(true)
+	}
 }
 
 // h2Client is a meshed endpoint's HTTP/2 connection pool: the proxy's
@@ -486,10 +510,15 @@ func (p *Proxy) endpoints(ctx context.Context, name string) (eps []*balance.Endp
 	lb := v.(*lbState)
 	if lb.res.Dropped() {
 		// Unused for a while, its watch was dropped and its endpoints
-		// no longer change: watch the name again.
-		p.lbs.CompareAndSwap(name, lb, &lbState{res: p.o.Discovery.Resolve(name)})
-		v, _ = p.lbs.Load(name)
-		lb = v.(*lbState)
+		// no longer change: watch the name again. (The sweep may have
+		// removed it meanwhile.)
+		nlb := &lbState{res: p.o.Discovery.Resolve(name)}
+		if p.lbs.CompareAndSwap(name, lb, nlb) {
+			lb = nlb
+		} else {
+			v, _ = p.lbs.LoadOrStore(name, nlb)
+			lb = v.(*lbState)
+		}
 	}
 	src := lb.res.Endpoints()
 	if !src.Known {
@@ -521,6 +550,54 @@ func (p *Proxy) endpoints(ctx context.Context, name string) (eps []*balance.Endp
 		lb.mu.Unlock()
 	}
 	return snap.eps, src.Exists
+}
+
+// sweepLoop runs sweep every sweepEvery until Shutdown.
+func (p *Proxy) sweepLoop() {
+	t := time.NewTicker(sweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case now := <-t.C:
+			p.sweep(now.UnixNano())
+		}
+	}
+}
+
+// sweep forgets what the proxy no longer routes to, which otherwise grows
+// with every pod a rollout replaces and every original destination called:
+//   - a name whose watch discovery dropped, unused (endpoints re-watches
+//     it on its next request);
+//   - an endpoint that no current endpoint set holds and that no request
+//     has asked for since upstreamIdle before now (Unix ns); its idle
+//     connections are closed. A request still on it finishes on it.
+func (p *Proxy) sweep(now int64) {
+	live := map[*upstream]struct{}{}
+	p.lbs.Range(func(k, v any) bool {
+		lb := v.(*lbState)
+		if lb.res.Dropped() {
+			p.lbs.CompareAndDelete(k, lb)
+			return true
+		}
+		if snap := lb.cur.Load(); snap != nil {
+			for _, e := range snap.eps {
+				live[e.Value.(*upstream)] = struct{}{}
+			}
+		}
+		return true
+	})
+	p.ups.Range(func(k, v any) bool {
+		u := v.(*upstream)
+		if _, ok := live[u]; ok || now-u.used.Load() < int64(upstreamIdle) {
+			return true
+		}
+		if p.ups.CompareAndDelete(k, u) {
+			u.closeIdle()
+		}
+		return true
+	})
 }
 
 // endAttempt ends a request to ep that started at t0 and ended with err.

@@ -309,3 +309,68 @@ func TestEndpointsAfterIdleWatchDropped(t *testing.T) {
 		}
 	}
 }
+
+// upstreams lists the endpoints the proxy keeps (their addresses).
+func upstreams(p *Proxy) []string {
+	var out []string
+	p.ups.Range(func(_, v any) bool {
+		out = append(out, v.(*upstream).addr.Addr)
+		return true
+	})
+	return out
+}
+
+func names(p *Proxy) int {
+	n := 0
+	p.lbs.Range(func(any, any) bool { n++; return true })
+	return n
+}
+
+// TestSweep: the endpoints of pods a rollout replaced, and the names no
+// longer called, are forgotten; those in use are kept.
+func TestSweep(t *testing.T) {
+	old, cur := answering(t, "old"), answering(t, "new")
+	d := &fakeDest{endpoints: map[string][]string{"web.ns.svc.cluster.local:80": {old}}}
+	p, _ := testProxyOpts(t, d, discovery.Options{IdleTimeout: 100 * time.Millisecond})
+	if w := get(p, "GET", "http://web/", nil); w.Body.String() != "old" {
+		t.Fatalf("first request: %d %q", w.Code, w.Body)
+	}
+	// A rollout replaces the pod while nobody calls; the next request
+	// watches the name again and goes to the new one.
+	d.mu.Lock()
+	d.endpoints["web.ns.svc.cluster.local:80"] = []string{cur}
+	d.mu.Unlock()
+	time.Sleep(400 * time.Millisecond)
+	if w := get(p, "GET", "http://web/", nil); w.Body.String() != "new" {
+		t.Fatalf("after the rollout: %d %q", w.Code, w.Body)
+	}
+	if got := upstreams(p); len(got) != 2 {
+		t.Fatalf("upstreams before the sweep: %v, want the old and the new endpoint", got)
+	}
+	// Soon after, nothing is forgotten: the old endpoint was used lately.
+	p.sweep(nanotime())
+	if got := upstreams(p); len(got) != 2 || names(p) != 1 {
+		t.Fatalf("a sweep forgot endpoints in use lately: %v, %d names", got, names(p))
+	}
+	// Later, the old endpoint goes; the new one stays while its name's
+	// endpoint set holds it.
+	later := nanotime() + int64(upstreamIdle) + int64(time.Second)
+	if w := get(p, "GET", "http://web/", nil); w.Body.String() != "new" {
+		t.Fatalf("request: %d %q", w.Code, w.Body)
+	}
+	p.sweep(later)
+	if got := upstreams(p); len(got) != 1 || got[0] != cur || names(p) != 1 {
+		t.Fatalf("after a later sweep: upstreams %v (want [%s]), %d names (want 1)", got, cur, names(p))
+	}
+	// Once the name is no longer called, its watch is dropped, and the
+	// sweep forgets the name and then its endpoint.
+	time.Sleep(400 * time.Millisecond)
+	p.sweep(later)
+	if got := upstreams(p); len(got) != 0 || names(p) != 0 {
+		t.Fatalf("after the name went unused: upstreams %v, %d names; want none", got, names(p))
+	}
+	// And the name works again.
+	if w := get(p, "GET", "http://web/", nil); w.Body.String() != "new" {
+		t.Fatalf("after the sweep: %d %q", w.Code, w.Body)
+	}
+}
