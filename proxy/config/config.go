@@ -39,7 +39,7 @@ type Config struct {
 	TrustAnchorsPEM    []byte
 	TrustAnchors       *x509.CertPool
 
-	InboundOpaquePorts map[uint16]bool
+	InboundOpaquePorts []ports.Range
 	ShutdownGrace      time.Duration
 	// WaitForAppExit is how long, at most, the proxy keeps serving after
 	// SIGTERM while the application still holds sockets (0: it drains at once).
@@ -345,19 +345,13 @@ func checkDNSName(s string) error {
 
 // ParsePorts parses a list of ports and ranges ("25,587,8000-8010", read
 // as the injector and the destination service read it: see pkg/ports) into
-// a set. Empty means no port.
-func ParsePorts(s string) (map[uint16]bool, error) {
+// ranges. Empty means no port.
+func ParsePorts(s string) ([]ports.Range, error) {
 	rs, err := ports.Parse(s, nil)
 	if err != nil {
 		return nil, err
 	}
-	out := map[uint16]bool{}
-	for _, r := range rs {
-		for p := int(r.From); p <= int(r.To); p++ {
-			out[uint16(p)] = true
-		}
-	}
-	return out, nil
+	return rs, nil
 }
 
 func joinPorts(ps []uint16) string {

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/conduit-mesh/conduit/pkg/ports"
 	tapv1 "github.com/conduit-mesh/conduit/proto/tap/v1"
 	"github.com/conduit-mesh/conduit/proxy/detect"
 	"github.com/conduit-mesh/conduit/proxy/internal/h1"
@@ -39,12 +40,14 @@ type Certs interface {
 
 // Options configure the inbound proxy.
 type Options struct {
-	Log        *slog.Logger
-	Metrics    *metrics.Registry
-	OrigDst    origdst.Resolver
-	Identity   Certs
-	TLS        *tls.Config // server mTLS configuration
-	OpaquePort map[uint16]bool
+	Log      *slog.Logger
+	Metrics  *metrics.Registry
+	OrigDst  origdst.Resolver
+	Identity Certs
+	TLS      *tls.Config // server mTLS configuration
+	// OpaquePort are the ports whose connections skip protocol detection
+	// (as written: a "1-65535" costs one range, not a 65,535-entry map).
+	OpaquePort []ports.Range
 	// Target, when valid, replaces 127.0.0.1:<original port>.
 	Target         netip.AddrPort
 	DetectTimeout  time.Duration
@@ -250,7 +253,7 @@ func (p *Proxy) handle(raw net.Conn) {
 	c := netx.Wrap(raw, info)
 	plain := metrics.TCPKey{Direction: "inbound", Peer: "src"}
 	timeout := p.o.DetectTimeout
-	opaque := p.o.OpaquePort[dst.Port()]
+	opaque := ports.Contains(p.o.OpaquePort, dst.Port())
 	if opaque {
 		// Only look for a meshed client's ClientHello, briefly: server-speaks-first must not stall.
 		timeout = min(timeout, 200*time.Millisecond)
