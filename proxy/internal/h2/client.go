@@ -424,7 +424,6 @@ func (cc *clientConn) roundTrip(r *http.Request, hasBody bool, small []byte, rb 
 	}
 	st.id = cc.nextID
 	cc.nextID += 2
-	st.sendWin = int64(cc.peerInit)
 	cc.streams[st.id] = st
 	cc.mu.Unlock()
 	w := sender{c: &cc.conn, s: st, locked: true}

@@ -184,9 +184,9 @@ type stream struct {
 	// initial window, the usual case, needs no update at all.
 	narrow   bool
 	grow     int64 // window to add to the next update
-	sendWin  int64
-	sentEnd  bool // END_STREAM or RST_STREAM sent
-	recvEnd  bool // END_STREAM or RST_STREAM received
+	sendOff  int64 // the send window less the peer's SETTINGS_INITIAL_WINDOW_SIZE (see conn.sendWin)
+	sentEnd  bool  // END_STREAM or RST_STREAM sent
+	recvEnd  bool  // END_STREAM or RST_STREAM received
 	reset    bool
 	discard  bool // the reader is gone: DATA is consumed on arrival
 	gotHead  bool
@@ -202,11 +202,18 @@ type stream struct {
 	kept  *replayBody    // client: the body kept for a refusal, until the server widens the window; under c.mu
 }
 
-// newStream returns a stream's initial state; its send window is set from
-// the peer's SETTINGS under c.mu when it joins c.streams.
+// newStream returns a stream's initial state; its send window is the
+// peer's SETTINGS_INITIAL_WINDOW_SIZE (sendOff 0).
 func (c *conn) newStream(id uint32) *stream {
 	return &stream{c: c, id: id, recvWin: streamWindow, readable: make(chan struct{}, 1), want: -1}
 }
+
+// sendWin is s's send window; c.mu is held. A stream keeps it as an offset
+// from the peer's SETTINGS_INITIAL_WINDOW_SIZE, so that a change of the
+// setting moves every open stream's window at once: a pass over 1,000
+// streams for each of the 2,730 times a SETTINGS frame can repeat the
+// setting made the reader spin.
+func (c *conn) sendWin(s *stream) int64 { return s.sendOff + int64(c.peerInit) }
 
 func (s *stream) notify() {
 	select {
@@ -407,10 +414,10 @@ func (c *conn) reserve(s *stream, n int) (int, error) {
 		if s.reset {
 			return 0, errReset
 		}
-		avail := min(int64(n), c.sendConn, s.sendWin, int64(c.peerFrame))
+		avail := min(int64(n), c.sendConn, c.sendWin(s), int64(c.peerFrame))
 		if avail > 0 {
 			c.sendConn -= avail
-			s.sendWin -= avail
+			s.sendOff -= avail
 			return int(avail), nil
 		}
 		c.sendCond.Wait()
@@ -464,11 +471,11 @@ func (c *conn) dataLocked(s *stream, p []byte, end bool) error {
 func (c *conn) tryReserve(s *stream, n int) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.err != nil || s.reset || int64(n) > min(c.sendConn, s.sendWin) || n > c.peerFrame {
+	if c.err != nil || s.reset || int64(n) > min(c.sendConn, c.sendWin(s)) || n > c.peerFrame {
 		return false
 	}
 	c.sendConn -= int64(n)
-	s.sendWin -= int64(n)
+	s.sendOff -= int64(n)
 	return true
 }
 
@@ -739,6 +746,9 @@ func (c *conn) onSettings(f *http2.SettingsFrame, apply func(http2.Setting)) err
 		return nil
 	}
 	var err error
+	// The last value of a setting the frame repeats is the one that holds
+	// (RFC 9113 6.5.3).
+	table := int64(-1)
 	c.mu.Lock()
 	_ = f.ForeachSetting(func(st http2.Setting) error {
 		if e := st.Valid(); e != nil {
@@ -747,11 +757,9 @@ func (c *conn) onSettings(f *http2.SettingsFrame, apply func(http2.Setting)) err
 		}
 		switch st.ID {
 		case http2.SettingInitialWindowSize:
-			delta := int64(st.Val) - int64(c.peerInit)
-			c.peerInit = int32(st.Val)
-			for _, s := range c.streams {
-				s.sendWin += delta
-			}
+			c.peerInit = int32(st.Val) // every open stream's window moves with it (sendWin)
+		case http2.SettingHeaderTableSize:
+			table = int64(st.Val)
 		case http2.SettingMaxFrameSize:
 			c.peerFrame = int(st.Val)
 		}
@@ -764,8 +772,8 @@ func (c *conn) onSettings(f *http2.SettingsFrame, apply func(http2.Setting)) err
 	if err != nil {
 		return err
 	}
-	if v, ok := f.Value(http2.SettingHeaderTableSize); ok {
-		c.tableLimit.Store(int64(v)) // applied by the next header writer
+	if table >= 0 {
+		c.tableLimit.Store(table) // applied by the next header writer
 	}
 	c.sendCond.Broadcast()
 	c.queue(control{kind: ctlSettingsAck})
@@ -783,8 +791,8 @@ func (c *conn) onWindowUpdate(f *http2.WindowUpdateFrame) error {
 			return http2.ConnectionError(http2.ErrCodeFlowControl)
 		}
 	} else if s := c.streams[f.StreamID]; s != nil {
-		s.sendWin += int64(f.Increment)
-		if s.sendWin > 1<<31-1 {
+		s.sendOff += int64(f.Increment)
+		if c.sendWin(s) > 1<<31-1 {
 			c.mu.Unlock()
 			c.resetStream(s, http2.ErrCodeFlowControl, fmt.Errorf("h2: peer overflowed the stream window"))
 			return nil
@@ -890,9 +898,20 @@ type side interface {
 func (c *conn) readFrames(sd side) error {
 	first := true
 	for {
-		f, err := c.rfr.ReadFrame()
+		fh, err := c.rfr.ReadFrameHeader()
+		var f http2.Frame
+		if err == nil {
+			f, err = c.rfr.ReadFrameForHeader(fh)
+		}
 		if err != nil {
 			if se, ok := asStreamError(err); ok {
+				if fh.Type == http2.FrameHeaders {
+					// The framer rejected a HEADERS frame (padding longer
+					// than the frame) before its header block was decoded:
+					// HPACK is out of step with the peer's, and RFC 9113
+					// 6.2 makes it a connection error.
+					return c.connError(sd, fmt.Errorf("h2: %w: %w", err, http2.ConnectionError(http2.ErrCodeProtocol)))
+				}
 				sd.sawStream(se.StreamID)
 				c.streamError(se.StreamID, se.Code, err)
 				continue
@@ -953,6 +972,10 @@ func asStreamError(err error) (http2.StreamError, bool) {
 
 // connError answers a connection error with GOAWAY and returns it.
 func (c *conn) connError(sd side, err error) error {
+	if errors.Is(err, http2.ErrFrameTooLarge) {
+		// Its payload is not read: the connection cannot go on (RFC 9113 4.2).
+		err = fmt.Errorf("%w: %w", err, http2.ConnectionError(http2.ErrCodeFrameSize))
+	}
 	var ce http2.ConnectionError
 	if errors.As(err, &ce) {
 		c.goAway(sd.lastStream(), err)
@@ -1000,9 +1023,10 @@ func headerOf(fields []hpack.HeaderField) (http.Header, int64, error) {
 		if strings.HasPrefix(f.Name, ":") {
 			continue
 		}
-		switch f.Name {
-		case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
+		if connectionSpecific(f.Name) {
 			return nil, 0, fmt.Errorf("h2: connection-specific header %q", f.Name)
+		}
+		switch f.Name {
 		case "te":
 			if f.Value != "trailers" {
 				return nil, 0, fmt.Errorf("h2: te: %q", f.Value)
@@ -1011,11 +1035,11 @@ func headerOf(fields []hpack.HeaderField) (http.Header, int64, error) {
 			cookies = append(cookies, f.Value)
 			continue
 		case "content-length":
-			n, err := strconv.ParseInt(f.Value, 10, 64)
-			if err != nil || n < 0 || (cl >= 0 && n != cl) {
+			n, err := strconv.ParseUint(f.Value, 10, 63) // digits only: no sign (RFC 9110 8.6)
+			if err != nil || (cl >= 0 && int64(n) != cl) {
 				return nil, 0, fmt.Errorf("h2: bad content-length %q", f.Value)
 			}
-			cl = n
+			cl = int64(n)
 		}
 		k := canonical(f.Name)
 		if vs, ok := h[k]; ok {
@@ -1031,12 +1055,26 @@ func headerOf(fields []hpack.HeaderField) (http.Header, int64, error) {
 	return h, cl, nil
 }
 
-// trailerOf fills dst with a trailing header block; pseudo-fields are an
-// error.
+// connectionSpecific reports the fields RFC 9113 8.2.2 forbids in any
+// field section of a message.
+func connectionSpecific(name string) bool {
+	switch name {
+	case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
+		return true
+	}
+	return false
+}
+
+// trailerOf fills dst with a trailing header block; pseudo-fields and
+// connection-specific fields are an error (a trailer section sent on in
+// HTTP/1.1 chunked coding would carry them verbatim).
 func trailerOf(dst http.Header, fields []hpack.HeaderField) error {
 	for _, f := range fields {
 		if strings.HasPrefix(f.Name, ":") {
 			return fmt.Errorf("h2: pseudo-header %q in trailers", f.Name)
+		}
+		if connectionSpecific(f.Name) {
+			return fmt.Errorf("h2: connection-specific header %q in trailers", f.Name)
 		}
 		k := canonical(f.Name)
 		dst[k] = append(dst[k], f.Value)

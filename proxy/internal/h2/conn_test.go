@@ -84,7 +84,7 @@ func TestSenderTakesTurns(t *testing.T) {
 	c.init(nc, bytes.NewReader(nil))
 	c.sendConn = 1 << 30
 	st := c.newStream(1)
-	st.sendWin = 1 << 30
+	st.sendOff = 1 << 30
 	w := sender{c: &c, s: st}
 	maxSeen, releases, wasLocked := 0, 0, false
 	body := &eagerBody{n: 1 << 20, onRead: func() {

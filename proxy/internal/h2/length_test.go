@@ -127,6 +127,10 @@ func TestServerRefusesMalformedRequests(t *testing.T) {
 		{"unknown pseudo-header", []string{":method", "GET", ":scheme", "http", ":authority", "x", ":path", "/", ":foo", "bar"}},
 		{"duplicate pseudo-header", []string{":method", "GET", ":scheme", "http", ":authority", "x", ":path", "/", ":path", "/b"}},
 		{"response pseudo-header in a request", []string{":method", "GET", ":scheme", "http", ":authority", "x", ":path", "/", ":status", "200"}},
+		// What would reach an HTTP/1.1 request line or framing verbatim.
+		{"method that is not a token", []string{":method", "GET /admin", ":scheme", "http", ":authority", "x", ":path", "/"}},
+		{"space in :path", []string{":method", "GET", ":scheme", "http", ":authority", "x", ":path", "/?a HTTP/1.1 /admin"}},
+		{"signed content-length", []string{":method", "GET", ":scheme", "http", ":authority", "x", ":path", "/", "content-length", "+0"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			called := make(chan struct{}, 1)

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
 )
 
@@ -201,17 +202,35 @@ func (sc *serverConn) onHeaders(f *hblock) error {
 	st := sc.streams[id]
 	if st != nil {
 		// Trailers.
-		if st.recvEnd || !f.StreamEnded() {
+		if st.recvEnd {
 			sc.mu.Unlock()
-			sc.resetStream(st, http2.ErrCodeProtocol, errors.New("h2: HEADERS after the request's end, or trailers without END_STREAM"))
+			sc.resetStream(st, http2.ErrCodeStreamClosed, errors.New("h2: HEADERS after the request's end")) // RFC 9113 5.1
+			return nil
+		}
+		if !f.StreamEnded() {
+			sc.mu.Unlock()
+			sc.resetStream(st, http2.ErrCodeProtocol, errors.New("h2: trailers without END_STREAM"))
 			return nil
 		}
 		sc.onTrailers(st, f.Fields)
 		return nil
 	}
-	if id%2 == 0 || id <= sc.lastID {
+	if id%2 == 0 {
 		sc.mu.Unlock()
-		return http2.ConnectionError(http2.ErrCodeStreamClosed)
+		return fmt.Errorf("h2: HEADERS on even stream %d from a client: %w", id, http2.ConnectionError(http2.ErrCodeProtocol)) // RFC 9113 5.1.1
+	}
+	if id <= sc.lastID {
+		sc.mu.Unlock()
+		switch {
+		case f.PseudoValue("method") != "":
+			return fmt.Errorf("h2: request on stream %d, not above %d: %w", id, sc.lastStream(), http2.ConnectionError(http2.ErrCodeProtocol)) // RFC 9113 5.1.1
+		case f.StreamEnded():
+			// Trailers of a stream this end reset or refused, sent before
+			// the client knew: RFC 9113 5.1 says to ignore them (the block
+			// was decoded, so HPACK stays in step).
+			return nil
+		}
+		return fmt.Errorf("h2: HEADERS on closed stream %d: %w", id, http2.ConnectionError(http2.ErrCodeStreamClosed))
 	}
 	sc.lastID = id
 	if sc.goingAway {
@@ -251,7 +270,6 @@ func (sc *serverConn) onHeaders(f *hblock) error {
 	}
 	st.rtrailer = &req.Trailer
 	sc.mu.Lock()
-	st.sendWin = int64(sc.peerInit)
 	sc.streams[id] = st
 	sc.active++
 	sc.running++
@@ -269,6 +287,15 @@ func (sc *serverConn) request(f *hblock) (*http.Request, error) {
 	scheme, authority := f.PseudoValue("scheme"), f.PseudoValue("authority")
 	if method == "" || method == http.MethodConnect || f.PseudoValue("protocol") != "" || path == "" || scheme == "" {
 		return nil, errors.New("h2: unsupported or incomplete request pseudo-headers")
+	}
+	// Both go verbatim into an HTTP/1.1 request line when the request is
+	// sent on as HTTP/1 (a query is not escaped): a space would end the
+	// method or the target there and make the rest say something else.
+	if !httpguts.ValidHeaderFieldName(method) { // a token, as a method is (RFC 9110 9.1)
+		return nil, fmt.Errorf("h2: :method %q is not a token", method)
+	}
+	if strings.IndexByte(path, ' ') >= 0 {
+		return nil, fmt.Errorf("h2: :path %q has a space", path)
 	}
 	if path[0] != '/' && (path != "*" || method != http.MethodOptions) {
 		return nil, fmt.Errorf("h2: :path %q is not origin-form", path) // RFC 9113, 8.3.1
