@@ -314,7 +314,7 @@ func podLabels(p *corev1.Pod) map[string]string {
 		if o.Controller == nil || !*o.Controller {
 			continue
 		}
-		kind := strings.ToLower(o.Kind)
+		kind := ownerLabel(o.Kind)
 		name := o.Name
 		// A ReplicaSet named <deployment>-<pod-template-hash> belongs to a Deployment.
 		if o.Kind == "ReplicaSet" {
@@ -325,6 +325,17 @@ func podLabels(p *corev1.Pod) map[string]string {
 		l[kind] = name
 	}
 	return l
+}
+
+// ownerLabel is the metric label naming a pod's controller of kind: the
+// lowercased kind, except a Job's, k8s_job: the proxies prefix these labels
+// with dst_, and Prometheus relabels a scraped pod's Job as k8s_job, since
+// job is its own label (the scrape job); both names must agree.
+func ownerLabel(kind string) string {
+	if kind == "Job" {
+		return "k8s_job"
+	}
+	return strings.ToLower(kind)
 }
 
 func tcpAddr(ip string, port uint32) *pb.TcpAddress {

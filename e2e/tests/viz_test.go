@@ -256,9 +256,88 @@ func TestViz(t *testing.T) {
 		t.Errorf("mesh viz check: %v\n%s", r.Err, r.Stdout)
 	}
 
+	t.Run("routes", func(t *testing.T) { vizRoutes(t, f, ns) })
 	t.Run("dashboard", func(t *testing.T) { vizDashboard(t, f, ns) })
 	t.Run("tap", func(t *testing.T) { vizTap(t, f, ns) })
 	t.Run("proxy memory", func(t *testing.T) { vizProxyMemory(t, f) })
+}
+
+// vizProfile is the server's ServiceProfile: a route for each generator's
+// path, and one no request takes.
+const vizProfile = `apiVersion: conduit.dev/v1alpha2
+kind: ServiceProfile
+metadata: {name: server.%[1]s.svc.cluster.local}
+spec:
+  routes:
+  - name: ok
+    condition: {pathRegex: /ok}
+  - name: fail
+    condition: {pathRegex: /status/500}
+  - name: never
+    condition: {pathRegex: /never}
+`
+
+type vizRouteRow struct {
+	Route       string   `json:"route"`
+	Authority   string   `json:"authority"`
+	SuccessRate *float64 `json:"successRate"`
+	RPS         *float64 `json:"rps"`
+}
+
+func (r vizRouteRow) String() string {
+	return fmt.Sprintf("{%s %s: success %v, rps %v}", r.Route, r.Authority, vizVal(r.SuccessRate), vizVal(r.RPS))
+}
+
+// vizRoutes gives the server a ServiceProfile and checks that `mesh viz
+// routes` reports each route's traffic, which the generators' proxies
+// (outbound) match and measure: 10 rps at 100 % on ok, 4 rps at 0 % on fail,
+// and never listed without traffic; for the service and for its deployment.
+func vizRoutes(t *testing.T, f *framework.Framework, ns string) {
+	ensureProfileCRD(t, f)
+	f.Apply(t, ns, fmt.Sprintf(vizProfile, ns))
+	routes := func(ctx context.Context, res string) (map[string]vizRouteRow, error) {
+		r := f.RunMesh(ctx, "viz", "routes", res, "-n", ns, "-o", "json")
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		var rows []vizRouteRow
+		if err := json.Unmarshal([]byte(r.Stdout), &rows); err != nil {
+			return nil, fmt.Errorf("routes output %q: %w", r.Stdout, err)
+		}
+		out := map[string]vizRouteRow{}
+		for _, row := range rows {
+			out[row.Route] = row
+		}
+		return out, nil
+	}
+	authority := fmt.Sprintf("server.%s.svc.cluster.local:80", ns)
+	// The generators' proxies match the routes once the profile reaches them;
+	// a full minute of it later, the window holds only matched requests.
+	var last string
+	f.WaitFor(t, "viz routes svc/server to show each route's traffic", 4*time.Minute, func(ctx context.Context) (bool, error) {
+		rows, err := routes(ctx, "svc/server")
+		if err != nil {
+			return false, err
+		}
+		ok, fail, never := rows["ok"], rows["fail"], rows["never"]
+		last = fmt.Sprintf("ok %s, fail %s, never %s (all: %v)", ok, fail, never, rows)
+		if ok.Authority == authority && vizNear(ok.RPS, 10, 0.1) && vizEq(ok.SuccessRate, 1) &&
+			fail.Authority == authority && vizNear(fail.RPS, 4, 0.1) && vizEq(fail.SuccessRate, 0) &&
+			never.Route == "never" && never.RPS == nil {
+			return true, nil
+		}
+		return false, fmt.Errorf("not yet: %s", last) // reported on timeout
+	})
+	t.Logf("routes svc/server: %s", last)
+
+	// The deployment's routes are the same requests, by their destination.
+	rows, err := routes(framework.Context(t, time.Minute), "deploy/server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok := rows["ok"]; ok.RPS == nil || *ok.RPS <= 0 || ok.Authority != authority {
+		t.Errorf("routes deploy/server: ok = %s, want its traffic to %s (all: %v)", ok, authority, rows)
+	}
 }
 
 // proxyRSSLimit bounds a proxy's resident memory after the tests above:

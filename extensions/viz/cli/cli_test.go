@@ -51,7 +51,7 @@ func run(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	prom := promfake.New(fixture.Series())
 	t.Cleanup(prom.Close)
-	eng := &metrics.Engine{Prom: &metrics.Prometheus{URL: prom.URL}, Kube: fixture.Kube()}
+	eng := &metrics.Engine{Prom: &metrics.Prometheus{URL: prom.URL}, Kube: fixture.Kube(), Dynamic: fixture.Dynamic()}
 	api := httptest.NewServer(metricsapi.Handler(eng, slog.New(slog.DiscardHandler)))
 	t.Cleanup(api.Close)
 	var out, errb bytes.Buffer
@@ -91,7 +91,10 @@ func TestGoldenOutput(t *testing.T) {
 		{"edges.golden", []string{"edges", "deploy"}},
 		{"edges_wide.golden", []string{"edges", "deploy/web", "-o", "wide"}},
 		{"edges.json", []string{"edges", "deploy", "-o", "json"}},
-		{"routes.golden", []string{"routes", "svc/web-svc"}},
+		{"routes.golden", []string{"routes", "svc/emoji-svc"}},
+		{"routes_deploy.json", []string{"routes", "deploy/emoji", "-o", "json"}},
+		{"routes_unmeshed_clients.golden", []string{"routes", "svc/web-svc"}},
+		{"routes_none.golden", []string{"routes", "deploy/web"}},
 	} {
 		t.Run(tc.golden, func(t *testing.T) {
 			out, err := run(t, tc.args...)
@@ -100,6 +103,19 @@ func TestGoldenOutput(t *testing.T) {
 			}
 			golden(t, tc.golden, out)
 		})
+	}
+}
+
+// TestRoutesHelp: the help says which requests the routes count.
+func TestRoutesHelp(t *testing.T) {
+	out, err := run(t, "routes", "--help")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"measured, by the client's proxy", "meshed clients only", "[DEFAULT]"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("mesh viz routes --help lacks %q:\n%s", want, out)
+		}
 	}
 }
 

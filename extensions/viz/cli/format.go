@@ -183,7 +183,7 @@ func WriteRoutes(w io.Writer, routes []metrics.RouteRow, output string) error {
 		return writeJSON(w, routes)
 	}
 	if len(routes) == 0 {
-		_, err := fmt.Fprintln(w, "No routes found (no traffic, and no ServiceProfile routes).")
+		_, err := fmt.Fprintln(w, "No routes found (no traffic from meshed clients, and no ServiceProfile routes).")
 		return err
 	}
 	t := &table{left: 2, header: []string{"ROUTE", "SERVICE", "SUCCESS", "RPS", "LATENCY_P50", "LATENCY_P95", "LATENCY_P99"}}

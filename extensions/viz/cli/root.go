@@ -216,6 +216,15 @@ func newRoutesCmd(env *Env, vizNS *string) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "routes (svc|deploy)/NAME",
 		Short: "Per-route metrics of a service or a workload, by the routes of its service profile",
+		Long: `routes shows the golden metrics of the requests to a service or a workload, per
+route of the service's ServiceProfile ([DEFAULT]: the requests that matched none).
+
+Routes are matched, and measured, by the client's proxy, against the profile of the
+service it calls: the rows count the requests of meshed clients only (their
+outbound metrics), not those of clients outside the mesh. For svc/NAME they are the
+requests addressed to the service (NAME.NAMESPACE.svc.<cluster domain>, any port);
+for a workload or a pod, the requests sent to its pods. The profile's routes that
+had no traffic in the window are listed too (services only).`,
 		Example: `  mesh viz routes svc/web-svc -n emojivoto
   mesh viz routes deploy/web -n emojivoto -o json`,
 		Args: cobra.RangeArgs(1, 2),

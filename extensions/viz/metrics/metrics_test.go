@@ -6,16 +6,18 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/conduit-mesh/conduit/extensions/viz/internal/fixture"
 	"github.com/conduit-mesh/conduit/extensions/viz/internal/promfake"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	dynamicfake "k8s.io/client-go/dynamic/fake"
 )
 
 func TestQuantile(t *testing.T) {
@@ -248,32 +250,112 @@ func TestEdges(t *testing.T) {
 	}
 }
 
+// TestRoutes: routes are measured by the clients' proxies (outbound, where
+// the Service's profile is matched), never by the destination's (inbound
+// series have no route): a service's routes come from the outbound series
+// whose authority is the Service, a workload's from those whose dst_* labels
+// name it; the profile's routes without traffic are listed too.
 func TestRoutes(t *testing.T) {
+	emojiSvc := Resource{Kind: KindService, Namespace: "emojivoto", Name: "emoji-svc"}
+	emojiSel := `authority=~"emoji-svc\\.emojivoto\\.svc\\.cluster\\.local(:[0-9]+)?", direction="outbound"`
+	out := func(authority, route, class string, v float64, dst ...string) promfake.Series {
+		l := map[string]string{"namespace": "emojivoto", "deployment": "web", "direction": "outbound", "authority": authority,
+			"route": route, "classification": class}
+		for i := 0; i+1 < len(dst); i += 2 {
+			l[dst[i]] = dst[i+1]
+		}
+		return promfake.Series{Metric: "response_total", Labels: l, Value: v}
+	}
+	for _, tc := range []struct {
+		name  string
+		res   Resource
+		extra []promfake.Series // besides the fixture's
+		want  []string          // route authority success rps p50 ("-": none)
+		query string            // the response_total query sent
+	}{
+		{"service: its meshed clients' routes, and its profile's", emojiSvc, nil, []string{
+			"FindByShortcode emoji-svc.emojivoto.svc.cluster.local - - -",
+			"ListAll " + fixture.EmojiAuthority + " 1 4 2.333",
+			"[DEFAULT] " + fixture.EmojiAuthority + " 1 2 0.5",
+		}, `sum by (route, authority, classification) (rate(response_total{` + emojiSel + `}[60s]))`},
+		{"service: success rate per route, any port, only this service", emojiSvc, []promfake.Series{
+			out("emoji-svc.emojivoto.svc.cluster.local:9090", "FindByShortcode", "success", 3),
+			out("emoji-svc.emojivoto.svc.cluster.local:9090", "FindByShortcode", "failure", 1),
+			out("emoji-svc.emojivoto.svc.cluster.local", "ListAll", "success", 1),
+			out("emoji-svc.other.svc.cluster.local:8080", "ListAll", "failure", 5),     // same name, other namespace
+			out("emoji-svcXemojivoto.svc.cluster.local:8080", "ListAll", "failure", 5), // dots are not wildcards
+			out("emoji-svc.emojivoto.svc.cluster.local.evil:80", "ListAll", "failure", 5),
+		}, []string{
+			"FindByShortcode emoji-svc.emojivoto.svc.cluster.local:9090 0.75 4 -",
+			"ListAll emoji-svc.emojivoto.svc.cluster.local 1 1 -",
+			"ListAll " + fixture.EmojiAuthority + " 1 4 2.333",
+			"[DEFAULT] " + fixture.EmojiAuthority + " 1 2 0.5",
+		}, ""},
+		{"service without meshed clients: its profile's routes only", Resource{Kind: KindService, Namespace: "emojivoto", Name: "web-svc"}, nil, []string{
+			"GET /api/list web-svc.emojivoto.svc.cluster.local - - -",
+			"POST /api/vote web-svc.emojivoto.svc.cluster.local - - -",
+		}, ""},
+		{"deployment: the outbound series to its pods", Resource{Kind: KindDeployment, Namespace: "emojivoto", Name: "emoji"}, nil, []string{
+			"ListAll " + fixture.EmojiAuthority + " 1 4 2.333",
+			"[DEFAULT] " + fixture.EmojiAuthority + " 1 2 0.5",
+		}, `sum by (route, authority, classification) (rate(response_total{direction="outbound", dst_deployment="emoji", dst_namespace="emojivoto"}[60s]))`},
+		{"pod", Resource{Kind: KindPod, Namespace: "emojivoto", Name: "emoji-5c7d8f9b4-xyz12"}, nil, []string{
+			"ListAll " + fixture.EmojiAuthority + " 1 4 2.333",
+			"[DEFAULT] " + fixture.EmojiAuthority + " 1 2 0.5",
+		}, `sum by (route, authority, classification) (rate(response_total{direction="outbound", dst_namespace="emojivoto", dst_pod="emoji-5c7d8f9b4-xyz12"}[60s]))`},
+		{"deployment whose only client is not meshed: nothing measured", Resource{Kind: KindDeployment, Namespace: "emojivoto", Name: "web"}, nil, nil,
+			`sum by (route, authority, classification) (rate(response_total{direction="outbound", dst_deployment="web", dst_namespace="emojivoto"}[60s]))`},
+		{"statefulset: the outbound series to it", Resource{Kind: KindStatefulSet, Namespace: "emojivoto", Name: "redis"}, []promfake.Series{
+			out("redis.emojivoto.svc.cluster.local:6379", "", "success", 2, "dst_namespace", "emojivoto", "dst_statefulset", "redis"),
+			out("redis.emojivoto.svc.cluster.local:6379", "", "success", 7, "dst_namespace", "other", "dst_statefulset", "redis"),
+		}, []string{"[DEFAULT] redis.emojivoto.svc.cluster.local:6379 1 2 -"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := promfake.New(append(fixture.Series(), tc.extra...))
+			t.Cleanup(p.Close)
+			e := &Engine{Prom: &Prometheus{URL: p.URL}, Kube: fixture.Kube(), Dynamic: fixture.Dynamic()}
+			routes, err := e.Routes(context.Background(), RoutesRequest{Resource: tc.res})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, r := range routes {
+				got = append(got, fmt.Sprintf("%s %s %s %s %s", r.Route, r.Authority, short(r.SuccessRate), short(r.RPS), short(r.LatencyP50)))
+			}
+			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+				t.Errorf("routes =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+			}
+			if tc.query != "" && !slices.Contains(p.Queries(), tc.query) {
+				t.Errorf("queries = %q, want %q among them", p.Queries(), tc.query)
+			}
+			for _, q := range p.Queries() {
+				if !strings.Contains(q, `direction="outbound"`) {
+					t.Errorf("query %q is not of the clients' outbound series", q)
+				}
+			}
+		})
+	}
 	e, _ := newEngine(t)
-	sp := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "conduit.dev/v1alpha2", "kind": "ServiceProfile",
-		"metadata": map[string]any{"name": "web-svc.emojivoto.svc.cluster.local", "namespace": "emojivoto"},
-		"spec": map[string]any{"routes": []any{
-			map[string]any{"name": "GET /api/list"}, map[string]any{"name": "POST /api/vote"},
-		}},
-	}}
-	scheme := runtime.NewScheme()
-	e.Dynamic = dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme, map[schema.GroupVersionResource]string{ServiceProfileGVR: "ServiceProfileList"}, sp)
-	routes, err := e.Routes(context.Background(), RoutesRequest{Resource: Resource{Kind: KindService, Namespace: "emojivoto", Name: "web-svc"}})
-	if err != nil {
-		t.Fatal(err)
+	for _, tc := range []struct {
+		res  Resource
+		want string
+	}{
+		{Resource{Kind: KindService, Namespace: "emojivoto"}, "one service or workload"},
+		{Resource{Kind: KindNamespace, Name: "emojivoto"}, "one service or workload"},
+		{Resource{Kind: KindService, Namespace: "emojivoto", Name: "nope"}, `not found`},
+	} {
+		if _, err := e.Routes(context.Background(), RoutesRequest{Resource: tc.res}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Routes(%s) err = %v, want %q", tc.res, err, tc.want)
+		}
 	}
-	var got []string
-	for _, r := range routes {
-		got = append(got, fmt.Sprintf("%s %v %v", r.Route, deref(r.SuccessRate), deref(r.RPS)))
+}
+
+// short formats a metric for a comparison: 4 significant digits, "-" when absent.
+func short(p *float64) string {
+	if p == nil {
+		return "-"
 	}
-	want := []string{"GET /api/list 0.75 4", "POST /api/vote <nil> <nil>", "[DEFAULT] 1 6"}
-	if strings.Join(got, "|") != strings.Join(want, "|") {
-		t.Errorf("routes = %q, want %q", got, want)
-	}
-	if _, err := e.Routes(context.Background(), RoutesRequest{Resource: Resource{Kind: KindService, Namespace: "emojivoto"}}); err == nil {
-		t.Error("routes without a name accepted")
-	}
+	return strconv.FormatFloat(*p, 'g', 4, 64)
 }
 
 func TestTimeseries(t *testing.T) {
@@ -303,5 +385,116 @@ func TestTimeseries(t *testing.T) {
 		if _, err := e.Timeseries(context.Background(), req); err == nil {
 			t.Errorf("%+v accepted", req)
 		}
+	}
+}
+
+// TestJobLabels: a Job is named k8s_job both by Prometheus' relabelling of
+// its pods' own series and by the destination service's metric labels, so
+// its outbound series name it dst_k8s_job ("job" is Prometheus' own label).
+func TestJobLabels(t *testing.T) {
+	for _, tc := range []struct{ kind, prom, dst string }{
+		{KindDeployment, "deployment", "dst_deployment"},
+		{KindStatefulSet, "statefulset", "dst_statefulset"},
+		{KindDaemonSet, "daemonset", "dst_daemonset"},
+		{KindJob, "k8s_job", "dst_k8s_job"},
+		{KindPod, "pod", "dst_pod"},
+		{KindNamespace, "namespace", "dst_namespace"},
+	} {
+		if got := promLabel(tc.kind); got != tc.prom {
+			t.Errorf("promLabel(%s) = %q, want %q", tc.kind, got, tc.prom)
+		}
+		if got := dstLabel(tc.kind); got != tc.dst {
+			t.Errorf("dstLabel(%s) = %q, want %q", tc.kind, got, tc.dst)
+		}
+	}
+
+	yes := true
+	job := func(name string) []runtime.Object {
+		return []runtime.Object{
+			&batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "emojivoto"}},
+			&corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{Name: name + "-x1", Namespace: "emojivoto",
+					OwnerReferences: []metav1.OwnerReference{{Kind: "Job", Name: name, Controller: &yes}}},
+				Status: corev1.PodStatus{Phase: corev1.PodRunning},
+			},
+		}
+	}
+	resp := func(v float64, kv ...string) promfake.Series {
+		l := map[string]string{"namespace": "emojivoto", "direction": "outbound", "classification": "success", "tls": "true"}
+		for i := 0; i+1 < len(kv); i += 2 {
+			l[kv[i]] = kv[i+1]
+		}
+		return promfake.Series{Metric: "response_total", Labels: l, Value: v}
+	}
+	// web calls the backup Job's pod; backup calls the restore Job's.
+	series := append(fixture.Series(),
+		resp(3, "deployment", "web", "dst_namespace", "emojivoto", "dst_k8s_job", "backup", "authority", "backup.emojivoto.svc.cluster.local:80"),
+		resp(2, "k8s_job", "backup", "dst_namespace", "emojivoto", "dst_k8s_job", "restore", "route", "POST /restore", "authority", "restore.emojivoto.svc.cluster.local:80"),
+	)
+	newJobEngine := func(t *testing.T) (*Engine, *promfake.Server) {
+		p := promfake.New(series)
+		t.Cleanup(p.Close)
+		kc := fixture.Kube()
+		for _, o := range append(job("backup"), job("restore")...) {
+			if err := kc.Tracker().Add(o); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return &Engine{Prom: &Prometheus{URL: p.URL}, Kube: kc}, p
+	}
+	backup := &Resource{Kind: KindJob, Namespace: "emojivoto", Name: "backup"}
+	web := &Resource{Kind: KindDeployment, Namespace: "emojivoto", Name: "web"}
+	for _, tc := range []struct {
+		name  string
+		run   func(e *Engine) (string, error)
+		want  string
+		query string
+	}{
+		{"stat deploy --to job/backup", func(e *Engine) (string, error) {
+			rows, err := e.Stat(context.Background(), StatRequest{Resource: Resource{Kind: KindDeployment, Namespace: "emojivoto", Name: "web"}, To: backup})
+			if err != nil || len(rows) != 1 {
+				return fmt.Sprint(rows), err
+			}
+			return rows[0].Name + " " + short(rows[0].RPS), nil
+		}, "web 3", `dst_k8s_job="backup"`},
+		{"stat job --from deploy/web", func(e *Engine) (string, error) {
+			rows, err := e.Stat(context.Background(), StatRequest{Resource: Resource{Kind: KindJob, Namespace: "emojivoto"}, From: web})
+			var got []string
+			for _, r := range rows {
+				got = append(got, r.Name+" "+short(r.RPS))
+			}
+			return strings.Join(got, ", "), err
+		}, "backup 3, restore -", `sum by (dst_namespace, dst_k8s_job, classification, tls)`},
+		{"edges job", func(e *Engine) (string, error) {
+			edges, err := e.Edges(context.Background(), EdgesRequest{Resource: Resource{Kind: KindJob, Namespace: "emojivoto"}})
+			var got []string
+			for _, ed := range edges {
+				got = append(got, fmt.Sprintf("%s -> %s %v", ed.Src.Name, ed.Dst.Name, ed.RPS))
+			}
+			return strings.Join(got, ", "), err
+		}, "backup -> restore 2", `dst_k8s_job`},
+		{"routes job/restore", func(e *Engine) (string, error) {
+			routes, err := e.Routes(context.Background(), RoutesRequest{Resource: Resource{Kind: KindJob, Namespace: "emojivoto", Name: "restore"}})
+			var got []string
+			for _, r := range routes {
+				got = append(got, r.Route+" "+short(r.RPS))
+			}
+			return strings.Join(got, ", "), err
+		}, "POST /restore 2", `dst_k8s_job="restore"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, p := newJobEngine(t)
+			got, err := tc.run(e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tc.want {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+			qs := strings.Join(p.Queries(), "\n")
+			if !strings.Contains(qs, tc.query) || strings.Contains(qs, "dst_job") {
+				t.Errorf("queries = %s\nwant %s and no dst_job", qs, tc.query)
+			}
+		})
 	}
 }

@@ -85,8 +85,20 @@ func promLabel(kind string) string {
 	return kind
 }
 
+// DestinationLabel is the destination service's metric label naming a
+// destination of kind (core/destination's podLabels: "deployment", "pod",
+// "service", ...), which the proxy puts on outbound metrics prefixed dst_ and
+// tap matches unprefixed. A Job's is k8s_job, as in Prometheus' relabelling
+// (promLabel): "job" is Prometheus' own label.
+func DestinationLabel(kind string) string {
+	if kind == KindJob {
+		return "k8s_job"
+	}
+	return kind
+}
+
 // dstLabel is the label the proxy puts on outbound metrics to name the
-// destination (from the destination service's metadata).
+// destination.
 func dstLabel(kind string) string {
-	return "dst_" + kind
+	return "dst_" + DestinationLabel(kind)
 }

@@ -3,6 +3,7 @@ package metrics
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -33,10 +34,14 @@ type RouteRow struct {
 	LatencyP99  *float64 `json:"latencyP99Ms"`
 }
 
-// Routes computes per-route metrics of the inbound traffic of a service or a
-// workload, from the proxies' response metrics labelled with the service
-// profile's route name (label route, empty when no route matched); the routes
-// of the service's profile that carry no traffic are listed too.
+// Routes computes per-route metrics of the traffic to a service or a
+// workload. Routes are matched by the client's proxy, against the profile of
+// the Service it calls, so they are measured on the client side: from the
+// outbound response metrics of the meshed clients, labelled with the route
+// name (label route, empty when no route matched) — the destination's own
+// proxy labels its inbound metrics with no route. Requests from clients
+// outside the mesh are not counted. The routes of the service's profile that
+// carry no traffic are listed too.
 func (e *Engine) Routes(ctx context.Context, req RoutesRequest) ([]RouteRow, error) {
 	window, err := ParseWindow(req.Window)
 	if err != nil {
@@ -46,13 +51,8 @@ func (e *Engine) Routes(ctx context.Context, req RoutesRequest) ([]RouteRow, err
 	if r.Name == "" || r.Kind == KindNamespace {
 		return nil, badRequest("routes are reported for one service or workload (e.g. svc/web or deploy/web), not %s", r)
 	}
-	objs, err := objects(ctx, e.Kube, r, false)
-	if err != nil {
-		return nil, err
-	}
-	p, err := e.plan(StatRequest{Resource: r}, objs)
-	if err != nil {
-		return nil, err
+	if _, err := objects(ctx, e.Kube, r, false); err != nil {
+		return nil, err // no such object
 	}
 	type rk struct{ route, authority string }
 	accs := map[rk]*acc{}
@@ -62,34 +62,33 @@ func (e *Engine) Routes(ctx context.Context, req RoutesRequest) ([]RouteRow, err
 		}
 		return accs[k]
 	}
-	if p.rowOf != nil {
-		w := promDuration(window)
-		reqs, err := e.Prom.Query(ctx, fmt.Sprintf("sum by (route, authority, classification) (rate(response_total{%s}[%s]))", p.sel, w))
-		if err != nil {
-			return nil, err
+	sel := e.routesSelector(r)
+	w := promDuration(window)
+	reqs, err := e.Prom.Query(ctx, fmt.Sprintf("sum by (route, authority, classification) (rate(response_total{%s}[%s]))", sel, w))
+	if err != nil {
+		return nil, err
+	}
+	lat, err := e.Prom.Query(ctx, fmt.Sprintf("sum by (route, authority, le) (rate(response_latency_ms_bucket{%s}[%s]))", sel, w))
+	if err != nil {
+		return nil, err
+	}
+	keyOf := func(l map[string]string) rk {
+		route := l["route"]
+		if route == "" {
+			route = DefaultRoute
 		}
-		lat, err := e.Prom.Query(ctx, fmt.Sprintf("sum by (route, authority, le) (rate(response_latency_ms_bucket{%s}[%s]))", p.sel, w))
-		if err != nil {
-			return nil, err
+		return rk{route, l["authority"]}
+	}
+	for _, s := range reqs {
+		a := get(keyOf(s.Labels))
+		a.total += s.Value
+		if s.Labels["classification"] == "success" {
+			a.success += s.Value
 		}
-		keyOf := func(l map[string]string) rk {
-			route := l["route"]
-			if route == "" {
-				route = DefaultRoute
-			}
-			return rk{route, l["authority"]}
-		}
-		for _, s := range reqs {
-			a := get(keyOf(s.Labels))
-			a.total += s.Value
-			if s.Labels["classification"] == "success" {
-				a.success += s.Value
-			}
-		}
-		for _, s := range lat {
-			if le, ok := parseLe(s.Labels["le"]); ok {
-				get(keyOf(s.Labels)).buckets[le] += s.Value
-			}
+	}
+	for _, s := range lat {
+		if le, ok := parseLe(s.Labels["le"]); ok {
+			get(keyOf(s.Labels)).buckets[le] += s.Value
 		}
 	}
 	// Routes declared in the service's profile, with or without traffic.
@@ -138,6 +137,28 @@ func (e *Engine) Routes(ctx context.Context, req RoutesRequest) ([]RouteRow, err
 		return a.Authority < b.Authority
 	})
 	return out, nil
+}
+
+// routesSelector selects the outbound series of the meshed clients' proxies
+// whose destination is r. For a Service, the client's proxy records the
+// Service's name as it resolved it, <name>.<ns>.svc.<cluster domain>:<port>
+// (proxy/outbound's Normalize), in the authority label; for a workload or a
+// pod, the destination's metric labels (dst_namespace, dst_<kind>) name it.
+func (e *Engine) routesSelector(r Resource) selector {
+	sel := selector{"direction": "outbound"}
+	if r.Kind == KindService {
+		sel["authority"] = "~" + serviceAuthorityRE(r.Name, r.Namespace, e.clusterDomain())
+		return sel
+	}
+	sel["dst_namespace"] = r.Namespace
+	sel[dstLabel(r.Kind)] = r.Name
+	return sel
+}
+
+// serviceAuthorityRE matches the authority label of requests to a Service,
+// with any port (PromQL anchors regular expressions at both ends).
+func serviceAuthorityRE(name, ns, domain string) string {
+	return regexp.QuoteMeta(name+"."+ns+".svc."+domain) + "(:[0-9]+)?"
 }
 
 func (e *Engine) clusterDomain() string {

@@ -48,7 +48,7 @@ func (f Filter) Request() (*tapv1.ObserveRequest, error) {
 		if t.Kind == metrics.KindNamespace {
 			m.DestinationLabels = map[string]string{"namespace": t.Name}
 		} else {
-			m.DestinationLabels = map[string]string{"namespace": t.Namespace, t.Kind: t.Name}
+			m.DestinationLabels = map[string]string{"namespace": t.Namespace, metrics.DestinationLabel(t.Kind): t.Name}
 		}
 	}
 	return &tapv1.ObserveRequest{Match: m, MaxRps: f.MaxRPS, Limit: f.Limit}, nil

@@ -3,6 +3,7 @@ package tap
 import (
 	"context"
 	"errors"
+	"maps"
 	"strings"
 	"testing"
 
@@ -27,6 +28,28 @@ func TestFilterRequest(t *testing.T) {
 	for _, f := range []Filter{{PathPrefix: "api"}, {To: &metrics.Resource{Kind: metrics.KindDeployment}}} {
 		if _, err := f.Request(); err == nil {
 			t.Errorf("%+v accepted", f)
+		}
+	}
+}
+
+// TestFilterDestinationLabels: --to matches the destination's metric labels
+// as the destination service names them (a Job's is k8s_job, not job).
+func TestFilterDestinationLabels(t *testing.T) {
+	for _, tc := range []struct {
+		to   metrics.Resource
+		want map[string]string
+	}{
+		{metrics.Resource{Kind: metrics.KindDeployment, Namespace: "ns", Name: "web"}, map[string]string{"namespace": "ns", "deployment": "web"}},
+		{metrics.Resource{Kind: metrics.KindJob, Namespace: "ns", Name: "backup"}, map[string]string{"namespace": "ns", "k8s_job": "backup"}},
+		{metrics.Resource{Kind: metrics.KindService, Namespace: "ns", Name: "web-svc"}, map[string]string{"namespace": "ns", "service": "web-svc"}},
+		{metrics.Resource{Kind: metrics.KindPod, Namespace: "ns", Name: "web-0"}, map[string]string{"namespace": "ns", "pod": "web-0"}},
+	} {
+		r, err := Filter{To: &tc.to}.Request()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := r.GetMatch().GetDestinationLabels(); !maps.Equal(got, tc.want) {
+			t.Errorf("--to %s: destination labels = %v, want %v", tc.to, got, tc.want)
 		}
 	}
 }

@@ -61,7 +61,7 @@ func TestBrowser(t *testing.T) {
 		}
 	}
 	dom := chrome("--dump-dom", srv.URL+"/namespaces/emojivoto/deployment/web")
-	for _, want := range []string{"deployment/web", "90.00%", "web.emojivoto.serviceaccount.identity.conduit.cluster.local", "GET /api/list"} {
+	for _, want := range []string{"deployment/web", "90.00%", "web.emojivoto.serviceaccount.identity.conduit.cluster.local", "No route traffic from meshed clients"} {
 		if !strings.Contains(dom, want) {
 			t.Errorf("the rendered workload page lacks %q", want)
 		}

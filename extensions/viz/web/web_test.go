@@ -25,7 +25,7 @@ func dashboard(t *testing.T) *httptest.Server {
 	prom := promfake.New(fixture.Series())
 	t.Cleanup(prom.Close)
 	log := slog.New(slog.DiscardHandler)
-	eng := &metrics.Engine{Prom: &metrics.Prometheus{URL: prom.URL}, Kube: fixture.Kube()}
+	eng := &metrics.Engine{Prom: &metrics.Prometheus{URL: prom.URL}, Kube: fixture.Kube(), Dynamic: fixture.Dynamic()}
 	api := httptest.NewServer(metricsapi.Handler(eng, log))
 	t.Cleanup(api.Close)
 	srv := httptest.NewServer(New(metricsapi.NewHTTPClient(api.URL, nil), log))
@@ -42,7 +42,10 @@ func TestPages(t *testing.T) {
 	}{
 		{"/", "namespaces.html", 200, []string{`href="/namespaces/emojivoto"`, "93.75%"}},
 		{"/namespaces/emojivoto", "namespace.html", 200, []string{`href="/namespaces/emojivoto/deployment/web"`, "StatefulSets", "redis"}},
-		{"/namespaces/emojivoto/deployment/web?window=5m", "workload_web.html", 200, []string{fixture.WebID, fixture.EmojiID, "mTLS", "GET /api/list", "75.00%", "window 5m"}},
+		// web's only client is not meshed: no route is measured for it.
+		{"/namespaces/emojivoto/deployment/web?window=5m", "workload_web.html", 200, []string{fixture.WebID, fixture.EmojiID, "mTLS", "No route traffic from meshed clients", "window 5m"}},
+		// emoji's routes, as web's proxy measured them.
+		{"/namespaces/emojivoto/deployment/emoji", "workload_emoji.html", 200, []string{"<td>ListAll</td><td>" + fixture.EmojiAuthority + "</td>", "<td>[DEFAULT]</td>"}},
 		{"/namespaces/emojivoto/deploy/nope", "", 404, []string{`deployment &#34;nope&#34; not found`}},
 		{"/namespaces/emojivoto/cronjob/x", "", 400, []string{"unknown resource type"}},
 		{"/?window=1ms", "", 400, []string{"out of range"}},
