@@ -72,15 +72,27 @@ spec:
 // its namespace marks opaque (opaqueNamespacePorts), and its Service.
 func opaqueNamespaceApps(image string) string {
 	return manifests(
-		echoDeployment("nsdb", image, []string{"-banner-addrs", ":7100"}, "nsbanner:7100"),
+		echoDeployment("nsdb", image, []string{"-banner-addrs", ":7100", "-tcp-addr", ":9000"}, "nsbanner:7100", "echo:9000"),
 		`apiVersion: v1
 kind: Service
 metadata: {name: nsmarked}
 spec:
   selector: {app: nsdb}
   ports: [{name: nsbanner, port: 7100, targetPort: nsbanner}]
+`, `apiVersion: v1
+kind: Service
+metadata: {name: nsskipped}
+spec:
+  selector: {app: nsdb}
+  ports: [{name: echo, port: 9000, targetPort: echo}]
 `)
 }
+
+// skipNamespacePorts is the config.conduit.dev/skip-inbound-ports of nsdb's
+// namespace: its TCP echo on 9000 is reached without its proxy, so the client
+// proxies must not open mTLS to it, and the destination service, which reads
+// pods, must learn that from the pod.
+const skipNamespacePorts = "9000,"
 
 // opaqueNamespacePorts is the config.conduit.dev/opaque-ports of nsdb's
 // namespace, written loosely as people do (space, a trailing comma). The
@@ -110,7 +122,8 @@ func TestOpaquePortsThroughTheMesh(t *testing.T) {
 	f.CollectOnFailure(t, framework.ControlPlaneNamespace)
 	ns := meshedNamespace(t, f, "opaque")
 	nsOpaque := meshedNamespace(t, f, "opaque-ns")
-	f.KubectlCmd(t, "", "annotate", "namespace", nsOpaque, "config.conduit.dev/opaque-ports="+opaqueNamespacePorts)
+	f.KubectlCmd(t, "", "annotate", "namespace", nsOpaque, "config.conduit.dev/opaque-ports="+opaqueNamespacePorts,
+		"config.conduit.dev/skip-inbound-ports="+skipNamespacePorts)
 	plain := f.NewNamespace(t, "opaque-plain", nil)
 	f.Apply(t, ns, opaqueApps(f.Image("testapp")))
 	f.Apply(t, nsOpaque, opaqueNamespaceApps(f.Image("testapp")))
@@ -126,6 +139,9 @@ func TestOpaquePortsThroughTheMesh(t *testing.T) {
 	}
 	if got := nsdb.Annotations["config.conduit.dev/opaque-ports"]; got != strings.TrimSpace(opaqueNamespacePorts) {
 		t.Errorf("pod %s has opaque-ports %q, want its namespace's %q", nsdb.Name, got, opaqueNamespacePorts)
+	}
+	if got := nsdb.Annotations["config.conduit.dev/skip-inbound-ports"]; got != skipNamespacePorts {
+		t.Errorf("pod %s has skip-inbound-ports %q, want its namespace's %q", nsdb.Name, got, skipNamespacePorts)
 	}
 	clientID := "default." + ns + ".serviceaccount.identity." + framework.ControlPlaneNamespace + ".cluster.local"
 	mtlsOpens := func(server corev1.Pod) float64 {
@@ -175,6 +191,40 @@ func TestOpaquePortsThroughTheMesh(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("a port its namespace skips (9000) is reached without mTLS", func(t *testing.T) {
+		// The echo on 9000 bypasses nsdb's proxy (proxy-init skips it), so
+		// it sees the client pod's own address. Had the client's proxy been
+		// told the endpoint's identity, it would open mTLS to an
+		// application that does not speak it, and get no echo.
+		client := f.WaitPodsReady(t, ns, "app=client", 1, time.Minute)[0]
+		want := nsdb.Name + " skipped from " + client.Status.PodIP
+		f.WaitFor(t, "an echo from nsdb:9000 past its proxy", 2*time.Minute, func(ctx context.Context) (bool, error) {
+			o, stderr, err := f.ExecE(ctx, ns, "client", "client", nil, "testapp", "tcp", "nsskipped."+nsOpaque+":9000", "skipped")
+			if err != nil {
+				return false, fmt.Errorf("testapp tcp: %w: %s %s", err, o, stderr)
+			}
+			if strings.TrimSpace(o) != want {
+				return false, fmt.Errorf("testapp tcp printed %q, want %q", o, want)
+			}
+			return true, nil
+		})
+		for range 3 {
+			if o := f.Exec(t, ns, "client", "client", "testapp", "tcp", "nsskipped."+nsOpaque+":9000", "skipped"); strings.TrimSpace(o) != want {
+				t.Fatalf("testapp tcp printed %q, want %q", o, want)
+			}
+		}
+		out := f.MeshCmd(t, "diagnostics", "endpoints", "nsskipped."+nsOpaque+".svc.cluster.local:9000", "-o", "json")
+		var got struct {
+			Endpoints []struct{ Pod, Identity string } `json:"endpoints"`
+		}
+		if err := json.Unmarshal([]byte(out), &got); err != nil || len(got.Endpoints) != 1 {
+			t.Fatalf("mesh diagnostics endpoints -o json: %v, want one endpoint:\n%s", err, out)
+		}
+		if id := got.Endpoints[0].Identity; id != "" {
+			t.Errorf("the endpoint of a skipped port has identity %q, want none (no mTLS to it)", id)
+		}
+	})
 
 	t.Run("mesh diagnostics profile shows which ports the client proxies treat as opaque", func(t *testing.T) {
 		for _, tc := range []struct {

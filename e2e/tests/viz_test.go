@@ -313,6 +313,9 @@ func vizRoutes(t *testing.T, f *framework.Framework, ns string) {
 	authority := fmt.Sprintf("server.%s.svc.cluster.local:80", ns)
 	// The generators' proxies match the routes once the profile reaches them;
 	// a full minute of it later, the window holds only matched requests.
+	// The rates are Prometheus's over that window, so within 25 %: what
+	// this checks is that each route gets its own requests, and their
+	// success rates, exactly.
 	var last string
 	f.WaitFor(t, "viz routes svc/server to show each route's traffic", 4*time.Minute, func(ctx context.Context) (bool, error) {
 		rows, err := routes(ctx, "svc/server")
@@ -321,8 +324,8 @@ func vizRoutes(t *testing.T, f *framework.Framework, ns string) {
 		}
 		ok, fail, never := rows["ok"], rows["fail"], rows["never"]
 		last = fmt.Sprintf("ok %s, fail %s, never %s (all: %v)", ok, fail, never, rows)
-		if ok.Authority == authority && vizNear(ok.RPS, 10, 0.1) && vizEq(ok.SuccessRate, 1) &&
-			fail.Authority == authority && vizNear(fail.RPS, 4, 0.1) && vizEq(fail.SuccessRate, 0) &&
+		if ok.Authority == authority && vizNear(ok.RPS, 10, 0.25) && vizEq(ok.SuccessRate, 1) &&
+			fail.Authority == authority && vizNear(fail.RPS, 4, 0.25) && vizEq(fail.SuccessRate, 0) &&
 			never.Route == "never" && never.RPS == nil {
 			return true, nil
 		}
