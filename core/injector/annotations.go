@@ -22,6 +22,10 @@ const (
 	LabelProxyVersion      = "conduit.dev/proxy-version"
 	LabelControlPlaneNS    = "conduit.dev/control-plane-ns"
 
+	// AnnotationKubectlDefaultContainer tells kubectl (logs, exec, attach,
+	// cp) which container to use when none is named.
+	AnnotationKubectlDefaultContainer = "kubectl.kubernetes.io/default-container"
+
 	InjectEnabled  = "enabled"
 	InjectDisabled = "disabled"
 	StatusInjected = "injected"
@@ -109,12 +113,7 @@ var Settings = []setting{
 	{AnnotationProxyLogLevel, "debug, info, warn or error", Default,
 		func(s string) error { _, err := logging.ParseLevel(s); return err }},
 	{AnnotationProxyImage, "an image repository without tag, e.g. registry.example.com/conduit/proxy", Refuse, validImage},
-	{AnnotationProxyVersion, "an image tag, e.g. v1.2.3", Refuse, func(s string) error {
-		if !validTag(s) {
-			return fmt.Errorf("not an image tag")
-		}
-		return nil
-	}},
+	{AnnotationProxyVersion, "an image tag that is also a label value (at most 63 characters: letters, digits, '.', '_', '-', starting and ending with a letter or digit), e.g. v1.2.3", Refuse, validVersion},
 	{AnnotationShutdownGracePeriod, "a positive Go duration, e.g. 30s or 2m", Default, func(s string) error {
 		d, err := time.ParseDuration(s)
 		if err != nil {

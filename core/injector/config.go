@@ -3,10 +3,13 @@ package injector
 import (
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 
 	"github.com/conduit-mesh/conduit/pkg/logging"
@@ -243,8 +246,8 @@ func (c Config) Validate() error {
 	if err := validImage(c.ProxyInit.Image); err != nil {
 		bad("proxyInit.image", "%v", err)
 	}
-	if !validTag(c.Version) {
-		bad("version", "%q is not an image tag", c.Version)
+	if err := validVersion(c.Version); err != nil {
+		bad("version", "%v", err)
 	}
 	switch c.Proxy.ImagePullPolicy {
 	case "Always", "IfNotPresent", "Never":
@@ -264,6 +267,16 @@ func (c Config) Validate() error {
 		if p < 1 || p > 65535 {
 			bad(key, "%d is not a port", p)
 		}
+	}
+	// The proxy binds the three in one network namespace.
+	if c.Proxy.AdminPort == c.Proxy.InboundPort || c.Proxy.AdminPort == c.Proxy.OutboundPort {
+		bad("proxy.adminPort", "%d is also the inbound or outbound port", c.Proxy.AdminPort)
+	}
+	if c.Proxy.InboundPort == c.Proxy.OutboundPort {
+		bad("proxy.inboundPort", "%d is also the outbound port", c.Proxy.InboundPort)
+	}
+	if len(c.Proxy.AwaitCommand) == 0 || strings.TrimSpace(c.Proxy.AwaitCommand[0]) == "" {
+		bad("proxy.awaitCommand", "%q has no command", c.Proxy.AwaitCommand)
 	}
 	if _, err := ports.Parse(c.Proxy.OpaquePorts, nil); err != nil {
 		bad("proxy.opaquePorts", "%v", err)
@@ -306,7 +319,54 @@ func (c Config) Validate() error {
 			bad(key, "must not be empty")
 		}
 	}
+	// What the proxy checks at start (proxy/config): a value it refuses
+	// would crash-loop every pod injected from now on.
+	for key, v := range map[string]string{"identity.address": c.Identity.Address, "destination.address": c.Destination.Address} {
+		if err := validHostPort(v); v != "" && err != nil {
+			bad(key, "%q is not host:port with a port in 1-65535: %v", v, err)
+		}
+	}
+	for key, v := range map[string]string{"trustDomain": c.TrustDomain, "identity.serverName": c.Identity.ServerName, "destination.serverName": c.Destination.ServerName} {
+		if err := validDNSName(v); v != "" && err != nil {
+			bad(key, "%q is not a DNS name: %v", v, err)
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// validHostPort accepts host:port with a port in 1-65535.
+func validHostPort(s string) error {
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return err
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return fmt.Errorf("port %q", port)
+	}
+	return nil
+}
+
+// validDNSName accepts what the proxy accepts as an identity: dot-separated
+// labels of 1-63 letters, digits and '-' (not at either end), 253 characters
+// at most.
+func validDNSName(s string) error {
+	if len(s) > 253 {
+		return fmt.Errorf("%d characters, more than 253", len(s))
+	}
+	for _, label := range strings.Split(s, ".") {
+		if label == "" || len(label) > 63 {
+			return fmt.Errorf("label %q is not 1-63 characters", label)
+		}
+		if label[0] == '-' || label[len(label)-1] == '-' {
+			return fmt.Errorf("label %q starts or ends with '-'", label)
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return fmt.Errorf("label %q has %q", label, r)
+			}
+		}
+	}
+	return nil
 }
 
 // validImage accepts an image repository without tag or digest:
@@ -331,6 +391,20 @@ func validImage(s string) error {
 				return fmt.Errorf("%q is not an image repository (lowercase letters, digits, '.', '_', '-' and '/')", s)
 			}
 		}
+	}
+	return nil
+}
+
+// validVersion accepts a proxy version: an image tag that is also the value
+// of the conduit.dev/proxy-version label, which the API server would refuse
+// otherwise (at most 63 characters, starting and ending with a letter or a
+// digit).
+func validVersion(s string) error {
+	if !validTag(s) {
+		return fmt.Errorf("%q is not an image tag", s)
+	}
+	if errs := validation.IsValidLabelValue(s); len(errs) > 0 {
+		return fmt.Errorf("%q is not a valid value of the label %s: %s", s, LabelProxyVersion, strings.Join(errs, "; "))
 	}
 	return nil
 }

@@ -46,6 +46,9 @@ func TestParseConfig(t *testing.T) {
 		{name: "unknown key", values: "proxy: {imag: x}", wantErr: "unknown field"},
 		{name: "bad image", values: "proxy: {image: \"localhost/conduit/proxy:v1\"}", wantErr: "proxy.image"},
 		{name: "bad tag", values: "version: \"v 1\"", wantErr: "version"},
+		// Also the value of the conduit.dev/proxy-version label: 63 characters at most.
+		{name: "tag too long for a label", values: "version: sha256-9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", wantErr: "version"},
+		{name: "tag ending like no label", values: "version: v1.0.0-", wantErr: "version"},
 		{name: "bad pull policy", values: "proxy: {imagePullPolicy: Sometimes}", wantErr: "proxy.imagePullPolicy"},
 		{name: "root uid", values: "proxy: {uid: -1}", wantErr: "proxy.uid"},
 		{name: "bad opaque ports", values: "proxy: {opaquePorts: mysql}", wantErr: "proxy.opaquePorts"},
@@ -55,6 +58,15 @@ func TestParseConfig(t *testing.T) {
 		{name: "bad quantity", values: "proxyInit: {resources: {cpuLimit: lots}}", wantErr: "proxyInit.resources.cpuLimit"},
 		{name: "bad anchors", values: "identity: {trustAnchorsPEM: nope}", wantErr: "identity.trustAnchorsPEM"},
 		{name: "short token", values: "identity: {tokenExpirationSeconds: 60}", wantErr: "identity.tokenExpirationSeconds"},
+		// Values that every injected proxy would refuse at start (proxy/config):
+		// a crash loop of every new pod, rather than an error here.
+		{name: "address without port", values: "destination: {address: conduit-destination.conduit.svc.cluster.local}", wantErr: "destination.address"},
+		{name: "address with port 0", values: "identity: {address: \"conduit-identity:0\"}", wantErr: "identity.address"},
+		{name: "trust domain not a DNS name", values: "trustDomain: cluster_local", wantErr: "trustDomain"},
+		{name: "server name not a DNS name", values: "identity: {serverName: \"conduit identity\"}", wantErr: "identity.serverName"},
+		{name: "destination name not a DNS name", values: "destination: {serverName: \"a..b\"}", wantErr: "destination.serverName"},
+		{name: "proxy ports collide", values: "proxy: {adminPort: 4143}", wantErr: "proxy.adminPort"},
+		{name: "empty await command", values: "proxy: {awaitCommand: [\"\"]}", wantErr: "proxy.awaitCommand"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := ParseConfig("conduit", []byte(tc.values))

@@ -149,6 +149,9 @@ func (inj *Injector) Inject(ctx context.Context, req Request) (*Result, error) {
 	}
 	b := builder{cfg: cfg, ann: ann.values, ns: ns, cpns: inj.ControlPlaneNamespace, pod: pod}
 	native := b.native(inj.NativeSidecar)
+	if err := b.checkPorts(native); err != nil {
+		return nil, err
+	}
 	proxy, err := b.proxyContainer(native)
 	if err != nil {
 		return nil, err
@@ -305,6 +308,41 @@ func (b *builder) checkUsers() {
 	}
 }
 
+// checkPorts refuses a pod with a container that declares a TCP port the
+// proxy listens on and runs while the proxy does: the one that binds second
+// would crash-loop. That is every container, and the init containers that run
+// once the proxy is up: all of them behind a native sidecar, only the pod's
+// own sidecars (restartPolicy Always) before a regular proxy container. A port
+// a container listens on without declaring it is not known here.
+func (b *builder) checkPorts(native bool) error {
+	p := b.cfg.Proxy
+	proxyPorts := map[int32]string{p.InboundPort: "inbound", p.OutboundPort: "outbound", p.AdminPort: "admin"}
+	var bad []string
+	check := func(c corev1.Container) {
+		for _, cp := range c.Ports {
+			if cp.Protocol != "" && cp.Protocol != corev1.ProtocolTCP {
+				continue
+			}
+			if use, ok := proxyPorts[cp.ContainerPort]; ok {
+				bad = append(bad, fmt.Sprintf("container %q declares port %d, the proxy's %s port", c.Name, cp.ContainerPort, use))
+			}
+		}
+	}
+	for _, c := range b.pod.Spec.InitContainers {
+		if native || (c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways) {
+			check(c)
+		}
+	}
+	for _, c := range b.pod.Spec.Containers {
+		check(c)
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	return &Denial{Message: fmt.Sprintf("conduit injector: %s: the proxy listens there (in the pod's network namespace), so one of them would fail to start; accepted: TCP ports other than %d, %d and %d (move the application, or opt the pod out with %s: %s)",
+		strings.Join(bad, "; "), p.InboundPort, p.OutboundPort, p.AdminPort, AnnotationInject, InjectDisabled)}
+}
+
 // native is how the proxy is added: as the injector runs (native, its
 // default on Kubernetes 1.29 and later), unless the pod's sidecar-mode
 // annotation asks for a regular container; native where the injector runs
@@ -325,12 +363,27 @@ func (b *builder) native(injectorNative bool) bool {
 // version is the proxy image tag and the proxy-version label.
 func (b *builder) version() string { return b.get(AnnotationProxyVersion, b.cfg.Version) }
 
-func (b *builder) identityName() string {
+// identityName is the proxy's identity: that of the pod's ServiceAccount,
+// whose token the proxy presents. The deprecated serviceAccount field names
+// it when serviceAccountName does not (the API server copies one to the
+// other; a manifest rendered offline by `mesh inject --manual` may have only
+// the old one).
+func (b *builder) identityName() (string, error) {
 	sa := b.pod.Spec.ServiceAccountName
+	if sa == "" {
+		sa = b.pod.Spec.DeprecatedServiceAccount
+	}
 	if sa == "" {
 		sa = "default"
 	}
-	return fmt.Sprintf("%s.%s.serviceaccount.identity.%s.%s", sa, b.ns, b.cpns, b.cfg.TrustDomain)
+	name := fmt.Sprintf("%s.%s.serviceaccount.identity.%s.%s", sa, b.ns, b.cpns, b.cfg.TrustDomain)
+	// The proxy refuses an identity that is not a DNS name (it would
+	// crash-loop): only a very long ServiceAccount name gets there.
+	if err := validDNSName(name); err != nil {
+		return "", &Denial{Message: fmt.Sprintf("conduit injector: the proxy's identity %q, from ServiceAccount %q, is not a valid DNS name (%v); accepted: a ServiceAccount name short enough for the identity to be 253 characters at most",
+			name, sa, err)}
+	}
+	return name, nil
 }
 
 func (b *builder) proxyResources() (corev1.ResourceRequirements, error) {
@@ -392,6 +445,10 @@ func (b *builder) proxyContainer(native bool) (corev1.Container, error) {
 	if err != nil {
 		return corev1.Container{}, err
 	}
+	identity, err := b.identityName()
+	if err != nil {
+		return corev1.Container{}, err
+	}
 	ctxJSON, _ := json.Marshal(map[string]string{
 		"ns":       "$(CONDUIT_PROXY_POD_NAMESPACE)",
 		"nodeName": "$(_CONDUIT_PROXY_NODE_NAME)",
@@ -415,7 +472,7 @@ func (b *builder) proxyContainer(native bool) (corev1.Container, error) {
 		{Name: "CONDUIT_PROXY_DESTINATION_CONTEXT", Value: string(ctxJSON)},
 		{Name: "CONDUIT_PROXY_IDENTITY_ADDR", Value: cfg.Identity.Address},
 		{Name: "CONDUIT_PROXY_IDENTITY_SERVER_NAME", Value: cfg.Identity.ServerName},
-		{Name: "CONDUIT_PROXY_IDENTITY_NAME", Value: b.identityName()},
+		{Name: "CONDUIT_PROXY_IDENTITY_NAME", Value: identity},
 		{Name: "CONDUIT_PROXY_IDENTITY_TOKEN_FILE", Value: TokenFile},
 		{Name: "CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS", Value: cfg.Identity.TrustAnchorsPEM},
 		{Name: "CONDUIT_PROXY_INBOUND_OPAQUE_PORTS", Value: b.ports(AnnotationOpaquePorts, p.OpaquePorts)},
@@ -608,6 +665,12 @@ func (b *builder) patch(initC, proxy corev1.Container, native bool) []JSONPatchO
 				ann[a] = v
 			}
 		}
+	}
+	// A regular proxy container comes first, where kubectl (logs, exec,
+	// attach) looks when no container is named: point it at the
+	// application's, unless the pod chose.
+	if _, own := b.pod.Annotations[AnnotationKubectlDefaultContainer]; !own && !native && len(spec.Containers) > 0 {
+		ann[AnnotationKubectlDefaultContainer] = spec.Containers[0].Name
 	}
 	ops = append(ops, mapOps("/metadata/annotations", b.pod.Annotations, ann)...)
 	return ops

@@ -13,6 +13,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 )
 
@@ -172,6 +173,37 @@ func injectCases() []injectCase {
 			pod: pod(func(p *corev1.Pod) { p.Spec.TerminationGracePeriodSeconds = ptr(int64(120)) })},
 		{name: "request-above-limit", nsAnn: nsEnabled, pod: pod(podAnn(AnnotationProxyMemoryRequest, "1Gi", AnnotationProxyMemoryLimit, "512Mi")), native: true},
 		{name: "skip-inbound-proxy-port", nsAnn: nsEnabled, pod: pod(podAnn(AnnotationSkipInboundPorts, "4100-4200")), native: true},
+		// An application port that the proxy binds: one of them would fail
+		// to start (crash loop); the pod is refused with a message instead.
+		{name: "app-port-is-proxy-port", nsAnn: nsEnabled, native: true, pod: pod(func(p *corev1.Pod) {
+			p.Spec.Containers[0].Ports = append(p.Spec.Containers[0].Ports, corev1.ContainerPort{Name: "metrics", ContainerPort: 4191})
+		})},
+		// A UDP port does not collide with the proxy's TCP listeners.
+		{name: "app-udp-port-is-proxy-port", nsAnn: nsEnabled, native: true, pod: pod(func(p *corev1.Pod) {
+			p.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 4143, Protocol: corev1.ProtocolUDP}}
+		})},
+		// A valid image tag that is not a valid label value (the tag is also
+		// the conduit.dev/proxy-version label): the API server would reject
+		// the injected pod with a message that does not name the annotation.
+		{name: "proxy-version-not-a-label-value", nsAnn: nsEnabled, native: true,
+			pod: pod(podAnn(AnnotationProxyVersion, "sha256-9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"))},
+		// `mesh inject --manual` renders manifests as written: an old one may
+		// name the ServiceAccount with the deprecated field only (the API server
+		// copies it to serviceAccountName; offline nothing does). The identity
+		// must be that account's: its token is.
+		{name: "deprecated-service-account-field", nsAnn: nsEnabled, native: true, pod: pod(func(p *corev1.Pod) {
+			p.Spec.ServiceAccountName, p.Spec.DeprecatedServiceAccount = "", "legacy"
+		})},
+		// A ServiceAccount name is a DNS subdomain of up to 253 characters; the
+		// identity name it is part of must stay a DNS name the proxy accepts.
+		{name: "identity-name-too-long", nsAnn: nsEnabled, native: true, pod: pod(func(p *corev1.Pod) {
+			p.Spec.ServiceAccountName = strings.Repeat("a", 63) + "." + strings.Repeat("b", 63) + "." + strings.Repeat("c", 63) + "." + strings.Repeat("d", 40)
+		})},
+		// The pod's own choice of kubectl's default container is kept.
+		{name: "regular-sidecar-default-container-kept", nsAnn: nsEnabled, native: false, pod: pod(
+			podAnn(AnnotationKubectlDefaultContainer, "web"), func(p *corev1.Pod) {
+				p.Spec.Containers = append([]corev1.Container{{Name: "setup-helper", Image: "x"}}, p.Spec.Containers...)
+			})},
 		{name: "config-defaults-from-configmap", nsAnn: nsEnabled, pod: pod(), native: true, cfg: func(c *Config) {
 			c.ProxyInit.SkipOutboundPorts = "25"
 			c.ProxyInit.SkipSubnets = "192.168.0.0/16"
@@ -285,6 +317,15 @@ func TestInjectedPodInvariants(t *testing.T) {
 				if proxy.Lifecycle == nil || proxy.Lifecycle.PostStart == nil {
 					t.Error("regular sidecar without a postStart hook")
 				}
+				// kubectl logs/exec/attach pick the first container unless told:
+				// the proxy, where the application's used to be.
+				want := tc.pod.Spec.Containers[0].Name
+				if own, ok := tc.pod.Annotations[AnnotationKubectlDefaultContainer]; ok {
+					want = own
+				}
+				if got := p.Annotations[AnnotationKubectlDefaultContainer]; got != want {
+					t.Errorf("annotation %s=%q, want the application's first container %q", AnnotationKubectlDefaultContainer, got, want)
+				}
 			}
 			init = &p.Spec.InitContainers[0]
 			if len(p.Spec.Containers) != len(tc.pod.Spec.Containers)+map[bool]int{true: 0, false: 1}[native] {
@@ -304,7 +345,13 @@ func TestInjectedPodInvariants(t *testing.T) {
 			}
 			sa := tc.pod.Spec.ServiceAccountName
 			if sa == "" {
+				sa = tc.pod.Spec.DeprecatedServiceAccount
+			}
+			if sa == "" {
 				sa = "default"
+			}
+			if err := validDNSName(env["CONDUIT_PROXY_IDENTITY_NAME"]); err != nil {
+				t.Errorf("identity name the proxy refuses: %v", err)
 			}
 			if want := sa + ".emojivoto.serviceaccount.identity.conduit.cluster.local"; env["CONDUIT_PROXY_IDENTITY_NAME"] != want {
 				t.Errorf("identity name %q, want %q", env["CONDUIT_PROXY_IDENTITY_NAME"], want)
@@ -318,6 +365,12 @@ func TestInjectedPodInvariants(t *testing.T) {
 			for k, v := range tc.pod.Labels {
 				if p.Labels[k] != v {
 					t.Errorf("label %s lost", k)
+				}
+			}
+			// What the API server's validation would refuse.
+			for k, v := range p.Labels {
+				if errs := validation.IsValidLabelValue(v); len(errs) > 0 {
+					t.Errorf("label %s=%q: %v", k, v, errs)
 				}
 			}
 			var token bool
@@ -497,5 +550,54 @@ func TestRender(t *testing.T) {
 	p, res, err = inj.Render(context.Background(), Request{Pod: pod(), Namespace: "emojivoto"})
 	if err != nil || p != nil || res.Injected || res.Reason == "" {
 		t.Errorf("Render of a pod without the annotation: %v %v %+v", p, err, res)
+	}
+}
+
+// TestProxyPortCollisions: a container that declares a TCP port the proxy
+// listens on (inbound, outbound, admin) is refused, naming the container and
+// the port, when it runs at the same time as the proxy: every container, and
+// the init containers that run once the proxy is up (all of them with a
+// native sidecar, the sidecars among them otherwise).
+func TestProxyPortCollisions(t *testing.T) {
+	always := ptr(corev1.ContainerRestartPolicyAlways)
+	for _, tc := range []struct {
+		name    string
+		native  bool
+		mutate  func(*corev1.Pod)
+		refused string // a container name the refusal names; "" when injected
+	}{
+		{"inbound port in a container", true, func(p *corev1.Pod) {
+			p.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 4143}}
+		}, `"web"`},
+		{"outbound port in a container, regular sidecar", false, func(p *corev1.Pod) {
+			p.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 4140, Protocol: corev1.ProtocolTCP}}
+		}, `"web"`},
+		{"admin port in an init container, native", true, func(p *corev1.Pod) {
+			p.Spec.InitContainers = []corev1.Container{{Name: "warm", Image: "x", Ports: []corev1.ContainerPort{{ContainerPort: 4191}}}}
+		}, `"warm"`},
+		{"admin port in an init container, regular: it ends before the proxy starts", false, func(p *corev1.Pod) {
+			p.Spec.InitContainers = []corev1.Container{{Name: "warm", Image: "x", Ports: []corev1.ContainerPort{{ContainerPort: 4191}}}}
+		}, ""},
+		{"admin port in a sidecar init container, regular", false, func(p *corev1.Pod) {
+			p.Spec.InitContainers = []corev1.Container{{Name: "logs", Image: "x", RestartPolicy: always, Ports: []corev1.ContainerPort{{ContainerPort: 4191}}}}
+		}, `"logs"`},
+		{"other ports", true, func(p *corev1.Pod) {
+			p.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 4142}, {ContainerPort: 4192}, {ContainerPort: 4140, Protocol: corev1.ProtocolUDP}}
+		}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := newTestInjector(t, tc.native).Inject(context.Background(),
+				Request{Pod: pod(tc.mutate), Namespace: "emojivoto", NamespaceAnnotations: nsEnabled})
+			var d *Denial
+			if tc.refused == "" {
+				if err != nil || !res.Injected {
+					t.Fatalf("want injection, got %v %+v", err, res)
+				}
+				return
+			}
+			if !errors.As(err, &d) || !strings.Contains(d.Message, tc.refused) || !strings.Contains(d.Message, "accepted:") {
+				t.Fatalf("want a refusal naming container %s and the accepted ports, got %v", tc.refused, err)
+			}
+		})
 	}
 }

@@ -80,7 +80,16 @@ func (w *Webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		http.Error(rw, "injector: body is not an admission.k8s.io/v1 AdmissionReview with a request", http.StatusBadRequest)
 		return
 	}
-	resp, result := w.review(r.Context(), review.Request)
+	resp, result, err := w.review(r.Context(), review.Request)
+	if err != nil {
+		// Not an admission answer: an AdmissionReview with allowed=false
+		// is a rejection whatever the webhook's failurePolicy, while an
+		// HTTP error is a failed call, which the failurePolicy decides
+		// (Ignore: the pod is admitted unchanged).
+		http.Error(rw, err.Error(), http.StatusInternalServerError)
+		w.observe(start, result)
+		return
+	}
 	resp.UID = review.Request.UID
 	out := admissionv1.AdmissionReview{
 		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
@@ -93,30 +102,35 @@ func (w *Webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 	rw.Header().Set("Content-Type", "application/json")
 	_, _ = rw.Write(data)
+	w.observe(start, result)
+}
+
+func (w *Webhook) observe(start time.Time, result string) {
 	if w.Metrics != nil {
 		w.Metrics.Admissions.WithLabelValues(result).Inc()
 		w.Metrics.Latency.Observe(time.Since(start).Seconds())
 	}
 }
 
-// review answers one request; result is the metric label.
-func (w *Webhook) review(ctx context.Context, req *admissionv1.AdmissionRequest) (*admissionv1.AdmissionResponse, string) {
+// review answers one request; result is the metric label. An error means
+// that the injector could not decide: it is answered with an HTTP error, so
+// that the webhook's failurePolicy decides (never a silent skip, nor a
+// rejection of pods that may not even ask for the proxy).
+func (w *Webhook) review(ctx context.Context, req *admissionv1.AdmissionRequest) (*admissionv1.AdmissionResponse, string, error) {
 	allow := &admissionv1.AdmissionResponse{Allowed: true}
 	if req.Kind.Group != "" || req.Kind.Kind != "Pod" || req.Operation != admissionv1.Create || req.SubResource != "" {
-		return allow, "skipped"
+		return allow, "skipped", nil
 	}
 	var pod corev1.Pod
 	if err := json.Unmarshal(req.Object.Raw, &pod); err != nil {
 		w.Log.Error("undecodable pod", "namespace", req.Namespace, "err", err)
-		return deny(fmt.Sprintf("conduit injector: cannot decode the pod: %v", err)), "error"
+		return nil, "error", fmt.Errorf("conduit injector: cannot decode the pod: %w", err)
 	}
 	log := w.Log.With("namespace", req.Namespace, "pod", podName(&pod))
 	nsLabels, nsAnn, err := w.Namespaces(req.Namespace)
 	if err != nil {
 		log.Error("namespace lookup", "err", err)
-		// The failurePolicy decides; an error is never a silent skip.
-		return &admissionv1.AdmissionResponse{Result: &metav1.Status{Status: metav1.StatusFailure, Code: http.StatusInternalServerError,
-			Message: fmt.Sprintf("conduit injector: namespace %s: %v", req.Namespace, err)}}, "error"
+		return nil, "error", fmt.Errorf("conduit injector: namespace %s: %w", req.Namespace, err)
 	}
 	dryRun := req.DryRun != nil && *req.DryRun
 	res, err := w.Injector.Inject(ctx, Request{Pod: &pod, Namespace: req.Namespace, NamespaceLabels: nsLabels, NamespaceAnnotations: nsAnn, DryRun: dryRun})
@@ -124,11 +138,10 @@ func (w *Webhook) review(ctx context.Context, req *admissionv1.AdmissionRequest)
 	switch {
 	case errors.As(err, &denial):
 		log.Info("pod refused", "reason", denial.Message)
-		return deny(denial.Message), "denied"
+		return deny(denial.Message), "denied", nil
 	case err != nil:
 		log.Error("injection failed", "err", err)
-		return &admissionv1.AdmissionResponse{Result: &metav1.Status{Status: metav1.StatusFailure, Code: http.StatusInternalServerError,
-			Message: err.Error()}}, "error"
+		return nil, "error", fmt.Errorf("conduit injector: %w", err)
 	}
 	resp := &admissionv1.AdmissionResponse{Allowed: true, Warnings: res.Warnings}
 	for _, msg := range res.Warnings {
@@ -139,17 +152,16 @@ func (w *Webhook) review(ctx context.Context, req *admissionv1.AdmissionRequest)
 	}
 	if !res.Injected {
 		log.Debug("pod not injected", "reason", res.Reason)
-		return resp, "skipped"
+		return resp, "skipped", nil
 	}
 	patch, err := json.Marshal(res.Patch)
 	if err != nil {
-		return &admissionv1.AdmissionResponse{Result: &metav1.Status{Status: metav1.StatusFailure, Code: http.StatusInternalServerError,
-			Message: "conduit injector: encode patch: " + err.Error()}}, "error"
+		return nil, "error", fmt.Errorf("conduit injector: encode patch: %w", err)
 	}
 	pt := admissionv1.PatchTypeJSONPatch
 	resp.Patch, resp.PatchType = patch, &pt
 	log.Info("pod injected")
-	return resp, "injected"
+	return resp, "injected", nil
 }
 
 func deny(msg string) *admissionv1.AdmissionResponse {

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -280,4 +281,42 @@ func BenchmarkAdmission(b *testing.B) {
 	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
 	b.ReportMetric(float64(d[len(d)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(d[len(d)*99/100].Microseconds()), "p99-µs")
+}
+
+// TestWebhookFailuresAreCallErrors: when the injector cannot decide (the
+// namespace lookup fails, the pod does not decode), it must answer with an
+// HTTP error, so that the API server applies the webhook's failurePolicy
+// (Ignore: the pod is admitted unchanged). An AdmissionReview with
+// allowed=false is a rejection whatever the failurePolicy: every pod of the
+// namespace, injected or not, would be refused.
+func TestWebhookFailuresAreCallErrors(t *testing.T) {
+	lookupErr := errors.New("namespaces \"emojivoto\": the server was unable to return a response in the time allotted")
+	for _, tc := range []struct {
+		name   string
+		lookup NamespaceLookup
+		body   []byte
+	}{
+		{"namespace lookup fails", func(string) (map[string]string, map[string]string, error) { return nil, nil, lookupErr },
+			review(t, pod(), "emojivoto")},
+		{"pod does not decode", func(string) (map[string]string, map[string]string, error) { return nil, nsEnabled, nil },
+			review(t, pod(), "emojivoto", func(r *admissionv1.AdmissionRequest) {
+				r.Object.Raw = []byte(`{"metadata":{"name":"web"},"spec":{"containers":"web"}}`)
+			})},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reg := prometheus.NewRegistry()
+			wh := &Webhook{Injector: newTestInjector(t, true), Namespaces: tc.lookup, Log: quietLog(), Metrics: NewMetrics(reg)}
+			rec := httptest.NewRecorder()
+			wh.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, WebhookPath, bytes.NewReader(tc.body)))
+			if rec.Code < 500 {
+				t.Fatalf("HTTP %d %s: want a 5xx (a call failure, subject to the failurePolicy), not an admission answer", rec.Code, rec.Body)
+			}
+			if !strings.Contains(rec.Body.String(), "conduit injector") {
+				t.Errorf("body %q does not say who failed", rec.Body)
+			}
+			if got := admissions(t, reg, "error"); got != 1 {
+				t.Errorf("error counter = %v, want 1", got)
+			}
+		})
+	}
 }
