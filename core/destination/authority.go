@@ -1,6 +1,7 @@
 package destination
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -21,13 +22,21 @@ type target struct {
 	hostname string
 	port     uint32
 	known    bool
+	// family is the address family ("IPv4", "IPv6") a Service target
+	// resolves to when it is not the Service's primary one: set when a
+	// client asked for the Service's cluster IP of its other family.
+	family string
 }
 
 func (t target) id() string {
 	if t.ip.IsValid() {
 		return net.JoinHostPort(t.ip.String(), strconv.Itoa(int(t.port)))
 	}
-	return fmt.Sprintf("%s.%s.%s:%d", t.hostname, t.name, t.ns, t.port)
+	id := fmt.Sprintf("%s.%s.%s:%d", t.hostname, t.name, t.ns, t.port)
+	if t.family != "" {
+		id += "/" + t.family
+	}
+	return id
 }
 
 // parseAuthority parses "name.ns.svc.<domain>[:port]",
@@ -39,12 +48,23 @@ func parseAuthority(auth, clusterDomain string) (target, error) {
 	if auth == "" {
 		return t, fmt.Errorf("empty authority")
 	}
+	// An IP address needs a port ("10.0.0.1:80", "[fd00::1]:80"), and an
+	// IPv6 address brackets: "fd00::1:80" could be either.
+	if ip, err := netip.ParseAddr(auth); err == nil && ip.Is6() {
+		return t, fmt.Errorf("authority %q: an IPv6 address must be in brackets, with a port: [fd00::1]:8080", auth)
+	}
+	if ip, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(auth, "["), "]")); err == nil {
+		return t, fmt.Errorf("authority %q: an IP address needs a port, e.g. %s", auth, net.JoinHostPort(ip.String(), "80"))
+	}
 	host, portStr, err := net.SplitHostPort(auth)
 	if err != nil {
-		// No port: a bare name (a bare IPv6 must be bracketed with a port).
-		if strings.Contains(err.Error(), "missing port") {
-			host, portStr = auth, "80"
-		} else {
+		var aerr *net.AddrError
+		switch {
+		case errors.As(err, &aerr) && aerr.Err == "missing port in address":
+			host, portStr = auth, "80" // a bare name
+		case strings.Count(auth, ":") > 1 && !strings.HasPrefix(auth, "["):
+			return t, fmt.Errorf("authority %q: an IPv6 address must be in brackets, with a port: [fd00::1]:8080", auth)
+		default:
 			return t, fmt.Errorf("authority %q: %w", auth, err)
 		}
 	}
@@ -54,9 +74,6 @@ func parseAuthority(auth, clusterDomain string) (target, error) {
 	}
 	t.port = uint32(p)
 	if ip, err := netip.ParseAddr(host); err == nil {
-		if portStr == "80" && !strings.Contains(auth, ":") {
-			return t, fmt.Errorf("authority %q: an IP address needs a port", auth)
-		}
 		t.ip = ip.Unmap()
 		t.known = true
 		return t, nil

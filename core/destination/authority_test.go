@@ -150,3 +150,25 @@ func TestPodOpaquePortsReportedOnce(t *testing.T) {
 		t.Errorf("a new bad value: %d reports, want 2", n)
 	}
 }
+
+// TestParseAuthorityMessages: a malformed authority is refused with a
+// message that says what is wrong with it.
+func TestParseAuthorityMessages(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"", "empty authority"},
+		{"fd00::1", "an IPv6 address must be in brackets"},
+		{"fd00::1:8080", "an IPv6 address must be in brackets"},
+		{"[fd00::1]", "an IP address needs a port"},
+		{"10.0.0.1", "an IP address needs a port"},
+		{"web.emojivoto.svc.cluster.local:65536", "not a number in 1-65535"},
+		{"a.b.c.d.svc.cluster.local:80", "expected <service>.<namespace>.svc.cluster.local"},
+		{"we_b.emojivoto.svc.cluster.local:80", "neither an IP nor a DNS name"},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			_, err := parseAuthority(tc.in, "cluster.local")
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want one saying %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -33,14 +33,30 @@ func (x *Index) endpointTopic(t target) (string, []depKey, func() *epState) {
 	case !t.known:
 		return "unknown", nil, func() *epState { return &epState{} }
 	case t.ip.IsValid():
-		if svc := x.serviceByIP(t.ip.String()); svc != nil {
-			st := target{ns: svc.Namespace, name: svc.Name, port: t.port, known: true}
+		if st, ok := x.clusterIPTarget(t); ok {
 			return "svc:" + st.id(), []depKey{serviceDep(st.ns, st.name)}, func() *epState { return x.serviceEndpoints(st) }
 		}
 		return "ip:" + t.id(), []depKey{ipDep(t.ip.String())}, func() *epState { return x.podIPEndpoints(t) }
 	default:
 		return "svc:" + t.id(), []depKey{serviceDep(t.ns, t.name)}, func() *epState { return x.serviceEndpoints(t) }
 	}
+}
+
+// clusterIPTarget resolves "ip:port" to the Service whose cluster IP it is,
+// now: streams re-resolve at every wake-up, so that a Service created after
+// the stream opened, or an IP handed to another Service, is followed (the
+// Service handler wakes the IP's topics). The target keeps the family of
+// the IP when it is not the Service's primary one.
+func (x *Index) clusterIPTarget(t target) (target, bool) {
+	svc := x.serviceByIP(t.ip.String())
+	if svc == nil {
+		return target{}, false
+	}
+	st := target{ns: svc.Namespace, name: svc.Name, port: t.port, known: true}
+	if f := addrFamily(t.ip); f != primaryFamily(svc) {
+		st.family = f
+	}
+	return st, true
 }
 
 func (x *Index) serviceByIP(ip string) *corev1.Service {
@@ -51,6 +67,29 @@ func (x *Index) serviceByIP(ip string) *corev1.Service {
 		}
 	}
 	return nil
+}
+
+// addrFamily is the EndpointSlice address type of ip.
+func addrFamily(ip netip.Addr) string {
+	if ip.Unmap().Is4() {
+		return string(discoveryv1.AddressTypeIPv4)
+	}
+	return string(discoveryv1.AddressTypeIPv6)
+}
+
+// primaryFamily is the Service's primary address family: its first
+// ipFamilies entry (the family of spec.clusterIP, and of the first address
+// DNS returns), else the family of its first cluster IP, else IPv4.
+func primaryFamily(svc *corev1.Service) string {
+	if len(svc.Spec.IPFamilies) > 0 {
+		return string(svc.Spec.IPFamilies[0])
+	}
+	for _, s := range svc.Spec.ClusterIPs {
+		if ip, err := netip.ParseAddr(s); err == nil {
+			return addrFamily(ip)
+		}
+	}
+	return string(discoveryv1.AddressTypeIPv4)
 }
 
 // podByIP returns the running pod whose IP is ip.
@@ -108,11 +147,30 @@ func (x *Index) serviceEndpoints(t target) *epState {
 	}
 	svcOpaque := x.serviceOpaquePorts(svc)
 
-	opaque := 0
+	// A dual-stack Service has one set of slices per family, each listing
+	// every pod: serve one family, or each pod would be served twice (twice
+	// its share of the load) and in a family the client may not reach. The
+	// family is the requested cluster IP's, else the Service's primary one;
+	// when no slice is of that family, the slices of the other.
+	family := t.family
+	if family == "" {
+		family = primaryFamily(svc)
+	}
 	objs, _ := x.slices.GetIndexer().ByIndex(indexService, t.ns+"/"+t.name)
+	slices := make([]*discoveryv1.EndpointSlice, 0, len(objs))
+	ofFamily := 0
 	for _, o := range objs {
-		s, ok := o.(*discoveryv1.EndpointSlice)
-		if !ok || s.AddressType == discoveryv1.AddressTypeFQDN {
+		if s, ok := o.(*discoveryv1.EndpointSlice); ok && s.AddressType != discoveryv1.AddressTypeFQDN {
+			slices = append(slices, s)
+			if string(s.AddressType) == family {
+				ofFamily++
+			}
+		}
+	}
+
+	opaque := 0
+	for _, s := range slices {
+		if ofFamily > 0 && string(s.AddressType) != family {
 			continue
 		}
 		targetPort := uint32(0)
@@ -152,7 +210,7 @@ func (x *Index) serviceEndpoints(t target) *epState {
 				// whose pod is gone or terminating is dropped at once, even while
 				// the EndpointSlice controller has yet to catch up.
 				p := x.endpointPod(s, ep)
-				if p == nil || p.DeletionTimestamp != nil || podTerminal(p) {
+				if p == nil || p.DeletionTimestamp != nil || podTerminal(p) || !sameInstance(ep, p, ip) {
 					continue
 				}
 				wa = x.podAddr(p, ip, targetPort, svcOpaque, t.port)
@@ -196,6 +254,27 @@ func (x *Index) endpointPod(s *discoveryv1.EndpointSlice, ep *discoveryv1.Endpoi
 		return nil
 	}
 	return p
+}
+
+// sameInstance reports whether pod p, found by the name in ep's targetRef,
+// is the pod the endpoint was written for, not one re-created under the same
+// name (a StatefulSet's) while the EndpointSlice still holds the old pod's
+// address: the targetRef's uid when set (the EndpointSlice controller sets
+// it), else the address must be one of the pod's.
+func sameInstance(ep *discoveryv1.Endpoint, p *corev1.Pod, addr string) bool {
+	if uid := ep.TargetRef.UID; uid != "" {
+		return uid == p.UID
+	}
+	a, err := netip.ParseAddr(addr)
+	if err != nil {
+		return false
+	}
+	for _, s := range podIPs(p) {
+		if ip, err := netip.ParseAddr(s); err == nil && ip.Unmap() == a.Unmap() {
+			return true
+		}
+	}
+	return false
 }
 
 func (x *Index) setZone(wa *pb.WeightedAddr, zone *string, node string) {

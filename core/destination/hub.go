@@ -154,3 +154,32 @@ func (h *hub[S]) count() int {
 	defer h.mu.Unlock()
 	return len(h.topics)
 }
+
+// follower keeps a stream subscribed to the topic its target resolves to
+// now: an "ip:port" target may start or stop being a Service's cluster IP
+// while the stream is open. The stream calls follow at every wake-up (the
+// topics of both resolutions are woken when the binding changes) and
+// continues its diff from what it has sent.
+type follower[S any] struct {
+	h      *hub[S]
+	tp     *topic[S]
+	wake   <-chan struct{}
+	cancel func()
+}
+
+// follow subscribes to topic id unless it is already the current one.
+func (f *follower[S]) follow(id string, deps []depKey, compute func() S) {
+	if f.tp != nil && f.tp.id == id {
+		return
+	}
+	f.stop()
+	f.tp, f.wake, f.cancel = f.h.subscribe(id, deps, compute)
+}
+
+// stop ends the current subscription.
+func (f *follower[S]) stop() {
+	if f.cancel != nil {
+		f.cancel()
+		f.cancel = nil
+	}
+}

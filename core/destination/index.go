@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/netip"
 	"sort"
 	"strings"
 	"sync"
@@ -247,8 +248,9 @@ func serviceIPIndex(obj any) ([]string, error) {
 	}
 	var out []string
 	for _, ip := range s.Spec.ClusterIPs {
-		if ip != "" && ip != corev1.ClusterIPNone {
-			out = append(out, ip)
+		// Canonical form, as the authorities are looked up.
+		if a, err := netip.ParseAddr(ip); err == nil {
+			out = append(out, a.Unmap().String())
 		}
 	}
 	return out, nil
@@ -289,6 +291,13 @@ func (x *Index) addHandlers() error {
 		{x.services, both(func(obj any) {
 			if s, ok := obj.(*corev1.Service); ok {
 				x.queue.Add(serviceDep(s.Namespace, s.Name))
+				// The streams on "<cluster-ip>:<port>" that do not follow
+				// this Service yet (the IP was nobody's, or another's)
+				// re-resolve it.
+				ips, _ := serviceIPIndex(s)
+				for _, ip := range ips {
+					x.queue.Add(ipDep(ip))
+				}
 			}
 		})},
 		{x.slices, both(func(obj any) {

@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -44,8 +46,7 @@ func (x *Index) profileTopic(t target, clientNS string) (string, []depKey, func(
 	case !t.known:
 		return "unknown", nil, func() *profileState { return &pb.DestinationProfile{RetryBudget: defaultRetryBudget} }
 	case t.ip.IsValid():
-		if svc := x.serviceByIP(t.ip.String()); svc != nil {
-			st := target{ns: svc.Namespace, name: svc.Name, port: t.port, known: true}
+		if st, ok := x.clusterIPTarget(t); ok {
 			return "svc:" + st.id() + "@" + clientNS, []depKey{serviceDep(st.ns, st.name)}, func() *profileState { return x.serviceProfile(st, clientNS) }
 		}
 		return "ip:" + t.id(), []depKey{ipDep(t.ip.String())}, func() *profileState { return x.podProfile(t) }
@@ -150,11 +151,26 @@ func (x *Index) trafficSplit(t target) []*pb.WeightedDst {
 		return nil
 	}
 	objs, _ := x.splitsInf.GetIndexer().ByIndex(indexService, t.ns+"/"+t.name)
+	// The index returns its objects in map order: when several splits name
+	// the same root Service, the oldest wins, then the first by name, on
+	// every recompute and every replica alike.
+	splits := make([]*unstructured.Unstructured, 0, len(objs))
 	for _, o := range objs {
-		u, ok := o.(*unstructured.Unstructured)
-		if !ok {
-			continue
+		if u, ok := o.(*unstructured.Unstructured); ok {
+			splits = append(splits, u)
 		}
+	}
+	slices.SortFunc(splits, func(a, b *unstructured.Unstructured) int {
+		ta, tb := a.GetCreationTimestamp(), b.GetCreationTimestamp()
+		if !ta.Equal(&tb) {
+			if ta.Before(&tb) {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.GetName(), b.GetName())
+	})
+	for _, u := range splits {
 		backends, _, _ := unstructured.NestedSlice(u.Object, "spec", "backends")
 		var out []*pb.WeightedDst
 		for _, b := range backends {
@@ -167,6 +183,8 @@ func (x *Index) trafficSplit(t target) []*pb.WeightedDst {
 			if svc == "" || w < 0 {
 				continue
 			}
+			// The wire's weight is a uint32: clamp, not wrap (2^32 would be 0).
+			w = min(w, math.MaxUint32)
 			out = append(out, &pb.WeightedDst{
 				Authority: fmt.Sprintf("%s.%s.svc.%s:%d", svc, t.ns, x.cfg.ClusterDomain, t.port),
 				Weight:    uint32(w),

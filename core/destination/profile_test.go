@@ -256,3 +256,58 @@ spec:
 	case <-time.After(200 * time.Millisecond):
 	}
 }
+
+// TestTrafficSplitChoice: the dstOverrides a Service's TrafficSplits yield
+// do not depend on the informer index's map order (two splits of one root
+// Service, e.g. one a canary tool left behind: the oldest wins, then the
+// first by name, on every recompute and every replica); a weight above
+// what the wire's uint32 holds is clamped, not wrapped to a small number.
+func TestTrafficSplitChoice(t *testing.T) {
+	split := func(name, created string, backends string) string {
+		return `apiVersion: split.smi-spec.io/v1alpha2
+kind: TrafficSplit
+metadata:
+  name: ` + name + `
+  namespace: emojivoto
+  creationTimestamp: "` + created + `"
+spec:
+  service: web
+  backends:` + backends + "\n"
+	}
+	tests := []struct {
+		name   string
+		splits []string
+		want   []*pb.WeightedDst
+	}{
+		{"oldest of two wins", []string{
+			split("b-new", "2024-02-01T00:00:00Z", "\n  - {service: web-v3, weight: 1}"),
+			split("a-old", "2024-01-01T00:00:00Z", "\n  - {service: web-v2, weight: 1}"),
+		}, []*pb.WeightedDst{{Authority: "web-v2.emojivoto.svc.cluster.local:80", Weight: 1}}},
+		{"same age: first by name", []string{
+			split("z", "2024-01-01T00:00:00Z", "\n  - {service: web-z, weight: 1}"),
+			split("m", "2024-01-01T00:00:00Z", "\n  - {service: web-m, weight: 1}"),
+		}, []*pb.WeightedDst{{Authority: "web-m.emojivoto.svc.cluster.local:80", Weight: 1}}},
+		{"weights beyond uint32 are clamped", []string{
+			split("big", "2024-01-01T00:00:00Z", "\n  - {service: web, weight: 4294967296}\n  - {service: web-v2, weight: 1}"),
+		}, []*pb.WeightedDst{
+			{Authority: "web.emojivoto.svc.cluster.local:80", Weight: 4294967295},
+			{Authority: "web-v2.emojivoto.svc.cluster.local:80", Weight: 1},
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, append([]string{readFixture(t, "cluster.yaml")}, tc.splits...)...)
+			for range 50 {
+				got := e.x.trafficSplit(target{ns: "emojivoto", name: "web", port: 80, known: true})
+				if len(got) != len(tc.want) {
+					t.Fatalf("got %v, want %v", got, tc.want)
+				}
+				for i := range got {
+					if !proto.Equal(got[i], tc.want[i]) {
+						t.Fatalf("got %v, want %v", got, tc.want)
+					}
+				}
+			}
+		})
+	}
+}

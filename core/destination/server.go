@@ -75,14 +75,14 @@ func (s *Server) Get(req *pb.GetDestination, stream grpc.ServerStreamingServer[p
 	s.streams.WithLabelValues("Get").Inc()
 	defer s.streams.WithLabelValues("Get").Dec()
 
-	id, deps, compute := s.x.endpointTopic(t)
-	tp, wake, cancel := s.x.endpoints.subscribe(id, deps, compute)
-	defer cancel()
+	f := &follower[*epState]{h: s.x.endpoints}
+	defer f.stop()
 
 	sent := map[string]*pb.WeightedAddr{}
 	var sentExists *bool // nil until the snapshot is sent
 	for {
-		st := tp.state()
+		f.follow(s.x.endpointTopic(t))
+		st := f.tp.state()
 		for _, u := range diff(st, sent, sentExists) {
 			if err := stream.Send(u); err != nil {
 				return err
@@ -92,7 +92,7 @@ func (s *Server) Get(req *pb.GetDestination, stream grpc.ServerStreamingServer[p
 		e := st.exists
 		sentExists = &e
 		select {
-		case <-wake:
+		case <-f.wake:
 		case <-ctx.Done():
 			return nil
 		case <-s.draining:
@@ -161,13 +161,13 @@ func (s *Server) GetProfile(req *pb.GetDestination, stream grpc.ServerStreamingS
 	defer s.streams.WithLabelValues("GetProfile").Dec()
 
 	tok := parseContextToken(req.GetContextToken())
-	id, deps, compute := s.x.profileTopic(t, tok.NS)
-	tp, wake, cancel := s.x.profiles.subscribe(id, deps, compute)
-	defer cancel()
+	f := &follower[*profileState]{h: s.x.profiles}
+	defer f.stop()
 
 	var last *pb.DestinationProfile
 	for {
-		p := tp.state()
+		f.follow(s.x.profileTopic(t, tok.NS))
+		p := f.tp.state()
 		if last == nil || !proto.Equal(last, p) {
 			if err := stream.Send(p); err != nil {
 				return err
@@ -176,7 +176,7 @@ func (s *Server) GetProfile(req *pb.GetDestination, stream grpc.ServerStreamingS
 			last = p
 		}
 		select {
-		case <-wake:
+		case <-f.wake:
 		case <-ctx.Done():
 			return nil
 		case <-s.draining:
