@@ -3,6 +3,7 @@ package destination
 import (
 	"bytes"
 	"log/slog"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -170,5 +171,26 @@ func TestParseAuthorityMessages(t *testing.T) {
 				t.Fatalf("err = %v, want one saying %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestFirstReportBounded: the memory of reports is bounded; past the bound
+// it starts over, so a value still bad is reported again.
+func TestFirstReportBounded(t *testing.T) {
+	x, err := NewIndex(Config{Client: fake.NewClientset()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !x.firstReport("a") || x.firstReport("a") {
+		t.Fatal("a key is reported once")
+	}
+	for i := range maxBadSeen {
+		x.firstReport("k" + strconv.Itoa(i))
+	}
+	if n := len(x.badSeen); n > maxBadSeen {
+		t.Fatalf("%d reports remembered, want at most %d", n, maxBadSeen)
+	}
+	if !x.firstReport("a") {
+		t.Error("after the memory started over, a key is reported again")
 	}
 }

@@ -206,9 +206,18 @@ func (x *Index) firstReport(key string) bool {
 	if _, seen := x.badSeen[key]; seen {
 		return false
 	}
+	if len(x.badSeen) >= maxBadSeen {
+		// Keys of deleted objects and of values since changed are never
+		// looked up again: start over rather than grow for the life of
+		// the process (at worst, a value still bad is reported again).
+		clear(x.badSeen)
+	}
 	x.badSeen[key] = struct{}{}
 	return true
 }
+
+// maxBadSeen bounds the reports remembered by firstReport.
+const maxBadSeen = 10000
 
 func (x *Index) reportBadProfile(sp *v1alpha2.ServiceProfile, errs []error) {
 	if !x.firstReport(string(sp.UID) + "/" + sp.Namespace + "/" + sp.Name + "@" + sp.ResourceVersion) {
