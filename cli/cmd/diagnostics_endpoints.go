@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -14,7 +15,9 @@ import (
 	destinationv1 "github.com/conduit-mesh/conduit/proto/destination/v1"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -44,7 +47,7 @@ or "<ip>:<port>".`,
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			u, err := fetchEndpoints(ctx, o, args[0])
+			u, err := fetchEndpoints(ctx, o, args[0], timeout)
 			if err != nil {
 				return err
 			}
@@ -59,8 +62,9 @@ or "<ip>:<port>".`,
 	return c
 }
 
-// fetchEndpoints returns the first Get message for authority.
-func fetchEndpoints(ctx context.Context, o *Options, authority string) (*destinationv1.Update, error) {
+// fetchEndpoints returns the first Get message for authority; timeout is
+// the --timeout that bounds ctx (for the error that says it ran out).
+func fetchEndpoints(ctx context.Context, o *Options, authority string, timeout time.Duration) (*destinationv1.Update, error) {
 	conn, stop, err := dialDestination(ctx, o, "diagnostics endpoints")
 	if err != nil {
 		return nil, err
@@ -68,14 +72,14 @@ func fetchEndpoints(ctx context.Context, o *Options, authority string) (*destina
 	defer stop()
 	stream, err := destinationv1.NewDestinationClient(conn).Get(ctx, &destinationv1.GetDestination{Path: authority})
 	if err != nil {
-		return nil, fmt.Errorf("diagnostics endpoints: Get %s: %w", authority, err)
+		return nil, fmt.Errorf("diagnostics endpoints: Get %s: %w", authority, destinationRPCError(authority, timeout, err))
 	}
 	u, err := stream.Recv()
 	if err != nil {
 		if errors.Is(err, io.EOF) {
 			err = errors.New("the stream ended without a message")
 		}
-		return nil, fmt.Errorf("diagnostics endpoints: Get %s: %w", authority, err)
+		return nil, fmt.Errorf("diagnostics endpoints: Get %s: %w", authority, destinationRPCError(authority, timeout, err))
 	}
 	return u, nil
 }
@@ -113,6 +117,52 @@ func dialDestination(ctx context.Context, o *Options, what string) (conn *grpc.C
 		return nil, nil, fmt.Errorf("%s: connect to %s: %w", what, addr, err)
 	}
 	return conn, func() { conn.Close(); stopForward() }, nil
+}
+
+// rpcError is a failed call to the destination service told as a sentence
+// that says what to do; the gRPC status stays wrapped for errors.As and
+// status.FromError.
+type rpcError struct {
+	msg   string
+	cause error
+}
+
+func (e *rpcError) Error() string { return e.msg }
+func (e *rpcError) Unwrap() error { return e.cause }
+
+// destinationRPCError turns a gRPC status from the destination service
+// ("rpc error: code = Unavailable desc = ...") into an rpcError; other
+// errors are returned as they are. timeout is the command's --timeout.
+func destinationRPCError(authority string, timeout time.Duration, err error) error {
+	st, ok := status.FromError(err)
+	if !ok || st.Code() == codes.OK {
+		return err
+	}
+	detail := st.Message()
+	if rest, found := strings.CutPrefix(detail, "connection error: desc = "); found {
+		if unq, uerr := strconv.Unquote(rest); uerr == nil {
+			rest = unq
+		}
+		detail = rest
+	}
+	var msg string
+	switch st.Code() {
+	case codes.Unavailable:
+		msg = fmt.Sprintf("the destination service is unavailable (%s): check that the destination pods of the control plane are running and ready with 'mesh check', then retry", detail)
+	case codes.DeadlineExceeded:
+		msg = fmt.Sprintf("no answer from the destination service within %s: retry with a longer --timeout, and check the control plane with 'mesh check'", timeout)
+	case codes.Canceled:
+		msg = "interrupted before the destination service answered"
+	case codes.InvalidArgument:
+		msg = fmt.Sprintf("the destination service refused the authority %q: %s (expected <service>.<namespace>.svc.<cluster-domain>:<port>, or <ip>:<port>)", authority, detail)
+	case codes.Unimplemented:
+		msg = fmt.Sprintf("the destination service does not serve this request (%s): is the control plane older than this CLI? Compare the versions with 'mesh version' and upgrade it with 'mesh upgrade'", detail)
+	case codes.PermissionDenied, codes.Unauthenticated:
+		msg = fmt.Sprintf("the destination service refused the request: %s", detail)
+	default:
+		msg = fmt.Sprintf("the destination service failed (%s): %s; check the control plane with 'mesh check' and the logs of its destination pods", st.Code(), detail)
+	}
+	return &rpcError{msg: msg, cause: err}
 }
 
 // endpointRow is one endpoint as printed (also the JSON form).

@@ -174,7 +174,7 @@ func TestDiagnosticsDestinationErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"malformed authority", destinationPods(), []string{"bad:authority"}, "InvalidArgument"},
+		{"malformed authority", destinationPods(), []string{"bad:authority"}, "malformed authority"},
 		{"no destination pod", nil, []string{"web.emojivoto.svc.cluster.local:80"}, "no running destination pod in namespace conduit"},
 		{"bad output", destinationPods(), []string{"web.emojivoto.svc.cluster.local:80", "-o", "yaml"}, `-o "yaml"`},
 	}
@@ -187,6 +187,79 @@ func TestDiagnosticsDestinationErrors(t *testing.T) {
 				_, err := runDestinationCmd(t, addr, tc.pods, "", cmd.new, tc.args...)
 				if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "diagnostics "+cmd.name+": ") {
 					t.Fatalf("err = %v, want it to start with %q and contain %q", err, "diagnostics "+cmd.name+": ", tc.want)
+				}
+			})
+		}
+	}
+}
+
+// hangingDestination accepts Get and GetProfile and never answers.
+type hangingDestination struct {
+	destinationv1.UnimplementedDestinationServer
+}
+
+func (hangingDestination) Get(_ *destinationv1.GetDestination, s grpc.ServerStreamingServer[destinationv1.Update]) error {
+	<-s.Context().Done()
+	return nil
+}
+
+func (hangingDestination) GetProfile(_ *destinationv1.GetDestination, s grpc.ServerStreamingServer[destinationv1.DestinationProfile]) error {
+	<-s.Context().Done()
+	return nil
+}
+
+// TestDiagnosticsDestinationRPCErrors: a failed call to the destination
+// service reads as a sentence that says what to do, not as a raw gRPC status
+// ("rpc error: code = Unavailable desc = ...").
+func TestDiagnosticsDestinationRPCErrors(t *testing.T) {
+	// Nothing listens behind the port-forward (the destination container is not serving).
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := lis.Addr().String()
+	lis.Close()
+
+	lis, err = net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer()
+	destinationv1.RegisterDestinationServer(g, hangingDestination{})
+	go func() { _ = g.Serve(lis) }()
+	t.Cleanup(g.Stop)
+	hanging := lis.Addr().String()
+
+	tests := []struct {
+		name, addr string
+		args       []string
+		want       []string
+	}{
+		{"not serving", closed, []string{"web.emojivoto.svc.cluster.local:80"}, []string{"unavailable", "mesh check", "connection refused"}},
+		{"no answer", hanging, []string{"web.emojivoto.svc.cluster.local:80", "--timeout", "300ms"}, []string{"no answer", "within 300ms", "--timeout"}},
+		{"malformed authority", startFakeDestination(t), []string{"bad:authority"}, []string{`refused the authority "bad:authority"`, "malformed authority", "<service>.<namespace>.svc.<cluster-domain>:<port>"}},
+	}
+	for _, cmd := range []struct {
+		name string
+		new  func(*Options) *cobra.Command
+	}{{"endpoints", newDiagnosticsEndpointsCmd}, {"profile", newDiagnosticsProfileCmd}} {
+		for _, tc := range tests {
+			t.Run(cmd.name+"/"+tc.name, func(t *testing.T) {
+				_, err := runDestinationCmd(t, tc.addr, destinationPods(), "", cmd.new, tc.args...)
+				if err == nil {
+					t.Fatal("no error")
+				}
+				msg := err.Error()
+				if !strings.HasPrefix(msg, "diagnostics "+cmd.name+": ") || strings.Contains(msg, "rpc error") || strings.Contains(msg, "code = ") {
+					t.Errorf("err = %q: want the prefix %q and no raw gRPC status", msg, "diagnostics "+cmd.name+": ")
+				}
+				for _, w := range tc.want {
+					if !strings.Contains(msg, w) {
+						t.Errorf("err = %q, want it to contain %q", msg, w)
+					}
+				}
+				if _, ok := status.FromError(err); !ok {
+					t.Errorf("the gRPC status is not wrapped: %v", err)
 				}
 			})
 		}

@@ -43,7 +43,7 @@ client's namespace overrides the Service's). AUTHORITY is
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			p, err := fetchProfile(ctx, o, args[0], o.Namespace)
+			p, err := fetchProfile(ctx, o, args[0], o.Namespace, timeout)
 			if err != nil {
 				return err
 			}
@@ -59,8 +59,9 @@ client's namespace overrides the Service's). AUTHORITY is
 }
 
 // fetchProfile returns the first GetProfile message for authority, asked
-// as a proxy in clientNS would (none: without a context token).
-func fetchProfile(ctx context.Context, o *Options, authority, clientNS string) (*destinationv1.DestinationProfile, error) {
+// as a proxy in clientNS would (none: without a context token); timeout is
+// the --timeout that bounds ctx.
+func fetchProfile(ctx context.Context, o *Options, authority, clientNS string, timeout time.Duration) (*destinationv1.DestinationProfile, error) {
 	conn, stop, err := dialDestination(ctx, o, "diagnostics profile")
 	if err != nil {
 		return nil, err
@@ -73,14 +74,14 @@ func fetchProfile(ctx context.Context, o *Options, authority, clientNS string) (
 	}
 	stream, err := destinationv1.NewDestinationClient(conn).GetProfile(ctx, req)
 	if err != nil {
-		return nil, fmt.Errorf("diagnostics profile: GetProfile %s: %w", authority, err)
+		return nil, fmt.Errorf("diagnostics profile: GetProfile %s: %w", authority, destinationRPCError(authority, timeout, err))
 	}
 	p, err := stream.Recv()
 	if err != nil {
 		if errors.Is(err, io.EOF) {
 			err = errors.New("the stream ended without a message")
 		}
-		return nil, fmt.Errorf("diagnostics profile: GetProfile %s: %w", authority, err)
+		return nil, fmt.Errorf("diagnostics profile: GetProfile %s: %w", authority, destinationRPCError(authority, timeout, err))
 	}
 	return p, nil
 }

@@ -11,8 +11,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -204,10 +206,10 @@ func runTransform(cmd *cobra.Command, verb string, args []string, t *transformer
 		if err != nil {
 			return fmt.Errorf("%s: %s: %w", verb, s.name, err)
 		}
-		for i, d := range docs {
-			b, err := t.document(d)
+		for _, d := range docs {
+			b, err := t.document(d.data)
 			if err != nil {
-				return fmt.Errorf("%s: %s: document %d: %w", verb, s.name, i+1, err)
+				return fmt.Errorf("%s: %s: document %d: %w", verb, s.name, d.number, inFile(err, s.name, d.line))
 			}
 			if b == nil {
 				continue
@@ -284,22 +286,89 @@ func readSources(args []string, stdin io.Reader, verb string) ([]source, error) 
 	return srcs, nil
 }
 
+// document is one document of a YAML stream: its bytes, its number in the
+// stream (1-based, counting empty documents) and the line of the stream it
+// starts on.
+type document struct {
+	data         []byte
+	number, line int
+}
+
 // splitDocuments splits a YAML stream at its --- separators (a JSON
 // document is one document).
-func splitDocuments(data []byte) ([][]byte, error) {
+func splitDocuments(data []byte) ([]document, error) {
 	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-	var docs [][]byte
+	var docs []document
+	number, line := 0, 1
 	for {
 		d, err := r.Read()
 		if errors.Is(err, io.EOF) {
 			return docs, nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("split YAML documents: %w", err)
+			return nil, fmt.Errorf("split YAML documents after line %d: %w", line, err)
 		}
-		docs = append(docs, d)
+		// The reader keeps a separator that follows another one (or opens
+		// the stream) as the first line of the next document: after the
+		// first document, it stands for the empty document between the two.
+		number++
+		if number > 1 && isSeparator(d) {
+			number++
+		}
+		docs = append(docs, document{data: d, number: number, line: line})
+		line += bytes.Count(d, []byte("\n")) + 1 // and the separator that ended it
 	}
 }
+
+// isSeparator reports whether doc starts with a document separator line
+// ("---", optionally followed by a comment), as utilyaml's reader sees one.
+func isSeparator(doc []byte) bool {
+	first, _, _ := bytes.Cut(doc, []byte("\n"))
+	rest, ok := bytes.CutPrefix(first, []byte("---"))
+	if !ok {
+		return false
+	}
+	rest = bytes.TrimSpace(rest)
+	return len(rest) == 0 || rest[0] == '#'
+}
+
+// yamlLine finds the line a YAML syntax error names ("yaml: line 7: ...").
+var yamlLine = regexp.MustCompile(`yaml: line ([0-9]+): `)
+
+// lineError is an error whose message names a line of the stream rather
+// than of its document.
+type lineError struct {
+	msg   string
+	cause error
+}
+
+func (e *lineError) Error() string { return e.msg }
+func (e *lineError) Unwrap() error { return e.cause }
+
+// inFile rewrites a YAML syntax error of a document that starts on line
+// start of the stream name so that it names the stream's line.
+func inFile(err error, name string, start int) error {
+	var ye *invalidYAMLError
+	if !errors.As(err, &ye) {
+		return err
+	}
+	m := yamlLine.FindStringSubmatchIndex(ye.cause.Error())
+	if m == nil {
+		return err
+	}
+	msg := ye.cause.Error()
+	n, convErr := strconv.Atoi(msg[m[2]:m[3]])
+	if convErr != nil {
+		return err
+	}
+	return &lineError{msg: fmt.Sprintf("invalid YAML at line %d of %s: %s", start+n-1, name, msg[m[1]:]), cause: err}
+}
+
+// invalidYAMLError is a document that is not YAML.
+type invalidYAMLError struct{ cause error }
+
+func (e *invalidYAMLError) Error() string { return "invalid YAML: " + e.cause.Error() }
+func (e *invalidYAMLError) Unwrap() error { return e.cause }
 
 type transformMode int
 
@@ -324,7 +393,7 @@ type transformer struct {
 func (t *transformer) document(doc []byte) ([]byte, error) {
 	js, err := yaml.YAMLToJSON(doc)
 	if err != nil {
-		return nil, fmt.Errorf("invalid YAML: %w", err)
+		return nil, &invalidYAMLError{cause: err}
 	}
 	v, err := decodeJSON(js)
 	if err != nil {
@@ -342,8 +411,13 @@ func (t *transformer) document(doc []byte) ([]byte, error) {
 		return nil, err
 	}
 	if !changed {
-		out := bytes.TrimSpace(doc)
-		return append(out, '\n'), nil
+		// Exactly as read: leading indentation and the trailing spaces or
+		// blank lines of a block scalar at the end are part of the values
+		// (trimming them changed a ConfigMap's data, or broke the YAML).
+		if !bytes.HasSuffix(doc, []byte("\n")) {
+			doc = append(doc[:len(doc):len(doc)], '\n')
+		}
+		return doc, nil
 	}
 	out, err := yaml.Marshal(obj)
 	if err != nil {

@@ -74,8 +74,8 @@ func parseStream(t *testing.T, s string) []map[string]any {
 	var objs []map[string]any
 	for _, d := range docs {
 		var m map[string]any
-		if err := yaml.Unmarshal(d, &m); err != nil {
-			t.Fatalf("output is not YAML: %v\n%s", err, d)
+		if err := yaml.Unmarshal(d.data, &m); err != nil {
+			t.Fatalf("output is not YAML: %v\n%s", err, d.data)
 		}
 		if m != nil {
 			objs = append(objs, m)
@@ -317,5 +317,67 @@ func TestInjectErrors(t *testing.T) {
 				t.Errorf("stdout not empty on error:\n%s", out.String())
 			}
 		})
+	}
+}
+
+// A document inject leaves alone is printed byte for byte: its leading
+// indentation and the trailing spaces and blank lines of a block scalar at
+// its end are part of the objects' values (or of the YAML's structure).
+func TestInjectPassthroughExact(t *testing.T) {
+	cases := []struct{ name, doc string }{
+		{"trailing spaces in a block scalar", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  motd: |\n    hello\n\n    world   \n"},
+		{"kept trailing newlines", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  banner: |+\n    hi\n\n\n"},
+		{"indented document", "  apiVersion: v1\n  kind: ConfigMap\n  metadata:\n    name: c\n"},
+	}
+	for _, tc := range cases {
+		for _, verb := range []string{"inject", "uninject"} {
+			t.Run(verb+"/"+tc.name, func(t *testing.T) {
+				// Alone, and followed by another document.
+				for _, in := range []string{tc.doc, tc.doc + "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: s\n"} {
+					out, _, err := runStdin(t, nil, in, verb, "-")
+					if err != nil {
+						t.Fatal(err)
+					}
+					if out != in {
+						t.Errorf("output differs from the input:\n%q\nwant\n%q", out, in)
+					}
+				}
+			})
+		}
+	}
+}
+
+// A malformed document is named by its number in the stream, counting empty
+// documents wherever they are, and the YAML error by its line in the file,
+// not in the document.
+func TestInjectErrorPosition(t *testing.T) {
+	const svc = "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n"
+	const bad = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: x\n  labels:\n    a: b\n     c: d\n" // the error is on its line 7
+	cases := []struct {
+		name, in string
+		want     string
+	}{
+		{"second document", svc + "---\n" + bad, "document 2: invalid YAML at line 11 of standard input: "},
+		{"after an empty document", svc + "---\n---\n" + bad, "document 3: invalid YAML at line 12 of standard input: "},
+		{"after two empty documents", svc + "---\n---\n---\n" + bad, "document 4: invalid YAML at line 13 of standard input: "},
+		{"after a leading separator", "---\n" + svc + "---\n" + bad, "document 2: invalid YAML at line 12 of standard input: "},
+		{"after a leading empty document", "---\n---\n" + bad, "document 2: invalid YAML at line 9 of standard input: "},
+		{"after a comment-only document", "# header\n---\n" + bad, "document 2: invalid YAML at line 9 of standard input: "},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			out, _, err := runStdin(t, nil, tc.in, "inject", "-")
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "mapping values are not allowed") {
+				t.Errorf("err = %v, want it to contain %q", err, tc.want)
+			}
+			if out != "" {
+				t.Errorf("stdout not empty on error:\n%s", out)
+			}
+		})
+	}
+	// A later document's error also counts the empty ones.
+	_, _, err := runStdin(t, nil, svc+"---\n---\n"+"apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: w}\nspec:\n  template:\n    spec:\n      containers: nope\n", "inject", "-")
+	if err == nil || !strings.Contains(err.Error(), `document 3: deployment "w": invalid pod template`) {
+		t.Errorf("err = %v", err)
 	}
 }

@@ -359,6 +359,12 @@ func renderCRDs(o *Options) error {
 // renderControlPlane completes user with identity material and the stored
 // settings, renders the control plane and prints it.
 func renderControlPlane(o *Options, f *installFlags, user map[string]any, generate bool) error {
+	// check, upgrade, uninstall, inject and the extensions find the control
+	// plane with --conduit-namespace: a different namespace given as a value
+	// would install it where none of them looks.
+	if ns, ok := getPath(user, "controlPlaneNamespace").(string); ok && ns != o.controlPlaneNS() {
+		return fmt.Errorf("install: controlPlaneNamespace %s (from --set or --values) differs from --conduit-namespace %s: pass --conduit-namespace %s instead (and to the other mesh commands)", ns, o.controlPlaneNS(), ns)
+	}
 	if err := f.identityMaterial(user, generate); err != nil {
 		return err
 	}

@@ -182,6 +182,10 @@ func TestInstallErrors(t *testing.T) {
 		{"opaque port 0", []string{"install", "--ignore-cluster", "--default-opaque-ports", "3306,0"}, `proxy.opaquePorts: ports: "0" is not a port in 1-65535`},
 		{"reversed range", []string{"install", "--ignore-cluster", "--set", "proxyInit.skipOutboundPorts=90-80"}, `proxyInit.skipOutboundPorts: ports: "90-80" is a range that ends below its start`},
 		{"port not a number", []string{"install", "--ignore-cluster", "--default-opaque-ports", "mysql"}, "defaultOpaquePorts"},
+		// The other commands find the control plane with --conduit-namespace:
+		// a namespace set as a value would install it where they do not look.
+		{"namespace as a value", []string{"install", "--ignore-cluster", "--set", "controlPlaneNamespace=mesh-system"}, "controlPlaneNamespace mesh-system (from --set or --values) differs from --conduit-namespace conduit: pass --conduit-namespace mesh-system"},
+		{"namespace value against the flag", []string{"install", "--ignore-cluster", "--conduit-namespace", "mesh-system", "--set", "controlPlaneNamespace=conduit"}, "differs from --conduit-namespace mesh-system"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

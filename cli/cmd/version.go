@@ -33,9 +33,9 @@ Deployments). With --proxy it also counts the meshed pods per proxy version
 			}
 			info := version.Get()
 			server, proxies := "", proxyVersions(nil)
-			var serverErr error
+			var serverErr, proxiesErr error
 			if !client {
-				server, proxies, serverErr = serverVersions(cmd, o, proxy)
+				server, proxies, serverErr, proxiesErr = serverVersions(cmd, o, proxy)
 			}
 			if output == "json" {
 				doc := map[string]any{"client": info}
@@ -47,6 +47,9 @@ Deployments). With --proxy it also counts the meshed pods per proxy version
 					}
 					if proxy && proxies != nil {
 						doc["proxies"] = proxies
+					}
+					if proxy && proxiesErr != nil {
+						doc["proxiesError"] = proxiesErr.Error()
 					}
 				}
 				enc := json.NewEncoder(o.Out)
@@ -72,6 +75,9 @@ Deployments). With --proxy it also counts the meshed pods per proxy version
 					}
 				}
 			}
+			if proxy && !client && proxiesErr != nil && !short {
+				fmt.Fprintf(o.Out, "Proxy versions: unavailable (%v)\n", proxiesErr)
+			}
 			if proxy && !client && proxies != nil {
 				printProxyVersions(o, proxies)
 			}
@@ -85,24 +91,29 @@ Deployments). With --proxy it also counts the meshed pods per proxy version
 	return c
 }
 
-func serverVersions(cmd *cobra.Command, o *Options, proxy bool) (string, proxyVersions, error) {
+// serverVersions returns the control plane's version and, with proxy, the
+// proxies' versions; serverErr says why there is no server version,
+// proxiesErr why there are no proxy versions (the server's version is still
+// known then: listing pods everywhere may be forbidden where reading the
+// control plane is not).
+func serverVersions(cmd *cobra.Command, o *Options, proxy bool) (server string, proxies proxyVersions, serverErr, proxiesErr error) {
 	k, err := o.Kube()
 	if err != nil {
-		return "", nil, err
+		return "", nil, err, nil
 	}
 	ctx := cmd.Context()
 	ns := o.controlPlaneNS()
-	server, err := serverVersion(ctx, k, ns)
+	server, err = serverVersion(ctx, k, ns)
 	if err != nil {
-		return "", nil, err
+		return "", nil, err, nil
 	}
 	if !proxy {
-		return server, nil, nil
+		return server, nil, nil, nil
 	}
 	ch := &checker{o: o, kube: k, ns: ns}
 	pods, err := ch.meshedPods(ctx, o.Namespace)
 	if err != nil {
-		return server, nil, fmt.Errorf("list meshed pods: %w", err)
+		return server, nil, nil, fmt.Errorf("list meshed pods: %w", err)
 	}
 	pv := proxyVersions{}
 	for _, p := range pods {
@@ -112,7 +123,7 @@ func serverVersions(cmd *cobra.Command, o *Options, proxy bool) (string, proxyVe
 		}
 		pv[v]++
 	}
-	return server, pv, nil
+	return server, pv, nil, nil
 }
 
 func printProxyVersions(o *Options, pv proxyVersions) {
