@@ -29,7 +29,23 @@ type Issuer struct {
 	// Intermediates is what Certify returns after the leaf: the issuer, then
 	// the certificates between it and its anchor (anchors themselves excluded).
 	Intermediates [][]byte
-	LoadedAt      time.Time
+	// Path is the verified chain: the issuer, the certificates between it and
+	// its anchor, the anchor.
+	Path     []*x509.Certificate
+	LoadedAt time.Time
+}
+
+// FirstToExpire is the certificate of Path that expires first: a leaf is of
+// no use past its NotAfter, so leaves are capped at it and Certify refuses
+// once it has expired (external issuers may outlive their own chain).
+func (i *Issuer) FirstToExpire() *x509.Certificate {
+	first := i.CA.Cert
+	for _, c := range i.Path {
+		if c.NotAfter.Before(first.NotAfter) {
+			first = c
+		}
+	}
+	return first
 }
 
 // Fingerprint is the hex SHA-256 of a certificate's DER.
@@ -110,7 +126,7 @@ func LoadIssuer(secret map[string][]byte, bundlePEM []byte, now time.Time) (*Iss
 		// The issuer is itself an anchor: send it so that the chain is complete.
 		intermediates = append(intermediates, ca.Cert.Raw)
 	}
-	return &Issuer{CA: ca, Anchors: anchors, Intermediates: intermediates, LoadedAt: now}, nil
+	return &Issuer{CA: ca, Anchors: anchors, Intermediates: intermediates, Path: path, LoadedAt: now}, nil
 }
 
 // IssuerSource gives Certify the current issuer (nil when none is loaded yet).

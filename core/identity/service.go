@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -91,10 +92,13 @@ func NewService(cfg Config, tokens TokenValidator, issuers IssuerSource, metrics
 	return &Service{cfg: cfg, tokens: tokens, issuers: issuers, metrics: metrics, log: log, limiter: newLogLimiter(time.Minute)}, nil
 }
 
-// refusal is a Certify failure with its reason.
+// refusal is a Certify failure with its reason. msg goes to the client and
+// the log; cause, when set, only to the log (it may name internal addresses
+// or RBAC subjects, and it is what an operator needs to fix the failure).
 type refusal struct {
 	reason Reason
 	msg    string
+	cause  error
 }
 
 func refuse(r Reason, format string, args ...any) *refusal {
@@ -108,7 +112,11 @@ func (s *Service) Certify(ctx context.Context, req *identityv1.CertifyRequest) (
 	resp, r := s.certify(ctx, req)
 	if r != nil {
 		s.metrics.failures.WithLabelValues(string(r.reason)).Inc()
-		s.limiter.log(s.log, r.reason, "certify refused", "reason", r.reason, "identity", req.GetIdentity(), "error", r.msg)
+		args := []any{"reason", r.reason, "identity", req.GetIdentity(), "error", r.msg}
+		if r.cause != nil {
+			args = append(args, "cause", r.cause.Error())
+		}
+		s.limiter.log(s.log, r.reason, "certify refused", args...)
 		return nil, status.Error(codeOf(r.reason), "identity: "+r.msg)
 	}
 	s.metrics.issued.Inc()
@@ -131,7 +139,9 @@ func (s *Service) certify(ctx context.Context, req *identityv1.CertifyRequest) (
 	if err != nil {
 		var te *TokenError
 		if errors.As(err, &te) {
-			return nil, refuse(Reason(te.Kind), "token refused: %s", te.Detail)
+			r := refuse(Reason(te.Kind), "token refused: %s", te.Detail)
+			r.cause = te.Err
+			return nil, r
 		}
 		return nil, refuse(Reason(TokenReviewFailed), "token validation failed: %v", err)
 	}
@@ -147,10 +157,16 @@ func (s *Service) certify(ctx context.Context, req *identityv1.CertifyRequest) (
 	if iss == nil {
 		return nil, refuse(ReasonNoIssuer, "no valid issuer is loaded (check the conduit-identity-issuer Secret and its events)")
 	}
-	if now := time.Now(); now.After(iss.CA.Cert.NotAfter) {
+	now := time.Now()
+	if now.After(iss.CA.Cert.NotAfter) {
 		return nil, refuse(ReasonNoIssuer, "the issuer %s has expired: replace the conduit-identity-issuer Secret", iss)
 	}
-	leaf, err := iss.CA.SignLeaf(want, csr.PublicKey, s.cfg.CertLifetime)
+	first := iss.FirstToExpire()
+	if now.After(first.NotAfter) {
+		return nil, refuse(ReasonNoIssuer, "certificate %q in the chain of the issuer %s expired at %s: replace the conduit-identity-issuer Secret (and the trust anchors if it is one)",
+			first.Subject.CommonName, iss, first.NotAfter.UTC().Format(time.RFC3339))
+	}
+	leaf, err := iss.CA.SignLeafUntil(want, csr.PublicKey, s.cfg.CertLifetime, first.NotAfter)
 	if err != nil {
 		return nil, refuse(ReasonSignFailed, "sign the certificate: %v", err)
 	}
@@ -183,6 +199,9 @@ func (s *Service) checkIdentityShape(id string) *refusal {
 func checkCSR(der []byte, id string) (*x509.CertificateRequest, *refusal) {
 	if len(der) == 0 {
 		return nil, refuse(ReasonCSRMalformed, "the request has no certificate signing request")
+	}
+	if bytes.HasPrefix(bytes.TrimLeft(der, " \t\r\n"), []byte("-----BEGIN")) {
+		return nil, refuse(ReasonCSRMalformed, "the certificate signing request is PEM-encoded; send the DER bytes (the content of the CERTIFICATE REQUEST block)")
 	}
 	csr, err := x509.ParseCertificateRequest(der)
 	if err != nil {

@@ -143,7 +143,11 @@ func (v *TokenReviewValidator) explain(c claims, apiErr string) error {
 		return &TokenError{Kind: TokenExpired, Detail: fmt.Sprintf("the token expired at %s", time.Unix(int64(c.Exp), 0).UTC().Format(time.RFC3339))}
 	case len(c.audiences()) > 0 && !slices.Contains(c.audiences(), v.Audience):
 		return &TokenError{Kind: TokenWrongAudience, Detail: fmt.Sprintf("the token is for audience %q, not %q (mount a projected ServiceAccount token with audience %q)", c.audiences(), v.Audience, v.Audience)}
-	case strings.Contains(lower, "not found") || strings.Contains(lower, "deleted") || strings.Contains(lower, "does not exist"):
+	case strings.Contains(lower, "not found") || strings.Contains(lower, "deleted") || strings.Contains(lower, "does not exist"),
+		// What the API server says when the pod (or Secret) a token is bound to
+		// is gone or awaiting removal, or was recreated under the same name.
+		strings.Contains(lower, "invalidated"),
+		strings.Contains(lower, "uid") && strings.Contains(lower, "does not match"):
 		return &TokenError{Kind: TokenAccountNotFound, Detail: detail}
 	case strings.Contains(lower, "expired"):
 		return &TokenError{Kind: TokenExpired, Detail: detail}

@@ -70,6 +70,26 @@ func TestTokenReviewValidator(t *testing.T) {
 			wantKind: TokenAccountNotFound,
 		},
 		{
+			// What a real API server answers for a token whose pod was deleted
+			// (pkg/serviceaccount's validator hides the pod's name).
+			name:     "bound pod deleted",
+			token:    jwt(t, map[string]any{"aud": []string{testAudience}, "exp": fresh}),
+			status:   authnv1.TokenReviewStatus{Error: "[invalid bearer token, service account token has been invalidated]"},
+			wantKind: TokenAccountNotFound,
+		},
+		{
+			name:     "bound pod recreated under the same name",
+			token:    jwt(t, map[string]any{"aud": []string{testAudience}, "exp": fresh}),
+			status:   authnv1.TokenReviewStatus{Error: "[invalid bearer token, pod UID (8f1c) does not match claim (2b7e)]"},
+			wantKind: TokenAccountNotFound,
+		},
+		{
+			name:     "deleted ServiceAccount awaiting removal",
+			token:    jwt(t, map[string]any{"aud": []string{testAudience}, "exp": fresh}),
+			status:   authnv1.TokenReviewStatus{Error: "[invalid bearer token, service account emojivoto/web has been deleted]"},
+			wantKind: TokenAccountNotFound,
+		},
+		{
 			name:     "refused for another reason",
 			token:    jwt(t, map[string]any{"aud": []string{testAudience}, "exp": fresh}),
 			status:   authnv1.TokenReviewStatus{Error: "invalid bearer token"},

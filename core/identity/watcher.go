@@ -1,12 +1,15 @@
 package identity
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -54,7 +57,17 @@ type Watcher struct {
 	// last digests the inputs of the last reload, so that an unchanged pair
 	// (an informer resync, a label change) records no new event.
 	last string
-	// expiredWarned is the fingerprint of the issuer last reported expired.
+	// lastInvalid is set when the inputs digested in last did not validate.
+	// Validity depends on the clock (an issuer or anchor not valid yet, e.g.
+	// cert-manager's NotBefore a second ahead of this node's clock), so Run
+	// validates them again every minute instead of waiting for a change that
+	// may never come.
+	lastInvalid bool
+	// lastErr is errKey of the failure last reported, so that a retry that
+	// fails the same way stays silent and one that fails otherwise is reported.
+	lastErr string
+	// expiredWarned is the fingerprint of the certificate (the issuer or one of
+	// its chain) last reported expired.
 	expiredWarned string
 }
 
@@ -121,7 +134,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		case <-kick:
 			w.Reload()
 		case <-tick.C:
-			w.CheckExpired()
+			w.Periodic()
 		}
 	}
 }
@@ -137,14 +150,31 @@ func (w *Watcher) secretRef() *corev1.ObjectReference {
 	return &corev1.ObjectReference{Kind: "Secret", APIVersion: "v1", Namespace: w.Namespace, Name: w.SecretName}
 }
 
+// Periodic is what Run does every minute: it validates again a pair that was
+// invalid (silently while it fails the same way: that was reported already),
+// and reports an expired issuer.
+func (w *Watcher) Periodic() {
+	if w.lastInvalid {
+		w.reload(true)
+	}
+	w.CheckExpired()
+}
+
 // Reload reads the Secret and the ConfigMap from the informer caches and
 // validates them. It is called by Run on every change.
-func (w *Watcher) Reload() {
+func (w *Watcher) Reload() { w.reload(false) }
+
+// reload is Reload; retry validates unchanged inputs again and reports a
+// success or a failure other than the last one reported.
+func (w *Watcher) reload(retry bool) {
 	secretData, errS := w.readSecret()
 	bundle, errC := w.readBundle()
 	state := stateOf(secretData, bundle, errS, errC)
-	if state == w.last {
+	if state == w.last && !retry {
 		return
+	}
+	if state != w.last {
+		retry = false // new inputs: report whatever they give
 	}
 	w.last = state
 	var iss *Issuer
@@ -155,7 +185,12 @@ func (w *Watcher) Reload() {
 	if err == nil {
 		iss, err = LoadIssuer(secretData, bundle, w.now())
 	}
+	w.lastInvalid = err != nil
 	if err != nil {
+		if retry && errKey(err) == w.lastErr {
+			return
+		}
+		w.lastErr = errKey(err)
 		w.Metrics.reloads.WithLabelValues("invalid").Inc()
 		keep := "no issuer is loaded: Certify fails until this is fixed"
 		if cur := w.Store.Current(); cur != nil {
@@ -166,7 +201,10 @@ func (w *Watcher) Reload() {
 		return
 	}
 	cur := w.Store.Current()
-	if cur != nil && cur.CA.Cert.Equal(iss.CA.Cert) && sameCerts(cur.Anchors, iss.Anchors) {
+	// The chain sent after the leaf counts too: an intermediate renewed in
+	// tls.crt or ca.crt under an unchanged issuer must replace the old one
+	// before that expires.
+	if cur != nil && cur.CA.Cert.Equal(iss.CA.Cert) && sameCerts(cur.Anchors, iss.Anchors) && sameDER(cur.Intermediates, iss.Intermediates) {
 		return
 	}
 	w.Store.Set(iss)
@@ -198,17 +236,25 @@ func stateOf(secret map[string][]byte, bundle []byte, errs ...error) string {
 // Secret holds a valid issuer. Run calls it every minute.
 func (w *Watcher) CheckExpired() {
 	cur := w.Store.Current()
-	if cur == nil || !w.now().After(cur.CA.Cert.NotAfter) {
+	if cur == nil {
 		return
 	}
-	fp := Fingerprint(cur.CA.Cert)
+	first := cur.FirstToExpire()
+	if !w.now().After(first.NotAfter) {
+		return
+	}
+	fp := Fingerprint(first)
 	if fp == w.expiredWarned {
 		return
 	}
 	w.expiredWarned = fp
-	w.Log.Error("issuer expired: every Certify request fails until the issuer Secret is replaced", "issuer", cur.String())
+	what := "issuer " + cur.String()
+	if first != cur.CA.Cert {
+		what = fmt.Sprintf("certificate %q (expired %s) in the chain of issuer %s", first.Subject.CommonName, first.NotAfter.UTC().Format(time.RFC3339), cur)
+	}
+	w.Log.Error("issuer expired: every Certify request fails until the issuer Secret is replaced", "issuer", cur.String(), "expired", what)
 	w.Recorder.Eventf(w.secretRef(), corev1.EventTypeWarning, EventIssuerExpired,
-		"issuer %s has expired: every Certify request fails until the Secret holds an issuer signed by a current trust anchor", cur)
+		"%s has expired: every Certify request fails until the Secret holds an issuer signed by a current trust anchor", what)
 }
 
 func (w *Watcher) readSecret() (map[string][]byte, error) {
@@ -234,6 +280,21 @@ func (w *Watcher) readBundle() ([]byte, error) {
 		return []byte(v), nil
 	}
 	return c.BinaryData[AnchorBundleKey], nil
+}
+
+// errKey is what identifies a reload failure across retries: its message,
+// except for a certificate's validity error, whose message names the current
+// time.
+func errKey(err error) string {
+	var cie x509.CertificateInvalidError
+	if errors.As(err, &cie) && cie.Cert != nil {
+		return fmt.Sprintf("x509 invalid (reason %d): %s", cie.Reason, Fingerprint(cie.Cert))
+	}
+	return err.Error()
+}
+
+func sameDER(a, b [][]byte) bool {
+	return slices.EqualFunc(a, b, bytes.Equal)
 }
 
 func sameCerts(a, b []*x509.Certificate) bool {

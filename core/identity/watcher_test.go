@@ -1,7 +1,13 @@
 package identity
 
 import (
+	"bytes"
 	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +17,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
+	listersv1 "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 )
 
@@ -200,5 +208,195 @@ func TestWatcherCheckExpired(t *testing.T) {
 		t.Fatalf("event %q, want Warning IssuerExpired", e)
 	}
 	w.CheckExpired() // once per issuer
+	noEvent(t, rec)
+}
+
+// listerWatcher is a Watcher reading secret and cm from static listers (no
+// informers), on the clock *now: tests drive Reload and Periodic themselves.
+func listerWatcher(t *testing.T, now *time.Time, secret *corev1.Secret, cm *corev1.ConfigMap) (*Watcher, *record.FakeRecorder, cache.Indexer) {
+	t.Helper()
+	idx := func() cache.Indexer {
+		return cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+	}
+	secrets, cms := idx(), idx()
+	if err := secrets.Add(secret); err != nil {
+		t.Fatal(err)
+	}
+	if err := cms.Add(cm); err != nil {
+		t.Fatal(err)
+	}
+	rec := record.NewFakeRecorder(20)
+	w := &Watcher{Namespace: testCPNS, SecretName: testSecret, ConfigMapName: testCM,
+		Store: &IssuerStore{}, Recorder: rec, Metrics: NewMetrics(nil), Log: discardLog(),
+		Now:     func() time.Time { return *now },
+		secrets: listersv1.NewSecretLister(secrets), configMaps: listersv1.NewConfigMapLister(cms)}
+	return w, rec, secrets
+}
+
+// TestWatcherRetriesInvalidPair: a pair refused for a reason that time fixes
+// (this node's clock behind the issuer's NotBefore) is loaded by the next
+// periodic check, without any change to the Secret; one that stays invalid is
+// retried silently.
+func TestWatcherRetriesInvalidPair(t *testing.T) {
+	a, b := newTestPKI(t, "a"), newTestPKI(t, "b")
+	tests := []struct {
+		name      string
+		secret    *corev1.Secret
+		cm        *corev1.ConfigMap
+		firstErr  string
+		laterErr  string  // reported once the clock is right, when the pair still fails otherwise
+		wantAfter *pki.CA // loaded once the clock is right; nil: still none
+	}{
+		{"issuer not valid yet on this clock", issuerSecret(t, a), anchorsConfigMap(a), "is not valid before", "", a.issuer},
+		{"issuer not valid yet, then not chaining", issuerSecret(t, b), anchorsConfigMap(a), "is not valid before", "does not chain", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			now := time.Now().Add(-time.Hour) // the node's clock an hour behind
+			w, rec, _ := listerWatcher(t, &now, tt.secret, tt.cm)
+			w.Reload()
+			if e := nextEvent(t, rec); !strings.HasPrefix(e, "Warning IssuerInvalid") || !strings.Contains(e, tt.firstErr) {
+				t.Fatalf("event %q, want Warning IssuerInvalid %q", e, tt.firstErr)
+			}
+			w.Periodic() // still invalid: nothing new to say
+			noEvent(t, rec)
+			now = time.Now()
+			w.Periodic()
+			if tt.wantAfter == nil {
+				if e := nextEvent(t, rec); !strings.HasPrefix(e, "Warning IssuerInvalid") || !strings.Contains(e, tt.laterErr) {
+					t.Fatalf("event %q, want Warning IssuerInvalid %q", e, tt.laterErr)
+				}
+				w.Periodic() // fails the same way: silent
+				noEvent(t, rec)
+				if w.Store.Current() != nil {
+					t.Fatal("an invalid pair was loaded")
+				}
+			} else {
+				if e := nextEvent(t, rec); !strings.HasPrefix(e, "Normal IssuerUpdated") {
+					t.Fatalf("event %q, want Normal IssuerUpdated", e)
+				}
+				if cur := w.Store.Current(); cur == nil || !cur.CA.Cert.Equal(tt.wantAfter.Cert) {
+					t.Fatalf("issuer %v not loaded after the clock caught up", tt.wantAfter.Cert.Subject.CommonName)
+				}
+			}
+			want := 1.0
+			if tt.laterErr != "" {
+				want = 2
+			}
+			if got := testutil.ToFloat64(w.Metrics.reloads.WithLabelValues("invalid")); got != want {
+				t.Errorf("reloads{invalid} = %v, want %v (silent retries are not reloads)", got, want)
+			}
+		})
+	}
+}
+
+// caSignedBy is a CA certificate for key, signed by parent (MaxPathLen 1).
+func caSignedBy(t *testing.T, parent *pki.CA, key crypto.Signer, cn string, serial int64, notAfter time.Time) *x509.Certificate {
+	t.Helper()
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Minute), NotAfter: notAfter,
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true, MaxPathLen: 1,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent.Cert, key.Public(), parent.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestWatcherRenewedIntermediate: an intermediate renewed (same key, new
+// certificate) under an unchanged issuer replaces the one Certify sends.
+func TestWatcherRenewedIntermediate(t *testing.T) {
+	root := newTestPKI(t, "r").anchor
+	midKey, err := pki.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	midOld := caSignedBy(t, root, midKey, "mid", 1, time.Now().Add(48*time.Hour))
+	midNew := caSignedBy(t, root, midKey, "mid", 2, time.Now().Add(90*24*time.Hour))
+	issKey, err := pki.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	issCert := caSignedBy(t, &pki.CA{Cert: midOld, Key: midKey}, issKey, "issuer", 3, time.Now().Add(30*24*time.Hour))
+	keyPEM, err := pki.KeyPEM(issKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inTLS := func(mid *x509.Certificate) map[string][]byte {
+		return map[string][]byte{SecretCertKey: append(pki.CertPEM(issCert), pki.CertPEM(mid)...), SecretKeyKey: keyPEM}
+	}
+	inCA := func(mid *x509.Certificate) map[string][]byte {
+		return map[string][]byte{SecretCertKey: pki.CertPEM(issCert), SecretKeyKey: keyPEM, SecretCAKey: pki.CertPEM(mid)}
+	}
+	tests := []struct {
+		name   string
+		layout func(*x509.Certificate) map[string][]byte
+	}{
+		{"intermediate in tls.crt", inTLS},
+		{"intermediate in ca.crt", inCA},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			now := time.Now()
+			secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: testSecret, Namespace: testCPNS}, Data: tt.layout(midOld)}
+			cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: testCM, Namespace: testCPNS}, Data: map[string]string{AnchorBundleKey: string(pki.CertPEM(root.Cert))}}
+			w, rec, secrets := listerWatcher(t, &now, secret, cm)
+			w.Reload()
+			if e := nextEvent(t, rec); !strings.HasPrefix(e, "Normal IssuerUpdated") {
+				t.Fatalf("event %q, want Normal IssuerUpdated", e)
+			}
+			renewed := secret.DeepCopy()
+			renewed.Data = tt.layout(midNew)
+			if err := secrets.Update(renewed); err != nil {
+				t.Fatal(err)
+			}
+			w.Reload()
+			if e := nextEvent(t, rec); !strings.HasPrefix(e, "Normal IssuerUpdated") {
+				t.Fatalf("event %q, want Normal IssuerUpdated", e)
+			}
+			got := w.Store.Current().Intermediates
+			if len(got) != 2 || !bytes.Equal(got[0], issCert.Raw) || !bytes.Equal(got[1], midNew.Raw) {
+				t.Fatalf("Certify would send %d certificates, not [issuer, renewed intermediate]", len(got))
+			}
+		})
+	}
+}
+
+// TestWatcherCheckExpiredChain: an anchor that expires before the issuer
+// stops Certify as an expired issuer does, and says so once.
+func TestWatcherCheckExpiredChain(t *testing.T) {
+	now := time.Now()
+	anchor := selfSignedCA(t, "short anchor", now.Add(-time.Hour), now.Add(time.Hour))
+	key, err := pki.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	issCert := caSignedBy(t, anchor, key, "long issuer", 41, now.Add(48*time.Hour))
+	keyPEM, err := pki.KeyPEM(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	iss, err := LoadIssuer(map[string][]byte{SecretCertKey: pki.CertPEM(issCert), SecretKeyKey: keyPEM}, pki.CertPEM(anchor.Cert), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &IssuerStore{}
+	store.Set(iss)
+	rec := record.NewFakeRecorder(10)
+	w := &Watcher{Namespace: testCPNS, SecretName: testSecret, Store: store, Recorder: rec, Log: discardLog(), Now: func() time.Time { return now }}
+	w.CheckExpired()
+	noEvent(t, rec)
+	now = anchor.Cert.NotAfter.Add(time.Second)
+	w.CheckExpired()
+	if e := nextEvent(t, rec); !strings.HasPrefix(e, "Warning IssuerExpired") || !strings.Contains(e, `"short anchor"`) || !strings.Contains(e, `"long issuer"`) {
+		t.Fatalf("event %q, want Warning IssuerExpired naming the anchor and the issuer", e)
+	}
+	w.CheckExpired()
 	noEvent(t, rec)
 }

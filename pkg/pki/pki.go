@@ -115,6 +115,12 @@ func (ca *CA) NewIssuer(commonName string, validity time.Duration) (*CA, error) 
 // usable for both TLS server and client authentication. validity is capped at
 // the issuer's expiry.
 func (ca *CA) SignLeaf(name string, pub crypto.PublicKey, validity time.Duration) (*x509.Certificate, error) {
+	return ca.SignLeafUntil(name, pub, validity, ca.Cert.NotAfter)
+}
+
+// SignLeafUntil is SignLeaf with NotAfter also capped at limit (the earliest
+// expiry in the issuer's chain: a leaf is of no use once its chain expired).
+func (ca *CA) SignLeafUntil(name string, pub crypto.PublicKey, validity time.Duration, limit time.Time) (*x509.Certificate, error) {
 	sn, err := serial()
 	if err != nil {
 		return nil, err
@@ -123,6 +129,12 @@ func (ca *CA) SignLeaf(name string, pub crypto.PublicKey, validity time.Duration
 	notAfter := now.Add(validity)
 	if notAfter.After(ca.Cert.NotAfter) {
 		notAfter = ca.Cert.NotAfter
+	}
+	if notAfter.After(limit) {
+		notAfter = limit
+	}
+	if !notAfter.After(now) {
+		return nil, fmt.Errorf("pki: sign leaf %q: the issuer or its chain expired at %s", name, notAfter.UTC().Format(time.RFC3339))
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: sn,
@@ -181,10 +193,15 @@ func ParseCertificates(pemBytes []byte) ([]*x509.Certificate, error) {
 }
 
 // ParseKey decodes a PEM private key (PKCS#8, SEC 1 "EC PRIVATE KEY" or PKCS#1).
+// An "EC PARAMETERS" block before the key (what `openssl ecparam -genkey`
+// writes) is skipped.
 func ParseKey(pemBytes []byte) (crypto.Signer, error) {
-	b, _ := pem.Decode(pemBytes)
+	b, rest := pem.Decode(pemBytes)
+	for b != nil && b.Type == "EC PARAMETERS" {
+		b, rest = pem.Decode(rest)
+	}
 	if b == nil {
-		return nil, errors.New("pki: no PEM block found in key")
+		return nil, errors.New("pki: no PEM private key block found in key")
 	}
 	var k any
 	var err error

@@ -2,6 +2,7 @@ package pki
 
 import (
 	"crypto/x509"
+	"encoding/pem"
 	"strings"
 	"testing"
 	"time"
@@ -60,12 +61,91 @@ func TestLoadCA(t *testing.T) {
 		cert, key []byte
 		want      string
 	}{
-		"mismatched key": {CertPEM(iss.Cert), otherPEM, "does not match"},
-		"no cert":        {[]byte("junk"), keyPEM, "no PEM CERTIFICATE"},
-		"no key":         {CertPEM(iss.Cert), []byte("junk"), "no PEM block"},
+		"mismatched key":  {CertPEM(iss.Cert), otherPEM, "does not match"},
+		"no cert":         {[]byte("junk"), keyPEM, "no PEM CERTIFICATE"},
+		"no key":          {CertPEM(iss.Cert), []byte("junk"), "no PEM private key block"},
+		"parameters only": {CertPEM(iss.Cert), ecParamsP256, "no PEM private key block"},
 	} {
 		if _, err := LoadCA(tc.cert, tc.key); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: err = %v, want %q", name, err, tc.want)
 		}
+	}
+}
+
+// ecParamsP256 is the block `openssl ecparam -name prime256v1 -genkey` writes
+// before the key: the named curve's OID.
+var ecParamsP256 = []byte("-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n")
+
+func TestParseKeyLayouts(t *testing.T) {
+	k, err := NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkcs8, err := KeyPEM(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec1DER, err := x509.MarshalECPrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec1 := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: sec1DER})
+	for _, tc := range []struct {
+		name string
+		pem  []byte
+	}{
+		{"PKCS#8", pkcs8},
+		{"SEC 1", sec1},
+		{"openssl ecparam -genkey (parameters, then SEC 1)", append(append([]byte(nil), ecParamsP256...), sec1...)},
+		{"text before the key", append([]byte("# issuer key\n"), pkcs8...)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ParseKey(tc.pem)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !k.PublicKey.Equal(got.Public()) {
+				t.Error("parsed a different key")
+			}
+		})
+	}
+}
+
+func TestSignLeafUntil(t *testing.T) {
+	root, err := NewRoot("root", 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for _, tc := range []struct {
+		name     string
+		validity time.Duration
+		limit    time.Time
+		want     time.Time // zero: refused
+	}{
+		{"lifetime shorter than both", time.Hour, now.Add(2 * time.Hour), now.Add(time.Hour)},
+		{"capped at the limit", time.Hour, now.Add(30 * time.Minute), now.Add(30 * time.Minute)},
+		{"capped at the issuer", 48 * time.Hour, now.Add(72 * time.Hour), root.Cert.NotAfter},
+		{"limit passed", time.Hour, now.Add(-time.Second), time.Time{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			leaf, err := root.SignLeafUntil("x.test", k.Public(), tc.validity, tc.limit)
+			if tc.want.IsZero() {
+				if err == nil {
+					t.Fatalf("signed a leaf expiring at %s, want an error", leaf.NotAfter)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := leaf.NotAfter.Sub(tc.want); d > time.Second || d < -2*time.Second {
+				t.Errorf("NotAfter %s, want about %s", leaf.NotAfter, tc.want)
+			}
+		})
 	}
 }
