@@ -56,7 +56,8 @@ reads the proxy configuration from the ConfigMap conduit-config of the control p
 (--conduit-namespace), or from --values FILE without a cluster.
 
 Workloads already injected, opted out (conduit.dev/inject: disabled), using hostNetwork
-or in kube-system or the control-plane namespace are left unchanged. Standard error
+or in kube-system or the control-plane namespace are left unchanged; another value of
+conduit.dev/inject is an error. Standard error
 gets one line per object (deployment "web" injected); standard output only YAML.
 Objects that inject does not change are printed exactly as they were read; the others
 are re-encoded (keys sorted, comments dropped). Nothing is printed on an error.`,
@@ -551,6 +552,11 @@ func (t *transformer) annotate(tmpl map[string]any, ns string) (bool, string, er
 	}
 	if r := t.skipReason(pod, ns); r != "" {
 		return false, r, nil
+	}
+	if v, ok := pod.Annotations[injector.AnnotationInject]; ok {
+		// Not ours to guess ("false" or "off" may mean an opt-out): the
+		// injector would refuse the pod, and --manual refuses it too.
+		return false, "", fmt.Errorf("annotation %s=%q is invalid (accepted: %s, %s)", injector.AnnotationInject, v, injector.InjectEnabled, injector.InjectDisabled)
 	}
 	setAnnotation(tmpl, injector.AnnotationInject, injector.InjectEnabled)
 	return true, "injected", nil

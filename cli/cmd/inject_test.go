@@ -293,6 +293,8 @@ func TestInjectErrors(t *testing.T) {
 		{"manual, not installed", "", []string{"inject", "--manual", "testdata/inject/pod.yaml"}, nil, func() *Kube { k, _ := fakeKube(false); return k }(),
 			[]string{"ConfigMap conduit/conduit-config not found", "mesh check", "inject without --manual"}},
 		{"values without manual", "", []string{"inject", "--values", "x.yaml", "testdata/inject/pod.yaml"}, nil, nil, []string{"only apply with --manual"}},
+		{"invalid inject annotation", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: w}\nspec:\n  template:\n    metadata:\n      annotations: {conduit.dev/inject: \"false\"}\n    spec:\n      containers: [{name: a, image: a}]\n",
+			[]string{"inject", "-"}, nil, nil, []string{`deployment "w"`, `conduit.dev/inject="false" is invalid (accepted: enabled, disabled)`}},
 		{"bad sidecar mode", "", []string{"inject", "--manual", "--sidecar-mode", "sometimes", "testdata/inject/pod.yaml"}, nil, nil, []string{"accepted: auto, native, regular"}},
 	}
 	for _, tc := range cases {
