@@ -248,13 +248,24 @@ func pluginCheck(ctx context.Context, o *Options, p *pluginhost.Plugin, args []s
 		return 2, fmt.Errorf("check: unknown output format %q (accepted: table, short, json)", co.output)
 	}
 	cats, err := p.Check(ctx, o.kubeFlags())
-	if err != nil {
-		return 1, err
-	}
-	if !runChecks(ctx, o, healthcheckCategories(cats), co).Success {
+	if !runChecks(ctx, o, pluginCheckCategories(p.Info.Name, cats, err), co).Success {
 		return 1, nil
 	}
 	return 0, nil
+}
+
+// pluginCheckCategories are an extension's check results, or, when its
+// checks could not run (err), one failed check that says so: printed in
+// the format asked for, so that -o json still prints JSON.
+func pluginCheckCategories(name string, cats []sdk.CheckCategory, err error) []healthcheck.Category {
+	if err == nil {
+		return healthcheckCategories(cats)
+	}
+	return []healthcheck.Category{healthcheck.Static{CategoryName: name, List: []healthcheck.Check{{
+		Description: "the extension's checks run",
+		Hint:        "check that the mesh-" + name + " plugin matches the extension in the cluster (mesh extensions list)",
+		Run:         func(context.Context) error { return err },
+	}}}}
 }
 
 // healthcheckCategories turns an extension's check results into categories

@@ -3,6 +3,8 @@ package cmd
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -161,4 +163,35 @@ func TestPlugins(t *testing.T) {
 			t.Errorf("%v\n%s", err, out)
 		}
 	})
+}
+
+// TestPluginCheckFailureJSON: an extension whose checks cannot run (its
+// plugin fails the call) still gets a check report in the format asked for,
+// one failed check that says so, and a failing run.
+func TestPluginCheckFailureJSON(t *testing.T) {
+	var out bytes.Buffer
+	o := &Options{Out: &out, Err: &out}
+	cats := pluginCheckCategories("hello", nil, errors.New("rpc error: plugin exited"))
+	rep := runChecks(context.Background(), o, cats, checkOptions{output: "json"})
+	if rep.Success {
+		t.Error("the run succeeds though the extension's checks did not run")
+	}
+	var got struct {
+		Success    bool `json:"success"`
+		Categories []struct {
+			Name   string `json:"categoryName"`
+			Checks []struct {
+				Description string `json:"description"`
+				Result      string `json:"result"`
+				Error       string `json:"error"`
+			} `json:"checks"`
+		} `json:"categories"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, out.String())
+	}
+	if got.Success || len(got.Categories) != 1 || got.Categories[0].Name != "hello" || len(got.Categories[0].Checks) != 1 ||
+		got.Categories[0].Checks[0].Result != "error" || !strings.Contains(got.Categories[0].Checks[0].Error, "plugin exited") {
+		t.Errorf("report:\n%s", out.String())
+	}
 }
