@@ -222,11 +222,26 @@ func runTransform(cmd *cobra.Command, verb string, args []string, t *transformer
 			n++
 		}
 	}
+	if n == 0 {
+		// kubectl apply would say "no objects passed to apply": say why here.
+		fmt.Fprintf(&log, "%s: warning: no Kubernetes objects in the input (%s)\n", verb, sourceNames(srcs))
+	}
 	if _, err := realLog.Write(log.Bytes()); err != nil {
 		return err
 	}
 	_, err = cmd.OutOrStdout().Write(out.Bytes())
 	return err
+}
+
+func sourceNames(srcs []source) string {
+	if len(srcs) == 0 {
+		return "no manifest files found"
+	}
+	names := make([]string, len(srcs))
+	for i, s := range srcs {
+		names[i] = s.name
+	}
+	return "read: " + strings.Join(names, ", ")
 }
 
 type source struct {

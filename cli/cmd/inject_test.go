@@ -383,3 +383,23 @@ func TestInjectErrorPosition(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+// TestInjectEmptyInput: no objects at all (an empty pipe, a directory of
+// other files) is not an error, but standard error says so, since kubectl
+// apply would only say "no objects passed to apply".
+func TestInjectEmptyInput(t *testing.T) {
+	for _, verb := range []string{"inject", "uninject"} {
+		for _, stdin := range []string{"", "---\n# nothing\n"} {
+			var out, errb strings.Builder
+			o := &Options{Out: &out, Err: &errb, In: strings.NewReader(stdin), ControlPlaneNamespace: "conduit"}
+			root := NewRootCmd(o)
+			root.SetArgs([]string{verb, "-"})
+			if err := root.Execute(); err != nil {
+				t.Fatalf("%s of %q: %v", verb, stdin, err)
+			}
+			if want := verb + ": warning: no Kubernetes objects in the input (read: standard input)\n"; errb.String() != want || out.Len() != 0 {
+				t.Errorf("%s of %q: stderr %q stdout %q; want stderr %q", verb, stdin, errb.String(), out.String(), want)
+			}
+		}
+	}
+}
