@@ -36,6 +36,28 @@ type Options struct {
 	Log *slog.Logger
 }
 
+// Timeouts of the admin server. The admin port listens on every address of
+// the pod: a client that connects and then sends nothing, or trickles a body,
+// must not hold a connection (and a file descriptor the proxy's listeners
+// share) for ever. No write timeout: /debug/pprof/profile streams for as long
+// as asked.
+var (
+	readHeaderTimeout = 10 * time.Second
+	bodyReadTimeout   = 10 * time.Second
+	idleTimeout       = 90 * time.Second
+)
+
+// NewServer returns the admin HTTP server for h (Handler's mux), with the
+// timeouts above.
+func NewServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    64 << 10,
+	}
+}
+
 // Handler returns the admin mux.
 func Handler(o Options) http.Handler {
 	start := time.Now()
@@ -93,6 +115,9 @@ func Handler(o Options) http.Handler {
 					http.Error(w, "the log level can only be changed from loopback (kubectl port-forward, or mesh diagnostics proxy-log-level)", http.StatusForbidden)
 					return
 				}
+				// A ReadTimeout on the server would also end long pprof
+				// profiles: bound this body alone.
+				_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyReadTimeout))
 				body, err := io.ReadAll(io.LimitReader(r.Body, 64))
 				if err != nil {
 					http.Error(w, "reading the level: "+err.Error(), http.StatusBadRequest)

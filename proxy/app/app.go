@@ -166,19 +166,16 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, ov Overrid
 		DetectTimeout: cfg.DetectTimeout, ConnectTimeout: cfg.ConnectTimeout, DiscoveryTimeout: cfg.DiscoveryTimeout,
 		Tap: p.tap, NoFastPath: !cfg.HTTP1FastPath, MeshedHTTP1: cfg.MeshedHTTP1, NoH2FastPath: !cfg.HTTP2FastPath,
 	})
-	p.admin = &http.Server{
-		Handler: admin.Handler(admin.Options{
-			Pprof:    os.Getenv("CONDUIT_PROXY_DEBUG_PPROF") == "true",
-			Metrics:  p.Metrics,
-			Ready:    p.Identity.IsReady,
-			Shutdown: p.Shutdown,
+	p.admin = admin.NewServer(admin.Handler(admin.Options{
+		Pprof:    cfg.DebugPprof,
+		Metrics:  p.Metrics,
+		Ready:    p.Identity.IsReady,
+		Shutdown: p.Shutdown,
 
-			CertificatePEM: p.Identity.CertificateChainPEM,
-			LogLevel:       ov.LogLevel,
-			Log:            log.With("sub", "admin"),
-		}),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
+		CertificatePEM: p.Identity.CertificateChainPEM,
+		LogLevel:       ov.LogLevel,
+		Log:            log.With("sub", "admin"),
+	}))
 
 	if p.inL, err = net.Listen("tcp", cfg.InboundAddr); err != nil {
 		return nil, fmt.Errorf("proxy: inbound listener: %w", err)

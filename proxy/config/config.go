@@ -80,6 +80,9 @@ type Config struct {
 	// own HTTP/2 client and server instead of net/http's
 	// (CONDUIT_PROXY_HTTP2_FAST_PATH, default true).
 	HTTP2FastPath bool
+	// DebugPprof serves /debug/pprof/ on the admin port to loopback clients
+	// (CONDUIT_PROXY_DEBUG_PPROF=true).
+	DebugPprof bool
 }
 
 // Getenv looks up one variable; os.LookupEnv fits.
@@ -223,13 +226,16 @@ func Load(env Getenv) (*Config, error) {
 		*d.dst = dur
 	}
 	if c.DetectTimeout == 0 {
-		return nil, fmt.Errorf("config: CONDUIT_PROXY_DETECT_PROTOCOL_TIMEOUT=0s is invalid (accepted: a positive Go duration such as 10s)")
+		return nil, fmt.Errorf("config: CONDUIT_PROXY_DETECT_PROTOCOL_TIMEOUT=%q is invalid (accepted: a positive Go duration such as 10s)", get(env, "CONDUIT_PROXY_DETECT_PROTOCOL_TIMEOUT", ""))
+	}
+	if err := checkDNSName(c.ClusterDomain); err != nil {
+		return nil, fmt.Errorf("config: CONDUIT_PROXY_CLUSTER_DOMAIN=%q is invalid (accepted: a DNS suffix such as cluster.local): %w", c.ClusterDomain, err)
 	}
 
 	if c.DestinationContext != "" {
 		var ctx map[string]any
 		if err := json.Unmarshal([]byte(c.DestinationContext), &ctx); err != nil {
-			return nil, fmt.Errorf("config: CONDUIT_PROXY_DESTINATION_CONTEXT is invalid (accepted: a JSON object such as {\"ns\":\"emojivoto\",\"pod\":\"web-0\"}): %w", err)
+			return nil, fmt.Errorf("config: CONDUIT_PROXY_DESTINATION_CONTEXT=%q is invalid (accepted: a JSON object such as {\"ns\":\"emojivoto\",\"pod\":\"web-0\"}): %w", c.DestinationContext, err)
 		}
 		if ns, ok := ctx["ns"].(string); ok && c.PodNamespace == "" {
 			c.PodNamespace = ns
@@ -264,6 +270,13 @@ func Load(env Getenv) (*Config, error) {
 			return nil, fmt.Errorf("config: CONDUIT_PROXY_HTTP2_FAST_PATH=%q is invalid (accepted: true, false)", v)
 		}
 		c.HTTP2FastPath = on
+	}
+	if v := get(env, "CONDUIT_PROXY_DEBUG_PPROF", "false"); v != "" {
+		on, err := strconv.ParseBool(v)
+		if err != nil {
+			return nil, fmt.Errorf("config: CONDUIT_PROXY_DEBUG_PPROF=%q is invalid (accepted: true, false)", v)
+		}
+		c.DebugPprof = on
 	}
 	switch v := get(env, "CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT", "h2"); v {
 	case "h2":

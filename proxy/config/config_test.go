@@ -1,6 +1,8 @@
 package config
 
 import (
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -87,7 +89,29 @@ func TestLoad(t *testing.T) {
 		{name: "missing identity", env: map[string]string{"CONDUIT_PROXY_IDENTITY_NAME": ""}, wantErr: "CONDUIT_PROXY_IDENTITY_NAME is required"},
 		{name: "bad identity", env: map[string]string{"CONDUIT_PROXY_IDENTITY_NAME": "web_ns"}, wantErr: "CONDUIT_PROXY_IDENTITY_NAME"},
 		{name: "bad anchors", env: map[string]string{"CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS": "not pem"}, wantErr: "CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS is invalid"},
-		{name: "bad context", env: map[string]string{"CONDUIT_PROXY_DESTINATION_CONTEXT": "ns=x"}, wantErr: "CONDUIT_PROXY_DESTINATION_CONTEXT"},
+		{name: "bad context", env: map[string]string{"CONDUIT_PROXY_DESTINATION_CONTEXT": "ns=x"}, wantErr: `CONDUIT_PROXY_DESTINATION_CONTEXT="ns=x" is invalid (accepted: a JSON object`},
+		{name: "pprof off by default", check: func(t *testing.T, c *Config) {
+			if c.DebugPprof {
+				t.Error("pprof on")
+			}
+		}},
+		{name: "pprof on", env: map[string]string{"CONDUIT_PROXY_DEBUG_PPROF": "true"}, check: func(t *testing.T, c *Config) {
+			if !c.DebugPprof {
+				t.Error("pprof off")
+			}
+		}},
+		{name: "pprof set and empty", env: map[string]string{"CONDUIT_PROXY_DEBUG_PPROF": ""}, check: func(t *testing.T, c *Config) {
+			if c.DebugPprof {
+				t.Error("pprof on")
+			}
+		}},
+		{name: "bad pprof", env: map[string]string{"CONDUIT_PROXY_DEBUG_PPROF": "yes"}, wantErr: `config: CONDUIT_PROXY_DEBUG_PPROF="yes" is invalid (accepted: true, false)`},
+		{name: "cluster domain", env: map[string]string{"CONDUIT_PROXY_CLUSTER_DOMAIN": "corp.example"}, check: func(t *testing.T, c *Config) {
+			if c.ClusterDomain != "corp.example" {
+				t.Errorf("cluster domain %q", c.ClusterDomain)
+			}
+		}},
+		{name: "bad cluster domain", env: map[string]string{"CONDUIT_PROXY_CLUSTER_DOMAIN": "cluster.local."}, wantErr: `config: CONDUIT_PROXY_CLUSTER_DOMAIN="cluster.local." is invalid (accepted: a DNS suffix`},
 		{name: "bad tap", env: map[string]string{"CONDUIT_PROXY_TAP_ENABLED": "maybe"}, wantErr: "CONDUIT_PROXY_TAP_ENABLED"},
 		{name: "tap off by default", check: func(t *testing.T, c *Config) {
 			if c.TapEnabled || c.TapAddr != "127.0.0.1:4190" {
@@ -136,7 +160,7 @@ func TestLoad(t *testing.T) {
 		{name: "tap off loopback", env: map[string]string{"CONDUIT_PROXY_TAP_ADDR": "0.0.0.0:4190"}, wantErr: "CONDUIT_PROXY_TAP_ADDR=\"0.0.0.0:4190\" is invalid"},
 		{name: "bad tap addr", env: map[string]string{"CONDUIT_PROXY_TAP_ADDR": "4190"}, wantErr: "CONDUIT_PROXY_TAP_ADDR"},
 		{name: "bad override", env: map[string]string{"CONDUIT_PROXY_INBOUND_TARGET_OVERRIDE": "x"}, wantErr: "CONDUIT_PROXY_INBOUND_TARGET_OVERRIDE"},
-		{name: "zero detect timeout", env: map[string]string{"CONDUIT_PROXY_DETECT_PROTOCOL_TIMEOUT": "0s"}, wantErr: "CONDUIT_PROXY_DETECT_PROTOCOL_TIMEOUT"},
+		{name: "zero detect timeout", env: map[string]string{"CONDUIT_PROXY_DETECT_PROTOCOL_TIMEOUT": "0ms"}, wantErr: `CONDUIT_PROXY_DETECT_PROTOCOL_TIMEOUT="0ms" is invalid (accepted: a positive Go duration`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -194,4 +218,62 @@ func FuzzParsePorts(f *testing.F) {
 			t.Fatal("port 0 accepted")
 		}
 	})
+}
+
+// TestEveryDocumentedVariable: each CONDUIT_PROXY_* variable of the
+// Environment table in docs/proxy.md is read by Load, and a bad value stops
+// the proxy with an error that names it and the accepted values, rather
+// than being ignored (CONDUIT_PROXY_DEBUG_PPROF=yes once left profiling off
+// without a word; a bad CONDUIT_PROXY_CLUSTER_DOMAIN broke every short name).
+func TestEveryDocumentedVariable(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/proxy.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(doc)
+	start := strings.Index(text, "\n## Environment\n")
+	end := strings.Index(text, "\n## Behaviour\n")
+	if start < 0 || end < start {
+		t.Fatal("no Environment section in docs/proxy.md")
+	}
+	// Any string is a good value for these.
+	free := map[string]bool{
+		"CONDUIT_PROXY_POD_NAME": true, "CONDUIT_PROXY_POD_NAMESPACE": true, "CONDUIT_PROXY_IDENTITY_TOKEN_FILE": true,
+	}
+	var names []string
+	for _, line := range strings.Split(text[start:end], "\n") {
+		cells := strings.Split(line, "|")
+		if len(cells) < 3 {
+			continue
+		}
+		names = append(names, regexp.MustCompile(`CONDUIT_PROXY_[A-Z0-9_]+`).FindAllString(cells[1], -1)...)
+	}
+	if len(names) < 30 {
+		t.Fatalf("found %d variables in docs/proxy.md: %v", len(names), names)
+	}
+	base := map[string]string{
+		"CONDUIT_PROXY_IDENTITY_NAME":          "web.ns.serviceaccount.identity.conduit.cluster.local",
+		"CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS": anchors(t),
+	}
+	for _, name := range names {
+		if free[name] {
+			continue
+		}
+		t.Run(name, func(t *testing.T) {
+			const bad = "not valid!"
+			env := map[string]string{name: bad}
+			for k, v := range base {
+				if k != name {
+					env[k] = v
+				}
+			}
+			_, err := Load(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+			if err == nil {
+				t.Fatalf("%s=%q accepted", name, bad)
+			}
+			if msg := err.Error(); !strings.HasPrefix(msg, "config: "+name) || !strings.Contains(msg, "is invalid (accepted: ") {
+				t.Errorf("%s=%q: error %q, want \"config: %s=... is invalid (accepted: ...)\"", name, bad, msg, name)
+			}
+		})
+	}
 }

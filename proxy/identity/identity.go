@@ -14,6 +14,7 @@ import (
 	"math"
 	mrand "math/rand/v2"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -236,14 +237,26 @@ func (m *Manager) certify(ctx context.Context, client identityv1.IdentityClient)
 	return leaf, nil
 }
 
-// Validate checks that leaf chains to anchors, names exactly identity, and
-// holds pub.
+// Validate checks that leaf chains to anchors, names exactly identity (its
+// only DNS SAN: x509's own name check also takes a wildcard, or one name
+// among several, and peers read the first DNS SAN as the identity), is not a
+// CA, serves for both TLS server and client authentication (it is presented
+// on both sides of mTLS), and holds pub.
 func Validate(leaf *x509.Certificate, inter, anchors *x509.CertPool, identity string, pub *ecdsa.PublicKey) error {
-	if _, err := leaf.Verify(x509.VerifyOptions{
-		Roots: anchors, Intermediates: inter, DNSName: identity,
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
-	}); err != nil {
-		return fmt.Errorf("identity: issued certificate does not verify: %w", err)
+	if len(leaf.DNSNames) != 1 || !strings.EqualFold(leaf.DNSNames[0], identity) {
+		return fmt.Errorf("identity: issued certificate names %q, want exactly %q", leaf.DNSNames, identity)
+	}
+	if leaf.IsCA {
+		return errors.New("identity: issued certificate is a CA certificate")
+	}
+	// x509 accepts a chain that allows any one of KeyUsages: check each.
+	for _, usage := range []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth} {
+		if _, err := leaf.Verify(x509.VerifyOptions{
+			Roots: anchors, Intermediates: inter, DNSName: identity,
+			KeyUsages: []x509.ExtKeyUsage{usage},
+		}); err != nil {
+			return fmt.Errorf("identity: issued certificate does not verify: %w", err)
+		}
 	}
 	lp, ok := leaf.PublicKey.(*ecdsa.PublicKey)
 	if !ok || !lp.Equal(pub) {

@@ -28,6 +28,9 @@ type fakeCA struct {
 	calls    atomic.Int32
 	failures int32 // the first n calls fail
 	name     string
+	// From call badFrom on (when > 0), the certificate names badName instead.
+	badFrom int32
+	badName string
 }
 
 func (f *fakeCA) Certify(_ context.Context, req *identityv1.CertifyRequest) (*identityv1.CertifyResponse, error) {
@@ -45,6 +48,9 @@ func (f *fakeCA) Certify(_ context.Context, req *identityv1.CertifyRequest) (*id
 	name := req.GetIdentity()
 	if f.name != "" {
 		name = f.name
+	}
+	if f.badFrom > 0 && n >= f.badFrom {
+		name = f.badName
 	}
 	leaf, err := f.issuer.SignLeaf(name, csr.PublicKey, f.validity)
 	if err != nil {
@@ -176,5 +182,30 @@ func TestCertificateChainPEMBeforeFirst(t *testing.T) {
 	}
 	if got := m.CertificateChainPEM(); got != nil {
 		t.Errorf("chain before the first certificate: %q", got)
+	}
+}
+
+// TestRefusedRenewalKeepsCertificate: a renewal whose certificate does not
+// name exactly this identity (here a wildcard, which x509's own name check
+// takes) is refused; the current certificate stays and renewal goes on.
+func TestRefusedRenewalKeepsCertificate(t *testing.T) {
+	ca := &fakeCA{validity: 3 * time.Second, badFrom: 2, badName: "*.ns.serviceaccount.identity.conduit.cluster.local"}
+	m, _ := setup(t, ca)
+	select {
+	case <-m.Ready():
+	case <-time.After(5 * time.Second):
+		t.Fatal("no certificate")
+	}
+	first := m.Certificate().Leaf
+	// The leaf is back-dated, so renewal is due at once; wait for a few refused ones.
+	deadline := time.Now().Add(5 * time.Second)
+	for ca.calls.Load() < 4 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if ca.calls.Load() < 4 {
+		t.Fatalf("%d calls: renewal stopped", ca.calls.Load())
+	}
+	if got := m.Certificate().Leaf; got.SerialNumber.Cmp(first.SerialNumber) != 0 {
+		t.Errorf("took a certificate for %v", got.DNSNames)
 	}
 }
