@@ -76,12 +76,24 @@ func fetchEndpoints(ctx context.Context, o *Options, authority string, timeout t
 	}
 	u, err := stream.Recv()
 	if err != nil {
-		if errors.Is(err, io.EOF) {
-			err = errors.New("the stream ended without a message")
-		}
+		err = recvError(ctx, err)
 		return nil, fmt.Errorf("diagnostics endpoints: Get %s: %w", authority, destinationRPCError(authority, timeout, err))
 	}
 	return u, nil
+}
+
+// recvError is the error of a stream's first Recv. The server's end of the
+// stream shares the client's deadline: when it returns at that deadline, the
+// client may read the end of the stream (io.EOF) before its own deadline
+// error, and the deadline is then the cause.
+func recvError(ctx context.Context, err error) error {
+	if !errors.Is(err, io.EOF) {
+		return err
+	}
+	if ctx.Err() != nil {
+		return status.FromContextError(ctx.Err()).Err()
+	}
+	return errors.New("the stream ended without a message")
 }
 
 // dialDestination port-forwards to a running destination pod of the control

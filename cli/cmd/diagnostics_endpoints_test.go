@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	destinationv1 "github.com/conduit-mesh/conduit/proto/destination/v1"
 	"github.com/spf13/cobra"
@@ -263,5 +266,39 @@ func TestDiagnosticsDestinationRPCErrors(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestRecvError: the server's end of a stream shares the client's deadline,
+// so the client may read the stream's end (io.EOF) as its deadline passes;
+// that is the deadline's error, not an empty answer.
+func TestRecvError(t *testing.T) {
+	expired, cancel := context.WithTimeout(context.Background(), -time.Second)
+	defer cancel()
+	other := errors.New("boom")
+	tests := []struct {
+		name string
+		ctx  context.Context
+		err  error
+		code codes.Code
+		want string
+	}{
+		{"end of stream at the deadline", expired, io.EOF, codes.DeadlineExceeded, ""},
+		{"end of stream before it", context.Background(), io.EOF, codes.Unknown, "the stream ended without a message"},
+		{"another error", expired, other, codes.Unknown, "boom"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := recvError(tc.ctx, tc.err)
+			if tc.code == codes.DeadlineExceeded {
+				if status.Code(err) != codes.DeadlineExceeded {
+					t.Fatalf("recvError = %v, want DeadlineExceeded", err)
+				}
+				return
+			}
+			if err == nil || err.Error() != tc.want {
+				t.Errorf("recvError = %v, want %q", err, tc.want)
+			}
+		})
 	}
 }

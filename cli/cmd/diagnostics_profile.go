@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -78,9 +77,7 @@ func fetchProfile(ctx context.Context, o *Options, authority, clientNS string, t
 	}
 	p, err := stream.Recv()
 	if err != nil {
-		if errors.Is(err, io.EOF) {
-			err = errors.New("the stream ended without a message")
-		}
+		err = recvError(ctx, err)
 		return nil, fmt.Errorf("diagnostics profile: GetProfile %s: %w", authority, destinationRPCError(authority, timeout, err))
 	}
 	return p, nil
