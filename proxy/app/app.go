@@ -154,12 +154,6 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, ov Overrid
 		// Its own handler: the access log does not follow the log level.
 		p.access = p.tap.StartAccessLog(slog.New(slog.NewJSONHandler(w, nil)).With("component", "proxy", "log", "access"))
 	}
-	p.in = inbound.New(inbound.Options{
-		Log: log.With("sub", "inbound"), Metrics: p.Metrics, OrigDst: inOrig, Identity: p.Identity,
-		TLS: tlsconf.Server(p.Identity, cfg.TrustAnchors), OpaquePort: cfg.InboundOpaquePorts, Target: target,
-		DetectTimeout: cfg.DetectTimeout, ConnectTimeout: cfg.ConnectTimeout, Tap: p.tap,
-		NoFastPath: !cfg.HTTP1FastPath, NoH2FastPath: !cfg.HTTP2FastPath,
-	})
 	p.out = outbound.New(outbound.Options{
 		Log: log.With("sub", "outbound"), Metrics: p.Metrics, OrigDst: outOrig, Discovery: disco,
 		Certs: p.Identity, Anchors: cfg.TrustAnchors, Namespace: cfg.PodNamespace, ClusterDomain: cfg.ClusterDomain,
@@ -195,6 +189,13 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, ov Overrid
 		p.tapSrv = grpc.NewServer()
 		tap.NewServer(p.tap).Register(p.tapSrv)
 	}
+	p.in = inbound.New(inbound.Options{
+		Log: log.With("sub", "inbound"), Metrics: p.Metrics, OrigDst: inOrig, Identity: p.Identity,
+		TLS: tlsconf.Server(p.Identity, cfg.TrustAnchors), OpaquePort: cfg.InboundOpaquePorts, Target: target,
+		DetectTimeout: cfg.DetectTimeout, ConnectTimeout: cfg.ConnectTimeout, Tap: p.tap,
+		NoFastPath: !cfg.HTTP1FastPath, NoH2FastPath: !cfg.HTTP2FastPath,
+		OwnPorts: listenPorts(p.inL, p.outL, p.adminL, p.tapL),
+	})
 	ok = true
 	go func() {
 		if err := p.Identity.Run(bg); err != nil {
@@ -345,4 +346,18 @@ func (p *Proxy) stopTap() {
 	case <-time.After(time.Second):
 		p.tapSrv.Stop()
 	}
+}
+
+// listenPorts are the TCP ports of the listeners (nil ones skipped).
+func listenPorts(ls ...net.Listener) []uint16 {
+	var out []uint16
+	for _, l := range ls {
+		if l == nil {
+			continue
+		}
+		if a, ok := l.Addr().(*net.TCPAddr); ok {
+			out = append(out, uint16(a.Port))
+		}
+	}
+	return out
 }

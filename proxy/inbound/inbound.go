@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -48,6 +49,12 @@ type Options struct {
 	// OpaquePort are the ports whose connections skip protocol detection
 	// (as written: a "1-65535" costs one range, not a 65,535-entry map).
 	OpaquePort []ports.Range
+	// OwnPorts are the proxy's own listening ports (admin, tap, outbound,
+	// inbound). A connection redirected to one of them is refused: passed
+	// on to 127.0.0.1, it would reach the admin server as a loopback
+	// client, which may POST /shutdown. proxy-init never redirects them;
+	// this holds when something else set the rules up.
+	OwnPorts []uint16
 	// Target, when valid, replaces 127.0.0.1:<original port>.
 	Target         netip.AddrPort
 	DetectTimeout  time.Duration
@@ -245,6 +252,12 @@ func (p *Proxy) handle(raw net.Conn) {
 	dst, err := p.o.OrigDst.OriginalDst(raw)
 	if err != nil && !p.o.Target.IsValid() {
 		p.o.Log.Debug("no original destination; closing", "remote", raw.RemoteAddr(), "err", err)
+		_ = raw.Close()
+		return
+	}
+	if !p.o.Target.IsValid() && slices.Contains(p.o.OwnPorts, dst.Port()) {
+		p.o.Log.Warn("refused a connection to the proxy's own port through the inbound listener (are the admin and tap ports skipped by the iptables rules?)",
+			"remote", raw.RemoteAddr(), "port", dst.Port())
 		_ = raw.Close()
 		return
 	}
