@@ -2,6 +2,7 @@ package pluginhost
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -128,6 +129,10 @@ func (h *Host) List(ctx context.Context, cs kubernetes.Interface) ([]Extension, 
 	for _, f := range h.Finder.All() {
 		r := row(f.Name)
 		r.Plugin = f.Path
+		if f.Err != nil {
+			r.Warnings = append(r.Warnings, f.Err.Error())
+			continue
+		}
 		p, err := Launch(ctx, f.Path, h.Launch)
 		if err != nil {
 			r.Warnings = append(r.Warnings, err.Error())
@@ -204,6 +209,11 @@ func (h *Host) checkOne(ctx context.Context, ce ClusterExtension, kube sdk.KubeF
 	}
 	pluginCheck := fmt.Sprintf("%s%s plugin is on this machine", BinaryPrefix, ce.Name)
 	path, err := h.Finder.Find(ce.Name)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		cat.Checks = append(cat.Checks, sdk.CheckResult{Description: pluginCheck, Status: sdk.StatusFail,
+			Error: err.Error(), Hint: fmt.Sprintf("make %s%s writable by you only, in a directory writable by you only (e.g. ~/.conduit/plugins)", BinaryPrefix, ce.Name)})
+		return []sdk.CheckCategory{cat}
+	}
 	if err != nil {
 		cat.Checks = append(cat.Checks, sdk.CheckResult{Description: pluginCheck, Status: sdk.StatusWarn,
 			Error: fmt.Sprintf("no %s%s in $%s, ~/.conduit/plugins or $PATH", BinaryPrefix, ce.Name, EnvPluginsDir), Hint: MissingPluginWarning(ce.Name, ce.Namespace)})

@@ -96,6 +96,7 @@ func Launch(ctx context.Context, path string, opts LaunchOptions) (*Plugin, erro
 	base := filepath.Base(path)
 	name := strings.TrimPrefix(base, BinaryPrefix)
 	cmd := exec.Command(path)
+	dieWithHost(cmd)
 	cfg := &plugin.ClientConfig{
 		HandshakeConfig:  Handshake(),
 		VersionedPlugins: PluginSets(),

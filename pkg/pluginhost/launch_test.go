@@ -31,11 +31,31 @@ func TestMain(m *testing.M) {
 		sdk.Serve(testExtension(strings.TrimPrefix(filepath.Base(os.Args[0]), BinaryPrefix)))
 		return
 	}
+	if path := os.Getenv(envOrphanHost); path != "" {
+		orphanHost(path) // orphan_linux_test.go
+		return
+	}
 	code := m.Run()
 	if binDir != "" {
 		os.RemoveAll(binDir)
 	}
 	os.Exit(code)
+}
+
+// envOrphanHost makes the test binary a host that launches the plugin at
+// the variable's path, prints the plugin's pid and waits to be killed
+// (TestNoOrphanWhenHostKilled).
+const envOrphanHost = "PLUGINHOST_TEST_ORPHAN_HOST"
+
+// orphanHost is that host.
+func orphanHost(path string) {
+	p, err := Launch(context.Background(), path, LaunchOptions{})
+	if err != nil {
+		fmt.Println("error:", err)
+		os.Exit(1)
+	}
+	fmt.Println(p.gp.ReattachConfig().Pid)
+	select {}
 }
 
 // plugins builds the example and test plugins once, as mesh-hello,

@@ -39,7 +39,7 @@ func TestRenderGolden(t *testing.T) {
 	}{
 		{"install_default.golden", Options{}},
 		{"install_external_prometheus.golden", Options{Set: []string{"prometheusUrl=http://prom.monitoring.svc:9090", "image.tag=v1.2.3"}}},
-		{"install_values_file.golden", Options{ValuesYAML: [][]byte{[]byte("namespace: viz-test\nproxyInjection: disabled\n")}}},
+		{"install_values_file.golden", Options{ValuesYAML: [][]byte{[]byte("namespace: viz-test\nproxyInjection: disabled\ndashboard: {allowedHosts: [viz.example.com, viz.internal]}\n")}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ms, err := Render(tc.o)

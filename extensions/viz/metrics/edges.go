@@ -3,6 +3,7 @@ package metrics
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -123,8 +124,11 @@ func (e *Engine) Edges(ctx context.Context, req EdgesRequest) ([]Edge, error) {
 	}
 	slices.Sort(dstNS)
 	dstNS = slices.Compact(dstNS)
+	for i, ns := range dstNS {
+		dstNS[i] = regexp.QuoteMeta(ns)
+	}
 	in, err := e.Prom.Query(ctx, fmt.Sprintf("sum by (namespace, %s, client_id) (rate(response_total{%s}[%s]))", lbl,
-		selector{"direction": "inbound", "tls": "true", "namespace": "~" + strings.Join(dstNS, "|")}, w))
+		selector{"direction": "inbound", "tls": "true", "namespace" + reMatch: strings.Join(dstNS, "|")}, w))
 	if err != nil {
 		return nil, err
 	}

@@ -76,7 +76,7 @@ func TestParseResource(t *testing.T) {
 }
 
 func TestBuildStatQueries(t *testing.T) {
-	q := buildStatQueries(selector{"direction": "inbound", "namespace": "emojivoto", "pod": "~a|b"}, []string{"namespace", "deployment"}, 90*time.Second)
+	q := buildStatQueries(selector{"direction": "inbound", "namespace": "emojivoto", "pod=~": "a|b"}, []string{"namespace", "deployment"}, 90*time.Second)
 	want := statQueries{
 		requests: `sum by (namespace, deployment, classification, tls) (rate(response_total{direction="inbound", namespace="emojivoto", pod=~"a|b"}[90s]))`,
 		latency:  `sum by (namespace, deployment, le) (rate(response_latency_ms_bucket{direction="inbound", namespace="emojivoto", pod=~"a|b"}[90s]))`,
@@ -496,5 +496,67 @@ func TestJobLabels(t *testing.T) {
 				t.Errorf("queries = %s\nwant %s and no dst_job", qs, tc.query)
 			}
 		})
+	}
+}
+
+// TestSelectorValuesAreLiterals: a name or namespace from the request is
+// matched literally, whatever it contains: a leading "~" must not turn its
+// matcher into a regular expression, and quotes or backslashes must not
+// end the PromQL string.
+func TestSelectorValuesAreLiterals(t *testing.T) {
+	ns := "emojivoto"
+	for _, tc := range []struct {
+		name    string
+		req     StatRequest
+		want    []string // in some query
+		notWant []string // in no query
+	}{
+		{"to name starting with ~", StatRequest{Resource: Resource{Kind: KindDeployment, Namespace: ns}, To: &Resource{Kind: KindDeployment, Namespace: ns, Name: "~.+"}},
+			[]string{`dst_deployment="~.+"`}, []string{`dst_deployment=~`}},
+		{"to namespace starting with ~", StatRequest{Resource: Resource{Kind: KindDeployment, Namespace: ns}, To: &Resource{Kind: KindNamespace, Name: "~.*"}},
+			[]string{`dst_namespace="~.*"`}, []string{`dst_namespace=~`}},
+		{"from name starting with ~", StatRequest{Resource: Resource{Kind: KindDeployment, Namespace: ns}, From: &Resource{Kind: KindDeployment, Namespace: "~.*", Name: "~.*"}},
+			[]string{`deployment="~.*"`, `namespace="~.*"`}, []string{`=~".*"`}},
+		{"quote and backslash", StatRequest{Resource: Resource{Kind: KindDeployment, Namespace: ns}, To: &Resource{Kind: KindDeployment, Namespace: ns, Name: `a", x="\`}},
+			[]string{`dst_deployment="a\", x=\"\\"`}, []string{`x="\"`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, p := newEngine(t)
+			rows, err := e.Stat(context.Background(), tc.req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range rows {
+				if r.RPS != nil {
+					t.Errorf("row %s has traffic %v: the name matched other objects", r.Name, *r.RPS)
+				}
+			}
+			qs := strings.Join(p.Queries(), "\n")
+			for _, w := range tc.want {
+				if !strings.Contains(qs, w) {
+					t.Errorf("queries lack %s:\n%s", w, qs)
+				}
+			}
+			for _, w := range tc.notWant {
+				if strings.Contains(qs, w) {
+					t.Errorf("queries contain %s:\n%s", w, qs)
+				}
+			}
+		})
+	}
+}
+
+// TestServicePodsRegexpQuoted: a service's pods are matched with a regular
+// expression of their names, each quoted (a dot in a pod name is a dot).
+func TestServicePodsRegexpQuoted(t *testing.T) {
+	p, err := (&Engine{}).plan(StatRequest{Resource: Resource{Kind: KindService, Namespace: "ns"}}, []*object{{
+		key:  key{"ns", "svc"},
+		pods: []*corev1.Pod{{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db.0"}}, {ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db-1"}}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := p.sel.String(), `direction="inbound", namespace="ns", pod=~"db-1|db\\.0"`; got != want {
+		t.Errorf("selector = %s, want %s", got, want)
 	}
 }

@@ -147,7 +147,7 @@ func (e *Engine) Routes(ctx context.Context, req RoutesRequest) ([]RouteRow, err
 func (e *Engine) routesSelector(r Resource) selector {
 	sel := selector{"direction": "outbound"}
 	if r.Kind == KindService {
-		sel["authority"] = "~" + serviceAuthorityRE(r.Name, r.Namespace, e.clusterDomain())
+		sel["authority"+reMatch] = serviceAuthorityRE(r.Name, r.Namespace, e.clusterDomain())
 		return sel
 	}
 	sel["dst_namespace"] = r.Namespace

@@ -3,6 +3,7 @@ package metrics
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -73,15 +74,21 @@ func ParseWindow(s string) (time.Duration, error) {
 
 func promDuration(d time.Duration) string { return strconv.Itoa(int(d.Seconds())) + "s" }
 
-// selector is a set of PromQL label matchers, rendered sorted.
+// selector is a set of PromQL label matchers, rendered sorted. A key is a
+// label name, matched for equality with its value; a key "<label>=~" matches
+// the label with the value as a regular expression. Only the code chooses
+// the operator: a value (a name from a request) is always a string literal.
 type selector map[string]string
+
+// reMatch is the suffix of a selector key whose value is a regular expression.
+const reMatch = "=~"
 
 func (s selector) String() string {
 	parts := make([]string, 0, len(s))
 	for k, v := range s {
 		op := "="
-		if strings.HasPrefix(v, "~") {
-			op, v = "=~", v[1:]
+		if label, ok := strings.CutSuffix(k, reMatch); ok {
+			k, op = label, reMatch
 		}
 		parts = append(parts, k+op+strconv.Quote(v))
 	}
@@ -173,7 +180,7 @@ func (e *Engine) plan(req StatRequest, objs []*object) (plan, error) {
 			for _, p := range o.pods {
 				pk := key{p.Namespace, p.Name}
 				if len(svcsOf[pk]) == 0 {
-					names = append(names, p.Name)
+					names = append(names, regexp.QuoteMeta(p.Name))
 				}
 				svcsOf[pk] = append(svcsOf[pk], o.key)
 			}
@@ -182,7 +189,7 @@ func (e *Engine) plan(req StatRequest, objs []*object) (plan, error) {
 		if len(names) == 0 {
 			return plan{}, nil
 		}
-		sel["pod"] = "~" + strings.Join(names, "|")
+		sel["pod"+reMatch] = strings.Join(names, "|")
 		return plan{sel, []string{"namespace", "pod"}, func(l map[string]string) []key { return svcsOf[key{l["namespace"], l["pod"]}] }}, nil
 	}
 	lbl := promLabel(r.Kind)

@@ -8,7 +8,10 @@ import (
 	"fmt"
 	"html/template"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
+	"strings"
 
 	"github.com/conduit-mesh/conduit/extensions/viz/metrics"
 	"github.com/conduit-mesh/conduit/extensions/viz/metricsapi"
@@ -78,15 +81,24 @@ var funcs = template.FuncMap{
 
 // Server is the dashboard.
 type Server struct {
-	api  API
-	log  *slog.Logger
-	tmpl *template.Template
-	mux  *http.ServeMux
+	api          API
+	log          *slog.Logger
+	tmpl         *template.Template
+	mux          *http.ServeMux
+	allowedHosts map[string]bool
 }
 
-// New returns the dashboard over api.
-func New(api API, log *slog.Logger) *Server {
-	s := &Server{api: api, log: log, mux: http.NewServeMux()}
+// New returns the dashboard over api. It answers requests for localhost
+// (and *.localhost), for an IP address, and for allowedHosts (host names,
+// without port); any other Host header is refused, so that a web page
+// whose name is rebound to 127.0.0.1 cannot read a port-forwarded dashboard.
+func New(api API, log *slog.Logger, allowedHosts ...string) *Server {
+	s := &Server{api: api, log: log, mux: http.NewServeMux(), allowedHosts: map[string]bool{}}
+	for _, h := range allowedHosts {
+		if h = normalizeHost(h); h != "" {
+			s.allowedHosts[h] = true
+		}
+	}
 	s.tmpl = template.Must(template.New("").Funcs(funcs).ParseFS(assets, "templates/*.html"))
 	ok := func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) }
 	s.mux.HandleFunc("GET /ready", ok)
@@ -108,7 +120,37 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("X-Frame-Options", "DENY")
+	if !s.hostAllowed(r.Host) {
+		s.log.Warn("request for a host name that is not allowed refused", "host", r.Host)
+		http.Error(w, fmt.Sprintf("dashboard: host %q is not allowed (DNS rebinding protection): open the dashboard as localhost or by IP address, "+
+			"or allow this name with viz-controller web --allowed-hosts (mesh viz install --set dashboard.allowedHosts=...)", r.Host), http.StatusForbidden)
+		return
+	}
 	s.mux.ServeHTTP(w, r)
+}
+
+// normalizeHost returns the host name of a Host header, without port,
+// brackets or trailing dot, lower-cased.
+func normalizeHost(host string) string {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	return strings.ToLower(strings.TrimSuffix(host, "."))
+}
+
+// hostAllowed tells whether the dashboard answers requests for host.
+func (s *Server) hostAllowed(host string) bool {
+	if host == "" {
+		return true // HTTP/1.0 without Host: not a browser
+	}
+	h := normalizeHost(host)
+	if h == "localhost" || strings.HasSuffix(h, ".localhost") || s.allowedHosts[h] {
+		return true
+	}
+	_, err := netip.ParseAddr(h)
+	return err == nil
 }
 
 type crumb struct{ Name, Href string }

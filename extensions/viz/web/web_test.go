@@ -98,3 +98,47 @@ func golden(t *testing.T, name, got string) {
 		t.Errorf("%s differs from the golden file (go test -update, then review):\n%s", name, got)
 	}
 }
+
+// TestHostCheck: the dashboard is reached through a port-forward to
+// localhost, so a page of another site that rebinds its DNS name to
+// 127.0.0.1 must not read it: only localhost, IP addresses and the names
+// given to New are served.
+func TestHostCheck(t *testing.T) {
+	srv := httptest.NewServer(New(nil, slog.New(slog.DiscardHandler), "dashboard.example.com"))
+	t.Cleanup(srv.Close)
+	for _, tc := range []struct {
+		host string
+		code int
+	}{
+		{"localhost:50750", 200},
+		{"LOCALHOST.:50750", 200},
+		{"viz.localhost:50750", 200},
+		{"127.0.0.1:50750", 200},
+		{"[::1]:50750", 200},
+		{"10.42.0.7:8084", 200}, // the kubelet's probes, the pod's IP
+		{"dashboard.example.com", 200},
+		{"evil.example.com:50750", 403},
+		{"localhost.evil.example.com:50750", 403},
+		{"127.0.0.1.nip.io:50750", 403},
+	} {
+		t.Run(tc.host, func(t *testing.T) {
+			req, err := http.NewRequest(http.MethodGet, srv.URL+"/static/style.css", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Host = tc.host
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.code {
+				t.Fatalf("status = %d, want %d: %s", resp.StatusCode, tc.code, b)
+			}
+			if tc.code == 403 && !strings.Contains(string(b), "--allowed-hosts") {
+				t.Errorf("refusal does not say how to allow the host: %s", b)
+			}
+		})
+	}
+}

@@ -14,6 +14,7 @@ import (
 func newWebCmd() *cobra.Command {
 	var lf logFlags
 	var addr, apiURL string
+	var allowedHosts []string
 	c := &cobra.Command{
 		Use:   "web",
 		Short: "Serve the viz dashboard",
@@ -28,11 +29,12 @@ func newWebCmd() *cobra.Command {
 			}
 			ctx, cancel := procutil.SignalContext(context.Background())
 			defer cancel()
-			return serve(ctx, log, addr, web.New(metricsapi.NewHTTPClient(apiURL, nil), log))
+			return serve(ctx, log, addr, web.New(metricsapi.NewHTTPClient(apiURL, nil), log, allowedHosts...))
 		},
 	}
 	lf.register(c)
 	c.Flags().StringVar(&addr, "addr", ":8084", "listen address")
 	c.Flags().StringVar(&apiURL, "metrics-api-url", "", "URL of the viz metrics API")
+	c.Flags().StringSliceVar(&allowedHosts, "allowed-hosts", nil, "host names the dashboard answers to besides localhost and IP addresses (DNS rebinding protection)")
 	return c
 }
