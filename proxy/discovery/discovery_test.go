@@ -68,22 +68,7 @@ func remove(ip string, port uint32) *destinationv1.Update {
 
 func client(t *testing.T, srv *scriptSrv) *Client {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := grpc.NewServer()
-	destinationv1.RegisterDestinationServer(s, srv)
-	go func() { _ = s.Serve(l) }()
-	t.Cleanup(s.Stop)
-	cc, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close() })
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	return New(ctx, cc, Options{MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond})
+	return clientOpts(t, srv, Options{})
 }
 
 func addrs(e *Endpoints) []string {
