@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	tapv1 "github.com/conduit-mesh/conduit/proto/tap/v1"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -58,7 +60,7 @@ func WriteEvent(w io.Writer, e Event) error {
 			b.WriteString(" " + l)
 		}
 		r := x.RequestInit
-		fmt.Fprintf(&b, " :method=%s :authority=%s :path=%s", r.GetMethod(), r.GetAuthority(), r.GetPath())
+		fmt.Fprintf(&b, " :method=%s :authority=%s :path=%s", shown(r.GetMethod()), shown(r.GetAuthority()), shown(r.GetPath()))
 		if ev.GetRoute() != "" {
 			fmt.Fprintf(&b, " route=%q", ev.GetRoute())
 		}
@@ -168,6 +170,19 @@ func (t *Top) Add(e Event) int {
 	return t.done
 }
 
+// shown is a request's string as printed: as it is when every rune is
+// printable and not a space, quoted otherwise. The strings come from a
+// client's request: a control character (an escape sequence) would act on
+// the terminal, and a space would split the line's fields.
+func shown(s string) string {
+	for _, r := range s {
+		if r == ' ' || !unicode.IsPrint(r) {
+			return strconv.Quote(s)
+		}
+	}
+	return s
+}
+
 func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d.Microseconds())/1000) }
 
 // Write renders the table, busiest first.
@@ -190,7 +205,7 @@ func (t *Top) Write(w io.Writer) error {
 	header := []string{"DIRECTION", "METHOD", "AUTHORITY", "PATH", "COUNT", "SUCCESS", "BEST", "WORST", "LAST"}
 	cells := [][]string{header}
 	for _, r := range rows {
-		cells = append(cells, []string{r.Direction, r.Method, r.Authority, r.Path, fmt.Sprint(r.Count),
+		cells = append(cells, []string{r.Direction, shown(r.Method), shown(r.Authority), shown(r.Path), fmt.Sprint(r.Count),
 			fmt.Sprintf("%.2f%%", 100*float64(r.Success)/float64(r.Count)), ms(r.Best), ms(r.Worst), ms(r.Last)})
 	}
 	width := make([]int, len(header))
