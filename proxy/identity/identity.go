@@ -176,12 +176,20 @@ func (m *Manager) Run(ctx context.Context) error {
 			failures++
 			wait = Backoff(failures, m.opts.MinBackoff, m.opts.MaxBackoff)
 			// Never wait past the current certificate's expiry without trying.
-			if c := m.cert.Load(); c != nil {
+			c := m.cert.Load()
+			if c != nil {
 				if left := time.Until(c.Leaf.NotAfter); left/4 < wait && left > 0 {
 					wait = max(left/4, m.opts.MinBackoff)
 				}
 			}
-			log.Warn("certify failed; retrying", "err", err, "in", wait.Round(time.Millisecond).String())
+			if c != nil && time.Now().After(c.Leaf.NotAfter) {
+				// Past this point peers refuse the certificate: say so
+				// louder than a retry, which may go on for long.
+				log.Error("certify failed and the certificate has expired: mTLS connections to and from this proxy fail until the identity service answers",
+					"err", err, "expired", c.Leaf.NotAfter, "in", wait.Round(time.Millisecond).String())
+			} else {
+				log.Warn("certify failed; retrying", "err", err, "in", wait.Round(time.Millisecond).String())
+			}
 		} else {
 			failures = 0
 			life := leaf.NotAfter.Sub(leaf.NotBefore)

@@ -5,10 +5,12 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/pem"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -31,11 +33,13 @@ type fakeCA struct {
 	// From call badFrom on (when > 0), the certificate names badName instead.
 	badFrom int32
 	badName string
+	// From call failFrom on (when > 0), every call fails.
+	failFrom int32
 }
 
 func (f *fakeCA) Certify(_ context.Context, req *identityv1.CertifyRequest) (*identityv1.CertifyResponse, error) {
 	n := f.calls.Add(1)
-	if n <= f.failures {
+	if n <= f.failures || (f.failFrom > 0 && n >= f.failFrom) {
 		return nil, status.Error(codes.Unavailable, "not yet")
 	}
 	if string(req.GetToken()) != "tok" {
@@ -61,6 +65,11 @@ func (f *fakeCA) Certify(_ context.Context, req *identityv1.CertifyRequest) (*id
 
 func setup(t *testing.T, ca *fakeCA) (*Manager, context.CancelFunc) {
 	t.Helper()
+	return setupLog(t, ca, nil)
+}
+
+func setupLog(t *testing.T, ca *fakeCA, log *slog.Logger) (*Manager, context.CancelFunc) {
+	t.Helper()
 	root, err := pki.NewRoot("root", time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -84,7 +93,7 @@ func setup(t *testing.T, ca *fakeCA) (*Manager, context.CancelFunc) {
 	pool.AddCert(root.Cert)
 	// Plaintext (empty server name) on loopback, as for the identity pod's own proxy.
 	m, err := New(Options{Addr: l.Addr().String(), Name: "web.ns.serviceaccount.identity.conduit.cluster.local",
-		TokenFile: tok, Anchors: pool, MinBackoff: 20 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
+		TokenFile: tok, Anchors: pool, MinBackoff: 20 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,5 +216,53 @@ func TestRefusedRenewalKeepsCertificate(t *testing.T) {
 	}
 	if got := m.Certificate().Leaf; got.SerialNumber.Cmp(first.SerialNumber) != 0 {
 		t.Errorf("took a certificate for %v", got.DNSNames)
+	}
+}
+
+// lockedBuffer is a log destination read while the manager writes to it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestExpiredCertificateLogged: while the identity service fails, retries
+// are warnings; once the certificate has expired (peers refuse it from then
+// on) they are errors that say so.
+func TestExpiredCertificateLogged(t *testing.T) {
+	var out lockedBuffer
+	ca := &fakeCA{validity: time.Second, failFrom: 2}
+	m, _ := setupLog(t, ca, slog.New(slog.NewTextHandler(&out, nil)))
+	select {
+	case <-m.Ready():
+	case <-time.After(5 * time.Second):
+		t.Fatal("no certificate")
+	}
+	expiry := m.Certificate().Leaf.NotAfter
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) && !strings.Contains(out.String(), "level=ERROR") {
+		time.Sleep(20 * time.Millisecond)
+	}
+	log := out.String()
+	if !strings.Contains(log, "level=WARN msg=\"certify failed; retrying\"") {
+		t.Errorf("no warning while the certificate was valid:\n%s", log)
+	}
+	i := strings.Index(log, "level=ERROR")
+	if i < 0 || !strings.Contains(log[i:], "the certificate has expired") {
+		t.Fatalf("no error once the certificate expired at %s:\n%s", expiry, log)
+	}
+	if time.Now().Before(expiry) {
+		t.Errorf("an error before the certificate expired at %s", expiry)
 	}
 }
