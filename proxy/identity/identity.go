@@ -153,7 +153,7 @@ func (m *Manager) Run(ctx context.Context) error {
 		creds = insecure.NewCredentials()
 	} else {
 		creds = credentials.NewTLS(&tls.Config{
-			MinVersion: tls.VersionTLS12,
+			MinVersion: tls.VersionTLS13, // as every connection of the mesh (tlsconf)
 			ServerName: m.opts.ServerName,
 			RootCAs:    m.opts.Anchors,
 		})

@@ -3,6 +3,7 @@ package identity
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
 	"github.com/conduit-mesh/conduit/pkg/pki"
@@ -264,5 +266,75 @@ func TestExpiredCertificateLogged(t *testing.T) {
 	}
 	if time.Now().Before(expiry) {
 		t.Errorf("an error before the certificate expired at %s", expiry)
+	}
+}
+
+// TestIdentityServiceTLS13: the proxy reaches the identity service over TLS
+// 1.3 only, as every connection of the mesh; a server that offers at most
+// TLS 1.2 gets no request (and the proxy no certificate).
+func TestIdentityServiceTLS13(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		max   uint16
+		ready bool
+	}{
+		{"TLS 1.3", tls.VersionTLS13, true},
+		{"TLS 1.2 at most", tls.VersionTLS12, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root, err := pki.NewRoot("root", time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ca := &fakeCA{validity: time.Hour}
+			if ca.issuer, err = root.NewIssuer("issuer", time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			const server = "conduit-identity.conduit.serviceaccount.identity.conduit.cluster.local"
+			key, err := pki.NewKey()
+			if err != nil {
+				t.Fatal(err)
+			}
+			leaf, err := ca.issuer.SignLeaf(server, key.Public(), time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cert := tls.Certificate{Certificate: [][]byte{leaf.Raw, ca.issuer.Cert.Raw}, PrivateKey: key}
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}, MaxVersion: tc.max})))
+			identityv1.RegisterIdentityServer(s, ca)
+			go func() { _ = s.Serve(l) }()
+			t.Cleanup(s.Stop)
+			tok := filepath.Join(t.TempDir(), "token")
+			if err := os.WriteFile(tok, []byte("tok"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			pool := x509.NewCertPool()
+			pool.AddCert(root.Cert)
+			m, err := New(Options{Addr: l.Addr().String(), ServerName: server, Name: "web.ns.serviceaccount.identity.conduit.cluster.local",
+				TokenFile: tok, Anchors: pool, MinBackoff: 20 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go func() { _ = m.Run(ctx) }()
+			select {
+			case <-m.Ready():
+				if !tc.ready {
+					t.Fatal("certified over TLS 1.2")
+				}
+			case <-time.After(time.Second):
+				if tc.ready {
+					t.Fatal("no certificate over TLS 1.3")
+				}
+				if n := ca.calls.Load(); n != 0 {
+					t.Errorf("%d requests reached the identity service over TLS 1.2", n)
+				}
+			}
+		})
 	}
 }
