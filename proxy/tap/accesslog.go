@@ -33,7 +33,7 @@ type AccessLog struct {
 func (h *Hub) StartAccessLog(log *slog.Logger) *AccessLog {
 	o := &observer{events: make(chan event, AccessLogQueue), rate: math.Inf(1), tokens: math.Inf(1), last: h.now()}
 	a := &AccessLog{hub: h, o: o, log: log, stop: make(chan struct{}), done: make(chan struct{}), pending: map[uint64]int{}}
-	h.add(o)
+	h.add(o, 0) // the access log is always served
 	go a.run()
 	return a
 }

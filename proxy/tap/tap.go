@@ -22,6 +22,14 @@ import (
 // DefaultMaxRPS is the rate limit of an observer that asks for none.
 const DefaultMaxRPS = 100
 
+// MaxRPS is the highest rate limit an observer may ask for: each admitted
+// request costs the data path its events.
+const MaxRPS = 10000
+
+// MaxObservers is how many observers a proxy serves at once: each one is
+// matched against every request while it observes.
+const MaxObservers = 16
+
 // DefaultQueueSize is the number of events an observer may have pending
 // before its events are dropped.
 const DefaultQueueSize = 1024
@@ -138,15 +146,20 @@ func (h *Hub) start(obs []*observer, r Request) *Tap {
 	return t
 }
 
-func (h *Hub) add(o *observer) {
+// add registers o, unless max (when > 0) already observe.
+func (h *Hub) add(o *observer, max int) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var next []*observer
 	if cur := h.obs.Load(); cur != nil {
+		if max > 0 && len(*cur) >= max {
+			return false
+		}
 		next = append(next, *cur...)
 	}
 	next = append(next, o)
 	h.obs.Store(&next)
+	return true
 }
 
 func (h *Hub) remove(o *observer) {
@@ -345,6 +358,7 @@ func (h *Hub) newObserver(req *tapv1.ObserveRequest) (*observer, error) {
 	if rate == 0 {
 		rate = DefaultMaxRPS
 	}
+	rate = min(rate, MaxRPS)
 	o := &observer{
 		dir: m.GetDirection(), method: m.GetMethod(), prefix: m.GetPathPrefix(), authority: m.GetAuthority(),
 		events: make(chan event, h.queue), rate: rate, tokens: rate, last: h.now(),
@@ -438,7 +452,9 @@ func (s *Server) Observe(req *tapv1.ObserveRequest, stream grpc.ServerStreamingS
 		return status.Error(codes.Unavailable, "tap: the proxy is shutting down")
 	default:
 	}
-	h.add(o)
+	if !h.add(o, MaxObservers) {
+		return status.Errorf(codes.ResourceExhausted, "tap: this proxy already serves %d tap streams, the most it does at once; retry once one has ended", MaxObservers)
+	}
 	defer h.remove(o)
 	h.log.Debug("tap observer started", "match", req.GetMatch().String(), "max_rps", o.rate, "limit", o.limit)
 	defer func() {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -58,7 +59,7 @@ func observe(t *testing.T, h *Hub, req *tapv1.ObserveRequest) *observer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.add(o)
+	h.add(o, 0)
 	return o
 }
 
@@ -621,7 +622,7 @@ func BenchmarkStartNoObserver(b *testing.B) {
 func BenchmarkStartObserverNoMatch(b *testing.B) {
 	h := NewHub(Options{})
 	o, _ := h.newObserver(&tapv1.ObserveRequest{Match: &tapv1.Match{PathPrefix: "/other"}})
-	h.add(o)
+	h.add(o, 0)
 	req := outReq("/api")
 	b.ReportAllocs()
 	for b.Loop() {
@@ -634,7 +635,7 @@ func BenchmarkStartObserverNoMatch(b *testing.B) {
 func BenchmarkStartObserved(b *testing.B) {
 	h := NewHub(Options{})
 	o, _ := h.newObserver(&tapv1.ObserveRequest{MaxRps: 1 << 31})
-	h.add(o)
+	h.add(o, 0)
 	req := outReq("/api")
 	done := make(chan struct{})
 	go func() {
@@ -652,5 +653,46 @@ func BenchmarkStartObserved(b *testing.B) {
 		tp := h.Start(req)
 		tp.Response(200)
 		tp.End(10, "", false, nil)
+	}
+}
+
+// TestObserversBounded: a proxy serves at most MaxObservers tap streams at
+// once (each is matched against every request); one more is refused with
+// ResourceExhausted, and is served once another has ended. A rate above
+// MaxRPS is lowered to it.
+func TestObserversBounded(t *testing.T) {
+	h := NewHub(Options{})
+	client := serve(t, h)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var cancels []context.CancelFunc
+	for range MaxObservers {
+		octx, ocancel := context.WithCancel(ctx)
+		cancels = append(cancels, ocancel)
+		if _, err := client.Observe(octx, &tapv1.ObserveRequest{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitObservers(t, h, MaxObservers)
+	s, err := client.Observe(ctx, &tapv1.ObserveRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Recv(); status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "retry once one has ended") {
+		t.Fatalf("observer %d: %v, want ResourceExhausted", MaxObservers+1, err)
+	}
+	cancels[0]()
+	waitObservers(t, h, MaxObservers-1)
+	if _, err := client.Observe(ctx, &tapv1.ObserveRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	waitObservers(t, h, MaxObservers)
+	for _, c := range cancels {
+		c()
+	}
+
+	o, err := h.newObserver(&tapv1.ObserveRequest{MaxRps: 1e9})
+	if err != nil || o.rate != MaxRPS {
+		t.Errorf("max_rps 1e9: rate %v, %v; want %d", o.rate, err, MaxRPS)
 	}
 }
