@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/conduit-mesh/conduit/pkg/ports"
@@ -74,6 +75,7 @@ type Proxy struct {
 	o       Options
 	http    *http.Server
 	cl      *netx.ChanListener
+	serving atomic.Bool // Serve has set cl up (Shutdown may run in another goroutine)
 	tracker netx.Tracker
 	rp      *httputil.ReverseProxy
 	h1      *http.Transport
@@ -203,6 +205,7 @@ func InfoFrom(ctx context.Context) *netx.Info {
 // Serve accepts on l until it is closed.
 func (p *Proxy) Serve(l net.Listener) error {
 	p.cl = netx.NewChanListener(l.Addr())
+	p.serving.Store(true)
 	go func() { _ = p.http.Serve(p.cl) }()
 	if err := p.tracker.Serve(l, p.handle); err != nil {
 		return fmt.Errorf("inbound: %w", err)
@@ -216,7 +219,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	var err error
 	p.fast.Shutdown()
 	p.fast2.Shutdown()
-	if p.cl != nil {
+	if p.serving.Load() {
 		err = p.http.Shutdown(ctx)
 	}
 	if werr := p.tracker.Wait(ctx); err == nil {

@@ -85,6 +85,7 @@ type Proxy struct {
 	o         Options
 	http      *http.Server
 	cl        *netx.ChanListener
+	serving   atomic.Bool // Serve has set cl up (Shutdown may run in another goroutine)
 	tracker   netx.Tracker
 	rp        *httputil.ReverseProxy
 	h1        *http.Transport
@@ -209,6 +210,7 @@ func (s statusError) Error() string { return http.StatusText(int(s)) }
 // Serve accepts on l until it is closed.
 func (p *Proxy) Serve(l net.Listener) error {
 	p.cl = netx.NewChanListener(l.Addr())
+	p.serving.Store(true)
 	go func() { _ = p.http.Serve(p.cl) }()
 	go p.sweepLoop()
 	if err := p.tracker.Serve(l, p.handle); err != nil {
@@ -223,7 +225,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	p.stopOnce.Do(func() { close(p.stop) })
 	p.fast.Shutdown()
 	p.fast2.Shutdown()
-	if p.cl != nil {
+	if p.serving.Load() {
 		err = p.http.Shutdown(ctx)
 	}
 	if werr := p.tracker.Wait(ctx); err == nil {
