@@ -49,8 +49,9 @@ func parseAuthority(auth, clusterDomain string) (target, error) {
 		return t, fmt.Errorf("empty authority")
 	}
 	// An IP address needs a port ("10.0.0.1:80", "[fd00::1]:80"), and an
-	// IPv6 address brackets: "fd00::1:80" could be either.
-	if ip, err := netip.ParseAddr(auth); err == nil && ip.Is6() {
+	// IPv6 address brackets: "fd00::1:80" could be either. Only an IPv6
+	// address has more than one colon.
+	if strings.Count(auth, ":") > 1 && !strings.HasPrefix(auth, "[") {
 		return t, fmt.Errorf("authority %q: an IPv6 address must be in brackets, with a port: [fd00::1]:8080", auth)
 	}
 	if ip, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(auth, "["), "]")); err == nil {
@@ -62,8 +63,6 @@ func parseAuthority(auth, clusterDomain string) (target, error) {
 		switch {
 		case errors.As(err, &aerr) && aerr.Err == "missing port in address":
 			host, portStr = auth, "80" // a bare name
-		case strings.Count(auth, ":") > 1 && !strings.HasPrefix(auth, "["):
-			return t, fmt.Errorf("authority %q: an IPv6 address must be in brackets, with a port: [fd00::1]:8080", auth)
 		default:
 			return t, fmt.Errorf("authority %q: %w", auth, err)
 		}

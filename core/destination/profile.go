@@ -1,6 +1,7 @@
 package destination
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -161,14 +162,7 @@ func (x *Index) trafficSplit(t target) []*pb.WeightedDst {
 		}
 	}
 	slices.SortFunc(splits, func(a, b *unstructured.Unstructured) int {
-		ta, tb := a.GetCreationTimestamp(), b.GetCreationTimestamp()
-		if !ta.Equal(&tb) {
-			if ta.Before(&tb) {
-				return -1
-			}
-			return 1
-		}
-		return strings.Compare(a.GetName(), b.GetName())
+		return cmp.Or(a.GetCreationTimestamp().Compare(b.GetCreationTimestamp().Time), strings.Compare(a.GetName(), b.GetName()))
 	})
 	for _, u := range splits {
 		backends, _, _ := unstructured.NestedSlice(u.Object, "spec", "backends")
