@@ -327,7 +327,7 @@ func (c Config) Validate() error {
 		}
 	}
 	for key, v := range map[string]string{"trustDomain": c.TrustDomain, "identity.serverName": c.Identity.ServerName, "destination.serverName": c.Destination.ServerName} {
-		if err := validDNSName(v); v != "" && err != nil {
+		if err := pki.CheckDNSName(v); v != "" && err != nil {
 			bad(key, "%q is not a DNS name: %v", v, err)
 		}
 	}
@@ -342,29 +342,6 @@ func validHostPort(s string) error {
 	}
 	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
 		return fmt.Errorf("port %q", port)
-	}
-	return nil
-}
-
-// validDNSName accepts what the proxy accepts as an identity: dot-separated
-// labels of 1-63 letters, digits and '-' (not at either end), 253 characters
-// at most.
-func validDNSName(s string) error {
-	if len(s) > 253 {
-		return fmt.Errorf("%d characters, more than 253", len(s))
-	}
-	for _, label := range strings.Split(s, ".") {
-		if label == "" || len(label) > 63 {
-			return fmt.Errorf("label %q is not 1-63 characters", label)
-		}
-		if label[0] == '-' || label[len(label)-1] == '-' {
-			return fmt.Errorf("label %q starts or ends with '-'", label)
-		}
-		for _, r := range label {
-			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
-				return fmt.Errorf("label %q has %q", label, r)
-			}
-		}
 	}
 	return nil
 }

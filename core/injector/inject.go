@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/conduit-mesh/conduit/pkg/pki"
 	"github.com/conduit-mesh/conduit/pkg/ports"
 	"github.com/conduit-mesh/conduit/pkg/ports/podports"
 )
@@ -379,7 +380,7 @@ func (b *builder) identityName() (string, error) {
 	name := fmt.Sprintf("%s.%s.serviceaccount.identity.%s.%s", sa, b.ns, b.cpns, b.cfg.TrustDomain)
 	// The proxy refuses an identity that is not a DNS name (it would
 	// crash-loop): only a very long ServiceAccount name gets there.
-	if err := validDNSName(name); err != nil {
+	if err := pki.CheckDNSName(name); err != nil {
 		return "", &Denial{Message: fmt.Sprintf("conduit injector: the proxy's identity %q, from ServiceAccount %q, is not a valid DNS name (%v); accepted: a ServiceAccount name short enough for the identity to be 253 characters at most",
 			name, sa, err)}
 	}

@@ -15,6 +15,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
+
+	"github.com/conduit-mesh/conduit/pkg/pki"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -350,7 +352,7 @@ func TestInjectedPodInvariants(t *testing.T) {
 			if sa == "" {
 				sa = "default"
 			}
-			if err := validDNSName(env["CONDUIT_PROXY_IDENTITY_NAME"]); err != nil {
+			if err := pki.CheckDNSName(env["CONDUIT_PROXY_IDENTITY_NAME"]); err != nil {
 				t.Errorf("identity name the proxy refuses: %v", err)
 			}
 			if want := sa + ".emojivoto.serviceaccount.identity.conduit.cluster.local"; env["CONDUIT_PROXY_IDENTITY_NAME"] != want {

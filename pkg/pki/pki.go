@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"strings"
 	"time"
 )
 
@@ -265,6 +266,33 @@ func VerifyIssuer(issuer *CA, roots []*x509.Certificate, now time.Time) error {
 	_, err := issuer.Cert.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
 	if err != nil {
 		return fmt.Errorf("pki: issuer %q does not chain to the trust anchors: %w", issuer.Cert.Subject.CommonName, err)
+	}
+	return nil
+}
+
+// CheckDNSName checks a DNS-like name as the mesh uses them (an identity, a
+// server name, a trust or cluster domain): dot-separated labels of 1-63
+// letters, digits and '-', not at either end of a label, 253 characters at
+// most. The proxy refuses at start what fails it, so the injector checks
+// the names it hands the proxy with it too.
+func CheckDNSName(s string) error {
+	if len(s) > 253 {
+		return fmt.Errorf("%d characters, more than 253", len(s))
+	}
+	for _, label := range strings.Split(s, ".") {
+		if label == "" || len(label) > 63 {
+			return fmt.Errorf("label %q must be 1-63 characters", label)
+		}
+		for i := 0; i < len(label); i++ {
+			ch := label[i]
+			ok := ch >= 'a' && ch <= 'z' || ch >= '0' && ch <= '9' || ch == '-' || ch >= 'A' && ch <= 'Z'
+			if !ok {
+				return fmt.Errorf("label %q has character %q", label, ch)
+			}
+		}
+		if label[0] == '-' || label[len(label)-1] == '-' {
+			return fmt.Errorf("label %q starts or ends with '-'", label)
+		}
 	}
 	return nil
 }

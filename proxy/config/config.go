@@ -167,11 +167,11 @@ func Load(env Getenv) (*Config, error) {
 	if c.IdentityName == "" {
 		return nil, fmt.Errorf("config: CONDUIT_PROXY_IDENTITY_NAME is required (accepted: <sa>.<ns>.serviceaccount.identity.<control-plane-ns>.<trust-domain>)")
 	}
-	if err := checkDNSName(c.IdentityName); err != nil {
+	if err := pki.CheckDNSName(c.IdentityName); err != nil {
 		return nil, fmt.Errorf("config: CONDUIT_PROXY_IDENTITY_NAME=%q is invalid (accepted: a DNS name such as web.emojivoto.serviceaccount.identity.conduit.cluster.local): %w", c.IdentityName, err)
 	}
 	if c.DestinationName != "" {
-		if err := checkDNSName(c.DestinationName); err != nil {
+		if err := pki.CheckDNSName(c.DestinationName); err != nil {
 			return nil, fmt.Errorf("config: CONDUIT_PROXY_DESTINATION_NAME=%q is invalid (accepted: the destination service's identity, a DNS name): %w", c.DestinationName, err)
 		}
 	}
@@ -180,7 +180,7 @@ func Load(env Getenv) (*Config, error) {
 		if !IsLoopbackHost(host) {
 			return nil, fmt.Errorf("config: CONDUIT_PROXY_IDENTITY_SERVER_NAME is empty but CONDUIT_PROXY_IDENTITY_ADDR=%q is not a loopback address (accepted: an identity name, or empty only with a loopback identity address)", c.IdentityAddr)
 		}
-	} else if err := checkDNSName(c.IdentityServerName); err != nil {
+	} else if err := pki.CheckDNSName(c.IdentityServerName); err != nil {
 		return nil, fmt.Errorf("config: CONDUIT_PROXY_IDENTITY_SERVER_NAME=%q is invalid (accepted: the identity service's identity, a DNS name, or empty for loopback plaintext): %w", c.IdentityServerName, err)
 	}
 
@@ -228,7 +228,7 @@ func Load(env Getenv) (*Config, error) {
 	if c.DetectTimeout == 0 {
 		return nil, fmt.Errorf("config: CONDUIT_PROXY_DETECT_PROTOCOL_TIMEOUT=%q is invalid (accepted: a positive Go duration such as 10s)", get(env, "CONDUIT_PROXY_DETECT_PROTOCOL_TIMEOUT", ""))
 	}
-	if err := checkDNSName(c.ClusterDomain); err != nil {
+	if err := pki.CheckDNSName(c.ClusterDomain); err != nil {
 		return nil, fmt.Errorf("config: CONDUIT_PROXY_CLUSTER_DOMAIN=%q is invalid (accepted: a DNS suffix such as cluster.local): %w", c.ClusterDomain, err)
 	}
 
@@ -330,28 +330,6 @@ func checkHostPort(s string) error {
 	p, err := strconv.ParseUint(port, 10, 16)
 	if err != nil || p == 0 {
 		return fmt.Errorf("port %q out of range", port)
-	}
-	return nil
-}
-
-func checkDNSName(s string) error {
-	if len(s) > 253 {
-		return fmt.Errorf("longer than 253 characters")
-	}
-	for _, label := range strings.Split(s, ".") {
-		if label == "" || len(label) > 63 {
-			return fmt.Errorf("label %q must be 1-63 characters", label)
-		}
-		for i := 0; i < len(label); i++ {
-			ch := label[i]
-			ok := ch >= 'a' && ch <= 'z' || ch >= '0' && ch <= '9' || ch == '-' || ch >= 'A' && ch <= 'Z'
-			if !ok {
-				return fmt.Errorf("label %q has character %q", label, ch)
-			}
-		}
-		if label[0] == '-' || label[len(label)-1] == '-' {
-			return fmt.Errorf("label %q starts or ends with '-'", label)
-		}
 	}
 	return nil
 }
