@@ -3,8 +3,6 @@ package injector
 import (
 	"errors"
 	"fmt"
-	"net"
-	"strconv"
 	"strings"
 	"time"
 
@@ -15,6 +13,7 @@ import (
 	"github.com/conduit-mesh/conduit/pkg/logging"
 	"github.com/conduit-mesh/conduit/pkg/pki"
 	"github.com/conduit-mesh/conduit/pkg/ports"
+	proxyconfig "github.com/conduit-mesh/conduit/proxy/config"
 	"github.com/conduit-mesh/conduit/proxy/iptables"
 )
 
@@ -322,7 +321,7 @@ func (c Config) Validate() error {
 	// What the proxy checks at start (proxy/config): a value it refuses
 	// would crash-loop every pod injected from now on.
 	for key, v := range map[string]string{"identity.address": c.Identity.Address, "destination.address": c.Destination.Address} {
-		if err := validHostPort(v); v != "" && err != nil {
+		if err := proxyconfig.CheckHostPort(v); v != "" && err != nil {
 			bad(key, "%q is not host:port with a port in 1-65535: %v", v, err)
 		}
 	}
@@ -332,18 +331,6 @@ func (c Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// validHostPort accepts host:port with a port in 1-65535.
-func validHostPort(s string) error {
-	_, port, err := net.SplitHostPort(s)
-	if err != nil {
-		return err
-	}
-	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
-		return fmt.Errorf("port %q", port)
-	}
-	return nil
 }
 
 // validImage accepts an image repository without tag or digest:

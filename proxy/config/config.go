@@ -149,7 +149,7 @@ func Load(env Getenv) (*Config, error) {
 		{"CONDUIT_PROXY_DESTINATION_ADDR", c.DestinationAddr},
 		{"CONDUIT_PROXY_IDENTITY_ADDR", c.IdentityAddr},
 	} {
-		if err := checkHostPort(a.val); err != nil {
+		if err := CheckHostPort(a.val); err != nil {
 			return nil, fmt.Errorf("config: %s=%q is invalid (accepted: host:port with a port in 1-65535): %w", a.name, a.val, err)
 		}
 	}
@@ -160,7 +160,7 @@ func Load(env Getenv) (*Config, error) {
 		if a.val == "" {
 			continue
 		}
-		if err := checkHostPort(a.val); err != nil {
+		if err := CheckHostPort(a.val); err != nil {
 			return nil, fmt.Errorf("config: %s=%q is invalid (accepted: empty or host:port): %w", a.name, a.val, err)
 		}
 	}
@@ -321,12 +321,14 @@ func checkListen(s string) error {
 	return nil
 }
 
-func checkHostPort(s string) error {
-	host, port, err := net.SplitHostPort(s)
+// CheckHostPort checks a "host:port" address with a port in 1-65535, as the
+// proxy checks the control plane's addresses (the injector checks its
+// config with it).
+func CheckHostPort(s string) error {
+	_, port, err := net.SplitHostPort(s)
 	if err != nil {
 		return err
 	}
-	_ = host
 	p, err := strconv.ParseUint(port, 10, 16)
 	if err != nil || p == 0 {
 		return fmt.Errorf("port %q out of range", port)
