@@ -21,7 +21,7 @@ func (p *Proxy) serveFast(c net.Conn, info *netx.Info, owned bool) {
 		if !owned {
 			hc = &netx.Owned{Conn: hc, Info: info}
 		}
-		if err := p.cl.Push(hc); err != nil {
+		if err := p.cl.Load().Push(hc); err != nil {
 			_ = hc.Close()
 		}
 	})

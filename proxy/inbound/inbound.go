@@ -74,8 +74,7 @@ type Options struct {
 type Proxy struct {
 	o       Options
 	http    *http.Server
-	cl      *netx.ChanListener
-	serving atomic.Bool // Serve has set cl up (Shutdown may run in another goroutine)
+	cl      atomic.Pointer[netx.ChanListener] // set by Serve (Shutdown may run in another goroutine)
 	tracker netx.Tracker
 	rp      *httputil.ReverseProxy
 	h1      *http.Transport
@@ -204,9 +203,9 @@ func InfoFrom(ctx context.Context) *netx.Info {
 
 // Serve accepts on l until it is closed.
 func (p *Proxy) Serve(l net.Listener) error {
-	p.cl = netx.NewChanListener(l.Addr())
-	p.serving.Store(true)
-	go func() { _ = p.http.Serve(p.cl) }()
+	cl := netx.NewChanListener(l.Addr())
+	p.cl.Store(cl)
+	go func() { _ = p.http.Serve(cl) }()
 	if err := p.tracker.Serve(l, p.handle); err != nil {
 		return fmt.Errorf("inbound: %w", err)
 	}
@@ -219,7 +218,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	var err error
 	p.fast.Shutdown()
 	p.fast2.Shutdown()
-	if p.serving.Load() {
+	if p.cl.Load() != nil {
 		err = p.http.Shutdown(ctx)
 	}
 	if werr := p.tracker.Wait(ctx); err == nil {
@@ -312,7 +311,7 @@ func (p *Proxy) handle(raw net.Conn) {
 
 func (p *Proxy) pushHTTP(c net.Conn, info *netx.Info) {
 	sc := &netx.Owned{Conn: c, Info: info}
-	if err := p.cl.Push(sc); err != nil {
+	if err := p.cl.Load().Push(sc); err != nil {
 		_ = sc.Close()
 	}
 }
@@ -350,7 +349,7 @@ func (p *Proxy) serveTLS(c *netx.Conn, info *netx.Info) {
 	}
 	// net/http switches to HTTP/2 on ALPN h2 only for a *tls.Conn; it
 	// serves HTTP/1.1 on http/1.1 (with the fast path off).
-	if err := p.cl.Push(tc); err != nil {
+	if err := p.cl.Load().Push(tc); err != nil {
 		_ = tc.Close()
 	}
 }

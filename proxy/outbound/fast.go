@@ -27,7 +27,7 @@ func (p *Proxy) serveFast(c *netx.Conn, info *netx.Info) {
 	p.fast.ServeConn(c, &fastConn{p: p, info: info}, func(hc net.Conn) {
 		handed = true
 		oc := &netx.Owned{Conn: hc, Info: info}
-		if err := p.cl.Push(oc); err != nil {
+		if err := p.cl.Load().Push(oc); err != nil {
 			_ = oc.Close()
 		}
 	})

@@ -84,8 +84,7 @@ type Options struct {
 type Proxy struct {
 	o         Options
 	http      *http.Server
-	cl        *netx.ChanListener
-	serving   atomic.Bool // Serve has set cl up (Shutdown may run in another goroutine)
+	cl        atomic.Pointer[netx.ChanListener] // set by Serve (Shutdown may run in another goroutine)
 	tracker   netx.Tracker
 	rp        *httputil.ReverseProxy
 	h1        *http.Transport
@@ -104,12 +103,12 @@ type Proxy struct {
 }
 
 // Sweep timing: every sweepEvery, an endpoint that no current endpoint
-// set holds and that no request has asked for in upstreamIdle is
-// forgotten. upstreamIdle is longer than the pools' idle timeouts, so its
-// connections have closed by then.
+// set holds and that no request has asked for in idleSweeps sweeps (15
+// minutes, longer than the pools' idle timeouts, so its connections have
+// closed by then) is forgotten.
 const (
-	sweepEvery   = time.Minute
-	upstreamIdle = 15 * time.Minute
+	sweepEvery = time.Minute
+	idleSweeps = 15
 )
 
 // New returns the outbound proxy.
@@ -209,9 +208,9 @@ func (s statusError) Error() string { return http.StatusText(int(s)) }
 
 // Serve accepts on l until it is closed.
 func (p *Proxy) Serve(l net.Listener) error {
-	p.cl = netx.NewChanListener(l.Addr())
-	p.serving.Store(true)
-	go func() { _ = p.http.Serve(p.cl) }()
+	cl := netx.NewChanListener(l.Addr())
+	p.cl.Store(cl)
+	go func() { _ = p.http.Serve(cl) }()
 	go p.sweepLoop()
 	if err := p.tracker.Serve(l, p.handle); err != nil {
 		return fmt.Errorf("outbound: %w", err)
@@ -225,7 +224,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	p.stopOnce.Do(func() { close(p.stop) })
 	p.fast.Shutdown()
 	p.fast2.Shutdown()
-	if p.serving.Load() {
+	if p.cl.Load() != nil {
 		err = p.http.Shutdown(ctx)
 	}
 	if werr := p.tracker.Wait(ctx); err == nil {
@@ -286,7 +285,7 @@ func (p *Proxy) handle(raw net.Conn) {
 			return
 		}
 		oc := &netx.Owned{Conn: c, Info: info}
-		if err := p.cl.Push(oc); err != nil {
+		if err := p.cl.Load().Push(oc); err != nil {
 			_ = oc.Close()
 		}
 	default:
@@ -354,7 +353,8 @@ func (p *Proxy) dial(ctx context.Context, a *discovery.Addr, alpn string) (net.C
 // fast is its HTTP/1.1 pool for the fast path, made on first use.
 type upstream struct {
 	addr     *discovery.Addr
-	used     atomic.Int64 // when upstreamFor last returned it (Unix ns)
+	used     atomic.Bool // upstreamFor returned it since the last sweep
+	idle     int         // sweeps since then (the sweep's own)
 	h2       h2Client
 	viaH2    func(*http.Request) (*http.Response, error) // u.sendH2 for h1.Call, bound once (a method value per request would allocate); nil when unmeshed
 	fastOnce sync.Once
@@ -375,11 +375,13 @@ func (p *Proxy) upstreamFor(a *discovery.Addr) *upstream {
 	key := a.Addr + "|" + a.ServerName + "|" + a.Labels
 	if v, ok := p.ups.Load(key); ok {
 		u := v.(*upstream)
-		u.used.Store(nanotime())
+		if !u.used.Load() { // a load, not a store, on the request path
+			u.used.Store(true)
+		}
 		return u
 	}
 	u := &upstream{addr: a}
-	u.used.Store(nanotime())
+	u.used.Store(true)
 	if a.Identity != "" {
 		dial := func(ctx context.Context) (net.Conn, error) {
 			c, _, err := p.dial(ctx, a, tlsconf.ALPNH2)
@@ -409,8 +411,6 @@ func (p *Proxy) upstreamFor(a *discovery.Addr) *upstream {
 	v, _ := p.ups.LoadOrStore(key, u)
 	return v.(*upstream)
 }
-
-func nanotime() int64 { return time.Now().UnixNano() }
 
 // closeIdle closes the upstream's idle connections.
 func (u *upstream) closeIdle() {
@@ -562,8 +562,8 @@ func (p *Proxy) sweepLoop() {
 		select {
 		case <-p.stop:
 			return
-		case now := <-t.C:
-			p.sweep(now.UnixNano())
+		case <-t.C:
+			p.sweep()
 		}
 	}
 }
@@ -573,9 +573,9 @@ func (p *Proxy) sweepLoop() {
 //   - a name whose watch discovery dropped, unused (endpoints re-watches
 //     it on its next request);
 //   - an endpoint that no current endpoint set holds and that no request
-//     has asked for since upstreamIdle before now (Unix ns); its idle
-//     connections are closed. A request still on it finishes on it.
-func (p *Proxy) sweep(now int64) {
+//     has asked for in idleSweeps sweeps; its idle connections are closed.
+//     A request still on it finishes on it.
+func (p *Proxy) sweep() {
 	live := map[*upstream]struct{}{}
 	p.lbs.Range(func(k, v any) bool {
 		lb := v.(*lbState)
@@ -592,7 +592,12 @@ func (p *Proxy) sweep(now int64) {
 	})
 	p.ups.Range(func(k, v any) bool {
 		u := v.(*upstream)
-		if _, ok := live[u]; ok || now-u.used.Load() < int64(upstreamIdle) {
+		used := u.used.Swap(false)
+		if _, ok := live[u]; ok || used {
+			u.idle = 0
+			return true
+		}
+		if u.idle++; u.idle < idleSweeps {
 			return true
 		}
 		if p.ups.CompareAndDelete(k, u) {

@@ -348,24 +348,28 @@ func TestSweep(t *testing.T) {
 		t.Fatalf("upstreams before the sweep: %v, want the old and the new endpoint", got)
 	}
 	// Soon after, nothing is forgotten: the old endpoint was used lately.
-	p.sweep(nanotime())
+	p.sweep()
 	if got := upstreams(p); len(got) != 2 || names(p) != 1 {
 		t.Fatalf("a sweep forgot endpoints in use lately: %v, %d names", got, names(p))
 	}
 	// Later, the old endpoint goes; the new one stays while its name's
 	// endpoint set holds it.
-	later := nanotime() + int64(upstreamIdle) + int64(time.Second)
+	later := func() {
+		for range idleSweeps {
+			p.sweep()
+		}
+	}
 	if w := get(p, "GET", "http://web/", nil); w.Body.String() != "new" {
 		t.Fatalf("request: %d %q", w.Code, w.Body)
 	}
-	p.sweep(later)
+	later()
 	if got := upstreams(p); len(got) != 1 || got[0] != cur || names(p) != 1 {
 		t.Fatalf("after a later sweep: upstreams %v (want [%s]), %d names (want 1)", got, cur, names(p))
 	}
 	// Once the name is no longer called, its watch is dropped, and the
 	// sweep forgets the name and then its endpoint.
 	time.Sleep(400 * time.Millisecond)
-	p.sweep(later)
+	later()
 	if got := upstreams(p); len(got) != 0 || names(p) != 0 {
 		t.Fatalf("after the name went unused: upstreams %v, %d names; want none", got, names(p))
 	}
