@@ -264,6 +264,18 @@ func TestInjector(t *testing.T) {
 			t.Errorf("want a refusal naming the annotation and the accepted values, got %v", err)
 		}
 	})
+	t.Run("an application port the proxy listens on refuses the pod", func(t *testing.T) {
+		// Injected, one of the two would fail to bind 4191 and crash-loop.
+		p := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "port-clash"},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: f.Image("testapp"), Args: []string{"sleep"},
+				Ports: []corev1.ContainerPort{{Name: "admin", ContainerPort: 4191}}}}},
+		}
+		_, err := createInjected(t, f, meshed, p)
+		if err == nil || !strings.Contains(err.Error(), `container "c" declares port 4191, the proxy's admin port`) || !strings.Contains(err.Error(), "accepted") {
+			t.Errorf("want a refusal naming the container, the port and the accepted ports, got %v", err)
+		}
+	})
 	t.Run("an invalid defaulted annotation injects with an Event", func(t *testing.T) {
 		p := &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Name: "defaulted", Annotations: map[string]string{"config.conduit.dev/proxy-log-level": "chatty"}},
