@@ -57,14 +57,13 @@ type Watcher struct {
 	// last digests the inputs of the last reload, so that an unchanged pair
 	// (an informer resync, a label change) records no new event.
 	last string
-	// lastInvalid is set when the inputs digested in last did not validate.
-	// Validity depends on the clock (an issuer or anchor not valid yet, e.g.
-	// cert-manager's NotBefore a second ahead of this node's clock), so Run
-	// validates them again every minute instead of waiting for a change that
+	// lastErr is errKey of the failure last reported, empty when the
+	// inputs digested in last validated: a retry that fails the same way
+	// stays silent, one that fails otherwise is reported. Validity depends
+	// on the clock (an issuer or anchor not valid yet, e.g. cert-manager's
+	// NotBefore a second ahead of this node's clock), so Run validates
+	// failed inputs again every minute instead of waiting for a change that
 	// may never come.
-	lastInvalid bool
-	// lastErr is errKey of the failure last reported, so that a retry that
-	// fails the same way stays silent and one that fails otherwise is reported.
 	lastErr string
 	// expiredWarned is the fingerprint of the certificate (the issuer or one of
 	// its chain) last reported expired.
@@ -154,7 +153,7 @@ func (w *Watcher) secretRef() *corev1.ObjectReference {
 // invalid (silently while it fails the same way: that was reported already),
 // and reports an expired issuer.
 func (w *Watcher) Periodic() {
-	if w.lastInvalid {
+	if w.lastErr != "" {
 		w.reload(true)
 	}
 	w.CheckExpired()
@@ -185,7 +184,6 @@ func (w *Watcher) reload(retry bool) {
 	if err == nil {
 		iss, err = LoadIssuer(secretData, bundle, w.now())
 	}
-	w.lastInvalid = err != nil
 	if err != nil {
 		if retry && errKey(err) == w.lastErr {
 			return
@@ -200,6 +198,7 @@ func (w *Watcher) reload(retry bool) {
 		w.Recorder.Eventf(w.secretRef(), corev1.EventTypeWarning, EventIssuerInvalid, "%v; %s", err, keep)
 		return
 	}
+	w.lastErr = ""
 	cur := w.Store.Current()
 	// The chain sent after the leaf counts too: an intermediate renewed in
 	// tls.crt or ca.crt under an unchanged issuer must replace the old one
