@@ -80,6 +80,20 @@ type clientConn struct {
 
 	seen       uint64    // conn.frames + conn.pingAcks at the last health check
 	quietSince time.Time // when either last moved
+	// goAway is the server's last GOAWAY, for the error of the streams
+	// the connection's end fails (the reader's: no lock).
+	goAway *goAwayError
+}
+
+// goAwayError is a GOAWAY the server sent before the connection ended.
+type goAwayError struct {
+	last  uint32
+	code  http2.ErrCode
+	debug string
+}
+
+func (e *goAwayError) Error() string {
+	return fmt.Sprintf("GOAWAY %v (last stream %d) %q", e.code, e.last, e.debug)
 }
 
 func (c *Client) idleTimeout() time.Duration {
@@ -551,6 +565,11 @@ func (cc *clientConn) sendBody(st *stream, body io.ReadCloser, r *http.Request) 
 // readLoop reads the connection's frames until it fails.
 func (cc *clientConn) readLoop() {
 	err := cc.readFrames(cc)
+	if cc.goAway != nil {
+		// The server said why, or which streams it would finish: the
+		// streams still open learn it with the connection's end.
+		err = fmt.Errorf("h2: connection ended after the server's %w: %w", cc.goAway, err)
+	}
 	cc.fail(prefixed(err))
 	cc.cl.forget(cc)
 	cc.mu.Lock()
@@ -658,6 +677,8 @@ func (cc *clientConn) onHeaders(f *hblock) error {
 // onGoAway stops new streams; those above the last one the server will
 // process fail as refused, to be retried elsewhere.
 func (cc *clientConn) onGoAway(f *http2.GoAwayFrame) {
+	debug := f.DebugData() // the framer's buffer: copied
+	cc.goAway = &goAwayError{last: f.LastStreamID, code: f.ErrCode, debug: string(debug[:min(len(debug), maxDebug)])}
 	cc.mu.Lock()
 	cc.goingAway = true
 	var refused []*stream

@@ -36,6 +36,11 @@ const (
 	// ride with (see conn.acks), and ackBatch how many ACKs wait.
 	ackDelay = 10 * time.Millisecond
 	ackBatch = 16
+	// goAwayTimeout bounds the wait to write the connection's last frames
+	// (the GOAWAY of a connection error, or what a graceful close has
+	// queued): for a writer holding wmu to finish and the frames to go
+	// out to a peer that may not be reading.
+	goAwayTimeout = time.Second
 )
 
 var (
@@ -110,6 +115,10 @@ type conn struct {
 	active    int           // open streams (client: slots taken)
 	goingAway bool          // no new streams; close when the last ends
 	idle      *time.Timer
+	// sentGoAway: a GOAWAY was sent (or queued) naming goneAway as the
+	// last stream (see goAwayLast).
+	sentGoAway bool
+	goneAway   uint32
 }
 
 // streamEnded counts a stream out and restarts the idle timer when it was
@@ -487,11 +496,13 @@ func (c *conn) resetStream(s *stream, code http2.ErrCode, why error) {
 	s.reset = true
 	s.sentEnd = true
 	s.endRecv(why)
+	wc := c.returnConn() // the unread DATA endRecv dropped
 	done := c.maybeClose(s)
 	c.mu.Unlock()
 	if send {
 		c.queue(control{kind: ctlReset, id: s.id, val: uint32(code)})
 	}
+	c.sendWindow(0, 0, wc)
 	c.sendCond.Broadcast()
 	c.closed(done)
 }
@@ -511,7 +522,8 @@ func (s *stream) endRecv(err error) {
 		s.rerr = err
 	}
 	if err != io.EOF {
-		// Unread data is dropped: return it to the connection window.
+		// Unread data is dropped: return it to the connection window
+		// (the caller sends the update due: returnConn).
 		s.c.ackConn += int64(s.rq.n)
 		s.dropRbuf()
 	}
@@ -679,6 +691,7 @@ func (c *conn) onData(f *http2.DataFrame) error {
 		return nil
 	}
 	if n > s.recvWin {
+		c.ackConn += n // the frame is dropped, but counts on the connection (RFC 9113 6.9)
 		c.mu.Unlock()
 		c.resetStream(s, http2.ErrCodeFlowControl, fmt.Errorf("h2: peer exceeded the stream window"))
 		return nil
@@ -750,6 +763,7 @@ func (c *conn) onSettings(f *http2.SettingsFrame, apply func(http2.Setting)) err
 	// (RFC 9113 6.5.3).
 	table := int64(-1)
 	c.mu.Lock()
+	init := c.peerInit
 	_ = f.ForeachSetting(func(st http2.Setting) error {
 		if e := st.Valid(); e != nil {
 			err = e
@@ -768,6 +782,18 @@ func (c *conn) onSettings(f *http2.SettingsFrame, apply func(http2.Setting)) err
 		}
 		return nil
 	})
+	if err == nil && c.peerInit > init {
+		// A stream given more window than it used may now have more than
+		// the protocol allows (RFC 9113 6.9.2): one pass per frame, not
+		// per repeat of the setting.
+		for _, s := range c.streams {
+			if w := c.sendWin(s); w > 1<<31-1 {
+				err = fmt.Errorf("h2: SETTINGS_INITIAL_WINDOW_SIZE %d takes stream %d's send window to %d: %w",
+					c.peerInit, s.id, w, http2.ConnectionError(http2.ErrCodeFlowControl))
+				break
+			}
+		}
+	}
 	c.mu.Unlock()
 	if err != nil {
 		return err
@@ -831,8 +857,10 @@ func (c *conn) onReset(f *http2.RSTStreamFrame) {
 		err = io.EOF
 	}
 	s.endRecv(err)
+	wc := c.returnConn() // the unread DATA endRecv dropped
 	done := c.maybeClose(s)
 	c.mu.Unlock()
+	c.sendWindow(0, 0, wc)
 	c.sendCond.Broadcast()
 	if s.abort != nil {
 		s.abort()
@@ -978,7 +1006,7 @@ func (c *conn) connError(sd side, err error) error {
 	}
 	var ce http2.ConnectionError
 	if errors.As(err, &ce) {
-		c.goAway(sd.lastStream(), err)
+		c.goAwayError(sd.lastStream(), http2.ErrCode(ce), err)
 	}
 	return err
 }
@@ -996,17 +1024,69 @@ func (c *conn) streamError(id uint32, code http2.ErrCode, err error) {
 	c.queue(control{kind: ctlReset, id: id, val: uint32(code)})
 }
 
-// goAway queues GOAWAY with the error's code.
-func (c *conn) goAway(last uint32, err error) {
-	code := http2.ErrCodeInternal
-	var ce http2.ConnectionError
-	switch {
-	case errors.As(err, &ce):
-		code = http2.ErrCode(ce)
-	case err == nil:
-		code = http2.ErrCodeNo
+// goAway queues a graceful GOAWAY (NO_ERROR): streams up to last go on.
+func (c *conn) goAway(last uint32) {
+	c.queue(control{kind: ctlGoAway, id: c.goAwayLast(last), val: uint32(http2.ErrCodeNo)})
+}
+
+// goAwayLast returns the last stream a GOAWAY may name: last, or less if
+// an earlier GOAWAY named less. A peer may have sent the streams above an
+// earlier GOAWAY's elsewhere already, so the number never grows (RFC 9113
+// 6.8).
+func (c *conn) goAwayLast(last uint32) uint32 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sentGoAway {
+		last = min(last, c.goneAway)
 	}
-	c.queue(control{kind: ctlGoAway, id: last, val: uint32(code)})
+	c.sentGoAway, c.goneAway = true, last
+	return last
+}
+
+// maxDebug bounds the debug data of a connection error's GOAWAY.
+const maxDebug = 256
+
+// goAwayError writes GOAWAY with a connection error's code, and its text as
+// debug data, and flushes it; nothing is written on the connection after
+// it, which is about to close. It is written here, not queued: queued, it
+// would wait for a writer holding wmu (a response blocked on a peer slow
+// to read), and the connection closed under it would lose it, leaving the
+// peer a bare EOF where GOAWAY would tell it which requests were not
+// processed and why. A write deadline bounds the wait: a peer that does not
+// read fails the writer holding wmu, and the GOAWAY, within goAwayTimeout.
+func (c *conn) goAwayError(last uint32, code http2.ErrCode, err error) {
+	last = c.goAwayLast(last)
+	debug := err.Error()
+	if len(debug) > maxDebug {
+		debug = debug[:maxDebug]
+	}
+	c.lockFinal()
+	if c.werr == nil {
+		c.werr = c.wfr.WriteGoAway(last, code, []byte(debug))
+	}
+	c.flush()
+	if c.werr == nil {
+		c.werr = fmt.Errorf("h2: connection error sent: %w", err)
+	}
+	c.unlockFinal()
+}
+
+// lockFinal takes wmu for the connection's last frames, with a write
+// deadline of goAwayTimeout (see goAwayError), and writes what is queued;
+// unlockFinal releases it. Unlike unlock, whoever holds wmu flushes
+// before letting go, whether or not another writer is waiting.
+func (c *conn) lockFinal() {
+	_ = c.nc.SetWriteDeadline(time.Now().Add(goAwayTimeout))
+	c.writers.Add(1)
+	c.wmu.Lock()
+	c.releaseAcks()
+	c.writeControl()
+}
+
+func (c *conn) unlockFinal() {
+	c.flush()
+	c.writers.Add(-1)
+	c.wmu.Unlock()
 }
 
 // headerOf builds an http.Header from a header block's regular fields:

@@ -151,16 +151,18 @@ func (sc *serverConn) shutdown() {
 	sc.goingAway = true
 	last, idle := sc.lastID, sc.active == 0
 	sc.mu.Unlock()
-	sc.goAway(last, nil)
+	sc.goAway(last)
 	if idle {
 		go sc.closeFlushed()
 	}
 }
 
-// closeFlushed flushes what is queued and closes the connection.
+// closeFlushed flushes what is queued (the GOAWAY) and closes the
+// connection; the flush waits no longer than goAwayTimeout for a peer that
+// does not read.
 func (sc *serverConn) closeFlushed() {
-	sc.lock()
-	sc.unlock()
+	sc.lockFinal()
+	sc.unlockFinal()
 	_ = sc.nc.Close()
 }
 
