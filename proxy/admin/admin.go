@@ -29,6 +29,11 @@ type Options struct {
 	// CertificatePEM returns the current leaf certificate chain as PEM, nil
 	// before the first certificate (GET /identity/certificate).
 	CertificatePEM func() []byte
+	// CertExpiry returns when the current certificate expires, the zero
+	// time before the first one. Nil: the proxy has no identity. It gives
+	// identity_cert_expiration_timestamp_seconds, and /ready's warning
+	// once the certificate has expired.
+	CertExpiry func() time.Time
 	// LogLevel is the level of the proxy's logger: GET /proxy-log-level
 	// prints it, PUT (from loopback) changes it. Nil: neither is served.
 	LogLevel *slog.LevelVar
@@ -66,13 +71,25 @@ func Handler(o Options) http.Handler {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 		_, _ = o.Metrics.WriteTo(w)
 		writeProcess(w, start)
+		writeIdentity(w, o.CertExpiry)
 	})
 	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, r *http.Request) {
 		if o.Ready != nil && !o.Ready() {
 			http.Error(w, "not ready: no certificate yet", http.StatusServiceUnavailable)
 			return
 		}
+		// An expired certificate that could not be renewed leaves the
+		// proxy ready (see docs/proxy.md, Identity): meshed clients' proxies
+		// already avoid an endpoint whose handshake fails, while unready
+		// pods would leave a Service with no endpoints at all when the
+		// identity service is down for the whole cluster.
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = io.WriteString(w, "ready\n")
+		if o.CertExpiry != nil {
+			if exp := o.CertExpiry(); !exp.IsZero() && !time.Now().Before(exp) {
+				fmt.Fprintf(w, "warning: the certificate expired at %s and has not been renewed: meshed peers refuse mTLS with this proxy\n", exp.UTC().Format(time.RFC3339))
+			}
+		}
 	})
 	mux.HandleFunc("GET /identity/certificate", func(w http.ResponseWriter, r *http.Request) {
 		var chain []byte
@@ -177,6 +194,19 @@ func writeProcess(w io.Writer, start time.Time) {
 	if rss, ok := residentBytes(); ok {
 		fmt.Fprintf(w, "# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes %d\n", rss)
 	}
+}
+
+// writeIdentity writes identity_cert_expiration_timestamp_seconds (Linkerd's
+// name), once there is a certificate.
+func writeIdentity(w io.Writer, expiry func() time.Time) {
+	if expiry == nil {
+		return
+	}
+	exp := expiry()
+	if exp.IsZero() {
+		return
+	}
+	fmt.Fprintf(w, "# HELP identity_cert_expiration_timestamp_seconds Expiry of the proxy's current workload certificate, in seconds since the Unix epoch.\n# TYPE identity_cert_expiration_timestamp_seconds gauge\nidentity_cert_expiration_timestamp_seconds %d\n", exp.Unix())
 }
 
 func residentBytes() (int64, bool) {

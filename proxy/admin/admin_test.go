@@ -2,12 +2,15 @@ package admin
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
 	"github.com/conduit-mesh/conduit/proxy/metrics"
 )
@@ -124,5 +127,60 @@ func TestProxyLogLevel(t *testing.T) {
 	Handler(Options{Metrics: metrics.New()}).ServeHTTP(w, httptest.NewRequest("GET", "/proxy-log-level", nil))
 	if w.Code != 404 {
 		t.Errorf("GET /proxy-log-level without a LevelVar: %d", w.Code)
+	}
+}
+
+// TestReadyWithCertificateExpiry: /ready is 503 until the first
+// certificate, then 200, and stays 200 once the certificate has expired
+// (see docs/proxy.md, Identity) with a warning in its body;
+// identity_cert_expiration_timestamp_seconds says when it expires.
+func TestReadyWithCertificateExpiry(t *testing.T) {
+	valid := time.Now().Add(time.Hour).Truncate(time.Second)
+	expired := time.Now().Add(-time.Minute).Truncate(time.Second)
+	for _, tc := range []struct {
+		name       string
+		ready      bool
+		expiry     func() time.Time
+		code       int
+		body       string // the whole body, or "" to skip
+		warning    bool
+		metricLine string // "" when the gauge must be absent
+	}{
+		{"no certificate yet", false, func() time.Time { return time.Time{} }, 503, "not ready: no certificate yet\n", false, ""},
+		{"valid certificate", true, func() time.Time { return valid }, 200, "ready\n", false,
+			fmt.Sprintf("identity_cert_expiration_timestamp_seconds %d\n", valid.Unix())},
+		{"expired certificate", true, func() time.Time { return expired }, 200, "", true,
+			fmt.Sprintf("identity_cert_expiration_timestamp_seconds %d\n", expired.Unix())},
+		{"no identity", true, nil, 200, "ready\n", false, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := Handler(Options{Metrics: metrics.New(), Ready: func() bool { return tc.ready }, CertExpiry: tc.expiry})
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, httptest.NewRequest("GET", "/ready", nil))
+			if w.Code != tc.code {
+				t.Errorf("/ready = %d, want %d", w.Code, tc.code)
+			}
+			if tc.body != "" && w.Body.String() != tc.body {
+				t.Errorf("/ready body %q, want %q", w.Body, tc.body)
+			}
+			if got := strings.Contains(w.Body.String(), "warning: the certificate expired at "+expired.UTC().Format(time.RFC3339)); got != tc.warning {
+				t.Errorf("/ready body %q: warning about the expired certificate = %v, want %v", w.Body, got, tc.warning)
+			}
+			w = httptest.NewRecorder()
+			h.ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
+			out := w.Body.String()
+			if tc.metricLine == "" {
+				if strings.Contains(out, "identity_cert_expiration_timestamp_seconds") {
+					t.Errorf("/metrics has identity_cert_expiration_timestamp_seconds without a certificate:\n%s", out)
+				}
+				return
+			}
+			if !strings.Contains(out, "# TYPE identity_cert_expiration_timestamp_seconds gauge\n") || !strings.Contains(out, "\n"+tc.metricLine) {
+				t.Errorf("/metrics lacks %q:\n%s", tc.metricLine, out)
+			}
+			if _, err := promlint.New(strings.NewReader(out)).Lint(); err != nil {
+				t.Errorf("/metrics does not parse: %v", err)
+			}
+		})
 	}
 }

@@ -97,6 +97,15 @@ func (m *Manager) Ready() <-chan struct{} { return m.ready }
 // IsReady reports whether a certificate is available.
 func (m *Manager) IsReady() bool { return m.cert.Load() != nil }
 
+// Expiry returns when the current certificate expires (its NotAfter), the
+// zero time before the first one.
+func (m *Manager) Expiry() time.Time {
+	if c := m.cert.Load(); c != nil && c.Leaf != nil {
+		return c.Leaf.NotAfter
+	}
+	return time.Time{}
+}
+
 // Certificate returns the current certificate, or nil before the first one.
 func (m *Manager) Certificate() *tls.Certificate { return m.cert.Load() }
 

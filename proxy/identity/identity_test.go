@@ -338,3 +338,31 @@ func TestIdentityServiceTLS13(t *testing.T) {
 		})
 	}
 }
+
+// TestExpiry: Expiry is the zero time before the first certificate, then
+// the current certificate's NotAfter, which stays (in the past) while the
+// identity service cannot renew an expired one.
+func TestExpiry(t *testing.T) {
+	ca := &fakeCA{validity: time.Second, failFrom: 2}
+	m, _ := setup(t, ca)
+	select {
+	case <-m.Ready():
+	case <-time.After(5 * time.Second):
+		t.Fatal("no certificate")
+	}
+	exp := m.Expiry()
+	if want := m.Certificate().Leaf.NotAfter; !exp.Equal(want) || exp.IsZero() {
+		t.Fatalf("Expiry() = %s, want the leaf's NotAfter %s", exp, want)
+	}
+	time.Sleep(time.Until(exp) + 50*time.Millisecond)
+	if got := m.Expiry(); !got.Equal(exp) || !time.Now().After(got) {
+		t.Errorf("after a failed renewal, Expiry() = %s, want the expired %s", got, exp)
+	}
+	before, err := New(Options{Name: "web.ns.serviceaccount.identity.conduit.cluster.local"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := before.Expiry(); !got.IsZero() {
+		t.Errorf("Expiry() before the first certificate = %s, want the zero time", got)
+	}
+}

@@ -3,6 +3,7 @@ package inbound
 import (
 	"context"
 	"net"
+	"net/http"
 	"time"
 
 	"github.com/conduit-mesh/conduit/proxy/internal/h1"
@@ -38,6 +39,8 @@ type fastConn struct {
 	key   metrics.RequestKey
 	start time.Time
 	fail  bool
+	// chunked sends a chunked request (made once per connection).
+	chunked func(*http.Request) (*http.Response, error)
 }
 
 // Route implements h1.Router.
@@ -54,7 +57,24 @@ func (f *fastConn) Route(h *h1.Head) (h1.Call, bool) {
 	f.key = metrics.RequestKey{Direction: "inbound", Authority: h.Host(), TLS: f.info.TLS, PeerID: f.info.PeerID}
 	p.o.Metrics.Request(f.key)
 	f.start, f.fail = time.Now(), false
+	if h.Chunked {
+		// A chunked body may end with trailer fields, which a Pool copies
+		// as they are: conduit-client-id among them would reach the
+		// application. The request goes as an http.Request, whose
+		// trailers are filtered (see trailerFilter).
+		if f.chunked == nil {
+			f.chunked = f.roundTripChunked
+		}
+		return h1.Call{RoundTrip: f.chunked, Obs: f, MarkUnsent: f.info.PeerID != ""}, true
+	}
 	return h1.Call{Pool: p.appPool(f.info.Target), Obs: f, MarkUnsent: f.info.PeerID != ""}, true
+}
+
+// roundTripChunked sends a chunked request of the fast path to the
+// application, without a conduit-client-id trailer.
+func (f *fastConn) roundTripChunked(r *http.Request) (*http.Response, error) {
+	new(trailerFilter).strip(r)
+	return f.p.appPool(f.info.Target).RoundTrip(r)
 }
 
 // ResponseHead implements h1.Observer.

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -174,14 +175,15 @@ func errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	w.WriteHeader(status)
 }
 
-// appDial connects to the application; its error names the inbound side, so
-// that a client reading Conduit-Proxy-Error knows which proxy failed.
+// appDial connects to the application for the HTTP paths; its error names
+// the inbound side, so that a client reading Conduit-Proxy-Error knows which
+// proxy failed. The connection counts in the tcp_* metrics (see appConn).
 func (p *Proxy) appDial(ctx context.Context, network, addr string) (net.Conn, error) {
 	c, err := p.dialer.DialContext(ctx, network, addr)
 	if err != nil {
 		return nil, netx.Unsent(fmt.Errorf("inbound: connect to the application at %s: %w", addr, err))
 	}
-	return c, nil
+	return newAppConn(c, p.o.Metrics), nil
 }
 
 type ctxKey struct{}
@@ -364,7 +366,7 @@ func (p *Proxy) opaque(c net.Conn, info *netx.Info) {
 		return
 	}
 	defer out.Close()
-	stats := p.o.Metrics.Open(metrics.TCPKey{Direction: "inbound", Peer: "dst", TLS: false})
+	stats := p.o.Metrics.Open(appKey)
 	defer stats.Close()
 	netx.Pipe(c, out, stats)
 }
@@ -429,6 +431,50 @@ func SetClientID(h http.Header, info *netx.Info) {
 	h[HeaderClientID] = info.PeerIDHeader
 }
 
+// exchange is what an inbound request allocates: its response body's
+// metrics and, for a request with a body, the body's trailer filter.
+type exchange struct {
+	resp metrics.Body
+	req  trailerFilter
+}
+
+// trailerFilter wraps a request body: once the body ends, its trailers
+// (filled in by the server at EOF) lose conduit-client-id. A client may
+// send the field as a trailer (a chunked HTTP/1.1 trailer, or HTTP/2
+// trailing HEADERS); sent on to the application, which may merge trailers
+// into headers, it would stand for an authenticated identity. The
+// transports read r.Trailer only after the body's EOF, in the goroutine
+// that read it.
+type trailerFilter struct {
+	io.ReadCloser
+	r *http.Request
+}
+
+// strip makes b r's body filter; it drops an announced conduit-client-id
+// at once (HTTP/2 announces it in the head).
+func (b *trailerFilter) strip(r *http.Request) {
+	delete(r.Trailer, HeaderClientID)
+	b.ReadCloser, b.r = r.Body, r
+	r.Body = b
+}
+
+func (b *trailerFilter) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		delete(b.r.Trailer, HeaderClientID)
+	}
+	return n, err
+}
+
+// WouldBlock passes h2.BufferedBody through, so that the HTTP/2 client
+// still sends what is there in one write.
+func (b *trailerFilter) WouldBlock() bool {
+	if bb, ok := b.ReadCloser.(h2.BufferedBody); ok {
+		return bb.WouldBlock()
+	}
+	return true
+}
+
 type roundTripper struct{ p *Proxy }
 
 func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -438,6 +484,13 @@ func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 	if v, ok := r.Header[HeaderOrigProto]; ok {
 		toH1 = len(v) > 0 && v[0] == "HTTP/1.1"
 		delete(r.Header, HeaderOrigProto)
+	}
+	// The response's metrics body, and the request body's wrapper that
+	// drops a trailing conduit-client-id, are one allocation.
+	var x *exchange
+	if r.Body != nil && r.Body != http.NoBody {
+		x = new(exchange)
+		x.req.strip(r)
 	}
 	key := metrics.RequestKey{Direction: "inbound", Authority: r.Host, TLS: info.TLS, PeerID: info.PeerID}
 	p.o.Metrics.Request(key)
@@ -471,7 +524,11 @@ func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 	// Only this proxy says what it did not send: the application's
 	// netx.HeaderUnsent goes (h1's parser has dropped it already).
 	delete(resp.Header, netx.HeaderUnsent)
-	body := &metrics.Body{ReadCloser: resp.Body, Reg: p.o.Metrics, Key: key, Start: start, Resp: resp}
+	if x == nil {
+		x = new(exchange)
+	}
+	body := &x.resp
+	body.ReadCloser, body.Reg, body.Key, body.Start, body.Resp = resp.Body, p.o.Metrics, key, start, resp
 	if tp != nil {
 		tp.Response(resp.StatusCode)
 		body.OnEnd = tp

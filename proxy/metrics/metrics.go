@@ -2,13 +2,17 @@ package metrics
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
+	"net"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unicode/utf8"
 )
@@ -68,8 +72,69 @@ type TCPKey struct {
 }
 
 type tcpStats struct {
-	open, close, read, write atomic.Uint64
-	active                   atomic.Int64
+	open, read, write atomic.Uint64
+	// close counts closed connections per CloseClass.
+	close  [closeClasses]atomic.Uint64
+	active atomic.Int64
+}
+
+// CloseClass is how a connection ended, for tcp_close_total's
+// classification and errno labels: Success, Failure (no errno, or one not
+// in errnoNames), or a failure with one of errnoNames's errnos.
+type CloseClass uint8
+
+// The classes without an errno.
+const (
+	Success CloseClass = iota
+	Failure
+)
+
+// errnoNames are the errno label values: the errors of a TCP connection
+// that tell why it failed. Any other errno is a failure without the label,
+// so that the label has a few values at most.
+var errnoNames = [...]struct {
+	errno syscall.Errno
+	name  string
+}{
+	{syscall.ECONNRESET, "ECONNRESET"},
+	{syscall.EPIPE, "EPIPE"},
+	{syscall.ETIMEDOUT, "ETIMEDOUT"},
+	{syscall.ECONNABORTED, "ECONNABORTED"},
+	{syscall.ECONNREFUSED, "ECONNREFUSED"},
+	{syscall.EHOSTUNREACH, "EHOSTUNREACH"},
+	{syscall.ENETUNREACH, "ENETUNREACH"},
+}
+
+const closeClasses = 2 + len(errnoNames)
+
+// Classify returns the class of a connection that ended with err, the
+// first error its reads or writes returned (nil: none). Neither a clean
+// end (EOF), nor the proxy's own close (net.ErrClosed) or deadline (an idle
+// timeout, a request whose client left) is a failure.
+func Classify(err error) CloseClass {
+	if err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrDeadlineExceeded) {
+		return Success
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		for i, e := range errnoNames {
+			if e.errno == errno {
+				return Failure + 1 + CloseClass(i)
+			}
+		}
+	}
+	return Failure
+}
+
+// labels is the class's label fragment, after the series' labels.
+func (c CloseClass) labels() string {
+	switch {
+	case c == Success:
+		return `,classification="success"`
+	case c == Failure || int(c) >= closeClasses:
+		return `,classification="failure"`
+	}
+	return `,classification="failure",errno="` + errnoNames[c-Failure-1].name + `"`
 }
 
 type authKey struct{ direction, authority string }
@@ -223,10 +288,20 @@ func (t TCP) Write(n int) {
 	}
 }
 
-// Close counts the connection's end.
-func (t TCP) Close() {
+// Close counts the connection's end, a success.
+func (t TCP) Close() { t.CloseAs(Success) }
+
+// CloseErr counts the end of a connection whose first read or write error
+// was err (see Classify).
+func (t TCP) CloseErr(err error) { t.CloseAs(Classify(err)) }
+
+// CloseAs counts the connection's end as c.
+func (t TCP) CloseAs(c CloseClass) {
 	if t.s != nil {
-		t.s.close.Add(1)
+		if int(c) >= closeClasses {
+			c = Failure
+		}
+		t.s.close[c].Add(1)
 		t.s.active.Add(-1)
 	}
 }
@@ -354,7 +429,13 @@ func (r *Registry) WriteTo(w io.Writer) (int64, error) {
 	for k, s := range r.tcp {
 		l := k.labels()
 		tcpOpen = append(tcpOpen, fmt.Sprintf("tcp_open_total{%s} %d", l, s.open.Load()))
-		tcpClose = append(tcpClose, fmt.Sprintf("tcp_close_total{%s} %d", l, s.close.Load()))
+		for c := range CloseClass(closeClasses) {
+			// Success is shown from the connection's first open, as the
+			// other counters; a failure once it happened.
+			if n := s.close[c].Load(); n > 0 || c == Success {
+				tcpClose = append(tcpClose, fmt.Sprintf("tcp_close_total{%s%s} %d", l, c.labels(), n))
+			}
+		}
 		tcpRead = append(tcpRead, fmt.Sprintf("tcp_read_bytes_total{%s} %d", l, s.read.Load()))
 		tcpWrite = append(tcpWrite, fmt.Sprintf("tcp_write_bytes_total{%s} %d", l, s.write.Load()))
 		tcpActive = append(tcpActive, fmt.Sprintf("tcp_open_connections{%s} %d", l, s.active.Load()))

@@ -2,8 +2,13 @@ package metrics
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
+	"net"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -41,7 +46,7 @@ func TestExposition(t *testing.T) {
 		"response_latency_ms_count{" + labels + `,classification="failure",status_code="503"} 1`,
 		`request_total{direction="inbound",authority="we\"ird",route="",tls="false",client_id="c.ns"} 1`,
 		`tcp_open_total{direction="inbound",peer="src",tls="true",client_id="c.ns"} 2`,
-		`tcp_close_total{direction="inbound",peer="src",tls="true",client_id="c.ns"} 1`,
+		`tcp_close_total{direction="inbound",peer="src",tls="true",client_id="c.ns",classification="success"} 1`,
 		`tcp_open_connections{direction="inbound",peer="src",tls="true",client_id="c.ns"} 1`,
 		`tcp_read_bytes_total{direction="inbound",peer="src",tls="true",client_id="c.ns"} 10`,
 		`tcp_write_bytes_total{direction="inbound",peer="src",tls="true",client_id="c.ns"} 20`,
@@ -115,6 +120,62 @@ func TestAuthorityBounded(t *testing.T) {
 				if want := fmt.Sprintf("response_total{%s,classification=\"success\",status_code=\"200\"} %d\n", l, n); !strings.Contains(buf.String(), want) {
 					t.Errorf("exposition lacks %q", want)
 				}
+			}
+		})
+	}
+}
+
+// TestTCPCloseClassification: tcp_close_total says whether a connection
+// ended cleanly and, for a failure, with which of a few errnos (Linkerd's
+// classification and errno labels).
+func TestTCPCloseClassification(t *testing.T) {
+	reset := &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}
+	tests := []struct {
+		name string
+		errs []error // one closed connection each
+		want []string
+	}{
+		{name: "clean ends", errs: []error{nil, io.EOF, fmt.Errorf("h1: read response: %w", io.EOF)},
+			want: []string{`classification="success"} 3`}},
+		{name: "the proxy's own close and deadlines", errs: []error{net.ErrClosed, &net.OpError{Op: "read", Err: os.ErrDeadlineExceeded}},
+			want: []string{`classification="success"} 2`}},
+		{name: "reset by the peer", errs: []error{reset, fmt.Errorf("h1: send request: %w", reset)},
+			want: []string{`classification="success"} 0`, `classification="failure",errno="ECONNRESET"} 2`}},
+		{name: "broken pipe and timeout", errs: []error{syscall.EPIPE, syscall.ETIMEDOUT},
+			want: []string{`classification="success"} 0`, `classification="failure",errno="EPIPE"} 1`, `classification="failure",errno="ETIMEDOUT"} 1`}},
+		{name: "failure without a known errno", errs: []error{errors.New("tls: bad record MAC"), syscall.EIO},
+			want: []string{`classification="success"} 0`, `classification="failure"} 2`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := New()
+			k := TCPKey{Direction: "inbound", Peer: "dst"}
+			for _, err := range tt.errs {
+				r.Open(k).CloseErr(err)
+			}
+			var buf bytes.Buffer
+			if _, err := r.WriteTo(&buf); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := promlint.New(bytes.NewReader(buf.Bytes())).Lint(); err != nil {
+				t.Fatalf("exposition does not parse: %v", err)
+			}
+			var lines []string
+			for _, l := range strings.Split(buf.String(), "\n") {
+				if strings.HasPrefix(l, "tcp_close_total{") {
+					lines = append(lines, l)
+				}
+			}
+			if len(lines) != len(tt.want) {
+				t.Errorf("tcp_close_total series:\n%s\nwant %d", strings.Join(lines, "\n"), len(tt.want))
+			}
+			for _, w := range tt.want {
+				if want := `tcp_close_total{direction="inbound",peer="dst",tls="false",` + w; !strings.Contains(buf.String(), want+"\n") {
+					t.Errorf("exposition lacks %s", want)
+				}
+			}
+			if want := `tcp_open_connections{direction="inbound",peer="dst",tls="false"} 0`; !strings.Contains(buf.String(), want) {
+				t.Errorf("exposition lacks %s", want)
 			}
 		})
 	}

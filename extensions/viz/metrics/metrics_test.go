@@ -80,7 +80,7 @@ func TestBuildStatQueries(t *testing.T) {
 	want := statQueries{
 		requests: `sum by (namespace, deployment, classification, tls) (rate(response_total{direction="inbound", namespace="emojivoto", pod=~"a|b"}[90s]))`,
 		latency:  `sum by (namespace, deployment, le) (rate(response_latency_ms_bucket{direction="inbound", namespace="emojivoto", pod=~"a|b"}[90s]))`,
-		tcp:      `sum by (namespace, deployment) (tcp_open_connections{direction="inbound", namespace="emojivoto", pod=~"a|b"})`,
+		tcp:      `sum by (namespace, deployment) (tcp_open_connections{direction="inbound", namespace="emojivoto", peer="src", pod=~"a|b"})`,
 	}
 	if q != want {
 		t.Errorf("queries =\n%+v\nwant\n%+v", q, want)

@@ -105,8 +105,30 @@ func buildStatQueries(sel selector, by []string, window time.Duration) statQueri
 	return statQueries{
 		requests: fmt.Sprintf("sum by (%s, classification, tls) (rate(response_total{%s}[%s]))", b, sel, w),
 		latency:  fmt.Sprintf("sum by (%s, le) (rate(response_latency_ms_bucket{%s}[%s]))", b, sel, w),
-		tcp:      fmt.Sprintf("sum by (%s) (tcp_open_connections{%s})", b, sel),
+		tcp:      fmt.Sprintf("sum by (%s) (tcp_open_connections{%s})", b, withLabel(sel, "peer", tcpPeer(sel))),
 	}
+}
+
+// tcpPeer is the side of the proxy whose connections a stat counts. The TCP
+// series are counted on both sides, the accepted connection (peer="src") and
+// the proxy's own (peer="dst"): inbound, the clients' connections, not the
+// proxy's to the application; outbound, the connections to the destinations,
+// which carry their dst_* labels.
+func tcpPeer(sel selector) string {
+	if sel["direction"] == "outbound" {
+		return "dst"
+	}
+	return "src"
+}
+
+// withLabel is sel and label=value.
+func withLabel(sel selector, label, value string) selector {
+	out := make(selector, len(sel)+1)
+	for k, v := range sel {
+		out[k] = v
+	}
+	out[label] = value
+	return out
 }
 
 // plan is how a stat request maps onto the proxies' metrics: which series,
