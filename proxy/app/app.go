@@ -45,6 +45,9 @@ type Overrides struct {
 	// AccessLog is where the access log goes (CONDUIT_PROXY_ACCESS_LOG;
 	// default os.Stderr).
 	AccessLog io.Writer
+	// IPv6Probe replaces the look at whether the host has IPv6 (nil error:
+	// it has).
+	IPv6Probe func() error
 }
 
 // Proxy is a running proxy.
@@ -70,7 +73,8 @@ type Proxy struct {
 	errs              chan error
 }
 
-// InboundAddr, OutboundAddr and AdminAddr are the bound addresses.
+// InboundAddr, OutboundAddr and AdminAddr are the bound addresses (those
+// configured; an IPv6 twin listens at the same port).
 func (p *Proxy) InboundAddr() net.Addr  { return p.inL.Addr() }
 func (p *Proxy) OutboundAddr() net.Addr { return p.outL.Addr() }
 func (p *Proxy) AdminAddr() net.Addr    { return p.adminL.Addr() }
@@ -161,24 +165,41 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, ov Overrid
 		Tap: p.tap, NoFastPath: !cfg.HTTP1FastPath, MeshedHTTP1: cfg.MeshedHTTP1, NoH2FastPath: !cfg.HTTP2FastPath,
 	})
 	p.admin = admin.NewServer(admin.Handler(admin.Options{
-		Pprof:    cfg.DebugPprof,
-		Metrics:  p.Metrics,
-		Ready:    p.Identity.IsReady,
-		Shutdown: p.Shutdown,
+		Pprof:      cfg.DebugPprof,
+		Metrics:    p.Metrics,
+		Ready:      p.Identity.IsReady,
+		CertExpiry: p.Identity.Expiry,
+		Shutdown:   p.Shutdown,
 
 		CertificatePEM: p.Identity.CertificateChainPEM,
 		LogLevel:       ov.LogLevel,
 		Log:            log.With("sub", "admin"),
 	}))
 
-	if p.inL, err = net.Listen("tcp", cfg.InboundAddr); err != nil {
-		return nil, fmt.Errorf("proxy: inbound listener: %w", err)
+	// Each listener on a wildcard or loopback address gets its twin in the
+	// other family (see listen.go), when the host has IPv6.
+	twins := cfg.IPv6 != config.IPv6Off
+	if twins {
+		probe := ov.IPv6Probe
+		if probe == nil {
+			probe = probeIPv6
+		}
+		if err := probe(); err != nil {
+			if cfg.IPv6 == config.IPv6On {
+				return nil, fmt.Errorf("proxy: CONDUIT_PROXY_IPV6=on but the host has no usable IPv6: %w", err)
+			}
+			log.Info("no IPv6 on this host: listening on IPv4 only", "err", err.Error())
+			twins = false
+		}
 	}
-	if p.outL, err = net.Listen("tcp", cfg.OutboundAddr); err != nil {
-		return nil, fmt.Errorf("proxy: outbound listener: %w", err)
+	if p.inL, err = listen("inbound", cfg.InboundAddr, twins); err != nil {
+		return nil, err
 	}
-	if p.adminL, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
-		return nil, fmt.Errorf("proxy: admin listener: %w", err)
+	if p.outL, err = listen("outbound", cfg.OutboundAddr, twins); err != nil {
+		return nil, err
+	}
+	if p.adminL, err = listen("admin", cfg.AdminAddr, twins); err != nil {
+		return nil, err
 	}
 	if cfg.TapEnabled {
 		// Plaintext on loopback (config enforces it): access is decided by
@@ -217,8 +238,8 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, ov Overrid
 		}()
 		log.Info("tap enabled", "addr", p.tapL.Addr().String())
 	}
-	log.Info("proxy started", "inbound", p.inL.Addr().String(), "outbound", p.outL.Addr().String(),
-		"admin", p.adminL.Addr().String(), "identity", cfg.IdentityName)
+	log.Info("proxy started", "inbound", listenAddrs(p.inL), "outbound", listenAddrs(p.outL),
+		"admin", listenAddrs(p.adminL), "identity", cfg.IdentityName)
 	return p, nil
 }
 

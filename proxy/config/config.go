@@ -26,6 +26,9 @@ type Config struct {
 	OutboundAddr string
 	InboundAddr  string
 	AdminAddr    string
+	// IPv6 says whether the listeners get an IPv6 twin
+	// (CONDUIT_PROXY_IPV6): IPv6Auto, IPv6On or IPv6Off.
+	IPv6 string
 
 	DestinationAddr string
 	DestinationName string
@@ -85,6 +88,20 @@ type Config struct {
 	DebugPprof bool
 }
 
+// Values of CONDUIT_PROXY_IPV6. A listener on the IPv4 wildcard (0.0.0.0)
+// or loopback (127.0.0.1) gets a twin on the IPv6 wildcard (::) or loopback
+// (::1) at the same port, and the other way round, so that the connections
+// proxy-init redirects with ip6tables reach the proxy too.
+const (
+	// IPv6Auto adds the twins when the host has IPv6, and otherwise logs
+	// once that the proxy listens on IPv4 only.
+	IPv6Auto = "auto"
+	// IPv6On adds them, and fails to start without IPv6.
+	IPv6On = "on"
+	// IPv6Off binds each listener to its address, in its family only.
+	IPv6Off = "off"
+)
+
 // Getenv looks up one variable; os.LookupEnv fits.
 type Getenv func(string) (string, bool)
 
@@ -106,6 +123,7 @@ func Load(env Getenv) (*Config, error) {
 		OutboundAddr:            get(env, "CONDUIT_PROXY_OUTBOUND_LISTEN_ADDR", "127.0.0.1:4140"),
 		InboundAddr:             get(env, "CONDUIT_PROXY_INBOUND_LISTEN_ADDR", "0.0.0.0:4143"),
 		AdminAddr:               get(env, "CONDUIT_PROXY_ADMIN_LISTEN_ADDR", "0.0.0.0:4191"),
+		IPv6:                    get(env, "CONDUIT_PROXY_IPV6", IPv6Auto),
 		DestinationAddr:         get(env, "CONDUIT_PROXY_DESTINATION_ADDR", "conduit-destination.conduit.svc.cluster.local:8086"),
 		DestinationName:         get(env, "CONDUIT_PROXY_DESTINATION_NAME", "conduit-destination.conduit.serviceaccount.identity.conduit.cluster.local"),
 		DestinationContext:      get(env, "CONDUIT_PROXY_DESTINATION_CONTEXT", ""),
@@ -144,6 +162,11 @@ func Load(env Getenv) (*Config, error) {
 		if err := checkListen(a.val); err != nil {
 			return nil, fmt.Errorf("config: %s=%q is invalid (accepted: ip:port with a port in 0-65535, 0 picks a free port): %w", a.name, a.val, err)
 		}
+	}
+	switch c.IPv6 {
+	case IPv6Auto, IPv6On, IPv6Off:
+	default:
+		return nil, fmt.Errorf("config: CONDUIT_PROXY_IPV6=%q is invalid (accepted: auto, on, off)", c.IPv6)
 	}
 	for _, a := range []struct{ name, val string }{
 		{"CONDUIT_PROXY_DESTINATION_ADDR", c.DestinationAddr},

@@ -36,6 +36,9 @@ func TestLoad(t *testing.T) {
 			if c.InboundAddr != "0.0.0.0:4143" || c.OutboundAddr != "127.0.0.1:4140" || c.AdminAddr != "0.0.0.0:4191" {
 				t.Errorf("listen addrs %s %s %s", c.InboundAddr, c.OutboundAddr, c.AdminAddr)
 			}
+			if c.IPv6 != IPv6Auto {
+				t.Errorf("IPv6 %q, want auto", c.IPv6)
+			}
 			if c.ShutdownGrace != 30*time.Second || !ports.Contains(c.InboundOpaquePorts, 3306) || !ports.Contains(c.InboundOpaquePorts, 25) || ports.Contains(c.InboundOpaquePorts, 80) {
 				t.Errorf("grace %v opaque %v", c.ShutdownGrace, c.InboundOpaquePorts)
 			}
@@ -64,6 +67,17 @@ func TestLoad(t *testing.T) {
 		{name: "plaintext identity off loopback", env: map[string]string{"CONDUIT_PROXY_IDENTITY_SERVER_NAME": ""}, wantErr: "CONDUIT_PROXY_IDENTITY_SERVER_NAME is empty"},
 		{name: "bad level", env: map[string]string{"CONDUIT_PROXY_LOG_LEVEL": "loud"}, wantErr: "CONDUIT_PROXY_LOG_LEVEL=\"loud\" is invalid (accepted: debug, info, warn, error)"},
 		{name: "bad format", env: map[string]string{"CONDUIT_PROXY_LOG_FORMAT": "xml"}, wantErr: "CONDUIT_PROXY_LOG_FORMAT"},
+		{name: "ipv6 off", env: map[string]string{"CONDUIT_PROXY_IPV6": "off"}, check: func(t *testing.T, c *Config) {
+			if c.IPv6 != IPv6Off {
+				t.Errorf("IPv6 %q", c.IPv6)
+			}
+		}},
+		{name: "ipv6 on, IPv6 listen address", env: map[string]string{"CONDUIT_PROXY_IPV6": "on", "CONDUIT_PROXY_INBOUND_LISTEN_ADDR": "[::]:4143"}, check: func(t *testing.T, c *Config) {
+			if c.IPv6 != IPv6On || c.InboundAddr != "[::]:4143" {
+				t.Errorf("IPv6 %q inbound %q", c.IPv6, c.InboundAddr)
+			}
+		}},
+		{name: "bad ipv6", env: map[string]string{"CONDUIT_PROXY_IPV6": "true"}, wantErr: "config: CONDUIT_PROXY_IPV6=\"true\" is invalid (accepted: auto, on, off)"},
 		{name: "bad grace", env: map[string]string{"CONDUIT_PROXY_SHUTDOWN_GRACE_PERIOD": "30"}, wantErr: "CONDUIT_PROXY_SHUTDOWN_GRACE_PERIOD=\"30\" is invalid (accepted: a non-negative Go duration"},
 		{name: "wait for app exit off by default", check: func(t *testing.T, c *Config) {
 			if c.WaitForAppExit != 0 {

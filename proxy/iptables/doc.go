@@ -11,4 +11,11 @@
 // restored atomically. Running it again therefore rebuilds the Conduit
 // chains and leaves every other rule as it was. Both the legacy and the
 // nf_tables backends of iptables are supported.
+//
+// Each IP family has its own nat table: the same rules are built for IPv4
+// (iptables) and IPv6 (ip6tables), which differ only in the loopback network
+// (127.0.0.0/8, ::1) and in the subnets to ignore (each family gets its
+// own). Both use the backend detected once. IPv6 is programmed when the
+// network namespace has it (see IPv6Mode); otherwise the IPv4 rules alone
+// are installed and the reason is logged.
 package iptables

@@ -5,18 +5,25 @@ import (
 	"testing"
 )
 
-// FuzzRuleset feeds arbitrary iptables-save output to Ruleset: whatever it
-// holds, the result is one nat table with the Conduit rules first in
-// PREROUTING and OUTPUT, and rebuilding over it changes nothing, as
-// proxy-init run twice (a restarted pod) must not.
+// FuzzRuleset feeds arbitrary iptables-save output to Ruleset, for either
+// family: whatever it holds, the result is one nat table with the Conduit
+// rules first in PREROUTING and OUTPUT, and rebuilding over it changes
+// nothing, as proxy-init run twice (a restarted pod) must not.
 func FuzzRuleset(f *testing.F) {
-	f.Add("")
-	f.Add("*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n*nat\n:PREROUTING ACCEPT [0:0]\n:KUBE-X - [0:0]\n-A PREROUTING -j KUBE-X\n:CONDUIT_INBOUND - [0:0]\n-A CONDUIT_INBOUND -j RETURN\nCOMMIT\n")
-	f.Add("*nat\n:\n-A \n-A OUTPUT -g CONDUIT_OUTBOUND\n# comment\r\n*nat\n")
+	f.Add("", false)
+	f.Add("*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n*nat\n:PREROUTING ACCEPT [0:0]\n:KUBE-X - [0:0]\n-A PREROUTING -j KUBE-X\n:CONDUIT_INBOUND - [0:0]\n-A CONDUIT_INBOUND -j RETURN\nCOMMIT\n", false)
+	f.Add("*nat\n:\n-A \n-A OUTPUT -g CONDUIT_OUTBOUND\n# comment\r\n*nat\n", true)
+	f.Add("*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -d fd00::/8 -j RETURN\nCOMMIT\n", true)
+	f.Add("*nat\n-A -d fd00::/8 0", false)
 	c := defaults()
 	c.OutboundPortsToIgnore = mustPorts(f, "443,8000-8100")
-	f.Fuzz(func(t *testing.T, current string) {
-		got := c.Ruleset(current)
+	c.SubnetsToIgnore, _ = ParseSubnets("10.0.0.0/8,fd00::/8")
+	f.Fuzz(func(t *testing.T, current string, v6 bool) {
+		fam := IPv4
+		if v6 {
+			fam = IPv6
+		}
+		got := c.Ruleset(fam, current)
 		lines := strings.Split(got, "\n")
 		tables, commits := 0, 0
 		for _, l := range lines {
@@ -30,7 +37,7 @@ func FuzzRuleset(f *testing.F) {
 		if !strings.HasPrefix(got, "*nat\n") || !strings.HasSuffix(got, "\nCOMMIT\n") || tables != 1 || commits != 1 {
 			t.Fatalf("not one nat table:\n%s", got)
 		}
-		ours := c.Rules()
+		ours := c.Rules(fam)
 		first := map[string]string{}
 		for _, l := range lines {
 			f := strings.Fields(l)
@@ -41,16 +48,30 @@ func FuzzRuleset(f *testing.F) {
 		if first["PREROUTING"] != ours[0] || first["OUTPUT"] != ours[1] {
 			t.Fatalf("the Conduit jumps are not first:\n%s", got)
 		}
-		if again := c.Ruleset(got); again != got {
+		// Each family's Conduit rules skip its own subnets only (foreign
+		// rules are kept whatever they say).
+		var conduit []string
+		for _, l := range lines {
+			if strings.HasPrefix(l, "-A "+OutboundChain+" ") {
+				conduit = append(conduit, l)
+			}
+		}
+		for _, p := range c.SubnetsToIgnore {
+			if in := strings.Contains(strings.Join(conduit, "\n"), "-d "+p.String()+" "); in != fam.holds(p) {
+				t.Fatalf("%s ruleset: subnet %s skipped = %v:\n%s", fam, p, in, got)
+			}
+		}
+		if again := c.Ruleset(fam, got); again != got {
 			t.Fatalf("rebuilding changed the ruleset:\n%s\nvs\n%s", got, again)
 		}
 	})
 }
 
-// FuzzParseSubnets: an accepted list holds only masked IPv4 prefixes, and
-// their rendering reads back the same.
+// FuzzParseSubnets: an accepted list holds only masked IPv4 or IPv6
+// prefixes (never IPv4-mapped, never with a zone), and their rendering reads
+// back the same.
 func FuzzParseSubnets(f *testing.F) {
-	for _, s := range []string{"10.0.0.0/8,192.168.1.7", "10.1.2.3/8", "fd00::/8", "::ffff:10.0.0.1", " , 1.2.3.4/32,"} {
+	for _, s := range []string{"10.0.0.0/8,192.168.1.7", "10.1.2.3/8", "fd00::/8", "::ffff:10.0.0.1", " , 1.2.3.4/32,", "fe80::1%eth0", "2001:db8::1"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -60,7 +81,7 @@ func FuzzParseSubnets(f *testing.F) {
 		}
 		var back []string
 		for _, p := range ps {
-			if !p.Addr().Is4() || p != p.Masked() {
+			if a := p.Addr(); a.Is4In6() || a.Zone() != "" || !a.IsValid() || p != p.Masked() {
 				t.Fatalf("ParseSubnets(%q) returned %s", s, p)
 			}
 			back = append(back, p.String())

@@ -42,8 +42,52 @@ func rulePorts(r ports.Range) string {
 	return fmt.Sprintf("%d:%d", r.From, r.To)
 }
 
-// ParseSubnets parses a comma-separated list of IPv4 CIDRs ("10.0.0.0/8").
-// A bare address is taken as a /32.
+// Family is an IP version. Each has its own nat table, programmed with its
+// own tools (iptables, ip6tables) from the same Config.
+type Family int
+
+// The two families.
+const (
+	IPv4 Family = 4
+	IPv6 Family = 6
+)
+
+// Families lists the families in the order they are programmed.
+var Families = []Family{IPv4, IPv6}
+
+// String is "IPv4" or "IPv6".
+func (f Family) String() string {
+	if f == IPv6 {
+		return "IPv6"
+	}
+	return "IPv4"
+}
+
+// tool is the family's command prefix: iptables or ip6tables.
+func (f Family) tool() string {
+	if f == IPv6 {
+		return "ip6tables"
+	}
+	return "iptables"
+}
+
+// loopback is the family's loopback network: its traffic stays local. For
+// locally generated traffic REDIRECT sends to its first address (127.0.0.1,
+// ::1), where the proxy's listeners are.
+func (f Family) loopback() netip.Prefix {
+	if f == IPv6 {
+		return netip.PrefixFrom(netip.IPv6Loopback(), 128)
+	}
+	return netip.MustParsePrefix("127.0.0.0/8")
+}
+
+// holds reports whether p belongs to the family.
+func (f Family) holds(p netip.Prefix) bool { return p.Addr().Is4() == (f == IPv4) }
+
+// ParseSubnets parses a comma-separated list of IPv4 and IPv6 CIDRs
+// ("10.0.0.0/8,fd00::/8"). A bare address is taken as a /32 (IPv4) or a
+// /128 (IPv6). IPv4-mapped IPv6 (::ffff:10.0.0.1) and zones are refused:
+// IPv4 traffic is never seen in that form by ip6tables.
 func ParseSubnets(s string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for _, item := range strings.Split(s, ",") {
@@ -62,10 +106,13 @@ func ParseSubnets(s string) ([]netip.Prefix, error) {
 			if err != nil {
 				return nil, fmt.Errorf("iptables: subnet %q: not a CIDR or an address", item)
 			}
+			if a.Zone() != "" {
+				return nil, fmt.Errorf("iptables: subnet %q: an address with a zone", item)
+			}
 			p = netip.PrefixFrom(a, a.BitLen())
 		}
-		if !p.Addr().Is4() {
-			return nil, fmt.Errorf("iptables: subnet %q: only IPv4 is supported", item)
+		if a := p.Addr(); a.Is4In6() {
+			return nil, fmt.Errorf("iptables: subnet %q: an IPv4-mapped IPv6 address (write it as IPv4: %s)", item, a.Unmap())
 		}
 		out = append(out, p.Masked())
 	}
@@ -84,8 +131,43 @@ type Config struct {
 	// that bypass the proxy.
 	OutboundPortsToIgnore []ports.Range
 	// SubnetsToIgnore are destinations of outbound connections that bypass
-	// the proxy.
+	// the proxy: the IPv4 ones in the IPv4 nat table, the IPv6 ones in the
+	// IPv6 nat table.
 	SubnetsToIgnore []netip.Prefix
+	// IPv6 says whether the IPv6 nat table is programmed too ("" is
+	// IPv6Auto).
+	IPv6 IPv6Mode
+}
+
+// IPv6Mode says whether the IPv6 nat table is programmed.
+type IPv6Mode string
+
+// IPv6 modes. Whatever the mode, the IPv4 rules are installed.
+const (
+	// IPv6Auto programs it when the network namespace has IPv6 and
+	// ip6tables can use its nat table, and otherwise logs why not.
+	IPv6Auto IPv6Mode = "auto"
+	// IPv6On programs it, and fails when it cannot.
+	IPv6On IPv6Mode = "on"
+	// IPv6Off leaves it alone: IPv6 connections bypass the proxy.
+	IPv6Off IPv6Mode = "off"
+)
+
+// ParseIPv6Mode accepts auto, on and off.
+func ParseIPv6Mode(s string) (IPv6Mode, error) {
+	switch m := IPv6Mode(strings.ToLower(strings.TrimSpace(s))); m {
+	case IPv6Auto, IPv6On, IPv6Off:
+		return m, nil
+	}
+	return "", fmt.Errorf("iptables: unknown IPv6 mode %q (accepted: auto, on, off)", s)
+}
+
+// ipv6Mode is c.IPv6 with the default filled in.
+func (c Config) ipv6Mode() IPv6Mode {
+	if c.IPv6 == "" {
+		return IPv6Auto
+	}
+	return c.IPv6
 }
 
 // Validate checks the ports and the UID.
@@ -108,13 +190,20 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("iptables: inbound port to ignore %s contains the inbound proxy port %d", r, c.InboundPort))
 		}
 	}
+	if c.IPv6 != "" {
+		if _, err := ParseIPv6Mode(string(c.IPv6)); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 
-// Rules returns the Conduit rules of the nat table in iptables-restore
-// syntax (without the table header, chain declarations and COMMIT): first
-// the jumps from the built-in chains, then the two Conduit chains.
-func (c Config) Rules() []string {
+// Rules returns the Conduit rules of the family's nat table in
+// iptables-restore syntax (without the table header, chain declarations and
+// COMMIT): first the jumps from the built-in chains, then the two Conduit
+// chains. Both families get the same rules but for the loopback network and
+// the subnets to ignore, which are the family's own.
+func (c Config) Rules(f Family) []string {
 	var r []string
 	r = append(r,
 		fmt.Sprintf("-A PREROUTING -p tcp -m comment --comment \"conduit: inbound\" -j %s", InboundChain),
@@ -136,19 +225,30 @@ func (c Config) Rules() []string {
 		// never crosses PREROUTING: send it through the inbound chain so it
 		// reaches the inbound proxy like any other inbound connection (the
 		// proxy forwards it to the application as UID 2102, so no loop).
-		fmt.Sprintf("-A %s -o lo ! -d 127.0.0.0/8 -m comment --comment \"conduit: own pod IP via inbound\" -j %s", OutboundChain, InboundChain),
-		// Loopback (127.0.0.0/8, and the skipped inbound ports of the pod
-		// IP returning from the inbound chain) stays local.
+		fmt.Sprintf("-A %s -o lo ! -d %s -m comment --comment \"conduit: own pod IP via inbound\" -j %s", OutboundChain, f.loopback(), InboundChain),
+		// Loopback (127.0.0.0/8 or ::1, and the skipped inbound ports of
+		// the pod IP returning from the inbound chain) stays local.
 		fmt.Sprintf("-A %s -o lo -m comment --comment \"conduit: loopback\" -j RETURN", OutboundChain),
 	)
 	for _, list := range multiport(mergePorts(c.OutboundPortsToIgnore)) {
 		r = append(r, fmt.Sprintf("-A %s -p tcp -m multiport --dports %s -m comment --comment \"conduit: skip outbound ports\" -j RETURN", OutboundChain, list))
 	}
-	for _, p := range mergeSubnets(c.SubnetsToIgnore) {
+	for _, p := range mergeSubnets(c.subnets(f)) {
 		r = append(r, fmt.Sprintf("-A %s -d %s -m comment --comment \"conduit: skip subnet\" -j RETURN", OutboundChain, p))
 	}
 	r = append(r, fmt.Sprintf("-A %s -p tcp -m comment --comment \"conduit: to outbound proxy\" -j REDIRECT --to-ports %d", OutboundChain, c.OutboundPort))
 	return r
+}
+
+// subnets are the subnets to ignore of family f.
+func (c Config) subnets(f Family) []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range c.SubnetsToIgnore {
+		if f.holds(p) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // mergePorts sorts ranges and merges overlapping or adjacent ones.
@@ -220,11 +320,12 @@ next:
 
 var builtinNatChains = []string{"PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"}
 
-// Ruleset returns the complete iptables-restore input for the nat table:
-// the table as found in current (iptables-save output, possibly holding
-// several tables or none), minus every Conduit chain and jump, plus the
-// Conduit rules. The Conduit jumps come first in PREROUTING and OUTPUT.
-func (c Config) Ruleset(current string) string {
+// Ruleset returns the complete iptables-restore (or ip6tables-restore)
+// input for family f's nat table: the table as found in current
+// (iptables-save or ip6tables-save output, possibly holding several tables
+// or none), minus every Conduit chain and jump, plus the Conduit rules. The
+// Conduit jumps come first in PREROUTING and OUTPUT.
+func (c Config) Ruleset(f Family, current string) string {
 	var decls, rules []string
 	inNat := false
 	for _, line := range strings.Split(current, "\n") {
@@ -261,7 +362,7 @@ func (c Config) Ruleset(current string) string {
 		b.WriteString(d + "\n")
 	}
 	fmt.Fprintf(&b, ":%s - [0:0]\n:%s - [0:0]\n", InboundChain, OutboundChain)
-	for _, r := range c.Rules() {
+	for _, r := range c.Rules(f) {
 		b.WriteString(r + "\n")
 	}
 	for _, r := range rules {

@@ -44,41 +44,60 @@ func mustPorts(t testing.TB, s string) []ports.Range {
 	return p
 }
 
+// TestRulesetGolden: each family's ruleset for the defaults, for every kind
+// of skip, and over a table that holds other rules and old Conduit ones
+// (kept and replaced). The IPv4 files did not change when IPv6 came: the
+// IPv6 subnets of the skips config go to the IPv6 table only.
 func TestRulesetGolden(t *testing.T) {
-	existing, err := os.ReadFile("testdata/existing.save")
-	if err != nil {
-		t.Fatal(err)
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
 	}
 	skips := defaults()
 	skips.InboundPortsToIgnore = mustPorts(t, "22,8000-8100,9000")
 	skips.OutboundPortsToIgnore = mustPorts(t, "3306,5432,6379,11211,443,1-10,20-30,40-50,60-70,80-90,100-110,120-130,140-150")
-	skips.SubnetsToIgnore = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("10.1.0.0/16"), netip.MustParsePrefix("169.254.169.254/32")}
+	skips.SubnetsToIgnore = []netip.Prefix{
+		netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("10.1.0.0/16"), netip.MustParsePrefix("169.254.169.254/32"),
+		netip.MustParsePrefix("fd00::/8"), netip.MustParsePrefix("fd00:1::/32"), netip.MustParsePrefix("fd00:ec2::254/128"),
+		netip.MustParsePrefix("2001:db8::/32"),
+	}
 	for _, tc := range []struct {
-		name, current string
-		cfg           Config
+		name    string
+		family  Family
+		current string
+		cfg     Config
 	}{
-		{"defaults.rules", "", defaults()},
-		{"skips.rules", "", skips},
+		{"defaults.rules", IPv4, "", defaults()},
+		{"skips.rules", IPv4, "", skips},
 		// Other tables and foreign nat rules are kept; old Conduit rules are replaced.
-		{"existing.rules", string(existing), skips},
+		{"existing.rules", IPv4, read("existing.save"), skips},
+		{"defaults6.rules", IPv6, "", defaults()},
+		{"skips6.rules", IPv6, "", skips},
+		{"existing6.rules", IPv6, read("existing6.save"), skips},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			golden(t, tc.name, tc.cfg.Ruleset(tc.current))
+			golden(t, tc.name, tc.cfg.Ruleset(tc.family, tc.current))
 		})
 	}
 }
 
 func TestRulesetIdempotent(t *testing.T) {
-	c := defaults()
-	c.OutboundPortsToIgnore = mustPorts(t, "443")
-	first := c.Ruleset("")
-	if second := c.Ruleset(first); second != first {
-		t.Errorf("rebuilding over our own output changed it:\n%s\nvs\n%s", first, second)
-	}
-	// A different configuration replaces, never accumulates.
-	d := defaults()
-	if got := d.Ruleset(first); got != d.Ruleset("") {
-		t.Errorf("old rules survived:\n%s", got)
+	for _, f := range Families {
+		c := defaults()
+		c.OutboundPortsToIgnore = mustPorts(t, "443")
+		c.SubnetsToIgnore, _ = ParseSubnets("10.0.0.0/8,fd00::/8")
+		first := c.Ruleset(f, "")
+		if second := c.Ruleset(f, first); second != first {
+			t.Errorf("%s: rebuilding over our own output changed it:\n%s\nvs\n%s", f, first, second)
+		}
+		// A different configuration replaces, never accumulates.
+		d := defaults()
+		if got := d.Ruleset(f, first); got != d.Ruleset(f, "") {
+			t.Errorf("%s: old rules survived:\n%s", f, got)
+		}
 	}
 }
 
@@ -90,7 +109,12 @@ func TestParseSubnets(t *testing.T) {
 	}{
 		{"10.0.0.0/8,192.168.1.7", "10.0.0.0/8,192.168.1.7/32", false},
 		{"10.1.2.3/8", "10.0.0.0/8", false},
-		{"fd00::/8", "", true},
+		{"fd00::/8", "fd00::/8", false},
+		{"fd00::1:2/64, 2001:db8::1,10.0.0.1", "fd00::/64,2001:db8::1/128,10.0.0.1/32", false},
+		{"::ffff:10.0.0.1", "", true},
+		{"::ffff:10.0.0.0/104", "", true},
+		{"fe80::1%eth0", "", true},
+		{"fd00::/129", "", true},
 		{"10.0.0.0/33", "", true},
 		{"nope", "", true},
 	} {
@@ -115,6 +139,7 @@ func TestValidate(t *testing.T) {
 		{InboundPort: 4143, OutboundPort: 4143, ProxyUID: 2102},
 		{InboundPort: 4143, OutboundPort: 4140, ProxyUID: 0},
 		{InboundPort: 4143, OutboundPort: 4140, ProxyUID: 2102, InboundPortsToIgnore: []ports.Range{{From: 4100, To: 4200}}},
+		{InboundPort: 4143, OutboundPort: 4140, ProxyUID: 2102, IPv6: "maybe"},
 	}
 	for _, c := range bad {
 		if err := c.Validate(); err == nil {
@@ -123,5 +148,22 @@ func TestValidate(t *testing.T) {
 	}
 	if err := defaults().Validate(); err != nil {
 		t.Errorf("defaults: %v", err)
+	}
+}
+
+func TestParseIPv6Mode(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want IPv6Mode
+	}{
+		{"auto", IPv6Auto}, {" ON", IPv6On}, {"off", IPv6Off}, {"", ""}, {"true", ""},
+	} {
+		got, err := ParseIPv6Mode(tc.in)
+		if got != tc.want || (err != nil) != (tc.want == "") {
+			t.Errorf("ParseIPv6Mode(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+		if err != nil && !strings.Contains(err.Error(), "accepted: auto, on, off") {
+			t.Errorf("ParseIPv6Mode(%q): %v does not list the accepted values", tc.in, err)
+		}
 	}
 }
