@@ -168,7 +168,13 @@ func (x *Index) serviceEndpoints(t target) *epState {
 		}
 	}
 
-	opaque := 0
+	// Every endpoint of the target is classified before any is served:
+	// whether to fall back to terminating endpoints is decided across all
+	// the slices of the served family, on the target's port (and, for a
+	// headless Service's pod name, among that pod's endpoints), not slice
+	// by slice: a Service whose ready pods are listed in one slice and its
+	// draining ones in another serves only the ready ones.
+	var ready, draining []candidate
 	for _, s := range slices {
 		if ofFamily > 0 && string(s.AddressType) != family {
 			continue
@@ -192,43 +198,86 @@ func (x *Index) serviceEndpoints(t target) *epState {
 		}
 		for i := range s.Endpoints {
 			ep := &s.Endpoints[i]
-			if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
-				continue
-			}
 			if t.hostname != "" && (ep.Hostname == nil || *ep.Hostname != t.hostname) {
 				if ep.TargetRef == nil || ep.TargetRef.Name != t.hostname {
 					continue
 				}
 			}
-			if len(ep.Addresses) == 0 {
-				continue
+			if len(ep.Addresses) == 0 || !endpointReady(ep) && !endpointServing(ep) {
+				continue // no address, or neither ready nor serving (starting, failing its probe)
 			}
-			ip := ep.Addresses[0]
-			var wa *pb.WeightedAddr
+			c := candidate{ep: ep, ip: ep.Addresses[0], port: targetPort}
+			terminating := ep.Conditions.Terminating != nil && *ep.Conditions.Terminating
 			if ep.TargetRef != nil && ep.TargetRef.Kind == "Pod" {
 				// The pod cache is authoritative for the pod's life: an endpoint
-				// whose pod is gone or terminating is dropped at once, even while
-				// the EndpointSlice controller has yet to catch up.
-				p := x.endpointPod(s, ep)
-				if p == nil || p.DeletionTimestamp != nil || podTerminal(p) || !sameInstance(ep, p, ip) {
+				// whose pod is gone or finished is dropped at once, even while
+				// the EndpointSlice controller has yet to catch up, and one whose
+				// pod is being deleted is terminating from that moment on.
+				c.pod = x.endpointPod(s, ep)
+				if c.pod == nil || podTerminal(c.pod) || !sameInstance(ep, c.pod, c.ip) {
 					continue
 				}
-				wa = x.podAddr(p, ip, targetPort, svcOpaque, t.port)
-				if _, seen := st.addrs[addrKey(wa.Addr)]; !seen && x.podOpaquePorts(p).has(targetPort) && !x.skippedInbound(p, targetPort) {
-					opaque++
-				}
-			} else {
-				wa = &pb.WeightedAddr{Addr: tcpAddr(ip, targetPort), Weight: DefaultWeight, MetricLabels: map[string]string{}}
-				x.setZone(wa, ep.Zone, deref(ep.NodeName))
+				terminating = terminating || c.pod.DeletionTimestamp != nil
 			}
-			if ep.Zone != nil && *ep.Zone != "" {
-				wa.MetricLabels["zone"] = *ep.Zone
+			switch {
+			case endpointReady(ep) && !terminating:
+				ready = append(ready, c)
+			case terminating && endpointServing(ep):
+				draining = append(draining, c)
 			}
-			st.addrs[addrKey(wa.Addr)] = wa
 		}
+	}
+	// As kube-proxy does (KEP-1669): when no endpoint is ready, the ones
+	// still serving while they terminate (a preStop hook, a drain) are
+	// served, rather than none; once one is ready, only the ready ones.
+	chosen := ready
+	if len(chosen) == 0 {
+		chosen = draining
+	}
+
+	opaque := 0
+	for _, c := range chosen {
+		var wa *pb.WeightedAddr
+		if c.pod != nil {
+			wa = x.podAddr(c.pod, c.ip, c.port, svcOpaque, t.port)
+			if _, seen := st.addrs[addrKey(wa.Addr)]; !seen && x.podOpaquePorts(c.pod).has(c.port) && !x.skippedInbound(c.pod, c.port) {
+				opaque++
+			}
+		} else {
+			wa = &pb.WeightedAddr{Addr: tcpAddr(c.ip, c.port), Weight: DefaultWeight, MetricLabels: map[string]string{}}
+			x.setZone(wa, c.ep.Zone, deref(c.ep.NodeName))
+		}
+		if c.ep.Zone != nil && *c.ep.Zone != "" {
+			wa.MetricLabels["zone"] = *c.ep.Zone
+		}
+		st.addrs[addrKey(wa.Addr)] = wa
 	}
 	st.allOpaque = len(st.addrs) > 0 && opaque == len(st.addrs)
 	return st
+}
+
+// candidate is an endpoint of a target that may be served: its address,
+// target port and, when its targetRef is a pod, the pod (alive, the one the
+// endpoint was written for).
+type candidate struct {
+	ep   *discoveryv1.Endpoint
+	pod  *corev1.Pod
+	ip   string
+	port uint32
+}
+
+// endpointReady is the endpoint's ready condition; unset means ready.
+func endpointReady(ep *discoveryv1.Endpoint) bool {
+	return ep.Conditions.Ready == nil || *ep.Conditions.Ready
+}
+
+// endpointServing is the endpoint's serving condition (ready, whether or
+// not it is terminating); unset defers to ready.
+func endpointServing(ep *discoveryv1.Endpoint) bool {
+	if ep.Conditions.Serving != nil {
+		return *ep.Conditions.Serving
+	}
+	return endpointReady(ep)
 }
 
 func deref(s *string) string {
@@ -390,7 +439,7 @@ func podLabels(p *corev1.Pod) map[string]string {
 	}
 	l["serviceaccount"] = sa
 	for _, o := range p.OwnerReferences {
-		if o.Controller == nil || !*o.Controller {
+		if !isController(o) { // sameControllers must compare what is read here
 			continue
 		}
 		kind := ownerLabel(o.Kind)

@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
@@ -360,13 +361,42 @@ func (x *Index) addHandlers() error {
 	return nil
 }
 
-// podRelevantChange reports whether a pod update changes anything an endpoint carries.
+// podRelevantChange reports whether a pod update changes anything an
+// endpoint carries. Most pod updates are the kubelet's status updates
+// (conditions, container states), which change none of it: recomputing every
+// Service behind the pod for each of them would be costly.
 func podRelevantChange(o, c *corev1.Pod) bool {
 	return !maps.Equal(o.Labels, c.Labels) || !maps.Equal(o.Annotations, c.Annotations) ||
 		o.Spec.ServiceAccountName != c.Spec.ServiceAccountName || o.Spec.NodeName != c.Spec.NodeName ||
 		o.Status.Phase != c.Status.Phase || strings.Join(podIPs(o), ",") != strings.Join(podIPs(c), ",") ||
-		o.DeletionTimestamp.IsZero() != c.DeletionTimestamp.IsZero()
+		o.DeletionTimestamp.IsZero() != c.DeletionTimestamp.IsZero() ||
+		!sameControllers(o.OwnerReferences, c.OwnerReferences)
 }
+
+// sameControllers reports whether two lists of ownerReferences name the same
+// controllers (kind and name, in order): what podLabels reads. A pod
+// orphaned, or adopted by another ReplicaSet, changes its owner label.
+func sameControllers(a, b []metav1.OwnerReference) bool {
+	i, j := 0, 0
+	for {
+		for i < len(a) && !isController(a[i]) {
+			i++
+		}
+		for j < len(b) && !isController(b[j]) {
+			j++
+		}
+		if i == len(a) || j == len(b) {
+			return i == len(a) && j == len(b)
+		}
+		if a[i].Kind != b[j].Kind || a[i].Name != b[j].Name {
+			return false
+		}
+		i++
+		j++
+	}
+}
+
+func isController(o metav1.OwnerReference) bool { return o.Controller != nil && *o.Controller }
 
 func (x *Index) podChanged(obj any) {
 	p, ok := obj.(*corev1.Pod)

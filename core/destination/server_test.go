@@ -311,8 +311,10 @@ func TestTopicsAreShared(t *testing.T) {
 	}
 }
 
-// An endpoint whose pod is deleted or terminating leaves the stream at once,
-// before the EndpointSlice controller updates the slice.
+// An endpoint whose pod is deleted leaves the stream at once, and one whose
+// pod is terminating as soon as another endpoint is ready, before the
+// EndpointSlice controller updates the slice. (With no ready endpoint left,
+// the terminating one is served while it drains: TestGetTerminatingFallback.)
 func TestGetDropsEndpointsOfGonePods(t *testing.T) {
 	e := newEnv(t, readFixture(t, "cluster.yaml"))
 	s, _, _ := e.get(t, "web.emojivoto.svc.cluster.local:80")
@@ -332,7 +334,17 @@ func TestGetDropsEndpointsOfGonePods(t *testing.T) {
 	if err := e.client.CoreV1().Pods("emojivoto").Delete(context.Background(), "web-7d4b9c-bbbbb", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// No ready endpoint is left: the terminating pod, which the slice still
+	// says serves, is served while it drains.
+	for _, want := range []string{"remove 10.0.0.2:8080", "add 10.0.0.1:8080/h2/web.emojivoto"} {
+		if got := summary(s.next(t)); got != want {
+			t.Fatalf("deleted pod: got %s, want %s", got, want)
+		}
+	}
+	if err := e.client.CoreV1().Pods("emojivoto").Delete(context.Background(), "web-7d4b9c-aaaaa", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	if got, want := summary(s.next(t)), "none exists=true"; got != want {
-		t.Fatalf("deleted pod: got %s, want %s", got, want)
+		t.Fatalf("deleted pods: got %s, want %s", got, want)
 	}
 }
