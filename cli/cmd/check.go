@@ -645,6 +645,10 @@ func (ch *checker) trustAnchors(ctx context.Context) error {
 		if !c.IsCA {
 			return fmt.Errorf("trust anchor %q is not a CA certificate", c.Subject.CommonName)
 		}
+		// What the identity service refuses the bundle for.
+		if err := pki.CheckExtKeyUsage(c); err != nil {
+			return fmt.Errorf("trust anchor: %w", err)
+		}
 	}
 	return findings(checkExpiry(certs, nil, ch.now()))
 }

@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"crypto/x509"
 	"os"
 	"strings"
 	"testing"
@@ -131,6 +132,9 @@ func TestCheckFindings(t *testing.T) {
 	soonIssuer, _ := soon.NewIssuer("soon-issuer", 10*24*time.Hour)
 	other := root(365 * 24 * time.Hour)
 	otherIssuer, _ := other.NewIssuer("stranger", 365*24*time.Hour)
+	csIssuer := ekuCA(t, other, "code-signing issuer", x509.ExtKeyUsageCodeSigning)
+	csRoot := ekuCA(t, nil, "code-signing root", x509.ExtKeyUsageCodeSigning)
+	csRootIssuer := ekuCA(t, csRoot, "issuer of the code-signing root")
 
 	cases := []struct {
 		name    string
@@ -171,6 +175,16 @@ func TestCheckFindings(t *testing.T) {
 		{"issuer from other anchors", nil, func(o map[string]runtime.Object) {
 			o["issuer"] = issuerSecret(t, otherIssuer)
 		}, 0, false, []string{"× the issuer is valid", "does not chain to the trust anchors"}},
+		{"issuer restricted to codeSigning", nil, func(o map[string]runtime.Object) {
+			o["roots"].(*corev1.ConfigMap).Data[trustRootsKey] = string(pki.CertPEM(other.Cert))
+			o["issuer"] = issuerSecret(t, csIssuer)
+		}, 0, false, []string{"× the issuer is valid",
+			`certificate "code-signing issuer": extended key usages exclude mesh TLS: it lists only codeSigning, without serverAuth and clientAuth`}},
+		{"anchor restricted to codeSigning", nil, func(o map[string]runtime.Object) {
+			o["roots"].(*corev1.ConfigMap).Data[trustRootsKey] = string(pki.CertPEM(csRoot.Cert))
+			o["issuer"] = issuerSecret(t, csRootIssuer)
+		}, 0, false, []string{"× the trust anchors are valid",
+			`trust anchor: pki: certificate "code-signing root": extended key usages exclude mesh TLS: it lists only codeSigning, without serverAuth and clientAuth`}},
 		{"version skew warns", nil, func(o map[string]runtime.Object) {
 			for _, c := range controlPlaneComponents {
 				o["deploy-"+c].(*appsv1.Deployment).Labels[versionLabel] = "v1.1.0"

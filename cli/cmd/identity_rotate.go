@@ -225,6 +225,10 @@ func (r *rotation) validateInputs() error {
 	if !r.anchor.IsCA || r.anchor.CheckSignatureFrom(r.anchor) != nil {
 		return fmt.Errorf("rotate-anchors: the new anchor %q is not a self-signed CA certificate", r.anchor.Subject.CommonName)
 	}
+	// Step 1 would add it to the bundle, which the identity service would then refuse.
+	if err := pki.CheckExtKeyUsage(r.anchor); err != nil {
+		return fmt.Errorf("rotate-anchors: the new anchor: %w", err)
+	}
 	if now.Before(r.anchor.NotBefore) || now.After(r.anchor.NotAfter) {
 		return fmt.Errorf("rotate-anchors: the new anchor %q is not valid now (valid %s to %s)", r.anchor.Subject.CommonName, r.anchor.NotBefore.UTC().Format(time.RFC3339), r.anchor.NotAfter.UTC().Format(time.RFC3339))
 	}

@@ -3,6 +3,7 @@ package cmd
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"os"
 	"path/filepath"
 	"strings"
@@ -380,6 +381,9 @@ func TestRotateAnchorsInputs(t *testing.T) {
 	bKey, _ := pki.KeyPEM(bIss.Key)
 	aKey, _ := pki.KeyPEM(aIss.Key)
 	bundle := append(pki.CertPEM(a.Cert), pki.CertPEM(b.Cert)...)
+	csRoot := ekuCA(t, nil, "code-signing root", x509.ExtKeyUsageCodeSigning)
+	srvIss := ekuCA(t, b, "server-only issuer", x509.ExtKeyUsageServerAuth)
+	srvKey, _ := pki.KeyPEM(srvIss.Key)
 	tests := []struct {
 		name    string
 		f       rotateFlags
@@ -391,6 +395,10 @@ func TestRotateAnchorsInputs(t *testing.T) {
 		{"key of another issuer", rotateFlags{anchorFile: write("b.crt", pki.CertPEM(b.Cert)), issuerCertFile: write("ib.crt", pki.CertPEM(bIss.Cert)), issuerKeyFile: write("ia.key", aKey)}, "key does not match"},
 		{"two anchors", rotateFlags{anchorFile: write("ab.crt", bundle)}, "holds 2 certificates"},
 		{"issuer as anchor", rotateFlags{anchorFile: write("ib.crt", pki.CertPEM(bIss.Cert))}, "not a self-signed CA"},
+		{"anchor restricted to codeSigning", rotateFlags{anchorFile: write("cs.crt", pki.CertPEM(csRoot.Cert)), fromStep: 5, toStep: 6},
+			`rotate-anchors: the new anchor: pki: certificate "code-signing root": extended key usages exclude mesh TLS: it lists only codeSigning, without serverAuth and clientAuth`},
+		{"issuer restricted to serverAuth", rotateFlags{anchorFile: write("b.crt", pki.CertPEM(b.Cert)), issuerCertFile: write("srv.crt", pki.CertPEM(srvIss.Cert)), issuerKeyFile: write("srv.key", srvKey)},
+			`certificate "server-only issuer": extended key usages exclude mesh TLS: it lists only serverAuth, without clientAuth`},
 		{"resume at 5 needs no issuer", rotateFlags{anchorFile: write("b.crt", pki.CertPEM(b.Cert)), fromStep: 5, toStep: 6}, ""},
 		{"bad steps", rotateFlags{anchorFile: write("b.crt", pki.CertPEM(b.Cert)), fromStep: 4, toStep: 2}, "must satisfy"},
 		{"generate and files", rotateFlags{generateDir: filepath.Join(dir, "gen"), anchorFile: "x"}, "excludes"},

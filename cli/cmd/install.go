@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -273,19 +274,32 @@ func (f *installFlags) identityMaterial(user map[string]any, generate bool) erro
 	if anchors != "" && crt == "" && !external {
 		return errors.New("install: --identity-trust-anchors-file without an issuer: also give --identity-issuer-certificate-file and --identity-issuer-key-file, or --identity-external-issuer")
 	}
+	var roots []*x509.Certificate
+	if anchors != "" {
+		var err error
+		if roots, err = pki.ParseCertificates([]byte(anchors)); err != nil {
+			return fmt.Errorf("install: trust anchors: %w", err)
+		}
+		// The identity service refuses a bundle holding an anchor under which
+		// no workload certificate verifies; so does install, external issuer or not.
+		for _, r := range roots {
+			if err := pki.CheckExtKeyUsage(r); err != nil {
+				return fmt.Errorf("install: trust anchors: %w", err)
+			}
+		}
+	}
 	if crt != "" && !external {
 		if anchors == "" {
 			return errors.New("install: an issuer is set but no trust anchors: pass --identity-trust-anchors-file (the roots that signed the issuer)")
-		}
-		roots, err := pki.ParseCertificates([]byte(anchors))
-		if err != nil {
-			return fmt.Errorf("install: trust anchors: %w", err)
 		}
 		iss, err := pki.LoadCA([]byte(crt), []byte(key))
 		if err != nil {
 			return fmt.Errorf("install: issuer: %w (the issuer must be a CA certificate with its matching key)", err)
 		}
 		if err := pki.VerifyIssuer(iss, roots, time.Now()); err != nil {
+			if errors.Is(err, pki.ErrExtKeyUsage) {
+				return fmt.Errorf("install: %w", err)
+			}
 			return fmt.Errorf("install: %w (sign the issuer with one of the trust anchors, or give the matching --identity-trust-anchors-file)", err)
 		}
 	}

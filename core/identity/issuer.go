@@ -63,7 +63,9 @@ func (i *Issuer) String() string {
 // anchor bundle (PEM, several roots allowed) and validates it: the key matches
 // the certificate, the certificate is a CA valid at now, uses an ECDSA P-256
 // key, and chains to one of the anchors (the bundle is what proxies trust;
-// ca.crt only contributes intermediates).
+// ca.crt only contributes intermediates); neither the anchors nor any
+// certificate of the issuer's chain restricts its extended key usages so
+// that the leaves would be refused (pki.CheckExtKeyUsage).
 func LoadIssuer(secret map[string][]byte, bundlePEM []byte, now time.Time) (*Issuer, error) {
 	certPEM, keyPEM := secret[SecretCertKey], secret[SecretKeyKey]
 	if len(certPEM) == 0 || len(keyPEM) == 0 {
@@ -79,6 +81,12 @@ func LoadIssuer(secret map[string][]byte, bundlePEM []byte, now time.Time) (*Iss
 	for _, a := range anchors {
 		if !a.IsCA {
 			return nil, fmt.Errorf("identity: trust anchor %q is not a CA certificate", a.Subject.CommonName)
+		}
+		// Proxies trust the whole bundle: an anchor no workload certificate
+		// can chain to is a mistake (a root meant for code signing), and the
+		// issuer a rotation moves to under it would sign only refused leaves.
+		if err := pki.CheckExtKeyUsage(a); err != nil {
+			return nil, fmt.Errorf("identity: trust anchor bundle: %w", err)
 		}
 	}
 	ca, err := pki.LoadCA(certPEM, keyPEM)
@@ -117,7 +125,13 @@ func LoadIssuer(secret map[string][]byte, bundlePEM []byte, now time.Time) (*Iss
 	if err != nil {
 		return nil, fmt.Errorf("identity: issuer %q does not chain to any of the %d trust anchor(s) in the bundle: %w", ca.Cert.Subject.CommonName, len(anchors), err)
 	}
-	path := chains[0] // issuer, intermediates..., anchor
+	// The leaves must verify at the peers for serverAuth and clientAuth:
+	// no certificate of the chain may restrict its extended key usages
+	// below that (x509 verification nests them).
+	path, err := pki.MeshChain(chains) // issuer, intermediates..., anchor
+	if err != nil {
+		return nil, fmt.Errorf("identity: issuer %q: %w", ca.Cert.Subject.CommonName, err)
+	}
 	intermediates := make([][]byte, 0, len(path))
 	for _, c := range path[:len(path)-1] {
 		intermediates = append(intermediates, c.Raw)

@@ -2,6 +2,7 @@ package identity
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
@@ -31,6 +32,30 @@ func TestLoadIssuer(t *testing.T) {
 
 	bundleA := pki.CertPEM(a.anchor.Cert)
 	bundleAB := append(append([]byte(nil), bundleA...), pki.CertPEM(b.anchor.Cert)...)
+
+	// Extended key usages: x509 verification nests them, so a CA of the
+	// chain that leaves out serverAuth or clientAuth makes every leaf fail.
+	ekuSecret := func(iss *pki.CA, ca *x509.Certificate) map[string][]byte {
+		k, err := pki.KeyPEM(iss.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := map[string][]byte{SecretCertKey: pki.CertPEM(iss.Cert), SecretKeyKey: k}
+		if ca != nil {
+			d[SecretCAKey] = pki.CertPEM(ca)
+		}
+		return d
+	}
+	codeSigning, serverAuth, clientAuth := x509.ExtKeyUsageCodeSigning, x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth
+	csIssuer := ekuCA(t, a.anchor, "code-signing issuer", codeSigning)
+	serverIssuer := ekuCA(t, a.anchor, "server-only issuer", serverAuth)
+	meshIssuer := ekuCA(t, a.anchor, "mesh issuer", serverAuth, clientAuth)
+	anyIssuer := ekuCA(t, a.anchor, "any issuer", x509.ExtKeyUsageAny)
+	clientMid := ekuCA(t, a.anchor, "client-only intermediate", clientAuth)
+	underClientMid := ekuCA(t, clientMid, "issuer under it")
+	csRoot := ekuCA(t, nil, "code-signing root", codeSigning)
+	underCSRoot := ekuCA(t, csRoot, "issuer of the code-signing root")
+	bundleACS := append(append([]byte(nil), bundleA...), pki.CertPEM(csRoot.Cert)...)
 	with := func(d map[string][]byte, k string, v []byte) map[string][]byte {
 		out := map[string][]byte{}
 		for kk, vv := range d {
@@ -68,6 +93,18 @@ func TestLoadIssuer(t *testing.T) {
 		{name: "expired issuer", secret: a.secretData(t), bundle: bundleA, at: now.Add(91 * 24 * time.Hour), wantErr: "expired at"},
 		{name: "issuer not yet valid", secret: a.secretData(t), bundle: bundleA, at: now.Add(-time.Hour), wantErr: "not valid before"},
 		{name: "bad ca.crt", secret: with(a.secretData(t), SecretCAKey, []byte("nope")), bundle: bundleA, wantErr: "ca.crt"},
+		{name: "issuer with serverAuth and clientAuth", secret: ekuSecret(meshIssuer, nil), bundle: bundleA, wantInter: []*x509.Certificate{meshIssuer.Cert}},
+		{name: "issuer with anyExtendedKeyUsage", secret: ekuSecret(anyIssuer, nil), bundle: bundleA, wantInter: []*x509.Certificate{anyIssuer.Cert}},
+		{name: "issuer restricted to codeSigning", secret: ekuSecret(csIssuer, nil), bundle: bundleA,
+			wantErr: `identity: issuer "code-signing issuer": pki: certificate "code-signing issuer": extended key usages exclude mesh TLS: it lists only codeSigning, without serverAuth and clientAuth`},
+		{name: "issuer restricted to serverAuth", secret: ekuSecret(serverIssuer, nil), bundle: bundleA,
+			wantErr: `certificate "server-only issuer": extended key usages exclude mesh TLS: it lists only serverAuth, without clientAuth`},
+		{name: "intermediate restricted to clientAuth", secret: ekuSecret(underClientMid, clientMid.Cert), bundle: bundleA,
+			wantErr: `identity: issuer "issuer under it": pki: certificate "client-only intermediate": extended key usages exclude mesh TLS: it lists only clientAuth, without serverAuth`},
+		{name: "anchor restricted to codeSigning", secret: ekuSecret(underCSRoot, nil), bundle: pki.CertPEM(csRoot.Cert),
+			wantErr: `identity: trust anchor bundle: pki: certificate "code-signing root": extended key usages exclude mesh TLS: it lists only codeSigning, without serverAuth and clientAuth`},
+		{name: "a restricted anchor beside the issuer's", secret: a.secretData(t), bundle: bundleACS,
+			wantErr: `certificate "code-signing root": extended key usages exclude mesh TLS`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -95,6 +132,34 @@ func TestLoadIssuer(t *testing.T) {
 			}
 		})
 	}
+}
+
+// ekuCA is a CA named cn with the extended key usages ekus (none: no
+// extension), signed by parent (nil: self-signed).
+func ekuCA(t *testing.T, parent *pki.CA, cn string, ekus ...x509.ExtKeyUsage) *pki.CA {
+	t.Helper()
+	key, err := pki.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true, ExtKeyUsage: ekus,
+	}
+	signer, signerKey := tmpl, crypto.Signer(key)
+	if parent != nil {
+		signer, signerKey = parent.Cert, parent.Key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, key.Public(), signerKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &pki.CA{Cert: c, Key: key}
 }
 
 // deepIssuer is a CA signed by parent, to test how LoadIssuer finds the

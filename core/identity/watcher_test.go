@@ -400,3 +400,52 @@ func TestWatcherCheckExpiredChain(t *testing.T) {
 	w.CheckExpired()
 	noEvent(t, rec)
 }
+
+// TestWatcherRefusesRestrictedExtKeyUsage: an issuer, or a trust anchor,
+// whose extended key usages leave out serverAuth or clientAuth (every leaf
+// under it would fail verification at the peers) is refused like any other
+// invalid pair: the last good issuer stays, a Warning IssuerInvalid names
+// the certificate and what it lacks, and a retry that fails the same way is
+// silent.
+func TestWatcherRefusesRestrictedExtKeyUsage(t *testing.T) {
+	a := newTestPKI(t, "a")
+	keyPEM := func(ca *pki.CA) []byte {
+		k, err := pki.KeyPEM(ca.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	csIssuer := ekuCA(t, a.anchor, "code-signing issuer", x509.ExtKeyUsageCodeSigning)
+	csRoot := ekuCA(t, nil, "code-signing root", x509.ExtKeyUsageCodeSigning)
+	tests := []struct {
+		name   string
+		secret *corev1.Secret
+		cm     *corev1.ConfigMap
+		want   string
+	}{
+		{"a new issuer restricted to codeSigning", &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: testSecret, Namespace: testCPNS},
+			Data: map[string][]byte{SecretCertKey: pki.CertPEM(csIssuer.Cert), SecretKeyKey: keyPEM(csIssuer)}}, anchorsConfigMap(a),
+			`certificate "code-signing issuer": extended key usages exclude mesh TLS: it lists only codeSigning, without serverAuth and clientAuth`},
+		{"a root restricted to codeSigning added to the bundle", issuerSecret(t, a), anchorsConfigMap(a, testPKI{anchor: csRoot}),
+			`certificate "code-signing root": extended key usages exclude mesh TLS: it lists only codeSigning, without serverAuth and clientAuth`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			now := time.Now()
+			w, rec, _ := listerWatcher(t, &now, tt.secret, tt.cm)
+			good := a.loaded(t)
+			w.Store.Set(good) // loaded before the change
+			w.Reload()
+			e := nextEvent(t, rec)
+			if !strings.HasPrefix(e, "Warning IssuerInvalid") || !strings.Contains(e, tt.want) || !strings.Contains(e, `keeping the last good issuer "a issuer"`) {
+				t.Fatalf("event %q, want Warning IssuerInvalid %q keeping a's issuer", e, tt.want)
+			}
+			if w.Store.Current() != good {
+				t.Fatal("the refused pair replaced the issuer")
+			}
+			w.Periodic() // retried, fails the same way: silent
+			noEvent(t, rec)
+		})
+	}
+}

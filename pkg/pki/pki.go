@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -253,7 +255,10 @@ func publicKeysEqual(a, b crypto.PublicKey) bool {
 	return ok && e.Equal(b)
 }
 
-// VerifyIssuer checks that issuer chains to one of roots at time now.
+// VerifyIssuer checks that issuer chains to one of roots at time now, and
+// that no certificate of that chain (the issuer, its intermediates, the root)
+// restricts its extended key usages so that the leaves it signs would be
+// refused (CheckExtKeyUsage).
 func VerifyIssuer(issuer *CA, roots []*x509.Certificate, now time.Time) error {
 	pool := x509.NewCertPool()
 	for _, r := range roots {
@@ -263,11 +268,128 @@ func VerifyIssuer(issuer *CA, roots []*x509.Certificate, now time.Time) error {
 	for _, c := range issuer.Chain {
 		inter.AddCert(c)
 	}
-	_, err := issuer.Cert.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	chains, err := issuer.Cert.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
 	if err != nil {
 		return fmt.Errorf("pki: issuer %q does not chain to the trust anchors: %w", issuer.Cert.Subject.CommonName, err)
 	}
+	if _, err := MeshChain(chains); err != nil {
+		return fmt.Errorf("pki: issuer %q: %w", issuer.Cert.Subject.CommonName, err)
+	}
 	return nil
+}
+
+// ErrExtKeyUsage is wrapped by the errors of CheckExtKeyUsage: a CA
+// certificate whose extended key usages leave out what workload certificates
+// are used for.
+var ErrExtKeyUsage = errors.New("extended key usages exclude mesh TLS")
+
+// meshExtKeyUsages are what every workload certificate is used for (SignLeaf
+// sets both): a peer verifies a server's certificate for serverAuth and a
+// client's for clientAuth.
+var meshExtKeyUsages = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+
+// CheckExtKeyUsage checks that the CA certificate c (a trust anchor, an
+// intermediate, an issuer) does not restrict the extended key usages of the
+// certificates under it below what workload certificates need. Go's x509
+// verification, the proxies', nests them: a usage that a CA of the chain
+// does not list is refused to every certificate below it, whatever the leaf
+// says. A CA without the extension, or with anyExtendedKeyUsage, restricts
+// nothing; otherwise it must list serverAuth and clientAuth (an extension
+// holding only usages Go does not know refuses both).
+func CheckExtKeyUsage(c *x509.Certificate) error {
+	if len(c.ExtKeyUsage) == 0 && len(c.UnknownExtKeyUsage) == 0 {
+		return nil
+	}
+	if slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageAny) {
+		return nil
+	}
+	var missing []string
+	for _, u := range meshExtKeyUsages {
+		if !slices.Contains(c.ExtKeyUsage, u) {
+			missing = append(missing, extKeyUsageName(u))
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	has := make([]string, 0, len(c.ExtKeyUsage)+len(c.UnknownExtKeyUsage))
+	for _, u := range c.ExtKeyUsage {
+		has = append(has, extKeyUsageName(u))
+	}
+	for _, oid := range c.UnknownExtKeyUsage {
+		has = append(has, oid.String())
+	}
+	return fmt.Errorf("pki: certificate %s: %w: it lists only %s, without %s, so peers would refuse every workload certificate under it; reissue it with serverAuth and clientAuth, or without the extended key usage extension",
+		certName(c), ErrExtKeyUsage, strings.Join(has, ", "), strings.Join(missing, " and "))
+}
+
+// MeshChain returns the first of chains (each a leaf or CA first, its root
+// last, as x509.Certificate.Verify returns them) whose every certificate
+// passes CheckExtKeyUsage, or else the error of the first chain.
+func MeshChain(chains [][]*x509.Certificate) ([]*x509.Certificate, error) {
+	var first error
+	for _, chain := range chains {
+		var err error
+		for _, c := range chain {
+			if err = CheckExtKeyUsage(c); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			return chain, nil
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	if first == nil {
+		return nil, errors.New("pki: no certificate chain")
+	}
+	return nil, first
+}
+
+// certName names a certificate in messages: its common name, else its subject.
+func certName(c *x509.Certificate) string {
+	if c.Subject.CommonName != "" {
+		return strconv.Quote(c.Subject.CommonName)
+	}
+	return strconv.Quote(c.Subject.String())
+}
+
+// extKeyUsageName is the name RFC 5280 gives an extended key usage (as
+// OpenSSL prints it).
+func extKeyUsageName(u x509.ExtKeyUsage) string {
+	switch u {
+	case x509.ExtKeyUsageAny:
+		return "anyExtendedKeyUsage"
+	case x509.ExtKeyUsageServerAuth:
+		return "serverAuth"
+	case x509.ExtKeyUsageClientAuth:
+		return "clientAuth"
+	case x509.ExtKeyUsageCodeSigning:
+		return "codeSigning"
+	case x509.ExtKeyUsageEmailProtection:
+		return "emailProtection"
+	case x509.ExtKeyUsageIPSECEndSystem:
+		return "ipsecEndSystem"
+	case x509.ExtKeyUsageIPSECTunnel:
+		return "ipsecTunnel"
+	case x509.ExtKeyUsageIPSECUser:
+		return "ipsecUser"
+	case x509.ExtKeyUsageTimeStamping:
+		return "timeStamping"
+	case x509.ExtKeyUsageOCSPSigning:
+		return "OCSPSigning"
+	case x509.ExtKeyUsageMicrosoftServerGatedCrypto:
+		return "msSGC"
+	case x509.ExtKeyUsageNetscapeServerGatedCrypto:
+		return "nsSGC"
+	case x509.ExtKeyUsageMicrosoftCommercialCodeSigning:
+		return "msCodeCom"
+	case x509.ExtKeyUsageMicrosoftKernelCodeSigning:
+		return "msKernelCodeSigning"
+	}
+	return fmt.Sprintf("extended key usage %d", int(u))
 }
 
 // CheckDNSName checks a DNS-like name as the mesh uses them (an identity, a
