@@ -104,7 +104,7 @@ var Settings = []setting{
 	{AnnotationOpaquePorts, "comma-separated ports or ranges, e.g. 3306,8000-8100, and on a pod the names of its containers' ports", Refuse, portsCheck},
 	{AnnotationSkipInboundPorts, "comma-separated ports or ranges, e.g. 22,8000-8100, and on a pod the names of its containers' ports", Refuse, portsCheck},
 	{AnnotationSkipOutboundPorts, "comma-separated ports or ranges, e.g. 443,5432", Refuse, portsCheck},
-	{AnnotationSkipSubnets, "comma-separated IPv4 CIDRs, e.g. 10.0.0.0/8,169.254.169.254/32", Refuse,
+	{AnnotationSkipSubnets, "comma-separated IPv4 and IPv6 CIDRs, e.g. 10.0.0.0/8,169.254.169.254/32,fd00::/8", Refuse,
 		func(s string) error { _, err := iptables.ParseSubnets(s); return err }},
 	{AnnotationProxyCPURequest, "a CPU quantity, e.g. 100m or 1", Default, quantityCheck},
 	{AnnotationProxyMemoryRequest, "a memory quantity, e.g. 20Mi", Default, quantityCheck},

@@ -74,6 +74,7 @@ for t in iptables ip6tables; do
   "$t-save" | grep -vE '(^:|-j |-g |-A )(KUBE-|CNI-)' | "$t-restore"
 done
 while iptables -D FORWARD -s "$POD_CIDR" ! -d "$POD_CIDR" -j DROP 2> /dev/null; do :; done
+while ip6tables -D FORWARD -s "$POD_CIDR6" ! -d "$POD_CIDR6" -m addrtype ! --dst-type MULTICAST -j DROP 2> /dev/null; do :; done
 # nft tables that iptables created for the cluster and that hold no rule any more.
 if [ -f "$RUN/nft-tables.saved" ]; then
   nft list tables | while read -r _ family table; do
@@ -89,9 +90,12 @@ for n in /run/netns/cni-*; do
 done
 ip link del "$POD_BRIDGE" 2> /dev/null
 ip route del "$SVC_CIDR" dev "$GUARD_BRIDGE" 2> /dev/null
+ip -6 route del "$SVC_CIDR6" dev "$GUARD_BRIDGE" 2> /dev/null
 ip link del "$GUARD_BRIDGE" 2> /dev/null
 conntrack -D -s "$POD_CIDR" > /dev/null 2>&1
 conntrack -D -d "$SVC_CIDR" > /dev/null 2>&1
+conntrack -f ipv6 -D -s "$POD_CIDR6" > /dev/null 2>&1
+conntrack -f ipv6 -D -d "$SVC_CIDR6" > /dev/null 2>&1
 
 # Pod logs live in $DATA/pod-logs; the kubelet's links to them in /var/log/containers are ours.
 for l in /var/log/containers/*; do

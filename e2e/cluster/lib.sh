@@ -23,6 +23,11 @@ POD_CIDR=${POD_CIDR:-10.244.0.0/16}
 NODE_POD_CIDR=${NODE_POD_CIDR:-10.244.0.0/24}
 SVC_CIDR=${SVC_CIDR:-10.96.0.0/16}
 API_SVC_IP=${API_SVC_IP:-10.96.0.1}
+# The cluster is dual-stack, IPv4 first: every pod gets an address of each family, and a
+# Service is IPv4 unless it asks for IPv6 (ipFamilies), so the mesh is tested over both.
+POD_CIDR6=${POD_CIDR6:-fd10:244::/56}
+NODE_POD_CIDR6=${NODE_POD_CIDR6:-fd10:244::/64}
+SVC_CIDR6=${SVC_CIDR6:-fd10:96::/112}
 DNS_IP=${DNS_IP:-10.96.0.10}
 GUARD_BRIDGE=${GUARD_BRIDGE:-conduit-guard0}
 POD_BRIDGE=${POD_BRIDGE:-cni0}
@@ -43,7 +48,8 @@ CSOCK=$RUN/containerd/containerd.sock
 export PATH=$BIN:$PATH
 
 # Host sysctls the cluster (or the kubelet by itself) changes: saved by up.sh, restored by down.sh.
-HOST_SYSCTLS="net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables net.ipv4.conf.all.route_localnet
+HOST_SYSCTLS="net.ipv4.ip_forward net.ipv6.conf.all.forwarding net.bridge.bridge-nf-call-iptables
+net.bridge.bridge-nf-call-ip6tables net.ipv4.conf.all.route_localnet
 kernel.panic kernel.panic_on_oops vm.overcommit_memory kernel.keys.root_maxkeys kernel.keys.root_maxbytes"
 
 _T0=${_T0:-$(date +%s.%N)}

@@ -45,7 +45,8 @@ start() {
 [ -f "$RUN/sysctl.saved" ] || sysctl -e $HOST_SYSCTLS > "$RUN/sysctl.saved" 2> /dev/null
 # iptables (nft back end) creates its tables on first use: remember which exist already.
 [ -f "$RUN/nft-tables.saved" ] || nft list tables > "$RUN/nft-tables.saved"
-sysctl -qw net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1
+sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 \
+  net.bridge.bridge-nf-call-iptables=1 net.bridge.bridge-nf-call-ip6tables=1
 
 # Directories outside $CLUSTER_DIR that the runtime, CNI or kubelet create: remember the ones
 # that do not exist yet, down.sh removes them again once they are empty.
@@ -58,9 +59,14 @@ done
 ip link show "$GUARD_BRIDGE" > /dev/null 2>&1 || ip link add "$GUARD_BRIDGE" type bridge
 ip link set "$GUARD_BRIDGE" up
 ip route replace "$SVC_CIDR" dev "$GUARD_BRIDGE"
+ip -6 route replace "$SVC_CIDR6" dev "$GUARD_BRIDGE"
 # 2. Forwarded traffic from a pod may only go to another pod.
 iptables -C FORWARD -s "$POD_CIDR" ! -d "$POD_CIDR" -j DROP 2> /dev/null ||
   iptables -I FORWARD 1 -s "$POD_CIDR" ! -d "$POD_CIDR" -j DROP
+#    IPv6 alike, but for multicast: neighbour discovery between two pods on the bridge is
+#    bridged through ip6tables too (bridge-nf-call-ip6tables), and without it they never meet.
+guard6=(-s "$POD_CIDR6" ! -d "$POD_CIDR6" -m addrtype ! --dst-type MULTICAST -j DROP)
+ip6tables -C FORWARD "${guard6[@]}" 2> /dev/null || ip6tables -I FORWARD 1 "${guard6[@]}"
 # 3. No upstream DNS: pods with dnsPolicy Default get a resolver that answers nothing, and
 #    CoreDNS has no "forward" plugin.
 echo "nameserver 127.0.0.1" > "$ETC/resolv.conf"
@@ -95,7 +101,8 @@ cat > "$ETC/cni/10-conduit-e2e.conflist" <<JSON
 {"cniVersion": "0.4.0", "name": "conduit-e2e", "plugins": [
   {"type": "bridge", "bridge": "$POD_BRIDGE", "isGateway": true, "ipMasq": false, "hairpinMode": true,
    "ipam": {"type": "host-local", "dataDir": "$DATA/cni-ipam",
-            "ranges": [[{"subnet": "$NODE_POD_CIDR"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
+            "ranges": [[{"subnet": "$NODE_POD_CIDR"}], [{"subnet": "$NODE_POD_CIDR6"}]],
+            "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]}},
   {"type": "portmap", "capabilities": {"portMappings": true}}]}
 JSON
 cat > "$ETC/kubelet.yaml" <<YAML
@@ -129,7 +136,7 @@ apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 clientConnection: {kubeconfig: $ETC/kube-proxy.kubeconfig}
 mode: iptables
-clusterCIDR: $POD_CIDR
+clusterCIDR: $POD_CIDR,$POD_CIDR6
 hostnameOverride: $NODE
 bindAddress: 127.0.0.1
 healthzBindAddress: 127.0.0.1:10256
@@ -153,7 +160,7 @@ start kube-apiserver "$BIN/kube-apiserver" --etcd-servers=http://127.0.0.1:2379 
   --service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
   --service-account-issuer=https://kubernetes.default.svc.cluster.local \
   --api-audiences=https://kubernetes.default.svc.cluster.local \
-  --service-cluster-ip-range="$SVC_CIDR" --authorization-mode=Node,RBAC \
+  --service-cluster-ip-range="$SVC_CIDR,$SVC_CIDR6" --authorization-mode=Node,RBAC \
   --enable-admission-plugins=NodeRestriction,MutatingAdmissionWebhook,ValidatingAdmissionWebhook \
   --allow-privileged=true
 waitfor "containerd up" 60 ctr --address "$CSOCK" version
@@ -179,7 +186,8 @@ start kube-controller-manager "$BIN/kube-controller-manager" --kubeconfig="$ETC/
   --bind-address=127.0.0.1 --leader-elect=false --use-service-account-credentials=true \
   --service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
   --cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" \
-  --allocate-node-cidrs=true --cluster-cidr="$POD_CIDR" --node-cidr-mask-size=24 --service-cluster-ip-range="$SVC_CIDR"
+  --allocate-node-cidrs=true --cluster-cidr="$POD_CIDR,$POD_CIDR6" \
+  --node-cidr-mask-size-ipv4=24 --node-cidr-mask-size-ipv6=64 --service-cluster-ip-range="$SVC_CIDR,$SVC_CIDR6"
 start kube-scheduler "$BIN/kube-scheduler" --kubeconfig="$ETC/scheduler.kubeconfig" \
   --authentication-kubeconfig="$ETC/scheduler.kubeconfig" --authorization-kubeconfig="$ETC/scheduler.kubeconfig" \
   --bind-address=127.0.0.1 --leader-elect=false

@@ -4,7 +4,7 @@ package tests
 
 import (
 	"fmt"
-	"strings"
+	"regexp"
 	"testing"
 	"time"
 
@@ -16,8 +16,10 @@ import (
 
 // proxyInitPods: "redirected" runs proxy-init as the injector configures it,
 // with echo servers standing in for the proxy (UID 2102) on the inbound
-// (4143) and outbound (4140) ports, and the application (UID 1000) on 8081,
-// a skipped port. "peer" serves on 8080 and 8081 from another pod.
+// (4143, both families) and outbound (4140, at 127.0.0.1 and at ::1, where
+// ip6tables redirects) ports, and the application (UID 1000) on 8081, a
+// skipped port. "peer" serves on 8080 and 8081 from another pod. The cluster
+// is dual-stack: both pods have an address of each family.
 const proxyInitPods = `
 apiVersion: v1
 kind: Pod
@@ -43,6 +45,8 @@ spec:
      env: [{name: POD_NAME, value: via-inbound}], securityContext: {runAsUser: 2102, runAsNonRoot: true, readOnlyRootFilesystem: true}}
   - {name: outbound, image: %[1]s, imagePullPolicy: IfNotPresent, args: [serve, -addr, "127.0.0.1:4140"],
      env: [{name: POD_NAME, value: via-outbound}], securityContext: {runAsUser: 2102, runAsNonRoot: true, readOnlyRootFilesystem: true}}
+  - {name: outbound6, image: %[1]s, imagePullPolicy: IfNotPresent, args: [serve, -addr, "[::1]:4140"],
+     env: [{name: POD_NAME, value: via-outbound6}], securityContext: {runAsUser: 2102, runAsNonRoot: true, readOnlyRootFilesystem: true}}
   volumes: [{name: xtables, emptyDir: {medium: Memory}}]
 ---
 apiVersion: v1
@@ -72,14 +76,25 @@ func TestProxyInit(t *testing.T) {
 		return p.Status.PodIP
 	}
 	self, peer := ip("redirected"), ip("peer")
+	ip6 := func(name string) string {
+		p, err := f.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return "[" + podIPv6(t, *p) + "]"
+	}
+	self6, peer6 := ip6("redirected"), ip6("peer")
 
 	// proxy-init logged the rules it installed.
 	logs, err := f.Client.CoreV1().Pods(ns).GetLogs("redirected", &corev1.PodLogOptions{Container: "conduit-init"}).Do(ctx).Raw()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(logs), "nat rules installed") || !strings.Contains(string(logs), "CONDUIT_OUTBOUND") {
-		t.Errorf("proxy-init did not log its rules:\n%s", logs)
+	for _, family := range []string{"IPv4", "IPv6"} {
+		installed := regexp.MustCompile(`msg="nat rules installed" .*family=` + family + ` .*CONDUIT_OUTBOUND`)
+		if !installed.Match(logs) {
+			t.Errorf("proxy-init did not log its %s rules:\n%s", family, logs)
+		}
 	}
 
 	for _, tc := range []struct {
@@ -94,6 +109,14 @@ func TestProxyInit(t *testing.T) {
 		{"loopback bypasses", "redirected", "app", "http://127.0.0.1:8081/", "app"},
 		{"own pod IP goes through inbound", "redirected", "app", "http://" + self + ":8080/", "via-inbound"},
 		{"own pod IP, skipped port, bypasses", "redirected", "app", "http://" + self + ":8081/", "app"},
+		// The same over IPv6: ip6tables, not only iptables.
+		{"IPv6 inbound is redirected to 4143", "peer", "p8080", "http://" + self6 + ":8080/", "via-inbound"},
+		{"IPv6 skipped inbound port bypasses", "peer", "p8080", "http://" + self6 + ":8081/", "app"},
+		{"IPv6 outbound is redirected to [::1]:4140", "redirected", "app", "http://" + peer6 + ":8080/", "via-outbound6"},
+		{"IPv6 skipped outbound port bypasses", "redirected", "app", "http://" + peer6 + ":8081/", "peer-8081"},
+		{"the proxy's own IPv6 traffic bypasses", "redirected", "inbound", "http://" + peer6 + ":8080/", "peer-8080"},
+		{"IPv6 loopback bypasses", "redirected", "app", "http://[::1]:8081/", "app"},
+		{"own IPv6 pod IP goes through inbound", "redirected", "app", "http://" + self6 + ":8080/", "via-inbound"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out := f.Exec(t, ns, tc.pod, tc.container, "testapp", "get", "-timeout", "5s", tc.url)
