@@ -3,7 +3,6 @@ package inbound
 import (
 	"context"
 	"net"
-	"net/http"
 	"time"
 
 	"github.com/conduit-mesh/conduit/proxy/internal/h1"
@@ -39,8 +38,6 @@ type fastConn struct {
 	key   metrics.RequestKey
 	start time.Time
 	fail  bool
-	// chunked sends a chunked request (made once per connection).
-	chunked func(*http.Request) (*http.Response, error)
 }
 
 // Route implements h1.Router.
@@ -51,30 +48,17 @@ func (f *fastConn) Route(h *h1.Head) (h1.Call, bool) {
 	}
 	h.Drop(HeaderOrigProto)
 	h.Drop(HeaderClientID)
+	// A chunked body may end with trailer fields: a conduit-client-id
+	// among them would reach the application, which may merge trailers
+	// into headers, as an authenticated identity.
+	h.DropTrailer(HeaderClientID)
 	if f.info.PeerID != "" {
 		h.Add(HeaderClientID, f.info.PeerID)
 	}
 	f.key = metrics.RequestKey{Direction: "inbound", Authority: h.Host(), TLS: f.info.TLS, PeerID: f.info.PeerID}
 	p.o.Metrics.Request(f.key)
 	f.start, f.fail = time.Now(), false
-	if h.Chunked {
-		// A chunked body may end with trailer fields, which a Pool copies
-		// as they are: conduit-client-id among them would reach the
-		// application. The request goes as an http.Request, whose
-		// trailers are filtered (see trailerFilter).
-		if f.chunked == nil {
-			f.chunked = f.roundTripChunked
-		}
-		return h1.Call{RoundTrip: f.chunked, Obs: f, MarkUnsent: f.info.PeerID != ""}, true
-	}
 	return h1.Call{Pool: p.appPool(f.info.Target), Obs: f, MarkUnsent: f.info.PeerID != ""}, true
-}
-
-// roundTripChunked sends a chunked request of the fast path to the
-// application, without a conduit-client-id trailer.
-func (f *fastConn) roundTripChunked(r *http.Request) (*http.Response, error) {
-	new(trailerFilter).strip(r)
-	return f.p.appPool(f.info.Target).RoundTrip(r)
 }
 
 // ResponseHead implements h1.Observer.

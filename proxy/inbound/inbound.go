@@ -323,9 +323,13 @@ func (p *Proxy) serveTLS(c *netx.Conn, info *netx.Info) {
 	tc := tls.Server(sc, p.o.TLS)
 	ctx, cancel := context.WithTimeout(context.Background(), p.o.DetectTimeout)
 	err := tc.HandshakeContext(ctx)
+	timedOut := ctx.Err() != nil
 	cancel()
 	if err != nil {
 		p.o.Log.Debug("inbound TLS handshake failed", "remote", c.RemoteAddr(), "err", err)
+		if !timedOut { // a TLS error is a failure; the proxy's own deadline is not
+			info.Note(err)
+		}
 		info.Open(p.o.Metrics, metrics.TCPKey{Direction: "inbound", Peer: "src", TLS: true})
 		_ = sc.Close()
 		return
@@ -367,8 +371,7 @@ func (p *Proxy) opaque(c net.Conn, info *netx.Info) {
 	}
 	defer out.Close()
 	stats := p.o.Metrics.Open(appKey)
-	defer stats.Close()
-	netx.Pipe(c, out, stats)
+	stats.CloseErr(netx.Pipe(c, out, stats))
 }
 
 // ServeHTTP forwards a request to the application.

@@ -313,14 +313,16 @@ func (p *Proxy) opaque(c net.Conn, info *netx.Info, st *discovery.ProfileState) 
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), p.o.ConnectTimeout*2)
-	out, outInfo, err := p.dial(ctx, target, tlsconf.ALPNOpaque)
+	out, _, err := p.dial(ctx, target, tlsconf.ALPNOpaque)
 	cancel()
 	if err != nil {
 		p.o.Log.Debug("outbound opaque connect failed", "target", target.Addr, "err", err)
 		return
 	}
 	defer out.Close()
-	netx.Pipe(c, out, outInfo.Stats)
+	// out's Info counts its bytes and, once out is closed, its end,
+	// classified by the failure Pipe noted.
+	_ = netx.Pipe(c, out, metrics.TCP{})
 }
 
 // dial connects to addr, with mTLS when it has an identity (then the

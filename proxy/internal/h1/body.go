@@ -77,8 +77,9 @@ func copyUntilEOF(w *bufio.Writer, br *bufio.Reader) (int64, error) {
 }
 
 // copyChunked copies a chunked body as it is framed (chunk extensions and
-// trailer fields included), checking the framing; it returns the data bytes.
-func copyChunked(w *bufio.Writer, br *bufio.Reader) (int64, error) {
+// trailer fields included, but those named in drop), checking the framing;
+// it returns the data bytes.
+func copyChunked(w *bufio.Writer, br *bufio.Reader, drop []string) (int64, error) {
 	var done int64
 	for {
 		line, err := chunkLine(w, br, true)
@@ -96,7 +97,7 @@ func copyChunked(w *bufio.Writer, br *bufio.Reader) (int64, error) {
 			return done, &writeError{err}
 		}
 		if size == 0 {
-			return done, copyTrailer(w, br)
+			return done, copyTrailer(w, br, drop)
 		}
 		n, err := copyFixed(w, br, size)
 		done += n
@@ -190,9 +191,14 @@ rest:
 	return n, nil
 }
 
-// copyTrailer copies the trailer section and the final blank line.
-func copyTrailer(w *bufio.Writer, br *bufio.Reader) error {
-	err := trailerLines(w, br, func(line []byte, _ int) error {
+// copyTrailer copies the trailer section and the final blank line, but the
+// fields named in drop. A field is one line: trailerLines refuses obs-fold,
+// so no continuation of a dropped field can be taken for another one.
+func copyTrailer(w *bufio.Writer, br *bufio.Reader, drop []string) error {
+	err := trailerLines(w, br, func(line []byte, colon int) error {
+		if len(drop) > 0 && droppedTrailer(drop, line[:colon]) {
+			return nil
+		}
 		w.Write(line)
 		if _, err := w.WriteString("\r\n"); err != nil {
 			return &writeError{err}

@@ -48,6 +48,9 @@ type Head struct {
 
 	fields []field
 	add    []string // name, value pairs added by the proxy
+	// dropTrailers names the trailer fields of a chunked body that are
+	// not forwarded (see DropTrailer).
+	dropTrailers []string
 
 	// ContentLength is the declared body length, -1 when none.
 	ContentLength int64
@@ -82,6 +85,8 @@ func (h *Head) reset() {
 	h.text = ""
 	h.fields = h.fields[:0]
 	h.add = h.add[:0]
+	clear(h.dropTrailers) // the names are the caller's: not kept alive past the head
+	h.dropTrailers = h.dropTrailers[:0]
 	h.method, h.target, h.reason, h.host, h.cl = span{}, span{}, span{}, span{}, span{}
 	h.Minor, h.Status, h.hosts = 0, 0, 0
 	h.ContentLength = -1
@@ -144,6 +149,46 @@ func (h *Head) dropName(name []byte) {
 
 // Add appends a field to the forwarded head; value must be a valid field value.
 func (h *Head) Add(name, value string) { h.add = append(h.add, name, value) }
+
+// DropTrailer removes every trailer field called name (case-insensitive)
+// from the request's chunked body as it is forwarded, on a Pool as through
+// a RoundTrip. The list is the head's until its next read, and reused: a
+// Router calling it for every request allocates nothing once it grew.
+func (h *Head) DropTrailer(name string) { h.dropTrailers = append(h.dropTrailers, name) }
+
+// droppedTrailer reports whether a trailer field called name is in drop.
+func droppedTrailer(drop []string, name []byte) bool {
+	for _, d := range drop {
+		if equalFoldASCII(name, d) {
+			return true
+		}
+	}
+	return false
+}
+
+// equalFoldASCII is bytes.EqualFold for an ASCII name (a field name is a
+// token), without converting s.
+func equalFoldASCII(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		x, y := b[i], s[i]
+		if x == y {
+			continue
+		}
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
 
 // readLine appends one line (up to and including LF) to Raw and returns it
 // without its line ending.

@@ -217,7 +217,7 @@ func TestCopyChunked(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var out bytes.Buffer
 			w := bufio.NewWriter(&out)
-			_, err := copyChunked(w, bufio.NewReader(strings.NewReader(tt.in)))
+			_, err := copyChunked(w, bufio.NewReader(strings.NewReader(tt.in)), nil)
 			_ = w.Flush()
 			if tt.err {
 				if err == nil {
@@ -285,7 +285,7 @@ func FuzzCopyChunked(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte) {
 		var out bytes.Buffer
 		w := bufio.NewWriter(&out)
-		if _, err := copyChunked(w, bufio.NewReader(bytes.NewReader(in))); err != nil {
+		if _, err := copyChunked(w, bufio.NewReader(bytes.NewReader(in)), nil); err != nil {
 			return
 		}
 		_ = w.Flush()

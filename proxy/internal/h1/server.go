@@ -75,7 +75,7 @@ type Call struct {
 type Router interface {
 	// Route decides a forwardable request; ok false hands the connection
 	// over to the general path, this request included. Route may Drop and
-	// Add fields of req.
+	// Add fields of req, and DropTrailer fields of its chunked body.
 	Route(req *Head) (call Call, ok bool)
 }
 
@@ -370,7 +370,7 @@ func (x *exchange) forward(call *Call) (keep bool) {
 	case bodyFixed:
 		_, err = copyFixed(x.bw, u.br, resp.ContentLength)
 	case bodyChunked:
-		_, err = copyChunked(x.bw, u.br)
+		_, err = copyChunked(x.bw, u.br, nil)
 	case bodyUntilClose:
 		_, err = copyUntilEOF(x.bw, u.br)
 	}
@@ -402,7 +402,7 @@ func (x *exchange) sendRequest(u *upConn, body []byte) error {
 	case req.requestBody() == bodyFixed:
 		_, err = copyFixed(u.bw, x.br, req.ContentLength)
 	case req.requestBody() == bodyChunked:
-		_, err = copyChunked(u.bw, x.br)
+		_, err = copyChunked(u.bw, x.br, req.dropTrailers)
 	}
 	if err == nil {
 		err = u.bw.Flush()

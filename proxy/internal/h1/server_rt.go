@@ -86,7 +86,7 @@ func (x *exchange) httpRequest() (*http.Request, *reqBody, error) {
 	case bodyChunked:
 		r.ContentLength = -1
 		r.Trailer = http.Header{}
-		b.trailer = r.Trailer
+		b.trailer, b.drop = r.Trailer, h.dropTrailers
 	}
 	r.Body = b
 	return r, b, nil

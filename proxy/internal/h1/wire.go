@@ -25,8 +25,10 @@ type bodyReader struct {
 	// left is, for bodyFixed, the bytes left; for bodyChunked, the bytes
 	// left in the current chunk.
 	left int64
-	// trailer receives the trailer fields of a chunked body.
+	// trailer receives the trailer fields of a chunked body, but those
+	// named in drop.
 	trailer http.Header
+	drop    []string
 }
 
 // read is io.Reader's Read; it returns io.EOF with the last bytes of a
@@ -89,6 +91,9 @@ func (b *bodyReader) readData(p []byte) (int, error) {
 }
 
 func (b *bodyReader) addTrailer(line []byte, colon int) error {
+	if droppedTrailer(b.drop, line[:colon]) {
+		return nil
+	}
 	k := textproto.CanonicalMIMEHeaderKey(string(line[:colon]))
 	b.trailer[k] = append(b.trailer[k], string(bytes.Trim(line[colon+1:], " \t")))
 	return nil

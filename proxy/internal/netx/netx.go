@@ -31,12 +31,38 @@ type Info struct {
 	Target string
 	Stats  metrics.TCP
 	once   sync.Once
+	// class is the metrics.CloseClass of the connection's first failure
+	// (see Note): how Done counts its end.
+	class atomic.Uint32
 	// Bytes moved before Open (detection, TLS handshake).
 	pendingR, pendingW int
 }
 
-// Done closes the connection's stats once.
-func (i *Info) Done() { i.once.Do(i.Stats.Close) }
+// Done closes the connection's stats once, classified by the first
+// failure noted (success when none). Before Open it does nothing: a TLS
+// handshake that times out closes the connection before its stats open.
+func (i *Info) Done() {
+	if i.Stats.Valid() {
+		i.once.Do(i.closeStats)
+	}
+}
+
+func (i *Info) closeStats() { i.Stats.CloseAs(metrics.CloseClass(i.class.Load())) }
+
+// Note records err, returned by a read or write of the connection (or its
+// TLS handshake): the first one that is a failure (metrics.Classify: not
+// the end of the stream, the proxy's own close or deadline) decides how
+// Done counts the connection. Conn notes the errors of its reads and
+// writes, and Pipe those of the copies that bypass it; only an error
+// costs anything.
+func (i *Info) Note(err error) {
+	if err == nil {
+		return
+	}
+	if cl := metrics.Classify(err); cl != metrics.Success {
+		i.class.CompareAndSwap(uint32(metrics.Success), uint32(cl))
+	}
+}
 
 // Open starts the connection's stats under k once its labels (TLS, peer)
 // are known; bytes moved before are added to it.
@@ -96,7 +122,7 @@ func InfoOf(c net.Conn) *Info {
 }
 
 // Conn is an accepted connection whose first bytes were peeked, or a dialed
-// one; it counts the bytes moved.
+// one; it counts the bytes moved and notes the errors (Info.Note).
 type Conn struct {
 	net.Conn
 	pre  []byte
@@ -117,6 +143,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 	}
 	n, err := c.Conn.Read(p)
 	c.Info.addRead(n)
+	if err != nil {
+		c.Info.Note(err)
+	}
 	return n, err
 }
 
@@ -127,6 +156,9 @@ func (c *Conn) Write(p []byte) (int, error) {
 	}
 	n, err := c.Conn.Write(p)
 	c.Info.addWrite(n)
+	if err != nil {
+		c.Info.Note(err)
+	}
 	return n, err
 }
 
@@ -183,6 +215,9 @@ func (k *corker) write(p []byte) (int, error) {
 	}
 	n, err := k.c.Conn.Write(p)
 	k.c.Info.addWrite(n)
+	if err != nil {
+		k.c.Info.Note(err)
+	}
 	return n, err
 }
 
@@ -203,6 +238,9 @@ func (k *corker) flush() error {
 	}
 	n, err := k.c.Conn.Write(k.buf)
 	k.c.Info.addWrite(n)
+	if err != nil {
+		k.c.Info.Note(err)
+	}
 	if cap(k.buf) == corkBufSize {
 		*k.spare = k.buf[:corkBufSize]
 		corkBufs.Put(k.spare)
@@ -238,6 +276,7 @@ func Peek(c *Conn, timeout time.Duration) (detect.Protocol, *detect.ClientHello,
 		m, err := c.Conn.Read(buf[n:limit])
 		n += m
 		c.Info.addRead(m)
+		c.Info.Note(err)
 		if n > 0 {
 			proto = detect.Detect(buf[:n])
 			if proto == detect.TLS {
@@ -494,58 +533,104 @@ type closeWriter interface{ CloseWrite() error }
 // directions end. Plain TCP on both sides uses splice; otherwise (TLS on a
 // side) the copy goes through a pooled 64 KiB buffer and each chunk is
 // encrypted into one write.
-func Pipe(a, b net.Conn, bStats metrics.TCP) {
+//
+// The copies' errors are told apart by side: a side's first failure is
+// noted in its Info when it has one (InfoOf: a always, b when dialed as a
+// Conn, whose Info then counts its bytes too), before the side is closed,
+// and b's is returned (nil when b ended cleanly) for a caller that counts
+// b with stats of its own, bStats: bStats.CloseErr(err). bStats must be the
+// zero TCP when b's Info counts b.
+func Pipe(a, b net.Conn, bStats metrics.TCP) error {
 	var wg sync.WaitGroup
+	var bErrW error // b's error as the destination, set by the other goroutine
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		n := copyHalf(b, a)
+		var n int64
+		n, _, bErrW = copyHalf(b, a)
 		bStats.Write(int(n))
 	}()
-	n := copyHalf(a, b)
+	n, bErr, _ := copyHalf(a, b)
 	bStats.Read(int(n))
 	wg.Wait()
+	if failed(bErr) {
+		return bErr
+	}
+	if failed(bErrW) {
+		return bErrW
+	}
+	return nil
 }
 
-func copyHalf(dst, src net.Conn) int64 {
-	var n int64
-	if c, ok := src.(*Conn); ok && len(c.pre) > 0 {
+// failed reports whether err is a connection's failure (metrics.Classify).
+func failed(err error) bool { return err != nil && metrics.Classify(err) != metrics.Success }
+
+// noteOn notes err in c's Info, if it has one.
+func noteOn(c net.Conn, err error) {
+	if err == nil {
+		return
+	}
+	if info := InfoOf(c); info != nil {
+		info.Note(err)
+	}
+}
+
+// copyHalf copies src to dst until src ends, then half-closes dst (closes
+// it when it cannot); an error is noted on its side (see Pipe) and closes
+// both. It returns the bytes copied and the error, as src's (reading) or
+// dst's (writing).
+func copyHalf(dst, src net.Conn) (n int64, srcErr, dstErr error) {
+	if c := connOf(src); c != nil && len(c.pre) > 0 {
 		m, err := dst.Write(c.pre)
 		n += int64(m)
 		c.pre = nil
 		if err != nil {
+			noteOn(dst, err)
 			_ = src.Close()
-			return n
+			return n, nil, err
 		}
 	}
 	// Unwrap to the raw sockets so io.Copy can splice; our wrapper's
-	// counters are updated with the totals instead.
+	// counters are updated with the totals instead, and its errors noted.
 	rs, rd := unwrap(src), unwrapWriter(dst)
 	var m int64
-	var err error
 	if ts, td := tcpOf(rs), tcpOf(rd); ts != nil && td != nil {
+		var err error
 		m, err = io.Copy(td, ts) // splice(2)
+		if failed(err) {
+			s, d := spliceFailed(ts, td, err)
+			if s {
+				srcErr = err
+			}
+			if d {
+				dstErr = err
+			}
+		} else if err != nil {
+			srcErr = err // a clean end all the same (the proxy's own close)
+		}
 	} else {
-		m, err = copyBuffered(rd, rs)
+		m, srcErr, dstErr = copyBuffered(rd, rs)
 	}
 	n += m
-	if c, ok := src.(*Conn); ok && rs != src {
+	if c := connOf(src); c != nil && rs != src {
 		c.Info.addRead(int(m))
 	}
-	if c, ok := dst.(*Conn); ok && rd != dst {
+	if c := connOf(dst); c != nil && rd != dst {
 		c.Info.addWrite(int(m))
 	}
-	if err != nil {
+	if srcErr != nil || dstErr != nil {
+		noteOn(src, srcErr)
+		noteOn(dst, dstErr)
 		_ = src.Close()
 		_ = dst.Close()
-		return n
+		return n, srcErr, dstErr
 	}
 	if cw, ok := rd.(closeWriter); ok {
 		_ = cw.CloseWrite()
 	} else {
 		_ = dst.Close()
 	}
-	return n
+	return n, nil, nil
 }
 
 // copyBuffered copies src to dst. A connection that waits holds no large
@@ -553,8 +638,10 @@ func copyHalf(dst, src net.Conn) int64 {
 // a 4 KiB buffer of the half's own; a read that fills it moves the copy to
 // a pooled 64 KiB buffer (net's generic ReadFrom/WriteTo would allocate
 // 32 KiB ones), kept until a read comes back short. When dst is TLS over
-// a Conn, the records of each chunk are sent in one write.
-func copyBuffered(dst io.Writer, src io.Reader) (int64, error) {
+// a Conn, the records of each chunk are sent in one write. It returns the
+// bytes copied and the error that ended the copy, as src's or dst's (the
+// end of src is none).
+func copyBuffered(dst io.Writer, src io.Reader) (n int64, srcErr, dstErr error) {
 	small := make([]byte, smallPipeBufSize)
 	var big *[]byte
 	defer func() {
@@ -569,7 +656,6 @@ func copyBuffered(dst io.Writer, src io.Reader) (int64, error) {
 		defer func() { _ = k.flush() }()
 	}
 	tc, _ := src.(*tls.Conn)
-	var n int64
 	for {
 		nr, rerr := src.Read(buf)
 		if tc != nil && rerr == nil && nr > 0 && nr < len(buf) {
@@ -585,17 +671,17 @@ func copyBuffered(dst io.Writer, src io.Reader) (int64, error) {
 			}
 			n += int64(nw)
 			if werr != nil {
-				return n, werr
+				return n, nil, werr
 			}
 			if nw != nr {
-				return n, io.ErrShortWrite
+				return n, nil, io.ErrShortWrite
 			}
 		}
 		if rerr != nil {
 			if rerr == io.EOF {
-				return n, nil
+				return n, nil, nil
 			}
-			return n, rerr
+			return n, rerr, nil
 		}
 		switch {
 		case nr == len(buf) && big == nil:
@@ -640,11 +726,24 @@ func drainTLS(tc *tls.Conn, buf []byte, n int) (int, error) {
 	return n, err
 }
 
+// connOf is c's Conn: c itself, or the Conn an Owned wraps (a dialed
+// connection); nil if neither.
+func connOf(c net.Conn) *Conn {
+	switch v := c.(type) {
+	case *Conn:
+		return v
+	case *Owned:
+		w, _ := v.Conn.(*Conn)
+		return w
+	}
+	return nil
+}
+
 // unwrapWriter is the raw connection to write to. Only reads care about
 // the peeked bytes (pre), which the other direction's copy owns: a writer
 // never looks at them.
 func unwrapWriter(c net.Conn) net.Conn {
-	if w, ok := c.(*Conn); ok {
+	if w := connOf(c); w != nil {
 		return w.Conn
 	}
 	return c
@@ -662,7 +761,7 @@ func tcpOf(c net.Conn) *net.TCPConn {
 }
 
 func unwrap(c net.Conn) net.Conn {
-	if w, ok := c.(*Conn); ok && len(w.pre) == 0 {
+	if w := connOf(c); w != nil && len(w.pre) == 0 {
 		return w.Conn
 	}
 	return c

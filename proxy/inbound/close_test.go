@@ -1,0 +1,182 @@
+package inbound
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/conduit-mesh/conduit/proxy/metrics"
+)
+
+const (
+	srcSeries   = `direction="inbound",peer="src",tls="false"`
+	dstSeries   = `direction="inbound",peer="dst",tls="false"`
+	successOnly = `classification="success"} 1`
+	resetOnly   = `classification="failure",errno="ECONNRESET"} 1; classification="success"} 0`
+)
+
+// closeCounts waits a little for a series (labels without braces) to count
+// a closed connection, and returns its tcp_close_total lines, each as its
+// class labels and value, sorted.
+func closeCounts(t *testing.T, reg *metrics.Registry, labels string) string {
+	t.Helper()
+	var got []string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		var buf bytes.Buffer
+		if _, err := reg.WriteTo(&buf); err != nil {
+			t.Fatal(err)
+		}
+		got = got[:0]
+		closed := false
+		for _, l := range strings.Split(buf.String(), "\n") {
+			if rest, ok := strings.CutPrefix(l, "tcp_close_total{"+labels+","); ok {
+				got = append(got, rest)
+				closed = closed || !strings.HasSuffix(rest, " 0")
+			}
+		}
+		if closed || time.Now().After(deadline) {
+			break
+		}
+	}
+	slices.Sort(got)
+	return strings.Join(got, "; ")
+}
+
+// resetConn closes c with a RST (SO_LINGER 0).
+func resetConn(c net.Conn) {
+	_ = c.(*net.TCPConn).SetLinger(0)
+	_ = c.Close()
+}
+
+// opaqueApp is an application on loopback that reads 4 bytes of each
+// connection, answers "pong", then resets it (reset) or waits for its end
+// and closes it.
+func opaqueApp(t *testing.T, reset bool) uint16 {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+				buf := make([]byte, 4)
+				if _, err := io.ReadFull(c, buf); err == nil {
+					_, _ = io.WriteString(c, "pong")
+				}
+				if reset {
+					time.Sleep(20 * time.Millisecond) // "pong" reaches the client first
+					resetConn(c)
+					return
+				}
+				_, _ = io.Copy(io.Discard, c)
+				c.Close()
+			}()
+		}
+	}()
+	return uint16(l.Addr().(*net.TCPAddr).Port)
+}
+
+// opaqueClient sends 4 bytes that are no protocol the proxy detects, reads
+// "pong", then resets the connection (reset) or closes it after the
+// proxy's.
+func opaqueClient(t *testing.T, addr string, reset bool) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write([]byte{0, 1, 2, 3}); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "pong" {
+		t.Fatalf("read %q, %v; want pong", buf, err)
+	}
+	if reset {
+		resetConn(c)
+		return
+	}
+	_ = c.(*net.TCPConn).CloseWrite()
+	_, _ = io.Copy(io.Discard, c)
+}
+
+// TestOpaqueCloseClassified: an opaque connection counts each side's end
+// on its own series: a side that resets is a failure with ECONNRESET, the
+// other and clean ends successes.
+func TestOpaqueCloseClassified(t *testing.T) {
+	for _, tc := range []struct {
+		name                   string
+		appResets, clientReset bool
+		wantSrc, wantDst       string
+	}{
+		{"both close cleanly", false, false, successOnly, successOnly},
+		{"the application resets mid-stream", true, false, successOnly, resetOnly},
+		{"the client resets mid-stream", false, true, resetOnly, successOnly},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reg := metrics.New()
+			addr, _ := startInbound(t, Options{Metrics: reg}, opaqueApp(t, tc.appResets))
+			opaqueClient(t, addr, tc.clientReset)
+			if got := closeCounts(t, reg, srcSeries); got != tc.wantSrc {
+				t.Errorf("client's connection: tcp_close_total %s, want %s", got, tc.wantSrc)
+			}
+			if got := closeCounts(t, reg, dstSeries); got != tc.wantDst {
+				t.Errorf("application's connection: tcp_close_total %s, want %s", got, tc.wantDst)
+			}
+		})
+	}
+}
+
+// TestAcceptedHTTPResetIsFailure: a client that resets its HTTP connection
+// closes as a failure with ECONNRESET, on each HTTP path; one that closes
+// it after its response is a success.
+func TestAcceptedHTTPResetIsFailure(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts Options
+	}{
+		{"fast path", Options{}},
+		{"net/http", Options{NoFastPath: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			port, _ := startApp(t, false)
+			for _, reset := range []bool{false, true} {
+				reg := metrics.New()
+				addr, _ := startInbound(t, Options{Metrics: reg, NoFastPath: tc.opts.NoFastPath}, port)
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+				want := successOnly
+				if reset {
+					// Half a request head: the proxy waits for the rest.
+					_, _ = io.WriteString(c, "GET /t HTTP/1.1\r\nHost: web\r\n")
+					time.Sleep(50 * time.Millisecond)
+					resetConn(c)
+					want = resetOnly
+				} else {
+					_, _ = io.WriteString(c, "GET /t HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n")
+					_, _ = io.Copy(io.Discard, c)
+					c.Close()
+				}
+				if got := closeCounts(t, reg, srcSeries); got != want {
+					t.Errorf("reset %v: client's connection: tcp_close_total %s, want %s", reset, got, want)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,214 @@
+package outbound
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/conduit-mesh/conduit/proxy/metrics"
+	"github.com/conduit-mesh/conduit/proxy/origdst"
+)
+
+const (
+	srcSeries   = `direction="outbound",peer="src",tls="false"`
+	dstSeries   = `direction="outbound",peer="dst",tls="false"`
+	successOnly = `classification="success"} 1`
+	resetOnly   = `classification="failure",errno="ECONNRESET"} 1; classification="success"} 0`
+)
+
+// seriesValue returns the value of a series line (name and labels), or
+// "" when there is none.
+func seriesValue(t *testing.T, reg *metrics.Registry, series string) string {
+	t.Helper()
+	var buf bytes.Buffer
+	if _, err := reg.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(buf.String(), "\n") {
+		if v, ok := strings.CutPrefix(l, series+" "); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// closeCounts waits a little for a series (labels without braces) to count
+// a closed connection, and returns its tcp_close_total lines, each as its
+// class labels and value, sorted.
+func closeCounts(t *testing.T, reg *metrics.Registry, labels string) string {
+	t.Helper()
+	var got []string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		var buf bytes.Buffer
+		if _, err := reg.WriteTo(&buf); err != nil {
+			t.Fatal(err)
+		}
+		got = got[:0]
+		closed := false
+		for _, l := range strings.Split(buf.String(), "\n") {
+			if rest, ok := strings.CutPrefix(l, "tcp_close_total{"+labels+","); ok {
+				got = append(got, rest)
+				closed = closed || !strings.HasSuffix(rest, " 0")
+			}
+		}
+		if closed || time.Now().After(deadline) {
+			break
+		}
+	}
+	slices.Sort(got)
+	return strings.Join(got, "; ")
+}
+
+// resetConn closes c with a RST (SO_LINGER 0).
+func resetConn(c net.Conn) {
+	_ = c.(*net.TCPConn).SetLinger(0)
+	_ = c.Close()
+}
+
+// startOutbound serves an outbound proxy with o (no discovery: connections
+// go to their original destination, unmeshed) on loopback whose every
+// connection's original destination is dst.
+func startOutbound(t *testing.T, o Options, dst string) (string, *metrics.Registry) {
+	t.Helper()
+	reg := metrics.New()
+	o.Log, o.Metrics, o.DetectTimeout = slog.New(slog.DiscardHandler), reg, time.Second
+	o.OrigDst = origdst.Func(func(net.Conn) (netip.AddrPort, error) { return netip.ParseAddrPort(dst) })
+	p := New(o)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = p.Serve(l) }()
+	t.Cleanup(func() {
+		l.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = p.Shutdown(ctx)
+	})
+	return l.Addr().String(), reg
+}
+
+// opaqueServer reads 4 bytes of each connection, answers "pong", then
+// resets it (reset) or waits for its end, answers "bye" and closes it.
+func opaqueServer(t *testing.T, reset bool) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+				buf := make([]byte, 4)
+				if _, err := io.ReadFull(c, buf); err == nil {
+					_, _ = io.WriteString(c, "pong")
+				}
+				if reset {
+					time.Sleep(20 * time.Millisecond) // "pong" reaches the client first
+					resetConn(c)
+					return
+				}
+				_, _ = io.Copy(io.Discard, c)
+				_, _ = io.WriteString(c, "bye") // an answer to the client's half-close
+				c.Close()
+			}()
+		}
+	}()
+	return l.Addr().String()
+}
+
+// TestOpaqueCloseClassified: an opaque connection counts each side's end
+// on its own series (a reset is a failure with ECONNRESET, the other side
+// and clean ends successes), and the dialed side's bytes once; the
+// client's half-close reaches the server, which can still answer.
+func TestOpaqueCloseClassified(t *testing.T) {
+	for _, tc := range []struct {
+		name                      string
+		serverResets, clientReset bool
+		wantSrc, wantDst          string
+	}{
+		{"both close cleanly", false, false, successOnly, successOnly},
+		{"the server resets mid-stream", true, false, successOnly, resetOnly},
+		{"the client resets mid-stream", false, true, resetOnly, successOnly},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr, reg := startOutbound(t, Options{}, opaqueServer(t, tc.serverResets))
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			if _, err := c.Write([]byte{0, 1, 2, 3}); err != nil { // no protocol the proxy detects
+				t.Fatal(err)
+			}
+			buf := make([]byte, 4)
+			if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "pong" {
+				t.Fatalf("read %q, %v; want pong", buf, err)
+			}
+			if tc.clientReset {
+				resetConn(c)
+			} else {
+				_ = c.(*net.TCPConn).CloseWrite()
+				if b, err := io.ReadAll(c); err != nil || string(b) != "bye" && !tc.serverResets {
+					t.Errorf("read %q, %v after the half-close; want bye", b, err)
+				}
+			}
+			if got := closeCounts(t, reg, srcSeries); got != tc.wantSrc {
+				t.Errorf("client's connection: tcp_close_total %s, want %s", got, tc.wantSrc)
+			}
+			if got := closeCounts(t, reg, dstSeries); got != tc.wantDst {
+				t.Errorf("server's connection: tcp_close_total %s, want %s", got, tc.wantDst)
+			}
+			read := "4" // pong
+			if !tc.serverResets && !tc.clientReset {
+				read = "7" // and bye
+			}
+			for m, want := range map[string]string{"tcp_write_bytes_total": "4", "tcp_read_bytes_total": read} {
+				if got := seriesValue(t, reg, m+"{"+dstSeries+"}"); got != want {
+					t.Errorf("%s of the server's connection = %s, want %s", m, got, want)
+				}
+			}
+		})
+	}
+}
+
+// TestAcceptedHTTPResetIsFailure: an application that resets its HTTP
+// connection to the proxy closes it as a failure with ECONNRESET, on each
+// HTTP/1 path.
+func TestAcceptedHTTPResetIsFailure(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts Options
+	}{
+		{"fast path", Options{}},
+		{"net/http", Options{NoFastPath: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr, reg := startOutbound(t, tc.opts, opaqueServer(t, false))
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = io.WriteString(c, "GET /t HTTP/1.1\r\nHost: web\r\n") // half a head: the proxy waits
+			time.Sleep(50 * time.Millisecond)
+			resetConn(c)
+			if got := closeCounts(t, reg, srcSeries); got != resetOnly {
+				t.Errorf("tcp_close_total %s, want %s", got, resetOnly)
+			}
+		})
+	}
+}
