@@ -32,6 +32,9 @@ type Client struct {
 	DialTimeout time.Duration
 	// IdleTimeout closes a connection without streams for longer (default 10 min).
 	IdleTimeout time.Duration
+	// WriteTimeout bounds each write to a connection (default
+	// DefaultWriteTimeout); see DefaultWriteTimeout.
+	WriteTimeout time.Duration
 	// PingTimeout: a connection with streams in flight that has read
 	// nothing for this long is sent a PING, and closed if nothing more
 	// arrives within as long again (default 15 s).
@@ -70,7 +73,7 @@ type clientConn struct {
 	conn
 	cl *Client
 
-	nextID uint32 // under wmu
+	nextID uint32 // under wmu, and changed under mu too
 
 	// Under mu.
 	maxStreams int
@@ -101,6 +104,13 @@ func (c *Client) idleTimeout() time.Duration {
 		return c.IdleTimeout
 	}
 	return 10 * time.Minute
+}
+
+func (c *Client) writeTimeout() time.Duration {
+	if c.WriteTimeout > 0 {
+		return c.WriteTimeout
+	}
+	return DefaultWriteTimeout
 }
 
 func (c *Client) pingTimeout() time.Duration {
@@ -267,7 +277,7 @@ func (c *Client) dial(ctx context.Context) (*clientConn, error) {
 		return nil, fmt.Errorf("h2: connect: %w", err)
 	}
 	cc := &clientConn{cl: c, nextID: 1, maxStreams: 100}
-	cc.init(nc, bufio.NewReaderSize(nc, bufSize))
+	cc.init(nc, bufio.NewReaderSize(nc, bufSize), c.writeTimeout())
 	cc.onClosed = cc.streamClosed
 	cc.quietSince = time.Now()
 	cc.lock()
@@ -576,12 +586,18 @@ func (cc *clientConn) readLoop() {
 	cc.idle.Stop()
 	cc.health.Stop()
 	cc.mu.Unlock()
+	cc.closeLinger()
 }
 
 // The client's side of the reader loop (see side).
 
 func (cc *clientConn) lastStream() uint32 { return 0 }
 func (cc *clientConn) sawStream(uint32)   {}
+
+func (cc *clientConn) idleStream(id uint32) bool {
+	// The client opens the odd streams, in order; the server none (no push).
+	return id%2 == 0 || id >= cc.nextID
+}
 
 func (cc *clientConn) setting(s http2.Setting) {
 	if s.ID == http2.SettingMaxConcurrentStreams {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,7 +42,86 @@ const (
 	// queued): for a writer holding wmu to finish and the frames to go
 	// out to a peer that may not be reading.
 	goAwayTimeout = time.Second
+	// lingerTimeout bounds how long a connection that sent a connection
+	// error's GOAWAY, and half-closed, reads what the peer still sends
+	// before it closes (see closeLinger). Only time bounds it: a peer that
+	// keeps sending would pass any byte limit at once, and be sent RST.
+	lingerTimeout = time.Second
+	// writeRefresh is how stale the write deadline may grow before a
+	// write pushes it back (see deadlineWriter).
+	writeRefresh = time.Second
 )
+
+// DefaultWriteTimeout bounds each write to a connection (one flush of the
+// write buffer: at most bufSize plus a frame): a write that waits longer
+// has found the peer's TCP window shut, and the connection is closed as
+// dead, failing its streams. Whoever wrote is set free: a handler, the
+// reader's control frames (which a pooled worker writes, see kickLater),
+// or a Shutdown's GOAWAY.
+//
+// TCP gives no such bound: a peer that is alive but does not read answers
+// the zero-window probes for ever, and one that vanished without a FIN is
+// given up on only after some 15 minutes of retransmissions. Ten seconds
+// rides out what a live peer may do: TCP's retransmission back-off after a
+// burst of losses (200 ms doubling: five tries take 6.2 s), a CPU-throttled
+// or garbage-collecting peer process, and the pauses of a peer that reads
+// its socket only as its application consumes the body; every HTTP/2
+// implementation the mesh meets (Conduit, Go, gRPC, Envoy, nghttp2) reads
+// its socket whatever its streams do. It is also well within a SIGTERM
+// drain's grace period.
+//
+// DATA gets the same bound. Flow control already stops us sending more
+// than the peer's windows, but a peer whose windows exceed its socket
+// buffers and which then stops reading would hold a stream's writer, and
+// the connection's write lock, for ever; a peer that advertises window it
+// does not drain for ten seconds is treated as dead like any other.
+const DefaultWriteTimeout = 10 * time.Second
+
+// deadlineWriter is the connection's writer below the write buffer: each
+// write must end within timeout, or it fails and the connection is closed.
+// The deadline is pushed back only when it is older than writeRefresh (a
+// clock read per write, a system call per second at most), so a write has
+// between timeout-writeRefresh and timeout. Once finish has set the
+// connection's last deadline, writes no longer move it.
+type deadlineWriter struct {
+	nc      net.Conn
+	timeout time.Duration
+	next    time.Time // under wmu: when the deadline is due to be pushed back
+
+	mu    sync.Mutex // orders finish against a push
+	final bool
+}
+
+func (w *deadlineWriter) Write(p []byte) (int, error) {
+	if now := time.Now(); !now.Before(w.next) {
+		w.mu.Lock()
+		if !w.final {
+			_ = w.nc.SetWriteDeadline(now.Add(w.timeout))
+		}
+		w.mu.Unlock()
+		w.next = now.Add(min(w.timeout/4, writeRefresh))
+	}
+	n, err := w.nc.Write(p)
+	if err != nil {
+		// Part of a frame may have gone: nothing can follow it. Closed,
+		// the connection's reader fails too and ends every stream.
+		_ = w.nc.Close()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return n, fmt.Errorf("h2: write timed out, the peer is not reading: %w", err)
+		}
+		return n, fmt.Errorf("h2: write: %w", err)
+	}
+	return n, nil
+}
+
+// finish sets the deadline of the connection's last writes, d from now,
+// which later writes keep.
+func (w *deadlineWriter) finish(d time.Duration) {
+	w.mu.Lock()
+	w.final = true
+	_ = w.nc.SetWriteDeadline(time.Now().Add(d))
+	w.mu.Unlock()
+}
 
 var (
 	errClosed = errors.New("h2: connection closed")
@@ -72,6 +152,7 @@ type conn struct {
 	// window updates, resets) are queued and written by whoever holds wmu
 	// next, so the reader never blocks on a write.
 	wmu      sync.Mutex
+	dw       deadlineWriter // written through bw, under wmu
 	bw       *bufio.Writer
 	wfr      *http2.Framer
 	henc     *hpack.Encoder
@@ -95,6 +176,13 @@ type conn struct {
 	ackN     atomic.Int32
 	ackTimer *time.Timer // nil until the first PING
 	werr     error       // under wmu
+	// kicking: a pooled worker is on its way to write the control queue
+	// (kickLater); kickFn is its function, bound once.
+	kicking atomic.Bool
+	kickFn  func()
+	// linger: the connection sent a connection error's GOAWAY and
+	// half-closed; its reader closes it after closeLinger, not fail.
+	linger atomic.Bool
 	// tableLimit is the peer's SETTINGS_HEADER_TABLE_SIZE not yet applied
 	// to henc, or -1.
 	tableLimit atomic.Int64
@@ -152,13 +240,17 @@ type control struct {
 	ping [8]byte
 }
 
-func (c *conn) init(nc net.Conn, br io.Reader) {
+// init readies c to read from br (nc's, buffered) and write to nc, each
+// write bounded by writeTimeout (see DefaultWriteTimeout).
+func (c *conn) init(nc net.Conn, br io.Reader, writeTimeout time.Duration) {
 	c.nc = nc
 	c.rfr = http2.NewFramer(nil, br)
 	c.rfr.SetMaxReadFrameSize(maxFrame)
 	c.hb = newHBlock()
 	c.rfr.SetReuseFrames() // DATA is copied out before the next read
-	c.bw = bufio.NewWriterSize(nc, bufSize)
+	c.dw = deadlineWriter{nc: nc, timeout: writeTimeout}
+	c.bw = bufio.NewWriterSize(&c.dw, bufSize)
+	c.kickFn = c.kickWorker
 	c.wfr = http2.NewFramer(c.bw, nil)
 	c.henc = hpack.NewEncoder(&c.hbuf)
 	c.encode = c.encodeField
@@ -231,8 +323,12 @@ func (s *stream) notify() {
 	}
 }
 
-// queue adds a control frame and writes it unless a writer holds wmu, in
-// which case that writer will.
+// queue adds a control frame, for the writer holding wmu to write, or a
+// pooled worker when none does (kickLater): whoever queues never waits on
+// the connection's writes, the reader above all. Written by the reader, an
+// ACK or a WINDOW_UPDATE to a peer whose window is shut would stop it
+// reading, and two such ends, each waiting for the other to read, would
+// never move again; a Shutdown would stop at the first such connection.
 func (c *conn) queue(ctl control) {
 	c.ctlMu.Lock()
 	if len(c.ctl) >= maxControl {
@@ -243,6 +339,22 @@ func (c *conn) queue(ctl control) {
 	c.ctl = append(c.ctl, ctl)
 	c.ctlN.Store(int32(len(c.ctl)))
 	c.ctlMu.Unlock()
+	c.kickLater()
+}
+
+// kickLater has a pooled worker write the queued control frames, unless a
+// writer holds or waits for wmu (it will write them) or a worker is on its
+// way already.
+func (c *conn) kickLater() {
+	if c.ctlN.Load() > 0 && c.writers.Load() == 0 && !c.kicking.Swap(true) {
+		pool.run(c.kickFn)
+	}
+}
+
+// kickWorker is kickLater's worker: what is queued after it starts finds
+// kicking false, and its own worker if this one has done.
+func (c *conn) kickWorker() {
+	c.kicking.Store(false)
 	c.kick()
 }
 
@@ -282,11 +394,11 @@ func (c *conn) ping(data [8]byte) {
 	}
 }
 
-// ackNow sends the held ACKs as ordinary control frames: written at once,
-// or by the writer holding wmu when it lets go (kick).
+// ackNow sends the held ACKs as ordinary control frames: written by the
+// writer holding wmu when it lets go, or a pooled worker (kickLater).
 func (c *conn) ackNow() {
 	c.releaseAcks()
-	c.kick()
+	c.kickLater()
 }
 
 // releaseAcks moves the held ACKs to the control queue, behind what is
@@ -356,9 +468,7 @@ func (c *conn) unlock() {
 
 func (c *conn) flush() {
 	if c.werr == nil && c.bw.Buffered() > 0 {
-		if c.werr = c.bw.Flush(); c.werr != nil {
-			_ = c.nc.Close()
-		}
+		c.werr = c.bw.Flush() // a failed write closes the connection (deadlineWriter)
 	}
 }
 
@@ -669,7 +779,7 @@ func (c *conn) endSend(s *stream) {
 
 // onData handles a DATA frame: flow control, then the payload for the
 // stream's reader. It returns a connection error only.
-func (c *conn) onData(f *http2.DataFrame) error {
+func (c *conn) onData(f *http2.DataFrame, sd side) error {
 	n := int64(f.Length)
 	c.mu.Lock()
 	if n > c.recvConn {
@@ -678,6 +788,12 @@ func (c *conn) onData(f *http2.DataFrame) error {
 	}
 	c.recvConn -= n
 	s := c.streams[f.StreamID]
+	if s == nil && sd.idleStream(f.StreamID) {
+		// A stream that was never opened: DATA on it is a connection
+		// error (RFC 9113 5.1, 6.1), not a closed stream's late frame.
+		c.mu.Unlock()
+		return fmt.Errorf("h2: DATA on idle stream %d: %w", f.StreamID, http2.ConnectionError(http2.ErrCodeProtocol))
+	}
 	if s == nil || s.recvEnd {
 		// A stream we reset or finished: the bytes still count on the
 		// connection, and go back at once.
@@ -891,7 +1007,9 @@ func (c *conn) fail(err error) {
 	}
 	c.mu.Unlock()
 	c.sendCond.Broadcast()
-	_ = c.nc.Close()
+	if !c.linger.Load() {
+		_ = c.nc.Close()
+	}
 	c.ctlMu.Lock()
 	if c.ackTimer != nil {
 		c.ackTimer.Stop() // the ACKs waiting have nowhere to go
@@ -918,6 +1036,9 @@ type side interface {
 	// sawStream notes a stream the peer opened with a frame rejected as a
 	// stream error.
 	sawStream(id uint32)
+	// idleStream reports a stream in the idle state (RFC 9113 5.1): neither
+	// end has opened it yet. c.mu is held.
+	idleStream(id uint32) bool
 }
 
 // readFrames is both ends' reader loop. It handles what the ends do
@@ -965,7 +1086,7 @@ func (c *conn) readFrames(sd side) error {
 			}
 		case *http2.DataFrame:
 			c.frames.Add(1)
-			err = c.onData(f)
+			err = c.onData(f, sd)
 		case *http2.SettingsFrame:
 			err = c.onSettings(f, sd.setting)
 		case *http2.WindowUpdateFrame:
@@ -1067,8 +1188,36 @@ func (c *conn) goAwayError(last uint32, code http2.ErrCode, err error) {
 	c.flush()
 	if c.werr == nil {
 		c.werr = fmt.Errorf("h2: connection error sent: %w", err)
+		c.halfClose()
 	}
 	c.unlockFinal()
+}
+
+// halfClose ends what we send after a connection error's GOAWAY (a FIN
+// behind it, or TLS's close_notify) and has the reader linger before it
+// closes (closeLinger); wmu is held. Closed at once with the peer's frames
+// unread in its receive buffer, the socket would send RST instead of FIN,
+// and the peer's end would throw away what it had not read yet, and ours
+// what it had not sent yet: the GOAWAY, left to wait behind DATA for the
+// peer's window, would be lost, and the peer see only ECONNRESET.
+func (c *conn) halfClose() {
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	c.linger.Store(true)
+}
+
+// closeLinger closes the connection once its reader is done with it (the
+// reader's goroutine calls it after fail). After a connection error's
+// GOAWAY it first reads and drops what the peer still sends, until the
+// peer closes its end (it read the GOAWAY and our FIN) or lingerTimeout,
+// so that the close finds nothing unread (see halfClose).
+func (c *conn) closeLinger() {
+	if c.linger.Load() {
+		_ = c.nc.SetReadDeadline(time.Now().Add(lingerTimeout))
+		_, _ = io.Copy(io.Discard, c.nc)
+	}
+	_ = c.nc.Close()
 }
 
 // lockFinal takes wmu for the connection's last frames, with a write
@@ -1076,7 +1225,7 @@ func (c *conn) goAwayError(last uint32, code http2.ErrCode, err error) {
 // unlockFinal releases it. Unlike unlock, whoever holds wmu flushes
 // before letting go, whether or not another writer is waiting.
 func (c *conn) lockFinal() {
-	_ = c.nc.SetWriteDeadline(time.Now().Add(goAwayTimeout))
+	c.dw.finish(goAwayTimeout)
 	c.writers.Add(1)
 	c.wmu.Lock()
 	c.releaseAcks()

@@ -19,14 +19,15 @@ type bufConn struct {
 	out bytes.Buffer
 }
 
-func (c *bufConn) Write(p []byte) (int, error) { return c.out.Write(p) }
+func (c *bufConn) Write(p []byte) (int, error)      { return c.out.Write(p) }
+func (c *bufConn) SetWriteDeadline(time.Time) error { return nil }
 
 // TestHeadersSensitive: credentials go out as never-indexed literals, every
 // time; other fields are indexed and repeat as one byte.
 func TestHeadersSensitive(t *testing.T) {
 	nc := &bufConn{}
 	var c conn
-	c.init(nc, bytes.NewReader(nil))
+	c.init(nc, bytes.NewReader(nil), DefaultWriteTimeout)
 	for i := range 2 {
 		c.lock()
 		err := c.writeHeaders(uint32(2*i+1), true, func(enc func(string, string)) {
@@ -81,7 +82,7 @@ func (b *eagerBody) Read(p []byte) (int, error) {
 func TestSenderTakesTurns(t *testing.T) {
 	nc := &bufConn{}
 	var c conn
-	c.init(nc, bytes.NewReader(nil))
+	c.init(nc, bytes.NewReader(nil), DefaultWriteTimeout)
 	c.sendConn = 1 << 30
 	st := c.newStream(1)
 	st.sendOff = 1 << 30

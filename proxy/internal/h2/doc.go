@@ -14,4 +14,10 @@
 // sizes, concurrent streams) and answer violations with the error codes of
 // RFC 9113; what they do not implement (server push, priorities, the
 // extended CONNECT) is refused or ignored as the RFC allows.
+//
+// No goroutine waits for ever on a peer that stops reading: every write is
+// bounded by a write deadline (WriteTimeout, DefaultWriteTimeout) after
+// which the connection is closed as dead, and control frames (ACKs,
+// WINDOW_UPDATE, RST_STREAM, a Shutdown's GOAWAY) are written by the
+// writer at hand or a pooled worker, never by the reader or Shutdown.
 package h2

@@ -164,7 +164,7 @@ func TestPingAckDueWhileWriting(t *testing.T) {
 	defer local.Close()
 	defer peer.Close()
 	c := &conn{}
-	c.init(local, local)
+	c.init(local, local, DefaultWriteTimeout)
 	c.wmu.Lock() // a writer past its writeControl, still flushing
 	data := [8]byte{'d', 'u', 'e'}
 	c.ping(data)

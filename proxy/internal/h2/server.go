@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -33,10 +34,19 @@ type Server struct {
 	MaxConcurrentStreams uint32
 	// IdleTimeout closes a connection without streams for longer (default 10 min).
 	IdleTimeout time.Duration
+	// WriteTimeout bounds each write to a connection (default
+	// DefaultWriteTimeout); see DefaultWriteTimeout.
+	WriteTimeout time.Duration
+	// Log receives what the server has no one else to tell (default
+	// slog.Default()).
+	Log *slog.Logger
 
 	mu    sync.Mutex
 	conns map[*serverConn]struct{}
 	shut  bool
+	// noResponse: a handler returned neither a response nor an error
+	// (logged once).
+	noResponse sync.Once
 }
 
 type serverConn struct {
@@ -56,6 +66,20 @@ func (s *Server) maxStreams() uint32 {
 		return s.MaxConcurrentStreams
 	}
 	return 1000
+}
+
+func (s *Server) writeTimeout() time.Duration {
+	if s.WriteTimeout > 0 {
+		return s.WriteTimeout
+	}
+	return DefaultWriteTimeout
+}
+
+func (s *Server) log() *slog.Logger {
+	if s.Log != nil {
+		return s.Log
+	}
+	return slog.Default()
 }
 
 func (s *Server) idleTimeout() time.Duration {
@@ -82,7 +106,7 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
 	}
 	_ = c.SetReadDeadline(time.Time{})
 	sc := &serverConn{srv: s, ctx: ctx, addr: c.RemoteAddr().String()}
-	sc.init(c, br)
+	sc.init(c, br, s.writeTimeout())
 	sc.onClosed = sc.streamClosed
 	sc.lock()
 	sc.werr = sc.wfr.WriteSettings(
@@ -115,6 +139,7 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
 	sc.idle.Stop()
 	sc.mu.Unlock()
 	sc.fail(fmt.Errorf("h2: connection ended: %w", err))
+	sc.closeLinger()
 	sc.wg.Wait()
 	s.mu.Lock()
 	delete(s.conns, sc)
@@ -126,7 +151,10 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
 }
 
 // Shutdown sends GOAWAY on every connection: streams in flight finish,
-// then the connections close.
+// then the connections close. It does not wait for any of it: a GOAWAY is
+// queued, for the connection's writer or a pooled worker to write (a peer
+// that does not read holds that one, for WriteTimeout at most, and not the
+// others'), and an idle connection closes from a goroutine of its own.
 func (s *Server) Shutdown() {
 	s.mu.Lock()
 	s.shut = true
@@ -184,6 +212,11 @@ func (sc *serverConn) lastStream() uint32 {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
 	return sc.lastID
+}
+
+func (sc *serverConn) idleStream(id uint32) bool {
+	// The client opens the odd streams, in order; the server none (no push).
+	return id%2 == 0 || id > sc.lastID
 }
 
 func (sc *serverConn) sawStream(id uint32) {
@@ -356,6 +389,14 @@ func (sc *serverConn) handle(st *stream, req *http.Request, cancel context.Cance
 		sc.resetStream(st, http2.ErrCodeRefusedStream, ErrRefused)
 		return
 	}
+	if err == nil && resp == nil {
+		// A handler's bug, which must not take the process down.
+		err = errNoResponse
+		sc.srv.noResponse.Do(func() {
+			sc.srv.log().Error("h2: a handler returned no response and no error; answered 500 (logged once)",
+				"method", req.Method, "authority", req.Host)
+		})
+	}
 	if err != nil {
 		resp = errorResponse(err)
 	}
@@ -372,11 +413,19 @@ func (sc *serverConn) handle(st *stream, req *http.Request, cancel context.Cance
 	}
 }
 
-// errorResponse is the answer to a handler error.
+// errNoResponse stands for the error a handler that returned neither a
+// response nor an error did not return.
+var errNoResponse = errors.New("h2: the handler returned no response")
+
+// errorResponse is the answer to a handler error: 502, 504 for a deadline,
+// 500 for no response at all.
 func errorResponse(err error) *http.Response {
 	code := http.StatusBadGateway
-	if errors.Is(err, context.DeadlineExceeded) {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
 		code = http.StatusGatewayTimeout
+	case errors.Is(err, errNoResponse):
+		code = http.StatusInternalServerError
 	}
 	msg := strings.Map(func(r rune) rune {
 		if r < ' ' || r == 0x7f {

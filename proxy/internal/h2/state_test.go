@@ -173,7 +173,7 @@ func TestSettingsRepeatedWindowSize(t *testing.T) {
 		}
 	}
 	var c conn
-	c.init(&bufConn{}, &in)
+	c.init(&bufConn{}, &in, DefaultWriteTimeout)
 	for id := uint32(1); id < 2*streams; id += 2 {
 		s := c.newStream(id)
 		s.sendOff = int64(id) // what it sent or was given since it opened
