@@ -162,6 +162,16 @@ func (c *Conn) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// CloseWrite half-closes the connection when the one it wraps can (TCP):
+// HTTP/2 sends its last GOAWAY, then a FIN, and reads on until the peer
+// closes (proxy/internal/h2). ErrUnsupported otherwise.
+func (c *Conn) CloseWrite() error {
+	if cw, ok := c.Conn.(closeWriter); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
+
 // corker batches the writes of a Conn: TLS writes one record per
 // underlying Write, so a 64 KiB chunk would take four system calls.
 // Writes from other goroutines (TLS alerts, key updates) take the same lock,

@@ -123,3 +123,49 @@ func TestUnsent(t *testing.T) {
 		t.Fatalf("Unsent twice wraps twice: %#v", again)
 	}
 }
+
+// TestConnCloseWrite: a Conn half-closes the TCP connection it wraps, so the
+// peer reads the end of the stream while the Conn still reads the peer.
+func TestConnCloseWrite(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	peer, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	raw, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := Wrap(raw, &Info{})
+	defer c.Close()
+	if _, err := c.Write([]byte("last")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CloseWrite(); err != nil {
+		t.Fatalf("CloseWrite: %v", err)
+	}
+	_ = peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(peer)
+	if err != nil || string(got) != "last" {
+		t.Fatalf("the peer read %q, %v; want \"last\" and the end of the stream", got, err)
+	}
+	if _, err := peer.Write([]byte("still")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 5)
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "still" {
+		t.Fatalf("after CloseWrite the Conn read %q, %v", buf, err)
+	}
+	p1, p2 := net.Pipe()
+	defer p1.Close()
+	defer p2.Close()
+	if err := (&Conn{Conn: p1, Info: &Info{}}).CloseWrite(); !errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("CloseWrite over a pipe: %v, want ErrUnsupported", err)
+	}
+}
