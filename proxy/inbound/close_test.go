@@ -1,14 +1,12 @@
 package inbound
 
 import (
-	"bytes"
 	"io"
 	"net"
-	"slices"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/conduit-mesh/conduit/proxy/internal/metricstest"
 	"github.com/conduit-mesh/conduit/proxy/metrics"
 )
 
@@ -18,39 +16,6 @@ const (
 	successOnly = `classification="success"} 1`
 	resetOnly   = `classification="failure",errno="ECONNRESET"} 1; classification="success"} 0`
 )
-
-// closeCounts waits a little for a series (labels without braces) to count
-// a closed connection, and returns its tcp_close_total lines, each as its
-// class labels and value, sorted.
-func closeCounts(t *testing.T, reg *metrics.Registry, labels string) string {
-	t.Helper()
-	var got []string
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		var buf bytes.Buffer
-		if _, err := reg.WriteTo(&buf); err != nil {
-			t.Fatal(err)
-		}
-		got = got[:0]
-		closed := false
-		for _, l := range strings.Split(buf.String(), "\n") {
-			if rest, ok := strings.CutPrefix(l, "tcp_close_total{"+labels+","); ok {
-				got = append(got, rest)
-				closed = closed || !strings.HasSuffix(rest, " 0")
-			}
-		}
-		if closed || time.Now().After(deadline) {
-			break
-		}
-	}
-	slices.Sort(got)
-	return strings.Join(got, "; ")
-}
-
-// resetConn closes c with a RST (SO_LINGER 0).
-func resetConn(c net.Conn) {
-	_ = c.(*net.TCPConn).SetLinger(0)
-	_ = c.Close()
-}
 
 // opaqueApp is an application on loopback that reads 4 bytes of each
 // connection, answers "pong", then resets it (reset) or waits for its end
@@ -76,7 +41,7 @@ func opaqueApp(t *testing.T, reset bool) uint16 {
 				}
 				if reset {
 					time.Sleep(20 * time.Millisecond) // "pong" reaches the client first
-					resetConn(c)
+					metricstest.Reset(c)
 					return
 				}
 				_, _ = io.Copy(io.Discard, c)
@@ -106,7 +71,7 @@ func opaqueClient(t *testing.T, addr string, reset bool) {
 		t.Fatalf("read %q, %v; want pong", buf, err)
 	}
 	if reset {
-		resetConn(c)
+		metricstest.Reset(c)
 		return
 	}
 	_ = c.(*net.TCPConn).CloseWrite()
@@ -130,10 +95,10 @@ func TestOpaqueCloseClassified(t *testing.T) {
 			reg := metrics.New()
 			addr, _ := startInbound(t, Options{Metrics: reg}, opaqueApp(t, tc.appResets))
 			opaqueClient(t, addr, tc.clientReset)
-			if got := closeCounts(t, reg, srcSeries); got != tc.wantSrc {
+			if got := metricstest.CloseCounts(t, reg, srcSeries); got != tc.wantSrc {
 				t.Errorf("client's connection: tcp_close_total %s, want %s", got, tc.wantSrc)
 			}
-			if got := closeCounts(t, reg, dstSeries); got != tc.wantDst {
+			if got := metricstest.CloseCounts(t, reg, dstSeries); got != tc.wantDst {
 				t.Errorf("application's connection: tcp_close_total %s, want %s", got, tc.wantDst)
 			}
 		})
@@ -166,14 +131,14 @@ func TestAcceptedHTTPResetIsFailure(t *testing.T) {
 					// Half a request head: the proxy waits for the rest.
 					_, _ = io.WriteString(c, "GET /t HTTP/1.1\r\nHost: web\r\n")
 					time.Sleep(50 * time.Millisecond)
-					resetConn(c)
+					metricstest.Reset(c)
 					want = resetOnly
 				} else {
 					_, _ = io.WriteString(c, "GET /t HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n")
 					_, _ = io.Copy(io.Discard, c)
 					c.Close()
 				}
-				if got := closeCounts(t, reg, srcSeries); got != want {
+				if got := metricstest.CloseCounts(t, reg, srcSeries); got != want {
 					t.Errorf("reset %v: client's connection: tcp_close_total %s, want %s", reset, got, want)
 				}
 			}

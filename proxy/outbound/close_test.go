@@ -7,11 +7,11 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/conduit-mesh/conduit/proxy/internal/metricstest"
 	"github.com/conduit-mesh/conduit/proxy/metrics"
 	"github.com/conduit-mesh/conduit/proxy/origdst"
 )
@@ -37,39 +37,6 @@ func seriesValue(t *testing.T, reg *metrics.Registry, series string) string {
 		}
 	}
 	return ""
-}
-
-// closeCounts waits a little for a series (labels without braces) to count
-// a closed connection, and returns its tcp_close_total lines, each as its
-// class labels and value, sorted.
-func closeCounts(t *testing.T, reg *metrics.Registry, labels string) string {
-	t.Helper()
-	var got []string
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		var buf bytes.Buffer
-		if _, err := reg.WriteTo(&buf); err != nil {
-			t.Fatal(err)
-		}
-		got = got[:0]
-		closed := false
-		for _, l := range strings.Split(buf.String(), "\n") {
-			if rest, ok := strings.CutPrefix(l, "tcp_close_total{"+labels+","); ok {
-				got = append(got, rest)
-				closed = closed || !strings.HasSuffix(rest, " 0")
-			}
-		}
-		if closed || time.Now().After(deadline) {
-			break
-		}
-	}
-	slices.Sort(got)
-	return strings.Join(got, "; ")
-}
-
-// resetConn closes c with a RST (SO_LINGER 0).
-func resetConn(c net.Conn) {
-	_ = c.(*net.TCPConn).SetLinger(0)
-	_ = c.Close()
 }
 
 // startOutbound serves an outbound proxy with o (no discovery: connections
@@ -118,7 +85,7 @@ func opaqueServer(t *testing.T, reset bool) string {
 				}
 				if reset {
 					time.Sleep(20 * time.Millisecond) // "pong" reaches the client first
-					resetConn(c)
+					metricstest.Reset(c)
 					return
 				}
 				_, _ = io.Copy(io.Discard, c)
@@ -160,17 +127,17 @@ func TestOpaqueCloseClassified(t *testing.T) {
 				t.Fatalf("read %q, %v; want pong", buf, err)
 			}
 			if tc.clientReset {
-				resetConn(c)
+				metricstest.Reset(c)
 			} else {
 				_ = c.(*net.TCPConn).CloseWrite()
 				if b, err := io.ReadAll(c); err != nil || string(b) != "bye" && !tc.serverResets {
 					t.Errorf("read %q, %v after the half-close; want bye", b, err)
 				}
 			}
-			if got := closeCounts(t, reg, srcSeries); got != tc.wantSrc {
+			if got := metricstest.CloseCounts(t, reg, srcSeries); got != tc.wantSrc {
 				t.Errorf("client's connection: tcp_close_total %s, want %s", got, tc.wantSrc)
 			}
-			if got := closeCounts(t, reg, dstSeries); got != tc.wantDst {
+			if got := metricstest.CloseCounts(t, reg, dstSeries); got != tc.wantDst {
 				t.Errorf("server's connection: tcp_close_total %s, want %s", got, tc.wantDst)
 			}
 			read := "4" // pong
@@ -205,8 +172,8 @@ func TestAcceptedHTTPResetIsFailure(t *testing.T) {
 			}
 			_, _ = io.WriteString(c, "GET /t HTTP/1.1\r\nHost: web\r\n") // half a head: the proxy waits
 			time.Sleep(50 * time.Millisecond)
-			resetConn(c)
-			if got := closeCounts(t, reg, srcSeries); got != resetOnly {
+			metricstest.Reset(c)
+			if got := metricstest.CloseCounts(t, reg, srcSeries); got != resetOnly {
 				t.Errorf("tcp_close_total %s, want %s", got, resetOnly)
 			}
 		})
