@@ -27,6 +27,16 @@ func TestConduitConfigMatchesInjector(t *testing.T) {
 				c.Destination.ServerName != "conduit-destination.conduit.serviceaccount.identity.conduit.cluster.local" {
 				t.Errorf("identity/destination = %+v %+v", c.Identity, c.Destination)
 			}
+			if c.Proxy.IPv6 != "auto" {
+				t.Errorf("proxy.ipv6 = %q, want auto", c.Proxy.IPv6)
+			}
+		}},
+		// The injector gives the mode to proxy-init and the proxy of every pod
+		// that does not choose its own.
+		{"ipv6 mode", []string{"--set", "proxy.ipv6=off"}, func(t *testing.T, c injector.Config) {
+			if c.Proxy.IPv6 != "off" {
+				t.Errorf("proxy.ipv6 = %q, want off", c.Proxy.IPv6)
+			}
 		}},
 		{"custom", []string{"--registry", "localhost/conduit", "--tag", "dev", "--proxy-version", "p1", "--identity-trust-domain", "example.org",
 			"--cluster-domain", "cluster.example", "--proxy-cpu-limit", "1", "--default-opaque-ports", "3306", "--proxy-log-level", "debug",
@@ -38,6 +48,12 @@ func TestConduitConfigMatchesInjector(t *testing.T) {
 			if c.Identity.Address != "conduit-identity.conduit.svc.cluster.example:8080" ||
 				c.Identity.ServerName != "conduit-identity.conduit.serviceaccount.identity.conduit.example.org" {
 				t.Errorf("identity = %+v", c.Identity)
+			}
+		}},
+		// proxy-init takes IPv6 subnets too, each to its own family's table.
+		{"ipv6 skip subnets", []string{"--set", "proxyInit.skipSubnets=10.0.0.0/8\\,fd00::/8"}, func(t *testing.T, c injector.Config) {
+			if c.ProxyInit.SkipSubnets != "10.0.0.0/8,fd00::/8" {
+				t.Errorf("proxyInit.skipSubnets = %q", c.ProxyInit.SkipSubnets)
 			}
 		}},
 		{"full proxy repository", []string{"--proxy-image", "my.registry/team/proxy"}, func(t *testing.T, c injector.Config) {
@@ -59,6 +75,11 @@ func TestConduitConfigMatchesInjector(t *testing.T) {
 				t.Fatalf("the injector rejects conduit-config: %v\n%s", err, values)
 			}
 			tc.check(t, c)
+			// The default mode is not written: conduit-config stays as an
+			// injector that predates the key accepts it.
+			if tc.args == nil && strings.Contains(values, "ipv6") {
+				t.Errorf("the default conduit-config names the IPv6 mode:\n%s", values)
+			}
 			if strings.Contains(values, "BEGIN") {
 				t.Error("conduit-config holds identity material")
 			}

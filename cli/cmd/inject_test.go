@@ -199,6 +199,75 @@ func TestInjectManualDetails(t *testing.T) {
 			t.Errorf("err = %v", err)
 		}
 	})
+	// mesh inject --manual goes through the injector's own code: the IPv6
+	// mode reaches proxy-init and the proxy alike, from the workload's
+	// annotation or the configuration's default; auto adds neither.
+	ipv6Of := func(t *testing.T, pt corev1.PodTemplateSpec) (initArg, env string, found bool) {
+		t.Helper()
+		for _, c := range pt.Spec.InitContainers {
+			switch c.Name {
+			case injector.ProxyInitContainerName:
+				found = true
+				for _, a := range c.Args {
+					if v, ok := strings.CutPrefix(a, "--ipv6="); ok {
+						initArg = v
+					}
+				}
+			case injector.ProxyContainerName:
+				for _, e := range c.Env {
+					if e.Name == "CONDUIT_PROXY_IPV6" {
+						env = e.Value
+					}
+				}
+			}
+		}
+		return initArg, env, found
+	}
+	withIPv6 := func(v string) string {
+		return strings.Replace(string(mustRead(t, in)), "    metadata:\n      labels:\n", "    metadata:\n      annotations:\n        config.conduit.dev/ipv6: "+v+"\n      labels:\n", 1)
+	}
+	anchors := string(mustRead(t, "testdata/ca.crt"))
+	for _, tc := range []struct {
+		name, annotation, configMode string
+		want                         string // "" for neither
+	}{
+		{name: "ipv6 default", want: ""},
+		{name: "ipv6 annotation off", annotation: `"off"`, want: "off"},
+		{name: "ipv6 annotation on", annotation: `"on"`, want: "on"},
+		{name: "ipv6 from --values", configMode: "on", want: "on"},
+		{name: "ipv6 annotation auto over --values off", annotation: "auto", configMode: "off", want: ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			doc := string(mustRead(t, in))
+			if tc.annotation != "" {
+				doc = withIPv6(tc.annotation)
+			}
+			args := []string{"inject", "--manual", "-"}
+			k := meshedCluster(t, "30")
+			if tc.configMode != "" {
+				values := filepath.Join(t.TempDir(), "values.yaml")
+				b, _ := yaml.Marshal(map[string]any{"proxy": map[string]string{"ipv6": tc.configMode}, "identity": map[string]string{"trustAnchorsPEM": anchors}})
+				if err := os.WriteFile(values, b, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				args, k = []string{"inject", "--manual", "--values", values, "-"}, nil
+			}
+			out, _, err := runStdin(t, k, doc, args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			arg, env, found := ipv6Of(t, podTemplate(t, out))
+			if !found || arg != tc.want || env != tc.want {
+				t.Errorf("proxy-init --ipv6=%q, proxy CONDUIT_PROXY_IPV6=%q, want both %q (empty: not set)", arg, env, tc.want)
+			}
+		})
+	}
+	t.Run("ipv6 annotation refused", func(t *testing.T) {
+		_, _, err := runStdin(t, meshedCluster(t, "30"), withIPv6("dual"), "inject", "--manual", "-")
+		if err == nil || !strings.Contains(err.Error(), `deployment "web"`) || !strings.Contains(err.Error(), `config.conduit.dev/ipv6="dual"`) || !strings.Contains(err.Error(), "accepted: auto") {
+			t.Errorf("err = %v", err)
+		}
+	})
 	t.Run("already injected", func(t *testing.T) {
 		k := meshedCluster(t, "30")
 		once, _, err := runWith(t, k, "inject", "--manual", in)

@@ -24,7 +24,7 @@ func TestInstallGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	values := t.TempDir() + "/values.yaml"
-	if err := os.WriteFile(values, []byte("controllerLogLevel: debug\nproxy:\n  shutdownGracePeriod: 45s\ncommonLabels:\n  team: platform\n"), 0o600); err != nil {
+	if err := os.WriteFile(values, []byte("controllerLogLevel: debug\nproxy:\n  shutdownGracePeriod: 45s\n  ipv6: \"off\"\ncommonLabels:\n  team: platform\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cases := []struct {
@@ -175,6 +175,9 @@ func TestInstallErrors(t *testing.T) {
 		{"bad log level", []string{"install", "--ignore-cluster", "--proxy-log-level", "loud"}, "value must be one of"},
 		{"bad set", []string{"install", "--ignore-cluster", "--set", "proxy"}, "--set \"proxy\""},
 		{"unknown value", []string{"install", "--ignore-cluster", "--set", "proxy.colour=blue"}, "colour"},
+		{"bad ipv6 mode", []string{"install", "--ignore-cluster", "--set", "proxy.ipv6=dual"}, "at '/proxy/ipv6': value must be one of 'auto', 'on', 'off'"},
+		// A values file's bare off is YAML 1.1's false.
+		{"unquoted ipv6 off", []string{"install", "--ignore-cluster", "-f", "testdata/ipv6-unquoted.yaml"}, "at '/proxy/ipv6': got boolean, want string"},
 		{"missing values file", []string{"install", "--ignore-cluster", "-f", "testdata/nope.yaml"}, "read values file"},
 		{"bad namespace", []string{"install", "--ignore-cluster", "--conduit-namespace", "Bad_NS"}, "controlPlaneNamespace"},
 		// The schema lets these through; the injector, the destination service

@@ -11,6 +11,7 @@ import (
 	"github.com/conduit-mesh/conduit/pkg/logging"
 	"github.com/conduit-mesh/conduit/pkg/ports"
 	"github.com/conduit-mesh/conduit/pkg/ports/podports"
+	proxyconfig "github.com/conduit-mesh/conduit/proxy/config"
 	"github.com/conduit-mesh/conduit/proxy/iptables"
 )
 
@@ -48,6 +49,7 @@ const (
 	AnnotationWaitForAppExit      = configPrefix + "wait-for-app-exit"
 	AnnotationAccessLog           = configPrefix + "access-log"
 	AnnotationSidecarMode         = configPrefix + "sidecar-mode"
+	AnnotationIPv6                = configPrefix + "ipv6"
 )
 
 // Outcome is what an invalid annotation value leads to.
@@ -146,12 +148,32 @@ var Settings = []setting{
 		}
 		return nil
 	}},
+	// What proxy-init (--ipv6) and the proxy (CONDUIT_PROXY_IPV6) both
+	// take: lowercase only, since the proxy refuses anything else. Refused
+	// rather than defaulted: the default, auto, meshes a dual-stack pod's
+	// IPv6 connections where a mistyped off asked that they bypass the
+	// proxy, and starts the pod without IPv6 where a mistyped on asked it
+	// not to.
+	{AnnotationIPv6, `auto (IPv6 meshed where the pod has it), "on" (proxy-init and the proxy fail without IPv6) or "off" (IPv6 connections bypass the proxy), quoted in YAML`, Refuse, checkIPv6Mode},
 	{AnnotationProxyHTTP1Transport, "h2 (HTTP/1 multiplexed on one HTTP/2 connection per endpoint) or http1 (pooled HTTP/1.1)", Default, func(s string) error {
 		if s != "h2" && s != "http1" {
 			return fmt.Errorf("not h2 or http1")
 		}
 		return nil
 	}},
+}
+
+// checkIPv6Mode accepts the IPv6 modes of proxy-init and the proxy.
+func checkIPv6Mode(s string) error {
+	switch s {
+	case proxyconfig.IPv6Auto, proxyconfig.IPv6On, proxyconfig.IPv6Off:
+		return nil
+	}
+	if s == "true" || s == "false" {
+		// What an unquoted on or off becomes on its way through YAML 1.1.
+		return fmt.Errorf("not %s, %s or %s (unquoted in YAML, on and off read as true and false: quote them)", proxyconfig.IPv6Auto, proxyconfig.IPv6On, proxyconfig.IPv6Off)
+	}
+	return fmt.Errorf("not %s, %s or %s", proxyconfig.IPv6Auto, proxyconfig.IPv6On, proxyconfig.IPv6Off)
 }
 
 // Denial is an admission refusal with a message for the user.

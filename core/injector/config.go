@@ -62,6 +62,10 @@ type ProxyConfig struct {
 	// clusters without native sidecars: it must block until the proxy's
 	// /ready answers (default: ["/usr/local/bin/proxy", "await"]).
 	AwaitCommand []string `json:"awaitCommand,omitempty"`
+	// IPv6 is the dual-stack mode of injected pods, given to proxy-init
+	// (--ipv6) and the proxy (CONDUIT_PROXY_IPV6) alike: auto (the default
+	// of both, so nothing is added to the pod), on or off.
+	IPv6 string `json:"ipv6,omitempty"`
 }
 
 // ProxyInitConfig configures the proxy-init init container.
@@ -125,6 +129,7 @@ func DefaultConfig(ns string) Config {
 			ShutdownGracePeriod: "30s",
 			Resources:           Resources{CPURequest: "100m", MemoryRequest: "20Mi", MemoryLimit: "250Mi"},
 			AwaitCommand:        []string{"/usr/local/bin/proxy", "await"},
+			IPv6:                proxyconfig.IPv6Auto,
 		},
 		ProxyInit: ProxyInitConfig{
 			Image:        "localhost/conduit/proxy-init",
@@ -179,6 +184,7 @@ func (c Config) withDefaults(ns string) Config {
 	set(&dp.LogFormat, p.LogFormat)
 	set(&dp.OpaquePorts, p.OpaquePorts)
 	set(&dp.ShutdownGracePeriod, p.ShutdownGracePeriod)
+	set(&dp.IPv6, p.IPv6)
 	if p.UID != 0 {
 		dp.UID = p.UID
 	}
@@ -282,6 +288,9 @@ func (c Config) Validate() error {
 	}
 	if d, err := time.ParseDuration(c.Proxy.ShutdownGracePeriod); err != nil || d <= 0 {
 		bad("proxy.shutdownGracePeriod", "%q is not a positive duration", c.Proxy.ShutdownGracePeriod)
+	}
+	if err := checkIPv6Mode(c.Proxy.IPv6); err != nil {
+		bad("proxy.ipv6", "%q is %v", c.Proxy.IPv6, err)
 	}
 	if _, err := iptables.ParseMode(c.ProxyInit.IPTablesMode); err != nil {
 		bad("proxyInit.iptablesMode", "%v", err)

@@ -54,6 +54,13 @@ func TestParseConfig(t *testing.T) {
 		{name: "bad opaque ports", values: "proxy: {opaquePorts: mysql}", wantErr: "proxy.opaquePorts"},
 		{name: "bad grace", values: "proxy: {shutdownGracePeriod: soon}", wantErr: "proxy.shutdownGracePeriod"},
 		{name: "bad mode", values: "proxyInit: {iptablesMode: ebpf}", wantErr: "proxyInit.iptablesMode"},
+		{name: "ipv6 mode", values: `proxy: {ipv6: "off"}`, check: func(c Config) bool { return c.Proxy.IPv6 == "off" }},
+		{name: "ipv6 mode defaults to auto", values: `proxy: {logLevel: debug}`, check: func(c Config) bool { return c.Proxy.IPv6 == "auto" }},
+		// The proxy takes only the lowercase words.
+		{name: "bad ipv6 mode", values: `proxy: {ipv6: "On"}`, wantErr: "proxy.ipv6"},
+		// Unquoted, YAML 1.1's boolean, which reaches the string field as
+		// "false": the error says to quote it.
+		{name: "unquoted ipv6 off", values: "proxy:\n  ipv6: off\n", wantErr: `proxy.ipv6: "false" is not auto, on or off (unquoted in YAML, on and off read as true and false: quote them)`},
 		{name: "bad subnet", values: "proxyInit: {skipSubnets: x}", wantErr: "proxyInit.skipSubnets"},
 		{name: "bad quantity", values: "proxyInit: {resources: {cpuLimit: lots}}", wantErr: "proxyInit.resources.cpuLimit"},
 		{name: "bad anchors", values: "identity: {trustAnchorsPEM: nope}", wantErr: "identity.trustAnchorsPEM"},

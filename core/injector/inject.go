@@ -17,6 +17,7 @@ import (
 	"github.com/conduit-mesh/conduit/pkg/pki"
 	"github.com/conduit-mesh/conduit/pkg/ports"
 	"github.com/conduit-mesh/conduit/pkg/ports/podports"
+	proxyconfig "github.com/conduit-mesh/conduit/proxy/config"
 )
 
 // Names of what the injector adds to a pod.
@@ -361,6 +362,19 @@ func (b *builder) native(injectorNative bool) bool {
 	return injectorNative
 }
 
+// ipv6 is the pod's IPv6 mode, which proxy-init (--ipv6) and the proxy
+// (CONDUIT_PROXY_IPV6) get alike: set apart, a pod's IPv6 connections would
+// bypass the proxy or be refused (docs/proxy.md). auto is the default of
+// both and is not written, so that pods whose mode nobody chose keep the
+// spec they had before the setting existed. An empty mode (a Config not
+// filled by ParseConfig or DefaultConfig) is auto too.
+func (b *builder) ipv6() string {
+	if v := b.get(AnnotationIPv6, b.cfg.Proxy.IPv6); v != "" {
+		return v
+	}
+	return proxyconfig.IPv6Auto
+}
+
 // version is the proxy image tag and the proxy-version label.
 func (b *builder) version() string { return b.get(AnnotationProxyVersion, b.cfg.Version) }
 
@@ -494,6 +508,9 @@ func (b *builder) proxyContainer(native bool) (corev1.Container, error) {
 	if v, ok := b.ann[AnnotationProxyHTTP1Transport]; ok {
 		env = append(env, corev1.EnvVar{Name: "CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT", Value: v})
 	}
+	if v := b.ipv6(); v != proxyconfig.IPv6Auto {
+		env = append(env, corev1.EnvVar{Name: "CONDUIT_PROXY_IPV6", Value: v})
+	}
 	probe := func(path string, period, failures int32) *corev1.Probe {
 		return &corev1.Probe{
 			ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intstr.FromInt32(p.AdminPort)}},
@@ -578,6 +595,9 @@ func (b *builder) proxyInitContainer() (corev1.Container, error) {
 	}
 	if v := join(cfg.ProxyInit.SkipSubnets, b.ann[AnnotationSkipSubnets]); v != "" {
 		args = append(args, "--subnets-to-ignore="+v)
+	}
+	if v := b.ipv6(); v != proxyconfig.IPv6Auto {
+		args = append(args, "--ipv6="+v)
 	}
 	res, err := cfg.ProxyInit.Resources.requirements()
 	if err != nil {

@@ -206,6 +206,20 @@ func injectCases() []injectCase {
 			podAnn(AnnotationKubectlDefaultContainer, "web"), func(p *corev1.Pod) {
 				p.Spec.Containers = append([]corev1.Container{{Name: "setup-helper", Image: "x"}}, p.Spec.Containers...)
 			})},
+		// config.conduit.dev/ipv6 reaches proxy-init (--ipv6) and the proxy
+		// (CONDUIT_PROXY_IPV6) alike; auto, the default of both, adds neither,
+		// so that the pods of a cluster that never chose stay as they were.
+		{name: "ipv6-on", nsAnn: nsEnabled, native: true, pod: pod(podAnn(AnnotationIPv6, "on"))},
+		{name: "ipv6-off-regular-sidecar", nsAnn: nsEnabled, native: false, pod: pod(podAnn(AnnotationIPv6, "off"))},
+		{name: "ipv6-from-namespace", native: true, nsAnn: ann(AnnotationInject, InjectEnabled, AnnotationIPv6, "off"), pod: pod()},
+		{name: "ipv6-auto-on-pod-overrides-namespace", native: true, nsAnn: ann(AnnotationInject, InjectEnabled, AnnotationIPv6, "off"),
+			pod: pod(podAnn(AnnotationIPv6, "auto"))},
+		{name: "ipv6-invalid-on-namespace", native: true, nsAnn: ann(AnnotationInject, InjectEnabled, AnnotationIPv6, "dual"), pod: pod()},
+		{name: "ipv6-from-configmap", nsAnn: nsEnabled, native: true, pod: pod(), cfg: func(c *Config) { c.Proxy.IPv6 = "off" }},
+		// A Config that neither ParseConfig nor DefaultConfig filled: no mode is auto.
+		{name: "ipv6-unset-in-config", nsAnn: nsEnabled, native: true, pod: pod(), cfg: func(c *Config) { c.Proxy.IPv6 = "" }},
+		{name: "ipv6-auto-on-pod-overrides-configmap", nsAnn: nsEnabled, native: true, pod: pod(podAnn(AnnotationIPv6, "auto")),
+			cfg: func(c *Config) { c.Proxy.IPv6 = "on" }},
 		{name: "config-defaults-from-configmap", nsAnn: nsEnabled, pod: pod(), native: true, cfg: func(c *Config) {
 			c.ProxyInit.SkipOutboundPorts = "25"
 			c.ProxyInit.SkipSubnets = "192.168.0.0/16"
@@ -230,6 +244,9 @@ func injectCases() []injectCase {
 		AnnotationWaitForAppExit:      "-5s",
 		AnnotationAccessLog:           "apache",
 		AnnotationSidecarMode:         "sidecar",
+		// proxy-init would take it, the proxy would not: refused rather
+		// than a crash loop.
+		AnnotationIPv6: "ON",
 	}
 	for _, s := range Settings {
 		cases = append(cases, injectCase{
@@ -384,6 +401,32 @@ func TestInjectedPodInvariants(t *testing.T) {
 			}
 			if !token {
 				t.Error("projected token volume missing or wrong")
+			}
+			// proxy-init and the proxy get the same IPv6 mode: the pod's
+			// annotation, else its namespace's, else conduit-config's; auto
+			// (the default of both) is not written.
+			cfg := testConfig(t)
+			if tc.cfg != nil {
+				tc.cfg(&cfg)
+			}
+			mode := cfg.Proxy.IPv6
+			if v, ok := tc.nsAnn[AnnotationIPv6]; ok {
+				mode = v
+			}
+			if v, ok := tc.pod.Annotations[AnnotationIPv6]; ok {
+				mode = v
+			}
+			if mode == "auto" {
+				mode = ""
+			}
+			var initMode string
+			for _, a := range init.Args {
+				if v, ok := strings.CutPrefix(a, "--ipv6="); ok {
+					initMode = v
+				}
+			}
+			if envMode := env["CONDUIT_PROXY_IPV6"]; initMode != mode || envMode != mode {
+				t.Errorf("IPv6 mode: proxy-init --ipv6=%q, proxy CONDUIT_PROXY_IPV6=%q, want both %q (empty: not set)", initMode, envMode, mode)
 			}
 			// Injecting the result again changes nothing.
 			again, err := newTestInjector(t, tc.native).Inject(context.Background(), Request{Pod: p, Namespace: "emojivoto", NamespaceAnnotations: nsEnabled})
