@@ -85,13 +85,19 @@ func fetchEndpoints(ctx context.Context, o *Options, authority string, timeout t
 // recvError is the error of a stream's first Recv. The server's end of the
 // stream shares the client's deadline: when it returns at that deadline, the
 // client may read the end of the stream (io.EOF) before its own deadline
-// error, and the deadline is then the cause.
+// error, and the deadline is then the cause. The server's deadline is the
+// client's, carried over (grpc-timeout) and started when its request
+// arrived, so it never ends first: by the time its end is read, the client's
+// deadline has passed, even when the context's timer has yet to say so.
 func recvError(ctx context.Context, err error) error {
 	if !errors.Is(err, io.EOF) {
 		return err
 	}
 	if ctx.Err() != nil {
 		return status.FromContextError(ctx.Err()).Err()
+	}
+	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+		return status.FromContextError(context.DeadlineExceeded).Err()
 	}
 	return errors.New("the stream ended without a message")
 }

@@ -269,6 +269,14 @@ func TestDiagnosticsDestinationRPCErrors(t *testing.T) {
 	}
 }
 
+// lateContext has a deadline whose timer has not fired yet: Err is nil.
+type lateContext struct {
+	context.Context
+	deadline time.Time
+}
+
+func (c lateContext) Deadline() (time.Time, bool) { return c.deadline, true }
+
 // TestRecvError: the server's end of a stream shares the client's deadline,
 // so the client may read the stream's end (io.EOF) as its deadline passes;
 // that is the deadline's error, not an empty answer.
@@ -286,6 +294,10 @@ func TestRecvError(t *testing.T) {
 		{"end of stream at the deadline", expired, io.EOF, codes.DeadlineExceeded, ""},
 		{"end of stream before it", context.Background(), io.EOF, codes.Unknown, "the stream ended without a message"},
 		{"another error", expired, other, codes.Unknown, "boom"},
+		// The server's end, at the same deadline, read before the client's
+		// timer has fired.
+		{"end of stream after the deadline, its timer not yet fired", lateContext{context.Background(), time.Now().Add(-time.Millisecond)}, io.EOF, codes.DeadlineExceeded, ""},
+		{"end of stream with the deadline ahead", lateContext{context.Background(), time.Now().Add(time.Hour)}, io.EOF, codes.Unknown, "the stream ended without a message"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
