@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -387,6 +388,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (p *Proxy) prepare(r *http.Request) {
 	info := InfoFrom(r.Context())
 	SetClientID(r.Header, info)
+	unannounce(r, HeaderClientID)
 	r.RequestURI = ""
 	r.URL.Scheme = "http"
 	if info.Target != "" {
@@ -432,6 +434,48 @@ func SetClientID(h http.Header, info *netx.Info) {
 		info.PeerIDHeader = []string{info.PeerID}
 	}
 	h[HeaderClientID] = info.PeerIDHeader
+}
+
+// unannounce removes name from the trailer fields r announces: its
+// Trailer header (net/http's servers move the names to r.Trailer, the
+// HTTP/2 fast path keeps them in both) and r.Trailer's keys. A Trailer
+// header left naming nothing is deleted. The trailer itself is dropped by
+// the body's filter (trailerFilter): announced, it would have the
+// application wait for, or merge, a field the proxy never delivers.
+// Without a Trailer header, the common case, nothing is allocated.
+func unannounce(r *http.Request, name string) {
+	delete(r.Trailer, name)
+	vs, ok := r.Header["Trailer"]
+	if !ok || !slices.ContainsFunc(vs, func(v string) bool { return announces(v, name) }) {
+		return
+	}
+	var kept []string
+	for _, v := range vs {
+		var names []string
+		for t := range strings.SplitSeq(v, ",") {
+			if t = strings.TrimSpace(t); t != "" && !strings.EqualFold(t, name) {
+				names = append(names, t)
+			}
+		}
+		if len(names) > 0 {
+			kept = append(kept, strings.Join(names, ", "))
+		}
+	}
+	if len(kept) == 0 {
+		delete(r.Header, "Trailer")
+		return
+	}
+	r.Header["Trailer"] = kept
+}
+
+// announces reports whether the Trailer header value v names name.
+func announces(v, name string) bool {
+	for t := range strings.SplitSeq(v, ",") {
+		if strings.EqualFold(strings.TrimSpace(t), name) {
+			return true
+		}
+	}
+	return false
 }
 
 // exchange is what an inbound request allocates: its response body's

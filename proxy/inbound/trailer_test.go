@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -20,10 +21,15 @@ import (
 	"github.com/conduit-mesh/conduit/proxy/origdst"
 )
 
-// seen is what a test application saw of a request's conduit-client-id.
+// seen is what a test application saw of a request's conduit-client-id,
+// and the trailer fields the request announced.
 type seen struct {
 	header, trailer string
 	body            string
+	// announced: the names in the Trailer header, and the keys of
+	// r.Trailer before the body is read (net/http's servers move the
+	// header there), canonical.
+	announced []string
 }
 
 // startApp starts an application on loopback: net/http's HTTP/1.1 server,
@@ -38,8 +44,19 @@ func startApp(t testing.TB, useH2 bool) (port uint16, got <-chan seen) {
 	}
 	ch := make(chan seen, 64)
 	report := func(r *http.Request) {
+		var announced []string
+		for _, v := range r.Header.Values("Trailer") {
+			for name := range strings.SplitSeq(v, ",") {
+				if name = strings.TrimSpace(name); name != "" {
+					announced = append(announced, http.CanonicalHeaderKey(name))
+				}
+			}
+		}
+		for name := range r.Trailer {
+			announced = append(announced, name)
+		}
 		b, _ := io.ReadAll(r.Body)
-		s := seen{header: r.Header.Get(HeaderClientID), trailer: r.Trailer.Get(HeaderClientID), body: string(b)}
+		s := seen{header: r.Header.Get(HeaderClientID), trailer: r.Trailer.Get(HeaderClientID), body: string(b), announced: announced}
 		select {
 		case ch <- s:
 		default:
@@ -167,7 +184,7 @@ func sendH2(t testing.TB, addr string, announced, origProto bool) int {
 		t.Fatal(err)
 	}
 	r.ContentLength = -1
-	forged := http.Header{HeaderClientID: {"forged.ns.serviceaccount.identity.conduit.cluster.local"}}
+	forged := http.Header{HeaderClientID: {"forged.ns.serviceaccount.identity.conduit.cluster.local"}, otherTrailer: {"1"}}
 	if announced {
 		r.Trailer = forged
 		r.Body = io.NopCloser(strings.NewReader("hello"))
@@ -186,47 +203,68 @@ func sendH2(t testing.TB, addr string, announced, origProto bool) int {
 	return resp.StatusCode
 }
 
+// otherTrailer is a trailer field the test clients send, and announce
+// with conduit-client-id when they announce.
+const otherTrailer = "X-Checksum"
+
 const chunkedForged = "POST /t HTTP/1.1\r\nHost: web.ns.svc.cluster.local\r\nTransfer-Encoding: chunked\r\n%s\r\n" +
-	"5\r\nhello\r\n0\r\nConduit-Client-Id: forged.ns.serviceaccount.identity.conduit.cluster.local\r\n\r\n"
+	"5\r\nhello\r\n0\r\nConduit-Client-Id: forged.ns.serviceaccount.identity.conduit.cluster.local\r\nX-Checksum: 1\r\n\r\n"
 
 // TestClientIDTrailerStripped: a conduit-client-id sent as a request
 // trailer never reaches the application, on any inbound path; an
 // application that merges trailers into headers would take it for the
-// authenticated peer's identity.
+// authenticated peer's identity. Nor does its announcement in the Trailer
+// header, which would have the application expect (or merge) a trailer
+// the proxy never delivers; the other names announced with it still reach
+// the application, on the paths that forward announcements. (The
+// announcement went through on the HTTP/1.1 fast path and the HTTP/2 fast
+// path.)
 func TestClientIDTrailerStripped(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		opts  Options
 		appH2 bool
 		send  func(t testing.TB, addr string) int
+		// keeps: the application sees otherTrailer announced.
+		keeps bool
 	}{
 		{"HTTP/1.1 fast path, chunked trailer", Options{}, false, func(t testing.TB, addr string) int {
 			return sendHTTP1(t, addr, fmt.Sprintf(chunkedForged, ""))
-		}},
+		}, false},
 		{"HTTP/1.1 fast path, announced chunked trailer", Options{}, false, func(t testing.TB, addr string) int {
-			return sendHTTP1(t, addr, fmt.Sprintf(chunkedForged, "Trailer: Conduit-Client-Id\r\n"))
-		}},
+			return sendHTTP1(t, addr, fmt.Sprintf(chunkedForged, "Trailer: Conduit-Client-Id, X-Checksum\r\n"))
+		}, true},
+		{"HTTP/1.1 fast path, trailer announced alone, in lower case", Options{}, false, func(t testing.TB, addr string) int {
+			return sendHTTP1(t, addr, fmt.Sprintf(chunkedForged, "Trailer: conduit-client-id\r\n"))
+		}, false},
+		{"HTTP/1.1 fast path, trailer announced in two fields", Options{}, false, func(t testing.TB, addr string) int {
+			return sendHTTP1(t, addr, fmt.Sprintf(chunkedForged, "Trailer: X-Checksum ,CONDUIT-CLIENT-ID\r\nTrailer: Conduit-Client-Id\r\n"))
+		}, true},
 		{"HTTP/1.1 net/http path, chunked trailer", Options{NoFastPath: true}, false, func(t testing.TB, addr string) int {
-			return sendHTTP1(t, addr, fmt.Sprintf(chunkedForged, "Trailer: Conduit-Client-Id\r\n"))
-		}},
+			return sendHTTP1(t, addr, fmt.Sprintf(chunkedForged, "Trailer: Conduit-Client-Id, X-Checksum\r\n"))
+		}, true},
 		{"HTTP/2 fast path to an HTTP/2 application, trailing HEADERS", Options{}, true, func(t testing.TB, addr string) int {
 			return sendH2(t, addr, false, false)
-		}},
+		}, false},
 		{"HTTP/2 fast path to an HTTP/2 application, announced trailer", Options{}, true, func(t testing.TB, addr string) int {
 			return sendH2(t, addr, true, false)
-		}},
+		}, true},
 		{"HTTP/1 over HTTP/2 between proxies, trailing HEADERS", Options{}, false, func(t testing.TB, addr string) int {
 			return sendH2(t, addr, false, true)
-		}},
+		}, false},
+		// h1.Pool.RoundTrip announces no trailer: X-Checksum is sent, unannounced.
 		{"HTTP/1 over HTTP/2 between proxies, announced trailer", Options{}, false, func(t testing.TB, addr string) int {
 			return sendH2(t, addr, true, true)
-		}},
+		}, false},
 		{"HTTP/1 over HTTP/2, HTTP/1 by net/http's transport", Options{NoFastPath: true}, false, func(t testing.TB, addr string) int {
 			return sendH2(t, addr, false, true)
-		}},
+		}, false},
+		{"HTTP/1 over HTTP/2, announced, HTTP/1 by net/http's transport", Options{NoFastPath: true}, false, func(t testing.TB, addr string) int {
+			return sendH2(t, addr, true, true)
+		}, true},
 		{"HTTP/2 by net/http's server", Options{NoH2FastPath: true}, true, func(t testing.TB, addr string) int {
 			return sendH2(t, addr, true, false)
-		}},
+		}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			port, got := startApp(t, tc.appH2)
@@ -242,9 +280,66 @@ func TestClientIDTrailerStripped(t *testing.T) {
 				if s.trailer != "" || s.header != "" {
 					t.Errorf("the application saw conduit-client-id %q in the trailers and %q in the header; want neither (no client certificate)", s.trailer, s.header)
 				}
+				if slices.Contains(s.announced, HeaderClientID) {
+					t.Errorf("the application saw trailers %q announced; want no %s", s.announced, HeaderClientID)
+				}
+				if tc.keeps && !slices.Contains(s.announced, otherTrailer) {
+					t.Errorf("the application saw trailers %q announced; want %s", s.announced, otherTrailer)
+				}
 			case <-time.After(5 * time.Second):
 				t.Fatal("the request did not reach the application")
 			}
 		})
+	}
+}
+
+// TestUnannounce: conduit-client-id leaves a request's Trailer header,
+// whatever its case, and r.Trailer; the other names stay, and a header
+// left naming nothing goes. A request without the header allocates
+// nothing.
+func TestUnannounce(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		header  []string // the Trailer header's values (nil: none)
+		trailer []string // r.Trailer's keys
+		want    []string // the Trailer header left (nil: none)
+		wantT   []string // r.Trailer's keys left
+	}{
+		{name: "none"},
+		{name: "only r.Trailer", trailer: []string{HeaderClientID, "X-Sum"}, wantT: []string{"X-Sum"}},
+		{name: "the only name", header: []string{"Conduit-Client-Id"}},
+		{name: "lower case, among others", header: []string{"x-sum, conduit-client-id ,grpc-status"}, want: []string{"x-sum, grpc-status"}},
+		{name: "several values", header: []string{"CONDUIT-CLIENT-ID", "X-Sum,Conduit-Client-Id", ", "}, want: []string{"X-Sum"}},
+		{name: "not named", header: []string{"X-Sum,  Conduit-Client"}, want: []string{"X-Sum,  Conduit-Client"}},
+		{name: "both", header: []string{"Conduit-Client-Id, X-Sum"}, trailer: []string{HeaderClientID, "X-Sum"}, want: []string{"X-Sum"}, wantT: []string{"X-Sum"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &http.Request{Header: http.Header{}}
+			if tc.header != nil {
+				r.Header["Trailer"] = tc.header
+			}
+			if tc.trailer != nil {
+				r.Trailer = http.Header{}
+				for _, k := range tc.trailer {
+					r.Trailer[k] = nil
+				}
+			}
+			unannounce(r, HeaderClientID)
+			if got, ok := r.Header["Trailer"]; !slices.Equal(got, tc.want) || ok != (tc.want != nil) {
+				t.Errorf("Trailer header %q (present: %v), want %q", got, ok, tc.want)
+			}
+			var keys []string
+			for k := range r.Trailer {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
+			if !slices.Equal(keys, tc.wantT) {
+				t.Errorf("r.Trailer's keys %q, want %q", keys, tc.wantT)
+			}
+		})
+	}
+	r := &http.Request{Header: http.Header{"Content-Type": {"text/plain"}}, Trailer: http.Header{"X-Sum": nil}}
+	if allocs := testing.AllocsPerRun(100, func() { unannounce(r, HeaderClientID) }); allocs != 0 {
+		t.Errorf("%v allocations for a request without a Trailer header, want 0", allocs)
 	}
 }

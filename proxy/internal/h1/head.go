@@ -152,8 +152,11 @@ func (h *Head) Add(name, value string) { h.add = append(h.add, name, value) }
 
 // DropTrailer removes every trailer field called name (case-insensitive)
 // from the request's chunked body as it is forwarded, on a Pool as through
-// a RoundTrip. The list is the head's until its next read, and reused: a
-// Router calling it for every request allocates nothing once it grew.
+// a RoundTrip, and name from the Trailer fields of the head written to a
+// Pool, which announce them (a Trailer field left naming nothing is
+// dropped; the RoundTrip's request has no Trailer field). The list is the
+// head's until its next read, and reused: a Router calling it for every
+// request allocates nothing once it grew.
 func (h *Head) DropTrailer(name string) { h.dropTrailers = append(h.dropTrailers, name) }
 
 // droppedTrailer reports whether a trailer field called name is in drop.
@@ -164,6 +167,34 @@ func droppedTrailer(drop []string, name []byte) bool {
 		}
 	}
 	return false
+}
+
+// isTrailerField reports whether f is a Trailer field, which announces
+// trailer fields.
+func (h *Head) isTrailerField(f field) bool {
+	return equalFoldASCII(h.Raw[f.name.a:f.name.b], "Trailer")
+}
+
+// writeTrailerField writes a Trailer field with value v less the names in
+// drop, or nothing when none is left; its tokens are rejoined with ", ".
+func writeTrailerField(w *bufio.Writer, name, v []byte, drop []string) {
+	first := true
+	tokens(v, func(t []byte) {
+		if droppedTrailer(drop, t) {
+			return
+		}
+		if first {
+			w.Write(name)
+			w.WriteString(": ")
+			first = false
+		} else {
+			w.WriteString(", ")
+		}
+		w.Write(t)
+	})
+	if !first {
+		w.WriteString("\r\n")
+	}
 }
 
 // equalFoldASCII is bytes.EqualFold for an ASCII name (a field name is a
@@ -626,6 +657,10 @@ func (h *Head) responseBody(head bool) bodyMode {
 func (h *Head) writeFields(w *bufio.Writer, closing bool) {
 	for _, f := range h.fields {
 		if f.drop {
+			continue
+		}
+		if len(h.dropTrailers) > 0 && h.isTrailerField(f) {
+			writeTrailerField(w, h.Raw[f.name.a:f.name.b], h.Raw[f.value.a:f.value.b], h.dropTrailers)
 			continue
 		}
 		w.Write(h.Raw[f.name.a:f.name.b])

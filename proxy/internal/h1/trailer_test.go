@@ -115,6 +115,91 @@ func TestCopyChunkedDropsTrailersWithoutAllocating(t *testing.T) {
 	}
 }
 
+// TestDropTrailerAnnouncement: a name given to DropTrailer leaves the
+// Trailer fields of the forwarded head too, whatever its case, and the
+// other names stay (rejoined with ", "); a Trailer field left naming
+// nothing goes. Without DropTrailer, the fields are forwarded as they are.
+func TestDropTrailerAnnouncement(t *testing.T) {
+	const start = "POST /t HTTP/1.1\r\nHost: web\r\nTransfer-Encoding: chunked\r\n"
+	for _, tt := range []struct {
+		name   string
+		drop   []string
+		fields string // after start, each with its CRLF
+		want   string // the forwarded fields, after start
+	}{
+		{name: "no Trailer field", drop: []string{"Conduit-Client-Id"}, fields: "X-A: 1\r\n", want: "X-A: 1\r\n"},
+		{name: "nothing to drop", fields: "Trailer: Conduit-Client-Id\r\n", want: "Trailer: Conduit-Client-Id\r\n"},
+		{name: "the only name", drop: []string{"Conduit-Client-Id"}, fields: "Trailer: Conduit-Client-Id\r\nX-A: 1\r\n", want: "X-A: 1\r\n"},
+		{name: "case-insensitive", drop: []string{"Conduit-Client-Id"}, fields: "trailer: cONDUIT-client-ID\r\n", want: ""},
+		{
+			name: "among others", drop: []string{"Conduit-Client-Id"},
+			fields: "Trailer: X-Sum,conduit-client-id ,  Grpc-Status\r\n",
+			want:   "Trailer: X-Sum, Grpc-Status\r\n",
+		},
+		{
+			name: "in several fields", drop: []string{"Conduit-Client-Id"},
+			fields: "Trailer: Conduit-Client-Id\r\nX-A: 1\r\nTRAILER: X-Sum, Conduit-Client-Id\r\n",
+			want:   "X-A: 1\r\nTRAILER: X-Sum\r\n",
+		},
+		{
+			name: "several names", drop: []string{"Conduit-Client-Id", "X-Secret"},
+			fields: "Trailer: X-Secret, X-Keep, Conduit-Client-Id\r\n",
+			want:   "Trailer: X-Keep\r\n",
+		},
+		{
+			name: "prefixes and extensions of the name are kept", drop: []string{"Conduit-Client-Id"},
+			fields: "Trailer: Conduit-Client-Id-Extra, Conduit-Client, X-Conduit-Client-Id\r\n",
+			want:   "Trailer: Conduit-Client-Id-Extra, Conduit-Client, X-Conduit-Client-Id\r\n",
+		},
+		{name: "empty list elements", drop: []string{"Conduit-Client-Id"}, fields: "Trailer: , Conduit-Client-Id,,X-Sum,\r\n", want: "Trailer: X-Sum\r\n"},
+		{name: "empty value", drop: []string{"Conduit-Client-Id"}, fields: "Trailer:\r\nX-A: 1\r\n", want: "X-A: 1\r\n"},
+		{name: "a field named like Trailer", drop: []string{"Conduit-Client-Id"}, fields: "Trailers: Conduit-Client-Id\r\n", want: "Trailers: Conduit-Client-Id\r\n"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var h Head
+			if err := h.ReadRequest(bufio.NewReader(strings.NewReader(start + tt.fields + "\r\n"))); err != nil {
+				t.Fatal(err)
+			}
+			for _, name := range tt.drop {
+				h.DropTrailer(name)
+			}
+			var out bytes.Buffer
+			w := bufio.NewWriter(&out)
+			h.writeRequest(w)
+			_ = w.Flush()
+			if want := start + tt.want + "\r\n"; out.String() != want {
+				t.Errorf("forwarded head\n%q\nwant\n%q", out.String(), want)
+			}
+		})
+	}
+}
+
+// TestDropTrailerAnnouncementWithoutAllocating: writing a head with
+// DropTrailer names costs no allocation, with a Trailer field or without.
+func TestDropTrailerAnnouncementWithoutAllocating(t *testing.T) {
+	for _, in := range []string{
+		"POST /t HTTP/1.1\r\nHost: web\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n",
+		"POST /t HTTP/1.1\r\nHost: web\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum, Conduit-Client-Id\r\n\r\n",
+	} {
+		var h Head
+		sr := strings.NewReader(in)
+		br := bufio.NewReader(sr)
+		w := bufio.NewWriter(io.Discard)
+		allocs := testing.AllocsPerRun(100, func() {
+			sr.Reset(in)
+			br.Reset(sr)
+			if err := h.ReadRequest(br); err != nil {
+				t.Fatal(err)
+			}
+			h.DropTrailer("Conduit-Client-Id")
+			h.writeRequest(w)
+		})
+		if allocs != 0 {
+			t.Errorf("%v allocations per head %q, want 0", allocs, in)
+		}
+	}
+}
+
 // TestDropTrailerResetWithHead: the names last as long as their request
 // head; the next request on the connection drops none of them.
 func TestDropTrailerResetWithHead(t *testing.T) {

@@ -610,6 +610,12 @@ func (cc *clientConn) setting(s http2.Setting) {
 func (cc *clientConn) onHeaders(f *hblock) error {
 	cc.mu.Lock()
 	st := cc.streams[f.StreamID]
+	if st == nil && cc.idleStream(f.StreamID) {
+		// Not a late response to a stream we reset: a server opens no
+		// stream with HEADERS (RFC 9113 5.1, 5.1.1; and no push).
+		cc.mu.Unlock()
+		return idleError("HEADERS", f.StreamID)
+	}
 	if st == nil || st.recvEnd {
 		cc.mu.Unlock()
 		if st != nil {

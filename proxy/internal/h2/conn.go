@@ -792,7 +792,7 @@ func (c *conn) onData(f *http2.DataFrame, sd side) error {
 		// A stream that was never opened: DATA on it is a connection
 		// error (RFC 9113 5.1, 6.1), not a closed stream's late frame.
 		c.mu.Unlock()
-		return fmt.Errorf("h2: DATA on idle stream %d: %w", f.StreamID, http2.ConnectionError(http2.ErrCodeProtocol))
+		return idleError("DATA", f.StreamID)
 	}
 	if s == nil || s.recvEnd {
 		// A stream we reset or finished: the bytes still count on the
@@ -923,9 +923,15 @@ func (c *conn) onSettings(f *http2.SettingsFrame, apply func(http2.Setting)) err
 }
 
 // onWindowUpdate grows a send window.
-func (c *conn) onWindowUpdate(f *http2.WindowUpdateFrame) error {
+func (c *conn) onWindowUpdate(f *http2.WindowUpdateFrame, sd side) error {
 	var kept *replayBody
 	c.mu.Lock()
+	if c.isIdle(sd, f.StreamID) {
+		// Not a closed stream's late WINDOW_UPDATE, which is ignored
+		// (RFC 9113 6.9): a stream never opened (5.1).
+		c.mu.Unlock()
+		return idleError("WINDOW_UPDATE", f.StreamID)
+	}
 	if f.StreamID == 0 {
 		c.sendConn += int64(f.Increment)
 		if c.sendConn > 1<<31-1 {
@@ -951,14 +957,22 @@ func (c *conn) onWindowUpdate(f *http2.WindowUpdateFrame) error {
 	return nil
 }
 
-// onReset ends a stream the peer reset.
-func (c *conn) onReset(f *http2.RSTStreamFrame) {
+// onReset ends a stream the peer reset. It returns a connection error
+// only.
+func (c *conn) onReset(f *http2.RSTStreamFrame, sd side) error {
 	c.mu.Lock()
 	s := c.streams[f.StreamID]
-	c.mu.Unlock()
 	if s == nil {
-		return
+		idle := sd.idleStream(f.StreamID)
+		c.mu.Unlock()
+		if idle {
+			// RST_STREAM on a stream never opened is a connection error
+			// (RFC 9113 5.1, 6.4); on a closed one, a late frame to ignore.
+			return idleError("RST_STREAM", f.StreamID)
+		}
+		return nil
 	}
+	c.mu.Unlock()
 	err := error(errReset)
 	if f.ErrCode == http2.ErrCodeRefusedStream {
 		err = errRefusedReset
@@ -982,6 +996,7 @@ func (c *conn) onReset(f *http2.RSTStreamFrame) {
 		s.abort()
 	}
 	c.closed(done)
+	return nil
 }
 
 // fail ends the connection and every stream with err.
@@ -1041,6 +1056,18 @@ type side interface {
 	idleStream(id uint32) bool
 }
 
+// isIdle reports whether id names a stream in the idle state (RFC 9113
+// 5.1): one that neither end has opened. c.mu is held.
+func (c *conn) isIdle(sd side, id uint32) bool {
+	return id != 0 && c.streams[id] == nil && sd.idleStream(id)
+}
+
+// idleError is the connection error of a frame of type what on stream id,
+// which is idle (RFC 9113 5.1).
+func idleError(what string, id uint32) error {
+	return fmt.Errorf("h2: %s on idle stream %d: %w", what, id, http2.ConnectionError(http2.ErrCodeProtocol))
+}
+
 // readFrames is both ends' reader loop. It handles what the ends do
 // alike, passes the rest to sd, and returns the error that ended the
 // connection; a connection error has been answered with GOAWAY.
@@ -1061,7 +1088,16 @@ func (c *conn) readFrames(sd side) error {
 					// 6.2 makes it a connection error.
 					return c.connError(sd, fmt.Errorf("h2: %w: %w", err, http2.ConnectionError(http2.ErrCodeProtocol)))
 				}
-				sd.sawStream(se.StreamID)
+				c.mu.Lock()
+				idle := c.isIdle(sd, se.StreamID)
+				c.mu.Unlock()
+				if idle {
+					// Such as a WINDOW_UPDATE of 0: on a stream never
+					// opened, any frame but HEADERS and PRIORITY is a
+					// connection error (RFC 9113 5.1), and RST_STREAM
+					// may not be sent on it.
+					return c.connError(sd, idleError(fh.Type.String(), se.StreamID))
+				}
 				c.streamError(se.StreamID, se.Code, err)
 				continue
 			}
@@ -1090,7 +1126,7 @@ func (c *conn) readFrames(sd side) error {
 		case *http2.SettingsFrame:
 			err = c.onSettings(f, sd.setting)
 		case *http2.WindowUpdateFrame:
-			err = c.onWindowUpdate(f)
+			err = c.onWindowUpdate(f, sd)
 		case *http2.PingFrame:
 			if !f.IsAck() {
 				c.ping(f.Data)
@@ -1099,7 +1135,10 @@ func (c *conn) readFrames(sd side) error {
 				c.pingAcks.Add(1)
 			}
 		case *http2.RSTStreamFrame:
-			c.onReset(f)
+			err = c.onReset(f, sd)
+		case *http2.PriorityFrame:
+			// Ignored (RFC 9113 5.3.2), on any stream: PRIORITY may name
+			// an idle one, which it leaves idle (5.1).
 		case *http2.GoAwayFrame:
 			sd.onGoAway(f)
 		case *http2.PushPromiseFrame:

@@ -10,37 +10,92 @@ import (
 	"golang.org/x/net/http2"
 )
 
-// TestDataOnIdleStream: DATA on a stream that was never opened (an odd one
-// above the highest the client opened, or an even one, which only a
-// server's push would open) is a connection error PROTOCOL_ERROR (RFC 9113
-// 5.1, 6.1), at both ends; DATA on a stream that was opened and has ended
-// is not, and its flow-control window is given back. (Both were taken for
-// a closed stream's late DATA: ignored, the window returned.)
-func TestDataOnIdleStream(t *testing.T) {
+// TestFrameOnIdleStream: a frame other than HEADERS or PRIORITY on a stream
+// that was never opened (an odd one above the highest the client opened,
+// or an even one, which only a server's push would open) is a connection
+// error PROTOCOL_ERROR (RFC 9113 5.1: DATA 6.1, RST_STREAM 6.4,
+// WINDOW_UPDATE 6.9), at both ends; on a stream that was opened and has
+// ended, or that a higher stream closed (5.1.1), DATA is dropped with its
+// flow-control window given back, and RST_STREAM and WINDOW_UPDATE are
+// ignored (5.1, 6.9). PRIORITY may name any stream, even an idle one, and
+// leaves it idle (5.1, 6.3). A request on a stream not above the highest
+// the client opened is PROTOCOL_ERROR (5.1.1); a server cannot open a
+// stream with HEADERS, so a client treats HEADERS on an idle stream as
+// PROTOCOL_ERROR too. (RST_STREAM, WINDOW_UPDATE and HEADERS on idle
+// streams were ignored, and a WINDOW_UPDATE of 0 on one was answered with
+// RST_STREAM, itself not allowed on an idle stream, as if it were open.)
+func TestFrameOnIdleStream(t *testing.T) {
 	chunk := make([]byte, maxFrame)
 	ping := func(f frameSeen) bool { return f.typ == http2.FramePing && f.ack }
 	for _, tc := range []struct {
-		name     string
-		server   bool   // a server's connection; else a client's
-		stream   uint32 // DATA on it
-		frames   int    // of maxFrame bytes each
-		goAway   bool   // want GOAWAY PROTOCOL_ERROR; else the window back and the connection open
-		wantLast uint32 // the GOAWAY's last stream
+		name   string
+		server bool            // a server's connection; else a client's
+		open   uint32          // server: a stream the client opens after stream 1 (0: none)
+		typ    http2.FrameType // sent on stream
+		stream uint32
+		frames int    // DATA: how many, of maxFrame bytes each
+		incr   uint32 // WINDOW_UPDATE's increment
+		goAway bool   // want GOAWAY PROTOCOL_ERROR; else the connection to go on (and the window of DATA back)
+		last   uint32 // the GOAWAY's last stream
+		then   uint32 // server, going on: a request on this stream is then answered (0: none)
 	}{
-		{"server: odd stream above the last opened", true, 5, 1, true, 1},
-		{"server: even stream", true, 2, 1, true, 1},
-		{"server: closed stream", true, 1, connWindow / 4 / maxFrame, false, 0},
-		{"client: odd stream above the last opened", false, 5, 1, true, 0},
-		{"client: even stream", false, 2, 1, true, 0},
-		{"client: closed stream", false, 1, connWindow / 4 / maxFrame, false, 0},
+		{name: "server: DATA on odd stream above the last opened", server: true, typ: http2.FrameData, stream: 5, frames: 1, goAway: true, last: 1},
+		{name: "server: DATA on even stream", server: true, typ: http2.FrameData, stream: 2, frames: 1, goAway: true, last: 1},
+		{name: "server: DATA on closed stream", server: true, typ: http2.FrameData, stream: 1, frames: connWindow / 4 / maxFrame, then: 3},
+		{name: "server: DATA on stream skipped", server: true, open: 5, typ: http2.FrameData, stream: 3, frames: connWindow / 4 / maxFrame, then: 7},
+		{name: "server: RST_STREAM on odd stream above the last opened", server: true, typ: http2.FrameRSTStream, stream: 5, goAway: true, last: 1},
+		{name: "server: RST_STREAM on even stream", server: true, typ: http2.FrameRSTStream, stream: 2, goAway: true, last: 1},
+		{name: "server: RST_STREAM on closed stream", server: true, typ: http2.FrameRSTStream, stream: 1, then: 3},
+		{name: "server: RST_STREAM on stream skipped", server: true, open: 5, typ: http2.FrameRSTStream, stream: 3, then: 7},
+		{name: "server: WINDOW_UPDATE on odd stream above the last opened", server: true, typ: http2.FrameWindowUpdate, stream: 5, incr: 1, goAway: true, last: 1},
+		{name: "server: WINDOW_UPDATE on even stream", server: true, typ: http2.FrameWindowUpdate, stream: 2, incr: 1, goAway: true, last: 1},
+		{name: "server: WINDOW_UPDATE of 0 on idle stream", server: true, typ: http2.FrameWindowUpdate, stream: 5, incr: 0, goAway: true, last: 1},
+		{name: "server: WINDOW_UPDATE on closed stream", server: true, typ: http2.FrameWindowUpdate, stream: 1, incr: 1, then: 3},
+		{name: "server: WINDOW_UPDATE on stream skipped", server: true, open: 5, typ: http2.FrameWindowUpdate, stream: 3, incr: 1, then: 7},
+		{name: "server: PRIORITY on idle stream, then opened", server: true, typ: http2.FramePriority, stream: 5, then: 5},
+		{name: "server: PRIORITY on even stream", server: true, typ: http2.FramePriority, stream: 2, then: 3},
+		{name: "server: PRIORITY on closed stream", server: true, typ: http2.FramePriority, stream: 1, then: 3},
+		{name: "server: request on closed stream", server: true, typ: http2.FrameHeaders, stream: 1, goAway: true, last: 1},
+		{name: "server: request on stream skipped", server: true, open: 5, typ: http2.FrameHeaders, stream: 3, goAway: true, last: 5},
+		{name: "client: DATA on odd stream above the last opened", typ: http2.FrameData, stream: 5, frames: 1, goAway: true},
+		{name: "client: DATA on even stream", typ: http2.FrameData, stream: 2, frames: 1, goAway: true},
+		{name: "client: DATA on closed stream", typ: http2.FrameData, stream: 1, frames: connWindow / 4 / maxFrame},
+		{name: "client: RST_STREAM on odd stream above the last opened", typ: http2.FrameRSTStream, stream: 3, goAway: true},
+		{name: "client: RST_STREAM on even stream", typ: http2.FrameRSTStream, stream: 2, goAway: true},
+		{name: "client: RST_STREAM on closed stream", typ: http2.FrameRSTStream, stream: 1},
+		{name: "client: WINDOW_UPDATE on odd stream above the last opened", typ: http2.FrameWindowUpdate, stream: 3, incr: 1, goAway: true},
+		{name: "client: WINDOW_UPDATE on even stream", typ: http2.FrameWindowUpdate, stream: 2, incr: 1, goAway: true},
+		{name: "client: WINDOW_UPDATE of 0 on idle stream", typ: http2.FrameWindowUpdate, stream: 3, incr: 0, goAway: true},
+		{name: "client: WINDOW_UPDATE on closed stream", typ: http2.FrameWindowUpdate, stream: 1, incr: 1},
+		{name: "client: PRIORITY on idle stream", typ: http2.FramePriority, stream: 3},
+		{name: "client: PRIORITY on even stream", typ: http2.FramePriority, stream: 2},
+		{name: "client: PRIORITY on closed stream", typ: http2.FramePriority, stream: 1},
+		{name: "client: HEADERS on odd stream above the last opened", typ: http2.FrameHeaders, stream: 3, goAway: true},
+		{name: "client: HEADERS on even stream", typ: http2.FrameHeaders, stream: 2, goAway: true},
+		{name: "client: HEADERS on closed stream", typ: http2.FrameHeaders, stream: 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // a connection error's linger takes a second
 			var p *peer
+			// request has the server answer a request on stream id.
+			request := func(id uint32) {
+				t.Helper()
+				_ = p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, EndHeaders: true, EndStream: true, BlockFragment: headerBlock(getFields...)})
+				p.next(t, "the response", func(f frameSeen) bool {
+					if f.typ == http2.FrameGoAway || f.typ == http2.FrameRSTStream {
+						t.Fatalf("%v %v on stream %d (%q), want stream %d answered", f.typ, f.code, f.id, f.debug, id)
+					}
+					return f.id == id && f.end
+				})
+			}
+			headers := getFields // what the peer sends in HEADERS
 			if tc.server {
 				pp, _, _ := servePeer(t, okServer(), nil)
 				p = pp
-				_ = p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndHeaders: true, EndStream: true, BlockFragment: headerBlock(getFields...)})
-				p.next(t, "stream 1's response", func(f frameSeen) bool { return f.id == 1 && f.end })
+				request(1)
+				if tc.open != 0 {
+					request(tc.open)
+				}
 			} else {
 				cc, sc := net.Pipe()
 				cl := &Client{Dial: func(context.Context) (net.Conn, error) { return cc, nil }}
@@ -56,7 +111,8 @@ func TestDataOnIdleStream(t *testing.T) {
 				}()
 				p.next(t, "stream 1's HEADERS", func(f frameSeen) bool { return f.typ == http2.FrameHeaders && f.id == 1 })
 				<-p.hello
-				_ = p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndHeaders: true, EndStream: true, BlockFragment: headerBlock(":status", "200")})
+				headers = []string{":status", "200"}
+				_ = p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndHeaders: true, EndStream: true, BlockFragment: headerBlock(headers...)})
 				select {
 				case err := <-done:
 					if err != nil {
@@ -66,14 +122,29 @@ func TestDataOnIdleStream(t *testing.T) {
 					t.Fatal("RoundTrip did not return")
 				}
 			}
-			for range tc.frames {
-				if err := p.fr.WriteData(tc.stream, false, chunk); err != nil {
-					t.Fatal(err)
+			var err error
+			switch tc.typ {
+			case http2.FrameData:
+				for i := 0; i < tc.frames && err == nil; i++ {
+					err = p.fr.WriteData(tc.stream, false, chunk)
 				}
+			case http2.FrameRSTStream:
+				err = p.fr.WriteRSTStream(tc.stream, http2.ErrCodeCancel)
+			case http2.FrameWindowUpdate:
+				err = p.fr.WriteWindowUpdate(tc.stream, tc.incr)
+			case http2.FramePriority:
+				err = p.fr.WritePriority(tc.stream, http2.PriorityParam{StreamDep: 0, Weight: 15})
+			case http2.FrameHeaders:
+				err = p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: tc.stream, EndHeaders: true, EndStream: true, BlockFragment: headerBlock(headers...)})
+			default:
+				t.Fatalf("no case for %v", tc.typ)
+			}
+			if err != nil {
+				t.Fatal(err)
 			}
 			_ = p.fr.WritePing(false, [8]byte{7})
 			if tc.goAway {
-				wantGoAwayFirst(t, p.rest(t, 10*time.Second), http2.ErrCodeProtocol, tc.wantLast)
+				wantGoAwayFirst(t, p.rest(t, 10*time.Second), http2.ErrCodeProtocol, tc.last)
 				return
 			}
 			returned := 0
@@ -81,6 +152,10 @@ func TestDataOnIdleStream(t *testing.T) {
 				switch {
 				case f.typ == http2.FrameGoAway:
 					t.Fatalf("GOAWAY %v (%q), want the connection to go on", f.code, f.debug)
+				case f.typ == http2.FrameRSTStream && (tc.typ != http2.FrameData || f.id != tc.stream):
+					// (DATA on a stream that has ended may find it not
+					// forgotten yet, and be answered STREAM_CLOSED.)
+					t.Fatalf("RST_STREAM %v on stream %d, want none", f.code, f.id)
 				case f.typ == http2.FrameWindowUpdate && f.id == 0 && f.incr < connWindow-initialWindow:
 					returned += int(f.incr)
 				}
@@ -88,6 +163,9 @@ func TestDataOnIdleStream(t *testing.T) {
 			})
 			if sent := tc.frames * maxFrame; returned < sent {
 				t.Errorf("sent %d bytes of DATA on a closed stream, %d returned", sent, returned)
+			}
+			if tc.then != 0 {
+				request(tc.then)
 			}
 		})
 	}

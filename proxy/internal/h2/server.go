@@ -239,6 +239,11 @@ func (sc *serverConn) onHeaders(f *hblock) error {
 		// Trailers.
 		if st.recvEnd {
 			sc.mu.Unlock()
+			if f.PseudoValue("method") != "" {
+				// A new request on a stream that had one, as below, but
+				// found before the stream is forgotten.
+				return sc.reusedStream(id)
+			}
 			sc.resetStream(st, http2.ErrCodeStreamClosed, errors.New("h2: HEADERS after the request's end")) // RFC 9113 5.1
 			return nil
 		}
@@ -258,7 +263,7 @@ func (sc *serverConn) onHeaders(f *hblock) error {
 		sc.mu.Unlock()
 		switch {
 		case f.PseudoValue("method") != "":
-			return fmt.Errorf("h2: request on stream %d, not above %d: %w", id, sc.lastStream(), http2.ConnectionError(http2.ErrCodeProtocol)) // RFC 9113 5.1.1
+			return sc.reusedStream(id)
 		case f.StreamEnded():
 			// Trailers of a stream this end reset or refused, sent before
 			// the client knew: RFC 9113 5.1 says to ignore them (the block
@@ -314,6 +319,12 @@ func (sc *serverConn) onHeaders(f *hblock) error {
 	truncated := f.Truncated
 	pool.run(func() { sc.handle(st, req, cancel, truncated) })
 	return nil
+}
+
+// reusedStream is the connection error of a request on stream id, not
+// above the highest the client opened (RFC 9113 5.1.1).
+func (sc *serverConn) reusedStream(id uint32) error {
+	return fmt.Errorf("h2: request on stream %d, not above %d: %w", id, sc.lastStream(), http2.ConnectionError(http2.ErrCodeProtocol))
 }
 
 // request builds the request of a header block.
