@@ -216,6 +216,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, ov Overrid
 		DetectTimeout: cfg.DetectTimeout, ConnectTimeout: cfg.ConnectTimeout, Tap: p.tap,
 		NoFastPath: !cfg.HTTP1FastPath, NoH2FastPath: !cfg.HTTP2FastPath,
 		OwnPorts: listenPorts(p.inL, p.outL, p.adminL, p.tapL),
+		IPv6:     twins, // an application refusing 127.0.0.1 is tried at [::1]
 	})
 	ok = true
 	go func() {

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/conduit-mesh/conduit/pkg/ports"
@@ -59,7 +60,11 @@ type Options struct {
 	// this holds when something else set the rules up.
 	OwnPorts []uint16
 	// Target, when valid, replaces 127.0.0.1:<original port>.
-	Target         netip.AddrPort
+	Target netip.AddrPort
+	// IPv6 is set when the proxy serves IPv6 (CONDUIT_PROXY_IPV6 is not
+	// off and the host has IPv6): an application that refuses a connection
+	// on 127.0.0.1 is then tried on [::1] at the same port (see dialApp).
+	IPv6           bool
 	DetectTimeout  time.Duration
 	ConnectTimeout time.Duration
 	// Tap receives the requests (nil: tap disabled).
@@ -180,11 +185,34 @@ func errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 // the inbound side, so that a client reading Conduit-Proxy-Error knows which
 // proxy failed. The connection counts in the tcp_* metrics (see appConn).
 func (p *Proxy) appDial(ctx context.Context, network, addr string) (net.Conn, error) {
-	c, err := p.dialer.DialContext(ctx, network, addr)
+	c, err := p.dialApp(ctx, network, addr)
 	if err != nil {
 		return nil, netx.Unsent(fmt.Errorf("inbound: connect to the application at %s: %w", addr, err))
 	}
 	return newAppConn(c, p.o.Metrics), nil
+}
+
+// dialApp is every inbound path's connect to the application at addr (the
+// connection's target, 127.0.0.1:<original port>). An application that
+// listens on IPv6 only ([::1], or a V6ONLY socket) refuses 127.0.0.1: when
+// the proxy serves IPv6 (Options.IPv6), a connection 127.0.0.1 refuses is
+// tried once more at [::1] on the same port. A connection made, or failing
+// otherwise (a timeout, say), costs nothing more; an override Target is
+// dialled as given.
+func (p *Proxy) dialApp(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := p.dialer.DialContext(ctx, network, addr)
+	if err == nil || !p.o.IPv6 || p.o.Target.IsValid() || !errors.Is(err, syscall.ECONNREFUSED) {
+		return c, err
+	}
+	port, ok := strings.CutPrefix(addr, "127.0.0.1:")
+	if !ok {
+		return nil, err
+	}
+	c, err6 := p.dialer.DialContext(ctx, network, "[::1]:"+port)
+	if err6 != nil {
+		return nil, fmt.Errorf("%w; %w", err, err6)
+	}
+	return c, nil
 }
 
 type ctxKey struct{}
@@ -365,7 +393,7 @@ func (p *Proxy) opaque(c net.Conn, info *netx.Info) {
 	defer info.Done()
 	defer c.Close()
 	target := info.Target
-	out, err := p.dialer.Dial("tcp", target)
+	out, err := p.dialApp(context.Background(), "tcp", target)
 	if err != nil {
 		p.o.Log.Debug("inbound opaque connect failed", "target", target, "err", err)
 		return

@@ -427,12 +427,33 @@ func (c *Client) CloseIdle() {
 	}
 }
 
+// encodeRequestHeader writes r's header fields with the names of the
+// trailer fields r announces. When r.Trailer has keys, they are the names
+// (its values are the trailers sent, see copyBody) and a Trailer header is
+// left out: this package's server hands a request on with the names in
+// both, and sending both announced every name twice. Without r.Trailer, a
+// Trailer header goes as it is. A request without trailers costs no
+// allocation.
+func encodeRequestHeader(r *http.Request, enc func(name, value string)) {
+	if len(r.Trailer) == 0 {
+		encodeHeader(r.Header, enc)
+		return
+	}
+	encodeHeader(r.Header, func(name, value string) {
+		if name != "trailer" {
+			enc(name, value)
+		}
+	})
+	for k := range r.Trailer {
+		enc("trailer", lowerCommon(k))
+	}
+}
+
 // roundTrip sends r on a taken slot; rb, when not nil, is r's body kept
 // for a refusal.
 func (cc *clientConn) roundTrip(r *http.Request, hasBody bool, small []byte, rb *replayBody) (*http.Response, error) {
 	ctx := r.Context()
 	streaming := hasBody && small == nil
-	trailer := len(r.Trailer) > 0
 	st := cc.newStream(0) // its ID and send window are set under the locks below
 	st.req = r
 	st.kept = rb
@@ -465,12 +486,7 @@ func (cc *clientConn) roundTrip(r *http.Request, hasBody bool, small []byte, rb 
 		enc(":scheme", scheme)
 		enc(":authority", host)
 		enc(":path", r.URL.RequestURI())
-		encodeHeader(r.Header, enc)
-		if trailer {
-			for k := range r.Trailer {
-				enc("trailer", lowerCommon(k))
-			}
-		}
+		encodeRequestHeader(r, enc)
 		if hasBody && r.ContentLength > 0 {
 			if _, ok := r.Header["Content-Length"]; !ok {
 				enc("content-length", strconv.FormatInt(r.ContentLength, 10))

@@ -1138,7 +1138,12 @@ func (c *conn) readFrames(sd side) error {
 			err = c.onReset(f, sd)
 		case *http2.PriorityFrame:
 			// Ignored (RFC 9113 5.3.2), on any stream: PRIORITY may name
-			// an idle one, which it leaves idle (5.1).
+			// an idle one, which it leaves idle (5.1). Only naming its own
+			// stream as the dependency is an error, of that stream
+			// (5.3.1), whatever its state.
+			if f.StreamDep == f.StreamID {
+				c.streamError(f.StreamID, http2.ErrCodeProtocol, errSelfDependency)
+			}
 		case *http2.GoAwayFrame:
 			sd.onGoAway(f)
 		case *http2.PushPromiseFrame:

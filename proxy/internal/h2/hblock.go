@@ -28,6 +28,11 @@ type hblock struct {
 	bad     error  // the first field RFC 9113 8.2 and 8.3 forbid
 }
 
+// errSelfDependency is the stream error of a PRIORITY frame, or HEADERS
+// with a priority, naming its own stream as its dependency (RFC 9113
+// 5.3.1).
+var errSelfDependency = errors.New("h2: stream depends on itself")
+
 func newHBlock() *hblock {
 	b := &hblock{}
 	b.dec = hpack.NewDecoder(4096, b.emit)
@@ -128,7 +133,9 @@ func (b *hblock) checkPseudo() error {
 // frames that follow it (the framer lets no other frame come between). A
 // block that does not decode, or whose CONTINUATION frames go on past the
 // limit or after a forbidden field, is a connection error; a forbidden
-// field in a block otherwise read whole is an error of its stream.
+// field in a block otherwise read whole is an error of its stream, and so
+// is a priority naming the block's own stream as its dependency (RFC 9113
+// 5.3.1), found once the block is decoded, so that HPACK stays in step.
 func (c *conn) readBlock(h *http2.HeadersFrame) (*hblock, error) {
 	b := c.hb
 	clear(b.Fields)
@@ -166,6 +173,9 @@ func (c *conn) readBlock(h *http2.HeadersFrame) (*hblock, error) {
 	}
 	if b.bad != nil {
 		return nil, http2.StreamError{StreamID: b.StreamID, Code: http2.ErrCodeProtocol, Cause: b.bad}
+	}
+	if h.HasPriority() && h.Priority.StreamDep == h.StreamID {
+		return nil, http2.StreamError{StreamID: b.StreamID, Code: http2.ErrCodeProtocol, Cause: errSelfDependency}
 	}
 	return b, nil
 }

@@ -24,6 +24,11 @@ import (
 // PROTOCOL_ERROR too. (RST_STREAM, WINDOW_UPDATE and HEADERS on idle
 // streams were ignored, and a WINDOW_UPDATE of 0 on one was answered with
 // RST_STREAM, itself not allowed on an idle stream, as if it were open.)
+//
+// A PRIORITY frame, or HEADERS with a priority, naming its own stream as
+// its dependency is a stream error PROTOCOL_ERROR (5.3.1), whatever the
+// stream's state: RST_STREAM on it, and the connection goes on (they were
+// ignored, and such a request served).
 func TestFrameOnIdleStream(t *testing.T) {
 	chunk := make([]byte, maxFrame)
 	ping := func(f frameSeen) bool { return f.typ == http2.FramePing && f.ack }
@@ -35,6 +40,8 @@ func TestFrameOnIdleStream(t *testing.T) {
 		stream uint32
 		frames int    // DATA: how many, of maxFrame bytes each
 		incr   uint32 // WINDOW_UPDATE's increment
+		dep    uint32 // PRIORITY's, or HEADERS' (then with a priority), dependency
+		rst    bool   // want RST_STREAM PROTOCOL_ERROR on stream, the connection to go on
 		goAway bool   // want GOAWAY PROTOCOL_ERROR; else the connection to go on (and the window of DATA back)
 		last   uint32 // the GOAWAY's last stream
 		then   uint32 // server, going on: a request on this stream is then answered (0: none)
@@ -55,6 +62,11 @@ func TestFrameOnIdleStream(t *testing.T) {
 		{name: "server: PRIORITY on idle stream, then opened", server: true, typ: http2.FramePriority, stream: 5, then: 5},
 		{name: "server: PRIORITY on even stream", server: true, typ: http2.FramePriority, stream: 2, then: 3},
 		{name: "server: PRIORITY on closed stream", server: true, typ: http2.FramePriority, stream: 1, then: 3},
+		{name: "server: PRIORITY depending on itself, idle stream", server: true, typ: http2.FramePriority, stream: 5, dep: 5, rst: true, then: 7},
+		{name: "server: PRIORITY depending on itself, closed stream", server: true, typ: http2.FramePriority, stream: 1, dep: 1, rst: true, then: 3},
+		{name: "server: PRIORITY depending on itself, even stream", server: true, typ: http2.FramePriority, stream: 2, dep: 2, rst: true, then: 3},
+		{name: "server: request with a priority on another stream", server: true, typ: http2.FrameHeaders, stream: 3, dep: 1, then: 5},
+		{name: "server: request depending on itself", server: true, typ: http2.FrameHeaders, stream: 3, dep: 3, rst: true, then: 5},
 		{name: "server: request on closed stream", server: true, typ: http2.FrameHeaders, stream: 1, goAway: true, last: 1},
 		{name: "server: request on stream skipped", server: true, open: 5, typ: http2.FrameHeaders, stream: 3, goAway: true, last: 5},
 		{name: "client: DATA on odd stream above the last opened", typ: http2.FrameData, stream: 5, frames: 1, goAway: true},
@@ -70,9 +82,12 @@ func TestFrameOnIdleStream(t *testing.T) {
 		{name: "client: PRIORITY on idle stream", typ: http2.FramePriority, stream: 3},
 		{name: "client: PRIORITY on even stream", typ: http2.FramePriority, stream: 2},
 		{name: "client: PRIORITY on closed stream", typ: http2.FramePriority, stream: 1},
+		{name: "client: PRIORITY depending on itself, idle stream", typ: http2.FramePriority, stream: 3, dep: 3, rst: true},
+		{name: "client: PRIORITY depending on itself, closed stream", typ: http2.FramePriority, stream: 1, dep: 1, rst: true},
 		{name: "client: HEADERS on odd stream above the last opened", typ: http2.FrameHeaders, stream: 3, goAway: true},
 		{name: "client: HEADERS on even stream", typ: http2.FrameHeaders, stream: 2, goAway: true},
 		{name: "client: HEADERS on closed stream", typ: http2.FrameHeaders, stream: 1},
+		{name: "client: HEADERS depending on itself on closed stream", typ: http2.FrameHeaders, stream: 1, dep: 1, rst: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel() // a connection error's linger takes a second
@@ -133,9 +148,13 @@ func TestFrameOnIdleStream(t *testing.T) {
 			case http2.FrameWindowUpdate:
 				err = p.fr.WriteWindowUpdate(tc.stream, tc.incr)
 			case http2.FramePriority:
-				err = p.fr.WritePriority(tc.stream, http2.PriorityParam{StreamDep: 0, Weight: 15})
+				err = p.fr.WritePriority(tc.stream, http2.PriorityParam{StreamDep: tc.dep, Weight: 15})
 			case http2.FrameHeaders:
-				err = p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: tc.stream, EndHeaders: true, EndStream: true, BlockFragment: headerBlock(headers...)})
+				hp := http2.HeadersFrameParam{StreamID: tc.stream, EndHeaders: true, EndStream: true, BlockFragment: headerBlock(headers...)}
+				if tc.dep != 0 {
+					hp.Priority = http2.PriorityParam{StreamDep: tc.dep, Weight: 15}
+				}
+				err = p.fr.WriteHeaders(hp)
 			default:
 				t.Fatalf("no case for %v", tc.typ)
 			}
@@ -147,11 +166,18 @@ func TestFrameOnIdleStream(t *testing.T) {
 				wantGoAwayFirst(t, p.rest(t, 10*time.Second), http2.ErrCodeProtocol, tc.last)
 				return
 			}
-			returned := 0
+			returned, reset := 0, false
 			p.next(t, "PING ACK", func(f frameSeen) bool {
 				switch {
 				case f.typ == http2.FrameGoAway:
 					t.Fatalf("GOAWAY %v (%q), want the connection to go on", f.code, f.debug)
+				case tc.rst && f.id == tc.stream && f.typ == http2.FrameRSTStream:
+					if f.code != http2.ErrCodeProtocol {
+						t.Fatalf("RST_STREAM %v on stream %d, want PROTOCOL_ERROR", f.code, f.id)
+					}
+					reset = true
+				case tc.rst && f.id == tc.stream && f.typ == http2.FrameHeaders:
+					t.Fatalf("stream %d answered, want it reset", f.id)
 				case f.typ == http2.FrameRSTStream && (tc.typ != http2.FrameData || f.id != tc.stream):
 					// (DATA on a stream that has ended may find it not
 					// forgotten yet, and be answered STREAM_CLOSED.)
@@ -161,6 +187,9 @@ func TestFrameOnIdleStream(t *testing.T) {
 				}
 				return ping(f)
 			})
+			if tc.rst && !reset {
+				t.Errorf("no RST_STREAM on stream %d before the PING ACK", tc.stream)
+			}
 			if sent := tc.frames * maxFrame; returned < sent {
 				t.Errorf("sent %d bytes of DATA on a closed stream, %d returned", sent, returned)
 			}
@@ -168,5 +197,53 @@ func TestFrameOnIdleStream(t *testing.T) {
 				request(tc.then)
 			}
 		})
+	}
+}
+
+// TestResponseDependingOnItself: a response whose HEADERS name its own
+// stream as their dependency is a stream error PROTOCOL_ERROR (RFC 9113
+// 5.3.1): the request fails and its stream is reset; the connection goes
+// on. (It was taken as the response.)
+func TestResponseDependingOnItself(t *testing.T) {
+	cc, sc := net.Pipe()
+	cl := &Client{Dial: func(context.Context) (net.Conn, error) { return cc, nil }}
+	p := newPeer(t, sc, true, nil)
+	done := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodGet, "http://svc/", nil)
+		resp, err := cl.RoundTrip(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	p.next(t, "stream 1's HEADERS", func(f frameSeen) bool { return f.typ == http2.FrameHeaders && f.id == 1 })
+	<-p.hello
+	_ = p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndHeaders: true, EndStream: true,
+		BlockFragment: headerBlock(":status", "200"), Priority: http2.PriorityParam{StreamDep: 1, Weight: 15}})
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("RoundTrip succeeded, want an error")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("RoundTrip did not return")
+	}
+	_ = p.fr.WritePing(false, [8]byte{7})
+	reset := false
+	p.next(t, "PING ACK", func(f frameSeen) bool {
+		switch {
+		case f.typ == http2.FrameGoAway:
+			t.Fatalf("GOAWAY %v (%q), want the connection to go on", f.code, f.debug)
+		case f.typ == http2.FrameRSTStream:
+			if f.id != 1 || f.code != http2.ErrCodeProtocol {
+				t.Fatalf("RST_STREAM %v on stream %d, want PROTOCOL_ERROR on 1", f.code, f.id)
+			}
+			reset = true
+		}
+		return f.typ == http2.FramePing && f.ack
+	})
+	if !reset {
+		t.Error("no RST_STREAM on stream 1")
 	}
 }
