@@ -15,6 +15,8 @@ for b in containerd runc ctr iptables conntrack; do
   command -v "$b" > /dev/null || die "$b is missing: run 'make cluster-deps' first"
 done
 [ "$(id -u)" = 0 ] || die "the cluster runs as root (containerd, kubelet, iptables)"
+[ "$(sysctl -n net.ipv6.conf.all.disable_ipv6 2> /dev/null)" = 0 ] ||
+  die "the cluster is dual-stack and needs IPv6 on the host (net.ipv6.conf.all.disable_ipv6 is not 0, or there is no IPv6)"
 
 if healthy; then log "cluster already up (KUBECONFIG=$KUBECONFIG_ADMIN)"; exit 0; fi
 for c in $COMPONENTS; do
