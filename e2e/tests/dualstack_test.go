@@ -5,11 +5,13 @@ package tests
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/conduit-mesh/conduit/e2e/framework"
 )
@@ -46,7 +48,9 @@ func podIPv6(t *testing.T, p corev1.Pod) string {
 // Service (resolved by the destination service from its IPv6 cluster IP) and
 // a pod's IPv6 address. Without proxy-init's IPv6 rules and the proxy's IPv6
 // listeners, such a request would reach the server directly, in clear, and
-// carry no conduit-client-id. An unmeshed client still reaches the meshed
+// carry no conduit-client-id. A pod annotated config.conduit.dev/ipv6: "off"
+// gets the mode in both proxy-init and its proxy, and only its IPv6
+// connections bypass its proxy. An unmeshed client still reaches the meshed
 // server over IPv6.
 func TestDualStack(t *testing.T) {
 	f := framework.New(t)
@@ -54,10 +58,11 @@ func TestDualStack(t *testing.T) {
 	ns := meshedNamespace(t, f, "dual")
 	plain := f.NewNamespace(t, "dual-plain", nil)
 	image := f.Image("testapp")
-	f.Apply(t, ns, manifests(echoDeployment("server", image, nil), ipv6Service("server6"), sleeperPod("client", image)))
+	f.Apply(t, ns, manifests(echoDeployment("server", image, nil), ipv6Service("server6"), httpService("server"), sleeperPod("client", image),
+		sleeperPod("client-v4", image, `config.conduit.dev/ipv6: "off"`)))
 	f.Apply(t, plain, sleeperPod("plain", image))
 	server := f.WaitPodsReady(t, ns, "app=server", 1, 3*time.Minute)[0]
-	f.WaitPodsReady(t, ns, "app=client", 1, 3*time.Minute)
+	f.WaitPodsReady(t, ns, "app in (client, client-v4)", 2, 3*time.Minute)
 	f.WaitPodsReady(t, plain, "app=plain", 1, 2*time.Minute)
 	serverV6 := podIPv6(t, server)
 	clientID := "default." + ns + ".serviceaccount.identity." + framework.ControlPlaneNamespace + ".cluster.local"
@@ -100,6 +105,55 @@ func TestDualStack(t *testing.T) {
 			}
 		})
 	}
+
+	// config.conduit.dev/ipv6: "off" reaches both proxy-init and the proxy:
+	// the pod's IPv6 connections bypass its proxy (the server's proxy still
+	// takes them, without a client identity), its IPv4 ones do not.
+	t.Run("a pod that turns IPv6 off", func(t *testing.T) {
+		ctx := framework.Context(t, time.Minute)
+		p, err := f.Client.CoreV1().Pods(ns).Get(ctx, "client-v4", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var initArgs []string
+		for _, c := range p.Spec.InitContainers {
+			if c.Name == "conduit-init" {
+				initArgs = c.Args
+			}
+			for _, e := range c.Env {
+				if e.Name == "CONDUIT_PROXY_IPV6" && e.Value != "off" {
+					t.Errorf("%s: CONDUIT_PROXY_IPV6=%s, want off", c.Name, e.Value)
+				}
+			}
+		}
+		if !slices.Contains(initArgs, "--ipv6=off") {
+			t.Errorf("proxy-init args %v, want --ipv6=off", initArgs)
+		}
+		logs, err := f.Client.CoreV1().Pods(ns).GetLogs("client-v4", &corev1.PodLogOptions{Container: "conduit-init"}).Do(ctx).Raw()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(logs), "IPv6 nat rules skipped") {
+			t.Errorf("proxy-init did not say it left IPv6 alone:\n%s", logs)
+		}
+		for _, tc := range []struct {
+			url    string
+			meshed bool
+		}{{"http://server6:8080/", false}, {"http://server:8080/", true}} {
+			out := f.Exec(t, ns, "client-v4", "client-v4", "testapp", "get", "-timeout", "5s", tc.url)
+			es := decodeEchoes(t, out)
+			if len(es) != 1 || es[0].Pod != server.Name {
+				t.Fatalf("GET %s answered by %+v, want %s", tc.url, es, server.Name)
+			}
+			id := es[0].Headers["Conduit-Client-Id"]
+			if tc.meshed && (len(id) != 1 || !strings.HasPrefix(id[0], "default."+ns+".")) {
+				t.Errorf("GET %s over IPv4: conduit-client-id %v, want the client's identity", tc.url, id)
+			}
+			if !tc.meshed && len(id) != 0 {
+				t.Errorf("GET %s over IPv6 with IPv6 off: conduit-client-id %v, want none (its proxy is bypassed)", tc.url, id)
+			}
+		}
+	})
 
 	t.Run("an unmeshed client reaches the meshed server over IPv6", func(t *testing.T) {
 		out := f.Exec(t, plain, "plain", "plain", "testapp", "get", "-timeout", "5s", "http://server6."+ns+".svc.cluster.local:8080/")
