@@ -17,41 +17,6 @@ const (
 	resetOnly   = `classification="failure",errno="ECONNRESET"} 1; classification="success"} 0`
 )
 
-// opaqueApp is an application on loopback that reads 4 bytes of each
-// connection, answers "pong", then resets it (reset) or waits for its end
-// and closes it.
-func opaqueApp(t *testing.T, reset bool) uint16 {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-				buf := make([]byte, 4)
-				if _, err := io.ReadFull(c, buf); err == nil {
-					_, _ = io.WriteString(c, "pong")
-				}
-				if reset {
-					time.Sleep(20 * time.Millisecond) // "pong" reaches the client first
-					metricstest.Reset(c)
-					return
-				}
-				_, _ = io.Copy(io.Discard, c)
-				c.Close()
-			}()
-		}
-	}()
-	return uint16(l.Addr().(*net.TCPAddr).Port)
-}
-
 // opaqueClient sends 4 bytes that are no protocol the proxy detects, reads
 // "pong", then resets the connection (reset) or closes it after the
 // proxy's.
@@ -93,7 +58,7 @@ func TestOpaqueCloseClassified(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			reg := metrics.New()
-			addr, _ := startInbound(t, Options{Metrics: reg}, opaqueApp(t, tc.appResets))
+			addr, _ := startInbound(t, Options{Metrics: reg}, uint16(metricstest.PongServer(t, tc.appResets).Port))
 			opaqueClient(t, addr, tc.clientReset)
 			if got := metricstest.CloseCounts(t, reg, srcSeries); got != tc.wantSrc {
 				t.Errorf("client's connection: tcp_close_total %s, want %s", got, tc.wantSrc)

@@ -62,41 +62,6 @@ func startOutbound(t *testing.T, o Options, dst string) (string, *metrics.Regist
 	return l.Addr().String(), reg
 }
 
-// opaqueServer reads 4 bytes of each connection, answers "pong", then
-// resets it (reset) or waits for its end, answers "bye" and closes it.
-func opaqueServer(t *testing.T, reset bool) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-				buf := make([]byte, 4)
-				if _, err := io.ReadFull(c, buf); err == nil {
-					_, _ = io.WriteString(c, "pong")
-				}
-				if reset {
-					time.Sleep(20 * time.Millisecond) // "pong" reaches the client first
-					metricstest.Reset(c)
-					return
-				}
-				_, _ = io.Copy(io.Discard, c)
-				_, _ = io.WriteString(c, "bye") // an answer to the client's half-close
-				c.Close()
-			}()
-		}
-	}()
-	return l.Addr().String()
-}
-
 // TestOpaqueCloseClassified: an opaque connection counts each side's end
 // on its own series (a reset is a failure with ECONNRESET, the other side
 // and clean ends successes), and the dialed side's bytes once; the
@@ -112,7 +77,7 @@ func TestOpaqueCloseClassified(t *testing.T) {
 		{"the client resets mid-stream", false, true, resetOnly, successOnly},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			addr, reg := startOutbound(t, Options{}, opaqueServer(t, tc.serverResets))
+			addr, reg := startOutbound(t, Options{}, metricstest.PongServer(t, tc.serverResets).String())
 			c, err := net.Dial("tcp", addr)
 			if err != nil {
 				t.Fatal(err)
@@ -165,7 +130,7 @@ func TestAcceptedHTTPResetIsFailure(t *testing.T) {
 		{"net/http", Options{NoFastPath: true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			addr, reg := startOutbound(t, tc.opts, opaqueServer(t, false))
+			addr, reg := startOutbound(t, tc.opts, metricstest.PongServer(t, false).String())
 			c, err := net.Dial("tcp", addr)
 			if err != nil {
 				t.Fatal(err)

@@ -2,6 +2,7 @@ package metricstest
 
 import (
 	"bytes"
+	"io"
 	"net"
 	"slices"
 	"strings"
@@ -42,4 +43,41 @@ func CloseCounts(t testing.TB, reg *metrics.Registry, labels string) string {
 func Reset(c net.Conn) {
 	_ = c.(*net.TCPConn).SetLinger(0)
 	_ = c.Close()
+}
+
+// PongServer listens on loopback and, for each connection, reads 4 bytes,
+// answers "pong", then resets it (reset) or reads to the client's end,
+// answers that half-close with "bye" and closes: a server whose end the
+// metrics count as a failure or a success. It returns the address.
+func PongServer(t testing.TB, reset bool) *net.TCPAddr {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+				buf := make([]byte, 4)
+				if _, err := io.ReadFull(c, buf); err == nil {
+					_, _ = io.WriteString(c, "pong")
+				}
+				if reset {
+					time.Sleep(20 * time.Millisecond) // "pong" reaches the client first
+					Reset(c)
+					return
+				}
+				_, _ = io.Copy(io.Discard, c)
+				_, _ = io.WriteString(c, "bye")
+				c.Close()
+			}()
+		}
+	}()
+	return l.Addr().(*net.TCPAddr)
 }
