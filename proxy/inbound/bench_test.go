@@ -61,14 +61,7 @@ func benchHTTP1(b *testing.B, body []byte, chunked bool) {
 			b.Fatalf("status %d", resp.StatusCode)
 		}
 	}
-	for range 100 {
-		do()
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for range b.N {
-		do()
-	}
+	runWarm(b, do)
 }
 
 // benchH2 sends over h2c: to an HTTP/2 application, or as HTTP/1 carried
@@ -101,6 +94,12 @@ func benchH2(b *testing.B, body []byte, appH2 bool) {
 			b.Fatalf("status %d", resp.StatusCode)
 		}
 	}
+	runWarm(b, do)
+}
+
+// runWarm runs do 100 times to warm the pools and connections up, then
+// b.N times measured, with allocations reported.
+func runWarm(b *testing.B, do func()) {
 	for range 100 {
 		do()
 	}
