@@ -8,10 +8,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 
+	"github.com/conduit-mesh/conduit/pkg/ipv6mode"
 	"github.com/conduit-mesh/conduit/pkg/logging"
 	"github.com/conduit-mesh/conduit/pkg/ports"
 	"github.com/conduit-mesh/conduit/pkg/ports/podports"
-	proxyconfig "github.com/conduit-mesh/conduit/proxy/config"
 	"github.com/conduit-mesh/conduit/proxy/iptables"
 )
 
@@ -163,17 +163,15 @@ var Settings = []setting{
 	}},
 }
 
-// checkIPv6Mode accepts the IPv6 modes of proxy-init and the proxy.
+// checkIPv6Mode accepts the IPv6 modes of proxy-init and the proxy, as the
+// proxy reads them (ipv6mode.Parse: lowercase only).
 func checkIPv6Mode(s string) error {
-	switch s {
-	case proxyconfig.IPv6Auto, proxyconfig.IPv6On, proxyconfig.IPv6Off:
-		return nil
-	}
-	if s == "true" || s == "false" {
+	_, err := ipv6mode.Parse(s)
+	if err != nil && (s == "true" || s == "false") {
 		// What an unquoted on or off becomes on its way through YAML 1.1.
-		return fmt.Errorf("not %s, %s or %s (unquoted in YAML, on and off read as true and false: quote them)", proxyconfig.IPv6Auto, proxyconfig.IPv6On, proxyconfig.IPv6Off)
+		return fmt.Errorf("%w; unquoted in YAML, on and off read as true and false: quote them", err)
 	}
-	return fmt.Errorf("not %s, %s or %s", proxyconfig.IPv6Auto, proxyconfig.IPv6On, proxyconfig.IPv6Off)
+	return err
 }
 
 // Denial is an admission refusal with a message for the user.

@@ -290,7 +290,7 @@ func (c Config) Validate() error {
 		bad("proxy.shutdownGracePeriod", "%q is not a positive duration", c.Proxy.ShutdownGracePeriod)
 	}
 	if err := checkIPv6Mode(c.Proxy.IPv6); err != nil {
-		bad("proxy.ipv6", "%q is %v", c.Proxy.IPv6, err)
+		bad("proxy.ipv6", "%v", err)
 	}
 	if _, err := iptables.ParseMode(c.ProxyInit.IPTablesMode); err != nil {
 		bad("proxyInit.iptablesMode", "%v", err)

@@ -60,7 +60,7 @@ func TestParseConfig(t *testing.T) {
 		{name: "bad ipv6 mode", values: `proxy: {ipv6: "On"}`, wantErr: "proxy.ipv6"},
 		// Unquoted, YAML 1.1's boolean, which reaches the string field as
 		// "false": the error says to quote it.
-		{name: "unquoted ipv6 off", values: "proxy:\n  ipv6: off\n", wantErr: `proxy.ipv6: "false" is not auto, on or off (unquoted in YAML, on and off read as true and false: quote them)`},
+		{name: "unquoted ipv6 off", values: "proxy:\n  ipv6: off\n", wantErr: `proxy.ipv6: unknown IPv6 mode "false" (accepted: auto, on, off); unquoted in YAML, on and off read as true and false: quote them`},
 		{name: "bad subnet", values: "proxyInit: {skipSubnets: x}", wantErr: "proxyInit.skipSubnets"},
 		{name: "bad quantity", values: "proxyInit: {resources: {cpuLimit: lots}}", wantErr: "proxyInit.resources.cpuLimit"},
 		{name: "bad anchors", values: "identity: {trustAnchorsPEM: nope}", wantErr: "identity.trustAnchorsPEM"},

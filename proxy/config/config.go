@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/conduit-mesh/conduit/pkg/ipv6mode"
 	"github.com/conduit-mesh/conduit/pkg/pki"
 	"github.com/conduit-mesh/conduit/pkg/ports"
 )
@@ -92,14 +93,16 @@ type Config struct {
 // or loopback (127.0.0.1) gets a twin on the IPv6 wildcard (::) or loopback
 // (::1) at the same port, and the other way round, so that the connections
 // proxy-init redirects with ip6tables reach the proxy too.
+// They are the modes of package ipv6mode, which proxy-init's --ipv6 takes
+// too.
 const (
 	// IPv6Auto adds the twins when the host has IPv6, and otherwise logs
 	// once that the proxy listens on IPv4 only.
-	IPv6Auto = "auto"
+	IPv6Auto = string(ipv6mode.Auto)
 	// IPv6On adds them, and fails to start without IPv6.
-	IPv6On = "on"
+	IPv6On = string(ipv6mode.On)
 	// IPv6Off binds each listener to its address, in its family only.
-	IPv6Off = "off"
+	IPv6Off = string(ipv6mode.Off)
 )
 
 // Getenv looks up one variable; os.LookupEnv fits.
@@ -163,10 +166,10 @@ func Load(env Getenv) (*Config, error) {
 			return nil, fmt.Errorf("config: %s=%q is invalid (accepted: ip:port with a port in 0-65535, 0 picks a free port): %w", a.name, a.val, err)
 		}
 	}
-	switch c.IPv6 {
-	case IPv6Auto, IPv6On, IPv6Off:
-	default:
-		return nil, fmt.Errorf("config: CONDUIT_PROXY_IPV6=%q is invalid (accepted: auto, on, off)", c.IPv6)
+	if _, err := ipv6mode.Parse(c.IPv6); err != nil {
+		// The form of every variable here (TestEveryDocumentedVariable)
+		// rather than Parse's own.
+		return nil, fmt.Errorf("config: CONDUIT_PROXY_IPV6=%q is invalid (accepted: %s)", c.IPv6, ipv6mode.Accepted)
 	}
 	for _, a := range []struct{ name, val string }{
 		{"CONDUIT_PROXY_DESTINATION_ADDR", c.DestinationAddr},

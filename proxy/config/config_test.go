@@ -78,6 +78,14 @@ func TestLoad(t *testing.T) {
 			}
 		}},
 		{name: "bad ipv6", env: map[string]string{"CONDUIT_PROXY_IPV6": "true"}, wantErr: "config: CONDUIT_PROXY_IPV6=\"true\" is invalid (accepted: auto, on, off)"},
+		// Lowercase only, as the injector writes it; space around it is
+		// trimmed, as around every variable.
+		{name: "uppercase ipv6", env: map[string]string{"CONDUIT_PROXY_IPV6": "ON"}, wantErr: "config: CONDUIT_PROXY_IPV6=\"ON\" is invalid (accepted: auto, on, off)"},
+		{name: "ipv6 with space", env: map[string]string{"CONDUIT_PROXY_IPV6": " off "}, check: func(t *testing.T, c *Config) {
+			if c.IPv6 != IPv6Off {
+				t.Errorf("IPv6 %q", c.IPv6)
+			}
+		}},
 		{name: "bad grace", env: map[string]string{"CONDUIT_PROXY_SHUTDOWN_GRACE_PERIOD": "30"}, wantErr: "CONDUIT_PROXY_SHUTDOWN_GRACE_PERIOD=\"30\" is invalid (accepted: a non-negative Go duration"},
 		{name: "wait for app exit off by default", check: func(t *testing.T, c *Config) {
 			if c.WaitForAppExit != 0 {

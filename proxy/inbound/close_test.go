@@ -11,10 +11,8 @@ import (
 )
 
 const (
-	srcSeries   = `direction="inbound",peer="src",tls="false"`
-	dstSeries   = `direction="inbound",peer="dst",tls="false"`
-	successOnly = `classification="success"} 1`
-	resetOnly   = `classification="failure",errno="ECONNRESET"} 1; classification="success"} 0`
+	srcSeries = `direction="inbound",peer="src",tls="false"`
+	dstSeries = `direction="inbound",peer="dst",tls="false"`
 )
 
 // opaqueClient sends 4 bytes that are no protocol the proxy detects, reads
@@ -52,9 +50,9 @@ func TestOpaqueCloseClassified(t *testing.T) {
 		appResets, clientReset bool
 		wantSrc, wantDst       string
 	}{
-		{"both close cleanly", false, false, successOnly, successOnly},
-		{"the application resets mid-stream", true, false, successOnly, resetOnly},
-		{"the client resets mid-stream", false, true, resetOnly, successOnly},
+		{"both close cleanly", false, false, metricstest.SuccessOnly, metricstest.SuccessOnly},
+		{"the application resets mid-stream", true, false, metricstest.SuccessOnly, metricstest.ResetOnly},
+		{"the client resets mid-stream", false, true, metricstest.ResetOnly, metricstest.SuccessOnly},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			reg := metrics.New()
@@ -91,13 +89,13 @@ func TestAcceptedHTTPResetIsFailure(t *testing.T) {
 					t.Fatal(err)
 				}
 				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-				want := successOnly
+				want := metricstest.SuccessOnly
 				if reset {
 					// Half a request head: the proxy waits for the rest.
 					_, _ = io.WriteString(c, "GET /t HTTP/1.1\r\nHost: web\r\n")
 					time.Sleep(50 * time.Millisecond)
 					metricstest.Reset(c)
-					want = resetOnly
+					want = metricstest.ResetOnly
 				} else {
 					_, _ = io.WriteString(c, "GET /t HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n")
 					_, _ = io.Copy(io.Discard, c)

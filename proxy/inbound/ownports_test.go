@@ -1,7 +1,6 @@
 package inbound
 
 import (
-	"context"
 	"io"
 	"log/slog"
 	"net"
@@ -9,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/conduit-mesh/conduit/proxy/internal/servetest"
 	"github.com/conduit-mesh/conduit/proxy/metrics"
 	"github.com/conduit-mesh/conduit/proxy/origdst"
 )
@@ -89,19 +89,5 @@ func TestOwnPortsRefused(t *testing.T) {
 // TestShutdownWhileServing: Shutdown may run while Serve sets up (SIGTERM at
 // start): nothing orders them, and under -race nothing may race.
 func TestShutdownWhileServing(t *testing.T) {
-	p := New(Options{Log: slog.New(slog.DiscardHandler), Metrics: metrics.New()})
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = p.Serve(l); close(done) }()
-	time.Sleep(10 * time.Millisecond)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	if err := p.Shutdown(ctx); err != nil {
-		t.Errorf("Shutdown: %v", err)
-	}
-	l.Close()
-	<-done
+	servetest.ShutdownWhileServing(t, New(Options{Log: slog.New(slog.DiscardHandler), Metrics: metrics.New()}))
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/conduit-mesh/conduit/proxy/internal/h2"
+	"github.com/conduit-mesh/conduit/proxy/internal/servetest"
 	"github.com/conduit-mesh/conduit/proxy/metrics"
 	"github.com/conduit-mesh/conduit/proxy/origdst"
 )
@@ -103,18 +104,7 @@ func startInbound(t testing.TB, o Options, appPort uint16) (string, *Proxy) {
 	o.Identity = noIdentity{}
 	o.DetectTimeout = time.Second
 	p := New(o)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = p.Serve(l) }()
-	t.Cleanup(func() {
-		l.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = p.Shutdown(ctx)
-	})
-	return l.Addr().String(), p
+	return servetest.Serve(t, p), p
 }
 
 // noIdentity is a proxy identity no TLS client names.

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/conduit-mesh/conduit/pkg/ipv6mode"
 	"github.com/conduit-mesh/conduit/pkg/ports"
 )
 
@@ -139,27 +140,29 @@ type Config struct {
 	IPv6 IPv6Mode
 }
 
-// IPv6Mode says whether the IPv6 nat table is programmed.
-type IPv6Mode string
+// IPv6Mode says whether the IPv6 nat table is programmed: the mode the
+// proxy takes too (package ipv6mode).
+type IPv6Mode = ipv6mode.Mode
 
 // IPv6 modes. Whatever the mode, the IPv4 rules are installed.
 const (
 	// IPv6Auto programs it when the network namespace has IPv6 and
 	// ip6tables can use its nat table, and otherwise logs why not.
-	IPv6Auto IPv6Mode = "auto"
+	IPv6Auto = ipv6mode.Auto
 	// IPv6On programs it, and fails when it cannot.
-	IPv6On IPv6Mode = "on"
+	IPv6On = ipv6mode.On
 	// IPv6Off leaves it alone: IPv6 connections bypass the proxy.
-	IPv6Off IPv6Mode = "off"
+	IPv6Off = ipv6mode.Off
 )
 
-// ParseIPv6Mode accepts auto, on and off.
+// ParseIPv6Mode accepts auto, on and off, in any case and with space
+// around them (ipv6mode.Parse of the folded value).
 func ParseIPv6Mode(s string) (IPv6Mode, error) {
-	switch m := IPv6Mode(strings.ToLower(strings.TrimSpace(s))); m {
-	case IPv6Auto, IPv6On, IPv6Off:
-		return m, nil
+	m, err := ipv6mode.Parse(strings.ToLower(strings.TrimSpace(s)))
+	if err != nil {
+		return "", fmt.Errorf("iptables: %w", err)
 	}
-	return "", fmt.Errorf("iptables: unknown IPv6 mode %q (accepted: auto, on, off)", s)
+	return m, nil
 }
 
 // ipv6Mode is c.IPv6 with the default filled in.

@@ -2,7 +2,6 @@ package outbound
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"log/slog"
 	"net"
@@ -12,15 +11,14 @@ import (
 	"time"
 
 	"github.com/conduit-mesh/conduit/proxy/internal/metricstest"
+	"github.com/conduit-mesh/conduit/proxy/internal/servetest"
 	"github.com/conduit-mesh/conduit/proxy/metrics"
 	"github.com/conduit-mesh/conduit/proxy/origdst"
 )
 
 const (
-	srcSeries   = `direction="outbound",peer="src",tls="false"`
-	dstSeries   = `direction="outbound",peer="dst",tls="false"`
-	successOnly = `classification="success"} 1`
-	resetOnly   = `classification="failure",errno="ECONNRESET"} 1; classification="success"} 0`
+	srcSeries = `direction="outbound",peer="src",tls="false"`
+	dstSeries = `direction="outbound",peer="dst",tls="false"`
 )
 
 // seriesValue returns the value of a series line (name and labels), or
@@ -47,19 +45,7 @@ func startOutbound(t *testing.T, o Options, dst string) (string, *metrics.Regist
 	reg := metrics.New()
 	o.Log, o.Metrics, o.DetectTimeout = slog.New(slog.DiscardHandler), reg, time.Second
 	o.OrigDst = origdst.Func(func(net.Conn) (netip.AddrPort, error) { return netip.ParseAddrPort(dst) })
-	p := New(o)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = p.Serve(l) }()
-	t.Cleanup(func() {
-		l.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = p.Shutdown(ctx)
-	})
-	return l.Addr().String(), reg
+	return servetest.Serve(t, New(o)), reg
 }
 
 // TestOpaqueCloseClassified: an opaque connection counts each side's end
@@ -72,9 +58,9 @@ func TestOpaqueCloseClassified(t *testing.T) {
 		serverResets, clientReset bool
 		wantSrc, wantDst          string
 	}{
-		{"both close cleanly", false, false, successOnly, successOnly},
-		{"the server resets mid-stream", true, false, successOnly, resetOnly},
-		{"the client resets mid-stream", false, true, resetOnly, successOnly},
+		{"both close cleanly", false, false, metricstest.SuccessOnly, metricstest.SuccessOnly},
+		{"the server resets mid-stream", true, false, metricstest.SuccessOnly, metricstest.ResetOnly},
+		{"the client resets mid-stream", false, true, metricstest.ResetOnly, metricstest.SuccessOnly},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			addr, reg := startOutbound(t, Options{}, metricstest.PongServer(t, tc.serverResets).String())
@@ -138,8 +124,8 @@ func TestAcceptedHTTPResetIsFailure(t *testing.T) {
 			_, _ = io.WriteString(c, "GET /t HTTP/1.1\r\nHost: web\r\n") // half a head: the proxy waits
 			time.Sleep(50 * time.Millisecond)
 			metricstest.Reset(c)
-			if got := metricstest.CloseCounts(t, reg, srcSeries); got != resetOnly {
-				t.Errorf("tcp_close_total %s, want %s", got, resetOnly)
+			if got := metricstest.CloseCounts(t, reg, srcSeries); got != metricstest.ResetOnly {
+				t.Errorf("tcp_close_total %s, want %s", got, metricstest.ResetOnly)
 			}
 		})
 	}

@@ -12,6 +12,13 @@ import (
 	"github.com/conduit-mesh/conduit/proxy/metrics"
 )
 
+// What CloseCounts returns for a series that counted one connection closed
+// cleanly (SuccessOnly) or with a reset (ResetOnly).
+const (
+	SuccessOnly = `classification="success"} 1`
+	ResetOnly   = `classification="failure",errno="ECONNRESET"} 1; classification="success"} 0`
+)
+
 // CloseCounts waits up to 5 s for the series with labels (without braces)
 // to count a closed connection, and returns its tcp_close_total lines, each
 // as its class labels and value, sorted and joined with "; ".
