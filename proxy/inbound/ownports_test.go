@@ -60,7 +60,7 @@ func TestOwnPortsRefused(t *testing.T) {
 				t.Fatal(err)
 			}
 			go func() { _ = p.Serve(l) }()
-			defer l.Close() // ends Serve (Shutdown would race with Serve setting up: nothing orders them here)
+			defer l.Close() // ends Serve; nothing here needs a drain
 
 			c, err := net.Dial("tcp", l.Addr().String())
 			if err != nil {
