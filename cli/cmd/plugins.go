@@ -189,6 +189,12 @@ func printPluginUsage(w io.Writer, info pluginhost.Info) {
 	}
 }
 
+// printPluginFlags ends the help of an extension command the host runs:
+// its flags, and where mesh's own are described.
+func printPluginFlags(w io.Writer, fs *pflag.FlagSet) {
+	fmt.Fprintf(w, "Flags:\n%s\nGlobal flags (--kubeconfig, --context, -n/--namespace, --conduit-namespace): see mesh --help.\n", fs.FlagUsages())
+}
+
 func pluginInstall(ctx context.Context, o *Options, p *pluginhost.Plugin, sub string, args []string) error {
 	fs := pflag.NewFlagSet(sub, pflag.ContinueOnError)
 	fs.SetOutput(o.Err)
@@ -197,7 +203,17 @@ func pluginInstall(ctx context.Context, o *Options, p *pluginhost.Plugin, sub st
 	fs.StringArrayVarP(&files, "values", "f", nil, "values file (repeatable)")
 	fs.StringArrayVar(&ov.Set, "set", nil, "set a value, e.g. --set replicas=2 (repeatable)")
 	fs.StringArrayVar(&ov.SetString, "set-string", nil, "set a string value (repeatable)")
-	if err := fs.Parse(args); err != nil {
+	fs.Usage = func() {
+		if sub == "install" {
+			fmt.Fprintf(o.Out, "Print the manifests that install the %s extension, for kubectl apply.\n\nUsage:\n  mesh %s install [flags] | kubectl apply -f -\n\n", p.Info.Name, p.Info.Name)
+		} else {
+			fmt.Fprintf(o.Out, "Print the manifests of the %s extension's resources, for kubectl delete.\n\nUsage:\n  mesh %s uninstall [flags] | kubectl delete -f -\n\n", p.Info.Name, p.Info.Name)
+		}
+		printPluginFlags(o.Out, fs)
+	}
+	if err := fs.Parse(args); errors.Is(err, pflag.ErrHelp) {
+		return nil
+	} else if err != nil {
 		return fmt.Errorf("%s: %w", sub, err)
 	}
 	if fs.NArg() > 0 {
@@ -239,7 +255,13 @@ func pluginCheck(ctx context.Context, o *Options, p *pluginhost.Plugin, args []s
 	fs.SetOutput(o.Err)
 	co := checkOptions{}
 	fs.StringVarP(&co.output, "output", "o", healthcheck.FormatTable, "output format: table, short or json")
-	if err := fs.Parse(args); err != nil {
+	fs.Usage = func() {
+		fmt.Fprintf(o.Out, "Check the %s extension in the cluster: one line per check, and exit status 1 when one fails.\n\nUsage:\n  mesh %s check [flags]\n\n", p.Info.Name, p.Info.Name)
+		printPluginFlags(o.Out, fs)
+	}
+	if err := fs.Parse(args); errors.Is(err, pflag.ErrHelp) {
+		return 0, nil
+	} else if err != nil {
 		return 2, fmt.Errorf("check: %w", err)
 	}
 	switch co.output {

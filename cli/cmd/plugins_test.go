@@ -128,6 +128,18 @@ func TestPlugins(t *testing.T) {
 			t.Fatalf("uninstall: code %d stderr %q\n%s", code, errs, out)
 		}
 	})
+	// --help on the host's own commands of an extension teaches them, on
+	// stdout, and succeeds (it printed pflag's bare flag list and then
+	// "Error: hello: install: pflag: help requested", exit status 1).
+	t.Run("help of install, uninstall, check", func(t *testing.T) {
+		for _, args := range [][]string{{"install", "--help"}, {"uninstall", "-h"}, {"check", "--help"}} {
+			code, _, out, errs := run("", append([]string{"hello"}, args...)...)
+			if code != 0 || errs != "" {
+				t.Fatalf("%v: code %d stderr %q", args, code, errs)
+			}
+			golden(t, "plugin_help_"+args[0]+".golden", out)
+		}
+	})
 	t.Run("check", func(t *testing.T) {
 		code, _, out, errs := run("", "hello", "check", "-o", "json")
 		if code != 0 || errs != "" {
