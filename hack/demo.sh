@@ -28,13 +28,17 @@ install_core() {
     "${MESH[@]}" install --registry localhost/conduit --tag dev | kubectl apply -f - >/dev/null
   fi
   wait_rollouts conduit
-  # The injector writes the webhook's caBundle at startup and every 10 min: a
-  # webhook configuration re-created since (make cluster-down deletes it, the
-  # upgrade re-creates it) has none, and pods would be created unmeshed.
+  # The injector writes the webhook's caBundle at start-up and again whenever
+  # the webhook configuration changes (it watches it): after an upgrade that
+  # re-created the configuration, wait for it, or the demo's pods would be
+  # created unmeshed.
+  for _ in $(seq 60); do
+    [ -n "$(kubectl get mutatingwebhookconfiguration conduit-proxy-injector -o jsonpath='{.webhooks[0].clientConfig.caBundle}')" ] && break
+    sleep 1
+  done
   if [ -z "$(kubectl get mutatingwebhookconfiguration conduit-proxy-injector -o jsonpath='{.webhooks[0].clientConfig.caBundle}')" ]; then
-    echo "    the injector webhook has no caBundle yet: restarting the injector so that it writes it"
-    kubectl -n conduit rollout restart deploy/conduit-injector >/dev/null
-    kubectl -n conduit rollout status deploy/conduit-injector --timeout=180s
+    echo "demo: the injector has not written its webhook's caBundle within 60 s: see kubectl -n conduit logs deploy/conduit-injector" >&2
+    exit 1
   fi
   "${MESH[@]}" check --wait 3m
 }
