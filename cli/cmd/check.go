@@ -83,6 +83,9 @@ when a check fails (warnings do not fail).`,
 			default:
 				return fmt.Errorf("check: unknown output format %q (accepted: table, short, json)", co.output)
 			}
+			if co.wait < 0 {
+				return fmt.Errorf("check: --wait %s is negative (accepted: 0s, to run each check once, or more, e.g. 2m)", co.wait)
+			}
 			ctx := cmd.Context()
 			cats := coreCategories(o, co)
 			if ExtraCheckCategories != nil && !co.pre {

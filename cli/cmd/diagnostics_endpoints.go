@@ -45,6 +45,9 @@ or "<ip>:<port>".`,
 			if output != "table" && output != "json" {
 				return fmt.Errorf("diagnostics endpoints: -o %q: accepted: table, json", output)
 			}
+			if err := checkTimeout("diagnostics endpoints", "timeout", timeout); err != nil {
+				return err
+			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
 			u, err := fetchEndpoints(ctx, o, args[0], timeout)

@@ -40,6 +40,9 @@ client's namespace overrides the Service's). AUTHORITY is
 			if output != "table" && output != "json" {
 				return fmt.Errorf("diagnostics profile: -o %q: accepted: table, json", output)
 			}
+			if err := checkTimeout("diagnostics profile", "timeout", timeout); err != nil {
+				return err
+			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
 			p, err := fetchProfile(ctx, o, args[0], o.Namespace, timeout)

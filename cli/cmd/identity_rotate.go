@@ -71,6 +71,9 @@ next issuer). See docs/identity.md.`,
   mesh identity rotate-anchors --new-anchor-file b.crt --from-step 5`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkTimeout("rotate-anchors", "timeout", f.timeout); err != nil {
+				return err
+			}
 			k, err := o.Kube()
 			if err != nil {
 				return fmt.Errorf("rotate-anchors: %w", err)

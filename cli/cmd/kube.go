@@ -20,6 +20,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/portforward"
 	"k8s.io/client-go/transport/spdy"
+
+	"github.com/conduit-mesh/conduit/pkg/clikit"
 )
 
 // Kube bundles the clients a command needs to talk to the cluster selected by
@@ -46,9 +48,10 @@ func (o *Options) clientConfig() clientcmd.ClientConfig {
 
 // RESTConfig returns the REST configuration of the selected cluster.
 func (o *Options) RESTConfig() (*rest.Config, error) {
-	cfg, err := o.clientConfig().ClientConfig()
+	cc := o.clientConfig()
+	cfg, err := cc.ClientConfig()
 	if err != nil {
-		return nil, fmt.Errorf("kubernetes: load kubeconfig: %w (set --kubeconfig or $KUBECONFIG, and --context if needed)", err)
+		return nil, fmt.Errorf("kubernetes: %w", clikit.KubeconfigError(cc.ConfigAccess().(*clientcmd.ClientConfigLoadingRules), o.Context, err))
 	}
 	cfg.UserAgent = "mesh"
 	if cfg.Timeout == 0 {

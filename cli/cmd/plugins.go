@@ -168,11 +168,19 @@ func runPluginCommand(ctx context.Context, o *Options, p *pluginhost.Plugin, arg
 	case p.Info.Has(client.Commands):
 		return p.Run(ctx, args, o.kubeFlags(), client.Stdio{In: o.In, Out: o.Out, Err: o.Err, OutIsTerminal: isTerminal(o.Out)})
 	}
-	printPluginUsage(o.Err, p.Info)
+	return pluginUsage(o, p.Info, sub)
+}
+
+// pluginUsage answers `mesh <name> [sub]` for an extension that serves no
+// commands of its own: its usage, on stdout when asked for (no sub, help,
+// -h, --help), else on stderr with an error.
+func pluginUsage(o *Options, info pluginhost.Info, sub string) (int, error) {
 	if sub == "" || sub == "help" || sub == "--help" || sub == "-h" {
+		printPluginUsage(o.Out, info) // asked for: on stdout, like every command's help
 		return 0, nil
 	}
-	return 2, fmt.Errorf("unknown command %q", sub)
+	printPluginUsage(o.Err, info)
+	return 1, fmt.Errorf("unknown command %q (see 'mesh %s --help')", sub, info.Name)
 }
 
 func printPluginUsage(w io.Writer, info pluginhost.Info) {
@@ -214,7 +222,7 @@ func pluginInstall(ctx context.Context, o *Options, p *pluginhost.Plugin, sub st
 	if err := fs.Parse(args); errors.Is(err, pflag.ErrHelp) {
 		return nil
 	} else if err != nil {
-		return fmt.Errorf("%s: %w", sub, err)
+		return fmt.Errorf("%s: %w (see 'mesh %s %s --help')", sub, err, p.Info.Name, sub)
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%s takes no arguments, got %q", sub, fs.Args())
@@ -262,12 +270,15 @@ func pluginCheck(ctx context.Context, o *Options, p *pluginhost.Plugin, args []s
 	if err := fs.Parse(args); errors.Is(err, pflag.ErrHelp) {
 		return 0, nil
 	} else if err != nil {
-		return 2, fmt.Errorf("check: %w", err)
+		return 1, fmt.Errorf("check: %w (see 'mesh %s check --help')", err, p.Info.Name)
+	}
+	if fs.NArg() > 0 {
+		return 1, fmt.Errorf("check takes no arguments, got %q", fs.Args())
 	}
 	switch co.output {
 	case healthcheck.FormatTable, healthcheck.FormatShort, healthcheck.FormatJSON:
 	default:
-		return 2, fmt.Errorf("check: unknown output format %q (accepted: table, short, json)", co.output)
+		return 1, fmt.Errorf("check: unknown output format %q (accepted: table, short, json)", co.output)
 	}
 	cats, err := p.Check(ctx, o.kubeFlags())
 	if !runChecks(ctx, o, pluginCheckCategories(p.Info.Name, cats, err), co).Success {

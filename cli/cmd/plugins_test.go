@@ -100,7 +100,15 @@ func TestPlugins(t *testing.T) {
 			stderr: "Error: unknown command \"nope\" for \"mesh\": it is no built-in command, and no plugin mesh-nope is in $MESH_PLUGINS_DIR, ~/.conduit/plugins or $PATH\n" +
 				"Run 'mesh --help' for the commands, and 'mesh extensions list' for the extensions installed in the cluster.\n"},
 		{name: "install flags", args: []string{"hello", "install", "--bogus"}, handled: true, code: 1,
-			stderr: "Error: hello: install: unknown flag: --bogus\n"},
+			stderr: "Error: hello: install: unknown flag: --bogus (see 'mesh hello install --help')\n"},
+		// A usage error of check exits 1, as every other does (docs/cli.md);
+		// it was 2, and extra arguments were ignored.
+		{name: "check flags", args: []string{"hello", "check", "--bogus"}, handled: true, code: 1,
+			stderr: "Error: hello: check: unknown flag: --bogus (see 'mesh hello check --help')\n"},
+		{name: "check output", args: []string{"hello", "check", "-o", "yaml"}, handled: true, code: 1,
+			stderr: "Error: hello: check: unknown output format \"yaml\" (accepted: table, short, json)\n"},
+		{name: "check arguments", args: []string{"hello", "check", "x"}, handled: true, code: 1,
+			stderr: "Error: hello: check takes no arguments, got [\"x\"]\n"},
 		{name: "install arguments", args: []string{"hello", "install", "x"}, handled: true, code: 1,
 			stderr: "Error: hello: install takes no arguments, got [\"x\"]\n"},
 	} {

@@ -8,6 +8,8 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/conduit-mesh/conduit/pkg/clikit"
 )
 
 // Options are the flags every command shares, named as kubectl names them.
@@ -66,6 +68,8 @@ Get started:
 		newInjectCmd(o),
 		newUninjectCmd(o),
 	)
+	root.InitDefaultCompletionCmd() // now, so that clikit.TidyUsageErrors sees it
+	clikit.TidyUsageErrors(root)
 	return root
 }
 

@@ -26,28 +26,32 @@ type Scraper interface {
 // proxy), and Prometheus scraping the proxies.
 func Check(ctx context.Context, kc kubernetes.Interface, api Scraper, vizNS string) []sdk.CheckCategory {
 	cat := sdk.CheckCategory{Name: "conduit-viz"}
-	add := func(desc string, st sdk.CheckStatus, hint string) {
-		cat.Checks = append(cat.Checks, sdk.CheckResult{Description: desc, Status: st, Hint: hint})
+	// A failed check says what went wrong (msg) and what to do (hint): the
+	// host prints msg as the error, "reported by the extension" when empty.
+	add := func(desc string, st sdk.CheckStatus, msg, hint string) {
+		cat.Checks = append(cat.Checks, sdk.CheckResult{Description: desc, Status: st, Error: msg, Hint: hint})
 	}
 	ns, err := kc.CoreV1().Namespaces().Get(ctx, vizNS, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
-		add(fmt.Sprintf("viz namespace %s exists", vizNS), sdk.StatusFail, "install viz: mesh viz install | kubectl apply -f -")
+		add(fmt.Sprintf("viz namespace %s exists", vizNS), sdk.StatusFail, fmt.Sprintf("namespace %s not found", vizNS), "install viz: mesh viz install | kubectl apply -f -")
 		return []sdk.CheckCategory{cat}
 	case err != nil:
-		add(fmt.Sprintf("viz namespace %s exists", vizNS), sdk.StatusFail, err.Error())
+		add(fmt.Sprintf("viz namespace %s exists", vizNS), sdk.StatusFail, err.Error(),
+			"check that the cluster of your kubeconfig context is reachable and that you may get namespaces: kubectl get namespace "+vizNS)
 		return []sdk.CheckCategory{cat}
 	}
 	if ns.Labels[ExtensionLabel] != "viz" {
 		add(fmt.Sprintf("namespace %s is labelled %s=viz", vizNS, ExtensionLabel), sdk.StatusFail,
-			"the namespace exists but was not created by 'mesh viz install': pick another with --viz-namespace")
+			fmt.Sprintf("namespace %s has no label %s=viz", vizNS, ExtensionLabel),
+			"the namespace exists but 'mesh viz install' did not create it: kubectl get namespace "+vizNS+" --show-labels")
 		return []sdk.CheckCategory{cat}
 	}
-	add(fmt.Sprintf("viz namespace %s exists", vizNS), sdk.StatusOK, "")
+	add(fmt.Sprintf("viz namespace %s exists", vizNS), sdk.StatusOK, "", "")
 
 	deps, err := kc.AppsV1().Deployments(vizNS).List(ctx, metav1.ListOptions{LabelSelector: ExtensionLabel + "=viz"})
 	if err != nil {
-		add("viz deployments are available", sdk.StatusFail, err.Error())
+		add("viz deployments are available", sdk.StatusFail, err.Error(), "check that you may list deployments: kubectl -n "+vizNS+" get deployments")
 		return []sdk.CheckCategory{cat}
 	}
 	var notReady []string
@@ -58,11 +62,11 @@ func Check(ctx context.Context, kc kubernetes.Interface, api Scraper, vizNS stri
 	}
 	switch {
 	case len(deps.Items) == 0:
-		add("viz deployments are available", sdk.StatusFail, "no viz deployment found: reinstall with mesh viz install | kubectl apply -f -")
+		add("viz deployments are available", sdk.StatusFail, "no viz deployment found in "+vizNS, "reinstall: mesh viz install | kubectl apply -f -")
 	case len(notReady) > 0:
-		add("viz deployments are available", sdk.StatusFail, fmt.Sprintf("not available yet: %v (kubectl -n %s get pods)", notReady, vizNS))
+		add("viz deployments are available", sdk.StatusFail, fmt.Sprintf("not available yet: %v", notReady), fmt.Sprintf("kubectl -n %s get pods", vizNS))
 	default:
-		add("viz deployments are available", sdk.StatusOK, "")
+		add("viz deployments are available", sdk.StatusOK, "", "")
 	}
 
 	if api == nil {
@@ -70,18 +74,19 @@ func Check(ctx context.Context, kc kubernetes.Interface, api Scraper, vizNS stri
 	}
 	s, err := api.Scrapes(ctx)
 	if err != nil {
-		add("metrics API answers and reaches Prometheus", sdk.StatusFail, err.Error())
+		add("metrics API answers and reaches Prometheus", sdk.StatusFail, err.Error(),
+			fmt.Sprintf("kubectl -n %s logs deploy/metrics-api; kubectl -n %s get pods", vizNS, vizNS))
 		return []sdk.CheckCategory{cat}
 	}
-	add("metrics API answers and reaches Prometheus", sdk.StatusOK, "")
+	add("metrics API answers and reaches Prometheus", sdk.StatusOK, "", "")
 	switch {
 	case s.Targets == 0:
-		add("Prometheus scrapes the proxies", sdk.StatusWarn, "no meshed pod found yet: mesh some workloads (conduit.dev/inject=enabled)")
+		add("Prometheus scrapes the proxies", sdk.StatusWarn, "no meshed pod found yet", "mesh some workloads (conduit.dev/inject=enabled)")
 	case s.Up < s.Targets:
 		add(fmt.Sprintf("Prometheus scrapes the proxies (%d of %d up)", s.Up, s.Targets), sdk.StatusWarn,
-			"some proxies' admin port 4191 cannot be scraped: check the pods' proxies")
+			fmt.Sprintf("%d of %d proxies' admin port 4191 cannot be scraped", s.Targets-s.Up, s.Targets), "check the pods' proxies: mesh check --proxy")
 	default:
-		add(fmt.Sprintf("Prometheus scrapes the proxies (%d up)", s.Up), sdk.StatusOK, "")
+		add(fmt.Sprintf("Prometheus scrapes the proxies (%d up)", s.Up), sdk.StatusOK, "", "")
 	}
 	return []sdk.CheckCategory{cat}
 }

@@ -20,7 +20,9 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -131,7 +133,16 @@ func TestCommandErrors(t *testing.T) {
 		{[]string{"stat", "deploy", "--from", "deploy/web", "--to", "deploy/emoji"}, "cannot be combined"},
 		{[]string{"edges", "svc"}, "between workloads"},
 		{[]string{"routes", "svc"}, "one service or workload"},
-		{[]string{"stat"}, "accepts between 1 and 2 arg"},
+		{[]string{"stat"}, "mesh viz stat: accepts between 1 and 2 arg(s), received 0 (usage: mesh viz stat TYPE[/NAME] [NAME] [flags])"},
+		// A bad window reached the cluster (edges, routes): refused first, as stat does.
+		{[]string{"edges", "deploy", "-t", "-1m"}, "metrics: window -1m0s is out of range"},
+		{[]string{"routes", "svc/emoji-svc", "-t", "soon"}, `metrics: window "soon"`},
+		// Printed the help of viz and exited 0.
+		{[]string{"bogus"}, `unknown command "bogus" for "mesh viz"`},
+		// Named no command.
+		{[]string{"tap", "deploy/web", "--duration", "5s"}, "mesh viz tap: unknown flag: --duration (see 'mesh viz tap --help')"},
+		{[]string{"top"}, "mesh viz top: accepts between 1 and 2 arg(s), received 0 (usage: mesh viz top TYPE/NAME [flags])"},
+		{[]string{"dashboard", "x"}, `unknown command "x" for "mesh viz dashboard"`},
 	} {
 		if _, err := run(t, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: err = %v, want %q", tc.args, err, tc.want)
@@ -159,7 +170,7 @@ func TestCheck(t *testing.T) {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "conduit-viz", Labels: map[string]string{ExtensionLabel: "viz"}}}
 	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "conduit-viz", Labels: map[string]string{ExtensionLabel: "viz"}}}
 	cats = Check(context.Background(), fake.NewClientset(ns, dep), scraper{s: metrics.ScrapeStatus{Targets: 3, Up: 3}}, "conduit-viz")
-	if c := cats[0].Checks; len(c) < 2 || c[0].Status != sdk.StatusOK || c[1].Status != sdk.StatusFail || !strings.Contains(c[1].Hint, "web") {
+	if c := cats[0].Checks; len(c) < 2 || c[0].Status != sdk.StatusOK || c[1].Status != sdk.StatusFail || !strings.Contains(c[1].Error, "web") {
 		t.Fatalf("unavailable deployment passed: %+v", cats)
 	}
 
@@ -180,5 +191,85 @@ func TestCheck(t *testing.T) {
 		if c[1].Status != sdk.StatusOK || last.Status != tc.last || !strings.Contains(last.Description, tc.desc) {
 			t.Errorf("scrapes %+v: checks = %+v", tc.s, c)
 		}
+	}
+}
+
+// TestBadInputBeforeConnecting: a bad flag value is refused before the
+// cluster is reached (edges and routes sent a bad -t to the cluster, so
+// that with no cluster the user saw a kubeconfig error instead).
+func TestBadInputBeforeConnecting(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"stat", "deploy", "-t", "-5s"}, "window -5s is out of range"},
+		{[]string{"edges", "deploy", "-t", "-1m"}, "window -1m0s is out of range"},
+		{[]string{"edges", "deploy", "-t", "abc"}, `window "abc"`},
+		{[]string{"routes", "svc/web-svc", "-t", "0s"}, "window 0s is out of range"},
+		{[]string{"routes", "svc/web-svc", "-o", "yaml"}, `unknown output format "yaml"`},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			var out, errb bytes.Buffer
+			env := &Env{Out: &out, Err: &errb, In: strings.NewReader(""),
+				NewAPI: func(context.Context, KubeFlags, string) (API, string, error) {
+					return nil, "", errors.New("connected to the cluster")
+				}}
+			root := NewCommand(env)
+			root.SetArgs(append([]string{"viz"}, tc.args...))
+			err := root.ExecuteContext(context.Background())
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v, want %q", err, tc.want)
+			}
+			if out.Len() != 0 || errb.Len() != 0 {
+				t.Errorf("stdout %q stderr %q", out.String(), errb.String())
+			}
+		})
+	}
+}
+
+// TestCheckSaysWhatFailed: every check that does not pass says what went
+// wrong (Error) and what to do (Hint); the error was in the hint, and the
+// host printed "reported by the extension" in its place.
+func TestCheckSaysWhatFailed(t *testing.T) {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "conduit-viz", Labels: map[string]string{ExtensionLabel: "viz"}}}
+	foreign := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "conduit-viz"}}
+	ready := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "conduit-viz", Labels: map[string]string{ExtensionLabel: "viz"}},
+		Status: appsv1.DeploymentStatus{AvailableReplicas: 1, Conditions: []appsv1.DeploymentCondition{{Type: appsv1.DeploymentAvailable, Status: "True"}}}}
+	unready := ready.DeepCopy()
+	unready.Status = appsv1.DeploymentStatus{}
+	unreachable := fake.NewClientset()
+	unreachable.PrependReactor("get", "namespaces", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, errors.New("dial tcp 127.0.0.1:1: connect: connection refused")
+	})
+	for _, tc := range []struct {
+		name      string
+		kc        *fake.Clientset
+		api       scraper
+		wantError string
+	}{
+		{"unreachable", unreachable, scraper{}, "connection refused"},
+		{"not installed", fake.NewClientset(), scraper{}, "namespace conduit-viz not found"},
+		{"foreign namespace", fake.NewClientset(foreign), scraper{}, "has no label conduit.dev/extension=viz"},
+		{"no deployment", fake.NewClientset(ns), scraper{s: metrics.ScrapeStatus{Targets: 1, Up: 1}}, "no viz deployment found in conduit-viz"},
+		{"deployment unavailable", fake.NewClientset(ns, unready), scraper{s: metrics.ScrapeStatus{Targets: 1, Up: 1}}, "not available yet: [web]"},
+		{"metrics API down", fake.NewClientset(ns, ready), scraper{err: errors.New("boom")}, "boom"},
+		{"no meshed pod", fake.NewClientset(ns, ready), scraper{}, "no meshed pod found yet"},
+		{"some scrapes down", fake.NewClientset(ns, ready), scraper{s: metrics.ScrapeStatus{Targets: 3, Up: 1}}, "2 of 3 proxies"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cats := Check(context.Background(), tc.kc, tc.api, "conduit-viz")
+			var failed []sdk.CheckResult
+			for _, c := range cats[0].Checks {
+				if c.Status != sdk.StatusOK {
+					failed = append(failed, c)
+				}
+			}
+			if len(failed) != 1 {
+				t.Fatalf("want one check that does not pass: %+v", cats[0].Checks)
+			}
+			if f := failed[0]; !strings.Contains(f.Error, tc.wantError) || f.Hint == "" || strings.Contains(f.Hint, tc.wantError) {
+				t.Errorf("error %q (want %q), hint %q", f.Error, tc.wantError, f.Hint)
+			}
+		})
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/conduit-mesh/conduit/pkg/clikit"
 )
 
 // KubeFlags select the cluster, as the mesh CLI passes them.
@@ -32,7 +34,7 @@ func Connect(k KubeFlags) (*Kube, error) {
 	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: k.Context})
 	cfg, err := cc.ClientConfig()
 	if err != nil {
-		return nil, fmt.Errorf("viz: loading kubeconfig: %w (set --kubeconfig or $KUBECONFIG)", err)
+		return nil, fmt.Errorf("viz: %w", clikit.KubeconfigError(rules, k.Context, err))
 	}
 	cfg.UserAgent = "mesh-viz"
 	if cfg.Timeout == 0 {

@@ -4,9 +4,11 @@ import (
 	"context"
 	"io"
 
+	"github.com/spf13/cobra"
+
 	"github.com/conduit-mesh/conduit/extensions/viz/metrics"
 	"github.com/conduit-mesh/conduit/extensions/viz/metricsapi"
-	"github.com/spf13/cobra"
+	"github.com/conduit-mesh/conduit/pkg/clikit"
 )
 
 // DefaultVizNamespace is where `mesh viz install` puts the extension.
@@ -63,6 +65,7 @@ func NewCommand(env *Env) *cobra.Command {
 	mesh.SetErr(env.Err)
 	mesh.SetIn(env.In)
 	mesh.AddCommand(newVizCmd(env))
+	clikit.TidyUsageErrors(mesh)
 	return mesh
 }
 
@@ -108,6 +111,16 @@ func (q *queryFlags) register(c *cobra.Command, all bool) {
 	c.Flags().StringVarP(&q.window, "time-window", "t", "1m", "time window of the metrics (10s to 24h)")
 }
 
+// check refuses a bad -o or -t before connecting: edges and routes sent a
+// negative or malformed window to the cluster (or failed to reach it first).
+func (q *queryFlags) check() error {
+	if err := checkOutput(q.output); err != nil {
+		return err
+	}
+	_, err := metrics.ParseWindow(q.window)
+	return err
+}
+
 func newStatCmd(env *Env, vizNS *string) *cobra.Command {
 	var q queryFlags
 	var from, to, fromNS, toNS string
@@ -127,10 +140,7 @@ the traffic they receive from one.`,
   mesh viz stat deploy -n emojivoto --from deploy/vote-bot -o json`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(q.output); err != nil {
-				return err
-			}
-			if _, err := metrics.ParseWindow(q.window); err != nil {
+			if err := q.check(); err != nil {
 				return err
 			}
 			if _, err := metrics.ParseResource(args, ""); err != nil {
@@ -186,7 +196,7 @@ func newEdgesCmd(env *Env, vizNS *string) *cobra.Command {
   mesh viz edges po -A -o json`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(q.output); err != nil {
+			if err := q.check(); err != nil {
 				return err
 			}
 			if _, err := metrics.ParseResource(args, ""); err != nil {
@@ -229,7 +239,7 @@ had no traffic in the window are listed too (services only).`,
   mesh viz routes deploy/web -n emojivoto -o json`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(q.output); err != nil {
+			if err := q.check(); err != nil {
 				return err
 			}
 			if _, err := metrics.ParseResource(args, ""); err != nil {
