@@ -1,9 +1,11 @@
 package clikit
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -75,4 +77,25 @@ func KubeconfigError(rules *clientcmd.ClientConfigLoadingRules, context string, 
 		where += fmt.Sprintf(", context %q", context)
 	}
 	return fmt.Errorf("load %s: %w ('kubectl config get-contexts' lists the contexts; set --kubeconfig or $KUBECONFIG, and --context if needed)", where, err)
+}
+
+// Unreachable reports whether err is a call that got no answer from the
+// Kubernetes API server at all (connection refused, timeout, DNS, TLS): the
+// HTTP client's *url.Error, which client-go returns as it is. An answer, even
+// an error (a Status: forbidden, not found, no endpoints), is not; nor is the
+// user's interrupt.
+func Unreachable(err error) bool {
+	var u *url.Error
+	return errors.As(err, &u) && !errors.Is(err, context.Canceled)
+}
+
+// APIServerError says that the API server at server, of the kubeconfig
+// context (empty: not named), could not be reached, with err (what the
+// client saw) wrapped: a failure of the cluster, not of what was asked of it.
+func APIServerError(server, context string, err error) error {
+	where := server
+	if context != "" {
+		where += fmt.Sprintf(" (kubeconfig context %q)", context)
+	}
+	return fmt.Errorf("cannot reach the Kubernetes API server %s: %w (is the cluster running, and is it the cluster of your context? kubectl config current-context)", where, err)
 }

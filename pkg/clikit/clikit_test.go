@@ -1,11 +1,18 @@
 package clikit
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
@@ -57,5 +64,30 @@ current-context: kind
 				t.Errorf("speaks of KUBERNETES_MASTER: %v", err)
 			}
 		})
+	}
+}
+
+// TestUnreachable: only a call without an answer is the API server's
+// unreachability; an answer (a Status) or the user's interrupt is not.
+func TestUnreachable(t *testing.T) {
+	refused := &url.Error{Op: "Get", URL: "https://127.0.0.1:6443/api", Err: syscall.ECONNREFUSED}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"refused", refused, true},
+		{"wrapped", fmt.Errorf("viz: listing: %w", refused), true},
+		{"answered", apierrors.NewNotFound(schema.GroupResource{Resource: "services"}, "metrics-api"), false},
+		{"interrupted", &url.Error{Op: "Get", URL: "https://x", Err: context.Canceled}, false},
+		{"nil", nil, false},
+	} {
+		if got := Unreachable(tc.err); got != tc.want {
+			t.Errorf("%s: Unreachable = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	err := APIServerError("https://127.0.0.1:6443", "kind-conduit", refused)
+	if want := `cannot reach the Kubernetes API server https://127.0.0.1:6443 (kubeconfig context "kind-conduit"): Get`; !strings.HasPrefix(err.Error(), want) || !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("err = %v, want %q... wrapping the cause", err, want)
 	}
 }

@@ -13,17 +13,15 @@ import (
 	"k8s.io/client-go/kubernetes"
 )
 
-// ExtensionLabel marks the extension's namespace.
-const ExtensionLabel = "conduit.dev/extension"
-
 // Scraper reports how Prometheus scrapes the proxies (the metrics API client).
 type Scraper interface {
 	Scrapes(context.Context) (metrics.ScrapeStatus, error)
 }
 
-// Check runs the viz health checks against the cluster: the namespace, its
-// deployments, the metrics API (api; nil: through the API server's service
-// proxy), and Prometheus scraping the proxies.
+// Check runs the viz health checks against the cluster: the namespace
+// (vizNS; empty: the one labelled conduit.dev/extension=viz, else
+// DefaultVizNamespace), its deployments, the metrics API (api; nil: through
+// the API server's service proxy), and Prometheus scraping the proxies.
 func Check(ctx context.Context, kc kubernetes.Interface, api Scraper, vizNS string) []sdk.CheckCategory {
 	cat := sdk.CheckCategory{Name: "conduit-viz"}
 	// A failed check says what went wrong (msg) and what to do (hint): the
@@ -31,10 +29,29 @@ func Check(ctx context.Context, kc kubernetes.Interface, api Scraper, vizNS stri
 	add := func(desc string, st sdk.CheckStatus, msg, hint string) {
 		cat.Checks = append(cat.Checks, sdk.CheckResult{Description: desc, Status: st, Error: msg, Hint: hint})
 	}
+	notFound := fmt.Sprintf("namespace %s not found", vizNS)
+	if vizNS == "" {
+		names, err := VizNamespaces(ctx, kc)
+		switch {
+		case err != nil && !apierrors.IsForbidden(err):
+			add("viz namespace exists", sdk.StatusFail, err.Error(),
+				"check that the cluster of your kubeconfig context is reachable and that you may list namespaces: kubectl get namespaces -l "+vizSelector)
+			return []sdk.CheckCategory{cat}
+		case len(names) > 1:
+			add("viz is installed in one namespace", sdk.StatusFail, moreThanOne(names),
+				"keep one, and remove the others with: mesh viz uninstall --set namespace=NAMESPACE | kubectl delete -f -")
+			return []sdk.CheckCategory{cat}
+		case len(names) == 1:
+			vizNS, notFound = names[0], fmt.Sprintf("namespace %s not found", names[0])
+		default: // none labelled, or namespaces may not be listed: the default's checks say what is wrong
+			vizNS = DefaultVizNamespace
+			notFound = fmt.Sprintf("namespace %s not found, and no namespace is labelled %s", vizNS, vizSelector)
+		}
+	}
 	ns, err := kc.CoreV1().Namespaces().Get(ctx, vizNS, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
-		add(fmt.Sprintf("viz namespace %s exists", vizNS), sdk.StatusFail, fmt.Sprintf("namespace %s not found", vizNS), "install viz: mesh viz install | kubectl apply -f -")
+		add(fmt.Sprintf("viz namespace %s exists", vizNS), sdk.StatusFail, notFound, "install viz: mesh viz install | kubectl apply -f -")
 		return []sdk.CheckCategory{cat}
 	case err != nil:
 		add(fmt.Sprintf("viz namespace %s exists", vizNS), sdk.StatusFail, err.Error(),

@@ -59,8 +59,15 @@ func run(t *testing.T, args ...string) (string, error) {
 	var out, errb bytes.Buffer
 	env := &Env{Out: &out, Err: &errb, In: strings.NewReader(""),
 		NewAPI: func(_ context.Context, k KubeFlags, vizNS string) (API, string, error) {
-			if vizNS != DefaultVizNamespace {
-				t.Errorf("viz namespace = %q", vizNS)
+			// --viz-namespace as given; empty (found by its label) without it.
+			want := ""
+			for i, a := range args {
+				if a == "--viz-namespace" && i+1 < len(args) {
+					want = args[i+1]
+				}
+			}
+			if vizNS != want {
+				t.Errorf("viz namespace = %q, want %q", vizNS, want)
 			}
 			ns := k.Namespace
 			if ns == "" {
@@ -81,6 +88,7 @@ func TestGoldenOutput(t *testing.T) {
 	}{
 		{"stat_deploy.golden", []string{"stat", "deploy"}},
 		{"stat_deploy_wide.golden", []string{"stat", "deploy", "-o", "wide"}},
+		{"stat_deploy.golden", []string{"stat", "deploy", "--viz-namespace", "viz-other"}},
 		{"stat_deploy_web.json", []string{"stat", "deploy/web", "-o", "json"}},
 		{"stat_deploy_all.golden", []string{"stat", "deploy", "-A"}},
 		{"stat_svc.golden", []string{"stat", "svc", "-t", "5m"}},
@@ -257,7 +265,7 @@ func TestCheckSaysWhatFailed(t *testing.T) {
 		{"some scrapes down", fake.NewClientset(ns, ready), scraper{s: metrics.ScrapeStatus{Targets: 3, Up: 1}}, "2 of 3 proxies"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cats := Check(context.Background(), tc.kc, tc.api, "conduit-viz")
+			cats := Check(context.Background(), tc.kc, tc.api, "") // as the plugin does: found by its label
 			var failed []sdk.CheckResult
 			for _, c := range cats[0].Checks {
 				if c.Status != sdk.StatusOK {

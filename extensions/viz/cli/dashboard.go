@@ -102,10 +102,14 @@ func portForward(k *Kube, ns, pod, address string, localPort, remotePort int, er
 	return int(ports[0].Local), stop, errCh, nil
 }
 
-func dashboard(ctx context.Context, k *Kube, ns, address string, port int, show string, out, errw io.Writer) error {
+func dashboard(ctx context.Context, k *Kube, vizNS, address string, port int, show string, out, errw io.Writer) error {
+	ns, err := ResolveVizNamespace(ctx, k.Client, vizNS)
+	if err != nil {
+		return k.explain(err)
+	}
 	pod, err := readyPod(ctx, k, ns, "web")
 	if err != nil {
-		return err
+		return k.explain(err)
 	}
 	local, stop, done, err := portForward(k, ns, pod, address, port, WebPort, errw)
 	if err != nil {

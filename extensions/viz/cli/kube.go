@@ -23,6 +23,17 @@ type Kube struct {
 	Client    kubernetes.Interface
 	Dynamic   dynamic.Interface
 	Namespace string // -n, or the kubeconfig context's namespace, or "default"
+	Context   string // the kubeconfig context: --context, or the current one
+}
+
+// explain words err when it is the API server that could not be reached
+// (clikit.Unreachable), naming the server and the context; other errors are
+// returned as they are.
+func (k *Kube) explain(err error) error {
+	if !clikit.Unreachable(err) {
+		return err
+	}
+	return fmt.Errorf("viz: %w", clikit.APIServerError(k.Config.Host, k.Context, err))
 }
 
 // Connect builds the clients of the cluster k selects.
@@ -35,6 +46,10 @@ func Connect(k KubeFlags) (*Kube, error) {
 	cfg, err := cc.ClientConfig()
 	if err != nil {
 		return nil, fmt.Errorf("viz: %w", clikit.KubeconfigError(rules, k.Context, err))
+	}
+	context := k.Context
+	if raw, err := cc.RawConfig(); err == nil && context == "" {
+		context = raw.CurrentContext
 	}
 	cfg.UserAgent = "mesh-viz"
 	if cfg.Timeout == 0 {
@@ -54,5 +69,5 @@ func Connect(k KubeFlags) (*Kube, error) {
 	if err != nil {
 		return nil, fmt.Errorf("viz: kubernetes dynamic client: %w", err)
 	}
-	return &Kube{Config: cfg, Client: kc, Dynamic: dc, Namespace: ns}, nil
+	return &Kube{Config: cfg, Client: kc, Dynamic: dc, Namespace: ns, Context: context}, nil
 }

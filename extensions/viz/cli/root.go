@@ -2,7 +2,9 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -26,8 +28,10 @@ type Env struct {
 	Out, Err io.Writer
 	In       io.Reader
 	Kube     KubeFlags
-	// NewAPI returns the metrics API client and the default namespace; nil
-	// connects to the cluster and goes through the API server's service proxy.
+	// NewAPI returns the metrics API client and the default namespace, for
+	// vizNamespace (--viz-namespace; empty: find it, see ResolveVizNamespace);
+	// nil connects to the cluster and goes through the API server's service
+	// proxy.
 	NewAPI func(ctx context.Context, k KubeFlags, vizNamespace string) (API, string, error)
 	// NewTap returns what tap and top need; nil connects to the cluster and
 	// port-forwards to the proxies.
@@ -42,11 +46,38 @@ func (e *Env) api(ctx context.Context, vizNS string) (API, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	return metricsapi.NewKubeClient(k.Client, vizNS), k.Namespace, nil
+	ns, err := ResolveVizNamespace(ctx, k.Client, vizNS)
+	if err != nil {
+		return nil, "", k.explain(err)
+	}
+	return kubeAPI{metricsapi.NewKubeClient(k.Client, ns), k}, k.Namespace, nil
 }
 
-// Commands are the subcommands the plugin serves (install, uninstall and
-// check are the SDK's Installer and Checker).
+// kubeAPI is the metrics API through the API server's service proxy, whose
+// errors name the API server when it is the API server that did not answer.
+type kubeAPI struct {
+	c *metricsapi.Client
+	k *Kube
+}
+
+func (a kubeAPI) Stat(ctx context.Context, r metrics.StatRequest) ([]metrics.StatRow, error) {
+	rows, err := a.c.Stat(ctx, r)
+	return rows, a.k.explain(err)
+}
+
+func (a kubeAPI) Edges(ctx context.Context, r metrics.EdgesRequest) ([]metrics.Edge, error) {
+	edges, err := a.c.Edges(ctx, r)
+	return edges, a.k.explain(err)
+}
+
+func (a kubeAPI) Routes(ctx context.Context, r metrics.RoutesRequest) ([]metrics.RouteRow, error) {
+	routes, err := a.c.Routes(ctx, r)
+	return routes, a.k.explain(err)
+}
+
+// Commands are the subcommands the plugin serves, as it advertises them to
+// mesh (install, uninstall and check are the SDK's Installer and Checker,
+// which mesh serves: HostCommands).
 var Commands = []struct{ Name, Short string }{
 	{"stat", "Golden metrics (success rate, RPS, latency, TCP connections) of resources"},
 	{"routes", "Per-route metrics of a service or workload, from its service profile"},
@@ -89,11 +120,26 @@ Install, check and remove it with:
 	root.SetErr(env.Err)
 	root.SetIn(env.In)
 	pf := root.PersistentFlags()
-	pf.StringVar(&vizNS, "viz-namespace", DefaultVizNamespace, "namespace of the viz extension")
+	pf.StringVar(&vizNS, "viz-namespace", "", "namespace of the viz extension (default: the namespace labelled "+vizSelector+", else "+DefaultVizNamespace+")")
 	pf.StringVar(&env.Kube.Kubeconfig, "kubeconfig", env.Kube.Kubeconfig, "path to the kubeconfig file")
 	pf.StringVar(&env.Kube.Context, "context", env.Kube.Context, "kubeconfig context to use")
 	pf.StringVarP(&env.Kube.Namespace, "namespace", "n", env.Kube.Namespace, "namespace of the resources (default: the context's)")
 	root.AddCommand(newStatCmd(env, &vizNS), newEdgesCmd(env, &vizNS), newRoutesCmd(env, &vizNS), newTapCmd(env), newTopCmd(env), newDashboardCmd(env, &vizNS))
+	root.AddCommand(newHostCmds()...)
+	// cobra adds its help command to the root (mesh) only: mesh forwards
+	// `mesh viz help ...` to the plugin, which answered "unknown command".
+	root.AddCommand(&cobra.Command{
+		Use:   "help [command]",
+		Short: "Help about a command",
+		RunE: func(_ *cobra.Command, args []string) error {
+			target, rest, err := root.Find(args)
+			if err != nil || len(rest) > 0 {
+				return fmt.Errorf("viz: unknown command %q for \"mesh viz\" (see 'mesh viz --help')", strings.Join(args, " "))
+			}
+			target.InitDefaultHelpFlag() // as --help shows it
+			return target.Help()
+		},
+	})
 	return root
 }
 

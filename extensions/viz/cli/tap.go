@@ -20,6 +20,15 @@ type TapEnv struct {
 	Kube      kubernetes.Interface
 	Dial      tap.Dialer
 	Namespace string // default namespace
+	// explain words the errors of Kube's calls (nil: as they are).
+	explain func(error) error
+}
+
+func (te *TapEnv) wrap(err error) error {
+	if te.explain == nil || err == nil {
+		return err
+	}
+	return te.explain(err)
 }
 
 func (e *Env) tapEnv() (*TapEnv, error) {
@@ -42,7 +51,7 @@ func (e *Env) tapEnv() (*TapEnv, error) {
 		}
 		return conn, func() { conn.Close(); stop() }, nil
 	}
-	return &TapEnv{Kube: k.Client, Dial: dial, Namespace: k.Namespace}, nil
+	return &TapEnv{Kube: k.Client, Dial: dial, Namespace: k.Namespace, explain: k.explain}, nil
 }
 
 type tapFlags struct {
@@ -92,11 +101,11 @@ func (f *tapFlags) prepare(ctx context.Context, env *Env, args []string) (*TapEn
 		ns = res.Name
 	}
 	if err := tap.Authorize(ctx, te.Kube, ns); err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, te.wrap(err)
 	}
 	targets, note, err := tap.Targets(ctx, te.Kube, res)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, te.wrap(err)
 	}
 	if note != "" {
 		fmt.Fprintf(env.Err, "tap: skipping pods: %s\n", note)
@@ -158,16 +167,26 @@ installed have tap disabled until they restart.`,
 func newTopCmd(env *Env) *cobra.Command {
 	var f tapFlags
 	var duration time.Duration
+	var output string
 	c := &cobra.Command{
 		Use:   "top TYPE/NAME",
 		Short: "The busiest paths of a resource, from its live requests",
 		Long: `top taps the live requests of a resource's proxies for --duration (or until
 --limit requests or an interrupt) and prints them aggregated by direction, method,
-authority and path: count, success rate, best, worst and last latency.`,
+authority and path: count, success rate, best, worst and last latency.
+
+-o json prints, on stdout, one JSON array of rows, busiest first ([] when no
+request was tapped): direction ("in" or "out"), method, authority, path, count
+(completed requests), successRate (0..1), bestLatencyMs, worstLatencyMs and
+lastLatencyMs.`,
 		Example: `  mesh viz top deploy/web -n emojivoto --duration 10s
-  mesh viz top deploy/web -n emojivoto --to deploy/emoji --limit 100`,
+  mesh viz top deploy/web -n emojivoto --to deploy/emoji --limit 100
+  mesh viz top deploy/web -n emojivoto -o json`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if output != OutputTable && output != OutputJSON {
+				return fmt.Errorf("viz: unknown output format %q (accepted: table, json)", output)
+			}
 			if duration <= 0 {
 				return fmt.Errorf("viz: --duration %s must be positive", duration)
 			}
@@ -188,11 +207,15 @@ authority and path: count, success rate, best, worst and last latency.`,
 			if err != nil {
 				return err
 			}
+			if output == OutputJSON {
+				return top.WriteJSON(env.Out)
+			}
 			return top.Write(env.Out)
 		},
 	}
 	f.register(c)
 	c.Flags().Uint32Var(&f.limit, "limit", 0, "stop after this many requests (0: --duration only)")
 	c.Flags().DurationVar(&duration, "duration", 10*time.Second, "how long to tap")
+	c.Flags().StringVarP(&output, "output", "o", OutputTable, "output format: table or json (an array of rows)")
 	return c
 }

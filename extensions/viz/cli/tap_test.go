@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -89,11 +90,38 @@ func TestTapLimitAndJSON(t *testing.T) {
 }
 
 func TestTop(t *testing.T) {
-	out, _, _, err := runTap(t, []string{"emojivoto"}, "top", "deploy/web", "--duration", "5s")
-	if err != nil {
-		t.Fatal(err)
+	for _, tc := range []struct {
+		golden string
+		args   []string
+	}{
+		{"top.golden", []string{"top", "deploy/web", "--duration", "5s"}},
+		{"top.golden", []string{"top", "deploy/web", "-o", "table"}},
+		// top had no -o: stat, edges, routes and tap had.
+		{"top.json", []string{"top", "deploy/web", "-o", "json"}},
+		{"top_limit.json", []string{"top", "pod/web-6d9f7c8b5-abcde", "--limit", "1", "--output=json"}},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			out, stderr, _, err := runTap(t, []string{"emojivoto"}, tc.args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden(t, tc.golden, out)
+			if strings.HasSuffix(tc.golden, ".json") {
+				var rows []map[string]any
+				if err := json.Unmarshal([]byte(out), &rows); err != nil || len(rows) == 0 {
+					t.Errorf("stdout is not a JSON array of rows (%v): %q", err, out)
+				}
+				for _, k := range []string{"direction", "method", "authority", "path", "count", "successRate", "bestLatencyMs", "worstLatencyMs", "lastLatencyMs"} {
+					if _, ok := rows[0][k]; !ok {
+						t.Errorf("row lacks the documented field %q: %v", k, rows[0])
+					}
+				}
+				if stderr != "" {
+					t.Errorf("stderr %q", stderr)
+				}
+			}
+		})
 	}
-	golden(t, "top.golden", out)
 }
 
 func TestTapRefused(t *testing.T) {
@@ -109,6 +137,7 @@ func TestTapRefused(t *testing.T) {
 		{[]string{"emojivoto"}, []string{"tap", "deploy/web", "--path", "api"}, "must start with /"},
 		{[]string{"emojivoto"}, []string{"tap", "deploy"}, "name one deployment"},
 		{[]string{"emojivoto"}, []string{"tap", "deploy/web", "-o", "wide"}, "accepted: table, json"},
+		{[]string{"emojivoto"}, []string{"top", "deploy/web", "-o", "wide"}, `viz: unknown output format "wide" (accepted: table, json)`},
 	} {
 		_, _, d, err := runTap(t, tc.allowed, tc.args...)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

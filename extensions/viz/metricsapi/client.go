@@ -3,6 +3,7 @@ package metricsapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/conduit-mesh/conduit/extensions/viz/metrics"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -27,6 +29,9 @@ type getter func(ctx context.Context, path string, query url.Values) (int, []byt
 type Client struct {
 	get  getter
 	desc string // where the API is, for errors
+	// viaAPIServer: calls go through the Kubernetes API server's service
+	// proxy, so that a call without an answer is the API server's failure.
+	viaAPIServer bool
 }
 
 // NewHTTPClient calls the API at base (e.g. http://metrics-api.conduit-viz.svc:8085).
@@ -53,7 +58,7 @@ func NewHTTPClient(base string, hc *http.Client) *Client {
 // NewKubeClient calls the API through the Kubernetes API server's service
 // proxy (the user needs `get services/proxy` in namespace).
 func NewKubeClient(kc kubernetes.Interface, namespace string) *Client {
-	return &Client{desc: fmt.Sprintf("service %s/%s", namespace, ServiceName), get: func(ctx context.Context, path string, q url.Values) (int, []byte, error) {
+	return &Client{desc: fmt.Sprintf("service %s/%s", namespace, ServiceName), viaAPIServer: true, get: func(ctx context.Context, path string, q url.Values) (int, []byte, error) {
 		r := kc.CoreV1().RESTClient().Get().Namespace(namespace).Resource("services").
 			Name("http:" + ServiceName + ":" + ServicePort).SubResource("proxy").Suffix(path)
 		for k, vs := range q {
@@ -66,6 +71,18 @@ func NewKubeClient(kc kubernetes.Interface, namespace string) *Client {
 		res.StatusCode(&code)
 		body, err := res.Raw()
 		if code == 0 && err != nil {
+			// client-go keeps no status code for an error answer it cannot
+			// decode (text/plain: "no endpoints available ..."), only a
+			// Status made from it: an answer all the same.
+			var st apierrors.APIStatus
+			if errors.As(err, &st) && st.Status().Code != 0 {
+				s := st.Status()
+				msg := s.Message
+				if s.Details != nil && len(s.Details.Causes) > 0 && s.Details.Causes[0].Message != "" {
+					msg = s.Details.Causes[0].Message
+				}
+				return int(s.Code), []byte(msg), nil
+			}
 			return 0, nil, err
 		}
 		return code, body, nil
@@ -74,6 +91,11 @@ func NewKubeClient(kc kubernetes.Interface, namespace string) *Client {
 
 func (c *Client) call(ctx context.Context, path string, q url.Values, out any) error {
 	code, body, err := c.get(ctx, path, q)
+	if err != nil && c.viaAPIServer {
+		// No answer at all: the API server (or the network to it) failed,
+		// before anything of viz was asked; whether viz is installed is unknown.
+		return fmt.Errorf("metricsapi: calling the metrics API (%s) through the Kubernetes API server: %w", c.desc, err)
+	}
 	if err != nil {
 		return fmt.Errorf("metricsapi: calling the metrics API (%s): %w (is viz installed? run 'mesh viz check')", c.desc, err)
 	}
@@ -87,8 +109,11 @@ func (c *Client) call(ctx context.Context, path string, q url.Values, out any) e
 		}
 		if json.Unmarshal(body, &st) == nil && st.Kind == "Status" && st.Message != "" {
 			hint := "is viz installed and ready? run 'mesh viz check'"
-			if st.Reason == "Forbidden" {
+			switch st.Reason {
+			case "Forbidden":
 				hint = "reading viz metrics needs 'get services/proxy' on " + c.desc
+			case "Unauthorized":
+				hint = "the Kubernetes API server refused your credentials: check your kubeconfig context's user"
 			}
 			return fmt.Errorf("metricsapi: %s (%s)", st.Message, hint)
 		}

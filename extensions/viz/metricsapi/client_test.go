@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/conduit-mesh/conduit/extensions/viz/metrics"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 )
 
 func TestClientErrors(t *testing.T) {
@@ -55,5 +57,59 @@ func TestStatQueryRoundTrip(t *testing.T) {
 	}
 	if got.Resource != req.Resource || !got.AllNamespaces || got.Window != "5m" || got.From == nil || *got.From != *req.From || got.To != nil {
 		t.Errorf("round trip = %+v", got)
+	}
+}
+
+// TestKubeClientErrors: through the API server's service proxy, "is viz
+// installed?" is suggested when the API server answered that viz's metrics
+// API is not there or not ready, not when the API server did not answer
+// (it was, and the user looked for viz when the cluster was down).
+func TestKubeClientErrors(t *testing.T) {
+	const hint = "is viz installed and ready? run 'mesh viz check'"
+	for _, tc := range []struct {
+		name        string
+		contentType string
+		code        int
+		body        string // "": no API server
+		want        string
+		wantHint    bool
+	}{
+		{"no API server", "", 0, "", "metricsapi: calling the metrics API (service viz-x/metrics-api) through the Kubernetes API server: Get ", false},
+		{"no endpoints (text)", "text/plain", 503, `no endpoints available for service "metrics-api"`,
+			`metricsapi: the metrics API (service viz-x/metrics-api) answered 503: no endpoints available for service "metrics-api"`, true},
+		{"service not found", "application/json", 404,
+			`{"kind":"Status","apiVersion":"v1","status":"Failure","message":"services \"metrics-api\" not found","reason":"NotFound","code":404}`,
+			`metricsapi: services "metrics-api" not found`, true},
+		{"forbidden", "application/json", 403,
+			`{"kind":"Status","apiVersion":"v1","status":"Failure","message":"services \"http:metrics-api:8085\" is forbidden","reason":"Forbidden","code":403}`,
+			"needs 'get services/proxy' on service viz-x/metrics-api", false},
+		{"unauthorized", "application/json", 401,
+			`{"kind":"Status","apiVersion":"v1","status":"Failure","message":"Unauthorized","reason":"Unauthorized","code":401}`,
+			"refused your credentials", false},
+		{"viz answers", "application/json", 400, `{"error":"metrics: window \"x\": bad"}`, `metrics: window "x": bad`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Content-Type", tc.contentType)
+				w.WriteHeader(tc.code)
+				_, _ = w.Write([]byte(tc.body))
+			}))
+			if tc.body == "" {
+				srv.Close()
+			} else {
+				defer srv.Close()
+			}
+			kc, err := kubernetes.NewForConfig(&rest.Config{Host: srv.URL})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = NewKubeClient(kc, "viz-x").Stat(context.Background(), metrics.StatRequest{Resource: metrics.Resource{Kind: "deployment", Namespace: "ns"}})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v\nwant %q", err, tc.want)
+			}
+			if got := strings.Contains(err.Error(), hint); got != tc.wantHint {
+				t.Errorf("hint %q in the error: %v, want %v", hint, got, tc.wantHint)
+			}
+		})
 	}
 }

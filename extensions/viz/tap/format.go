@@ -185,15 +185,11 @@ func shown(s string) string {
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d.Microseconds())/1000) }
 
-// Write renders the table, busiest first.
-func (t *Top) Write(w io.Writer) error {
+// sorted returns the rows busiest first.
+func (t *Top) sorted() []*topRow {
 	rows := make([]*topRow, 0, len(t.rows))
 	for _, r := range t.rows {
 		rows = append(rows, r)
-	}
-	if len(rows) == 0 {
-		_, err := fmt.Fprintln(w, "No requests tapped.")
-		return err
 	}
 	sort.Slice(rows, func(i, j int) bool {
 		a, b := rows[i], rows[j]
@@ -202,6 +198,53 @@ func (t *Top) Write(w io.Writer) error {
 		}
 		return fmt.Sprint(a.topKey) < fmt.Sprint(b.topKey)
 	})
+	return rows
+}
+
+// TopRow is a row of `mesh viz top -o json`: the completed requests of one
+// direction, method, authority and path.
+type TopRow struct {
+	Direction   string  `json:"direction"` // "in" or "out", the proxy's side
+	Method      string  `json:"method"`
+	Authority   string  `json:"authority"`
+	Path        string  `json:"path"`
+	Count       int     `json:"count"`       // completed requests
+	SuccessRate float64 `json:"successRate"` // 0..1, as stat's
+	BestMs      float64 `json:"bestLatencyMs"`
+	WorstMs     float64 `json:"worstLatencyMs"`
+	LastMs      float64 `json:"lastLatencyMs"`
+}
+
+// Rows returns the rows, busiest first (empty, not nil, when none).
+func (t *Top) Rows() []TopRow {
+	out := []TopRow{}
+	for _, r := range t.sorted() {
+		out = append(out, TopRow{Direction: r.Direction, Method: r.Method, Authority: r.Authority, Path: r.Path, Count: r.Count,
+			SuccessRate: float64(r.Success) / float64(r.Count), BestMs: msf(r.Best), WorstMs: msf(r.Worst), LastMs: msf(r.Last)})
+	}
+	return out
+}
+
+// msf is d in milliseconds, to the microsecond.
+func msf(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// WriteJSON writes Rows as an indented JSON array, as stat's -o json.
+func (t *Top) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(t.Rows()); err != nil {
+		return fmt.Errorf("tap: encoding top: %w", err)
+	}
+	return nil
+}
+
+// Write renders the table, busiest first.
+func (t *Top) Write(w io.Writer) error {
+	rows := t.sorted()
+	if len(rows) == 0 {
+		_, err := fmt.Fprintln(w, "No requests tapped.")
+		return err
+	}
 	header := []string{"DIRECTION", "METHOD", "AUTHORITY", "PATH", "COUNT", "SUCCESS", "BEST", "WORST", "LAST"}
 	cells := [][]string{header}
 	for _, r := range rows {

@@ -49,3 +49,26 @@ func TestFormatQuotesRequestStrings(t *testing.T) {
 		})
 	}
 }
+
+// TestTopJSONEmpty: with no request tapped, -o json is an empty array (the
+// table says "No requests tapped.", which is no JSON).
+func TestTopJSONEmpty(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		json bool
+		want string
+	}{
+		{"json", true, "[]\n"},
+		{"table", false, "No requests tapped.\n"},
+	} {
+		var b strings.Builder
+		top := NewTop()
+		write := top.Write
+		if tc.json {
+			write = top.WriteJSON
+		}
+		if err := write(&b); err != nil || b.String() != tc.want {
+			t.Errorf("%s: %q, %v; want %q", tc.name, b.String(), err, tc.want)
+		}
+	}
+}
