@@ -39,6 +39,12 @@ func poll(ctx context.Context, timeout time.Duration, cond func(context.Context)
 	}
 }
 
+// Poll is WaitFor that returns the error instead of failing the test, for a
+// wait whose failure the test reports and goes on from.
+func Poll(ctx context.Context, timeout time.Duration, cond func(context.Context) (bool, error)) error {
+	return poll(ctx, timeout, cond)
+}
+
 // WaitFor polls cond until it holds, failing the test with desc after timeout. Errors returned
 // by cond are retried (the last one is reported).
 func (f *Framework) WaitFor(t testing.TB, desc string, timeout time.Duration, cond func(context.Context) (bool, error)) {

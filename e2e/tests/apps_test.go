@@ -50,6 +50,13 @@ spec:
 `, name, image, serveArgs(args), strings.TrimSuffix(p.String(), ", "))
 }
 
+// withPodAnnotations adds annotations ("key: value, ...") to the pod
+// template of echoDeployment's manifest d of the Deployment named name.
+func withPodAnnotations(d, name, annotations string) string {
+	labels := "      labels: {app: " + name + "}\n"
+	return strings.Replace(d, labels, labels+"      annotations: {"+annotations+"}\n", 1)
+}
+
 // servePod is the manifest of a Pod named name (labelled app=name) that runs
 // "testapp serve -addr :8080" with args, its termination grace period grace
 // seconds, annotations ("key: value", ...) on it: for a test that injects it

@@ -75,10 +75,15 @@ spec:
 // echo is the answer of the testapp server.
 type echo struct {
 	Pod        string              `json:"pod"`
+	Method     string              `json:"method"`
 	Path       string              `json:"path"`
+	Proto      string              `json:"proto"`
 	RemoteAddr string              `json:"remoteAddr"`
 	Headers    map[string][]string `json:"headers"`
-	Attempt    int                 `json:"attempt"`
+	// Trailers: a name announced but never sent has a nil value.
+	Trailers  map[string][]string `json:"trailers"`
+	BodyBytes int64               `json:"bodyBytes"`
+	Attempt   int                 `json:"attempt"`
 }
 
 func decodeEchoes(t *testing.T, out string) []echo {

@@ -24,9 +24,8 @@ import (
 // beside an invalid item); a second one, "named", on 7200, which its
 // pod marks opaque by the port's name; and a meshed client.
 func opaqueApps(image string) string {
-	named := echoDeployment("named", image, []string{"-banner-addrs", ":7200"}, "greeting:7200")
-	named = strings.Replace(named, "      labels: {app: named}\n",
-		"      labels: {app: named}\n      annotations: {config.conduit.dev/opaque-ports: greeting}\n", 1)
+	named := withPodAnnotations(echoDeployment("named", image, []string{"-banner-addrs", ":7200"}, "greeting:7200"),
+		"named", "config.conduit.dev/opaque-ports: greeting")
 	return manifests(
 		echoDeployment("db", image, []string{"-banner-addrs", ":3306,:7000"}, "mysql:3306", "banner:7000"),
 		named,

@@ -31,6 +31,9 @@ func getCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	fs := flag.NewFlagSet("get", flag.ContinueOnError)
 	var headers headerFlags
 	fs.Var(&headers, "H", "request header 'Key: value' (repeatable)")
+	var trailers headerFlags
+	fs.Var(&trailers, "T", "request trailer 'Key: value' (repeatable): the request is then a POST whose chunked body \"hello\" ends with the trailers, announced in its Trailer header as net/http does")
+	h2c := fs.Bool("h2c", false, "speak HTTP/2 without TLS (prior knowledge) instead of HTTP/1.1")
 	n := fs.Int("n", 1, "number of requests (0: no limit, with -duration or -until-eof)")
 	expect := fs.Int("expect-status", 0, "status code every answer must have (0: any 2xx)")
 	expectBody := fs.String("expect-body", "", "string every answer's body must contain")
@@ -49,7 +52,7 @@ func getCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	if !strings.Contains(url, "://") {
 		url = "http://" + url
 	}
-	for _, h := range headers {
+	for _, h := range append(slices.Clone(headers), trailers...) {
 		if _, _, ok := strings.Cut(h, ":"); !ok {
 			return fmt.Errorf("testapp: header %q: want 'Key: value'", h)
 		}
@@ -66,7 +69,12 @@ func getCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	if *untilEOF {
 		go func() { _, _ = io.Copy(io.Discard, stdin); stopNow() }()
 	}
-	client := &http.Client{Timeout: *timeout, Transport: &http.Transport{DisableKeepAlives: *newConn, Proxy: nil}}
+	tr := &http.Transport{DisableKeepAlives: *newConn, Proxy: nil}
+	if *h2c {
+		tr.Protocols = new(http.Protocols)
+		tr.Protocols.SetUnencryptedHTTP2(true)
+	}
+	client := &http.Client{Timeout: *timeout, Transport: tr}
 	var (
 		ok, failed int
 		latencies  []time.Duration
@@ -77,6 +85,16 @@ func getCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		if err != nil {
 			return err
 		}
+		if len(trailers) > 0 {
+			// The transport announces r.Trailer's names in the Trailer
+			// header and sends their values after the last chunk.
+			req.Method, req.ContentLength, req.Body = http.MethodPost, -1, io.NopCloser(strings.NewReader("hello"))
+			req.Trailer = http.Header{}
+			for _, h := range trailers {
+				k, v, _ := strings.Cut(h, ":")
+				req.Trailer.Add(strings.TrimSpace(k), strings.TrimSpace(v))
+			}
+		}
 		for _, h := range headers {
 			k, v, _ := strings.Cut(h, ":")
 			req.Header.Add(strings.TrimSpace(k), strings.TrimSpace(v))
@@ -84,7 +102,7 @@ func getCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		start := time.Now()
 		resp, err := client.Do(req)
 		if err != nil {
-			return fmt.Errorf("GET %s: request %d: %w", url, i, err)
+			return fmt.Errorf("%s %s: request %d: %w", req.Method, url, i, err)
 		}
 		body, err := io.ReadAll(resp.Body)
 		resp.Body.Close()

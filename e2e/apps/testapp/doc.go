@@ -12,8 +12,11 @@
 //
 // The HTTP server answers every request with a JSON Echo: the pod that served
 // it (POD_NAME, POD_NAMESPACE from the downward API, else the hostname) and the
-// request as received, headers included, so that tests can check what a proxy
-// added or removed (for example conduit-client-id). GET /status/<code> answers
+// request as received, headers, body length and trailers included, so that
+// tests can check what a proxy added or removed (for example
+// conduit-client-id). It speaks HTTP/1.1 and h2c (get -h2c), on -addr and on
+// each of -also-addrs (e.g. [::1]:8081, IPv6 loopback only); get -T sends a
+// chunked POST ending with the given trailers. GET /status/<code> answers
 // with that status code; ?delay=<duration> waits before answering (GET /abandoned
 // counts the delayed requests whose client went first);
 // ?fail-first=N&key=K answers 503 to the first N requests with key K (a flaky
@@ -37,7 +40,9 @@
 // The TCP echo (-tcp-addr) answers each line; the server-speaks-first echo
 // (-banner-addrs) greets each connection with a line before it reads, as MySQL
 // or SMTP servers do, so that a proxy waiting for the client to speak first
-// stalls it (tcp -banner D fails when the greeting is later than D).
+// stalls it (tcp -banner D fails when the greeting is later than D); the reset
+// echo (-reset-addr) resets each connection once the client has ended its
+// side, a server failing mid-connection.
 //
 // The gRPC server (-grpc-addr) is grpc.testing.TestService echoing payloads;
 // it answers with its pod and the conduit-client-id it received in a

@@ -13,8 +13,8 @@ import (
 )
 
 const usage = `usage:
-  testapp serve [-addr :8080] [-tcp-addr :9000] [-banner-addrs :3306,...] [-grpc-addr :9090] [-upstream URL] [-drain 0] [-on-stop URL]
-  testapp get [-H 'Key: value']... [-n count] [-new-conn] [-expect-status code] [-expect-body S] [-timeout 5s] [-interval 0] [-summary [-stats]] URL
+  testapp serve [-addr :8080] [-also-addrs [::1]:8081,...] [-tcp-addr :9000] [-reset-addr :9100] [-banner-addrs :3306,...] [-grpc-addr :9090] [-upstream URL] [-drain 0] [-on-stop URL]
+  testapp get [-H 'Key: value']... [-T 'Key: value']... [-h2c] [-n count] [-new-conn] [-expect-status code] [-expect-body S] [-timeout 5s] [-interval 0] [-summary [-stats]] URL
   testapp get -n 0 {-duration D | -until-eof} [-keep-going] ... URL   (a load generator)
   testapp lookup NAME
   testapp tcp [-timeout 5s] [-banner 1s] ADDR MESSAGE

@@ -29,6 +29,11 @@ type Echo struct {
 	Proto      string              `json:"proto"`
 	RemoteAddr string              `json:"remoteAddr"`
 	Headers    map[string][]string `json:"headers"`
+	// Trailers are the request's trailer fields, read after its body: a
+	// name announced in the Trailer header but never sent has a null value.
+	Trailers map[string][]string `json:"trailers,omitempty"`
+	// BodyBytes is the length of the request's body.
+	BodyBytes int64 `json:"bodyBytes,omitempty"`
 	// Attempt is how many requests with this ?key= the pod has seen, this
 	// one included (with ?fail-first=).
 	Attempt int `json:"attempt,omitempty"`
@@ -141,9 +146,15 @@ func newHandler(c handlerConfig) http.Handler {
 				status = http.StatusServiceUnavailable
 			}
 		}
+		// The body is read to its end, so that its trailers are in r.Trailer.
+		n, err := io.Copy(io.Discard, r.Body)
+		if err != nil {
+			http.Error(w, "testapp: reading the body: "+err.Error(), http.StatusBadRequest)
+			return
+		}
 		e := Echo{
 			Pod: c.pod, Namespace: c.namespace, Method: r.Method, Host: r.Host, Path: r.URL.RequestURI(),
-			Proto: r.Proto, RemoteAddr: r.RemoteAddr, Headers: r.Header, Attempt: attempt,
+			Proto: r.Proto, RemoteAddr: r.RemoteAddr, Headers: r.Header, Trailers: r.Trailer, BodyBytes: n, Attempt: attempt,
 		}
 		if c.upstream != "" {
 			up, upPod, code, err := callUpstream(r, c.client, c.upstream)
@@ -198,6 +209,8 @@ func proxyError(h http.Header) string {
 func serveCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	addr := fs.String("addr", ":8080", "HTTP listen address")
+	alsoAddrs := fs.String("also-addrs", "", "comma-separated more listen addresses of the same HTTP server (e.g. [::1]:8081: an application on IPv6 loopback only)")
+	resetAddr := fs.String("reset-addr", "", "listen address of a TCP echo that resets each connection (SO_LINGER 0) when the client ends its side, instead of closing it (empty: none)")
 	tcpAddr := fs.String("tcp-addr", "", "TCP echo listen address (empty: none)")
 	bannerAddrs := fs.String("banner-addrs", "", "comma-separated listen addresses of a server-speaks-first TCP echo, which greets each connection before reading (as MySQL or SMTP do; empty: none)")
 	grpcAddr := fs.String("grpc-addr", "", "gRPC echo (grpc.testing.TestService) listen address (empty: none)")
@@ -216,26 +229,39 @@ func serveCmd(ctx context.Context, log *slog.Logger, args []string) error {
 		pod: podName(), namespace: os.Getenv("POD_NAMESPACE"), log: log, upstream: *upstream, draining: &draining, ws: ws,
 		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 16}},
 	})
-	srv := &http.Server{Addr: *addr, Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		return fmt.Errorf("testapp: %w", err)
+	// HTTP/1.1, and HTTP/2 without TLS from a client that knows (get -h2c).
+	protos := new(http.Protocols)
+	protos.SetHTTP1(true)
+	protos.SetUnencryptedHTTP2(true)
+	srv := &http.Server{Addr: *addr, Handler: h, ReadHeaderTimeout: 10 * time.Second, Protocols: protos}
+	lns := []string{*addr}
+	if *alsoAddrs != "" {
+		for _, a := range strings.Split(*alsoAddrs, ",") {
+			lns = append(lns, strings.TrimSpace(a))
+		}
+	}
+	var listeners []net.Listener
+	for _, a := range lns {
+		ln, err := net.Listen("tcp", a)
+		if err != nil {
+			return fmt.Errorf("testapp: %w", err)
+		}
+		listeners = append(listeners, ln)
 	}
 	var wg sync.WaitGroup
-	errs := make(chan error, 3)
+	errs := make(chan error, 2+len(listeners))
 	// The TCP echoes stop with ctx; the HTTP server, with -drain, only later.
-	type echoAddr struct {
-		addr   string
-		banner bool
-	}
 	var echoes []echoAddr
 	if *tcpAddr != "" {
-		echoes = append(echoes, echoAddr{*tcpAddr, false})
+		echoes = append(echoes, echoAddr{addr: *tcpAddr})
 	}
 	if *bannerAddrs != "" {
 		for _, a := range strings.Split(*bannerAddrs, ",") {
-			echoes = append(echoes, echoAddr{strings.TrimSpace(a), true})
+			echoes = append(echoes, echoAddr{addr: strings.TrimSpace(a), banner: true})
 		}
+	}
+	if *resetAddr != "" {
+		echoes = append(echoes, echoAddr{addr: *resetAddr, reset: true})
 	}
 	for _, e := range echoes {
 		tl, err := net.Listen("tcp", e.addr)
@@ -243,8 +269,8 @@ func serveCmd(ctx context.Context, log *slog.Logger, args []string) error {
 			return fmt.Errorf("testapp: %w", err)
 		}
 		wg.Add(1)
-		go func() { defer wg.Done(); tcpEcho(ctx, tl, log, e.banner) }()
-		log.Info("tcp echo listening", "addr", tl.Addr().String(), "server-speaks-first", e.banner)
+		go func() { defer wg.Done(); tcpEcho(ctx, tl, log, e) }()
+		log.Info("tcp echo listening", "addr", tl.Addr().String(), "server-speaks-first", e.banner, "reset", e.reset)
 	}
 	if *grpcAddr != "" {
 		gl, err := net.Listen("tcp", *grpcAddr)
@@ -259,8 +285,10 @@ func serveCmd(ctx context.Context, log *slog.Logger, args []string) error {
 			}
 		}()
 	}
-	go func() { errs <- srv.Serve(ln) }()
-	log.Info("http listening", "addr", ln.Addr().String(), "pod", podName(), "upstream", *upstream)
+	for _, ln := range listeners {
+		go func() { errs <- srv.Serve(ln) }()
+		log.Info("http listening", "addr", ln.Addr().String(), "pod", podName(), "upstream", *upstream)
+	}
 	select {
 	case err := <-errs:
 		return fmt.Errorf("testapp: %w", err)
@@ -288,7 +316,7 @@ func serveCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	closing, cancelClosing := context.WithTimeout(shutdown, 2*time.Second)
 	ws.closeAll(closing)
 	cancelClosing()
-	err = srv.Shutdown(shutdown)
+	err := srv.Shutdown(shutdown)
 	wg.Wait()
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("testapp: shutdown: %w", err)
@@ -314,12 +342,22 @@ func getOnStop(log *slog.Logger, url string) {
 	log.Info("on-stop answered", "url", url, "status", resp.StatusCode, "body", string(body))
 }
 
+// echoAddr is a TCP echo's listen address and kind.
+type echoAddr struct {
+	addr string
+	// banner: the echo speaks first. reset: it resets each connection at
+	// the client's end instead of closing it.
+	banner, reset bool
+}
+
 // tcpEcho answers each line received on a connection with
 // "<pod> <line> from <peer-ip>": the peer is the address the application saw,
 // the client's own when the proxy was bypassed, the proxy's when it was not.
 // With banner it speaks first: "<pod> banner for <peer-ip>" as soon as the
-// connection is accepted, before reading anything.
-func tcpEcho(ctx context.Context, ln net.Listener, log *slog.Logger, banner bool) {
+// connection is accepted, before reading anything. With reset, once the
+// client has ended its side, the connection is reset (SO_LINGER 0) rather
+// than closed: a server failing while its peer still reads.
+func tcpEcho(ctx context.Context, ln net.Listener, log *slog.Logger, e echoAddr) {
 	go func() { <-ctx.Done(); ln.Close() }()
 	pod := podName()
 	for {
@@ -333,7 +371,7 @@ func tcpEcho(ctx context.Context, ln net.Listener, log *slog.Logger, banner bool
 		go func() {
 			defer c.Close()
 			peer, _, _ := net.SplitHostPort(c.RemoteAddr().String())
-			if banner {
+			if e.banner {
 				if _, err := fmt.Fprintf(c, "%s banner for %s\n", pod, peer); err != nil {
 					return
 				}
@@ -343,6 +381,9 @@ func tcpEcho(ctx context.Context, ln net.Listener, log *slog.Logger, banner bool
 				if _, err := fmt.Fprintf(c, "%s %s from %s\n", pod, s.Text(), peer); err != nil {
 					return
 				}
+			}
+			if tc, ok := c.(*net.TCPConn); ok && e.reset && s.Err() == nil {
+				_ = tc.SetLinger(0)
 			}
 		}()
 	}

@@ -141,7 +141,7 @@ func TestTCPEchoAndLookup(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	t.Setenv("POD_NAME", "db-1")
-	go tcpEcho(ctx, ln, slog.New(slog.DiscardHandler), false)
+	go tcpEcho(ctx, ln, slog.New(slog.DiscardHandler), echoAddr{})
 	var out bytes.Buffer
 	if err := tcpCmd(ctx, []string{ln.Addr().String(), "ping"}, &out); err != nil {
 		t.Fatal(err)
@@ -166,7 +166,7 @@ func TestTCPEchoAndLookup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go tcpEcho(ctx, bl, slog.New(slog.DiscardHandler), true)
+	go tcpEcho(ctx, bl, slog.New(slog.DiscardHandler), echoAddr{banner: true})
 	out.Reset()
 	if err := tcpCmd(ctx, []string{"-banner", "2s", bl.Addr().String(), "ping"}, &out); err != nil {
 		t.Fatal(err)
@@ -597,5 +597,73 @@ func TestWebSocket(t *testing.T) {
 			}
 			waitOpen(0)
 		})
+	}
+}
+
+// TestGetTrailers: get -T sends a chunked POST whose trailers the echo
+// reports (announced ones included), over HTTP/1.1 and with -h2c over
+// HTTP/2.
+func TestGetTrailers(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	protos := new(http.Protocols)
+	protos.SetHTTP1(true)
+	protos.SetUnencryptedHTTP2(true)
+	srv := &http.Server{Handler: echoHandler("web-0", "", slog.New(slog.DiscardHandler)), Protocols: protos}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	for _, tc := range []struct {
+		args  []string
+		proto string
+	}{{nil, "HTTP/1.1"}, {[]string{"-h2c"}, "HTTP/2.0"}} {
+		var out bytes.Buffer
+		args := append(append([]string{"-T", "X-Sum: 1", "-T", "X-Other: a"}, tc.args...), "http://"+ln.Addr().String()+"/t")
+		if err := getCmd(ctx, args, nil, &out, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		var e Echo
+		if err := json.Unmarshal(out.Bytes(), &e); err != nil {
+			t.Fatalf("%s: %v", out.String(), err)
+		}
+		if e.Proto != tc.proto || e.Method != http.MethodPost || e.BodyBytes != 5 {
+			t.Errorf("%v: %s %s with %d bytes of body, want POST %s with 5", tc.args, e.Method, e.Proto, e.BodyBytes, tc.proto)
+		}
+		if got := e.Trailers["X-Sum"]; len(got) != 1 || got[0] != "1" {
+			t.Errorf("%v: trailers %v, want X-Sum: 1", tc.args, e.Trailers)
+		}
+	}
+}
+
+// TestTCPResetEcho: the reset echo answers, then resets the connection
+// once the client has ended its side.
+func TestTCPResetEcho(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go tcpEcho(ctx, ln, slog.New(slog.DiscardHandler), echoAddr{reset: true})
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, "ping\n"); err != nil {
+		t.Fatal(err)
+	}
+	line := make([]byte, 64)
+	n, err := c.Read(line)
+	if err != nil || !strings.Contains(string(line[:n]), " ping from ") {
+		t.Fatalf("read %q, %v; want the echo", line[:n], err)
+	}
+	_ = c.(*net.TCPConn).CloseWrite()
+	if _, err := io.ReadAll(c); err == nil || !strings.Contains(err.Error(), "reset") {
+		t.Errorf("after the half-close: %v, want a reset", err)
 	}
 }
