@@ -244,7 +244,10 @@ func (l *lockedBuffer) String() string {
 // on) they are errors that say so.
 func TestExpiredCertificateLogged(t *testing.T) {
 	var out lockedBuffer
-	ca := &fakeCA{validity: time.Second, failFrom: 2}
+	// Two seconds: a certificate's NotAfter is whole seconds, so one second
+	// of validity left anywhere from 0 to 1 s to see the warnings in (5 ms
+	// once: a flake).
+	ca := &fakeCA{validity: 2 * time.Second, failFrom: 2}
 	m, _ := setupLog(t, ca, slog.New(slog.NewTextHandler(&out, nil)))
 	select {
 	case <-m.Ready():
