@@ -63,3 +63,27 @@ func BenchmarkNormalizeFQDN(b *testing.B) {
 		}
 	}
 }
+
+// TestProxyNormalizeRemembers: the proxy's normalize answers as Normalize
+// whatever the hosts and their order (slots are shared), and a host asked
+// again costs no allocation.
+func TestProxyNormalizeRemembers(t *testing.T) {
+	p := &Proxy{o: Options{Namespace: "emojivoto", ClusterDomain: "cluster.local"}}
+	hosts := []string{"web", "web:8080", "web.other", "voting", "emoji.emojivoto.svc", "10.0.0.1:80",
+		"WEB.Other.svc.cluster.local.", "a.b.c.svc.cluster.local", "web:0", "x", "y", "z", "web.other.svc.cluster.local:9090"}
+	for range 3 {
+		for i := range hosts {
+			for _, h := range []string{hosts[i], hosts[len(hosts)-1-i]} {
+				wantName, wantOK := Normalize(h, "emojivoto", "cluster.local")
+				if name, ok := p.normalize(h); name != wantName || ok != wantOK {
+					t.Errorf("normalize(%q) = %q, %v; want %q, %v", h, name, ok, wantName, wantOK)
+				}
+			}
+		}
+	}
+	for _, h := range []string{"web", "10.0.0.1:80", "web.other.svc.cluster.local:9090"} {
+		if n := testing.AllocsPerRun(100, func() { p.normalize(h) }); n != 0 {
+			t.Errorf("normalize(%q) asked again: %v allocations, want 0", h, n)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/conduit-mesh/conduit/proxy/balance"
@@ -50,11 +51,14 @@ func (p *Proxy) serveH2(c *netx.Conn, info *netx.Info) {
 type h2Handler struct{ p *Proxy }
 
 func (h h2Handler) RoundTrip(r *http.Request) (*http.Response, error) {
-	req, err := h.p.route(r)
-	if err != nil {
+	// The call goes to roundTrip as it is, not in a context of r's: the
+	// h2 client then finds the stream's own context, which it needs no
+	// context.AfterFunc to follow (see netx.AbortCtx).
+	cl := &call{}
+	if err := h.p.routeInto(r, cl); err != nil {
 		return errorResponse(err), nil
 	}
-	resp, err := roundTripper(h).RoundTrip(req)
+	resp, err := roundTripper(h).roundTrip(r, cl)
 	if err != nil {
 		if errors.Is(err, h2.ErrRefused) && !errors.Is(err, netx.ErrUnsent) {
 			// The endpoint refused it unprocessed, and its body (of unknown
@@ -90,6 +94,11 @@ type fastConn struct {
 	ended    bool         // the current attempt was counted
 	reroutes int          // attempts sent elsewhere after a failed connection
 	match    http.Request // for route matching, when the profile has routes
+	// The last Host routed and Normalize's answer for it: a connection's
+	// requests mostly go to one host, and a short name's normalized form
+	// is a string built per call.
+	host, name string
+	isSvc      bool
 }
 
 // Route implements h1.Router.
@@ -100,7 +109,12 @@ func (f *fastConn) Route(h *h1.Head) (h1.Call, bool) {
 	}
 	h.Drop(HeaderOrigProto)
 	f.cl = call{}
-	prof, err := p.routeCall(context.Background(), &f.cl, h.Host(), f.info)
+	if host := h.Host(); host != f.host {
+		// A copy: host is a slice of the whole head.
+		f.host = strings.Clone(host)
+		f.name, f.isSvc = Normalize(f.host, p.o.Namespace, p.o.ClusterDomain)
+	}
+	prof, err := p.routeNamed(context.Background(), &f.cl, f.host, f.name, f.isSvc, f.info)
 	if err != nil {
 		status := http.StatusBadGateway
 		var se statusError

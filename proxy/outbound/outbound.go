@@ -100,6 +100,32 @@ type Proxy struct {
 	// stop ends the sweep (see sweep), at Shutdown.
 	stop     chan struct{}
 	stopOnce sync.Once
+	// norm remembers Normalize's answers for a few hosts (see normalize).
+	norm [8]atomic.Pointer[normalized]
+}
+
+// normalized is Normalize's answer for host.
+type normalized struct {
+	host, name string
+	isSvc      bool
+}
+
+// normalize is Normalize with the proxy's namespace and cluster domain. A
+// short name's normalized form is a string built per call: it is
+// remembered, for the last such host of each of a few slots (a proxy's
+// clients call few hosts). Other hosts cost Normalize no allocation, and
+// are not remembered. (The HTTP/1.1 fast path remembers its connection's
+// last host instead.)
+func (p *Proxy) normalize(host string) (string, bool) {
+	slot := &p.norm[(len(host)+int(host[len(host)-1]))%len(p.norm)]
+	if n := slot.Load(); n != nil && n.host == host {
+		return n.name, n.isSvc
+	}
+	name, isSvc := Normalize(host, p.o.Namespace, p.o.ClusterDomain)
+	if name != "" && name != host {
+		slot.Store(&normalized{host: host, name: name, isSvc: isSvc})
+	}
+	return name, isSvc
 }
 
 // Sweep timing: every sweepEvery, an endpoint that no current endpoint
@@ -667,22 +693,30 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // route decides where a served request goes and returns it ready for
 // roundTripper, its call in its context.
 func (p *Proxy) route(r *http.Request) (*http.Request, error) {
+	cl := &call{}
+	if err := p.routeInto(r, cl); err != nil {
+		return nil, err
+	}
+	return r.WithContext(context.WithValue(r.Context(), callKey{}, cl)), nil
+}
+
+// routeInto decides where a served request goes into cl, and readies r
+// for roundTripper.roundTrip.
+func (p *Proxy) routeInto(r *http.Request, cl *call) error {
 	info, _ := r.Context().Value(connKey{}).(*netx.Info)
 	if info == nil {
 		info = &netx.Info{}
 	}
 	delete(r.Header, HeaderOrigProto)
-	cl := &call{}
-	ctx := r.Context()
-	prof, err := p.routeCall(ctx, cl, r.Host, info)
+	prof, err := p.routeCall(r.Context(), cl, r.Host, info)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	cl.route = prof.Match(r)
 	r.RequestURI = ""
 	r.URL.Scheme = "http"
 	r.URL.Host = "upstream"
-	return r.WithContext(context.WithValue(ctx, callKey{}, cl)), nil
+	return nil
 }
 
 // routeCall decides where a request for host goes: the balanced endpoints
@@ -691,7 +725,17 @@ func (p *Proxy) route(r *http.Request) (*http.Request, error) {
 // match the route. A Service without endpoints is a statusError(503),
 // counted here.
 func (p *Proxy) routeCall(ctx context.Context, cl *call, host string, info *netx.Info) (*profile.Profile, error) {
-	name, isSvc := Normalize(host, p.o.Namespace, p.o.ClusterDomain)
+	var name string
+	var isSvc bool
+	if host != "" {
+		name, isSvc = p.normalize(host)
+	}
+	return p.routeNamed(ctx, cl, host, name, isSvc, info)
+}
+
+// routeNamed is routeCall with host already normalized: name and isSvc
+// are Normalize's.
+func (p *Proxy) routeNamed(ctx context.Context, cl *call, host, name string, isSvc bool, info *netx.Info) (*profile.Profile, error) {
 	var st *discovery.ProfileState
 	if isSvc {
 		st = p.waitProfile(ctx, name)
@@ -744,8 +788,12 @@ func (p *Proxy) routeCall(ctx context.Context, cl *call, host string, info *netx
 type roundTripper struct{ p *Proxy }
 
 func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
+	return rt.roundTrip(r, r.Context().Value(callKey{}).(*call))
+}
+
+// roundTrip sends r as cl decided.
+func (rt roundTripper) roundTrip(r *http.Request, cl *call) (*http.Response, error) {
 	p := rt.p
-	cl := r.Context().Value(callKey{}).(*call)
 	var body []byte
 	retryable := cl.route != nil && cl.route.Retryable
 	if retryable && r.Body != nil && r.Body != http.NoBody {

@@ -1,13 +1,16 @@
 package outbound
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,6 +25,7 @@ import (
 	"github.com/conduit-mesh/conduit/proxy/discovery"
 	"github.com/conduit-mesh/conduit/proxy/internal/servetest"
 	"github.com/conduit-mesh/conduit/proxy/metrics"
+	"github.com/conduit-mesh/conduit/proxy/origdst"
 )
 
 // fakeDest serves fixed endpoints and profiles: a name without either is
@@ -74,7 +78,7 @@ func testProxy(t *testing.T, d *fakeDest) (*Proxy, *metrics.Registry) {
 	return testProxyOpts(t, d, discovery.Options{})
 }
 
-func testProxyOpts(t *testing.T, d *fakeDest, o discovery.Options) (*Proxy, *metrics.Registry) {
+func testProxyOpts(t *testing.T, d *fakeDest, o discovery.Options, mods ...func(*Options)) (*Proxy, *metrics.Registry) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -92,8 +96,12 @@ func testProxyOpts(t *testing.T, d *fakeDest, o discovery.Options) (*Proxy, *met
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	reg := metrics.New()
-	p := New(Options{Log: slog.New(slog.DiscardHandler), Metrics: reg, Discovery: discovery.New(ctx, cc, o),
-		Namespace: "ns", DiscoveryTimeout: 2 * time.Second})
+	opts := Options{Log: slog.New(slog.DiscardHandler), Metrics: reg, Discovery: discovery.New(ctx, cc, o),
+		Namespace: "ns", DiscoveryTimeout: 2 * time.Second}
+	for _, m := range mods {
+		m(&opts)
+	}
+	p := New(opts)
 	t.Cleanup(func() { _ = p.Shutdown(context.Background()) })
 	return p, reg
 }
@@ -384,4 +392,41 @@ func TestSweep(t *testing.T) {
 // start): nothing orders them, and under -race nothing may race.
 func TestShutdownWhileServing(t *testing.T) {
 	servetest.ShutdownWhileServing(t, New(Options{Log: slog.New(slog.DiscardHandler), Metrics: metrics.New()}))
+}
+
+// TestFastPathHostsOnOneConnection: the HTTP/1.1 fast path routes each
+// request of a connection by its own Host, though it remembers the last
+// one's normalized name.
+func TestFastPathHostsOnOneConnection(t *testing.T) {
+	d := &fakeDest{endpoints: map[string][]string{
+		"web.ns.svc.cluster.local:80": {answering(t, "web")},
+		"api.ns.svc.cluster.local:80": {answering(t, "api")},
+	}}
+	p, _ := testProxyOpts(t, d, discovery.Options{}, func(o *Options) {
+		o.OrigDst = origdst.Static(netip.MustParseAddrPort("127.0.0.1:1"))
+	})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = p.Serve(l) }()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	for _, host := range []string{"web", "api", "api.ns", "web", "web.ns.svc.cluster.local:80", "api"} {
+		want := strings.SplitN(host, ".", 2)[0]
+		fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", host)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK || string(b) != want {
+			t.Errorf("Host %s: %d %q (%s), want %q", host, resp.StatusCode, b, resp.Header.Get("Conduit-Proxy-Error"), want)
+		}
+	}
 }

@@ -34,6 +34,39 @@ type writeError struct{ err error }
 func (e *writeError) Error() string { return e.err.Error() }
 func (e *writeError) Unwrap() error { return e.err }
 
+// copyN is io.CopyN(w, r, n) without its allocation (the io.LimitedReader
+// it hands to w.ReadFrom): r reads into w's free space. As io.CopyN, it
+// returns io.EOF when r ends before n bytes.
+func copyN(w *bufio.Writer, r io.Reader, n int64) (int64, error) {
+	var done int64
+	for empty := 0; done < n; {
+		if w.Available() == 0 {
+			if err := w.Flush(); err != nil {
+				return done, err
+			}
+		}
+		buf := w.AvailableBuffer()
+		buf = buf[:min(int64(cap(buf)), n-done)]
+		m, err := r.Read(buf)
+		if m > 0 {
+			_, _ = w.Write(buf[:m]) // into its own free space: no write
+			done += int64(m)
+			empty = 0
+		}
+		switch {
+		case err == io.EOF && done < n:
+			return done, io.EOF
+		case err != nil && err != io.EOF:
+			return done, err
+		case m == 0 && err == nil:
+			if empty++; empty >= 100 {
+				return done, io.ErrNoProgress
+			}
+		}
+	}
+	return done, nil
+}
+
 // copyFixed copies exactly n bytes of body from br to w.
 func copyFixed(w *bufio.Writer, br *bufio.Reader, n int64) (int64, error) {
 	var done int64

@@ -10,7 +10,38 @@ import (
 	"net/textproto"
 	"strconv"
 	"time"
+
+	"github.com/conduit-mesh/conduit/proxy/internal/netx"
 )
+
+// ctxWatch is how an exchange on u follows its request's context: a
+// canceled context sets u's deadline in the past, so that its blocked
+// reads and writes fail.
+type ctxWatch struct {
+	a    *netx.AbortCtx // the context u is registered with (no allocation),
+	u    *upConn
+	stop func() bool // or context.AfterFunc's stop
+}
+
+// follow has u follow ctx.
+func follow(ctx context.Context, u *upConn) ctxWatch {
+	if a, ok := ctx.(*netx.AbortCtx); ok && a.OnAbort(u) {
+		return ctxWatch{a: a, u: u}
+	}
+	return ctxWatch{stop: context.AfterFunc(ctx, func() { u.Abort(nil) })}
+}
+
+// end stops following; it reports false when the context was canceled (u
+// is then failing, and not to be reused).
+func (w ctxWatch) end() bool {
+	if w.a != nil {
+		return w.a.StopAbort(w.u)
+	}
+	return w.stop()
+}
+
+// Abort implements netx.Aborter for an exchange's request context.
+func (u *upConn) Abort(error) { _ = u.c.SetDeadline(time.Unix(1, 0)) }
 
 // ErrUnsupported is returned by RoundTrip, before any I/O, for requests it
 // leaves to http.Transport: protocol upgrades and Expect: 100-continue.
@@ -51,7 +82,7 @@ func (p *Pool) RoundTrip(r *http.Request) (*http.Response, error) {
 		}
 		// Cancellation interrupts blocked reads and writes without a
 		// goroutine of our own.
-		stop := context.AfterFunc(ctx, func() { _ = u.c.SetDeadline(time.Unix(1, 0)) })
+		stop := follow(ctx, u)
 		resp, err := p.exchange(u, r, hasBody)
 		if err == nil {
 			if resp.Body == http.NoBody {
@@ -61,10 +92,10 @@ func (p *Pool) RoundTrip(r *http.Request) (*http.Response, error) {
 			}
 			return resp, nil
 		}
-		stop()
+		stop.end()
 		_ = u.c.Close()
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("h1: %w", context.Cause(ctx))
+			return nil, fmt.Errorf("h1: %w", netx.Cause(ctx))
 		}
 		var se *sentError
 		if u.reused && replay && attempt == 0 && !errors.As(err, &se) {
@@ -82,8 +113,8 @@ func (e *sentError) Unwrap() error { return e.err }
 
 // finish ends an exchange: the connection returns to the pool unless it
 // must close or the context fired during the exchange.
-func (p *Pool) finish(u *upConn, stop func() bool, closing bool) {
-	if !stop() || closing {
+func (p *Pool) finish(u *upConn, stop ctxWatch, closing bool) {
+	if !stop.end() || closing {
 		_ = u.c.Close()
 		return
 	}
@@ -178,7 +209,7 @@ func writeBody(w *bufio.Writer, r *http.Request, chunked bool) error {
 		err = writeChunked(w, r.Body, &r.Trailer)
 	} else {
 		var n int64
-		if n, err = io.CopyN(w, r.Body, r.ContentLength); err != nil {
+		if n, err = copyN(w, r.Body, r.ContentLength); err != nil {
 			err = fmt.Errorf("(%d of %d bytes): %w", n, r.ContentLength, err)
 		}
 	}
@@ -240,7 +271,7 @@ type clientBody struct {
 	bodyReader
 	p       *Pool
 	u       *upConn
-	stop    func() bool
+	stop    ctxWatch
 	closing bool
 	done    bool
 	err     error
@@ -258,7 +289,7 @@ func (b *clientBody) Read(p []byte) (int, error) {
 	if err != nil {
 		if err != io.EOF {
 			err = fmt.Errorf("h1: read response body: %w", err)
-			b.stop()
+			b.stop.end()
 			_ = b.u.c.Close()
 		}
 		b.err = err
@@ -273,6 +304,6 @@ func (b *clientBody) Close() error {
 		return nil
 	}
 	b.err = errors.New("h1: read on closed response body")
-	b.stop()
+	b.stop.end()
 	return b.u.c.Close()
 }

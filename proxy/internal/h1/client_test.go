@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/conduit-mesh/conduit/proxy/internal/netx"
 )
 
 // countingPool dials addr and counts the dials.
@@ -159,3 +161,63 @@ func TestRoundTripBodyClosedEarly(t *testing.T) {
 		t.Error("read after Close succeeded")
 	}
 }
+
+// TestRoundTripAbortCtx: with a netx.AbortCtx for context, which the
+// exchange follows without context.AfterFunc, Cancel aborts a waiting
+// exchange (its connection is not pooled), and a finished one leaves the
+// context (its connection is pooled).
+func TestRoundTripAbortCtx(t *testing.T) {
+	release := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hang" {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}
+		_, _ = io.WriteString(w, "ok")
+	}))
+	defer up.Close()
+	defer close(release)
+	pool, _ := countingPool(up.Listener.Addr().String())
+	req := func(path string, a *netx.AbortCtx) *http.Request {
+		r := httptest.NewRequest("GET", "http://w"+path, nil).WithContext(a)
+		r.RequestURI = ""
+		return r
+	}
+
+	a := &netx.AbortCtx{}
+	resp, err := pool.RoundTrip(req("/ok", a))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := io.ReadAll(resp.Body); err != nil || string(b) != "ok" {
+		t.Fatalf("body %q, %v", b, err)
+	}
+	resp.Body.Close()
+	if pool.Idle() != 1 {
+		t.Errorf("%d idle connections after a whole response, want 1", pool.Idle())
+	}
+	if !a.OnAbort(abortNop{}) {
+		t.Error("the finished exchange still holds its request's AbortCtx")
+	}
+
+	a = &netx.AbortCtx{}
+	time.AfterFunc(100*time.Millisecond, func() { a.Cancel(errClientGone) })
+	start := time.Now()
+	if _, err := pool.RoundTrip(req("/hang", a)); err == nil {
+		t.Fatal("an aborted exchange: no error")
+	} else if !errors.Is(err, errClientGone) {
+		t.Errorf("err %v, want the cause", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("abort took %v", d)
+	}
+	if pool.Idle() != 0 {
+		t.Error("an aborted connection went back to the pool")
+	}
+}
+
+type abortNop struct{}
+
+func (abortNop) Abort(error) {}

@@ -1,11 +1,12 @@
 package h1
 
 import (
-	"context"
 	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/conduit-mesh/conduit/proxy/internal/netx"
 )
 
 // watchDelay is how long an exchange runs before its client connection is
@@ -31,6 +32,7 @@ type hangup struct {
 
 	mu       sync.Mutex
 	armed    bool          // an exchange is running
+	clearDL  bool          // the client connection's idle read deadline is still set: the watch clears it
 	watching bool          // a read on the client connection is running
 	done     chan struct{} // closed when that read has returned
 	// When the request has been read whole: ready, or body.done.
@@ -39,18 +41,20 @@ type hangup struct {
 	body  *reqBody // forwardRT's request body, read by the round tripper
 	// What a hang-up aborts: forwardRT's request context, or the upstream
 	// connection of forward.
-	cancel context.CancelCauseFunc
-	up     *upConn
-	peek   [1]byte
-	got    int // bytes of a next request the watch read into peek
+	abort *netx.AbortCtx
+	up    *upConn
+	peek  [1]byte
+	got   int // bytes of a next request the watch read into peek
 }
 
-// startWatch arms the hang-up watch for the next exchange.
-func (x *exchange) startWatch() {
+// startWatch arms the hang-up watch for the next exchange; with clearDL
+// the watch clears the client connection's read deadline (see ServeConn).
+func (x *exchange) startWatch(clearDL bool) {
 	h := &x.hang
 	h.gone.Store(false)
 	h.mu.Lock()
 	h.armed = true
+	h.clearDL = clearDL
 	h.clear()
 	h.mu.Unlock()
 	if h.timer == nil {
@@ -69,7 +73,7 @@ func (x *exchange) watchReset() {
 
 // clear forgets the current request's state; mu is held.
 func (h *hangup) clear() {
-	h.ready, h.extra, h.body, h.cancel, h.up = false, 0, nil, nil, nil
+	h.ready, h.extra, h.body, h.abort, h.up = false, 0, nil, nil, nil
 }
 
 // watchReady says the request has been read off the client connection
@@ -82,9 +86,9 @@ func (x *exchange) watchReady(extra int) {
 
 // watchAbort sets what a hang-up aborts: the round trip's context, or the
 // upstream connection (nil: nothing yet).
-func (x *exchange) watchAbort(cancel context.CancelCauseFunc, up *upConn) {
+func (x *exchange) watchAbort(abort *netx.AbortCtx, up *upConn) {
 	x.hang.mu.Lock()
-	x.hang.cancel, x.hang.up = cancel, up
+	x.hang.abort, x.hang.up = abort, up
 	x.hang.mu.Unlock()
 }
 
@@ -105,6 +109,12 @@ func (x *exchange) watch() {
 	if !h.armed || h.watching {
 		h.mu.Unlock()
 		return
+	}
+	if h.clearDL {
+		// Under mu, with the exchange armed: the next idle wait's deadline
+		// is set only once stopWatch disarmed it.
+		_ = x.c.SetReadDeadline(time.Time{})
+		h.clearDL = false
 	}
 	ready, extra := h.ready, h.extra
 	if !ready && h.body != nil && h.body.done.Load() {
@@ -135,8 +145,8 @@ func (x *exchange) watch() {
 		// Under mu: once watchAbort has cleared them, the exchange
 		// owns its upstream connection again (it may pool it).
 		switch {
-		case h.cancel != nil:
-			h.cancel(errClientGone)
+		case h.abort != nil:
+			h.abort.Cancel(errClientGone)
 		case h.up != nil:
 			_ = h.up.c.SetDeadline(time.Unix(1, 0)) // its reads and writes fail, and it closes
 		}

@@ -2,6 +2,7 @@ package h1
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -91,6 +92,7 @@ type Server struct {
 	mu       sync.Mutex
 	conns    map[*srvConn]struct{}
 	draining atomic.Bool
+	keepIdle time.Duration // keepIdleDeadline, when set (tests)
 }
 
 type srvConn struct {
@@ -181,14 +183,20 @@ func (s *Server) ServeConn(c net.Conn, rt Router, handover func(net.Conn)) {
 		}
 		sc.mu.Lock()
 		sc.idle = true
-		_ = c.SetReadDeadline(time.Now().Add(idleTimeout))
+		idleUntil := time.Now().Add(idleTimeout)
+		_ = c.SetReadDeadline(idleUntil)
 		sc.mu.Unlock()
 		if !x.await() {
 			break
 		}
+		// A head that is buffered whole is read without waiting: it needs
+		// no deadline of its own (each is a runtime timer to move).
+		headDeadline := !x.headBuffered()
 		sc.mu.Lock()
 		sc.idle = false
-		_ = c.SetReadDeadline(time.Now().Add(headTimeout))
+		if headDeadline {
+			_ = c.SetReadDeadline(time.Now().Add(headTimeout))
+		}
 		sc.mu.Unlock()
 		err := x.req.ReadRequest(x.br)
 		if err != nil && !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrHeadTooLarge) {
@@ -210,8 +218,16 @@ func (s *Server) ServeConn(c net.Conn, rt Router, handover func(net.Conn)) {
 			handover(&replayConn{Conn: c, pre: pre})
 			return
 		}
-		_ = c.SetReadDeadline(time.Time{})
-		x.startWatch()
+		// The exchange reads the client without a deadline. The idle one,
+		// when it is still there and far off, is left for the hang-up
+		// watch to clear (watchDelay into the exchange): a quicker
+		// exchange, nearly all, ends before it matters, and the next idle
+		// wait sets its own.
+		clearLater := !headDeadline && time.Until(idleUntil) > s.keepIdleDeadline()
+		if !clearLater {
+			_ = c.SetReadDeadline(time.Time{})
+		}
+		x.startWatch(clearLater)
 		keep := x.forward(&call)
 		x.stopWatch()
 		if !keep || x.hang.gone.Load() {
@@ -222,6 +238,31 @@ func (s *Server) ServeConn(c net.Conn, rt Router, handover func(net.Conn)) {
 		}
 	}
 	_ = c.Close()
+}
+
+// keepIdleDeadline is how far off the idle deadline must be for an
+// exchange to start with it (see ServeConn): far more than watchDelay.
+const keepIdleDeadline = 5 * time.Second
+
+func (s *Server) keepIdleDeadline() time.Duration {
+	if s.keepIdle > 0 {
+		return s.keepIdle
+	}
+	return keepIdleDeadline
+}
+
+var headEnd = []byte("\r\n\r\n")
+
+// headBuffered reports whether the next request head is buffered whole (in
+// br, or in the bytes that ended the idle wait), so that reading it waits
+// for nothing. A head that ends otherwise (a bare LF) or that straddles
+// both only costs its deadline.
+func (x *exchange) headBuffered() bool {
+	if n := x.br.Buffered(); n > 0 {
+		b, _ := x.br.Peek(n)
+		return bytes.Contains(b, headEnd)
+	}
+	return bytes.Contains(x.src.pre, headEnd)
 }
 
 // await waits for the next request. Between exchanges the connection holds

@@ -1,7 +1,6 @@
 package h1
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -24,6 +23,10 @@ type reqBody struct {
 	err     error
 	done    atomic.Bool // read to the end
 	touched atomic.Bool // Read was called
+	// ctx is the request's context, which a hang-up cancels, and url its
+	// URL: in the same allocation as the body.
+	ctx netx.AbortCtx
+	url url.URL
 }
 
 var errBodyClosed = errors.New("h1: request body closed")
@@ -62,34 +65,35 @@ type respHead http.Response
 func (r *respHead) Code() int              { return r.StatusCode }
 func (r *respHead) Get(name string) string { return r.Header.Get(name) }
 
-// httpRequest builds the http.Request of the current request head.
+// httpRequest builds the http.Request of the current request head, its
+// context the body's ctx.
 func (x *exchange) httpRequest() (*http.Request, *reqBody, error) {
 	h := &x.req
-	u, err := url.ParseRequestURI(h.Target())
-	if err != nil {
+	b := &reqBody{bodyReader: bodyReader{br: x.br, mode: h.requestBody()}}
+	if err := netx.ParseTarget(h.Target(), &b.url); err != nil {
 		return nil, nil, fmt.Errorf("h1: request target: %w", err)
 	}
-	r := &http.Request{
-		Method: h.Method(), URL: u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+	r := http.Request{
+		Method: h.Method(), URL: &b.url, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: h.httpHeader(), Host: h.Host(), RequestURI: h.Target(),
 	}
 	delete(r.Header, "Host")
 	delete(r.Header, "Trailer")
-	b := &reqBody{bodyReader: bodyReader{br: x.br, mode: h.requestBody()}}
 	switch b.mode {
 	case bodyNone:
 		r.Body, r.ContentLength = http.NoBody, 0
 		b.done.Store(true)
-		return r, b, nil
 	case bodyFixed:
 		b.left, r.ContentLength = h.ContentLength, h.ContentLength
+		r.Body = b
 	case bodyChunked:
 		r.ContentLength = -1
 		r.Trailer = http.Header{}
 		b.trailer, b.drop = r.Trailer, h.dropTrailers
+		r.Body = b
 	}
-	r.Body = b
-	return r, b, nil
+	// r stays on the stack: the one http.Request allocated is WithContext's.
+	return r.WithContext(&b.ctx), b, nil
 }
 
 // forwardRT runs one exchange through call.RoundTrip.
@@ -98,16 +102,15 @@ func (x *exchange) forwardRT(call *Call) (keep bool) {
 	if err != nil {
 		return x.fail(call, http.StatusBadRequest, err, x.skipBody())
 	}
-	// A hang-up cancels the round trip (see hangup).
-	ctx, cancel := context.WithCancelCause(context.Background())
-	defer cancel(nil)
-	r = r.WithContext(ctx)
+	// A hang-up cancels the round trip (see hangup); so does the end of
+	// the exchange, as for any context.
+	defer body.ctx.Cancel(nil)
 	if body.mode == bodyNone {
 		x.watchReady(x.br.Buffered())
 	} else {
 		x.watchBody(body)
 	}
-	x.watchAbort(cancel, nil)
+	x.watchAbort(&body.ctx, nil)
 	resp, err := call.RoundTrip(r)
 	// The request body may still be read by the round tripper's goroutine:
 	// the client connection's reader is ours again once it is closed. A
@@ -210,7 +213,7 @@ func (x *exchange) writeHTTPResponse(resp *http.Response, head bool) error {
 		}
 		return err
 	}
-	if _, err := io.CopyN(w, resp.Body, resp.ContentLength); err != nil {
+	if _, err := copyN(w, resp.Body, resp.ContentLength); err != nil {
 		return err
 	}
 	return w.Flush()

@@ -125,11 +125,17 @@ type fixture struct {
 // hands over is answered by net/http with "general".
 func startFast(t *testing.T, rt Router) *fixture {
 	t.Helper()
+	return startFastWith(t, rt, &Server{})
+}
+
+// startFastWith is startFast with the fast path's server srv.
+func startFastWith(t *testing.T, rt Router, srv *Server) *fixture {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{srv: &Server{}}
+	f := &fixture{srv: srv}
 	f.addr = l.Addr().String()
 	cl := newChanListener()
 	f.general = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -260,7 +260,7 @@ func (c *Client) get(ctx context.Context) (*clientConn, error) {
 				return nil, d.err
 			}
 		case <-ctx.Done():
-			return nil, fmt.Errorf("h2: %w", context.Cause(ctx))
+			return nil, fmt.Errorf("h2: %w", netx.Cause(ctx))
 		}
 	}
 }
@@ -319,14 +319,18 @@ func (cc *clientConn) take() bool {
 }
 
 // streamClosed is the connection's onClosed: the request context's
-// AfterFunc stops, and the slot is given back.
+// AfterFunc stops (or the stream leaves its AbortCtx), and the slot is
+// given back.
 func (cc *clientConn) streamClosed(st *stream) {
 	cc.mu.Lock()
-	s := st.stop
-	st.stop = nil
+	s, a := st.stop, st.actx
+	st.stop, st.actx = nil, nil
 	cc.mu.Unlock()
 	if s != nil {
 		s()
+	}
+	if a != nil {
+		a.StopAbort(st)
 	}
 	cc.release()
 }
@@ -454,7 +458,10 @@ func encodeRequestHeader(r *http.Request, enc func(name, value string)) {
 func (cc *clientConn) roundTrip(r *http.Request, hasBody bool, small []byte, rb *replayBody) (*http.Response, error) {
 	ctx := r.Context()
 	streaming := hasBody && small == nil
-	st := cc.newStream(0) // its ID and send window are set under the locks below
+	cs := &clientStream{}
+	cc.initStream(&cs.stream, 0) // its ID and send window are set under the locks below
+	st := &cs.stream
+	st.head = &cs.head
 	st.req = r
 	st.kept = rb
 
@@ -529,10 +536,24 @@ func (cc *clientConn) roundTrip(r *http.Request, hasBody bool, small []byte, rb 
 		cc.endSend(st)
 	} else {
 		body := r.Body // a later attempt may give r another (replayBody)
-		pool.run(func() { cc.sendBody(st, body, r) })
+		pool.run(funcTask(func() { cc.sendBody(st, body, r) }))
 	}
-	if ctx.Done() != nil {
-		s := context.AfterFunc(ctx, func() { cc.resetStream(st, http2.ErrCodeCancel, context.Cause(ctx)) })
+	// Cancelling ctx resets the stream. An AbortCtx (the HTTP/1.1 fast
+	// path's) calls the stream itself; any other context takes an
+	// AfterFunc, and the wait below watches its Done.
+	var ctxDone <-chan struct{}
+	if a, ok := ctx.(*netx.AbortCtx); ok && a.OnAbort(st) {
+		cc.mu.Lock()
+		closed := st.sentEnd && st.recvEnd
+		if !closed {
+			st.actx = a
+		}
+		cc.mu.Unlock()
+		if closed {
+			a.StopAbort(st)
+		}
+	} else if ctxDone = ctx.Done(); ctxDone != nil {
+		s := context.AfterFunc(ctx, func() { cc.resetStream(st, http2.ErrCodeCancel, netx.Cause(ctx)) })
 		cc.mu.Lock()
 		closed := st.sentEnd && st.recvEnd
 		if !closed {
@@ -559,12 +580,15 @@ func (cc *clientConn) roundTrip(r *http.Request, hasBody bool, small []byte, rb 
 			if err != nil {
 				return nil, prefixed(err)
 			}
-		case <-ctx.Done():
-			cc.resetStream(st, http2.ErrCodeCancel, context.Cause(ctx))
-			return nil, fmt.Errorf("h2: %w", context.Cause(ctx))
+		case <-ctxDone:
+			cc.resetStream(st, http2.ErrCodeCancel, netx.Cause(ctx))
+			return nil, fmt.Errorf("h2: %w", netx.Cause(ctx))
 		}
 	}
 }
+
+// Abort implements netx.Aborter: the request's AbortCtx was canceled.
+func (st *stream) Abort(cause error) { st.c.resetStream(st, http2.ErrCodeCancel, cause) }
 
 // prefixed returns err with the package's prefix, once.
 func prefixed(err error) error {
@@ -670,8 +694,9 @@ func (cc *clientConn) onHeaders(f *hblock) error {
 		cc.resetStream(st, http2.ErrCodeProtocol, errors.New("h2: response header list too large"))
 		return nil
 	}
-	resp := &http.Response{
-		Status:        statusString(code) + " " + http.StatusText(code),
+	resp := st.head
+	*resp = http.Response{
+		Status:        responseStatus(code),
 		StatusCode:    code,
 		Proto:         "HTTP/2.0",
 		ProtoMajor:    2,
@@ -703,7 +728,8 @@ func (cc *clientConn) onHeaders(f *hblock) error {
 		st.endRecv(io.EOF)
 		done = cc.maybeClose(st)
 	} else {
-		resp.Body = &respBody{st: st}
+		st.body.st = st
+		resp.Body = &st.body
 	}
 	st.resp = resp
 	cc.mu.Unlock()

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -17,6 +18,8 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/conduit-mesh/conduit/proxy/internal/netx"
 )
 
 const (
@@ -296,17 +299,51 @@ type stream struct {
 	got      int64         // DATA bytes received (padding excluded)
 
 	// Set before the stream is shared.
-	abort func()         // the peer reset the stream or the connection ended
-	req   *http.Request  // client: the request
-	resp  *http.Response // client: the response head, until roundTrip takes it
-	stop  func() bool    // client: stops the request context's AfterFunc; under c.mu
-	kept  *replayBody    // client: the body kept for a refusal, until the server widens the window; under c.mu
+	abort func()        // the peer reset the stream or the connection ended
+	req   *http.Request // the request (a server's, for its handler)
+
+	// Client.
+	resp *http.Response // the response head, until roundTrip takes it
+	head *http.Response // where onHeaders makes it (see clientStream)
+	body respBody       // the response body, in the stream's allocation
+	stop func() bool    // stops the request context's AfterFunc; under c.mu
+	actx *netx.AbortCtx // or the request's AbortCtx, which holds the stream; under c.mu
+	kept *replayBody    // the body kept for a refusal, until the server widens the window; under c.mu
+
+	// Server: the request's context when it is the stream's own (see
+	// serverStream), canceled where abort is called; nil when abort
+	// cancels it.
+	sctx *netx.AbortCtx
+}
+
+// clientStream is a client's stream with its response head in the same
+// allocation.
+type clientStream struct {
+	stream
+	head http.Response
+}
+
+// serverStream is a server's stream with what its request needs in the
+// same allocation.
+type serverStream struct {
+	stream
+	srv       *serverConn // the stream's connection, for its handler
+	rbody     reqBody
+	url       url.URL
+	ctx       netx.AbortCtx
+	truncated bool // the request head was over the header list limit (answered 431)
 }
 
 // newStream returns a stream's initial state; its send window is the
 // peer's SETTINGS_INITIAL_WINDOW_SIZE (sendOff 0).
 func (c *conn) newStream(id uint32) *stream {
-	return &stream{c: c, id: id, recvWin: streamWindow, readable: make(chan struct{}, 1), want: -1}
+	s := &stream{}
+	c.initStream(s, id)
+	return s
+}
+
+func (c *conn) initStream(s *stream, id uint32) {
+	*s = stream{c: c, id: id, recvWin: streamWindow, readable: make(chan struct{}, 1), want: -1}
 }
 
 // sendWin is s's send window; c.mu is held. A stream keeps it as an offset
@@ -347,7 +384,7 @@ func (c *conn) queue(ctl control) {
 // way already.
 func (c *conn) kickLater() {
 	if c.ctlN.Load() > 0 && c.writers.Load() == 0 && !c.kicking.Swap(true) {
-		pool.run(c.kickFn)
+		pool.run(funcTask(c.kickFn))
 	}
 }
 
@@ -995,6 +1032,9 @@ func (c *conn) onReset(f *http2.RSTStreamFrame, sd side) error {
 	if s.abort != nil {
 		s.abort()
 	}
+	if s.sctx != nil {
+		s.sctx.Cancel(nil)
+	}
 	c.closed(done)
 	return nil
 }
@@ -1008,6 +1048,7 @@ func (c *conn) fail(err error) {
 	}
 	c.err = err
 	var aborts []func()
+	var ctxs []*netx.AbortCtx
 	var ended []*stream
 	for _, s := range c.streams {
 		s.reset = true
@@ -1015,6 +1056,9 @@ func (c *conn) fail(err error) {
 		s.endRecv(err)
 		if s.abort != nil {
 			aborts = append(aborts, s.abort)
+		}
+		if s.sctx != nil {
+			ctxs = append(ctxs, s.sctx)
 		}
 		if d := c.maybeClose(s); d != nil {
 			ended = append(ended, d)
@@ -1032,6 +1076,9 @@ func (c *conn) fail(err error) {
 	c.ctlMu.Unlock()
 	for _, f := range aborts {
 		f()
+	}
+	for _, a := range ctxs {
+		a.Cancel(nil)
 	}
 	for _, s := range ended {
 		c.closed(s)

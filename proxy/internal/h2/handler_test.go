@@ -2,10 +2,14 @@ package h2
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/net/http2"
 )
@@ -56,5 +60,94 @@ func TestHandlerNoResponse(t *testing.T) {
 	}
 	if n := strings.Count(logs.String(), "no response"); n != 1 {
 		t.Errorf("logged %d times, want once:\n%s", n, logs.String())
+	}
+}
+
+// TestServerRequestContext: with a ServeConn context that is never
+// canceled, a request's context (the stream's own netx.AbortCtx) has its
+// values, and ends when the handler returns and when the connection ends
+// under a running handler.
+func TestServerRequestContext(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	ended := make(chan string, 2)
+	started := make(chan struct{}, 1)
+	srv := &Server{Handler: rtFunc(func(r *http.Request) (*http.Response, error) {
+		ctx := r.Context()
+		if v, _ := ctx.Value(ctxKey{}).(string); v != "conn-value" || ctx.Err() != nil {
+			t.Errorf("handler's context: value %q, Err %v", v, ctx.Err())
+		}
+		path := r.URL.Path
+		context.AfterFunc(ctx, func() { ended <- path })
+		if path == "/hang" {
+			started <- struct{}{}
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}
+		return &http.Response{StatusCode: 200, Header: http.Header{}, Body: http.NoBody}, nil
+	})}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _ = srv.ServeConn(context.WithValue(context.Background(), ctxKey{}, "conn-value"), c) }()
+		}
+	}()
+	var conn atomic.Pointer[net.Conn]
+	cl := &Client{Dial: func(ctx context.Context) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", ln.Addr().String())
+		if err == nil {
+			conn.Store(&c)
+		}
+		return c, err
+	}}
+	t.Cleanup(cl.CloseIdle)
+	req := func(path string) *http.Request {
+		r, _ := http.NewRequest("GET", "http://"+ln.Addr().String()+path, nil)
+		return r
+	}
+	resp, err := cl.RoundTrip(req("/ok"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	select {
+	case p := <-ended:
+		if p != "/ok" {
+			t.Fatalf("context of %s ended, want /ok's", p)
+		}
+	case <-time.After(wait):
+		t.Fatal("the request's context did not end when its handler returned")
+	}
+
+	errc := make(chan error, 1)
+	go func() {
+		resp, err := cl.RoundTrip(req("/hang"))
+		if err == nil {
+			resp.Body.Close()
+		}
+		errc <- err
+	}()
+	select {
+	case <-started:
+	case <-time.After(wait):
+		t.Fatal("handler not called")
+	}
+	_ = (*conn.Load()).Close()
+	select {
+	case p := <-ended:
+		if p != "/hang" {
+			t.Fatalf("context of %s ended, want /hang's", p)
+		}
+	case <-time.After(wait):
+		t.Fatal("the request's context did not end with its connection")
+	}
+	if err := <-errc; err == nil {
+		t.Error("RoundTrip on a closed connection: no error")
 	}
 }

@@ -723,6 +723,9 @@ var interopCases = []interopCase{
 	{"Concurrent100", testConcurrent100, envConfig{}},
 	{"CancelMidResponse", testCancelMidResponse, envConfig{}},
 	{"CancelBeforeHead", testCancelBeforeHead, envConfig{}},
+	{"AbortMidResponse", testAbortMidResponse, envConfig{}},
+	{"AbortBeforeHead", testAbortBeforeHead, envConfig{}},
+	{"AbortCtxFreedAtEnd", testAbortCtxFreedAtEnd, envConfig{}},
 	{"HandlerError502", testHandlerError, envConfig{}},
 	{"HandlerDeadline504", testHandlerDeadline, envConfig{}},
 	{"BodyClosedEarly", testBodyClosedEarly, envConfig{}},
@@ -1066,8 +1069,27 @@ func testConcurrent100(t *testing.T, e *env) {
 	}
 }
 
-func testCancelMidResponse(t *testing.T, e *env) {
-	ctx, cancel := context.WithCancel(t.Context())
+// errTestAbort is the cause an AbortCtx is canceled with.
+var errTestAbort = errors.New("test: the client went")
+
+// cancelable returns a request context and what cancels it: package
+// context's, or (abort) a netx.AbortCtx, which our Client follows without
+// context.AfterFunc, and net/http's as any other context.
+func cancelable(t *testing.T, abort bool) (context.Context, func()) {
+	if !abort {
+		return context.WithCancel(t.Context())
+	}
+	a := &netx.AbortCtx{}
+	return a, func() { a.Cancel(errTestAbort) }
+}
+
+func testCancelMidResponse(t *testing.T, e *env) { cancelMidResponse(t, e, false) }
+func testAbortMidResponse(t *testing.T, e *env)  { cancelMidResponse(t, e, true) }
+func testCancelBeforeHead(t *testing.T, e *env)  { cancelBeforeHead(t, e, false) }
+func testAbortBeforeHead(t *testing.T, e *env)   { cancelBeforeHead(t, e, true) }
+
+func cancelMidResponse(t *testing.T, e *env, abort bool) {
+	ctx, cancel := cancelable(t, abort)
 	defer cancel()
 	resp := e.roundTrip(t, e.newReq(t, ctx, "GET", "/slow", nil))
 	wantStatus(t, resp, 200)
@@ -1087,12 +1109,15 @@ func testCancelMidResponse(t *testing.T, e *env) {
 		t.Errorf("body read after cancel: %d more bytes and EOF, want an error", n)
 	} else {
 		t.Logf("body read after cancel: %v (after %v)", err, time.Since(start))
+		if abort && e.p.ourClient && !errors.Is(err, errTestAbort) {
+			t.Errorf("body read after the AbortCtx's Cancel: %v, want its cause", err)
+		}
 	}
 	e.waitEvent(t, "slow-cancelled", 5*time.Second)
 }
 
-func testCancelBeforeHead(t *testing.T, e *env) {
-	ctx, cancel := context.WithCancel(t.Context())
+func cancelBeforeHead(t *testing.T, e *env, abort bool) {
+	ctx, cancel := cancelable(t, abort)
 	defer cancel()
 	r := e.newReq(t, ctx, "GET", "/hang", nil)
 	errc := make(chan error, 1)
@@ -1109,12 +1134,45 @@ func testCancelBeforeHead(t *testing.T, e *env) {
 	case err := <-errc:
 		if err == nil {
 			t.Errorf("RoundTrip cancelled before the response head: no error")
+		} else if abort && e.p.ourClient && !errors.Is(err, errTestAbort) {
+			t.Errorf("RoundTrip after the AbortCtx's Cancel: %v, want its cause", err)
 		}
 	case <-time.After(3 * time.Second):
 		t.Fatalf("RoundTrip did not return within 3s of its context's cancellation")
 	}
 	e.waitEvent(t, "hang-cancelled", 5*time.Second)
 }
+
+// testAbortCtxFreedAtEnd: a stream done both ways leaves its request's
+// AbortCtx (our Client registered it), and canceling the context then
+// touches nothing.
+func testAbortCtxFreedAtEnd(t *testing.T, e *env) {
+	a := &netx.AbortCtx{}
+	resp := e.roundTrip(t, e.newReq(t, a, "POST", "/echo", strings.NewReader("hello")))
+	wantStatus(t, resp, 200)
+	if b := readBody(t, wait, resp); string(b) != "hello" {
+		t.Errorf("body %q", b)
+	}
+	resp.Body.Close()
+	var r abortRec
+	deadline := time.Now().Add(wait)
+	for !a.OnAbort(&r) { // the stream leaves it as it closes, after EOF
+		if time.Now().After(deadline) {
+			t.Fatal("the ended stream still holds the request's AbortCtx")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	a.StopAbort(&r)
+	a.Cancel(errTestAbort)
+	resp = e.roundTrip(t, e.newReq(t, t.Context(), "POST", "/echo", strings.NewReader("again")))
+	if b := readBody(t, wait, resp); string(b) != "again" {
+		t.Errorf("next request's body %q", b)
+	}
+}
+
+type abortRec struct{ n atomic.Int32 }
+
+func (r *abortRec) Abort(error) { r.n.Add(1) }
 
 func testHandlerError(t *testing.T, e *env) {
 	testHandlerFailure(t, e, "/error", http.StatusBadGateway, "upstream exploded")

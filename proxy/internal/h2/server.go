@@ -17,6 +17,8 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
+
+	"github.com/conduit-mesh/conduit/proxy/internal/netx"
 )
 
 // Server serves HTTP/2 connections whose TLS (or h2c prior-knowledge)
@@ -55,6 +57,9 @@ type serverConn struct {
 	ctx  context.Context
 	wg   sync.WaitGroup
 	addr string
+	// ownCtx: ctx is never canceled (Done nil), so a request's context can
+	// be its stream's netx.AbortCtx, with ctx's values (see serverStream).
+	ownCtx bool
 
 	// Under mu.
 	lastID  uint32 // highest stream opened by the client
@@ -105,7 +110,7 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
 		return errors.New("h2: bad client preface")
 	}
 	_ = c.SetReadDeadline(time.Time{})
-	sc := &serverConn{srv: s, ctx: ctx, addr: c.RemoteAddr().String()}
+	sc := &serverConn{srv: s, ctx: ctx, addr: c.RemoteAddr().String(), ownCtx: ctx.Done() == nil}
 	sc.init(c, br, s.writeTimeout())
 	sc.onClosed = sc.streamClosed
 	sc.lock()
@@ -287,28 +292,46 @@ func (sc *serverConn) onHeaders(f *hblock) error {
 	}
 	sc.mu.Unlock()
 
-	req, err := sc.request(f)
-	if err == nil && f.StreamEnded() && req.ContentLength > 0 {
+	ss := &serverStream{srv: sc, truncated: f.Truncated} // not shared yet: dropped if the request is malformed
+	sc.initStream(&ss.stream, id)
+	st = &ss.stream
+	var r http.Request // on the stack: the request allocated is WithContext's
+	err := sc.request(f, &r, &ss.url)
+	if err == nil && f.StreamEnded() && r.ContentLength > 0 {
 		err = errors.New("h2: a content-length with no body") // malformed
 	}
 	if err != nil {
 		sc.refuse(id, http2.ErrCodeProtocol)
 		return nil
 	}
-	st = sc.newStream(id)
 	st.recvWin, st.narrow = initialWindow, true
-	ctx, cancel := context.WithCancel(sc.ctx)
-	req = req.WithContext(ctx)
-	st.abort = cancel
+	// The request's context ends when the stream is reset, the connection
+	// ends or the handler returns.
+	var req *http.Request
+	var cancel context.CancelFunc
+	if sc.ownCtx {
+		// The stream's own, in its allocation: a client of this package
+		// resets its stream from it without context.AfterFunc.
+		ss.ctx.SetParent(sc.ctx)
+		st.sctx = &ss.ctx
+		req = r.WithContext(&ss.ctx)
+	} else {
+		var ctx context.Context
+		ctx, cancel = context.WithCancel(sc.ctx)
+		req = r.WithContext(ctx)
+		st.abort = cancel
+	}
 	if f.StreamEnded() {
 		req.Body = http.NoBody
 		req.ContentLength = 0
 		st.recvEnd, st.rerr = true, io.EOF
 	} else {
 		st.want = req.ContentLength
-		req.Body = &reqBody{st: st, expect: strings.EqualFold(req.Header.Get("Expect"), "100-continue")}
+		ss.rbody = reqBody{st: st, expect: strings.EqualFold(req.Header.Get("Expect"), "100-continue")}
+		req.Body = &ss.rbody
 	}
 	st.rtrailer = &req.Trailer
+	st.req = req
 	sc.mu.Lock()
 	sc.streams[id] = st
 	sc.active++
@@ -316,9 +339,16 @@ func (sc *serverConn) onHeaders(f *hblock) error {
 	sc.idle.Stop()
 	sc.mu.Unlock()
 	sc.wg.Add(1)
-	truncated := f.Truncated
-	pool.run(func() { sc.handle(st, req, cancel, truncated) })
+	pool.run((*handleTask)(ss))
 	return nil
+}
+
+// handleTask runs a stream's handler on a worker.
+type handleTask serverStream
+
+func (t *handleTask) run() {
+	ss := (*serverStream)(t)
+	ss.srv.handle(&ss.stream, ss.req, ss.abort, ss.truncated)
 }
 
 // reusedStream is the connection error of a request on stream id, not
@@ -327,38 +357,38 @@ func (sc *serverConn) reusedStream(id uint32) error {
 	return fmt.Errorf("h2: request on stream %d, not above %d: %w", id, sc.lastStream(), http2.ConnectionError(http2.ErrCodeProtocol))
 }
 
-// request builds the request of a header block.
-func (sc *serverConn) request(f *hblock) (*http.Request, error) {
+// request builds the request of a header block into r, its URL u (its
+// context is the caller's to set).
+func (sc *serverConn) request(f *hblock, r *http.Request, u *url.URL) error {
 	method, path := f.PseudoValue("method"), f.PseudoValue("path")
 	scheme, authority := f.PseudoValue("scheme"), f.PseudoValue("authority")
 	if method == "" || method == http.MethodConnect || f.PseudoValue("protocol") != "" || path == "" || scheme == "" {
-		return nil, errors.New("h2: unsupported or incomplete request pseudo-headers")
+		return errors.New("h2: unsupported or incomplete request pseudo-headers")
 	}
 	// Both go verbatim into an HTTP/1.1 request line when the request is
 	// sent on as HTTP/1 (a query is not escaped): a space would end the
 	// method or the target there and make the rest say something else.
 	if !httpguts.ValidHeaderFieldName(method) { // a token, as a method is (RFC 9110 9.1)
-		return nil, fmt.Errorf("h2: :method %q is not a token", method)
+		return fmt.Errorf("h2: :method %q is not a token", method)
 	}
 	if strings.IndexByte(path, ' ') >= 0 {
-		return nil, fmt.Errorf("h2: :path %q has a space", path)
+		return fmt.Errorf("h2: :path %q has a space", path)
 	}
 	if path[0] != '/' && (path != "*" || method != http.MethodOptions) {
-		return nil, fmt.Errorf("h2: :path %q is not origin-form", path) // RFC 9113, 8.3.1
+		return fmt.Errorf("h2: :path %q is not origin-form", path) // RFC 9113, 8.3.1
 	}
 	h, cl, err := headerOf(f.Fields)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	u, err := url.ParseRequestURI(path)
-	if err != nil {
-		return nil, fmt.Errorf("h2: bad :path: %w", err)
+	if err := netx.ParseTarget(path, u); err != nil {
+		return fmt.Errorf("h2: bad :path: %w", err)
 	}
 	if authority == "" {
 		authority = h.Get("Host")
 	}
 	delete(h, "Host")
-	r := &http.Request{
+	*r = http.Request{
 		Method:        method,
 		URL:           u,
 		Proto:         "HTTP/2.0",
@@ -370,7 +400,7 @@ func (sc *serverConn) request(f *hblock) (*http.Request, error) {
 		RequestURI:    path,
 		Trailer:       declaredTrailer(h),
 	}
-	return r, nil
+	return nil
 }
 
 // streamClosed is the connection's onClosed.
@@ -388,7 +418,11 @@ func (sc *serverConn) handle(st *stream, req *http.Request, cancel context.Cance
 		sc.running--
 		sc.mu.Unlock()
 	}()
-	defer cancel()
+	if cancel != nil {
+		defer cancel()
+	} else {
+		defer st.sctx.Cancel(nil)
+	}
 	var resp *http.Response
 	var err error
 	if truncated {
@@ -447,12 +481,25 @@ func errorResponse(err error) *http.Response {
 	return &http.Response{StatusCode: code, Header: http.Header{"Conduit-Proxy-Error": {msg}}, Body: http.NoBody, ContentLength: 0}
 }
 
-var statusText [600]string
+// statusText holds the status codes as strings, and statusLine a
+// response's Status ("200 OK") for the codes with a text.
+var statusText, statusLine [600]string
 
 func init() {
 	for i := 100; i < len(statusText); i++ {
 		statusText[i] = strconv.Itoa(i)
+		if t := http.StatusText(i); t != "" {
+			statusLine[i] = statusText[i] + " " + t
+		}
 	}
+}
+
+// responseStatus is an http.Response's Status for code.
+func responseStatus(code int) string {
+	if code >= 100 && code < len(statusLine) && statusLine[code] != "" {
+		return statusLine[code]
+	}
+	return statusString(code) + " " + http.StatusText(code)
 }
 
 func statusString(code int) string {

@@ -12,8 +12,17 @@ import "sync"
 // workers do the work.
 type workers struct {
 	mu   sync.Mutex
-	idle []chan func()
+	idle []chan task
 }
+
+// task is what a worker runs: a handler's stream (handleTask), or any
+// function (funcTask). A pointer or a function in an interface costs no
+// allocation, where a closure per request would.
+type task interface{ run() }
+
+type funcTask func()
+
+func (f funcTask) run() { f() }
 
 // maxIdleWorkers bounds the parked workers; above it a worker exits when
 // its function returns.
@@ -22,8 +31,8 @@ const maxIdleWorkers = 64
 // pool is shared by every Server and Client of the process.
 var pool workers
 
-// run calls f on a parked worker, or on a new one.
-func (p *workers) run(f func()) {
+// run runs f on a parked worker, or on a new one.
+func (p *workers) run(f task) {
 	p.mu.Lock()
 	if n := len(p.idle); n > 0 {
 		ch := p.idle[n-1]
@@ -34,12 +43,12 @@ func (p *workers) run(f func()) {
 		return
 	}
 	p.mu.Unlock()
-	go p.work(make(chan func(), 1), f)
+	go p.work(make(chan task, 1), f)
 }
 
-func (p *workers) work(ch chan func(), f func()) {
+func (p *workers) work(ch chan task, f task) {
 	for {
-		f()
+		f.run()
 		f = nil // let f's captures go while parked
 		p.mu.Lock()
 		if len(p.idle) >= maxIdleWorkers {

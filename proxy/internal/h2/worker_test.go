@@ -25,7 +25,7 @@ func TestWorkersReuseOneForSequentialCalls(t *testing.T) {
 	var p workers
 	for i := range 100 {
 		done := make(chan struct{})
-		p.run(func() { close(done) })
+		p.run(funcTask(func() { close(done) }))
 		<-done
 		if n := idleWorkers(&p, 1); n != 1 {
 			t.Fatalf("after call %d: %d parked workers, want the one worker reused", i, n)
@@ -42,13 +42,13 @@ func TestWorkersBurstRunsEveryCallAndParksAtMost(t *testing.T) {
 	ran := map[int]int{}
 	wg.Add(calls)
 	for i := range calls {
-		p.run(func() {
+		p.run(funcTask(func() {
 			defer wg.Done()
 			<-release // all run at once: each needs a worker of its own
 			mu.Lock()
 			ran[i]++
 			mu.Unlock()
-		})
+		}))
 	}
 	close(release)
 	wg.Wait()
