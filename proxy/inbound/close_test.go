@@ -1,11 +1,14 @@
 package inbound
 
 import (
+	"errors"
 	"io"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/conduit-mesh/conduit/pkg/ports"
 	"github.com/conduit-mesh/conduit/proxy/internal/metricstest"
 	"github.com/conduit-mesh/conduit/proxy/metrics"
 )
@@ -103,6 +106,54 @@ func TestAcceptedHTTPResetIsFailure(t *testing.T) {
 				}
 				if got := metricstest.CloseCounts(t, reg, srcSeries); got != want {
 					t.Errorf("reset %v: client's connection: tcp_close_total %s, want %s", reset, got, want)
+				}
+			}
+		})
+	}
+}
+
+// TestOpaqueRefusedIsFailure: an opaque connection whose application
+// refuses the proxy's connection (on 127.0.0.1 and, with IPv6, on [::1]
+// too) counts as a failure with ECONNREFUSED on the client's series, and
+// the client's connection is reset, not closed: its read fails with
+// ECONNRESET rather than returning EOF. Whether the client sent bytes
+// first or waits for a server that speaks first makes no difference.
+func TestOpaqueRefusedIsFailure(t *testing.T) {
+	port := metricstest.ClosedPort(t)
+	for _, tc := range []struct {
+		name        string
+		ipv6, sends bool
+	}{
+		{"client sends first", false, true},
+		{"client waits", false, false},
+		{"client sends first, [::1] tried too", true, true},
+		{"client waits, [::1] tried too", true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for range 5 {
+				reg := metrics.New()
+				o := Options{Metrics: reg, IPv6: tc.ipv6}
+				if !tc.sends {
+					o.OpaquePort = []ports.Range{{From: port, To: port}}
+				}
+				addr, _ := startInbound(t, o, port)
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+				if tc.sends {
+					if _, err := c.Write([]byte{0, 1, 2, 3}); err != nil { // no protocol the proxy detects
+						t.Fatal(err)
+					}
+				}
+				b, err := io.ReadAll(c)
+				c.Close()
+				if !errors.Is(err, syscall.ECONNRESET) {
+					t.Errorf("client read %q, %v; want ECONNRESET", b, err)
+				}
+				if got := metricstest.CloseCounts(t, reg, srcSeries); got != metricstest.RefusedOnly {
+					t.Errorf("client's connection: tcp_close_total %s, want %s", got, metricstest.RefusedOnly)
 				}
 			}
 		})

@@ -396,6 +396,19 @@ func (p *Proxy) opaque(c net.Conn, info *netx.Info) {
 	out, err := p.dialApp(context.Background(), "tcp", target)
 	if err != nil {
 		p.o.Log.Debug("inbound opaque connect failed", "target", target, "err", err)
+		// The client's connection failed: counted with the connect's
+		// errno (ECONNREFUSED for an application that does not listen,
+		// [::1] included), and ended with a reset, after the TLS handshake
+		// for a meshed client. Without the mesh the client would have had
+		// ECONNREFUSED from its connect; once the connection is accepted, a
+		// reset is the closest signal. A close instead (close_notify, FIN)
+		// would be a clean end to the client, and what a client's proxy
+		// then counted would depend on timing: success when it had sent
+		// nothing, ECONNRESET or EPIPE when its bytes met the closed
+		// socket. A client's proxy reads the reset as ECONNRESET and resets
+		// its application's connection in turn (netx.PipeAborting).
+		info.Fail(err)
+		netx.Abort(c)
 		return
 	}
 	defer out.Close()

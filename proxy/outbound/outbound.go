@@ -348,6 +348,12 @@ func (p *Proxy) opaque(c net.Conn, info *netx.Info, st *discovery.ProfileState) 
 	defer out.Close()
 	// out's Info counts its bytes and, once out is closed, its end,
 	// classified by the failure Pipe noted.
+	if _, meshed := out.(*tls.Conn); meshed {
+		// A peer proxy resets the connection when its application refused
+		// it: the application's connection is reset in turn.
+		netx.PipeAborting(c, out)
+		return
+	}
 	_ = netx.Pipe(c, out, metrics.TCP{})
 }
 

@@ -13,10 +13,12 @@ import (
 )
 
 // What CloseCounts returns for a series that counted one connection closed
-// cleanly (SuccessOnly) or with a reset (ResetOnly).
+// cleanly (SuccessOnly), with a reset (ResetOnly), or whose application
+// refused the proxy's connection (RefusedOnly: an inbound peer="src").
 const (
 	SuccessOnly = `classification="success"} 1`
 	ResetOnly   = `classification="failure",errno="ECONNRESET"} 1; classification="success"} 0`
+	RefusedOnly = `classification="failure",errno="ECONNREFUSED"} 1; classification="success"} 0`
 )
 
 // CloseCounts waits up to 5 s for the series with labels (without braces)
@@ -44,6 +46,19 @@ func CloseCounts(t testing.TB, reg *metrics.Registry, labels string) string {
 	}
 	slices.Sort(got)
 	return strings.Join(got, "; ")
+}
+
+// ClosedPort returns a loopback port where nothing listens (one that was
+// just listened on and closed): a connection to it is refused.
+func ClosedPort(t testing.TB) uint16 {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := uint16(l.Addr().(*net.TCPAddr).Port)
+	l.Close()
+	return port
 }
 
 // Reset closes the TCP connection c with a RST (SO_LINGER 0).

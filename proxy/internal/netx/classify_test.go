@@ -42,10 +42,12 @@ const (
 
 // TestInfoDoneClassifies: Done counts the connection by the first failure
 // noted; the end of the stream, the proxy's own close and deadlines are no
-// failure, and a failure is not overwritten.
+// failure, and a failure is not overwritten, but for an EPIPE by the
+// ECONNRESET of the same reset.
 func TestInfoDoneClassifies(t *testing.T) {
 	reset := &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}
 	pipe := &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", syscall.EPIPE)}
+	timedOut := &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ETIMEDOUT)}
 	tests := []struct {
 		name  string
 		noted []error
@@ -59,7 +61,10 @@ func TestInfoDoneClassifies(t *testing.T) {
 		{"reset after EOF", []error{io.EOF, reset}, resetOnly},
 		{"the first failure stays", []error{reset, pipe, net.ErrClosed}, resetOnly},
 		{"no errno", []error{errors.New("tls: bad record MAC")}, `classification="failure"} 1; classification="success"} 0`},
-		{"EPIPE", []error{pipe, reset}, `classification="failure",errno="EPIPE"} 1; classification="success"} 0`},
+		{"EPIPE", []error{pipe, timedOut}, `classification="failure",errno="EPIPE"} 1; classification="success"} 0`},
+		// The two directions raced for one reset: the write that lost
+		// (EPIPE) was noted first.
+		{"reset after EPIPE", []error{pipe, reset}, resetOnly},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -228,5 +233,110 @@ func TestPipeClassifies(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestInfoFail: a failed connect ends the connection as a failure, with
+// its errno, even when Classify calls the error none (a connect timeout),
+// and the first failure noted stays.
+func TestInfoFail(t *testing.T) {
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	for _, tt := range []struct {
+		name   string
+		before error
+		err    error
+		want   string
+	}{
+		{"refused", nil, fmt.Errorf("%w; %w", refused, errors.New("[::1]: cannot assign requested address")), `classification="failure",errno="ECONNREFUSED"} 1; classification="success"} 0`},
+		{"timeout", nil, &net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded}, `classification="failure"} 1; classification="success"} 0`},
+		{"after a reset", &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}, refused, resetOnly},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			reg := metrics.New()
+			info := &Info{Stats: reg.Open(metrics.TCPKey{Direction: "inbound", Peer: "src"})}
+			info.Note(tt.before)
+			info.Fail(tt.err)
+			info.Done()
+			if got := closeCounts(t, reg, `direction="inbound",peer="src",tls="false"`); got != tt.want {
+				t.Errorf("tcp_close_total %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestPipeAbortingTLS: PipeAborting passes a clean end of its TLS side b
+// on as Pipe does (the answer to a half-close arrives, both sides are
+// successes), while b's reset, or its TCP connection ending without
+// close_notify, resets the accepted side: its peer reads ECONNRESET, not
+// EOF.
+func TestPipeAbortingTLS(t *testing.T) {
+	for _, sc := range []struct {
+		name string
+		// after a round trip (ping, pong), how the server goes; clean: the
+		// client half-closes first and reads the server's answer
+		end          func(srv pipeServer)
+		clean        bool
+		wantA, wantB string
+	}{
+		{"both close cleanly", func(srv pipeServer) {
+			_, _ = io.ReadAll(srv.rw)
+			_, _ = io.WriteString(srv.rw, "bye")
+			srv.closeWrite()
+		}, true, successOnly, successOnly},
+		{"the server's proxy resets", func(srv pipeServer) { reset(srv.raw) }, false, successOnly, resetOnly},
+		{"the TCP connection ends without close_notify", func(srv pipeServer) { _ = srv.raw.Close() }, false, successOnly, ""},
+	} {
+		t.Run(sc.name, func(t *testing.T) {
+			reg := metrics.New()
+			a1, a2 := pair(t)
+			aInfo := &Info{Stats: reg.Open(metrics.TCPKey{Direction: "outbound", Peer: "src"})}
+			bInfo := &Info{Stats: reg.Open(metrics.TCPKey{Direction: "outbound", Peer: "dst"})}
+			tc, ts := tlsPair(t, bInfo)
+			srv := pipeServer{ts, ts.NetConn().(*net.TCPConn)}
+			done := make(chan struct{})
+			go func() {
+				PipeAborting(Wrap(a2, aInfo), tc)
+				_ = tc.Close()
+				aInfo.Done()
+				close(done)
+			}()
+			_ = a1.SetDeadline(time.Now().Add(10 * time.Second))
+			_ = srv.raw.SetDeadline(time.Now().Add(10 * time.Second))
+			if _, err := io.WriteString(a1, "ping"); err != nil {
+				t.Fatal(err)
+			}
+			buf := make([]byte, 4)
+			if _, err := io.ReadFull(srv.rw, buf); err != nil || string(buf) != "ping" {
+				t.Fatalf("server read %q, %v", buf, err)
+			}
+			if _, err := io.WriteString(srv.rw, "pong"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.ReadFull(a1, buf); err != nil || string(buf) != "pong" {
+				t.Fatalf("client read %q, %v", buf, err)
+			}
+			if sc.clean {
+				_ = a1.(*net.TCPConn).CloseWrite()
+			}
+			sc.end(srv)
+			b, err := io.ReadAll(a1)
+			switch {
+			case sc.clean && (err != nil || string(b) != "bye"):
+				t.Errorf("client read %q, %v after its half-close; want bye", b, err)
+			case !sc.clean && !errors.Is(err, syscall.ECONNRESET):
+				t.Errorf("client read %q, %v; want ECONNRESET", b, err)
+			}
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				t.Fatal("PipeAborting did not return")
+			}
+			if got := closeCounts(t, reg, `direction="outbound",peer="src",tls="false"`); got != sc.wantA {
+				t.Errorf("accepted side: tcp_close_total %s, want %s", got, sc.wantA)
+			}
+			if got := closeCounts(t, reg, `direction="outbound",peer="dst",tls="false"`); sc.wantB != "" && got != sc.wantB {
+				t.Errorf("dialed side: tcp_close_total %s, want %s", got, sc.wantB)
+			}
+		})
 	}
 }

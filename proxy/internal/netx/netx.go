@@ -14,6 +14,7 @@ import (
 	"reflect"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/conduit-mesh/conduit/proxy/detect"
@@ -55,12 +56,42 @@ func (i *Info) closeStats() { i.Stats.CloseAs(metrics.CloseClass(i.class.Load())
 // Done counts the connection. Conn notes the errors of its reads and
 // writes, and Pipe those of the copies that bypass it; only an error
 // costs anything.
+//
+// One exception to the first failure: ECONNRESET replaces an EPIPE noted
+// before it. A socket that a reset closed while established reports
+// ECONNRESET once, to whichever call comes first, and EPIPE to the writes
+// after it; when the two directions' copies race for it, the write that
+// lost may be noted first, and the connection would be counted by the echo
+// instead of the reset. (A reset after the peer's FIN reports EPIPE to
+// both, never ECONNRESET.)
 func (i *Info) Note(err error) {
 	if err == nil {
 		return
 	}
 	if cl := metrics.Classify(err); cl != metrics.Success {
-		i.class.CompareAndSwap(uint32(metrics.Success), uint32(cl))
+		i.note(cl)
+	}
+}
+
+// Fail notes err, which ended the connection's purpose (the inbound
+// proxy's connect to the application, for an opaque connection): a
+// failure even when Classify calls err none (a connect timeout).
+func (i *Info) Fail(err error) {
+	cl := metrics.Classify(err)
+	if cl == metrics.Success {
+		cl = metrics.Failure
+	}
+	i.note(cl)
+}
+
+var (
+	resetClass = uint32(metrics.Classify(syscall.ECONNRESET))
+	pipeClass  = uint32(metrics.Classify(syscall.EPIPE))
+)
+
+func (i *Info) note(cl metrics.CloseClass) {
+	if !i.class.CompareAndSwap(uint32(metrics.Success), uint32(cl)) && uint32(cl) == resetClass {
+		i.class.CompareAndSwap(pipeClass, resetClass)
 	}
 }
 
@@ -129,6 +160,8 @@ type Conn struct {
 	Info *Info
 	// ck, once set (by copyBuffered under TLS), lets writes be batched.
 	ck atomic.Pointer[corker]
+	// eof: a read returned io.EOF, the peer's FIN (see endedUnclean).
+	eof atomic.Bool
 }
 
 // Read returns the peeked bytes first.
@@ -144,6 +177,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	c.Info.addRead(n)
 	if err != nil {
+		if err == io.EOF {
+			c.eof.Store(true)
+		}
 		c.Info.Note(err)
 	}
 	return n, err
@@ -550,17 +586,76 @@ type closeWriter interface{ CloseWrite() error }
 // and b's is returned (nil when b ended cleanly) for a caller that counts
 // b with stats of its own, bStats: bStats.CloseErr(err). bStats must be the
 // zero TCP when b's Info counts b.
-func Pipe(a, b net.Conn, bStats metrics.TCP) error {
+func Pipe(a, b net.Conn, bStats metrics.TCP) error { return pipe(a, b, bStats, false) }
+
+// PipeAborting is Pipe for a b whose failure must reach a's peer as one:
+// the outbound proxy's mTLS connection to a peer proxy. When b fails (a
+// read or write of it returns a failure, see metrics.Classify), or its TLS
+// stream ends without close_notify (its TCP connection ended under it: see
+// endedUnclean), a is aborted with a reset (Abort) instead of being closed
+// or half-closed, so that its peer reads ECONNRESET rather than the end of
+// a stream that did not end. A peer proxy ends every stream it closes with
+// close_notify, and resets the connection only when it cannot connect to
+// its application (the inbound proxy's opaque path): the client
+// application then learns that its connection failed, as it would have
+// from a refused connect without the mesh. Clean ends of either side, and
+// a's failures, are passed on as Pipe does. b's Info counts b.
+func PipeAborting(a, b net.Conn) { _ = pipe(a, b, metrics.TCP{}, true) }
+
+// Abort closes c's TCP connection with a reset (SO_LINGER 0) at once,
+// bypassing its wrappers: a TLS connection sends no close_notify, which
+// its peer would read as a clean end before the reset, and an Owned's
+// Info is not closed (its owner does it, after noting why). Closing the
+// wrappers afterwards only finds the connection closed.
+func Abort(c net.Conn) {
+	for range 8 {
+		switch v := c.(type) {
+		case *net.TCPConn:
+			_ = v.SetLinger(0)
+			_ = v.Close()
+			return
+		case *SysConn:
+			c = v.TCPConn
+		case *Conn:
+			c = v.Conn
+		case *Owned:
+			c = v.Conn
+		case interface{ NetConn() net.Conn }:
+			c = v.NetConn()
+		default:
+			_ = c.Close()
+			return
+		}
+	}
+	_ = c.Close()
+}
+
+// endedUnclean reports whether c, a TLS connection whose read returned
+// io.EOF, ended without close_notify: crypto/tls reads the connection
+// under it only while it needs more of a record, so that connection's
+// EOF (the peer's FIN without close_notify, or a reset whose error the
+// other direction's write took) means the stream was cut, while a
+// close_notify returns io.EOF without reading it again.
+func endedUnclean(c net.Conn) bool {
+	tc, ok := c.(*tls.Conn)
+	if !ok {
+		return false
+	}
+	w := connOf(tc.NetConn())
+	return w != nil && w.eof.Load()
+}
+
+func pipe(a, b net.Conn, bStats metrics.TCP, abortA bool) error {
 	var wg sync.WaitGroup
 	var bErrW error // b's error as the destination, set by the other goroutine
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		var n int64
-		n, _, bErrW = copyHalf(b, a)
+		n, _, bErrW = copyHalf(b, a, false, abortA)
 		bStats.Write(int(n))
 	}()
-	n, bErr, _ := copyHalf(a, b)
+	n, bErr, _ := copyHalf(a, b, abortA, false)
 	bStats.Read(int(n))
 	wg.Wait()
 	if failed(bErr) {
@@ -587,15 +682,20 @@ func noteOn(c net.Conn, err error) {
 
 // copyHalf copies src to dst until src ends, then half-closes dst (closes
 // it when it cannot); an error is noted on its side (see Pipe) and closes
-// both. It returns the bytes copied and the error, as src's (reading) or
-// dst's (writing).
-func copyHalf(dst, src net.Conn) (n int64, srcErr, dstErr error) {
+// both. With srcAborts, a failure or an unclean end (endedUnclean) of src
+// aborts dst instead; with dstAborts, a failure of dst aborts src (see
+// PipeAborting). It returns the bytes copied and the error, as src's
+// (reading) or dst's (writing).
+func copyHalf(dst, src net.Conn, srcAborts, dstAborts bool) (n int64, srcErr, dstErr error) {
 	if c := connOf(src); c != nil && len(c.pre) > 0 {
 		m, err := dst.Write(c.pre)
 		n += int64(m)
 		c.pre = nil
 		if err != nil {
 			noteOn(dst, err)
+			if dstAborts && failed(err) {
+				Abort(src)
+			}
 			_ = src.Close()
 			return n, nil, err
 		}
@@ -631,9 +731,20 @@ func copyHalf(dst, src net.Conn) (n int64, srcErr, dstErr error) {
 	if srcErr != nil || dstErr != nil {
 		noteOn(src, srcErr)
 		noteOn(dst, dstErr)
+		switch {
+		case srcAborts && failed(srcErr):
+			Abort(dst)
+		case dstAborts && failed(dstErr):
+			Abort(src)
+		}
 		_ = src.Close()
 		_ = dst.Close()
 		return n, srcErr, dstErr
+	}
+	if srcAborts && endedUnclean(src) {
+		Abort(dst)
+		_ = src.Close()
+		return n, nil, nil
 	}
 	if cw, ok := rd.(closeWriter); ok {
 		_ = cw.CloseWrite()
