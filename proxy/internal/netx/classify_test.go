@@ -200,21 +200,7 @@ func TestPipeClassifies(t *testing.T) {
 					}
 					done <- err
 				}()
-				_ = a1.SetDeadline(time.Now().Add(10 * time.Second))
-				_ = srv.raw.SetDeadline(time.Now().Add(10 * time.Second))
-				if _, err := io.WriteString(a1, "ping"); err != nil {
-					t.Fatal(err)
-				}
-				buf := make([]byte, 4)
-				if _, err := io.ReadFull(srv.rw, buf); err != nil || string(buf) != "ping" {
-					t.Fatalf("server read %q, %v", buf, err)
-				}
-				if _, err := io.WriteString(srv.rw, "pong"); err != nil {
-					t.Fatal(err)
-				}
-				if _, err := io.ReadFull(a1, buf); err != nil || string(buf) != "pong" {
-					t.Fatalf("client read %q, %v", buf, err)
-				}
+				pingPong(t, a1, srv)
 				sc.end(t, a1, srv)
 				var err error
 				select {
@@ -300,21 +286,7 @@ func TestPipeAbortingTLS(t *testing.T) {
 				aInfo.Done()
 				close(done)
 			}()
-			_ = a1.SetDeadline(time.Now().Add(10 * time.Second))
-			_ = srv.raw.SetDeadline(time.Now().Add(10 * time.Second))
-			if _, err := io.WriteString(a1, "ping"); err != nil {
-				t.Fatal(err)
-			}
-			buf := make([]byte, 4)
-			if _, err := io.ReadFull(srv.rw, buf); err != nil || string(buf) != "ping" {
-				t.Fatalf("server read %q, %v", buf, err)
-			}
-			if _, err := io.WriteString(srv.rw, "pong"); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := io.ReadFull(a1, buf); err != nil || string(buf) != "pong" {
-				t.Fatalf("client read %q, %v", buf, err)
-			}
+			pingPong(t, a1, srv)
 			if sc.clean {
 				_ = a1.(*net.TCPConn).CloseWrite()
 			}
@@ -338,5 +310,26 @@ func TestPipeAbortingTLS(t *testing.T) {
 				t.Errorf("dialed side: tcp_close_total %s, want %s", got, sc.wantB)
 			}
 		})
+	}
+}
+
+// pingPong has client send "ping" to srv and srv answer "pong", each read
+// checked, within 10 s.
+func pingPong(t *testing.T, client net.Conn, srv pipeServer) {
+	t.Helper()
+	_ = client.SetDeadline(time.Now().Add(10 * time.Second))
+	_ = srv.raw.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(client, "ping"); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(srv.rw, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("server read %q, %v", buf, err)
+	}
+	if _, err := io.WriteString(srv.rw, "pong"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(client, buf); err != nil || string(buf) != "pong" {
+		t.Fatalf("client read %q, %v", buf, err)
 	}
 }
