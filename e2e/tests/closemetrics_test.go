@@ -12,17 +12,18 @@ import (
 	"github.com/conduit-mesh/conduit/e2e/framework"
 )
 
-// closeService is the Service "tcp" of the server's two TCP echoes, both
-// ports opaque by its annotation: 9000, which closes cleanly, and 9100,
-// which resets each connection once its client has ended its side.
+// closeService is the Service "tcp" of the server's two TCP echoes, the
+// ports opaque by its annotation: 9000, which closes cleanly, 9100, which
+// resets each connection once its client has ended its side, and 9200,
+// where nothing listens.
 const closeService = `apiVersion: v1
 kind: Service
 metadata:
   name: tcp
-  annotations: {config.conduit.dev/opaque-ports: "9000,9100"}
+  annotations: {config.conduit.dev/opaque-ports: "9000,9100,9200"}
 spec:
   selector: {app: server}
-  ports: [{name: echo, port: 9000, targetPort: echo}, {name: reset, port: 9100, targetPort: reset}]
+  ports: [{name: echo, port: 9000, targetPort: echo}, {name: reset, port: 9100, targetPort: reset}, {name: refused, port: 9200, targetPort: 9200}]
 `
 
 // TestTCPCloseClassified: on the cluster, the proxies classify how opaque
@@ -36,11 +37,14 @@ spec:
 // its connections to the application at all: every series here was
 // absent, and the counts stayed at 0. A proxy that classified every end
 // as a success (checked on the cluster) fails the reset case: no
-// ECONNRESET is counted. An application that refuses the connection is
-// not covered: no connection to it opens, so the server's proxy counts
-// none (its client's connection closes as a success), and the client's
-// proxy counts its own connection as a success, ECONNRESET or EPIPE
-// depending on timing; never errno="ECONNREFUSED".
+// ECONNRESET is counted. An application that refuses the connection (no
+// listener) is a failure on both proxies, the same every time: the
+// server's proxy counts the client's connection errno="ECONNREFUSED" and
+// resets it, the client's proxy counts errno="ECONNRESET" and resets its
+// application's connection, which reads "connection reset by peer".
+// Before, the server's proxy counted a success, the client's proxy a
+// success, ECONNRESET or EPIPE by timing, and the client read a clean end
+// of stream.
 func TestTCPCloseClassified(t *testing.T) {
 	f := framework.New(t)
 	f.InstallMesh(t)
@@ -57,6 +61,7 @@ func TestTCPCloseClassified(t *testing.T) {
 	const (
 		success = `classification="success"`
 		reset   = `classification="failure",errno="ECONNRESET"`
+		refused = `classification="failure",errno="ECONNREFUSED"`
 		anyFail = `classification="failure"`
 	)
 	// The series of the server's proxy: its connections to the application,
@@ -65,7 +70,9 @@ func TestTCPCloseClassified(t *testing.T) {
 	clientConns := []string{`direction="inbound"`, `peer="src"`, `tls="true"`, `client_id="` + clientID + `"`}
 	// The client's proxy: its mTLS connections to the server's.
 	toServer := []string{`direction="outbound"`, `peer="dst"`, `tls="true"`}
-	type counts struct{ appOK, appReset, appFail, clientOK, clientFail, outOK, outFail float64 }
+	type counts struct {
+		appOK, appReset, appFail, clientOK, clientFail, clientRefused, outOK, outFail, outReset float64
+	}
 	read := func() counts {
 		c := func(pod string, labels []string, class string) float64 {
 			return proxyCounter(t, f, ns, pod, "tcp_close_total", append(labels, class)...)
@@ -73,7 +80,9 @@ func TestTCPCloseClassified(t *testing.T) {
 		return counts{
 			appOK: c(server.Name, appConns, success), appReset: c(server.Name, appConns, reset), appFail: c(server.Name, appConns, anyFail),
 			clientOK: c(server.Name, clientConns, success), clientFail: c(server.Name, clientConns, anyFail),
-			outOK: c(client.Name, toServer, success), outFail: c(client.Name, toServer, anyFail),
+			clientRefused: c(server.Name, clientConns, refused),
+			outOK:         c(client.Name, toServer, success), outFail: c(client.Name, toServer, anyFail),
+			outReset: c(client.Name, toServer, reset),
 		}
 	}
 	// A connection is counted once both of its directions have ended,
@@ -137,6 +146,24 @@ func TestTCPCloseClassified(t *testing.T) {
 		}
 		if c.outOK < c0.outOK+n {
 			t.Errorf("the client's proxy counts %v clean closes of its connections to the server's, want %d more: before %+v, after %+v", c.outOK-c0.outOK, n, c0, c)
+		}
+	})
+	t.Run("an application that refuses", func(t *testing.T) {
+		c0 := read()
+		for range n {
+			out, stderr, err := f.ExecE(framework.Context(t, time.Minute), ns, "client", "client", nil, "testapp", "tcp", "tcp:9200", "hello")
+			if err == nil || !strings.Contains(stderr, "connection reset by peer") {
+				t.Fatalf("testapp tcp tcp:9200: err %v, stdout %q, stderr %q; want its connection reset", err, out, stderr)
+			}
+		}
+		c := waitCounts(t, fmt.Sprintf("%d more ECONNREFUSED on the server's proxy and ECONNRESET on the client's", n), func(c counts) bool {
+			return c.clientRefused >= c0.clientRefused+n && c.outReset >= c0.outReset+n
+		})
+		if c.clientFail-c0.clientFail != n || c.outFail-c0.outFail != n || c.clientOK != c0.clientOK || c.outOK != c0.outOK {
+			t.Errorf("want exactly %d failures on each proxy and no success: before %+v, after %+v", n, c0, c)
+		}
+		if c.appOK != c0.appOK || c.appFail != c0.appFail {
+			t.Errorf("connections to the application counted, yet none opened: before %+v, after %+v", c0, c)
 		}
 	})
 }
