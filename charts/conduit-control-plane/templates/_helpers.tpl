@@ -58,6 +58,16 @@ seccompProfile:
   type: RuntimeDefault
 {{- end -}}
 
+{{/* The control plane's proxies get proxy.ipv6, as injected pods do (proxy-init's
+  --ipv6 and the proxy's CONDUIT_PROXY_IPV6 together): "- --ipv6=<mode>", or
+  nothing for auto, the default of both, so that a default install renders as
+  before the value existed. Call with .Values. */}}
+{{- define "conduit.ipv6Mode" -}}
+{{- if and .proxy.ipv6 (ne .proxy.ipv6 "auto") }}
+- --ipv6={{ .proxy.ipv6 }}
+{{- end }}
+{{- end -}}
+
 {{/* proxy-init: the init container that programs the pod's nat table. Call with (dict "root" $ "skipInbound" "8443") */}}
 {{- define "conduit.proxyInit" -}}
 {{- $v := .root.Values -}}
@@ -74,6 +84,9 @@ seccompProfile:
   - --subnets-to-ignore={{ . }}
   {{- end }}
   - --iptables-mode={{ $v.proxyInit.iptablesMode }}
+  {{- with include "conduit.ipv6Mode" $v | trim }}
+  {{ . }}
+  {{- end }}
   - --log-format={{ $v.proxy.logFormat }}
   resources:
     {{- toYaml $v.proxyInit.resources | nindent 4 }}
@@ -140,6 +153,10 @@ seccompProfile:
     value: {{ $v.proxy.defaultOpaquePorts | quote }}
   - name: CONDUIT_PROXY_SHUTDOWN_GRACE_PERIOD
     value: {{ $v.proxy.shutdownGracePeriod | quote }}
+  {{- with include "conduit.ipv6Mode" $v | trim }}
+  - name: CONDUIT_PROXY_IPV6
+    value: {{ trimPrefix "- --ipv6=" . | quote }}
+  {{- end }}
   {{- if not $v.proxy.resources.cpu.limit }}
   {{- /* One core without a CPU limit, as the injector does (docs/proxy.md, Tuning). */}}
   - name: GOMAXPROCS
