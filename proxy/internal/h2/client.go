@@ -461,7 +461,7 @@ func (cc *clientConn) roundTrip(r *http.Request, hasBody bool, small []byte, rb 
 	cs := &clientStream{}
 	cc.initStream(&cs.stream, 0) // its ID and send window are set under the locks below
 	st := &cs.stream
-	st.head = &cs.head
+	st.head, st.vals = &cs.head, cs.vals[:]
 	st.req = r
 	st.kept = rb
 
@@ -685,7 +685,7 @@ func (cc *clientConn) onHeaders(f *hblock) error {
 		}
 		return nil // 100 Continue, 103 Early Hints: not passed on
 	}
-	h, cl, err := headerOf(f.Fields)
+	h, cl, err := headerOf(f.Fields, st.vals)
 	if err != nil {
 		cc.resetStream(st, http2.ErrCodeProtocol, err)
 		return nil

@@ -143,7 +143,8 @@ var (
 type conn struct {
 	nc  net.Conn
 	rfr *http2.Framer
-	hb  *hblock // the reader's header block, reused
+	br  *bufio.Reader // rfr's reader
+	hb  *hblock       // the reader's header block, reused
 	// onClosed, set before the connection starts, learns of each stream
 	// that ended both ways (called without c.mu).
 	onClosed func(*stream)
@@ -243,10 +244,16 @@ type control struct {
 	ping [8]byte
 }
 
-// init readies c to read from br (nc's, buffered) and write to nc, each
-// write bounded by writeTimeout (see DefaultWriteTimeout).
-func (c *conn) init(nc net.Conn, br io.Reader, writeTimeout time.Duration) {
+// init readies c to read from r (nc's, buffered: a *bufio.Reader is read
+// as it is) and write to nc, each write bounded by writeTimeout (see
+// DefaultWriteTimeout).
+func (c *conn) init(nc net.Conn, r io.Reader, writeTimeout time.Duration) {
 	c.nc = nc
+	br, ok := r.(*bufio.Reader)
+	if !ok {
+		br = bufio.NewReaderSize(r, bufSize)
+	}
+	c.br = br
 	c.rfr = http2.NewFramer(nil, br)
 	c.rfr.SetMaxReadFrameSize(maxFrame)
 	c.hb = newHBlock()
@@ -305,6 +312,7 @@ type stream struct {
 	// Client.
 	resp *http.Response // the response head, until roundTrip takes it
 	head *http.Response // where onHeaders makes it (see clientStream)
+	vals []string       // backing for its header values (see headerOf)
 	body respBody       // the response body, in the stream's allocation
 	stop func() bool    // stops the request context's AfterFunc; under c.mu
 	actx *netx.AbortCtx // or the request's AbortCtx, which holds the stream; under c.mu
@@ -321,7 +329,18 @@ type stream struct {
 type clientStream struct {
 	stream
 	head http.Response
+	vals [respVals]string
 }
+
+// How many header values a head keeps in its stream's allocation (see
+// headerOf): most responses and requests have no more regular fields (a
+// gRPC response content-type and one or two more, a request several more),
+// and the values fill what the streams' size classes (480 and 1024 bytes)
+// left over.
+const (
+	respVals = 4
+	reqVals  = 11
+)
 
 // serverStream is a server's stream with what its request needs in the
 // same allocation.
@@ -330,6 +349,8 @@ type serverStream struct {
 	srv       *serverConn // the stream's connection, for its handler
 	rbody     reqBody
 	url       url.URL
+	request   http.Request    // st.req, in the stream's allocation
+	vals      [reqVals]string // the request's header values (see headerOf)
 	ctx       netx.AbortCtx
 	truncated bool // the request head was over the header list limit (answered 431)
 }
@@ -1122,6 +1143,28 @@ func (c *conn) readFrames(sd side) error {
 	first := true
 	for {
 		fh, err := c.rfr.ReadFrameHeader()
+		if err == nil && !first && fh.Type == http2.FrameHeaders {
+			if h, ok := c.peekHeaders(fh); ok {
+				// Decoded in place in the read buffer, without a frame
+				// of x/net's: one allocation less per block.
+				c.frames.Add(1)
+				b, err := c.readBlock(h)
+				if _, derr := c.br.Discard(int(fh.Length)); derr != nil && err == nil {
+					err = derr
+				}
+				if err == nil {
+					err = sd.onHeaders(b)
+				} else if se, ok := asStreamError(err); ok {
+					sd.sawStream(se.StreamID)
+					c.streamError(se.StreamID, se.Code, err)
+					err = nil
+				}
+				if err != nil {
+					return c.connError(sd, err)
+				}
+				continue
+			}
+		}
 		var f http2.Frame
 		if err == nil {
 			f, err = c.rfr.ReadFrameForHeader(fh)
@@ -1160,7 +1203,7 @@ func (c *conn) readFrames(sd side) error {
 		case *http2.HeadersFrame:
 			c.frames.Add(1)
 			var b *hblock
-			if b, err = c.readBlock(f); err == nil {
+			if b, err = c.readBlock(headersOf(f)); err == nil {
 				err = sd.onHeaders(b)
 			} else if se, ok := asStreamError(err); ok {
 				sd.sawStream(se.StreamID)
@@ -1331,18 +1374,29 @@ func (c *conn) unlockFinal() {
 
 // headerOf builds an http.Header from a header block's regular fields:
 // cookies are joined as RFC 9113 8.2.3 asks for HTTP/1. A connection-specific
-// field or a bad content-length is an error.
-func headerOf(fields []hpack.HeaderField) (http.Header, int64, error) {
-	h := make(http.Header, len(fields))
+// field or a bad content-length is an error. The values are kept in vals
+// (the stream's, which the header then holds) when they fit.
+func headerOf(fields []hpack.HeaderField, vals []string) (http.Header, int64, error) {
+	n := 0
+	for _, f := range fields {
+		if !strings.HasPrefix(f.Name, ":") {
+			n++
+		}
+	}
+	h := make(http.Header, n)
 	// One backing array for the values: a field's first value takes a
 	// one-element slice of it instead of an allocation of its own.
-	vals := make([]string, len(fields))
+	if n > len(vals) {
+		vals = make([]string, n)
+	}
 	cl := int64(-1)
 	var cookies []string
-	for i, f := range fields {
+	i := -1
+	for _, f := range fields {
 		if strings.HasPrefix(f.Name, ":") {
 			continue
 		}
+		i++
 		if connectionSpecific(f.Name) {
 			return nil, 0, fmt.Errorf("h2: connection-specific header %q", f.Name)
 		}

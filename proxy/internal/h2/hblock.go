@@ -1,6 +1,7 @@
 package h2
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
@@ -136,15 +137,15 @@ func (b *hblock) checkPseudo() error {
 // field in a block otherwise read whole is an error of its stream, and so
 // is a priority naming the block's own stream as its dependency (RFC 9113
 // 5.3.1), found once the block is decoded, so that HPACK stays in step.
-func (c *conn) readBlock(h *http2.HeadersFrame) (*hblock, error) {
+func (c *conn) readBlock(h headers) (*hblock, error) {
 	b := c.hb
 	clear(b.Fields)
 	b.Fields = b.Fields[:0]
-	b.StreamID, b.ended = h.StreamID, h.StreamEnded()
+	b.StreamID, b.ended = h.streamID, h.ended
 	b.Truncated, b.regular, b.bad = false, false, nil
 	b.left = maxHeaderList
 	b.dec.SetEmitEnabled(true)
-	frag, end := h.HeaderBlockFragment(), h.HeadersEnded()
+	frag, end := h.frag, h.endHeaders
 	for first := true; ; first = false {
 		if !first && (b.bad != nil || uint64(len(frag)) > 2*uint64(b.left)) {
 			return nil, http2.ConnectionError(http2.ErrCodeProtocol)
@@ -174,8 +175,63 @@ func (c *conn) readBlock(h *http2.HeadersFrame) (*hblock, error) {
 	if b.bad != nil {
 		return nil, http2.StreamError{StreamID: b.StreamID, Code: http2.ErrCodeProtocol, Cause: b.bad}
 	}
-	if h.HasPriority() && h.Priority.StreamDep == h.StreamID {
+	if h.hasPriority && h.dep == h.streamID {
 		return nil, http2.StreamError{StreamID: b.StreamID, Code: http2.ErrCodeProtocol, Cause: errSelfDependency}
 	}
 	return b, nil
+}
+
+// headers is what readBlock needs of a HEADERS frame.
+type headers struct {
+	streamID    uint32
+	ended       bool // END_STREAM
+	endHeaders  bool // END_HEADERS: no CONTINUATION follows
+	hasPriority bool
+	dep         uint32 // the priority's stream dependency
+	frag        []byte // the header block fragment
+}
+
+// headersOf is what readBlock needs of f.
+func headersOf(f *http2.HeadersFrame) headers {
+	return headers{streamID: f.StreamID, ended: f.StreamEnded(), endHeaders: f.HeadersEnded(),
+		hasPriority: f.HasPriority(), dep: f.Priority.StreamDep, frag: f.HeaderBlockFragment()}
+}
+
+// peekHeaders parses the payload of the HEADERS frame fh heads in c's read
+// buffer, without reading it: its fragment is valid until the next read,
+// and the caller discards the payload once the block is decoded. It
+// declines (false) a frame that the framer had better read: one whose
+// block goes on in CONTINUATION frames (read from the same buffer), one
+// larger than the buffer, and one that is not well-formed, for the
+// framer's errors.
+func (c *conn) peekHeaders(fh http2.FrameHeader) (headers, bool) {
+	n := int(fh.Length)
+	if fh.StreamID == 0 || !fh.Flags.Has(http2.FlagHeadersEndHeaders) || n > c.br.Size() {
+		return headers{}, false
+	}
+	p, err := c.br.Peek(n)
+	if err != nil {
+		return headers{}, false // the framer's read fails the same way
+	}
+	h := headers{streamID: fh.StreamID, ended: fh.Flags.Has(http2.FlagHeadersEndStream), endHeaders: true}
+	pad := 0
+	if fh.Flags.Has(http2.FlagHeadersPadded) {
+		if len(p) < 1 {
+			return headers{}, false
+		}
+		pad, p = int(p[0]), p[1:]
+	}
+	if fh.Flags.Has(http2.FlagHeadersPriority) {
+		if len(p) < 5 {
+			return headers{}, false
+		}
+		h.hasPriority = true
+		h.dep = binary.BigEndian.Uint32(p) & 0x7fffffff
+		p = p[5:]
+	}
+	if len(p) < pad {
+		return headers{}, false
+	}
+	h.frag = p[:len(p)-pad]
+	return h, true
 }

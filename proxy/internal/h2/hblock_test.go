@@ -103,6 +103,29 @@ func TestServerHeaderBlocks(t *testing.T) {
 				t.Errorf("%d responses with 200, want 2: %v", n, fs)
 			}
 		}},
+		{"padding and priority around the block", func(fr *http2.Framer) {
+			// The reader parses HEADERS in its read buffer itself: the
+			// block is found between them, and the next frame after the
+			// padding.
+			_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndHeaders: true, EndStream: true, PadLength: 7,
+				Priority: http2.PriorityParam{StreamDep: 0, Exclusive: true, Weight: 200}, BlockFragment: headerBlock(getFields...)})
+			_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, EndHeaders: true, EndStream: true, PadLength: 1,
+				BlockFragment: headerBlock(":method", "GET", ":scheme", "http", ":authority", "x", ":path", "/b")})
+		}, func(t *testing.T, fs []http2.Frame) {
+			paths := map[uint32]string{}
+			for _, f := range fs {
+				if mh, ok := f.(*http2.MetaHeadersFrame); ok && mh.PseudoValue("status") == "200" {
+					for _, hf := range mh.RegularFields() {
+						if hf.Name == "x-path" {
+							paths[mh.StreamID] = hf.Value
+						}
+					}
+				}
+			}
+			if paths[1] != "/a" || paths[3] != "/b" || len(paths) != 2 {
+				t.Errorf("responses %v, want 200 with /a on stream 1 and /b on 3: %v", paths, fs)
+			}
+		}},
 		{"HPACK that does not decode", func(fr *http2.Framer) {
 			// An index far beyond the static table, with an empty dynamic one.
 			_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndHeaders: true, EndStream: true, BlockFragment: []byte{0xff, 0x7f}})

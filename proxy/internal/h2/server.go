@@ -295,8 +295,8 @@ func (sc *serverConn) onHeaders(f *hblock) error {
 	ss := &serverStream{srv: sc, truncated: f.Truncated} // not shared yet: dropped if the request is malformed
 	sc.initStream(&ss.stream, id)
 	st = &ss.stream
-	var r http.Request // on the stack: the request allocated is WithContext's
-	err := sc.request(f, &r, &ss.url)
+	var r http.Request // on the stack: the request is ss.request, WithContext's copy
+	err := sc.request(f, &r, &ss.url, ss.vals[:])
 	if err == nil && f.StreamEnded() && r.ContentLength > 0 {
 		err = errors.New("h2: a content-length with no body") // malformed
 	}
@@ -314,13 +314,16 @@ func (sc *serverConn) onHeaders(f *hblock) error {
 		// resets its stream from it without context.AfterFunc.
 		ss.ctx.SetParent(sc.ctx)
 		st.sctx = &ss.ctx
-		req = r.WithContext(&ss.ctx)
+		// WithContext's copy is inlined and does not escape: the
+		// request is in the stream's allocation.
+		ss.request = *r.WithContext(&ss.ctx)
 	} else {
 		var ctx context.Context
 		ctx, cancel = context.WithCancel(sc.ctx)
-		req = r.WithContext(ctx)
+		ss.request = *r.WithContext(ctx)
 		st.abort = cancel
 	}
+	req = &ss.request
 	if f.StreamEnded() {
 		req.Body = http.NoBody
 		req.ContentLength = 0
@@ -359,7 +362,7 @@ func (sc *serverConn) reusedStream(id uint32) error {
 
 // request builds the request of a header block into r, its URL u (its
 // context is the caller's to set).
-func (sc *serverConn) request(f *hblock, r *http.Request, u *url.URL) error {
+func (sc *serverConn) request(f *hblock, r *http.Request, u *url.URL, vals []string) error {
 	method, path := f.PseudoValue("method"), f.PseudoValue("path")
 	scheme, authority := f.PseudoValue("scheme"), f.PseudoValue("authority")
 	if method == "" || method == http.MethodConnect || f.PseudoValue("protocol") != "" || path == "" || scheme == "" {
@@ -377,7 +380,7 @@ func (sc *serverConn) request(f *hblock, r *http.Request, u *url.URL) error {
 	if path[0] != '/' && (path != "*" || method != http.MethodOptions) {
 		return fmt.Errorf("h2: :path %q is not origin-form", path) // RFC 9113, 8.3.1
 	}
-	h, cl, err := headerOf(f.Fields)
+	h, cl, err := headerOf(f.Fields, vals)
 	if err != nil {
 		return err
 	}
