@@ -533,8 +533,9 @@ const pipeBufSize = 64 << 10
 // bigLent counts the 64 KiB copy buffers in use (for tests).
 var bigLent atomic.Int64
 
-// smallPipeBufSize is the size of the buffer an opaque copy reads into
-// after a pause (see copyBuffered).
+// smallPipeBufSize is the size of the buffer an opaque copy from a reader
+// that is neither a SysConn nor TLS reads into after a pause (see
+// copyBuffered).
 const smallPipeBufSize = 4 << 10
 
 const corkBufSize = pipeBufSize + 4<<10
@@ -755,15 +756,23 @@ func copyHalf(dst, src net.Conn, srcAborts, dstAborts bool) (n int64, srcErr, ds
 }
 
 // copyBuffered copies src to dst. A connection that waits holds no large
-// buffer: a read that follows a short one (the peer had paused) goes into
-// a 4 KiB buffer of the half's own; a read that fills it moves the copy to
-// a pooled 64 KiB buffer (net's generic ReadFrom/WriteTo would allocate
-// 32 KiB ones), kept until a read comes back short. When dst is TLS over
-// a Conn, the records of each chunk are sent in one write. It returns the
-// bytes copied and the error that ended the copy, as src's or dst's (the
-// end of src is none).
+// buffer: a read that follows a short one (the peer had paused) waits for
+// bytes without one when it can, and takes a pooled 64 KiB buffer (net's
+// generic ReadFrom/WriteTo would allocate 32 KiB ones) only once they are
+// there, kept until a read comes back short: from a SysConn (readPooled),
+// once the socket is readable; from TLS, once a record is (the wait reads
+// one byte, then the buffer takes it and the rest of what TLS holds, see
+// drainTLS). Any other src is read into a 4 KiB buffer of the half's own
+// after a pause, and moves to a pooled buffer when a read fills it. When
+// dst is TLS over a Conn, the records of each chunk are sent in one write.
+// It returns the bytes copied and the error that ended the copy, as src's
+// or dst's (the end of src is none).
+//
+// The busy path (full reads into the 64 KiB buffer) is unchanged; a read
+// after a pause costs a pool Get and Put, and from TLS one more Read of the
+// bytes TLS already decrypted, against the system calls and the
+// decryption every message costs.
 func copyBuffered(dst io.Writer, src io.Reader) (n int64, srcErr, dstErr error) {
-	small := make([]byte, smallPipeBufSize)
 	var big *[]byte
 	defer func() {
 		if big != nil {
@@ -771,16 +780,52 @@ func copyBuffered(dst io.Writer, src io.Reader) (n int64, srcErr, dstErr error) 
 			bigLent.Add(-1)
 		}
 	}()
-	buf := small
+	take := func() []byte {
+		big = pipeBufs.Get().(*[]byte)
+		bigLent.Add(1)
+		return *big
+	}
 	k := corkOf(dst)
 	if k != nil {
 		defer func() { _ = k.flush() }()
 	}
 	tc, _ := src.(*tls.Conn)
+	sc, _ := src.(*SysConn)
+	var small, one []byte // a reader that is neither: its pause buffer; TLS: its wait's byte
+	switch {
+	case tc != nil:
+		one = make([]byte, 1)
+	case sc == nil:
+		small = make([]byte, smallPipeBufSize)
+	}
 	for {
-		nr, rerr := src.Read(buf)
-		if tc != nil && rerr == nil && nr > 0 && nr < len(buf) {
-			nr, rerr = drainTLS(tc, buf, nr)
+		var buf []byte
+		var nr int
+		var rerr error
+		switch {
+		case big != nil:
+			buf = *big
+			nr, rerr = src.Read(buf)
+			if tc != nil && rerr == nil && nr > 0 && nr < len(buf) {
+				nr, rerr = drainTLS(tc, buf, nr)
+			}
+		case sc != nil:
+			big, nr, rerr = sc.readPooled()
+			if big != nil {
+				buf = *big
+			}
+		case tc != nil:
+			nr, rerr = tc.Read(one)
+			if nr > 0 {
+				buf = take()
+				buf[0] = one[0]
+				if rerr == nil {
+					nr, rerr = drainTLS(tc, buf, nr)
+				}
+			}
+		default:
+			buf = small
+			nr, rerr = src.Read(buf)
 		}
 		if nr > 0 {
 			if k != nil {
@@ -805,14 +850,12 @@ func copyBuffered(dst io.Writer, src io.Reader) (n int64, srcErr, dstErr error) 
 			return n, rerr, nil
 		}
 		switch {
-		case nr == len(buf) && big == nil:
-			big = pipeBufs.Get().(*[]byte)
-			bigLent.Add(1)
-			buf = *big
-		case nr < len(buf) && big != nil:
+		case small != nil && big == nil && nr == len(small):
+			take()
+		case big != nil && nr < len(buf):
 			pipeBufs.Put(big)
 			bigLent.Add(-1)
-			big, buf = nil, small
+			big = nil
 		}
 	}
 }

@@ -41,6 +41,10 @@ type half struct {
 	buf []byte
 	n   int
 	err error
+	// bp is the pooled buffer of a ReadPooled call (buf is *bp), and
+	// pooledFn its fn, made on the first one.
+	bp       *[]byte
+	pooledFn func(fd uintptr) bool
 }
 
 // do runs fn on the descriptor for p, waiting for the poller between tries,
@@ -95,6 +99,66 @@ func (s *SysConn) Read(p []byte) (int, error) {
 
 // Write implements net.Conn: it writes all of p or fails.
 func (s *SysConn) Write(p []byte) (int, error) { return s.w.do(s, p) }
+
+// readPooled reads like Read, into a 64 KiB copy buffer (pipeBufs) taken
+// only once the socket has bytes to read, and returns it (counted in
+// bigLent) with the bytes read; the caller puts it back. While the read
+// waits it holds no buffer: an idle opaque connection's copy waits here.
+// The system calls are those of Read; only a read that would block takes
+// and returns the buffer once more.
+func (s *SysConn) readPooled() (*[]byte, int, error) {
+	h := &s.r
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.pooledFn == nil {
+		h.pooledFn = h.readPooledFD
+	}
+	h.n, h.err = 0, nil
+	err := h.wait(h.pooledFn)
+	if err == nil {
+		err = h.err
+	}
+	bp, n := h.bp, h.n
+	h.bp, h.buf, h.err = nil, nil, nil
+	if err != nil || n == 0 {
+		if bp != nil {
+			pipeBufs.Put(bp)
+		}
+		if err != nil {
+			return nil, 0, &net.OpError{Op: h.op, Net: "tcp", Source: s.LocalAddr(), Addr: s.RemoteAddr(), Err: err}
+		}
+		return nil, 0, io.EOF // the peer closed its side
+	}
+	bigLent.Add(1)
+	return bp, n, nil
+}
+
+// readPooledFD is readFD into a pooled buffer, taken when the poller says
+// the socket is readable (or on the first try) and returned when the read
+// would block.
+func (h *half) readPooledFD(fd uintptr) bool {
+	if h.bp == nil {
+		h.bp = pipeBufs.Get().(*[]byte)
+		h.buf = *h.bp
+	}
+	for {
+		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&h.buf[0])), uintptr(len(h.buf)))
+		switch e {
+		case 0:
+			h.n = int(n)
+			return true
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			pipeBufs.Put(h.bp)
+			h.bp, h.buf = nil, nil
+			return false
+		default:
+			h.err = os.NewSyscallError("read", e)
+			return true
+		}
+	}
+}
 
 // readFD reads once into h.buf; false asks the poller to wait.
 func (h *half) readFD(fd uintptr) bool {

@@ -246,3 +246,59 @@ func TestDialerWrapsTCP(t *testing.T) {
 		})
 	}
 }
+
+// readPooled waits for bytes without a buffer, takes a pooled 64 KiB one
+// for the read, and reports the end of the stream and errors as Read does.
+func TestSysConnReadPooled(t *testing.T) {
+	peer, s := sysPair(t)
+	type result struct {
+		bp  *[]byte
+		n   int
+		err error
+	}
+	read := func() <-chan result {
+		ch := make(chan result, 1)
+		go func() {
+			bp, n, err := s.readPooled()
+			ch <- result{bp, n, err}
+		}()
+		return ch
+	}
+	lent := bigLent.Load()
+	ch := read()
+	time.Sleep(50 * time.Millisecond) // the read is waiting
+	if n := bigLent.Load() - lent; n != 0 {
+		t.Fatalf("a waiting read holds %d pooled buffers, want none", n)
+	}
+	if _, err := peer.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	r := <-ch
+	if r.err != nil || r.bp == nil || string((*r.bp)[:r.n]) != "hello" || len(*r.bp) != pipeBufSize {
+		t.Fatalf("readPooled = %d bytes, %v", r.n, r.err)
+	}
+	if n := bigLent.Load() - lent; n != 1 {
+		t.Errorf("%d buffers lent, want the one returned", n)
+	}
+	pipeBufs.Put(r.bp)
+	bigLent.Add(-1)
+
+	// A deadline fails the read as Read's would, without a buffer.
+	_ = s.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	r = <-read()
+	var op *net.OpError
+	if r.bp != nil || !errors.Is(r.err, os.ErrDeadlineExceeded) || !errors.As(r.err, &op) || op.Op != "read" {
+		t.Fatalf("readPooled past the deadline = %v, %v; want a read OpError for the deadline", r.bp, r.err)
+	}
+	_ = s.SetReadDeadline(time.Time{})
+
+	// The peer's close is io.EOF.
+	_ = peer.Close()
+	r = <-read()
+	if r.bp != nil || r.n != 0 || r.err != io.EOF {
+		t.Fatalf("readPooled after the peer closed = %d bytes, %v; want io.EOF", r.n, r.err)
+	}
+	if n := bigLent.Load() - lent; n != 0 {
+		t.Errorf("%d buffers still lent", n)
+	}
+}
