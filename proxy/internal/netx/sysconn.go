@@ -141,23 +141,12 @@ func (h *half) readPooledFD(fd uintptr) bool {
 		h.bp = pipeBufs.Get().(*[]byte)
 		h.buf = *h.bp
 	}
-	for {
-		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&h.buf[0])), uintptr(len(h.buf)))
-		switch e {
-		case 0:
-			h.n = int(n)
-			return true
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			pipeBufs.Put(h.bp)
-			h.bp, h.buf = nil, nil
-			return false
-		default:
-			h.err = os.NewSyscallError("read", e)
-			return true
-		}
+	if h.readFD(fd) {
+		return true
 	}
+	pipeBufs.Put(h.bp)
+	h.bp, h.buf = nil, nil
+	return false
 }
 
 // readFD reads once into h.buf; false asks the poller to wait.
