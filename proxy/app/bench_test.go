@@ -18,6 +18,7 @@ import (
 	"github.com/conduit-mesh/conduit/proxy/app"
 	"github.com/conduit-mesh/conduit/proxy/config"
 	"github.com/conduit-mesh/conduit/proxy/inbound"
+	"github.com/conduit-mesh/conduit/proxy/internal/servetest"
 	"github.com/conduit-mesh/conduit/proxy/internal/testcp"
 	"github.com/conduit-mesh/conduit/proxy/origdst"
 )
@@ -137,33 +138,19 @@ func startEchoServer(b *testing.B) string {
 // bytes, big endian) and closes.
 func startSink(b *testing.B) string {
 	b.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = l.Close() })
-	go func() {
+	return servetest.TCP(b, func(c net.Conn) {
+		defer c.Close()
+		buf := make([]byte, opaqueChunk)
+		var n int64
 		for {
-			c, err := l.Accept()
+			m, err := c.Read(buf)
+			n += int64(m)
 			if err != nil {
-				return
+				break
 			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, opaqueChunk)
-				var n int64
-				for {
-					m, err := c.Read(buf)
-					n += int64(m)
-					if err != nil {
-						break
-					}
-				}
-				_ = binary.Write(c, binary.BigEndian, uint64(n))
-			}()
 		}
-	}()
-	return l.Addr().String()
+		_ = binary.Write(c, binary.BigEndian, uint64(n))
+	}).String()
 }
 
 // cpuMeter measures the process's CPU time.

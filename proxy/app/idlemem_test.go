@@ -12,6 +12,7 @@ import (
 	"time"
 
 	destinationv1 "github.com/conduit-mesh/conduit/proto/destination/v1"
+	"github.com/conduit-mesh/conduit/proxy/internal/servetest"
 	"github.com/conduit-mesh/conduit/proxy/internal/testcp"
 )
 
@@ -163,22 +164,8 @@ func BenchmarkTwoHopsOpaqueEcho(b *testing.B) {
 // until it ends.
 func echoOnce(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_, _ = io.Copy(c, c)
-			}()
-		}
-	}()
-	return l.Addr().String()
+	return servetest.TCP(t, func(c net.Conn) {
+		defer c.Close()
+		_, _ = io.Copy(c, c)
+	}).String()
 }

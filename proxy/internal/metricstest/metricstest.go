@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/conduit-mesh/conduit/proxy/internal/servetest"
 	"github.com/conduit-mesh/conduit/proxy/metrics"
 )
 
@@ -73,33 +74,19 @@ func Reset(c net.Conn) {
 // metrics count as a failure or a success. It returns the address.
 func PongServer(t testing.TB, reset bool) *net.TCPAddr {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-				buf := make([]byte, 4)
-				if _, err := io.ReadFull(c, buf); err == nil {
-					_, _ = io.WriteString(c, "pong")
-				}
-				if reset {
-					time.Sleep(20 * time.Millisecond) // "pong" reaches the client first
-					Reset(c)
-					return
-				}
-				_, _ = io.Copy(io.Discard, c)
-				_, _ = io.WriteString(c, "bye")
-				c.Close()
-			}()
+	return servetest.TCP(t, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		buf := make([]byte, 4)
+		if _, err := io.ReadFull(c, buf); err == nil {
+			_, _ = io.WriteString(c, "pong")
 		}
-	}()
-	return l.Addr().(*net.TCPAddr)
+		if reset {
+			time.Sleep(20 * time.Millisecond) // "pong" reaches the client first
+			Reset(c)
+			return
+		}
+		_, _ = io.Copy(io.Discard, c)
+		_, _ = io.WriteString(c, "bye")
+		c.Close()
+	})
 }

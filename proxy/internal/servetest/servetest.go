@@ -59,3 +59,25 @@ func ShutdownWhileServing(t testing.TB, s Server) {
 		t.Fatal("Serve did not return 5 s after its listener was closed")
 	}
 }
+
+// TCP listens on loopback until the test ends and runs handle on each
+// connection it accepts, in a goroutine of its own (handle closes it), and
+// returns the address: the application or peer of a proxy under test.
+func TCP(t testing.TB, handle func(net.Conn)) *net.TCPAddr {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go handle(c)
+		}
+	}()
+	return l.Addr().(*net.TCPAddr)
+}
