@@ -120,10 +120,11 @@ func New(o Options) *Proxy {
 		// 0: fixed-length responses are written at once (DATA with
 		// END_STREAM in one frame on HTTP/2); streaming ones (gRPC,
 		// unknown length) are flushed after every write by ReverseProxy.
-		FlushInterval: 0,
-		BufferPool:    netx.BufferPool{},
-		ErrorLog:      slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
-		ErrorHandler:  errorHandler,
+		FlushInterval:  0,
+		ModifyResponse: netx.HeadFirst, // but a head whose body is late goes at once
+		BufferPool:     netx.BufferPool{},
+		ErrorLog:       slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
+		ErrorHandler:   errorHandler,
 	}
 	var protos http.Protocols
 	protos.SetHTTP1(true)

@@ -34,9 +34,35 @@ type writeError struct{ err error }
 func (e *writeError) Error() string { return e.err.Error() }
 func (e *writeError) Unwrap() error { return e.err }
 
+// wouldBlocker is a body that can tell whether its next Read would block:
+// this package's own bodies, and h2's stream bodies and the wrappers that
+// pass the capability through.
+type wouldBlocker interface{ WouldBlock() bool }
+
+// mayBlock reports whether a Read of r may block: true unless r can tell
+// it will not.
+func mayBlock(r io.Reader) bool {
+	wb, ok := r.(wouldBlocker)
+	return !ok || wb.WouldBlock()
+}
+
+// flushBeforeBlock flushes w when it holds something and the next Read of
+// r may block: a head (or data) the source has sent leaves now, not with
+// the next bytes the source sends, however late; when they are already
+// there, both leave in one write.
+func flushBeforeBlock(w *bufio.Writer, r io.Reader) error {
+	if w.Buffered() > 0 && mayBlock(r) {
+		if err := w.Flush(); err != nil {
+			return &writeError{err}
+		}
+	}
+	return nil
+}
+
 // copyN is io.CopyN(w, r, n) without its allocation (the io.LimitedReader
-// it hands to w.ReadFrom): r reads into w's free space. As io.CopyN, it
-// returns io.EOF when r ends before n bytes.
+// it hands to w.ReadFrom): r reads into w's free space, and w is flushed
+// before a Read that may block (flushBeforeBlock). As io.CopyN, it returns
+// io.EOF when r ends before n bytes.
 func copyN(w *bufio.Writer, r io.Reader, n int64) (int64, error) {
 	var done int64
 	for empty := 0; done < n; {
@@ -44,6 +70,9 @@ func copyN(w *bufio.Writer, r io.Reader, n int64) (int64, error) {
 			if err := w.Flush(); err != nil {
 				return done, err
 			}
+		}
+		if err := flushBeforeBlock(w, r); err != nil {
+			return done, err
 		}
 		buf := w.AvailableBuffer()
 		buf = buf[:min(int64(cap(buf)), n-done)]

@@ -297,6 +297,13 @@ func (b *clientBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// WouldBlock reports whether a Read may block (the optional capability
+// h2.BufferedBody): a response's head is then sent on before its body.
+// Only the goroutine that reads the body may call it.
+func (b *clientBody) WouldBlock() bool {
+	return b.err == nil && b.wouldBlock()
+}
+
 // Close releases the connection: to the pool after the whole body was
 // read, else closed (the rest of the body is not drained).
 func (b *clientBody) Close() error {

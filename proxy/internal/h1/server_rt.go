@@ -50,6 +50,17 @@ func (b *reqBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// WouldBlock reports whether a Read may block (the optional capability
+// h2.BufferedBody): what of the body is buffered then goes with the
+// request's head. While a Read runs on another goroutine, it may.
+func (b *reqBody) WouldBlock() bool {
+	if !b.mu.TryLock() {
+		return true
+	}
+	defer b.mu.Unlock()
+	return b.err == nil && b.wouldBlock()
+}
+
 func (b *reqBody) Close() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -206,15 +217,30 @@ func (x *exchange) writeHTTPResponse(resp *http.Response, head bool) error {
 		}
 		return nil
 	}
+	var err error
 	if chunked {
-		err := writeChunked(w, resp.Body, &resp.Trailer)
-		if err == nil {
-			err = w.Flush()
-		}
+		err = writeChunked(w, resp.Body, &resp.Trailer)
+	} else {
+		_, err = copyN(w, resp.Body, resp.ContentLength)
+	}
+	if err != nil && !isWriteError(err) {
+		// The upstream failed mid-body: what it sent (the head at least)
+		// goes to the client before the connection closes, without the end
+		// of the body, so the client sees a response cut short, as it
+		// would have without the proxy, rather than none at all (which
+		// an HTTP client may take as a stale connection and send again).
+		_ = w.Flush()
 		return err
 	}
-	if _, err := copyN(w, resp.Body, resp.ContentLength); err != nil {
-		return err
+	if err == nil {
+		err = w.Flush()
 	}
-	return w.Flush()
+	return err
+}
+
+// isWriteError reports whether err is a failure writing to the client
+// (writeError) rather than reading the upstream.
+func isWriteError(err error) bool {
+	var werr *writeError
+	return errors.As(err, &werr)
 }

@@ -76,6 +76,48 @@ func (b *bodyReader) read(p []byte) (int, error) {
 	return n, err
 }
 
+// wouldBlock reports whether read may block: it has not ended, and what
+// is buffered does not take it through its next step (a chunk's data and
+// the line ending after it, a whole chunk-size line and the data or, for
+// the last chunk, the trailer section after it). It errs on the side of
+// "may": a read it calls blocking might not be.
+func (b *bodyReader) wouldBlock() bool {
+	if b.mode == bodyNone || b.mode == bodyFixed && b.left == 0 {
+		return false
+	}
+	n := b.br.Buffered()
+	if n == 0 {
+		return true
+	}
+	if b.mode != bodyChunked {
+		return false
+	}
+	buf, _ := b.br.Peek(n)
+	if b.left > 0 {
+		return !chunkDataReady(buf, b.left)
+	}
+	i := bytes.IndexByte(buf, '\n')
+	if i < 0 {
+		return true
+	}
+	size, err := chunkSize(bytes.TrimSuffix(buf[:i], []byte("\r")))
+	rest := buf[i+1:]
+	switch {
+	case err != nil:
+		return false // read fails at once
+	case size == 0:
+		return !bytes.HasPrefix(rest, []byte("\r\n")) && !bytes.Contains(rest, []byte("\n\r\n"))
+	}
+	return len(rest) == 0 || !chunkDataReady(rest, size)
+}
+
+// chunkDataReady reports whether reading a chunk's left bytes of data out
+// of buf does not block: buf ends inside the data, or holds its line ending
+// too.
+func chunkDataReady(buf []byte, left int64) bool {
+	return int64(len(buf)) < left || int64(len(buf)) >= left+2
+}
+
 // readData reads at most left bytes; the connection ending first is
 // io.ErrUnexpectedEOF.
 func (b *bodyReader) readData(p []byte) (int, error) {
@@ -208,6 +250,9 @@ func writeChunked(w *bufio.Writer, body io.Reader, trailer *http.Header) error {
 	defer chunkBufs.Put(bp)
 	buf := *bp
 	for {
+		if err := flushBeforeBlock(w, body); err != nil {
+			return err
+		}
 		n, err := body.Read(buf)
 		if n > 0 {
 			w.Write(strconv.AppendInt(w.AvailableBuffer(), int64(n), 16))

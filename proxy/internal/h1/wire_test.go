@@ -2,10 +2,13 @@ package h1
 
 import (
 	"bufio"
+	"io"
+	"net"
 	"net/http"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestHTTPHeader(t *testing.T) {
@@ -112,3 +115,100 @@ func TestStatusText(t *testing.T) {
 		}
 	}
 }
+
+// TestBodyWouldBlock: a body says a Read would block only when nothing of
+// it is buffered (between chunks, no whole chunk-size line) and it has not
+// ended; a read then takes what is buffered without blocking.
+func TestBodyWouldBlock(t *testing.T) {
+	tests := []struct {
+		name     string
+		mode     bodyMode
+		left     int64
+		buffered string // what the connection has delivered so far
+		want     bool
+	}{
+		{"no body", bodyNone, 0, "", false},
+		{"fixed, all read", bodyFixed, 0, "", false},
+		{"fixed, nothing buffered", bodyFixed, 5, "", true},
+		{"fixed, part buffered", bodyFixed, 5, "he", false},
+		{"until close, nothing buffered", bodyUntilClose, 0, "", true},
+		{"until close, buffered", bodyUntilClose, 0, "x", false},
+		{"chunked, nothing buffered", bodyChunked, 0, "", true},
+		{"chunked, half a size line", bodyChunked, 0, "1", true},
+		{"chunked, a size line only", bodyChunked, 0, "5\r\n", true},
+		{"chunked, a size line and data", bodyChunked, 0, "5\r\nhe", false},
+		{"chunked, a whole chunk without its line end", bodyChunked, 0, "5\r\nhello", true},
+		{"chunked, a whole chunk", bodyChunked, 0, "5\r\nhello\r\n", false},
+		{"chunked, the last chunk", bodyChunked, 0, "0\r\n\r\n", false},
+		{"chunked, the last chunk and a trailer", bodyChunked, 0, "0\r\nA: b\r\n\r\n", false},
+		{"chunked, the last chunk, trailers to come", bodyChunked, 0, "0\r\nA: b\r\n", true},
+		{"chunked, a bad size line", bodyChunked, 0, "zz\r\n", false},
+		{"chunked, inside a chunk", bodyChunked, 3, "llo\r\n", false},
+		{"chunked, the rest of a chunk without its line end", bodyChunked, 3, "llo", true},
+		{"chunked, part of the rest of a chunk", bodyChunked, 3, "l", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, peer := net.Pipe()
+			defer c.Close()
+			defer peer.Close()
+			br := bufio.NewReader(c)
+			if tt.buffered != "" {
+				go func() { _, _ = peer.Write([]byte(tt.buffered)) }()
+				if _, err := br.Peek(len(tt.buffered)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			b := bodyReader{br: br, mode: tt.mode, left: tt.left, trailer: http.Header{}}
+			if got := b.wouldBlock(); got != tt.want {
+				t.Fatalf("wouldBlock() = %v, want %v", got, tt.want)
+			}
+			if tt.want {
+				return
+			}
+			// It said so: a read returns at once (the pipe would block).
+			done := make(chan error, 1)
+			go func() { _, err := b.read(make([]byte, 16)); done <- err }()
+			select {
+			case err := <-done:
+				if err != nil && err != io.EOF && tt.name != "chunked, a bad size line" {
+					t.Fatalf("read: %v", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("read blocked where wouldBlock said it would not")
+			}
+		})
+	}
+}
+
+// TestFlushBeforeBlock: what a copy has buffered (a head) is flushed before
+// a read of a body that may block, and not before one that will not (it
+// leaves with the body in one write).
+func TestFlushBeforeBlock(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		body      io.Reader
+		wantFlush bool
+	}{
+		{"cannot tell", strings.NewReader("x"), true},
+		{"would block", blocking(true), true},
+		{"would not block", blocking(false), false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var out strings.Builder
+			w := bufio.NewWriter(&out)
+			w.WriteString("HTTP/1.1 200 OK\r\n\r\n")
+			if err := flushBeforeBlock(w, tt.body); err != nil {
+				t.Fatal(err)
+			}
+			if flushed := out.Len() > 0; flushed != tt.wantFlush {
+				t.Errorf("flushed %v, want %v", flushed, tt.wantFlush)
+			}
+		})
+	}
+}
+
+type blocking bool
+
+func (b blocking) Read(p []byte) (int, error) { return 0, io.EOF }
+func (b blocking) WouldBlock() bool           { return bool(b) }

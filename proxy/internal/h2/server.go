@@ -514,9 +514,11 @@ func statusString(code int) string {
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, maxFrame); return &b }}
 
-// writeResponse writes resp on st. A fixed-length body's first read, or
-// whatever of a stream's body is already there, goes out with the HEADERS;
-// a streaming body is flushed whenever the next read may block.
+// writeResponse writes resp on st. Whatever of the body is there already
+// goes out with the HEADERS; the HEADERS and then the body are flushed
+// whenever the next read may block (a body that cannot tell may always),
+// so a head the upstream sent before its body is not held back until the
+// body comes, however late.
 func (sc *serverConn) writeResponse(st *stream, req *http.Request, resp *http.Response) {
 	body := resp.Body
 	if body == nil {
@@ -534,7 +536,7 @@ func (sc *serverConn) writeResponse(st *stream, req *http.Request, resp *http.Re
 	switch {
 	case noBody:
 		rerr = io.EOF
-	case resp.ContentLength >= 0 || !mayBlock(body):
+	case !mayBlock(body):
 		n, rerr = body.Read(buf)
 		if rerr == nil && int64(n) == resp.ContentLength && n < len(buf) {
 			// Read the end too, so a pooled upstream connection is released.

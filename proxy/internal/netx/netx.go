@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"reflect"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -963,5 +964,28 @@ func BufferSmallBody(r *http.Request) error {
 	}
 	_ = r.Body.Close()
 	r.Body = io.NopCloser(bytes.NewReader(buf))
+	return nil
+}
+
+// HeadFirst is an httputil.ReverseProxy ModifyResponse. ReverseProxy holds
+// a fixed-length response's head until the body's first bytes arrive,
+// however late they are: a client waiting for the head (a response-header
+// timeout, a long poll that answers its headers at once) waits for the
+// body too. When the body may block (it cannot tell, or tells it would, as
+// h2.BufferedBody), HeadFirst sets ContentLength to -1, ReverseProxy's
+// signal to flush the head at once and each write after it; the response
+// is still framed by its Content-Length field, which stays in (or is put
+// into) the header. A body already there goes out with the head as before.
+func HeadFirst(resp *http.Response) error {
+	if resp.ContentLength <= 0 {
+		return nil
+	}
+	if wb, ok := resp.Body.(interface{ WouldBlock() bool }); ok && !wb.WouldBlock() {
+		return nil
+	}
+	if _, ok := resp.Header["Content-Length"]; !ok {
+		resp.Header["Content-Length"] = []string{strconv.FormatInt(resp.ContentLength, 10)}
+	}
+	resp.ContentLength = -1
 	return nil
 }

@@ -1,0 +1,154 @@
+package app_test
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// relayModes are the ways a request travels between two proxies: the
+// default (HTTP/1 over the endpoint's HTTP/2 connection, the HTTP/2 fast
+// path), HTTP/1.1 between the proxies, and the net/http (ReverseProxy)
+// paths with either fast path off.
+var relayModes = []struct {
+	name string
+	env  map[string]string
+}{
+	{"default", nil},
+	{"HTTP/1.1 between proxies", map[string]string{"CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT": "http1"}},
+	{"HTTP/1 fast path off", map[string]string{"CONDUIT_PROXY_HTTP1_FAST_PATH": "false"}},
+	{"HTTP/2 fast path off", map[string]string{"CONDUIT_PROXY_HTTP2_FAST_PATH": "false"}},
+}
+
+// TestResponseHeadNotHeldForBody: an application that sends its response
+// head at once and its body later (a long poll, a report that takes a
+// while, a client with a response-header timeout) has its head reach the
+// client through both proxies before the body exists, whatever the
+// framing (Content-Length or chunked), the client's protocol (HTTP/1.1,
+// h2c) and the way HTTP travels between the proxies. The application
+// sends the body only once the client has the head, so a hop that holds
+// the head until the body comes fails the test by its timeout, not by a
+// measured delay.
+func TestResponseHeadNotHeldForBody(t *testing.T) {
+	for _, mode := range relayModes {
+		t.Run(mode.name, func(t *testing.T) {
+			m := newMesh(t)
+			release := make(chan struct{}, 1)
+			appAddr := startHandler(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/length" {
+					w.Header().Set("Content-Length", "5")
+				}
+				w.Header().Set("X-Head", "first")
+				w.WriteHeader(http.StatusAccepted)
+				w.(http.Flusher).Flush()
+				select {
+				case <-release:
+				case <-r.Context().Done():
+					return
+				case <-time.After(10 * time.Second):
+				}
+				io.WriteString(w, "later")
+			}))
+			client, _ := m.twoProxies(t, appAddr, mode.env)
+			out := client.OutboundAddr().String()
+			for _, c := range []struct {
+				name string
+				c    *http.Client
+			}{{"HTTP/1.1", h1Client(out)}, {"h2c", h2cClient(out)}} {
+				for _, path := range []string{"/length", "/chunked"} {
+					t.Run(c.name+" "+path, func(t *testing.T) {
+						// The head must come while the application still
+						// holds the body back (10 s at most). RoundTrip
+						// returns with the head; the client's overall
+						// timeout does not apply.
+						req, _ := http.NewRequest(http.MethodGet, "http://web"+path, nil)
+						got := make(chan *http.Response, 1)
+						errc := make(chan error, 1)
+						go func() {
+							resp, err := c.c.Transport.RoundTrip(req)
+							if err != nil {
+								errc <- err
+								return
+							}
+							got <- resp
+						}()
+						var resp *http.Response
+						select {
+						case resp = <-got:
+						case err := <-errc:
+							t.Fatal(err)
+						case <-time.After(5 * time.Second):
+							t.Fatal("no response head after 5 s: a hop holds it until the body comes")
+						}
+						defer resp.Body.Close()
+						if resp.StatusCode != http.StatusAccepted || resp.Header.Get("X-Head") != "first" {
+							t.Errorf("head: status %d, X-Head %q; want 202, first", resp.StatusCode, resp.Header.Get("X-Head"))
+						}
+						release <- struct{}{}
+						body, err := io.ReadAll(resp.Body)
+						if err != nil || string(body) != "later" {
+							t.Errorf("body %q, %v; want \"later\"", body, err)
+						}
+					})
+				}
+			}
+		})
+	}
+}
+
+// TestAbortedResponseIsNotASuccess: an application that fails in the
+// middle of a response (it sent the head and part of the body, then its
+// connection closed or its stream was reset) is never passed on as a
+// complete response: the client sees an error status, a failed request
+// or a body cut short. Where the client's proxy serves HTTP/1.1 itself
+// (the default and HTTP/1.1 between the proxies), it passes on the head
+// the application sent, then ends the connection: the client sees the
+// response cut short, as without the proxies, not a connection closed
+// before any answer (which an HTTP client may take for a stale keep-alive
+// connection and send a request again on).
+func TestAbortedResponseIsNotASuccess(t *testing.T) {
+	for _, mode := range relayModes {
+		t.Run(mode.name, func(t *testing.T) {
+			m := newMesh(t)
+			appAddr := startHandler(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/length" {
+					w.Header().Set("Content-Length", "4000")
+				}
+				io.WriteString(w, strings.Repeat("x", 1000))
+				w.(http.Flusher).Flush()
+				panic(http.ErrAbortHandler)
+			}))
+			client, _ := m.twoProxies(t, appAddr, mode.env)
+			out := client.OutboundAddr().String()
+			for _, c := range []struct {
+				name string
+				c    *http.Client
+			}{{"HTTP/1.1", h1Client(out)}, {"h2c", h2cClient(out)}} {
+				for _, path := range []string{"/length", "/chunked"} {
+					t.Run(c.name+" "+path, func(t *testing.T) {
+						resp, err := c.c.Get("http://web" + path)
+						if err != nil {
+							if c.name == "HTTP/1.1" && mode.env["CONDUIT_PROXY_HTTP1_FAST_PATH"] == "" && mode.env["CONDUIT_PROXY_HTTP2_FAST_PATH"] == "" {
+								t.Errorf("request failed (%v): want the head the application sent, then the body cut short", err)
+							}
+							return
+						}
+						body, err := io.ReadAll(resp.Body)
+						resp.Body.Close()
+						switch {
+						case resp.StatusCode >= 500:
+						case err == nil:
+							t.Errorf("status %d with %d bytes and a clean end: an aborted response passed on as complete", resp.StatusCode, len(body))
+						case !errors.Is(err, io.ErrUnexpectedEOF) && c.name == "HTTP/1.1":
+							t.Errorf("body error %v, want unexpected EOF", err)
+						}
+						t.Logf("status %d, %d bytes, %v", resp.StatusCode, len(body), err)
+					})
+				}
+			}
+		})
+	}
+}
