@@ -80,6 +80,11 @@ type Invocation struct {
 // exit status: nil is 0, an error made by Exit(code) is code, and any other
 // error is printed to stderr as "Error: ..." with status 1.
 //
+// Follow mesh's convention for usage errors (an unknown command, flag or
+// argument): return an error that names the command and what it takes, e.g.
+// "mesh hello exit: takes one CODE, got [] (usage: mesh hello exit CODE)",
+// for status 1; print help that is asked for on Stdout and return nil.
+//
 // `mesh <name> install`, `uninstall` and `check` are handled by the host
 // when the extension is an Installer or a Checker: do not define them here.
 type Commander interface {

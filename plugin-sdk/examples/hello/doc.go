@@ -1,8 +1,9 @@
 // Command mesh-hello is an example third-party Conduit extension, built with
 // the plugin SDK only. It shows every capability a plugin can have:
 //
-//   - commands: `mesh hello greet [name]`, `mesh hello echo` (stdin to
-//     stdout), `mesh hello exit <code>`;
+//   - commands: `mesh hello greet [--shout] [NAME]`, `mesh hello echo`
+//     (stdin to stdout), `mesh hello exit CODE`, whose usage errors exit 1
+//     naming the command and what it takes, as mesh's do (docs/cli.md);
 //   - checks: one "hello" category for `mesh check`;
 //   - install: `mesh hello install | kubectl apply -f -` renders its Helm
 //     chart (embedded, charts/hello): a Deployment running

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 
 	sdk "github.com/conduit-mesh/conduit/plugin-sdk"
@@ -31,60 +32,163 @@ func (hello) Info() sdk.Info {
 	return sdk.Info{Name: "hello", Version: version, Description: "example extension: greetings, checks and an injector hook"}
 }
 
-func (hello) Commands() []sdk.Command {
-	return []sdk.Command{
-		{Name: "greet", Short: "print a greeting"},
-		{Name: "echo", Short: "copy stdin to stdout"},
-		{Name: "exit", Short: "exit with the given status"},
-	}
+// commands are mesh hello's commands: what each takes (its usage line) and
+// does. Commands, the help and the usage errors are written from them.
+var commands = []struct{ name, args, short string }{
+	{"greet", "[--shout] [NAME]", "print a greeting"},
+	{"echo", "", "copy stdin to stdout"},
+	{"exit", "CODE", "exit with the given status"},
 }
 
+func (hello) Commands() []sdk.Command {
+	out := make([]sdk.Command, 0, len(commands))
+	for _, c := range commands {
+		out = append(out, sdk.Command{Name: c.name, Short: c.short})
+	}
+	return out
+}
+
+// Run runs `mesh hello args...`. Usage errors follow mesh's convention
+// (docs/cli.md): an error, which the SDK prints as "Error: ..." with exit
+// status 1, that names the command and what it takes; help, asked for, is
+// printed on stdout with status 0.
 func (hello) Run(ctx context.Context, inv *sdk.Invocation) error {
-	if len(inv.Args) == 0 {
-		fmt.Fprintln(inv.Stderr, "usage: mesh hello greet [--shout] [name] | echo | exit <code>")
-		return sdk.Exit(2)
-	}
-	switch inv.Args[0] {
-	case "greet":
-		fs := flag.NewFlagSet("greet", flag.ContinueOnError)
-		fs.SetOutput(inv.Stderr)
-		shout := fs.Bool("shout", false, "greet loudly")
-		if err := fs.Parse(inv.Args[1:]); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil // --help asked for the usage, printed above
-			}
-			return sdk.Exit(2)
-		}
-		name := "world"
-		if fs.NArg() > 0 {
-			name = fs.Arg(0)
-		}
-		punct := "."
-		if *shout {
-			punct = "!"
-		}
-		ns := inv.Kube.Namespace
-		if ns == "" {
-			ns = "default"
-		}
-		log.Debug("greeting", "name", name)
-		fmt.Fprintf(inv.Stdout, "Hello, %s%s (namespace %s)\n", name, punct, ns)
+	if len(inv.Args) == 0 || isHelp(inv.Args[0]) {
+		printUsage(inv.Stdout)
 		return nil
-	case "echo":
-		_, err := io.Copy(inv.Stdout, inv.Stdin)
-		return err
-	case "exit":
-		if len(inv.Args) != 2 {
-			return errors.New("exit takes one argument, the status")
-		}
-		code, err := strconv.Atoi(inv.Args[1])
-		if err != nil {
-			return fmt.Errorf("exit status %q is not a number", inv.Args[1])
-		}
-		fmt.Fprintf(inv.Stderr, "exiting with %d\n", code)
-		return sdk.Exit(code)
 	}
-	return fmt.Errorf("unknown command %q (commands: greet, echo, exit)", inv.Args[0])
+	var err error
+	switch name, args := inv.Args[0], inv.Args[1:]; name {
+	case "greet":
+		err = greet(inv, args)
+	case "echo":
+		err = echo(inv, args)
+	case "exit":
+		err = exit(inv, args)
+	default:
+		names := make([]string, len(commands))
+		for i, c := range commands {
+			names[i] = c.name
+		}
+		return fmt.Errorf("mesh hello: unknown command %q (commands: %s; see 'mesh hello --help')", name, strings.Join(names, ", "))
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return nil // the usage asked for is printed
+	}
+	return err
+}
+
+func greet(inv *sdk.Invocation, args []string) error {
+	fs := flag.NewFlagSet("greet", flag.ContinueOnError)
+	shout := fs.Bool("shout", false, "greet loudly")
+	args, err := parseFlags(inv.Stdout, fs, args)
+	if err != nil {
+		return err
+	}
+	if len(args) > 1 {
+		return argsError("greet", "takes at most one NAME", args)
+	}
+	name := "world"
+	if len(args) == 1 {
+		name = args[0]
+	}
+	punct := "."
+	if *shout {
+		punct = "!"
+	}
+	ns := inv.Kube.Namespace
+	if ns == "" {
+		ns = "default"
+	}
+	log.Debug("greeting", "name", name)
+	fmt.Fprintf(inv.Stdout, "Hello, %s%s (namespace %s)\n", name, punct, ns)
+	return nil
+}
+
+func echo(inv *sdk.Invocation, args []string) error {
+	args, err := parseFlags(inv.Stdout, flag.NewFlagSet("echo", flag.ContinueOnError), args)
+	if err != nil {
+		return err
+	}
+	if len(args) > 0 {
+		return argsError("echo", "takes no arguments", args)
+	}
+	_, err = io.Copy(inv.Stdout, inv.Stdin)
+	return err
+}
+
+func exit(inv *sdk.Invocation, args []string) error {
+	args, err := parseFlags(inv.Stdout, flag.NewFlagSet("exit", flag.ContinueOnError), args)
+	if err != nil {
+		return err
+	}
+	if len(args) != 1 {
+		return argsError("exit", "takes one CODE", args)
+	}
+	code, err := strconv.Atoi(args[0])
+	if err != nil {
+		return fmt.Errorf("mesh hello exit: CODE %q is not a number (usage: %s)", args[0], usageLine("exit"))
+	}
+	fmt.Fprintf(inv.Stderr, "exiting with %d\n", code)
+	return sdk.Exit(code)
+}
+
+func isHelp(arg string) bool {
+	return arg == "help" || arg == "--help" || arg == "-h" || arg == "-help"
+}
+
+// usageLine is how command name is run, e.g. "mesh hello exit CODE".
+func usageLine(name string) string {
+	for _, c := range commands {
+		if c.name == name && c.args != "" {
+			return "mesh hello " + name + " " + c.args
+		}
+	}
+	return "mesh hello " + name
+}
+
+func printUsage(w io.Writer) {
+	fmt.Fprint(w, "hello is an example extension of the Conduit mesh.\n\nUsage:\n")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-35s %s\n", usageLine(c.name), c.short)
+	}
+	fmt.Fprint(w, "\nmesh serves install, uninstall and check (mesh hello check --help).\n"+
+		"Run 'mesh hello COMMAND --help' for a command's flags.\n")
+}
+
+// parseFlags parses the flags of the command fs is named after and returns
+// its arguments. A flag error names the command; --help prints its usage on
+// w (stdout) and returns flag.ErrHelp. The flag package prints neither: it
+// would print both on stderr.
+func parseFlags(w io.Writer, fs *flag.FlagSet, args []string) ([]string, error) {
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	name := fs.Name()
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		for _, c := range commands {
+			if c.name == name {
+				fmt.Fprintf(w, "mesh hello %s: %s.\n\nUsage:\n  %s\n", name, c.short, usageLine(name))
+			}
+		}
+		n := 0
+		fs.VisitAll(func(*flag.Flag) { n++ })
+		if n > 0 {
+			fmt.Fprint(w, "\nFlags:\n")
+			fs.SetOutput(w)
+			fs.PrintDefaults()
+		}
+		return nil, flag.ErrHelp
+	}
+	if err != nil {
+		return nil, fmt.Errorf("mesh hello %s: %w (see 'mesh hello %s --help')", name, err, name)
+	}
+	return fs.Args(), nil
+}
+
+// argsError is a wrong number of arguments to command name.
+func argsError(name, takes string, args []string) error {
+	return fmt.Errorf("mesh hello %s: %s, got %q (usage: %s)", name, takes, args, usageLine(name))
 }
 
 func (hello) Check(ctx context.Context, kube sdk.KubeFlags) ([]sdk.CheckCategory, error) {

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	sdk "github.com/conduit-mesh/conduit/plugin-sdk"
+	"github.com/conduit-mesh/conduit/plugin-sdk/client"
 	"github.com/conduit-mesh/conduit/plugin-sdk/sdktest"
 )
 
@@ -119,5 +120,60 @@ func TestGreet(t *testing.T) {
 		if tc.out != "" && !strings.Contains(stdout.String(), tc.out) {
 			t.Errorf("%v: stdout %q, want %q", tc.args, stdout.String(), tc.out)
 		}
+	}
+}
+
+// TestUsage: a usage error of mesh hello (an unknown command, flag or
+// argument) exits 1 with one line that names the command and what it takes,
+// as mesh's own do (docs/cli.md); it exited 2, with the flag package's usage
+// on stderr, and extra arguments were ignored. Help, asked for, is on
+// stdout with status 0. Run through the SDK as mesh runs it, so the status
+// and stderr are what the user gets.
+func TestUsage(t *testing.T) {
+	c := sdktest.Start(t, hello{})
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		code   int
+		stderr string
+		golden string // stdout, when not empty
+	}{
+		{name: "unknown flag", args: []string{"greet", "--bogus"}, code: 1,
+			stderr: "Error: mesh hello greet: flag provided but not defined: -bogus (see 'mesh hello greet --help')\n"},
+		{name: "flag value", args: []string{"greet", "--shout=maybe"}, code: 1,
+			stderr: "Error: mesh hello greet: invalid boolean value \"maybe\" for -shout: parse error (see 'mesh hello greet --help')\n"},
+		{name: "unknown command", args: []string{"bogus"}, code: 1,
+			stderr: "Error: mesh hello: unknown command \"bogus\" (commands: greet, echo, exit; see 'mesh hello --help')\n"},
+		{name: "greet: two names", args: []string{"greet", "Ada", "Grace"}, code: 1,
+			stderr: "Error: mesh hello greet: takes at most one NAME, got [\"Ada\" \"Grace\"] (usage: mesh hello greet [--shout] [NAME])\n"},
+		{name: "echo: an argument", args: []string{"echo", "x"}, code: 1,
+			stderr: "Error: mesh hello echo: takes no arguments, got [\"x\"] (usage: mesh hello echo)\n"},
+		{name: "exit: no status", args: []string{"exit"}, code: 1,
+			stderr: "Error: mesh hello exit: takes one CODE, got [] (usage: mesh hello exit CODE)\n"},
+		{name: "exit: not a number", args: []string{"exit", "x"}, code: 1,
+			stderr: "Error: mesh hello exit: CODE \"x\" is not a number (usage: mesh hello exit CODE)\n"},
+		{name: "exit: a status is no usage error", args: []string{"exit", "3"}, code: 3, stderr: "exiting with 3\n"},
+		{name: "no command", golden: "help.golden"},
+		{name: "--help", args: []string{"--help"}, golden: "help.golden"},
+		{name: "-h", args: []string{"-h"}, golden: "help.golden"},
+		{name: "help", args: []string{"help"}, golden: "help.golden"},
+		{name: "greet --help", args: []string{"greet", "--help"}, golden: "help_greet.golden"},
+		{name: "exit -h", args: []string{"exit", "-h"}, golden: "help_exit.golden"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code, err := c.Run(context.Background(), tc.args, sdk.KubeFlags{}, client.Stdio{In: strings.NewReader(""), Out: &stdout, Err: &stderr})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if code != tc.code || stderr.String() != tc.stderr {
+				t.Errorf("status %d, stderr %q\nwant %d, %q", code, stderr.String(), tc.code, tc.stderr)
+			}
+			if tc.golden != "" {
+				golden(t, tc.golden, stdout.Bytes())
+			} else if stdout.Len() > 0 {
+				t.Errorf("stdout %q, want none", stdout.String())
+			}
+		})
 	}
 }
