@@ -147,7 +147,7 @@ func TestHelloOverGoPlugin(t *testing.T) {
 		{args: []string{"greet", "--shout", "Ada"}, code: 0, stdout: "Hello, Ada! (namespace web)\n"},
 		{args: []string{"exit", "5"}, code: 5, stderr: "exiting with 5\n"},
 		{args: []string{"echo"}, stdin: "line 1\nline 2\n", stdout: "line 1\nline 2\n"},
-		{args: []string{"nope"}, code: 1, stderr: "Error: unknown command \"nope\" (commands: greet, echo, exit)\n"},
+		{args: []string{"nope"}, code: 1, stderr: "Error: mesh hello: unknown command \"nope\" (commands: greet, echo, exit; see 'mesh hello --help')\n"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			var out, errb bytes.Buffer
