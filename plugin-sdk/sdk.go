@@ -40,8 +40,8 @@ type Info struct {
 }
 
 // Extension is what every plugin implements. The value passed to Serve may
-// also implement any of Commander, Installer, Checker, InjectorHook and
-// DestinationHook.
+// also implement any of Commander, Installer, Checker (or FlagChecker),
+// InjectorHook and DestinationHook.
 type Extension interface {
 	Info() Info
 }
@@ -153,6 +153,29 @@ type CheckResult struct {
 // fails is a result with StatusFail; an error means the checks could not run.
 type Checker interface {
 	Check(ctx context.Context, kube KubeFlags) ([]CheckCategory, error)
+}
+
+// CheckFlag is a flag of `mesh <name> check` that takes a string value:
+// `--<Name> VALUE`.
+type CheckFlag struct {
+	// Name is the flag's long name without dashes, e.g. "viz-namespace":
+	// lowercase letters, digits and dashes. mesh's own flags (output, help,
+	// kubeconfig, context, namespace, conduit-namespace) are reserved.
+	Name string
+	// Usage is one line for `mesh <name> check --help`.
+	Usage string
+}
+
+// FlagChecker is a Checker whose `mesh <name> check` takes flags of its
+// own. The host adds CheckFlags to check's flags (its help lists them) and
+// calls CheckWithFlags with those the user set, by name; flags not set are
+// absent from the map. `mesh check`, which runs every extension's checks,
+// sets none. A host older than this interface calls Check and refuses the
+// flags as unknown.
+type FlagChecker interface {
+	Checker
+	CheckFlags() []CheckFlag
+	CheckWithFlags(ctx context.Context, kube KubeFlags, flags map[string]string) ([]CheckCategory, error)
 }
 
 // PodPatchRequest is a pod the injector is admitting.

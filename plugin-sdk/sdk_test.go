@@ -118,6 +118,68 @@ func TestInfoCapabilities(t *testing.T) {
 	}
 }
 
+// flagged is a Checker whose check takes flags of its own.
+type flagged struct{ minimal }
+
+func (f flagged) Check(ctx context.Context, kube sdk.KubeFlags) ([]sdk.CheckCategory, error) {
+	return f.CheckWithFlags(ctx, kube, nil)
+}
+
+func (flagged) CheckFlags() []sdk.CheckFlag {
+	return []sdk.CheckFlag{{Name: "color", Usage: "the color to check"}, {Name: "size", Usage: "the size to check"}}
+}
+
+func (flagged) CheckWithFlags(_ context.Context, kube sdk.KubeFlags, flags map[string]string) ([]sdk.CheckCategory, error) {
+	desc := fmt.Sprintf("ns=%s color=%q size=%q flags=%d", kube.Namespace, flags["color"], flags["size"], len(flags))
+	return []sdk.CheckCategory{{Name: "flagged", Checks: []sdk.CheckResult{{Description: desc, Status: sdk.StatusOK}}}}, nil
+}
+
+// TestCheckFlags: an extension's check flags are declared in Info, and the
+// values the host sends reach CheckWithFlags; Check sends none, and a flag
+// that is not declared is refused.
+func TestCheckFlags(t *testing.T) {
+	ctx := context.Background()
+	c := sdktest.Start(t, flagged{})
+	info, err := c.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "[{color the color to check} {size the size to check}]"; fmt.Sprint(info.CheckFlags) != want || !info.Has(client.Checks) {
+		t.Errorf("check flags %v capabilities %v, want %s", info.CheckFlags, info.Capabilities, want)
+	}
+	for _, tc := range []struct {
+		flags map[string]string
+		want  string
+	}{
+		{map[string]string{"color": "red"}, `ns=web color="red" size="" flags=1`},
+		{map[string]string{"color": "", "size": "xl"}, `ns=web color="" size="xl" flags=2`},
+		{nil, `ns=web color="" size="" flags=0`},
+	} {
+		cats, err := c.CheckWithFlags(ctx, sdk.KubeFlags{Namespace: "web"}, tc.flags)
+		if err != nil || len(cats) != 1 || len(cats[0].Checks) != 1 || cats[0].Checks[0].Description != tc.want {
+			t.Errorf("%v: %v %+v, want %s", tc.flags, err, cats, tc.want)
+		}
+	}
+	if cats, err := c.Check(ctx, sdk.KubeFlags{}); err != nil || cats[0].Checks[0].Description != `ns= color="" size="" flags=0` {
+		t.Errorf("Check: %v %+v", err, cats)
+	}
+	if _, err := c.CheckWithFlags(ctx, sdk.KubeFlags{}, map[string]string{"shape": "round"}); err == nil || !strings.Contains(err.Error(), `check flag "shape" is not declared`) {
+		t.Errorf("undeclared flag: %v", err)
+	}
+
+	// A Checker without flags declares none and takes none.
+	plain := sdktest.Start(t, full{})
+	if info, err := plain.Info(ctx); err != nil || info.CheckFlags != nil {
+		t.Errorf("full: %v check flags %v", err, info.CheckFlags)
+	}
+	if _, err := plain.CheckWithFlags(ctx, sdk.KubeFlags{}, map[string]string{"color": "red"}); err == nil || !strings.Contains(err.Error(), `check flag "color" is not declared`) {
+		t.Errorf("full: undeclared flag: %v", err)
+	}
+	if cats, err := plain.CheckWithFlags(ctx, sdk.KubeFlags{}, nil); err != nil || len(cats) != 1 {
+		t.Errorf("full: no flags: %v %+v", err, cats)
+	}
+}
+
 func TestRun(t *testing.T) {
 	c := sdktest.Start(t, full{})
 	for _, tc := range []struct {

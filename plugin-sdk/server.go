@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"runtime/debug"
+	"slices"
 	"sync"
 
 	pluginv1 "github.com/conduit-mesh/conduit/proto/plugin/v1"
@@ -81,6 +82,11 @@ func (s *extensionServer) Info(context.Context, *pluginv1.InfoRequest) (*pluginv
 	if c, ok := s.ext.(Commander); ok {
 		for _, cmd := range c.Commands() {
 			resp.Commands = append(resp.Commands, &pluginv1.CommandInfo{Name: cmd.Name, Short: cmd.Short})
+		}
+	}
+	if c, ok := s.ext.(FlagChecker); ok {
+		for _, f := range c.CheckFlags() {
+			resp.CheckFlags = append(resp.CheckFlags, &pluginv1.CheckFlag{Name: f.Name, Usage: f.Usage})
 		}
 	}
 	return resp, nil
@@ -341,7 +347,19 @@ func CategoriesFromProto(cats []*pluginv1.CheckCategory) []CheckCategory {
 }
 
 func (s *checkerServer) Check(ctx context.Context, r *pluginv1.CheckRequest) (*pluginv1.CheckResponse, error) {
-	cats, err := s.c.Check(ctx, kubeFromProto(r.GetKube()))
+	fc, _ := s.c.(FlagChecker)
+	for name := range r.GetFlags() {
+		if fc == nil || !slices.ContainsFunc(fc.CheckFlags(), func(f CheckFlag) bool { return f.Name == name }) {
+			return nil, status.Errorf(codes.InvalidArgument, "plugin-sdk: check flag %q is not declared by the extension", name)
+		}
+	}
+	var cats []CheckCategory
+	var err error
+	if fc != nil {
+		cats, err = fc.CheckWithFlags(ctx, kubeFromProto(r.GetKube()), r.GetFlags())
+	} else {
+		cats, err = s.c.Check(ctx, kubeFromProto(r.GetKube()))
+	}
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -190,7 +191,11 @@ func printPluginUsage(w io.Writer, info pluginhost.Info) {
 		fmt.Fprintf(w, "  mesh %s uninstall | kubectl delete -f -\n", info.Name)
 	}
 	if info.Has(client.Checks) {
-		fmt.Fprintf(w, "  mesh %s check [-o table|short|json]\n", info.Name)
+		flags := ""
+		for _, f := range info.CheckFlags {
+			flags += "[--" + f.Name + " VALUE] "
+		}
+		fmt.Fprintf(w, "  mesh %s check %s[-o table|short|json]\n", info.Name, flags)
 	}
 	for _, c := range info.Commands {
 		fmt.Fprintf(w, "  mesh %s %-12s %s\n", info.Name, c.Name, c.Short)
@@ -258,11 +263,27 @@ func pluginInstall(ctx context.Context, o *Options, p *pluginhost.Plugin, sub st
 	return nil
 }
 
+// checkFlagRE is the shape of an extension's check flag name.
+var checkFlagRE = regexp.MustCompile(`^[a-z][a-z0-9]*(-[a-z0-9]+)*$`)
+
+// reservedCheckFlags are the flags of `mesh <name> check` that are mesh's:
+// check's own and the global ones (extractKubeFlags takes those first).
+var reservedCheckFlags = []string{"output", "help", "kubeconfig", "context", "namespace", "conduit-namespace"}
+
 func pluginCheck(ctx context.Context, o *Options, p *pluginhost.Plugin, args []string) (int, error) {
 	fs := pflag.NewFlagSet("check", pflag.ContinueOnError)
 	fs.SetOutput(o.Err)
 	co := checkOptions{}
 	fs.StringVarP(&co.output, "output", "o", healthcheck.FormatTable, "output format: table, short or json")
+	// The extension's own flags: their values are sent to its check.
+	values := map[string]*string{}
+	for _, f := range p.Info.CheckFlags {
+		if !checkFlagRE.MatchString(f.Name) || slices.Contains(reservedCheckFlags, f.Name) || fs.Lookup(f.Name) != nil {
+			return 1, fmt.Errorf("check: the extension declares the check flag %q: a flag name is lowercase letters, digits and dashes, declared once, and not one of mesh's (%s)",
+				f.Name, strings.Join(reservedCheckFlags, ", "))
+		}
+		values[f.Name] = fs.String(f.Name, "", f.Usage)
+	}
 	fs.Usage = func() {
 		fmt.Fprintf(o.Out, "Check the %s extension in the cluster: one line per check, and exit status 1 when one fails.\n\nUsage:\n  mesh %s check [flags]\n\n", p.Info.Name, p.Info.Name)
 		printPluginFlags(o.Out, fs)
@@ -280,7 +301,16 @@ func pluginCheck(ctx context.Context, o *Options, p *pluginhost.Plugin, args []s
 	default:
 		return 1, fmt.Errorf("check: unknown output format %q (accepted: table, short, json)", co.output)
 	}
-	cats, err := p.Check(ctx, o.kubeFlags())
+	var set map[string]string
+	fs.Visit(func(f *pflag.Flag) {
+		if v, ok := values[f.Name]; ok {
+			if set == nil {
+				set = map[string]string{}
+			}
+			set[f.Name] = *v
+		}
+	})
+	cats, err := p.CheckWithFlags(ctx, o.kubeFlags(), set)
 	if !runChecks(ctx, o, pluginCheckCategories(p.Info.Name, cats, err), co).Success {
 		return 1, nil
 	}

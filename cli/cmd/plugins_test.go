@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/conduit-mesh/conduit/pkg/pluginhost"
+	sdk "github.com/conduit-mesh/conduit/plugin-sdk"
+	"github.com/conduit-mesh/conduit/plugin-sdk/client"
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -154,6 +156,27 @@ func TestPlugins(t *testing.T) {
 			t.Fatalf("code %d stderr %q", code, errs)
 		}
 		golden(t, "plugin_check.golden", out)
+	})
+	// An extension's check flags: `mesh hello check --friend NAME` reaches
+	// the plugin's check with NAME (it was "unknown flag: --friend": the host
+	// parsed check's flags itself and passed the plugin none).
+	t.Run("check flags reach the plugin", func(t *testing.T) {
+		for _, args := range [][]string{{"--friend", "Ada"}, {"-o", "json", "--friend=Ada"}} {
+			code, _, out, errs := run("", append([]string{"hello", "check"}, args...)...)
+			if code != 0 || errs != "" || !strings.Contains(out, "hello has a friend (Ada)") {
+				t.Errorf("%v: code %d stderr %q stdout:\n%s", args, code, errs, out)
+			}
+		}
+		code, _, out, _ := run("", "hello", "check", "--help")
+		if code != 0 || !strings.Contains(out, "--friend string") {
+			t.Errorf("help: code %d:\n%s", code, out)
+		}
+		// The usage of an extension without commands of its own lists them.
+		var usage bytes.Buffer
+		printPluginUsage(&usage, pluginhost.Info{Name: "hello", Capabilities: []client.Capability{client.Checks}, CheckFlags: []sdk.CheckFlag{{Name: "friend"}}})
+		if !strings.Contains(usage.String(), "mesh hello check [--friend VALUE] [-o table|short|json]\n") {
+			t.Errorf("usage:\n%s", usage.String())
+		}
 	})
 	t.Run("extensions list", func(t *testing.T) {
 		for _, format := range []string{"table", "json"} {

@@ -48,6 +48,8 @@ type Info struct {
 	Capabilities []Capability  `json:"capabilities"`
 	Commands     []sdk.Command `json:"commands,omitempty"`
 	SDKVersion   string        `json:"sdkVersion,omitempty"`
+	// CheckFlags are the flags of `mesh <name> check` besides the host's.
+	CheckFlags []sdk.CheckFlag `json:"checkFlags,omitempty"`
 }
 
 // Has tells whether the extension declares c.
@@ -94,6 +96,9 @@ func (c *Client) Info(ctx context.Context) (Info, error) {
 	}
 	for _, cmd := range resp.GetCommands() {
 		info.Commands = append(info.Commands, sdk.Command{Name: cmd.GetName(), Short: cmd.GetShort()})
+	}
+	for _, f := range resp.GetCheckFlags() {
+		info.CheckFlags = append(info.CheckFlags, sdk.CheckFlag{Name: f.GetName(), Usage: f.GetUsage()})
 	}
 	if !slices.Contains(info.APIVersions, sdk.APIVersion) {
 		return Info{}, fmt.Errorf("plugin: extension %q (version %s) speaks %s, not %s: install a version of the extension built for this mesh",
@@ -253,12 +258,19 @@ func (c *Client) Uninstall(ctx context.Context, req sdk.InstallRequest) ([]byte,
 	return resp.GetManifests(), nil
 }
 
-// Check runs the extension's checks.
+// Check runs the extension's checks, with no check flags set.
 func (c *Client) Check(ctx context.Context, kube sdk.KubeFlags) ([]sdk.CheckCategory, error) {
+	return c.CheckWithFlags(ctx, kube, nil)
+}
+
+// CheckWithFlags runs the extension's checks with the values of the check
+// flags it declares (Info.CheckFlags) that the user set, by name. An
+// extension refuses a flag it does not declare.
+func (c *Client) CheckWithFlags(ctx context.Context, kube sdk.KubeFlags, flags map[string]string) ([]sdk.CheckCategory, error) {
 	if err := c.need(ctx, Checks); err != nil {
 		return nil, err
 	}
-	resp, err := pluginv1.NewCheckerClient(c.conn).Check(ctx, &pluginv1.CheckRequest{Kube: kubeToProto(kube)})
+	resp, err := pluginv1.NewCheckerClient(c.conn).Check(ctx, &pluginv1.CheckRequest{Kube: kubeToProto(kube), Flags: flags})
 	if err != nil {
 		return nil, fmt.Errorf("plugin: check: %w", err)
 	}

@@ -14,7 +14,7 @@ import (
 var HostCommands = []struct{ Name, Short, Usage string }{
 	{"install", "Print the manifests that install viz, for kubectl apply", "mesh viz install [--set key=value] [-f values.yaml] | kubectl apply -f -"},
 	{"uninstall", "Print the manifests of viz's resources, for kubectl delete", "mesh viz uninstall | kubectl delete -f -"},
-	{"check", "Check viz in the cluster (exit status 1 when a check fails)", "mesh viz check [-o table|short|json]"},
+	{"check", "Check viz in the cluster (exit status 1 when a check fails)", "mesh viz check [--viz-namespace NAMESPACE] [-o table|short|json]"},
 }
 
 func newHostCmds() []*cobra.Command {
@@ -23,7 +23,7 @@ func newHostCmds() []*cobra.Command {
 		c := &cobra.Command{
 			Use:                h.Name,
 			Short:              h.Short,
-			DisableFlagParsing: true, // mesh parses them: none is the plugin's
+			DisableFlagParsing: true, // mesh parses them (check's --viz-namespace too: the plugin declares it)
 			RunE: func(*cobra.Command, []string) error {
 				return fmt.Errorf("viz: %s is served by mesh, not by the mesh-viz plugin: run '%s' with a mesh of the plugin's version", h.Name, h.Usage)
 			},

@@ -16,6 +16,13 @@ import (
 // DefaultVizNamespace is where `mesh viz install` puts the extension.
 const DefaultVizNamespace = "conduit-viz"
 
+// VizNamespaceFlag names the namespace of viz, for the commands that read it
+// and for `mesh viz check` (which mesh serves: the plugin declares it).
+const VizNamespaceFlag = "viz-namespace"
+
+// VizNamespaceUsage is the help of --viz-namespace.
+const VizNamespaceUsage = "namespace of the viz extension (default: the namespace labelled " + vizSelector + ", else " + DefaultVizNamespace + ")"
+
 // API is what the query commands need from the metrics API.
 type API interface {
 	Stat(context.Context, metrics.StatRequest) ([]metrics.StatRow, error)
@@ -120,7 +127,7 @@ Install, check and remove it with:
 	root.SetErr(env.Err)
 	root.SetIn(env.In)
 	pf := root.PersistentFlags()
-	pf.StringVar(&vizNS, "viz-namespace", "", "namespace of the viz extension (default: the namespace labelled "+vizSelector+", else "+DefaultVizNamespace+")")
+	pf.StringVar(&vizNS, VizNamespaceFlag, "", VizNamespaceUsage)
 	pf.StringVar(&env.Kube.Kubeconfig, "kubeconfig", env.Kube.Kubeconfig, "path to the kubeconfig file")
 	pf.StringVar(&env.Kube.Context, "context", env.Kube.Context, "kubeconfig context to use")
 	pf.StringVarP(&env.Kube.Namespace, "namespace", "n", env.Kube.Namespace, "namespace of the resources (default: the context's)")

@@ -63,20 +63,35 @@ func (Viz) Uninstall(_ context.Context, req sdk.InstallRequest) ([]byte, error) 
 	return install.UninstallYAML(ms), nil
 }
 
-// Check runs the health checks of viz, in the namespace labelled
-// conduit.dev/extension=viz (mesh's check takes no --viz-namespace).
-func (Viz) Check(ctx context.Context, kube sdk.KubeFlags) ([]sdk.CheckCategory, error) {
-	k, err := cli.Connect(kubeFlags(kube))
+// Check runs the health checks of viz for `mesh check`, in the namespace
+// labelled conduit.dev/extension=viz.
+func (v Viz) Check(ctx context.Context, kube sdk.KubeFlags) ([]sdk.CheckCategory, error) {
+	return v.CheckWithFlags(ctx, kube, nil)
+}
+
+// CheckFlags declares `mesh viz check --viz-namespace NAMESPACE`.
+func (Viz) CheckFlags() []sdk.CheckFlag {
+	return []sdk.CheckFlag{{Name: cli.VizNamespaceFlag, Usage: cli.VizNamespaceUsage}}
+}
+
+// connect builds the clients of the cluster (a fake in tests).
+var connect = cli.Connect
+
+// CheckWithFlags runs the health checks of viz in the namespace of
+// --viz-namespace; without it ("") in the namespace labelled
+// conduit.dev/extension=viz.
+func (Viz) CheckWithFlags(ctx context.Context, kube sdk.KubeFlags, flags map[string]string) ([]sdk.CheckCategory, error) {
+	k, err := connect(kubeFlags(kube))
 	if err != nil {
 		return nil, err
 	}
-	return cli.Check(ctx, k.Client, nil, ""), nil // "": the namespace labelled conduit.dev/extension=viz
+	return cli.Check(ctx, k.Client, nil, flags[cli.VizNamespaceFlag]), nil
 }
 
 // Interface checks: the SDK declares exactly the capabilities implemented.
 var (
 	_ sdk.Commander    = Viz{}
 	_ sdk.Installer    = Viz{}
-	_ sdk.Checker      = Viz{}
+	_ sdk.FlagChecker  = Viz{}
 	_ sdk.InjectorHook = Viz{}
 )

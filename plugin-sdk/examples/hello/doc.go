@@ -4,7 +4,8 @@
 //   - commands: `mesh hello greet [--shout] [NAME]`, `mesh hello echo`
 //     (stdin to stdout), `mesh hello exit CODE`, whose usage errors exit 1
 //     naming the command and what it takes, as mesh's do (docs/cli.md);
-//   - checks: one "hello" category for `mesh check`;
+//   - checks: one "hello" category for `mesh check`, and a check flag of
+//     its own, `mesh hello check --friend NAME`;
 //   - install: `mesh hello install | kubectl apply -f -` renders its Helm
 //     chart (embedded, charts/hello): a Deployment running
 //     `mesh-hello serve-hooks`, which hands this binary out to the control

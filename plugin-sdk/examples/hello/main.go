@@ -191,15 +191,30 @@ func argsError(name, takes string, args []string) error {
 	return fmt.Errorf("mesh hello %s: %s, got %q (usage: %s)", name, takes, args, usageLine(name))
 }
 
-func (hello) Check(ctx context.Context, kube sdk.KubeFlags) ([]sdk.CheckCategory, error) {
+// Check runs the checks of `mesh check`, which sets no check flags.
+func (h hello) Check(ctx context.Context, kube sdk.KubeFlags) ([]sdk.CheckCategory, error) {
+	return h.CheckWithFlags(ctx, kube, nil)
+}
+
+// CheckFlags are the flags of `mesh hello check` besides mesh's own.
+func (hello) CheckFlags() []sdk.CheckFlag {
+	return []sdk.CheckFlag{{Name: "friend", Usage: "name of hello's friend"}}
+}
+
+// CheckWithFlags runs the checks of `mesh hello check [--friend NAME]`.
+func (hello) CheckWithFlags(ctx context.Context, kube sdk.KubeFlags, flags map[string]string) ([]sdk.CheckCategory, error) {
+	friend := sdk.CheckResult{Description: "hello has a friend", Status: sdk.StatusWarn, Error: "hello has no friend yet",
+		Hint: "hello is an example: write your own extension (docs/extensions.md)"}
+	if name := flags["friend"]; name != "" {
+		friend = sdk.CheckResult{Description: fmt.Sprintf("hello has a friend (%s)", name), Status: sdk.StatusOK}
+	}
 	return []sdk.CheckCategory{{
-		Name: "hello",
-		Checks: []sdk.CheckResult{
-			{Description: "hello can greet", Status: sdk.StatusOK},
-			{Description: "hello has a friend", Status: sdk.StatusWarn, Error: "hello has no friend yet", Hint: "hello is an example: write your own extension (docs/extensions.md)"},
-		},
+		Name:   "hello",
+		Checks: []sdk.CheckResult{{Description: "hello can greet", Status: sdk.StatusOK}, friend},
 	}}, nil
 }
+
+var _ sdk.FlagChecker = hello{}
 
 // pod is the part of a core/v1 Pod the hook reads.
 type pod struct {

@@ -320,7 +320,11 @@ type InfoResponse struct {
 	// The CLI subcommands (when CAPABILITY_COMMANDS), for help output.
 	Commands []*CommandInfo `protobuf:"bytes,6,rep,name=commands,proto3" json:"commands,omitempty"`
 	// Version of the plugin SDK the plugin was built with.
-	SdkVersion    string `protobuf:"bytes,7,opt,name=sdk_version,json=sdkVersion,proto3" json:"sdk_version,omitempty"`
+	SdkVersion string `protobuf:"bytes,7,opt,name=sdk_version,json=sdkVersion,proto3" json:"sdk_version,omitempty"`
+	// Flags of `mesh <name> check` (when CAPABILITY_CHECKS), besides the
+	// host's own: the host registers them and sends those set in
+	// CheckRequest.flags. `mesh check` (every extension at once) sets none.
+	CheckFlags    []*CheckFlag `protobuf:"bytes,8,rep,name=check_flags,json=checkFlags,proto3" json:"check_flags,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -404,6 +408,13 @@ func (x *InfoResponse) GetSdkVersion() string {
 	return ""
 }
 
+func (x *InfoResponse) GetCheckFlags() []*CheckFlag {
+	if x != nil {
+		return x.CheckFlags
+	}
+	return nil
+}
+
 type CommandInfo struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -456,6 +467,63 @@ func (x *CommandInfo) GetShort() string {
 	return ""
 }
 
+// CheckFlag is a flag of `mesh <name> check` that takes a string value,
+// `--<name> VALUE`.
+type CheckFlag struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Long name without dashes, e.g. "viz-namespace": lowercase letters,
+	// digits and dashes; not one of the host's flags.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// One line for the help of `mesh <name> check`.
+	Usage         string `protobuf:"bytes,2,opt,name=usage,proto3" json:"usage,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckFlag) Reset() {
+	*x = CheckFlag{}
+	mi := &file_plugin_v1_plugin_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckFlag) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckFlag) ProtoMessage() {}
+
+func (x *CheckFlag) ProtoReflect() protoreflect.Message {
+	mi := &file_plugin_v1_plugin_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckFlag.ProtoReflect.Descriptor instead.
+func (*CheckFlag) Descriptor() ([]byte, []int) {
+	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *CheckFlag) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CheckFlag) GetUsage() string {
+	if x != nil {
+		return x.Usage
+	}
+	return ""
+}
+
 // KubeFlags are the user's cluster selection flags, passed through by `mesh`.
 // Empty means the default (e.g. $KUBECONFIG, current context).
 type KubeFlags struct {
@@ -471,7 +539,7 @@ type KubeFlags struct {
 
 func (x *KubeFlags) Reset() {
 	*x = KubeFlags{}
-	mi := &file_plugin_v1_plugin_proto_msgTypes[5]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -483,7 +551,7 @@ func (x *KubeFlags) String() string {
 func (*KubeFlags) ProtoMessage() {}
 
 func (x *KubeFlags) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_v1_plugin_proto_msgTypes[5]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -496,7 +564,7 @@ func (x *KubeFlags) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KubeFlags.ProtoReflect.Descriptor instead.
 func (*KubeFlags) Descriptor() ([]byte, []int) {
-	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{5}
+	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *KubeFlags) GetKubeconfig() string {
@@ -541,7 +609,7 @@ type RunRequest struct {
 
 func (x *RunRequest) Reset() {
 	*x = RunRequest{}
-	mi := &file_plugin_v1_plugin_proto_msgTypes[6]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -553,7 +621,7 @@ func (x *RunRequest) String() string {
 func (*RunRequest) ProtoMessage() {}
 
 func (x *RunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_v1_plugin_proto_msgTypes[6]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -566,7 +634,7 @@ func (x *RunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunRequest.ProtoReflect.Descriptor instead.
 func (*RunRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{6}
+	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RunRequest) GetMsg() isRunRequest_Msg {
@@ -640,7 +708,7 @@ type RunStart struct {
 
 func (x *RunStart) Reset() {
 	*x = RunStart{}
-	mi := &file_plugin_v1_plugin_proto_msgTypes[7]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -652,7 +720,7 @@ func (x *RunStart) String() string {
 func (*RunStart) ProtoMessage() {}
 
 func (x *RunStart) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_v1_plugin_proto_msgTypes[7]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -665,7 +733,7 @@ func (x *RunStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunStart.ProtoReflect.Descriptor instead.
 func (*RunStart) Descriptor() ([]byte, []int) {
-	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{7}
+	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RunStart) GetArgs() []string {
@@ -697,7 +765,7 @@ type StdinEOF struct {
 
 func (x *StdinEOF) Reset() {
 	*x = StdinEOF{}
-	mi := &file_plugin_v1_plugin_proto_msgTypes[8]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -709,7 +777,7 @@ func (x *StdinEOF) String() string {
 func (*StdinEOF) ProtoMessage() {}
 
 func (x *StdinEOF) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_v1_plugin_proto_msgTypes[8]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -722,7 +790,7 @@ func (x *StdinEOF) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StdinEOF.ProtoReflect.Descriptor instead.
 func (*StdinEOF) Descriptor() ([]byte, []int) {
-	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{8}
+	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{9}
 }
 
 type RunResponse struct {
@@ -740,7 +808,7 @@ type RunResponse struct {
 
 func (x *RunResponse) Reset() {
 	*x = RunResponse{}
-	mi := &file_plugin_v1_plugin_proto_msgTypes[9]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -752,7 +820,7 @@ func (x *RunResponse) String() string {
 func (*RunResponse) ProtoMessage() {}
 
 func (x *RunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_v1_plugin_proto_msgTypes[9]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -765,7 +833,7 @@ func (x *RunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunResponse.ProtoReflect.Descriptor instead.
 func (*RunResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{9}
+	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RunResponse) GetMsg() isRunResponse_Msg {
@@ -848,7 +916,7 @@ type StdinRequest struct {
 
 func (x *StdinRequest) Reset() {
 	*x = StdinRequest{}
-	mi := &file_plugin_v1_plugin_proto_msgTypes[10]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -860,7 +928,7 @@ func (x *StdinRequest) String() string {
 func (*StdinRequest) ProtoMessage() {}
 
 func (x *StdinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_v1_plugin_proto_msgTypes[10]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -873,7 +941,7 @@ func (x *StdinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StdinRequest.ProtoReflect.Descriptor instead.
 func (*StdinRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{10}
+	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{11}
 }
 
 type Exit struct {
@@ -885,7 +953,7 @@ type Exit struct {
 
 func (x *Exit) Reset() {
 	*x = Exit{}
-	mi := &file_plugin_v1_plugin_proto_msgTypes[11]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -897,7 +965,7 @@ func (x *Exit) String() string {
 func (*Exit) ProtoMessage() {}
 
 func (x *Exit) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_v1_plugin_proto_msgTypes[11]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -910,7 +978,7 @@ func (x *Exit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Exit.ProtoReflect.Descriptor instead.
 func (*Exit) Descriptor() ([]byte, []int) {
-	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{11}
+	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Exit) GetCode() int32 {
@@ -934,7 +1002,7 @@ type InstallRequest struct {
 
 func (x *InstallRequest) Reset() {
 	*x = InstallRequest{}
-	mi := &file_plugin_v1_plugin_proto_msgTypes[12]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -946,7 +1014,7 @@ func (x *InstallRequest) String() string {
 func (*InstallRequest) ProtoMessage() {}
 
 func (x *InstallRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_v1_plugin_proto_msgTypes[12]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -959,7 +1027,7 @@ func (x *InstallRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstallRequest.ProtoReflect.Descriptor instead.
 func (*InstallRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{12}
+	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *InstallRequest) GetValuesJson() []byte {
@@ -993,7 +1061,7 @@ type ManifestResponse struct {
 
 func (x *ManifestResponse) Reset() {
 	*x = ManifestResponse{}
-	mi := &file_plugin_v1_plugin_proto_msgTypes[13]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1005,7 +1073,7 @@ func (x *ManifestResponse) String() string {
 func (*ManifestResponse) ProtoMessage() {}
 
 func (x *ManifestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_v1_plugin_proto_msgTypes[13]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1018,7 +1086,7 @@ func (x *ManifestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ManifestResponse.ProtoReflect.Descriptor instead.
 func (*ManifestResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{13}
+	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ManifestResponse) GetManifests() []byte {
@@ -1029,15 +1097,18 @@ func (x *ManifestResponse) GetManifests() []byte {
 }
 
 type CheckRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Kube          *KubeFlags             `protobuf:"bytes,1,opt,name=kube,proto3" json:"kube,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Kube  *KubeFlags             `protobuf:"bytes,1,opt,name=kube,proto3" json:"kube,omitempty"`
+	// The declared check flags (InfoResponse.check_flags) the user set, by
+	// name; flags not set are absent.
+	Flags         map[string]string `protobuf:"bytes,2,rep,name=flags,proto3" json:"flags,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CheckRequest) Reset() {
 	*x = CheckRequest{}
-	mi := &file_plugin_v1_plugin_proto_msgTypes[14]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1049,7 +1120,7 @@ func (x *CheckRequest) String() string {
 func (*CheckRequest) ProtoMessage() {}
 
 func (x *CheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_v1_plugin_proto_msgTypes[14]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1062,12 +1133,19 @@ func (x *CheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckRequest.ProtoReflect.Descriptor instead.
 func (*CheckRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{14}
+	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CheckRequest) GetKube() *KubeFlags {
 	if x != nil {
 		return x.Kube
+	}
+	return nil
+}
+
+func (x *CheckRequest) GetFlags() map[string]string {
+	if x != nil {
+		return x.Flags
 	}
 	return nil
 }
@@ -1081,7 +1159,7 @@ type CheckResponse struct {
 
 func (x *CheckResponse) Reset() {
 	*x = CheckResponse{}
-	mi := &file_plugin_v1_plugin_proto_msgTypes[15]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1093,7 +1171,7 @@ func (x *CheckResponse) String() string {
 func (*CheckResponse) ProtoMessage() {}
 
 func (x *CheckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_v1_plugin_proto_msgTypes[15]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1106,7 +1184,7 @@ func (x *CheckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckResponse.ProtoReflect.Descriptor instead.
 func (*CheckResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{15}
+	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CheckResponse) GetCategories() []*CheckCategory {
@@ -1129,7 +1207,7 @@ type CheckCategory struct {
 
 func (x *CheckCategory) Reset() {
 	*x = CheckCategory{}
-	mi := &file_plugin_v1_plugin_proto_msgTypes[16]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1141,7 +1219,7 @@ func (x *CheckCategory) String() string {
 func (*CheckCategory) ProtoMessage() {}
 
 func (x *CheckCategory) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_v1_plugin_proto_msgTypes[16]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1154,7 +1232,7 @@ func (x *CheckCategory) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckCategory.ProtoReflect.Descriptor instead.
 func (*CheckCategory) Descriptor() ([]byte, []int) {
-	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{16}
+	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CheckCategory) GetName() string {
@@ -1185,7 +1263,7 @@ type CheckResult struct {
 
 func (x *CheckResult) Reset() {
 	*x = CheckResult{}
-	mi := &file_plugin_v1_plugin_proto_msgTypes[17]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1197,7 +1275,7 @@ func (x *CheckResult) String() string {
 func (*CheckResult) ProtoMessage() {}
 
 func (x *CheckResult) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_v1_plugin_proto_msgTypes[17]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1210,7 +1288,7 @@ func (x *CheckResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckResult.ProtoReflect.Descriptor instead.
 func (*CheckResult) Descriptor() ([]byte, []int) {
-	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{17}
+	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CheckResult) GetDescription() string {
@@ -1261,7 +1339,7 @@ type PatchPodRequest struct {
 
 func (x *PatchPodRequest) Reset() {
 	*x = PatchPodRequest{}
-	mi := &file_plugin_v1_plugin_proto_msgTypes[18]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1273,7 +1351,7 @@ func (x *PatchPodRequest) String() string {
 func (*PatchPodRequest) ProtoMessage() {}
 
 func (x *PatchPodRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_v1_plugin_proto_msgTypes[18]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1286,7 +1364,7 @@ func (x *PatchPodRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PatchPodRequest.ProtoReflect.Descriptor instead.
 func (*PatchPodRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{18}
+	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PatchPodRequest) GetPod() []byte {
@@ -1335,7 +1413,7 @@ type PatchPodResponse struct {
 
 func (x *PatchPodResponse) Reset() {
 	*x = PatchPodResponse{}
-	mi := &file_plugin_v1_plugin_proto_msgTypes[19]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1347,7 +1425,7 @@ func (x *PatchPodResponse) String() string {
 func (*PatchPodResponse) ProtoMessage() {}
 
 func (x *PatchPodResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_v1_plugin_proto_msgTypes[19]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1360,7 +1438,7 @@ func (x *PatchPodResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PatchPodResponse.ProtoReflect.Descriptor instead.
 func (*PatchPodResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{19}
+	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *PatchPodResponse) GetJsonPatch() []byte {
@@ -1384,7 +1462,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_plugin_v1_plugin_proto_msgTypes[20]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1396,7 +1474,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_v1_plugin_proto_msgTypes[20]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1409,7 +1487,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{20}
+	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Endpoint) GetAddress() string {
@@ -1452,7 +1530,7 @@ type AnnotateEndpointsRequest struct {
 
 func (x *AnnotateEndpointsRequest) Reset() {
 	*x = AnnotateEndpointsRequest{}
-	mi := &file_plugin_v1_plugin_proto_msgTypes[21]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1464,7 +1542,7 @@ func (x *AnnotateEndpointsRequest) String() string {
 func (*AnnotateEndpointsRequest) ProtoMessage() {}
 
 func (x *AnnotateEndpointsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_v1_plugin_proto_msgTypes[21]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1477,7 +1555,7 @@ func (x *AnnotateEndpointsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnnotateEndpointsRequest.ProtoReflect.Descriptor instead.
 func (*AnnotateEndpointsRequest) Descriptor() ([]byte, []int) {
-	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{21}
+	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AnnotateEndpointsRequest) GetAuthority() string {
@@ -1504,7 +1582,7 @@ type AnnotateEndpointsResponse struct {
 
 func (x *AnnotateEndpointsResponse) Reset() {
 	*x = AnnotateEndpointsResponse{}
-	mi := &file_plugin_v1_plugin_proto_msgTypes[22]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1516,7 +1594,7 @@ func (x *AnnotateEndpointsResponse) String() string {
 func (*AnnotateEndpointsResponse) ProtoMessage() {}
 
 func (x *AnnotateEndpointsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_v1_plugin_proto_msgTypes[22]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1529,7 +1607,7 @@ func (x *AnnotateEndpointsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnnotateEndpointsResponse.ProtoReflect.Descriptor instead.
 func (*AnnotateEndpointsResponse) Descriptor() ([]byte, []int) {
-	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{22}
+	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AnnotateEndpointsResponse) GetMetadata() map[string]*EndpointMetadata {
@@ -1548,7 +1626,7 @@ type EndpointMetadata struct {
 
 func (x *EndpointMetadata) Reset() {
 	*x = EndpointMetadata{}
-	mi := &file_plugin_v1_plugin_proto_msgTypes[23]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1560,7 +1638,7 @@ func (x *EndpointMetadata) String() string {
 func (*EndpointMetadata) ProtoMessage() {}
 
 func (x *EndpointMetadata) ProtoReflect() protoreflect.Message {
-	mi := &file_plugin_v1_plugin_proto_msgTypes[23]
+	mi := &file_plugin_v1_plugin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1573,7 +1651,7 @@ func (x *EndpointMetadata) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointMetadata.ProtoReflect.Descriptor instead.
 func (*EndpointMetadata) Descriptor() ([]byte, []int) {
-	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{23}
+	return file_plugin_v1_plugin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *EndpointMetadata) GetEntries() map[string]string {
@@ -1596,7 +1674,7 @@ const file_plugin_v1_plugin_proto_rawDesc = "" +
 	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x12\x12\n" +
 	"\x04data\x18\x03 \x01(\fR\x04data\"0\n" +
 	"\vInfoRequest\x12!\n" +
-	"\fhost_version\x18\x01 \x01(\tR\vhostVersion\"\xa1\x02\n" +
+	"\fhost_version\x18\x01 \x01(\tR\vhostVersion\"\xe0\x02\n" +
 	"\fInfoResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12 \n" +
@@ -1605,10 +1683,15 @@ const file_plugin_v1_plugin_proto_rawDesc = "" +
 	"\fcapabilities\x18\x05 \x03(\x0e2\x1d.conduit.plugin.v1.CapabilityR\fcapabilities\x12:\n" +
 	"\bcommands\x18\x06 \x03(\v2\x1e.conduit.plugin.v1.CommandInfoR\bcommands\x12\x1f\n" +
 	"\vsdk_version\x18\a \x01(\tR\n" +
-	"sdkVersion\"7\n" +
+	"sdkVersion\x12=\n" +
+	"\vcheck_flags\x18\b \x03(\v2\x1c.conduit.plugin.v1.CheckFlagR\n" +
+	"checkFlags\"7\n" +
 	"\vCommandInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
-	"\x05short\x18\x02 \x01(\tR\x05short\"\x90\x01\n" +
+	"\x05short\x18\x02 \x01(\tR\x05short\"5\n" +
+	"\tCheckFlag\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05usage\x18\x02 \x01(\tR\x05usage\"\x90\x01\n" +
 	"\tKubeFlags\x12\x1e\n" +
 	"\n" +
 	"kubeconfig\x18\x01 \x01(\tR\n" +
@@ -1643,9 +1726,14 @@ const file_plugin_v1_plugin_proto_rawDesc = "" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x120\n" +
 	"\x04kube\x18\x03 \x01(\v2\x1c.conduit.plugin.v1.KubeFlagsR\x04kube\"0\n" +
 	"\x10ManifestResponse\x12\x1c\n" +
-	"\tmanifests\x18\x01 \x01(\fR\tmanifests\"@\n" +
+	"\tmanifests\x18\x01 \x01(\fR\tmanifests\"\xbc\x01\n" +
 	"\fCheckRequest\x120\n" +
-	"\x04kube\x18\x01 \x01(\v2\x1c.conduit.plugin.v1.KubeFlagsR\x04kube\"Q\n" +
+	"\x04kube\x18\x01 \x01(\v2\x1c.conduit.plugin.v1.KubeFlagsR\x04kube\x12@\n" +
+	"\x05flags\x18\x02 \x03(\v2*.conduit.plugin.v1.CheckRequest.FlagsEntryR\x05flags\x1a8\n" +
+	"\n" +
+	"FlagsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"Q\n" +
 	"\rCheckResponse\x12@\n" +
 	"\n" +
 	"categories\x18\x01 \x03(\v2 .conduit.plugin.v1.CheckCategoryR\n" +
@@ -1739,7 +1827,7 @@ func file_plugin_v1_plugin_proto_rawDescGZIP() []byte {
 }
 
 var file_plugin_v1_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_plugin_v1_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_plugin_v1_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_plugin_v1_plugin_proto_goTypes = []any{
 	(Capability)(0),                   // 0: conduit.plugin.v1.Capability
 	(CheckStatus)(0),                  // 1: conduit.plugin.v1.CheckStatus
@@ -1748,72 +1836,76 @@ var file_plugin_v1_plugin_proto_goTypes = []any{
 	(*InfoRequest)(nil),               // 4: conduit.plugin.v1.InfoRequest
 	(*InfoResponse)(nil),              // 5: conduit.plugin.v1.InfoResponse
 	(*CommandInfo)(nil),               // 6: conduit.plugin.v1.CommandInfo
-	(*KubeFlags)(nil),                 // 7: conduit.plugin.v1.KubeFlags
-	(*RunRequest)(nil),                // 8: conduit.plugin.v1.RunRequest
-	(*RunStart)(nil),                  // 9: conduit.plugin.v1.RunStart
-	(*StdinEOF)(nil),                  // 10: conduit.plugin.v1.StdinEOF
-	(*RunResponse)(nil),               // 11: conduit.plugin.v1.RunResponse
-	(*StdinRequest)(nil),              // 12: conduit.plugin.v1.StdinRequest
-	(*Exit)(nil),                      // 13: conduit.plugin.v1.Exit
-	(*InstallRequest)(nil),            // 14: conduit.plugin.v1.InstallRequest
-	(*ManifestResponse)(nil),          // 15: conduit.plugin.v1.ManifestResponse
-	(*CheckRequest)(nil),              // 16: conduit.plugin.v1.CheckRequest
-	(*CheckResponse)(nil),             // 17: conduit.plugin.v1.CheckResponse
-	(*CheckCategory)(nil),             // 18: conduit.plugin.v1.CheckCategory
-	(*CheckResult)(nil),               // 19: conduit.plugin.v1.CheckResult
-	(*PatchPodRequest)(nil),           // 20: conduit.plugin.v1.PatchPodRequest
-	(*PatchPodResponse)(nil),          // 21: conduit.plugin.v1.PatchPodResponse
-	(*Endpoint)(nil),                  // 22: conduit.plugin.v1.Endpoint
-	(*AnnotateEndpointsRequest)(nil),  // 23: conduit.plugin.v1.AnnotateEndpointsRequest
-	(*AnnotateEndpointsResponse)(nil), // 24: conduit.plugin.v1.AnnotateEndpointsResponse
-	(*EndpointMetadata)(nil),          // 25: conduit.plugin.v1.EndpointMetadata
-	nil,                               // 26: conduit.plugin.v1.PatchPodRequest.NamespaceLabelsEntry
-	nil,                               // 27: conduit.plugin.v1.PatchPodRequest.NamespaceAnnotationsEntry
-	nil,                               // 28: conduit.plugin.v1.Endpoint.PodLabelsEntry
-	nil,                               // 29: conduit.plugin.v1.AnnotateEndpointsResponse.MetadataEntry
-	nil,                               // 30: conduit.plugin.v1.EndpointMetadata.EntriesEntry
+	(*CheckFlag)(nil),                 // 7: conduit.plugin.v1.CheckFlag
+	(*KubeFlags)(nil),                 // 8: conduit.plugin.v1.KubeFlags
+	(*RunRequest)(nil),                // 9: conduit.plugin.v1.RunRequest
+	(*RunStart)(nil),                  // 10: conduit.plugin.v1.RunStart
+	(*StdinEOF)(nil),                  // 11: conduit.plugin.v1.StdinEOF
+	(*RunResponse)(nil),               // 12: conduit.plugin.v1.RunResponse
+	(*StdinRequest)(nil),              // 13: conduit.plugin.v1.StdinRequest
+	(*Exit)(nil),                      // 14: conduit.plugin.v1.Exit
+	(*InstallRequest)(nil),            // 15: conduit.plugin.v1.InstallRequest
+	(*ManifestResponse)(nil),          // 16: conduit.plugin.v1.ManifestResponse
+	(*CheckRequest)(nil),              // 17: conduit.plugin.v1.CheckRequest
+	(*CheckResponse)(nil),             // 18: conduit.plugin.v1.CheckResponse
+	(*CheckCategory)(nil),             // 19: conduit.plugin.v1.CheckCategory
+	(*CheckResult)(nil),               // 20: conduit.plugin.v1.CheckResult
+	(*PatchPodRequest)(nil),           // 21: conduit.plugin.v1.PatchPodRequest
+	(*PatchPodResponse)(nil),          // 22: conduit.plugin.v1.PatchPodResponse
+	(*Endpoint)(nil),                  // 23: conduit.plugin.v1.Endpoint
+	(*AnnotateEndpointsRequest)(nil),  // 24: conduit.plugin.v1.AnnotateEndpointsRequest
+	(*AnnotateEndpointsResponse)(nil), // 25: conduit.plugin.v1.AnnotateEndpointsResponse
+	(*EndpointMetadata)(nil),          // 26: conduit.plugin.v1.EndpointMetadata
+	nil,                               // 27: conduit.plugin.v1.CheckRequest.FlagsEntry
+	nil,                               // 28: conduit.plugin.v1.PatchPodRequest.NamespaceLabelsEntry
+	nil,                               // 29: conduit.plugin.v1.PatchPodRequest.NamespaceAnnotationsEntry
+	nil,                               // 30: conduit.plugin.v1.Endpoint.PodLabelsEntry
+	nil,                               // 31: conduit.plugin.v1.AnnotateEndpointsResponse.MetadataEntry
+	nil,                               // 32: conduit.plugin.v1.EndpointMetadata.EntriesEntry
 }
 var file_plugin_v1_plugin_proto_depIdxs = []int32{
 	0,  // 0: conduit.plugin.v1.InfoResponse.capabilities:type_name -> conduit.plugin.v1.Capability
 	6,  // 1: conduit.plugin.v1.InfoResponse.commands:type_name -> conduit.plugin.v1.CommandInfo
-	9,  // 2: conduit.plugin.v1.RunRequest.start:type_name -> conduit.plugin.v1.RunStart
-	10, // 3: conduit.plugin.v1.RunRequest.stdin_eof:type_name -> conduit.plugin.v1.StdinEOF
-	7,  // 4: conduit.plugin.v1.RunStart.kube:type_name -> conduit.plugin.v1.KubeFlags
-	12, // 5: conduit.plugin.v1.RunResponse.stdin_request:type_name -> conduit.plugin.v1.StdinRequest
-	13, // 6: conduit.plugin.v1.RunResponse.exit:type_name -> conduit.plugin.v1.Exit
-	7,  // 7: conduit.plugin.v1.InstallRequest.kube:type_name -> conduit.plugin.v1.KubeFlags
-	7,  // 8: conduit.plugin.v1.CheckRequest.kube:type_name -> conduit.plugin.v1.KubeFlags
-	18, // 9: conduit.plugin.v1.CheckResponse.categories:type_name -> conduit.plugin.v1.CheckCategory
-	19, // 10: conduit.plugin.v1.CheckCategory.checks:type_name -> conduit.plugin.v1.CheckResult
-	1,  // 11: conduit.plugin.v1.CheckResult.status:type_name -> conduit.plugin.v1.CheckStatus
-	26, // 12: conduit.plugin.v1.PatchPodRequest.namespace_labels:type_name -> conduit.plugin.v1.PatchPodRequest.NamespaceLabelsEntry
-	27, // 13: conduit.plugin.v1.PatchPodRequest.namespace_annotations:type_name -> conduit.plugin.v1.PatchPodRequest.NamespaceAnnotationsEntry
-	28, // 14: conduit.plugin.v1.Endpoint.pod_labels:type_name -> conduit.plugin.v1.Endpoint.PodLabelsEntry
-	22, // 15: conduit.plugin.v1.AnnotateEndpointsRequest.endpoints:type_name -> conduit.plugin.v1.Endpoint
-	29, // 16: conduit.plugin.v1.AnnotateEndpointsResponse.metadata:type_name -> conduit.plugin.v1.AnnotateEndpointsResponse.MetadataEntry
-	30, // 17: conduit.plugin.v1.EndpointMetadata.entries:type_name -> conduit.plugin.v1.EndpointMetadata.EntriesEntry
-	25, // 18: conduit.plugin.v1.AnnotateEndpointsResponse.MetadataEntry.value:type_name -> conduit.plugin.v1.EndpointMetadata
-	4,  // 19: conduit.plugin.v1.Extension.Info:input_type -> conduit.plugin.v1.InfoRequest
-	8,  // 20: conduit.plugin.v1.Commander.Run:input_type -> conduit.plugin.v1.RunRequest
-	14, // 21: conduit.plugin.v1.Installer.Install:input_type -> conduit.plugin.v1.InstallRequest
-	14, // 22: conduit.plugin.v1.Installer.Uninstall:input_type -> conduit.plugin.v1.InstallRequest
-	16, // 23: conduit.plugin.v1.Checker.Check:input_type -> conduit.plugin.v1.CheckRequest
-	20, // 24: conduit.plugin.v1.InjectorHook.PatchPod:input_type -> conduit.plugin.v1.PatchPodRequest
-	23, // 25: conduit.plugin.v1.DestinationHook.AnnotateEndpoints:input_type -> conduit.plugin.v1.AnnotateEndpointsRequest
-	2,  // 26: conduit.plugin.v1.Distribution.Binary:input_type -> conduit.plugin.v1.BinaryRequest
-	5,  // 27: conduit.plugin.v1.Extension.Info:output_type -> conduit.plugin.v1.InfoResponse
-	11, // 28: conduit.plugin.v1.Commander.Run:output_type -> conduit.plugin.v1.RunResponse
-	15, // 29: conduit.plugin.v1.Installer.Install:output_type -> conduit.plugin.v1.ManifestResponse
-	15, // 30: conduit.plugin.v1.Installer.Uninstall:output_type -> conduit.plugin.v1.ManifestResponse
-	17, // 31: conduit.plugin.v1.Checker.Check:output_type -> conduit.plugin.v1.CheckResponse
-	21, // 32: conduit.plugin.v1.InjectorHook.PatchPod:output_type -> conduit.plugin.v1.PatchPodResponse
-	24, // 33: conduit.plugin.v1.DestinationHook.AnnotateEndpoints:output_type -> conduit.plugin.v1.AnnotateEndpointsResponse
-	3,  // 34: conduit.plugin.v1.Distribution.Binary:output_type -> conduit.plugin.v1.BinaryChunk
-	27, // [27:35] is the sub-list for method output_type
-	19, // [19:27] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	7,  // 2: conduit.plugin.v1.InfoResponse.check_flags:type_name -> conduit.plugin.v1.CheckFlag
+	10, // 3: conduit.plugin.v1.RunRequest.start:type_name -> conduit.plugin.v1.RunStart
+	11, // 4: conduit.plugin.v1.RunRequest.stdin_eof:type_name -> conduit.plugin.v1.StdinEOF
+	8,  // 5: conduit.plugin.v1.RunStart.kube:type_name -> conduit.plugin.v1.KubeFlags
+	13, // 6: conduit.plugin.v1.RunResponse.stdin_request:type_name -> conduit.plugin.v1.StdinRequest
+	14, // 7: conduit.plugin.v1.RunResponse.exit:type_name -> conduit.plugin.v1.Exit
+	8,  // 8: conduit.plugin.v1.InstallRequest.kube:type_name -> conduit.plugin.v1.KubeFlags
+	8,  // 9: conduit.plugin.v1.CheckRequest.kube:type_name -> conduit.plugin.v1.KubeFlags
+	27, // 10: conduit.plugin.v1.CheckRequest.flags:type_name -> conduit.plugin.v1.CheckRequest.FlagsEntry
+	19, // 11: conduit.plugin.v1.CheckResponse.categories:type_name -> conduit.plugin.v1.CheckCategory
+	20, // 12: conduit.plugin.v1.CheckCategory.checks:type_name -> conduit.plugin.v1.CheckResult
+	1,  // 13: conduit.plugin.v1.CheckResult.status:type_name -> conduit.plugin.v1.CheckStatus
+	28, // 14: conduit.plugin.v1.PatchPodRequest.namespace_labels:type_name -> conduit.plugin.v1.PatchPodRequest.NamespaceLabelsEntry
+	29, // 15: conduit.plugin.v1.PatchPodRequest.namespace_annotations:type_name -> conduit.plugin.v1.PatchPodRequest.NamespaceAnnotationsEntry
+	30, // 16: conduit.plugin.v1.Endpoint.pod_labels:type_name -> conduit.plugin.v1.Endpoint.PodLabelsEntry
+	23, // 17: conduit.plugin.v1.AnnotateEndpointsRequest.endpoints:type_name -> conduit.plugin.v1.Endpoint
+	31, // 18: conduit.plugin.v1.AnnotateEndpointsResponse.metadata:type_name -> conduit.plugin.v1.AnnotateEndpointsResponse.MetadataEntry
+	32, // 19: conduit.plugin.v1.EndpointMetadata.entries:type_name -> conduit.plugin.v1.EndpointMetadata.EntriesEntry
+	26, // 20: conduit.plugin.v1.AnnotateEndpointsResponse.MetadataEntry.value:type_name -> conduit.plugin.v1.EndpointMetadata
+	4,  // 21: conduit.plugin.v1.Extension.Info:input_type -> conduit.plugin.v1.InfoRequest
+	9,  // 22: conduit.plugin.v1.Commander.Run:input_type -> conduit.plugin.v1.RunRequest
+	15, // 23: conduit.plugin.v1.Installer.Install:input_type -> conduit.plugin.v1.InstallRequest
+	15, // 24: conduit.plugin.v1.Installer.Uninstall:input_type -> conduit.plugin.v1.InstallRequest
+	17, // 25: conduit.plugin.v1.Checker.Check:input_type -> conduit.plugin.v1.CheckRequest
+	21, // 26: conduit.plugin.v1.InjectorHook.PatchPod:input_type -> conduit.plugin.v1.PatchPodRequest
+	24, // 27: conduit.plugin.v1.DestinationHook.AnnotateEndpoints:input_type -> conduit.plugin.v1.AnnotateEndpointsRequest
+	2,  // 28: conduit.plugin.v1.Distribution.Binary:input_type -> conduit.plugin.v1.BinaryRequest
+	5,  // 29: conduit.plugin.v1.Extension.Info:output_type -> conduit.plugin.v1.InfoResponse
+	12, // 30: conduit.plugin.v1.Commander.Run:output_type -> conduit.plugin.v1.RunResponse
+	16, // 31: conduit.plugin.v1.Installer.Install:output_type -> conduit.plugin.v1.ManifestResponse
+	16, // 32: conduit.plugin.v1.Installer.Uninstall:output_type -> conduit.plugin.v1.ManifestResponse
+	18, // 33: conduit.plugin.v1.Checker.Check:output_type -> conduit.plugin.v1.CheckResponse
+	22, // 34: conduit.plugin.v1.InjectorHook.PatchPod:output_type -> conduit.plugin.v1.PatchPodResponse
+	25, // 35: conduit.plugin.v1.DestinationHook.AnnotateEndpoints:output_type -> conduit.plugin.v1.AnnotateEndpointsResponse
+	3,  // 36: conduit.plugin.v1.Distribution.Binary:output_type -> conduit.plugin.v1.BinaryChunk
+	29, // [29:37] is the sub-list for method output_type
+	21, // [21:29] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_plugin_v1_plugin_proto_init() }
@@ -1821,12 +1913,12 @@ func file_plugin_v1_plugin_proto_init() {
 	if File_plugin_v1_plugin_proto != nil {
 		return
 	}
-	file_plugin_v1_plugin_proto_msgTypes[6].OneofWrappers = []any{
+	file_plugin_v1_plugin_proto_msgTypes[7].OneofWrappers = []any{
 		(*RunRequest_Start)(nil),
 		(*RunRequest_Stdin)(nil),
 		(*RunRequest_StdinEof)(nil),
 	}
-	file_plugin_v1_plugin_proto_msgTypes[9].OneofWrappers = []any{
+	file_plugin_v1_plugin_proto_msgTypes[10].OneofWrappers = []any{
 		(*RunResponse_Stdout)(nil),
 		(*RunResponse_Stderr)(nil),
 		(*RunResponse_StdinRequest)(nil),
@@ -1838,7 +1930,7 @@ func file_plugin_v1_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugin_v1_plugin_proto_rawDesc), len(file_plugin_v1_plugin_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   29,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   7,
 		},
