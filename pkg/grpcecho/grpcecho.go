@@ -185,3 +185,36 @@ func wantTrailer(md metadata.MD) error {
 	}
 	return nil
 }
+
+// Tally is what the server reported to UnaryCalls: how many calls each
+// pod answered, and how many saw each conduit-client-id ("" for none).
+type Tally struct {
+	Calls     int            `json:"calls"`
+	Pods      map[string]int `json:"pods"`
+	ClientIDs map[string]int `json:"clientIds"`
+}
+
+// UnaryCalls makes n unary calls on conn, one after the other, each
+// echoing a payload of size bytes, and counts the pods that answered: over
+// one connection to a proxy that balances each request, several pods
+// answer; straight to a Service's address, one only. It fails at the first
+// call that fails or comes back altered.
+func UnaryCalls(ctx context.Context, conn grpc.ClientConnInterface, n, size int) (Tally, error) {
+	c := testgrpc.NewTestServiceClient(conn)
+	t := Tally{Pods: map[string]int{}, ClientIDs: map[string]int{}}
+	body := bytes.Repeat([]byte("x"), size)
+	for i := range n {
+		var header metadata.MD
+		resp, err := c.UnaryCall(ctx, &testgrpc.SimpleRequest{Payload: &testgrpc.Payload{Body: body}}, grpc.Header(&header))
+		if err != nil {
+			return t, fmt.Errorf("grpcecho: unary call %d of %d: %w", i+1, n, err)
+		}
+		if !bytes.Equal(resp.GetPayload().GetBody(), body) {
+			return t, fmt.Errorf("grpcecho: unary call %d echoed %d bytes, want the %d sent", i+1, len(resp.GetPayload().GetBody()), len(body))
+		}
+		t.Calls++
+		t.Pods[strings.Join(header.Get("pod"), ",")]++
+		t.ClientIDs[strings.Join(header.Get("seen-client-id"), ",")]++
+	}
+	return t, nil
+}

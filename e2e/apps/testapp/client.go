@@ -10,9 +10,11 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -38,14 +40,15 @@ func getCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	expect := fs.Int("expect-status", 0, "status code every answer must have (0: any 2xx)")
 	expectBody := fs.String("expect-body", "", "string every answer's body must contain")
 	timeout := fs.Duration("timeout", 5*time.Second, "timeout of each request")
+	headerTimeout := fs.Duration("header-timeout", 0, "time to wait for each answer's head once the request is sent (0: no limit but -timeout)")
 	newConn := fs.Bool("new-conn", false, "open a new connection for every request (no keep-alive)")
 	interval := fs.Duration("interval", 0, "pause between two requests")
 	duration := fs.Duration("duration", 0, "stop sending after this long (0: no limit)")
 	untilEOF := fs.Bool("until-eof", false, "stop sending when stdin is closed (a generator driven through kubectl exec -i)")
 	keepGoing := fs.Bool("keep-going", false, "count failed requests instead of stopping at the first; fail at the end if any failed")
 	summary := fs.Bool("summary", false, "print one line 'N ok' (', M failed' with -keep-going) at the end instead of the bodies")
-	stats := fs.Bool("stats", false, "with -summary, also print the latencies and how many answers each pod gave (X-Testapp-Pod, X-Testapp-Upstream-Pod)")
-	if err := fs.Parse(args); err != nil || fs.NArg() != 1 || *n < 0 || (*n == 0 && *duration <= 0 && !*untilEOF) {
+	stats := fs.Bool("stats", false, "with -summary, also print the latencies, how many answers each pod gave (X-Testapp-Pod, X-Testapp-Upstream-Pod) and how many connections were opened")
+	if err := fs.Parse(args); err != nil || fs.NArg() != 1 || *n < 0 || (*n == 0 && *duration <= 0 && !*untilEOF) || *headerTimeout < 0 {
 		return errUsage
 	}
 	url := fs.Arg(0)
@@ -69,7 +72,7 @@ func getCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	if *untilEOF {
 		go func() { _, _ = io.Copy(io.Discard, stdin); stopNow() }()
 	}
-	tr := &http.Transport{DisableKeepAlives: *newConn, Proxy: nil}
+	tr := &http.Transport{DisableKeepAlives: *newConn, Proxy: nil, ResponseHeaderTimeout: *headerTimeout}
 	if *h2c {
 		tr.Protocols = new(http.Protocols)
 		tr.Protocols.SetUnencryptedHTTP2(true)
@@ -79,9 +82,19 @@ func getCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		ok, failed int
 		latencies  []time.Duration
 		pods       = map[string]int{}
+		// conns counts the connections the transport opened: with
+		// keep-alive, 1 shows that every request went on one connection
+		// (a server or proxy that closed it would make the transport
+		// open another).
+		conns atomic.Int64
 	)
+	trace := &httptrace.ClientTrace{GotConn: func(c httptrace.GotConnInfo) {
+		if !c.Reused {
+			conns.Add(1)
+		}
+	}}
 	one := func(i int) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodGet, url, nil)
 		if err != nil {
 			return err
 		}
@@ -169,7 +182,7 @@ loop:
 			line += fmt.Sprintf(", %d failed", failed)
 		}
 		if *stats {
-			line += "\n" + latencySummary(latencies) + "\n" + podSummary(pods)
+			line += "\n" + latencySummary(latencies) + "\n" + podSummary(pods) + fmt.Sprintf("\nconnections %d", conns.Load())
 		}
 		if _, err := fmt.Fprintln(stdout, line); err != nil {
 			return fmt.Errorf("testapp: %w", err)

@@ -7,6 +7,7 @@
 //	testapp lookup NAME                           resolve NAME, print its addresses
 //	testapp tcp [-banner D] ADDR MESSAGE          send MESSAGE, print what comes back (-banner: read the server's greeting first)
 //	testapp grpc [-n N] [-quiet D] ADDR           a full-duplex gRPC stream of N echoed messages (then one quiet for D)
+//	testapp grpc -calls N ADDR                    N unary calls on one channel: which pods answered them (JSON)
 //	testapp ws [-n N] [-message M] [-hold D] URL  a WebSocket of N echoed messages "M i" (then wait up to D for the server to close it)
 //	testapp sleep                                 idle until SIGTERM (a client pod)
 //
@@ -18,7 +19,10 @@
 // each of -also-addrs (e.g. [::1]:8081, IPv6 loopback only); get -T sends a
 // chunked POST ending with the given trailers. GET /status/<code> answers
 // with that status code; ?delay=<duration> waits before answering (GET /abandoned
-// counts the delayed requests whose client went first);
+// counts the delayed requests whose client went first); ?body-delay=<duration>
+// sends the head at once and the body that much later, as a long poll does
+// (with &length=1 the head announces the body's Content-Length; get
+// -header-timeout D fails when a head takes longer than D);
 // ?fail-first=N&key=K answers 503 to the first N requests with key K (a flaky
 // backend, for retries), with the count so far in X-Testapp-Attempt. With
 // -upstream URL it passes every request on to URL (path and query included)
@@ -28,7 +32,10 @@
 // Service should while the endpoints and load balancers catch up. With
 // -on-stop URL it then GETs URL and logs the answer ("on-stop answered", with
 // the status and the body) or the error ("on-stop failed"), as an application
-// that calls another service while it stops.
+// that calls another service while it stops. With -delay D every echo
+// answer waits D first (/healthz, /ws, /websockets and /abandoned answer at
+// once, so that the pod stays Ready): a slow pod among fast ones, for
+// latency-aware balancing.
 //
 // GET /ws is a WebSocket echo: it greets with "hello pod=<pod>
 // client-id=<conduit-client-id>" and answers each message with "<pod>
@@ -49,9 +56,18 @@
 // response header, and with a trailer. The grpc command checks all of it
 // over one full-duplex stream, each message echoed before the next is sent
 // (which hangs if a hop buffers), and an error status on a unary call.
+// grpc -calls N instead makes N small unary calls one after the other on
+// one channel and prints a JSON line with the calls each pod answered, the
+// conduit-client-id each call's server saw, and the connections the channel
+// opened.
 //
 // As a load generator, get sends requests until -duration has passed or
 // (-until-eof) its stdin is closed; -keep-going counts failures instead of
 // stopping at the first (each one printed on stderr) and exits 1 at the end
 // if any; -expect-body fails answers lacking a string. It never retries.
+// -summary prints "N ok" (", M failed") instead of the bodies; with -stats
+// three more lines follow: "latency p50=… p99=… max=…", "pods a=N b=M …"
+// (from X-Testapp-Pod and X-Testapp-Upstream-Pod) and "connections N",
+// how many connections it opened (with keep-alive, 1 when every request
+// went on one connection).
 package main

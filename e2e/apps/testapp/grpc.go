@@ -2,18 +2,21 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/stats"
 
 	"github.com/conduit-mesh/conduit/pkg/grpcecho"
 )
@@ -43,6 +46,13 @@ func serveGRPC(ctx context.Context, ln net.Listener, log *slog.Logger) error {
 // connection closed), and prints "quiet Q ok". -keepalive has the channel
 // ping after K without a frame, with or without streams, and give up on the
 // connection when the PING is not answered within 2 s.
+//
+// With -calls C it makes C unary calls of B bytes instead, one after the
+// other on the one channel, and prints one JSON line: how many calls each
+// pod answered, how many saw each conduit-client-id, and how many
+// connections the channel opened (grpcecho.UnaryCalls): over one
+// connection, what balanced the calls over several pods can only be a
+// proxy that balances each request.
 func grpcCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("grpc", flag.ContinueOnError)
 	n := fs.Int("n", 20, "messages on the full-duplex stream")
@@ -51,7 +61,8 @@ func grpcCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	unary := fs.Int("unary-size", 1<<20, "bytes of the first unary call's payload (a multiple of 16)")
 	ka := fs.Duration("keepalive", 0, "client keepalive time (0: none; grpc-go raises less than 10s to 10s)")
 	quiet := fs.Duration("quiet", 0, "then hold a stream without a message for this long (0: no)")
-	if err := fs.Parse(args); err != nil || fs.NArg() != 1 || *n < 1 || *size < 0 || *unary < 16 || *unary%16 != 0 || *ka < 0 || *quiet < 0 {
+	calls := fs.Int("calls", 0, "instead, make this many unary calls of -size bytes one after the other and print which pods answered them, as JSON (0: no)")
+	if err := fs.Parse(args); err != nil || fs.NArg() != 1 || *n < 1 || *size < 0 || *unary < 16 || *unary%16 != 0 || *ka < 0 || *quiet < 0 || *calls < 0 {
 		return errUsage
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
@@ -60,11 +71,25 @@ func grpcCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	if *ka > 0 {
 		opts = append(opts, grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: *ka, Timeout: 2 * time.Second, PermitWithoutStream: true}))
 	}
+	var conns connCounter
+	opts = append(opts, grpc.WithStatsHandler(&conns))
 	conn, err := grpc.NewClient("passthrough:///"+fs.Arg(0), opts...)
 	if err != nil {
 		return fmt.Errorf("testapp: grpc: %w", err)
 	}
 	defer conn.Close()
+	if *calls > 0 {
+		t, err := grpcecho.UnaryCalls(ctx, conn, *calls, *size)
+		if err != nil {
+			return fmt.Errorf("testapp: %w (answers so far: pods %v)", err, t.Pods)
+		}
+		out, err := json.Marshal(callsResult{Tally: t, Connections: conns.n.Load()})
+		if err != nil {
+			return fmt.Errorf("testapp: %w", err)
+		}
+		_, err = fmt.Fprintf(stdout, "%s\n", out)
+		return err
+	}
 	res, err := grpcecho.CheckUnary(ctx, conn, *n, *size, *unary)
 	if err != nil {
 		return fmt.Errorf("testapp: %w", err)
@@ -100,5 +125,27 @@ func watchState(ctx context.Context, conn *grpc.ClientConn) func() []connectivit
 	return func() []connectivity.State {
 		cancel()
 		return <-done
+	}
+}
+
+// callsResult is what grpc -calls prints.
+type callsResult struct {
+	grpcecho.Tally
+	// Connections is how many connections (HTTP/2 transports) the channel
+	// opened: 1 when every call went on one.
+	Connections int64 `json:"connections"`
+}
+
+// connCounter is a stats.Handler that counts the connections a channel
+// opens.
+type connCounter struct{ n atomic.Int64 }
+
+func (c *connCounter) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context   { return ctx }
+func (c *connCounter) HandleRPC(context.Context, stats.RPCStats)                         {}
+func (c *connCounter) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+
+func (c *connCounter) HandleConn(_ context.Context, s stats.ConnStats) {
+	if _, ok := s.(*stats.ConnBegin); ok {
+		c.n.Add(1)
 	}
 }

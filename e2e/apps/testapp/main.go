@@ -13,13 +13,14 @@ import (
 )
 
 const usage = `usage:
-  testapp serve [-addr :8080] [-also-addrs [::1]:8081,...] [-tcp-addr :9000] [-reset-addr :9100] [-banner-addrs :3306,...] [-grpc-addr :9090] [-upstream URL] [-drain 0] [-on-stop URL]
-  testapp get [-H 'Key: value']... [-T 'Key: value']... [-h2c] [-n count] [-new-conn] [-expect-status code] [-expect-body S] [-timeout 5s] [-interval 0] [-summary [-stats]] URL
+  testapp serve [-addr :8080] [-also-addrs [::1]:8081,...] [-tcp-addr :9000] [-reset-addr :9100] [-banner-addrs :3306,...] [-grpc-addr :9090] [-upstream URL] [-drain 0] [-on-stop URL] [-delay 0]
+  testapp get [-H 'Key: value']... [-T 'Key: value']... [-h2c] [-n count] [-new-conn] [-expect-status code] [-expect-body S] [-timeout 5s] [-header-timeout 0] [-interval 0] [-summary [-stats]] URL
   testapp get -n 0 {-duration D | -until-eof} [-keep-going] ... URL   (a load generator)
   testapp lookup NAME
   testapp tcp [-timeout 5s] [-banner 1s] ADDR MESSAGE
   testapp ws [-n 20] [-message message] [-hold 0] [-timeout 30s] URL
   testapp grpc [-n 20] [-size 1000] [-unary-size 1048576] [-timeout 30s] [-keepalive 0] [-quiet 0] ADDR
+  testapp grpc -calls N [-size 1000] [-timeout 30s] ADDR   (N unary calls on one channel: which pods answered, as JSON)
   testapp sleep
   testapp env     print the environment, one NAME=value per line
 `

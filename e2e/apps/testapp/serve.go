@@ -68,6 +68,10 @@ type handlerConfig struct {
 	draining *atomic.Bool
 	// ws serves /ws (a WebSocket echo); nil: a hub of the handler's own.
 	ws *wsHub
+	// delay holds every echo answer (serve -delay), not those of /healthz,
+	// /ws, /websockets and /abandoned: a slow application whose probes
+	// and test hooks still answer at once.
+	delay time.Duration
 }
 
 // counters counts requests by key.
@@ -108,18 +112,29 @@ func newHandler(c handlerConfig) http.Handler {
 		}
 		fmt.Fprintln(w, "ok")
 	})
+	// wait holds r for d; false when its client went first (counted by
+	// /abandoned), and nothing is to be answered.
+	wait := func(r *http.Request, d time.Duration) bool {
+		select {
+		case <-time.After(d):
+			return true
+		case <-r.Context().Done():
+			abandoned.Add(1)
+			c.log.Info("request abandoned by its client", "path", r.URL.RequestURI(), "err", context.Cause(r.Context()))
+			return false
+		}
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if c.delay > 0 && !wait(r, c.delay) {
+			return
+		}
 		if d := r.URL.Query().Get("delay"); d != "" && c.upstream == "" {
 			delay, err := time.ParseDuration(d)
 			if err != nil {
 				http.Error(w, "testapp: bad delay: "+err.Error(), http.StatusBadRequest)
 				return
 			}
-			select {
-			case <-time.After(delay):
-			case <-r.Context().Done():
-				abandoned.Add(1)
-				c.log.Info("request abandoned by its client", "path", r.URL.RequestURI(), "err", context.Cause(r.Context()))
+			if !wait(r, delay) {
 				return
 			}
 		}
@@ -168,6 +183,37 @@ func newHandler(c handlerConfig) http.Handler {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("X-Testapp-Pod", c.pod)
+		// ?body-delay=D: the head goes at once (flushed), the body D later,
+		// as a long poll or a slow report answers; with ?length=1 the head
+		// announces the body's Content-Length.
+		var bodyDelay time.Duration
+		if d := r.URL.Query().Get("body-delay"); d != "" && c.upstream == "" {
+			var err error
+			if bodyDelay, err = time.ParseDuration(d); err != nil || bodyDelay < 0 {
+				http.Error(w, "testapp: body-delay wants a duration >= 0", http.StatusBadRequest)
+				return
+			}
+		}
+		if bodyDelay > 0 {
+			body, err := json.Marshal(e)
+			if err != nil {
+				http.Error(w, "testapp: "+err.Error(), http.StatusInternalServerError)
+				return
+			}
+			body = append(body, '\n')
+			if r.URL.Query().Get("length") != "" {
+				w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+			}
+			w.WriteHeader(status)
+			http.NewResponseController(w).Flush()
+			if !wait(r, bodyDelay) {
+				return
+			}
+			if _, err := w.Write(body); err != nil {
+				c.log.Warn("writing answer", "err", err)
+			}
+			return
+		}
 		w.WriteHeader(status)
 		if err := json.NewEncoder(w).Encode(e); err != nil {
 			c.log.Warn("writing answer", "err", err)
@@ -216,8 +262,9 @@ func serveCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	grpcAddr := fs.String("grpc-addr", "", "gRPC echo (grpc.testing.TestService) listen address (empty: none)")
 	upstream := fs.String("upstream", "", "pass every request on to this base URL (http://server:8080) and answer with its echo inside ours")
 	drain := fs.Duration("drain", 0, "on SIGTERM, fail /healthz and keep serving this long before shutting down (WebSockets are then closed with 1001, going away)")
+	delay := fs.Duration("delay", 0, "hold every echo answer this long before answering (not /healthz, /ws, /websockets, /abandoned): a slow application, for latency-aware balancing")
 	onStop := fs.String("on-stop", "", "on SIGTERM, after -drain, GET this URL and log the answer (\"on-stop answered\", its status and body) or the error (\"on-stop failed\"), as an application that calls another service while it stops")
-	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || *drain < 0 {
+	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || *drain < 0 || *delay < 0 {
 		return errUsage
 	}
 	if *upstream != "" && !strings.Contains(*upstream, "://") {
@@ -226,7 +273,7 @@ func serveCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	var draining atomic.Bool
 	ws := newWSHub(podName(), log)
 	h := newHandler(handlerConfig{
-		pod: podName(), namespace: os.Getenv("POD_NAMESPACE"), log: log, upstream: *upstream, draining: &draining, ws: ws,
+		pod: podName(), namespace: os.Getenv("POD_NAMESPACE"), log: log, upstream: *upstream, draining: &draining, ws: ws, delay: *delay,
 		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 16}},
 	})
 	// HTTP/1.1, and HTTP/2 without TLS from a client that knows (get -h2c).
@@ -287,7 +334,7 @@ func serveCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	}
 	for _, ln := range listeners {
 		go func() { errs <- srv.Serve(ln) }()
-		log.Info("http listening", "addr", ln.Addr().String(), "pod", podName(), "upstream", *upstream)
+		log.Info("http listening", "addr", ln.Addr().String(), "pod", podName(), "upstream", *upstream, "delay", delay.String())
 	}
 	select {
 	case err := <-errs:

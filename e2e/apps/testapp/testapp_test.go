@@ -237,8 +237,8 @@ func TestGetLoadGenerator(t *testing.T) {
 		}
 		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 		var ok int
-		if len(lines) != 3 {
-			t.Fatalf("output %q, want 3 lines", out.String())
+		if len(lines) != 4 {
+			t.Fatalf("output %q, want 4 lines", out.String())
 		}
 		if _, err := fmt.Sscanf(lines[0], "%d ok", &ok); err != nil || ok < 5 || strings.Contains(lines[0], "failed") {
 			t.Errorf("summary %q, want at least 5 ok", lines[0])
@@ -248,6 +248,9 @@ func TestGetLoadGenerator(t *testing.T) {
 		}
 		if want := fmt.Sprintf("pods server-0=%d web-0=%d", ok, ok); lines[2] != want {
 			t.Errorf("pods line %q, want %q", lines[2], want)
+		}
+		if lines[3] != "connections 1" {
+			t.Errorf("connections line %q, want %q (keep-alive)", lines[3], "connections 1")
 		}
 	})
 
@@ -666,4 +669,226 @@ func TestTCPResetEcho(t *testing.T) {
 	if _, err := io.ReadAll(c); err == nil || !strings.Contains(err.Error(), "reset") {
 		t.Errorf("after the half-close: %v, want a reset", err)
 	}
+}
+
+// TestGetCountsConnections: get -stats counts the connections it opened,
+// which is how an e2e test shows that a run of requests went on one
+// keep-alive connection: one with keep-alive (HTTP/1.1 or h2c), one per
+// request with -new-conn or when the server closes each connection.
+func TestGetCountsConnections(t *testing.T) {
+	protos := new(http.Protocols)
+	protos.SetHTTP1(true)
+	protos.SetUnencryptedHTTP2(true)
+	srv := httptest.NewUnstartedServer(echoHandler("web-0", "", slog.New(slog.DiscardHandler)))
+	srv.Config.Protocols = protos
+	srv.Start()
+	defer srv.Close()
+	closing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "close")
+		w.Header().Set("X-Testapp-Pod", "web-1")
+		fmt.Fprintln(w, "bye")
+	}))
+	defer closing.Close()
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string // the end of the output
+	}{
+		{"keep-alive", []string{"-n", "5", srv.URL}, "pods web-0=5\nconnections 1"},
+		{"keep-alive h2c", []string{"-h2c", "-n", "4", srv.URL}, "pods web-0=4\nconnections 1"},
+		{"a new connection per request", []string{"-new-conn", "-n", "3", srv.URL}, "pods web-0=3\nconnections 3"},
+		{"the server closes each connection", []string{"-n", "3", closing.URL}, "pods web-1=3\nconnections 3"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			if err := getCmd(t.Context(), append([]string{"-summary", "-stats"}, tc.args...), nil, &out, io.Discard); err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.TrimSpace(out.String()); !strings.HasSuffix(got, "\n"+tc.want) {
+				t.Errorf("output %q, want it to end with %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestServeDelay: serve -delay holds every echo answer, and only those:
+// the probe and the test hooks answer at once, so that a slow pod stays
+// Ready. A client that goes first is counted by /abandoned.
+func TestServeDelay(t *testing.T) {
+	if err := serveCmd(t.Context(), slog.New(slog.DiscardHandler), []string{"-delay", "-1s"}); err != errUsage {
+		t.Errorf("serve -delay -1s: %v, want usage", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		done <- serveCmd(ctx, slog.New(slog.DiscardHandler), []string{"-addr", addr, "-delay", "1m"})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}()
+	get := func(path string, timeout time.Duration) (string, error) {
+		c := &http.Client{Timeout: timeout}
+		resp, err := c.Get("http://" + addr + path)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return strings.TrimSpace(string(b)), err
+	}
+	for start := time.Now(); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := get("/healthz", time.Second); err == nil {
+			break
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("server not up")
+		}
+	}
+	// A delay far above the clients' timeouts: a delayed path times out
+	// (300 ms), one that is not answers (5 s to spare for a busy machine).
+	for _, tc := range []struct {
+		path    string
+		delayed bool
+	}{
+		{"/", true},
+		{"/x?y=1", true},
+		{"/status/503", true},
+		{"/healthz", false},
+		{"/websockets", false},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			timeout := 5 * time.Second
+			if tc.delayed {
+				timeout = 300 * time.Millisecond
+			}
+			_, err := get(tc.path, timeout)
+			if delayed := err != nil; delayed != tc.delayed {
+				t.Errorf("GET %s: err = %v, want delayed %v", tc.path, err, tc.delayed)
+			}
+		})
+	}
+	// The three delayed requests, whose clients gave up, are counted.
+	for start := time.Now(); ; time.Sleep(10 * time.Millisecond) {
+		n, err := get("/abandoned", 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == "3" {
+			break
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("/abandoned: %s, want 3", n)
+		}
+	}
+
+	// A short delay is waited out, before ?delay=.
+	short := httptest.NewServer(newHandler(handlerConfig{pod: "slow-0", log: slog.New(slog.DiscardHandler), delay: 50 * time.Millisecond}))
+	defer short.Close()
+	for _, tc := range []struct {
+		path string
+		min  time.Duration
+	}{{"/", 50 * time.Millisecond}, {"/?delay=50ms", 100 * time.Millisecond}} {
+		start := time.Now()
+		resp, err := http.Get(short.URL + tc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if took := time.Since(start); resp.StatusCode != 200 || resp.Header.Get("X-Testapp-Pod") != "slow-0" || took < tc.min {
+			t.Errorf("GET %s: status %d from %q after %v, want 200 from slow-0 after at least %v", tc.path, resp.StatusCode, resp.Header.Get("X-Testapp-Pod"), took, tc.min)
+		}
+	}
+}
+
+// TestGRPCCalls: grpc -calls makes its unary calls on one channel and
+// prints, as one JSON line, the pod that answered each, the client
+// identity each saw, and the connections the channel opened.
+func TestGRPCCalls(t *testing.T) {
+	t.Setenv("POD_NAME", "grpc-0")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- serveGRPC(ctx, ln, slog.New(slog.DiscardHandler)) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serveGRPC: %v", err)
+		}
+	}()
+	var out bytes.Buffer
+	if err := grpcCmd(t.Context(), []string{"-calls", "7", "-size", "10", "-timeout", "10s", ln.Addr().String()}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := out.String(), `{"calls":7,"pods":{"grpc-0":7},"clientIds":{"":7},"connections":1}`+"\n"; got != want {
+		t.Errorf("output %q, want %q", got, want)
+	}
+	for _, args := range [][]string{{"-calls", "-1", ln.Addr().String()}, {"-calls", "3"}} {
+		if err := grpcCmd(t.Context(), args, io.Discard); err != errUsage {
+			t.Errorf("grpc %v: %v, want usage", args, err)
+		}
+	}
+}
+
+// TestBodyDelay: ?body-delay=D sends the head at once and the body D
+// later (with ?length=1, announced in Content-Length); get -header-timeout
+// waits for heads only, so it passes against a late body and fails
+// against a late head.
+func TestBodyDelay(t *testing.T) {
+	srv := httptest.NewServer(echoHandler("web-0", "shop", slog.New(slog.DiscardHandler)))
+	defer srv.Close()
+	for _, path := range []string{"/?body-delay=400ms", "/?body-delay=400ms&length=1"} {
+		start := time.Now()
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		head := time.Since(start)
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || !strings.Contains(string(body), `"pod":"web-0"`) {
+			t.Fatalf("%s: body %q, %v", path, body, err)
+		}
+		if head > 300*time.Millisecond || time.Since(start) < 400*time.Millisecond {
+			t.Errorf("%s: head after %v, body after %v; want the head at once, the body 400 ms later", path, head, time.Since(start))
+		}
+		if want := strings.Contains(path, "length"); (resp.ContentLength > 0) != want {
+			t.Errorf("%s: ContentLength %d, want announced %v", path, resp.ContentLength, want)
+		}
+	}
+	if code := getStatus(t, srv.URL+"/?body-delay=soon"); code != http.StatusBadRequest {
+		t.Errorf("bad body-delay: status %d, want 400", code)
+	}
+
+	var out, errOut strings.Builder
+	if err := getCmd(t.Context(), []string{"-header-timeout", "200ms", srv.URL + "/?body-delay=500ms"}, nil, &out, &errOut); err != nil {
+		t.Errorf("get -header-timeout 200ms, body 500 ms late: %v (%s)", err, errOut.String())
+	}
+	if err := getCmd(t.Context(), []string{"-header-timeout", "200ms", srv.URL + "/?delay=500ms"}, nil, &out, &errOut); err == nil {
+		t.Error("get -header-timeout 200ms, head 500 ms late: no error")
+	}
+	if err := getCmd(t.Context(), []string{"-header-timeout", "-1s", srv.URL}, nil, &out, &errOut); err != errUsage {
+		t.Errorf("get -header-timeout -1s: %v, want usage", err)
+	}
+}
+
+func getStatus(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }

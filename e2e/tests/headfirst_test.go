@@ -1,0 +1,90 @@
+//go:build e2e
+
+package tests
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/conduit-mesh/conduit/e2e/framework"
+)
+
+// TestResponseHeadNotHeldThroughTheMesh: an application that answers its
+// head at once and its body later (a long poll, a slow report) has the head
+// reach a meshed client through both proxies before the body exists: the
+// client waits at most 2 s for a head (get -header-timeout, as
+// http.Transport's ResponseHeaderTimeout) while the body comes 4 s later,
+// over HTTP/1.1 and h2c, with and without Content-Length. Until 88fcfab
+// the proxies held such a head until the body's first bytes (shown in
+// process by proxy/app's TestResponseHeadNotHeldForBody, which timed out
+// in 9 of its 16 cases), and such a client gave up. The control: a head that really is 4 s late does fail
+// the client, so the timeout bites through the mesh.
+func TestResponseHeadNotHeldThroughTheMesh(t *testing.T) {
+	f := framework.New(t)
+	f.InstallMesh(t)
+	f.CollectOnFailure(t, framework.ControlPlaneNamespace)
+	ns := meshedNamespace(t, f, "headfirst")
+	image := f.Image("testapp")
+	f.Apply(t, ns, manifests(echoDeployment("server", image, nil), httpService("server"), sleeperPod("client", image)))
+	pod := f.WaitPodsReady(t, ns, "app=server", 1, 3*time.Minute)[0]
+	if !injected(&pod) {
+		t.Fatalf("pod %s has no proxy", pod.Name)
+	}
+	client := f.WaitPodsReady(t, ns, "app=client", 1, 3*time.Minute)[0]
+	if !injected(&client) {
+		t.Fatalf("pod %s has no proxy", client.Name)
+	}
+	f.WaitEndpoints(t, ns, "server", 1, time.Minute)
+	clientID := "default." + ns + ".serviceaccount.identity." + framework.ControlPlaneNamespace + ".cluster.local"
+
+	// get runs testapp get in the client pod and checks that the answer
+	// crossed both proxies with mTLS (the server saw the client's identity).
+	get := func(ctx context.Context, args ...string) error {
+		out, stderr, err := f.ExecE(ctx, ns, "client", "client", nil, append([]string{"testapp", "get", "-timeout", "20s"}, args...)...)
+		if err != nil {
+			return fmt.Errorf("testapp get %s: %w: %s %s", strings.Join(args, " "), err, out, stderr)
+		}
+		for _, e := range decodeEchoes(t, out) {
+			if id := e.Headers["Conduit-Client-Id"]; len(id) != 1 || id[0] != clientID {
+				return fmt.Errorf("the server saw conduit-client-id %v, want %s (mTLS between the proxies)", id, clientID)
+			}
+		}
+		return nil
+	}
+	// Until discovery knows the Service the client's proxy forwards it
+	// without mTLS.
+	f.WaitFor(t, "meshed requests with mTLS", 2*time.Minute, func(ctx context.Context) (bool, error) {
+		err := get(ctx, "http://server:8080/")
+		return err == nil, err
+	})
+
+	for _, c := range []struct {
+		name string
+		args []string
+	}{
+		{"HTTP/1.1, chunked", []string{"http://server:8080/a?body-delay=4s"}},
+		{"HTTP/1.1, Content-Length", []string{"http://server:8080/b?body-delay=4s&length=1"}},
+		{"h2c, streamed", []string{"-h2c", "http://server:8080/c?body-delay=4s"}},
+		{"h2c, Content-Length", []string{"-h2c", "http://server:8080/d?body-delay=4s&length=1"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			start := time.Now()
+			if err := get(context.Background(), append([]string{"-header-timeout", "2s"}, c.args...)...); err != nil {
+				t.Fatalf("%v: the head was held back with the body", err)
+			}
+			if d := time.Since(start); d < 4*time.Second {
+				t.Errorf("answered in %v: the body was not delayed, the test proves nothing", d)
+			}
+		})
+	}
+
+	t.Run("control: a late head fails the client", func(t *testing.T) {
+		err := get(context.Background(), "-header-timeout", "2s", "http://server:8080/e?delay=4s")
+		if err == nil || !strings.Contains(err.Error(), "timeout awaiting response headers") {
+			t.Fatalf("a head 4 s late with -header-timeout 2s: %v, want a response-header timeout", err)
+		}
+	})
+}
