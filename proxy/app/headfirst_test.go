@@ -53,48 +53,40 @@ func TestResponseHeadNotHeldForBody(t *testing.T) {
 				io.WriteString(w, "later")
 			}))
 			client, _ := m.twoProxies(t, appAddr, mode.env)
-			out := client.OutboundAddr().String()
-			for _, c := range []struct {
-				name string
-				c    *http.Client
-			}{{"HTTP/1.1", h1Client(out)}, {"h2c", h2cClient(out)}} {
-				for _, path := range []string{"/length", "/chunked"} {
-					t.Run(c.name+" "+path, func(t *testing.T) {
-						// The head must come while the application still
-						// holds the body back (10 s at most). RoundTrip
-						// returns with the head; the client's overall
-						// timeout does not apply.
-						req, _ := http.NewRequest(http.MethodGet, "http://web"+path, nil)
-						got := make(chan *http.Response, 1)
-						errc := make(chan error, 1)
-						go func() {
-							resp, err := c.c.Transport.RoundTrip(req)
-							if err != nil {
-								errc <- err
-								return
-							}
-							got <- resp
-						}()
-						var resp *http.Response
-						select {
-						case resp = <-got:
-						case err := <-errc:
-							t.Fatal(err)
-						case <-time.After(5 * time.Second):
-							t.Fatal("no response head after 5 s: a hop holds it until the body comes")
-						}
-						defer resp.Body.Close()
-						if resp.StatusCode != http.StatusAccepted || resp.Header.Get("X-Head") != "first" {
-							t.Errorf("head: status %d, X-Head %q; want 202, first", resp.StatusCode, resp.Header.Get("X-Head"))
-						}
-						release <- struct{}{}
-						body, err := io.ReadAll(resp.Body)
-						if err != nil || string(body) != "later" {
-							t.Errorf("body %q, %v; want \"later\"", body, err)
-						}
-					})
+			eachClient(t, client.OutboundAddr().String(), func(t *testing.T, c relayClient, path string) {
+				// The head must come while the application still
+				// holds the body back (10 s at most). RoundTrip
+				// returns with the head; the client's overall
+				// timeout does not apply.
+				req, _ := http.NewRequest(http.MethodGet, "http://web"+path, nil)
+				got := make(chan *http.Response, 1)
+				errc := make(chan error, 1)
+				go func() {
+					resp, err := c.c.Transport.RoundTrip(req)
+					if err != nil {
+						errc <- err
+						return
+					}
+					got <- resp
+				}()
+				var resp *http.Response
+				select {
+				case resp = <-got:
+				case err := <-errc:
+					t.Fatal(err)
+				case <-time.After(5 * time.Second):
+					t.Fatal("no response head after 5 s: a hop holds it until the body comes")
 				}
-			}
+				defer resp.Body.Close()
+				if resp.StatusCode != http.StatusAccepted || resp.Header.Get("X-Head") != "first" {
+					t.Errorf("head: status %d, X-Head %q; want 202, first", resp.StatusCode, resp.Header.Get("X-Head"))
+				}
+				release <- struct{}{}
+				body, err := io.ReadAll(resp.Body)
+				if err != nil || string(body) != "later" {
+					t.Errorf("body %q, %v; want \"later\"", body, err)
+				}
+			})
 		})
 	}
 }
@@ -122,33 +114,42 @@ func TestAbortedResponseIsNotASuccess(t *testing.T) {
 				panic(http.ErrAbortHandler)
 			}))
 			client, _ := m.twoProxies(t, appAddr, mode.env)
-			out := client.OutboundAddr().String()
-			for _, c := range []struct {
-				name string
-				c    *http.Client
-			}{{"HTTP/1.1", h1Client(out)}, {"h2c", h2cClient(out)}} {
-				for _, path := range []string{"/length", "/chunked"} {
-					t.Run(c.name+" "+path, func(t *testing.T) {
-						resp, err := c.c.Get("http://web" + path)
-						if err != nil {
-							if c.name == "HTTP/1.1" && mode.env["CONDUIT_PROXY_HTTP1_FAST_PATH"] == "" && mode.env["CONDUIT_PROXY_HTTP2_FAST_PATH"] == "" {
-								t.Errorf("request failed (%v): want the head the application sent, then the body cut short", err)
-							}
-							return
-						}
-						body, err := io.ReadAll(resp.Body)
-						resp.Body.Close()
-						switch {
-						case resp.StatusCode >= 500:
-						case err == nil:
-							t.Errorf("status %d with %d bytes and a clean end: an aborted response passed on as complete", resp.StatusCode, len(body))
-						case !errors.Is(err, io.ErrUnexpectedEOF) && c.name == "HTTP/1.1":
-							t.Errorf("body error %v, want unexpected EOF", err)
-						}
-						t.Logf("status %d, %d bytes, %v", resp.StatusCode, len(body), err)
-					})
+			eachClient(t, client.OutboundAddr().String(), func(t *testing.T, c relayClient, path string) {
+				resp, err := c.c.Get("http://web" + path)
+				if err != nil {
+					if c.name == "HTTP/1.1" && mode.env["CONDUIT_PROXY_HTTP1_FAST_PATH"] == "" && mode.env["CONDUIT_PROXY_HTTP2_FAST_PATH"] == "" {
+						t.Errorf("request failed (%v): want the head the application sent, then the body cut short", err)
+					}
+					return
 				}
-			}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				switch {
+				case resp.StatusCode >= 500:
+				case err == nil:
+					t.Errorf("status %d with %d bytes and a clean end: an aborted response passed on as complete", resp.StatusCode, len(body))
+				case !errors.Is(err, io.ErrUnexpectedEOF) && c.name == "HTTP/1.1":
+					t.Errorf("body error %v, want unexpected EOF", err)
+				}
+				t.Logf("status %d, %d bytes, %v", resp.StatusCode, len(body), err)
+			})
 		})
+	}
+}
+
+// relayClient is a client of the client proxy: HTTP/1.1 or h2c.
+type relayClient struct {
+	name string
+	c    *http.Client
+}
+
+// eachClient runs fn as a subtest for an HTTP/1.1 and an h2c client of the
+// client proxy at out, each with the path of a response with a
+// Content-Length (/length) and of a chunked or streamed one (/chunked).
+func eachClient(t *testing.T, out string, fn func(t *testing.T, c relayClient, path string)) {
+	for _, c := range []relayClient{{"HTTP/1.1", h1Client(out)}, {"h2c", h2cClient(out)}} {
+		for _, path := range []string{"/length", "/chunked"} {
+			t.Run(c.name+" "+path, func(t *testing.T) { fn(t, c, path) })
+		}
 	}
 }

@@ -390,17 +390,7 @@ func TestServeUpstream(t *testing.T) {
 // TestServeDrain: on cancel (SIGTERM) with -drain, /healthz fails at once,
 // requests are still served for the drain period, then the server stops.
 func TestServeDrain(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- serveCmd(ctx, slog.New(slog.DiscardHandler), []string{"-addr", addr, "-drain", "500ms"})
-	}()
+	addr, cancel, done := startServe(t, "-drain", "500ms")
 	get := func(path string) (int, error) {
 		resp, err := http.Get("http://" + addr + path)
 		if err != nil {
@@ -408,16 +398,6 @@ func TestServeDrain(t *testing.T) {
 		}
 		resp.Body.Close()
 		return resp.StatusCode, nil
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if code, err := get("/healthz"); err == nil && code == 200 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("server not up")
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 	cancel()
 	stopped := time.Now()
@@ -718,17 +698,7 @@ func TestServeDelay(t *testing.T) {
 	if err := serveCmd(t.Context(), slog.New(slog.DiscardHandler), []string{"-delay", "-1s"}); err != errUsage {
 		t.Errorf("serve -delay -1s: %v, want usage", err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() {
-		done <- serveCmd(ctx, slog.New(slog.DiscardHandler), []string{"-addr", addr, "-delay", "1m"})
-	}()
+	addr, cancel, done := startServe(t, "-delay", "1m")
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -744,14 +714,6 @@ func TestServeDelay(t *testing.T) {
 		defer resp.Body.Close()
 		b, err := io.ReadAll(resp.Body)
 		return strings.TrimSpace(string(b)), err
-	}
-	for start := time.Now(); ; time.Sleep(10 * time.Millisecond) {
-		if _, err := get("/healthz", time.Second); err == nil {
-			break
-		}
-		if time.Since(start) > 5*time.Second {
-			t.Fatal("server not up")
-		}
 	}
 	// A delay far above the clients' timeouts: a delayed path times out
 	// (300 ms), one that is not answers (5 s to spare for a busy machine).
@@ -891,4 +853,35 @@ func getStatus(t *testing.T, url string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// startServe runs serveCmd with args on a free loopback port until cancel
+// is called, and waits for its /healthz; done yields serveCmd's result.
+func startServe(t *testing.T, args ...string) (addr string, cancel context.CancelFunc, done <-chan error) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr = ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		errc <- serveCmd(ctx, slog.New(slog.DiscardHandler), append([]string{"-addr", addr}, args...))
+	}()
+	c := &http.Client{Timeout: time.Second}
+	for start := time.Now(); ; time.Sleep(10 * time.Millisecond) {
+		if resp, err := c.Get("http://" + addr + "/healthz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Since(start) > 5*time.Second {
+			cancel()
+			t.Fatal("server not up")
+		}
+	}
+	return addr, cancel, errc
 }
