@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/conduit-mesh/conduit/proxy/internal/netx"
 )
 
 // maxChunkLine bounds a chunk-size line (with extensions) and a trailer field.
@@ -34,24 +36,12 @@ type writeError struct{ err error }
 func (e *writeError) Error() string { return e.err.Error() }
 func (e *writeError) Unwrap() error { return e.err }
 
-// wouldBlocker is a body that can tell whether its next Read would block:
-// this package's own bodies, and h2's stream bodies and the wrappers that
-// pass the capability through.
-type wouldBlocker interface{ WouldBlock() bool }
-
-// mayBlock reports whether a Read of r may block: true unless r can tell
-// it will not.
-func mayBlock(r io.Reader) bool {
-	wb, ok := r.(wouldBlocker)
-	return !ok || wb.WouldBlock()
-}
-
 // flushBeforeBlock flushes w when it holds something and the next Read of
-// r may block: a head (or data) the source has sent leaves now, not with
+// r may block (netx.MayBlock): a head (or data) the source has sent leaves now, not with
 // the next bytes the source sends, however late; when they are already
 // there, both leave in one write.
 func flushBeforeBlock(w *bufio.Writer, r io.Reader) error {
-	if w.Buffered() > 0 && mayBlock(r) {
+	if w.Buffered() > 0 && netx.MayBlock(r) {
 		if err := w.Flush(); err != nil {
 			return &writeError{err}
 		}

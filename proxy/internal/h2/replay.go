@@ -4,6 +4,8 @@ import (
 	"errors"
 	"io"
 	"sync"
+
+	"github.com/conduit-mesh/conduit/proxy/internal/netx"
 )
 
 // replayLimit bounds what of a streaming request body (of unknown length,
@@ -192,5 +194,5 @@ func (r *replayReader) WouldBlock() bool {
 	}
 	reading := b.reading
 	b.mu.Unlock()
-	return reading || mayBlock(b.body)
+	return reading || netx.MayBlock(b.body)
 }

@@ -3,6 +3,8 @@ package h2
 import (
 	"io"
 	"net/http"
+
+	"github.com/conduit-mesh/conduit/proxy/internal/netx"
 )
 
 // BufferedBody is an optional capability of a body: it can tell whether a
@@ -24,11 +26,6 @@ func (s *stream) wouldBlock() bool {
 	s.c.mu.Lock()
 	defer s.c.mu.Unlock()
 	return s.rq.n == 0 && s.rerr == nil
-}
-
-func mayBlock(body io.Reader) bool {
-	bb, ok := body.(BufferedBody)
-	return !ok || bb.WouldBlock()
 }
 
 // sender writes one side of a stream, holding wmu across frames until a
@@ -101,7 +98,7 @@ func (w *sender) copyBody(body io.Reader, buf []byte, have bool, n int, rerr err
 	}()
 	for {
 		if !have {
-			if mayBlock(body) {
+			if netx.MayBlock(body) {
 				w.flush()
 				if untilBlock {
 					return false, nil

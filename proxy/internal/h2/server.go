@@ -536,7 +536,7 @@ func (sc *serverConn) writeResponse(st *stream, req *http.Request, resp *http.Re
 	switch {
 	case noBody:
 		rerr = io.EOF
-	case !mayBlock(body):
+	case !netx.MayBlock(body):
 		n, rerr = body.Read(buf)
 		if rerr == nil && int64(n) == resp.ContentLength && n < len(buf) {
 			// Read the end too, so a pooled upstream connection is released.

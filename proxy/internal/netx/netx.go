@@ -967,6 +967,15 @@ func BufferSmallBody(r *http.Request) error {
 	return nil
 }
 
+// MayBlock reports whether a Read of r may block: true unless r can tell
+// it will not, with a WouldBlock method (h2.BufferedBody, h1's bodies, and
+// metrics.Body passing theirs through). A copy flushes what it holds
+// before such a Read, so nothing the source sent waits on what it has not.
+func MayBlock(r io.Reader) bool {
+	wb, ok := r.(interface{ WouldBlock() bool })
+	return !ok || wb.WouldBlock()
+}
+
 // HeadFirst is an httputil.ReverseProxy ModifyResponse. ReverseProxy holds
 // a fixed-length response's head until the body's first bytes arrive,
 // however late they are: a client waiting for the head (a response-header
@@ -980,7 +989,7 @@ func HeadFirst(resp *http.Response) error {
 	if resp.ContentLength <= 0 {
 		return nil
 	}
-	if wb, ok := resp.Body.(interface{ WouldBlock() bool }); ok && !wb.WouldBlock() {
+	if !MayBlock(resp.Body) {
 		return nil
 	}
 	if _, ok := resp.Header["Content-Length"]; !ok {
