@@ -431,13 +431,7 @@ func TestServeDrain(t *testing.T) {
 // status on a unary call; then with a quiet stream.
 func TestGRPCEcho(t *testing.T) {
 	t.Setenv("POD_NAME", "grpc-0")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- serveGRPC(ctx, ln, slog.New(slog.DiscardHandler)) }()
+	ln, stop := startGRPC(t)
 	var out bytes.Buffer
 	if err := grpcCmd(t.Context(), []string{"-n", "5", "-size", "70000", "-timeout", "10s", ln.Addr().String()}, &out); err != nil {
 		t.Fatal(err)
@@ -453,10 +447,7 @@ func TestGRPCEcho(t *testing.T) {
 	if got, want := strings.TrimSpace(out.String()), "1 ok pod=grpc-0 client-id=\nquiet 300ms ok"; got != want {
 		t.Errorf("output %q, want %q", got, want)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Errorf("serveGRPC after cancel: %v", err)
-	}
+	stop()
 	// Nothing listening: the command fails instead of hanging.
 	if err := grpcCmd(t.Context(), []string{"-timeout", "2s", ln.Addr().String()}, io.Discard); err == nil {
 		t.Error("grpc against a closed port succeeded")
@@ -776,19 +767,8 @@ func TestServeDelay(t *testing.T) {
 // identity each saw, and the connections the channel opened.
 func TestGRPCCalls(t *testing.T) {
 	t.Setenv("POD_NAME", "grpc-0")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- serveGRPC(ctx, ln, slog.New(slog.DiscardHandler)) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serveGRPC: %v", err)
-		}
-	}()
+	ln, stop := startGRPC(t)
+	defer stop()
 	var out bytes.Buffer
 	if err := grpcCmd(t.Context(), []string{"-calls", "7", "-size", "10", "-timeout", "10s", ln.Addr().String()}, &out); err != nil {
 		t.Fatal(err)
@@ -884,4 +864,23 @@ func startServe(t *testing.T, args ...string) (addr string, cancel context.Cance
 		}
 	}
 	return addr, cancel, errc
+}
+
+// startGRPC serves the gRPC echo (serveGRPC) on a loopback listener; stop
+// ends it and checks that it stopped cleanly.
+func startGRPC(t *testing.T) (ln net.Listener, stop func()) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- serveGRPC(ctx, ln, slog.New(slog.DiscardHandler)) }()
+	return ln, func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serveGRPC after cancel: %v", err)
+		}
+	}
 }
