@@ -86,6 +86,16 @@ type echo struct {
 	Attempt   int                 `json:"attempt"`
 }
 
+// sawClient reports, as an error, an echo whose server did not see the
+// client's identity clientID in conduit-client-id: the request did not
+// cross both proxies with mTLS.
+func (e echo) sawClient(clientID string) error {
+	if id := e.Headers["Conduit-Client-Id"]; len(id) != 1 || id[0] != clientID {
+		return fmt.Errorf("%s saw conduit-client-id %v, want %s (mTLS between the proxies)", e.Pod, id, clientID)
+	}
+	return nil
+}
+
 func decodeEchoes(t *testing.T, out string) []echo {
 	t.Helper()
 	var es []echo

@@ -48,8 +48,8 @@ func TestResponseHeadNotHeldThroughTheMesh(t *testing.T) {
 			return fmt.Errorf("testapp get %s: %w: %s %s", strings.Join(args, " "), err, out, stderr)
 		}
 		for _, e := range decodeEchoes(t, out) {
-			if id := e.Headers["Conduit-Client-Id"]; len(id) != 1 || id[0] != clientID {
-				return fmt.Errorf("the server saw conduit-client-id %v, want %s (mTLS between the proxies)", id, clientID)
+			if err := e.sawClient(clientID); err != nil {
+				return err
 			}
 		}
 		return nil

@@ -42,8 +42,8 @@ func TestControlPlaneOutage(t *testing.T) {
 		}
 		pods := map[string]int{}
 		for _, e := range decodeEchoes(t, out) {
-			if id := e.Headers["Conduit-Client-Id"]; len(id) != 1 || id[0] != clientID {
-				return nil, fmt.Errorf("%s saw conduit-client-id %v, want %s (mTLS between the proxies)", e.Pod, id, clientID)
+			if err := e.sawClient(clientID); err != nil {
+				return nil, err
 			}
 			pods[e.Pod]++
 		}

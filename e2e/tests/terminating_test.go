@@ -52,10 +52,7 @@ func TestTerminatingEndpointsServe(t *testing.T) {
 		if len(es) != 1 || es[0].Pod != pod.Name {
 			return fmt.Errorf("GET %s answered by %+v, want %s", url, es, pod.Name)
 		}
-		if id := es[0].Headers["Conduit-Client-Id"]; len(id) != 1 || id[0] != clientID {
-			return fmt.Errorf("%s saw conduit-client-id %v, want %s (mTLS between the proxies)", pod.Name, id, clientID)
-		}
-		return nil
+		return es[0].sawClient(clientID)
 	}
 	f.WaitFor(t, "the drainer through both proxies with mTLS", 2*time.Minute, func(ctx context.Context) (bool, error) {
 		err := get(ctx)
