@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -165,21 +166,39 @@ func (f *Framework) DeploymentPods(t testing.TB, ns, name string) []corev1.Pod {
 	return list.Items
 }
 
-// WaitEndpoints waits until the EndpointSlices of a Service list n ready endpoints. kube-proxy
-// programs a Service from these, a moment after the pods become Ready.
+// WaitEndpoints waits until the EndpointSlices of a Service list n ready endpoints, then until
+// kube-proxy sends the Service's IPv4 ports to exactly those: it programs a Service a moment
+// after its endpoints change, and a client outside the mesh that connects in between is refused.
 func (f *Framework) WaitEndpoints(t testing.TB, ns, service string, n int, timeout time.Duration) {
 	t.Helper()
 	var ready int
+	var want map[string]map[string]bool // port name -> ready IPv4 endpoints
 	err := poll(context.Background(), timeout, func(ctx context.Context) (bool, error) {
 		slices, err := f.Client.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=" + service})
 		if err != nil {
 			return false, err
 		}
-		ready = 0
+		ready, want = 0, map[string]map[string]bool{}
 		for _, s := range slices.Items {
 			for _, e := range s.Endpoints {
-				if e.Conditions.Ready == nil || *e.Conditions.Ready {
-					ready++
+				if e.Conditions.Ready != nil && !*e.Conditions.Ready {
+					continue
+				}
+				ready++
+				if s.AddressType != discoveryv1.AddressTypeIPv4 {
+					continue
+				}
+				for _, p := range s.Ports {
+					name := ""
+					if p.Name != nil {
+						name = *p.Name
+					}
+					if want[name] == nil {
+						want[name] = map[string]bool{}
+					}
+					for _, a := range e.Addresses {
+						want[name][a] = true
+					}
 				}
 			}
 		}
@@ -188,4 +207,5 @@ func (f *Framework) WaitEndpoints(t testing.TB, ns, service string, n int, timeo
 	if err != nil {
 		t.Fatalf("e2e: endpoints of service %s/%s: %v (%d ready, want %d)", ns, service, err, ready, n)
 	}
+	f.waitKubeProxy(t, ns, service, want, timeout)
 }

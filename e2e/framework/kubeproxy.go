@@ -1,0 +1,120 @@
+package framework
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// errNoKubeProxyRules: the rules of kube-proxy's iptables mode cannot be
+// read on this machine (not root, no iptables-save, or a cluster whose
+// kube-proxy runs elsewhere or in another mode).
+var errNoKubeProxyRules = errors.New("kube-proxy's iptables rules are not readable here")
+
+// iptablesSave returns the host's IPv4 nat table as iptables-save prints it.
+func iptablesSave(ctx context.Context) (string, error) {
+	out, err := exec.CommandContext(ctx, "iptables-save", "-t", "nat").Output()
+	if err != nil {
+		return "", fmt.Errorf("%w: iptables-save: %v", errNoKubeProxyRules, err)
+	}
+	s := string(out)
+	if !strings.Contains(s, ":KUBE-SERVICES ") {
+		return "", fmt.Errorf("%w: no KUBE-SERVICES chain in the nat table", errNoKubeProxyRules)
+	}
+	return s, nil
+}
+
+// kubeProxyEndpoints reads, from the nat table of kube-proxy's iptables mode,
+// the endpoints kube-proxy sends each port of Service ns/svc to: port name
+// ("" for an unnamed port) to the set of endpoint IPs. kube-proxy writes one
+// rule per endpoint in the port's KUBE-SVC chain, commented
+// "<ns>/<svc>[:<port>] -> <ip>:<port>"; a port without endpoints has none.
+func kubeProxyEndpoints(natTable, ns, svc string) map[string]map[string]bool {
+	prefix := ns + "/" + svc
+	got := map[string]map[string]bool{}
+	for line := range strings.SplitSeq(natTable, "\n") {
+		if !strings.HasPrefix(line, "-A KUBE-SVC-") || !strings.Contains(line, "-j KUBE-SEP-") {
+			continue
+		}
+		_, c, ok := strings.Cut(line, `--comment "`)
+		if !ok {
+			continue
+		}
+		c, _, ok = strings.Cut(c, `"`)
+		if !ok {
+			continue
+		}
+		name, addr, ok := strings.Cut(c, " -> ")
+		if !ok {
+			continue
+		}
+		port, ok := strings.CutPrefix(name, prefix)
+		if !ok || port != "" && !strings.HasPrefix(port, ":") {
+			continue // another Service, perhaps one whose name starts with svc
+		}
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			continue
+		}
+		port = strings.TrimPrefix(port, ":")
+		if got[port] == nil {
+			got[port] = map[string]bool{}
+		}
+		got[port][host] = true
+	}
+	return got
+}
+
+// kubeProxyMissing says which of want (port name to ready endpoint IPs) the
+// rules in have do not match, "" when every port goes to exactly its ready
+// endpoints.
+func kubeProxyMissing(have, want map[string]map[string]bool) string {
+	var diffs []string
+	for _, port := range slices.Sorted(maps.Keys(want)) {
+		if !maps.Equal(have[port], want[port]) {
+			diffs = append(diffs, fmt.Sprintf("port %q to %v, want %v", port, slices.Sorted(maps.Keys(have[port])), slices.Sorted(maps.Keys(want[port]))))
+		}
+	}
+	return strings.Join(diffs, "; ")
+}
+
+// waitKubeProxy waits until kube-proxy sends every port of Service ns/svc to
+// exactly the ready endpoints in want. kube-proxy programs a Service a
+// moment after its EndpointSlices change: a client outside the mesh that
+// connects in between is refused (no endpoints yet) or sent to the
+// endpoints of before. Where kube-proxy's rules cannot be read, it logs so
+// and returns: the EndpointSlices are all there is to wait for.
+func (f *Framework) waitKubeProxy(t testing.TB, ns, svc string, want map[string]map[string]bool, timeout time.Duration) {
+	t.Helper()
+	if _, err := iptablesSave(context.Background()); err != nil {
+		t.Logf("e2e: service %s/%s: not waiting for kube-proxy: %v", ns, svc, err)
+		return
+	}
+	var last, first string
+	start := time.Now()
+	err := poll(context.Background(), timeout, func(ctx context.Context) (bool, error) {
+		nat, err := iptablesSave(ctx)
+		if err != nil {
+			return false, err
+		}
+		last = kubeProxyMissing(kubeProxyEndpoints(nat, ns, svc), want)
+		if first == "" {
+			first = last
+		}
+		return last == "", nil
+	})
+	if err != nil {
+		t.Fatalf("e2e: service %s/%s: kube-proxy sends %s: %v", ns, svc, last, err)
+	}
+	if first != "" {
+		// Worth a line: a client outside the mesh would have been refused or misrouted.
+		t.Logf("e2e: service %s/%s: kube-proxy programmed %v after its endpoints were ready (it sent %s)", ns, svc, time.Since(start).Round(time.Millisecond), first)
+	}
+}
