@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	discoveryv1 "k8s.io/api/discovery/v1"
 )
 
 // errNoKubeProxyRules: the rules of kube-proxy's iptables mode cannot be
@@ -18,11 +20,12 @@ import (
 // kube-proxy runs elsewhere or in another mode).
 var errNoKubeProxyRules = errors.New("kube-proxy's iptables rules are not readable here")
 
-// iptablesSave returns the host's IPv4 nat table as iptables-save prints it.
-func iptablesSave(ctx context.Context) (string, error) {
-	out, err := exec.CommandContext(ctx, "iptables-save", "-t", "nat").Output()
+// iptablesSave returns the host's nat table of one address family
+// (iptables-save or ip6tables-save) as it prints it.
+func iptablesSave(ctx context.Context, save string) (string, error) {
+	out, err := exec.CommandContext(ctx, save, "-t", "nat").Output()
 	if err != nil {
-		return "", fmt.Errorf("%w: iptables-save: %v", errNoKubeProxyRules, err)
+		return "", fmt.Errorf("%w: %s: %v", errNoKubeProxyRules, save, err)
 	}
 	s := string(out)
 	if !strings.Contains(s, ":KUBE-SERVICES ") {
@@ -85,36 +88,51 @@ func kubeProxyMissing(have, want map[string]map[string]bool) string {
 	return strings.Join(diffs, "; ")
 }
 
+// saveCommands: the command that prints the nat table kube-proxy writes
+// each address family's rules to.
+var saveCommands = map[discoveryv1.AddressType]string{
+	discoveryv1.AddressTypeIPv4: "iptables-save",
+	discoveryv1.AddressTypeIPv6: "ip6tables-save",
+}
+
 // waitKubeProxy waits until kube-proxy sends every port of Service ns/svc to
-// exactly the ready endpoints in want. kube-proxy programs a Service a
-// moment after its EndpointSlices change: a client outside the mesh that
-// connects in between is refused (no endpoints yet) or sent to the
-// endpoints of before. Where kube-proxy's rules cannot be read, it logs so
-// and returns: the EndpointSlices are all there is to wait for.
-func (f *Framework) waitKubeProxy(t testing.TB, ns, svc string, want map[string]map[string]bool, timeout time.Duration) {
+// exactly the ready endpoints in want (per address family, port name to
+// endpoint IPs). kube-proxy programs a Service a moment after its
+// EndpointSlices change: a client outside the mesh that connects in
+// between is refused (no endpoints yet) or sent to the endpoints of
+// before. Where kube-proxy's rules cannot be read, it logs so and returns:
+// the EndpointSlices are all there is to wait for.
+func (f *Framework) waitKubeProxy(t testing.TB, ns, svc string, want map[discoveryv1.AddressType]map[string]map[string]bool, timeout time.Duration) {
 	t.Helper()
-	if _, err := iptablesSave(context.Background()); err != nil {
-		t.Logf("e2e: service %s/%s: not waiting for kube-proxy: %v", ns, svc, err)
-		return
-	}
-	var last, first string
-	start := time.Now()
-	err := poll(context.Background(), timeout, func(ctx context.Context) (bool, error) {
-		nat, err := iptablesSave(ctx)
+	for _, family := range slices.Sorted(maps.Keys(want)) {
+		save := saveCommands[family]
+		if save == "" {
+			continue // FQDN slices: kube-proxy ignores them
+		}
+		if _, err := iptablesSave(context.Background(), save); err != nil {
+			t.Logf("e2e: service %s/%s: not waiting for kube-proxy: %v", ns, svc, err)
+			continue
+		}
+		var last, first string
+		start := time.Now()
+		err := poll(context.Background(), timeout, func(ctx context.Context) (bool, error) {
+			nat, err := iptablesSave(ctx, save)
+			if err != nil {
+				return false, err
+			}
+			last = kubeProxyMissing(kubeProxyEndpoints(nat, ns, svc), want[family])
+			if first == "" {
+				first = last
+			}
+			return last == "", nil
+		})
 		if err != nil {
-			return false, err
+			t.Fatalf("e2e: service %s/%s: kube-proxy (%s) sends %s: %v", ns, svc, family, last, err)
 		}
-		last = kubeProxyMissing(kubeProxyEndpoints(nat, ns, svc), want)
-		if first == "" {
-			first = last
+		if first != "" {
+			// Worth a line: a client outside the mesh would have been refused or misrouted.
+			t.Logf("e2e: service %s/%s: kube-proxy (%s) programmed %v after its endpoints were ready (it sent %s)",
+				ns, svc, family, time.Since(start).Round(time.Millisecond), first)
 		}
-		return last == "", nil
-	})
-	if err != nil {
-		t.Fatalf("e2e: service %s/%s: kube-proxy sends %s: %v", ns, svc, last, err)
-	}
-	if first != "" {
-		// Worth a line: a client outside the mesh would have been refused or misrouted.
-		t.Logf("e2e: service %s/%s: kube-proxy programmed %v after its endpoints were ready (it sent %s)", ns, svc, time.Since(start).Round(time.Millisecond), first)
 	}
 }

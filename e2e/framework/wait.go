@@ -166,38 +166,39 @@ func (f *Framework) DeploymentPods(t testing.TB, ns, name string) []corev1.Pod {
 	return list.Items
 }
 
-// WaitEndpoints waits until the EndpointSlices of a Service list n ready endpoints, then until
-// kube-proxy sends the Service's IPv4 ports to exactly those: it programs a Service a moment
-// after its endpoints change, and a client outside the mesh that connects in between is refused.
+// WaitEndpoints waits until the EndpointSlices of a Service list n ready endpoints (counted over
+// every slice: a dual-stack Service's pod counts once per family), then until kube-proxy sends
+// each port of each family to exactly those: it programs a Service a moment after its endpoints
+// change, and a client outside the mesh that connects in between is refused.
 func (f *Framework) WaitEndpoints(t testing.TB, ns, service string, n int, timeout time.Duration) {
 	t.Helper()
 	var ready int
-	var want map[string]map[string]bool // port name -> ready IPv4 endpoints
+	var want map[discoveryv1.AddressType]map[string]map[string]bool // family -> port name -> ready endpoint IPs
 	err := poll(context.Background(), timeout, func(ctx context.Context) (bool, error) {
 		slices, err := f.Client.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=" + service})
 		if err != nil {
 			return false, err
 		}
-		ready, want = 0, map[string]map[string]bool{}
+		ready, want = 0, map[discoveryv1.AddressType]map[string]map[string]bool{}
 		for _, s := range slices.Items {
 			for _, e := range s.Endpoints {
 				if e.Conditions.Ready != nil && !*e.Conditions.Ready {
 					continue
 				}
 				ready++
-				if s.AddressType != discoveryv1.AddressTypeIPv4 {
-					continue
-				}
 				for _, p := range s.Ports {
 					name := ""
 					if p.Name != nil {
 						name = *p.Name
 					}
-					if want[name] == nil {
-						want[name] = map[string]bool{}
+					if want[s.AddressType] == nil {
+						want[s.AddressType] = map[string]map[string]bool{}
+					}
+					if want[s.AddressType][name] == nil {
+						want[s.AddressType][name] = map[string]bool{}
 					}
 					for _, a := range e.Addresses {
-						want[name][a] = true
+						want[s.AddressType][name][a] = true
 					}
 				}
 			}

@@ -64,6 +64,9 @@ func TestDualStack(t *testing.T) {
 	server := f.WaitPodsReady(t, ns, "app=server", 1, 3*time.Minute)[0]
 	f.WaitPodsReady(t, ns, "app in (client, client-v4)", 2, 3*time.Minute)
 	f.WaitPodsReady(t, plain, "app=plain", 1, 2*time.Minute)
+	// client-v4's IPv6 traffic (its proxy serves IPv4 only) and plain's go
+	// through kube-proxy's IPv6 rules.
+	f.WaitEndpoints(t, ns, "server6", 1, time.Minute)
 	serverV6 := podIPv6(t, server)
 	clientID := "default." + ns + ".serviceaccount.identity." + framework.ControlPlaneNamespace + ".cluster.local"
 

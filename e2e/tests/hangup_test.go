@@ -30,6 +30,8 @@ func TestClientHangUpReachesTheApp(t *testing.T) {
 		sleeperPod("client-h1", f.Image("testapp"), `config.conduit.dev/proxy-http1-transport: http1`)))
 	f.WaitPodsReady(t, ns, "app=server", 1, 3*time.Minute)
 	f.WaitPodsReady(t, ns, "app in (client, client-h1)", 2, 3*time.Minute)
+	// The first request may go to the Service's cluster IP (below): kube-proxy must know it.
+	f.WaitEndpoints(t, ns, "server", 1, time.Minute)
 
 	abandoned := func(ctx context.Context, client string) (string, error) {
 		out, stderr, err := f.ExecE(ctx, ns, client, client, nil, "testapp", "get", "http://server:8080/abandoned")

@@ -164,6 +164,8 @@ func TestInjector(t *testing.T) {
 	servers := f.WaitPodsReady(t, meshed, "app=server", 1, 3*time.Minute)
 	f.WaitPodsReady(t, meshed, "app=client", 1, 3*time.Minute)
 	f.WaitPodsReady(t, plain, "app=plain", 1, 2*time.Minute)
+	// The first meshed request below must already go through both proxies.
+	f.WaitEndpoints(t, meshed, "server", 1, time.Minute)
 	server := servers[0]
 
 	t.Run("annotated pods are injected", func(t *testing.T) {

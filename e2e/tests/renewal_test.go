@@ -39,6 +39,9 @@ func TestIdentityRenewalUnderTraffic(t *testing.T) {
 	f.Apply(t, ns, injectorApps(f.Image("testapp")))
 	server := f.WaitPodsReady(t, ns, "app=server", 1, 3*time.Minute)[0]
 	f.WaitPodsReady(t, ns, "app=client", 1, 3*time.Minute)
+	// No request may fail: the first ones may go to the Service's cluster IP
+	// (before discovery knows it), so kube-proxy must know it.
+	f.WaitEndpoints(t, ns, "server", 1, time.Minute)
 
 	// The certificate each proxy presents, from its admin endpoint.
 	cert := func(t *testing.T, pod string) *x509.Certificate {
