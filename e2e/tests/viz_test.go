@@ -256,6 +256,7 @@ func TestViz(t *testing.T) {
 		t.Errorf("mesh viz check: %v\n%s", r.Err, r.Stdout)
 	}
 
+	t.Run("check --viz-namespace", func(t *testing.T) { vizCheckNamespace(t, f, ns) })
 	t.Run("routes", func(t *testing.T) { vizRoutes(t, f, ns) })
 	t.Run("dashboard", func(t *testing.T) { vizDashboard(t, f, ns) })
 	t.Run("tap", func(t *testing.T) { vizTap(t, f, ns) })
@@ -490,4 +491,65 @@ func vizEq(p *float64, want float64) bool { return p != nil && math.Abs(*p-want)
 // vizNear reports whether p is within rel (relative) of want.
 func vizNear(p *float64, want, rel float64) bool {
 	return p != nil && math.Abs(*p-want) <= want*rel
+}
+
+// vizCheckJSON is the part of `mesh viz check -o json` the tests read.
+type vizCheckJSON struct {
+	Success    bool `json:"success"`
+	Categories []struct {
+		Name   string `json:"categoryName"`
+		Checks []struct {
+			Description string `json:"description"`
+			Result      string `json:"result"`
+			Error       string `json:"error"`
+		} `json:"checks"`
+	} `json:"categories"`
+}
+
+// vizCheckNamespace runs `mesh viz check --viz-namespace`, the flag the viz
+// plugin declares and the host passes on: named, the namespace viz is in
+// passes; a namespace without viz (the app's, which exists but is not
+// labelled for viz) and one that does not exist fail, each with an error
+// that names it. Without the flag (above) viz is found by its label, so
+// these show that the value reaches the plugin's checks.
+func vizCheckNamespace(t *testing.T, f *framework.Framework, appNS string) {
+	ctx := framework.Context(t, 2*time.Minute)
+	missing := "conduit-viz-missing-" + appNS
+	for _, tc := range []struct {
+		ns      string
+		success bool
+		want    string // in the description (success) or the error (failure) of a check
+	}{
+		{"conduit-viz", true, "viz namespace conduit-viz exists"},
+		{appNS, false, "namespace " + appNS + " has no label conduit.dev/extension=viz"},
+		{missing, false, "namespace " + missing + " not found"},
+	} {
+		r := f.RunMesh(ctx, "viz", "check", "--viz-namespace", tc.ns, "-o", "json")
+		if (r.Err == nil) != tc.success {
+			t.Errorf("mesh viz check --viz-namespace %s: %v, want success %v:\n%s%s", tc.ns, r.Err, tc.success, r.Stdout, r.Stderr)
+			continue
+		}
+		var out vizCheckJSON
+		if err := json.Unmarshal([]byte(r.Stdout), &out); err != nil {
+			t.Errorf("mesh viz check --viz-namespace %s -o json: %v:\n%s", tc.ns, err, r.Stdout)
+			continue
+		}
+		found := false
+		for _, c := range out.Categories {
+			for _, ch := range c.Checks {
+				if c.Name != "conduit-viz" {
+					continue
+				}
+				if ch.Result != "success" && tc.success {
+					t.Errorf("--viz-namespace %s: check %q: %s %s", tc.ns, ch.Description, ch.Result, ch.Error)
+				}
+				if tc.success && ch.Description == tc.want || !tc.success && ch.Result != "success" && strings.Contains(ch.Error, tc.want) {
+					found = true
+				}
+			}
+		}
+		if out.Success != tc.success || !found {
+			t.Errorf("mesh viz check --viz-namespace %s: success %v, want %v, with a conduit-viz check saying %q:\n%s", tc.ns, out.Success, tc.success, tc.want, r.Stdout)
+		}
+	}
 }
