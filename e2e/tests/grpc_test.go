@@ -32,7 +32,8 @@ spec:
 // stream of 50 messages, each echoed back before the next is sent, with its
 // trailer, and a unary call's error status. The server sees the client's
 // identity in conduit-client-id, and both proxies count the calls as TLS
-// requests with gRPC classification. Then a stream held open with nothing
+// requests with gRPC classification. A call the client cancels (no
+// deadline) ends in the server application. Then a stream held open with nothing
 // on it, on a channel with keepalive, outlives the proxies' and the
 // client's PINGs.
 func TestGRPCThroughTheMesh(t *testing.T) {
@@ -77,6 +78,38 @@ func TestGRPCThroughTheMesh(t *testing.T) {
 			t.Errorf("%s's proxy counts %v requests matching %v, want at least 2", c.pod, n, c.labels)
 		}
 	}
+
+	// A call its client cancels ends in the server application too: the
+	// client's RST_STREAM crosses both proxies. The call has no deadline
+	// (no grpc-timeout), so nothing else could end it before its 2 minute
+	// hold; the application counts it in /abandoned (read from the server
+	// pod's own loopback, past its proxy).
+	abandoned := func(ctx context.Context) (string, error) {
+		out, stderr, err := f.ExecE(ctx, ns, server.Name, "server", nil, "testapp", "get", "-timeout", "5s", "http://127.0.0.1:8080/abandoned")
+		if err != nil {
+			return "", fmt.Errorf("testapp get /abandoned: %w: %s", err, stderr)
+		}
+		return strings.TrimSpace(out), nil
+	}
+	if n, err := abandoned(framework.Context(t, time.Minute)); err != nil || n != "0" {
+		t.Fatalf("/abandoned before any cancellation: %q %v, want 0", n, err)
+	}
+	start := time.Now()
+	if out, stderr, err := f.ExecE(framework.Context(t, time.Minute), ns, "client", "client", nil,
+		"testapp", "grpc", "-hold", "2m", "-cancel-after", "2s", "grpc-server:9090"); err != nil {
+		t.Fatalf("testapp grpc -cancel-after 2s: %v: %s %s", err, out, stderr)
+	}
+	f.WaitFor(t, "the cancelled call to end in the server application", 20*time.Second, func(ctx context.Context) (bool, error) {
+		n, err := abandoned(ctx)
+		if err != nil {
+			return false, err
+		}
+		if n != "1" {
+			return false, fmt.Errorf("/abandoned says %q, want 1", n)
+		}
+		return true, nil
+	})
+	t.Logf("a gRPC call cancelled after 2s ended in the server application %v after it was made", time.Since(start).Round(100*time.Millisecond))
 
 	// A stream that stays open with nothing on it, as a watch does. The
 	// client's grpc-go keepalive PINGs its proxy every 10 s and gives the

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -15,27 +16,68 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// Register adds the echo service to s. Its UnaryCall and FullDuplexCall
-// echo payloads (UnaryCall fails with the status a request asks for);
+// Register adds the echo service to s and returns it. Its UnaryCall and
+// FullDuplexCall echo payloads (UnaryCall fails with the status a request
+// asks for, and waits first when the call's metadata asks it to: HoldKey);
 // each call answers with the header "pod" (pod) and "seen-client-id" (the
 // conduit-client-id it received) and the trailer "echo-trailer: done".
-func Register(s *grpc.Server, pod string) {
-	testgrpc.RegisterTestServiceServer(s, echo{pod: pod})
+func Register(s *grpc.Server, pod string) *Service {
+	e := &Service{pod: pod}
+	testgrpc.RegisterTestServiceServer(s, e)
+	return e
 }
 
-type echo struct {
+// HoldKey is the metadata key of a unary call that asks the echo to wait,
+// for a Go duration ("2m"), before it answers: a slow call, which its
+// client may give up on (Service.Abandoned).
+const HoldKey = "echo-hold"
+
+// Service is the echo service.
+type Service struct {
 	testgrpc.UnimplementedTestServiceServer
-	pod string
+	pod       string
+	abandoned atomic.Int64
 }
 
-func (e echo) header(ctx context.Context) metadata.MD {
+// Abandoned is how many held calls ended because their client cancelled
+// them (the call's context ended: RST_STREAM, or the connection closed)
+// before the hold was over.
+func (e *Service) Abandoned() int64 { return e.abandoned.Load() }
+
+func (e *Service) header(ctx context.Context) metadata.MD {
 	md, _ := metadata.FromIncomingContext(ctx)
 	return metadata.Pairs("pod", e.pod, "seen-client-id", strings.Join(md.Get("conduit-client-id"), ","))
 }
 
+// hold waits as long as the call's HoldKey asks, or until the call's
+// context ends (counted by Abandoned, and returned as its status).
+func (e *Service) hold(ctx context.Context) error {
+	md, _ := metadata.FromIncomingContext(ctx)
+	v := md.Get(HoldKey)
+	if len(v) == 0 {
+		return nil
+	}
+	d, err := time.ParseDuration(v[0])
+	if err != nil || d < 0 {
+		return status.Errorf(codes.InvalidArgument, "grpcecho: %s %q: want a duration such as 2m", HoldKey, v[0])
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		e.abandoned.Add(1)
+		return status.FromContextError(ctx.Err()).Err()
+	}
+}
+
 var trailer = metadata.Pairs("echo-trailer", "done")
 
-func (e echo) UnaryCall(ctx context.Context, in *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
+func (e *Service) UnaryCall(ctx context.Context, in *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
+	if err := e.hold(ctx); err != nil {
+		return nil, err
+	}
 	_ = grpc.SetHeader(ctx, e.header(ctx))
 	_ = grpc.SetTrailer(ctx, trailer)
 	if st := in.GetResponseStatus(); st != nil {
@@ -44,7 +86,7 @@ func (e echo) UnaryCall(ctx context.Context, in *testgrpc.SimpleRequest) (*testg
 	return &testgrpc.SimpleResponse{Payload: in.GetPayload()}, nil
 }
 
-func (e echo) FullDuplexCall(stream testgrpc.TestService_FullDuplexCallServer) error {
+func (e *Service) FullDuplexCall(stream testgrpc.TestService_FullDuplexCallServer) error {
 	if err := stream.SendHeader(e.header(stream.Context())); err != nil {
 		return err
 	}
@@ -217,4 +259,26 @@ func UnaryCalls(ctx context.Context, conn grpc.ClientConnInterface, n, size int)
 		t.ClientIDs[strings.Join(header.Get("seen-client-id"), ",")]++
 	}
 	return t, nil
+}
+
+// CancelHeld makes a unary call that asks the echo to hold it (HoldKey)
+// for hold, and cancels it after after, without a deadline: the server
+// learns of the cancellation only from the call's RST_STREAM (a deadline
+// would reach it as grpc-timeout, and end the call there by itself). It
+// returns nil when the call was cancelled unanswered, and an error when
+// it was answered or failed otherwise.
+func CancelHeld(ctx context.Context, conn grpc.ClientConnInterface, hold, after time.Duration) error {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	t := time.AfterFunc(after, cancel)
+	defer t.Stop()
+	ctx = metadata.AppendToOutgoingContext(ctx, HoldKey, hold.String())
+	_, err := testgrpc.NewTestServiceClient(conn).UnaryCall(ctx, &testgrpc.SimpleRequest{})
+	switch {
+	case err == nil:
+		return fmt.Errorf("grpcecho: a call held for %v was answered before it was cancelled after %v", hold, after)
+	case status.Code(err) != codes.Canceled:
+		return fmt.Errorf("grpcecho: a held call: %w, want it cancelled after %v", err, after)
+	}
+	return nil
 }

@@ -8,6 +8,7 @@
 //	testapp tcp [-banner D] ADDR MESSAGE          send MESSAGE, print what comes back (-banner: read the server's greeting first)
 //	testapp grpc [-n N] [-quiet D] ADDR           a full-duplex gRPC stream of N echoed messages (then one quiet for D)
 //	testapp grpc -calls N ADDR                    N unary calls on one channel: which pods answered them (JSON)
+//	testapp grpc -cancel-after D [-hold H] ADDR   a unary call the server holds for H, cancelled after D without a deadline
 //	testapp ws [-n N] [-message M] [-hold D] URL  a WebSocket of N echoed messages "M i" (then wait up to D for the server to close it)
 //	testapp sleep                                 idle until SIGTERM (a client pod)
 //
@@ -59,7 +60,10 @@
 // grpc -calls N instead makes N small unary calls one after the other on
 // one channel and prints a JSON line with the calls each pod answered, the
 // conduit-client-id each call's server saw, and the connections the channel
-// opened.
+// opened. grpc -cancel-after D makes one call that the server is to hold
+// (metadata echo-hold: H) and cancels it after D; it has no deadline, so
+// only the call's RST_STREAM tells the server, whose /abandoned counts the
+// held calls cancelled so, with the HTTP requests.
 //
 // As a load generator, get sends requests until -duration has passed or
 // (-until-eof) its stdin is closed; -keep-going counts failures instead of

@@ -23,9 +23,7 @@ import (
 
 // serveGRPC serves the grpcecho service on ln until ctx ends, then stops
 // gracefully.
-func serveGRPC(ctx context.Context, ln net.Listener, log *slog.Logger) error {
-	srv := grpc.NewServer()
-	grpcecho.Register(srv, podName())
+func serveGRPC(ctx context.Context, srv *grpc.Server, ln net.Listener, log *slog.Logger) error {
 	go func() {
 		<-ctx.Done()
 		srv.GracefulStop()
@@ -47,6 +45,12 @@ func serveGRPC(ctx context.Context, ln net.Listener, log *slog.Logger) error {
 // ping after K without a frame, with or without streams, and give up on the
 // connection when the PING is not answered within 2 s.
 //
+// With -cancel-after C it makes one unary call that asks the server to hold
+// it for -hold H (grpcecho.HoldKey) and cancels it after C, without a
+// deadline, so that only the call's RST_STREAM tells the server (whose
+// /abandoned then counts it); it prints "cancelled after C" and fails if
+// the call was answered or failed otherwise.
+//
 // With -calls C it makes C unary calls of B bytes instead, one after the
 // other on the one channel, and prints one JSON line: how many calls each
 // pod answered, how many saw each conduit-client-id, and how many
@@ -62,7 +66,9 @@ func grpcCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	ka := fs.Duration("keepalive", 0, "client keepalive time (0: none; grpc-go raises less than 10s to 10s)")
 	quiet := fs.Duration("quiet", 0, "then hold a stream without a message for this long (0: no)")
 	calls := fs.Int("calls", 0, "instead, make this many unary calls of -size bytes one after the other and print which pods answered them, as JSON (0: no)")
-	if err := fs.Parse(args); err != nil || fs.NArg() != 1 || *n < 1 || *size < 0 || *unary < 16 || *unary%16 != 0 || *ka < 0 || *quiet < 0 || *calls < 0 {
+	cancelAfter := fs.Duration("cancel-after", 0, "instead, make one unary call the server holds for -hold and cancel it after this long, without a deadline (0: no)")
+	hold := fs.Duration("hold", 2*time.Minute, "with -cancel-after: how long the server is to hold the call")
+	if err := fs.Parse(args); err != nil || fs.NArg() != 1 || *n < 1 || *size < 0 || *unary < 16 || *unary%16 != 0 || *ka < 0 || *quiet < 0 || *calls < 0 || *cancelAfter < 0 || *hold < 0 {
 		return errUsage
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
@@ -78,6 +84,13 @@ func grpcCmd(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("testapp: grpc: %w", err)
 	}
 	defer conn.Close()
+	if *cancelAfter > 0 {
+		if err := grpcecho.CancelHeld(ctx, conn, *hold, *cancelAfter); err != nil {
+			return fmt.Errorf("testapp: %w", err)
+		}
+		_, err := fmt.Fprintf(stdout, "cancelled after %v\n", *cancelAfter)
+		return err
+	}
 	if *calls > 0 {
 		t, err := grpcecho.UnaryCalls(ctx, conn, *calls, *size)
 		if err != nil {

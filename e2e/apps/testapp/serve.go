@@ -17,6 +17,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/conduit-mesh/conduit/pkg/grpcecho"
+	"google.golang.org/grpc"
 )
 
 // Echo is the JSON body of every answer of the HTTP server.
@@ -72,6 +75,9 @@ type handlerConfig struct {
 	// /ws, /websockets and /abandoned: a slow application whose probes
 	// and test hooks still answer at once.
 	delay time.Duration
+	// alsoAbandoned, when set, counts more abandoned requests for
+	// /abandoned: the gRPC echo's held calls cancelled by their client.
+	alsoAbandoned func() int64
 }
 
 // counters counts requests by key.
@@ -103,7 +109,11 @@ func newHandler(c handlerConfig) http.Handler {
 		fmt.Fprintln(w, c.ws.open())
 	})
 	mux.HandleFunc("/abandoned", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintln(w, abandoned.Load())
+		n := abandoned.Load()
+		if c.alsoAbandoned != nil {
+			n += c.alsoAbandoned()
+		}
+		fmt.Fprintln(w, n)
 	})
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if c.draining != nil && c.draining.Load() {
@@ -272,10 +282,16 @@ func serveCmd(ctx context.Context, log *slog.Logger, args []string) error {
 	}
 	var draining atomic.Bool
 	ws := newWSHub(podName(), log)
-	h := newHandler(handlerConfig{
+	hc := handlerConfig{
 		pod: podName(), namespace: os.Getenv("POD_NAMESPACE"), log: log, upstream: *upstream, draining: &draining, ws: ws, delay: *delay,
 		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 16}},
-	})
+	}
+	var grpcSrv *grpc.Server
+	if *grpcAddr != "" {
+		grpcSrv = grpc.NewServer()
+		hc.alsoAbandoned = grpcecho.Register(grpcSrv, podName()).Abandoned
+	}
+	h := newHandler(hc)
 	// HTTP/1.1, and HTTP/2 without TLS from a client that knows (get -h2c).
 	protos := new(http.Protocols)
 	protos.SetHTTP1(true)
@@ -327,7 +343,7 @@ func serveCmd(ctx context.Context, log *slog.Logger, args []string) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := serveGRPC(ctx, gl, log); err != nil {
+			if err := serveGRPC(ctx, grpcSrv, gl, log); err != nil {
 				errs <- err
 			}
 		}()

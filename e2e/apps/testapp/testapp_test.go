@@ -876,11 +876,57 @@ func startGRPC(t *testing.T) (ln net.Listener, stop func()) {
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	go func() { done <- serveGRPC(ctx, ln, slog.New(slog.DiscardHandler)) }()
+	srv := grpc.NewServer()
+	grpcecho.Register(srv, "grpc-0")
+	go func() { done <- serveGRPC(ctx, srv, ln, slog.New(slog.DiscardHandler)) }()
 	return ln, func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("serveGRPC after cancel: %v", err)
+		}
+	}
+}
+
+// TestGRPCCancelCounted: testapp grpc -cancel-after cancels a held call,
+// and the serving testapp's /abandoned counts it (its gRPC echo shares the
+// count with the HTTP server); a call not held long enough to be cancelled
+// fails grpc -cancel-after and is not counted.
+func TestGRPCCancelCounted(t *testing.T) {
+	gl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	grpcAddr := gl.Addr().String()
+	gl.Close()
+	addr, cancel, done := startServe(t, "-grpc-addr", grpcAddr)
+	defer func() { cancel(); <-done }()
+	abandoned := func() string {
+		t.Helper()
+		resp, err := http.Get("http://" + addr + "/abandoned")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return strings.TrimSpace(string(b))
+	}
+	var out bytes.Buffer
+	if err := grpcCmd(t.Context(), []string{"-hold", "10ms", "-cancel-after", "5s", grpcAddr}, &out); err == nil || !strings.Contains(err.Error(), "answered") {
+		t.Fatalf("grpc -hold 10ms -cancel-after 5s: %v, want an error saying the call was answered", err)
+	}
+	if got := abandoned(); got != "0" {
+		t.Fatalf("/abandoned after an answered call: %s, want 0", got)
+	}
+	out.Reset()
+	if err := grpcCmd(t.Context(), []string{"-cancel-after", "100ms", grpcAddr}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.String(); got != "cancelled after 100ms\n" {
+		t.Errorf("grpc -cancel-after 100ms printed %q", got)
+	}
+	for start := time.Now(); abandoned() != "1"; time.Sleep(10 * time.Millisecond) {
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("/abandoned: %s, want 1 after a cancelled call", abandoned())
 		}
 	}
 }
