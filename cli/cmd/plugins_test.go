@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/conduit-mesh/conduit/cli/healthcheck"
 	"github.com/conduit-mesh/conduit/pkg/pluginhost"
 	sdk "github.com/conduit-mesh/conduit/plugin-sdk"
 	"github.com/conduit-mesh/conduit/plugin-sdk/client"
@@ -219,22 +220,12 @@ func TestPluginCheckFailureJSON(t *testing.T) {
 	if rep.Success {
 		t.Error("the run succeeds though the extension's checks did not run")
 	}
-	var got struct {
-		Success    bool `json:"success"`
-		Categories []struct {
-			Name   string `json:"categoryName"`
-			Checks []struct {
-				Description string `json:"description"`
-				Result      string `json:"result"`
-				Error       string `json:"error"`
-			} `json:"checks"`
-		} `json:"categories"`
-	}
+	var got healthcheck.Report
 	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
 		t.Fatalf("not JSON: %v\n%s", err, out.String())
 	}
 	if got.Success || len(got.Categories) != 1 || got.Categories[0].Name != "hello" || len(got.Categories[0].Checks) != 1 ||
-		got.Categories[0].Checks[0].Result != "error" || !strings.Contains(got.Categories[0].Checks[0].Error, "plugin exited") {
+		got.Categories[0].Checks[0].Status != healthcheck.Failure || !strings.Contains(got.Categories[0].Checks[0].Error, "plugin exited") {
 		t.Errorf("report:\n%s", out.String())
 	}
 }

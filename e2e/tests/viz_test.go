@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/conduit-mesh/conduit/cli/healthcheck"
 	"github.com/conduit-mesh/conduit/e2e/framework"
 )
 
@@ -493,19 +494,6 @@ func vizNear(p *float64, want, rel float64) bool {
 	return p != nil && math.Abs(*p-want) <= want*rel
 }
 
-// vizCheckJSON is the part of `mesh viz check -o json` the tests read.
-type vizCheckJSON struct {
-	Success    bool `json:"success"`
-	Categories []struct {
-		Name   string `json:"categoryName"`
-		Checks []struct {
-			Description string `json:"description"`
-			Result      string `json:"result"`
-			Error       string `json:"error"`
-		} `json:"checks"`
-	} `json:"categories"`
-}
-
 // vizCheckNamespace runs `mesh viz check --viz-namespace`, the flag the viz
 // plugin declares and the host passes on: named, the namespace viz is in
 // passes; a namespace without viz (the app's, which exists but is not
@@ -529,7 +517,7 @@ func vizCheckNamespace(t *testing.T, f *framework.Framework, appNS string) {
 			t.Errorf("mesh viz check --viz-namespace %s: %v, want success %v:\n%s%s", tc.ns, r.Err, tc.success, r.Stdout, r.Stderr)
 			continue
 		}
-		var out vizCheckJSON
+		var out healthcheck.Report
 		if err := json.Unmarshal([]byte(r.Stdout), &out); err != nil {
 			t.Errorf("mesh viz check --viz-namespace %s -o json: %v:\n%s", tc.ns, err, r.Stdout)
 			continue
@@ -540,10 +528,10 @@ func vizCheckNamespace(t *testing.T, f *framework.Framework, appNS string) {
 				if c.Name != "conduit-viz" {
 					continue
 				}
-				if ch.Result != "success" && tc.success {
-					t.Errorf("--viz-namespace %s: check %q: %s %s", tc.ns, ch.Description, ch.Result, ch.Error)
+				if ch.Status != healthcheck.Success && tc.success {
+					t.Errorf("--viz-namespace %s: check %q: %s %s", tc.ns, ch.Description, ch.Status, ch.Error)
 				}
-				if tc.success && ch.Description == tc.want || !tc.success && ch.Result != "success" && strings.Contains(ch.Error, tc.want) {
+				if tc.success && ch.Description == tc.want || !tc.success && ch.Status != healthcheck.Success && strings.Contains(ch.Error, tc.want) {
 					found = true
 				}
 			}
