@@ -38,12 +38,13 @@ func iptablesSave(ctx context.Context, save string) (string, error) {
 // the endpoints kube-proxy sends each port of Service ns/svc to: port name
 // ("" for an unnamed port) to the set of endpoint IPs. kube-proxy writes one
 // rule per endpoint in the port's KUBE-SVC chain, commented
-// "<ns>/<svc>[:<port>] -> <ip>:<port>"; a port without endpoints has none.
+// "<ns>/<svc>[:<port>] -> <ip>:<port>" (KUBE-SVL for a Local traffic
+// policy: on one node, the same endpoints); a port without endpoints has none.
 func kubeProxyEndpoints(natTable, ns, svc string) map[string]map[string]bool {
 	prefix := ns + "/" + svc
 	got := map[string]map[string]bool{}
 	for line := range strings.SplitSeq(natTable, "\n") {
-		if !strings.HasPrefix(line, "-A KUBE-SVC-") || !strings.Contains(line, "-j KUBE-SEP-") {
+		if !strings.HasPrefix(line, "-A KUBE-SVC-") && !strings.HasPrefix(line, "-A KUBE-SVL-") || !strings.Contains(line, "-j KUBE-SEP-") {
 			continue
 		}
 		_, c, ok := strings.Cut(line, `--comment "`)

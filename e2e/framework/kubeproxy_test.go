@@ -7,10 +7,11 @@ import (
 	"testing"
 )
 
-// natTable is the shape of kube-proxy's (iptables mode) rules for three
+// natTable is the shape of kube-proxy's (iptables mode) rules for some
 // Services: ns/server (port http, two endpoints), ns/server2 (whose name
 // starts with server's), ns/plain (an unnamed port), and ns/empty (no
-// endpoints: only a cluster-IP rule), and ns/v6 as ip6tables-save prints it.
+// endpoints: only a cluster-IP rule), ns/local (internalTrafficPolicy: Local), and ns/v6 as ip6tables-save
+// prints it.
 const natTable = `*nat
 :KUBE-SERVICES - [0:0]
 :KUBE-SVC-AAAA - [0:0]
@@ -20,6 +21,7 @@ const natTable = `*nat
 -A KUBE-SVC-AAAA -m comment --comment "ns/server:http -> 10.244.0.9:8080" -j KUBE-SEP-A2
 -A KUBE-SVC-BBBB -m comment --comment "ns/server2:http -> 10.244.0.11:8080" -j KUBE-SEP-B1
 -A KUBE-SVC-CCCC -m comment --comment "ns/plain -> 10.244.0.12:80" -j KUBE-SEP-C1
+-A KUBE-SVL-FFFF -m comment --comment "ns/local:http -> 10.244.0.13:8080" -j KUBE-SEP-F1
 -A KUBE-SVC-EEEE -m comment --comment "ns/v6:http -> [fd00:10:244::7]:8080" -j KUBE-SEP-E1
 -A KUBE-SEP-A1 -p tcp -m comment --comment "ns/server:http" -m tcp -j DNAT --to-destination 10.244.0.7:8080
 -A KUBE-SERVICES -d 10.96.0.6/32 -p tcp -m comment --comment "ns/empty:http cluster IP" -m tcp --dport 80 -j KUBE-SVC-DDDD
@@ -35,6 +37,7 @@ func TestKubeProxyEndpoints(t *testing.T) {
 		{"server2", map[string][]string{"http": {"10.244.0.11"}}},
 		{"plain", map[string][]string{"": {"10.244.0.12"}}},
 		{"empty", map[string][]string{}},
+		{"local", map[string][]string{"http": {"10.244.0.13"}}},
 		{"v6", map[string][]string{"http": {"fd00:10:244::7"}}},
 		{"serv", map[string][]string{}},
 	} {
