@@ -58,7 +58,16 @@ func (b *Body) Write(p []byte) (int, error) {
 
 // WouldBlock tells whether a Read would block, when the wrapped body can
 // tell (the HTTP/2 fast path's bodies can); otherwise it says it may.
+// http.NoBody never blocks: the HTTP/2 fast path then ends the stream with
+// the response's HEADERS, as a gRPC client needs of a trailers-only
+// response (an error status from a gRPC server); sent as HEADERS and then
+// an empty DATA frame ending the stream, grpc-go reads the status as
+// headers and fails the call with "server closed the stream without
+// sending trailers".
 func (b *Body) WouldBlock() bool {
+	if b.ReadCloser == http.NoBody {
+		return false
+	}
 	if bb, ok := b.ReadCloser.(interface{ WouldBlock() bool }); ok {
 		return bb.WouldBlock()
 	}

@@ -113,6 +113,9 @@ func TestBodyWouldBlock(t *testing.T) {
 		{"ready body", ready{io.NopCloser(strings.NewReader("x")), false}, false},
 		{"waiting body", ready{io.NopCloser(strings.NewReader("")), true}, true},
 		{"body that cannot tell", io.NopCloser(strings.NewReader("x")), true},
+		// A trailers-only gRPC response (an error status) has no body: the
+		// HTTP/2 fast path must end the stream with its HEADERS.
+		{"http.NoBody", http.NoBody, false},
 	} {
 		b := &Body{ReadCloser: tt.body, Reg: New()}
 		if got := b.WouldBlock(); got != tt.want {

@@ -50,3 +50,21 @@ func TestHeadFirst(t *testing.T) {
 		})
 	}
 }
+
+// TestMayBlock: only a body that says so, or http.NoBody, never blocks.
+func TestMayBlock(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		r    io.Reader
+		want bool
+	}{
+		{"cannot tell", strings.NewReader("x"), true},
+		{"would block", tellingBody{strings.NewReader(""), true}, true},
+		{"would not", tellingBody{strings.NewReader("x"), false}, false},
+		{"http.NoBody", http.NoBody, false},
+	} {
+		if got := MayBlock(tt.r); got != tt.want {
+			t.Errorf("%s: MayBlock = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}

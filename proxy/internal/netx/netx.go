@@ -967,11 +967,14 @@ func BufferSmallBody(r *http.Request) error {
 	return nil
 }
 
-// MayBlock reports whether a Read of r may block: true unless r can tell
-// it will not, with a WouldBlock method (h2.BufferedBody, h1's bodies, and
-// metrics.Body passing theirs through). A copy flushes what it holds
+// MayBlock reports whether a Read of r may block: true unless r is
+// http.NoBody or can tell it will not, with a WouldBlock method
+// (h2.BufferedBody, h1's bodies, and metrics.Body passing theirs through). A copy flushes what it holds
 // before such a Read, so nothing the source sent waits on what it has not.
 func MayBlock(r io.Reader) bool {
+	if r == http.NoBody {
+		return false
+	}
 	wb, ok := r.(interface{ WouldBlock() bool })
 	return !ok || wb.WouldBlock()
 }
