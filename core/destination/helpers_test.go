@@ -1,15 +1,14 @@
 package destination
 
 import (
-	"bytes"
 	"context"
 	"os"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/conduit-mesh/conduit/core/apis/conduit/v1alpha2"
+	"github.com/conduit-mesh/conduit/pkg/kubefixture"
 	pb "github.com/conduit-mesh/conduit/proto/destination/v1"
 	"google.golang.org/grpc"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -19,10 +18,8 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/kubernetes/fake"
-	"k8s.io/client-go/kubernetes/scheme"
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/record"
-	"sigs.k8s.io/yaml"
 )
 
 // env is an Index fed by fake clients built from YAML fixtures.
@@ -33,53 +30,6 @@ type env struct {
 	dyn      *dynamicfake.FakeDynamicClient
 	recorder *record.FakeRecorder
 	ctx      context.Context
-}
-
-// decodeYAML splits a multi-document YAML into typed objects (core kinds)
-// and unstructured ones (custom resources).
-func decodeYAML(t *testing.T, docs ...string) (typed []runtime.Object, custom []runtime.Object) {
-	t.Helper()
-	for _, all := range docs {
-		for _, doc := range strings.Split(all, "\n---") {
-			if strings.TrimSpace(stripComments(doc)) == "" {
-				continue
-			}
-			var probe struct {
-				APIVersion string `json:"apiVersion"`
-			}
-			if err := yaml.Unmarshal([]byte(doc), &probe); err != nil {
-				t.Fatalf("fixture: %v\n%s", err, doc)
-			}
-			if strings.Contains(probe.APIVersion, "conduit.dev") || strings.Contains(probe.APIVersion, "smi-spec.io") {
-				u := &unstructured.Unstructured{}
-				j, err := yaml.YAMLToJSON([]byte(doc))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := u.UnmarshalJSON(j); err != nil {
-					t.Fatal(err)
-				}
-				custom = append(custom, u)
-				continue
-			}
-			obj, _, err := scheme.Codecs.UniversalDeserializer().Decode([]byte(doc), nil, nil)
-			if err != nil {
-				t.Fatalf("fixture: %v\n%s", err, doc)
-			}
-			typed = append(typed, obj)
-		}
-	}
-	return typed, custom
-}
-
-func stripComments(doc string) string {
-	var b bytes.Buffer
-	for _, l := range strings.Split(doc, "\n") {
-		if !strings.HasPrefix(strings.TrimSpace(l), "#") {
-			b.WriteString(l + "\n")
-		}
-	}
-	return b.String()
 }
 
 func readFixture(t *testing.T, name string) string {
@@ -260,4 +210,14 @@ var (
 func meta2gvr(gvk schema.GroupVersionKind) (schema.GroupVersionResource, bool) {
 	plural := map[string]string{"Pod": "pods", "Service": "services", "EndpointSlice": "endpointslices", "Node": "nodes"}[gvk.Kind]
 	return gvk.GroupVersion().WithResource(plural), plural != ""
+}
+
+// decodeYAML decodes multi-document YAML fixtures (kubefixture.Decode).
+func decodeYAML(t *testing.T, docs ...string) (typed, custom []runtime.Object) {
+	t.Helper()
+	typed, custom, err := kubefixture.Decode(docs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return typed, custom
 }
