@@ -32,7 +32,8 @@ spec:
 // stream of 50 messages, each echoed back before the next is sent, with its
 // trailer, and a unary call's error status. The server sees the client's
 // identity in conduit-client-id, and both proxies count the calls as TLS
-// requests with gRPC classification. A call the client cancels (no
+// requests with gRPC classification. An unmeshed client gets the same
+// answers, error status included. A call the client cancels (no
 // deadline) ends in the server application. Then a stream held open with nothing
 // on it, on a channel with keepalive, outlives the proxies' and the
 // client's PINGs.
@@ -41,9 +42,12 @@ func TestGRPCThroughTheMesh(t *testing.T) {
 	f.InstallMesh(t)
 	f.CollectOnFailure(t, framework.ControlPlaneNamespace)
 	ns := meshedNamespace(t, f, "grpc")
+	plain := f.NewNamespace(t, "grpc-plain", nil)
 	f.Apply(t, ns, grpcApps(f.Image("testapp")))
+	f.Apply(t, plain, sleeperPod("plain", f.Image("testapp")))
 	server := f.WaitPodsReady(t, ns, "app=grpc-server", 1, 3*time.Minute)[0]
 	f.WaitPodsReady(t, ns, "app=client", 1, 3*time.Minute)
+	f.WaitPodsReady(t, plain, "app=plain", 1, 2*time.Minute)
 
 	clientID := "default." + ns + ".serviceaccount.identity." + framework.ControlPlaneNamespace + ".cluster.local"
 	want := fmt.Sprintf("50 ok pod=%s client-id=%s", server.Name, clientID)
@@ -77,6 +81,18 @@ func TestGRPCThroughTheMesh(t *testing.T) {
 		if n := proxyCounter(t, f, ns, c.pod, "request_total", c.labels...); n < 2 {
 			t.Errorf("%s's proxy counts %v requests matching %v, want at least 2", c.pod, n, c.labels)
 		}
+	}
+
+	// An unmeshed client straight to the server's proxy (plaintext h2c):
+	// the same calls, the unary error status among them, with no
+	// client-id. (The split trailers-only answer that direct TLS callers
+	// got is TestCertifyRefusalsThroughTheProxy's: this path did not show
+	// it, checked on the cluster without the fix.)
+	f.WaitEndpoints(t, ns, "grpc-server", 1, time.Minute)
+	wantPlain := fmt.Sprintf("5 ok pod=%s client-id=", server.Name)
+	if out, stderr, err := f.ExecE(framework.Context(t, time.Minute), plain, "plain", "plain", nil,
+		"testapp", "grpc", "-n", "5", "-timeout", "30s", "grpc-server."+ns+".svc.cluster.local:9090"); err != nil || strings.TrimSpace(out) != wantPlain {
+		t.Errorf("an unmeshed gRPC client: %v: %q %s, want %q", err, out, stderr, wantPlain)
 	}
 
 	// A call its client cancels ends in the server application too: the
