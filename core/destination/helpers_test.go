@@ -50,7 +50,7 @@ func newEnv(t *testing.T, docs ...string) *env {
 // newEnvWith is newEnv with a hook to adjust the Config.
 func newEnvWith(t *testing.T, adjust func(*Config), docs ...string) *env {
 	t.Helper()
-	typed, custom := decodeYAML(t, docs...)
+	typed, custom := kubefixture.Objects(t, docs...)
 	client := fake.NewClientset(typed...)
 	var watching atomic.Int32
 	client.PrependWatchReactor("*", func(k8stesting.Action) (bool, watch.Interface, error) {
@@ -171,7 +171,7 @@ func (e *env) getProfile(t *testing.T, auth, token string) *stream[pb.Destinatio
 // apply creates or updates the typed objects of a YAML document.
 func (e *env) apply(t *testing.T, doc string) {
 	t.Helper()
-	typed, custom := decodeYAML(t, doc)
+	typed, custom := kubefixture.Objects(t, doc)
 	for _, o := range append(typed, custom...) {
 		if err := applyObject(e, o); err != nil {
 			t.Fatal(err)
@@ -210,14 +210,4 @@ var (
 func meta2gvr(gvk schema.GroupVersionKind) (schema.GroupVersionResource, bool) {
 	plural := map[string]string{"Pod": "pods", "Service": "services", "EndpointSlice": "endpointslices", "Node": "nodes"}[gvk.Kind]
 	return gvk.GroupVersion().WithResource(plural), plural != ""
-}
-
-// decodeYAML decodes multi-document YAML fixtures (kubefixture.Decode).
-func decodeYAML(t *testing.T, docs ...string) (typed, custom []runtime.Object) {
-	t.Helper()
-	typed, custom, err := kubefixture.Decode(docs...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return typed, custom
 }

@@ -3,6 +3,7 @@ package kubefixture
 import (
 	"fmt"
 	"strings"
+	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -51,6 +52,16 @@ func Decode(docs ...string) (typed, custom []runtime.Object, err error) {
 		}
 	}
 	return typed, custom, nil
+}
+
+// Objects is Decode for a test: it fails t on an error.
+func Objects(t testing.TB, docs ...string) (typed, custom []runtime.Object) {
+	t.Helper()
+	typed, custom, err := Decode(docs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return typed, custom
 }
 
 // isBlank reports whether doc has nothing but blank and comment lines.

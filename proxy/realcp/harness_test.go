@@ -125,38 +125,6 @@ spec:
     port: 80
     targetPort: http
 ---
-apiVersion: v1
-kind: Pod
-metadata:
-  name: web-0
-  namespace: shop
-  labels: {app: web, conduit.dev/control-plane-ns: conduit}
-spec:
-  serviceAccountName: web
-  containers:
-  - name: web
-    ports: [{name: http, containerPort: 8080}]
-status:
-  phase: Running
-  podIP: 127.0.0.1
-  podIPs: [{ip: 127.0.0.1}]
----
-apiVersion: v1
-kind: Pod
-metadata:
-  name: web-1
-  namespace: shop
-  labels: {app: web, conduit.dev/control-plane-ns: conduit}
-spec:
-  serviceAccountName: web-v2
-  containers:
-  - name: web
-    ports: [{name: http, containerPort: 8080}]
-status:
-  phase: Running
-  podIP: 127.0.0.1
-  podIPs: [{ip: 127.0.0.1}]
----
 apiVersion: conduit.dev/v1alpha2
 kind: ServiceProfile
 metadata:
@@ -170,6 +138,29 @@ spec:
       - method: GET
       - pathRegex: /.*
 `
+
+// webPod is the Pod of workload w behind Service web: meshed (labelled
+// with the control plane's namespace), at 127.0.0.1 like every process here.
+func webPod(w workload) string {
+	return fmt.Sprintf(`
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: %s
+  namespace: %s
+  labels: {app: web, conduit.dev/control-plane-ns: conduit}
+spec:
+  serviceAccountName: %s
+  containers:
+  - name: web
+    ports: [{name: http, containerPort: 8080}]
+status:
+  phase: Running
+  podIP: 127.0.0.1
+  podIPs: [{ip: 127.0.0.1}]
+`, w.pod, w.ns, w.sa)
+}
 
 // webSlice is the EndpointSlice of Service web with one endpoint: pod at
 // 127.0.0.1 on port, its proxy's inbound port (on loopback, the port the
@@ -243,8 +234,8 @@ func newCluster(t *testing.T) *cluster {
 		"{{issuer.key}}", b64(keyPEM),
 		"{{anchors.b64}}", b64(anchorsPEM),
 		"{{anchors.json}}", string(anchorsJSON),
-	).Replace(clusterYAML)
-	typed, custom := decodeYAML(t, doc)
+	).Replace(clusterYAML + webPod(web0) + webPod(web1))
+	typed, custom := kubefixture.Objects(t, doc)
 
 	c := &cluster{
 		client: fake.NewClientset(typed...),
@@ -427,7 +418,7 @@ func tokenAudiences(tok string) []string {
 // kubectl apply would: the informers see an add or an update.
 func (c *cluster) apply(t *testing.T, doc string) {
 	t.Helper()
-	typed, custom := decodeYAML(t, doc)
+	typed, custom := kubefixture.Objects(t, doc)
 	if len(custom) > 0 {
 		t.Fatalf("apply takes core objects only, not %d custom resources", len(custom))
 	}
@@ -865,14 +856,4 @@ lines:
 
 func (l *logBuffer) logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelInfo}))
-}
-
-// decodeYAML decodes multi-document YAML fixtures (kubefixture.Decode).
-func decodeYAML(t *testing.T, docs ...string) (typed, custom []runtime.Object) {
-	t.Helper()
-	typed, custom, err := kubefixture.Decode(docs...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return typed, custom
 }
