@@ -9,9 +9,9 @@ import (
 
 // natTable is the shape of kube-proxy's (iptables mode) rules for some
 // Services: ns/server (port http, two endpoints), ns/server2 (whose name
-// starts with server's), ns/plain (an unnamed port), and ns/empty (no
-// endpoints: only a cluster-IP rule), ns/local (internalTrafficPolicy: Local), and ns/v6 as ip6tables-save
-// prints it.
+// starts with server's), ns/plain (an unnamed port), ns/empty (no
+// endpoints: only a cluster-IP rule), ns/local (internalTrafficPolicy:
+// Local), and ns/v6 as ip6tables-save prints it.
 const natTable = `*nat
 :KUBE-SERVICES - [0:0]
 :KUBE-SVC-AAAA - [0:0]

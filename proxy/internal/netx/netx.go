@@ -969,8 +969,10 @@ func BufferSmallBody(r *http.Request) error {
 
 // MayBlock reports whether a Read of r may block: true unless r is
 // http.NoBody or can tell it will not, with a WouldBlock method
-// (h2.BufferedBody, h1's bodies, and metrics.Body passing theirs through). A copy flushes what it holds
-// before such a Read, so nothing the source sent waits on what it has not.
+// (h2.BufferedBody, h1's bodies, and metrics.Body passing theirs through,
+// which repeats the NoBody rule: netx imports metrics, not the reverse). A
+// copy flushes what it holds before such a Read, so nothing the source
+// sent waits on what it has not.
 func MayBlock(r io.Reader) bool {
 	if r == http.NoBody {
 		return false
