@@ -120,3 +120,56 @@ func (f *Framework) WaitControlPlane(t testing.TB, timeout time.Duration) {
 		f.WaitRollout(t, ControlPlaneNamespace, "deployment/"+d.Name, timeout)
 	}
 }
+
+// StopControllers scales the named control plane components ("identity",
+// "destination", ...) to zero replicas and waits until their pods are gone.
+// The returned function scales each back to the replicas it had and waits
+// for the control plane's rollout; it runs at cleanup if the test has not
+// called it.
+func (f *Framework) StopControllers(t testing.TB, names ...string) (restore func()) {
+	t.Helper()
+	deploys := f.Client.AppsV1().Deployments(ControlPlaneNamespace)
+	scale := func(name string, n int32) {
+		t.Helper()
+		patch := fmt.Sprintf(`{"spec":{"replicas":%d}}`, n)
+		f.KubectlCmd(t, "", "-n", ControlPlaneNamespace, "patch", "deployment", "conduit-"+name, "--type=merge", "-p", patch)
+	}
+	replicas := map[string]int32{}
+	for _, name := range names {
+		d, err := deploys.Get(context.Background(), "conduit-"+name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("e2e: stop conduit-%s: %v", name, err)
+		}
+		replicas[name] = 1
+		if d.Spec.Replicas != nil {
+			replicas[name] = *d.Spec.Replicas
+		}
+	}
+	var once sync.Once
+	restore = func() {
+		once.Do(func() {
+			for _, name := range names {
+				scale(name, replicas[name])
+			}
+			f.WaitControlPlane(t, 3*time.Minute)
+		})
+	}
+	t.Cleanup(restore)
+	for _, name := range names {
+		scale(name, 0)
+	}
+	for _, name := range names {
+		sel := "conduit.dev/control-plane-component=" + name
+		f.WaitFor(t, "conduit-"+name+"'s pods gone", 2*time.Minute, func(ctx context.Context) (bool, error) {
+			pods, err := f.Client.CoreV1().Pods(ControlPlaneNamespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
+			if err != nil {
+				return false, err
+			}
+			if n := len(pods.Items); n > 0 {
+				return false, fmt.Errorf("%d pods left", n)
+			}
+			return true, nil
+		})
+	}
+	return restore
+}

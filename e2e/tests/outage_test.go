@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"github.com/conduit-mesh/conduit/e2e/framework"
 )
 
@@ -55,54 +53,8 @@ func TestControlPlaneOutage(t *testing.T) {
 		return err == nil, err
 	})
 
-	// The outage: scale both controllers to zero, restored however the test ends.
-	deploys := f.Client.AppsV1().Deployments(framework.ControlPlaneNamespace)
-	scale := func(name string, n int32) {
-		t.Helper()
-		patch := fmt.Sprintf(`{"spec":{"replicas":%d}}`, n)
-		f.KubectlCmd(t, "", "-n", framework.ControlPlaneNamespace, "patch", "deployment", "conduit-"+name, "--type=merge", "-p", patch)
-	}
-	controllers := []string{"destination", "identity"}
-	replicas := map[string]int32{}
-	for _, name := range controllers {
-		d, err := deploys.Get(context.Background(), "conduit-"+name, metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		replicas[name] = 1
-		if d.Spec.Replicas != nil {
-			replicas[name] = *d.Spec.Replicas
-		}
-	}
-	restored := false
-	restore := func() {
-		for _, name := range controllers {
-			scale(name, replicas[name])
-		}
-		f.WaitControlPlane(t, 3*time.Minute)
-		restored = true
-	}
-	t.Cleanup(func() {
-		if !restored {
-			restore()
-		}
-	})
-	for _, name := range controllers {
-		scale(name, 0)
-	}
-	for _, name := range controllers {
-		sel := "conduit.dev/control-plane-component=" + name
-		f.WaitFor(t, "conduit-"+name+"'s pods gone", 2*time.Minute, func(ctx context.Context) (bool, error) {
-			pods, err := f.Client.CoreV1().Pods(framework.ControlPlaneNamespace).List(ctx, metav1.ListOptions{LabelSelector: sel})
-			if err != nil {
-				return false, err
-			}
-			if n := len(pods.Items); n > 0 {
-				return false, fmt.Errorf("%d pods left", n)
-			}
-			return true, nil
-		})
-	}
+	// The outage: both controllers scaled to zero, restored however the test ends.
+	restore := f.StopControllers(t, "destination", "identity")
 
 	t.Run("traffic goes on with mTLS while the controllers are gone", func(t *testing.T) {
 		pods, err := requests(context.Background(), 20)

@@ -3,6 +3,7 @@
 package tests
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
@@ -12,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/conduit-mesh/conduit/e2e/framework"
 )
 
@@ -19,7 +22,9 @@ import (
 // minute (`mesh upgrade --identity-issuance-lifetime 1m`), then sends a
 // request every 200 ms from a meshed client to a meshed server for longer
 // than the proxies take to renew (70 % of the lifetime): both proxies must
-// present new certificates afterwards, and not one request may fail.
+// present new certificates afterwards, and not one request may fail. Then
+// identity is stopped until the certificates expire: the proxies stay ready,
+// say why in /ready, and renew once identity is back.
 func TestIdentityRenewalUnderTraffic(t *testing.T) {
 	f := framework.New(t)
 	f.InstallMesh(t)
@@ -44,23 +49,12 @@ func TestIdentityRenewalUnderTraffic(t *testing.T) {
 	f.WaitEndpoints(t, ns, "server", 1, time.Minute)
 
 	// The certificate each proxy presents, from its admin endpoint.
+	admin := map[string]int{server.Name: f.PortForward(t, ns, server.Name, 4191), "client": f.PortForward(t, ns, "client", 4191)}
 	cert := func(t *testing.T, pod string) *x509.Certificate {
 		t.Helper()
-		port := f.PortForward(t, ns, pod, 4191)
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/identity/certificate", port), nil)
-		resp, err := http.DefaultClient.Do(req)
+		c, err := proxyCert(ctx, admin[pod])
 		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		block, _ := pem.Decode(b)
-		if resp.StatusCode != http.StatusOK || block == nil {
-			t.Fatalf("%s: GET /identity/certificate = %d:\n%s", pod, resp.StatusCode, b)
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("%s: %v", pod, err)
 		}
 		return c
 	}
@@ -94,4 +88,117 @@ func TestIdentityRenewalUnderTraffic(t *testing.T) {
 		t.Logf("%s: certificate %s (until %s) renewed as %s (until %s), 450 requests, none failed",
 			pod, old.SerialNumber, old.NotAfter.Format(time.TimeOnly), now.SerialNumber, now.NotAfter.Format(time.TimeOnly))
 	}
+
+	// Expiry: identity is stopped until both proxies' certificates have run
+	// out. /ready stays 200, so the kubelet neither takes the pods out of
+	// their Services nor restarts them, and its body says why mTLS fails;
+	// once identity is back, the proxies renew on their own.
+	t.Run("an expired certificate keeps the proxy ready, with a warning, until renewed", func(t *testing.T) {
+		restore := f.StopControllers(t, "identity")
+		expiry := map[string]time.Time{}
+		var last time.Time
+		for pod := range admin {
+			expiry[pod] = cert(t, pod).NotAfter
+			if expiry[pod].After(last) {
+				last = expiry[pod]
+			}
+		}
+		t.Logf("identity stopped; certificates expire at %v", expiry)
+		// Past the last expiry by more than the readiness probe's period (10 s).
+		time.Sleep(time.Until(last) + 12*time.Second)
+
+		for pod, port := range admin {
+			code, body, err := adminGet(ctx, port, "/ready")
+			if err != nil {
+				t.Fatalf("%s: %v", pod, err)
+			}
+			want := "warning: the certificate expired at " + expiry[pod].UTC().Format(time.RFC3339)
+			if code != http.StatusOK || !strings.Contains(body, want) {
+				t.Errorf("%s: GET /ready after expiry = %d %q, want 200 with %q", pod, code, body, want)
+			}
+			_, metrics, err := adminGet(ctx, port, "/metrics")
+			if err != nil {
+				t.Fatalf("%s: %v", pod, err)
+			}
+			if line := fmt.Sprintf("identity_cert_expiration_timestamp_seconds %d\n", expiry[pod].Unix()); !strings.Contains(metrics, line) {
+				t.Errorf("%s: /metrics has no %q", pod, line)
+			}
+		}
+		for pod := range admin {
+			p, err := f.Client.CoreV1().Pods(ns).Get(ctx, pod, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !framework.PodReady(p) {
+				t.Errorf("%s: not Ready with an expired certificate (the kubelet takes it out of its Services)", p.Name)
+			}
+			for _, cs := range p.Status.ContainerStatuses {
+				if cs.RestartCount != 0 {
+					t.Errorf("%s: container %s restarted %d times", p.Name, cs.Name, cs.RestartCount)
+				}
+			}
+		}
+
+		restore()
+		back := time.Now()
+		f.WaitFor(t, "both proxies renewed, without the warning", 4*time.Minute, func(ctx context.Context) (bool, error) {
+			for pod, port := range admin {
+				c, err := proxyCert(ctx, port)
+				if err != nil {
+					return false, fmt.Errorf("%s: %w", pod, err)
+				}
+				if !c.NotAfter.After(expiry[pod]) {
+					return false, fmt.Errorf("%s: still the certificate that expired at %s", pod, expiry[pod].Format(time.TimeOnly))
+				}
+				code, body, err := adminGet(ctx, port, "/ready")
+				if err != nil || code != http.StatusOK || strings.Contains(body, "warning") {
+					return false, fmt.Errorf("%s: GET /ready = %d %q %v", pod, code, body, err)
+				}
+			}
+			return true, nil
+		})
+		// An expired proxy retries at least every 5 s (identity.ExpiredMaxBackoff),
+		// and so does its gRPC channel reconnect.
+		took := time.Since(back)
+		t.Logf("both proxies renewed %s after identity was back", took.Round(time.Second))
+		if took > 30*time.Second {
+			t.Errorf("the proxies took %s to renew once identity was back, want under 30s", took.Round(time.Second))
+		}
+		out, _, err := f.ExecE(framework.Context(t, time.Minute), ns, "client", "client", nil,
+			"testapp", "get", "-summary", "-n", "10", "-new-conn", "-timeout", "5s", "http://server:8080/")
+		if err != nil || strings.TrimSpace(out) != "10 ok" {
+			t.Fatalf("traffic after renewal: %q %v, want 10 ok", out, err)
+		}
+	})
+}
+
+// adminGet GETs path from a proxy's admin port, forwarded to localPort.
+func adminGet(ctx context.Context, localPort int, path string) (int, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d%s", localPort, path), nil)
+	if err != nil {
+		return 0, "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, "", fmt.Errorf("GET %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, "", fmt.Errorf("GET %s: %w", path, err)
+	}
+	return resp.StatusCode, string(b), nil
+}
+
+// proxyCert is the leaf certificate a proxy presents, from its admin port.
+func proxyCert(ctx context.Context, localPort int) (*x509.Certificate, error) {
+	code, body, err := adminGet(ctx, localPort, "/identity/certificate")
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode([]byte(body))
+	if code != http.StatusOK || block == nil {
+		return nil, fmt.Errorf("GET /identity/certificate = %d:\n%s", code, body)
+	}
+	return x509.ParseCertificate(block.Bytes)
 }

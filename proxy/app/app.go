@@ -119,7 +119,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, ov Overrid
 	} else {
 		creds = credentials.NewTLS(tlsconf.Client(p.Identity, cfg.TrustAnchors, cfg.DestinationName, tlsconf.ALPNH2, nil))
 	}
-	p.cc, err = grpc.NewClient(cfg.DestinationAddr, grpc.WithTransportCredentials(creds),
+	p.cc, err = grpc.NewClient(cfg.DestinationAddr, grpc.WithTransportCredentials(creds), grpc.WithConnectParams(identity.ConnectParams),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}))
 	if err != nil {
 		return nil, fmt.Errorf("proxy: destination client: %w", err)

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -167,7 +168,7 @@ func (m *Manager) Run(ctx context.Context) error {
 			RootCAs:    m.opts.Anchors,
 		})
 	}
-	cc, err := grpc.NewClient(m.opts.Addr, grpc.WithTransportCredentials(creds))
+	cc, err := grpc.NewClient(m.opts.Addr, grpc.WithTransportCredentials(creds), grpc.WithConnectParams(ConnectParams))
 	if err != nil {
 		return fmt.Errorf("identity: client for %s: %w", m.opts.Addr, err)
 	}
@@ -183,15 +184,13 @@ func (m *Manager) Run(ctx context.Context) error {
 				return nil
 			}
 			failures++
-			wait = Backoff(failures, m.opts.MinBackoff, m.opts.MaxBackoff)
-			// Never wait past the current certificate's expiry without trying.
 			c := m.cert.Load()
+			var notAfter time.Time
 			if c != nil {
-				if left := time.Until(c.Leaf.NotAfter); left/4 < wait && left > 0 {
-					wait = max(left/4, m.opts.MinBackoff)
-				}
+				notAfter = c.Leaf.NotAfter
 			}
-			if c != nil && time.Now().After(c.Leaf.NotAfter) {
+			wait = m.retryWait(failures, notAfter, time.Now())
+			if c != nil && time.Now().After(notAfter) {
 				// Past this point peers refuse the certificate: say so
 				// louder than a retry, which may go on for long.
 				log.Error("certify failed and the certificate has expired: mTLS connections to and from this proxy fail until the identity service answers",
@@ -216,6 +215,44 @@ func (m *Manager) Run(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// ExpiredMaxBackoff bounds the wait between retries once the certificate
+// has expired: every mTLS connection to and from the proxy fails until
+// the next retry succeeds, so the proxy must notice promptly that the
+// identity service is back.
+const ExpiredMaxBackoff = 5 * time.Second
+
+// retryWait is the wait before the next certify after failures failed in a
+// row, with the current certificate valid until notAfter (zero: none yet).
+// It backs off exponentially up to MaxBackoff, but never past a quarter of
+// what is left of the certificate's life, so retries come faster as its
+// expiry nears, and never more than ExpiredMaxBackoff once it has expired.
+func (m *Manager) retryWait(failures int, notAfter, now time.Time) time.Duration {
+	hi := m.opts.MaxBackoff
+	if !notAfter.IsZero() && !now.Before(notAfter) {
+		hi = min(hi, ExpiredMaxBackoff)
+	}
+	wait := Backoff(failures, m.opts.MinBackoff, hi)
+	if left := notAfter.Sub(now); !notAfter.IsZero() && left > 0 && left/4 < wait {
+		wait = max(left/4, m.opts.MinBackoff)
+	}
+	return wait
+}
+
+// ConnectParams are the reconnect backoff of the proxy's gRPC clients of
+// the control plane (identity and destination). grpc-go's default waits up
+// to 2 minutes between attempts after a long outage, which would delay the
+// proxy's own retries (MaxBackoff, ExpiredMaxBackoff) once the service is
+// back; these wait at most ExpiredMaxBackoff.
+var ConnectParams = grpc.ConnectParams{
+	Backoff: backoff.Config{
+		BaseDelay:  time.Second,
+		Multiplier: 1.6,
+		Jitter:     0.2,
+		MaxDelay:   ExpiredMaxBackoff,
+	},
+	MinConnectTimeout: 20 * time.Second,
 }
 
 func (m *Manager) certify(ctx context.Context, client identityv1.IdentityClient) (*x509.Certificate, error) {

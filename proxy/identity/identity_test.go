@@ -157,6 +157,37 @@ func TestBackoff(t *testing.T) {
 	}
 }
 
+// TestRetryWait: certify retries back off to MaxBackoff, come faster as the
+// certificate's expiry nears, and come within ExpiredMaxBackoff once it has
+// expired, however many failed before.
+func TestRetryWait(t *testing.T) {
+	m := &Manager{opts: Options{MinBackoff: time.Second, MaxBackoff: time.Minute}}
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name     string
+		failures int
+		notAfter time.Time
+		lo, hi   time.Duration
+	}{
+		{"no certificate yet, first failure", 1, time.Time{}, time.Second / 2, time.Second},
+		{"no certificate yet, many failures", 20, time.Time{}, 30 * time.Second, time.Minute},
+		{"valid for an hour", 20, now.Add(time.Hour), 30 * time.Second, time.Minute},
+		{"valid for 40 s: a quarter of it", 20, now.Add(40 * time.Second), 10 * time.Second, 10 * time.Second},
+		{"valid for 2 s: MinBackoff", 20, now.Add(2 * time.Second), time.Second, time.Second},
+		{"expires now", 20, now, ExpiredMaxBackoff / 2, ExpiredMaxBackoff},
+		{"expired an hour ago", 30, now.Add(-time.Hour), ExpiredMaxBackoff / 2, ExpiredMaxBackoff},
+		{"expired, first failure", 1, now.Add(-time.Hour), time.Second / 2, time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for range 100 { // Backoff's jitter
+				if d := m.retryWait(tc.failures, tc.notAfter, now); d < tc.lo || d > tc.hi {
+					t.Fatalf("retryWait(%d, %v) = %v, want %v-%v", tc.failures, tc.notAfter.Sub(now), d, tc.lo, tc.hi)
+				}
+			}
+		})
+	}
+}
+
 func TestCertificateChainPEM(t *testing.T) {
 	ca := &fakeCA{validity: time.Hour, failures: 1}
 	m, _ := setup(t, ca)
