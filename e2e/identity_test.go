@@ -26,7 +26,6 @@ import (
 	identityv1 "github.com/conduit-mesh/conduit/proto/identity/v1"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -102,12 +101,7 @@ func TestIdentityAgainstAPIServer(t *testing.T) {
 	}
 	token := func(sa, audience string) []byte {
 		t.Helper()
-		exp := int64(600)
-		tr, err := core.ServiceAccounts(ns).CreateToken(ctx, sa, &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{Audiences: []string{audience}, ExpirationSeconds: &exp}}, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return []byte(tr.Status.Token)
+		return []byte(f.Token(t, ns, sa, audience))
 	}
 	webID := identity.Name("web", ns, ns, "cluster.local")
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -334,15 +328,10 @@ func TestIdentityCertifyLatency(t *testing.T) {
 	if _, err := core.ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "web"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	exp := int64(600)
-	tr, err := core.ServiceAccounts(ns).CreateToken(ctx, "web", &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{Audiences: []string{"identity.conduit.dev"}, ExpirationSeconds: &exp}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	id := identity.Name("web", ns, ns, "cluster.local")
 	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{DNSNames: []string{id}}, k)
-	req := &identityv1.CertifyRequest{Identity: id, Token: []byte(tr.Status.Token), CertificateSigningRequest: csr}
+	req := &identityv1.CertifyRequest{Identity: id, Token: []byte(f.Token(t, ns, "web", "identity.conduit.dev")), CertificateSigningRequest: csr}
 
 	const callers, perCaller = 50, 20
 	lat := make([]time.Duration, 0, callers*perCaller)

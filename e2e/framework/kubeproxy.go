@@ -110,14 +110,17 @@ func (f *Framework) waitKubeProxy(t testing.TB, ns, svc string, want map[discove
 		if save == "" {
 			continue // FQDN slices: kube-proxy ignores them
 		}
-		if _, err := iptablesSave(context.Background(), save); err != nil {
-			t.Logf("e2e: service %s/%s: not waiting for kube-proxy: %v", ns, svc, err)
-			continue
-		}
 		var last, first string
+		var unreadable error // the first read failed: the rules cannot be read here
+		polls := 0
 		start := time.Now()
 		err := poll(context.Background(), timeout, func(ctx context.Context) (bool, error) {
+			polls++
 			nat, err := iptablesSave(ctx, save)
+			if err != nil && polls == 1 {
+				unreadable = err
+				return true, nil
+			}
 			if err != nil {
 				return false, err
 			}
@@ -127,6 +130,10 @@ func (f *Framework) waitKubeProxy(t testing.TB, ns, svc string, want map[discove
 			}
 			return last == "", nil
 		})
+		if unreadable != nil {
+			t.Logf("e2e: service %s/%s: not waiting for kube-proxy: %v", ns, svc, unreadable)
+			continue
+		}
 		if err != nil {
 			t.Fatalf("e2e: service %s/%s: kube-proxy (%s) sends %s: %v", ns, svc, family, last, err)
 		}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -157,4 +158,18 @@ func sanitize(s string, max int) string {
 		out = "x"
 	}
 	return out
+}
+
+// Token is a ten-minute token of ServiceAccount sa in namespace ns (the
+// TokenRequest API), for the given audiences, or the API server's own when
+// none are given.
+func (f *Framework) Token(t testing.TB, ns, sa string, audiences ...string) string {
+	t.Helper()
+	exp := int64(600)
+	tr, err := f.Client.CoreV1().ServiceAccounts(ns).CreateToken(context.Background(), sa,
+		&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{Audiences: audiences, ExpirationSeconds: &exp}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("e2e: token of %s/%s for %v: %v", ns, sa, audiences, err)
+	}
+	return tr.Status.Token
 }

@@ -18,7 +18,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
-	authnv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/conduit-mesh/conduit/e2e/framework"
@@ -63,13 +62,7 @@ func TestCertifyRefusalsThroughTheProxy(t *testing.T) {
 	})
 	token := func(audience string) []byte {
 		t.Helper()
-		exp := int64(600)
-		tr, err := f.Client.CoreV1().ServiceAccounts(ns).CreateToken(ctx, "default",
-			&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{Audiences: []string{audience}, ExpirationSeconds: &exp}}, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return []byte(tr.Status.Token)
+		return []byte(f.Token(t, ns, "default", audience))
 	}
 	id := "default." + ns + ".serviceaccount.identity." + framework.ControlPlaneNamespace + ".cluster.local"
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)

@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -387,14 +386,10 @@ func vizProxyMemory(t *testing.T, f *framework.Framework) {
 func vizTap(t *testing.T, f *framework.Framework, ns string) {
 	ctx := framework.Context(t, 3*time.Minute)
 	// A user with no permission at all: the loadgen service account's token.
-	tok, err := f.Client.CoreV1().ServiceAccounts(ns).CreateToken(ctx, "loadgen", &authnv1.TokenRequest{
-		Spec: authnv1.TokenRequestSpec{ExpirationSeconds: vizPtr(int64(600))}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := f.Token(t, ns, "loadgen")
 	cfg := clientcmdapi.NewConfig()
 	cfg.Clusters["e2e"] = &clientcmdapi.Cluster{Server: f.Config.Host, CertificateAuthority: f.Config.CAFile, CertificateAuthorityData: f.Config.CAData}
-	cfg.AuthInfos["nobody"] = &clientcmdapi.AuthInfo{Token: tok.Status.Token}
+	cfg.AuthInfos["nobody"] = &clientcmdapi.AuthInfo{Token: tok}
 	cfg.Contexts["nobody"] = &clientcmdapi.Context{Cluster: "e2e", AuthInfo: "nobody", Namespace: ns}
 	cfg.CurrentContext = "nobody"
 	kubeconfig := filepath.Join(t.TempDir(), "nobody.kubeconfig")
