@@ -3,7 +3,6 @@ package tlsconf
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"net"
 	"testing"
 	"time"
 
@@ -17,13 +16,20 @@ func (s staticCerts) GetClientCertificate(*tls.CertificateRequestInfo) (*tls.Cer
 	return s.c, nil
 }
 
+// leafCert is a certificate for name, valid for an hour (or until ca
+// expires).
 func leafCert(t *testing.T, ca *pki.CA, name string) staticCerts {
+	t.Helper()
+	return leafCertFor(t, ca, name, time.Hour)
+}
+
+func leafCertFor(t *testing.T, ca *pki.CA, name string, validity time.Duration) staticCerts {
 	t.Helper()
 	key, err := pki.NewKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	leaf, err := ca.SignLeaf(name, key.Public(), time.Hour)
+	leaf, err := ca.SignLeaf(name, key.Public(), validity)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,45 +53,12 @@ func TestSessionResumptionKeepsPeerID(t *testing.T) {
 	cache := tls.NewLRUClientSessionCache(8)
 
 	connect := func() (client, server tls.ConnectionState) {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+		t.Helper()
+		c, s, cerr, serr := handshake(t, srvCfg, Client(cliCerts, anchors, serverID, ALPNOpaque, cache))
+		if cerr != nil || serr != nil {
+			t.Fatalf("client %v, server %v", cerr, serr)
 		}
-		defer l.Close()
-		a, err := net.Dial("tcp", l.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer a.Close()
-		b, err := l.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer b.Close()
-		deadline := time.Now().Add(10 * time.Second)
-		_ = a.SetDeadline(deadline)
-		_ = b.SetDeadline(deadline)
-		sc := tls.Server(b, srvCfg)
-		cc := tls.Client(a, Client(cliCerts, anchors, serverID, ALPNOpaque, cache))
-		errc := make(chan error, 1)
-		go func() {
-			err := sc.Handshake()
-			if err == nil {
-				// TLS 1.3 tickets follow the handshake: let the client read them.
-				_, err = sc.Write([]byte("x"))
-			}
-			errc <- err
-		}()
-		if err := cc.Handshake(); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := cc.Read(make([]byte, 1)); err != nil {
-			t.Fatal(err)
-		}
-		if err := <-errc; err != nil {
-			t.Fatal(err)
-		}
-		return cc.ConnectionState(), sc.ConnectionState()
+		return c, s
 	}
 	c1, s1 := connect()
 	if c1.DidResume || PeerID(&s1) != clientID {

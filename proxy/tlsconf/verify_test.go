@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"net"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,7 +24,8 @@ func (r *rotating) GetClientCertificate(*tls.CertificateRequestInfo) (*tls.Certi
 	return r.c.Load(), nil
 }
 
-// handshake runs both sides of one TLS handshake over loopback.
+// handshake runs both sides of one TLS handshake over loopback, then sends
+// one byte from the server to the client.
 func handshake(t *testing.T, srv, cli *tls.Config) (client, server tls.ConnectionState, cerr, serr error) {
 	t.Helper()
 	// TCP, not net.Pipe: in TLS 1.3 the client is done before the server
@@ -50,11 +52,23 @@ func handshake(t *testing.T, srv, cli *tls.Config) (client, server tls.Connectio
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if serr = sc.Handshake(); serr != nil {
+		serr = sc.Handshake()
+		if serr == nil {
+			// TLS 1.3 session tickets follow the handshake: a byte
+			// written after them lets the client read them.
+			_, serr = sc.Write([]byte("x"))
+		}
+		if serr != nil {
 			_ = b.Close()
 		}
 	}()
-	if cerr = cc.Handshake(); cerr != nil {
+	// The client's handshake is done before the server has checked the
+	// client's certificate: the read learns whether it was accepted.
+	cerr = cc.Handshake()
+	if cerr == nil {
+		_, cerr = cc.Read(make([]byte, 1))
+	}
+	if cerr != nil {
 		_ = a.Close()
 	}
 	<-done
@@ -130,4 +144,52 @@ func TestVerification(t *testing.T) {
 			t.Error("the new connection did not get the rotated certificate")
 		}
 	})
+}
+
+// TestExpiredPeerRefused: a peer whose certificate has expired is refused,
+// also when the client holds a session ticket from before the expiry (Go
+// checks the peer certificate's expiry before it resumes a session), in
+// either direction: an expired proxy reaches no peer, and no peer reaches
+// it. The clock (tls.Config.Time) is moved past the expiry.
+func TestExpiredPeerRefused(t *testing.T) {
+	root, err := pki.NewRoot("root.test", 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	anchors := x509.NewCertPool()
+	anchors.AddCert(root.Cert)
+	const serverID, clientID = "server.test", "client.test"
+	for _, tc := range []struct {
+		name                   string
+		serverLife, clientLife time.Duration
+		refuser                string
+	}{
+		{"the client's certificate expired", 12 * time.Hour, time.Hour, "server"},
+		{"the server's certificate expired", time.Hour, 12 * time.Hour, "client"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var skew atomic.Int64
+			clock := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+			srv := Server(leafCertFor(t, root, serverID, tc.serverLife), anchors)
+			srv.Time = clock
+			cli := Client(leafCertFor(t, root, clientID, tc.clientLife), anchors, serverID, ALPNOpaque, tls.NewLRUClientSessionCache(8))
+			cli.Time = clock
+			if _, _, cerr, serr := handshake(t, srv, cli); cerr != nil || serr != nil {
+				t.Fatalf("before the expiry: client %v, server %v", cerr, serr)
+			}
+			if c, _, cerr, serr := handshake(t, srv, cli); cerr != nil || serr != nil || !c.DidResume {
+				t.Fatalf("before the expiry, again: resumed %v, client %v, server %v", c.DidResume, cerr, serr)
+			}
+
+			skew.Store(int64(2 * time.Hour))
+			c, s, cerr, serr := handshake(t, srv, cli)
+			if cerr == nil && serr == nil {
+				t.Fatalf("connected with an expired certificate (resumed: client %v, server %v)", c.DidResume, s.DidResume)
+			}
+			refusal := map[string]error{"client": cerr, "server": serr}[tc.refuser]
+			if refusal == nil || !strings.Contains(refusal.Error(), "expired") {
+				t.Errorf("the %s's error %v, want one about the expiry (client %v, server %v)", tc.refuser, refusal, cerr, serr)
+			}
+		})
+	}
 }
