@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/conduit-mesh/conduit/cli/healthcheck"
@@ -709,6 +710,19 @@ func (ch *checker) dataPlane(ns string) healthcheck.Category {
 			},
 		},
 		{
+			Description: "data-plane proxies hold valid certificates that chain to the trust anchors",
+			Hint: "an expired certificate: the proxy cannot renew it, see why in 'kubectl -n <ns> logs <pod> -c conduit-proxy' and check the " +
+				"control plane with 'mesh check'; one from other anchors: restart the workload; details: 'mesh identity -n <ns> <pod>'",
+			Retry: true,
+			Run: func(ctx context.Context) error {
+				pods, err := ch.meshedPods(ctx, ns)
+				if err != nil {
+					return err
+				}
+				return ch.proxyCertificates(ctx, pods, where)
+			},
+		},
+		{
 			Description: "data-plane proxies run the control plane's proxy version",
 			Hint:        "restart the workloads to pick up the current proxy: 'kubectl -n <ns> rollout restart deploy/<name>'",
 			Run: func(ctx context.Context) error {
@@ -736,6 +750,59 @@ func (ch *checker) dataPlane(ns string) healthcheck.Category {
 			},
 		},
 	}}
+}
+
+// certCheckConcurrency bounds the port-forwards of proxyCertificates.
+const certCheckConcurrency = 4
+
+// proxyCertificates reads the certificate of every ready proxy of pods (one
+// that is not ready has none yet, which the readiness check reports) and
+// fails naming those that have expired or do not chain to the trust anchors.
+// A proxy keeps serving, ready, once its certificate has expired
+// (docs/proxy.md, Identity): this is where that shows.
+func (ch *checker) proxyCertificates(ctx context.Context, pods []corev1.Pod, where string) error {
+	pods = slices.DeleteFunc(pods, func(p corev1.Pod) bool { return !proxyReady(&p) })
+	if len(pods) == 0 {
+		return healthcheck.Skip("no ready meshed pods in " + where)
+	}
+	anchors, err := ch.anchors(ctx)
+	if err != nil {
+		return err
+	}
+	now := ch.now()
+	problems := make([]string, len(pods))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, certCheckConcurrency)
+	for i, p := range pods {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			name := p.Namespace + "/" + p.Name
+			pemChain, err := fetchProxyCertificate(ctx, ch.kube, p.Namespace, p.Name)
+			if err != nil {
+				problems[i] = err.Error()
+				return
+			}
+			chain, err := pki.ParseCertificates(pemChain)
+			if err != nil {
+				problems[i] = fmt.Sprintf("%s: unreadable certificate: %v", name, err)
+				return
+			}
+			switch r := describeChain(name, chain, anchors, nil, now); {
+			case !now.Before(r.NotAfter):
+				problems[i] = fmt.Sprintf("%s: certificate expired at %s (%s)", name, r.NotAfter.Format(time.RFC3339), r.ExpiresIn)
+			case !r.Trusted:
+				problems[i] = fmt.Sprintf("%s: certificate not trusted: %s", name, strings.TrimPrefix(r.TrustDetail, "no: "))
+			}
+		}()
+	}
+	wg.Wait()
+	problems = slices.DeleteFunc(problems, func(s string) bool { return s == "" })
+	if len(problems) > 0 {
+		return fmt.Errorf("%d of %d proxies: %s", len(problems), len(pods), strings.Join(problems, "; "))
+	}
+	return nil
 }
 
 // meshedPods lists the running pods meshed by this control plane in ns ("" = all).

@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"crypto/x509"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -83,6 +84,27 @@ func healthyCluster(t *testing.T) map[string]runtime.Object {
 	return objs
 }
 
+// proxyChain is the PEM chain a proxy of healthyCluster serves: a leaf
+// valid for an hour from now, signed by testdata's issuer.
+func proxyChain(t *testing.T) string {
+	t.Helper()
+	certs, err := pki.ParseCertificates(readFile(t, "testdata/issuer.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := pki.ParseKey(readFile(t, "testdata/issuer.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuer := &pki.CA{Cert: certs[0], Key: key}
+	lk, _ := pki.NewKey()
+	leaf, err := issuer.SignLeaf("default.shop.serviceaccount.identity.conduit.cluster.local", lk.Public(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pki.CertPEM(leaf)) + string(pki.CertPEM(issuer.Cert))
+}
+
 func meshedPod(name, ns, version string, ready bool) *corev1.Pod {
 	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns,
 		Labels: map[string]string{controlPlaneNSLabel: "conduit", proxyVersionLabel: version}},
@@ -107,6 +129,7 @@ func issuerSecret(t *testing.T, ca *pki.CA) *corev1.Secret {
 
 func TestCheckGolden(t *testing.T) {
 	withVersion(t, "v1.2.3")
+	serveProxyCertificateOf(t, "shop/web-1", http.StatusOK, proxyChain(t))
 	out, _, err := runWith(t, kubeOf(healthyCluster(t)), "check", "--proxy", "--wait", "0s")
 	if err != nil {
 		t.Fatalf("check failed: %v\n%s", err, out)
@@ -219,6 +242,7 @@ func TestCheckFindings(t *testing.T) {
 			old := checkNow
 			checkNow = func() time.Time { return time.Now().Add(tc.now) }
 			t.Cleanup(func() { checkNow = old })
+			serveProxyCertificateOf(t, "shop/web-1", http.StatusOK, proxyChain(t))
 			out, _, err := runWith(t, k, append([]string{"check", "--wait", "0s", "-o", "short"}, tc.args...)...)
 			if (err == nil) != tc.success {
 				t.Errorf("err = %v, want success=%v", err, tc.success)
@@ -280,5 +304,47 @@ func TestImageTag(t *testing.T) {
 		if got := imageTag(in); got != want {
 			t.Errorf("imageTag(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestCheckProxyCertificates: `mesh check --proxy` reads the certificate of
+// every ready proxy and fails naming those that expired (a proxy stays
+// ready then) or do not chain to the trust anchors.
+func TestCheckProxyCertificates(t *testing.T) {
+	withVersion(t, "v1.2.3")
+	other := newFixedChain(t, "other", time.Now().Add(time.Hour))
+	cases := []struct {
+		name    string
+		chain   func(t *testing.T) string
+		status  int
+		now     time.Duration
+		success bool
+		want    []string
+	}{
+		{"valid", proxyChain, http.StatusOK, 0, true, []string{"Status check results are √"}},
+		{"expired", proxyChain, http.StatusOK, 2 * time.Hour, false, []string{
+			"× data-plane proxies hold valid certificates that chain to the trust anchors",
+			"1 of 1 proxies: shop/web-1: certificate expired at ", "(expired 1h0m0s ago)", "mesh identity -n <ns> <pod>"}},
+		{"other anchors", func(*testing.T) string { return other.pem() }, http.StatusOK, 0, false, []string{
+			"× data-plane proxies hold valid certificates", "shop/web-1: certificate not trusted: x509: certificate signed by unknown authority"}},
+		{"admin port answers 503", proxyChain, http.StatusServiceUnavailable, 0, false, []string{
+			"× data-plane proxies hold valid certificates", "the proxy of shop/web-1 has no certificate yet"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			serveProxyCertificateOf(t, "shop/web-1", tc.status, tc.chain(t))
+			old := checkNow
+			checkNow = func() time.Time { return time.Now().Add(tc.now) }
+			t.Cleanup(func() { checkNow = old })
+			out, _, err := runWith(t, kubeOf(healthyCluster(t)), "check", "--proxy", "--wait", "0s", "-o", "short")
+			if (err == nil) != tc.success {
+				t.Errorf("err = %v, want success=%v", err, tc.success)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+		})
 	}
 }

@@ -70,8 +70,16 @@ func rootsConfigMap(anchors ...*x509.Certificate) *corev1.ConfigMap {
 	return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: trustRootsName, Namespace: "conduit"}, Data: map[string]string{trustRootsKey: b.String()}}
 }
 
-// serveProxyCertificate points portForward at a fake proxy admin server.
+// serveProxyCertificate points portForward at a fake proxy admin server,
+// which only emojivoto/web-0 may reach.
 func serveProxyCertificate(t *testing.T, status int, body string) {
+	t.Helper()
+	serveProxyCertificateOf(t, "emojivoto/web-0", status, body)
+}
+
+// serveProxyCertificateOf points portForward at a fake proxy admin server,
+// which only pod ("ns/name") may reach.
+func serveProxyCertificateOf(t *testing.T, pod string, status int, body string) {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != proxyCertificatePath {
@@ -83,9 +91,9 @@ func serveProxyCertificate(t *testing.T, status int, body string) {
 	}))
 	t.Cleanup(srv.Close)
 	oldPF, oldNow := portForward, identityNow
-	portForward = func(_ context.Context, _ *Kube, ns, pod string, port int) (string, func(), error) {
-		if ns != "emojivoto" || pod != "web-0" || port != proxyAdminPort {
-			t.Errorf("port-forward to %s/%s:%d, want emojivoto/web-0:%d", ns, pod, port, proxyAdminPort)
+	portForward = func(_ context.Context, _ *Kube, ns, name string, port int) (string, func(), error) {
+		if ns+"/"+name != pod || port != proxyAdminPort {
+			t.Errorf("port-forward to %s/%s:%d, want %s:%d", ns, name, port, pod, proxyAdminPort)
 		}
 		return strings.TrimPrefix(srv.URL, "http://"), func() {}, nil
 	}

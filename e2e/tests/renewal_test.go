@@ -5,9 +5,8 @@ package tests
 import (
 	"context"
 	"crypto/x509"
-	"encoding/pem"
+	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -15,6 +14,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/conduit-mesh/conduit/cli/healthcheck"
 	"github.com/conduit-mesh/conduit/e2e/framework"
 )
 
@@ -52,11 +52,11 @@ func TestIdentityRenewalUnderTraffic(t *testing.T) {
 	admin := map[string]int{server.Name: f.PortForward(t, ns, server.Name, 4191), "client": f.PortForward(t, ns, "client", 4191)}
 	cert := func(t *testing.T, pod string) *x509.Certificate {
 		t.Helper()
-		c, err := proxyCert(ctx, admin[pod])
+		chain, err := proxyChainAt(ctx, admin[pod])
 		if err != nil {
 			t.Fatalf("%s: %v", pod, err)
 		}
-		return c
+		return chain[0]
 	}
 	before := map[string]*x509.Certificate{server.Name: cert(t, server.Name), "client": cert(t, "client")}
 	for pod, c := range before {
@@ -139,15 +139,21 @@ func TestIdentityRenewalUnderTraffic(t *testing.T) {
 			}
 		}
 
+		// `mesh check --proxy` is where an operator sees it.
+		if res := proxyCertCheck(t, f, ns); res.Status != healthcheck.Failure ||
+			!strings.Contains(res.Error, "2 of 2 proxies") || strings.Count(res.Error, "certificate expired at") != 2 {
+			t.Errorf("mesh check --proxy with expired certificates: %s %q, want an error naming both proxies", res.Status, res.Error)
+		}
+
 		restore()
 		back := time.Now()
 		f.WaitFor(t, "both proxies renewed, without the warning", 4*time.Minute, func(ctx context.Context) (bool, error) {
 			for pod, port := range admin {
-				c, err := proxyCert(ctx, port)
+				chain, err := proxyChainAt(ctx, port)
 				if err != nil {
 					return false, fmt.Errorf("%s: %w", pod, err)
 				}
-				if !c.NotAfter.After(expiry[pod]) {
+				if !chain[0].NotAfter.After(expiry[pod]) {
 					return false, fmt.Errorf("%s: still the certificate that expired at %s", pod, expiry[pod].Format(time.TimeOnly))
 				}
 				code, body, err := adminGet(ctx, port, "/ready")
@@ -164,6 +170,9 @@ func TestIdentityRenewalUnderTraffic(t *testing.T) {
 		if took > 30*time.Second {
 			t.Errorf("the proxies took %s to renew once identity was back, want under 30s", took.Round(time.Second))
 		}
+		if res := proxyCertCheck(t, f, ns); res.Status != healthcheck.Success {
+			t.Errorf("mesh check --proxy after renewal: %s %q", res.Status, res.Error)
+		}
 		out, _, err := f.ExecE(framework.Context(t, time.Minute), ns, "client", "client", nil,
 			"testapp", "get", "-summary", "-n", "10", "-new-conn", "-timeout", "5s", "http://server:8080/")
 		if err != nil || strings.TrimSpace(out) != "10 ok" {
@@ -172,33 +181,23 @@ func TestIdentityRenewalUnderTraffic(t *testing.T) {
 	})
 }
 
-// adminGet GETs path from a proxy's admin port, forwarded to localPort.
-func adminGet(ctx context.Context, localPort int, path string) (int, string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d%s", localPort, path), nil)
-	if err != nil {
-		return 0, "", err
+// proxyCertCheck is the result of `mesh check --proxy`'s certificate check
+// for the proxies of ns.
+func proxyCertCheck(t *testing.T, f *framework.Framework, ns string) healthcheck.Result {
+	t.Helper()
+	const desc = "data-plane proxies hold valid certificates that chain to the trust anchors"
+	r := f.RunMesh(framework.Context(t, 2*time.Minute), "check", "--proxy", "-n", ns, "--wait", "0s", "-o", "json")
+	var report healthcheck.Report
+	if err := json.Unmarshal([]byte(r.Stdout), &report); err != nil {
+		t.Fatalf("mesh check --proxy -o json: %v (%v):\n%s%s", err, r.Err, r.Stdout, r.Stderr)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, "", fmt.Errorf("GET %s: %w", path, err)
+	for _, c := range report.Categories {
+		for _, ch := range c.Checks {
+			if ch.Description == desc {
+				return ch
+			}
+		}
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, "", fmt.Errorf("GET %s: %w", path, err)
-	}
-	return resp.StatusCode, string(b), nil
-}
-
-// proxyCert is the leaf certificate a proxy presents, from its admin port.
-func proxyCert(ctx context.Context, localPort int) (*x509.Certificate, error) {
-	code, body, err := adminGet(ctx, localPort, "/identity/certificate")
-	if err != nil {
-		return nil, err
-	}
-	block, _ := pem.Decode([]byte(body))
-	if code != http.StatusOK || block == nil {
-		return nil, fmt.Errorf("GET /identity/certificate = %d:\n%s", code, body)
-	}
-	return x509.ParseCertificate(block.Bytes)
+	t.Fatalf("mesh check --proxy -o json has no check %q:\n%s", desc, r.Stdout)
+	return healthcheck.Result{}
 }

@@ -8,11 +8,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -345,27 +343,6 @@ func proxyTrustAnchors(t *testing.T, p *corev1.Pod) []*x509.Certificate {
 	}
 	t.Fatalf("%s: no conduit-proxy container with CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS", p.Name)
 	return nil
-}
-
-// proxyCertificate is the chain (leaf first) a pod's proxy presents, from its admin endpoint.
-func proxyCertificate(t *testing.T, f *framework.Framework, ctx context.Context, ns, pod string) []*x509.Certificate {
-	t.Helper()
-	port := f.PortForward(t, ns, pod, 4191)
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:"+strconv.Itoa(port)+"/identity/certificate", nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("%s: GET /identity/certificate = %d:\n%s", pod, resp.StatusCode, body)
-	}
-	chain, err := pki.ParseCertificates(body)
-	if err != nil || len(chain) == 0 {
-		t.Fatalf("%s: GET /identity/certificate: %v\n%s", pod, err, body)
-	}
-	return chain
 }
 
 func commonNames(certs []*x509.Certificate) []string {
