@@ -176,6 +176,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	client := identityv1.NewIdentityClient(cc)
 	log := m.opts.Logger
 	failures := 0
+	var loudAt time.Time // when a failure past the expiry was last logged as an error
 	for {
 		var wait time.Duration
 		leaf, err := m.certify(ctx, client)
@@ -189,17 +190,23 @@ func (m *Manager) Run(ctx context.Context) error {
 			if c != nil {
 				notAfter = c.Leaf.NotAfter
 			}
-			wait = m.retryWait(failures, notAfter, time.Now())
-			if c != nil && time.Now().After(notAfter) {
+			now := time.Now()
+			wait = m.retryWait(failures, notAfter, now)
+			switch {
+			case c != nil && now.After(notAfter) && now.Sub(loudAt) >= expiredLogEvery:
 				// Past this point peers refuse the certificate: say so
-				// louder than a retry, which may go on for long.
+				// louder than a retry, which may go on for long, but
+				// not at every retry (ExpiredMaxBackoff apart).
+				loudAt = now
 				log.Error("certify failed and the certificate has expired: mTLS connections to and from this proxy fail until the identity service answers",
-					"err", err, "expired", c.Leaf.NotAfter, "in", wait.Round(time.Millisecond).String())
-			} else {
+					"err", err, "expired", c.Leaf.NotAfter, "failures", failures, "in", wait.Round(time.Millisecond).String())
+			case c != nil && now.After(notAfter):
+				log.Debug("certify failed; retrying", "err", err, "failures", failures, "in", wait.Round(time.Millisecond).String())
+			default:
 				log.Warn("certify failed; retrying", "err", err, "in", wait.Round(time.Millisecond).String())
 			}
 		} else {
-			failures = 0
+			failures, loudAt = 0, time.Time{}
 			life := leaf.NotAfter.Sub(leaf.NotBefore)
 			wait = time.Until(leaf.NotBefore.Add(time.Duration(float64(life) * m.opts.RenewAt)))
 			if wait < m.opts.MinBackoff {
@@ -222,6 +229,10 @@ func (m *Manager) Run(ctx context.Context) error {
 // the next retry succeeds, so the proxy must notice promptly that the
 // identity service is back.
 const ExpiredMaxBackoff = 5 * time.Second
+
+// expiredLogEvery spaces the errors logged for failures past the expiry;
+// the failures between them are logged at debug level.
+const expiredLogEvery = time.Minute
 
 // retryWait is the wait before the next certify after failures failed in a
 // row, with the current certificate valid until notAfter (zero: none yet).

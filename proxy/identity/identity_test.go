@@ -301,6 +301,16 @@ func TestExpiredCertificateLogged(t *testing.T) {
 	if time.Now().Before(expiry) {
 		t.Errorf("an error before the certificate expired at %s", expiry)
 	}
+	// The retries go on (MinBackoff 20 ms apart), logged as errors once a
+	// minute only: one error here.
+	calls := ca.calls.Load()
+	time.Sleep(300 * time.Millisecond)
+	if n := ca.calls.Load() - calls; n < 3 {
+		t.Fatalf("%d retries in 300 ms after the expiry", n)
+	}
+	if n := strings.Count(out.String(), "level=ERROR"); n != 1 {
+		t.Errorf("%d errors logged after the expiry, want 1:\n%s", n, out.String())
+	}
 }
 
 // TestIdentityServiceTLS13: the proxy reaches the identity service over TLS
