@@ -140,6 +140,9 @@ func TestIdentityRenewalUnderTraffic(t *testing.T) {
 		}
 
 		// `mesh check --proxy` is where an operator sees it.
+		if r := meshIdentity(t, f, ns, "client"); r.Trusted || !strings.HasPrefix(r.ExpiresIn, "expired ") || !r.NotAfter.Equal(expiry["client"]) {
+			t.Errorf("mesh identity client with an expired certificate: %+v, want untrusted, expired at %s", r, expiry["client"])
+		}
 		if res := proxyCertCheck(t, f, ns); res.Status != healthcheck.Failure ||
 			!strings.Contains(res.Error, "2 of 2 proxies") || strings.Count(res.Error, "certificate expired at") != 2 {
 			t.Errorf("mesh check --proxy with expired certificates: %s %q, want an error naming both proxies", res.Status, res.Error)
@@ -169,6 +172,9 @@ func TestIdentityRenewalUnderTraffic(t *testing.T) {
 		t.Logf("both proxies renewed %s after identity was back", took.Round(time.Second))
 		if took > 30*time.Second {
 			t.Errorf("the proxies took %s to renew once identity was back, want under 30s", took.Round(time.Second))
+		}
+		if r := meshIdentity(t, f, ns, "client"); !r.Trusted || !r.NotAfter.After(expiry["client"]) {
+			t.Errorf("mesh identity client after renewal: %+v, want trusted, after %s", r, expiry["client"])
 		}
 		if res := proxyCertCheck(t, f, ns); res.Status != healthcheck.Success {
 			t.Errorf("mesh check --proxy after renewal: %s %q", res.Status, res.Error)
@@ -200,4 +206,23 @@ func proxyCertCheck(t *testing.T, f *framework.Framework, ns string) healthcheck
 	}
 	t.Fatalf("mesh check --proxy -o json has no check %q:\n%s", desc, r.Stdout)
 	return healthcheck.Result{}
+}
+
+// identityReport is what `mesh identity POD -o json` says of a proxy's
+// certificate (the fields this test reads).
+type identityReport struct {
+	NotAfter    time.Time `json:"notAfter"`
+	ExpiresIn   string    `json:"expiresIn"`
+	Trusted     bool      `json:"trusted"`
+	TrustDetail string    `json:"trustDetail"`
+}
+
+func meshIdentity(t *testing.T, f *framework.Framework, ns, pod string) identityReport {
+	t.Helper()
+	var r identityReport
+	out := f.MeshCmd(t, "identity", "-n", ns, pod, "-o", "json")
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("mesh identity -n %s %s -o json: %v:\n%s", ns, pod, err, out)
+	}
+	return r
 }
