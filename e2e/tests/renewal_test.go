@@ -92,7 +92,8 @@ func TestIdentityRenewalUnderTraffic(t *testing.T) {
 	// Expiry: identity is stopped until both proxies' certificates have run
 	// out. /ready stays 200, so the kubelet neither takes the pods out of
 	// their Services nor restarts them, and its body says why mTLS fails;
-	// once identity is back, the proxies renew on their own.
+	// `mesh identity` and `mesh check --proxy` show it. Once identity is
+	// back, the proxies renew on their own within seconds.
 	t.Run("an expired certificate keeps the proxy ready, with a warning, until renewed", func(t *testing.T) {
 		restore := f.StopControllers(t, "identity")
 		expiry := map[string]time.Time{}
@@ -139,7 +140,7 @@ func TestIdentityRenewalUnderTraffic(t *testing.T) {
 			}
 		}
 
-		// `mesh check --proxy` is where an operator sees it.
+		// Where an operator sees it: `mesh identity POD`, `mesh check --proxy`.
 		if r := meshIdentity(t, f, ns, "client"); r.Trusted || !strings.HasPrefix(r.ExpiresIn, "expired ") || !r.NotAfter.Equal(expiry["client"]) {
 			t.Errorf("mesh identity client with an expired certificate: %+v, want untrusted, expired at %s", r, expiry["client"])
 		}
