@@ -755,11 +755,17 @@ func (ch *checker) dataPlane(ns string) healthcheck.Category {
 // certCheckConcurrency bounds the port-forwards of proxyCertificates.
 const certCheckConcurrency = 4
 
+// renewalOverdue is the share of a certificate's life after which a proxy
+// that still holds it has failed to renew it: proxies renew at 70 %, and
+// retry until they succeed.
+const renewalOverdue = 0.8
+
 // proxyCertificates reads the certificate of every ready proxy of pods (one
 // that is not ready has none yet, which the readiness check reports) and
 // fails naming those that have expired or do not chain to the trust anchors.
 // A proxy keeps serving, ready, once its certificate has expired
-// (docs/proxy.md, Identity): this is where that shows.
+// (docs/proxy.md, Identity): this is where that shows. A certificate past
+// renewalOverdue of its life is a warning, before the expiry.
 func (ch *checker) proxyCertificates(ctx context.Context, pods []corev1.Pod, where string) error {
 	pods = slices.DeleteFunc(pods, func(p corev1.Pod) bool { return !proxyReady(&p) })
 	if len(pods) == 0 {
@@ -770,7 +776,7 @@ func (ch *checker) proxyCertificates(ctx context.Context, pods []corev1.Pod, whe
 		return err
 	}
 	now := ch.now()
-	problems := make([]string, len(pods))
+	problems, overdue := make([]string, len(pods)), make([]string, len(pods))
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, certCheckConcurrency)
 	for i, p := range pods {
@@ -794,13 +800,24 @@ func (ch *checker) proxyCertificates(ctx context.Context, pods []corev1.Pod, whe
 				problems[i] = fmt.Sprintf("%s: certificate expired at %s (%s)", name, r.NotAfter.Format(time.RFC3339), r.ExpiresIn)
 			case !r.Trusted:
 				problems[i] = fmt.Sprintf("%s: certificate not trusted: %s", name, strings.TrimPrefix(r.TrustDetail, "no: "))
+			default:
+				life, spent := r.NotAfter.Sub(r.NotBefore), now.Sub(r.NotBefore)
+				if life > 0 && float64(spent) > renewalOverdue*float64(life) {
+					overdue[i] = fmt.Sprintf("%s: %.0f %% of its certificate's life spent, not renewed (expires at %s, in %s)",
+						name, 100*float64(spent)/float64(life), r.NotAfter.Format(time.RFC3339), r.ExpiresIn)
+				}
 			}
 		}()
 	}
 	wg.Wait()
-	problems = slices.DeleteFunc(problems, func(s string) bool { return s == "" })
+	empty := func(s string) bool { return s == "" }
+	problems, overdue = slices.DeleteFunc(problems, empty), slices.DeleteFunc(overdue, empty)
 	if len(problems) > 0 {
-		return fmt.Errorf("%d of %d proxies: %s", len(problems), len(pods), strings.Join(problems, "; "))
+		return fmt.Errorf("%d of %d proxies: %s", len(problems), len(pods), strings.Join(append(problems, overdue...), "; "))
+	}
+	if len(overdue) > 0 {
+		return healthcheck.Warning(fmt.Errorf("%d of %d proxies overdue for renewal (they renew at 70 %% of the life): %s",
+			len(overdue), len(pods), strings.Join(overdue, "; ")))
 	}
 	return nil
 }

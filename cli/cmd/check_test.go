@@ -327,6 +327,9 @@ func TestCheckProxyCertificates(t *testing.T) {
 			"1 of 1 proxies: shop/web-1: certificate expired at ", "(expired 1h0m0s ago)", "mesh identity -n <ns> <pod>"}},
 		{"other anchors", func(*testing.T) string { return other.pem() }, http.StatusOK, 0, false, []string{
 			"× data-plane proxies hold valid certificates", "shop/web-1: certificate not trusted: x509: certificate signed by unknown authority"}},
+		{"renewal overdue warns", proxyChain, http.StatusOK, 50 * time.Minute, true, []string{
+			"‼ data-plane proxies hold valid certificates", "1 of 1 proxies overdue for renewal",
+			"shop/web-1: 83 % of its certificate's life spent, not renewed (expires at "}},
 		{"admin port answers 503", proxyChain, http.StatusServiceUnavailable, 0, false, []string{
 			"× data-plane proxies hold valid certificates", "the proxy of shop/web-1 has no certificate yet"}},
 	}

@@ -105,6 +105,23 @@ func TestIdentityRenewalUnderTraffic(t *testing.T) {
 			}
 		}
 		t.Logf("identity stopped; certificates expire at %v", expiry)
+
+		// Before the expiry, `mesh check --proxy` warns of each proxy once
+		// 80 % of its certificate's life is spent without a renewal (the
+		// two may not be overdue at the same time: one may have expired
+		// by then, which the check's error lists with the overdue ones).
+		overdue := map[string]bool{}
+		f.WaitFor(t, "mesh check --proxy: each proxy overdue for renewal", 2*time.Minute, func(context.Context) (bool, error) {
+			res := proxyCertCheck(t, f, ns)
+			for _, item := range strings.Split(res.Error, "; ") { // one pod each
+				for pod := range admin {
+					if strings.Contains(item, ns+"/"+pod+": ") && strings.Contains(item, "of its certificate's life spent, not renewed") {
+						overdue[pod] = true
+					}
+				}
+			}
+			return len(overdue) == len(admin), fmt.Errorf("overdue so far: %v; check: %s %q", overdue, res.Status, res.Error)
+		})
 		// Past the last expiry by more than the readiness probe's period (10 s).
 		time.Sleep(time.Until(last) + 12*time.Second)
 
