@@ -185,22 +185,22 @@ func (m *Manager) Run(ctx context.Context) error {
 				return nil
 			}
 			failures++
-			c := m.cert.Load()
-			var notAfter time.Time
-			if c != nil {
+			var notAfter time.Time // zero: no certificate yet
+			if c := m.cert.Load(); c != nil {
 				notAfter = c.Leaf.NotAfter
 			}
 			now := time.Now()
 			wait = m.retryWait(failures, notAfter, now)
+			expired := expiredAt(notAfter, now)
 			switch {
-			case c != nil && now.After(notAfter) && now.Sub(loudAt) >= expiredLogEvery:
+			case expired && now.Sub(loudAt) >= expiredLogEvery:
 				// Past this point peers refuse the certificate: say so
 				// louder than a retry, which may go on for long, but
 				// not at every retry (ExpiredMaxBackoff apart).
 				loudAt = now
 				log.Error("certify failed and the certificate has expired: mTLS connections to and from this proxy fail until the identity service answers",
-					"err", err, "expired", c.Leaf.NotAfter, "failures", failures, "in", wait.Round(time.Millisecond).String())
-			case c != nil && now.After(notAfter):
+					"err", err, "expired", notAfter, "failures", failures, "in", wait.Round(time.Millisecond).String())
+			case expired:
 				log.Debug("certify failed; retrying", "err", err, "failures", failures, "in", wait.Round(time.Millisecond).String())
 			default:
 				log.Warn("certify failed; retrying", "err", err, "in", wait.Round(time.Millisecond).String())
@@ -241,7 +241,7 @@ const expiredLogEvery = time.Minute
 // expiry nears, and never more than ExpiredMaxBackoff once it has expired.
 func (m *Manager) retryWait(failures int, notAfter, now time.Time) time.Duration {
 	hi := m.opts.MaxBackoff
-	if !notAfter.IsZero() && !now.Before(notAfter) {
+	if expiredAt(notAfter, now) {
 		hi = min(hi, ExpiredMaxBackoff)
 	}
 	wait := Backoff(failures, m.opts.MinBackoff, hi)
@@ -249,6 +249,12 @@ func (m *Manager) retryWait(failures int, notAfter, now time.Time) time.Duration
 		wait = max(left/4, m.opts.MinBackoff)
 	}
 	return wait
+}
+
+// expiredAt reports whether a certificate valid until notAfter (zero: no
+// certificate yet) has expired at now.
+func expiredAt(notAfter, now time.Time) bool {
+	return !notAfter.IsZero() && !now.Before(notAfter)
 }
 
 // ConnectParams are the reconnect backoff of the proxy's gRPC clients of
