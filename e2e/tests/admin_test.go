@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/conduit-mesh/conduit/e2e/framework"
@@ -31,6 +33,22 @@ func adminGet(ctx context.Context, localPort int, path string) (int, string, err
 		return 0, "", fmt.Errorf("GET %s: %w", path, err)
 	}
 	return resp.StatusCode, string(b), nil
+}
+
+// metricSum sums metric name in a Prometheus text exposition over the
+// series whose line contains every string of match; 0 when there is none.
+func metricSum(exposition, name string, match ...string) float64 {
+	sum := 0.0
+	for line := range strings.Lines(exposition) {
+		line = strings.TrimSuffix(line, "\n")
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") || !containsAll(line, match) {
+			continue
+		}
+		if v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64); err == nil {
+			sum += v
+		}
+	}
+	return sum
 }
 
 // proxyChainAt is the chain (leaf first) a proxy presents, from its admin

@@ -3,15 +3,12 @@
 package tests
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -106,27 +103,11 @@ func createInjected(t *testing.T, f *framework.Framework, ns string, p *corev1.P
 // string of match; 0 when there is none.
 func proxyCounter(t *testing.T, f *framework.Framework, ns, pod, name string, match ...string) float64 {
 	t.Helper()
-	port := f.PortForward(t, ns, pod, 4191)
-	resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(port) + "/metrics")
-	if err != nil {
-		t.Fatalf("metrics of %s/%s: %v", ns, pod, err)
+	code, body, err := adminGet(context.Background(), f.PortForward(t, ns, pod, 4191), "/metrics")
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("metrics of %s/%s: %d %v", ns, pod, code, err)
 	}
-	defer resp.Body.Close()
-	sum := 0.0
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") || !containsAll(line, match) {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
-		if err == nil {
-			sum += v
-		}
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	return sum
+	return metricSum(body, name, match...)
 }
 
 func containsAll(s string, subs []string) bool {
