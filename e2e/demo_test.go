@@ -323,14 +323,23 @@ func demoMeshed(p *corev1.Pod) error {
 	if s := p.Annotations["conduit.dev/inject-status"]; s != "injected" {
 		return fmt.Errorf("pod %s: annotation conduit.dev/inject-status = %q, want injected", p.Name, s)
 	}
-	found := false
+	found, tap := false, false
 	for _, c := range p.Spec.InitContainers {
 		if c.Name == "conduit-proxy" {
 			found = c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways
+			for _, e := range c.Env {
+				tap = tap || e.Name == "CONDUIT_PROXY_TAP_ENABLED" && e.Value == "true"
+			}
 		}
 	}
 	if !found {
 		return fmt.Errorf("pod %s has no conduit-proxy sidecar (init containers %d)", p.Name, len(p.Spec.InitContainers))
+	}
+	// viz's injector hook enables tap. The pod was created right after
+	// `mesh extensions allow viz` returned, which waits for the injector to
+	// run the hook.
+	if !tap {
+		return fmt.Errorf("pod %s: its proxy was injected without viz's hook (no CONDUIT_PROXY_TAP_ENABLED=true)", p.Name)
 	}
 	for _, s := range p.Status.InitContainerStatuses {
 		if s.Name == "conduit-proxy" && (s.Started == nil || !*s.Started || s.State.Running == nil) {

@@ -24,6 +24,7 @@ import (
 
 func newExtensionsAllowCmd(o *Options) *cobra.Command {
 	var digest, output, policyFlag string
+	var wait time.Duration
 	c := &cobra.Command{
 		Use:   "allow NAME",
 		Short: "Let the control plane run an installed extension's hooks, pinned to its binary's SHA-256",
@@ -43,10 +44,19 @@ control plane picks the change up within seconds. A binary whose digest differs
 injector hook fails or does not run (for a patch pods cannot do without); the
 default, Ignore, injects them without its patch, with a warning and an Event.
 
+allow then waits (--wait, default 2m) until every ready pod of the control-plane
+components that call the extension's hooks (the injector for an injector hook,
+destination for a destination hook) runs the allowed binary, read from their
+admin metrics: a pod created after allow returns gets the hook's patch. It fails
+when one refuses the binary (its digest is not the allowed one), or at the
+timeout, naming what each pod reports; --wait 0 returns once the allow-list is
+written.
+
 -o yaml prints the allow-list ConfigMap instead of writing it (for GitOps).`,
 		Example: `  mesh extensions allow viz
   mesh extensions allow hello --sha256 sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
-  mesh extensions allow viz -o yaml > allowlist.yaml`,
+  mesh extensions allow viz -o yaml > allowlist.yaml
+  mesh extensions allow viz --wait 0      # do not wait for the control plane`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
@@ -100,10 +110,29 @@ default, Ignore, injects them without its patch, with a warning and an Event.
 			if err := writeAllowList(ctx, k, o.ControlPlaneNamespace, name, al[name].String(), false); err != nil {
 				return err
 			}
-			fmt.Fprintf(o.Out, "Extension %s allowed (sha256:%s, failure policy %s): the injector and destination run its hooks from now on.\n", name, digest, policy)
+			if wait <= 0 {
+				fmt.Fprintf(o.Out, "Extension %s allowed (sha256:%s, failure policy %s): the control plane runs its hooks within seconds.\n", name, digest, policy)
+				return nil
+			}
+			fmt.Fprintf(o.Out, "Extension %s allowed (sha256:%s, failure policy %s).\n", name, digest, policy)
+			ns := o.controlPlaneNS()
+			states, err := waitHooks(ctx, k, ns, name, hookComponents(ce), wait,
+				func(s podHookState) bool { return s.state == hookRunning && s.sha == digest },
+				func(s podHookState) error {
+					if s.state == hookRefused && s.sha == digest {
+						return fmt.Errorf("%s refused the binary: the extension hands out a binary whose SHA-256 is not %s", s.pod, digest)
+					}
+					return nil
+				})
+			if err != nil {
+				return fmt.Errorf("extensions allow: %s is in the allow-list, but the control plane does not run its hooks: %w (see %s)",
+					name, err, hookLogs(ns, hookComponents(ce)))
+			}
+			fmt.Fprintf(o.Out, "The control plane runs its hooks from now on (%s).\n", podNames(states))
 			return nil
 		},
 	}
+	c.Flags().DurationVar(&wait, "wait", 2*time.Minute, "how long to wait for the control plane to run the allowed binary (0: do not wait)")
 	c.Flags().StringVar(&digest, "sha256", "", "pin this digest instead of fetching the binary from the cluster")
 	c.Flags().StringVar(&policyFlag, "failure-policy", "Ignore", "what a failing injector hook does to the pod: Ignore (inject without its patch) or Fail (refuse the pod)")
 	c.Flags().StringVarP(&output, "output", "o", "", "yaml: print the allow-list ConfigMap instead of writing it")
@@ -112,13 +141,14 @@ default, Ignore, injects them without its patch, with a warning and an Event.
 
 func newExtensionsDisallowCmd(o *Options) *cobra.Command {
 	var output string
+	var wait time.Duration
 	c := &cobra.Command{
 		Use:   "disallow NAME",
 		Short: "Stop the control plane running an extension's hooks",
 		Long: `disallow removes the extension from the allow-list (ConfigMap
 conduit-extension-allowlist): the injector and destination stop its hook plugin
-within seconds, and inject and discover without it. The extension itself stays
-installed.`,
+within seconds, and inject and discover without it; disallow waits (--wait,
+default 2m) until they have. The extension itself stays installed.`,
 		Example: `  mesh extensions disallow viz`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -145,10 +175,23 @@ installed.`,
 			if err := writeAllowList(cmd.Context(), k, o.ControlPlaneNamespace, name, "", true); err != nil {
 				return err
 			}
+			ce, err := clusterExtension(cmd.Context(), k, name)
+			if wait <= 0 || err != nil { // not installed: nothing runs its hooks
+				fmt.Fprintf(o.Out, "Extension %s removed from the allow-list: the control plane stops its hooks within seconds.\n", name)
+				return nil
+			}
+			ns := o.controlPlaneNS()
+			comps := hookComponents(ce)
+			if _, err := waitHooks(cmd.Context(), k, ns, name, comps, wait,
+				func(s podHookState) bool { return s.state == hookNotAllowed || s.state == "" },
+				func(podHookState) error { return nil }); err != nil {
+				return fmt.Errorf("extensions disallow: %s is out of the allow-list, but the control plane still runs its hooks: %w (see %s)", name, err, hookLogs(ns, comps))
+			}
 			fmt.Fprintf(o.Out, "Extension %s removed from the allow-list: its hooks no longer run.\n", name)
 			return nil
 		},
 	}
+	c.Flags().DurationVar(&wait, "wait", 2*time.Minute, "how long to wait for the control plane to stop the extension's hooks (0: do not wait)")
 	c.Flags().StringVarP(&output, "output", "o", "", "yaml: print the allow-list ConfigMap instead of writing it")
 	return c
 }

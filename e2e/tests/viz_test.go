@@ -140,36 +140,33 @@ func TestViz(t *testing.T) {
 	for _, d := range []string{"prometheus", "metrics-api", "web"} {
 		f.WaitRollout(t, "conduit-viz", "deployment/"+d, 5*time.Minute)
 	}
-	// The control plane runs viz's injector hook (tap) once it is allowed.
-	f.MeshCmd(t, "extensions", "allow", "viz")
-
 	ns := f.NewNamespace(t, "viz", nil)
 	patch := []byte(`{"metadata":{"annotations":{"conduit.dev/inject":"enabled"}}}`)
 	if _, err := f.Client.CoreV1().Namespaces().Patch(ctx, ns, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	// viz's injector hook enables tap in pods injected from now on: the
-	// injector picks the extension up when its namespace appears, and the
-	// hook answers once viz's metrics-api serves it. A dry-run create (which
-	// goes through admission) shows when that is.
-	f.WaitFor(t, "pods to be injected with tap enabled (viz's injector hook)", 2*time.Minute, func(ctx context.Context) (bool, error) {
-		probe := &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Name: "probe"},
-			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: f.Image("testapp"), Args: []string{"sleep"}}}},
+	// The control plane runs viz's injector hook (tap) once it is allowed.
+	f.MeshCmd(t, "extensions", "allow", "viz")
+	// viz's injector hook enables tap in pods injected from now on: `mesh
+	// extensions allow` returned once the injector runs it, so a pod
+	// created now (a dry run, which goes through admission) has tap.
+	probe := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "probe"},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: f.Image("testapp"), Args: []string{"sleep"}}}},
+	}
+	p, err := f.Client.CoreV1().Pods(ns).Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tap := false
+	for _, c := range append(p.Spec.InitContainers, p.Spec.Containers...) {
+		for _, e := range c.Env {
+			tap = tap || c.Name == "conduit-proxy" && e.Name == "CONDUIT_PROXY_TAP_ENABLED" && e.Value == "true"
 		}
-		p, err := f.Client.CoreV1().Pods(ns).Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
-		if err != nil {
-			return false, err
-		}
-		for _, c := range append(p.Spec.InitContainers, p.Spec.Containers...) {
-			for _, e := range c.Env {
-				if c.Name == "conduit-proxy" && e.Name == "CONDUIT_PROXY_TAP_ENABLED" && e.Value == "true" {
-					return true, nil
-				}
-			}
-		}
-		return false, nil
-	})
+	}
+	if !tap {
+		t.Fatal("a pod created right after `mesh extensions allow viz` returned was injected without viz's hook (no CONDUIT_PROXY_TAP_ENABLED=true)")
+	}
 	f.Apply(t, ns, fmt.Sprintf(vizApp, f.Image("testapp"), f.Image("viz-controller"), ns))
 	for _, d := range []string{"server", "loadgen", "failing"} {
 		f.WaitRollout(t, ns, "deployment/"+d, 3*time.Minute)

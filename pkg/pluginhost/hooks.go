@@ -105,6 +105,10 @@ type target struct {
 	failedUntil time.Time
 }
 
+// pluginState is an extension's state in the conduit_extension_hook_plugin
+// gauge, and the allowed digest it is about ("" when not allowed).
+type pluginState struct{ state, sha string }
+
 // Plugin states of the conduit_extension_hook_plugin gauge.
 const (
 	stateRunning    = "running"
@@ -141,8 +145,8 @@ func NewHooks(cs kubernetes.Interface, opts HooksOptions) *Hooks {
 		}, []string{"extension", "method", "code"}),
 		status: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "conduit_extension_hook_plugin",
-			Help: "1 for the state of each extension's hook plugin: running, not-allowed (not in the allow-list), refused (digest mismatch), failed (fetch or start failed).",
-		}, []string{"extension", "state"}),
+			Help: "1 for the state of each extension's hook plugin: running, not-allowed (not in the allow-list), refused (digest mismatch), failed (fetch or start failed); sha256 is the allowed digest the state is about (empty when not allowed).",
+		}, []string{"extension", "state", "sha256"}),
 		kick:     make(chan struct{}, 1),
 		targets:  map[string]*target{},
 		reported: map[string]string{},
@@ -168,15 +172,11 @@ func register[C prometheus.Collector](opts HooksOptions, c C) C {
 	return c
 }
 
-// report logs msg for ext once per change of state, and sets the gauge.
-func (h *Hooks) report(ext, state, msg string, attrs ...any) {
-	for _, st := range []string{stateRunning, stateNotAllowed, stateRefused, stateFailed} {
-		v := 0.0
-		if st == state {
-			v = 1
-		}
-		h.status.WithLabelValues(ext, st).Set(v)
-	}
+// report logs msg for ext once per change of state, and records the state
+// in states, which Refresh sets the gauge from once the new set is in use.
+func (h *Hooks) report(states map[string]pluginState, ext string, st pluginState, msg string, attrs ...any) {
+	states[ext] = st
+	state := st.state
 	if h.reported[ext] == state+msg {
 		return
 	}
@@ -215,6 +215,7 @@ func (h *Hooks) Refresh(ctx context.Context) error {
 	seen := map[string]bool{}
 	retry := false
 	failClosed, unavailable := map[string]bool{}, map[string]string{}
+	states := map[string]pluginState{} // by extension, for the gauge
 	for _, ce := range exts {
 		addr := ce.InjectorHook
 		if addr == "" {
@@ -230,7 +231,7 @@ func (h *Hooks) Refresh(ctx context.Context) error {
 			failClosed[ce.Name] = true
 		}
 		if !ok {
-			h.report(ce.Name, stateNotAllowed, "extension hooks not run: the extension is not in the allow-list",
+			h.report(states, ce.Name, pluginState{stateNotAllowed, ""}, "extension hooks not run: the extension is not in the allow-list",
 				"namespace", ce.Namespace, "hint", "mesh extensions allow "+ce.Name)
 			continue
 		}
@@ -246,14 +247,14 @@ func (h *Hooks) Refresh(ctx context.Context) error {
 					// again soon rather than at the next interval.
 					retry = true
 				}
-				h.report(ce.Name, state, "extension hooks not run", "namespace", ce.Namespace, "address", addr, "err", err)
+				h.report(states, ce.Name, pluginState{state, sha}, "extension hooks not run", "namespace", ce.Namespace, "address", addr, "err", err)
 				if failClosed[ce.Name] && ce.InjectorHook != "" {
 					unavailable[ce.Name] = err.Error()
 				}
 				continue
 			}
 		}
-		h.report(ce.Name, stateRunning, "extension hook plugin running", "namespace", ce.Namespace, "address", addr, "sha256", sha, "version", t.plugin.Info.Version)
+		h.report(states, ce.Name, pluginState{stateRunning, sha}, "extension hook plugin running", "namespace", ce.Namespace, "address", addr, "sha256", sha, "version", t.plugin.Info.Version)
 		next[ce.Name] = t
 		caps := t.plugin.Info.Capabilities
 		if ce.InjectorHook != "" && slices.Contains(caps, client.InjectorHook) {
@@ -269,6 +270,19 @@ func (h *Hooks) Refresh(ctx context.Context) error {
 	h.targets, h.injector, h.destination = next, injectorTargets, destinationTargets
 	h.failClosed, h.unavailable = failClosed, unavailable
 	h.mu.Unlock()
+	// The gauge changes only now that calls see the new set: `mesh
+	// extensions allow` waits for "running", and a pod created right after
+	// it must get the hook's patch.
+	for ext, st := range states {
+		h.status.DeletePartialMatch(prometheus.Labels{"extension": ext}) // another digest's
+		for _, state := range []string{stateRunning, stateNotAllowed, stateRefused, stateFailed} {
+			v := 0.0
+			if state == st.state {
+				v = 1
+			}
+			h.status.WithLabelValues(ext, state, st.sha).Set(v)
+		}
+	}
 	if retry {
 		time.AfterFunc(retryStartAfter, h.poke)
 	}

@@ -165,23 +165,29 @@ func TestAllowList(t *testing.T) {
 		}
 		return len(ops) == 1
 	}
-	state := func(s string) float64 {
-		return gaugeValue(t, reg, "conduit_extension_hook_plugin", map[string]string{"extension": "a", "state": s})
+	// The gauge names the allowed digest its state is about, and keeps one
+	// series per state.
+	state := func(s, sha string) float64 {
+		if n := len(series(t, reg, "conduit_extension_hook_plugin", map[string]string{"extension": "a"})); n != 4 {
+			t.Errorf("%d series for extension a, want one per state (4)", n)
+		}
+		return gaugeValue(t, reg, "conduit_extension_hook_plugin", map[string]string{"extension": "a", "state": s, "sha256": sha})
 	}
 	for _, tc := range []struct {
 		name  string
 		cm    *corev1.ConfigMap
 		want  bool
 		state string
+		sha   string
 	}{
-		{"no allow-list", nil, false, stateNotAllowed},
-		{"not in the allow-list", allowConfigMap(sum, "b"), false, stateNotAllowed},
-		{"another digest", allowConfigMap(other, "a"), false, stateRefused},
+		{"no allow-list", nil, false, stateNotAllowed, ""},
+		{"not in the allow-list", allowConfigMap(sum, "b"), false, stateNotAllowed, ""},
+		{"another digest", allowConfigMap(other, "a"), false, stateRefused, other},
 		{"an invalid digest", &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: AllowListName, Namespace: testControlPlane},
-			Data: map[string]string{"a": "sha256:xyz"}}, false, stateNotAllowed},
-		{"allowed", allowConfigMap(sum, "a"), true, stateRunning},
-		{"allowed, with a new digest", allowConfigMap(other, "a"), false, stateRefused},
-		{"allowed again", allowConfigMap(sum, "a"), true, stateRunning},
+			Data: map[string]string{"a": "sha256:xyz"}}, false, stateNotAllowed, ""},
+		{"allowed", allowConfigMap(sum, "a"), true, stateRunning, sum},
+		{"allowed, with a new digest", allowConfigMap(other, "a"), false, stateRefused, other},
+		{"allowed again", allowConfigMap(sum, "a"), true, stateRunning, sum},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.cm != nil {
@@ -190,8 +196,8 @@ func TestAllowList(t *testing.T) {
 			if got := patched(); got != tc.want {
 				t.Errorf("hook ran = %v, want %v", got, tc.want)
 			}
-			if v := state(tc.state); v != 1 {
-				t.Errorf("state %s = %v, want 1", tc.state, v)
+			if v := state(tc.state, tc.sha); v != 1 {
+				t.Errorf("state %s (sha256 %q) = %v, want 1", tc.state, tc.sha, v)
 			}
 		})
 	}
@@ -211,7 +217,7 @@ func TestAllowList(t *testing.T) {
 	if patched() {
 		t.Error("a tampered binary ran")
 	}
-	if v := state(stateFailed); v != 1 {
+	if v := state(stateFailed, sum); v != 1 {
 		t.Errorf("state failed = %v, want 1 after a tampered binary", v)
 	}
 }

@@ -1,0 +1,184 @@
+package cmd
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/conduit-mesh/conduit/pkg/pluginhost"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// hookPluginMetric is the gauge in which the injector and destination
+// report the state of each extension's hook plugin (pkg/pluginhost).
+const hookPluginMetric = "conduit_extension_hook_plugin"
+
+// States of hookPluginMetric.
+const (
+	hookRunning    = "running"
+	hookNotAllowed = "not-allowed"
+	hookRefused    = "refused"
+	hookFailed     = "failed"
+)
+
+// hookWaitPoll is how often allow and disallow read the hook states.
+var hookWaitPoll = time.Second
+
+// podHookState is what one control-plane pod reports of an extension's hook
+// plugin; pod is empty when its component has no ready pod.
+type podHookState struct {
+	component, pod string
+	state, sha     string // sha: the allowed digest the state is about
+	err            error
+}
+
+func (s podHookState) String() string {
+	if s.sha != "" && s.err == nil {
+		s.pod += " (for sha256:" + s.sha[:min(12, len(s.sha))] + "…)"
+	}
+	switch {
+	case s.pod == "":
+		return fmt.Sprintf("no ready %s pod", s.component)
+	case s.err != nil:
+		return fmt.Sprintf("%s: %v", s.pod, s.err)
+	case s.state == "":
+		return s.pod + ": no state reported yet (the control plane lists the extensions when they change, and every 30 s)"
+	case s.state == hookFailed:
+		return s.pod + ": failed (its hook binary could not be fetched or started yet)"
+	case s.state == hookRefused:
+		return s.pod + ": refused (the binary it fetched does not have the allowed SHA-256)"
+	}
+	return s.pod + ": " + s.state
+}
+
+// hookComponents are the control-plane components that call ce's hooks.
+func hookComponents(ce pluginhost.ClusterExtension) []string {
+	var cs []string
+	if ce.InjectorHook != "" {
+		cs = append(cs, "injector")
+	}
+	if ce.DestinationHook != "" {
+		cs = append(cs, "destination")
+	}
+	return cs
+}
+
+// readHookStates reads the state of ext's hook plugin from the admin
+// /metrics of every ready pod of the components, in namespace ns.
+func readHookStates(ctx context.Context, k *Kube, ns, ext string, components []string) ([]podHookState, error) {
+	var out []podHookState
+	for _, comp := range components {
+		pods, err := k.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: componentLabel + "=" + comp})
+		if err != nil {
+			return nil, fmt.Errorf("list the %s pods: %w", comp, err)
+		}
+		ready := slices.DeleteFunc(pods.Items, func(p corev1.Pod) bool { return !podReady(&p) || p.DeletionTimestamp != nil })
+		if len(ready) == 0 {
+			out = append(out, podHookState{component: comp})
+			continue
+		}
+		slices.SortFunc(ready, func(a, b corev1.Pod) int { return strings.Compare(a.Name, b.Name) })
+		for _, p := range ready {
+			s := podHookState{component: comp, pod: p.Name}
+			body, err := fetchMetrics(ctx, k, ns, p.Name, controllerAdminPorts[comp])
+			if err == nil {
+				s.state, s.sha, err = hookState(body, ext)
+			}
+			s.err = err
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// hookState returns the state hookPluginMetric gives ext in a Prometheus
+// text exposition, and the digest it is about ("" when none).
+func hookState(metrics []byte, ext string) (state, sha string, err error) {
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := p.TextToMetricFamilies(bytes.NewReader(metrics))
+	if err != nil {
+		return "", "", fmt.Errorf("unreadable metrics: %w", err)
+	}
+	for _, m := range families[hookPluginMetric].GetMetric() {
+		var name string
+		for _, l := range m.GetLabel() {
+			switch l.GetName() {
+			case "extension":
+				name = l.GetValue()
+			case "state":
+				state = l.GetValue()
+			case "sha256":
+				sha = l.GetValue()
+			}
+		}
+		if name == ext && m.GetGauge().GetValue() == 1 {
+			return state, sha, nil
+		}
+	}
+	return "", "", nil
+}
+
+// waitHooks polls the hook states of ext in the components until done
+// accepts every ready pod's, fatal rejects one (its error is returned at
+// once), or timeout passes (the error lists what each pod reported last).
+func waitHooks(ctx context.Context, k *Kube, ns, ext string, components []string, timeout time.Duration,
+	done func(podHookState) bool, fatal func(podHookState) error) ([]podHookState, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		states, err := readHookStates(ctx, k, ns, ext, components)
+		if err != nil {
+			return nil, err
+		}
+		all := true
+		for _, s := range states {
+			if s.err == nil && s.pod != "" {
+				if err := fatal(s); err != nil {
+					return states, err
+				}
+			}
+			all = all && s.pod != "" && s.err == nil && done(s)
+		}
+		if all {
+			return states, nil
+		}
+		if !time.Now().Add(hookWaitPoll).Before(deadline) {
+			var b strings.Builder
+			for i, s := range states {
+				if i > 0 {
+					b.WriteString("; ")
+				}
+				b.WriteString(s.String())
+			}
+			return states, fmt.Errorf("not done within %v: %s", timeout, b.String())
+		}
+		select {
+		case <-ctx.Done():
+			return states, ctx.Err()
+		case <-time.After(hookWaitPoll):
+		}
+	}
+}
+
+// podNames lists the pods of states.
+func podNames(states []podHookState) string {
+	names := make([]string, 0, len(states))
+	for _, s := range states {
+		names = append(names, s.pod)
+	}
+	return strings.Join(names, ", ")
+}
+
+// hookLogs says where the components log about extensions' hooks.
+func hookLogs(ns string, components []string) string {
+	cmds := make([]string, 0, len(components))
+	for _, c := range components {
+		cmds = append(cmds, fmt.Sprintf("'kubectl -n %s logs deploy/conduit-%s -c %s'", ns, c, c))
+	}
+	return strings.Join(cmds, ", ")
+}
