@@ -15,6 +15,7 @@ import (
 
 	"github.com/conduit-mesh/conduit/cli/healthcheck"
 	"github.com/conduit-mesh/conduit/pkg/pki"
+	"github.com/conduit-mesh/conduit/pkg/pluginhost"
 	"github.com/conduit-mesh/conduit/pkg/version"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -362,6 +363,12 @@ func (ch *checker) controlPlane() healthcheck.Category {
 			Run:         ch.webhookReachable,
 		},
 		{
+			Description: "the control plane runs the hooks of the extensions in the allow-list",
+			Hint:        fmt.Sprintf("see why in 'kubectl -n %s logs deploy/conduit-injector -c injector' (and destination); after an extension's upgrade, check its new binary and run 'mesh extensions allow <name>'", ch.ns),
+			Retry:       true,
+			Run:         ch.extensionHooks,
+		},
+		{
 			Description: "the trust anchors are valid and not about to expire",
 			Hint:        "rotate the trust anchors before they expire (docs/identity.md)",
 			Run:         ch.trustAnchors,
@@ -387,6 +394,46 @@ func (ch *checker) controlPlane() healthcheck.Category {
 			},
 		},
 	}}
+}
+
+// extensionHooks checks that every ready injector and destination pod
+// that calls an allowed extension's hooks runs its allowed binary.
+func (ch *checker) extensionHooks(ctx context.Context) error {
+	al, _, err := pluginhost.ReadAllowList(ctx, ch.kube.Client, ch.ns)
+	if err != nil {
+		return err
+	}
+	if len(al) == 0 {
+		return nil
+	}
+	exts, err := pluginhost.ClusterExtensions(ctx, ch.kube.Client)
+	if err != nil {
+		return err
+	}
+	var problems []string
+	for _, ce := range exts {
+		entry, ok := al[ce.Name]
+		comps := hookComponents(ce)
+		if !ok || len(comps) == 0 {
+			continue // not allowed (a warning of its own category), or no hook
+		}
+		states, err := readHookStates(ctx, ch.kube, ch.ns, ce.Name, comps)
+		if err != nil {
+			return err
+		}
+		for _, s := range states {
+			switch {
+			case s.pod != "" && s.err == nil && s.state == hookRunning && s.sha != entry.SHA256:
+				problems = append(problems, fmt.Sprintf("%s: %s runs sha256:%.12s…, not the allowed sha256:%.12s… yet", ce.Name, s.pod, s.sha, entry.SHA256))
+			case s.pod == "" || s.err != nil || s.state != hookRunning:
+				problems = append(problems, ce.Name+": "+s.String())
+			}
+		}
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	return nil
 }
 
 func (ch *checker) controlPlaneRBAC(ctx context.Context) error {

@@ -285,3 +285,48 @@ func TestHookState(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckExtensionHooks: mesh check fails while a pod that calls an
+// allowed extension's hooks does not run its allowed binary.
+func TestCheckExtensionHooks(t *testing.T) {
+	ext := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "conduit-viz",
+		Labels:      map[string]string{pluginhost.LabelExtension: "viz"},
+		Annotations: map[string]string{pluginhost.AnnotationInjectorHook: "viz-hooks.conduit-viz.svc:8089"}}}
+	allowed := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: pluginhost.AllowListName, Namespace: "conduit"},
+		Data: map[string]string{"viz": "sha256:" + waitDigest}}
+	injector := controlPlanePod("injector", "injector-a", true)
+	for _, tt := range []struct {
+		name    string
+		objs    []runtime.Object
+		state   string
+		wantErr string
+	}{
+		{name: "nothing allowed", objs: []runtime.Object{ext, injector}, state: hookGauge("viz", hookNotAllowed, "")},
+		{name: "allowed, not installed", objs: []runtime.Object{allowed, injector}},
+		{name: "running", objs: []runtime.Object{ext, allowed, injector}, state: hookGauge("viz", hookRunning, waitDigest)},
+		{name: "failed", objs: []runtime.Object{ext, allowed, injector}, state: hookGauge("viz", hookFailed, waitDigest),
+			wantErr: "viz: injector-a (for sha256:111111111111…): failed"},
+		{name: "refused", objs: []runtime.Object{ext, allowed, injector}, state: hookGauge("viz", hookRefused, waitDigest),
+			wantErr: "viz: injector-a (for sha256:111111111111…): refused"},
+		{name: "an older digest running", objs: []runtime.Object{ext, allowed, injector}, state: hookGauge("viz", hookRunning, oldDigest),
+			wantErr: "viz: injector-a runs sha256:222222222222…, not the allowed sha256:111111111111… yet"},
+		{name: "no ready injector", objs: []runtime.Object{ext, allowed, controlPlanePod("injector", "injector-b", false)},
+			wantErr: "viz: no ready injector pod"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			serveHookStates(t, map[string][]string{"injector-a": {tt.state}})
+			k, _ := fakeKube(false, tt.objs...)
+			ch := &checker{kube: k, ns: "conduit", now: time.Now}
+			err := ch.extensionHooks(context.Background())
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("err %v, want one containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}

@@ -165,6 +165,34 @@ func TestExtensionHello(t *testing.T) {
 		t.Errorf("env in pod greeted:\n%s", out)
 	}
 
+	check := func(t *testing.T) healthcheck.Report {
+		t.Helper()
+		r := f.RunMesh(ctx, "check", "-o", "json")
+		var c healthcheck.Report
+		if err := json.Unmarshal([]byte(r.Stdout), &c); err != nil {
+			t.Fatalf("mesh check -o json (err %v): %v\n%s\n%s", r.Err, err, r.Stdout, r.Stderr)
+		}
+		return c
+	}
+	// hooksCheck is the core's check that the allowed hooks run.
+	hooksCheck := func(t *testing.T) healthcheck.Result {
+		t.Helper()
+		c := check(t)
+		i, ok := category(c, "conduit-control-plane")
+		if ok {
+			for _, ck := range c.Categories[i].Checks {
+				if ck.Description == "the control plane runs the hooks of the extensions in the allow-list" {
+					return ck
+				}
+			}
+		}
+		t.Fatalf("mesh check has no check of the extensions' hooks: %+v", c)
+		return healthcheck.Result{}
+	}
+	if ck := hooksCheck(t); ck.Status != healthcheck.Success {
+		t.Errorf("mesh check while hello's hook runs: %+v", ck)
+	}
+
 	// A digest that is not the binary's (an upgraded or tampered image):
 	// the injector refuses to run it, allow says so, and pods are injected
 	// without the hook from then on.
@@ -182,6 +210,9 @@ func TestExtensionHello(t *testing.T) {
 	} else if g, ok := greetingOf(p); ok || !injected(p) {
 		t.Fatalf("after the refusal: injected %v, HELLO_GREETING %q (set %v); want injected without the hook's variable", injected(p), g, ok)
 	}
+	if ck := hooksCheck(t); ck.Status != healthcheck.Failure || !strings.Contains(ck.Error, "hello: conduit-injector-") || !strings.Contains(ck.Error, "refused") {
+		t.Errorf("mesh check while the injector refuses hello's binary: %+v; want a failure naming the injector pod", ck)
+	}
 	// The same with failurePolicy=Fail: pods are refused, saying why. (The
 	// refusal allow reads is the one above, of the same digest: the new
 	// policy may take a moment more.)
@@ -198,15 +229,6 @@ func TestExtensionHello(t *testing.T) {
 	}
 
 	// mesh check merges the extension's checks.
-	check := func(t *testing.T) healthcheck.Report {
-		t.Helper()
-		r := f.RunMesh(ctx, "check", "-o", "json")
-		var c healthcheck.Report
-		if err := json.Unmarshal([]byte(r.Stdout), &c); err != nil {
-			t.Fatalf("mesh check -o json (err %v): %v\n%s\n%s", r.Err, err, r.Stdout, r.Stderr)
-		}
-		return c
-	}
 	c := check(t)
 	i, ok := category(c, "hello-extension")
 	if !ok {
