@@ -43,7 +43,16 @@ install_core() {
   "${MESH[@]}" check --wait 3m
 }
 install_viz() {
+  local existed=0
+  kubectl get ns conduit-viz >/dev/null 2>&1 && existed=1
   "${MESH[@]}" viz install --set image.registry=localhost/conduit --set image.tag=dev | kubectl apply -f - >/dev/null
+  if [ $existed = 1 ]; then
+    # As for the demo below: the images just built, and proxies certified by
+    # the control plane just installed (the injector reaches viz's hook
+    # server through them, over mTLS).
+    echo "    viz already installed: restarting it on the new images"
+    kubectl -n conduit-viz rollout restart deploy >/dev/null
+  fi
   wait_rollouts conduit-viz
   # The injector runs viz's hook (tap in every new proxy) once allowed.
   "${MESH[@]}" extensions allow viz

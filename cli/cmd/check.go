@@ -397,7 +397,9 @@ func (ch *checker) controlPlane() healthcheck.Category {
 }
 
 // extensionHooks checks that every ready injector and destination pod
-// that calls an allowed extension's hooks runs its allowed binary.
+// that calls an allowed extension's hooks runs its allowed binary: a
+// warning when not (pods are injected without the hook's patch), an error
+// for an extension whose failure policy is Fail (they are refused).
 func (ch *checker) extensionHooks(ctx context.Context) error {
 	al, _, err := pluginhost.ReadAllowList(ctx, ch.kube.Client, ch.ns)
 	if err != nil {
@@ -411,6 +413,7 @@ func (ch *checker) extensionHooks(ctx context.Context) error {
 		return err
 	}
 	var problems []string
+	failClosed := false // a problem of a Fail extension: pods are refused
 	for _, ce := range exts {
 		entry, ok := al[ce.Name]
 		comps := hookComponents(ce)
@@ -421,6 +424,7 @@ func (ch *checker) extensionHooks(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		n := len(problems)
 		for _, s := range states {
 			switch {
 			case s.pod != "" && s.err == nil && s.state == hookRunning && s.sha != entry.SHA256:
@@ -429,11 +433,21 @@ func (ch *checker) extensionHooks(ctx context.Context) error {
 				problems = append(problems, ce.Name+": "+s.String())
 			}
 		}
+		if len(problems) > n && entry.FailurePolicy == pluginhost.Fail {
+			failClosed = true
+			problems[n] += " (failure policy Fail: the injector refuses the pods it would patch)"
+		}
 	}
-	if len(problems) > 0 {
-		return errors.New(strings.Join(problems, "; "))
+	if len(problems) == 0 {
+		return nil
 	}
-	return nil
+	err = errors.New(strings.Join(problems, "; "))
+	if failClosed {
+		return err
+	}
+	// Failure policy Ignore: pods are injected without the hooks' patches,
+	// the extension is degraded, the core is not.
+	return healthcheck.Warning(err)
 }
 
 func (ch *checker) controlPlaneRBAC(ctx context.Context) error {

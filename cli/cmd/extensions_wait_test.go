@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/conduit-mesh/conduit/cli/healthcheck"
 	"github.com/conduit-mesh/conduit/pkg/pluginhost"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -294,12 +295,16 @@ func TestCheckExtensionHooks(t *testing.T) {
 		Annotations: map[string]string{pluginhost.AnnotationInjectorHook: "viz-hooks.conduit-viz.svc:8089"}}}
 	allowed := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: pluginhost.AllowListName, Namespace: "conduit"},
 		Data: map[string]string{"viz": "sha256:" + waitDigest}}
+	allowedFail := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: pluginhost.AllowListName, Namespace: "conduit"},
+		Data: map[string]string{"viz": "sha256:" + waitDigest + " failurePolicy=Fail"}}
 	injector := controlPlanePod("injector", "injector-a", true)
 	for _, tt := range []struct {
 		name    string
 		objs    []runtime.Object
 		state   string
 		wantErr string
+		// fatal: an error, not a warning (failure policy Fail)
+		fatal bool
 	}{
 		{name: "nothing allowed", objs: []runtime.Object{ext, injector}, state: hookGauge("viz", hookNotAllowed, "")},
 		{name: "allowed, not installed", objs: []runtime.Object{allowed, injector}},
@@ -312,6 +317,9 @@ func TestCheckExtensionHooks(t *testing.T) {
 			wantErr: "viz: injector-a runs sha256:222222222222…, not the allowed sha256:111111111111… yet"},
 		{name: "no ready injector", objs: []runtime.Object{ext, allowed, controlPlanePod("injector", "injector-b", false)},
 			wantErr: "viz: no ready injector pod"},
+		{name: "failure policy Fail, running", objs: []runtime.Object{ext, allowedFail, injector}, state: hookGauge("viz", hookRunning, waitDigest)},
+		{name: "failure policy Fail, failed", objs: []runtime.Object{ext, allowedFail, injector}, state: hookGauge("viz", hookFailed, waitDigest),
+			wantErr: "viz: injector-a (for sha256:111111111111…): failed (its hook binary could not be fetched or started yet) (failure policy Fail: the injector refuses the pods it would patch)", fatal: true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			serveHookStates(t, map[string][]string{"injector-a": {tt.state}})
@@ -326,6 +334,13 @@ func TestCheckExtensionHooks(t *testing.T) {
 			}
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("err %v, want one containing %q", err, tt.wantErr)
+			}
+			want := healthcheck.Warn
+			if tt.fatal {
+				want = healthcheck.Failure
+			}
+			if got := healthcheck.StatusOf(err); got != want {
+				t.Errorf("status %s, want %s", got, want)
 			}
 		})
 	}

@@ -75,6 +75,7 @@ Get started:
 
 // Execute runs the CLI and returns the process exit code.
 func Execute() int {
+	clikit.QuietConnectionEnds()
 	o := &Options{Out: os.Stdout, Err: os.Stderr, In: os.Stdin}
 	root := NewRootCmd(o)
 	if code, ok := RunPlugin(context.Background(), o, root, os.Args[1:]); ok { // mesh <extension> ...: plugins.go

@@ -72,6 +72,9 @@ const (
 	Skipped Status = "skipped"
 )
 
+// StatusOf returns the outcome a check's error stands for.
+func StatusOf(err error) Status { return statusOf(err) }
+
 func statusOf(err error) Status {
 	var w warning
 	var s skip

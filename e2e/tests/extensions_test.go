@@ -210,8 +210,9 @@ func TestExtensionHello(t *testing.T) {
 	} else if g, ok := greetingOf(p); ok || !injected(p) {
 		t.Fatalf("after the refusal: injected %v, HELLO_GREETING %q (set %v); want injected without the hook's variable", injected(p), g, ok)
 	}
-	if ck := hooksCheck(t); ck.Status != healthcheck.Failure || !strings.Contains(ck.Error, "hello: conduit-injector-") || !strings.Contains(ck.Error, "refused") {
-		t.Errorf("mesh check while the injector refuses hello's binary: %+v; want a failure naming the injector pod", ck)
+	// Failure policy Ignore: pods are injected without the patch, a warning.
+	if ck := hooksCheck(t); ck.Status != healthcheck.Warn || !strings.Contains(ck.Error, "hello: conduit-injector-") || !strings.Contains(ck.Error, "refused") {
+		t.Errorf("mesh check while the injector refuses hello's binary: %+v; want a warning naming the injector pod", ck)
 	}
 	// The same with failurePolicy=Fail: pods are refused, saying why. (The
 	// refusal allow reads is the one above, of the same digest: the new
@@ -221,6 +222,10 @@ func TestExtensionHello(t *testing.T) {
 		_, err := dryRun(ctx)
 		return err != nil && strings.Contains(err.Error(), "extension hello (failurePolicy=Fail)"), nil
 	})
+	// Failure policy Fail: pods are refused, an error.
+	if ck := hooksCheck(t); ck.Status != healthcheck.Failure || !strings.Contains(ck.Error, "failure policy Fail") {
+		t.Errorf("mesh check while the injector refuses a Fail extension's binary: %+v; want an error", ck)
+	}
 	f.MeshCmd(t, "extensions", "allow", "hello")
 	if p, err := dryRun(ctx); err != nil {
 		t.Fatalf("a pod created right after the digest was allowed again: %v", err)

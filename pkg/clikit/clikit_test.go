@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -13,6 +15,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
@@ -89,5 +92,29 @@ func TestUnreachable(t *testing.T) {
 	err := APIServerError("https://127.0.0.1:6443", "kind-conduit", refused)
 	if want := `cannot reach the Kubernetes API server https://127.0.0.1:6443 (kubeconfig context "kind-conduit"): Get`; !strings.HasPrefix(err.Error(), want) || !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("err = %v, want %q... wrapping the cause", err, want)
+	}
+}
+
+// TestQuietConnectionEnds: a connection's end reported by client-go's
+// background goroutines is dropped, any other error reaches the handlers.
+func TestQuietConnectionEnds(t *testing.T) {
+	old := utilruntime.ErrorHandlers
+	t.Cleanup(func() { utilruntime.ErrorHandlers = old })
+	var got []string
+	utilruntime.ErrorHandlers = []utilruntime.ErrorHandler{func(_ context.Context, err error, _ string, _ ...any) {
+		got = append(got, err.Error())
+	}}
+	QuietConnectionEnds()
+	for _, err := range []error{
+		io.EOF,
+		fmt.Errorf("copy: %w", net.ErrClosed),
+		&net.OpError{Op: "read", Err: os.NewSyscallError("read", syscall.ECONNRESET)},
+		fmt.Errorf("write: %w", syscall.EPIPE),
+		errors.New("an error that matters"),
+	} {
+		utilruntime.HandleError(err)
+	}
+	if len(got) != 1 || got[0] != "an error that matters" {
+		t.Errorf("errors handled: %q, want only the one that matters", got)
 	}
 }

@@ -5,7 +5,11 @@ package main
 
 import (
 	"github.com/conduit-mesh/conduit/extensions/viz/plugin"
+	"github.com/conduit-mesh/conduit/pkg/clikit"
 	sdk "github.com/conduit-mesh/conduit/plugin-sdk"
 )
 
-func main() { sdk.Serve(plugin.Viz{}) }
+func main() {
+	clikit.QuietConnectionEnds() // its dashboard and tap port-forward
+	sdk.Serve(plugin.Viz{})
+}
