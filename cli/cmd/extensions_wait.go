@@ -50,7 +50,7 @@ func (s podHookState) String() string {
 	case s.state == "":
 		return s.pod + ": no state reported yet (the control plane lists the extensions when they change, and every 30 s)"
 	case s.state == hookFailed:
-		return s.pod + ": failed (its hook binary could not be fetched or started yet)"
+		return s.pod + ": failed (its hook binary could not be fetched or started yet: are the extension's pods ready, with proxies this control plane certified? mesh check --proxy)"
 	case s.state == hookRefused:
 		return s.pod + ": refused (the binary it fetched does not have the allowed SHA-256)"
 	}

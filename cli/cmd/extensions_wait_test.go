@@ -172,7 +172,7 @@ func TestExtensionsAllowWaits(t *testing.T) {
 			objs:    []runtime.Object{injectorOnly, controlPlanePod("injector", "injector-a", true)},
 			args:    []string{"--wait", "200ms"},
 			states:  map[string][]string{"injector-a": {hookGauge("viz", hookFailed, waitDigest)}},
-			wantErr: []string{"not done within 200ms: injector-a (for sha256:111111111111…): failed (its hook binary could not be fetched or started yet)"},
+			wantErr: []string{"not done within 200ms: injector-a (for sha256:111111111111…): failed (its hook binary could not be fetched or started yet: "},
 		},
 		{
 			name:    "no ready injector",
@@ -319,7 +319,7 @@ func TestCheckExtensionHooks(t *testing.T) {
 			wantErr: "viz: no ready injector pod"},
 		{name: "failure policy Fail, running", objs: []runtime.Object{ext, allowedFail, injector}, state: hookGauge("viz", hookRunning, waitDigest)},
 		{name: "failure policy Fail, failed", objs: []runtime.Object{ext, allowedFail, injector}, state: hookGauge("viz", hookFailed, waitDigest),
-			wantErr: "viz: injector-a (for sha256:111111111111…): failed (its hook binary could not be fetched or started yet) (failure policy Fail: the injector refuses the pods it would patch)", fatal: true},
+			wantErr: "viz: injector-a (for sha256:111111111111…): failed (its hook binary could not be fetched or started yet: are the extension's pods ready, with proxies this control plane certified? mesh check --proxy) (failure policy Fail: the injector refuses the pods it would patch)", fatal: true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			serveHookStates(t, map[string][]string{"injector-a": {tt.state}})

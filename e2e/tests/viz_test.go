@@ -130,8 +130,16 @@ func TestViz(t *testing.T) {
 	f.CollectOnFailure(t, "conduit-viz")
 	ctx := framework.Context(t, 15*time.Minute)
 
+	_, err := f.Client.CoreV1().Namespaces().Get(ctx, "conduit-viz", metav1.GetOptions{})
+	existed := err == nil
 	manifests := f.MeshCmd(t, "viz", "install")
 	f.KubectlCmd(t, manifests, "apply", "--server-side", "--force-conflicts", "-f", "-")
+	if existed {
+		// Left by make demo or an earlier run: its proxies may be certified
+		// by an earlier control plane, which this one does not trust (the
+		// injector fetches viz's hook binary through them).
+		f.KubectlCmd(t, "", "-n", "conduit-viz", "rollout", "restart", "deployment")
+	}
 	t.Cleanup(func() {
 		if r := f.RunMesh(context.Background(), "viz", "uninstall"); r.Err == nil {
 			f.RunKubectl(context.Background(), r.Stdout, "delete", "--ignore-not-found", "--wait=false", "-f", "-")
