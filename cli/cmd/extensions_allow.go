@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -244,10 +245,8 @@ func fetchHookDigest(ctx context.Context, k *Kube, ce pluginhost.ClusterExtensio
 	if err != nil {
 		return 0, "", "", fmt.Errorf("extensions allow: list the pods of Service %s/%s: %w", ns, svcName, err)
 	}
-	for _, p := range pods.Items {
-		if !podReady(&p) {
-			continue
-		}
+	var lastErr error
+	for _, p := range servingPods(pods.Items) {
 		podPort := target.TargetPort.IntValue()
 		if target.TargetPort.Type == intstr.String {
 			for _, c := range p.Spec.Containers {
@@ -261,25 +260,44 @@ func fetchHookDigest(ctx context.Context, k *Kube, ce pluginhost.ClusterExtensio
 		if podPort == 0 {
 			podPort = port
 		}
-		fctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		defer cancel()
-		local, stop, err := k.PortForward(fctx, ns, p.Name, podPort)
+		size, sum, err := binaryDigestOf(ctx, k, ns, p.Name, podPort)
 		if err != nil {
-			return 0, "", "", fmt.Errorf("extensions allow: %w", err)
-		}
-		defer stop()
-		conn, err := grpc.NewClient("passthrough:///"+local, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			return 0, "", "", fmt.Errorf("extensions allow: %w", err)
-		}
-		defer conn.Close()
-		size, sum, err := pluginhost.BinaryDigest(fctx, conn)
-		if err != nil {
-			return 0, "", "", fmt.Errorf("extensions allow: pod %s/%s: %w", ns, p.Name, err)
+			lastErr = fmt.Errorf("extensions allow: pod %s/%s: %w", ns, p.Name, err)
+			continue // another pod of the Service may serve it
 		}
 		return size, sum, "pod " + ns + "/" + p.Name, nil
 	}
+	if lastErr != nil {
+		return 0, "", "", lastErr
+	}
 	return 0, "", "", fmt.Errorf("extensions allow: no ready pod behind Service %s/%s (is the extension running? kubectl -n %s get pods)", ns, svcName, ns)
+}
+
+// servingPods returns the pods that are ready and not terminating, newest
+// first: right after a rollout, a terminating pod may still be marked ready
+// while its server has stopped.
+func servingPods(pods []corev1.Pod) []corev1.Pod {
+	out := slices.DeleteFunc(slices.Clone(pods), func(p corev1.Pod) bool { return !podReady(&p) || p.DeletionTimestamp != nil })
+	slices.SortStableFunc(out, func(a, b corev1.Pod) int { return b.CreationTimestamp.Compare(a.CreationTimestamp.Time) })
+	return out
+}
+
+// binaryDigestOf port-forwards to ns/pod:port and hashes the hook binary
+// its Distribution service hands out.
+func binaryDigestOf(ctx context.Context, k *Kube, ns, pod string, port int) (int64, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	local, stop, err := portForward(ctx, k, ns, pod, port)
+	if err != nil {
+		return 0, "", err
+	}
+	defer stop()
+	conn, err := grpc.NewClient("passthrough:///"+local, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return 0, "", err
+	}
+	defer conn.Close()
+	return pluginhost.BinaryDigest(ctx, conn)
 }
 
 func podReady(p *corev1.Pod) bool {

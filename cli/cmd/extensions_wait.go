@@ -78,7 +78,7 @@ func readHookStates(ctx context.Context, k *Kube, ns, ext string, components []s
 		if err != nil {
 			return nil, fmt.Errorf("list the %s pods: %w", comp, err)
 		}
-		ready := slices.DeleteFunc(pods.Items, func(p corev1.Pod) bool { return !podReady(&p) || p.DeletionTimestamp != nil })
+		ready := servingPods(pods.Items)
 		if len(ready) == 0 {
 			out = append(out, podHookState{component: comp})
 			continue
