@@ -165,9 +165,11 @@ func TestExtensionHello(t *testing.T) {
 		t.Errorf("env in pod greeted:\n%s", out)
 	}
 
+	// --wait 0: a failing check is what some steps expect, and check would
+	// retry it for its default 5 minutes.
 	check := func(t *testing.T) healthcheck.Report {
 		t.Helper()
-		r := f.RunMesh(ctx, "check", "-o", "json")
+		r := f.RunMesh(ctx, "check", "-o", "json", "--wait", "0")
 		var c healthcheck.Report
 		if err := json.Unmarshal([]byte(r.Stdout), &c); err != nil {
 			t.Fatalf("mesh check -o json (err %v): %v\n%s\n%s", r.Err, err, r.Stdout, r.Stderr)
