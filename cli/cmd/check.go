@@ -427,9 +427,9 @@ func (ch *checker) extensionHooks(ctx context.Context) error {
 		n := len(problems)
 		for _, s := range states {
 			switch {
-			case s.pod != "" && s.err == nil && s.state == hookRunning && s.sha != entry.SHA256:
+			case s.pod != "" && s.err == nil && s.state == pluginhost.StateRunning && s.sha != entry.SHA256:
 				problems = append(problems, fmt.Sprintf("%s: %s runs sha256:%.12s…, not the allowed sha256:%.12s… yet", ce.Name, s.pod, s.sha, entry.SHA256))
-			case s.pod == "" || s.err != nil || s.state != hookRunning:
+			case s.pod == "" || s.err != nil || s.state != pluginhost.StateRunning:
 				problems = append(problems, ce.Name+": "+s.String())
 			}
 		}

@@ -118,9 +118,9 @@ written.
 			fmt.Fprintf(o.Out, "Extension %s allowed (sha256:%s, failure policy %s).\n", name, digest, policy)
 			ns := o.controlPlaneNS()
 			states, err := waitHooks(ctx, k, ns, name, hookComponents(ce), wait,
-				func(s podHookState) bool { return s.state == hookRunning && s.sha == digest },
+				func(s podHookState) bool { return s.state == pluginhost.StateRunning && s.sha == digest },
 				func(s podHookState) error {
-					if s.state == hookRefused && s.sha == digest {
+					if s.state == pluginhost.StateRefused && s.sha == digest {
 						return fmt.Errorf("%s refused the binary: the extension hands out a binary whose SHA-256 is not %s", s.pod, digest)
 					}
 					return nil
@@ -184,7 +184,7 @@ default 2m) until they have. The extension itself stays installed.`,
 			ns := o.controlPlaneNS()
 			comps := hookComponents(ce)
 			if _, err := waitHooks(cmd.Context(), k, ns, name, comps, wait,
-				func(s podHookState) bool { return s.state == hookNotAllowed || s.state == "" },
+				func(s podHookState) bool { return s.state == pluginhost.StateNotAllowed || s.state == "" },
 				func(podHookState) error { return nil }); err != nil {
 				return fmt.Errorf("extensions disallow: %s is out of the allow-list, but the control plane still runs its hooks: %w (see %s)", name, err, hookLogs(ns, comps))
 			}

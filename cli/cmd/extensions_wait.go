@@ -15,18 +15,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// hookPluginMetric is the gauge in which the injector and destination
-// report the state of each extension's hook plugin (pkg/pluginhost).
-const hookPluginMetric = "conduit_extension_hook_plugin"
-
-// States of hookPluginMetric.
-const (
-	hookRunning    = "running"
-	hookNotAllowed = "not-allowed"
-	hookRefused    = "refused"
-	hookFailed     = "failed"
-)
-
 // hookWaitPoll is how often allow and disallow read the hook states.
 var hookWaitPoll = time.Second
 
@@ -49,9 +37,9 @@ func (s podHookState) String() string {
 		return fmt.Sprintf("%s: %v", s.pod, s.err)
 	case s.state == "":
 		return s.pod + ": no state reported yet (the control plane lists the extensions when they change, and every 30 s)"
-	case s.state == hookFailed:
+	case s.state == pluginhost.StateFailed:
 		return s.pod + ": failed (its hook binary could not be fetched or started yet: are the extension's pods ready, with proxies this control plane certified? mesh check --proxy)"
-	case s.state == hookRefused:
+	case s.state == pluginhost.StateRefused:
 		return s.pod + ": refused (the binary it fetched does not have the allowed SHA-256)"
 	}
 	return s.pod + ": " + s.state
@@ -97,7 +85,7 @@ func readHookStates(ctx context.Context, k *Kube, ns, ext string, components []s
 	return out, nil
 }
 
-// hookState returns the state hookPluginMetric gives ext in a Prometheus
+// hookState returns the state pluginhost.PluginMetric gives ext in a Prometheus
 // text exposition, and the digest it is about ("" when none).
 func hookState(metrics []byte, ext string) (state, sha string, err error) {
 	p := expfmt.NewTextParser(model.UTF8Validation)
@@ -105,7 +93,7 @@ func hookState(metrics []byte, ext string) (state, sha string, err error) {
 	if err != nil {
 		return "", "", fmt.Errorf("unreadable metrics: %w", err)
 	}
-	for _, m := range families[hookPluginMetric].GetMetric() {
+	for _, m := range families[pluginhost.PluginMetric].GetMetric() {
 		var name string
 		for _, l := range m.GetLabel() {
 			switch l.GetName() {

@@ -27,7 +27,7 @@ const (
 func hookGauge(ext, state, sha string) string {
 	var b strings.Builder
 	b.WriteString("# HELP conduit_extension_hook_plugin state\n# TYPE conduit_extension_hook_plugin gauge\n")
-	for _, st := range []string{hookRunning, hookNotAllowed, hookRefused, hookFailed} {
+	for _, st := range []string{pluginhost.StateRunning, pluginhost.StateNotAllowed, pluginhost.StateRefused, pluginhost.StateFailed} {
 		v := 0
 		if st == state {
 			v = 1
@@ -105,7 +105,7 @@ func TestExtensionsAllowWaits(t *testing.T) {
 		pluginhost.AnnotationDestinationHook: "viz-hooks.conduit-viz.svc:8089"})
 	allowed := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: pluginhost.AllowListName, Namespace: "conduit"},
 		Data: map[string]string{"viz": "sha256:" + waitDigest}}
-	running := hookGauge("viz", hookRunning, waitDigest)
+	running := hookGauge("viz", pluginhost.StateRunning, waitDigest)
 	tests := []struct {
 		name    string
 		objs    []runtime.Object
@@ -130,7 +130,7 @@ func TestExtensionsAllowWaits(t *testing.T) {
 			name: "the old digest running, then the new one",
 			objs: []runtime.Object{injectorOnly, controlPlanePod("injector", "injector-a", true), controlPlanePod("injector", "injector-b", true)},
 			states: map[string][]string{
-				"injector-a": {hookGauge("viz", hookRunning, oldDigest), hookGauge("viz", hookFailed, waitDigest), running},
+				"injector-a": {hookGauge("viz", pluginhost.StateRunning, oldDigest), hookGauge("viz", pluginhost.StateFailed, waitDigest), running},
 				"injector-b": {running},
 			},
 			wantOut:  []string{"runs its hooks from now on (injector-a, injector-b)"},
@@ -148,14 +148,14 @@ func TestExtensionsAllowWaits(t *testing.T) {
 			name: "a pod not ready is not waited for",
 			objs: []runtime.Object{injectorOnly, controlPlanePod("injector", "injector-a", true), controlPlanePod("injector", "injector-b", false)},
 			states: map[string][]string{"injector-a": {running},
-				"injector-b": {hookGauge("viz", hookFailed, waitDigest)}},
+				"injector-b": {hookGauge("viz", pluginhost.StateFailed, waitDigest)}},
 			wantOut: []string{"(injector-a)"},
 			reads:   map[string]bool{"injector-b": false},
 		},
 		{
 			name:    "refused",
 			objs:    []runtime.Object{injectorOnly, controlPlanePod("injector", "injector-a", true)},
-			states:  map[string][]string{"injector-a": {hookGauge("viz", hookRefused, waitDigest)}},
+			states:  map[string][]string{"injector-a": {hookGauge("viz", pluginhost.StateRefused, waitDigest)}},
 			wantErr: []string{"viz is in the allow-list, but the control plane does not run its hooks", "injector-a refused the binary", "kubectl -n conduit logs deploy/conduit-injector -c injector"},
 		},
 		{
@@ -163,7 +163,7 @@ func TestExtensionsAllowWaits(t *testing.T) {
 			// until the injector reads the new allow-list: not an error.
 			name:     "an earlier digest refused",
 			objs:     []runtime.Object{injectorOnly, controlPlanePod("injector", "injector-a", true)},
-			states:   map[string][]string{"injector-a": {hookGauge("viz", hookRefused, oldDigest), running}},
+			states:   map[string][]string{"injector-a": {hookGauge("viz", pluginhost.StateRefused, oldDigest), running}},
 			wantOut:  []string{"(injector-a)"},
 			minReads: map[string]int{"injector-a": 2},
 		},
@@ -171,7 +171,7 @@ func TestExtensionsAllowWaits(t *testing.T) {
 			name:    "failing until the timeout",
 			objs:    []runtime.Object{injectorOnly, controlPlanePod("injector", "injector-a", true)},
 			args:    []string{"--wait", "200ms"},
-			states:  map[string][]string{"injector-a": {hookGauge("viz", hookFailed, waitDigest)}},
+			states:  map[string][]string{"injector-a": {hookGauge("viz", pluginhost.StateFailed, waitDigest)}},
 			wantErr: []string{"not done within 200ms: injector-a (for sha256:111111111111…): failed (its hook binary could not be fetched or started yet: "},
 		},
 		{
@@ -192,7 +192,7 @@ func TestExtensionsAllowWaits(t *testing.T) {
 			name:    "no wait",
 			objs:    []runtime.Object{injectorOnly, controlPlanePod("injector", "injector-a", true)},
 			args:    []string{"--wait", "0"},
-			states:  map[string][]string{"injector-a": {hookGauge("viz", hookFailed, waitDigest)}},
+			states:  map[string][]string{"injector-a": {hookGauge("viz", pluginhost.StateFailed, waitDigest)}},
 			wantOut: []string{"the control plane runs its hooks within seconds"},
 			reads:   map[string]bool{"injector-a": false},
 		},
@@ -200,7 +200,7 @@ func TestExtensionsAllowWaits(t *testing.T) {
 			name:     "disallow",
 			objs:     []runtime.Object{injectorOnly, allowed, controlPlanePod("injector", "injector-a", true)},
 			args:     []string{"disallow"},
-			states:   map[string][]string{"injector-a": {running, hookGauge("viz", hookNotAllowed, "")}},
+			states:   map[string][]string{"injector-a": {running, hookGauge("viz", pluginhost.StateNotAllowed, "")}},
 			wantOut:  []string{"Extension viz removed from the allow-list: its hooks no longer run."},
 			minReads: map[string]int{"injector-a": 2},
 		},
@@ -266,10 +266,10 @@ func TestHookState(t *testing.T) {
 	for _, tt := range []struct {
 		name, metrics, state, sha, err string
 	}{
-		{name: "running", metrics: hookGauge("viz", hookRunning, waitDigest), state: hookRunning, sha: waitDigest},
-		{name: "another extension only", metrics: hookGauge("hello", hookRunning, waitDigest)},
+		{name: "running", metrics: hookGauge("viz", pluginhost.StateRunning, waitDigest), state: pluginhost.StateRunning, sha: waitDigest},
+		{name: "another extension only", metrics: hookGauge("hello", pluginhost.StateRunning, waitDigest)},
 		{name: "no gauge", metrics: "# TYPE up gauge\nup 1\n"},
-		{name: "not allowed", metrics: hookGauge("viz", hookNotAllowed, ""), state: hookNotAllowed},
+		{name: "not allowed", metrics: hookGauge("viz", pluginhost.StateNotAllowed, ""), state: pluginhost.StateNotAllowed},
 		{name: "garbage", metrics: "conduit_extension_hook_plugin{ 1\n", err: "unreadable metrics"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -306,19 +306,19 @@ func TestCheckExtensionHooks(t *testing.T) {
 		// fatal: an error, not a warning (failure policy Fail)
 		fatal bool
 	}{
-		{name: "nothing allowed", objs: []runtime.Object{ext, injector}, state: hookGauge("viz", hookNotAllowed, "")},
+		{name: "nothing allowed", objs: []runtime.Object{ext, injector}, state: hookGauge("viz", pluginhost.StateNotAllowed, "")},
 		{name: "allowed, not installed", objs: []runtime.Object{allowed, injector}},
-		{name: "running", objs: []runtime.Object{ext, allowed, injector}, state: hookGauge("viz", hookRunning, waitDigest)},
-		{name: "failed", objs: []runtime.Object{ext, allowed, injector}, state: hookGauge("viz", hookFailed, waitDigest),
+		{name: "running", objs: []runtime.Object{ext, allowed, injector}, state: hookGauge("viz", pluginhost.StateRunning, waitDigest)},
+		{name: "failed", objs: []runtime.Object{ext, allowed, injector}, state: hookGauge("viz", pluginhost.StateFailed, waitDigest),
 			wantErr: "viz: injector-a (for sha256:111111111111…): failed"},
-		{name: "refused", objs: []runtime.Object{ext, allowed, injector}, state: hookGauge("viz", hookRefused, waitDigest),
+		{name: "refused", objs: []runtime.Object{ext, allowed, injector}, state: hookGauge("viz", pluginhost.StateRefused, waitDigest),
 			wantErr: "viz: injector-a (for sha256:111111111111…): refused"},
-		{name: "an older digest running", objs: []runtime.Object{ext, allowed, injector}, state: hookGauge("viz", hookRunning, oldDigest),
+		{name: "an older digest running", objs: []runtime.Object{ext, allowed, injector}, state: hookGauge("viz", pluginhost.StateRunning, oldDigest),
 			wantErr: "viz: injector-a runs sha256:222222222222…, not the allowed sha256:111111111111… yet"},
 		{name: "no ready injector", objs: []runtime.Object{ext, allowed, controlPlanePod("injector", "injector-b", false)},
 			wantErr: "viz: no ready injector pod"},
-		{name: "failure policy Fail, running", objs: []runtime.Object{ext, allowedFail, injector}, state: hookGauge("viz", hookRunning, waitDigest)},
-		{name: "failure policy Fail, failed", objs: []runtime.Object{ext, allowedFail, injector}, state: hookGauge("viz", hookFailed, waitDigest),
+		{name: "failure policy Fail, running", objs: []runtime.Object{ext, allowedFail, injector}, state: hookGauge("viz", pluginhost.StateRunning, waitDigest)},
+		{name: "failure policy Fail, failed", objs: []runtime.Object{ext, allowedFail, injector}, state: hookGauge("viz", pluginhost.StateFailed, waitDigest),
 			wantErr: "viz: injector-a (for sha256:111111111111…): failed (its hook binary could not be fetched or started yet: are the extension's pods ready, with proxies this control plane certified? mesh check --proxy) (failure policy Fail: the injector refuses the pods it would patch)", fatal: true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -109,12 +109,17 @@ type target struct {
 // gauge, and the allowed digest it is about ("" when not allowed).
 type pluginState struct{ state, sha string }
 
-// Plugin states of the conduit_extension_hook_plugin gauge.
+// PluginMetric is the gauge in which the injector and destination report
+// the state of each extension's hook plugin (labels extension, state,
+// sha256); `mesh extensions allow` and `mesh check` read it.
+const PluginMetric = "conduit_extension_hook_plugin"
+
+// Plugin states of the PluginMetric gauge.
 const (
-	stateRunning    = "running"
-	stateNotAllowed = "not-allowed"
-	stateRefused    = "refused"
-	stateFailed     = "failed"
+	StateRunning    = "running"
+	StateNotAllowed = "not-allowed"
+	StateRefused    = "refused"
+	StateFailed     = "failed"
 )
 
 // NewHooks returns hooks that find extensions with cs. Call Refresh or Run
@@ -144,7 +149,7 @@ func NewHooks(cs kubernetes.Interface, opts HooksOptions) *Hooks {
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}, []string{"extension", "method", "code"}),
 		status: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "conduit_extension_hook_plugin",
+			Name: PluginMetric,
 			Help: "1 for the state of each extension's hook plugin: running, not-allowed (not in the allow-list), refused (digest mismatch), failed (fetch or start failed); sha256 is the allowed digest the state is about (empty when not allowed).",
 		}, []string{"extension", "state", "sha256"}),
 		kick:     make(chan struct{}, 1),
@@ -182,7 +187,7 @@ func (h *Hooks) report(states map[string]pluginState, ext string, st pluginState
 	}
 	h.reported[ext] = state + msg
 	attrs = append([]any{"extension", ext, "state", state}, attrs...)
-	if state == stateRunning {
+	if state == StateRunning {
 		h.opts.Logger.Info(msg, attrs...)
 	} else {
 		h.opts.Logger.Warn(msg, attrs...)
@@ -231,7 +236,7 @@ func (h *Hooks) Refresh(ctx context.Context) error {
 			failClosed[ce.Name] = true
 		}
 		if !ok {
-			h.report(states, ce.Name, pluginState{stateNotAllowed, ""}, "extension hooks not run: the extension is not in the allow-list",
+			h.report(states, ce.Name, pluginState{StateNotAllowed, ""}, "extension hooks not run: the extension is not in the allow-list",
 				"namespace", ce.Namespace, "hint", "mesh extensions allow "+ce.Name)
 			continue
 		}
@@ -239,9 +244,9 @@ func (h *Hooks) Refresh(ctx context.Context) error {
 		if t == nil || t.sha != sha || t.addr != addr || t.plugin.Exited() {
 			t, err = h.start(ctx, ce, addr, sha)
 			if err != nil {
-				state := stateFailed
+				state := StateFailed
 				if errors.Is(err, errDigest) {
-					state = stateRefused
+					state = StateRefused
 				} else {
 					// Mostly the extension's pod not serving yet: try
 					// again soon rather than at the next interval.
@@ -254,7 +259,7 @@ func (h *Hooks) Refresh(ctx context.Context) error {
 				continue
 			}
 		}
-		h.report(states, ce.Name, pluginState{stateRunning, sha}, "extension hook plugin running", "namespace", ce.Namespace, "address", addr, "sha256", sha, "version", t.plugin.Info.Version)
+		h.report(states, ce.Name, pluginState{StateRunning, sha}, "extension hook plugin running", "namespace", ce.Namespace, "address", addr, "sha256", sha, "version", t.plugin.Info.Version)
 		next[ce.Name] = t
 		caps := t.plugin.Info.Capabilities
 		if ce.InjectorHook != "" && slices.Contains(caps, client.InjectorHook) {
@@ -275,7 +280,7 @@ func (h *Hooks) Refresh(ctx context.Context) error {
 	// it must get the hook's patch.
 	for ext, st := range states {
 		h.status.DeletePartialMatch(prometheus.Labels{"extension": ext}) // another digest's
-		for _, state := range []string{stateRunning, stateNotAllowed, stateRefused, stateFailed} {
+		for _, state := range []string{StateRunning, StateNotAllowed, StateRefused, StateFailed} {
 			v := 0.0
 			if state == st.state {
 				v = 1

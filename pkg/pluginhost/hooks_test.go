@@ -180,14 +180,14 @@ func TestAllowList(t *testing.T) {
 		state string
 		sha   string
 	}{
-		{"no allow-list", nil, false, stateNotAllowed, ""},
-		{"not in the allow-list", allowConfigMap(sum, "b"), false, stateNotAllowed, ""},
-		{"another digest", allowConfigMap(other, "a"), false, stateRefused, other},
+		{"no allow-list", nil, false, StateNotAllowed, ""},
+		{"not in the allow-list", allowConfigMap(sum, "b"), false, StateNotAllowed, ""},
+		{"another digest", allowConfigMap(other, "a"), false, StateRefused, other},
 		{"an invalid digest", &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: AllowListName, Namespace: testControlPlane},
-			Data: map[string]string{"a": "sha256:xyz"}}, false, stateNotAllowed, ""},
-		{"allowed", allowConfigMap(sum, "a"), true, stateRunning, sum},
-		{"allowed, with a new digest", allowConfigMap(other, "a"), false, stateRefused, other},
-		{"allowed again", allowConfigMap(sum, "a"), true, stateRunning, sum},
+			Data: map[string]string{"a": "sha256:xyz"}}, false, StateNotAllowed, ""},
+		{"allowed", allowConfigMap(sum, "a"), true, StateRunning, sum},
+		{"allowed, with a new digest", allowConfigMap(other, "a"), false, StateRefused, other},
+		{"allowed again", allowConfigMap(sum, "a"), true, StateRunning, sum},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.cm != nil {
@@ -217,7 +217,7 @@ func TestAllowList(t *testing.T) {
 	if patched() {
 		t.Error("a tampered binary ran")
 	}
-	if v := state(stateFailed, sum); v != 1 {
+	if v := state(StateFailed, sum); v != 1 {
 		t.Errorf("state failed = %v, want 1 after a tampered binary", v)
 	}
 }
