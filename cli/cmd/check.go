@@ -364,7 +364,7 @@ func (ch *checker) controlPlane() healthcheck.Category {
 		},
 		{
 			Description: "the control plane runs the hooks of the extensions in the allow-list",
-			Hint:        fmt.Sprintf("see why in 'kubectl -n %s logs deploy/conduit-injector -c injector' (and destination); after an extension's upgrade, check its new binary and run 'mesh extensions allow <name>'", ch.ns),
+			Hint:        fmt.Sprintf("see why in %s; after an extension's upgrade, check its new binary and run 'mesh extensions allow <name>'", hookLogs(ch.ns, []string{"injector", "destination"})),
 			Retry:       true,
 			Run:         ch.extensionHooks,
 		},
@@ -426,11 +426,8 @@ func (ch *checker) extensionHooks(ctx context.Context) error {
 		}
 		n := len(problems)
 		for _, s := range states {
-			switch {
-			case s.pod != "" && s.err == nil && s.state == pluginhost.StateRunning && s.sha != entry.SHA256:
-				problems = append(problems, fmt.Sprintf("%s: %s runs sha256:%.12s…, not the allowed sha256:%.12s… yet", ce.Name, s.pod, s.sha, entry.SHA256))
-			case s.pod == "" || s.err != nil || s.state != pluginhost.StateRunning:
-				problems = append(problems, ce.Name+": "+s.String())
+			if !s.runs(entry.SHA256) {
+				problems = append(problems, ce.Name+": "+s.describe(entry.SHA256))
 			}
 		}
 		if len(problems) > n && entry.FailurePolicy == pluginhost.Fail {

@@ -116,9 +116,9 @@ written.
 				return nil
 			}
 			fmt.Fprintf(o.Out, "Extension %s allowed (sha256:%s, failure policy %s).\n", name, digest, policy)
-			ns := o.controlPlaneNS()
-			states, err := waitHooks(ctx, k, ns, name, hookComponents(ce), wait,
-				func(s podHookState) bool { return s.state == pluginhost.StateRunning && s.sha == digest },
+			ns, comps := o.controlPlaneNS(), hookComponents(ce)
+			states, err := waitHooks(ctx, k, ns, name, digest, comps, wait,
+				func(s podHookState) bool { return s.runs(digest) },
 				func(s podHookState) error {
 					if s.state == pluginhost.StateRefused && s.sha == digest {
 						return fmt.Errorf("%s refused the binary: the extension hands out a binary whose SHA-256 is not %s", s.pod, digest)
@@ -127,7 +127,7 @@ written.
 				})
 			if err != nil {
 				return fmt.Errorf("extensions allow: %s is in the allow-list, but the control plane does not run its hooks: %w (see %s)",
-					name, err, hookLogs(ns, hookComponents(ce)))
+					name, err, hookLogs(ns, comps))
 			}
 			fmt.Fprintf(o.Out, "The control plane runs its hooks from now on (%s).\n", podNames(states))
 			return nil
@@ -183,9 +183,8 @@ default 2m) until they have. The extension itself stays installed.`,
 			}
 			ns := o.controlPlaneNS()
 			comps := hookComponents(ce)
-			if _, err := waitHooks(cmd.Context(), k, ns, name, comps, wait,
-				func(s podHookState) bool { return s.state == pluginhost.StateNotAllowed || s.state == "" },
-				func(podHookState) error { return nil }); err != nil {
+			if _, err := waitHooks(cmd.Context(), k, ns, name, "", comps, wait,
+				func(s podHookState) bool { return s.state == pluginhost.StateNotAllowed || s.state == "" }, nil); err != nil {
 				return fmt.Errorf("extensions disallow: %s is out of the allow-list, but the control plane still runs its hooks: %w (see %s)", name, err, hookLogs(ns, comps))
 			}
 			fmt.Fprintf(o.Out, "Extension %s removed from the allow-list: its hooks no longer run.\n", name)

@@ -26,23 +26,36 @@ type podHookState struct {
 	err            error
 }
 
-func (s podHookState) String() string {
-	if s.sha != "" && s.err == nil {
-		s.pod += " (for sha256:" + s.sha[:min(12, len(s.sha))] + "…)"
-	}
-	switch {
-	case s.pod == "":
+// runs reports whether the pod runs the plugin of digest sha.
+func (s podHookState) runs(sha string) bool {
+	return s.pod != "" && s.err == nil && s.state == pluginhost.StateRunning && s.sha == sha
+}
+
+// describe says what the pod reports, for errors; want is the digest
+// allowed ("" when the extension is not allowed).
+func (s podHookState) describe(want string) string {
+	if s.pod == "" {
 		return fmt.Sprintf("no ready %s pod", s.component)
-	case s.err != nil:
-		return fmt.Sprintf("%s: %v", s.pod, s.err)
-	case s.state == "":
-		return s.pod + ": no state reported yet (the control plane lists the extensions when they change, and every 30 s)"
-	case s.state == pluginhost.StateFailed:
-		return s.pod + ": failed (its hook binary could not be fetched or started yet: are the extension's pods ready, with proxies this control plane certified? mesh check --proxy)"
-	case s.state == pluginhost.StateRefused:
-		return s.pod + ": refused (the binary it fetched does not have the allowed SHA-256)"
 	}
-	return s.pod + ": " + s.state
+	if s.err != nil {
+		return fmt.Sprintf("%s: %v", s.pod, s.err)
+	}
+	if s.state == pluginhost.StateRunning && want != "" && s.sha != want {
+		return fmt.Sprintf("%s runs sha256:%.12s…, not the allowed sha256:%.12s… yet", s.pod, s.sha, want)
+	}
+	pod := s.pod
+	if s.sha != "" {
+		pod += " (for sha256:" + s.sha[:min(12, len(s.sha))] + "…)"
+	}
+	switch s.state {
+	case "":
+		return pod + ": no state reported yet (the control plane lists the extensions when they change, and every 30 s)"
+	case pluginhost.StateFailed:
+		return pod + ": failed (its hook binary could not be fetched or started yet: are the extension's pods ready, with proxies this control plane certified? mesh check --proxy)"
+	case pluginhost.StateRefused:
+		return pod + ": refused (the binary it fetched does not have the allowed SHA-256)"
+	}
+	return pod + ": " + s.state
 }
 
 // hookComponents are the control-plane components that call ce's hooks.
@@ -113,9 +126,10 @@ func hookState(metrics []byte, ext string) (state, sha string, err error) {
 }
 
 // waitHooks polls the hook states of ext in the components until done
-// accepts every ready pod's, fatal rejects one (its error is returned at
-// once), or timeout passes (the error lists what each pod reported last).
-func waitHooks(ctx context.Context, k *Kube, ns, ext string, components []string, timeout time.Duration,
+// accepts every ready pod's, fatal (if not nil) rejects one (its error is
+// returned at once), or timeout passes (the error lists what each pod
+// reported last, described against want, the allowed digest or "").
+func waitHooks(ctx context.Context, k *Kube, ns, ext, want string, components []string, timeout time.Duration,
 	done func(podHookState) bool, fatal func(podHookState) error) ([]podHookState, error) {
 	deadline := time.Now().Add(timeout)
 	for {
@@ -125,7 +139,7 @@ func waitHooks(ctx context.Context, k *Kube, ns, ext string, components []string
 		}
 		all := true
 		for _, s := range states {
-			if s.err == nil && s.pod != "" {
+			if fatal != nil && s.err == nil && s.pod != "" {
 				if err := fatal(s); err != nil {
 					return states, err
 				}
@@ -141,7 +155,7 @@ func waitHooks(ctx context.Context, k *Kube, ns, ext string, components []string
 				if i > 0 {
 					b.WriteString("; ")
 				}
-				b.WriteString(s.String())
+				b.WriteString(s.describe(want))
 			}
 			return states, fmt.Errorf("not done within %v: %s", timeout, b.String())
 		}
