@@ -137,10 +137,12 @@ func TestExtensionsAllowWaits(t *testing.T) {
 			minReads: map[string]int{"injector-a": 3},
 		},
 		{
-			name:   "injector and destination",
-			objs:   []runtime.Object{both, controlPlanePod("injector", "injector-a", true), controlPlanePod("destination", "destination-a", true)},
-			states: map[string][]string{"injector-a": {running}, "destination-a": {"", running}},
+			name: "injector and destination",
 			// identity runs no hooks; a pod that is not ready is skipped.
+			objs: []runtime.Object{both, controlPlanePod("injector", "injector-a", true), controlPlanePod("destination", "destination-a", true),
+				controlPlanePod("identity", "identity-a", true), controlPlanePod("destination", "destination-b", false)},
+			args:     []string{"--wait", "5s"},
+			states:   map[string][]string{"injector-a": {running}, "destination-a": {"", running}},
 			wantOut:  []string{"(injector-a, destination-a)"},
 			minReads: map[string]int{"destination-a": 2},
 		},

@@ -21,7 +21,7 @@ func QuietConnectionEnds() {
 	next := utilruntime.ErrorHandlers
 	utilruntime.ErrorHandlers = []utilruntime.ErrorHandler{
 		func(ctx context.Context, err error, msg string, kv ...any) {
-			if ConnectionEnd(err) {
+			if connectionEnd(err) {
 				return
 			}
 			for _, h := range next {
@@ -31,9 +31,9 @@ func QuietConnectionEnds() {
 	}
 }
 
-// ConnectionEnd reports whether err only says that a connection ended: EOF,
+// connectionEnd reports whether err only says that a connection ended: EOF,
 // use of a closed connection, reset or broken pipe.
-func ConnectionEnd(err error) bool {
+func connectionEnd(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
