@@ -268,14 +268,8 @@ func demoCallWeb(t *testing.T, f *framework.Framework, name, annotations, transp
 		t.Fatalf("%s: %v", name, err)
 	}
 	proxyEnv := func(name string) string {
-		for _, c := range pods[0].Spec.InitContainers {
-			for _, e := range c.Env {
-				if c.Name == "conduit-proxy" && e.Name == name {
-					return e.Value
-				}
-			}
-		}
-		return ""
+		v, _ := framework.ProxyEnv(&pods[0], name)
+		return v
 	}
 	if got := proxyEnv("CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT"); got != transport {
 		t.Errorf("%s's proxy has CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT=%q, want %q", name, got, transport)
@@ -323,13 +317,10 @@ func demoMeshed(p *corev1.Pod) error {
 	if s := p.Annotations["conduit.dev/inject-status"]; s != "injected" {
 		return fmt.Errorf("pod %s: annotation conduit.dev/inject-status = %q, want injected", p.Name, s)
 	}
-	found, tap := false, false
+	found := false
 	for _, c := range p.Spec.InitContainers {
 		if c.Name == "conduit-proxy" {
 			found = c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways
-			for _, e := range c.Env {
-				tap = tap || e.Name == "CONDUIT_PROXY_TAP_ENABLED" && e.Value == "true"
-			}
 		}
 	}
 	if !found {
@@ -338,7 +329,7 @@ func demoMeshed(p *corev1.Pod) error {
 	// viz's injector hook enables tap. The pod was created right after
 	// `mesh extensions allow viz` returned, which waits for the injector to
 	// run the hook.
-	if !tap {
+	if tap, _ := framework.ProxyEnv(p, "CONDUIT_PROXY_TAP_ENABLED"); tap != "true" {
 		return fmt.Errorf("pod %s: its proxy was injected without viz's hook (no CONDUIT_PROXY_TAP_ENABLED=true)", p.Name)
 	}
 	for _, s := range p.Status.InitContainerStatuses {

@@ -89,3 +89,27 @@ func TestArtifactsDir(t *testing.T) {
 		}
 	})
 }
+
+func TestProxyEnv(t *testing.T) {
+	env := func(name, value string) []corev1.EnvVar { return []corev1.EnvVar{{Name: name, Value: value}} }
+	native := &corev1.Pod{Spec: corev1.PodSpec{
+		InitContainers: []corev1.Container{{Name: "conduit-init", Env: env("X", "init")}, {Name: "conduit-proxy", Env: env("X", "native")}},
+		Containers:     []corev1.Container{{Name: "app", Env: env("X", "app")}},
+	}}
+	regular := &corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Env: env("X", "app")}, {Name: "conduit-proxy", Env: env("X", "regular")}}}}
+	for _, tt := range []struct {
+		pod       *corev1.Pod
+		name      string
+		want      string
+		wantFound bool
+	}{
+		{native, "X", "native", true},
+		{regular, "X", "regular", true},
+		{native, "Y", "", false},
+		{&corev1.Pod{}, "X", "", false},
+	} {
+		if got, ok := ProxyEnv(tt.pod, tt.name); got != tt.want || ok != tt.wantFound {
+			t.Errorf("ProxyEnv(%s) = %q, %v; want %q, %v", tt.name, got, ok, tt.want, tt.wantFound)
+		}
+	}
+}

@@ -3,10 +3,12 @@ package framework
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -172,4 +174,21 @@ func (f *Framework) StopControllers(t testing.TB, names ...string) (restore func
 		})
 	}
 	return restore
+}
+
+// ProxyEnv returns the value of the environment variable name in pod p's
+// conduit-proxy container (a native sidecar or a regular container), and
+// whether it is set.
+func ProxyEnv(p *corev1.Pod, name string) (string, bool) {
+	for _, c := range append(slices.Clone(p.Spec.InitContainers), p.Spec.Containers...) {
+		if c.Name != "conduit-proxy" {
+			continue
+		}
+		for _, e := range c.Env {
+			if e.Name == name {
+				return e.Value, true
+			}
+		}
+	}
+	return "", false
 }

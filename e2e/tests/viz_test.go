@@ -166,13 +166,7 @@ func TestViz(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tap := false
-	for _, c := range append(p.Spec.InitContainers, p.Spec.Containers...) {
-		for _, e := range c.Env {
-			tap = tap || c.Name == "conduit-proxy" && e.Name == "CONDUIT_PROXY_TAP_ENABLED" && e.Value == "true"
-		}
-	}
-	if !tap {
+	if tap, _ := framework.ProxyEnv(p, "CONDUIT_PROXY_TAP_ENABLED"); tap != "true" {
 		t.Fatal("a pod created right after `mesh extensions allow viz` returned was injected without viz's hook (no CONDUIT_PROXY_TAP_ENABLED=true)")
 	}
 	f.Apply(t, ns, fmt.Sprintf(vizApp, f.Image("testapp"), f.Image("viz-controller"), ns))
