@@ -250,6 +250,24 @@ func TestExtensionHello(t *testing.T) {
 		t.Errorf("mesh check lacks the extension's own category hello: %+v", c)
 	}
 
+	// mesh extensions disallow hello returns once the injector has stopped
+	// the hook: a pod created right after is injected without its patch.
+	disallowed := f.MeshCmd(t, "extensions", "disallow", "hello")
+	if !strings.Contains(disallowed, "Extension hello removed from the allow-list: its hooks no longer run.") {
+		t.Errorf("mesh extensions disallow hello does not say that the hooks stopped:\n%s", disallowed)
+	}
+	if p, err := dryRun(ctx); err != nil {
+		t.Fatalf("a pod created right after disallow returned: %v", err)
+	} else if g, ok := greetingOf(p); ok || !injected(p) {
+		t.Fatalf("a pod created right after disallow returned: injected %v, HELLO_GREETING %q (set %v); want injected without the hook's variable", injected(p), g, ok)
+	}
+	if got := hookState(t); got != "not allowed" {
+		t.Errorf("mesh extensions list: hello hooks %q after disallow, want \"not allowed\"", got)
+	}
+	if ck := hooksCheck(t); ck.Status != healthcheck.Success {
+		t.Errorf("mesh check after disallow (no hook to run): %+v", ck)
+	}
+
 	// Without the binary: a warning that says how to get it, not a failure.
 	t.Setenv("MESH_PLUGINS_DIR", t.TempDir())
 	t.Setenv("HOME", t.TempDir())
