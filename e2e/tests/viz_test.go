@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/conduit-mesh/conduit/cli/healthcheck"
 	"github.com/conduit-mesh/conduit/e2e/framework"
+	"github.com/conduit-mesh/conduit/pkg/pluginhost"
 )
 
 // vizApp is a meshed HTTP server and two constant-rate generators: one at
@@ -256,6 +258,7 @@ func TestViz(t *testing.T) {
 	}
 
 	t.Run("check --viz-namespace", func(t *testing.T) { vizCheckNamespace(t, f, ns) })
+	t.Run("version", func(t *testing.T) { vizVersion(t, f) })
 	t.Run("routes", func(t *testing.T) { vizRoutes(t, f, ns) })
 	t.Run("dashboard", func(t *testing.T) { vizDashboard(t, f, ns) })
 	t.Run("tap", func(t *testing.T) { vizTap(t, f, ns) })
@@ -494,6 +497,67 @@ func vizNear(p *float64, want, rel float64) bool {
 // labelled for viz) and one that does not exist fail, each with an error
 // that names it. Without the flag (above) viz is found by its label, so
 // these show that the value reaches the plugin's checks.
+// vizVersion: viz's namespace carries the version of the plugin that
+// installed it (conduit.dev/extension-version). mesh extensions list shows
+// it; once the cluster runs another version than the plugin on this machine
+// (here, the label set to another), list and mesh check warn.
+func vizVersion(t *testing.T, f *framework.Framework) {
+	ctx := framework.Context(t, 3*time.Minute)
+	list := func(t *testing.T) pluginhost.Extension {
+		t.Helper()
+		var l struct {
+			Extensions []pluginhost.Extension `json:"extensions"`
+		}
+		out := f.MeshCmd(t, "extensions", "list", "-o", "json")
+		if err := json.Unmarshal([]byte(out), &l); err != nil {
+			t.Fatalf("mesh extensions list -o json: %v\n%s", err, out)
+		}
+		for _, e := range l.Extensions {
+			if e.Name == "viz" {
+				return e
+			}
+		}
+		t.Fatalf("mesh extensions list has no viz:\n%s", out)
+		return pluginhost.Extension{}
+	}
+	skew := func(w string) bool { return strings.HasPrefix(w, "the cluster runs version ") }
+	viz := list(t)
+	if viz.ClusterVersion == "" || viz.ClusterVersion != viz.PluginVersion || slices.ContainsFunc(viz.Warnings, skew) {
+		t.Fatalf("mesh extensions list: viz cluster version %q, plugin version %q, warnings %q; want the same version, no warning of it",
+			viz.ClusterVersion, viz.PluginVersion, viz.Warnings)
+	}
+	const label = pluginhost.LabelExtensionVersion
+	f.KubectlCmd(t, "", "label", "namespace", "conduit-viz", label+"=0.0.1", "--overwrite")
+	t.Cleanup(func() {
+		f.KubectlCmd(t, "", "label", "namespace", "conduit-viz", label+"="+viz.ClusterVersion, "--overwrite")
+	})
+	want := "the cluster runs version 0.0.1 but the plugin is version " + viz.PluginVersion
+	if got := list(t); got.ClusterVersion != "0.0.1" || !slices.ContainsFunc(got.Warnings, func(w string) bool { return strings.HasPrefix(w, want) }) {
+		t.Errorf("mesh extensions list with viz 0.0.1 in the cluster: cluster version %q, warnings %q; want one starting %q", got.ClusterVersion, got.Warnings, want)
+	}
+	r := f.RunMesh(ctx, "check", "-o", "json", "--wait", "0")
+	var c healthcheck.Report
+	if err := json.Unmarshal([]byte(r.Stdout), &c); err != nil {
+		t.Fatalf("mesh check -o json (err %v): %v\n%s\n%s", r.Err, err, r.Stdout, r.Stderr)
+	}
+	i, ok := category(c, "viz-extension")
+	if !ok {
+		t.Fatalf("mesh check has no viz-extension category: %+v", c)
+	}
+	var found bool
+	for _, ck := range c.Categories[i].Checks {
+		if ck.Description == "mesh-viz plugin matches the installed version" {
+			found = true
+			if ck.Status != healthcheck.Warn || !strings.HasPrefix(ck.Error, want) {
+				t.Errorf("mesh check with viz 0.0.1 in the cluster: %+v; want a warning starting %q", ck, want)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("mesh check has no version check of mesh-viz: %+v", c.Categories[i])
+	}
+}
+
 func vizCheckNamespace(t *testing.T, f *framework.Framework, appNS string) {
 	ctx := framework.Context(t, 2*time.Minute)
 	missing := "conduit-viz-missing-" + appNS

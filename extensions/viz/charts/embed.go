@@ -5,6 +5,9 @@ package charts
 import (
 	"embed"
 	"io/fs"
+	"regexp"
+
+	"github.com/conduit-mesh/conduit/pkg/version"
 )
 
 //go:embed all:viz
@@ -17,4 +20,18 @@ func Viz() fs.FS {
 		panic(err) // the directory is embedded at build time
 	}
 	return sub
+}
+
+var semver = regexp.MustCompile(`^v?\d+\.\d+\.\d+`)
+
+// Version is viz's version: the build's when that is a semantic version,
+// else 0.1.0-dev. The plugin reports it (sdk.Info) and the chart labels
+// viz's namespace with it (conduit.dev/extension-version), so that
+// `mesh extensions list` shows what the cluster runs and `mesh check`
+// warns when the plugin on this machine is another version.
+func Version() string {
+	if v := version.Version; semver.MatchString(v) {
+		return v
+	}
+	return "0.1.0-dev"
 }

@@ -4,10 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"regexp"
 
+	"github.com/conduit-mesh/conduit/extensions/viz/charts"
 	"github.com/conduit-mesh/conduit/extensions/viz/metrics"
-	"github.com/conduit-mesh/conduit/pkg/version"
 	sdk "github.com/conduit-mesh/conduit/plugin-sdk"
 )
 
@@ -17,16 +16,10 @@ const TapEnv = "CONDUIT_PROXY_TAP_ENABLED"
 // Hooks is the viz extension as the injector runs it.
 type Hooks struct{}
 
-var semver = regexp.MustCompile(`^v?\d+\.\d+\.\d+`)
-
-// Info names the extension; its version is the build's when that is a
-// semantic version.
+// Info names the extension and its version (charts.Version, the one its
+// namespace is labelled with).
 func (Hooks) Info() sdk.Info {
-	v := version.Version
-	if !semver.MatchString(v) {
-		v = "0.1.0-dev"
-	}
-	return sdk.Info{Name: "viz", Version: v, Description: "metrics, edges, routes and a dashboard from the proxies' metrics"}
+	return sdk.Info{Name: "viz", Version: charts.Version(), Description: "metrics, edges, routes and a dashboard from the proxies' metrics"}
 }
 
 // pod is the part of a core/v1 Pod the hook reads.

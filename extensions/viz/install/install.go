@@ -72,6 +72,8 @@ func Render(o Options) ([]Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The namespace's conduit.dev/extension-version is the plugin's.
+	ch.Metadata.AppVersion = charts.Version()
 	user, err := sdkchart.Overrides{Files: o.ValuesYAML, Flags: o.Values, Set: o.Set}.Merge()
 	if err != nil {
 		return nil, fmt.Errorf("install: %w", err)
