@@ -48,36 +48,29 @@ func newProxyMetricsCmd(o *Options) *cobra.Command {
 		Use:   "proxy-metrics POD",
 		Short: "Print the Prometheus metrics of a pod's proxy",
 		Long: `proxy-metrics port-forwards to the proxy's admin port (4191) of the pod and
-prints its /metrics. POD is a pod name (or pod/NAME) in -n's namespace.`,
-		Example: `  mesh diagnostics proxy-metrics -n emojivoto web-5d8c7b9f4-x2kq7`,
-		Args:    cobra.ExactArgs(1),
+prints its /metrics. ` + podRefHelp + ` With a workload, each pod's metrics
+follow a comment line "# POD <namespace>/<name> (<i> of <n>)".`,
+		Example: `  mesh diagnostics proxy-metrics -n emojivoto web-5d8c7b9f4-x2kq7
+  mesh diagnostics proxy-metrics -n emojivoto deploy/web`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			k, ns, pod, err := o.proxyPod(args[0])
+			k, ref, err := o.proxyPods(cmd.Context(), "diagnostics", args[0])
 			if err != nil {
 				return err
 			}
-			body, err := fetchMetrics(cmd.Context(), k, ns, pod, proxyAdminPort)
-			if err != nil {
-				return notMeshed(err, ns, pod)
-			}
-			_, err = o.Out.Write(body)
-			return err
+			return ref.each(func(i int, pod string) error {
+				body, err := fetchMetrics(cmd.Context(), k, ref.ns, pod, proxyAdminPort)
+				if err != nil {
+					return notMeshed(err, ref.ns, pod)
+				}
+				if ref.workload {
+					fmt.Fprintf(o.Out, "#\n# POD %s/%s (%d of %d)\n#\n", ref.ns, pod, i+1, len(ref.pods))
+				}
+				_, err = o.Out.Write(body)
+				return err
+			})
 		},
 	}
-}
-
-// proxyPod resolves a proxy command's POD argument (a name, pod/NAME or
-// pods/NAME) in -n's namespace, or the kubeconfig's.
-func (o *Options) proxyPod(arg string) (k *Kube, ns, pod string, err error) {
-	pod = strings.TrimPrefix(strings.TrimPrefix(arg, "pod/"), "pods/")
-	if k, err = o.Kube(); err != nil {
-		return nil, "", "", fmt.Errorf("diagnostics: %w", err)
-	}
-	ns = k.Namespace
-	if o.Namespace != "" {
-		ns = o.Namespace
-	}
-	return k, ns, pod, nil
 }
 
 // notMeshed wraps a failed call to a pod's proxy with how to check that the
@@ -191,11 +184,13 @@ Without LEVEL it prints the proxy's log level; with LEVEL (debug, info, warn or
 error) it sets it, until the proxy restarts, and prints the new level. The
 proxy logs the change. The lasting setting is the pod's annotation
 config.conduit.dev/proxy-log-level, which applies when the pod is re-created.
-POD is a pod name (or pod/NAME) in -n's namespace.`,
+` + podRefHelp + ` With a workload, each pod's line is "<namespace>/<name>: <level>".`,
 		Example: `  # Debug one pod's proxy, then back to the default.
   mesh diagnostics proxy-log-level -n emojivoto web-5d8c7b9f4-x2kq7 debug
   kubectl logs -n emojivoto web-5d8c7b9f4-x2kq7 -c conduit-proxy -f
-  mesh diagnostics proxy-log-level -n emojivoto web-5d8c7b9f4-x2kq7 info`,
+  mesh diagnostics proxy-log-level -n emojivoto web-5d8c7b9f4-x2kq7 info
+  # Every pod of a Deployment.
+  mesh diagnostics proxy-log-level -n emojivoto deploy/web debug`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			method, body := http.MethodGet, ""
@@ -205,16 +200,22 @@ POD is a pod name (or pod/NAME) in -n's namespace.`,
 				}
 				method, body = http.MethodPut, args[1]
 			}
-			k, ns, pod, err := o.proxyPod(args[0])
+			k, ref, err := o.proxyPods(cmd.Context(), "diagnostics", args[0])
 			if err != nil {
 				return err
 			}
-			answer, err := adminRequest(cmd.Context(), k, ns, pod, proxyAdminPort, method, "/proxy-log-level", body)
-			if err != nil {
-				return notMeshed(err, ns, pod)
-			}
-			_, err = o.Out.Write(answer)
-			return err
+			return ref.each(func(_ int, pod string) error {
+				answer, err := adminRequest(cmd.Context(), k, ref.ns, pod, proxyAdminPort, method, "/proxy-log-level", body)
+				if err != nil {
+					return notMeshed(err, ref.ns, pod)
+				}
+				if ref.workload {
+					fmt.Fprintf(o.Out, "%s/%s: %s\n", ref.ns, pod, strings.TrimSpace(string(answer)))
+					return nil
+				}
+				_, err = o.Out.Write(answer)
+				return err
+			})
 		},
 	}
 }

@@ -33,55 +33,78 @@ func newIdentityCmd(o *Options) *cobra.Command {
 		Short: "Show the certificate a pod's proxy holds, and rotate the trust anchors",
 		Long: `identity port-forwards to the proxy admin port (4191) of POD and shows the
 certificate the proxy currently holds: subject, SANs, issuer, validity, and
-whether it chains to the trust anchors of the control plane. POD is a pod name
-(or pod/NAME) in -n's namespace.
+whether it chains to the trust anchors of the control plane.
+` + podRefHelp + ` With a workload, each pod's certificate is shown in turn (with
+-o json, a list of them, where one pod gives its report alone).
 
 'mesh identity rotate-anchors' moves a live mesh from one trust anchor to
 another without failing a request (see 'mesh identity rotate-anchors --help').`,
 		Example: `  mesh identity -n emojivoto web-5d8c7b9f4-x2kq7
+  mesh identity -n emojivoto deploy/web
   mesh identity -n emojivoto web-5d8c7b9f4-x2kq7 -o pem | openssl x509 -noout -text`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if output != "text" && output != "pem" && output != "json" {
 				return fmt.Errorf("identity: unknown output %q (accepted: text, json, pem)", output)
 			}
-			pod := strings.TrimPrefix(strings.TrimPrefix(args[0], "pods/"), "pod/")
-			k, err := o.Kube()
-			if err != nil {
-				return fmt.Errorf("identity: %w", err)
-			}
-			ns := k.Namespace
-			if o.Namespace != "" {
-				ns = o.Namespace
-			}
 			ctx := cmd.Context()
-			pemChain, err := fetchProxyCertificate(ctx, k, ns, pod)
+			k, ref, err := o.proxyPods(ctx, "identity", args[0])
 			if err != nil {
-				return fmt.Errorf("identity: %w (is %s/%s meshed and its proxy ready? 'mesh check --proxy -n %s')", err, ns, pod, ns)
-			}
-			if output == "pem" {
-				_, err := o.Out.Write(pemChain)
 				return err
 			}
-			chain, err := pki.ParseCertificates(pemChain)
-			if err != nil {
-				return fmt.Errorf("identity: the proxy of %s/%s served an unreadable certificate: %w", ns, pod, err)
+			ns := ref.ns
+			if output == "pem" && len(ref.pods) > 1 {
+				return fmt.Errorf("identity: -o pem prints the chain of one pod, and %s has %d (%s): name one", ref.arg, len(ref.pods), strings.Join(ref.pods, ", "))
 			}
 			var anchors []*x509.Certificate
 			var anchorsErr error
-			cm, err := k.Client.CoreV1().ConfigMaps(o.controlPlaneNS()).Get(ctx, trustRootsName, metav1.GetOptions{})
-			if err != nil {
-				anchorsErr = fmt.Errorf("read ConfigMap %s/%s: %w", o.controlPlaneNS(), trustRootsName, err)
-			} else if anchors, err = pki.ParseCertificates([]byte(cm.Data[trustRootsKey])); err != nil {
-				anchorsErr = fmt.Errorf("ConfigMap %s/%s: %w", o.controlPlaneNS(), trustRootsName, err)
+			if output != "pem" {
+				cm, err := k.Client.CoreV1().ConfigMaps(o.controlPlaneNS()).Get(ctx, trustRootsName, metav1.GetOptions{})
+				if err != nil {
+					anchorsErr = fmt.Errorf("read ConfigMap %s/%s: %w", o.controlPlaneNS(), trustRootsName, err)
+				} else if anchors, err = pki.ParseCertificates([]byte(cm.Data[trustRootsKey])); err != nil {
+					anchorsErr = fmt.Errorf("ConfigMap %s/%s: %w", o.controlPlaneNS(), trustRootsName, err)
+				}
 			}
-			report := describeChain(ns+"/"+pod, chain, anchors, anchorsErr, identityNow())
-			if output == "json" {
+			var reports []certReport
+			err = ref.each(func(i int, pod string) error {
+				pemChain, err := fetchProxyCertificate(ctx, k, ns, pod)
+				if err != nil {
+					return fmt.Errorf("identity: %w (is %s/%s meshed and its proxy ready? 'mesh check --proxy -n %s')", err, ns, pod, ns)
+				}
+				if output == "pem" {
+					_, err := o.Out.Write(pemChain)
+					return err
+				}
+				chain, err := pki.ParseCertificates(pemChain)
+				if err != nil {
+					return fmt.Errorf("identity: the proxy of %s/%s served an unreadable certificate: %w", ns, pod, err)
+				}
+				report := describeChain(ns+"/"+pod, chain, anchors, anchorsErr, identityNow())
+				if output == "json" {
+					reports = append(reports, report)
+					return nil
+				}
+				if len(reports) > 0 {
+					fmt.Fprintln(o.Out)
+				}
+				reports = append(reports, report)
+				return report.write(o.Out)
+			})
+			if output == "json" && (len(reports) > 0 || ref.workload) {
 				enc := json.NewEncoder(o.Out)
 				enc.SetIndent("", "  ")
-				return enc.Encode(report)
+				var v any = reports
+				if !ref.workload {
+					v = reports[0] // one pod: its report, not a list
+				} else if reports == nil {
+					v = []certReport{}
+				}
+				if jerr := enc.Encode(v); jerr != nil {
+					return jerr
+				}
 			}
-			return report.write(o.Out)
+			return err
 		},
 	}
 	c.Flags().StringVarP(&output, "output", "o", "text", "output format: text, json, or pem (the chain as the proxy serves it)")

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,13 +18,15 @@ import (
 // log level of a running proxy through a real port-forward (which reaches
 // the admin port from the pod's loopback, as the proxy requires for a
 // change), the proxy logs the change, a bad level is refused, and the proxy
-// is not restarted.
+// is not restarted. The proxy commands also take a workload (deploy/NAME)
+// and act on each of its pods.
 func TestProxyLogLevel(t *testing.T) {
 	f := framework.New(t)
 	f.InstallMesh(t)
 	f.RequireMesh(t, "diagnostics", "proxy-log-level")
 	ns := meshedNamespace(t, f, "loglevel")
-	f.Apply(t, ns, sleeperPod("client", f.Image("testapp")))
+	f.Apply(t, ns, manifests(sleeperPod("client", f.Image("testapp")),
+		strings.Replace(echoDeployment("server", f.Image("testapp"), nil), "replicas: 1", "replicas: 2", 1)))
 	pod := f.WaitPodsReady(t, ns, "app=client", 1, 3*time.Minute)[0]
 
 	level := func(args ...string) string {
@@ -57,6 +60,66 @@ func TestProxyLogLevel(t *testing.T) {
 		if s.RestartCount != pod.Status.InitContainerStatuses[i].RestartCount {
 			t.Errorf("%s restarted: %d -> %d", s.Name, pod.Status.InitContainerStatuses[i].RestartCount, s.RestartCount)
 		}
+	}
+
+	t.Run("of a workload", func(t *testing.T) { proxyCommandsOfAWorkload(t, f, ns) })
+}
+
+// proxyCommandsOfAWorkload: proxy-log-level, proxy-metrics and identity
+// given deploy/server act on each of its two pods, by name.
+func proxyCommandsOfAWorkload(t *testing.T, f *framework.Framework, ns string) {
+	var pods []string
+	for _, p := range f.WaitPodsReady(t, ns, "app=server", 2, 3*time.Minute) {
+		pods = append(pods, p.Name)
+	}
+	slices.Sort(pods)
+
+	out := f.MeshCmd(t, "diagnostics", "proxy-log-level", "-n", ns, "deploy/server", "warn")
+	if want := ns + "/" + pods[0] + ": warn\n" + ns + "/" + pods[1] + ": warn\n"; out != want {
+		t.Errorf("proxy-log-level deploy/server warn: %q, want %q", out, want)
+	}
+	for _, pod := range pods {
+		if got := strings.TrimSpace(f.MeshCmd(t, "diagnostics", "proxy-log-level", "-n", ns, pod)); got != "warn" {
+			t.Errorf("%s: level %q after the workload's change, want warn", pod, got)
+		}
+	}
+
+	out = f.MeshCmd(t, "diagnostics", "proxy-metrics", "-n", ns, "deploy/server")
+	for i, pod := range pods {
+		head := fmt.Sprintf("# POD %s/%s (%d of 2)\n#\n", ns, pod, i+1)
+		_, rest, ok := strings.Cut(out, head)
+		if !ok {
+			t.Errorf("proxy-metrics deploy/server has no section %q:\n%.2000s", head, out)
+			continue
+		}
+		section, _, _ := strings.Cut(rest, "\n#\n# POD ")
+		if !strings.Contains(section, "identity_cert_expiration_timestamp_seconds") {
+			t.Errorf("proxy-metrics deploy/server: the section of %s has no proxy metrics:\n%.2000s", pod, section)
+		}
+	}
+
+	var reports []struct {
+		Pod      string   `json:"pod"`
+		DNSNames []string `json:"dnsNames"`
+		Trusted  bool     `json:"trusted"`
+	}
+	out = f.MeshCmd(t, "identity", "-n", ns, "deploy/server", "-o", "json")
+	if err := json.Unmarshal([]byte(out), &reports); err != nil {
+		t.Fatalf("identity deploy/server -o json: %v\n%s", err, out)
+	}
+	id := "default." + ns + ".serviceaccount.identity." + framework.ControlPlaneNamespace + ".cluster.local"
+	if len(reports) != 2 {
+		t.Fatalf("identity deploy/server: %d reports, want 2:\n%s", len(reports), out)
+	}
+	for i, r := range reports {
+		if r.Pod != ns+"/"+pods[i] || !r.Trusted || len(r.DNSNames) != 1 || r.DNSNames[0] != id {
+			t.Errorf("identity deploy/server, report %d: %+v; want %s/%s, trusted, %s", i, r, ns, pods[i], id)
+		}
+	}
+
+	r := f.RunMesh(framework.Context(t, time.Minute), "identity", "-n", ns, "svc/server")
+	if r.Err == nil || !strings.Contains(r.Stderr, `unknown resource type "svc" (accepted: pod, deploy, sts, ds, rs, job)`) {
+		t.Errorf("identity svc/server: %v, stderr %q; want the accepted types", r.Err, r.Stderr)
 	}
 }
 
