@@ -424,13 +424,16 @@ func (ch *checker) extensionHooks(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		n := len(problems)
+		n, refusing := len(problems), false
 		for _, s := range states {
-			if !s.runs(entry.SHA256) {
-				problems = append(problems, ce.Name+": "+s.describe(entry.SHA256))
+			if !s.runs(entry) {
+				problems = append(problems, ce.Name+": "+s.describe(entry))
+				// The digest running under the old policy (Ignore) refuses
+				// no pod.
+				refusing = refusing || s.state != pluginhost.StateRunning || s.sha != entry.SHA256
 			}
 		}
-		if len(problems) > n && entry.FailurePolicy == pluginhost.Fail {
+		if refusing && entry.FailurePolicy == pluginhost.Fail {
 			failClosed = true
 			problems[n] += " (failure policy Fail: the injector refuses the pods it would patch)"
 		}

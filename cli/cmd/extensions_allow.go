@@ -117,10 +117,10 @@ written.
 			}
 			fmt.Fprintf(o.Out, "Extension %s allowed (sha256:%s, failure policy %s).\n", name, digest, policy)
 			ns, comps := o.controlPlaneNS(), hookComponents(ce)
-			states, err := waitHooks(ctx, k, ns, name, digest, comps, wait,
-				func(s podHookState) bool { return s.runs(digest) },
+			states, err := waitHooks(ctx, k, ns, name, al[name], comps, wait,
+				func(s podHookState) bool { return s.runs(al[name]) },
 				func(s podHookState) error {
-					if s.state == pluginhost.StateRefused && s.sha == digest {
+					if s.state == pluginhost.StateRefused && s.about(al[name]) {
 						return fmt.Errorf("%s refused the binary: the extension hands out a binary whose SHA-256 is not %s", s.pod, digest)
 					}
 					return nil
@@ -183,7 +183,7 @@ default 2m) until they have. The extension itself stays installed.`,
 			}
 			ns := o.controlPlaneNS()
 			comps := hookComponents(ce)
-			if _, err := waitHooks(cmd.Context(), k, ns, name, "", comps, wait,
+			if _, err := waitHooks(cmd.Context(), k, ns, name, pluginhost.AllowEntry{}, comps, wait,
 				func(s podHookState) bool { return s.state == pluginhost.StateNotAllowed || s.state == "" }, nil); err != nil {
 				return fmt.Errorf("extensions disallow: %s is out of the allow-list, but the control plane still runs its hooks: %w (see %s)", name, err, hookLogs(ns, comps))
 			}

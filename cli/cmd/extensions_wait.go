@@ -22,26 +22,38 @@ var hookWaitPoll = time.Second
 // plugin; pod is empty when its component has no ready pod.
 type podHookState struct {
 	component, pod string
-	state, sha     string // sha: the allowed digest the state is about
-	err            error
+	// sha and policy: the allow-list entry the state is about (policy is
+	// "" from a control plane that does not report it)
+	state, sha, policy string
+	err                error
 }
 
-// runs reports whether the pod runs the plugin of digest sha.
-func (s podHookState) runs(sha string) bool {
-	return s.pod != "" && s.err == nil && s.state == pluginhost.StateRunning && s.sha == sha
+// about reports whether the state is about want: its digest, under its
+// failure policy when the pod reports one.
+func (s podHookState) about(want pluginhost.AllowEntry) bool {
+	return s.sha == want.SHA256 && (s.policy == "" || s.policy == string(want.FailurePolicy))
 }
 
-// describe says what the pod reports, for errors; want is the digest
-// allowed ("" when the extension is not allowed).
-func (s podHookState) describe(want string) string {
+// runs reports whether the pod runs the plugin of want's digest, under
+// want's failure policy.
+func (s podHookState) runs(want pluginhost.AllowEntry) bool {
+	return s.pod != "" && s.err == nil && s.state == pluginhost.StateRunning && s.about(want)
+}
+
+// describe says what the pod reports, for errors; want is the entry
+// allowed (zero when the extension is not allowed).
+func (s podHookState) describe(want pluginhost.AllowEntry) string {
 	if s.pod == "" {
 		return fmt.Sprintf("no ready %s pod", s.component)
 	}
 	if s.err != nil {
 		return fmt.Sprintf("%s: %v", s.pod, s.err)
 	}
-	if s.state == pluginhost.StateRunning && want != "" && s.sha != want {
-		return fmt.Sprintf("%s runs sha256:%.12s…, not the allowed sha256:%.12s… yet", s.pod, s.sha, want)
+	if s.state == pluginhost.StateRunning && want.SHA256 != "" && s.sha != want.SHA256 {
+		return fmt.Sprintf("%s runs sha256:%.12s…, not the allowed sha256:%.12s… yet", s.pod, s.sha, want.SHA256)
+	}
+	if s.state == pluginhost.StateRunning && want.SHA256 != "" && !s.about(want) {
+		return fmt.Sprintf("%s runs it under failure policy %s, not %s yet", s.pod, s.policy, want.FailurePolicy)
 	}
 	pod := s.pod
 	if s.sha != "" {
@@ -89,7 +101,7 @@ func readHookStates(ctx context.Context, k *Kube, ns, ext string, components []s
 			s := podHookState{component: comp, pod: p.Name}
 			body, err := fetchMetrics(ctx, k, ns, p.Name, controllerAdminPorts[comp])
 			if err == nil {
-				s.state, s.sha, err = hookState(body, ext)
+				s.state, s.sha, s.policy, err = hookState(body, ext)
 			}
 			s.err = err
 			out = append(out, s)
@@ -99,12 +111,13 @@ func readHookStates(ctx context.Context, k *Kube, ns, ext string, components []s
 }
 
 // hookState returns the state pluginhost.PluginMetric gives ext in a Prometheus
-// text exposition, and the digest it is about ("" when none).
-func hookState(metrics []byte, ext string) (state, sha string, err error) {
+// text exposition, and the digest and failure policy it is about ("" when
+// none).
+func hookState(metrics []byte, ext string) (state, sha, policy string, err error) {
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	families, err := p.TextToMetricFamilies(bytes.NewReader(metrics))
 	if err != nil {
-		return "", "", fmt.Errorf("unreadable metrics: %w", err)
+		return "", "", "", fmt.Errorf("unreadable metrics: %w", err)
 	}
 	for _, m := range families[pluginhost.PluginMetric].GetMetric() {
 		var name string
@@ -116,20 +129,23 @@ func hookState(metrics []byte, ext string) (state, sha string, err error) {
 				state = l.GetValue()
 			case "sha256":
 				sha = l.GetValue()
+			case "failure_policy":
+				policy = l.GetValue()
 			}
 		}
 		if name == ext && m.GetGauge().GetValue() == 1 {
-			return state, sha, nil
+			return state, sha, policy, nil
 		}
+		policy = ""
 	}
-	return "", "", nil
+	return "", "", "", nil
 }
 
 // waitHooks polls the hook states of ext in the components until done
 // accepts every ready pod's, fatal (if not nil) rejects one (its error is
 // returned at once), or timeout passes (the error lists what each pod
-// reported last, described against want, the allowed digest or "").
-func waitHooks(ctx context.Context, k *Kube, ns, ext, want string, components []string, timeout time.Duration,
+// reported last, described against want, the allowed entry or zero).
+func waitHooks(ctx context.Context, k *Kube, ns, ext string, want pluginhost.AllowEntry, components []string, timeout time.Duration,
 	done func(podHookState) bool, fatal func(podHookState) error) ([]podHookState, error) {
 	deadline := time.Now().Add(timeout)
 	for {

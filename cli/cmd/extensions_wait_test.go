@@ -23,18 +23,29 @@ const (
 )
 
 // hookGauge is the exposition of conduit_extension_hook_plugin with ext in
-// state for digest sha (and another extension running, which must not count).
+// state for digest sha under failure policy Ignore (the default; none when
+// sha is ""), and another extension running, which must not count.
 func hookGauge(ext, state, sha string) string {
+	policy := "Ignore"
+	if sha == "" {
+		policy = ""
+	}
+	return hookGaugeOf(ext, state, sha, `,failure_policy="`+policy+`"`)
+}
+
+// hookGaugeOf is hookGauge with the failure_policy label as given: "" for
+// a control plane that does not report it.
+func hookGaugeOf(ext, state, sha, policyLabel string) string {
 	var b strings.Builder
 	b.WriteString("# HELP conduit_extension_hook_plugin state\n# TYPE conduit_extension_hook_plugin gauge\n")
+	b.WriteString(`conduit_extension_hook_plugin{extension="other",failure_policy="Fail",sha256="",state="running"} 1` + "\n")
 	for _, st := range []string{pluginhost.StateRunning, pluginhost.StateNotAllowed, pluginhost.StateRefused, pluginhost.StateFailed} {
 		v := 0
 		if st == state {
 			v = 1
 		}
-		fmt.Fprintf(&b, "conduit_extension_hook_plugin{extension=%q,sha256=%q,state=%q} %d\n", ext, sha, st, v)
+		fmt.Fprintf(&b, "conduit_extension_hook_plugin{extension=%q%s,sha256=%q,state=%q} %d\n", ext, policyLabel, sha, st, v)
 	}
-	b.WriteString(`conduit_extension_hook_plugin{extension="other",sha256="",state="running"} 1` + "\n")
 	return b.String()
 }
 
@@ -170,6 +181,44 @@ func TestExtensionsAllowWaits(t *testing.T) {
 			minReads: map[string]int{"injector-a": 2},
 		},
 		{
+			// A new failure policy alone: the gauge shows the digest running
+			// under the old one until the injector reads the new entry.
+			name: "failure policy Fail, running under Ignore, then Fail",
+			objs: []runtime.Object{injectorOnly, controlPlanePod("injector", "injector-a", true)},
+			args: []string{"--failure-policy", "Fail"},
+			states: map[string][]string{"injector-a": {running,
+				hookGaugeOf("viz", pluginhost.StateRunning, waitDigest, `,failure_policy="Fail"`)}},
+			wantOut:  []string{"failure policy Fail).", "runs its hooks from now on (injector-a)"},
+			minReads: map[string]int{"injector-a": 2},
+		},
+		{
+			name:    "failure policy Fail, still Ignore at the timeout",
+			objs:    []runtime.Object{injectorOnly, controlPlanePod("injector", "injector-a", true)},
+			args:    []string{"--failure-policy", "Fail", "--wait", "200ms"},
+			states:  map[string][]string{"injector-a": {running}},
+			wantErr: []string{"not done within 200ms: injector-a runs it under failure policy Ignore, not Fail yet"},
+		},
+		{
+			// The refusal under Ignore is the old entry's: not an error
+			// until the same refusal is under Fail.
+			name: "failure policy Fail, refused under Ignore, then Fail",
+			objs: []runtime.Object{injectorOnly, controlPlanePod("injector", "injector-a", true)},
+			args: []string{"--failure-policy", "Fail"},
+			states: map[string][]string{"injector-a": {hookGauge("viz", pluginhost.StateRefused, waitDigest),
+				hookGaugeOf("viz", pluginhost.StateRefused, waitDigest, `,failure_policy="Fail"`)}},
+			wantErr:  []string{"injector-a refused the binary"},
+			minReads: map[string]int{"injector-a": 2},
+		},
+		{
+			// A control plane that does not report the policy: the digest
+			// alone decides.
+			name:    "failure policy Fail, a control plane without the label",
+			objs:    []runtime.Object{injectorOnly, controlPlanePod("injector", "injector-a", true)},
+			args:    []string{"--failure-policy", "Fail"},
+			states:  map[string][]string{"injector-a": {hookGaugeOf("viz", pluginhost.StateRunning, waitDigest, "")}},
+			wantOut: []string{"runs its hooks from now on (injector-a)"},
+		},
+		{
 			name:    "failing until the timeout",
 			objs:    []runtime.Object{injectorOnly, controlPlanePod("injector", "injector-a", true)},
 			args:    []string{"--wait", "200ms"},
@@ -266,24 +315,27 @@ func TestExtensionsAllowWaits(t *testing.T) {
 
 func TestHookState(t *testing.T) {
 	for _, tt := range []struct {
-		name, metrics, state, sha, err string
+		name, metrics, state, sha, policy, err string
 	}{
-		{name: "running", metrics: hookGauge("viz", pluginhost.StateRunning, waitDigest), state: pluginhost.StateRunning, sha: waitDigest},
+		{name: "running", metrics: hookGauge("viz", pluginhost.StateRunning, waitDigest), state: pluginhost.StateRunning, sha: waitDigest, policy: "Ignore"},
+		{name: "running, Fail", metrics: hookGaugeOf("viz", pluginhost.StateRunning, waitDigest, `,failure_policy="Fail"`), state: pluginhost.StateRunning, sha: waitDigest, policy: "Fail"},
+		// The series before (another extension's) has a policy; this one none.
+		{name: "running, no policy reported", metrics: hookGaugeOf("viz", pluginhost.StateRunning, waitDigest, ""), state: pluginhost.StateRunning, sha: waitDigest},
 		{name: "another extension only", metrics: hookGauge("hello", pluginhost.StateRunning, waitDigest)},
 		{name: "no gauge", metrics: "# TYPE up gauge\nup 1\n"},
 		{name: "not allowed", metrics: hookGauge("viz", pluginhost.StateNotAllowed, ""), state: pluginhost.StateNotAllowed},
 		{name: "garbage", metrics: "conduit_extension_hook_plugin{ 1\n", err: "unreadable metrics"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			state, sha, err := hookState([]byte(tt.metrics), "viz")
+			state, sha, policy, err := hookState([]byte(tt.metrics), "viz")
 			if tt.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.err) {
 					t.Fatalf("err %v, want %q", err, tt.err)
 				}
 				return
 			}
-			if err != nil || state != tt.state || sha != tt.sha {
-				t.Errorf("hookState = %q, %q, %v; want %q, %q", state, sha, err, tt.state, tt.sha)
+			if err != nil || state != tt.state || sha != tt.sha || policy != tt.policy {
+				t.Errorf("hookState = %q, %q, %q, %v; want %q, %q, %q", state, sha, policy, err, tt.state, tt.sha, tt.policy)
 			}
 		})
 	}
@@ -319,7 +371,10 @@ func TestCheckExtensionHooks(t *testing.T) {
 			wantErr: "viz: injector-a runs sha256:222222222222…, not the allowed sha256:111111111111… yet"},
 		{name: "no ready injector", objs: []runtime.Object{ext, allowed, controlPlanePod("injector", "injector-b", false)},
 			wantErr: "viz: no ready injector pod"},
-		{name: "failure policy Fail, running", objs: []runtime.Object{ext, allowedFail, injector}, state: hookGauge("viz", pluginhost.StateRunning, waitDigest)},
+		{name: "failure policy Fail, running", objs: []runtime.Object{ext, allowedFail, injector},
+			state: hookGaugeOf("viz", pluginhost.StateRunning, waitDigest, `,failure_policy="Fail"`)},
+		{name: "failure policy Fail, still running under Ignore", objs: []runtime.Object{ext, allowedFail, injector}, state: hookGauge("viz", pluginhost.StateRunning, waitDigest),
+			wantErr: "viz: injector-a runs it under failure policy Ignore, not Fail yet"},
 		{name: "failure policy Fail, failed", objs: []runtime.Object{ext, allowedFail, injector}, state: hookGauge("viz", pluginhost.StateFailed, waitDigest),
 			wantErr: "viz: injector-a (for sha256:111111111111…): failed (its hook binary could not be fetched or started yet: are the extension's pods ready, with proxies this control plane certified? mesh check --proxy) (failure policy Fail: the injector refuses the pods it would patch)", fatal: true},
 	} {

@@ -216,14 +216,14 @@ func TestExtensionHello(t *testing.T) {
 	if ck := hooksCheck(t); ck.Status != healthcheck.Warn || !strings.Contains(ck.Error, "hello: conduit-injector-") || !strings.Contains(ck.Error, "refused") {
 		t.Errorf("mesh check while the injector refuses hello's binary: %+v; want a warning naming the injector pod", ck)
 	}
-	// The same with failurePolicy=Fail: pods are refused, saying why. (The
-	// refusal allow reads is the one above, of the same digest: the new
-	// policy may take a moment more.)
+	// The same with failurePolicy=Fail: pods are refused, saying why. allow
+	// waits for the refusal under the new policy (the gauge's
+	// failure_policy), not the one above under Ignore: a pod created right
+	// after it returns is refused.
 	refused(t, "--failure-policy", "Fail")
-	f.WaitFor(t, "the injector to refuse pods while a Fail extension's hook cannot run", time.Minute, func(ctx context.Context) (bool, error) {
-		_, err := dryRun(ctx)
-		return err != nil && strings.Contains(err.Error(), "extension hello (failurePolicy=Fail)"), nil
-	})
+	if _, err := dryRun(ctx); err == nil || !strings.Contains(err.Error(), "extension hello (failurePolicy=Fail)") {
+		t.Fatalf("a pod created right after allow --failure-policy Fail returned: %v; want it refused, naming extension hello (failurePolicy=Fail)", err)
+	}
 	// Failure policy Fail: pods are refused, an error.
 	if ck := hooksCheck(t); ck.Status != healthcheck.Failure || !strings.Contains(ck.Error, "failure policy Fail") {
 		t.Errorf("mesh check while the injector refuses a Fail extension's binary: %+v; want an error", ck)

@@ -106,12 +106,13 @@ type target struct {
 }
 
 // pluginState is an extension's state in the conduit_extension_hook_plugin
-// gauge, and the allowed digest it is about ("" when not allowed).
-type pluginState struct{ state, sha string }
+// gauge, and the allow-list entry it is about: the allowed digest and
+// failure policy ("" when not allowed).
+type pluginState struct{ state, sha, policy string }
 
 // PluginMetric is the gauge in which the injector and destination report
 // the state of each extension's hook plugin (labels extension, state,
-// sha256); `mesh extensions allow` and `mesh check` read it.
+// sha256, failure_policy); `mesh extensions allow` and `mesh check` read it.
 const PluginMetric = "conduit_extension_hook_plugin"
 
 // Plugin states of the PluginMetric gauge.
@@ -150,8 +151,8 @@ func NewHooks(cs kubernetes.Interface, opts HooksOptions) *Hooks {
 		}, []string{"extension", "method", "code"}),
 		status: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: PluginMetric,
-			Help: "1 for the state of each extension's hook plugin: running, not-allowed (not in the allow-list), refused (digest mismatch), failed (fetch or start failed); sha256 is the allowed digest the state is about (empty when not allowed).",
-		}, []string{"extension", "state", "sha256"}),
+			Help: "1 for the state of each extension's hook plugin: running, not-allowed (not in the allow-list), refused (digest mismatch), failed (fetch or start failed); sha256 and failure_policy are the allow-list entry the state is about (empty when not allowed).",
+		}, []string{"extension", "state", "sha256", "failure_policy"}),
 		kick:     make(chan struct{}, 1),
 		targets:  map[string]*target{},
 		reported: map[string]string{},
@@ -231,12 +232,12 @@ func (h *Hooks) Refresh(ctx context.Context) error {
 		}
 		seen[ce.Name] = true
 		entry, ok := allow[ce.Name]
-		sha := entry.SHA256
+		sha, policy := entry.SHA256, string(entry.FailurePolicy)
 		if ok && entry.FailurePolicy == Fail {
 			failClosed[ce.Name] = true
 		}
 		if !ok {
-			h.report(states, ce.Name, pluginState{StateNotAllowed, ""}, "extension hooks not run: the extension is not in the allow-list",
+			h.report(states, ce.Name, pluginState{StateNotAllowed, "", ""}, "extension hooks not run: the extension is not in the allow-list",
 				"namespace", ce.Namespace, "hint", "mesh extensions allow "+ce.Name)
 			continue
 		}
@@ -252,14 +253,14 @@ func (h *Hooks) Refresh(ctx context.Context) error {
 					// again soon rather than at the next interval.
 					retry = true
 				}
-				h.report(states, ce.Name, pluginState{state, sha}, "extension hooks not run", "namespace", ce.Namespace, "address", addr, "err", err)
+				h.report(states, ce.Name, pluginState{state, sha, policy}, "extension hooks not run", "namespace", ce.Namespace, "address", addr, "err", err)
 				if failClosed[ce.Name] && ce.InjectorHook != "" {
 					unavailable[ce.Name] = err.Error()
 				}
 				continue
 			}
 		}
-		h.report(states, ce.Name, pluginState{StateRunning, sha}, "extension hook plugin running", "namespace", ce.Namespace, "address", addr, "sha256", sha, "version", t.plugin.Info.Version)
+		h.report(states, ce.Name, pluginState{StateRunning, sha, policy}, "extension hook plugin running", "namespace", ce.Namespace, "address", addr, "sha256", sha, "failure_policy", policy, "version", t.plugin.Info.Version)
 		next[ce.Name] = t
 		caps := t.plugin.Info.Capabilities
 		if ce.InjectorHook != "" && slices.Contains(caps, client.InjectorHook) {
@@ -279,13 +280,13 @@ func (h *Hooks) Refresh(ctx context.Context) error {
 	// extensions allow` waits for "running", and a pod created right after
 	// it must get the hook's patch.
 	for ext, st := range states {
-		h.status.DeletePartialMatch(prometheus.Labels{"extension": ext}) // another digest's
+		h.status.DeletePartialMatch(prometheus.Labels{"extension": ext}) // another entry's
 		for _, state := range []string{StateRunning, StateNotAllowed, StateRefused, StateFailed} {
 			v := 0.0
 			if state == st.state {
 				v = 1
 			}
-			h.status.WithLabelValues(ext, state, st.sha).Set(v)
+			h.status.WithLabelValues(ext, state, st.sha, st.policy).Set(v)
 		}
 	}
 	if retry {

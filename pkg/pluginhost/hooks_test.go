@@ -165,29 +165,33 @@ func TestAllowList(t *testing.T) {
 		}
 		return len(ops) == 1
 	}
-	// The gauge names the allowed digest its state is about, and keeps one
-	// series per state.
-	state := func(s, sha string) float64 {
+	// The gauge names the allow-list entry (digest, failure policy) its
+	// state is about, and keeps one series per state.
+	state := func(s, sha, policy string) float64 {
 		if n := len(series(t, reg, "conduit_extension_hook_plugin", map[string]string{"extension": "a"})); n != 4 {
 			t.Errorf("%d series for extension a, want one per state (4)", n)
 		}
-		return gaugeValue(t, reg, "conduit_extension_hook_plugin", map[string]string{"extension": "a", "state": s, "sha256": sha})
+		return gaugeValue(t, reg, "conduit_extension_hook_plugin", map[string]string{"extension": "a", "state": s, "sha256": sha, "failure_policy": policy})
 	}
+	failClosed := AllowListConfigMap(testControlPlane, AllowList{"a": {SHA256: sum, FailurePolicy: Fail}})
 	for _, tc := range []struct {
 		name  string
 		cm    *corev1.ConfigMap
 		want  bool
 		state string
 		sha   string
+		// policy: the failure policy the state is under
+		policy string
 	}{
-		{"no allow-list", nil, false, StateNotAllowed, ""},
-		{"not in the allow-list", allowConfigMap(sum, "b"), false, StateNotAllowed, ""},
-		{"another digest", allowConfigMap(other, "a"), false, StateRefused, other},
+		{"no allow-list", nil, false, StateNotAllowed, "", ""},
+		{"not in the allow-list", allowConfigMap(sum, "b"), false, StateNotAllowed, "", ""},
+		{"another digest", allowConfigMap(other, "a"), false, StateRefused, other, "Ignore"},
 		{"an invalid digest", &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: AllowListName, Namespace: testControlPlane},
-			Data: map[string]string{"a": "sha256:xyz"}}, false, StateNotAllowed, ""},
-		{"allowed", allowConfigMap(sum, "a"), true, StateRunning, sum},
-		{"allowed, with a new digest", allowConfigMap(other, "a"), false, StateRefused, other},
-		{"allowed again", allowConfigMap(sum, "a"), true, StateRunning, sum},
+			Data: map[string]string{"a": "sha256:xyz"}}, false, StateNotAllowed, "", ""},
+		{"allowed", allowConfigMap(sum, "a"), true, StateRunning, sum, "Ignore"},
+		{"allowed, failure policy Fail", failClosed, true, StateRunning, sum, "Fail"},
+		{"allowed, with a new digest", allowConfigMap(other, "a"), false, StateRefused, other, "Ignore"},
+		{"allowed again", allowConfigMap(sum, "a"), true, StateRunning, sum, "Ignore"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.cm != nil {
@@ -196,8 +200,8 @@ func TestAllowList(t *testing.T) {
 			if got := patched(); got != tc.want {
 				t.Errorf("hook ran = %v, want %v", got, tc.want)
 			}
-			if v := state(tc.state, tc.sha); v != 1 {
-				t.Errorf("state %s (sha256 %q) = %v, want 1", tc.state, tc.sha, v)
+			if v := state(tc.state, tc.sha, tc.policy); v != 1 {
+				t.Errorf("state %s (sha256 %q, failure policy %q) = %v, want 1", tc.state, tc.sha, tc.policy, v)
 			}
 		})
 	}
@@ -217,7 +221,7 @@ func TestAllowList(t *testing.T) {
 	if patched() {
 		t.Error("a tampered binary ran")
 	}
-	if v := state(StateFailed, sum); v != 1 {
+	if v := state(StateFailed, sum, "Ignore"); v != 1 {
 		t.Errorf("state failed = %v, want 1 after a tampered binary", v)
 	}
 }
