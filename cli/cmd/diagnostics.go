@@ -48,8 +48,11 @@ func newProxyMetricsCmd(o *Options) *cobra.Command {
 		Use:   "proxy-metrics POD",
 		Short: "Print the Prometheus metrics of a pod's proxy",
 		Long: `proxy-metrics port-forwards to the proxy's admin port (4191) of the pod and
-prints its /metrics. ` + podRefHelp + ` With a workload, each pod's metrics
-follow a comment line "# POD <namespace>/<name> (<i> of <n>)".`,
+prints its /metrics.
+
+` + podRefHelp + `
+With a workload, each pod's metrics follow a comment line
+"# POD <namespace>/<name> (<i> of <n>)".`,
 		Example: `  mesh diagnostics proxy-metrics -n emojivoto web-5d8c7b9f4-x2kq7
   mesh diagnostics proxy-metrics -n emojivoto deploy/web`,
 		Args: cobra.ExactArgs(1),
@@ -184,7 +187,9 @@ Without LEVEL it prints the proxy's log level; with LEVEL (debug, info, warn or
 error) it sets it, until the proxy restarts, and prints the new level. The
 proxy logs the change. The lasting setting is the pod's annotation
 config.conduit.dev/proxy-log-level, which applies when the pod is re-created.
-` + podRefHelp + ` With a workload, each pod's line is "<namespace>/<name>: <level>".`,
+
+` + podRefHelp + `
+With a workload, one line per pod: "<namespace>/<name>: <level>".`,
 		Example: `  # Debug one pod's proxy, then back to the default.
   mesh diagnostics proxy-log-level -n emojivoto web-5d8c7b9f4-x2kq7 debug
   kubectl logs -n emojivoto web-5d8c7b9f4-x2kq7 -c conduit-proxy -f

@@ -120,23 +120,13 @@ func hookState(metrics []byte, ext string) (state, sha, policy string, err error
 		return "", "", "", fmt.Errorf("unreadable metrics: %w", err)
 	}
 	for _, m := range families[pluginhost.PluginMetric].GetMetric() {
-		var name string
+		labels := map[string]string{}
 		for _, l := range m.GetLabel() {
-			switch l.GetName() {
-			case "extension":
-				name = l.GetValue()
-			case "state":
-				state = l.GetValue()
-			case "sha256":
-				sha = l.GetValue()
-			case "failure_policy":
-				policy = l.GetValue()
-			}
+			labels[l.GetName()] = l.GetValue()
 		}
-		if name == ext && m.GetGauge().GetValue() == 1 {
-			return state, sha, policy, nil
+		if labels["extension"] == ext && m.GetGauge().GetValue() == 1 {
+			return labels["state"], labels["sha256"], labels["failure_policy"], nil
 		}
-		policy = ""
 	}
 	return "", "", "", nil
 }

@@ -34,8 +34,10 @@ func newIdentityCmd(o *Options) *cobra.Command {
 		Long: `identity port-forwards to the proxy admin port (4191) of POD and shows the
 certificate the proxy currently holds: subject, SANs, issuer, validity, and
 whether it chains to the trust anchors of the control plane.
-` + podRefHelp + ` With a workload, each pod's certificate is shown in turn (with
--o json, a list of them, where one pod gives its report alone).
+
+` + podRefHelp + `
+With a workload, each pod's certificate is shown in turn; with -o json, a list
+of them (one pod's report stays a single object); -o pem takes one pod.
 
 'mesh identity rotate-anchors' moves a live mesh from one trust anchor to
 another without failing a request (see 'mesh identity rotate-anchors --help').`,

@@ -15,8 +15,8 @@ import (
 
 // podRefHelp is how the commands that talk to proxies describe their
 // argument.
-const podRefHelp = `POD is a pod name (or pod/NAME), or a workload whose running pods are all
-meant: deploy/NAME, sts/NAME, ds/NAME, rs/NAME or job/NAME, in -n's namespace.`
+const podRefHelp = `POD is a pod name (or pod/NAME) in -n's namespace, or a workload
+(deploy/NAME, sts/NAME, ds/NAME, rs/NAME or job/NAME): each of its running pods.`
 
 // podRef is the argument of a command that talks to proxies, resolved to
 // pods.
