@@ -69,7 +69,7 @@ another without failing a request (see 'mesh identity rotate-anchors --help').`,
 				}
 			}
 			var reports []certReport
-			err = ref.each(func(i int, pod string) error {
+			err = ref.each(func(_ int, pod string) error {
 				pemChain, err := fetchProxyCertificate(ctx, k, ns, pod)
 				if err != nil {
 					return fmt.Errorf("identity: %w (is %s/%s meshed and its proxy ready? 'mesh check --proxy -n %s')", err, ns, pod, ns)
