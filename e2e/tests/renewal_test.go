@@ -47,6 +47,13 @@ func TestIdentityRenewalUnderTraffic(t *testing.T) {
 	// No request may fail: the first ones may go to the Service's cluster IP
 	// (before discovery knows it), so kube-proxy must know it.
 	f.WaitEndpoints(t, ns, "server", 1, time.Minute)
+	// A second client, in a namespace of its own (mesh check --proxy below
+	// counts the proxies of ns), that does not call the server before the
+	// certificates expire.
+	ns2 := meshedNamespace(t, f, "renewal-late")
+	f.Apply(t, ns2, sleeperPod("late", f.Image("testapp")))
+	f.WaitPodsReady(t, ns2, "app=late", 1, 3*time.Minute)
+	serverURL := "http://server." + ns + ".svc.cluster.local:8080/"
 
 	// The certificate each proxy presents, from its admin endpoint.
 	admin := map[string]int{server.Name: f.PortForward(t, ns, server.Name, 4191), "client": f.PortForward(t, ns, "client", 4191)}
@@ -169,6 +176,19 @@ func TestIdentityRenewalUnderTraffic(t *testing.T) {
 			t.Errorf("mesh check --proxy with expired certificates: %s %q, want an error naming both proxies", res.Status, res.Error)
 		}
 
+		// A proxy whose certificate expired sends nothing in plaintext: the
+		// late client's proxy has not resolved the server yet, and the
+		// destination service refuses its expired certificate, so it cannot
+		// tell whether the server is meshed. It answers 503 rather than
+		// forward to the Service's IP without mTLS (which the server's proxy
+		// would accept, as from an unmeshed client).
+		_, stderr, err := f.ExecE(framework.Context(t, time.Minute), ns2, "late", "late", nil,
+			"testapp", "get", "-n", "1", "-timeout", "10s", serverURL)
+		t.Logf("a request of an expired proxy to a target it has not resolved: %v: %s", err, strings.TrimSpace(stderr))
+		if err == nil || !strings.Contains(stderr, "status 503") || !strings.Contains(stderr, "the destination service gave no answer for") {
+			t.Errorf("a request of an expired proxy to a target it had not resolved: %v %q; want a 503 saying the destination service gave no answer", err, stderr)
+		}
+
 		restore()
 		back := time.Now()
 		f.WaitFor(t, "both proxies renewed, without the warning", 4*time.Minute, func(ctx context.Context) (bool, error) {
@@ -205,6 +225,15 @@ func TestIdentityRenewalUnderTraffic(t *testing.T) {
 		if err != nil || strings.TrimSpace(out) != "10 ok" {
 			t.Fatalf("traffic after renewal: %q %v, want 10 ok", out, err)
 		}
+		// The late client renews too (its proxy retries every 5 s at most
+		// once expired), and then connects.
+		f.WaitFor(t, "the late client to reach the server once renewed", time.Minute, func(ctx context.Context) (bool, error) {
+			out, stderr, err := f.ExecE(ctx, ns2, "late", "late", nil, "testapp", "get", "-summary", "-n", "1", "-timeout", "5s", serverURL)
+			if err != nil || strings.TrimSpace(out) != "1 ok" {
+				return false, fmt.Errorf("%q %v: %s", out, err, stderr)
+			}
+			return true, nil
+		})
 	})
 }
 

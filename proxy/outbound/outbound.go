@@ -233,6 +233,15 @@ type statusError int
 
 func (s statusError) Error() string { return http.StatusText(int(s)) }
 
+// unanswered is the error of a request or connection to target for which
+// the destination service gave no answer within DiscoveryTimeout: a 503.
+func (p *Proxy) unanswered(target string) error {
+	p.o.Log.Warn("outbound: no answer from the destination service; refused rather than sent without mTLS",
+		"target", target, "timeout", p.o.DiscoveryTimeout)
+	return fmt.Errorf("%w: the destination service gave no answer for %s within %v, and the proxy does not send to a target it cannot check for mTLS",
+		statusError(http.StatusServiceUnavailable), target, p.o.DiscoveryTimeout)
+}
+
 // Serve accepts on l until it is closed.
 func (p *Proxy) Serve(l net.Listener) error {
 	cl := netx.NewChanListener(l.Addr())
@@ -325,6 +334,11 @@ func (p *Proxy) opaque(c net.Conn, info *netx.Info, st *discovery.ProfileState) 
 	defer c.Close()
 	if !info.OrigDst.IsValid() {
 		p.o.Log.Debug("opaque connection without original destination; closing", "remote", c.RemoteAddr())
+		return
+	}
+	if p.o.Discovery != nil && (st == nil || !st.Known) {
+		_ = p.unanswered(info.OrigDst.String()) // logs it
+		netx.Abort(c)                           // a reset: the application sees a refusal, not an empty answer
 		return
 	}
 	target := &discovery.Addr{Addr: info.OrigDst.String()}
@@ -557,11 +571,12 @@ type lbSnap struct {
 	eps []*balance.Endpoint
 }
 
-// endpoints returns the balancer set of a service name; ok is false when the
-// name is not a Service with endpoints known.
-func (p *Proxy) endpoints(ctx context.Context, name string) (eps []*balance.Endpoint, exists bool) {
+// endpoints returns the balancer set of a service name; exists is false
+// when the name is not a Service, and known is false when the destination
+// service has not answered for it (within DiscoveryTimeout).
+func (p *Proxy) endpoints(ctx context.Context, name string) (eps []*balance.Endpoint, exists, known bool) {
 	if p.o.Discovery == nil {
-		return nil, false
+		return nil, false, true
 	}
 	v, ok := p.lbs.Load(name)
 	if !ok {
@@ -609,7 +624,7 @@ func (p *Proxy) endpoints(ctx context.Context, name string) (eps []*balance.Endp
 		}
 		lb.mu.Unlock()
 	}
-	return snap.eps, src.Exists
+	return snap.eps, src.Exists, src.Known
 }
 
 // sweepLoop runs sweep every sweepEvery until Shutdown.
@@ -695,7 +710,7 @@ func (p *Proxy) reroute(cl *call, failed *balance.Endpoint, reroutes int) *balan
 }
 
 func (p *Proxy) pick(ctx context.Context, name string) *balance.Endpoint {
-	eps, _ := p.endpoints(ctx, name)
+	eps, _, _ := p.endpoints(ctx, name)
 	return p.p2c.Pick(eps)
 }
 
@@ -777,18 +792,22 @@ func (p *Proxy) routeNamed(ctx context.Context, cl *call, host, name string, isS
 	}
 	cl.authority = host
 	var prof *profile.Profile
+	// answered: the destination service said what the target is (when
+	// there is one: p.o.Discovery).
+	answered := p.o.Discovery == nil || (st != nil && st.Known)
 	if isSvc {
 		cl.authority = name
 		dst := name
 		if split := st.Profile.PickSplit(); split != "" {
 			dst = split
 		}
-		eps, exists := p.endpoints(ctx, dst)
+		eps, exists, known := p.endpoints(ctx, dst)
 		if dst != name && len(eps) == 0 {
 			// A split backend without endpoints (scaled to zero, or not a
 			// Service): fall back to the apex service.
-			eps, exists = p.endpoints(ctx, name)
+			eps, exists, known = p.endpoints(ctx, name)
 		}
+		answered = answered && known
 		switch {
 		case len(eps) > 0:
 			cl.eps = eps
@@ -806,6 +825,12 @@ func (p *Proxy) routeNamed(ctx context.Context, cl *call, host, name string, isS
 		switch {
 		case st != nil && st.Endpoint != nil:
 			cl.fixed = balance.NewEndpoint(p.upstreamFor(st.Endpoint), 1)
+		case info.OrigDst.IsValid() && !answered:
+			// Without the destination service's answer the proxy cannot
+			// tell a meshed target (mTLS, its identity) from another: it
+			// refuses rather than send plaintext.
+			p.o.Metrics.Response(metrics.RequestKey{Direction: "outbound", Authority: cl.authority}, http.StatusServiceUnavailable, true, 0)
+			return nil, p.unanswered(host)
 		case info.OrigDst.IsValid():
 			cl.fixed = balance.NewEndpoint(p.upstreamFor(&discovery.Addr{Addr: info.OrigDst.String()}), 1)
 		default:

@@ -1,0 +1,158 @@
+package outbound
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	destinationv1 "github.com/conduit-mesh/conduit/proto/destination/v1"
+	"github.com/conduit-mesh/conduit/proxy/discovery"
+	"github.com/conduit-mesh/conduit/proxy/internal/servetest"
+	"github.com/conduit-mesh/conduit/proxy/metrics"
+	"github.com/conduit-mesh/conduit/proxy/origdst"
+)
+
+// silentDest is a destination service that accepts streams and never
+// answers: a control plane that is slow, or that refuses this proxy (its
+// certificate expired).
+type silentDest struct {
+	destinationv1.UnimplementedDestinationServer
+}
+
+func (silentDest) Get(_ *destinationv1.GetDestination, s grpc.ServerStreamingServer[destinationv1.Update]) error {
+	<-s.Context().Done()
+	return nil
+}
+
+func (silentDest) GetProfile(_ *destinationv1.GetDestination, s grpc.ServerStreamingServer[destinationv1.DestinationProfile]) error {
+	<-s.Context().Done()
+	return nil
+}
+
+// serveWithDestination serves an outbound proxy whose destination service
+// is dest, on loopback, every connection's original destination being dst.
+func serveWithDestination(t *testing.T, dest destinationv1.DestinationServer, dst string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer()
+	destinationv1.RegisterDestinationServer(s, dest)
+	go func() { _ = s.Serve(l) }()
+	t.Cleanup(s.Stop)
+	cc, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	p := New(Options{Log: slog.New(slog.DiscardHandler), Metrics: metrics.New(), Discovery: discovery.New(ctx, cc, discovery.Options{}),
+		Namespace: "ns", DiscoveryTimeout: 200 * time.Millisecond, DetectTimeout: time.Second,
+		OrigDst: origdst.Func(func(net.Conn) (netip.AddrPort, error) { return netip.ParseAddrPort(dst) })})
+	t.Cleanup(func() { _ = p.Shutdown(context.Background()) })
+	return servetest.Serve(t, p)
+}
+
+// TestUnansweredDiscoveryRefused: without the destination service's answer
+// the proxy cannot tell whether a target is meshed (and must get mTLS), so
+// it refuses (503, or a reset for an opaque connection) rather than send
+// plaintext to the original destination. Once the destination service
+// answers that the target is not in the mesh, the proxy forwards to it.
+func TestUnansweredDiscoveryRefused(t *testing.T) {
+	var served atomic.Int32
+	app := servetest.TCP(t, func(c net.Conn) {
+		served.Add(1)
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		br := bufio.NewReader(c)
+		if b, _ := br.Peek(4); string(b) == "ping" {
+			_, _ = io.WriteString(c, "pong")
+			return
+		}
+		if req, err := http.ReadRequest(br); err == nil {
+			req.Body.Close()
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\napp")
+		}
+	}).String()
+	answering := &fakeDest{} // knows no name: nothing is in the mesh
+	for _, tc := range []struct {
+		name   string
+		dest   destinationv1.DestinationServer
+		host   string // "": an opaque connection
+		status int    // 0: the opaque connection is answered
+	}{
+		{"HTTP to an IP, no answer", silentDest{}, "10.1.2.3:80", http.StatusServiceUnavailable},
+		{"HTTP to a Service name, no answer", silentDest{}, "web.ns.svc.cluster.local", http.StatusServiceUnavailable},
+		{"opaque, no answer", silentDest{}, "", -1},
+		{"HTTP to an IP, not in the mesh", answering, "10.1.2.3:80", http.StatusOK},
+		{"HTTP to an unknown name, not in the mesh", answering, "example.com", http.StatusOK},
+		{"opaque, not in the mesh", answering, "", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := served.Load()
+			addr := serveWithDestination(t, tc.dest, app)
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			if tc.host == "" {
+				if _, err := io.WriteString(c, "ping"); err != nil {
+					t.Fatal(err)
+				}
+				b, err := io.ReadAll(c)
+				switch {
+				case tc.status == 0 && string(b) != "pong":
+					t.Errorf("opaque connection read %q, %v; want pong from the original destination", b, err)
+				case tc.status != 0 && (len(b) != 0 || !errors.Is(err, syscall.ECONNRESET)):
+					t.Errorf("opaque connection read %q, %v; want a reset", b, err)
+				}
+			} else {
+				if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: "+tc.host+"\r\n\r\n"); err != nil {
+					t.Fatal(err)
+				}
+				resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != tc.status {
+					t.Fatalf("status %d (%s %q), want %d", resp.StatusCode, resp.Header.Get("conduit-proxy-error"), body, tc.status)
+				}
+				if perr := resp.Header.Get("conduit-proxy-error"); tc.status != http.StatusOK &&
+					!strings.Contains(perr, "the destination service gave no answer for "+tc.host+" within 200ms") {
+					t.Errorf("conduit-proxy-error %q, want one saying the destination service gave no answer", perr)
+				}
+			}
+			wantServed := int32(1)
+			if tc.status != 0 && tc.status != http.StatusOK {
+				wantServed = 0
+			}
+			// The application's handler runs on its own goroutine.
+			deadline := time.Now().Add(time.Second)
+			for served.Load()-before != wantServed && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if got := served.Load() - before; got != wantServed {
+				t.Errorf("the original destination got %d connections, want %d", got, wantServed)
+			}
+		})
+	}
+}
