@@ -82,21 +82,24 @@ type Options struct {
 
 // Proxy is the outbound side.
 type Proxy struct {
-	o         Options
-	http      *http.Server
-	cl        atomic.Pointer[netx.ChanListener] // set by Serve (Shutdown may run in another goroutine)
-	tracker   netx.Tracker
-	rp        *httputil.ReverseProxy
-	h1        *http.Transport
-	h2c       *http.Transport
-	dialer    netx.Dialer
-	sessions  tls.ClientSessionCache
-	fast      h1.Server
-	fast2     h2.Server
-	ups       sync.Map // key string -> *upstream
-	lbs       sync.Map // authority -> *lbState
-	p2c       balance.P2C
-	defBudget *profile.Budget
+	// unansweredLog is when unanswered last logged (nanotime), so that a
+	// flood of refused requests logs once per unansweredLogEvery.
+	unansweredLog atomic.Int64
+	o             Options
+	http          *http.Server
+	cl            atomic.Pointer[netx.ChanListener] // set by Serve (Shutdown may run in another goroutine)
+	tracker       netx.Tracker
+	rp            *httputil.ReverseProxy
+	h1            *http.Transport
+	h2c           *http.Transport
+	dialer        netx.Dialer
+	sessions      tls.ClientSessionCache
+	fast          h1.Server
+	fast2         h2.Server
+	ups           sync.Map // key string -> *upstream
+	lbs           sync.Map // authority -> *lbState
+	p2c           balance.P2C
+	defBudget     *profile.Budget
 	// stop ends the sweep (see sweep), at Shutdown.
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -233,11 +236,17 @@ type statusError int
 
 func (s statusError) Error() string { return http.StatusText(int(s)) }
 
+// unansweredLogEvery is how often unanswered logs at most.
+const unansweredLogEvery = 10 * time.Second
+
 // unanswered is the error of a request or connection to target for which
 // the destination service gave no answer within DiscoveryTimeout: a 503.
 func (p *Proxy) unanswered(target string) error {
-	p.o.Log.Warn("outbound: no answer from the destination service; refused rather than sent without mTLS",
-		"target", target, "timeout", p.o.DiscoveryTimeout)
+	now, last := time.Now().UnixNano(), p.unansweredLog.Load()
+	if now-last >= int64(unansweredLogEvery) && p.unansweredLog.CompareAndSwap(last, now) {
+		p.o.Log.Warn("outbound: no answer from the destination service; refused rather than sent without mTLS (logged once per 10s)",
+			"target", target, "timeout", p.o.DiscoveryTimeout)
+	}
 	return fmt.Errorf("%w: the destination service gave no answer for %s within %v, and the proxy does not send to a target it cannot check for mTLS",
 		statusError(http.StatusServiceUnavailable), target, p.o.DiscoveryTimeout)
 }
@@ -337,8 +346,10 @@ func (p *Proxy) opaque(c net.Conn, info *netx.Info, st *discovery.ProfileState) 
 		return
 	}
 	if p.o.Discovery != nil && (st == nil || !st.Known) {
-		_ = p.unanswered(info.OrigDst.String()) // logs it
-		netx.Abort(c)                           // a reset: the application sees a refusal, not an empty answer
+		// Logged; a reset: the application sees a refusal, not an empty
+		// answer.
+		_ = p.unanswered(info.OrigDst.String())
+		netx.Abort(c)
 		return
 	}
 	target := &discovery.Addr{Addr: info.OrigDst.String()}
