@@ -82,7 +82,7 @@ type Options struct {
 
 // Proxy is the outbound side.
 type Proxy struct {
-	// unansweredLog is when unanswered last logged (nanotime), so that a
+	// unansweredLog is when unanswered last logged (Unix ns), so that a
 	// flood of refused requests logs once per unansweredLogEvery.
 	unansweredLog atomic.Int64
 	o             Options
