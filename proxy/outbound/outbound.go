@@ -82,29 +82,29 @@ type Options struct {
 
 // Proxy is the outbound side.
 type Proxy struct {
-	// unansweredLog is when unanswered last logged (Unix ns), so that a
-	// flood of refused requests logs once per unansweredLogEvery.
-	unansweredLog atomic.Int64
-	o             Options
-	http          *http.Server
-	cl            atomic.Pointer[netx.ChanListener] // set by Serve (Shutdown may run in another goroutine)
-	tracker       netx.Tracker
-	rp            *httputil.ReverseProxy
-	h1            *http.Transport
-	h2c           *http.Transport
-	dialer        netx.Dialer
-	sessions      tls.ClientSessionCache
-	fast          h1.Server
-	fast2         h2.Server
-	ups           sync.Map // key string -> *upstream
-	lbs           sync.Map // authority -> *lbState
-	p2c           balance.P2C
-	defBudget     *profile.Budget
+	o         Options
+	http      *http.Server
+	cl        atomic.Pointer[netx.ChanListener] // set by Serve (Shutdown may run in another goroutine)
+	tracker   netx.Tracker
+	rp        *httputil.ReverseProxy
+	h1        *http.Transport
+	h2c       *http.Transport
+	dialer    netx.Dialer
+	sessions  tls.ClientSessionCache
+	fast      h1.Server
+	fast2     h2.Server
+	ups       sync.Map // key string -> *upstream
+	lbs       sync.Map // authority -> *lbState
+	p2c       balance.P2C
+	defBudget *profile.Budget
 	// stop ends the sweep (see sweep), at Shutdown.
 	stop     chan struct{}
 	stopOnce sync.Once
 	// norm remembers Normalize's answers for a few hosts (see normalize).
 	norm [8]atomic.Pointer[normalized]
+	// unansweredLog is when unanswered last logged (Unix ns), so that a
+	// flood of refused requests logs once per unansweredLogEvery.
+	unansweredLog atomic.Int64
 }
 
 // normalized is Normalize's answer for host.
@@ -287,9 +287,13 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	return err
 }
 
+// waitProfile returns the profile state of path, waiting up to
+// DiscoveryTimeout for the destination service's first answer (Known
+// false without one). Without a destination service, every target is
+// known to be outside the mesh.
 func (p *Proxy) waitProfile(ctx context.Context, path string) *discovery.ProfileState {
 	if p.o.Discovery == nil {
-		return &discovery.ProfileState{}
+		return &discovery.ProfileState{Known: true}
 	}
 	pw := p.o.Discovery.Profile(path)
 	if st := pw.State(); st.Known {
@@ -345,7 +349,7 @@ func (p *Proxy) opaque(c net.Conn, info *netx.Info, st *discovery.ProfileState) 
 		p.o.Log.Debug("opaque connection without original destination; closing", "remote", c.RemoteAddr())
 		return
 	}
-	if p.o.Discovery != nil && (st == nil || !st.Known) {
+	if st == nil || !st.Known {
 		// Logged; a reset: the application sees a refusal, not an empty
 		// answer.
 		_ = p.unanswered(info.OrigDst.String())
@@ -803,9 +807,8 @@ func (p *Proxy) routeNamed(ctx context.Context, cl *call, host, name string, isS
 	}
 	cl.authority = host
 	var prof *profile.Profile
-	// answered: the destination service said what the target is (when
-	// there is one: p.o.Discovery).
-	answered := p.o.Discovery == nil || (st != nil && st.Known)
+	// answered: the destination service said what the target is.
+	answered := st != nil && st.Known
 	if isSvc {
 		cl.authority = name
 		dst := name

@@ -78,7 +78,9 @@ func testProxy(t *testing.T, d *fakeDest) (*Proxy, *metrics.Registry) {
 	return testProxyOpts(t, d, discovery.Options{})
 }
 
-func testProxyOpts(t *testing.T, d *fakeDest, o discovery.Options, mods ...func(*Options)) (*Proxy, *metrics.Registry) {
+// testProxyOpts is testProxy with any destination service d, discovery
+// options o, and mods applied to the proxy's options.
+func testProxyOpts(t *testing.T, d destinationv1.DestinationServer, o discovery.Options, mods ...func(*Options)) (*Proxy, *metrics.Registry) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -2,10 +2,8 @@ package outbound
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -16,12 +14,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	destinationv1 "github.com/conduit-mesh/conduit/proto/destination/v1"
 	"github.com/conduit-mesh/conduit/proxy/discovery"
 	"github.com/conduit-mesh/conduit/proxy/internal/servetest"
-	"github.com/conduit-mesh/conduit/proxy/metrics"
 	"github.com/conduit-mesh/conduit/proxy/origdst"
 )
 
@@ -46,25 +42,10 @@ func (silentDest) GetProfile(_ *destinationv1.GetDestination, s grpc.ServerStrea
 // is dest, on loopback, every connection's original destination being dst.
 func serveWithDestination(t *testing.T, dest destinationv1.DestinationServer, dst string) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := grpc.NewServer()
-	destinationv1.RegisterDestinationServer(s, dest)
-	go func() { _ = s.Serve(l) }()
-	t.Cleanup(s.Stop)
-	cc, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close() })
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	p := New(Options{Log: slog.New(slog.DiscardHandler), Metrics: metrics.New(), Discovery: discovery.New(ctx, cc, discovery.Options{}),
-		Namespace: "ns", DiscoveryTimeout: 200 * time.Millisecond, DetectTimeout: time.Second,
-		OrigDst: origdst.Func(func(net.Conn) (netip.AddrPort, error) { return netip.ParseAddrPort(dst) })})
-	t.Cleanup(func() { _ = p.Shutdown(context.Background()) })
+	p, _ := testProxyOpts(t, dest, discovery.Options{}, func(o *Options) {
+		o.DiscoveryTimeout, o.DetectTimeout = 200*time.Millisecond, time.Second
+		o.OrigDst = origdst.Func(func(net.Conn) (netip.AddrPort, error) { return netip.ParseAddrPort(dst) })
+	})
 	return servetest.Serve(t, p)
 }
 
