@@ -90,9 +90,16 @@ type Hooks struct {
 	// unavailable those of them whose injector hook is not running (why).
 	failClosed  map[string]bool
 	unavailable map[string]string
-	// reported remembers the last problem logged per extension, so that a
-	// refused extension is logged when its state changes, not every refresh.
-	reported map[string]string
+	// reported remembers the last state logged per extension, so that a
+	// refused extension is logged when its state changes, not every
+	// refresh, and a new digest or failure policy is logged too.
+	reported map[string]loggedState
+}
+
+// loggedState is what report last logged of an extension.
+type loggedState struct {
+	pluginState
+	msg string
 }
 
 // target is one extension's running hook plugin.
@@ -155,7 +162,7 @@ func NewHooks(cs kubernetes.Interface, opts HooksOptions) *Hooks {
 		}, []string{"extension", "state", "sha256", "failure_policy"}),
 		kick:     make(chan struct{}, 1),
 		targets:  map[string]*target{},
-		reported: map[string]string{},
+		reported: map[string]loggedState{},
 	}
 	if opts.Registerer != nil {
 		h.duration = register(opts, h.duration)
@@ -178,15 +185,16 @@ func register[C prometheus.Collector](opts HooksOptions, c C) C {
 	return c
 }
 
-// report logs msg for ext once per change of state, and records the state
-// in states, which Refresh sets the gauge from once the new set is in use.
+// report logs msg for ext once per change of state (or of the digest or
+// failure policy it is about), and records the state in states, which
+// Refresh sets the gauge from once the new set is in use.
 func (h *Hooks) report(states map[string]pluginState, ext string, st pluginState, msg string, attrs ...any) {
 	states[ext] = st
 	state := st.state
-	if h.reported[ext] == state+msg {
+	if h.reported[ext] == (loggedState{st, msg}) {
 		return
 	}
-	h.reported[ext] = state + msg
+	h.reported[ext] = loggedState{st, msg}
 	attrs = append([]any{"extension", ext, "state", state}, attrs...)
 	if state == StateRunning {
 		h.opts.Logger.Info(msg, attrs...)

@@ -1,9 +1,11 @@
 package pluginhost
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -151,7 +153,20 @@ func TestAllowList(t *testing.T) {
 	cs := fake.NewClientset(extNamespace("conduit-a", "a", "", map[string]string{AnnotationInjectorHook: distribute(t, "a")}))
 	reg := prometheus.NewRegistry()
 	dir := t.TempDir()
-	h := newTestHooks(t, cs, HooksOptions{Registerer: reg, PluginDir: dir})
+	var logs bytes.Buffer
+	h := newTestHooks(t, cs, HooksOptions{Registerer: reg, PluginDir: dir, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	// stateLines counts the lines logged about extension a's state since
+	// the last call.
+	stateLines := func() int {
+		n := 0
+		for _, l := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(l, "extension=a state=") {
+				n++
+			}
+		}
+		logs.Reset()
+		return n
+	}
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-0", Annotations: map[string]string{"app": "web"}}}
 	req := &injector.ContributionRequest{Pod: pod, Patched: pod, Namespace: "web", ProxyPath: "/spec/initContainers/1"}
 	patched := func() bool {
@@ -182,16 +197,19 @@ func TestAllowList(t *testing.T) {
 		sha   string
 		// policy: the failure policy the state is under
 		policy string
+		// logged: lines about the state (one per change of state, digest
+		// or policy)
+		logged int
 	}{
-		{"no allow-list", nil, false, StateNotAllowed, "", ""},
-		{"not in the allow-list", allowConfigMap(sum, "b"), false, StateNotAllowed, "", ""},
-		{"another digest", allowConfigMap(other, "a"), false, StateRefused, other, "Ignore"},
+		{"no allow-list", nil, false, StateNotAllowed, "", "", 1},
+		{"not in the allow-list", allowConfigMap(sum, "b"), false, StateNotAllowed, "", "", 0},
+		{"another digest", allowConfigMap(other, "a"), false, StateRefused, other, "Ignore", 1},
 		{"an invalid digest", &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: AllowListName, Namespace: testControlPlane},
-			Data: map[string]string{"a": "sha256:xyz"}}, false, StateNotAllowed, "", ""},
-		{"allowed", allowConfigMap(sum, "a"), true, StateRunning, sum, "Ignore"},
-		{"allowed, failure policy Fail", failClosed, true, StateRunning, sum, "Fail"},
-		{"allowed, with a new digest", allowConfigMap(other, "a"), false, StateRefused, other, "Ignore"},
-		{"allowed again", allowConfigMap(sum, "a"), true, StateRunning, sum, "Ignore"},
+			Data: map[string]string{"a": "sha256:xyz"}}, false, StateNotAllowed, "", "", 1},
+		{"allowed", allowConfigMap(sum, "a"), true, StateRunning, sum, "Ignore", 1},
+		{"allowed, failure policy Fail", failClosed, true, StateRunning, sum, "Fail", 1},
+		{"allowed, with a new digest", allowConfigMap(other, "a"), false, StateRefused, other, "Ignore", 1},
+		{"allowed again", allowConfigMap(sum, "a"), true, StateRunning, sum, "Ignore", 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.cm != nil {
@@ -202,6 +220,9 @@ func TestAllowList(t *testing.T) {
 			}
 			if v := state(tc.state, tc.sha, tc.policy); v != 1 {
 				t.Errorf("state %s (sha256 %q, failure policy %q) = %v, want 1", tc.state, tc.sha, tc.policy, v)
+			}
+			if n := stateLines(); n != tc.logged {
+				t.Errorf("%d lines logged about the state, want %d", n, tc.logged)
 			}
 		})
 	}
