@@ -104,11 +104,12 @@ written.
 			for _, e := range bad {
 				fmt.Fprintf(o.Err, "Warning: %v (the entry is replaced or kept as it is)\n", e)
 			}
-			al[name] = pluginhost.AllowEntry{SHA256: digest, FailurePolicy: policy}
+			entry := pluginhost.AllowEntry{SHA256: digest, FailurePolicy: policy}
+			al[name] = entry
 			if output == "yaml" {
 				return printAllowList(o, al)
 			}
-			if err := writeAllowList(ctx, k, o.ControlPlaneNamespace, name, al[name].String(), false); err != nil {
+			if err := writeAllowList(ctx, k, o.ControlPlaneNamespace, name, entry.String(), false); err != nil {
 				return err
 			}
 			if wait <= 0 {
@@ -117,10 +118,10 @@ written.
 			}
 			fmt.Fprintf(o.Out, "Extension %s allowed (sha256:%s, failure policy %s).\n", name, digest, policy)
 			ns, comps := o.controlPlaneNS(), hookComponents(ce)
-			states, err := waitHooks(ctx, k, ns, name, al[name], comps, wait,
-				func(s podHookState) bool { return s.runs(al[name]) },
+			states, err := waitHooks(ctx, k, ns, name, entry, comps, wait,
+				func(s podHookState) bool { return s.runs(entry) },
 				func(s podHookState) error {
-					if s.state == pluginhost.StateRefused && s.about(al[name]) {
+					if s.state == pluginhost.StateRefused && s.about(entry) {
 						return fmt.Errorf("%s refused the binary: the extension hands out a binary whose SHA-256 is not %s", s.pod, digest)
 					}
 					return nil

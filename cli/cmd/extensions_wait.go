@@ -49,10 +49,10 @@ func (s podHookState) describe(want pluginhost.AllowEntry) string {
 	if s.err != nil {
 		return fmt.Sprintf("%s: %v", s.pod, s.err)
 	}
-	if s.state == pluginhost.StateRunning && want.SHA256 != "" && s.sha != want.SHA256 {
-		return fmt.Sprintf("%s runs sha256:%.12s…, not the allowed sha256:%.12s… yet", s.pod, s.sha, want.SHA256)
-	}
 	if s.state == pluginhost.StateRunning && want.SHA256 != "" && !s.about(want) {
+		if s.sha != want.SHA256 {
+			return fmt.Sprintf("%s runs sha256:%.12s…, not the allowed sha256:%.12s… yet", s.pod, s.sha, want.SHA256)
+		}
 		return fmt.Sprintf("%s runs it under failure policy %s, not %s yet", s.pod, s.policy, want.FailurePolicy)
 	}
 	pod := s.pod
