@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -187,6 +188,11 @@ func TestIdentityRenewalUnderTraffic(t *testing.T) {
 		t.Logf("a request of an expired proxy to a target it has not resolved: %v: %s", err, strings.TrimSpace(stderr))
 		if err == nil || !strings.Contains(stderr, "status 503") || !strings.Contains(stderr, "the destination service gave no answer for") {
 			t.Errorf("a request of an expired proxy to a target it had not resolved: %v %q; want a 503 saying the destination service gave no answer", err, stderr)
+		} else if took := refusedAfter(stderr); took < time.Second || took >= 2*time.Second {
+			// The proxy looks up the Service's IP, its name and its
+			// endpoints: one wait of CONDUIT_PROXY_DISCOVERY_TIMEOUT (1s)
+			// in all, not one per name.
+			t.Errorf("the 503 came %v after the request (%q), want after the 1s discovery timeout, once", took, stderr)
 		}
 
 		restore()
@@ -275,4 +281,15 @@ func meshIdentity(t *testing.T, f *framework.Framework, ns, pod string) identity
 		t.Fatalf("mesh identity -n %s %s -o json: %v:\n%s", ns, pod, err, out)
 	}
 	return r
+}
+
+// refusedAfter is how long testapp get's failed request took, from the
+// "(after D)" its error ends with: 0 when stderr does not say.
+func refusedAfter(stderr string) time.Duration {
+	m := regexp.MustCompile(`\(after ([0-9.]+[a-zµ]+)\)`).FindStringSubmatch(stderr)
+	if m == nil {
+		return 0
+	}
+	d, _ := time.ParseDuration(m[1])
+	return d
 }

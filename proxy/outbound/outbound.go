@@ -287,11 +287,43 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// waitProfile returns the profile state of path, waiting up to
-// DiscoveryTimeout for the destination service's first answer (Known
-// false without one). Without a destination service, every target is
-// known to be outside the mesh.
-func (p *Proxy) waitProfile(ctx context.Context, path string) *discovery.ProfileState {
+// lookup bounds the discovery waits of one routing decision (a request's,
+// or an opaque connection's) by one deadline, set when the first of them
+// has to wait: a target the destination service does not answer for is
+// refused DiscoveryTimeout after the proxy began to wait for it, however
+// many names (original destination, Service, split backend) routing looks
+// up. The zero value is ready; it allocates only when it waits.
+type lookup struct {
+	until  time.Time // the deadline; zero until the first wait sets it
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// wait returns the context the waits of l end with, parent's child.
+func (l *lookup) wait(p *Proxy, parent context.Context) context.Context {
+	if l.ctx == nil {
+		if l.until.IsZero() {
+			l.until = time.Now().Add(p.o.DiscoveryTimeout)
+		}
+		l.ctx, l.cancel = context.WithDeadline(parent, l.until)
+	}
+	return l.ctx
+}
+
+// waited tells whether l had to wait.
+func (l *lookup) waited() bool { return l.ctx != nil }
+
+// done releases what wait allocated.
+func (l *lookup) done() {
+	if l.cancel != nil {
+		l.cancel()
+	}
+}
+
+// waitProfile returns the profile state of path, waiting within l for the
+// destination service's first answer (Known false without one). Without a
+// destination service, every target is known to be outside the mesh.
+func (p *Proxy) waitProfile(ctx context.Context, l *lookup, path string) *discovery.ProfileState {
 	if p.o.Discovery == nil {
 		return &discovery.ProfileState{Known: true}
 	}
@@ -299,9 +331,7 @@ func (p *Proxy) waitProfile(ctx context.Context, path string) *discovery.Profile
 	if st := pw.State(); st.Known {
 		return st
 	}
-	ctx, cancel := context.WithTimeout(ctx, p.o.DiscoveryTimeout)
-	defer cancel()
-	return pw.Wait(ctx)
+	return pw.Wait(l.wait(p, ctx))
 }
 
 func (p *Proxy) handle(raw net.Conn) {
@@ -312,8 +342,10 @@ func (p *Proxy) handle(raw net.Conn) {
 	}
 	c := netx.Wrap(raw, info)
 	var st *discovery.ProfileState
+	var l lookup
+	defer l.done()
 	if info.OrigDst.IsValid() {
-		st = p.waitProfile(context.Background(), info.OrigDst.String())
+		st = p.waitProfile(context.Background(), &l, info.OrigDst.String())
 	}
 	proto := detect.Opaque
 	if st == nil || st.Profile == nil || !st.Profile.Opaque {
@@ -325,6 +357,10 @@ func (p *Proxy) handle(raw net.Conn) {
 	}
 	switch proto {
 	case detect.HTTP1, detect.HTTP2:
+		if l.waited() {
+			// The first request's waits end with this one's.
+			info.SetLookupDeadline(l.until)
+		}
 		if proto == detect.HTTP1 && !p.o.NoFastPath {
 			p.serveFast(c, info)
 			return
@@ -338,11 +374,13 @@ func (p *Proxy) handle(raw net.Conn) {
 			_ = oc.Close()
 		}
 	default:
-		p.opaque(c, info, st)
+		p.opaque(c, info, st, &l)
 	}
 }
 
-func (p *Proxy) opaque(c net.Conn, info *netx.Info, st *discovery.ProfileState) {
+// opaque forwards an opaque connection; l bounds what is left of its
+// discovery wait.
+func (p *Proxy) opaque(c net.Conn, info *netx.Info, st *discovery.ProfileState, l *lookup) {
 	defer info.Done()
 	defer c.Close()
 	if !info.OrigDst.IsValid() {
@@ -357,15 +395,21 @@ func (p *Proxy) opaque(c net.Conn, info *netx.Info, st *discovery.ProfileState) 
 		return
 	}
 	target := &discovery.Addr{Addr: info.OrigDst.String()}
-	if st != nil {
-		switch {
-		case st.Endpoint != nil:
-			target = st.Endpoint
-		case st.Profile != nil && st.Profile.FQN != "":
-			name := net.JoinHostPort(st.Profile.FQN, strconv.Itoa(int(info.OrigDst.Port())))
-			if ep := p.pick(context.Background(), name); ep != nil {
-				target = ep.Value.(*upstream).addr
-			}
+	switch {
+	case st.Endpoint != nil:
+		target = st.Endpoint
+	case st.Profile != nil && st.Profile.FQN != "":
+		name := net.JoinHostPort(st.Profile.FQN, strconv.Itoa(int(info.OrigDst.Port())))
+		eps, _, known := p.endpoints(context.Background(), l, name)
+		if !known {
+			// A Service whose endpoints (and their identities) are
+			// not known: refused, as above.
+			_ = p.unanswered(name)
+			netx.Abort(c)
+			return
+		}
+		if ep := p.p2c.Pick(eps); ep != nil {
+			target = ep.Value.(*upstream).addr
 		}
 	}
 	out, err := p.dialOpaque(target)
@@ -588,8 +632,8 @@ type lbSnap struct {
 
 // endpoints returns the balancer set of a service name; exists is false
 // when the name is not a Service, and known is false when the destination
-// service has not answered for it (within DiscoveryTimeout).
-func (p *Proxy) endpoints(ctx context.Context, name string) (eps []*balance.Endpoint, exists, known bool) {
+// service has not answered for it (within l's deadline).
+func (p *Proxy) endpoints(ctx context.Context, l *lookup, name string) (eps []*balance.Endpoint, exists, known bool) {
 	if p.o.Discovery == nil {
 		return nil, false, true
 	}
@@ -612,9 +656,7 @@ func (p *Proxy) endpoints(ctx context.Context, name string) (eps []*balance.Endp
 	}
 	src := lb.res.Endpoints()
 	if !src.Known {
-		wctx, cancel := context.WithTimeout(ctx, p.o.DiscoveryTimeout)
-		src = lb.res.Wait(wctx)
-		cancel()
+		src = lb.res.Wait(l.wait(p, ctx))
 	}
 	snap := lb.cur.Load()
 	if snap == nil || snap.src != src {
@@ -724,11 +766,6 @@ func (p *Proxy) reroute(cl *call, failed *balance.Endpoint, reroutes int) *balan
 	return nil
 }
 
-func (p *Proxy) pick(ctx context.Context, name string) *balance.Endpoint {
-	eps, _, _ := p.endpoints(ctx, name)
-	return p.p2c.Pick(eps)
-}
-
 // call is the routing decision of one request.
 type call struct {
 	authority string
@@ -794,13 +831,16 @@ func (p *Proxy) routeCall(ctx context.Context, cl *call, host string, info *netx
 }
 
 // routeNamed is routeCall with host already normalized: name and isSvc
-// are Normalize's.
+// are Normalize's. Its discovery waits share one deadline: the one the
+// connection's handler began, for the connection's first request.
 func (p *Proxy) routeNamed(ctx context.Context, cl *call, host, name string, isSvc bool, info *netx.Info) (*profile.Profile, error) {
+	l := lookup{until: info.TakeLookupDeadline()}
+	defer l.done()
 	var st *discovery.ProfileState
 	if isSvc {
-		st = p.waitProfile(ctx, name)
+		st = p.waitProfile(ctx, &l, name)
 	} else if info.OrigDst.IsValid() {
-		st = p.waitProfile(ctx, info.OrigDst.String())
+		st = p.waitProfile(ctx, &l, info.OrigDst.String())
 		if st.Profile != nil && st.Profile.FQN != "" {
 			name, isSvc = net.JoinHostPort(st.Profile.FQN, strconv.Itoa(int(info.OrigDst.Port()))), true
 		}
@@ -815,11 +855,11 @@ func (p *Proxy) routeNamed(ctx context.Context, cl *call, host, name string, isS
 		if split := st.Profile.PickSplit(); split != "" {
 			dst = split
 		}
-		eps, exists, known := p.endpoints(ctx, dst)
+		eps, exists, known := p.endpoints(ctx, &l, dst)
 		if dst != name && len(eps) == 0 {
 			// A split backend without endpoints (scaled to zero, or not a
 			// Service): fall back to the apex service.
-			eps, exists, known = p.endpoints(ctx, name)
+			eps, exists, known = p.endpoints(ctx, &l, name)
 		}
 		answered = answered && known
 		switch {

@@ -38,12 +38,28 @@ func (silentDest) GetProfile(_ *destinationv1.GetDestination, s grpc.ServerStrea
 	return nil
 }
 
+// profileOnlyDest answers every profile as the Service web.ns's and
+// never answers for endpoints: the proxy knows the target is a Service,
+// not where its endpoints are or which identities they have.
+type profileOnlyDest struct{ silentDest }
+
+func (profileOnlyDest) GetProfile(_ *destinationv1.GetDestination, s grpc.ServerStreamingServer[destinationv1.DestinationProfile]) error {
+	if err := s.Send(&destinationv1.DestinationProfile{FullyQualifiedName: "web.ns.svc.cluster.local"}); err != nil {
+		return err
+	}
+	<-s.Context().Done()
+	return nil
+}
+
+// unansweredTimeout is the proxies' DiscoveryTimeout in these tests.
+const unansweredTimeout = 300 * time.Millisecond
+
 // serveWithDestination serves an outbound proxy whose destination service
 // is dest, on loopback, every connection's original destination being dst.
 func serveWithDestination(t *testing.T, dest destinationv1.DestinationServer, dst string) string {
 	t.Helper()
 	p, _ := testProxyOpts(t, dest, discovery.Options{}, func(o *Options) {
-		o.DiscoveryTimeout, o.DetectTimeout = 200*time.Millisecond, time.Second
+		o.DiscoveryTimeout, o.DetectTimeout = unansweredTimeout, time.Second
 		o.OrigDst = origdst.Func(func(net.Conn) (netip.AddrPort, error) { return netip.ParseAddrPort(dst) })
 	})
 	return servetest.Serve(t, p)
@@ -54,6 +70,9 @@ func serveWithDestination(t *testing.T, dest destinationv1.DestinationServer, ds
 // it refuses (503, or a reset for an opaque connection) rather than send
 // plaintext to the original destination. Once the destination service
 // answers that the target is not in the mesh, the proxy forwards to it.
+// A refusal comes DiscoveryTimeout after the connection was accepted,
+// however many names routing looked up (the original destination, the
+// Service, its endpoints): once, not once per lookup.
 func TestUnansweredDiscoveryRefused(t *testing.T) {
 	var served atomic.Int32
 	app := servetest.TCP(t, func(c net.Conn) {
@@ -80,6 +99,8 @@ func TestUnansweredDiscoveryRefused(t *testing.T) {
 		{"HTTP to an IP, no answer", silentDest{}, "10.1.2.3:80", http.StatusServiceUnavailable},
 		{"HTTP to a Service name, no answer", silentDest{}, "web.ns.svc.cluster.local", http.StatusServiceUnavailable},
 		{"opaque, no answer", silentDest{}, "", -1},
+		{"HTTP to an IP, a Service without an endpoints answer", profileOnlyDest{}, "10.1.2.3:80", http.StatusServiceUnavailable},
+		{"opaque, a Service without an endpoints answer", profileOnlyDest{}, "", -1},
 		{"HTTP to an IP, not in the mesh", answering, "10.1.2.3:80", http.StatusOK},
 		{"HTTP to an unknown name, not in the mesh", answering, "example.com", http.StatusOK},
 		{"opaque, not in the mesh", answering, "", 0},
@@ -87,17 +108,20 @@ func TestUnansweredDiscoveryRefused(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			before := served.Load()
 			addr := serveWithDestination(t, tc.dest, app)
+			start := time.Now()
 			c, err := net.Dial("tcp", addr)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer c.Close()
 			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			var answered time.Duration // from the dial to the answer
 			if tc.host == "" {
 				if _, err := io.WriteString(c, "ping"); err != nil {
 					t.Fatal(err)
 				}
 				b, err := io.ReadAll(c)
+				answered = time.Since(start)
 				switch {
 				case tc.status == 0 && string(b) != "pong":
 					t.Errorf("opaque connection read %q, %v; want pong from the original destination", b, err)
@@ -112,19 +136,25 @@ func TestUnansweredDiscoveryRefused(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
+				answered = time.Since(start)
 				body, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
 				if resp.StatusCode != tc.status {
 					t.Fatalf("status %d (%s %q), want %d", resp.StatusCode, resp.Header.Get("conduit-proxy-error"), body, tc.status)
 				}
 				if perr := resp.Header.Get("conduit-proxy-error"); tc.status != http.StatusOK &&
-					!strings.Contains(perr, "the destination service gave no answer for "+tc.host+" within 200ms") {
+					!strings.Contains(perr, "the destination service gave no answer for "+tc.host+" within "+unansweredTimeout.String()) {
 					t.Errorf("conduit-proxy-error %q, want one saying the destination service gave no answer", perr)
 				}
 			}
 			wantServed := int32(1)
 			if tc.status != 0 && tc.status != http.StatusOK {
 				wantServed = 0
+				// Half a timeout of slack for a loaded machine; a second
+				// wait would take a whole one more.
+				if answered < unansweredTimeout || answered >= unansweredTimeout*3/2 {
+					t.Errorf("refused %v after the dial, want after the discovery timeout (%v), once", answered, unansweredTimeout)
+				}
 			}
 			// The application's handler runs on its own goroutine.
 			deadline := time.Now().Add(time.Second)

@@ -122,7 +122,8 @@ func getCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		if err != nil {
 			return fmt.Errorf("GET %s: request %d: reading body: %w", url, i, err)
 		}
-		latencies = append(latencies, time.Since(start))
+		took := time.Since(start)
+		latencies = append(latencies, took)
 		for _, h := range []string{"X-Testapp-Pod", "X-Testapp-Upstream-Pod"} {
 			if p := resp.Header.Get(h); p != "" {
 				pods[p]++
@@ -138,7 +139,7 @@ func getCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 			good = resp.StatusCode == *expect
 		}
 		if !good {
-			return fmt.Errorf("GET %s: request %d: status %d%s: %s", url, i, resp.StatusCode, proxyError(resp.Header), bytes.TrimSpace(body))
+			return fmt.Errorf("GET %s: request %d: status %d%s: %s (after %v)", url, i, resp.StatusCode, proxyError(resp.Header), bytes.TrimSpace(body), took.Round(time.Millisecond))
 		}
 		if *expectBody != "" && !bytes.Contains(body, []byte(*expectBody)) {
 			return fmt.Errorf("GET %s: request %d: the answer lacks %q: %s", url, i, *expectBody, bytes.TrimSpace(body))

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -313,6 +314,11 @@ func TestGetLoadGenerator(t *testing.T) {
 		err := getCmd(context.Background(), []string{"-summary", proxyErr.URL}, nil, io.Discard, io.Discard)
 		if want := "status 502 (conduit-proxy-error: outbound: connect 10.0.0.9:8080: connection refused)"; err == nil || !strings.Contains(err.Error(), want) {
 			t.Fatalf("err = %v, want it to contain %q", err, want)
+		}
+		// How long the answer took, for a test to tell a refusal after a
+		// timeout from an immediate one.
+		if m := regexp.MustCompile(`\(after [0-9.]+[mµn]?s\)$`); !m.MatchString(err.Error()) {
+			t.Errorf("err = %v, want it to end with how long the answer took", err)
 		}
 	})
 

@@ -38,6 +38,27 @@ type Info struct {
 	class atomic.Uint32
 	// Bytes moved before Open (detection, TLS handshake).
 	pendingR, pendingW int
+	// lookupUntil is the deadline (Unix ns) of a discovery wait begun for
+	// the connection before its first request, which that request keeps
+	// (see SetLookupDeadline); 0 when none.
+	lookupUntil atomic.Int64
+}
+
+// SetLookupDeadline notes that the proxy began to wait for the
+// destination service's answer about the connection, until t: its first
+// request's waits end at t too, rather than at a deadline of their own.
+func (i *Info) SetLookupDeadline(t time.Time) { i.lookupUntil.Store(t.UnixNano()) }
+
+// TakeLookupDeadline returns the deadline SetLookupDeadline noted, once
+// (the zero time after that, or without one).
+func (i *Info) TakeLookupDeadline() time.Time {
+	if i.lookupUntil.Load() == 0 {
+		return time.Time{}
+	}
+	if ns := i.lookupUntil.Swap(0); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
 }
 
 // Done closes the connection's stats once, classified by the first
