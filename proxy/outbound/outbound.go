@@ -400,16 +400,23 @@ func (p *Proxy) opaque(c net.Conn, info *netx.Info, st *discovery.ProfileState, 
 		target = st.Endpoint
 	case st.Profile != nil && st.Profile.FQN != "":
 		name := net.JoinHostPort(st.Profile.FQN, strconv.Itoa(int(info.OrigDst.Port())))
-		eps, _, known := p.endpoints(context.Background(), l, name)
-		if !known {
+		eps, exists, known := p.endpoints(context.Background(), l, name)
+		switch ep := p.p2c.Pick(eps); {
+		case !known:
 			// A Service whose endpoints (and their identities) are
 			// not known: refused, as above.
 			_ = p.unanswered(name)
 			netx.Abort(c)
 			return
-		}
-		if ep := p.p2c.Pick(eps); ep != nil {
+		case ep != nil:
 			target = ep.Value.(*upstream).addr
+		case exists:
+			// A Service without endpoints, as HTTP's 503: its cluster
+			// IP has none either, or has one the destination service
+			// has not streamed yet, whose identity it does not know.
+			p.o.Log.Debug("outbound opaque connection to a Service without endpoints; reset", "service", name)
+			netx.Abort(c)
+			return
 		}
 	}
 	out, err := p.dialOpaque(target)

@@ -90,20 +90,30 @@ func TestUnansweredDiscoveryRefused(t *testing.T) {
 		}
 	}).String()
 	answering := &fakeDest{} // knows no name: nothing is in the mesh
+	// The application's address is the cluster IP of web.ns, which has no
+	// endpoints.
+	_, appPort, _ := net.SplitHostPort(app)
+	noEndpoints := &fakeDest{
+		profiles:  map[string]*destinationv1.DestinationProfile{app: {FullyQualifiedName: "web.ns.svc.cluster.local"}},
+		endpoints: map[string][]string{"web.ns.svc.cluster.local:" + appPort: {}},
+	}
 	for _, tc := range []struct {
-		name   string
-		dest   destinationv1.DestinationServer
-		host   string // "": an opaque connection
-		status int    // 0: the opaque connection is answered
+		name      string
+		dest      destinationv1.DestinationServer
+		host      string // "": an opaque connection
+		status    int    // 0: the opaque connection is answered
+		immediate bool   // refused at once (an answer), not after the timeout
 	}{
-		{"HTTP to an IP, no answer", silentDest{}, "10.1.2.3:80", http.StatusServiceUnavailable},
-		{"HTTP to a Service name, no answer", silentDest{}, "web.ns.svc.cluster.local", http.StatusServiceUnavailable},
-		{"opaque, no answer", silentDest{}, "", -1},
-		{"HTTP to an IP, a Service without an endpoints answer", profileOnlyDest{}, "10.1.2.3:80", http.StatusServiceUnavailable},
-		{"opaque, a Service without an endpoints answer", profileOnlyDest{}, "", -1},
-		{"HTTP to an IP, not in the mesh", answering, "10.1.2.3:80", http.StatusOK},
-		{"HTTP to an unknown name, not in the mesh", answering, "example.com", http.StatusOK},
-		{"opaque, not in the mesh", answering, "", 0},
+		{"HTTP to an IP, no answer", silentDest{}, "10.1.2.3:80", http.StatusServiceUnavailable, false},
+		{"HTTP to a Service name, no answer", silentDest{}, "web.ns.svc.cluster.local", http.StatusServiceUnavailable, false},
+		{"opaque, no answer", silentDest{}, "", -1, false},
+		{"HTTP to an IP, a Service without an endpoints answer", profileOnlyDest{}, "10.1.2.3:80", http.StatusServiceUnavailable, false},
+		{"opaque, a Service without an endpoints answer", profileOnlyDest{}, "", -1, false},
+		{"opaque, a Service without endpoints", noEndpoints, "", -1, true},
+		{"HTTP to an IP, a Service without endpoints", noEndpoints, "10.1.2.3:80", http.StatusServiceUnavailable, true},
+		{"HTTP to an IP, not in the mesh", answering, "10.1.2.3:80", http.StatusOK, false},
+		{"HTTP to an unknown name, not in the mesh", answering, "example.com", http.StatusOK, false},
+		{"opaque, not in the mesh", answering, "", 0, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := served.Load()
@@ -142,7 +152,7 @@ func TestUnansweredDiscoveryRefused(t *testing.T) {
 				if resp.StatusCode != tc.status {
 					t.Fatalf("status %d (%s %q), want %d", resp.StatusCode, resp.Header.Get("conduit-proxy-error"), body, tc.status)
 				}
-				if perr := resp.Header.Get("conduit-proxy-error"); tc.status != http.StatusOK &&
+				if perr := resp.Header.Get("conduit-proxy-error"); tc.status != http.StatusOK && !tc.immediate &&
 					!strings.Contains(perr, "the destination service gave no answer for "+tc.host+" within "+unansweredTimeout.String()) {
 					t.Errorf("conduit-proxy-error %q, want one saying the destination service gave no answer", perr)
 				}
@@ -152,7 +162,10 @@ func TestUnansweredDiscoveryRefused(t *testing.T) {
 				wantServed = 0
 				// Half a timeout of slack for a loaded machine; a second
 				// wait would take a whole one more.
-				if answered < unansweredTimeout || answered >= unansweredTimeout*3/2 {
+				switch {
+				case tc.immediate && answered >= unansweredTimeout:
+					t.Errorf("refused %v after the dial, want at once: the destination service answered", answered)
+				case !tc.immediate && (answered < unansweredTimeout || answered >= unansweredTimeout*3/2):
 					t.Errorf("refused %v after the dial, want after the discovery timeout (%v), once", answered, unansweredTimeout)
 				}
 			}
