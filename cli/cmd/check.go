@@ -25,6 +25,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
 )
 
@@ -631,15 +632,23 @@ func (ch *checker) probeWebhookTLS(ctx context.Context, pod string) error {
 }
 
 func (ch *checker) anchors(ctx context.Context) ([]*x509.Certificate, error) {
-	cm, err := ch.kube.Client.CoreV1().ConfigMaps(ch.ns).Get(ctx, trustRootsName, metav1.GetOptions{})
+	_, certs, err := readTrustBundle(ctx, ch.kube.Client, ch.ns)
+	return certs, err
+}
+
+// readTrustBundle reads the trust anchors of the control plane in ns:
+// their ConfigMap and its certificates. The ConfigMap is nil when it could
+// not be read.
+func readTrustBundle(ctx context.Context, c kubernetes.Interface, ns string) (*corev1.ConfigMap, []*x509.Certificate, error) {
+	cm, err := c.CoreV1().ConfigMaps(ns).Get(ctx, trustRootsName, metav1.GetOptions{})
 	if err != nil {
-		return nil, err
+		return nil, nil, fmt.Errorf("read ConfigMap %s/%s: %w", ns, trustRootsName, err)
 	}
 	certs, err := pki.ParseCertificates([]byte(cm.Data[trustRootsKey]))
 	if err != nil {
-		return nil, fmt.Errorf("ConfigMap %s key %s: %w", trustRootsName, trustRootsKey, err)
+		return cm, nil, fmt.Errorf("ConfigMap %s/%s key %s: %w", ns, trustRootsName, trustRootsKey, err)
 	}
-	return certs, nil
+	return cm, certs, nil
 }
 
 // expiryWarning is how long before a certificate's expiry check warns.

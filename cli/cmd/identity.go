@@ -16,7 +16,6 @@ import (
 
 	"github.com/conduit-mesh/conduit/pkg/pki"
 	"github.com/spf13/cobra"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // proxyCertificatePath is where a proxy's admin server serves its current
@@ -61,12 +60,7 @@ another without failing a request (see 'mesh identity rotate-anchors --help').`,
 			var anchors []*x509.Certificate
 			var anchorsErr error
 			if output != "pem" {
-				cm, err := k.Client.CoreV1().ConfigMaps(o.controlPlaneNS()).Get(ctx, trustRootsName, metav1.GetOptions{})
-				if err != nil {
-					anchorsErr = fmt.Errorf("read ConfigMap %s/%s: %w", o.controlPlaneNS(), trustRootsName, err)
-				} else if anchors, err = pki.ParseCertificates([]byte(cm.Data[trustRootsKey])); err != nil {
-					anchorsErr = fmt.Errorf("ConfigMap %s/%s: %w", o.controlPlaneNS(), trustRootsName, err)
-				}
+				_, anchors, anchorsErr = readTrustBundle(ctx, k.Client, o.controlPlaneNS())
 			}
 			var reports []certReport
 			err = ref.each(func(_ int, pod string) error {

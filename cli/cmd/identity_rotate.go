@@ -288,13 +288,12 @@ func fingerprint(c *x509.Certificate) string {
 
 // bundle reads the trust-anchor ConfigMap.
 func (r *rotation) bundle(ctx context.Context) (*corev1.ConfigMap, []*x509.Certificate, error) {
-	cm, err := r.k.Client.CoreV1().ConfigMaps(r.ns).Get(ctx, trustRootsName, metav1.GetOptions{})
-	if err != nil {
-		return nil, nil, fmt.Errorf("read ConfigMap %s/%s: %w (is Conduit installed in %s?)", r.ns, trustRootsName, err, r.ns)
-	}
-	certs, err := pki.ParseCertificates([]byte(cm.Data[trustRootsKey]))
-	if err != nil {
-		return nil, nil, fmt.Errorf("ConfigMap %s/%s key %s: %w", r.ns, trustRootsName, trustRootsKey, err)
+	cm, certs, err := readTrustBundle(ctx, r.k.Client, r.ns)
+	switch {
+	case cm == nil:
+		return nil, nil, fmt.Errorf("%w (is Conduit installed in %s?)", err, r.ns)
+	case err != nil:
+		return nil, nil, err
 	}
 	return cm, certs, nil
 }
