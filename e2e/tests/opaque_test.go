@@ -267,6 +267,28 @@ func TestOpaquePortsThroughTheMesh(t *testing.T) {
 		}
 	})
 
+	t.Run("a Service without endpoints resets the connection", func(t *testing.T) {
+		// As HTTP gets a 503: the client's proxy resets the connection,
+		// rather than send it in clear to the Service's IP (whose rules
+		// may reach a pod the destination service has not streamed yet).
+		// Before, the client read an end of file, as from a server that
+		// closed at once.
+		f.Apply(t, ns, `apiVersion: v1
+kind: Service
+metadata: {name: nobody}
+spec:
+  selector: {app: nobody}
+  ports: [{name: mysql, port: 3306, targetPort: 3306}]
+`)
+		f.WaitFor(t, "a reset from the client's proxy", time.Minute, func(ctx context.Context) (bool, error) {
+			out, stderr, err := f.ExecE(ctx, ns, "client", "client", nil, "testapp", "tcp", "nobody:3306", "hello")
+			if err == nil || !strings.Contains(stderr, "connection reset by peer") {
+				return false, fmt.Errorf("testapp tcp: %v: %s %s", err, out, stderr)
+			}
+			return true, nil
+		})
+	})
+
 	t.Run("control: a port not marked opaque waits for the client to speak", func(t *testing.T) {
 		// The same server port through a Service without the annotation:
 		// the client's proxy detects the protocol from the client's first
