@@ -357,8 +357,11 @@ func (p *Proxy) handle(raw net.Conn) {
 	}
 	switch proto {
 	case detect.HTTP1, detect.HTTP2:
-		if l.waited() {
-			// The first request's waits end with this one's.
+		if l.waited() && !st.Known {
+			// Unanswered: the first request's waits end with this one's
+			// (after the timeout in all, not after one per name). An
+			// answered wait hands nothing on: a request that comes later
+			// has the whole timeout for the names it looks up.
 			info.SetLookupDeadline(l.until)
 		}
 		if proto == detect.HTTP1 && !p.o.NoFastPath {

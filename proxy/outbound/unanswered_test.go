@@ -180,3 +180,59 @@ func TestUnansweredDiscoveryRefused(t *testing.T) {
 		})
 	}
 }
+
+// lateEndpointsDest answers every profile as the Service web.ns's at once,
+// and its endpoints (addrs) only after delay: a busy control plane.
+type lateEndpointsDest struct {
+	silentDest
+	addrs []string
+	delay time.Duration
+}
+
+func (d lateEndpointsDest) GetProfile(r *destinationv1.GetDestination, s grpc.ServerStreamingServer[destinationv1.DestinationProfile]) error {
+	return profileOnlyDest{}.GetProfile(r, s)
+}
+
+func (d lateEndpointsDest) Get(r *destinationv1.GetDestination, s grpc.ServerStreamingServer[destinationv1.Update]) error {
+	select {
+	case <-time.After(d.delay):
+	case <-s.Context().Done():
+		return nil
+	}
+	return (&fakeDest{endpoints: map[string][]string{r.GetPath(): d.addrs}}).Get(r, s)
+}
+
+// TestLateFirstRequestWaitsItsOwn: a connection whose original destination
+// was answered hands no deadline to its first request. Sent after the
+// discovery timeout has passed since the connection was accepted, the
+// request still waits for the answers it needs (here, its Service's
+// endpoints, which come late), and is served.
+func TestLateFirstRequestWaitsItsOwn(t *testing.T) {
+	app := servetest.TCP(t, func(c net.Conn) {
+		defer c.Close()
+		if req, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+			req.Body.Close()
+			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\napp")
+		}
+	}).String()
+	addr := serveWithDestination(t, lateEndpointsDest{addrs: []string{app}, delay: unansweredTimeout / 3}, app)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	time.Sleep(unansweredTimeout * 3 / 2)
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: 10.1.2.3:80\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(body) != "app" {
+		t.Errorf("status %d (%s) %q, want 200 from the Service's endpoint", resp.StatusCode, resp.Header.Get("conduit-proxy-error"), body)
+	}
+}

@@ -44,9 +44,9 @@ type Info struct {
 	lookupUntil atomic.Int64
 }
 
-// SetLookupDeadline notes that the proxy began to wait for the
-// destination service's answer about the connection, until t: its first
-// request's waits end at t too, rather than at a deadline of their own.
+// SetLookupDeadline notes that the proxy waited in vain, until t, for the
+// destination service's answer about the connection: its first request's
+// waits end at t too, rather than at a deadline of their own.
 func (i *Info) SetLookupDeadline(t time.Time) { i.lookupUntil.Store(t.UnixNano()) }
 
 // TakeLookupDeadline returns the deadline SetLookupDeadline noted, once
