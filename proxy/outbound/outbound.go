@@ -377,13 +377,13 @@ func (p *Proxy) handle(raw net.Conn) {
 			_ = oc.Close()
 		}
 	default:
-		p.opaque(c, info, st, &l)
+		p.opaque(c, info, st)
 	}
 }
 
-// opaque forwards an opaque connection; l bounds what is left of its
-// discovery wait.
-func (p *Proxy) opaque(c net.Conn, info *netx.Info, st *discovery.ProfileState, l *lookup) {
+// opaque forwards an opaque connection whose original destination's
+// profile st the handler got (or not).
+func (p *Proxy) opaque(c net.Conn, info *netx.Info, st *discovery.ProfileState) {
 	defer info.Done()
 	defer c.Close()
 	if !info.OrigDst.IsValid() {
@@ -403,7 +403,11 @@ func (p *Proxy) opaque(c net.Conn, info *netx.Info, st *discovery.ProfileState, 
 		target = st.Endpoint
 	case st.Profile != nil && st.Profile.FQN != "":
 		name := net.JoinHostPort(st.Profile.FQN, strconv.Itoa(int(info.OrigDst.Port())))
-		eps, exists, known := p.endpoints(context.Background(), l, name)
+		// Its own wait: the handler's was answered, and detection may
+		// have taken a while since.
+		var l lookup
+		defer l.done()
+		eps, exists, known := p.endpoints(context.Background(), &l, name)
 		switch ep := p.p2c.Pick(eps); {
 		case !known:
 			// A Service whose endpoints (and their identities) are

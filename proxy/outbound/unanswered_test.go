@@ -203,36 +203,45 @@ func (d lateEndpointsDest) Get(r *destinationv1.GetDestination, s grpc.ServerStr
 }
 
 // TestLateFirstRequestWaitsItsOwn: a connection whose original destination
-// was answered hands no deadline to its first request. Sent after the
-// discovery timeout has passed since the connection was accepted, the
-// request still waits for the answers it needs (here, its Service's
-// endpoints, which come late), and is served.
+// was answered hands no deadline to what follows. A first request sent
+// after the discovery timeout has passed since the connection was
+// accepted, or opaque bytes sent as late (detection waited for them),
+// still wait for the answers they need (here, the Service's endpoints,
+// which come late), and are served.
 func TestLateFirstRequestWaitsItsOwn(t *testing.T) {
 	app := servetest.TCP(t, func(c net.Conn) {
 		defer c.Close()
-		if req, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		br := bufio.NewReader(c)
+		if b, _ := br.Peek(4); string(b) == "ping" {
+			_, _ = io.WriteString(c, "pong")
+			return
+		}
+		if req, err := http.ReadRequest(br); err == nil {
 			req.Body.Close()
 			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\napp")
 		}
 	}).String()
-	addr := serveWithDestination(t, lateEndpointsDest{addrs: []string{app}, delay: unansweredTimeout / 3}, app)
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	time.Sleep(unansweredTimeout * 3 / 2)
-	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: 10.1.2.3:80\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || string(body) != "app" {
-		t.Errorf("status %d (%s) %q, want 200 from the Service's endpoint", resp.StatusCode, resp.Header.Get("conduit-proxy-error"), body)
+	for _, tc := range []struct{ name, send, want string }{
+		{"HTTP", "GET / HTTP/1.1\r\nHost: 10.1.2.3:80\r\nConnection: close\r\n\r\n", "HTTP/1.1 200 OK"},
+		{"opaque", "ping", "pong"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := serveWithDestination(t, lateEndpointsDest{addrs: []string{app}, delay: unansweredTimeout / 3}, app)
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			time.Sleep(unansweredTimeout * 3 / 2)
+			if _, err := io.WriteString(c, tc.send); err != nil {
+				t.Fatal(err)
+			}
+			b, err := io.ReadAll(c)
+			if !strings.HasPrefix(string(b), tc.want) {
+				t.Errorf("read %q, %v; want %q from the Service's endpoint", b, err, tc.want)
+			}
+		})
 	}
 }
