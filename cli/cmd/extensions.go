@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -36,7 +37,12 @@ func newExtensionsListCmd(o *Options) *cobra.Command {
 conduit.dev/extension=<name>, version from conduit.dev/extension-version) and every
 plugin mesh-<name> on this machine, with its version and capabilities. An extension
 installed without its plugin is a warning that says how to get the plugin. When the
-cluster cannot be reached, only the plugins on this machine are listed.`,
+cluster cannot be reached, only the plugins on this machine are listed.
+
+HOOKS is, for an extension that serves control-plane hooks: "not allowed" (not in
+the allow-list: 'mesh extensions allow NAME'), "allowed, running" (every ready
+injector and destination pod that calls them runs the allowed binary), or "allowed,
+not running" with a warning that names each pod that does not, and why.`,
 		Example: `  mesh extensions list
   mesh extensions list -o json`,
 		Args: cobra.NoArgs,
@@ -48,7 +54,9 @@ cluster cannot be reached, only the plugins on this machine are listed.`,
 			k, err := o.Kube()
 			var rows []pluginhost.Extension
 			if err == nil {
-				rows, err = h.List(cmd.Context(), k.Client)
+				if rows, err = h.List(cmd.Context(), k.Client); err == nil {
+					addHookStates(cmd.Context(), o, k, rows)
+				}
 			}
 			if err != nil {
 				fmt.Fprintf(o.Err, "Warning: cannot list the extensions installed in the cluster, showing only the plugins on this machine: %v\n", err)
@@ -65,6 +73,57 @@ cluster cannot be reached, only the plugins on this machine are listed.`,
 	}
 	c.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
 	return c
+}
+
+// addHookStates refines the HOOKS of each allowed extension in rows with
+// what the control plane reports of them (its pods' hook gauge), and warns
+// about the pods that do not run them.
+func addHookStates(ctx context.Context, o *Options, k *Kube, rows []pluginhost.Extension) {
+	var al pluginhost.AllowList
+	for i := range rows {
+		r := &rows[i]
+		if r.Hooks != "allowed" {
+			continue
+		}
+		if al == nil {
+			var err error
+			if al, _, err = pluginhost.ReadAllowList(ctx, k.Client, o.ControlPlaneNamespace); err != nil {
+				r.Warnings = append(r.Warnings, fmt.Sprintf("whether the control plane runs its hooks is unknown: %v", err))
+				continue
+			}
+		}
+		ce, err := clusterExtension(ctx, k, r.Name)
+		var states []podHookState
+		if err == nil {
+			states, err = readHookStates(ctx, k, o.controlPlaneNS(), r.Name, hookComponents(ce))
+		}
+		if err != nil {
+			r.Warnings = append(r.Warnings, fmt.Sprintf("whether the control plane runs its hooks is unknown: %v", err))
+			continue
+		}
+		var warn string
+		r.Hooks, warn = hooksSummary(states, al[r.Name])
+		if warn != "" {
+			r.Warnings = append(r.Warnings, warn)
+		}
+	}
+}
+
+// hooksSummary is the HOOKS of an allowed extension whose allow-list entry
+// is entry, from what the pods that call its hooks report, and a warning
+// naming each pod that does not run them ("" when all do).
+func hooksSummary(states []podHookState, entry pluginhost.AllowEntry) (hooks, warning string) {
+	var off []string
+	for _, s := range states {
+		if !s.runs(entry) {
+			off = append(off, s.describe(entry))
+		}
+	}
+	if len(off) == 0 {
+		return "allowed, running", ""
+	}
+	return "allowed, not running", fmt.Sprintf("its hooks are allowed (sha256:%.12s…, failure policy %s), but not every control-plane pod runs them: %s",
+		entry.SHA256, entry.FailurePolicy, strings.Join(off, "; "))
 }
 
 func writeExtensionsJSON(w io.Writer, rows []pluginhost.Extension) error {

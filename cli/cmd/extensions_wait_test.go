@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -398,6 +399,48 @@ func TestCheckExtensionHooks(t *testing.T) {
 			}
 			if got := healthcheck.StatusOf(err); got != want {
 				t.Errorf("status %s, want %s", got, want)
+			}
+		})
+	}
+}
+
+// TestHooksSummary: mesh extensions list says an allowed extension's hooks
+// run only when every pod that calls them runs the allowed entry, and names
+// each pod that does not, with why.
+func TestHooksSummary(t *testing.T) {
+	entry := pluginhost.AllowEntry{SHA256: strings.Repeat("ab", 32), FailurePolicy: pluginhost.Fail}
+	running := func(comp, pod string) podHookState {
+		return podHookState{component: comp, pod: pod, state: pluginhost.StateRunning, sha: entry.SHA256, policy: "Fail"}
+	}
+	for _, tc := range []struct {
+		name      string
+		states    []podHookState
+		wantHooks string
+		wantWarn  []string // substrings; none: no warning
+	}{
+		{"every pod runs it", []podHookState{running("injector", "inj-a"), running("injector", "inj-b"), running("destination", "dst-a")}, "allowed, running", nil},
+		{"one pod refused it", []podHookState{running("injector", "inj-a"),
+			{component: "injector", pod: "inj-b", state: pluginhost.StateRefused, sha: entry.SHA256, policy: "Fail"}},
+			"allowed, not running", []string{"sha256:abababababab…, failure policy Fail", "inj-b (for sha256:abababababab…): refused"}},
+		{"under the former policy", []podHookState{{component: "injector", pod: "inj-a", state: pluginhost.StateRunning, sha: entry.SHA256, policy: "Ignore"}},
+			"allowed, not running", []string{"inj-a runs it under failure policy Ignore, not Fail yet"}},
+		{"no ready destination pod", []podHookState{running("injector", "inj-a"), {component: "destination"}},
+			"allowed, not running", []string{"no ready destination pod"}},
+		{"a pod's metrics unreadable", []podHookState{{component: "injector", pod: "inj-a", err: errors.New("port-forward: refused")}},
+			"allowed, not running", []string{"inj-a: port-forward: refused"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hooks, warn := hooksSummary(tc.states, entry)
+			if hooks != tc.wantHooks {
+				t.Errorf("hooks %q, want %q", hooks, tc.wantHooks)
+			}
+			if (warn != "") != (len(tc.wantWarn) > 0) {
+				t.Errorf("warning %q, want one: %v", warn, len(tc.wantWarn) > 0)
+			}
+			for _, w := range tc.wantWarn {
+				if !strings.Contains(warn, w) {
+					t.Errorf("warning %q lacks %q", warn, w)
+				}
 			}
 		})
 	}

@@ -91,21 +91,31 @@ func TestExtensionHello(t *testing.T) {
 	dryRun := func(ctx context.Context) (*corev1.Pod, error) {
 		return f.Client.CoreV1().Pods(ns).Create(ctx, pod("probe", "from e2e"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 	}
-	hookState := func(t *testing.T) string {
+	// hookStateWarned is hello's HOOKS in mesh extensions list, and its
+	// warnings.
+	hookStateWarned := func(t *testing.T) (string, string) {
 		t.Helper()
 		r := f.RunMesh(ctx, "extensions", "list", "-o", "json")
 		var l struct {
-			Extensions []struct{ Name, Hooks string } `json:"extensions"`
+			Extensions []struct {
+				Name, Hooks string
+				Warnings    []string
+			} `json:"extensions"`
 		}
 		if err := json.Unmarshal([]byte(r.Stdout), &l); err != nil {
 			t.Fatalf("mesh extensions list -o json (err %v): %v\n%s%s", r.Err, err, r.Stdout, r.Stderr)
 		}
 		for _, e := range l.Extensions {
 			if e.Name == "hello" {
-				return e.Hooks
+				return e.Hooks, strings.Join(e.Warnings, "\n")
 			}
 		}
-		return ""
+		return "", ""
+	}
+	hookState := func(t *testing.T) string {
+		t.Helper()
+		h, _ := hookStateWarned(t)
+		return h
 	}
 
 	// Installed but not allowed: the control plane does not run its hook,
@@ -130,8 +140,8 @@ func TestExtensionHello(t *testing.T) {
 		t.Fatalf("mesh extensions allow hello:\n%s", allowed)
 	}
 	t.Cleanup(func() { f.RunMesh(context.Background(), "extensions", "disallow", "hello") })
-	if got := hookState(t); got != "allowed" {
-		t.Errorf("mesh extensions list: hello hooks %q after allow, want \"allowed\"", got)
+	if got, warn := hookStateWarned(t); got != "allowed, running" || warn != "" {
+		t.Errorf("mesh extensions list: hello hooks %q (warnings %q) after allow, want \"allowed, running\"", got, warn)
 	}
 	// allow returned once the injector runs the hook: a pod created now
 	// gets its patch.
@@ -211,6 +221,10 @@ func TestExtensionHello(t *testing.T) {
 		t.Fatal(err)
 	} else if g, ok := greetingOf(p); ok || !injected(p) {
 		t.Fatalf("after the refusal: injected %v, HELLO_GREETING %q (set %v); want injected without the hook's variable", injected(p), g, ok)
+	}
+	// mesh extensions list says the hooks do not run, and which pod refused them.
+	if got, warn := hookStateWarned(t); got != "allowed, not running" || !strings.Contains(warn, "conduit-injector-") || !strings.Contains(warn, "refused") {
+		t.Errorf("mesh extensions list while the injector refuses hello's binary: hooks %q, warnings %q; want \"allowed, not running\" and the injector pod that refused it", got, warn)
 	}
 	// Failure policy Ignore: pods are injected without the patch, a warning.
 	if ck := hooksCheck(t); ck.Status != healthcheck.Warn || !strings.Contains(ck.Error, "hello: conduit-injector-") || !strings.Contains(ck.Error, "refused") {

@@ -78,7 +78,9 @@ type Extension struct {
 	Description   string              `json:"description,omitempty"`
 	Capabilities  []client.Capability `json:"capabilities,omitempty"`
 	// Hooks is "allowed" or "not allowed" for an installed extension that
-	// serves control-plane hooks (see `mesh extensions allow`).
+	// serves control-plane hooks (see `mesh extensions allow`); the CLI
+	// refines "allowed" into "allowed, running" or "allowed, not running"
+	// from what the control plane reports.
 	Hooks    string   `json:"hooks,omitempty"`
 	Warnings []string `json:"warnings,omitempty"`
 }
