@@ -52,7 +52,7 @@ func (profileOnlyDest) GetProfile(_ *destinationv1.GetDestination, s grpc.Server
 }
 
 // unansweredTimeout is the proxies' DiscoveryTimeout in these tests.
-const unansweredTimeout = 300 * time.Millisecond
+const unansweredTimeout = 500 * time.Millisecond
 
 // serveWithDestination serves an outbound proxy whose destination service
 // is dest, on loopback, every connection's original destination being dst.
