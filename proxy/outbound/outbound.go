@@ -287,11 +287,12 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// lookup bounds the discovery waits of one routing decision (a request's,
-// or an opaque connection's) by one deadline, set when the first of them
-// has to wait: a target the destination service does not answer for is
-// refused DiscoveryTimeout after the proxy began to wait for it, however
-// many names (original destination, Service, split backend) routing looks
+// lookup bounds the discovery waits of one routing decision (a
+// connection's original destination, a request's, an opaque connection's
+// Service) by one deadline, set when the first of them has to wait: a
+// target the destination service does not answer for is refused
+// DiscoveryTimeout after the proxy began to wait for it, however many names
+// (original destination, Service, endpoints, split backend) routing looks
 // up. The zero value is ready; it allocates only when it waits.
 type lookup struct {
 	until  time.Time // the deadline; zero until the first wait sets it
@@ -845,8 +846,9 @@ func (p *Proxy) routeCall(ctx context.Context, cl *call, host string, info *netx
 }
 
 // routeNamed is routeCall with host already normalized: name and isSvc
-// are Normalize's. Its discovery waits share one deadline: the one the
-// connection's handler began, for the connection's first request.
+// are Normalize's. Its discovery waits share one deadline: for the
+// connection's first request, that of the handler's wait when it went
+// unanswered (see handle).
 func (p *Proxy) routeNamed(ctx context.Context, cl *call, host, name string, isSvc bool, info *netx.Info) (*profile.Profile, error) {
 	l := lookup{until: info.TakeLookupDeadline()}
 	defer l.done()
