@@ -429,7 +429,11 @@ func (p *Proxy) opaque(c net.Conn, info *netx.Info, st *discovery.ProfileState) 
 	}
 	out, err := p.dialOpaque(target)
 	if err != nil {
+		// As a refused connect would be without the mesh, and as when a
+		// peer proxy's application refuses (PipeAborting): a reset, where
+		// the application read a clean end of stream before.
 		p.o.Log.Debug("outbound opaque connect failed", "target", target.Addr, "err", err)
+		netx.Abort(c)
 		return
 	}
 	defer out.Close()

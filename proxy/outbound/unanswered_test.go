@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -17,6 +18,7 @@ import (
 
 	destinationv1 "github.com/conduit-mesh/conduit/proto/destination/v1"
 	"github.com/conduit-mesh/conduit/proxy/discovery"
+	"github.com/conduit-mesh/conduit/proxy/internal/metricstest"
 	"github.com/conduit-mesh/conduit/proxy/internal/servetest"
 	"github.com/conduit-mesh/conduit/proxy/origdst"
 )
@@ -243,5 +245,32 @@ func TestLateFirstRequestWaitsItsOwn(t *testing.T) {
 				t.Errorf("read %q, %v; want %q from the Service's endpoint", b, err, tc.want)
 			}
 		})
+	}
+}
+
+// TestOpaqueConnectRefusedIsReset: an opaque connection whose target (not
+// in the mesh) refuses the proxy's connect is reset, as the application's
+// own connect would have been refused without the mesh, and as when a peer
+// proxy's application refuses (proxy/app's TestOpaqueRefusedMTLS). It read
+// a clean end of stream before, as from a server that accepted and closed.
+func TestOpaqueConnectRefusedIsReset(t *testing.T) {
+	closed := net.JoinHostPort("127.0.0.1", strconv.Itoa(int(metricstest.ClosedPort(t))))
+	addr := serveWithDestination(t, &fakeDest{}, closed)
+	for i, send := range []bool{true, false} { // the client speaks first, or waits
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(15 * time.Second))
+		if send {
+			if _, err := io.WriteString(c, "ping"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		b, err := io.ReadAll(c)
+		c.Close()
+		if !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("connection %d: read %q, %v; want ECONNRESET", i, b, err)
+		}
 	}
 }
