@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"regexp"
 	"strings"
 	"testing"
@@ -287,6 +288,17 @@ spec:
 			}
 			return true, nil
 		})
+	})
+
+	t.Run("a target that refuses the connection resets it", func(t *testing.T) {
+		// An unmeshed pod with nothing on 3306: the client's proxy is
+		// refused, and resets the client's connection, as the client's own
+		// connect would have been refused. Before, it read an end of file.
+		p := f.WaitPodsReady(t, plain, "app=plain", 1, 3*time.Minute)[0]
+		out, stderr, err := f.ExecE(context.Background(), ns, "client", "client", nil, "testapp", "tcp", net.JoinHostPort(p.Status.PodIP, "3306"), "hello")
+		if err == nil || !strings.Contains(stderr, "connection reset by peer") {
+			t.Errorf("testapp tcp to a port nothing listens on: %v: %s %s; want a reset", err, out, stderr)
+		}
 	})
 
 	t.Run("control: a port not marked opaque waits for the client to speak", func(t *testing.T) {
