@@ -67,18 +67,15 @@ func serveWithDestination(t *testing.T, dest destinationv1.DestinationServer, ds
 	return servetest.Serve(t, p)
 }
 
-// TestUnansweredDiscoveryRefused: without the destination service's answer
-// the proxy cannot tell whether a target is meshed (and must get mTLS), so
-// it refuses (503, or a reset for an opaque connection) rather than send
-// plaintext to the original destination. Once the destination service
-// answers that the target is not in the mesh, the proxy forwards to it.
-// A refusal comes DiscoveryTimeout after the connection was accepted,
-// however many names routing looked up (the original destination, the
-// Service, its endpoints): once, not once per lookup.
-func TestUnansweredDiscoveryRefused(t *testing.T) {
-	var served atomic.Int32
-	app := servetest.TCP(t, func(c net.Conn) {
-		served.Add(1)
+// pingApp is an application on loopback that answers "ping" with "pong"
+// (an opaque exchange) and an HTTP/1.1 request with 200 "app", counting
+// its connections in served when not nil. It returns its address.
+func pingApp(t *testing.T, served *atomic.Int32) string {
+	t.Helper()
+	return servetest.TCP(t, func(c net.Conn) {
+		if served != nil {
+			served.Add(1)
+		}
 		defer c.Close()
 		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 		br := bufio.NewReader(c)
@@ -91,6 +88,19 @@ func TestUnansweredDiscoveryRefused(t *testing.T) {
 			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\napp")
 		}
 	}).String()
+}
+
+// TestUnansweredDiscoveryRefused: without the destination service's answer
+// the proxy cannot tell whether a target is meshed (and must get mTLS), so
+// it refuses (503, or a reset for an opaque connection) rather than send
+// plaintext to the original destination. Once the destination service
+// answers that the target is not in the mesh, the proxy forwards to it.
+// A refusal comes DiscoveryTimeout after the connection was accepted,
+// however many names routing looked up (the original destination, the
+// Service, its endpoints): once, not once per lookup.
+func TestUnansweredDiscoveryRefused(t *testing.T) {
+	var served atomic.Int32
+	app := pingApp(t, &served)
 	answering := &fakeDest{} // knows no name: nothing is in the mesh
 	// The application's address is the cluster IP of web.ns, which has no
 	// endpoints.
@@ -211,19 +221,7 @@ func (d lateEndpointsDest) Get(r *destinationv1.GetDestination, s grpc.ServerStr
 // still wait for the answers they need (here, the Service's endpoints,
 // which come late), and are served.
 func TestLateFirstRequestWaitsItsOwn(t *testing.T) {
-	app := servetest.TCP(t, func(c net.Conn) {
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-		br := bufio.NewReader(c)
-		if b, _ := br.Peek(4); string(b) == "ping" {
-			_, _ = io.WriteString(c, "pong")
-			return
-		}
-		if req, err := http.ReadRequest(br); err == nil {
-			req.Body.Close()
-			_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\napp")
-		}
-	}).String()
+	app := pingApp(t, nil)
 	for _, tc := range []struct{ name, send, want string }{
 		{"HTTP", "GET / HTTP/1.1\r\nHost: 10.1.2.3:80\r\nConnection: close\r\n\r\n", "HTTP/1.1 200 OK"},
 		{"opaque", "ping", "pong"},
