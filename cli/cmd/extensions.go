@@ -80,23 +80,30 @@ not running" with a warning that names each pod that does not, and why.`,
 // about the pods that do not run them.
 func addHookStates(ctx context.Context, o *Options, k *Kube, rows []pluginhost.Extension) {
 	var al pluginhost.AllowList
+	var installed map[string]pluginhost.ClusterExtension
 	for i := range rows {
 		r := &rows[i]
 		if r.Hooks != "allowed" {
 			continue
 		}
-		if al == nil {
-			var err error
-			if al, _, err = pluginhost.ReadAllowList(ctx, k.Client, o.ControlPlaneNamespace); err != nil {
+		var err error
+		if installed == nil { // read once, for the first allowed extension
+			var exts []pluginhost.ClusterExtension
+			if exts, err = pluginhost.ClusterExtensions(ctx, k.Client); err == nil {
+				al, _, err = pluginhost.ReadAllowList(ctx, k.Client, o.ControlPlaneNamespace)
+			}
+			if err != nil {
 				r.Warnings = append(r.Warnings, fmt.Sprintf("whether the control plane runs its hooks is unknown: %v", err))
 				continue
 			}
+			installed = map[string]pluginhost.ClusterExtension{}
+			for _, ce := range exts {
+				if _, dup := installed[ce.Name]; !dup { // the one List shows
+					installed[ce.Name] = ce
+				}
+			}
 		}
-		ce, err := clusterExtension(ctx, k, r.Name)
-		var states []podHookState
-		if err == nil {
-			states, err = readHookStates(ctx, k, o.controlPlaneNS(), r.Name, hookComponents(ce))
-		}
+		states, err := readHookStates(ctx, k, o.controlPlaneNS(), r.Name, hookComponents(installed[r.Name]))
 		if err != nil {
 			r.Warnings = append(r.Warnings, fmt.Sprintf("whether the control plane runs its hooks is unknown: %v", err))
 			continue
