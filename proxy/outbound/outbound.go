@@ -239,14 +239,21 @@ func (s statusError) Error() string { return http.StatusText(int(s)) }
 // unansweredLogEvery is how often unanswered logs at most.
 const unansweredLogEvery = 10 * time.Second
 
-// unanswered is the error of a request or connection to target for which
-// the destination service gave no answer within DiscoveryTimeout: a 503.
-func (p *Proxy) unanswered(target string) error {
+// logUnanswered logs the refusal of target, for which the destination
+// service gave no answer within DiscoveryTimeout, at most once per
+// unansweredLogEvery.
+func (p *Proxy) logUnanswered(target string) {
 	now, last := time.Now().UnixNano(), p.unansweredLog.Load()
 	if now-last >= int64(unansweredLogEvery) && p.unansweredLog.CompareAndSwap(last, now) {
 		p.o.Log.Warn("outbound: no answer from the destination service; refused rather than sent without mTLS (logged once per 10s)",
 			"target", target, "timeout", p.o.DiscoveryTimeout)
 	}
+}
+
+// unanswered logs the refusal of a request to target (logUnanswered) and
+// returns its error: a 503 that says why.
+func (p *Proxy) unanswered(target string) error {
+	p.logUnanswered(target)
 	return fmt.Errorf("%w: the destination service gave no answer for %s within %v, and the proxy does not send to a target it cannot check for mTLS",
 		statusError(http.StatusServiceUnavailable), target, p.o.DiscoveryTimeout)
 }
@@ -394,7 +401,7 @@ func (p *Proxy) opaque(c net.Conn, info *netx.Info, st *discovery.ProfileState) 
 	if st == nil || !st.Known {
 		// Logged; a reset: the application sees a refusal, not an empty
 		// answer.
-		_ = p.unanswered(info.OrigDst.String())
+		p.logUnanswered(info.OrigDst.String())
 		netx.Abort(c)
 		return
 	}
@@ -413,7 +420,7 @@ func (p *Proxy) opaque(c net.Conn, info *netx.Info, st *discovery.ProfileState) 
 		case !known:
 			// A Service whose endpoints (and their identities) are
 			// not known: refused, as above.
-			_ = p.unanswered(name)
+			p.logUnanswered(name)
 			netx.Abort(c)
 			return
 		case ep != nil:
