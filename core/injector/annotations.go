@@ -50,6 +50,9 @@ const (
 	AnnotationAccessLog           = configPrefix + "access-log"
 	AnnotationSidecarMode         = configPrefix + "sidecar-mode"
 	AnnotationIPv6                = configPrefix + "ipv6"
+
+	AnnotationDiscoveryIdleTimeout     = configPrefix + "proxy-discovery-idle-timeout"
+	AnnotationDiscoveryLastKnownMaxAge = configPrefix + "proxy-discovery-last-known-max-age"
 )
 
 // Outcome is what an invalid annotation value leads to.
@@ -116,26 +119,10 @@ var Settings = []setting{
 		func(s string) error { _, err := logging.ParseLevel(s); return err }},
 	{AnnotationProxyImage, "an image repository without tag, e.g. registry.example.com/conduit/proxy", Refuse, validImage},
 	{AnnotationProxyVersion, "an image tag that is also a label value (at most 63 characters: letters, digits, '.', '_', '-', starting and ending with a letter or digit), e.g. v1.2.3", Refuse, validVersion},
-	{AnnotationShutdownGracePeriod, "a positive Go duration, e.g. 30s or 2m", Default, func(s string) error {
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			return err
-		}
-		if d <= 0 {
-			return fmt.Errorf("not positive")
-		}
-		return nil
-	}},
-	{AnnotationWaitForAppExit, "a Go duration ≥ 0, e.g. 30s (0s: the proxy drains at SIGTERM at once)", Default, func(s string) error {
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			return err
-		}
-		if d < 0 {
-			return fmt.Errorf("negative")
-		}
-		return nil
-	}},
+	{AnnotationShutdownGracePeriod, "a positive Go duration, e.g. 30s or 2m", Default, positiveDuration},
+	{AnnotationWaitForAppExit, "a Go duration ≥ 0, e.g. 30s (0s: the proxy drains at SIGTERM at once)", Default, nonNegativeDuration},
+	{AnnotationDiscoveryIdleTimeout, "a positive Go duration, e.g. 5m (how long a target's discovery streams stay open unused)", Default, positiveDuration},
+	{AnnotationDiscoveryLastKnownMaxAge, "a Go duration ≥ 0, e.g. 1h (how long what discovery said of an idle target is kept for a control-plane outage; 0s: not kept)", Default, nonNegativeDuration},
 	{AnnotationAccessLog, "json (one line per request on the proxy's stderr; HTTP/1 then leaves the fast path)", Default, func(s string) error {
 		if s != "json" {
 			return fmt.Errorf("not json")
@@ -161,6 +148,28 @@ var Settings = []setting{
 		}
 		return nil
 	}},
+}
+
+func positiveDuration(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	if d <= 0 {
+		return fmt.Errorf("not positive")
+	}
+	return nil
+}
+
+func nonNegativeDuration(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	if d < 0 {
+		return fmt.Errorf("negative")
+	}
+	return nil
 }
 
 // checkIPv6Mode accepts the IPv6 modes of proxy-init and the proxy, as the

@@ -6,20 +6,40 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/conduit-mesh/conduit/e2e/framework"
 )
 
-// outageApps is a meshed echo server behind a Service and a meshed client.
+// outageIdleTimeout is the client proxy's discovery idle timeout: short,
+// so that the test can have a target's streams closed before the outage.
+const outageIdleTimeout = 10 * time.Second
+
+// outageApps is a meshed echo server behind two Services, server and idle,
+// and a meshed client whose proxy closes a target's discovery streams
+// after outageIdleTimeout unused.
 func outageApps(image string) string {
-	return manifests(echoDeployment("server", image, nil), httpService("server"), sleeperPod("client", image))
+	idle := `apiVersion: v1
+kind: Service
+metadata: {name: idle}
+spec:
+  selector: {app: server}
+  ports: [{name: http, port: 8080, targetPort: http}]
+`
+	return manifests(echoDeployment("server", image, nil), httpService("server"), idle,
+		sleeperPod("client", image, `config.conduit.dev/proxy-discovery-idle-timeout: "`+outageIdleTimeout.String()+`"`))
 }
 
 // TestControlPlaneOutage: with the destination and identity controllers gone,
 // meshed traffic goes on with the endpoints and certificates the proxies
-// already have, over mTLS, on new connections too; when they come back, the
+// already have, over mTLS, on new connections too, and so does traffic to a
+// Service the client had stopped using (its discovery streams closed) from
+// what the destination service said of it before; when they come back, the
 // proxies reconnect on their own and learn what changed meanwhile.
 func TestControlPlaneOutage(t *testing.T) {
 	f := framework.New(t)
@@ -31,10 +51,15 @@ func TestControlPlaneOutage(t *testing.T) {
 	f.WaitPodsReady(t, ns, "app=client", 1, 3*time.Minute)
 	clientID := "default." + ns + ".serviceaccount.identity." + framework.ControlPlaneNamespace + ".cluster.local"
 
-	// requests sends n requests on new connections and checks that each
-	// went through both proxies with mTLS; it returns the pods that answered.
+	// requestsTo sends n requests to a Service on new connections and
+	// checks that each went through both proxies with mTLS; it returns the
+	// pods that answered.
+	var requestsTo func(ctx context.Context, service string, n int) (map[string]int, error)
 	requests := func(ctx context.Context, n int) (map[string]int, error) {
-		out, stderr, err := f.ExecE(ctx, ns, "client", "client", nil, "testapp", "get", "-new-conn", "-n", strconv.Itoa(n), "http://server:8080/")
+		return requestsTo(ctx, "server", n)
+	}
+	requestsTo = func(ctx context.Context, service string, n int) (map[string]int, error) {
+		out, stderr, err := f.ExecE(ctx, ns, "client", "client", nil, "testapp", "get", "-new-conn", "-n", strconv.Itoa(n), "http://"+service+":8080/")
 		if err != nil {
 			return nil, fmt.Errorf("testapp get: %w: %s %s", err, out, stderr)
 		}
@@ -52,6 +77,11 @@ func TestControlPlaneOutage(t *testing.T) {
 		_, err := requests(ctx, 1)
 		return err == nil, err
 	})
+	// The idle Service is asked for once, then not until the outage.
+	if _, err := requestsTo(context.Background(), "idle", 1); err != nil {
+		t.Fatal(err)
+	}
+	idleUsed := time.Now()
 
 	// The outage: both controllers scaled to zero, restored however the test ends.
 	restore := f.StopControllers(t, "destination", "identity")
@@ -63,6 +93,36 @@ func TestControlPlaneOutage(t *testing.T) {
 		}
 		if pods[first] != 20 {
 			t.Fatalf("answers per pod %v, want 20 from %s", pods, first)
+		}
+	})
+
+	t.Run("a Service unused for the idle timeout is reached from what discovery said before", func(t *testing.T) {
+		// Its streams close at the reaper's first tick (every half idle
+		// timeout) after the idle timeout.
+		if wait := time.Until(idleUsed.Add(outageIdleTimeout * 2)); wait > 0 {
+			time.Sleep(wait)
+		}
+		since := metav1.Now()
+		pods, err := requestsTo(context.Background(), "idle", 20)
+		if err != nil {
+			t.Fatalf("%v (without the last known state, the proxy refuses it: 503)", err)
+		}
+		if pods[first] != 20 {
+			t.Fatalf("answers per pod %v, want 20 from %s", pods, first)
+		}
+		// And the proxy says so: the Service's streams had been closed.
+		logs, err := f.Client.CoreV1().Pods(ns).GetLogs("client", &corev1.PodLogOptions{Container: "conduit-proxy", SinceTime: &since}).Do(context.Background()).Raw()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var fellBack bool
+		for _, line := range strings.Split(string(logs), "\n") {
+			if strings.Contains(line, "using what it said before") && strings.Contains(line, "idle."+ns+".svc.cluster.local:8080") {
+				fellBack = true
+			}
+		}
+		if !fellBack {
+			t.Fatalf("the client's proxy did not log its fallback for idle.%s; its log since the requests:\n%s", ns, logs)
 		}
 	})
 

@@ -58,6 +58,7 @@ type mesh struct {
 	endpoints map[string][]*destinationv1.WeightedAddr     // Get path -> endpoints
 	profiles  map[string]*destinationv1.DestinationProfile // GetProfile path -> profile
 	certified []string
+	gets      map[string]int // Get streams opened per path
 	stops     []func()
 	waited    map[*app.Proxy]chan struct{} // closed when the proxy's Wait returns
 }
@@ -74,7 +75,7 @@ func newMesh(t *testing.T) *mesh {
 	}
 	m := &mesh{t: t, issuer: issuer, anchorsPEM: pki.CertPEM(root.Cert),
 		endpoints: map[string][]*destinationv1.WeightedAddr{}, profiles: map[string]*destinationv1.DestinationProfile{},
-		waited: map[*app.Proxy]chan struct{}{}}
+		gets: map[string]int{}, waited: map[*app.Proxy]chan struct{}{}}
 	m.tokenFile = filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(m.tokenFile, []byte(token), 0o600); err != nil {
 		t.Fatal(err)
@@ -146,6 +147,7 @@ type destSrv struct {
 func (s *destSrv) Get(req *destinationv1.GetDestination, stream grpc.ServerStreamingServer[destinationv1.Update]) error {
 	s.m.mu.Lock()
 	eps, ok := s.m.endpoints[req.GetPath()]
+	s.m.gets[req.GetPath()]++
 	s.m.mu.Unlock()
 	var u *destinationv1.Update
 	if ok {

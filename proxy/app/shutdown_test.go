@@ -10,6 +10,65 @@ import (
 	"github.com/conduit-mesh/conduit/proxy/app"
 )
 
+// TestIdleTargetDuringOutage: a target whose discovery streams were closed
+// for lack of use is still reached, with mTLS, while the control plane is
+// down, through what the destination service said of it before; with
+// CONDUIT_PROXY_DISCOVERY_LAST_KNOWN_MAX_AGE=0s it is refused (503).
+func TestIdleTargetDuringOutage(t *testing.T) {
+	const idle = 200 * time.Millisecond
+	m := newMesh(t)
+	appAddr := startHandler(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.Header.Get("conduit-client-id"))
+	}))
+	env := map[string]string{"CONDUIT_PROXY_DISCOVERY_IDLE_TIMEOUT": idle.String(), "CONDUIT_PROXY_DISCOVERY_TIMEOUT": "300ms"}
+	client, _ := m.twoProxies(t, appAddr, env)
+	env["CONDUIT_PROXY_DISCOVERY_LAST_KNOWN_MAX_AGE"] = "0s"
+	control := m.startProxyEnv(t, clientID, "127.0.0.1:1", "10.255.255.1:80", env, true)
+	get := func(p *app.Proxy) (int, string, error) {
+		hc := h1Client(p.OutboundAddr().String())
+		defer hc.CloseIdleConnections()
+		resp, err := hc.Get("http://web.test/")
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), err
+	}
+	gets := func() int {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.gets["web.test.svc.cluster.local:80"]
+	}
+	for _, p := range []*app.Proxy{client, control} {
+		if code, body, err := get(p); err != nil || code != 200 || body != clientID {
+			t.Fatalf("before: %d %q %v", code, body, err)
+		}
+	}
+	// Each proxy's streams are closed once idle: the next request opens
+	// new ones.
+	before := gets()
+	time.Sleep(3 * idle)
+	for _, p := range []*app.Proxy{client, control} {
+		if code, body, err := get(p); err != nil || code != 200 || body != clientID {
+			t.Fatalf("after the idle timeout: %d %q %v", code, body, err)
+		}
+	}
+	if got := gets(); got != before+2 {
+		t.Fatalf("%d Get streams opened after the idle timeout, want 2 (one per proxy)", got-before)
+	}
+	time.Sleep(3 * idle) // closed again
+	for _, stop := range m.stops {
+		stop() // identity and destination both gone
+	}
+	if code, body, err := get(client); err != nil || code != 200 || body != clientID {
+		t.Errorf("idle target, control plane down: %d %q %v, want 200 with mTLS (%s)", code, body, err, clientID)
+	}
+	if code, _, err := get(control); err != nil || code != http.StatusServiceUnavailable {
+		t.Errorf("idle target, control plane down, nothing kept: %d %v, want 503", code, err)
+	}
+}
+
 // TestControlPlaneDownAndDrain: with the control plane gone, known endpoints
 // keep serving; on shutdown, an in-flight request completes and new
 // connections are refused.

@@ -51,6 +51,12 @@ type Config struct {
 	DetectTimeout    time.Duration
 	ConnectTimeout   time.Duration
 	DiscoveryTimeout time.Duration
+	// DiscoveryIdleTimeout drops a name's discovery streams once unused
+	// this long; DiscoveryLastKnownMaxAge is how long what they said is
+	// kept for a new stream the destination service does not answer
+	// (0: not kept).
+	DiscoveryIdleTimeout     time.Duration
+	DiscoveryLastKnownMaxAge time.Duration
 
 	PodName       string
 	PodNamespace  string
@@ -242,6 +248,8 @@ func Load(env Getenv) (*Config, error) {
 		{"CONDUIT_PROXY_DETECT_PROTOCOL_TIMEOUT", "10s", &c.DetectTimeout},
 		{"CONDUIT_PROXY_CONNECT_TIMEOUT", "1s", &c.ConnectTimeout},
 		{"CONDUIT_PROXY_DISCOVERY_TIMEOUT", "1s", &c.DiscoveryTimeout},
+		{"CONDUIT_PROXY_DISCOVERY_IDLE_TIMEOUT", "5m", &c.DiscoveryIdleTimeout},
+		{"CONDUIT_PROXY_DISCOVERY_LAST_KNOWN_MAX_AGE", "1h", &c.DiscoveryLastKnownMaxAge},
 	}
 	for _, d := range durations {
 		v := get(env, d.name, d.def)
@@ -253,6 +261,9 @@ func Load(env Getenv) (*Config, error) {
 	}
 	if c.DetectTimeout == 0 {
 		return nil, fmt.Errorf("config: CONDUIT_PROXY_DETECT_PROTOCOL_TIMEOUT=%q is invalid (accepted: a positive Go duration such as 10s)", get(env, "CONDUIT_PROXY_DETECT_PROTOCOL_TIMEOUT", ""))
+	}
+	if c.DiscoveryIdleTimeout == 0 {
+		return nil, fmt.Errorf("config: CONDUIT_PROXY_DISCOVERY_IDLE_TIMEOUT=%q is invalid (accepted: a positive Go duration such as 5m)", get(env, "CONDUIT_PROXY_DISCOVERY_IDLE_TIMEOUT", ""))
 	}
 	if err := pki.CheckDNSName(c.ClusterDomain); err != nil {
 		return nil, fmt.Errorf("config: CONDUIT_PROXY_CLUSTER_DOMAIN=%q is invalid (accepted: a DNS suffix such as cluster.local): %w", c.ClusterDomain, err)

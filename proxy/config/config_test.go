@@ -42,6 +42,9 @@ func TestLoad(t *testing.T) {
 			if c.ShutdownGrace != 30*time.Second || !ports.Contains(c.InboundOpaquePorts, 3306) || !ports.Contains(c.InboundOpaquePorts, 25) || ports.Contains(c.InboundOpaquePorts, 80) {
 				t.Errorf("grace %v opaque %v", c.ShutdownGrace, c.InboundOpaquePorts)
 			}
+			if c.DiscoveryIdleTimeout != 5*time.Minute || c.DiscoveryLastKnownMaxAge != time.Hour {
+				t.Errorf("discovery idle timeout %v, last known max age %v", c.DiscoveryIdleTimeout, c.DiscoveryLastKnownMaxAge)
+			}
 			if c.IdentityServerName != "conduit-identity.conduit.serviceaccount.identity.conduit.cluster.local" {
 				t.Errorf("identity server name %q", c.IdentityServerName)
 			}
@@ -182,6 +185,13 @@ func TestLoad(t *testing.T) {
 		{name: "tap off loopback", env: map[string]string{"CONDUIT_PROXY_TAP_ADDR": "0.0.0.0:4190"}, wantErr: "CONDUIT_PROXY_TAP_ADDR=\"0.0.0.0:4190\" is invalid"},
 		{name: "bad tap addr", env: map[string]string{"CONDUIT_PROXY_TAP_ADDR": "4190"}, wantErr: "CONDUIT_PROXY_TAP_ADDR"},
 		{name: "bad override", env: map[string]string{"CONDUIT_PROXY_INBOUND_TARGET_OVERRIDE": "x"}, wantErr: "CONDUIT_PROXY_INBOUND_TARGET_OVERRIDE"},
+		{name: "discovery idle timeout and last known state", env: map[string]string{"CONDUIT_PROXY_DISCOVERY_IDLE_TIMEOUT": "30s", "CONDUIT_PROXY_DISCOVERY_LAST_KNOWN_MAX_AGE": "0s"},
+			check: func(t *testing.T, c *Config) {
+				if c.DiscoveryIdleTimeout != 30*time.Second || c.DiscoveryLastKnownMaxAge != 0 {
+					t.Errorf("idle %v, last known %v", c.DiscoveryIdleTimeout, c.DiscoveryLastKnownMaxAge)
+				}
+			}},
+		{name: "zero discovery idle timeout", env: map[string]string{"CONDUIT_PROXY_DISCOVERY_IDLE_TIMEOUT": "0s"}, wantErr: `CONDUIT_PROXY_DISCOVERY_IDLE_TIMEOUT="0s" is invalid (accepted: a positive Go duration`},
 		{name: "zero detect timeout", env: map[string]string{"CONDUIT_PROXY_DETECT_PROTOCOL_TIMEOUT": "0ms"}, wantErr: `CONDUIT_PROXY_DETECT_PROTOCOL_TIMEOUT="0ms" is invalid (accepted: a positive Go duration`},
 	}
 	for _, tt := range tests {

@@ -58,13 +58,23 @@ type Client struct {
 	token    string
 	log      *slog.Logger
 	idle     time.Duration
+	maxAge   time.Duration
 	minBack  time.Duration
 	maxBack  time.Duration
 	ctx      context.Context
 	mu       sync.Mutex
 	dests    map[string]*Resolution
 	profiles map[string]*ProfileWatch
+	// lastDests and lastProfiles keep the state of dropped watches for
+	// LastKnownMaxAge, for a new watch of the same name to fall back on
+	// while the destination service does not answer it.
+	lastDests    map[string]*lastKnown[Endpoints]
+	lastProfiles map[string]*lastKnown[ProfileState]
 }
+
+// maxLastKnown bounds each map of dropped watches' states, so that a
+// workload that dials ever new addresses cannot grow it without end.
+const maxLastKnown = 10000
 
 // Options tune a Client.
 type Options struct {
@@ -72,6 +82,12 @@ type Options struct {
 	Logger       *slog.Logger
 	// IdleTimeout drops watches unused for this long (default 5m).
 	IdleTimeout time.Duration
+	// LastKnownMaxAge is how long the last state of a dropped watch is
+	// kept: a new watch of the same name that the destination service does
+	// not answer (its stream fails, or a caller's Wait ends first) uses it
+	// if it was current less than this long ago. Zero means 1h; a negative
+	// value keeps none.
+	LastKnownMaxAge time.Duration
 	// MinBackoff and MaxBackoff bound reconnect delays (defaults 100ms, 10s).
 	MinBackoff, MaxBackoff time.Duration
 }
@@ -84,6 +100,9 @@ func New(ctx context.Context, cc grpc.ClientConnInterface, o Options) *Client {
 	if o.IdleTimeout <= 0 {
 		o.IdleTimeout = 5 * time.Minute
 	}
+	if o.LastKnownMaxAge == 0 {
+		o.LastKnownMaxAge = time.Hour
+	}
 	if o.MinBackoff <= 0 {
 		o.MinBackoff = 100 * time.Millisecond
 	}
@@ -92,8 +111,9 @@ func New(ctx context.Context, cc grpc.ClientConnInterface, o Options) *Client {
 	}
 	c := &Client{
 		api: destinationv1.NewDestinationClient(cc), token: o.ContextToken, log: o.Logger,
-		idle: o.IdleTimeout, minBack: o.MinBackoff, maxBack: o.MaxBackoff, ctx: ctx,
+		idle: o.IdleTimeout, maxAge: o.LastKnownMaxAge, minBack: o.MinBackoff, maxBack: o.MaxBackoff, ctx: ctx,
 		dests: map[string]*Resolution{}, profiles: map[string]*ProfileWatch{},
+		lastDests: map[string]*lastKnown[Endpoints]{}, lastProfiles: map[string]*lastKnown[ProfileState]{},
 	}
 	go c.reap()
 	return c
@@ -108,88 +128,182 @@ func (c *Client) reap() {
 			return
 		case <-t.C:
 		}
-		cutoff := time.Now().Add(-c.idle).UnixNano()
+		now := time.Now()
 		c.mu.Lock()
 		for k, r := range c.dests {
-			if r.used.Load() < cutoff {
-				r.dropped.Store(true)
-				r.cancel()
+			if lk, dropped := r.drop(now, c.idle); dropped {
 				delete(c.dests, k)
+				keepLast(c.lastDests, k, lk)
 			}
 		}
 		for k, p := range c.profiles {
-			if p.used.Load() < cutoff {
-				p.cancel()
+			if lk, dropped := p.drop(now, c.idle); dropped {
 				delete(c.profiles, k)
+				keepLast(c.lastProfiles, k, lk)
 			}
 		}
+		expireLast(c.lastDests, now, c.maxAge)
+		expireLast(c.lastProfiles, now, c.maxAge)
 		c.mu.Unlock()
 	}
 }
 
-// Resolution is a live view of one destination.
-type Resolution struct {
-	state  atomic.Pointer[Endpoints]
+// lastKnown is the state a dropped watch had, and when it was last current.
+type lastKnown[E any] struct {
+	state *E
+	at    time.Time
+}
+
+func keepLast[E any](m map[string]*lastKnown[E], k string, lk *lastKnown[E]) {
+	if lk != nil && (len(m) < maxLastKnown || m[k] != nil) {
+		m[k] = lk
+	}
+}
+
+func expireLast[E any](m map[string]*lastKnown[E], now time.Time, maxAge time.Duration) {
+	for k, lk := range m {
+		if now.Sub(lk.at) >= maxAge {
+			delete(m, k)
+		}
+	}
+}
+
+// takeLast removes and returns m's entry for k if it is younger than maxAge.
+func takeLast[E any](m map[string]*lastKnown[E], k string, now time.Time, maxAge time.Duration) *lastKnown[E] {
+	lk := m[k]
+	if lk == nil {
+		return nil
+	}
+	delete(m, k)
+	if now.Sub(lk.at) >= maxAge {
+		return nil
+	}
+	return lk
+}
+
+// watch is the state of one discovery stream.
+type watch[E any] struct {
+	state  atomic.Pointer[E]
+	empty  *E // the state before any answer
 	ready  chan struct{}
 	once   sync.Once
 	used   atomic.Int64
 	cancel context.CancelFunc
 	// dropped is set when the watch is dropped for lack of use.
 	dropped atomic.Bool
+	// stale is when the state stopped being current (UnixNano): 0 while
+	// the stream delivers it, or before any state.
+	stale atomic.Int64
+	// fallback is the state of the name's previous watch, used when this
+	// one goes unanswered; nil when there is none.
+	fallback *lastKnown[E]
+	log      *slog.Logger
+	kind     string // "path" or "profile", with name for the log
+	name     string
 }
+
+func newWatch[E any](cancel context.CancelFunc, fallback *lastKnown[E], log *slog.Logger, kind, name string) *watch[E] {
+	w := &watch[E]{empty: new(E), ready: make(chan struct{}), cancel: cancel, fallback: fallback, log: log, kind: kind, name: name}
+	w.state.Store(w.empty)
+	w.used.Store(time.Now().UnixNano())
+	return w
+}
+
+func (w *watch[E]) current() *E {
+	w.used.Store(time.Now().UnixNano())
+	return w.state.Load()
+}
+
+func (w *watch[E]) wait(ctx context.Context) *E {
+	select {
+	case <-w.ready:
+	case <-ctx.Done():
+		w.useFallback("no answer in time")
+	}
+	return w.current()
+}
+
+// set replaces the state with the stream's answer.
+func (w *watch[E]) set(e *E) {
+	w.state.Store(e)
+	w.stale.Store(0)
+	w.once.Do(func() { close(w.ready) })
+}
+
+// failed records that the stream failed: the state it has is no longer
+// current; without one, the previous watch's state takes its place.
+func (w *watch[E]) failed(err error) {
+	if w.state.Load() == w.empty {
+		w.useFallback(err.Error())
+		return
+	}
+	w.stale.CompareAndSwap(0, time.Now().UnixNano())
+}
+
+// useFallback gives an unanswered watch the previous watch's state.
+func (w *watch[E]) useFallback(why string) {
+	fb := w.fallback
+	if fb == nil || !w.state.CompareAndSwap(w.empty, fb.state) {
+		return
+	}
+	w.stale.Store(fb.at.UnixNano())
+	w.once.Do(func() { close(w.ready) })
+	w.log.Warn("destination service unanswered; using what it said before the name's watch was dropped",
+		w.kind, w.name, "age", time.Since(fb.at).Round(time.Millisecond).String(), "reason", why)
+}
+
+// drop cancels the watch when it has been unused for idle and returns the
+// state to remember for the name's next watch (nil when none).
+func (w *watch[E]) drop(now time.Time, idle time.Duration) (*lastKnown[E], bool) {
+	if w.used.Load() >= now.Add(-idle).UnixNano() {
+		return nil, false
+	}
+	w.dropped.Store(true)
+	w.cancel()
+	st := w.state.Load()
+	if st == w.empty {
+		// Never answered: what it fell back on stays for the next one.
+		return w.fallback, true
+	}
+	at := now
+	if s := w.stale.Load(); s != 0 {
+		at = time.Unix(0, s)
+	}
+	return &lastKnown[E]{state: st, at: at}, true
+}
+
+// Resolution is a live view of one destination.
+type Resolution struct{ w *watch[Endpoints] }
 
 // Dropped reports whether the watch was dropped, unused for the idle
 // timeout: its state no longer changes. A caller that keeps a Resolution
 // must then Resolve the path again.
-func (r *Resolution) Dropped() bool { return r.dropped.Load() }
+func (r *Resolution) Dropped() bool { return r.w.dropped.Load() }
 
 // Endpoints returns the current snapshot (never nil).
-func (r *Resolution) Endpoints() *Endpoints {
-	r.used.Store(time.Now().UnixNano())
-	return r.state.Load()
-}
+func (r *Resolution) Endpoints() *Endpoints { return r.w.current() }
 
-// Wait returns the snapshot once known, or the current one when ctx ends first.
-func (r *Resolution) Wait(ctx context.Context) *Endpoints {
-	select {
-	case <-r.ready:
-	case <-ctx.Done():
-	}
-	return r.Endpoints()
-}
+// Wait returns the snapshot once known, or the current one when ctx ends
+// first: then the last state of the name's previous watch, if it had one
+// (Options.LastKnownMaxAge), else an unknown one.
+func (r *Resolution) Wait(ctx context.Context) *Endpoints { return r.w.wait(ctx) }
 
-func (r *Resolution) set(e *Endpoints) {
-	r.state.Store(e)
-	r.once.Do(func() { close(r.ready) })
+func (r *Resolution) drop(now time.Time, idle time.Duration) (*lastKnown[Endpoints], bool) {
+	return r.w.drop(now, idle)
 }
 
 // ProfileWatch is a live view of one profile.
-type ProfileWatch struct {
-	state  atomic.Pointer[ProfileState]
-	ready  chan struct{}
-	once   sync.Once
-	used   atomic.Int64
-	cancel context.CancelFunc
-}
+type ProfileWatch struct{ w *watch[ProfileState] }
 
 // State returns the current snapshot (never nil).
-func (p *ProfileWatch) State() *ProfileState {
-	p.used.Store(time.Now().UnixNano())
-	return p.state.Load()
-}
+func (p *ProfileWatch) State() *ProfileState { return p.w.current() }
 
-// Wait returns the snapshot once known, or the current one when ctx ends first.
-func (p *ProfileWatch) Wait(ctx context.Context) *ProfileState {
-	select {
-	case <-p.ready:
-	case <-ctx.Done():
-	}
-	return p.State()
-}
+// Wait returns the snapshot once known, or the current one when ctx ends
+// first, as Resolution.Wait does.
+func (p *ProfileWatch) Wait(ctx context.Context) *ProfileState { return p.w.wait(ctx) }
 
-func (p *ProfileWatch) set(s *ProfileState) {
-	p.state.Store(s)
-	p.once.Do(func() { close(p.ready) })
+func (p *ProfileWatch) drop(now time.Time, idle time.Duration) (*lastKnown[ProfileState], bool) {
+	return p.w.drop(now, idle)
 }
 
 // Resolve returns the watch of path ("name.ns.svc.cluster.local:port"), starting it if needed.
@@ -198,11 +312,10 @@ func (c *Client) Resolve(path string) *Resolution {
 	r := c.dests[path]
 	if r == nil {
 		ctx, cancel := context.WithCancel(c.ctx)
-		r = &Resolution{ready: make(chan struct{}), cancel: cancel}
-		r.state.Store(&Endpoints{})
-		r.used.Store(time.Now().UnixNano())
+		fb := takeLast(c.lastDests, path, time.Now(), c.maxAge)
+		r = &Resolution{newWatch(cancel, fb, c.log, "path", path)}
 		c.dests[path] = r
-		go c.watchDest(ctx, path, r)
+		go c.watchDest(ctx, path, r.w)
 	}
 	c.mu.Unlock()
 	return r
@@ -214,11 +327,10 @@ func (c *Client) Profile(path string) *ProfileWatch {
 	p := c.profiles[path]
 	if p == nil {
 		ctx, cancel := context.WithCancel(c.ctx)
-		p = &ProfileWatch{ready: make(chan struct{}), cancel: cancel}
-		p.state.Store(&ProfileState{})
-		p.used.Store(time.Now().UnixNano())
+		fb := takeLast(c.lastProfiles, path, time.Now(), c.maxAge)
+		p = &ProfileWatch{newWatch(cancel, fb, c.log, "profile", path)}
 		c.profiles[path] = p
-		go c.watchProfile(ctx, path, p)
+		go c.watchProfile(ctx, path, p.w)
 	}
 	c.mu.Unlock()
 	return p
@@ -244,7 +356,7 @@ func permanent(err error) bool {
 	return false
 }
 
-func (c *Client) watchDest(ctx context.Context, path string, r *Resolution) {
+func (c *Client) watchDest(ctx context.Context, path string, r *watch[Endpoints]) {
 	failures := 0
 	for ctx.Err() == nil {
 		stream, err := c.api.Get(ctx, &destinationv1.GetDestination{Path: path, ContextToken: c.token})
@@ -271,6 +383,7 @@ func (c *Client) watchDest(ctx context.Context, path string, r *Resolution) {
 			r.set(&Endpoints{Known: true, Exists: false})
 		} else {
 			c.log.Warn("destination stream failed; keeping last endpoints", "path", path, "err", err)
+			r.failed(err)
 		}
 		failures++
 		if !c.sleep(ctx, failures) {
@@ -279,7 +392,7 @@ func (c *Client) watchDest(ctx context.Context, path string, r *Resolution) {
 	}
 }
 
-func (c *Client) watchProfile(ctx context.Context, path string, p *ProfileWatch) {
+func (c *Client) watchProfile(ctx context.Context, path string, p *watch[ProfileState]) {
 	failures := 0
 	for ctx.Err() == nil {
 		stream, err := c.api.GetProfile(ctx, &destinationv1.GetDestination{Path: path, ContextToken: c.token})
@@ -319,6 +432,7 @@ func (c *Client) watchProfile(ctx context.Context, path string, p *ProfileWatch)
 			p.set(&ProfileState{Known: true})
 		} else {
 			c.log.Warn("profile stream failed; keeping last profile", "path", path, "err", err)
+			p.failed(err)
 		}
 		failures++
 		if !c.sleep(ctx, failures) {

@@ -3,12 +3,14 @@ package discovery
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"math"
 	"net"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -357,4 +359,181 @@ func TestDroppedWhenUnused(t *testing.T) {
 		t.Errorf("new watch: %v", got)
 	}
 	close(srv.streams)
+}
+
+// outageSrv answers every Get with one endpoint and every GetProfile with
+// a profile naming it, unless it is down (streams fail) or hanging
+// (streams stay open without an answer).
+type outageSrv struct {
+	destinationv1.UnimplementedDestinationServer
+	ip            atomic.Value // string
+	down, hanging atomic.Bool
+}
+
+func (s *outageSrv) answer(ctx context.Context, send func(ip string) error) error {
+	switch {
+	case s.down.Load():
+		return status.Error(codes.Unavailable, "control plane gone")
+	case !s.hanging.Load():
+		if err := send(s.ip.Load().(string)); err != nil {
+			return err
+		}
+	}
+	<-ctx.Done()
+	return nil
+}
+
+func (s *outageSrv) Get(_ *destinationv1.GetDestination, stream grpc.ServerStreamingServer[destinationv1.Update]) error {
+	return s.answer(stream.Context(), func(ip string) error { return stream.Send(add(addr(ip, 80))) })
+}
+
+func (s *outageSrv) GetProfile(_ *destinationv1.GetDestination, stream grpc.ServerStreamingServer[destinationv1.DestinationProfile]) error {
+	return s.answer(stream.Context(), func(ip string) error {
+		return stream.Send(&destinationv1.DestinationProfile{FullyQualifiedName: "web.ns.svc.cluster.local", Endpoint: addr(ip, 80)})
+	})
+}
+
+// A name whose watch was dropped for lack of use, asked for again while
+// the destination service does not answer, gets what the service said
+// before (not more than LastKnownMaxAge ago); an answer replaces it.
+func TestDroppedWatchFallsBack(t *testing.T) {
+	const path = "web.ns.svc.cluster.local:80"
+	// view reads the endpoint of either kind of watch.
+	type view struct {
+		wait    func(c *Client, ctx context.Context) (known bool, ep string)
+		dropped func(c *Client) bool
+	}
+	views := map[string]view{
+		"endpoints": {
+			wait: func(c *Client, ctx context.Context) (bool, string) {
+				e := c.Resolve(path).Wait(ctx)
+				if len(e.Addrs) != 1 {
+					return e.Known, fmt.Sprint(addrs(e))
+				}
+				return e.Known, e.Addrs[0].Addr
+			},
+			dropped: func(c *Client) bool {
+				c.mu.Lock()
+				defer c.mu.Unlock()
+				return c.dests[path] == nil
+			},
+		},
+		"profile": {
+			wait: func(c *Client, ctx context.Context) (bool, string) {
+				st := c.Profile(path).Wait(ctx)
+				if st.Endpoint == nil {
+					return st.Known, ""
+				}
+				return st.Known, st.Endpoint.Addr
+			},
+			dropped: func(c *Client) bool {
+				c.mu.Lock()
+				defer c.mu.Unlock()
+				return c.profiles[path] == nil
+			},
+		},
+	}
+	tests := []struct {
+		name      string
+		maxAge    time.Duration
+		hang      bool          // the new watch's stream hangs rather than fails
+		after     time.Duration // from the drop to the new watch
+		wantKnown bool
+	}{
+		{"the stream fails", 0, false, 0, true},
+		{"the stream does not answer in time", 0, true, 0, true},
+		{"older than the maximum age", 150 * time.Millisecond, false, 300 * time.Millisecond, false},
+		{"none kept", -1, false, 0, false},
+	}
+	for kind, v := range views {
+		for _, tt := range tests {
+			t.Run(kind+"/"+tt.name, func(t *testing.T) {
+				srv := &outageSrv{}
+				srv.ip.Store("10.0.0.1")
+				var logs syncBuffer
+				c := clientOpts(t, srv, Options{IdleTimeout: 60 * time.Millisecond, LastKnownMaxAge: tt.maxAge,
+					Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				defer cancel()
+				if known, ep := v.wait(c, ctx); !known || ep != "10.0.0.1:80" {
+					t.Fatalf("first watch: known %v, %s", known, ep)
+				}
+				eventually(t, "the watch dropped", func() bool { return v.dropped(c) })
+				time.Sleep(tt.after)
+				srv.down.Store(!tt.hang)
+				srv.hanging.Store(tt.hang)
+				srv.ip.Store("10.0.0.2")
+
+				wctx, wcancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+				defer wcancel()
+				start := time.Now()
+				known, ep := v.wait(c, wctx)
+				took := time.Since(start)
+				if known != tt.wantKnown {
+					t.Fatalf("new watch while unanswered: known %v (%s), want %v", known, ep, tt.wantKnown)
+				}
+				logged := strings.Contains(logs.String(), "using what it said before")
+				if logged != tt.wantKnown {
+					t.Errorf("fallback logged %v, want %v: %s", logged, tt.wantKnown, logs.String())
+				}
+				if !tt.wantKnown {
+					return
+				}
+				if ep != "10.0.0.1:80" {
+					t.Errorf("fell back on %s, want 10.0.0.1:80", ep)
+				}
+				// A failed stream is not waited out; a hanging one is.
+				if !tt.hang && took > 200*time.Millisecond {
+					t.Errorf("fell back after %v, want at the stream's failure", took)
+				}
+				// The service answers again: its answer replaces the old state.
+				srv.down.Store(false)
+				srv.hanging.Store(false)
+				if tt.hang {
+					return // its stream never answers
+				}
+				eventually(t, "the answer replacing the fallback", func() bool {
+					_, ep := v.wait(c, ctx)
+					return ep == "10.0.0.2:80"
+				})
+			})
+		}
+	}
+}
+
+// A watch that fell back and is dropped again before any answer keeps the
+// age of what it fell back on, so that state still expires in time.
+func TestFallbackKeepsItsAge(t *testing.T) {
+	const path = "web.ns.svc.cluster.local:80"
+	srv := &outageSrv{}
+	srv.ip.Store("10.0.0.1")
+	c := clientOpts(t, srv, Options{IdleTimeout: 60 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	c.Resolve(path).Wait(ctx)
+	last := func() *lastKnown[Endpoints] {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.lastDests[path]
+	}
+	eventually(t, "the watch dropped", func() bool { return last() != nil })
+	first := last().at
+	// A watch nobody waited on, whose stream hangs: dropped unanswered.
+	srv.hanging.Store(true)
+	c.Resolve(path)
+	eventually(t, "the unanswered watch taking the state", func() bool { return last() == nil })
+	eventually(t, "the unanswered watch dropped", func() bool { return last() != nil })
+	if got := last().at; !got.Equal(first) {
+		t.Errorf("state kept through an unanswered watch is dated %v, want %v", got, first)
+	}
+	// A watch that fell back on it, its stream failing.
+	srv.hanging.Store(false)
+	srv.down.Store(true)
+	if e := c.Resolve(path).Wait(ctx); !e.Known || len(e.Addrs) != 1 {
+		t.Fatalf("no fallback: %+v", e)
+	}
+	eventually(t, "the second watch dropped", func() bool { return last() != nil })
+	if got := last().at; !got.Equal(first) {
+		t.Errorf("fallback dropped again is dated %v, want %v (when it was last current)", got, first)
+	}
 }
