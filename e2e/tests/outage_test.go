@@ -103,7 +103,9 @@ func TestControlPlaneOutage(t *testing.T) {
 			time.Sleep(wait)
 		}
 		since := metav1.Now()
+		start := time.Now()
 		pods, err := requestsTo(context.Background(), "idle", 20)
+		t.Logf("20 requests to the idle Service in %v (exec included)", time.Since(start).Round(time.Millisecond))
 		if err != nil {
 			t.Fatalf("%v (without the last known state, the proxy refuses it: 503)", err)
 		}
@@ -119,6 +121,7 @@ func TestControlPlaneOutage(t *testing.T) {
 		for _, line := range strings.Split(string(logs), "\n") {
 			if strings.Contains(line, "using what it said before") && strings.Contains(line, "idle."+ns+".svc.cluster.local:8080") {
 				fellBack = true
+				t.Logf("client proxy: %s", line)
 			}
 		}
 		if !fellBack {

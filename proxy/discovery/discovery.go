@@ -70,6 +70,10 @@ type Client struct {
 	// while the destination service does not answer it.
 	lastDests    map[string]*lastKnown[Endpoints]
 	lastProfiles map[string]*lastKnown[ProfileState]
+	// unreachable is set when a stream fails and cleared when one
+	// delivers: a new watch with a last known state then uses it at once
+	// rather than after its own stream fails or a caller's wait ends.
+	unreachable atomic.Bool
 }
 
 // maxLastKnown bounds each map of dropped watches' states, so that a
@@ -314,6 +318,9 @@ func (c *Client) Resolve(path string) *Resolution {
 		ctx, cancel := context.WithCancel(c.ctx)
 		fb := takeLast(c.lastDests, path, time.Now(), c.maxAge)
 		r = &Resolution{newWatch(cancel, fb, c.log, "path", path)}
+		if c.unreachable.Load() {
+			r.w.useFallback("the destination service is unreachable")
+		}
 		c.dests[path] = r
 		go c.watchDest(ctx, path, r.w)
 	}
@@ -329,6 +336,9 @@ func (c *Client) Profile(path string) *ProfileWatch {
 		ctx, cancel := context.WithCancel(c.ctx)
 		fb := takeLast(c.lastProfiles, path, time.Now(), c.maxAge)
 		p = &ProfileWatch{newWatch(cancel, fb, c.log, "profile", path)}
+		if c.unreachable.Load() {
+			p.w.useFallback("the destination service is unreachable")
+		}
 		c.profiles[path] = p
 		go c.watchProfile(ctx, path, p.w)
 	}
@@ -370,6 +380,7 @@ func (c *Client) watchDest(ctx context.Context, path string, r *watch[Endpoints]
 					break
 				}
 				failures = 0
+				c.unreachable.Store(false)
 				if st.apply(c.log, path, u) {
 					r.set(snapshot(st.addrs, st.exists))
 				}
@@ -383,6 +394,7 @@ func (c *Client) watchDest(ctx context.Context, path string, r *watch[Endpoints]
 			r.set(&Endpoints{Known: true, Exists: false})
 		} else {
 			c.log.Warn("destination stream failed; keeping last endpoints", "path", path, "err", err)
+			c.unreachable.Store(true)
 			r.failed(err)
 		}
 		failures++
@@ -403,6 +415,7 @@ func (c *Client) watchProfile(ctx context.Context, path string, p *watch[Profile
 					break
 				}
 				failures = 0
+				c.unreachable.Store(false)
 				prof, cerr := profile.Compile(dp)
 				if cerr != nil {
 					// A bad profile must not break traffic: keep the previous one.
@@ -432,6 +445,7 @@ func (c *Client) watchProfile(ctx context.Context, path string, p *watch[Profile
 			p.set(&ProfileState{Known: true})
 		} else {
 			c.log.Warn("profile stream failed; keeping last profile", "path", path, "err", err)
+			c.unreachable.Store(true)
 			p.failed(err)
 		}
 		failures++

@@ -437,13 +437,15 @@ func TestDroppedWatchFallsBack(t *testing.T) {
 		name      string
 		maxAge    time.Duration
 		hang      bool          // the new watch's stream hangs rather than fails
+		knownDown bool          // another stream failed before the new watch
 		after     time.Duration // from the drop to the new watch
 		wantKnown bool
 	}{
-		{"the stream fails", 0, false, 0, true},
-		{"the stream does not answer in time", 0, true, 0, true},
-		{"older than the maximum age", 150 * time.Millisecond, false, 300 * time.Millisecond, false},
-		{"none kept", -1, false, 0, false},
+		{"the stream fails", 0, false, false, 0, true},
+		{"the stream does not answer in time", 0, true, false, 0, true},
+		{"the service is known unreachable", 0, true, true, 0, true},
+		{"older than the maximum age", 150 * time.Millisecond, false, false, 300 * time.Millisecond, false},
+		{"none kept", -1, false, false, 0, false},
 	}
 	for kind, v := range views {
 		for _, tt := range tests {
@@ -463,6 +465,9 @@ func TestDroppedWatchFallsBack(t *testing.T) {
 				srv.down.Store(!tt.hang)
 				srv.hanging.Store(tt.hang)
 				srv.ip.Store("10.0.0.2")
+				if tt.knownDown {
+					c.unreachable.Store(true)
+				}
 
 				wctx, wcancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 				defer wcancel()
@@ -482,9 +487,12 @@ func TestDroppedWatchFallsBack(t *testing.T) {
 				if ep != "10.0.0.1:80" {
 					t.Errorf("fell back on %s, want 10.0.0.1:80", ep)
 				}
-				// A failed stream is not waited out; a hanging one is.
-				if !tt.hang && took > 200*time.Millisecond {
+				// A failed stream is not waited out, nor a hanging one when
+				// the service is known to be unreachable.
+				if hung := tt.hang && !tt.knownDown; !hung && took > 200*time.Millisecond {
 					t.Errorf("fell back after %v, want at the stream's failure", took)
+				} else if hung && took < 250*time.Millisecond {
+					t.Errorf("fell back after %v, before the caller's wait (300ms) ended", took)
 				}
 				// The service answers again: its answer replaces the old state.
 				srv.down.Store(false)
