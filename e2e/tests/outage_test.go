@@ -5,6 +5,7 @@ package tests
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -127,6 +128,14 @@ func TestControlPlaneOutage(t *testing.T) {
 		if !fellBack {
 			t.Fatalf("the client's proxy did not log its fallback for idle.%s; its log since the requests:\n%s", ns, logs)
 		}
+		// Its metrics say so too.
+		metrics := f.MeshCmd(t, "diagnostics", "proxy-metrics", "-n", ns, "client")
+		if !strings.Contains(metrics, "\ndiscovery_unreachable 1\n") {
+			t.Errorf("the client's proxy does not report the destination service unreachable:\n%s", grepLines(metrics, "discovery_"))
+		}
+		if m := regexp.MustCompile(`\ndiscovery_stale\{kind="endpoints"\} (\d+)\n`).FindStringSubmatch(metrics); m == nil || m[1] == "0" {
+			t.Errorf("the client's proxy reports no stale endpoints:\n%s", grepLines(metrics, "discovery_"))
+		}
 	})
 
 	t.Run("the proxies reconnect and learn what changed", func(t *testing.T) {
@@ -144,5 +153,26 @@ func TestControlPlaneOutage(t *testing.T) {
 			return err == nil && len(pods) == 2, err
 		})
 		t.Logf("answers per pod after the outage: %v", last)
+		f.WaitFor(t, "the client's proxy reporting the destination service reachable", time.Minute, func(ctx context.Context) (bool, error) {
+			r := f.RunMesh(ctx, "diagnostics", "proxy-metrics", "-n", ns, "client")
+			if r.Err != nil {
+				return false, r.Err
+			}
+			if strings.Contains(r.Stdout, "\ndiscovery_unreachable 0\n") {
+				return true, nil
+			}
+			return false, fmt.Errorf("%s", grepLines(r.Stdout, "discovery_"))
+		})
 	})
+}
+
+// grepLines returns the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -34,6 +34,9 @@ type Options struct {
 	// identity_cert_expiration_timestamp_seconds, and /ready's warning
 	// once the certificate has expired.
 	CertExpiry func() time.Time
+	// Discovery reports the state of the proxy's discovery client for
+	// discovery_unreachable and discovery_stale. Nil: neither is written.
+	Discovery func() (unreachable bool, staleEndpoints, staleProfiles int)
 	// LogLevel is the level of the proxy's logger: GET /proxy-log-level
 	// prints it, PUT (from loopback) changes it. Nil: neither is served.
 	LogLevel *slog.LevelVar
@@ -72,6 +75,7 @@ func Handler(o Options) http.Handler {
 		_, _ = o.Metrics.WriteTo(w)
 		writeProcess(w, start)
 		writeIdentity(w, o.CertExpiry)
+		writeDiscovery(w, o.Discovery)
 	})
 	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, r *http.Request) {
 		if o.Ready != nil && !o.Ready() {
@@ -207,6 +211,20 @@ func writeIdentity(w io.Writer, expiry func() time.Time) {
 		return
 	}
 	fmt.Fprintf(w, "# HELP identity_cert_expiration_timestamp_seconds Expiry of the proxy's current workload certificate, in seconds since the Unix epoch.\n# TYPE identity_cert_expiration_timestamp_seconds gauge\nidentity_cert_expiration_timestamp_seconds %d\n", exp.Unix())
+}
+
+// writeDiscovery writes discovery_unreachable and discovery_stale.
+func writeDiscovery(w io.Writer, status func() (bool, int, int)) {
+	if status == nil {
+		return
+	}
+	down, eps, profiles := status()
+	v := 0
+	if down {
+		v = 1
+	}
+	fmt.Fprintf(w, "# HELP discovery_unreachable 1 while the destination service is unreachable: the proxy's last discovery stream event was a failure.\n# TYPE discovery_unreachable gauge\ndiscovery_unreachable %d\n", v)
+	fmt.Fprintf(w, "# HELP discovery_stale Targets served from a state the destination service no longer confirms (their stream failed, or it was kept from a closed one).\n# TYPE discovery_stale gauge\ndiscovery_stale{kind=\"endpoints\"} %d\ndiscovery_stale{kind=\"profile\"} %d\n", eps, profiles)
 }
 
 func residentBytes() (int64, bool) {

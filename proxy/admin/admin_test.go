@@ -184,3 +184,36 @@ func TestReadyWithCertificateExpiry(t *testing.T) {
 		})
 	}
 }
+
+func TestDiscoveryMetrics(t *testing.T) {
+	tests := []struct {
+		name   string
+		status func() (bool, int, int)
+		want   []string
+		absent []string
+	}{
+		{"reachable", func() (bool, int, int) { return false, 0, 0 },
+			[]string{"discovery_unreachable 0\n", `discovery_stale{kind="endpoints"} 0` + "\n", `discovery_stale{kind="profile"} 0` + "\n"}, nil},
+		{"unreachable", func() (bool, int, int) { return true, 3, 2 },
+			[]string{"# TYPE discovery_unreachable gauge\n", "discovery_unreachable 1\n", `discovery_stale{kind="endpoints"} 3` + "\n", `discovery_stale{kind="profile"} 2` + "\n"}, nil},
+		{"no discovery client", nil, nil, []string{"discovery_"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := Handler(Options{Metrics: metrics.New(), Discovery: tt.status})
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
+			body := w.Body.String()
+			for _, s := range tt.want {
+				if !strings.Contains(body, s) {
+					t.Errorf("/metrics has no %q:\n%s", s, body)
+				}
+			}
+			for _, s := range tt.absent {
+				if strings.Contains(body, s) {
+					t.Errorf("/metrics has %q:\n%s", s, body)
+				}
+			}
+		})
+	}
+}

@@ -175,6 +175,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, ov Overrid
 		Ready:      p.Identity.IsReady,
 		CertExpiry: p.Identity.Expiry,
 		Shutdown:   p.Shutdown,
+		Discovery:  disco.Status,
 
 		CertificatePEM: p.Identity.CertificateChainPEM,
 		LogLevel:       ov.LogLevel,

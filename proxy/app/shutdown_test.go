@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,7 +16,7 @@ import (
 // down, through what the destination service said of it before; with
 // CONDUIT_PROXY_DISCOVERY_LAST_KNOWN_MAX_AGE=0s it is refused (503).
 func TestIdleTargetDuringOutage(t *testing.T) {
-	const idle = 200 * time.Millisecond
+	const idle = 400 * time.Millisecond
 	m := newMesh(t)
 	appAddr := startHandler(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, r.Header.Get("conduit-client-id"))
@@ -63,6 +64,20 @@ func TestIdleTargetDuringOutage(t *testing.T) {
 	}
 	if code, body, err := get(client); err != nil || code != 200 || body != clientID {
 		t.Errorf("idle target, control plane down: %d %q %v, want 200 with mTLS (%s)", code, body, err, clientID)
+	}
+	// The client's proxy says it serves what discovery no longer confirms.
+	resp, err := http.Get("http://" + client.AdminAddr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	// One endpoint set (web.test's) and its profile, with the original
+	// destination's.
+	for _, want := range []string{"discovery_unreachable 1\n", `discovery_stale{kind="endpoints"} 1` + "\n", `discovery_stale{kind="profile"} 2` + "\n"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("client proxy's metrics have no %q:\n%s", want, b)
+		}
 	}
 	if code, _, err := get(control); err != nil || code != http.StatusServiceUnavailable {
 		t.Errorf("idle target, control plane down, nothing kept: %d %v, want 503", code, err)

@@ -152,6 +152,26 @@ func (c *Client) reap() {
 	}
 }
 
+// Status reports whether the destination service is unreachable (the last
+// stream event was a failure) and how many watches of each kind serve a
+// state it no longer confirms: their stream failed after answering, or they
+// took a dropped watch's state and have had no answer since.
+func (c *Client) Status() (unreachable bool, staleEndpoints, staleProfiles int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range c.dests {
+		if r.w.stale.Load() != 0 {
+			staleEndpoints++
+		}
+	}
+	for _, p := range c.profiles {
+		if p.w.stale.Load() != 0 {
+			staleProfiles++
+		}
+	}
+	return c.unreachable.Load(), staleEndpoints, staleProfiles
+}
+
 // lastKnown is the state a dropped watch had, and when it was last current.
 type lastKnown[E any] struct {
 	state *E

@@ -444,7 +444,7 @@ func TestDroppedWatchFallsBack(t *testing.T) {
 		{"the stream fails", 0, false, false, 0, true},
 		{"the stream does not answer in time", 0, true, false, 0, true},
 		{"the service is known unreachable", 0, true, true, 0, true},
-		{"older than the maximum age", 150 * time.Millisecond, false, false, 300 * time.Millisecond, false},
+		{"older than the maximum age", 300 * time.Millisecond, false, false, 400 * time.Millisecond, false},
 		{"none kept", -1, false, false, 0, false},
 	}
 	for kind, v := range views {
@@ -453,7 +453,9 @@ func TestDroppedWatchFallsBack(t *testing.T) {
 				srv := &outageSrv{}
 				srv.ip.Store("10.0.0.1")
 				var logs syncBuffer
-				c := clientOpts(t, srv, Options{IdleTimeout: 60 * time.Millisecond, LastKnownMaxAge: tt.maxAge,
+				// The idle timeout is longer than the wait below, so that
+				// the new watch is not dropped while a caller waits on it.
+				c := clientOpts(t, srv, Options{IdleTimeout: 250 * time.Millisecond, LastKnownMaxAge: tt.maxAge,
 					Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 				defer cancel()
@@ -469,7 +471,7 @@ func TestDroppedWatchFallsBack(t *testing.T) {
 					c.unreachable.Store(true)
 				}
 
-				wctx, wcancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+				wctx, wcancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 				defer wcancel()
 				start := time.Now()
 				known, ep := v.wait(c, wctx)
@@ -487,12 +489,26 @@ func TestDroppedWatchFallsBack(t *testing.T) {
 				if ep != "10.0.0.1:80" {
 					t.Errorf("fell back on %s, want 10.0.0.1:80", ep)
 				}
+				// Status counts the watch as stale until an answer comes.
+				stale := func() int {
+					_, eps, profiles := c.Status()
+					if kind == "endpoints" {
+						return eps
+					}
+					return profiles
+				}
+				if n := stale(); n != 1 {
+					t.Errorf("%d stale %s watches while it serves the fallback, want 1", n, kind)
+				}
+				if down, _, _ := c.Status(); down != (!tt.hang || tt.knownDown) {
+					t.Errorf("unreachable %v with a stream that hangs %v, known down %v", down, tt.hang, tt.knownDown)
+				}
 				// A failed stream is not waited out, nor a hanging one when
 				// the service is known to be unreachable.
-				if hung := tt.hang && !tt.knownDown; !hung && took > 200*time.Millisecond {
+				if hung := tt.hang && !tt.knownDown; !hung && took > 80*time.Millisecond {
 					t.Errorf("fell back after %v, want at the stream's failure", took)
-				} else if hung && took < 250*time.Millisecond {
-					t.Errorf("fell back after %v, before the caller's wait (300ms) ended", took)
+				} else if hung && took < 90*time.Millisecond {
+					t.Errorf("fell back after %v, before the caller's wait (100ms) ended", took)
 				}
 				// The service answers again: its answer replaces the old state.
 				srv.down.Store(false)
@@ -504,6 +520,9 @@ func TestDroppedWatchFallsBack(t *testing.T) {
 					_, ep := v.wait(c, ctx)
 					return ep == "10.0.0.2:80"
 				})
+				if down, _, _ := c.Status(); down || stale() != 0 {
+					t.Errorf("after the answer: unreachable %v, %d stale", down, stale())
+				}
 			})
 		}
 	}
