@@ -793,6 +793,19 @@ func (ch *checker) dataPlane(ns string) healthcheck.Category {
 			},
 		},
 		{
+			Description: "data-plane proxies reach the destination service",
+			Hint: "such a proxy serves what discovery last told it and refuses targets it never resolved: check the destination " +
+				"pods with 'mesh check', NetworkPolicies between the pod and the control plane's namespace, and " +
+				"'kubectl -n <ns> logs <pod> -c conduit-proxy'",
+			Run: func(ctx context.Context) error {
+				pods, err := ch.meshedPods(ctx, ns)
+				if err != nil {
+					return err
+				}
+				return ch.proxyDiscovery(ctx, pods, where)
+			},
+		},
+		{
 			Description: "data-plane proxies run the control plane's proxy version",
 			Hint:        "restart the workloads to pick up the current proxy: 'kubectl -n <ns> rollout restart deploy/<name>'",
 			Run: func(ctx context.Context) error {
@@ -890,6 +903,70 @@ func (ch *checker) proxyCertificates(ctx context.Context, pods []corev1.Pod, whe
 			len(overdue), len(pods), strings.Join(overdue, "; ")))
 	}
 	return nil
+}
+
+// proxyDiscovery reads the metrics of every ready proxy of pods and warns
+// naming those that report the destination service unreachable
+// (discovery_unreachable 1), with how many targets each serves from state
+// the service no longer confirms. A proxy whose metrics cannot be read is
+// named too; one that does not report the metric (an older proxy) is not.
+func (ch *checker) proxyDiscovery(ctx context.Context, pods []corev1.Pod, where string) error {
+	pods = slices.DeleteFunc(pods, func(p corev1.Pod) bool { return !proxyReady(&p) })
+	if len(pods) == 0 {
+		return healthcheck.Skip("no ready meshed pods in " + where)
+	}
+	problems := make([]string, len(pods))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, certCheckConcurrency)
+	for i, p := range pods {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			m, err := fetchMetrics(ctx, ch.kube, p.Namespace, p.Name, proxyAdminPort)
+			if err != nil {
+				problems[i] = fmt.Sprintf("%s/%s: metrics unreadable: %v", p.Namespace, p.Name, err)
+				return
+			}
+			if d := discoveryOf(m); d.unreachable {
+				problems[i] = fmt.Sprintf("%s/%s: destination service unreachable, %d targets served from what it said before",
+					p.Namespace, p.Name, d.stale)
+			}
+		}()
+	}
+	wg.Wait()
+	problems = slices.DeleteFunc(problems, func(s string) bool { return s == "" })
+	if len(problems) > 0 {
+		return healthcheck.Warning(fmt.Errorf("%d of %d proxies: %s", len(problems), len(pods), strings.Join(problems, "; ")))
+	}
+	return nil
+}
+
+// discovery is what a proxy's metrics say of its discovery client.
+type discovery struct {
+	unreachable bool
+	stale       int // endpoints and profiles
+}
+
+// discoveryOf reads discovery_unreachable and discovery_stale from a
+// proxy's Prometheus text exposition.
+func discoveryOf(metrics []byte) discovery {
+	var d discovery
+	for line := range strings.Lines(string(metrics)) {
+		name, value, ok := strings.Cut(strings.TrimSpace(line), " ")
+		if !ok {
+			continue
+		}
+		switch {
+		case name == "discovery_unreachable":
+			d.unreachable = value == "1"
+		case strings.HasPrefix(name, "discovery_stale{"):
+			if n, err := strconv.Atoi(value); err == nil {
+				d.stale += n
+			}
+		}
+	}
+	return d
 }
 
 // meshedPods lists the running pods meshed by this control plane in ns ("" = all).

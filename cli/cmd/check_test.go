@@ -351,3 +351,38 @@ func TestCheckProxyCertificates(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckProxyDiscovery: `mesh check --proxy` warns of each proxy that
+// reports the destination service unreachable.
+func TestCheckProxyDiscovery(t *testing.T) {
+	withVersion(t, "v1.2.3")
+	const stale = "discovery_unreachable 1\ndiscovery_stale{kind=\"endpoints\"} 2\ndiscovery_stale{kind=\"profile\"} 3\n"
+	cases := []struct {
+		name    string
+		metrics string
+		want    []string
+	}{
+		{"reachable", "# TYPE discovery_unreachable gauge\ndiscovery_unreachable 0\ndiscovery_stale{kind=\"endpoints\"} 0\n",
+			[]string{"√ data-plane proxies reach the destination service", "Status check results are √"}},
+		{"unreachable", stale, []string{"‼ data-plane proxies reach the destination service",
+			"1 of 1 proxies: shop/web-1: destination service unreachable, 5 targets served from what it said before",
+			"NetworkPolicies between the pod and the control plane's namespace"}},
+		{"an older proxy without the metric", "request_total 1\n", []string{"√ data-plane proxies reach the destination service"}},
+		{"metrics unreadable", "", []string{"‼ data-plane proxies reach the destination service",
+			"shop/web-1: metrics unreadable: GET /metrics on shop/web-1:4191: 404 Not Found"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			serveProxyAdminOf(t, "shop/web-1", http.StatusOK, proxyChain(t), tc.metrics)
+			out, _, err := runWith(t, kubeOf(healthyCluster(t)), "check", "--proxy", "--wait", "0s")
+			if err != nil {
+				t.Errorf("err = %v: a warning does not fail the check", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+		})
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"io"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -81,8 +82,19 @@ func serveProxyCertificate(t *testing.T, status int, body string) {
 // which only pod ("ns/name") may reach.
 func serveProxyCertificateOf(t *testing.T, pod string, status int, body string) {
 	t.Helper()
+	serveProxyAdminOf(t, pod, status, body, "discovery_unreachable 0\n")
+}
+
+// serveProxyAdminOf is serveProxyCertificateOf with metrics, the body of
+// the proxy's GET /metrics (404 when empty).
+func serveProxyAdminOf(t *testing.T, pod string, status int, body, metrics string) {
+	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != proxyCertificatePath {
+		switch {
+		case r.URL.Path == "/metrics" && metrics != "":
+			_, _ = io.WriteString(w, metrics)
+			return
+		case r.URL.Path != proxyCertificatePath:
 			http.NotFound(w, r)
 			return
 		}

@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/conduit-mesh/conduit/cli/healthcheck"
 	"github.com/conduit-mesh/conduit/e2e/framework"
 )
 
@@ -135,6 +136,11 @@ func TestControlPlaneOutage(t *testing.T) {
 		}
 		if m := regexp.MustCompile(`\ndiscovery_stale\{kind="endpoints"\} (\d+)\n`).FindStringSubmatch(metrics); m == nil || m[1] == "0" {
 			t.Errorf("the client's proxy reports no stale endpoints:\n%s", grepLines(metrics, "discovery_"))
+		}
+		// And `mesh check --proxy` warns of it, naming the pod.
+		if res := proxyCheck(t, f, ns, "data-plane proxies reach the destination service"); res.Status != healthcheck.Warn ||
+			!strings.Contains(res.Error, ns+"/client: destination service unreachable") {
+			t.Errorf("mesh check --proxy during the outage: %s %q, want a warning naming %s/client", res.Status, res.Error, ns)
 		}
 	})
 

@@ -247,7 +247,13 @@ func TestIdentityRenewalUnderTraffic(t *testing.T) {
 // for the proxies of ns.
 func proxyCertCheck(t *testing.T, f *framework.Framework, ns string) healthcheck.Result {
 	t.Helper()
-	const desc = "data-plane proxies hold valid certificates that chain to the trust anchors"
+	return proxyCheck(t, f, ns, "data-plane proxies hold valid certificates that chain to the trust anchors")
+}
+
+// proxyCheck is the result of the check of `mesh check --proxy` for the
+// proxies of ns that desc describes.
+func proxyCheck(t *testing.T, f *framework.Framework, ns, desc string) healthcheck.Result {
+	t.Helper()
 	r := f.RunMesh(framework.Context(t, 2*time.Minute), "check", "--proxy", "-n", ns, "--wait", "0s", "-o", "json")
 	var report healthcheck.Report
 	if err := json.Unmarshal([]byte(r.Stdout), &report); err != nil {
