@@ -71,8 +71,9 @@ type Client struct {
 	lastDests    map[string]*lastKnown[Endpoints]
 	lastProfiles map[string]*lastKnown[ProfileState]
 	// unreachable is set when a stream fails and cleared when one
-	// delivers: a new watch with a last known state then uses it at once
-	// rather than after its own stream fails or a caller's wait ends.
+	// delivers, or when no watch is left: a new watch with a last known
+	// state then uses it at once rather than after its own stream fails or
+	// a caller's wait ends.
 	unreachable atomic.Bool
 }
 
@@ -148,6 +149,11 @@ func (c *Client) reap() {
 		}
 		expireLast(c.lastDests, now, c.maxAge)
 		expireLast(c.lastProfiles, now, c.maxAge)
+		if len(c.dests)+len(c.profiles) == 0 {
+			// No stream left to say whether the service answers: the
+			// next one will.
+			c.unreachable.Store(false)
+		}
 		c.mu.Unlock()
 	}
 }
@@ -366,6 +372,17 @@ func (c *Client) Profile(path string) *ProfileWatch {
 	return p
 }
 
+// failed records that a stream of a watch still in use failed. Under c.mu,
+// as the reaper drops watches: a watch dropped meanwhile (ctx ended) does
+// not set it again after the reaper cleared it.
+func (c *Client) failed(ctx context.Context) {
+	c.mu.Lock()
+	if ctx.Err() == nil {
+		c.unreachable.Store(true)
+	}
+	c.mu.Unlock()
+}
+
 func (c *Client) sleep(ctx context.Context, failures int) bool {
 	t := time.NewTimer(identity.Backoff(failures, c.minBack, c.maxBack))
 	defer t.Stop()
@@ -414,7 +431,7 @@ func (c *Client) watchDest(ctx context.Context, path string, r *watch[Endpoints]
 			r.set(&Endpoints{Known: true, Exists: false})
 		} else {
 			c.log.Warn("destination stream failed; keeping last endpoints", "path", path, "err", err)
-			c.unreachable.Store(true)
+			c.failed(ctx)
 			r.failed(err)
 		}
 		failures++
@@ -465,7 +482,7 @@ func (c *Client) watchProfile(ctx context.Context, path string, p *watch[Profile
 			p.set(&ProfileState{Known: true})
 		} else {
 			c.log.Warn("profile stream failed; keeping last profile", "path", path, "err", err)
-			c.unreachable.Store(true)
+			c.failed(ctx)
 			p.failed(err)
 		}
 		failures++

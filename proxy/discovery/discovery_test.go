@@ -564,3 +564,20 @@ func TestFallbackKeepsItsAge(t *testing.T) {
 		t.Errorf("fallback dropped again is dated %v, want %v (when it was last current)", got, first)
 	}
 }
+
+// The client says the service is unreachable only while it has a stream to
+// say so: once every watch is dropped, it no longer does (until a new
+// stream fails), so that a proxy idle since an outage does not report one.
+func TestUnreachableClearedWithoutWatches(t *testing.T) {
+	srv := &outageSrv{}
+	srv.down.Store(true)
+	c := clientOpts(t, srv, Options{IdleTimeout: 60 * time.Millisecond})
+	c.Resolve("web.ns.svc.cluster.local:80")
+	eventually(t, "the stream failing", func() bool { down, _, _ := c.Status(); return down })
+	eventually(t, "the watch dropped and the state cleared", func() bool {
+		down, _, _ := c.Status()
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return !down && len(c.dests) == 0
+	})
+}
