@@ -4,7 +4,9 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -39,8 +41,26 @@ func waitMetric(t *testing.T, admin net.Addr, want float64, name string, labels 
 		}
 	}
 	if got != want {
-		t.Errorf("%s%q = %v, want %v", name, labels, got, want)
+		t.Errorf("%s%q = %v, want %v; every series of %s:\n%s", name, labels, got, want, name, metricLines(t, admin.String(), name))
 	}
+}
+
+// metricLines returns the exposition lines of the series of name.
+func metricLines(t *testing.T, admin, name string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, name+"{") {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // The series of the connections between the two proxies, and of each
