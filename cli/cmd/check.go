@@ -835,7 +835,35 @@ func (ch *checker) dataPlane(ns string) healthcheck.Category {
 	}}
 }
 
-// certCheckConcurrency bounds the port-forwards of proxyCertificates.
+// readyProxies is pods without those whose proxy is not ready (they have
+// no certificate yet, which the readiness check reports); a Skip when none
+// is left.
+func readyProxies(pods []corev1.Pod, where string) ([]corev1.Pod, error) {
+	pods = slices.DeleteFunc(pods, func(p corev1.Pod) bool { return !proxyReady(&p) })
+	if len(pods) == 0 {
+		return nil, healthcheck.Skip("no ready meshed pods in " + where)
+	}
+	return pods, nil
+}
+
+// eachProxy calls f for each of pods, certCheckConcurrency at a time (each
+// call port-forwards to the pod's proxy), and returns when all are done.
+func eachProxy(pods []corev1.Pod, f func(i int, p *corev1.Pod)) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, certCheckConcurrency)
+	for i := range pods {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			f(i, &pods[i])
+		}()
+	}
+	wg.Wait()
+}
+
+// certCheckConcurrency bounds the port-forwards of proxyCertificates and
+// proxyDiscovery.
 const certCheckConcurrency = 4
 
 // renewalOverdue is the share of a certificate's life after which a proxy
@@ -850,9 +878,9 @@ const renewalOverdue = 0.8
 // (docs/proxy.md, Identity): this is where that shows. A certificate past
 // renewalOverdue of its life is a warning, before the expiry.
 func (ch *checker) proxyCertificates(ctx context.Context, pods []corev1.Pod, where string) error {
-	pods = slices.DeleteFunc(pods, func(p corev1.Pod) bool { return !proxyReady(&p) })
-	if len(pods) == 0 {
-		return healthcheck.Skip("no ready meshed pods in " + where)
+	pods, err := readyProxies(pods, where)
+	if err != nil {
+		return err
 	}
 	anchors, err := ch.anchors(ctx)
 	if err != nil {
@@ -860,39 +888,31 @@ func (ch *checker) proxyCertificates(ctx context.Context, pods []corev1.Pod, whe
 	}
 	now := ch.now()
 	problems, overdue := make([]string, len(pods)), make([]string, len(pods))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, certCheckConcurrency)
-	for i, p := range pods {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			name := p.Namespace + "/" + p.Name
-			pemChain, err := fetchProxyCertificate(ctx, ch.kube, p.Namespace, p.Name)
-			if err != nil {
-				problems[i] = err.Error()
-				return
+	eachProxy(pods, func(i int, p *corev1.Pod) {
+		name := p.Namespace + "/" + p.Name
+		pemChain, err := fetchProxyCertificate(ctx, ch.kube, p.Namespace, p.Name)
+		if err != nil {
+			problems[i] = err.Error()
+			return
+		}
+		chain, err := pki.ParseCertificates(pemChain)
+		if err != nil {
+			problems[i] = fmt.Sprintf("%s: unreadable certificate: %v", name, err)
+			return
+		}
+		switch r := describeChain(name, chain, anchors, nil, now); {
+		case !now.Before(r.NotAfter):
+			problems[i] = fmt.Sprintf("%s: certificate expired at %s (%s)", name, r.NotAfter.Format(time.RFC3339), r.ExpiresIn)
+		case !r.Trusted:
+			problems[i] = fmt.Sprintf("%s: certificate not trusted: %s", name, strings.TrimPrefix(r.TrustDetail, "no: "))
+		default:
+			life, spent := r.NotAfter.Sub(r.NotBefore), now.Sub(r.NotBefore)
+			if life > 0 && float64(spent) > renewalOverdue*float64(life) {
+				overdue[i] = fmt.Sprintf("%s: %.0f %% of its certificate's life spent, not renewed (expires at %s, in %s)",
+					name, 100*float64(spent)/float64(life), r.NotAfter.Format(time.RFC3339), r.ExpiresIn)
 			}
-			chain, err := pki.ParseCertificates(pemChain)
-			if err != nil {
-				problems[i] = fmt.Sprintf("%s: unreadable certificate: %v", name, err)
-				return
-			}
-			switch r := describeChain(name, chain, anchors, nil, now); {
-			case !now.Before(r.NotAfter):
-				problems[i] = fmt.Sprintf("%s: certificate expired at %s (%s)", name, r.NotAfter.Format(time.RFC3339), r.ExpiresIn)
-			case !r.Trusted:
-				problems[i] = fmt.Sprintf("%s: certificate not trusted: %s", name, strings.TrimPrefix(r.TrustDetail, "no: "))
-			default:
-				life, spent := r.NotAfter.Sub(r.NotBefore), now.Sub(r.NotBefore)
-				if life > 0 && float64(spent) > renewalOverdue*float64(life) {
-					overdue[i] = fmt.Sprintf("%s: %.0f %% of its certificate's life spent, not renewed (expires at %s, in %s)",
-						name, 100*float64(spent)/float64(life), r.NotAfter.Format(time.RFC3339), r.ExpiresIn)
-				}
-			}
-		}()
-	}
-	wg.Wait()
+		}
+	})
 	empty := func(s string) bool { return s == "" }
 	problems, overdue = slices.DeleteFunc(problems, empty), slices.DeleteFunc(overdue, empty)
 	if len(problems) > 0 {
@@ -911,30 +931,22 @@ func (ch *checker) proxyCertificates(ctx context.Context, pods []corev1.Pod, whe
 // the service no longer confirms. A proxy whose metrics cannot be read is
 // named too; one that does not report the metric (an older proxy) is not.
 func (ch *checker) proxyDiscovery(ctx context.Context, pods []corev1.Pod, where string) error {
-	pods = slices.DeleteFunc(pods, func(p corev1.Pod) bool { return !proxyReady(&p) })
-	if len(pods) == 0 {
-		return healthcheck.Skip("no ready meshed pods in " + where)
+	pods, err := readyProxies(pods, where)
+	if err != nil {
+		return err
 	}
 	problems := make([]string, len(pods))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, certCheckConcurrency)
-	for i, p := range pods {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			m, err := fetchMetrics(ctx, ch.kube, p.Namespace, p.Name, proxyAdminPort)
-			if err != nil {
-				problems[i] = fmt.Sprintf("%s/%s: metrics unreadable: %v", p.Namespace, p.Name, err)
-				return
-			}
-			if d := discoveryOf(m); d.unreachable {
-				problems[i] = fmt.Sprintf("%s/%s: destination service unreachable, %d targets served from what it said before",
-					p.Namespace, p.Name, d.stale)
-			}
-		}()
-	}
-	wg.Wait()
+	eachProxy(pods, func(i int, p *corev1.Pod) {
+		m, err := fetchMetrics(ctx, ch.kube, p.Namespace, p.Name, proxyAdminPort)
+		if err != nil {
+			problems[i] = fmt.Sprintf("%s/%s: metrics unreadable: %v", p.Namespace, p.Name, err)
+			return
+		}
+		if d := discoveryOf(m); d.unreachable {
+			problems[i] = fmt.Sprintf("%s/%s: destination service unreachable, %d targets served from what it said before",
+				p.Namespace, p.Name, d.stale)
+		}
+	})
 	problems = slices.DeleteFunc(problems, func(s string) bool { return s == "" })
 	if len(problems) > 0 {
 		return healthcheck.Warning(fmt.Errorf("%d of %d proxies: %s", len(problems), len(pods), strings.Join(problems, "; ")))
