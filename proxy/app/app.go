@@ -124,12 +124,8 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, ov Overrid
 	if err != nil {
 		return nil, fmt.Errorf("proxy: destination client: %w", err)
 	}
-	lastKnown := cfg.DiscoveryLastKnownMaxAge
-	if lastKnown == 0 {
-		lastKnown = -1 // none kept
-	}
 	disco := discovery.New(bg, p.cc, discovery.Options{ContextToken: cfg.DestinationContext, Logger: log.With("sub", "discovery"),
-		IdleTimeout: cfg.DiscoveryIdleTimeout, LastKnownMaxAge: lastKnown})
+		IdleTimeout: cfg.DiscoveryIdleTimeout, LastKnownMaxAge: cfg.DiscoveryLastKnownMaxAge})
 
 	inOrig, outOrig := ov.InboundOrigDst, ov.OutboundOrigDst
 	if outOrig == nil {

@@ -90,8 +90,8 @@ type Options struct {
 	// LastKnownMaxAge is how long the last state of a dropped watch is
 	// kept: a new watch of the same name that the destination service does
 	// not answer (its stream fails, or a caller's Wait ends first) uses it
-	// if it was current less than this long ago. Zero means 1h; a negative
-	// value keeps none.
+	// if it was current less than this long ago. Zero (or less) keeps
+	// none.
 	LastKnownMaxAge time.Duration
 	// MinBackoff and MaxBackoff bound reconnect delays (defaults 100ms, 10s).
 	MinBackoff, MaxBackoff time.Duration
@@ -104,9 +104,6 @@ func New(ctx context.Context, cc grpc.ClientConnInterface, o Options) *Client {
 	}
 	if o.IdleTimeout <= 0 {
 		o.IdleTimeout = 5 * time.Minute
-	}
-	if o.LastKnownMaxAge == 0 {
-		o.LastKnownMaxAge = time.Hour
 	}
 	if o.MinBackoff <= 0 {
 		o.MinBackoff = 100 * time.Millisecond
@@ -138,13 +135,13 @@ func (c *Client) reap() {
 		for k, r := range c.dests {
 			if lk, dropped := r.drop(now, c.idle); dropped {
 				delete(c.dests, k)
-				keepLast(c.lastDests, k, lk)
+				keepLast(c.lastDests, k, lk, c.maxAge)
 			}
 		}
 		for k, p := range c.profiles {
 			if lk, dropped := p.drop(now, c.idle); dropped {
 				delete(c.profiles, k)
-				keepLast(c.lastProfiles, k, lk)
+				keepLast(c.lastProfiles, k, lk, c.maxAge)
 			}
 		}
 		expireLast(c.lastDests, now, c.maxAge)
@@ -184,8 +181,10 @@ type lastKnown[E any] struct {
 	at    time.Time
 }
 
-func keepLast[E any](m map[string]*lastKnown[E], k string, lk *lastKnown[E]) {
-	if lk != nil && (len(m) < maxLastKnown || m[k] != nil) {
+// keepLast keeps lk as k's last known state in m, unless the client keeps
+// none or m is full.
+func keepLast[E any](m map[string]*lastKnown[E], k string, lk *lastKnown[E], maxAge time.Duration) {
+	if lk != nil && maxAge > 0 && (len(m) < maxLastKnown || m[k] != nil) {
 		m[k] = lk
 	}
 }

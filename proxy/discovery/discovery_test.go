@@ -441,11 +441,11 @@ func TestDroppedWatchFallsBack(t *testing.T) {
 		after     time.Duration // from the drop to the new watch
 		wantKnown bool
 	}{
-		{"the stream fails", 0, false, false, 0, true},
-		{"the stream does not answer in time", 0, true, false, 0, true},
-		{"the service is known unreachable", 0, true, true, 0, true},
+		{"the stream fails", time.Hour, false, false, 0, true},
+		{"the stream does not answer in time", time.Hour, true, false, 0, true},
+		{"the service is known unreachable", time.Hour, true, true, 0, true},
 		{"older than the maximum age", 300 * time.Millisecond, false, false, 400 * time.Millisecond, false},
-		{"none kept", -1, false, false, 0, false},
+		{"none kept", 0, false, false, 0, false},
 	}
 	for kind, v := range views {
 		for _, tt := range tests {
@@ -534,7 +534,7 @@ func TestFallbackKeepsItsAge(t *testing.T) {
 	const path = "web.ns.svc.cluster.local:80"
 	srv := &outageSrv{}
 	srv.ip.Store("10.0.0.1")
-	c := clientOpts(t, srv, Options{IdleTimeout: 60 * time.Millisecond})
+	c := clientOpts(t, srv, Options{IdleTimeout: 60 * time.Millisecond, LastKnownMaxAge: time.Hour})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	c.Resolve(path).Wait(ctx)
