@@ -846,11 +846,11 @@ func readyProxies(pods []corev1.Pod, where string) ([]corev1.Pod, error) {
 	return pods, nil
 }
 
-// eachProxy calls f for each of pods, certCheckConcurrency at a time (each
+// eachProxy calls f for each of pods, proxyCheckConcurrency at a time (each
 // call port-forwards to the pod's proxy), and returns when all are done.
 func eachProxy(pods []corev1.Pod, f func(i int, p *corev1.Pod)) {
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, certCheckConcurrency)
+	sem := make(chan struct{}, proxyCheckConcurrency)
 	for i := range pods {
 		wg.Add(1)
 		sem <- struct{}{}
@@ -862,9 +862,9 @@ func eachProxy(pods []corev1.Pod, f func(i int, p *corev1.Pod)) {
 	wg.Wait()
 }
 
-// certCheckConcurrency bounds the port-forwards of proxyCertificates and
+// proxyCheckConcurrency bounds the port-forwards of proxyCertificates and
 // proxyDiscovery.
-const certCheckConcurrency = 4
+const proxyCheckConcurrency = 4
 
 // renewalOverdue is the share of a certificate's life after which a proxy
 // that still holds it has failed to renew it: proxies renew at 70 %, and

@@ -77,33 +77,25 @@ not running" with a warning that names each pod that does not, and why.`,
 
 // addHookStates refines the HOOKS of each allowed extension in rows with
 // what the control plane reports of them (its pods' hook gauge), and warns
-// about the pods that do not run them.
+// about the pods that do not run them. The installed extensions and the
+// allow-list are read once, and only when some row is allowed.
 func addHookStates(ctx context.Context, o *Options, k *Kube, rows []pluginhost.Extension) {
-	var al pluginhost.AllowList
-	var installed map[string]pluginhost.ClusterExtension
+	var allowed []*pluginhost.Extension
 	for i := range rows {
-		r := &rows[i]
-		if r.Hooks != "allowed" {
-			continue
+		if rows[i].Hooks == "allowed" {
+			allowed = append(allowed, &rows[i])
 		}
-		var err error
-		if installed == nil { // read once, for the first allowed extension
-			var exts []pluginhost.ClusterExtension
-			if exts, err = pluginhost.ClusterExtensions(ctx, k.Client); err == nil {
-				al, _, err = pluginhost.ReadAllowList(ctx, k.Client, o.ControlPlaneNamespace)
-			}
-			if err != nil {
-				r.Warnings = append(r.Warnings, fmt.Sprintf("whether the control plane runs its hooks is unknown: %v", err))
-				continue
-			}
-			installed = map[string]pluginhost.ClusterExtension{}
-			for _, ce := range exts {
-				if _, dup := installed[ce.Name]; !dup { // the one List shows
-					installed[ce.Name] = ce
-				}
-			}
+	}
+	if len(allowed) == 0 {
+		return
+	}
+	installed, al, inputsErr := hookInputs(ctx, o, k)
+	for _, r := range allowed {
+		err := inputsErr
+		var states []podHookState
+		if err == nil {
+			states, err = readHookStates(ctx, k, o.controlPlaneNS(), r.Name, hookComponents(installed[r.Name]))
 		}
-		states, err := readHookStates(ctx, k, o.controlPlaneNS(), r.Name, hookComponents(installed[r.Name]))
 		if err != nil {
 			r.Warnings = append(r.Warnings, fmt.Sprintf("whether the control plane runs its hooks is unknown: %v", err))
 			continue
@@ -114,6 +106,26 @@ func addHookStates(ctx context.Context, o *Options, k *Kube, rows []pluginhost.E
 			r.Warnings = append(r.Warnings, warn)
 		}
 	}
+}
+
+// hookInputs reads the installed extensions (by name, the first of each,
+// as List shows it) and the hooks allow-list.
+func hookInputs(ctx context.Context, o *Options, k *Kube) (map[string]pluginhost.ClusterExtension, pluginhost.AllowList, error) {
+	exts, err := pluginhost.ClusterExtensions(ctx, k.Client)
+	if err != nil {
+		return nil, nil, err
+	}
+	al, _, err := pluginhost.ReadAllowList(ctx, k.Client, o.ControlPlaneNamespace)
+	if err != nil {
+		return nil, nil, err
+	}
+	installed := map[string]pluginhost.ClusterExtension{}
+	for _, ce := range exts {
+		if _, dup := installed[ce.Name]; !dup {
+			installed[ce.Name] = ce
+		}
+	}
+	return installed, al, nil
 }
 
 // hooksSummary is the HOOKS of an allowed extension whose allow-list entry
