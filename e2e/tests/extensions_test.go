@@ -91,9 +91,9 @@ func TestExtensionHello(t *testing.T) {
 	dryRun := func(ctx context.Context) (*corev1.Pod, error) {
 		return f.Client.CoreV1().Pods(ns).Create(ctx, pod("probe", "from e2e"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 	}
-	// hookStateWarned is hello's HOOKS in mesh extensions list, and its
+	// hookState is hello's HOOKS in mesh extensions list, and its
 	// warnings.
-	hookStateWarned := func(t *testing.T) (string, string) {
+	hookState := func(t *testing.T) (string, string) {
 		t.Helper()
 		r := f.RunMesh(ctx, "extensions", "list", "-o", "json")
 		var l struct {
@@ -112,15 +112,10 @@ func TestExtensionHello(t *testing.T) {
 		}
 		return "", ""
 	}
-	hookState := func(t *testing.T) string {
-		t.Helper()
-		h, _ := hookStateWarned(t)
-		return h
-	}
 
 	// Installed but not allowed: the control plane does not run its hook,
 	// and says so (mesh extensions list, mesh check).
-	if got := hookState(t); got != "not allowed" {
+	if got, _ := hookState(t); got != "not allowed" {
 		t.Errorf("mesh extensions list: hello hooks %q, want \"not allowed\"", got)
 	}
 	time.Sleep(3 * time.Second) // what the injector needs to see the new namespace
@@ -140,7 +135,7 @@ func TestExtensionHello(t *testing.T) {
 		t.Fatalf("mesh extensions allow hello:\n%s", allowed)
 	}
 	t.Cleanup(func() { f.RunMesh(context.Background(), "extensions", "disallow", "hello") })
-	if got, warn := hookStateWarned(t); got != "allowed, running" || warn != "" {
+	if got, warn := hookState(t); got != "allowed, running" || warn != "" {
 		t.Errorf("mesh extensions list: hello hooks %q (warnings %q) after allow, want \"allowed, running\"", got, warn)
 	}
 	// allow returned once the injector runs the hook: a pod created now
@@ -223,7 +218,7 @@ func TestExtensionHello(t *testing.T) {
 		t.Fatalf("after the refusal: injected %v, HELLO_GREETING %q (set %v); want injected without the hook's variable", injected(p), g, ok)
 	}
 	// mesh extensions list says the hooks do not run, and which pod refused them.
-	if got, warn := hookStateWarned(t); got != "allowed, not running" || !strings.Contains(warn, "conduit-injector-") || !strings.Contains(warn, "refused") {
+	if got, warn := hookState(t); got != "allowed, not running" || !strings.Contains(warn, "conduit-injector-") || !strings.Contains(warn, "refused") {
 		t.Errorf("mesh extensions list while the injector refuses hello's binary: hooks %q, warnings %q; want \"allowed, not running\" and the injector pod that refused it", got, warn)
 	}
 	// Failure policy Ignore: pods are injected without the patch, a warning.
@@ -275,7 +270,7 @@ func TestExtensionHello(t *testing.T) {
 	} else if g, ok := greetingOf(p); ok || !injected(p) {
 		t.Fatalf("a pod created right after disallow returned: injected %v, HELLO_GREETING %q (set %v); want injected without the hook's variable", injected(p), g, ok)
 	}
-	if got := hookState(t); got != "not allowed" {
+	if got, _ := hookState(t); got != "not allowed" {
 		t.Errorf("mesh extensions list: hello hooks %q after disallow, want \"not allowed\"", got)
 	}
 	if ck := hooksCheck(t); ck.Status != healthcheck.Success {

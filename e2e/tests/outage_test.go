@@ -56,11 +56,7 @@ func TestControlPlaneOutage(t *testing.T) {
 	// requestsTo sends n requests to a Service on new connections and
 	// checks that each went through both proxies with mTLS; it returns the
 	// pods that answered.
-	var requestsTo func(ctx context.Context, service string, n int) (map[string]int, error)
-	requests := func(ctx context.Context, n int) (map[string]int, error) {
-		return requestsTo(ctx, "server", n)
-	}
-	requestsTo = func(ctx context.Context, service string, n int) (map[string]int, error) {
+	requestsTo := func(ctx context.Context, service string, n int) (map[string]int, error) {
 		out, stderr, err := f.ExecE(ctx, ns, "client", "client", nil, "testapp", "get", "-new-conn", "-n", strconv.Itoa(n), "http://"+service+":8080/")
 		if err != nil {
 			return nil, fmt.Errorf("testapp get: %w: %s %s", err, out, stderr)
@@ -76,7 +72,7 @@ func TestControlPlaneOutage(t *testing.T) {
 	}
 	// Until discovery knows the Service the client's proxy forwards without mTLS.
 	f.WaitFor(t, "meshed requests with mTLS", 2*time.Minute, func(ctx context.Context) (bool, error) {
-		_, err := requests(ctx, 1)
+		_, err := requestsTo(ctx, "server", 1)
 		return err == nil, err
 	})
 	// The idle Service is asked for once, then not until the outage.
@@ -89,7 +85,7 @@ func TestControlPlaneOutage(t *testing.T) {
 	restore := f.StopControllers(t, "destination", "identity")
 
 	t.Run("traffic goes on with mTLS while the controllers are gone", func(t *testing.T) {
-		pods, err := requests(context.Background(), 20)
+		pods, err := requestsTo(context.Background(), "server", 20)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -154,7 +150,7 @@ func TestControlPlaneOutage(t *testing.T) {
 		f.WaitPodsReady(t, ns, "app=server", 2, 3*time.Minute)
 		var last map[string]int
 		f.WaitFor(t, "both replicas answering through the client's proxy", 2*time.Minute, func(ctx context.Context) (bool, error) {
-			pods, err := requests(ctx, 20)
+			pods, err := requestsTo(ctx, "server", 20)
 			last = pods
 			return err == nil && len(pods) == 2, err
 		})
