@@ -416,19 +416,29 @@ func h2cClient(dial string) *http.Client {
 		})}
 }
 
-// metricSum adds up the samples of the metric name whose labels contain
-// every one of labels (as name="value" text).
-func metricSum(t *testing.T, admin string, name string, labels ...string) float64 {
+// scrape returns the /metrics exposition of the proxy whose admin
+// address is admin.
+func scrape(t *testing.T, admin string) string {
 	t.Helper()
 	resp, err := http.Get("http://" + admin + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// metricSum adds up the samples of the metric name whose labels contain
+// every one of labels (as name="value" text).
+func metricSum(t *testing.T, admin string, name string, labels ...string) float64 {
+	t.Helper()
 	var sum float64
 lines:
-	for _, line := range strings.Split(string(b), "\n") {
+	for _, line := range strings.Split(scrape(t, admin), "\n") {
 		if !strings.HasPrefix(line, name+"{") {
 			continue
 		}
@@ -521,29 +531,19 @@ func testTwoProxies(t *testing.T, env map[string]string, minConns, maxConns floa
 	t.Run("gRPC", func(t *testing.T) { testGRPC(t, out) })
 
 	// Metrics carry Linkerd's names and the peer labels from discovery.
-	resp, err := http.Get("http://" + client.AdminAddr().String() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	metricsText, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	metricsText := scrape(t, client.AdminAddr().String())
 	for _, want := range []string{
 		`request_total{direction="outbound",authority="web.test.svc.cluster.local:80",route="",tls="true",server_id="` + serverID + `",dst_namespace="test",dst_pod="web-0",dst_service="web"}`,
 		`response_total{direction="outbound",authority="web.test.svc.cluster.local:80"`,
 		`response_latency_ms_bucket{`,
 		`tcp_open_connections{direction="outbound",peer="dst",tls="true",server_id="` + serverID + `"`,
 	} {
-		if !strings.Contains(string(metricsText), want) {
+		if !strings.Contains(metricsText, want) {
 			t.Errorf("client metrics lack %s", want)
 		}
 	}
-	resp, err = http.Get("http://" + server.AdminAddr().String() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	metricsText, _ = io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if want := `request_total{direction="inbound",authority="web.test.svc.cluster.local",route="",tls="true",client_id="` + clientID + `"}`; !strings.Contains(string(metricsText), want) {
+	metricsText = scrape(t, server.AdminAddr().String())
+	if want := `request_total{direction="inbound",authority="web.test.svc.cluster.local",route="",tls="true",client_id="` + clientID + `"}`; !strings.Contains(metricsText, want) {
 		t.Errorf("server metrics lack %s\n%s", want, metricsText)
 	}
 
@@ -807,14 +807,9 @@ func TestOpaqueMTLS(t *testing.T) {
 	if echo, err := r.ReadString('\n'); err != nil || echo != "ping\n" {
 		t.Fatalf("echo %q, %v", echo, err)
 	}
-	resp, err := http.Get("http://" + server.AdminAddr().String() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	text, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	text := scrape(t, server.AdminAddr().String())
 	// The server side saw an mTLS connection from the client identity.
-	if want := `tcp_open_total{direction="inbound",peer="src",tls="true",client_id="` + clientID + `"} 1`; !strings.Contains(string(text), want) {
+	if want := `tcp_open_total{direction="inbound",peer="src",tls="true",client_id="` + clientID + `"} 1`; !strings.Contains(text, want) {
 		t.Errorf("server metrics lack %s\n%s", want, text)
 	}
 

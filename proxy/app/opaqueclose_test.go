@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"net/http"
 	"strconv"
 	"strings"
 	"syscall"
@@ -48,14 +47,8 @@ func waitMetric(t *testing.T, admin net.Addr, want float64, name string, labels 
 // metricLines returns the exposition lines of the series of name.
 func metricLines(t *testing.T, admin, name string) string {
 	t.Helper()
-	resp, err := http.Get("http://" + admin + "/metrics")
-	if err != nil {
-		return err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
 	var out []string
-	for _, line := range strings.Split(string(b), "\n") {
+	for _, line := range strings.Split(scrape(t, admin), "\n") {
 		if strings.HasPrefix(line, name+"{") {
 			out = append(out, line)
 		}

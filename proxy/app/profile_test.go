@@ -153,14 +153,9 @@ func TestProfilesRetriesTimeoutsSplit(t *testing.T) {
 		}
 	})
 
-	resp, err := http.Get("http://" + client.AdminAddr().String() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	text, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	text := scrape(t, client.AdminAddr().String())
 	for _, want := range []string{`route="flaky-get"`, `route="slow"`, `classification="failure",status_code="500"`} {
-		if !strings.Contains(string(text), want) {
+		if !strings.Contains(text, want) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}

@@ -66,16 +66,11 @@ func TestIdleTargetDuringOutage(t *testing.T) {
 		t.Errorf("idle target, control plane down: %d %q %v, want 200 with mTLS (%s)", code, body, err, clientID)
 	}
 	// The client's proxy says it serves what discovery no longer confirms.
-	resp, err := http.Get("http://" + client.AdminAddr().String() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	b := scrape(t, client.AdminAddr().String())
 	// One endpoint set (web.test's) and its profile, with the original
 	// destination's.
 	for _, want := range []string{"discovery_unreachable 1\n", `discovery_stale{kind="endpoints"} 1` + "\n", `discovery_stale{kind="profile"} 2` + "\n"} {
-		if !strings.Contains(string(b), want) {
+		if !strings.Contains(b, want) {
 			t.Errorf("client proxy's metrics have no %q:\n%s", want, b)
 		}
 	}
