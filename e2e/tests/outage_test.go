@@ -23,8 +23,9 @@ import (
 const outageIdleTimeout = 10 * time.Second
 
 // outageApps is a meshed echo server behind two Services, server and idle,
-// and a meshed client whose proxy closes a target's discovery streams
-// after outageIdleTimeout unused.
+// and two meshed clients whose proxies close a target's discovery streams
+// after outageIdleTimeout unused: client, and nokeep, whose proxy keeps
+// nothing of them (proxy-discovery-last-known-max-age 0s), the control.
 func outageApps(image string) string {
 	idle := `apiVersion: v1
 kind: Service
@@ -34,7 +35,8 @@ spec:
   ports: [{name: http, port: 8080, targetPort: http}]
 `
 	return manifests(echoDeployment("server", image, nil), httpService("server"), idle,
-		sleeperPod("client", image, `config.conduit.dev/proxy-discovery-idle-timeout: "`+outageIdleTimeout.String()+`"`))
+		sleeperPod("client", image, `config.conduit.dev/proxy-discovery-idle-timeout: "`+outageIdleTimeout.String()+`"`),
+		sleeperPod("nokeep", image, `config.conduit.dev/proxy-discovery-idle-timeout: "`+outageIdleTimeout.String()+`"`, `config.conduit.dev/proxy-discovery-last-known-max-age: "0s"`))
 }
 
 // TestControlPlaneOutage: with the destination and identity controllers gone,
@@ -51,6 +53,7 @@ func TestControlPlaneOutage(t *testing.T) {
 	f.Apply(t, ns, outageApps(f.Image("testapp")))
 	first := f.WaitPodsReady(t, ns, "app=server", 1, 3*time.Minute)[0].Name
 	f.WaitPodsReady(t, ns, "app=client", 1, 3*time.Minute)
+	f.WaitPodsReady(t, ns, "app=nokeep", 1, 3*time.Minute)
 	clientID := "default." + ns + ".serviceaccount.identity." + framework.ControlPlaneNamespace + ".cluster.local"
 
 	// requestsTo sends n requests to a Service on new connections and
@@ -75,9 +78,13 @@ func TestControlPlaneOutage(t *testing.T) {
 		_, err := requestsTo(ctx, "server", 1)
 		return err == nil, err
 	})
-	// The idle Service is asked for once, then not until the outage.
+	// The idle Service is asked for once by each client, then not until
+	// the outage.
 	if _, err := requestsTo(context.Background(), "idle", 1); err != nil {
 		t.Fatal(err)
+	}
+	if out, stderr, err := f.ExecE(context.Background(), ns, "nokeep", "nokeep", nil, "testapp", "get", "http://idle:8080/"); err != nil {
+		t.Fatalf("nokeep: testapp get: %v: %s %s", err, out, stderr)
 	}
 	idleUsed := time.Now()
 
@@ -132,6 +139,12 @@ func TestControlPlaneOutage(t *testing.T) {
 		}
 		if m := regexp.MustCompile(`\ndiscovery_stale\{kind="endpoints"\} (\d+)\n`).FindStringSubmatch(metrics); m == nil || m[1] == "0" {
 			t.Errorf("the client's proxy reports no stale endpoints:\n%s", grepLines(metrics, "discovery_"))
+		}
+		// The control: a proxy that keeps nothing of the names it stopped
+		// using refuses the same Service.
+		if out, stderr, err := f.ExecE(context.Background(), ns, "nokeep", "nokeep", nil, "testapp", "get", "http://idle:8080/"); err == nil ||
+			!strings.Contains(stderr, "status 503") {
+			t.Errorf("nokeep (last-known-max-age 0s): testapp get idle: %v: %s %s; want a 503", err, out, stderr)
 		}
 		// And `mesh check --proxy` warns of it, naming the pod.
 		if res := proxyCheck(t, f, ns, "data-plane proxies reach the destination service"); res.Status != healthcheck.Warn ||
