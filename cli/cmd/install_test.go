@@ -24,7 +24,7 @@ func TestInstallGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	values := t.TempDir() + "/values.yaml"
-	if err := os.WriteFile(values, []byte("controllerLogLevel: debug\nproxy:\n  shutdownGracePeriod: 45s\n  ipv6: \"off\"\ncommonLabels:\n  team: platform\n"), 0o600); err != nil {
+	if err := os.WriteFile(values, []byte("controllerLogLevel: debug\nproxy:\n  shutdownGracePeriod: 45s\n  discovery: {lastKnownMaxAge: 0s}\n  ipv6: \"off\"\ncommonLabels:\n  team: platform\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cases := []struct {
@@ -37,7 +37,7 @@ func TestInstallGolden(t *testing.T) {
 			"--registry", "localhost/conduit", "--tag", "dev", "--proxy-log-level", "debug",
 			"--proxy-cpu-request", "200m", "--proxy-memory-limit", "300Mi", "--default-opaque-ports", "3306,5432",
 			"--identity-trust-domain", "example.org", "--cluster-domain", "cluster.example",
-			"-f", values, "--set", "proxyInjector.failurePolicy=Fail", "--set-string", "podAnnotations.note=42"}, fixtureIdentity...)},
+			"-f", values, "--set", "proxyInjector.failurePolicy=Fail", "--set", "proxy.discovery.idleTimeout=10s", "--set-string", "podAnnotations.note=42"}, fixtureIdentity...)},
 		{"external issuer", "install_external_issuer.golden", []string{"install", "--ignore-cluster",
 			"--identity-external-issuer", "--identity-trust-anchors-file", "testdata/ca.crt"}},
 		{"other namespace", "install_namespace.golden", append([]string{"install", "--ignore-cluster", "--conduit-namespace", "mesh-system"}, fixtureIdentity...)},

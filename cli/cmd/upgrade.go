@@ -22,7 +22,8 @@ Meshed workloads keep running; they pick up a new proxy version when they are
 next restarted (kubectl rollout restart).`,
 		Example: `  mesh upgrade --crds | kubectl apply -f -
   mesh upgrade | kubectl apply -f -
-  mesh upgrade --proxy-log-level debug | kubectl apply -f -`,
+  mesh upgrade --proxy-log-level debug | kubectl apply -f -
+  mesh upgrade --set proxy.discovery.lastKnownMaxAge=4h | kubectl apply -f -`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if crds {

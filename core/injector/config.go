@@ -66,6 +66,21 @@ type ProxyConfig struct {
 	// (--ipv6) and the proxy (CONDUIT_PROXY_IPV6) alike: auto (the default
 	// of both, so nothing is added to the pod), on or off.
 	IPv6 string `json:"ipv6,omitempty"`
+	// Discovery tunes the proxy's discovery streams; an empty field leaves
+	// the proxy's own default, and nothing is added to the pod.
+	Discovery ProxyDiscoveryConfig `json:"discovery"`
+}
+
+// ProxyDiscoveryConfig holds the defaults of the discovery annotations
+// (proxy-discovery-idle-timeout, proxy-discovery-last-known-max-age).
+type ProxyDiscoveryConfig struct {
+	// IdleTimeout closes a target's streams once unused this long
+	// (CONDUIT_PROXY_DISCOVERY_IDLE_TIMEOUT; the proxy's default is 5m).
+	IdleTimeout string `json:"idleTimeout,omitempty"`
+	// LastKnownMaxAge is how long what closed streams said is kept for an
+	// outage of the destination service; 0s keeps nothing
+	// (CONDUIT_PROXY_DISCOVERY_LAST_KNOWN_MAX_AGE; the proxy's default is 1h).
+	LastKnownMaxAge string `json:"lastKnownMaxAge,omitempty"`
 }
 
 // ProxyInitConfig configures the proxy-init init container.
@@ -185,6 +200,7 @@ func (c Config) withDefaults(ns string) Config {
 	set(&dp.OpaquePorts, p.OpaquePorts)
 	set(&dp.ShutdownGracePeriod, p.ShutdownGracePeriod)
 	set(&dp.IPv6, p.IPv6)
+	dp.Discovery = p.Discovery
 	if p.UID != 0 {
 		dp.UID = p.UID
 	}
@@ -288,6 +304,16 @@ func (c Config) Validate() error {
 	}
 	if d, err := time.ParseDuration(c.Proxy.ShutdownGracePeriod); err != nil || d <= 0 {
 		bad("proxy.shutdownGracePeriod", "%q is not a positive duration", c.Proxy.ShutdownGracePeriod)
+	}
+	if v := c.Proxy.Discovery.IdleTimeout; v != "" {
+		if err := positiveDuration(v); err != nil {
+			bad("proxy.discovery.idleTimeout", "%q is not a positive duration", v)
+		}
+	}
+	if v := c.Proxy.Discovery.LastKnownMaxAge; v != "" {
+		if err := nonNegativeDuration(v); err != nil {
+			bad("proxy.discovery.lastKnownMaxAge", "%q is not a duration ≥ 0", v)
+		}
 	}
 	if err := checkIPv6Mode(c.Proxy.IPv6); err != nil {
 		bad("proxy.ipv6", "%v", err)

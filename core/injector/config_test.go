@@ -53,6 +53,16 @@ func TestParseConfig(t *testing.T) {
 		{name: "root uid", values: "proxy: {uid: -1}", wantErr: "proxy.uid"},
 		{name: "bad opaque ports", values: "proxy: {opaquePorts: mysql}", wantErr: "proxy.opaquePorts"},
 		{name: "bad grace", values: "proxy: {shutdownGracePeriod: soon}", wantErr: "proxy.shutdownGracePeriod"},
+		{name: "discovery defaults to the proxy's", values: "proxy: {logLevel: debug}",
+			check: func(c Config) bool { return c.Proxy.Discovery == ProxyDiscoveryConfig{} }},
+		{name: "discovery", values: `proxy: {discovery: {idleTimeout: 10s, lastKnownMaxAge: "0s"}}`,
+			check: func(c Config) bool {
+				return c.Proxy.Discovery == ProxyDiscoveryConfig{IdleTimeout: "10s", LastKnownMaxAge: "0s"}
+			}},
+		// The proxy refuses both at start: a crash loop of every new pod.
+		{name: "zero idle timeout", values: `proxy: {discovery: {idleTimeout: "0s"}}`, wantErr: `proxy.discovery.idleTimeout: "0s" is not a positive duration`},
+		{name: "negative last-known max age", values: `proxy: {discovery: {lastKnownMaxAge: "-1h"}}`, wantErr: "proxy.discovery.lastKnownMaxAge"},
+		{name: "bad discovery key", values: `proxy: {discovery: {idle: 10s}}`, wantErr: "unknown field"},
 		{name: "bad mode", values: "proxyInit: {iptablesMode: ebpf}", wantErr: "proxyInit.iptablesMode"},
 		{name: "ipv6 mode", values: `proxy: {ipv6: "off"}`, check: func(c Config) bool { return c.Proxy.IPv6 == "off" }},
 		{name: "ipv6 mode defaults to auto", values: `proxy: {logLevel: debug}`, check: func(c Config) bool { return c.Proxy.IPv6 == "auto" }},

@@ -504,11 +504,11 @@ func (b *builder) proxyContainer(native bool) (corev1.Container, error) {
 	if v, ok := b.ann[AnnotationAccessLog]; ok {
 		env = append(env, corev1.EnvVar{Name: "CONDUIT_PROXY_ACCESS_LOG", Value: v})
 	}
-	// The proxy's own defaults apply unless the workload asks.
-	if v, ok := b.ann[AnnotationDiscoveryIdleTimeout]; ok {
+	// The proxy's own defaults apply unless the workload or conduit-config asks.
+	if v := b.get(AnnotationDiscoveryIdleTimeout, p.Discovery.IdleTimeout); v != "" {
 		env = append(env, corev1.EnvVar{Name: "CONDUIT_PROXY_DISCOVERY_IDLE_TIMEOUT", Value: v})
 	}
-	if v, ok := b.ann[AnnotationDiscoveryLastKnownMaxAge]; ok {
+	if v := b.get(AnnotationDiscoveryLastKnownMaxAge, p.Discovery.LastKnownMaxAge); v != "" {
 		env = append(env, corev1.EnvVar{Name: "CONDUIT_PROXY_DISCOVERY_LAST_KNOWN_MAX_AGE", Value: v})
 	}
 	// The proxy's own default (h2) applies unless the workload asks.

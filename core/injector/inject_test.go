@@ -222,6 +222,15 @@ func injectCases() []injectCase {
 		{name: "ipv6-unset-in-config", nsAnn: nsEnabled, native: true, pod: pod(), cfg: func(c *Config) { c.Proxy.IPv6 = "" }},
 		{name: "ipv6-auto-on-pod-overrides-configmap", nsAnn: nsEnabled, native: true, pod: pod(podAnn(AnnotationIPv6, "auto")),
 			cfg: func(c *Config) { c.Proxy.IPv6 = "on" }},
+		// conduit-config's discovery settings (Helm values proxy.discovery.*)
+		// reach every pod; a pod's annotation wins, and an invalid one falls
+		// back to conduit-config's value, not the proxy's default.
+		{name: "discovery-from-configmap", nsAnn: nsEnabled, pod: pod(), native: true, cfg: func(c *Config) {
+			c.Proxy.Discovery = ProxyDiscoveryConfig{IdleTimeout: "10s", LastKnownMaxAge: "2h"}
+		}},
+		{name: "discovery-pod-overrides-configmap", nsAnn: nsEnabled, native: true,
+			pod: pod(podAnn(AnnotationDiscoveryLastKnownMaxAge, "0s", AnnotationDiscoveryIdleTimeout, "0s")),
+			cfg: func(c *Config) { c.Proxy.Discovery = ProxyDiscoveryConfig{IdleTimeout: "10s", LastKnownMaxAge: "2h"} }},
 		{name: "config-defaults-from-configmap", nsAnn: nsEnabled, pod: pod(), native: true, cfg: func(c *Config) {
 			c.ProxyInit.SkipOutboundPorts = "25"
 			c.ProxyInit.SkipSubnets = "192.168.0.0/16"

@@ -108,6 +108,17 @@ func (f *Framework) UninstallMesh(t testing.TB) {
 	installOnce.done = false
 }
 
+// UpgradeMesh applies `mesh upgrade args...` as a user would (piped to
+// kubectl apply, server-side as the install is) and waits for the control
+// plane's rollout. A test that changes a setting for the whole cluster
+// restores it at cleanup with another UpgradeMesh.
+func (f *Framework) UpgradeMesh(t testing.TB, args ...string) {
+	t.Helper()
+	out := f.MeshCmd(t, append([]string{"upgrade"}, args...)...)
+	f.KubectlCmd(t, out, "apply", "--server-side", "--force-conflicts", "-f", "-")
+	f.WaitControlPlane(t, 3*time.Minute)
+}
+
 // WaitControlPlane waits for every Deployment of the control plane namespace to roll out.
 func (f *Framework) WaitControlPlane(t testing.TB, timeout time.Duration) {
 	t.Helper()

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/conduit-mesh/conduit/e2e/framework"
 )
 
@@ -114,3 +116,19 @@ spec:
 
 // manifests joins manifests into one YAML stream.
 func manifests(docs ...string) string { return strings.Join(docs, "---\n") }
+
+// proxyEnv is the value of the environment variable name in pod p's proxy
+// container (a native sidecar or a regular container), "" without one.
+func proxyEnv(p corev1.Pod, name string) string {
+	for _, c := range append(p.Spec.InitContainers, p.Spec.Containers...) {
+		if c.Name != "conduit-proxy" {
+			continue
+		}
+		for _, e := range c.Env {
+			if e.Name == name {
+				return e.Value
+			}
+		}
+	}
+	return ""
+}

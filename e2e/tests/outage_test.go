@@ -18,14 +18,16 @@ import (
 	"github.com/conduit-mesh/conduit/e2e/framework"
 )
 
-// outageIdleTimeout is the client proxy's discovery idle timeout: short,
-// so that the test can have a target's streams closed before the outage.
+// outageIdleTimeout is the proxies' discovery idle timeout during the test,
+// set for the whole mesh with the Helm value proxy.discovery.idleTimeout:
+// short, so that the test can have a target's streams closed before the
+// outage.
 const outageIdleTimeout = 10 * time.Second
 
 // outageApps is a meshed echo server behind two Services, server and idle,
-// and two meshed clients whose proxies close a target's discovery streams
-// after outageIdleTimeout unused: client, and nokeep, whose proxy keeps
-// nothing of them (proxy-discovery-last-known-max-age 0s), the control.
+// and two meshed clients: client, and nokeep, whose proxy keeps nothing of a
+// target whose streams were closed (annotation
+// proxy-discovery-last-known-max-age 0s), the control.
 func outageApps(image string) string {
 	idle := `apiVersion: v1
 kind: Service
@@ -35,8 +37,7 @@ spec:
   ports: [{name: http, port: 8080, targetPort: http}]
 `
 	return manifests(echoDeployment("server", image, nil), httpService("server"), idle,
-		sleeperPod("client", image, `config.conduit.dev/proxy-discovery-idle-timeout: "`+outageIdleTimeout.String()+`"`),
-		sleeperPod("nokeep", image, `config.conduit.dev/proxy-discovery-idle-timeout: "`+outageIdleTimeout.String()+`"`, `config.conduit.dev/proxy-discovery-last-known-max-age: "0s"`))
+		sleeperPod("client", image), sleeperPod("nokeep", image, `config.conduit.dev/proxy-discovery-last-known-max-age: "0s"`))
 }
 
 // TestControlPlaneOutage: with the destination and identity controllers gone,
@@ -49,11 +50,18 @@ func TestControlPlaneOutage(t *testing.T) {
 	f := framework.New(t)
 	f.InstallMesh(t)
 	f.CollectOnFailure(t, framework.ControlPlaneNamespace)
+	// The idle timeout of every proxy injected from now on, as an operator
+	// would set it; the annotation of nokeep still wins for its own setting.
+	f.UpgradeMesh(t, "--set", "proxy.discovery.idleTimeout="+outageIdleTimeout.String())
+	t.Cleanup(func() { f.UpgradeMesh(t, "--set", "proxy.discovery.idleTimeout=") })
 	ns := meshedNamespace(t, f, "outage")
 	f.Apply(t, ns, outageApps(f.Image("testapp")))
 	first := f.WaitPodsReady(t, ns, "app=server", 1, 3*time.Minute)[0].Name
-	f.WaitPodsReady(t, ns, "app=client", 1, 3*time.Minute)
+	client := f.WaitPodsReady(t, ns, "app=client", 1, 3*time.Minute)[0]
 	f.WaitPodsReady(t, ns, "app=nokeep", 1, 3*time.Minute)
+	if got := proxyEnv(client, "CONDUIT_PROXY_DISCOVERY_IDLE_TIMEOUT"); got != outageIdleTimeout.String() {
+		t.Fatalf("client's proxy has CONDUIT_PROXY_DISCOVERY_IDLE_TIMEOUT=%q, want %q from the upgrade's proxy.discovery.idleTimeout", got, outageIdleTimeout)
+	}
 	clientID := "default." + ns + ".serviceaccount.identity." + framework.ControlPlaneNamespace + ".cluster.local"
 
 	// requestsTo sends n requests to a Service on new connections and

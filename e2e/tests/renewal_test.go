@@ -32,14 +32,8 @@ func TestIdentityRenewalUnderTraffic(t *testing.T) {
 	f.CollectOnFailure(t, framework.ControlPlaneNamespace)
 	ctx := framework.Context(t, 10*time.Minute)
 
-	upgrade := func(t *testing.T, lifetime string) {
-		t.Helper()
-		out := f.MeshCmd(t, "upgrade", "--identity-issuance-lifetime", lifetime)
-		f.KubectlCmd(t, out, "apply", "--server-side", "--force-conflicts", "-f", "-")
-		f.WaitRollout(t, framework.ControlPlaneNamespace, "deployment/conduit-identity", 3*time.Minute)
-	}
-	upgrade(t, "1m0s")
-	t.Cleanup(func() { upgrade(t, "24h0m0s") })
+	f.UpgradeMesh(t, "--identity-issuance-lifetime", "1m0s")
+	t.Cleanup(func() { f.UpgradeMesh(t, "--identity-issuance-lifetime", "24h0m0s") })
 
 	ns := meshedNamespace(t, f, "renewal")
 	f.Apply(t, ns, injectorApps(f.Image("testapp")))

@@ -153,6 +153,16 @@ seccompProfile:
     value: {{ $v.proxy.defaultOpaquePorts | quote }}
   - name: CONDUIT_PROXY_SHUTDOWN_GRACE_PERIOD
     value: {{ $v.proxy.shutdownGracePeriod | quote }}
+  {{- with ($v.proxy.discovery | default dict) }}
+  {{- with .idleTimeout }}
+  - name: CONDUIT_PROXY_DISCOVERY_IDLE_TIMEOUT
+    value: {{ . | quote }}
+  {{- end }}
+  {{- with .lastKnownMaxAge }}
+  - name: CONDUIT_PROXY_DISCOVERY_LAST_KNOWN_MAX_AGE
+    value: {{ . | quote }}
+  {{- end }}
+  {{- end }}
   {{- with include "conduit.ipv6Mode" $v | trim }}
   - name: CONDUIT_PROXY_IPV6
     value: {{ trimPrefix "- --ipv6=" . | quote }}
