@@ -339,6 +339,7 @@ func (ch *checker) controlPlane() healthcheck.Category {
 				return err
 			},
 		},
+		ch.clusterNetworksCheck(),
 		{
 			Description: "the control plane's RBAC (cluster roles and bindings) exists",
 			Hint:        "re-apply the control plane: 'mesh upgrade | kubectl apply -f -'",

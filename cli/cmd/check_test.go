@@ -15,6 +15,7 @@ import (
 	coordv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -76,6 +77,8 @@ func healthyCluster(t *testing.T) map[string]runtime.Object {
 		Labels: map[string]string{discoveryv1.LabelServiceName: injectorServiceName}},
 		Endpoints: []discoveryv1.Endpoint{{Addresses: []string{"10.0.0.5"}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}}}}
 	objs["meshed"] = meshedPod("web-1", "shop", "v1.2.3", true)
+	objs["node"] = &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node1"}, Spec: corev1.NodeSpec{PodCIDRs: []string{"10.244.0.0/24", "fd10:244::/64"}}}
+	objs["service-cidr"] = &networkingv1.ServiceCIDR{ObjectMeta: metav1.ObjectMeta{Name: "kubernetes"}, Spec: networkingv1.ServiceCIDRSpec{CIDRs: []string{"10.96.0.0/16", "fd10:96::/112"}}}
 	for _, c := range controlPlaneComponents {
 		name := "conduit-conduit-" + c
 		objs["cr-"+c] = &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}}
@@ -195,6 +198,26 @@ func TestCheckFindings(t *testing.T) {
 			o["roots"].(*corev1.ConfigMap).Data[trustRootsKey] = string(pki.CertPEM(soon.Cert))
 			o["issuer"] = issuerSecret(t, soonIssuer)
 		}, 20 * 24 * time.Hour, false, []string{"× the trust anchors are valid", "expired at"}},
+		// Pods or Services outside the cluster networks: reached without
+		// mTLS. A warning naming each, with the networks in use.
+		{"pod CIDR outside the cluster networks", nil, func(o map[string]runtime.Object) {
+			o["node"].(*corev1.Node).Spec.PodCIDRs = []string{"100.200.0.0/24"}
+		}, 0, true, []string{"‼ the cluster networks hold every pod and Service address",
+			"the pod CIDR of node node1 100.200.0.0/24 outside the cluster networks 10.0.0.0/8,100.64.0.0/10,172.16.0.0/12,192.168.0.0/16,fc00::/7", "mesh upgrade --cluster-networks"}},
+		{"cluster networks that hold them", nil, func(o map[string]runtime.Object) {
+			o["node"].(*corev1.Node).Spec.PodCIDRs = []string{"100.200.0.0/24"}
+			o["config"].(*corev1.ConfigMap).Data["values"] = "proxy:\n  clusterNetworks: 100.200.0.0/16,10.0.0.0/8,fd00::/8\n"
+		}, 0, true, []string{"Status check results are √\n"}}, // no warning
+		// A part of a Service CIDR is not enough; without ServiceCIDR
+		// objects, the API server's Service address stands for them.
+		{"service CIDR partly outside", nil, func(o map[string]runtime.Object) {
+			o["service-cidr"].(*networkingv1.ServiceCIDR).Spec.CIDRs = []string{"10.96.0.0/16", "2001:db8:96::/112"}
+		}, 0, true, []string{"‼ the cluster networks hold", "the Service CIDR kubernetes 2001:db8:96::/112 outside"}},
+		{"no ServiceCIDR, API server's Service outside", nil, func(o map[string]runtime.Object) {
+			delete(o, "service-cidr")
+			o["kubernetes"] = &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "kubernetes", Namespace: "default"},
+				Spec: corev1.ServiceSpec{ClusterIPs: []string{"198.51.100.1"}}}
+		}, 0, true, []string{"the cluster IP of Service default/kubernetes 198.51.100.1/32 outside"}},
 		{"issuer from other anchors", nil, func(o map[string]runtime.Object) {
 			o["issuer"] = issuerSecret(t, otherIssuer)
 		}, 0, false, []string{"× the issuer is valid", "does not chain to the trust anchors"}},

@@ -56,6 +56,7 @@ type installFlags struct {
 	proxyMemoryRequest, proxyMemoryLimit string
 	proxyLogLevel, controllerLogLevel    string
 	defaultOpaquePorts                   string
+	clusterNetworks                      string
 	ha                                   bool
 
 	ignoreCluster bool
@@ -84,6 +85,7 @@ func (f *installFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.proxyLogLevel, "proxy-log-level", "info", "log level of the proxies: debug, info, warn or error")
 	fs.StringVar(&f.controllerLogLevel, "controller-log-level", "info", "log level of the controllers: debug, info, warn or error")
 	fs.StringVar(&f.defaultOpaquePorts, "default-opaque-ports", "25,587,3306,4444,5432,6379,9300,11211", "ports whose traffic is opaque TCP (server-speaks-first protocols)")
+	fs.StringVar(&f.clusterNetworks, "cluster-networks", "", "CIDRs holding every pod and Service address (default: the proxy's, 10.0.0.0/8,100.64.0.0/10,172.16.0.0/12,192.168.0.0/16,fc00::/7); proxies look up only addresses inside them")
 	fs.BoolVar(&f.ha, "ha", false, "high availability: 3 replicas of each controller, PodDisruptionBudgets and pod anti-affinity")
 	fs.BoolVar(&f.ignoreCluster, "ignore-cluster", false, "render without looking at the cluster (no check for CRDs or an existing control plane)")
 }
@@ -112,6 +114,7 @@ func (f *installFlags) flagValues(fs *pflag.FlagSet, o *Options) map[string]any 
 	put("proxy-log-level", "proxy.logLevel", f.proxyLogLevel)
 	put("controller-log-level", "controllerLogLevel", f.controllerLogLevel)
 	put("default-opaque-ports", "proxy.defaultOpaquePorts", f.defaultOpaquePorts)
+	put("cluster-networks", "clusterNetworks", f.clusterNetworks)
 	put("ha", "highAvailability", f.ha)
 	if ns := o.controlPlaneNS(); ns != "conduit" {
 		setPath(vals, "controlPlaneNamespace", ns)

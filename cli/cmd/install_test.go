@@ -35,7 +35,7 @@ func TestInstallGolden(t *testing.T) {
 		{"ha", "install_ha.golden", append([]string{"install", "--ignore-cluster", "--ha"}, fixtureIdentity...)},
 		{"custom values", "install_custom.golden", append([]string{"install", "--ignore-cluster",
 			"--registry", "localhost/conduit", "--tag", "dev", "--proxy-log-level", "debug",
-			"--proxy-cpu-request", "200m", "--proxy-memory-limit", "300Mi", "--default-opaque-ports", "3306,5432",
+			"--proxy-cpu-request", "200m", "--proxy-memory-limit", "300Mi", "--default-opaque-ports", "3306,5432", "--cluster-networks", "10.0.0.0/8,fd00::/8",
 			"--identity-trust-domain", "example.org", "--cluster-domain", "cluster.example",
 			"-f", values, "--set", "proxyInjector.failurePolicy=Fail", "--set", "proxy.discovery.idleTimeout=10s", "--set-string", "podAnnotations.note=42"}, fixtureIdentity...)},
 		{"external issuer", "install_external_issuer.golden", []string{"install", "--ignore-cluster",

@@ -13,6 +13,7 @@ import (
 	"github.com/conduit-mesh/conduit/pkg/logging"
 	"github.com/conduit-mesh/conduit/pkg/pki"
 	"github.com/conduit-mesh/conduit/pkg/ports"
+	"github.com/conduit-mesh/conduit/pkg/subnets"
 	proxyconfig "github.com/conduit-mesh/conduit/proxy/config"
 	"github.com/conduit-mesh/conduit/proxy/iptables"
 )
@@ -69,6 +70,11 @@ type ProxyConfig struct {
 	// Discovery tunes the proxy's discovery streams; an empty field leaves
 	// the proxy's own default, and nothing is added to the pod.
 	Discovery ProxyDiscoveryConfig `json:"discovery"`
+	// ClusterNetworks hold every pod and Service address of the cluster
+	// (CONDUIT_PROXY_CLUSTER_NETWORKS): the proxy asks the destination
+	// service about addresses inside them only. Empty: the proxy's default
+	// (private and unique local ranges), and nothing is added to the pod.
+	ClusterNetworks string `json:"clusterNetworks,omitempty"`
 }
 
 // ProxyDiscoveryConfig holds the defaults of the discovery annotations
@@ -201,6 +207,7 @@ func (c Config) withDefaults(ns string) Config {
 	set(&dp.ShutdownGracePeriod, p.ShutdownGracePeriod)
 	set(&dp.IPv6, p.IPv6)
 	dp.Discovery = p.Discovery
+	dp.ClusterNetworks = p.ClusterNetworks
 	if p.UID != 0 {
 		dp.UID = p.UID
 	}
@@ -313,6 +320,13 @@ func (c Config) Validate() error {
 	if v := c.Proxy.Discovery.LastKnownMaxAge; v != "" {
 		if err := nonNegativeDuration(v); err != nil {
 			bad("proxy.discovery.lastKnownMaxAge", "%q is not a duration ≥ 0", v)
+		}
+	}
+	if v := c.Proxy.ClusterNetworks; v != "" {
+		if ps, err := subnets.Parse(v); err != nil {
+			bad("proxy.clusterNetworks", "%v", err)
+		} else if len(ps) == 0 {
+			bad("proxy.clusterNetworks", "%q holds no network", v)
 		}
 	}
 	if err := checkIPv6Mode(c.Proxy.IPv6); err != nil {

@@ -62,6 +62,10 @@ func TestParseConfig(t *testing.T) {
 		// The proxy refuses both at start: a crash loop of every new pod.
 		{name: "zero idle timeout", values: `proxy: {discovery: {idleTimeout: "0s"}}`, wantErr: `proxy.discovery.idleTimeout: "0s" is not a positive duration`},
 		{name: "negative last-known max age", values: `proxy: {discovery: {lastKnownMaxAge: "-1h"}}`, wantErr: "proxy.discovery.lastKnownMaxAge"},
+		{name: "cluster networks", values: `proxy: {clusterNetworks: "10.0.0.0/8, fd00::/8"}`,
+			check: func(c Config) bool { return c.Proxy.ClusterNetworks == "10.0.0.0/8, fd00::/8" }},
+		{name: "bad cluster networks", values: `proxy: {clusterNetworks: "10.0.0.0/33"}`, wantErr: `proxy.clusterNetworks: subnet "10.0.0.0/33": not a CIDR`},
+		{name: "no cluster network", values: `proxy: {clusterNetworks: ","}`, wantErr: `proxy.clusterNetworks: "," holds no network`},
 		{name: "bad discovery key", values: `proxy: {discovery: {idle: 10s}}`, wantErr: "unknown field"},
 		{name: "bad mode", values: "proxyInit: {iptablesMode: ebpf}", wantErr: "proxyInit.iptablesMode"},
 		{name: "ipv6 mode", values: `proxy: {ipv6: "off"}`, check: func(c Config) bool { return c.Proxy.IPv6 == "off" }},

@@ -511,6 +511,9 @@ func (b *builder) proxyContainer(native bool) (corev1.Container, error) {
 	if v := b.get(AnnotationDiscoveryLastKnownMaxAge, p.Discovery.LastKnownMaxAge); v != "" {
 		env = append(env, corev1.EnvVar{Name: "CONDUIT_PROXY_DISCOVERY_LAST_KNOWN_MAX_AGE", Value: v})
 	}
+	if v := p.ClusterNetworks; v != "" {
+		env = append(env, corev1.EnvVar{Name: "CONDUIT_PROXY_CLUSTER_NETWORKS", Value: v})
+	}
 	// The proxy's own default (h2) applies unless the workload asks.
 	if v, ok := b.ann[AnnotationProxyHTTP1Transport]; ok {
 		env = append(env, corev1.EnvVar{Name: "CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT", Value: v})

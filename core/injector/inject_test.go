@@ -228,6 +228,9 @@ func injectCases() []injectCase {
 		{name: "discovery-from-configmap", nsAnn: nsEnabled, pod: pod(), native: true, cfg: func(c *Config) {
 			c.Proxy.Discovery = ProxyDiscoveryConfig{IdleTimeout: "10s", LastKnownMaxAge: "2h"}
 		}},
+		{name: "cluster-networks-from-configmap", nsAnn: nsEnabled, pod: pod(), native: true, cfg: func(c *Config) {
+			c.Proxy.ClusterNetworks = "10.0.0.0/8,100.64.0.0/10,2001:db8:42::/48"
+		}},
 		{name: "discovery-pod-overrides-configmap", nsAnn: nsEnabled, native: true,
 			pod: pod(podAnn(AnnotationDiscoveryLastKnownMaxAge, "0s", AnnotationDiscoveryIdleTimeout, "0s")),
 			cfg: func(c *Config) { c.Proxy.Discovery = ProxyDiscoveryConfig{IdleTimeout: "10s", LastKnownMaxAge: "2h"} }},

@@ -5,6 +5,10 @@ package tests
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
 	"regexp"
 	"strconv"
 	"strings"
@@ -16,6 +20,8 @@ import (
 
 	"github.com/conduit-mesh/conduit/cli/healthcheck"
 	"github.com/conduit-mesh/conduit/e2e/framework"
+	"github.com/conduit-mesh/conduit/pkg/subnets"
+	proxyconfig "github.com/conduit-mesh/conduit/proxy/config"
 )
 
 // outageIdleTimeout is the proxies' discovery idle timeout during the test,
@@ -109,6 +115,19 @@ func TestControlPlaneOutage(t *testing.T) {
 		}
 	})
 
+	t.Run("an address outside the cluster networks is reached without the destination service", func(t *testing.T) {
+		// The node's address stands for an API outside the cluster: a
+		// server of the test's own listens there. The client never called
+		// it, so its proxy has nothing of it from discovery.
+		addr := outsideServer(t, f)
+		start := time.Now()
+		out, stderr, err := f.ExecE(context.Background(), ns, "client", "client", nil, "testapp", "get", "-n", "5", "-new-conn", "-expect-body", outsideBody, "http://"+addr+"/")
+		if err != nil {
+			t.Fatalf("testapp get http://%s/ during the outage: %v: %s %s (a 503 means the proxy waited for the destination service)", addr, err, out, stderr)
+		}
+		t.Logf("5 requests to %s in %v (exec included)", addr, time.Since(start).Round(time.Millisecond))
+	})
+
 	t.Run("a Service unused for the idle timeout is reached from what discovery said before", func(t *testing.T) {
 		// Its streams close at the reaper's first tick (every half idle
 		// timeout) after the idle timeout.
@@ -198,4 +217,41 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// outsideBody is what outsideServer answers.
+const outsideBody = "outside the cluster networks"
+
+// outsideServer serves outsideBody on the node's InternalIP until the test
+// ends, and returns its address. The node's address must be outside the
+// default cluster networks (the e2e cluster's, 192.0.2.2, is): else the
+// test fails, as it could not show what it is for.
+func outsideServer(t *testing.T, f *framework.Framework) string {
+	t.Helper()
+	nodes, err := f.Client.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{})
+	if err != nil || len(nodes.Items) == 0 {
+		t.Fatalf("nodes: %v", err)
+	}
+	var ip netip.Addr
+	for _, a := range nodes.Items[0].Status.Addresses {
+		if a.Type == corev1.NodeInternalIP {
+			if ip, err = netip.ParseAddr(a.Address); err == nil && ip.Is4() {
+				break
+			}
+		}
+	}
+	nets, _ := subnets.Parse(proxyconfig.DefaultClusterNetworks)
+	if !ip.IsValid() || subnets.Contains(nets, ip) {
+		t.Fatalf("the node's address %v is not outside the default cluster networks %s", ip, proxyconfig.DefaultClusterNetworks)
+	}
+	l, err := net.Listen("tcp", netip.AddrPortFrom(ip, 0).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, outsideBody)
+	}), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return l.Addr().String()
 }

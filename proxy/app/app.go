@@ -164,6 +164,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, ov Overrid
 		Certs: p.Identity, Anchors: cfg.TrustAnchors, Namespace: cfg.PodNamespace, ClusterDomain: cfg.ClusterDomain,
 		DetectTimeout: cfg.DetectTimeout, ConnectTimeout: cfg.ConnectTimeout, DiscoveryTimeout: cfg.DiscoveryTimeout,
 		Tap: p.tap, NoFastPath: !cfg.HTTP1FastPath, MeshedHTTP1: cfg.MeshedHTTP1, NoH2FastPath: !cfg.HTTP2FastPath,
+		ClusterNetworks: cfg.ClusterNetworks,
 	})
 	p.admin = admin.NewServer(admin.Handler(admin.Options{
 		Pprof:      cfg.DebugPprof,

@@ -86,6 +86,7 @@ func benchProxy(b *testing.B, cp *testcp.CP, id, inTarget, outDst string, extra 
 		"CONDUIT_PROXY_IDENTITY_TOKEN_FILE":    cp.TokenFile,
 		"CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS": string(cp.AnchorsPEM),
 		"CONDUIT_PROXY_SHUTDOWN_GRACE_PERIOD":  "1s",
+		"CONDUIT_PROXY_CLUSTER_NETWORKS":       loopbackNetworks,
 	}
 	for _, kv := range extra {
 		k, v, _ := strings.Cut(kv, "=")

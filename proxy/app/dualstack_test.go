@@ -131,6 +131,7 @@ func TestWithoutIPv6(t *testing.T) {
 				"CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS": string(m.anchorsPEM),
 				"CONDUIT_PROXY_SHUTDOWN_GRACE_PERIOD":  "1s",
 				"CONDUIT_PROXY_IPV6":                   tc.mode,
+				"CONDUIT_PROXY_CLUSTER_NETWORKS":       loopbackNetworks,
 			}
 			cfg, err := config.Load(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 			if err != nil {

@@ -42,6 +42,10 @@ const (
 	clientID        = "client.test.serviceaccount.identity.conduit.cluster.local"
 	serverID        = "web.test.serviceaccount.identity.conduit.cluster.local"
 	token           = "good-token"
+	// loopbackNetworks are the cluster networks of the proxies here:
+	// loopback, where every process is, and the 10.0.0.0/8 of the default,
+	// where the tests put the original destinations of Services.
+	loopbackNetworks = "10.0.0.0/8,127.0.0.0/8,::1/128"
 )
 
 // mesh is an in-process control plane: a CA, an identity service and a
@@ -59,6 +63,7 @@ type mesh struct {
 	profiles  map[string]*destinationv1.DestinationProfile // GetProfile path -> profile
 	certified []string
 	gets      map[string]int // Get streams opened per path
+	profGets  map[string]int // GetProfile streams opened per path
 	stops     []func()
 	waited    map[*app.Proxy]chan struct{} // closed when the proxy's Wait returns
 }
@@ -75,7 +80,7 @@ func newMesh(t *testing.T) *mesh {
 	}
 	m := &mesh{t: t, issuer: issuer, anchorsPEM: pki.CertPEM(root.Cert),
 		endpoints: map[string][]*destinationv1.WeightedAddr{}, profiles: map[string]*destinationv1.DestinationProfile{},
-		gets: map[string]int{}, waited: map[*app.Proxy]chan struct{}{}}
+		gets: map[string]int{}, profGets: map[string]int{}, waited: map[*app.Proxy]chan struct{}{}}
 	m.tokenFile = filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(m.tokenFile, []byte(token), 0o600); err != nil {
 		t.Fatal(err)
@@ -166,6 +171,7 @@ func (s *destSrv) Get(req *destinationv1.GetDestination, stream grpc.ServerStrea
 func (s *destSrv) GetProfile(req *destinationv1.GetDestination, stream grpc.ServerStreamingServer[destinationv1.DestinationProfile]) error {
 	s.m.mu.Lock()
 	p, ok := s.m.profiles[req.GetPath()]
+	s.m.profGets[req.GetPath()]++
 	s.m.mu.Unlock()
 	if !ok {
 		p = &destinationv1.DestinationProfile{}
@@ -236,6 +242,9 @@ func (m *mesh) startProxyCtl(t *testing.T, id string, inTarget, outDst string, e
 		"CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS":  string(m.anchorsPEM),
 		"CONDUIT_PROXY_SHUTDOWN_GRACE_PERIOD":   "2s",
 		"CONDUIT_PROXY_DETECT_PROTOCOL_TIMEOUT": "500ms",
+		// Every process here is on loopback, outside the default cluster
+		// networks: looked up like pods.
+		"CONDUIT_PROXY_CLUSTER_NETWORKS": loopbackNetworks,
 	}
 	for k, v := range extra {
 		env[k] = v

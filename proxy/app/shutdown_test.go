@@ -276,3 +276,66 @@ func TestDrainWaitsForSwitchedConnections(t *testing.T) {
 		})
 	}
 }
+
+// TestOutsideClusterNetworks: a connection to an address outside the
+// cluster networks goes there without a discovery lookup, so it is served
+// during a control-plane outage too, where an address inside them that
+// discovery never answered for is refused (503): the proxy cannot tell
+// whether that one is meshed. The requests' Host, example.test, reads as
+// Service example of namespace test: the address decides, not the name.
+func TestOutsideClusterNetworks(t *testing.T) {
+	m := newMesh(t)
+	appAddr := startHandler(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "direct")
+	}))
+	// Both proxies send to the application, 127.0.0.1:<port>; each keeps
+	// nothing of a target its streams were closed for, so that only the
+	// cluster networks tell them apart.
+	env := map[string]string{
+		"CONDUIT_PROXY_DISCOVERY_IDLE_TIMEOUT":       "300ms",
+		"CONDUIT_PROXY_DISCOVERY_LAST_KNOWN_MAX_AGE": "0s",
+		"CONDUIT_PROXY_DISCOVERY_TIMEOUT":            "300ms",
+		"CONDUIT_PROXY_CLUSTER_NETWORKS":             "10.0.0.0/8,fc00::/7",
+	}
+	outside := m.startProxyEnv(t, clientID, "127.0.0.1:1", appAddr, env, true)
+	env["CONDUIT_PROXY_CLUSTER_NETWORKS"] = loopbackNetworks
+	inside := m.startProxyEnv(t, clientID, "127.0.0.1:1", appAddr, env, true)
+	get := func(p *app.Proxy) (int, string, error) {
+		hc := h1Client(p.OutboundAddr().String())
+		defer hc.CloseIdleConnections()
+		resp, err := hc.Get("http://example.test/")
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), err
+	}
+	lookups := func() int {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.profGets[appAddr]
+	}
+	if code, body, err := get(outside); err != nil || code != 200 || body != "direct" {
+		t.Fatalf("outside the cluster networks: %d %q %v", code, body, err)
+	}
+	if n := lookups(); n != 0 {
+		t.Fatalf("%d profile lookups of %s by a proxy it is outside the cluster networks of, want 0", n, appAddr)
+	}
+	if code, body, err := get(inside); err != nil || code != 200 || body != "direct" {
+		t.Fatalf("inside the cluster networks: %d %q %v", code, body, err)
+	}
+	if n := lookups(); n != 1 {
+		t.Fatalf("%d profile lookups of %s by a proxy it is inside the cluster networks of, want 1", n, appAddr)
+	}
+	time.Sleep(time.Second) // the inside proxy's streams closed, their state dropped
+	for _, stop := range m.stops {
+		stop()
+	}
+	if code, body, err := get(outside); err != nil || code != 200 || body != "direct" {
+		t.Errorf("outside the cluster networks, control plane down: %d %q %v, want 200", code, body, err)
+	}
+	if code, _, err := get(inside); err != nil || code != http.StatusServiceUnavailable {
+		t.Errorf("inside the cluster networks, control plane down, never answered for: %d %v, want 503", code, err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"sort"
 	"strconv"
@@ -14,10 +15,16 @@ import (
 	"github.com/conduit-mesh/conduit/pkg/ipv6mode"
 	"github.com/conduit-mesh/conduit/pkg/pki"
 	"github.com/conduit-mesh/conduit/pkg/ports"
+	"github.com/conduit-mesh/conduit/pkg/subnets"
 )
 
 // DefaultOpaquePorts are the well-known server-speaks-first ports.
 var DefaultOpaquePorts = []uint16{25, 587, 3306, 4444, 5432, 6379, 9300, 11211}
+
+// DefaultClusterNetworks are where a cluster's pods and Services usually
+// are: the private IPv4 ranges (RFC 1918), carrier-grade NAT's shared range
+// (RFC 6598) and IPv6 unique local addresses (RFC 4193).
+const DefaultClusterNetworks = "10.0.0.0/8,100.64.0.0/10,172.16.0.0/12,192.168.0.0/16,fc00::/7"
 
 // Config is the proxy's validated configuration.
 type Config struct {
@@ -57,6 +64,11 @@ type Config struct {
 	// (0: not kept).
 	DiscoveryIdleTimeout     time.Duration
 	DiscoveryLastKnownMaxAge time.Duration
+	// ClusterNetworks hold every pod and Service address of the cluster
+	// (CONDUIT_PROXY_CLUSTER_NETWORKS): an outbound connection to an
+	// address outside them goes to it directly, without asking the
+	// destination service.
+	ClusterNetworks []netip.Prefix
 
 	PodName       string
 	PodNamespace  string
@@ -236,6 +248,14 @@ func Load(env Getenv) (*Config, error) {
 	}
 	if c.InboundOpaquePorts, err = ParsePorts(opaque); err != nil {
 		return nil, fmt.Errorf("config: CONDUIT_PROXY_INBOUND_OPAQUE_PORTS=%q is invalid (accepted: comma-separated ports or ranges in 1-65535, e.g. 25,3306,8000-8010): %w", opaque, err)
+	}
+
+	networks := get(env, "CONDUIT_PROXY_CLUSTER_NETWORKS", DefaultClusterNetworks)
+	if c.ClusterNetworks, err = subnets.Parse(networks); err == nil && len(c.ClusterNetworks) == 0 {
+		err = fmt.Errorf("no network")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("config: CONDUIT_PROXY_CLUSTER_NETWORKS=%q is invalid (accepted: comma-separated IPv4 and IPv6 CIDRs holding every pod and Service address, e.g. %s; 0.0.0.0/0,::/0 asks the destination service about every address): %w", networks, DefaultClusterNetworks, err)
 	}
 
 	durations := []struct {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"regexp"
 	"strings"
@@ -44,6 +45,9 @@ func TestLoad(t *testing.T) {
 			}
 			if c.DiscoveryIdleTimeout != 5*time.Minute || c.DiscoveryLastKnownMaxAge != time.Hour {
 				t.Errorf("discovery idle timeout %v, last known max age %v", c.DiscoveryIdleTimeout, c.DiscoveryLastKnownMaxAge)
+			}
+			if fmt.Sprint(c.ClusterNetworks) != "[10.0.0.0/8 100.64.0.0/10 172.16.0.0/12 192.168.0.0/16 fc00::/7]" {
+				t.Errorf("cluster networks %v", c.ClusterNetworks)
 			}
 			if c.IdentityServerName != "conduit-identity.conduit.serviceaccount.identity.conduit.cluster.local" {
 				t.Errorf("identity server name %q", c.IdentityServerName)
@@ -107,6 +111,13 @@ func TestLoad(t *testing.T) {
 			}
 		}},
 		{name: "bad access log", env: map[string]string{"CONDUIT_PROXY_ACCESS_LOG": "apache"}, wantErr: "CONDUIT_PROXY_ACCESS_LOG=\"apache\" is invalid (accepted: json, or empty for none)"},
+		{name: "cluster networks", env: map[string]string{"CONDUIT_PROXY_CLUSTER_NETWORKS": "10.244.0.0/16, 10.96.0.1,2001:db8::/48"}, check: func(t *testing.T, c *Config) {
+			if fmt.Sprint(c.ClusterNetworks) != "[10.244.0.0/16 10.96.0.1/32 2001:db8::/48]" {
+				t.Errorf("cluster networks %v", c.ClusterNetworks)
+			}
+		}},
+		{name: "bad cluster networks", env: map[string]string{"CONDUIT_PROXY_CLUSTER_NETWORKS": "10.0.0.0/8,::ffff:10.0.0.0/104"}, wantErr: `CONDUIT_PROXY_CLUSTER_NETWORKS="10.0.0.0/8,::ffff:10.0.0.0/104" is invalid (accepted: comma-separated IPv4 and IPv6 CIDRs`},
+		{name: "no cluster network", env: map[string]string{"CONDUIT_PROXY_CLUSTER_NETWORKS": ","}, wantErr: "no network"},
 		{name: "bad port list", env: map[string]string{"CONDUIT_PROXY_INBOUND_OPAQUE_PORTS": "25,http"}, wantErr: "CONDUIT_PROXY_INBOUND_OPAQUE_PORTS"},
 		{name: "reversed range", env: map[string]string{"CONDUIT_PROXY_INBOUND_OPAQUE_PORTS": "90-80"}, wantErr: "ends below its start"},
 		{name: "bad listen", env: map[string]string{"CONDUIT_PROXY_INBOUND_LISTEN_ADDR": "4143"}, wantErr: "CONDUIT_PROXY_INBOUND_LISTEN_ADDR"},

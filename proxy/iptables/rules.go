@@ -10,6 +10,7 @@ import (
 
 	"github.com/conduit-mesh/conduit/pkg/ipv6mode"
 	"github.com/conduit-mesh/conduit/pkg/ports"
+	"github.com/conduit-mesh/conduit/pkg/subnets"
 )
 
 // Chain names owned by Conduit. Every rule that lives in them or jumps to
@@ -86,38 +87,14 @@ func (f Family) loopback() netip.Prefix {
 func (f Family) holds(p netip.Prefix) bool { return p.Addr().Is4() == (f == IPv4) }
 
 // ParseSubnets parses a comma-separated list of IPv4 and IPv6 CIDRs
-// ("10.0.0.0/8,fd00::/8"). A bare address is taken as a /32 (IPv4) or a
-// /128 (IPv6). IPv4-mapped IPv6 (::ffff:10.0.0.1) and zones are refused:
-// IPv4 traffic is never seen in that form by ip6tables.
+// ("10.0.0.0/8,fd00::/8") as subnets.Parse does: IPv4 traffic is never
+// seen by ip6tables as IPv4-mapped IPv6, which it refuses.
 func ParseSubnets(s string) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, item := range strings.Split(s, ",") {
-		item = strings.TrimSpace(item)
-		if item == "" {
-			continue
-		}
-		var p netip.Prefix
-		if strings.Contains(item, "/") {
-			var err error
-			if p, err = netip.ParsePrefix(item); err != nil {
-				return nil, fmt.Errorf("iptables: subnet %q: not a CIDR", item)
-			}
-		} else {
-			a, err := netip.ParseAddr(item)
-			if err != nil {
-				return nil, fmt.Errorf("iptables: subnet %q: not a CIDR or an address", item)
-			}
-			if a.Zone() != "" {
-				return nil, fmt.Errorf("iptables: subnet %q: an address with a zone", item)
-			}
-			p = netip.PrefixFrom(a, a.BitLen())
-		}
-		if a := p.Addr(); a.Is4In6() {
-			return nil, fmt.Errorf("iptables: subnet %q: an IPv4-mapped IPv6 address (write it as IPv4: %s)", item, a.Unmap())
-		}
-		out = append(out, p.Masked())
+	ps, err := subnets.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("iptables: %w", err)
 	}
-	return out, nil
+	return ps, nil
 }
 
 // Config says what to redirect where.

@@ -12,11 +12,13 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/conduit-mesh/conduit/pkg/subnets"
 	tapv1 "github.com/conduit-mesh/conduit/proto/tap/v1"
 	"github.com/conduit-mesh/conduit/proxy/balance"
 	"github.com/conduit-mesh/conduit/proxy/detect"
@@ -78,6 +80,11 @@ type Options struct {
 	// NoH2FastPath sends HTTP/2 to meshed endpoints with net/http's client
 	// instead of the proxy's own (internal/h2).
 	NoH2FastPath bool
+	// ClusterNetworks hold the cluster's pod and Service addresses: a
+	// connection whose original destination is outside them goes there
+	// directly, without a discovery lookup (nil: every address is looked
+	// up).
+	ClusterNetworks []netip.Prefix
 }
 
 // Proxy is the outbound side.
@@ -342,6 +349,25 @@ func (p *Proxy) waitProfile(ctx context.Context, l *lookup, path string) *discov
 	return pw.Wait(l.wait(p, ctx))
 }
 
+// outsideState is the profile state of a connection to an address outside
+// the cluster networks: known, and not a Service. Shared, never written.
+var outsideState = &discovery.ProfileState{Known: true}
+
+// origDstProfile is waitProfile for an original destination: an address
+// outside the cluster networks cannot be a pod or a Service, and is not
+// looked up (nor does it depend on the destination service being there).
+func (p *Proxy) origDstProfile(ctx context.Context, l *lookup, dst netip.AddrPort) *discovery.ProfileState {
+	if p.outside(dst.Addr()) {
+		return outsideState
+	}
+	return p.waitProfile(ctx, l, dst.String())
+}
+
+// outside reports whether a is outside the cluster networks.
+func (p *Proxy) outside(a netip.Addr) bool {
+	return p.o.ClusterNetworks != nil && !subnets.Contains(p.o.ClusterNetworks, a)
+}
+
 func (p *Proxy) handle(raw net.Conn) {
 	info := &netx.Info{Stats: p.o.Metrics.Open(metrics.TCPKey{Direction: "outbound", Peer: "src"})}
 	dst, err := p.o.OrigDst.OriginalDst(raw)
@@ -353,7 +379,7 @@ func (p *Proxy) handle(raw net.Conn) {
 	var l lookup
 	defer l.done()
 	if info.OrigDst.IsValid() {
-		st = p.waitProfile(context.Background(), &l, info.OrigDst.String())
+		st = p.origDstProfile(context.Background(), &l, info.OrigDst)
 	}
 	proto := detect.Opaque
 	if st == nil || st.Profile == nil || !st.Profile.Opaque {
@@ -861,13 +887,21 @@ func (p *Proxy) routeCall(ctx context.Context, cl *call, host string, info *netx
 // connection's first request, that of the handler's wait when it went
 // unanswered (see handle).
 func (p *Proxy) routeNamed(ctx context.Context, cl *call, host, name string, isSvc bool, info *netx.Info) (*profile.Profile, error) {
+	if info.OrigDst.IsValid() && p.outside(info.OrigDst.Addr()) {
+		// Sent outside the cluster: the application's DNS answer is not
+		// a pod or a Service, whatever the Host header says ("example.com"
+		// reads as Service example of namespace com).
+		cl.authority = host
+		cl.fixed = balance.NewEndpoint(p.upstreamFor(&discovery.Addr{Addr: info.OrigDst.String()}), 1)
+		return nil, nil
+	}
 	l := lookup{until: info.TakeLookupDeadline()}
 	defer l.done()
 	var st *discovery.ProfileState
 	if isSvc {
 		st = p.waitProfile(ctx, &l, name)
 	} else if info.OrigDst.IsValid() {
-		st = p.waitProfile(ctx, &l, info.OrigDst.String())
+		st = p.origDstProfile(ctx, &l, info.OrigDst)
 		if st.Profile != nil && st.Profile.FQN != "" {
 			name, isSvc = net.JoinHostPort(st.Profile.FQN, strconv.Itoa(int(info.OrigDst.Port()))), true
 		}

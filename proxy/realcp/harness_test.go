@@ -58,6 +58,9 @@ const (
 	tokenAudience    = "identity.conduit.dev"
 	issuerSecret     = "conduit-identity-issuer"
 	anchorsConfigMap = "conduit-identity-trust-roots"
+	// loopbackNetworks are the proxies' cluster networks: loopback, where
+	// every process is, and the Services' 10.96.0.0/16.
+	loopbackNetworks = "10.0.0.0/8,127.0.0.0/8"
 )
 
 // Identities, spelled out as the injector hands them to the proxies:
@@ -566,6 +569,9 @@ func (c *cluster) startProxy(t *testing.T, s proxySpec) *meshProxy {
 		// service; the default 1s would send it to the original destination
 		// on a loaded machine (go test -race on 2 cores).
 		"CONDUIT_PROXY_DISCOVERY_TIMEOUT": "5s",
+		// Every process here is on loopback, outside the default cluster
+		// networks: looked up like pods.
+		"CONDUIT_PROXY_CLUSTER_NETWORKS": loopbackNetworks,
 	}
 	cfg, err := config.Load(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 	if err != nil {

@@ -153,6 +153,10 @@ seccompProfile:
     value: {{ $v.proxy.defaultOpaquePorts | quote }}
   - name: CONDUIT_PROXY_SHUTDOWN_GRACE_PERIOD
     value: {{ $v.proxy.shutdownGracePeriod | quote }}
+  {{- with $v.clusterNetworks }}
+  - name: CONDUIT_PROXY_CLUSTER_NETWORKS
+    value: {{ . | quote }}
+  {{- end }}
   {{- with ($v.proxy.discovery | default dict) }}
   {{- with .idleTimeout }}
   - name: CONDUIT_PROXY_DISCOVERY_IDLE_TIMEOUT

@@ -211,6 +211,9 @@ func conduit(cp *testcp.CP, target, origDst string, extra ...string) (client, se
 		"CONDUIT_PROXY_IDENTITY_TOKEN_FILE=" + cp.TokenFile,
 		"CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS=" + string(cp.AnchorsPEM),
 		"CONDUIT_PROXY_SHUTDOWN_GRACE_PERIOD=5s",
+		// The Service's address and the loopback peers, looked up as in a
+		// cluster.
+		"CONDUIT_PROXY_CLUSTER_NETWORKS=10.0.0.0/8,127.0.0.0/8,::1/128",
 		// As injected into a pod without a proxy CPU limit (the default).
 		"GOMAXPROCS=1",
 		"CONDUIT_PROXY_DEBUG_PPROF=" + os.Getenv("CONDUIT_PROXY_DEBUG_PPROF"),

@@ -1,0 +1,98 @@
+package cmd
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/conduit-mesh/conduit/cli/healthcheck"
+	"github.com/conduit-mesh/conduit/pkg/subnets"
+	proxyconfig "github.com/conduit-mesh/conduit/proxy/config"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+)
+
+// clusterNetworksCheck warns when a node's pod CIDR or a Service CIDR is
+// not inside the proxies' cluster networks: a proxy sends to an address
+// outside them without asking the destination service, so a pod or
+// Service there would get neither mTLS nor balancing.
+func (ch *checker) clusterNetworksCheck() healthcheck.Check {
+	return healthcheck.Check{
+		Description: "the cluster networks hold every pod and Service address",
+		Hint:        "give the proxies networks that hold them: 'mesh upgrade --cluster-networks <CIDRs> | kubectl apply -f -', then restart the meshed workloads (docs/proxy.md, Cluster networks)",
+		Run:         ch.clusterNetworks,
+	}
+}
+
+func (ch *checker) clusterNetworks(ctx context.Context) error {
+	cm, err := ch.kube.Client.CoreV1().ConfigMaps(ch.ns).Get(ctx, configMapName, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	// Only the one key: the injector reports a document it cannot use.
+	var cfg struct {
+		Proxy struct {
+			ClusterNetworks string `json:"clusterNetworks"`
+		} `json:"proxy"`
+	}
+	_ = yaml.Unmarshal([]byte(cm.Data["values"]), &cfg)
+	value := cfg.Proxy.ClusterNetworks
+	if value == "" {
+		value = proxyconfig.DefaultClusterNetworks
+	}
+	nets, err := subnets.Parse(value)
+	if err != nil {
+		return fmt.Errorf("ConfigMap %s proxy.clusterNetworks: %w", configMapName, err)
+	}
+
+	var outside []string
+	check := func(what string, p netip.Prefix) {
+		if !holds(nets, p) {
+			outside = append(outside, what+" "+p.String())
+		}
+	}
+	nodes, err := ch.kube.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	for _, n := range nodes.Items {
+		for _, c := range n.Spec.PodCIDRs {
+			if p, err := netip.ParsePrefix(c); err == nil {
+				check("the pod CIDR of node "+n.Name, p)
+			}
+		}
+	}
+	// The Service CIDRs (Kubernetes 1.33 and later); else the address of
+	// the API server's Service, which is in the first of them.
+	if scs, err := ch.kube.Client.NetworkingV1().ServiceCIDRs().List(ctx, metav1.ListOptions{}); err == nil && len(scs.Items) > 0 {
+		for _, sc := range scs.Items {
+			for _, c := range sc.Spec.CIDRs {
+				if p, err := netip.ParsePrefix(c); err == nil {
+					check("the Service CIDR "+sc.Name, p)
+				}
+			}
+		}
+	} else if svc, err := ch.kube.Client.CoreV1().Services("default").Get(ctx, "kubernetes", metav1.GetOptions{}); err == nil {
+		for _, ip := range svc.Spec.ClusterIPs {
+			if a, err := netip.ParseAddr(ip); err == nil {
+				check("the cluster IP of Service default/kubernetes", netip.PrefixFrom(a, a.BitLen()))
+			}
+		}
+	}
+	if len(outside) > 0 {
+		return healthcheck.Warning(fmt.Errorf("%s outside the cluster networks %s: the proxies send there without asking the destination service (no mTLS, no load balancing)",
+			strings.Join(outside, ", "), value))
+	}
+	return nil
+}
+
+// holds reports whether one of nets contains all of p.
+func holds(nets []netip.Prefix, p netip.Prefix) bool {
+	for _, n := range nets {
+		if n.Bits() <= p.Bits() && n.Contains(p.Addr()) {
+			return true
+		}
+	}
+	return false
+}
