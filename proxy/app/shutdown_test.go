@@ -25,17 +25,7 @@ func TestIdleTargetDuringOutage(t *testing.T) {
 	client, _ := m.twoProxies(t, appAddr, env)
 	env["CONDUIT_PROXY_DISCOVERY_LAST_KNOWN_MAX_AGE"] = "0s"
 	control := m.startProxyEnv(t, clientID, "127.0.0.1:1", "10.255.255.1:80", env, true)
-	get := func(p *app.Proxy) (int, string, error) {
-		hc := h1Client(p.OutboundAddr().String())
-		defer hc.CloseIdleConnections()
-		resp, err := hc.Get("http://web.test/")
-		if err != nil {
-			return 0, "", err
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b), err
-	}
+	get := func(p *app.Proxy) (int, string, error) { return getThrough(p, "http://web.test/") }
 	gets := func() int {
 		m.mu.Lock()
 		defer m.mu.Unlock()
@@ -300,17 +290,7 @@ func TestOutsideClusterNetworks(t *testing.T) {
 	outside := m.startProxyEnv(t, clientID, "127.0.0.1:1", appAddr, env, true)
 	env["CONDUIT_PROXY_CLUSTER_NETWORKS"] = loopbackNetworks
 	inside := m.startProxyEnv(t, clientID, "127.0.0.1:1", appAddr, env, true)
-	get := func(p *app.Proxy) (int, string, error) {
-		hc := h1Client(p.OutboundAddr().String())
-		defer hc.CloseIdleConnections()
-		resp, err := hc.Get("http://example.test/")
-		if err != nil {
-			return 0, "", err
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b), err
-	}
+	get := func(p *app.Proxy) (int, string, error) { return getThrough(p, "http://example.test/") }
 	lookups := func() int {
 		m.mu.Lock()
 		defer m.mu.Unlock()
@@ -338,4 +318,18 @@ func TestOutsideClusterNetworks(t *testing.T) {
 	if code, _, err := get(inside); err != nil || code != http.StatusServiceUnavailable {
 		t.Errorf("inside the cluster networks, control plane down, never answered for: %d %v, want 503", code, err)
 	}
+}
+
+// getThrough GETs url through p's outbound on a new connection and returns
+// the status and body.
+func getThrough(p *app.Proxy, url string) (int, string, error) {
+	hc := h1Client(p.OutboundAddr().String())
+	defer hc.CloseIdleConnections()
+	resp, err := hc.Get(url)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
 }
