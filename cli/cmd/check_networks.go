@@ -10,6 +10,7 @@ import (
 	"github.com/conduit-mesh/conduit/pkg/subnets"
 	proxyconfig "github.com/conduit-mesh/conduit/proxy/config"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
 )
 
@@ -25,10 +26,13 @@ func (ch *checker) clusterNetworksCheck() healthcheck.Check {
 	}
 }
 
-func (ch *checker) clusterNetworks(ctx context.Context) error {
-	cm, err := ch.kube.Client.CoreV1().ConfigMaps(ch.ns).Get(ctx, configMapName, metav1.GetOptions{})
+// clusterNetworksOf returns the proxies' cluster networks as the ConfigMap
+// conduit-config of namespace ns gives them (the proxy's default when it
+// gives none), as written and parsed.
+func clusterNetworksOf(ctx context.Context, client kubernetes.Interface, ns string) (string, []netip.Prefix, error) {
+	cm, err := client.CoreV1().ConfigMaps(ns).Get(ctx, configMapName, metav1.GetOptions{})
 	if err != nil {
-		return err
+		return "", nil, err
 	}
 	// Only the one key: the injector reports a document it cannot use.
 	var cfg struct {
@@ -43,7 +47,15 @@ func (ch *checker) clusterNetworks(ctx context.Context) error {
 	}
 	nets, err := subnets.Parse(value)
 	if err != nil {
-		return fmt.Errorf("ConfigMap %s proxy.clusterNetworks: %w", configMapName, err)
+		return "", nil, fmt.Errorf("ConfigMap %s proxy.clusterNetworks: %w", configMapName, err)
+	}
+	return value, nets, nil
+}
+
+func (ch *checker) clusterNetworks(ctx context.Context) error {
+	value, nets, err := clusterNetworksOf(ctx, ch.kube.Client, ch.ns)
+	if err != nil {
+		return err
 	}
 
 	var outside []string

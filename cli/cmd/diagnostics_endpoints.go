@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/conduit-mesh/conduit/pkg/subnets"
 	destinationv1 "github.com/conduit-mesh/conduit/proto/destination/v1"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
@@ -54,10 +56,16 @@ or "<ip>:<port>".`,
 			if err != nil {
 				return err
 			}
+			networks := outsideClusterNetworks(ctx, o, args[0])
 			if output == "json" {
-				return writeEndpointsJSON(cmd.OutOrStdout(), args[0], u)
+				return writeEndpointsJSON(cmd.OutOrStdout(), args[0], u, networks != "")
 			}
-			return writeEndpointsTable(cmd.OutOrStdout(), args[0], u)
+			if err := writeEndpointsTable(cmd.OutOrStdout(), args[0], u); err != nil || networks == "" {
+				return err
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "Note: %s is outside the cluster networks (%s): proxies send to it directly and never ask the destination service, so the answer above does not apply to them (docs/proxy.md, Cluster networks).\n",
+				args[0], networks)
+			return err
 		},
 	}
 	c.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
@@ -260,12 +268,35 @@ func epDash(s string) string {
 	return s
 }
 
-func writeEndpointsJSON(w io.Writer, authority string, u *destinationv1.Update) error {
+// outsideClusterNetworks returns the proxies' cluster networks when
+// authority is an "ip:port" outside them, else "" (also when they cannot be
+// read).
+func outsideClusterNetworks(ctx context.Context, o *Options, authority string) string {
+	ap, err := netip.ParseAddrPort(authority)
+	if err != nil {
+		return ""
+	}
+	k, err := o.Kube()
+	if err != nil {
+		return ""
+	}
+	value, nets, err := clusterNetworksOf(ctx, k.Client, o.ControlPlaneNamespace)
+	if err != nil || subnets.Contains(nets, ap.Addr()) {
+		return ""
+	}
+	return value
+}
+
+// writeEndpointsJSON writes the answer u for authority; outside says that
+// authority is an address outside the cluster networks.
+func writeEndpointsJSON(w io.Writer, authority string, u *destinationv1.Update, outside bool) error {
 	out := struct {
 		Authority string        `json:"authority"`
 		Exists    bool          `json:"exists"`
 		Endpoints []endpointRow `json:"endpoints"`
-	}{Authority: authority, Endpoints: endpointRows(u)}
+		// OutsideClusterNetworks: proxies never ask about it.
+		OutsideClusterNetworks bool `json:"outsideClusterNetworks,omitempty"`
+	}{Authority: authority, Endpoints: endpointRows(u), OutsideClusterNetworks: outside}
 	out.Exists = u.GetAdd() != nil || u.GetNoEndpoints().GetExists()
 	if out.Endpoints == nil {
 		out.Endpoints = []endpointRow{}

@@ -89,6 +89,9 @@ func startFakeDestination(t *testing.T) string {
 		}}},
 		"empty.emojivoto.svc.cluster.local:80": {Update: &destinationv1.Update_NoEndpoints{NoEndpoints: &destinationv1.NoEndpoints{Exists: true}}},
 		"nope.emojivoto.svc.cluster.local:80":  {Update: &destinationv1.Update_NoEndpoints{NoEndpoints: &destinationv1.NoEndpoints{}}},
+		// Addresses that are not a pod: the original destination.
+		"192.0.2.7:443": {Update: &destinationv1.Update_NoEndpoints{NoEndpoints: &destinationv1.NoEndpoints{}}},
+		"10.0.0.9:80":   {Update: &destinationv1.Update_NoEndpoints{NoEndpoints: &destinationv1.NoEndpoints{}}},
 	}})
 	go func() { _ = g.Serve(lis) }()
 	t.Cleanup(g.Stop)
@@ -108,6 +111,10 @@ func runEndpoints(t *testing.T, addr string, pods []corev1.Pod, args ...string) 
 func runDestinationCmd(t *testing.T, addr string, pods []corev1.Pod, namespace string, newCmd func(*Options) *cobra.Command, args ...string) (string, error) {
 	t.Helper()
 	k, _ := fakeKube(false)
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: configMapName, Namespace: "conduit"}, Data: map[string]string{"values": "proxy: {logLevel: info}\n"}}
+	if _, err := k.Client.CoreV1().ConfigMaps("conduit").Create(context.Background(), cm, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	for i := range pods {
 		p := pods[i]
 		if _, err := k.Client.CoreV1().Pods(p.Namespace).Create(context.Background(), &p, metav1.CreateOptions{}); err != nil {
@@ -155,6 +162,12 @@ func TestDiagnosticsEndpoints(t *testing.T) {
 		{"no ready endpoints", "diagnostics_endpoints_empty.golden", []string{"empty.emojivoto.svc.cluster.local:80"}},
 		{"unknown", "diagnostics_endpoints_unknown.golden", []string{"nope.emojivoto.svc.cluster.local:80"}},
 		{"unknown json", "diagnostics_endpoints_unknown_json.golden", []string{"nope.emojivoto.svc.cluster.local:80", "-o", "json"}},
+		// An address outside the (default) cluster networks: whatever the
+		// destination service says, proxies never ask; one inside gets no
+		// note.
+		{"outside the cluster networks", "diagnostics_endpoints_outside.golden", []string{"192.0.2.7:443"}},
+		{"outside the cluster networks json", "diagnostics_endpoints_outside_json.golden", []string{"192.0.2.7:443", "-o", "json"}},
+		{"inside the cluster networks", "diagnostics_endpoints_inside.golden", []string{"10.0.0.9:80"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
