@@ -4,6 +4,7 @@ package tests
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -102,6 +103,22 @@ func TestControlPlaneOutage(t *testing.T) {
 	}
 	idleUsed := time.Now()
 
+	// The node's address stands for an API outside the cluster: a server of
+	// the test's own listens there. The client never calls it before the
+	// outage, so its proxy has nothing of it from discovery.
+	outside := outsideServer(t, f)
+	// mesh diagnostics endpoints says that proxies do not ask about it (and
+	// does not say so of a pod's address).
+	for addr, want := range map[string]bool{outside: true, net.JoinHostPort(ipOfPod(t, f, ns, first), "8080"): false} {
+		var got struct {
+			Outside bool `json:"outsideClusterNetworks"`
+		}
+		out := f.MeshCmd(t, "diagnostics", "endpoints", addr, "-o", "json")
+		if err := json.Unmarshal([]byte(out), &got); err != nil || got.Outside != want {
+			t.Errorf("mesh diagnostics endpoints %s: %s (%v), want outsideClusterNetworks %v", addr, out, err, want)
+		}
+	}
+
 	// The outage: both controllers scaled to zero, restored however the test ends.
 	restore := f.StopControllers(t, "destination", "identity")
 
@@ -116,10 +133,7 @@ func TestControlPlaneOutage(t *testing.T) {
 	})
 
 	t.Run("an address outside the cluster networks is reached without the destination service", func(t *testing.T) {
-		// The node's address stands for an API outside the cluster: a
-		// server of the test's own listens there. The client never called
-		// it, so its proxy has nothing of it from discovery.
-		addr := outsideServer(t, f)
+		addr := outside
 		start := time.Now()
 		out, stderr, err := f.ExecE(context.Background(), ns, "client", "client", nil, "testapp", "get", "-n", "5", "-new-conn", "-expect-body", outsideBody, "http://"+addr+"/")
 		if err != nil {
@@ -254,4 +268,17 @@ func outsideServer(t *testing.T, f *framework.Framework) string {
 	go func() { _ = srv.Serve(l) }()
 	t.Cleanup(func() { _ = srv.Close() })
 	return l.Addr().String()
+}
+
+// ipOfPod is the IP of pod name in namespace ns.
+func ipOfPod(t *testing.T, f *framework.Framework, ns, name string) string {
+	t.Helper()
+	p, err := f.Client.CoreV1().Pods(ns).Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("pod %s/%s: %v", ns, name, err)
+	}
+	if p.Status.PodIP == "" {
+		t.Fatalf("pod %s/%s has no IP", ns, name)
+	}
+	return p.Status.PodIP
 }
