@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"sort"
 	"strings"
 
 	"github.com/conduit-mesh/conduit/cli/healthcheck"
@@ -68,11 +69,21 @@ func (ch *checker) clusterNetworks(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	podCIDRs := 0
 	for _, n := range nodes.Items {
 		for _, c := range n.Spec.PodCIDRs {
 			if p, err := netip.ParsePrefix(c); err == nil {
 				check("the pod CIDR of node "+n.Name, p)
+				podCIDRs++
 			}
+		}
+	}
+	if podCIDRs == 0 {
+		// A CNI with its own address management (cloud VPC addresses,
+		// IP pools) leaves the nodes' pod CIDRs empty: the pods' own
+		// addresses tell, a page of them.
+		if err := ch.podAddressesOutside(ctx, nets, &outside); err != nil {
+			return err
 		}
 	}
 	// The Service CIDRs (Kubernetes 1.33 and later); else the address of
@@ -96,6 +107,47 @@ func (ch *checker) clusterNetworks(ctx context.Context) error {
 		return healthcheck.Warning(fmt.Errorf("%s outside the cluster networks %s: the proxies send there without asking the destination service (no mTLS, no load balancing)",
 			strings.Join(outside, ", "), value))
 	}
+	return nil
+}
+
+// podPage is how many pods podAddressesOutside reads.
+const podPage = 500
+
+// podAddressesOutside adds to outside the addresses of (a page of) the
+// cluster's pods, host-network ones aside, that are outside nets: the first
+// few by name, then how many more.
+func (ch *checker) podAddressesOutside(ctx context.Context, nets []netip.Prefix, outside *[]string) error {
+	pods, err := ch.kube.Client.CoreV1().Pods("").List(ctx, metav1.ListOptions{Limit: podPage})
+	if err != nil {
+		return err
+	}
+	// In the API server's order, namespace then name, whatever serves the list.
+	sort.Slice(pods.Items, func(i, j int) bool {
+		a, b := pods.Items[i], pods.Items[j]
+		return a.Namespace < b.Namespace || a.Namespace == b.Namespace && a.Name < b.Name
+	})
+	var named []string
+	more := 0
+	for _, p := range pods.Items {
+		if p.Spec.HostNetwork {
+			continue
+		}
+		for _, ip := range p.Status.PodIPs {
+			a, err := netip.ParseAddr(ip.IP)
+			if err != nil || subnets.Contains(nets, a) {
+				continue
+			}
+			if len(named) < 3 {
+				named = append(named, fmt.Sprintf("the address of pod %s/%s %s", p.Namespace, p.Name, a))
+			} else {
+				more++
+			}
+		}
+	}
+	if more > 0 {
+		named = append(named, fmt.Sprintf("%d more pod addresses", more))
+	}
+	*outside = append(*outside, named...)
 	return nil
 }
 

@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"crypto/x509"
+	"fmt"
 	"net/http"
 	"os"
 	"strings"
@@ -218,6 +219,19 @@ func TestCheckFindings(t *testing.T) {
 			o["kubernetes"] = &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "kubernetes", Namespace: "default"},
 				Spec: corev1.ServiceSpec{ClusterIPs: []string{"198.51.100.1"}}}
 		}, 0, true, []string{"the cluster IP of Service default/kubernetes 198.51.100.1/32 outside"}},
+		// A CNI that leaves the nodes' pod CIDRs empty: the pods'
+		// addresses tell (host-network pods aside).
+		{"no pod CIDRs, pod addresses outside", nil, func(o map[string]runtime.Object) {
+			o["node"].(*corev1.Node).Spec.PodCIDRs = nil
+			for i, ip := range []string{"100.200.0.7", "100.200.0.8", "100.200.0.9", "100.200.1.1", "10.1.0.1"} {
+				p := meshedPod(fmt.Sprintf("vpc-%d", i), "shop", "v1.2.3", true)
+				p.Status.PodIPs = []corev1.PodIP{{IP: ip}}
+				o[p.Name] = p
+			}
+			host := meshedPod("node-agent", "kube-system", "v1.2.3", true)
+			host.Spec.HostNetwork, host.Status.PodIPs = true, []corev1.PodIP{{IP: "198.51.100.4"}}
+			o[host.Name] = host
+		}, 0, true, []string{"‼ the cluster networks hold", "the address of pod shop/vpc-0 100.200.0.7, the address of pod shop/vpc-1 100.200.0.8, the address of pod shop/vpc-2 100.200.0.9, 1 more pod addresses outside"}},
 		{"issuer from other anchors", nil, func(o map[string]runtime.Object) {
 			o["issuer"] = issuerSecret(t, otherIssuer)
 		}, 0, false, []string{"× the issuer is valid", "does not chain to the trust anchors"}},
