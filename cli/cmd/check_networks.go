@@ -46,7 +46,7 @@ func clusterNetworksOf(ctx context.Context, client kubernetes.Interface, ns stri
 	if value == "" {
 		value = proxyconfig.DefaultClusterNetworks
 	}
-	nets, err := subnets.Parse(value)
+	nets, err := subnets.ParseNetworks(value)
 	if err != nil {
 		return "", nil, fmt.Errorf("ConfigMap %s proxy.clusterNetworks: %w", configMapName, err)
 	}
@@ -61,7 +61,7 @@ func (ch *checker) clusterNetworks(ctx context.Context) error {
 
 	var outside []string
 	check := func(what string, p netip.Prefix) {
-		if !holds(nets, p) {
+		if !subnets.Covers(nets, p) {
 			outside = append(outside, what+" "+p.String())
 		}
 	}
@@ -149,14 +149,4 @@ func (ch *checker) podAddressesOutside(ctx context.Context, nets []netip.Prefix,
 	}
 	*outside = append(*outside, named...)
 	return nil
-}
-
-// holds reports whether one of nets contains all of p.
-func holds(nets []netip.Prefix, p netip.Prefix) bool {
-	for _, n := range nets {
-		if n.Bits() <= p.Bits() && n.Contains(p.Addr()) {
-			return true
-		}
-	}
-	return false
 }

@@ -323,10 +323,8 @@ func (c Config) Validate() error {
 		}
 	}
 	if v := c.Proxy.ClusterNetworks; v != "" {
-		if ps, err := subnets.Parse(v); err != nil {
+		if _, err := subnets.ParseNetworks(v); err != nil {
 			bad("proxy.clusterNetworks", "%v", err)
-		} else if len(ps) == 0 {
-			bad("proxy.clusterNetworks", "%q holds no network", v)
 		}
 	}
 	if err := checkIPv6Mode(c.Proxy.IPv6); err != nil {

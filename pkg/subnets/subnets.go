@@ -43,6 +43,26 @@ func Parse(s string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
+// ParseNetworks is Parse for a list that must name at least one network:
+// the proxy's cluster networks, which the injector checks as the proxy does.
+func ParseNetworks(s string) ([]netip.Prefix, error) {
+	ps, err := Parse(s)
+	if err == nil && len(ps) == 0 {
+		err = fmt.Errorf("%q holds no network", s)
+	}
+	return ps, err
+}
+
+// Covers reports whether one of ps contains all of p.
+func Covers(ps []netip.Prefix, p netip.Prefix) bool {
+	for _, n := range ps {
+		if n.Bits() <= p.Bits() && n.Contains(p.Addr()) {
+			return true
+		}
+	}
+	return false
+}
+
 // Contains reports whether a is in one of ps. An IPv4-mapped IPv6 address
 // (as a dual-stack socket reports an IPv4 peer) is matched as IPv4.
 func Contains(ps []netip.Prefix, a netip.Addr) bool {

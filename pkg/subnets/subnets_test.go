@@ -71,6 +71,33 @@ func TestContains(t *testing.T) {
 	}
 }
 
+func TestCovers(t *testing.T) {
+	ps, _ := Parse("10.0.0.0/8,fc00::/7")
+	for _, tc := range []struct {
+		prefix string
+		want   bool
+	}{
+		{"10.244.0.0/16", true},
+		{"10.0.0.0/8", true},
+		{"10.0.0.0/7", false}, // wider than the network
+		{"fd10:96::/112", true},
+		{"100.64.0.0/10", false},
+	} {
+		if got := Covers(ps, netip.MustParsePrefix(tc.prefix)); got != tc.want {
+			t.Errorf("Covers(%s) = %v, want %v", tc.prefix, got, tc.want)
+		}
+	}
+}
+
+func TestParseNetworks(t *testing.T) {
+	if _, err := ParseNetworks(" , "); err == nil || err.Error() != `" , " holds no network` {
+		t.Errorf("ParseNetworks of no network: %v", err)
+	}
+	if ps, err := ParseNetworks("10.0.0.0/8"); err != nil || len(ps) != 1 {
+		t.Errorf("ParseNetworks = %v, %v", ps, err)
+	}
+}
+
 // FuzzParse: an accepted list holds only masked IPv4 or IPv6 prefixes
 // (never IPv4-mapped, never with a zone), and their rendering reads back
 // the same.

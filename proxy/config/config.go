@@ -251,10 +251,7 @@ func Load(env Getenv) (*Config, error) {
 	}
 
 	networks := get(env, "CONDUIT_PROXY_CLUSTER_NETWORKS", DefaultClusterNetworks)
-	if c.ClusterNetworks, err = subnets.Parse(networks); err == nil && len(c.ClusterNetworks) == 0 {
-		err = fmt.Errorf("no network")
-	}
-	if err != nil {
+	if c.ClusterNetworks, err = subnets.ParseNetworks(networks); err != nil {
 		return nil, fmt.Errorf("config: CONDUIT_PROXY_CLUSTER_NETWORKS=%q is invalid (accepted: comma-separated IPv4 and IPv6 CIDRs holding every pod and Service address, e.g. %s; 0.0.0.0/0,::/0 asks the destination service about every address): %w", networks, DefaultClusterNetworks, err)
 	}
 
