@@ -119,6 +119,12 @@ func TestControlPlaneOutage(t *testing.T) {
 		}
 	}
 
+	// The real cluster's pod and Service ranges are inside the default
+	// networks: mesh check says so, without a warning.
+	if c := proxyCheck(t, f, ns, "the cluster networks hold every pod and Service address"); c.Status != healthcheck.Success {
+		t.Errorf("mesh check: the cluster networks check is %s: %s", c.Status, c.Error)
+	}
+
 	// The outage: both controllers scaled to zero, restored however the test ends.
 	restore := f.StopControllers(t, "destination", "identity")
 
