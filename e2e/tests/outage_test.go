@@ -63,7 +63,8 @@ func TestControlPlaneOutage(t *testing.T) {
 	t.Cleanup(func() { f.UpgradeMesh(t, "--set", "proxy.discovery.idleTimeout=") })
 	ns := meshedNamespace(t, f, "outage")
 	f.Apply(t, ns, outageApps(f.Image("testapp")))
-	first := f.WaitPodsReady(t, ns, "app=server", 1, 3*time.Minute)[0].Name
+	server := f.WaitPodsReady(t, ns, "app=server", 1, 3*time.Minute)[0]
+	first := server.Name
 	client := f.WaitPodsReady(t, ns, "app=client", 1, 3*time.Minute)[0]
 	f.WaitPodsReady(t, ns, "app=nokeep", 1, 3*time.Minute)
 	if got := proxyEnv(client, "CONDUIT_PROXY_DISCOVERY_IDLE_TIMEOUT"); got != outageIdleTimeout.String() {
@@ -109,7 +110,7 @@ func TestControlPlaneOutage(t *testing.T) {
 	outside := outsideServer(t, f)
 	// mesh diagnostics endpoints says that proxies do not ask about it (and
 	// does not say so of a pod's address).
-	for addr, want := range map[string]bool{outside: true, net.JoinHostPort(ipOfPod(t, f, ns, first), "8080"): false} {
+	for addr, want := range map[string]bool{outside: true, net.JoinHostPort(server.Status.PodIP, "8080"): false} {
 		var got struct {
 			Outside bool `json:"outsideClusterNetworks"`
 		}
@@ -274,17 +275,4 @@ func outsideServer(t *testing.T, f *framework.Framework) string {
 	go func() { _ = srv.Serve(l) }()
 	t.Cleanup(func() { _ = srv.Close() })
 	return l.Addr().String()
-}
-
-// ipOfPod is the IP of pod name in namespace ns.
-func ipOfPod(t *testing.T, f *framework.Framework, ns, name string) string {
-	t.Helper()
-	p, err := f.Client.CoreV1().Pods(ns).Get(context.Background(), name, metav1.GetOptions{})
-	if err != nil {
-		t.Fatalf("pod %s/%s: %v", ns, name, err)
-	}
-	if p.Status.PodIP == "" {
-		t.Fatalf("pod %s/%s has no IP", ns, name)
-	}
-	return p.Status.PodIP
 }
