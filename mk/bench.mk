@@ -9,10 +9,11 @@ $(TOOLS)/fortio:
 	cd /tmp && GOWORK=off GOBIN=$(TOOLS) go install fortio.org/fortio@$(FORTIO_VERSION)
 
 .PHONY: bench-deps
-bench-deps: ## Install the benchmark peers from Debian (nginx, haproxy) if missing.
-	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] && { command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ]; } || \
-	  { echo "bench: apt-get install nginx haproxy"; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx haproxy >/dev/null || \
-	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx haproxy >/dev/null; }; }
+bench-deps: ## Install the benchmark peers from Debian (nginx with its stream module, haproxy) if missing.
+	@{ [ -x /usr/sbin/nginx ] && [ -f /usr/lib/nginx/modules/ngx_stream_module.so ] && [ -x /usr/sbin/haproxy ]; } || \
+	  { echo "bench: apt-get install nginx libnginx-mod-stream haproxy"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx libnginx-mod-stream haproxy >/dev/null || \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx libnginx-mod-stream haproxy >/dev/null; }; }
 
 .PHONY: bench-proxy
 bench-proxy: $(TOOLS)/fortio bench-deps ## Proxy load benchmark: direct vs 2 Conduit proxies (mTLS) vs nginx vs haproxy; prints one table.

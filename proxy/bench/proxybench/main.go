@@ -490,35 +490,16 @@ func run() error {
 	}
 	cells = medianCells(cells)
 
+	printTable(cells)
 	if !want("tcp") {
-		printTable(cells, 0, 0)
 		return nil
 	}
-	// Opaque TCP throughput.
-	sink, err := startSink()
+	setPlainProfile(cp)
+	tcp, err := runTCP(tcpPaths(cp, dir, &pki))
 	if err != nil {
 		return err
 	}
-	defer sink.Close()
-	var directs, mesheds []float64
-	for round := 0; round < *repeat; round++ {
-		direct, err := throughput(sinkAddr)
-		if err != nil {
-			return err
-		}
-		client, server, err := conduit(cp, sinkAddr, opaqueDst)
-		if err != nil {
-			return err
-		}
-		meshed, err := throughput(clientOut)
-		client.stop()
-		server.stop()
-		if err != nil {
-			return err
-		}
-		directs, mesheds = append(directs, direct), append(mesheds, meshed)
-	}
-	printTable(cells, median(directs), median(mesheds))
+	printTCP(tcp)
 	return nil
 }
 
@@ -665,73 +646,6 @@ defaults
 	return start(name, nil, *haBin, "-db", "-f", path)
 }
 
-// sinkDone receives the byte count of every connection the sink finished.
-var sinkDone = make(chan int64, 4)
-
-func startSink() (net.Listener, error) {
-	l, err := net.Listen("tcp", sinkAddr)
-	if err != nil {
-		return nil, err
-	}
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 256<<10)
-				var n int64
-				for {
-					m, err := c.Read(buf)
-					n += int64(m)
-					if err != nil {
-						break
-					}
-				}
-				sinkDone <- n
-			}()
-		}
-	}()
-	return l, nil
-}
-
-// throughput writes as fast as possible for *tcpDur and returns MB/s as
-// counted by the sink.
-func throughput(addr string) (float64, error) {
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		return 0, err
-	}
-	buf := make([]byte, 256<<10)
-	for i := range buf {
-		buf[i] = byte(i*7 + 1) // not an HTTP or TLS prefix
-	}
-	var sent int64
-	start := time.Now()
-	end := start.Add(*tcpDur)
-	for time.Now().Before(end) {
-		n, err := c.Write(buf)
-		sent += int64(n)
-		if err != nil {
-			c.Close()
-			return 0, err
-		}
-	}
-	c.Close()
-	select {
-	case got := <-sinkDone:
-		elapsed := time.Since(start)
-		if got != sent {
-			return 0, fmt.Errorf("sink received %d bytes of %d", got, sent)
-		}
-		return float64(got) / elapsed.Seconds() / 1e6, nil
-	case <-time.After(30 * time.Second):
-		return 0, fmt.Errorf("sink never finished")
-	}
-}
-
 func ms(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }
 
 func join[T any](vs []T, f func(T) string) string {
@@ -745,7 +659,10 @@ func join[T any](vs []T, f func(T) string) string {
 	return strings.Join(s, " / ")
 }
 
-func printTable(cells []cell, direct, meshed float64) {
+func printTable(cells []cell) {
+	if len(cells) == 0 {
+		return
+	}
 	base := map[string]cell{}
 	for _, c := range cells {
 		if c.mode == "direct" {
@@ -769,9 +686,6 @@ func printTable(cells []cell, direct, meshed float64) {
 			c.mode, c.proto, c.rps, c.ok, c.total, ms(c.p50), ms(c.p99), ms(c.p999), ms(c.max), added50, added99,
 			join(c.cpu, func(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }),
 			join(c.rssIdle, mib), join(c.rssLoad, mib))
-	}
-	if direct != 0 {
-		fmt.Printf("| opaque TCP throughput | tcp | – | – | direct %.0f MB/s | conduit (2 proxies, mTLS) %.0f MB/s | ratio %.0f %% | | | | | | |\n", direct, meshed, 100*meshed/direct)
 	}
 	printIdle(cells)
 }
