@@ -79,16 +79,7 @@ func newChainPKI(dir string) (*chainPKI, error) {
 // nginxConf writes an nginx configuration (one worker, no logs) whose http
 // block holds body, and returns its path.
 func nginxConf(d, body string) (string, error) {
-	if err := os.MkdirAll(filepath.Join(d, "logs"), 0o755); err != nil {
-		return "", err
-	}
-	conf := fmt.Sprintf(`daemon off;
-master_process on;
-worker_processes 1;
-pid %[1]s/nginx.pid;
-error_log %[1]s/logs/error.log warn;
-events { worker_connections 4096; }
-http {
+	return nginxConfig(d, "", fmt.Sprintf(`http {
   access_log off;
   client_body_temp_path %[1]s/body;
   proxy_temp_path %[1]s/proxy;
@@ -96,17 +87,39 @@ http {
   uwsgi_temp_path %[1]s/uwsgi;
   scgi_temp_path %[1]s/scgi;
 %[2]s
+}`, d, body))
 }
-`, d, body)
+
+// nginxConfig writes an nginx configuration (one worker, its pid file and
+// error log in d) with top before its main directives and blocks after
+// them, and returns its path.
+func nginxConfig(d, top, blocks string) (string, error) {
+	if err := os.MkdirAll(filepath.Join(d, "logs"), 0o755); err != nil {
+		return "", err
+	}
+	conf := fmt.Sprintf(`%[2]sdaemon off;
+master_process on;
+worker_processes 1;
+pid %[1]s/nginx.pid;
+error_log %[1]s/logs/error.log warn;
+events { worker_connections 4096; }
+%[3]s
+`, d, top, blocks)
 	path := filepath.Join(d, "nginx.conf")
 	return path, os.WriteFile(path, []byte(conf), 0o644)
 }
 
+// startNginxConf starts nginx with nginxConf(d, body).
 func startNginxConf(name, d, body string) (*proc, error) {
 	path, err := nginxConf(d, body)
 	if err != nil {
 		return nil, err
 	}
+	return startNginxAt(name, d, path)
+}
+
+// startNginxAt starts nginx with the configuration at path, d its prefix.
+func startNginxAt(name, d, path string) (*proc, error) {
 	return start(name, nil, *nginxBin, "-p", d, "-c", path, "-e", filepath.Join(d, "logs", "error.log"))
 }
 

@@ -211,25 +211,11 @@ func startNginxStream2(dir string, pki *chainPKI) (client, server *proc, err err
 // startNginxStream starts nginx (one worker, no logs) whose stream block
 // holds body.
 func startNginxStream(name, d, body string) (*proc, error) {
-	if err := os.MkdirAll(filepath.Join(d, "logs"), 0o755); err != nil {
+	path, err := nginxConfig(d, "load_module "+nginxStreamModule+";\n", "stream {\n"+body+"\n}")
+	if err != nil {
 		return nil, err
 	}
-	conf := fmt.Sprintf(`load_module %[1]s;
-daemon off;
-master_process on;
-worker_processes 1;
-pid %[2]s/nginx.pid;
-error_log %[2]s/logs/error.log warn;
-events { worker_connections 4096; }
-stream {
-%[3]s
-}
-`, nginxStreamModule, d, body)
-	path := filepath.Join(d, "nginx.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
-		return nil, err
-	}
-	return start(name, nil, *nginxBin, "-p", d, "-c", path, "-e", filepath.Join(d, "logs", "error.log"))
+	return startNginxAt(name, d, path)
 }
 
 // startHAProxyTCP2 starts two haproxy in TCP mode with mutual TLS 1.3
