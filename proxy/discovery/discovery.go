@@ -276,9 +276,11 @@ func (w *watch[E]) useFallback(why string) {
 		return
 	}
 	w.stale.Store(fb.at.UnixNano())
-	w.once.Do(func() { close(w.ready) })
+	// Logged before the waiters go on, so that the line precedes what
+	// they do with the state.
 	w.log.Warn("destination service unanswered; using what it said before the name's watch was dropped",
 		w.kind, w.name, "age", time.Since(fb.at).Round(time.Millisecond).String(), "reason", why)
+	w.once.Do(func() { close(w.ready) })
 }
 
 // drop cancels the watch when it has been unused for idle and returns the
