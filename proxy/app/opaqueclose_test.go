@@ -74,9 +74,9 @@ const (
 // server pod where nothing listens on the port. The server's proxy counts
 // the client's connection as a failure with ECONNREFUSED and resets it
 // after the handshake; the client's proxy then counts its connection to
-// the server's as a failure with ECONNRESET, every time, and resets the
-// application's connection, whose read fails with ECONNRESET rather than
-// returning EOF. Applications that send first and ones that wait for the
+// the server's as a failure with ECONNRESET (rarely EPIPE, when a write
+// met the reset first), every time, and resets the application's
+// connection, whose read fails with ECONNRESET rather than returning EOF. Applications that send first and ones that wait for the
 // server alternate.
 func TestOpaqueRefusedMTLS(t *testing.T) {
 	const n = 20
@@ -105,7 +105,17 @@ func TestOpaqueRefusedMTLS(t *testing.T) {
 		}
 	}
 	waitMetric(t, server.AdminAddr(), n, "tcp_close_total", append(serverFromClient, failure, `errno="ECONNREFUSED"`)...)
-	waitMetric(t, client.AdminAddr(), n, "tcp_close_total", append(clientToServer, failure, `errno="ECONNRESET"`)...)
+	// The client's proxy reads the reset as ECONNRESET; when a write meets
+	// it first, the kernel may answer that write EPIPE (one connection in
+	// 20, in about half the runs on a loaded 2-core machine). Either is the
+	// server's reset, and neither is a clean end.
+	waitMetric(t, client.AdminAddr(), n, "tcp_close_total", append(clientToServer, failure)...)
+	resets := metricSum(t, client.AdminAddr().String(), "tcp_close_total", append(clientToServer, failure, `errno="ECONNRESET"`)...)
+	pipes := metricSum(t, client.AdminAddr().String(), "tcp_close_total", append(clientToServer, failure, `errno="EPIPE"`)...)
+	if resets+pipes != n || resets < pipes {
+		t.Errorf("client proxy to server: %v ECONNRESET and %v EPIPE, want %d in all, mostly ECONNRESET; every series:\n%s",
+			resets, pipes, n, metricLines(t, client.AdminAddr().String(), "tcp_close_total"))
+	}
 	waitMetric(t, client.AdminAddr(), n, "tcp_close_total", append(clientFromApp, success)...)
 	for _, s := range []struct {
 		admin  net.Addr
@@ -116,7 +126,7 @@ func TestOpaqueRefusedMTLS(t *testing.T) {
 		{server.AdminAddr(), serverFromClient, success, 0},
 		{server.AdminAddr(), serverFromClient, failure, n}, // ECONNREFUSED only
 		{client.AdminAddr(), clientToServer, success, 0},
-		{client.AdminAddr(), clientToServer, failure, n}, // ECONNRESET only
+		{client.AdminAddr(), clientToServer, failure, n}, // ECONNRESET (or EPIPE, above)
 		{client.AdminAddr(), clientFromApp, failure, 0},
 	} {
 		if got := metricSum(t, s.admin.String(), "tcp_close_total", append(s.series, s.class)...); got != s.want {
