@@ -154,6 +154,22 @@ func cpuTicks(pids []int) int64 {
 	return total
 }
 
+// cpuEach returns cpuTicks of each of procs.
+func cpuEach(procs []*proc) []int64 {
+	out := make([]int64, len(procs))
+	for i, p := range procs {
+		out[i] = cpuTicks(p.pids())
+	}
+	return out
+}
+
+// stopAll stops procs.
+func stopAll(procs []*proc) {
+	for _, p := range procs {
+		p.stop()
+	}
+}
+
 func rssKB(pids []int) int64 {
 	var total int64
 	for _, pid := range pids {
@@ -308,10 +324,7 @@ func load(mode, proto string, rps int, target string, host string, procs []*proc
 		}
 	}
 	args := fortio(*duration)
-	var before []int64
-	for _, p := range procs {
-		before = append(before, cpuTicks(p.pids()))
-	}
+	before := cpuEach(procs)
 	peak := make([]int64, len(procs))
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -568,11 +581,7 @@ func withPKI(p **chainPKI, dir string, start func(dir string, pki *chainPKI) (cl
 // loadPeer loads a started peer listening on addr at each rate (with the
 // Host header host, if any), then stops its processes.
 func loadPeer(name, proto, addr, host string, rs []int, procs []*proc) ([]cell, error) {
-	defer func() {
-		for _, p := range procs {
-			p.stop()
-		}
-	}()
+	defer stopAll(procs)
 	if err := waitTCP(addr); err != nil {
 		return nil, err
 	}

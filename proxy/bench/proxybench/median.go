@@ -58,12 +58,22 @@ func median(vs []float64) float64 {
 
 // perIndex is the median of each per-proxy figure over the cells.
 func perIndex(g []cell, f func(cell) []float64) []float64 {
+	rows := make([][]float64, len(g))
+	for i, c := range g {
+		rows[i] = f(c)
+	}
+	return medianEach(rows)
+}
+
+// medianEach is the median of each index of the first row over the rows
+// (one per round; a row too short for an index is left out of it).
+func medianEach(rows [][]float64) []float64 {
 	var out []float64
-	for i := range f(g[0]) {
+	for i := range rows[0] {
 		var vs []float64
-		for _, c := range g {
-			if v := f(c); i < len(v) {
-				vs = append(vs, v[i])
+		for _, r := range rows {
+			if i < len(r) {
+				vs = append(vs, r[i])
 			}
 		}
 		out = append(out, median(vs))

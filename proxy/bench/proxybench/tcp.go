@@ -57,11 +57,7 @@ type tcpResult struct {
 
 // setPlainProfile registers plainDst with the test control plane.
 func setPlainProfile(cp *testcp.CP) {
-	host, port, _ := net.SplitHostPort(serverIn)
-	p, _ := strconv.Atoi(port)
-	cp.SetProfile(plainDst, &destinationv1.DestinationProfile{OpaqueProtocol: true, Endpoint: &destinationv1.WeightedAddr{
-		Addr: &destinationv1.TcpAddress{Ip: host, Port: uint32(p)}, Weight: 1,
-	}})
+	cp.SetProfile(plainDst, &destinationv1.DestinationProfile{OpaqueProtocol: true, Endpoint: testcp.Plain(serverIn)})
 }
 
 // tcpPaths lists the throughput paths; pki is made on first use.
@@ -117,15 +113,11 @@ func runTCP(paths []tcpPath) ([]tcpResult, error) {
 					}
 				}
 			}
-			before := make([]int64, len(procs))
-			for j, pr := range procs {
-				before[j] = cpuTicks(pr.pids())
-			}
+			before := cpuEach(procs)
 			rate, bytes, err := throughput(p.addr)
 			var perGB []float64
-			for j, pr := range procs {
-				s := float64(cpuTicks(pr.pids())-before[j]) / 100
-				perGB = append(perGB, s/(float64(bytes)/1e9))
+			for j, t := range cpuEach(procs) {
+				perGB = append(perGB, float64(t-before[j])/100/(float64(bytes)/1e9))
 			}
 			stopAll(procs)
 			if err != nil {
@@ -138,22 +130,9 @@ func runTCP(paths []tcpPath) ([]tcpResult, error) {
 	}
 	out := make([]tcpResult, len(paths))
 	for i, p := range paths {
-		out[i] = tcpResult{name: p.name, mbps: median(mbps[i])}
-		for j := range cpu[i][0] {
-			var vs []float64
-			for _, r := range cpu[i] {
-				vs = append(vs, r[j])
-			}
-			out[i].cpu = append(out[i].cpu, median(vs))
-		}
+		out[i] = tcpResult{name: p.name, mbps: median(mbps[i]), cpu: medianEach(cpu[i])}
 	}
 	return out, nil
-}
-
-func stopAll(procs []*proc) {
-	for _, p := range procs {
-		p.stop()
-	}
 }
 
 // printTCP prints the throughput table; the first result is direct.

@@ -92,17 +92,24 @@ func (cp *CP) SetProfile(path string, p *destinationv1.DestinationProfile) {
 
 // Meshed returns a meshed endpoint at addr with identity id.
 func Meshed(addr, id string, opaque bool) *destinationv1.WeightedAddr {
-	host, port, _ := net.SplitHostPort(addr)
-	p, _ := strconv.Atoi(port)
 	hint := &destinationv1.ProtocolHint{Protocol: &destinationv1.ProtocolHint_H2_{H2: &destinationv1.ProtocolHint_H2{}}}
 	if opaque {
 		hint = &destinationv1.ProtocolHint{Protocol: &destinationv1.ProtocolHint_Opaque_{Opaque: &destinationv1.ProtocolHint_Opaque{}}}
 	}
+	a := Plain(addr)
+	a.TlsIdentity = &destinationv1.TlsIdentity{DnsLikeIdentity: id}
+	a.ProtocolHint = hint
+	return a
+}
+
+// Plain returns an endpoint at addr without a proxy: no identity, no
+// protocol hint.
+func Plain(addr string) *destinationv1.WeightedAddr {
+	host, port, _ := net.SplitHostPort(addr)
+	p, _ := strconv.Atoi(port)
 	return &destinationv1.WeightedAddr{
 		Addr: &destinationv1.TcpAddress{Ip: host, Port: uint32(p)}, Weight: 1,
 		MetricLabels: map[string]string{"pod": "web-0"},
-		TlsIdentity:  &destinationv1.TlsIdentity{DnsLikeIdentity: id},
-		ProtocolHint: hint,
 	}
 }
 
