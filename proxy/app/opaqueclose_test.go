@@ -76,8 +76,9 @@ const (
 // after the handshake; the client's proxy then counts its connection to
 // the server's as a failure with ECONNRESET (rarely EPIPE, when a write
 // met the reset first), every time, and resets the application's
-// connection, whose read fails with ECONNRESET rather than returning EOF. Applications that send first and ones that wait for the
-// server alternate.
+// connection, whose read fails with ECONNRESET rather than returning EOF.
+// Applications that send first and ones that wait for the server
+// alternate.
 func TestOpaqueRefusedMTLS(t *testing.T) {
 	const n = 20
 	m := newMesh(t)
