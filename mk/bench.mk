@@ -8,12 +8,16 @@ $(TOOLS)/fortio:
 	@mkdir -p $(TOOLS)
 	cd /tmp && GOWORK=off GOBIN=$(TOOLS) go install fortio.org/fortio@$(FORTIO_VERSION)
 
+# The peers of bench-proxy, from Debian: nginx with its stream module (the
+# TCP throughput runs), haproxy.
+BENCH_DEBS := nginx libnginx-mod-stream haproxy
+
 .PHONY: bench-deps
 bench-deps: ## Install the benchmark peers from Debian (nginx with its stream module, haproxy) if missing.
 	@{ [ -x /usr/sbin/nginx ] && [ -f /usr/lib/nginx/modules/ngx_stream_module.so ] && [ -x /usr/sbin/haproxy ]; } || \
-	  { echo "bench: apt-get install nginx libnginx-mod-stream haproxy"; \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx libnginx-mod-stream haproxy >/dev/null || \
-	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx libnginx-mod-stream haproxy >/dev/null; }; }
+	  { echo "bench: apt-get install $(BENCH_DEBS)"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BENCH_DEBS) >/dev/null || \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BENCH_DEBS) >/dev/null; }; }
 
 .PHONY: bench-proxy
 bench-proxy: $(TOOLS)/fortio bench-deps ## Proxy load benchmark: direct vs 2 Conduit proxies (mTLS) vs nginx vs haproxy; prints one table.
