@@ -63,9 +63,14 @@ func (o *Options) RESTConfig() (*rest.Config, error) {
 // Kube returns the clients of the selected cluster. Commands call it lazily so
 // that commands that need no cluster (install --ignore-cluster, version
 // --client) work without a kubeconfig. Tests replace o.NewKube to inject fakes.
+// The clients are built once and kept: they are built from the flags, which
+// are parsed by the time a command runs.
 func (o *Options) Kube() (*Kube, error) {
 	if o.NewKube != nil {
 		return o.NewKube()
+	}
+	if o.kube != nil {
+		return o.kube, nil
 	}
 	cfg, err := o.RESTConfig()
 	if err != nil {
@@ -83,7 +88,8 @@ func (o *Options) Kube() (*Kube, error) {
 	if err != nil || ns == "" {
 		ns = corev1.NamespaceDefault
 	}
-	return &Kube{Config: cfg, Client: cs, Dynamic: dyn, Namespace: ns}, nil
+	o.kube = &Kube{Config: cfg, Client: cs, Dynamic: dyn, Namespace: ns}
+	return o.kube, nil
 }
 
 // PortForward forwards a free local port on 127.0.0.1 to port of the pod

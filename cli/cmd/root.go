@@ -23,6 +23,10 @@ type Options struct {
 	In                    io.Reader
 	// NewKube, when set, replaces the clients built from the kubeconfig (tests use fakes).
 	NewKube func() (*Kube, error)
+
+	// kube is the clients Kube built from the kubeconfig: a command that
+	// asks twice (diagnostics endpoints does) gets them once.
+	kube *Kube
 }
 
 // exitError carries an exit code through cobra without printing twice.
