@@ -221,9 +221,18 @@ func writeBody(w *bufio.Writer, r *http.Request, chunked bool) error {
 
 // response builds the http.Response of head h.
 func (p *Pool) response(u *upConn, r *http.Request, h *Head) *http.Response {
-	resp := &http.Response{
+	// The response and its body are one allocation.
+	x := &struct {
+		resp http.Response
+		body clientBody
+	}{}
+	mode := h.responseBody(r.Method == http.MethodHead)
+	resp := &x.resp
+	*resp = http.Response{
 		StatusCode: h.Status, Proto: protoName(h.Minor), ProtoMajor: 1, ProtoMinor: h.Minor,
-		Header: h.httpHeader(), Request: r, ContentLength: -1,
+		// A body of known length (or none, with the length a HEAD's GET
+		// would have) keeps its Content-Length.
+		Header: h.httpHeader(mode == bodyFixed || mode == bodyNone), Request: r, ContentLength: -1,
 	}
 	resp.Status = h.statusText()
 	// Trailer announces the trailer fields: net/http lists them, empty, in
@@ -236,28 +245,26 @@ func (p *Pool) response(u *upConn, r *http.Request, h *Head) *http.Response {
 			resp.Trailer[textproto.CanonicalMIMEHeaderKey(string(t))] = nil
 		})
 	}
-	mode := h.responseBody(r.Method == http.MethodHead)
 	resp.Close = h.Close || mode == bodyUntilClose || (h.Minor == 0 && !h.KeepAlive)
 	switch mode {
 	case bodyNone:
 		resp.Body = http.NoBody
 		if h.ContentLength >= 0 {
 			resp.ContentLength = h.ContentLength
-			resp.Header["Content-Length"] = []string{strconv.FormatInt(h.ContentLength, 10)}
 		} else if h.Status != http.StatusNoContent && h.Status != http.StatusNotModified && r.Method != http.MethodHead {
 			resp.ContentLength = 0
 		}
 		return resp
 	case bodyFixed:
 		resp.ContentLength = h.ContentLength
-		resp.Header["Content-Length"] = []string{strconv.FormatInt(h.ContentLength, 10)}
 	case bodyChunked:
 		resp.TransferEncoding = []string{"chunked"}
 		if resp.Trailer == nil {
 			resp.Trailer = http.Header{}
 		}
 	}
-	b := &clientBody{p: p, u: u, bodyReader: bodyReader{br: u.br, mode: mode, trailer: resp.Trailer}, closing: resp.Close || r.Close}
+	b := &x.body
+	*b = clientBody{p: p, u: u, bodyReader: bodyReader{br: u.br, mode: mode, trailer: resp.Trailer}, closing: resp.Close || r.Close}
 	if mode == bodyFixed {
 		b.left = h.ContentLength
 	}

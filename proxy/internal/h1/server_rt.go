@@ -86,7 +86,7 @@ func (x *exchange) httpRequest() (*http.Request, *reqBody, error) {
 	}
 	r := http.Request{
 		Method: h.Method(), URL: &b.url, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header: h.httpHeader(), Host: h.Host(), RequestURI: h.Target(),
+		Header: h.httpHeader(false), Host: h.Host(), RequestURI: h.Target(),
 	}
 	delete(r.Header, "Host")
 	delete(r.Header, "Trailer")

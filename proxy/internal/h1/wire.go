@@ -168,10 +168,15 @@ func trailerLines(w *bufio.Writer, br *bufio.Reader, fn func(line []byte, colon 
 }
 
 // httpHeader returns the head's forwarded fields (kept and added) as an
-// http.Header, without the body framing fields.
-func (h *Head) httpHeader() http.Header {
+// http.Header, without the body framing fields; withLength adds its
+// Content-Length, when it has one, as the number's shortest text.
+func (h *Head) httpHeader(withLength bool) http.Header {
 	raw := h.rawText()
 	n := len(h.fields) + len(h.add)/2 // at most; dropped fields leave room unused
+	withLength = withLength && h.ContentLength >= 0
+	if withLength {
+		n++
+	}
 	hdr := make(http.Header, n)
 	// One backing array for the values: a name's first value takes a
 	// one-element slice of it instead of an allocation of its own. Names
@@ -197,6 +202,16 @@ func (h *Head) httpHeader() http.Header {
 	}
 	for j := 0; j+1 < len(h.add); j += 2 {
 		put(textproto.CanonicalMIMEHeaderKey(h.add[j]), h.add[j+1])
+	}
+	if withLength {
+		// The field's own text (contentLength accepted digits only),
+		// unless leading zeros make it longer than the number's.
+		v := raw[h.cl.a:h.cl.b]
+		if len(v) > 1 && v[0] == '0' {
+			v = strconv.FormatInt(h.ContentLength, 10)
+		}
+		vals[i] = v
+		hdr["Content-Length"] = vals[i : i+1 : i+1]
 	}
 	return hdr
 }
