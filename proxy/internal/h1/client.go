@@ -221,10 +221,11 @@ func writeBody(w *bufio.Writer, r *http.Request, chunked bool) error {
 
 // response builds the http.Response of head h.
 func (p *Pool) response(u *upConn, r *http.Request, h *Head) *http.Response {
-	// The response and its body are one allocation.
+	// The response, its body and its header's values are one allocation.
 	x := &struct {
 		resp http.Response
 		body clientBody
+		vals [headVals]string
 	}{}
 	mode := h.responseBody(r.Method == http.MethodHead)
 	resp := &x.resp
@@ -232,7 +233,7 @@ func (p *Pool) response(u *upConn, r *http.Request, h *Head) *http.Response {
 		StatusCode: h.Status, Proto: protoName(h.Minor), ProtoMajor: 1, ProtoMinor: h.Minor,
 		// A body of known length (or none, with the length a HEAD's GET
 		// would have) keeps its Content-Length.
-		Header: h.httpHeader(mode == bodyFixed || mode == bodyNone), Request: r, ContentLength: -1,
+		Header: h.httpHeader(mode == bodyFixed || mode == bodyNone, x.vals[:]), Request: r, ContentLength: -1,
 	}
 	resp.Status = h.statusText()
 	// Trailer announces the trailer fields: net/http lists them, empty, in

@@ -102,7 +102,7 @@ func TestForwardedResponseHead(t *testing.T) {
 			}
 			// The bridge to net/http leaves the same fields out.
 			for _, k := range []string{"X-Hop", "Upgrade"} {
-				if _, ok := h.httpHeader(true)[k]; ok {
+				if _, ok := h.httpHeader(true, nil)[k]; ok {
 					t.Errorf("http.Header has %s", k)
 				}
 			}

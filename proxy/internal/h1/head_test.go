@@ -144,7 +144,7 @@ func TestUnsentMark(t *testing.T) {
 		h.writeResponse(w, false)
 		_ = w.Flush()
 		if h.Unsent != tt.want || strings.Contains(strings.ToLower(out.String()), "unsent") || h.Get(netx.HeaderUnsent) != "" ||
-			len(h.httpHeader(true)[netx.HeaderUnsent]) != 0 {
+			len(h.httpHeader(true, nil)[netx.HeaderUnsent]) != 0 {
 			t.Errorf("%q: Unsent %v (want %v), forwarded as %q", tt.in, h.Unsent, tt.want, out.String())
 		}
 		h.reset()

@@ -23,10 +23,11 @@ type reqBody struct {
 	err     error
 	done    atomic.Bool // read to the end
 	touched atomic.Bool // Read was called
-	// ctx is the request's context, which a hang-up cancels, and url its
-	// URL: in the same allocation as the body.
-	ctx netx.AbortCtx
-	url url.URL
+	// ctx is the request's context, which a hang-up cancels, url its URL
+	// and vals its header's values: in the same allocation as the body.
+	ctx  netx.AbortCtx
+	url  url.URL
+	vals [headVals]string
 }
 
 var errBodyClosed = errors.New("h1: request body closed")
@@ -86,7 +87,7 @@ func (x *exchange) httpRequest() (*http.Request, *reqBody, error) {
 	}
 	r := http.Request{
 		Method: h.Method(), URL: &b.url, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header: h.httpHeader(false), Host: h.Host(), RequestURI: h.Target(),
+		Header: h.httpHeader(false, b.vals[:]), Host: h.Host(), RequestURI: h.Target(),
 	}
 	delete(r.Header, "Host")
 	delete(r.Header, "Trailer")

@@ -169,8 +169,10 @@ func trailerLines(w *bufio.Writer, br *bufio.Reader, fn func(line []byte, colon 
 
 // httpHeader returns the head's forwarded fields (kept and added) as an
 // http.Header, without the body framing fields; withLength adds its
-// Content-Length, when it has one, as the number's shortest text.
-func (h *Head) httpHeader(withLength bool) http.Header {
+// Content-Length, when it has one, as the number's shortest text. The
+// values are kept in vals (the caller's, in an allocation it makes anyway)
+// when they fit.
+func (h *Head) httpHeader(withLength bool, vals []string) http.Header {
 	raw := h.rawText()
 	n := len(h.fields) + len(h.add)/2 // at most; dropped fields leave room unused
 	withLength = withLength && h.ContentLength >= 0
@@ -181,7 +183,9 @@ func (h *Head) httpHeader(withLength bool) http.Header {
 	// One backing array for the values: a name's first value takes a
 	// one-element slice of it instead of an allocation of its own. Names
 	// and values are slices of raw (a canonical name is not copied).
-	vals := make([]string, n)
+	if n > len(vals) {
+		vals = make([]string, n)
+	}
 	i := 0
 	put := func(k, v string) {
 		if k == "Content-Length" || k == "Transfer-Encoding" {
@@ -292,3 +296,8 @@ func writeChunked(w *bufio.Writer, body io.Reader, trailer *http.Header) error {
 	w.WriteString("\r\n")
 	return nil
 }
+
+// headVals is how many header values a request's or response's own
+// allocation holds (see httpHeader): a head with more fields allocates
+// an array for them.
+const headVals = 8

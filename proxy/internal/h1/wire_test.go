@@ -49,7 +49,7 @@ func TestHTTPHeader(t *testing.T) {
 			for i := 0; i+1 < len(tt.add); i += 2 {
 				h.Add(tt.add[i], tt.add[i+1])
 			}
-			if got := h.httpHeader(false); !reflect.DeepEqual(got, tt.want) {
+			if got := h.httpHeader(false, nil); !reflect.DeepEqual(got, tt.want) {
 				t.Fatalf("httpHeader(false) = %v, want %v", got, tt.want)
 			}
 		})
@@ -66,7 +66,7 @@ func TestHTTPHeaderOutlivesTheHead(t *testing.T) {
 	if err := h.ReadRequest(br); err != nil {
 		t.Fatal(err)
 	}
-	hdr, target := h.httpHeader(false), h.Target()
+	hdr, target := h.httpHeader(false, nil), h.Target()
 	hdr["A"] = append(hdr["A"], "extra")
 	if got := hdr["B"]; len(got) != 1 || got[0] != "2" {
 		t.Fatalf("appending to A changed B: %q", got)
@@ -74,8 +74,8 @@ func TestHTTPHeaderOutlivesTheHead(t *testing.T) {
 	if err := h.ReadRequest(br); err != nil {
 		t.Fatal(err)
 	}
-	if h.Target() != "/two" || h.httpHeader(false).Get("A") != "9" {
-		t.Fatalf("second head read as %q A=%q", h.Target(), h.httpHeader(false).Get("A"))
+	if h.Target() != "/two" || h.httpHeader(false, nil).Get("A") != "9" {
+		t.Fatalf("second head read as %q A=%q", h.Target(), h.httpHeader(false, nil).Get("A"))
 	}
 	if target != "/one" || hdr.Get("Host") != "w" || !reflect.DeepEqual(hdr["A"], []string{"1", "extra"}) {
 		t.Fatalf("the first head's strings changed: %q %v", target, hdr)
