@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -312,6 +313,7 @@ func FuzzReadResponse(f *testing.F) {
 		"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n",
 		"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",
 		"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nbody",
+		"HTTP/1.1 200 OK\r\nContent-Length: 03\r\n\r\nabc",
 	} {
 		f.Add([]byte(s), false)
 	}
@@ -349,6 +351,21 @@ func FuzzReadResponse(f *testing.F) {
 			if r.ContentLength != -1 || chunked {
 				t.Fatalf("read until close here; net/http length %d chunked %v", r.ContentLength, chunked)
 			}
+		}
+		// The http.Response the pool builds from the head (the HTTP/2 hop's
+		// answer) says the length it read, as the number's shortest text,
+		// whenever the body's length is known, and carries no framing field
+		// of its own otherwise.
+		resp := (&Pool{}).response(&upConn{br: bufio.NewReader(bytes.NewReader(nil))}, &http.Request{Method: method}, &h)
+		wantCL := ""
+		if (mode == bodyFixed || mode == bodyNone) && h.ContentLength >= 0 {
+			wantCL = strconv.FormatInt(h.ContentLength, 10)
+		}
+		if got := resp.Header.Values("Content-Length"); len(got) > 1 || resp.Header.Get("Content-Length") != wantCL {
+			t.Fatalf("Content-Length %q, want %q\n%q", got, wantCL, in)
+		}
+		if te, ok := resp.Header["Transfer-Encoding"]; ok {
+			t.Fatalf("Transfer-Encoding %q in the header\n%q", te, in)
 		}
 	})
 }
