@@ -333,3 +333,46 @@ func pingPong(t *testing.T, client net.Conn, srv pipeServer) {
 		t.Fatalf("client read %q, %v", buf, err)
 	}
 }
+
+// TestOwnedCloseDuringPipe: an Owned closed while a Pipe copies it is
+// counted when the Pipe ends, with what was noted until then; one closed
+// after is counted by its close; each once.
+func TestOwnedCloseDuringPipe(t *testing.T) {
+	reset := &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}
+	pipe := &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", syscall.EPIPE)}
+	for _, tt := range []struct {
+		name        string
+		closeInPipe bool
+	}{
+		{"closed during the pipe", true},
+		{"closed after the pipe", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			reg := metrics.New()
+			info := &Info{Stats: reg.Open(metrics.TCPKey{Direction: "outbound", Peer: "dst"})}
+			c1, _ := pair(t)
+			o := &Owned{Conn: c1, Info: info}
+			info.startPipe()
+			info.Note(pipe)
+			if tt.closeInPipe {
+				_ = o.Close()
+				if got := closeCounts(t, reg, `direction="outbound",peer="dst",tls="false"`); got != `classification="success"} 0` {
+					t.Errorf("counted while the pipe runs: %s", got)
+				}
+			}
+			info.Note(reset) // the other copy's, noted late
+			info.endPipe()
+			if !tt.closeInPipe {
+				if got := closeCounts(t, reg, `direction="outbound",peer="dst",tls="false"`); got != `classification="success"} 0` {
+					t.Errorf("counted before the close: %s", got)
+				}
+			}
+			_ = o.Close()
+			_ = o.Close()
+			info.Done()
+			if got := closeCounts(t, reg, `direction="outbound",peer="dst",tls="false"`); got != resetOnly {
+				t.Errorf("tcp_close_total %s, want %s", got, resetOnly)
+			}
+		})
+	}
+}

@@ -36,6 +36,13 @@ type Info struct {
 	// class is the metrics.CloseClass of the connection's first failure
 	// (see Note): how Done counts its end.
 	class atomic.Uint32
+	// pipe is pipeRunning while a Pipe copies the connection, with
+	// pipeClosed once its Owned was closed meanwhile: that close does not
+	// count the connection's end, the end of the Pipe does. One copy
+	// closes both sides as soon as it fails, while the other may not have
+	// noted its own error yet (the reset that replaces the failed write's
+	// EPIPE, see Note).
+	pipe atomic.Uint32
 	// Bytes moved before Open (detection, TLS handshake).
 	pendingR, pendingW int
 	// lookupUntil is the deadline (Unix ns) of a discovery wait begun for
@@ -84,8 +91,9 @@ func (i *Info) closeStats() { i.Stats.CloseAs(metrics.CloseClass(i.class.Load())
 // ECONNRESET once, to whichever call comes first, and EPIPE to the writes
 // after it; when the two directions' copies race for it, the write that
 // lost may be noted first, and the connection would be counted by the echo
-// instead of the reset. (A reset after the peer's FIN reports EPIPE to
-// both, never ECONNRESET.)
+// instead of the reset. Pipe keeps the connection's count open until both
+// copies have noted theirs (Info.pipe). (A reset after the peer's FIN
+// reports EPIPE to both, never ECONNRESET.)
 func (i *Info) Note(err error) {
 	if err == nil {
 		return
@@ -150,7 +158,7 @@ type Owned struct {
 
 // Close closes the connection and its stats.
 func (o *Owned) Close() error {
-	o.Info.Done()
+	o.Info.ownedClosed()
 	return o.Conn.Close()
 }
 
@@ -669,6 +677,13 @@ func endedUnclean(c net.Conn) bool {
 }
 
 func pipe(a, b net.Conn, bStats metrics.TCP, abortA bool) error {
+	ia, ib := InfoOf(a), InfoOf(b)
+	ia.startPipe()
+	ib.startPipe()
+	defer func() {
+		ia.endPipe()
+		ib.endPipe()
+	}()
 	var wg sync.WaitGroup
 	var bErrW error // b's error as the destination, set by the other goroutine
 	wg.Add(1)
@@ -688,6 +703,41 @@ func pipe(a, b net.Conn, bStats metrics.TCP, abortA bool) error {
 		return bErrW
 	}
 	return nil
+}
+
+const (
+	pipeRunning = 1 << iota
+	pipeClosed
+)
+
+// startPipe and endPipe bracket a Pipe of the connection; i may be nil
+// (a connection without an Info). endPipe counts the connection if it was
+// closed meanwhile.
+func (i *Info) startPipe() {
+	if i != nil {
+		i.pipe.Store(pipeRunning)
+	}
+}
+
+func (i *Info) endPipe() {
+	if i != nil && i.pipe.Swap(0)&pipeClosed != 0 {
+		i.Done()
+	}
+}
+
+// ownedClosed counts the connection's end for Owned.Close, unless a Pipe
+// runs: then the Pipe's end does.
+func (i *Info) ownedClosed() {
+	for {
+		s := i.pipe.Load()
+		if s&pipeRunning == 0 {
+			i.Done()
+			return
+		}
+		if i.pipe.CompareAndSwap(s, s|pipeClosed) {
+			return
+		}
+	}
 }
 
 // failed reports whether err is a connection's failure (metrics.Classify).

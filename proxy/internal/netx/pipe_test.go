@@ -8,8 +8,11 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -199,5 +202,64 @@ func TestPipeIdleHoldsNoLargeBuffers(t *testing.T) {
 	}
 	if corked() {
 		t.Error("the cork buffer is kept after its chunk was written")
+	}
+}
+
+// lateReset is the dialed side of a Pipe whose peer reset it: a write
+// fails with EPIPE, and the read, which took the reset's ECONNRESET first,
+// returns it only once the Pipe has closed the connection (the reading
+// goroutine had not run since its system call returned). The reset must
+// still be what counts the connection, not the write's echo of it: with
+// the count taken when the failed write's copy closed the connection, it
+// was EPIPE.
+type lateReset struct {
+	closed chan struct{}
+	once   sync.Once
+}
+
+func (c *lateReset) Read([]byte) (int, error) {
+	<-c.closed
+	return 0, &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}
+}
+
+func (c *lateReset) Write([]byte) (int, error) {
+	return 0, &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", syscall.EPIPE)}
+}
+
+func (c *lateReset) Close() error {
+	c.once.Do(func() { close(c.closed) })
+	return nil
+}
+
+func (c *lateReset) LocalAddr() net.Addr              { return &net.TCPAddr{} }
+func (c *lateReset) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
+func (c *lateReset) SetDeadline(time.Time) error      { return nil }
+func (c *lateReset) SetReadDeadline(time.Time) error  { return nil }
+func (c *lateReset) SetWriteDeadline(time.Time) error { return nil }
+
+func TestPipeCountsResetNotedAfterClose(t *testing.T) {
+	reg := metrics.New()
+	info := &Info{}
+	info.Open(reg, metrics.TCPKey{Direction: "outbound", Peer: "dst"})
+	b := &Owned{Conn: &lateReset{closed: make(chan struct{})}, Info: info}
+	a1, a2 := pair(t)
+	if _, err := a1.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = Pipe(Wrap(a2, &Info{}), b, metrics.TCP{})
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Pipe did not finish")
+	}
+	// The Pipe closed b, and counted it once both copies had returned; the
+	// owner's close afterwards changes nothing.
+	_ = b.Close()
+	if got := closeCounts(t, reg, `direction="outbound",peer="dst",tls="false"`); got != resetOnly {
+		t.Errorf("tcp_close_total %s, want %s", got, resetOnly)
 	}
 }
