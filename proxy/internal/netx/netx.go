@@ -616,7 +616,10 @@ type closeWriter interface{ CloseWrite() error }
 // Conn, whose Info then counts its bytes too), before the side is closed,
 // and b's is returned (nil when b ended cleanly) for a caller that counts
 // b with stats of its own, bStats: bStats.CloseErr(err). bStats must be the
-// zero TCP when b's Info counts b.
+// zero TCP when b's Info counts b. A side whose Owned is closed while Pipe
+// runs (by the copies, or by anyone else) is counted when Pipe returns,
+// once both copies have noted their errors; one closed after is counted by
+// that close.
 func Pipe(a, b net.Conn, bStats metrics.TCP) error { return pipe(a, b, bStats, false) }
 
 // PipeAborting is Pipe for a b whose failure must reach a's peer as one:
