@@ -729,17 +729,11 @@ func (i *Info) endPipe() {
 }
 
 // ownedClosed counts the connection's end for Owned.Close, unless a Pipe
-// runs: then the Pipe's end does.
+// runs: then the Pipe's end does (it sees pipeClosed, whichever of the two
+// comes first).
 func (i *Info) ownedClosed() {
-	for {
-		s := i.pipe.Load()
-		if s&pipeRunning == 0 {
-			i.Done()
-			return
-		}
-		if i.pipe.CompareAndSwap(s, s|pipeClosed) {
-			return
-		}
+	if i.pipe.Or(pipeClosed)&pipeRunning == 0 {
+		i.Done()
 	}
 }
 
