@@ -38,6 +38,13 @@ func closeCounts(t *testing.T, reg *metrics.Registry, labels string) string {
 const (
 	successOnly = `classification="success"} 1`
 	resetOnly   = `classification="failure",errno="ECONNRESET"} 1; classification="success"} 0`
+	uncounted   = `classification="success"} 0` // opened, not closed yet
+)
+
+// A read that met a reset, and a write after it (see Info.Note).
+var (
+	errReset = &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}
+	errPipe  = &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", syscall.EPIPE)}
 )
 
 // TestInfoDoneClassifies: Done counts the connection by the first failure
@@ -45,8 +52,7 @@ const (
 // failure, and a failure is not overwritten, but for an EPIPE by the
 // ECONNRESET of the same reset.
 func TestInfoDoneClassifies(t *testing.T) {
-	reset := &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}
-	pipe := &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", syscall.EPIPE)}
+	reset, pipe := errReset, errPipe
 	timedOut := &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ETIMEDOUT)}
 	tests := []struct {
 		name  string
@@ -235,7 +241,7 @@ func TestInfoFail(t *testing.T) {
 	}{
 		{"refused", nil, fmt.Errorf("%w; %w", refused, errors.New("[::1]: cannot assign requested address")), `classification="failure",errno="ECONNREFUSED"} 1; classification="success"} 0`},
 		{"timeout", nil, &net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded}, `classification="failure"} 1; classification="success"} 0`},
-		{"after a reset", &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}, refused, resetOnly},
+		{"after a reset", errReset, refused, resetOnly},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			reg := metrics.New()
@@ -338,8 +344,7 @@ func pingPong(t *testing.T, client net.Conn, srv pipeServer) {
 // counted when the Pipe ends, with what was noted until then; one closed
 // after is counted by its close; each once.
 func TestOwnedCloseDuringPipe(t *testing.T) {
-	reset := &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}
-	pipe := &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", syscall.EPIPE)}
+	const labels = `direction="outbound",peer="dst",tls="false"`
 	for _, tt := range []struct {
 		name        string
 		closeInPipe bool
@@ -353,24 +358,26 @@ func TestOwnedCloseDuringPipe(t *testing.T) {
 			c1, _ := pair(t)
 			o := &Owned{Conn: c1, Info: info}
 			info.startPipe()
-			info.Note(pipe)
+			info.Note(errPipe)
 			if tt.closeInPipe {
 				_ = o.Close()
-				if got := closeCounts(t, reg, `direction="outbound",peer="dst",tls="false"`); got != `classification="success"} 0` {
+				if got := closeCounts(t, reg, labels); got != uncounted {
 					t.Errorf("counted while the pipe runs: %s", got)
 				}
 			}
-			info.Note(reset) // the other copy's, noted late
+			info.Note(errReset) // the other copy's, noted late
 			info.endPipe()
+			want := resetOnly // counted by the Pipe's end
 			if !tt.closeInPipe {
-				if got := closeCounts(t, reg, `direction="outbound",peer="dst",tls="false"`); got != `classification="success"} 0` {
-					t.Errorf("counted before the close: %s", got)
-				}
+				want = uncounted // left to the close
+			}
+			if got := closeCounts(t, reg, labels); got != want {
+				t.Errorf("after the pipe: tcp_close_total %s, want %s", got, want)
 			}
 			_ = o.Close()
 			_ = o.Close()
 			info.Done()
-			if got := closeCounts(t, reg, `direction="outbound",peer="dst",tls="false"`); got != resetOnly {
+			if got := closeCounts(t, reg, labels); got != resetOnly {
 				t.Errorf("tcp_close_total %s, want %s", got, resetOnly)
 			}
 		})

@@ -8,11 +8,9 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -219,11 +217,11 @@ type lateReset struct {
 
 func (c *lateReset) Read([]byte) (int, error) {
 	<-c.closed
-	return 0, &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}
+	return 0, errReset
 }
 
 func (c *lateReset) Write([]byte) (int, error) {
-	return 0, &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", syscall.EPIPE)}
+	return 0, errPipe
 }
 
 func (c *lateReset) Close() error {
