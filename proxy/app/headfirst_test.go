@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -132,6 +133,57 @@ func TestAbortedResponseIsNotASuccess(t *testing.T) {
 					t.Errorf("body error %v, want unexpected EOF", err)
 				}
 				t.Logf("status %d, %d bytes, %v", resp.StatusCode, len(body), err)
+			})
+		})
+	}
+}
+
+// TestCutResponseKeepsItsBytes: a response the application cuts short
+// reaches the client with every byte the application sent before it
+// failed, however far behind the client reads, whatever the framing and
+// the way HTTP travels between the proxies. The client reads nothing until
+// the application has failed, so the bytes still in the client's proxy
+// when the server's proxy resets the stream (most of them) must outlive
+// the reset; the client's proxy used to drop them.
+func TestCutResponseKeepsItsBytes(t *testing.T) {
+	const sent = 1 << 20
+	for _, mode := range relayModes {
+		t.Run(mode.name, func(t *testing.T) {
+			m := newMesh(t)
+			failed := make(chan string, 16) // the X-Call of each response cut short
+			appAddr := startHandler(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/length" {
+					w.Header().Set("Content-Length", strconv.Itoa(2*sent))
+				}
+				w.WriteHeader(http.StatusOK)
+				w.(http.Flusher).Flush()
+				_, _ = io.WriteString(w, strings.Repeat("x", sent))
+				w.(http.Flusher).Flush()
+				failed <- r.Header.Get("X-Call")
+				panic(http.ErrAbortHandler)
+			}))
+			client, _ := m.twoProxies(t, appAddr, mode.env)
+			eachClient(t, client.OutboundAddr().String(), func(t *testing.T, c relayClient, path string) {
+				req, _ := http.NewRequest(http.MethodGet, "http://web"+path, nil)
+				req.Header.Set("X-Call", t.Name())
+				resp, err := c.c.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				for done := false; !done; {
+					select {
+					case call := <-failed:
+						done = call == t.Name() // not an earlier call's
+					case <-time.After(10 * time.Second):
+						t.Fatal("the application never finished writing")
+					}
+				}
+				time.Sleep(100 * time.Millisecond) // for the reset to reach the client's proxy
+				body, err := io.ReadAll(resp.Body)
+				if len(body) != sent || err == nil {
+					t.Errorf("status %d, %d bytes, %v; want %d bytes, then an error", resp.StatusCode, len(body), err, sent)
+				}
 			})
 		})
 	}

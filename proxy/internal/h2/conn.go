@@ -285,6 +285,10 @@ type stream struct {
 	rtrailer *http.Header // where the reader gets them, at EOF (made on demand)
 	recvWin  int64        // receive window left to the peer
 	ack      int64        // consumed, not yet returned
+	// paid: of the unread data, the bytes whose connection window was
+	// returned when the peer reset the stream (see peerReset); reading or
+	// dropping them owes the connection nothing more.
+	paid int64
 	// narrow: a server stream's window stays the protocol's initial
 	// 65,535 bytes until its handler first reads the body (it took the
 	// request); read then adds grow to the next window update. Until then
@@ -680,8 +684,20 @@ func (c *conn) resetStream(s *stream, code http2.ErrCode, why error) {
 func (s *stream) dropRbuf() { s.rq.drop() }
 
 // endRecv ends the receive half with err (io.EOF for END_STREAM); data not
-// read yet stays readable only after a clean end. c.mu is held.
-func (s *stream) endRecv(err error) {
+// read yet stays readable only after a clean end (and after the peer's
+// reset: peerReset). c.mu is held.
+func (s *stream) endRecv(err error) { s.finishRecv(err, false) }
+
+// peerReset ends the receive half after the peer's RST_STREAM with err.
+// What the peer sent before it stays readable, then err, as net/http's
+// client and server deliver it: a response cut short reaches the reader
+// with every byte sent, however soon the reset followed. Its connection
+// window is returned now (the caller sends the update due: returnConn), so
+// a reader that is slow or never comes holds no flow control. c.mu is
+// held.
+func (s *stream) peerReset(err error) { s.finishRecv(err, true) }
+
+func (s *stream) finishRecv(err error, reset bool) {
 	if s.recvEnd && s.rerr != nil {
 		return
 	}
@@ -689,13 +705,24 @@ func (s *stream) endRecv(err error) {
 	if s.rerr == nil {
 		s.rerr = err
 	}
-	if err != io.EOF {
+	switch {
+	case reset:
+		s.c.ackConn += int64(s.rq.n) - s.paid
+		s.paid = int64(s.rq.n)
+	case err != io.EOF:
 		// Unread data is dropped: return it to the connection window
 		// (the caller sends the update due: returnConn).
-		s.c.ackConn += int64(s.rq.n)
-		s.dropRbuf()
+		s.dropUnread()
 	}
 	s.notify()
+}
+
+// dropUnread drops the unread data and counts it consumed on the
+// connection (the caller sends the update due: returnConn). c.mu is held.
+func (s *stream) dropUnread() {
+	s.c.ackConn += int64(s.rq.n) - s.paid
+	s.paid = 0
+	s.dropRbuf()
 }
 
 // maybeClose removes s once both halves ended and returns it, for the
@@ -736,7 +763,13 @@ func (s *stream) read(p []byte) (int, error) {
 				s.giveTrailer()
 				s.dropRbuf()
 			}
-			ws, wc := c.consumed(s, n)
+			owed := int64(n)
+			if s.paid > 0 {
+				k := min(owed, s.paid)
+				s.paid -= k
+				owed -= k
+			}
+			ws, wc := c.consumed(s, int(owed))
 			c.mu.Unlock()
 			c.sendWindow(s.id, ws, wc)
 			return n, err
@@ -814,9 +847,8 @@ func (s *stream) closeRead(cancel bool) {
 	open := !s.recvEnd || !s.sentEnd
 	if !cancel || !open {
 		s.discard = true
-		c.ackConn += int64(s.rq.n)
 		s.ack += int64(s.rq.n)
-		s.dropRbuf()
+		s.dropUnread()
 		ws, wc := c.consumed(s, 0)
 		c.mu.Unlock()
 		c.sendWindow(s.id, ws, wc)
@@ -1044,8 +1076,8 @@ func (c *conn) onReset(f *http2.RSTStreamFrame, sd side) error {
 		// A server's "stop sending": the response is complete.
 		err = io.EOF
 	}
-	s.endRecv(err)
-	wc := c.returnConn() // the unread DATA endRecv dropped
+	s.peerReset(err)
+	wc := c.returnConn() // the unread DATA, paid for at once
 	done := c.maybeClose(s)
 	c.mu.Unlock()
 	c.sendWindow(0, 0, wc)
