@@ -41,6 +41,7 @@ func getCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	expectBody := fs.String("expect-body", "", "string every answer's body must contain")
 	timeout := fs.Duration("timeout", 5*time.Second, "timeout of each request")
 	headerTimeout := fs.Duration("header-timeout", 0, "time to wait for each answer's head once the request is sent (0: no limit but -timeout)")
+	readDelay := fs.Duration("read-delay", 0, "time to wait after each answer's head before reading its body (a slow reader; counted in -timeout)")
 	newConn := fs.Bool("new-conn", false, "open a new connection for every request (no keep-alive)")
 	interval := fs.Duration("interval", 0, "pause between two requests")
 	duration := fs.Duration("duration", 0, "stop sending after this long (0: no limit)")
@@ -48,7 +49,7 @@ func getCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	keepGoing := fs.Bool("keep-going", false, "count failed requests instead of stopping at the first; fail at the end if any failed")
 	summary := fs.Bool("summary", false, "print one line 'N ok' (', M failed' with -keep-going) at the end instead of the bodies")
 	stats := fs.Bool("stats", false, "with -summary, also print the latencies, how many answers each pod gave (X-Testapp-Pod, X-Testapp-Upstream-Pod) and how many connections were opened")
-	if err := fs.Parse(args); err != nil || fs.NArg() != 1 || *n < 0 || (*n == 0 && *duration <= 0 && !*untilEOF) || *headerTimeout < 0 {
+	if err := fs.Parse(args); err != nil || fs.NArg() != 1 || *n < 0 || (*n == 0 && *duration <= 0 && !*untilEOF) || *headerTimeout < 0 || *readDelay < 0 {
 		return errUsage
 	}
 	url := fs.Arg(0)
@@ -117,10 +118,16 @@ func getCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		if err != nil {
 			return fmt.Errorf("%s %s: request %d: %w", req.Method, url, i, err)
 		}
+		if *readDelay > 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(*readDelay):
+			}
+		}
 		body, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if err != nil {
-			return fmt.Errorf("GET %s: request %d: reading body: %w", url, i, err)
+			return fmt.Errorf("GET %s: request %d: reading body (status %d) after %d bytes: %w", url, i, resp.StatusCode, len(body), err)
 		}
 		took := time.Since(start)
 		latencies = append(latencies, took)

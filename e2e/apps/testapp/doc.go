@@ -23,7 +23,11 @@
 // counts the delayed requests whose client went first); ?body-delay=<duration>
 // sends the head at once and the body that much later, as a long poll does
 // (with &length=1 the head announces the body's Content-Length; get
-// -header-timeout D fails when a head takes longer than D);
+// -header-timeout D fails when a head takes longer than D); ?cut=N sends a
+// head, N bytes of body and then fails, the response cut short (the
+// connection closed, or the h2c stream reset; &length=1 announces 2N bytes),
+// and get -read-delay D waits D after each head before reading the body,
+// naming on a failed read how many bytes it got;
 // ?fail-first=N&key=K answers 503 to the first N requests with key K (a flaky
 // backend, for retries), with the count so far in X-Testapp-Attempt. With
 // -upstream URL it passes every request on to URL (path and query included)

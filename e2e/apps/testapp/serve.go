@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -148,6 +149,10 @@ func newHandler(c handlerConfig) http.Handler {
 				return
 			}
 		}
+		if v := r.URL.Query().Get("cut"); v != "" && c.upstream == "" {
+			cutShort(w, r, v, c.log)
+			return
+		}
 		status, attempt := http.StatusOK, 0
 		if code, ok := strings.CutPrefix(r.URL.Path, "/status/"); ok && c.upstream == "" {
 			n, err := strconv.Atoi(code)
@@ -230,6 +235,36 @@ func newHandler(c handlerConfig) http.Handler {
 		}
 	})
 	return mux
+}
+
+// cutShort answers ?cut=N: a 200 head, flushed, N bytes of body, flushed,
+// then the handler aborts, so the response ends short (HTTP/1.1: the
+// connection closes; h2c: the stream is reset), as an application that
+// fails in the middle of a body. With &length=1 the head announces twice N
+// bytes.
+func cutShort(w http.ResponseWriter, r *http.Request, v string, log *slog.Logger) {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 || n > 64<<20 {
+		http.Error(w, "testapp: cut wants a byte count in 0..67108864", http.StatusBadRequest)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	if r.URL.Query().Get("length") != "" {
+		w.Header().Set("Content-Length", strconv.Itoa(2*n))
+	}
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	_ = rc.Flush()
+	chunk := bytes.Repeat([]byte{'x'}, 32<<10)
+	for left := n; left > 0; left -= len(chunk) {
+		if _, err := w.Write(chunk[:min(left, len(chunk))]); err != nil {
+			log.Warn("writing the body to cut", "err", err)
+			return
+		}
+	}
+	_ = rc.Flush()
+	log.Info("response cut short", "path", r.URL.RequestURI(), "bytes", n)
+	panic(http.ErrAbortHandler)
 }
 
 // callUpstream sends GET base+<r's path and query> and returns the

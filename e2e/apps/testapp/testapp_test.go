@@ -936,3 +936,36 @@ func TestGRPCCancelCounted(t *testing.T) {
 		}
 	}
 }
+
+// TestCutShort: ?cut=N sends a head and N bytes, then ends the response
+// short (with &length=1 its Content-Length announces 2N); get -read-delay
+// reads the body that much after the head and names, on the failed read,
+// how many bytes it got.
+func TestCutShort(t *testing.T) {
+	srv := httptest.NewServer(echoHandler("web-0", "shop", slog.New(slog.DiscardHandler)))
+	defer srv.Close()
+	for _, path := range []string{"/?cut=100000", "/?cut=100000&length=1", "/?cut=0"} {
+		var out, errOut strings.Builder
+		start := time.Now()
+		err := getCmd(t.Context(), []string{"-read-delay", "300ms", srv.URL + path}, nil, &out, &errOut)
+		want := "after 100000 bytes"
+		if strings.Contains(path, "cut=0") {
+			want = "after 0 bytes"
+		}
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "status 200") {
+			t.Errorf("get %s: %v; want a failed read (status 200) %s", path, err, want)
+		}
+		if d := time.Since(start); d < 300*time.Millisecond {
+			t.Errorf("get -read-delay 300ms: done after %v", d)
+		}
+	}
+	for _, bad := range []string{"-1", "x", "67108865"} {
+		if code := getStatus(t, srv.URL+"/?cut="+bad); code != http.StatusBadRequest {
+			t.Errorf("cut=%s: status %d, want 400", bad, code)
+		}
+	}
+	var out, errOut strings.Builder
+	if err := getCmd(t.Context(), []string{"-read-delay", "-1s", srv.URL}, nil, &out, &errOut); err != errUsage {
+		t.Errorf("get -read-delay -1s: %v, want usage", err)
+	}
+}
