@@ -4,6 +4,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
 	"strconv"
 	"strings"
 	"testing"
@@ -183,6 +185,46 @@ func TestCutResponseKeepsItsBytes(t *testing.T) {
 				body, err := io.ReadAll(resp.Body)
 				if len(body) != sent || err == nil {
 					t.Errorf("status %d, %d bytes, %v; want %d bytes, then an error", resp.StatusCode, len(body), err, sent)
+				}
+			})
+		})
+	}
+}
+
+// TestInformationalResponsesPassed: an informational response the
+// application sends before its final one (103 Early Hints with its Link
+// header) reaches the client through both proxies, as a proxy must pass
+// 1xx responses on (RFC 9110, 15.2), in every relay mode, for HTTP/1.1
+// and h2c clients. Until 2026-12-07 it failed in 12 of its 16 cases.
+func TestInformationalResponsesPassed(t *testing.T) {
+	for _, mode := range relayModes {
+		t.Run(mode.name, func(t *testing.T) {
+			m := newMesh(t)
+			appAddr := startHandler(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Link", "</style.css>; rel=preload")
+				w.WriteHeader(http.StatusEarlyHints)
+				w.Header().Del("Link")
+				_, _ = io.WriteString(w, "page")
+			}))
+			client, _ := m.twoProxies(t, appAddr, mode.env)
+			eachClient(t, client.OutboundAddr().String(), func(t *testing.T, c relayClient, path string) {
+				var got []string
+				trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+					got = append(got, strconv.Itoa(code)+" "+h.Get("Link"))
+					return nil
+				}}
+				req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(t.Context(), trace), http.MethodGet, "http://web"+path, nil)
+				resp, err := c.c.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil || resp.StatusCode != 200 || string(body) != "page" {
+					t.Fatalf("final response %d %q, %v", resp.StatusCode, body, err)
+				}
+				if want := "103 </style.css>; rel=preload"; len(got) != 1 || got[0] != want {
+					t.Errorf("informational responses %q, want [%q]", got, want)
 				}
 			})
 		})

@@ -43,6 +43,9 @@ func (w ctxWatch) end() bool {
 // Abort implements netx.Aborter for an exchange's request context.
 func (u *upConn) Abort(error) { _ = u.c.SetDeadline(time.Unix(1, 0)) }
 
+// maxInterims bounds the informational responses of one request.
+const maxInterims = 5
+
 // ErrUnsupported is returned by RoundTrip, before any I/O, for requests it
 // leaves to http.Transport: protocol upgrades and Expect: 100-continue.
 var ErrUnsupported = errors.New("h1: request needs http.Transport")
@@ -174,9 +177,9 @@ func (p *Pool) exchange(u *upConn, r *http.Request, hasBody bool) (*http.Respons
 		return nil, fmt.Errorf("h1: send request: %w", err)
 	}
 	h := &u.head
-	for interim := false; ; interim = true {
+	for interims := 0; ; interims++ {
 		if err := h.ReadResponse(u.br); err != nil {
-			if interim || len(h.Raw) > 0 { // the upstream has the request
+			if interims > 0 || len(h.Raw) > 0 { // the upstream has the request
 				err = &sentError{err}
 			}
 			return nil, fmt.Errorf("h1: read response: %w", err)
@@ -186,6 +189,17 @@ func (p *Pool) exchange(u *upConn, r *http.Request, hasBody bool) (*http.Respons
 		}
 		if h.Status >= 200 {
 			break
+		}
+		// 103 Early Hints and the like are passed on (not 100 Continue:
+		// netx.PassesInterim), at most maxInterims of them, as net/http's
+		// transport bounds them.
+		if interims == maxInterims {
+			return nil, &sentError{fmt.Errorf("h1: more than %d informational responses", maxInterims)}
+		}
+		if netx.PassesInterim(h.Status) {
+			if err := netx.PassInterim(r.Context(), h.Status, h.httpHeader(false, nil)); err != nil {
+				return nil, &sentError{fmt.Errorf("h1: pass on informational response %d: %w", h.Status, err)}
+			}
 		}
 	}
 	return p.response(u, r, h), nil

@@ -454,16 +454,19 @@ func (x *exchange) sendRequest(u *upConn, body []byte) error {
 	return nil
 }
 
-// readResponseHead reads the final response head, passing 1xx ones on; it
-// reports whether one came.
+// readResponseHead reads the final response head, passing 1xx ones on (at
+// most maxInterims); it reports whether one came.
 func (x *exchange) readResponseHead(u *upConn) (interim bool, err error) {
-	for ; ; interim = true {
+	for n := 0; ; n++ {
+		interim = n > 0
 		if err := x.resp.ReadResponse(u.br); err != nil {
 			return interim, fmt.Errorf("h1: read response: %w", err)
 		}
 		switch {
 		case x.resp.Status == http.StatusSwitchingProtocols:
 			return interim, errors.New("h1: upstream switched protocols without an upgrade request")
+		case x.resp.Status < 200 && n == maxInterims:
+			return true, fmt.Errorf("h1: more than %d informational responses", maxInterims)
 		case x.resp.Status < 200:
 			x.resp.writeResponse(x.bw, false)
 			if err := x.bw.Flush(); err != nil {

@@ -1,6 +1,7 @@
 package h1
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -82,6 +83,7 @@ func (r *respHead) Get(name string) string { return r.Header.Get(name) }
 func (x *exchange) httpRequest() (*http.Request, *reqBody, error) {
 	h := &x.req
 	b := &reqBody{bodyReader: bodyReader{br: x.br, mode: h.requestBody()}}
+	b.ctx.SetInterim(x)
 	if err := netx.ParseTarget(h.Target(), &b.url); err != nil {
 		return nil, nil, fmt.Errorf("h1: request target: %w", err)
 	}
@@ -192,11 +194,7 @@ func (x *exchange) writeHTTPResponse(resp *http.Response, head bool) error {
 	code := resp.StatusCode
 	noBody := head || code == http.StatusNoContent || code == http.StatusNotModified || code < 200
 	chunked := !noBody && (resp.ContentLength < 0 || len(resp.Trailer) > 0)
-	w.WriteString("HTTP/1.1 ")
-	w.Write(strconv.AppendInt(w.AvailableBuffer(), int64(code), 10))
-	w.WriteByte(' ')
-	w.WriteString(http.StatusText(code))
-	w.WriteString("\r\n")
+	writeStatusLine(w, code)
 	if err := writeHeader(w, resp.Header, skipInResponse); err != nil {
 		return err
 	}
@@ -237,6 +235,35 @@ func (x *exchange) writeHTTPResponse(resp *http.Response, head bool) error {
 		err = w.Flush()
 	}
 	return err
+}
+
+func writeStatusLine(w *bufio.Writer, code int) {
+	w.WriteString("HTTP/1.1 ")
+	w.Write(strconv.AppendInt(w.AvailableBuffer(), int64(code), 10))
+	w.WriteByte(' ')
+	w.WriteString(http.StatusText(code))
+	w.WriteString("\r\n")
+}
+
+// Interim implements netx.Interim for the request's round tripper: an
+// informational response it received goes to the client before the final
+// one, flushed. It runs while the exchange waits in RoundTrip. (The fast
+// path serves HTTP/1.1 only: an HTTP/1.0 client, which must get no 1xx,
+// never has an exchange.)
+func (x *exchange) Interim(code int, h http.Header) error {
+	if !netx.PassesInterim(code) {
+		return nil
+	}
+	w := x.bw
+	writeStatusLine(w, code)
+	if err := writeHeader(w, h, skipInResponse); err != nil {
+		return err
+	}
+	w.WriteString("\r\n")
+	if err := w.Flush(); err != nil {
+		return &writeError{err}
+	}
+	return nil
 }
 
 // isWriteError reports whether err is a failure writing to the client

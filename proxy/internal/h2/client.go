@@ -86,6 +86,46 @@ type clientConn struct {
 	// goAway is the server's last GOAWAY, for the error of the streams
 	// the connection's end fails (the reader's: no lock).
 	goAway *goAwayError
+
+	// interims holds the informational responses of the streams that
+	// received some, until roundTrip passes them on (under mu). It is
+	// here, made on the first, rather than in every stream: a client
+	// stream's allocation stays in its size class.
+	interims map[uint32]*interimQueue
+}
+
+// interimQueue is a stream's informational (1xx) response heads not
+// passed on yet, and how many came (see maxInterims).
+type interimQueue struct {
+	n int
+	q []interimHead
+}
+
+type interimHead struct {
+	code int
+	h    http.Header
+}
+
+// maxInterims bounds the informational responses a client passes on per
+// request, as net/http's transport bounds them (5).
+const maxInterims = 5
+
+// takeInterims returns st's informational responses not passed on yet;
+// with last (roundTrip returns) it forgets st. cc.mu is held.
+func (cc *clientConn) takeInterims(st *stream, last bool) []interimHead {
+	if len(cc.interims) == 0 {
+		return nil
+	}
+	iq := cc.interims[st.id]
+	if iq == nil {
+		return nil
+	}
+	q := iq.q
+	iq.q = nil
+	if last {
+		delete(cc.interims, st.id)
+	}
+	return q
 }
 
 // goAwayError is a GOAWAY the server sent before the connection ended.
@@ -573,7 +613,20 @@ func (cc *clientConn) roundTrip(r *http.Request, hasBody bool, small []byte, rb 
 			cc.mu.Lock()
 			resp, err := st.resp, st.rerr
 			st.resp = nil
+			interims := cc.takeInterims(st, resp != nil || err != nil)
 			cc.mu.Unlock()
+			for _, im := range interims {
+				if perr := netx.PassInterim(ctx, im.code, im.h); perr != nil {
+					if resp != nil {
+						_ = resp.Body.Close()
+					}
+					cc.mu.Lock()
+					cc.takeInterims(st, true)
+					cc.mu.Unlock()
+					cc.resetStream(st, http2.ErrCodeCancel, perr)
+					return nil, fmt.Errorf("h2: pass on informational response %d: %w", im.code, perr)
+				}
+			}
 			if resp != nil {
 				return resp, nil
 			}
@@ -581,6 +634,9 @@ func (cc *clientConn) roundTrip(r *http.Request, hasBody bool, small []byte, rb 
 				return nil, prefixed(err)
 			}
 		case <-ctxDone:
+			cc.mu.Lock()
+			cc.takeInterims(st, true)
+			cc.mu.Unlock()
 			cc.resetStream(st, http2.ErrCodeCancel, netx.Cause(ctx))
 			return nil, fmt.Errorf("h2: %w", netx.Cause(ctx))
 		}
@@ -682,8 +738,38 @@ func (cc *clientConn) onHeaders(f *hblock) error {
 	if code < 200 {
 		if f.StreamEnded() {
 			cc.resetStream(st, http2.ErrCodeProtocol, errors.New("h2: informational response ends the stream"))
+			return nil
 		}
-		return nil // 100 Continue, 103 Early Hints: not passed on
+		// 103 Early Hints and the like go to roundTrip, which passes them
+		// on; 100 Continue does not (netx.PassesInterim). More than
+		// maxInterims fail the request, as with net/http's transport.
+		if !netx.PassesInterim(code) {
+			return nil
+		}
+		h, _, err := headerOf(f.Fields, nil)
+		if err != nil {
+			cc.resetStream(st, http2.ErrCodeProtocol, err)
+			return nil
+		}
+		cc.mu.Lock()
+		iq := cc.interims[st.id]
+		if iq == nil {
+			if cc.interims == nil {
+				cc.interims = make(map[uint32]*interimQueue)
+			}
+			iq = &interimQueue{}
+			cc.interims[st.id] = iq
+		}
+		if iq.n == maxInterims {
+			cc.mu.Unlock()
+			cc.resetStream(st, http2.ErrCodeProtocol, fmt.Errorf("h2: more than %d informational responses", maxInterims))
+			return nil
+		}
+		iq.n++
+		iq.q = append(iq.q, interimHead{code, h})
+		cc.mu.Unlock()
+		st.notify()
+		return nil
 	}
 	h, cl, err := headerOf(f.Fields, st.vals)
 	if err != nil {

@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
 	"net/url"
 	"strconv"
 	"strings"
@@ -313,6 +315,7 @@ func (sc *serverConn) onHeaders(f *hblock) error {
 		// The stream's own, in its allocation: a client of this package
 		// resets its stream from it without context.AfterFunc.
 		ss.ctx.SetParent(sc.ctx)
+		ss.ctx.SetInterim(ss)
 		st.sctx = &ss.ctx
 		// WithContext's copy is inlined and does not escape: the
 		// request is in the stream's allocation.
@@ -320,6 +323,9 @@ func (sc *serverConn) onHeaders(f *hblock) error {
 	} else {
 		var ctx context.Context
 		ctx, cancel = context.WithCancel(sc.ctx)
+		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+			return ss.Interim(code, http.Header(h))
+		}})
 		ss.request = *r.WithContext(ctx)
 		st.abort = cancel
 	}
@@ -569,6 +575,21 @@ func (sc *serverConn) writeResponse(st *stream, req *http.Request, resp *http.Re
 		return
 	}
 	sc.endSend(st)
+}
+
+// Interim implements netx.Interim: the handler's informational response
+// goes to the client before its final one, as HEADERS without END_STREAM.
+func (ss *serverStream) Interim(code int, h http.Header) error {
+	if !netx.PassesInterim(code) {
+		return nil
+	}
+	w := sender{c: ss.c, s: &ss.stream}
+	err := w.headers(false, func(enc func(string, string)) {
+		enc(":status", statusString(code))
+		encodeHeader(h, enc)
+	})
+	w.flush()
+	return err
 }
 
 // hasValues reports whether a trailer map has a field with a value.

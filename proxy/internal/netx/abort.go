@@ -2,6 +2,7 @@ package netx
 
 import (
 	"context"
+	"net/http/httptrace"
 	"sync"
 	"time"
 )
@@ -28,6 +29,11 @@ type AbortCtx struct {
 	f      Aborter         // registered by OnAbort, until Cancel or StopAbort
 	ctx    context.Context // made by Done, from parent
 	cancel context.CancelCauseFunc
+	// interim passes on the request's informational responses (see
+	// PassInterim); set before use. trace is its httptrace.ClientTrace,
+	// made on demand (see clientTrace).
+	interim Interim
+	trace   *httptrace.ClientTrace
 }
 
 // SetParent gives the context parent's values, before it is used. Only
@@ -123,10 +129,14 @@ func (a *AbortCtx) Err() error {
 	return a.err
 }
 
-// Value implements context.Context: the parent's values. Once Done made
+// Value implements context.Context: the parent's values, and with an
+// Interim (SetInterim) the httptrace.ClientTrace that calls it. Once Done made
 // the context underneath, package context finds it through Value too (for
 // derived contexts, AfterFunc and Cause).
 func (a *AbortCtx) Value(key any) any {
+	if a.interim != nil && key == traceKey {
+		return a.clientTrace()
+	}
 	a.mu.Lock()
 	ctx := a.ctx
 	a.mu.Unlock()
