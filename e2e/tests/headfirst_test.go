@@ -126,3 +126,32 @@ func TestCutResponseThroughTheMesh(t *testing.T) {
 		})
 	}
 }
+
+// TestInformationalResponsesThroughTheMesh: a 103 Early Hints the
+// application sends before its answer reaches a meshed client through
+// both proxies (RFC 9110 has proxies pass 1xx responses on), over HTTP/1.1
+// and h2c. Until 2026-12-07 the default path dropped it (proxy/app's
+// TestInformationalResponsesPassed shows each relay mode). The control: a
+// request without hints fails -expect-early-hints, so the check bites.
+func TestInformationalResponsesThroughTheMesh(t *testing.T) {
+	get := meshedEchoPair(t, "hints")
+	for _, c := range []struct {
+		name string
+		args []string
+	}{
+		{"HTTP/1.1", []string{"http://server:8080/?hints=1"}},
+		{"h2c", []string{"-h2c", "http://server:8080/?hints=1"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if err := get(context.Background(), append([]string{"-expect-early-hints"}, c.args...)...); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	t.Run("control: no hints sent", func(t *testing.T) {
+		err := get(context.Background(), "-expect-early-hints", "http://server:8080/")
+		if err == nil || !strings.Contains(err.Error(), "no 103 Early Hints") {
+			t.Fatalf("%v, want a failure naming the missing hints", err)
+		}
+	})
+}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"net/textproto"
 	"slices"
 	"strings"
 	"sync"
@@ -41,6 +42,7 @@ func getCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	expectBody := fs.String("expect-body", "", "string every answer's body must contain")
 	timeout := fs.Duration("timeout", 5*time.Second, "timeout of each request")
 	headerTimeout := fs.Duration("header-timeout", 0, "time to wait for each answer's head once the request is sent (0: no limit but -timeout)")
+	expectHints := fs.Bool("expect-early-hints", false, "fail unless every answer was preceded by a 103 Early Hints with a Link header")
 	readDelay := fs.Duration("read-delay", 0, "time to wait after each answer's head before reading its body (a slow reader; counted in -timeout)")
 	newConn := fs.Bool("new-conn", false, "open a new connection for every request (no keep-alive)")
 	interval := fs.Duration("interval", 0, "pause between two requests")
@@ -89,12 +91,21 @@ func getCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		// open another).
 		conns atomic.Int64
 	)
-	trace := &httptrace.ClientTrace{GotConn: func(c httptrace.GotConnInfo) {
-		if !c.Reused {
-			conns.Add(1)
-		}
-	}}
 	one := func(i int) error {
+		var hints []string // the Link of each 103 Early Hints
+		trace := &httptrace.ClientTrace{
+			GotConn: func(c httptrace.GotConnInfo) {
+				if !c.Reused {
+					conns.Add(1)
+				}
+			},
+			Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+				if code == http.StatusEarlyHints {
+					hints = append(hints, h.Get("Link"))
+				}
+				return nil
+			},
+		}
 		req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodGet, url, nil)
 		if err != nil {
 			return err
@@ -147,6 +158,9 @@ func getCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		}
 		if !good {
 			return fmt.Errorf("GET %s: request %d: status %d%s: %s (after %v)", url, i, resp.StatusCode, proxyError(resp.Header), bytes.TrimSpace(body), took.Round(time.Millisecond))
+		}
+		if *expectHints && (len(hints) == 0 || hints[0] == "") {
+			return fmt.Errorf("GET %s: request %d: no 103 Early Hints with a Link before the answer (103s seen: %q)", url, i, hints)
 		}
 		if *expectBody != "" && !bytes.Contains(body, []byte(*expectBody)) {
 			return fmt.Errorf("GET %s: request %d: the answer lacks %q: %s", url, i, *expectBody, bytes.TrimSpace(body))

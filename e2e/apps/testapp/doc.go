@@ -27,7 +27,9 @@
 // head, N bytes of body and then fails, the response cut short (the
 // connection closed, or the h2c stream reset; &length=1 announces 2N bytes),
 // and get -read-delay D waits D after each head before reading the body,
-// naming on a failed read how many bytes it got;
+// naming on a failed read how many bytes it got; ?hints=1 sends a 103 Early
+// Hints with a Link header before the answer, and get -expect-early-hints
+// fails unless one came;
 // ?fail-first=N&key=K answers 503 to the first N requests with key K (a flaky
 // backend, for retries), with the count so far in X-Testapp-Attempt. With
 // -upstream URL it passes every request on to URL (path and query included)

@@ -196,6 +196,12 @@ func newHandler(c handlerConfig) http.Handler {
 			e.Upstream, status = up, code
 			w.Header().Set("X-Testapp-Upstream-Pod", upPod)
 		}
+		if r.URL.Query().Get("hints") != "" && c.upstream == "" {
+			// ?hints=1: a 103 Early Hints first, as a web server preloading.
+			w.Header().Set("Link", earlyHint)
+			w.WriteHeader(http.StatusEarlyHints)
+			w.Header().Del("Link")
+		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("X-Testapp-Pod", c.pod)
 		// ?body-delay=D: the head goes at once (flushed), the body D later,
@@ -236,6 +242,9 @@ func newHandler(c handlerConfig) http.Handler {
 	})
 	return mux
 }
+
+// earlyHint is the Link of the 103 Early Hints that ?hints=1 sends.
+const earlyHint = "</testapp.css>; rel=preload"
 
 // cutShort answers ?cut=N: a 200 head, flushed, N bytes of body, flushed,
 // then the handler aborts, so the response ends short (HTTP/1.1: the

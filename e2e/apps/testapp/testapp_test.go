@@ -969,3 +969,20 @@ func TestCutShort(t *testing.T) {
 		t.Errorf("get -read-delay -1s: %v, want usage", err)
 	}
 }
+
+// TestEarlyHints: ?hints=1 sends a 103 Early Hints with its Link before
+// the echo; get -expect-early-hints passes with it and fails without.
+func TestEarlyHints(t *testing.T) {
+	srv := httptest.NewServer(echoHandler("web-0", "shop", slog.New(slog.DiscardHandler)))
+	defer srv.Close()
+	var out, errOut strings.Builder
+	if err := getCmd(t.Context(), []string{"-expect-early-hints", srv.URL + "/?hints=1"}, nil, &out, &errOut); err != nil {
+		t.Errorf("get -expect-early-hints /?hints=1: %v", err)
+	}
+	if !strings.Contains(out.String(), `"pod":"web-0"`) {
+		t.Errorf("no echo after the hints: %q", out.String())
+	}
+	if err := getCmd(t.Context(), []string{"-expect-early-hints", srv.URL + "/"}, nil, &out, &errOut); err == nil || !strings.Contains(err.Error(), "no 103 Early Hints") {
+		t.Errorf("get -expect-early-hints / (no hints sent): %v, want a failure", err)
+	}
+}
