@@ -1,6 +1,8 @@
 package h1
 
 import (
+	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -118,5 +120,23 @@ func TestServerBoundsInterim(t *testing.T) {
 		if !strings.HasPrefix(out, hints+tc.final) {
 			t.Errorf("%s: client read\n%q\nwant %d hints, then %q", tc.path, out, tc.hints, tc.final)
 		}
+	}
+}
+
+// TestServerRefusesLateInterim: an informational response passed on after
+// the round trip returned (net/http's transports call from goroutines of
+// their own) is refused: the exchange is writing, or serving the next
+// request, by then.
+func TestServerRefusesLateInterim(t *testing.T) {
+	ctxs := make(chan context.Context, 1)
+	f := startFast(t, &testRouter{rt: func(r *http.Request) (*http.Response, error) {
+		ctxs <- r.Context()
+		return &http.Response{StatusCode: 200, ContentLength: 2, Header: http.Header{}, Body: io.NopCloser(strings.NewReader("ok"))}, nil
+	}})
+	if out := rawGet(t, f.addr, "/"); !strings.HasPrefix(out, "HTTP/1.1 200 OK\r\n") {
+		t.Fatalf("client read %q", out)
+	}
+	if err := netx.PassInterim(<-ctxs, http.StatusEarlyHints, http.Header{"Link": {"</s.css>"}}); !errors.Is(err, errLateInterim) {
+		t.Errorf("late informational response: %v, want %v", err, errLateInterim)
 	}
 }

@@ -166,6 +166,10 @@ type exchange struct {
 	resp    Head
 	closing bool
 	hang    hangup
+	// imu guards icur, the context of the request whose round trip runs
+	// (see roundTrip), which Interim writes for.
+	imu  sync.Mutex
+	icur *netx.AbortCtx
 }
 
 // ServeConn serves c until it ends or a request must take the general path;

@@ -125,7 +125,7 @@ func (x *exchange) forwardRT(call *Call) (keep bool) {
 		x.watchBody(body)
 	}
 	x.watchAbort(&body.ctx, nil)
-	resp, err := call.RoundTrip(r)
+	resp, err := x.roundTrip(call, r, &body.ctx)
 	// The request body may still be read by the round tripper's goroutine:
 	// the client connection's reader is ours again once it is closed. A
 	// Read blocked on the client is woken by a past deadline (the
@@ -160,7 +160,7 @@ func (x *exchange) forwardRT(call *Call) (keep bool) {
 		if call.RoundTrip == nil {
 			return x.fail(call, http.StatusBadGateway, err, waitBody())
 		}
-		resp, err = call.RoundTrip(r)
+		resp, err = x.roundTrip(call, r, &body.ctx)
 	}
 	if err != nil {
 		return x.fail(call, http.StatusBadGateway, err, waitBody())
@@ -245,14 +245,35 @@ func writeStatusLine(w *bufio.Writer, code int) {
 	w.WriteString("\r\n")
 }
 
+// roundTrip runs call.RoundTrip(r) for the request whose context is a:
+// until it returns, Interim writes a's informational responses.
+func (x *exchange) roundTrip(call *Call, r *http.Request, a *netx.AbortCtx) (*http.Response, error) {
+	x.imu.Lock()
+	x.icur = a
+	x.imu.Unlock()
+	resp, err := call.RoundTrip(r)
+	x.imu.Lock()
+	x.icur = nil
+	x.imu.Unlock()
+	return resp, err
+}
+
+var errLateInterim = errors.New("h1: informational response after the round trip")
+
 // Interim implements netx.Interim for the request's round tripper: an
 // informational response it received goes to the client before the final
-// one, flushed. It runs while the exchange waits in RoundTrip. (The fast
-// path serves HTTP/1.1 only: an HTTP/1.0 client, which must get no 1xx,
-// never has an exchange.)
-func (x *exchange) Interim(code int, h http.Header) error {
+// one, flushed, while the round trip runs (roundTrip); after, it is
+// refused, as the exchange then writes, or the connection serves another
+// request. (The fast path serves HTTP/1.1 only: an HTTP/1.0 client, which
+// must get no 1xx, never has an exchange.)
+func (x *exchange) Interim(a *netx.AbortCtx, code int, h http.Header) error {
 	if !netx.PassesInterim(code) {
 		return nil
+	}
+	x.imu.Lock()
+	defer x.imu.Unlock()
+	if a != x.icur {
+		return errLateInterim
 	}
 	w := x.bw
 	writeStatusLine(w, code)

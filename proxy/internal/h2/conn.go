@@ -305,6 +305,7 @@ type stream struct {
 	reset    bool
 	discard  bool // the reader is gone: DATA is consumed on arrival
 	gotHead  bool
+	final    bool          // server: its final response is being written (under wmu)
 	readable chan struct{} // capacity 1: data, trailers or an error arrived
 	want     int64         // the body's content-length, or -1
 	got      int64         // DATA bytes received (padding excluded)

@@ -1,6 +1,8 @@
 package h2
 
 import (
+	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptrace"
@@ -94,5 +96,19 @@ func wantHints(t *testing.T, cl *Client, want ...string) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || string(body) != "ok" || strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("status %d %q, passed %q; want 200 \"ok\" after %q", resp.StatusCode, body, got, want)
+	}
+}
+
+// TestServerRefusesLateInterim: an informational response passed on once
+// the final response is under way is refused, not written after it.
+func TestServerRefusesLateInterim(t *testing.T) {
+	ctxs := make(chan context.Context, 1)
+	cl := benchPair(t, rtFunc(func(r *http.Request) (*http.Response, error) {
+		ctxs <- r.Context()
+		return &http.Response{StatusCode: 200, ContentLength: 2, Header: http.Header{}, Body: io.NopCloser(strings.NewReader("ok"))}, nil
+	}))
+	wantHints(t, cl)
+	if err := netx.PassInterim(<-ctxs, http.StatusEarlyHints, http.Header{"Link": {"</s.css>"}}); !errors.Is(err, errLateInterim) {
+		t.Errorf("late informational response: %v, want %v", err, errLateInterim)
 	}
 }

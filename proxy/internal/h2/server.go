@@ -324,7 +324,7 @@ func (sc *serverConn) onHeaders(f *hblock) error {
 		var ctx context.Context
 		ctx, cancel = context.WithCancel(sc.ctx)
 		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
-			return ss.Interim(code, http.Header(h))
+			return ss.Interim(nil, code, http.Header(h))
 		}})
 		ss.request = *r.WithContext(ctx)
 		st.abort = cancel
@@ -559,6 +559,8 @@ func (sc *serverConn) writeResponse(st *stream, req *http.Request, resp *http.Re
 	}
 	w := sender{c: &sc.conn, s: st}
 	end := have && n == 0 && rerr == io.EOF && !hasValues(resp.Trailer)
+	w.lock()
+	st.final = true // no informational response after this (see Interim)
 	err := w.headers(end, func(enc func(string, string)) {
 		enc(":status", statusString(code))
 		encodeHeader(resp.Header, enc)
@@ -578,19 +580,25 @@ func (sc *serverConn) writeResponse(st *stream, req *http.Request, resp *http.Re
 }
 
 // Interim implements netx.Interim: the handler's informational response
-// goes to the client before its final one, as HEADERS without END_STREAM.
-func (ss *serverStream) Interim(code int, h http.Header) error {
+// goes to the client before its final one, as HEADERS without END_STREAM;
+// once the final one is under way (final, under wmu), it is refused.
+func (ss *serverStream) Interim(_ *netx.AbortCtx, code int, h http.Header) error {
 	if !netx.PassesInterim(code) {
 		return nil
 	}
 	w := sender{c: ss.c, s: &ss.stream}
-	err := w.headers(false, func(enc func(string, string)) {
+	w.lock()
+	defer w.flush()
+	if ss.final {
+		return errLateInterim
+	}
+	return w.headers(false, func(enc func(string, string)) {
 		enc(":status", statusString(code))
 		encodeHeader(h, enc)
 	})
-	w.flush()
-	return err
 }
+
+var errLateInterim = errors.New("h2: informational response after the final one")
 
 // hasValues reports whether a trailer map has a field with a value.
 func hasValues(h http.Header) bool {

@@ -13,7 +13,11 @@ import (
 // Expect: 100-continue itself, so 100 is not passed (see PassesInterim),
 // nor is 101, which ends the exchange.
 type Interim interface {
-	Interim(code int, h http.Header) error
+	// Interim sends on the informational response code, with h, that
+	// came for the request whose context is a. It refuses one that comes
+	// once the request's round trip has returned (net/http's transports
+	// call from goroutines of their own, and may call late).
+	Interim(a *AbortCtx, code int, h http.Header) error
 }
 
 // SetInterim makes i the Interim of the requests whose context this is
@@ -71,7 +75,7 @@ func (a *AbortCtx) clientTrace() *httptrace.ClientTrace {
 	if a.trace == nil {
 		i := a.interim
 		a.trace = &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
-			return i.Interim(code, http.Header(h))
+			return i.Interim(a, code, http.Header(h))
 		}}
 	}
 	return a.trace

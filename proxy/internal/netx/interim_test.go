@@ -13,7 +13,7 @@ import (
 
 type interimFunc func(code int, h http.Header) error
 
-func (f interimFunc) Interim(code int, h http.Header) error { return f(code, h) }
+func (f interimFunc) Interim(_ *AbortCtx, code int, h http.Header) error { return f(code, h) }
 
 // TestPassInterim: an informational response reaches the Interim set on
 // the request's AbortCtx, through derived contexts too; else an
