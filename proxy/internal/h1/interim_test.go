@@ -140,3 +140,15 @@ func TestServerRefusesLateInterim(t *testing.T) {
 		t.Errorf("late informational response: %v, want %v", err, errLateInterim)
 	}
 }
+
+// TestServerRefusesMalformedInterim: an informational response with a
+// field that would break the framing is refused before a byte of it is
+// written: the client reads a clean 502.
+func TestServerRefusesMalformedInterim(t *testing.T) {
+	f := startFast(t, &testRouter{rt: func(r *http.Request) (*http.Response, error) {
+		return nil, netx.PassInterim(r.Context(), http.StatusEarlyHints, http.Header{"Link": {"</s.css>\r\nX-Injected: 1"}})
+	}})
+	if out := rawGet(t, f.addr, "/"); !strings.HasPrefix(out, "HTTP/1.1 502 Bad Gateway\r\n") || strings.Contains(out, "Injected") {
+		t.Errorf("client read %q, want a 502 alone", out)
+	}
+}

@@ -237,6 +237,7 @@ func (x *exchange) writeHTTPResponse(resp *http.Response, head bool) error {
 	return err
 }
 
+// writeStatusLine writes the HTTP/1.1 status line of code.
 func writeStatusLine(w *bufio.Writer, code int) {
 	w.WriteString("HTTP/1.1 ")
 	w.Write(strconv.AppendInt(w.AvailableBuffer(), int64(code), 10))
@@ -275,11 +276,18 @@ func (x *exchange) Interim(a *netx.AbortCtx, code int, h http.Header) error {
 	if a != x.icur {
 		return errLateInterim
 	}
+	// Checked before a byte is buffered: the exchange answers the
+	// failure on the same writer.
+	for k, vs := range h {
+		for _, v := range vs {
+			if !skipInResponse(k) && (!isToken(k) || !validValue(v)) {
+				return fmt.Errorf("h1: invalid header field %q in informational response", k)
+			}
+		}
+	}
 	w := x.bw
 	writeStatusLine(w, code)
-	if err := writeHeader(w, h, skipInResponse); err != nil {
-		return err
-	}
+	_ = writeHeader(w, h, skipInResponse) // checked above
 	w.WriteString("\r\n")
 	if err := w.Flush(); err != nil {
 		return &writeError{err}
