@@ -83,7 +83,7 @@ func (r *respHead) Get(name string) string { return r.Header.Get(name) }
 func (x *exchange) httpRequest() (*http.Request, *reqBody, error) {
 	h := &x.req
 	b := &reqBody{bodyReader: bodyReader{br: x.br, mode: h.requestBody()}}
-	b.ctx.SetInterim(x)
+	b.ctx.SetParent(x.ictx)
 	if err := netx.ParseTarget(h.Target(), &b.url); err != nil {
 		return nil, nil, fmt.Errorf("h1: request target: %w", err)
 	}

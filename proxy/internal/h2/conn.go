@@ -288,7 +288,15 @@ type stream struct {
 	// paid: of the unread data, the bytes whose connection window was
 	// returned when the peer reset the stream (see peerReset); reading or
 	// dropping them owes the connection nothing more.
-	paid int64
+	paid    int64
+	grow    int64 // window to add to the next update
+	sendOff int64 // the send window less the peer's SETTINGS_INITIAL_WINDOW_SIZE (see conn.sendWin)
+	sentEnd bool  // END_STREAM or RST_STREAM sent
+	recvEnd bool  // END_STREAM or RST_STREAM received
+	reset   bool
+	discard bool // the reader is gone: DATA is consumed on arrival
+	gotHead bool
+	final   bool // server: its final response is being written (under wmu)
 	// narrow: a server stream's window stays the protocol's initial
 	// 65,535 bytes until its handler first reads the body (it took the
 	// request); read then adds grow to the next window update. Until then
@@ -297,15 +305,8 @@ type stream struct {
 	// the application cannot be reached) cost the client little to keep
 	// and send elsewhere (see replayBody). A body that ends within the
 	// initial window, the usual case, needs no update at all.
+	// (With the flags above: one word for all.)
 	narrow   bool
-	grow     int64 // window to add to the next update
-	sendOff  int64 // the send window less the peer's SETTINGS_INITIAL_WINDOW_SIZE (see conn.sendWin)
-	sentEnd  bool  // END_STREAM or RST_STREAM sent
-	recvEnd  bool  // END_STREAM or RST_STREAM received
-	reset    bool
-	discard  bool // the reader is gone: DATA is consumed on arrival
-	gotHead  bool
-	final    bool          // server: its final response is being written (under wmu)
 	readable chan struct{} // capacity 1: data, trailers or an error arrived
 	want     int64         // the body's content-length, or -1
 	got      int64         // DATA bytes received (padding excluded)

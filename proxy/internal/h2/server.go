@@ -113,6 +113,11 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
 	}
 	_ = c.SetReadDeadline(time.Time{})
 	sc := &serverConn{srv: s, ctx: ctx, addr: c.RemoteAddr().String(), ownCtx: ctx.Done() == nil}
+	if sc.ownCtx {
+		// The streams' own contexts find the connection's Interim
+		// through their parent.
+		sc.ctx = netx.WithInterim(ctx, sc)
+	}
 	sc.init(c, br, s.writeTimeout())
 	sc.onClosed = sc.streamClosed
 	sc.lock()
@@ -315,7 +320,6 @@ func (sc *serverConn) onHeaders(f *hblock) error {
 		// The stream's own, in its allocation: a client of this package
 		// resets its stream from it without context.AfterFunc.
 		ss.ctx.SetParent(sc.ctx)
-		ss.ctx.SetInterim(ss)
 		st.sctx = &ss.ctx
 		// WithContext's copy is inlined and does not escape: the
 		// request is in the stream's allocation.
@@ -324,7 +328,7 @@ func (sc *serverConn) onHeaders(f *hblock) error {
 		var ctx context.Context
 		ctx, cancel = context.WithCancel(sc.ctx)
 		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
-			return ss.Interim(nil, code, http.Header(h))
+			return sc.writeInterim(&ss.stream, code, http.Header(h))
 		}})
 		ss.request = *r.WithContext(ctx)
 		st.abort = cancel
@@ -579,17 +583,39 @@ func (sc *serverConn) writeResponse(st *stream, req *http.Request, resp *http.Re
 	sc.endSend(st)
 }
 
-// Interim implements netx.Interim: the handler's informational response
-// goes to the client before its final one, as HEADERS without END_STREAM;
-// once the final one is under way (final, under wmu), it is refused.
-func (ss *serverStream) Interim(_ *netx.AbortCtx, code int, h http.Header) error {
+// Interim implements netx.Interim for the handlers' requests, whose
+// contexts are their streams' own: a handler's informational response goes
+// to its client before the final one.
+func (sc *serverConn) Interim(a *netx.AbortCtx, code int, h http.Header) error {
 	if !netx.PassesInterim(code) {
 		return nil
 	}
-	w := sender{c: ss.c, s: &ss.stream}
+	var st *stream
+	sc.mu.Lock()
+	for _, s := range sc.streams {
+		if s.sctx == a {
+			st = s
+			break
+		}
+	}
+	sc.mu.Unlock()
+	if st == nil {
+		return errLateInterim // the stream has ended
+	}
+	return sc.writeInterim(st, code, h)
+}
+
+// writeInterim writes an informational response on st as HEADERS without
+// END_STREAM; once the final response is under way (final, under wmu), it
+// is refused.
+func (sc *serverConn) writeInterim(st *stream, code int, h http.Header) error {
+	if !netx.PassesInterim(code) {
+		return nil
+	}
+	w := sender{c: &sc.conn, s: st}
 	w.lock()
 	defer w.flush()
-	if ss.final {
+	if st.final {
 		return errLateInterim
 	}
 	return w.headers(false, func(enc func(string, string)) {

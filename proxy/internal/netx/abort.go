@@ -2,7 +2,6 @@ package netx
 
 import (
 	"context"
-	"net/http/httptrace"
 	"sync"
 	"time"
 )
@@ -29,11 +28,6 @@ type AbortCtx struct {
 	f      Aborter         // registered by OnAbort, until Cancel or StopAbort
 	ctx    context.Context // made by Done, from parent
 	cancel context.CancelCauseFunc
-	// interim passes on the request's informational responses (see
-	// PassInterim); set before use. trace is its httptrace.ClientTrace,
-	// made on demand (see clientTrace).
-	interim Interim
-	trace   *httptrace.ClientTrace
 }
 
 // SetParent gives the context parent's values, before it is used. Only
@@ -129,13 +123,16 @@ func (a *AbortCtx) Err() error {
 	return a.err
 }
 
-// Value implements context.Context: the parent's values, and with an
-// Interim (SetInterim) the httptrace.ClientTrace that calls it. Once Done made
+// Value implements context.Context: the parent's values, and when the
+// parent holds an Interim (WithInterim) an httptrace.ClientTrace that calls
+// it for this request (see PassInterim). Once Done made
 // the context underneath, package context finds it through Value too (for
 // derived contexts, AfterFunc and Cause).
 func (a *AbortCtx) Value(key any) any {
-	if a.interim != nil && key == traceKey {
-		return a.clientTrace()
+	if key == traceKey && a.parent != nil {
+		if tr := a.interimTrace(); tr != nil {
+			return tr
+		}
 	}
 	a.mu.Lock()
 	ctx := a.ctx

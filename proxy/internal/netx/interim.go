@@ -20,11 +20,15 @@ type Interim interface {
 	Interim(a *AbortCtx, code int, h http.Header) error
 }
 
-// SetInterim makes i the Interim of the requests whose context this is
-// (or is derived from), before it is used: to PassInterim and to
-// net/http's transports, the context then holds an httptrace.ClientTrace
-// whose Got1xxResponse calls i.
-func (a *AbortCtx) SetInterim(i Interim) { a.interim = i }
+type interimKey struct{}
+
+// WithInterim returns parent holding i: the requests whose AbortCtx has
+// it as parent (SetParent) pass their informational responses to i. It is
+// made once per connection, so that a request's context, in its stream's
+// allocation, grows by nothing.
+func WithInterim(parent context.Context, i Interim) context.Context {
+	return context.WithValue(parent, interimKey{}, i)
+}
 
 // PassesInterim reports whether an informational response with code is
 // passed on: 102, 103 and the other 1xx but 100 Continue and 101
@@ -33,10 +37,11 @@ func PassesInterim(code int) bool { return code > 101 && code < 200 }
 
 // PassInterim hands an informational response received for the request
 // whose context is ctx to the Got1xxResponse of its httptrace.ClientTrace:
-// the Interim of its AbortCtx (the proxy's own servers), or net/http's
-// ReverseProxy's, which writes to its ResponseWriter. It does nothing
-// when there is none. It runs in the caller's goroutine, before the final
-// response is returned; an error (the client went) fails the round trip.
+// the Interim of its AbortCtx's parent (the proxy's own servers), or
+// net/http's ReverseProxy's, which writes to its ResponseWriter. It does
+// nothing when there is none. It runs in the caller's goroutine, before
+// the final response is returned; an error (the client went) fails the
+// round trip.
 func PassInterim(ctx context.Context, code int, h http.Header) error {
 	if tr := httptrace.ContextClientTrace(ctx); tr != nil && tr.Got1xxResponse != nil {
 		return tr.Got1xxResponse(code, textproto.MIMEHeader(h))
@@ -66,17 +71,17 @@ func (k *keyRecorder) Value(key any) any {
 	return nil
 }
 
-// clientTrace returns the trace that passes 1xx responses to a.interim,
-// made on the first call (net/http's transports ask for a trace on every
-// request; the proxy's own clients only when a 1xx comes).
-func (a *AbortCtx) clientTrace() *httptrace.ClientTrace {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.trace == nil {
-		i := a.interim
-		a.trace = &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
-			return i.Interim(a, code, http.Header(h))
-		}}
+// interimTrace returns a trace that passes a's informational responses to
+// the Interim its parent holds, or nil. It is made on each lookup: the
+// proxy's own clients look only when a 1xx comes, net/http's transports
+// once per request on the paths that take them (upgrades, Expect, the
+// opt-out modes).
+func (a *AbortCtx) interimTrace() *httptrace.ClientTrace {
+	i, ok := a.parent.Value(interimKey{}).(Interim)
+	if !ok {
+		return nil
 	}
-	return a.trace
+	return &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+		return i.Interim(a, code, http.Header(h))
+	}}
 }

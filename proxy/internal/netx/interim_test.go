@@ -15,8 +15,8 @@ type interimFunc func(code int, h http.Header) error
 
 func (f interimFunc) Interim(_ *AbortCtx, code int, h http.Header) error { return f(code, h) }
 
-// TestPassInterim: an informational response reaches the Interim set on
-// the request's AbortCtx, through derived contexts too; else an
+// TestPassInterim: an informational response reaches the Interim its
+// AbortCtx's parent holds, through derived contexts too; else an
 // httptrace.ClientTrace's Got1xxResponse; else nobody, without an error.
 // The Interim's error is the caller's.
 func TestPassInterim(t *testing.T) {
@@ -29,7 +29,7 @@ func TestPassInterim(t *testing.T) {
 		}
 	}
 	var a AbortCtx
-	a.SetInterim(interimFunc(record("abort")))
+	a.SetParent(WithInterim(context.Background(), interimFunc(record("abort"))))
 	derived, cancel := context.WithTimeout(&a, time.Minute)
 	defer cancel()
 	traced := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
@@ -57,7 +57,7 @@ func TestPassInterim(t *testing.T) {
 
 	gone := errors.New("client gone")
 	var failing AbortCtx
-	failing.SetInterim(interimFunc(func(int, http.Header) error { return gone }))
+	failing.SetParent(WithInterim(context.Background(), interimFunc(func(int, http.Header) error { return gone })))
 	if err := PassInterim(&failing, http.StatusEarlyHints, hints); !errors.Is(err, gone) {
 		t.Errorf("error %v, want the Interim's", err)
 	}
@@ -71,9 +71,9 @@ func TestPassesInterim(t *testing.T) {
 	}
 }
 
-// TestTraceKey: an AbortCtx with an Interim answers httptrace's own
-// lookup, the key learnt from package httptrace; one without answers
-// nothing, and a trace installed above it is found first.
+// TestTraceKey: an AbortCtx whose parent holds an Interim answers
+// httptrace's own lookup, the key learnt from package httptrace; one
+// without answers nothing.
 func TestTraceKey(t *testing.T) {
 	if traceKey == nil {
 		t.Fatal("httptrace's context key was not learnt")
@@ -85,15 +85,16 @@ func TestTraceKey(t *testing.T) {
 	if httptrace.ContextClientTrace(httptrace.WithClientTrace(context.Background(), tr)) == nil {
 		t.Fatal("no trace found")
 	}
-	var plain AbortCtx
-	if httptrace.ContextClientTrace(&plain) != nil {
+	var plain, parented AbortCtx
+	parented.SetParent(context.Background())
+	if httptrace.ContextClientTrace(&plain) != nil || httptrace.ContextClientTrace(&parented) != nil {
 		t.Error("an AbortCtx without an Interim holds a trace")
 	}
 	var a AbortCtx
-	a.SetInterim(interimFunc(func(int, http.Header) error { return nil }))
+	a.SetParent(WithInterim(context.Background(), interimFunc(func(int, http.Header) error { return nil })))
 	first := httptrace.ContextClientTrace(&a)
-	if first == nil || first.Got1xxResponse == nil || httptrace.ContextClientTrace(&a) != first {
-		t.Error("an AbortCtx with an Interim holds no trace, or makes one per lookup")
+	if first == nil || first.Got1xxResponse == nil {
+		t.Error("an AbortCtx whose parent holds an Interim answers no trace")
 	}
 }
 
@@ -111,10 +112,10 @@ func TestInterimFromNetHTTP(t *testing.T) {
 	defer srv.Close()
 	var got []string
 	var a AbortCtx
-	a.SetInterim(interimFunc(func(code int, h http.Header) error {
+	a.SetParent(WithInterim(context.Background(), interimFunc(func(code int, h http.Header) error {
 		got = append(got, http.StatusText(code)+" "+h.Get("Link"))
 		return nil
-	}))
+	})))
 	r, _ := http.NewRequestWithContext(&a, http.MethodGet, srv.URL, nil)
 	resp, err := srv.Client().Transport.RoundTrip(r)
 	if err != nil {
