@@ -43,9 +43,6 @@ func (w ctxWatch) end() bool {
 // Abort implements netx.Aborter for an exchange's request context.
 func (u *upConn) Abort(error) { _ = u.c.SetDeadline(time.Unix(1, 0)) }
 
-// maxInterims bounds the informational responses of one request.
-const maxInterims = 5
-
 // ErrUnsupported is returned by RoundTrip, before any I/O, for requests it
 // leaves to http.Transport: protocol upgrades and Expect: 100-continue.
 var ErrUnsupported = errors.New("h1: request needs http.Transport")
@@ -191,10 +188,9 @@ func (p *Pool) exchange(u *upConn, r *http.Request, hasBody bool) (*http.Respons
 			break
 		}
 		// 103 Early Hints and the like are passed on (not 100 Continue:
-		// netx.PassesInterim), at most maxInterims of them, as net/http's
-		// transport bounds them.
-		if interims == maxInterims {
-			return nil, &sentError{fmt.Errorf("h1: more than %d informational responses", maxInterims)}
+		// netx.PassesInterim), at most netx.MaxInterims of them.
+		if interims == netx.MaxInterims {
+			return nil, &sentError{fmt.Errorf("h1: more than %d informational responses", netx.MaxInterims)}
 		}
 		if netx.PassesInterim(h.Status) {
 			if err := netx.PassInterim(r.Context(), h.Status, h.httpHeader(false, nil)); err != nil {

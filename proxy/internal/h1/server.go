@@ -463,7 +463,7 @@ func (x *exchange) sendRequest(u *upConn, body []byte) error {
 }
 
 // readResponseHead reads the final response head, passing 1xx ones on (at
-// most maxInterims); it reports whether one came.
+// most netx.MaxInterims); it reports whether one came.
 func (x *exchange) readResponseHead(u *upConn) (interim bool, err error) {
 	for n := 0; ; n++ {
 		interim = n > 0
@@ -473,8 +473,8 @@ func (x *exchange) readResponseHead(u *upConn) (interim bool, err error) {
 		switch {
 		case x.resp.Status == http.StatusSwitchingProtocols:
 			return interim, errors.New("h1: upstream switched protocols without an upgrade request")
-		case x.resp.Status < 200 && n == maxInterims:
-			return true, fmt.Errorf("h1: more than %d informational responses", maxInterims)
+		case x.resp.Status < 200 && n == netx.MaxInterims:
+			return true, fmt.Errorf("h1: more than %d informational responses", netx.MaxInterims)
 		case x.resp.Status < 200:
 			x.resp.writeResponse(x.bw, false)
 			if err := x.bw.Flush(); err != nil {

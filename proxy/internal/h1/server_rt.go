@@ -268,9 +268,6 @@ var errLateInterim = errors.New("h1: informational response after the round trip
 // request. (The fast path serves HTTP/1.1 only: an HTTP/1.0 client, which
 // must get no 1xx, never has an exchange.)
 func (x *exchange) Interim(a *netx.AbortCtx, code int, h http.Header) error {
-	if !netx.PassesInterim(code) {
-		return nil
-	}
 	x.imu.Lock()
 	defer x.imu.Unlock()
 	if a != x.icur {

@@ -95,7 +95,7 @@ type clientConn struct {
 }
 
 // interimQueue is a stream's informational (1xx) response heads not
-// passed on yet, and how many came (see maxInterims).
+// passed on yet, and how many came (see netx.MaxInterims).
 type interimQueue struct {
 	n int
 	q []interimHead
@@ -105,10 +105,6 @@ type interimHead struct {
 	code int
 	h    http.Header
 }
-
-// maxInterims bounds the informational responses a client passes on per
-// request, as net/http's transport bounds them (5).
-const maxInterims = 5
 
 // takeInterims returns st's informational responses not passed on yet;
 // with last (roundTrip returns) it forgets st. cc.mu is held.
@@ -742,7 +738,7 @@ func (cc *clientConn) onHeaders(f *hblock) error {
 		}
 		// 103 Early Hints and the like go to roundTrip, which passes them
 		// on; 100 Continue does not (netx.PassesInterim). More than
-		// maxInterims fail the request, as with net/http's transport.
+		// netx.MaxInterims fail the request.
 		if !netx.PassesInterim(code) {
 			return nil
 		}
@@ -760,9 +756,9 @@ func (cc *clientConn) onHeaders(f *hblock) error {
 			iq = &interimQueue{}
 			cc.interims[st.id] = iq
 		}
-		if iq.n == maxInterims {
+		if iq.n == netx.MaxInterims {
 			cc.mu.Unlock()
-			cc.resetStream(st, http2.ErrCodeProtocol, fmt.Errorf("h2: more than %d informational responses", maxInterims))
+			cc.resetStream(st, http2.ErrCodeProtocol, fmt.Errorf("h2: more than %d informational responses", netx.MaxInterims))
 			return nil
 		}
 		iq.n++

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
-	"net/textproto"
 	"net/url"
 	"strconv"
 	"strings"
@@ -327,9 +326,9 @@ func (sc *serverConn) onHeaders(f *hblock) error {
 	} else {
 		var ctx context.Context
 		ctx, cancel = context.WithCancel(sc.ctx)
-		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
-			return sc.writeInterim(&ss.stream, code, http.Header(h))
-		}})
+		ctx = httptrace.WithClientTrace(ctx, netx.InterimTrace(func(code int, h http.Header) error {
+			return sc.writeInterim(&ss.stream, code, h)
+		}))
 		ss.request = *r.WithContext(ctx)
 		st.abort = cancel
 	}
@@ -587,9 +586,6 @@ func (sc *serverConn) writeResponse(st *stream, req *http.Request, resp *http.Re
 // contexts are their streams' own: a handler's informational response goes
 // to its client before the final one.
 func (sc *serverConn) Interim(a *netx.AbortCtx, code int, h http.Header) error {
-	if !netx.PassesInterim(code) {
-		return nil
-	}
 	var st *stream
 	sc.mu.Lock()
 	for _, s := range sc.streams {
@@ -609,9 +605,6 @@ func (sc *serverConn) Interim(a *netx.AbortCtx, code int, h http.Header) error {
 // END_STREAM; once the final response is under way (final, under wmu), it
 // is refused.
 func (sc *serverConn) writeInterim(st *stream, code int, h http.Header) error {
-	if !netx.PassesInterim(code) {
-		return nil
-	}
 	w := sender{c: &sc.conn, s: st}
 	w.lock()
 	defer w.flush()

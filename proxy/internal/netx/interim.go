@@ -14,7 +14,8 @@ import (
 // nor is 101, which ends the exchange.
 type Interim interface {
 	// Interim sends on the informational response code, with h, that
-	// came for the request whose context is a. It refuses one that comes
+	// came for the request whose context is a; it is given only the codes
+	// PassesInterim passes. It refuses one that comes
 	// once the request's round trip has returned (net/http's transports
 	// call from goroutines of their own, and may call late).
 	Interim(a *AbortCtx, code int, h http.Header) error
@@ -35,8 +36,26 @@ func WithInterim(parent context.Context, i Interim) context.Context {
 // Switching Protocols.
 func PassesInterim(code int) bool { return code > 101 && code < 200 }
 
+// MaxInterims bounds the informational responses that may come before one
+// final response, as net/http's transport bounds them: more fail the
+// request.
+const MaxInterims = 5
+
+// InterimTrace returns a trace whose Got1xxResponse hands pass the
+// informational responses PassesInterim passes, and drops the others
+// (net/http's transports report 100 Continue too).
+func InterimTrace(pass func(code int, h http.Header) error) *httptrace.ClientTrace {
+	return &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+		if !PassesInterim(code) {
+			return nil
+		}
+		return pass(code, http.Header(h))
+	}}
+}
+
 // PassInterim hands an informational response received for the request
-// whose context is ctx to the Got1xxResponse of its httptrace.ClientTrace:
+// whose context is ctx, one PassesInterim passes (the caller checks, before
+// it builds h), to the Got1xxResponse of its httptrace.ClientTrace:
 // the Interim of its AbortCtx's parent (the proxy's own servers), or
 // net/http's ReverseProxy's, which writes to its ResponseWriter. It does
 // nothing when there is none. It runs in the caller's goroutine, before
@@ -81,7 +100,5 @@ func (a *AbortCtx) interimTrace() *httptrace.ClientTrace {
 	if !ok {
 		return nil
 	}
-	return &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
-		return i.Interim(a, code, http.Header(h))
-	}}
+	return InterimTrace(func(code int, h http.Header) error { return i.Interim(a, code, h) })
 }

@@ -101,9 +101,11 @@ func TestTraceKey(t *testing.T) {
 // TestInterimFromNetHTTP: net/http's transport, which knows nothing of
 // AbortCtx, passes a 1xx response to the Interim of the request's AbortCtx
 // (the fast paths send some requests through it: protocol upgrades,
-// Expect, the opt-out modes), 100 Continue included (the Interim filters).
+// Expect, the opt-out modes). It reports 100 Continue too, which the trace
+// drops (InterimTrace).
 func TestInterimFromNetHTTP(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusContinue)
 		w.Header().Set("Link", "</s.css>")
 		w.WriteHeader(http.StatusEarlyHints)
 		w.Header().Del("Link")
@@ -123,6 +125,6 @@ func TestInterimFromNetHTTP(t *testing.T) {
 	}
 	resp.Body.Close()
 	if len(got) != 1 || got[0] != "Early Hints </s.css>" {
-		t.Errorf("passed %q, want one 103 with its Link", got)
+		t.Errorf("passed %q, want one 103 with its Link, and no 100", got)
 	}
 }
