@@ -273,14 +273,10 @@ func (x *exchange) Interim(a *netx.AbortCtx, code int, h http.Header) error {
 	if a != x.icur {
 		return errLateInterim
 	}
-	// Checked before a byte is buffered: the exchange answers the
-	// failure on the same writer.
-	for k, vs := range h {
-		for _, v := range vs {
-			if !skipInResponse(k) && (!isToken(k) || !validValue(v)) {
-				return fmt.Errorf("h1: invalid header field %q in informational response", k)
-			}
-		}
+	// Checked before a byte is buffered, by writeHeader on a writer that
+	// discards: the exchange answers the failure on the same writer.
+	if err := writeHeader(bufio.NewWriterSize(io.Discard, 16), h, skipInResponse); err != nil {
+		return fmt.Errorf("%w in an informational response", err)
 	}
 	w := x.bw
 	writeStatusLine(w, code)
