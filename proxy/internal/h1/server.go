@@ -166,8 +166,9 @@ type exchange struct {
 	resp    Head
 	closing bool
 	hang    hangup
-	// ictx is the parent of the requests' contexts (see httpRequest):
-	// it holds the exchange as their netx.Interim. imu guards icur, the
+	// ictx is the parent of the requests' contexts (see httpRequest),
+	// made with the first: it holds the exchange as their netx.Interim.
+	// imu guards icur, the
 	// context of the request whose round trip runs (see roundTrip), which
 	// Interim writes for.
 	ictx context.Context
@@ -183,7 +184,6 @@ func (s *Server) ServeConn(c net.Conn, rt Router, handover func(net.Conn)) {
 	s.track(sc, true)
 	defer s.track(sc, false)
 	x := &exchange{s: s, c: c, src: replayConn{Conn: c}}
-	x.ictx = netx.WithInterim(context.Background(), x)
 	idleTimeout, headTimeout := orDefault(s.IdleTimeout, 10*time.Minute), orDefault(s.HeadTimeout, 30*time.Second)
 	for {
 		if s.draining.Load() {

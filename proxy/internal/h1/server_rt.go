@@ -2,6 +2,7 @@ package h1
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -83,6 +84,9 @@ func (r *respHead) Get(name string) string { return r.Header.Get(name) }
 func (x *exchange) httpRequest() (*http.Request, *reqBody, error) {
 	h := &x.req
 	b := &reqBody{bodyReader: bodyReader{br: x.br, mode: h.requestBody()}}
+	if x.ictx == nil {
+		x.ictx = netx.WithInterim(context.Background(), x)
+	}
 	b.ctx.SetParent(x.ictx)
 	if err := netx.ParseTarget(h.Target(), &b.url); err != nil {
 		return nil, nil, fmt.Errorf("h1: request target: %w", err)
