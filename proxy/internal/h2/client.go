@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 
 	"github.com/conduit-mesh/conduit/proxy/internal/netx"
 )
@@ -122,6 +123,15 @@ func (cc *clientConn) takeInterims(st *stream, last bool) []interimHead {
 		delete(cc.interims, st.id)
 	}
 	return q
+}
+
+// forgetInterims drops st's informational responses when roundTrip gives
+// up on it: after resetStream, as onInterim queues none for a reset
+// stream.
+func (cc *clientConn) forgetInterims(st *stream) {
+	cc.mu.Lock()
+	cc.takeInterims(st, true)
+	cc.mu.Unlock()
 }
 
 // goAwayError is a GOAWAY the server sent before the connection ended.
@@ -616,10 +626,8 @@ func (cc *clientConn) roundTrip(r *http.Request, hasBody bool, small []byte, rb 
 					if resp != nil {
 						_ = resp.Body.Close()
 					}
-					cc.mu.Lock()
-					cc.takeInterims(st, true)
-					cc.mu.Unlock()
 					cc.resetStream(st, http2.ErrCodeCancel, perr)
+					cc.forgetInterims(st)
 					return nil, fmt.Errorf("h2: pass on informational response %d: %w", im.code, perr)
 				}
 			}
@@ -630,10 +638,8 @@ func (cc *clientConn) roundTrip(r *http.Request, hasBody bool, small []byte, rb 
 				return nil, prefixed(err)
 			}
 		case <-ctxDone:
-			cc.mu.Lock()
-			cc.takeInterims(st, true)
-			cc.mu.Unlock()
 			cc.resetStream(st, http2.ErrCodeCancel, netx.Cause(ctx))
+			cc.forgetInterims(st)
 			return nil, fmt.Errorf("h2: %w", netx.Cause(ctx))
 		}
 	}
@@ -736,35 +742,7 @@ func (cc *clientConn) onHeaders(f *hblock) error {
 			cc.resetStream(st, http2.ErrCodeProtocol, errors.New("h2: informational response ends the stream"))
 			return nil
 		}
-		// 103 Early Hints and the like go to roundTrip, which passes them
-		// on; 100 Continue does not (netx.PassesInterim). More than
-		// netx.MaxInterims fail the request.
-		if !netx.PassesInterim(code) {
-			return nil
-		}
-		h, _, err := headerOf(f.Fields, nil)
-		if err != nil {
-			cc.resetStream(st, http2.ErrCodeProtocol, err)
-			return nil
-		}
-		cc.mu.Lock()
-		iq := cc.interims[st.id]
-		if iq == nil {
-			if cc.interims == nil {
-				cc.interims = make(map[uint32]*interimQueue)
-			}
-			iq = &interimQueue{}
-			cc.interims[st.id] = iq
-		}
-		if iq.n == netx.MaxInterims {
-			cc.mu.Unlock()
-			cc.resetStream(st, http2.ErrCodeProtocol, fmt.Errorf("h2: more than %d informational responses", netx.MaxInterims))
-			return nil
-		}
-		iq.n++
-		iq.q = append(iq.q, interimHead{code, h})
-		cc.mu.Unlock()
-		st.notify()
+		cc.onInterim(st, code, f.Fields)
 		return nil
 	}
 	h, cl, err := headerOf(f.Fields, st.vals)
@@ -818,6 +796,44 @@ func (cc *clientConn) onHeaders(f *hblock) error {
 	st.notify()
 	cc.closed(done)
 	return nil
+}
+
+// onInterim queues an informational response for roundTrip to pass on:
+// 103 Early Hints and the like; 100 Continue is not passed
+// (netx.PassesInterim). More than netx.MaxInterims fail the request. A
+// stream reset meanwhile (roundTrip gave up on it) queues nothing, so that
+// no entry outlives it.
+func (cc *clientConn) onInterim(st *stream, code int, fields []hpack.HeaderField) {
+	if !netx.PassesInterim(code) {
+		return
+	}
+	h, _, err := headerOf(fields, nil)
+	if err != nil {
+		cc.resetStream(st, http2.ErrCodeProtocol, err)
+		return
+	}
+	cc.mu.Lock()
+	if st.reset {
+		cc.mu.Unlock()
+		return
+	}
+	iq := cc.interims[st.id]
+	if iq == nil {
+		if cc.interims == nil {
+			cc.interims = make(map[uint32]*interimQueue)
+		}
+		iq = &interimQueue{}
+		cc.interims[st.id] = iq
+	}
+	if iq.n == netx.MaxInterims {
+		cc.mu.Unlock()
+		cc.resetStream(st, http2.ErrCodeProtocol, fmt.Errorf("h2: more than %d informational responses", netx.MaxInterims))
+		return
+	}
+	iq.n++
+	iq.q = append(iq.q, interimHead{code, h})
+	cc.mu.Unlock()
+	st.notify()
 }
 
 // onGoAway stops new streams; those above the last one the server will
