@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptrace"
 	"net/textproto"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/conduit-mesh/conduit/proxy/internal/netx"
 )
@@ -81,16 +79,10 @@ func TestServerPassesInterim(t *testing.T) {
 }
 
 // rawGet sends GET path to the fast path at addr on a connection of its
-// own and returns all it reads back.
+// own (rawExchange, reading no response) and returns all it reads back.
 func rawGet(t *testing.T, addr, path string) string {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	_, _ = io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n")
+	_, _, c := rawExchange(t, addr, "GET "+path+" HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n", 0, http.MethodGet)
 	out, _ := io.ReadAll(c)
 	return string(out)
 }
