@@ -204,6 +204,11 @@ func TestInformationalResponsesPassed(t *testing.T) {
 				w.Header().Set("Link", "</style.css>; rel=preload")
 				w.WriteHeader(http.StatusEarlyHints)
 				w.Header().Del("Link")
+				if r.URL.Path == "/length" {
+					w.Header().Set("Content-Length", "4")
+				} else {
+					w.(http.Flusher).Flush() // the head before the body: chunked
+				}
 				_, _ = io.WriteString(w, "page")
 			}))
 			client, _ := m.twoProxies(t, appAddr, mode.env)
@@ -222,6 +227,9 @@ func TestInformationalResponsesPassed(t *testing.T) {
 				resp.Body.Close()
 				if err != nil || resp.StatusCode != 200 || string(body) != "page" {
 					t.Fatalf("final response %d %q, %v", resp.StatusCode, body, err)
+				}
+				if framed := resp.ContentLength == 4; framed != (path == "/length") {
+					t.Errorf("%s: ContentLength %d: not the framing the case is for", path, resp.ContentLength)
 				}
 				if want := "103 </style.css>; rel=preload"; len(got) != 1 || got[0] != want {
 					t.Errorf("informational responses %q, want [%q]", got, want)
