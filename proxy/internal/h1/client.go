@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/conduit-mesh/conduit/proxy/internal/netx"
@@ -114,7 +115,38 @@ func (e *sentError) Unwrap() error { return e.err }
 // finish ends an exchange: the connection returns to the pool unless it
 // must close or the context fired during the exchange.
 func (p *Pool) finish(u *upConn, stop ctxWatch, closing bool) {
-	if !stop.end() || closing {
+	if s := u.send; s != nil {
+		s.mu.Lock()
+		if s.flushing && !s.ended {
+			// The body's last bytes are being written: the upstream, which
+			// answered, takes them, or the context (still followed) ends
+			// the write. Waiting, the connection goes on to the next
+			// request, which would otherwise find it still busy.
+			s.mu.Unlock()
+			<-s.endc
+			s.mu.Lock()
+		}
+		s.mu.Unlock()
+	}
+	closing = !stop.end() || closing
+	if s := u.send; s != nil {
+		s.mu.Lock()
+		if !s.ended {
+			// The response ended before the request body was sent:
+			// sendBody decides when it ends (see bodySend). Closing now
+			// ends it, and the upstream reads no more of the body.
+			s.handed, s.closing = true, closing
+			s.mu.Unlock()
+			if closing {
+				_ = u.c.Close()
+			}
+			return
+		}
+		closing = closing || s.err != nil
+		s.mu.Unlock()
+		u.send = nil
+	}
+	if closing {
 		_ = u.c.Close()
 		return
 	}
@@ -158,6 +190,16 @@ func (p *Pool) exchange(u *upConn, r *http.Request, hasBody bool) (*http.Respons
 	case hasBody:
 		chunked = true
 		w.WriteString("Transfer-Encoding: chunked\r\n")
+		// The trailer fields announced (writeHeader leaves Trailer out:
+		// only a chunked body has trailers).
+		for _, v := range r.Header["Trailer"] {
+			if !validValue(v) {
+				return nil, fmt.Errorf("h1: invalid header field %q", "Trailer")
+			}
+			w.WriteString("Trailer: ")
+			w.WriteString(v)
+			w.WriteString("\r\n")
+		}
 	case r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch:
 		w.WriteString("Content-Length: 0\r\n")
 	}
@@ -165,12 +207,24 @@ func (p *Pool) exchange(u *upConn, r *http.Request, hasBody bool) (*http.Respons
 		w.WriteString("Connection: close\r\n")
 	}
 	w.WriteString("\r\n")
-	if hasBody {
-		if err := writeBody(w, r, chunked); err != nil {
+	var now int64 // of a length-framed body, what went into w
+	if hasBody && !chunked {
+		var whole bool
+		var err error
+		if now, whole, err = writeBodyNow(w, r.Body, r.ContentLength); err != nil {
 			return nil, err
 		}
+		hasBody = !whole
 	}
-	if err := w.Flush(); err != nil {
+	if hasBody {
+		// The rest of the body goes on its own goroutine while the response
+		// is read: an upstream may answer before it has read the body (a
+		// 413, a 401, an echo that streams), and that answer reaches the
+		// client as soon as it comes, as with a direct connection. w is
+		// the sender's from here (see sendBody).
+		u.send = &bodySend{endc: make(chan struct{})}
+		go p.sendBody(u, r, chunked, now)
+	} else if err := w.Flush(); err != nil {
 		return nil, fmt.Errorf("h1: send request: %w", err)
 	}
 	h := &u.head
@@ -178,6 +232,8 @@ func (p *Pool) exchange(u *upConn, r *http.Request, hasBody bool) (*http.Respons
 		if err := h.ReadResponse(u.br); err != nil {
 			if interims > 0 || len(h.Raw) > 0 { // the upstream has the request
 				err = &sentError{err}
+			} else if serr := u.sendFailed(); serr != nil {
+				return nil, serr // the upstream went while the body was sent: its cause
 			}
 			return nil, fmt.Errorf("h1: read response: %w", err)
 		}
@@ -212,21 +268,102 @@ func validURI(uri string) bool {
 	return true
 }
 
-// writeBody copies the request body, chunk-encoded when chunked.
-func writeBody(w *bufio.Writer, r *http.Request, chunked bool) error {
+// writeBodyNow puts a body of length n into w's free space while reading
+// it cannot block (netx.MayBlock), as a small body that came with its
+// head can be read: head and body then leave in one write, and no
+// goroutine sends the body. It returns how much of the body it put in w
+// and whether that is all of it (sendBody sends the rest), or the error
+// of a body that ended short or failed.
+func writeBodyNow(w *bufio.Writer, body io.Reader, n int64) (done int64, whole bool, err error) {
+	if n > int64(w.Available()) {
+		return 0, false, nil
+	}
+	for done < n {
+		if netx.MayBlock(body) {
+			return done, false, nil
+		}
+		buf := w.AvailableBuffer()[:n-done]
+		m, err := body.Read(buf)
+		_, _ = w.Write(buf[:m]) // into its own free space: no write
+		done += int64(m)
+		switch {
+		case err == io.EOF && done < n:
+			return done, false, fmt.Errorf("h1: send request body: (%d of %d bytes): %w", done, n, io.ErrUnexpectedEOF)
+		case err != nil && err != io.EOF:
+			return done, false, fmt.Errorf("h1: send request body: %w", err)
+		}
+	}
+	return done, true, nil
+}
+
+// bodySend is the state of a request body sent on its own goroutine
+// (sendBody) while the response is read. Whichever of the two ends last
+// decides what becomes of the connection: the exchange (Pool.finish) when
+// the body was sent first, as for nearly every request; sendBody when the
+// response ended first (an early answer, or a stream the upstream answered
+// as it read), so that a connection is reused only once both messages are
+// complete, and nothing waits for the other.
+type bodySend struct {
+	mu       sync.Mutex
+	flushing bool          // the whole body was read: its last bytes are being flushed
+	ended    bool          // sendBody returned
+	endc     chan struct{} // closed when it did
+	err      error         // and failed
+	handed   bool          // the response ended first: sendBody has the connection
+	closing  bool          // and it is not to be reused
+}
+
+// sendBody sends the rest of r's body, chunk-encoded when chunked (of a
+// length-framed one, the first done bytes are in u.bw already:
+// writeBodyNow), and flushes. It runs on its own goroutine while the
+// response is read, owning u.bw. On failure it closes the connection: an
+// upstream that waits for the rest of the body would otherwise never
+// answer the read that waits for it.
+func (p *Pool) sendBody(u *upConn, r *http.Request, chunked bool, done int64) {
+	s, w := u.send, u.bw // the exchange set both before it started this goroutine
 	var err error
 	if chunked {
 		err = writeChunked(w, r.Body, &r.Trailer)
 	} else {
 		var n int64
-		if n, err = copyN(w, r.Body, r.ContentLength); err != nil {
-			err = fmt.Errorf("(%d of %d bytes): %w", n, r.ContentLength, err)
+		if n, err = copyN(w, r.Body, r.ContentLength-done); err != nil {
+			err = fmt.Errorf("(%d of %d bytes): %w", done+n, r.ContentLength, err)
 		}
 	}
-	if err != nil {
-		return fmt.Errorf("h1: send request body: %w", err)
+	if err == nil {
+		s.mu.Lock()
+		s.flushing = true
+		s.mu.Unlock()
+		err = w.Flush()
 	}
-	return nil
+	if err != nil {
+		err = fmt.Errorf("h1: send request body: %w", err)
+	}
+	s.mu.Lock()
+	s.ended, s.err = true, err
+	close(s.endc)
+	handed, closing := s.handed, s.closing
+	s.mu.Unlock()
+	switch {
+	case err != nil || (handed && closing):
+		// Recorded first: a read of the answer that the close fails
+		// reports the body's error (sendFailed).
+		_ = u.c.Close()
+	case handed:
+		u.send = nil
+		p.put(u)
+	}
+}
+
+// sendFailed returns the error of a body sender that has ended with one.
+func (u *upConn) sendFailed() error {
+	s := u.send
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
 }
 
 // response builds the http.Response of head h.

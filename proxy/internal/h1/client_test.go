@@ -308,7 +308,7 @@ func TestRequestHeadAllocations(t *testing.T) {
 			if err := x.req.ReadRequest(bufio.NewReader(strings.NewReader(head + "\r\nbody"))); err != nil {
 				t.Fatal(err)
 			}
-			r, _, err := x.httpRequest()
+			r, _, err := x.httpRequest(false)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -317,7 +317,7 @@ func TestRequestHeadAllocations(t *testing.T) {
 			}
 			if n := testing.AllocsPerRun(100, func() {
 				x.req.text = "" // a new head's text, as for every request
-				_, _, _ = x.httpRequest()
+				_, _, _ = x.httpRequest(false)
 			}); n != tt.allocs {
 				t.Errorf("httpRequest: %v allocations, want %v", n, tt.allocs)
 			}

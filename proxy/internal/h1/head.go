@@ -197,6 +197,28 @@ func writeTrailerField(w *bufio.Writer, name, v []byte, drop []string) {
 	}
 }
 
+// announced returns the values vs of Trailer fields without the names in
+// drop, nil when none is left.
+func announced(vs []string, drop []string) []string {
+	var kept []string
+	for _, v := range vs {
+		var b []byte
+		tokens([]byte(v), func(t []byte) {
+			if droppedTrailer(drop, t) {
+				return
+			}
+			if len(b) > 0 {
+				b = append(b, ", "...)
+			}
+			b = append(b, t...)
+		})
+		if len(b) > 0 {
+			kept = append(kept, string(b))
+		}
+	}
+	return kept
+}
+
 // equalFoldASCII is bytes.EqualFold for an ASCII name (a field name is a
 // token), without converting s.
 func equalFoldASCII(b []byte, s string) bool {

@@ -41,6 +41,9 @@ type upConn struct {
 	idleAt time.Time
 	reused bool
 	head   Head // response heads read by RoundTrip, reused
+	// send is the state of a request body sent on its own goroutine while
+	// the response is read (Pool.sendBody); nil otherwise.
+	send *bodySend
 }
 
 func (p *Pool) idleTimeout() time.Duration {

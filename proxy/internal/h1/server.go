@@ -165,6 +165,7 @@ type exchange struct {
 	req     Head
 	resp    Head
 	closing bool
+	unread  bool // an exchange ended with the client's request body unread (see lingerClose)
 	hang    hangup
 	// ictx is the parent of the requests' contexts (see httpRequest),
 	// made with the first: it holds the exchange as their netx.Interim.
@@ -245,6 +246,32 @@ func (s *Server) ServeConn(c net.Conn, rt Router, handover func(net.Conn)) {
 			x.br, x.bw = nil, nil
 		}
 	}
+	if x.unread {
+		lingerClose(c)
+		return
+	}
+	_ = c.Close()
+}
+
+// lingerTime and lingerBytes bound what lingerClose reads.
+const (
+	lingerTime  = 500 * time.Millisecond
+	lingerBytes = 256 << 10
+)
+
+// lingerClose closes a client connection whose last request body was not
+// read to its end (the answer came first). Closed at once, with the
+// client's bytes unread, it would be reset, and a client that had not
+// read its answer yet could lose it: it is half-closed first (the client
+// reads the answer, then its end), and what the client still sends is
+// read and dropped for lingerTime or lingerBytes, as net/http's server
+// does.
+func lingerClose(c net.Conn) {
+	cw, ok := c.(interface{ CloseWrite() error })
+	if ok && cw.CloseWrite() == nil {
+		_ = c.SetReadDeadline(time.Now().Add(lingerTime))
+		_, _ = io.CopyN(io.Discard, c, lingerBytes)
+	}
 	_ = c.Close()
 }
 
@@ -320,31 +347,29 @@ func (x *exchange) forward(call *Call) (keep bool) {
 	if call.Pool == nil {
 		return x.fail(call, call.Status, call.Err, x.skipBody())
 	}
-	// A body that fits the buffer is kept so that the request can be sent again.
+	// A body that fits the buffer is read before the request is sent, and
+	// kept, so that the request can be sent again. Longer ones, and chunked
+	// ones, go as an http.Request: Pool.RoundTrip sends them while it reads
+	// the response, which the upstream may send before it has read the
+	// body (a 413, a 401, an echo that streams). Sent here, the whole body
+	// would go before a byte of the answer was read, and that answer would
+	// wait for the client to send all of it, or fail as the upstream
+	// closed.
 	var body []byte
-	replay := true
 	switch req.requestBody() {
 	case bodyFixed:
-		if req.ContentLength <= maxReplayBody {
-			var err error
-			if body, err = x.br.Peek(int(req.ContentLength)); err != nil {
-				return x.fail(call, 0, fmt.Errorf("h1: read request body: %w", err), false)
-			}
-		} else {
-			replay = false
+		if req.ContentLength > maxReplayBody {
+			return x.forwardPool(call)
+		}
+		var err error
+		if body, err = x.br.Peek(int(req.ContentLength)); err != nil {
+			return x.fail(call, 0, fmt.Errorf("h1: read request body: %w", err), false)
 		}
 	case bodyChunked:
-		replay = false
+		return x.forwardPool(call)
 	}
-	if replay {
-		x.watchReady(x.br.Buffered() - len(body))
-	}
+	x.watchReady(x.br.Buffered() - len(body))
 	maxIdle := call.Pool.idleTimeout()
-	if !replay {
-		// A request that cannot be sent twice avoids connections that may
-		// have been closed by the upstream while idle.
-		maxIdle = 2 * time.Second
-	}
 	var u *upConn
 	var err error
 	for attempt := 0; ; attempt++ {
@@ -362,15 +387,12 @@ func (x *exchange) forward(call *Call) (keep bool) {
 				if next, ok := reroute(call, err); ok {
 					return x.forward(&next)
 				}
-				return x.fail(call, http.StatusBadGateway, err, replay && x.discard(len(body)))
+				return x.fail(call, http.StatusBadGateway, err, x.discard(len(body)))
 			}
 		}
 		x.watchAbort(nil, u)
 		interim := false
 		if err = x.sendRequest(u, body); err == nil {
-			if !replay {
-				x.watchReady(x.br.Buffered())
-			}
 			interim, err = x.readResponseHead(u)
 		}
 		if err == nil {
@@ -380,15 +402,15 @@ func (x *exchange) forward(call *Call) (keep bool) {
 		_ = u.c.Close()
 		// A pooled connection closed by the upstream: nothing was answered
 		// (an interim response says the upstream has the request).
-		if u.reused && replay && attempt == 0 && !interim && len(x.resp.Raw) == 0 && !x.hang.gone.Load() {
+		if u.reused && attempt == 0 && !interim && len(x.resp.Raw) == 0 && !x.hang.gone.Load() {
 			continue
 		}
 		if x.hang.gone.Load() {
 			err = errClientGone
 		}
-		return x.fail(call, http.StatusBadGateway, err, replay && x.discard(len(body)))
+		return x.fail(call, http.StatusBadGateway, err, x.discard(len(body)))
 	}
-	if x.resp.Unsent && call.Pool.Refused != nil && replay {
+	if x.resp.Unsent && call.Pool.Refused != nil {
 		// The peer's proxy did not send it on: it can go elsewhere, its
 		// body still buffered on the client connection.
 		err = netx.Unsent(call.Pool.Refused(x.resp.Get("Conduit-Proxy-Error")))
@@ -440,26 +462,23 @@ func (x *exchange) forward(call *Call) (keep bool) {
 	return err == nil && !x.closing
 }
 
-// sendRequest writes the request head and body upstream.
+// sendRequest writes the request head and its body, read whole (see
+// forward), upstream.
 func (x *exchange) sendRequest(u *upConn, body []byte) error {
-	req := &x.req
-	req.writeRequest(u.bw)
-	var err error
-	switch {
-	case body != nil:
-		_, err = u.bw.Write(body)
-	case req.requestBody() == bodyFixed:
-		_, err = copyFixed(u.bw, x.br, req.ContentLength)
-	case req.requestBody() == bodyChunked:
-		_, err = copyChunked(u.bw, x.br, req.dropTrailers)
-	}
-	if err == nil {
-		err = u.bw.Flush()
-	}
-	if err != nil {
+	x.req.writeRequest(u.bw)
+	_, _ = u.bw.Write(body)
+	if err := u.bw.Flush(); err != nil {
 		return fmt.Errorf("h1: send request: %w", err)
 	}
 	return nil
+}
+
+// forwardPool forwards a request whose body is sent while the response is
+// read (see forward), through Pool.RoundTrip.
+func (x *exchange) forwardPool(call *Call) bool {
+	rt := *call
+	rt.RoundTrip = call.Pool.RoundTrip
+	return x.forwardRT(&rt)
 }
 
 // readResponseHead reads the final response head, passing 1xx ones on (at
@@ -527,6 +546,7 @@ func (x *exchange) fail(call *Call, status int, err error, bodyDone bool) bool {
 		status = http.StatusBadGateway
 	}
 	closing := x.closing || !bodyDone
+	x.unread = x.unread || !bodyDone
 	w := x.bw
 	w.WriteString("HTTP/1.1 ")
 	w.WriteString(strconv.Itoa(status))

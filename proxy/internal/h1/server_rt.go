@@ -81,7 +81,7 @@ func (r *respHead) Get(name string) string { return r.Header.Get(name) }
 
 // httpRequest builds the http.Request of the current request head, its
 // context the body's ctx.
-func (x *exchange) httpRequest() (*http.Request, *reqBody, error) {
+func (x *exchange) httpRequest(pool bool) (*http.Request, *reqBody, error) {
 	h := &x.req
 	b := &reqBody{bodyReader: bodyReader{br: x.br, mode: h.requestBody()}}
 	if x.ictx == nil {
@@ -96,7 +96,17 @@ func (x *exchange) httpRequest() (*http.Request, *reqBody, error) {
 		Header: h.httpHeader(false, b.vals[:]), Host: h.Host(), RequestURI: h.Target(),
 	}
 	delete(r.Header, "Host")
-	delete(r.Header, "Trailer")
+	if vs, ok := r.Header["Trailer"]; ok && pool && b.mode == bodyChunked {
+		// Pool.RoundTrip sends the announcement on, without the names the
+		// route drops.
+		if kept := announced(vs, h.dropTrailers); len(kept) > 0 {
+			r.Header["Trailer"] = kept
+		} else {
+			delete(r.Header, "Trailer")
+		}
+	} else {
+		delete(r.Header, "Trailer")
+	}
 	switch b.mode {
 	case bodyNone:
 		r.Body, r.ContentLength = http.NoBody, 0
@@ -116,7 +126,7 @@ func (x *exchange) httpRequest() (*http.Request, *reqBody, error) {
 
 // forwardRT runs one exchange through call.RoundTrip.
 func (x *exchange) forwardRT(call *Call) (keep bool) {
-	r, body, err := x.httpRequest()
+	r, body, err := x.httpRequest(call.Pool != nil)
 	if err != nil {
 		return x.fail(call, http.StatusBadRequest, err, x.skipBody())
 	}
@@ -180,7 +190,8 @@ func (x *exchange) forwardRT(call *Call) (keep bool) {
 	err = x.writeHTTPResponse(resp, x.req.IsHEAD())
 	_ = resp.Body.Close()
 	if !waitBody() {
-		x.closing = true // the rest of the request body is still on the connection
+		// The rest of the request body is still on the connection.
+		x.closing, x.unread = true, true
 	}
 	if call.Obs != nil {
 		call.Obs.Done(resp.StatusCode, err)
