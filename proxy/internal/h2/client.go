@@ -569,16 +569,22 @@ func (cc *clientConn) roundTrip(r *http.Request, hasBody bool, small []byte, rb 
 		}
 		cc.mu.Lock()
 		why := st.rerr
+		// The server answered, then reset the stream (NO_ERROR: "stop
+		// sending") or ended the connection, before it took the whole body:
+		// an early answer, which the client must not discard (RFC 9113 8.1).
+		answered := st.resp != nil && st.sentEnd
 		cc.mu.Unlock()
-		if why != nil && errors.Is(why, ErrRefused) {
+		switch {
+		case answered: // nothing more goes out on the stream
+		case why != nil && errors.Is(why, ErrRefused):
 			// Refused while the body was going out (waiting for window):
 			// a refusal all the same, for RoundTrip to send it again.
 			return nil, why
+		default:
+			cc.resetStream(st, http2.ErrCodeCancel, err)
+			return nil, fmt.Errorf("h2: write request: %w", err)
 		}
-		cc.resetStream(st, http2.ErrCodeCancel, err)
-		return nil, fmt.Errorf("h2: write request: %w", err)
-	}
-	if done {
+	} else if done {
 		cc.endSend(st)
 	} else {
 		body := r.Body // a later attempt may give r another (replayBody)
