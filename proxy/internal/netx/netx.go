@@ -1049,6 +1049,49 @@ func MayBlock(r io.Reader) bool {
 	return !ok || wb.WouldBlock()
 }
 
+// relayKey keys the cancel function Relay puts in a request's context.
+type relayKey struct{}
+
+// Relay prepares r, which a net/http handler relays through an
+// httputil.ReverseProxy whose ModifyResponse is HeadFirst, for an upstream
+// that answers before it has read the request body (a 413, a 401, an echo
+// that streams), so that its answer reaches the client as it comes:
+//   - on HTTP/1.x, the handler is declared full duplex: otherwise net/http's
+//     server reads what is left of the body (up to 256 KiB) before it
+//     writes a response head, while the transport is still reading it;
+//   - the request's context, which Relay returns r with, ends when the
+//     response body is closed (HeadFirst arranges it): net/http's HTTP/2
+//     transport otherwise waits in Close for its goroutine that sends the
+//     body, which waits for a client that waits for the end of the answer.
+//
+// The handler calls the returned cancel when it returns. A request without
+// a body is returned as it is.
+func Relay(w http.ResponseWriter, r *http.Request) (*http.Request, context.CancelFunc) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return r, func() {}
+	}
+	if r.ProtoMajor == 1 {
+		_ = http.NewResponseController(w).EnableFullDuplex() // HTTP/2's are
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	return r.WithContext(context.WithValue(ctx, relayKey{}, cancel)), cancel
+}
+
+// endsRequest is a relayed response body whose Close first ends its
+// request's context (see Relay).
+type endsRequest struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (b *endsRequest) Close() error {
+	b.cancel()
+	return b.ReadCloser.Close()
+}
+
+// WouldBlock passes the body's own on (see MayBlock).
+func (b *endsRequest) WouldBlock() bool { return MayBlock(b.ReadCloser) }
+
 // HeadFirst is an httputil.ReverseProxy ModifyResponse. ReverseProxy holds
 // a fixed-length response's head until the body's first bytes arrive,
 // however late they are: a client waiting for the head (a response-header
@@ -1059,6 +1102,11 @@ func MayBlock(r io.Reader) bool {
 // is still framed by its Content-Length field, which stays in (or is put
 // into) the header. A body already there goes out with the head as before.
 func HeadFirst(resp *http.Response) error {
+	if resp.Request != nil && resp.StatusCode != http.StatusSwitchingProtocols {
+		if cancel, ok := resp.Request.Context().Value(relayKey{}).(context.CancelFunc); ok {
+			resp.Body = &endsRequest{ReadCloser: resp.Body, cancel: cancel}
+		}
+	}
 	if resp.ContentLength <= 0 {
 		return nil
 	}
