@@ -127,6 +127,39 @@ func TestCutResponseThroughTheMesh(t *testing.T) {
 	}
 }
 
+// TestEarlyResponseThroughTheMesh: an application that answers an upload
+// before it reads the body (a 413 on its headers, then closing) has that
+// answer reach a meshed client that holds the rest of its 8 MiB body until
+// it comes, over HTTP/1.1 and h2c. Until 2026-12-07 the server's proxy sent
+// the whole body to the application before it read the answer, so the
+// answer waited for a body that was not coming (proxy/app's
+// TestEarlyResponseReachesClient shows each relay mode). The control: the
+// same client, to a server that reads the body before it answers, gets no
+// answer, so the client does hold its body.
+func TestEarlyResponseThroughTheMesh(t *testing.T) {
+	get := meshedEchoPair(t, "early")
+	upload := []string{"-early-upload", "8388608", "-expect-status", "413"}
+	for _, c := range []struct {
+		name string
+		args []string
+	}{
+		{"HTTP/1.1", []string{"http://server:8080/status/413?early=1"}},
+		{"h2c", []string{"-h2c", "http://server:8080/status/413?early=1"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if err := get(context.Background(), append(append(upload, "-timeout", "10s"), c.args...)...); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	t.Run("control: the server reads the body first", func(t *testing.T) {
+		err := get(context.Background(), append(upload, "-timeout", "3s", "http://server:8080/status/413")...)
+		if err == nil || !strings.Contains(err.Error(), "Client.Timeout exceeded") {
+			t.Fatalf("%v, want no answer before the client's timeout", err)
+		}
+	})
+}
+
 // TestInformationalResponsesThroughTheMesh: a 103 Early Hints the
 // application sends before its answer reaches a meshed client through
 // both proxies (RFC 9110 has proxies pass 1xx responses on), over HTTP/1.1

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -43,6 +44,7 @@ func getCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	timeout := fs.Duration("timeout", 5*time.Second, "timeout of each request")
 	headerTimeout := fs.Duration("header-timeout", 0, "time to wait for each answer's head once the request is sent (0: no limit but -timeout)")
 	expectHints := fs.Bool("expect-early-hints", false, "fail unless every answer was preceded by a 103 Early Hints with a Link header")
+	earlyUpload := fs.Int("early-upload", 0, "PUT a body of this many bytes, of which only the first 64 KiB are sent until the answer has come and been read (the rest never is): a client waiting for a refusal on its headers, for a server that answers before it reads the body (serve's ?early=1)")
 	readDelay := fs.Duration("read-delay", 0, "time to wait after each answer's head before reading its body (a slow reader; counted in -timeout)")
 	newConn := fs.Bool("new-conn", false, "open a new connection for every request (no keep-alive)")
 	interval := fs.Duration("interval", 0, "pause between two requests")
@@ -51,7 +53,7 @@ func getCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	keepGoing := fs.Bool("keep-going", false, "count failed requests instead of stopping at the first; fail at the end if any failed")
 	summary := fs.Bool("summary", false, "print one line 'N ok' (', M failed' with -keep-going) at the end instead of the bodies")
 	stats := fs.Bool("stats", false, "with -summary, also print the latencies, how many answers each pod gave (X-Testapp-Pod, X-Testapp-Upstream-Pod) and how many connections were opened")
-	if err := fs.Parse(args); err != nil || fs.NArg() != 1 || *n < 0 || (*n == 0 && *duration <= 0 && !*untilEOF) || *headerTimeout < 0 || *readDelay < 0 {
+	if err := fs.Parse(args); err != nil || fs.NArg() != 1 || *n < 0 || (*n == 0 && *duration <= 0 && !*untilEOF) || *headerTimeout < 0 || *readDelay < 0 || *earlyUpload < 0 {
 		return errUsage
 	}
 	url := fs.Arg(0)
@@ -119,6 +121,19 @@ func getCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 				k, v, _ := strings.Cut(h, ":")
 				req.Trailer.Add(strings.TrimSpace(k), strings.TrimSpace(v))
 			}
+		}
+		if *earlyUpload > 0 {
+			// The first 64 KiB, then nothing until the answer was read.
+			pr, pw := io.Pipe()
+			answered := make(chan struct{})
+			defer close(answered)
+			go func() {
+				if _, err := pw.Write(make([]byte, min(*earlyUpload, 64<<10))); err == nil {
+					<-answered
+				}
+				_ = pw.CloseWithError(errors.New("testapp: the rest of the upload is not sent"))
+			}()
+			req.Method, req.Body, req.ContentLength = http.MethodPut, pr, int64(*earlyUpload)
 		}
 		for _, h := range headers {
 			k, v, _ := strings.Cut(h, ":")

@@ -29,7 +29,10 @@
 // and get -read-delay D waits D after each head before reading the body,
 // naming on a failed read how many bytes it got; ?hints=1 sends a 103 Early
 // Hints with a Link header before the answer, and get -expect-early-hints
-// fails unless one came;
+// fails unless one came; ?early=1 answers (with /status/<code>, that code)
+// before reading a byte of the body, then closes the connection, as a
+// server refusing an upload on its headers, and get -early-upload N PUTs N
+// bytes of which only the first 64 KiB go until the answer has come;
 // ?fail-first=N&key=K answers 503 to the first N requests with key K (a flaky
 // backend, for retries), with the count so far in X-Testapp-Attempt. With
 // -upstream URL it passes every request on to URL (path and query included)

@@ -176,11 +176,19 @@ func newHandler(c handlerConfig) http.Handler {
 				status = http.StatusServiceUnavailable
 			}
 		}
-		// The body is read to its end, so that its trailers are in r.Trailer.
-		n, err := io.Copy(io.Discard, r.Body)
-		if err != nil {
-			http.Error(w, "testapp: reading the body: "+err.Error(), http.StatusBadRequest)
-			return
+		var n int64
+		if r.URL.Query().Get("early") != "" && c.upstream == "" {
+			// ?early=1: the answer goes before a byte of the body is read,
+			// and the connection closes after it, as a server refusing an
+			// upload on its headers does (with /status/413, say).
+			w.Header().Set("Connection", "close")
+		} else {
+			// The body is read to its end, so that its trailers are in r.Trailer.
+			var err error
+			if n, err = io.Copy(io.Discard, r.Body); err != nil {
+				http.Error(w, "testapp: reading the body: "+err.Error(), http.StatusBadRequest)
+				return
+			}
 		}
 		e := Echo{
 			Pod: c.pod, Namespace: c.namespace, Method: r.Method, Host: r.Host, Path: r.URL.RequestURI(),
