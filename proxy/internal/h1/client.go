@@ -118,12 +118,18 @@ func (p *Pool) finish(u *upConn, stop ctxWatch, closing bool) {
 	if s := u.send; s != nil {
 		s.mu.Lock()
 		if s.flushing && !s.ended {
-			// The body's last bytes are being written: the upstream, which
-			// answered, takes them, or the context (still followed) ends
-			// the write. Waiting, the connection goes on to the next
-			// request, which would otherwise find it still busy.
+			// The body's last bytes are being written, nearly always
+			// done: the upstream answered. Waiting (a little: an upstream
+			// that stopped reading leaves it to sendBody), the connection
+			// goes on to the next request, which would otherwise find it
+			// still busy.
 			s.mu.Unlock()
-			<-s.endc
+			t := time.NewTimer(flushWait)
+			select {
+			case <-s.endc:
+			case <-t.C:
+			}
+			t.Stop()
 			s.mu.Lock()
 		}
 		s.mu.Unlock()
@@ -295,6 +301,9 @@ func writeBodyNow(w *bufio.Writer, body io.Reader, n int64) (done int64, whole b
 	}
 	return done, true, nil
 }
+
+// flushWait bounds how long Pool.finish waits for a body's last flush.
+const flushWait = 100 * time.Millisecond
 
 // bodySend is the state of a request body sent on its own goroutine
 // (sendBody) while the response is read. Whichever of the two ends last
