@@ -129,7 +129,12 @@ func getCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 			defer close(answered)
 			go func() {
 				if _, err := pw.Write(make([]byte, min(*earlyUpload, 64<<10))); err == nil {
-					<-answered
+					// Also at the timeout: net/http's transport, giving up,
+					// waits for its read of the body to return.
+					select {
+					case <-answered:
+					case <-time.After(*timeout):
+					}
 				}
 				_ = pw.CloseWithError(errors.New("testapp: the rest of the upload is not sent"))
 			}()

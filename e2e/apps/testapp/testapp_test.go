@@ -618,6 +618,41 @@ func TestGetTrailers(t *testing.T) {
 	}
 }
 
+// TestGetEarlyUpload: get -early-upload has its answer from a server that
+// answers before reading the body (?early=1, which then closes), and,
+// from one that reads the body first, fails at its timeout rather than
+// waiting for a body it never sends, over HTTP/1.1 and h2c.
+func TestGetEarlyUpload(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	protos := new(http.Protocols)
+	protos.SetHTTP1(true)
+	protos.SetUnencryptedHTTP2(true)
+	srv := &http.Server{Handler: echoHandler("web-0", "", slog.New(slog.DiscardHandler)), Protocols: protos}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	base := "http://" + ln.Addr().String()
+	for _, proto := range [][]string{nil, {"-h2c"}} {
+		var out bytes.Buffer
+		args := append(append([]string{"-early-upload", "8388608", "-expect-status", "413"}, proto...), base+"/status/413?early=1")
+		if err := getCmd(context.Background(), args, nil, &out, io.Discard); err != nil {
+			t.Fatalf("%v: %v", proto, err)
+		}
+		var e Echo
+		if err := json.Unmarshal(out.Bytes(), &e); err != nil || e.Method != http.MethodPut || e.BodyBytes != 0 {
+			t.Fatalf("%v: %s, %v; want the echo of a PUT whose body was not read", proto, out.String(), err)
+		}
+		start := time.Now()
+		args = append(append([]string{"-early-upload", "8388608", "-timeout", "500ms"}, proto...), base+"/status/413")
+		err := getCmd(context.Background(), args, nil, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "Client.Timeout exceeded") || time.Since(start) > 5*time.Second {
+			t.Fatalf("%v: %v after %v, want the client's timeout", proto, err, time.Since(start))
+		}
+	}
+}
+
 // TestTCPResetEcho: the reset echo answers, then resets the connection
 // once the client has ended its side.
 func TestTCPResetEcho(t *testing.T) {
