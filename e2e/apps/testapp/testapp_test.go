@@ -580,12 +580,10 @@ func TestWebSocket(t *testing.T) {
 	}
 }
 
-// TestGetTrailers: get -T sends a chunked POST whose trailers the echo
-// reports (announced ones included), over HTTP/1.1 and with -h2c over
-// HTTP/2.
-func TestGetTrailers(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+// serveEcho serves the echo handler over HTTP/1.1 and h2c on a loopback
+// port until the test ends, and returns its address.
+func serveEcho(t *testing.T) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -595,13 +593,23 @@ func TestGetTrailers(t *testing.T) {
 	protos.SetUnencryptedHTTP2(true)
 	srv := &http.Server{Handler: echoHandler("web-0", "", slog.New(slog.DiscardHandler)), Protocols: protos}
 	go func() { _ = srv.Serve(ln) }()
-	defer srv.Close()
+	t.Cleanup(func() { _ = srv.Close() })
+	return ln.Addr().String()
+}
+
+// TestGetTrailers: get -T sends a chunked POST whose trailers the echo
+// reports (announced ones included), over HTTP/1.1 and with -h2c over
+// HTTP/2.
+func TestGetTrailers(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addr := serveEcho(t)
 	for _, tc := range []struct {
 		args  []string
 		proto string
 	}{{nil, "HTTP/1.1"}, {[]string{"-h2c"}, "HTTP/2.0"}} {
 		var out bytes.Buffer
-		args := append(append([]string{"-T", "X-Sum: 1", "-T", "X-Other: a"}, tc.args...), "http://"+ln.Addr().String()+"/t")
+		args := append(append([]string{"-T", "X-Sum: 1", "-T", "X-Other: a"}, tc.args...), "http://"+addr+"/t")
 		if err := getCmd(ctx, args, nil, &out, io.Discard); err != nil {
 			t.Fatal(err)
 		}
@@ -623,17 +631,7 @@ func TestGetTrailers(t *testing.T) {
 // from one that reads the body first, fails at its timeout rather than
 // waiting for a body it never sends, over HTTP/1.1 and h2c.
 func TestGetEarlyUpload(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	protos := new(http.Protocols)
-	protos.SetHTTP1(true)
-	protos.SetUnencryptedHTTP2(true)
-	srv := &http.Server{Handler: echoHandler("web-0", "", slog.New(slog.DiscardHandler)), Protocols: protos}
-	go func() { _ = srv.Serve(ln) }()
-	defer srv.Close()
-	base := "http://" + ln.Addr().String()
+	base := "http://" + serveEcho(t)
 	for _, proto := range [][]string{nil, {"-h2c"}} {
 		var out bytes.Buffer
 		args := append(append([]string{"-early-upload", "8388608", "-expect-status", "413"}, proto...), base+"/status/413?early=1")
