@@ -115,27 +115,12 @@ func (e *sentError) Unwrap() error { return e.err }
 // finish ends an exchange: the connection returns to the pool unless it
 // must close or the context fired during the exchange.
 func (p *Pool) finish(u *upConn, stop ctxWatch, closing bool) {
-	if s := u.send; s != nil {
-		s.mu.Lock()
-		if s.flushing && !s.ended {
-			// The body's last bytes are being written, nearly always
-			// done: the upstream answered. Waiting (a little: an upstream
-			// that stopped reading leaves it to sendBody), the connection
-			// goes on to the next request, which would otherwise find it
-			// still busy.
-			s.mu.Unlock()
-			t := time.NewTimer(flushWait)
-			select {
-			case <-s.endc:
-			case <-t.C:
-			}
-			t.Stop()
-			s.mu.Lock()
-		}
-		s.mu.Unlock()
+	s := u.send
+	if s != nil {
+		s.awaitFlush() // under the context's watch, which can end the write
 	}
 	closing = !stop.end() || closing
-	if s := u.send; s != nil {
+	if s != nil {
 		s.mu.Lock()
 		if !s.ended {
 			// The response ended before the request body was sent:
@@ -362,6 +347,25 @@ func (p *Pool) sendBody(u *upConn, r *http.Request, chunked bool, done int64) {
 		u.send = nil
 		p.put(u)
 	}
+}
+
+// awaitFlush waits for a body whose last bytes are being written, nearly
+// always done: the upstream answered. Waiting (a little: an upstream that
+// stopped reading leaves it to sendBody), the connection goes on to the
+// next request, which would otherwise find it still busy.
+func (s *bodySend) awaitFlush() {
+	s.mu.Lock()
+	flushing := s.flushing && !s.ended
+	s.mu.Unlock()
+	if !flushing {
+		return
+	}
+	t := time.NewTimer(flushWait)
+	select {
+	case <-s.endc:
+	case <-t.C:
+	}
+	t.Stop()
 }
 
 // sendFailed returns the error of a body sender that has ended with one.
