@@ -12,14 +12,18 @@ import (
 	"time"
 )
 
+// relayMode is a way a request travels between two proxies: the proxies'
+// environment beside the defaults.
+type relayMode struct {
+	name string
+	env  map[string]string
+}
+
 // relayModes are the ways a request travels between two proxies: the
 // default (HTTP/1 over the endpoint's HTTP/2 connection, the HTTP/2 fast
 // path), HTTP/1.1 between the proxies, and the net/http (ReverseProxy)
 // paths with either fast path off.
-var relayModes = []struct {
-	name string
-	env  map[string]string
-}{
+var relayModes = []relayMode{
 	{"default", nil},
 	{"HTTP/1.1 between proxies", map[string]string{"CONDUIT_PROXY_HTTP1_MESHED_TRANSPORT": "http1"}},
 	{"HTTP/1 fast path off", map[string]string{"CONDUIT_PROXY_HTTP1_FAST_PATH": "false"}},
@@ -36,62 +40,55 @@ var relayModes = []struct {
 // the head until the body comes fails the test by its timeout, not by a
 // measured delay.
 func TestResponseHeadNotHeldForBody(t *testing.T) {
-	for _, mode := range relayModes {
-		t.Run(mode.name, func(t *testing.T) {
-			m := newMesh(t)
-			release := make(chan struct{}, 1)
-			appAddr := startHandler(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if r.URL.Path == "/length" {
-					w.Header().Set("Content-Length", "5")
-				}
-				w.Header().Set("X-Head", "first")
-				w.WriteHeader(http.StatusAccepted)
-				w.(http.Flusher).Flush()
-				select {
-				case <-release:
-				case <-r.Context().Done():
-					return
-				case <-time.After(10 * time.Second):
-				}
-				io.WriteString(w, "later")
-			}))
-			client, _ := m.twoProxies(t, appAddr, mode.env)
-			eachClient(t, client.OutboundAddr().String(), func(t *testing.T, c relayClient, path string) {
-				// The head must come while the application still
-				// holds the body back (10 s at most). RoundTrip
-				// returns with the head; the client's overall
-				// timeout does not apply.
-				req, _ := http.NewRequest(http.MethodGet, "http://web"+path, nil)
-				got := make(chan *http.Response, 1)
-				errc := make(chan error, 1)
-				go func() {
-					resp, err := c.c.Transport.RoundTrip(req)
-					if err != nil {
-						errc <- err
-						return
-					}
-					got <- resp
-				}()
-				var resp *http.Response
-				select {
-				case resp = <-got:
-				case err := <-errc:
-					t.Fatal(err)
-				case <-time.After(5 * time.Second):
-					t.Fatal("no response head after 5 s: a hop holds it until the body comes")
-				}
-				defer resp.Body.Close()
-				if resp.StatusCode != http.StatusAccepted || resp.Header.Get("X-Head") != "first" {
-					t.Errorf("head: status %d, X-Head %q; want 202, first", resp.StatusCode, resp.Header.Get("X-Head"))
-				}
-				release <- struct{}{}
-				body, err := io.ReadAll(resp.Body)
-				if err != nil || string(body) != "later" {
-					t.Errorf("body %q, %v; want \"later\"", body, err)
-				}
-			})
-		})
-	}
+	release := make(chan struct{}, 1)
+	eachRelay(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/length" {
+			w.Header().Set("Content-Length", "5")
+		}
+		w.Header().Set("X-Head", "first")
+		w.WriteHeader(http.StatusAccepted)
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		case <-time.After(10 * time.Second):
+		}
+		io.WriteString(w, "later")
+	}), func(t *testing.T, _ relayMode, c relayClient, path string) {
+		// The head must come while the application still
+		// holds the body back (10 s at most). RoundTrip
+		// returns with the head; the client's overall
+		// timeout does not apply.
+		req, _ := http.NewRequest(http.MethodGet, "http://web"+path, nil)
+		got := make(chan *http.Response, 1)
+		errc := make(chan error, 1)
+		go func() {
+			resp, err := c.c.Transport.RoundTrip(req)
+			if err != nil {
+				errc <- err
+				return
+			}
+			got <- resp
+		}()
+		var resp *http.Response
+		select {
+		case resp = <-got:
+		case err := <-errc:
+			t.Fatal(err)
+		case <-time.After(5 * time.Second):
+			t.Fatal("no response head after 5 s: a hop holds it until the body comes")
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted || resp.Header.Get("X-Head") != "first" {
+			t.Errorf("head: status %d, X-Head %q; want 202, first", resp.StatusCode, resp.Header.Get("X-Head"))
+		}
+		release <- struct{}{}
+		body, err := io.ReadAll(resp.Body)
+		if err != nil || string(body) != "later" {
+			t.Errorf("body %q, %v; want \"later\"", body, err)
+		}
+	})
 }
 
 // TestAbortedResponseIsNotASuccess: an application that fails in the
@@ -105,39 +102,32 @@ func TestResponseHeadNotHeldForBody(t *testing.T) {
 // before any answer (which an HTTP client may take for a stale keep-alive
 // connection and send a request again on).
 func TestAbortedResponseIsNotASuccess(t *testing.T) {
-	for _, mode := range relayModes {
-		t.Run(mode.name, func(t *testing.T) {
-			m := newMesh(t)
-			appAddr := startHandler(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if r.URL.Path == "/length" {
-					w.Header().Set("Content-Length", "4000")
-				}
-				io.WriteString(w, strings.Repeat("x", 1000))
-				w.(http.Flusher).Flush()
-				panic(http.ErrAbortHandler)
-			}))
-			client, _ := m.twoProxies(t, appAddr, mode.env)
-			eachClient(t, client.OutboundAddr().String(), func(t *testing.T, c relayClient, path string) {
-				resp, err := c.c.Get("http://web" + path)
-				if err != nil {
-					if c.name == "HTTP/1.1" && mode.env["CONDUIT_PROXY_HTTP1_FAST_PATH"] == "" && mode.env["CONDUIT_PROXY_HTTP2_FAST_PATH"] == "" {
-						t.Errorf("request failed (%v): want the head the application sent, then the body cut short", err)
-					}
-					return
-				}
-				body, err := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				switch {
-				case resp.StatusCode >= 500:
-				case err == nil:
-					t.Errorf("status %d with %d bytes and a clean end: an aborted response passed on as complete", resp.StatusCode, len(body))
-				case !errors.Is(err, io.ErrUnexpectedEOF) && c.name == "HTTP/1.1":
-					t.Errorf("body error %v, want unexpected EOF", err)
-				}
-				t.Logf("status %d, %d bytes, %v", resp.StatusCode, len(body), err)
-			})
-		})
-	}
+	eachRelay(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/length" {
+			w.Header().Set("Content-Length", "4000")
+		}
+		io.WriteString(w, strings.Repeat("x", 1000))
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
+	}), func(t *testing.T, mode relayMode, c relayClient, path string) {
+		resp, err := c.c.Get("http://web" + path)
+		if err != nil {
+			if c.name == "HTTP/1.1" && mode.env["CONDUIT_PROXY_HTTP1_FAST_PATH"] == "" && mode.env["CONDUIT_PROXY_HTTP2_FAST_PATH"] == "" {
+				t.Errorf("request failed (%v): want the head the application sent, then the body cut short", err)
+			}
+			return
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		switch {
+		case resp.StatusCode >= 500:
+		case err == nil:
+			t.Errorf("status %d with %d bytes and a clean end: an aborted response passed on as complete", resp.StatusCode, len(body))
+		case !errors.Is(err, io.ErrUnexpectedEOF) && c.name == "HTTP/1.1":
+			t.Errorf("body error %v, want unexpected EOF", err)
+		}
+		t.Logf("status %d, %d bytes, %v", resp.StatusCode, len(body), err)
+	})
 }
 
 // TestCutResponseKeepsItsBytes: a response the application cuts short
@@ -149,46 +139,39 @@ func TestAbortedResponseIsNotASuccess(t *testing.T) {
 // the reset; the client's proxy used to drop them.
 func TestCutResponseKeepsItsBytes(t *testing.T) {
 	const sent = 1 << 20
-	for _, mode := range relayModes {
-		t.Run(mode.name, func(t *testing.T) {
-			m := newMesh(t)
-			failed := make(chan string, 16) // the X-Call of each response cut short
-			appAddr := startHandler(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if r.URL.Path == "/length" {
-					w.Header().Set("Content-Length", strconv.Itoa(2*sent))
-				}
-				w.WriteHeader(http.StatusOK)
-				w.(http.Flusher).Flush()
-				_, _ = io.WriteString(w, strings.Repeat("x", sent))
-				w.(http.Flusher).Flush()
-				failed <- r.Header.Get("X-Call")
-				panic(http.ErrAbortHandler)
-			}))
-			client, _ := m.twoProxies(t, appAddr, mode.env)
-			eachClient(t, client.OutboundAddr().String(), func(t *testing.T, c relayClient, path string) {
-				req, _ := http.NewRequest(http.MethodGet, "http://web"+path, nil)
-				req.Header.Set("X-Call", t.Name())
-				resp, err := c.c.Do(req)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer resp.Body.Close()
-				for done := false; !done; {
-					select {
-					case call := <-failed:
-						done = call == t.Name() // not an earlier call's
-					case <-time.After(10 * time.Second):
-						t.Fatal("the application never finished writing")
-					}
-				}
-				time.Sleep(100 * time.Millisecond) // for the reset to reach the client's proxy
-				body, err := io.ReadAll(resp.Body)
-				if len(body) != sent || err == nil {
-					t.Errorf("status %d, %d bytes, %v; want %d bytes, then an error", resp.StatusCode, len(body), err, sent)
-				}
-			})
-		})
-	}
+	failed := make(chan string, 16) // the X-Call of each response cut short
+	eachRelay(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/length" {
+			w.Header().Set("Content-Length", strconv.Itoa(2*sent))
+		}
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		_, _ = io.WriteString(w, strings.Repeat("x", sent))
+		w.(http.Flusher).Flush()
+		failed <- r.Header.Get("X-Call")
+		panic(http.ErrAbortHandler)
+	}), func(t *testing.T, _ relayMode, c relayClient, path string) {
+		req, _ := http.NewRequest(http.MethodGet, "http://web"+path, nil)
+		req.Header.Set("X-Call", t.Name())
+		resp, err := c.c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		for done := false; !done; {
+			select {
+			case call := <-failed:
+				done = call == t.Name() // not an earlier call's
+			case <-time.After(10 * time.Second):
+				t.Fatal("the application never finished writing")
+			}
+		}
+		time.Sleep(100 * time.Millisecond) // for the reset to reach the client's proxy
+		body, err := io.ReadAll(resp.Body)
+		if len(body) != sent || err == nil {
+			t.Errorf("status %d, %d bytes, %v; want %d bytes, then an error", resp.StatusCode, len(body), err, sent)
+		}
+	})
 }
 
 // TestInformationalResponsesPassed: an informational response the
@@ -197,46 +180,39 @@ func TestCutResponseKeepsItsBytes(t *testing.T) {
 // 1xx responses on (RFC 9110, 15.2), in every relay mode, for HTTP/1.1
 // and h2c clients. Until 2026-12-07 it failed in 12 of its 16 cases.
 func TestInformationalResponsesPassed(t *testing.T) {
-	for _, mode := range relayModes {
-		t.Run(mode.name, func(t *testing.T) {
-			m := newMesh(t)
-			appAddr := startHandler(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				w.Header().Set("Link", "</style.css>; rel=preload")
-				w.WriteHeader(http.StatusEarlyHints)
-				w.Header().Del("Link")
-				if r.URL.Path == "/length" {
-					w.Header().Set("Content-Length", "4")
-				} else {
-					w.(http.Flusher).Flush() // the head before the body: chunked
-				}
-				_, _ = io.WriteString(w, "page")
-			}))
-			client, _ := m.twoProxies(t, appAddr, mode.env)
-			eachClient(t, client.OutboundAddr().String(), func(t *testing.T, c relayClient, path string) {
-				var got []string
-				trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
-					got = append(got, strconv.Itoa(code)+" "+h.Get("Link"))
-					return nil
-				}}
-				req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(t.Context(), trace), http.MethodGet, "http://web"+path, nil)
-				resp, err := c.c.Do(req)
-				if err != nil {
-					t.Fatal(err)
-				}
-				body, err := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if err != nil || resp.StatusCode != 200 || string(body) != "page" {
-					t.Fatalf("final response %d %q, %v", resp.StatusCode, body, err)
-				}
-				if framed := resp.ContentLength == 4; framed != (path == "/length") {
-					t.Errorf("%s: ContentLength %d: not the framing the case is for", path, resp.ContentLength)
-				}
-				if want := "103 </style.css>; rel=preload"; len(got) != 1 || got[0] != want {
-					t.Errorf("informational responses %q, want [%q]", got, want)
-				}
-			})
-		})
-	}
+	eachRelay(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Link", "</style.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		w.Header().Del("Link")
+		if r.URL.Path == "/length" {
+			w.Header().Set("Content-Length", "4")
+		} else {
+			w.(http.Flusher).Flush() // the head before the body: chunked
+		}
+		_, _ = io.WriteString(w, "page")
+	}), func(t *testing.T, _ relayMode, c relayClient, path string) {
+		var got []string
+		trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+			got = append(got, strconv.Itoa(code)+" "+h.Get("Link"))
+			return nil
+		}}
+		req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(t.Context(), trace), http.MethodGet, "http://web"+path, nil)
+		resp, err := c.c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || string(body) != "page" {
+			t.Fatalf("final response %d %q, %v", resp.StatusCode, body, err)
+		}
+		if framed := resp.ContentLength == 4; framed != (path == "/length") {
+			t.Errorf("%s: ContentLength %d: not the framing the case is for", path, resp.ContentLength)
+		}
+		if want := "103 </style.css>; rel=preload"; len(got) != 1 || got[0] != want {
+			t.Errorf("informational responses %q, want [%q]", got, want)
+		}
+	})
 }
 
 // TestEarlyResponseReachesClient: an application that answers before it
@@ -253,49 +229,57 @@ func TestInformationalResponsesPassed(t *testing.T) {
 // response's Close, and the HTTP/2 client dropped an answer that came
 // while it still sent the body with the HEADERS (a 502).
 func TestEarlyResponseReachesClient(t *testing.T) {
+	eachRelay(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "close")
+		http.Error(w, "too large", http.StatusRequestEntityTooLarge)
+	}), func(t *testing.T, _ relayMode, c relayClient, path string) {
+		pr, pw := io.Pipe()
+		answered := make(chan struct{})
+		gaveUp := make(chan struct{})
+		go func() {
+			_, _ = pw.Write([]byte(strings.Repeat("x", 64<<10)))
+			select {
+			case <-answered:
+			case <-time.After(5 * time.Second):
+				close(gaveUp)
+			}
+			_ = pw.CloseWithError(errors.New("the client gave up"))
+		}()
+		req, _ := http.NewRequest(http.MethodPut, "http://web/upload", pr)
+		if path == "/length" {
+			req.ContentLength = 8 << 20
+		}
+		resp, err := c.c.Do(req)
+		if err != nil {
+			close(answered)
+			t.Fatal(err)
+		}
+		// The answer is read before the body ends: net/http's
+		// transport closes its connection when the body fails.
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		close(answered)
+		select {
+		case <-gaveUp:
+			t.Fatalf("%d %q came only after the client gave up", resp.StatusCode, body)
+		default:
+		}
+		if resp.StatusCode != http.StatusRequestEntityTooLarge || string(body) != "too large\n" || err != nil {
+			t.Fatalf("%d %q (%s), %v; want the application's 413", resp.StatusCode, body, resp.Header.Get("Conduit-Proxy-Error"), err)
+		}
+	})
+}
+
+// eachRelay runs fn, in subtests, for every relay mode, client and
+// response framing (see eachClient) against an application serving app
+// behind two proxies: a mesh of their own for each relay mode.
+func eachRelay(t *testing.T, app http.Handler, fn func(t *testing.T, mode relayMode, c relayClient, path string)) {
 	for _, mode := range relayModes {
 		t.Run(mode.name, func(t *testing.T) {
 			m := newMesh(t)
-			appAddr := startHandler(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				w.Header().Set("Connection", "close")
-				http.Error(w, "too large", http.StatusRequestEntityTooLarge)
-			}))
-			client, _ := m.twoProxies(t, appAddr, mode.env)
+			client, _ := m.twoProxies(t, startHandler(t, app), mode.env)
 			eachClient(t, client.OutboundAddr().String(), func(t *testing.T, c relayClient, path string) {
-				pr, pw := io.Pipe()
-				answered := make(chan struct{})
-				gaveUp := make(chan struct{})
-				go func() {
-					_, _ = pw.Write([]byte(strings.Repeat("x", 64<<10)))
-					select {
-					case <-answered:
-					case <-time.After(5 * time.Second):
-						close(gaveUp)
-					}
-					_ = pw.CloseWithError(errors.New("the client gave up"))
-				}()
-				req, _ := http.NewRequest(http.MethodPut, "http://web/upload", pr)
-				if path == "/length" {
-					req.ContentLength = 8 << 20
-				}
-				resp, err := c.c.Do(req)
-				if err != nil {
-					close(answered)
-					t.Fatal(err)
-				}
-				// The answer is read before the body ends: net/http's
-				// transport closes its connection when the body fails.
-				body, err := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				close(answered)
-				select {
-				case <-gaveUp:
-					t.Fatalf("%d %q came only after the client gave up", resp.StatusCode, body)
-				default:
-				}
-				if resp.StatusCode != http.StatusRequestEntityTooLarge || string(body) != "too large\n" || err != nil {
-					t.Fatalf("%d %q (%s), %v; want the application's 413", resp.StatusCode, body, resp.Header.Get("Conduit-Proxy-Error"), err)
-				}
+				fn(t, mode, c, path)
 			})
 		})
 	}
