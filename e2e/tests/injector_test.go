@@ -188,6 +188,37 @@ func TestInjector(t *testing.T) {
 			t.Errorf("client proxy outbound requests %v -> %v, want +5", out0, o)
 		}
 	})
+	t.Run("X-Forwarded fields pass untouched", func(t *testing.T) {
+		// The proxies add none (the application sees no proxy's address)
+		// and pass a client's own as sent (proxy/app's
+		// TestForwardedFieldsUntouched covers every relay mode).
+		own := []string{"-H", "X-Forwarded-For: 203.0.113.7, 198.51.100.2", "-H", "X-Forwarded-Proto: https", "-H", "Forwarded: for=203.0.113.7"}
+		for _, c := range []struct {
+			name string
+			args []string
+			want map[string]string
+		}{
+			{"HTTP/1.1, none sent", nil, nil},
+			{"h2c, none sent", []string{"-h2c"}, nil},
+			{"HTTP/1.1, the client's own", own, map[string]string{"X-Forwarded-For": "203.0.113.7, 198.51.100.2", "X-Forwarded-Proto": "https", "Forwarded": "for=203.0.113.7"}},
+			{"h2c, the client's own", append([]string{"-h2c"}, own...), map[string]string{"X-Forwarded-For": "203.0.113.7, 198.51.100.2", "X-Forwarded-Proto": "https", "Forwarded": "for=203.0.113.7"}},
+		} {
+			args := append(append([]string{"testapp", "get"}, c.args...), "http://server:8080/forwarded")
+			es := decodeEchoes(t, f.Exec(t, meshed, "client", "client", args...))
+			if len(es) != 1 {
+				t.Fatalf("%s: %d answers, want 1", c.name, len(es))
+			}
+			for _, k := range []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded"} {
+				got := strings.Join(es[0].Headers[k], " | ")
+				if got != c.want[k] {
+					t.Errorf("%s: the server saw %s %q, want %q", c.name, k, got, c.want[k])
+				}
+			}
+			if id := es[0].Headers["Conduit-Client-Id"]; len(id) != 1 {
+				t.Errorf("%s: conduit-client-id %v: not through both proxies with mTLS", c.name, id)
+			}
+		}
+	})
 	t.Run("no plaintext between meshed pods on the wire", func(t *testing.T) {
 		// Control: from a pod without a proxy the request crosses the pod
 		// network in clear, and the capture sees it (else the check below

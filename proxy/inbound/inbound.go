@@ -114,30 +114,12 @@ func New(o Options) *Proxy {
 		ForceAttemptHTTP2:   false,
 	}
 	p.h2c = H2CTransport(p.appDial)
-	p.rp = &httputil.ReverseProxy{
-		Rewrite:   rewrite,
-		Transport: roundTripper{p},
-		// 0: fixed-length responses are written at once (DATA with
-		// END_STREAM in one frame on HTTP/2); streaming ones (gRPC,
-		// unknown length) are flushed after every write by ReverseProxy.
-		FlushInterval:  0,
-		ModifyResponse: netx.HeadFirst, // but a head whose body is late goes at once
-		BufferPool:     netx.BufferPool{},
-		ErrorLog:       slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
-		ErrorHandler:   errorHandler,
-	}
+	p.rp = netx.NewReverseProxy(roundTripper{p}, errorHandler, o.Log)
 	var protos http.Protocols
 	protos.SetHTTP1(true)
 	protos.SetHTTP2(true)
 	protos.SetUnencryptedHTTP2(true)
-	p.http = &http.Server{
-		Handler:           p,
-		Protocols:         &protos,
-		ReadHeaderTimeout: 30 * time.Second,
-		IdleTimeout:       10 * time.Minute,
-		ConnContext:       connContext,
-		ErrorLog:          slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
-	}
+	p.http = netx.NewServer(p, &protos, connContext, o.Log)
 	return p
 }
 
@@ -155,16 +137,6 @@ func H2CTransport(dial func(ctx context.Context, network, addr string) (net.Conn
 		DisableCompression: true,
 		IdleConnTimeout:    90 * time.Second,
 		HTTP2:              &http.HTTP2Config{SendPingTimeout: h2.DefaultMinPingInterval + 10*time.Second, PingTimeout: 10 * time.Second},
-	}
-}
-
-// rewrite keeps the request as transparent as possible: ReverseProxy's
-// X-Forwarded-* handling is undone.
-func rewrite(pr *httputil.ProxyRequest) {
-	for _, h := range []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded"} {
-		if v, ok := pr.In.Header[h]; ok {
-			pr.Out.Header[h] = v
-		}
 	}
 }
 

@@ -179,46 +179,24 @@ func New(o Options) *Proxy {
 		DisableCompression:  true,
 	}
 	p.h2c = inbound.H2CTransport(p.dialer.DialContext)
-	p.rp = &httputil.ReverseProxy{
-		Rewrite:   rewrite,
-		Transport: roundTripper{p},
-		// 0: fixed-length responses are written at once (DATA with
-		// END_STREAM in one frame on HTTP/2); streaming ones (gRPC,
-		// unknown length) are flushed after every write by ReverseProxy.
-		FlushInterval:  0,
-		ModifyResponse: netx.HeadFirst, // but a head whose body is late goes at once
-		BufferPool:     netx.BufferPool{},
-		ErrorLog:       slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
-		ErrorHandler:   errorHandler,
-	}
+	p.rp = netx.NewReverseProxy(roundTripper{p}, errorHandler, o.Log)
 	var protos http.Protocols
 	protos.SetHTTP1(true)
 	protos.SetUnencryptedHTTP2(true)
-	p.http = &http.Server{
-		Handler:           p,
-		Protocols:         &protos,
-		ReadHeaderTimeout: 30 * time.Second,
-		IdleTimeout:       10 * time.Minute,
-		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			if info := netx.InfoOf(c); info != nil {
-				return context.WithValue(ctx, connKey{}, info)
-			}
-			return ctx
-		},
-		ErrorLog: slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
-	}
+	p.http = netx.NewServer(p, &protos, connContext, o.Log)
 	return p
 }
 
 type connKey struct{}
 type callKey struct{}
 
-func rewrite(pr *httputil.ProxyRequest) {
-	for _, h := range []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded"} {
-		if v, ok := pr.In.Header[h]; ok {
-			pr.Out.Header[h] = v
-		}
+// connContext puts the accepted connection's netx.Info in its requests'
+// context.
+func connContext(ctx context.Context, c net.Conn) context.Context {
+	if info := netx.InfoOf(c); info != nil {
+		return context.WithValue(ctx, connKey{}, info)
 	}
+	return ctx
 }
 
 func errorHandler(w http.ResponseWriter, r *http.Request, err error) {
