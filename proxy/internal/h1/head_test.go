@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/textproto"
 	"strconv"
 	"strings"
 	"testing"
@@ -246,6 +247,7 @@ func FuzzReadRequest(f *testing.F) {
 		"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
 		"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nConnection: close\r\n\r\n",
 		"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nX-A: 1\r\nx-a: 2\r\nTE: trailers\r\nPragma: no-cache\r\nUser-Agent: \t t \r\n\r\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -274,7 +276,51 @@ func FuzzReadRequest(f *testing.F) {
 		if h.Close != r.Close {
 			t.Fatalf("close %v; net/http %v", h.Close, r.Close)
 		}
+		// The fields forwarded (the HTTP/2 hop's request) are those
+		// net/http reads, but for the framing and hop-by-hop ones.
+		got := h.httpHeader(false, nil)
+		delete(got, "Host")
+		sameFields(t, got, r.Header, nil, in)
 	})
+}
+
+// sameFields fails t unless got, the fields a head forwards, holds what
+// net/http read (want) but the framing and hop-by-hop fields and those a
+// Connection field names (named): the same names, values and order of
+// values. Trailer, which net/http takes out of a chunked message's header,
+// and a Cache-Control net/http adds for a Pragma (fixPragmaCacheControl)
+// are left out of the comparison.
+func sameFields(t *testing.T, got, want http.Header, named []string, in []byte) {
+	t.Helper()
+	want = want.Clone()
+	for _, k := range append([]string{"Host", "Connection", "Keep-Alive", "Proxy-Connection", "Content-Length",
+		"Transfer-Encoding", http.CanonicalHeaderKey(netx.HeaderUnsent)}, named...) {
+		delete(want, http.CanonicalHeaderKey(k))
+	}
+	var te []string
+	for _, v := range want["Te"] {
+		if strings.EqualFold(v, "trailers") {
+			te = append(te, v)
+		}
+	}
+	if delete(want, "Te"); len(te) > 0 {
+		want["Te"] = te
+	}
+	delete(got, "Trailer")
+	delete(want, "Trailer")
+	if _, ok := got["Cache-Control"]; !ok && want.Get("Pragma") == "no-cache" {
+		delete(want, "Cache-Control")
+	}
+	for k, vs := range want {
+		if strings.Join(got[k], "\x00") != strings.Join(vs, "\x00") || len(got[k]) != len(vs) {
+			t.Fatalf("%s: forwarded %q; net/http read %q\n%q", k, got[k], vs, in)
+		}
+	}
+	for k, vs := range got {
+		if _, ok := want[k]; !ok {
+			t.Fatalf("%s %q forwarded; net/http read none\n%q", k, vs, in)
+		}
+	}
 }
 
 // FuzzCopyChunked checks the chunked framing against net/http's decoder:
@@ -314,6 +360,7 @@ func FuzzReadResponse(f *testing.F) {
 		"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",
 		"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nbody",
 		"HTTP/1.1 200 OK\r\nContent-Length: 03\r\n\r\nabc",
+		"HTTP/1.1 200 OK\r\nConnection: X-Hop, close\r\nX-Hop: 1\r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\nContent-Length: 0\r\n\r\n",
 	} {
 		f.Add([]byte(s), false)
 	}
@@ -367,5 +414,23 @@ func FuzzReadResponse(f *testing.F) {
 		if te, ok := resp.Header["Transfer-Encoding"]; ok {
 			t.Fatalf("Transfer-Encoding %q in the header\n%q", te, in)
 		}
+		// net/http takes a Connection field with close out of the header:
+		// the names are read from the head itself.
+		tp := textproto.NewReader(bufio.NewReader(bytes.NewReader(in)))
+		_, _ = tp.ReadLine()
+		raw, _ := tp.ReadMIMEHeader()
+		var named []string
+		for _, v := range raw["Connection"] {
+			for tok := range strings.SplitSeq(v, ",") {
+				// close and keep-alive are options (a field of that
+				// name is left to the next hop, as the head does).
+				if tok = strings.TrimSpace(tok); !strings.EqualFold(tok, "close") && !strings.EqualFold(tok, "keep-alive") {
+					named = append(named, tok)
+				}
+			}
+		}
+		got := resp.Header.Clone()
+		delete(got, "Content-Length") // checked above
+		sameFields(t, got, r.Header, named, in)
 	})
 }
