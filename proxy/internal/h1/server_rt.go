@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -213,6 +214,9 @@ func (x *exchange) writeHTTPResponse(resp *http.Response, head bool) error {
 	if err := writeHeader(w, resp.Header, skipInResponse); err != nil {
 		return err
 	}
+	if _, ok := resp.Header["Trailer"]; !ok && len(resp.Trailer) > 0 {
+		announceTrailer(w, resp.Trailer)
+	}
 	switch {
 	case chunked:
 		w.WriteString("Transfer-Encoding: chunked\r\n")
@@ -250,6 +254,33 @@ func (x *exchange) writeHTTPResponse(resp *http.Response, head bool) error {
 		err = w.Flush()
 	}
 	return err
+}
+
+// announceTrailer writes the Trailer field naming the keys of trailer, in
+// order (those that are no token left out). net/http's transports move a
+// response's announcement there (its HTTP/2 one on every response), where
+// the h2 client and Pool leave it in the header: without it, the client of
+// a HEAD response would not learn of the trailers, nor a client that
+// reads only announced ones of those that follow a chunked body.
+func announceTrailer(w *bufio.Writer, trailer http.Header) {
+	keys := make([]string, 0, len(trailer))
+	for k := range trailer {
+		if isToken(k) {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return
+	}
+	slices.Sort(keys)
+	w.WriteString("Trailer: ")
+	for i, k := range keys {
+		if i > 0 {
+			w.WriteString(", ")
+		}
+		w.WriteString(k)
+	}
+	w.WriteString("\r\n")
 }
 
 // writeStatusLine writes the HTTP/1.1 status line of code.

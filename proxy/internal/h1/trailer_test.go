@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -358,6 +359,79 @@ func TestServerDropsTrailers(t *testing.T) {
 			drop.off.Store(true) // a request whose router names nothing
 			send(head + "0\r\nConduit-Client-Id: kept\r\n\r\n")
 			check("Conduit-Client-Id=kept", nil, []string{"Conduit-Client-Id: kept\r\n\r\n"})
+		})
+	}
+}
+
+// TestServerAnnouncesResponseTrailers: a response's trailer announcement
+// (its Trailer field) reaches the client however the round trip was made:
+// from a Pool, which keeps the field in the header, and from net/http's
+// transport, which moves it into resp.Trailer. It is checked on a HEAD
+// response (no body: only the announcement tells of the trailers), and on
+// a chunked GET response whose trailer follows. net/http's HTTP/2
+// transport moves it on every response, its HTTP/1 transport on chunked
+// ones.
+func TestServerAnnouncesResponseTrailers(t *testing.T) {
+	app := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "X-Sum")
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		_, _ = io.WriteString(w, "hello")
+		w.Header().Set("X-Sum", "5")
+	}))
+	app.Config.Protocols = new(http.Protocols)
+	app.Config.Protocols.SetHTTP1(true)
+	app.Config.Protocols.SetUnencryptedHTTP2(true)
+	app.Start()
+	defer app.Close()
+	addr := strings.TrimPrefix(app.URL, "http://")
+	h2c := &http.Transport{Protocols: new(http.Protocols)}
+	h2c.Protocols.SetUnencryptedHTTP2(true)
+	for _, tc := range []struct {
+		name   string
+		router Router
+	}{
+		{"pool", &testRouter{pool: poolTo(addr)}},
+		{"HTTP/1.1 round tripper", &testRouter{rt: viaTransport(addr)}},
+		{"HTTP/2 round tripper", &testRouter{rt: func(r *http.Request) (*http.Response, error) {
+			r.URL.Scheme, r.URL.Host, r.RequestURI = "http", addr, ""
+			return h2c.RoundTrip(r)
+		}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := startFast(t, tc.router)
+			for _, method := range []string{http.MethodHead, http.MethodGet} {
+				c, err := net.Dial("tcp", f.addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+				if _, err := io.WriteString(c, method+" / HTTP/1.1\r\nHost: a\r\n\r\n"); err != nil {
+					t.Fatal(err)
+				}
+				resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: method})
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, err := io.ReadAll(resp.Body)
+				c.Close()
+				if err != nil || resp.Header.Get("X-Path") != "" {
+					t.Fatalf("%s: %v, path %q; want a response on the fast path", method, err, resp.Header.Get("X-Path"))
+				}
+				switch method {
+				case http.MethodHead:
+					if got := resp.Header["Trailer"]; len(got) != 1 || got[0] != "X-Sum" {
+						t.Errorf("HEAD: Trailer %q, want [X-Sum]", got)
+					}
+					if resp.ContentLength != -1 {
+						t.Errorf("HEAD: ContentLength %d, want -1 (none sent)", resp.ContentLength)
+					}
+				case http.MethodGet:
+					if string(body) != "hello" || resp.Trailer.Get("X-Sum") != "5" {
+						t.Errorf("GET: body %q, trailer %v; want hello and X-Sum 5", body, resp.Trailer)
+					}
+				}
+			}
 		})
 	}
 }

@@ -788,7 +788,9 @@ func (cc *clientConn) onHeaders(f *hblock) error {
 	st.rtrailer = &resp.Trailer
 	if f.StreamEnded() {
 		resp.Body = http.NoBody
-		if cl < 0 {
+		if cl < 0 && st.req.Method != http.MethodHead {
+			// A HEAD response's length is its GET's: unknown unless
+			// content-length says it (as net/http's transports have it).
 			resp.ContentLength = 0
 		}
 		st.endRecv(io.EOF)

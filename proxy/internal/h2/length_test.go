@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -143,6 +144,47 @@ func TestServerRefusesMalformedRequests(t *testing.T) {
 			wantReset(t, resets, http2.ErrCodeProtocol)
 			if len(called) > 0 {
 				t.Error("the handler ran")
+			}
+		})
+	}
+}
+
+// TestClientBodilessResponseLength: a response that ends with its HEADERS
+// has a ContentLength of 0, but for a HEAD request, whose response tells
+// the length of its GET's: its content-length, or unknown (-1), as
+// net/http's transports have it. A proxy writing the response as
+// HTTP/1.1 would otherwise tell a HEAD's client "Content-Length: 0", that
+// the resource is empty.
+func TestClientBodilessResponseLength(t *testing.T) {
+	for _, tc := range []struct {
+		method string
+		fields []string
+		want   int64
+	}{
+		{http.MethodHead, []string{":status", "200"}, -1},
+		{http.MethodHead, []string{":status", "200", "content-length", "5000"}, 5000},
+		{http.MethodGet, []string{":status", "200"}, 0},
+		{http.MethodGet, []string{":status", "200", "content-length", "0"}, 0},
+		{http.MethodGet, []string{":status", "204"}, 0},
+	} {
+		t.Run(tc.method+" "+strings.Join(tc.fields, " "), func(t *testing.T) {
+			addr := serveScript(t, nil, func(fr *http2.Framer, f http2.Frame) {
+				if h, ok := f.(*http2.HeadersFrame); ok {
+					_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: h.StreamID, EndHeaders: true, EndStream: true,
+						BlockFragment: headerBlock(tc.fields...)})
+				}
+			})
+			cl := clientTo(t, addr)
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, tc.method, "http://x/", nil)
+			resp, err := cl.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.ContentLength != tc.want {
+				t.Errorf("ContentLength %d, want %d", resp.ContentLength, tc.want)
 			}
 		})
 	}
