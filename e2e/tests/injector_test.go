@@ -4,6 +4,7 @@ package tests
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -216,6 +217,41 @@ func TestInjector(t *testing.T) {
 			}
 			if id := es[0].Headers["Conduit-Client-Id"]; len(id) != 1 {
 				t.Errorf("%s: conduit-client-id %v: not through both proxies with mTLS", c.name, id)
+			}
+		}
+	})
+	t.Run("a HEAD answer keeps its framing", func(t *testing.T) {
+		// A HEAD answer tells the length of its GET's body, or, when the
+		// application sent its head before its body (?body-delay), none:
+		// the client's proxy used to add Content-Length: 0 to the latter
+		// for an HTTP/1.1 client (proxy/app's TestResponseAsDirect).
+		for _, c := range []struct {
+			name string
+			args []string
+		}{{"HTTP/1.1", nil}, {"h2c", []string{"-h2c"}}} {
+			for _, tc := range []struct {
+				path   string
+				length bool
+			}{{"/head", true}, {"/head?body-delay=1s", false}} {
+				args := append(append([]string{"testapp", "get", "-X", "HEAD", "-print-head"}, c.args...), "http://server:8080"+tc.path)
+				var head struct {
+					Status        int                 `json:"status"`
+					ContentLength int64               `json:"contentLength"`
+					Headers       map[string][]string `json:"headers"`
+				}
+				out := f.Exec(t, meshed, "client", "client", args...)
+				if err := json.Unmarshal([]byte(out), &head); err != nil {
+					t.Fatalf("%s %s: %v: %q", c.name, tc.path, err, out)
+				}
+				cl, sent := head.Headers["Content-Length"]
+				switch {
+				case head.Status != http.StatusOK:
+					t.Errorf("%s HEAD %s: status %d", c.name, tc.path, head.Status)
+				case tc.length && (!sent || head.ContentLength <= 0):
+					t.Errorf("%s HEAD %s: Content-Length %q (%d), want the length of the GET's body", c.name, tc.path, cl, head.ContentLength)
+				case !tc.length && (sent || head.ContentLength != -1):
+					t.Errorf("%s HEAD %s: Content-Length %q (%d), want none: the application sent none", c.name, tc.path, cl, head.ContentLength)
+				}
 			}
 		}
 	})

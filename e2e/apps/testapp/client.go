@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -38,6 +39,8 @@ func getCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	var trailers headerFlags
 	fs.Var(&trailers, "T", "request trailer 'Key: value' (repeatable): the request is then a POST whose chunked body \"hello\" ends with the trailers, announced in its Trailer header as net/http does")
 	h2c := fs.Bool("h2c", false, "speak HTTP/2 without TLS (prior knowledge) instead of HTTP/1.1")
+	method := fs.String("X", http.MethodGet, "request method")
+	printHead := fs.Bool("print-head", false, "print each answer's head as a JSON line (status, protocol, Content-Length as the client reads it, -1 when unknown, and header fields) instead of its body")
 	n := fs.Int("n", 1, "number of requests (0: no limit, with -duration or -until-eof)")
 	expect := fs.Int("expect-status", 0, "status code every answer must have (0: any 2xx)")
 	expectBody := fs.String("expect-body", "", "string every answer's body must contain")
@@ -53,7 +56,7 @@ func getCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	keepGoing := fs.Bool("keep-going", false, "count failed requests instead of stopping at the first; fail at the end if any failed")
 	summary := fs.Bool("summary", false, "print one line 'N ok' (', M failed' with -keep-going) at the end instead of the bodies")
 	stats := fs.Bool("stats", false, "with -summary, also print the latencies, how many answers each pod gave (X-Testapp-Pod, X-Testapp-Upstream-Pod) and how many connections were opened")
-	if err := fs.Parse(args); err != nil || fs.NArg() != 1 || *n < 0 || (*n == 0 && *duration <= 0 && !*untilEOF) || *headerTimeout < 0 || *readDelay < 0 || *earlyUpload < 0 {
+	if err := fs.Parse(args); err != nil || fs.NArg() != 1 || !validMethod(*method) || *n < 0 || (*n == 0 && *duration <= 0 && !*untilEOF) || *headerTimeout < 0 || *readDelay < 0 || *earlyUpload < 0 {
 		return errUsage
 	}
 	url := fs.Arg(0)
@@ -108,7 +111,7 @@ func getCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 				return nil
 			},
 		}
-		req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodGet, url, nil)
+		req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), *method, url, nil)
 		if err != nil {
 			return err
 		}
@@ -167,7 +170,16 @@ func getCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 				pods[p]++
 			}
 		}
-		if !*summary {
+		switch {
+		case *printHead:
+			line, err := json.Marshal(responseHead{Status: resp.StatusCode, Proto: resp.Proto, ContentLength: resp.ContentLength, Headers: resp.Header})
+			if err != nil {
+				return err
+			}
+			if _, err := stdout.Write(append(line, '\n')); err != nil {
+				return err
+			}
+		case !*summary:
 			if _, err := stdout.Write(body); err != nil {
 				return err
 			}
@@ -317,4 +329,19 @@ func tcpCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	_, err = io.WriteString(stdout, line)
 	return err
+}
+
+// responseHead is what get -print-head prints of an answer.
+type responseHead struct {
+	Status        int                 `json:"status"`
+	Proto         string              `json:"proto"`
+	ContentLength int64               `json:"contentLength"`
+	Headers       map[string][]string `json:"headers"`
+}
+
+// validMethod reports whether m is a method token (RFC 9110 9.1).
+func validMethod(m string) bool {
+	return m != "" && !strings.ContainsFunc(m, func(r rune) bool {
+		return r <= ' ' || r >= 0x7f || strings.ContainsRune("()<>@,;:\\\"/[]?={}", r)
+	})
 }

@@ -2,7 +2,7 @@
 // in the image localhost/conduit/testapp:
 //
 //	testapp serve [-addr :8080] [-tcp-addr :9000] [-banner-addrs :3306] [-grpc-addr :9090]  HTTP echo server (and TCP, gRPC echo)
-//	testapp get [-H 'K: V']... [-n N] [-new-conn] [-expect-status C] URL
+//	testapp get [-H 'K: V']... [-X METHOD] [-print-head] [-n N] [-new-conn] [-expect-status C] URL
 //	testapp get -n 0 -until-eof -keep-going -summary URL  load generator
 //	testapp lookup NAME                           resolve NAME, print its addresses
 //	testapp tcp [-banner D] ADDR MESSAGE          send MESSAGE, print what comes back (-banner: read the server's greeting first)
@@ -18,7 +18,9 @@
 // tests can check what a proxy added or removed (for example
 // conduit-client-id). It speaks HTTP/1.1 and h2c (get -h2c), on -addr and on
 // each of -also-addrs (e.g. [::1]:8081, IPv6 loopback only); get -T sends a
-// chunked POST ending with the given trailers. GET /status/<code> answers
+// chunked POST ending with the given trailers; get -X sends another method, and
+// get -print-head prints each answer's head (status, the length the client
+// reads, -1 when unknown, and header fields) as JSON instead of its body. GET /status/<code> answers
 // with that status code; ?delay=<duration> waits before answering (GET /abandoned
 // counts the delayed requests whose client went first); ?body-delay=<duration>
 // sends the head at once and the body that much later, as a long poll does

@@ -107,6 +107,11 @@ func TestGetCommand(t *testing.T) {
 		{name: "expected body", args: []string{"-expect-body", `"pod":"web-0"`, srv.URL}, wantOut: `"pod":"web-0"`},
 		{name: "unexpected body", args: []string{"-expect-body", "nope", srv.URL}, wantErr: `lacks "nope"`},
 		{name: "no limit without a stop", args: []string{"-n", "0", srv.URL}, wantErr: "usage"},
+		{name: "prints heads", args: []string{"-print-head", srv.URL}, wantOut: `{"status":200,"proto":"HTTP/1.1","contentLength":`},
+		{name: "HEAD with its length", args: []string{"-X", "HEAD", "-print-head", srv.URL + "/x"}, wantOut: `"Content-Length":["`},
+		// A head sent before the body is written: no length to tell.
+		{name: "HEAD without a length", args: []string{"-X", "HEAD", "-print-head", srv.URL + "/x?body-delay=10ms"}, wantOut: `"contentLength":-1,`},
+		{name: "bad method", args: []string{"-X", "GE T", srv.URL}, wantErr: "usage"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
