@@ -580,6 +580,7 @@ func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 	var err error
 	switch {
 	case !toH1 && p.o.NoH2FastPath:
+		netx.NoDefaultUserAgent(r)
 		resp, err = p.h2c.RoundTrip(r)
 	case !toH1:
 		resp, err = p.appH2(r.URL.Host).RoundTrip(r)
@@ -620,6 +621,7 @@ func (p *Proxy) viaTransport(r *http.Request) (*http.Response, error) {
 	if err := netx.BufferSmallBody(r); err != nil {
 		return nil, err
 	}
+	netx.NoDefaultUserAgent(r)
 	return p.h1.RoundTrip(r)
 }
 

@@ -1133,6 +1133,7 @@ func (p *Proxy) send(u *upstream, r *http.Request) (*http.Response, error) {
 		}
 		return resp, nil
 	case r.ProtoMajor == 2 && p.o.NoH2FastPath:
+		netx.NoDefaultUserAgent(r)
 		return p.h2c.RoundTrip(r)
 	case r.ProtoMajor == 2:
 		u.plain2Once.Do(func() {
@@ -1158,6 +1159,7 @@ func (p *Proxy) send(u *upstream, r *http.Request) (*http.Response, error) {
 // HTTP/1.1 (p.h1) too, without transportClient's copy of a small body,
 // which BufferSmallBody has already made.
 func sendKeepingBody(t *http.Transport, r *http.Request) (*http.Response, error) {
+	netx.NoDefaultUserAgent(r)
 	if r.Body != nil && r.Body != http.NoBody && !netx.InMemoryBody(r.Body) {
 		if _, ok := r.Body.(keepOpen); !ok {
 			r.Body = keepOpen{r.Body}

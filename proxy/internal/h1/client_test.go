@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -322,5 +323,30 @@ func TestRequestHeadAllocations(t *testing.T) {
 				t.Errorf("httpRequest: %v allocations, want %v", n, tt.allocs)
 			}
 		})
+	}
+}
+
+// TestRoundTripNoEmptyUserAgent: a User-Agent of "" (net/http's "send
+// none", as ReverseProxy sets it for a request without one) is not
+// written: the upstream sees no User-Agent, as it would from net/http's
+// transport. Other empty fields are written.
+func TestRoundTripNoEmptyUserAgent(t *testing.T) {
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, ua := r.Header["User-Agent"]
+		_, empty := r.Header["X-Empty"]
+		fmt.Fprintf(w, "ua=%v %q empty=%v", ua, r.UserAgent(), empty)
+	}))
+	defer app.Close()
+	req, _ := http.NewRequest(http.MethodGet, app.URL, nil)
+	req.Header["User-Agent"] = []string{""}
+	req.Header["X-Empty"] = []string{""}
+	resp, err := poolTo(strings.TrimPrefix(app.URL, "http://")).RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := `ua=false "" empty=true`; string(body) != want {
+		t.Errorf("upstream saw %s, want %s", body, want)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/textproto"
 	"net/url"
 	"slices"
 	"strconv"
@@ -97,16 +98,17 @@ func (x *exchange) httpRequest(pool bool) (*http.Request, *reqBody, error) {
 		Header: h.httpHeader(false, b.vals[:]), Host: h.Host(), RequestURI: h.Target(),
 	}
 	delete(r.Header, "Host")
-	if vs, ok := r.Header["Trailer"]; ok && pool && b.mode == bodyChunked {
-		// Pool.RoundTrip sends the announcement on, without the names the
-		// route drops.
-		if kept := announced(vs, h.dropTrailers); len(kept) > 0 {
-			r.Header["Trailer"] = kept
-		} else {
-			delete(r.Header, "Trailer")
-		}
-	} else {
-		delete(r.Header, "Trailer")
+	// The trailer fields announced, without the names the route drops:
+	// Pool.RoundTrip sends the announcement on as it is; other round
+	// trippers take the names from r.Trailer (net/http's HTTP/2 transport
+	// announces and sends only those known before the body is sent).
+	var kept []string
+	if vs, ok := r.Header["Trailer"]; ok && b.mode == bodyChunked {
+		kept = announced(vs, h.dropTrailers)
+	}
+	delete(r.Header, "Trailer")
+	if pool && len(kept) > 0 {
+		r.Header["Trailer"] = kept
 	}
 	switch b.mode {
 	case bodyNone:
@@ -118,6 +120,11 @@ func (x *exchange) httpRequest(pool bool) (*http.Request, *reqBody, error) {
 	case bodyChunked:
 		r.ContentLength = -1
 		r.Trailer = http.Header{}
+		if !pool {
+			for _, v := range kept {
+				tokens([]byte(v), func(t []byte) { r.Trailer[textproto.CanonicalMIMEHeaderKey(string(t))] = nil })
+			}
+		}
 		b.trailer, b.drop = r.Trailer, h.dropTrailers
 		r.Body = b
 	}

@@ -242,6 +242,9 @@ func writeHeader(w *bufio.Writer, hdr http.Header, skip func(string) bool) error
 			continue
 		}
 		for _, v := range vs {
+			if v == "" && k == "User-Agent" {
+				continue // net/http's "send none" (netx.NoDefaultUserAgent)
+			}
 			if !isToken(k) || !validValue(v) {
 				return fmt.Errorf("h1: invalid header field %q", k)
 			}

@@ -1583,6 +1583,9 @@ func encodeHeader(h http.Header, enc func(name, value string)) {
 			continue
 		}
 		for _, v := range vs {
+			if v == "" && name == "user-agent" {
+				continue // net/http's "send none" (netx.NoDefaultUserAgent)
+			}
 			enc(name, v)
 		}
 	}

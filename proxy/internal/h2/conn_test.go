@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -166,5 +167,24 @@ func TestLongBodyMemoryBounded(t *testing.T) {
 	t.Logf("a %d MiB body read slowly allocated %.1f MiB", size>>20, float64(alloc)/(1<<20))
 	if alloc > 4*streamWindow {
 		t.Errorf("a %d MiB body allocated %d MiB, want at most %d MiB (four stream windows)", size>>20, alloc>>20, 4*streamWindow>>20)
+	}
+}
+
+// TestEncodeHeaderNoEmptyUserAgent: an empty User-Agent, net/http's "send
+// none" (netx.NoDefaultUserAgent, ReverseProxy), is not sent; other empty
+// values are.
+func TestEncodeHeaderNoEmptyUserAgent(t *testing.T) {
+	var got []string
+	encodeHeader(http.Header{"User-Agent": {""}, "X-Empty": {""}, "Accept": {"*/*"}}, func(name, value string) {
+		got = append(got, name+"="+value)
+	})
+	slices.Sort(got)
+	if want := []string{"accept=*/*", "x-empty="}; !slices.Equal(got, want) {
+		t.Errorf("encoded %q, want %q", got, want)
+	}
+	got = got[:0]
+	encodeHeader(http.Header{"User-Agent": {"curl/8"}}, func(name, value string) { got = append(got, name+"="+value) })
+	if want := []string{"user-agent=curl/8"}; !slices.Equal(got, want) {
+		t.Errorf("encoded %q, want %q", got, want)
 	}
 }

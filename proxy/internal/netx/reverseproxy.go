@@ -32,12 +32,32 @@ func NewReverseProxy(rt http.RoundTripper, onError func(http.ResponseWriter, *ht
 }
 
 // keepForwarded is the Rewrite of NewReverseProxy: the request keeps the
-// X-Forwarded-* and Forwarded fields it came with, and gets none.
+// X-Forwarded-* and Forwarded fields it came with, and gets none. Its
+// trailer is the incoming request's own map, which the server fills when
+// the body ends: ReverseProxy's copy holds the announced names only, and
+// the transport would send no value.
 func keepForwarded(pr *httputil.ProxyRequest) {
 	for _, h := range []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded"} {
 		if v, ok := pr.In.Header[h]; ok {
 			pr.Out.Header[h] = v
 		}
+	}
+	if pr.In.Trailer != nil {
+		pr.Out.Trailer = pr.In.Trailer
+	}
+}
+
+// NoDefaultUserAgent keeps net/http's transports from sending a
+// User-Agent of their own (Go-http-client/1.1 or /2.0) for a request
+// that has none: an empty value is their "send none", as ReverseProxy
+// sets it. The proxies' own clients (h1.Pool, h2.Client) send no empty
+// User-Agent either.
+func NoDefaultUserAgent(r *http.Request) {
+	if _, ok := r.Header["User-Agent"]; !ok {
+		if r.Header == nil {
+			r.Header = http.Header{}
+		}
+		r.Header["User-Agent"] = []string{""}
 	}
 }
 

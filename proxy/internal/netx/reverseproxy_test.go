@@ -1,10 +1,12 @@
 package netx
 
 import (
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -70,5 +72,58 @@ func TestReverseProxyKeepsForwarded(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestReverseProxyPassesRequestTrailers: a chunked request's trailer
+// reaches the upstream with its values. ReverseProxy's copy of the request
+// holds the announced names only (the server fills the incoming request's
+// map when the body ends), so the transport sent none.
+func TestReverseProxyPassesRequestTrailers(t *testing.T) {
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Got-Trailer", r.Trailer.Get("X-Sum"))
+	}))
+	defer app.Close()
+	base, _ := url.Parse(app.URL)
+	front := httptest.NewServer(NewReverseProxy(toApp{base}, func(w http.ResponseWriter, r *http.Request, err error) {
+		t.Errorf("proxy error: %v", err)
+		w.WriteHeader(http.StatusBadGateway)
+	}, slog.New(slog.DiscardHandler)))
+	defer front.Close()
+	req, _ := http.NewRequest(http.MethodPost, front.URL, io.MultiReader(strings.NewReader("hello")))
+	req.Trailer = http.Header{"X-Sum": {"5"}}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := resp.Header.Get("Got-Trailer"); got != "5" {
+		t.Errorf("the upstream's X-Sum trailer %q, want 5", got)
+	}
+}
+
+// TestNoDefaultUserAgent: net/http's transports send no User-Agent of
+// their own for a request that had none; one the client sent is kept.
+func TestNoDefaultUserAgent(t *testing.T) {
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, ok := r.Header["User-Agent"]
+		w.Header().Set("Got", strconv.FormatBool(ok)+"|"+r.UserAgent())
+	}))
+	defer app.Close()
+	for _, tc := range []struct{ sent, want string }{{"", "false|"}, {"curl/8", "true|curl/8"}} {
+		req, _ := http.NewRequest(http.MethodGet, app.URL, nil)
+		if tc.sent != "" {
+			req.Header.Set("User-Agent", tc.sent)
+		}
+		NoDefaultUserAgent(req)
+		resp, err := http.DefaultTransport.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := resp.Header.Get("Got"); got != tc.want {
+			t.Errorf("sent %q: the upstream saw %q, want %q", tc.sent, got, tc.want)
+		}
 	}
 }
