@@ -408,7 +408,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r, done := p.tracker.Switching(r)
 	defer done()
 	p.prepare(r)
-	r, cancel := netx.Relay(w, r)
+	w, r, cancel := netx.Relay(w, r)
 	defer cancel()
 	p.rp.ServeHTTP(w, r)
 }

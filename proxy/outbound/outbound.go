@@ -814,7 +814,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		errorHandler(w, r, err)
 		return
 	}
-	req, cancel := netx.Relay(w, req)
+	w, req, cancel := netx.Relay(w, req)
 	defer cancel()
 	p.rp.ServeHTTP(w, req)
 }

@@ -1567,10 +1567,13 @@ func lower(k string) string {
 }
 
 // encodeHeader writes h's fields, lowercased, skipping connection-specific
-// ones and a te other than "trailers".
+// ones, those a Connection field names (RFC 9110 7.6.1: a response from
+// net/http's HTTP/1.1 transport has them still), and a te other than
+// "trailers".
 func encodeHeader(h http.Header, enc func(name, value string)) {
+	conn := h["Connection"]
 	for k, vs := range h {
-		if skipHeader(k) {
+		if skipHeader(k) || (conn != nil && namedIn(conn, k)) {
 			continue
 		}
 		name := lowerCommon(k)
@@ -1589,6 +1592,18 @@ func encodeHeader(h http.Header, enc func(name, value string)) {
 			enc(name, v)
 		}
 	}
+}
+
+// namedIn reports whether the Connection field values conn name k.
+func namedIn(conn []string, k string) bool {
+	for _, v := range conn {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), k) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 var lowerOf = func() map[string]string {

@@ -170,21 +170,30 @@ func TestLongBodyMemoryBounded(t *testing.T) {
 	}
 }
 
-// TestEncodeHeaderNoEmptyUserAgent: an empty User-Agent, net/http's "send
-// none" (netx.NoDefaultUserAgent, ReverseProxy), is not sent; other empty
-// values are.
-func TestEncodeHeaderNoEmptyUserAgent(t *testing.T) {
-	var got []string
-	encodeHeader(http.Header{"User-Agent": {""}, "X-Empty": {""}, "Accept": {"*/*"}}, func(name, value string) {
-		got = append(got, name+"="+value)
-	})
-	slices.Sort(got)
-	if want := []string{"accept=*/*", "x-empty="}; !slices.Equal(got, want) {
-		t.Errorf("encoded %q, want %q", got, want)
-	}
-	got = got[:0]
-	encodeHeader(http.Header{"User-Agent": {"curl/8"}}, func(name, value string) { got = append(got, name+"="+value) })
-	if want := []string{"user-agent=curl/8"}; !slices.Equal(got, want) {
-		t.Errorf("encoded %q, want %q", got, want)
+// TestEncodeHeader: what encodeHeader leaves out: connection-specific
+// fields, the fields a Connection field names (net/http's HTTP/1.1
+// transport leaves them in a response), a te other than trailers, and an
+// empty User-Agent, net/http's "send none" (netx.NoDefaultUserAgent,
+// ReverseProxy); other empty values go.
+func TestEncodeHeader(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		h    http.Header
+		want []string
+	}{
+		{"regular", http.Header{"Accept": {"*/*"}, "X-Empty": {""}, "User-Agent": {"curl/8"}}, []string{"accept=*/*", "user-agent=curl/8", "x-empty="}},
+		{"empty User-Agent", http.Header{"User-Agent": {""}, "X-A": {"1"}}, []string{"x-a=1"}},
+		{"connection-specific", http.Header{"Connection": {"keep-alive"}, "Keep-Alive": {"timeout=5"}, "Transfer-Encoding": {"chunked"}, "Upgrade": {"h2c"}, "Host": {"a"}, "X-A": {"1"}}, []string{"x-a=1"}},
+		{"named by Connection", http.Header{"Connection": {"X-Hop, x-other", "X-Third"}, "X-Hop": {"1"}, "X-Other": {"2"}, "X-Third": {"3"}, "X-Kept": {"4"}}, []string{"x-kept=4"}},
+		{"te", http.Header{"Te": {"gzip", "Trailers"}}, []string{"te=trailers"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []string
+			encodeHeader(tc.h, func(name, value string) { got = append(got, name+"="+value) })
+			slices.Sort(got)
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("encoded %q, want %q", got, tc.want)
+			}
+		})
 	}
 }

@@ -1049,6 +1049,10 @@ func MayBlock(r io.Reader) bool {
 	return !ok || wb.WouldBlock()
 }
 
+// noServerDefaults are the response fields net/http's servers add when a
+// handler sets none (see Relay).
+var noServerDefaults = []string{"Date", "Content-Type"}
+
 // relayKey keys the cancel function Relay puts in a request's context.
 type relayKey struct{}
 
@@ -1064,18 +1068,47 @@ type relayKey struct{}
 //     transport otherwise waits in Close for its goroutine that sends the
 //     body, which waits for a client that waits for the end of the answer.
 //
+// Relay also returns w wrapped so that net/http's server adds no Date and
+// no sniffed Content-Type to a final response whose upstream sent none
+// (see asSent).
+//
 // The handler calls the returned cancel when it returns. A request without
 // a body is returned as it is.
-func Relay(w http.ResponseWriter, r *http.Request) (*http.Request, context.CancelFunc) {
+func Relay(w http.ResponseWriter, r *http.Request) (http.ResponseWriter, *http.Request, context.CancelFunc) {
+	w = asSent{w}
 	if r.Body == nil || r.Body == http.NoBody {
-		return r, func() {}
+		return w, r, func() {}
 	}
 	if r.ProtoMajor == 1 {
 		_ = http.NewResponseController(w).EnableFullDuplex() // HTTP/2's are
 	}
 	ctx, cancel := context.WithCancel(r.Context())
-	return r.WithContext(context.WithValue(ctx, relayKey{}, cancel)), cancel
+	return w, r.WithContext(context.WithValue(ctx, relayKey{}, cancel)), cancel
 }
+
+// asSent is a ResponseWriter whose final response keeps the fields its
+// upstream sent and gets none of net/http's defaults: Date and
+// Content-Type, which the server adds when a handler sets none (sniffing
+// the body for the latter), are set without a value when absent as the
+// head is written, which the server takes for present and writes nothing
+// of. It is done at WriteHeader because ReverseProxy clears the header
+// after each informational response. Unwrap gives http.ResponseController
+// (flushes, hijacking, full duplex) the server's own.
+type asSent struct{ http.ResponseWriter }
+
+func (w asSent) WriteHeader(code int) {
+	if code >= 200 {
+		h := w.Header()
+		for _, k := range noServerDefaults {
+			if _, ok := h[k]; !ok {
+				h[k] = nil
+			}
+		}
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w asSent) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // endsRequest is a relayed response body whose Close first ends its
 // request's context (see Relay).

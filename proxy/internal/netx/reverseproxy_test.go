@@ -127,3 +127,57 @@ func TestNoDefaultUserAgent(t *testing.T) {
 		}
 	}
 }
+
+// TestRelayAddsNoServerDefaults: a response written through Relay's writer
+// gets no Date and no sniffed Content-Type from net/http's server (HTTP/1.1
+// and h2c) when its handler sets none, after an informational response
+// too (ReverseProxy clears the header after one); fields the handler sets
+// are written, and the writer still flushes through
+// http.ResponseController.
+func TestRelayAddsNoServerDefaults(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w, r, cancel := Relay(w, r)
+		defer cancel()
+		_, _ = io.Copy(io.Discard, r.Body)
+		switch r.URL.Path {
+		case "/hints":
+			w.Header().Set("Link", "</a.css>; rel=preload")
+			w.WriteHeader(http.StatusEarlyHints)
+			clear(w.Header())
+		case "/set":
+			w.Header().Set("Content-Type", "application/x-kept")
+			w.Header().Set("Date", "Tue, 01 Dec 2026 00:00:00 GMT")
+		}
+		w.WriteHeader(http.StatusOK)
+		if err := http.NewResponseController(w).Flush(); err != nil {
+			t.Errorf("flush: %v", err)
+		}
+		_, _ = io.WriteString(w, "<html>ok</html>")
+	}))
+	srv.Config.Protocols = new(http.Protocols)
+	srv.Config.Protocols.SetHTTP1(true)
+	srv.Config.Protocols.SetUnencryptedHTTP2(true)
+	srv.Start()
+	defer srv.Close()
+	h2c := &http.Transport{Protocols: new(http.Protocols)}
+	h2c.Protocols.SetUnencryptedHTTP2(true)
+	for _, rt := range []http.RoundTripper{&http.Transport{}, h2c} {
+		for _, tc := range []struct{ path, date, ctype string }{
+			{"/plain", "", ""},
+			{"/hints", "", ""},
+			{"/set", "Tue, 01 Dec 2026 00:00:00 GMT", "application/x-kept"},
+		} {
+			req, _ := http.NewRequest(http.MethodPost, srv.URL+tc.path, strings.NewReader("body"))
+			resp, err := rt.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			_, hasDate := resp.Header["Date"]
+			if resp.Header.Get("Date") != tc.date || (tc.date == "" && hasDate) || resp.Header.Get("Content-Type") != tc.ctype || string(body) != "<html>ok</html>" {
+				t.Errorf("%s %s: Date %q, Content-Type %q, body %q; want %q, %q", resp.Proto, tc.path, resp.Header.Get("Date"), resp.Header.Get("Content-Type"), body, tc.date, tc.ctype)
+			}
+		}
+	}
+}
