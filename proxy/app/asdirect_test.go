@@ -270,38 +270,23 @@ var rawResponses = map[string]string{
 // Connection: close, or without a length, ends its connection.
 func startRawApp(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
+	return serveTCP(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
 		for {
-			c, err := l.Accept()
+			r, err := http.ReadRequest(br)
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					r, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					_, _ = io.Copy(io.Discard, r.Body)
-					resp, ok := rawResponses[r.URL.Path]
-					if !ok {
-						resp = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
-					}
-					if _, err := io.WriteString(c, resp); err != nil || strings.Contains(resp, "Connection: close") {
-						return
-					}
-				}
-			}()
+			_, _ = io.Copy(io.Discard, r.Body)
+			resp, ok := rawResponses[r.URL.Path]
+			if !ok {
+				resp = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+			}
+			if _, err := io.WriteString(c, resp); err != nil || strings.Contains(resp, "Connection: close") {
+				return
+			}
 		}
-	}()
-	return l.Addr().String()
+	})
 }
 
 // TestRawResponseAsDirect: answers written byte by byte, as servers other

@@ -775,25 +775,11 @@ func echoes(c net.Conn, br *bufio.Reader, msg string) error {
 func TestOpaqueMTLS(t *testing.T) {
 	m := newMesh(t)
 	// A TCP echo server that speaks first, like MySQL or SMTP.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_, _ = io.WriteString(c, "220 hello\n")
-				_, _ = io.Copy(c, c)
-			}()
-		}
-	}()
-	server := m.startProxy(t, serverID, l.Addr().String(), "127.0.0.1:1")
+	app := serveTCP(t, func(c net.Conn) {
+		_, _ = io.WriteString(c, "220 hello\n")
+		_, _ = io.Copy(c, c)
+	})
+	server := m.startProxy(t, serverID, app, "127.0.0.1:1")
 	ep := meshedAddr(server.InboundAddr().String(), serverID)
 	ep.ProtocolHint = &destinationv1.ProtocolHint{Protocol: &destinationv1.ProtocolHint_Opaque_{Opaque: &destinationv1.ProtocolHint_Opaque{}}}
 	m.mu.Lock()

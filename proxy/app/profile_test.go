@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	destinationv1 "github.com/conduit-mesh/conduit/proto/destination/v1"
+	"github.com/conduit-mesh/conduit/proxy/internal/servetest"
 )
 
 func startHandler(t *testing.T, h http.Handler) string {
@@ -27,6 +28,16 @@ func startHandler(t *testing.T, h http.Handler) string {
 	go func() { _ = srv.Serve(l) }()
 	t.Cleanup(func() { _ = srv.Close() })
 	return l.Addr().String()
+}
+
+// serveTCP is servetest.TCP, the connection closed once handle returns,
+// with the address as a string.
+func serveTCP(t *testing.T, handle func(c net.Conn)) string {
+	t.Helper()
+	return servetest.TCP(t, func(c net.Conn) {
+		defer c.Close()
+		handle(c)
+	}).String()
 }
 
 func route(name, method, path string, retryable bool, timeout time.Duration) *destinationv1.Route {

@@ -303,22 +303,7 @@ func refusingAddr(t *testing.T) string {
 // connection, counts it in accepted and closes it.
 func closingAddr(t *testing.T, accepted *atomic.Int64) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			accepted.Add(1)
-			c.Close()
-		}
-	}()
-	return l.Addr().String()
+	return serveTCP(t, func(net.Conn) { accepted.Add(1) })
 }
 
 // TestApplicationCannotForgeUnsent: an application's response that carries
