@@ -14,8 +14,9 @@ import (
 )
 
 // heldUpstream is an HTTP/1.1 server that reads each request head and
-// then holds the connection without answering, reporting on ended when the
-// proxy closes it (or after 10 s).
+// then holds the connection without answering, reading what else comes
+// (a body sent after its head), reporting on ended when the proxy closes
+// it (or after 10 s).
 func heldUpstream(t *testing.T) (addr string, arrived chan string, ended chan error) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -36,7 +37,10 @@ func heldUpstream(t *testing.T) (addr string, arrived chan string, ended chan er
 				buf := make([]byte, 4096)
 				n, _ := c.Read(buf)
 				arrived <- strings.SplitN(string(buf[:n]), "\r\n", 2)[0]
-				_, err := c.Read(buf)
+				var err error
+				for err == nil {
+					_, err = c.Read(buf)
+				}
 				ended <- err
 			}()
 		}
