@@ -19,6 +19,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 type headerFlags []string
@@ -56,7 +58,7 @@ func getCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	keepGoing := fs.Bool("keep-going", false, "count failed requests instead of stopping at the first; fail at the end if any failed")
 	summary := fs.Bool("summary", false, "print one line 'N ok' (', M failed' with -keep-going) at the end instead of the bodies")
 	stats := fs.Bool("stats", false, "with -summary, also print the latencies, how many answers each pod gave (X-Testapp-Pod, X-Testapp-Upstream-Pod) and how many connections were opened")
-	if err := fs.Parse(args); err != nil || fs.NArg() != 1 || !validMethod(*method) || *n < 0 || (*n == 0 && *duration <= 0 && !*untilEOF) || *headerTimeout < 0 || *readDelay < 0 || *earlyUpload < 0 {
+	if err := fs.Parse(args); err != nil || fs.NArg() != 1 || !httpguts.ValidHeaderFieldName(*method) || *n < 0 || (*n == 0 && *duration <= 0 && !*untilEOF) || *headerTimeout < 0 || *readDelay < 0 || *earlyUpload < 0 {
 		return errUsage
 	}
 	url := fs.Arg(0)
@@ -337,11 +339,4 @@ type responseHead struct {
 	Proto         string              `json:"proto"`
 	ContentLength int64               `json:"contentLength"`
 	Headers       map[string][]string `json:"headers"`
-}
-
-// validMethod reports whether m is a method token (RFC 9110 9.1).
-func validMethod(m string) bool {
-	return m != "" && !strings.ContainsFunc(m, func(r rune) bool {
-		return r <= ' ' || r >= 0x7f || strings.ContainsRune("()<>@,;:\\\"/[]?={}", r)
-	})
 }
