@@ -221,8 +221,10 @@ func (x *exchange) writeHTTPResponse(resp *http.Response, head bool) error {
 	if err := writeHeader(w, resp.Header, skipInResponse); err != nil {
 		return err
 	}
-	if _, ok := resp.Header["Trailer"]; !ok && len(resp.Trailer) > 0 {
-		announceTrailer(w, resp.Trailer)
+	if len(resp.Trailer) > 0 { // nearly never: the header lookup is left off the common path
+		if _, ok := resp.Header["Trailer"]; !ok {
+			announceTrailer(w, resp.Trailer)
+		}
 	}
 	switch {
 	case chunked:
