@@ -398,14 +398,7 @@ func (p *Pool) response(u *upConn, r *http.Request, h *Head) *http.Response {
 	resp.Status = h.statusText()
 	// Trailer announces the trailer fields: net/http lists them, empty, in
 	// resp.Trailer before the body is read.
-	for _, v := range resp.Header["Trailer"] {
-		tokens([]byte(v), func(t []byte) {
-			if resp.Trailer == nil {
-				resp.Trailer = http.Header{}
-			}
-			resp.Trailer[textproto.CanonicalMIMEHeaderKey(string(t))] = nil
-		})
-	}
+	declareTrailer(&resp.Trailer, resp.Header["Trailer"])
 	resp.Close = h.Close || mode == bodyUntilClose || (h.Minor == 0 && !h.KeepAlive)
 	switch mode {
 	case bodyNone:
@@ -481,4 +474,18 @@ func (b *clientBody) Close() error {
 	b.err = errors.New("h1: read on closed response body")
 	b.stop.end()
 	return b.u.c.Close()
+}
+
+// declareTrailer lists in *trailer, made if nil, the names the Trailer
+// field values vs announce, without values: net/http's way of telling
+// which trailer fields to expect before the body is read.
+func declareTrailer(trailer *http.Header, vs []string) {
+	for _, v := range vs {
+		tokens([]byte(v), func(t []byte) {
+			if *trailer == nil {
+				*trailer = http.Header{}
+			}
+			(*trailer)[textproto.CanonicalMIMEHeaderKey(string(t))] = nil
+		})
+	}
 }

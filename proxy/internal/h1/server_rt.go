@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/textproto"
 	"net/url"
 	"slices"
 	"strconv"
@@ -121,9 +120,7 @@ func (x *exchange) httpRequest(pool bool) (*http.Request, *reqBody, error) {
 		r.ContentLength = -1
 		r.Trailer = http.Header{}
 		if !pool {
-			for _, v := range kept {
-				tokens([]byte(v), func(t []byte) { r.Trailer[textproto.CanonicalMIMEHeaderKey(string(t))] = nil })
-			}
+			declareTrailer(&r.Trailer, kept)
 		}
 		b.trailer, b.drop = r.Trailer, h.dropTrailers
 		r.Body = b
