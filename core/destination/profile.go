@@ -277,42 +277,19 @@ func translateRoute(r v1alpha2.RouteSpec, field string) (*pb.Route, error) {
 }
 
 func translateRequestMatch(m *v1alpha2.RequestMatch, field string) (*pb.RequestMatch, error) {
-	set := 0
+	c, err := translateCombinators(m.All, m.Any, m.Not, field, translateRequestMatch)
+	if err != nil {
+		return nil, err
+	}
+	set := c.set
 	var out *pb.RequestMatch
-	seq := func(ms []v1alpha2.RequestMatch, name string) (*pb.RequestMatch_Seq, error) {
-		s := &pb.RequestMatch_Seq{}
-		for i := range ms {
-			c, err := translateRequestMatch(&ms[i], fmt.Sprintf("%s.%s[%d]", field, name, i))
-			if err != nil {
-				return nil, err
-			}
-			s.Matches = append(s.Matches, c)
-		}
-		return s, nil
-	}
-	if len(m.All) > 0 {
-		set++
-		s, err := seq(m.All, "all")
-		if err != nil {
-			return nil, err
-		}
-		out = &pb.RequestMatch{Match: &pb.RequestMatch_All{All: s}}
-	}
-	if len(m.Any) > 0 {
-		set++
-		s, err := seq(m.Any, "any")
-		if err != nil {
-			return nil, err
-		}
-		out = &pb.RequestMatch{Match: &pb.RequestMatch_Any{Any: s}}
-	}
-	if m.Not != nil {
-		set++
-		c, err := translateRequestMatch(m.Not, field+".not")
-		if err != nil {
-			return nil, err
-		}
-		out = &pb.RequestMatch{Match: &pb.RequestMatch_Not{Not: c}}
+	switch {
+	case c.all != nil:
+		out = &pb.RequestMatch{Match: &pb.RequestMatch_All{All: &pb.RequestMatch_Seq{Matches: c.all}}}
+	case c.any != nil:
+		out = &pb.RequestMatch{Match: &pb.RequestMatch_Any{Any: &pb.RequestMatch_Seq{Matches: c.any}}}
+	case c.not != nil:
+		out = &pb.RequestMatch{Match: &pb.RequestMatch_Not{Not: c.not}}
 	}
 	if m.PathRegex != "" {
 		set++
@@ -332,42 +309,19 @@ func translateRequestMatch(m *v1alpha2.RequestMatch, field string) (*pb.RequestM
 }
 
 func translateResponseMatch(m *v1alpha2.ResponseMatch, field string) (*pb.ResponseMatch, error) {
-	set := 0
+	c, err := translateCombinators(m.All, m.Any, m.Not, field, translateResponseMatch)
+	if err != nil {
+		return nil, err
+	}
+	set := c.set
 	var out *pb.ResponseMatch
-	seq := func(ms []v1alpha2.ResponseMatch, name string) (*pb.ResponseMatch_Seq, error) {
-		s := &pb.ResponseMatch_Seq{}
-		for i := range ms {
-			c, err := translateResponseMatch(&ms[i], fmt.Sprintf("%s.%s[%d]", field, name, i))
-			if err != nil {
-				return nil, err
-			}
-			s.Matches = append(s.Matches, c)
-		}
-		return s, nil
-	}
-	if len(m.All) > 0 {
-		set++
-		s, err := seq(m.All, "all")
-		if err != nil {
-			return nil, err
-		}
-		out = &pb.ResponseMatch{Match: &pb.ResponseMatch_All{All: s}}
-	}
-	if len(m.Any) > 0 {
-		set++
-		s, err := seq(m.Any, "any")
-		if err != nil {
-			return nil, err
-		}
-		out = &pb.ResponseMatch{Match: &pb.ResponseMatch_Any{Any: s}}
-	}
-	if m.Not != nil {
-		set++
-		c, err := translateResponseMatch(m.Not, field+".not")
-		if err != nil {
-			return nil, err
-		}
-		out = &pb.ResponseMatch{Match: &pb.ResponseMatch_Not{Not: c}}
+	switch {
+	case c.all != nil:
+		out = &pb.ResponseMatch{Match: &pb.ResponseMatch_All{All: &pb.ResponseMatch_Seq{Matches: c.all}}}
+	case c.any != nil:
+		out = &pb.ResponseMatch{Match: &pb.ResponseMatch_Any{Any: &pb.ResponseMatch_Seq{Matches: c.any}}}
+	case c.not != nil:
+		out = &pb.ResponseMatch{Match: &pb.ResponseMatch_Not{Not: c.not}}
 	}
 	if m.Status != nil {
 		set++
@@ -387,6 +341,53 @@ func translateResponseMatch(m *v1alpha2.ResponseMatch, field string) (*pb.Respon
 		return nil, fmt.Errorf("%s: exactly one of all, any, not, status must be set (found %d)", field, set)
 	}
 	return out, nil
+}
+
+// combinators are the translated all, any and not of a request or response
+// match, and how many of the three were set.
+type combinators[Out any] struct {
+	all, any []Out
+	not      Out
+	set      int
+}
+
+// translateCombinators translates the combinators that request and response
+// matches share, each nested match with tr under its own field path (all[i],
+// any[i], not), in that order, so that the first error is the same whatever
+// else is set.
+func translateCombinators[In, Out any](all, anyOf []In, not *In, field string, tr func(*In, string) (Out, error)) (combinators[Out], error) {
+	var c combinators[Out]
+	seq := func(ms []In, name string) ([]Out, error) {
+		out := make([]Out, 0, len(ms))
+		for i := range ms {
+			o, err := tr(&ms[i], fmt.Sprintf("%s.%s[%d]", field, name, i))
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, o)
+		}
+		return out, nil
+	}
+	var err error
+	if len(all) > 0 {
+		c.set++
+		if c.all, err = seq(all, "all"); err != nil {
+			return c, err
+		}
+	}
+	if len(anyOf) > 0 {
+		c.set++
+		if c.any, err = seq(anyOf, "any"); err != nil {
+			return c, err
+		}
+	}
+	if not != nil {
+		c.set++
+		if c.not, err = tr(not, field+".not"); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
 }
 
 func metaOf(u *unstructured.Unstructured) *metav1.ObjectMeta {

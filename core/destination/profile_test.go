@@ -196,6 +196,51 @@ status:
 	}
 }
 
+// TestTranslateRoutesCombinators: all, any and not nest on both sides, the
+// request's condition and the response classes'.
+func TestTranslateRoutesCombinators(t *testing.T) {
+	routes, errs := TranslateRoutes([]v1alpha2.RouteSpec{{
+		Name: "r",
+		Condition: &v1alpha2.RequestMatch{Any: []v1alpha2.RequestMatch{
+			{Method: "put"},
+			{All: []v1alpha2.RequestMatch{{PathRegex: "/a"}, {Not: &v1alpha2.RequestMatch{Method: "GET"}}}},
+		}},
+		ResponseClasses: []v1alpha2.ResponseClass{{
+			Condition: &v1alpha2.ResponseMatch{Any: []v1alpha2.ResponseMatch{
+				{Status: &v1alpha2.Range{Min: 500}},
+				{All: []v1alpha2.ResponseMatch{{Status: &v1alpha2.Range{Max: 299}}, {Not: &v1alpha2.ResponseMatch{Status: &v1alpha2.Range{Min: 204, Max: 204}}}}},
+			}},
+			IsFailure: true,
+		}},
+	}})
+	if len(errs) != 0 || len(routes) != 1 {
+		t.Fatalf("routes=%v errs=%v, want one route", routes, errs)
+	}
+	want := &pb.Route{
+		Condition: &pb.RequestMatch{Match: &pb.RequestMatch_Any{Any: &pb.RequestMatch_Seq{Matches: []*pb.RequestMatch{
+			&pb.RequestMatch{Match: &pb.RequestMatch_Method{Method: "PUT"}},
+			&pb.RequestMatch{Match: &pb.RequestMatch_All{All: &pb.RequestMatch_Seq{Matches: []*pb.RequestMatch{
+				&pb.RequestMatch{Match: &pb.RequestMatch_Path{Path: &pb.PathMatch{Regex: "/a"}}},
+				&pb.RequestMatch{Match: &pb.RequestMatch_Not{Not: &pb.RequestMatch{Match: &pb.RequestMatch_Method{Method: "GET"}}}},
+			}}}},
+		}}}},
+		ResponseClasses: []*pb.ResponseClass{{
+			Condition: &pb.ResponseMatch{Match: &pb.ResponseMatch_Any{Any: &pb.ResponseMatch_Seq{Matches: []*pb.ResponseMatch{
+				&pb.ResponseMatch{Match: &pb.ResponseMatch_Status{Status: &pb.HttpStatusRange{Min: 500, Max: 599}}},
+				&pb.ResponseMatch{Match: &pb.ResponseMatch_All{All: &pb.ResponseMatch_Seq{Matches: []*pb.ResponseMatch{
+					&pb.ResponseMatch{Match: &pb.ResponseMatch_Status{Status: &pb.HttpStatusRange{Min: 100, Max: 299}}},
+					&pb.ResponseMatch{Match: &pb.ResponseMatch_Not{Not: &pb.ResponseMatch{Match: &pb.ResponseMatch_Status{Status: &pb.HttpStatusRange{Min: 204, Max: 204}}}}},
+				}}}},
+			}}}},
+			IsFailure: true,
+		}},
+		MetricsLabels: map[string]string{"route": "r"},
+	}
+	if !proto.Equal(routes[0], want) {
+		t.Fatalf("route:\n%s\nwant:\n%s", prototext.Format(routes[0]), prototext.Format(want))
+	}
+}
+
 func TestTranslateRoutesErrors(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -207,6 +252,10 @@ func TestTranslateRoutesErrors(t *testing.T) {
 		{"bad regex deep", v1alpha2.RouteSpec{Name: "a", Condition: &v1alpha2.RequestMatch{Any: []v1alpha2.RequestMatch{{Method: "GET"}, {Not: &v1alpha2.RequestMatch{PathRegex: "a**"}}}}}, "spec.routes[0].condition.any[1].not.pathRegex"},
 		{"negative timeout", v1alpha2.RouteSpec{Name: "a", Condition: &v1alpha2.RequestMatch{Method: "GET"}, Timeout: "-1s"}, "spec.routes[0].timeout"},
 		{"status range", v1alpha2.RouteSpec{Name: "a", Condition: &v1alpha2.RequestMatch{Method: "GET"}, ResponseClasses: []v1alpha2.ResponseClass{{Condition: &v1alpha2.ResponseMatch{Status: &v1alpha2.Range{Min: 500, Max: 400}}}}}, "responseClasses[0].condition.status: min 500 is greater than max 400"},
+		{"status range deep", v1alpha2.RouteSpec{Name: "a", Condition: &v1alpha2.RequestMatch{Method: "GET"}, ResponseClasses: []v1alpha2.ResponseClass{{Condition: &v1alpha2.ResponseMatch{All: []v1alpha2.ResponseMatch{{Status: &v1alpha2.Range{Min: 500}}, {Not: &v1alpha2.ResponseMatch{Status: &v1alpha2.Range{Min: 500, Max: 400}}}}}}}}, "responseClasses[0].condition.all[1].not.status: min 500"},
+		{"two response combinators", v1alpha2.RouteSpec{Name: "a", Condition: &v1alpha2.RequestMatch{Method: "GET"}, ResponseClasses: []v1alpha2.ResponseClass{{Condition: &v1alpha2.ResponseMatch{Any: []v1alpha2.ResponseMatch{{Status: &v1alpha2.Range{Min: 500}}}, Not: &v1alpha2.ResponseMatch{Status: &v1alpha2.Range{Min: 400}}}}}}, "responseClasses[0].condition: exactly one of all, any, not, status must be set (found 2)"},
+		{"empty response match", v1alpha2.RouteSpec{Name: "a", Condition: &v1alpha2.RequestMatch{Method: "GET"}, ResponseClasses: []v1alpha2.ResponseClass{{Condition: &v1alpha2.ResponseMatch{Any: []v1alpha2.ResponseMatch{{}}}}}}, "responseClasses[0].condition.any[0]: exactly one of all, any, not, status must be set (found 0)"},
+		{"first error first", v1alpha2.RouteSpec{Name: "a", Condition: &v1alpha2.RequestMatch{All: []v1alpha2.RequestMatch{{PathRegex: "("}}, Any: []v1alpha2.RequestMatch{{PathRegex: ")"}}}}, "spec.routes[0].condition.all[0].pathRegex"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
