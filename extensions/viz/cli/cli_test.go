@@ -215,6 +215,9 @@ func TestBadInputBeforeConnecting(t *testing.T) {
 		{[]string{"edges", "deploy", "-t", "abc"}, `window "abc"`},
 		{[]string{"routes", "svc/web-svc", "-t", "0s"}, "window 0s is out of range"},
 		{[]string{"routes", "svc/web-svc", "-o", "yaml"}, `unknown output format "yaml"`},
+		{[]string{"stat", "bogus"}, `"bogus"`},
+		{[]string{"edges", "bogus/web"}, `"bogus"`},
+		{[]string{"routes", "bogus/web"}, `"bogus"`},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			var out, errb bytes.Buffer

@@ -62,6 +62,27 @@ func (e *Env) api(ctx context.Context, vizNS string) (API, string, error) {
 
 // kubeAPI is the metrics API through the API server's service proxy, whose
 // errors name the API server when it is the API server that did not answer.
+// query checks a command's flags and its resource argument, before it
+// connects (bad input says so first), then connects and resolves the
+// resource in the namespace (-n, else the kubeconfig's).
+func (e *Env) query(ctx context.Context, q *queryFlags, args []string, vizNS string) (API, string, metrics.Resource, error) {
+	if err := q.check(); err != nil {
+		return nil, "", metrics.Resource{}, err
+	}
+	if _, err := metrics.ParseResource(args, ""); err != nil {
+		return nil, "", metrics.Resource{}, err
+	}
+	api, ns, err := e.api(ctx, vizNS)
+	if err != nil {
+		return nil, "", metrics.Resource{}, err
+	}
+	res, err := metrics.ParseResource(args, ns)
+	if err != nil {
+		return nil, "", metrics.Resource{}, err
+	}
+	return api, ns, res, nil
+}
+
 type kubeAPI struct {
 	c *metricsapi.Client
 	k *Kube
@@ -193,17 +214,7 @@ the traffic they receive from one.`,
   mesh viz stat deploy -n emojivoto --from deploy/vote-bot -o json`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := q.check(); err != nil {
-				return err
-			}
-			if _, err := metrics.ParseResource(args, ""); err != nil {
-				return err // before connecting: bad input says so first
-			}
-			api, ns, err := env.api(cmd.Context(), *vizNS)
-			if err != nil {
-				return err
-			}
-			res, err := metrics.ParseResource(args, ns)
+			api, ns, res, err := env.query(cmd.Context(), &q, args, *vizNS)
 			if err != nil {
 				return err
 			}
@@ -249,17 +260,7 @@ func newEdgesCmd(env *Env, vizNS *string) *cobra.Command {
   mesh viz edges po -A -o json`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := q.check(); err != nil {
-				return err
-			}
-			if _, err := metrics.ParseResource(args, ""); err != nil {
-				return err // before connecting: bad input says so first
-			}
-			api, ns, err := env.api(cmd.Context(), *vizNS)
-			if err != nil {
-				return err
-			}
-			res, err := metrics.ParseResource(args, ns)
+			api, _, res, err := env.query(cmd.Context(), &q, args, *vizNS)
 			if err != nil {
 				return err
 			}
@@ -292,17 +293,7 @@ had no traffic in the window are listed too (services only).`,
   mesh viz routes deploy/web -n emojivoto -o json`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := q.check(); err != nil {
-				return err
-			}
-			if _, err := metrics.ParseResource(args, ""); err != nil {
-				return err // before connecting: bad input says so first
-			}
-			api, ns, err := env.api(cmd.Context(), *vizNS)
-			if err != nil {
-				return err
-			}
-			res, err := metrics.ParseResource(args, ns)
+			api, _, res, err := env.query(cmd.Context(), &q, args, *vizNS)
 			if err != nil {
 				return err
 			}
