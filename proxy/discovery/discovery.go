@@ -342,17 +342,24 @@ func (c *Client) Resolve(path string) *Resolution {
 	c.mu.Lock()
 	r := c.dests[path]
 	if r == nil {
-		ctx, cancel := context.WithCancel(c.ctx)
-		fb := takeLast(c.lastDests, path, time.Now(), c.maxAge)
-		r = &Resolution{newWatch(cancel, fb, c.log, "path", path)}
-		if c.unreachable.Load() {
-			r.w.useFallback("the destination service is unreachable")
-		}
+		r = &Resolution{startWatch(c, c.lastDests, "path", path, c.watchDest)}
 		c.dests[path] = r
-		go c.watchDest(ctx, path, r.w)
 	}
 	c.mu.Unlock()
 	return r
+}
+
+// startWatch starts a watch of path, of kind ("path" or "profile"), that
+// falls back on the state last known of path in last, and runs it with run
+// until the watch is dropped. Under c.mu.
+func startWatch[E any](c *Client, last map[string]*lastKnown[E], kind, path string, run func(context.Context, string, *watch[E])) *watch[E] {
+	ctx, cancel := context.WithCancel(c.ctx)
+	w := newWatch(cancel, takeLast(last, path, time.Now(), c.maxAge), c.log, kind, path)
+	if c.unreachable.Load() {
+		w.useFallback("the destination service is unreachable")
+	}
+	go run(ctx, path, w)
+	return w
 }
 
 // Profile returns the profile watch of path (an authority or "ip:port").
@@ -360,14 +367,8 @@ func (c *Client) Profile(path string) *ProfileWatch {
 	c.mu.Lock()
 	p := c.profiles[path]
 	if p == nil {
-		ctx, cancel := context.WithCancel(c.ctx)
-		fb := takeLast(c.lastProfiles, path, time.Now(), c.maxAge)
-		p = &ProfileWatch{newWatch(cancel, fb, c.log, "profile", path)}
-		if c.unreachable.Load() {
-			p.w.useFallback("the destination service is unreachable")
-		}
+		p = &ProfileWatch{startWatch(c, c.lastProfiles, "profile", path, c.watchProfile)}
 		c.profiles[path] = p
-		go c.watchProfile(ctx, path, p.w)
 	}
 	c.mu.Unlock()
 	return p
