@@ -1,7 +1,6 @@
 package discovery
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -9,7 +8,6 @@ import (
 	"net"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	destinationv1 "github.com/conduit-mesh/conduit/proto/destination/v1"
+	"github.com/conduit-mesh/conduit/proxy/internal/logtest"
 )
 
 // scriptSrv sends a script of updates on each Get stream, then either holds
@@ -243,24 +242,6 @@ func clientOpts(t *testing.T, srv destinationv1.DestinationServer, o Options) *C
 	return New(ctx, cc, o)
 }
 
-// syncBuffer is a log destination read while the client writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func badRegexRoute() []*destinationv1.Route {
 	return []*destinationv1.Route{{Condition: &destinationv1.RequestMatch{Match: &destinationv1.RequestMatch_Path{Path: &destinationv1.PathMatch{Regex: "("}}}}}
 }
@@ -291,7 +272,7 @@ func TestInvalidProfile(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var logs syncBuffer
+			var logs logtest.Buffer
 			c := profileClient(t, &profileSrv{script: tt.script}, slog.New(slog.NewTextHandler(&logs, nil)))
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
@@ -320,7 +301,7 @@ func TestInvalidProfile(t *testing.T) {
 }
 
 func TestInvalidEndpointLogged(t *testing.T) {
-	var logs syncBuffer
+	var logs logtest.Buffer
 	srv := &scriptSrv{streams: make(chan []*destinationv1.Update, 1)}
 	srv.streams <- []*destinationv1.Update{add(addr("10.0.0.1", 80), addr("10.0.0.2", 0), addr("nope", 80))}
 	c := profileClient(t, srv, slog.New(slog.NewTextHandler(&logs, nil)))
@@ -452,7 +433,7 @@ func TestDroppedWatchFallsBack(t *testing.T) {
 			t.Run(kind+"/"+tt.name, func(t *testing.T) {
 				srv := &outageSrv{}
 				srv.ip.Store("10.0.0.1")
-				var logs syncBuffer
+				var logs logtest.Buffer
 				// The idle timeout is longer than the wait below, so that
 				// the new watch is not dropped while a caller waits on it.
 				c := clientOpts(t, srv, Options{IdleTimeout: 250 * time.Millisecond, LastKnownMaxAge: tt.maxAge,

@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/conduit-mesh/conduit/pkg/pki"
 	identityv1 "github.com/conduit-mesh/conduit/proto/identity/v1"
+	"github.com/conduit-mesh/conduit/proxy/internal/logtest"
 )
 
 type fakeCA struct {
@@ -252,29 +252,11 @@ func TestRefusedRenewalKeepsCertificate(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a log destination read while the manager writes to it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestExpiredCertificateLogged: while the identity service fails, retries
 // are warnings; once the certificate has expired (peers refuse it from then
 // on) they are errors that say so.
 func TestExpiredCertificateLogged(t *testing.T) {
-	var out lockedBuffer
+	var out logtest.Buffer
 	// Two seconds: a certificate's NotAfter is whole seconds, so one second
 	// of validity left anywhere from 0 to 1 s to see the warnings in (5 ms
 	// once: a flake).

@@ -1,7 +1,6 @@
 package tap
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -11,26 +10,26 @@ import (
 	"time"
 
 	tapv1 "github.com/conduit-mesh/conduit/proto/tap/v1"
+	"github.com/conduit-mesh/conduit/proxy/internal/logtest"
 )
 
-// syncBuffer is a bytes.Buffer safe for the access log's goroutine.
+// syncBuffer is the access log's destination, read while its goroutine
+// writes; a test holds its writes with hold.
 type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	hold sync.Mutex
+	logtest.Buffer
 }
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
+	s.hold.Lock()
+	defer s.hold.Unlock()
+	return s.Buffer.Write(p)
 }
 
 func (s *syncBuffer) lines(t *testing.T) []map[string]any {
 	t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	var out []map[string]any
-	for _, l := range strings.Split(strings.TrimSpace(s.b.String()), "\n") {
+	for _, l := range strings.Split(strings.TrimSpace(s.String()), "\n") {
 		if l == "" {
 			continue
 		}
@@ -118,11 +117,11 @@ func TestAccessLogQueueFull(t *testing.T) {
 	a := h.StartAccessLog(slog.New(slog.NewJSONHandler(&buf, nil)))
 	// Fill the queue faster than anything drains it: the consumer is
 	// blocked on the buffer's lock meanwhile.
-	buf.mu.Lock()
+	buf.hold.Lock()
 	for i := 0; i < AccessLogQueue; i++ {
 		h.Start(Request{Method: "GET"}).End(0, "", false, nil)
 	}
-	buf.mu.Unlock()
+	buf.hold.Unlock()
 	a.Close()
 	var dropped float64
 	for _, l := range buf.lines(t) {
