@@ -6,12 +6,21 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"runtime/pprof"
 	"sort"
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/conduit-mesh/conduit/pkg/grpcecho"
 )
 
 // leakRounds is how many times TestNoGoroutineLeft repeats its exchanges:
@@ -22,12 +31,19 @@ const leakRounds = 12
 // TestNoGoroutineLeft: the exchanges that end early or badly (a client
 // that cancels a response it is reading, a response the application cuts
 // short, a request its client times out while the application holds it, an
-// upload its client abandons, a protocol switch closed by its client) leave
+// upload its client abandons, a protocol switch closed by its client, gRPC
+// calls cancelled or past their deadline, a gRPC stream cancelled) leave
 // no goroutine behind in either proxy, in any relay mode and for HTTP/1.1
-// and h2c clients. A sidecar runs for the life of its pod: a goroutine left
+// and h2c clients; nor do opaque connections closed or reset by either end. A sidecar runs for the life of its pod: a goroutine left
 // per failed request is memory that grows until the pod is restarted.
 func TestNoGoroutineLeft(t *testing.T) {
+	grpcApp := grpc.NewServer()
+	grpcecho.Register(grpcApp, "web-0")
 	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+			grpcApp.ServeHTTP(w, r)
+			return
+		}
 		switch r.URL.Path {
 		case "/ok":
 			b, _ := io.ReadAll(r.Body)
@@ -58,28 +74,92 @@ func TestNoGoroutineLeft(t *testing.T) {
 			client, _ := m.twoProxies(t, startHandler(t, app), mode.env)
 			out := client.OutboundAddr().String()
 			h1, h2c := h1Client(out), h2cClient(out)
-			exchanges := func(t *testing.T) {
+			g := grpcConn(t, out)
+			noneLeft(t, func(t *testing.T) {
 				for _, c := range []relayClient{{"HTTP/1.1", h1}, {"h2c", h2c}} {
 					leakExchanges(t, c)
 				}
 				conn, _ := switchProtocols(t, out, "web", "")
 				conn.Close()
-			}
-			// Warm up: the connections and pools a first exchange opens
-			// stay, and are no leak.
-			exchanges(t)
-			closeIdle(h1, h2c)
-			time.Sleep(500 * time.Millisecond) // what the warm-up ended is still ending
-			before, _ := goroutineKinds()
-			for range leakRounds {
-				exchanges(t)
-			}
-			closeIdle(h1, h2c)
-			if grown := waitGoroutines(t, before); len(grown) > 0 {
-				t.Fatalf("after %d rounds, goroutines left behind:\n%s", leakRounds, strings.Join(grown, "\n\n"))
-			}
+				leakGRPC(t, g)
+				closeIdle(h1, h2c)
+			})
 		})
 	}
+	t.Run("opaque", func(t *testing.T) {
+		m := newMesh(t)
+		client, _ := m.opaquePair(t, serveTCP(t, func(c net.Conn) {
+			b := make([]byte, 5)
+			n, _ := c.Read(b)
+			switch string(b[:n]) {
+			case "reset":
+				_ = c.(*net.TCPConn).SetLinger(0)
+			case "half!":
+				_, _ = io.Copy(io.Discard, c)
+				_, _ = io.WriteString(c, "bye")
+			default:
+				_, _ = c.Write(b[:n])
+				_, _ = io.Copy(c, c)
+			}
+		}), "10.9.9.12:3306")
+		out := client.OutboundAddr().String()
+		noneLeft(t, func(t *testing.T) { leakOpaque(t, out) })
+	})
+}
+
+// noneLeft runs exchanges once (the connections and pools a first
+// exchange opens stay, and are no leak), then leakRounds times, and fails
+// if a kind of goroutine grew by half of leakRounds or more meanwhile.
+func noneLeft(t *testing.T, exchanges func(t *testing.T)) {
+	t.Helper()
+	exchanges(t)
+	time.Sleep(500 * time.Millisecond) // what the warm-up ended is still ending
+	before, _ := goroutineKinds()
+	for range leakRounds {
+		exchanges(t)
+	}
+	if grown := waitGoroutines(t, before); len(grown) > 0 {
+		t.Fatalf("after %d rounds, goroutines left behind:\n%s", leakRounds, strings.Join(grown, "\n\n"))
+	}
+}
+
+// leakOpaque opens, through the client proxy's opaque port at out, one of
+// each connection TestNoGoroutineLeft checks: closed by its client after an
+// echo, closed before a byte, reset by the application, and half-closed
+// by its client and answered.
+func leakOpaque(t *testing.T, out string) {
+	t.Helper()
+	dial := func() net.Conn {
+		c, err := net.Dial("tcp", out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		return c
+	}
+	c := dial()
+	buf := make([]byte, 5)
+	if _, err := io.WriteString(c, "hello"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "hello" {
+		t.Fatalf("echo: %q, %v", buf, err)
+	}
+	c.Close()
+	dial().Close()
+	c = dial()
+	_, _ = io.WriteString(c, "reset")
+	if _, err := c.Read(buf); err == nil {
+		t.Fatalf("a connection its application reset read %q", buf)
+	}
+	c.Close()
+	c = dial()
+	_, _ = io.WriteString(c, "half!")
+	_ = c.(*net.TCPConn).CloseWrite()
+	if b, err := io.ReadAll(c); err != nil || string(b) != "bye" {
+		t.Fatalf("after a half-close: %q, %v; want bye", b, err)
+	}
+	c.Close()
 }
 
 // leakExchanges makes, through c, one of each exchange TestNoGoroutineLeft
@@ -144,6 +224,38 @@ func leakExchanges(t *testing.T, c relayClient) {
 	if err == nil {
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
+	}
+}
+
+// leakGRPC makes, on conn, the gRPC calls TestNoGoroutineLeft checks: one
+// its client cancels and one past its deadline while the application holds
+// them, and a full-duplex stream cancelled after its first echo.
+func leakGRPC(t *testing.T, conn *grpc.ClientConn) {
+	t.Helper()
+	if err := grpcecho.CancelHeld(t.Context(), conn, 10*time.Second, 20*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(t.Context(), grpcecho.HoldKey, "10s"), 30*time.Millisecond)
+	_, err := testgrpc.NewTestServiceClient(conn).UnaryCall(ctx, &testgrpc.SimpleRequest{})
+	cancel()
+	if status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("held call with a deadline: %v, want DeadlineExceeded", err)
+	}
+	ctx, cancel = context.WithCancel(t.Context())
+	defer cancel()
+	st, err := testgrpc.NewTestServiceClient(conn).FullDuplexCall(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Send(&testgrpc.StreamingOutputCallRequest{Payload: &testgrpc.Payload{Body: []byte("ping")}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if _, err := st.Recv(); status.Code(err) != codes.Canceled {
+		t.Fatalf("cancelled stream: %v, want Canceled", err)
 	}
 }
 
