@@ -1,0 +1,162 @@
+package app_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"runtime"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+const (
+	// slowTotal is what the application sends to a client that does not
+	// read, or a client to an application that does not read.
+	slowTotal = 48 << 20
+	// slowBound is what may be sent before the reader reads: the
+	// sockets' buffers of three hops (the kernel's, not the proxies')
+	// and the HTTP/2 windows. A hop that buffers without bound lets the
+	// sender send all of slowTotal.
+	slowBound = 32 << 20
+	// heapBound is how much the process's heap (both proxies, the
+	// client and the application) may grow meanwhile.
+	heapBound = 32 << 20
+)
+
+// TestSlowPeerBoundsMemory: a client that stops reading a response, or an
+// application that does not read a request body, stops its sender once
+// the hops' buffers are full, and the proxies' memory stays bounded; once
+// the reader reads, everything arrives. In every relay mode, for HTTP/1.1
+// and h2c clients. A proxy that read ahead without bound would let one
+// slow client take its pod's memory.
+func TestSlowPeerBoundsMemory(t *testing.T) {
+	var sent atomic.Int64 // by the application, of a response
+	var read atomic.Int64 // by the application, of a request body
+	release := make(chan struct{}, 1)
+	chunk := make([]byte, 32<<10)
+	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			<-release
+			n, _ := io.Copy(io.Discard, r.Body)
+			read.Store(n)
+			io.WriteString(w, strconv.FormatInt(n, 10))
+			return
+		}
+		for sent.Load() < slowTotal && r.Context().Err() == nil {
+			n, err := w.Write(chunk)
+			sent.Add(int64(n))
+			if err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+		}
+	})
+	eachRelay(t, app, func(t *testing.T, _ relayMode, c relayClient, path string) {
+		// A response its client does not read, streamed (the
+		// application's length does not matter here).
+		if path != "/chunked" {
+			return
+		}
+		sent.Store(0)
+		heap := heapInuse()
+		resp, err := c.c.Get("http://web/download")
+		if err != nil {
+			t.Fatal(err)
+		}
+		plateau := waitPlateau(t, &sent)
+		grown := heapInuse() - heap
+		t.Logf("response: %d MiB sent before the client read, heap +%d MiB", plateau>>20, grown>>20)
+		if plateau >= slowBound {
+			t.Errorf("the application sent %d MiB to a client that read nothing", plateau>>20)
+		}
+		if grown > heapBound {
+			t.Errorf("the heap grew by %d MiB while the client read nothing", grown>>20)
+		}
+		n, err := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err != nil || n != slowTotal {
+			t.Fatalf("the client read %d bytes, %v, want %d", n, err, slowTotal)
+		}
+
+		// A request body its application does not read.
+		var produced atomic.Int64
+		heap = heapInuse()
+		done := make(chan error, 1)
+		go func() {
+			resp, err := c.c.Post("http://web/upload", "application/octet-stream", &countingReader{n: slowTotal, count: &produced})
+			if err == nil {
+				var b []byte
+				b, err = io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err == nil && string(b) != strconv.Itoa(slowTotal) {
+					err = io.ErrShortWrite
+					t.Errorf("the application read %s bytes, want %d", b, slowTotal)
+				}
+			}
+			done <- err
+		}()
+		plateau = waitPlateau(t, &produced)
+		grown = heapInuse() - heap
+		t.Logf("request: %d MiB sent before the application read, heap +%d MiB", plateau>>20, grown>>20)
+		if plateau >= slowBound {
+			t.Errorf("the client sent %d MiB to an application that read nothing", plateau>>20)
+		}
+		if grown > heapBound {
+			t.Errorf("the heap grew by %d MiB while the application read nothing", grown>>20)
+		}
+		release <- struct{}{}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// waitPlateau waits until n stops growing for 300 ms (or reaches
+// slowTotal), and returns it.
+func waitPlateau(t *testing.T, n *atomic.Int64) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	last, since := int64(-1), time.Now()
+	for ctx.Err() == nil {
+		v := n.Load()
+		if v >= slowTotal {
+			return v
+		}
+		if v != last {
+			last, since = v, time.Now()
+		} else if v > 0 && time.Since(since) > 300*time.Millisecond {
+			return v
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no plateau: %d bytes", n.Load())
+	return 0
+}
+
+func heapInuse() int64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapInuse)
+}
+
+// countingReader yields n zero bytes, counting them in count as they are
+// read.
+type countingReader struct {
+	n     int64
+	count *atomic.Int64
+}
+
+func (r *countingReader) Read(p []byte) (int, error) {
+	if r.n == 0 {
+		return 0, io.EOF
+	}
+	p = p[:min(int64(len(p)), r.n)]
+	clear(p)
+	r.n -= int64(len(p))
+	r.count.Add(int64(len(p)))
+	return len(p), nil
+}
