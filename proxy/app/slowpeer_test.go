@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"runtime"
 	"strconv"
@@ -111,6 +112,43 @@ func TestSlowPeerBoundsMemory(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestSlowPeerBoundsMemoryOpaque: the same through an opaque port: an
+// application that writes to a client that does not read is stopped once
+// the hops' buffers are full, and the client then gets every byte.
+func TestSlowPeerBoundsMemoryOpaque(t *testing.T) {
+	var sent atomic.Int64
+	chunk := make([]byte, 32<<10)
+	m := newMesh(t)
+	client, _ := m.opaquePair(t, serveTCP(t, func(c net.Conn) {
+		for sent.Load() < slowTotal {
+			n, err := c.Write(chunk)
+			sent.Add(int64(n))
+			if err != nil {
+				return
+			}
+		}
+	}), "10.9.9.13:3306")
+	heap := heapInuse()
+	c, err := net.Dial("tcp", client.OutboundAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	plateau := waitPlateau(t, &sent)
+	grown := heapInuse() - heap
+	t.Logf("%d MiB sent before the client read, heap +%d MiB", plateau>>20, grown>>20)
+	if plateau >= slowBound {
+		t.Errorf("the application sent %d MiB to a client that read nothing", plateau>>20)
+	}
+	if grown > heapBound {
+		t.Errorf("the heap grew by %d MiB while the client read nothing", grown>>20)
+	}
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	if n, err := io.Copy(io.Discard, c); err != nil || n != slowTotal {
+		t.Fatalf("the client read %d bytes, %v, want %d", n, err, slowTotal)
+	}
 }
 
 // waitPlateau waits until n stops growing for 300 ms (or reaches
