@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -323,10 +324,14 @@ func (p *Proxy) pushHTTP(c net.Conn, info *netx.Info) {
 func (p *Proxy) serveTLS(c *netx.Conn, info *netx.Info) {
 	sc := &netx.Owned{Conn: c, Info: info}
 	tc := tls.Server(sc, p.o.TLS)
-	ctx, cancel := context.WithTimeout(context.Background(), p.o.DetectTimeout)
-	err := handshake(ctx, tc)
-	timedOut := ctx.Err() != nil
-	cancel()
+	// A deadline on the connection, not a context: when a context ends,
+	// crypto/tls closes the connection from a goroutine of its own, which
+	// may still be closing it (and reading info) when the handshake has
+	// returned and info.Open below writes it.
+	_ = c.SetDeadline(time.Now().Add(p.o.DetectTimeout))
+	err := handshake(tc)
+	_ = c.SetDeadline(time.Time{})
+	timedOut := errors.Is(err, os.ErrDeadlineExceeded)
 	if err != nil {
 		p.o.Log.Debug("inbound TLS handshake failed", "remote", c.RemoteAddr(), "err", err)
 		if !timedOut { // a TLS error is a failure; the proxy's own deadline is not
@@ -370,9 +375,9 @@ func (p *Proxy) serveTLS(c *netx.Conn, info *netx.Info) {
 // is used (with the outbound's dialOpaque, 7-9 KiB less stack per idle
 // opaque connection across both proxies; see TestIdleOpaqueMemory). It
 // costs a goroutine per connection, nothing per read or write.
-func handshake(ctx context.Context, tc *tls.Conn) error {
+func handshake(tc *tls.Conn) error {
 	done := make(chan error, 1)
-	go func() { done <- tc.HandshakeContext(ctx) }()
+	go func() { done <- tc.Handshake() }()
 	return <-done
 }
 

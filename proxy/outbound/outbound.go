@@ -557,6 +557,12 @@ func (p *Proxy) upstreamFor(a *discovery.Addr) *upstream {
 					c, err := dial(ctx)
 					return c, netx.Unsent(err)
 				},
+				// One connection made at a time (for HTTP/2, net/http's
+				// limit counts only the connections being made): a burst
+				// of requests to a new endpoint waits for one connection
+				// and shares it, instead of each dialing and handshaking
+				// its own.
+				MaxConnsPerHost:    1,
 				DisableCompression: true,
 				IdleConnTimeout:    10 * time.Minute,
 				HTTP2:              &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 10 * time.Second},
