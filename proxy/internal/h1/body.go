@@ -138,13 +138,15 @@ func copyChunked(w *bufio.Writer, br *bufio.Reader, drop []string) (int64, error
 		if err != nil {
 			return done, err
 		}
-		size, err := chunkSize(line)
+		size, digits, ext, err := splitChunkSize(line)
 		if err != nil {
 			return done, err
 		}
-		if _, err := w.Write(line); err != nil {
-			return done, &writeError{err}
-		}
+		// The size and its extensions, without the whitespace RFC 9112
+		// allows between them (BWS), which net/http and other servers
+		// refuse: "5 ;x" goes as "5;x".
+		w.Write(digits)
+		w.Write(ext)
 		if _, err := w.WriteString("\r\n"); err != nil {
 			return done, &writeError{err}
 		}
@@ -209,6 +211,14 @@ func chunkLine(w *bufio.Writer, br *bufio.Reader, crlf bool) ([]byte, error) {
 // chunkSize parses the hexadecimal size at the start of a chunk-size line;
 // what follows it may only be chunk extensions.
 func chunkSize(line []byte) (int64, error) {
+	n, _, _, err := splitChunkSize(line)
+	return n, err
+}
+
+// splitChunkSize parses a chunk-size line (without its line ending) into
+// the size, its hex digits and its extensions (from their ";", or empty),
+// leaving out the whitespace between the two.
+func splitChunkSize(line []byte) (size int64, digits, ext []byte, err error) {
 	var n int64
 	i := 0
 	for ; i < len(line); i++ {
@@ -225,22 +235,22 @@ func chunkSize(line []byte) (int64, error) {
 			goto rest
 		}
 		if i == 15 {
-			return 0, fmt.Errorf("%w: chunk size too large", errBadChunk)
+			return 0, nil, nil, fmt.Errorf("%w: chunk size too large", errBadChunk)
 		}
 		n = n<<4 | int64(d)
 	}
 rest:
 	if i == 0 {
-		return 0, fmt.Errorf("%w: no chunk size", errBadChunk)
+		return 0, nil, nil, fmt.Errorf("%w: no chunk size", errBadChunk)
 	}
 	tail := line[i:]
 	for len(tail) > 0 && (tail[0] == ' ' || tail[0] == '\t') {
 		tail = tail[1:]
 	}
 	if len(tail) > 0 && tail[0] != ';' {
-		return 0, fmt.Errorf("%w: bad chunk size", errBadChunk)
+		return 0, nil, nil, fmt.Errorf("%w: bad chunk size", errBadChunk)
 	}
-	return n, nil
+	return n, line[:i], tail, nil
 }
 
 // copyTrailer copies the trailer section and the final blank line, but the
