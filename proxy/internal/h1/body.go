@@ -143,8 +143,8 @@ func copyChunked(w *bufio.Writer, br *bufio.Reader, drop []string) (int64, error
 			return done, err
 		}
 		// The size and its extensions, without the whitespace RFC 9112
-		// allows between them (BWS), which net/http and other servers
-		// refuse: "5 ;x" goes as "5;x".
+		// allows between them (BWS), which net/http's chunked reader (a Go
+		// client's) refuses: "5 ;x" goes as "5;x".
 		w.Write(digits)
 		w.Write(ext)
 		if _, err := w.WriteString("\r\n"); err != nil {
