@@ -1,7 +1,6 @@
 package inbound
 
 import (
-	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"io"
@@ -49,7 +48,7 @@ func TestStalledHandshakeClosed(t *testing.T) {
 			t.Fatalf("connection %d closed after %v, before the detection timeout", i, waited)
 		}
 	}
-	wantMetric(t, reg, `tcp_close_total{direction="inbound",peer="src",tls="true",classification="success"} 20`)
+	waitMetric(t, reg, `tcp_close_total{direction="inbound",peer="src",tls="true",classification="success"}`, 20)
 }
 
 // TestHandshakeDeadlineRace: clients that give up on their handshake just
@@ -85,7 +84,7 @@ func TestHandshakeDeadlineRace(t *testing.T) {
 	if d := dialed.Load(); d < n/2 {
 		t.Fatalf("%d of %d connections made", d, n)
 	}
-	wantMetric(t, reg, `tcp_open_connections{direction="inbound",peer="src",tls="true"} 0`)
+	waitMetric(t, reg, `tcp_open_connections{direction="inbound",peer="src",tls="true"}`, 0)
 }
 
 // tlsInbound is an inbound proxy with a server certificate for its
@@ -119,19 +118,16 @@ func tlsInbound(t *testing.T, timeout time.Duration) (*Proxy, *metrics.Registry)
 	}), reg
 }
 
-// wantMetric waits up to 5 s for reg's exposition to hold the line want.
-func wantMetric(t *testing.T, reg *metrics.Registry, want string) {
+// waitMetric waits up to 5 s for series to have the value want
+// (metricValue).
+func waitMetric(t *testing.T, reg *metrics.Registry, series string, want int) {
 	t.Helper()
-	var text bytes.Buffer
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		text.Reset()
-		_, _ = reg.WriteTo(&text)
-		if strings.Contains(text.String(), want) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("metrics lack %s:\n%s", want, text.String())
-		}
+	got := metricValue(t, reg, series)
+	for deadline := time.Now().Add(5 * time.Second); got != want && time.Now().Before(deadline); got = metricValue(t, reg, series) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got != want {
+		t.Fatalf("%s = %d, want %d", series, got, want)
 	}
 }
 
