@@ -34,8 +34,9 @@ const leakRounds = 12
 // upload its client abandons, a protocol switch closed by its client, gRPC
 // calls cancelled or past their deadline, a gRPC stream cancelled) leave
 // no goroutine behind in either proxy, in any relay mode and for HTTP/1.1
-// and h2c clients; nor do opaque connections closed or reset by either end. A sidecar runs for the life of its pod: a goroutine left
-// per failed request is memory that grows until the pod is restarted.
+// and h2c clients; nor do opaque connections closed or reset by either
+// end. A sidecar runs for the life of its pod: a goroutine left per failed
+// request is memory that grows until the pod is restarted.
 func TestNoGoroutineLeft(t *testing.T) {
 	grpcApp := grpc.NewServer()
 	grpcecho.Register(grpcApp, "web-0")
@@ -82,7 +83,8 @@ func TestNoGoroutineLeft(t *testing.T) {
 				conn, _ := switchProtocols(t, out, "web", "")
 				conn.Close()
 				leakGRPC(t, g)
-				closeIdle(h1, h2c)
+				h1.CloseIdleConnections()
+				h2c.CloseIdleConnections()
 			})
 		})
 	}
@@ -256,12 +258,6 @@ func leakGRPC(t *testing.T, conn *grpc.ClientConn) {
 	cancel()
 	if _, err := st.Recv(); status.Code(err) != codes.Canceled {
 		t.Fatalf("cancelled stream: %v, want Canceled", err)
-	}
-}
-
-func closeIdle(cs ...*http.Client) {
-	for _, c := range cs {
-		c.CloseIdleConnections()
 	}
 }
 
