@@ -2,10 +2,9 @@ package detect
 
 import (
 	"bytes"
-	"crypto/tls"
-	"net"
 	"testing"
-	"time"
+
+	"github.com/conduit-mesh/conduit/proxy/internal/tlstest"
 )
 
 func TestDetect(t *testing.T) {
@@ -42,32 +41,8 @@ func TestDetect(t *testing.T) {
 	}
 }
 
-// clientHello captures a real ClientHello from crypto/tls.
-func clientHello(t testing.TB, sni string, alpn []string) []byte {
-	t.Helper()
-	a, b := net.Pipe()
-	go func() {
-		c := tls.Client(a, &tls.Config{ServerName: sni, NextProtos: alpn, InsecureSkipVerify: true})
-		_ = c.SetDeadline(time.Now().Add(time.Second))
-		_ = c.Handshake()
-		a.Close()
-	}()
-	var buf bytes.Buffer
-	tmp := make([]byte, 4096)
-	_ = b.SetReadDeadline(time.Now().Add(time.Second))
-	for {
-		n, err := b.Read(tmp)
-		buf.Write(tmp[:n])
-		if err != nil || buf.Len() >= 5 && buf.Len() >= 5+int(buf.Bytes()[3])<<8|int(buf.Bytes()[4]) {
-			break
-		}
-	}
-	b.Close()
-	return buf.Bytes()
-}
-
 func TestParseClientHello(t *testing.T) {
-	hello := clientHello(t, "web.ns.serviceaccount.identity.conduit.cluster.local", []string{"h2", "conduit.opaque"})
+	hello := tlstest.ClientHello(t, "web.ns.serviceaccount.identity.conduit.cluster.local", []string{"h2", "conduit.opaque"})
 	if Detect(hello) != TLS {
 		t.Fatalf("Detect(ClientHello) = %v", Detect(hello))
 	}
@@ -92,7 +67,7 @@ func TestParseClientHello(t *testing.T) {
 	if _, ok, need := ParseClientHello(bad); ok || need != 0 {
 		t.Errorf("ServerHello accepted: ok=%v need=%d", ok, need)
 	}
-	noSNI := clientHello(t, "", nil)
+	noSNI := tlstest.ClientHello(t, "", nil)
 	if h, ok, _ := ParseClientHello(noSNI); !ok || len(h.SNI) != 0 {
 		t.Errorf("no SNI: ok=%v sni=%q", ok, h.SNI)
 	}
@@ -120,7 +95,7 @@ func FuzzDetect(f *testing.F) {
 }
 
 func FuzzParseClientHello(f *testing.F) {
-	f.Add(clientHello(f, "a.b", []string{"h2"}))
+	f.Add(tlstest.ClientHello(f, "a.b", []string{"h2"}))
 	f.Add([]byte("\x16\x03\x01\x00\x04\x01\x00\x00\x00"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		h, ok, need := ParseClientHello(b)
@@ -155,7 +130,7 @@ func BenchmarkDetectH2(b *testing.B) {
 }
 
 func BenchmarkParseClientHello(b *testing.B) {
-	in := clientHello(b, "web.ns.serviceaccount.identity.conduit.cluster.local", []string{"h2"})
+	in := tlstest.ClientHello(b, "web.ns.serviceaccount.identity.conduit.cluster.local", []string{"h2"})
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, ok, _ := ParseClientHello(in); !ok {

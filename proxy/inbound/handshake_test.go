@@ -2,7 +2,6 @@ package inbound
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"io"
 	"log/slog"
 	"net"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/conduit-mesh/conduit/pkg/pki"
 	"github.com/conduit-mesh/conduit/proxy/internal/servetest"
+	"github.com/conduit-mesh/conduit/proxy/internal/tlstest"
 	"github.com/conduit-mesh/conduit/proxy/metrics"
 	"github.com/conduit-mesh/conduit/proxy/origdst"
 )
@@ -26,7 +26,7 @@ import (
 func TestStalledHandshakeClosed(t *testing.T) {
 	p, reg := tlsInbound(t, 200*time.Millisecond)
 	addr := servetest.Serve(t, p)
-	hello := clientHello(t, noIdentity{}.Name())
+	hello := tlstest.ClientHello(t, noIdentity{}.Name(), nil)
 	for i := range 20 {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
@@ -63,7 +63,7 @@ func TestHandshakeDeadlineRace(t *testing.T) {
 	const timeout = 50 * time.Millisecond
 	p, reg := tlsInbound(t, timeout)
 	addr := servetest.Serve(t, p)
-	hello := clientHello(t, noIdentity{}.Name())
+	hello := tlstest.ClientHello(t, noIdentity{}.Name(), nil)
 	const n = 300
 	var wg sync.WaitGroup
 	var dialed atomic.Int64
@@ -96,15 +96,7 @@ func tlsInbound(t *testing.T, timeout time.Duration) (*Proxy, *metrics.Registry)
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := pki.NewKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := ca.SignLeaf(id, key.Public(), time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert := tls.Certificate{Certificate: [][]byte{leaf.Raw}, PrivateKey: key, Leaf: leaf}
+	cert := tlstest.Leaf(t, ca, id, time.Hour)
 	reg := metrics.New()
 	return New(Options{
 		Log:           slog.New(slog.DiscardHandler),
@@ -129,22 +121,4 @@ func waitMetric(t *testing.T, reg *metrics.Registry, series string, want int) {
 	if got != want {
 		t.Fatalf("%s = %d, want %d", series, got, want)
 	}
-}
-
-// clientHello returns the bytes of a TLS 1.3 ClientHello for serverName,
-// as a meshed proxy sends it.
-func clientHello(t *testing.T, serverName string) []byte {
-	t.Helper()
-	a, b := net.Pipe()
-	go func() {
-		_ = tls.Client(a, &tls.Config{ServerName: serverName, RootCAs: x509.NewCertPool(), MinVersion: tls.VersionTLS13}).Handshake()
-	}()
-	buf := make([]byte, 4096)
-	n, err := b.Read(buf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.Close()
-	b.Close()
-	return buf[:n]
 }

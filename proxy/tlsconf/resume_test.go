@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/conduit-mesh/conduit/pkg/pki"
+	"github.com/conduit-mesh/conduit/proxy/internal/tlstest"
 )
 
 type staticCerts struct{ c *tls.Certificate }
@@ -25,15 +26,8 @@ func leafCert(t *testing.T, ca *pki.CA, name string) staticCerts {
 
 func leafCertFor(t *testing.T, ca *pki.CA, name string, validity time.Duration) staticCerts {
 	t.Helper()
-	key, err := pki.NewKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := ca.SignLeaf(name, key.Public(), validity)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return staticCerts{&tls.Certificate{Certificate: [][]byte{leaf.Raw}, PrivateKey: key, Leaf: leaf}}
+	c := tlstest.Leaf(t, ca, name, validity)
+	return staticCerts{&c}
 }
 
 // Connections between proxies resume TLS sessions (no certificate signature

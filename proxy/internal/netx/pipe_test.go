@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/conduit-mesh/conduit/pkg/pki"
+	"github.com/conduit-mesh/conduit/proxy/internal/tlstest"
 	"github.com/conduit-mesh/conduit/proxy/metrics"
 )
 
@@ -26,19 +27,12 @@ func tlsPair(t *testing.T, info *Info) (client, server *tls.Conn) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := pki.NewKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := root.SignLeaf("server.test", key.Public(), time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert := tlstest.Leaf(t, root, "server.test", time.Hour)
 	pool := x509.NewCertPool()
 	pool.AddCert(root.Cert)
 	c1, c2 := pair(t)
 	client = tls.Client(&Owned{Conn: Wrap(c1, info), Info: info}, &tls.Config{ServerName: "server.test", RootCAs: pool, MinVersion: tls.VersionTLS13})
-	server = tls.Server(c2, &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{leaf.Raw}, PrivateKey: key, Leaf: leaf}}, MinVersion: tls.VersionTLS13})
+	server = tls.Server(c2, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13})
 	errc := make(chan error, 1)
 	go func() { errc <- server.Handshake() }()
 	if err := client.Handshake(); err != nil {
