@@ -45,6 +45,7 @@ import (
 	"github.com/conduit-mesh/conduit/pkg/pki"
 	"github.com/conduit-mesh/conduit/proxy/app"
 	"github.com/conduit-mesh/conduit/proxy/config"
+	"github.com/conduit-mesh/conduit/proxy/internal/logtest"
 	"github.com/conduit-mesh/conduit/proxy/origdst"
 )
 
@@ -812,10 +813,7 @@ func eventually(t *testing.T, what string, cond func() (ok bool, detail string))
 }
 
 // logBuffer keeps a component's log; the test prints it when it fails.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+type logBuffer struct{ all logtest.Buffer }
 
 func newLogBuffer(t *testing.T, name string) *logBuffer {
 	l := &logBuffer{}
@@ -827,17 +825,11 @@ func newLogBuffer(t *testing.T, name string) *logBuffer {
 	return l
 }
 
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
+func (l *logBuffer) Write(p []byte) (int, error) { return l.all.Write(p) }
 
 // String is the log's last 16 KiB.
 func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	s := l.b.String()
+	s := l.all.String()
 	if len(s) > 16<<10 {
 		s = "...\n" + s[len(s)-16<<10:]
 	}
@@ -846,10 +838,8 @@ func (l *logBuffer) String() string {
 
 // line returns the first line of the log holding every one of parts.
 func (l *logBuffer) line(parts ...string) (string, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 lines:
-	for _, line := range strings.Split(l.b.String(), "\n") {
+	for _, line := range strings.Split(l.all.String(), "\n") {
 		for _, p := range parts {
 			if !strings.Contains(line, p) {
 				continue lines
